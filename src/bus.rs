@@ -1,0 +1,388 @@
+//! The bus handle and its builder.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::layout::{Geometry, HeaderSnapshot, ProducerMode, TypeInfo, MAX_PRODUCERS};
+use crate::payload::{Payload, Raw};
+use crate::publisher::Publisher;
+use crate::segment::{self, Access, Segment, Trust};
+use crate::subscriber::{Start, Subscriber};
+
+/// Slots of a new bus unless [`BusBuilder::slots`] says otherwise.
+pub const DEFAULT_SLOTS: u64 = 1024;
+/// Payload capacity of a new raw bus unless [`BusBuilder::capacity`] says otherwise.
+pub const DEFAULT_RAW_CAPACITY: usize = 240;
+
+/// A handle on a named bus (or an in-process one). Cheap to clone; publishers and subscribers
+/// made from it keep the mapping alive.
+pub struct Bus<T: Payload = Raw> {
+    seg: Arc<Segment>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Payload> Clone for Bus<T> {
+    fn clone(&self) -> Self {
+        Bus { seg: self.seg.clone(), _type: PhantomData }
+    }
+}
+
+impl<T: Payload> std::fmt::Debug for Bus<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("name", &self.seg.name())
+            .field("slots", &self.seg.geometry.slot_count)
+            .field("capacity", &self.seg.geometry.capacity)
+            .field("mode", &self.seg.mode)
+            .field("type", &self.seg.ty.name)
+            .finish()
+    }
+}
+
+impl Bus<Raw> {
+    /// Opens an existing bus read-write (able to publish and to let subscribers sleep on the
+    /// futex), accepting any message type for reading.
+    pub fn open(name: &str) -> Result<Self> {
+        BusBuilder::new(name).open()
+    }
+
+    /// Opens an existing bus read-only: subscribers only, the segment mapped without write access.
+    pub fn open_read_only(name: &str) -> Result<Self> {
+        BusBuilder::new(name).read_only().open()
+    }
+
+    /// Removes a bus from `/dev/shm`. Processes that have it open keep their mapping.
+    pub fn remove(name: &str) -> Result<()> {
+        segment::remove(name)
+    }
+}
+
+impl<T: Payload> Bus<T> {
+    /// Attaches a producer. On a single-producer bus this fails with
+    /// [`Error::ProducerExists`] while another producer lives.
+    pub fn publisher(&self) -> Result<Publisher<T>> {
+        if !self.seg.is_writable() {
+            return Err(Error::ReadOnly { name: self.seg.name().to_owned() });
+        }
+        let wanted = T::type_info(&self.seg.ty.name);
+        if wanted.is_raw() != self.seg.ty.is_raw() {
+            return Err(Error::TypeMismatch {
+                name: self.seg.name().to_owned(),
+                expected: wanted.to_string(),
+                found: self.seg.ty.to_string(),
+            });
+        }
+        Publisher::attach(self.seg.clone())
+    }
+
+    /// A subscriber that sees only messages published from now on.
+    pub fn subscriber(&self) -> Subscriber<T> {
+        self.subscribe(Start::Newest)
+    }
+
+    /// A subscriber starting where `start` says.
+    pub fn subscribe(&self, start: Start) -> Subscriber<T> {
+        Subscriber::new(self.seg.clone(), start)
+    }
+
+    /// The bus name.
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// Number of slots in the ring.
+    pub fn slots(&self) -> u64 {
+        self.seg.geometry.slot_count
+    }
+
+    /// Largest message, in bytes.
+    pub fn capacity(&self) -> usize {
+        self.seg.geometry.capacity
+    }
+
+    /// Single or multi producer.
+    pub fn producer_mode(&self) -> ProducerMode {
+        self.seg.mode
+    }
+
+    /// The message type recorded in the segment.
+    pub fn message_type(&self) -> &TypeInfo {
+        &self.seg.ty
+    }
+
+    /// Whether this handle mapped the segment read-only.
+    pub fn is_read_only(&self) -> bool {
+        !self.seg.is_writable()
+    }
+
+    /// A fresh read of the whole header.
+    pub fn header(&self) -> HeaderSnapshot {
+        self.seg.header()
+    }
+
+    /// The next sequence number to be claimed by a producer.
+    pub fn cursor(&self) -> u64 {
+        crate::ring::cursor(self.seg.words())
+    }
+
+    /// Whether any producer is attached and alive. A producer that crashed is not (the kernel
+    /// releases its lock).
+    pub fn has_producers(&self) -> bool {
+        self.seg.producers_alive()
+    }
+
+    /// The producers attached now: pid and raw-clock time of each one's last publish.
+    pub fn producers(&self) -> Vec<ProducerInfo> {
+        (0..MAX_PRODUCERS)
+            .filter(|&i| self.seg.producer_alive(i))
+            .map(|i| ProducerInfo { index: i, pid: self.seg.producer_pid(i), last_publish_raw: self.seg.producer_last_publish(i) })
+            .collect()
+    }
+
+    /// Counts the slots by state: never written, written, being written now.
+    pub fn slot_census(&self) -> SlotCensus {
+        let g = &self.seg.geometry;
+        let mut c = SlotCensus::default();
+        for i in 0..g.slot_count {
+            match crate::ring::version(self.seg.words(), g, i) {
+                0 => c.empty += 1,
+                v if v & 1 == 1 => c.being_written += 1,
+                _ => c.written += 1,
+            }
+        }
+        c
+    }
+}
+
+/// A live producer, as [`Bus::producers`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerInfo {
+    /// Producer-table entry.
+    pub index: usize,
+    /// Its process id.
+    pub pid: u32,
+    /// [`quanta::Clock::raw`] at its last publish (0 if none yet).
+    pub last_publish_raw: u64,
+}
+
+/// Slot states, as [`Bus::slot_census`] counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotCensus {
+    /// Never written.
+    pub empty: u64,
+    /// Holding a complete message (or a tombstone).
+    pub written: u64,
+    /// Being written at the moment of the census (or left so by a dead producer).
+    pub being_written: u64,
+}
+
+/// Creates or opens a bus; reads like a sentence:
+///
+/// ```
+/// # let name = format!("doc-builder-{}", std::process::id());
+/// use shmbus::BusBuilder;
+/// let bus = BusBuilder::new(&name).slots(256).capacity(64).multi_producer().create()?;
+/// assert_eq!(bus.slots(), 256);
+/// # shmbus::Bus::remove(&name)?;
+/// # Ok::<(), shmbus::Error>(())
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct BusBuilder<T: Payload = Raw> {
+    name: String,
+    slots: u64,
+    capacity: Option<usize>,
+    mode: ProducerMode,
+    permissions: u32,
+    type_name: Option<String>,
+    first_seq: u64,
+    access: Access,
+    trust: Trust,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Payload> Clone for BusBuilder<T> {
+    fn clone(&self) -> Self {
+        BusBuilder { name: self.name.clone(), type_name: self.type_name.clone(), _type: PhantomData, ..*self }
+    }
+}
+
+impl BusBuilder<Raw> {
+    /// Starts a builder for bus `name`, carrying raw bytes.
+    pub fn new(name: &str) -> Self {
+        BusBuilder {
+            name: name.to_owned(),
+            slots: DEFAULT_SLOTS,
+            capacity: None,
+            mode: ProducerMode::Single,
+            permissions: 0o600,
+            type_name: None,
+            first_seq: 0,
+            access: Access::ReadWrite,
+            trust: Trust::default(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Payload> BusBuilder<T> {
+    /// Makes the bus carry messages of type `U` (checked when opening: another type, even of the
+    /// same size, is refused).
+    pub fn message_type<U: Payload>(self) -> BusBuilder<U> {
+        BusBuilder {
+            name: self.name,
+            slots: self.slots,
+            capacity: self.capacity,
+            mode: self.mode,
+            permissions: self.permissions,
+            type_name: self.type_name,
+            first_seq: self.first_seq,
+            access: self.access,
+            trust: self.trust,
+            _type: PhantomData,
+        }
+    }
+
+    /// Number of slots: a power of two (never rounded: anything else is an error).
+    pub fn slots(mut self, slots: u64) -> Self {
+        self.slots = slots;
+        self
+    }
+
+    /// Payload capacity of each slot, in bytes. Defaults to the message type's size, or
+    /// 240 bytes for raw buses (a 256-byte slot).
+    pub fn capacity(mut self, bytes: usize) -> Self {
+        self.capacity = Some(bytes);
+        self
+    }
+
+    /// Single or multi producer (default single).
+    pub fn producer_mode(mut self, mode: ProducerMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Shorthand for `producer_mode(ProducerMode::Multi)`.
+    pub fn multi_producer(self) -> Self {
+        self.producer_mode(ProducerMode::Multi)
+    }
+
+    /// Permission bits of a created segment (default `0o600`), applied exactly, whatever the umask.
+    pub fn permissions(mut self, mode: u32) -> Self {
+        self.permissions = mode;
+        self
+    }
+
+    /// The type name recorded and checked for typed buses (default `std::any::type_name`, which
+    /// may differ between compiler versions: set a name of your own for buses shared by
+    /// separately built programs).
+    pub fn type_name(mut self, name: &str) -> Self {
+        self.type_name = Some(name.to_owned());
+        self
+    }
+
+    /// Open read-only (subscribers only; the segment is mapped without write access).
+    pub fn read_only(mut self) -> Self {
+        self.access = Access::ReadOnly;
+        self
+    }
+
+    /// Accept a segment owned by another user.
+    pub fn accept_other_owner(mut self) -> Self {
+        self.trust.other_owner = true;
+        self
+    }
+
+    /// Accept a segment writable by group or others.
+    pub fn accept_shared_write(mut self) -> Self {
+        self.trust.shared_write = true;
+        self
+    }
+
+    /// First sequence number of a new bus (default 0). Exists so tests can start near large
+    /// values; applications have no reason to change it.
+    #[doc(hidden)]
+    pub fn first_sequence(mut self, seq: u64) -> Self {
+        self.first_seq = seq;
+        self
+    }
+
+    fn type_info(&self) -> TypeInfo {
+        T::type_info(self.type_name.as_deref().unwrap_or_else(|| T::default_name()))
+    }
+
+    fn geometry(&self) -> Result<(Geometry, TypeInfo)> {
+        let ty = self.type_info();
+        if ty.align > 8 {
+            return Err(Error::InvalidConfig(format!(
+                "type {} has alignment {}; shmbus payloads are 8-byte aligned",
+                ty.name, ty.align
+            )));
+        }
+        let capacity = self.capacity.unwrap_or(if ty.is_raw() { DEFAULT_RAW_CAPACITY } else { ty.size as usize });
+        if !ty.is_raw() && capacity < ty.size as usize {
+            return Err(Error::MessageTooLarge { len: ty.size as usize, capacity });
+        }
+        let g = Geometry::new(self.slots, capacity).map_err(Error::InvalidConfig)?;
+        if self.first_seq > u64::MAX / 4 {
+            return Err(Error::InvalidConfig(format!("first sequence {} is too large", self.first_seq)));
+        }
+        Ok((g, ty))
+    }
+
+    /// Creates a new bus; fails with [`Error::AlreadyExists`] if the name is taken.
+    pub fn create(self) -> Result<Bus<T>> {
+        let (g, ty) = self.geometry()?;
+        let seg = Segment::create(&self.name, g, self.mode, ty, self.first_seq, self.permissions)?;
+        Ok(Bus { seg: Arc::new(seg), _type: PhantomData })
+    }
+
+    /// Creates a bus that lives in this process's heap only: no name, no `/dev/shm`. Useful for
+    /// threads of one process and for tests.
+    pub fn in_process(self) -> Result<Bus<T>> {
+        let (g, ty) = self.geometry()?;
+        Ok(Bus { seg: Arc::new(Segment::heap(g, self.mode, ty, self.first_seq)), _type: PhantomData })
+    }
+
+    /// Opens an existing bus, checking its message type (raw builders accept any type).
+    pub fn open(self) -> Result<Bus<T>> {
+        let seg = Segment::open(&self.name, self.access, self.trust)?;
+        let wanted = self.type_info();
+        if !wanted.is_raw() && (seg.ty != wanted || seg.header().type_hash != wanted.name_hash()) {
+            return Err(Error::TypeMismatch { name: self.name, expected: wanted.to_string(), found: seg.ty.to_string() });
+        }
+        Ok(Bus { seg: Arc::new(seg), _type: PhantomData })
+    }
+
+    /// Opens the bus if it exists with the same geometry, mode and type, else creates it.
+    pub fn open_or_create(self) -> Result<Bus<T>> {
+        let (g, _) = self.geometry()?;
+        let mode = self.mode;
+        loop {
+            match self.clone().open() {
+                Ok(bus) => {
+                    let s = &bus.seg;
+                    if s.geometry != g || s.mode != mode || (self.type_info().is_raw() && !s.ty.is_raw()) {
+                        let wanted = describe(g, mode, &self.type_info());
+                        return Err(Error::GeometryMismatch {
+                            name: self.name,
+                            found: describe(s.geometry, s.mode, &s.ty),
+                            wanted,
+                        });
+                    }
+                    return Ok(bus);
+                }
+                Err(Error::NotFound { .. }) => match self.clone().create() {
+                    Err(Error::AlreadyExists { .. }) => continue,
+                    other => return other,
+                },
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn describe(g: Geometry, mode: ProducerMode, ty: &TypeInfo) -> String {
+    format!("{} slots of {} bytes, {:?} producer, type {}", g.slot_count, g.capacity, mode, ty)
+}

@@ -1,0 +1,491 @@
+//! The segment layout (ABI version 1): the only module that knows where anything lives.
+//!
+//! The segment is viewed as an array of 64-bit words (`[AtomicU64]`); every field below is one
+//! word or half of one, and every offset is a word index. Nothing in the segment is a pointer, so
+//! each process may map it anywhere.
+//!
+//! ```text
+//!  byte  word  header (one 4096-byte page)
+//!  ----  ----  ------------------------------------------------------------------------------
+//!     0     0  magic "SHMBUS\0\x01"   (stored last, Release: the segment is ready)
+//!     8     1  abi version (lo32) | producer mode (hi32: 1 single, 2 multi)
+//!    16     2  slot count (power of two)
+//!    24     3  slot stride in bytes (multiple of 64)
+//!    32     4  payload capacity in bytes
+//!    40     5  type fingerprint: FNV-1a hash of the type name
+//!    48     6  type size (lo32) | type align (hi32)
+//!    56     7  first sequence number
+//!    64     8  creator pid (lo32) | type name length (hi32)
+//!    72     9  creator start time (clock ticks after boot, from /proc/PID/stat)
+//!    80    10  creation time (ns since the Unix epoch)
+//!    88    11  segment size in bytes
+//!   128    16  type name, up to 256 bytes of UTF-8
+//!  1024   128  write cursor: next sequence to claim            [own cache line, hot]
+//!  1088   136  wake word (futex, lo32 only)                    [own cache line]
+//!  1096   137  sleeping-subscriber count
+//!  2048   256  producer table: 32 entries of 64 bytes (one line each)
+//!                +0 pid (lo32) | 0      +8 start time (ticks)    +16 last publish (raw clock)
+//!  4096   512  slot 0, then slot i at 4096 + i * stride
+//!
+//!  slot:  +0 version (2*seq+1 while writing seq, 2*seq+2 once written, 0 never written)
+//!         +8 length (bits 0-31; u32::MAX = tombstone) | writer's seq tag (32-58) | writer index (59-63)
+//!        +16 payload, capacity bytes rounded up to whole words
+//! ```
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// The first word of every shmbus segment: `b"SHMBUS\0\x01"` read as a little-endian `u64`.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMBUS\0\x01");
+/// The layout version this library reads and writes.
+pub const ABI_VERSION: u32 = 1;
+/// Bytes of header before slot 0.
+pub const HEADER_BYTES: usize = 4096;
+/// Bytes of slot header before the payload (version word and length word).
+pub const SLOT_HEADER_BYTES: usize = 16;
+/// Longest type name stored in the header.
+pub const TYPE_NAME_MAX: usize = 256;
+/// Producer-table entries: the most producers attached at once.
+pub const MAX_PRODUCERS: usize = 32;
+/// Most slots a bus may have (the slot's writer tag holds 27 bits of sequence number, and must
+/// differ between a slot's consecutive occupants).
+pub const MAX_SLOTS: u64 = 1 << 26;
+/// Largest segment shmbus creates or opens (64 GiB).
+pub const MAX_SEGMENT_BYTES: u64 = 64 << 30;
+/// Length value marking a slot whose writer died: counted as lost, never delivered.
+pub(crate) const TOMBSTONE: u32 = u32::MAX;
+
+pub(crate) const W_MAGIC: usize = 0;
+pub(crate) const W_ABI_MODE: usize = 1;
+pub(crate) const W_SLOT_COUNT: usize = 2;
+pub(crate) const W_STRIDE: usize = 3;
+pub(crate) const W_CAPACITY: usize = 4;
+pub(crate) const W_TYPE_HASH: usize = 5;
+pub(crate) const W_TYPE_SIZE_ALIGN: usize = 6;
+pub(crate) const W_FIRST_SEQ: usize = 7;
+pub(crate) const W_CREATOR: usize = 8;
+pub(crate) const W_CREATOR_START: usize = 9;
+pub(crate) const W_CREATED_NS: usize = 10;
+pub(crate) const W_SEGMENT_SIZE: usize = 11;
+pub(crate) const W_TYPE_NAME: usize = 16;
+pub(crate) const W_CURSOR: usize = 128;
+pub(crate) const W_WAKE: usize = 136;
+pub(crate) const W_WAITERS: usize = 137;
+pub(crate) const W_PRODUCERS: usize = 256;
+pub(crate) const PRODUCER_ENTRY_WORDS: usize = 8;
+pub(crate) const PE_PID: usize = 0;
+pub(crate) const PE_START: usize = 1;
+pub(crate) const PE_LAST_PUBLISH: usize = 2;
+pub(crate) const W_SLOTS: usize = HEADER_BYTES / 8;
+
+/// Whether one or several producers may publish at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProducerMode {
+    /// One producer at a time, enforced by a lock the kernel releases when it dies.
+    Single,
+    /// Any number of producers (up to 32 at once), claiming sequence numbers with `fetch_add`.
+    Multi,
+}
+
+impl ProducerMode {
+    pub(crate) fn to_word(self) -> u32 {
+        match self {
+            ProducerMode::Single => 1,
+            ProducerMode::Multi => 2,
+        }
+    }
+
+    pub(crate) fn from_word(w: u32) -> Option<Self> {
+        match w {
+            1 => Some(ProducerMode::Single),
+            2 => Some(ProducerMode::Multi),
+            _ => None,
+        }
+    }
+}
+
+/// The shape of the ring, read once from a validated header and never re-read from shared memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub slot_count: u64,
+    pub stride_words: usize,
+    pub capacity: usize,
+}
+
+impl Geometry {
+    /// Computes the geometry for a new bus, checking every bound.
+    pub(crate) fn new(slot_count: u64, capacity: usize) -> Result<Self, String> {
+        if slot_count == 0 || !slot_count.is_power_of_two() {
+            return Err(format!("slot count must be a power of two, got {slot_count}"));
+        }
+        if slot_count > MAX_SLOTS {
+            return Err(format!("slot count {slot_count} exceeds the limit of {MAX_SLOTS}"));
+        }
+        if capacity == 0 {
+            return Err("payload capacity must be at least 1 byte".into());
+        }
+        if capacity >= TOMBSTONE as usize {
+            return Err(format!("payload capacity {capacity} is too large"));
+        }
+        let stride = (SLOT_HEADER_BYTES as u64)
+            .checked_add(capacity as u64)
+            .and_then(|b| b.checked_next_multiple_of(64))
+            .ok_or_else(|| format!("payload capacity {capacity} is too large"))?;
+        let g = Geometry { slot_count, stride_words: (stride / 8) as usize, capacity };
+        match g.segment_bytes() {
+            Some(size) if size <= MAX_SEGMENT_BYTES => Ok(g),
+            _ => Err(format!(
+                "{slot_count} slots of {stride} bytes exceed the {MAX_SEGMENT_BYTES}-byte segment limit"
+            )),
+        }
+    }
+
+    pub(crate) fn mask(&self) -> u64 {
+        self.slot_count - 1
+    }
+
+    pub(crate) fn stride_bytes(&self) -> u64 {
+        self.stride_words as u64 * 8
+    }
+
+    /// Words of payload a slot holds (capacity rounded up to whole words).
+    pub(crate) fn payload_words(&self) -> usize {
+        self.capacity.div_ceil(8)
+    }
+
+    /// Total segment size, or `None` on overflow.
+    pub(crate) fn segment_bytes(&self) -> Option<u64> {
+        self.slot_count.checked_mul(self.stride_bytes())?.checked_add(HEADER_BYTES as u64)
+    }
+
+    /// Word index of slot `seq`'s version word.
+    #[inline]
+    pub(crate) fn slot_word(&self, seq: u64) -> usize {
+        W_SLOTS + (seq & self.mask()) as usize * self.stride_words
+    }
+}
+
+/// The message-type fingerprint stored in the header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeInfo {
+    /// The type's name (by default `std::any::type_name`, or set by the user).
+    pub name: String,
+    /// `size_of` the type (0 for raw byte messages).
+    pub size: u32,
+    /// `align_of` the type.
+    pub align: u32,
+}
+
+impl TypeInfo {
+    /// The type name of raw byte messages.
+    pub const RAW_NAME: &'static str = "bytes";
+
+    /// The fingerprint of raw byte messages.
+    pub fn raw() -> Self {
+        TypeInfo { name: Self::RAW_NAME.into(), size: 0, align: 1 }
+    }
+
+    /// Whether this is the raw-bytes fingerprint.
+    pub fn is_raw(&self) -> bool {
+        self.size == 0 && self.name == Self::RAW_NAME
+    }
+
+    /// FNV-1a hash of the name: stable across compilers and processes.
+    pub fn name_hash(&self) -> u64 {
+        fnv1a(self.name.as_bytes())
+    }
+}
+
+impl std::fmt::Display for TypeInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_raw() {
+            write!(f, "bytes")
+        } else {
+            write!(f, "{} (size {}, align {})", self.name, self.size, self.align)
+        }
+    }
+}
+
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Everything needed to initialise a header.
+pub(crate) struct HeaderInit<'a> {
+    pub geometry: Geometry,
+    pub mode: ProducerMode,
+    pub ty: &'a TypeInfo,
+    pub first_seq: u64,
+    pub creator_pid: u32,
+    pub creator_start: u64,
+    pub created_ns: u64,
+}
+
+/// Writes a fresh header into `words` (all zero on entry), magic last with Release.
+pub(crate) fn write_header(words: &[AtomicU64], h: &HeaderInit<'_>) {
+    let st = |w: usize, v: u64| words[w].store(v, Ordering::Relaxed);
+    let name = truncate_utf8(&h.ty.name, TYPE_NAME_MAX);
+    st(W_ABI_MODE, ABI_VERSION as u64 | (h.mode.to_word() as u64) << 32);
+    st(W_SLOT_COUNT, h.geometry.slot_count);
+    st(W_STRIDE, h.geometry.stride_bytes());
+    st(W_CAPACITY, h.geometry.capacity as u64);
+    st(W_TYPE_HASH, h.ty.name_hash());
+    st(W_TYPE_SIZE_ALIGN, h.ty.size as u64 | (h.ty.align as u64) << 32);
+    st(W_FIRST_SEQ, h.first_seq);
+    st(W_CREATOR, h.creator_pid as u64 | (name.len() as u64) << 32);
+    st(W_CREATOR_START, h.creator_start);
+    st(W_CREATED_NS, h.created_ns);
+    st(W_SEGMENT_SIZE, h.geometry.segment_bytes().unwrap_or(0));
+    for (i, chunk) in name.as_bytes().chunks(8).enumerate() {
+        let mut b = [0u8; 8];
+        b[..chunk.len()].copy_from_slice(chunk);
+        st(W_TYPE_NAME + i, u64::from_le_bytes(b));
+    }
+    st(W_CURSOR, h.first_seq);
+    // ORDERING: pairs with the Acquire load of the magic in `read_header`: whoever sees the
+    // magic sees every field above.
+    words[W_MAGIC].store(MAGIC, Ordering::Release);
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A header as read (once) from a segment, before or after validation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderSnapshot {
+    /// The magic word.
+    pub magic: u64,
+    /// The ABI version.
+    pub abi_version: u32,
+    /// Raw producer-mode word (1 single, 2 multi).
+    pub mode_word: u32,
+    /// Slot count.
+    pub slot_count: u64,
+    /// Slot stride in bytes.
+    pub slot_stride: u64,
+    /// Payload capacity in bytes.
+    pub capacity: u64,
+    /// Type name hash stored.
+    pub type_hash: u64,
+    /// The message type.
+    pub ty: TypeInfo,
+    /// The first sequence number of the bus.
+    pub first_seq: u64,
+    /// Pid of the creating process.
+    pub creator_pid: u32,
+    /// Start time of the creating process (clock ticks after boot).
+    pub creator_start: u64,
+    /// Creation time, ns since the Unix epoch.
+    pub created_ns: u64,
+    /// Segment size recorded at creation.
+    pub segment_size: u64,
+    /// The write cursor: next sequence to be claimed.
+    pub cursor: u64,
+}
+
+impl HeaderSnapshot {
+    /// The producer mode, if the word is valid.
+    pub fn producer_mode(&self) -> Option<ProducerMode> {
+        ProducerMode::from_word(self.mode_word)
+    }
+
+    /// Messages published (claimed) since creation.
+    pub fn published(&self) -> u64 {
+        self.cursor.wrapping_sub(self.first_seq)
+    }
+}
+
+/// Reads every header field once. `words` must hold at least the header.
+pub(crate) fn read_header(words: &[AtomicU64]) -> HeaderSnapshot {
+    // ORDERING: pairs with the Release store of the magic in `write_header`.
+    let magic = words[W_MAGIC].load(Ordering::Acquire);
+    let ld = |w: usize| words[w].load(Ordering::Relaxed);
+    let abi_mode = ld(W_ABI_MODE);
+    let size_align = ld(W_TYPE_SIZE_ALIGN);
+    let creator = ld(W_CREATOR);
+    let name_len = ((creator >> 32) as usize).min(TYPE_NAME_MAX);
+    let mut name = Vec::with_capacity(name_len);
+    for i in 0..name_len.div_ceil(8) {
+        name.extend_from_slice(&ld(W_TYPE_NAME + i).to_le_bytes());
+    }
+    name.truncate(name_len);
+    HeaderSnapshot {
+        magic,
+        abi_version: abi_mode as u32,
+        mode_word: (abi_mode >> 32) as u32,
+        slot_count: ld(W_SLOT_COUNT),
+        slot_stride: ld(W_STRIDE),
+        capacity: ld(W_CAPACITY),
+        type_hash: ld(W_TYPE_HASH),
+        ty: TypeInfo {
+            name: String::from_utf8_lossy(&name).into_owned(),
+            size: size_align as u32,
+            align: (size_align >> 32) as u32,
+        },
+        first_seq: ld(W_FIRST_SEQ),
+        creator_pid: creator as u32,
+        creator_start: ld(W_CREATOR_START),
+        created_ns: ld(W_CREATED_NS),
+        segment_size: ld(W_SEGMENT_SIZE),
+        cursor: ld(W_CURSOR),
+    }
+}
+
+/// Why a header is not acceptable; mapped to [`crate::Error`] by the caller, who knows the name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum HeaderFault {
+    NotInitialised,
+    BadMagic(u64),
+    Abi(u32),
+    Corrupt(String),
+    Truncated { expected: u64 },
+}
+
+/// Checks a header against the file size it was read from, with checked arithmetic throughout.
+/// Returns the geometry and mode to use for the rest of the mapping's life.
+pub(crate) fn validate(h: &HeaderSnapshot, file_size: u64) -> Result<(Geometry, ProducerMode), HeaderFault> {
+    if h.magic == 0 {
+        return Err(HeaderFault::NotInitialised);
+    }
+    if h.magic != MAGIC {
+        return Err(HeaderFault::BadMagic(h.magic));
+    }
+    if h.abi_version != ABI_VERSION {
+        return Err(HeaderFault::Abi(h.abi_version));
+    }
+    let mode = ProducerMode::from_word(h.mode_word)
+        .ok_or_else(|| HeaderFault::Corrupt(format!("producer mode word {} is neither 1 nor 2", h.mode_word)))?;
+    if h.slot_count == 0 || !h.slot_count.is_power_of_two() || h.slot_count > MAX_SLOTS {
+        return Err(HeaderFault::Corrupt(format!("slot count {} is not a power of two up to {MAX_SLOTS}", h.slot_count)));
+    }
+    if h.slot_stride == 0 || h.slot_stride % 64 != 0 {
+        return Err(HeaderFault::Corrupt(format!("slot stride {} is not a multiple of 64", h.slot_stride)));
+    }
+    let capacity = usize::try_from(h.capacity)
+        .ok()
+        .filter(|&c| c > 0 && c < TOMBSTONE as usize)
+        .ok_or_else(|| HeaderFault::Corrupt(format!("payload capacity {} is out of range", h.capacity)))?;
+    match (SLOT_HEADER_BYTES as u64).checked_add(h.capacity) {
+        Some(need) if need <= h.slot_stride => {}
+        _ => {
+            return Err(HeaderFault::Corrupt(format!(
+                "payload capacity {} does not fit a {}-byte slot",
+                h.capacity, h.slot_stride
+            )))
+        }
+    }
+    let expected = h
+        .slot_count
+        .checked_mul(h.slot_stride)
+        .and_then(|b| b.checked_add(HEADER_BYTES as u64))
+        .filter(|&s| s <= MAX_SEGMENT_BYTES)
+        .ok_or_else(|| HeaderFault::Corrupt(format!("{} slots of {} bytes overflow", h.slot_count, h.slot_stride)))?;
+    if h.segment_size != expected {
+        return Err(HeaderFault::Corrupt(format!(
+            "recorded size {} does not match {} slots of {} bytes ({expected})",
+            h.segment_size, h.slot_count, h.slot_stride
+        )));
+    }
+    if file_size < expected {
+        return Err(HeaderFault::Truncated { expected });
+    }
+    if file_size > expected {
+        return Err(HeaderFault::Corrupt(format!("segment is {file_size} bytes, header implies {expected}")));
+    }
+    let stride_words = usize::try_from(h.slot_stride / 8)
+        .map_err(|_| HeaderFault::Corrupt(format!("slot stride {} is out of range", h.slot_stride)))?;
+    Ok((Geometry { slot_count: h.slot_count, stride_words, capacity }, mode))
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_offsets_are_the_documented_bytes() {
+        assert_eq!(W_MAGIC * 8, 0);
+        assert_eq!(W_ABI_MODE * 8, 8);
+        assert_eq!(W_SLOT_COUNT * 8, 16);
+        assert_eq!(W_STRIDE * 8, 24);
+        assert_eq!(W_CAPACITY * 8, 32);
+        assert_eq!(W_TYPE_HASH * 8, 40);
+        assert_eq!(W_TYPE_SIZE_ALIGN * 8, 48);
+        assert_eq!(W_FIRST_SEQ * 8, 56);
+        assert_eq!(W_CREATOR * 8, 64);
+        assert_eq!(W_CREATOR_START * 8, 72);
+        assert_eq!(W_CREATED_NS * 8, 80);
+        assert_eq!(W_SEGMENT_SIZE * 8, 88);
+        assert_eq!(W_TYPE_NAME * 8, 128);
+        const { assert!(W_TYPE_NAME * 8 + TYPE_NAME_MAX <= W_CURSOR * 8) };
+        assert_eq!(W_CURSOR * 8, 1024);
+        assert_eq!(W_WAKE * 8, 1088);
+        assert_eq!(W_WAITERS * 8, 1096);
+        assert_eq!(W_PRODUCERS * 8, 2048);
+        assert_eq!(W_PRODUCERS * 8 + MAX_PRODUCERS * PRODUCER_ENTRY_WORDS * 8, HEADER_BYTES);
+        assert_eq!(W_SLOTS * 8, 4096);
+        // Hot words each own a cache line.
+        assert_eq!((W_CURSOR * 8) % 64, 0);
+        assert_eq!((W_WAKE * 8) % 64, 0);
+        assert_eq!(MAGIC.to_le_bytes(), *b"SHMBUS\0\x01");
+    }
+
+    #[test]
+    fn small_payloads_share_the_version_cache_line() {
+        let g = Geometry::new(8, 48).unwrap();
+        assert_eq!(g.stride_bytes(), 64);
+        let g = Geometry::new(8, 49).unwrap();
+        assert_eq!(g.stride_bytes(), 128);
+        assert_eq!(g.slot_word(9) - g.slot_word(8), g.stride_words);
+        assert_eq!(g.slot_word(8), W_SLOTS);
+    }
+
+    #[test]
+    fn geometry_rejects_bad_slot_counts_without_rounding() {
+        assert!(Geometry::new(0, 8).is_err());
+        assert!(Geometry::new(3, 8).is_err());
+        assert!(Geometry::new(1000, 8).is_err());
+        assert!(Geometry::new(1 << 40, 1 << 20).is_err());
+        assert!(Geometry::new(8, 0).is_err());
+        assert!(Geometry::new(1, 8).is_ok());
+    }
+
+    #[test]
+    fn header_round_trips_and_validates() {
+        let g = Geometry::new(16, 100).unwrap();
+        let words: Vec<AtomicU64> = (0..g.segment_bytes().unwrap() / 8).map(|_| AtomicU64::new(0)).collect();
+        let ty = TypeInfo { name: "my::Tick".into(), size: 24, align: 8 };
+        write_header(
+            &words,
+            &HeaderInit {
+                geometry: g,
+                mode: ProducerMode::Multi,
+                ty: &ty,
+                first_seq: 7,
+                creator_pid: 42,
+                creator_start: 99,
+                created_ns: 5,
+            },
+        );
+        let h = read_header(&words);
+        assert_eq!(h.ty, ty);
+        assert_eq!(h.cursor, 7);
+        assert_eq!(h.published(), 0);
+        let size = g.segment_bytes().unwrap();
+        assert_eq!(validate(&h, size), Ok((g, ProducerMode::Multi)));
+        assert_eq!(validate(&h, size - 1), Err(HeaderFault::Truncated { expected: size }));
+        assert!(matches!(validate(&h, size + 64), Err(HeaderFault::Corrupt(_))));
+        let mut bad = h.clone();
+        bad.abi_version = 2;
+        assert_eq!(validate(&bad, size), Err(HeaderFault::Abi(2)));
+        let mut bad = h.clone();
+        bad.magic = 0x7f45_4c46;
+        assert_eq!(validate(&bad, size), Err(HeaderFault::BadMagic(0x7f45_4c46)));
+        let mut bad = h;
+        bad.magic = 0;
+        assert_eq!(validate(&bad, size), Err(HeaderFault::NotInitialised));
+    }
+}

@@ -1,0 +1,95 @@
+//! # shmbus
+//!
+//! A shared-memory broadcast bus for Linux. Independent processes attach to a named bus that
+//! lives in a `/dev/shm` segment: a power-of-two ring of seqlock slots. Producers never wait for,
+//! or even know about, consumers; each consumer keeps its own expected sequence number in its own
+//! process and learns, on every receive, whether it got a message, found nothing new, or was
+//! lapped and lost exactly `N` messages.
+//!
+//! ```
+//! use shmbus::{BusBuilder, Recv, Start};
+//! # let name = format!("doc-quickstart-{}", std::process::id());
+//!
+//! // Producer process: create the bus and publish.
+//! let bus = BusBuilder::new(&name).slots(1024).capacity(64).create()?;
+//! let mut publisher = bus.publisher()?;
+//!
+//! // Consumer process: open the bus by name and subscribe.
+//! let mut subscriber = shmbus::Bus::open_read_only(&name)?.subscribe(Start::Oldest);
+//!
+//! publisher.publish_bytes(b"hello")?;
+//! match subscriber.try_recv() {
+//!     Recv::Message(m) => assert_eq!((m.seq(), m.bytes()), (0, &b"hello"[..])),
+//!     other => panic!("expected a message, got {other:?}"),
+//! }
+//! assert!(matches!(subscriber.try_recv(), Recv::Empty));
+//! # shmbus::Bus::remove(&name)?;
+//! # Ok::<(), shmbus::Error>(())
+//! ```
+//!
+//! Typed buses carry any [`bytemuck::Pod`] type and refuse to open with another type:
+//!
+//! ```
+//! # let name = format!("doc-typed-{}", std::process::id());
+//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[repr(C)]
+//! struct Tick { price: f64, qty: u64 }
+//!
+//! let bus = shmbus::BusBuilder::new(&name).message_type::<Tick>().type_name("Tick").create()?;
+//! let mut tx = bus.publisher()?;
+//! let mut rx = bus.subscriber();
+//! tx.publish(&Tick { price: 1.5, qty: 3 });
+//! let shmbus::Recv::Message(m) = rx.try_recv() else { panic!() };
+//! assert_eq!(m.qty, 3);
+//! let err = shmbus::BusBuilder::new(&name).message_type::<[u64; 2]>().open().unwrap_err();
+//! assert!(matches!(err, shmbus::Error::TypeMismatch { .. }));
+//! # shmbus::Bus::remove(&name)?;
+//! # Ok::<(), shmbus::Error>(())
+//! ```
+#![cfg_attr(not(loom), warn(missing_docs))]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(unreachable_pub, clippy::undocumented_unsafe_blocks)]
+
+mod sync;
+
+#[cfg(not(loom))]
+pub mod layout;
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod layout;
+
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod ring;
+#[cfg(not(loom))]
+pub(crate) mod ring;
+
+#[cfg(not(loom))]
+mod bus;
+#[cfg(not(loom))]
+mod error;
+#[cfg(not(loom))]
+pub mod inspect;
+#[cfg(not(loom))]
+mod payload;
+#[cfg(not(loom))]
+mod publisher;
+#[cfg(not(loom))]
+mod segment;
+#[cfg(not(loom))]
+mod subscriber;
+#[cfg(not(loom))]
+mod wait;
+
+#[cfg(not(loom))]
+pub use crate::{
+    bus::{Bus, BusBuilder, ProducerInfo, SlotCensus, DEFAULT_RAW_CAPACITY, DEFAULT_SLOTS},
+    error::{Error, Result},
+    layout::{HeaderSnapshot, ProducerMode, TypeInfo},
+    payload::{Payload, Raw},
+    publisher::{Publisher, PublisherStats, SlotWriter},
+    subscriber::{Event, Iter, LapPolicy, Message, Recv, Start, Subscriber, SubscriberStats, DEFAULT_STALL_TIMEOUT},
+    wait::Wait,
+};
+#[cfg(not(loom))]
+pub use bytemuck;

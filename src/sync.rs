@@ -1,0 +1,19 @@
+//! The atomics the protocol is written against: `core`'s normally, loom's under `--cfg loom`, so
+//! the very same ring code is model-checked.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{fence, AtomicU64};
+
+#[cfg(not(loom))]
+pub(crate) use core::sync::atomic::{fence, AtomicU64};
+
+pub(crate) use core::sync::atomic::Ordering;
+
+/// Spin-wait hint; under loom it yields to the model scheduler so spin loops terminate.
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
+}
