@@ -51,7 +51,6 @@ pub struct SubscriberStats {
 }
 
 /// One result of receiving.
-#[derive(Debug)]
 pub enum Recv<'a, T: Payload = Raw> {
     /// A whole message, copied out of the ring.
     Message(Message<'a, T>),
@@ -66,6 +65,17 @@ pub enum Recv<'a, T: Payload = Raw> {
     /// No producer is attached and everything intact has been received (blocking calls only).
     /// Not final: a producer may attach later and the sequence continues.
     Closed,
+}
+
+impl<T: Payload> std::fmt::Debug for Recv<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Recv::Message(m) => f.debug_tuple("Message").field(m).finish(),
+            Recv::Empty => f.write_str("Empty"),
+            Recv::Lapped { lost } => f.debug_struct("Lapped").field("lost", lost).finish(),
+            Recv::Closed => f.write_str("Closed"),
+        }
+    }
 }
 
 impl<T: Payload> Recv<'_, T> {
@@ -111,7 +121,10 @@ impl<T: Payload> std::ops::Deref for Message<'_, T> {
 
 impl<T: Payload> std::fmt::Debug for Message<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Message").field("seq", &self.seq).field("len", &self.bytes().len()).finish()
+        f.debug_struct("Message")
+            .field("seq", &self.seq)
+            .field("len", &self.bytes().len())
+            .finish()
     }
 }
 
@@ -168,7 +181,11 @@ pub struct Subscriber<T: Payload = Raw> {
 
 impl<T: Payload> std::fmt::Debug for Subscriber<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscriber").field("bus", &self.seg.name()).field("next", &self.next).field("stats", &self.stats).finish()
+        f.debug_struct("Subscriber")
+            .field("bus", &self.seg.name())
+            .field("next", &self.next)
+            .field("stats", &self.stats)
+            .finish()
     }
 }
 
@@ -184,7 +201,11 @@ impl<T: Payload> Subscriber<T> {
             Start::Last(n) => c.saturating_sub(n).max(oldest),
             Start::Sequence(s) => s,
         };
-        let wait = if seg.is_writable() { Wait::Sleep } else { Wait::Yield };
+        let wait = if seg.is_writable() {
+            Wait::Sleep
+        } else {
+            Wait::Yield
+        };
         Subscriber {
             geometry,
             next,
@@ -262,7 +283,9 @@ impl<T: Payload> Subscriber<T> {
     fn poll(&mut self) -> Polled {
         let outcome = ring::read(self.seg.words(), &self.geometry, self.next, &mut self.buf);
         match outcome {
-            ReadOutcome::Message { len } if T::view(&bytemuck::cast_slice(&self.buf)[..len]).is_some() => {
+            ReadOutcome::Message { len }
+                if T::view(&bytemuck::cast_slice(&self.buf)[..len]).is_some() =>
+            {
                 let seq = self.next;
                 self.next = seq.wrapping_add(1);
                 self.stats.received += 1;
@@ -325,7 +348,11 @@ impl<T: Payload> Subscriber<T> {
         } else {
             oldest_intact(words, &self.geometry, c, self.seg.first_seq)
         };
-        let new = if target > self.next { target } else { self.next.wrapping_add(1) };
+        let new = if target > self.next {
+            target
+        } else {
+            self.next.wrapping_add(1)
+        };
         let lost = new.wrapping_sub(self.next);
         self.next = new;
         self.stats.lost += lost;
@@ -365,10 +392,14 @@ impl<T: Payload> Subscriber<T> {
                 Wait::Spin => crate::sync::spin_hint(),
                 Wait::Yield => std::thread::yield_now(),
                 Wait::Sleep => {
-                    let slice = deadline.map_or(SLEEP_SLICE, |d| d.saturating_duration_since(Instant::now()).min(SLEEP_SLICE));
+                    let slice = deadline.map_or(SLEEP_SLICE, |d| {
+                        d.saturating_duration_since(Instant::now()).min(SLEEP_SLICE)
+                    });
                     let (words, g, next) = (self.seg.words(), &self.geometry, self.next);
                     // Sleep unless the expected slot already moved past "being written" (a commit wakes us).
-                    self.seg.sleep(slice, || ring::version(words, g, next) > ring::busy_version(next));
+                    self.seg.sleep(slice, || {
+                        ring::version(words, g, next) > ring::busy_version(next)
+                    });
                     // Each sleep is one liveness tick's worth of waiting.
                     idle = idle.wrapping_add(SPINS - 1);
                 }
@@ -393,10 +424,12 @@ impl<T: Payload> Subscriber<T> {
     #[inline]
     fn finish(&self, p: Polled) -> Recv<'_, T> {
         match p {
-            Polled::Message { seq, len } => match T::view(&bytemuck::cast_slice(&self.buf)[..len]) {
-                Some(value) => Recv::Message(Message { seq, value }),
-                None => Recv::Lapped { lost: 1 },
-            },
+            Polled::Message { seq, len } => {
+                match T::view(&bytemuck::cast_slice(&self.buf)[..len]) {
+                    Some(value) => Recv::Message(Message { seq, value }),
+                    None => Recv::Lapped { lost: 1 },
+                }
+            }
             Polled::Empty => Recv::Empty,
             Polled::Lapped { lost } => Recv::Lapped { lost },
             Polled::Closed => Recv::Closed,
@@ -429,7 +462,12 @@ impl<T: Payload> Iterator for Iter<'_, T> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             match self.sub.recv() {
-                Recv::Message(m) => return Some(Event::Message { seq: m.seq, value: T::to_owned(m.value) }),
+                Recv::Message(m) => {
+                    return Some(Event::Message {
+                        seq: m.seq,
+                        value: T::to_owned(m.value),
+                    })
+                }
                 Recv::Lapped { lost } => return Some(Event::Lapped { lost }),
                 Recv::Closed => return None,
                 Recv::Empty => continue,
