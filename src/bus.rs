@@ -24,7 +24,10 @@ pub struct Bus<T: Payload = Raw> {
 
 impl<T: Payload> Clone for Bus<T> {
     fn clone(&self) -> Self {
-        Bus { seg: self.seg.clone(), _type: PhantomData }
+        Bus {
+            seg: self.seg.clone(),
+            _type: PhantomData,
+        }
     }
 }
 
@@ -63,7 +66,9 @@ impl<T: Payload> Bus<T> {
     /// [`Error::ProducerExists`] while another producer lives.
     pub fn publisher(&self) -> Result<Publisher<T>> {
         if !self.seg.is_writable() {
-            return Err(Error::ReadOnly { name: self.seg.name().to_owned() });
+            return Err(Error::ReadOnly {
+                name: self.seg.name().to_owned(),
+            });
         }
         let wanted = T::type_info(&self.seg.ty.name);
         if wanted.is_raw() != self.seg.ty.is_raw() {
@@ -136,7 +141,11 @@ impl<T: Payload> Bus<T> {
     pub fn producers(&self) -> Vec<ProducerInfo> {
         (0..MAX_PRODUCERS)
             .filter(|&i| self.seg.producer_alive(i))
-            .map(|i| ProducerInfo { index: i, pid: self.seg.producer_pid(i), last_publish_raw: self.seg.producer_last_publish(i) })
+            .map(|i| ProducerInfo {
+                index: i,
+                pid: self.seg.producer_pid(i),
+                last_publish_raw: self.seg.producer_last_publish(i),
+            })
             .collect()
     }
 
@@ -204,7 +213,12 @@ pub struct BusBuilder<T: Payload = Raw> {
 
 impl<T: Payload> Clone for BusBuilder<T> {
     fn clone(&self) -> Self {
-        BusBuilder { name: self.name.clone(), type_name: self.type_name.clone(), _type: PhantomData, ..*self }
+        BusBuilder {
+            name: self.name.clone(),
+            type_name: self.type_name.clone(),
+            _type: PhantomData,
+            ..*self
+        }
     }
 }
 
@@ -309,7 +323,11 @@ impl<T: Payload> BusBuilder<T> {
     }
 
     fn type_info(&self) -> TypeInfo {
-        T::type_info(self.type_name.as_deref().unwrap_or_else(|| T::default_name()))
+        T::type_info(
+            self.type_name
+                .as_deref()
+                .unwrap_or_else(|| T::default_name()),
+        )
     }
 
     fn geometry(&self) -> Result<(Geometry, TypeInfo)> {
@@ -320,13 +338,23 @@ impl<T: Payload> BusBuilder<T> {
                 ty.name, ty.align
             )));
         }
-        let capacity = self.capacity.unwrap_or(if ty.is_raw() { DEFAULT_RAW_CAPACITY } else { ty.size as usize });
+        let capacity = self.capacity.unwrap_or(if ty.is_raw() {
+            DEFAULT_RAW_CAPACITY
+        } else {
+            ty.size as usize
+        });
         if !ty.is_raw() && capacity < ty.size as usize {
-            return Err(Error::MessageTooLarge { len: ty.size as usize, capacity });
+            return Err(Error::MessageTooLarge {
+                len: ty.size as usize,
+                capacity,
+            });
         }
         let g = Geometry::new(self.slots, capacity).map_err(Error::InvalidConfig)?;
         if self.first_seq > u64::MAX / 4 {
-            return Err(Error::InvalidConfig(format!("first sequence {} is too large", self.first_seq)));
+            return Err(Error::InvalidConfig(format!(
+                "first sequence {} is too large",
+                self.first_seq
+            )));
         }
         Ok((g, ty))
     }
@@ -334,15 +362,28 @@ impl<T: Payload> BusBuilder<T> {
     /// Creates a new bus; fails with [`Error::AlreadyExists`] if the name is taken.
     pub fn create(self) -> Result<Bus<T>> {
         let (g, ty) = self.geometry()?;
-        let seg = Segment::create(&self.name, g, self.mode, ty, self.first_seq, self.permissions)?;
-        Ok(Bus { seg: Arc::new(seg), _type: PhantomData })
+        let seg = Segment::create(
+            &self.name,
+            g,
+            self.mode,
+            ty,
+            self.first_seq,
+            self.permissions,
+        )?;
+        Ok(Bus {
+            seg: Arc::new(seg),
+            _type: PhantomData,
+        })
     }
 
     /// Creates a bus that lives in this process's heap only: no name, no `/dev/shm`. Useful for
     /// threads of one process and for tests.
     pub fn in_process(self) -> Result<Bus<T>> {
         let (g, ty) = self.geometry()?;
-        Ok(Bus { seg: Arc::new(Segment::heap(g, self.mode, ty, self.first_seq)), _type: PhantomData })
+        Ok(Bus {
+            seg: Arc::new(Segment::heap(g, self.mode, ty, self.first_seq)),
+            _type: PhantomData,
+        })
     }
 
     /// Opens an existing bus, checking its message type (raw builders accept any type).
@@ -350,9 +391,16 @@ impl<T: Payload> BusBuilder<T> {
         let seg = Segment::open(&self.name, self.access, self.trust)?;
         let wanted = self.type_info();
         if !wanted.is_raw() && (seg.ty != wanted || seg.header().type_hash != wanted.name_hash()) {
-            return Err(Error::TypeMismatch { name: self.name, expected: wanted.to_string(), found: seg.ty.to_string() });
+            return Err(Error::TypeMismatch {
+                name: self.name,
+                expected: wanted.to_string(),
+                found: seg.ty.to_string(),
+            });
         }
-        Ok(Bus { seg: Arc::new(seg), _type: PhantomData })
+        Ok(Bus {
+            seg: Arc::new(seg),
+            _type: PhantomData,
+        })
     }
 
     /// Opens the bus if it exists with the same geometry, mode and type, else creates it.
@@ -363,7 +411,10 @@ impl<T: Payload> BusBuilder<T> {
             match self.clone().open() {
                 Ok(bus) => {
                     let s = &bus.seg;
-                    if s.geometry != g || s.mode != mode || (self.type_info().is_raw() && !s.ty.is_raw()) {
+                    if s.geometry != g
+                        || s.mode != mode
+                        || (self.type_info().is_raw() && !s.ty.is_raw())
+                    {
                         let wanted = describe(g, mode, &self.type_info());
                         return Err(Error::GeometryMismatch {
                             name: self.name,
@@ -384,5 +435,8 @@ impl<T: Payload> BusBuilder<T> {
 }
 
 fn describe(g: Geometry, mode: ProducerMode, ty: &TypeInfo) -> String {
-    format!("{} slots of {} bytes, {:?} producer, type {}", g.slot_count, g.capacity, mode, ty)
+    format!(
+        "{} slots of {} bytes, {:?} producer, type {}",
+        g.slot_count, g.capacity, mode, ty
+    )
 }

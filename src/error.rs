@@ -212,6 +212,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(name: &str, op: &'static str, errno: nix::errno::Errno) -> Self {
-        Error::Io { name: name.to_owned(), op, source: io::Error::from_raw_os_error(errno as i32) }
+        Error::Io {
+            name: name.to_owned(),
+            op,
+            source: io::Error::from_raw_os_error(errno as i32),
+        }
     }
 }

@@ -32,13 +32,22 @@ pub fn list(include_foreign: bool) -> std::io::Result<Vec<Entry>> {
     for ent in std::fs::read_dir(SHM_DIR)? {
         let ent = ent?;
         let file_name = ent.file_name().to_string_lossy().into_owned();
-        let Ok(meta) = ent.path().symlink_metadata() else { continue };
+        let Ok(meta) = ent.path().symlink_metadata() else {
+            continue;
+        };
         let name = file_name.strip_prefix(SHM_PREFIX).map(str::to_owned);
         if name.is_none() && !include_foreign {
             continue;
         }
         let bus = name.as_deref().map(open_for_inspection);
-        out.push(Entry { file_name, name, size: meta.len(), mode: meta.mode() & 0o7777, uid: meta.uid(), bus });
+        out.push(Entry {
+            file_name,
+            name,
+            size: meta.len(),
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            bus,
+        });
     }
     out.sort_by(|a, b| a.file_name.cmp(&b.file_name));
     Ok(out)
@@ -46,7 +55,11 @@ pub fn list(include_foreign: bool) -> std::io::Result<Vec<Entry>> {
 
 /// Opens a bus read-only for inspection, trusting any owner and mode (an inspector only reads).
 pub fn open_for_inspection(name: &str) -> Result<Bus> {
-    BusBuilder::new(name).read_only().accept_other_owner().accept_shared_write().open()
+    BusBuilder::new(name)
+        .read_only()
+        .accept_other_owner()
+        .accept_shared_write()
+        .open()
 }
 
 /// Whether the process that created the bus is still running (pid and start time both match).

@@ -115,10 +115,14 @@ impl Geometry {
     /// Computes the geometry for a new bus, checking every bound.
     pub(crate) fn new(slot_count: u64, capacity: usize) -> Result<Self, String> {
         if slot_count == 0 || !slot_count.is_power_of_two() {
-            return Err(format!("slot count must be a power of two, got {slot_count}"));
+            return Err(format!(
+                "slot count must be a power of two, got {slot_count}"
+            ));
         }
         if slot_count > MAX_SLOTS {
-            return Err(format!("slot count {slot_count} exceeds the limit of {MAX_SLOTS}"));
+            return Err(format!(
+                "slot count {slot_count} exceeds the limit of {MAX_SLOTS}"
+            ));
         }
         if capacity == 0 {
             return Err("payload capacity must be at least 1 byte".into());
@@ -130,7 +134,11 @@ impl Geometry {
             .checked_add(capacity as u64)
             .and_then(|b| b.checked_next_multiple_of(64))
             .ok_or_else(|| format!("payload capacity {capacity} is too large"))?;
-        let g = Geometry { slot_count, stride_words: (stride / 8) as usize, capacity };
+        let g = Geometry {
+            slot_count,
+            stride_words: (stride / 8) as usize,
+            capacity,
+        };
         match g.segment_bytes() {
             Some(size) if size <= MAX_SEGMENT_BYTES => Ok(g),
             _ => Err(format!(
@@ -154,7 +162,9 @@ impl Geometry {
 
     /// Total segment size, or `None` on overflow.
     pub(crate) fn segment_bytes(&self) -> Option<u64> {
-        self.slot_count.checked_mul(self.stride_bytes())?.checked_add(HEADER_BYTES as u64)
+        self.slot_count
+            .checked_mul(self.stride_bytes())?
+            .checked_add(HEADER_BYTES as u64)
     }
 
     /// Word index of slot `seq`'s version word.
@@ -181,7 +191,11 @@ impl TypeInfo {
 
     /// The fingerprint of raw byte messages.
     pub fn raw() -> Self {
-        TypeInfo { name: Self::RAW_NAME.into(), size: 0, align: 1 }
+        TypeInfo {
+            name: Self::RAW_NAME.into(),
+            size: 0,
+            align: 1,
+        }
     }
 
     /// Whether this is the raw-bytes fingerprint.
@@ -200,13 +214,19 @@ impl std::fmt::Display for TypeInfo {
         if self.is_raw() {
             write!(f, "bytes")
         } else {
-            write!(f, "{} (size {}, align {})", self.name, self.size, self.align)
+            write!(
+                f,
+                "{} (size {}, align {})",
+                self.name, self.size, self.align
+            )
         }
     }
 }
 
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Everything needed to initialise a header.
@@ -224,12 +244,18 @@ pub(crate) struct HeaderInit<'a> {
 pub(crate) fn write_header(words: &[AtomicU64], h: &HeaderInit<'_>) {
     let st = |w: usize, v: u64| words[w].store(v, Ordering::Relaxed);
     let name = truncate_utf8(&h.ty.name, TYPE_NAME_MAX);
-    st(W_ABI_MODE, ABI_VERSION as u64 | (h.mode.to_word() as u64) << 32);
+    st(
+        W_ABI_MODE,
+        ABI_VERSION as u64 | (h.mode.to_word() as u64) << 32,
+    );
     st(W_SLOT_COUNT, h.geometry.slot_count);
     st(W_STRIDE, h.geometry.stride_bytes());
     st(W_CAPACITY, h.geometry.capacity as u64);
     st(W_TYPE_HASH, h.ty.name_hash());
-    st(W_TYPE_SIZE_ALIGN, h.ty.size as u64 | (h.ty.align as u64) << 32);
+    st(
+        W_TYPE_SIZE_ALIGN,
+        h.ty.size as u64 | (h.ty.align as u64) << 32,
+    );
     st(W_FIRST_SEQ, h.first_seq);
     st(W_CREATOR, h.creator_pid as u64 | (name.len() as u64) << 32);
     st(W_CREATOR_START, h.creator_start);
@@ -347,7 +373,10 @@ pub(crate) enum HeaderFault {
 
 /// Checks a header against the file size it was read from, with checked arithmetic throughout.
 /// Returns the geometry and mode to use for the rest of the mapping's life.
-pub(crate) fn validate(h: &HeaderSnapshot, file_size: u64) -> Result<(Geometry, ProducerMode), HeaderFault> {
+pub(crate) fn validate(
+    h: &HeaderSnapshot,
+    file_size: u64,
+) -> Result<(Geometry, ProducerMode), HeaderFault> {
     if h.magic == 0 {
         return Err(HeaderFault::NotInitialised);
     }
@@ -357,18 +386,30 @@ pub(crate) fn validate(h: &HeaderSnapshot, file_size: u64) -> Result<(Geometry, 
     if h.abi_version != ABI_VERSION {
         return Err(HeaderFault::Abi(h.abi_version));
     }
-    let mode = ProducerMode::from_word(h.mode_word)
-        .ok_or_else(|| HeaderFault::Corrupt(format!("producer mode word {} is neither 1 nor 2", h.mode_word)))?;
+    let mode = ProducerMode::from_word(h.mode_word).ok_or_else(|| {
+        HeaderFault::Corrupt(format!(
+            "producer mode word {} is neither 1 nor 2",
+            h.mode_word
+        ))
+    })?;
     if h.slot_count == 0 || !h.slot_count.is_power_of_two() || h.slot_count > MAX_SLOTS {
-        return Err(HeaderFault::Corrupt(format!("slot count {} is not a power of two up to {MAX_SLOTS}", h.slot_count)));
+        return Err(HeaderFault::Corrupt(format!(
+            "slot count {} is not a power of two up to {MAX_SLOTS}",
+            h.slot_count
+        )));
     }
     if h.slot_stride == 0 || h.slot_stride % 64 != 0 {
-        return Err(HeaderFault::Corrupt(format!("slot stride {} is not a multiple of 64", h.slot_stride)));
+        return Err(HeaderFault::Corrupt(format!(
+            "slot stride {} is not a multiple of 64",
+            h.slot_stride
+        )));
     }
     let capacity = usize::try_from(h.capacity)
         .ok()
         .filter(|&c| c > 0 && c < TOMBSTONE as usize)
-        .ok_or_else(|| HeaderFault::Corrupt(format!("payload capacity {} is out of range", h.capacity)))?;
+        .ok_or_else(|| {
+            HeaderFault::Corrupt(format!("payload capacity {} is out of range", h.capacity))
+        })?;
     match (SLOT_HEADER_BYTES as u64).checked_add(h.capacity) {
         Some(need) if need <= h.slot_stride => {}
         _ => {
@@ -383,7 +424,12 @@ pub(crate) fn validate(h: &HeaderSnapshot, file_size: u64) -> Result<(Geometry, 
         .checked_mul(h.slot_stride)
         .and_then(|b| b.checked_add(HEADER_BYTES as u64))
         .filter(|&s| s <= MAX_SEGMENT_BYTES)
-        .ok_or_else(|| HeaderFault::Corrupt(format!("{} slots of {} bytes overflow", h.slot_count, h.slot_stride)))?;
+        .ok_or_else(|| {
+            HeaderFault::Corrupt(format!(
+                "{} slots of {} bytes overflow",
+                h.slot_count, h.slot_stride
+            ))
+        })?;
     if h.segment_size != expected {
         return Err(HeaderFault::Corrupt(format!(
             "recorded size {} does not match {} slots of {} bytes ({expected})",
@@ -394,11 +440,21 @@ pub(crate) fn validate(h: &HeaderSnapshot, file_size: u64) -> Result<(Geometry, 
         return Err(HeaderFault::Truncated { expected });
     }
     if file_size > expected {
-        return Err(HeaderFault::Corrupt(format!("segment is {file_size} bytes, header implies {expected}")));
+        return Err(HeaderFault::Corrupt(format!(
+            "segment is {file_size} bytes, header implies {expected}"
+        )));
     }
-    let stride_words = usize::try_from(h.slot_stride / 8)
-        .map_err(|_| HeaderFault::Corrupt(format!("slot stride {} is out of range", h.slot_stride)))?;
-    Ok((Geometry { slot_count: h.slot_count, stride_words, capacity }, mode))
+    let stride_words = usize::try_from(h.slot_stride / 8).map_err(|_| {
+        HeaderFault::Corrupt(format!("slot stride {} is out of range", h.slot_stride))
+    })?;
+    Ok((
+        Geometry {
+            slot_count: h.slot_count,
+            stride_words,
+            capacity,
+        },
+        mode,
+    ))
 }
 
 #[cfg(all(test, not(loom)))]
@@ -425,7 +481,10 @@ mod tests {
         assert_eq!(W_WAKE * 8, 1088);
         assert_eq!(W_WAITERS * 8, 1096);
         assert_eq!(W_PRODUCERS * 8, 2048);
-        assert_eq!(W_PRODUCERS * 8 + MAX_PRODUCERS * PRODUCER_ENTRY_WORDS * 8, HEADER_BYTES);
+        assert_eq!(
+            W_PRODUCERS * 8 + MAX_PRODUCERS * PRODUCER_ENTRY_WORDS * 8,
+            HEADER_BYTES
+        );
         assert_eq!(W_SLOTS * 8, 4096);
         // Hot words each own a cache line.
         assert_eq!((W_CURSOR * 8) % 64, 0);
@@ -456,8 +515,14 @@ mod tests {
     #[test]
     fn header_round_trips_and_validates() {
         let g = Geometry::new(16, 100).unwrap();
-        let words: Vec<AtomicU64> = (0..g.segment_bytes().unwrap() / 8).map(|_| AtomicU64::new(0)).collect();
-        let ty = TypeInfo { name: "my::Tick".into(), size: 24, align: 8 };
+        let words: Vec<AtomicU64> = (0..g.segment_bytes().unwrap() / 8)
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        let ty = TypeInfo {
+            name: "my::Tick".into(),
+            size: 24,
+            align: 8,
+        };
         write_header(
             &words,
             &HeaderInit {
@@ -476,14 +541,23 @@ mod tests {
         assert_eq!(h.published(), 0);
         let size = g.segment_bytes().unwrap();
         assert_eq!(validate(&h, size), Ok((g, ProducerMode::Multi)));
-        assert_eq!(validate(&h, size - 1), Err(HeaderFault::Truncated { expected: size }));
-        assert!(matches!(validate(&h, size + 64), Err(HeaderFault::Corrupt(_))));
+        assert_eq!(
+            validate(&h, size - 1),
+            Err(HeaderFault::Truncated { expected: size })
+        );
+        assert!(matches!(
+            validate(&h, size + 64),
+            Err(HeaderFault::Corrupt(_))
+        ));
         let mut bad = h.clone();
         bad.abi_version = 2;
         assert_eq!(validate(&bad, size), Err(HeaderFault::Abi(2)));
         let mut bad = h.clone();
         bad.magic = 0x7f45_4c46;
-        assert_eq!(validate(&bad, size), Err(HeaderFault::BadMagic(0x7f45_4c46)));
+        assert_eq!(
+            validate(&bad, size),
+            Err(HeaderFault::BadMagic(0x7f45_4c46))
+        );
         let mut bad = h;
         bad.magic = 0;
         assert_eq!(validate(&bad, size), Err(HeaderFault::NotInitialised));

@@ -88,7 +88,10 @@ pub use crate::{
     layout::{HeaderSnapshot, ProducerMode, TypeInfo},
     payload::{Payload, Raw},
     publisher::{Publisher, PublisherStats, SlotWriter},
-    subscriber::{Event, Iter, LapPolicy, Message, Recv, Start, Subscriber, SubscriberStats, DEFAULT_STALL_TIMEOUT},
+    subscriber::{
+        Event, Iter, LapPolicy, Message, Recv, Start, Subscriber, SubscriberStats,
+        DEFAULT_STALL_TIMEOUT,
+    },
     wait::Wait,
 };
 #[cfg(not(loom))]

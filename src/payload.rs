@@ -61,7 +61,11 @@ impl<T: bytemuck::Pod> Payload for T {
     type Owned = T;
 
     fn type_info(name: &str) -> TypeInfo {
-        TypeInfo { name: name.to_owned(), size: size_of::<T>() as u32, align: align_of::<T>() as u32 }
+        TypeInfo {
+            name: name.to_owned(),
+            size: size_of::<T>() as u32,
+            align: align_of::<T>() as u32,
+        }
     }
 
     fn default_name() -> &'static str {

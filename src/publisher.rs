@@ -47,7 +47,11 @@ pub struct Publisher<T: Payload = Raw> {
 
 impl<T: Payload> std::fmt::Debug for Publisher<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Publisher").field("bus", &self.seg.name()).field("index", &self.index).field("stats", &self.stats).finish()
+        f.debug_struct("Publisher")
+            .field("bus", &self.seg.name())
+            .field("index", &self.index)
+            .field("stats", &self.stats)
+            .finish()
     }
 }
 
@@ -55,8 +59,13 @@ impl<T: Payload> Publisher<T> {
     pub(crate) fn attach(seg: Arc<Segment>) -> Result<Self> {
         let pid = std::process::id();
         let busy = |seg: &Segment| {
-            let pid = (0..MAX_PRODUCERS).find(|&i| seg.producer_alive(i)).map(|i| seg.producer_pid(i));
-            Error::ProducerExists { name: seg.name().to_owned(), pid }
+            let pid = (0..MAX_PRODUCERS)
+                .find(|&i| seg.producer_alive(i))
+                .map(|i| seg.producer_pid(i));
+            Error::ProducerExists {
+                name: seg.name().to_owned(),
+                pid,
+            }
         };
         let lock = seg.reopen_for_lock()?;
         let index = match &lock {
@@ -65,7 +74,11 @@ impl<T: Payload> Publisher<T> {
                     ProducerMode::Single => LockKind::Exclusive,
                     ProducerMode::Multi => LockKind::Shared,
                 };
-                let io = |e| Error::Io { name: seg.name().to_owned(), op: "fcntl(F_OFD_SETLK)", source: e };
+                let io = |e| Error::Io {
+                    name: seg.name().to_owned(),
+                    op: "fcntl(F_OFD_SETLK)",
+                    source: e,
+                };
                 if !segment::try_lock(fd, 0, kind).map_err(io)? {
                     return Err(busy(&seg));
                 }
@@ -78,7 +91,10 @@ impl<T: Payload> Publisher<T> {
                         break;
                     }
                 }
-                found.ok_or(Error::TooManyProducers { name: seg.name().to_owned(), max: MAX_PRODUCERS })?
+                found.ok_or(Error::TooManyProducers {
+                    name: seg.name().to_owned(),
+                    max: MAX_PRODUCERS,
+                })?
             }
             None => {
                 let candidates = match seg.mode {
@@ -90,7 +106,10 @@ impl<T: Payload> Publisher<T> {
                     (Some(i), _) => i,
                     (None, ProducerMode::Single) => return Err(busy(&seg)),
                     (None, ProducerMode::Multi) => {
-                        return Err(Error::TooManyProducers { name: seg.name().to_owned(), max: MAX_PRODUCERS })
+                        return Err(Error::TooManyProducers {
+                            name: seg.name().to_owned(),
+                            max: MAX_PRODUCERS,
+                        })
                     }
                 }
             }
@@ -128,7 +147,10 @@ impl<T: Payload> Publisher<T> {
     /// The protocol around one write: claim, `fill`, publish, wake. Returns the sequence number,
     /// or `None` if a multi-producer message had to be dropped.
     #[inline]
-    fn publish_inner(&mut self, fill: impl FnOnce(&[AtomicU64], &Geometry, u64, u32)) -> Option<u64> {
+    fn publish_inner(
+        &mut self,
+        fill: impl FnOnce(&[AtomicU64], &Geometry, u64, u32),
+    ) -> Option<u64> {
         let seg = &*self.seg;
         let words = seg.words();
         let g = &self.geometry;
@@ -155,7 +177,8 @@ impl<T: Payload> Publisher<T> {
                 seq
             }
         };
-        seg.producer_heartbeat(self.index as usize).store(self.clock.raw(), crate::sync::Ordering::Relaxed);
+        seg.producer_heartbeat(self.index as usize)
+            .store(self.clock.raw(), crate::sync::Ordering::Relaxed);
         seg.wake_sleepers();
         self.stats.published += 1;
         Some(seq)
@@ -178,7 +201,8 @@ impl<T: Payload> Publisher<T> {
                     }
                     // Rare path: a slot held for a whole lap. Only a writer whose lock the
                     // kernel has released (it died) is taken over; a live one keeps its slot.
-                    let dead = writer.is_some_and(|w| w != self.index && !self.seg.producer_alive(w as usize));
+                    let dead = writer
+                        .is_some_and(|w| w != self.index && !self.seg.producer_alive(w as usize));
                     return dead && ring::take_over(words, g, seq, version);
                 }
             }
@@ -190,7 +214,10 @@ impl<T: Payload> Publisher<T> {
     #[inline]
     fn publish_slice(&mut self, bytes: &[u8]) -> Result<Option<u64>> {
         if bytes.len() > self.geometry.capacity {
-            return Err(Error::MessageTooLarge { len: bytes.len(), capacity: self.geometry.capacity });
+            return Err(Error::MessageTooLarge {
+                len: bytes.len(),
+                capacity: self.geometry.capacity,
+            });
         }
         Ok(self.publish_inner(|w, g, seq, idx| ring::write_bytes(w, g, seq, idx, bytes)))
     }
@@ -200,10 +227,20 @@ impl<T: Payload> Publisher<T> {
     /// written. Returns the sequence number and what `fill` returned, or `None` if a
     /// multi-producer message was dropped before `fill` ran. If `fill` panics, the slot is marked
     /// abandoned, so no subscriber ever receives the half-written message.
-    pub fn publish_with<R>(&mut self, fill: impl FnOnce(&mut SlotWriter<'_>) -> R) -> Option<(u64, R)> {
+    pub fn publish_with<R>(
+        &mut self,
+        fill: impl FnOnce(&mut SlotWriter<'_>) -> R,
+    ) -> Option<(u64, R)> {
         let mut out = None;
         let seq = self.publish_inner(|words, g, seq, writer| {
-            let mut w = SlotWriter { words, geometry: g, seq, writer, len: 0, done: false };
+            let mut w = SlotWriter {
+                words,
+                geometry: g,
+                seq,
+                writer,
+                len: 0,
+                done: false,
+            };
             out = Some(fill(&mut w));
             ring::store_len(words, g, seq, writer, w.len as u32);
             w.done = true;
@@ -274,9 +311,14 @@ impl SlotWriter<'_> {
 
     /// Writes `bytes` at byte `offset` of the payload.
     pub fn write_at(&mut self, offset: usize, bytes: &[u8]) -> Result<()> {
-        let end = offset.checked_add(bytes.len()).filter(|&e| e <= self.geometry.capacity);
+        let end = offset
+            .checked_add(bytes.len())
+            .filter(|&e| e <= self.geometry.capacity);
         let Some(end) = end else {
-            return Err(Error::MessageTooLarge { len: offset.saturating_add(bytes.len()), capacity: self.geometry.capacity });
+            return Err(Error::MessageTooLarge {
+                len: offset.saturating_add(bytes.len()),
+                capacity: self.geometry.capacity,
+            });
         };
         let mut pos = offset;
         let mut rest = bytes;
@@ -292,7 +334,13 @@ impl SlotWriter<'_> {
                 ring::load_word(self.words, self.geometry, self.seq, word).to_ne_bytes()
             };
             b[skip..skip + take].copy_from_slice(&rest[..take]);
-            ring::store_word(self.words, self.geometry, self.seq, word, u64::from_ne_bytes(b));
+            ring::store_word(
+                self.words,
+                self.geometry,
+                self.seq,
+                word,
+                u64::from_ne_bytes(b),
+            );
             pos += take;
             rest = &rest[take..];
         }
@@ -311,7 +359,13 @@ impl Drop for SlotWriter<'_> {
         if !self.done {
             // `fill` panicked mid-write: publish the sequence as a tombstone so that no reader
             // ever delivers a half-written message.
-            ring::store_len(self.words, self.geometry, self.seq, self.writer, crate::layout::TOMBSTONE);
+            ring::store_len(
+                self.words,
+                self.geometry,
+                self.seq,
+                self.writer,
+                crate::layout::TOMBSTONE,
+            );
         }
     }
 }
@@ -324,7 +378,8 @@ fn repair_abandoned_slots(seg: &Segment) {
     let g = &seg.geometry;
     // With the exclusive lock (single producer) every odd slot is a dead writer's; with several
     // producers, only a slot whose recorded writer is dead, or any slot if nobody else is alive.
-    let others_alive = seg.mode == ProducerMode::Multi && (0..MAX_PRODUCERS).any(|i| seg.producer_alive(i));
+    let others_alive =
+        seg.mode == ProducerMode::Multi && (0..MAX_PRODUCERS).any(|i| seg.producer_alive(i));
     for i in 0..g.slot_count {
         let v = ring::version(words, g, i);
         if v & 1 == 0 {

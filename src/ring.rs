@@ -95,7 +95,11 @@ pub(crate) fn read(words: &[AtomicU64], g: &Geometry, seq: u64, buf: &mut [u64])
     // The length is read once and clamped before use (DESIGN §5): a forged length cannot make
     // this copy leave the slot.
     let len = slot[1].load(Ordering::Relaxed) as u32;
-    let n = if len == TOMBSTONE { 0 } else { (len as usize).min(g.capacity).div_ceil(8) };
+    let n = if len == TOMBSTONE {
+        0
+    } else {
+        (len as usize).min(g.capacity).div_ceil(8)
+    };
     for (dst, src) in buf[..n].iter_mut().zip(&slot[2..]) {
         *dst = src.load(Ordering::Relaxed);
     }
@@ -162,7 +166,12 @@ pub(crate) fn take(words: &[AtomicU64], g: &Geometry, seq: u64) -> Take {
 pub(crate) fn take_over(words: &[AtomicU64], g: &Geometry, seq: u64, version: u64) -> bool {
     let base = g.slot_word(seq);
     let ok = words[base]
-        .compare_exchange(version, busy_version(seq), Ordering::Relaxed, Ordering::Relaxed)
+        .compare_exchange(
+            version,
+            busy_version(seq),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        )
         .is_ok();
     if ok {
         // ORDERING: as in `begin`.
@@ -229,7 +238,12 @@ pub(crate) fn commit(words: &[AtomicU64], g: &Geometry, seq: u64) {
 pub(crate) fn commit_cas(words: &[AtomicU64], g: &Geometry, seq: u64) -> bool {
     // ORDERING: Release pairs with the reader's Acquire load of the version in `read`.
     words[g.slot_word(seq)]
-        .compare_exchange(busy_version(seq), done_version(seq), Ordering::Release, Ordering::Relaxed)
+        .compare_exchange(
+            busy_version(seq),
+            done_version(seq),
+            Ordering::Release,
+            Ordering::Relaxed,
+        )
         .is_ok()
 }
 
@@ -244,7 +258,12 @@ pub(crate) fn tombstone(words: &[AtomicU64], g: &Geometry, seq: u64, version: u6
     // ORDERING: Release pairs with the reader's Acquire version load: the tombstone length is
     // visible to whoever sees the even version.
     words[base]
-        .compare_exchange(version, version.wrapping_add(1), Ordering::Release, Ordering::Relaxed)
+        .compare_exchange(
+            version,
+            version.wrapping_add(1),
+            Ordering::Release,
+            Ordering::Relaxed,
+        )
         .is_ok()
 }
 
@@ -276,7 +295,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn heap(g: &Geometry) -> Vec<AtomicU64> {
-        (0..W_SLOTS + g.slot_count as usize * g.stride_words).map(|_| AtomicU64::new(0)).collect()
+        (0..W_SLOTS + g.slot_count as usize * g.stride_words)
+            .map(|_| AtomicU64::new(0))
+            .collect()
     }
 
     fn publish(words: &[AtomicU64], g: &Geometry, seq: u64, bytes: &[u8]) {
@@ -295,13 +316,22 @@ mod tests {
         assert_eq!(read(&words, &g, 0, &mut buf), ReadOutcome::InProgress);
         write_bytes(&words, &g, 0, 0, b"hello, world");
         commit(&words, &g, 0);
-        assert_eq!(read(&words, &g, 0, &mut buf), ReadOutcome::Message { len: 12 });
-        assert_eq!(&bytemuck::cast_slice::<u64, u8>(&buf)[..12], b"hello, world");
+        assert_eq!(
+            read(&words, &g, 0, &mut buf),
+            ReadOutcome::Message { len: 12 }
+        );
+        assert_eq!(
+            &bytemuck::cast_slice::<u64, u8>(&buf)[..12],
+            b"hello, world"
+        );
         for s in 1..=4 {
             publish(&words, &g, s, &[s as u8]);
         }
         assert_eq!(read(&words, &g, 0, &mut buf), ReadOutcome::Overwritten);
-        assert_eq!(read(&words, &g, 4, &mut buf), ReadOutcome::Message { len: 1 });
+        assert_eq!(
+            read(&words, &g, 4, &mut buf),
+            ReadOutcome::Message { len: 1 }
+        );
         assert_eq!(cursor(&words), 5);
     }
 
@@ -323,7 +353,10 @@ mod tests {
         begin(&words, &g, 0);
         assert!(tombstone(&words, &g, 0, busy_version(0)));
         assert_eq!(read(&words, &g, 0, &mut buf), ReadOutcome::Abandoned);
-        assert!(!tombstone(&words, &g, 0, busy_version(0)), "only an odd slot is tombstoned");
+        assert!(
+            !tombstone(&words, &g, 0, busy_version(0)),
+            "only an odd slot is tombstoned"
+        );
     }
 
     #[test]
@@ -334,9 +367,21 @@ mod tests {
         // Sequence 0 maps to the same slot but is a lap older: it must not overwrite 2.
         assert_eq!(take(&words, &g, 0), Take::Newer);
         // Sequence 4 finds 2 still being written.
-        assert_eq!(take(&words, &g, 4), Take::Busy { version: busy_version(2), writer: None });
+        assert_eq!(
+            take(&words, &g, 4),
+            Take::Busy {
+                version: busy_version(2),
+                writer: None
+            }
+        );
         write_bytes(&words, &g, 2, 7, b"x");
-        assert_eq!(take(&words, &g, 4), Take::Busy { version: busy_version(2), writer: Some(7) });
+        assert_eq!(
+            take(&words, &g, 4),
+            Take::Busy {
+                version: busy_version(2),
+                writer: Some(7)
+            }
+        );
         assert!(commit_cas(&words, &g, 2));
         assert_eq!(take(&words, &g, 4), Take::Taken);
         // A writer taken over can no longer commit.

@@ -34,17 +34,28 @@ const INIT_WAIT: Duration = Duration::from_millis(100);
 
 /// Checks a bus name: 1..=200 characters of `[A-Za-z0-9._-]`, not starting with `.`.
 pub(crate) fn validate_name(name: &str) -> Result<()> {
-    let bad = |reason: String| Err(Error::InvalidName { name: name.to_owned(), reason });
+    let bad = |reason: String| {
+        Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
     if name.is_empty() {
         return bad("the name is empty".into());
     }
     if name.len() > NAME_MAX {
-        return bad(format!("{} bytes long, the limit is {NAME_MAX}", name.len()));
+        return bad(format!(
+            "{} bytes long, the limit is {NAME_MAX}",
+            name.len()
+        ));
     }
     if name.starts_with('.') {
         return bad("it starts with '.'".into());
     }
-    if let Some((i, c)) = name.char_indices().find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+    if let Some((i, c)) = name
+        .char_indices()
+        .find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
         return bad(format!(
             "character {c:?} at byte {i} is not allowed (use letters, digits, '.', '_' and '-')"
         ));
@@ -130,8 +141,16 @@ impl Segment {
     }
 
     /// An in-process bus on the heap (no `/dev/shm`, no locks).
-    pub(crate) fn heap(geometry: Geometry, mode: ProducerMode, ty: TypeInfo, first_seq: u64) -> Segment {
-        let words = geometry.segment_bytes().expect("Geometry::new checked the size") as usize / 8;
+    pub(crate) fn heap(
+        geometry: Geometry,
+        mode: ProducerMode,
+        ty: TypeInfo,
+        first_seq: u64,
+    ) -> Segment {
+        let words = geometry
+            .segment_bytes()
+            .expect("Geometry::new checked the size") as usize
+            / 8;
         let mem: Box<[AtomicU64]> = (0..words).map(|_| AtomicU64::new(0)).collect();
         layout::write_header(&mem, &init(geometry, mode, &ty, first_seq));
         let base = mem.as_ptr();
@@ -158,7 +177,9 @@ impl Segment {
         perm: u32,
     ) -> Result<Segment> {
         validate_name(name)?;
-        let size = geometry.segment_bytes().expect("Geometry::new checked the size");
+        let size = geometry
+            .segment_bytes()
+            .expect("Geometry::new checked the size");
         // Created with owner-write only, so that nobody can open it read-only before it is ready;
         // the final mode is set by fchmod at the end, on the fd, regardless of the umask.
         let fd = nix::sys::mman::shm_open(
@@ -167,19 +188,30 @@ impl Segment {
             Mode::S_IWUSR,
         )
         .map_err(|e| match e {
-            Errno::EEXIST => Error::AlreadyExists { name: name.to_owned() },
-            Errno::EACCES | Errno::EPERM => Error::PermissionDenied { name: name.to_owned(), action: "create" },
+            Errno::EEXIST => Error::AlreadyExists {
+                name: name.to_owned(),
+            },
+            Errno::EACCES | Errno::EPERM => Error::PermissionDenied {
+                name: name.to_owned(),
+                action: "create",
+            },
             e => Error::io(name, "shm_open", e),
         })?;
         let cleanup = |e: Error| {
             let _ = nix::sys::mman::shm_unlink(shm_name(name).as_str());
             e
         };
-        nix::unistd::ftruncate(&fd, size as i64).map_err(|e| cleanup(Error::io(name, "ftruncate", e)))?;
+        nix::unistd::ftruncate(&fd, size as i64)
+            .map_err(|e| cleanup(Error::io(name, "ftruncate", e)))?;
         // Reserve the pages now: a full /dev/shm becomes an error here, not a SIGBUS later.
         match nix::fcntl::posix_fallocate(fd.as_raw_fd(), 0, size as i64) {
             Ok(()) => {}
-            Err(Errno::ENOSPC) => return Err(cleanup(Error::NoSpace { name: name.to_owned(), size })),
+            Err(Errno::ENOSPC) => {
+                return Err(cleanup(Error::NoSpace {
+                    name: name.to_owned(),
+                    size,
+                }))
+            }
             // Some file systems cannot preallocate; ftruncate already sized the object.
             Err(Errno::EOPNOTSUPP | Errno::EINVAL) => {}
             Err(e) => return Err(cleanup(Error::io(name, "posix_fallocate", e))),
@@ -187,11 +219,29 @@ impl Segment {
         let map = MmapOptions::new()
             .len(size as usize)
             .map_raw(fd.as_raw_fd())
-            .map_err(|e| cleanup(Error::Io { name: name.to_owned(), op: "mmap", source: e }))?;
-        let seg = Segment::from_map(name, map, fd, Access::ReadWrite, geometry, mode, ty, first_seq);
+            .map_err(|e| {
+                cleanup(Error::Io {
+                    name: name.to_owned(),
+                    op: "mmap",
+                    source: e,
+                })
+            })?;
+        let seg = Segment::from_map(
+            name,
+            map,
+            fd,
+            Access::ReadWrite,
+            geometry,
+            mode,
+            ty,
+            first_seq,
+        );
         layout::write_header(seg.words(), &init(geometry, mode, &seg.ty, first_seq));
-        nix::sys::stat::fchmod(seg.fd().expect("mapped").as_raw_fd(), Mode::from_bits_truncate(perm & 0o777))
-            .map_err(|e| cleanup(Error::io(name, "fchmod", e)))?;
+        nix::sys::stat::fchmod(
+            seg.fd().expect("mapped").as_raw_fd(),
+            Mode::from_bits_truncate(perm & 0o777),
+        )
+        .map_err(|e| cleanup(Error::io(name, "fchmod", e)))?;
         Ok(seg)
     }
 
@@ -233,38 +283,72 @@ impl Segment {
             Access::ReadOnly => "open read-only",
             Access::ReadWrite => "open read-write",
         };
-        let fd = nix::sys::mman::shm_open(shm_name(name).as_str(), flags | OFlag::O_NOFOLLOW, Mode::empty())
-            .map_err(|e| match e {
-                Errno::ENOENT => Error::NotFound { name: name.to_owned() },
-                Errno::ELOOP => Error::NotRegularFile { name: name.to_owned() },
-                Errno::EACCES | Errno::EPERM => {
-                    if creation_in_progress(name) {
-                        Error::NotInitialised { name: name.to_owned() }
-                    } else {
-                        Error::PermissionDenied { name: name.to_owned(), action }
+        let fd = nix::sys::mman::shm_open(
+            shm_name(name).as_str(),
+            flags | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            Errno::ENOENT => Error::NotFound {
+                name: name.to_owned(),
+            },
+            Errno::ELOOP => Error::NotRegularFile {
+                name: name.to_owned(),
+            },
+            Errno::EACCES | Errno::EPERM => {
+                if creation_in_progress(name) {
+                    Error::NotInitialised {
+                        name: name.to_owned(),
+                    }
+                } else {
+                    Error::PermissionDenied {
+                        name: name.to_owned(),
+                        action,
                     }
                 }
-                e => Error::io(name, "shm_open", e),
-            })?;
+            }
+            e => Error::io(name, "shm_open", e),
+        })?;
         let file = File::from(fd);
-        let meta = file.metadata().map_err(|e| Error::Io { name: name.to_owned(), op: "fstat", source: e })?;
+        let meta = file.metadata().map_err(|e| Error::Io {
+            name: name.to_owned(),
+            op: "fstat",
+            source: e,
+        })?;
         if !meta.file_type().is_file() {
-            return Err(Error::NotRegularFile { name: name.to_owned() });
+            return Err(Error::NotRegularFile {
+                name: name.to_owned(),
+            });
         }
         let ours = nix::unistd::geteuid().as_raw();
         if meta.uid() != ours && !trust.other_owner {
-            return Err(Error::ForeignOwner { name: name.to_owned(), owner: meta.uid(), ours });
+            return Err(Error::ForeignOwner {
+                name: name.to_owned(),
+                owner: meta.uid(),
+                ours,
+            });
         }
         let perm = meta.mode() & 0o7777;
         if perm & 0o022 != 0 && !trust.shared_write {
-            return Err(Error::InsecureMode { name: name.to_owned(), mode: perm });
+            return Err(Error::InsecureMode {
+                name: name.to_owned(),
+                mode: perm,
+            });
         }
         let size = meta.len();
         if size < HEADER_BYTES as u64 {
-            return Err(Error::Truncated { name: name.to_owned(), size, expected: HEADER_BYTES as u64 });
+            return Err(Error::Truncated {
+                name: name.to_owned(),
+                size,
+                expected: HEADER_BYTES as u64,
+            });
         }
         if size > MAX_SEGMENT_BYTES {
-            return Err(Error::TooLarge { name: name.to_owned(), size, max: MAX_SEGMENT_BYTES });
+            return Err(Error::TooLarge {
+                name: name.to_owned(),
+                size,
+                max: MAX_SEGMENT_BYTES,
+            });
         }
         let fd = OwnedFd::from(file);
         let mut opts = MmapOptions::new();
@@ -273,20 +357,29 @@ impl Segment {
             Access::ReadOnly => opts.map_raw_read_only(fd.as_raw_fd()),
             Access::ReadWrite => opts.map_raw(fd.as_raw_fd()),
         }
-        .map_err(|e| Error::Io { name: name.to_owned(), op: "mmap", source: e })?;
+        .map_err(|e| Error::Io {
+            name: name.to_owned(),
+            op: "mmap",
+            source: e,
+        })?;
         // Geometry is filled in after validation; until then only the header is read.
         let mut seg = Segment::from_map(
             name,
             map,
             fd,
             access,
-            Geometry { slot_count: 1, stride_words: 8, capacity: 1 },
+            Geometry {
+                slot_count: 1,
+                stride_words: 8,
+                capacity: 1,
+            },
             ProducerMode::Single,
             TypeInfo::raw(),
             0,
         );
         let header = seg.wait_initialised()?;
-        let (geometry, mode) = layout::validate(&header, size).map_err(|f| fault_to_error(name, size, f))?;
+        let (geometry, mode) =
+            layout::validate(&header, size).map_err(|f| fault_to_error(name, size, f))?;
         seg.geometry = geometry;
         seg.mode = mode;
         seg.ty = header.ty;
@@ -322,7 +415,11 @@ impl Segment {
             .read(true)
             .write(true)
             .open(path)
-            .map_err(|e| Error::Io { name: self.name.clone(), op: "reopen", source: e })?;
+            .map_err(|e| Error::Io {
+                name: self.name.clone(),
+                op: "reopen",
+                source: e,
+            })?;
         Ok(Some(OwnedFd::from(file)))
     }
 
@@ -353,7 +450,8 @@ impl Segment {
 
     /// The raw clock value of producer `i`'s last publish.
     pub(crate) fn producer_last_publish(&self, i: usize) -> u64 {
-        self.producer_word(i, PE_LAST_PUBLISH).load(Ordering::Relaxed)
+        self.producer_word(i, PE_LAST_PUBLISH)
+            .load(Ordering::Relaxed)
     }
 
     pub(crate) fn producer_heartbeat(&self, i: usize) -> &AtomicU64 {
@@ -362,13 +460,17 @@ impl Segment {
 
     /// Registers this process in producer entry `i`.
     pub(crate) fn set_producer(&self, i: usize, pid: u32, start: u64) {
-        self.producer_word(i, PE_START).store(start, Ordering::Relaxed);
-        self.producer_word(i, PE_PID).store(pid as u64, Ordering::Relaxed);
+        self.producer_word(i, PE_START)
+            .store(start, Ordering::Relaxed);
+        self.producer_word(i, PE_PID)
+            .store(pid as u64, Ordering::Relaxed);
     }
 
     /// Heap buses: claims a free producer entry by CAS on its pid word.
     pub(crate) fn claim_heap_entry(&self, i: usize, pid: u32) -> bool {
-        self.producer_word(i, PE_PID).compare_exchange(0, pid as u64, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        self.producer_word(i, PE_PID)
+            .compare_exchange(0, pid as u64, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// Heap buses: frees a producer entry.
@@ -399,7 +501,15 @@ impl Segment {
         // SAFETY: FUTEX_WAKE on the address of an AtomicU32 that lives as long as `self`; the
         // kernel only reads it.
         unsafe {
-            libc::syscall(libc::SYS_futex, w.as_ptr(), self.futex_op(libc::FUTEX_WAKE), i32::MAX, 0usize, 0usize, 0u32);
+            libc::syscall(
+                libc::SYS_futex,
+                w.as_ptr(),
+                self.futex_op(libc::FUTEX_WAKE),
+                i32::MAX,
+                0usize,
+                0usize,
+                0u32,
+            );
         }
     }
 
@@ -456,7 +566,10 @@ fn init(geometry: Geometry, mode: ProducerMode, ty: &TypeInfo, first_seq: u64) -
         first_seq,
         creator_pid: pid,
         creator_start: process_start_ticks(pid).unwrap_or(0),
-        created_ns: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0),
+        created_ns: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
     }
 }
 
@@ -465,16 +578,28 @@ fn fault_to_error(name: &str, size: u64, f: HeaderFault) -> Error {
     match f {
         HeaderFault::NotInitialised => Error::NotInitialised { name },
         HeaderFault::BadMagic(found) => Error::BadMagic { name, found },
-        HeaderFault::Abi(found) => Error::AbiMismatch { name, found, expected: layout::ABI_VERSION },
+        HeaderFault::Abi(found) => Error::AbiMismatch {
+            name,
+            found,
+            expected: layout::ABI_VERSION,
+        },
         HeaderFault::Corrupt(reason) => Error::Corrupt { name, reason },
-        HeaderFault::Truncated { expected } => Error::Truncated { name, size, expected },
+        HeaderFault::Truncated { expected } => Error::Truncated {
+            name,
+            size,
+            expected,
+        },
     }
 }
 
 /// A creator that has not finished yet leaves the object owner-write-only (mode 0200).
 fn creation_in_progress(name: &str) -> bool {
     std::fs::symlink_metadata(segment_path(name))
-        .map(|m| m.file_type().is_file() && m.mode() & 0o777 == 0o200 && m.uid() == nix::unistd::geteuid().as_raw())
+        .map(|m| {
+            m.file_type().is_file()
+                && m.mode() & 0o777 == 0o200
+                && m.uid() == nix::unistd::geteuid().as_raw()
+        })
         .unwrap_or(false)
 }
 
@@ -482,8 +607,13 @@ fn creation_in_progress(name: &str) -> bool {
 pub(crate) fn remove(name: &str) -> Result<()> {
     validate_name(name)?;
     nix::sys::mman::shm_unlink(shm_name(name).as_str()).map_err(|e| match e {
-        Errno::ENOENT => Error::NotFound { name: name.to_owned() },
-        Errno::EACCES | Errno::EPERM => Error::PermissionDenied { name: name.to_owned(), action: "remove" },
+        Errno::ENOENT => Error::NotFound {
+            name: name.to_owned(),
+        },
+        Errno::EACCES | Errno::EPERM => Error::PermissionDenied {
+            name: name.to_owned(),
+            action: "remove",
+        },
         e => Error::io(name, "shm_unlink", e),
     })
 }
