@@ -111,12 +111,12 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 /// A child's result line: `RESULT key=value key=value ...` on its stdout.
 pub fn parse_result(stdout: &str) -> std::collections::HashMap<String, u64> {
+    // The test harness may print "test child_entry ... " on the same line first.
     let line = stdout
         .lines()
-        .find(|l| l.starts_with("RESULT "))
+        .find_map(|l| l.find("RESULT ").map(|i| &l[i + 7..]))
         .unwrap_or_else(|| panic!("no RESULT line in child output:\n{stdout}"));
-    line[7..]
-        .split_whitespace()
+    line.split_whitespace()
         .map(|kv| {
             let (k, v) = kv.split_once('=').expect("key=value");
             (k.to_owned(), v.parse().expect("number"))
