@@ -137,14 +137,14 @@ impl<T: Payload> Bus<T> {
         self.seg.producers_alive()
     }
 
-    /// The producers attached now: pid and raw-clock time of each one's last publish.
+    /// The producers attached now: pid and time of each one's last publish.
     pub fn producers(&self) -> Vec<ProducerInfo> {
         (0..MAX_PRODUCERS)
             .filter(|&i| self.seg.producer_alive(i))
             .map(|i| ProducerInfo {
                 index: i,
                 pid: self.seg.producer_pid(i),
-                last_publish_raw: self.seg.producer_last_publish(i),
+                last_publish_ns: self.seg.producer_last_publish(i),
             })
             .collect()
     }
@@ -171,8 +171,19 @@ pub struct ProducerInfo {
     pub index: usize,
     /// Its process id.
     pub pid: u32,
-    /// [`quanta::Clock::raw`] at its last publish (0 if none yet).
-    pub last_publish_raw: u64,
+    /// `CLOCK_MONOTONIC_COARSE` (ns) at its last publish; 0 if it has not published yet.
+    pub last_publish_ns: u64,
+}
+
+impl ProducerInfo {
+    /// Time since this producer last published (a few ms of resolution), `None` if it has not.
+    pub fn since_last_publish(&self) -> Option<std::time::Duration> {
+        (self.last_publish_ns != 0).then(|| {
+            std::time::Duration::from_nanos(
+                segment::coarse_now_ns().saturating_sub(self.last_publish_ns),
+            )
+        })
+    }
 }
 
 /// Slot states, as [`Bus::slot_census`] counts them.

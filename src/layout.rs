@@ -24,7 +24,7 @@
 //!  1088   136  wake word (futex, lo32 only)                    [own cache line]
 //!  1096   137  sleeping-subscriber count
 //!  2048   256  producer table: 32 entries of 64 bytes (one line each)
-//!                +0 pid (lo32) | 0      +8 start time (ticks)    +16 last publish (raw clock)
+//!                +0 pid (lo32) | 0      +8 start time (ticks)    +16 last publish (CLOCK_MONOTONIC_COARSE ns)
 //!  4096   512  slot 0, then slot i at 4096 + i * stride
 //!
 //!  slot:  +0 version (2*seq+1 while writing seq, 2*seq+2 once written, 0 never written)
