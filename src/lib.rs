@@ -96,3 +96,8 @@ pub use crate::{
 };
 #[cfg(not(loom))]
 pub use bytemuck;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
