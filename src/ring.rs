@@ -288,6 +288,43 @@ pub(crate) fn version(words: &[AtomicU64], g: &Geometry, seq: u64) -> u64 {
     words[g.slot_word(seq)].load(Ordering::Acquire)
 }
 
+/// The oldest sequence still intact for cursor `c` on a bus whose first sequence is `first`: a
+/// full ring back, or one less if the slot after the cursor is being overwritten right now.
+pub(crate) fn oldest_intact(words: &[AtomicU64], g: &Geometry, c: u64, first: u64) -> u64 {
+    if c.wrapping_sub(first) <= g.slot_count {
+        return first;
+    }
+    let oldest = c - g.slot_count;
+    if version(words, g, c) & 1 == 1 {
+        oldest + 1
+    } else {
+        oldest
+    }
+}
+
+/// Where a reader that expected `next` and was lapped resumes (DESIGN §3): the oldest intact
+/// sequence, or with `to_newest` the newest claimed one, and always past `next`, so that it
+/// skips exactly `result - next` sequence numbers and never rereads the one it lost.
+pub(crate) fn resume_after_lap(
+    words: &[AtomicU64],
+    g: &Geometry,
+    next: u64,
+    first: u64,
+    to_newest: bool,
+) -> u64 {
+    let c = cursor(words);
+    let target = if to_newest {
+        c.wrapping_sub(1).max(first)
+    } else {
+        oldest_intact(words, g, c, first)
+    };
+    if target > next {
+        target
+    } else {
+        next.wrapping_add(1)
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

@@ -9,7 +9,6 @@ use crate::layout::Geometry;
 use crate::payload::{Payload, Raw};
 use crate::ring::{self, ReadOutcome};
 use crate::segment::Segment;
-use crate::sync::AtomicU64;
 use crate::wait::Wait;
 
 /// Where a new subscriber starts reading.
@@ -194,7 +193,7 @@ impl<T: Payload> Subscriber<T> {
         let geometry = seg.geometry;
         let words = seg.words();
         let c = ring::cursor(words);
-        let oldest = oldest_intact(words, &geometry, c, seg.first_seq);
+        let oldest = ring::oldest_intact(words, &geometry, c, seg.first_seq);
         let next = match start {
             Start::Newest => c,
             Start::Oldest => oldest,
@@ -340,19 +339,15 @@ impl<T: Payload> Subscriber<T> {
     /// Lapped: jump to where the policy says and count exactly what was skipped.
     #[cold]
     fn resync(&mut self) -> Polled {
-        let words = self.seg.words();
-        let c = ring::cursor(words);
         self.laps_in_row += 1;
-        let target = if self.policy == LapPolicy::Newest || self.laps_in_row > 1 {
-            c.wrapping_sub(1).max(self.seg.first_seq)
-        } else {
-            oldest_intact(words, &self.geometry, c, self.seg.first_seq)
-        };
-        let new = if target > self.next {
-            target
-        } else {
-            self.next.wrapping_add(1)
-        };
+        let to_newest = self.policy == LapPolicy::Newest || self.laps_in_row > 1;
+        let new = ring::resume_after_lap(
+            self.seg.words(),
+            &self.geometry,
+            self.next,
+            self.seg.first_seq,
+            to_newest,
+        );
         let lost = new.wrapping_sub(self.next);
         self.next = new;
         self.stats.lost += lost;
@@ -434,20 +429,6 @@ impl<T: Payload> Subscriber<T> {
             Polled::Lapped { lost } => Recv::Lapped { lost },
             Polled::Closed => Recv::Closed,
         }
-    }
-}
-
-/// The oldest sequence still intact for cursor `c`: a full ring back, or one less if the slot
-/// after the cursor is being overwritten right now.
-fn oldest_intact(words: &[AtomicU64], g: &Geometry, c: u64, first: u64) -> u64 {
-    if c.wrapping_sub(first) <= g.slot_count {
-        return first;
-    }
-    let oldest = c - g.slot_count;
-    if ring::version(words, g, c) & 1 == 1 {
-        oldest + 1
-    } else {
-        oldest
     }
 }
 
