@@ -1,0 +1,277 @@
+//! `shmbus info NAME`: the whole header, each validity check, producers and a slot census.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use serde::Serialize;
+use shmbus::inspect::{self, CheckStatus};
+use shmbus::{Bus, HeaderSnapshot};
+
+use crate::list::{self, BusSummary};
+use crate::{text, CmdResult, Failure};
+
+#[derive(Args, Debug)]
+pub(crate) struct InfoArgs {
+    /// The bus name (the part after "shmbus." in /dev/shm).
+    name: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize, Debug)]
+struct CheckOut {
+    check: &'static str,
+    /// "ok", "FAIL" or "skipped".
+    status: &'static str,
+    detail: String,
+}
+
+#[derive(Serialize, Debug)]
+struct HeaderOut {
+    magic: String,
+    abi_version: u32,
+    producer_mode: String,
+    slot_count: u64,
+    slot_stride: u64,
+    capacity: u64,
+    type_name: String,
+    type_size: u32,
+    type_align: u32,
+    type_hash: String,
+    first_seq: u64,
+    cursor: u64,
+    published: u64,
+    creator_pid: u32,
+    creator_start_ticks: u64,
+    created_unix_ns: u64,
+    segment_size: u64,
+}
+
+#[derive(Serialize, Debug)]
+struct ProducerOut {
+    index: usize,
+    pid: u32,
+    last_publish_ns_ago: Option<u64>,
+}
+
+#[derive(Serialize, Debug)]
+struct CensusOut {
+    empty: u64,
+    written: u64,
+    being_written: u64,
+}
+
+/// What `info --json` prints. `error` is set, and `header`, `summary`, `census` are null, when
+/// the bus cannot be opened.
+#[derive(Serialize, Debug)]
+struct InfoOut {
+    name: String,
+    path: String,
+    checks: Vec<CheckOut>,
+    error: Option<String>,
+    header: Option<HeaderOut>,
+    summary: Option<BusSummary>,
+    producers: Vec<ProducerOut>,
+    census: Option<CensusOut>,
+}
+
+fn status_word(s: CheckStatus) -> &'static str {
+    match s {
+        CheckStatus::Pass => "ok",
+        CheckStatus::Fail => "FAIL",
+        CheckStatus::Skipped => "skipped",
+    }
+}
+
+fn header_out(h: &HeaderSnapshot) -> HeaderOut {
+    HeaderOut {
+        magic: format!("{:#018x}", h.magic),
+        abi_version: h.abi_version,
+        producer_mode: h.producer_mode().map_or_else(
+            || format!("invalid ({})", h.mode_word),
+            |m| list::mode_name(m).into(),
+        ),
+        slot_count: h.slot_count,
+        slot_stride: h.slot_stride,
+        capacity: h.capacity,
+        type_name: h.ty.name.clone(),
+        type_size: h.ty.size,
+        type_align: h.ty.align,
+        type_hash: format!("{:#018x}", h.type_hash),
+        first_seq: h.first_seq,
+        cursor: h.cursor,
+        published: h.published(),
+        creator_pid: h.creator_pid,
+        creator_start_ticks: h.creator_start,
+        created_unix_ns: h.created_ns,
+        segment_size: h.segment_size,
+    }
+}
+
+pub(crate) fn run(args: &InfoArgs) -> CmdResult {
+    // An invalid name or a missing bus is the whole story: one error line, no report.
+    inspect::validate_name(&args.name)?;
+    let path = inspect::segment_path(&args.name);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Err(shmbus::Error::NotFound {
+            name: args.name.clone(),
+        }
+        .into());
+    }
+    let checks: Vec<CheckOut> = inspect::checks(&args.name)
+        .into_iter()
+        .map(|c| CheckOut {
+            check: c.name,
+            status: status_word(c.status),
+            detail: c.detail,
+        })
+        .collect();
+    let opened = inspect::open_for_inspection(&args.name);
+    let mut out = InfoOut {
+        name: args.name.clone(),
+        path: path.display().to_string(),
+        checks,
+        error: None,
+        header: None,
+        summary: None,
+        producers: Vec::new(),
+        census: None,
+    };
+    let failure = match &opened {
+        Ok(bus) => {
+            fill(&mut out, bus);
+            None
+        }
+        Err(e) => {
+            out.error = Some(e.to_string());
+            Some(Failure(e.to_string()))
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        writeln!(stdout, "{}", text::json_line(&out))?;
+    } else {
+        stdout.write_all(render(&out).as_bytes())?;
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+fn fill(out: &mut InfoOut, bus: &Bus) {
+    let h = bus.header();
+    out.header = Some(header_out(&h));
+    out.summary = Some(list::summarize(bus));
+    out.producers = bus
+        .producers()
+        .iter()
+        .map(|p| ProducerOut {
+            index: p.index,
+            pid: p.pid,
+            last_publish_ns_ago: p.since_last_publish().map(|d| d.as_nanos() as u64),
+        })
+        .collect();
+    let c = bus.slot_census();
+    out.census = Some(CensusOut {
+        empty: c.empty,
+        written: c.written,
+        being_written: c.being_written,
+    });
+}
+
+/// The text report; every string from the segment escaped.
+fn render(o: &InfoOut) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "bus      {}", text::sanitize(&o.name));
+    let _ = writeln!(s, "path     {}", text::sanitize(&o.path));
+    let _ = writeln!(s, "\nchecks");
+    let w = o.checks.iter().map(|c| c.check.len()).max().unwrap_or(0);
+    for c in &o.checks {
+        let _ = writeln!(
+            s,
+            "  {:<7} {:<w$}  {}",
+            c.status,
+            c.check,
+            text::sanitize(&c.detail)
+        );
+    }
+    if let Some(h) = &o.header {
+        let created = UNIX_EPOCH + Duration::from_nanos(h.created_unix_ns);
+        let age = SystemTime::now()
+            .duration_since(created)
+            .map_or("in the future".into(), |d| {
+                format!("{} ago", text::duration(d))
+            });
+        let sum = o.summary.as_ref();
+        let alive = |b: bool| if b { "alive" } else { "gone" };
+        let _ = writeln!(s, "\nheader");
+        let rows: Vec<(&str, String)> = vec![
+            ("magic", h.magic.clone()),
+            ("abi version", h.abi_version.to_string()),
+            ("producer mode", h.producer_mode.clone()),
+            ("slots", h.slot_count.to_string()),
+            ("slot stride", format!("{} bytes", h.slot_stride)),
+            ("capacity", format!("{} bytes per message", h.capacity)),
+            (
+                "message type",
+                format!(
+                    "{} (size {}, align {}, hash {})",
+                    h.type_name, h.type_size, h.type_align, h.type_hash
+                ),
+            ),
+            ("first seq", h.first_seq.to_string()),
+            (
+                "cursor",
+                format!("{} ({} published)", h.cursor, h.published),
+            ),
+            (
+                "creator",
+                format!(
+                    "pid {} ({}), start {} ticks",
+                    h.creator_pid,
+                    alive(sum.is_some_and(|x| x.creator_alive)),
+                    h.creator_start_ticks
+                ),
+            ),
+            ("created", format!("{age} (unix ns {})", h.created_unix_ns)),
+            (
+                "segment size",
+                format!("{} bytes ({})", h.segment_size, text::bytes(h.segment_size)),
+            ),
+            (
+                "stale",
+                if sum.is_some_and(|x| x.stale) {
+                    "yes: no live producer and creator gone"
+                } else {
+                    "no"
+                }
+                .into(),
+            ),
+        ];
+        for (k, v) in rows {
+            let _ = writeln!(s, "  {k:<14} {}", text::sanitize(&v));
+        }
+        let _ = writeln!(s, "\nproducers ({} live)", o.producers.len());
+        for p in &o.producers {
+            let last = p
+                .last_publish_ns_ago
+                .map_or("never published".into(), |ns| {
+                    format!(
+                        "last publish {} ago",
+                        text::duration(Duration::from_nanos(ns))
+                    )
+                });
+            let _ = writeln!(s, "  #{:<3} pid {:<8} {last}", p.index, p.pid);
+        }
+    }
+    if let Some(c) = &o.census {
+        let _ = writeln!(s, "\nslots");
+        let _ = writeln!(
+            s,
+            "  empty {}, written {}, being written {}",
+            c.empty, c.written, c.being_written
+        );
+    }
+    s
+}

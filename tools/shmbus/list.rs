@@ -1,0 +1,222 @@
+//! `shmbus list`: every bus in `/dev/shm`, one line (or one JSON object) each.
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+use shmbus::{inspect, Bus, ProducerMode};
+
+use crate::{text, CmdResult};
+
+#[derive(Args, Debug)]
+pub(crate) struct ListArgs {
+    /// Also list files in /dev/shm that are not shmbus buses (as "foreign").
+    #[arg(long)]
+    all: bool,
+    /// Print one JSON array instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One file of `/dev/shm` as `list --json` prints it.
+#[derive(Serialize, Debug)]
+pub(crate) struct ListEntry {
+    /// File name in /dev/shm.
+    file: String,
+    /// Bus name (null for foreign files).
+    name: Option<String>,
+    /// "bus", "foreign" or "error".
+    kind: &'static str,
+    /// Why the segment could not be opened (kind "error" only).
+    error: Option<String>,
+    size: u64,
+    /// Permission bits in octal, e.g. "0600".
+    mode: String,
+    uid: u32,
+    /// The bus's state (kind "bus" only).
+    bus: Option<BusSummary>,
+}
+
+/// What `list` and `info` report about an open bus.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub(crate) struct BusSummary {
+    pub(crate) slots: u64,
+    pub(crate) capacity: usize,
+    pub(crate) message_type: String,
+    /// "single" or "multi".
+    pub(crate) producer_mode: &'static str,
+    pub(crate) published: u64,
+    pub(crate) cursor: u64,
+    /// Nanoseconds since the last publish by a live producer; null if none recorded.
+    pub(crate) last_publish_ns_ago: Option<u64>,
+    pub(crate) creator_pid: u32,
+    pub(crate) creator_alive: bool,
+    pub(crate) producers_alive: bool,
+    /// Live producers attached now.
+    pub(crate) producers: usize,
+    pub(crate) stale: bool,
+    pub(crate) segment_size: u64,
+}
+
+pub(crate) fn mode_name(m: ProducerMode) -> &'static str {
+    match m {
+        ProducerMode::Single => "single",
+        ProducerMode::Multi => "multi",
+    }
+}
+
+/// Time since the most recent publish of any live producer, if one was recorded.
+pub(crate) fn last_publish_age(bus: &Bus) -> Option<Duration> {
+    bus.producers()
+        .iter()
+        .filter_map(|p| p.since_last_publish())
+        .min()
+}
+
+pub(crate) fn summarize(bus: &Bus) -> BusSummary {
+    let h = bus.header();
+    BusSummary {
+        slots: bus.slots(),
+        capacity: bus.capacity(),
+        message_type: bus.message_type().to_string(),
+        producer_mode: mode_name(bus.producer_mode()),
+        published: h.published(),
+        cursor: h.cursor,
+        last_publish_ns_ago: last_publish_age(bus).map(|d| d.as_nanos() as u64),
+        creator_pid: h.creator_pid,
+        creator_alive: inspect::creator_alive(&h),
+        producers_alive: bus.has_producers(),
+        producers: bus.producers().len(),
+        stale: inspect::is_stale(bus),
+        segment_size: h.segment_size,
+    }
+}
+
+/// Reads `/dev/shm` into entries; segments that cannot be opened carry their error.
+pub(crate) fn collect(all: bool) -> Result<Vec<ListEntry>, crate::Failure> {
+    let entries =
+        inspect::list(all).map_err(|e| crate::Failure(format!("cannot read /dev/shm: {e}")))?;
+    Ok(entries
+        .into_iter()
+        .map(|e| {
+            let (kind, error, bus) = match &e.bus {
+                None => ("foreign", None, None),
+                Some(Err(err)) => ("error", Some(err.to_string()), None),
+                Some(Ok(bus)) => ("bus", None, Some(summarize(bus))),
+            };
+            ListEntry {
+                file: e.file_name,
+                name: e.name,
+                kind,
+                error,
+                size: e.size,
+                mode: format!("{:04o}", e.mode),
+                uid: e.uid,
+                bus,
+            }
+        })
+        .collect())
+}
+
+pub(crate) fn run(args: &ListArgs) -> CmdResult {
+    let entries = collect(args.all)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", text::json_line(&entries))?;
+    } else {
+        out.write_all(table(&entries).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The text table, columns aligned; every string from the file system or a segment escaped.
+pub(crate) fn table(entries: &[ListEntry]) -> String {
+    const HEAD: [&str; 12] = [
+        "NAME",
+        "SLOTS",
+        "CAP",
+        "TYPE",
+        "MODE",
+        "PUBLISHED",
+        "LAST",
+        "CREATOR",
+        "PROD",
+        "STALE",
+        "SIZE",
+        "PERM",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![HEAD.iter().map(|s| s.to_string()).collect()];
+    let mut notes: Vec<(usize, String)> = Vec::new();
+    for e in entries {
+        let name = text::sanitize(e.name.as_deref().unwrap_or(&e.file));
+        let size = text::bytes(e.size);
+        match (&e.bus, &e.error) {
+            (Some(b), _) => rows.push(vec![
+                name,
+                b.slots.to_string(),
+                b.capacity.to_string(),
+                text::sanitize(&b.message_type),
+                b.producer_mode.to_string(),
+                b.published.to_string(),
+                b.last_publish_ns_ago
+                    .map_or("-".into(), |ns| text::duration(Duration::from_nanos(ns))),
+                format!(
+                    "{} {}",
+                    b.creator_pid,
+                    if b.creator_alive { "alive" } else { "gone" }
+                ),
+                b.producers.to_string(),
+                if b.stale { "yes" } else { "no" }.into(),
+                size,
+                e.mode.clone(),
+            ]),
+            (None, err) => {
+                let what = match err {
+                    Some(err) => format!("error: {}", text::sanitize(err)),
+                    None => "foreign (not a shmbus bus)".into(),
+                };
+                notes.push((rows.len(), what));
+                rows.push(vec![name, size, e.mode.clone()]);
+            }
+        }
+    }
+    let widths: Vec<usize> = (0..HEAD.len())
+        .map(|c| {
+            rows.iter()
+                .filter(|r| r.len() == HEAD.len())
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let line = if row.len() == HEAD.len() {
+            row.iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+        } else {
+            let note = notes
+                .iter()
+                .find(|(r, _)| *r == i)
+                .map(|(_, n)| n.as_str())
+                .unwrap_or("");
+            format!(
+                "{:<w$}  {note}  (size {}, perm {})",
+                row[0],
+                row[1],
+                row[2],
+                w = widths[0]
+            )
+        };
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if entries.is_empty() {
+        out = "no buses in /dev/shm\n".into();
+    }
+    out
+}

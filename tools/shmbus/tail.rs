@@ -1,0 +1,268 @@
+//! `shmbus tail NAME`: print messages of a bus through a read-only subscriber.
+
+use std::io::{self, Write};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde::Serialize;
+use shmbus::{inspect, Recv, Start, Subscriber, Wait};
+
+use crate::{text, CmdResult, Format};
+
+#[derive(Args, Debug)]
+pub(crate) struct TailArgs {
+    /// The bus name.
+    name: String,
+    /// Where to start: "newest" (the last -n messages), "oldest" (the oldest message still
+    /// intact) or a sequence number.
+    #[arg(long, default_value = "newest", value_name = "newest|oldest|SEQ")]
+    from: From,
+    /// Without --follow: print at most N messages. With --from newest: start N messages back.
+    #[arg(short = 'n', long = "lines", default_value_t = 10, value_name = "N")]
+    n: u64,
+    /// Keep printing new messages until Ctrl-C.
+    #[arg(short, long)]
+    follow: bool,
+    /// How to print payloads.
+    #[arg(long, value_enum, default_value_t = Format::Utf8)]
+    format: Format,
+    /// One JSON object per line: {"seq","len", and "text", "json" or "hex"}, or
+    /// {"lost","first","last"} for a lap.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Start position of `tail`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum From {
+    Newest,
+    Oldest,
+    Seq(u64),
+}
+
+impl FromStr for From {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "newest" => Ok(From::Newest),
+            "oldest" => Ok(From::Oldest),
+            s => s
+                .parse()
+                .map(From::Seq)
+                .map_err(|_| format!("expected newest, oldest or a sequence number, got {s:?}")),
+        }
+    }
+}
+
+/// Set by SIGINT / SIGTERM: `--follow` ends cleanly, output flushed.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn install_stop_handler() -> io::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to a static atomic, which is async-signal-safe, and no
+        // other code of this program installs handlers for these signals.
+        unsafe { sigaction(sig, &action) }.map_err(io::Error::from)?;
+    }
+    Ok(())
+}
+
+/// One output line of `tail --json`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Line<'a> {
+    Message {
+        seq: u64,
+        len: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        json: Option<serde_json::Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hex: Option<String>,
+    },
+    Lost {
+        lost: u64,
+        first: u64,
+        last: u64,
+    },
+}
+
+/// Formats messages and laps as `tail` prints them.
+pub(crate) struct Printer {
+    pub(crate) format: Format,
+    pub(crate) json: bool,
+}
+
+impl Printer {
+    pub(crate) fn message(&self, seq: u64, bytes: &[u8]) -> String {
+        let len = bytes.len();
+        if self.json {
+            let line = match self.format {
+                Format::Utf8 => match std::str::from_utf8(bytes) {
+                    Ok(s) => Line::Message {
+                        seq,
+                        len,
+                        text: Some(s),
+                        json: None,
+                        hex: None,
+                    },
+                    Err(_) => Line::Message {
+                        seq,
+                        len,
+                        text: None,
+                        json: None,
+                        hex: Some(text::hex(bytes)),
+                    },
+                },
+                Format::Json => match serde_json::from_slice::<serde_json::Value>(bytes) {
+                    Ok(v) => Line::Message {
+                        seq,
+                        len,
+                        text: None,
+                        json: Some(v),
+                        hex: None,
+                    },
+                    Err(_) => Line::Message {
+                        seq,
+                        len,
+                        text: None,
+                        json: None,
+                        hex: Some(text::hex(bytes)),
+                    },
+                },
+                Format::Hex => Line::Message {
+                    seq,
+                    len,
+                    text: None,
+                    json: None,
+                    hex: Some(text::hex(bytes)),
+                },
+            };
+            return text::json_line(&line);
+        }
+        let payload = match self.format {
+            Format::Utf8 => text::escape_payload(bytes),
+            Format::Hex => text::hex(bytes),
+            Format::Json => match serde_json::from_slice::<serde_json::Value>(bytes) {
+                Ok(v) => text::json_line(&v),
+                Err(_) => text::hex(bytes),
+            },
+        };
+        format!("{seq}\t{len}\t{payload}")
+    }
+
+    /// `lost` sequence numbers from `first` on were skipped.
+    pub(crate) fn lap(&self, first: u64, lost: u64) -> String {
+        let last = first.saturating_add(lost.saturating_sub(1));
+        if self.json {
+            text::json_line(&Line::Lost { lost, first, last })
+        } else {
+            let s = if lost == 1 { "" } else { "s" };
+            format!("lost {lost} message{s} (seq {first}..{last})")
+        }
+    }
+}
+
+pub(crate) fn run(args: &TailArgs) -> CmdResult {
+    let bus = inspect::open_for_inspection(&args.name)?;
+    let start = match args.from {
+        From::Newest => Start::Last(args.n),
+        From::Oldest => Start::Oldest,
+        From::Seq(s) => Start::Sequence(s),
+    };
+    // A read-only handle cannot register as a futex sleeper: Sleep polls every millisecond
+    // rather than spinning a core, which is right for a tool.
+    let mut sub = bus.subscribe(start).wait_strategy(Wait::Sleep);
+    let printer = Printer {
+        format: args.format,
+        json: args.json,
+    };
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let result = if args.follow {
+        install_stop_handler()?;
+        follow(&mut sub, &printer, &mut out)
+    } else {
+        let end = bus.cursor();
+        available(&mut sub, &printer, &mut out, end, args.n)
+    };
+    match result.and_then(|()| out.flush()) {
+        // The reader went away (`shmbus tail ... | head`): not an error.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+/// Prints what was published before `end`, at most `limit` messages, and returns.
+fn available(
+    sub: &mut Subscriber,
+    p: &Printer,
+    out: &mut impl Write,
+    end: u64,
+    limit: u64,
+) -> io::Result<()> {
+    // A slot can be mid-write, or claimed by a producer that died: the subscriber waits its
+    // stall timeout, then counts it lost. This bound only guards against a stuck bus.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut printed = 0;
+    while printed < limit && sub.next_seq() < end && Instant::now() < deadline {
+        let first = sub.next_seq();
+        match sub.recv_timeout(Duration::from_millis(100)) {
+            Recv::Message(m) => {
+                writeln!(out, "{}", p.message(m.seq(), m.bytes()))?;
+                printed += 1;
+            }
+            Recv::Lapped { lost } => writeln!(out, "{}", p.lap(first, lost))?,
+            Recv::Empty => {}
+            Recv::Closed => break,
+        }
+    }
+    Ok(())
+}
+
+/// What one receive amounted to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Printed,
+    Idle,
+    Closed,
+}
+
+fn emit(r: Recv<'_>, first: u64, p: &Printer, out: &mut impl Write) -> io::Result<Step> {
+    match r {
+        Recv::Message(m) => writeln!(out, "{}", p.message(m.seq(), m.bytes()))?,
+        Recv::Lapped { lost } => writeln!(out, "{}", p.lap(first, lost))?,
+        Recv::Empty => return Ok(Step::Idle),
+        Recv::Closed => return Ok(Step::Closed),
+    }
+    Ok(Step::Printed)
+}
+
+/// Prints messages as they come until SIGINT or SIGTERM; output is flushed whenever the
+/// subscriber has caught up, so a reader sees each line as soon as nothing else is pending.
+fn follow(sub: &mut Subscriber, p: &Printer, out: &mut impl Write) -> io::Result<()> {
+    while !STOP.load(Ordering::Relaxed) {
+        let first = sub.next_seq();
+        if emit(sub.try_recv(), first, p, out)? == Step::Printed {
+            continue;
+        }
+        out.flush()?;
+        let first = sub.next_seq();
+        if emit(sub.recv_timeout(Duration::from_millis(100)), first, p, out)? == Step::Closed {
+            // No producer now; one may attach later, so keep looking, at a gentle pace.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! The `watch` screen as a pure function of [`WatchState`], so that it can be tested on a
+//! `TestBackend` without a terminal or a bus. `watch.rs` fills the state; this draws it.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use ratatui::layout::{Constraint, Layout};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Sparkline};
+use ratatui::Frame;
+
+use crate::text;
+
+/// Samples of the message rate kept for the sparkline.
+pub(crate) const HISTORY: usize = 240;
+
+/// Everything the screen shows. Strings are stored as read; the renderer escapes them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct WatchState {
+    pub(crate) name: String,
+    pub(crate) slots: u64,
+    pub(crate) capacity: usize,
+    pub(crate) message_type: String,
+    pub(crate) producer_mode: &'static str,
+    /// Next sequence number a producer will claim.
+    pub(crate) cursor: u64,
+    /// Messages published since creation.
+    pub(crate) published: u64,
+    pub(crate) msgs_per_sec: f64,
+    /// Estimated from the lengths of sampled messages; `None` until one was sampled.
+    pub(crate) bytes_per_sec: Option<f64>,
+    /// Message rate per sample period, oldest first.
+    pub(crate) history: VecDeque<u64>,
+    pub(crate) last_publish_age: Option<Duration>,
+    pub(crate) producers: usize,
+    pub(crate) creator_pid: u32,
+    pub(crate) creator_alive: bool,
+    /// Messages the sampling subscriber skipped (it samples; losing some is expected).
+    pub(crate) sampler_lost: u64,
+    /// Where the last rate sample was taken: (when, cursor).
+    last: Option<(Instant, u64)>,
+    /// Mean length of the messages sampled so far, for the byte rate.
+    mean_len: Option<f64>,
+}
+
+impl WatchState {
+    pub(crate) fn new(
+        name: &str,
+        slots: u64,
+        capacity: usize,
+        message_type: &str,
+        producer_mode: &'static str,
+    ) -> Self {
+        WatchState {
+            name: name.to_owned(),
+            slots,
+            capacity,
+            message_type: message_type.to_owned(),
+            producer_mode,
+            cursor: 0,
+            published: 0,
+            msgs_per_sec: 0.0,
+            bytes_per_sec: None,
+            history: VecDeque::with_capacity(HISTORY),
+            last_publish_age: None,
+            producers: 0,
+            creator_pid: 0,
+            creator_alive: false,
+            sampler_lost: 0,
+            last: None,
+            mean_len: None,
+        }
+    }
+
+    /// Takes a rate sample: the cursor at `now`, and `sampled` messages totalling
+    /// `sampled_bytes` that the sampling subscriber received since the previous sample.
+    /// The message rate is the cursor's advance over the elapsed time; the byte rate is that
+    /// times the mean sampled length (the last known mean when nothing was sampled).
+    pub(crate) fn sample(&mut self, now: Instant, cursor: u64, sampled: u64, sampled_bytes: u64) {
+        if sampled > 0 {
+            self.mean_len = Some(sampled_bytes as f64 / sampled as f64);
+        }
+        if let Some((then, c0)) = self.last {
+            let dt = now.saturating_duration_since(then).as_secs_f64();
+            if dt > 0.0 {
+                self.msgs_per_sec = cursor.saturating_sub(c0) as f64 / dt;
+                self.bytes_per_sec = self.mean_len.map(|l| l * self.msgs_per_sec);
+                if self.history.len() == HISTORY {
+                    self.history.pop_front();
+                }
+                self.history.push_back(self.msgs_per_sec.round() as u64);
+            }
+        }
+        self.last = Some((now, cursor));
+        self.cursor = cursor;
+    }
+}
+
+fn label(s: &str) -> Span<'_> {
+    Span::styled(format!("{s:<14}"), Style::default().fg(Color::Cyan))
+}
+
+/// Draws the whole screen.
+pub(crate) fn render(frame: &mut Frame<'_>, s: &WatchState) {
+    let [stats_area, spark_area, help_area] = Layout::vertical([
+        Constraint::Length(9),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    let bold = Style::default().add_modifier(Modifier::BOLD);
+    let liveness = if s.producers > 0 {
+        Span::styled(
+            format!("{} live", s.producers),
+            Style::default().fg(Color::Green),
+        )
+    } else {
+        Span::styled("none alive", Style::default().fg(Color::Yellow))
+    };
+    let creator = format!(
+        "pid {} ({})",
+        s.creator_pid,
+        if s.creator_alive { "alive" } else { "gone" }
+    );
+    let lines = vec![
+        Line::from(vec![
+            label("messages/s"),
+            Span::styled(format!("{:<12}", text::rate(s.msgs_per_sec)), bold),
+            label("bytes/s"),
+            Span::styled(
+                s.bytes_per_sec
+                    .map_or("-".into(), |b| format!("{}/s", text::bytes(b as u64))),
+                bold,
+            ),
+        ]),
+        Line::from(vec![
+            label("cursor"),
+            Span::raw(format!("{:<12}", s.cursor)),
+            label("published"),
+            Span::raw(s.published.to_string()),
+        ]),
+        Line::from(vec![
+            label("last publish"),
+            Span::raw(
+                s.last_publish_age
+                    .map_or("-".into(), |d| format!("{} ago", text::duration(d))),
+            ),
+        ]),
+        Line::from(vec![
+            label("producers"),
+            liveness,
+            Span::raw(format!("  ({} producer)", s.producer_mode)),
+        ]),
+        Line::from(vec![label("creator"), Span::raw(creator)]),
+        Line::from(vec![
+            label("ring"),
+            Span::raw(format!(
+                "{} slots x {} B, type {}",
+                s.slots,
+                s.capacity,
+                text::sanitize(&s.message_type)
+            )),
+        ]),
+        Line::from(vec![
+            label("sampler lost"),
+            Span::raw(s.sampler_lost.to_string()),
+        ]),
+    ];
+    let title = format!(" shmbus watch: {} ", text::sanitize(&s.name));
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(title)),
+        stats_area,
+    );
+    // The newest samples that fit, right-aligned like a scrolling chart.
+    let width = spark_area.width.saturating_sub(2) as usize;
+    let data: Vec<u64> = s
+        .history
+        .iter()
+        .skip(s.history.len().saturating_sub(width))
+        .copied()
+        .collect();
+    let peak = data.iter().copied().max().unwrap_or(0);
+    let spark = Sparkline::default()
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(format!(" messages/s, peak {} ", text::rate(peak as f64))),
+        )
+        .style(Style::default().fg(Color::Green))
+        .data(&data);
+    frame.render_widget(spark, spark_area);
+    frame.render_widget(Paragraph::new(" q quit"), help_area);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    fn screen(s: &WatchState) -> String {
+        let mut t = Terminal::new(TestBackend::new(80, 20)).unwrap();
+        t.draw(|f| render(f, s)).unwrap();
+        let buf = t.backend().buffer().clone();
+        let mut out = String::new();
+        for y in 0..buf.area.height {
+            for x in 0..buf.area.width {
+                out.push_str(buf[(x, y)].symbol());
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    fn state() -> WatchState {
+        let mut s = WatchState::new("prices", 1024, 240, "bytes", "single");
+        s.published = 4200;
+        s.producers = 1;
+        s.creator_pid = 77;
+        s.creator_alive = true;
+        s.last_publish_age = Some(Duration::from_millis(120));
+        s
+    }
+
+    #[test]
+    fn rates_come_from_cursor_deltas_and_sampled_lengths() {
+        let mut s = state();
+        let t0 = Instant::now();
+        s.sample(t0, 1000, 0, 0);
+        assert_eq!(
+            (s.msgs_per_sec, s.bytes_per_sec),
+            (0.0, None),
+            "one sample is not a rate"
+        );
+        s.sample(t0 + Duration::from_secs(2), 5000, 10, 640);
+        assert_eq!(s.msgs_per_sec, 2000.0);
+        assert_eq!(s.bytes_per_sec, Some(2000.0 * 64.0));
+        assert_eq!(s.history, [2000]);
+        // Nothing sampled this time: the byte rate keeps the last known mean length.
+        s.sample(t0 + Duration::from_secs(3), 5500, 0, 0);
+        assert_eq!(
+            (s.msgs_per_sec, s.bytes_per_sec),
+            (500.0, Some(500.0 * 64.0))
+        );
+        assert_eq!(s.cursor, 5500);
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let mut s = state();
+        let t0 = Instant::now();
+        for i in 0..(HISTORY as u64 + 10) {
+            s.sample(t0 + Duration::from_secs(i), i * 3, 0, 0);
+        }
+        assert_eq!(s.history.len(), HISTORY);
+    }
+
+    #[test]
+    fn screen_shows_labels_and_values() {
+        let mut s = state();
+        let t0 = Instant::now();
+        s.sample(t0, 0, 0, 0);
+        s.sample(t0 + Duration::from_secs(1), 12_300, 100, 4800);
+        let out = screen(&s);
+        for want in [
+            "shmbus watch: prices",
+            "messages/s",
+            "12.3k",
+            "bytes/s",
+            "576.6 KiB/s",
+            "cursor",
+            "12300",
+            "published",
+            "4200",
+            "last publish",
+            "120ms ago",
+            "1 live",
+            "single producer",
+            "pid 77 (alive)",
+            "1024 slots x 240 B, type bytes",
+            "peak 12.3k",
+            "q quit",
+        ] {
+            assert!(out.contains(want), "screen lacks {want:?}:\n{out}");
+        }
+    }
+
+    #[test]
+    fn screen_says_when_nothing_is_alive_and_escapes_segment_strings() {
+        let mut s = WatchState::new("x", 8, 64, "evil\u{1b}]0;pwned\u{7}", "multi");
+        s.creator_pid = 5;
+        let out = screen(&s);
+        assert!(out.contains("none alive"), "{out}");
+        assert!(out.contains("pid 5 (gone)"), "{out}");
+        assert!(out.contains("bytes/s       -"), "{out}");
+        assert!(out.contains("evil\\x1b]0;pwned\\x07"), "{out}");
+        assert!(!out.contains('\u{1b}'), "{out}");
+    }
+}
