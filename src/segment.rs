@@ -337,6 +337,13 @@ impl Segment {
         }
         let size = meta.len();
         if size < HEADER_BYTES as u64 {
+            // A creator that died before sizing the object leaves it empty with mode 0200; an
+            // opener that permission bits do not stop (root) gets here instead of EACCES.
+            if perm == 0o200 {
+                return Err(Error::NotInitialised {
+                    name: name.to_owned(),
+                });
+            }
             return Err(Error::Truncated {
                 name: name.to_owned(),
                 size,
