@@ -25,6 +25,8 @@
 //!  1096   137  sleeping-subscriber count
 //!  2048   256  producer table: 32 entries of 64 bytes (one line each)
 //!                +0 pid (lo32) | 0      +8 start time (ticks)    +16 last publish (CLOCK_MONOTONIC_COARSE ns)
+//!               +24 multi producer: sequence + 1 of its latest claim (names a writer that died
+//!                   before storing its length word)
 //!  4096   512  slot 0, then slot i at 4096 + i * stride
 //!
 //!  slot:  +0 version (2*seq+1 while writing seq, 2*seq+2 once written, 0 never written)
@@ -75,6 +77,7 @@ pub(crate) const PRODUCER_ENTRY_WORDS: usize = 8;
 pub(crate) const PE_PID: usize = 0;
 pub(crate) const PE_START: usize = 1;
 pub(crate) const PE_LAST_PUBLISH: usize = 2;
+pub(crate) const PE_CLAIM: usize = 3;
 pub(crate) const W_SLOTS: usize = HEADER_BYTES / 8;
 
 /// Whether one or several producers may publish at once.

@@ -163,6 +163,10 @@ impl<T: Payload> Publisher<T> {
             }
             ProducerMode::Multi => {
                 let seq = ring::claim(words);
+                // Recorded before taking the slot, so that if this process dies before storing
+                // its length word, the next writer of the slot can still tell whose it was.
+                seg.producer_claim(self.index as usize)
+                    .store(seq.wrapping_add(1), crate::sync::Ordering::Relaxed);
                 if !self.take_slot(words, seq) {
                     self.stats.dropped += 1;
                     return None;
@@ -202,6 +206,7 @@ impl<T: Payload> Publisher<T> {
                     }
                     // Rare path: a slot held for a whole lap. Only a writer whose lock the
                     // kernel has released (it died) is taken over; a live one keeps its slot.
+                    let writer = writer.or_else(|| claimant(&self.seg, version));
                     let dead = writer
                         .is_some_and(|w| w != self.index && !self.seg.producer_alive(w as usize));
                     return dead && ring::take_over(words, g, seq, version);
@@ -371,6 +376,18 @@ impl Drop for SlotWriter<'_> {
     }
 }
 
+/// The producer whose recorded claim is the sequence of the odd `version`: the writer of a slot
+/// that has not named itself in the length word yet (or died before it could).
+fn claimant(seg: &Segment, version: u64) -> Option<u32> {
+    // ORDERING: pairs with the Release CAS in `ring::take`: having seen its odd version, we see
+    // the claim its writer stored before it.
+    crate::sync::fence(crate::sync::Ordering::Acquire);
+    let want = ring::version_seq(version).wrapping_add(1);
+    (0..MAX_PRODUCERS)
+        .find(|&i| seg.producer_claim(i).load(crate::sync::Ordering::Relaxed) == want)
+        .map(|i| i as u32)
+}
+
 /// Tombstones slots left odd by producers that died mid-write (RELIABILITY "Producers"), and, on
 /// a single-producer bus, moves the cursor past a sequence its dead producer finished or left
 /// half-written. Called with the producer-presence lock held, before taking an entry.
@@ -388,7 +405,7 @@ fn repair_abandoned_slots(seg: &Segment) {
         }
         let seq = ring::version_seq(v);
         let meta = words[g.slot_word(seq) + 1].load(crate::sync::Ordering::Relaxed);
-        let dead = match ring::meta_writer(meta, seq) {
+        let dead = match ring::meta_writer(meta, seq).or_else(|| claimant(seg, v)) {
             Some(w) => !seg.producer_alive(w as usize),
             None => !others_alive,
         };

@@ -151,7 +151,10 @@ pub(crate) fn take(words: &[AtomicU64], g: &Geometry, seq: u64) -> Take {
             let writer = meta_writer(words[base + 1].load(Ordering::Relaxed), version_seq(v));
             return Take::Busy { version: v, writer };
         }
-        match words[base].compare_exchange_weak(v, mine, Ordering::Relaxed, Ordering::Relaxed) {
+        // ORDERING: Release on success pairs with the Acquire fence in the publisher's
+        // `claimant`: whoever finds this odd version also finds the claim the writer recorded in
+        // its producer entry before taking the slot.
+        match words[base].compare_exchange_weak(v, mine, Ordering::Release, Ordering::Relaxed) {
             Ok(_) => {
                 // ORDERING: as in `begin`: the odd version is ordered before the payload stores.
                 fence(Ordering::Release);

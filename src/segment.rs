@@ -17,8 +17,8 @@ use nix::sys::stat::Mode;
 use crate::error::{Error, Result};
 use crate::layout::{
     self, Geometry, HeaderFault, HeaderInit, HeaderSnapshot, ProducerMode, TypeInfo, HEADER_BYTES,
-    MAX_PRODUCERS, MAX_SEGMENT_BYTES, PE_LAST_PUBLISH, PE_PID, PE_START, PRODUCER_ENTRY_WORDS,
-    W_PRODUCERS, W_WAITERS, W_WAKE,
+    MAX_PRODUCERS, MAX_SEGMENT_BYTES, PE_CLAIM, PE_LAST_PUBLISH, PE_PID, PE_START,
+    PRODUCER_ENTRY_WORDS, W_PRODUCERS, W_WAITERS, W_WAKE,
 };
 use crate::sync::{AtomicU64, Ordering};
 
@@ -463,6 +463,11 @@ impl Segment {
 
     pub(crate) fn producer_heartbeat(&self, i: usize) -> &AtomicU64 {
         self.producer_word(i, PE_LAST_PUBLISH)
+    }
+
+    /// Multi producer: `seq + 1` of the last sequence producer `i` claimed.
+    pub(crate) fn producer_claim(&self, i: usize) -> &AtomicU64 {
+        self.producer_word(i, PE_CLAIM)
     }
 
     /// Registers this process in producer entry `i`.
