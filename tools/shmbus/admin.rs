@@ -130,11 +130,14 @@ pub(crate) struct RmArgs {
     /// With --stale: only print what would be removed.
     #[arg(long, requires = "stale")]
     dry_run: bool,
+    /// With --stale: only buses whose name starts with PREFIX.
+    #[arg(long, requires = "stale", value_name = "PREFIX")]
+    prefix: Option<String>,
 }
 
 pub(crate) fn rm(a: &RmArgs) -> CmdResult {
     if a.stale {
-        return rm_stale(a.dry_run);
+        return rm_stale(a.dry_run, a.prefix.as_deref().unwrap_or(""));
     }
     // Remove every name that can be; report the first failure (one line), after the others ran.
     let mut first_err = None;
@@ -149,7 +152,7 @@ pub(crate) fn rm(a: &RmArgs) -> CmdResult {
     first_err.map_or(Ok(()), |e| Err(e.into()))
 }
 
-fn rm_stale(dry_run: bool) -> CmdResult {
+fn rm_stale(dry_run: bool, prefix: &str) -> CmdResult {
     let ours = nix::unistd::geteuid().as_raw();
     let entries =
         inspect::list(false).map_err(|e| Failure(format!("cannot read /dev/shm: {e}")))?;
@@ -161,7 +164,7 @@ fn rm_stale(dry_run: bool) -> CmdResult {
         let (Some(name), Some(Ok(bus))) = (e.name, e.bus) else {
             continue;
         };
-        if e.uid != ours || !inspect::is_stale(&bus) {
+        if !name.starts_with(prefix) || e.uid != ours || !inspect::is_stale(&bus) {
             continue;
         }
         drop(bus);

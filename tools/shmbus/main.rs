@@ -118,7 +118,8 @@ follows symbolic links and skips segments it cannot read.
 Examples:
   shmbus rm prices events
   shmbus rm --stale --dry-run
-  shmbus rm --stale")]
+  shmbus rm --stale
+  shmbus rm --stale --prefix test-")]
     Rm(admin::RmArgs),
 }
 

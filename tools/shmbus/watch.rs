@@ -27,13 +27,13 @@ const SAMPLE_BUDGET: u32 = 2_000;
 const FRAME: Duration = Duration::from_millis(100);
 
 pub(crate) fn run(args: &WatchArgs) -> CmdResult {
+    let bus = inspect::open_for_inspection(&args.name)?;
     if !std::io::stdout().is_terminal() {
         return Err(Failure(
             "watch needs a terminal; use `shmbus info --json` or `shmbus list --json` in scripts"
                 .into(),
         ));
     }
-    let bus = inspect::open_for_inspection(&args.name)?;
     // A sampler: after a lap it jumps to the newest message rather than replaying a backlog.
     let mut sub = bus.subscribe(Start::Newest).lap_policy(LapPolicy::Newest);
     let mut state = WatchState::new(
