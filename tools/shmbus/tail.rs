@@ -88,8 +88,6 @@ enum Line<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         text: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        json: Option<serde_json::Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
         hex: Option<String>,
     },
     Lost {
@@ -108,57 +106,46 @@ pub(crate) struct Printer {
 impl Printer {
     pub(crate) fn message(&self, seq: u64, bytes: &[u8]) -> String {
         let len = bytes.len();
+        let hex = || text::hex(bytes);
         if self.json {
             let line = match self.format {
                 Format::Utf8 => match std::str::from_utf8(bytes) {
-                    Ok(s) => Line::Message {
+                    Ok(s) => text::json_line(&Line::Message {
                         seq,
                         len,
                         text: Some(s),
-                        json: None,
                         hex: None,
-                    },
-                    Err(_) => Line::Message {
+                    }),
+                    Err(_) => text::json_line(&Line::Message {
                         seq,
                         len,
                         text: None,
-                        json: None,
-                        hex: Some(text::hex(bytes)),
-                    },
+                        hex: Some(hex()),
+                    }),
                 },
-                Format::Json => match serde_json::from_slice::<serde_json::Value>(bytes) {
-                    Ok(v) => Line::Message {
+                // The payload's own JSON, spliced in as is (it is valid, single-line and ASCII).
+                Format::Json => match text::json_payload(bytes) {
+                    Some(j) => format!("{{\"seq\":{seq},\"len\":{len},\"json\":{j}}}"),
+                    None => text::json_line(&Line::Message {
                         seq,
                         len,
                         text: None,
-                        json: Some(v),
-                        hex: None,
-                    },
-                    Err(_) => Line::Message {
-                        seq,
-                        len,
-                        text: None,
-                        json: None,
-                        hex: Some(text::hex(bytes)),
-                    },
+                        hex: Some(hex()),
+                    }),
                 },
-                Format::Hex => Line::Message {
+                Format::Hex => text::json_line(&Line::Message {
                     seq,
                     len,
                     text: None,
-                    json: None,
-                    hex: Some(text::hex(bytes)),
-                },
+                    hex: Some(hex()),
+                }),
             };
-            return text::json_line(&line);
+            return line;
         }
         let payload = match self.format {
             Format::Utf8 => text::escape_payload(bytes),
-            Format::Hex => text::hex(bytes),
-            Format::Json => match serde_json::from_slice::<serde_json::Value>(bytes) {
-                Ok(v) => text::json_line(&v),
-                Err(_) => text::hex(bytes),
-            },
+            Format::Hex => hex(),
+            Format::Json => text::json_payload(bytes).unwrap_or_else(hex),
         };
         format!("{seq}\t{len}\t{payload}")
     }

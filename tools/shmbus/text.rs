@@ -107,6 +107,29 @@ pub(crate) fn json_line<T: serde::Serialize + ?Sized>(value: &T) -> String {
     String::from_utf8(buf).expect("AsciiFormatter writes ASCII only")
 }
 
+/// A payload that is valid JSON, as one line of ASCII-only JSON in its own key order; `None`
+/// if it is not valid JSON. Valid JSON has control characters only as whitespace between
+/// tokens (inside strings they must be escaped), so those become spaces; every non-ASCII
+/// character, which can only sit inside a string, becomes a `\uXXXX` escape.
+pub(crate) fn json_payload(bytes: &[u8]) -> Option<String> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).ok()?;
+    let s = std::str::from_utf8(bytes).ok()?.trim();
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{u:04x}");
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
 /// A short human duration: `850ms`, `4.2s`, `3m12s`, `5h02m`, `3d04h`.
 pub(crate) fn duration(d: Duration) -> String {
     let ms = d.as_millis();
@@ -168,6 +191,22 @@ mod tests {
         assert!(line.bytes().all(|b| (0x20..0x7f).contains(&b)), "{line}");
         let back: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(back["s"], "\u{1b}]0;x\u{7}\u{9b}\u{7f}é😀");
+    }
+
+    #[test]
+    fn json_payloads_keep_key_order_and_become_one_ascii_line() {
+        let p =
+            json_payload("{\"z\": 1,\n \"a\": \"\u{9b}\u{202e}\u{1f600}\"}\n".as_bytes()).unwrap();
+        assert_eq!(p, r#"{"z": 1,  "a": "\u009b\u202e\ud83d\ude00"}"#);
+        let back: serde_json::Value = serde_json::from_str(&p).unwrap();
+        assert_eq!(back["a"], "\u{9b}\u{202e}\u{1f600}");
+        assert_eq!(
+            json_payload(b"{\"a\": \"raw\x1b\"}"),
+            None,
+            "raw control characters are not JSON"
+        );
+        assert_eq!(json_payload(b"not json"), None);
+        assert_eq!(json_payload(b"\xff"), None);
     }
 
     #[test]
