@@ -44,7 +44,8 @@ pub(crate) fn create(a: &CreateArgs) -> CmdResult {
         b = b.multi_producer();
     }
     let bus = b.create()?;
-    println!(
+    writeln!(
+        io::stdout(),
         "created bus {}: {} slots of {} bytes, {} producer, mode {:04o}, {}",
         bus.name(),
         bus.slots(),
@@ -52,7 +53,7 @@ pub(crate) fn create(a: &CreateArgs) -> CmdResult {
         crate::list::mode_name(bus.producer_mode()),
         a.mode,
         inspect::segment_path(bus.name()).display()
-    );
+    )?;
     Ok(())
 }
 
@@ -95,13 +96,14 @@ pub(crate) fn publish(a: &PublishArgs) -> CmdResult {
     let n = tx.stats().published;
     let dropped = tx.stats().dropped;
     match (first, last) {
-        (Some(f), Some(l)) => println!(
+        (Some(f), Some(l)) => writeln!(
+            io::stdout(),
             "published {n} message{} to {} (seq {f}..{l})",
             plural(n),
             bus.name()
         ),
-        _ => println!("published 0 messages to {}", bus.name()),
-    }
+        _ => writeln!(io::stdout(), "published 0 messages to {}", bus.name()),
+    }?;
     if dropped > 0 {
         return Err(Failure(format!(
             "{dropped} message{} dropped: older than a full lap of the ring",
@@ -143,7 +145,7 @@ pub(crate) fn rm(a: &RmArgs) -> CmdResult {
     let mut first_err = None;
     for name in &a.names {
         match inspect::remove(name) {
-            Ok(()) => println!("removed {name}"),
+            Ok(()) => writeln!(io::stdout(), "removed {name}")?,
             Err(e) => {
                 first_err.get_or_insert(e);
             }

@@ -135,6 +135,7 @@ enum Format {
 }
 
 /// The one failure type of the commands: a message for the single `shmbus: error:` line.
+/// An empty message is a quiet exit: the reader of our output went away.
 #[derive(Debug)]
 struct Failure(String);
 
@@ -146,6 +147,10 @@ impl From<shmbus::Error> for Failure {
 
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Self {
+        // `shmbus list | head -1`: a closed pipe ends the command, it is not an error to report.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return Failure(String::new());
+        }
         Failure(e.to_string())
     }
 }
@@ -168,6 +173,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(msg)) if msg.is_empty() => ExitCode::SUCCESS,
         Err(Failure(msg)) => {
             eprintln!("shmbus: error: {}", text::sanitize(&msg));
             ExitCode::FAILURE

@@ -19,7 +19,8 @@ pub(crate) struct TailArgs {
     /// intact) or a sequence number.
     #[arg(long, default_value = "newest", value_name = "newest|oldest|SEQ")]
     from: From,
-    /// Without --follow: print at most N messages. With --from newest: start N messages back.
+    /// Without --follow: print at most N messages. With --from newest: start N messages back
+    /// (so `-n 0 --follow` prints only messages published from now on).
     #[arg(short = 'n', long = "lines", default_value_t = 10, value_name = "N")]
     n: u64,
     /// Keep printing new messages until Ctrl-C.
