@@ -592,3 +592,43 @@ fn watch_refuses_to_run_without_a_terminal() {
     ok(&["create", t.name(), "--slots", "8", "--size", "8"]);
     fails_with(&["watch", t.name()], "watch needs a terminal");
 }
+
+#[test]
+fn checks_report_every_step_and_go_on_past_owner_and_mode() {
+    use shmbus::inspect::{checks, CheckStatus};
+    let statuses = |name: &str| {
+        checks(name)
+            .into_iter()
+            .map(|c| (c.name, c.status))
+            .collect::<Vec<_>>()
+    };
+
+    let bad = statuses("no/slash");
+    assert_eq!(bad.len(), 11);
+    assert_eq!(bad[0], ("name valid", CheckStatus::Fail));
+    assert!(
+        bad[1..].iter().all(|&(_, s)| s == CheckStatus::Skipped),
+        "{bad:?}"
+    );
+
+    let t = TestBus::new("insp-checks");
+    let missing = statuses(t.name());
+    assert_eq!(missing[1], ("exists", CheckStatus::Fail));
+
+    // Writable by others: a default open refuses it, the inspector reads on.
+    let _bus = shmbus::BusBuilder::new(t.name())
+        .slots(8)
+        .capacity(8)
+        .permissions(0o666)
+        .create()
+        .unwrap();
+    let all = checks(t.name());
+    let mode = all.iter().find(|c| c.name == "mode").unwrap();
+    assert_eq!(mode.status, CheckStatus::Fail);
+    assert!(mode.detail.contains("0666"), "{mode:?}");
+    let rest: Vec<_> = all.iter().filter(|c| c.name != "mode").collect();
+    assert!(
+        rest.iter().all(|c| c.status == CheckStatus::Pass),
+        "{rest:?}"
+    );
+}
