@@ -423,6 +423,27 @@ fn foreign_file_is_refused_by_commands_and_listed_with_its_error() {
             .contains("not a shmbus segment"),
         "{entry}"
     );
+    // Files of other programs only with --all, as "foreign".
+    let other = ShmFile(std::path::PathBuf::from(format!(
+        "/dev/shm/not-a-bus-{}",
+        t.name()
+    )));
+    std::fs::write(&other.0, b"x").unwrap();
+    let file = other.0.file_name().unwrap().to_str().unwrap();
+    let find = |args: &[&str]| -> Option<Value> {
+        let v: Value = serde_json::from_str(&ok(args)).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["file"] == file)
+            .cloned()
+    };
+    assert_eq!(find(&["list", "--json"]), None);
+    let foreign = find(&["list", "--all", "--json"]).expect("listed with --all");
+    assert_eq!(
+        (&foreign["kind"], &foreign["name"]),
+        (&Value::from("foreign"), &Value::Null)
+    );
     let table = ok(&["list"]);
     assert!(
         table
