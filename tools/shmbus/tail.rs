@@ -18,7 +18,7 @@ pub(crate) struct TailArgs {
     /// Where to start: "newest" (the last -n messages), "oldest" (the oldest message still
     /// intact) or a sequence number.
     #[arg(long, default_value = "newest", value_name = "newest|oldest|SEQ")]
-    from: From,
+    from: StartAt,
     /// Without --follow: print at most N messages. With --from newest: start N messages back
     /// (so `-n 0 --follow` prints only messages published from now on).
     #[arg(short = 'n', long = "lines", default_value_t = 10, value_name = "N")]
@@ -37,21 +37,21 @@ pub(crate) struct TailArgs {
 
 /// Start position of `tail`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum From {
+enum StartAt {
     Newest,
     Oldest,
     Seq(u64),
 }
 
-impl FromStr for From {
+impl FromStr for StartAt {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "newest" => Ok(From::Newest),
-            "oldest" => Ok(From::Oldest),
+            "newest" => Ok(StartAt::Newest),
+            "oldest" => Ok(StartAt::Oldest),
             s => s
                 .parse()
-                .map(From::Seq)
+                .map(StartAt::Seq)
                 .map_err(|_| format!("expected newest, oldest or a sequence number, got {s:?}")),
         }
     }
@@ -166,9 +166,9 @@ impl Printer {
 pub(crate) fn run(args: &TailArgs) -> CmdResult {
     let bus = inspect::open_for_inspection(&args.name)?;
     let start = match args.from {
-        From::Newest => Start::Last(args.n),
-        From::Oldest => Start::Oldest,
-        From::Seq(s) => Start::Sequence(s),
+        StartAt::Newest => Start::Last(args.n),
+        StartAt::Oldest => Start::Oldest,
+        StartAt::Seq(s) => Start::Sequence(s),
     };
     // A read-only handle cannot register as a futex sleeper: Sleep polls every millisecond
     // rather than spinning a core, which is right for a tool.
