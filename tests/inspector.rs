@@ -282,6 +282,17 @@ fn tail_follow_prints_exactly_what_another_process_publishes_in_order() {
         tail.0.try_wait().unwrap().is_none(),
         "tail --follow must keep running"
     );
+    // Ctrl-C ends it cleanly.
+    let pid = nix::unistd::Pid::from_raw(tail.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = loop {
+        if let Some(status) = tail.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "tail --follow ignored SIGINT");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]
