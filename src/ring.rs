@@ -294,12 +294,15 @@ pub(crate) fn version(words: &[AtomicU64], g: &Geometry, seq: u64) -> u64 {
 /// The oldest sequence still intact for cursor `c` on a bus whose first sequence is `first`: a
 /// full ring back, or one less if the slot after the cursor is being overwritten right now.
 pub(crate) fn oldest_intact(words: &[AtomicU64], g: &Geometry, c: u64, first: u64) -> u64 {
-    if c.wrapping_sub(first) <= g.slot_count {
+    let published = c.wrapping_sub(first);
+    // A cursor behind the first sequence (only a corrupt or forged header has one) counts as
+    // nothing published; the arithmetic wraps, so that no header value can make it panic.
+    if published <= g.slot_count || published > u64::MAX / 2 {
         return first;
     }
-    let oldest = c - g.slot_count;
+    let oldest = c.wrapping_sub(g.slot_count);
     if version(words, g, c) & 1 == 1 {
-        oldest + 1
+        oldest.wrapping_add(1)
     } else {
         oldest
     }

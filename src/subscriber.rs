@@ -302,7 +302,7 @@ impl<T: Payload> Subscriber<T> {
 
     fn skip_one(&mut self) -> Polled {
         self.next = self.next.wrapping_add(1);
-        self.stats.lost += 1;
+        self.stats.lost = self.stats.lost.saturating_add(1);
         self.stall_since = None;
         Polled::Lapped { lost: 1 }
     }
@@ -350,7 +350,8 @@ impl<T: Payload> Subscriber<T> {
         );
         let lost = new.wrapping_sub(self.next);
         self.next = new;
-        self.stats.lost += lost;
+        // Saturating: a forged cursor can make single jumps of nearly 2^64.
+        self.stats.lost = self.stats.lost.saturating_add(lost);
         self.stats.laps += 1;
         self.stall_since = None;
         Polled::Lapped { lost }
