@@ -395,6 +395,15 @@ pub(crate) fn validate(
             h.mode_word
         ))
     })?;
+    // Versions are `2 * seq + 2`: sequences must stay below 2^62 so that versions never wrap
+    // (a new bus starts at most at u64::MAX / 4), and the cursor is never behind the first one.
+    const SEQ_LIMIT: u64 = 1 << 62;
+    if h.first_seq > SEQ_LIMIT || h.cursor < h.first_seq || h.cursor > SEQ_LIMIT {
+        return Err(HeaderFault::Corrupt(format!(
+            "write cursor {} and first sequence {} are not in order below 2^62",
+            h.cursor, h.first_seq
+        )));
+    }
     if h.slot_count == 0 || !h.slot_count.is_power_of_two() || h.slot_count > MAX_SLOTS {
         return Err(HeaderFault::Corrupt(format!(
             "slot count {} is not a power of two up to {MAX_SLOTS}",
