@@ -201,10 +201,12 @@ fn available(
     limit: u64,
 ) -> io::Result<()> {
     // A slot can be mid-write, or claimed by a producer that died: the subscriber waits its
-    // stall timeout, then counts it lost. This bound only guards against a stuck bus.
-    let deadline = Instant::now() + Duration::from_secs(2);
+    // stall timeout, then counts it lost. This bound on time without progress only guards
+    // against a stuck bus.
+    const STUCK: Duration = Duration::from_secs(2);
+    let mut progress = Instant::now();
     let mut printed = 0;
-    while printed < limit && sub.next_seq() < end && Instant::now() < deadline {
+    while printed < limit && sub.next_seq() < end {
         let first = sub.next_seq();
         match sub.recv_timeout(Duration::from_millis(100)) {
             Recv::Message(m) => {
@@ -212,9 +214,10 @@ fn available(
                 printed += 1;
             }
             Recv::Lapped { lost } => writeln!(out, "{}", p.lap(first, lost))?,
-            Recv::Empty => {}
-            Recv::Closed => break,
+            Recv::Empty if progress.elapsed() < STUCK => continue,
+            Recv::Empty | Recv::Closed => break,
         }
+        progress = Instant::now();
     }
     Ok(())
 }
