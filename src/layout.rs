@@ -469,6 +469,26 @@ pub(crate) fn validate(
     ))
 }
 
+/// Runs the header checks of opening (`read_header` + `validate`) over raw header bytes, as if
+/// read from a segment of `file_size` bytes; missing bytes read as zero. Returns the slot count,
+/// stride and capacity of an accepted header, or the fault. For fuzzing only: not part of the API.
+#[doc(hidden)]
+#[cfg(not(loom))]
+pub fn validate_header_bytes(bytes: &[u8], file_size: u64) -> Result<(u64, u64, usize), String> {
+    let words: Vec<AtomicU64> = (0..HEADER_BYTES / 8)
+        .map(|i| {
+            let mut w = [0u8; 8];
+            let chunk = bytes.get(i * 8..).unwrap_or(&[]);
+            let n = chunk.len().min(8);
+            w[..n].copy_from_slice(&chunk[..n]);
+            AtomicU64::new(u64::from_le_bytes(w))
+        })
+        .collect();
+    validate(&read_header(&words), file_size)
+        .map(|(g, _)| (g.slot_count, g.stride_bytes(), g.capacity))
+        .map_err(|f| format!("{f:?}"))
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

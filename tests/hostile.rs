@@ -1,0 +1,726 @@
+//! Bad input and hostile peers: corrupt and truncated segments (fuzzed), forged versions,
+//! lengths and cursors written by another process, hostile names, planted symlinks, foreign
+//! owners, loose permissions, and writes through a consumer's read-only mapping.
+//!
+//! The promise under test (RELIABILITY.md): a typed error or a valid bus, valid messages or
+//! counted losses — never a panic, an out-of-bounds access, a SIGBUS or an endless wait.
+
+mod support_reliability;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use shmbus::{Bus, BusBuilder, Error, Recv, Start};
+use support_reliability::{env, make_payload, role, say, BusName, ChildProc, Rng};
+
+/// The test that child processes run.
+const CHILD: &str = "child_entry";
+
+/// Entry point of child processes; does nothing when run as an ordinary test.
+#[test]
+fn child_entry() {
+    let Some(role) = role() else { return };
+    match role.as_str() {
+        "umask-create" => umask_create(),
+        "ro-write" => write_through_read_only_mapping(),
+        other => panic!("unknown child role {other}"),
+    }
+}
+
+/// Sets umask UMASK, creates bus BUS with permissions PERM.
+fn umask_create() {
+    let umask: u32 = env("UMASK");
+    let perm: u32 = env("PERM");
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
+    BusBuilder::new(&env::<String>("BUS"))
+        .permissions(perm)
+        .create()
+        .expect("create");
+    say("created");
+}
+
+/// Opens bus BUS read-only, reports the protection of its mapping, then writes through it (which
+/// must kill this process with SIGSEGV).
+fn write_through_read_only_mapping() {
+    let name: String = env("BUS");
+    let bus = Bus::open_read_only(&name).expect("open read-only");
+    let path = shmbus::inspect::segment_path(&name);
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    let line = maps
+        .lines()
+        .find(|l| l.ends_with(path.to_str().expect("utf-8 path")))
+        .expect("the segment is mapped");
+    let mut fields = line.split_whitespace();
+    let range = fields.next().expect("range");
+    let perms = fields.next().expect("perms");
+    say(&format!("perms {perms}"));
+    let start = usize::from_str_radix(range.split('-').next().expect("start"), 16).expect("hex");
+    // SAFETY: deliberately invalid: `start` is the first byte of a mapping made with PROT_READ
+    // only, so this store faults (SIGSEGV) before it can change anything; surviving it is the
+    // failure this child exists to detect.
+    unsafe { std::ptr::write_volatile(start as *mut u64, 0xdead_beef) };
+    say("wrote through a read-only mapping");
+    drop(bus);
+}
+
+/// A valid header page, as `BusBuilder::create` writes it, and the size of its segment.
+fn template(slots: u64, capacity: usize) -> (Vec<u8>, u64) {
+    let name = BusName::new("template");
+    let bus = BusBuilder::new(name.as_str())
+        .slots(slots)
+        .capacity(capacity)
+        .type_name("hostile::Template")
+        .create()
+        .expect("create");
+    let bytes = std::fs::read(name.path()).expect("read segment");
+    drop(bus);
+    let size = bytes.len() as u64;
+    (bytes[..4096].to_vec(), size)
+}
+
+/// Header words worth mutating: every field that is checked, and some that are not.
+const FIELD_WORDS: [usize; 14] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 128];
+
+fn interesting_u64() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(0u64),
+        Just(1),
+        Just(u64::MAX),
+        Just(u64::MAX - 1),
+        Just(1 << 32),
+        Just(u32::MAX as u64),
+        (0u32..64).prop_map(|b| 1u64 << b),
+        (0u32..64).prop_map(|b| (1u64 << b).wrapping_sub(1)),
+        (0u32..64).prop_map(|b| (1u64 << b).wrapping_add(1)),
+        (0u64..5000),
+        any::<u64>(),
+    ]
+}
+
+/// A mutation of the template: (word, value) stores, an optional byte flip, and a file size.
+#[derive(Debug, Clone)]
+struct Mutation {
+    stores: Vec<(usize, u64)>,
+    flip: Option<(usize, u8)>,
+    size: SizeChoice,
+}
+
+#[derive(Debug, Clone)]
+enum SizeChoice {
+    Exact,
+    Delta(i64),
+    Any(u64),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let store = (
+        prop::sample::select(FIELD_WORDS.to_vec()),
+        interesting_u64(),
+    );
+    let size = prop_oneof![
+        3 => Just(SizeChoice::Exact),
+        2 => prop::sample::select(vec![-4096i64, -64, -8, -1, 1, 8, 64, 4096]).prop_map(SizeChoice::Delta),
+        1 => prop_oneof![Just(0u64), Just(4095), Just(4096), any::<u64>()].prop_map(SizeChoice::Any),
+    ];
+    (
+        prop::collection::vec(store, 0..4),
+        prop::option::of((0usize..4096, 1u8..=255)),
+        size,
+    )
+        .prop_map(|(stores, flip, size)| Mutation { stores, flip, size })
+}
+
+fn apply(m: &Mutation, header: &mut [u8], valid_size: u64) -> u64 {
+    for &(w, v) in &m.stores {
+        header[w * 8..w * 8 + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    if let Some((i, x)) = m.flip {
+        header[i] ^= x;
+    }
+    match m.size {
+        SizeChoice::Exact => valid_size,
+        SizeChoice::Delta(d) => valid_size.saturating_add_signed(d),
+        SizeChoice::Any(s) => s,
+    }
+}
+
+/// What every accepted header must satisfy, whatever the input was.
+fn check_accepted(
+    slots: u64,
+    stride: u64,
+    capacity: usize,
+    size: u64,
+) -> Result<(), TestCaseError> {
+    prop_assert!(slots.is_power_of_two() && slots <= shmbus::layout::MAX_SLOTS);
+    prop_assert!(stride % 64 == 0 && stride > 0);
+    prop_assert!(capacity > 0 && capacity as u64 + 16 <= stride);
+    prop_assert_eq!(
+        Some(size),
+        slots.checked_mul(stride).and_then(|b| b.checked_add(4096))
+    );
+    Ok(())
+}
+
+#[test]
+fn template_header_is_accepted() {
+    let (header, size) = template(64, 100);
+    assert_eq!(
+        shmbus::layout::validate_header_bytes(&header, size),
+        Ok((64, 128, 100))
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 100_000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// 100,000 headers through the same checks `open` runs: mutated valid ones and fully random
+    /// ones, against exact, shifted and arbitrary file sizes.
+    #[test]
+    fn corrupt_headers_give_typed_faults_or_consistent_geometry(
+        m in mutation(),
+        random in prop::option::weighted(0.2, prop::collection::vec(any::<u8>(), 0..160)),
+    ) {
+        static TEMPLATE: std::sync::OnceLock<(Vec<u8>, u64)> = std::sync::OnceLock::new();
+        let (tpl, valid_size) = TEMPLATE.get_or_init(|| template(64, 100));
+        let mut header = tpl.clone();
+        if let Some(r) = &random {
+            // Fully random leading bytes (every checked field lives in the first 96), the rest
+            // zero, as if the segment held another program's data.
+            header.iter_mut().for_each(|b| *b = 0);
+            header[..r.len()].copy_from_slice(r);
+        }
+        let size = apply(&m, &mut header, *valid_size);
+        if let Ok((slots, stride, capacity)) = shmbus::layout::validate_header_bytes(&header, size) {
+            check_accepted(slots, stride, capacity, size)?;
+        }
+    }
+}
+
+/// Writes a segment file with `header` (truncated or zero-padded) and length `size`, mode 0600.
+fn plant_segment(name: &BusName, header: &[u8], size: u64) {
+    let _ = std::fs::remove_file(name.path());
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(name.path())
+        .expect("create segment file");
+    let n = header.len().min(size as usize);
+    f.write_all(&header[..n]).expect("write header");
+    f.set_len(size).expect("size segment");
+}
+
+/// Exercises an opened (hence accepted) bus: a message must go through it intact.
+fn use_accepted_bus(bus: &Bus) {
+    let mut rx = bus.subscribe(Start::Newest);
+    let mut tx = match bus.publisher() {
+        Ok(tx) => tx,
+        // A corrupt type fingerprint is only found when a raw publisher checks it.
+        Err(Error::ReadOnly { .. } | Error::ProducerExists { .. } | Error::TypeMismatch { .. }) => {
+            return
+        }
+        Err(e) => panic!("publisher on an accepted bus: {e}"),
+    };
+    let msg = vec![0x5a; bus.capacity().min(24)];
+    let seq = tx
+        .publish_bytes(&msg)
+        .expect("fits")
+        .expect("single producer");
+    match rx.try_recv() {
+        Recv::Message(m) => assert_eq!((m.seq(), m.bytes()), (seq, &msg[..])),
+        other => panic!("accepted bus lost a message: {other:?}"),
+    }
+}
+
+#[test]
+fn hundreds_of_corrupt_segments_in_dev_shm_open_with_typed_errors() {
+    let (tpl, valid_size) = template(64, 100);
+    let cases: u64 = std::env::var("SHMBUS_HOSTILE_SEGMENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: cases as u32,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let name = BusName::new("corrupt");
+    let accepted = std::cell::Cell::new(0u32);
+    let errors = std::cell::RefCell::new(std::collections::BTreeMap::<String, u32>::new());
+    let started = Instant::now();
+    runner
+        .run(&mutation(), |m| {
+            let mut header = tpl.clone();
+            // A magic of 0 makes openers wait 100 ms for a creator; keep the run short.
+            let mut m = m;
+            m.stores.retain(|&(w, v)| !(w == 0 && v == 0));
+            // Real files stay small: /dev/shm is memory.
+            let size = apply(&m, &mut header, valid_size).min(1 << 20);
+            plant_segment(&name, &header, size);
+            for builder in [
+                BusBuilder::new(name.as_str()),
+                BusBuilder::new(name.as_str()).read_only(),
+            ] {
+                let t = Instant::now();
+                match builder.open() {
+                    Ok(bus) => {
+                        accepted.set(accepted.get() + 1);
+                        use_accepted_bus(&bus);
+                    }
+                    Err(e) => {
+                        let kind = format!("{e:?}");
+                        let kind = kind.split([' ', '{', '(']).next().unwrap_or("").to_owned();
+                        *errors.borrow_mut().entry(kind).or_default() += 1;
+                    }
+                }
+                prop_assert!(
+                    t.elapsed() < Duration::from_secs(2),
+                    "open took {:?}",
+                    t.elapsed()
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+    let (accepted, errors) = (accepted.get(), errors.into_inner());
+    eprintln!(
+        "{cases} planted segments in {:?}: {accepted} opens accepted, errors {errors:?}",
+        started.elapsed()
+    );
+    assert!(
+        errors.len() >= 3,
+        "the fuzzer reached too few checks: {errors:?}"
+    );
+}
+
+#[test]
+fn truncated_and_oversized_segments_are_refused_before_mapping() {
+    let (tpl, size) = template(64, 100);
+    let name = BusName::new("trunc");
+    for (len, want_truncated) in [
+        (0, true),
+        (8, true),
+        (4095, true),
+        (4096, true),
+        (size - 1, true),
+    ] {
+        plant_segment(&name, &tpl, len);
+        let res = Bus::open(name.as_str());
+        assert!(
+            matches!(res, Err(Error::Truncated { .. })) == want_truncated,
+            "{len} bytes: {res:?}"
+        );
+    }
+    plant_segment(&name, &tpl, size + 64);
+    assert!(matches!(
+        Bus::open(name.as_str()),
+        Err(Error::Corrupt { .. })
+    ));
+}
+
+/// The words of a mapped segment, writable: the view of a hostile process with write access.
+struct Forger {
+    _map: memmap2::MmapMut,
+    base: *const AtomicU64,
+    len: usize,
+}
+
+impl Forger {
+    fn new(name: &BusName) -> Self {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(name.path())
+            .expect("open segment file");
+        // SAFETY: a shared mapping of the segment; the bus code maps it too, and every access
+        // either side makes goes through atomics (DESIGN §5), so sharing it is no data race.
+        let map = unsafe { memmap2::MmapMut::map_mut(&file) }.expect("mmap");
+        Forger {
+            base: map.as_ptr() as *const AtomicU64,
+            len: map.len() / 8,
+            _map: map,
+        }
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        // SAFETY: `base` is the page-aligned start of a mapping of `len * 8` bytes that lives as
+        // long as `self`; AtomicU64 has the size and alignment of u64.
+        unsafe { std::slice::from_raw_parts(self.base, self.len) }
+    }
+
+    fn store(&self, word: usize, v: u64) {
+        self.words()[word].store(v, Ordering::SeqCst);
+    }
+}
+
+const CURSOR_WORD: usize = 128;
+const SLOTS_WORD: usize = 512;
+
+/// A bus of 8 slots of 64 bytes (stride 128 bytes = 16 words) with messages 0..count published.
+fn published_bus(tag: &str, count: u64) -> (BusName, Bus, shmbus::Publisher) {
+    let name = BusName::new(tag);
+    let bus = BusBuilder::new(name.as_str())
+        .slots(8)
+        .capacity(64)
+        .create()
+        .expect("create");
+    let mut tx = bus.publisher().expect("attach");
+    for k in 0..count {
+        let mut buf = [0u8; 40];
+        make_payload(&mut buf, 1, k);
+        tx.publish_bytes(&buf).expect("fits");
+    }
+    (name, bus, tx)
+}
+
+fn slot_word(seq: u64) -> usize {
+    SLOTS_WORD + (seq as usize % 8) * 16
+}
+
+#[test]
+fn forged_length_beyond_capacity_is_counted_lost_never_read() {
+    let (name, _bus, _tx) = published_bus("forged-len", 3);
+    let forger = Forger::new(&name);
+    let rx_bus = Bus::open_read_only(name.as_str()).expect("open");
+    let mut rx = rx_bus.subscribe(Start::Oldest);
+    for len in [65u64, 1 << 20, u32::MAX as u64 - 1] {
+        // Length word of sequence 1, keeping its writer tag bits.
+        let w = slot_word(1) + 1;
+        let meta = forger.words()[w].load(Ordering::SeqCst);
+        forger.store(w, (meta & !0xffff_ffff) | len);
+        let mut rx2 = rx_bus.subscribe(Start::Sequence(1));
+        assert!(
+            matches!(rx2.try_recv(), Recv::Lapped { lost: 1 }),
+            "len {len}"
+        );
+        assert!(matches!(rx2.try_recv(), Recv::Message(m) if m.seq() == 2));
+    }
+    assert!(matches!(rx.try_recv(), Recv::Message(m) if m.seq() == 0));
+    assert!(matches!(rx.try_recv(), Recv::Lapped { lost: 1 }));
+    assert!(matches!(rx.try_recv(), Recv::Message(m) if m.seq() == 2));
+    assert!(matches!(rx.try_recv(), Recv::Empty));
+}
+
+#[test]
+fn forged_versions_and_cursors_give_laps_not_hangs() {
+    let (name, _bus, mut tx) = published_bus("forged-ver", 4);
+    let forger = Forger::new(&name);
+    let rx_bus = Bus::open_read_only(name.as_str()).expect("open");
+    // A version far in the future: the reader was "lapped", resyncs and goes on.
+    let mut rx = rx_bus.subscribe(Start::Oldest);
+    forger.store(slot_word(0), u64::MAX - 1);
+    let mut lost = 0;
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        match rx.try_recv() {
+            Recv::Message(m) => got.push(m.seq()),
+            Recv::Lapped { lost: n } => lost += n,
+            Recv::Empty => break,
+            Recv::Closed => unreachable!("try_recv never reports Closed"),
+        }
+    }
+    assert!(
+        lost >= 1 && got.iter().all(|&s| s > 0 && s < 4),
+        "{got:?} lost {lost}"
+    );
+    // A slot stuck odd (a forged "being written") with newer messages: skipped after the stall
+    // timeout, not waited on forever.
+    let mut rx = rx_bus
+        .subscribe(Start::Sequence(2))
+        .stall_timeout(Duration::from_millis(20));
+    forger.store(slot_word(2), 2 * 2 + 1);
+    let t = Instant::now();
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_secs(5)),
+        Recv::Lapped { lost: 1 }
+    ));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(matches!(rx.try_recv(), Recv::Message(m) if m.seq() == 3));
+    // Cursors forged far ahead, to the top of the range, and behind: every call returns.
+    for c in [1u64 << 40, u64::MAX, u64::MAX / 2 + 7, 0] {
+        forger.store(CURSOR_WORD, c);
+        let mut rx = rx_bus.subscribe(Start::Oldest);
+        for _ in 0..4 {
+            let _ = rx.recv_timeout(Duration::from_millis(20));
+        }
+        let _ = rx_bus.subscribe(Start::Last(5)).try_recv();
+    }
+    // The producer owns the cursor and keeps publishing; the bus is usable again.
+    forger.store(CURSOR_WORD, 4);
+    let mut rx = rx_bus.subscribe(Start::Newest);
+    tx.publish_bytes(b"after").expect("fits");
+    let Recv::Message(m) = rx.recv_timeout(Duration::from_secs(5)) else {
+        panic!("no message after the forgery")
+    };
+    assert_eq!(m.bytes(), b"after");
+}
+
+#[test]
+fn random_forgeries_never_panic_hang_or_overrun_a_slot() {
+    let (name, bus, mut tx) = published_bus("forged-random", 20);
+    let forger = Forger::new(&name);
+    let capacity = bus.capacity();
+    let mut rng = Rng::from_env("random_forgeries");
+    let words = 4096 / 8 + 8 * 16;
+    let started = Instant::now();
+    for round in 0..300 {
+        for _ in 0..1 + rng.below(6) {
+            // Mostly slot words (versions, lengths, payload), sometimes the cursor.
+            let w = if rng.below(8) == 0 {
+                CURSOR_WORD
+            } else {
+                SLOTS_WORD + rng.below((words - SLOTS_WORD) as u64) as usize
+            };
+            let v = match rng.below(5) {
+                0 => rng.next(),
+                1 => rng.below(64),
+                2 => u64::MAX - rng.below(3),
+                3 => 2 * rng.below(64) + 1,
+                _ => forger.words()[w].load(Ordering::SeqCst) ^ (1 << rng.below(64)),
+            };
+            forger.store(w, v);
+        }
+        let mut rx = bus
+            .subscribe(match rng.below(3) {
+                0 => Start::Oldest,
+                1 => Start::Last(rng.below(10)),
+                _ => Start::Sequence(rng.below(40)),
+            })
+            .stall_timeout(Duration::from_millis(1));
+        for _ in 0..10 {
+            let t = Instant::now();
+            match rx.recv_timeout(Duration::from_millis(1)) {
+                Recv::Message(m) => assert!(m.bytes().len() <= capacity, "round {round}"),
+                Recv::Lapped { .. } | Recv::Empty | Recv::Closed => {}
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "round {round}: a receive hung"
+            );
+        }
+        if round % 10 == 0 {
+            // Producers keep working on a forged ring (their own cursor, unaffected).
+            tx.publish_bytes(b"still here").expect("fits");
+        }
+    }
+    eprintln!("300 forgery rounds in {:?}", started.elapsed());
+}
+
+#[test]
+fn hostile_names_are_rejected_everywhere() {
+    let long = "a".repeat(201);
+    for bad in [
+        "", ".", "..", "../etc", "/", "a/b", ".hidden", "a\0b", "é", "名前", "a b", "a\nb", "x*",
+        &long,
+    ] {
+        for (what, res) in [
+            ("create", BusBuilder::new(bad).create().map(drop)),
+            ("open", Bus::open(bad).map(drop)),
+            (
+                "open_or_create",
+                BusBuilder::new(bad).open_or_create().map(drop),
+            ),
+            ("remove", Bus::remove(bad)),
+        ] {
+            assert!(
+                matches!(res, Err(Error::InvalidName { .. })),
+                "{what}({bad:?}) gave {res:?}"
+            );
+        }
+    }
+    let name = BusName::new("n");
+    let ok = format!("{}{}", name.as_str(), "z".repeat(200 - name.as_str().len()));
+    let bus = BusBuilder::new(&ok)
+        .create()
+        .expect("a 200-character name is fine");
+    drop(bus);
+    Bus::remove(&ok).expect("remove");
+}
+
+#[test]
+fn planted_symlinks_are_never_followed() {
+    let name = BusName::new("symlink");
+    let real = BusName::new("symlink-target");
+    let victim = std::path::PathBuf::from(format!("/dev/shm/rel-victim-{}", std::process::id()));
+    struct Rm(std::path::PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _victim_guard = Rm(victim.clone());
+    std::fs::write(&victim, b"precious").expect("victim");
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let before = std::fs::metadata(&victim).expect("stat");
+    // A symlink to a plain file.
+    std::os::unix::fs::symlink(&victim, name.path()).expect("plant symlink");
+    assert!(matches!(
+        BusBuilder::new(name.as_str()).create(),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        BusBuilder::new(name.as_str()).open(),
+        Err(Error::NotRegularFile { .. })
+    ));
+    assert!(Bus::open_read_only(name.as_str()).is_err());
+    assert!(BusBuilder::new(name.as_str()).open_or_create().is_err());
+    let after = std::fs::metadata(&victim).expect("stat");
+    assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+    assert_eq!(
+        (after.len(), after.mode(), after.mtime_nsec()),
+        (before.len(), before.mode(), before.mtime_nsec())
+    );
+    // A symlink to a real, valid bus is refused too: opening never follows the path.
+    let _target = BusBuilder::new(real.as_str()).create().expect("create");
+    std::fs::remove_file(name.path()).expect("unlink symlink");
+    std::os::unix::fs::symlink(real.path(), name.path()).expect("plant symlink");
+    assert!(matches!(
+        Bus::open(name.as_str()),
+        Err(Error::NotRegularFile { .. })
+    ));
+    assert!(matches!(
+        shmbus::inspect::open_for_inspection(name.as_str()),
+        Err(Error::NotRegularFile { .. })
+    ));
+}
+
+#[test]
+fn a_squatted_name_is_already_exists_and_left_untouched() {
+    let name = BusName::new("squat");
+    let mut f = File::create(name.path()).expect("squat");
+    f.write_all(&[0xab; 5000]).expect("write");
+    std::fs::set_permissions(name.path(), std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    assert!(matches!(
+        BusBuilder::new(name.as_str()).create(),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        BusBuilder::new(name.as_str()).open_or_create(),
+        Err(Error::InsecureMode { mode: 0o666, .. })
+    ));
+    assert!(matches!(
+        BusBuilder::new(name.as_str()).accept_shared_write().open(),
+        Err(Error::BadMagic { .. })
+    ));
+    assert_eq!(std::fs::read(name.path()).expect("read"), vec![0xab; 5000]);
+}
+
+#[test]
+fn created_segments_have_exactly_the_asked_mode_whatever_the_umask() {
+    for (umask, perm) in [
+        (0o000, 0o600),
+        (0o077, 0o640),
+        (0o022, 0o600),
+        (0o000, 0o644),
+    ] {
+        let name = BusName::new("umask");
+        let mut child = ChildProc::spawn(
+            CHILD,
+            "umask-create",
+            &[
+                ("BUS", name.as_str().to_owned()),
+                ("UMASK", umask.to_string()),
+                ("PERM", perm.to_string()),
+            ],
+        );
+        child.expect_line("created");
+        child.wait_success(Duration::from_secs(30));
+        let mode = std::fs::symlink_metadata(name.path()).expect("stat").mode() & 0o7777;
+        assert_eq!(mode, perm, "umask {umask:03o}");
+    }
+}
+
+#[test]
+fn consumers_map_read_only_and_a_write_through_it_faults() {
+    let name = BusName::new("ro");
+    let bus = BusBuilder::new(name.as_str()).create().expect("create");
+    let mut tx = bus.publisher().expect("attach");
+    // A read-only consumer reads fine, and cannot publish.
+    let ro = Bus::open_read_only(name.as_str()).expect("open read-only");
+    assert!(ro.is_read_only());
+    let mut rx = ro.subscribe(Start::Newest);
+    tx.publish_bytes(b"hello").expect("fits");
+    assert!(matches!(rx.try_recv(), Recv::Message(m) if m.bytes() == b"hello"));
+    assert!(matches!(ro.publisher(), Err(Error::ReadOnly { .. })));
+    // Its mapping really is read-only: a stray write kills the writer, not the bus.
+    let mut child = ChildProc::spawn(CHILD, "ro-write", &[("BUS", name.as_str().to_owned())]);
+    let perms = child.next_line().expect("mapping protection");
+    assert!(perms.starts_with("perms r-"), "{perms}");
+    assert!(!perms.contains('w'), "{perms}");
+    let status = child.wait_status(Duration::from_secs(30));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}");
+    assert_eq!(child.next_line(), None, "the write went through");
+    tx.publish_bytes(b"after").expect("fits");
+    assert!(matches!(rx.try_recv(), Recv::Message(m) if m.bytes() == b"after"));
+}
+
+#[test]
+fn foreign_owner_and_shared_write_segments_are_refused_unless_accepted() {
+    let name = BusName::new("trust");
+    let bus = BusBuilder::new(name.as_str()).create().expect("create");
+    drop(bus);
+    let path = name.path();
+    for (mode, refused) in [
+        (0o666, true),
+        (0o620, true),
+        (0o602, true),
+        (0o644, false),
+        (0o400, false),
+    ] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let res = Bus::open_read_only(name.as_str());
+        if refused {
+            assert!(
+                matches!(res, Err(Error::InsecureMode { mode: m, .. }) if m == mode),
+                "{mode:o}: {res:?}"
+            );
+            BusBuilder::new(name.as_str())
+                .read_only()
+                .accept_shared_write()
+                .open()
+                .expect("accepted explicitly");
+        } else {
+            res.expect("no group or other write bit");
+        }
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: cannot chown a segment to another user; ForeignOwner not tested");
+        return;
+    }
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).expect("chown");
+    let res = Bus::open_read_only(name.as_str());
+    assert!(
+        matches!(
+            res,
+            Err(Error::ForeignOwner {
+                owner: 65534,
+                ours: 0,
+                ..
+            })
+        ),
+        "{res:?}"
+    );
+    assert!(matches!(
+        Bus::open(name.as_str()),
+        Err(Error::ForeignOwner { .. })
+    ));
+    let bus = BusBuilder::new(name.as_str())
+        .read_only()
+        .accept_other_owner()
+        .open()
+        .expect("accepted explicitly");
+    assert!(matches!(
+        bus.subscribe(Start::Oldest).try_recv(),
+        Recv::Empty
+    ));
+}
