@@ -18,7 +18,9 @@ impl ShmBus {
         let name = format!("bench-{tag}-{}", std::process::id());
         let _ = Bus::remove(&name);
         let b = BusBuilder::new(&name).slots(4096).capacity(capacity);
-        let bus = if multi { b.multi_producer() } else { b }.create().expect("create bench bus");
+        let bus = if multi { b.multi_producer() } else { b }
+            .create()
+            .expect("create bench bus");
         ShmBus(name, bus)
     }
 }
@@ -49,7 +51,11 @@ fn publish_multi_producer(bencher: divan::Bencher, len: usize) {
 fn publish_typed_u64x8(bencher: divan::Bencher) {
     let name = format!("bench-typed-{}", std::process::id());
     let _ = Bus::remove(&name);
-    let bus = BusBuilder::new(&name).message_type::<[u64; 8]>().slots(4096).create().unwrap();
+    let bus = BusBuilder::new(&name)
+        .message_type::<[u64; 8]>()
+        .slots(4096)
+        .create()
+        .unwrap();
     let mut tx = bus.publisher().unwrap();
     let msg = [7u64; 8];
     bencher.bench_local(|| tx.publish(black_box(&msg)));
@@ -83,27 +89,29 @@ fn try_recv_message(bencher: divan::Bencher, len: usize) {
 fn two_thread_throughput_64b(bencher: divan::Bencher) {
     const N: u64 = 200_000;
     let bus = ShmBus::new("tput", 64, false);
-    bencher.counter(divan::counter::ItemsCount::new(N)).bench_local(|| {
-        let mut rx = bus.1.subscriber();
-        let mut tx = bus.1.publisher().unwrap();
-        let start = tx.stats().published;
-        std::thread::scope(|s| {
-            let reader = s.spawn(move || {
-                let (mut got, mut lost) = (0u64, 0u64);
-                while got + lost < N {
-                    match rx.try_recv() {
-                        Recv::Message(_) => got += 1,
-                        Recv::Lapped { lost: n } => lost += n,
-                        _ => std::hint::spin_loop(),
+    bencher
+        .counter(divan::counter::ItemsCount::new(N))
+        .bench_local(|| {
+            let mut rx = bus.1.subscriber();
+            let mut tx = bus.1.publisher().unwrap();
+            let start = tx.stats().published;
+            std::thread::scope(|s| {
+                let reader = s.spawn(move || {
+                    let (mut got, mut lost) = (0u64, 0u64);
+                    while got + lost < N {
+                        match rx.try_recv() {
+                            Recv::Message(_) => got += 1,
+                            Recv::Lapped { lost: n } => lost += n,
+                            _ => std::hint::spin_loop(),
+                        }
                     }
+                    got
+                });
+                let payload = [5u8; 64];
+                while tx.stats().published - start < N {
+                    tx.publish_bytes(&payload).unwrap();
                 }
-                got
-            });
-            let payload = [5u8; 64];
-            while tx.stats().published - start < N {
-                tx.publish_bytes(&payload).unwrap();
-            }
-            black_box(reader.join().unwrap())
-        })
-    });
+                black_box(reader.join().unwrap())
+            })
+        });
 }
