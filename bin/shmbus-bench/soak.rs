@@ -1,0 +1,479 @@
+//! `shmbus-bench soak`: producer and consumer *processes* on one bus for N seconds, checking every
+//! message (checksum, per-producer order, sequence order, exact loss accounting), with random
+//! consumer stalls and, if asked, producers killed with SIGKILL and replaced while they publish.
+//!
+//! The parent re-executes this binary as its children: `shmbus-bench soak --role producer|consumer
+//! --bus NAME ...` (hidden arguments of the same subcommand), so `main.rs` needs nothing but a
+//! `soak` subcommand that flattens [`SoakArgs`] and calls [`run`].
+//!
+//! Pass criteria: torn = 0, duplicated = 0, reordered = 0, and for every consumer
+//! `received + lost == sequences it stepped over`. Lost messages are expected (stalled consumers
+//! are lapped; killed producers abandon sequences) and reported.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use shmbus::{Bus, BusBuilder, ProducerMode, Recv, Start, Wait};
+
+/// Options of the soak test.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SoakArgs {
+    /// How long producers publish, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
+    /// Producer processes (more than one makes a multi-producer bus).
+    #[arg(long, default_value_t = 2)]
+    pub producers: u32,
+    /// Consumer processes.
+    #[arg(long, default_value_t = 2)]
+    pub consumers: u32,
+    /// Ring slots.
+    #[arg(long, default_value_t = 4096)]
+    pub slots: u64,
+    /// Payload capacity in bytes (messages are 24..=capacity bytes).
+    #[arg(long, default_value_t = 256)]
+    pub capacity: usize,
+    /// Messages per second per producer (0: as fast as it can).
+    #[arg(long, default_value_t = 100_000)]
+    pub rate: u64,
+    /// Longest random consumer stall, in milliseconds (0: consumers never stall).
+    #[arg(long, default_value_t = 20)]
+    pub max_stall_ms: u64,
+    /// Kill -9 a random producer and start a new one every this many milliseconds (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub kill_every_ms: u64,
+    /// Seed of the random stalls and kills (0: from the clock).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Child role (internal).
+    #[arg(long, hide = true)]
+    pub role: Option<String>,
+    /// Bus name of a child (internal).
+    #[arg(long, hide = true)]
+    pub bus: Option<String>,
+    /// Producer id of a child (internal).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub id: u64,
+    /// When children stop, in ms since the Unix epoch (internal).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub until_ms: u64,
+}
+
+/// Runs the soak (or, with the hidden `--role`, one of its child processes). Returns an error
+/// if any message was torn, duplicated or reordered, the loss accounting is off, or a child
+/// failed.
+pub fn run(args: &SoakArgs, json: bool) -> Result<(), String> {
+    match args.role.as_deref() {
+        None => parent(args, json),
+        Some("producer") => producer(args),
+        Some("consumer") => consumer(args),
+        Some(other) => Err(format!("unknown soak role {other:?}")),
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+/// splitmix64.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mix(self.0)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A self-checking message: producer id, counter, a body derived from both, FNV-1a of the rest.
+fn make_payload(buf: &mut [u8], id: u64, k: u64) {
+    let len = buf.len();
+    buf[..8].copy_from_slice(&id.to_le_bytes());
+    buf[8..16].copy_from_slice(&k.to_le_bytes());
+    let mut x = mix(id ^ k.rotate_left(29));
+    for chunk in buf[16..len - 8].chunks_mut(8) {
+        x = mix(x);
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    let sum = fnv(&buf[..len - 8]);
+    buf[len - 8..].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// Checks a message made by [`make_payload`]; `(id, counter)` if whole.
+fn check_payload(buf: &[u8]) -> Option<(u64, u64)> {
+    let len = buf.len();
+    if len < 24 || fnv(&buf[..len - 8]).to_le_bytes() != buf[len - 8..] {
+        return None;
+    }
+    let id = u64::from_le_bytes(buf[..8].try_into().ok()?);
+    let k = u64::from_le_bytes(buf[8..16].try_into().ok()?);
+    let mut x = mix(id ^ k.rotate_left(29));
+    let body_ok = buf[16..len - 8].chunks(8).all(|chunk| {
+        x = mix(x);
+        chunk == &x.to_le_bytes()[..chunk.len()]
+    });
+    body_ok.then_some((id, k))
+}
+
+fn payload_len(id: u64, k: u64, capacity: usize) -> usize {
+    24 + (mix(id.wrapping_mul(31) ^ k) % (capacity as u64 - 23)) as usize
+}
+
+fn child_bus(args: &SoakArgs) -> Result<Bus, String> {
+    let name = args.bus.as_deref().ok_or("child without --bus")?;
+    Bus::open(name).map_err(|e| e.to_string())
+}
+
+/// Publishes paced, checked messages until `until_ms`, then detaches and prints its counters.
+fn producer(args: &SoakArgs) -> Result<(), String> {
+    let bus = child_bus(args)?;
+    let mut tx = bus.publisher().map_err(|e| e.to_string())?;
+    let cap = bus.capacity();
+    let mut buf = vec![0u8; cap];
+    let start = Instant::now();
+    let mut k = 0u64;
+    while now_ms() < args.until_ms {
+        for _ in 0..64 {
+            let len = payload_len(args.id, k, cap);
+            if k % 2 == 0 {
+                tx.publish_with(|w| {
+                    make_payload(&mut buf[..len], args.id, k);
+                    w.write_at(0, &buf[..len]).expect("len <= capacity");
+                });
+            } else {
+                make_payload(&mut buf[..len], args.id, k);
+                tx.publish_bytes(&buf[..len]).map_err(|e| e.to_string())?;
+            }
+            k += 1;
+        }
+        if args.rate > 0 {
+            let due = start.elapsed().as_nanos() as u64 * args.rate / 1_000_000_000;
+            if k > due {
+                std::thread::sleep(Duration::from_nanos(
+                    (k - due).saturating_mul(1_000_000_000) / args.rate,
+                ));
+            }
+        }
+    }
+    let s = tx.stats();
+    println!(
+        "{}",
+        serde_json::json!({"role": "producer", "id": args.id, "published": s.published, "dropped": s.dropped})
+    );
+    Ok(())
+}
+
+/// What one consumer saw.
+#[derive(Default, Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Tally {
+    received: u64,
+    lost: u64,
+    laps: u64,
+    torn: u64,
+    duplicated: u64,
+    reordered: u64,
+    stalls: u64,
+    /// `received + lost` minus the sequences stepped over: must be 0.
+    accounting_error: i64,
+}
+
+/// Reads from the oldest message until every producer is gone after `until_ms`, checking each
+/// message and stalling at random; prints its tally.
+fn consumer(args: &SoakArgs) -> Result<(), String> {
+    let name = args.bus.as_deref().ok_or("child without --bus")?;
+    let bus = Bus::open_read_only(name).map_err(|e| e.to_string())?;
+    let mut rx = bus
+        .subscribe(Start::Oldest)
+        .wait_strategy(Wait::Sleep)
+        .stall_timeout(Duration::from_millis(20));
+    let first = rx.next_seq();
+    let mut rng = Rng(args.seed ^ args.id.wrapping_mul(0x1234_5678_9abc_def1) ^ 0x5eed);
+    let mut t = Tally::default();
+    let mut last_k: HashMap<u64, u64> = HashMap::new();
+    let mut last_seq: Option<u64> = None;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Recv::Message(m) => {
+                t.received += 1;
+                if last_seq.is_some_and(|s| m.seq() <= s) {
+                    t.reordered += 1;
+                }
+                last_seq = Some(m.seq());
+                match check_payload(m.bytes()) {
+                    None => {
+                        t.torn += 1;
+                        eprintln!("soak consumer: torn message at seq {}", m.seq());
+                    }
+                    Some((id, k)) => match last_k.insert(id, k) {
+                        Some(prev) if prev == k => t.duplicated += 1,
+                        Some(prev) if prev > k => t.reordered += 1,
+                        _ => {}
+                    },
+                }
+                if args.max_stall_ms > 0 && rng.below(20_000) == 0 {
+                    t.stalls += 1;
+                    std::thread::sleep(Duration::from_micros(rng.below(args.max_stall_ms * 1000)));
+                }
+            }
+            Recv::Lapped { lost } => {
+                t.lost += lost;
+                t.laps += 1;
+            }
+            Recv::Closed if now_ms() >= args.until_ms => break,
+            Recv::Closed | Recv::Empty => {}
+        }
+    }
+    let stepped = rx.next_seq() - first;
+    t.accounting_error = (t.received + t.lost) as i64 - stepped as i64;
+    println!("{}", serde_json::to_string(&t).map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+fn spawn_child(
+    args: &SoakArgs,
+    role: &str,
+    bus: &str,
+    id: u64,
+    until_ms: u64,
+) -> Result<Child, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("soak")
+        .args(["--role", role, "--bus", bus])
+        .args(["--id", &id.to_string(), "--until-ms", &until_ms.to_string()])
+        .args(["--rate", &args.rate.to_string()])
+        .args(["--max-stall-ms", &args.max_stall_ms.to_string()])
+        .args(["--seed", &args.seed.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    cmd.spawn().map_err(|e| format!("spawn {role}: {e}"))
+}
+
+/// Waits for a child and returns its stdout, or why it failed.
+fn finish(mut child: Child, limit: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "child {} did not finish within {limit:?}",
+                child.id()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut out = String::new();
+    if let Some(mut so) = child.stdout.take() {
+        so.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    }
+    if !status.success() {
+        return Err(format!("child {} ended with {status}: {out}", child.id()));
+    }
+    Ok(out)
+}
+
+/// Removes the soak bus even if the soak fails.
+struct RemoveOnDrop(String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = Bus::remove(&self.0);
+    }
+}
+
+/// Kills the children still running if the soak returns early.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn parent(args: &SoakArgs, json: bool) -> Result<(), String> {
+    if args.producers == 0 || args.consumers == 0 || args.capacity < 24 {
+        return Err("soak needs at least one producer, one consumer and a capacity of 24".into());
+    }
+    let name = format!("soak-{}", std::process::id());
+    let _ = Bus::remove(&name);
+    let mode = if args.producers > 1 {
+        ProducerMode::Multi
+    } else {
+        ProducerMode::Single
+    };
+    let bus = BusBuilder::new(&name)
+        .slots(args.slots)
+        .capacity(args.capacity)
+        .producer_mode(mode)
+        .create()
+        .map_err(|e| e.to_string())?;
+    let _guard = RemoveOnDrop(name.clone());
+    let seed = if args.seed != 0 {
+        args.seed
+    } else {
+        now_ms() | 1
+    };
+    let args = &SoakArgs {
+        seed,
+        ..args.clone()
+    };
+    let mut rng = Rng(seed);
+    let started = Instant::now();
+    let until_ms = now_ms() + args.seconds * 1000;
+    let mut producers = Children(Vec::new());
+    let mut next_id = 1;
+    for _ in 0..args.producers {
+        producers
+            .0
+            .push(spawn_child(args, "producer", &name, next_id, until_ms)?);
+        next_id += 1;
+    }
+    let ready = Instant::now() + Duration::from_secs(20);
+    while bus.producers().len() < args.producers as usize {
+        if Instant::now() > ready {
+            return Err("producers did not attach within 20 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut consumers = Children(Vec::new());
+    for i in 0..args.consumers {
+        consumers.0.push(spawn_child(
+            args,
+            "consumer",
+            &name,
+            1000 + i as u64,
+            until_ms,
+        )?);
+    }
+    let (mut kills, mut last_report) = (0u64, Instant::now());
+    let mut next_kill = Instant::now() + Duration::from_millis(args.kill_every_ms);
+    while now_ms() < until_ms {
+        if args.kill_every_ms > 0 && Instant::now() >= next_kill && now_ms() + 200 < until_ms {
+            let i = rng.below(producers.0.len() as u64) as usize;
+            let mut victim = producers.0.swap_remove(i);
+            let _ = victim.kill(); // SIGKILL
+            let _ = victim.wait();
+            kills += 1;
+            producers
+                .0
+                .push(spawn_child(args, "producer", &name, next_id, until_ms)?);
+            next_id += 1;
+            next_kill = Instant::now() + Duration::from_millis(args.kill_every_ms);
+        }
+        if !json && last_report.elapsed() >= Duration::from_secs(30) {
+            last_report = Instant::now();
+            eprintln!(
+                "soak: {:>5} s, cursor {}, {} kills",
+                started.elapsed().as_secs(),
+                bus.cursor(),
+                kills
+            );
+        }
+        std::thread::sleep(Duration::from_millis(if args.kill_every_ms > 0 {
+            1
+        } else {
+            50
+        }));
+    }
+    let limit = Duration::from_secs(60);
+    let (mut published, mut dropped) = (0u64, 0u64);
+    for p in std::mem::take(&mut producers.0) {
+        let out = finish(p, limit)?;
+        let v: serde_json::Value =
+            serde_json::from_str(out.trim()).map_err(|e| format!("producer said {out:?}: {e}"))?;
+        published += v["published"].as_u64().unwrap_or(0);
+        dropped += v["dropped"].as_u64().unwrap_or(0);
+    }
+    let mut tallies = Vec::new();
+    for c in std::mem::take(&mut consumers.0) {
+        let out = finish(c, limit)?;
+        let t: Tally =
+            serde_json::from_str(out.trim()).map_err(|e| format!("consumer said {out:?}: {e}"))?;
+        tallies.push(t);
+    }
+    let sum = |f: fn(&Tally) -> u64| tallies.iter().map(f).sum::<u64>();
+    let (torn, duplicated, reordered) =
+        (sum(|t| t.torn), sum(|t| t.duplicated), sum(|t| t.reordered));
+    let accounting_errors = tallies.iter().filter(|t| t.accounting_error != 0).count();
+    let elapsed = started.elapsed().as_secs_f64();
+    let sequences = bus.cursor() - bus.header().first_seq;
+    if json {
+        let v = serde_json::json!({
+            "seconds": elapsed, "producers": args.producers, "consumers": args.consumers,
+            "slots": args.slots, "capacity": args.capacity, "rate": args.rate, "seed": seed,
+            "producer_kills": kills, "sequences": sequences,
+            "published_by_survivors": published, "dropped": dropped,
+            "received": sum(|t| t.received), "lost": sum(|t| t.lost), "laps": sum(|t| t.laps),
+            "stalls": sum(|t| t.stalls),
+            "torn": torn, "duplicated": duplicated, "reordered": reordered,
+            "accounting_errors": accounting_errors, "per_consumer": tallies,
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "soak: {elapsed:.1} s, {} producers ({kills} killed and replaced), {} consumers, \
+             {} slots x {} bytes, seed {seed}",
+            args.producers, args.consumers, args.slots, args.capacity
+        );
+        println!("  sequences {sequences}; survivors published {published}, dropped {dropped}");
+        for (i, t) in tallies.iter().enumerate() {
+            println!(
+                "  consumer {i}: received {} lost {} laps {} stalls {} torn {} duplicated {} \
+                 reordered {} accounting error {}",
+                t.received,
+                t.lost,
+                t.laps,
+                t.stalls,
+                t.torn,
+                t.duplicated,
+                t.reordered,
+                t.accounting_error
+            );
+        }
+        println!(
+            "  total: received {} lost {} torn {torn} duplicated {duplicated} reordered {reordered}",
+            sum(|t| t.received),
+            sum(|t| t.lost)
+        );
+    }
+    if torn + duplicated + reordered > 0 || accounting_errors > 0 {
+        return Err(format!(
+            "soak failed: torn {torn}, duplicated {duplicated}, reordered {reordered}, \
+             {accounting_errors} consumers with loss accounting off"
+        ));
+    }
+    if sum(|t| t.received) == 0 {
+        return Err("soak failed: no consumer received anything".into());
+    }
+    Ok(())
+}
