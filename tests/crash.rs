@@ -386,9 +386,13 @@ fn kill_producers_at_random_instants(mode: ProducerMode) -> String {
         s.tell("exit");
         s.wait_success(Duration::from_secs(10));
     }
+    let mid_note = match mode {
+        ProducerMode::Single => format!(", {mid_write} left a slot mid-write"),
+        ProducerMode::Multi => String::new(),
+    };
     eprintln!(
-        "{mode:?}: {trials} kills in {trial_time:?} ({early} from process start, \
-         {mid_write} left a slot mid-write); consumer {stats}; end seq {end}"
+        "{mode:?}: {trials} kills in {trial_time:?} ({early} from process start{mid_note}); \
+         consumer {stats}; end seq {end}"
     );
     for bad in ["torn", "dup", "reorder", "hangs"] {
         assert_eq!(field(&stats, bad), 0, "{mode:?}: {bad} in {stats}");
@@ -603,8 +607,8 @@ fn creator_killed_before_the_magic_leaves_a_not_initialised_removable_segment() 
 }
 
 /// The soak of `shmbus-bench soak` (producer and consumer processes, random consumer stalls,
-/// producers killed and replaced), for 3 seconds. `SHMBUS_BENCH_EXE` may name another build of
-/// the bench binary.
+/// producers killed and replaced), for 3 seconds (`SHMBUS_SOAK_SECS` for longer).
+/// `SHMBUS_BENCH_EXE` may name another build of the bench binary.
 #[test]
 fn short_soak_with_producer_kills_has_no_torn_duplicated_or_reordered_message() {
     let exe = std::env::var("SHMBUS_BENCH_EXE")
@@ -614,8 +618,9 @@ fn short_soak_with_producer_kills_has_no_torn_duplicated_or_reordered_message() 
         eprintln!("no shmbus-bench binary in this build; soak not run");
         return;
     };
+    let seconds = std::env::var("SHMBUS_SOAK_SECS").unwrap_or_else(|_| "3".into());
     let out = std::process::Command::new(&exe)
-        .args(["soak", "--seconds", "3", "--kill-every-ms", "250"])
+        .args(["soak", "--seconds", &seconds, "--kill-every-ms", "250"])
         .args(["--rate", "20000", "--slots", "1024", "--max-stall-ms", "5"])
         .output()
         .expect("run shmbus-bench soak");
