@@ -1,1 +1,544 @@
-fn main() {}
+//! `shmbus-bench`: how fast shmbus is on this machine, next to the floor set by the hardware.
+//!
+//! Producers and consumers run in separate OS processes (this binary re-executes itself with the
+//! hidden `__child` command), each pinned to a core. Every latency is reported with its ratio to
+//! the core-to-core latency of the same pair of cores, measured in the same run.
+//!
+//! With no command, a complete run of about half a minute: c2c, latency (8 and 64 bytes),
+//! throughput, fan-out with 1 and 3 consumers, and the idle-subscriber curve.
+
+mod c2c;
+mod child;
+mod clock;
+mod fanout;
+mod latency;
+mod mp;
+#[cfg(feature = "peers")]
+mod peer;
+mod plot;
+mod report;
+mod soak;
+mod stats;
+mod sys;
+mod throughput;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::clock::ClockKind;
+use crate::report::{Machine, Report};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "shmbus-bench",
+    version,
+    about = "Latency, throughput and fan-out of shmbus across processes, next to core-to-core latency",
+    long_about = "Latency, throughput and fan-out of shmbus across processes, next to core-to-core \
+                  latency. With no command: a complete run (c2c, latency, throughput, fan-out, \
+                  idle subscribers) in under a minute."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Print CSV (one row per figure) instead of a table.
+    #[arg(long, global = true, conflicts_with = "json")]
+    csv: bool,
+    /// Also draw the latency percentile curves into this SVG file.
+    #[arg(long, global = true, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// A short run (a few seconds, rough figures): for smoke tests.
+    #[arg(long, global = true)]
+    quick: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Core-to-core latency of one cache line, between threads and between processes.
+    C2c(C2cArgs),
+    /// One-way latency between two processes for a sweep of payload sizes.
+    Latency(LatencyArgs),
+    /// One producer, K consumer processes; or the publish cost with idle subscribers attached.
+    Fanout(FanoutArgs),
+    /// Messages and bytes per second for payload and ring sizes, with each consumer's losses.
+    Throughput(ThroughputArgs),
+    /// Several producer processes on one multi-producer bus: rate and latency under contention.
+    Mp(MpArgs),
+    /// Correctness soak: producer and consumer processes checking every message.
+    Soak(soak::SoakArgs),
+    /// A child process's role (internal).
+    #[command(name = "__child", hide = true)]
+    Child(child::ChildArgs),
+}
+
+/// A peer transport to measure in the same harness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum PeerKind {
+    Iceoryx2,
+}
+
+#[derive(clap::Args, Debug)]
+struct C2cArgs {
+    /// Cores to measure every pair of (default: all usable, at most 8).
+    #[arg(long, value_delimiter = ',')]
+    cores: Vec<usize>,
+    /// Round trips per pair.
+    #[arg(long)]
+    iters: Option<u64>,
+}
+
+#[derive(clap::Args, Debug)]
+struct LatencyArgs {
+    /// Producer core, consumer core (default: the first two usable).
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    cores: Vec<usize>,
+    /// Payload sizes in bytes (at least 8: the timestamp).
+    #[arg(long, value_delimiter = ',', default_values_t = [8, 64, 256, 1024, 4096])]
+    payloads: Vec<usize>,
+    /// Round trips per payload size.
+    #[arg(long)]
+    iters: Option<u64>,
+    /// Also measure this transport on the same workload.
+    #[arg(long, value_enum)]
+    peer: Option<PeerKind>,
+}
+
+#[derive(clap::Args, Debug)]
+struct FanoutArgs {
+    /// Numbers of consumer processes to run, one after the other.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 3])]
+    consumers: Vec<usize>,
+    /// Instead: the publish cost with this many idle subscriber processes attached (a list is a
+    /// curve; one number K gives the curve 0, K/16, K/4, K). At most 256.
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    idle_subscribers: Vec<usize>,
+    /// How long an idle subscriber sleeps between polls, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    idle_poll_ms: u64,
+    /// Payload size in bytes (at least 16).
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Messages published flat out per run.
+    #[arg(long)]
+    messages: Option<u64>,
+    /// Also measure this transport on the same workload.
+    #[arg(long, value_enum)]
+    peer: Option<PeerKind>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ThroughputArgs {
+    /// Payload sizes in bytes.
+    #[arg(long, value_delimiter = ',', default_values_t = [8, 64, 256, 1024, 4096])]
+    payloads: Vec<usize>,
+    /// Ring sizes in slots (powers of two).
+    #[arg(long, value_delimiter = ',', default_values_t = [1024, 65536])]
+    slots: Vec<u64>,
+    /// Consumer processes.
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
+    /// Messages per run.
+    #[arg(long)]
+    messages: Option<u64>,
+}
+
+#[derive(clap::Args, Debug)]
+struct MpArgs {
+    /// Numbers of producer processes, one run each.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4])]
+    producers: Vec<usize>,
+    /// Payload size in bytes (at least 16).
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Ring size in slots.
+    #[arg(long, default_value_t = 4096)]
+    slots: u64,
+    /// Messages each producer publishes flat out.
+    #[arg(long)]
+    messages: Option<u64>,
+}
+
+/// What every measurement needs: the clock, the usable cores, the run size, the progress bar.
+pub struct Ctx {
+    pub clock: ClockKind,
+    /// Nanoseconds per clock tick.
+    pub scale: f64,
+    pub quick: bool,
+    /// Usable cores, read before any pinning.
+    pub cores: Vec<usize>,
+    bar: ProgressBar,
+}
+
+impl Ctx {
+    fn new(quick: bool) -> Ctx {
+        let cores = sys::available_cores();
+        let clock = ClockKind::detect();
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed}] {bar:30} {pos}/{len} {msg}")
+                .expect("constant template is valid"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Ctx {
+            scale: clock.ns_per_tick(),
+            clock,
+            quick,
+            cores,
+            bar,
+        }
+    }
+
+    /// Round trips for a c2c pair.
+    pub fn c2c_sizes(&self) -> c2c::Sizes {
+        if self.quick {
+            c2c::Sizes {
+                warmup: 200,
+                iters: 2_000,
+            }
+        } else {
+            c2c::Sizes {
+                warmup: 20_000,
+                iters: 200_000,
+            }
+        }
+    }
+
+    /// `full` in a normal run, `quick` with `--quick`.
+    pub fn size(&self, full: u64, quick: u64) -> u64 {
+        if self.quick {
+            quick
+        } else {
+            full
+        }
+    }
+
+    fn steps(&self, n: u64) {
+        self.bar.set_length(n);
+    }
+
+    fn step(&self, what: &str) {
+        self.bar.set_message(what.to_owned());
+        self.bar.inc(1);
+    }
+
+    /// The first two usable cores, or an error saying the run needs two.
+    fn pair(&self, asked: &[usize]) -> Result<[usize; 2], String> {
+        match asked {
+            [a, b] if a != b => {
+                sys::check_cores(&[*a, *b])?;
+                Ok([*a, *b])
+            }
+            [] if self.cores.len() >= 2 => Ok([self.cores[0], self.cores[1]]),
+            [] => Err(format!(
+                "this needs 2 cores and this process may use {}: {:?}",
+                self.cores.len(),
+                self.cores
+            )),
+            _ => Err("--cores takes two different cores: producer,consumer".into()),
+        }
+    }
+}
+
+fn main() {
+    // Read before anything pins a thread: afterwards this process's mask is one core.
+    let _ = sys::available_cores();
+    let cli = Cli::parse();
+    let result = match &cli.cmd {
+        Some(Cmd::Child(args)) => child::run(args),
+        Some(Cmd::Soak(args)) => soak::run(args, cli.json),
+        _ => measure(&cli),
+    };
+    if let Err(e) = result {
+        eprintln!("shmbus-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn measure(cli: &Cli) -> Result<(), String> {
+    let ctx = Ctx::new(cli.quick);
+    let mut report = Report {
+        command: match &cli.cmd {
+            None => "default",
+            Some(Cmd::C2c(_)) => "c2c",
+            Some(Cmd::Latency(_)) => "latency",
+            Some(Cmd::Fanout(_)) => "fanout",
+            Some(Cmd::Throughput(_)) => "throughput",
+            Some(Cmd::Mp(_)) => "mp",
+            Some(Cmd::Soak(_) | Cmd::Child(_)) => unreachable!("handled in main"),
+        }
+        .to_owned(),
+        machine: Machine {
+            cpu: sys::cpu_model(),
+            cores: ctx.cores.len(),
+            clock: ctx.clock.describe().to_owned(),
+            ns_per_tick: ctx.scale,
+        },
+        ..Report::default()
+    };
+    if let Some(p) = &cli.plot {
+        if p.extension().map_or(true, |e| e != "svg") {
+            return Err(format!(
+                "--plot writes SVG: give a file name ending in .svg, not {}",
+                p.display()
+            ));
+        }
+    }
+    match &cli.cmd {
+        None => default_run(&ctx, &mut report)?,
+        Some(Cmd::C2c(a)) => cmd_c2c(&ctx, &mut report, a)?,
+        Some(Cmd::Latency(a)) => cmd_latency(&ctx, &mut report, a)?,
+        Some(Cmd::Fanout(a)) => cmd_fanout(&ctx, &mut report, a)?,
+        Some(Cmd::Throughput(a)) => cmd_throughput(&ctx, &mut report, a)?,
+        Some(Cmd::Mp(a)) => cmd_mp(&ctx, &mut report, a)?,
+        Some(Cmd::Soak(_) | Cmd::Child(_)) => unreachable!("handled in main"),
+    }
+    ctx.bar.finish_and_clear();
+    if let Some(p) = &cli.plot {
+        plot::write(&report, p)?;
+    }
+    if cli.json {
+        let s = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        println!("{s}");
+    } else if cli.csv {
+        report::print_csv(&report);
+    } else {
+        report::print_table(&report);
+    }
+    Ok(())
+}
+
+fn check_peer(peer: Option<PeerKind>) -> Result<(), String> {
+    match peer {
+        Some(PeerKind::Iceoryx2) if !cfg!(feature = "peers") => Err(
+            "this shmbus-bench was built without peers: rebuild with `--features peers` to \
+             measure iceoryx2"
+                .into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn default_run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
+    let [a, b] = ctx.pair(&[])?;
+    ctx.steps(7);
+    ctx.step("c2c");
+    c2c::measure(report, &[a, b], &ctx.c2c_sizes(), ctx.clock, ctx.scale)?;
+    for payload in [8, 64] {
+        ctx.step(&format!("latency {payload} B"));
+        latency_one(ctx, report, payload, [a, b], ctx.size(200_000, 2_000))?;
+    }
+    ctx.step("throughput");
+    throughput::run_one(ctx, report, 64, 4096, 1, a, ctx.size(4_000_000, 50_000))?;
+    let load = fanout_load(ctx, 64, None);
+    for k in [1, 3] {
+        ctx.step(&format!("fan-out K={k}"));
+        fanout::run_k(ctx, report, k, a, &load)?;
+    }
+    ctx.step("idle subscribers");
+    let ks: &[usize] = if ctx.quick {
+        &[0, 4]
+    } else {
+        &[0, 16, 64, 256]
+    };
+    fanout::idle_curve(ctx, report, ks, a, &load, 100)?;
+    Ok(())
+}
+
+fn cmd_c2c(ctx: &Ctx, report: &mut Report, a: &C2cArgs) -> Result<(), String> {
+    let cores = if a.cores.is_empty() {
+        ctx.cores.iter().copied().take(8).collect()
+    } else {
+        sys::check_cores(&a.cores)?;
+        a.cores.clone()
+    };
+    if cores.len() < 2 {
+        return Err(format!(
+            "c2c needs at least 2 cores; this process may use {:?}",
+            ctx.cores
+        ));
+    }
+    let mut sizes = ctx.c2c_sizes();
+    if let Some(n) = a.iters {
+        sizes.iters = n.max(1);
+    }
+    let pairs = (cores.len() * (cores.len() - 1) / 2) as u64;
+    ctx.steps(pairs);
+    for (i, &x) in cores.iter().enumerate() {
+        for &y in &cores[i + 1..] {
+            ctx.step(&format!("cores {x}-{y}"));
+            c2c::measure(report, &[x, y], &sizes, ctx.clock, ctx.scale)?;
+        }
+    }
+    Ok(())
+}
+
+/// Latency of one payload size over shmbus (rows and curves into `report`).
+fn latency_one(
+    ctx: &Ctx,
+    report: &mut Report,
+    payload: usize,
+    [a, b]: [usize; 2],
+    iters: u64,
+) -> Result<(), String> {
+    if payload < 8 {
+        return Err(format!(
+            "payload {payload} B is too small: latency messages carry an 8-byte timestamp"
+        ));
+    }
+    c2c::ensure_pair(report, a, b, &ctx.c2c_sizes(), ctx.clock, ctx.scale)?;
+    let m = latency::measure(ctx, payload, a, b, iters)?;
+    let (rows, curves) = latency::rows(ctx, "shmbus", payload, [a, b], &m, report.c2c_for(a, b));
+    report.latency.extend(rows);
+    report.curves.extend(curves);
+    Ok(())
+}
+
+fn cmd_latency(ctx: &Ctx, report: &mut Report, a: &LatencyArgs) -> Result<(), String> {
+    check_peer(a.peer)?;
+    let pair = ctx.pair(&a.cores)?;
+    let iters = a.iters.unwrap_or(ctx.size(200_000, 2_000)).max(1);
+    let peer_steps = if a.peer.is_some() { 2 } else { 1 };
+    ctx.steps(1 + peer_steps * a.payloads.len() as u64);
+    ctx.step("c2c");
+    c2c::ensure_pair(
+        report,
+        pair[0],
+        pair[1],
+        &ctx.c2c_sizes(),
+        ctx.clock,
+        ctx.scale,
+    )?;
+    for &payload in &a.payloads {
+        ctx.step(&format!("latency {payload} B"));
+        latency_one(ctx, report, payload, pair, iters)?;
+        #[cfg(feature = "peers")]
+        if a.peer == Some(PeerKind::Iceoryx2) {
+            ctx.step(&format!("iceoryx2 latency {payload} B"));
+            peer::latency(ctx, report, payload, pair, iters)?;
+        }
+    }
+    Ok(())
+}
+
+fn fanout_load(ctx: &Ctx, payload: usize, messages: Option<u64>) -> fanout::Load {
+    fanout::Load {
+        payload,
+        slots: 4096,
+        paced: ctx.size(50_000, 1_000),
+        gap_ns: 2_000,
+        flat: messages.unwrap_or(ctx.size(2_000_000, 20_000)).max(1),
+    }
+}
+
+fn cmd_fanout(ctx: &Ctx, report: &mut Report, a: &FanoutArgs) -> Result<(), String> {
+    check_peer(a.peer)?;
+    if a.payload < 16 {
+        return Err(format!(
+            "payload {} B is too small: fan-out messages carry a timestamp and a phase (16 bytes)",
+            a.payload
+        ));
+    }
+    let producer = *ctx.cores.first().ok_or("no usable core")?;
+    let load = fanout_load(ctx, a.payload, a.messages);
+    let peer_steps = if a.peer.is_some() { 2 } else { 1 };
+    if !a.idle_subscribers.is_empty() {
+        let ks = idle_curve_points(&a.idle_subscribers)?;
+        ctx.steps(peer_steps);
+        ctx.step("idle subscribers");
+        fanout::idle_curve(ctx, report, &ks, producer, &load, a.idle_poll_ms.max(1))?;
+        #[cfg(feature = "peers")]
+        if a.peer == Some(PeerKind::Iceoryx2) {
+            ctx.step("iceoryx2 idle subscribers");
+            peer::idle_curve(ctx, report, &ks, producer, &load, a.idle_poll_ms.max(1))?;
+        }
+        return Ok(());
+    }
+    if a.consumers.is_empty() || a.consumers.contains(&0) {
+        return Err("--consumers takes numbers of consumers of at least 1".into());
+    }
+    ctx.steps(peer_steps * a.consumers.len() as u64);
+    for &k in &a.consumers {
+        ctx.step(&format!("fan-out K={k}"));
+        fanout::run_k(ctx, report, k, producer, &load)?;
+        #[cfg(feature = "peers")]
+        if a.peer == Some(PeerKind::Iceoryx2) {
+            ctx.step(&format!("iceoryx2 fan-out K={k}"));
+            peer::fanout(ctx, report, k, producer, &load)?;
+        }
+    }
+    Ok(())
+}
+
+/// A list is the curve itself; one number K is the curve 0, K/16, K/4, K.
+fn idle_curve_points(asked: &[usize]) -> Result<Vec<usize>, String> {
+    if let Some(k) = asked.iter().find(|&&k| k > 256) {
+        return Err(format!("--idle-subscribers {k} is more than 256"));
+    }
+    let mut ks = match asked {
+        [k] => vec![0, k / 16, k / 4, *k],
+        list => list.to_vec(),
+    };
+    ks.sort_unstable();
+    ks.dedup();
+    Ok(ks)
+}
+
+fn cmd_throughput(ctx: &Ctx, report: &mut Report, a: &ThroughputArgs) -> Result<(), String> {
+    let producer = *ctx.cores.first().ok_or("no usable core")?;
+    if a.consumers == 0 {
+        return Err("--consumers must be at least 1".into());
+    }
+    if a.consumers + 1 > ctx.cores.len() {
+        report.warn(format!(
+            "throughput with {} consumers needs {} cores, {} usable: consumers share cores and \
+             fall behind more (more losses)",
+            a.consumers,
+            a.consumers + 1,
+            ctx.cores.len()
+        ));
+    }
+    if let Some(p) = a.payloads.iter().find(|&&p| p < 8) {
+        return Err(format!(
+            "payload {p} B is too small: messages carry an 8-byte timestamp"
+        ));
+    }
+    let messages = a.messages.unwrap_or(ctx.size(2_000_000, 20_000)).max(1);
+    ctx.steps((a.payloads.len() * a.slots.len()) as u64);
+    for &slots in &a.slots {
+        for &payload in &a.payloads {
+            ctx.step(&format!("{payload} B, {slots} slots"));
+            throughput::run_one(ctx, report, payload, slots, a.consumers, producer, messages)?;
+        }
+    }
+    Ok(())
+}
+
+fn cmd_mp(ctx: &Ctx, report: &mut Report, a: &MpArgs) -> Result<(), String> {
+    if a.payload < 16 {
+        return Err(format!(
+            "payload {} B is too small: messages carry a timestamp and a phase (16 bytes)",
+            a.payload
+        ));
+    }
+    if let Some(p) = a.producers.iter().find(|&&p| p == 0 || p > 32) {
+        return Err(format!("--producers {p}: a bus takes 1 to 32 producers"));
+    }
+    let load = fanout::Load {
+        payload: a.payload,
+        slots: a.slots,
+        paced: ctx.size(20_000, 500),
+        gap_ns: 5_000,
+        flat: a.messages.unwrap_or(ctx.size(1_000_000, 10_000)).max(1),
+    };
+    ctx.steps(a.producers.len() as u64);
+    for &p in &a.producers {
+        ctx.step(&format!("P={p}"));
+        mp::run_p(ctx, report, p, &load)?;
+    }
+    Ok(())
+}

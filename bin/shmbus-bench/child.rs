@@ -1,0 +1,166 @@
+//! The roles this binary plays when it re-executes itself (`shmbus-bench __child ROLE ...`): echo,
+//! consumer, idle subscriber, producer, c2c echo. A child pins itself, says `ready` on stdout, does
+//! its part, and ends with one JSON line of results when it has any.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shmbus::{Bus, Recv, Start};
+
+use crate::clock::ClockKind;
+use crate::latency::stamp_of;
+use crate::stats::{histogram, TickSummary};
+use crate::sys;
+
+#[derive(clap::Args, Debug)]
+pub struct ChildArgs {
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Role {
+    /// Answer c2c pings on a shared page.
+    C2c {
+        #[arg(long)]
+        shm: PathBuf,
+        #[arg(long)]
+        core: usize,
+    },
+    /// Answer every message of `ping` with a stamped one on `pong`.
+    Echo {
+        #[arg(long)]
+        ping: String,
+        #[arg(long)]
+        pong: String,
+        #[arg(long)]
+        core: usize,
+        #[arg(long, value_enum)]
+        clock: ClockKind,
+    },
+    /// Read everything, recording latencies of phase-1 messages, until the stop message.
+    Consume {
+        #[arg(long)]
+        bus: String,
+        #[arg(long)]
+        core: usize,
+        #[arg(long, value_enum)]
+        clock: ClockKind,
+    },
+    /// Stay attached, polling rarely, until the producer leaves.
+    Idle {
+        #[arg(long)]
+        bus: String,
+        #[arg(long)]
+        core: usize,
+        #[arg(long)]
+        poll_ms: u64,
+    },
+    /// One producer of a multi-producer run (see `mp`).
+    Produce(crate::mp::ProduceArgs),
+}
+
+/// Writes one line to stdout, where the parent reads it.
+pub fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+pub fn run(args: &ChildArgs) -> Result<(), String> {
+    sys::die_with_parent();
+    match &args.role {
+        Role::C2c { shm, core } => crate::c2c::child(shm, *core),
+        Role::Echo {
+            ping,
+            pong,
+            core,
+            clock,
+        } => crate::latency::child_echo(ping, pong, *core, *clock),
+        Role::Consume { bus, core, clock } => consume(bus, *core, *clock),
+        Role::Idle { bus, core, poll_ms } => idle(bus, *core, *poll_ms),
+        Role::Produce(p) => crate::mp::child_produce(p),
+    }
+}
+
+/// Message kinds in word 1 of fan-out and throughput messages (word 0 is the send stamp; a stamp
+/// of 0 is the stop message).
+pub const PHASE_LATENCY: u64 = 1;
+pub const PHASE_RATE: u64 = 2;
+
+pub fn phase_of(bytes: &[u8]) -> u64 {
+    bytes
+        .get(8..16)
+        .map_or(0, |b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+}
+
+/// What a consumer saw.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Consumed {
+    pub latency: TickSummary,
+    pub received: u64,
+    pub lost: u64,
+}
+
+fn consume(name: &str, core: usize, clock: ClockKind) -> Result<(), String> {
+    let bus = Bus::open_read_only(name).map_err(|e| format!("cannot open {name}: {e}"))?;
+    let mut rx = bus.subscribe(Start::Newest);
+    sys::pin(core)?;
+    say("ready");
+    let mut h = histogram();
+    let (mut received, mut lost) = (0u64, 0u64);
+    let mut empty: u32 = 0;
+    loop {
+        match rx.try_recv() {
+            Recv::Message(m) => {
+                let now = clock.now();
+                let b = m.bytes();
+                let stamp = stamp_of(b);
+                if stamp == 0 {
+                    break;
+                }
+                received += 1;
+                if phase_of(b) == PHASE_LATENCY {
+                    h.saturating_record(now.saturating_sub(stamp));
+                }
+            }
+            Recv::Lapped { lost: l } => lost += l,
+            Recv::Empty | Recv::Closed => {
+                empty = empty.wrapping_add(1);
+                // The stop message can be lost in a lap: then the producer's departure ends us.
+                if empty % (1 << 16) == 0 && !bus.has_producers() && rx.next_seq() == bus.cursor() {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+        }
+    }
+    let out = Consumed {
+        latency: TickSummary::of(&h),
+        received,
+        lost,
+    };
+    say(&serde_json::to_string(&out).map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+fn idle(name: &str, core: usize, poll_ms: u64) -> Result<(), String> {
+    let bus = Bus::open_read_only(name).map_err(|e| format!("cannot open {name}: {e}"))?;
+    let mut rx = bus.subscribe(Start::Newest);
+    sys::pin(core)?;
+    say("ready");
+    let slots = bus.slots();
+    loop {
+        std::thread::sleep(Duration::from_millis(poll_ms));
+        for _ in 0..=slots {
+            if matches!(rx.try_recv(), Recv::Empty) {
+                break;
+            }
+        }
+        if !bus.has_producers() {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Fan-out: one producer (this process), K consumer processes. Two phases per K: paced stamped
+//! messages for per-consumer latency, then publishing flat out for the producer's rate and
+//! per-publish cost (timed in batches). And the idle-subscriber curve: the publish cost with K
+//! attached processes that sleep and poll rarely.
+
+use shmbus::{BusBuilder, Publisher};
+
+use crate::child::{Consumed, PHASE_LATENCY, PHASE_RATE};
+use crate::report::{ConsumerLatency, Curve, FanoutRow, IdleRow, Report};
+use crate::stats::{histogram, TickSummary};
+use crate::sys::{self, BusGuard, Peer};
+use crate::Ctx;
+
+/// Publishes per timed batch when measuring the cost of one publish.
+pub const BATCH: u64 = 64;
+
+/// Workload sizes of one fan-out run.
+pub struct Load {
+    pub payload: usize,
+    pub slots: u64,
+    /// Paced messages (latency phase).
+    pub paced: u64,
+    /// Gap between paced messages, ns.
+    pub gap_ns: u64,
+    /// Messages published flat out (rate phase).
+    pub flat: u64,
+}
+
+/// The cores of `k` consumers: every usable core but the producer's, round robin (all on the
+/// producer's core only if it is the only one).
+pub fn consumer_cores(ctx: &Ctx, producer: usize, k: usize) -> Vec<usize> {
+    let others: Vec<usize> = ctx
+        .cores
+        .iter()
+        .copied()
+        .filter(|&c| c != producer)
+        .collect();
+    let pool = if others.is_empty() {
+        vec![producer]
+    } else {
+        others
+    };
+    (0..k).map(|i| pool[i % pool.len()]).collect()
+}
+
+/// What publishing flat out measured.
+pub struct Flat {
+    /// Ticks per batch of [`BATCH`] publishes.
+    pub batches: TickSummary,
+    /// Messages sent (`n` rounded up to whole batches).
+    pub sent: u64,
+    /// Seconds from the first publish to the last.
+    pub secs: f64,
+}
+
+impl Flat {
+    pub fn rate(&self) -> f64 {
+        self.sent as f64 / self.secs.max(1e-12)
+    }
+}
+
+/// Publishes `n` messages as fast as possible, timed in batches.
+pub fn publish_flat(ctx: &Ctx, tx: &mut Publisher, buf: &mut [u8], n: u64) -> Result<Flat, String> {
+    let clock = ctx.clock;
+    let mut h = histogram();
+    if let Some(w) = buf.get_mut(8..16) {
+        w.copy_from_slice(&PHASE_RATE.to_ne_bytes());
+    }
+    let start = clock.now();
+    let mut sent = 0;
+    while sent < n {
+        let t = clock.now();
+        // Stamp once per batch: the stamp is not what this phase measures.
+        buf[..8].copy_from_slice(&t.max(1).to_ne_bytes());
+        for _ in 0..BATCH {
+            tx.publish_bytes(buf)
+                .map_err(|e| format!("publish failed: {e}"))?;
+        }
+        h.saturating_record(clock.now().wrapping_sub(t));
+        sent += BATCH;
+    }
+    let ticks = clock.now().wrapping_sub(start);
+    Ok(Flat {
+        batches: TickSummary::of(&h),
+        sent,
+        secs: ticks as f64 * ctx.scale / 1e9,
+    })
+}
+
+/// Publishes `n` stamped messages, one every `gap_ns`.
+fn publish_paced(
+    ctx: &Ctx,
+    tx: &mut Publisher,
+    buf: &mut [u8],
+    n: u64,
+    gap_ns: u64,
+) -> Result<(), String> {
+    let clock = ctx.clock;
+    let gap = (gap_ns as f64 / ctx.scale) as u64;
+    buf[8..16].copy_from_slice(&PHASE_LATENCY.to_ne_bytes());
+    for _ in 0..n {
+        let t = clock.now();
+        buf[..8].copy_from_slice(&t.to_ne_bytes());
+        tx.publish_bytes(buf)
+            .map_err(|e| format!("publish failed: {e}"))?;
+        while clock.now().wrapping_sub(t) < gap {
+            std::hint::spin_loop();
+        }
+    }
+    Ok(())
+}
+
+/// Starts consumer processes on `cores` for bus `name` and waits until each is ready.
+pub fn start_consumers(ctx: &Ctx, name: &str, cores: &[usize]) -> Result<Vec<Peer>, String> {
+    let mut peers = Vec::new();
+    for (i, &core) in cores.iter().enumerate() {
+        peers.push(Peer::spawn(
+            &format!("consumer {i}"),
+            &[
+                "consume".into(),
+                "--bus".into(),
+                name.into(),
+                "--core".into(),
+                core.to_string(),
+                "--clock".into(),
+                ctx.clock.arg().into(),
+            ],
+        )?);
+    }
+    for p in &mut peers {
+        p.ready()?;
+    }
+    Ok(peers)
+}
+
+/// Publishes the stop message, detaches, and collects each consumer's result.
+pub fn stop_consumers(
+    mut tx: Publisher,
+    buf: &mut [u8],
+    peers: &mut [Peer],
+) -> Result<Vec<Consumed>, String> {
+    let n = buf.len().min(16);
+    buf[..n].fill(0);
+    let _ = tx.publish_bytes(buf);
+    drop(tx);
+    peers.iter_mut().map(|p| p.result()).collect()
+}
+
+/// One fan-out run with `k` consumers.
+pub fn run_k(
+    ctx: &Ctx,
+    report: &mut Report,
+    k: usize,
+    producer: usize,
+    load: &Load,
+) -> Result<(), String> {
+    let cores = consumer_cores(ctx, producer, k);
+    let oversubscribed = k + 1 > ctx.cores.len();
+    if oversubscribed {
+        report.warn(format!(
+            "fan-out K={k} needs {} cores, {} usable: consumers share cores, so they take turns \
+             (their latency tails grow to scheduler time slices) and fewer of them read at once \
+             (the producer's rate then looks like fewer consumers')",
+            k + 1,
+            ctx.cores.len()
+        ));
+    }
+    for &c in &cores {
+        crate::c2c::ensure_pair(report, producer, c, &ctx.c2c_sizes(), ctx.clock, ctx.scale)?;
+    }
+    let guard = BusGuard::new("fanout");
+    let bus = BusBuilder::new(guard.name())
+        .slots(load.slots)
+        .capacity(load.payload)
+        .create()
+        .map_err(|e| format!("cannot create bus {}: {e}", guard.name()))?;
+    let mut tx = bus
+        .publisher()
+        .map_err(|e| format!("cannot publish on {}: {e}", guard.name()))?;
+    let mut peers = start_consumers(ctx, guard.name(), &cores)?;
+    sys::pin(producer)?;
+    let mut buf = vec![0u8; load.payload];
+    publish_paced(ctx, &mut tx, &mut buf, load.paced, load.gap_ns)?;
+    let flat = publish_flat(ctx, &mut tx, &mut buf, load.flat)?;
+    let results = stop_consumers(tx, &mut buf, &mut peers)?;
+    let mut per_consumer = Vec::new();
+    for (i, (r, &core)) in results.iter().zip(&cores).enumerate() {
+        let ns = r.latency.to_ns(ctx.scale);
+        let c2c = report.c2c_for(producer, core);
+        report.curves.push(Curve {
+            label: format!("fanout K={k} consumer {i}"),
+            points: r.latency.curve_ns(ctx.scale),
+        });
+        per_consumer.push(ConsumerLatency {
+            index: i,
+            core,
+            ns,
+            c2c_one_way_ns: c2c,
+            ratio_to_c2c: ns.ratio(c2c),
+            received: r.received,
+            lost: r.lost,
+        });
+    }
+    report.fanout.push(FanoutRow {
+        transport: "shmbus",
+        consumers: k,
+        producer_core: producer,
+        payload: load.payload,
+        publish_msgs_per_s: flat.rate(),
+        publish_ns: flat.batches.to_ns(ctx.scale / BATCH as f64),
+        oversubscribed,
+        per_consumer,
+    });
+    Ok(())
+}
+
+/// The publish cost with `ks` idle subscriber processes attached (ascending; processes are added
+/// as K grows), each sleeping `poll_ms` between polls.
+pub fn idle_curve(
+    ctx: &Ctx,
+    report: &mut Report,
+    ks: &[usize],
+    producer: usize,
+    load: &Load,
+    poll_ms: u64,
+) -> Result<(), String> {
+    let mut ks = ks.to_vec();
+    ks.sort_unstable();
+    ks.dedup();
+    let guard = BusGuard::new("idle");
+    let bus = BusBuilder::new(guard.name())
+        .slots(load.slots)
+        .capacity(load.payload)
+        .create()
+        .map_err(|e| format!("cannot create bus {}: {e}", guard.name()))?;
+    let mut tx = bus
+        .publisher()
+        .map_err(|e| format!("cannot publish on {}: {e}", guard.name()))?;
+    let cores = consumer_cores(ctx, producer, ks.last().copied().unwrap_or(0));
+    let mut peers: Vec<Peer> = Vec::new();
+    let mut buf = vec![0u8; load.payload];
+    let mut base = None;
+    for &k in &ks {
+        while peers.len() < k {
+            let i = peers.len();
+            peers.push(Peer::spawn(
+                &format!("idle subscriber {i}"),
+                &[
+                    "idle".into(),
+                    "--bus".into(),
+                    guard.name().into(),
+                    "--core".into(),
+                    cores[i].to_string(),
+                    "--poll-ms".into(),
+                    poll_ms.to_string(),
+                ],
+            )?);
+        }
+        for p in &mut peers {
+            // Already-ready peers said so before; only new ones have a line waiting.
+            if !p.is_ready() {
+                p.ready()?;
+            }
+        }
+        sys::pin(producer)?;
+        let flat = publish_flat(ctx, &mut tx, &mut buf, load.flat)?;
+        let ns = flat.batches.to_ns(ctx.scale / BATCH as f64);
+        let base_p50 = *base.get_or_insert(ns.p50);
+        report.idle_subscribers.push(IdleRow {
+            transport: "shmbus",
+            idle_subscribers: k,
+            publish_ns: ns,
+            p50_vs_none: ns.p50 / base_p50,
+        });
+    }
+    if ks.first() != Some(&0) {
+        report.warn("the idle-subscriber curve did not start at 0, so p50_vs_none compares with its first point".into());
+    }
+    drop(tx);
+    Ok(())
+}

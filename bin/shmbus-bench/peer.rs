@@ -1,0 +1,1 @@
+//! iceoryx2 in the same harness (feature `peers`).
