@@ -22,6 +22,7 @@ mod stats;
 mod sys;
 mod throughput;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -301,15 +302,21 @@ fn measure(cli: &Cli) -> Result<(), String> {
     if let Some(p) = &cli.plot {
         plot::write(&report, p)?;
     }
-    if cli.json {
-        let s = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-        println!("{s}");
+    let text = if cli.json {
+        serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n"
     } else if cli.csv {
-        report::print_csv(&report);
+        report::csv(&report)
     } else {
-        report::print_table(&report);
+        report::table(&report)
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        // A reader that stopped early (`| head`) is not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write the report: {e}"))
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn check_peer(peer: Option<PeerKind>) -> Result<(), String> {

@@ -1,5 +1,7 @@
 //! What a run measured, and the three ways to print it: a human table, JSON, CSV.
 
+use std::fmt::Write;
+
 use serde::Serialize;
 
 use crate::stats::{Pct, PCT_NAMES};
@@ -221,23 +223,32 @@ fn ratio_cell(r: &Option<Pct>) -> String {
 }
 
 /// The human table.
-pub fn print_table(r: &Report) {
-    println!(
+pub fn table(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
         "shmbus-bench {}: {} ({} cores usable), clock: {}",
         r.command, r.machine.cpu, r.machine.cores, r.machine.clock
     );
-    println!("Latencies in ns unless marked; one-way = round trip / 2 (pingpong) or receive minus send stamp (oneway).");
+    let _ = writeln!(o, "Latencies in ns unless marked; one-way = round trip / 2 (pingpong) or receive minus send stamp (oneway).");
     if !r.c2c.is_empty() {
-        println!("\nCore-to-core: one cache line bounced between two cores (one-way)");
-        println!("{:<10}{:<8}{}", "mode", "cores", pct_header());
+        let _ = writeln!(
+            o,
+            "\nCore-to-core: one cache line bounced between two cores (one-way)"
+        );
+        let _ = writeln!(o, "{:<10}{:<8}{}", "mode", "cores", pct_header());
         for c in &r.c2c {
             let cores = format!("{}-{}", c.cores[0], c.cores[1]);
-            println!("{:<10}{:<8}{}", c.mode, cores, pct_cells(&c.one_way_ns));
+            let _ = writeln!(o, "{:<10}{:<8}{}", c.mode, cores, pct_cells(&c.one_way_ns));
         }
     }
     if !r.latency.is_empty() {
-        println!("\nOne-way latency, producer and consumer in separate processes");
-        println!(
+        let _ = writeln!(
+            o,
+            "\nOne-way latency, producer and consumer in separate processes"
+        );
+        let _ = writeln!(
+            o,
             "{:<10}{:<10}{:>8}  {:<6}{}  {:>7}",
             "transport",
             "method",
@@ -248,7 +259,8 @@ pub fn print_table(r: &Report) {
         );
         for l in &r.latency {
             let cores = format!("{}-{}", l.cores[0], l.cores[1]);
-            println!(
+            let _ = writeln!(
+                o,
                 "{:<10}{:<10}{:>7}B  {:<6}{}  {}",
                 l.transport,
                 l.method,
@@ -260,8 +272,9 @@ pub fn print_table(r: &Report) {
         }
     }
     if !r.throughput.is_empty() {
-        println!("\nThroughput: one producer publishing flat out");
-        println!(
+        let _ = writeln!(o, "\nThroughput: one producer publishing flat out");
+        let _ = writeln!(
+            o,
             "{:<10}{:>8}{:>8}{:>12}{:>10}   per consumer: received / lost",
             "transport", "payload", "slots", "msgs/s", "GB/s"
         );
@@ -271,7 +284,8 @@ pub fn print_table(r: &Report) {
                 .iter()
                 .map(|c| format!("core {}: {} / {}", c.core, c.received, c.lost))
                 .collect();
-            println!(
+            let _ = writeln!(
+                o,
                 "{:<10}{:>7}B{:>8}{:>12}{:>10.3}   {}",
                 t.transport,
                 t.payload,
@@ -283,9 +297,10 @@ pub fn print_table(r: &Report) {
         }
     }
     if !r.fanout.is_empty() {
-        println!("\nFan-out: one producer, K consumer processes");
+        let _ = writeln!(o, "\nFan-out: one producer, K consumer processes");
         for f in &r.fanout {
-            println!(
+            let _ = writeln!(
+                o,
                 "{} K={} ({}B): publish rate {}, publish cost p50 {} ns, p99 {} ns{}",
                 f.transport,
                 f.consumers,
@@ -299,7 +314,8 @@ pub fn print_table(r: &Report) {
                     ""
                 }
             );
-            println!(
+            let _ = writeln!(
+                o,
                 "    {:<10}{:<6}{}  {:>7}{:>10}{:>8}",
                 "consumer",
                 "core",
@@ -309,7 +325,8 @@ pub fn print_table(r: &Report) {
                 "lost"
             );
             for c in &f.per_consumer {
-                println!(
+                let _ = writeln!(
+                    o,
                     "    {:<10}{:<6}{}  {}{:>10}{:>8}",
                     c.index,
                     c.core,
@@ -322,8 +339,12 @@ pub fn print_table(r: &Report) {
         }
     }
     if !r.idle_subscribers.is_empty() {
-        println!("\nPublish cost with idle subscriber processes attached (ns per publish)");
-        println!(
+        let _ = writeln!(
+            o,
+            "\nPublish cost with idle subscriber processes attached (ns per publish)"
+        );
+        let _ = writeln!(
+            o,
             "{:<10}{:>6}  {}  {:>9}",
             "transport",
             "idle",
@@ -331,7 +352,8 @@ pub fn print_table(r: &Report) {
             "p50/none"
         );
         for i in &r.idle_subscribers {
-            println!(
+            let _ = writeln!(
+                o,
                 "{:<10}{:>6}  {}  {:>8.3}x",
                 i.transport,
                 i.idle_subscribers,
@@ -341,7 +363,10 @@ pub fn print_table(r: &Report) {
         }
     }
     if !r.mp.is_empty() {
-        println!("\nMulti-producer bus: P producer processes, one consumer");
+        let _ = writeln!(
+            o,
+            "\nMulti-producer bus: P producer processes, one consumer"
+        );
         for m in &r.mp {
             let per: Vec<String> = m
                 .per_producer
@@ -356,7 +381,8 @@ pub fn print_table(r: &Report) {
                     )
                 })
                 .collect();
-            println!(
+            let _ = writeln!(
+                o,
                 "P={} ({}B, {} slots): total {}; {}",
                 m.producers,
                 m.payload,
@@ -364,7 +390,8 @@ pub fn print_table(r: &Report) {
                 rate(m.msgs_per_s),
                 per.join(", ")
             );
-            println!(
+            let _ = writeln!(
+                o,
                 "    paced latency at core {}: {}  {}  received {} lost {}",
                 m.consumer_core,
                 pct_cells(&m.ns),
@@ -375,56 +402,62 @@ pub fn print_table(r: &Report) {
         }
     }
     if !r.peer_comparison.is_empty() {
-        println!("\nshmbus against its peer (ratio = shmbus / peer)");
+        let _ = writeln!(o, "\nshmbus against its peer (ratio = shmbus / peer)");
         for p in &r.peer_comparison {
-            println!(
+            let _ = writeln!(
+                o,
                 "{:<40}{:<18}shmbus {:>10.1}  {} {:>10.1}  ratio {:.2}",
                 p.workload, p.metric, p.shmbus, p.peer_name, p.peer, p.ratio
             );
         }
     }
     if !r.warnings.is_empty() {
-        println!();
+        let _ = writeln!(o);
         for w in &r.warnings {
-            println!("warning: {w}");
+            let _ = writeln!(o, "warning: {w}");
         }
     }
+    o
 }
 
 /// One CSV row per figure: section, transport, what was measured, metric, value.
-pub fn print_csv(r: &Report) {
-    println!("section,transport,label,metric,value");
-    let pct = |section: &str, transport: &str, label: &str, prefix: &str, p: &Pct| {
+pub fn csv(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "section,transport,label,metric,value");
+    fn pct(o: &mut String, section: &str, transport: &str, label: &str, prefix: &str, p: &Pct) {
         for (n, v) in PCT_NAMES.iter().zip(p.figures()) {
-            println!("{section},{transport},{label},{prefix}{n},{v:.3}");
+            let _ = writeln!(o, "{section},{transport},{label},{prefix}{n},{v:.3}");
         }
-    };
+    }
     for c in &r.c2c {
         let label = format!("{} cores {}-{}", c.mode, c.cores[0], c.cores[1]);
-        pct("c2c", "cacheline", &label, "ns_", &c.one_way_ns);
+        pct(&mut o, "c2c", "cacheline", &label, "ns_", &c.one_way_ns);
     }
     for l in &r.latency {
         let label = format!(
             "{} {}B cores {}-{}",
             l.method, l.payload, l.cores[0], l.cores[1]
         );
-        pct("latency", l.transport, &label, "ns_", &l.ns);
+        pct(&mut o, "latency", l.transport, &label, "ns_", &l.ns);
         if let Some(ratio) = &l.ratio_to_c2c {
-            pct("latency", l.transport, &label, "ratio_", ratio);
+            pct(&mut o, "latency", l.transport, &label, "ratio_", ratio);
         }
     }
     for t in &r.throughput {
         let label = format!("{}B {} slots", t.payload, t.slots);
-        println!(
+        let _ = writeln!(
+            o,
             "throughput,{},{label},msgs_per_s,{:.1}",
             t.transport, t.msgs_per_s
         );
-        println!(
+        let _ = writeln!(
+            o,
             "throughput,{},{label},gb_per_s,{:.4}",
             t.transport, t.gb_per_s
         );
         for c in &t.per_consumer {
-            println!(
+            let _ = writeln!(
+                o,
                 "throughput,{},{label} core {},lost,{}",
                 t.transport, c.core, c.lost
             );
@@ -432,33 +465,51 @@ pub fn print_csv(r: &Report) {
     }
     for f in &r.fanout {
         let label = format!("K={} {}B", f.consumers, f.payload);
-        println!(
+        let _ = writeln!(
+            o,
             "fanout,{},{label},publish_msgs_per_s,{:.1}",
             f.transport, f.publish_msgs_per_s
         );
-        pct("fanout", f.transport, &label, "publish_ns_", &f.publish_ns);
+        pct(
+            &mut o,
+            "fanout",
+            f.transport,
+            &label,
+            "publish_ns_",
+            &f.publish_ns,
+        );
         for c in &f.per_consumer {
             let l = format!("{label} consumer {} core {}", c.index, c.core);
-            pct("fanout", f.transport, &l, "ns_", &c.ns);
+            pct(&mut o, "fanout", f.transport, &l, "ns_", &c.ns);
         }
     }
     for i in &r.idle_subscribers {
         let label = format!("idle={}", i.idle_subscribers);
-        pct("idle", i.transport, &label, "publish_ns_", &i.publish_ns);
-        println!(
+        pct(
+            &mut o,
+            "idle",
+            i.transport,
+            &label,
+            "publish_ns_",
+            &i.publish_ns,
+        );
+        let _ = writeln!(
+            o,
             "idle,{},{label},p50_vs_none,{:.4}",
             i.transport, i.p50_vs_none
         );
     }
     for m in &r.mp {
         let label = format!("P={} {}B", m.producers, m.payload);
-        println!("mp,shmbus,{label},msgs_per_s,{:.1}", m.msgs_per_s);
-        pct("mp", "shmbus", &label, "ns_", &m.ns);
+        let _ = writeln!(o, "mp,shmbus,{label},msgs_per_s,{:.1}", m.msgs_per_s);
+        pct(&mut o, "mp", "shmbus", &label, "ns_", &m.ns);
     }
     for p in &r.peer_comparison {
-        println!(
+        let _ = writeln!(
+            o,
             "peer,{},{} {},ratio,{:.4}",
             p.peer_name, p.workload, p.metric, p.ratio
         );
     }
+    o
 }

@@ -1,0 +1,279 @@
+//! `shmbus-bench`: every command, in its short mode, prints JSON with the promised fields and
+//! sane values (latencies positive, percentiles ordered, ratios equal to figure / c2c), and bad
+//! input gives a one-line error rather than a panic.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const PCT: [&str; 6] = ["p50", "p90", "p99", "p99.9", "p99.99", "max"];
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shmbus-bench"))
+        .args(args)
+        .output()
+        .expect("shmbus-bench runs")
+}
+
+/// Runs `args` with `--quick --json` and parses the report.
+fn report(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["--quick", "--json"]);
+    let out = bench(&all);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "shmbus-bench {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("`{key}` is not a number in {v}"))
+}
+
+fn rows<'a>(r: &'a Value, section: &str) -> &'a Vec<Value> {
+    let rows = r[section]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `{section}` section in {r}"));
+    assert!(!rows.is_empty(), "empty `{section}` section");
+    rows
+}
+
+/// Percentiles present, positive, ordered.
+fn check_pct(p: &Value) {
+    assert!(num(p, "samples") > 0.0, "no samples: {p}");
+    let v: Vec<f64> = PCT.iter().map(|k| num(p, k)).collect();
+    assert!(v[0] > 0.0, "p50 is not positive: {p}");
+    assert!(
+        v.windows(2).all(|w| w[0] <= w[1]),
+        "percentiles out of order: {p}"
+    );
+}
+
+/// A latency with its c2c base: the base is the process c2c p50 of the same cores, and every
+/// ratio is the figure divided by it.
+fn check_ratio(r: &Value, row: &Value, ns_key: &str, cores: (u64, u64)) {
+    let c2c = num(row, "c2c_one_way_ns");
+    let measured = rows(r, "c2c")
+        .iter()
+        .find(|c| {
+            c["mode"] == "process" && {
+                let cc = (c["cores"][0].as_u64(), c["cores"][1].as_u64());
+                cc == (Some(cores.0), Some(cores.1)) || cc == (Some(cores.1), Some(cores.0))
+            }
+        })
+        .unwrap_or_else(|| panic!("no process c2c for cores {cores:?}"));
+    assert_eq!(c2c, num(&measured["one_way_ns"], "p50"));
+    for k in PCT {
+        let want = num(&row[ns_key], k) / c2c;
+        let got = num(&row["ratio_to_c2c"], k);
+        assert!(
+            (got - want).abs() <= 1e-9 * want.max(1.0),
+            "{k}: ratio {got} != {want}"
+        );
+    }
+}
+
+fn check_machine(r: &Value) {
+    assert!(r["machine"]["cpu"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(num(&r["machine"], "cores") >= 1.0);
+    assert!(num(&r["machine"], "ns_per_tick") > 0.0);
+}
+
+#[test]
+fn c2c_reports_thread_and_process_latency() {
+    let r = report(&["c2c", "--cores", "0,1"]);
+    check_machine(&r);
+    let c2c = rows(&r, "c2c");
+    for mode in ["thread", "process"] {
+        let row = c2c
+            .iter()
+            .find(|c| c["mode"] == mode)
+            .unwrap_or_else(|| panic!("no {mode} row"));
+        assert_eq!(row["cores"], serde_json::json!([0, 1]));
+        check_pct(&row["one_way_ns"]);
+    }
+}
+
+#[test]
+fn latency_reports_both_methods_per_payload_with_c2c_ratios() {
+    let r = report(&["latency", "--payloads", "8,64", "--cores", "0,1"]);
+    let lat = rows(&r, "latency");
+    for payload in [8, 64] {
+        for method in ["pingpong", "oneway"] {
+            let row = lat
+                .iter()
+                .find(|l| l["payload"] == payload && l["method"] == method)
+                .unwrap_or_else(|| panic!("no {method} row for {payload} B"));
+            assert_eq!(row["transport"], "shmbus");
+            check_pct(&row["ns"]);
+            check_ratio(&r, row, "ns", (0, 1));
+        }
+    }
+}
+
+#[test]
+fn fanout_reports_rate_and_per_consumer_latency() {
+    let r = report(&["fanout", "--consumers", "1,2"]);
+    let rows = rows(&r, "fanout");
+    assert_eq!(rows.len(), 2);
+    for (row, k) in rows.iter().zip([1, 2]) {
+        assert_eq!(row["consumers"], k);
+        assert!(num(row, "publish_msgs_per_s") > 0.0);
+        check_pct(&row["publish_ns"]);
+        let per = row["per_consumer"].as_array().expect("per_consumer");
+        assert_eq!(per.len(), k);
+        let producer = row["producer_core"].as_u64().unwrap();
+        for c in per {
+            check_pct(&c["ns"]);
+            check_ratio(&r, c, "ns", (producer, c["core"].as_u64().unwrap()));
+            assert!(num(c, "received") > 0.0);
+        }
+    }
+    let oversubscribed = rows[1]["oversubscribed"].as_bool().unwrap();
+    if oversubscribed {
+        assert!(
+            !r["warnings"].as_array().unwrap().is_empty(),
+            "an oversubscribed run must warn"
+        );
+    }
+}
+
+#[test]
+fn idle_subscriber_curve_compares_with_none() {
+    let r = report(&["fanout", "--idle-subscribers", "0,3"]);
+    let rows = rows(&r, "idle_subscribers");
+    let ks: Vec<u64> = rows
+        .iter()
+        .map(|i| i["idle_subscribers"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ks, [0, 3]);
+    let base = num(&rows[0]["publish_ns"], "p50");
+    for row in rows {
+        check_pct(&row["publish_ns"]);
+        let want = num(&row["publish_ns"], "p50") / base;
+        assert!((num(row, "p50_vs_none") - want).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn throughput_counts_every_message_as_received_or_lost() {
+    let r = report(&[
+        "throughput",
+        "--payloads",
+        "8,256",
+        "--slots",
+        "1024",
+        "--messages",
+        "5000",
+    ]);
+    let rows = rows(&r, "throughput");
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        let rate = num(row, "msgs_per_s");
+        assert!(rate > 0.0);
+        let gb = rate * num(row, "payload") / 1e9;
+        assert!((num(row, "gb_per_s") - gb).abs() <= 1e-9 * gb);
+        let sent = num(row, "messages");
+        for c in row["per_consumer"].as_array().unwrap() {
+            // The stop message may be counted lost when a lap skipped it.
+            let seen = num(c, "received") + num(c, "lost");
+            assert!(seen == sent || seen == sent + 1.0, "{seen} of {sent}: {c}");
+        }
+    }
+}
+
+#[test]
+fn mp_reports_every_producer_and_the_consumer_latency() {
+    let r = report(&["mp", "--producers", "1,2", "--messages", "2000"]);
+    let rows = rows(&r, "mp");
+    assert_eq!(rows.len(), 2);
+    for (row, p) in rows.iter().zip([1, 2]) {
+        assert_eq!(row["producers"], p);
+        assert!(num(row, "msgs_per_s") > 0.0);
+        let per = row["per_producer"].as_array().unwrap();
+        assert_eq!(per.len(), p);
+        for prod in per {
+            // Paced messages (quick: 500) plus the flat-out ones.
+            assert_eq!(num(prod, "published") + num(prod, "dropped"), 2500.0);
+        }
+        check_pct(&row["ns"]);
+        let consumer = row["consumer_core"].as_u64().unwrap();
+        let first = per[0]["core"].as_u64().unwrap();
+        check_ratio(&r, row, "ns", (consumer, first));
+    }
+}
+
+#[test]
+fn default_run_covers_every_section_and_plots() {
+    let dir = std::env::temp_dir().join(format!("shmbus-bench-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("latency.svg");
+    let r = report(&["--plot", svg.to_str().unwrap()]);
+    for section in ["c2c", "latency", "throughput", "fanout", "idle_subscribers"] {
+        rows(&r, section);
+    }
+    let payloads: Vec<u64> = rows(&r, "latency")
+        .iter()
+        .map(|l| l["payload"].as_u64().unwrap())
+        .collect();
+    assert!(payloads.contains(&8) && payloads.contains(&64));
+    let ks: Vec<u64> = rows(&r, "fanout")
+        .iter()
+        .map(|f| f["consumers"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ks, [1, 3]);
+    let text = std::fs::read_to_string(&svg).expect("the plot was written");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        text.contains("<svg") && text.contains("shmbus 8B"),
+        "not the plot: {text:.200}"
+    );
+}
+
+#[test]
+fn table_and_csv_outputs_name_their_figures() {
+    let out = bench(&["c2c", "--quick", "--cores", "0,1"]);
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("Core-to-core") && table.contains("p99.99"),
+        "{table}"
+    );
+    let out = bench(&["c2c", "--quick", "--csv", "--cores", "0,1"]);
+    assert!(out.status.success());
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("section,transport,label,metric,value"));
+    assert!(lines.all(|l| l.split(',').count() == 5), "{csv}");
+}
+
+#[test]
+fn bad_input_is_a_one_line_error() {
+    for args in [
+        &["latency", "--quick", "--payloads", "4"][..],
+        &["c2c", "--quick", "--plot", "out.png"][..],
+        &["c2c", "--quick", "--cores", "0,4096"][..],
+        &["fanout", "--quick", "--idle-subscribers", "300"][..],
+    ] {
+        let out = bench(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.starts_with("shmbus-bench: "), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[cfg(not(feature = "peers"))]
+#[test]
+fn peer_without_the_feature_says_how_to_build_it() {
+    let out = bench(&["latency", "--quick", "--peer", "iceoryx2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--features peers"), "{err}");
+}
