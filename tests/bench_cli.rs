@@ -103,7 +103,18 @@ fn c2c_reports_thread_and_process_latency() {
 fn latency_reports_both_methods_per_payload_with_c2c_ratios() {
     let r = report(&["latency", "--payloads", "8,64", "--cores", "0,1"]);
     let lat = rows(&r, "latency");
+    // Ping-pong for 0-1, and a stamped hop in each direction.
+    assert_eq!(lat.len(), 6);
     for payload in [8, 64] {
+        let directions: Vec<&Value> = lat
+            .iter()
+            .filter(|l| l["payload"] == payload && l["method"] == "oneway")
+            .map(|l| &l["cores"])
+            .collect();
+        assert_eq!(
+            directions,
+            [&serde_json::json!([0, 1]), &serde_json::json!([1, 0])]
+        );
         for method in ["pingpong", "oneway"] {
             let row = lat
                 .iter()

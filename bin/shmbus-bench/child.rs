@@ -39,6 +39,9 @@ enum Role {
         core: usize,
         #[arg(long, value_enum)]
         clock: ClockKind,
+        /// Answer with our receive stamp instead of the message's own word.
+        #[arg(long)]
+        stamp: bool,
     },
     /// Read everything, recording latencies of phase-1 messages, until the stop message.
     Consume {
@@ -78,7 +81,8 @@ pub fn run(args: &ChildArgs) -> Result<(), String> {
             pong,
             core,
             clock,
-        } => crate::latency::child_echo(ping, pong, *core, *clock),
+            stamp,
+        } => crate::latency::child_echo(ping, pong, *core, *clock, *stamp),
         Role::Consume { bus, core, clock } => consume(bus, *core, *clock),
         Role::Idle { bus, core, poll_ms } => idle(bus, *core, *poll_ms),
         Role::Produce(p) => crate::mp::child_produce(p),

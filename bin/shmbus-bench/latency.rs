@@ -1,13 +1,14 @@
-//! One-way latency across processes: this process publishes a stamped message on a `ping` bus
-//! from core A; a child pinned to core B answers each on a `pong` bus with its own stamp. Each
-//! round trip gives the ping-pong one-way figure (round trip / 2) and two stamped one-way hops
-//! (receive stamp minus send stamp, A to B and B to A).
+//! One-way latency across processes: this process publishes on a `ping` bus from core A; a child
+//! pinned to core B answers each message on a `pong` bus. Two passes: ping-pong (the answer
+//! echoes the message; one clock read per round trip, as in c2c; one-way = round trip / 2), then
+//! stamped (the answer carries the echo's receive stamp: one-way hops A to B and B to A, each
+//! receive stamp minus send stamp).
 
-use shmbus::{Bus, BusBuilder, Recv, Start};
+use shmbus::{Bus, BusBuilder, Publisher, Recv, Start, Subscriber};
 
 use crate::clock::ClockKind;
-use crate::report::{Curve, LatencyRow};
-use crate::stats::{histogram, TickSummary};
+use crate::report::{Curve, LatencyRow, Report};
+use crate::stats::{histogram, Pct, TickSummary};
 use crate::sys::{self, spin_until, BusGuard, Peer};
 use crate::Ctx;
 
@@ -20,13 +21,191 @@ pub fn stamp_of(bytes: &[u8]) -> u64 {
         .map_or(STOP, |b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
 }
 
-/// What one payload size measured, in ticks: round trips and single hops.
-pub struct Measured {
-    pub rtt: TickSummary,
-    pub hop: TickSummary,
+/// One side of a ping-pong over some transport: sends a word (in a message of the run's payload
+/// size) and polls for the word of the next message that arrives.
+pub trait Link {
+    fn send(&mut self, word: u64) -> Result<(), String>;
+    fn poll(&mut self) -> Result<Option<u64>, String>;
 }
 
-/// Runs the ping-pong between this process on core `a` and an echo process on core `b`.
+/// Waits for the answer on `link`.
+fn answer(link: &mut impl Link, alive: &mut impl FnMut() -> bool) -> Result<u64, String> {
+    let mut got = None;
+    spin_until(
+        "the echo's answer",
+        || match link.poll() {
+            Ok(None) => false,
+            other => {
+                got = Some(other);
+                true
+            }
+        },
+        alive,
+    )?;
+    got.expect("spin_until returned Ok, so the answer arrived")?
+        .ok_or_else(|| "no answer".into())
+}
+
+/// Round trips with one clock read each (as in c2c): the ping-pong figure.
+pub fn ping_loop(
+    clock: ClockKind,
+    link: &mut impl Link,
+    warmup: u64,
+    iters: u64,
+    mut alive: impl FnMut() -> bool,
+) -> Result<TickSummary, String> {
+    let mut h = histogram();
+    let mut t = clock.now();
+    for i in 0..warmup + iters {
+        let word = i + 1;
+        link.send(word)?;
+        let got = answer(link, &mut alive)?;
+        if got != word {
+            return Err(format!("the echo answered {got} to {word}"));
+        }
+        let t2 = clock.now();
+        if i >= warmup {
+            h.saturating_record(t2.wrapping_sub(t));
+        }
+        t = t2;
+    }
+    link.send(STOP)?;
+    Ok(TickSummary::of(&h))
+}
+
+/// Stamped hops: A to B is the echo's receive stamp minus our send stamp, B to A our receive
+/// stamp minus the echo's. Hops whose stamps run backwards (TSCs not in step) are counted, not
+/// recorded.
+pub struct Hops {
+    pub ab: TickSummary,
+    pub ba: TickSummary,
+    pub backwards: u64,
+}
+
+pub fn stamp_loop(
+    clock: ClockKind,
+    link: &mut impl Link,
+    warmup: u64,
+    iters: u64,
+    mut alive: impl FnMut() -> bool,
+) -> Result<Hops, String> {
+    let (mut ab, mut ba) = (histogram(), histogram());
+    let mut backwards = 0;
+    for i in 0..warmup + iters {
+        let t0 = clock.now();
+        link.send(t0)?;
+        let t1 = answer(link, &mut alive)?;
+        let t2 = clock.now();
+        if i < warmup {
+            continue;
+        }
+        if t1 < t0 || t2 < t1 {
+            backwards += 1;
+            continue;
+        }
+        ab.saturating_record(t1 - t0);
+        ba.saturating_record(t2 - t1);
+    }
+    link.send(STOP)?;
+    Ok(Hops {
+        ab: TickSummary::of(&ab),
+        ba: TickSummary::of(&ba),
+        backwards,
+    })
+}
+
+/// The echo: answers each word with itself, or with its own receive stamp, until [`STOP`].
+pub fn echo_loop(clock: ClockKind, link: &mut impl Link, stamp: bool) -> Result<(), String> {
+    loop {
+        match link.poll()? {
+            Some(STOP) => return Ok(()),
+            Some(word) => link.send(if stamp { clock.now() } else { word })?,
+            None => std::hint::spin_loop(),
+        }
+    }
+}
+
+/// A shmbus ping-pong end: publishes on one bus, subscribes to the other.
+struct BusLink {
+    tx: Publisher,
+    rx: Subscriber,
+    buf: Vec<u8>,
+}
+
+impl Link for BusLink {
+    #[inline]
+    fn send(&mut self, word: u64) -> Result<(), String> {
+        self.buf[..8].copy_from_slice(&word.to_ne_bytes());
+        self.tx
+            .publish_bytes(&self.buf)
+            .map(|_| ())
+            .map_err(|e| format!("publish failed: {e}"))
+    }
+
+    #[inline]
+    fn poll(&mut self) -> Result<Option<u64>, String> {
+        match self.rx.try_recv() {
+            Recv::Message(m) => Ok(Some(stamp_of(m.bytes()))),
+            Recv::Empty | Recv::Closed => Ok(None),
+            Recv::Lapped { lost } => Err(format!(
+                "lapped ({lost} lost), which one message in flight cannot do"
+            )),
+        }
+    }
+}
+
+/// What one payload size measured, in ticks.
+pub struct Measured {
+    pub rtt: TickSummary,
+    pub hops: Hops,
+}
+
+/// Sets up a ping bus (ours) and a pong bus (the echo's) and starts the echo on core `b`.
+fn setup(
+    ctx: &Ctx,
+    payload: usize,
+    b: usize,
+    stamp: bool,
+) -> Result<(BusLink, Peer, [BusGuard; 2]), String> {
+    let names = [BusGuard::new("ping"), BusGuard::new("pong")];
+    let make = |name: &str| {
+        BusBuilder::new(name)
+            .slots(1024)
+            .capacity(payload)
+            .create()
+            .map_err(|e| format!("cannot create bus {name}: {e}"))
+    };
+    let ping = make(names[0].name())?;
+    let pong = make(names[1].name())?;
+    let tx = ping
+        .publisher()
+        .map_err(|e| format!("cannot publish on {}: {e}", ping.name()))?;
+    let rx = pong.subscribe(Start::Oldest);
+    let mut args: Vec<String> = vec![
+        "echo".into(),
+        "--ping".into(),
+        names[0].name().into(),
+        "--pong".into(),
+        names[1].name().into(),
+        "--core".into(),
+        b.to_string(),
+        "--clock".into(),
+        ctx.clock.arg().into(),
+    ];
+    if stamp {
+        args.push("--stamp".into());
+    }
+    let mut echo = Peer::spawn("the echo process", &args)?;
+    echo.ready()?;
+    let link = BusLink {
+        tx,
+        rx,
+        buf: vec![0u8; payload],
+    };
+    Ok((link, echo, names))
+}
+
+/// Ping-pong, then stamped hops, between this process on core `a` and an echo on core `b`.
 pub fn measure(
     ctx: &Ctx,
     payload: usize,
@@ -35,137 +214,57 @@ pub fn measure(
     iters: u64,
 ) -> Result<Measured, String> {
     let payload = payload.max(8);
-    let ping_name = BusGuard::new("ping");
-    let pong_name = BusGuard::new("pong");
-    let make = |name: &str| {
-        BusBuilder::new(name)
-            .slots(1024)
-            .capacity(payload)
-            .create()
-            .map_err(|e| format!("cannot create bus {name}: {e}"))
-    };
-    let ping = make(ping_name.name())?;
-    let pong = make(pong_name.name())?;
-    let mut tx = ping
-        .publisher()
-        .map_err(|e| format!("cannot publish on {}: {e}", ping_name.name()))?;
-    let mut rx = pong.subscribe(Start::Oldest);
-    let mut echo = Peer::spawn(
-        "the echo process",
-        &[
-            "echo".into(),
-            "--ping".into(),
-            ping_name.name().into(),
-            "--pong".into(),
-            pong_name.name().into(),
-            "--core".into(),
-            b.to_string(),
-            "--clock".into(),
-            ctx.clock.arg().into(),
-        ],
-    )?;
-    echo.ready()?;
-    sys::pin(a)?;
-
-    let clock = ctx.clock;
-    let mut buf = vec![0u8; payload];
-    let (mut rtt, mut hop) = (histogram(), histogram());
     let warmup = (iters / 10).max(100);
-    let mut skew = 0u64;
-    for i in 0..warmup + iters {
-        let t0 = clock.now();
-        buf[..8].copy_from_slice(&t0.to_ne_bytes());
-        tx.publish_bytes(&buf)
-            .map_err(|e| format!("publish failed: {e}"))?;
-        let mut t1 = 0;
-        let mut lapped = false;
-        spin_until(
-            "the echo's answer",
-            || match rx.try_recv() {
-                Recv::Message(m) => {
-                    t1 = stamp_of(m.bytes());
-                    true
-                }
-                Recv::Lapped { .. } => {
-                    lapped = true;
-                    true
-                }
-                _ => false,
-            },
-            || !echo.exited(),
-        )?;
-        let t2 = clock.now();
-        if lapped {
-            return Err("the answer bus was lapped, which one message in flight cannot do".into());
-        }
-        if i < warmup {
-            continue;
-        }
-        rtt.saturating_record(t2.wrapping_sub(t0));
-        if t1 < t0 || t2 < t1 {
-            skew += 1;
-            continue;
-        }
-        hop.saturating_record(t1 - t0);
-        hop.saturating_record(t2 - t1);
-    }
-    buf[..8].copy_from_slice(&STOP.to_ne_bytes());
-    let _ = tx.publish_bytes(&buf);
-    drop(echo);
-    if skew > 0 {
-        eprintln!("warning: {skew} stamps went backwards between cores {a} and {b}; their one-way hops were left out");
-    }
-    Ok(Measured {
-        rtt: TickSummary::of(&rtt),
-        hop: TickSummary::of(&hop),
-    })
+    let rtt = {
+        let (mut link, mut echo, _names) = setup(ctx, payload, b, false)?;
+        sys::pin(a)?;
+        ping_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?
+    };
+    let hops = {
+        let (mut link, mut echo, _names) = setup(ctx, payload, b, true)?;
+        sys::pin(a)?;
+        stamp_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?
+    };
+    Ok(Measured { rtt, hops })
 }
 
-/// The child's side: answer every ping with a stamp of our own, same length, until STOP.
-pub fn child_echo(ping: &str, pong: &str, core: usize, clock: ClockKind) -> Result<(), String> {
+/// The child's side: answer every ping, same length, until STOP.
+pub fn child_echo(
+    ping: &str,
+    pong: &str,
+    core: usize,
+    clock: ClockKind,
+    stamp: bool,
+) -> Result<(), String> {
     let ping = Bus::open_read_only(ping).map_err(|e| format!("cannot open {ping}: {e}"))?;
-    let mut rx = ping.subscribe(Start::Oldest);
+    let rx = ping.subscribe(Start::Oldest);
     let pong = Bus::open(pong).map_err(|e| format!("cannot open {pong}: {e}"))?;
-    let mut tx = pong
+    let tx = pong
         .publisher()
         .map_err(|e| format!("cannot publish on {}: {e}", pong.name()))?;
-    let mut buf = vec![0u8; pong.capacity()];
+    let mut link = BusLink {
+        tx,
+        rx,
+        buf: vec![0u8; pong.capacity()],
+    };
     sys::pin(core)?;
     crate::child::say("ready");
-    loop {
-        let len = match rx.try_recv() {
-            Recv::Message(m) if stamp_of(m.bytes()) == STOP => return Ok(()),
-            Recv::Message(m) => m.bytes().len().min(buf.len()),
-            Recv::Lapped { lost } => return Err(format!("the echo was lapped ({lost} lost)")),
-            Recv::Empty | Recv::Closed => {
-                std::hint::spin_loop();
-                continue;
-            }
-        };
-        let t1 = clock.now();
-        buf[..8].copy_from_slice(&t1.to_ne_bytes());
-        tx.publish_bytes(&buf[..len])
-            .map_err(|e| format!("publish failed: {e}"))?;
-    }
+    echo_loop(clock, &mut link, stamp)
 }
 
-/// The rows and curves of one payload size.
+/// The rows and curves of one payload size: ping-pong (round trip / 2) for cores a-b, and the
+/// stamped hop of each direction.
 pub fn rows(
     ctx: &Ctx,
+    report: &mut Report,
     transport: &'static str,
     payload: usize,
-    cores: [usize; 2],
+    [a, b]: [usize; 2],
     m: &Measured,
-    c2c: Option<f64>,
-) -> (Vec<LatencyRow>, Vec<Curve>) {
-    let mut rows = Vec::new();
-    let mut curves = Vec::new();
-    for (method, s, scale) in [
-        ("pingpong", &m.rtt, ctx.scale / 2.0),
-        ("oneway", &m.hop, ctx.scale),
-    ] {
-        let ns = s.to_ns(scale);
-        rows.push(LatencyRow {
+) {
+    let c2c = report.c2c_for(a, b);
+    let mut row = |method, cores, ns: Pct| {
+        report.latency.push(LatencyRow {
             transport,
             method,
             payload,
@@ -173,13 +272,21 @@ pub fn rows(
             ns,
             c2c_one_way_ns: c2c,
             ratio_to_c2c: ns.ratio(c2c),
-        });
-        if method == "oneway" {
-            curves.push(Curve {
-                label: format!("{transport} {payload}B"),
-                points: s.curve_ns(scale),
-            });
-        }
+        })
+    };
+    row("pingpong", [a, b], m.rtt.to_ns(ctx.scale / 2.0));
+    row("oneway", [a, b], m.hops.ab.to_ns(ctx.scale));
+    row("oneway", [b, a], m.hops.ba.to_ns(ctx.scale));
+    report.curves.push(Curve {
+        label: format!("{transport} {payload}B"),
+        points: m.rtt.curve_ns(ctx.scale / 2.0),
+    });
+    if m.hops.backwards > 0 {
+        report.warn(format!(
+            "{transport} {payload}B: {} stamped round trips between cores {a} and {b} had a \
+             stamp earlier than the one before it (clocks of the two cores not in step); their \
+             hops were left out",
+            m.hops.backwards
+        ));
     }
-    (rows, curves)
 }

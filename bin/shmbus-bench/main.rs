@@ -399,9 +399,7 @@ fn latency_one(
     }
     c2c::ensure_pair(report, a, b, &ctx.c2c_sizes(), ctx.clock, ctx.scale)?;
     let m = latency::measure(ctx, payload, a, b, iters)?;
-    let (rows, curves) = latency::rows(ctx, "shmbus", payload, [a, b], &m, report.c2c_for(a, b));
-    report.latency.extend(rows);
-    report.curves.extend(curves);
+    latency::rows(ctx, report, "shmbus", payload, [a, b], &m);
     Ok(())
 }
 
