@@ -93,6 +93,8 @@ pub fn run(args: &ChildArgs) -> Result<(), String> {
 /// of 0 is the stop message).
 pub const PHASE_LATENCY: u64 = 1;
 pub const PHASE_RATE: u64 = 2;
+/// Answered with a `drained` line: everything before it was read.
+pub const PHASE_BARRIER: u64 = 3;
 
 pub fn phase_of(bytes: &[u8]) -> u64 {
     bytes
@@ -125,10 +127,17 @@ fn consume(name: &str, core: usize, clock: ClockKind) -> Result<(), String> {
                 if stamp == 0 {
                     break;
                 }
-                received += 1;
-                if phase_of(b) == PHASE_LATENCY {
-                    h.saturating_record(now.saturating_sub(stamp));
+                match phase_of(b) {
+                    PHASE_BARRIER => {
+                        say("drained");
+                        continue;
+                    }
+                    PHASE_LATENCY => {
+                        h.saturating_record(now.saturating_sub(stamp));
+                    }
+                    _ => {}
                 }
+                received += 1;
             }
             Recv::Lapped { lost: l } => lost += l,
             Recv::Empty | Recv::Closed => {

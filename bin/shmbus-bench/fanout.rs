@@ -5,7 +5,7 @@
 
 use shmbus::{BusBuilder, Publisher};
 
-use crate::child::{Consumed, PHASE_LATENCY, PHASE_RATE};
+use crate::child::{Consumed, PHASE_BARRIER, PHASE_LATENCY, PHASE_RATE};
 use crate::report::{ConsumerLatency, Curve, FanoutRow, IdleRow, Report};
 use crate::stats::{histogram, TickSummary};
 use crate::sys::{self, BusGuard, Peer};
@@ -110,6 +110,27 @@ fn publish_paced(
     Ok(())
 }
 
+/// Waits until every consumer has read everything published so far, so that the next phase
+/// cannot lap a slow consumer past messages it is still to measure.
+fn barrier(
+    ctx: &Ctx,
+    tx: &mut Publisher,
+    buf: &mut [u8],
+    peers: &mut [Peer],
+) -> Result<(), String> {
+    buf[..8].copy_from_slice(&ctx.clock.now().max(1).to_ne_bytes());
+    buf[8..16].copy_from_slice(&PHASE_BARRIER.to_ne_bytes());
+    tx.publish_bytes(buf)
+        .map_err(|e| format!("publish failed: {e}"))?;
+    for p in peers {
+        match p.line()? {
+            l if l == "drained" => {}
+            l => return Err(format!("expected `drained` from a consumer, got `{l}`")),
+        }
+    }
+    Ok(())
+}
+
 /// Starts consumer processes on `cores` for bus `name` and waits until each is ready.
 pub fn start_consumers(ctx: &Ctx, name: &str, cores: &[usize]) -> Result<Vec<Peer>, String> {
     let mut peers = Vec::new();
@@ -181,6 +202,7 @@ pub fn run_k(
     sys::pin(producer)?;
     let mut buf = vec![0u8; load.payload];
     publish_paced(ctx, &mut tx, &mut buf, load.paced, load.gap_ns)?;
+    barrier(ctx, &mut tx, &mut buf, &mut peers)?;
     let flat = publish_flat(ctx, &mut tx, &mut buf, load.flat)?;
     let results = stop_consumers(tx, &mut buf, &mut peers)?;
     let mut per_consumer = Vec::new();
