@@ -9,10 +9,22 @@ struct Counting;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
+thread_local! {
+    /// Only allocations made by the measuring thread count: the test harness's own threads may
+    /// allocate at any time.
+    static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn count() {
+    if COUNTING.with(|c| c.get()) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 // SAFETY: forwards every call unchanged to the system allocator; only counts allocations.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: the caller upholds `alloc`'s contract, which we pass on as is.
         unsafe { System.alloc(layout) }
     }
@@ -23,7 +35,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: as for `dealloc`; the caller upholds `realloc`'s contract.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -47,6 +59,7 @@ fn publish_and_receive_paths_do_not_allocate() {
             let mut tx = bus.publisher().unwrap();
             let mut rx = bus.subscribe(Start::Oldest);
             let payload = [7u8; 512];
+            COUNTING.with(|c| c.set(true));
             let before = ALLOCATIONS.load(Ordering::Relaxed);
             let (mut received, mut lost) = (0u64, 0u64);
             for i in 0..10_000usize {
@@ -65,6 +78,7 @@ fn publish_and_receive_paths_do_not_allocate() {
                 }
             }
             let after = ALLOCATIONS.load(Ordering::Relaxed);
+            COUNTING.with(|c| c.set(false));
             assert_eq!(
                 after - before,
                 0,
