@@ -320,7 +320,9 @@ pub(crate) fn resume_after_lap(
 ) -> u64 {
     let c = cursor(words);
     let target = if to_newest {
-        c.wrapping_sub(1).max(first)
+        // Saturating: the cursor may be read stale (even 0 on a fresh bus) by a reader that saw
+        // a slot overwritten, because a writer stores the cursor after the slot's version.
+        c.saturating_sub(1).max(first)
     } else {
         oldest_intact(words, g, c, first)
     };
