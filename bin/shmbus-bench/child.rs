@@ -63,6 +63,12 @@ enum Role {
     },
     /// One producer of a multi-producer run (see `mp`).
     Produce(crate::mp::ProduceArgs),
+    /// The iceoryx2 echo.
+    #[cfg(feature = "peers")]
+    IoxEcho(crate::peer::EchoArgs),
+    /// An idle iceoryx2 subscriber.
+    #[cfg(feature = "peers")]
+    IoxIdle(crate::peer::IdleArgs),
 }
 
 /// Writes one line to stdout, where the parent reads it.
@@ -86,6 +92,10 @@ pub fn run(args: &ChildArgs) -> Result<(), String> {
         Role::Consume { bus, core, clock } => consume(bus, *core, *clock),
         Role::Idle { bus, core, poll_ms } => idle(bus, *core, *poll_ms),
         Role::Produce(p) => crate::mp::child_produce(p),
+        #[cfg(feature = "peers")]
+        Role::IoxEcho(a) => crate::peer::child_echo(a),
+        #[cfg(feature = "peers")]
+        Role::IoxIdle(a) => crate::peer::child_idle(a),
     }
 }
 

@@ -218,12 +218,16 @@ pub fn measure(
     let rtt = {
         let (mut link, mut echo, _names) = setup(ctx, payload, b, false)?;
         sys::pin(a)?;
-        ping_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?
+        let r = ping_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?;
+        echo.finish()?;
+        r
     };
     let hops = {
         let (mut link, mut echo, _names) = setup(ctx, payload, b, true)?;
         sys::pin(a)?;
-        stamp_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?
+        let r = stamp_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?;
+        echo.finish()?;
+        r
     };
     Ok(Measured { rtt, hops })
 }

@@ -1,1 +1,364 @@
-//! iceoryx2 in the same harness (feature `peers`).
+//! iceoryx2 in the same harness (feature `peers`): the latency ping-pong and the idle-subscriber
+//! curve over iceoryx2 publish-subscribe (IPC services), with the settings of iceoryx2's own
+//! latency benchmark: history 0, a subscriber buffer of 1 sample with safe overflow, a publisher
+//! sized for the payload, subscribers polling `receive()`.
+//!
+//! iceoryx2 receives without copying (a sample borrows shared memory); the harness reads only
+//! the first word of each sample, while shmbus copies every message out. The comparison rows say
+//! shmbus / iceoryx2.
+
+use iceoryx2::port::publisher::Publisher;
+use iceoryx2::port::subscriber::Subscriber;
+use iceoryx2::prelude::*;
+
+use crate::clock::ClockKind;
+use crate::fanout::{consumer_cores, Load, BATCH};
+use crate::latency::{echo_loop, ping_loop, stamp_loop, Link, Measured};
+use crate::report::{IdleRow, PeerRatio, Report};
+use crate::stats::{histogram, TickSummary};
+use crate::sys::{self, BusGuard, Peer};
+use crate::Ctx;
+
+type Pub = Publisher<ipc::Service, [u8], ()>;
+type Sub = Subscriber<ipc::Service, [u8], ()>;
+
+const NAME: &str = "iceoryx2";
+
+fn err(what: &str) -> impl Fn(&dyn std::fmt::Display) -> String + '_ {
+    move |e| format!("iceoryx2: {what}: {e}")
+}
+
+fn node() -> Result<Node<ipc::Service>, String> {
+    set_log_level(LogLevel::Error);
+    NodeBuilder::new()
+        .create::<ipc::Service>()
+        .map_err(|e| err("cannot create a node")(&e))
+}
+
+/// Opens (or creates) service `name` with the benchmark's settings and makes the ports asked for.
+fn ports(
+    node: &Node<ipc::Service>,
+    name: &str,
+    subscribers: usize,
+    payload: Option<usize>,
+    subscribe: bool,
+) -> Result<(Option<Pub>, Option<Sub>), String> {
+    let service_name = ServiceName::new(name).map_err(|e| err("bad service name")(&e))?;
+    let service = node
+        .service_builder(&service_name)
+        .publish_subscribe::<[u8]>()
+        .max_publishers(1)
+        .max_subscribers(subscribers)
+        .max_nodes(subscribers + 2)
+        .history_size(0)
+        .subscriber_max_buffer_size(1)
+        .enable_safe_overflow(true)
+        .open_or_create()
+        .map_err(|e| err("cannot open the service")(&e))?;
+    let tx = match payload {
+        Some(len) => Some(
+            service
+                .publisher_builder()
+                .initial_max_slice_len(len)
+                .create()
+                .map_err(|e| err("cannot create a publisher")(&e))?,
+        ),
+        None => None,
+    };
+    let rx = if subscribe {
+        Some(
+            service
+                .subscriber_builder()
+                .create()
+                .map_err(|e| err("cannot create a subscriber")(&e))?,
+        )
+    } else {
+        None
+    };
+    Ok((tx, rx))
+}
+
+#[inline]
+fn send(tx: &Pub, buf: &[u8]) -> Result<(), String> {
+    let sample = tx
+        .loan_slice_uninit(buf.len())
+        .map_err(|e| err("loan failed")(&e))?;
+    sample
+        .write_from_slice(buf)
+        .send()
+        .map(|_| ())
+        .map_err(|e| err("send failed")(&e))
+}
+
+struct IoxLink {
+    tx: Pub,
+    rx: Sub,
+    buf: Vec<u8>,
+}
+
+impl Link for IoxLink {
+    #[inline]
+    fn send(&mut self, word: u64) -> Result<(), String> {
+        self.buf[..8].copy_from_slice(&word.to_ne_bytes());
+        send(&self.tx, &self.buf)
+    }
+
+    #[inline]
+    fn poll(&mut self) -> Result<Option<u64>, String> {
+        match self.rx.receive() {
+            Ok(Some(s)) => Ok(Some(crate::latency::stamp_of(s.payload()))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(err("receive failed")(&e)),
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EchoArgs {
+    #[arg(long)]
+    service: String,
+    #[arg(long)]
+    core: usize,
+    #[arg(long, value_enum)]
+    clock: ClockKind,
+    #[arg(long)]
+    payload: usize,
+    #[arg(long)]
+    stamp: bool,
+}
+
+/// The echo process: subscribes to `<service>.a2b`, answers on `<service>.b2a`.
+pub fn child_echo(a: &EchoArgs) -> Result<(), String> {
+    let node = node()?;
+    let (_, rx) = ports(&node, &format!("{}.a2b", a.service), 1, None, true)?;
+    let (tx, _) = ports(
+        &node,
+        &format!("{}.b2a", a.service),
+        1,
+        Some(a.payload),
+        false,
+    )?;
+    let mut link = IoxLink {
+        tx: tx.expect("asked for a publisher"),
+        rx: rx.expect("asked for a subscriber"),
+        buf: vec![0u8; a.payload],
+    };
+    sys::pin(a.core)?;
+    crate::child::say("ready");
+    echo_loop(a.clock, &mut link, a.stamp)
+}
+
+fn setup(
+    ctx: &Ctx,
+    node: &Node<ipc::Service>,
+    payload: usize,
+    b: usize,
+    stamp: bool,
+) -> Result<(IoxLink, Peer), String> {
+    let service = sys::unique_name("iox");
+    let (tx, _) = ports(node, &format!("{service}.a2b"), 1, Some(payload), false)?;
+    let (_, rx) = ports(node, &format!("{service}.b2a"), 1, None, true)?;
+    let mut args: Vec<String> = vec![
+        "iox-echo".into(),
+        "--service".into(),
+        service,
+        "--core".into(),
+        b.to_string(),
+        "--clock".into(),
+        ctx.clock.arg().into(),
+        "--payload".into(),
+        payload.to_string(),
+    ];
+    if stamp {
+        args.push("--stamp".into());
+    }
+    let mut echo = Peer::spawn("the iceoryx2 echo process", &args)?;
+    echo.ready()?;
+    let link = IoxLink {
+        tx: tx.expect("asked for a publisher"),
+        rx: rx.expect("asked for a subscriber"),
+        buf: vec![0u8; payload],
+    };
+    Ok((link, echo))
+}
+
+/// The latency rows of iceoryx2 for one payload size, and its comparison with shmbus's.
+pub fn latency(
+    ctx: &Ctx,
+    report: &mut Report,
+    payload: usize,
+    [a, b]: [usize; 2],
+    iters: u64,
+) -> Result<(), String> {
+    let payload = payload.max(8);
+    let warmup = (iters / 10).max(100);
+    let node = node()?;
+    let rtt = {
+        let (mut link, mut echo) = setup(ctx, &node, payload, b, false)?;
+        sys::pin(a)?;
+        let r = ping_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?;
+        echo.finish()?;
+        r
+    };
+    let hops = {
+        let (mut link, mut echo) = setup(ctx, &node, payload, b, true)?;
+        sys::pin(a)?;
+        let r = stamp_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?;
+        echo.finish()?;
+        r
+    };
+    crate::latency::rows(ctx, report, NAME, payload, [a, b], &Measured { rtt, hops });
+    let p50 = |transport: &str| {
+        report
+            .latency
+            .iter()
+            .find(|l| {
+                l.transport == transport
+                    && l.method == "pingpong"
+                    && l.payload == payload
+                    && l.cores == [a, b]
+            })
+            .map(|l| l.ns.p50)
+    };
+    if let (Some(ours), Some(theirs)) = (p50("shmbus"), p50(NAME)) {
+        report.peer_comparison.push(PeerRatio {
+            workload: format!("latency {payload}B ping-pong cores {a}-{b}"),
+            metric: "p50 ns",
+            shmbus: ours,
+            peer: theirs,
+            peer_name: NAME,
+            ratio: ours / theirs,
+        });
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct IdleArgs {
+    #[arg(long)]
+    service: String,
+    /// A shmbus bus whose producer's departure tells us to leave.
+    #[arg(long)]
+    ctl: String,
+    #[arg(long)]
+    subscribers: usize,
+    #[arg(long)]
+    core: usize,
+    #[arg(long)]
+    poll_ms: u64,
+}
+
+/// An idle iceoryx2 subscriber: polls rarely until the parent's control bus loses its producer.
+pub fn child_idle(a: &IdleArgs) -> Result<(), String> {
+    let ctl =
+        shmbus::Bus::open_read_only(&a.ctl).map_err(|e| format!("cannot open {}: {e}", a.ctl))?;
+    let node = node()?;
+    let (_, rx) = ports(&node, &a.service, a.subscribers, None, true)?;
+    let rx = rx.expect("asked for a subscriber");
+    sys::pin(a.core)?;
+    crate::child::say("ready");
+    while ctl.has_producers() {
+        std::thread::sleep(std::time::Duration::from_millis(a.poll_ms));
+        while let Ok(Some(_)) = rx.receive() {}
+    }
+    Ok(())
+}
+
+/// The publish cost of iceoryx2 with `ks` idle subscriber processes attached.
+pub fn idle_curve(
+    ctx: &Ctx,
+    report: &mut Report,
+    ks: &[usize],
+    producer: usize,
+    load: &Load,
+    poll_ms: u64,
+) -> Result<(), String> {
+    let max = ks.iter().copied().max().unwrap_or(0);
+    let service = sys::unique_name("iox-idle");
+    let node = node()?;
+    let (tx, _) = ports(&node, &service, max.max(1), Some(load.payload), false)?;
+    let tx = tx.expect("asked for a publisher");
+    let ctl_name = BusGuard::new("ioxctl");
+    let ctl = shmbus::BusBuilder::new(ctl_name.name())
+        .slots(2)
+        .capacity(8)
+        .create()
+        .map_err(|e| format!("cannot create bus {}: {e}", ctl_name.name()))?;
+    let ctl_tx = ctl
+        .publisher()
+        .map_err(|e| format!("cannot publish on {}: {e}", ctl_name.name()))?;
+    let cores = consumer_cores(ctx, producer, max);
+    let mut peers: Vec<Peer> = Vec::new();
+    let buf = vec![1u8; load.payload];
+    let mut base = None;
+    let mut result = Ok(());
+    for &k in ks {
+        while peers.len() < k {
+            let i = peers.len();
+            let mut p = Peer::spawn(
+                &format!("iceoryx2 idle subscriber {i}"),
+                &[
+                    "iox-idle".into(),
+                    "--service".into(),
+                    service.clone(),
+                    "--ctl".into(),
+                    ctl_name.name().into(),
+                    "--subscribers".into(),
+                    max.max(1).to_string(),
+                    "--core".into(),
+                    cores[i].to_string(),
+                    "--poll-ms".into(),
+                    poll_ms.to_string(),
+                ],
+            )?;
+            p.ready()?;
+            peers.push(p);
+        }
+        sys::pin(producer)?;
+        let mut h = histogram();
+        let mut sent = 0;
+        while sent < load.flat {
+            let t = ctx.clock.now();
+            for _ in 0..BATCH {
+                if let Err(e) = send(&tx, &buf) {
+                    result = Err(e);
+                    break;
+                }
+            }
+            h.saturating_record(ctx.clock.now().wrapping_sub(t));
+            sent += BATCH;
+        }
+        if result.is_err() {
+            break;
+        }
+        let ns = TickSummary::of(&h).to_ns(ctx.scale / BATCH as f64);
+        let base_p50 = *base.get_or_insert(ns.p50);
+        report.idle_subscribers.push(IdleRow {
+            transport: NAME,
+            idle_subscribers: k,
+            publish_ns: ns,
+            p50_vs_none: ns.p50 / base_p50,
+        });
+        let ours = report
+            .idle_subscribers
+            .iter()
+            .find(|r| r.transport == "shmbus" && r.idle_subscribers == k)
+            .map(|r| r.publish_ns.p50);
+        if let Some(ours) = ours {
+            report.peer_comparison.push(PeerRatio {
+                workload: format!("publish with {k} idle subscribers"),
+                metric: "p50 ns/publish",
+                shmbus: ours,
+                peer: ns.p50,
+                peer_name: NAME,
+                ratio: ours / ns.p50,
+            });
+        }
+    }
+    // Let the subscribers leave on their own (their iceoryx2 resources cleaned up), then wait.
+    drop(ctl_tx);
+    for p in peers {
+        p.finish()?;
+    }
+    result
+}

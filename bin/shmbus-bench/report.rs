@@ -406,7 +406,7 @@ pub fn table(r: &Report) -> String {
         for p in &r.peer_comparison {
             let _ = writeln!(
                 o,
-                "{:<40}{:<18}shmbus {:>10.1}  {} {:>10.1}  ratio {:.2}",
+                "{:<40}{:<18}shmbus {:>10.1}  {} {:>10.1}  ratio {:.3}",
                 p.workload, p.metric, p.shmbus, p.peer_name, p.peer, p.ratio
             );
         }

@@ -159,6 +159,15 @@ impl Peer {
         serde_json::from_str(&l).map_err(|e| format!("{}: bad result `{l}`: {e}", self.label))
     }
 
+    /// Waits for the child to exit by itself; an error if it failed.
+    pub fn finish(mut self) -> Result<(), String> {
+        match self.child.wait() {
+            Ok(s) if s.success() => Ok(()),
+            Ok(_) => Err(self.failure()),
+            Err(e) => Err(format!("{} vanished: {e}", self.label)),
+        }
+    }
+
     /// Whether the child has exited (without waiting).
     pub fn exited(&mut self) -> bool {
         !matches!(self.child.try_wait(), Ok(None))
