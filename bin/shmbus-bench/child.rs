@@ -69,6 +69,9 @@ enum Role {
     /// An idle iceoryx2 subscriber.
     #[cfg(feature = "peers")]
     IoxIdle(crate::peer::IdleArgs),
+    /// An iceoryx2 fan-out consumer.
+    #[cfg(feature = "peers")]
+    IoxConsume(crate::peer::ConsumeArgs),
 }
 
 /// Writes one line to stdout, where the parent reads it.
@@ -96,6 +99,8 @@ pub fn run(args: &ChildArgs) -> Result<(), String> {
         Role::IoxEcho(a) => crate::peer::child_echo(a),
         #[cfg(feature = "peers")]
         Role::IoxIdle(a) => crate::peer::child_idle(a),
+        #[cfg(feature = "peers")]
+        Role::IoxConsume(a) => crate::peer::child_consume(a),
     }
 }
 
@@ -120,51 +125,94 @@ pub struct Consumed {
     pub lost: u64,
 }
 
-fn consume(name: &str, core: usize, clock: ClockKind) -> Result<(), String> {
-    let bus = Bus::open_read_only(name).map_err(|e| format!("cannot open {name}: {e}"))?;
-    let mut rx = bus.subscribe(Start::Newest);
-    sys::pin(core)?;
-    say("ready");
+/// What a consumer's next poll found.
+pub enum Next {
+    /// A message: its send stamp (0: the stop message) and phase.
+    Message {
+        stamp: u64,
+        phase: u64,
+    },
+    /// This many messages were skipped.
+    Lost(u64),
+    Empty,
+}
+
+/// A consumer's end of some transport.
+pub trait Source {
+    fn next(&mut self) -> Next;
+    /// Whether the producer has left and nothing is left to read (checked now and then, for a stop
+    /// message lost in a lap).
+    fn finished(&self) -> bool;
+}
+
+/// Reads until the stop message: latencies of phase-1 messages, counts of the rest, a `drained`
+/// line for each barrier.
+pub fn consume_loop(src: &mut impl Source, clock: ClockKind) -> Consumed {
     let mut h = histogram();
     let (mut received, mut lost) = (0u64, 0u64);
     let mut empty: u32 = 0;
     loop {
-        match rx.try_recv() {
-            Recv::Message(m) => {
+        match src.next() {
+            Next::Message { stamp: 0, .. } => break,
+            Next::Message { stamp, phase } => {
                 let now = clock.now();
-                let b = m.bytes();
-                let stamp = stamp_of(b);
-                if stamp == 0 {
-                    break;
-                }
-                match phase_of(b) {
+                match phase {
                     PHASE_BARRIER => {
                         say("drained");
                         continue;
                     }
-                    PHASE_LATENCY => {
-                        h.saturating_record(now.saturating_sub(stamp));
-                    }
+                    PHASE_LATENCY => h.saturating_record(now.saturating_sub(stamp)),
                     _ => {}
                 }
                 received += 1;
             }
-            Recv::Lapped { lost: l } => lost += l,
-            Recv::Empty | Recv::Closed => {
+            Next::Lost(l) => lost += l,
+            Next::Empty => {
                 empty = empty.wrapping_add(1);
-                // The stop message can be lost in a lap: then the producer's departure ends us.
-                if empty % (1 << 16) == 0 && !bus.has_producers() && rx.next_seq() == bus.cursor() {
+                if empty % (1 << 16) == 0 && src.finished() {
                     break;
                 }
                 std::hint::spin_loop();
             }
         }
     }
-    let out = Consumed {
+    Consumed {
         latency: TickSummary::of(&h),
         received,
         lost,
-    };
+    }
+}
+
+struct BusSource {
+    bus: Bus,
+    rx: shmbus::Subscriber,
+}
+
+impl Source for BusSource {
+    #[inline]
+    fn next(&mut self) -> Next {
+        match self.rx.try_recv() {
+            Recv::Message(m) => Next::Message {
+                stamp: stamp_of(m.bytes()),
+                phase: phase_of(m.bytes()),
+            },
+            Recv::Lapped { lost } => Next::Lost(lost),
+            Recv::Empty | Recv::Closed => Next::Empty,
+        }
+    }
+
+    fn finished(&self) -> bool {
+        !self.bus.has_producers() && self.rx.next_seq() == self.bus.cursor()
+    }
+}
+
+fn consume(name: &str, core: usize, clock: ClockKind) -> Result<(), String> {
+    let bus = Bus::open_read_only(name).map_err(|e| format!("cannot open {name}: {e}"))?;
+    let rx = bus.subscribe(Start::Newest);
+    let mut src = BusSource { bus, rx };
+    sys::pin(core)?;
+    say("ready");
+    let out = consume_loop(&mut src, clock);
     say(&serde_json::to_string(&out).map_err(|e| e.to_string())?);
     Ok(())
 }

@@ -43,6 +43,20 @@ pub fn consumer_cores(ctx: &Ctx, producer: usize, k: usize) -> Vec<usize> {
     (0..k).map(|i| pool[i % pool.len()]).collect()
 }
 
+/// The producer's end of some transport.
+pub trait Sink {
+    fn publish(&mut self, buf: &[u8]) -> Result<(), String>;
+}
+
+impl Sink for Publisher {
+    #[inline]
+    fn publish(&mut self, buf: &[u8]) -> Result<(), String> {
+        self.publish_bytes(buf)
+            .map(|_| ())
+            .map_err(|e| format!("publish failed: {e}"))
+    }
+}
+
 /// What publishing flat out measured.
 pub struct Flat {
     /// Ticks per batch of [`BATCH`] publishes.
@@ -60,7 +74,7 @@ impl Flat {
 }
 
 /// Publishes `n` messages as fast as possible, timed in batches.
-pub fn publish_flat(ctx: &Ctx, tx: &mut Publisher, buf: &mut [u8], n: u64) -> Result<Flat, String> {
+pub fn publish_flat(ctx: &Ctx, tx: &mut impl Sink, buf: &mut [u8], n: u64) -> Result<Flat, String> {
     let clock = ctx.clock;
     let mut h = histogram();
     if let Some(w) = buf.get_mut(8..16) {
@@ -73,8 +87,7 @@ pub fn publish_flat(ctx: &Ctx, tx: &mut Publisher, buf: &mut [u8], n: u64) -> Re
         // Stamp once per batch: the stamp is not what this phase measures.
         buf[..8].copy_from_slice(&t.max(1).to_ne_bytes());
         for _ in 0..BATCH {
-            tx.publish_bytes(buf)
-                .map_err(|e| format!("publish failed: {e}"))?;
+            tx.publish(buf)?;
         }
         h.saturating_record(clock.now().wrapping_sub(t));
         sent += BATCH;
@@ -90,7 +103,7 @@ pub fn publish_flat(ctx: &Ctx, tx: &mut Publisher, buf: &mut [u8], n: u64) -> Re
 /// Publishes `n` stamped messages, one every `gap_ns`.
 fn publish_paced(
     ctx: &Ctx,
-    tx: &mut Publisher,
+    tx: &mut impl Sink,
     buf: &mut [u8],
     n: u64,
     gap_ns: u64,
@@ -101,8 +114,7 @@ fn publish_paced(
     for _ in 0..n {
         let t = clock.now();
         buf[..8].copy_from_slice(&t.to_ne_bytes());
-        tx.publish_bytes(buf)
-            .map_err(|e| format!("publish failed: {e}"))?;
+        tx.publish(buf)?;
         while clock.now().wrapping_sub(t) < gap {
             std::hint::spin_loop();
         }
@@ -114,14 +126,13 @@ fn publish_paced(
 /// cannot lap a slow consumer past messages it is still to measure.
 fn barrier(
     ctx: &Ctx,
-    tx: &mut Publisher,
+    tx: &mut impl Sink,
     buf: &mut [u8],
     peers: &mut [Peer],
 ) -> Result<(), String> {
     buf[..8].copy_from_slice(&ctx.clock.now().max(1).to_ne_bytes());
     buf[8..16].copy_from_slice(&PHASE_BARRIER.to_ne_bytes());
-    tx.publish_bytes(buf)
-        .map_err(|e| format!("publish failed: {e}"))?;
+    tx.publish(buf)?;
     for p in peers {
         match p.line()? {
             l if l == "drained" => {}
@@ -133,20 +144,21 @@ fn barrier(
 
 /// Starts consumer processes on `cores` for bus `name` and waits until each is ready.
 pub fn start_consumers(ctx: &Ctx, name: &str, cores: &[usize]) -> Result<Vec<Peer>, String> {
+    start_role(ctx, &["consume".into(), "--bus".into(), name.into()], cores)
+}
+
+/// Starts a consumer role (`role` and its transport's arguments) on each of `cores`.
+pub fn start_role(ctx: &Ctx, role: &[String], cores: &[usize]) -> Result<Vec<Peer>, String> {
     let mut peers = Vec::new();
     for (i, &core) in cores.iter().enumerate() {
-        peers.push(Peer::spawn(
-            &format!("consumer {i}"),
-            &[
-                "consume".into(),
-                "--bus".into(),
-                name.into(),
-                "--core".into(),
-                core.to_string(),
-                "--clock".into(),
-                ctx.clock.arg().into(),
-            ],
-        )?);
+        let mut args = role.to_vec();
+        args.extend([
+            "--core".into(),
+            core.to_string(),
+            "--clock".into(),
+            ctx.clock.arg().into(),
+        ]);
+        peers.push(Peer::spawn(&format!("consumer {i}"), &args)?);
     }
     for p in &mut peers {
         p.ready()?;
@@ -156,13 +168,13 @@ pub fn start_consumers(ctx: &Ctx, name: &str, cores: &[usize]) -> Result<Vec<Pee
 
 /// Publishes the stop message, detaches, and collects each consumer's result.
 pub fn stop_consumers(
-    mut tx: Publisher,
+    mut tx: impl Sink,
     buf: &mut [u8],
     peers: &mut [Peer],
 ) -> Result<Vec<Consumed>, String> {
     let n = buf.len().min(16);
     buf[..n].fill(0);
-    let _ = tx.publish_bytes(buf);
+    let _ = tx.publish(buf);
     drop(tx);
     peers.iter_mut().map(|p| p.result()).collect()
 }
@@ -174,6 +186,44 @@ pub fn run_k(
     k: usize,
     producer: usize,
     load: &Load,
+) -> Result<(), String> {
+    let guard = BusGuard::new("fanout");
+    let bus = BusBuilder::new(guard.name())
+        .slots(load.slots)
+        .capacity(load.payload)
+        .create()
+        .map_err(|e| format!("cannot create bus {}: {e}", guard.name()))?;
+    let tx = bus
+        .publisher()
+        .map_err(|e| format!("cannot publish on {}: {e}", guard.name()))?;
+    let role = ["consume".into(), "--bus".into(), guard.name().into()];
+    let run = Transport {
+        name: "shmbus",
+        role: &role,
+        reports_losses: true,
+    };
+    drive(ctx, report, &run, k, producer, load, tx)
+}
+
+/// How a fan-out run reaches its consumers.
+pub struct Transport<'a> {
+    pub name: &'static str,
+    /// The consumer role and its arguments (cores and clock are added).
+    pub role: &'a [String],
+    /// Whether consumers count their losses; if not, lost = published - received.
+    pub reports_losses: bool,
+}
+
+/// The fan-out phases over any transport: start K consumers, paced messages, a barrier, flat out,
+/// stop; then the row.
+pub fn drive(
+    ctx: &Ctx,
+    report: &mut Report,
+    t: &Transport,
+    k: usize,
+    producer: usize,
+    load: &Load,
+    mut tx: impl Sink,
 ) -> Result<(), String> {
     let cores = consumer_cores(ctx, producer, k);
     let oversubscribed = k + 1 > ctx.cores.len();
@@ -189,28 +239,20 @@ pub fn run_k(
     for &c in &cores {
         crate::c2c::ensure_pair(report, producer, c, &ctx.c2c_sizes(), ctx.clock, ctx.scale)?;
     }
-    let guard = BusGuard::new("fanout");
-    let bus = BusBuilder::new(guard.name())
-        .slots(load.slots)
-        .capacity(load.payload)
-        .create()
-        .map_err(|e| format!("cannot create bus {}: {e}", guard.name()))?;
-    let mut tx = bus
-        .publisher()
-        .map_err(|e| format!("cannot publish on {}: {e}", guard.name()))?;
-    let mut peers = start_consumers(ctx, guard.name(), &cores)?;
+    let mut peers = start_role(ctx, t.role, &cores)?;
     sys::pin(producer)?;
     let mut buf = vec![0u8; load.payload];
     publish_paced(ctx, &mut tx, &mut buf, load.paced, load.gap_ns)?;
     barrier(ctx, &mut tx, &mut buf, &mut peers)?;
     let flat = publish_flat(ctx, &mut tx, &mut buf, load.flat)?;
     let results = stop_consumers(tx, &mut buf, &mut peers)?;
+    let published = load.paced + flat.sent;
     let mut per_consumer = Vec::new();
     for (i, (r, &core)) in results.iter().zip(&cores).enumerate() {
         let ns = r.latency.to_ns(ctx.scale);
         let c2c = report.c2c_for(producer, core);
         report.curves.push(Curve {
-            label: format!("fanout K={k} consumer {i}"),
+            label: format!("{} fanout K={k} consumer {i}", t.name),
             points: r.latency.curve_ns(ctx.scale),
         });
         per_consumer.push(ConsumerLatency {
@@ -220,11 +262,15 @@ pub fn run_k(
             c2c_one_way_ns: c2c,
             ratio_to_c2c: ns.ratio(c2c),
             received: r.received,
-            lost: r.lost,
+            lost: if t.reports_losses {
+                r.lost
+            } else {
+                published.saturating_sub(r.received)
+            },
         });
     }
     report.fanout.push(FanoutRow {
-        transport: "shmbus",
+        transport: t.name,
         consumers: k,
         producer_core: producer,
         payload: load.payload,

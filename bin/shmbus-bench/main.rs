@@ -463,18 +463,19 @@ fn cmd_fanout(ctx: &Ctx, report: &mut Report, a: &FanoutArgs) -> Result<(), Stri
         }
         return Ok(());
     }
-    if a.peer.is_some() {
-        return Err(
-            "--peer compares fan-out on the idle-subscriber curve: add --idle-subscribers".into(),
-        );
-    }
     if a.consumers.is_empty() || a.consumers.contains(&0) {
         return Err("--consumers takes numbers of consumers of at least 1".into());
     }
-    ctx.steps(a.consumers.len() as u64);
+    let peer_steps = if a.peer.is_some() { 2 } else { 1 };
+    ctx.steps(peer_steps * a.consumers.len() as u64);
     for &k in &a.consumers {
         ctx.step(&format!("fan-out K={k}"));
         fanout::run_k(ctx, report, k, producer, &load)?;
+        #[cfg(feature = "peers")]
+        if a.peer == Some(PeerKind::Iceoryx2) {
+            ctx.step(&format!("iceoryx2 fan-out K={k}"));
+            peer::fanout(ctx, report, k, producer, &load)?;
+        }
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! iceoryx2 in the same harness (feature `peers`): the latency ping-pong and the idle-subscriber
-//! curve over iceoryx2 publish-subscribe (IPC services), with the settings of iceoryx2's own
+//! iceoryx2 in the same harness (feature `peers`): the latency ping-pong, fan-out and the
+//! idle-subscriber curve over iceoryx2 publish-subscribe (IPC services), with the settings of iceoryx2's own
 //! latency benchmark: history 0, a subscriber buffer of 1 sample with safe overflow, a publisher
 //! sized for the payload, subscribers polling `receive()`.
 //!
@@ -11,8 +11,9 @@ use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
 
+use crate::child::{consume_loop, phase_of, Next, Source};
 use crate::clock::ClockKind;
-use crate::fanout::{consumer_cores, Load, BATCH};
+use crate::fanout::{consumer_cores, drive, Load, Transport, BATCH};
 use crate::latency::{echo_loop, ping_loop, stamp_loop, Link, Measured};
 use crate::report::{IdleRow, PeerRatio, Report};
 use crate::stats::{histogram, TickSummary};
@@ -224,6 +225,109 @@ pub fn latency(
         report.peer_comparison.push(PeerRatio {
             workload: format!("latency {payload}B ping-pong cores {a}-{b}"),
             metric: "p50 ns",
+            shmbus: ours,
+            peer: theirs,
+            peer_name: NAME,
+            ratio: ours / theirs,
+        });
+    }
+    Ok(())
+}
+
+impl crate::fanout::Sink for Pub {
+    #[inline]
+    fn publish(&mut self, buf: &[u8]) -> Result<(), String> {
+        send(self, buf)
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ConsumeArgs {
+    #[arg(long)]
+    service: String,
+    #[arg(long)]
+    subscribers: usize,
+    #[arg(long)]
+    core: usize,
+    #[arg(long, value_enum)]
+    clock: ClockKind,
+}
+
+struct IoxSource(Sub);
+
+impl Source for IoxSource {
+    #[inline]
+    fn next(&mut self) -> Next {
+        match self.0.receive() {
+            Ok(Some(s)) => Next::Message {
+                stamp: crate::latency::stamp_of(s.payload()),
+                phase: phase_of(s.payload()),
+            },
+            _ => Next::Empty,
+        }
+    }
+
+    /// Only the stop message ends an iceoryx2 consumer (the last sample stays in its buffer).
+    fn finished(&self) -> bool {
+        false
+    }
+}
+
+/// An iceoryx2 fan-out consumer (see `fanout`).
+pub fn child_consume(a: &ConsumeArgs) -> Result<(), String> {
+    let node = node()?;
+    let (_, rx) = ports(&node, &a.service, a.subscribers, None, true)?;
+    let mut src = IoxSource(rx.expect("asked for a subscriber"));
+    sys::pin(a.core)?;
+    crate::child::say("ready");
+    let out = consume_loop(&mut src, a.clock);
+    crate::child::say(&serde_json::to_string(&out).map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+/// Fan-out with `k` iceoryx2 consumer processes, and the publish-rate comparison with shmbus.
+pub fn fanout(
+    ctx: &Ctx,
+    report: &mut Report,
+    k: usize,
+    producer: usize,
+    load: &Load,
+) -> Result<(), String> {
+    let service = sys::unique_name("iox-fanout");
+    let node = node()?;
+    let (tx, _) = ports(&node, &service, k, Some(load.payload), false)?;
+    let role = [
+        "iox-consume".into(),
+        "--service".into(),
+        service,
+        "--subscribers".into(),
+        k.to_string(),
+    ];
+    let t = Transport {
+        name: NAME,
+        role: &role,
+        reports_losses: false,
+    };
+    drive(
+        ctx,
+        report,
+        &t,
+        k,
+        producer,
+        load,
+        tx.expect("asked for a publisher"),
+    )?;
+    let cost = |transport: &str| {
+        report
+            .fanout
+            .iter()
+            .find(|f| f.transport == transport && f.consumers == k)
+            .map(|f| f.publish_ns.p50)
+    };
+    if let (Some(ours), Some(theirs)) = (cost("shmbus"), cost(NAME)) {
+        report.peer_comparison.push(PeerRatio {
+            workload: format!("fan-out K={k}, publish flat out"),
+            metric: "p50 ns/publish",
             shmbus: ours,
             peer: theirs,
             peer_name: NAME,
