@@ -288,3 +288,29 @@ fn peer_without_the_feature_says_how_to_build_it() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("--features peers"), "{err}");
 }
+
+#[cfg(feature = "peers")]
+#[test]
+fn peer_latency_is_compared_with_shmbus() {
+    let r = report(&[
+        "latency",
+        "--payloads",
+        "8",
+        "--cores",
+        "0,1",
+        "--peer",
+        "iceoryx2",
+    ]);
+    let lat = rows(&r, "latency");
+    for transport in ["shmbus", "iceoryx2"] {
+        let row = lat
+            .iter()
+            .find(|l| l["transport"] == transport && l["method"] == "pingpong")
+            .unwrap_or_else(|| panic!("no {transport} ping-pong row"));
+        check_pct(&row["ns"]);
+        check_ratio(&r, row, "ns", (0, 1));
+    }
+    let cmp = &rows(&r, "peer_comparison")[0];
+    let want = num(cmp, "shmbus") / num(cmp, "peer");
+    assert!((num(cmp, "ratio") - want).abs() <= 1e-9 * want);
+}
