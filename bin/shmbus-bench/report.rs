@@ -222,6 +222,30 @@ fn ratio_cell(r: &Option<Pct>) -> String {
     r.map_or("     -".to_owned(), |r| format!("{:>6.2}x", r.p50))
 }
 
+/// With more than one pair of cores: the process c2c p50 as a matrix.
+fn c2c_matrix(o: &mut String, r: &Report) {
+    let mut cores: Vec<usize> = r.c2c.iter().flat_map(|c| c.cores).collect();
+    cores.sort_unstable();
+    cores.dedup();
+    if cores.len() < 3 {
+        return;
+    }
+    let _ = writeln!(o, "\nprocess c2c one-way p50 (ns), core by core");
+    let _ = write!(o, "{:>6}", "");
+    for c in &cores {
+        let _ = write!(o, "{c:>8}");
+    }
+    let _ = writeln!(o);
+    for &a in &cores {
+        let _ = write!(o, "{a:>6}");
+        for &b in &cores {
+            let cell = r.c2c_for(a, b).map_or("-".to_owned(), ns);
+            let _ = write!(o, "{cell:>8}");
+        }
+        let _ = writeln!(o);
+    }
+}
+
 /// The human table.
 pub fn table(r: &Report) -> String {
     let mut o = String::new();
@@ -241,6 +265,7 @@ pub fn table(r: &Report) -> String {
             let cores = format!("{}-{}", c.cores[0], c.cores[1]);
             let _ = writeln!(o, "{:<10}{:<8}{}", c.mode, cores, pct_cells(&c.one_way_ns));
         }
+        c2c_matrix(&mut o, r);
     }
     if !r.latency.is_empty() {
         let _ = writeln!(
@@ -512,4 +537,48 @@ pub fn csv(r: &Report) -> String {
         );
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(a: usize, b: usize, p50: f64) -> C2cRow {
+        C2cRow {
+            mode: "process",
+            cores: [a, b],
+            one_way_ns: Pct {
+                samples: 1,
+                p50,
+                ..Pct::default()
+            },
+        }
+    }
+
+    #[test]
+    fn three_cores_get_a_c2c_matrix_with_both_orders_of_each_pair() {
+        let r = Report {
+            c2c: vec![row(0, 1, 50.0), row(0, 2, 70.0), row(1, 2, 90.0)],
+            ..Report::default()
+        };
+        assert_eq!(r.c2c_for(2, 0), Some(70.0));
+        let t = table(&r);
+        let matrix: Vec<&str> = t
+            .lines()
+            .skip_while(|l| !l.contains("core by core"))
+            .skip(2)
+            .collect();
+        let cells = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(cells(matrix[0]), ["0", "-", "50.0", "70.0"]);
+        assert_eq!(cells(matrix[2]), ["2", "70.0", "90.0", "-"]);
+    }
+
+    #[test]
+    fn two_cores_get_no_matrix() {
+        let r = Report {
+            c2c: vec![row(0, 1, 50.0)],
+            ..Report::default()
+        };
+        assert!(!table(&r).contains("core by core"));
+    }
 }
