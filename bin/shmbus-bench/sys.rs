@@ -2,6 +2,7 @@
 //! child processes (this same binary, re-executed), and bounded spin-waits.
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::fd::AsRawFd;
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
@@ -127,13 +128,54 @@ impl Peer {
         })
     }
 
-    /// The next line the child writes (blocking); an error saying why if it exits instead.
+    /// The next line the child writes; an error saying why if it exits instead, or if it says
+    /// nothing for [`PEER_TIMEOUT`].
     pub fn line(&mut self) -> Result<String, String> {
+        self.wait_readable()?;
         let mut s = String::new();
         match self.stdout.read_line(&mut s) {
             Ok(n) if n > 0 => Ok(s.trim_end().to_owned()),
             Ok(_) => Err(self.failure()),
             Err(e) => Err(format!("{}: cannot read its output: {e}", self.label)),
+        }
+    }
+
+    /// Waits until the child's output has something to read (children write whole lines).
+    fn wait_readable(&mut self) -> Result<(), String> {
+        if !self.stdout.buffer().is_empty() {
+            return Ok(());
+        }
+        let mut p = libc::pollfd {
+            fd: self.stdout.get_ref().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let deadline = Instant::now() + PEER_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "{} said nothing for {} s",
+                    self.label,
+                    PEER_TIMEOUT.as_secs()
+                ));
+            }
+            // SAFETY: `p` is one valid pollfd for the duration of the call, and the count says 1.
+            let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(60_000) as libc::c_int) };
+            match n {
+                n if n > 0 => return Ok(()),
+                0 => continue,
+                _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {
+                    continue
+                }
+                _ => {
+                    return Err(format!(
+                        "{}: cannot wait for its output: {}",
+                        self.label,
+                        std::io::Error::last_os_error()
+                    ))
+                }
+            }
         }
     }
 
