@@ -53,7 +53,7 @@ struct Cli {
     /// Also draw the latency percentile curves into this SVG file.
     #[arg(long, global = true, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
-    /// A short run (a few seconds, rough figures): for smoke tests.
+    /// A short run with rough figures, for smoke tests.
     #[arg(long, global = true)]
     quick: bool,
 }
@@ -85,7 +85,7 @@ enum PeerKind {
 
 #[derive(clap::Args, Debug)]
 struct C2cArgs {
-    /// Cores to measure every pair of (default: all usable, at most 8).
+    /// Cores to measure every pair of, comma-separated (default: all usable, at most 8).
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
     /// Round trips per pair.
@@ -95,10 +95,10 @@ struct C2cArgs {
 
 #[derive(clap::Args, Debug)]
 struct LatencyArgs {
-    /// Producer core, consumer core (default: the first two usable).
+    /// Producer core and consumer core, comma-separated (default: the first two usable).
     #[arg(long, value_delimiter = ',', num_args = 1)]
     cores: Vec<usize>,
-    /// Payload sizes in bytes (at least 8: the timestamp).
+    /// Payload sizes in bytes, comma-separated (at least 8: the timestamp).
     #[arg(long, value_delimiter = ',', default_values_t = [8, 64, 256, 1024, 4096])]
     payloads: Vec<usize>,
     /// Round trips per payload size.
@@ -111,7 +111,7 @@ struct LatencyArgs {
 
 #[derive(clap::Args, Debug)]
 struct FanoutArgs {
-    /// Numbers of consumer processes to run, one after the other.
+    /// Numbers of consumer processes, comma-separated: one run each.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 3])]
     consumers: Vec<usize>,
     /// Instead: the publish cost with this many idle subscriber processes attached (a list is a
@@ -134,10 +134,10 @@ struct FanoutArgs {
 
 #[derive(clap::Args, Debug)]
 struct ThroughputArgs {
-    /// Payload sizes in bytes.
+    /// Payload sizes in bytes, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [8, 64, 256, 1024, 4096])]
     payloads: Vec<usize>,
-    /// Ring sizes in slots (powers of two).
+    /// Ring sizes in slots (powers of two), comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1024, 65536])]
     slots: Vec<u64>,
     /// Consumer processes.
@@ -150,7 +150,7 @@ struct ThroughputArgs {
 
 #[derive(clap::Args, Debug)]
 struct MpArgs {
-    /// Numbers of producer processes, one run each.
+    /// Numbers of producer processes, comma-separated: one run each.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4])]
     producers: Vec<usize>,
     /// Payload size in bytes (at least 16).
