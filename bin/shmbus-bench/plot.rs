@@ -41,6 +41,7 @@ pub fn write(report: &Report, path: &Path) -> Result<(), String> {
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 18))
         .margin(12)
+        .margin_right(48)
         .x_label_area_size(40)
         .y_label_area_size(70)
         .build_cartesian_2d(0f64..MAX_NINES, (lo..hi).log_scale())
@@ -74,7 +75,8 @@ pub fn write(report: &Report, path: &Path) -> Result<(), String> {
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        // Bottom right: by the far percentiles every curve has risen above its median.
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
