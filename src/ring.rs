@@ -153,8 +153,11 @@ pub(crate) fn take(words: &[AtomicU64], g: &Geometry, seq: u64) -> Take {
         }
         // ORDERING: Release on success pairs with the Acquire fence in the publisher's
         // `claimant`: whoever finds this odd version also finds the claim the writer recorded in
-        // its producer entry before taking the slot.
-        match words[base].compare_exchange_weak(v, mine, Ordering::Release, Ordering::Relaxed) {
+        // its producer entry before taking the slot. Acquire on success pairs with the previous
+        // occupant's Release in `commit_cas`/`tombstone`: its payload stores then happen before
+        // ours, so none of them can land after ours and show under our version (loom model
+        // `multi_producer_drops_stale_claims_and_never_tears`).
+        match words[base].compare_exchange_weak(v, mine, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => {
                 // ORDERING: as in `begin`: the odd version is ordered before the payload stores.
                 fence(Ordering::Release);
