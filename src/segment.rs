@@ -91,7 +91,9 @@ enum Memory {
     /// A mapped `/dev/shm` object.
     Mapped { _map: MmapRaw, fd: OwnedFd },
     /// A heap buffer: in-process buses, and the protocol under miri.
-    Heap(#[allow(dead_code)] Box<[AtomicU64]>),
+    /// A `Vec`, not a `Box`: moving a `Box` asserts unique access to its contents, which would
+    /// invalidate `Segment::base` (miri, Stacked Borrows); `Vec::as_ptr` stays valid across moves.
+    Heap(#[allow(dead_code)] Vec<AtomicU64>),
 }
 
 /// A mapped (or heap) segment with its validated geometry.
@@ -151,7 +153,7 @@ impl Segment {
             .segment_bytes()
             .expect("Geometry::new checked the size") as usize
             / 8;
-        let mem: Box<[AtomicU64]> = (0..words).map(|_| AtomicU64::new(0)).collect();
+        let mem: Vec<AtomicU64> = (0..words).map(|_| AtomicU64::new(0)).collect();
         layout::write_header(&mem, &init(geometry, mode, &ty, first_seq));
         let base = mem.as_ptr();
         Segment {
@@ -690,6 +692,11 @@ pub(crate) fn coarse_now_ns() -> u64 {
 /// The start time of a process in clock ticks after boot (field 22 of `/proc/PID/stat`), which
 /// tells a live process from a later one that reused its pid.
 pub(crate) fn process_start_ticks(pid: u32) -> Option<u64> {
+    if cfg!(miri) {
+        // Miri cannot model /proc (its files bypass the abstract machine); "unknown" is the
+        // answer every caller already handles.
+        return None;
+    }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses; fields resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
