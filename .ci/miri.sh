@@ -19,4 +19,5 @@ export PROPTEST_CASES="${PROPTEST_CASES:-16}"
 time cargo +nightly miri test --lib
 time cargo +nightly miri test --test model
 # Real threads (publishers and subscribers racing on one in-process bus), one run per seed.
-MIRIFLAGS="$MIRIFLAGS -Zmiri-many-seeds=0..4" time cargo +nightly miri test --test model -- threads::
+export MIRIFLAGS="$MIRIFLAGS -Zmiri-many-seeds=0..4"
+time cargo +nightly miri test --test model -- threads::
