@@ -8,7 +8,7 @@
 //! `SHMBUS_CRASH_TRIALS` sets the number of kills per producer mode (default 200);
 //! `SHMBUS_TEST_SEED` replays the random kill instants of a failed run.
 
-mod support_reliability;
+mod support;
 
 use std::collections::HashMap;
 use std::io::{BufRead, Read};
@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmbus::{Bus, BusBuilder, Error, ProducerMode, Recv, Start, Wait};
-use support_reliability::{
-    check_payload, env, field, make_payload, payload_len, role, say, BusName, ChildProc, Rng,
+use support::{
+    check_payload, env, field, make_payload, payload_len, role, say, ChildProc, Rng, TestBus,
 };
 
 /// The test that child processes run.
@@ -309,17 +309,17 @@ fn publish_checked(tx: &mut shmbus::Publisher, id: u64, k: u64, cap: usize) -> O
 
 /// The kill -9 trials for one producer mode: returns the consumer's tally line.
 fn kill_producers_at_random_instants(mode: ProducerMode) -> String {
-    let name = BusName::new(match mode {
+    let name = TestBus::new(match mode {
         ProducerMode::Single => "kill-single",
         ProducerMode::Multi => "kill-multi",
     });
-    let bus = BusBuilder::new(name.as_str())
+    let bus = BusBuilder::new(name.name())
         .slots(1024)
         .capacity(512)
         .producer_mode(mode)
         .create()
         .expect("create bus");
-    let bus_env = [("BUS", name.as_str().to_owned())];
+    let bus_env = [("BUS", name.name().to_owned())];
     let mut consumer = ChildProc::spawn(CHILD, "checker", &bus_env);
     consumer.expect_line("ready");
     let mut steady = (mode == ProducerMode::Multi).then(|| {
@@ -430,14 +430,14 @@ fn killed_multi_producers_never_tear_a_message_and_stuck_slots_are_skipped() {
 
 #[test]
 fn killed_consumer_harms_neither_the_producer_nor_other_consumers() {
-    let name = BusName::new("kill-consumer");
-    let bus = BusBuilder::new(name.as_str())
+    let name = TestBus::new("kill-consumer");
+    let bus = BusBuilder::new(name.name())
         .slots(1 << 16)
         .capacity(64)
         .create()
         .expect("create bus");
     let (first, second) = (10_000u64, 20_000u64);
-    let bus_env = [("BUS", name.as_str().to_owned())];
+    let bus_env = [("BUS", name.name().to_owned())];
     let mut victim = ChildProc::spawn(CHILD, "checker", &bus_env);
     let mut survivor = ChildProc::spawn(CHILD, "checker", &bus_env);
     victim.expect_line("ready");
@@ -487,8 +487,8 @@ fn drain_then_closed(rx: &mut shmbus::Subscriber, from: u64, count: u64) {
 #[test]
 fn bus_closes_when_every_producer_is_gone_and_reopens_for_a_new_one() {
     for mode in [ProducerMode::Single, ProducerMode::Multi] {
-        let name = BusName::new("closed");
-        let bus = BusBuilder::new(name.as_str())
+        let name = TestBus::new("closed");
+        let bus = BusBuilder::new(name.name())
             .producer_mode(mode)
             .slots(256)
             .capacity(64)
@@ -500,7 +500,7 @@ fn bus_closes_when_every_producer_is_gone_and_reopens_for_a_new_one() {
                 CHILD,
                 "burst",
                 &[
-                    ("BUS", name.as_str().to_owned()),
+                    ("BUS", name.name().to_owned()),
                     ("FROM", from.to_string()),
                     ("COUNT", "50".into()),
                     ("HOLD", hold.to_string()),
@@ -530,10 +530,10 @@ fn bus_closes_when_every_producer_is_gone_and_reopens_for_a_new_one() {
 
 #[test]
 fn bus_is_stale_once_its_creator_and_producers_are_dead() {
-    let name = BusName::new("stale");
-    let mut creator = ChildProc::spawn(CHILD, "creator", &[("BUS", name.as_str().to_owned())]);
+    let name = TestBus::new("stale");
+    let mut creator = ChildProc::spawn(CHILD, "creator", &[("BUS", name.name().to_owned())]);
     creator.expect_line("ready");
-    let bus = Bus::open_read_only(name.as_str()).expect("open");
+    let bus = Bus::open_read_only(name.name()).expect("open");
     assert!(bus.has_producers());
     assert!(
         !shmbus::inspect::is_stale(&bus),
@@ -557,22 +557,19 @@ fn bus_is_stale_once_its_creator_and_producers_are_dead() {
         assert_eq!(check_payload(m.bytes()), Some((3, k)));
     }
     // A bus whose creator lives (this process) is not stale, producers or not.
-    let live = BusName::new("not-stale");
-    let own = BusBuilder::new(live.as_str()).create().expect("create");
+    let live = TestBus::new("not-stale");
+    let own = BusBuilder::new(live.name()).create().expect("create");
     assert!(!shmbus::inspect::is_stale(&own));
 }
 
 #[test]
 fn creator_killed_before_the_magic_leaves_a_not_initialised_removable_segment() {
     for step in 0..3 {
-        let name = BusName::new("half-created");
+        let name = TestBus::new("half-created");
         let mut child = ChildProc::spawn(
             CHILD,
             "half-create",
-            &[
-                ("BUS", name.as_str().to_owned()),
-                ("STEP", step.to_string()),
-            ],
+            &[("BUS", name.name().to_owned()), ("STEP", step.to_string())],
         );
         let status = child.wait_status(Duration::from_secs(30));
         use std::os::unix::process::ExitStatusExt;
@@ -581,7 +578,7 @@ fn creator_killed_before_the_magic_leaves_a_not_initialised_removable_segment() 
             Some(libc::SIGKILL),
             "step {step}: {status:?}"
         );
-        let n = name.as_str();
+        let n = name.name();
         let t = Instant::now();
         for (what, res) in [
             ("open", Bus::open(n).map(drop)),

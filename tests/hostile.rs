@@ -5,7 +5,7 @@
 //! The promise under test (RELIABILITY.md): a typed error or a valid bus, valid messages or
 //! counted losses — never a panic, an out-of-bounds access, a SIGBUS or an endless wait.
 
-mod support_reliability;
+mod support;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use shmbus::{Bus, BusBuilder, Error, Recv, Start};
-use support_reliability::{env, make_payload, role, say, BusName, ChildProc, Rng};
+use support::{env, make_payload, role, say, ChildProc, Rng, TestBus};
 
 /// The test that child processes run.
 const CHILD: &str = "child_entry";
@@ -69,8 +69,8 @@ fn write_through_read_only_mapping() {
 
 /// A valid header page, as `BusBuilder::create` writes it, and the size of its segment.
 fn template(slots: u64, capacity: usize) -> (Vec<u8>, u64) {
-    let name = BusName::new("template");
-    let bus = BusBuilder::new(name.as_str())
+    let name = TestBus::new("template");
+    let bus = BusBuilder::new(name.name())
         .slots(slots)
         .capacity(capacity)
         .type_name("hostile::Template")
@@ -205,7 +205,7 @@ proptest! {
 }
 
 /// Writes a segment file with `header` (truncated or zero-padded) and length `size`, mode 0600.
-fn plant_segment(name: &BusName, header: &[u8], size: u64) {
+fn plant_segment(name: &TestBus, header: &[u8], size: u64) {
     let _ = std::fs::remove_file(name.path());
     let mut f = OpenOptions::new()
         .write(true)
@@ -252,7 +252,7 @@ fn hundreds_of_corrupt_segments_in_dev_shm_open_with_typed_errors() {
         failure_persistence: None,
         ..ProptestConfig::default()
     });
-    let name = BusName::new("corrupt");
+    let name = TestBus::new("corrupt");
     let accepted = std::cell::Cell::new(0u32);
     let errors = std::cell::RefCell::new(std::collections::BTreeMap::<String, u32>::new());
     let started = Instant::now();
@@ -266,8 +266,8 @@ fn hundreds_of_corrupt_segments_in_dev_shm_open_with_typed_errors() {
             let size = apply(&m, &mut header, valid_size).min(1 << 20);
             plant_segment(&name, &header, size);
             for builder in [
-                BusBuilder::new(name.as_str()),
-                BusBuilder::new(name.as_str()).read_only(),
+                BusBuilder::new(name.name()),
+                BusBuilder::new(name.name()).read_only(),
             ] {
                 let t = Instant::now();
                 match builder.open() {
@@ -304,7 +304,7 @@ fn hundreds_of_corrupt_segments_in_dev_shm_open_with_typed_errors() {
 #[test]
 fn truncated_and_oversized_segments_are_refused_before_mapping() {
     let (tpl, size) = template(64, 100);
-    let name = BusName::new("trunc");
+    let name = TestBus::new("trunc");
     for (len, want_truncated) in [
         (0, true),
         (8, true),
@@ -313,17 +313,14 @@ fn truncated_and_oversized_segments_are_refused_before_mapping() {
         (size - 1, true),
     ] {
         plant_segment(&name, &tpl, len);
-        let res = Bus::open(name.as_str());
+        let res = Bus::open(name.name());
         assert!(
             matches!(res, Err(Error::Truncated { .. })) == want_truncated,
             "{len} bytes: {res:?}"
         );
     }
     plant_segment(&name, &tpl, size + 64);
-    assert!(matches!(
-        Bus::open(name.as_str()),
-        Err(Error::Corrupt { .. })
-    ));
+    assert!(matches!(Bus::open(name.name()), Err(Error::Corrupt { .. })));
 }
 
 /// The words of a mapped segment, writable: the view of a hostile process with write access.
@@ -334,7 +331,7 @@ struct Forger {
 }
 
 impl Forger {
-    fn new(name: &BusName) -> Self {
+    fn new(name: &TestBus) -> Self {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -365,9 +362,9 @@ const CURSOR_WORD: usize = 128;
 const SLOTS_WORD: usize = 512;
 
 /// A bus of 8 slots of 64 bytes (stride 128 bytes = 16 words) with messages 0..count published.
-fn published_bus(tag: &str, count: u64) -> (BusName, Bus, shmbus::Publisher) {
-    let name = BusName::new(tag);
-    let bus = BusBuilder::new(name.as_str())
+fn published_bus(tag: &str, count: u64) -> (TestBus, Bus, shmbus::Publisher) {
+    let name = TestBus::new(tag);
+    let bus = BusBuilder::new(name.name())
         .slots(8)
         .capacity(64)
         .create()
@@ -389,7 +386,7 @@ fn slot_word(seq: u64) -> usize {
 fn forged_length_beyond_capacity_is_counted_lost_never_read() {
     let (name, _bus, _tx) = published_bus("forged-len", 3);
     let forger = Forger::new(&name);
-    let rx_bus = Bus::open_read_only(name.as_str()).expect("open");
+    let rx_bus = Bus::open_read_only(name.name()).expect("open");
     let mut rx = rx_bus.subscribe(Start::Oldest);
     for len in [65u64, 1 << 20, u32::MAX as u64 - 1] {
         // Length word of sequence 1, keeping its writer tag bits.
@@ -413,7 +410,7 @@ fn forged_length_beyond_capacity_is_counted_lost_never_read() {
 fn forged_versions_and_cursors_give_laps_not_hangs() {
     let (name, _bus, mut tx) = published_bus("forged-ver", 4);
     let forger = Forger::new(&name);
-    let rx_bus = Bus::open_read_only(name.as_str()).expect("open");
+    let rx_bus = Bus::open_read_only(name.name()).expect("open");
     // A version far in the future: the reader was "lapped", resyncs and goes on.
     let mut rx = rx_bus.subscribe(Start::Oldest);
     forger.store(slot_word(0), u64::MAX - 1);
@@ -536,8 +533,8 @@ fn hostile_names_are_rejected_everywhere() {
             );
         }
     }
-    let name = BusName::new("n");
-    let ok = format!("{}{}", name.as_str(), "z".repeat(200 - name.as_str().len()));
+    let name = TestBus::new("n");
+    let ok = format!("{}{}", name.name(), "z".repeat(200 - name.name().len()));
     let bus = BusBuilder::new(&ok)
         .create()
         .expect("a 200-character name is fine");
@@ -547,8 +544,8 @@ fn hostile_names_are_rejected_everywhere() {
 
 #[test]
 fn planted_symlinks_are_never_followed() {
-    let name = BusName::new("symlink");
-    let real = BusName::new("symlink-target");
+    let name = TestBus::new("symlink");
+    let real = TestBus::new("symlink-target");
     let victim = std::path::PathBuf::from(format!("/dev/shm/rel-victim-{}", std::process::id()));
     struct Rm(std::path::PathBuf);
     impl Drop for Rm {
@@ -563,15 +560,15 @@ fn planted_symlinks_are_never_followed() {
     // A symlink to a plain file.
     std::os::unix::fs::symlink(&victim, name.path()).expect("plant symlink");
     assert!(matches!(
-        BusBuilder::new(name.as_str()).create(),
+        BusBuilder::new(name.name()).create(),
         Err(Error::AlreadyExists { .. })
     ));
     assert!(matches!(
-        BusBuilder::new(name.as_str()).open(),
+        BusBuilder::new(name.name()).open(),
         Err(Error::NotRegularFile { .. })
     ));
-    assert!(Bus::open_read_only(name.as_str()).is_err());
-    assert!(BusBuilder::new(name.as_str()).open_or_create().is_err());
+    assert!(Bus::open_read_only(name.name()).is_err());
+    assert!(BusBuilder::new(name.name()).open_or_create().is_err());
     let after = std::fs::metadata(&victim).expect("stat");
     assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
     assert_eq!(
@@ -579,35 +576,35 @@ fn planted_symlinks_are_never_followed() {
         (before.len(), before.mode(), before.mtime_nsec())
     );
     // A symlink to a real, valid bus is refused too: opening never follows the path.
-    let _target = BusBuilder::new(real.as_str()).create().expect("create");
+    let _target = BusBuilder::new(real.name()).create().expect("create");
     std::fs::remove_file(name.path()).expect("unlink symlink");
     std::os::unix::fs::symlink(real.path(), name.path()).expect("plant symlink");
     assert!(matches!(
-        Bus::open(name.as_str()),
+        Bus::open(name.name()),
         Err(Error::NotRegularFile { .. })
     ));
     assert!(matches!(
-        shmbus::inspect::open_for_inspection(name.as_str()),
+        shmbus::inspect::open_for_inspection(name.name()),
         Err(Error::NotRegularFile { .. })
     ));
 }
 
 #[test]
 fn a_squatted_name_is_already_exists_and_left_untouched() {
-    let name = BusName::new("squat");
+    let name = TestBus::new("squat");
     let mut f = File::create(name.path()).expect("squat");
     f.write_all(&[0xab; 5000]).expect("write");
     std::fs::set_permissions(name.path(), std::fs::Permissions::from_mode(0o666)).expect("chmod");
     assert!(matches!(
-        BusBuilder::new(name.as_str()).create(),
+        BusBuilder::new(name.name()).create(),
         Err(Error::AlreadyExists { .. })
     ));
     assert!(matches!(
-        BusBuilder::new(name.as_str()).open_or_create(),
+        BusBuilder::new(name.name()).open_or_create(),
         Err(Error::InsecureMode { mode: 0o666, .. })
     ));
     assert!(matches!(
-        BusBuilder::new(name.as_str()).accept_shared_write().open(),
+        BusBuilder::new(name.name()).accept_shared_write().open(),
         Err(Error::BadMagic { .. })
     ));
     assert_eq!(std::fs::read(name.path()).expect("read"), vec![0xab; 5000]);
@@ -621,12 +618,12 @@ fn created_segments_have_exactly_the_asked_mode_whatever_the_umask() {
         (0o022, 0o600),
         (0o000, 0o644),
     ] {
-        let name = BusName::new("umask");
+        let name = TestBus::new("umask");
         let mut child = ChildProc::spawn(
             CHILD,
             "umask-create",
             &[
-                ("BUS", name.as_str().to_owned()),
+                ("BUS", name.name().to_owned()),
                 ("UMASK", umask.to_string()),
                 ("PERM", perm.to_string()),
             ],
@@ -640,18 +637,18 @@ fn created_segments_have_exactly_the_asked_mode_whatever_the_umask() {
 
 #[test]
 fn consumers_map_read_only_and_a_write_through_it_faults() {
-    let name = BusName::new("ro");
-    let bus = BusBuilder::new(name.as_str()).create().expect("create");
+    let name = TestBus::new("ro");
+    let bus = BusBuilder::new(name.name()).create().expect("create");
     let mut tx = bus.publisher().expect("attach");
     // A read-only consumer reads fine, and cannot publish.
-    let ro = Bus::open_read_only(name.as_str()).expect("open read-only");
+    let ro = Bus::open_read_only(name.name()).expect("open read-only");
     assert!(ro.is_read_only());
     let mut rx = ro.subscribe(Start::Newest);
     tx.publish_bytes(b"hello").expect("fits");
     assert!(matches!(rx.try_recv(), Recv::Message(m) if m.bytes() == b"hello"));
     assert!(matches!(ro.publisher(), Err(Error::ReadOnly { .. })));
     // Its mapping really is read-only: a stray write kills the writer, not the bus.
-    let mut child = ChildProc::spawn(CHILD, "ro-write", &[("BUS", name.as_str().to_owned())]);
+    let mut child = ChildProc::spawn(CHILD, "ro-write", &[("BUS", name.name().to_owned())]);
     let perms = child.next_line().expect("mapping protection");
     assert!(perms.starts_with("perms r-"), "{perms}");
     assert!(!perms.contains('w'), "{perms}");
@@ -665,8 +662,8 @@ fn consumers_map_read_only_and_a_write_through_it_faults() {
 
 #[test]
 fn foreign_owner_and_shared_write_segments_are_refused_unless_accepted() {
-    let name = BusName::new("trust");
-    let bus = BusBuilder::new(name.as_str()).create().expect("create");
+    let name = TestBus::new("trust");
+    let bus = BusBuilder::new(name.name()).create().expect("create");
     drop(bus);
     let path = name.path();
     for (mode, refused) in [
@@ -677,13 +674,13 @@ fn foreign_owner_and_shared_write_segments_are_refused_unless_accepted() {
         (0o400, false),
     ] {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-        let res = Bus::open_read_only(name.as_str());
+        let res = Bus::open_read_only(name.name());
         if refused {
             assert!(
                 matches!(res, Err(Error::InsecureMode { mode: m, .. }) if m == mode),
                 "{mode:o}: {res:?}"
             );
-            BusBuilder::new(name.as_str())
+            BusBuilder::new(name.name())
                 .read_only()
                 .accept_shared_write()
                 .open()
@@ -698,7 +695,7 @@ fn foreign_owner_and_shared_write_segments_are_refused_unless_accepted() {
         return;
     }
     std::os::unix::fs::chown(&path, Some(65534), Some(65534)).expect("chown");
-    let res = Bus::open_read_only(name.as_str());
+    let res = Bus::open_read_only(name.name());
     assert!(
         matches!(
             res,
@@ -711,10 +708,10 @@ fn foreign_owner_and_shared_write_segments_are_refused_unless_accepted() {
         "{res:?}"
     );
     assert!(matches!(
-        Bus::open(name.as_str()),
+        Bus::open(name.name()),
         Err(Error::ForeignOwner { .. })
     ));
-    let bus = BusBuilder::new(name.as_str())
+    let bus = BusBuilder::new(name.name())
         .read_only()
         .accept_other_owner()
         .open()

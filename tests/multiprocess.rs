@@ -4,20 +4,17 @@
 
 mod support;
 
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use shmbus::{Bus, BusBuilder, Recv, Start, Wait};
-use support::{
-    check_payload, child_role, env_u64, make_payload, parse_result, spawn_child, TestBus,
-};
+use support::{check_payload, env, field, make_payload, role, say, ChildProc, TestBus};
 
 const CHILD: &str = "child_entry";
 
 /// Entry point of child processes; does nothing when run as an ordinary test.
 #[test]
 fn child_entry() {
-    match child_role().as_deref() {
+    match role().as_deref() {
         None => {}
         Some("producer") => producer(),
         Some("consumer") => consumer(),
@@ -33,7 +30,7 @@ fn bus_name() -> String {
 fn producer() {
     let bus = Bus::open(&bus_name()).unwrap();
     let mut tx = bus.publisher().unwrap();
-    let (id, count, len) = (env_u64("ID"), env_u64("COUNT"), env_u64("LEN") as usize);
+    let (id, count, len) = (env::<u64>("ID"), env::<u64>("COUNT"), env::<usize>("LEN"));
     let mut buf = vec![0u8; len];
     for c in 0..count {
         make_payload(&mut buf, id, c);
@@ -43,11 +40,11 @@ fn producer() {
             std::thread::yield_now();
         }
     }
-    println!(
-        "RESULT published={} dropped={}",
+    say(&format!(
+        "published={} dropped={}",
         tx.stats().published,
         tx.stats().dropped
-    );
+    ));
 }
 
 /// Reads from sequence 0 until TOTAL sequence numbers are accounted for (received or lost),
@@ -58,8 +55,8 @@ fn consumer() {
         .subscribe(Start::Sequence(0))
         .wait_strategy(Wait::Yield)
         .stall_timeout(Duration::from_secs(5));
-    let total = env_u64("TOTAL");
-    let producers = env_u64("PRODUCERS") as usize;
+    let total = env::<u64>("TOTAL");
+    let producers = env::<usize>("PRODUCERS");
     let stall_every = std::env::var("STALL_EVERY")
         .ok()
         .map(|v| v.parse::<u64>().unwrap());
@@ -99,15 +96,16 @@ fn consumer() {
         (received, lost),
         "subscriber counters agree with what it returned"
     );
-    println!(
-        "RESULT received={received} lost={lost} torn={torn} disorder={disorder} laps={}",
+    say(&format!(
+        "received={received} lost={lost} torn={torn} disorder={disorder} laps={}",
         s.laps
-    );
+    ));
 }
 
+/// Each child's result line (`key=value ...`; read a figure with [`field`]).
 struct Run {
-    producers: Vec<std::collections::HashMap<String, u64>>,
-    consumers: Vec<std::collections::HashMap<String, u64>>,
+    producers: Vec<String>,
+    consumers: Vec<String>,
 }
 
 fn run(bus: &TestBus, producers: u64, count: u64, len: usize, consumers: &[Option<u64>]) -> Run {
@@ -127,7 +125,7 @@ fn run(bus: &TestBus, producers: u64, count: u64, len: usize, consumers: &[Optio
             let extra = stall
                 .map(|n| vec![("STALL_EVERY", n.to_string())])
                 .unwrap_or_default();
-            spawn_child(CHILD, "consumer", &common(extra))
+            ChildProc::spawn(CHILD, "consumer", &common(extra))
         })
         .collect();
     let prods: Vec<_> = (0..producers)
@@ -137,17 +135,16 @@ fn run(bus: &TestBus, producers: u64, count: u64, len: usize, consumers: &[Optio
                 ("COUNT", count.to_string()),
                 ("LEN", len.to_string()),
             ]);
-            spawn_child(CHILD, "producer", &env)
+            ChildProc::spawn(CHILD, "producer", &env)
         })
         .collect();
-    let collect = |children: Vec<std::process::Child>| {
+    let collect = |children: Vec<ChildProc>| {
         children
             .into_iter()
             .map(|mut c| {
-                let mut out = String::new();
-                c.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-                assert!(c.wait().unwrap().success(), "child failed:\n{out}");
-                parse_result(&out)
+                let line = c.next_line().expect("child's result line");
+                c.wait_success(Duration::from_secs(120));
+                line
             })
             .collect::<Vec<_>>()
     };
@@ -167,10 +164,15 @@ fn one_producer_three_consumer_processes_lose_nothing_with_a_large_ring() {
         .create()
         .unwrap();
     let r = run(&t, 1, count, 64, &[None, None, None]);
-    assert_eq!(r.producers[0]["published"], count);
+    assert_eq!(field(&r.producers[0], "published"), count);
     for c in &r.consumers {
         assert_eq!(
-            (c["received"], c["lost"], c["torn"], c["disorder"]),
+            (
+                field(c, "received"),
+                field(c, "lost"),
+                field(c, "torn"),
+                field(c, "disorder")
+            ),
             (count, 0, 0, 0),
             "{c:?}"
         );
@@ -189,13 +191,13 @@ fn slow_consumer_process_loses_messages_but_never_gets_a_torn_one() {
     let r = run(&t, 1, count, 200, &[Some(50)]);
     let c = &r.consumers[0];
     assert!(
-        c["lost"] > 0,
+        field(c, "lost") > 0,
         "a consumer sleeping 2 ms every 50 messages on a 64-slot ring must be lapped: {c:?}"
     );
-    assert!(c["laps"] > 0);
-    assert_eq!((c["torn"], c["disorder"]), (0, 0), "{c:?}");
+    assert!(field(c, "laps") > 0);
+    assert_eq!((field(c, "torn"), field(c, "disorder")), (0, 0), "{c:?}");
     assert_eq!(
-        c["received"] + c["lost"],
+        field(c, "received") + field(c, "lost"),
         count,
         "every sequence number accounted for: {c:?}"
     );
@@ -212,11 +214,15 @@ fn producer_processes_on_a_multi_producer_bus_deliver_at_most_once_in_order() {
         .create()
         .unwrap();
     let r = run(&t, 2, count, 48, &[None, None]);
-    let published: u64 = r.producers.iter().map(|p| p["published"]).sum();
+    let published: u64 = r.producers.iter().map(|p| field(p, "published")).sum();
     assert_eq!(published, 2 * count);
     for c in &r.consumers {
-        assert_eq!((c["torn"], c["disorder"]), (0, 0), "{c:?}");
-        assert_eq!(c["received"] + c["lost"], 2 * count, "{c:?}");
-        assert_eq!(c["lost"], 0, "a 64k ring holds all 30k messages: {c:?}");
+        assert_eq!((field(c, "torn"), field(c, "disorder")), (0, 0), "{c:?}");
+        assert_eq!(field(c, "received") + field(c, "lost"), 2 * count, "{c:?}");
+        assert_eq!(
+            field(c, "lost"),
+            0,
+            "a 64k ring holds all 30k messages: {c:?}"
+        );
     }
 }

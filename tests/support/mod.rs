@@ -1,32 +1,42 @@
-//! Helpers shared by the core integration tests: unique bus names that clean up after
-//! themselves, checksummed payloads, and re-executing the test binary as a child process.
+//! Helpers shared by the integration tests: bus names that clean up after themselves,
+//! self-checking payloads, and child processes made by re-executing the test binary with a role
+//! in the environment.
 #![allow(dead_code)]
 
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, Lines};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A unique bus name, removed from /dev/shm when dropped (also when the test fails).
+/// Environment variable naming the role a re-executed test binary plays.
+pub const ROLE_VAR: &str = "SHMBUS_TEST_ROLE";
+/// Prefix of the lines a child prints for its parent (libtest prints its own lines too).
+pub const LINE_PREFIX: &str = "CHILD:";
+
+/// A unique bus name (`test-TAG-PID-N`), removed from /dev/shm when dropped, also on failure.
 pub struct TestBus(pub String);
 
 impl TestBus {
     pub fn new(tag: &str) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
-        TestBus(format!(
-            "test-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ))
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        TestBus(format!("test-{tag}-{}-{n}", std::process::id()))
     }
 
     pub fn name(&self) -> &str {
         &self.0
     }
+
+    /// The segment's path in /dev/shm.
+    pub fn path(&self) -> std::path::PathBuf {
+        shmbus::inspect::segment_path(&self.0)
+    }
 }
 
 impl Drop for TestBus {
     fn drop(&mut self) {
-        let _ = shmbus::Bus::remove(&self.0);
+        // The object may be a symlink or a plain file planted by a test: unlink the path itself.
+        let _ = std::fs::remove_file(self.path());
     }
 }
 
@@ -37,89 +47,227 @@ pub fn fnv(bytes: &[u8]) -> u64 {
     })
 }
 
-/// A self-checking payload of `len` bytes (>= 24): producer id, counter, a body derived from
-/// both, and the checksum of everything before it in the last 8 bytes.
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+/// Length of message `counter` of `producer` on a bus of `capacity` bytes: 24..=capacity, and not
+/// always a multiple of 8, so that partial last words are exercised.
+pub fn payload_len(producer: u64, counter: u64, capacity: usize) -> usize {
+    24 + (mix(producer ^ counter.rotate_left(17)) % (capacity as u64 - 23)) as usize
+}
+
+/// Byte `i` (>= 16) of the body of message `counter` of `producer`.
+fn body_byte(producer: u64, counter: u64, i: usize) -> u8 {
+    let w = mix(producer.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ counter ^ (i as u64 / 8) << 40);
+    (w >> ((i % 8) * 8)) as u8
+}
+
+/// Fills `buf` with a self-checking message: producer id, counter, a body derived from both, and
+/// the FNV-1a of everything before it in the last 8 bytes.
 pub fn make_payload(buf: &mut [u8], producer: u64, counter: u64) {
     let len = buf.len();
-    assert!(len >= 24);
+    assert!(len >= 24, "payloads are at least 24 bytes");
     buf[..8].copy_from_slice(&producer.to_le_bytes());
     buf[8..16].copy_from_slice(&counter.to_le_bytes());
-    let mut x = producer.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ counter;
-    for b in &mut buf[16..len - 8] {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        *b = (x >> 56) as u8;
+    for (i, b) in buf.iter_mut().enumerate().take(len - 8).skip(16) {
+        *b = body_byte(producer, counter, i);
     }
     let sum = fnv(&buf[..len - 8]);
     buf[len - 8..].copy_from_slice(&sum.to_le_bytes());
 }
 
-/// Checks a payload made by [`make_payload`]; returns (producer, counter) if it is whole.
+/// Checks a message made by [`make_payload`]: its checksum, and every body byte against the
+/// generator. Returns `(producer, counter)` if it is whole.
 pub fn check_payload(buf: &[u8]) -> Option<(u64, u64)> {
     let len = buf.len();
     if len < 24 {
         return None;
     }
-    let sum = u64::from_le_bytes(buf[len - 8..].try_into().unwrap());
+    let sum = u64::from_le_bytes(buf[len - 8..].try_into().expect("8 bytes"));
     if fnv(&buf[..len - 8]) != sum {
         return None;
     }
-    Some((
-        u64::from_le_bytes(buf[..8].try_into().unwrap()),
-        u64::from_le_bytes(buf[8..16].try_into().unwrap()),
-    ))
+    let producer = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+    let counter = u64::from_le_bytes(buf[8..16].try_into().expect("8 bytes"));
+    let body_ok = (16..len - 8).all(|i| buf[i] == body_byte(producer, counter, i));
+    body_ok.then_some((producer, counter))
 }
 
-/// Runs the current test binary as a child process executing only test `test_name`, with
-/// `SHMBUS_CHILD_ROLE=role` and extra environment; its stdout is piped.
-pub fn spawn_child(test_name: &str, role: &str, env: &[(&str, String)]) -> Child {
-    let mut cmd = Command::new(std::env::current_exe().expect("current test binary"));
-    cmd.args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-        .env("SHMBUS_CHILD_ROLE", role)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("spawn child test process")
+/// The role this process was started for, if it is a child.
+pub fn role() -> Option<String> {
+    std::env::var(ROLE_VAR).ok()
 }
 
-/// The role this process was started in, if it is a child.
-pub fn child_role() -> Option<String> {
-    std::env::var("SHMBUS_CHILD_ROLE").ok()
+/// An environment variable of a child, parsed.
+pub fn env<T: std::str::FromStr>(key: &str) -> T {
+    let v = std::env::var(key).unwrap_or_else(|_| panic!("child needs {key}"));
+    v.parse()
+        .unwrap_or_else(|_| panic!("child variable {key}={v} does not parse"))
 }
 
-pub fn env_u64(key: &str) -> u64 {
-    std::env::var(key)
-        .unwrap_or_else(|_| panic!("{key} not set"))
-        .parse()
-        .expect("number")
+/// Prints a line for the parent and flushes it at once.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{LINE_PREFIX}{line}");
+    let _ = out.flush();
 }
 
-/// Waits for `cond` to hold, polling, up to `timeout`; returns whether it did.
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
+/// A child process running test `entry` of this test binary in role `role`. Killed and reaped
+/// on drop unless it was waited for.
+pub struct ChildProc {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    reaped: bool,
+}
+
+impl ChildProc {
+    pub fn spawn(entry: &str, role: &str, env: &[(&str, String)]) -> Self {
+        let mut cmd = Command::new(std::env::current_exe().expect("current test binary"));
+        cmd.args([entry, "--exact", "--nocapture", "--test-threads=1"])
+            .env(ROLE_VAR, role)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
         }
-        std::thread::yield_now();
+        let mut child = cmd.spawn().expect("spawn child test process");
+        let lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        ChildProc {
+            child,
+            lines,
+            reaped: false,
+        }
     }
-    cond()
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The next line the child printed with [`say`] (without the prefix); `None` at EOF.
+    pub fn next_line(&mut self) -> Option<String> {
+        for line in self.lines.by_ref() {
+            let line = line.expect("read child stdout");
+            // libtest may print "test NAME ... " on the same line first.
+            if let Some(i) = line.find(LINE_PREFIX) {
+                return Some(line[i + LINE_PREFIX.len()..].to_owned());
+            }
+        }
+        None
+    }
+
+    /// Waits for the child line `want`, panicking if the child ends first.
+    pub fn expect_line(&mut self, want: &str) {
+        match self.next_line() {
+            Some(l) if l == want => {}
+            other => panic!("child {} said {other:?}, expected {want:?}", self.pid()),
+        }
+    }
+
+    /// Sends a line to the child's stdin.
+    pub fn tell(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("piped stdin");
+        writeln!(stdin, "{line}").expect("write to child");
+        stdin.flush().expect("flush child stdin");
+    }
+
+    /// `kill -9` the child and reap it; returns the signal that ended it.
+    pub fn kill9(&mut self) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        // SAFETY: kill(2) on the pid of a child we have not reaped yet, so the pid cannot have
+        // been reused by another process.
+        unsafe { libc::kill(self.pid(), libc::SIGKILL) };
+        self.wait_status(Duration::from_secs(10)).signal()
+    }
+
+    /// Waits for the child to end, at most `limit`; kills it and panics past that.
+    pub fn wait_status(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                self.reaped = true;
+                return st;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.reaped = true;
+                panic!("child {} did not finish within {limit:?}", self.pid());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits (at most `limit`) for the child to exit successfully.
+    pub fn wait_success(&mut self, limit: Duration) {
+        let st = self.wait_status(limit);
+        assert!(st.success(), "child {} ended with {st:?}", self.pid());
+    }
 }
 
-/// A child's result line: `RESULT key=value key=value ...` on its stdout.
-pub fn parse_result(stdout: &str) -> std::collections::HashMap<String, u64> {
-    // The test harness may print "test child_entry ... " on the same line first.
-    let line = stdout
-        .lines()
-        .find_map(|l| l.find("RESULT ").map(|i| &l[i + 7..]))
-        .unwrap_or_else(|| panic!("no RESULT line in child output:\n{stdout}"));
+impl Drop for ChildProc {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Parses `key=value` pairs of a child's result line.
+pub fn field(line: &str, key: &str) -> u64 {
     line.split_whitespace()
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').expect("key=value");
-            (k.to_owned(), v.parse().expect("number"))
-        })
-        .collect()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} in {line:?} is not a number"))
+}
+
+/// Polls `cond` until it holds, panicking after `limit` with `what`.
+pub fn await_cond(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// A small deterministic PRNG (splitmix64) for random kill instants and sizes.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// Seeded from SHMBUS_TEST_SEED, or the clock (printed, so a failure can be replayed).
+    pub fn from_env(what: &str) -> Self {
+        let seed = std::env::var("SHMBUS_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            });
+        eprintln!("{what}: SHMBUS_TEST_SEED={seed}");
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mix(self.0)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
 }
