@@ -238,19 +238,34 @@ impl<T: Payload> Publisher<T> {
         fill: impl FnOnce(&mut SlotWriter<'_>) -> R,
     ) -> Option<(u64, R)> {
         let mut out = None;
+        let mut panicked = None;
         let seq = self.publish_inner(|words, g, seq, writer| {
             let mut w = SlotWriter {
                 words,
                 geometry: g,
                 seq,
-                writer,
                 len: 0,
-                done: false,
             };
-            out = Some(fill(&mut w));
-            ring::store_len(words, g, seq, writer, w.len as u32);
-            w.done = true;
-        })?;
+            // A panic in `fill` must not leave the slot odd: that would stall subscribers and, on
+            // a multi-producer bus, keep later writers out of the slot while we live. The
+            // sequence is published as abandoned (a tombstone length) and the panic resumes.
+            let len = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fill(&mut w)))
+            {
+                Ok(o) => {
+                    out = Some(o);
+                    w.len as u32
+                }
+                Err(payload) => {
+                    panicked = Some(payload);
+                    crate::layout::TOMBSTONE
+                }
+            };
+            ring::store_len(words, g, seq, writer, len);
+        });
+        if let Some(payload) = panicked {
+            std::panic::resume_unwind(payload);
+        }
+        let seq = seq?;
         out.map(|o| (seq, o))
     }
 }
@@ -294,9 +309,7 @@ pub struct SlotWriter<'a> {
     words: &'a [AtomicU64],
     geometry: &'a Geometry,
     seq: u64,
-    writer: u32,
     len: usize,
-    done: bool,
 }
 
 impl SlotWriter<'_> {
@@ -357,22 +370,6 @@ impl SlotWriter<'_> {
     /// Appends `bytes` after the furthest byte written.
     pub fn push(&mut self, bytes: &[u8]) -> Result<()> {
         self.write_at(self.len, bytes)
-    }
-}
-
-impl Drop for SlotWriter<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            // `fill` panicked mid-write: publish the sequence as a tombstone so that no reader
-            // ever delivers a half-written message.
-            ring::store_len(
-                self.words,
-                self.geometry,
-                self.seq,
-                self.writer,
-                crate::layout::TOMBSTONE,
-            );
-        }
     }
 }
 
