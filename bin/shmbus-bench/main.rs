@@ -13,6 +13,7 @@ mod clock;
 mod fanout;
 mod latency;
 mod mp;
+mod payload;
 #[cfg(feature = "peers")]
 mod peer;
 mod plot;

@@ -40,62 +40,17 @@ impl Drop for TestBus {
     }
 }
 
-/// FNV-1a of `bytes`.
-pub fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-fn mix(mut x: u64) -> u64 {
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
-}
+// The soak's payload generator and PRNG, so tests and soak check messages the same way.
+#[path = "../../bin/shmbus-bench/payload.rs"]
+mod payload;
+use payload::mix;
+#[allow(unused_imports)] // not every test crate sends payloads
+pub use payload::{check_payload, make_payload, Rng};
 
 /// Length of message `counter` of `producer` on a bus of `capacity` bytes: 24..=capacity, and not
 /// always a multiple of 8, so that partial last words are exercised.
 pub fn payload_len(producer: u64, counter: u64, capacity: usize) -> usize {
     24 + (mix(producer ^ counter.rotate_left(17)) % (capacity as u64 - 23)) as usize
-}
-
-/// Byte `i` (>= 16) of the body of message `counter` of `producer`.
-fn body_byte(producer: u64, counter: u64, i: usize) -> u8 {
-    let w = mix(producer.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ counter ^ (i as u64 / 8) << 40);
-    (w >> ((i % 8) * 8)) as u8
-}
-
-/// Fills `buf` with a self-checking message: producer id, counter, a body derived from both, and
-/// the FNV-1a of everything before it in the last 8 bytes.
-pub fn make_payload(buf: &mut [u8], producer: u64, counter: u64) {
-    let len = buf.len();
-    assert!(len >= 24, "payloads are at least 24 bytes");
-    buf[..8].copy_from_slice(&producer.to_le_bytes());
-    buf[8..16].copy_from_slice(&counter.to_le_bytes());
-    for (i, b) in buf.iter_mut().enumerate().take(len - 8).skip(16) {
-        *b = body_byte(producer, counter, i);
-    }
-    let sum = fnv(&buf[..len - 8]);
-    buf[len - 8..].copy_from_slice(&sum.to_le_bytes());
-}
-
-/// Checks a message made by [`make_payload`]: its checksum, and every body byte against the
-/// generator. Returns `(producer, counter)` if it is whole.
-pub fn check_payload(buf: &[u8]) -> Option<(u64, u64)> {
-    let len = buf.len();
-    if len < 24 {
-        return None;
-    }
-    let sum = u64::from_le_bytes(buf[len - 8..].try_into().expect("8 bytes"));
-    if fnv(&buf[..len - 8]) != sum {
-        return None;
-    }
-    let producer = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
-    let counter = u64::from_le_bytes(buf[8..16].try_into().expect("8 bytes"));
-    let body_ok = (16..len - 8).all(|i| buf[i] == body_byte(producer, counter, i));
-    body_ok.then_some((producer, counter))
 }
 
 /// The role this process was started for, if it is a child.
@@ -239,9 +194,7 @@ pub fn await_cond(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A small deterministic PRNG (splitmix64) for random kill instants and sizes.
-pub struct Rng(u64);
-
+/// Test seeding of the shared PRNG: random kill instants and sizes, replayable.
 impl Rng {
     pub fn new(seed: u64) -> Self {
         Rng(seed)
@@ -260,14 +213,5 @@ impl Rng {
             });
         eprintln!("{what}: SHMBUS_TEST_SEED={seed}");
         Rng(seed)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        mix(self.0)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
