@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Miri on the heap-backed protocol (RELIABILITY row 2: zero UB reports): the library's unit
-# tests, the model-based tests of tests/model.rs, then its threaded tests under several
+# Miri on the heap-backed protocol (RELIABILITY row 2: zero UB reports): the library package's
+# unit tests, the model-based tests of tests/model.rs, then its threaded tests under several
 # scheduling seeds. About 3-5 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,8 +16,8 @@ export MIRIFLAGS="-Zmiri-disable-isolation ${MIRIFLAGS:-}"
 # The library's own proptests: few cases (tests/model.rs sets its own miri-sized config).
 export PROPTEST_CASES="${PROPTEST_CASES:-16}"
 
-time cargo +nightly miri test --lib
-time cargo +nightly miri test --test model
+time cargo +nightly miri test -p shmbus --lib
+time cargo +nightly miri test -p shmbus --test model
 # Real threads (publishers and subscribers racing on one in-process bus), one run per seed.
 export MIRIFLAGS="$MIRIFLAGS -Zmiri-many-seeds=0..4"
-time cargo +nightly miri test --test model -- threads::
+time cargo +nightly miri test -p shmbus --test model -- threads::

@@ -1,7 +1,7 @@
 //! The public API against real `/dev/shm` segments, in one process: creation and opening errors,
 //! start positions, lap semantics, blocking receives and closing (DESIGN §7).
 
-mod support;
+use shmbus_testkit as support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! The promise under test (RELIABILITY.md): a typed error or a valid bus, valid messages or
 //! counted losses — never a panic, an out-of-bounds access, a SIGBUS or an endless wait.
 
-mod support;
+use shmbus_testkit as support;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

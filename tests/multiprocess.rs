@@ -2,7 +2,7 @@
 //! children (`child_entry`). Every payload carries its producer, counter and checksum, so a torn,
 //! duplicated or reordered message cannot go unnoticed.
 
-mod support;
+use shmbus_testkit as support;
 
 use std::time::{Duration, Instant};
 

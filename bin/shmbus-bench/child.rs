@@ -169,7 +169,7 @@ pub fn consume_loop(src: &mut impl Source, clock: ClockKind) -> Consumed {
             Next::Lost(l) => lost += l,
             Next::Empty => {
                 empty = empty.wrapping_add(1);
-                if empty % (1 << 16) == 0 && src.finished() {
+                if empty.is_multiple_of(1 << 16) && src.finished() {
                     break;
                 }
                 std::hint::spin_loop();

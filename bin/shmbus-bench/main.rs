@@ -13,7 +13,7 @@ mod clock;
 mod fanout;
 mod latency;
 mod mp;
-mod payload;
+use shmbus_testkit::payload;
 #[cfg(feature = "peers")]
 mod peer;
 mod plot;
@@ -283,7 +283,7 @@ fn measure(cli: &Cli) -> Result<(), String> {
         ..Report::default()
     };
     if let Some(p) = &cli.plot {
-        if p.extension().map_or(true, |e| e != "svg") {
+        if p.extension().is_none_or(|e| e != "svg") {
             return Err(format!(
                 "--plot writes SVG: give a file name ending in .svg, not {}",
                 p.display()

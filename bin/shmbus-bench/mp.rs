@@ -208,7 +208,9 @@ pub fn run_p(ctx: &Ctx, report: &mut Report, p: usize, load: &Load) -> Result<()
             }
             Recv::Empty | Recv::Closed => {
                 empty = empty.wrapping_add(1);
-                empty % 1024 == 0 && !data.has_producers() && rx.next_seq() == data.cursor()
+                empty.is_multiple_of(1024)
+                    && !data.has_producers()
+                    && rx.next_seq() == data.cursor()
             }
         },
         || true,

@@ -102,7 +102,7 @@ fn producer(args: &SoakArgs) -> Result<(), String> {
     while now_ms() < args.until_ms {
         for _ in 0..64 {
             let len = payload_len(args.id, k, cap);
-            if k % 2 == 0 {
+            if k.is_multiple_of(2) {
                 tx.publish_with(|w| {
                     make_payload(&mut buf[..len], args.id, k);
                     w.write_at(0, &buf[..len]).expect("len <= capacity");

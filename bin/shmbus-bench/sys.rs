@@ -261,7 +261,7 @@ pub fn spin_until(
     let mut n: u32 = 0;
     while !done() {
         n = n.wrapping_add(1);
-        if n % 4096 == 0 {
+        if n.is_multiple_of(4096) {
             if !alive() {
                 return Err(format!("gave up waiting for {what}: the peer exited"));
             }
@@ -271,7 +271,7 @@ pub fn spin_until(
                     PEER_TIMEOUT.as_secs()
                 ));
             }
-            if n % (1 << 16) == 0 {
+            if n.is_multiple_of(1 << 16) {
                 // Long waits (an oversubscribed core) let the peer we wait for run.
                 std::thread::yield_now();
             }

@@ -1,7 +1,7 @@
-//! Helpers shared by the integration tests: bus names that clean up after themselves,
-//! self-checking payloads, and child processes made by re-executing the test binary with a role
-//! in the environment.
-#![allow(dead_code)]
+//! Helpers shared by the tests of every package in the workspace: bus names that clean up after
+//! themselves, self-checking payloads (also the bench's soak uses them, so both verify messages
+//! the same way), and child processes made by re-executing the test binary with a role in the
+//! environment. Not published.
 
 use std::io::{BufRead, BufReader, Lines};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -40,11 +40,8 @@ impl Drop for TestBus {
     }
 }
 
-// The soak's payload generator and PRNG, so tests and soak check messages the same way.
-#[path = "../../bin/shmbus-bench/payload.rs"]
-mod payload;
+pub mod payload;
 use payload::mix;
-#[allow(unused_imports)] // not every test crate sends payloads
 pub use payload::{check_payload, make_payload, Rng};
 
 /// Length of message `counter` of `producer` on a bus of `capacity` bytes: 24..=capacity, and not

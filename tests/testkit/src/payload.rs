@@ -1,6 +1,5 @@
-//! Self-checking payloads and a small PRNG, shared by the soak and the integration tests
-//! (`tests/support` includes this file), so that both verify messages the same way. Plain Rust,
-//! no dependencies.
+//! Self-checking payloads and a small PRNG, shared by the bench's soak and the integration tests,
+//! so that both verify messages the same way. Plain Rust, no dependencies.
 
 /// FNV-1a of `bytes`.
 pub fn fnv(bytes: &[u8]) -> u64 {
@@ -22,6 +21,9 @@ pub fn mix(mut x: u64) -> u64 {
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// The next number. Not `Iterator::next`: the sequence never ends, so an `Option` would only
+    /// be noise at every call.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         mix(self.0)

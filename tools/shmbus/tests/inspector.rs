@@ -1,6 +1,6 @@
 //! The `shmbus` inspector binary, driven as a user would: real processes, real `/dev/shm`.
 
-mod support;
+use shmbus_testkit as support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
