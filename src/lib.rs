@@ -27,11 +27,17 @@
 //! # Ok::<(), shmbus::Error>(())
 //! ```
 //!
-//! Typed buses carry any [`bytemuck::Pod`] type and refuse to open with another type:
+//! Typed buses carry any [`bytemuck::Pod`] type and refuse to open with another type. The
+//! `bytemuck` crate is re-exported, derives included, so a crate that depends on `shmbus` alone
+//! derives `Pod` through it (the `#[bytemuck(crate = ...)]` attribute tells the derive where to
+//! find it):
 //!
 //! ```
 //! # let name = format!("doc-typed-{}", std::process::id());
-//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! use shmbus::bytemuck::{Pod, Zeroable};
+//!
+//! #[derive(Clone, Copy, Pod, Zeroable)]
+//! #[bytemuck(crate = "shmbus::bytemuck")]
 //! #[repr(C)]
 //! struct Tick { price: f64, qty: u64 }
 //!
@@ -86,6 +92,8 @@ pub use crate::{
     },
     wait::Wait,
 };
+/// The `bytemuck` crate, with its derives: `#[derive(shmbus::bytemuck::Pod)]` together with
+/// `#[bytemuck(crate = "shmbus::bytemuck")]` needs no `bytemuck` dependency of your own.
 pub use bytemuck;
 
 /// The README's examples, compiled and run as doctests.
