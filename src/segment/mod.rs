@@ -380,6 +380,8 @@ impl Segment {
             sys::futex_wait(self.wake_word(), seen, Some(timeout), self.is_shared());
         }
         if registered {
+            // ORDERING: SeqCst, the same total order as the increment above; the count is only a
+            // hint that makes producers call `wake_all`.
             self.words()[W_WAITERS].fetch_sub(1, Ordering::SeqCst);
         }
     }
