@@ -620,7 +620,6 @@ pub(crate) fn check_type(
 /// `file_size` bytes (only the first `file_size` bytes count). Returns the slot count, stride and
 /// capacity of an accepted header, or the typed error. For fuzzing only: not part of the API.
 #[doc(hidden)]
-#[cfg(not(loom))]
 pub fn validate_header_bytes(bytes: &[u8], file_size: u64) -> Result<(u64, u64, usize)> {
     crate::segment::validate_bytes("fuzz", bytes, file_size).map(|s| {
         (
