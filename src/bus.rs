@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::layout::{Geometry, HeaderSnapshot, ProducerMode, TypeInfo, MAX_PRODUCERS};
 use crate::payload::{Payload, Raw};
 use crate::publisher::Publisher;
-use crate::segment::{self, Access, Segment, Trust};
+use crate::segment::{self, Access, Expect, Segment, Trust};
 use crate::subscriber::{Start, Subscriber};
 
 /// Slots of a new bus unless [`BusBuilder::slots`] says otherwise.
@@ -399,15 +399,13 @@ impl<T: Payload> BusBuilder<T> {
 
     /// Opens an existing bus, checking its message type (raw builders accept any type).
     pub fn open(self) -> Result<Bus<T>> {
-        let seg = Segment::open(&self.name, self.access, self.trust)?;
         let wanted = self.type_info();
-        if !wanted.is_raw() && (seg.ty != wanted || seg.header().type_hash != wanted.name_hash()) {
-            return Err(Error::TypeMismatch {
-                name: self.name,
-                expected: wanted.to_string(),
-                found: seg.ty.to_string(),
-            });
-        }
+        let seg = if wanted.is_raw() {
+            Segment::open(&self.name, self.access, self.trust)?
+        } else {
+            let expect = Expect::bus(Some(wanted));
+            Segment::open_expecting(&self.name, self.access, self.trust, &expect)?
+        };
         Ok(Bus {
             seg: Arc::new(seg),
             _type: PhantomData,

@@ -43,11 +43,14 @@ pub enum Error {
         action: &'static str,
     },
 
-    /// The segment's path is not a regular file (a symlink, a directory, a device...).
-    #[error("bus {name:?}: /dev/shm/shmbus.{name} is not a regular file")]
+    /// The segment's path is not a regular file (a symlink, a directory, a FIFO, a device...);
+    /// shmbus refuses it before reading from it.
+    #[error("bus {name:?}: /dev/shm/shmbus.{name} is {found}, not a regular file")]
     NotRegularFile {
         /// The bus name.
         name: String,
+        /// What was found instead ("a FIFO", "a symbolic link", ...).
+        found: &'static str,
     },
 
     /// The segment belongs to another user and the caller did not accept that.
@@ -97,7 +100,8 @@ pub enum Error {
     BadMagic {
         /// The bus name.
         name: String,
-        /// The first eight bytes found.
+        /// The first eight bytes found, as a little-endian number (a shorter file's bytes padded
+        /// with zeros).
         found: u64,
     },
 
@@ -119,13 +123,139 @@ pub enum Error {
         expected: u32,
     },
 
-    /// The header's geometry is inconsistent (corrupt segment).
-    #[error("bus {name:?} is corrupt: {reason}")]
-    Corrupt {
+    /// The segment holds another kind of shmbus object than the caller opens.
+    #[error("{name:?} is a {found}, not a {expected}")]
+    WrongKind {
+        /// The segment name.
+        name: String,
+        /// The kind found in the segment.
+        found: &'static str,
+        /// The kind the caller opens.
+        expected: &'static str,
+    },
+
+    /// The header's kind word is no kind this shmbus knows (corrupt, or from a newer shmbus).
+    #[error("bus {name:?} is corrupt: segment kind {word} is unknown (1 is a bus)")]
+    UnknownKind {
+        /// The segment name.
+        name: String,
+        /// The kind word found.
+        word: u32,
+    },
+
+    /// The header's producer-mode word is neither single nor multi (corrupt segment).
+    #[error(
+        "bus {name:?} is corrupt: producer mode word {word} is neither 1 (single) nor 2 (multi)"
+    )]
+    BadProducerMode {
         /// The bus name.
         name: String,
-        /// Which check failed, with the numbers.
-        reason: String,
+        /// The mode word found.
+        word: u32,
+    },
+
+    /// The write cursor is behind the first sequence, or either is past 2^62 (corrupt segment).
+    #[error("bus {name:?} is corrupt: write cursor {cursor} is not between first sequence {first_seq} and 2^62")]
+    SequenceOutOfOrder {
+        /// The bus name.
+        name: String,
+        /// The first sequence number found.
+        first_seq: u64,
+        /// The write cursor found.
+        cursor: u64,
+    },
+
+    /// The slot count is not a power of two within the limit (corrupt segment).
+    #[error(
+        "bus {name:?} is corrupt: slot count {slots} is not a power of two from 1 to {}",
+        crate::layout::MAX_SLOTS
+    )]
+    BadSlotCount {
+        /// The bus name.
+        name: String,
+        /// The slot count found.
+        slots: u64,
+    },
+
+    /// The slot stride is not a positive multiple of 64 bytes (corrupt segment).
+    #[error(
+        "bus {name:?} is corrupt: slot stride {stride} is not a positive multiple of 64 bytes"
+    )]
+    BadStride {
+        /// The bus name.
+        name: String,
+        /// The stride found, in bytes.
+        stride: u64,
+    },
+
+    /// The payload capacity is zero or beyond what a length word can say (corrupt segment).
+    #[error("bus {name:?} is corrupt: payload capacity {capacity} is out of range (1 to {})", u32::MAX - 1)]
+    CapacityOutOfRange {
+        /// The bus name.
+        name: String,
+        /// The capacity found, in bytes.
+        capacity: u64,
+    },
+
+    /// The payload capacity does not fit the slot stride (corrupt segment).
+    #[error("bus {name:?} is corrupt: payload capacity {capacity} plus the 16-byte slot header does not fit a {stride}-byte slot")]
+    CapacityExceedsStride {
+        /// The bus name.
+        name: String,
+        /// The capacity found, in bytes.
+        capacity: u64,
+        /// The slot stride found, in bytes.
+        stride: u64,
+    },
+
+    /// The slots the header describes exceed the largest segment (corrupt segment).
+    #[error(
+        "bus {name:?} is corrupt: {slots} slots of {stride} bytes exceed the {}-byte segment limit",
+        crate::layout::MAX_SEGMENT_BYTES
+    )]
+    GeometryTooLarge {
+        /// The bus name.
+        name: String,
+        /// The slot count found.
+        slots: u64,
+        /// The slot stride found, in bytes.
+        stride: u64,
+    },
+
+    /// The size recorded in the header disagrees with its own geometry (corrupt segment).
+    #[error("bus {name:?} is corrupt: the header records {recorded} bytes, its geometry implies {expected}")]
+    RecordedSizeMismatch {
+        /// The bus name.
+        name: String,
+        /// The size recorded in the header.
+        recorded: u64,
+        /// The size the slot count and stride imply.
+        expected: u64,
+    },
+
+    /// The segment is larger than its header implies (corrupt segment).
+    #[error("bus {name:?} is corrupt: the segment is {size} bytes, its header implies {expected}")]
+    SizeMismatch {
+        /// The bus name.
+        name: String,
+        /// Size found on disk.
+        size: u64,
+        /// Size the header implies.
+        expected: u64,
+    },
+
+    /// The slots are smaller than the message type the header (or the opener) names: no message
+    /// could ever be published.
+    #[error("bus {name:?} has {capacity}-byte slots, too small for its message type {ty} ({size} bytes)")]
+    CapacityBelowType {
+        /// The bus name.
+        name: String,
+        /// The payload capacity, in bytes.
+        capacity: usize,
+        /// The message type (name, size, alignment).
+        ty: String,
+        /// The type's size, in bytes.
+        size: u32,
     },
 
     /// `open_or_create` found a bus whose geometry differs from the one asked for.
@@ -211,6 +341,25 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this error says the segment's header is inconsistent: a damaged segment, or one a
+    /// hostile process wrote (as opposed to a missing, foreign, unfinished or refused one).
+    pub fn is_corrupt(&self) -> bool {
+        matches!(
+            self,
+            Error::UnknownKind { .. }
+                | Error::BadProducerMode { .. }
+                | Error::SequenceOutOfOrder { .. }
+                | Error::BadSlotCount { .. }
+                | Error::BadStride { .. }
+                | Error::CapacityOutOfRange { .. }
+                | Error::CapacityExceedsStride { .. }
+                | Error::GeometryTooLarge { .. }
+                | Error::RecordedSizeMismatch { .. }
+                | Error::SizeMismatch { .. }
+                | Error::CapacityBelowType { .. }
+        )
+    }
+
     pub(crate) fn io(name: &str, op: &'static str, errno: nix::errno::Errno) -> Self {
         Error::Io {
             name: name.to_owned(),

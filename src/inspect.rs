@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use crate::bus::{Bus, BusBuilder};
 use crate::error::{Error, Result};
 use crate::layout::HeaderSnapshot;
-use crate::segment::{self, SHM_DIR, SHM_PREFIX};
+use crate::segment::{self, Access, Trust, Verdict, SHM_DIR, SHM_PREFIX};
 
 /// One file in `/dev/shm`, as [`list`] finds it.
 #[derive(Debug)]
@@ -117,285 +117,35 @@ pub struct Check {
 
 /// Runs the opening pipeline one step at a time and reports every step, so that a tool can show
 /// exactly which check a segment passes and which it fails: name valid, exists, regular file,
-/// readable, owner, mode, size, magic, ABI version, geometry, size matches.
+/// readable, owner, mode, magic, size >= header, header read, ABI version, kind, geometry, size
+/// matches, type. These are the very steps [`Bus::open`] runs.
 ///
 /// The owner and mode steps fail where a default [`Bus::open`] would refuse the segment; the
 /// steps after them still run, since an inspector reads such segments anyway. Any other failure
 /// skips the steps that depend on it. The header is read with `read(2)` (a copy, never a
-/// mapping), so a segment truncated meanwhile cannot fault the caller.
+/// mapping), so a segment truncated meanwhile cannot fault the caller; the object is opened
+/// non-blocking, so a FIFO planted under a bus name cannot hang it.
 pub fn checks(name: &str) -> Vec<Check> {
+    let expect = segment::Expect::bus(None);
+    let mut probe = segment::Probe::new(
+        name,
+        Access::ReadOnly,
+        Trust::default(),
+        &expect,
+        segment::Via::Copy,
+    );
     let mut out = Vec::new();
-    let mut step = |name: &'static str, r: std::result::Result<String, String>| {
-        let ok = r.is_ok();
-        let (status, detail) = match r {
-            Ok(d) => (CheckStatus::Pass, d),
-            Err(d) => (CheckStatus::Fail, d),
+    segment::report(&mut probe, |step, verdict| {
+        let (status, detail) = match verdict {
+            Verdict::Pass(d) => (CheckStatus::Pass, d),
+            Verdict::Fail(e) => (CheckStatus::Fail, e.to_string()),
+            Verdict::Skipped => (CheckStatus::Skipped, "an earlier check failed".into()),
         };
         out.push(Check {
-            name,
+            name: step,
             status,
             detail,
         });
-        ok
-    };
-    let _all_ran = run_checks(name, &mut step);
-    const ALL: [&str; 11] = [
-        "name valid",
-        "exists",
-        "regular file",
-        "readable",
-        "owner",
-        "mode",
-        "size >= header",
-        "magic",
-        "ABI version",
-        "geometry",
-        "size matches",
-    ];
-    for n in ALL.iter().skip(out.len()) {
-        out.push(Check {
-            name: n,
-            status: CheckStatus::Skipped,
-            detail: "an earlier check failed".into(),
-        });
-    }
-    out
-}
-
-/// The steps of [`checks`] in order; stops at the first failure that later steps depend on.
-fn run_checks(
-    name: &str,
-    step: &mut impl FnMut(&'static str, std::result::Result<String, String>) -> bool,
-) -> Option<()> {
-    use std::io::Read;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-
-    use crate::layout::{self, HeaderFault, HEADER_BYTES, MAX_SEGMENT_BYTES};
-
-    let owned = || name.to_owned();
-    step(
-        "name valid",
-        validate_name(name)
-            .map(|()| format!("{name:?}"))
-            .map_err(|e| e.to_string()),
-    )
-    .then_some(())?;
-    let path = segment_path(name);
-    let link = std::fs::symlink_metadata(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound { name: owned() }.to_string(),
-        _ => Error::Io {
-            name: owned(),
-            op: "lstat",
-            source: e,
-        }
-        .to_string(),
     });
-    step(
-        "exists",
-        link.as_ref()
-            .map(|_| path.display().to_string())
-            .map_err(Clone::clone),
-    )
-    .then_some(())?;
-    let ft = link.expect("checked just above").file_type();
-    let kind = if ft.is_symlink() {
-        "a symbolic link"
-    } else if ft.is_dir() {
-        "a directory"
-    } else if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_socket() {
-        "a socket"
-    } else if ft.is_block_device() || ft.is_char_device() {
-        "a device"
-    } else {
-        "a regular file"
-    };
-    let regular = if ft.is_file() {
-        Ok(kind.to_owned())
-    } else {
-        Err(format!(
-            "{} ({kind})",
-            Error::NotRegularFile { name: owned() }
-        ))
-    };
-    step("regular file", regular).then_some(())?;
-    // As shm_open(O_RDONLY) does, but never following a link planted after the check above.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::EACCES | libc::EPERM) => Error::PermissionDenied {
-                name: owned(),
-                action: "open read-only",
-            },
-            Some(libc::ELOOP) => Error::NotRegularFile { name: owned() },
-            Some(libc::ENOENT) => Error::NotFound { name: owned() },
-            _ => Error::Io {
-                name: owned(),
-                op: "open",
-                source: e,
-            },
-        });
-    let mut file = match file {
-        Ok(f) => {
-            step("readable", Ok("opened read-only".into()));
-            f
-        }
-        Err(e) => {
-            step("readable", Err(e.to_string()));
-            return None;
-        }
-    };
-    let meta = match file.metadata() {
-        Ok(m) if m.file_type().is_file() => m,
-        Ok(_) => {
-            step(
-                "owner",
-                Err(Error::NotRegularFile { name: owned() }.to_string()),
-            );
-            return None;
-        }
-        Err(e) => {
-            step(
-                "owner",
-                Err(Error::Io {
-                    name: owned(),
-                    op: "fstat",
-                    source: e,
-                }
-                .to_string()),
-            );
-            return None;
-        }
-    };
-    let ours = nix::unistd::geteuid().as_raw();
-    step(
-        "owner",
-        if meta.uid() == ours {
-            Ok(format!("uid {ours} (us)"))
-        } else {
-            Err(Error::ForeignOwner {
-                name: owned(),
-                owner: meta.uid(),
-                ours,
-            }
-            .to_string())
-        },
-    );
-    let perm = meta.mode() & 0o7777;
-    step(
-        "mode",
-        if perm & 0o022 == 0 {
-            Ok(format!("{perm:04o}"))
-        } else {
-            Err(Error::InsecureMode {
-                name: owned(),
-                mode: perm,
-            }
-            .to_string())
-        },
-    );
-    let size = meta.len();
-    let size_ok = if size < HEADER_BYTES as u64 {
-        Err(Error::Truncated {
-            name: owned(),
-            size,
-            expected: HEADER_BYTES as u64,
-        }
-        .to_string())
-    } else if size > MAX_SEGMENT_BYTES {
-        Err(Error::TooLarge {
-            name: owned(),
-            size,
-            max: MAX_SEGMENT_BYTES,
-        }
-        .to_string())
-    } else {
-        Ok(format!("{size} bytes"))
-    };
-    step("size >= header", size_ok).then_some(())?;
-    let mut page = vec![0u8; HEADER_BYTES];
-    if let Err(e) = file.read_exact(&mut page) {
-        // Shrunk since fstat: report it where the header is needed.
-        step(
-            "magic",
-            Err(Error::Io {
-                name: owned(),
-                op: "read",
-                source: e,
-            }
-            .to_string()),
-        );
-        return None;
-    }
-    let words: Vec<crate::sync::AtomicU64> = page
-        .chunks_exact(8)
-        .map(|c| {
-            crate::sync::AtomicU64::new(u64::from_le_bytes(c.try_into().expect("chunks of 8")))
-        })
-        .collect();
-    let h = layout::read_header(&words);
-    // `validate` checks in pipeline order; run it once against the size the header records (all
-    // but the last step) and once against the real size, and attribute each fault to its step.
-    let fault = |f: HeaderFault, size: u64| {
-        match f {
-            HeaderFault::NotInitialised => Error::NotInitialised { name: owned() },
-            HeaderFault::BadMagic(found) => Error::BadMagic {
-                name: owned(),
-                found,
-            },
-            HeaderFault::Abi(found) => Error::AbiMismatch {
-                name: owned(),
-                found,
-                expected: layout::ABI_VERSION,
-            },
-            HeaderFault::Corrupt(reason) => Error::Corrupt {
-                name: owned(),
-                reason,
-            },
-            HeaderFault::Truncated { expected } => Error::Truncated {
-                name: owned(),
-                size,
-                expected,
-            },
-        }
-        .to_string()
-    };
-    match layout::validate(&h, h.segment_size) {
-        Err(f @ (HeaderFault::NotInitialised | HeaderFault::BadMagic(_))) => {
-            step("magic", Err(fault(f, size)));
-            return None;
-        }
-        Err(f @ HeaderFault::Abi(_)) => {
-            step("magic", Ok(format!("{:#018x}", h.magic)));
-            step("ABI version", Err(fault(f, size)));
-            return None;
-        }
-        Err(f) => {
-            step("magic", Ok(format!("{:#018x}", h.magic)));
-            step("ABI version", Ok(h.abi_version.to_string()));
-            step("geometry", Err(fault(f, h.segment_size)));
-            return None;
-        }
-        Ok(_) => {
-            step("magic", Ok(format!("{:#018x}", h.magic)));
-            step("ABI version", Ok(h.abi_version.to_string()));
-            step(
-                "geometry",
-                Ok(format!(
-                    "{} slots of {} bytes, capacity {}",
-                    h.slot_count, h.slot_stride, h.capacity
-                )),
-            );
-        }
-    }
-    step(
-        "size matches",
-        layout::validate(&h, size)
-            .map(|_| format!("{size} bytes"))
-            .map_err(|f| fault(f, size)),
-    )
-    .then_some(())
+    out
 }

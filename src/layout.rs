@@ -1,4 +1,4 @@
-//! The segment layout (ABI version 1): the only module that knows where anything lives.
+//! The segment layout (ABI version 2): the only module that knows where anything lives.
 //!
 //! The segment is viewed as an array of 64-bit words (`[AtomicU64]`); every field below is one
 //! word or half of one, and every offset is a word index. Nothing in the segment is a pointer, so
@@ -19,6 +19,7 @@
 //!    72     9  creator start time (clock ticks after boot, from /proc/PID/stat)
 //!    80    10  creation time (ns since the Unix epoch)
 //!    88    11  segment size in bytes
+//!    96    12  segment kind (lo32: 1 bus; 2 queue, 3 records, 4 board reserved) | 0
 //!   128    16  type name, up to 256 bytes of UTF-8
 //!  1024   128  write cursor: next sequence to claim            [own cache line, hot]
 //!  1088   136  wake word (futex, lo32 only)                    [own cache line]
@@ -34,12 +35,13 @@
 //!        +16 payload, capacity bytes rounded up to whole words
 //! ```
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::error::{Error, Result};
+use crate::sync::{load_acquire, AtomicU64, Ordering};
 
 /// The first word of every shmbus segment: `b"SHMBUS\0\x01"` read as a little-endian `u64`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMBUS\0\x01");
 /// The layout version this library reads and writes.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 /// Bytes of header before slot 0.
 pub const HEADER_BYTES: usize = 4096;
 /// Bytes of slot header before the payload (version word and length word).
@@ -68,6 +70,7 @@ pub(crate) const W_CREATOR: usize = 8;
 pub(crate) const W_CREATOR_START: usize = 9;
 pub(crate) const W_CREATED_NS: usize = 10;
 pub(crate) const W_SEGMENT_SIZE: usize = 11;
+pub(crate) const W_KIND: usize = 12;
 pub(crate) const W_TYPE_NAME: usize = 16;
 pub(crate) const W_CURSOR: usize = 128;
 pub(crate) const W_WAKE: usize = 136;
@@ -103,6 +106,60 @@ impl ProducerMode {
             2 => Some(ProducerMode::Multi),
             _ => None,
         }
+    }
+}
+
+/// What a segment holds. Every kind shares the header's first line, the naming, the open
+/// pipeline, the permissions and the producer table; what follows the header is the kind's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SegmentKind {
+    /// A broadcast bus: a ring of seqlock slots.
+    Bus,
+    /// Reserved: a queue.
+    Queue,
+    /// Reserved: a record store.
+    Records,
+    /// Reserved: a board of named values.
+    Board,
+}
+
+impl SegmentKind {
+    /// The number stored in the header.
+    pub fn to_word(self) -> u32 {
+        match self {
+            SegmentKind::Bus => 1,
+            SegmentKind::Queue => 2,
+            SegmentKind::Records => 3,
+            SegmentKind::Board => 4,
+        }
+    }
+
+    /// The kind a header number stands for, if any.
+    pub fn from_word(w: u32) -> Option<Self> {
+        match w {
+            1 => Some(SegmentKind::Bus),
+            2 => Some(SegmentKind::Queue),
+            3 => Some(SegmentKind::Records),
+            4 => Some(SegmentKind::Board),
+            _ => None,
+        }
+    }
+
+    /// The kind's name, as messages print it ("a queue, not a bus").
+    pub fn name(self) -> &'static str {
+        match self {
+            SegmentKind::Bus => "bus",
+            SegmentKind::Queue => "queue",
+            SegmentKind::Records => "records segment",
+            SegmentKind::Board => "board",
+        }
+    }
+}
+
+impl std::fmt::Display for SegmentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -234,6 +291,7 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// Everything needed to initialise a header.
 pub(crate) struct HeaderInit<'a> {
+    pub kind: SegmentKind,
     pub geometry: Geometry,
     pub mode: ProducerMode,
     pub ty: &'a TypeInfo,
@@ -264,6 +322,7 @@ pub(crate) fn write_header(words: &[AtomicU64], h: &HeaderInit<'_>) {
     st(W_CREATOR_START, h.creator_start);
     st(W_CREATED_NS, h.created_ns);
     st(W_SEGMENT_SIZE, h.geometry.segment_bytes().unwrap_or(0));
+    st(W_KIND, h.kind.to_word() as u64);
     for (i, chunk) in name.as_bytes().chunks(8).enumerate() {
         let mut b = [0u8; 8];
         b[..chunk.len()].copy_from_slice(chunk);
@@ -312,6 +371,8 @@ pub struct HeaderSnapshot {
     pub created_ns: u64,
     /// Segment size recorded at creation.
     pub segment_size: u64,
+    /// Raw segment-kind word (1 bus).
+    pub kind_word: u32,
     /// The write cursor: next sequence to be claimed.
     pub cursor: u64,
 }
@@ -322,17 +383,40 @@ impl HeaderSnapshot {
         ProducerMode::from_word(self.mode_word)
     }
 
+    /// The segment kind, if the word is a known one.
+    pub fn kind(&self) -> Option<SegmentKind> {
+        SegmentKind::from_word(self.kind_word)
+    }
+
     /// Messages published (claimed) since creation.
     pub fn published(&self) -> u64 {
         self.cursor.wrapping_sub(self.first_seq)
     }
 }
 
-/// Reads every header field once. `words` must hold at least the header.
+/// Reads every header field once. `words` must hold at least the header; they may be a
+/// read-only mapping.
 pub(crate) fn read_header(words: &[AtomicU64]) -> HeaderSnapshot {
-    // ORDERING: pairs with the Release store of the magic in `write_header`.
-    let magic = words[W_MAGIC].load(Ordering::Acquire);
-    let ld = |w: usize| words[w].load(Ordering::Relaxed);
+    // ORDERING: pairs with the Release store of the magic in `write_header`: whoever sees the
+    // magic sees every field written before it. A fence-based Acquire: sound on read-only maps.
+    let magic = load_acquire(&words[W_MAGIC]);
+    header_from(magic, |w| words[w].load(Ordering::Relaxed))
+}
+
+/// Decodes a header from a private copy of its bytes (as `read(2)` returns them); words past the
+/// end of `bytes` read as zero.
+pub(crate) fn header_from_bytes(bytes: &[u8]) -> HeaderSnapshot {
+    let ld = |w: usize| {
+        let mut b = [0u8; 8];
+        let chunk = bytes.get(w * 8..).unwrap_or(&[]);
+        let n = chunk.len().min(8);
+        b[..n].copy_from_slice(&chunk[..n]);
+        u64::from_le_bytes(b)
+    };
+    header_from(ld(W_MAGIC), ld)
+}
+
+fn header_from(magic: u64, ld: impl Fn(usize) -> u64) -> HeaderSnapshot {
     let abi_mode = ld(W_ABI_MODE);
     let size_align = ld(W_TYPE_SIZE_ALIGN);
     let creator = ld(W_CREATOR);
@@ -360,105 +444,115 @@ pub(crate) fn read_header(words: &[AtomicU64]) -> HeaderSnapshot {
         creator_start: ld(W_CREATOR_START),
         created_ns: ld(W_CREATED_NS),
         segment_size: ld(W_SEGMENT_SIZE),
+        kind_word: ld(W_KIND) as u32,
         cursor: ld(W_CURSOR),
     }
 }
 
-/// Why a header is not acceptable; mapped to [`crate::Error`] by the caller, who knows the name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum HeaderFault {
-    NotInitialised,
-    BadMagic(u64),
-    Abi(u32),
-    Corrupt(String),
-    Truncated { expected: u64 },
+// The checks of a header's fields, one per step of the open pipeline (`segment::pipeline`), each
+// failing with the typed error that names the numbers found. All arithmetic is checked: the
+// header may come from a hostile or corrupt segment.
+
+/// Sequences stay below 2^62 so that slot versions (`2 * seq + 2`) never wrap; a new bus starts
+/// at most at `u64::MAX / 4`.
+const SEQ_LIMIT: u64 = 1 << 62;
+
+/// The ABI version step.
+pub(crate) fn check_abi(name: &str, h: &HeaderSnapshot) -> Result<u32> {
+    if h.abi_version != ABI_VERSION {
+        return Err(Error::AbiMismatch {
+            name: name.to_owned(),
+            found: h.abi_version,
+            expected: ABI_VERSION,
+        });
+    }
+    Ok(h.abi_version)
 }
 
-/// Checks a header against the file size it was read from, with checked arithmetic throughout.
-/// Returns the geometry and mode to use for the rest of the mapping's life.
-pub(crate) fn validate(
+/// The kind step: a known kind, and the one the caller opens.
+pub(crate) fn check_kind(
+    name: &str,
     h: &HeaderSnapshot,
-    file_size: u64,
-) -> Result<(Geometry, ProducerMode), HeaderFault> {
-    if h.magic == 0 {
-        return Err(HeaderFault::NotInitialised);
-    }
-    if h.magic != MAGIC {
-        return Err(HeaderFault::BadMagic(h.magic));
-    }
-    if h.abi_version != ABI_VERSION {
-        return Err(HeaderFault::Abi(h.abi_version));
-    }
-    let mode = ProducerMode::from_word(h.mode_word).ok_or_else(|| {
-        HeaderFault::Corrupt(format!(
-            "producer mode word {} is neither 1 nor 2",
-            h.mode_word
-        ))
+    expected: SegmentKind,
+) -> Result<SegmentKind> {
+    let found = h.kind().ok_or_else(|| Error::UnknownKind {
+        name: name.to_owned(),
+        word: h.kind_word,
     })?;
-    // Versions are `2 * seq + 2`: sequences must stay below 2^62 so that versions never wrap
-    // (a new bus starts at most at u64::MAX / 4), and the cursor is never behind the first one.
-    const SEQ_LIMIT: u64 = 1 << 62;
+    if found != expected {
+        return Err(Error::WrongKind {
+            name: name.to_owned(),
+            found: found.name(),
+            expected: expected.name(),
+        });
+    }
+    Ok(found)
+}
+
+/// The geometry step: producer mode, sequence numbers, slot count, stride, capacity and the
+/// recorded size, in that order. Returns the geometry and mode to use for the mapping's life.
+pub(crate) fn check_geometry(name: &str, h: &HeaderSnapshot) -> Result<(Geometry, ProducerMode)> {
+    let name = || name.to_owned();
+    let mode = ProducerMode::from_word(h.mode_word).ok_or_else(|| Error::BadProducerMode {
+        name: name(),
+        word: h.mode_word,
+    })?;
     if h.first_seq > SEQ_LIMIT || h.cursor < h.first_seq || h.cursor > SEQ_LIMIT {
-        return Err(HeaderFault::Corrupt(format!(
-            "write cursor {} and first sequence {} are not in order below 2^62",
-            h.cursor, h.first_seq
-        )));
+        return Err(Error::SequenceOutOfOrder {
+            name: name(),
+            first_seq: h.first_seq,
+            cursor: h.cursor,
+        });
     }
     if h.slot_count == 0 || !h.slot_count.is_power_of_two() || h.slot_count > MAX_SLOTS {
-        return Err(HeaderFault::Corrupt(format!(
-            "slot count {} is not a power of two up to {MAX_SLOTS}",
-            h.slot_count
-        )));
+        return Err(Error::BadSlotCount {
+            name: name(),
+            slots: h.slot_count,
+        });
     }
     if h.slot_stride == 0 || h.slot_stride % 64 != 0 {
-        return Err(HeaderFault::Corrupt(format!(
-            "slot stride {} is not a multiple of 64",
-            h.slot_stride
-        )));
+        return Err(Error::BadStride {
+            name: name(),
+            stride: h.slot_stride,
+        });
     }
     let capacity = usize::try_from(h.capacity)
         .ok()
         .filter(|&c| c > 0 && c < TOMBSTONE as usize)
-        .ok_or_else(|| {
-            HeaderFault::Corrupt(format!("payload capacity {} is out of range", h.capacity))
+        .ok_or(Error::CapacityOutOfRange {
+            name: name(),
+            capacity: h.capacity,
         })?;
-    match (SLOT_HEADER_BYTES as u64).checked_add(h.capacity) {
-        Some(need) if need <= h.slot_stride => {}
-        _ => {
-            return Err(HeaderFault::Corrupt(format!(
-                "payload capacity {} does not fit a {}-byte slot",
-                h.capacity, h.slot_stride
-            )))
-        }
+    let fits_stride = matches!(
+        (SLOT_HEADER_BYTES as u64).checked_add(h.capacity),
+        Some(need) if need <= h.slot_stride
+    );
+    if !fits_stride {
+        return Err(Error::CapacityExceedsStride {
+            name: name(),
+            capacity: h.capacity,
+            stride: h.slot_stride,
+        });
     }
+    let too_large = || Error::GeometryTooLarge {
+        name: name(),
+        slots: h.slot_count,
+        stride: h.slot_stride,
+    };
     let expected = h
         .slot_count
         .checked_mul(h.slot_stride)
         .and_then(|b| b.checked_add(HEADER_BYTES as u64))
         .filter(|&s| s <= MAX_SEGMENT_BYTES)
-        .ok_or_else(|| {
-            HeaderFault::Corrupt(format!(
-                "{} slots of {} bytes overflow",
-                h.slot_count, h.slot_stride
-            ))
-        })?;
+        .ok_or_else(too_large)?;
     if h.segment_size != expected {
-        return Err(HeaderFault::Corrupt(format!(
-            "recorded size {} does not match {} slots of {} bytes ({expected})",
-            h.segment_size, h.slot_count, h.slot_stride
-        )));
+        return Err(Error::RecordedSizeMismatch {
+            name: name(),
+            recorded: h.segment_size,
+            expected,
+        });
     }
-    if file_size < expected {
-        return Err(HeaderFault::Truncated { expected });
-    }
-    if file_size > expected {
-        return Err(HeaderFault::Corrupt(format!(
-            "segment is {file_size} bytes, header implies {expected}"
-        )));
-    }
-    let stride_words = usize::try_from(h.slot_stride / 8).map_err(|_| {
-        HeaderFault::Corrupt(format!("slot stride {} is out of range", h.slot_stride))
-    })?;
+    let stride_words = usize::try_from(h.slot_stride / 8).map_err(|_| too_large())?;
     Ok((
         Geometry {
             slot_count: h.slot_count,
@@ -469,24 +563,71 @@ pub(crate) fn validate(
     ))
 }
 
-/// Runs the header checks of opening (`read_header` + `validate`) over raw header bytes, as if
-/// read from a segment of `file_size` bytes; missing bytes read as zero. Returns the slot count,
-/// stride and capacity of an accepted header, or the fault. For fuzzing only: not part of the API.
+/// The size step: the file is exactly as large as the geometry implies.
+pub(crate) fn check_file_size(name: &str, g: &Geometry, file_size: u64) -> Result<u64> {
+    let expected = g.segment_bytes().unwrap_or(u64::MAX);
+    if file_size < expected {
+        return Err(Error::Truncated {
+            name: name.to_owned(),
+            size: file_size,
+            expected,
+        });
+    }
+    if file_size > expected {
+        return Err(Error::SizeMismatch {
+            name: name.to_owned(),
+            size: file_size,
+            expected,
+        });
+    }
+    Ok(file_size)
+}
+
+/// The type step: a typed bus's slots hold its type, and a typed opener finds its own type
+/// (`wanted`; `None` or raw bytes accept any).
+pub(crate) fn check_type(
+    name: &str,
+    h: &HeaderSnapshot,
+    g: &Geometry,
+    wanted: Option<&TypeInfo>,
+) -> Result<()> {
+    let fits = |ty: &TypeInfo| {
+        if !ty.is_raw() && ty.size as usize > g.capacity {
+            return Err(Error::CapacityBelowType {
+                name: name.to_owned(),
+                capacity: g.capacity,
+                ty: ty.to_string(),
+                size: ty.size,
+            });
+        }
+        Ok(())
+    };
+    fits(&h.ty)?;
+    let Some(wanted) = wanted.filter(|w| !w.is_raw()) else {
+        return Ok(());
+    };
+    if h.ty != *wanted || h.type_hash != wanted.name_hash() {
+        return Err(Error::TypeMismatch {
+            name: name.to_owned(),
+            expected: wanted.to_string(),
+            found: h.ty.to_string(),
+        });
+    }
+    fits(wanted)
+}
+
+/// Runs the header steps of opening over raw header bytes, as if read from a segment of
+/// `file_size` bytes (only the first `file_size` bytes count). Returns the slot count, stride and
+/// capacity of an accepted header, or the typed error. For fuzzing only: not part of the API.
 #[doc(hidden)]
-#[cfg(not(loom))]
-pub fn validate_header_bytes(bytes: &[u8], file_size: u64) -> Result<(u64, u64, usize), String> {
-    let words: Vec<AtomicU64> = (0..HEADER_BYTES / 8)
-        .map(|i| {
-            let mut w = [0u8; 8];
-            let chunk = bytes.get(i * 8..).unwrap_or(&[]);
-            let n = chunk.len().min(8);
-            w[..n].copy_from_slice(&chunk[..n]);
-            AtomicU64::new(u64::from_le_bytes(w))
-        })
-        .collect();
-    validate(&read_header(&words), file_size)
-        .map(|(g, _)| (g.slot_count, g.stride_bytes(), g.capacity))
-        .map_err(|f| format!("{f:?}"))
+pub fn validate_header_bytes(bytes: &[u8], file_size: u64) -> Result<(u64, u64, usize)> {
+    crate::segment::validate_bytes("fuzz", bytes, file_size).map(|s| {
+        (
+            s.geometry.slot_count,
+            s.geometry.stride_bytes(),
+            s.geometry.capacity,
+        )
+    })
 }
 
 #[cfg(all(test, not(loom)))]
@@ -507,6 +648,8 @@ mod tests {
         assert_eq!(W_CREATOR_START * 8, 72);
         assert_eq!(W_CREATED_NS * 8, 80);
         assert_eq!(W_SEGMENT_SIZE * 8, 88);
+        assert_eq!(W_KIND * 8, 96);
+        const { assert!(W_KIND < W_TYPE_NAME) };
         assert_eq!(W_TYPE_NAME * 8, 128);
         const { assert!(W_TYPE_NAME * 8 + TYPE_NAME_MAX <= W_CURSOR * 8) };
         assert_eq!(W_CURSOR * 8, 1024);
@@ -544,8 +687,7 @@ mod tests {
         assert!(Geometry::new(1, 8).is_ok());
     }
 
-    #[test]
-    fn header_round_trips_and_validates() {
+    fn sample_header() -> (Vec<AtomicU64>, Geometry, TypeInfo) {
         let g = Geometry::new(16, 100).unwrap();
         let words: Vec<AtomicU64> = (0..g.segment_bytes().unwrap() / 8)
             .map(|_| AtomicU64::new(0))
@@ -558,6 +700,7 @@ mod tests {
         write_header(
             &words,
             &HeaderInit {
+                kind: SegmentKind::Bus,
                 geometry: g,
                 mode: ProducerMode::Multi,
                 ty: &ty,
@@ -567,31 +710,133 @@ mod tests {
                 created_ns: 5,
             },
         );
+        (words, g, ty)
+    }
+
+    #[test]
+    fn header_round_trips_and_passes_every_check() {
+        let (words, g, ty) = sample_header();
         let h = read_header(&words);
         assert_eq!(h.ty, ty);
         assert_eq!(h.cursor, 7);
         assert_eq!(h.published(), 0);
+        assert_eq!(h.kind(), Some(SegmentKind::Bus));
+        let bytes: Vec<u8> = words
+            .iter()
+            .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
+            .collect();
+        assert_eq!(header_from_bytes(&bytes[..HEADER_BYTES]), h);
         let size = g.segment_bytes().unwrap();
-        assert_eq!(validate(&h, size), Ok((g, ProducerMode::Multi)));
+        assert_eq!(check_abi("t", &h).unwrap(), ABI_VERSION);
         assert_eq!(
-            validate(&h, size - 1),
-            Err(HeaderFault::Truncated { expected: size })
+            check_kind("t", &h, SegmentKind::Bus).unwrap(),
+            SegmentKind::Bus
         );
+        assert_eq!(check_geometry("t", &h).unwrap(), (g, ProducerMode::Multi));
+        assert_eq!(check_file_size("t", &g, size).unwrap(), size);
+        check_type("t", &h, &g, Some(&ty)).unwrap();
+        check_type("t", &h, &g, None).unwrap();
+    }
+
+    #[test]
+    fn each_header_fault_is_its_own_error_with_the_numbers() {
+        let (words, g, _) = sample_header();
+        let h = read_header(&words);
+        let size = g.segment_bytes().unwrap();
         assert!(matches!(
-            validate(&h, size + 64),
-            Err(HeaderFault::Corrupt(_))
+            check_file_size("t", &g, size - 1),
+            Err(Error::Truncated { size: s, expected, .. }) if s == size - 1 && expected == size
         ));
-        let mut bad = h.clone();
-        bad.abi_version = 2;
-        assert_eq!(validate(&bad, size), Err(HeaderFault::Abi(2)));
-        let mut bad = h.clone();
-        bad.magic = 0x7f45_4c46;
-        assert_eq!(
-            validate(&bad, size),
-            Err(HeaderFault::BadMagic(0x7f45_4c46))
-        );
-        let mut bad = h;
-        bad.magic = 0;
-        assert_eq!(validate(&bad, size), Err(HeaderFault::NotInitialised));
+        assert!(matches!(
+            check_file_size("t", &g, size + 64),
+            Err(Error::SizeMismatch { size: s, expected, .. }) if s == size + 64 && expected == size
+        ));
+        let with = |f: &dyn Fn(&mut HeaderSnapshot)| {
+            let mut b = h.clone();
+            f(&mut b);
+            b
+        };
+        let bad = with(&|b| b.abi_version = 1);
+        assert!(matches!(
+            check_abi("t", &bad),
+            Err(Error::AbiMismatch {
+                found: 1,
+                expected: ABI_VERSION,
+                ..
+            })
+        ));
+        let bad = with(&|b| b.kind_word = 2);
+        assert!(matches!(
+            check_kind("t", &bad, SegmentKind::Bus),
+            Err(Error::WrongKind {
+                found: "queue",
+                expected: "bus",
+                ..
+            })
+        ));
+        let bad = with(&|b| b.kind_word = 0);
+        assert!(matches!(
+            check_kind("t", &bad, SegmentKind::Bus),
+            Err(Error::UnknownKind { word: 0, .. })
+        ));
+        let geometry = |f: &dyn Fn(&mut HeaderSnapshot)| check_geometry("t", &with(f)).unwrap_err();
+        assert!(matches!(
+            geometry(&|b| b.mode_word = 3),
+            Error::BadProducerMode { word: 3, .. }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.cursor = 6),
+            Error::SequenceOutOfOrder {
+                first_seq: 7,
+                cursor: 6,
+                ..
+            }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.slot_count = 12),
+            Error::BadSlotCount { slots: 12, .. }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.slot_stride = 100),
+            Error::BadStride { stride: 100, .. }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.capacity = 0),
+            Error::CapacityOutOfRange { capacity: 0, .. }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.capacity = 113),
+            Error::CapacityExceedsStride {
+                capacity: 113,
+                stride: 128,
+                ..
+            }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.slot_count = MAX_SLOTS),
+            Error::GeometryTooLarge { .. } | Error::RecordedSizeMismatch { .. }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.segment_size += 64),
+            Error::RecordedSizeMismatch { .. }
+        ));
+        let small = Geometry { capacity: 16, ..g };
+        assert!(matches!(
+            check_type("t", &h, &small, None),
+            Err(Error::CapacityBelowType {
+                capacity: 16,
+                size: 24,
+                ..
+            })
+        ));
+        let other = TypeInfo {
+            name: "other".into(),
+            size: 24,
+            align: 8,
+        };
+        assert!(matches!(
+            check_type("t", &h, &g, Some(&other)),
+            Err(Error::TypeMismatch { .. })
+        ));
     }
 }

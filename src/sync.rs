@@ -17,3 +17,12 @@ pub(crate) fn spin_hint() {
     #[cfg(not(loom))]
     core::hint::spin_loop();
 }
+
+/// An Acquire load that is sound on read-only mappings: std guarantees only `Relaxed` atomic
+/// loads there, so the Acquire is a fence after a Relaxed load (same codegen on x86-64).
+#[inline]
+pub(crate) fn load_acquire(word: &AtomicU64) -> u64 {
+    let v = word.load(Ordering::Relaxed);
+    fence(Ordering::Acquire);
+    v
+}

@@ -523,3 +523,46 @@ fn slot_census_counts_written_slots() {
     let c = bus.slot_census();
     assert_eq!((c.empty, c.written, c.being_written), (5, 3, 0));
 }
+
+#[test]
+fn a_created_bus_carries_abi_2_the_bus_kind_and_passes_every_open_check() {
+    use shmbus::inspect::CheckStatus;
+    use shmbus::layout::{SegmentKind, ABI_VERSION};
+    let t = TestBus::new("kind");
+    let bus = BusBuilder::new(t.name())
+        .slots(8)
+        .message_type::<[u32; 3]>()
+        .create()
+        .unwrap();
+    let h = Bus::open_read_only(t.name()).unwrap().header();
+    assert_eq!((h.abi_version, ABI_VERSION), (2, 2));
+    assert_eq!(h.kind(), Some(SegmentKind::Bus));
+    let checks = shmbus::inspect::checks(t.name());
+    let names: Vec<&str> = checks.iter().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        [
+            "name valid",
+            "exists",
+            "regular file",
+            "readable",
+            "owner",
+            "mode",
+            "magic",
+            "size >= header",
+            "header read",
+            "ABI version",
+            "kind",
+            "geometry",
+            "size matches",
+            "type",
+        ]
+    );
+    assert!(
+        checks.iter().all(|c| c.status == CheckStatus::Pass),
+        "{checks:?}"
+    );
+    let ty = checks.last().unwrap();
+    assert!(ty.detail.contains("size 12"), "{ty:?}");
+    drop(bus);
+}

@@ -1,6 +1,7 @@
 //! Bad input and hostile peers: corrupt and truncated segments (fuzzed), forged versions,
-//! lengths and cursors written by another process, hostile names, planted symlinks, foreign
-//! owners, loose permissions, and writes through a consumer's read-only mapping.
+//! lengths and cursors written by another process, hostile names, planted symlinks and FIFOs,
+//! foreign files, old-ABI and other-kind segments, foreign owners, loose permissions, and writes
+//! through a consumer's read-only mapping.
 //!
 //! The promise under test (RELIABILITY.md): a typed error or a valid bus, valid messages or
 //! counted losses — never a panic, an out-of-bounds access, a SIGBUS or an endless wait.
@@ -14,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
+use shmbus::layout::SegmentKind;
 use shmbus::{Bus, BusBuilder, Error, Recv, Start};
 use support::{env, make_payload, role, say, ChildProc, Rng, TestBus};
 
@@ -69,13 +71,21 @@ fn write_through_read_only_mapping() {
 
 /// A valid header page, as `BusBuilder::create` writes it, and the size of its segment.
 fn template(slots: u64, capacity: usize) -> (Vec<u8>, u64) {
+    header_of(|name| {
+        BusBuilder::new(name)
+            .slots(slots)
+            .capacity(capacity)
+            .type_name("hostile::Template")
+            .create()
+    })
+}
+
+/// The header page and segment size of a bus that `create` makes under the name it is given.
+fn header_of<T: shmbus::Payload>(
+    create: impl FnOnce(&str) -> shmbus::Result<Bus<T>>,
+) -> (Vec<u8>, u64) {
     let name = TestBus::new("template");
-    let bus = BusBuilder::new(name.name())
-        .slots(slots)
-        .capacity(capacity)
-        .type_name("hostile::Template")
-        .create()
-        .expect("create");
+    let bus = create(name.name()).expect("create");
     let bytes = std::fs::read(name.path()).expect("read segment");
     drop(bus);
     let size = bytes.len() as u64;
@@ -83,7 +93,7 @@ fn template(slots: u64, capacity: usize) -> (Vec<u8>, u64) {
 }
 
 /// Header words worth mutating: every field that is checked, and some that are not.
-const FIELD_WORDS: [usize; 14] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 16, 128];
+const FIELD_WORDS: [usize; 15] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 16, 128];
 
 fn interesting_u64() -> impl Strategy<Value = u64> {
     prop_oneof![
@@ -169,8 +179,8 @@ fn check_accepted(
 fn template_header_is_accepted() {
     let (header, size) = template(64, 100);
     assert_eq!(
-        shmbus::layout::validate_header_bytes(&header, size),
-        Ok((64, 128, 100))
+        shmbus::layout::validate_header_bytes(&header, size).expect("accepted"),
+        (64, 128, 100)
     );
 }
 
@@ -192,7 +202,7 @@ proptest! {
         let (tpl, valid_size) = TEMPLATE.get_or_init(|| template(64, 100));
         let mut header = tpl.clone();
         if let Some(r) = &random {
-            // Fully random leading bytes (every checked field lives in the first 96), the rest
+            // Fully random leading bytes (every checked field lives in the first 104), the rest
             // zero, as if the segment held another program's data.
             header.iter_mut().for_each(|b| *b = 0);
             header[..r.len()].copy_from_slice(r);
@@ -320,7 +330,11 @@ fn truncated_and_oversized_segments_are_refused_before_mapping() {
         );
     }
     plant_segment(&name, &tpl, size + 64);
-    assert!(matches!(Bus::open(name.name()), Err(Error::Corrupt { .. })));
+    let res = Bus::open(name.name());
+    assert!(
+        matches!(res, Err(Error::SizeMismatch { size: s, expected, .. }) if s == size + 64 && expected == size),
+        "{res:?}"
+    );
 }
 
 /// The words of a mapped segment, writable: the view of a hostile process with write access.
@@ -720,4 +734,291 @@ fn foreign_owner_and_shared_write_segments_are_refused_unless_accepted() {
         bus.subscribe(Start::Oldest).try_recv(),
         Recv::Empty
     ));
+}
+
+/// Runs `f` on another thread and returns its result, failing (rather than hanging) the test if
+/// it takes longer than `limit`.
+fn within<R: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|e| panic!("{what} did not return within {limit:?} ({e})"))
+}
+
+#[test]
+fn a_planted_fifo_is_refused_promptly_by_every_open_path() {
+    let name = TestBus::new("fifo");
+    nix::unistd::mkfifo(
+        &name.path(),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .expect("mkfifo");
+    let limit = Duration::from_secs(5);
+    let n = name.name().to_owned();
+    type Open = fn(&str) -> Result<(), Error>;
+    let paths: [(&str, Open); 6] = [
+        ("Bus::open", |n| Bus::open(n).map(drop)),
+        ("Bus::open_read_only", |n| Bus::open_read_only(n).map(drop)),
+        ("open_or_create", |n| {
+            BusBuilder::new(n).open_or_create().map(drop)
+        }),
+        ("typed open", |n| {
+            BusBuilder::new(n)
+                .message_type::<u64>()
+                .read_only()
+                .open()
+                .map(drop)
+        }),
+        ("open_for_inspection", |n| {
+            shmbus::inspect::open_for_inspection(n).map(drop)
+        }),
+        ("create", |n| BusBuilder::new(n).create().map(drop)),
+    ];
+    for (what, open) in paths {
+        let n = n.clone();
+        let res = within(limit, what, move || open(&n));
+        match what {
+            "create" => assert!(
+                matches!(res, Err(Error::AlreadyExists { .. })),
+                "{what}: {res:?}"
+            ),
+            _ => assert!(
+                matches!(
+                    res,
+                    Err(Error::NotRegularFile {
+                        found: "a FIFO",
+                        ..
+                    })
+                ),
+                "{what}: {res:?}"
+            ),
+        }
+    }
+    let msg = within(limit, "Display", {
+        let n = n.clone();
+        move || Bus::open(&n).unwrap_err().to_string()
+    });
+    assert!(msg.contains("is a FIFO, not a regular file"), "{msg}");
+    let checks = within(limit, "inspect::checks", {
+        let n = n.clone();
+        move || shmbus::inspect::checks(&n)
+    });
+    let regular = checks
+        .iter()
+        .find(|c| c.name == "regular file")
+        .expect("a regular-file check");
+    assert_eq!(
+        regular.status,
+        shmbus::inspect::CheckStatus::Fail,
+        "{checks:?}"
+    );
+    assert!(checks
+        .iter()
+        .skip_while(|c| c.name != "regular file")
+        .skip(1)
+        .all(|c| c.status == shmbus::inspect::CheckStatus::Skipped));
+    let entries = within(limit, "inspect::list", || shmbus::inspect::list(false)).expect("list");
+    let entry = entries
+        .iter()
+        .find(|e| e.name.as_deref() == Some(n.as_str()))
+        .expect("the FIFO is listed");
+    assert!(
+        matches!(entry.bus, Some(Err(Error::NotRegularFile { .. }))),
+        "{:?}",
+        entry.bus
+    );
+}
+
+#[test]
+fn a_short_text_file_is_not_a_shmbus_segment() {
+    let name = TestBus::new("text");
+    for text in [
+        &b"hello\n"[..],
+        b"SHMBUT",
+        b"x",
+        b"a text file, nothing more\n",
+    ] {
+        plant_segment(&name, text, text.len() as u64);
+        for res in [
+            Bus::open(name.name()).map(drop),
+            Bus::open_read_only(name.name()).map(drop),
+            shmbus::inspect::open_for_inspection(name.name()).map(drop),
+        ] {
+            let Err(e) = res else {
+                panic!("{text:?} opened")
+            };
+            assert!(matches!(e, Error::BadMagic { .. }), "{text:?}: {e:?}");
+            assert!(e.to_string().contains("not a shmbus segment"), "{e}");
+        }
+        let checks = shmbus::inspect::checks(name.name());
+        let magic = checks
+            .iter()
+            .find(|c| c.name == "magic")
+            .expect("magic check");
+        assert_eq!(
+            magic.status,
+            shmbus::inspect::CheckStatus::Fail,
+            "{checks:?}"
+        );
+    }
+    // The start of a real header, cut short, is a truncated segment, not a foreign one.
+    let (tpl, _) = template(8, 8);
+    for len in [3u64, 8, 100] {
+        plant_segment(&name, &tpl, len);
+        let res = Bus::open(name.name());
+        assert!(
+            matches!(res, Err(Error::Truncated { size, expected: 4096, .. }) if size == len),
+            "{len}: {res:?}"
+        );
+    }
+}
+
+/// Plants a segment of the template's size whose header is `tpl` with `(word, value)` stores.
+fn plant_forged(name: &TestBus, tpl: &(Vec<u8>, u64), stores: &[(usize, u64)]) {
+    let mut header = tpl.0.clone();
+    for &(w, v) in stores {
+        header[w * 8..w * 8 + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    plant_segment(name, &header, tpl.1);
+}
+
+#[test]
+fn a_version_1_segment_is_an_abi_mismatch() {
+    let tpl = template(8, 8);
+    let name = TestBus::new("abi1");
+    let abi_mode = u64::from_le_bytes(tpl.0[8..16].try_into().unwrap());
+    plant_forged(&name, &tpl, &[(1, (abi_mode & !0xffff_ffff) | 1)]);
+    let res = Bus::open_read_only(name.name());
+    assert!(
+        matches!(
+            res,
+            Err(Error::AbiMismatch {
+                found: 1,
+                expected: 2,
+                ..
+            })
+        ),
+        "{res:?}"
+    );
+    let checks = shmbus::inspect::checks(name.name());
+    let abi = checks
+        .iter()
+        .find(|c| c.name == "ABI version")
+        .expect("ABI check");
+    assert_eq!(abi.status, shmbus::inspect::CheckStatus::Fail, "{checks:?}");
+}
+
+#[test]
+fn a_typed_open_refuses_slots_smaller_than_the_type() {
+    let tpl = header_of(|n| {
+        BusBuilder::new(n)
+            .message_type::<[u64; 4]>()
+            .type_name("hostile::Quad")
+            .create()
+    });
+    let name = TestBus::new("small-slots");
+    // Capacity word forged from 32 down to 16: still inside the 64-byte stride, so only the type
+    // check can catch it.
+    plant_forged(&name, &tpl, &[(4, 16)]);
+    let typed = BusBuilder::new(name.name())
+        .message_type::<[u64; 4]>()
+        .type_name("hostile::Quad")
+        .open();
+    assert!(
+        matches!(
+            typed,
+            Err(Error::CapacityBelowType {
+                capacity: 16,
+                size: 32,
+                ..
+            })
+        ),
+        "{typed:?}"
+    );
+    let raw = Bus::open_read_only(name.name());
+    assert!(
+        matches!(raw, Err(Error::CapacityBelowType { .. })),
+        "a bus whose slots cannot hold its own type is refused however it is opened: {raw:?}"
+    );
+    // Unforged, the same bus opens.
+    plant_forged(&name, &tpl, &[]);
+    BusBuilder::new(name.name())
+        .message_type::<[u64; 4]>()
+        .type_name("hostile::Quad")
+        .open()
+        .expect("the original header opens");
+}
+
+#[test]
+fn another_kind_of_segment_is_wrong_kind_not_corrupt() {
+    let tpl = template(8, 8);
+    let name = TestBus::new("kind");
+    plant_forged(&name, &tpl, &[(12, SegmentKind::Queue.to_word() as u64)]);
+    let err = Bus::open(name.name()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::WrongKind {
+                found: "queue",
+                expected: "bus",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.is_corrupt());
+    assert!(
+        err.to_string()
+            .contains(&format!("{:?} is a queue, not a bus", name.name())),
+        "{err}"
+    );
+    plant_forged(&name, &tpl, &[(12, 99)]);
+    let err = Bus::open(name.name()).unwrap_err();
+    assert!(
+        matches!(err, Error::UnknownKind { word: 99, .. }),
+        "{err:?}"
+    );
+    assert!(err.is_corrupt());
+}
+
+#[test]
+fn the_inspector_fails_the_same_step_with_the_same_error_as_open() {
+    use shmbus::inspect::CheckStatus;
+    let tpl = template(8, 8);
+    let name = TestBus::new("same-step");
+    let abi_mode = u64::from_le_bytes(tpl.0[8..16].try_into().unwrap());
+    let cases: [(&str, &dyn Fn()); 7] = [
+        ("magic", &|| plant_segment(&name, b"text\n", 5)),
+        ("size >= header", &|| plant_segment(&name, &tpl.0, 100)),
+        ("ABI version", &|| {
+            plant_forged(&name, &tpl, &[(1, abi_mode + 1)])
+        }),
+        ("kind", &|| plant_forged(&name, &tpl, &[(12, 3)])),
+        ("geometry", &|| plant_forged(&name, &tpl, &[(3, 96)])),
+        ("size matches", &|| {
+            plant_segment(&name, &tpl.0, tpl.1 + 4096)
+        }),
+        // A 64-byte message type recorded for 8-byte slots.
+        ("type", &|| plant_forged(&name, &tpl, &[(6, 64 | 8 << 32)])),
+    ];
+    for (step, plant) in cases {
+        plant();
+        let err = shmbus::inspect::open_for_inspection(name.name()).unwrap_err();
+        let checks = shmbus::inspect::checks(name.name());
+        let failed: Vec<_> = checks
+            .iter()
+            .filter(|c| c.status == CheckStatus::Fail)
+            .collect();
+        assert_eq!(failed.len(), 1, "{step}: {checks:?}");
+        assert_eq!(
+            (failed[0].name, failed[0].detail.as_str()),
+            (step, err.to_string().as_str())
+        );
+    }
 }

@@ -1,0 +1,420 @@
+//! The segment layer every kind shares: naming, creation, opening (a validation pipeline, in
+//! `pipeline`), mapping, the producer table and liveness (`producers`), and the system calls
+//! (`sys`, where all the layer's FFI lives).
+//!
+//! The ring code never sees any of this: it gets a `&[AtomicU64]` from [`Segment::words`].
+
+mod pipeline;
+mod producers;
+mod sys;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use memmap2::{MmapOptions, MmapRaw};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use crate::error::{Error, Result};
+use crate::layout::{
+    self, Geometry, HeaderInit, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, W_WAITERS,
+    W_WAKE,
+};
+use crate::sync::{AtomicU64, Ordering};
+
+pub(crate) use pipeline::{report, validate_bytes, Expect, Probe, Shape, Verdict, Via};
+#[allow(unused_imports)]
+// `unlock` and the membarrier calls serve the ring's wake-up handshake.
+pub(crate) use sys::{
+    coarse_now_ns, futex_wait, futex_wake, lock_held, membarrier_global_expedited,
+    membarrier_register, process_alive, process_start_ticks, try_lock, unlock, LockKind,
+};
+
+/// Prefix of every shmbus object name in `/dev/shm`.
+pub(crate) const SHM_PREFIX: &str = "shmbus.";
+/// Where POSIX shared-memory objects live.
+pub(crate) const SHM_DIR: &str = "/dev/shm";
+/// Longest bus name.
+pub(crate) const NAME_MAX: usize = 200;
+
+/// Checks a bus name: 1..=200 characters of `[A-Za-z0-9._-]`, not starting with `.`.
+pub(crate) fn validate_name(name: &str) -> Result<()> {
+    let bad = |reason: String| {
+        Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("the name is empty".into());
+    }
+    if name.len() > NAME_MAX {
+        return bad(format!(
+            "{} bytes long, the limit is {NAME_MAX}",
+            name.len()
+        ));
+    }
+    if name.starts_with('.') {
+        return bad("it starts with '.'".into());
+    }
+    if let Some((i, c)) = name
+        .char_indices()
+        .find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return bad(format!(
+            "character {c:?} at byte {i} is not allowed (use letters, digits, '.', '_' and '-')"
+        ));
+    }
+    Ok(())
+}
+
+/// The `/dev/shm` path of a bus.
+pub(crate) fn segment_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(SHM_DIR).join(format!("{SHM_PREFIX}{name}"))
+}
+
+pub(crate) fn shm_name(name: &str) -> String {
+    format!("/{SHM_PREFIX}{name}")
+}
+
+/// Read-only or read-write access to a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+/// What an opener accepts beyond the safe defaults (RELIABILITY "Opening").
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Trust {
+    pub other_owner: bool,
+    pub shared_write: bool,
+}
+
+/// The memory behind a segment.
+enum Memory {
+    /// A mapped `/dev/shm` object.
+    Mapped { _map: MmapRaw, fd: OwnedFd },
+    /// A heap buffer: in-process buses, and the protocol under miri.
+    /// A `Vec`, not a `Box`: moving a `Box` asserts unique access to its contents, which would
+    /// invalidate `Segment::base` (miri, Stacked Borrows); `Vec::as_ptr` stays valid across moves.
+    Heap(#[allow(dead_code)] Vec<AtomicU64>),
+}
+
+/// A mapped (or heap) segment with its validated geometry.
+pub(crate) struct Segment {
+    name: String,
+    memory: Memory,
+    base: *const AtomicU64,
+    len_words: usize,
+    access: Access,
+    pub(crate) geometry: Geometry,
+    pub(crate) mode: ProducerMode,
+    pub(crate) ty: TypeInfo,
+    pub(crate) first_seq: u64,
+    pub(crate) kind: SegmentKind,
+}
+
+// SAFETY: `base` points into `memory`, which the segment owns and never moves (a mapping, or a
+// boxed slice); everything reached through it is atomics, which are Sync (DESIGN §5).
+unsafe impl Send for Segment {}
+// SAFETY: as for Send: shared access goes through atomics only.
+unsafe impl Sync for Segment {}
+
+impl Segment {
+    /// The segment as words. Every access to shared memory goes through this slice of atomics.
+    #[inline]
+    pub(crate) fn words(&self) -> &[AtomicU64] {
+        // SAFETY: `base` is 8-aligned (page-aligned mapping or a boxed `[AtomicU64]`) and valid
+        // for `len_words` words for as long as `self` lives (DESIGN §1: we map exactly the
+        // validated size and keep the mapping until drop). `AtomicU64` has the size and alignment
+        // of `u64`, and all concurrent access by any process is atomic (DESIGN §5).
+        unsafe { std::slice::from_raw_parts(self.base, self.len_words) }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn is_writable(&self) -> bool {
+        self.access == Access::ReadWrite
+    }
+
+    pub(crate) fn is_shared(&self) -> bool {
+        matches!(self.memory, Memory::Mapped { .. })
+    }
+
+    pub(crate) fn header(&self) -> HeaderSnapshot {
+        layout::read_header(self.words())
+    }
+
+    /// An in-process bus on the heap (no `/dev/shm`, no locks).
+    pub(crate) fn heap(
+        geometry: Geometry,
+        mode: ProducerMode,
+        ty: TypeInfo,
+        first_seq: u64,
+    ) -> Segment {
+        let words = geometry
+            .segment_bytes()
+            .expect("Geometry::new checked the size") as usize
+            / 8;
+        let mem: Vec<AtomicU64> = (0..words).map(|_| AtomicU64::new(0)).collect();
+        layout::write_header(&mem, &init(geometry, mode, &ty, first_seq));
+        let base = mem.as_ptr();
+        Segment {
+            name: "(in-process)".into(),
+            memory: Memory::Heap(mem),
+            base,
+            len_words: words,
+            access: Access::ReadWrite,
+            geometry,
+            mode,
+            ty,
+            first_seq,
+            kind: SegmentKind::Bus,
+        }
+    }
+
+    /// Creates a new segment (RELIABILITY "Creating").
+    pub(crate) fn create(
+        name: &str,
+        geometry: Geometry,
+        mode: ProducerMode,
+        ty: TypeInfo,
+        first_seq: u64,
+        perm: u32,
+    ) -> Result<Segment> {
+        validate_name(name)?;
+        let size = geometry
+            .segment_bytes()
+            .expect("Geometry::new checked the size");
+        // Created with owner-write only, so that nobody can open it read-only before it is ready;
+        // the final mode is set by fchmod at the end, on the fd, regardless of the umask.
+        let fd = nix::sys::mman::shm_open(
+            shm_name(name).as_str(),
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_NOFOLLOW,
+            Mode::from_bits_truncate(pipeline::CREATING_MODE),
+        )
+        .map_err(|e| match e {
+            Errno::EEXIST => Error::AlreadyExists {
+                name: name.to_owned(),
+            },
+            Errno::EACCES | Errno::EPERM => Error::PermissionDenied {
+                name: name.to_owned(),
+                action: "create",
+            },
+            e => Error::io(name, "shm_open", e),
+        })?;
+        let cleanup = |e: Error| {
+            let _ = nix::sys::mman::shm_unlink(shm_name(name).as_str());
+            e
+        };
+        nix::unistd::ftruncate(&fd, size as i64)
+            .map_err(|e| cleanup(Error::io(name, "ftruncate", e)))?;
+        // Reserve the pages now: a full /dev/shm becomes an error here, not a SIGBUS later.
+        match nix::fcntl::posix_fallocate(fd.as_raw_fd(), 0, size as i64) {
+            Ok(()) => {}
+            Err(Errno::ENOSPC) => {
+                return Err(cleanup(Error::NoSpace {
+                    name: name.to_owned(),
+                    size,
+                }))
+            }
+            // Some file systems cannot preallocate; ftruncate already sized the object.
+            Err(Errno::EOPNOTSUPP | Errno::EINVAL) => {}
+            Err(e) => return Err(cleanup(Error::io(name, "posix_fallocate", e))),
+        }
+        let map = MmapOptions::new()
+            .len(size as usize)
+            .map_raw(fd.as_raw_fd())
+            .map_err(|e| {
+                cleanup(Error::Io {
+                    name: name.to_owned(),
+                    op: "mmap",
+                    source: e,
+                })
+            })?;
+        let mut seg = Segment::from_map(name, map, fd, Access::ReadWrite);
+        seg.set_shape(Shape {
+            kind: SegmentKind::Bus,
+            geometry,
+            mode,
+            ty,
+            first_seq,
+        });
+        layout::write_header(seg.words(), &init(geometry, mode, &seg.ty, first_seq));
+        nix::sys::stat::fchmod(
+            seg.lock_fd().expect("mapped").as_raw_fd(),
+            Mode::from_bits_truncate(perm & 0o777),
+        )
+        .map_err(|e| cleanup(Error::io(name, "fchmod", e)))?;
+        Ok(seg)
+    }
+
+    /// A mapped segment whose shape is not known yet: until `set_shape`, only its header may be
+    /// read (the mapping holds at least a header page; the open pipeline checked the size).
+    fn from_map(name: &str, map: MmapRaw, fd: OwnedFd, access: Access) -> Segment {
+        let base = map.as_ptr() as *const AtomicU64;
+        let len_words = map.len() / 8;
+        Segment {
+            name: name.to_owned(),
+            memory: Memory::Mapped { _map: map, fd },
+            base,
+            len_words,
+            access,
+            geometry: Geometry {
+                slot_count: 1,
+                stride_words: 8,
+                capacity: 1,
+            },
+            mode: ProducerMode::Single,
+            ty: TypeInfo::raw(),
+            first_seq: 0,
+            kind: SegmentKind::Bus,
+        }
+    }
+
+    fn set_shape(&mut self, shape: Shape) {
+        self.kind = shape.kind;
+        self.geometry = shape.geometry;
+        self.mode = shape.mode;
+        self.ty = shape.ty;
+        self.first_seq = shape.first_seq;
+    }
+
+    /// Opens an existing bus of any message type: the open pipeline, each step its own error
+    /// (RELIABILITY "Opening").
+    pub(crate) fn open(name: &str, access: Access, trust: Trust) -> Result<Segment> {
+        Segment::open_expecting(name, access, trust, &Expect::bus(None))
+    }
+
+    /// Opens an existing segment of the kind (and, for a typed open, the message type) that
+    /// `expect` names.
+    pub(crate) fn open_expecting(
+        name: &str,
+        access: Access,
+        trust: Trust,
+        expect: &Expect,
+    ) -> Result<Segment> {
+        let mut probe = Probe::new(name, access, trust, expect, Via::Map);
+        let shape = pipeline::run(&mut probe)?;
+        let mut seg = probe
+            .segment
+            .take()
+            .expect("the header-read step maps the segment");
+        seg.set_shape(shape);
+        Ok(seg)
+    }
+
+    /// The mapping's own file descriptor (`None` for a heap segment): for `F_OFD_GETLK` queries
+    /// of producer locks, which it never takes itself.
+    pub(crate) fn lock_fd(&self) -> Option<&OwnedFd> {
+        match &self.memory {
+            Memory::Mapped { fd, .. } => Some(fd),
+            Memory::Heap(_) => None,
+        }
+    }
+
+    /// A new open file description of the same object, for a producer's own locks (OFD locks
+    /// belong to a file description, so every producer needs its own).
+    pub(crate) fn reopen_for_lock(&self) -> Result<Option<OwnedFd>> {
+        let Some(fd) = self.lock_fd() else {
+            return Ok(None);
+        };
+        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::Io {
+                name: self.name.clone(),
+                op: "reopen",
+                source: e,
+            })?;
+        Ok(Some(OwnedFd::from(file)))
+    }
+
+    fn wake_word(&self) -> &AtomicU32 {
+        // SAFETY: word W_WAKE is inside the header (layout test), 8-aligned, and is only ever
+        // accessed as this `AtomicU32` (its low half) and by the kernel's futex code; the high
+        // half is unused.
+        unsafe { &*(self.base.add(W_WAKE) as *const AtomicU32) }
+    }
+
+    /// Producer side of the wake-up: a Relaxed load of the sleeper count, and a futex wake only
+    /// if somebody sleeps.
+    #[inline]
+    pub(crate) fn wake_sleepers(&self) {
+        if self.words()[W_WAITERS].load(Ordering::Relaxed) != 0 {
+            self.wake_all();
+        }
+    }
+
+    #[cold]
+    fn wake_all(&self) {
+        let w = self.wake_word();
+        // ORDERING: Release pairs with the Acquire (fence) after the sleeper's load of the word
+        // in `sleep`.
+        w.fetch_add(1, Ordering::Release);
+        sys::futex_wake(w, self.is_shared());
+    }
+
+    /// Sleeps until a producer wakes sleepers, or `timeout` passes. A read-only subscriber cannot
+    /// register as a sleeper (it may not write the count), so for it this is a timed sleep.
+    pub(crate) fn sleep(&self, timeout: Duration, check: impl FnOnce() -> bool) {
+        let registered = self.is_writable();
+        if registered {
+            // ORDERING: SeqCst so that the count is visible before `check` reads the slot; a
+            // producer that published just before may still miss the count, which is why the
+            // sleep is bounded (see `Wait::Sleep`).
+            self.words()[W_WAITERS].fetch_add(1, Ordering::SeqCst);
+        }
+        // ORDERING: a Relaxed load and an Acquire fence (the mapping may be read-only, where std
+        // promises only Relaxed loads), pairing with the Release increment in `wake_all`.
+        let seen = self.wake_word().load(Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Acquire);
+        if !check() {
+            sys::futex_wait(self.wake_word(), seen, Some(timeout), self.is_shared());
+        }
+        if registered {
+            // ORDERING: SeqCst, the same total order as the increment above; the count is only a
+            // hint that makes producers call `wake_all`.
+            self.words()[W_WAITERS].fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn init(geometry: Geometry, mode: ProducerMode, ty: &TypeInfo, first_seq: u64) -> HeaderInit<'_> {
+    let pid = std::process::id();
+    HeaderInit {
+        kind: SegmentKind::Bus,
+        geometry,
+        mode,
+        ty,
+        first_seq,
+        creator_pid: pid,
+        creator_start: process_start_ticks(pid).unwrap_or(0),
+        created_ns: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    }
+}
+
+/// Removes a bus's segment. Processes that have it mapped keep working on the old memory.
+pub(crate) fn remove(name: &str) -> Result<()> {
+    validate_name(name)?;
+    nix::sys::mman::shm_unlink(shm_name(name).as_str()).map_err(|e| match e {
+        Errno::ENOENT => Error::NotFound {
+            name: name.to_owned(),
+        },
+        Errno::EACCES | Errno::EPERM => Error::PermissionDenied {
+            name: name.to_owned(),
+            action: "remove",
+        },
+        e => Error::io(name, "shm_unlink", e),
+    })
+}

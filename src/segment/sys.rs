@@ -1,0 +1,263 @@
+//! The system calls of the segment layer: OFD record locks, futexes, `membarrier`, the coarse
+//! clock and `/proc`. Every FFI `unsafe` of the segment layer lives here; nix's safe wrappers are
+//! used wherever nix has one, raw `libc` only for what it lacks (futex, membarrier).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg};
+use nix::time::{clock_gettime, ClockId};
+
+/// The kind of an OFD record lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LockKind {
+    Shared,
+    Exclusive,
+}
+
+/// A `flock` describing one byte at offset `byte`.
+fn one_byte(byte: i64, ty: libc::c_int) -> libc::flock {
+    // SAFETY: `libc::flock` is a plain C struct of integers (plus, on some targets, private
+    // padding) for which all-zero bytes are a valid value; the fields that matter are set below.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = ty as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = byte;
+    fl.l_len = 1;
+    fl
+}
+
+/// Tries to take an OFD lock on one byte of the object; `Ok(false)` if another open file
+/// description holds a conflicting lock. The kernel drops the lock when the last fd of the
+/// description closes, including when the process dies.
+pub(crate) fn try_lock(fd: &OwnedFd, byte: i64, kind: LockKind) -> std::io::Result<bool> {
+    let ty = match kind {
+        LockKind::Shared => libc::F_RDLCK,
+        LockKind::Exclusive => libc::F_WRLCK,
+    };
+    match fcntl(fd.as_raw_fd(), FcntlArg::F_OFD_SETLK(&one_byte(byte, ty))) {
+        Ok(_) => Ok(true),
+        Err(Errno::EAGAIN | Errno::EACCES) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Releases this description's lock on one byte (a no-op if it holds none).
+// Producers release their locks when they detach; the segment layer itself never does.
+#[allow(dead_code)]
+pub(crate) fn unlock(fd: &OwnedFd, byte: i64) -> std::io::Result<()> {
+    fcntl(
+        fd.as_raw_fd(),
+        FcntlArg::F_OFD_SETLK(&one_byte(byte, libc::F_UNLCK)),
+    )
+    .map(drop)
+    .map_err(Into::into)
+}
+
+/// Whether another open file description holds a lock on `byte` (asked without taking it;
+/// `F_OFD_GETLK` works on read-only descriptors too). Locks held through `fd`'s own description
+/// do not count. An error reads as "not held".
+pub(crate) fn lock_held(fd: &OwnedFd, byte: i64) -> bool {
+    let mut fl = one_byte(byte, libc::F_WRLCK);
+    fcntl(fd.as_raw_fd(), FcntlArg::F_OFD_GETLK(&mut fl)).is_ok()
+        && fl.l_type != libc::F_UNLCK as libc::c_short
+}
+
+fn futex_op(op: libc::c_int, shared: bool) -> libc::c_int {
+    if shared {
+        op
+    } else {
+        op | libc::FUTEX_PRIVATE_FLAG
+    }
+}
+
+/// Sleeps while `word` holds `expected`, until woken or `timeout` passes (`None`: no timeout).
+/// Returns at once if the word already differs. Spurious returns are possible (a signal, a wake
+/// meant for an earlier value): callers re-check their condition. `shared` is false only for
+/// memory private to this process (the cheaper private futex).
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>, shared: bool) {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: FUTEX_WAIT only reads the 4-byte word at this address, which `word` keeps alive and
+    // aligned for the whole call; `ts_ptr` is null or points at `ts`, which outlives the call.
+    // Every error (EAGAIN: the value differs, ETIMEDOUT, EINTR) means "re-check", so the result
+    // is ignored.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            futex_op(libc::FUTEX_WAIT, shared),
+            expected,
+            ts_ptr,
+            0usize,
+            0u32,
+        );
+    }
+}
+
+/// Wakes every thread (in any process, for `shared`) sleeping in [`futex_wait`] on `word`.
+pub(crate) fn futex_wake(word: &AtomicU32, shared: bool) {
+    // SAFETY: FUTEX_WAKE uses the address only as a key (it neither reads nor writes memory
+    // there); `word` is alive and aligned for the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            futex_op(libc::FUTEX_WAKE, shared),
+            i32::MAX,
+            0usize,
+            0usize,
+            0u32,
+        );
+    }
+}
+
+/// `MEMBARRIER_CMD_GLOBAL_EXPEDITED` and its registration, from `<linux/membarrier.h>` (libc
+/// does not export them).
+const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 1;
+const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
+
+fn membarrier(cmd: libc::c_int) -> bool {
+    // SAFETY: membarrier takes integers only (command, flags, cpu id) and touches no memory of
+    // ours; an unsupported command fails with EINVAL or ENOSYS, reported as `false`.
+    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0u32, 0i32) == 0 }
+}
+
+/// Registers this process for `MEMBARRIER_CMD_GLOBAL_EXPEDITED`: afterwards, another process's
+/// [`membarrier_global_expedited`] interrupts this one's running threads with a full barrier.
+/// Returns whether the kernel supports it (Linux 4.16+).
+// The ring's wake-up handshake calls this; it is not used by the segment layer itself.
+#[allow(dead_code)]
+pub(crate) fn membarrier_register() -> bool {
+    membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED)
+}
+
+/// Executes a full memory barrier on every running thread of every registered process, then
+/// returns; `false` if the kernel refused (unsupported), in which case no barrier was issued.
+// The ring's wake-up handshake calls this; it is not used by the segment layer itself.
+#[allow(dead_code)]
+pub(crate) fn membarrier_global_expedited() -> bool {
+    membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)
+}
+
+/// `CLOCK_MONOTONIC_COARSE` in nanoseconds: the same clock in every process, a few ms of
+/// resolution, read through the vDSO without a system call. 0 if the clock is unavailable.
+#[inline]
+pub(crate) fn coarse_now_ns() -> u64 {
+    clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE).map_or(0, |ts| {
+        (ts.tv_sec() as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(ts.tv_nsec() as u64)
+    })
+}
+
+/// The start time of a process in clock ticks after boot (field 22 of `/proc/PID/stat`), which
+/// tells a live process from a later one that reused its pid.
+pub(crate) fn process_start_ticks(pid: u32) -> Option<u64> {
+    if cfg!(miri) {
+        // Miri cannot model /proc (its files bypass the abstract machine); "unknown" is the
+        // answer every caller already handles.
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses; fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether process `pid`, started at `start` ticks after boot, is still running.
+pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
+    pid != 0 && process_start_ticks(pid).is_some_and(|s| start == 0 || s == start)
+}
+
+#[cfg(all(test, not(loom), not(miri)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    /// Two open file descriptions of one fresh file.
+    fn two_descriptions(tag: &str) -> (OwnedFd, OwnedFd, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("shmbus-sys-{tag}-{}", std::process::id()));
+        let open = || {
+            OwnedFd::from(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)
+                    .expect("open temp file"),
+            )
+        };
+        let (a, b) = (open(), open());
+        (a, b, path)
+    }
+
+    #[test]
+    fn ofd_locks_exclude_other_descriptions_until_unlocked() {
+        let (a, b, path) = two_descriptions("lock");
+        assert!(!lock_held(&b, 3));
+        assert!(try_lock(&a, 3, LockKind::Exclusive).expect("lock"));
+        assert!(lock_held(&b, 3), "b sees a's lock");
+        assert!(!lock_held(&a, 3), "a's own lock does not conflict with a");
+        assert!(!try_lock(&b, 3, LockKind::Shared).expect("try"));
+        assert!(try_lock(&b, 4, LockKind::Exclusive).expect("another byte is free"));
+        unlock(&a, 3).expect("unlock");
+        assert!(!lock_held(&b, 3));
+        assert!(try_lock(&b, 3, LockKind::Exclusive).expect("free again"));
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn futex_wait_returns_at_once_when_the_word_differs() {
+        let w = AtomicU32::new(5);
+        // No timeout: a regression (sleeping although the value differs) hangs the test.
+        futex_wait(&w, 4, None, false);
+    }
+
+    #[test]
+    fn futex_wake_releases_a_waiter() {
+        let w = Arc::new(AtomicU32::new(0));
+        let waiter = {
+            let w = w.clone();
+            std::thread::spawn(move || {
+                while w.load(Ordering::Acquire) == 0 {
+                    futex_wait(&w, 0, None, false);
+                }
+            })
+        };
+        w.store(1, Ordering::Release);
+        futex_wake(&w, false);
+        waiter.join().expect("waiter woke and finished");
+    }
+
+    #[test]
+    fn global_expedited_membarrier_works_once_registered() {
+        if membarrier_register() {
+            assert!(membarrier_global_expedited());
+        } else {
+            eprintln!("kernel lacks MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED");
+        }
+    }
+
+    #[test]
+    fn process_start_ticks_identifies_this_process() {
+        let me = std::process::id();
+        let start = process_start_ticks(me).expect("own /proc entry");
+        assert!(process_alive(me, start));
+        assert!(
+            !process_alive(me, start + 1),
+            "another start time is another process"
+        );
+        assert!(!process_alive(0, 0));
+        assert!(coarse_now_ns() > 0);
+    }
+}
