@@ -395,12 +395,13 @@ pub(crate) fn validate(
             h.mode_word
         ))
     })?;
-    // Versions are `2 * seq + 2`: sequences must stay below 2^62 so that versions never wrap
-    // (a new bus starts at most at u64::MAX / 4), and the cursor is never behind the first one.
-    const SEQ_LIMIT: u64 = 1 << 62;
+    // Versions are `2 * seq + 2` (bit 63 marks abandoned): sequences stay below 2^61 so that
+    // versions never reach bit 63 (a new bus starts at most at u64::MAX / 8), and the cursor is
+    // never behind the first one.
+    const SEQ_LIMIT: u64 = crate::ring::SEQ_LIMIT;
     if h.first_seq > SEQ_LIMIT || h.cursor < h.first_seq || h.cursor > SEQ_LIMIT {
         return Err(HeaderFault::Corrupt(format!(
-            "write cursor {} and first sequence {} are not in order below 2^62",
+            "write cursor {} and first sequence {} are not in order below 2^61",
             h.cursor, h.first_seq
         )));
     }

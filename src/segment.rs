@@ -6,7 +6,6 @@
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -17,10 +16,10 @@ use nix::sys::stat::Mode;
 use crate::error::{Error, Result};
 use crate::layout::{
     self, Geometry, HeaderFault, HeaderInit, HeaderSnapshot, ProducerMode, TypeInfo, HEADER_BYTES,
-    MAX_PRODUCERS, MAX_SEGMENT_BYTES, PE_CLAIM, PE_LAST_PUBLISH, PE_PID, PE_START,
+    MAX_PRODUCERS, MAX_SEGMENT_BYTES, PE_LAST_PUBLISH, PE_PID, PE_START,
     PRODUCER_ENTRY_WORDS, W_PRODUCERS, W_WAITERS, W_WAKE,
 };
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Prefix of every shmbus object name in `/dev/shm`.
 pub(crate) const SHM_PREFIX: &str = "shmbus.";
@@ -467,11 +466,6 @@ impl Segment {
         self.producer_word(i, PE_LAST_PUBLISH)
     }
 
-    /// Multi producer: `seq + 1` of the last sequence producer `i` claimed.
-    pub(crate) fn producer_claim(&self, i: usize) -> &AtomicU64 {
-        self.producer_word(i, PE_CLAIM)
-    }
-
     /// Registers this process in producer entry `i`.
     pub(crate) fn set_producer(&self, i: usize, pid: u32, start: u64) {
         self.producer_word(i, PE_START)
@@ -492,82 +486,19 @@ impl Segment {
         self.producer_word(i, PE_PID).store(0, Ordering::Release);
     }
 
+    /// The words of the wake-up handshake (docs/design.md §7).
+    pub(crate) fn wake_words(&self) -> crate::wait::WakeWords<'_> {
+        crate::wait::WakeWords {
+            flag: &self.words()[W_WAITERS],
+            counter: self.wake_word(),
+        }
+    }
+
     fn wake_word(&self) -> &AtomicU32 {
         // SAFETY: word W_WAKE is inside the header (layout test), 8-aligned, and is only ever
         // accessed as this `AtomicU32` (its low half) and by the kernel's futex code; the high
         // half is unused.
         unsafe { &*(self.base.add(W_WAKE) as *const AtomicU32) }
-    }
-
-    /// Producer side of the wake-up: a Relaxed load of the sleeper count, and a futex wake only
-    /// if somebody sleeps.
-    #[inline]
-    pub(crate) fn wake_sleepers(&self) {
-        if self.words()[W_WAITERS].load(Ordering::Relaxed) != 0 {
-            self.wake_all();
-        }
-    }
-
-    #[cold]
-    fn wake_all(&self) {
-        let w = self.wake_word();
-        w.fetch_add(1, Ordering::Release);
-        // SAFETY: FUTEX_WAKE on the address of an AtomicU32 that lives as long as `self`; the
-        // kernel only reads it.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                w.as_ptr(),
-                self.futex_op(libc::FUTEX_WAKE),
-                i32::MAX,
-                0usize,
-                0usize,
-                0u32,
-            );
-        }
-    }
-
-    fn futex_op(&self, op: i32) -> i32 {
-        if self.is_shared() {
-            op
-        } else {
-            op | libc::FUTEX_PRIVATE_FLAG
-        }
-    }
-
-    /// Sleeps until a producer wakes sleepers, or `timeout` passes. A read-only subscriber cannot
-    /// register as a sleeper (it may not write the count), so for it this is a timed sleep.
-    pub(crate) fn sleep(&self, timeout: Duration, check: impl FnOnce() -> bool) {
-        let registered = self.is_writable();
-        if registered {
-            // ORDERING: SeqCst so that the count is visible before `check` reads the slot; a
-            // producer that published just before may still miss the count, which is why the
-            // sleep is bounded (see `Wait::Sleep`).
-            self.words()[W_WAITERS].fetch_add(1, Ordering::SeqCst);
-        }
-        let seen = self.wake_word().load(Ordering::Acquire);
-        if !check() {
-            let ts = libc::timespec {
-                tv_sec: timeout.as_secs() as libc::time_t,
-                tv_nsec: timeout.subsec_nanos() as libc::c_long,
-            };
-            // SAFETY: FUTEX_WAIT reads the AtomicU32 at this address, which lives as long as
-            // `self`; `ts` outlives the call. Errors (EAGAIN, ETIMEDOUT, EINTR) all mean "re-check".
-            unsafe {
-                libc::syscall(
-                    libc::SYS_futex,
-                    self.wake_word().as_ptr(),
-                    self.futex_op(libc::FUTEX_WAIT),
-                    seen,
-                    &ts as *const libc::timespec,
-                    0usize,
-                    0u32,
-                );
-            }
-        }
-        if registered {
-            self.words()[W_WAITERS].fetch_sub(1, Ordering::SeqCst);
-        }
     }
 }
 
@@ -706,4 +637,67 @@ pub(crate) fn process_start_ticks(pid: u32) -> Option<u64> {
 /// Whether process `pid`, started at `start` ticks after boot, is still running.
 pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
     pid != 0 && process_start_ticks(pid).is_some_and(|s| start == 0 || s == start)
+}
+
+/// Releases an OFD lock on one byte of the object.
+pub(crate) fn unlock(fd: &OwnedFd, byte: i64) -> std::io::Result<()> {
+    let fl = flock_struct(byte, libc::F_UNLCK as libc::c_short);
+    // SAFETY: F_OFD_SETLK reads a valid `flock` that outlives the call, on an fd we own.
+    let r = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// `FUTEX_WAIT`: sleeps while `*word == expected`, until woken or `timeout` passes. Every
+/// outcome (woken, EAGAIN, ETIMEDOUT, EINTR) means "look again" to the caller.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>, shared: bool) {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let op = if shared {
+        libc::FUTEX_WAIT
+    } else {
+        libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG
+    };
+    // SAFETY: FUTEX_WAIT reads the AtomicU32 at this address, which the caller's borrow keeps
+    // alive for the call; `ts` (or null: no timeout) outlives the call.
+    unsafe {
+        libc::syscall(libc::SYS_futex, (word as *const AtomicU32).cast::<u32>(), op, expected, ts_ptr, 0usize, 0u32);
+    }
+}
+
+/// `FUTEX_WAKE` of every sleeper on `word`.
+pub(crate) fn futex_wake(word: &AtomicU32, shared: bool) {
+    let op = if shared {
+        libc::FUTEX_WAKE
+    } else {
+        libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG
+    };
+    // SAFETY: FUTEX_WAKE on the address of an AtomicU32 the caller's borrow keeps alive; the
+    // kernel only reads it.
+    unsafe {
+        libc::syscall(libc::SYS_futex, (word as *const AtomicU32).cast::<u32>(), op, i32::MAX, 0usize, 0usize, 0u32);
+    }
+}
+
+const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 1;
+const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
+
+/// Registers this process as a target of `MEMBARRIER_CMD_GLOBAL_EXPEDITED`; whether it worked.
+pub(crate) fn membarrier_register() -> bool {
+    // SAFETY: membarrier takes two integer arguments and touches no memory of ours.
+    unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0) == 0 }
+}
+
+/// A memory barrier on every running thread of every registered process; whether it ran.
+pub(crate) fn membarrier_global_expedited() -> bool {
+    // SAFETY: as in `membarrier_register`.
+    unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0) == 0 }
 }

@@ -53,8 +53,7 @@ fn consumer() {
     let bus = Bus::open_read_only(&bus_name()).unwrap();
     let mut rx = bus
         .subscribe(Start::Sequence(0))
-        .wait_strategy(Wait::Yield)
-        .stall_timeout(Duration::from_secs(5));
+        .wait_strategy(Wait::Yield);
     let total = env::<u64>("TOTAL");
     let producers = env::<usize>("PRODUCERS");
     let stall_every = std::env::var("STALL_EVERY")
