@@ -160,3 +160,62 @@ pub(crate) fn register_producer_process() -> bool {
     static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *REGISTERED.get_or_init(|| cfg!(any(miri, loom)) || crate::segment::membarrier_register())
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// Counts wake-ups; its barrier always works; it never sleeps.
+    #[derive(Default)]
+    struct Counting {
+        wakes: Cell<u32>,
+        waits: Cell<u32>,
+    }
+
+    impl Futex for Counting {
+        fn wait(&self, _: &AtomicU32, _: u32, _: Option<Duration>) {
+            self.waits.set(self.waits.get() + 1);
+        }
+        fn wake_all(&self, _: &AtomicU32) {
+            self.wakes.set(self.wakes.get() + 1);
+        }
+        fn heavy_barrier(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn killed_sleeper_costs_one_wake_up_and_publishes_without_sleepers_make_none() {
+        let (flag, counter) = (AtomicU64::new(0), AtomicU32::new(0));
+        let words = WakeWords {
+            flag: &flag,
+            counter: &counter,
+        };
+        let f = Counting::default();
+        for _ in 0..3 {
+            wake_after_publish(words, &f, false);
+        }
+        assert_eq!(f.wakes.get(), 0, "nobody sleeps: no wake-up");
+        // A sleeper raises the flag, finds nothing, sleeps, and is killed while asleep.
+        sleep(words, &f, None, || false);
+        assert_eq!(f.waits.get(), 1);
+        for _ in 0..3 {
+            wake_after_publish(words, &f, false);
+        }
+        assert_eq!(f.wakes.get(), 1, "one wake-up clears the dead sleeper's flag");
+        assert_eq!(counter.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn sleeper_does_not_sleep_when_its_message_is_already_there() {
+        let (flag, counter) = (AtomicU64::new(0), AtomicU32::new(0));
+        let words = WakeWords {
+            flag: &flag,
+            counter: &counter,
+        };
+        let f = Counting::default();
+        sleep(words, &f, Some(Duration::from_secs(1)), || true);
+        assert_eq!(f.waits.get(), 0);
+    }
+}
