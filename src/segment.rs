@@ -16,8 +16,8 @@ use nix::sys::stat::Mode;
 use crate::error::{Error, Result};
 use crate::layout::{
     self, Geometry, HeaderFault, HeaderInit, HeaderSnapshot, ProducerMode, TypeInfo, HEADER_BYTES,
-    MAX_PRODUCERS, MAX_SEGMENT_BYTES, PE_LAST_PUBLISH, PE_PID, PE_START,
-    PRODUCER_ENTRY_WORDS, W_PRODUCERS, W_WAITERS, W_WAKE,
+    MAX_PRODUCERS, MAX_SEGMENT_BYTES, PE_LAST_PUBLISH, PE_PID, PE_START, PRODUCER_ENTRY_WORDS,
+    W_PRODUCERS, W_WAITERS, W_WAKE,
 };
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -669,7 +669,15 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
     // SAFETY: FUTEX_WAIT reads the AtomicU32 at this address, which the caller's borrow keeps
     // alive for the call; `ts` (or null: no timeout) outlives the call.
     unsafe {
-        libc::syscall(libc::SYS_futex, (word as *const AtomicU32).cast::<u32>(), op, expected, ts_ptr, 0usize, 0u32);
+        libc::syscall(
+            libc::SYS_futex,
+            (word as *const AtomicU32).cast::<u32>(),
+            op,
+            expected,
+            ts_ptr,
+            0usize,
+            0u32,
+        );
     }
 }
 
@@ -683,7 +691,15 @@ pub(crate) fn futex_wake(word: &AtomicU32, shared: bool) {
     // SAFETY: FUTEX_WAKE on the address of an AtomicU32 the caller's borrow keeps alive; the
     // kernel only reads it.
     unsafe {
-        libc::syscall(libc::SYS_futex, (word as *const AtomicU32).cast::<u32>(), op, i32::MAX, 0usize, 0usize, 0u32);
+        libc::syscall(
+            libc::SYS_futex,
+            (word as *const AtomicU32).cast::<u32>(),
+            op,
+            i32::MAX,
+            0usize,
+            0usize,
+            0u32,
+        );
     }
 }
 
@@ -693,7 +709,13 @@ const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
 /// Registers this process as a target of `MEMBARRIER_CMD_GLOBAL_EXPEDITED`; whether it worked.
 pub(crate) fn membarrier_register() -> bool {
     // SAFETY: membarrier takes two integer arguments and touches no memory of ours.
-    unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0) == 0 }
+    unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED,
+            0,
+        ) == 0
+    }
 }
 
 /// A memory barrier on every running thread of every registered process; whether it ran.

@@ -203,7 +203,11 @@ mod tests {
         for _ in 0..3 {
             wake_after_publish(words, &f, false);
         }
-        assert_eq!(f.wakes.get(), 1, "one wake-up clears the dead sleeper's flag");
+        assert_eq!(
+            f.wakes.get(),
+            1,
+            "one wake-up clears the dead sleeper's flag"
+        );
         assert_eq!(counter.load(Ordering::Relaxed), 1);
     }
 

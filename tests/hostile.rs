@@ -430,8 +430,7 @@ fn forged_versions_and_cursors_give_laps_not_hangs() {
     );
     // A slot stuck odd (a forged "being written") with newer messages: skipped after the stall
     // timeout, not waited on forever.
-    let mut rx = rx_bus
-        .subscribe(Start::Sequence(2));
+    let mut rx = rx_bus.subscribe(Start::Sequence(2));
     forger.store(slot_word(2), 2 * 2 + 1);
     let t = Instant::now();
     assert!(matches!(
@@ -484,12 +483,11 @@ fn random_forgeries_never_panic_hang_or_overrun_a_slot() {
             };
             forger.store(w, v);
         }
-        let mut rx = bus
-            .subscribe(match rng.below(3) {
-                0 => Start::Oldest,
-                1 => Start::Last(rng.below(10)),
-                _ => Start::Sequence(rng.below(40)),
-            });
+        let mut rx = bus.subscribe(match rng.below(3) {
+            0 => Start::Oldest,
+            1 => Start::Last(rng.below(10)),
+            _ => Start::Sequence(rng.below(40)),
+        });
         for _ in 0..10 {
             let t = Instant::now();
             match rx.recv_timeout(Duration::from_millis(1)) {

@@ -525,8 +525,7 @@ mod threads {
             .in_process()
             .unwrap();
         // A sequence left unwritten (its claim dropped) is skipped after 1 ms, not 50.
-        let mut sub = bus
-            .subscribe(Start::Oldest);
+        let mut sub = bus.subscribe(Start::Oldest);
         let producers: Vec<_> = (0..2u64)
             .map(|writer| {
                 let mut publisher = bus.publisher().unwrap();

@@ -90,9 +90,16 @@ fn live_writers_slot_is_never_taken_over_so_no_message_tears() {
             dropped += 1;
         }
     }
-    assert_eq!(dropped, 1, "only the sequence whose slot H holds is dropped");
+    assert_eq!(
+        dropped, 1,
+        "only the sequence whose slot H holds is dropped"
+    );
     go.send(()).unwrap();
-    assert_eq!(h.join().unwrap(), Some(0), "H's message is published, not abandoned");
+    assert_eq!(
+        h.join().unwrap(),
+        Some(0),
+        "H's message is published, not abandoned"
+    );
     let mut rx = bus.subscribe(Start::Sequence(0));
     let mut seen = 0;
     loop {
@@ -151,8 +158,16 @@ fn reused_entry_repairs_the_dead_writers_claim_and_drops_nothing() {
     child.kill9();
     let mut rx = bus.subscribe(Start::Oldest);
     let mut tx = bus.publisher().unwrap();
-    assert_eq!(tx.producer_index(), 0, "the dead producer's entry is reused");
-    assert_eq!(tx.stats().repaired, 1, "its half-written sequence is abandoned");
+    assert_eq!(
+        tx.producer_index(),
+        0,
+        "the dead producer's entry is reused"
+    );
+    assert_eq!(
+        tx.stats().repaired,
+        1,
+        "its half-written sequence is abandoned"
+    );
     for i in 0..12u8 {
         assert!(tx.publish_bytes(&[i; 16]).unwrap().is_some(), "message {i}");
     }
@@ -166,8 +181,15 @@ fn reused_entry_repairs_the_dead_writers_claim_and_drops_nothing() {
             Recv::Empty | Recv::Closed => break,
         }
     }
-    assert!(got.iter().all(|&b| b != 0xdd), "the dead writer's bytes were delivered");
-    assert_eq!(got, (8..12).collect::<Vec<u8>>(), "the last ring of messages");
+    assert!(
+        got.iter().all(|&b| b != 0xdd),
+        "the dead writer's bytes were delivered"
+    );
+    assert_eq!(
+        got,
+        (8..12).collect::<Vec<u8>>(),
+        "the last ring of messages"
+    );
     assert_eq!(lost + got.len() as u64, 13, "received + lost == published");
 }
 

@@ -17,8 +17,8 @@ use loom::thread;
 use super::*;
 use crate::layout::{Geometry, W_SLOTS};
 use crate::subscriber::Start;
-use crate::wait::{self, Futex, WakeWords};
 use crate::sync::AtomicU32;
+use crate::wait::{self, Futex, WakeWords};
 
 const LEN: usize = 16;
 
@@ -94,7 +94,9 @@ impl ModelLive {
     /// `n` producers, all alive (entries beyond `n` were never used: dead).
     fn new(n: usize) -> Arc<ModelLive> {
         Arc::new(ModelLive {
-            dead: (0..MAX_PRODUCERS).map(|i| AtomicBool::new(i >= n)).collect(),
+            dead: (0..MAX_PRODUCERS)
+                .map(|i| AtomicBool::new(i >= n))
+                .collect(),
             locked: (0..MAX_PRODUCERS).map(|_| AtomicBool::new(false)).collect(),
         })
     }
@@ -153,7 +155,11 @@ fn drain(seg: &Seg, live: &ModelLive, mut r: Reader, delivered: &mut Vec<u64>) {
             Polled::Message { len, .. } => delivered.push(untorn(&buf, len)),
             Polled::Closed => {
                 let s = r.stats();
-                assert_eq!(s.received + s.lost, ring.cursor(), "received + lost == published");
+                assert_eq!(
+                    s.received + s.lost,
+                    ring.cursor(),
+                    "received + lost == published"
+                );
                 return;
             }
             Polled::Empty | Polled::Lapped { .. } => {}
@@ -197,47 +203,59 @@ fn sp_reader_never_tears_and_counts_every_sequence() {
 /// Two multi producers and a reader on two slots: never a torn message, never a dropped one.
 #[test]
 fn mp_writers_never_tear_and_dropped_is_never_delivered() {
-    model("mp_writers_never_tear_and_dropped_is_never_delivered", 2, || {
-        let seg = Seg::new();
-        let live = ModelLive::new(2);
-        let dropped = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
-        let spawn = |i: usize, tags: [u64; 2]| {
-            let (seg, live, dropped) = (seg.clone(), live.clone(), dropped.clone());
-            thread::spawn(move || {
-                let ring = seg.ring();
-                let mut w = Writer::multi(i);
-                for tag in tags {
-                    if publish(&ring, &mut w, &&*live, tag).is_none() {
-                        dropped[(tag - 1) as usize].store(true, Ordering::Relaxed);
+    model(
+        "mp_writers_never_tear_and_dropped_is_never_delivered",
+        2,
+        || {
+            let seg = Seg::new();
+            let live = ModelLive::new(2);
+            let dropped = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
+            let spawn = |i: usize, tags: [u64; 2]| {
+                let (seg, live, dropped) = (seg.clone(), live.clone(), dropped.clone());
+                thread::spawn(move || {
+                    let ring = seg.ring();
+                    let mut w = Writer::multi(i);
+                    for tag in tags {
+                        if publish(&ring, &mut w, &&*live, tag).is_none() {
+                            dropped[(tag - 1) as usize].store(true, Ordering::Relaxed);
+                        }
                     }
+                    live.die(i);
+                })
+            };
+            let a = spawn(0, [1, 2]);
+            let b = spawn(1, [10, 11]);
+            let ring = seg.ring();
+            let mut r = Reader::new(&ring, Start::Oldest, None);
+            let mut buf = [0u64; 2];
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                if let Polled::Message { len, .. } = r.poll_checked(&ring, &&*live, &mut buf) {
+                    got.push(untorn(&buf, len));
                 }
-                live.die(i);
-            })
-        };
-        let a = spawn(0, [1, 2]);
-        let b = spawn(1, [10, 11]);
-        let ring = seg.ring();
-        let mut r = Reader::new(&ring, Start::Oldest, None);
-        let mut buf = [0u64; 2];
-        let mut got = Vec::new();
-        for _ in 0..2 {
-            if let Polled::Message { len, .. } = r.poll_checked(&ring, &&*live, &mut buf) {
-                got.push(untorn(&buf, len));
             }
-        }
-        a.join().unwrap();
-        b.join().unwrap();
-        drain(&seg, &live, r, &mut got);
-        for (i, d) in dropped.iter().enumerate() {
-            if d.load(Ordering::Relaxed) {
-                assert!(!got.contains(&(i as u64 + 1)), "dropped message {} delivered", i + 1);
+            a.join().unwrap();
+            b.join().unwrap();
+            drain(&seg, &live, r, &mut got);
+            for (i, d) in dropped.iter().enumerate() {
+                if d.load(Ordering::Relaxed) {
+                    assert!(
+                        !got.contains(&(i as u64 + 1)),
+                        "dropped message {} delivered",
+                        i + 1
+                    );
+                }
             }
-        }
-        let mut sorted = got.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(sorted.len(), got.len(), "a message delivered twice: {got:?}");
-    });
+            let mut sorted = got.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(
+                sorted.len(),
+                got.len(),
+                "a message delivered twice: {got:?}"
+            );
+        },
+    );
 }
 
 /// Where a multi producer's process dies.
@@ -300,7 +318,10 @@ fn mp_dead_writer_is_skipped_and_repaired_never_torn() {
             dying.join().unwrap();
             other.join().unwrap();
             drain(&seg, &live, r, &mut got);
-            assert!(!got.contains(&0xdead), "a dead writer's message was delivered");
+            assert!(
+                !got.contains(&0xdead),
+                "a dead writer's message was delivered"
+            );
         });
     }
 }
@@ -349,8 +370,16 @@ fn repair_racing_takeover_and_index_reuse() {
         reuser.join().unwrap();
         let ring = seg.ring();
         let mut got = Vec::new();
-        drain(&seg, &live, Reader::new(&ring, Start::Sequence(0), None), &mut got);
-        assert!(!got.contains(&0xdead), "the dead writer's half message was delivered");
+        drain(
+            &seg,
+            &live,
+            Reader::new(&ring, Start::Sequence(0), None),
+            &mut got,
+        );
+        assert!(
+            !got.contains(&0xdead),
+            "the dead writer's half message was delivered"
+        );
     });
 }
 
@@ -386,59 +415,63 @@ impl Futex for ModelFutex {
 #[test]
 fn wake_up_is_never_lost() {
     for multi in [false, true] {
-        model(&format!("wake_up_is_never_lost (multi: {multi})"), 3, move || {
-            let seg = Seg::new();
-            let live = ModelLive::new(1);
-            let flag = Arc::new(AtomicU64::new(0));
-            let counter = Arc::new(AtomicU32::new(0));
-            let futex = Arc::new(ModelFutex {
-                lock: Mutex::new(()),
-                cv: Condvar::new(),
-            });
-            let (s2, l2, f2, c2, fu2) = (
-                seg.clone(),
-                live.clone(),
-                flag.clone(),
-                counter.clone(),
-                futex.clone(),
-            );
-            let publisher = thread::spawn(move || {
-                let ring = s2.ring();
-                let mut w = if multi {
-                    Writer::multi(0)
-                } else {
-                    Writer::single(0)
-                };
-                publish(&ring, &mut w, &&*l2, 7);
+        model(
+            &format!("wake_up_is_never_lost (multi: {multi})"),
+            3,
+            move || {
+                let seg = Seg::new();
+                let live = ModelLive::new(1);
+                let flag = Arc::new(AtomicU64::new(0));
+                let counter = Arc::new(AtomicU32::new(0));
+                let futex = Arc::new(ModelFutex {
+                    lock: Mutex::new(()),
+                    cv: Condvar::new(),
+                });
+                let (s2, l2, f2, c2, fu2) = (
+                    seg.clone(),
+                    live.clone(),
+                    flag.clone(),
+                    counter.clone(),
+                    futex.clone(),
+                );
+                let publisher = thread::spawn(move || {
+                    let ring = s2.ring();
+                    let mut w = if multi {
+                        Writer::multi(0)
+                    } else {
+                        Writer::single(0)
+                    };
+                    publish(&ring, &mut w, &&*l2, 7);
+                    let words = WakeWords {
+                        flag: &f2,
+                        counter: &c2,
+                    };
+                    wait::wake_after_publish(words, &*fu2, false);
+                });
+                let ring = seg.ring();
+                let mut r = Reader::new(&ring, Start::Next, None);
+                let mut buf = [0u64; 2];
                 let words = WakeWords {
-                    flag: &f2,
-                    counter: &c2,
+                    flag: &flag,
+                    counter: &counter,
                 };
-                wait::wake_after_publish(words, &*fu2, false);
-            });
-            let ring = seg.ring();
-            let mut r = Reader::new(&ring, Start::Next, None);
-            let mut buf = [0u64; 2];
-            let words = WakeWords {
-                flag: &flag,
-                counter: &counter,
-            };
-            loop {
-                match r.poll(&ring, &&*live, &mut buf) {
-                    Polled::Message { len, .. } => {
-                        assert_eq!(untorn(&buf, len), 7);
-                        break;
+                loop {
+                    match r.poll(&ring, &&*live, &mut buf) {
+                        Polled::Message { len, .. } => {
+                            assert_eq!(untorn(&buf, len), 7);
+                            break;
+                        }
+                        Polled::Empty => {
+                            let next = r.next_seq();
+                            wait::sleep(words, &*futex, None, || {
+                                ring.version(next) > busy_version(next)
+                            });
+                        }
+                        other => panic!("unexpected {other:?}"),
                     }
-                    Polled::Empty => {
-                        let next = r.next_seq();
-                        wait::sleep(words, &*futex, None, || {
-                            ring.version(next) > busy_version(next)
-                        });
-                    }
-                    other => panic!("unexpected {other:?}"),
                 }
-            }
-            publisher.join().unwrap();
-        });
+                publisher.join().unwrap();
+            },
+        );
     }
 }

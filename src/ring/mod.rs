@@ -31,7 +31,9 @@ mod loom;
 pub(crate) use reader::{Polled, Reader};
 pub(crate) use writer::{repair_claim, repair_single, Writer};
 
-use crate::layout::{Geometry, MAX_PRODUCERS, PE_CLAIM, PRODUCER_ENTRY_WORDS, W_CURSOR, W_PRODUCERS};
+use crate::layout::{
+    Geometry, MAX_PRODUCERS, PE_CLAIM, PRODUCER_ENTRY_WORDS, W_CURSOR, W_PRODUCERS,
+};
 use crate::sync::{fence, load_acquire, AtomicU64, Ordering};
 
 /// Sequences stay below this, so that versions (`2s+2`, plus the abandoned bit) never wrap

@@ -90,7 +90,12 @@ impl Reader {
     /// Polls without waiting: one version load when nothing is new, and a look at the cursor
     /// (stall, lap, closed) once in [`CHECK_EVERY`] empty polls.
     #[inline]
-    pub(crate) fn poll<L: Liveness>(&mut self, ring: &Ring<'_>, live: &L, buf: &mut [u64]) -> Polled {
+    pub(crate) fn poll<L: Liveness>(
+        &mut self,
+        ring: &Ring<'_>,
+        live: &L,
+        buf: &mut [u64],
+    ) -> Polled {
         match self.read(ring, buf) {
             Some(p) => p,
             None => {
@@ -121,7 +126,7 @@ impl Reader {
     #[inline]
     fn read(&mut self, ring: &Ring<'_>, buf: &mut [u64]) -> Option<Polled> {
         match ring.read(self.next, buf) {
-            ReadOutcome::Message { len } if self.exact_len.is_none_or(|n| n == len) => {
+            ReadOutcome::Message { len } if self.exact_len.unwrap_or(len) == len => {
                 let seq = self.next;
                 self.next = seq.wrapping_add(1);
                 self.stats.received += 1;

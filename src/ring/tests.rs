@@ -72,7 +72,10 @@ fn read_sees_not_yet_then_in_progress_then_message_then_overwritten() {
     w.write_bytes(&ring, seq, b"hello, world");
     w.commit(&ring, seq);
     assert_eq!(ring.read(0, &mut buf), ReadOutcome::Message { len: 12 });
-    assert_eq!(&bytemuck::cast_slice::<u64, u8>(&buf)[..12], b"hello, world");
+    assert_eq!(
+        &bytemuck::cast_slice::<u64, u8>(&buf)[..12],
+        b"hello, world"
+    );
     for s in 1..=4u8 {
         publish(&ring, &mut w, &live, &[s]);
     }
@@ -87,7 +90,12 @@ fn forged_length_is_never_copied_past_the_slot() {
     let words = heap(&g);
     let ring = Ring::new(&words, g, 0);
     let mut buf = vec![0u64; g.payload_words()];
-    publish(&ring, &mut Writer::single(0), &Script::with_live(1), b"12345678");
+    publish(
+        &ring,
+        &mut Writer::single(0),
+        &Script::with_live(1),
+        b"12345678",
+    );
     words[g.slot_word(0) + 1].store(0xffff_fff0, Ordering::Relaxed);
     assert_eq!(ring.read(0, &mut buf), ReadOutcome::Abandoned);
 }
@@ -107,7 +115,11 @@ fn abandoned_sequence_reads_as_abandoned_and_laps_older_readers() {
     assert_eq!(ring.read(2, &mut buf), ReadOutcome::Abandoned);
     assert_eq!(ring.read(0, &mut buf), ReadOutcome::Overwritten);
     assert_eq!(ring.read(4, &mut buf), ReadOutcome::NotYet);
-    assert_eq!(ring.cursor(), 3, "an abandoned sequence still advances the cursor");
+    assert_eq!(
+        ring.cursor(),
+        3,
+        "an abandoned sequence still advances the cursor"
+    );
 }
 
 #[test]
@@ -145,7 +157,11 @@ fn dead_writers_slot_is_repaired_only_by_its_lock_holder_then_reused() {
     publish(&ring, &mut b, &live, b"1").unwrap();
     // b's seq 2 needs slot 0: a is dead, b takes its lock, abandons seq 0, takes the slot.
     assert_eq!(publish(&ring, &mut b, &live, b"2"), Some(2));
-    assert_eq!(ring.claim_word(0).load(Ordering::Relaxed), 0, "repair clears the claim");
+    assert_eq!(
+        ring.claim_word(0).load(Ordering::Relaxed),
+        0,
+        "repair clears the claim"
+    );
     let mut buf = vec![0u64; g.payload_words()];
     assert_eq!(ring.read(2, &mut buf), ReadOutcome::Message { len: 1 });
     assert_eq!(ring.read(0, &mut buf), ReadOutcome::Overwritten);
@@ -223,7 +239,10 @@ fn reader_skips_a_dead_claimants_sequence_but_waits_for_a_live_one() {
         assert_eq!(r.poll_checked(&ring, &live, &mut buf), Polled::Empty);
     }
     live.kill(0);
-    assert_eq!(r.poll_checked(&ring, &live, &mut buf), Polled::Lapped { lost: 1 });
+    assert_eq!(
+        r.poll_checked(&ring, &live, &mut buf),
+        Polled::Lapped { lost: 1 }
+    );
     assert_eq!(
         r.poll_checked(&ring, &live, &mut buf),
         Polled::Message { seq: 1, len: 1 }
@@ -241,12 +260,19 @@ fn reader_skips_a_sequence_its_claimant_dropped() {
     let (mut a, mut b) = (Writer::multi(0), Writer::multi(1));
     let s0 = a.begin(&ring, &live).unwrap();
     publish(&ring, &mut b, &live, b"1").unwrap();
-    assert_eq!(b.begin(&ring, &live), None, "seq 2 dropped: slot held by live a");
+    assert_eq!(
+        b.begin(&ring, &live),
+        None,
+        "seq 2 dropped: slot held by live a"
+    );
     a.write_bytes(&ring, s0, b"0");
     a.commit(&ring, s0);
     let mut r = reader(&ring, crate::Start::Sequence(2));
     // Sequence 2 will never be written: skipped, not waited for and not a lap.
-    assert_eq!(r.poll_checked(&ring, &live, &mut buf), Polled::Lapped { lost: 1 });
+    assert_eq!(
+        r.poll_checked(&ring, &live, &mut buf),
+        Polled::Lapped { lost: 1 }
+    );
     assert_eq!(r.next_seq(), 3);
 }
 
