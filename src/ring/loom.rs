@@ -10,9 +10,9 @@
 //! A message is a payload of two words, both equal to its tag, so a torn copy (words of two
 //! writers, or a half-written slot) shows as unequal words.
 
-use loom::sync::atomic::AtomicBool;
-use loom::sync::{Arc, Condvar, Mutex};
-use loom::thread;
+use ::loom::sync::atomic::AtomicBool;
+use ::loom::sync::{Arc, Condvar, Mutex};
+use ::loom::thread;
 
 use super::*;
 use crate::layout::{Geometry, W_SLOTS};
@@ -40,7 +40,7 @@ fn untorn(buf: &[u64], len: usize) -> u64 {
 
 /// Runs `f` under loom with preemption bound `bound` unless `LOOM_MAX_PREEMPTIONS` is set.
 fn model<F: Fn() + Sync + Send + 'static>(name: &str, bound: usize, f: F) {
-    let mut b = loom::model::Builder::new();
+    let mut b = ::loom::model::Builder::new();
     if b.preemption_bound.is_none() {
         b.preemption_bound = Some(bound);
     }
@@ -147,7 +147,7 @@ fn publish(ring: &Ring<'_>, w: &mut Writer, live: &&ModelLive, tag: u64) -> Opti
 
 /// After every writer is done or dead: a reader drains to `Closed` in a bounded number of polls
 /// (no hang), delivering only whole messages, and accounts for every sequence.
-fn drain(seg: &Seg, live: &ModelLive, mut r: Reader, delivered: &mut Vec<u64>) {
+fn drain(seg: &Seg, live: &ModelLive, mut r: Reader, start: u64, delivered: &mut Vec<u64>) {
     let ring = seg.ring();
     let mut buf = [0u64; 2];
     for _ in 0..16 {
@@ -175,6 +175,8 @@ fn sp_reader_never_tears_and_counts_every_sequence() {
     model("sp_reader_never_tears_and_counts_every_sequence", 3, || {
         let seg = Seg::new();
         let live = ModelLive::new(1);
+        let ring = seg.ring();
+        let mut r = Reader::new(&ring, Start::Oldest, None);
         let (s2, l2) = (seg.clone(), live.clone());
         let writer = thread::spawn(move || {
             let ring = s2.ring();
@@ -184,8 +186,6 @@ fn sp_reader_never_tears_and_counts_every_sequence() {
             }
             l2.die(0);
         });
-        let ring = seg.ring();
-        let mut r = Reader::new(&ring, Start::Oldest, None);
         let mut buf = [0u64; 2];
         let mut got = Vec::new();
         for _ in 0..3 {
@@ -195,7 +195,7 @@ fn sp_reader_never_tears_and_counts_every_sequence() {
             }
         }
         writer.join().unwrap();
-        drain(&seg, &live, r, &mut Vec::new());
+        drain(&seg, &live, r, 0, &mut Vec::new());
         assert!(got.windows(2).all(|w| w[0] < w[1]), "in order: {got:?}");
     });
 }
@@ -209,7 +209,10 @@ fn mp_writers_never_tear_and_dropped_is_never_delivered() {
         || {
             let seg = Seg::new();
             let live = ModelLive::new(2);
-            let dropped = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
+            let dropped: Arc<Vec<AtomicBool>> =
+                Arc::new((0..4).map(|_| AtomicBool::new(false)).collect());
+            let ring = seg.ring();
+            let mut r = Reader::new(&ring, Start::Oldest, None);
             let spawn = |i: usize, tags: [u64; 2]| {
                 let (seg, live, dropped) = (seg.clone(), live.clone(), dropped.clone());
                 thread::spawn(move || {
@@ -224,9 +227,7 @@ fn mp_writers_never_tear_and_dropped_is_never_delivered() {
                 })
             };
             let a = spawn(0, [1, 2]);
-            let b = spawn(1, [10, 11]);
-            let ring = seg.ring();
-            let mut r = Reader::new(&ring, Start::Oldest, None);
+            let b = spawn(1, [3, 4]);
             let mut buf = [0u64; 2];
             let mut got = Vec::new();
             for _ in 0..2 {
@@ -236,7 +237,7 @@ fn mp_writers_never_tear_and_dropped_is_never_delivered() {
             }
             a.join().unwrap();
             b.join().unwrap();
-            drain(&seg, &live, r, &mut got);
+            drain(&seg, &live, r, 0, &mut got);
             for (i, d) in dropped.iter().enumerate() {
                 if d.load(Ordering::Relaxed) {
                     assert!(
@@ -281,6 +282,8 @@ fn mp_dead_writer_is_skipped_and_repaired_never_torn() {
         model(&format!("mp_dead_writer ({death:?})"), 2, move || {
             let seg = Seg::new();
             let live = ModelLive::new(2);
+            let ring = seg.ring();
+            let mut r = Reader::new(&ring, Start::Oldest, None);
             let (s2, l2) = (seg.clone(), live.clone());
             let dying = thread::spawn(move || {
                 let ring = s2.ring();
@@ -306,8 +309,6 @@ fn mp_dead_writer_is_skipped_and_repaired_never_torn() {
                 }
                 l3.die(1);
             });
-            let ring = seg.ring();
-            let mut r = Reader::new(&ring, Start::Oldest, None);
             let mut buf = [0u64; 2];
             let mut got = Vec::new();
             for _ in 0..2 {
@@ -317,7 +318,7 @@ fn mp_dead_writer_is_skipped_and_repaired_never_torn() {
             }
             dying.join().unwrap();
             other.join().unwrap();
-            drain(&seg, &live, r, &mut got);
+            drain(&seg, &live, r, 0, &mut got);
             assert!(
                 !got.contains(&0xdead),
                 "a dead writer's message was delivered"
@@ -374,6 +375,7 @@ fn repair_racing_takeover_and_index_reuse() {
             &seg,
             &live,
             Reader::new(&ring, Start::Sequence(0), None),
+            0,
             &mut got,
         );
         assert!(
@@ -434,6 +436,8 @@ fn wake_up_is_never_lost() {
                     counter.clone(),
                     futex.clone(),
                 );
+                let ring = seg.ring();
+                let mut r = Reader::new(&ring, Start::Next, None);
                 let publisher = thread::spawn(move || {
                     let ring = s2.ring();
                     let mut w = if multi {
@@ -448,8 +452,6 @@ fn wake_up_is_never_lost() {
                     };
                     wait::wake_after_publish(words, &*fu2, false);
                 });
-                let ring = seg.ring();
-                let mut r = Reader::new(&ring, Start::Next, None);
                 let mut buf = [0u64; 2];
                 let words = WakeWords {
                     flag: &flag,
