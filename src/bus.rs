@@ -83,7 +83,7 @@ impl<T: Payload> Bus<T> {
 
     /// A subscriber that sees only messages published from now on.
     pub fn subscriber(&self) -> Subscriber<T> {
-        self.subscribe(Start::Newest)
+        self.subscribe(Start::Next)
     }
 
     /// A subscriber starting where `start` says.
@@ -128,7 +128,7 @@ impl<T: Payload> Bus<T> {
 
     /// The next sequence number to be claimed by a producer.
     pub fn cursor(&self) -> u64 {
-        crate::ring::cursor(self.seg.words())
+        crate::liveness::ring(&self.seg).cursor()
     }
 
     /// Whether any producer is attached and alive. A producer that crashed is not (the kernel
@@ -149,14 +149,15 @@ impl<T: Payload> Bus<T> {
             .collect()
     }
 
-    /// Counts the slots by state: never written, written, being written now.
+    /// Counts the slots by state: never written, written, abandoned, being written now.
     pub fn slot_census(&self) -> SlotCensus {
-        let g = &self.seg.geometry;
+        let ring = crate::liveness::ring(&self.seg);
         let mut c = SlotCensus::default();
-        for i in 0..g.slot_count {
-            match crate::ring::version(self.seg.words(), g, i) {
+        for i in 0..ring.geometry().slot_count {
+            match ring.version(i) {
                 0 => c.empty += 1,
                 v if v & 1 == 1 => c.being_written += 1,
+                v if v & crate::ring::ABANDONED != 0 => c.abandoned += 1,
                 _ => c.written += 1,
             }
         }
@@ -171,12 +172,14 @@ pub struct ProducerInfo {
     pub index: usize,
     /// Its process id.
     pub pid: u32,
-    /// `CLOCK_MONOTONIC_COARSE` (ns) at its last publish; 0 if it has not published yet.
+    /// `CLOCK_MONOTONIC_COARSE` (ns) when it attached or last stamped its activity (a producer
+    /// stamps once in 1024 publishes, so that publishing reads no clock); 0 if never.
     pub last_publish_ns: u64,
 }
 
 impl ProducerInfo {
-    /// Time since this producer last published (a few ms of resolution), `None` if it has not.
+    /// Time since this producer attached or last stamped its activity (once in 1024 publishes;
+    /// a few ms of resolution), `None` if it never did.
     pub fn since_last_publish(&self) -> Option<std::time::Duration> {
         (self.last_publish_ns != 0).then(|| {
             std::time::Duration::from_nanos(
@@ -191,8 +194,10 @@ impl ProducerInfo {
 pub struct SlotCensus {
     /// Never written.
     pub empty: u64,
-    /// Holding a complete message (or a tombstone).
+    /// Holding a complete message.
     pub written: u64,
+    /// Holding a sequence given up by its writer (it died, or its fill panicked).
+    pub abandoned: u64,
     /// Being written at the moment of the census (or left so by a dead producer).
     pub being_written: u64,
 }
@@ -361,10 +366,11 @@ impl<T: Payload> BusBuilder<T> {
             });
         }
         let g = Geometry::new(self.slots, capacity).map_err(Error::InvalidConfig)?;
-        if self.first_seq > u64::MAX / 4 {
+        if self.first_seq > u64::MAX / 8 {
             return Err(Error::InvalidConfig(format!(
-                "first sequence {} is too large",
-                self.first_seq
+                "first sequence {} is too large (the limit is {})",
+                self.first_seq,
+                u64::MAX / 8
             )));
         }
         Ok((g, ty))

@@ -154,8 +154,8 @@ pub enum Error {
         word: u32,
     },
 
-    /// The write cursor is behind the first sequence, or either is past 2^62 (corrupt segment).
-    #[error("bus {name:?} is corrupt: write cursor {cursor} is not between first sequence {first_seq} and 2^62")]
+    /// The write cursor is behind the first sequence, or either is past 2^61 (corrupt segment).
+    #[error("bus {name:?} is corrupt: write cursor {cursor} is not between first sequence {first_seq} and 2^61")]
     SequenceOutOfOrder {
         /// The bus name.
         name: String,

@@ -23,15 +23,17 @@
 //!   128    16  type name, up to 256 bytes of UTF-8
 //!  1024   128  write cursor: next sequence to claim            [own cache line, hot]
 //!  1088   136  wake word (futex, lo32 only)                    [own cache line]
-//!  1096   137  sleeping-subscriber count
+//!  1096   137  waiter flag: non-zero while a subscriber may sleep (docs/design.md §7)
 //!  2048   256  producer table: 32 entries of 64 bytes (one line each)
-//!                +0 pid (lo32) | 0      +8 start time (ticks)    +16 last publish (CLOCK_MONOTONIC_COARSE ns)
-//!               +24 multi producer: sequence + 1 of its latest claim (names a writer that died
-//!                   before storing its length word)
+//!                +0 pid (lo32) | 0      +8 start time (ticks)    +16 activity stamp (CLOCK_MONOTONIC_COARSE ns,
+//!                   on attach and once in 1024 publishes)
+//!               +24 claim word (multi producer): 0 none, 2^64-1 claiming, seq+1 holds seq,
+//!                   (seq+1) | 2^63 dropped seq (docs/design.md §5)
 //!  4096   512  slot 0, then slot i at 4096 + i * stride
 //!
-//!  slot:  +0 version (2*seq+1 while writing seq, 2*seq+2 once written, 0 never written)
-//!         +8 length (bits 0-31; u32::MAX = tombstone) | writer's seq tag (32-58) | writer index (59-63)
+//!  slot:  +0 version (2*seq+1 while writing seq, 2*seq+2 once written, (2*seq+2) | 2^63 when
+//!            seq was abandoned, 0 never written)
+//!         +8 length in bytes
 //!        +16 payload, capacity bytes rounded up to whole words
 //! ```
 
@@ -55,8 +57,8 @@ pub const MAX_PRODUCERS: usize = 32;
 pub const MAX_SLOTS: u64 = 1 << 26;
 /// Largest segment shmbus creates or opens (64 GiB).
 pub const MAX_SEGMENT_BYTES: u64 = 64 << 30;
-/// Length value marking a slot whose writer died: counted as lost, never delivered.
-pub(crate) const TOMBSTONE: u32 = u32::MAX;
+/// Payload capacities stay below this (a length fits 32 bits with room to spare).
+pub(crate) const CAPACITY_LIMIT: u32 = u32::MAX;
 
 pub(crate) const W_MAGIC: usize = 0;
 pub(crate) const W_ABI_MODE: usize = 1;
@@ -187,7 +189,7 @@ impl Geometry {
         if capacity == 0 {
             return Err("payload capacity must be at least 1 byte".into());
         }
-        if capacity >= TOMBSTONE as usize {
+        if capacity >= CAPACITY_LIMIT as usize {
             return Err(format!("payload capacity {capacity} is too large"));
         }
         let stride = (SLOT_HEADER_BYTES as u64)
@@ -453,9 +455,9 @@ fn header_from(magic: u64, ld: impl Fn(usize) -> u64) -> HeaderSnapshot {
 // failing with the typed error that names the numbers found. All arithmetic is checked: the
 // header may come from a hostile or corrupt segment.
 
-/// Sequences stay below 2^62 so that slot versions (`2 * seq + 2`) never wrap; a new bus starts
-/// at most at `u64::MAX / 4`.
-const SEQ_LIMIT: u64 = 1 << 62;
+/// Sequences stay below 2^61 so that slot versions (`2 * seq + 2`) never reach the abandoned bit
+/// (bit 63) nor wrap; a new bus starts at most at `u64::MAX / 8` (docs/design.md §2).
+const SEQ_LIMIT: u64 = crate::ring::SEQ_LIMIT;
 
 /// The ABI version step.
 pub(crate) fn check_abi(name: &str, h: &HeaderSnapshot) -> Result<u32> {
@@ -518,7 +520,7 @@ pub(crate) fn check_geometry(name: &str, h: &HeaderSnapshot) -> Result<(Geometry
     }
     let capacity = usize::try_from(h.capacity)
         .ok()
-        .filter(|&c| c > 0 && c < TOMBSTONE as usize)
+        .filter(|&c| c > 0 && c < CAPACITY_LIMIT as usize)
         .ok_or(Error::CapacityOutOfRange {
             name: name(),
             capacity: h.capacity,

@@ -56,20 +56,14 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(unreachable_pub, clippy::undocumented_unsafe_blocks)]
 
-// Under `--cfg loom` the whole crate (and so its binaries) still builds, with loom's atomics,
-// so that `cargo test --test loom` compiles; only `ring`, driven through `loom_api`, is run there.
+// Under `--cfg loom` the whole crate (and so its binaries) still builds, with loom's atomics;
+// the loom models in `ring/loom.rs` drive the production ring types there.
 mod sync;
 
 pub mod layout;
 
-#[cfg(loom)]
-#[doc(hidden)]
-pub mod loom_api;
-#[cfg(loom)]
-#[doc(hidden)]
-pub mod ring;
-#[cfg(not(loom))]
-pub(crate) mod ring;
+mod liveness;
+mod ring;
 
 mod bus;
 mod error;
@@ -86,15 +80,14 @@ pub use crate::{
     layout::{HeaderSnapshot, ProducerMode, TypeInfo},
     payload::{Payload, Raw},
     publisher::{Publisher, PublisherStats, SlotWriter},
-    subscriber::{
-        Event, Iter, LapPolicy, Message, Recv, Start, Subscriber, SubscriberStats,
-        DEFAULT_STALL_TIMEOUT,
-    },
+    subscriber::{Event, Iter, LapPolicy, Message, Recv, Start, Subscriber, SubscriberStats},
     wait::Wait,
 };
 /// The `bytemuck` crate, with its derives: `#[derive(shmbus::bytemuck::Pod)]` together with
 /// `#[bytemuck(crate = "shmbus::bytemuck")]` needs no `bytemuck` dependency of your own.
 pub use bytemuck;
+#[allow(deprecated)]
+pub use subscriber::DEFAULT_STALL_TIMEOUT;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

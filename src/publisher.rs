@@ -1,7 +1,7 @@
-//! The producer side (DESIGN §4): claim a sequence, write its slot, publish it, wake sleepers.
+//! The producer side (docs/design.md §4, §5): a thin wrapper around [`ring::Writer`] that adds
+//! the segment, the producer's locks, waking and statistics.
 //!
-//! Publishing never blocks, never allocates and makes no system call unless a subscriber sleeps
-//! on the wake word.
+//! Publishing never blocks, never allocates and makes no system call unless a subscriber sleeps.
 
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
@@ -9,14 +9,15 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::layout::{Geometry, ProducerMode, MAX_PRODUCERS};
+use crate::liveness::{ring, SegmentLiveness};
 use crate::payload::{Payload, Raw};
-use crate::ring::{self, Take};
+use crate::ring::{self, Ring, Writer};
 use crate::segment::{self, LockKind, Segment};
-use crate::sync::AtomicU64;
+use crate::wait::{self, SysFutex};
 
-/// How many times a multi-producer writer re-reads a slot still held by a writer a lap behind
-/// before giving up on it.
-const BUSY_SPINS: u32 = 1024;
+/// A producer stamps its "last publish" time (a coarse clock, for the inspector) once in this
+/// many publishes, so that a publish costs no clock read (docs/design.md §4).
+const HEARTBEAT_EVERY: u64 = 1024;
 
 /// Counters of one publisher.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -24,22 +25,26 @@ pub struct PublisherStats {
     /// Messages published.
     pub published: u64,
     /// Multi-producer only: messages dropped because their slot already held a newer message, or
-    /// was still held by a writer a full lap behind.
+    /// was still held by a live writer a full lap behind. A dropped message is never delivered.
     pub dropped: u64,
+    /// Multi-producer only: sequences of dead producers this publisher abandoned (repaired) so
+    /// that their slots could be used again.
+    pub repaired: u64,
 }
 
 /// A producer attached to a bus. Made by [`crate::Bus::publisher`]; detaches on drop.
 pub struct Publisher<T: Payload = Raw> {
     seg: Arc<Segment>,
     geometry: Geometry,
-    mode: ProducerMode,
-    /// Single producer: the next sequence to publish (the producer owns the cursor).
-    next: u64,
+    writer: Writer,
     /// This producer's entry in the header's producer table.
     index: u32,
     /// Holds this producer's OFD locks (byte 0: producer presence; byte 1+index: the entry)
     /// until drop, or until the kernel drops them when the process dies.
-    _lock: Option<OwnedFd>,
+    lock: Option<OwnedFd>,
+    futex: SysFutex,
+    /// This process could not register for the sleepers' barrier: publish with a real fence.
+    strong_fence: bool,
     stats: PublisherStats,
     _type: PhantomData<fn(&T)>,
 }
@@ -67,6 +72,7 @@ impl<T: Payload> Publisher<T> {
             }
         };
         let lock = seg.reopen_for_lock()?;
+        let mut repaired = 0;
         let index = match &lock {
             Some(fd) => {
                 let kind = match seg.mode {
@@ -81,8 +87,10 @@ impl<T: Payload> Publisher<T> {
                 if !segment::try_lock(fd, 0, kind).map_err(io)? {
                     return Err(busy(&seg));
                 }
-                // Repair before taking an entry, so that a dead writer's entry is still dead.
-                repair_abandoned_slots(&seg);
+                if seg.mode == ProducerMode::Single {
+                    // With the exclusive lock every earlier producer is dead.
+                    repaired += ring::repair_single(&ring(&seg));
+                }
                 let mut found = None;
                 for i in 0..MAX_PRODUCERS {
                     if segment::try_lock(fd, 1 + i as i64, LockKind::Exclusive).map_err(io)? {
@@ -90,10 +98,14 @@ impl<T: Payload> Publisher<T> {
                         break;
                     }
                 }
-                found.ok_or(Error::TooManyProducers {
+                let index = found.ok_or(Error::TooManyProducers {
                     name: seg.name().to_owned(),
                     max: MAX_PRODUCERS,
-                })?
+                })?;
+                // The entry's previous holder is dead (we hold its lock): repair its claim before
+                // our own claims overwrite it (docs/design.md §5, "Repair").
+                repaired += u64::from(ring::repair_claim(&ring(&seg), index).is_some());
+                index
             }
             None => {
                 let candidates = match seg.mode {
@@ -114,15 +126,26 @@ impl<T: Payload> Publisher<T> {
             }
         };
         seg.set_producer(index, pid, segment::process_start_ticks(pid).unwrap_or(0));
-        let next = ring::cursor(seg.words());
+        seg.producer_heartbeat(index)
+            .store(segment::coarse_now_ns(), crate::sync::Ordering::Relaxed);
+        let writer = match seg.mode {
+            ProducerMode::Single => Writer::single(ring(&seg).cursor()),
+            ProducerMode::Multi => Writer::multi(index),
+        };
         Ok(Publisher {
             geometry: seg.geometry,
-            mode: seg.mode,
-            next,
+            writer,
             index: index as u32,
+            futex: SysFutex {
+                shared: seg.is_shared(),
+            },
+            strong_fence: !wait::register_producer_process(),
             seg,
-            _lock: lock,
-            stats: PublisherStats::default(),
+            lock,
+            stats: PublisherStats {
+                repaired,
+                ..PublisherStats::default()
+            },
             _type: PhantomData,
         })
     }
@@ -142,77 +165,36 @@ impl<T: Payload> Publisher<T> {
         self.index
     }
 
-    /// The protocol around one write: claim, `fill`, publish, wake. Returns the sequence number,
-    /// or `None` if a multi-producer message had to be dropped.
+    /// The protocol around one write: begin (claim and take), `fill` (returns whether to commit
+    /// or abandon), finish, wake. Returns the sequence number, or `None` if a multi-producer
+    /// message had to be dropped.
     #[inline]
-    fn publish_inner(
-        &mut self,
-        fill: impl FnOnce(&[AtomicU64], &Geometry, u64, u32),
-    ) -> Option<u64> {
+    fn publish_inner(&mut self, fill: impl FnOnce(&Writer, &Ring<'_>, u64) -> bool) -> Option<u64> {
         let seg = &*self.seg;
-        let words = seg.words();
-        let g = &self.geometry;
-        let seq = match self.mode {
-            ProducerMode::Single => {
-                let seq = self.next;
-                ring::begin(words, g, seq);
-                fill(words, g, seq, self.index);
-                ring::commit(words, g, seq);
-                self.next = seq.wrapping_add(1);
-                seq
-            }
-            ProducerMode::Multi => {
-                let seq = ring::claim(words);
-                // Recorded before taking the slot, so that if this process dies before storing
-                // its length word, the next writer of the slot can still tell whose it was.
-                seg.producer_claim(self.index as usize)
-                    .store(seq.wrapping_add(1), crate::sync::Ordering::Relaxed);
-                if !self.take_slot(words, seq) {
-                    self.stats.dropped += 1;
-                    return None;
-                }
-                fill(words, g, seq, self.index);
-                if !ring::commit_cas(words, g, seq) {
-                    self.stats.dropped += 1;
-                    return None;
-                }
-                seq
-            }
+        let ring = ring(seg);
+        let live = SegmentLiveness::producer(seg, self.lock.as_ref(), self.index as usize);
+        let Some(seq) = self.writer.begin(&ring, &live) else {
+            self.stats.dropped += 1;
+            return None;
         };
-        // A coarse clock (a vDSO read of CLOCK_MONOTONIC_COARSE, ~4 ns; no system call) on this
-        // producer's own cache line, for "time since last publish" in the inspector. The
-        // precise TSC clock costs ~8-11 ns here, most of a publish.
-        seg.producer_heartbeat(self.index as usize)
-            .store(segment::coarse_now_ns(), crate::sync::Ordering::Relaxed);
-        seg.wake_sleepers();
-        self.stats.published += 1;
+        if fill(&self.writer, &ring, seq) {
+            self.writer.commit(&ring, seq);
+            self.stats.published += 1;
+        } else {
+            self.writer.abandon(&ring, seq);
+        }
+        wait::wake_after_publish(seg.wake_words(), &self.futex, self.strong_fence);
+        if self.stats.published % HEARTBEAT_EVERY == 0 {
+            self.heartbeat();
+        }
         Some(seq)
     }
 
-    /// Multi producer: gets the slot of `seq`, waiting a bounded time for a writer a lap behind,
-    /// and taking the slot over only from a writer proven dead.
-    fn take_slot(&self, words: &[AtomicU64], seq: u64) -> bool {
-        let g = &self.geometry;
-        let mut spins = 0;
-        loop {
-            match ring::take(words, g, seq) {
-                Take::Taken => return true,
-                Take::Newer => return false,
-                Take::Busy { version, writer } => {
-                    if spins < BUSY_SPINS {
-                        spins += 1;
-                        crate::sync::spin_hint();
-                        continue;
-                    }
-                    // Rare path: a slot held for a whole lap. Only a writer whose lock the
-                    // kernel has released (it died) is taken over; a live one keeps its slot.
-                    let writer = writer.or_else(|| claimant(&self.seg, version));
-                    let dead = writer
-                        .is_some_and(|w| w != self.index && !self.seg.producer_alive(w as usize));
-                    return dead && ring::take_over(words, g, seq, version);
-                }
-            }
-        }
+    #[cold]
+    fn heartbeat(&self) {
+        self.seg
+            .producer_heartbeat(self.index as usize)
+            .store(segment::coarse_now_ns(), crate::sync::Ordering::Relaxed);
     }
 
     /// Publishes the bytes of `msg`; returns its sequence number (`None`: a multi-producer
@@ -225,42 +207,42 @@ impl<T: Payload> Publisher<T> {
                 capacity: self.geometry.capacity,
             });
         }
-        Ok(self.publish_inner(|w, g, seq, idx| ring::write_bytes(w, g, seq, idx, bytes)))
+        Ok(self.publish_inner(|w, ring, seq| {
+            w.write_bytes(ring, seq, bytes);
+            true
+        }))
     }
 
     /// Writes a message in place: `fill` gets a [`SlotWriter`] whose writes go straight into the
     /// slot as atomic stores (no intermediate buffer); the message length is the furthest byte
-    /// written. Returns the sequence number and what `fill` returned, or `None` if a
-    /// multi-producer message was dropped before `fill` ran. If `fill` panics, the slot is marked
-    /// abandoned, so no subscriber ever receives the half-written message.
+    /// written, and bytes below it that `fill` skipped read as zero. Returns the sequence number
+    /// and what `fill` returned, or `None` if a multi-producer message was dropped before `fill`
+    /// ran. If `fill` panics, the sequence is published as abandoned (subscribers count it lost,
+    /// never see the half-written message) and the panic resumes.
     pub fn publish_with<R>(
         &mut self,
         fill: impl FnOnce(&mut SlotWriter<'_>) -> R,
     ) -> Option<(u64, R)> {
         let mut out = None;
         let mut panicked = None;
-        let seq = self.publish_inner(|words, g, seq, writer| {
+        let seq = self.publish_inner(|writer, ring, seq| {
             let mut w = SlotWriter {
-                words,
-                geometry: g,
+                writer,
+                ring: *ring,
                 seq,
                 len: 0,
             };
-            // A panic in `fill` must not leave the slot odd: that would stall subscribers and, on
-            // a multi-producer bus, keep later writers out of the slot while we live. The
-            // sequence is published as abandoned (a tombstone length) and the panic resumes.
-            let len = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fill(&mut w)))
-            {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fill(&mut w))) {
                 Ok(o) => {
+                    writer.store_len(ring, seq, w.len);
                     out = Some(o);
-                    w.len as u32
+                    true
                 }
                 Err(payload) => {
                     panicked = Some(payload);
-                    crate::layout::TOMBSTONE
+                    false
                 }
-            };
-            ring::store_len(words, g, seq, writer, len);
+            }
         });
         if let Some(payload) = panicked {
             std::panic::resume_unwind(payload);
@@ -271,10 +253,13 @@ impl<T: Payload> Publisher<T> {
 }
 
 impl Publisher<Raw> {
-    /// Publishes a byte message; fails only if it is longer than the slot capacity.
+    /// Publishes a byte message.
     ///
     /// Returns the message's sequence number, or `None` on a multi-producer bus when the message
-    /// was dropped (it would have overwritten a newer message; see [`PublisherStats::dropped`]).
+    /// was dropped (see [`PublisherStats::dropped`]).
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] if `bytes` is longer than the slot capacity.
     #[inline]
     pub fn publish_bytes(&mut self, bytes: &[u8]) -> Result<Option<u64>> {
         self.publish_slice(bytes)
@@ -287,7 +272,10 @@ impl<T: bytemuck::Pod> Publisher<T> {
     pub fn publish(&mut self, msg: &T) -> Option<u64> {
         let bytes = bytemuck::bytes_of(msg);
         // The capacity was checked against size_of::<T>() when the bus was built or opened.
-        self.publish_inner(|w, g, seq, idx| ring::write_bytes(w, g, seq, idx, bytes))
+        self.publish_inner(|w, ring, seq| {
+            w.write_bytes(ring, seq, bytes);
+            true
+        })
     }
 }
 
@@ -296,18 +284,18 @@ impl<T: Payload> Drop for Publisher<T> {
         if !self.seg.is_shared() {
             self.seg.release_heap_entry(self.index as usize);
         }
-        // Shared segments: closing the lock fd releases the OFD locks. Sleepers are woken so
-        // they can notice that producers are gone.
-        self.seg.wake_sleepers();
+        // Shared segments: closing the lock fd (after this) releases the OFD locks. Sleepers are
+        // woken so they can notice that producers are gone.
+        wait::wake_sleepers(self.seg.wake_words(), &self.futex);
     }
 }
 
 /// Writes one message directly into its slot with atomic word stores (never a `&mut [u8]` into
-/// shared memory, which readers race on; DESIGN §6). The message length is the furthest byte
-/// written.
+/// shared memory, which readers race on; docs/design.md §8). The message length is the furthest
+/// byte written; bytes below it that were never written are zero.
 pub struct SlotWriter<'a> {
-    words: &'a [AtomicU64],
-    geometry: &'a Geometry,
+    writer: &'a Writer,
+    ring: Ring<'a>,
     seq: u64,
     len: usize,
 }
@@ -315,7 +303,7 @@ pub struct SlotWriter<'a> {
 impl SlotWriter<'_> {
     /// Bytes available in the slot.
     pub fn capacity(&self) -> usize {
-        self.geometry.capacity
+        self.ring.geometry().capacity
     }
 
     /// Bytes written so far (the message length).
@@ -328,93 +316,64 @@ impl SlotWriter<'_> {
         self.len == 0
     }
 
-    /// Writes `bytes` at byte `offset` of the payload.
+    /// Writes `bytes` at byte `offset` of the payload. Bytes between the previous end of the
+    /// message and `offset` become zero.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] if the write would end past the slot capacity; nothing is
+    /// written then.
     pub fn write_at(&mut self, offset: usize, bytes: &[u8]) -> Result<()> {
-        let end = offset
-            .checked_add(bytes.len())
-            .filter(|&e| e <= self.geometry.capacity);
+        let capacity = self.capacity();
+        let end = offset.checked_add(bytes.len()).filter(|&e| e <= capacity);
         let Some(end) = end else {
             return Err(Error::MessageTooLarge {
                 len: offset.saturating_add(bytes.len()),
-                capacity: self.geometry.capacity,
+                capacity,
             });
         };
-        let mut pos = offset;
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let word = pos / 8;
-            let skip = pos % 8;
-            let take = rest.len().min(8 - skip);
-            // Bytes of this word that were written before keep their value; bytes never written
-            // read as whatever the slot held, which the length excludes or this write covers.
-            let mut b = if skip == 0 && take == 8 {
-                [0u8; 8]
-            } else {
-                ring::load_word(self.words, self.geometry, self.seq, word).to_ne_bytes()
-            };
-            b[skip..skip + take].copy_from_slice(&rest[..take]);
-            ring::store_word(
-                self.words,
-                self.geometry,
-                self.seq,
-                word,
-                u64::from_ne_bytes(b),
-            );
-            pos += take;
-            rest = &rest[take..];
+        if offset > self.len {
+            // The gap would otherwise show whatever the slot held before: an older message's
+            // bytes inside this message's length.
+            const ZEROS: [u8; 64] = [0; 64];
+            let mut pos = self.len;
+            while pos < offset {
+                let n = (offset - pos).min(ZEROS.len());
+                self.store(pos, &ZEROS[..n]);
+                pos += n;
+            }
         }
+        self.store(offset, bytes);
         self.len = self.len.max(end);
         Ok(())
     }
 
     /// Appends `bytes` after the furthest byte written.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] if the message would exceed the slot capacity.
     pub fn push(&mut self, bytes: &[u8]) -> Result<()> {
         self.write_at(self.len, bytes)
     }
-}
 
-/// The producer whose recorded claim is the sequence of the odd `version`: the writer of a slot
-/// that has not named itself in the length word yet (or died before it could).
-fn claimant(seg: &Segment, version: u64) -> Option<u32> {
-    // ORDERING: pairs with the Release CAS in `ring::take`: having seen its odd version, we see
-    // the claim its writer stored before it.
-    crate::sync::fence(crate::sync::Ordering::Acquire);
-    let want = ring::version_seq(version).wrapping_add(1);
-    (0..MAX_PRODUCERS)
-        .find(|&i| seg.producer_claim(i).load(crate::sync::Ordering::Relaxed) == want)
-        .map(|i| i as u32)
-}
-
-/// Tombstones slots left odd by producers that died mid-write (RELIABILITY "Producers"), and, on
-/// a single-producer bus, moves the cursor past a sequence its dead producer finished or left
-/// half-written. Called with the producer-presence lock held, before taking an entry.
-fn repair_abandoned_slots(seg: &Segment) {
-    let words = seg.words();
-    let g = &seg.geometry;
-    // With the exclusive lock (single producer) every odd slot is a dead writer's; with several
-    // producers, only a slot whose recorded writer is dead, or any slot if nobody else is alive.
-    let others_alive =
-        seg.mode == ProducerMode::Multi && (0..MAX_PRODUCERS).any(|i| seg.producer_alive(i));
-    for i in 0..g.slot_count {
-        let v = ring::version(words, g, i);
-        if v & 1 == 0 {
-            continue;
-        }
-        let seq = ring::version_seq(v);
-        let meta = words[g.slot_word(seq) + 1].load(crate::sync::Ordering::Relaxed);
-        let dead = match ring::meta_writer(meta, seq).or_else(|| claimant(seg, v)) {
-            Some(w) => !seg.producer_alive(w as usize),
-            None => !others_alive,
-        };
-        if dead {
-            ring::tombstone(words, g, seq, v);
-        }
-    }
-    if seg.mode == ProducerMode::Single {
-        let c = ring::cursor(words);
-        if ring::version(words, g, c) == ring::done_version(c) {
-            // The dead producer published `c` (or we tombstoned it) but never advanced the cursor.
-            words[crate::layout::W_CURSOR].store(c.wrapping_add(1), crate::sync::Ordering::Release);
+    /// Stores `bytes` at `offset` (in bounds) word by word.
+    fn store(&mut self, offset: usize, bytes: &[u8]) {
+        let mut pos = offset;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let word = self.writer.payload_word(&self.ring, self.seq, pos / 8);
+            let skip = pos % 8;
+            let take = rest.len().min(8 - skip);
+            // Bytes of this word outside the write keep what this message (or, past its end,
+            // the slot) held; past the message's length they are never delivered.
+            let mut b = if skip == 0 && take == 8 {
+                [0u8; 8]
+            } else {
+                word.load(crate::sync::Ordering::Relaxed).to_ne_bytes()
+            };
+            b[skip..skip + take].copy_from_slice(&rest[..take]);
+            word.store(u64::from_ne_bytes(b), crate::sync::Ordering::Relaxed);
+            pos += take;
+            rest = &rest[take..];
         }
     }
 }

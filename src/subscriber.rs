@@ -1,21 +1,25 @@
 //! The consumer side: each subscriber keeps only its own expected sequence number, in its own
-//! process; nothing about it is stored in the segment (DESIGN §3, §7).
+//! process; nothing about it is stored in the segment (docs/design.md §6).
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::layout::Geometry;
+use crate::liveness::{ring, SegmentLiveness};
 use crate::payload::{Payload, Raw};
-use crate::ring::{self, ReadOutcome};
+use crate::ring::{Polled, Reader, Ring};
 use crate::segment::Segment;
-use crate::wait::Wait;
+use crate::wait::{self, SysFutex, Wait};
 
 /// Where a new subscriber starts reading.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Start {
     /// Only messages published from now on (the default).
     #[default]
+    Next,
+    /// The old name of [`Start::Next`]: messages published from now on. (It read like
+    /// [`LapPolicy::Newest`], which resumes at the newest message already published.)
+    #[deprecated(note = "renamed to Start::Next")]
     Newest,
     /// The oldest message still intact in the ring.
     Oldest,
@@ -28,11 +32,11 @@ pub enum Start {
 /// Where a lapped subscriber resumes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LapPolicy {
-    /// At the oldest message still intact (the default). If it is lapped again before it receives
-    /// anything, it resumes at the newest instead, so it always makes progress.
+    /// At the oldest message still intact (the default). If a producer laps it again before it
+    /// reads that message, it resumes at the newest instead, so it always makes progress.
     #[default]
     Oldest,
-    /// At the newest message.
+    /// At the newest message already published.
     Newest,
 }
 
@@ -61,8 +65,8 @@ pub enum Recv<'a, T: Payload = Raw> {
         /// How many sequence numbers were skipped.
         lost: u64,
     },
-    /// No producer is attached and everything intact has been received (blocking calls only).
-    /// Not final: a producer may attach later and the sequence continues.
+    /// No producer is attached and everything intact has been received. Not final: a producer
+    /// may attach later and the sequence continues.
     Closed,
 }
 
@@ -144,42 +148,27 @@ pub enum Event<V> {
     },
 }
 
-/// A poll result that borrows nothing, so loops can return it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Polled {
-    Message { seq: u64, len: usize },
-    Empty,
-    Lapped { lost: u64 },
-    Closed,
-}
-
-/// How long a subscriber waits on a sequence that stays unwritten while later ones exist before
-/// counting it lost (a producer that died between claiming and publishing it).
+/// Deprecated: a live writer's sequence is now waited for (it is published once its writer is
+/// scheduled again), and a dead or dropping claimant's sequence is skipped at once, so there is
+/// no timeout to set. Kept for source compatibility.
+#[deprecated(note = "stalls no longer time out: see docs/design.md, \"Stalls\"")]
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_millis(50);
-/// An empty poll looks at the write cursor (to detect a stalled sequence or a lap the slot does
-/// not show yet) once in this many polls.
-const CURSOR_CHECK_EVERY: u32 = 1024;
-/// How often a waiting subscriber checks whether any producer is still alive.
-const LIVENESS_PERIOD: Duration = Duration::from_millis(10);
+
+/// Spins of a blocking receive before it yields or sleeps, and polls between its clock reads.
+const SPINS: u32 = 64;
+/// How often a waiting subscriber looks at the cursor and the producers' liveness (a dead
+/// producer cannot wake it): a dead claimant's sequence is skipped, and a closed bus reported,
+/// within this time under every wait strategy.
+const CHECK_PERIOD: Duration = Duration::from_millis(5);
 
 /// A consumer. Made by [`crate::Bus::subscriber`] or [`crate::Bus::subscribe`].
 pub struct Subscriber<T: Payload = Raw> {
     seg: Arc<Segment>,
-    geometry: Geometry,
-    /// The next sequence number this subscriber expects: its whole shared-nothing state.
-    next: u64,
+    reader: Reader,
     /// Private copy-out buffer, 8-byte aligned, one slot's payload long.
     buf: Box<[u64]>,
-    policy: LapPolicy,
     wait: Wait,
-    stall_timeout: Duration,
-    /// Since when the expected sequence has been missing while later ones exist.
-    stall_since: Option<Instant>,
-    /// Empty polls so far (wrapping); paces the cursor checks of `poll`.
-    empty_polls: u32,
-    /// Laps in a row without a delivery in between (progress guard for `LapPolicy::Oldest`).
-    laps_in_row: u32,
-    stats: SubscriberStats,
+    futex: SysFutex,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -187,40 +176,28 @@ impl<T: Payload> std::fmt::Debug for Subscriber<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscriber")
             .field("bus", &self.seg.name())
-            .field("next", &self.next)
-            .field("stats", &self.stats)
+            .field("next", &self.reader.next_seq())
+            .field("stats", &self.reader.stats())
             .finish()
     }
 }
 
 impl<T: Payload> Subscriber<T> {
     pub(crate) fn new(seg: Arc<Segment>, start: Start) -> Self {
-        let geometry = seg.geometry;
-        let words = seg.words();
-        let c = ring::cursor(words);
-        let oldest = ring::oldest_intact(words, &geometry, c, seg.first_seq);
-        let next = match start {
-            Start::Newest => c,
-            Start::Oldest => oldest,
-            Start::Last(n) => c.saturating_sub(n).max(oldest),
-            Start::Sequence(s) => s,
-        };
+        let size = T::type_info("").size as usize;
+        let reader = Reader::new(&ring(&seg), start, (size != 0).then_some(size));
         let wait = if seg.is_writable() {
             Wait::Sleep
         } else {
             Wait::Yield
         };
         Subscriber {
-            geometry,
-            next,
-            buf: vec![0u64; geometry.payload_words()].into_boxed_slice(),
-            policy: LapPolicy::default(),
+            reader,
+            buf: vec![0u64; seg.geometry.payload_words()].into_boxed_slice(),
             wait,
-            stall_timeout: DEFAULT_STALL_TIMEOUT,
-            stall_since: None,
-            empty_polls: 0,
-            laps_in_row: 0,
-            stats: SubscriberStats::default(),
+            futex: SysFutex {
+                shared: seg.is_shared(),
+            },
             seg,
             _type: PhantomData,
         }
@@ -228,7 +205,7 @@ impl<T: Payload> Subscriber<T> {
 
     /// Sets where this subscriber resumes after a lap.
     pub fn lap_policy(mut self, policy: LapPolicy) -> Self {
-        self.policy = policy;
+        self.reader.set_policy(policy);
         self
     }
 
@@ -239,28 +216,31 @@ impl<T: Payload> Subscriber<T> {
         self
     }
 
-    /// Sets how long a sequence may stay unwritten while later ones exist before it is counted
-    /// lost (default 50 ms): the bound on how long a producer that died mid-message delays us.
-    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
-        self.stall_timeout = timeout;
+    /// Deprecated and without effect: a sequence whose writer is alive is waited for, one whose
+    /// claimant died or dropped it is skipped at once (docs/design.md, "Stalls").
+    #[deprecated(note = "stalls no longer time out: see docs/design.md, \"Stalls\"")]
+    pub fn stall_timeout(self, _timeout: Duration) -> Self {
         self
     }
 
     /// The next sequence number this subscriber expects.
     pub fn next_seq(&self) -> u64 {
-        self.next
+        self.reader.next_seq()
     }
 
     /// Counters so far.
     pub fn stats(&self) -> SubscriberStats {
-        self.stats
+        self.reader.stats()
     }
 
-    /// Receives without waiting: a message, nothing new, or a lap with its exact loss.
-    /// Never allocates, locks, or makes a system call.
+    /// Receives without waiting: a message, nothing new, a lap with its exact loss, or
+    /// [`Recv::Closed`]. Never allocates, locks, or makes a system call, except that once in
+    /// 1024 empty polls it looks at the cursor and, if nothing is pending, asks the kernel
+    /// whether a producer is attached (so `Closed` can take up to 1024 empty polls to show).
     #[inline]
     pub fn try_recv(&mut self) -> Recv<'_, T> {
-        let p = self.poll();
+        let live = SegmentLiveness::observer(&self.seg);
+        let p = self.reader.poll(&ring(&self.seg), &live, &mut self.buf);
         self.finish(p)
     }
 
@@ -272,9 +252,10 @@ impl<T: Payload> Subscriber<T> {
         self.finish(p)
     }
 
-    /// Like [`Subscriber::recv`], giving up with [`Recv::Empty`] after `timeout`.
+    /// Like [`Subscriber::recv`], giving up with [`Recv::Empty`] after `timeout` (a timeout too
+    /// large to represent, such as `Duration::MAX`, waits without limit).
     pub fn recv_timeout(&mut self, timeout: Duration) -> Recv<'_, T> {
-        let p = self.wait_for(Some(Instant::now() + timeout));
+        let p = self.wait_for(Instant::now().checked_add(timeout));
         self.finish(p)
     }
 
@@ -284,154 +265,76 @@ impl<T: Payload> Subscriber<T> {
         Iter { sub: self }
     }
 
-    #[inline]
-    fn poll(&mut self) -> Polled {
-        let outcome = ring::read(self.seg.words(), &self.geometry, self.next, &mut self.buf);
-        match outcome {
-            ReadOutcome::Message { len }
-                if T::view(&bytemuck::cast_slice(&self.buf)[..len]).is_some() =>
-            {
-                let seq = self.next;
-                self.next = seq.wrapping_add(1);
-                self.stats.received += 1;
-                self.laps_in_row = 0;
-                self.stall_since = None;
-                Polled::Message { seq, len }
-            }
-            // A length that cannot be this type (only a hostile writer makes one) or an abandoned
-            // slot: one sequence lost, nothing delivered.
-            ReadOutcome::Message { .. } | ReadOutcome::Abandoned => self.skip_one(),
-            ReadOutcome::NotYet | ReadOutcome::InProgress => {
-                // The cursor tells a stalled sequence (a writer that died between claim and
-                // publish, or a forged slot) and a lap the slot does not show yet. Its cache line
-                // is written on every publish, so reading it on each empty poll would pull it
-                // across cores on the latency-critical path (measured: 8-byte ping-pong p50
-                // 155 ns with a read per poll, 103 ns without). It is read once every
-                // CURSOR_CHECK_EVERY empty polls, and on every poll while a stall is timed.
-                self.empty_polls = self.empty_polls.wrapping_add(1);
-                if self.stall_since.is_none() && self.empty_polls % CURSOR_CHECK_EVERY != 0 {
-                    return Polled::Empty;
-                }
-                self.check_stall()
-            }
-            ReadOutcome::Overwritten => self.resync(),
-        }
-    }
-
-    fn skip_one(&mut self) -> Polled {
-        self.next = self.next.wrapping_add(1);
-        self.stats.lost = self.stats.lost.saturating_add(1);
-        self.stall_since = None;
-        Polled::Lapped { lost: 1 }
-    }
-
-    /// The expected sequence is not there. Nothing new, unless later sequences were claimed: then
-    /// either we were lapped, or its writer is slow or dead, and after the stall timeout we count
-    /// it lost rather than wait forever.
-    #[inline]
-    fn check_stall(&mut self) -> Polled {
-        let ahead = ring::cursor(self.seg.words()).wrapping_sub(self.next);
-        if ahead == 0 || ahead > u64::MAX / 2 {
-            self.stall_since = None;
-            return Polled::Empty;
-        }
-        if ahead > self.geometry.slot_count {
-            return self.resync();
-        }
-        self.stalled()
-    }
-
-    #[cold]
-    fn stalled(&mut self) -> Polled {
-        let now = Instant::now();
-        match self.stall_since {
-            None => {
-                self.stall_since = Some(now);
-                Polled::Empty
-            }
-            Some(t) if now.duration_since(t) >= self.stall_timeout => self.skip_one(),
-            Some(_) => Polled::Empty,
-        }
-    }
-
-    /// Lapped: jump to where the policy says and count exactly what was skipped.
-    #[cold]
-    fn resync(&mut self) -> Polled {
-        self.laps_in_row += 1;
-        let to_newest = self.policy == LapPolicy::Newest || self.laps_in_row > 1;
-        let new = ring::resume_after_lap(
-            self.seg.words(),
-            &self.geometry,
-            self.next,
-            self.seg.first_seq,
-            to_newest,
-        );
-        let lost = new.wrapping_sub(self.next);
-        self.next = new;
-        // Saturating: a forged cursor can make single jumps of nearly 2^64.
-        self.stats.lost = self.stats.lost.saturating_add(lost);
-        self.stats.laps += 1;
-        self.stall_since = None;
-        Polled::Lapped { lost }
-    }
-
     fn wait_for(&mut self, deadline: Option<Instant>) -> Polled {
-        const SPINS: u32 = 64;
-        const SLEEP_SLICE: Duration = Duration::from_millis(1);
-        let mut idle: u32 = 0;
-        let mut last_liveness = Instant::now();
-        loop {
-            match self.poll() {
-                Polled::Empty => {}
+        let seg = &*self.seg;
+        let ring = ring(seg);
+        let live = SegmentLiveness::observer(seg);
+        for _ in 0..SPINS {
+            match self.reader.poll(&ring, &live, &mut self.buf) {
+                Polled::Empty => crate::sync::spin_hint(),
                 p => return p,
             }
-            idle = idle.wrapping_add(1);
-            if idle < SPINS {
-                crate::sync::spin_hint();
-                continue;
+        }
+        // The first look at the cursor and the producers comes one period in, so that a bus whose
+        // producer is still attaching is not reported closed by a receive that just began.
+        let mut last_check = Instant::now();
+        let mut first = true;
+        loop {
+            if !first {
+                match self.reader.poll_checked(&ring, &live, &mut self.buf) {
+                    Polled::Empty => {}
+                    p => return p,
+                }
             }
-            if idle % SPINS == 0 {
+            first = false;
+            loop {
                 let now = Instant::now();
                 if deadline.is_some_and(|d| now >= d) {
                     return Polled::Empty;
                 }
-                if now.duration_since(last_liveness) >= LIVENESS_PERIOD {
-                    last_liveness = now;
-                    if let Some(p) = self.closed_check() {
-                        return p;
-                    }
+                if now.duration_since(last_check) >= CHECK_PERIOD {
+                    last_check = now;
+                    break;
                 }
-            }
-            match self.wait {
-                Wait::Spin => crate::sync::spin_hint(),
-                Wait::Yield => std::thread::yield_now(),
-                Wait::Sleep => {
-                    let slice = deadline.map_or(SLEEP_SLICE, |d| {
-                        d.saturating_duration_since(Instant::now()).min(SLEEP_SLICE)
-                    });
-                    let (words, g, next) = (self.seg.words(), &self.geometry, self.next);
-                    // Sleep unless the expected slot already moved past "being written" (a commit wakes us).
-                    self.seg.sleep(slice, || {
-                        ring::version(words, g, next) > ring::busy_version(next)
-                    });
-                    // Each sleep is one liveness tick's worth of waiting.
-                    idle = idle.wrapping_add(SPINS - 1);
+                match self.wait {
+                    Wait::Spin | Wait::Yield => {
+                        for _ in 0..SPINS {
+                            match self.reader.poll(&ring, &live, &mut self.buf) {
+                                Polled::Empty => {}
+                                p => return p,
+                            }
+                            if self.wait == Wait::Spin {
+                                crate::sync::spin_hint();
+                            } else {
+                                std::thread::yield_now();
+                            }
+                        }
+                    }
+                    Wait::Sleep => {
+                        let slice = deadline.map_or(CHECK_PERIOD, |d| {
+                            d.saturating_duration_since(now).min(CHECK_PERIOD)
+                        });
+                        self.sleep(&ring, slice);
+                        match self.reader.poll(&ring, &live, &mut self.buf) {
+                            Polled::Empty => {}
+                            p => return p,
+                        }
+                    }
                 }
             }
         }
     }
 
-    /// With no producer alive: one more poll drains what a dying producer published; then, if
-    /// nothing is left, the bus is closed.
-    #[cold]
-    fn closed_check(&mut self) -> Option<Polled> {
-        if self.seg.producers_alive() {
-            return None;
-        }
-        match self.poll() {
-            Polled::Empty if ring::cursor(self.seg.words()) == self.next => Some(Polled::Closed),
-            Polled::Empty => None,
-            p => Some(p),
+    /// Sleeps until a publish wakes us or `slice` passes, unless the expected slot has already
+    /// moved past "being written".
+    fn sleep(&self, ring: &Ring<'_>, slice: Duration) {
+        let next = self.reader.next_seq();
+        let ready = || ring.version(next) > crate::ring::busy_version(next);
+        if self.seg.is_writable() {
+            wait::sleep(self.seg.wake_words(), &self.futex, Some(slice), ready);
+        } else if !ready() {
+            // A read-only handle may not raise the waiter flag, so nobody would wake it.
+            std::thread::sleep(slice.min(READ_ONLY_POLL));
         }
     }
 
@@ -439,10 +342,9 @@ impl<T: Payload> Subscriber<T> {
     fn finish(&self, p: Polled) -> Recv<'_, T> {
         match p {
             Polled::Message { seq, len } => {
-                match T::view(&bytemuck::cast_slice(&self.buf)[..len]) {
-                    Some(value) => Recv::Message(Message { seq, value }),
-                    None => Recv::Lapped { lost: 1 },
-                }
+                let value = T::view(&bytemuck::cast_slice(&self.buf)[..len])
+                    .expect("the reader delivers only lengths this type accepts");
+                Recv::Message(Message { seq, value })
             }
             Polled::Empty => Recv::Empty,
             Polled::Lapped { lost } => Recv::Lapped { lost },
@@ -450,6 +352,9 @@ impl<T: Payload> Subscriber<T> {
         }
     }
 }
+
+/// How often a read-only subscriber polls while it "sleeps".
+const READ_ONLY_POLL: Duration = Duration::from_millis(1);
 
 /// Blocking iterator made by [`Subscriber::iter`].
 pub struct Iter<'a, T: Payload> {

@@ -2,10 +2,10 @@
 //! the very same ring code is model-checked.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicU64};
+pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64};
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{fence, AtomicU64};
+pub(crate) use core::sync::atomic::{fence, AtomicU32, AtomicU64};
 
 pub(crate) use core::sync::atomic::Ordering;
 

@@ -1,4 +1,20 @@
-//! How a blocking receive waits for the next message.
+//! How a blocking receive waits, and the wake-up handshake between producers and sleeping
+//! subscribers (docs/design.md §7).
+//!
+//! A sleeper raises the segment's waiter flag, runs a heavy barrier, reads the wake counter,
+//! checks its slot once more, and sleeps on the counter (a futex). A producer, after its commit,
+//! runs a light barrier and loads the flag; only if it is raised does it clear it (one swap),
+//! bump the counter and wake every sleeper. The barrier pair is asymmetric: `membarrier`
+//! (`MEMBARRIER_CMD_GLOBAL_EXPEDITED`) on the sleeper's rare path against a compiler fence on the
+//! producer's hot path, which together order "commit, then load flag" against "raise flag, then
+//! check slot" as a pair of SeqCst fences would: either the producer sees the flag, or the
+//! sleeper sees the commit. No wake-up is lost (loom model `wake_up_is_never_lost`), so a sleep
+//! needs no cap; a sleeper killed while asleep leaves the flag raised, which costs the next
+//! publish one wake-up, after which the flag is clear again.
+
+use std::time::Duration;
+
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Wait strategy of [`crate::Subscriber::recv`] and [`crate::Subscriber::recv_timeout`]. Every
 /// strategy first spins briefly; they differ in what they do after.
@@ -8,11 +24,202 @@ pub enum Wait {
     Spin,
     /// Spin, then `sched_yield` between polls: low latency, and other threads on the core run.
     Yield,
-    /// Spin, then sleep on the bus's futex word until a producer publishes. Producers pay for the
-    /// wake-up only while somebody sleeps (a relaxed load of the sleeper count otherwise). A
-    /// wake-up that races with falling asleep can be missed, so a sleep lasts at most 1 ms before
-    /// the subscriber looks again. Needs a read-write handle: on a read-only one (which may not
-    /// write the sleeper count) it becomes a poll every millisecond.
+    /// Spin, then sleep on the bus's futex until the publish that makes a message available
+    /// wakes it. Producers pay for the wake-up only while somebody sleeps (one load of the
+    /// waiter flag otherwise). A sleeper also wakes every few milliseconds to notice producers
+    /// that died (a dead producer cannot wake it). Needs a read-write handle: a read-only one
+    /// may not raise the waiter flag, so it polls every millisecond instead.
     #[default]
     Sleep,
+}
+
+/// The two words of the handshake: the waiter flag (non-zero: someone may sleep) and the wake
+/// counter the sleepers' futex waits on.
+#[derive(Clone, Copy)]
+pub(crate) struct WakeWords<'a> {
+    pub(crate) flag: &'a AtomicU64,
+    pub(crate) counter: &'a AtomicU32,
+}
+
+/// The kernel services the handshake needs, so that loom can model them.
+pub(crate) trait Futex {
+    /// Sleeps while `word == expected`, until woken or `timeout` passes (`None`: no timeout).
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>);
+    /// Wakes every sleeper on `word`.
+    fn wake_all(&self, word: &AtomicU32);
+    /// The sleeper's side of the asymmetric barrier; `false` if it could not be run.
+    fn heavy_barrier(&self) -> bool;
+}
+
+/// The producer's side of the asymmetric barrier: a compiler fence against the sleeper's
+/// `membarrier`, or a real fence where the process could not register for it (`strong`). Under
+/// loom and miri, which model neither `membarrier` nor compiler fences across threads, a SeqCst
+/// fence on both sides stands for the pair.
+#[inline]
+pub(crate) fn light_barrier(strong: bool) {
+    if cfg!(any(loom, miri)) || strong {
+        crate::sync::fence(Ordering::SeqCst);
+    } else {
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    }
+}
+
+/// Producer side, right after a commit: wakes sleepers if any raised the flag.
+#[inline]
+pub(crate) fn wake_after_publish<F: Futex>(words: WakeWords<'_>, futex: &F, strong: bool) {
+    light_barrier(strong);
+    if words.flag.load(Ordering::Relaxed) != 0 {
+        wake_sleepers(words, futex);
+    }
+}
+
+/// Clears the flag and wakes everyone who slept on the counter (also used when a producer
+/// detaches, so that sleepers notice).
+#[cold]
+pub(crate) fn wake_sleepers<F: Futex>(words: WakeWords<'_>, futex: &F) {
+    // Only the producer that clears the flag wakes: the others' wake-ups would find nobody
+    // (every sleeper raised the flag before it slept, and that one producer wakes them all).
+    if words.flag.swap(0, Ordering::Relaxed) != 0 {
+        // ORDERING: Release pairs with the sleeper's Acquire load of the counter: a sleeper that
+        // reads the new count sees the commit made before it, so it does not sleep on it.
+        words.counter.fetch_add(1, Ordering::Release);
+        futex.wake_all(words.counter);
+    }
+}
+
+/// Sleeper side: sleeps until a publish wakes it or `timeout` passes, unless `ready` (which
+/// re-reads the expected slot) already holds after the flag is raised.
+pub(crate) fn sleep<F: Futex>(
+    words: WakeWords<'_>,
+    futex: &F,
+    timeout: Option<Duration>,
+    ready: impl FnOnce() -> bool,
+) {
+    words.flag.store(1, Ordering::Relaxed);
+    let timeout = if futex.heavy_barrier() {
+        timeout
+    } else {
+        // No barrier: a wake-up can be missed, so the sleep is kept short.
+        Some(timeout.map_or(FALLBACK_SLEEP, |t| t.min(FALLBACK_SLEEP)))
+    };
+    // ORDERING: pairs with the Release `fetch_add` in `wake_sleepers`: if this reads a count a
+    // producer bumped, `ready` sees that producer's commit.
+    let seen = words.counter.load(Ordering::Acquire);
+    if !ready() {
+        futex.wait(words.counter, seen, timeout);
+    }
+}
+
+/// Longest sleep when the heavy barrier is not available.
+const FALLBACK_SLEEP: Duration = Duration::from_millis(1);
+
+/// The futex of a segment: shared between processes on a mapped segment, private on a heap one.
+pub(crate) struct SysFutex {
+    pub(crate) shared: bool,
+}
+
+#[cfg(not(loom))]
+impl Futex for SysFutex {
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        crate::segment::futex_wait(word, expected, timeout, self.shared);
+    }
+
+    fn wake_all(&self, word: &AtomicU32) {
+        crate::segment::futex_wake(word, self.shared);
+    }
+
+    fn heavy_barrier(&self) -> bool {
+        if cfg!(miri) {
+            crate::sync::fence(Ordering::SeqCst);
+            return true;
+        }
+        crate::segment::membarrier_global_expedited()
+    }
+}
+
+// Under loom the crate builds, but only the ring and the handshake run, over a modelled futex
+// (ring/loom.rs); a real segment's futex is never reached.
+#[cfg(loom)]
+impl Futex for SysFutex {
+    fn wait(&self, _: &AtomicU32, _: u32, _: Option<Duration>) {
+        unreachable!("segments are not used under loom")
+    }
+
+    fn wake_all(&self, _: &AtomicU32) {
+        unreachable!("segments are not used under loom")
+    }
+
+    fn heavy_barrier(&self) -> bool {
+        unreachable!("segments are not used under loom")
+    }
+}
+
+/// Registers this process for the sleepers' `membarrier` once; `false` if the kernel refused
+/// (a producer then uses a real fence on every publish, see [`light_barrier`]).
+pub(crate) fn register_producer_process() -> bool {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REGISTERED.get_or_init(|| cfg!(any(miri, loom)) || crate::segment::membarrier_register())
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// Counts wake-ups; its barrier always works; it never sleeps.
+    #[derive(Default)]
+    struct Counting {
+        wakes: Cell<u32>,
+        waits: Cell<u32>,
+    }
+
+    impl Futex for Counting {
+        fn wait(&self, _: &AtomicU32, _: u32, _: Option<Duration>) {
+            self.waits.set(self.waits.get() + 1);
+        }
+        fn wake_all(&self, _: &AtomicU32) {
+            self.wakes.set(self.wakes.get() + 1);
+        }
+        fn heavy_barrier(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn killed_sleeper_costs_one_wake_up_and_publishes_without_sleepers_make_none() {
+        let (flag, counter) = (AtomicU64::new(0), AtomicU32::new(0));
+        let words = WakeWords {
+            flag: &flag,
+            counter: &counter,
+        };
+        let f = Counting::default();
+        for _ in 0..3 {
+            wake_after_publish(words, &f, false);
+        }
+        assert_eq!(f.wakes.get(), 0, "nobody sleeps: no wake-up");
+        // A sleeper raises the flag, finds nothing, sleeps, and is killed while asleep.
+        sleep(words, &f, None, || false);
+        assert_eq!(f.waits.get(), 1);
+        for _ in 0..3 {
+            wake_after_publish(words, &f, false);
+        }
+        assert_eq!(
+            f.wakes.get(),
+            1,
+            "one wake-up clears the dead sleeper's flag"
+        );
+        assert_eq!(counter.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn sleeper_does_not_sleep_when_its_message_is_already_there() {
+        let (flag, counter) = (AtomicU64::new(0), AtomicU32::new(0));
+        let words = WakeWords {
+            flag: &flag,
+            counter: &counter,
+        };
+        let f = Counting::default();
+        sleep(words, &f, Some(Duration::from_secs(1)), || true);
+        assert_eq!(f.waits.get(), 0);
+    }
 }

@@ -474,11 +474,12 @@ fn threads_on_a_multi_producer_bus_deliver_each_message_at_most_once_in_order() 
         .in_process()
         .unwrap();
     let mut rx = bus.subscriber();
+    // Attached before the receiver waits, so that it never finds the bus without producers.
+    let publishers: Vec<_> = (0..2).map(|_| bus.publisher().unwrap()).collect();
     let producers: Vec<_> = (0..2u64)
-        .map(|p| {
-            let bus = bus.clone();
+        .zip(publishers)
+        .map(|(p, mut tx)| {
             std::thread::spawn(move || {
-                let mut tx = bus.publisher().unwrap();
                 let mut buf = [0u8; 24];
                 for c in 0..PER {
                     support::make_payload(&mut buf, p, c);

@@ -51,10 +51,7 @@ fn producer() {
 /// checking every payload; stalls for STALL_US every STALL_EVERY messages if asked.
 fn consumer() {
     let bus = Bus::open_read_only(&bus_name()).unwrap();
-    let mut rx = bus
-        .subscribe(Start::Sequence(0))
-        .wait_strategy(Wait::Yield)
-        .stall_timeout(Duration::from_secs(5));
+    let mut rx = bus.subscribe(Start::Sequence(0)).wait_strategy(Wait::Yield);
     let total = env::<u64>("TOTAL");
     let producers = env::<usize>("PRODUCERS");
     let stall_every = std::env::var("STALL_EVERY")

@@ -208,7 +208,7 @@ impl Source for BusSource {
 
 fn consume(name: &str, core: usize, clock: ClockKind) -> Result<(), String> {
     let bus = Bus::open_read_only(name).map_err(|e| format!("cannot open {name}: {e}"))?;
-    let rx = bus.subscribe(Start::Newest);
+    let rx = bus.subscribe(Start::Next);
     let mut src = BusSource { bus, rx };
     sys::pin(core)?;
     say("ready");
@@ -219,7 +219,7 @@ fn consume(name: &str, core: usize, clock: ClockKind) -> Result<(), String> {
 
 fn idle(name: &str, core: usize, poll_ms: u64) -> Result<(), String> {
     let bus = Bus::open_read_only(name).map_err(|e| format!("cannot open {name}: {e}"))?;
-    let mut rx = bus.subscribe(Start::Newest);
+    let mut rx = bus.subscribe(Start::Next);
     sys::pin(core)?;
     say("ready");
     let slots = bus.slots();

@@ -149,10 +149,7 @@ struct Tally {
 fn consumer(args: &SoakArgs) -> Result<(), String> {
     let name = args.bus.as_deref().ok_or("child without --bus")?;
     let bus = Bus::open_read_only(name).map_err(|e| e.to_string())?;
-    let mut rx = bus
-        .subscribe(Start::Oldest)
-        .wait_strategy(Wait::Sleep)
-        .stall_timeout(Duration::from_millis(20));
+    let mut rx = bus.subscribe(Start::Oldest).wait_strategy(Wait::Sleep);
     let first = rx.next_seq();
     let mut rng = Rng(args.seed ^ args.id.wrapping_mul(0x1234_5678_9abc_def1) ^ 0x5eed);
     let mut t = Tally::default();

@@ -9,8 +9,8 @@ mod producers;
 mod sys;
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::AtomicU32;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use memmap2::{MmapOptions, MmapRaw};
 use nix::errno::Errno;
@@ -22,7 +22,7 @@ use crate::layout::{
     self, Geometry, HeaderInit, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, W_WAITERS,
     W_WAKE,
 };
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64};
 
 pub(crate) use pipeline::{report, validate_bytes, Expect, Probe, Shape, Verdict, Via};
 #[allow(unused_imports)]
@@ -337,53 +337,19 @@ impl Segment {
         Ok(Some(OwnedFd::from(file)))
     }
 
+    /// The words of the wake-up handshake (docs/design.md §7).
+    pub(crate) fn wake_words(&self) -> crate::wait::WakeWords<'_> {
+        crate::wait::WakeWords {
+            flag: &self.words()[W_WAITERS],
+            counter: self.wake_word(),
+        }
+    }
+
     fn wake_word(&self) -> &AtomicU32 {
         // SAFETY: word W_WAKE is inside the header (layout test), 8-aligned, and is only ever
         // accessed as this `AtomicU32` (its low half) and by the kernel's futex code; the high
         // half is unused.
         unsafe { &*(self.base.add(W_WAKE) as *const AtomicU32) }
-    }
-
-    /// Producer side of the wake-up: a Relaxed load of the sleeper count, and a futex wake only
-    /// if somebody sleeps.
-    #[inline]
-    pub(crate) fn wake_sleepers(&self) {
-        if self.words()[W_WAITERS].load(Ordering::Relaxed) != 0 {
-            self.wake_all();
-        }
-    }
-
-    #[cold]
-    fn wake_all(&self) {
-        let w = self.wake_word();
-        // ORDERING: Release pairs with the Acquire (fence) after the sleeper's load of the word
-        // in `sleep`.
-        w.fetch_add(1, Ordering::Release);
-        sys::futex_wake(w, self.is_shared());
-    }
-
-    /// Sleeps until a producer wakes sleepers, or `timeout` passes. A read-only subscriber cannot
-    /// register as a sleeper (it may not write the count), so for it this is a timed sleep.
-    pub(crate) fn sleep(&self, timeout: Duration, check: impl FnOnce() -> bool) {
-        let registered = self.is_writable();
-        if registered {
-            // ORDERING: SeqCst so that the count is visible before `check` reads the slot; a
-            // producer that published just before may still miss the count, which is why the
-            // sleep is bounded (see `Wait::Sleep`).
-            self.words()[W_WAITERS].fetch_add(1, Ordering::SeqCst);
-        }
-        // ORDERING: a Relaxed load and an Acquire fence (the mapping may be read-only, where std
-        // promises only Relaxed loads), pairing with the Release increment in `wake_all`.
-        let seen = self.wake_word().load(Ordering::Relaxed);
-        std::sync::atomic::fence(Ordering::Acquire);
-        if !check() {
-            sys::futex_wait(self.wake_word(), seen, Some(timeout), self.is_shared());
-        }
-        if registered {
-            // ORDERING: SeqCst, the same total order as the increment above; the count is only a
-            // hint that makes producers call `wake_all`.
-            self.words()[W_WAITERS].fetch_sub(1, Ordering::SeqCst);
-        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! are still alive (their kernel lock is held), for publishers, subscribers and the inspector.
 
 use crate::layout::{
-    MAX_PRODUCERS, PE_CLAIM, PE_LAST_PUBLISH, PE_PID, PE_START, PRODUCER_ENTRY_WORDS, W_PRODUCERS,
+    MAX_PRODUCERS, PE_LAST_PUBLISH, PE_PID, PE_START, PRODUCER_ENTRY_WORDS, W_PRODUCERS,
 };
 use crate::sync::{AtomicU64, Ordering};
 
@@ -51,11 +51,6 @@ impl Segment {
 
     pub(crate) fn producer_heartbeat(&self, i: usize) -> &AtomicU64 {
         self.producer_word(i, PE_LAST_PUBLISH)
-    }
-
-    /// Multi producer: `seq + 1` of the last sequence producer `i` claimed.
-    pub(crate) fn producer_claim(&self, i: usize) -> &AtomicU64 {
-        self.producer_word(i, PE_CLAIM)
     }
 
     /// Registers this process in producer entry `i`.

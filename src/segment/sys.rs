@@ -46,7 +46,6 @@ pub(crate) fn try_lock(fd: &OwnedFd, byte: i64, kind: LockKind) -> std::io::Resu
 
 /// Releases this description's lock on one byte (a no-op if it holds none).
 // Producers release their locks when they detach; the segment layer itself never does.
-#[allow(dead_code)]
 pub(crate) fn unlock(fd: &OwnedFd, byte: i64) -> std::io::Result<()> {
     fcntl(
         fd.as_raw_fd(),
@@ -134,7 +133,6 @@ fn membarrier(cmd: libc::c_int) -> bool {
 /// [`membarrier_global_expedited`] interrupts this one's running threads with a full barrier.
 /// Returns whether the kernel supports it (Linux 4.16+).
 // The ring's wake-up handshake calls this; it is not used by the segment layer itself.
-#[allow(dead_code)]
 pub(crate) fn membarrier_register() -> bool {
     membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED)
 }
@@ -142,7 +140,6 @@ pub(crate) fn membarrier_register() -> bool {
 /// Executes a full memory barrier on every running thread of every registered process, then
 /// returns; `false` if the kernel refused (unsupported), in which case no barrier was issued.
 // The ring's wake-up handshake calls this; it is not used by the segment layer itself.
-#[allow(dead_code)]
 pub(crate) fn membarrier_global_expedited() -> bool {
     membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)
 }

@@ -35,7 +35,7 @@ pub(crate) fn run(args: &WatchArgs) -> CmdResult {
         ));
     }
     // A sampler: after a lap it jumps to the newest message rather than replaying a backlog.
-    let mut sub = bus.subscribe(Start::Newest).lap_policy(LapPolicy::Newest);
+    let mut sub = bus.subscribe(Start::Next).lap_policy(LapPolicy::Newest);
     let mut state = WatchState::new(
         bus.name(),
         bus.slots(),

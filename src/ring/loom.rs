@@ -1,0 +1,479 @@
+//! Loom models of the production ring types (docs/design.md §9): [`Writer`], [`Reader`],
+//! [`repair_claim`] and the wake-up handshake of `crate::wait`, over a heap segment of loom
+//! atomics laid out like a real one, with producer liveness and the kernel's entry locks
+//! modelled by [`ModelLive`] and the futex by [`ModelFutex`].
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test --release --lib ring::loom` (see `.ci/loom.sh`).
+//! Loom explores the interleavings and the weak-memory outcomes of every Relaxed, Acquire and
+//! Release access and fence, up to a preemption bound (`LOOM_MAX_PREEMPTIONS` overrides it).
+//!
+//! A message is a payload of two words, both equal to its tag, so a torn copy (words of two
+//! writers, or a half-written slot) shows as unequal words.
+
+use ::loom::sync::atomic::AtomicBool;
+use ::loom::sync::{Arc, Condvar, Mutex};
+use ::loom::thread;
+
+use super::*;
+use crate::layout::{Geometry, W_SLOTS};
+use crate::subscriber::Start;
+use crate::sync::AtomicU32;
+use crate::wait::{self, Futex, WakeWords};
+
+const LEN: usize = 16;
+
+fn payload(tag: u64) -> [u8; LEN] {
+    let mut b = [0u8; LEN];
+    for c in b.chunks_exact_mut(8) {
+        c.copy_from_slice(&tag.to_ne_bytes());
+    }
+    b
+}
+
+/// The tag of a delivered message, checking that it is whole.
+fn untorn(buf: &[u64], len: usize) -> u64 {
+    assert_eq!(len, LEN, "length of a message");
+    assert_eq!(buf[0], buf[1], "torn message: {:x} / {:x}", buf[0], buf[1]);
+    assert_ne!(buf[0], 0, "a never-written payload was delivered");
+    buf[0]
+}
+
+/// Runs `f` under loom with preemption bound `bound` unless `LOOM_MAX_PREEMPTIONS` is set.
+fn model<F: Fn() + Sync + Send + 'static>(name: &str, bound: usize, f: F) {
+    let mut b = ::loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(bound);
+    }
+    let start = std::time::Instant::now();
+    b.check(f);
+    eprintln!(
+        "{name}: explored in {:.1?} (preemption bound {:?})",
+        start.elapsed(),
+        b.preemption_bound
+    );
+}
+
+/// A segment-shaped array of loom atomics: the header words, then 2 slots of 16 bytes.
+struct Seg {
+    words: Vec<AtomicU64>,
+    g: Geometry,
+}
+
+impl Seg {
+    fn new() -> Arc<Seg> {
+        let g = Geometry::new(2, LEN).expect("a valid geometry");
+        let words = (0..W_SLOTS + g.slot_count as usize * g.stride_words)
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        Arc::new(Seg { words, g })
+    }
+
+    fn ring(&self) -> Ring<'_> {
+        Ring::new(&self.words, self.g, 0)
+    }
+}
+
+/// Producer liveness as the kernel keeps it: `dead[i]` is stored (Release) when producer `i`'s
+/// process ends, which is when the kernel drops its lock; `locked[i]` is its entry lock, which
+/// only one party can hold after the death (Acquire: the holder sees everything the dead
+/// process wrote).
+struct ModelLive {
+    dead: Vec<AtomicBool>,
+    locked: Vec<AtomicBool>,
+}
+
+struct ModelGuard<'a>(&'a AtomicBool);
+
+impl Drop for ModelGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl ModelLive {
+    /// `n` producers, all alive (entries beyond `n` were never used: dead).
+    fn new(n: usize) -> Arc<ModelLive> {
+        Arc::new(ModelLive {
+            dead: (0..MAX_PRODUCERS)
+                .map(|i| AtomicBool::new(i >= n))
+                .collect(),
+            locked: (0..MAX_PRODUCERS).map(|_| AtomicBool::new(false)).collect(),
+        })
+    }
+
+    /// Producer `i`'s process ends (or it detaches).
+    fn die(&self, i: usize) {
+        self.dead[i].store(true, Ordering::Release);
+    }
+
+    /// A new producer attaches on dead entry `i`: it takes (and keeps) the entry's lock.
+    fn reuse(&self, i: usize) -> bool {
+        self.dead[i].load(Ordering::Acquire)
+            && self.locked[i]
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+impl<'a> Liveness for &'a ModelLive {
+    type Guard = ModelGuard<'a>;
+
+    fn alive(&self, i: usize) -> bool {
+        !self.dead[i].load(Ordering::Acquire) || self.locked[i].load(Ordering::Acquire)
+    }
+
+    fn any_alive(&self) -> bool {
+        (0..MAX_PRODUCERS).any(|i| self.alive(i))
+    }
+
+    fn lock_dead(&self, i: usize) -> Option<ModelGuard<'a>> {
+        if !self.dead[i].load(Ordering::Acquire) {
+            return None;
+        }
+        self.locked[i]
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+            .then(|| ModelGuard(&self.locked[i]))
+    }
+}
+
+/// Publishes `tag` with `w`; the sequence, or `None` if dropped.
+fn publish(ring: &Ring<'_>, w: &mut Writer, live: &&ModelLive, tag: u64) -> Option<u64> {
+    let seq = w.begin(ring, live)?;
+    w.write_bytes(ring, seq, &payload(tag));
+    w.commit(ring, seq);
+    Some(seq)
+}
+
+/// After every writer is done or dead: a reader drains to `Closed` in a bounded number of polls
+/// (no hang), delivering only whole messages, and accounts for every sequence.
+fn drain(seg: &Seg, live: &ModelLive, mut r: Reader, start: u64, delivered: &mut Vec<u64>) {
+    let ring = seg.ring();
+    let mut buf = [0u64; 2];
+    for _ in 0..16 {
+        match r.poll_checked(&ring, &live, &mut buf) {
+            Polled::Message { len, .. } => delivered.push(untorn(&buf, len)),
+            Polled::Closed => {
+                let s = r.stats();
+                assert_eq!(
+                    s.received + s.lost,
+                    ring.cursor(),
+                    "received + lost == published"
+                );
+                return;
+            }
+            Polled::Empty | Polled::Lapped { .. } => {}
+        }
+    }
+    panic!("reader did not reach Closed: stuck at {}", r.next_seq());
+}
+
+/// One single producer, one concurrent reader: every message whole, in order, and the
+/// books balance (RELIABILITY row 1).
+#[test]
+fn sp_reader_never_tears_and_counts_every_sequence() {
+    model("sp_reader_never_tears_and_counts_every_sequence", 3, || {
+        let seg = Seg::new();
+        let live = ModelLive::new(1);
+        let ring = seg.ring();
+        let mut r = Reader::new(&ring, Start::Oldest, None);
+        let (s2, l2) = (seg.clone(), live.clone());
+        let writer = thread::spawn(move || {
+            let ring = s2.ring();
+            let mut w = Writer::single(0);
+            for tag in 1..=3 {
+                publish(&ring, &mut w, &&*l2, tag);
+            }
+            l2.die(0);
+        });
+        let mut buf = [0u64; 2];
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            if let Polled::Message { seq, len } = r.poll_checked(&ring, &&*live, &mut buf) {
+                assert_eq!(untorn(&buf, len), seq + 1, "message under its own sequence");
+                got.push(seq);
+            }
+        }
+        writer.join().unwrap();
+        drain(&seg, &live, r, 0, &mut Vec::new());
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "in order: {got:?}");
+    });
+}
+
+/// Two multi producers and a reader on two slots: never a torn message, never a dropped one.
+#[test]
+fn mp_writers_never_tear_and_dropped_is_never_delivered() {
+    model(
+        "mp_writers_never_tear_and_dropped_is_never_delivered",
+        2,
+        || {
+            let seg = Seg::new();
+            let live = ModelLive::new(2);
+            let dropped: Arc<Vec<AtomicBool>> =
+                Arc::new((0..4).map(|_| AtomicBool::new(false)).collect());
+            let ring = seg.ring();
+            let mut r = Reader::new(&ring, Start::Oldest, None);
+            let spawn = |i: usize, tags: [u64; 2]| {
+                let (seg, live, dropped) = (seg.clone(), live.clone(), dropped.clone());
+                thread::spawn(move || {
+                    let ring = seg.ring();
+                    let mut w = Writer::multi(i);
+                    for tag in tags {
+                        if publish(&ring, &mut w, &&*live, tag).is_none() {
+                            dropped[(tag - 1) as usize].store(true, Ordering::Relaxed);
+                        }
+                    }
+                    live.die(i);
+                })
+            };
+            let a = spawn(0, [1, 2]);
+            let b = spawn(1, [3, 4]);
+            let mut buf = [0u64; 2];
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                if let Polled::Message { len, .. } = r.poll_checked(&ring, &&*live, &mut buf) {
+                    got.push(untorn(&buf, len));
+                }
+            }
+            a.join().unwrap();
+            b.join().unwrap();
+            drain(&seg, &live, r, 0, &mut got);
+            for (i, d) in dropped.iter().enumerate() {
+                if d.load(Ordering::Relaxed) {
+                    assert!(
+                        !got.contains(&(i as u64 + 1)),
+                        "dropped message {} delivered",
+                        i + 1
+                    );
+                }
+            }
+            let mut sorted = got.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(
+                sorted.len(),
+                got.len(),
+                "a message delivered twice: {got:?}"
+            );
+        },
+    );
+}
+
+/// Where a multi producer's process dies.
+#[derive(Clone, Copy, Debug)]
+enum Death {
+    AfterAnnounce,
+    AfterClaim,
+    AfterTake,
+    AfterWrite,
+}
+
+/// A multi producer dies at each step while another publishes a full lap over its slot and a
+/// reader reads: the dead writer's half-message is never delivered, the live writer's slot is
+/// never taken from it, and the reader is never stuck (it drains to `Closed`).
+#[test]
+fn mp_dead_writer_is_skipped_and_repaired_never_torn() {
+    for death in [
+        Death::AfterAnnounce,
+        Death::AfterClaim,
+        Death::AfterTake,
+        Death::AfterWrite,
+    ] {
+        model(&format!("mp_dead_writer ({death:?})"), 2, move || {
+            let seg = Seg::new();
+            let live = ModelLive::new(2);
+            let ring = seg.ring();
+            let mut r = Reader::new(&ring, Start::Oldest, None);
+            let (s2, l2) = (seg.clone(), live.clone());
+            let dying = thread::spawn(move || {
+                let ring = s2.ring();
+                let live = &*l2;
+                let w = Writer::multi(0);
+                w.announce(&ring);
+                if !matches!(death, Death::AfterAnnounce) {
+                    let seq = w.claim(&ring);
+                    if !matches!(death, Death::AfterClaim) && w.take(&ring, &live, seq) {
+                        if matches!(death, Death::AfterWrite) {
+                            w.write_bytes(&ring, seq, &payload(0xdead));
+                        }
+                    }
+                }
+                l2.die(0);
+            });
+            let (s3, l3) = (seg.clone(), live.clone());
+            let other = thread::spawn(move || {
+                let ring = s3.ring();
+                let mut w = Writer::multi(1);
+                for tag in [1, 2] {
+                    publish(&ring, &mut w, &&*l3, tag);
+                }
+                l3.die(1);
+            });
+            let mut buf = [0u64; 2];
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                if let Polled::Message { len, .. } = r.poll_checked(&ring, &&*live, &mut buf) {
+                    got.push(untorn(&buf, len));
+                }
+            }
+            dying.join().unwrap();
+            other.join().unwrap();
+            drain(&seg, &live, r, 0, &mut got);
+            assert!(
+                !got.contains(&0xdead),
+                "a dead writer's message was delivered"
+            );
+        });
+    }
+}
+
+/// A dead writer's slot, repaired at once by a producer that needs the slot and by a new
+/// producer attaching on the dead one's entry: the kernel lock lets one of them repair, the
+/// new producer's own messages are never blamed on the dead one, nothing tears.
+#[test]
+fn repair_racing_takeover_and_index_reuse() {
+    model("repair_racing_takeover_and_index_reuse", 2, || {
+        let seg = Seg::new();
+        let live = ModelLive::new(2);
+        {
+            // Producer 0 took sequence 0, wrote half, and died.
+            let ring = seg.ring();
+            let w = Writer::multi(0);
+            w.announce(&ring);
+            let seq = w.claim(&ring);
+            assert!(w.take(&ring, &&*live, seq));
+            w.write_bytes(&ring, seq, &payload(0xdead));
+            live.die(0);
+        }
+        let (s2, l2) = (seg.clone(), live.clone());
+        let needs_slot = thread::spawn(move || {
+            let ring = s2.ring();
+            let mut w = Writer::multi(1);
+            let a = publish(&ring, &mut w, &&*l2, 1);
+            let b = publish(&ring, &mut w, &&*l2, 2);
+            l2.die(1);
+            (a, b)
+        });
+        let (s3, l3) = (seg.clone(), live.clone());
+        let reuser = thread::spawn(move || {
+            let ring = s3.ring();
+            if !l3.reuse(0) {
+                return None;
+            }
+            repair_claim(&ring, 0);
+            let mut w = Writer::multi(0);
+            let s = publish(&ring, &mut w, &&*l3, 3);
+            l3.dead[0].store(true, Ordering::Release);
+            l3.locked[0].store(false, Ordering::Release);
+            s
+        });
+        needs_slot.join().unwrap();
+        reuser.join().unwrap();
+        let ring = seg.ring();
+        let mut got = Vec::new();
+        drain(
+            &seg,
+            &live,
+            Reader::new(&ring, Start::Sequence(0), None),
+            0,
+            &mut got,
+        );
+        assert!(
+            !got.contains(&0xdead),
+            "the dead writer's half message was delivered"
+        );
+    });
+}
+
+/// The futex: `wait` blocks while the word holds `expected`, until `wake_all`. Without timeouts,
+/// a lost wake-up is a deadlock, which loom reports.
+struct ModelFutex {
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl Futex for ModelFutex {
+    fn wait(&self, word: &AtomicU32, expected: u32, _timeout: Option<std::time::Duration>) {
+        let g = self.lock.lock().unwrap();
+        if word.load(Ordering::Relaxed) == expected {
+            drop(self.cv.wait(g).unwrap());
+        }
+    }
+
+    fn wake_all(&self, _word: &AtomicU32) {
+        let _g = self.lock.lock().unwrap();
+        self.cv.notify_all();
+    }
+
+    fn heavy_barrier(&self) -> bool {
+        crate::sync::fence(Ordering::SeqCst);
+        true
+    }
+}
+
+/// The wake-up handshake of `crate::wait` between a publisher and a sleeping subscriber: the
+/// subscriber sleeps without a timeout and must be woken by the publish that makes its message
+/// available (single and multi producer).
+#[test]
+fn wake_up_is_never_lost() {
+    for multi in [false, true] {
+        model(
+            &format!("wake_up_is_never_lost (multi: {multi})"),
+            3,
+            move || {
+                let seg = Seg::new();
+                let live = ModelLive::new(1);
+                let flag = Arc::new(AtomicU64::new(0));
+                let counter = Arc::new(AtomicU32::new(0));
+                let futex = Arc::new(ModelFutex {
+                    lock: Mutex::new(()),
+                    cv: Condvar::new(),
+                });
+                let (s2, l2, f2, c2, fu2) = (
+                    seg.clone(),
+                    live.clone(),
+                    flag.clone(),
+                    counter.clone(),
+                    futex.clone(),
+                );
+                let ring = seg.ring();
+                let mut r = Reader::new(&ring, Start::Next, None);
+                let publisher = thread::spawn(move || {
+                    let ring = s2.ring();
+                    let mut w = if multi {
+                        Writer::multi(0)
+                    } else {
+                        Writer::single(0)
+                    };
+                    publish(&ring, &mut w, &&*l2, 7);
+                    let words = WakeWords {
+                        flag: &f2,
+                        counter: &c2,
+                    };
+                    wait::wake_after_publish(words, &*fu2, false);
+                });
+                let mut buf = [0u64; 2];
+                let words = WakeWords {
+                    flag: &flag,
+                    counter: &counter,
+                };
+                loop {
+                    match r.poll(&ring, &&*live, &mut buf) {
+                        Polled::Message { len, .. } => {
+                            assert_eq!(untorn(&buf, len), 7);
+                            break;
+                        }
+                        Polled::Empty => {
+                            let next = r.next_seq();
+                            wait::sleep(words, &*futex, None, || {
+                                ring.version(next) > busy_version(next)
+                            });
+                        }
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                publisher.join().unwrap();
+            },
+        );
+    }
+}

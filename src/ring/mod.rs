@@ -1,0 +1,243 @@
+//! The bus protocol (docs/design.md §3–§6): a power-of-two ring of seqlock slots, written by
+//! [`Writer`]s and read by [`Reader`]s.
+//!
+//! Everything here works on a [`Ring`], a view of the segment as `&[AtomicU64]`, and learns
+//! whether another producer is alive through the [`Liveness`] trait. So the very same code runs on
+//! a mapped `/dev/shm` segment (liveness from the kernel's record locks), on a heap buffer under
+//! miri, and on loom's atomics under `--cfg loom` (liveness from the model; see `loom.rs`, which
+//! drives these production types).
+//!
+//! For sequence `s`, a slot's version is `2s+1` while `s` is being written, `2s+2` once it is
+//! written, and `(2s+2) | ABANDONED` when `s` was given up (its writer died, or its fill
+//! panicked): readers count an abandoned sequence lost and never deliver it. The memory-model
+//! argument is Boehm's ("Can seqlocks get along with programming language memory models?", 2012):
+//!
+//! * writer: `version = 2s+1` (a store, or the take CAS); `fence(Release)`; length and payload
+//!   words (Relaxed); `version = 2s+2` (Release).
+//! * reader: `v1 = version` (Acquire); length and payload words (Relaxed) into a private buffer;
+//!   `fence(Acquire)`; `v2 = version` (Relaxed); accept only if `v1 == v2 == 2s+2`.
+//!
+//! If the reader's copy saw any store of a later writer, that store follows the writer's
+//! `fence(Release)`, so the reader's `fence(Acquire)` makes the writer's odd version (or later)
+//! visible to the `v2` load and the copy is rejected. Every payload access is an atomic word
+//! access: no data race, hence no undefined behaviour, whatever the writers do.
+
+mod reader;
+mod writer;
+
+#[cfg(all(test, loom))]
+mod loom;
+
+pub(crate) use reader::{Polled, Reader};
+pub(crate) use writer::{repair_claim, repair_single, Writer};
+
+use crate::layout::{
+    Geometry, MAX_PRODUCERS, PE_CLAIM, PRODUCER_ENTRY_WORDS, W_CURSOR, W_PRODUCERS,
+};
+use crate::sync::{fence, load_acquire, AtomicU64, Ordering};
+
+/// Sequences stay below this, so that versions (`2s+2`, plus the abandoned bit) never wrap
+/// (docs/design.md §3). A header whose cursor is beyond it is refused at open.
+pub(crate) const SEQ_LIMIT: u64 = 1 << 61;
+
+/// The bit of a version word that marks its sequence abandoned (docs/design.md §3).
+pub(crate) const ABANDONED: u64 = 1 << 63;
+
+/// A producer's claim word (docs/design.md §5): 0 = no claim; [`CLAIMING`] = about to take a
+/// sequence number; `s + 1` = holds (or last held) sequence `s`; `(s + 1) | DROPPED` = gave `s`
+/// up without writing its slot.
+pub(crate) const CLAIMING: u64 = u64::MAX;
+/// See [`CLAIMING`].
+pub(crate) const DROPPED: u64 = 1 << 63;
+
+/// Version a slot holds once sequence `seq` is completely written.
+#[inline]
+pub(crate) fn done_version(seq: u64) -> u64 {
+    seq.wrapping_mul(2).wrapping_add(2)
+}
+
+/// Version a slot holds while sequence `seq` is being written.
+#[inline]
+pub(crate) fn busy_version(seq: u64) -> u64 {
+    seq.wrapping_mul(2).wrapping_add(1)
+}
+
+/// Version of a slot whose sequence `seq` was abandoned.
+#[inline]
+pub(crate) fn abandoned_version(seq: u64) -> u64 {
+    done_version(seq) | ABANDONED
+}
+
+/// The sequence number a (non-zero) version belongs to.
+#[inline]
+pub(crate) fn version_seq(v: u64) -> u64 {
+    (v & !ABANDONED).wrapping_sub(1) / 2
+}
+
+/// Liveness of producers, as the kernel (or a model) knows it (docs/design.md §5).
+pub(crate) trait Liveness {
+    /// Held while repairing a dead producer's claim; releasing it lets the entry be reused.
+    type Guard;
+    /// Whether producer-table entry `index` belongs to a live producer.
+    fn alive(&self, index: usize) -> bool;
+    /// Whether any producer is attached.
+    fn any_alive(&self) -> bool;
+    /// The exclusive right to repair entry `index`: `Some` only if its producer is dead and
+    /// nobody else repairs or holds it. Whoever holds it is the only party that may repair that
+    /// producer's claim (the kernel's lock makes one holder and orders it after the death).
+    fn lock_dead(&self, index: usize) -> Option<Self::Guard>;
+}
+
+/// What a reader found in the slot of the sequence it expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReadOutcome {
+    /// A whole message of `len` bytes is now in the reader's buffer.
+    Message { len: usize },
+    /// The slot still holds an older sequence: nothing new.
+    NotYet,
+    /// The expected sequence is being written right now.
+    InProgress,
+    /// The slot holds a later sequence, or was overwritten during the copy: the reader was lapped.
+    Overwritten,
+    /// The sequence was abandoned, or carries an impossible length (only a hostile writer makes
+    /// one): counted lost, never delivered.
+    Abandoned,
+}
+
+/// A view of a segment's words with the ring's validated shape. Cheap to make; never re-reads
+/// the shape from shared memory.
+#[derive(Clone, Copy)]
+pub(crate) struct Ring<'a> {
+    words: &'a [AtomicU64],
+    g: Geometry,
+    first: u64,
+}
+
+impl<'a> Ring<'a> {
+    /// `words` holds the whole segment (header and slots) laid out as `g` says; `first` is the
+    /// bus's first sequence number.
+    pub(crate) fn new(words: &'a [AtomicU64], g: Geometry, first: u64) -> Self {
+        debug_assert!(words.len() >= g.segment_bytes().unwrap_or(u64::MAX) as usize / 8);
+        Ring { words, g, first }
+    }
+
+    pub(crate) fn geometry(&self) -> &Geometry {
+        &self.g
+    }
+
+    #[inline]
+    fn slot(&self, seq: u64) -> &'a [AtomicU64] {
+        let base = self.g.slot_word(seq);
+        &self.words[base..base + self.g.stride_words]
+    }
+
+    /// The write cursor: the next sequence to be claimed (everything below it was claimed).
+    #[inline]
+    pub(crate) fn cursor(&self) -> u64 {
+        // ORDERING: pairs with the Release store in `Writer::commit` (single producer) and the
+        // Release `fetch_add` in `Writer::claim` (multi producer): a reader that sees the cursor
+        // past `s` sees the slot written (single) or the claim word of `s`'s claimant (multi).
+        load_acquire(&self.words[W_CURSOR])
+    }
+
+    /// The version word of `seq`'s slot (for stall checks, takeover and the inspector's census).
+    #[inline]
+    pub(crate) fn version(&self, seq: u64) -> u64 {
+        // ORDERING: as the first load in `read`.
+        load_acquire(&self.slot(seq)[0])
+    }
+
+    /// Producer `index`'s claim word.
+    #[inline]
+    pub(crate) fn claim_word(&self, index: usize) -> &'a AtomicU64 {
+        &self.words[W_PRODUCERS + index * PRODUCER_ENTRY_WORDS + PE_CLAIM]
+    }
+
+    /// Copies sequence `seq` out of its slot into `buf` (at least `payload_words()` long).
+    #[inline]
+    pub(crate) fn read(&self, seq: u64, buf: &mut [u64]) -> ReadOutcome {
+        let slot = self.slot(seq);
+        let expect = done_version(seq);
+        // ORDERING: Acquire pairs with the writer's Release store of `2s+2` in `commit`: a
+        // reader that sees the final version sees the length and payload stored before it.
+        let v1 = load_acquire(&slot[0]);
+        if v1 != expect {
+            return classify(v1, seq);
+        }
+        // The length is read once and clamped before use: a forged length cannot make this copy
+        // leave the slot.
+        let len = slot[1].load(Ordering::Relaxed);
+        let n = (len.min(self.g.capacity as u64) as usize).div_ceil(8);
+        for (dst, src) in buf[..n].iter_mut().zip(&slot[2..]) {
+            *dst = src.load(Ordering::Relaxed);
+        }
+        // ORDERING: pairs with the writer's `fence(Release)` after its odd version: if the copy
+        // saw any of a later writer's stores, `v2` sees that writer's odd version (or later).
+        fence(Ordering::Acquire);
+        let v2 = slot[0].load(Ordering::Relaxed);
+        if v2 != v1 {
+            return ReadOutcome::Overwritten;
+        }
+        if len > self.g.capacity as u64 {
+            return ReadOutcome::Abandoned;
+        }
+        ReadOutcome::Message { len: len as usize }
+    }
+
+    /// The oldest sequence still intact for cursor `c`: a full ring back, or one less if the
+    /// slot after the cursor is being overwritten right now.
+    pub(crate) fn oldest_intact(&self, c: u64) -> u64 {
+        let published = c.wrapping_sub(self.first);
+        // A cursor behind the first sequence (only a corrupt or forged header has one) counts as
+        // nothing published; the arithmetic wraps, so that no header value can make it panic.
+        if published <= self.g.slot_count || published > u64::MAX / 2 {
+            return self.first;
+        }
+        let oldest = c.wrapping_sub(self.g.slot_count);
+        if self.version(c) & 1 == 1 {
+            oldest.wrapping_add(1)
+        } else {
+            oldest
+        }
+    }
+}
+
+/// What a version other than the expected `2s+2` means for a reader expecting `seq`.
+#[inline]
+fn classify(v: u64, seq: u64) -> ReadOutcome {
+    if v == abandoned_version(seq) {
+        ReadOutcome::Abandoned
+    } else if v == busy_version(seq) {
+        ReadOutcome::InProgress
+    } else if v & !ABANDONED > done_version(seq) {
+        ReadOutcome::Overwritten
+    } else {
+        ReadOutcome::NotYet
+    }
+}
+
+/// Liveness of the producers of a heap (in-process) bus: a producer is alive while it holds
+/// its table entry, and never dies mid-write (its `Drop` runs, also when a panic unwinds), so
+/// there is never a dead claim to repair.
+pub(crate) struct HeapLiveness<'a> {
+    pub(crate) ring: Ring<'a>,
+}
+
+impl Liveness for HeapLiveness<'_> {
+    type Guard = std::convert::Infallible;
+
+    fn alive(&self, index: usize) -> bool {
+        self.ring.words[W_PRODUCERS + index * PRODUCER_ENTRY_WORDS].load(Ordering::Relaxed) != 0
+    }
+
+    fn any_alive(&self) -> bool {
+        (0..MAX_PRODUCERS).any(|i| self.alive(i))
+    }
+
+    fn lock_dead(&self, _index: usize) -> Option<Self::Guard> {
+        None
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;

@@ -1,0 +1,255 @@
+//! The consumer's state machine (docs/design.md §6): poll the expected sequence, resync after a
+//! lap, skip a sequence whose claimant is dead or gave it up, and tell when the bus is closed.
+//!
+//! A reader keeps only its own expected sequence number; nothing about it is in the segment.
+
+use super::{Liveness, ReadOutcome, Ring, CLAIMING, DROPPED, SEQ_LIMIT};
+use crate::layout::MAX_PRODUCERS;
+use crate::subscriber::{LapPolicy, Start, SubscriberStats};
+use crate::sync::{fence, Ordering};
+
+/// An empty poll looks at the write cursor (to find a stalled sequence, a lap the slot does not
+/// show yet, or a closed bus) once in this many polls: the cursor's line is written on every
+/// publish, and reading it on each poll would pull it across cores on the latency-critical path.
+pub(crate) const CHECK_EVERY: u32 = 1024;
+
+/// One poll's result; borrows nothing, so loops can return it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Polled {
+    /// Sequence `seq`, `len` bytes, is in the reader's buffer.
+    Message { seq: u64, len: usize },
+    /// Nothing new.
+    Empty,
+    /// `lost` sequence numbers were skipped.
+    Lapped { lost: u64 },
+    /// No producer is attached and nothing intact is left unread.
+    Closed,
+}
+
+/// What to do about an expected sequence that later ones have overtaken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stall {
+    /// Its claimant is alive and writing (or about to): wait for it.
+    Wait,
+    /// Nobody will ever write it (claimant dead, or gave it up): count it lost.
+    Skip,
+    /// The slot changed meanwhile: read it again.
+    Retry,
+}
+
+/// One subscriber's protocol state.
+#[derive(Clone, Debug)]
+pub(crate) struct Reader {
+    /// The next sequence number this reader expects: its whole shared-nothing state.
+    next: u64,
+    policy: LapPolicy,
+    /// `Some(n)`: only messages of exactly `n` bytes are valid (a typed bus).
+    exact_len: Option<usize>,
+    /// Where the last resync jumped to, while nothing was received since (progress guard).
+    resynced_to: Option<u64>,
+    /// Empty polls so far (wrapping); paces the cursor checks of `poll`.
+    empty_polls: u32,
+    stats: SubscriberStats,
+}
+
+impl Reader {
+    /// A reader starting at `start` on `ring`.
+    pub(crate) fn new(ring: &Ring<'_>, start: Start, exact_len: Option<usize>) -> Self {
+        let c = ring.cursor();
+        let oldest = ring.oldest_intact(c);
+        #[allow(deprecated)]
+        let next = match start {
+            Start::Next | Start::Newest => c,
+            Start::Oldest => oldest,
+            Start::Last(n) => c.saturating_sub(n).max(oldest),
+            // Past the limit no sequence can exist (versions would wrap): wait at the limit.
+            Start::Sequence(s) => s.min(SEQ_LIMIT),
+        };
+        Reader {
+            next,
+            policy: LapPolicy::default(),
+            exact_len,
+            resynced_to: None,
+            empty_polls: 0,
+            stats: SubscriberStats::default(),
+        }
+    }
+
+    pub(crate) fn set_policy(&mut self, policy: LapPolicy) {
+        self.policy = policy;
+    }
+
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    pub(crate) fn stats(&self) -> SubscriberStats {
+        self.stats
+    }
+
+    /// Polls without waiting: one version load when nothing is new, and a look at the cursor
+    /// (stall, lap, closed) once in [`CHECK_EVERY`] empty polls.
+    #[inline]
+    pub(crate) fn poll<L: Liveness>(
+        &mut self,
+        ring: &Ring<'_>,
+        live: &L,
+        buf: &mut [u64],
+    ) -> Polled {
+        match self.read(ring, buf) {
+            Some(p) => p,
+            None => {
+                self.empty_polls = self.empty_polls.wrapping_add(1);
+                if self.empty_polls % CHECK_EVERY != 0 {
+                    return Polled::Empty;
+                }
+                self.check(ring, live, buf)
+            }
+        }
+    }
+
+    /// Polls and always looks at the cursor when nothing is new (blocking receives call this
+    /// before they sleep and after they wake).
+    pub(crate) fn poll_checked<L: Liveness>(
+        &mut self,
+        ring: &Ring<'_>,
+        live: &L,
+        buf: &mut [u64],
+    ) -> Polled {
+        match self.read(ring, buf) {
+            Some(p) => p,
+            None => self.check(ring, live, buf),
+        }
+    }
+
+    /// Reads the expected sequence; `None` if it is not there (yet).
+    #[inline]
+    fn read(&mut self, ring: &Ring<'_>, buf: &mut [u64]) -> Option<Polled> {
+        match ring.read(self.next, buf) {
+            ReadOutcome::Message { len } if self.exact_len.unwrap_or(len) == len => {
+                let seq = self.next;
+                self.next = seq.wrapping_add(1);
+                self.stats.received += 1;
+                self.resynced_to = None;
+                Some(Polled::Message { seq, len })
+            }
+            // A length that cannot be this type (only a hostile writer makes one) or an
+            // abandoned sequence: one sequence lost, nothing delivered.
+            ReadOutcome::Message { .. } | ReadOutcome::Abandoned => Some(self.skip_one()),
+            ReadOutcome::Overwritten => Some(self.resync(ring)),
+            ReadOutcome::NotYet | ReadOutcome::InProgress => None,
+        }
+    }
+
+    fn skip_one(&mut self) -> Polled {
+        self.next = self.next.wrapping_add(1);
+        self.stats.lost = self.stats.lost.saturating_add(1);
+        Polled::Lapped { lost: 1 }
+    }
+
+    /// The expected sequence is not there. Nothing new, unless later sequences were claimed:
+    /// then we were lapped, or its claimant is slow, dead or gave it up. With nothing claimed
+    /// beyond us and no producer attached, the bus is closed.
+    #[cold]
+    fn check<L: Liveness>(&mut self, ring: &Ring<'_>, live: &L, buf: &mut [u64]) -> Polled {
+        let ahead = ring.cursor().wrapping_sub(self.next);
+        // `ahead` "negative": a single producer died between publishing and moving the cursor
+        // (the reader already has that message), or a forged cursor.
+        if ahead == 0 || ahead > u64::MAX / 2 {
+            if live.any_alive() {
+                return Polled::Empty;
+            }
+            // No producer: whatever a dying one published is visible now (the kernel orders its
+            // death before our lock query); read once more before calling it closed.
+            if let Some(p) = self.read(ring, buf) {
+                return p;
+            }
+            let ahead = ring.cursor().wrapping_sub(self.next);
+            return if ahead == 0 || ahead > u64::MAX / 2 {
+                Polled::Closed
+            } else {
+                Polled::Empty
+            };
+        }
+        if ahead > ring.g.slot_count {
+            return self.resync(ring);
+        }
+        match self.stall(ring, live) {
+            Stall::Wait | Stall::Retry => Polled::Empty,
+            Stall::Skip => self.skip_one(),
+        }
+    }
+
+    /// Decides about the expected sequence `s`, claimed (the cursor is past it) but not in its
+    /// slot (docs/design.md §6, "Stalls"). A live claimant is waited for; a claimant that is
+    /// dead or recorded that it dropped `s` never writes it, so it is skipped at once.
+    #[cold]
+    fn stall<L: Liveness>(&mut self, ring: &Ring<'_>, live: &L) -> Stall {
+        let s = self.next;
+        let want = s.wrapping_add(1);
+        let mut claimant = None;
+        let mut someone_claiming = false;
+        for i in 0..MAX_PRODUCERS {
+            let c = ring.claim_word(i).load(Ordering::Relaxed);
+            if c == CLAIMING {
+                someone_claiming |= live.alive(i);
+            } else if c != 0 && c & !DROPPED == want {
+                claimant = Some((i, c & DROPPED != 0));
+                break;
+            }
+        }
+        let verdict = match claimant {
+            Some((_, true)) => Stall::Skip,
+            Some((i, false)) if live.alive(i) => Stall::Wait,
+            Some((_, false)) => Stall::Skip,
+            // Nobody names `s`: a live producer between its `fetch_add` and its claim store may
+            // hold it; otherwise its claimant has moved on without writing it, or died before
+            // naming it, or was repaired (which abandons the slot first).
+            None if someone_claiming => Stall::Wait,
+            None => Stall::Skip,
+        };
+        if verdict == Stall::Skip {
+            // ORDERING: pairs with the Release claim-word stores (a claimant that moved on had
+            // committed `s` before its next claim store) and with the kernel ordering a death
+            // before our lock query: the slot read below sees what they wrote.
+            fence(Ordering::Acquire);
+            if ring.version(s) & !super::ABANDONED >= super::done_version(s) {
+                return Stall::Retry;
+            }
+        }
+        verdict
+    }
+
+    /// Lapped: jump to where the policy says and count exactly what was skipped. With
+    /// [`LapPolicy::Oldest`], a reader whose previous resync target was itself overwritten before
+    /// it could read it (a producer lapped it again meanwhile) jumps to the newest instead, so it
+    /// always makes progress.
+    #[cold]
+    fn resync(&mut self, ring: &Ring<'_>) -> Polled {
+        let c = ring.cursor();
+        let lapped_again = self
+            .resynced_to
+            .is_some_and(|t| c > t.saturating_add(ring.g.slot_count));
+        let target = if self.policy == LapPolicy::Newest || lapped_again {
+            // Saturating: the cursor may be read stale (even 0 on a fresh bus) by a reader that
+            // saw a slot overwritten, because a writer stores the cursor after the version.
+            c.saturating_sub(1).max(ring.first)
+        } else {
+            ring.oldest_intact(c)
+        };
+        // Always past `next`, so that exactly `new - next` sequences are skipped and the lost one
+        // is never reread.
+        let new = if target > self.next {
+            target
+        } else {
+            self.next.wrapping_add(1)
+        };
+        let lost = new.wrapping_sub(self.next);
+        self.next = new;
+        self.resynced_to = Some(new);
+        // Saturating: a forged cursor can make single jumps of nearly 2^64.
+        self.stats.lost = self.stats.lost.saturating_add(lost);
+        self.stats.laps += 1;
+        Polled::Lapped { lost }
+    }
+}

@@ -1,0 +1,381 @@
+//! Unit tests of the ring protocol on a heap segment: every state a slot can be in, as a reader
+//! and as a writer meet it, and the repair of dead writers' claims.
+
+use super::*;
+use crate::layout::{Geometry, ProducerMode, W_SLOTS};
+use proptest::prelude::*;
+use std::cell::Cell;
+
+/// A segment-shaped heap array for geometry `g`, cursor at 0.
+fn heap(g: &Geometry) -> Vec<AtomicU64> {
+    (0..W_SLOTS + g.slot_count as usize * g.stride_words)
+        .map(|_| AtomicU64::new(0))
+        .collect()
+}
+
+/// Liveness set by the test: which entries are alive, and which dead ones may be locked.
+#[derive(Default)]
+struct Script {
+    dead: Cell<u64>,
+    locked: Cell<u64>,
+    live: Cell<u64>,
+}
+
+impl Script {
+    fn with_live(mask: u64) -> Self {
+        let s = Script::default();
+        s.live.set(mask);
+        s
+    }
+    fn kill(&self, i: usize) {
+        self.live.set(self.live.get() & !(1 << i));
+        self.dead.set(self.dead.get() | 1 << i);
+    }
+}
+
+impl Liveness for Script {
+    type Guard = ();
+    fn alive(&self, i: usize) -> bool {
+        self.live.get() & (1 << i) != 0
+    }
+    fn any_alive(&self) -> bool {
+        self.live.get() != 0
+    }
+    fn lock_dead(&self, i: usize) -> Option<()> {
+        if self.dead.get() & (1 << i) != 0 && self.locked.get() & (1 << i) == 0 {
+            self.locked.set(self.locked.get() | 1 << i);
+            Some(())
+        } else {
+            None
+        }
+    }
+}
+
+fn publish(ring: &Ring<'_>, w: &mut Writer, live: &Script, bytes: &[u8]) -> Option<u64> {
+    let seq = w.begin(ring, live)?;
+    w.write_bytes(ring, seq, bytes);
+    w.commit(ring, seq);
+    Some(seq)
+}
+
+#[test]
+fn read_sees_not_yet_then_in_progress_then_message_then_overwritten() {
+    let g = Geometry::new(4, 24).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    let live = Script::with_live(1);
+    let mut buf = vec![0u64; g.payload_words()];
+    let mut w = Writer::single(0);
+    assert_eq!(ring.read(0, &mut buf), ReadOutcome::NotYet);
+    let seq = w.begin(&ring, &live).unwrap();
+    assert_eq!(ring.read(0, &mut buf), ReadOutcome::InProgress);
+    w.write_bytes(&ring, seq, b"hello, world");
+    w.commit(&ring, seq);
+    assert_eq!(ring.read(0, &mut buf), ReadOutcome::Message { len: 12 });
+    assert_eq!(
+        &bytemuck::cast_slice::<u64, u8>(&buf)[..12],
+        b"hello, world"
+    );
+    for s in 1..=4u8 {
+        publish(&ring, &mut w, &live, &[s]);
+    }
+    assert_eq!(ring.read(0, &mut buf), ReadOutcome::Overwritten);
+    assert_eq!(ring.read(4, &mut buf), ReadOutcome::Message { len: 1 });
+    assert_eq!(ring.cursor(), 5);
+}
+
+#[test]
+fn forged_length_is_never_copied_past_the_slot() {
+    let g = Geometry::new(2, 8).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    let mut buf = vec![0u64; g.payload_words()];
+    publish(
+        &ring,
+        &mut Writer::single(0),
+        &Script::with_live(1),
+        b"12345678",
+    );
+    words[g.slot_word(0) + 1].store(0xffff_fff0, Ordering::Relaxed);
+    assert_eq!(ring.read(0, &mut buf), ReadOutcome::Abandoned);
+}
+
+#[test]
+fn abandoned_sequence_reads_as_abandoned_and_laps_older_readers() {
+    let g = Geometry::new(2, 8).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    let mut buf = vec![0u64; g.payload_words()];
+    let mut w = Writer::single(0);
+    let live = Script::with_live(1);
+    publish(&ring, &mut w, &live, b"a");
+    publish(&ring, &mut w, &live, b"b");
+    let seq = w.begin(&ring, &live).unwrap();
+    w.abandon(&ring, seq);
+    assert_eq!(ring.read(2, &mut buf), ReadOutcome::Abandoned);
+    assert_eq!(ring.read(0, &mut buf), ReadOutcome::Overwritten);
+    assert_eq!(ring.read(4, &mut buf), ReadOutcome::NotYet);
+    assert_eq!(
+        ring.cursor(),
+        3,
+        "an abandoned sequence still advances the cursor"
+    );
+}
+
+#[test]
+fn multi_producer_take_refuses_newer_and_never_takes_a_live_writers_slot() {
+    let g = Geometry::new(2, 8).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    let live = Script::with_live(0b11);
+    let (mut a, mut b) = (Writer::multi(0), Writer::multi(1));
+    // a claims 0 and holds its slot.
+    let s0 = a.begin(&ring, &live).unwrap();
+    assert_eq!(s0, 0);
+    assert_eq!(ring.claim_word(0).load(Ordering::Relaxed), 1);
+    // b claims 1, then 2 (slot of 0, held by live a): it waits a bounded time and drops.
+    publish(&ring, &mut b, &live, b"1").unwrap();
+    assert_eq!(b.begin(&ring, &live), None);
+    assert_eq!(ring.claim_word(1).load(Ordering::Relaxed), 3 | DROPPED);
+    // a is untouched and still commits its message.
+    a.write_bytes(&ring, s0, b"zero");
+    a.commit(&ring, s0);
+    let mut buf = vec![0u64; g.payload_words()];
+    assert_eq!(ring.read(0, &mut buf), ReadOutcome::Message { len: 4 });
+}
+
+#[test]
+fn dead_writers_slot_is_repaired_only_by_its_lock_holder_then_reused() {
+    let g = Geometry::new(2, 8).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    let live = Script::with_live(0b11);
+    let (mut a, mut b) = (Writer::multi(0), Writer::multi(1));
+    let s0 = a.begin(&ring, &live).unwrap();
+    a.write_bytes(&ring, s0, b"half");
+    live.kill(0);
+    publish(&ring, &mut b, &live, b"1").unwrap();
+    // b's seq 2 needs slot 0: a is dead, b takes its lock, abandons seq 0, takes the slot.
+    assert_eq!(publish(&ring, &mut b, &live, b"2"), Some(2));
+    assert_eq!(
+        ring.claim_word(0).load(Ordering::Relaxed),
+        0,
+        "repair clears the claim"
+    );
+    let mut buf = vec![0u64; g.payload_words()];
+    assert_eq!(ring.read(2, &mut buf), ReadOutcome::Message { len: 1 });
+    assert_eq!(ring.read(0, &mut buf), ReadOutcome::Overwritten);
+}
+
+#[test]
+fn repair_abandons_a_claimed_slot_its_dead_claimant_never_took() {
+    let g = Geometry::new(4, 8).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    // Entry 3 claimed sequence 0 and died before taking the slot.
+    words[W_CURSOR].store(1, Ordering::Relaxed);
+    ring.claim_word(3).store(1, Ordering::Relaxed);
+    assert_eq!(repair_claim(&ring, 3), Some(0));
+    let mut buf = vec![0u64; g.payload_words()];
+    assert_eq!(ring.read(0, &mut buf), ReadOutcome::Abandoned);
+    // Nothing to repair twice; a dropped claim is never repaired.
+    assert_eq!(repair_claim(&ring, 3), None);
+    ring.claim_word(2).store(2 | DROPPED, Ordering::Relaxed);
+    assert_eq!(repair_claim(&ring, 2), None);
+}
+
+#[test]
+fn zero_claim_word_never_names_a_writer() {
+    // A never-used entry's claim word (0) must not read as "claimant of sequence u64::MAX" or
+    // of anything else: only `s + 1` names `s`.
+    let g = Geometry::new(2, 8).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    assert_eq!(writer::find_claimant(&ring, 0), None);
+    assert_eq!(writer::find_claimant(&ring, u64::MAX), None);
+}
+
+#[test]
+fn single_producer_repair_abandons_the_odd_slot_and_counts_a_published_sequence() {
+    let g = Geometry::new(4, 8).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    let live = Script::with_live(1);
+    let mut w = Writer::single(0);
+    publish(&ring, &mut w, &live, b"a");
+    // Died mid-write of 1.
+    w.begin(&ring, &live).unwrap();
+    assert_eq!(repair_single(&ring), 1);
+    assert_eq!(ring.cursor(), 2);
+    let mut buf = vec![0u64; g.payload_words()];
+    assert_eq!(ring.read(1, &mut buf), ReadOutcome::Abandoned);
+    // Died between the commit and the cursor store: the cursor moves past it.
+    let mut w = Writer::single(2);
+    let s = w.begin(&ring, &live).unwrap();
+    words[g.slot_word(s)].store(done_version(s), Ordering::Release);
+    assert_eq!(ring.cursor(), 2);
+    assert_eq!(repair_single(&ring), 0);
+    assert_eq!(ring.cursor(), 3);
+}
+
+/// A reader over the test's script.
+fn reader(ring: &Ring<'_>, start: crate::Start) -> Reader {
+    Reader::new(ring, start, None)
+}
+
+#[test]
+fn reader_skips_a_dead_claimants_sequence_but_waits_for_a_live_one() {
+    let g = Geometry::new(8, 8).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    let live = Script::with_live(0b11);
+    let mut buf = vec![0u64; g.payload_words()];
+    let mut r = reader(&ring, crate::Start::Oldest);
+    let (mut a, mut b) = (Writer::multi(0), Writer::multi(1));
+    let s0 = a.begin(&ring, &live).unwrap();
+    publish(&ring, &mut b, &live, b"1").unwrap();
+    // a is alive: wait, however often we look.
+    for _ in 0..3 {
+        assert_eq!(r.poll_checked(&ring, &live, &mut buf), Polled::Empty);
+    }
+    live.kill(0);
+    assert_eq!(
+        r.poll_checked(&ring, &live, &mut buf),
+        Polled::Lapped { lost: 1 }
+    );
+    assert_eq!(
+        r.poll_checked(&ring, &live, &mut buf),
+        Polled::Message { seq: 1, len: 1 }
+    );
+    let _ = s0;
+}
+
+#[test]
+fn reader_skips_a_sequence_its_claimant_dropped() {
+    let g = Geometry::new(2, 8).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    let live = Script::with_live(0b11);
+    let mut buf = vec![0u64; g.payload_words()];
+    let (mut a, mut b) = (Writer::multi(0), Writer::multi(1));
+    let s0 = a.begin(&ring, &live).unwrap();
+    publish(&ring, &mut b, &live, b"1").unwrap();
+    assert_eq!(
+        b.begin(&ring, &live),
+        None,
+        "seq 2 dropped: slot held by live a"
+    );
+    a.write_bytes(&ring, s0, b"0");
+    a.commit(&ring, s0);
+    let mut r = reader(&ring, crate::Start::Sequence(2));
+    // Sequence 2 will never be written: skipped, not waited for and not a lap.
+    assert_eq!(
+        r.poll_checked(&ring, &live, &mut buf),
+        Polled::Lapped { lost: 1 }
+    );
+    assert_eq!(r.next_seq(), 3);
+}
+
+#[test]
+fn closed_after_a_single_producer_died_between_commit_and_cursor() {
+    let g = Geometry::new(4, 8).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    let live = Script::with_live(1);
+    let mut buf = vec![0u64; g.payload_words()];
+    let mut r = reader(&ring, crate::Start::Next);
+    let mut w = Writer::single(0);
+    let s = w.begin(&ring, &live).unwrap();
+    w.write_bytes(&ring, s, b"x");
+    words[g.slot_word(s)].store(done_version(s), Ordering::Release);
+    live.kill(0);
+    assert_eq!(
+        r.poll_checked(&ring, &live, &mut buf),
+        Polled::Message { seq: 0, len: 1 }
+    );
+    assert_eq!(r.poll_checked(&ring, &live, &mut buf), Polled::Closed);
+}
+
+#[test]
+fn start_sequence_beyond_the_limit_never_aliases_an_old_message() {
+    let g = Geometry::new(4, 8).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    let live = Script::with_live(1);
+    let mut buf = vec![0u64; g.payload_words()];
+    publish(&ring, &mut Writer::single(0), &live, b"zero").unwrap();
+    for s in [1u64 << 62, 1 << 63, u64::MAX] {
+        let mut r = reader(&ring, crate::Start::Sequence(s));
+        assert_eq!(r.poll_checked(&ring, &live, &mut buf), Polled::Empty);
+    }
+}
+
+#[test]
+fn oldest_policy_on_a_quiescent_bus_loses_exactly_the_overwritten_sequences() {
+    let g = Geometry::new(8, 8).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    let live = Script::with_live(1);
+    let mut buf = vec![0u64; g.payload_words()];
+    let mut w = Writer::single(0);
+    for i in 0..20u64 {
+        publish(&ring, &mut w, &live, &i.to_ne_bytes());
+    }
+    for s in 0..12 {
+        let mut r = reader(&ring, crate::Start::Sequence(s));
+        assert_eq!(
+            r.poll_checked(&ring, &live, &mut buf),
+            Polled::Lapped { lost: 12 - s },
+            "from {s}"
+        );
+        assert_eq!(
+            r.poll_checked(&ring, &live, &mut buf),
+            Polled::Message { seq: 12, len: 8 }
+        );
+    }
+}
+
+proptest! {
+    #[test]
+    fn versions_order_sequences(a in 0u64..SEQ_LIMIT, b in 0u64..SEQ_LIMIT) {
+        prop_assert_eq!(version_seq(busy_version(a)), a);
+        prop_assert_eq!(version_seq(done_version(a)), a);
+        prop_assert_eq!(version_seq(abandoned_version(a)), a);
+        prop_assert!(busy_version(a) & 1 == 1 && done_version(a) & 1 == 0);
+        prop_assert_eq!(a < b, done_version(a) < busy_version(b));
+        prop_assert_eq!(a < b, abandoned_version(a) & !ABANDONED < done_version(b));
+    }
+
+    #[test]
+    fn reader_outcome_matches_slot_history(
+        start in prop_oneof![Just(0u64), (1u64 << 60)..(1u64 << 61) - 64],
+        published in 0u64..40,
+        probe in 0u64..48,
+        mode in prop_oneof![Just(ProducerMode::Single), Just(ProducerMode::Multi)],
+    ) {
+        let g = Geometry::new(8, 16).unwrap();
+        let words = heap(&g);
+        words[W_CURSOR].store(start, Ordering::Relaxed);
+        let ring = Ring::new(&words, g, start);
+        let live = Script::with_live(1);
+        let mut w = match mode {
+            ProducerMode::Single => Writer::single(start),
+            ProducerMode::Multi => Writer::multi(0),
+        };
+        let mut buf = vec![0u64; g.payload_words()];
+        for s in start..start + published {
+            prop_assert_eq!(publish(&ring, &mut w, &live, &s.to_ne_bytes()), Some(s));
+        }
+        let seq = start + probe;
+        let out = ring.read(seq, &mut buf);
+        let end = start + published;
+        if seq >= end {
+            prop_assert_eq!(out, ReadOutcome::NotYet);
+        } else if seq + 8 < end {
+            prop_assert_eq!(out, ReadOutcome::Overwritten);
+        } else {
+            prop_assert_eq!(out, ReadOutcome::Message { len: 8 });
+            prop_assert_eq!(buf[0], seq);
+        }
+    }
+}
