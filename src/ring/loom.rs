@@ -44,10 +44,16 @@ fn model<F: Fn() + Sync + Send + 'static>(name: &str, bound: usize, f: F) {
     if b.preemption_bound.is_none() {
         b.preemption_bound = Some(bound);
     }
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = runs.clone();
     let start = std::time::Instant::now();
-    b.check(f);
+    b.check(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f()
+    });
     eprintln!(
-        "{name}: explored in {:.1?} (preemption bound {:?})",
+        "{name}: {} executions in {:.1?} (preemption bound {:?})",
+        runs.load(std::sync::atomic::Ordering::Relaxed),
         start.elapsed(),
         b.preemption_bound
     );
@@ -332,7 +338,7 @@ fn mp_dead_writer_is_skipped_and_repaired_never_torn() {
 /// new producer's own messages are never blamed on the dead one, nothing tears.
 #[test]
 fn repair_racing_takeover_and_index_reuse() {
-    model("repair_racing_takeover_and_index_reuse", 2, || {
+    model("repair_racing_takeover_and_index_reuse", 3, || {
         let seg = Seg::new();
         let live = ModelLive::new(2);
         {
