@@ -4,10 +4,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::layout::{Geometry, HeaderSnapshot, ProducerMode, TypeInfo, MAX_PRODUCERS};
+use crate::layout::{Geometry, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, MAX_PRODUCERS};
 use crate::payload::{Payload, Raw};
 use crate::publisher::Publisher;
-use crate::segment::{self, Access, Expect, Segment, Trust};
+use crate::segment::{self, Access, Expect, Segment, Shape, Trust};
 use crate::subscriber::{Start, Subscriber};
 
 /// Slots of a new bus unless [`BusBuilder::slots`] says otherwise.
@@ -376,17 +376,21 @@ impl<T: Payload> BusBuilder<T> {
         Ok((g, ty))
     }
 
+    /// The shape of the bus to create.
+    fn shape(&self) -> Result<Shape> {
+        let (geometry, ty) = self.geometry()?;
+        Ok(Shape {
+            kind: SegmentKind::Bus,
+            geometry,
+            mode: self.mode,
+            ty,
+            first_seq: self.first_seq,
+        })
+    }
+
     /// Creates a new bus; fails with [`Error::AlreadyExists`] if the name is taken.
     pub fn create(self) -> Result<Bus<T>> {
-        let (g, ty) = self.geometry()?;
-        let seg = Segment::create(
-            &self.name,
-            g,
-            self.mode,
-            ty,
-            self.first_seq,
-            self.permissions,
-        )?;
+        let seg = Segment::create(&self.name, self.shape()?, self.permissions)?;
         Ok(Bus {
             seg: Arc::new(seg),
             _type: PhantomData,
@@ -396,9 +400,8 @@ impl<T: Payload> BusBuilder<T> {
     /// Creates a bus that lives in this process's heap only: no name, no `/dev/shm`. Useful for
     /// threads of one process and for tests.
     pub fn in_process(self) -> Result<Bus<T>> {
-        let (g, ty) = self.geometry()?;
         Ok(Bus {
-            seg: Arc::new(Segment::heap(g, self.mode, ty, self.first_seq)),
+            seg: Arc::new(Segment::heap(self.shape()?)),
             _type: PhantomData,
         })
     }

@@ -150,19 +150,21 @@ impl Segment {
         layout::read_header(self.words())
     }
 
-    /// An in-process bus on the heap (no `/dev/shm`, no locks).
-    pub(crate) fn heap(
-        geometry: Geometry,
-        mode: ProducerMode,
-        ty: TypeInfo,
-        first_seq: u64,
-    ) -> Segment {
+    /// An in-process segment of `shape` on the heap (no `/dev/shm`, no locks).
+    pub(crate) fn heap(shape: Shape) -> Segment {
+        let Shape {
+            kind,
+            geometry,
+            mode,
+            ty,
+            first_seq,
+        } = shape;
         let words = geometry
             .segment_bytes()
             .expect("Geometry::new checked the size") as usize
             / 8;
         let mem: Vec<AtomicU64> = (0..words).map(|_| AtomicU64::new(0)).collect();
-        layout::write_header(&mem, &init(geometry, mode, &ty, first_seq));
+        layout::write_header(&mem, &init(kind, geometry, mode, &ty, first_seq));
         let base = mem.as_ptr();
         Segment {
             name: "(in-process)".into(),
@@ -174,20 +176,20 @@ impl Segment {
             mode,
             ty,
             first_seq,
-            kind: SegmentKind::Bus,
+            kind,
         }
     }
 
-    /// Creates a new segment (RELIABILITY "Creating").
-    pub(crate) fn create(
-        name: &str,
-        geometry: Geometry,
-        mode: ProducerMode,
-        ty: TypeInfo,
-        first_seq: u64,
-        perm: u32,
-    ) -> Result<Segment> {
+    /// Creates a new segment of `shape` (docs/design.md §1).
+    pub(crate) fn create(name: &str, shape: Shape, perm: u32) -> Result<Segment> {
         validate_name(name)?;
+        let Shape {
+            kind,
+            geometry,
+            mode,
+            ty,
+            first_seq,
+        } = shape;
         let size = geometry
             .segment_bytes()
             .expect("Geometry::new checked the size");
@@ -239,13 +241,13 @@ impl Segment {
             })?;
         let mut seg = Segment::from_map(name, map, fd, Access::ReadWrite);
         seg.set_shape(Shape {
-            kind: SegmentKind::Bus,
+            kind,
             geometry,
             mode,
             ty,
             first_seq,
         });
-        layout::write_header(seg.words(), &init(geometry, mode, &seg.ty, first_seq));
+        layout::write_header(seg.words(), &init(kind, geometry, mode, &seg.ty, first_seq));
         nix::sys::stat::fchmod(
             seg.lock_fd().expect("mapped").as_raw_fd(),
             Mode::from_bits_truncate(perm & 0o777),
@@ -353,10 +355,16 @@ impl Segment {
     }
 }
 
-fn init(geometry: Geometry, mode: ProducerMode, ty: &TypeInfo, first_seq: u64) -> HeaderInit<'_> {
+fn init(
+    kind: SegmentKind,
+    geometry: Geometry,
+    mode: ProducerMode,
+    ty: &TypeInfo,
+    first_seq: u64,
+) -> HeaderInit<'_> {
     let pid = std::process::id();
     HeaderInit {
-        kind: SegmentKind::Bus,
+        kind,
         geometry,
         mode,
         ty,
