@@ -661,9 +661,7 @@ fn round(n: u64, kills: u64, rng: &mut Rng, dir: &Path, totals: &mut Totals) {
         .create()
         .expect("create bus");
     let done = AtomicBool::new(false);
-    let follower_rx = bus
-        .subscribe(Start::Oldest)
-        .wait_strategy(Wait::Yield);
+    let follower_rx = bus.subscribe(Start::Oldest).wait_strategy(Wait::Yield);
     let (seed_f, seed_s) = (rng.next(), rng.next());
     let mut r = Round {
         bus: &bus,

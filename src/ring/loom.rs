@@ -168,7 +168,7 @@ fn drain(seg: &Seg, live: &ModelLive, mut r: Reader, start: u64, delivered: &mut
                 );
                 return;
             }
-            Polled::Empty | Polled::Lapped { .. } => {}
+            Polled::Empty | Polled::Idle | Polled::Lapped { .. } => {}
         }
     }
     panic!("reader did not reach Closed: stuck at {}", r.next_seq());
@@ -469,7 +469,7 @@ fn wake_up_is_never_lost() {
                             assert_eq!(untorn(&buf, len), 7);
                             break;
                         }
-                        Polled::Empty => {
+                        Polled::Empty | Polled::Idle => {
                             let next = r.next_seq();
                             wait::sleep(words, &*futex, None, || {
                                 ring.version(next) > busy_version(next)

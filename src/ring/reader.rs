@@ -24,6 +24,10 @@ pub(crate) enum Polled {
     Lapped { lost: u64 },
     /// No producer is attached and nothing intact is left unread.
     Closed,
+    /// Nothing new, and nothing claimed beyond the reader: [`Reader::poll`]'s answer at a cursor
+    /// check, where it does not ask the kernel about producers (so that a spinning poll makes no
+    /// system call); the caller may ask with [`Reader::poll_checked`], which can say `Closed`.
+    Idle,
 }
 
 /// What to do about an expected sequence that later ones have overtaken.
@@ -88,7 +92,8 @@ impl Reader {
     }
 
     /// Polls without waiting: one version load when nothing is new, and a look at the cursor
-    /// (stall, lap, closed) once in [`CHECK_EVERY`] empty polls.
+    /// (stall, lap) once in [`CHECK_EVERY`] empty polls; asks about producers' liveness only for a
+    /// stalled sequence's claimant, and answers [`Polled::Idle`] when nothing is pending.
     #[inline]
     pub(crate) fn poll<L: Liveness>(
         &mut self,
@@ -103,7 +108,7 @@ impl Reader {
                 if self.empty_polls % CHECK_EVERY != 0 {
                     return Polled::Empty;
                 }
-                self.check(ring, live, buf)
+                self.check(ring, live, buf, false)
             }
         }
     }
@@ -118,7 +123,7 @@ impl Reader {
     ) -> Polled {
         match self.read(ring, buf) {
             Some(p) => p,
-            None => self.check(ring, live, buf),
+            None => self.check(ring, live, buf, true),
         }
     }
 
@@ -151,11 +156,20 @@ impl Reader {
     /// then we were lapped, or its claimant is slow, dead or gave it up. With nothing claimed
     /// beyond us and no producer attached, the bus is closed.
     #[cold]
-    fn check<L: Liveness>(&mut self, ring: &Ring<'_>, live: &L, buf: &mut [u64]) -> Polled {
+    fn check<L: Liveness>(
+        &mut self,
+        ring: &Ring<'_>,
+        live: &L,
+        buf: &mut [u64],
+        closed_check: bool,
+    ) -> Polled {
         let ahead = ring.cursor().wrapping_sub(self.next);
         // `ahead` "negative": a single producer died between publishing and moving the cursor
         // (the reader already has that message), or a forged cursor.
         if ahead == 0 || ahead > u64::MAX / 2 {
+            if !closed_check {
+                return Polled::Idle;
+            }
             if live.any_alive() {
                 return Polled::Empty;
             }
