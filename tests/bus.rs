@@ -1,5 +1,5 @@
 //! The public API against real `/dev/shm` segments, in one process: creation and opening errors,
-//! start positions, lap semantics, blocking receives and closing (DESIGN §7).
+//! start positions, lap semantics, blocking receives and closing (docs/design.md §6).
 
 use shmbus_testkit as support;
 

@@ -3,7 +3,7 @@
 //! foreign files, old-ABI and other-kind segments, foreign owners, loose permissions, and writes
 //! through a consumer's read-only mapping.
 //!
-//! The promise under test (RELIABILITY.md): a typed error or a valid bus, valid messages or
+//! The promise under test (docs/design.md §1, §10): a typed error or a valid bus, valid messages or
 //! counted losses — never a panic, an out-of-bounds access, a SIGBUS or an endless wait.
 
 use shmbus_testkit as support;
@@ -352,7 +352,7 @@ impl Forger {
             .open(name.path())
             .expect("open segment file");
         // SAFETY: a shared mapping of the segment; the bus code maps it too, and every access
-        // either side makes goes through atomics (DESIGN §5), so sharing it is no data race.
+        // either side makes goes through atomics (docs/design.md §3), so sharing it is no data race.
         let map = unsafe { memmap2::MmapMut::map_mut(&file) }.expect("mmap");
         Forger {
             base: map.as_ptr() as *const AtomicU64,

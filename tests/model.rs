@@ -1,5 +1,4 @@
-//! Model-based tests of the public API on in-process buses (RELIABILITY "Tests that prove it",
-//! rows 3 and 11): random interleavings of publishing and receiving by several subscribers,
+//! Model-based tests of the public API on in-process buses (docs/design.md §6, §9): random interleavings of publishing and receiving by several subscribers,
 //! each result compared with a reference model of a ring that keeps the last `N` messages.
 //!
 //! The model knows only the published range `[first, end)`: a subscriber expecting `next`

@@ -175,7 +175,7 @@ fn drain(seg: &Seg, live: &ModelLive, mut r: Reader, start: u64, delivered: &mut
 }
 
 /// One single producer, one concurrent reader: every message whole, in order, and the
-/// books balance (RELIABILITY row 1).
+/// books balance (docs/design.md §9).
 #[test]
 fn sp_reader_never_tears_and_counts_every_sequence() {
     model("sp_reader_never_tears_and_counts_every_sequence", 3, || {

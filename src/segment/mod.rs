@@ -86,7 +86,7 @@ pub(crate) enum Access {
     ReadWrite,
 }
 
-/// What an opener accepts beyond the safe defaults (RELIABILITY "Opening").
+/// What an opener accepts beyond the safe defaults (docs/design.md §1).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Trust {
     pub other_owner: bool,
@@ -118,7 +118,7 @@ pub(crate) struct Segment {
 }
 
 // SAFETY: `base` points into `memory`, which the segment owns and never moves (a mapping, or a
-// boxed slice); everything reached through it is atomics, which are Sync (DESIGN §5).
+// boxed slice); everything reached through it is atomics, which are Sync (docs/design.md §3).
 unsafe impl Send for Segment {}
 // SAFETY: as for Send: shared access goes through atomics only.
 unsafe impl Sync for Segment {}
@@ -128,9 +128,9 @@ impl Segment {
     #[inline]
     pub(crate) fn words(&self) -> &[AtomicU64] {
         // SAFETY: `base` is 8-aligned (page-aligned mapping or a boxed `[AtomicU64]`) and valid
-        // for `len_words` words for as long as `self` lives (DESIGN §1: we map exactly the
+        // for `len_words` words for as long as `self` lives (docs/design.md §1: we map exactly the
         // validated size and keep the mapping until drop). `AtomicU64` has the size and alignment
-        // of `u64`, and all concurrent access by any process is atomic (DESIGN §5).
+        // of `u64`, and all concurrent access by any process is atomic (docs/design.md §3).
         unsafe { std::slice::from_raw_parts(self.base, self.len_words) }
     }
 
@@ -288,7 +288,7 @@ impl Segment {
     }
 
     /// Opens an existing bus of any message type: the open pipeline, each step its own error
-    /// (RELIABILITY "Opening").
+    /// (docs/design.md §1).
     pub(crate) fn open(name: &str, access: Access, trust: Trust) -> Result<Segment> {
         Segment::open_expecting(name, access, trust, &Expect::bus(None))
     }

@@ -1,7 +1,7 @@
 //! Opening a segment, as data: a list of named steps, each failing with its own typed error.
 //!
 //! The library's open runs the steps in order and stops at the first failure; the inspector's
-//! `checks` runs the very same steps and reports each verdict (RELIABILITY "Opening"). The steps
+//! `checks` runs the very same steps and reports each verdict (docs/design.md §1). The steps
 //! never block (the object is opened `O_NONBLOCK`, so a FIFO planted under a bus name cannot hang
 //! anyone), refuse anything but a regular file before reading it, judge the magic on whatever
 //! bytes a short file holds before judging its size, and check every header field with checked
@@ -28,7 +28,7 @@ use super::{segment_path, shm_name, validate_name, Access, Segment, Trust};
 /// How long an opener waits for a creator to finish initialising the header.
 const INIT_WAIT: Duration = Duration::from_millis(100);
 
-/// The mode a creator gives the object until the header is written (RELIABILITY "Creating").
+/// The mode a creator gives the object until the header is written (docs/design.md §1).
 pub(super) const CREATING_MODE: u32 = 0o200;
 
 /// What the opener expects to find.
