@@ -1,5 +1,6 @@
-//! Model-based tests of the public API on in-process buses (docs/design.md §6, §9): random interleavings of publishing and receiving by several subscribers,
-//! each result compared with a reference model of a ring that keeps the last `N` messages.
+//! Model-based tests of the public API on in-process buses (docs/design.md §6, §9): random
+//! interleavings of publishing and receiving by several subscribers, each result compared with a
+//! reference model of a ring that keeps the last `N` messages.
 //!
 //! The model knows only the published range `[first, end)`: a subscriber expecting `next`
 //! gets the message `next` if it is among the last `N`, nothing if `next >= end`, and otherwise
