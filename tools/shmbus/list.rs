@@ -1,6 +1,6 @@
 //! `shmbus list`: every bus in `/dev/shm`, one line (or one JSON object) each.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use clap::Args;
@@ -21,6 +21,14 @@ pub(crate) struct ListArgs {
     /// Print one JSON array instead of a table.
     #[arg(long)]
     json: bool,
+    /// Keep listing until Ctrl-C: on a terminal the screen is redrawn; otherwise each listing
+    /// follows the previous one (with --json, one array per line).
+    #[arg(long)]
+    watch: bool,
+    /// With --watch: time between listings, in milliseconds (100 to 60000).
+    #[arg(long, value_name = "MS", default_value_t = 1000, requires = "watch",
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    interval_ms: u64,
 }
 
 /// One file of `/dev/shm` as `list --json` prints it.
@@ -124,11 +132,31 @@ pub(crate) fn collect(all: bool) -> Result<Vec<ListEntry>, crate::Failure> {
 }
 
 pub(crate) fn run(args: &ListArgs) -> CmdResult {
+    if !args.watch {
+        return print_once(args, &mut std::io::stdout().lock());
+    }
+    let redraw = !args.json && std::io::stdout().is_terminal();
+    loop {
+        let mut out = std::io::stdout().lock();
+        if redraw {
+            // Cursor home, clear the screen: the listing replaces the previous one.
+            out.write_all(b"\x1b[H\x1b[2J")?;
+        }
+        print_once(args, &mut out)?;
+        if !redraw && !args.json {
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+        drop(out);
+        std::thread::sleep(Duration::from_millis(args.interval_ms));
+    }
+}
+
+fn print_once(args: &ListArgs, out: &mut impl Write) -> CmdResult {
     let mut entries = collect(args.all)?;
     if let Some(p) = &args.prefix {
         entries.retain(|e| e.name.as_deref().unwrap_or(&e.file).starts_with(p.as_str()));
     }
-    let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", text::json_line(&entries))?;
     } else {

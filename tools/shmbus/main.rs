@@ -56,6 +56,7 @@ Unreadable or corrupt segments are listed with their error in the TYPE column on
 Examples:
   shmbus list
   shmbus list --prefix md-   # only buses whose name starts with md-
+  shmbus list --watch        # redrawn every second until Ctrl-C
   shmbus list --all          # also other programs' files in /dev/shm
   shmbus list --json | jq '.[] | select(.bus.stale) | .name'")]
     List(list::ListArgs),

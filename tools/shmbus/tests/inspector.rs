@@ -1257,3 +1257,35 @@ fn watch_in_a_zero_sized_terminal_says_so() {
         "{err}"
     );
 }
+
+#[test]
+fn list_watch_keeps_listing_and_shows_a_bus_created_meanwhile() {
+    let prefix = format!("test-insp-lw-{}-", std::process::id());
+    let bus = TestBus(format!("{prefix}a"));
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_shmbus"))
+            .args([
+                "list",
+                "--watch",
+                "--json",
+                "--interval-ms",
+                "100",
+                "--prefix",
+                &prefix,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let rx = line_reader(&mut child.0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    assert_eq!(next_line(&rx, deadline), "[]");
+    ok(&["create", bus.name(), "--slots", "8", "--size", "8"]);
+    loop {
+        let v: Value = serde_json::from_str(&next_line(&rx, deadline)).unwrap();
+        if let Some(e) = v.as_array().unwrap().first() {
+            assert_eq!(e["name"], bus.name());
+            break;
+        }
+    }
+}
