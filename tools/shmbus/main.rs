@@ -51,7 +51,8 @@ Columns: NAME, SLOTS, CAP (payload bytes per slot), TYPE (message type), MODE (s
 multi producer), PUBLISHED (messages since creation), LAST (time since the last publish by
 a live producer, '-' if none), CREATOR (pid, alive or gone), PROD (live producers),
 STALE (yes when no producer is attached and the creator has exited), SIZE, PERM.
-Unreadable or corrupt segments are listed with their error in the TYPE column onwards.
+Segments that cannot be read as buses (corrupt, unreadable, foreign) follow in a
+second table, each with why.
 
 Examples:
   shmbus list
