@@ -732,7 +732,6 @@ fn shmbus_within(args: &[&str], deadline: Duration) -> Output {
 }
 
 #[test]
-#[ignore = "needs the non-blocking open"]
 fn fifo_named_like_a_bus_gets_a_clear_error_from_every_command_instead_of_a_hang() {
     let t = TestBus::new("insp-fifo");
     nix::unistd::mkfifo(&t.path(), nix::sys::stat::Mode::from_bits_truncate(0o600))
@@ -773,7 +772,6 @@ fn fifo_named_like_a_bus_gets_a_clear_error_from_every_command_instead_of_a_hang
 }
 
 #[test]
-#[ignore = "needs the library's short-file check"]
 fn text_file_named_like_a_bus_is_not_a_shmbus_segment() {
     let t = TestBus::new("insp-text");
     std::fs::write(t.path(), b"hello, I am a text file\n").unwrap();
