@@ -31,7 +31,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::clock::ClockKind;
-use crate::report::{Machine, Report};
+use crate::report::{Curve, Machine, Report};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -174,6 +174,8 @@ pub struct Ctx {
     /// Usable cores, read before any pinning.
     pub cores: Vec<usize>,
     bar: ProgressBar,
+    /// The machine's runnable tasks, sampled for each step.
+    load: sys::LoadWatch,
 }
 
 impl Ctx {
@@ -192,6 +194,7 @@ impl Ctx {
             quick,
             cores,
             bar,
+            load: sys::LoadWatch::start(),
         }
     }
 
@@ -223,9 +226,22 @@ impl Ctx {
         self.bar.set_length(n);
     }
 
-    fn step(&self, what: &str) {
+    /// Runs one step of the run: shows it on the progress bar, then records the load it ran
+    /// under and marks its rows oversubscribed if the machine (or the workload) had more busy
+    /// processes than usable cores.
+    fn step(
+        &self,
+        report: &mut Report,
+        what: &str,
+        measure: impl FnOnce(&mut Report) -> Result<(), String>,
+    ) -> Result<(), String> {
         self.bar.set_message(what.to_owned());
         self.bar.inc(1);
+        let before = report.counts();
+        self.load.take();
+        measure(report)?;
+        report.end_step(what, before, self.load.take(), self.cores.len());
+        Ok(())
     }
 
     /// The first two usable cores, or an error saying the run needs two.
@@ -300,6 +316,7 @@ fn measure(cli: &Cli) -> Result<(), String> {
         Some(Cmd::Soak(_) | Cmd::Child(_)) => unreachable!("handled in main"),
     }
     ctx.bar.finish_and_clear();
+    report.warn_about_load();
     if let Some(p) = &cli.plot {
         plot::write(&report, p)?;
     }
@@ -334,26 +351,29 @@ fn check_peer(peer: Option<PeerKind>) -> Result<(), String> {
 fn default_run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
     let [a, b] = ctx.pair(&[])?;
     ctx.steps(7);
-    ctx.step("c2c");
-    c2c::measure(report, &[a, b], &ctx.c2c_sizes(), ctx.clock, ctx.scale)?;
+    ctx.step(report, "c2c", |r| c2c_pair(ctx, r, &[a, b]))?;
     for payload in [8, 64] {
-        ctx.step(&format!("latency {payload} B"));
-        latency_one(ctx, report, payload, [a, b], ctx.size(200_000, 2_000))?;
+        ctx.step(report, &format!("latency {payload} B"), |r| {
+            latency_one(ctx, r, payload, [a, b], ctx.size(200_000, 2_000))
+        })?;
     }
-    ctx.step("throughput");
-    throughput::run_one(ctx, report, 64, 4096, 1, a, ctx.size(4_000_000, 50_000))?;
+    ctx.step(report, "throughput", |r| {
+        throughput::run_one(ctx, r, 64, 4096, 1, a, ctx.size(4_000_000, 50_000))
+    })?;
     let load = fanout_load(ctx, 64, None);
     for k in [1, 3] {
-        ctx.step(&format!("fan-out K={k}"));
-        fanout::run_k(ctx, report, k, a, &load)?;
+        ctx.step(report, &format!("fan-out K={k}"), |r| {
+            fanout_k(ctx, r, "shmbus", k, a, &load)
+        })?;
     }
-    ctx.step("idle subscribers");
     let ks: &[usize] = if ctx.quick {
         &[0, 4]
     } else {
         &[0, 16, 64, 256]
     };
-    fanout::idle_curve(ctx, report, ks, a, &load, 100)?;
+    ctx.step(report, "idle subscribers", |r| {
+        fanout::idle_curve(ctx, r, ks, a, &load, 100)
+    })?;
     Ok(())
 }
 
@@ -378,8 +398,12 @@ fn cmd_c2c(ctx: &Ctx, report: &mut Report, a: &C2cArgs) -> Result<(), String> {
     ctx.steps(pairs);
     for (i, &x) in cores.iter().enumerate() {
         for &y in &cores[i + 1..] {
-            ctx.step(&format!("cores {x}-{y}"));
-            c2c::measure(report, &[x, y], &sizes, ctx.clock, ctx.scale)?;
+            ctx.step(report, &format!("c2c cores {x}-{y}"), |r| {
+                let before = r.curves.len();
+                c2c::measure(r, &[x, y], &sizes, ctx.clock, ctx.scale)?;
+                name_curves(r, before, "(round trip / 2)");
+                Ok(())
+            })?;
         }
     }
     Ok(())
@@ -398,10 +422,54 @@ fn latency_one(
             "payload {payload} B is too small: latency messages carry an 8-byte timestamp"
         ));
     }
+    let before = report.curves.len();
     c2c::ensure_pair(report, a, b, &ctx.c2c_sizes(), ctx.clock, ctx.scale)?;
+    name_curves(report, before, "(round trip / 2)");
     let m = latency::measure(ctx, payload, a, b, iters)?;
+    let before = report.curves.len();
     latency::rows(ctx, report, "shmbus", payload, [a, b], &m);
+    // `rows` draws the ping-pong distribution; the stamped one-way hop is drawn beside it.
+    name_curves(report, before, "pingpong (round trip / 2)");
+    report.curves.push(Curve {
+        label: format!("shmbus {payload}B oneway {a}->{b} (receive - send stamp)"),
+        points: m.hops.ab.curve_ns(ctx.scale),
+    });
     Ok(())
+}
+
+/// c2c of one pair of cores, its curves named for what they measure.
+fn c2c_pair(ctx: &Ctx, report: &mut Report, pair: &[usize]) -> Result<(), String> {
+    let before = report.curves.len();
+    c2c::measure(report, pair, &ctx.c2c_sizes(), ctx.clock, ctx.scale)?;
+    name_curves(report, before, "(round trip / 2)");
+    Ok(())
+}
+
+/// Fan-out with `k` consumers; their latencies are stamped one-way hops.
+fn fanout_k(
+    ctx: &Ctx,
+    report: &mut Report,
+    transport: &str,
+    k: usize,
+    producer: usize,
+    load: &fanout::Load,
+) -> Result<(), String> {
+    let before = report.curves.len();
+    match transport {
+        #[cfg(feature = "peers")]
+        "iceoryx2" => peer::fanout(ctx, report, k, producer, load)?,
+        _ => fanout::run_k(ctx, report, k, producer, load)?,
+    }
+    name_curves(report, before, "oneway (receive - send stamp)");
+    Ok(())
+}
+
+/// Appends how the distribution was measured to the label of every curve from `from` on, so
+/// that a plot's legend tells ping-pong halves from stamped one-way hops.
+fn name_curves(report: &mut Report, from: usize, how: &str) {
+    for c in report.curves.iter_mut().skip(from) {
+        c.label = format!("{} {how}", c.label);
+    }
 }
 
 fn cmd_latency(ctx: &Ctx, report: &mut Report, a: &LatencyArgs) -> Result<(), String> {
@@ -410,22 +478,19 @@ fn cmd_latency(ctx: &Ctx, report: &mut Report, a: &LatencyArgs) -> Result<(), St
     let iters = a.iters.unwrap_or(ctx.size(200_000, 2_000)).max(1);
     let peer_steps = if a.peer.is_some() { 2 } else { 1 };
     ctx.steps(1 + peer_steps * a.payloads.len() as u64);
-    ctx.step("c2c");
-    c2c::ensure_pair(
-        report,
-        pair[0],
-        pair[1],
-        &ctx.c2c_sizes(),
-        ctx.clock,
-        ctx.scale,
-    )?;
+    ctx.step(report, "c2c", |r| c2c_pair(ctx, r, &pair))?;
     for &payload in &a.payloads {
-        ctx.step(&format!("latency {payload} B"));
-        latency_one(ctx, report, payload, pair, iters)?;
+        ctx.step(report, &format!("latency {payload} B"), |r| {
+            latency_one(ctx, r, payload, pair, iters)
+        })?;
         #[cfg(feature = "peers")]
         if a.peer == Some(PeerKind::Iceoryx2) {
-            ctx.step(&format!("iceoryx2 latency {payload} B"));
-            peer::latency(ctx, report, payload, pair, iters)?;
+            ctx.step(report, &format!("iceoryx2 latency {payload} B"), |r| {
+                let before = r.curves.len();
+                peer::latency(ctx, r, payload, pair, iters)?;
+                name_curves(r, before, "pingpong (round trip / 2)");
+                Ok(())
+            })?;
         }
     }
     Ok(())
@@ -455,12 +520,14 @@ fn cmd_fanout(ctx: &Ctx, report: &mut Report, a: &FanoutArgs) -> Result<(), Stri
         let peer_steps = if a.peer.is_some() { 2 } else { 1 };
         let ks = idle_curve_points(&a.idle_subscribers)?;
         ctx.steps(peer_steps);
-        ctx.step("idle subscribers");
-        fanout::idle_curve(ctx, report, &ks, producer, &load, a.idle_poll_ms.max(1))?;
+        ctx.step(report, "idle subscribers", |r| {
+            fanout::idle_curve(ctx, r, &ks, producer, &load, a.idle_poll_ms.max(1))
+        })?;
         #[cfg(feature = "peers")]
         if a.peer == Some(PeerKind::Iceoryx2) {
-            ctx.step("iceoryx2 idle subscribers");
-            peer::idle_curve(ctx, report, &ks, producer, &load, a.idle_poll_ms.max(1))?;
+            ctx.step(report, "iceoryx2 idle subscribers", |r| {
+                peer::idle_curve(ctx, r, &ks, producer, &load, a.idle_poll_ms.max(1))
+            })?;
         }
         return Ok(());
     }
@@ -470,12 +537,14 @@ fn cmd_fanout(ctx: &Ctx, report: &mut Report, a: &FanoutArgs) -> Result<(), Stri
     let peer_steps = if a.peer.is_some() { 2 } else { 1 };
     ctx.steps(peer_steps * a.consumers.len() as u64);
     for &k in &a.consumers {
-        ctx.step(&format!("fan-out K={k}"));
-        fanout::run_k(ctx, report, k, producer, &load)?;
+        ctx.step(report, &format!("fan-out K={k}"), |r| {
+            fanout_k(ctx, r, "shmbus", k, producer, &load)
+        })?;
         #[cfg(feature = "peers")]
         if a.peer == Some(PeerKind::Iceoryx2) {
-            ctx.step(&format!("iceoryx2 fan-out K={k}"));
-            peer::fanout(ctx, report, k, producer, &load)?;
+            ctx.step(report, &format!("iceoryx2 fan-out K={k}"), |r| {
+                fanout_k(ctx, r, "iceoryx2", k, producer, &load)
+            })?;
         }
     }
     Ok(())
@@ -518,8 +587,11 @@ fn cmd_throughput(ctx: &Ctx, report: &mut Report, a: &ThroughputArgs) -> Result<
     ctx.steps((a.payloads.len() * a.slots.len()) as u64);
     for &slots in &a.slots {
         for &payload in &a.payloads {
-            ctx.step(&format!("{payload} B, {slots} slots"));
-            throughput::run_one(ctx, report, payload, slots, a.consumers, producer, messages)?;
+            ctx.step(
+                report,
+                &format!("throughput {payload} B, {slots} slots"),
+                |r| throughput::run_one(ctx, r, payload, slots, a.consumers, producer, messages),
+            )?;
         }
     }
     Ok(())
@@ -544,8 +616,12 @@ fn cmd_mp(ctx: &Ctx, report: &mut Report, a: &MpArgs) -> Result<(), String> {
     };
     ctx.steps(a.producers.len() as u64);
     for &p in &a.producers {
-        ctx.step(&format!("P={p}"));
-        mp::run_p(ctx, report, p, &load)?;
+        ctx.step(report, &format!("mp P={p}"), |r| {
+            let before = r.curves.len();
+            mp::run_p(ctx, r, p, &load)?;
+            name_curves(r, before, "oneway (receive - send stamp)");
+            Ok(())
+        })?;
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::stats::{Pct, PCT_NAMES};
+use crate::sys::LoadSummary;
 
 /// Everything one run measured. Sections a command did not measure are left out of the JSON.
 #[derive(Debug, Default, Serialize)]
@@ -26,9 +27,56 @@ pub struct Report {
     pub mp: Vec<MpRow>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub peer_comparison: Vec<PeerRatio>,
+    /// How busy the machine was during each step of the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub load: Vec<LoadRow>,
+    /// Rows measured oversubscribed, by section (indexes into that section).
+    pub oversubscribed: Oversubscribed,
     /// Whole latency distributions, for `--plot`.
     #[serde(skip)]
     pub curves: Vec<Curve>,
+}
+
+/// The machine's load during one step.
+#[derive(Debug, Serialize)]
+pub struct LoadRow {
+    pub step: String,
+    /// Mean runnable tasks on the machine during the step (ours included).
+    pub mean_runnable: f64,
+    pub max_runnable: u64,
+    /// The kernel's one-minute load average at the end of the step.
+    pub load_avg_1m: f64,
+    pub usable_cores: usize,
+    /// More runnable tasks than usable cores, on average: the figures include scheduler time.
+    pub oversubscribed: bool,
+}
+
+/// Which rows were measured with more busy processes than usable cores: either the workload
+/// itself needs more cores than there are (fan-out K+1, P producers + 1 consumer, consumers + 1)
+/// or the machine was busy with other work (see [`Report::load`]). Their figures include
+/// scheduler time slices. Indexes into the sections of the same name; `curves` into
+/// [`Report::curves`].
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct Oversubscribed {
+    pub c2c: Vec<usize>,
+    pub latency: Vec<usize>,
+    pub throughput: Vec<usize>,
+    pub fanout: Vec<usize>,
+    pub idle_subscribers: Vec<usize>,
+    pub mp: Vec<usize>,
+    pub curves: Vec<usize>,
+}
+
+/// The length of every section, taken before a step so that its rows can be found after it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counts {
+    c2c: usize,
+    latency: usize,
+    throughput: usize,
+    fanout: usize,
+    idle_subscribers: usize,
+    mp: usize,
+    curves: usize,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -173,6 +221,120 @@ impl Report {
         }
     }
 
+    pub fn counts(&self) -> Counts {
+        Counts {
+            c2c: self.c2c.len(),
+            latency: self.latency.len(),
+            throughput: self.throughput.len(),
+            fanout: self.fanout.len(),
+            idle_subscribers: self.idle_subscribers.len(),
+            mp: self.mp.len(),
+            curves: self.curves.len(),
+        }
+    }
+
+    /// Ends step `step`, which began when the sections had the lengths `before`: records the
+    /// load it ran under, and marks its rows and curves oversubscribed if the machine had more
+    /// runnable tasks than `cores` on average, or if the workload itself needed more cores.
+    pub fn end_step(&mut self, step: &str, before: Counts, load: LoadSummary, cores: usize) {
+        let busy = load.mean_runnable > cores as f64;
+        self.load.push(LoadRow {
+            step: step.to_owned(),
+            mean_runnable: load.mean_runnable,
+            max_runnable: load.max_runnable,
+            load_avg_1m: load.load_avg_1m,
+            usable_cores: cores,
+            oversubscribed: busy,
+        });
+        let needs_more = |processes: usize| processes > cores;
+        let o = &mut self.oversubscribed;
+        let mut any = busy;
+        let mut mark = |set: &mut Vec<usize>, from: usize, rows: Vec<bool>| {
+            for (i, over) in rows.into_iter().enumerate() {
+                if busy || over {
+                    set.push(from + i);
+                    any = true;
+                }
+            }
+        };
+        mark(
+            &mut o.c2c,
+            before.c2c,
+            vec![false; self.c2c.len() - before.c2c],
+        );
+        mark(
+            &mut o.latency,
+            before.latency,
+            vec![false; self.latency.len() - before.latency],
+        );
+        mark(
+            &mut o.throughput,
+            before.throughput,
+            self.throughput[before.throughput..]
+                .iter()
+                .map(|t| needs_more(t.per_consumer.len() + 1))
+                .collect(),
+        );
+        mark(
+            &mut o.fanout,
+            before.fanout,
+            self.fanout[before.fanout..]
+                .iter()
+                .map(|f| f.oversubscribed)
+                .collect(),
+        );
+        mark(
+            &mut o.idle_subscribers,
+            before.idle_subscribers,
+            vec![false; self.idle_subscribers.len() - before.idle_subscribers],
+        );
+        mark(
+            &mut o.mp,
+            before.mp,
+            self.mp[before.mp..]
+                .iter()
+                .map(|m| needs_more(m.producers + 1))
+                .collect(),
+        );
+        // A step's curves come from its rows: oversubscribed if any of them is.
+        if any {
+            o.curves.extend(before.curves..self.curves.len());
+        }
+    }
+
+    /// One warning naming every step that ran with more runnable tasks than usable cores.
+    pub fn warn_about_load(&mut self) {
+        let busy: Vec<String> = self
+            .load
+            .iter()
+            .filter(|l| l.oversubscribed)
+            .map(|l| format!("{} {:.1}", l.step, l.mean_runnable))
+            .collect();
+        let Some(last) = self.load.last() else {
+            return;
+        };
+        if busy.is_empty() {
+            return;
+        }
+        let w = format!(
+            "the machine had more runnable tasks than its {} usable cores during {} of {} steps \
+             (mean runnable tasks: {}; load average {:.2} at the end): their figures measure the \
+             scheduler as much as shmbus and are marked [oversubscribed]; quote figures from a \
+             run on an otherwise idle machine",
+            last.usable_cores,
+            busy.len(),
+            self.load.len(),
+            busy.join(", "),
+            last.load_avg_1m
+        );
+        self.warn(w);
+    }
+
+    /// Whether curve `i` was measured oversubscribed.
+    pub fn curve_oversubscribed(&self, i: usize) -> bool {
+        self.oversubscribed.curves.contains(&i)
+    }
+
     /// The process c2c one-way p50 measured for cores `a` and `b` in this run.
     pub fn c2c_for(&self, a: usize, b: usize) -> Option<f64> {
         self.c2c
@@ -246,6 +408,17 @@ fn c2c_matrix(o: &mut String, r: &Report) {
     }
 }
 
+/// The tag of an oversubscribed row in the table.
+const MARK: &str = "  [oversubscribed]";
+
+fn mark(set: &[usize], i: usize) -> &'static str {
+    if set.contains(&i) {
+        MARK
+    } else {
+        ""
+    }
+}
+
 /// The human table.
 pub fn table(r: &Report) -> String {
     let mut o = String::new();
@@ -261,9 +434,16 @@ pub fn table(r: &Report) -> String {
             "\nCore-to-core: one cache line bounced between two cores (one-way)"
         );
         let _ = writeln!(o, "{:<10}{:<8}{}", "mode", "cores", pct_header());
-        for c in &r.c2c {
+        for (i, c) in r.c2c.iter().enumerate() {
             let cores = format!("{}-{}", c.cores[0], c.cores[1]);
-            let _ = writeln!(o, "{:<10}{:<8}{}", c.mode, cores, pct_cells(&c.one_way_ns));
+            let _ = writeln!(
+                o,
+                "{:<10}{:<8}{}{}",
+                c.mode,
+                cores,
+                pct_cells(&c.one_way_ns),
+                mark(&r.oversubscribed.c2c, i)
+            );
         }
         c2c_matrix(&mut o, r);
     }
@@ -282,17 +462,18 @@ pub fn table(r: &Report) -> String {
             pct_header(),
             "p50/c2c"
         );
-        for l in &r.latency {
+        for (i, l) in r.latency.iter().enumerate() {
             let cores = format!("{}-{}", l.cores[0], l.cores[1]);
             let _ = writeln!(
                 o,
-                "{:<10}{:<10}{:>7}B  {:<6}{}  {}",
+                "{:<10}{:<10}{:>7}B  {:<6}{}  {}{}",
                 l.transport,
                 l.method,
                 l.payload,
                 cores,
                 pct_cells(&l.ns),
-                ratio_cell(&l.ratio_to_c2c)
+                ratio_cell(&l.ratio_to_c2c),
+                mark(&r.oversubscribed.latency, i)
             );
         }
     }
@@ -303,7 +484,7 @@ pub fn table(r: &Report) -> String {
             "{:<10}{:>8}{:>8}{:>12}{:>10}   per consumer: received / lost",
             "transport", "payload", "slots", "msgs/s", "GB/s"
         );
-        for t in &r.throughput {
+        for (i, t) in r.throughput.iter().enumerate() {
             let per: Vec<String> = t
                 .per_consumer
                 .iter()
@@ -311,22 +492,23 @@ pub fn table(r: &Report) -> String {
                 .collect();
             let _ = writeln!(
                 o,
-                "{:<10}{:>7}B{:>8}{:>12}{:>10.3}   {}",
+                "{:<10}{:>7}B{:>8}{:>12}{:>10.3}   {}{}",
                 t.transport,
                 t.payload,
                 t.slots,
                 rate(t.msgs_per_s),
                 t.gb_per_s,
-                per.join(", ")
+                per.join(", "),
+                mark(&r.oversubscribed.throughput, i)
             );
         }
     }
     if !r.fanout.is_empty() {
         let _ = writeln!(o, "\nFan-out: one producer, K consumer processes");
-        for f in &r.fanout {
+        for (i, f) in r.fanout.iter().enumerate() {
             let _ = writeln!(
                 o,
-                "{} K={} ({}B): publish rate {}, publish cost p50 {} ns, p99 {} ns{}",
+                "{} K={} ({}B): publish rate {}, publish cost p50 {} ns, p99 {} ns{}{}",
                 f.transport,
                 f.consumers,
                 f.payload,
@@ -334,10 +516,11 @@ pub fn table(r: &Report) -> String {
                 ns(f.publish_ns.p50),
                 ns(f.publish_ns.p99),
                 if f.oversubscribed {
-                    " [oversubscribed: consumers share cores]"
+                    " (consumers share cores)"
                 } else {
                     ""
-                }
+                },
+                mark(&r.oversubscribed.fanout, i)
             );
             let _ = writeln!(
                 o,
@@ -376,14 +559,15 @@ pub fn table(r: &Report) -> String {
             pct_header(),
             "p50/none"
         );
-        for i in &r.idle_subscribers {
+        for (n, i) in r.idle_subscribers.iter().enumerate() {
             let _ = writeln!(
                 o,
-                "{:<10}{:>6}  {}  {:>8.3}x",
+                "{:<10}{:>6}  {}  {:>8.3}x{}",
                 i.transport,
                 i.idle_subscribers,
                 pct_cells(&i.publish_ns),
-                i.p50_vs_none
+                i.p50_vs_none,
+                mark(&r.oversubscribed.idle_subscribers, n)
             );
         }
     }
@@ -392,7 +576,7 @@ pub fn table(r: &Report) -> String {
             o,
             "\nMulti-producer bus: P producer processes, one consumer"
         );
-        for m in &r.mp {
+        for (i, m) in r.mp.iter().enumerate() {
             let per: Vec<String> = m
                 .per_producer
                 .iter()
@@ -408,12 +592,13 @@ pub fn table(r: &Report) -> String {
                 .collect();
             let _ = writeln!(
                 o,
-                "P={} ({}B, {} slots): total {}; {}",
+                "P={} ({}B, {} slots): total {}; {}{}",
                 m.producers,
                 m.payload,
                 m.slots,
                 rate(m.msgs_per_s),
-                per.join(", ")
+                per.join(", "),
+                mark(&r.oversubscribed.mp, i)
             );
             let _ = writeln!(
                 o,
@@ -436,6 +621,15 @@ pub fn table(r: &Report) -> String {
             );
         }
     }
+    if r.oversubscribed != Oversubscribed::default() {
+        let _ = writeln!(
+            o,
+            "\n{}: measured with more busy processes than the {} usable cores (the workload \
+             needs more, or the machine was busy); such figures include scheduler time slices",
+            MARK.trim(),
+            r.machine.cores
+        );
+    }
     if !r.warnings.is_empty() {
         let _ = writeln!(o);
         for w in &r.warnings {
@@ -445,98 +639,174 @@ pub fn table(r: &Report) -> String {
     o
 }
 
-/// One CSV row per figure: section, transport, what was measured, metric, value.
+/// One CSV row per figure: section, transport, what was measured, metric, value, and whether
+/// it was measured oversubscribed. Fields are quoted where they need it.
 pub fn csv(r: &Report) -> String {
-    let mut o = String::new();
-    let _ = writeln!(o, "section,transport,label,metric,value");
-    fn pct(o: &mut String, section: &str, transport: &str, label: &str, prefix: &str, p: &Pct) {
-        for (n, v) in PCT_NAMES.iter().zip(p.figures()) {
-            let _ = writeln!(o, "{section},{transport},{label},{prefix}{n},{v:.3}");
-        }
-    }
-    for c in &r.c2c {
+    let mut rows = CsvRows::default();
+    let o = &r.oversubscribed;
+    for (i, c) in r.c2c.iter().enumerate() {
         let label = format!("{} cores {}-{}", c.mode, c.cores[0], c.cores[1]);
-        pct(&mut o, "c2c", "cacheline", &label, "ns_", &c.one_way_ns);
+        let over = o.c2c.contains(&i);
+        rows.pct("c2c", "cacheline", &label, "ns_", &c.one_way_ns, over);
     }
-    for l in &r.latency {
+    for (i, l) in r.latency.iter().enumerate() {
         let label = format!(
             "{} {}B cores {}-{}",
             l.method, l.payload, l.cores[0], l.cores[1]
         );
-        pct(&mut o, "latency", l.transport, &label, "ns_", &l.ns);
+        let over = o.latency.contains(&i);
+        rows.pct("latency", l.transport, &label, "ns_", &l.ns, over);
         if let Some(ratio) = &l.ratio_to_c2c {
-            pct(&mut o, "latency", l.transport, &label, "ratio_", ratio);
+            rows.pct("latency", l.transport, &label, "ratio_", ratio, over);
         }
     }
-    for t in &r.throughput {
+    for (i, t) in r.throughput.iter().enumerate() {
         let label = format!("{}B {} slots", t.payload, t.slots);
-        let _ = writeln!(
-            o,
-            "throughput,{},{label},msgs_per_s,{:.1}",
-            t.transport, t.msgs_per_s
+        let over = o.throughput.contains(&i);
+        let row = |rows: &mut CsvRows, label: &str, metric: &str, v: String| {
+            rows.push("throughput", t.transport, label, metric, v, over)
+        };
+        row(
+            &mut rows,
+            &label,
+            "msgs_per_s",
+            format!("{:.1}", t.msgs_per_s),
         );
-        let _ = writeln!(
-            o,
-            "throughput,{},{label},gb_per_s,{:.4}",
-            t.transport, t.gb_per_s
-        );
+        row(&mut rows, &label, "gb_per_s", format!("{:.4}", t.gb_per_s));
         for c in &t.per_consumer {
-            let _ = writeln!(
-                o,
-                "throughput,{},{label} core {},lost,{}",
-                t.transport, c.core, c.lost
+            row(
+                &mut rows,
+                &format!("{label} core {}", c.core),
+                "lost",
+                c.lost.to_string(),
             );
         }
     }
-    for f in &r.fanout {
+    for (i, f) in r.fanout.iter().enumerate() {
         let label = format!("K={} {}B", f.consumers, f.payload);
-        let _ = writeln!(
-            o,
-            "fanout,{},{label},publish_msgs_per_s,{:.1}",
-            f.transport, f.publish_msgs_per_s
+        let over = o.fanout.contains(&i);
+        rows.push(
+            "fanout",
+            f.transport,
+            &label,
+            "publish_msgs_per_s",
+            format!("{:.1}", f.publish_msgs_per_s),
+            over,
         );
-        pct(
-            &mut o,
+        rows.pct(
             "fanout",
             f.transport,
             &label,
             "publish_ns_",
             &f.publish_ns,
+            over,
         );
         for c in &f.per_consumer {
             let l = format!("{label} consumer {} core {}", c.index, c.core);
-            pct(&mut o, "fanout", f.transport, &l, "ns_", &c.ns);
+            rows.pct("fanout", f.transport, &l, "ns_", &c.ns, over);
         }
     }
-    for i in &r.idle_subscribers {
+    for (n, i) in r.idle_subscribers.iter().enumerate() {
         let label = format!("idle={}", i.idle_subscribers);
-        pct(
-            &mut o,
+        let over = o.idle_subscribers.contains(&n);
+        rows.pct(
             "idle",
             i.transport,
             &label,
             "publish_ns_",
             &i.publish_ns,
+            over,
         );
-        let _ = writeln!(
-            o,
-            "idle,{},{label},p50_vs_none,{:.4}",
-            i.transport, i.p50_vs_none
+        rows.push(
+            "idle",
+            i.transport,
+            &label,
+            "p50_vs_none",
+            format!("{:.4}", i.p50_vs_none),
+            over,
         );
     }
-    for m in &r.mp {
+    for (i, m) in r.mp.iter().enumerate() {
         let label = format!("P={} {}B", m.producers, m.payload);
-        let _ = writeln!(o, "mp,shmbus,{label},msgs_per_s,{:.1}", m.msgs_per_s);
-        pct(&mut o, "mp", "shmbus", &label, "ns_", &m.ns);
+        let over = o.mp.contains(&i);
+        rows.push(
+            "mp",
+            "shmbus",
+            &label,
+            "msgs_per_s",
+            format!("{:.1}", m.msgs_per_s),
+            over,
+        );
+        rows.pct("mp", "shmbus", &label, "ns_", &m.ns, over);
     }
     for p in &r.peer_comparison {
-        let _ = writeln!(
-            o,
-            "peer,{},{} {},ratio,{:.4}",
-            p.peer_name, p.workload, p.metric, p.ratio
+        rows.push(
+            "peer",
+            p.peer_name,
+            &format!("{} {}", p.workload, p.metric),
+            "ratio",
+            format!("{:.4}", p.ratio),
+            false,
         );
     }
-    o
+    rows.finish()
+}
+
+/// The records of [`csv`], written by the csv crate (which quotes commas, quotes and line
+/// breaks in labels).
+struct CsvRows(csv::Writer<Vec<u8>>);
+
+impl Default for CsvRows {
+    fn default() -> Self {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record([
+            "section",
+            "transport",
+            "label",
+            "metric",
+            "value",
+            "oversubscribed",
+        ])
+        .expect("writing to a Vec cannot fail");
+        CsvRows(w)
+    }
+}
+
+impl CsvRows {
+    fn push(
+        &mut self,
+        section: &str,
+        transport: &str,
+        label: &str,
+        metric: &str,
+        value: String,
+        over: bool,
+    ) {
+        let over = if over { "true" } else { "false" };
+        self.0
+            .write_record([section, transport, label, metric, &value, over])
+            .expect("writing to a Vec cannot fail");
+    }
+
+    fn pct(
+        &mut self,
+        section: &str,
+        transport: &str,
+        label: &str,
+        prefix: &str,
+        p: &Pct,
+        over: bool,
+    ) {
+        for (n, v) in PCT_NAMES.iter().zip(p.figures()) {
+            let metric = format!("{prefix}{n}");
+            self.push(section, transport, label, &metric, format!("{v:.3}"), over);
+        }
+    }
+
+    fn finish(self) -> String {
+        let bytes = self.0.into_inner().expect("flushing to a Vec cannot fail");
+        String::from_utf8(bytes).expect("every field is UTF-8")
+    }
 }
 
 #[cfg(test)]
@@ -580,5 +850,105 @@ mod tests {
             ..Report::default()
         };
         assert!(!table(&r).contains("core by core"));
+    }
+
+    fn fanout_row(consumers: usize, oversubscribed: bool) -> FanoutRow {
+        FanoutRow {
+            transport: "shmbus",
+            consumers,
+            producer_core: 0,
+            payload: 64,
+            publish_msgs_per_s: 1e6,
+            publish_ns: Pct::default(),
+            oversubscribed,
+            per_consumer: Vec::new(),
+        }
+    }
+
+    fn load(mean_runnable: f64) -> LoadSummary {
+        LoadSummary {
+            mean_runnable,
+            max_runnable: mean_runnable as u64,
+            load_avg_1m: mean_runnable,
+            samples: 3,
+        }
+    }
+
+    #[test]
+    fn a_workload_needing_more_cores_marks_its_rows_and_curves_only() {
+        let mut r = Report::default();
+        let before = r.counts();
+        r.fanout.push(fanout_row(1, false));
+        r.end_step("fan-out K=1", before, load(1.0), 2);
+        let before = r.counts();
+        r.fanout.push(fanout_row(3, true));
+        r.curves.push(Curve {
+            label: "shmbus fanout K=3 consumer 0".into(),
+            points: vec![(0.5, 100.0)],
+        });
+        r.end_step("fan-out K=3", before, load(2.0), 2);
+        assert_eq!(r.oversubscribed.fanout, [1]);
+        assert!(r.curve_oversubscribed(0));
+        r.warn_about_load();
+        assert!(
+            r.warnings.is_empty(),
+            "the machine was not busy: {:?}",
+            r.warnings
+        );
+        let t = table(&r);
+        let marked: Vec<&str> = t
+            .lines()
+            .filter(|l| l.ends_with("[oversubscribed]"))
+            .collect();
+        assert_eq!(marked.len(), 1, "{t}");
+        assert!(marked[0].contains("K=3"), "{t}");
+    }
+
+    #[test]
+    fn a_busy_machine_marks_every_row_of_the_step_and_warns_once() {
+        let mut r = Report::default();
+        let before = r.counts();
+        r.c2c.push(row(0, 1, 50.0));
+        r.end_step("c2c", before, load(5.0), 2);
+        let before = r.counts();
+        r.c2c.push(row(0, 2, 60.0));
+        r.end_step("c2c again", before, load(1.5), 2);
+        assert_eq!(r.oversubscribed.c2c, [0]);
+        assert_eq!(r.load.len(), 2);
+        assert!(r.load[0].oversubscribed && !r.load[1].oversubscribed);
+        r.warn_about_load();
+        assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+        assert!(r.warnings[0].contains("1 of 2 steps"), "{}", r.warnings[0]);
+        assert!(r.warnings[0].contains("c2c 5.0"), "{}", r.warnings[0]);
+        let csv = csv(&r);
+        let mut lines = csv.lines();
+        assert_eq!(
+            lines.next(),
+            Some("section,transport,label,metric,value,oversubscribed")
+        );
+        let flags: Vec<&str> = lines.map(|l| l.rsplit(',').next().unwrap()).collect();
+        assert_eq!(flags.iter().filter(|f| **f == "true").count(), 6, "{csv}");
+        assert_eq!(flags.iter().filter(|f| **f == "false").count(), 6, "{csv}");
+    }
+
+    #[test]
+    fn csv_quotes_labels_with_commas() {
+        let r = Report {
+            peer_comparison: vec![PeerRatio {
+                workload: "fan-out K=3, 64B".into(),
+                metric: "p50",
+                shmbus: 1.0,
+                peer: 2.0,
+                peer_name: "iceoryx2",
+                ratio: 0.5,
+            }],
+            ..Report::default()
+        };
+        let csv = csv(&r);
+        let line = csv.lines().nth(1).unwrap();
+        assert_eq!(
+            line,
+            "peer,iceoryx2,\"fan-out K=3, 64B p50\",ratio,0.5000,false"
+        );
     }
 }

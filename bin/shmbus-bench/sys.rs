@@ -280,3 +280,123 @@ pub fn spin_until(
     }
     Ok(())
 }
+
+/// How busy the machine was during one step of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LoadSummary {
+    /// Mean number of runnable tasks on the machine (ours included, the sampler excluded).
+    pub mean_runnable: f64,
+    /// Most runnable tasks seen at once.
+    pub max_runnable: u64,
+    /// The kernel's one-minute load average at the end of the step.
+    pub load_avg_1m: f64,
+    pub samples: u64,
+}
+
+/// The one-minute load average and the number of runnable tasks, from /proc/loadavg
+/// (`0.52 0.58 0.59 3/467 12345`: the fourth field is runnable/total).
+pub fn read_loadavg() -> Option<(f64, u64)> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    parse_loadavg(&s)
+}
+
+fn parse_loadavg(s: &str) -> Option<(f64, u64)> {
+    let mut fields = s.split_whitespace();
+    let one_minute: f64 = fields.next()?.parse().ok()?;
+    let running: u64 = fields.nth(2)?.split_once('/')?.0.parse().ok()?;
+    Some((one_minute, running))
+}
+
+#[derive(Default)]
+struct LoadAcc {
+    samples: u64,
+    sum: u64,
+    max: u64,
+}
+
+impl LoadAcc {
+    fn add(&mut self, runnable: u64) {
+        self.samples += 1;
+        self.sum += runnable;
+        self.max = self.max.max(runnable);
+    }
+}
+
+/// Counts the machine's runnable tasks every 100 ms on a thread of its own, so that a step can
+/// tell whether it ran with more runnable tasks than usable cores (its figures then measure the
+/// scheduler). The one-minute load average lags a step by tens of seconds, so the instantaneous
+/// count is what decides; the average is reported beside it.
+pub struct LoadWatch {
+    acc: std::sync::Arc<std::sync::Mutex<LoadAcc>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LoadWatch {
+    const PERIOD: Duration = Duration::from_millis(100);
+
+    pub fn start() -> LoadWatch {
+        let acc = std::sync::Arc::new(std::sync::Mutex::new(LoadAcc::default()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a, s) = (acc.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("load-watch".into())
+            .spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    if let Some((_, running)) = read_loadavg() {
+                        // The sampler is running while it reads: not load on the measurement.
+                        a.lock()
+                            .expect("the sampler never panics holding the lock")
+                            .add(running.saturating_sub(1));
+                    }
+                    std::thread::sleep(Self::PERIOD);
+                }
+            })
+            .ok();
+        LoadWatch { acc, stop, thread }
+    }
+
+    /// What was seen since the previous call (with one sample taken now, so even a step
+    /// shorter than the period has one), and starts afresh.
+    pub fn take(&self) -> LoadSummary {
+        let now = read_loadavg();
+        let mut acc = self
+            .acc
+            .lock()
+            .expect("the sampler never panics holding the lock");
+        if let Some((_, running)) = now {
+            // This thread is running while it reads.
+            acc.add(running.saturating_sub(1));
+        }
+        let taken = std::mem::take(&mut *acc);
+        LoadSummary {
+            mean_runnable: taken.sum as f64 / taken.samples.max(1) as f64,
+            max_runnable: taken.max,
+            load_avg_1m: now.map_or(0.0, |(avg, _)| avg),
+            samples: taken.samples,
+        }
+    }
+}
+
+impl Drop for LoadWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loadavg_gives_the_one_minute_average_and_the_runnable_count() {
+        assert_eq!(
+            parse_loadavg("0.52 0.58 0.59 3/467 12345\n"),
+            Some((0.52, 3))
+        );
+        assert_eq!(parse_loadavg("garbage"), None);
+    }
+}

@@ -1,17 +1,21 @@
 //! `shmbus create`, `publish` and `rm`: the commands that change buses.
 
 use std::io::{self, BufRead, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use clap::Args;
-use shmbus::{inspect, Bus, BusBuilder};
+use shmbus::{inspect, BusBuilder, Publisher};
 
 use crate::{text, CmdResult, Failure};
 
 #[derive(Args, Debug)]
 pub(crate) struct CreateArgs {
-    /// The bus name: 1 to 200 characters of letters, digits, '.', '_' and '-'.
+    /// The bus name: 1 to 200 ASCII characters, each a letter (A-Z, a-z), a digit, '.', '_' or
+    /// '-', not starting with '.'.
     name: String,
-    /// Number of slots in the ring (a power of two).
+    /// Number of slots in the ring: a power of two (each message takes one slot; a subscriber
+    /// more than this many messages behind loses the oldest).
     #[arg(long, default_value_t = shmbus::DEFAULT_SLOTS)]
     slots: u64,
     /// Largest message in bytes (payload capacity of each slot).
@@ -20,7 +24,8 @@ pub(crate) struct CreateArgs {
     /// Allow several producers to publish at once.
     #[arg(long)]
     multi_producer: bool,
-    /// Permission bits, in octal.
+    /// Permission bits, in octal (0 to 0777). Writable by group or others (e.g. 0660) means
+    /// programs must trust the bus explicitly to open it.
     #[arg(long, default_value = "0600", value_parser = parse_mode)]
     mode: u32,
 }
@@ -46,10 +51,10 @@ pub(crate) fn create(a: &CreateArgs) -> CmdResult {
     let bus = b.create()?;
     writeln!(
         io::stdout(),
-        "created bus {}: {} slots of {} bytes, {} producer, mode {:04o}, {}",
+        "created bus {}: {} of {}, {} producer, mode {:04o}, {}",
         bus.name(),
-        bus.slots(),
-        bus.capacity(),
+        text::count(bus.slots(), "slot"),
+        text::count(bus.capacity() as u64, "byte"),
         crate::list::mode_name(bus.producer_mode()),
         a.mode,
         inspect::segment_path(bus.name()).display()
@@ -61,64 +66,176 @@ pub(crate) fn create(a: &CreateArgs) -> CmdResult {
 pub(crate) struct PublishArgs {
     /// The bus name.
     name: String,
-    /// Messages to publish, one per argument. Without any, each line of stdin is a message.
+    /// Messages to publish, one per argument. Without any (and without --file), each line of
+    /// stdin is a message.
     messages: Vec<String>,
+    /// The messages (arguments or stdin lines) are bytes in hexadecimal, e.g. 00ff10 or "ca fe";
+    /// spaces, ':' and '_' between bytes are ignored.
+    #[arg(long, conflicts_with = "file")]
+    hex: bool,
+    /// Publish the whole content of this file as one message.
+    #[arg(long, value_name = "PATH", conflicts_with = "messages")]
+    file: Option<PathBuf>,
+    /// Publish each message N times (at least 1).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    repeat: u64,
+    /// Publish at most this many messages per second, evenly spaced (0.001 to 10000000);
+    /// default: as fast as the bus takes them.
+    #[arg(long, value_name = "MSGS_PER_SEC", value_parser = parse_rate)]
+    rate: Option<f64>,
+    /// Publish even if the bus is writable by other users (its mode lets them write).
+    #[arg(long)]
+    accept_shared_write: bool,
+    /// Publish even if the bus belongs to another user.
+    #[arg(long)]
+    accept_other_owner: bool,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.001..=10_000_000.0).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "expected messages per second from 0.001 to 10000000, got {s:?}"
+        )),
+    }
+}
+
+/// Where a message came from, for the error that names it.
+#[derive(Clone, Copy, Debug)]
+enum Origin {
+    Argument(usize),
+    Line(u64),
+    File,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Argument(i) => write!(f, "message argument {i}"),
+            Origin::Line(n) => write!(f, "line {n} of stdin"),
+            Origin::File => write!(f, "the file's content"),
+        }
+    }
+}
+
+/// Publishes messages, paced and repeated as asked, and remembers what went out.
+struct Sender {
+    tx: Publisher,
+    repeat: u64,
+    /// Time between two messages, with --rate.
+    gap: Option<Duration>,
+    /// When the next message may go, with --rate.
+    next_at: Instant,
+    first: Option<u64>,
+    last: Option<u64>,
+}
+
+impl Sender {
+    fn send(&mut self, msg: &[u8], origin: Origin) -> CmdResult {
+        for _ in 0..self.repeat {
+            if let Some(gap) = self.gap {
+                let now = Instant::now();
+                if self.next_at > now {
+                    std::thread::sleep(self.next_at - now);
+                }
+                self.next_at += gap;
+            }
+            match self.tx.publish_bytes(msg) {
+                Ok(Some(seq)) => {
+                    self.first.get_or_insert(seq);
+                    self.last = Some(seq);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(self.refused(origin, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The error for a refused message: which one, and what was already published.
+    fn refused(&self, origin: Origin, e: shmbus::Error) -> Failure {
+        let n = self.tx.stats().published;
+        let before = match (self.first, self.last) {
+            (Some(f), Some(l)) => format!(
+                "published {} before it (seq {f}..{l})",
+                text::count(n, "message")
+            ),
+            _ => "nothing was published before it".into(),
+        };
+        Failure(format!("{origin}: {}; {before}", Failure::from(e).0))
+    }
 }
 
 pub(crate) fn publish(a: &PublishArgs) -> CmdResult {
-    let bus = Bus::open(&a.name)?;
-    let mut tx = bus.publisher()?;
-    let mut first = None;
-    let mut last = None;
-    let mut send = |msg: &[u8]| -> CmdResult {
-        if let Some(seq) = tx.publish_bytes(msg)? {
-            first.get_or_insert(seq);
-            last = Some(seq);
-        }
-        Ok(())
+    let mut b = BusBuilder::new(&a.name);
+    if a.accept_shared_write {
+        b = b.accept_shared_write();
+    }
+    if a.accept_other_owner {
+        b = b.accept_other_owner();
+    }
+    let bus = b.open()?;
+    let gap = a.rate.map(|r| Duration::from_secs_f64(1.0 / r));
+    let mut s = Sender {
+        tx: bus.publisher()?,
+        repeat: a.repeat,
+        gap,
+        next_at: Instant::now(),
+        first: None,
+        last: None,
     };
-    if a.messages.is_empty() {
+    let decode = |m: &[u8]| -> Result<Vec<u8>, String> {
+        if a.hex {
+            text::parse_hex(&String::from_utf8_lossy(m))
+        } else {
+            Ok(m.to_vec())
+        }
+    };
+    if let Some(path) = &a.file {
+        let msg = std::fs::read(path)
+            .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+        s.send(&msg, Origin::File)?;
+    } else if a.messages.is_empty() {
         let mut line = Vec::new();
         let mut stdin = io::stdin().lock();
+        let mut n = 0;
         loop {
             line.clear();
             if stdin.read_until(b'\n', &mut line)? == 0 {
                 break;
             }
+            n += 1;
             let msg = line.strip_suffix(b"\n").unwrap_or(&line);
-            send(msg.strip_suffix(b"\r").unwrap_or(msg))?;
+            let msg = msg.strip_suffix(b"\r").unwrap_or(msg);
+            let msg = decode(msg).map_err(|e| Failure(format!("line {n} of stdin: {e}")))?;
+            s.send(&msg, Origin::Line(n))?;
         }
     } else {
-        for m in &a.messages {
-            send(m.as_bytes())?;
+        for (i, m) in a.messages.iter().enumerate() {
+            let msg = decode(m.as_bytes())
+                .map_err(|e| Failure(format!("message argument {}: {e}", i + 1)))?;
+            s.send(&msg, Origin::Argument(i + 1))?;
         }
     }
-    let n = tx.stats().published;
-    let dropped = tx.stats().dropped;
-    match (first, last) {
+    let stats = s.tx.stats();
+    let (n, dropped) = (stats.published, stats.dropped);
+    match (s.first, s.last) {
         (Some(f), Some(l)) => writeln!(
             io::stdout(),
-            "published {n} message{} to {} (seq {f}..{l})",
-            plural(n),
+            "published {} to {} (seq {f}..{l})",
+            text::count(n, "message"),
             bus.name()
         ),
         _ => writeln!(io::stdout(), "published 0 messages to {}", bus.name()),
     }?;
     if dropped > 0 {
         return Err(Failure(format!(
-            "{dropped} message{} dropped: older than a full lap of the ring",
-            plural(dropped)
+            "{} dropped: older than a full lap of the ring",
+            text::count(dropped, "message")
         )));
     }
     Ok(())
-}
-
-fn plural(n: u64) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
-    }
 }
 
 #[derive(Args, Debug)]
@@ -126,10 +243,15 @@ pub(crate) struct RmArgs {
     /// Buses to remove.
     #[arg(required_unless_present = "stale", conflicts_with = "stale")]
     names: Vec<String>,
-    /// Remove every bus of ours whose creator and producers are all gone.
+    /// Remove stale buses of ours: no producer attached and the creator exited. Needs --prefix
+    /// or --all-idle.
     #[arg(long)]
     stale: bool,
-    /// With --stale: only print what would be removed.
+    /// With --stale: every stale bus of ours, including buses made by `shmbus create` that
+    /// nothing has published to yet.
+    #[arg(long, requires = "stale", conflicts_with = "prefix")]
+    all_idle: bool,
+    /// With --stale: only print what would be removed, and why.
     #[arg(long, requires = "stale")]
     dry_run: bool,
     /// With --stale: only buses whose name starts with PREFIX.
@@ -137,13 +259,46 @@ pub(crate) struct RmArgs {
     prefix: Option<String>,
 }
 
+/// How `rm --stale` picks its buses.
+enum Scope<'a> {
+    Prefix(&'a str),
+    AllIdle,
+}
+
 pub(crate) fn rm(a: &RmArgs) -> CmdResult {
-    if a.stale {
-        return rm_stale(a.dry_run, a.prefix.as_deref().unwrap_or(""));
+    if !a.stale {
+        // Names and these options together would silently remove what --dry-run promised to
+        // keep: refuse before touching anything.
+        let stray = [
+            (a.dry_run, "--dry-run"),
+            (a.prefix.is_some(), "--prefix"),
+            (a.all_idle, "--all-idle"),
+        ];
+        if let Some((_, flag)) = stray.iter().find(|(set, _)| *set) {
+            return Err(Failure(format!(
+                "{flag} only works with --stale; to remove named buses give only their names"
+            )));
+        }
+        return rm_named(&a.names);
     }
+    let scope =
+        match (&a.prefix, a.all_idle) {
+            (Some(p), _) => Scope::Prefix(p),
+            (None, true) => Scope::AllIdle,
+            (None, false) => return Err(Failure(
+                "rm --stale needs a scope: --prefix PREFIX, or --all-idle for every stale bus of \
+                 ours (buses made by `shmbus create` that nothing publishes to count as stale); \
+                 add --dry-run to see what would go"
+                    .into(),
+            )),
+        };
+    rm_stale(a.dry_run, &scope)
+}
+
+fn rm_named(names: &[String]) -> CmdResult {
     // Remove every name that can be; report the first failure (one line), after the others ran.
     let mut first_err = None;
-    for name in &a.names {
+    for name in names {
         match inspect::remove(name) {
             Ok(()) => writeln!(io::stdout(), "removed {name}")?,
             Err(e) => {
@@ -154,10 +309,27 @@ pub(crate) fn rm(a: &RmArgs) -> CmdResult {
     first_err.map_or(Ok(()), |e| Err(e.into()))
 }
 
-fn rm_stale(dry_run: bool, prefix: &str) -> CmdResult {
+/// Why a stale bus is stale, for `--dry-run`.
+fn why_stale(bus: &shmbus::Bus) -> String {
+    let h = bus.header();
+    let published = match h.published() {
+        0 => "never published to".to_owned(),
+        n => format!("{} published", text::count(n, "message")),
+    };
+    format!(
+        "creator pid {} exited, no producer attached, {published}",
+        h.creator_pid
+    )
+}
+
+fn rm_stale(dry_run: bool, scope: &Scope<'_>) -> CmdResult {
     let ours = nix::unistd::geteuid().as_raw();
     let entries =
         inspect::list(false).map_err(|e| Failure(format!("cannot read /dev/shm: {e}")))?;
+    let prefix = match scope {
+        Scope::Prefix(p) => *p,
+        Scope::AllIdle => "",
+    };
     let mut out = io::stdout().lock();
     let mut count = 0;
     for e in entries {
@@ -169,14 +341,19 @@ fn rm_stale(dry_run: bool, prefix: &str) -> CmdResult {
         if !name.starts_with(prefix) || e.uid != ours || !inspect::is_stale(&bus) {
             continue;
         }
-        drop(bus);
         count += 1;
         if dry_run {
-            writeln!(out, "would remove {}", text::sanitize(&name))?;
+            writeln!(
+                out,
+                "would remove {}: {}",
+                text::sanitize(&name),
+                why_stale(&bus)
+            )?;
             continue;
         }
+        drop(bus);
         match inspect::remove(&name) {
-            Ok(()) => writeln!(out, "removed {name}")?,
+            Ok(()) => writeln!(out, "removed {}", text::sanitize(&name))?,
             // Gone meanwhile (another cleaner): nothing to do.
             Err(shmbus::Error::NotFound { .. }) => {}
             Err(err) => return Err(err.into()),

@@ -24,7 +24,8 @@ pub(crate) struct InfoArgs {
 #[derive(Serialize, Debug)]
 struct CheckOut {
     check: &'static str,
-    /// "ok", "FAIL" or "skipped".
+    /// "ok", "FAIL", "WARN" or "skipped". WARN: an owner or mode that a default open refuses
+    /// but that can be trusted explicitly; the bus is still readable.
     status: &'static str,
     detail: String,
 }
@@ -78,11 +79,24 @@ struct InfoOut {
     census: Option<CensusOut>,
 }
 
-fn status_word(s: CheckStatus) -> &'static str {
+/// The checks whose failure a user can override (`publish --accept-other-owner`,
+/// `--accept-shared-write`): the bus is readable, so they are warnings, not failures.
+const TRUSTABLE: [&str; 2] = ["owner", "mode"];
+
+fn status_word(check: &str, s: CheckStatus) -> &'static str {
     match s {
         CheckStatus::Pass => "ok",
+        CheckStatus::Fail if TRUSTABLE.contains(&check) => "WARN",
         CheckStatus::Fail => "FAIL",
         CheckStatus::Skipped => "skipped",
+    }
+}
+
+/// What a warning means for the user, by check.
+fn remedy(check: &str) -> &'static str {
+    match check {
+        "owner" => "programs refuse this bus unless they trust its owner (shmbus publish --accept-other-owner)",
+        _ => "programs refuse this bus unless they trust its mode (shmbus publish --accept-shared-write)",
     }
 }
 
@@ -125,8 +139,14 @@ pub(crate) fn run(args: &InfoArgs) -> CmdResult {
         .into_iter()
         .map(|c| CheckOut {
             check: c.name,
-            status: status_word(c.status),
-            detail: c.detail,
+            status: status_word(c.name, c.status),
+            detail: if status_word(c.name, c.status) == "WARN" {
+                // The library's text names its builder methods; keep the finding, name the flag.
+                let finding = c.detail.split("; use ").next().unwrap_or(&c.detail);
+                format!("{finding}: {}", remedy(c.name))
+            } else {
+                c.detail
+            },
         })
         .collect();
     let opened = inspect::open_for_inspection(&args.name);
@@ -140,10 +160,16 @@ pub(crate) fn run(args: &InfoArgs) -> CmdResult {
         producers: Vec::new(),
         census: None,
     };
+    let failed_check = out.checks.iter().find(|c| c.status == "FAIL").map(|c| {
+        format!(
+            "bus {:?}: check {:?} failed: {}",
+            args.name, c.check, c.detail
+        )
+    });
     let failure = match &opened {
         Ok(bus) => {
             fill(&mut out, bus);
-            None
+            failed_check.map(Failure)
         }
         Err(e) => {
             out.error = Some(e.to_string());

@@ -1,9 +1,10 @@
 //! `shmbus list`: every bus in `/dev/shm`, one line (or one JSON object) each.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use clap::Args;
+use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
 use serde::Serialize;
 use shmbus::{inspect, Bus, ProducerMode};
 
@@ -14,9 +15,20 @@ pub(crate) struct ListArgs {
     /// Also list files in /dev/shm that are not shmbus buses (as "foreign").
     #[arg(long)]
     all: bool,
+    /// Only buses whose name starts with PREFIX (with --all, other files whose name does).
+    #[arg(long, value_name = "PREFIX")]
+    prefix: Option<String>,
     /// Print one JSON array instead of a table.
     #[arg(long)]
     json: bool,
+    /// Keep listing until Ctrl-C: on a terminal the screen is redrawn; otherwise each listing
+    /// follows the previous one (with --json, one array per line).
+    #[arg(long)]
+    watch: bool,
+    /// With --watch: time between listings, in milliseconds (100 to 60000).
+    #[arg(long, value_name = "MS", default_value_t = 1000, requires = "watch",
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    interval_ms: u64,
 }
 
 /// One file of `/dev/shm` as `list --json` prints it.
@@ -120,8 +132,31 @@ pub(crate) fn collect(all: bool) -> Result<Vec<ListEntry>, crate::Failure> {
 }
 
 pub(crate) fn run(args: &ListArgs) -> CmdResult {
-    let entries = collect(args.all)?;
-    let mut out = std::io::stdout().lock();
+    if !args.watch {
+        return print_once(args, &mut std::io::stdout().lock());
+    }
+    let redraw = !args.json && std::io::stdout().is_terminal();
+    loop {
+        let mut out = std::io::stdout().lock();
+        if redraw {
+            // Cursor home, clear the screen: the listing replaces the previous one.
+            out.write_all(b"\x1b[H\x1b[2J")?;
+        }
+        print_once(args, &mut out)?;
+        if !redraw && !args.json {
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+        drop(out);
+        std::thread::sleep(Duration::from_millis(args.interval_ms));
+    }
+}
+
+fn print_once(args: &ListArgs, out: &mut impl Write) -> CmdResult {
+    let mut entries = collect(args.all)?;
+    if let Some(p) = &args.prefix {
+        entries.retain(|e| e.name.as_deref().unwrap_or(&e.file).starts_with(p.as_str()));
+    }
     if args.json {
         writeln!(out, "{}", text::json_line(&entries))?;
     } else {
@@ -130,30 +165,34 @@ pub(crate) fn run(args: &ListArgs) -> CmdResult {
     Ok(())
 }
 
-/// The text table, columns aligned; every string from the file system or a segment escaped.
+/// The text tables, columns aligned: one for the buses, then one for the files that could not
+/// be read as buses, with why. Every string from the file system or a segment is escaped.
 pub(crate) fn table(entries: &[ListEntry]) -> String {
-    const HEAD: [&str; 12] = [
-        "NAME",
-        "SLOTS",
-        "CAP",
-        "TYPE",
-        "MODE",
-        "PUBLISHED",
-        "LAST",
-        "CREATOR",
-        "PROD",
-        "STALE",
-        "SIZE",
-        "PERM",
-    ];
-    let mut rows: Vec<Vec<String>> = vec![HEAD.iter().map(|s| s.to_string()).collect()];
-    let mut notes: Vec<(usize, String)> = Vec::new();
-    for e in entries {
-        let name = text::sanitize(e.name.as_deref().unwrap_or(&e.file));
-        let size = text::bytes(e.size);
-        match (&e.bus, &e.error) {
-            (Some(b), _) => rows.push(vec![
-                name,
+    if entries.is_empty() {
+        return "no buses in /dev/shm\n".into();
+    }
+    let buses: Vec<_> = entries.iter().filter(|e| e.bus.is_some()).collect();
+    let others: Vec<_> = entries.iter().filter(|e| e.bus.is_none()).collect();
+    let mut out = String::new();
+    if !buses.is_empty() {
+        let mut t = plain_table(&[
+            ("NAME", false),
+            ("SLOTS", true),
+            ("CAP", true),
+            ("TYPE", false),
+            ("MODE", false),
+            ("PUBLISHED", true),
+            ("LAST", true),
+            ("CREATOR", false),
+            ("PROD", true),
+            ("STALE", false),
+            ("SIZE", true),
+            ("PERM", false),
+        ]);
+        for e in buses {
+            let Some(b) = &e.bus else { continue };
+            t.add_row(vec![
+                text::sanitize(e.name.as_deref().unwrap_or(&e.file)),
                 b.slots.to_string(),
                 b.capacity.to_string(),
                 text::sanitize(&b.message_type),
@@ -168,55 +207,60 @@ pub(crate) fn table(entries: &[ListEntry]) -> String {
                 ),
                 b.producers.to_string(),
                 if b.stale { "yes" } else { "no" }.into(),
-                size,
+                text::bytes(e.size),
                 e.mode.clone(),
-            ]),
-            (None, err) => {
-                let what = match err {
-                    Some(err) => format!("error: {}", text::sanitize(err)),
-                    None => "foreign (not a shmbus bus)".into(),
-                };
-                notes.push((rows.len(), what));
-                rows.push(vec![name, size, e.mode.clone()]);
+            ]);
+        }
+        push_lines(&mut out, &t);
+    }
+    if !others.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let mut t = plain_table(&[
+            ("NOT A READABLE BUS", false),
+            ("SIZE", true),
+            ("PERM", false),
+            ("WHY", false),
+        ]);
+        for e in others {
+            let why = match &e.error {
+                Some(err) => format!("error: {}", text::sanitize(err)),
+                None => "foreign (not a shmbus bus)".into(),
+            };
+            t.add_row(vec![
+                text::sanitize(e.name.as_deref().unwrap_or(&e.file)),
+                text::bytes(e.size),
+                e.mode.clone(),
+                why,
+            ]);
+        }
+        push_lines(&mut out, &t);
+    }
+    out
+}
+
+/// A borderless table whose columns are two spaces apart and never wrap: a long name widens
+/// its column rather than breaking the row. `(header, right-aligned)` per column.
+fn plain_table(columns: &[(&str, bool)]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(columns.iter().map(|(h, _)| *h));
+    for (i, (_, right)) in columns.iter().enumerate() {
+        if let Some(c) = t.column_mut(i) {
+            c.set_padding((0, 2));
+            if *right {
+                c.set_cell_alignment(CellAlignment::Right);
             }
         }
     }
-    let widths: Vec<usize> = (0..HEAD.len())
-        .map(|c| {
-            rows.iter()
-                .filter(|r| r.len() == HEAD.len())
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for (i, row) in rows.iter().enumerate() {
-        let line = if row.len() == HEAD.len() {
-            row.iter()
-                .zip(&widths)
-                .map(|(cell, w)| format!("{cell:<w$}"))
-                .collect::<Vec<_>>()
-                .join("  ")
-        } else {
-            let note = notes
-                .iter()
-                .find(|(r, _)| *r == i)
-                .map(|(_, n)| n.as_str())
-                .unwrap_or("");
-            format!(
-                "{:<w$}  {note}  (size {}, perm {})",
-                row[0],
-                row[1],
-                row[2],
-                w = widths[0]
-            )
-        };
+    t
+}
+
+fn push_lines(out: &mut String, t: &Table) {
+    for line in t.lines() {
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    if entries.is_empty() {
-        out = "no buses in /dev/shm\n".into();
-    }
-    out
 }

@@ -5,6 +5,7 @@
 //! or from `/dev/shm` is escaped before it reaches the terminal (see `text`).
 
 mod admin;
+mod hz;
 mod info;
 mod list;
 mod tail;
@@ -29,13 +30,18 @@ Examples:
   shmbus create prices --slots 1024 --size 240
   shmbus publish prices 'hello' 'world'
   shmbus tail prices --from oldest --follow
+  shmbus hz prices
   shmbus list
   shmbus info prices
   shmbus watch prices
   shmbus rm prices
 
 Every command exits with status 0 on success; on failure it prints one line
-'shmbus: error: ...' on stderr and exits with status 1 (2 for a usage error).";
+'shmbus: error: ...' on stderr and exits with status 1. A usage error (unknown
+option, missing argument, bad value) prints the whole explanation and exits with 2.
+
+A bus is stale when no producer is attached and the process that created it has
+exited: nothing will publish to it unless a new producer attaches.";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -44,19 +50,24 @@ enum Command {
 Columns: NAME, SLOTS, CAP (payload bytes per slot), TYPE (message type), MODE (single or
 multi producer), PUBLISHED (messages since creation), LAST (time since the last publish by
 a live producer, '-' if none), CREATOR (pid, alive or gone), PROD (live producers),
-STALE (no live producer and creator gone), SIZE, PERM. Unreadable or corrupt segments are
-listed with their error.
+STALE (yes when no producer is attached and the creator has exited), SIZE, PERM.
+Segments that cannot be read as buses (corrupt, unreadable, foreign) follow in a
+second table, each with why.
 
 Examples:
   shmbus list
+  shmbus list --prefix md-   # only buses whose name starts with md-
+  shmbus list --watch        # redrawn every second until Ctrl-C
   shmbus list --all          # also other programs' files in /dev/shm
   shmbus list --json | jq '.[] | select(.bus.stale) | .name'")]
     List(list::ListArgs),
 
     /// Show a bus's whole header, each validity check, its producers and a slot census.
     #[command(after_help = "\
-Each check of the opening pipeline is shown as ok, FAIL (with the reason) or skipped.
-Exits with status 1 if the bus cannot be opened.
+Each check of the opening pipeline is shown as ok, FAIL (with the reason), WARN or
+skipped. WARN marks an owner or mode that a default open refuses but that can be
+trusted explicitly (publish --accept-other-owner / --accept-shared-write): the bus is
+readable, so info goes on and exits with status 0. Any FAIL exits with status 1.
 
 Examples:
   shmbus info prices
@@ -66,6 +77,9 @@ Examples:
     /// Print a bus's messages; with --follow, keep printing new ones until Ctrl-C.
     #[command(after_help = "\
 Opens the bus read-only: tailing never disturbs producers or other subscribers.
+With --follow, tail follows the bus by name, as `tail -F` does: when the bus is removed
+it says so on stderr and waits; when a bus of that name is created again it says so and
+prints the new bus's messages from its oldest.
 Each message is one line: sequence number, length and payload, separated by tabs.
 A subscriber that falls behind by a whole ring prints 'lost N messages (seq A..B)'
 (A and B inclusive) and goes on with the oldest message still intact.
@@ -89,37 +103,62 @@ Example:
   shmbus watch prices")]
     Watch(watch::WatchArgs),
 
+    /// Print a bus's message rate, byte rate and loss rate, once per window, without a screen UI.
+    #[command(after_help = "\
+Each window is split into 100 ms ticks. msgs/s is the write cursor's advance over the
+whole window (mean), with the min, max and standard deviation of the per-tick rates.
+Bytes/s and the loss rate come from a read-only subscriber that reads every message:
+'lost' counts messages overwritten before it could read them (the ring lapped it).
+Prints one line per window until Ctrl-C, or --count windows.
+
+Examples:
+  shmbus hz prices
+  shmbus hz prices --window 10
+  shmbus hz prices --window 2 --count 1 --json | jq .msgs_per_s.mean")]
+    Hz(hz::HzArgs),
+
     /// Create a bus; it stays in /dev/shm after the command exits, until removed.
     #[command(after_help = "\
 The slot count must be a power of two. A bus made here has no live producer and its
-creator exits at once, so `shmbus rm --stale` counts it stale while nothing publishes.
+creator exits at once, so it counts as stale until something publishes to it; this is
+why `shmbus rm --stale` asks for --prefix or --all-idle.
+A mode writable by group or others (such as 0660) makes programs refuse the bus unless
+they trust it explicitly (`shmbus publish --accept-shared-write`).
 
 Examples:
   shmbus create prices --slots 1024 --size 240
   shmbus create events --slots 65536 --size 48 --multi-producer --mode 0640")]
     Create(admin::CreateArgs),
 
-    /// Publish messages to a bus: the arguments, or one message per line of stdin.
+    /// Publish messages to a bus: the arguments, a file, or one message per line of stdin.
     #[command(after_help = "\
 Attaches a producer for the duration of the command. A single-producer bus refuses a
 second live producer, so this fails while another program publishes to such a bus.
+If a message is refused (too large for a slot), nothing after it is sent and the error
+says which message it was and what was published before it.
 
 Examples:
   shmbus publish prices hello world     # two messages
-  printf 'a\\nb\\n' | shmbus publish prices # one message per line (without the newline)")]
+  printf 'a\\nb\\n' | shmbus publish prices # one message per line (without the newline)
+  shmbus publish prices --hex 00ff10 cafe
+  shmbus publish prices --file tick.bin # the whole file as one message
+  shmbus publish prices ping --repeat 1000 --rate 100   # 1000 messages over 10 s")]
     Publish(admin::PublishArgs),
 
-    /// Remove buses, or every stale bus of ours.
+    /// Remove buses, or the stale buses of ours.
     #[command(after_help = "\
 Processes that have a removed bus open keep using it; new ones no longer find it.
---stale removes only buses owned by us whose creator and producers are all gone; it never
-follows symbolic links and skips segments it cannot read.
+--stale removes only buses owned by us that are stale: no producer attached and the
+creator exited. A bus made by `shmbus create` that nothing publishes to yet is stale too,
+so --stale needs a scope: --prefix P (only names starting with P) or --all-idle (every
+stale bus of ours). It never follows symbolic links and skips segments it cannot read.
+--dry-run and --prefix only work with --stale.
 
 Examples:
   shmbus rm prices events
-  shmbus rm --stale --dry-run
-  shmbus rm --stale
-  shmbus rm --stale --prefix test-")]
+  shmbus rm --stale --all-idle --dry-run # what would go, and why
+  shmbus rm --stale --prefix test-
+  shmbus rm --stale --all-idle")]
     Rm(admin::RmArgs),
 }
 
@@ -141,7 +180,18 @@ struct Failure(String);
 
 impl From<shmbus::Error> for Failure {
     fn from(e: shmbus::Error) -> Self {
-        Failure(e.to_string())
+        // The library's messages name its builder methods; a CLI user needs the flags.
+        match e {
+            shmbus::Error::ForeignOwner { name, owner, ours } => Failure(format!(
+                "bus {name:?} is owned by uid {owner}, not by us (uid {ours}); pass \
+                 --accept-other-owner to trust it"
+            )),
+            shmbus::Error::InsecureMode { name, mode } => Failure(format!(
+                "bus {name:?} has mode {mode:04o}, writable by other users; pass \
+                 --accept-shared-write to trust it"
+            )),
+            e => Failure(e.to_string()),
+        }
     }
 }
 
@@ -167,6 +217,7 @@ fn main() -> ExitCode {
         Command::Info(a) => info::run(&a),
         Command::Tail(a) => tail::run(&a),
         Command::Watch(a) => watch::run(&a),
+        Command::Hz(a) => hz::run(&a),
         Command::Create(a) => admin::create(&a),
         Command::Publish(a) => admin::publish(&a),
         Command::Rm(a) => admin::rm(&a),
@@ -181,7 +232,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Help and version go to stdout as clap prints them; a usage error becomes one line.
+/// Help and version go to stdout as clap prints them; a usage error goes to stderr whole (what
+/// is wrong, the valid values, the usage line), prefixed like every other error.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(
@@ -198,14 +250,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
         };
     }
     let rendered = e.render().to_string();
-    let first = rendered
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("invalid arguments");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    eprintln!(
-        "shmbus: error: {}; see 'shmbus --help'",
-        text::sanitize(first)
-    );
+    let body = rendered.strip_prefix("error: ").unwrap_or(&rendered);
+    eprint!("shmbus: error: {}", text::sanitize_lines(body));
     ExitCode::from(2)
 }

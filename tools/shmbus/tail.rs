@@ -163,8 +163,33 @@ impl Printer {
     }
 }
 
+/// Which file a path names: device and inode. A bus removed and created again under the same
+/// name is another file.
+type FileId = (u64, u64);
+
+fn file_id(name: &str) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(inspect::segment_path(name)).ok()?;
+    Some((m.dev(), m.ino()))
+}
+
+/// Opens a bus and tells which file was opened: the path is looked at before and after, and
+/// an open that raced with a re-creation is retried, so the id is the opened file's.
+fn open_with_id(name: &str) -> shmbus::Result<(shmbus::Bus, Option<FileId>)> {
+    let mut tries = 0;
+    loop {
+        let before = file_id(name);
+        let bus = inspect::open_for_inspection(name)?;
+        let after = file_id(name);
+        tries += 1;
+        if before == after || tries == 3 {
+            return Ok((bus, after));
+        }
+    }
+}
+
 pub(crate) fn run(args: &TailArgs) -> CmdResult {
-    let bus = inspect::open_for_inspection(&args.name)?;
+    let (bus, id) = open_with_id(&args.name)?;
     let start = match args.from {
         StartAt::Newest => Start::Last(args.n),
         StartAt::Oldest => Start::Oldest,
@@ -180,7 +205,14 @@ pub(crate) fn run(args: &TailArgs) -> CmdResult {
     let mut out = io::BufWriter::new(io::stdout().lock());
     let result = if args.follow {
         install_stop_handler()?;
-        follow(&mut sub, &printer, &mut out)
+        let mut followed = Followed {
+            name: &args.name,
+            id,
+            sub,
+            removed_said: false,
+            last_look: Instant::now(),
+        };
+        follow(&mut followed, &printer, &mut out)
     } else {
         let end = bus.cursor();
         available(&mut sub, &printer, &mut out, end, args.n)
@@ -240,17 +272,78 @@ fn emit(r: Recv<'_>, first: u64, p: &Printer, out: &mut impl Write) -> io::Resul
     Ok(Step::Printed)
 }
 
+/// The bus `tail --follow` reads, followed by name as `tail -F` follows a file.
+struct Followed<'a> {
+    name: &'a str,
+    /// The file the subscriber reads.
+    id: Option<FileId>,
+    sub: Subscriber,
+    /// Whether the removal was reported already (it is said once).
+    removed_said: bool,
+    last_look: Instant,
+}
+
+impl Followed<'_> {
+    /// How often an idle follower looks whether its bus was removed or re-created.
+    const LOOK_EVERY: Duration = Duration::from_millis(250);
+
+    /// Looks at the name now and then: reports a removal once, and switches to a bus
+    /// re-created under the name (from its oldest message). Notes go to stderr, as `tail -F`'s.
+    fn look(&mut self, out: &mut impl Write) -> io::Result<()> {
+        if self.last_look.elapsed() < Self::LOOK_EVERY {
+            return Ok(());
+        }
+        self.last_look = Instant::now();
+        let now = file_id(self.name);
+        if now == self.id {
+            return Ok(());
+        }
+        let name = text::sanitize(self.name);
+        if now.is_none() {
+            if !self.removed_said {
+                out.flush()?;
+                eprintln!("shmbus: bus {name} was removed; waiting for it to be created again");
+                self.removed_said = true;
+            }
+            return Ok(());
+        }
+        // Another file under the name. It may still be being initialised: try again later.
+        let Ok((bus, id)) = open_with_id(self.name) else {
+            return Ok(());
+        };
+        out.flush()?;
+        eprintln!(
+            "shmbus: bus {name} was created again; following the new bus from its oldest message"
+        );
+        self.sub = bus.subscribe(Start::Oldest).wait_strategy(Wait::Sleep);
+        self.id = id;
+        self.removed_said = false;
+        Ok(())
+    }
+}
+
 /// Prints messages as they come until SIGINT or SIGTERM; output is flushed whenever the
 /// subscriber has caught up, so a reader sees each line as soon as nothing else is pending.
-fn follow(sub: &mut Subscriber, p: &Printer, out: &mut impl Write) -> io::Result<()> {
+/// While idle it watches the bus's name (see [`Followed::look`]).
+fn follow(f: &mut Followed<'_>, p: &Printer, out: &mut impl Write) -> io::Result<()> {
     while !STOP.load(Ordering::Relaxed) {
-        let first = sub.next_seq();
-        if emit(sub.try_recv(), first, p, out)? == Step::Printed {
+        let first = f.sub.next_seq();
+        if emit(f.sub.try_recv(), first, p, out)? == Step::Printed {
             continue;
         }
         out.flush()?;
-        let first = sub.next_seq();
-        if emit(sub.recv_timeout(Duration::from_millis(100)), first, p, out)? == Step::Closed {
+        let first = f.sub.next_seq();
+        let step = emit(
+            f.sub.recv_timeout(Duration::from_millis(100)),
+            first,
+            p,
+            out,
+        )?;
+        if step == Step::Printed {
+            continue;
+        }
+        f.look(out)?;
+        if step == Step::Closed {
             // No producer now; one may attach later, so keep looking, at a gentle pace.
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -43,6 +43,56 @@ pub(crate) fn sanitize(s: &str) -> String {
     out
 }
 
+/// Several lines made safe for the terminal: each line as [`sanitize`] makes it, the line
+/// breaks kept.
+pub(crate) fn sanitize_lines(s: &str) -> String {
+    s.split_inclusive('\n')
+        .map(|l| match l.strip_suffix('\n') {
+            Some(body) => sanitize(body) + "\n",
+            None => sanitize(l),
+        })
+        .collect()
+}
+
+/// `n` followed by `word`, in the plural unless `n` is 1: `1 slot`, `8 slots`.
+pub(crate) fn count(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// Bytes from hexadecimal digits (either case; spaces, ':' and '_' between bytes allowed).
+pub(crate) fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<char> = s
+        .chars()
+        .filter(|c| !matches!(c, ' ' | ':' | '_'))
+        .collect();
+    if !digits.len().is_multiple_of(2) {
+        return Err(format!(
+            "{:?} has an odd number of hex digits ({})",
+            sanitize(s),
+            digits.len()
+        ));
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let hi = pair[0].to_digit(16);
+            let lo = pair[1].to_digit(16);
+            match (hi, lo) {
+                (Some(h), Some(l)) => Ok((h * 16 + l) as u8),
+                _ => Err(format!(
+                    "{:?} is not hexadecimal: {:?}",
+                    sanitize(s),
+                    sanitize(&pair.iter().collect::<String>())
+                )),
+            }
+        })
+        .collect()
+}
+
 /// A payload as one line of text: valid UTF-8 with dangerous characters escaped, backslashes
 /// doubled (so that the escaping is unambiguous) and invalid bytes as `\xNN`.
 pub(crate) fn escape_payload(bytes: &[u8]) -> String {
@@ -207,6 +257,22 @@ mod tests {
         );
         assert_eq!(json_payload(b"not json"), None);
         assert_eq!(json_payload(b"\xff"), None);
+    }
+
+    #[test]
+    fn hex_parses_both_cases_and_separators_and_refuses_odd_or_bad_digits() {
+        assert_eq!(parse_hex("00ff10").unwrap(), [0, 255, 16]);
+        assert_eq!(parse_hex("CA:FE be_ef").unwrap(), [0xca, 0xfe, 0xbe, 0xef]);
+        assert_eq!(parse_hex("").unwrap(), Vec::<u8>::new());
+        assert!(parse_hex("abc").unwrap_err().contains("odd number"));
+        assert!(parse_hex("zz").unwrap_err().contains("not hexadecimal"));
+    }
+
+    #[test]
+    fn counts_are_singular_only_for_one() {
+        assert_eq!(count(1, "slot"), "1 slot");
+        assert_eq!(count(0, "slot"), "0 slots");
+        assert_eq!(count(8, "slot"), "8 slots");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! [`WatchState`](crate::watch_view::WatchState); `watch_view` draws it.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -15,8 +16,9 @@ use crate::{list, CmdResult, Failure};
 pub(crate) struct WatchArgs {
     /// The bus name.
     name: String,
-    /// Time between rate samples, in milliseconds.
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    /// Time between rate samples, in milliseconds (50 to 60000).
+    #[arg(long, value_name = "MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(50..=60_000))]
     interval_ms: u64,
 }
 
@@ -45,7 +47,9 @@ pub(crate) fn run(args: &WatchArgs) -> CmdResult {
     );
     refresh(&mut state, &bus);
     state.sample(Instant::now(), bus.cursor(), 0, 0);
+    check_size()?;
 
+    install_stop_handler()?;
     let mut terminal = ratatui::try_init()?;
     let result = event_loop(
         &mut terminal,
@@ -54,8 +58,46 @@ pub(crate) fn run(args: &WatchArgs) -> CmdResult {
         &mut state,
         Duration::from_millis(args.interval_ms),
     );
-    ratatui::try_restore()?;
-    result
+    // Every way out of the loop (a key, a signal, an error) comes back here: leave the
+    // alternate screen and show the cursor again before saying anything.
+    let shown = terminal.show_cursor();
+    let restored = ratatui::try_restore();
+    shown?;
+    result?;
+    Ok(restored?)
+}
+
+/// A terminal with no rows or no columns has nowhere to draw: say so rather than show nothing.
+fn check_size() -> CmdResult {
+    match crossterm::terminal::size() {
+        Ok((cols, rows)) if cols == 0 || rows == 0 => Err(Failure(format!(
+            "the terminal is {cols}x{rows}: watch has nowhere to draw; resize it, or use \
+             `shmbus hz` for rates as lines of text"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Set by SIGINT, SIGTERM and SIGHUP: the loop ends and the terminal is restored.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn install_stop_handler() -> std::io::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to a static atomic, which is async-signal-safe, and no
+        // other code of this program installs handlers for these signals.
+        unsafe { sigaction(sig, &action) }.map_err(std::io::Error::from)?;
+    }
+    Ok(())
 }
 
 fn event_loop(
@@ -67,7 +109,7 @@ fn event_loop(
 ) -> CmdResult {
     let mut next_sample = Instant::now() + interval;
     let (mut sampled, mut sampled_bytes) = (0u64, 0u64);
-    loop {
+    while !STOP.load(Ordering::Relaxed) {
         for _ in 0..SAMPLE_BUDGET {
             match sub.try_recv() {
                 Recv::Message(m) => {
@@ -98,6 +140,7 @@ fn event_loop(
             }
         }
     }
+    Ok(())
 }
 
 /// Everything but the rates: header, producers, liveness.

@@ -244,6 +244,49 @@ fn default_run_covers_every_section_and_plots() {
         text.contains("<svg") && text.contains("shmbus 8B"),
         "not the plot: {text:.200}"
     );
+    for want in [
+        "shmbus 8B pingpong (round trip / 2)",
+        "shmbus 8B oneway",
+        "one-way latency (log scale)",
+        "percentile",
+    ] {
+        assert!(text.contains(want), "the plot lacks {want:?}");
+    }
+    let labels: Vec<&str> = text
+        .split("</text>")
+        .filter_map(|t| t.rsplit('>').next().map(str::trim))
+        .collect();
+    assert!(
+        labels
+            .iter()
+            .any(|l| l.ends_with(" ns") || l.ends_with(" µs") || l.ends_with(" ms")),
+        "the latency axis carries units: {labels:?}"
+    );
+    // Every step's load is recorded, and a workload needing more cores than there are is
+    // marked oversubscribed wherever it appears.
+    let load = rows(&r, "load");
+    assert_eq!(load.len(), 7, "one row per step: {load:?}");
+    for l in load {
+        assert!(
+            num(l, "mean_runnable") >= 0.0 && l["oversubscribed"].is_boolean(),
+            "{l}"
+        );
+    }
+    let cores = num(&r["machine"], "cores") as u64;
+    let marked: Vec<u64> = r["oversubscribed"]["fanout"]
+        .as_array()
+        .expect("oversubscribed rows listed by section")
+        .iter()
+        .map(|i| i.as_u64().unwrap())
+        .collect();
+    for (i, f) in rows(&r, "fanout").iter().enumerate() {
+        if f["consumers"].as_u64().unwrap() + 1 > cores {
+            assert!(
+                marked.contains(&(i as u64)),
+                "fan-out row {i} needs more cores: {f}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -259,8 +302,14 @@ fn table_and_csv_outputs_name_their_figures() {
     assert!(out.status.success());
     let csv = String::from_utf8_lossy(&out.stdout);
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("section,transport,label,metric,value"));
-    assert!(lines.all(|l| l.split(',').count() == 5), "{csv}");
+    assert_eq!(
+        lines.next(),
+        Some("section,transport,label,metric,value,oversubscribed")
+    );
+    assert!(
+        lines.all(|l| l.split(',').count() == 6 && (l.ends_with(",true") || l.ends_with(",false"))),
+        "{csv}"
+    );
 }
 
 #[test]

@@ -571,7 +571,12 @@ fn rm_stale_removes_only_stale_buses_of_ours_and_no_symlink_targets() {
     std::os::unix::fs::symlink(shmbus::inspect::segment_path(stale.name()), &link.0).unwrap();
 
     let dry = ok(&["rm", "--stale", "--dry-run", "--prefix", &prefix]);
-    assert_eq!(dry, format!("would remove {}\n", stale.name()));
+    assert!(
+        dry.starts_with(&format!("would remove {}: creator pid ", stale.name()))
+            && dry.contains("exited, no producer attached, never published to")
+            && dry.lines().count() == 1,
+        "{dry}"
+    );
     assert!(
         shmbus::inspect::segment_path(stale.name()).exists(),
         "dry run removed something"
@@ -624,20 +629,36 @@ fn create_and_publish_errors_are_one_line() {
 }
 
 #[test]
-fn usage_errors_are_one_line_with_status_2_and_help_has_examples() {
+fn usage_errors_print_the_whole_explanation_with_status_2_and_help_has_examples() {
     let o = shmbus(&["tail"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("shmbus: error: "), "{err}");
-    for cmd in ["list", "info", "tail", "watch", "create", "publish", "rm"] {
+    for want in ["required arguments were not provided", "<NAME>", "Usage:"] {
+        assert!(err.contains(want), "usage error lacks {want:?}: {err}");
+    }
+    let o = shmbus(&["tail", "x", "--format", "xml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("utf8, hex, json"),
+        "the valid values are listed: {}",
+        stderr(&o)
+    );
+    for cmd in [
+        "list", "info", "tail", "watch", "hz", "create", "publish", "rm",
+    ] {
         let help = ok(&[cmd, "--help"]);
         assert!(
             help.contains("Example"),
             "`shmbus {cmd} --help` has no example:\n{help}"
         );
     }
-    assert!(ok(&["--help"]).contains("Examples:"));
+    let main_help = ok(&["--help"]);
+    assert!(main_help.contains("Examples:"));
+    assert!(main_help.contains("stale"), "help says what stale means");
+    assert!(ok(&["create", "--help"]).contains("ASCII"));
+    assert!(ok(&["watch", "--help"]).contains("50 to 60000"));
+    assert!(ok(&["hz", "--help"]).contains("0.2 to 3600"));
 }
 
 #[test]
@@ -685,4 +706,584 @@ fn checks_report_every_step_and_go_on_past_owner_and_mode() {
         rest.iter().all(|c| c.status == CheckStatus::Pass),
         "{rest:?}"
     );
+}
+
+/// Runs a command that must end by `deadline`; a hang is killed and fails the test.
+fn shmbus_within(args: &[&str], deadline: Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmbus"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shmbus");
+    let end = Instant::now() + deadline;
+    loop {
+        if child.try_wait().expect("wait for shmbus").is_some() {
+            return child.wait_with_output().expect("collect output");
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("shmbus {args:?} still ran after {deadline:?}: it hangs");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn fifo_named_like_a_bus_gets_a_clear_error_from_every_command_instead_of_a_hang() {
+    let t = TestBus::new("insp-fifo");
+    nix::unistd::mkfifo(&t.path(), nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .expect("mkfifo in /dev/shm");
+    let name = t.name();
+    let deadline = Duration::from_secs(5);
+    for args in [
+        &["info", name][..],
+        &["tail", name],
+        &["tail", name, "--follow"],
+        &["hz", name, "--window", "0.2", "--count", "1"],
+        &["publish", name, "x"],
+    ] {
+        let o = shmbus_within(args, deadline);
+        assert_eq!(o.status.code(), Some(1), "shmbus {args:?}");
+        assert!(
+            stderr(&o).contains("not a regular file"),
+            "shmbus {args:?}: {}",
+            stderr(&o)
+        );
+    }
+    for args in [&["list"][..], &["list", "--json"], &["list", "--all"]] {
+        let o = shmbus_within(args, deadline);
+        assert!(o.status.success(), "shmbus {args:?}: {}", stderr(&o));
+        let out = stdout(&o);
+        let row = out.lines().find(|l| l.contains(name)).expect("listed");
+        assert!(row.contains("not a regular file"), "{row}");
+    }
+    let o = shmbus_within(
+        &["rm", "--stale", "--dry-run", "--prefix", "nomatch"],
+        deadline,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        t.path().symlink_metadata().is_ok(),
+        "the FIFO is left alone"
+    );
+}
+
+#[test]
+fn text_file_named_like_a_bus_is_not_a_shmbus_segment() {
+    let t = TestBus::new("insp-text");
+    std::fs::write(t.path(), b"hello, I am a text file\n").unwrap();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    for cmd in ["info", "tail", "publish"] {
+        fails_with(&[cmd, t.name()], "not a shmbus segment");
+    }
+}
+
+#[test]
+fn rm_with_names_refuses_the_stale_only_options_and_removes_nothing() {
+    let t = TestBus::new("insp-rm-dry");
+    ok(&["create", t.name(), "--slots", "8", "--size", "8"]);
+    fails_with(
+        &["rm", "--dry-run", t.name()],
+        "--dry-run only works with --stale",
+    );
+    fails_with(
+        &["rm", "--prefix", "test-", t.name()],
+        "--prefix only works with --stale",
+    );
+    assert!(t.path().exists(), "the bus must still be there");
+}
+
+#[test]
+fn rm_stale_without_a_scope_is_refused_and_all_idle_removes_idle_created_buses() {
+    let prefix = format!("test-insp-scope-{}-", std::process::id());
+    let idle = TestBus(format!("{prefix}a"));
+    ok(&["create", idle.name(), "--slots", "8", "--size", "8"]);
+    fails_with(&["rm", "--stale"], "needs a scope");
+    fails_with(&["rm", "--stale", "--dry-run"], "needs a scope");
+    assert!(idle.path().exists());
+    let dry = ok(&["rm", "--stale", "--all-idle", "--dry-run"]);
+    let line = dry
+        .lines()
+        .find(|l| l.starts_with(&format!("would remove {}:", idle.name())))
+        .unwrap_or_else(|| panic!("the idle bus is named in the dry run: {dry}"));
+    assert!(line.contains("never published to"), "{line}");
+    assert!(idle.path().exists(), "a dry run removes nothing");
+}
+
+#[test]
+fn publish_to_a_group_writable_bus_names_the_flag_that_trusts_it() {
+    let t = TestBus::new("insp-0660");
+    ok(&[
+        "create",
+        t.name(),
+        "--slots",
+        "8",
+        "--size",
+        "8",
+        "--mode",
+        "0660",
+    ]);
+    let o = fails_with(&["publish", t.name(), "x"], "--accept-shared-write");
+    assert!(!stderr(&o).contains("()"), "no Rust method: {}", stderr(&o));
+    let out = ok(&["publish", t.name(), "--accept-shared-write", "x"]);
+    assert_eq!(
+        out,
+        format!("published 1 message to {} (seq 0..0)\n", t.name())
+    );
+}
+
+#[test]
+fn info_warns_about_a_world_writable_bus_and_exits_0() {
+    let t = TestBus::new("insp-0666");
+    ok(&[
+        "create",
+        t.name(),
+        "--slots",
+        "8",
+        "--size",
+        "8",
+        "--mode",
+        "0666",
+    ]);
+    let o = shmbus(&["info", t.name()]);
+    assert!(
+        o.status.success(),
+        "a readable bus is no failure: {}",
+        stderr(&o)
+    );
+    let text = stdout(&o);
+    let mode = text
+        .lines()
+        .find(|l| l.contains(" mode ") && l.contains("0666"))
+        .unwrap_or_else(|| panic!("mode check shown: {text}"));
+    assert!(mode.trim_start().starts_with("WARN"), "{mode}");
+    assert!(mode.contains("--accept-shared-write"), "{mode}");
+    assert!(!text.contains("FAIL"), "{text}");
+    let info: Value = serde_json::from_str(&ok(&["info", t.name(), "--json"])).unwrap();
+    let check = info["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "mode")
+        .unwrap()
+        .clone();
+    assert_eq!(check["status"], "WARN");
+}
+
+#[test]
+fn stdin_publish_refusing_a_line_names_it_and_what_was_published_before() {
+    let t = TestBus::new("insp-oversize");
+    ok(&["create", t.name(), "--slots", "8", "--size", "4"]);
+    let mut p = Command::new(env!("CARGO_BIN_EXE_shmbus"))
+        .args(["publish", t.name()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    p.stdin
+        .take()
+        .unwrap()
+        .write_all(b"a\nbb\ntoolong\nnever\n")
+        .unwrap();
+    let o = p.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("line 3 of stdin: message is 7 bytes, a slot holds 4")
+            && err.contains("published 2 messages before it (seq 0..1)"),
+        "{err}"
+    );
+    let lines = json_lines(&ok(&["tail", t.name(), "--json", "--from", "oldest"]));
+    assert_eq!(lines.len(), 2, "nothing after the refused line: {lines:?}");
+}
+
+#[test]
+fn publish_hex_file_repeat_and_rate_send_the_promised_bytes() {
+    let t = TestBus::new("insp-pubflags");
+    ok(&["create", t.name(), "--slots", "64", "--size", "16"]);
+    ok(&["publish", t.name(), "--hex", "00ff10", "CA:FE"]);
+    let file = std::env::temp_dir().join(format!("{}.bin", t.name()));
+    std::fs::write(&file, b"\x01\x02line\nbreak").unwrap();
+    ok(&["publish", t.name(), "--file", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    let out = ok(&["publish", t.name(), "r", "--repeat", "3", "--rate", "1000"]);
+    assert_eq!(
+        out,
+        format!("published 3 messages to {} (seq 3..5)\n", t.name())
+    );
+    let hex: Vec<String> = json_lines(&ok(&[
+        "tail",
+        t.name(),
+        "--json",
+        "--format",
+        "hex",
+        "--from",
+        "oldest",
+        "-n",
+        "100",
+    ]))
+    .iter()
+    .map(|l| l["hex"].as_str().unwrap().to_owned())
+    .collect();
+    assert_eq!(
+        hex,
+        [
+            "00ff10",
+            "cafe",
+            "01026c696e650a627265616b",
+            "72",
+            "72",
+            "72"
+        ]
+    );
+    fails_with(
+        &["publish", t.name(), "--hex", "abc"],
+        "odd number of hex digits",
+    );
+    let o = shmbus(&["publish", t.name(), "--rate", "0", "x"]);
+    assert_eq!(o.status.code(), Some(2), "a rate of 0 is a usage error");
+}
+
+#[test]
+fn create_says_1_slot_not_1_slots() {
+    let t = TestBus::new("insp-one");
+    let out = ok(&["create", t.name(), "--slots", "1", "--size", "1"]);
+    assert!(out.contains(": 1 slot of 1 byte,"), "{out}");
+}
+
+#[test]
+fn list_columns_stay_aligned_with_long_names_and_error_rows_apart() {
+    let long = TestBus(format!(
+        "test-insp-{}-{}",
+        std::process::id(),
+        "a-very-long-bus-name-that-is-wider-than-any-column".repeat(2)
+    ));
+    let short = TestBus::new("insp-l");
+    let broken = TestBus::new("insp-lbad");
+    ok(&["create", long.name(), "--slots", "8", "--size", "8"]);
+    ok(&["create", short.name(), "--slots", "1024", "--size", "8"]);
+    std::fs::write(broken.path(), [0u8; 16]).unwrap();
+    let table = ok(&["list"]);
+    let header = table.lines().next().unwrap();
+    let col = |line: &str, word: &str| line.find(word);
+    let bus_rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with(long.name()) || l.starts_with(short.name()))
+        .collect();
+    assert_eq!(bus_rows.len(), 2, "{table}");
+    // The SLOTS column is right-aligned: every figure ends where its header ends.
+    let slots_end = col(header, "SLOTS").unwrap() + "SLOTS".len();
+    for row in &bus_rows {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        let end = row.find(&format!(" {} ", cells[1])).unwrap() + 1 + cells[1].len();
+        assert_eq!(end, slots_end, "misaligned:\n{table}");
+    }
+    // The damaged segment is listed in its own table, with its error, not in a broken row.
+    let bad = table
+        .lines()
+        .find(|l| l.starts_with(broken.name()))
+        .unwrap_or_else(|| panic!("damaged segment listed: {table}"));
+    assert!(bad.contains("error: "), "{bad}");
+    assert!(table.contains("NOT A READABLE BUS"), "{table}");
+}
+
+#[test]
+fn list_prefix_shows_only_matching_buses() {
+    let prefix = format!("test-insp-pfx-{}-", std::process::id());
+    let a = TestBus(format!("{prefix}a"));
+    let other = TestBus::new("insp-nopfx");
+    ok(&["create", a.name(), "--slots", "8", "--size", "8"]);
+    ok(&["create", other.name(), "--slots", "8", "--size", "8"]);
+    let v: Value = serde_json::from_str(&ok(&["list", "--json", "--prefix", &prefix])).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [a.name()]);
+    let table = ok(&["list", "--prefix", &prefix]);
+    assert!(
+        table.contains(a.name()) && !table.contains(other.name()),
+        "{table}"
+    );
+}
+
+#[test]
+fn hz_json_reports_a_known_publish_rate_within_a_wide_band() {
+    let t = TestBus::new("insp-hz");
+    let bus = shmbus::BusBuilder::new(t.name())
+        .slots(1024)
+        .capacity(32)
+        .create()
+        .unwrap();
+    let mut tx = bus.publisher().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    // 200 messages of 20 bytes a second, on an absolute schedule.
+    let publisher = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut i = 0u32;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            tx.publish_bytes(&[7u8; 20]).unwrap();
+            i += 1;
+            let next = start + Duration::from_millis(5) * i;
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+    });
+    let out = ok(&["hz", t.name(), "--window", "2", "--count", "1", "--json"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    publisher.join().unwrap();
+    let w = json_lines(&out);
+    assert_eq!(w.len(), 1, "{out}");
+    let w = &w[0];
+    let f = |v: &Value, k: &str| {
+        v[k].as_f64()
+            .unwrap_or_else(|| panic!("`{k}` is not a number: {v}"))
+    };
+    let r = &w["msgs_per_s"];
+    let mean = f(r, "mean");
+    // A loaded machine slows the publisher; only gross errors (a wrong unit, a count of zero)
+    // fall outside this band.
+    assert!((40.0..=400.0).contains(&mean), "mean {mean}: {w}");
+    assert!(
+        f(r, "min") <= mean && mean <= f(r, "max") && f(r, "stddev") >= 0.0,
+        "{w}"
+    );
+    assert!((1.5..=3.5).contains(&f(w, "window_s")), "{w}");
+    assert_eq!(f(w, "mean_len"), 20.0);
+    let bytes = f(w, "bytes_per_s");
+    assert!((bytes - 20.0 * mean).abs() < 1e-6 * bytes, "{w}");
+    assert_eq!(f(w, "lost"), 0.0);
+    assert_eq!(f(w, "loss_ratio"), 0.0);
+    assert_eq!(w["producers"], 1);
+    let messages = f(w, "messages");
+    assert!(messages > 0.0 && f(w, "received") <= messages, "{w}");
+    assert_eq!(w["name"], t.name());
+}
+
+#[test]
+fn tail_follow_notices_a_bus_removed_and_created_again() {
+    let t = TestBus::new("insp-refollow");
+    ok(&["create", t.name(), "--slots", "8", "--size", "16"]);
+    ok(&["publish", t.name(), "old"]);
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_shmbus"))
+            .args(["tail", t.name(), "--follow", "--from", "oldest"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let rx = line_reader(&mut child.0);
+    let err = child.0.stderr.take().unwrap();
+    let (etx, erx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            if etx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    assert_eq!(next_line(&rx, deadline), "0\t3\told");
+    ok(&["rm", t.name()]);
+    let removed = erx
+        .recv_timeout(deadline - Instant::now())
+        .expect("removal noticed");
+    assert!(removed.contains("was removed"), "{removed}");
+    ok(&["create", t.name(), "--slots", "8", "--size", "16"]);
+    ok(&["publish", t.name(), "new"]);
+    let again = erx
+        .recv_timeout(deadline - Instant::now())
+        .expect("re-creation noticed");
+    assert!(again.contains("created again"), "{again}");
+    assert_eq!(next_line(&rx, deadline), "0\t3\tnew");
+}
+
+#[test]
+fn readme_says_how_to_put_shmbus_on_path() {
+    // The workspace root (where Cargo.lock is) holds the README, wherever this test lives.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|d| d.join("Cargo.lock").exists())
+        .expect("a workspace root");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.contains("cargo install --path"),
+        "the README tells how to install the inspector"
+    );
+}
+
+/// A pseudo-terminal of `cols` x `rows`: (controller, terminal) ends.
+fn pty(cols: u16, rows: u16) -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut controller, mut terminal) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: both out-pointers are valid for writes; a null name and termios are allowed, and
+    // `size` lives across the call.
+    let r = unsafe {
+        libc::openpty(
+            &mut controller,
+            &mut terminal,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: openpty succeeded, so both are open descriptors that nothing else owns.
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(controller),
+            std::os::fd::OwnedFd::from_raw_fd(terminal),
+        )
+    }
+}
+
+/// `shmbus args` with stdin and stdout on `terminal` (its controlling terminal, in a session
+/// of its own) and stderr piped.
+fn spawn_on_pty(args: &[&str], terminal: &std::os::fd::OwnedFd) -> Child {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmbus"));
+    cmd.args(args)
+        .stdin(Stdio::from(terminal.try_clone().unwrap()))
+        .stdout(Stdio::from(terminal.try_clone().unwrap()))
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec the closure only makes async-signal-safe system calls.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().expect("spawn shmbus on a pty")
+}
+
+/// Collects everything written to the terminal, on a thread, until it closes.
+fn pty_output(controller: std::os::fd::OwnedFd) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    use std::io::Read;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        let mut f = std::fs::File::from(controller);
+        let mut buf = [0u8; 4096];
+        // EIO once the last process holding the terminal end exits.
+        while let Ok(n) = f.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    seen
+}
+
+fn wait_for(what: &str, deadline: Instant, mut done: impl FnMut() -> bool) {
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn watch_killed_by_sigterm_or_sighup_restores_the_terminal() {
+    const ENTER_ALT: &[u8] = b"\x1b[?1049h";
+    const LEAVE_ALT: &[u8] = b"\x1b[?1049l";
+    const SHOW_CURSOR: &[u8] = b"\x1b[?25h";
+    let t = TestBus::new("insp-watch-sig");
+    ok(&["create", t.name(), "--slots", "8", "--size", "8"]);
+    for sig in [libc::SIGTERM, libc::SIGHUP] {
+        let (controller, terminal) = pty(80, 24);
+        let mut child = KillOnDrop(spawn_on_pty(&["watch", t.name()], &terminal));
+        drop(terminal);
+        let seen = pty_output(controller);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        wait_for("the alternate screen", deadline, || {
+            contains(&seen.lock().unwrap(), ENTER_ALT)
+        });
+        // SAFETY: kill(2) with the pid of our own live child and a valid signal.
+        assert_eq!(unsafe { libc::kill(child.0.id() as i32, sig) }, 0);
+        wait_for("watch to exit", deadline, || {
+            child.0.try_wait().unwrap().is_some()
+        });
+        wait_for("the terminal restored", deadline, || {
+            let out = seen.lock().unwrap();
+            let after = out
+                .windows(ENTER_ALT.len())
+                .rposition(|w| w == ENTER_ALT)
+                .map_or(&out[..0], |i| &out[i..]);
+            contains(after, LEAVE_ALT) && contains(after, SHOW_CURSOR)
+        });
+    }
+}
+
+#[test]
+fn watch_in_a_zero_sized_terminal_says_so() {
+    let t = TestBus::new("insp-watch-0x0");
+    ok(&["create", t.name(), "--slots", "8", "--size", "8"]);
+    let (controller, terminal) = pty(0, 0);
+    let mut child = KillOnDrop(spawn_on_pty(&["watch", t.name()], &terminal));
+    drop(terminal);
+    let _seen = pty_output(controller);
+    // Drawing nothing forever was the bug: a deadline turns that into a failure.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_for("watch to exit", deadline, || {
+        child.0.try_wait().unwrap().is_some()
+    });
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(child.0.wait().unwrap().code(), Some(1));
+    assert!(
+        err.contains("the terminal is 0x0: watch has nowhere to draw"),
+        "{err}"
+    );
+}
+
+#[test]
+fn list_watch_keeps_listing_and_shows_a_bus_created_meanwhile() {
+    let prefix = format!("test-insp-lw-{}-", std::process::id());
+    let bus = TestBus(format!("{prefix}a"));
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_shmbus"))
+            .args([
+                "list",
+                "--watch",
+                "--json",
+                "--interval-ms",
+                "100",
+                "--prefix",
+                &prefix,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let rx = line_reader(&mut child.0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    assert_eq!(next_line(&rx, deadline), "[]");
+    ok(&["create", bus.name(), "--slots", "8", "--size", "8"]);
+    loop {
+        let v: Value = serde_json::from_str(&next_line(&rx, deadline)).unwrap();
+        if let Some(e) = v.as_array().unwrap().first() {
+            assert_eq!(e["name"], bus.name());
+            break;
+        }
+    }
 }

@@ -1,0 +1,209 @@
+//! `shmbus hz NAME`: a bus's message, byte and loss rates over fixed windows, printed as lines
+//! (or JSON objects), with no screen UI: for scripts, logs and quick looks.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde::Serialize;
+use shmbus::{inspect, Bus, Recv, Start, Subscriber};
+
+use crate::{text, CmdResult};
+
+#[derive(Args, Debug)]
+pub(crate) struct HzArgs {
+    /// The bus name.
+    name: String,
+    /// Length of one window in seconds (0.2 to 3600).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_window)]
+    window: f64,
+    /// Stop after N windows (at least 1); default: until Ctrl-C.
+    #[arg(short = 'c', long, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+    /// One JSON object per window instead of a line of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_window(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(w) if (0.2..=3600.0).contains(&w) => Ok(w),
+        _ => Err(format!("expected seconds from 0.2 to 3600, got {s:?}")),
+    }
+}
+
+/// One rate sample period: short enough for a meaningful min/max, long enough to hold many
+/// messages on a busy bus.
+const TICK: Duration = Duration::from_millis(100);
+/// Messages read between two looks at the clock while draining a busy bus.
+const DRAIN_CHUNK: u32 = 4096;
+
+/// Mean, extremes and spread of the per-tick message rates of one window.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RateStats {
+    /// Messages published in the window divided by its length.
+    pub(crate) mean: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+    /// Population standard deviation of the per-tick rates.
+    pub(crate) stddev: f64,
+}
+
+impl RateStats {
+    /// `mean` is the whole window's rate; the rest describe `ticks`.
+    fn of(mean: f64, ticks: &[f64]) -> RateStats {
+        if ticks.is_empty() {
+            return RateStats {
+                mean,
+                min: mean,
+                max: mean,
+                stddev: 0.0,
+            };
+        }
+        let n = ticks.len() as f64;
+        let avg = ticks.iter().sum::<f64>() / n;
+        let var = ticks.iter().map(|r| (r - avg) * (r - avg)).sum::<f64>() / n;
+        RateStats {
+            mean,
+            min: ticks.iter().copied().fold(f64::INFINITY, f64::min),
+            max: ticks.iter().copied().fold(0.0, f64::max),
+            stddev: var.sqrt(),
+        }
+    }
+}
+
+/// What `hz --json` prints for one window.
+#[derive(Serialize, Debug)]
+struct HzOut {
+    name: String,
+    /// Measured length of the window, in seconds.
+    window_s: f64,
+    /// Messages published during the window (the write cursor's advance).
+    messages: u64,
+    /// Messages per second.
+    msgs_per_s: RateStats,
+    /// Bytes per second: the messages published times the mean length read.
+    bytes_per_s: f64,
+    /// Mean length of the messages read; null if none was read.
+    mean_len: Option<f64>,
+    /// Messages the read-only subscriber read.
+    received: u64,
+    /// Messages overwritten before the subscriber could read them.
+    lost: u64,
+    lost_per_s: f64,
+    /// lost / (received + lost); 0 when nothing arrived.
+    loss_ratio: f64,
+    /// Live producers at the end of the window.
+    producers: usize,
+    /// The write cursor at the end of the window.
+    cursor: u64,
+}
+
+pub(crate) fn run(args: &HzArgs) -> CmdResult {
+    let bus = inspect::open_for_inspection(&args.name)?;
+    let mut sub = bus.subscribe(Start::Next);
+    let ticks = ((args.window / TICK.as_secs_f64()).round() as u32).max(1);
+    let mut out = std::io::stdout().lock();
+    let mut done = 0;
+    while args.count.is_none_or(|c| done < c) {
+        let w = window(&bus, &mut sub, ticks);
+        let line = if args.json {
+            text::json_line(&w)
+        } else {
+            render(&w)
+        };
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        done += 1;
+    }
+    Ok(())
+}
+
+/// Measures one window of `ticks` ticks.
+fn window(bus: &Bus, sub: &mut Subscriber, ticks: u32) -> HzOut {
+    let start = Instant::now();
+    let first_cursor = bus.cursor();
+    let (mut received, mut lost, mut bytes) = (0u64, 0u64, 0u64);
+    let mut rates = Vec::with_capacity(ticks as usize);
+    let (mut tick_start, mut tick_cursor) = (start, first_cursor);
+    for i in 1..=ticks {
+        let tick_end = start + TICK * i;
+        // Read everything published so far, looking at the clock now and then so that a bus
+        // faster than this reader cannot hold the window open.
+        'drain: while Instant::now() < tick_end {
+            for _ in 0..DRAIN_CHUNK {
+                match sub.try_recv() {
+                    Recv::Message(m) => {
+                        received += 1;
+                        bytes += m.bytes().len() as u64;
+                    }
+                    Recv::Lapped { lost: n } => lost += n,
+                    Recv::Empty | Recv::Closed => break 'drain,
+                }
+            }
+        }
+        let now = Instant::now();
+        if tick_end > now {
+            std::thread::sleep(tick_end - now);
+        }
+        let now = Instant::now();
+        let cursor = bus.cursor();
+        let secs = now.duration_since(tick_start).as_secs_f64().max(1e-9);
+        rates.push(cursor.saturating_sub(tick_cursor) as f64 / secs);
+        (tick_start, tick_cursor) = (now, cursor);
+    }
+    let secs = tick_start.duration_since(start).as_secs_f64().max(1e-9);
+    let messages = tick_cursor.saturating_sub(first_cursor);
+    let mean_len = (received > 0).then(|| bytes as f64 / received as f64);
+    let seen = received + lost;
+    HzOut {
+        name: bus.name().to_owned(),
+        window_s: secs,
+        messages,
+        msgs_per_s: RateStats::of(messages as f64 / secs, &rates),
+        bytes_per_s: mean_len.unwrap_or(0.0) * messages as f64 / secs,
+        mean_len,
+        received,
+        lost,
+        lost_per_s: lost as f64 / secs,
+        loss_ratio: if seen == 0 {
+            0.0
+        } else {
+            lost as f64 / seen as f64
+        },
+        producers: bus.producers().len(),
+        cursor: tick_cursor,
+    }
+}
+
+fn render(w: &HzOut) -> String {
+    let r = &w.msgs_per_s;
+    format!(
+        "{}: {} msgs/s (min {}, max {}, stddev {}) over {:.1}s; {}/s; lost {} ({:.2}%); {}",
+        text::sanitize(&w.name),
+        text::rate(r.mean),
+        text::rate(r.min),
+        text::rate(r.max),
+        text::rate(r.stddev),
+        w.window_s,
+        text::bytes(w.bytes_per_s as u64),
+        w.lost,
+        100.0 * w.loss_ratio,
+        text::count(w.producers as u64, "producer"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_stats_describe_the_ticks_and_keep_the_window_mean() {
+        let s = RateStats::of(20.0, &[10.0, 30.0, 20.0, 20.0]);
+        assert_eq!((s.mean, s.min, s.max), (20.0, 10.0, 30.0));
+        assert!((s.stddev - 50f64.sqrt()).abs() < 1e-12, "{s:?}");
+        let idle = RateStats::of(0.0, &[]);
+        assert_eq!((idle.min, idle.max, idle.stddev), (0.0, 0.0, 0.0));
+    }
+}
