@@ -307,6 +307,15 @@ pub enum Error {
         max: usize,
     },
 
+    /// Every entry of a queue's participant table is held by a live sender or receiver.
+    #[error("queue {name:?} already has {max} live senders and receivers, the most it supports")]
+    TooManyParticipants {
+        /// The queue name.
+        name: String,
+        /// The limit (senders and receivers together).
+        max: usize,
+    },
+
     /// The bus was opened read-only, which cannot publish.
     #[error("bus {name:?} was opened read-only and cannot publish")]
     ReadOnly {

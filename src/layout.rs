@@ -24,11 +24,21 @@
 //!  1024   128  write cursor: next sequence to claim            [own cache line, hot]
 //!  1088   136  wake word (futex, lo32 only)                    [own cache line]
 //!  1096   137  waiter flag: non-zero while a subscriber may sleep (docs/design.md §7)
+//!              queue only (docs/design.md §11): the write cursor above is the tail (the next
+//!              position producers claim), the wake word wakes sleeping consumers, and
+//!  1152   144  head: the next position consumers claim            [own cache line, hot]
+//!  1216   152  space wake word (futex, lo32 only)                  [own cache line]
+//!  1224   153  space waiter flag: non-zero while a producer may sleep on a full queue
+//!  1280   160  positions skipped (claimed by producers that died before publishing)
+//!  1288   161  items lost (claimed by consumers that died before finishing)
 //!  2048   256  producer table: 32 entries of 64 bytes (one line each)
 //!                +0 pid (lo32) | 0      +8 start time (ticks)    +16 activity stamp (CLOCK_MONOTONIC_COARSE ns,
 //!                   on attach and once in 1024 publishes)
 //!               +24 claim word (multi producer): 0 none, 2^64-1 claiming, seq+1 holds seq,
 //!                   (seq+1) | 2^63 dropped seq (docs/design.md §5)
+//!                   queue: pos+1 (producer) or (pos+1) | 2^62 (consumer) names the position
+//!                   its participant claims or last claimed (docs/design.md §11)
+//!               +32 queue: role of the entry's participant (1 producer, 2 consumer)
 //!  4096   512  slot 0, then slot i at 4096 + i * stride
 //!
 //!  slot:  +0 version (2*seq+1 while writing seq, 2*seq+2 once written, (2*seq+2) | 2^63 when
@@ -77,12 +87,18 @@ pub(crate) const W_TYPE_NAME: usize = 16;
 pub(crate) const W_CURSOR: usize = 128;
 pub(crate) const W_WAKE: usize = 136;
 pub(crate) const W_WAITERS: usize = 137;
+pub(crate) const W_Q_HEAD: usize = 144;
+pub(crate) const W_Q_SPACE_WAKE: usize = 152;
+pub(crate) const W_Q_SPACE_WAITERS: usize = 153;
+pub(crate) const W_Q_SKIPPED: usize = 160;
+pub(crate) const W_Q_LOST: usize = 161;
 pub(crate) const W_PRODUCERS: usize = 256;
 pub(crate) const PRODUCER_ENTRY_WORDS: usize = 8;
 pub(crate) const PE_PID: usize = 0;
 pub(crate) const PE_START: usize = 1;
 pub(crate) const PE_LAST_PUBLISH: usize = 2;
 pub(crate) const PE_CLAIM: usize = 3;
+pub(crate) const PE_ROLE: usize = 4;
 pub(crate) const W_SLOTS: usize = HEADER_BYTES / 8;
 
 /// Whether one or several producers may publish at once.
@@ -118,7 +134,7 @@ impl ProducerMode {
 pub enum SegmentKind {
     /// A broadcast bus: a ring of seqlock slots.
     Bus,
-    /// Reserved: a queue.
+    /// A work queue: a bounded MPMC ring whose items each go to one consumer.
     Queue,
     /// Reserved: a record store.
     Records,
@@ -657,6 +673,14 @@ mod tests {
         assert_eq!(W_CURSOR * 8, 1024);
         assert_eq!(W_WAKE * 8, 1088);
         assert_eq!(W_WAITERS * 8, 1096);
+        assert_eq!(W_Q_HEAD * 8, 1152);
+        assert_eq!(W_Q_SPACE_WAKE * 8, 1216);
+        assert_eq!(W_Q_SPACE_WAITERS * 8, 1224);
+        assert_eq!(W_Q_SKIPPED * 8, 1280);
+        assert_eq!(W_Q_LOST * 8, 1288);
+        const { assert!(W_WAITERS < W_Q_HEAD && W_Q_LOST < W_PRODUCERS) };
+        assert_eq!(PE_ROLE * 8, 32);
+        const { assert!(PE_ROLE < PRODUCER_ENTRY_WORDS) };
         assert_eq!(W_PRODUCERS * 8, 2048);
         assert_eq!(
             W_PRODUCERS * 8 + MAX_PRODUCERS * PRODUCER_ENTRY_WORDS * 8,
@@ -666,6 +690,8 @@ mod tests {
         // Hot words each own a cache line.
         assert_eq!((W_CURSOR * 8) % 64, 0);
         assert_eq!((W_WAKE * 8) % 64, 0);
+        assert_eq!((W_Q_HEAD * 8) % 64, 0);
+        assert_eq!((W_Q_SPACE_WAKE * 8) % 64, 0);
         assert_eq!(MAGIC.to_le_bytes(), *b"SHMBUS\0\x01");
     }
 

@@ -70,6 +70,7 @@ mod error;
 pub mod inspect;
 mod payload;
 mod publisher;
+mod queue;
 mod segment;
 mod subscriber;
 mod wait;
@@ -80,6 +81,11 @@ pub use crate::{
     layout::{HeaderSnapshot, ProducerMode, TypeInfo},
     payload::{Payload, Raw},
     publisher::{Publisher, PublisherStats, SlotWriter},
+    queue::{
+        ParticipantInfo, Queue, QueueBuilder, QueueIter, QueueReceiver, QueueSender, QueueTotals,
+        QueueTryIter, ReceiverStats, Role, SendError, SenderStats, DEFAULT_ITEM_SIZE,
+        DEFAULT_QUEUE_CAPACITY,
+    },
     subscriber::{Event, Iter, LapPolicy, Message, Recv, Start, Subscriber, SubscriberStats},
     wait::Wait,
 };

@@ -347,6 +347,22 @@ impl Segment {
         }
     }
 
+    /// A second pair of handshake words, at header words `counter` (a futex in its low half) and
+    /// `flag`, for kinds that wake two sides (a queue's producers wait for space).
+    pub(crate) fn wake_words_at(&self, counter: usize, flag: usize) -> crate::wait::WakeWords<'_> {
+        assert!(
+            counter < layout::W_PRODUCERS && flag < layout::W_PRODUCERS,
+            "handshake words live in the header"
+        );
+        crate::wait::WakeWords {
+            flag: &self.words()[flag],
+            // SAFETY: `counter` is a header word (asserted above; every segment holds a whole
+            // header), 8-aligned, and only ever accessed as this `AtomicU32` (its low half) and by
+            // the kernel's futex code (docs/design.md §7).
+            counter: unsafe { &*(self.base.add(counter) as *const AtomicU32) },
+        }
+    }
+
     fn wake_word(&self) -> &AtomicU32 {
         // SAFETY: word W_WAKE is inside the header (layout test), 8-aligned, and is only ever
         // accessed as this `AtomicU32` (its low half) and by the kernel's futex code; the high

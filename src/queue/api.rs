@@ -1,0 +1,1151 @@
+//! The queue's user API: [`Queue`] and its builder, [`QueueSender`] and [`QueueReceiver`], over
+//! the protocol in `protocol.rs` and the shared segment layer.
+
+use std::marker::PhantomData;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::layout::{
+    Geometry, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, MAX_PRODUCERS, PE_ROLE,
+    PRODUCER_ENTRY_WORDS, W_PRODUCERS, W_Q_SPACE_WAITERS, W_Q_SPACE_WAKE,
+};
+use crate::liveness::SegmentLiveness;
+use crate::payload::{Payload, Raw};
+use crate::segment::{self, Access, Expect, LockKind, Segment, Shape, Trust};
+use crate::sync::Ordering;
+use crate::wait::{self, SysFutex, Wait, WakeWords};
+
+use super::protocol::{self, QueueRing, Receiver, RecvBegin, Repair, SendBegin, Sender, POS_LIMIT};
+
+/// Items a new queue holds unless [`QueueBuilder::capacity`] says otherwise.
+pub const DEFAULT_QUEUE_CAPACITY: u64 = 1024;
+/// Bytes per item of a new raw queue unless [`QueueBuilder::item_size`] says otherwise.
+pub const DEFAULT_ITEM_SIZE: usize = 240;
+
+/// Failed attempts at the same position before a handle asks whether the participant holding
+/// it is alive (a system call per suspect): a live one is just writing or reading.
+const STALL_POLLS: u32 = 256;
+/// Attempts a blocking call spins before it yields or sleeps.
+const SPIN_POLLS: u32 = 128;
+/// How often a blocking call looks for dead participants: a dead one cannot wake anyone.
+const CHECK_PERIOD: Duration = Duration::from_millis(5);
+
+/// The role a participant-table entry records (the inspector shows it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A [`QueueSender`].
+    Sender,
+    /// A [`QueueReceiver`].
+    Receiver,
+}
+
+impl Role {
+    fn to_word(self) -> u64 {
+        match self {
+            Role::Sender => 1,
+            Role::Receiver => 2,
+        }
+    }
+
+    fn from_word(w: u64) -> Option<Role> {
+        match w {
+            1 => Some(Role::Sender),
+            2 => Some(Role::Receiver),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of a queue's participant table, as [`Queue::participants`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParticipantInfo {
+    /// The table entry.
+    pub index: u32,
+    /// The pid it recorded.
+    pub pid: u32,
+    /// Sender or receiver (`None`: an entry a bus producer or an unknown writer left).
+    pub role: Option<Role>,
+    /// Whether its process still holds the entry.
+    pub alive: bool,
+}
+
+/// Queue-wide repair counters, kept in the segment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueTotals {
+    /// Positions claimed by senders that died before publishing: receivers passed over them.
+    pub skipped: u64,
+    /// Items claimed by receivers that died before finishing them: counted lost, never
+    /// delivered again.
+    pub lost: u64,
+}
+
+/// An item handed back by a send that could not complete.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SendError<T> {
+    /// The queue was full (or stayed full until the deadline).
+    Full(T),
+    /// The item is longer than a slot holds (raw queues only).
+    TooLarge {
+        /// The item.
+        item: T,
+        /// The slot's item size.
+        capacity: usize,
+    },
+}
+
+impl<T> SendError<T> {
+    /// The item that was not sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            SendError::Full(item) | SendError::TooLarge { item, .. } => item,
+        }
+    }
+
+    /// Whether the queue was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, SendError::Full(_))
+    }
+}
+
+impl<T> std::fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Full(_) => f.write_str("Full(..)"),
+            SendError::TooLarge { capacity, .. } => {
+                write!(f, "TooLarge {{ capacity: {capacity}, .. }}")
+            }
+        }
+    }
+}
+
+impl<T> std::fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Full(_) => f.write_str("the queue is full"),
+            SendError::TooLarge { capacity, .. } => {
+                write!(f, "the item is larger than a slot ({capacity} bytes)")
+            }
+        }
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {}
+
+/// A handle on a named work queue (or an in-process one): a bounded multi-producer,
+/// multi-consumer queue in which each item goes to exactly one receiver. Cheap to clone;
+/// senders and receivers made from it keep the mapping alive.
+///
+/// ```
+/// # let name = format!("doc-queue-{}", std::process::id());
+/// use shmbus::Queue;
+///
+/// let queue = Queue::builder(&name).capacity(64).item_size(32).create()?;
+/// let mut tx = queue.sender()?;
+/// // Another process: Queue::open(&name)?.receiver()?
+/// let mut rx = queue.receiver()?;
+/// tx.try_send(b"job 1").unwrap();
+/// assert_eq!(rx.try_recv(), Some(&b"job 1"[..]));
+/// assert_eq!(rx.try_recv(), None);
+/// # Queue::remove(&name)?;
+/// # Ok::<(), shmbus::Error>(())
+/// ```
+pub struct Queue<T: Payload = Raw> {
+    seg: Arc<Segment>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Payload> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            seg: self.seg.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Payload> std::fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.seg.name())
+            .field("capacity", &self.seg.geometry.slot_count)
+            .field("item_size", &self.seg.geometry.capacity)
+            .field("type", &self.seg.ty.name)
+            .finish()
+    }
+}
+
+impl Queue<Raw> {
+    /// A builder for the queue `name`.
+    pub fn builder(name: &str) -> QueueBuilder<Raw> {
+        QueueBuilder::new(name)
+    }
+
+    /// Opens an existing queue of any item type, for raw bytes.
+    pub fn open(name: &str) -> Result<Self> {
+        QueueBuilder::new(name).open()
+    }
+
+    /// Opens an existing queue read-only, to look at it (its length, positions and
+    /// participants): such a handle can neither send nor receive.
+    pub fn open_read_only(name: &str) -> Result<Self> {
+        QueueBuilder::new(name).read_only().open()
+    }
+
+    /// Removes a queue from `/dev/shm`. Processes that have it open keep their mapping.
+    pub fn remove(name: &str) -> Result<()> {
+        segment::remove(name)
+    }
+}
+
+impl<T: Payload> Queue<T> {
+    fn ring(&self) -> QueueRing<'_> {
+        QueueRing::new(self.seg.words(), self.seg.geometry)
+    }
+
+    /// Attaches a sender (one entry of the 32 the queue's senders and receivers share).
+    pub fn sender(&self) -> Result<QueueSender<T>> {
+        self.check_type()?;
+        let part = Participant::attach(self.seg.clone(), Role::Sender)?;
+        Ok(QueueSender {
+            sender: Sender::new(part.index),
+            stats: SenderStats {
+                lost: u64::from(part.repaired == Repair::Lost),
+                ..SenderStats::default()
+            },
+            part,
+            wait: Wait::Sleep,
+            stuck: Stuck::default(),
+            _type: PhantomData,
+        })
+    }
+
+    /// Attaches a receiver (one entry of the 32 the queue's senders and receivers share).
+    pub fn receiver(&self) -> Result<QueueReceiver<T>> {
+        self.check_type()?;
+        let part = Participant::attach(self.seg.clone(), Role::Receiver)?;
+        Ok(QueueReceiver {
+            receiver: Receiver::new(part.index),
+            buf: vec![0u64; self.seg.geometry.payload_words()].into_boxed_slice(),
+            stats: ReceiverStats {
+                lost: u64::from(part.repaired == Repair::Lost),
+                ..ReceiverStats::default()
+            },
+            part,
+            wait: Wait::Sleep,
+            stuck: Stuck::default(),
+            _type: PhantomData,
+        })
+    }
+
+    fn check_type(&self) -> Result<()> {
+        let wanted = T::type_info(&self.seg.ty.name);
+        if wanted.is_raw() != self.seg.ty.is_raw() {
+            return Err(Error::TypeMismatch {
+                name: self.seg.name().to_owned(),
+                expected: wanted.to_string(),
+                found: self.seg.ty.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The queue name.
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// The segment header as it is now (the tail is its cursor).
+    pub fn header(&self) -> HeaderSnapshot {
+        self.seg.header()
+    }
+
+    /// Whether this handle mapped the segment read-only.
+    pub fn is_read_only(&self) -> bool {
+        !self.seg.is_writable()
+    }
+
+    /// How many items the queue holds.
+    pub fn capacity(&self) -> u64 {
+        self.seg.geometry.slot_count
+    }
+
+    /// Largest item, in bytes.
+    pub fn item_size(&self) -> usize {
+        self.seg.geometry.capacity
+    }
+
+    /// The item type recorded in the segment.
+    pub fn message_type(&self) -> &TypeInfo {
+        &self.seg.ty
+    }
+
+    /// Items in the queue (claimed by senders, not yet by receivers): a snapshot.
+    pub fn len(&self) -> u64 {
+        self.ring().len()
+    }
+
+    /// Whether the queue holds no item (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is full (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// The head (next position receivers claim) and tail (next position senders claim).
+    pub fn positions(&self) -> (u64, u64) {
+        let q = self.ring();
+        (q.head(), q.tail())
+    }
+
+    /// Queue-wide counts of skipped positions and lost items.
+    pub fn totals(&self) -> QueueTotals {
+        let (skipped, lost) = self.ring().totals();
+        QueueTotals { skipped, lost }
+    }
+
+    /// The participant-table entries that were ever used.
+    pub fn participants(&self) -> Vec<ParticipantInfo> {
+        (0..MAX_PRODUCERS)
+            .filter_map(|i| {
+                let pid = self.seg.producer_pid(i);
+                (pid != 0).then(|| ParticipantInfo {
+                    index: i as u32,
+                    pid,
+                    role: Role::from_word(role_word(&self.seg, i).load(Ordering::Relaxed)),
+                    alive: self.seg.producer_alive(i),
+                })
+            })
+            .collect()
+    }
+}
+
+fn role_word(seg: &Segment, i: usize) -> &crate::sync::AtomicU64 {
+    &seg.words()[W_PRODUCERS + i * PRODUCER_ENTRY_WORDS + PE_ROLE]
+}
+
+/// Builds, creates or opens a queue.
+///
+/// ```
+/// # let name = format!("doc-queue-typed-{}", std::process::id());
+/// use shmbus::bytemuck::{Pod, Zeroable};
+///
+/// #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+/// #[bytemuck(crate = "shmbus::bytemuck")]
+/// #[repr(C)]
+/// struct Job { id: u64, cost: f64 }
+///
+/// let queue = shmbus::Queue::builder(&name).item_type::<Job>().capacity(8).create()?;
+/// let (mut tx, mut rx) = (queue.sender()?, queue.receiver()?);
+/// tx.send(Job { id: 7, cost: 0.5 }).unwrap();
+/// assert_eq!(rx.recv().id, 7);
+/// # shmbus::Queue::remove(&name)?;
+/// # Ok::<(), shmbus::Error>(())
+/// ```
+pub struct QueueBuilder<T: Payload = Raw> {
+    name: String,
+    capacity: u64,
+    item_size: Option<usize>,
+    permissions: u32,
+    type_name: Option<String>,
+    trust: Trust,
+    access: Access,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Payload> Clone for QueueBuilder<T> {
+    fn clone(&self) -> Self {
+        QueueBuilder {
+            name: self.name.clone(),
+            capacity: self.capacity,
+            item_size: self.item_size,
+            permissions: self.permissions,
+            type_name: self.type_name.clone(),
+            trust: self.trust,
+            access: self.access,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl QueueBuilder<Raw> {
+    /// A builder for the queue `name`: 1024 items of up to 240 bytes, mode 0600.
+    pub fn new(name: &str) -> Self {
+        QueueBuilder {
+            name: name.to_owned(),
+            capacity: DEFAULT_QUEUE_CAPACITY,
+            item_size: None,
+            permissions: 0o600,
+            type_name: None,
+            trust: Trust::default(),
+            access: Access::ReadWrite,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Payload> QueueBuilder<T> {
+    /// Carries items of type `U` (a [`bytemuck::Pod`] type, alignment at most 8): the item size
+    /// becomes its size, and opening checks the type.
+    pub fn item_type<U: Payload>(self) -> QueueBuilder<U> {
+        QueueBuilder {
+            name: self.name,
+            capacity: self.capacity,
+            item_size: self.item_size,
+            permissions: self.permissions,
+            type_name: self.type_name,
+            trust: self.trust,
+            access: self.access,
+            _type: PhantomData,
+        }
+    }
+
+    /// How many items the queue holds: a power of two (not rounded).
+    pub fn capacity(mut self, items: u64) -> Self {
+        self.capacity = items;
+        self
+    }
+
+    /// Largest item in bytes (raw queues; a typed queue's item size is its type's size).
+    pub fn item_size(mut self, bytes: usize) -> Self {
+        self.item_size = Some(bytes);
+        self
+    }
+
+    /// The mode of a created queue (default 0600).
+    pub fn permissions(mut self, mode: u32) -> Self {
+        self.permissions = mode;
+        self
+    }
+
+    /// The type name recorded and checked (default `std::any::type_name`).
+    pub fn type_name(mut self, name: &str) -> Self {
+        self.type_name = Some(name.to_owned());
+        self
+    }
+
+    /// Opens the queue read-only (see [`Queue::open_read_only`]).
+    pub fn read_only(mut self) -> Self {
+        self.access = Access::ReadOnly;
+        self
+    }
+
+    /// Opens a queue another user owns.
+    pub fn accept_other_owner(mut self) -> Self {
+        self.trust.other_owner = true;
+        self
+    }
+
+    /// Opens a queue that group or others may write.
+    pub fn accept_shared_write(mut self) -> Self {
+        self.trust.shared_write = true;
+        self
+    }
+
+    fn type_info(&self) -> TypeInfo {
+        T::type_info(
+            self.type_name
+                .as_deref()
+                .unwrap_or_else(|| T::default_name()),
+        )
+    }
+
+    fn shape(&self) -> Result<Shape> {
+        let ty = self.type_info();
+        if ty.align > 8 {
+            return Err(Error::InvalidConfig(format!(
+                "type {} has alignment {}; shmbus items are 8-byte aligned",
+                ty.name, ty.align
+            )));
+        }
+        let size = match (ty.is_raw(), self.item_size) {
+            (true, size) => size.unwrap_or(DEFAULT_ITEM_SIZE),
+            (false, None) => ty.size as usize,
+            (false, Some(size)) if size >= ty.size as usize => size,
+            (false, Some(size)) => {
+                return Err(Error::MessageTooLarge {
+                    len: ty.size as usize,
+                    capacity: size,
+                })
+            }
+        };
+        let geometry = Geometry::new(self.capacity, size).map_err(Error::InvalidConfig)?;
+        Ok(Shape {
+            kind: SegmentKind::Queue,
+            geometry,
+            mode: ProducerMode::Multi,
+            ty,
+            first_seq: 0,
+        })
+    }
+
+    /// Creates a new queue; fails with [`Error::AlreadyExists`] if the name is taken.
+    pub fn create(self) -> Result<Queue<T>> {
+        let seg = Segment::create(&self.name, self.shape()?, self.permissions)?;
+        Ok(Queue {
+            seg: Arc::new(seg),
+            _type: PhantomData,
+        })
+    }
+
+    /// A queue in this process's heap only (no name, no `/dev/shm`): for threads.
+    pub fn in_process(self) -> Result<Queue<T>> {
+        Ok(Queue {
+            seg: Arc::new(Segment::heap(self.shape()?)),
+            _type: PhantomData,
+        })
+    }
+
+    /// Opens an existing queue, checking its item type (raw builders accept any type). A bus
+    /// (or any other kind) under the name is refused with [`Error::WrongKind`].
+    pub fn open(self) -> Result<Queue<T>> {
+        let wanted = self.type_info();
+        let expect = Expect {
+            kind: SegmentKind::Queue,
+            ty: (!wanted.is_raw()).then_some(wanted),
+        };
+        let seg = Segment::open_expecting(&self.name, self.access, self.trust, &expect)?;
+        Ok(Queue {
+            seg: Arc::new(seg),
+            _type: PhantomData,
+        })
+    }
+
+    /// Opens the queue if it exists with the same capacity, item size and type, else creates it.
+    pub fn open_or_create(self) -> Result<Queue<T>> {
+        let shape = self.shape()?;
+        loop {
+            match self.clone().open() {
+                Ok(q) => {
+                    let s = &q.seg;
+                    if s.geometry != shape.geometry || (shape.ty.is_raw() && !s.ty.is_raw()) {
+                        return Err(Error::GeometryMismatch {
+                            name: self.name,
+                            found: describe(s.geometry, &s.ty),
+                            wanted: describe(shape.geometry, &shape.ty),
+                        });
+                    }
+                    return Ok(q);
+                }
+                Err(Error::NotFound { .. }) => match self.clone().create() {
+                    Err(Error::AlreadyExists { .. }) => continue,
+                    other => return other,
+                },
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn describe(g: Geometry, ty: &TypeInfo) -> String {
+    format!(
+        "a queue of {} items of {} bytes, type {}",
+        g.slot_count, g.capacity, ty
+    )
+}
+
+/// One attached sender or receiver: its table entry, the lock that holds it, and the waking.
+struct Participant {
+    seg: Arc<Segment>,
+    index: usize,
+    /// Holds the entry's lock (byte `1 + index`) until drop, or until the kernel drops it when
+    /// the process dies. `None` on a heap queue.
+    lock: Option<OwnedFd>,
+    futex: SysFutex,
+    /// This process could not register for the sleepers' barrier: wake with a real fence.
+    strong_fence: bool,
+    /// What attaching repaired of the entry's previous (dead) owner.
+    repaired: Repair,
+}
+
+impl Participant {
+    fn attach(seg: Arc<Segment>, role: Role) -> Result<Participant> {
+        if !seg.is_writable() {
+            return Err(Error::ReadOnly {
+                name: seg.name().to_owned(),
+            });
+        }
+        let pid = std::process::id();
+        let lock = seg.reopen_for_lock()?;
+        let full = || Error::TooManyParticipants {
+            name: seg.name().to_owned(),
+            max: MAX_PRODUCERS,
+        };
+        let index =
+            match &lock {
+                Some(fd) => {
+                    let mut found = None;
+                    for i in 0..MAX_PRODUCERS {
+                        let taken = segment::try_lock(fd, 1 + i as i64, LockKind::Exclusive)
+                            .map_err(|e| Error::Io {
+                                name: seg.name().to_owned(),
+                                op: "fcntl(F_OFD_SETLK)",
+                                source: e,
+                            })?;
+                        if taken {
+                            found = Some(i);
+                            break;
+                        }
+                    }
+                    found.ok_or_else(full)?
+                }
+                None => (0..MAX_PRODUCERS)
+                    .find(|&i| seg.claim_heap_entry(i, pid))
+                    .ok_or_else(full)?,
+            };
+        // The entry's previous holder is dead (we hold its lock): repair its claim before our
+        // own claims overwrite it (docs/design.md §11, "Repair").
+        let repaired = {
+            let live = SegmentLiveness::producer(&seg, lock.as_ref(), index);
+            protocol::repair_entry(&QueueRing::new(seg.words(), seg.geometry), &live, index)
+        };
+        seg.set_producer(index, pid, segment::process_start_ticks(pid).unwrap_or(0));
+        role_word(&seg, index).store(role.to_word(), Ordering::Relaxed);
+        seg.producer_heartbeat(index)
+            .store(segment::coarse_now_ns(), Ordering::Relaxed);
+        let part = Participant {
+            futex: SysFutex {
+                shared: seg.is_shared(),
+            },
+            strong_fence: !wait::register_producer_process(),
+            seg,
+            index,
+            lock,
+            repaired,
+        };
+        part.wake_for(repaired);
+        Ok(part)
+    }
+
+    #[inline]
+    fn ring(&self) -> QueueRing<'_> {
+        QueueRing::new(self.seg.words(), self.seg.geometry)
+    }
+
+    fn live(&self) -> SegmentLiveness<'_> {
+        SegmentLiveness::producer(&self.seg, self.lock.as_ref(), self.index)
+    }
+
+    /// The words sleeping receivers wait on (an item was published).
+    fn item_words(&self) -> WakeWords<'_> {
+        self.seg.wake_words()
+    }
+
+    /// The words sleeping senders wait on (a slot was freed).
+    fn space_words(&self) -> WakeWords<'_> {
+        self.seg.wake_words_at(W_Q_SPACE_WAKE, W_Q_SPACE_WAITERS)
+    }
+
+    /// After a repair, wakes the side it unblocked.
+    fn wake_for(&self, r: Repair) {
+        match r {
+            Repair::None => {}
+            Repair::Skipped => wait::wake_sleepers(self.item_words(), &self.futex),
+            Repair::Lost | Repair::Freed => wait::wake_sleepers(self.space_words(), &self.futex),
+        }
+    }
+
+    /// One step of a blocking wait after the spin phase.
+    fn pause(
+        &self,
+        how: Wait,
+        words: WakeWords<'_>,
+        slice: Duration,
+        ready: impl FnOnce() -> bool,
+    ) {
+        match how {
+            Wait::Spin => crate::sync::spin_hint(),
+            Wait::Yield => std::thread::yield_now(),
+            Wait::Sleep => wait::sleep(words, &self.futex, Some(slice), ready),
+        }
+    }
+}
+
+impl Drop for Participant {
+    fn drop(&mut self) {
+        if !self.seg.is_shared() {
+            self.seg.release_heap_entry(self.index);
+        }
+        // Shared segments: closing the lock fd (after this) releases the entry's lock.
+    }
+}
+
+/// Consecutive failed attempts at one position.
+#[derive(Clone, Copy, Debug, Default)]
+struct Stuck {
+    pos: u64,
+    polls: u32,
+}
+
+impl Stuck {
+    /// Notes a failed attempt at `pos`; true when it is time to look for a dead holder.
+    #[inline]
+    fn note(&mut self, pos: u64) -> bool {
+        if self.pos != pos {
+            *self = Stuck { pos, polls: 0 };
+        }
+        self.polls += 1;
+        if self.polls >= STALL_POLLS {
+            self.polls = 0;
+            return true;
+        }
+        false
+    }
+}
+
+/// Counters of one sender.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SenderStats {
+    /// Items sent.
+    pub sent: u64,
+    /// Attempts that found the queue full.
+    pub full: u64,
+    /// Items claimed by receivers that died before finishing them, which this handle freed
+    /// (counted lost: never delivered again).
+    pub lost: u64,
+}
+
+/// Counters of one receiver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceiverStats {
+    /// Items received.
+    pub received: u64,
+    /// Positions passed over because their sender died before publishing them.
+    pub skipped: u64,
+    /// Items of a wrong length for the queue's type (only a foreign writer makes one): passed
+    /// over, never delivered.
+    pub malformed: u64,
+    /// Items claimed by receivers that died before finishing them, which this handle freed when
+    /// it attached on the dead one's entry.
+    pub lost: u64,
+}
+
+/// The sending side of a [`Queue`]. Detaches on drop.
+pub struct QueueSender<T: Payload = Raw> {
+    part: Participant,
+    sender: Sender,
+    stats: SenderStats,
+    wait: Wait,
+    stuck: Stuck,
+    _type: PhantomData<fn(&T)>,
+}
+
+impl<T: Payload> std::fmt::Debug for QueueSender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueSender")
+            .field("queue", &self.part.seg.name())
+            .field("index", &self.part.index)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl<T: Payload> QueueSender<T> {
+    /// Sets how `send` and `send_timeout` wait while the queue is full (default
+    /// [`Wait::Sleep`]: receivers pay for a wake-up only while a sender sleeps).
+    pub fn wait_strategy(mut self, wait: Wait) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> SenderStats {
+        self.stats
+    }
+
+    /// The participant-table entry this sender holds.
+    pub fn index(&self) -> u32 {
+        self.part.index as u32
+    }
+
+    /// How many items the queue holds.
+    pub fn capacity(&self) -> u64 {
+        self.part.seg.geometry.slot_count
+    }
+
+    /// Largest item, in bytes.
+    pub fn item_size(&self) -> usize {
+        self.part.seg.geometry.capacity
+    }
+
+    /// Items in the queue (a snapshot).
+    pub fn len(&self) -> u64 {
+        self.part.ring().len()
+    }
+
+    /// Whether the queue holds no item (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is full (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// One attempt: claim, write, publish, wake. `bytes` fits.
+    #[inline]
+    fn attempt(&mut self, bytes: &[u8]) -> bool {
+        let q = self.part.ring();
+        match self.sender.begin(&q) {
+            SendBegin::Claimed(pos) => {
+                self.sender.write(&q, pos, bytes);
+                self.sender.commit(&q, pos);
+                self.stats.sent += 1;
+                wait::wake_after_publish(
+                    self.part.item_words(),
+                    &self.part.futex,
+                    self.part.strong_fence,
+                );
+                true
+            }
+            SendBegin::Full(pos) => {
+                self.stats.full += 1;
+                if self.stuck.note(pos) {
+                    self.repair_at(pos);
+                }
+                false
+            }
+        }
+    }
+
+    /// The queue is full at `pos`: if the receiver holding the item a lap before is dead, free
+    /// its slot (the item counts as lost).
+    #[cold]
+    fn repair_at(&mut self, pos: u64) {
+        let r = protocol::repair_stalled_send(
+            &self.part.ring(),
+            &self.part.live(),
+            pos,
+            self.part.index,
+        );
+        if r == Repair::Lost {
+            self.stats.lost += 1;
+        }
+        self.part.wake_for(r);
+    }
+
+    /// Tries until `deadline` (`None`: forever), waiting as the strategy says.
+    fn send_until(&mut self, bytes: &[u8], deadline: Option<Instant>) -> bool {
+        let mut polls = 0u32;
+        let mut checked = Instant::now();
+        loop {
+            if self.attempt(bytes) {
+                return true;
+            }
+            polls = polls.saturating_add(1);
+            if polls <= SPIN_POLLS {
+                crate::sync::spin_hint();
+                continue;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return false;
+            }
+            if now.duration_since(checked) >= CHECK_PERIOD {
+                checked = now;
+                let pos = self.part.ring().tail();
+                if pos < POS_LIMIT {
+                    self.repair_at(pos);
+                }
+            }
+            let slice = deadline.map_or(CHECK_PERIOD, |d| (d - now).min(CHECK_PERIOD));
+            let q = self.part.ring();
+            self.part
+                .pause(self.wait, self.part.space_words(), slice, || q.has_space());
+        }
+    }
+
+    fn check_len<I>(&self, item: I, len: usize) -> std::result::Result<I, SendError<I>> {
+        let capacity = self.item_size();
+        if len > capacity {
+            return Err(SendError::TooLarge { item, capacity });
+        }
+        Ok(item)
+    }
+}
+
+impl QueueSender<Raw> {
+    /// Sends `item` if the queue has room now; hands it back if it is full or too large.
+    /// Never blocks, allocates or makes a system call, except to wake a sleeping receiver (and,
+    /// after many failed attempts at one position, to ask whether the receiver holding it died).
+    #[inline]
+    pub fn try_send<'b>(&mut self, item: &'b [u8]) -> std::result::Result<(), SendError<&'b [u8]>> {
+        let item = self.check_len(item, item.len())?;
+        if self.attempt(item) {
+            Ok(())
+        } else {
+            Err(SendError::Full(item))
+        }
+    }
+
+    /// Sends `item`, waiting while the queue is full.
+    pub fn send<'b>(&mut self, item: &'b [u8]) -> std::result::Result<(), SendError<&'b [u8]>> {
+        let item = self.check_len(item, item.len())?;
+        self.send_until(item, None);
+        Ok(())
+    }
+
+    /// Sends `item`, waiting at most `timeout` while the queue is full.
+    pub fn send_timeout<'b>(
+        &mut self,
+        item: &'b [u8],
+        timeout: Duration,
+    ) -> std::result::Result<(), SendError<&'b [u8]>> {
+        let item = self.check_len(item, item.len())?;
+        let deadline = Instant::now().checked_add(timeout);
+        if self.send_until(item, deadline) {
+            Ok(())
+        } else {
+            Err(SendError::Full(item))
+        }
+    }
+}
+
+impl<T: bytemuck::Pod> QueueSender<T> {
+    /// Sends `item` if the queue has room now; hands it back if it is full.
+    #[inline]
+    pub fn try_send(&mut self, item: T) -> std::result::Result<(), SendError<T>> {
+        if self.attempt(bytemuck::bytes_of(&item)) {
+            Ok(())
+        } else {
+            Err(SendError::Full(item))
+        }
+    }
+
+    /// Sends `item`, waiting while the queue is full.
+    pub fn send(&mut self, item: T) -> std::result::Result<(), SendError<T>> {
+        self.send_until(bytemuck::bytes_of(&item), None);
+        Ok(())
+    }
+
+    /// Sends `item`, waiting at most `timeout` while the queue is full.
+    pub fn send_timeout(
+        &mut self,
+        item: T,
+        timeout: Duration,
+    ) -> std::result::Result<(), SendError<T>> {
+        let deadline = Instant::now().checked_add(timeout);
+        if self.send_until(bytemuck::bytes_of(&item), deadline) {
+            Ok(())
+        } else {
+            Err(SendError::Full(item))
+        }
+    }
+}
+
+/// The receiving side of a [`Queue`]: each item it receives, no other receiver receives.
+/// Detaches on drop.
+pub struct QueueReceiver<T: Payload = Raw> {
+    part: Participant,
+    receiver: Receiver,
+    /// Private copy-out buffer, 8-byte aligned, one slot's payload long.
+    buf: Box<[u64]>,
+    stats: ReceiverStats,
+    wait: Wait,
+    stuck: Stuck,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Payload> std::fmt::Debug for QueueReceiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueReceiver")
+            .field("queue", &self.part.seg.name())
+            .field("index", &self.part.index)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl<T: Payload> QueueReceiver<T> {
+    /// Sets how `recv` and `recv_timeout` wait while the queue is empty (default
+    /// [`Wait::Sleep`]: senders pay for a wake-up only while a receiver sleeps).
+    pub fn wait_strategy(mut self, wait: Wait) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ReceiverStats {
+        self.stats
+    }
+
+    /// The participant-table entry this receiver holds.
+    pub fn index(&self) -> u32 {
+        self.part.index as u32
+    }
+
+    /// How many items the queue holds.
+    pub fn capacity(&self) -> u64 {
+        self.part.seg.geometry.slot_count
+    }
+
+    /// Items in the queue (a snapshot).
+    pub fn len(&self) -> u64 {
+        self.part.ring().len()
+    }
+
+    /// Whether the queue holds no item (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is full (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// Receives the next item if there is one: claim, copy into this handle's buffer, free the
+    /// slot, wake a sleeping sender. Skips (of dead senders) are passed over on the way.
+    /// Never blocks, allocates or makes a system call, except to wake a sleeping sender (and,
+    /// after many empty attempts at a position a sender claimed, to ask whether it died).
+    #[inline]
+    pub fn try_recv(&mut self) -> Option<&T::View> {
+        let len = self.attempt()?;
+        Some(self.view(len))
+    }
+
+    /// Receives the next item, waiting while the queue is empty.
+    pub fn recv(&mut self) -> &T::View {
+        let len = self
+            .recv_until(None)
+            .expect("without a deadline the wait ends only with an item");
+        self.view(len)
+    }
+
+    /// Receives the next item, waiting at most `timeout` while the queue is empty.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<&T::View> {
+        let len = self.recv_until(Instant::now().checked_add(timeout))?;
+        Some(self.view(len))
+    }
+
+    /// A blocking iterator over received items (owned copies); it never ends.
+    pub fn iter(&mut self) -> QueueIter<'_, T> {
+        QueueIter { rx: self }
+    }
+
+    /// A non-blocking iterator: the items in the queue now, then the end.
+    pub fn try_iter(&mut self) -> QueueTryIter<'_, T> {
+        QueueTryIter { rx: self }
+    }
+
+    fn view(&self, len: usize) -> &T::View {
+        T::view(&bytemuck::cast_slice(&self.buf)[..len])
+            .expect("attempt() returns only lengths this type accepts")
+    }
+
+    /// One attempt; the length of the item now in `buf`.
+    #[inline]
+    fn attempt(&mut self) -> Option<usize> {
+        let q = self.part.ring();
+        loop {
+            match self.receiver.begin(&q) {
+                RecvBegin::Claimed(pos) => {
+                    let len = self.receiver.read(&q, pos, &mut self.buf);
+                    self.receiver.finish(&q, pos);
+                    self.wake_senders();
+                    let bytes = &bytemuck::cast_slice::<u64, u8>(&self.buf);
+                    match len.filter(|&n| T::view(&bytes[..n]).is_some()) {
+                        Some(n) => {
+                            self.stats.received += 1;
+                            return Some(n);
+                        }
+                        None => self.stats.malformed += 1,
+                    }
+                }
+                RecvBegin::Skipped(pos) => {
+                    self.receiver.finish(&q, pos);
+                    self.wake_senders();
+                    self.stats.skipped += 1;
+                }
+                RecvBegin::Empty(pos) => {
+                    if self.stuck.note(pos) {
+                        self.repair_at(pos);
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn wake_senders(&self) {
+        wait::wake_after_publish(
+            self.part.space_words(),
+            &self.part.futex,
+            self.part.strong_fence,
+        );
+    }
+
+    /// The head `pos` is empty: if the sender that claimed it is dead, it becomes a skip.
+    #[cold]
+    fn repair_at(&mut self, pos: u64) {
+        let r = protocol::repair_stalled_recv(
+            &self.part.ring(),
+            &self.part.live(),
+            pos,
+            self.part.index,
+        );
+        self.part.wake_for(r);
+    }
+
+    fn recv_until(&mut self, deadline: Option<Instant>) -> Option<usize> {
+        let mut polls = 0u32;
+        let mut checked = Instant::now();
+        loop {
+            if let Some(len) = self.attempt() {
+                return Some(len);
+            }
+            polls = polls.saturating_add(1);
+            if polls <= SPIN_POLLS {
+                crate::sync::spin_hint();
+                continue;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return None;
+            }
+            if now.duration_since(checked) >= CHECK_PERIOD {
+                checked = now;
+                let pos = self.part.ring().head();
+                if pos < POS_LIMIT {
+                    self.repair_at(pos);
+                }
+            }
+            let slice = deadline.map_or(CHECK_PERIOD, |d| (d - now).min(CHECK_PERIOD));
+            let q = self.part.ring();
+            self.part
+                .pause(self.wait, self.part.item_words(), slice, || q.has_item());
+        }
+    }
+}
+
+/// Blocking iterator made by [`QueueReceiver::iter`].
+pub struct QueueIter<'a, T: Payload> {
+    rx: &'a mut QueueReceiver<T>,
+}
+
+impl<T: Payload> Iterator for QueueIter<'_, T> {
+    type Item = T::Owned;
+
+    fn next(&mut self) -> Option<T::Owned> {
+        Some(T::to_owned(self.rx.recv()))
+    }
+}
+
+/// Non-blocking iterator made by [`QueueReceiver::try_iter`].
+pub struct QueueTryIter<'a, T: Payload> {
+    rx: &'a mut QueueReceiver<T>,
+}
+
+impl<T: Payload> Iterator for QueueTryIter<'_, T> {
+    type Item = T::Owned;
+
+    fn next(&mut self) -> Option<T::Owned> {
+        self.rx.try_recv().map(T::to_owned)
+    }
+}

@@ -1,0 +1,486 @@
+//! Loom models of the production queue types (docs/design.md §11): [`Sender`], [`Receiver`],
+//! the stall repairs, [`repair_entry`] and the wake-up handshake, over a heap segment of loom
+//! atomics laid out like a real one, with participant liveness and the kernel's entry locks
+//! modelled by [`ModelLive`].
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test --release --lib queue::loom` (see
+//! `.ci/loom.sh`). An item is two words, both equal to its tag, so a torn copy shows as unequal
+//! words; every model checks that each tag is delivered at most once, and that every tag is
+//! accounted for as delivered, skipped or lost once everyone is done or dead.
+
+use ::loom::sync::atomic::AtomicBool;
+use ::loom::sync::{Arc, Condvar, Mutex};
+use ::loom::thread;
+
+use super::protocol::*;
+use crate::layout::{Geometry, MAX_PRODUCERS};
+use crate::ring::Liveness;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::wait::{self, Futex, WakeWords};
+
+const LEN: usize = 16;
+
+/// Runs `f` under loom with preemption bound `bound` unless `LOOM_MAX_PREEMPTIONS` is set.
+fn model<F: Fn() + Sync + Send + 'static>(name: &str, bound: usize, f: F) {
+    let mut b = ::loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(bound);
+    }
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = runs.clone();
+    let start = std::time::Instant::now();
+    b.check(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f()
+    });
+    eprintln!(
+        "{name}: {} executions in {:.1?} (preemption bound {:?})",
+        runs.load(std::sync::atomic::Ordering::Relaxed),
+        start.elapsed(),
+        b.preemption_bound
+    );
+}
+
+/// A queue segment of loom atomics: the header words, then 2 slots of 16 bytes.
+struct Seg {
+    words: Vec<AtomicU64>,
+    g: Geometry,
+}
+
+impl Seg {
+    fn new() -> Arc<Seg> {
+        let g = Geometry::new(2, LEN).expect("a valid geometry");
+        let words = (0..g.segment_bytes().expect("small") / 8)
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        Arc::new(Seg { words, g })
+    }
+
+    fn q(&self) -> QueueRing<'_> {
+        QueueRing::new(&self.words, self.g)
+    }
+}
+
+/// Liveness as the kernel keeps it: `dead[i]` is stored (Release) when participant `i`'s process
+/// ends; `locked[i]` is its entry lock, which one party at a time can take after the death
+/// (Acquire: the holder sees everything the dead process wrote).
+struct ModelLive {
+    dead: Vec<AtomicBool>,
+    locked: Vec<AtomicBool>,
+}
+
+struct ModelGuard<'a>(&'a AtomicBool);
+
+impl Drop for ModelGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl ModelLive {
+    fn new() -> Arc<ModelLive> {
+        Arc::new(ModelLive {
+            dead: (0..MAX_PRODUCERS).map(|_| AtomicBool::new(false)).collect(),
+            locked: (0..MAX_PRODUCERS).map(|_| AtomicBool::new(false)).collect(),
+        })
+    }
+
+    fn die(&self, i: usize) {
+        self.dead[i].store(true, Ordering::Release);
+    }
+
+    /// A new participant attaches on dead entry `i`: it takes (and keeps) the entry's lock.
+    fn reuse(&self, i: usize) -> bool {
+        self.dead[i].load(Ordering::Acquire)
+            && self.locked[i]
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+impl<'a> Liveness for &'a ModelLive {
+    type Guard = ModelGuard<'a>;
+
+    fn alive(&self, i: usize) -> bool {
+        !self.dead[i].load(Ordering::Acquire) || self.locked[i].load(Ordering::Acquire)
+    }
+
+    fn any_alive(&self) -> bool {
+        (0..MAX_PRODUCERS).any(|i| self.alive(i))
+    }
+
+    fn lock_dead(&self, i: usize) -> Option<ModelGuard<'a>> {
+        if !self.dead[i].load(Ordering::Acquire) {
+            return None;
+        }
+        self.locked[i]
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+            .then(|| ModelGuard(&self.locked[i]))
+    }
+}
+
+fn item(tag: u64) -> [u8; LEN] {
+    let mut b = [0u8; LEN];
+    for c in b.chunks_exact_mut(8) {
+        c.copy_from_slice(&tag.to_ne_bytes());
+    }
+    b
+}
+
+/// One send attempt with the production steps, repairing a stall as a sender does.
+fn try_send(q: &QueueRing<'_>, s: &Sender, live: &ModelLive, own: usize, tag: u64) -> bool {
+    match s.begin(q) {
+        SendBegin::Claimed(pos) => {
+            s.write(q, pos, &item(tag));
+            s.commit(q, pos);
+            true
+        }
+        SendBegin::Full(pos) => {
+            repair_stalled_send(q, &live, pos, own);
+            false
+        }
+    }
+}
+
+/// One receive attempt, passing skips and repairing a stall as a receiver does. Returns the
+/// tag received, checking the item is whole.
+fn try_recv(q: &QueueRing<'_>, r: &Receiver, live: &ModelLive, own: usize) -> Option<u64> {
+    let mut buf = [0u64; 2];
+    loop {
+        match r.begin(q) {
+            RecvBegin::Claimed(pos) => {
+                assert_eq!(r.read(q, pos, &mut buf), Some(LEN), "length of an item");
+                r.finish(q, pos);
+                assert_eq!(buf[0], buf[1], "torn item: {:x} / {:x}", buf[0], buf[1]);
+                assert_ne!(buf[0], 0, "a never-written item was delivered");
+                return Some(buf[0]);
+            }
+            RecvBegin::Skipped(pos) => r.finish(q, pos),
+            RecvBegin::Empty(pos) => {
+                repair_stalled_recv(q, &live, pos, own);
+                return None;
+            }
+        }
+    }
+}
+
+/// Drains after everyone is done or dead: bounded, so a wedged queue fails the model.
+fn drain(q: &QueueRing<'_>, live: &ModelLive, own: usize, got: &mut Vec<u64>) {
+    let r = Receiver::new(own);
+    for _ in 0..8 {
+        if let Some(tag) = try_recv(q, &r, live, own) {
+            got.push(tag);
+        }
+    }
+    assert_eq!(q.len(), 0, "the queue drains: nothing is wedged");
+}
+
+fn assert_once(got: &[u64]) {
+    let mut sorted = got.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        got.len(),
+        "an item was delivered twice: {got:?}"
+    );
+}
+
+/// Two senders and a receiver at once: every item whole, delivered once.
+#[test]
+fn two_senders_and_a_receiver_deliver_each_item_once() {
+    model(
+        "two_senders_and_a_receiver_deliver_each_item_once",
+        3,
+        || {
+            let seg = Seg::new();
+            let live = ModelLive::new();
+            let senders: Vec<_> = [1u64, 2]
+                .into_iter()
+                .map(|tag| {
+                    let (seg, live) = (seg.clone(), live.clone());
+                    thread::spawn(move || {
+                        let q = seg.q();
+                        let own = tag as usize - 1;
+                        assert!(
+                            try_send(&q, &Sender::new(own), &live, own, tag),
+                            "room for 2"
+                        );
+                    })
+                })
+                .collect();
+            let q = seg.q();
+            let r = Receiver::new(2);
+            let mut got = Vec::new();
+            got.extend(try_recv(&q, &r, &live, 2));
+            for t in senders {
+                t.join().unwrap();
+            }
+            drain(&q, &live, 2, &mut got);
+            assert_once(&got);
+            got.sort_unstable();
+            assert_eq!(got, [1, 2]);
+        },
+    );
+}
+
+/// One sender and two receivers at once over a full lap: each item to exactly one receiver.
+#[test]
+fn two_receivers_never_receive_the_same_item() {
+    model("two_receivers_never_receive_the_same_item", 3, || {
+        let seg = Seg::new();
+        let live = ModelLive::new();
+        let q = seg.q();
+        let s = Sender::new(0);
+        assert!(try_send(&q, &s, &live, 0, 1));
+        let other = {
+            let (seg, live) = (seg.clone(), live.clone());
+            thread::spawn(move || {
+                let q = seg.q();
+                let r = Receiver::new(2);
+                let a = try_recv(&q, &r, &live, 2);
+                let b = try_recv(&q, &r, &live, 2);
+                a.into_iter().chain(b).collect::<Vec<_>>()
+            })
+        };
+        let r = Receiver::new(1);
+        let mut got: Vec<u64> = try_recv(&q, &r, &live, 1).into_iter().collect();
+        // The second item goes into the slot of the first lap's neighbour; the third reuses
+        // slot 0 once a receiver freed it.
+        assert!(try_send(&q, &s, &live, 0, 2));
+        let third = try_send(&q, &s, &live, 0, 3);
+        got.extend(other.join().unwrap());
+        drain(&q, &live, 1, &mut got);
+        assert_once(&got);
+        got.sort_unstable();
+        let want: &[u64] = if third { &[1, 2, 3] } else { &[1, 2] };
+        assert_eq!(got, want);
+    });
+}
+
+/// A sender dies after each step of a send (claimed; written; published) while another sender
+/// and a receiver run: its position is delivered whole (published) or skipped, never torn, and
+/// the queue never wedges.
+#[test]
+fn dead_sender_at_each_step_is_skipped_or_delivered_never_torn() {
+    for step in 0..3 {
+        model(
+            &format!("dead_sender_at_each_step (step {step})"),
+            3,
+            move || {
+                let seg = Seg::new();
+                let live = ModelLive::new();
+                let dying = {
+                    let (seg, live) = (seg.clone(), live.clone());
+                    thread::spawn(move || {
+                        let q = seg.q();
+                        let s = Sender::new(0);
+                        if let SendBegin::Claimed(pos) = s.begin(&q) {
+                            if step >= 1 {
+                                s.write(&q, pos, &item(1));
+                            }
+                            if step >= 2 {
+                                s.commit(&q, pos);
+                            }
+                        }
+                        live.die(0);
+                    })
+                };
+                let other = {
+                    let (seg, live) = (seg.clone(), live.clone());
+                    thread::spawn(move || {
+                        let q = seg.q();
+                        assert!(try_send(&q, &Sender::new(1), &live, 1, 2), "room for 2");
+                    })
+                };
+                let q = seg.q();
+                let r = Receiver::new(2);
+                let mut got: Vec<u64> = try_recv(&q, &r, &live, 2).into_iter().collect();
+                dying.join().unwrap();
+                other.join().unwrap();
+                drain(&q, &live, 2, &mut got);
+                assert_once(&got);
+                got.sort_unstable();
+                let (skipped, lost) = q.totals();
+                assert_eq!(lost, 0);
+                if step == 2 {
+                    assert_eq!((got.as_slice(), skipped), (&[1, 2][..], 0));
+                } else {
+                    assert_eq!((got.as_slice(), skipped), (&[2][..], 1));
+                }
+            },
+        );
+    }
+}
+
+/// A receiver dies after each step of a receive (claimed; read; freed) while a sender waits for
+/// room and another receiver runs: its item is never delivered to anyone else, counted lost
+/// unless it was freed, and the sender gets through.
+#[test]
+fn dead_receiver_at_each_step_loses_at_most_its_item() {
+    for step in 0..3 {
+        model(
+            &format!("dead_receiver_at_each_step (step {step})"),
+            3,
+            move || {
+                let seg = Seg::new();
+                let live = ModelLive::new();
+                let q = seg.q();
+                let s = Sender::new(0);
+                assert!(try_send(&q, &s, &live, 0, 1));
+                assert!(try_send(&q, &s, &live, 0, 2));
+                let dying = {
+                    let (seg, live) = (seg.clone(), live.clone());
+                    thread::spawn(move || {
+                        let q = seg.q();
+                        let r = Receiver::new(1);
+                        let mut held = None;
+                        if let RecvBegin::Claimed(pos) = r.begin(&q) {
+                            let mut buf = [0u64; 2];
+                            held = Some(pos);
+                            if step >= 1 {
+                                assert_eq!(r.read(&q, pos, &mut buf), Some(LEN));
+                                assert_eq!(buf[0], buf[1], "torn item");
+                            }
+                            if step >= 2 {
+                                r.finish(&q, pos);
+                            }
+                        }
+                        live.die(1);
+                        held
+                    })
+                };
+                let r = Receiver::new(2);
+                let mut got: Vec<u64> = try_recv(&q, &r, &live, 2).into_iter().collect();
+                // While the receiver may still live: a send (and its repair attempt) races it.
+                let early = try_send(&q, &s, &live, 0, 3);
+                let held = dying.join().unwrap();
+                // The sender fills both slots again: a dead receiver's slot is repaired on the
+                // way, whichever it was.
+                let rest: &[u64] = if early { &[4] } else { &[3, 4] };
+                for &tag in rest {
+                    let sent = (0..3).any(|_| try_send(&q, &s, &live, 0, tag));
+                    assert!(sent, "a dead receiver's slot is freed for the sender");
+                    got.extend(try_recv(&q, &r, &live, 2));
+                }
+                drain(&q, &live, 2, &mut got);
+                assert_once(&got);
+                let (skipped, lost) = q.totals();
+                assert_eq!(skipped, 0);
+                let held_tag = held.map(|pos| pos + 1);
+                assert!(
+                    held_tag.map_or(true, |t| !got.contains(&t)),
+                    "a claimed item is never delivered to another receiver"
+                );
+                let expect_lost = u64::from(held.is_some() && step < 2);
+                assert_eq!(lost, expect_lost);
+                let accounted = got.len() as u64 + u64::from(held.is_some());
+                assert_eq!(accounted, 4, "delivered {got:?}, held {held:?}");
+            },
+        );
+    }
+}
+
+/// A receiver's stall repair races a new participant attaching on the dead sender's entry:
+/// exactly one of them turns the position into a skip, and the new owner's own item goes
+/// through.
+#[test]
+fn repair_races_an_attach_on_the_dead_entry_and_skips_once() {
+    model("repair_races_an_attach_on_the_dead_entry", 3, || {
+        let seg = Seg::new();
+        let live = ModelLive::new();
+        let q = seg.q();
+        assert_eq!(Sender::new(0).begin(&q), SendBegin::Claimed(0));
+        live.die(0);
+        let attach = {
+            let (seg, live) = (seg.clone(), live.clone());
+            thread::spawn(move || {
+                let q = seg.q();
+                // As an attach does: the dead entry if its lock can be taken (the repairer may
+                // hold it right now), else the next free one.
+                let entry = if live.reuse(0) {
+                    repair_entry(&q, &&*live, 0);
+                    0
+                } else {
+                    3
+                };
+                assert!(try_send(&q, &Sender::new(entry), &live, entry, 5));
+            })
+        };
+        let r = Receiver::new(1);
+        let mut got: Vec<u64> = try_recv(&q, &r, &live, 1).into_iter().collect();
+        attach.join().unwrap();
+        drain(&q, &live, 1, &mut got);
+        assert_eq!(got, [5]);
+        assert_eq!(q.totals(), (1, 0), "skipped exactly once");
+    });
+}
+
+/// The futex, modelled by a mutex and a condition variable.
+struct ModelFutex {
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl Futex for ModelFutex {
+    fn wait(&self, word: &AtomicU32, expected: u32, _timeout: Option<std::time::Duration>) {
+        let g = self.lock.lock().unwrap();
+        if word.load(Ordering::Relaxed) == expected {
+            drop(self.cv.wait(g).unwrap());
+        }
+    }
+
+    fn wake_all(&self, _word: &AtomicU32) {
+        let _g = self.lock.lock().unwrap();
+        self.cv.notify_all();
+    }
+
+    fn heavy_barrier(&self) -> bool {
+        crate::sync::fence(Ordering::SeqCst);
+        true
+    }
+}
+
+/// A receiver sleeps on an empty queue without a timeout: the send that makes an item available
+/// must wake it (a lost wake-up is a deadlock loom reports). The sender's side is the
+/// production `wake_after_publish` on the queue's item words.
+#[test]
+fn sleeping_receiver_is_always_woken_by_the_send() {
+    model("sleeping_receiver_is_always_woken_by_the_send", 3, || {
+        let seg = Seg::new();
+        let live = ModelLive::new();
+        let counter = Arc::new(AtomicU32::new(0));
+        let futex = Arc::new(ModelFutex {
+            lock: Mutex::new(()),
+            cv: Condvar::new(),
+        });
+        let sender = {
+            let (seg, live, counter, futex) =
+                (seg.clone(), live.clone(), counter.clone(), futex.clone());
+            thread::spawn(move || {
+                let q = seg.q();
+                assert!(try_send(&q, &Sender::new(0), &live, 0, 7));
+                let words = WakeWords {
+                    flag: &seg.words[crate::layout::W_WAITERS],
+                    counter: &counter,
+                };
+                wait::wake_after_publish(words, &*futex, false);
+            })
+        };
+        let q = seg.q();
+        let r = Receiver::new(1);
+        let words = WakeWords {
+            flag: &seg.words[crate::layout::W_WAITERS],
+            counter: &counter,
+        };
+        loop {
+            if let Some(tag) = try_recv(&q, &r, &live, 1) {
+                assert_eq!(tag, 7);
+                break;
+            }
+            wait::sleep(words, &*futex, None, || q.has_item());
+        }
+        sender.join().unwrap();
+    });
+}

@@ -1,0 +1,572 @@
+//! The queue protocol's state machines (docs/design.md §11): a [`Sender`] claims the tail,
+//! writes and publishes; a [`Receiver`] claims the head, reads and frees; [`repair_entry`] and
+//! the stall repairs turn a dead participant's claimed position into a skip or a counted loss.
+//!
+//! Everything works on a [`QueueRing`] (a view of the segment's words) and asks whether another
+//! participant lives through [`Liveness`], so the same code runs on a mapped segment, on a heap
+//! one, and under loom (`loom.rs`).
+
+use crate::layout::{
+    Geometry, MAX_PRODUCERS, PE_CLAIM, PRODUCER_ENTRY_WORDS, W_CURSOR, W_PRODUCERS, W_Q_HEAD,
+    W_Q_LOST, W_Q_SKIPPED,
+};
+use crate::ring::Liveness;
+use crate::sync::{load_acquire, AtomicU64, Ordering};
+
+/// Positions stay below this (as bus sequences do), so the flag bits of a slot's state word and
+/// of a claim word never collide with a position. A queue moving 10^9 items a second reaches it
+/// after 73 years; past it the queue reports full and empty, never wraps.
+pub(crate) const POS_LIMIT: u64 = crate::ring::SEQ_LIMIT;
+
+/// State-word bit: the slot holds the item of the position its lap bits name.
+pub(crate) const FULL: u64 = 1 << 62;
+/// State-word bit (with [`FULL`]): that position was skipped (its producer died before
+/// publishing); consumers pass over it and deliver nothing.
+pub(crate) const SKIP: u64 = 1 << 63;
+/// The lap bits of a state word: a position whose slot index bits are zero.
+const LAP: u64 = !(FULL | SKIP);
+
+/// Claim-word bit: the claim is a consumer's (without it, a producer's).
+pub(crate) const CONSUMER: u64 = 1 << 62;
+
+/// The state word that makes a slot writable for position `pos`: its lap, `pos` with the slot
+/// index bits cleared. Zeroed memory is therefore a fresh queue.
+#[inline]
+fn lap(pos: u64, mask: u64) -> u64 {
+    pos & !mask
+}
+
+/// Who a claim word names: a role and a position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Claim {
+    Send(u64),
+    Recv(u64),
+}
+
+impl Claim {
+    #[inline]
+    pub(crate) fn word(self) -> u64 {
+        match self {
+            Claim::Send(pos) => pos + 1,
+            Claim::Recv(pos) => (pos + 1) | CONSUMER,
+        }
+    }
+
+    /// The claim a word holds; `None` for 0 (no claim) or a value no participant stores.
+    pub(crate) fn from_word(w: u64) -> Option<Claim> {
+        let pos = (w & !CONSUMER).checked_sub(1)?;
+        if pos >= POS_LIMIT {
+            return None;
+        }
+        Some(if w & CONSUMER != 0 {
+            Claim::Recv(pos)
+        } else {
+            Claim::Send(pos)
+        })
+    }
+}
+
+/// A view of a queue segment's words with its validated geometry. Cheap to make.
+#[derive(Clone, Copy)]
+pub(crate) struct QueueRing<'a> {
+    words: &'a [AtomicU64],
+    g: Geometry,
+}
+
+impl<'a> QueueRing<'a> {
+    pub(crate) fn new(words: &'a [AtomicU64], g: Geometry) -> Self {
+        debug_assert!(words.len() >= g.segment_bytes().unwrap_or(u64::MAX) as usize / 8);
+        QueueRing { words, g }
+    }
+
+    #[inline]
+    fn mask(&self) -> u64 {
+        self.g.mask()
+    }
+
+    #[inline]
+    fn tail_word(&self) -> &'a AtomicU64 {
+        &self.words[W_CURSOR]
+    }
+
+    #[inline]
+    fn head_word(&self) -> &'a AtomicU64 {
+        &self.words[W_Q_HEAD]
+    }
+
+    /// The state word of `pos`'s slot.
+    #[inline]
+    fn state(&self, pos: u64) -> &'a AtomicU64 {
+        &self.words[self.g.slot_word(pos)]
+    }
+
+    /// Payload word `i` of `pos`'s slot (`i` below the payload words).
+    #[inline]
+    fn payload_word(&self, pos: u64, i: usize) -> &'a AtomicU64 {
+        &self.words[self.g.slot_word(pos) + 2 + i]
+    }
+
+    #[inline]
+    fn len_word(&self, pos: u64) -> &'a AtomicU64 {
+        &self.words[self.g.slot_word(pos) + 1]
+    }
+
+    /// Entry `index`'s claim word.
+    #[inline]
+    pub(crate) fn claim_word(&self, index: usize) -> &'a AtomicU64 {
+        &self.words[W_PRODUCERS + index * PRODUCER_ENTRY_WORDS + PE_CLAIM]
+    }
+
+    /// The next position producers claim (everything below it was claimed).
+    pub(crate) fn tail(&self) -> u64 {
+        // ORDERING: pairs with the Release CAS in `Sender::begin`: whoever sees the tail past
+        // `p` sees the claim word of `p`'s producer naming `p` (or a later value of it).
+        load_acquire(self.tail_word())
+    }
+
+    /// The next position consumers claim.
+    pub(crate) fn head(&self) -> u64 {
+        // ORDERING: pairs with the Release CAS in `Receiver::begin`, as `tail` does.
+        load_acquire(self.head_word())
+    }
+
+    /// Items claimed by producers and not yet claimed by consumers (a snapshot: the two
+    /// positions are read one after the other), at most the capacity.
+    pub(crate) fn len(&self) -> u64 {
+        let head = self.head();
+        let tail = self.tail();
+        tail.saturating_sub(head).min(self.g.slot_count)
+    }
+
+    /// Positions skipped and items lost so far, queue-wide.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        (
+            self.words[W_Q_SKIPPED].load(Ordering::Relaxed),
+            self.words[W_Q_LOST].load(Ordering::Relaxed),
+        )
+    }
+
+    /// Whether the slot at the tail can take an item now (a sleeping producer's re-check).
+    pub(crate) fn has_space(&self) -> bool {
+        let pos = self.tail();
+        // ORDERING: as the state load in `Sender::begin` (a re-check before sleeping, §7).
+        load_acquire(self.state(pos)) == lap(pos, self.mask())
+    }
+
+    /// Whether the slot at the head holds an item or a skip (a sleeping consumer's re-check).
+    pub(crate) fn has_item(&self) -> bool {
+        let pos = self.head();
+        // ORDERING: as the state load in `Receiver::begin` (a re-check before sleeping, §7).
+        load_acquire(self.state(pos)) & !SKIP == lap(pos, self.mask()) | FULL
+    }
+}
+
+/// What [`Sender::begin`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SendBegin {
+    /// Position `pos` is this sender's to write and publish.
+    Claimed(u64),
+    /// The slot of the tail position `pos` still holds (or is still being read for) the item a
+    /// lap before: the queue is full.
+    Full(u64),
+}
+
+/// The producer side of the protocol. Holds only its table entry: the position lives in the
+/// segment.
+#[derive(Debug)]
+pub(crate) struct Sender {
+    index: usize,
+}
+
+impl Sender {
+    /// The sender on producer-table entry `index`.
+    pub(crate) fn new(index: usize) -> Self {
+        Sender { index }
+    }
+
+    /// Claims the tail position if its slot is free (Vyukov's enqueue up to the CAS).
+    ///
+    /// The claim word names the position before the CAS that takes it, so that whoever sees the
+    /// tail past a position can find its producer (docs/design.md §11, "Claims").
+    #[inline]
+    pub(crate) fn begin(&self, q: &QueueRing<'_>) -> SendBegin {
+        let claim = q.claim_word(self.index);
+        let mask = q.mask();
+        let mut pos = q.tail_word().load(Ordering::Relaxed);
+        loop {
+            if pos >= POS_LIMIT {
+                return self.give_up(SendBegin::Full(pos), claim);
+            }
+            // ORDERING: Acquire pairs with the consumer's Release store that freed the slot in
+            // `Receiver::finish` (or a repair's CAS): its reads of the previous item happen
+            // before our writes of this one.
+            let st = load_acquire(q.state(pos));
+            let free = lap(pos, mask);
+            if st == free {
+                // ORDERING: Release pairs with the Acquire scans in the repairs: a repairer that
+                // sees this word past a position it suspects sees our publish of that position
+                // (made before we named a new one).
+                claim.store(Claim::Send(pos).word(), Ordering::Release);
+                // ORDERING: Release on success pairs with the Acquire load in `QueueRing::tail`
+                // (and through the tail's release sequence, with any later load): whoever sees
+                // the tail past `pos` sees our claim naming `pos`.
+                match q.tail_word().compare_exchange_weak(
+                    pos,
+                    pos + 1,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return SendBegin::Claimed(pos),
+                    Err(now) => pos = now,
+                }
+            } else if st & LAP < free {
+                return self.give_up(SendBegin::Full(pos), claim);
+            } else {
+                // The slot is a lap ahead of our stale tail: another producer took `pos`.
+                let now = q.tail_word().load(Ordering::Relaxed);
+                if now == pos {
+                    // Only a corrupt segment has a slot ahead of the tail.
+                    return self.give_up(SendBegin::Full(pos), claim);
+                }
+                pos = now;
+            }
+        }
+    }
+
+    /// Withdraws a tentative claim (one that lost its CAS), so that no live participant names a
+    /// position it does not hold while it does something else.
+    #[inline]
+    fn give_up(&self, out: SendBegin, claim: &AtomicU64) -> SendBegin {
+        if claim.load(Ordering::Relaxed) != 0 {
+            // ORDERING: Release, as every claim store (see `begin`).
+            claim.store(0, Ordering::Release);
+        }
+        out
+    }
+
+    /// Writes the item's length and bytes into `pos`'s slot (Relaxed word stores: nobody reads
+    /// them before `commit` publishes them). `bytes` fits the capacity.
+    #[inline]
+    pub(crate) fn write(&self, q: &QueueRing<'_>, pos: u64, bytes: &[u8]) {
+        debug_assert!(bytes.len() <= q.g.capacity);
+        q.len_word(pos).store(bytes.len() as u64, Ordering::Relaxed);
+        let mut chunks = bytes.chunks_exact(8);
+        let mut i = 0;
+        for c in &mut chunks {
+            let w = u64::from_ne_bytes(c.try_into().expect("chunks of 8"));
+            q.payload_word(pos, i).store(w, Ordering::Relaxed);
+            i += 1;
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            q.payload_word(pos, i)
+                .store(u64::from_ne_bytes(b), Ordering::Relaxed);
+        }
+    }
+
+    /// Publishes `pos`: its slot now holds the item.
+    #[inline]
+    pub(crate) fn commit(&self, q: &QueueRing<'_>, pos: u64) {
+        // ORDERING: Release pairs with the consumer's Acquire load of the state in
+        // `Receiver::begin`: a consumer that sees FULL sees the length and payload.
+        q.state(pos)
+            .store(lap(pos, q.mask()) | FULL, Ordering::Release);
+    }
+}
+
+/// What [`Receiver::begin`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RecvBegin {
+    /// Position `pos` holds an item, now this receiver's to read and then `finish`.
+    Claimed(u64),
+    /// Position `pos` was skipped (its producer died before publishing): claimed, and to be
+    /// `finish`ed without reading.
+    Skipped(u64),
+    /// Nothing at the head position `pos` yet: the queue is empty, or `pos`'s producer has not
+    /// published (it is writing, or it died: see [`repair_stalled_recv`]).
+    Empty(u64),
+}
+
+/// The consumer side of the protocol.
+#[derive(Debug)]
+pub(crate) struct Receiver {
+    index: usize,
+}
+
+impl Receiver {
+    /// The receiver on table entry `index`.
+    pub(crate) fn new(index: usize) -> Self {
+        Receiver { index }
+    }
+
+    /// Claims the head position if its slot holds an item or a skip (Vyukov's dequeue up to the
+    /// CAS), naming it in the claim word first.
+    #[inline]
+    pub(crate) fn begin(&self, q: &QueueRing<'_>) -> RecvBegin {
+        let claim = q.claim_word(self.index);
+        let mask = q.mask();
+        let mut pos = q.head_word().load(Ordering::Relaxed);
+        loop {
+            if pos >= POS_LIMIT {
+                return self.give_up(RecvBegin::Empty(pos), claim);
+            }
+            // ORDERING: Acquire pairs with the producer's Release store in `Sender::commit`
+            // (or the repair's CAS that made a skip): we see the item's length and payload.
+            let st = load_acquire(q.state(pos));
+            let full = lap(pos, mask) | FULL;
+            if st & !SKIP == full {
+                // ORDERING: Release, as in `Sender::begin`.
+                claim.store(Claim::Recv(pos).word(), Ordering::Release);
+                // ORDERING: Release on success pairs with the Acquire load in `QueueRing::head`:
+                // whoever sees the head past `pos` sees our claim naming `pos`.
+                match q.head_word().compare_exchange_weak(
+                    pos,
+                    pos + 1,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) if st & SKIP != 0 => return RecvBegin::Skipped(pos),
+                    Ok(_) => return RecvBegin::Claimed(pos),
+                    Err(now) => pos = now,
+                }
+            } else if st & LAP <= lap(pos, mask) {
+                return self.give_up(RecvBegin::Empty(pos), claim);
+            } else {
+                // The slot was freed for a later lap: another consumer took `pos`.
+                let now = q.head_word().load(Ordering::Relaxed);
+                if now == pos {
+                    return self.give_up(RecvBegin::Empty(pos), claim);
+                }
+                pos = now;
+            }
+        }
+    }
+
+    #[inline]
+    fn give_up(&self, out: RecvBegin, claim: &AtomicU64) -> RecvBegin {
+        if claim.load(Ordering::Relaxed) != 0 {
+            // ORDERING: Release, as every claim store (see `Sender::begin`).
+            claim.store(0, Ordering::Release);
+        }
+        out
+    }
+
+    /// Copies the claimed item of `pos` into `buf` (at least the payload words long); returns
+    /// its length, or `None` for a length beyond the capacity (only a hostile writer stores one).
+    #[inline]
+    pub(crate) fn read(&self, q: &QueueRing<'_>, pos: u64, buf: &mut [u64]) -> Option<usize> {
+        // The length is read once and checked before use: a forged length cannot make the copy
+        // leave the slot.
+        let len = q.len_word(pos).load(Ordering::Relaxed);
+        if len > q.g.capacity as u64 {
+            return None;
+        }
+        let n = (len as usize).div_ceil(8);
+        for (i, dst) in buf[..n].iter_mut().enumerate() {
+            *dst = q.payload_word(pos, i).load(Ordering::Relaxed);
+        }
+        Some(len as usize)
+    }
+
+    /// Frees `pos`'s slot for the producer of `pos + capacity` (Vyukov's `pos + N`).
+    #[inline]
+    pub(crate) fn finish(&self, q: &QueueRing<'_>, pos: u64) {
+        // ORDERING: Release pairs with the producer's Acquire load of the state in
+        // `Sender::begin`: our reads of this item happen before its writes of the next.
+        q.state(pos)
+            .store(lap(pos, q.mask()) + q.g.slot_count, Ordering::Release);
+    }
+}
+
+/// What a repair did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Repair {
+    /// Nothing to repair, or a live participant holds the position: wait for it.
+    None,
+    /// A dead producer's claimed position became a skip that consumers pass over.
+    Skipped,
+    /// A dead consumer's claimed item was given up (counted lost) and its slot freed.
+    Lost,
+    /// A dead consumer had claimed a skip: its slot was freed, nothing lost.
+    Freed,
+}
+
+/// Whether a live participant other than those in `except` names `claim` (the victim's lock,
+/// held by the repairer, would make it look alive). A claim word that names a
+/// position is either the holder's (until it completes the position) or a loser's that is
+/// about to withdraw or re-name.
+fn live_claimant<L: Liveness>(q: &QueueRing<'_>, live: &L, claim: u64, except: [usize; 2]) -> bool {
+    (0..MAX_PRODUCERS).any(|i| {
+        // ORDERING: Acquire pairs with the Release claim stores: if this reads a value stored
+        // after the claimant completed `claim`'s position, the completion is visible to our
+        // repair CAS, which then fails.
+        !except.contains(&i) && load_acquire(q.claim_word(i)) == claim && live.alive(i)
+    })
+}
+
+/// Repairs the claim of entry `victim`, whose lock the caller holds (so its previous owner is
+/// dead and nobody else repairs it): the position it names becomes a skip (a producer's
+/// unpublished position) or is freed (a consumer's unfinished item), unless it was completed,
+/// never taken, or another live participant holds it. The claim word is cleared after.
+/// `except` is the caller's own entry (a participant attaching on `victim` passes `victim`).
+pub(crate) fn repair_locked<L: Liveness>(
+    q: &QueueRing<'_>,
+    live: &L,
+    victim: usize,
+    except: usize,
+) -> Repair {
+    let word = q.claim_word(victim);
+    // ORDERING: the entry lock (a system call) orders us after the victim's death; Acquire
+    // pairs with the Release claim stores of whoever repaired or used the entry before us.
+    let claim = word.load(Ordering::Acquire);
+    let done = match Claim::from_word(claim) {
+        None => Repair::None,
+        Some(Claim::Send(pos)) => skip_dead_send(q, live, pos, claim, except, victim),
+        Some(Claim::Recv(pos)) => free_dead_recv(q, live, pos, claim, except, victim),
+    };
+    if claim != 0 {
+        // ORDERING: Release, as every claim store.
+        word.store(0, Ordering::Release);
+    }
+    done
+}
+
+/// A dead producer claimed `pos` (the tail is past it) and never published it: make it a skip.
+fn skip_dead_send<L: Liveness>(
+    q: &QueueRing<'_>,
+    live: &L,
+    pos: u64,
+    claim: u64,
+    except: usize,
+    victim: usize,
+) -> Repair {
+    let free = lap(pos, q.mask());
+    // The tail first: past `pos`, the holder's claim naming `pos` is visible to the scan.
+    // ORDERING: the state's Acquire pairs with a publish (then the repair has nothing to do).
+    if q.tail() <= pos || load_acquire(q.state(pos)) != free {
+        return Repair::None;
+    }
+    if live_claimant(q, live, claim, [victim, except]) {
+        return Repair::None;
+    }
+    // ORDERING: AcqRel: Release pairs with the consumers' Acquire state load (they see the
+    // skip); Acquire orders us after whatever published the slot if the CAS fails.
+    let won = q
+        .state(pos)
+        .compare_exchange(
+            free,
+            free | FULL | SKIP,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_ok();
+    if !won {
+        return Repair::None;
+    }
+    q.words[W_Q_SKIPPED].fetch_add(1, Ordering::Relaxed);
+    Repair::Skipped
+}
+
+/// A dead consumer claimed `pos` (the head is past it) and never freed its slot: free it,
+/// counting the item lost (at most once: it may have been read, it is never read again).
+fn free_dead_recv<L: Liveness>(
+    q: &QueueRing<'_>,
+    live: &L,
+    pos: u64,
+    claim: u64,
+    except: usize,
+    victim: usize,
+) -> Repair {
+    let full = lap(pos, q.mask()) | FULL;
+    if q.head() <= pos {
+        return Repair::None;
+    }
+    // ORDERING: Acquire pairs with a free's Release (then the repair has nothing to do).
+    let st = load_acquire(q.state(pos));
+    if st & !SKIP != full {
+        return Repair::None;
+    }
+    if live_claimant(q, live, claim, [victim, except]) {
+        return Repair::None;
+    }
+    let next = lap(pos, q.mask()) + q.g.slot_count;
+    // ORDERING: AcqRel: Release pairs with the producers' Acquire state load, as `finish`.
+    let won = q
+        .state(pos)
+        .compare_exchange(st, next, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok();
+    match (won, st & SKIP != 0) {
+        (false, _) => Repair::None,
+        (true, true) => Repair::Freed,
+        (true, false) => {
+            q.words[W_Q_LOST].fetch_add(1, Ordering::Relaxed);
+            Repair::Lost
+        }
+    }
+}
+
+/// Finds the dead participants whose claim is `claim` and repairs through the first whose lock
+/// can be taken; `Repair::None` if a live participant names it (it will complete).
+fn repair_claimed<L: Liveness>(q: &QueueRing<'_>, live: &L, claim: u64, own: usize) -> Repair {
+    let mut dead = [false; MAX_PRODUCERS];
+    for (i, d) in dead.iter_mut().enumerate() {
+        // ORDERING: as in `live_claimant`.
+        if i == own || load_acquire(q.claim_word(i)) != claim {
+            continue;
+        }
+        if live.alive(i) {
+            return Repair::None;
+        }
+        *d = true;
+    }
+    for (i, _) in dead.iter().enumerate().filter(|(_, d)| **d) {
+        if let Some(_guard) = live.lock_dead(i) {
+            let done = repair_locked(q, live, i, own);
+            if done != Repair::None {
+                return done;
+            }
+        }
+    }
+    Repair::None
+}
+
+/// A consumer (entry `own`) finds head position `pos` empty while the tail is past it: if the
+/// producer that claimed `pos` is dead, `pos` becomes a skip.
+pub(crate) fn repair_stalled_recv<L: Liveness>(
+    q: &QueueRing<'_>,
+    live: &L,
+    pos: u64,
+    own: usize,
+) -> Repair {
+    // ORDERING: the tail's Acquire (in `tail`) makes the claimant's claim visible to the scan;
+    // the state's pairs with a publish, as in `Receiver::begin`.
+    if pos >= POS_LIMIT || q.tail() <= pos || load_acquire(q.state(pos)) != lap(pos, q.mask()) {
+        return Repair::None;
+    }
+    repair_claimed(q, live, Claim::Send(pos).word(), own)
+}
+
+/// A producer (entry `own`) finds tail position `pos` full: if the consumer that claimed the
+/// item a lap before is dead, that item is counted lost and the slot freed.
+pub(crate) fn repair_stalled_send<L: Liveness>(
+    q: &QueueRing<'_>,
+    live: &L,
+    pos: u64,
+    own: usize,
+) -> Repair {
+    let Some(prev) = pos.checked_sub(q.g.slot_count) else {
+        return Repair::None;
+    };
+    if pos >= POS_LIMIT || q.head() <= prev {
+        return Repair::None;
+    }
+    repair_claimed(q, live, Claim::Recv(prev).word(), own)
+}
+
+/// A participant attaching on entry `index` (whose lock it now holds, so the previous owner is
+/// dead) repairs that owner's claim before its own claims overwrite it.
+pub(crate) fn repair_entry<L: Liveness>(q: &QueueRing<'_>, live: &L, index: usize) -> Repair {
+    repair_locked(q, live, index, index)
+}

@@ -1,0 +1,308 @@
+//! Unit tests of every slot state and repair of the queue protocol, with participant liveness
+//! injected (a participant "dies" when the test says so; the kernel's entry lock is modelled).
+
+use std::sync::atomic::AtomicBool;
+
+use super::protocol::*;
+use crate::layout::{Geometry, MAX_PRODUCERS};
+use crate::ring::Liveness;
+use crate::sync::{AtomicU64, Ordering};
+
+struct Seg {
+    words: Vec<AtomicU64>,
+    g: Geometry,
+}
+
+impl Seg {
+    fn new(slots: u64) -> Seg {
+        let g = Geometry::new(slots, 16).expect("a valid geometry");
+        let words = (0..g.segment_bytes().expect("small") / 8)
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        Seg { words, g }
+    }
+
+    fn q(&self) -> QueueRing<'_> {
+        QueueRing::new(&self.words, self.g)
+    }
+}
+
+/// Liveness as the kernel keeps it: an entry is alive until the test kills it; a dead entry's
+/// lock can be taken by one party at a time.
+struct Live {
+    dead: Vec<AtomicBool>,
+    locked: Vec<AtomicBool>,
+}
+
+struct Guard<'a>(&'a AtomicBool);
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Live {
+    fn new() -> Live {
+        Live {
+            dead: (0..MAX_PRODUCERS).map(|_| AtomicBool::new(false)).collect(),
+            locked: (0..MAX_PRODUCERS).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+
+    fn kill(&self, i: usize) {
+        self.dead[i].store(true, Ordering::Release);
+    }
+}
+
+impl<'a> Liveness for &'a Live {
+    type Guard = Guard<'a>;
+
+    fn alive(&self, i: usize) -> bool {
+        !self.dead[i].load(Ordering::Acquire) || self.locked[i].load(Ordering::Acquire)
+    }
+
+    fn any_alive(&self) -> bool {
+        (0..MAX_PRODUCERS).any(|i| self.alive(i))
+    }
+
+    fn lock_dead(&self, i: usize) -> Option<Guard<'a>> {
+        if !self.dead[i].load(Ordering::Acquire) {
+            return None;
+        }
+        self.locked[i]
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+            .then(|| Guard(&self.locked[i]))
+    }
+}
+
+fn send(q: &QueueRing<'_>, s: &Sender, tag: u64) -> Option<u64> {
+    match s.begin(q) {
+        SendBegin::Claimed(pos) => {
+            s.write(q, pos, &[tag.to_ne_bytes(), tag.to_ne_bytes()].concat());
+            s.commit(q, pos);
+            Some(pos)
+        }
+        SendBegin::Full(_) => None,
+    }
+}
+
+/// Receives one item's tag, passing skips; `None` when empty.
+fn recv(q: &QueueRing<'_>, r: &Receiver) -> Option<u64> {
+    let mut buf = [0u64; 2];
+    loop {
+        match r.begin(q) {
+            RecvBegin::Claimed(pos) => {
+                assert_eq!(r.read(q, pos, &mut buf), Some(16));
+                r.finish(q, pos);
+                assert_eq!(buf[0], buf[1], "torn item");
+                return Some(buf[0]);
+            }
+            RecvBegin::Skipped(pos) => r.finish(q, pos),
+            RecvBegin::Empty(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn items_come_out_in_order_and_full_and_empty_are_reported() {
+    let seg = Seg::new(4);
+    let q = seg.q();
+    let (s, r) = (Sender::new(0), Receiver::new(1));
+    assert_eq!(recv(&q, &r), None);
+    for tag in 1..=4 {
+        assert_eq!(send(&q, &s, tag), Some(tag - 1));
+    }
+    assert_eq!(s.begin(&q), SendBegin::Full(4));
+    assert_eq!(q.len(), 4);
+    for tag in 1..=4 {
+        assert_eq!(recv(&q, &r), Some(tag));
+    }
+    assert_eq!(recv(&q, &r), None);
+    // The next lap reuses every slot.
+    for tag in 5..=8 {
+        assert_eq!(send(&q, &s, tag), Some(tag - 1));
+    }
+    assert_eq!(
+        (1..=4).map(|_| recv(&q, &r)).collect::<Vec<_>>(),
+        [5, 6, 7, 8].map(Some)
+    );
+}
+
+#[test]
+fn a_queue_of_one_slot_alternates_full_and_empty() {
+    let seg = Seg::new(1);
+    let q = seg.q();
+    let (s, r) = (Sender::new(0), Receiver::new(1));
+    for tag in 1..=5 {
+        assert_eq!(send(&q, &s, tag), Some(tag - 1));
+        assert_eq!(s.begin(&q), SendBegin::Full(tag));
+        assert_eq!(recv(&q, &r), Some(tag));
+        assert_eq!(recv(&q, &r), None);
+    }
+}
+
+#[test]
+fn a_failed_attempt_withdraws_its_claim() {
+    let seg = Seg::new(1);
+    let q = seg.q();
+    let (s, r) = (Sender::new(0), Receiver::new(1));
+    send(&q, &s, 1);
+    assert_eq!(s.begin(&q), SendBegin::Full(1));
+    assert_eq!(q.claim_word(0).load(Ordering::Relaxed), 0);
+    recv(&q, &r);
+    assert_eq!(r.begin(&q), RecvBegin::Empty(1));
+    assert_eq!(q.claim_word(1).load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn dead_sender_after_its_claim_leaves_a_skip_that_receivers_pass() {
+    for wrote in [false, true] {
+        let seg = Seg::new(4);
+        let q = seg.q();
+        let live = Live::new();
+        let (dead, s, r) = (Sender::new(0), Sender::new(1), Receiver::new(2));
+        let SendBegin::Claimed(pos) = dead.begin(&q) else {
+            panic!("an empty queue has room")
+        };
+        if wrote {
+            dead.write(&q, pos, &[9u8; 16]);
+        }
+        send(&q, &s, 7);
+        assert_eq!(recv(&q, &r), None, "position 0 is claimed, not published");
+        assert_eq!(
+            repair_stalled_recv(&q, &&live, 0, 2),
+            Repair::None,
+            "alive: waited for"
+        );
+        live.kill(0);
+        assert_eq!(repair_stalled_recv(&q, &&live, 0, 2), Repair::Skipped);
+        assert_eq!(repair_stalled_recv(&q, &&live, 0, 2), Repair::None, "once");
+        assert_eq!(q.claim_word(0).load(Ordering::Relaxed), 0, "claim cleared");
+        assert_eq!(r.begin(&q), RecvBegin::Skipped(0));
+        r.finish(&q, 0);
+        assert_eq!(recv(&q, &r), Some(7));
+        assert_eq!(q.totals(), (1, 0));
+    }
+}
+
+#[test]
+fn dead_receiver_item_is_counted_lost_once_and_its_slot_freed() {
+    let seg = Seg::new(2);
+    let q = seg.q();
+    let live = Live::new();
+    let (s, dead, r) = (Sender::new(0), Receiver::new(1), Receiver::new(2));
+    send(&q, &s, 1);
+    send(&q, &s, 2);
+    assert_eq!(dead.begin(&q), RecvBegin::Claimed(0));
+    assert_eq!(recv(&q, &r), Some(2));
+    assert_eq!(s.begin(&q), SendBegin::Full(2), "slot 0 still holds item 1");
+    assert_eq!(
+        repair_stalled_send(&q, &&live, 2, 0),
+        Repair::None,
+        "alive: waited for"
+    );
+    live.kill(1);
+    assert_eq!(repair_stalled_send(&q, &&live, 2, 0), Repair::Lost);
+    assert_eq!(repair_stalled_send(&q, &&live, 2, 0), Repair::None, "once");
+    assert_eq!(send(&q, &s, 3), Some(2));
+    assert_eq!(recv(&q, &r), Some(3), "item 1 is never delivered");
+    assert_eq!(q.totals(), (0, 1));
+}
+
+#[test]
+fn dead_receiver_of_a_skip_frees_it_without_a_loss() {
+    let seg = Seg::new(1);
+    let q = seg.q();
+    let live = Live::new();
+    let (ds, s, dr) = (Sender::new(0), Sender::new(1), Receiver::new(2));
+    assert_eq!(ds.begin(&q), SendBegin::Claimed(0));
+    live.kill(0);
+    assert_eq!(repair_stalled_recv(&q, &&live, 0, 2), Repair::Skipped);
+    assert_eq!(dr.begin(&q), RecvBegin::Skipped(0));
+    live.kill(2);
+    assert_eq!(s.begin(&q), SendBegin::Full(1));
+    assert_eq!(repair_stalled_send(&q, &&live, 1, 1), Repair::Freed);
+    assert_eq!(send(&q, &s, 5), Some(1));
+    assert_eq!(q.totals(), (1, 0));
+}
+
+#[test]
+fn a_live_claimant_of_the_same_position_blocks_the_repair() {
+    // A dead loser still names position 0 (it died between naming and its CAS), while the live
+    // winner writes it: the position is the winner's and is waited for.
+    let seg = Seg::new(4);
+    let q = seg.q();
+    let live = Live::new();
+    q.claim_word(0)
+        .store(Claim::Send(0).word(), Ordering::Relaxed);
+    live.kill(0);
+    let winner = Sender::new(1);
+    assert_eq!(winner.begin(&q), SendBegin::Claimed(0));
+    assert_eq!(repair_stalled_recv(&q, &&live, 0, 2), Repair::None);
+    winner.write(&q, 0, &[3u8; 16]);
+    winner.commit(&q, 0);
+    assert_eq!(
+        recv(&q, &Receiver::new(2)),
+        Some(u64::from_ne_bytes([3; 8]))
+    );
+    assert_eq!(q.totals(), (0, 0));
+}
+
+#[test]
+fn a_claim_that_was_completed_or_never_taken_is_not_repaired() {
+    let seg = Seg::new(4);
+    let q = seg.q();
+    let live = Live::new();
+    let s = Sender::new(0);
+    send(&q, &s, 1);
+    // Died after publishing: its claim still names position 0.
+    live.kill(0);
+    assert_eq!(repair_entry(&q, &&live, 0), Repair::None);
+    assert_eq!(recv(&q, &Receiver::new(1)), Some(1));
+    // Died after naming position 1 but before its CAS: the tail never passed it.
+    q.claim_word(0)
+        .store(Claim::Send(1).word(), Ordering::Relaxed);
+    assert_eq!(repair_entry(&q, &&live, 0), Repair::None);
+    assert_eq!(send(&q, &Sender::new(2), 2), Some(1));
+    assert_eq!(q.totals(), (0, 0));
+}
+
+#[test]
+fn attaching_on_a_dead_entry_repairs_its_claim_first() {
+    let seg = Seg::new(2);
+    let q = seg.q();
+    let live = Live::new();
+    let dead = Sender::new(3);
+    assert_eq!(dead.begin(&q), SendBegin::Claimed(0));
+    live.kill(3);
+    // The new owner holds entry 3's lock, as an attach does.
+    let _held = (&live).lock_dead(3).expect("dead and free");
+    assert_eq!(repair_entry(&q, &&live, 3), Repair::Skipped);
+    assert_eq!(q.claim_word(3).load(Ordering::Relaxed), 0);
+    let r = Receiver::new(4);
+    assert_eq!(r.begin(&q), RecvBegin::Skipped(0));
+}
+
+#[test]
+fn corrupt_positions_report_full_and_empty_instead_of_spinning() {
+    let seg = Seg::new(4);
+    let q = seg.q();
+    // A slot a lap ahead of the positions: only a corrupt segment has one.
+    seg.words[seg.g.slot_word(0)].store(8, Ordering::Relaxed);
+    assert_eq!(Sender::new(0).begin(&q), SendBegin::Full(0));
+    assert_eq!(Receiver::new(1).begin(&q), RecvBegin::Empty(0));
+    // Positions at the limit.
+    seg.words[crate::layout::W_CURSOR].store(POS_LIMIT, Ordering::Relaxed);
+    assert_eq!(Sender::new(0).begin(&q), SendBegin::Full(POS_LIMIT));
+    // A forged length is refused, not copied.
+    let seg = Seg::new(4);
+    let q = seg.q();
+    let s = Sender::new(0);
+    send(&q, &s, 1);
+    seg.words[seg.g.slot_word(0) + 1].store(1 << 40, Ordering::Relaxed);
+    let r = Receiver::new(1);
+    assert_eq!(r.begin(&q), RecvBegin::Claimed(0));
+    assert_eq!(r.read(&q, 0, &mut [0u64; 2]), None);
+}
