@@ -28,6 +28,19 @@ pub(crate) struct CreateArgs {
     /// programs must trust the bus explicitly to open it.
     #[arg(long, default_value = "0600", value_parser = parse_mode)]
     mode: u32,
+    /// What to create: a broadcast bus, or a work queue (each item to one receiver; --slots
+    /// is then its capacity in items, --size its item size).
+    #[arg(long, value_enum, default_value_t = Kind::Bus)]
+    kind: Kind,
+}
+
+/// The segment kinds `create` makes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A broadcast bus.
+    Bus,
+    /// A work queue.
+    Queue,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -41,6 +54,9 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 }
 
 pub(crate) fn create(a: &CreateArgs) -> CmdResult {
+    if a.kind == Kind::Queue {
+        return crate::queue::create(&a.name, a.slots, a.size, a.mode);
+    }
     let mut b = BusBuilder::new(&a.name)
         .slots(a.slots)
         .capacity(a.size)

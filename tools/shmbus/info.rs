@@ -135,6 +135,11 @@ pub(crate) fn run(args: &InfoArgs) -> CmdResult {
         }
         .into());
     }
+    if let Err(e) = inspect::open_for_inspection(&args.name) {
+        if crate::queue::is_queue_error(&e) {
+            return crate::queue::info(&args.name, args.json);
+        }
+    }
     let checks: Vec<CheckOut> = inspect::checks(&args.name)
         .into_iter()
         .map(|c| CheckOut {

@@ -48,6 +48,8 @@ pub(crate) struct ListEntry {
     uid: u32,
     /// The bus's state (kind "bus" only).
     bus: Option<BusSummary>,
+    /// The queue's state (kind "queue" only).
+    queue: Option<crate::queue::QueueSummary>,
 }
 
 /// What `list` and `info` report about an open bus.
@@ -117,6 +119,17 @@ pub(crate) fn collect(all: bool) -> Result<Vec<ListEntry>, crate::Failure> {
                 Some(Err(err)) => ("error", Some(err.to_string()), None),
                 Some(Ok(bus)) => ("bus", None, Some(summarize(bus))),
             };
+            let queue = match (&e.bus, &e.name) {
+                (Some(Err(err)), Some(name)) if crate::queue::is_queue_error(err) => {
+                    crate::queue::summary(name).ok().map(|(s, _)| s)
+                }
+                _ => None,
+            };
+            let (kind, error) = if queue.is_some() {
+                ("queue", None)
+            } else {
+                (kind, error)
+            };
             ListEntry {
                 file: e.file_name,
                 name: e.name,
@@ -126,6 +139,7 @@ pub(crate) fn collect(all: bool) -> Result<Vec<ListEntry>, crate::Failure> {
                 mode: format!("{:04o}", e.mode),
                 uid: e.uid,
                 bus,
+                queue,
             }
         })
         .collect())
@@ -171,8 +185,14 @@ pub(crate) fn table(entries: &[ListEntry]) -> String {
     if entries.is_empty() {
         return "no buses in /dev/shm\n".into();
     }
-    let buses: Vec<_> = entries.iter().filter(|e| e.bus.is_some()).collect();
-    let others: Vec<_> = entries.iter().filter(|e| e.bus.is_none()).collect();
+    let buses: Vec<_> = entries
+        .iter()
+        .filter(|e| e.bus.is_some() || e.queue.is_some())
+        .collect();
+    let others: Vec<_> = entries
+        .iter()
+        .filter(|e| e.bus.is_none() && e.queue.is_none())
+        .collect();
     let mut out = String::new();
     if !buses.is_empty() {
         let mut t = plain_table(&[
@@ -190,6 +210,16 @@ pub(crate) fn table(entries: &[ListEntry]) -> String {
             ("PERM", false),
         ]);
         for e in buses {
+            if let Some(q) = &e.queue {
+                let name = text::sanitize(e.name.as_deref().unwrap_or(&e.file));
+                t.add_row(crate::queue::list_row(
+                    name,
+                    q,
+                    text::bytes(e.size),
+                    e.mode.clone(),
+                ));
+                continue;
+            }
             let Some(b) = &e.bus else { continue };
             t.add_row(vec![
                 text::sanitize(e.name.as_deref().unwrap_or(&e.file)),

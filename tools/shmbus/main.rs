@@ -8,6 +8,7 @@ mod admin;
 mod hz;
 mod info;
 mod list;
+mod queue;
 mod tail;
 mod text;
 mod watch;
@@ -35,6 +36,9 @@ Examples:
   shmbus info prices
   shmbus watch prices
   shmbus rm prices
+  shmbus create jobs --kind queue --slots 256 --size 64
+  shmbus push jobs 'job 1' 'job 2'
+  shmbus pop jobs -n 10
 
 Every command exits with status 0 on success; on failure it prints one line
 'shmbus: error: ...' on stderr and exits with status 1. A usage error (unknown
@@ -52,7 +56,9 @@ multi producer), PUBLISHED (messages since creation), LAST (time since the last 
 a live producer, '-' if none), CREATOR (pid, alive or gone), PROD (live producers),
 STALE (yes when no producer is attached and the creator has exited), SIZE, PERM.
 Segments that cannot be read as buses (corrupt, unreadable, foreign) follow in a
-second table, each with why.
+second table, each with why. A work queue shows MODE 'queue', its capacity and item
+size as SLOTS and CAP, the positions handed out so far as PUBLISHED, and PROD as live
+senders+receivers.
 
 Examples:
   shmbus list
@@ -160,6 +166,29 @@ Examples:
   shmbus rm --stale --prefix test-
   shmbus rm --stale --all-idle")]
     Rm(admin::RmArgs),
+
+    /// Push items to a work queue: the arguments, or one item per line of stdin.
+    #[command(after_help = "\
+Attaches a sender for the duration of the command. While the queue is full it waits
+for room, unless --no-wait is given (then it fails, saying how many items it pushed).
+
+Examples:
+  shmbus push jobs 'job 1' 'job 2'
+  printf 'a\\nb\\n' | shmbus push jobs --no-wait")]
+    Push(queue::PushArgs),
+
+    /// Take items from a work queue: each item taken here goes to no other receiver.
+    #[command(after_help = "\
+Attaches a receiver: the items printed are removed from the queue. Each item is one
+line: its length and payload, separated by a tab (or one JSON object with --json).
+Without --follow it takes at most -n items (default 1) of those in the queue now.
+
+Examples:
+  shmbus pop jobs
+  shmbus pop jobs -n 100
+  shmbus pop jobs --follow --format hex
+  shmbus pop jobs -n 5 --json")]
+    Pop(queue::PopArgs),
 }
 
 /// Payload rendering of `tail`.
@@ -221,6 +250,8 @@ fn main() -> ExitCode {
         Command::Create(a) => admin::create(&a),
         Command::Publish(a) => admin::publish(&a),
         Command::Rm(a) => admin::rm(&a),
+        Command::Push(a) => queue::push(&a),
+        Command::Pop(a) => queue::pop(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

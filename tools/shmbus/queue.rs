@@ -1,0 +1,350 @@
+//! Work queues: `shmbus create --kind queue`, `push`, `pop`, and what `list` and `info` show of
+//! a queue.
+
+use std::io::{self, BufRead, Write};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+use shmbus::{inspect, Queue, Role, SendError};
+
+use crate::{text, CmdResult, Failure, Format};
+
+/// `shmbus create --kind queue`.
+pub(crate) fn create(name: &str, items: u64, size: usize, mode: u32) -> CmdResult {
+    let q = Queue::builder(name)
+        .capacity(items)
+        .item_size(size)
+        .permissions(mode)
+        .create()?;
+    writeln!(
+        io::stdout(),
+        "created queue {}: {} items of {} bytes, mode {:04o}, {}",
+        q.name(),
+        q.capacity(),
+        q.item_size(),
+        mode,
+        inspect::segment_path(q.name()).display()
+    )?;
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct PushArgs {
+    /// The queue name.
+    name: String,
+    /// Items to push, one per argument. Without any, each line of stdin is an item.
+    items: Vec<String>,
+    /// Fail at once when the queue is full instead of waiting for room.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+pub(crate) fn push(a: &PushArgs) -> CmdResult {
+    let q = Queue::open(&a.name)?;
+    let mut tx = q.sender()?;
+    let mut pushed = 0u64;
+    let mut send = |item: &[u8]| -> CmdResult {
+        let r = if a.no_wait {
+            tx.try_send(item)
+        } else {
+            tx.send(item)
+        };
+        match r {
+            Ok(()) => {
+                pushed += 1;
+                Ok(())
+            }
+            Err(SendError::Full(_)) => Err(Failure(format!(
+                "queue {} is full ({} items); pushed {pushed} before it",
+                a.name,
+                q.capacity()
+            ))),
+            Err(e @ SendError::TooLarge { .. }) => Err(Failure(format!(
+                "item {} is {} bytes: {e}; pushed {pushed} before it",
+                pushed + 1,
+                e.into_inner().len()
+            ))),
+        }
+    };
+    if a.items.is_empty() {
+        let mut line = Vec::new();
+        let mut stdin = io::stdin().lock();
+        loop {
+            line.clear();
+            if stdin.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            let item = line.strip_suffix(b"\n").unwrap_or(&line);
+            send(item.strip_suffix(b"\r").unwrap_or(item))?;
+        }
+    } else {
+        for item in &a.items {
+            send(item.as_bytes())?;
+        }
+    }
+    writeln!(io::stdout(), "pushed {pushed} items to queue {}", a.name)?;
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct PopArgs {
+    /// The queue name.
+    name: String,
+    /// How many items to take: without --follow, at most this many of those in the queue now;
+    /// with --follow, stop after this many.
+    #[arg(short = 'n', long = "count")]
+    count: Option<u64>,
+    /// Wait for items (until Ctrl-C, or until -n items were taken).
+    #[arg(long)]
+    follow: bool,
+    /// How to print each item.
+    #[arg(long, value_enum, default_value_t = Format::Utf8)]
+    format: Format,
+    /// One JSON object per item instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct PoppedLine<'a> {
+    len: usize,
+    /// The item as --format renders it.
+    payload: &'a str,
+}
+
+fn render(format: Format, bytes: &[u8]) -> String {
+    match format {
+        Format::Utf8 => text::escape_payload(bytes),
+        Format::Hex => text::hex(bytes),
+        Format::Json => text::json_payload(bytes).unwrap_or_else(|| text::hex(bytes)),
+    }
+}
+
+pub(crate) fn pop(a: &PopArgs) -> CmdResult {
+    let q = Queue::open(&a.name)?;
+    let mut rx = q.receiver()?;
+    let limit = a.count.unwrap_or(if a.follow { u64::MAX } else { 1 });
+    let mut out = io::stdout().lock();
+    let mut taken = 0;
+    while taken < limit {
+        let item = if a.follow {
+            // Short waits, so that a closed output is noticed between items.
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Some(item) => item,
+                None => {
+                    out.flush()?;
+                    continue;
+                }
+            }
+        } else {
+            match rx.try_recv() {
+                Some(item) => item,
+                None => break,
+            }
+        };
+        let payload = render(a.format, item);
+        if a.json {
+            let line = PoppedLine {
+                len: item.len(),
+                payload: &payload,
+            };
+            writeln!(out, "{}", text::json_line(&line))?;
+        } else {
+            writeln!(out, "{}\t{payload}", item.len())?;
+        }
+        taken += 1;
+        if a.follow {
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// What `list` and `info` report about a queue.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub(crate) struct QueueSummary {
+    /// Items the queue holds.
+    pub(crate) capacity: u64,
+    /// Largest item in bytes.
+    pub(crate) item_size: usize,
+    pub(crate) item_type: String,
+    /// Items in the queue now.
+    pub(crate) len: u64,
+    /// Next position receivers take.
+    pub(crate) head: u64,
+    /// Next position senders take (every position below it was handed out).
+    pub(crate) tail: u64,
+    /// Positions skipped because their sender died before publishing.
+    pub(crate) skipped: u64,
+    /// Items lost because their receiver died holding them.
+    pub(crate) lost: u64,
+    pub(crate) senders: usize,
+    pub(crate) receivers: usize,
+    pub(crate) creator_pid: u32,
+    pub(crate) creator_alive: bool,
+    /// No live participant and the creator gone.
+    pub(crate) stale: bool,
+    pub(crate) segment_size: u64,
+}
+
+/// The summary of queue `name`, opened read-only.
+pub(crate) fn summary(name: &str) -> shmbus::Result<(QueueSummary, Vec<shmbus::ParticipantInfo>)> {
+    let q = Queue::open_read_only(name)?;
+    let h = q.header();
+    let (head, tail) = q.positions();
+    let totals = q.totals();
+    let parts = q.participants();
+    let live = |role| {
+        parts
+            .iter()
+            .filter(|p| p.alive && p.role == Some(role))
+            .count()
+    };
+    let creator_alive = inspect::creator_alive(&h);
+    let (senders, receivers) = (live(Role::Sender), live(Role::Receiver));
+    Ok((
+        QueueSummary {
+            capacity: q.capacity(),
+            item_size: q.item_size(),
+            item_type: q.message_type().to_string(),
+            len: q.len(),
+            head,
+            tail,
+            skipped: totals.skipped,
+            lost: totals.lost,
+            senders,
+            receivers,
+            creator_pid: h.creator_pid,
+            creator_alive,
+            stale: !creator_alive && senders + receivers == 0,
+            segment_size: h.segment_size,
+        },
+        parts,
+    ))
+}
+
+/// The columns `list` shows for a queue, in its table's order (NAME first).
+pub(crate) fn list_row(name: String, s: &QueueSummary, size: String, mode: String) -> Vec<String> {
+    vec![
+        name,
+        s.capacity.to_string(),
+        s.item_size.to_string(),
+        text::sanitize(&s.item_type),
+        "queue".into(),
+        s.tail.to_string(),
+        "-".into(),
+        format!(
+            "{} {}",
+            s.creator_pid,
+            if s.creator_alive { "alive" } else { "gone" }
+        ),
+        format!("{}+{}", s.senders, s.receivers),
+        if s.stale { "yes" } else { "no" }.into(),
+        size,
+        mode,
+    ]
+}
+
+#[derive(Serialize)]
+struct ParticipantOut {
+    index: u32,
+    pid: u32,
+    role: &'static str,
+    alive: bool,
+}
+
+#[derive(Serialize)]
+struct QueueInfoOut<'a> {
+    name: &'a str,
+    kind: &'static str,
+    path: String,
+    summary: QueueSummary,
+    participants: Vec<ParticipantOut>,
+}
+
+/// `shmbus info` of a queue.
+pub(crate) fn info(name: &str, json: bool) -> CmdResult {
+    let (s, parts) = summary(name)?;
+    let parts: Vec<ParticipantOut> = parts
+        .iter()
+        .map(|p| ParticipantOut {
+            index: p.index,
+            pid: p.pid,
+            role: match p.role {
+                Some(Role::Sender) => "sender",
+                Some(Role::Receiver) => "receiver",
+                None => "unknown",
+            },
+            alive: p.alive,
+        })
+        .collect();
+    let mut out = io::stdout().lock();
+    let path = inspect::segment_path(name).display().to_string();
+    if json {
+        let o = QueueInfoOut {
+            name,
+            kind: "queue",
+            path,
+            summary: s,
+            participants: parts,
+        };
+        writeln!(out, "{}", text::json_line(&o))?;
+        return Ok(());
+    }
+    let mut t = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        t,
+        "queue {}  ({})",
+        text::sanitize(name),
+        text::sanitize(&path)
+    );
+    let _ = writeln!(
+        t,
+        "  capacity     {} items of {} bytes",
+        s.capacity, s.item_size
+    );
+    let _ = writeln!(t, "  item type    {}", text::sanitize(&s.item_type));
+    let _ = writeln!(t, "  length       {}", s.len);
+    let _ = writeln!(t, "  head / tail  {} / {}", s.head, s.tail);
+    let _ = writeln!(
+        t,
+        "  skipped      {} (senders that died before publishing)",
+        s.skipped
+    );
+    let _ = writeln!(
+        t,
+        "  lost         {} (receivers that died holding an item)",
+        s.lost
+    );
+    let _ = writeln!(
+        t,
+        "  creator      pid {} ({})",
+        s.creator_pid,
+        if s.creator_alive { "alive" } else { "gone" }
+    );
+    let _ = writeln!(
+        t,
+        "  participants {} live senders, {} live receivers",
+        s.senders, s.receivers
+    );
+    for p in &parts {
+        let _ = writeln!(
+            t,
+            "    #{:<2} pid {:<8} {:<8} {}",
+            p.index,
+            p.pid,
+            p.role,
+            if p.alive { "alive" } else { "dead" }
+        );
+    }
+    let _ = writeln!(t, "  size         {}", text::bytes(s.segment_size));
+    out.write_all(t.as_bytes())?;
+    Ok(())
+}
+
+/// Whether `err` says the segment is a queue (so the caller shows it as one).
+pub(crate) fn is_queue_error(err: &shmbus::Error) -> bool {
+    matches!(err, shmbus::Error::WrongKind { found: "queue", .. })
+}

@@ -1,0 +1,134 @@
+//! The inspector's work-queue commands: `create --kind queue`, `push`, `pop`, and what `list`
+//! and `info` show of a queue.
+
+use shmbus_testkit as support;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use support::TestBus;
+
+fn shmbus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shmbus"))
+        .args(args)
+        .output()
+        .expect("run shmbus")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = shmbus(args);
+    assert!(
+        o.status.success(),
+        "shmbus {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).expect("stdout is UTF-8")
+}
+
+#[test]
+fn pushed_items_are_popped_once_in_order() {
+    let t = TestBus::new("cli-queue");
+    let out = ok(&[
+        "create",
+        t.name(),
+        "--kind",
+        "queue",
+        "--slots",
+        "4",
+        "--size",
+        "16",
+    ]);
+    assert!(
+        out.starts_with(&format!("created queue {}", t.name())),
+        "{out}"
+    );
+    ok(&["push", t.name(), "one", "two"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmbus"))
+        .args(["push", t.name()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run shmbus push");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(b"three\n")
+        .expect("write stdin");
+    assert!(child.wait().expect("wait").success());
+    assert_eq!(ok(&["pop", t.name()]), "3\tone\n");
+    assert_eq!(ok(&["pop", t.name(), "-n", "5"]), "3\ttwo\n5\tthree\n");
+    assert_eq!(ok(&["pop", t.name()]), "", "nothing left");
+}
+
+#[test]
+fn push_without_waiting_fails_on_a_full_queue_saying_how_many_fit() {
+    let t = TestBus::new("cli-queue-full");
+    ok(&[
+        "create",
+        t.name(),
+        "--kind",
+        "queue",
+        "--slots",
+        "2",
+        "--size",
+        "8",
+    ]);
+    let o = shmbus(&["push", t.name(), "--no-wait", "a", "b", "c"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is full") && err.contains("pushed 2"), "{err}");
+    let json = ok(&["pop", t.name(), "-n", "2", "--json", "--format", "hex"]);
+    let lines: Vec<Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["len"], 1);
+    assert_eq!(lines[0]["payload"], "61");
+}
+
+#[test]
+fn list_and_info_show_a_queue_with_its_length_and_positions() {
+    let t = TestBus::new("cli-queue-info");
+    ok(&[
+        "create",
+        t.name(),
+        "--kind",
+        "queue",
+        "--slots",
+        "8",
+        "--size",
+        "32",
+    ]);
+    ok(&["push", t.name(), "a", "b", "c"]);
+    ok(&["pop", t.name()]);
+    let list: Value = serde_json::from_str(&ok(&["list", "--json"])).expect("JSON");
+    let entry = list
+        .as_array()
+        .expect("an array")
+        .iter()
+        .find(|e| e["name"] == t.name())
+        .expect("the queue is listed");
+    assert_eq!(entry["kind"], "queue");
+    assert_eq!(entry["queue"]["capacity"], 8);
+    assert_eq!(entry["queue"]["len"], 2);
+    assert_eq!(entry["queue"]["head"], 1);
+    assert_eq!(entry["queue"]["tail"], 3);
+    let table = ok(&["list"]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(t.name()))
+        .expect("a table row");
+    assert!(row.contains("queue"), "{row}");
+    let info: Value = serde_json::from_str(&ok(&["info", t.name(), "--json"])).expect("JSON");
+    assert_eq!(info["kind"], "queue");
+    assert_eq!(info["summary"]["len"], 2);
+    let text = ok(&["info", t.name()]);
+    assert!(text.contains("head / tail  1 / 3"), "{text}");
+    // A queue is not a bus: the bus commands refuse it with the kind in the message.
+    let o = shmbus(&["publish", t.name(), "x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("queue"));
+}
