@@ -17,6 +17,7 @@ use shmbus_testkit::payload;
 #[cfg(feature = "peers")]
 mod peer;
 mod plot;
+mod queue;
 mod report;
 mod soak;
 mod stats;
@@ -73,6 +74,9 @@ enum Cmd {
     Mp(MpArgs),
     /// Correctness soak: producer and consumer processes checking every message.
     Soak(soak::SoakArgs),
+    /// Work queue: in-process throughput against crossbeam's ArrayQueue, and the cross-process
+    /// handoff round trip against c2c, each measured in the same run.
+    Queue(queue::QueueArgs),
     /// A child process's role (internal).
     #[command(name = "__child", hide = true)]
     Child(child::ChildArgs),
@@ -269,6 +273,7 @@ fn main() {
     let result = match &cli.cmd {
         Some(Cmd::Child(args)) => child::run(args),
         Some(Cmd::Soak(args)) => soak::run(args, cli.json),
+        Some(Cmd::Queue(args)) => queue::run(args, cli.json, cli.quick),
         _ => measure(&cli),
     };
     if let Err(e) = result {
@@ -287,7 +292,7 @@ fn measure(cli: &Cli) -> Result<(), String> {
             Some(Cmd::Fanout(_)) => "fanout",
             Some(Cmd::Throughput(_)) => "throughput",
             Some(Cmd::Mp(_)) => "mp",
-            Some(Cmd::Soak(_) | Cmd::Child(_)) => unreachable!("handled in main"),
+            Some(Cmd::Soak(_) | Cmd::Child(_) | Cmd::Queue(_)) => unreachable!("handled in main"),
         }
         .to_owned(),
         machine: Machine {
@@ -313,7 +318,7 @@ fn measure(cli: &Cli) -> Result<(), String> {
         Some(Cmd::Fanout(a)) => cmd_fanout(&ctx, &mut report, a)?,
         Some(Cmd::Throughput(a)) => cmd_throughput(&ctx, &mut report, a)?,
         Some(Cmd::Mp(a)) => cmd_mp(&ctx, &mut report, a)?,
-        Some(Cmd::Soak(_) | Cmd::Child(_)) => unreachable!("handled in main"),
+        Some(Cmd::Soak(_) | Cmd::Child(_) | Cmd::Queue(_)) => unreachable!("handled in main"),
     }
     ctx.bar.finish_and_clear();
     report.warn_about_load();
