@@ -801,12 +801,21 @@ impl<T: Payload> BoardWriter<T> {
     /// # Errors
     /// As [`set`](Self::set).
     pub fn set_bytes(&mut self, index: usize, bytes: &[u8]) -> Result<u64> {
-        self.set_with(index, |w| w.push(bytes)).and_then(|(v, r)| r.map(|()| v))
+        if bytes.len() > self.shape.capacity {
+            return Err(Error::ValueTooLarge {
+                name: self.seg.name().to_owned(),
+                len: bytes.len(),
+                size: self.shape.capacity,
+            });
+        }
+        let (version, pushed) = self.set_with(index, |w| w.push(bytes))?;
+        pushed.map(|()| version)
     }
 
     /// Builds cell `index`'s new value in place: `fill` appends bytes with
     /// [`ValueWriter::push`] (atomic stores into the copy readers are not reading); the value
-    /// is committed when `fill` returns. If `fill` panics, the cell is given back unchanged.
+    /// is committed, as far as it was pushed, when `fill` returns (also when a push failed).
+    /// If `fill` panics, the cell is given back unchanged.
     /// Returns the new version and what `fill` returned.
     ///
     /// # Errors
