@@ -7,6 +7,7 @@
 //! With no command, a complete run of about half a minute: c2c, latency (8 and 64 bytes),
 //! throughput, fan-out with 1 and 3 consumers, and the idle-subscriber curve.
 
+mod board;
 mod c2c;
 mod child;
 mod clock;
@@ -73,6 +74,9 @@ enum Cmd {
     Mp(MpArgs),
     /// Correctness soak: producer and consumer processes checking every message.
     Soak(soak::SoakArgs),
+    /// Board get and set beside a minimal seqlock, and cross-process update-to-observe latency
+    /// beside c2c.
+    Board(board::BoardArgs),
     /// A child process's role (internal).
     #[command(name = "__child", hide = true)]
     Child(child::ChildArgs),
@@ -269,6 +273,7 @@ fn main() {
     let result = match &cli.cmd {
         Some(Cmd::Child(args)) => child::run(args),
         Some(Cmd::Soak(args)) => soak::run(args, cli.json),
+        Some(Cmd::Board(args)) => board::run(args, cli.json, cli.quick),
         _ => measure(&cli),
     };
     if let Err(e) = result {
@@ -287,7 +292,7 @@ fn measure(cli: &Cli) -> Result<(), String> {
             Some(Cmd::Fanout(_)) => "fanout",
             Some(Cmd::Throughput(_)) => "throughput",
             Some(Cmd::Mp(_)) => "mp",
-            Some(Cmd::Soak(_) | Cmd::Child(_)) => unreachable!("handled in main"),
+            Some(Cmd::Soak(_) | Cmd::Child(_) | Cmd::Board(_)) => unreachable!("handled in main"),
         }
         .to_owned(),
         machine: Machine {
@@ -313,7 +318,7 @@ fn measure(cli: &Cli) -> Result<(), String> {
         Some(Cmd::Fanout(a)) => cmd_fanout(&ctx, &mut report, a)?,
         Some(Cmd::Throughput(a)) => cmd_throughput(&ctx, &mut report, a)?,
         Some(Cmd::Mp(a)) => cmd_mp(&ctx, &mut report, a)?,
-        Some(Cmd::Soak(_) | Cmd::Child(_)) => unreachable!("handled in main"),
+        Some(Cmd::Soak(_) | Cmd::Child(_) | Cmd::Board(_)) => unreachable!("handled in main"),
     }
     ctx.bar.finish_and_clear();
     report.warn_about_load();
