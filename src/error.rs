@@ -351,8 +351,8 @@ pub enum Error {
         size: usize,
     },
 
-    /// Another live writer held the cell for longer than a writer waits (about a millisecond
-    /// of spinning, then yields): it is stopped or descheduled mid-update.
+    /// Another live writer held the cell for longer than a writer waits (a few milliseconds of
+    /// spinning and yielding): it is stopped or descheduled mid-update.
     #[error("board {name:?} cell {index} is being updated by another live writer{}; try again", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     CellHeld {
         /// The board name.

@@ -145,7 +145,11 @@ fn a_value_built_in_place_is_committed_whole_and_a_panicking_fill_changes_nothin
     let v = r.read(1).unwrap().unwrap();
     assert_eq!(v.version(), 2, "the empty value of the failed push counted");
     assert_eq!(v.bytes(), b"", "nothing of the panicking fill");
-    assert_eq!(w.set_bytes(1, b"after").unwrap(), 3, "the cell was given back");
+    assert_eq!(
+        w.set_bytes(1, b"after").unwrap(),
+        3,
+        "the cell was given back"
+    );
 }
 
 #[test]
@@ -169,10 +173,20 @@ fn bad_indexes_and_sizes_are_errors_with_the_numbers() {
         r.read(usize::MAX),
         Err(Error::CellOutOfRange { cells: 3, .. })
     ));
-    assert!(matches!(r.changed_since(7, 0), Err(Error::CellOutOfRange { .. })));
+    assert!(matches!(
+        r.changed_since(7, 0),
+        Err(Error::CellOutOfRange { .. })
+    ));
     let err = w.set_bytes(0, b"nine byte").unwrap_err();
     assert!(
-        matches!(err, Error::ValueTooLarge { len: 9, size: 8, .. }),
+        matches!(
+            err,
+            Error::ValueTooLarge {
+                len: 9,
+                size: 8,
+                ..
+            }
+        ),
         "{err}"
     );
     assert_eq!(r.version(0).unwrap(), 0, "a refused value changes nothing");
@@ -204,14 +218,28 @@ fn a_bus_is_not_a_board_and_a_board_is_not_a_bus() {
     BusBuilder::new(bus.name()).create().unwrap();
     let err = Board::open(bus.name()).unwrap_err();
     assert!(
-        matches!(err, Error::WrongKind { found: "bus", expected: "board", .. }),
+        matches!(
+            err,
+            Error::WrongKind {
+                found: "bus",
+                expected: "board",
+                ..
+            }
+        ),
         "{err}"
     );
     let board = TestBus::new("board-kind-board");
     BoardBuilder::new(board.name()).cells(2).create().unwrap();
     let err = Bus::open(board.name()).unwrap_err();
     assert!(
-        matches!(err, Error::WrongKind { found: "board", expected: "bus", .. }),
+        matches!(
+            err,
+            Error::WrongKind {
+                found: "board",
+                expected: "bus",
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(matches!(
@@ -247,7 +275,10 @@ fn a_forged_board_word_is_a_corrupt_board_or_an_unfinished_one() {
     for word in [9u64, 4, 1 << 32 | 5, 64 << 32 | 5] {
         forge_board_word(&name, word);
         let err = Board::open(name.name()).unwrap_err();
-        assert!(matches!(err, Error::BoardCorrupt { .. }), "{word:#x}: {err}");
+        assert!(
+            matches!(err, Error::BoardCorrupt { .. }),
+            "{word:#x}: {err}"
+        );
         assert!(err.is_corrupt());
     }
     forge_board_word(&name, 8);

@@ -17,9 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shmbus::{Board, BoardBuilder, Error};
-use support::{
-    check_payload, env, field, make_payload, role, say, ChildProc, Rng, TestBus,
-};
+use support::{check_payload, env, field, make_payload, role, say, ChildProc, Rng, TestBus};
 
 const CHILD: &str = "child_entry";
 const CELLS: usize = 8;
@@ -186,7 +184,11 @@ fn readers_never_see_a_torn_value_while_writer_processes_update_cells() {
     );
     let r = Board::open_read_only(name.name()).unwrap().reader();
     for (i, n) in sets.iter().enumerate() {
-        assert_eq!(r.version(i).unwrap(), *n, "cell {i}: every update counted once");
+        assert_eq!(
+            r.version(i).unwrap(),
+            *n,
+            "cell {i}: every update counted once"
+        );
     }
 }
 

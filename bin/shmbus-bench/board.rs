@@ -189,7 +189,9 @@ fn print(out: &Output, json: bool) -> Result<(), String> {
         let _ = writeln!(
             s,
             "update -> observe, one-way ns: p50 {:.0}  p99 {:.0}  max {:.0}",
-            out.update_to_observe_ns.p50, out.update_to_observe_ns.p99, out.update_to_observe_ns.max
+            out.update_to_observe_ns.p50,
+            out.update_to_observe_ns.p99,
+            out.update_to_observe_ns.max
         );
         let _ = writeln!(
             s,

@@ -19,12 +19,22 @@ use crate::sync::{AtomicU64, Ordering};
 const CAP: usize = 16;
 
 /// Runs `f` under loom with preemption bound `bound` unless `LOOM_MAX_PREEMPTIONS` is set.
-fn model<F: Fn() + Sync + Send + 'static>(bound: usize, f: F) {
+fn model<F: Fn() + Sync + Send + 'static>(name: &str, bound: usize, f: F) {
     let mut b = ::loom::model::Builder::new();
     if b.preemption_bound.is_none() {
         b.preemption_bound = Some(bound);
     }
-    b.check(f);
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = runs.clone();
+    b.check(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f()
+    });
+    eprintln!(
+        "{name}: {} executions (preemption bound {:?})",
+        runs.load(std::sync::atomic::Ordering::Relaxed),
+        b.preemption_bound
+    );
 }
 
 /// One cell of 16-byte values, after a header's worth of words (for the producer table).
@@ -133,13 +143,15 @@ fn get(cells: &Cells<'_>) -> Option<(u64, u64)> {
     }
 }
 
-/// Two writers on one cell and a concurrent reader: every value whole, versions never go
-/// back, and every update counted in the final version.
+/// Two writers on one cell, after a first value, and a concurrent reader: the third update
+/// rewrites the copy of the first, so a reader still copying the first value races its writer.
+/// Every value whole, versions never go back, every update counted in the final version.
 #[test]
 fn concurrent_writers_and_a_reader_never_tear() {
-    model(3, || {
+    model("concurrent_writers_and_a_reader_never_tear", 3, || {
         let seg = Seg::new();
         let live = ModelLive::new(2);
+        set(&seg.cells(), &mut CellWriter::new(0), &&*live, 1).expect("uncontended");
         let writers: Vec<_> = [(0usize, 10u64), (1, 20)]
             .into_iter()
             .map(|(index, tag)| {
@@ -148,11 +160,8 @@ fn concurrent_writers_and_a_reader_never_tear() {
                     let cells = seg.cells();
                     let mut w = CellWriter::new(index);
                     // A live holder may make a take give up; it is retried.
-                    let mut done = 0;
-                    while done < 1 {
-                        if set(&cells, &mut w, &&*live, tag + done).is_some() {
-                            done += 1;
-                        }
+                    while set(&cells, &mut w, &&*live, tag).is_none() {
+                        thread::yield_now();
                     }
                 })
             })
@@ -160,16 +169,17 @@ fn concurrent_writers_and_a_reader_never_tear() {
         let cells = seg.cells();
         let mut last = 0;
         for _ in 0..2 {
-            if let Some((version, _)) = get(&cells) {
+            if let Some((version, tag)) = get(&cells) {
                 assert!(version >= last, "version went back: {last} -> {version}");
+                assert!(version > 1 || tag == 1, "version 1 is the first value");
                 last = version;
             }
         }
         for w in writers {
             w.join().unwrap();
         }
-        let (version, tag) = get(&cells).expect("set twice");
-        assert_eq!(version, 2);
+        let (version, tag) = get(&cells).expect("set three times");
+        assert_eq!(version, 3);
         assert!(tag == 10 || tag == 20);
     });
 }
@@ -178,92 +188,110 @@ fn concurrent_writers_and_a_reader_never_tear() {
 /// value, and another writer repairs the cell (through the dead writer's entry lock) and sets it.
 #[test]
 fn a_writer_dying_mid_update_leaves_the_previous_value_and_a_repairable_cell() {
-    model(3, || {
-        let seg = Seg::new();
-        let live = ModelLive::new(2);
-        {
-            let cells = seg.cells();
-            let mut a = CellWriter::new(0);
-            set(&cells, &mut a, &&*live, 1).expect("uncontended");
-        }
-        let (s2, l2) = (seg.clone(), live.clone());
-        let dying = thread::spawn(move || {
-            let cells = s2.cells();
-            let mut a = CellWriter::new(0);
-            let t = a.take(&cells, &&*l2, 0).expect("uncontended");
-            a.write_words(&cells, &t, 0, &[2]);
-            l2.die(0);
-        });
-        let (s3, l3) = (seg.clone(), live.clone());
-        let other = thread::spawn(move || {
-            let cells = s3.cells();
-            let mut b = CellWriter::new(1);
-            // Held while the dying writer lives; then repaired and set.
-            loop {
-                if let Some(v) = set(&cells, &mut b, &&*l3, 3) {
-                    return v;
-                }
-                thread::yield_now();
+    model(
+        "a_writer_dying_mid_update_leaves_the_previous_value_and_a_repairable_cell",
+        3,
+        || {
+            let seg = Seg::new();
+            let live = ModelLive::new(2);
+            {
+                let cells = seg.cells();
+                let mut a = CellWriter::new(0);
+                set(&cells, &mut a, &&*live, 1).expect("uncontended");
             }
-        });
-        let cells = seg.cells();
-        if let Some((version, tag)) = get(&cells) {
-            assert!(
-                (version, tag) == (1, 1) || (version, tag) == (2, 3),
-                "found ({version}, {tag})"
-            );
-        }
-        dying.join().unwrap();
-        let v = other.join().unwrap();
-        assert_eq!(v, 2, "the dead update never counts");
-        assert_eq!(get(&cells), Some((2, 3)));
-    });
+            let (s2, l2) = (seg.clone(), live.clone());
+            let dying = thread::spawn(move || {
+                let cells = s2.cells();
+                let mut a = CellWriter::new(0);
+                // The other writer may hold the cell first; it is alive, so it is waited for.
+                let t = loop {
+                    if let Ok(t) = a.take(&cells, &&*l2, 0) {
+                        break t;
+                    }
+                    thread::yield_now();
+                };
+                a.write_words(&cells, &t, 0, &[2]);
+                l2.die(0);
+            });
+            let (s3, l3) = (seg.clone(), live.clone());
+            let other = thread::spawn(move || {
+                let cells = s3.cells();
+                let mut b = CellWriter::new(1);
+                // Held while the dying writer lives; then repaired and set.
+                loop {
+                    if let Some(v) = set(&cells, &mut b, &&*l3, 3) {
+                        return v;
+                    }
+                    thread::yield_now();
+                }
+            });
+            let cells = seg.cells();
+            if let Some((version, tag)) = get(&cells) {
+                assert!(
+                    (version, tag) == (1, 1) || (version, tag) == (2, 3),
+                    "found ({version}, {tag})"
+                );
+            }
+            dying.join().unwrap();
+            let v = other.join().unwrap();
+            assert_eq!(v, 2, "the dead update never counts");
+            assert_eq!(get(&cells), Some((2, 3)));
+        },
+    );
 }
 
 /// The dead writer's entry is reused by a new writer (which repairs on attach) while another
 /// writer waits for the cell: exactly one repair, no cell left held, no torn value.
 #[test]
 fn repair_on_attach_races_repair_by_a_waiting_writer() {
-    model(2, || {
-        let seg = Seg::new();
-        let live = ModelLive::new(2);
-        {
-            let cells = seg.cells();
-            let mut a = CellWriter::new(0);
-            set(&cells, &mut a, &&*live, 1).expect("uncontended");
-            let t = a.take(&cells, &&*live, 0).expect("uncontended");
-            a.write_words(&cells, &t, 0, &[2]);
-            live.die(0);
-        }
-        let (s2, l2) = (seg.clone(), live.clone());
-        let attacher = thread::spawn(move || {
-            let cells = s2.cells();
-            if !l2.reuse(0) {
-                return None;
+    model(
+        "repair_on_attach_races_repair_by_a_waiting_writer",
+        2,
+        || {
+            let seg = Seg::new();
+            let live = ModelLive::new(2);
+            {
+                let cells = seg.cells();
+                let mut a = CellWriter::new(0);
+                set(&cells, &mut a, &&*live, 1).expect("uncontended");
+                let t = a.take(&cells, &&*live, 0).expect("uncontended");
+                a.write_words(&cells, &t, 0, &[2]);
+                live.die(0);
             }
-            repair_entry(&cells, 0);
-            let mut c = CellWriter::new(0);
-            loop {
-                if let Some(v) = set(&cells, &mut c, &&*l2, 4) {
-                    return Some(v);
+            let (s2, l2) = (seg.clone(), live.clone());
+            let attacher = thread::spawn(move || {
+                let cells = s2.cells();
+                if !l2.reuse(0) {
+                    return None;
+                }
+                repair_entry(&cells, 0);
+                let mut c = CellWriter::new(0);
+                loop {
+                    if let Some(v) = set(&cells, &mut c, &&*l2, 4) {
+                        return Some(v);
+                    }
+                    thread::yield_now();
+                }
+            });
+            let cells = seg.cells();
+            let mut b = CellWriter::new(1);
+            let vb = loop {
+                if let Some(v) = set(&cells, &mut b, &&*live, 3) {
+                    break v;
                 }
                 thread::yield_now();
-            }
-        });
-        let cells = seg.cells();
-        let mut b = CellWriter::new(1);
-        let vb = loop {
-            if let Some(v) = set(&cells, &mut b, &&*live, 3) {
-                break v;
-            }
-            thread::yield_now();
-        };
-        let vc = attacher.join().unwrap();
-        let total = 1 + 1 + u64::from(vc.is_some());
-        let (version, tag) = get(&cells).expect("set");
-        assert_eq!(version, total);
-        assert!(vb <= total);
-        assert!(tag == 3 || tag == 4);
-        assert_eq!(cells.state(0).load(Ordering::Relaxed) & BUSY, 0, "left held");
-    });
+            };
+            let vc = attacher.join().unwrap();
+            let total = 1 + 1 + u64::from(vc.is_some());
+            let (version, tag) = get(&cells).expect("set");
+            assert_eq!(version, total);
+            assert!(vb <= total);
+            assert!(tag == 3 || tag == 4);
+            assert_eq!(
+                cells.state(0).load(Ordering::Relaxed) & BUSY,
+                0,
+                "left held"
+            );
+        },
+    );
 }

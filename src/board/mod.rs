@@ -421,7 +421,8 @@ impl<T: Payload> BoardBuilder<T> {
             }
         }
         let keyed = !self.keys.is_empty();
-        let too_large = || Error::InvalidConfig(format!("values of {capacity} bytes are too large"));
+        let too_large =
+            || Error::InvalidConfig(format!("values of {capacity} bytes are too large"));
         let stride = cell::stride_bytes(capacity, keyed).ok_or_else(too_large)?;
         let geometry = Geometry {
             slot_count: (cells as u64).next_power_of_two(),

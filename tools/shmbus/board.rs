@@ -117,7 +117,7 @@ pub(crate) struct SetArgs {
 
 fn parse_hex(s: &str) -> Result<Vec<u8>, Failure> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(Failure(format!(
             "hex value has an odd number of digits ({})",
             digits.len()

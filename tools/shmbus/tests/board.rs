@@ -28,7 +28,10 @@ fn fails_with(args: &[&str], want: &str) {
     let o = shmbus(args);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "shmbus {args:?}: {err}");
-    assert!(err.contains(want), "shmbus {args:?}: {err:?} lacks {want:?}");
+    assert!(
+        err.contains(want),
+        "shmbus {args:?}: {err:?} lacks {want:?}"
+    );
 }
 
 #[test]
@@ -36,7 +39,14 @@ fn a_board_made_set_and_shown_from_the_command_line() {
     let b = TestBus::new("cli-board");
     let name = b.name();
     let made = ok(&[
-        "create", name, "--kind", "board", "--size", "16", "--keys", "hip,knee,ankle",
+        "create",
+        name,
+        "--kind",
+        "board",
+        "--size",
+        "16",
+        "--keys",
+        "hip,knee,ankle",
     ]);
     assert!(made.contains("3 cells of 16 bytes"), "{made}");
     assert!(ok(&["set", name, "knee", "bent"]).contains("version 1"));
@@ -62,7 +72,9 @@ fn a_board_made_set_and_shown_from_the_command_line() {
 fn board_commands_refuse_bad_cells_values_and_kinds() {
     let b = TestBus::new("cli-board-bad");
     let name = b.name();
-    ok(&["create", name, "--kind", "board", "--cells", "2", "--size", "4"]);
+    ok(&[
+        "create", name, "--kind", "board", "--cells", "2", "--size", "4",
+    ]);
     fails_with(&["set", name, "2", "x"], "there is no cell 2");
     fails_with(&["set", name, "elbow", "x"], "no cell named \"elbow\"");
     fails_with(&["set", name, "0", "12345"], "value is 5 bytes");
