@@ -125,7 +125,11 @@ pub(crate) struct Cells<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ReadOutcome {
     /// The value of update `version`, `len` bytes now in the buffer, stamped `stamp`.
-    Value { version: u64, len: usize, stamp: u64 },
+    Value {
+        version: u64,
+        len: usize,
+        stamp: u64,
+    },
     /// Never set.
     Empty,
     /// The cell changed during every attempt.
@@ -147,7 +151,10 @@ impl<'a> Cells<'a> {
         let copy_words = copy_words(capacity).expect("a validated capacity");
         let key_at = keyed.then(|| stride_words - KEY_BLOCK_BYTES / 8);
         debug_assert!(words.len() >= W_SLOTS + count * stride_words);
-        debug_assert!(1 + 2 * copy_words <= key_at.unwrap_or(stride_words));
+        debug_assert!(
+            2 * copy_words < key_at.unwrap_or(stride_words),
+            "copies overlap the keys"
+        );
         Cells {
             words,
             count,
@@ -317,9 +324,7 @@ impl CellWriter {
         if self.claimed != claim {
             // ORDERING: Relaxed; the take CAS below (Release) publishes it: whoever sees our
             // busy word sees the claim that names the cell (a repairer after our death).
-            cells
-                .claim_word(self.index)
-                .store(claim, Ordering::Relaxed);
+            cells.claim_word(self.index).store(claim, Ordering::Relaxed);
             self.claimed = claim;
         }
         let state = cells.state(i);
@@ -547,8 +552,7 @@ mod tests {
         a.commit(&cells, t, 8, 1);
         let t = a.take(&cells, &live, 0).unwrap();
         a.write_words(&cells, &t, 0, &[8]);
-        // `a` dies here, holding the cell.
-        std::mem::forget(t);
+        // `a` dies here, holding the cell: it never commits nor gives back `t`.
         let mut buf = [0u64; 1];
         assert!(matches!(
             read(&cells, 0, &mut buf),
@@ -581,7 +585,8 @@ mod tests {
             dead: vec![false; MAX_PRODUCERS],
         };
         let mut a = CellWriter::new(2);
-        std::mem::forget(a.take(&cells, &live, 3).unwrap());
+        // `a` dies holding cell 3.
+        a.take(&cells, &live, 3).unwrap();
         assert!(repair_entry(&cells, 2));
         assert_eq!(cells.state(3).load(Ordering::Relaxed) & BUSY, 0);
         assert!(!repair_entry(&cells, 2), "nothing left to repair");
@@ -597,10 +602,7 @@ mod tests {
         let cells = Cells::new(&w, 1, stride, 8, false);
         cells.state(0).store(1 << SEQ_SHIFT, Ordering::Relaxed);
         cells.copy(0, 0)[1].store(u64::MAX, Ordering::Relaxed);
-        assert_eq!(
-            value(&cells, 0),
-            ReadOutcome::Corrupt { len: u64::MAX }
-        );
+        assert_eq!(value(&cells, 0), ReadOutcome::Corrupt { len: u64::MAX });
     }
 
     #[test]
