@@ -7,25 +7,6 @@
 //! intact value with its version, never torn, and never wait for a writer: a writer fills the
 //! copy that is not current. A writer that dies mid-update leaves the previous value current
 //! and readable; the next writer of that cell repairs it through the dead writer's entry lock.
-//!
-//! ```
-//! use shmbus::{Board, BoardBuilder};
-//! # let name = format!("doc-board-{}", std::process::id());
-//!
-//! let board = BoardBuilder::new(&name).keys(&["x", "y"]).value_size(16).create()?;
-//! let mut writer = board.writer()?;
-//! writer.set_bytes(1, b"hello")?;
-//!
-//! // Another process: open the board by name and read a cell.
-//! let mut reader = Board::open_read_only(&name)?.reader();
-//! let y = board.index_of("y").unwrap();
-//! let v = reader.read(y)?.expect("set above");
-//! assert_eq!((v.version(), v.bytes()), (1, &b"hello"[..]));
-//! assert!(reader.read(0)?.is_none(), "never set");
-//! assert!(!reader.changed_since(y, 1)?);
-//! # Board::remove(&name)?;
-//! # Ok::<(), shmbus::Error>(())
-//! ```
 
 mod cell;
 #[cfg(all(test, loom))]
@@ -128,6 +109,25 @@ impl BoardShape {
 
 /// A handle on a named board (or an in-process one). Cheap to clone; writers and readers made
 /// from it keep the mapping alive.
+///
+/// ```
+/// use shmbus::{Board, BoardBuilder};
+/// # let name = format!("doc-board-{}", std::process::id());
+///
+/// let board = BoardBuilder::new(&name).keys(&["x", "y"]).value_size(16).create()?;
+/// let mut writer = board.writer()?;
+/// writer.set_bytes(1, b"hello")?;
+///
+/// // Another process: open the board by name and read a cell.
+/// let mut reader = Board::open_read_only(&name)?.reader();
+/// let y = board.index_of("y").unwrap();
+/// let v = reader.read(y)?.expect("set above");
+/// assert_eq!((v.version(), v.bytes()), (1, &b"hello"[..]));
+/// assert!(reader.read(0)?.is_none(), "never set");
+/// assert!(!reader.changed_since(y, 1)?);
+/// # Board::remove(&name)?;
+/// # Ok::<(), shmbus::Error>(())
+/// ```
 pub struct Board<T: Payload = Raw> {
     seg: Arc<Segment>,
     shape: BoardShape,
