@@ -323,6 +323,75 @@ pub enum Error {
         name: String,
     },
 
+    /// A board has no cell of that index.
+    #[error("board {name:?} has {cells} cells; there is no cell {index}")]
+    CellOutOfRange {
+        /// The board name.
+        name: String,
+        /// The index asked for.
+        index: usize,
+        /// How many cells the board has.
+        cells: usize,
+    },
+
+    /// A value is larger than the board's cells hold.
+    #[error("value is {len} bytes, a cell of board {name:?} holds {size}")]
+    ValueTooLarge {
+        /// The board name.
+        name: String,
+        /// The value's length.
+        len: usize,
+        /// The board's value size.
+        size: usize,
+    },
+
+    /// A typed read found a value of another length (written as raw bytes by another handle).
+    #[error("board {name:?} cell {index} holds {len} bytes, not a {ty} ({size} bytes)")]
+    ValueTypeMismatch {
+        /// The board name.
+        name: String,
+        /// The cell.
+        index: usize,
+        /// The value's length.
+        len: usize,
+        /// The type asked for.
+        ty: String,
+        /// Its size.
+        size: usize,
+    },
+
+    /// Another live writer held the cell for longer than a writer waits (a few milliseconds of
+    /// spinning and yielding): it is stopped or descheduled mid-update.
+    #[error("board {name:?} cell {index} is being updated by another live writer{}; try again", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    CellHeld {
+        /// The board name.
+        name: String,
+        /// The cell.
+        index: usize,
+        /// The holder's pid, if its producer entry names one.
+        pid: Option<u32>,
+    },
+
+    /// The cell changed during each of the reader's bounded attempts to copy it.
+    #[error("board {name:?} cell {index} changed during each of {attempts} reads; try again")]
+    CellBusy {
+        /// The board name.
+        name: String,
+        /// The cell.
+        index: usize,
+        /// Copies attempted.
+        attempts: u32,
+    },
+
+    /// A board's own fields (cell count, key block, cell size, a value length) are inconsistent.
+    #[error("board {name:?} is corrupt: {what}")]
+    BoardCorrupt {
+        /// The board name.
+        name: String,
+        /// What is inconsistent, with the numbers found.
+        what: String,
+    },
+
     /// A builder setting is out of range.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
@@ -366,6 +435,7 @@ impl Error {
                 | Error::RecordedSizeMismatch { .. }
                 | Error::SizeMismatch { .. }
                 | Error::CapacityBelowType { .. }
+                | Error::BoardCorrupt { .. }
         )
     }
 

@@ -19,7 +19,9 @@
 //!    72     9  creator start time (clock ticks after boot, from /proc/PID/stat)
 //!    80    10  creation time (ns since the Unix epoch)
 //!    88    11  segment size in bytes
-//!    96    12  segment kind (lo32: 1 bus; 2 queue, 3 records, 4 board reserved) | 0
+//!    96    12  segment kind (lo32: 1 bus, 2 queue, 3 records, 4 board) | 0
+//!   120    15  board: cell count (lo32) | key block bytes per cell (hi32: 0 or 64); stored
+//!                 after the magic, before the segment is opened to others (docs/design.md §12)
 //!   128    16  type name, up to 256 bytes of UTF-8
 //!  1024   128  write cursor: next sequence to claim            [own cache line, hot]
 //!  1088   136  wake word (futex, lo32 only)                    [own cache line]
@@ -83,6 +85,8 @@ pub(crate) const W_CREATOR_START: usize = 9;
 pub(crate) const W_CREATED_NS: usize = 10;
 pub(crate) const W_SEGMENT_SIZE: usize = 11;
 pub(crate) const W_KIND: usize = 12;
+/// Board segments: cell count (lo32) and key block bytes per cell (hi32) (docs/design.md §12).
+pub(crate) const W_BOARD: usize = 15;
 pub(crate) const W_TYPE_NAME: usize = 16;
 pub(crate) const W_CURSOR: usize = 128;
 pub(crate) const W_WAKE: usize = 136;
@@ -668,6 +672,8 @@ mod tests {
         assert_eq!(W_SEGMENT_SIZE * 8, 88);
         assert_eq!(W_KIND * 8, 96);
         const { assert!(W_KIND < W_TYPE_NAME) };
+        assert_eq!(W_BOARD * 8, 120);
+        const { assert!(W_KIND < W_BOARD && W_BOARD < W_TYPE_NAME) };
         assert_eq!(W_TYPE_NAME * 8, 128);
         const { assert!(W_TYPE_NAME * 8 + TYPE_NAME_MAX <= W_CURSOR * 8) };
         assert_eq!(W_CURSOR * 8, 1024);

@@ -65,6 +65,7 @@ pub mod layout;
 mod liveness;
 mod ring;
 
+mod board;
 mod bus;
 mod error;
 pub mod inspect;
@@ -76,6 +77,10 @@ mod subscriber;
 mod wait;
 
 pub use crate::{
+    board::{
+        Board, BoardBuilder, BoardReader, BoardWriter, Value, ValueWriter, Versioned,
+        DEFAULT_BOARD_VALUE_SIZE, KEY_MAX, MAX_CELLS,
+    },
     bus::{Bus, BusBuilder, ProducerInfo, SlotCensus, DEFAULT_RAW_CAPACITY, DEFAULT_SLOTS},
     error::{Error, Result},
     layout::{HeaderSnapshot, ProducerMode, TypeInfo},

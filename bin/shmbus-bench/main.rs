@@ -7,6 +7,7 @@
 //! With no command, a complete run of about half a minute: c2c, latency (8 and 64 bytes),
 //! throughput, fan-out with 1 and 3 consumers, and the idle-subscriber curve.
 
+mod board;
 mod c2c;
 mod child;
 mod clock;
@@ -77,6 +78,9 @@ enum Cmd {
     /// Work queue: in-process throughput against crossbeam's ArrayQueue, and the cross-process
     /// handoff round trip against c2c, each measured in the same run.
     Queue(queue::QueueArgs),
+    /// Board get and set beside a minimal seqlock, and cross-process update-to-observe latency
+    /// beside c2c.
+    Board(board::BoardArgs),
     /// A child process's role (internal).
     #[command(name = "__child", hide = true)]
     Child(child::ChildArgs),
@@ -274,6 +278,7 @@ fn main() {
         Some(Cmd::Child(args)) => child::run(args),
         Some(Cmd::Soak(args)) => soak::run(args, cli.json),
         Some(Cmd::Queue(args)) => queue::run(args, cli.json, cli.quick),
+        Some(Cmd::Board(args)) => board::run(args, cli.json, cli.quick),
         _ => measure(&cli),
     };
     if let Err(e) = result {
@@ -292,7 +297,9 @@ fn measure(cli: &Cli) -> Result<(), String> {
             Some(Cmd::Fanout(_)) => "fanout",
             Some(Cmd::Throughput(_)) => "throughput",
             Some(Cmd::Mp(_)) => "mp",
-            Some(Cmd::Soak(_) | Cmd::Child(_) | Cmd::Queue(_)) => unreachable!("handled in main"),
+            Some(Cmd::Soak(_) | Cmd::Child(_) | Cmd::Queue(_) | Cmd::Board(_)) => {
+                unreachable!("handled in main")
+            }
         }
         .to_owned(),
         machine: Machine {
@@ -318,7 +325,9 @@ fn measure(cli: &Cli) -> Result<(), String> {
         Some(Cmd::Fanout(a)) => cmd_fanout(&ctx, &mut report, a)?,
         Some(Cmd::Throughput(a)) => cmd_throughput(&ctx, &mut report, a)?,
         Some(Cmd::Mp(a)) => cmd_mp(&ctx, &mut report, a)?,
-        Some(Cmd::Soak(_) | Cmd::Child(_) | Cmd::Queue(_)) => unreachable!("handled in main"),
+        Some(Cmd::Soak(_) | Cmd::Child(_) | Cmd::Queue(_) | Cmd::Board(_)) => {
+            unreachable!("handled in main")
+        }
     }
     ctx.bar.finish_and_clear();
     report.warn_about_load();

@@ -5,6 +5,7 @@
 //! or from `/dev/shm` is escaped before it reaches the terminal (see `text`).
 
 mod admin;
+mod board;
 mod hz;
 mod info;
 mod list;
@@ -189,6 +190,27 @@ Examples:
   shmbus pop jobs --follow --format hex
   shmbus pop jobs -n 5 --json")]
     Pop(queue::PopArgs),
+
+    /// Set one cell of a board (made with `shmbus create NAME --kind board`).
+    #[command(after_help = "\
+Attaches a writer for the duration of the command. The cell is an index or a key name.
+
+Examples:
+  shmbus set joints 1 'angle=0.25'
+  shmbus set joints knee 0a0b0c --hex")]
+    Set(board::SetArgs),
+
+    /// Print a board's cells: index, key, version, age and value; live with --watch.
+    #[command(after_help = "\
+Opens the board read-only. VERSION counts a cell's updates (0: never set); AGE is the time
+since the value was set. Control characters, backslashes and invalid UTF-8 are escaped.
+Boards are created with `shmbus create NAME --kind board --cells N --size BYTES [--keys a,b]`.
+
+Examples:
+  shmbus board joints
+  shmbus board joints --watch
+  shmbus board joints --json | jq '.[] | select(.version > 0)'")]
+    Board(board::BoardArgs),
 }
 
 /// Payload rendering of `tail`.
@@ -237,6 +259,9 @@ impl From<std::io::Error> for Failure {
 type CmdResult = Result<(), Failure>;
 
 fn main() -> ExitCode {
+    if let Some(code) = board::intercept_create() {
+        return code;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
@@ -252,6 +277,8 @@ fn main() -> ExitCode {
         Command::Rm(a) => admin::rm(&a),
         Command::Push(a) => queue::push(&a),
         Command::Pop(a) => queue::pop(&a),
+        Command::Set(a) => board::set(&a),
+        Command::Board(a) => board::show(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,297 @@
+//! Loom models of the production board protocol (docs/design.md §12): [`CellWriter`], [`read`],
+//! and the repairs, over a segment-shaped array of loom atomics, with producer liveness and the
+//! kernel's entry locks modelled by [`ModelLive`].
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test --release --lib board::loom` (see `.ci/loom.sh`).
+//!
+//! A value is two words, both equal to its tag, so a torn copy (words of two updates, or a
+//! half-written copy) shows as unequal words.
+
+use ::loom::sync::atomic::AtomicBool;
+use ::loom::sync::Arc;
+use ::loom::thread;
+
+use super::cell::*;
+use crate::layout::{MAX_PRODUCERS, W_SLOTS};
+use crate::ring::Liveness;
+use crate::sync::{AtomicU64, Ordering};
+
+const CAP: usize = 16;
+
+/// Runs `f` under loom with preemption bound `bound` unless `LOOM_MAX_PREEMPTIONS` is set.
+fn model<F: Fn() + Sync + Send + 'static>(name: &str, bound: usize, f: F) {
+    let mut b = ::loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(bound);
+    }
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = runs.clone();
+    b.check(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f()
+    });
+    eprintln!(
+        "{name}: {} executions (preemption bound {:?})",
+        runs.load(std::sync::atomic::Ordering::Relaxed),
+        b.preemption_bound
+    );
+}
+
+/// One cell of 16-byte values, after a header's worth of words (for the producer table).
+struct Seg {
+    words: Vec<AtomicU64>,
+    stride: usize,
+}
+
+impl Seg {
+    fn new() -> Arc<Seg> {
+        let stride = stride_bytes(CAP, false).expect("a valid size") as usize / 8;
+        let words = (0..W_SLOTS + stride).map(|_| AtomicU64::new(0)).collect();
+        Arc::new(Seg { words, stride })
+    }
+
+    fn cells(&self) -> Cells<'_> {
+        Cells::new(&self.words, 1, self.stride, CAP, false)
+    }
+}
+
+/// Producer liveness as the kernel keeps it (as in `ring::loom`): `dead[i]` is stored when
+/// producer `i`'s process ends; `locked[i]` is its entry lock, which one party can take after
+/// the death.
+struct ModelLive {
+    dead: Vec<AtomicBool>,
+    locked: Vec<AtomicBool>,
+}
+
+struct ModelGuard<'a>(&'a AtomicBool);
+
+impl Drop for ModelGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl ModelLive {
+    fn new(n: usize) -> Arc<ModelLive> {
+        Arc::new(ModelLive {
+            dead: (0..MAX_PRODUCERS)
+                .map(|i| AtomicBool::new(i >= n))
+                .collect(),
+            locked: (0..MAX_PRODUCERS).map(|_| AtomicBool::new(false)).collect(),
+        })
+    }
+
+    fn die(&self, i: usize) {
+        self.dead[i].store(true, Ordering::Release);
+    }
+
+    /// A new writer attaches on dead entry `i`: it takes (and keeps) the entry's lock.
+    fn reuse(&self, i: usize) -> bool {
+        self.dead[i].load(Ordering::Acquire)
+            && self.locked[i]
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+impl<'a> Liveness for &'a ModelLive {
+    type Guard = ModelGuard<'a>;
+
+    fn alive(&self, i: usize) -> bool {
+        !self.dead[i].load(Ordering::Acquire) || self.locked[i].load(Ordering::Acquire)
+    }
+
+    fn any_alive(&self) -> bool {
+        (0..MAX_PRODUCERS).any(|i| self.alive(i))
+    }
+
+    fn lock_dead(&self, i: usize) -> Option<ModelGuard<'a>> {
+        if !self.dead[i].load(Ordering::Acquire) {
+            return None;
+        }
+        self.locked[i]
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+            .then(|| ModelGuard(&self.locked[i]))
+    }
+}
+
+/// Sets the cell to `tag` (both words); the new version, or `None` if the cell was held.
+fn set(cells: &Cells<'_>, w: &mut CellWriter, live: &&ModelLive, tag: u64) -> Option<u64> {
+    let t = w.take(cells, live, 0).ok()?;
+    w.write_words(cells, &t, 0, &[tag, tag]);
+    Some(w.commit(cells, t, CAP, tag))
+}
+
+/// Reads the cell: `(version, tag)` of an untorn value, `None` if never set or busy.
+fn get(cells: &Cells<'_>) -> Option<(u64, u64)> {
+    let mut buf = [0u64; 2];
+    match read(cells, 0, &mut buf) {
+        ReadOutcome::Value {
+            version,
+            len,
+            stamp,
+        } => {
+            assert_eq!(len, CAP);
+            assert_eq!(buf[0], buf[1], "torn value: {:x} / {:x}", buf[0], buf[1]);
+            assert_eq!(stamp, buf[0], "stamp and value of one update");
+            assert_ne!(buf[0], 0, "a value nobody set");
+            Some((version, buf[0]))
+        }
+        ReadOutcome::Empty | ReadOutcome::Busy => None,
+        ReadOutcome::Corrupt { len } => panic!("corrupt length {len}"),
+    }
+}
+
+/// Two writers on one cell, after a first value, and a concurrent reader: the third update
+/// rewrites the copy of the first, so a reader still copying the first value races its writer.
+/// Every value whole, versions never go back, every update counted in the final version.
+#[test]
+fn concurrent_writers_and_a_reader_never_tear() {
+    model("concurrent_writers_and_a_reader_never_tear", 3, || {
+        let seg = Seg::new();
+        let live = ModelLive::new(2);
+        set(&seg.cells(), &mut CellWriter::new(0), &&*live, 1).expect("uncontended");
+        let writers: Vec<_> = [(0usize, 10u64), (1, 20)]
+            .into_iter()
+            .map(|(index, tag)| {
+                let (seg, live) = (seg.clone(), live.clone());
+                thread::spawn(move || {
+                    let cells = seg.cells();
+                    let mut w = CellWriter::new(index);
+                    // A live holder may make a take give up; it is retried.
+                    while set(&cells, &mut w, &&*live, tag).is_none() {
+                        thread::yield_now();
+                    }
+                })
+            })
+            .collect();
+        let cells = seg.cells();
+        let mut last = 0;
+        for _ in 0..2 {
+            if let Some((version, tag)) = get(&cells) {
+                assert!(version >= last, "version went back: {last} -> {version}");
+                assert!(version > 1 || tag == 1, "version 1 is the first value");
+                last = version;
+            }
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
+        let (version, tag) = get(&cells).expect("set three times");
+        assert_eq!(version, 3);
+        assert!(tag == 10 || tag == 20);
+    });
+}
+
+/// A writer dies mid-update (half its value written): readers keep getting the previous
+/// value, and another writer repairs the cell (through the dead writer's entry lock) and sets it.
+#[test]
+fn a_writer_dying_mid_update_leaves_the_previous_value_and_a_repairable_cell() {
+    model(
+        "a_writer_dying_mid_update_leaves_the_previous_value_and_a_repairable_cell",
+        3,
+        || {
+            let seg = Seg::new();
+            let live = ModelLive::new(2);
+            {
+                let cells = seg.cells();
+                let mut a = CellWriter::new(0);
+                set(&cells, &mut a, &&*live, 1).expect("uncontended");
+            }
+            let (s2, l2) = (seg.clone(), live.clone());
+            let dying = thread::spawn(move || {
+                let cells = s2.cells();
+                let mut a = CellWriter::new(0);
+                // The other writer may hold the cell first; it is alive, so it is waited for.
+                let t = loop {
+                    if let Ok(t) = a.take(&cells, &&*l2, 0) {
+                        break t;
+                    }
+                    thread::yield_now();
+                };
+                a.write_words(&cells, &t, 0, &[2]);
+                l2.die(0);
+            });
+            let (s3, l3) = (seg.clone(), live.clone());
+            let other = thread::spawn(move || {
+                let cells = s3.cells();
+                let mut b = CellWriter::new(1);
+                // Held while the dying writer lives; then repaired and set.
+                loop {
+                    if let Some(v) = set(&cells, &mut b, &&*l3, 3) {
+                        return v;
+                    }
+                    thread::yield_now();
+                }
+            });
+            let cells = seg.cells();
+            if let Some((version, tag)) = get(&cells) {
+                assert!(
+                    (version, tag) == (1, 1) || (version, tag) == (2, 3),
+                    "found ({version}, {tag})"
+                );
+            }
+            dying.join().unwrap();
+            let v = other.join().unwrap();
+            assert_eq!(v, 2, "the dead update never counts");
+            assert_eq!(get(&cells), Some((2, 3)));
+        },
+    );
+}
+
+/// The dead writer's entry is reused by a new writer (which repairs on attach) while another
+/// writer waits for the cell: exactly one repair, no cell left held, no torn value.
+#[test]
+fn repair_on_attach_races_repair_by_a_waiting_writer() {
+    model(
+        "repair_on_attach_races_repair_by_a_waiting_writer",
+        2,
+        || {
+            let seg = Seg::new();
+            let live = ModelLive::new(2);
+            {
+                let cells = seg.cells();
+                let mut a = CellWriter::new(0);
+                set(&cells, &mut a, &&*live, 1).expect("uncontended");
+                let t = a.take(&cells, &&*live, 0).expect("uncontended");
+                a.write_words(&cells, &t, 0, &[2]);
+                live.die(0);
+            }
+            let (s2, l2) = (seg.clone(), live.clone());
+            let attacher = thread::spawn(move || {
+                let cells = s2.cells();
+                if !l2.reuse(0) {
+                    return None;
+                }
+                repair_entry(&cells, 0);
+                let mut c = CellWriter::new(0);
+                loop {
+                    if let Some(v) = set(&cells, &mut c, &&*l2, 4) {
+                        return Some(v);
+                    }
+                    thread::yield_now();
+                }
+            });
+            let cells = seg.cells();
+            let mut b = CellWriter::new(1);
+            let vb = loop {
+                if let Some(v) = set(&cells, &mut b, &&*live, 3) {
+                    break v;
+                }
+                thread::yield_now();
+            };
+            let vc = attacher.join().unwrap();
+            let total = 1 + 1 + u64::from(vc.is_some());
+            let (version, tag) = get(&cells).expect("set");
+            assert_eq!(version, total);
+            assert!(vb <= total);
+            assert!(tag == 3 || tag == 4);
+            assert_eq!(
+                cells.state(0).load(Ordering::Relaxed) & BUSY,
+                0,
+                "left held"
+            );
+        },
+    );
+}

@@ -1,0 +1,291 @@
+//! Boards through the public API, in one process: values and versions, keys, typed values, the
+//! in-place fill, and every kind of bad input as its own error.
+
+use shmbus_testkit as support;
+
+use std::os::unix::fs::FileExt;
+
+use shmbus::bytemuck::{Pod, Zeroable};
+use shmbus::{Board, BoardBuilder, Bus, BusBuilder, Error};
+use support::TestBus;
+
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+#[bytemuck(crate = "shmbus::bytemuck")]
+#[repr(C)]
+struct Pose {
+    x: f64,
+    y: f64,
+    t: u64,
+}
+
+#[test]
+fn each_cell_holds_its_latest_value_and_counts_its_updates() {
+    let name = TestBus::new("board-latest");
+    let board = BoardBuilder::new(name.name())
+        .cells(5)
+        .value_size(20)
+        .create()
+        .unwrap();
+    assert_eq!((board.cells(), board.value_size()), (5, 20));
+    let mut w = board.writer().unwrap();
+    let mut r = Board::open_read_only(name.name()).unwrap().reader();
+    assert!(r.read(4).unwrap().is_none(), "never set");
+    assert_eq!(r.version(4).unwrap(), 0);
+    assert_eq!(w.set_bytes(4, b"one").unwrap(), 1);
+    assert_eq!(w.set_bytes(4, b"second value").unwrap(), 2);
+    assert_eq!(w.set_bytes(0, &[7; 20]).unwrap(), 1);
+    let v = r.read(4).unwrap().unwrap();
+    assert_eq!((v.version(), v.bytes()), (2, &b"second value"[..]));
+    assert!(v.age() < std::time::Duration::from_secs(3600));
+    assert_eq!(r.get(0).unwrap().unwrap().value, vec![7; 20]);
+    assert!(!r.changed_since(4, 2).unwrap());
+    w.set_bytes(4, b"").unwrap();
+    assert!(r.changed_since(4, 2).unwrap());
+    assert_eq!(r.get(4).unwrap().unwrap().value, b"");
+    let mut seen = Vec::new();
+    r.scan(|i, v| seen.push((i, v.unwrap().map(|v| v.version()))));
+    assert_eq!(
+        seen,
+        [(0, Some(1)), (1, None), (2, None), (3, None), (4, Some(3))]
+    );
+}
+
+#[test]
+fn keys_are_stored_for_lookups_and_default_the_cell_count() {
+    let name = TestBus::new("board-keys");
+    BoardBuilder::new(name.name())
+        .keys(&["left_knee", "right_knee", "hip"])
+        .create()
+        .unwrap();
+    let board = Board::open(name.name()).unwrap();
+    assert_eq!(board.cells(), 3);
+    assert!(board.has_keys());
+    assert_eq!(board.key(1).as_deref(), Some("right_knee"));
+    assert_eq!(board.index_of("hip"), Some(2));
+    assert_eq!(board.index_of("elbow"), None);
+    assert_eq!(board.key(3), None);
+}
+
+#[test]
+fn typed_values_round_trip_and_another_type_is_refused() {
+    let name = TestBus::new("board-typed");
+    let board = BoardBuilder::new(name.name())
+        .value_type::<Pose>()
+        .type_name("Pose")
+        .cells(300)
+        .create()
+        .unwrap();
+    assert_eq!(board.value_size(), std::mem::size_of::<Pose>());
+    let mut w = board.writer().unwrap();
+    let p = Pose {
+        x: 1.5,
+        y: -2.0,
+        t: 9,
+    };
+    assert_eq!(w.set(299, &p).unwrap(), 1);
+    let opened = BoardBuilder::new(name.name())
+        .value_type::<Pose>()
+        .type_name("Pose")
+        .open()
+        .unwrap();
+    let got = opened.reader().get(299).unwrap().unwrap();
+    assert_eq!((got.version, got.value), (1, p));
+    let err = BoardBuilder::new(name.name())
+        .value_type::<[u64; 3]>()
+        .open()
+        .unwrap_err();
+    assert!(matches!(err, Error::TypeMismatch { .. }), "{err}");
+    // A raw handle reads any board, but may not write a typed one.
+    let raw = Board::open(name.name()).unwrap();
+    assert_eq!(
+        raw.reader().read(299).unwrap().unwrap().bytes(),
+        shmbus::bytemuck::bytes_of(&p)
+    );
+    assert!(matches!(raw.writer(), Err(Error::TypeMismatch { .. })));
+}
+
+#[test]
+fn a_value_built_in_place_is_committed_whole_and_a_panicking_fill_changes_nothing() {
+    let board = BoardBuilder::new("unused")
+        .cells(2)
+        .value_size(40)
+        .in_process()
+        .unwrap();
+    let mut w = board.writer().unwrap();
+    let mut r = board.reader();
+    let (v, n) = w
+        .set_with(1, |v| {
+            v.push(b"abc").unwrap();
+            v.push(&[1u8; 20]).unwrap();
+            v.push(b"xyz").unwrap();
+            v.len()
+        })
+        .unwrap();
+    assert_eq!((v, n), (1, 26));
+    let mut want = b"abc".to_vec();
+    want.extend([1u8; 20]);
+    want.extend(b"xyz");
+    assert_eq!(r.read(1).unwrap().unwrap().bytes(), &want[..]);
+    let too_long = w.set_with(1, |v| v.push(&[0; 41])).unwrap();
+    assert!(matches!(
+        too_long.1,
+        Err(Error::ValueTooLarge {
+            len: 41,
+            size: 40,
+            ..
+        })
+    ));
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = w.set_with(1, |v| {
+            v.push(b"half").unwrap();
+            panic!("fill fails");
+        });
+    }));
+    assert!(panicked.is_err());
+    let v = r.read(1).unwrap().unwrap();
+    assert_eq!(v.version(), 2, "the empty value of the failed push counted");
+    assert_eq!(v.bytes(), b"", "nothing of the panicking fill");
+    assert_eq!(
+        w.set_bytes(1, b"after").unwrap(),
+        3,
+        "the cell was given back"
+    );
+}
+
+#[test]
+fn bad_indexes_and_sizes_are_errors_with_the_numbers() {
+    let board = BoardBuilder::new("unused")
+        .cells(3)
+        .value_size(8)
+        .in_process()
+        .unwrap();
+    let mut w = board.writer().unwrap();
+    let mut r = board.reader();
+    assert!(matches!(
+        w.set_bytes(3, b"x"),
+        Err(Error::CellOutOfRange {
+            index: 3,
+            cells: 3,
+            ..
+        })
+    ));
+    assert!(matches!(
+        r.read(usize::MAX),
+        Err(Error::CellOutOfRange { cells: 3, .. })
+    ));
+    assert!(matches!(
+        r.changed_since(7, 0),
+        Err(Error::CellOutOfRange { .. })
+    ));
+    let err = w.set_bytes(0, b"nine byte").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ValueTooLarge {
+                len: 9,
+                size: 8,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(r.version(0).unwrap(), 0, "a refused value changes nothing");
+}
+
+#[test]
+fn bad_configurations_are_refused_before_anything_is_created() {
+    let name = TestBus::new("board-config");
+    let create = |b: BoardBuilder| b.create().unwrap_err();
+    let b = || BoardBuilder::new(name.name());
+    for err in [
+        create(b()),
+        create(b().cells(0)),
+        create(b().cells(shmbus::MAX_CELLS + 1)),
+        create(b().cells(1).value_size(0)),
+        create(b().cells(1).keys(&["a", "b"])),
+        create(b().keys(&["a", "a"])),
+        create(b().keys(&[""])),
+        create(b().keys(&["k".repeat(shmbus::KEY_MAX + 1)])),
+    ] {
+        assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+    }
+    assert!(!name.path().exists());
+}
+
+#[test]
+fn a_bus_is_not_a_board_and_a_board_is_not_a_bus() {
+    let bus = TestBus::new("board-kind-bus");
+    BusBuilder::new(bus.name()).create().unwrap();
+    let err = Board::open(bus.name()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::WrongKind {
+                found: "bus",
+                expected: "board",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let board = TestBus::new("board-kind-board");
+    BoardBuilder::new(board.name()).cells(2).create().unwrap();
+    let err = Bus::open(board.name()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::WrongKind {
+                found: "board",
+                expected: "bus",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(matches!(
+        Board::open("board-nobody-made-this"),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        Board::open_read_only(board.name()).unwrap().writer(),
+        Err(Error::ReadOnly { .. })
+    ));
+}
+
+/// Offset of the board word in the header (docs/design.md §2, §12).
+const BOARD_WORD: u64 = 120;
+
+fn forge_board_word(t: &TestBus, word: u64) {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(t.path())
+        .unwrap();
+    f.write_all_at(&word.to_le_bytes(), BOARD_WORD).unwrap();
+}
+
+#[test]
+fn a_forged_board_word_is_a_corrupt_board_or_an_unfinished_one() {
+    let name = TestBus::new("board-forged");
+    BoardBuilder::new(name.name())
+        .cells(5)
+        .value_size(8)
+        .create()
+        .unwrap();
+    // 5 cells take room for 8; anything that does not round up to 8 is refused.
+    for word in [9u64, 4, 1 << 32 | 5, 64 << 32 | 5] {
+        forge_board_word(&name, word);
+        let err = Board::open(name.name()).unwrap_err();
+        assert!(
+            matches!(err, Error::BoardCorrupt { .. }),
+            "{word:#x}: {err}"
+        );
+        assert!(err.is_corrupt());
+    }
+    forge_board_word(&name, 8);
+    assert_eq!(Board::open(name.name()).unwrap().cells(), 8);
+    forge_board_word(&name, 0);
+    assert!(matches!(
+        Board::open(name.name()),
+        Err(Error::NotInitialised { .. })
+    ));
+}

@@ -1,0 +1,296 @@
+//! Boards in the inspector: `shmbus create NAME --kind board`, `shmbus set` and `shmbus board`.
+//!
+//! `create --kind board` is taken before the bus's `create` is parsed ([`intercept_create`]), so
+//! the bus's create command stays as it is. Every key and value read from a segment is escaped
+//! before it is printed.
+
+use std::io::{self, IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser};
+use serde::Serialize;
+use shmbus::{inspect, Board, BoardBuilder};
+
+use crate::{text, CmdResult, Failure};
+
+/// `shmbus create NAME --kind board ...`, parsed on its own.
+#[derive(Parser, Debug)]
+#[command(
+    name = "shmbus create",
+    about = "Create a board: the latest value of each of N cells",
+    after_help = "\
+Examples:
+  shmbus create joints --kind board --cells 3 --size 64 --keys hip,knee,ankle
+  shmbus create config --kind board --cells 100 --size 256 --mode 0640"
+)]
+struct CreateBoardArgs {
+    /// The board name: 1 to 200 characters of letters, digits, '.', '_' and '-'.
+    name: String,
+    /// The segment kind; this form of `create` makes boards.
+    #[arg(long, value_parser = ["board"])]
+    kind: String,
+    /// Number of cells (defaults to the number of keys).
+    #[arg(long)]
+    cells: Option<usize>,
+    /// Largest value in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = shmbus::DEFAULT_BOARD_VALUE_SIZE)]
+    size: usize,
+    /// Key names of the first cells, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    keys: Vec<String>,
+    /// Permission bits, in octal.
+    #[arg(long, default_value = "0600", value_parser = parse_mode)]
+    mode: u32,
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(format!(
+            "expected octal permission bits such as 0600 or 0640, got {s:?}"
+        )),
+    }
+}
+
+/// Runs `shmbus create ... --kind board ...` if that is the command line; `None` otherwise.
+pub(crate) fn intercept_create() -> Option<ExitCode> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some("create") {
+        return None;
+    }
+    let kind_board = args.windows(2).any(|w| w[0] == "--kind" && w[1] == "board")
+        || args.iter().any(|a| a == "--kind=board");
+    if !kind_board {
+        return None;
+    }
+    let parsed = CreateBoardArgs::try_parse_from(
+        std::iter::once("shmbus create".to_owned()).chain(args.into_iter().skip(2)),
+    );
+    Some(match parsed {
+        Ok(a) => match create(&a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(Failure(msg)) => {
+                eprintln!("shmbus: error: {}", text::sanitize(&msg));
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => crate::usage_error(e),
+    })
+}
+
+fn create(a: &CreateBoardArgs) -> CmdResult {
+    let mut b = BoardBuilder::new(&a.name)
+        .value_size(a.size)
+        .keys(&a.keys)
+        .permissions(a.mode);
+    if let Some(n) = a.cells {
+        b = b.cells(n);
+    }
+    let board = b.create()?;
+    writeln!(
+        io::stdout(),
+        "created board {}: {} cells of {} bytes{}, mode {:04o}, {}",
+        board.name(),
+        board.cells(),
+        board.value_size(),
+        if board.has_keys() { ", with keys" } else { "" },
+        a.mode,
+        inspect::segment_path(board.name()).display()
+    )?;
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct SetArgs {
+    /// The board name.
+    name: String,
+    /// The cell: its index, or its key name.
+    cell: String,
+    /// The value: text (UTF-8 bytes), or hexadecimal with --hex.
+    value: String,
+    /// The value is hexadecimal (`48656c6c6f`; spaces allowed).
+    #[arg(long)]
+    hex: bool,
+}
+
+fn parse_hex(s: &str) -> Result<Vec<u8>, Failure> {
+    let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if !digits.len().is_multiple_of(2) {
+        return Err(Failure(format!(
+            "hex value has an odd number of digits ({})",
+            digits.len()
+        )));
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(|| {
+                    Failure(format!(
+                        "{:?} is not a hex byte",
+                        String::from_utf8_lossy(pair)
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// A cell given as an index or a key name.
+fn cell_index(board: &Board, cell: &str) -> Result<usize, Failure> {
+    if let Ok(i) = cell.parse::<usize>() {
+        return Ok(i);
+    }
+    board.index_of(cell).ok_or_else(|| {
+        Failure(format!(
+            "board {:?} has no cell named {cell:?}",
+            board.name()
+        ))
+    })
+}
+
+pub(crate) fn set(a: &SetArgs) -> CmdResult {
+    let board = Board::open(&a.name)?;
+    let value = if a.hex {
+        parse_hex(&a.value)?
+    } else {
+        a.value.as_bytes().to_vec()
+    };
+    let index = cell_index(&board, &a.cell)?;
+    let mut w = board.writer()?;
+    let version = w.set_bytes(index, &value)?;
+    writeln!(
+        io::stdout(),
+        "cell {index}: version {version}, {} bytes",
+        value.len()
+    )?;
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct BoardArgs {
+    /// The board name.
+    name: String,
+    /// One JSON object per cell, one array per line.
+    #[arg(long)]
+    json: bool,
+    /// Print the table again every interval until Ctrl-C (redrawn in place on a terminal).
+    #[arg(long)]
+    watch: bool,
+    /// Time between two tables with --watch, in milliseconds.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    interval_ms: u64,
+    /// Print values as hexadecimal.
+    #[arg(long)]
+    hex: bool,
+}
+
+/// One cell as printed.
+#[derive(Serialize)]
+struct Row {
+    index: usize,
+    key: Option<String>,
+    /// Updates so far (0: never set).
+    version: u64,
+    /// Milliseconds since the value was set.
+    age_ms: Option<u64>,
+    len: Option<usize>,
+    /// The value, escaped text (or hex with --hex).
+    value: Option<String>,
+    error: Option<String>,
+}
+
+fn rows(board: &Board, hex: bool) -> Vec<Row> {
+    let mut reader = board.reader();
+    let mut out = Vec::with_capacity(board.cells());
+    reader.scan(|index, v| {
+        let mut row = Row {
+            index,
+            key: board.key(index).map(|k| text::sanitize(&k)),
+            version: 0,
+            age_ms: None,
+            len: None,
+            value: None,
+            error: None,
+        };
+        match v {
+            Ok(Some(v)) => {
+                row.version = v.version();
+                row.age_ms = Some(v.age().as_millis() as u64);
+                row.len = Some(v.bytes().len());
+                row.value = Some(if hex {
+                    text::hex(v.bytes())
+                } else {
+                    text::escape_payload(v.bytes())
+                });
+            }
+            Ok(None) => {}
+            Err(e) => row.error = Some(text::sanitize(&e.to_string())),
+        }
+        out.push(row);
+    });
+    out
+}
+
+fn print_table(out: &mut impl Write, board: &Board, rows: &[Row]) -> io::Result<()> {
+    writeln!(
+        out,
+        "board {}: {} cells of {} bytes, type {}",
+        text::sanitize(board.name()),
+        board.cells(),
+        board.value_size(),
+        text::sanitize(&board.value_type().to_string())
+    )?;
+    writeln!(out, "INDEX\tKEY\tVERSION\tAGE\tVALUE")?;
+    for r in rows {
+        let age = r
+            .age_ms
+            .map_or("-".into(), |ms| text::duration(Duration::from_millis(ms)));
+        let value = match (&r.value, &r.error) {
+            (_, Some(e)) => format!("error: {e}"),
+            (Some(v), None) => v.clone(),
+            (None, None) => "-".into(),
+        };
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}",
+            r.index,
+            r.key.as_deref().unwrap_or("-"),
+            r.version,
+            age,
+            value
+        )?;
+    }
+    Ok(())
+}
+
+pub(crate) fn show(a: &BoardArgs) -> CmdResult {
+    let board = BoardBuilder::new(&a.name)
+        .read_only()
+        .accept_other_owner()
+        .accept_shared_write()
+        .open()?;
+    let terminal = io::stdout().is_terminal();
+    loop {
+        let rows = rows(&board, a.hex);
+        let mut out = io::stdout().lock();
+        if a.json {
+            writeln!(out, "{}", text::json_line(&rows))?;
+        } else {
+            if a.watch && terminal {
+                // Home and clear: the table is redrawn in place.
+                write!(out, "\x1b[H\x1b[2J")?;
+            }
+            print_table(&mut out, &board, &rows)?;
+        }
+        out.flush()?;
+        drop(out);
+        if !a.watch {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(a.interval_ms));
+    }
+}

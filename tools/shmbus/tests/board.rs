@@ -1,0 +1,87 @@
+//! `shmbus create --kind board`, `shmbus set` and `shmbus board`, driven as a user would.
+
+use shmbus_testkit as support;
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use support::TestBus;
+
+fn shmbus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shmbus"))
+        .args(args)
+        .output()
+        .expect("run shmbus")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = shmbus(args);
+    assert!(
+        o.status.success(),
+        "shmbus {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).expect("stdout is UTF-8")
+}
+
+fn fails_with(args: &[&str], want: &str) {
+    let o = shmbus(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "shmbus {args:?}: {err}");
+    assert!(
+        err.contains(want),
+        "shmbus {args:?}: {err:?} lacks {want:?}"
+    );
+}
+
+#[test]
+fn a_board_made_set_and_shown_from_the_command_line() {
+    let b = TestBus::new("cli-board");
+    let name = b.name();
+    let made = ok(&[
+        "create",
+        name,
+        "--kind",
+        "board",
+        "--size",
+        "16",
+        "--keys",
+        "hip,knee,ankle",
+    ]);
+    assert!(made.contains("3 cells of 16 bytes"), "{made}");
+    assert!(ok(&["set", name, "knee", "bent"]).contains("version 1"));
+    ok(&["set", name, "2", "1b5b33316d", "--hex"]);
+    ok(&["set", name, "2", "1b5b33316d00", "--hex"]);
+    let table = ok(&["board", name]);
+    assert!(table.contains("1\tknee\t1\t"), "{table}");
+    assert!(
+        !table.contains('\x1b'),
+        "an escape sequence from a value reached the terminal: {table:?}"
+    );
+    let json: Value = serde_json::from_str(ok(&["board", name, "--json"]).trim()).unwrap();
+    let cells = json.as_array().unwrap();
+    assert_eq!(cells.len(), 3);
+    assert_eq!(cells[0]["version"], 0);
+    assert_eq!(cells[1]["value"], "bent");
+    assert_eq!(cells[2]["version"], 2);
+    assert_eq!(cells[2]["len"], 6);
+    assert_eq!(cells[2]["key"], "ankle");
+}
+
+#[test]
+fn board_commands_refuse_bad_cells_values_and_kinds() {
+    let b = TestBus::new("cli-board-bad");
+    let name = b.name();
+    ok(&[
+        "create", name, "--kind", "board", "--cells", "2", "--size", "4",
+    ]);
+    fails_with(&["set", name, "2", "x"], "there is no cell 2");
+    fails_with(&["set", name, "elbow", "x"], "no cell named \"elbow\"");
+    fails_with(&["set", name, "0", "12345"], "value is 5 bytes");
+    fails_with(&["set", name, "0", "abc", "--hex"], "odd number of digits");
+    fails_with(&["publish", name, "x"], "is a board, not a bus");
+    let bus = TestBus::new("cli-board-bus");
+    ok(&["create", bus.name()]);
+    fails_with(&["board", bus.name()], "is a bus, not a board");
+    fails_with(&["set", bus.name(), "0", "x"], "is a bus, not a board");
+}
