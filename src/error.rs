@@ -405,6 +405,49 @@ pub enum Error {
         size: u64,
     },
 
+    /// A file is not a shmbus journal (another kind of file, or another program's data).
+    #[error("{}: not a shmbus journal: {reason}", path.display())]
+    NotAJournal {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What was found instead.
+        reason: String,
+    },
+
+    /// A journal written in another format version.
+    #[error("{}: journal format version {found}, this shmbus reads version {expected}", path.display())]
+    JournalVersion {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The version this library reads and writes.
+        expected: u32,
+    },
+
+    /// A journal's header or one of its entries is inconsistent (a damaged or truncated file).
+    #[error("{}: corrupt journal at byte {offset}: {reason}", path.display())]
+    CorruptJournal {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Byte offset of the inconsistent field or entry.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// An operating-system error on a journal file, with the step that failed.
+    #[error("{}: {op} failed: {source}", path.display())]
+    JournalIo {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operation that failed (`open`, `mmap`, `posix_fallocate`, ...).
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+
     /// Any other operating-system error, with the step that failed.
     #[error("bus {name:?}: {op} failed: {source}")]
     Io {

@@ -69,6 +69,7 @@ mod board;
 mod bus;
 mod error;
 pub mod inspect;
+pub mod journal;
 mod payload;
 mod publisher;
 mod queue;
