@@ -1,0 +1,477 @@
+//! Journals through the library API: what is appended reads back, also while it is written, a
+//! recorder killed at random instants leaves a clean prefix, and damaged files give typed errors.
+
+use shmbus_testkit as support;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use shmbus::journal::{Entry, Journal, JournalShape};
+use shmbus::{Error, ProducerMode, TypeInfo};
+use support::{check_payload, make_payload, role, say, ChildProc, Rng};
+
+const CAPACITY: u64 = 200;
+
+/// A directory of its own under the system's temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("shmbus-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&p).expect("create temporary directory");
+        TempDir(p)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn shape() -> JournalShape {
+    JournalShape {
+        slots: 64,
+        capacity: CAPACITY,
+        mode: ProducerMode::Multi,
+        message_type: TypeInfo::raw(),
+    }
+}
+
+/// Entry `k` of the deterministic stream the writers here append: every 7th is a loss of
+/// `k % 5 + 1`, the others self-checking messages of 24..=CAPACITY bytes (and a few empty ones
+/// are covered by `empty_and_full_payloads_round_trip`).
+fn nth_entry(k: u64) -> Entry {
+    if k % 7 == 6 {
+        return Entry::Lost {
+            first: k * 10,
+            count: k % 5 + 1,
+        };
+    }
+    let len = support::payload_len(1, k, CAPACITY as usize);
+    let mut bytes = vec![0; len];
+    make_payload(&mut bytes, k, k);
+    Entry::Message {
+        seq: k * 10,
+        ts_ns: 1_000_000 + k,
+        bytes,
+    }
+}
+
+fn append(w: &mut shmbus::journal::JournalWriter, e: &Entry) {
+    match e {
+        Entry::Message { seq, ts_ns, bytes } => w.append_message(*seq, *ts_ns, bytes),
+        Entry::Lost { first, count } => w.append_loss(*first, *count),
+    }
+    .expect("append")
+}
+
+fn read_all(path: &Path) -> Vec<Entry> {
+    let mut j = Journal::open(path).expect("open journal");
+    j.entries().collect::<Result<_, _>>().expect("entries read")
+}
+
+#[test]
+fn appended_entries_read_back_in_order_across_growth() {
+    let dir = TempDir::new("jr-grow");
+    let path = dir.file("a.journal");
+    let want: Vec<Entry> = (0..3000).map(nth_entry).collect();
+    let mut w = Journal::create_with_chunk(&path, &shape(), 4096).expect("create");
+    for e in &want {
+        append(&mut w, e);
+    }
+    let grown = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        grown > 4096 * 8,
+        "the file grew past its first chunk ({grown} bytes)"
+    );
+    {
+        let j = Journal::open(&path).unwrap();
+        assert!(j.recorder_alive(), "the writer holds the journal");
+        assert!(!j.is_closed());
+    }
+    w.finish().expect("finish");
+
+    let mut j = Journal::open(&path).unwrap();
+    assert_eq!(j.info().shape, shape());
+    assert!(j.is_closed(), "finish marks the journal closed");
+    assert!(!j.recorder_alive(), "nobody holds the journal after finish");
+    let got: Vec<Entry> = j.entries().collect::<Result<_, _>>().unwrap();
+    assert_eq!(got, want);
+    let s = j.summary().unwrap();
+    let messages = want
+        .iter()
+        .filter(|e| matches!(e, Entry::Message { .. }))
+        .count() as u64;
+    assert_eq!(s.messages, messages);
+    assert_eq!(s.loss_entries, want.len() as u64 - messages);
+    assert_eq!(s.first_seq, Some(0));
+    assert_eq!(s.torn_tail_bytes, 0);
+}
+
+#[test]
+fn empty_and_full_payloads_round_trip_and_oversized_ones_are_refused() {
+    let dir = TempDir::new("jr-edge");
+    let path = dir.file("e.journal");
+    let mut w = Journal::create(&path, &shape()).unwrap();
+    let full: Vec<u8> = (0..CAPACITY as u8).collect();
+    w.append_message(1, 2, b"").unwrap();
+    w.append_message(3, 4, &full).unwrap();
+    let err = w
+        .append_message(5, 6, &[0; CAPACITY as usize + 1])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::MessageTooLarge {
+                len: 201,
+                capacity: 200
+            }
+        ),
+        "{err}"
+    );
+    assert!(matches!(w.append_loss(7, 0), Err(Error::InvalidConfig(_))));
+    drop(w);
+    assert_eq!(
+        read_all(&path),
+        vec![
+            Entry::Message {
+                seq: 1,
+                ts_ns: 2,
+                bytes: vec![]
+            },
+            Entry::Message {
+                seq: 3,
+                ts_ns: 4,
+                bytes: full
+            },
+        ]
+    );
+}
+
+#[test]
+fn creating_over_an_existing_file_is_refused_and_leaves_it_alone() {
+    let dir = TempDir::new("jr-exists");
+    let path = dir.file("taken");
+    std::fs::write(&path, b"precious").unwrap();
+    let err = Journal::create(&path, &shape()).unwrap_err();
+    assert!(
+        matches!(&err, Error::JournalIo { op: "create", .. }),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+}
+
+#[test]
+fn follower_reads_entries_as_a_writer_commits_them() {
+    let dir = TempDir::new("jr-follow");
+    let path = dir.file("f.journal");
+    let mut w = Journal::create_with_chunk(&path, &shape(), 4096).unwrap();
+    let mut follower = Journal::open(&path).unwrap().follow();
+    assert_eq!(follower.poll().unwrap(), None, "nothing committed yet");
+    const N: u64 = 4000;
+    let writer = std::thread::spawn(move || {
+        for k in 0..N {
+            append(&mut w, &nth_entry(k));
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut k = 0;
+    while k < N {
+        match follower.poll().expect("follow") {
+            Some(e) => {
+                assert_eq!(e, nth_entry(k), "entry {k}");
+                k += 1;
+            }
+            None => {
+                assert!(Instant::now() < deadline, "follower stuck at entry {k}");
+                std::thread::yield_now();
+            }
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(follower.poll().unwrap(), None);
+    assert!(follower.journal().is_closed());
+}
+
+#[test]
+fn a_created_bus_has_the_recorded_shape_and_type() {
+    let bus = support::TestBus::new("jr-shape");
+    let recorded = JournalShape {
+        slots: 128,
+        capacity: 16,
+        mode: ProducerMode::Multi,
+        message_type: TypeInfo {
+            name: "Tick".into(),
+            size: 16,
+            align: 8,
+        },
+    };
+    let created = recorded.create_bus(bus.name()).unwrap();
+    assert_eq!(JournalShape::of(&created), recorded);
+    shmbus::BusBuilder::new(bus.name())
+        .message_type::<[u64; 2]>()
+        .type_name("Tick")
+        .open()
+        .expect("a typed program opens the created bus");
+    assert!(matches!(
+        recorded.create_bus(bus.name()),
+        Err(Error::AlreadyExists { .. })
+    ));
+}
+
+// ---- recorder killed at random instants ----
+
+/// Entry point of child processes; does nothing when run as an ordinary test.
+#[test]
+fn child_entry() {
+    let Some(role) = role() else { return };
+    match role.as_str() {
+        "appender" => appender(),
+        other => panic!("unknown child role {other}"),
+    }
+}
+
+/// Creates the journal, says so, then appends the deterministic stream until killed.
+fn appender() {
+    let path: String = support::env("JOURNAL");
+    let mut w = Journal::create_with_chunk(&path, &shape(), 4096).expect("create");
+    say("ready");
+    for k in 0.. {
+        append(&mut w, &nth_entry(k));
+    }
+}
+
+#[test]
+fn a_recorder_killed_at_any_instant_leaves_a_journal_that_reads_to_a_clean_prefix() {
+    let dir = TempDir::new("jr-kill");
+    let mut rng = Rng::from_env("journal kill trials");
+    let mut longest = 0;
+    for trial in 0..200 {
+        let path = dir.file(&format!("k{trial}.journal"));
+        let mut child = ChildProc::spawn(
+            "child_entry",
+            "appender",
+            &[("JOURNAL", path.display().to_string())],
+        );
+        child.expect_line("ready");
+        // The instant of the kill, not a synchronisation: anywhere in the first ~2 ms of
+        // appending, which crosses many chunk growths.
+        std::thread::sleep(Duration::from_micros(rng.below(2000)));
+        child.kill9();
+
+        let mut j = Journal::open(&path).expect("a killed recorder's journal opens");
+        assert!(
+            !j.recorder_alive(),
+            "the kernel dropped the dead recorder's lock"
+        );
+        assert!(!j.is_closed(), "a killed recorder never closed its journal");
+        let mut k = 0;
+        for e in j.entries() {
+            let e = e.unwrap_or_else(|err| panic!("trial {trial}, entry {k}: {err}"));
+            if let Entry::Message { bytes, .. } = &e {
+                assert_eq!(
+                    check_payload(bytes),
+                    Some((k, k)),
+                    "trial {trial}: entry {k} is torn"
+                );
+            }
+            assert_eq!(e, nth_entry(k), "trial {trial}: entry {k} differs");
+            k += 1;
+        }
+        let s = j.summary().unwrap();
+        assert!(
+            s.torn_tail_bytes <= 24 + CAPACITY.next_multiple_of(8),
+            "a torn tail is at most one entry"
+        );
+        longest = longest.max(k);
+        std::fs::remove_file(&path).unwrap();
+    }
+    assert!(longest > 0, "some trial appended entries before its kill");
+}
+
+// ---- damaged files ----
+
+fn expect_typed(result: Result<(), Error>, what: &str) {
+    if let Err(e) = result {
+        assert!(
+            matches!(
+                e,
+                Error::NotAJournal { .. }
+                    | Error::JournalVersion { .. }
+                    | Error::CorruptJournal { .. }
+            ),
+            "{what}: unexpected error kind {e:?}"
+        );
+    }
+}
+
+/// Opens and reads a whole file; any error is returned.
+fn read_everything(path: &Path) -> Result<(), Error> {
+    let mut j = Journal::open(path)?;
+    for e in j.entries() {
+        if let Entry::Message { bytes, .. } = e? {
+            assert!(
+                bytes.len() as u64 <= j_capacity(path),
+                "a message longer than the capacity"
+            );
+        }
+    }
+    Journal::open(path)?.summary()?;
+    Ok(())
+}
+
+/// The capacity the header records (the bound every message must respect), or the maximum if
+/// the header itself is unreadable.
+fn j_capacity(path: &Path) -> u64 {
+    Journal::open(path).map_or(u64::MAX, |j| j.info().shape.capacity)
+}
+
+#[test]
+fn damaged_journals_give_typed_errors_never_a_panic() {
+    let dir = TempDir::new("jr-fuzz");
+    let good = dir.file("good.journal");
+    let mut w = Journal::create_with_chunk(&good, &shape(), 4096).unwrap();
+    for k in 0..40 {
+        append(&mut w, &nth_entry(k));
+    }
+    drop(w);
+    let original = std::fs::read(&good).unwrap();
+    let end = {
+        let mut j = Journal::open(&good).unwrap();
+        j.summary().unwrap().end as usize
+    };
+    let path = dir.file("bad.journal");
+    let mut rng = Rng::from_env("journal fuzz");
+    let mut errors = 0;
+    let cases = 12_000;
+    for case in 0..cases {
+        let mut bytes = original.clone();
+        match case % 6 {
+            // A few random bytes of the header.
+            0 => {
+                for _ in 0..1 + rng.below(3) {
+                    let i = rng.below(400) as usize;
+                    bytes[i] = rng.next() as u8;
+                }
+            }
+            // A random word of the header set to an extreme value.
+            1 => {
+                let i = rng.below(50) as usize * 8;
+                let v = [0, 1, u64::MAX, 1 << 63, rng.next()][rng.below(5) as usize];
+                bytes[i..i + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            // Random bytes among the entries.
+            2 | 3 => {
+                for _ in 0..1 + rng.below(4) {
+                    let i = 4096 + rng.below((end - 4096) as u64 + 64) as usize;
+                    bytes[i] = rng.next() as u8;
+                }
+            }
+            // An entry word replaced by a plausible marker with a random kind and length.
+            4 => {
+                let i = 4096 + rng.below(((end - 4096) / 8) as u64) as usize * 8;
+                let v = 0x4A45u64 << 48 | rng.below(4) << 32 | rng.below(1 << 12);
+                bytes[i..i + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            // Truncated anywhere.
+            _ => bytes.truncate(rng.below(end as u64 + 64) as usize),
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let r = read_everything(&path);
+        errors += r.is_err() as u32;
+        expect_typed(r, &format!("case {case}"));
+    }
+    assert!(
+        errors > cases / 10,
+        "the fuzzer damaged something ({errors} errors)"
+    );
+}
+
+#[test]
+fn each_kind_of_bad_file_has_its_own_error() {
+    let dir = TempDir::new("jr-bad");
+    let good = dir.file("good.journal");
+    let mut w = Journal::create(&good, &shape()).unwrap();
+    w.append_message(0, 0, b"x").unwrap();
+    drop(w);
+    let original = std::fs::read(&good).unwrap();
+    let path = dir.file("bad");
+    let with = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = original.clone();
+        f(&mut b);
+        std::fs::write(&path, &b).unwrap();
+        Journal::open(&path).and_then(|mut j| j.summary().map(|_| ()))
+    };
+
+    let e = with(&|b| b.clear()).unwrap_err();
+    assert!(matches!(e, Error::NotAJournal { .. }), "{e}");
+    let e = with(&|b| b[..8].copy_from_slice(b"SHMBUS\0\x01")).unwrap_err();
+    assert!(e.to_string().contains("not a shmbus journal"), "{e}");
+    let e = with(&|b| b[..8].fill(0)).unwrap_err();
+    assert!(e.to_string().contains("incomplete"), "{e}");
+    let e = with(&|b| b[8] = 9).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::JournalVersion {
+                found: 9,
+                expected: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = with(&|b| b.truncate(100)).unwrap_err();
+    assert!(
+        matches!(e, Error::CorruptJournal { offset: 100, .. }),
+        "{e}"
+    );
+    let e = with(&|b| b[16..24].copy_from_slice(&3u64.to_le_bytes())).unwrap_err();
+    assert!(e.to_string().contains("slot count 3"), "{e}");
+    // The one entry's marker claims more bytes than the capacity.
+    let e = with(&|b| b[4096..4100].copy_from_slice(&1000u32.to_le_bytes())).unwrap_err();
+    assert!(
+        matches!(e, Error::CorruptJournal { offset: 4096, .. }),
+        "{e}"
+    );
+    // The entry runs past the end of a file cut inside it.
+    let e = with(&|b| b.truncate(4096 + 16)).unwrap_err();
+    assert!(e.to_string().contains("runs past the end"), "{e}");
+
+    let e = Journal::open(&dir.0).unwrap_err();
+    assert!(e.to_string().contains("a directory"), "{e}");
+    let fifo = dir.file("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let e = Journal::open(&fifo).unwrap_err();
+    assert!(e.to_string().contains("a FIFO"), "{e}");
+    let e = Journal::open(dir.file("missing")).unwrap_err();
+    assert!(matches!(e, Error::JournalIo { op: "open", .. }), "{e}");
+}
+
+#[test]
+fn a_torn_tail_is_ignored_and_measured() {
+    let dir = TempDir::new("jr-torn");
+    let path = dir.file("t.journal");
+    let mut w = Journal::create(&path, &shape()).unwrap();
+    w.append_message(5, 6, b"whole").unwrap();
+    let end = w.len();
+    drop(w);
+    // What a recorder killed between its payload stores and its marker leaves.
+    let mut b = std::fs::read(&path).unwrap();
+    b[end as usize + 8..end as usize + 16].copy_from_slice(&6u64.to_le_bytes());
+    b[end as usize + 24..end as usize + 29].copy_from_slice(b"parti");
+    std::fs::write(&path, &b).unwrap();
+    let mut j = Journal::open(&path).unwrap();
+    let got: Vec<Entry> = j.entries().collect::<Result<_, _>>().unwrap();
+    assert_eq!(got.len(), 1);
+    let s = j.summary().unwrap();
+    assert_eq!((s.end, s.torn_tail_bytes), (end, 32));
+}
