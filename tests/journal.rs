@@ -13,14 +13,22 @@ use support::{check_payload, make_payload, role, say, ChildProc, Rng};
 
 const CAPACITY: u64 = 200;
 
-/// A directory of its own under the system's temporary directory, removed on drop.
+/// A directory of its own, removed on drop: in /dev/shm when there is one (the fuzzer writes
+/// thousands of files; a disk-backed temporary directory makes that I/O bound), else in the
+/// system's temporary directory.
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(tag: &str) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("shmbus-{tag}-{}-{n}", std::process::id()));
+        let shm = Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let p = base.join(format!("journal-test-{tag}-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&p).expect("create temporary directory");
         TempDir(p)
     }
