@@ -8,6 +8,7 @@ mod admin;
 mod board;
 mod hz;
 mod info;
+mod journal;
 mod list;
 mod queue;
 mod tail;
@@ -40,6 +41,12 @@ Examples:
   shmbus create jobs --kind queue --slots 256 --size 64
   shmbus push jobs 'job 1' 'job 2'
   shmbus pop jobs -n 10
+  shmbus record prices run.journal --duration 60
+  shmbus replay run.journal prices-copy --rate original
+
+tail and info also read journal files: an argument that contains '/' or names an
+existing file is a journal file (write ./NAME for a file in the current directory),
+anything else is a bus name.
 
 Every command exits with status 0 on success; on failure it prints one line
 'shmbus: error: ...' on stderr and exits with status 1. A usage error (unknown
@@ -211,6 +218,32 @@ Examples:
   shmbus board joints --watch
   shmbus board joints --json | jq '.[] | select(.version > 0)'")]
     Board(board::BoardArgs),
+
+    /// Record a bus's messages and losses into a new journal file, until Ctrl-C, -n or --duration.
+    #[command(after_help = "\
+Subscribes read-only: recording never disturbs producers or other subscribers. Each
+message is kept with its sequence number, its receive time and its payload; a lap
+('lost N messages (seq A..B)') is kept as a loss entry. The header keeps the bus's shape
+and message type. A recorder killed at any instant leaves a journal that reads cleanly
+up to its last complete entry. Read it with `shmbus tail FILE` and `shmbus info FILE`.
+
+Examples:
+  shmbus record prices run.journal                  # from now on, until Ctrl-C
+  shmbus record prices run.journal --from oldest -n 1000
+  shmbus record prices run.journal --duration 30 --json")]
+    Record(journal::RecordArgs),
+
+    /// Publish a journal's messages into a bus, created with the recorded shape if absent.
+    #[command(after_help = "\
+--rate original keeps the recorded gaps between messages; max publishes as fast as
+the bus takes them; a number is messages per second. Loss entries publish nothing;
+the summary counts them. The replayed messages get the bus's own sequence numbers.
+
+Examples:
+  shmbus replay run.journal prices-copy
+  shmbus replay run.journal prices-copy --rate max --from 4711
+  shmbus replay run.journal prices-copy --rate 1000 --json")]
+    Replay(journal::ReplayArgs),
 }
 
 /// Payload rendering of `tail`.
@@ -262,6 +295,9 @@ fn main() -> ExitCode {
     if let Some(code) = board::intercept_create() {
         return code;
     }
+    if let Some(result) = journal::file_command() {
+        return finish(result);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
@@ -279,7 +315,14 @@ fn main() -> ExitCode {
         Command::Pop(a) => queue::pop(&a),
         Command::Set(a) => board::set(&a),
         Command::Board(a) => board::show(&a),
+        Command::Record(a) => journal::record(&a),
+        Command::Replay(a) => journal::replay(&a),
     };
+    finish(result)
+}
+
+/// The exit status of a command's result, its error printed as the one `shmbus: error:` line.
+fn finish(result: CmdResult) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(msg)) if msg.is_empty() => ExitCode::SUCCESS,

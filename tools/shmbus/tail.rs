@@ -58,13 +58,13 @@ impl FromStr for StartAt {
 }
 
 /// Set by SIGINT / SIGTERM: `--follow` ends cleanly, output flushed.
-static STOP: AtomicBool = AtomicBool::new(false);
+pub(crate) static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
-fn install_stop_handler() -> io::Result<()> {
+pub(crate) fn install_stop_handler() -> io::Result<()> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let action = SigAction::new(
         SigHandler::Handler(on_signal),

@@ -1,0 +1,603 @@
+//! Journals: `shmbus record NAME FILE`, `shmbus replay FILE NAME`, and `shmbus tail FILE` /
+//! `shmbus info FILE`, which read a journal file as `tail` and `info` read a bus.
+//!
+//! A `tail` or `info` argument names a journal file when it contains a '/' (bus names never do)
+//! or names an existing file or directory entry; otherwise it is a bus name.
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use shmbus::journal::{Entry, Journal, JournalShape};
+use shmbus::{Bus, Recv, Start, Wait};
+
+use crate::tail::{install_stop_handler, Printer, STOP};
+use crate::{text, CmdResult, Failure, Format};
+
+/// Whether a `tail` or `info` argument names a journal file rather than a bus.
+pub(crate) fn is_journal_path(arg: &str) -> bool {
+    arg.contains('/') || Path::new(arg).symlink_metadata().is_ok()
+}
+
+/// `tail FILE` and `info FILE`, recognised before the bus commands parse the arguments: if the
+/// command line is one of them with a journal path, runs it; otherwise returns `None` and the
+/// bus commands take the command line as usual.
+pub(crate) fn file_command() -> Option<CmdResult> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let sub = args.get(1)?.to_str()?;
+    if sub != "tail" && sub != "info" {
+        return None;
+    }
+    match FileCli::try_parse_from(&args).ok()?.command {
+        FileCommand::Tail(a) if is_journal_path(&a.file) => Some(tail_file(&a)),
+        FileCommand::Info(a) if is_journal_path(&a.file) => Some(info_file(&a)),
+        _ => None,
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "shmbus")]
+struct FileCli {
+    #[command(subcommand)]
+    command: FileCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum FileCommand {
+    Tail(TailFileArgs),
+    Info(InfoFileArgs),
+}
+
+/// `shmbus tail FILE`: the options of `shmbus tail NAME`.
+#[derive(Args, Debug)]
+struct TailFileArgs {
+    file: String,
+    #[arg(long, default_value = "newest")]
+    from: FromEntry,
+    #[arg(short = 'n', long = "lines", default_value_t = 10)]
+    n: u64,
+    #[arg(short, long)]
+    follow: bool,
+    #[arg(long, value_enum, default_value_t = Format::Utf8)]
+    format: Format,
+    #[arg(long)]
+    json: bool,
+}
+
+/// `shmbus info FILE`.
+#[derive(Args, Debug)]
+struct InfoFileArgs {
+    file: String,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where `tail FILE` starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FromEntry {
+    Newest,
+    Oldest,
+    Seq(u64),
+}
+
+impl FromStr for FromEntry {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "newest" => Ok(FromEntry::Newest),
+            "oldest" => Ok(FromEntry::Oldest),
+            s => s
+                .parse()
+                .map(FromEntry::Seq)
+                .map_err(|_| format!("expected newest, oldest or a sequence number, got {s:?}")),
+        }
+    }
+}
+
+/// Where `record` starts on the bus.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum RecordFrom {
+    /// Only messages published from now on.
+    Newest,
+    /// Also the messages still in the ring, from the oldest intact one.
+    Oldest,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RecordArgs {
+    /// The bus to record.
+    name: String,
+    /// The journal file to create (an existing file is never overwritten).
+    file: PathBuf,
+    /// Where to start.
+    #[arg(long, value_enum, default_value_t = RecordFrom::Newest)]
+    from: RecordFrom,
+    /// Stop after N messages.
+    #[arg(short = 'n', long = "count", value_name = "N")]
+    n: Option<u64>,
+    /// Stop after SECS seconds (fractions allowed).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Print the final summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Pace of `replay`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Rate {
+    /// The recorded gaps between receive times.
+    Original,
+    /// As fast as the bus takes them.
+    Max,
+    /// This many messages per second.
+    PerSec(f64),
+}
+
+impl FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "original" => Ok(Rate::Original),
+            "max" => Ok(Rate::Max),
+            s => match s.parse::<f64>() {
+                Ok(r) if r.is_finite() && r > 0.0 => Ok(Rate::PerSec(r)),
+                _ => Err(format!(
+                    "expected original, max or a positive number of messages per second, got {s:?}"
+                )),
+            },
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ReplayArgs {
+    /// The journal to replay.
+    file: PathBuf,
+    /// The bus to publish into (created with the recorded shape and type if absent).
+    name: String,
+    /// original (the recorded timing), max, or a number of messages per second.
+    #[arg(
+        long,
+        default_value = "original",
+        value_name = "original|max|MSGS_PER_SEC"
+    )]
+    rate: Rate,
+    /// Skip messages recorded with a sequence number below SEQ.
+    #[arg(long, value_name = "SEQ")]
+    from: Option<u64>,
+    /// Print the final summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[derive(Serialize, Default)]
+struct RecordSummary {
+    file: String,
+    bus: String,
+    messages: u64,
+    bytes: u64,
+    lost: u64,
+    loss_entries: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_seq: Option<u64>,
+}
+
+/// `shmbus record NAME FILE`.
+pub(crate) fn record(args: &RecordArgs) -> CmdResult {
+    let bus = shmbus::inspect::open_for_inspection(&args.name)?;
+    let mut writer = Journal::create(&args.file, &JournalShape::of(&bus))?;
+    install_stop_handler()?;
+    let start = match args.from {
+        RecordFrom::Newest => Start::Next,
+        RecordFrom::Oldest => Start::Oldest,
+    };
+    let mut sub = bus.subscribe(start).wait_strategy(Wait::Sleep);
+    let deadline = args
+        .duration
+        .map(|s| Instant::now() + Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX));
+    let mut sum = RecordSummary {
+        file: args.file.display().to_string(),
+        bus: args.name.clone(),
+        ..RecordSummary::default()
+    };
+    while !STOP.load(Ordering::Relaxed)
+        && args.n.is_none_or(|n| sum.messages < n)
+        && deadline.is_none_or(|d| Instant::now() < d)
+    {
+        let first = sub.next_seq();
+        match sub.recv_timeout(Duration::from_millis(50)) {
+            Recv::Message(m) => {
+                writer.append_message(m.seq(), now_ns(), m.bytes())?;
+                sum.messages += 1;
+                sum.bytes += m.bytes().len() as u64;
+                sum.first_seq.get_or_insert(m.seq());
+                sum.last_seq = Some(m.seq());
+            }
+            Recv::Lapped { lost } => {
+                writer.append_loss(first, lost)?;
+                sum.lost += lost;
+                sum.loss_entries += 1;
+            }
+            Recv::Empty => {}
+            // No producer: a new one may attach and go on; look again shortly.
+            Recv::Closed => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    writer.finish()?;
+    let mut out = io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", text::json_line(&sum))?;
+    } else {
+        writeln!(
+            out,
+            "recorded {} ({}) from bus {} into {}; {}",
+            text::count(sum.messages, "message"),
+            text::bytes(sum.bytes),
+            text::sanitize(&sum.bus),
+            text::sanitize(&sum.file),
+            if sum.lost == 0 {
+                "nothing lost".to_owned()
+            } else {
+                format!(
+                    "lost {} in {}",
+                    text::count(sum.lost, "message"),
+                    text::count(sum.loss_entries, "gap")
+                )
+            },
+        )?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize, Default)]
+struct ReplaySummary {
+    file: String,
+    bus: String,
+    created: bool,
+    published: u64,
+    bytes: u64,
+    skipped: u64,
+    recorded_lost: u64,
+}
+
+/// Opens bus `name` for publishing, or creates it with the recorded shape.
+fn bus_for_replay(name: &str, shape: &JournalShape) -> Result<(Bus, bool), Failure> {
+    match Bus::open(name) {
+        Ok(bus) => Ok((bus, false)),
+        Err(shmbus::Error::NotFound { .. }) => Ok((shape.create_bus(name)?, true)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `shmbus replay FILE NAME`.
+pub(crate) fn replay(args: &ReplayArgs) -> CmdResult {
+    let mut journal = Journal::open(&args.file)?;
+    let (bus, created) = bus_for_replay(&args.name, &journal.info().shape)?;
+    let mut publisher = bus.publisher()?;
+    install_stop_handler()?;
+    let mut sum = ReplaySummary {
+        file: args.file.display().to_string(),
+        bus: args.name.clone(),
+        created,
+        ..ReplaySummary::default()
+    };
+    let start = Instant::now();
+    let mut first_ts = None;
+    for entry in journal.entries() {
+        if STOP.load(Ordering::Relaxed) {
+            break;
+        }
+        let (seq, ts_ns, bytes) = match entry? {
+            Entry::Message { seq, ts_ns, bytes } => (seq, ts_ns, bytes),
+            Entry::Lost { count, .. } => {
+                sum.recorded_lost += count;
+                continue;
+            }
+        };
+        if args.from.is_some_and(|from| seq < from) {
+            sum.skipped += 1;
+            continue;
+        }
+        let due = match args.rate {
+            Rate::Max => None,
+            Rate::Original => {
+                let t0 = *first_ts.get_or_insert(ts_ns);
+                Some(start + Duration::from_nanos(ts_ns.saturating_sub(t0)))
+            }
+            Rate::PerSec(r) => Some(start + Duration::from_secs_f64(sum.published as f64 / r)),
+        };
+        if let Some(due) = due {
+            let wait = due.saturating_duration_since(Instant::now());
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+        }
+        publisher.publish_bytes(&bytes).map_err(|e| {
+            Failure(format!(
+                "{e} (message seq {seq} of {}; {} published before it)",
+                sum.file, sum.published
+            ))
+        })?;
+        sum.published += 1;
+        sum.bytes += bytes.len() as u64;
+    }
+    let mut out = io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", text::json_line(&sum))?;
+    } else {
+        writeln!(
+            out,
+            "replayed {} ({}) from {} into {}bus {}{}{}",
+            text::count(sum.published, "message"),
+            text::bytes(sum.bytes),
+            text::sanitize(&sum.file),
+            if created { "new " } else { "" },
+            text::sanitize(&sum.bus),
+            if sum.skipped > 0 {
+                format!("; skipped {} before --from", sum.skipped)
+            } else {
+                String::new()
+            },
+            if sum.recorded_lost > 0 {
+                format!(
+                    "; the recording had lost {}",
+                    text::count(sum.recorded_lost, "message")
+                )
+            } else {
+                String::new()
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// `shmbus tail FILE`.
+fn tail_file(args: &TailFileArgs) -> CmdResult {
+    let journal = Journal::open(&args.file)?;
+    let p = Printer {
+        format: args.format,
+        json: args.json,
+    };
+    let line = |e: &Entry| match e {
+        Entry::Message { seq, bytes, .. } => p.message(*seq, bytes),
+        Entry::Lost { first, count } => p.lap(*first, *count),
+    };
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut follower = journal.follow();
+    // What is committed now: the last n entries, the first n, or those from a sequence on.
+    let mut shown = std::collections::VecDeque::new();
+    let mut taken = 0;
+    while let Some(e) = follower.poll()? {
+        let wanted = match (args.from, &e) {
+            (FromEntry::Seq(s), Entry::Message { seq, .. }) => *seq >= s,
+            (FromEntry::Seq(s), Entry::Lost { first, count }) => first + (count - 1) >= s,
+            _ => true,
+        };
+        if !wanted {
+            continue;
+        }
+        match args.from {
+            FromEntry::Newest => {
+                shown.push_back(e);
+                if shown.len() as u64 > args.n {
+                    shown.pop_front();
+                }
+            }
+            _ if !args.follow && taken >= args.n => break,
+            _ => {
+                writeln!(out, "{}", line(&e))?;
+                taken += 1;
+            }
+        }
+    }
+    for e in &shown {
+        writeln!(out, "{}", line(e))?;
+    }
+    if args.follow {
+        install_stop_handler()?;
+        out.flush()?;
+        while !STOP.load(Ordering::Relaxed) {
+            match follower.poll()? {
+                Some(e) => writeln!(out, "{}", line(&e))?,
+                None => {
+                    out.flush()?;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+#[derive(Serialize)]
+struct InfoOut {
+    file: String,
+    format_version: u32,
+    slots: u64,
+    capacity: u64,
+    producer_mode: &'static str,
+    message_type: String,
+    type_size: u32,
+    type_align: u32,
+    created_unix_ns: u64,
+    /// "recording" (a recorder holds it), "finished" (closed by its recorder) or "abandoned"
+    /// (its recorder ended without closing it: killed).
+    recorder: &'static str,
+    messages: u64,
+    payload_bytes: u64,
+    lost: u64,
+    loss_entries: u64,
+    first_seq: Option<u64>,
+    last_seq: Option<u64>,
+    first_unix_ns: Option<u64>,
+    last_unix_ns: Option<u64>,
+    file_bytes: u64,
+    used_bytes: u64,
+    torn_tail_bytes: u64,
+}
+
+/// `shmbus info FILE`.
+fn info_file(args: &InfoFileArgs) -> CmdResult {
+    let mut journal = Journal::open(&args.file)?;
+    let s = journal.summary()?;
+    let info = journal.info().clone();
+    let recorder = if journal.recorder_alive() {
+        "recording"
+    } else if journal.is_closed() {
+        "finished"
+    } else {
+        "abandoned"
+    };
+    let ty = &info.shape.message_type;
+    let o = InfoOut {
+        file: args.file.clone(),
+        format_version: info.version,
+        slots: info.shape.slots,
+        capacity: info.shape.capacity,
+        producer_mode: match info.shape.mode {
+            shmbus::ProducerMode::Single => "single",
+            _ => "multi",
+        },
+        message_type: ty.name.clone(),
+        type_size: ty.size,
+        type_align: ty.align,
+        created_unix_ns: info.created_ns,
+        recorder,
+        messages: s.messages,
+        payload_bytes: s.payload_bytes,
+        lost: s.lost,
+        loss_entries: s.loss_entries,
+        first_seq: s.first_seq,
+        last_seq: s.last_seq,
+        first_unix_ns: s.first_ts_ns,
+        last_unix_ns: s.last_ts_ns,
+        file_bytes: s.file_bytes,
+        used_bytes: s.end,
+        torn_tail_bytes: s.torn_tail_bytes,
+    };
+    let mut out = io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", text::json_line(&o))?;
+        return Ok(());
+    }
+    let seqs = match (o.first_seq, o.last_seq) {
+        (Some(a), Some(b)) => format!(", seq {a}..{b}"),
+        _ => String::new(),
+    };
+    let span = match (o.first_unix_ns, o.last_unix_ns) {
+        (Some(a), Some(b)) => format!(
+            "{} .. {} ({})",
+            utc(a),
+            utc(b),
+            text::duration(Duration::from_nanos(b.saturating_sub(a)))
+        ),
+        _ => "-".into(),
+    };
+    let recorder_text = match recorder {
+        "recording" => "recording (a recorder holds the file and appends to it)",
+        "finished" => "finished (closed by its recorder)",
+        _ => "abandoned (its recorder ended without closing it; everything committed is intact)",
+    };
+    let tail = match (o.torn_tail_bytes, recorder) {
+        (0, _) => "clean".to_owned(),
+        (n, "recording") => format!("an entry of up to {n} bytes is being written"),
+        (n, _) => format!(
+            "torn: {n} bytes of an entry never committed follow the last complete entry (ignored)"
+        ),
+    };
+    let rows = [
+        ("journal", text::sanitize(&o.file)),
+        ("format", format!("version {}", o.format_version)),
+        (
+            "bus",
+            format!(
+                "{} slots of {} bytes, {} producer",
+                o.slots, o.capacity, o.producer_mode
+            ),
+        ),
+        ("type", text::sanitize(&ty.to_string())),
+        ("created", utc(o.created_unix_ns)),
+        ("recorder", recorder_text.to_owned()),
+        (
+            "messages",
+            format!("{} ({}){seqs}", o.messages, text::bytes(o.payload_bytes)),
+        ),
+        (
+            "lost",
+            format!("{} in {}", o.lost, text::count(o.loss_entries, "gap")),
+        ),
+        ("received", span),
+        (
+            "size",
+            format!(
+                "{} used of {}",
+                text::bytes(o.used_bytes),
+                text::bytes(o.file_bytes)
+            ),
+        ),
+        ("tail", tail),
+    ];
+    for (k, v) in rows {
+        writeln!(out, "{k:<9} {v}")?;
+    }
+    Ok(())
+}
+
+/// `ns` since the Unix epoch as an ISO 8601 UTC time with milliseconds.
+fn utc(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let ms = ns / 1_000_000 % 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (the proleptic Gregorian calendar).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(utc(951_782_400_123_000_000), "2000-02-29T00:00:00.123Z");
+        assert_eq!(utc(1_700_000_000_000_000_000), "2023-11-14T22:13:20.000Z");
+    }
+
+    #[test]
+    fn paths_are_journals_and_plain_names_are_buses() {
+        assert!(is_journal_path("./prices"));
+        assert!(is_journal_path("/tmp/x.journal"));
+        assert!(!is_journal_path("surely-no-such-file-here-4711"));
+    }
+}
