@@ -12,6 +12,7 @@ mod c2c;
 mod child;
 mod clock;
 mod fanout;
+mod journal;
 mod latency;
 mod mp;
 use shmbus_testkit::payload;
@@ -81,6 +82,8 @@ enum Cmd {
     /// Board get and set beside a minimal seqlock, and cross-process update-to-observe latency
     /// beside c2c.
     Board(board::BoardArgs),
+    /// Journal record throughput (64 B and 4 KiB) next to the file system's write bandwidth.
+    Journal(journal::JournalArgs),
     /// A child process's role (internal).
     #[command(name = "__child", hide = true)]
     Child(child::ChildArgs),
@@ -279,6 +282,7 @@ fn main() {
         Some(Cmd::Soak(args)) => soak::run(args, cli.json),
         Some(Cmd::Queue(args)) => queue::run(args, cli.json, cli.quick),
         Some(Cmd::Board(args)) => board::run(args, cli.json, cli.quick),
+        Some(Cmd::Journal(args)) => journal::run(args, cli.quick, cli.json),
         _ => measure(&cli),
     };
     if let Err(e) = result {
@@ -297,7 +301,9 @@ fn measure(cli: &Cli) -> Result<(), String> {
             Some(Cmd::Fanout(_)) => "fanout",
             Some(Cmd::Throughput(_)) => "throughput",
             Some(Cmd::Mp(_)) => "mp",
-            Some(Cmd::Soak(_) | Cmd::Child(_) | Cmd::Queue(_) | Cmd::Board(_)) => {
+            Some(
+                Cmd::Soak(_) | Cmd::Child(_) | Cmd::Queue(_) | Cmd::Board(_) | Cmd::Journal(_),
+            ) => {
                 unreachable!("handled in main")
             }
         }
@@ -325,7 +331,7 @@ fn measure(cli: &Cli) -> Result<(), String> {
         Some(Cmd::Fanout(a)) => cmd_fanout(&ctx, &mut report, a)?,
         Some(Cmd::Throughput(a)) => cmd_throughput(&ctx, &mut report, a)?,
         Some(Cmd::Mp(a)) => cmd_mp(&ctx, &mut report, a)?,
-        Some(Cmd::Soak(_) | Cmd::Child(_) | Cmd::Queue(_) | Cmd::Board(_)) => {
+        Some(Cmd::Soak(_) | Cmd::Child(_) | Cmd::Queue(_) | Cmd::Board(_) | Cmd::Journal(_)) => {
             unreachable!("handled in main")
         }
     }
