@@ -378,9 +378,10 @@ fn tail_file(args: &TailFileArgs) -> CmdResult {
     };
     let mut out = io::BufWriter::new(io::stdout().lock());
     let mut follower = journal.follow();
-    // What is committed now: the last n entries, the first n, or those from a sequence on.
+    // What is committed now: the last n messages, the first n, or those from a sequence on;
+    // like `tail NAME`, n counts messages, and the losses among them are printed too.
     let mut shown = std::collections::VecDeque::new();
-    let mut taken = 0;
+    let (mut kept, mut taken) = (0, 0);
     while let Some(e) = follower.poll()? {
         let wanted = match (args.from, &e) {
             (FromEntry::Seq(s), Entry::Message { seq, .. }) => *seq >= s,
@@ -392,15 +393,22 @@ fn tail_file(args: &TailFileArgs) -> CmdResult {
         }
         match args.from {
             FromEntry::Newest => {
+                kept += u64::from(matches!(e, Entry::Message { .. }));
                 shown.push_back(e);
-                if shown.len() as u64 > args.n {
+                while kept > args.n {
+                    if let Some(Entry::Message { .. }) = shown.pop_front() {
+                        kept -= 1;
+                    }
+                }
+                // Losses before the first message shown belong to messages not shown.
+                while let Some(Entry::Lost { .. }) = shown.front() {
                     shown.pop_front();
                 }
             }
             _ if !args.follow && taken >= args.n => break,
             _ => {
                 writeln!(out, "{}", line(&e))?;
-                taken += 1;
+                taken += u64::from(matches!(e, Entry::Message { .. }));
             }
         }
     }

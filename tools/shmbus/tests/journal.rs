@@ -185,13 +185,22 @@ fn tail_of_a_file_prints_entries_and_losses_like_tail_of_a_bus() {
     small_journal(&f, 5, 1000);
     assert_eq!(
         ok(&["tail", &f, "--from", "oldest", "-n", "3"]),
-        "10\t2\tm0\n11\t2\tm1\nlost 3 messages (seq 12..14)\n"
+        "10\t2\tm0\n11\t2\tm1\nlost 3 messages (seq 12..14)\n15\t2\tm2\n"
     );
     assert_eq!(ok(&["tail", &f, "-n", "2"]), "16\t2\tm3\n17\t2\tm4\n");
+    // As with a bus, the last n messages start with a message: the gap before it is not shown.
+    assert_eq!(
+        ok(&["tail", &f, "-n", "3"]),
+        "15\t2\tm2\n16\t2\tm3\n17\t2\tm4\n"
+    );
+    assert_eq!(
+        ok(&["tail", &f, "-n", "4"]),
+        "11\t2\tm1\nlost 3 messages (seq 12..14)\n15\t2\tm2\n16\t2\tm3\n17\t2\tm4\n"
+    );
     assert_eq!(ok(&["tail", &f, "--from", "16"]), "16\t2\tm3\n17\t2\tm4\n");
     assert_eq!(
         ok(&["tail", &f, "--from", "14", "-n", "1"]),
-        "lost 3 messages (seq 12..14)\n"
+        "lost 3 messages (seq 12..14)\n15\t2\tm2\n"
     );
     let lines: Vec<Value> = ok(&["tail", &f, "--json", "--from", "oldest"])
         .lines()
