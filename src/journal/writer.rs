@@ -52,8 +52,9 @@ impl std::fmt::Debug for JournalWriter {
 }
 
 impl Journal {
-    /// Creates a new journal file at `path` (never an existing one) for messages of a bus of
-    /// `shape`, growing in steps of [`DEFAULT_CHUNK_BYTES`] and more.
+    /// Creates a new journal file at `path` (mode 0600; an existing file or symbolic link there
+    /// is an error, never overwritten) for messages of a bus of `shape`, growing in steps of
+    /// [`DEFAULT_CHUNK_BYTES`] and more.
     pub fn create(path: impl AsRef<Path>, shape: &JournalShape) -> Result<JournalWriter> {
         Journal::create_with_chunk(path, shape, DEFAULT_CHUNK_BYTES)
     }
