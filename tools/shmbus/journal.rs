@@ -1,8 +1,10 @@
 //! Journals: `shmbus record NAME FILE`, `shmbus replay FILE NAME`, and `shmbus tail FILE` /
 //! `shmbus info FILE`, which read a journal file as `tail` and `info` read a bus.
 //!
-//! A `tail` or `info` argument names a journal file when it contains a '/' (bus names never do)
-//! or names an existing file or directory entry; otherwise it is a bus name.
+//! A `tail` or `info` argument names a journal file when it names an existing file (or other
+//! directory entry), or when it is written as a path: starting with '/', './' or '../'.
+//! Anything else is a bus name, so `a/b` that does not exist is refused as a bus name (with the
+//! character named), as it always was.
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -21,7 +23,8 @@ use crate::{text, CmdResult, Failure, Format};
 
 /// Whether a `tail` or `info` argument names a journal file rather than a bus.
 pub(crate) fn is_journal_path(arg: &str) -> bool {
-    arg.contains('/') || Path::new(arg).symlink_metadata().is_ok()
+    ["/", "./", "../"].iter().any(|p| arg.starts_with(p))
+        || Path::new(arg).symlink_metadata().is_ok()
 }
 
 /// `tail FILE` and `info FILE`, recognised before the bus commands parse the arguments: if the
@@ -605,7 +608,13 @@ mod tests {
     #[test]
     fn paths_are_journals_and_plain_names_are_buses() {
         assert!(is_journal_path("./prices"));
-        assert!(is_journal_path("/tmp/x.journal"));
+        assert!(is_journal_path("../prices"));
+        assert!(is_journal_path("/tmp/no-such-journal-4711"));
+        assert!(is_journal_path("/"), "an existing entry");
         assert!(!is_journal_path("surely-no-such-file-here-4711"));
+        assert!(
+            !is_journal_path("no-such-dir-4711/x"),
+            "a bus name, refused as one"
+        );
     }
 }

@@ -44,9 +44,8 @@ Examples:
   shmbus record prices run.journal --duration 60
   shmbus replay run.journal prices-copy --rate original
 
-tail and info also read journal files: an argument that contains '/' or names an
-existing file is a journal file (write ./NAME for a file in the current directory),
-anything else is a bus name.
+tail and info also read journal files: an argument that names an existing file, or
+that starts with '/', './' or '../', is a journal file; anything else is a bus name.
 
 Every command exits with status 0 on success; on failure it prints one line
 'shmbus: error: ...' on stderr and exits with status 1. A usage error (unknown

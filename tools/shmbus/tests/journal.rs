@@ -233,6 +233,16 @@ fn an_existing_file_name_is_a_journal_and_anything_else_a_bus() {
     );
     assert!(!o.status.success());
     assert!(all.contains("not found"), "read as a bus name: {all}");
+    // Written as a path, a missing file is a missing file, not a bad bus name.
+    let o = shmbus_in(&dir.0, &["info", "./missing.journal"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("./missing.journal: open failed: No such file"),
+        "{err}"
+    );
+    let o = shmbus_in(&dir.0, &["tail", "no-such-dir/x"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("invalid bus name"), "{err}");
 }
 
 #[test]
