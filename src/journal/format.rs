@@ -1,5 +1,5 @@
 //! The journal file format: header fields, entry markers and their validation
-//! (docs/design.md §12). Every word is little-endian and 8-byte aligned.
+//! (docs/design.md §13). Every word is little-endian and 8-byte aligned.
 //!
 //! ```text
 //!  byte  header (HEADER_BYTES = 4096)

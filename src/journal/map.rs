@@ -1,5 +1,5 @@
 //! Word access to a mapped journal file: every shared access is an atomic word load or store at
-//! an 8-aligned, bounds-checked offset (docs/design.md §12), as in the bus (§3).
+//! an 8-aligned, bounds-checked offset (docs/design.md §13), as in the bus (§3).
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
@@ -31,7 +31,7 @@ impl<'a> Words<'a> {
         // (checked above), so the pointer is valid and aligned for an `AtomicU64`, which has the
         // size and alignment of `u64`. The mapping outlives `'a`, and no `&[u8]` or `&mut` to it
         // exists anywhere (it is only reached through this type). Other processes change the
-        // file only through atomic word stores (docs/design.md §12), so every access to these
+        // file only through atomic word stores (docs/design.md §13), so every access to these
         // bytes is atomic: no data race. A file truncated under the mapping by another process is
         // the documented exception (SIGBUS), as for buses (docs/design.md §10).
         Some(unsafe { &*(self.map.as_ptr().add(off as usize) as *const AtomicU64) })

@@ -1,5 +1,5 @@
 //! Record/replay journals: a bus's messages kept in an append-only file
-//! (docs/design.md §12).
+//! (docs/design.md §13).
 //!
 //! A journal is one file that its recorder maps and appends to, growing it in chunks. Its header
 //! records the recorded bus's shape and message type; each entry is a message (sequence number,

@@ -1,5 +1,5 @@
 //! Reading a journal: the header checks, the entry iterator and the follower
-//! (docs/design.md §12). Every offset is checked against the mapping before it is read, and the
+//! (docs/design.md §13). Every offset is checked against the mapping before it is read, and the
 //! mapping never extends past the file size seen just before mapping.
 
 use std::fs::{File, OpenOptions};
@@ -168,7 +168,7 @@ impl Journal {
     /// Whether the recorder finished and closed the journal (no more entries will come).
     pub fn is_closed(&self) -> bool {
         // ORDERING: Acquire, paired with the writer's Release store of the state on drop: having
-        // seen "closed", a reader sees every entry committed before it (docs/design.md §12).
+        // seen "closed", a reader sees every entry committed before it (docs/design.md §13).
         self.words().load_acquire(OFF_STATE) == Some(STATE_CLOSED)
     }
 
@@ -280,7 +280,7 @@ impl Journal {
             return Ok(None);
         }
         // ORDERING: Acquire, paired with the writer's Release store of this marker (its commit):
-        // the entry's words stored before the marker are visible below (docs/design.md §12).
+        // the entry's words stored before the marker are visible below (docs/design.md §13).
         let word = self.words().load_acquire(off).unwrap_or(0);
         if word == 0 {
             return Ok(None);
@@ -330,7 +330,7 @@ impl Journal {
 }
 
 /// Maps `size` bytes of `file` read-only; `size` was just read from the file itself, so every
-/// mapped page is backed unless another process truncates the file (docs/design.md §12).
+/// mapped page is backed unless another process truncates the file (docs/design.md §13).
 fn map_read_only(path: &Path, file: &File, size: u64) -> Result<MmapRaw> {
     let len = usize::try_from(size).map_err(|_| {
         corrupt(
@@ -351,7 +351,7 @@ fn read_header(path: &Path, w: Words<'_>) -> Result<JournalInfo> {
             .ok_or_else(|| corrupt(path, off, "header word outside the file"))
     };
     // ORDERING: Acquire, paired with the creator's Release store of the magic, stored after
-    // every other header field (docs/design.md §12).
+    // every other header field (docs/design.md §13).
     let magic = w
         .load_acquire(OFF_MAGIC)
         .ok_or_else(|| corrupt(path, 0, "no header"))?;

@@ -1,5 +1,5 @@
 //! The appender: creates a journal file and appends committed entries to it
-//! (docs/design.md §12).
+//! (docs/design.md §13).
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -142,7 +142,7 @@ impl JournalWriter {
             self.store(OFF_TYPE_NAME + 8 * i as u64, word_of(chunk));
         }
         // ORDERING: Release, paired with the reader's Acquire load of the magic (`Journal::open`):
-        // a reader that sees the magic sees every header field above (docs/design.md §12).
+        // a reader that sees the magic sees every header field above (docs/design.md §13).
         self.words()
             .store_release(OFF_MAGIC, MAGIC)
             .expect("the header is inside the first mapping");
@@ -226,7 +226,7 @@ impl JournalWriter {
     fn commit(&mut self, at: u64, marker: Marker) {
         // ORDERING: Release, paired with the reader's Acquire load of this marker
         // (`Words::load_acquire` in the reader): a reader that sees the marker sees the entry's
-        // words stored above (docs/design.md §12).
+        // words stored above (docs/design.md §13).
         self.words()
             .store_release(at, marker.encode())
             .expect("reserve made room for the whole entry");
@@ -252,7 +252,7 @@ impl JournalWriter {
 impl Drop for JournalWriter {
     fn drop(&mut self) {
         // ORDERING: Release, paired with the reader's Acquire load of the state: a reader that
-        // sees "closed" sees every committed entry (docs/design.md §12).
+        // sees "closed" sees every committed entry (docs/design.md §13).
         let _ = self.words().store_release(OFF_STATE, STATE_CLOSED);
     }
 }
