@@ -73,6 +73,10 @@ pub mod journal;
 mod payload;
 mod publisher;
 mod queue;
+#[cfg(not(loom))]
+mod readiness;
+#[cfg(all(feature = "tokio", not(loom)))]
+mod async_recv;
 mod segment;
 mod subscriber;
 mod wait;
@@ -95,6 +99,10 @@ pub use crate::{
     subscriber::{Event, Iter, LapPolicy, Message, Recv, Start, Subscriber, SubscriberStats},
     wait::Wait,
 };
+#[cfg(not(loom))]
+pub use crate::readiness::Readiness;
+#[cfg(all(feature = "tokio", not(loom)))]
+pub use crate::async_recv::EventStream;
 /// The `bytemuck` crate, with its derives: `#[derive(shmbus::bytemuck::Pod)]` together with
 /// `#[bytemuck(crate = "shmbus::bytemuck")]` needs no `bytemuck` dependency of your own.
 pub use bytemuck;

@@ -1,0 +1,161 @@
+//! Awaiting a subscriber in a tokio task (feature `tokio`): [`Subscriber::recv_async`] and
+//! [`Subscriber::stream`], over `tokio::io::unix::AsyncFd` on the subscriber's readiness eventfd
+//! (docs/design.md §11).
+//!
+//! Both are cancel-safe: a message is consumed only in the poll that returns it, so a future
+//! dropped before completing (a `select!` branch that lost) leaves the message for the next
+//! receive.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use crate::error::{Error, Result};
+use crate::payload::Payload;
+use crate::subscriber::{Event, Recv, Subscriber};
+
+/// What one receive gives, owned; `None` for a closed bus.
+fn owned<T: Payload>(r: Recv<'_, T>) -> Option<Option<Event<T::Owned>>> {
+    match r {
+        Recv::Message(m) => Some(Some(Event::Message {
+            seq: m.seq(),
+            value: T::to_owned(m.get()),
+        })),
+        Recv::Lapped { lost } => Some(Some(Event::Lapped { lost })),
+        Recv::Closed => Some(None),
+        Recv::Empty => None,
+    }
+}
+
+impl<T: Payload> Subscriber<T> {
+    /// Registers the subscriber and its eventfd with the current tokio runtime (once).
+    fn async_fd(&mut self) -> Result<&AsyncFd<RawFd>> {
+        if self.registration().is_some_and(|a| a.async_fd.is_some()) {
+            return Ok(self
+                .registration()
+                .and_then(|a| a.async_fd.as_ref())
+                .expect("checked just above"));
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Io {
+                name: self.bus_name().to_owned(),
+                op: "recv_async",
+                source: io::Error::other("not called from a tokio runtime"),
+            });
+        }
+        let name = self.bus_name().to_owned();
+        let armed = self.armed()?;
+        let fd = armed.fd().as_raw_fd();
+        // SAFETY: `fd` is the registration's eventfd, which `armed` owns and closes only when
+        // it drops, after its `async_fd` field (fields drop in declaration order, after
+        // `Armed::drop`, which touches neither): the descriptor stays open and names the same
+        // eventfd for the whole life of the `AsyncFd` (docs/design.md §11).
+        let afd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(
+            |e| Error::Io {
+                name,
+                op: "register with the tokio reactor",
+                source: e.into(),
+            },
+        )?;
+        Ok(armed.async_fd.insert(afd))
+    }
+
+    /// Receives, waiting without blocking the thread: the next message or lap, owned, or
+    /// `Ok(None)` when no producer is attached and everything intact has been received (as
+    /// [`crate::Recv::Closed`]; reported once per closure, then this waits for the next
+    /// message).
+    ///
+    /// Cancel-safe: nothing is consumed unless this returns it, so it can be a `select!`
+    /// branch. The first call registers the subscriber with this bus handle's waker thread and
+    /// the current runtime's reactor (docs/design.md §11).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when called outside a tokio runtime, when the eventfd or the waker thread
+    /// cannot be made (see [`Subscriber::into_readiness`]), or when the reactor fails (it was
+    /// shut down).
+    ///
+    /// # Panics
+    ///
+    /// Inside a tokio runtime built without I/O (`enable_io`), as tokio's own I/O types do.
+    pub async fn recv_async(&mut self) -> Result<Option<Event<T::Owned>>> {
+        loop {
+            self.async_fd()?;
+            if let Some(r) = owned(self.try_recv_armed()) {
+                return Ok(r);
+            }
+            // Armed: the eventfd turns readable once something is there. Its readiness is
+            // cleared before the receive above runs again, and the cause of a signal stays in
+            // the ring until received, so clearing loses nothing.
+            let waited = self.async_fd()?.readable().await.map(|mut g| g.clear_ready());
+            if let Err(e) = waited {
+                return Err(reactor_error(self.bus_name().to_owned(), e));
+            }
+        }
+    }
+
+    /// A [`futures_core::Stream`] of owned messages and laps, ending when the bus is closed (as
+    /// [`Subscriber::iter`]). Cancel-safe like [`Subscriber::recv_async`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Subscriber::recv_async`]: outside a tokio runtime, or when the eventfd or the waker
+    /// thread cannot be made. The stream yields an error if the reactor fails.
+    ///
+    /// # Panics
+    ///
+    /// Inside a tokio runtime built without I/O, as tokio's own I/O types do.
+    pub fn stream(&mut self) -> Result<EventStream<'_, T>> {
+        self.async_fd()?;
+        Ok(EventStream { sub: self })
+    }
+}
+
+fn reactor_error(name: String, source: io::Error) -> Error {
+    Error::Io {
+        name,
+        op: "wait for readiness",
+        source,
+    }
+}
+
+/// The stream made by [`Subscriber::stream`].
+pub struct EventStream<'a, T: Payload> {
+    sub: &'a mut Subscriber<T>,
+}
+
+impl<T: Payload> std::fmt::Debug for EventStream<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("subscriber", &self.sub)
+            .finish()
+    }
+}
+
+impl<T: Payload> futures_core::Stream for EventStream<'_, T> {
+    type Item = Result<Event<T::Owned>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let sub = &mut *self.get_mut().sub;
+        loop {
+            if let Some(r) = owned(sub.try_recv_armed()) {
+                return Poll::Ready(r.map(Ok));
+            }
+            let waited = match sub.async_fd() {
+                Ok(afd) => match afd.poll_read_ready(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(r) => r.map(|mut g| g.clear_ready()),
+                },
+                Err(e) => return Poll::Ready(Some(Err(e))),
+            };
+            if let Err(e) = waited {
+                let name = sub.bus_name().to_owned();
+                return Poll::Ready(Some(Err(reactor_error(name, e))));
+            }
+        }
+    }
+}

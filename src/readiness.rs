@@ -1,0 +1,421 @@
+//! A subscriber's readiness as a file descriptor, for event loops (docs/design.md §11).
+//!
+//! One **waker thread** per bus handle in this process sleeps on the bus's futex through the same
+//! handshake as a blocking receive ([`crate::wait::sleep`]: raise the waiter flag, heavy barrier,
+//! re-check, futex wait), and writes to the eventfd of every registered subscriber whose next
+//! sequence became readable. A subscriber **arms** its registration when a receive finds nothing:
+//! it clears its eventfd, stores the sequence it expects, marks itself armed and kicks the thread
+//! (a private futex word the thread also waits on). The thread raises the waiter flag only while
+//! some registration is armed, so publishers of a bus nobody waits on pay nothing. Every 5 ms, while
+//! any registration is armed, it also looks for what a publish does not announce: a stalled
+//! sequence (its claimant may have died) and a closed bus.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+use crate::error::{Error, Result};
+use crate::liveness::{ring, SegmentLiveness};
+use crate::payload::{Payload, Raw};
+use crate::ring::{busy_version, Liveness, Ring};
+use crate::segment::{futex_wait, futex_wake, Segment};
+use crate::subscriber::{Recv, Subscriber};
+use crate::wait::{self, Futex, SysFutex};
+
+/// How often the waker looks at the cursor and the producers' liveness while a registration is
+/// armed: the period of blocking receives (docs/design.md §6, "Cadence").
+const CHECK_PERIOD: Duration = Duration::from_millis(5);
+/// How often the waker polls a read-only bus, whose waiter flag it may not raise.
+const READ_ONLY_POLL: Duration = Duration::from_millis(1);
+/// `closed_at` when no `Closed` has been reported at the current sequence.
+const NOT_CLOSED: u64 = u64::MAX;
+
+/// One subscriber's registration with its bus's waker thread.
+pub(crate) struct Registration {
+    /// The sequence the subscriber expects, as of its last arming (written by the subscriber).
+    expected: AtomicU64,
+    /// Set by the subscriber when a receive found nothing; cleared by the waker when it signals.
+    armed: AtomicBool,
+    /// Set by the waker when it signals for something the slot does not show (a stall, a closed
+    /// bus): the next receive then looks at the cursor and the producers.
+    check: AtomicBool,
+    /// The sequence at which `Closed` was last reported, so that a closed bus signals once, not
+    /// every period ([`NOT_CLOSED`]: none).
+    closed_at: AtomicU64,
+    /// Readable while the subscriber has something to receive; non-blocking, close-on-exec.
+    efd: EventFd,
+}
+
+impl Registration {
+    /// Disarms and, if this call disarmed it, signals the eventfd. `check`: the reason is not
+    /// in the slot.
+    fn signal(&self, check: bool) {
+        if check {
+            // ORDERING: Release pairs with the Acquire `swap` in `take_check`; the eventfd write
+            // below orders it before the subscriber's wake-up anyway.
+            self.check.store(true, Ordering::Release);
+        }
+        if self.armed.swap(false, Ordering::AcqRel) {
+            // Fails only if the counter would overflow 2^64 - 2, which one write per arming
+            // cannot reach.
+            let _ = self.efd.write(1);
+        }
+    }
+}
+
+/// What the waker thread and the subscribers of one bus handle share.
+struct Shared {
+    seg: Arc<Segment>,
+    regs: Mutex<Vec<Arc<Registration>>>,
+    /// Bumped (Release) after every arming, registration change and stop; the thread waits on
+    /// it (a private futex) besides the bus's wake counter.
+    kick: AtomicU32,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn kick(&self) {
+        // ORDERING: Release pairs with the Acquire load at the top of the waker's loop: a pass
+        // that reads this count sees the arming (or registration) made before it.
+        self.kick.fetch_add(1, Ordering::Release);
+        futex_wake(&self.kick, false);
+    }
+
+    fn regs(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Registration>>> {
+        // The list stays consistent whatever panicked while holding it (pushes and removals only).
+        self.regs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The waker thread of one bus handle; stopped and joined when the last registration goes.
+pub(crate) struct Waker {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Waker {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.kick();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The waker threads of this process, one per bus handle (segment) that has registrations.
+static WAKERS: Mutex<Vec<Weak<Waker>>> = Mutex::new(Vec::new());
+
+/// The waker of `seg`, started if it has none.
+fn waker_for(seg: &Arc<Segment>) -> Result<Arc<Waker>> {
+    let mut all = WAKERS.lock().unwrap_or_else(PoisonError::into_inner);
+    all.retain(|w| w.strong_count() > 0);
+    if let Some(w) = all
+        .iter()
+        .filter_map(Weak::upgrade)
+        .find(|w| Arc::ptr_eq(&w.shared.seg, seg))
+    {
+        return Ok(w);
+    }
+    let shared = Arc::new(Shared {
+        seg: Arc::clone(seg),
+        regs: Mutex::new(Vec::new()),
+        kick: AtomicU32::new(0),
+        stop: AtomicBool::new(false),
+    });
+    let for_thread = Arc::clone(&shared);
+    let thread = std::thread::Builder::new()
+        .name("shmbus-waker".into())
+        .spawn(move || run(&for_thread))
+        .map_err(|source| Error::Io {
+            name: seg.name().to_owned(),
+            op: "start the readiness thread",
+            source,
+        })?;
+    let w = Arc::new(Waker {
+        shared,
+        thread: Some(thread),
+    });
+    all.push(Arc::downgrade(&w));
+    Ok(w)
+}
+
+/// A subscriber's side of its registration (kept in the subscriber).
+pub(crate) struct Armed {
+    /// The tokio registration of the eventfd; dropped (deregistered) before the eventfd closes.
+    #[cfg(feature = "tokio")]
+    pub(crate) async_fd: Option<tokio::io::unix::AsyncFd<RawFd>>,
+    reg: Arc<Registration>,
+    waker: Arc<Waker>,
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        let shared = &self.waker.shared;
+        shared.regs().retain(|r| !Arc::ptr_eq(r, &self.reg));
+        shared.kick();
+    }
+}
+
+impl Armed {
+    /// Registers with the waker of `seg` (starting it if needed).
+    pub(crate) fn new(seg: &Arc<Segment>) -> Result<Armed> {
+        let efd = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+            .map_err(|e| Error::io(seg.name(), "eventfd", e))?;
+        let reg = Arc::new(Registration {
+            expected: AtomicU64::new(0),
+            armed: AtomicBool::new(false),
+            check: AtomicBool::new(false),
+            closed_at: AtomicU64::new(NOT_CLOSED),
+            efd,
+        });
+        let waker = waker_for(seg)?;
+        waker.shared.regs().push(Arc::clone(&reg));
+        Ok(Armed {
+            #[cfg(feature = "tokio")]
+            async_fd: None,
+            reg,
+            waker,
+        })
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.reg.efd.as_fd()
+    }
+
+    /// Whether the waker signalled for something the slot does not show; clears it.
+    pub(crate) fn take_check(&self) -> bool {
+        // ORDERING: pairs with the Release store in `Registration::signal`.
+        self.reg.check.swap(false, Ordering::Acquire)
+    }
+
+    /// After a receive found nothing at `next`: have the waker signal once it is readable. No
+    /// edge is lost: the eventfd is cleared before the arming is published, so a signal for this
+    /// arming comes after the clear; and the waker's pass after the kick re-checks the slot
+    /// after raising the waiter flag (docs/design.md §11).
+    pub(crate) fn arm(&self, next: u64) {
+        let r = &*self.reg;
+        if r.armed.load(Ordering::Relaxed) && r.expected.load(Ordering::Relaxed) == next {
+            // Armed for this very sequence already, and not signalled since (the waker disarms
+            // when it signals): the eventfd is clear and the waker covers it.
+            return;
+        }
+        // EAGAIN (nothing to clear) is the usual result. A signal cleared here was for an
+        // earlier arming, whose cause the receive that found nothing has already seen.
+        let _ = r.efd.read();
+        if r.closed_at.load(Ordering::Relaxed) != next {
+            r.closed_at.store(NOT_CLOSED, Ordering::Relaxed);
+        }
+        r.expected.store(next, Ordering::Relaxed);
+        r.armed.store(true, Ordering::Relaxed);
+        self.waker.shared.kick();
+    }
+
+    /// A receive reported `Closed` at `next`: the waker signals a closed bus once per sequence.
+    pub(crate) fn closed(&self, next: u64) {
+        self.reg.closed_at.store(next, Ordering::Relaxed);
+    }
+}
+
+/// The slot of `seq` has moved past "being written": written, abandoned or reused (a lap).
+fn slot_ready(ring: &Ring<'_>, seq: u64) -> bool {
+    ring.version(seq) > busy_version(seq)
+}
+
+/// The waker thread: signals armed registrations, sleeping on the bus's futex in between.
+fn run(shared: &Shared) {
+    let seg = &*shared.seg;
+    let ring = ring(seg);
+    let futex = SysFutex {
+        shared: seg.is_shared(),
+    };
+    let mut last_check = Instant::now();
+    loop {
+        // ORDERING: pairs with the Release `fetch_add` in `Shared::kick`: this pass sees every
+        // arming and registration made before the count it reads; a later one changes the
+        // count, which ends the sleep below (the futex compares it).
+        let k = shared.kick.load(Ordering::Acquire);
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = Instant::now();
+        let periodic = now.duration_since(last_check) >= CHECK_PERIOD;
+        if periodic {
+            last_check = now;
+        }
+        if scan(shared, &ring, periodic) == 0 {
+            // Nothing armed: the waiter flag stays down, publishers pay nothing.
+            futex_wait(&shared.kick, k, None, false);
+            continue;
+        }
+        let slice = CHECK_PERIOD.saturating_sub(now.duration_since(last_check));
+        let ready = || shared.kick.load(Ordering::Acquire) != k || any_ready(shared, &ring);
+        if seg.is_writable() {
+            let either = BusOrKick {
+                sys: &futex,
+                kick: &shared.kick,
+                kick_seen: k,
+            };
+            wait::sleep(seg.wake_words(), &either, Some(slice), ready);
+        } else if !ready() {
+            // A read-only handle may not raise the waiter flag: poll (docs/design.md §11).
+            futex_wait(&shared.kick, k, Some(slice.min(READ_ONLY_POLL)), false);
+        }
+    }
+}
+
+/// Signals every armed registration that has something to receive; returns how many stay armed.
+/// `periodic`: also signal stalls and a closed bus, which no publish announces.
+fn scan(shared: &Shared, ring: &Ring<'_>, periodic: bool) -> usize {
+    let regs = shared.regs();
+    let mut alive = None;
+    let mut armed = 0;
+    for r in regs.iter() {
+        if !r.armed.load(Ordering::Relaxed) {
+            continue;
+        }
+        let e = r.expected.load(Ordering::Relaxed);
+        if slot_ready(ring, e) {
+            r.signal(false);
+        } else if periodic && needs_check(shared, ring, r, e, &mut alive) {
+            r.signal(true);
+        } else {
+            armed += 1;
+        }
+    }
+    armed
+}
+
+/// Whether the receive should look at the cursor and the producers for `e`: a sequence claimed
+/// but not in its slot (a stall, whose claimant may be dead), or a bus with no producer that has
+/// not been reported closed at `e` yet (docs/design.md §6).
+fn needs_check(
+    shared: &Shared,
+    ring: &Ring<'_>,
+    r: &Registration,
+    e: u64,
+    alive: &mut Option<bool>,
+) -> bool {
+    let ahead = ring.cursor().wrapping_sub(e);
+    if ahead != 0 && ahead <= u64::MAX / 2 {
+        return true;
+    }
+    if r.closed_at.load(Ordering::Relaxed) == e {
+        return false;
+    }
+    !*alive.get_or_insert_with(|| SegmentLiveness::observer(&shared.seg).any_alive())
+}
+
+/// Whether some armed registration's slot is readable (the re-check of the sleep handshake).
+fn any_ready(shared: &Shared, ring: &Ring<'_>) -> bool {
+    shared.regs().iter().any(|r| {
+        r.armed.load(Ordering::Relaxed) && slot_ready(ring, r.expected.load(Ordering::Relaxed))
+    })
+}
+
+/// The bus's futex, whose sleep also ends on a kick.
+struct BusOrKick<'a> {
+    sys: &'a SysFutex,
+    kick: &'a AtomicU32,
+    kick_seen: u32,
+}
+
+impl Futex for BusOrKick<'_> {
+    fn wait(&self, word: &crate::sync::AtomicU32, expected: u32, timeout: Option<Duration>) {
+        wait::futex_wait_either(
+            word,
+            expected,
+            self.sys.shared,
+            self.kick,
+            self.kick_seen,
+            timeout,
+        );
+    }
+
+    fn wake_all(&self, word: &crate::sync::AtomicU32) {
+        self.sys.wake_all(word);
+    }
+
+    fn heavy_barrier(&self) -> bool {
+        self.sys.heavy_barrier()
+    }
+}
+
+/// A subscriber with a file descriptor that an event loop (epoll, mio, io_uring...) can wait
+/// on: readable when [`Readiness::try_recv`] has something to return (a message, a lap, or a
+/// closed bus). Made by [`Subscriber::into_readiness`].
+///
+/// Drain it with [`Readiness::try_recv`] until [`Recv::Empty`]: the receive that finds nothing
+/// clears the descriptor and re-arms it, so no publish is missed between the two
+/// (docs/design.md §11). Readiness may be spurious (a receive then finds nothing); it is never
+/// lost. A closed bus makes it readable once per sequence: a receive that gets
+/// [`Recv::Closed`] is not woken again for the same closure.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use shmbus::{BusBuilder, Recv};
+/// # let name = format!("doc-readiness-{}", std::process::id());
+/// let bus = BusBuilder::new(&name).create()?;
+/// let mut tx = bus.publisher()?;
+/// let mut rx = bus.subscriber().into_readiness()?;
+/// assert!(matches!(rx.try_recv(), Recv::Empty)); // armed
+/// tx.publish_bytes(b"hi")?;
+/// // Wait for the descriptor as an event loop would.
+/// let mut fds = [nix::poll::PollFd::new(rx.as_fd(), nix::poll::PollFlags::POLLIN)];
+/// nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE).unwrap();
+/// assert!(matches!(rx.try_recv(), Recv::Message(m) if m.bytes() == b"hi"));
+/// # shmbus::Bus::remove(&name)?;
+/// # Ok::<(), shmbus::Error>(())
+/// ```
+pub struct Readiness<T: Payload = Raw> {
+    sub: Subscriber<T>,
+}
+
+impl<T: Payload> std::fmt::Debug for Readiness<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("subscriber", &self.sub)
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}
+
+impl<T: Payload> Readiness<T> {
+    pub(crate) fn new(mut sub: Subscriber<T>) -> Result<Self> {
+        sub.armed()?;
+        Ok(Readiness { sub })
+    }
+
+    /// Receives without waiting, like [`Subscriber::try_recv`]; when it finds nothing it re-arms
+    /// the descriptor, which becomes readable again once there is something to receive.
+    pub fn try_recv(&mut self) -> Recv<'_, T> {
+        self.sub.try_recv_armed()
+    }
+
+    /// The subscriber (its sequence and counters).
+    pub fn subscriber(&self) -> &Subscriber<T> {
+        &self.sub
+    }
+
+    /// The subscriber back, without its descriptor.
+    pub fn into_inner(mut self) -> Subscriber<T> {
+        self.sub.disarm();
+        self.sub
+    }
+}
+
+impl<T: Payload> AsFd for Readiness<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sub.ready_fd()
+    }
+}
+
+impl<T: Payload> AsRawFd for Readiness<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}

@@ -1,0 +1,202 @@
+//! The readiness descriptor of a subscriber (docs/design.md §11): readable on a publish from
+//! another process, on a lap, on a closed bus, on read-only handles; never a lost edge when a
+//! drain races a publish; and a publisher pays nothing while nobody is armed.
+
+use shmbus_testkit as support;
+
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use shmbus::{Bus, BusBuilder, Readiness, Recv, Start};
+use support::{await_cond, role, say, ChildProc, TestBus};
+
+const CHILD: &str = "child_entry";
+
+/// Long enough that only a lost wake-up reaches it: a hang guard, not a timing assertion.
+const HANG_GUARD: Duration = Duration::from_secs(20);
+
+/// Entry point of child processes; does nothing when run as an ordinary test.
+#[test]
+fn child_entry() {
+    match role().as_deref() {
+        None => {}
+        Some("publish_on_go") => publish_on_go(),
+        Some(other) => panic!("unknown child role {other}"),
+    }
+}
+
+/// Attaches as the producer of BUS, says `ready`, publishes one message when told `go`.
+fn publish_on_go() {
+    let bus = Bus::open(&std::env::var("BUS").expect("BUS")).unwrap();
+    let mut tx = bus.publisher().unwrap();
+    say("ready");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).expect("stdin");
+    assert_eq!(line.trim(), "go");
+    tx.publish_bytes(b"from afar").unwrap();
+    say("published");
+    line.clear();
+    let _ = std::io::stdin().read_line(&mut line);
+}
+
+/// Whether `fd` is readable within `timeout`.
+fn readable(fd: &impl AsFd, timeout: Duration) -> bool {
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::from(ms)).expect("poll") == 1
+}
+
+/// Waits until `fd` is readable, failing the test if it never becomes so.
+fn wait_readable(fd: &impl AsFd, what: &str) {
+    assert!(readable(fd, HANG_GUARD), "never readable: {what}");
+}
+
+/// The waiter flag of a bus, read from its segment file (docs/design.md §2: byte 1096).
+fn waiter_flag(bus: &TestBus) -> u64 {
+    let bytes = std::fs::read(bus.path()).expect("read segment");
+    u64::from_ne_bytes(bytes[1096..1104].try_into().unwrap())
+}
+
+#[test]
+fn readiness_becomes_readable_on_a_publish_from_another_process() {
+    let name = TestBus::new("rd-proc");
+    let bus = BusBuilder::new(name.name()).create().unwrap();
+    let mut rx = bus.subscribe(Start::Next).into_readiness().unwrap();
+    let mut child = ChildProc::spawn(CHILD, "publish_on_go", &[("BUS", name.0.clone())]);
+    child.expect_line("ready");
+    assert!(matches!(rx.try_recv(), Recv::Empty), "nothing yet: arms");
+    assert!(!readable(&rx, Duration::ZERO), "armed and empty: not readable");
+    child.tell("go");
+    wait_readable(&rx, "the other process published");
+    match rx.try_recv() {
+        Recv::Message(m) => assert_eq!(m.bytes(), b"from afar"),
+        other => panic!("expected the message, got {other:?}"),
+    }
+    child.expect_line("published");
+    child.tell("exit");
+    child.wait_success(HANG_GUARD);
+}
+
+#[test]
+fn readiness_becomes_readable_on_a_lap_with_the_exact_loss() {
+    let name = TestBus::new("rd-lap");
+    let bus = BusBuilder::new(name.name()).slots(8).create().unwrap();
+    let mut tx = bus.publisher().unwrap();
+    let mut rx = bus.subscribe(Start::Next).into_readiness().unwrap();
+    assert!(matches!(rx.try_recv(), Recv::Empty));
+    for i in 0..20u64 {
+        tx.publish_bytes(&i.to_ne_bytes()).unwrap();
+    }
+    wait_readable(&rx, "lapped");
+    match rx.try_recv() {
+        Recv::Lapped { lost } => assert_eq!(lost, 12, "20 published, the last 8 intact"),
+        other => panic!("expected a lap, got {other:?}"),
+    }
+    let mut next = 12;
+    while let Recv::Message(m) = rx.try_recv() {
+        assert_eq!(m.seq(), next);
+        next += 1;
+    }
+    assert_eq!(next, 20);
+}
+
+#[test]
+fn readiness_becomes_readable_once_when_the_bus_closes() {
+    let name = TestBus::new("rd-closed");
+    let bus = BusBuilder::new(name.name()).create().unwrap();
+    let tx = bus.publisher().unwrap();
+    let mut rx = bus.subscribe(Start::Next).into_readiness().unwrap();
+    assert!(matches!(rx.try_recv(), Recv::Empty));
+    drop(tx);
+    wait_readable(&rx, "the only producer left");
+    assert!(matches!(rx.try_recv(), Recv::Closed));
+    // Reported: the next receive finds nothing and re-arms, and a new publish still wakes it.
+    assert!(matches!(rx.try_recv(), Recv::Empty));
+    let mut tx = bus.publisher().unwrap();
+    tx.publish_bytes(b"again").unwrap();
+    wait_readable(&rx, "a producer came back and published");
+    assert!(matches!(rx.try_recv(), Recv::Message(m) if m.bytes() == b"again"));
+}
+
+#[test]
+fn read_only_readiness_becomes_readable_on_publish() {
+    let name = TestBus::new("rd-ro");
+    let bus = BusBuilder::new(name.name()).create().unwrap();
+    let mut tx = bus.publisher().unwrap();
+    let ro = Bus::open_read_only(name.name()).unwrap();
+    let mut rx = ro.subscribe(Start::Next).into_readiness().unwrap();
+    assert!(matches!(rx.try_recv(), Recv::Empty));
+    tx.publish_bytes(b"ro").unwrap();
+    wait_readable(&rx, "published, seen by polling");
+    assert!(matches!(rx.try_recv(), Recv::Message(m) if m.bytes() == b"ro"));
+    assert_eq!(waiter_flag(&name), 0, "a read-only handle never raises the flag");
+}
+
+#[test]
+fn publisher_pays_nothing_while_no_registration_is_armed() {
+    let name = TestBus::new("rd-flag");
+    let bus = BusBuilder::new(name.name()).create().unwrap();
+    let mut tx = bus.publisher().unwrap();
+    let mut rx = bus.subscribe(Start::Next).into_readiness().unwrap();
+    assert_eq!(waiter_flag(&name), 0, "registered, not armed");
+    assert!(matches!(rx.try_recv(), Recv::Empty));
+    await_cond(HANG_GUARD, "the waker raises the flag", || {
+        waiter_flag(&name) != 0
+    });
+    tx.publish_bytes(b"one").unwrap();
+    assert_eq!(waiter_flag(&name), 0, "the publish that wakes clears it");
+    wait_readable(&rx, "published");
+    // Not drained to Empty, so not re-armed: the waker leaves the flag down.
+    assert!(matches!(rx.try_recv(), Recv::Message(_)));
+    for _ in 0..100 {
+        tx.publish_bytes(b"more").unwrap();
+        assert_eq!(waiter_flag(&name), 0);
+    }
+}
+
+/// A publisher thread publishes each message as soon as the previous one was received, so each
+/// publish races the receiver's drain-to-empty and re-arm. A lost edge leaves the receiver
+/// waiting on a descriptor that never turns readable.
+#[test]
+fn draining_never_loses_an_edge_to_a_racing_publish() {
+    const N: u64 = 10_000;
+    let name = TestBus::new("rd-race");
+    let bus = BusBuilder::new(name.name()).slots(64).create().unwrap();
+    let mut rx: Readiness = bus.subscribe(Start::Next).into_readiness().unwrap();
+    let mut tx = bus.publisher().unwrap();
+    let received = Arc::new(AtomicU64::new(0));
+    let seen = Arc::clone(&received);
+    let publisher = std::thread::spawn(move || {
+        for i in 0..N {
+            tx.publish_bytes(&i.to_ne_bytes()).unwrap();
+            while seen.load(Ordering::Acquire) <= i {
+                std::thread::yield_now();
+            }
+        }
+    });
+    let mut next = 0;
+    while next < N {
+        loop {
+            match rx.try_recv() {
+                Recv::Message(m) => {
+                    assert_eq!(m.seq(), next);
+                    next += 1;
+                    received.store(next, Ordering::Release);
+                }
+                Recv::Empty => break,
+                other => panic!("unexpected {other:?} at {next}"),
+            }
+        }
+        if next < N {
+            assert!(
+                readable(&rx, HANG_GUARD),
+                "edge lost: not readable while message {next} was published"
+            );
+        }
+    }
+    publisher.join().unwrap();
+    assert_eq!(rx.subscriber().stats().received, N);
+}
