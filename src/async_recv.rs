@@ -54,13 +54,14 @@ impl<T: Payload> Subscriber<T> {
         // it drops, after its `async_fd` field (fields drop in declaration order, after
         // `Armed::drop`, which touches neither): the descriptor stays open and names the same
         // eventfd for the whole life of the `AsyncFd` (docs/design.md §11).
-        let afd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(
-            |e| Error::Io {
-                name,
-                op: "register with the tokio reactor",
-                source: e.into(),
-            },
-        )?;
+        let afd =
+            unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| {
+                Error::Io {
+                    name,
+                    op: "register with the tokio reactor",
+                    source: e.into(),
+                }
+            })?;
         Ok(armed.async_fd.insert(afd))
     }
 
@@ -91,7 +92,11 @@ impl<T: Payload> Subscriber<T> {
             // Armed: the eventfd turns readable once something is there. Its readiness is
             // cleared before the receive above runs again, and the cause of a signal stays in
             // the ring until received, so clearing loses nothing.
-            let waited = self.async_fd()?.readable().await.map(|mut g| g.clear_ready());
+            let waited = self
+                .async_fd()?
+                .readable()
+                .await
+                .map(|mut g| g.clear_ready());
             if let Err(e) = waited {
                 return Err(reactor_error(self.bus_name().to_owned(), e));
             }

@@ -46,16 +46,41 @@ impl<T: Payload> std::fmt::Debug for Bus<T> {
 impl Bus<Raw> {
     /// Opens an existing bus read-write (able to publish and to let subscribers sleep on the
     /// futex), accepting any message type for reading.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::NotFound`]; [`Error::PermissionDenied`];
+    /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
+    /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
+    /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
+    /// finish); [`Error::AbiMismatch`]; [`Error::WrongKind`]; a corrupt header (the variants for
+    /// which [`Error::is_corrupt`] holds); [`Error::TypeMismatch`] for a typed open; and
+    /// [`Error::Io`] for any other system error.
     pub fn open(name: &str) -> Result<Self> {
         BusBuilder::new(name).open()
     }
 
     /// Opens an existing bus read-only: subscribers only, the segment mapped without write access.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::NotFound`]; [`Error::PermissionDenied`];
+    /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
+    /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
+    /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
+    /// finish); [`Error::AbiMismatch`]; [`Error::WrongKind`]; a corrupt header (the variants for
+    /// which [`Error::is_corrupt`] holds); [`Error::TypeMismatch`] for a typed open; and
+    /// [`Error::Io`] for any other system error.
     pub fn open_read_only(name: &str) -> Result<Self> {
         BusBuilder::new(name).read_only().open()
     }
 
     /// Removes a bus from `/dev/shm`. Processes that have it open keep their mapping.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::NotFound`] if there is no such object;
+    /// [`Error::PermissionDenied`]; [`Error::Io`] for any other system error.
     pub fn remove(name: &str) -> Result<()> {
         segment::remove(name)
     }
@@ -64,6 +89,13 @@ impl Bus<Raw> {
 impl<T: Payload> Bus<T> {
     /// Attaches a producer. On a single-producer bus this fails with
     /// [`Error::ProducerExists`] while another producer lives.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReadOnly`] on a read-only handle; [`Error::TypeMismatch`] when a raw bus is
+    /// published on as typed or the reverse; [`Error::ProducerExists`] (single producer) or
+    /// [`Error::TooManyProducers`] (multi producer) while the bus is taken; [`Error::Io`] if the
+    /// lock on the producer table cannot be taken for another reason.
     pub fn publisher(&self) -> Result<Publisher<T>> {
         if !self.seg.is_writable() {
             return Err(Error::ReadOnly {
@@ -389,6 +421,14 @@ impl<T: Payload> BusBuilder<T> {
     }
 
     /// Creates a new bus; fails with [`Error::AlreadyExists`] if the name is taken.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a slot count that is not a power of two within the limits, a
+    /// zero or too large capacity, or a message type whose alignment exceeds 8 bytes;
+    /// [`Error::MessageTooLarge`] if the message type does not fit the capacity asked for;
+    /// [`Error::InvalidName`]; [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
+    /// [`Error::NoSpace`] when `/dev/shm` is full; [`Error::Io`] for any other system error.
     pub fn create(self) -> Result<Bus<T>> {
         let seg = Segment::create(&self.name, self.shape()?, self.permissions)?;
         Ok(Bus {
@@ -399,6 +439,12 @@ impl<T: Payload> BusBuilder<T> {
 
     /// Creates a bus that lives in this process's heap only: no name, no `/dev/shm`. Useful for
     /// threads of one process and for tests.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a slot count that is not a power of two within the limits, a
+    /// zero or too large capacity, or a message type whose alignment exceeds 8 bytes;
+    /// [`Error::MessageTooLarge`] if the message type does not fit the capacity asked for.
     pub fn in_process(self) -> Result<Bus<T>> {
         Ok(Bus {
             seg: Arc::new(Segment::heap(self.shape()?)),
@@ -407,6 +453,16 @@ impl<T: Payload> BusBuilder<T> {
     }
 
     /// Opens an existing bus, checking its message type (raw builders accept any type).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::NotFound`]; [`Error::PermissionDenied`];
+    /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
+    /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
+    /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
+    /// finish); [`Error::AbiMismatch`]; [`Error::WrongKind`]; a corrupt header (the variants for
+    /// which [`Error::is_corrupt`] holds); [`Error::TypeMismatch`] for a typed open; and
+    /// [`Error::Io`] for any other system error.
     pub fn open(self) -> Result<Bus<T>> {
         let wanted = self.type_info();
         let seg = if wanted.is_raw() {
@@ -422,6 +478,12 @@ impl<T: Payload> BusBuilder<T> {
     }
 
     /// Opens the bus if it exists with the same geometry, mode and type, else creates it.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`BusBuilder::open`] and [`BusBuilder::create`] (except `NotFound` and
+    /// `AlreadyExists`, which a race between the two turns into another attempt), and
+    /// [`Error::GeometryMismatch`] if the existing bus differs from the one asked for.
     pub fn open_or_create(self) -> Result<Bus<T>> {
         let (g, _) = self.geometry()?;
         let mode = self.mode;

@@ -27,6 +27,11 @@ pub struct Entry {
 
 /// Lists `/dev/shm`: every `shmbus.*` object (opened read-only, trusting any owner and mode, as
 /// an inspector does), and, with `include_foreign`, every other file too.
+///
+/// # Errors
+///
+/// The I/O error of reading the `/dev/shm` directory. A bus that cannot be opened is not an
+/// error of the listing: its [`Entry::bus`] holds why.
 pub fn list(include_foreign: bool) -> std::io::Result<Vec<Entry>> {
     let mut out = Vec::new();
     for ent in std::fs::read_dir(SHM_DIR)? {
@@ -54,6 +59,11 @@ pub fn list(include_foreign: bool) -> std::io::Result<Vec<Entry>> {
 }
 
 /// Opens a bus read-only for inspection, trusting any owner and mode (an inspector only reads).
+///
+/// # Errors
+///
+/// Those of [`crate::Bus::open_read_only`], except that another owner and group/other write
+/// bits are accepted.
 pub fn open_for_inspection(name: &str) -> Result<Bus> {
     BusBuilder::new(name)
         .read_only()
@@ -73,6 +83,10 @@ pub fn is_stale(bus: &Bus) -> bool {
 }
 
 /// Checks a bus name against the naming rule.
+///
+/// # Errors
+///
+/// [`crate::Error::InvalidName`], with the offending character where there is one.
 pub fn validate_name(name: &str) -> Result<()> {
     segment::validate_name(name)
 }
@@ -83,6 +97,10 @@ pub fn segment_path(name: &str) -> std::path::PathBuf {
 }
 
 /// Removes a bus (alias of [`Bus::remove`] for tools).
+///
+/// # Errors
+///
+/// As [`crate::Bus::remove`].
 pub fn remove(name: &str) -> Result<()> {
     segment::remove(name)
 }

@@ -641,6 +641,10 @@ pub(crate) fn check_type(
 /// Runs the header steps of opening over raw header bytes, as if read from a segment of
 /// `file_size` bytes (only the first `file_size` bytes count). Returns the slot count, stride and
 /// capacity of an accepted header, or the typed error. For fuzzing only: not part of the API.
+///
+/// # Errors
+///
+/// The error of the first opening step the header fails, as [`crate::Bus::open`] reports it.
 #[doc(hidden)]
 pub fn validate_header_bytes(bytes: &[u8], file_size: u64) -> Result<(u64, u64, usize)> {
     crate::segment::validate_bytes("fuzz", bytes, file_size).map(|s| {

@@ -65,6 +65,8 @@ pub mod layout;
 mod liveness;
 mod ring;
 
+#[cfg(all(feature = "tokio", not(loom)))]
+mod async_recv;
 mod board;
 mod bus;
 mod error;
@@ -75,12 +77,14 @@ mod publisher;
 mod queue;
 #[cfg(not(loom))]
 mod readiness;
-#[cfg(all(feature = "tokio", not(loom)))]
-mod async_recv;
 mod segment;
 mod subscriber;
 mod wait;
 
+#[cfg(all(feature = "tokio", not(loom)))]
+pub use crate::async_recv::EventStream;
+#[cfg(not(loom))]
+pub use crate::readiness::Readiness;
 pub use crate::{
     board::{
         Board, BoardBuilder, BoardReader, BoardWriter, Value, ValueWriter, Versioned,
@@ -99,10 +103,6 @@ pub use crate::{
     subscriber::{Event, Iter, LapPolicy, Message, Recv, Start, Subscriber, SubscriberStats},
     wait::Wait,
 };
-#[cfg(not(loom))]
-pub use crate::readiness::Readiness;
-#[cfg(all(feature = "tokio", not(loom)))]
-pub use crate::async_recv::EventStream;
 /// The `bytemuck` crate, with its derives: `#[derive(shmbus::bytemuck::Pod)]` together with
 /// `#[bytemuck(crate = "shmbus::bytemuck")]` needs no `bytemuck` dependency of your own.
 pub use bytemuck;

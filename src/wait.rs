@@ -171,7 +171,10 @@ pub(crate) fn futex_wait_either(
     use std::sync::atomic::AtomicBool;
     static NO_WAITV: AtomicBool = AtomicBool::new(false);
     if !NO_WAITV.load(Ordering::Relaxed) {
-        match futex_waitv([(word, expected, shared), (kick, kick_seen, false)], timeout) {
+        match futex_waitv(
+            [(word, expected, shared), (kick, kick_seen, false)],
+            timeout,
+        ) {
             Err(nix::errno::Errno::ENOSYS) => NO_WAITV.store(true, Ordering::Relaxed),
             _ => return,
         }

@@ -68,7 +68,10 @@ fn readiness_becomes_readable_on_a_publish_from_another_process() {
     let mut child = ChildProc::spawn(CHILD, "publish_on_go", &[("BUS", name.0.clone())]);
     child.expect_line("ready");
     assert!(matches!(rx.try_recv(), Recv::Empty), "nothing yet: arms");
-    assert!(!readable(&rx, Duration::ZERO), "armed and empty: not readable");
+    assert!(
+        !readable(&rx, Duration::ZERO),
+        "armed and empty: not readable"
+    );
     child.tell("go");
     wait_readable(&rx, "the other process published");
     match rx.try_recv() {
@@ -132,7 +135,11 @@ fn read_only_readiness_becomes_readable_on_publish() {
     tx.publish_bytes(b"ro").unwrap();
     wait_readable(&rx, "published, seen by polling");
     assert!(matches!(rx.try_recv(), Recv::Message(m) if m.bytes() == b"ro"));
-    assert_eq!(waiter_flag(&name), 0, "a read-only handle never raises the flag");
+    assert_eq!(
+        waiter_flag(&name),
+        0,
+        "a read-only handle never raises the flag"
+    );
 }
 
 #[test]

@@ -99,7 +99,7 @@ pub struct SharedPage {
 impl SharedPage {
     const BYTES: usize = 4096;
 
-    fn create() -> Result<SharedPage, String> {
+    pub fn create() -> Result<SharedPage, String> {
         let path = PathBuf::from(format!("/dev/shm/shmbus-bench.{}", sys::unique_name("c2c")));
         let file = OpenOptions::new()
             .read(true)
@@ -113,7 +113,7 @@ impl SharedPage {
         SharedPage::map(path, &file, true)
     }
 
-    fn open(path: &Path) -> Result<SharedPage, String> {
+    pub fn open(path: &Path) -> Result<SharedPage, String> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -134,7 +134,11 @@ impl SharedPage {
         Ok(SharedPage { path, map, owner })
     }
 
-    fn word(&self, i: usize) -> &AtomicU64 {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn word(&self, i: usize) -> &AtomicU64 {
         assert!(i < Self::BYTES / 8, "word {i} is outside the shared page");
         // SAFETY: the mapping is page-aligned, so word `i` (checked in bounds above) is 8-byte
         // aligned; it lives as long as `self`; both processes only ever access it atomically.

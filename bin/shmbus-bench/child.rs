@@ -42,6 +42,16 @@ enum Role {
         /// Answer with our receive stamp instead of the message's own word.
         #[arg(long)]
         stamp: bool,
+        /// How to wait for each message.
+        #[arg(long, value_enum, default_value_t)]
+        wait: crate::latency::WaitMode,
+    },
+    /// Answer a raw futex ping-pong on a shared page.
+    FutexEcho {
+        #[arg(long)]
+        shm: PathBuf,
+        #[arg(long)]
+        core: usize,
     },
     /// Read everything, recording latencies of phase-1 messages, until the stop message.
     Consume {
@@ -91,7 +101,9 @@ pub fn run(args: &ChildArgs) -> Result<(), String> {
             core,
             clock,
             stamp,
-        } => crate::latency::child_echo(ping, pong, *core, *clock, *stamp),
+            wait,
+        } => crate::latency::child_echo(ping, pong, *core, *clock, *stamp, *wait),
+        Role::FutexEcho { shm, core } => crate::latency::child_futex_echo(shm, *core),
         Role::Consume { bus, core, clock } => consume(bus, *core, *clock),
         Role::Idle { bus, core, poll_ms } => idle(bus, *core, *poll_ms),
         Role::Produce(p) => crate::mp::child_produce(p),

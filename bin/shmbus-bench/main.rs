@@ -119,6 +119,10 @@ struct LatencyArgs {
     /// Also measure this transport on the same workload.
     #[arg(long, value_enum)]
     peer: Option<PeerKind>,
+    /// How both ends wait: spin, sleep (blocking recv), or async (recv_async; needs the tokio
+    /// feature). Sleep and async are reported beside a raw futex ping-pong of the same run.
+    #[arg(long, value_enum, default_value_t)]
+    wait: latency::WaitMode,
 }
 
 #[derive(clap::Args, Debug)]
@@ -499,7 +503,16 @@ fn cmd_latency(ctx: &Ctx, report: &mut Report, a: &LatencyArgs) -> Result<(), St
     let peer_steps = if a.peer.is_some() { 2 } else { 1 };
     ctx.steps(1 + peer_steps * a.payloads.len() as u64);
     ctx.step(report, "c2c", |r| c2c_pair(ctx, r, &pair))?;
+    a.wait.check()?;
     for &payload in &a.payloads {
+        if a.wait != latency::WaitMode::Spin {
+            ctx.step(report, &format!("latency {payload} B --wait {}", a.wait.name()), |r| {
+                let m = latency::measure_waited(ctx, payload, pair, iters, a.wait)?;
+                latency::rows_waited(ctx, r, payload, pair, a.wait, &m);
+                Ok(())
+            })?;
+            continue;
+        }
         ctx.step(report, &format!("latency {payload} B"), |r| {
             latency_one(ctx, r, payload, pair, iters)
         })?;
