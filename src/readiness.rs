@@ -211,7 +211,9 @@ impl Armed {
             r.closed_at.store(NOT_CLOSED, Ordering::Relaxed);
         }
         r.expected.store(next, Ordering::Relaxed);
-        r.armed.store(true, Ordering::Relaxed);
+        // ORDERING: Release pairs with the waker's Acquire loads of `armed`: a waker that sees
+        // this arming sees its `expected` (the kick orders both for its next pass anyway).
+        r.armed.store(true, Ordering::Release);
         self.waker.shared.kick();
     }
 
@@ -275,7 +277,8 @@ fn scan(shared: &Shared, ring: &Ring<'_>, periodic: bool) -> usize {
     let mut alive = None;
     let mut armed = 0;
     for r in regs.iter() {
-        if !r.armed.load(Ordering::Relaxed) {
+        // ORDERING: pairs with the Release store in `Armed::arm`.
+        if !r.armed.load(Ordering::Acquire) {
             continue;
         }
         let e = r.expected.load(Ordering::Relaxed);
@@ -313,7 +316,8 @@ fn needs_check(
 /// Whether some armed registration's slot is readable (the re-check of the sleep handshake).
 fn any_ready(shared: &Shared, ring: &Ring<'_>) -> bool {
     shared.regs().iter().any(|r| {
-        r.armed.load(Ordering::Relaxed) && slot_ready(ring, r.expected.load(Ordering::Relaxed))
+        // ORDERING: pairs with the Release store in `Armed::arm`.
+        r.armed.load(Ordering::Acquire) && slot_ready(ring, r.expected.load(Ordering::Relaxed))
     })
 }
 

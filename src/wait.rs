@@ -171,12 +171,13 @@ pub(crate) fn futex_wait_either(
     use std::sync::atomic::AtomicBool;
     static NO_WAITV: AtomicBool = AtomicBool::new(false);
     if !NO_WAITV.load(Ordering::Relaxed) {
-        match futex_waitv(
-            [(word, expected, shared), (kick, kick_seen, false)],
-            timeout,
-        ) {
-            Err(nix::errno::Errno::ENOSYS) => NO_WAITV.store(true, Ordering::Relaxed),
-            _ => return,
+        use nix::errno::Errno;
+        let words = [(word, expected, shared), (kick, kick_seen, false)];
+        match futex_waitv(words, timeout) {
+            Ok(()) | Err(Errno::EAGAIN | Errno::ETIMEDOUT | Errno::EINTR) => return,
+            // ENOSYS before Linux 5.16; EPERM or another error where a seccomp filter refuses
+            // it: never try again, or every sleep would return at once and the waker spin.
+            Err(_) => NO_WAITV.store(true, Ordering::Relaxed),
         }
     }
     let t = timeout.map_or(FALLBACK_SLEEP, |t| t.min(FALLBACK_SLEEP));

@@ -184,7 +184,7 @@ fn draining_never_loses_an_edge_to_a_racing_publish() {
             }
         }
     });
-    let mut next = 0;
+    let (mut next, mut waits) = (0, 0u64);
     while next < N {
         loop {
             match rx.try_recv() {
@@ -198,6 +198,7 @@ fn draining_never_loses_an_edge_to_a_racing_publish() {
             }
         }
         if next < N {
+            waits += 1;
             assert!(
                 readable(&rx, HANG_GUARD),
                 "edge lost: not readable while message {next} was published"
@@ -206,4 +207,43 @@ fn draining_never_loses_an_edge_to_a_racing_publish() {
     }
     publisher.join().unwrap();
     assert_eq!(rx.subscriber().stats().received, N);
+    assert!(waits > 0, "the receiver waited on the descriptor");
+}
+
+#[test]
+fn in_process_readiness_becomes_readable_on_publish() {
+    let bus = BusBuilder::new("unused").in_process().unwrap();
+    let mut tx = bus.publisher().unwrap();
+    let mut rx = bus.subscribe(Start::Next).into_readiness().unwrap();
+    assert!(matches!(rx.try_recv(), Recv::Empty));
+    let publisher = std::thread::spawn(move || {
+        tx.publish_bytes(b"heap").unwrap();
+        tx
+    });
+    wait_readable(&rx, "published on the heap bus");
+    assert!(matches!(rx.try_recv(), Recv::Message(m) if m.bytes() == b"heap"));
+    drop(publisher.join().unwrap());
+}
+
+/// Two subscribers of one bus handle share its waker; arming the second while the waker sleeps
+/// for the first still wakes the second.
+#[test]
+fn two_registrations_on_one_handle_are_both_signalled() {
+    let name = TestBus::new("rd-two");
+    let bus = BusBuilder::new(name.name()).create().unwrap();
+    let mut tx = bus.publisher().unwrap();
+    let mut a = bus.subscribe(Start::Next).into_readiness().unwrap();
+    assert!(matches!(a.try_recv(), Recv::Empty));
+    await_cond(
+        HANG_GUARD,
+        "the waker sleeps on the bus for the first",
+        || waiter_flag(&name) != 0,
+    );
+    let mut b = bus.subscribe(Start::Next).into_readiness().unwrap();
+    assert!(matches!(b.try_recv(), Recv::Empty));
+    tx.publish_bytes(b"both").unwrap();
+    wait_readable(&a, "first subscriber");
+    wait_readable(&b, "second subscriber");
+    assert!(matches!(a.try_recv(), Recv::Message(_)));
+    assert!(matches!(b.try_recv(), Recv::Message(_)));
 }
