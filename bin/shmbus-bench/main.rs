@@ -506,11 +506,15 @@ fn cmd_latency(ctx: &Ctx, report: &mut Report, a: &LatencyArgs) -> Result<(), St
     a.wait.check()?;
     for &payload in &a.payloads {
         if a.wait != latency::WaitMode::Spin {
-            ctx.step(report, &format!("latency {payload} B --wait {}", a.wait.name()), |r| {
-                let m = latency::measure_waited(ctx, payload, pair, iters, a.wait)?;
-                latency::rows_waited(ctx, r, payload, pair, a.wait, &m);
-                Ok(())
-            })?;
+            ctx.step(
+                report,
+                &format!("latency {payload} B --wait {}", a.wait.name()),
+                |r| {
+                    let m = latency::measure_waited(ctx, payload, pair, iters, a.wait)?;
+                    latency::rows_waited(ctx, r, payload, pair, a.wait, &m);
+                    Ok(())
+                },
+            )?;
             continue;
         }
         ctx.step(report, &format!("latency {payload} B"), |r| {
