@@ -1,6 +1,6 @@
 //! Awaiting a subscriber in a tokio task (feature `tokio`): [`Subscriber::recv_async`] and
 //! [`Subscriber::stream`], over `tokio::io::unix::AsyncFd` on the subscriber's readiness eventfd
-//! (docs/design.md §11).
+//! (docs/design.md §14).
 //!
 //! Both are cancel-safe: a message is consumed only in the poll that returns it, so a future
 //! dropped before completing (a `select!` branch that lost) leaves the message for the next
@@ -53,7 +53,7 @@ impl<T: Payload> Subscriber<T> {
         // SAFETY: `fd` is the registration's eventfd, which `armed` owns and closes only when
         // it drops, after its `async_fd` field (fields drop in declaration order, after
         // `Armed::drop`, which touches neither): the descriptor stays open and names the same
-        // eventfd for the whole life of the `AsyncFd` (docs/design.md §11).
+        // eventfd for the whole life of the `AsyncFd` (docs/design.md §14).
         let afd =
             unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| {
                 Error::Io {
@@ -72,7 +72,7 @@ impl<T: Payload> Subscriber<T> {
     ///
     /// Cancel-safe: nothing is consumed unless this returns it, so it can be a `select!`
     /// branch. The first call registers the subscriber with this bus handle's waker thread and
-    /// the current runtime's reactor (docs/design.md §11).
+    /// the current runtime's reactor (docs/design.md §14).
     ///
     /// # Errors
     ///

@@ -1,4 +1,4 @@
-//! A subscriber's readiness as a file descriptor, for event loops (docs/design.md §11).
+//! A subscriber's readiness as a file descriptor, for event loops (docs/design.md §14).
 //!
 //! One **waker thread** per bus handle in this process sleeps on the bus's futex through the same
 //! handshake as a blocking receive ([`crate::wait::sleep`]: raise the waiter flag, heavy barrier,
@@ -196,7 +196,7 @@ impl Armed {
     /// After a receive found nothing at `next`: have the waker signal once it is readable. No
     /// edge is lost: the eventfd is cleared before the arming is published, so a signal for this
     /// arming comes after the clear; and the waker's pass after the kick re-checks the slot
-    /// after raising the waiter flag (docs/design.md §11).
+    /// after raising the waiter flag (docs/design.md §14).
     pub(crate) fn arm(&self, next: u64) {
         let r = &*self.reg;
         if r.armed.load(Ordering::Relaxed) && r.expected.load(Ordering::Relaxed) == next {
@@ -264,7 +264,7 @@ fn run(shared: &Shared) {
             };
             wait::sleep(seg.wake_words(), &either, Some(slice), ready);
         } else if !ready() {
-            // A read-only handle may not raise the waiter flag: poll (docs/design.md §11).
+            // A read-only handle may not raise the waiter flag: poll (docs/design.md §14).
             futex_wait(&shared.kick, k, Some(slice.min(READ_ONLY_POLL)), false);
         }
     }
@@ -355,7 +355,7 @@ impl Futex for BusOrKick<'_> {
 ///
 /// Drain it with [`Readiness::try_recv`] until [`Recv::Empty`]: the receive that finds nothing
 /// clears the descriptor and re-arms it, so no publish is missed between the two
-/// (docs/design.md §11). Readiness may be spurious (a receive then finds nothing); it is never
+/// (docs/design.md §14). Readiness may be spurious (a receive then finds nothing); it is never
 /// lost. A closed bus makes it readable once per sequence: a receive that gets
 /// [`Recv::Closed`] is not woken again for the same closure.
 ///

@@ -172,7 +172,7 @@ pub struct Subscriber<T: Payload = Raw> {
     /// When `try_recv` last asked the kernel whether producers are attached.
     last_liveness: Instant,
     /// The registration with the bus's waker thread, once readiness or `recv_async` is used
-    /// (docs/design.md §11).
+    /// (docs/design.md §14).
     #[cfg(not(loom))]
     ready: Option<crate::readiness::Armed>,
     _type: PhantomData<fn() -> T>,
@@ -374,7 +374,7 @@ impl<T: Payload> Subscriber<T> {
     }
 }
 
-/// Event-loop receive: the readiness registration (docs/design.md §11).
+/// Event-loop receive: the readiness registration (docs/design.md §14).
 #[cfg(not(loom))]
 impl<T: Payload> Subscriber<T> {
     /// This subscriber with a file descriptor an event loop can wait on: see

@@ -158,7 +158,7 @@ impl Futex for SysFutex {
 /// `kick == kick_seen` (a word private to this process), until either changes and is woken, or
 /// `timeout` passes: `futex_waitv` (Linux 5.16). Where the kernel lacks it, sleeps on `word`
 /// alone for at most [`FALLBACK_SLEEP`], so a kick is noticed within that time (docs/design.md
-/// §11). Spurious returns are possible; callers re-check.
+/// §14). Spurious returns are possible; callers re-check.
 #[cfg(not(loom))]
 pub(crate) fn futex_wait_either(
     word: &AtomicU32,

@@ -1,4 +1,4 @@
-//! `recv_async` and the event stream (feature `tokio`, docs/design.md §11): messages from another
+//! `recv_async` and the event stream (feature `tokio`, docs/design.md §14): messages from another
 //! thread's publisher, cancel-safety under `select!`, laps in the stream, closed buses.
 
 use shmbus_testkit as support;

@@ -1,4 +1,4 @@
-//! The readiness descriptor of a subscriber (docs/design.md §11): readable on a publish from
+//! The readiness descriptor of a subscriber (docs/design.md §14): readable on a publish from
 //! another process, on a lap, on a closed bus, on read-only handles; never a lost edge when a
 //! drain races a publish; and a publisher pays nothing while nobody is armed.
 // Readiness needs real threads and system calls: not built under loom.
