@@ -250,19 +250,28 @@ impl<T: Payload> Subscriber<T> {
     #[inline]
     pub fn try_recv(&mut self) -> Recv<'_, T> {
         let seg = &*self.seg;
-        let live = SegmentLiveness::observer(seg);
-        let mut p = self.reader.poll(&ring(seg), &live, &mut self.buf);
-        if p == Polled::Idle {
-            // Nothing is pending: ask about producers (a system call) at most every CHECK_PERIOD.
-            let now = Instant::now();
-            p = if now.duration_since(self.last_liveness) < CHECK_PERIOD {
-                Polled::Empty
-            } else {
-                self.last_liveness = now;
-                self.reader.poll_checked(&ring(seg), &live, &mut self.buf)
-            };
+        let mut p = self
+            .reader
+            .poll(&ring(seg), &SegmentLiveness::observer(seg), &mut self.buf);
+        if matches!(p, Polled::Idle) {
+            p = self.idle();
         }
         self.finish(p)
+    }
+
+    /// Nothing is pending: ask about producers (a system call) at most every [`CHECK_PERIOD`].
+    /// Out of line, so that the one-load empty poll stays small.
+    #[cold]
+    #[inline(never)]
+    fn idle(&mut self) -> Polled {
+        let now = Instant::now();
+        if now.duration_since(self.last_liveness) < CHECK_PERIOD {
+            return Polled::Empty;
+        }
+        self.last_liveness = now;
+        let seg = &*self.seg;
+        self.reader
+            .poll_checked(&ring(seg), &SegmentLiveness::observer(seg), &mut self.buf)
     }
 
     /// Receives, waiting as long as it takes with the subscriber's [`Wait`] strategy. Returns a

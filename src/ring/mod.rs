@@ -205,14 +205,17 @@ impl<'a> Ring<'a> {
 /// What a version other than the expected `2s+2` means for a reader expecting `seq`.
 #[inline]
 fn classify(v: u64, seq: u64) -> ReadOutcome {
-    if v == abandoned_version(seq) {
-        ReadOutcome::Abandoned
-    } else if v == busy_version(seq) {
-        ReadOutcome::InProgress
-    } else if v & !ABANDONED > done_version(seq) {
-        ReadOutcome::Overwritten
-    } else {
+    // The common case first: an empty poll finds an older sequence (finished, or abandoned: its
+    // abandoned bit is masked off for the comparison).
+    let busy = busy_version(seq);
+    if v & !ABANDONED < busy {
         ReadOutcome::NotYet
+    } else if v == busy {
+        ReadOutcome::InProgress
+    } else if v == abandoned_version(seq) {
+        ReadOutcome::Abandoned
+    } else {
+        ReadOutcome::Overwritten
     }
 }
 
