@@ -63,6 +63,8 @@ mod sync;
 pub mod layout;
 
 mod liveness;
+#[cfg(all(test, loom))]
+mod loom_harness;
 mod ring;
 
 #[cfg(all(feature = "tokio", not(loom)))]

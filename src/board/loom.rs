@@ -7,35 +7,15 @@
 //! A value is two words, both equal to its tag, so a torn copy (words of two updates, or a
 //! half-written copy) shows as unequal words.
 
-use ::loom::sync::atomic::AtomicBool;
 use ::loom::sync::Arc;
 use ::loom::thread;
 
 use super::cell::*;
-use crate::layout::{MAX_PRODUCERS, W_SLOTS};
-use crate::ring::Liveness;
+use crate::layout::W_SLOTS;
+use crate::loom_harness::{model, ModelLive};
 use crate::sync::{AtomicU64, Ordering};
 
 const CAP: usize = 16;
-
-/// Runs `f` under loom with preemption bound `bound` unless `LOOM_MAX_PREEMPTIONS` is set.
-fn model<F: Fn() + Sync + Send + 'static>(name: &str, bound: usize, f: F) {
-    let mut b = ::loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(bound);
-    }
-    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = runs.clone();
-    b.check(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        f()
-    });
-    eprintln!(
-        "{name}: {} executions (preemption bound {:?})",
-        runs.load(std::sync::atomic::Ordering::Relaxed),
-        b.preemption_bound
-    );
-}
 
 /// One cell of 16-byte values, after a header's worth of words (for the producer table).
 struct Seg {
@@ -52,67 +32,6 @@ impl Seg {
 
     fn cells(&self) -> Cells<'_> {
         Cells::new(&self.words, 1, self.stride, CAP, false)
-    }
-}
-
-/// Producer liveness as the kernel keeps it (as in `ring::loom`): `dead[i]` is stored when
-/// producer `i`'s process ends; `locked[i]` is its entry lock, which one party can take after
-/// the death.
-struct ModelLive {
-    dead: Vec<AtomicBool>,
-    locked: Vec<AtomicBool>,
-}
-
-struct ModelGuard<'a>(&'a AtomicBool);
-
-impl Drop for ModelGuard<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
-impl ModelLive {
-    fn new(n: usize) -> Arc<ModelLive> {
-        Arc::new(ModelLive {
-            dead: (0..MAX_PRODUCERS)
-                .map(|i| AtomicBool::new(i >= n))
-                .collect(),
-            locked: (0..MAX_PRODUCERS).map(|_| AtomicBool::new(false)).collect(),
-        })
-    }
-
-    fn die(&self, i: usize) {
-        self.dead[i].store(true, Ordering::Release);
-    }
-
-    /// A new writer attaches on dead entry `i`: it takes (and keeps) the entry's lock.
-    fn reuse(&self, i: usize) -> bool {
-        self.dead[i].load(Ordering::Acquire)
-            && self.locked[i]
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-    }
-}
-
-impl<'a> Liveness for &'a ModelLive {
-    type Guard = ModelGuard<'a>;
-
-    fn alive(&self, i: usize) -> bool {
-        !self.dead[i].load(Ordering::Acquire) || self.locked[i].load(Ordering::Acquire)
-    }
-
-    fn any_alive(&self) -> bool {
-        (0..MAX_PRODUCERS).any(|i| self.alive(i))
-    }
-
-    fn lock_dead(&self, i: usize) -> Option<ModelGuard<'a>> {
-        if !self.dead[i].load(Ordering::Acquire) {
-            return None;
-        }
-        self.locked[i]
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-            .then(|| ModelGuard(&self.locked[i]))
     }
 }
 

@@ -8,38 +8,16 @@
 //! words; every model checks that each tag is delivered at most once, and that every tag is
 //! accounted for as delivered, skipped or lost once everyone is done or dead.
 
-use ::loom::sync::atomic::AtomicBool;
-use ::loom::sync::{Arc, Condvar, Mutex};
+use ::loom::sync::Arc;
 use ::loom::thread;
 
 use super::protocol::*;
 use crate::layout::{Geometry, MAX_PRODUCERS};
-use crate::ring::Liveness;
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::wait::{self, Futex, WakeWords};
+use crate::loom_harness::{model, ModelFutex, ModelLive};
+use crate::sync::{AtomicU32, AtomicU64};
+use crate::wait::{self, WakeWords};
 
 const LEN: usize = 16;
-
-/// Runs `f` under loom with preemption bound `bound` unless `LOOM_MAX_PREEMPTIONS` is set.
-fn model<F: Fn() + Sync + Send + 'static>(name: &str, bound: usize, f: F) {
-    let mut b = ::loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(bound);
-    }
-    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = runs.clone();
-    let start = std::time::Instant::now();
-    b.check(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        f()
-    });
-    eprintln!(
-        "{name}: {} executions in {:.1?} (preemption bound {:?})",
-        runs.load(std::sync::atomic::Ordering::Relaxed),
-        start.elapsed(),
-        b.preemption_bound
-    );
-}
 
 /// A queue segment of loom atomics: the header words, then 2 slots of 16 bytes.
 struct Seg {
@@ -58,65 +36,6 @@ impl Seg {
 
     fn q(&self) -> QueueRing<'_> {
         QueueRing::new(&self.words, self.g)
-    }
-}
-
-/// Liveness as the kernel keeps it: `dead[i]` is stored (Release) when participant `i`'s process
-/// ends; `locked[i]` is its entry lock, which one party at a time can take after the death
-/// (Acquire: the holder sees everything the dead process wrote).
-struct ModelLive {
-    dead: Vec<AtomicBool>,
-    locked: Vec<AtomicBool>,
-}
-
-struct ModelGuard<'a>(&'a AtomicBool);
-
-impl Drop for ModelGuard<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
-impl ModelLive {
-    fn new() -> Arc<ModelLive> {
-        Arc::new(ModelLive {
-            dead: (0..MAX_PRODUCERS).map(|_| AtomicBool::new(false)).collect(),
-            locked: (0..MAX_PRODUCERS).map(|_| AtomicBool::new(false)).collect(),
-        })
-    }
-
-    fn die(&self, i: usize) {
-        self.dead[i].store(true, Ordering::Release);
-    }
-
-    /// A new participant attaches on dead entry `i`: it takes (and keeps) the entry's lock.
-    fn reuse(&self, i: usize) -> bool {
-        self.dead[i].load(Ordering::Acquire)
-            && self.locked[i]
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-    }
-}
-
-impl<'a> Liveness for &'a ModelLive {
-    type Guard = ModelGuard<'a>;
-
-    fn alive(&self, i: usize) -> bool {
-        !self.dead[i].load(Ordering::Acquire) || self.locked[i].load(Ordering::Acquire)
-    }
-
-    fn any_alive(&self) -> bool {
-        (0..MAX_PRODUCERS).any(|i| self.alive(i))
-    }
-
-    fn lock_dead(&self, i: usize) -> Option<ModelGuard<'a>> {
-        if !self.dead[i].load(Ordering::Acquire) {
-            return None;
-        }
-        self.locked[i]
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-            .then(|| ModelGuard(&self.locked[i]))
     }
 }
 
@@ -195,7 +114,7 @@ fn two_senders_and_a_receiver_deliver_each_item_once() {
         3,
         || {
             let seg = Seg::new();
-            let live = ModelLive::new();
+            let live = ModelLive::new(MAX_PRODUCERS);
             let senders: Vec<_> = [1u64, 2]
                 .into_iter()
                 .map(|tag| {
@@ -230,7 +149,7 @@ fn two_senders_and_a_receiver_deliver_each_item_once() {
 fn two_receivers_never_receive_the_same_item() {
     model("two_receivers_never_receive_the_same_item", 3, || {
         let seg = Seg::new();
-        let live = ModelLive::new();
+        let live = ModelLive::new(MAX_PRODUCERS);
         let q = seg.q();
         let s = Sender::new(0);
         assert!(try_send(&q, &s, &live, 0, 1));
@@ -270,7 +189,7 @@ fn dead_sender_at_each_step_is_skipped_or_delivered_never_torn() {
             3,
             move || {
                 let seg = Seg::new();
-                let live = ModelLive::new();
+                let live = ModelLive::new(MAX_PRODUCERS);
                 let dying = {
                     let (seg, live) = (seg.clone(), live.clone());
                     thread::spawn(move || {
@@ -325,7 +244,7 @@ fn dead_receiver_at_each_step_loses_at_most_its_item() {
             3,
             move || {
                 let seg = Seg::new();
-                let live = ModelLive::new();
+                let live = ModelLive::new(MAX_PRODUCERS);
                 let q = seg.q();
                 let s = Sender::new(0);
                 assert!(try_send(&q, &s, &live, 0, 1));
@@ -389,7 +308,7 @@ fn dead_receiver_at_each_step_loses_at_most_its_item() {
 fn repair_races_an_attach_on_the_dead_entry_and_skips_once() {
     model("repair_races_an_attach_on_the_dead_entry", 3, || {
         let seg = Seg::new();
-        let live = ModelLive::new();
+        let live = ModelLive::new(MAX_PRODUCERS);
         let q = seg.q();
         assert_eq!(Sender::new(0).begin(&q), SendBegin::Claimed(0));
         live.die(0);
@@ -417,31 +336,6 @@ fn repair_races_an_attach_on_the_dead_entry_and_skips_once() {
     });
 }
 
-/// The futex, modelled by a mutex and a condition variable.
-struct ModelFutex {
-    lock: Mutex<()>,
-    cv: Condvar,
-}
-
-impl Futex for ModelFutex {
-    fn wait(&self, word: &AtomicU32, expected: u32, _timeout: Option<std::time::Duration>) {
-        let g = self.lock.lock().unwrap();
-        if word.load(Ordering::Relaxed) == expected {
-            drop(self.cv.wait(g).unwrap());
-        }
-    }
-
-    fn wake_all(&self, _word: &AtomicU32) {
-        let _g = self.lock.lock().unwrap();
-        self.cv.notify_all();
-    }
-
-    fn heavy_barrier(&self) -> bool {
-        crate::sync::fence(Ordering::SeqCst);
-        true
-    }
-}
-
 /// A receiver sleeps on an empty queue without a timeout: the send that makes an item available
 /// must wake it (a lost wake-up is a deadlock loom reports). The sender's side is the
 /// production `wake_after_publish` on the queue's item words.
@@ -449,12 +343,9 @@ impl Futex for ModelFutex {
 fn sleeping_receiver_is_always_woken_by_the_send() {
     model("sleeping_receiver_is_always_woken_by_the_send", 3, || {
         let seg = Seg::new();
-        let live = ModelLive::new();
+        let live = ModelLive::new(MAX_PRODUCERS);
         let counter = Arc::new(AtomicU32::new(0));
-        let futex = Arc::new(ModelFutex {
-            lock: Mutex::new(()),
-            cv: Condvar::new(),
-        });
+        let futex = Arc::new(ModelFutex::new());
         let sender = {
             let (seg, live, counter, futex) =
                 (seg.clone(), live.clone(), counter.clone(), futex.clone());

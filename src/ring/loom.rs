@@ -11,14 +11,15 @@
 //! writers, or a half-written slot) shows as unequal words.
 
 use ::loom::sync::atomic::AtomicBool;
-use ::loom::sync::{Arc, Condvar, Mutex};
+use ::loom::sync::Arc;
 use ::loom::thread;
 
 use super::*;
 use crate::layout::{Geometry, W_SLOTS};
+use crate::loom_harness::{model, ModelFutex, ModelLive};
 use crate::subscriber::Start;
 use crate::sync::AtomicU32;
-use crate::wait::{self, Futex, WakeWords};
+use crate::wait::{self, WakeWords};
 
 const LEN: usize = 16;
 
@@ -38,27 +39,6 @@ fn untorn(buf: &[u64], len: usize) -> u64 {
     buf[0]
 }
 
-/// Runs `f` under loom with preemption bound `bound` unless `LOOM_MAX_PREEMPTIONS` is set.
-fn model<F: Fn() + Sync + Send + 'static>(name: &str, bound: usize, f: F) {
-    let mut b = ::loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(bound);
-    }
-    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = runs.clone();
-    let start = std::time::Instant::now();
-    b.check(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        f()
-    });
-    eprintln!(
-        "{name}: {} executions in {:.1?} (preemption bound {:?})",
-        runs.load(std::sync::atomic::Ordering::Relaxed),
-        start.elapsed(),
-        b.preemption_bound
-    );
-}
-
 /// A segment-shaped array of loom atomics: the header words, then 2 slots of 16 bytes.
 struct Seg {
     words: Vec<AtomicU64>,
@@ -76,70 +56,6 @@ impl Seg {
 
     fn ring(&self) -> Ring<'_> {
         Ring::new(&self.words, self.g, 0)
-    }
-}
-
-/// Producer liveness as the kernel keeps it: `dead[i]` is stored (Release) when producer `i`'s
-/// process ends, which is when the kernel drops its lock; `locked[i]` is its entry lock, which
-/// only one party can hold after the death (Acquire: the holder sees everything the dead
-/// process wrote).
-struct ModelLive {
-    dead: Vec<AtomicBool>,
-    locked: Vec<AtomicBool>,
-}
-
-struct ModelGuard<'a>(&'a AtomicBool);
-
-impl Drop for ModelGuard<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
-impl ModelLive {
-    /// `n` producers, all alive (entries beyond `n` were never used: dead).
-    fn new(n: usize) -> Arc<ModelLive> {
-        Arc::new(ModelLive {
-            dead: (0..MAX_PRODUCERS)
-                .map(|i| AtomicBool::new(i >= n))
-                .collect(),
-            locked: (0..MAX_PRODUCERS).map(|_| AtomicBool::new(false)).collect(),
-        })
-    }
-
-    /// Producer `i`'s process ends (or it detaches).
-    fn die(&self, i: usize) {
-        self.dead[i].store(true, Ordering::Release);
-    }
-
-    /// A new producer attaches on dead entry `i`: it takes (and keeps) the entry's lock.
-    fn reuse(&self, i: usize) -> bool {
-        self.dead[i].load(Ordering::Acquire)
-            && self.locked[i]
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-    }
-}
-
-impl<'a> Liveness for &'a ModelLive {
-    type Guard = ModelGuard<'a>;
-
-    fn alive(&self, i: usize) -> bool {
-        !self.dead[i].load(Ordering::Acquire) || self.locked[i].load(Ordering::Acquire)
-    }
-
-    fn any_alive(&self) -> bool {
-        (0..MAX_PRODUCERS).any(|i| self.alive(i))
-    }
-
-    fn lock_dead(&self, i: usize) -> Option<ModelGuard<'a>> {
-        if !self.dead[i].load(Ordering::Acquire) {
-            return None;
-        }
-        self.locked[i]
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-            .then(|| ModelGuard(&self.locked[i]))
     }
 }
 
@@ -163,7 +79,7 @@ fn drain(seg: &Seg, live: &ModelLive, mut r: Reader, start: u64, delivered: &mut
                 let s = r.stats();
                 assert_eq!(
                     s.received + s.lost,
-                    ring.cursor(),
+                    ring.cursor() - start,
                     "received + lost == published"
                 );
                 return;
@@ -391,32 +307,6 @@ fn repair_racing_takeover_and_index_reuse() {
     });
 }
 
-/// The futex: `wait` blocks while the word holds `expected`, until `wake_all`. Without timeouts,
-/// a lost wake-up is a deadlock, which loom reports.
-struct ModelFutex {
-    lock: Mutex<()>,
-    cv: Condvar,
-}
-
-impl Futex for ModelFutex {
-    fn wait(&self, word: &AtomicU32, expected: u32, _timeout: Option<std::time::Duration>) {
-        let g = self.lock.lock().unwrap();
-        if word.load(Ordering::Relaxed) == expected {
-            drop(self.cv.wait(g).unwrap());
-        }
-    }
-
-    fn wake_all(&self, _word: &AtomicU32) {
-        let _g = self.lock.lock().unwrap();
-        self.cv.notify_all();
-    }
-
-    fn heavy_barrier(&self) -> bool {
-        crate::sync::fence(Ordering::SeqCst);
-        true
-    }
-}
-
 /// The wake-up handshake of `crate::wait` between a publisher and a sleeping subscriber: the
 /// subscriber sleeps without a timeout and must be woken by the publish that makes its message
 /// available (single and multi producer).
@@ -431,10 +321,7 @@ fn wake_up_is_never_lost() {
                 let live = ModelLive::new(1);
                 let flag = Arc::new(AtomicU64::new(0));
                 let counter = Arc::new(AtomicU32::new(0));
-                let futex = Arc::new(ModelFutex {
-                    lock: Mutex::new(()),
-                    cv: Condvar::new(),
-                });
+                let futex = Arc::new(ModelFutex::new());
                 let (s2, l2, f2, c2, fu2) = (
                     seg.clone(),
                     live.clone(),
