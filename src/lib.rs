@@ -77,6 +77,7 @@ mod publisher;
 mod queue;
 #[cfg(not(loom))]
 mod readiness;
+pub mod records;
 mod segment;
 mod subscriber;
 mod wait;
