@@ -23,3 +23,197 @@ fn records_round_trip_with_types_and_sizes() {
     }
     assert!(matches!(rx.try_recv(), RecordRecv::Empty));
 }
+
+use crate::error::Error;
+use crate::subscriber::LapPolicy;
+
+fn record(i: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|k| (i as u8).wrapping_mul(31) ^ k as u8)
+        .collect()
+}
+
+/// Publishes `n` records of `len` bytes, the i-th made by `record(i, len)`.
+fn publish_n(tx: &mut crate::records::RecordPublisher, from: u64, n: u64, len: usize) {
+    for i in from..from + n {
+        assert_eq!(tx.publish_bytes(&record(i, len)).unwrap(), i);
+    }
+}
+
+#[test]
+fn lapped_subscriber_loses_exactly_the_overwritten_records_and_resumes_at_the_oldest() {
+    let r = RecordsBuilder::new("t").bytes(4096).in_process().unwrap();
+    let mut tx = r.publisher().unwrap();
+    let mut rx = r.subscribe(Start::Oldest);
+    // 100-byte records take 120 bytes: 34 fit in 4096 bytes; publish 100 of them.
+    publish_n(&mut tx, 0, 100, 100);
+    let RecordRecv::Lapped { lost } = rx.try_recv() else {
+        panic!("the oldest records were overwritten")
+    };
+    let mut next = lost;
+    loop {
+        match rx.try_recv() {
+            RecordRecv::Record(m) => {
+                assert_eq!(m.seq(), next);
+                assert_eq!(m.bytes(), &record(next, 100)[..]);
+                next += 1;
+            }
+            RecordRecv::Empty => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(next, 100);
+    let st = rx.stats();
+    assert_eq!((st.received + st.lost, st.laps), (100, 1));
+    // Every record still in the ring was delivered: the loss is only what was overwritten.
+    assert!(st.received >= 4096 / 120 - 2, "received {}", st.received);
+}
+
+#[test]
+fn newest_policy_resumes_at_the_last_record() {
+    let r = RecordsBuilder::new("t").bytes(4096).in_process().unwrap();
+    let mut tx = r.publisher().unwrap();
+    let mut rx = r.subscribe(Start::Oldest).lap_policy(LapPolicy::Newest);
+    publish_n(&mut tx, 0, 100, 100);
+    assert!(matches!(rx.try_recv(), RecordRecv::Lapped { lost: 99 }));
+    let RecordRecv::Record(m) = rx.try_recv() else {
+        panic!()
+    };
+    assert_eq!(m.seq(), 99);
+}
+
+#[test]
+fn records_across_the_end_of_the_ring_are_padded_and_intact() {
+    let r = RecordsBuilder::new("t").bytes(4096).in_process().unwrap();
+    let mut tx = r.publisher().unwrap();
+    let mut rx = r.subscribe(Start::Next);
+    for i in 0..500u64 {
+        let len = 1 + (i as usize * 37) % 1008;
+        tx.publish_record(i as u32, &record(i, len)).unwrap();
+        let RecordRecv::Record(m) = rx.try_recv() else {
+            panic!("record {i} not delivered")
+        };
+        assert_eq!(
+            (m.seq(), m.type_id(), m.bytes()),
+            (i, i as u32, &record(i, len)[..])
+        );
+    }
+    assert!(r.bytes_published() > 4 * 4096);
+}
+
+#[test]
+fn start_positions_mirror_the_bus() {
+    let r = RecordsBuilder::new("t").bytes(4096).in_process().unwrap();
+    let mut tx = r.publisher().unwrap();
+    publish_n(&mut tx, 0, 10, 40);
+    let first = |start| {
+        let mut rx = r.subscribe(start);
+        match rx.try_recv() {
+            RecordRecv::Record(m) => Some(m.seq()),
+            RecordRecv::Lapped { lost } => Some(1000 + lost),
+            _ => None,
+        }
+    };
+    assert_eq!(first(Start::Oldest), Some(0));
+    assert_eq!(first(Start::Last(3)), Some(7));
+    assert_eq!(first(Start::Sequence(4)), Some(4));
+    assert_eq!(first(Start::Next), None);
+    publish_n(&mut tx, 10, 200, 40);
+    // Sequence 4 was overwritten: the first receive reports what is gone.
+    let oldest = first(Start::Oldest).unwrap();
+    assert_eq!(first(Start::Sequence(4)), Some(1000 + oldest - 4));
+}
+
+#[test]
+fn publish_with_zero_fills_and_a_panicking_fill_is_counted_lost() {
+    let r = RecordsBuilder::new("t").bytes(4096).in_process().unwrap();
+    let mut tx = r.publisher().unwrap();
+    let mut rx = r.subscribe(Start::Next);
+    // Dirty the ring first, so that zero-filling shows.
+    publish_n(&mut tx, 0, 40, 200);
+    while !matches!(rx.try_recv(), RecordRecv::Empty) {}
+    let lost_before = rx.stats().lost;
+    let (seq, ()) = tx
+        .publish_with(20, |w| {
+            w.set_type_id(9);
+            w.write_at(4, b"abc").unwrap();
+            assert!(w.write_at(18, b"xyz").is_err());
+        })
+        .unwrap();
+    let RecordRecv::Record(m) = rx.try_recv() else {
+        panic!()
+    };
+    assert_eq!((m.seq(), m.type_id()), (seq, 9));
+    assert_eq!(m.bytes(), b"\0\0\0\0abc\0\0\0\0\0\0\0\0\0\0\0\0\0");
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = tx.publish_with(30, |w| {
+            w.push(b"half").unwrap();
+            panic!("fill fails");
+        });
+    }));
+    assert!(caught.is_err());
+    tx.publish_bytes(b"after").unwrap();
+    assert!(matches!(rx.try_recv(), RecordRecv::Lapped { lost: 1 }));
+    let RecordRecv::Record(m) = rx.try_recv() else {
+        panic!()
+    };
+    assert_eq!(m.bytes(), b"after");
+    assert_eq!(rx.stats().lost, lost_before + 1);
+}
+
+#[test]
+fn a_record_larger_than_a_quarter_of_the_ring_is_refused() {
+    let r = RecordsBuilder::new("t").bytes(4096).in_process().unwrap();
+    let mut tx = r.publisher().unwrap();
+    assert_eq!(tx.max_record(), 1008);
+    assert!(tx.publish_bytes(&[0; 1008]).is_ok());
+    assert!(matches!(
+        tx.publish_bytes(&[0; 1009]),
+        Err(Error::MessageTooLarge {
+            len: 1009,
+            capacity: 1008
+        })
+    ));
+    assert!(tx.publish_with(5000, |_| ()).is_err());
+    assert!(matches!(
+        RecordsBuilder::new("t").bytes(5000).in_process(),
+        Err(Error::InvalidConfig(_))
+    ));
+}
+
+#[test]
+fn one_producer_at_a_time_and_closed_once_it_leaves() {
+    let r = RecordsBuilder::new("t").bytes(4096).in_process().unwrap();
+    let mut tx = r.publisher().unwrap();
+    assert!(matches!(r.publisher(), Err(Error::ProducerExists { .. })));
+    let mut rx = r.subscribe(Start::Next);
+    tx.publish_bytes(b"x").unwrap();
+    drop(tx);
+    assert!(matches!(rx.recv(), RecordRecv::Record(_)));
+    assert!(matches!(rx.recv(), RecordRecv::Closed));
+    // A new producer continues the sequence where the last one stopped.
+    let mut tx = r.publisher().unwrap();
+    assert_eq!(tx.publish_bytes(b"y").unwrap(), 1);
+    let RecordRecv::Record(m) = rx.recv() else {
+        panic!()
+    };
+    assert_eq!((m.seq(), m.bytes()), (1, &b"y"[..]));
+}
+
+#[test]
+fn a_blocking_receive_is_woken_by_a_publish_from_another_thread() {
+    let r = RecordsBuilder::new("t")
+        .bytes(1 << 16)
+        .in_process()
+        .unwrap();
+    let mut tx = r.publisher().unwrap();
+    let mut rx = r.subscribe(Start::Next);
+    let t = std::thread::spawn(move || {
+        let RecordRecv::Record(m) = rx.recv() else {
+            panic!()
+        };
+        m.bytes().to_vec()
+    });
+    tx.publish_bytes(b"wake").unwrap();
+    assert_eq!(t.join().unwrap(), b"wake");
+}
