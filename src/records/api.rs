@@ -348,6 +348,11 @@ impl RecordPublisher {
         })
     }
 
+    #[doc(hidden)]
+    pub fn writer_dbg(&self) -> String {
+        format!("{:?}", self.writer)
+    }
+
     /// Largest record payload, in bytes.
     pub fn max_record(&self) -> usize {
         self.shape.max_payload
@@ -684,6 +689,11 @@ impl RecordSubscriber {
     /// that this subscriber moved past.
     pub fn stats(&self) -> SubscriberStats {
         self.reader.stats()
+    }
+
+    #[doc(hidden)]
+    pub fn reader_dbg(&self) -> String {
+        format!("{:?}", self.reader)
     }
 
     /// Receives without waiting.

@@ -43,6 +43,16 @@ enum Step {
     Lapped,
 }
 
+/// What a resync did.
+enum Resync {
+    /// Skipped this many records.
+    Lost(u64),
+    /// Moved on without losing a record.
+    Moved,
+    /// Found no position ahead: try again later.
+    Stuck,
+}
+
 /// One subscriber's protocol state.
 #[derive(Clone, Debug)]
 pub(crate) struct Reader {
@@ -175,7 +185,11 @@ impl Reader {
                 Step::Deliver(p) => return Some(p),
                 Step::Again => continue,
                 Step::Nothing => return None,
-                Step::Lapped => return Some(self.resync(ring)),
+                Step::Lapped => match self.resync(ring) {
+                    Resync::Lost(lost) => return Some(Polled::Lapped { lost }),
+                    Resync::Moved => continue,
+                    Resync::Stuck => return Some(Polled::Empty),
+                },
             }
         }
         // Still passing over records published before the start: more on the next poll.
@@ -210,7 +224,7 @@ impl Reader {
         }
         // The length is read once and checked before use: a forged one cannot make the copy
         // leave the record's room before the ring's end.
-        let w1 = ring.at(self.pos + 8).load(Ordering::Relaxed);
+        let w1 = ring.at(self.pos.wrapping_add(8)).load(Ordering::Relaxed);
         let (len, type_id) = ((w1 as u32) as usize, (w1 >> 32) as u32);
         let size = RingShape::record_size(len);
         let fits = len <= shape.max_payload && size <= shape.room(self.pos);
@@ -218,7 +232,7 @@ impl Reader {
             let n = len.div_ceil(8);
             for (i, dst) in buf[..n].iter_mut().enumerate() {
                 *dst = ring
-                    .at(self.pos + 16 + 8 * i as u64)
+                    .at(self.pos.wrapping_add(16 + 8 * i as u64))
                     .load(Ordering::Relaxed);
             }
         }
@@ -231,8 +245,9 @@ impl Reader {
             return Step::Lapped;
         }
         let seq = self.next;
-        self.pos += size;
-        self.next = seq + 1;
+        // Wrapping: the position and sequence may come from forged words.
+        self.pos = self.pos.wrapping_add(size);
+        self.next = seq.wrapping_add(1);
         if seq < self.start {
             return Step::Again;
         }
@@ -253,7 +268,11 @@ impl Reader {
         // intent is at least the one of the lap whose words we found.
         fence(Ordering::Acquire);
         if !ring.intact(self.pos, ring.intent()) {
-            return self.resync(ring);
+            return match self.resync(ring) {
+                Resync::Lost(lost) => Polled::Lapped { lost },
+                Resync::Moved => self.advance(ring, buf).unwrap_or(Polled::Empty),
+                Resync::Stuck => Polled::Empty,
+            };
         }
         if live.any_alive() {
             return Polled::Empty;
@@ -268,29 +287,32 @@ impl Reader {
 
     /// Lapped: jump to the oldest intact record (or the newest, by policy or when lapped again
     /// before reading the previous target) and count exactly the records skipped, from the
-    /// sequence numbers. A target that is not ahead (a stale head, or a corrupt segment) is not
-    /// taken: the next poll tries again.
+    /// sequence numbers. Only padding may have been overwritten (the record after it is intact):
+    /// then the reader moves on without a loss. A target that is not ahead (a stale head, or a
+    /// corrupt segment) is not taken: the next poll tries again.
     #[cold]
-    fn resync(&mut self, ring: &RecordRing<'_>) -> Polled {
+    fn resync(&mut self, ring: &RecordRing<'_>) -> Resync {
         let lapped_again = self.resynced_to == Some(self.next);
         let target = if self.policy == LapPolicy::Newest || lapped_again {
             ring.locate_newest()
         } else {
             ring.locate_oldest()
         };
-        let Some((pos, seq)) = target.filter(|&(_, s)| s > self.next) else {
-            return Polled::Empty;
+        let ahead =
+            |&(pos, seq): &(u64, u64)| seq > self.next || (seq == self.next && pos > self.pos);
+        let Some((pos, seq)) = target.filter(ahead) else {
+            return Resync::Stuck;
         };
         let lost = seq - self.next.max(self.start).min(seq);
         self.pos = pos;
         self.next = seq;
         self.resynced_to = Some(seq);
         if lost == 0 {
-            // Only records before the start were overwritten.
-            return Polled::Empty;
+            // Only padding, or records before the start, were overwritten.
+            return Resync::Moved;
         }
         self.stats.lost = self.stats.lost.saturating_add(lost);
         self.stats.laps += 1;
-        Polled::Lapped { lost }
+        Resync::Lost(lost)
     }
 }

@@ -217,3 +217,27 @@ fn a_blocking_receive_is_woken_by_a_publish_from_another_thread() {
     tx.publish_bytes(b"wake").unwrap();
     assert_eq!(t.join().unwrap(), b"wake");
 }
+
+#[test]
+fn overwritten_padding_before_an_intact_record_costs_no_loss() {
+    let r = RecordsBuilder::new("t").bytes(4096).in_process().unwrap();
+    let mut tx = r.publisher().unwrap();
+    // Three records of 1016 bytes and one of 944: the tail is at 3992, 104 bytes before the end.
+    for len in [1000, 1000, 1000, 928] {
+        tx.publish_bytes(&record(0, len)).unwrap();
+    }
+    let mut rx = r.subscribe(Start::Next);
+    // 120 bytes do not fit: padding at 3992, record 4 at 4096. Then 3864 bytes more: the next
+    // terminator lands on the padding word, while record 4 is still intact.
+    for (i, len) in [104, 1000, 1000, 1000, 808].into_iter().enumerate() {
+        tx.publish_bytes(&record(4 + i as u64, len)).unwrap();
+    }
+    for seq in 4..9 {
+        match rx.try_recv() {
+            RecordRecv::Record(m) => assert_eq!(m.seq(), seq),
+            other => panic!("expected record {seq}, got {other:?}"),
+        }
+    }
+    assert!(matches!(rx.try_recv(), RecordRecv::Empty));
+    assert_eq!(rx.stats().lost, 0);
+}
