@@ -241,3 +241,110 @@ fn overwritten_padding_before_an_intact_record_costs_no_loss() {
     assert!(matches!(rx.try_recv(), RecordRecv::Empty));
     assert_eq!(rx.stats().lost, 0);
 }
+
+mod crashes {
+    //! A producer that dies at each step of a publish, driven through the production `Writer`
+    //! on a heap segment: the next producer goes on, and readers lose nothing that was committed.
+    use super::record;
+    use crate::layout::{ProducerMode, SegmentKind, TypeInfo, W_CURSOR};
+    use crate::liveness::SegmentLiveness;
+    use crate::records::layout::{RingShape, W_TAIL};
+    use crate::records::{Polled, Reader, RecordRing, Writer};
+    use crate::segment::{Segment, Shape};
+    use crate::subscriber::Start;
+    use crate::sync::Ordering;
+
+    fn segment() -> Segment {
+        let shape = RingShape::of(4096);
+        Segment::heap(Shape {
+            kind: SegmentKind::Records,
+            geometry: shape.geometry(),
+            mode: ProducerMode::Single,
+            ty: TypeInfo::raw(),
+            first_seq: 0,
+        })
+    }
+
+    fn drain(seg: &Segment, reader: &mut Reader) -> Vec<u64> {
+        let ring = RecordRing::new(seg.words(), RingShape::of(4096));
+        let live = SegmentLiveness::observer(seg);
+        let mut buf = vec![0u64; 128];
+        let mut got = Vec::new();
+        loop {
+            match reader.poll_checked(&ring, &live, &mut buf) {
+                Polled::Record { seq, .. } => got.push(seq),
+                Polled::Lapped { lost } => panic!("lost {lost}"),
+                Polled::Empty | Polled::Closed => return got,
+            }
+        }
+    }
+
+    #[test]
+    fn a_producer_dead_mid_write_leaves_its_sequence_to_the_next_one() {
+        let seg = segment();
+        let ring = RecordRing::new(seg.words(), RingShape::of(4096));
+        let mut reader = Reader::new(&ring, Start::Oldest);
+        let mut w = Writer::attach(&ring).unwrap();
+        for len in [100, 200] {
+            let p = w.begin(&ring, len, 0);
+            w.write_bytes(&ring, &p, &record(p.seq, len));
+            w.commit(&ring, p);
+        }
+        // Dies after begin, half-way through its payload: the record stays busy.
+        let p = w.begin(&ring, 300, 0);
+        w.write_bytes(&ring, &p, &record(99, 300));
+        drop(w);
+        assert_eq!(drain(&seg, &mut reader), [0, 1]);
+        let mut w = Writer::attach(&ring).unwrap();
+        assert_eq!(w.next_seq(), 2);
+        let p = w.begin(&ring, 50, 0);
+        w.write_bytes(&ring, &p, &record(2, 50));
+        w.commit(&ring, p);
+        assert_eq!(drain(&seg, &mut reader), [2]);
+    }
+
+    #[test]
+    fn a_record_committed_but_not_counted_is_kept_by_the_next_producer() {
+        let seg = segment();
+        let ring = RecordRing::new(seg.words(), RingShape::of(4096));
+        let mut reader = Reader::new(&ring, Start::Oldest);
+        let mut w = Writer::attach(&ring).unwrap();
+        let p = w.begin(&ring, 100, 0);
+        w.write_bytes(&ring, &p, &record(0, 100));
+        w.commit(&ring, p);
+        drop(w);
+        // As if it died after its commit, before moving the cursor and the tail.
+        seg.words()[W_CURSOR].store(0, Ordering::Relaxed);
+        seg.words()[W_TAIL].store(0, Ordering::Relaxed);
+        let mut w = Writer::attach(&ring).unwrap();
+        assert_eq!(w.next_seq(), 1, "the committed record is counted");
+        let p = w.begin(&ring, 10, 0);
+        w.commit(&ring, p);
+        assert_eq!(drain(&seg, &mut reader), [0, 1]);
+    }
+
+    #[test]
+    fn padding_left_by_a_dead_producer_is_followed() {
+        let seg = segment();
+        let ring = RecordRing::new(seg.words(), RingShape::of(4096));
+        let mut w = Writer::attach(&ring).unwrap();
+        for _ in 0..4 {
+            let p = w.begin(&ring, 1000, 0);
+            w.commit(&ring, p);
+        }
+        let mut reader = Reader::new(&ring, Start::Next);
+        // 4064 bytes written: the next 1016-byte record pads. It dies after padding.
+        let p = w.begin(&ring, 1000, 0);
+        assert_eq!(p.pos, 4096);
+        drop(w);
+        let mut w = Writer::attach(&ring).unwrap();
+        let p = w.begin(&ring, 8, 0);
+        assert_eq!(
+            (p.seq, p.pos),
+            (4, 4096),
+            "the padding is kept: readers may follow it"
+        );
+        w.commit(&ring, p);
+        assert_eq!(drain(&seg, &mut reader), [4]);
+    }
+}
