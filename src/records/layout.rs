@@ -134,9 +134,9 @@ mod tests {
     fn control_words_share_one_line_of_their_own_inside_the_header() {
         assert_eq!(W_INTENT * 8, 1152);
         assert_eq!((W_INTENT * 8) % 64, 0);
-        assert!(W_BYTES * 8 < 1152 + 64);
-        assert!(W_INTENT > crate::layout::W_WAITERS);
-        assert!(W_BYTES < crate::layout::W_PRODUCERS);
+        const { assert!(W_BYTES * 8 < 1152 + 64) };
+        const { assert!(W_INTENT > crate::layout::W_WAITERS) };
+        const { assert!(W_BYTES < crate::layout::W_PRODUCERS) };
         assert_eq!(W_RING * 8, 4096);
     }
 
