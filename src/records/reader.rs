@@ -132,6 +132,8 @@ impl Reader {
     /// Whether the word at the reader's position says more than "nothing yet" (the sleeper's
     /// last look before it sleeps).
     pub(crate) fn ready(&self, ring: &RecordRing<'_>) -> bool {
+        // ORDERING: as the first load in `step`; with the wake handshake (docs/design.md §7)
+        // either this sees the producer's commit or the producer sees the waiter flag.
         !matches!(State::of(load_acquire(ring.at(self.pos))),
             State::Free(s) | State::Busy(s) if s == self.next)
     }

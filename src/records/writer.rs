@@ -102,6 +102,8 @@ impl Writer {
             intent,
             bytes: ring.bytes_published(),
         };
+        // ORDERING: Release, as in `finish`: a reader that loads either sees the record a dead
+        // producer committed before them.
         ring.ctl(W_CURSOR).store(seq, Ordering::Release);
         ring.ctl(W_TAIL).store(tail, Ordering::Release);
         Ok(w)
