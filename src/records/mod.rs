@@ -1,5 +1,5 @@
 //! The records protocol (docs/design.md §11): variable-size broadcast in one byte ring, written
-//! by one [`Writer`] and read by any number of [`Reader`]s, each keeping its own position.
+//! by one `Writer` and read by any number of `Reader`s, each keeping its own position.
 //!
 //! Every record starts with a version word that names its sequence number and state (free,
 //! being written, written, abandoned, or padding), so a reader at the head of the ring learns
