@@ -175,6 +175,13 @@ fn slow_subscriber_counts_every_lost_record_exactly() {
     assert!(lost > 0 && st.received > total / 10, "{st:?}");
 }
 
+/// Blocks until the parent says "go" on stdin.
+fn wait_for_go() {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).expect("read stdin");
+    assert_eq!(line.trim(), "go");
+}
+
 /// Publishes COUNT random-size checksummed records, counter = sequence number.
 fn producer() {
     let r = Records::open(&std::env::var("BUS").unwrap()).unwrap();
@@ -183,6 +190,7 @@ fn producer() {
     let mut rng = Rng::new(env::<u64>("SEED"));
     let mut buf = vec![0u8; max];
     say("ready");
+    wait_for_go();
     for k in 0..count {
         let len = 24 + rng.below((max - 23) as u64) as usize;
         make_payload(&mut buf[..len], 7, k);
@@ -201,6 +209,8 @@ fn consumer() {
     let mut rx = r.subscribe(Start::Sequence(0)).wait_strategy(Wait::Yield);
     let pause = env::<u64>("PAUSE");
     say("ready");
+    // Started once the producer is attached: `Closed` then means it has left.
+    wait_for_go();
     let (mut next, mut bad, mut gaps_ok) = (0u64, 0u64, true);
     let (mut received, mut lost) = (0u64, 0u64);
     loop {
@@ -267,6 +277,10 @@ fn processes_exchange_random_size_records_untorn_with_exact_losses() {
         ]),
     );
     p.expect_line("ready");
+    for c in &mut consumers {
+        c.tell("go");
+    }
+    p.tell("go");
     let line = p.next_line().expect("producer result");
     assert_eq!(field(&line, "published"), count);
     p.wait_success(Duration::from_secs(60));
