@@ -51,7 +51,7 @@ impl Forger {
 }
 
 const RING: u64 = 4096;
-/// Cursor, then intent, tail, head, last and bytes (docs/design.md §14).
+/// Cursor, then intent, tail, head, last and bytes (docs/design.md §15).
 const CONTROL_WORDS: [usize; 6] = [128, 144, 145, 146, 147, 148];
 const RING_WORD: usize = 512;
 

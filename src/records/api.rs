@@ -100,7 +100,7 @@ impl Records {
     }
 
     /// Largest record payload, in bytes: a record with its 16-byte header takes at most a
-    /// quarter of the ring (docs/design.md §14).
+    /// quarter of the ring (docs/design.md §15).
     pub fn max_record(&self) -> usize {
         self.shape.max_payload
     }

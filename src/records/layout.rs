@@ -1,4 +1,4 @@
-//! Where a records segment keeps its ring and its control words (docs/design.md §14). The
+//! Where a records segment keeps its ring and its control words (docs/design.md §15). The
 //! header page is the shared one (`crate::layout`); a records segment describes its ring with
 //! the shared geometry words, read as "one slot the size of the ring":
 //!

@@ -1,4 +1,4 @@
-//! Loom models of the production records types (docs/design.md §14): [`Writer`] and [`Reader`]
+//! Loom models of the production records types (docs/design.md §15): [`Writer`] and [`Reader`]
 //! over a heap segment of loom atomics laid out like a real one, with a ring of 128 bytes so
 //! that a handful of records wraps it, pads at its end and laps a reader.
 //!

@@ -1,4 +1,4 @@
-//! The records protocol (docs/design.md §14): variable-size broadcast in one byte ring, written
+//! The records protocol (docs/design.md §15): variable-size broadcast in one byte ring, written
 //! by one `Writer` and read by any number of `Reader`s, each keeping its own position.
 //!
 //! Every record starts with a version word that names its sequence number and state (free,
@@ -38,7 +38,7 @@ use crate::layout::W_CURSOR;
 use crate::sync::{fence, load_acquire, AtomicU64, Ordering};
 use layout::{RingShape, W_BYTES, W_HEAD, W_INTENT, W_LAST, W_TAIL};
 
-/// A record's version word: its sequence number above three state bits (docs/design.md §14).
+/// A record's version word: its sequence number above three state bits (docs/design.md §15).
 /// A zeroed ring reads as "free, sequence 0 comes here".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum State {

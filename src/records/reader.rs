@@ -1,4 +1,4 @@
-//! The consumer's state machine (docs/design.md §14): read the record at its position, follow
+//! The consumer's state machine (docs/design.md §15): read the record at its position, follow
 //! padding, detect laps with the producer's intent, resync to the oldest (or newest) intact
 //! record and count the loss from sequence numbers, and tell when the segment is closed.
 //!
@@ -198,7 +198,7 @@ impl Reader {
         Some(Polled::Empty)
     }
 
-    /// Reads the record at the position (docs/design.md §14, "Reading").
+    /// Reads the record at the position (docs/design.md §15, "Reading").
     #[inline]
     fn step(&mut self, ring: &RecordRing<'_>, buf: &mut [u64]) -> Step {
         let shape = ring.shape();

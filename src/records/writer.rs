@@ -1,4 +1,4 @@
-//! The producer's state machine (docs/design.md §14): one producer at a time, which owns every
+//! The producer's state machine (docs/design.md §15): one producer at a time, which owns every
 //! control word and the ring.
 //!
 //! A publish of `s` at position `q`:
@@ -53,7 +53,7 @@ pub(crate) struct Pending {
 impl Writer {
     /// Attaches to a ring whose previous producers are all dead (the caller holds the exclusive
     /// producer lock): reads the control words and finishes what a producer that died after
-    /// its commit left uncounted (docs/design.md §14, "Crashes").
+    /// its commit left uncounted (docs/design.md §15, "Crashes").
     pub(crate) fn attach(ring: &RecordRing<'_>) -> Result<Writer, Inconsistent> {
         let ld = |w: usize| ring.ctl(w).load(Ordering::Relaxed);
         // ORDERING: the kernel's lock orders the dead producers' stores before us; Relaxed
