@@ -448,6 +448,36 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A records segment's geometry words do not describe a byte ring this shmbus makes
+    /// (corrupt segment).
+    #[error("records segment {name:?} is corrupt: {slots} slot(s) of {bytes} bytes with capacity {capacity} is not a power-of-two ring from 4096 bytes to 16 GiB whose largest record is a quarter of it")]
+    BadRing {
+        /// The segment name.
+        name: String,
+        /// The slot count found (a records segment has 1).
+        slots: u64,
+        /// The ring size found, in bytes.
+        bytes: u64,
+        /// The largest payload found, in bytes.
+        capacity: u64,
+    },
+
+    /// A records segment's control words contradict each other, so that no producer can go on
+    /// from them (corrupt segment; readers still read it safely).
+    #[error("records segment {name:?} is corrupt: tail {tail}, intent {intent}, head {head} and cursor {cursor} are inconsistent")]
+    RecordsInconsistent {
+        /// The segment name.
+        name: String,
+        /// Where the next record would start.
+        tail: u64,
+        /// The end of the bytes last written.
+        intent: u64,
+        /// The oldest intact record.
+        head: u64,
+        /// The next sequence number.
+        cursor: u64,
+    },
+
     /// Any other operating-system error, with the step that failed.
     #[error("bus {name:?}: {op} failed: {source}")]
     Io {
@@ -479,6 +509,8 @@ impl Error {
                 | Error::SizeMismatch { .. }
                 | Error::CapacityBelowType { .. }
                 | Error::BoardCorrupt { .. }
+                | Error::BadRing { .. }
+                | Error::RecordsInconsistent { .. }
         )
     }
 

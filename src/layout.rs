@@ -33,6 +33,8 @@
 //!  1224   153  space waiter flag: non-zero while a producer may sleep on a full queue
 //!  1280   160  positions skipped (claimed by producers that died before publishing)
 //!  1288   161  items lost (claimed by consumers that died before finishing)
+//!              records only (docs/design.md §15): words 144..=148 are the ring's intent, tail,
+//!              head, last record and bytes published (`records::layout`); the ring starts at 4096
 //!  2048   256  producer table: 32 entries of 64 bytes (one line each)
 //!                +0 pid (lo32) | 0      +8 start time (ticks)    +16 activity stamp (CLOCK_MONOTONIC_COARSE ns,
 //!                   on attach and once in 1024 publishes)
@@ -140,7 +142,7 @@ pub enum SegmentKind {
     Bus,
     /// A work queue: a bounded MPMC ring whose items each go to one consumer.
     Queue,
-    /// Reserved: a record store.
+    /// Records: variable-size records broadcast through one byte ring (`crate::records`).
     Records,
     /// Reserved: a board of named values.
     Board,

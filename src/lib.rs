@@ -52,6 +52,9 @@
 //! # shmbus::Bus::remove(&name)?;
 //! # Ok::<(), shmbus::Error>(())
 //! ```
+//!
+//! Records of any size, up to a quarter of a byte ring and without per-slot waste, go through a
+//! records segment: see [`records`].
 #![cfg_attr(not(loom), warn(missing_docs))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(unreachable_pub, clippy::undocumented_unsafe_blocks)]
@@ -79,6 +82,7 @@ mod publisher;
 mod queue;
 #[cfg(not(loom))]
 mod readiness;
+pub mod records;
 mod segment;
 mod subscriber;
 mod wait;

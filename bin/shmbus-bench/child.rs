@@ -53,6 +53,30 @@ enum Role {
         #[arg(long)]
         core: usize,
     },
+    /// Answer every record of `ping` with one of `payload` bytes on `pong` (records segments).
+    RecordsEcho {
+        #[arg(long)]
+        ping: String,
+        #[arg(long)]
+        pong: String,
+        #[arg(long)]
+        core: usize,
+        #[arg(long, value_enum)]
+        clock: ClockKind,
+        #[arg(long)]
+        stamp: bool,
+        #[arg(long)]
+        payload: usize,
+    },
+    /// Read every record until the stop record (a records segment's throughput consumer).
+    RecordsConsume {
+        #[arg(long)]
+        bus: String,
+        #[arg(long)]
+        core: usize,
+        #[arg(long, value_enum)]
+        clock: ClockKind,
+    },
     /// Read everything, recording latencies of phase-1 messages, until the stop message.
     Consume {
         #[arg(long)]
@@ -104,6 +128,17 @@ pub fn run(args: &ChildArgs) -> Result<(), String> {
             wait,
         } => crate::latency::child_echo(ping, pong, *core, *clock, *stamp, *wait),
         Role::FutexEcho { shm, core } => crate::latency::child_futex_echo(shm, *core),
+        Role::RecordsEcho {
+            ping,
+            pong,
+            core,
+            clock,
+            stamp,
+            payload,
+        } => crate::records::child_echo(ping, pong, *core, *clock, *stamp, *payload),
+        Role::RecordsConsume { bus, core, clock } => {
+            crate::records::child_consume(bus, *core, *clock)
+        }
         Role::Consume { bus, core, clock } => consume(bus, *core, *clock),
         Role::Idle { bus, core, poll_ms } => idle(bus, *core, *poll_ms),
         Role::Produce(p) => crate::mp::child_produce(p),

@@ -20,6 +20,7 @@ use shmbus_testkit::payload;
 mod peer;
 mod plot;
 mod queue;
+mod records;
 mod report;
 mod soak;
 mod stats;
@@ -123,6 +124,20 @@ struct LatencyArgs {
     /// feature). Sleep and async are reported beside a raw futex ping-pong of the same run.
     #[arg(long, value_enum, default_value_t)]
     wait: latency::WaitMode,
+    /// `records`: also measure records segments (variable-size records in a byte ring) on the
+    /// same workload, next to the bus.
+    #[arg(long, value_enum, default_value_t)]
+    kind: SegmentKindArg,
+}
+
+/// Which segment kind a latency or throughput run measures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+enum SegmentKindArg {
+    /// The fixed-slot bus.
+    #[default]
+    Bus,
+    /// Records segments, next to the bus (latency) or to single-core memcpy (throughput).
+    Records,
 }
 
 #[derive(clap::Args, Debug)]
@@ -162,6 +177,10 @@ struct ThroughputArgs {
     /// Messages per run.
     #[arg(long)]
     messages: Option<u64>,
+    /// `records`: measure records segments (one ring sized for the payload; --slots is
+    /// ignored) next to single-core memcpy of the same sizes.
+    #[arg(long, value_enum, default_value_t)]
+    kind: SegmentKindArg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -501,7 +520,9 @@ fn cmd_latency(ctx: &Ctx, report: &mut Report, a: &LatencyArgs) -> Result<(), St
     let pair = ctx.pair(&a.cores)?;
     let iters = a.iters.unwrap_or(ctx.size(200_000, 2_000)).max(1);
     let peer_steps = if a.peer.is_some() { 2 } else { 1 };
-    ctx.steps(1 + peer_steps * a.payloads.len() as u64);
+    let records_steps =
+        u64::from(a.kind == SegmentKindArg::Records && a.wait == latency::WaitMode::Spin);
+    ctx.steps(1 + (peer_steps + records_steps) * a.payloads.len() as u64);
     ctx.step(report, "c2c", |r| c2c_pair(ctx, r, &pair))?;
     a.wait.check()?;
     for &payload in &a.payloads {
@@ -520,6 +541,13 @@ fn cmd_latency(ctx: &Ctx, report: &mut Report, a: &LatencyArgs) -> Result<(), St
         ctx.step(report, &format!("latency {payload} B"), |r| {
             latency_one(ctx, r, payload, pair, iters)
         })?;
+        if a.kind == SegmentKindArg::Records {
+            ctx.step(report, &format!("records latency {payload} B"), |r| {
+                let m = records::measure_latency(ctx, payload, pair[0], pair[1], iters)?;
+                latency::rows(ctx, r, "records", payload, pair, &m);
+                Ok(())
+            })?;
+        }
         #[cfg(feature = "peers")]
         if a.peer == Some(PeerKind::Iceoryx2) {
             ctx.step(report, &format!("iceoryx2 latency {payload} B"), |r| {
@@ -621,6 +649,18 @@ fn cmd_throughput(ctx: &Ctx, report: &mut Report, a: &ThroughputArgs) -> Result<
         ));
     }
     let messages = a.messages.unwrap_or(ctx.size(2_000_000, 20_000)).max(1);
+    if a.kind == SegmentKindArg::Records {
+        ctx.steps(2 * a.payloads.len() as u64);
+        for &payload in &a.payloads {
+            ctx.step(report, &format!("memcpy {payload} B"), |r| {
+                records::memcpy_floor(ctx, r, payload, producer, messages)
+            })?;
+            ctx.step(report, &format!("records throughput {payload} B"), |r| {
+                records::throughput(ctx, r, payload, a.consumers, producer, messages)
+            })?;
+        }
+        return Ok(());
+    }
     ctx.steps((a.payloads.len() * a.slots.len()) as u64);
     for &slots in &a.slots {
         for &payload in &a.payloads {

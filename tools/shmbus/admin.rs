@@ -28,10 +28,14 @@ pub(crate) struct CreateArgs {
     /// programs must trust the bus explicitly to open it.
     #[arg(long, default_value = "0600", value_parser = parse_mode)]
     mode: u32,
-    /// What to create: a broadcast bus, or a work queue (each item to one receiver; --slots
-    /// is then its capacity in items, --size its item size).
+    /// What to create: a broadcast bus, a work queue (each item to one receiver; --slots
+    /// is then its capacity in items, --size its item size), or records (any size up to a
+    /// quarter of a byte ring of --bytes).
     #[arg(long, value_enum, default_value_t = Kind::Bus)]
     kind: Kind,
+    /// Records only: size of the byte ring (a power of two, at least 4096; default 1 MiB).
+    #[arg(long, value_name = "SIZE")]
+    bytes: Option<u64>,
 }
 
 /// The segment kinds `create` makes.
@@ -41,6 +45,8 @@ pub(crate) enum Kind {
     Bus,
     /// A work queue.
     Queue,
+    /// Records of any size in one byte ring.
+    Records,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -56,6 +62,9 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 pub(crate) fn create(a: &CreateArgs) -> CmdResult {
     if a.kind == Kind::Queue {
         return crate::queue::create(&a.name, a.slots, a.size, a.mode);
+    }
+    if a.kind == Kind::Records {
+        return crate::records::create(&a.name, a.bytes, a.mode);
     }
     let mut b = BusBuilder::new(&a.name)
         .slots(a.slots)
@@ -184,6 +193,9 @@ impl Sender {
 }
 
 pub(crate) fn publish(a: &PublishArgs) -> CmdResult {
+    if crate::records::open(&a.name).is_some() {
+        return crate::records::publish(&a.name, &a.messages);
+    }
     let mut b = BusBuilder::new(&a.name);
     if a.accept_shared_write {
         b = b.accept_shared_write();

@@ -126,6 +126,9 @@ fn header_out(h: &HeaderSnapshot) -> HeaderOut {
 }
 
 pub(crate) fn run(args: &InfoArgs) -> CmdResult {
+    if let Some(r) = crate::records::open(&args.name) {
+        return crate::records::info(&r, args.json);
+    }
     // An invalid name or a missing bus is the whole story: one error line, no report.
     inspect::validate_name(&args.name)?;
     let path = inspect::segment_path(&args.name);

@@ -11,6 +11,7 @@ mod info;
 mod journal;
 mod list;
 mod queue;
+mod records;
 mod tail;
 mod text;
 mod watch;

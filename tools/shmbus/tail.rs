@@ -189,12 +189,19 @@ fn open_with_id(name: &str) -> shmbus::Result<(shmbus::Bus, Option<FileId>)> {
 }
 
 pub(crate) fn run(args: &TailArgs) -> CmdResult {
-    let (bus, id) = open_with_id(&args.name)?;
     let start = match args.from {
         StartAt::Newest => Start::Last(args.n),
         StartAt::Oldest => Start::Oldest,
         StartAt::Seq(s) => Start::Sequence(s),
     };
+    if let Some(r) = crate::records::open(&args.name) {
+        let printer = Printer {
+            format: args.format,
+            json: args.json,
+        };
+        return crate::records::tail(&r, start, args.n, args.follow, &printer);
+    }
+    let (bus, id) = open_with_id(&args.name)?;
     // A read-only handle cannot register as a futex sleeper: Sleep polls every millisecond
     // rather than spinning a core, which is right for a tool.
     let mut sub = bus.subscribe(start).wait_strategy(Wait::Sleep);

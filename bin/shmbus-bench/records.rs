@@ -1,0 +1,281 @@
+//! Records segments (variable-size records in a byte ring) in the latency and throughput
+//! harnesses: the same ping-pong, stamped hops and flat-out publishing as the bus, over
+//! `shmbus::records`, and the copy floor of a copy-out design: single-core `memcpy` bandwidth
+//! of the same payload sizes, measured in the same run.
+
+use std::hint::black_box;
+
+use shmbus::records::{RecordPublisher, RecordRecv, RecordSubscriber, Records, RecordsBuilder};
+use shmbus::Start;
+
+use crate::child::{consume_loop, phase_of, say, Next, Source};
+use crate::clock::ClockKind;
+use crate::fanout::{consumer_cores, publish_flat, start_role, stop_consumers, Sink};
+use crate::latency::{echo_loop, ping_loop, stamp_loop, stamp_of, Link, Measured};
+use crate::report::{ConsumerCount, Report, ThroughputRow};
+use crate::sys::{self, BusGuard, Peer};
+use crate::Ctx;
+
+/// A ring that holds at least 64 of the largest records of a run, and at least 4 MiB.
+fn ring_for(payload: usize) -> u64 {
+    (((payload + 16) * 64) as u64)
+        .next_power_of_two()
+        .max(4 << 20)
+}
+
+impl Sink for RecordPublisher {
+    #[inline]
+    fn publish(&mut self, buf: &[u8]) -> Result<(), String> {
+        self.publish_bytes(buf)
+            .map(|_| ())
+            .map_err(|e| format!("publish failed: {e}"))
+    }
+}
+
+/// A records ping-pong end: publishes on one segment, subscribes to the other.
+struct RecordsLink {
+    tx: RecordPublisher,
+    rx: RecordSubscriber,
+    buf: Vec<u8>,
+}
+
+impl Link for RecordsLink {
+    #[inline]
+    fn send(&mut self, word: u64) -> Result<(), String> {
+        self.buf[..8].copy_from_slice(&word.to_ne_bytes());
+        self.tx.publish(&self.buf)
+    }
+
+    #[inline]
+    fn poll(&mut self) -> Result<Option<u64>, String> {
+        match self.rx.try_recv() {
+            RecordRecv::Record(m) => Ok(Some(stamp_of(m.bytes()))),
+            RecordRecv::Empty | RecordRecv::Closed => Ok(None),
+            RecordRecv::Lapped { lost } => Err(format!(
+                "lapped ({lost} lost), which one record in flight cannot do"
+            )),
+        }
+    }
+}
+
+fn create(name: &str, payload: usize) -> Result<Records, String> {
+    RecordsBuilder::new(name)
+        .bytes(ring_for(payload))
+        .create()
+        .map_err(|e| format!("cannot create records segment {name}: {e}"))
+}
+
+fn setup(
+    ctx: &Ctx,
+    payload: usize,
+    b: usize,
+    stamp: bool,
+) -> Result<(RecordsLink, Peer, [BusGuard; 2]), String> {
+    let names = [BusGuard::new("rping"), BusGuard::new("rpong")];
+    let ping = create(names[0].name(), payload)?;
+    let pong = create(names[1].name(), payload)?;
+    let tx = ping
+        .publisher()
+        .map_err(|e| format!("cannot publish on {}: {e}", ping.name()))?;
+    let rx = pong.subscribe(Start::Oldest);
+    let mut args: Vec<String> = vec![
+        "records-echo".into(),
+        "--ping".into(),
+        names[0].name().into(),
+        "--pong".into(),
+        names[1].name().into(),
+        "--core".into(),
+        b.to_string(),
+        "--clock".into(),
+        ctx.clock.arg().into(),
+        "--payload".into(),
+        payload.to_string(),
+    ];
+    if stamp {
+        args.push("--stamp".into());
+    }
+    let mut echo = Peer::spawn("the records echo process", &args)?;
+    echo.ready()?;
+    let link = RecordsLink {
+        tx,
+        rx,
+        buf: vec![0u8; payload],
+    };
+    Ok((link, echo, names))
+}
+
+/// Ping-pong, then stamped hops, over records segments (as `latency::measure` over buses).
+pub fn measure_latency(
+    ctx: &Ctx,
+    payload: usize,
+    a: usize,
+    b: usize,
+    iters: u64,
+) -> Result<Measured, String> {
+    let payload = payload.max(8);
+    let warmup = (iters / 10).max(100);
+    let rtt = {
+        let (mut link, mut echo, _names) = setup(ctx, payload, b, false)?;
+        sys::pin(a)?;
+        let r = ping_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?;
+        echo.finish()?;
+        r
+    };
+    let hops = {
+        let (mut link, mut echo, _names) = setup(ctx, payload, b, true)?;
+        sys::pin(a)?;
+        let r = stamp_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?;
+        echo.finish()?;
+        r
+    };
+    Ok(Measured { rtt, hops })
+}
+
+/// The echo child: answers every record on `ping` with one of the same length on `pong`.
+pub fn child_echo(
+    ping: &str,
+    pong: &str,
+    core: usize,
+    clock: ClockKind,
+    stamp: bool,
+    payload: usize,
+) -> Result<(), String> {
+    let ping = Records::open_read_only(ping).map_err(|e| format!("cannot open {ping}: {e}"))?;
+    let rx = ping.subscribe(Start::Oldest);
+    let pong = Records::open(pong).map_err(|e| format!("cannot open {pong}: {e}"))?;
+    let tx = pong
+        .publisher()
+        .map_err(|e| format!("cannot publish on {}: {e}", pong.name()))?;
+    // Answers as long as the pings: the parent passes the run's payload size.
+    let mut link = RecordsLink {
+        tx,
+        rx,
+        buf: vec![0u8; payload.clamp(8, pong.max_record())],
+    };
+    sys::pin(core)?;
+    say("ready");
+    echo_loop(clock, &mut link, stamp)
+}
+
+struct RecordsSource {
+    records: Records,
+    rx: RecordSubscriber,
+}
+
+impl Source for RecordsSource {
+    #[inline]
+    fn next(&mut self) -> Next {
+        match self.rx.try_recv() {
+            RecordRecv::Record(m) => Next::Message {
+                stamp: stamp_of(m.bytes()),
+                phase: phase_of(m.bytes()),
+            },
+            RecordRecv::Lapped { lost } => Next::Lost(lost),
+            RecordRecv::Empty | RecordRecv::Closed => Next::Empty,
+        }
+    }
+
+    fn finished(&self) -> bool {
+        !self.records.has_producers() && self.rx.next_seq() >= self.records.records_published()
+    }
+}
+
+/// The throughput consumer child: reads (copies out) every record until the stop record.
+pub fn child_consume(name: &str, core: usize, clock: ClockKind) -> Result<(), String> {
+    let records = Records::open_read_only(name).map_err(|e| format!("cannot open {name}: {e}"))?;
+    let rx = records.subscribe(Start::Next);
+    let mut src = RecordsSource { records, rx };
+    sys::pin(core)?;
+    say("ready");
+    let out = consume_loop(&mut src, clock);
+    say(&serde_json::to_string(&out).map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+/// One throughput run over a records segment: this process publishes `payload`-byte records
+/// flat out to `consumers` consumer processes.
+pub fn throughput(
+    ctx: &Ctx,
+    report: &mut Report,
+    payload: usize,
+    consumers: usize,
+    producer: usize,
+    messages: u64,
+) -> Result<(), String> {
+    let payload = payload.max(16);
+    let guard = BusGuard::new("rthroughput");
+    let records = create(guard.name(), payload)?;
+    let mut tx = records
+        .publisher()
+        .map_err(|e| format!("cannot publish on {}: {e}", guard.name()))?;
+    let cores = consumer_cores(ctx, producer, consumers);
+    let role = [
+        "records-consume".into(),
+        "--bus".into(),
+        guard.name().into(),
+    ];
+    let mut peers = start_role(ctx, &role, &cores)?;
+    sys::pin(producer)?;
+    let mut buf = vec![0u8; payload];
+    let flat = publish_flat(ctx, &mut tx, &mut buf, messages)?;
+    let results = stop_consumers(tx, &mut buf, &mut peers)?;
+    let (rate, secs) = (flat.rate(), flat.secs.max(1e-12));
+    report.throughput.push(ThroughputRow {
+        transport: "records",
+        payload,
+        slots: records.ring_bytes(),
+        messages: flat.sent,
+        seconds: secs,
+        msgs_per_s: rate,
+        gb_per_s: rate * payload as f64 / 1e9,
+        per_consumer: results
+            .iter()
+            .zip(&cores)
+            .map(|(r, &core)| ConsumerCount {
+                core,
+                received: r.received,
+                lost: r.lost,
+                msgs_per_s: r.received as f64 / secs,
+            })
+            .collect(),
+    });
+    Ok(())
+}
+
+/// The floor of a copy-out design: copies of `payload` bytes per second on one core, from a
+/// source as large as the records ring (so it streams from memory as a consumer does) into one
+/// buffer, in the same run. Reported as a throughput row of transport `memcpy`.
+pub fn memcpy_floor(
+    ctx: &Ctx,
+    report: &mut Report,
+    payload: usize,
+    core: usize,
+    messages: u64,
+) -> Result<(), String> {
+    let payload = payload.max(16);
+    sys::pin(core)?;
+    let ring = ring_for(payload) as usize;
+    let src = vec![1u8; ring];
+    let mut dst = vec![0u8; payload];
+    let per_ring = (ring / payload).max(1);
+    let clock = ctx.clock;
+    let start = clock.now();
+    for i in 0..messages as usize {
+        let at = (i % per_ring) * payload;
+        dst.copy_from_slice(&src[at..at + payload]);
+        black_box(&mut dst);
+    }
+    let secs = (clock.now().wrapping_sub(start) as f64 * ctx.scale / 1e9).max(1e-12);
+    let rate = messages as f64 / secs;
+    report.throughput.push(ThroughputRow {
+        transport: "memcpy",
+        payload,
+        slots: ring as u64,
+        messages,
+        seconds: secs,
+        msgs_per_s: rate,
+        gb_per_s: rate * payload as f64 / 1e9,
+        per_consumer: Vec::new(),
+    });
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! Where a records segment keeps its ring and its control words (docs/design.md §15). The
+//! header page is the shared one (`crate::layout`); a records segment describes its ring with
+//! the shared geometry words, read as "one slot the size of the ring":
+//!
+//! ```text
+//!  byte  word  header fields as a records segment reads them
+//!  ----  ----  ------------------------------------------------------------------------------
+//!    16     2  slot count: always 1
+//!    24     3  slot stride: the ring's size in bytes (a power of two, 4 KiB to 16 GiB)
+//!    32     4  capacity: the largest payload, ring / 4 - 16 bytes
+//!  1024   128  write cursor: the next record's sequence number (records published)
+//!  1152   144  intent: end of the bytes the producer has written or is writing  [own line]
+//!  1160   145  tail: where the next record starts (every byte before it is committed)
+//!  1168   146  head: start of the oldest intact record
+//!  1176   147  last: start of the newest committed record
+//!  1184   148  payload bytes published
+//!  4096   512  the ring: byte position p lives at 4096 + (p mod ring)
+//!
+//!  record at position p (8-aligned; it never straddles the ring's end):
+//!         +0 version: 2s free (the next record here will be s); 2s+1 s being written;
+//!            2s+2 s written; (2s+2) | 2^63 s abandoned; 2s | 2^62 padding: s starts at the
+//!            next multiple of the ring size
+//!         +8 length in bytes (lo32) | type id (hi32)
+//!        +16 payload, rounded up to whole words
+//! ```
+//!
+//! Positions are byte counts since creation (they never wrap in practice: 2^64 bytes). The
+//! position words and the ring are read by untrusted readers of untrusted memory: every index is
+//! masked into the ring and every length is checked against the ring's end before use.
+
+use crate::error::{Error, Result};
+use crate::layout::{Geometry, HEADER_BYTES};
+
+pub(crate) const W_INTENT: usize = 144;
+pub(crate) const W_TAIL: usize = 145;
+pub(crate) const W_HEAD: usize = 146;
+pub(crate) const W_LAST: usize = 147;
+pub(crate) const W_BYTES: usize = 148;
+/// First word of the ring.
+pub(crate) const W_RING: usize = HEADER_BYTES / 8;
+
+/// Bytes of record header before the payload (version word, length and type word).
+pub const RECORD_HEADER_BYTES: usize = 16;
+/// Smallest ring a records segment may have.
+pub const MIN_RING_BYTES: u64 = 4096;
+/// Largest ring a records segment may have (a length must fit 32 bits).
+pub const MAX_RING_BYTES: u64 = 1 << 34;
+
+/// The shape of a byte ring, read once from a validated header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RingShape {
+    /// Ring size in bytes, a power of two.
+    pub bytes: u64,
+    /// Largest payload: a record of header and payload takes at most a quarter of the ring.
+    pub max_payload: usize,
+}
+
+impl RingShape {
+    /// The shape of a ring of `bytes` bytes; no lower bound (loom models use tiny rings).
+    pub(crate) fn of(bytes: u64) -> Self {
+        RingShape {
+            bytes,
+            max_payload: (bytes / 4) as usize - RECORD_HEADER_BYTES,
+        }
+    }
+
+    /// The shared geometry words that describe this ring (one slot of the ring's size).
+    pub(crate) fn geometry(&self) -> Geometry {
+        Geometry {
+            slot_count: 1,
+            stride_words: (self.bytes / 8) as usize,
+            capacity: self.max_payload,
+        }
+    }
+
+    /// Checks a user's ring size.
+    pub(crate) fn new(bytes: u64) -> Result<Self> {
+        if !(MIN_RING_BYTES..=MAX_RING_BYTES).contains(&bytes) || !bytes.is_power_of_two() {
+            return Err(Error::InvalidConfig(format!(
+                "a records ring must be a power of two from {MIN_RING_BYTES} to {MAX_RING_BYTES} bytes, got {bytes}"
+            )));
+        }
+        Ok(RingShape::of(bytes))
+    }
+
+    /// The ring a validated geometry describes, if it is one a records segment can have.
+    pub(crate) fn from_geometry(name: &str, g: &Geometry) -> Result<Self> {
+        let bytes = g.stride_bytes();
+        let ok = g.slot_count == 1
+            && (MIN_RING_BYTES..=MAX_RING_BYTES).contains(&bytes)
+            && bytes.is_power_of_two()
+            && g.capacity == RingShape::of(bytes).max_payload;
+        if !ok {
+            return Err(Error::BadRing {
+                name: name.to_owned(),
+                slots: g.slot_count,
+                bytes,
+                capacity: g.capacity as u64,
+            });
+        }
+        Ok(RingShape::of(bytes))
+    }
+
+    /// Bytes a record of `len` payload bytes takes.
+    #[inline]
+    pub(crate) fn record_size(len: usize) -> u64 {
+        (RECORD_HEADER_BYTES + len.next_multiple_of(8)) as u64
+    }
+
+    /// The ring word holding byte position `pos` (masked into the ring, rounded down to a word).
+    #[inline]
+    pub(crate) fn word(&self, pos: u64) -> usize {
+        W_RING + ((pos & (self.bytes - 1)) / 8) as usize
+    }
+
+    /// Bytes from `pos` to the ring's end.
+    #[inline]
+    pub(crate) fn room(&self, pos: u64) -> u64 {
+        self.bytes - (pos & (self.bytes - 1))
+    }
+
+    /// The next multiple of the ring size after `pos` (where a padded record starts).
+    #[inline]
+    pub(crate) fn next_lap(&self, pos: u64) -> u64 {
+        (pos | (self.bytes - 1)).wrapping_add(1)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_words_share_one_line_of_their_own_inside_the_header() {
+        assert_eq!(W_INTENT * 8, 1152);
+        assert_eq!((W_INTENT * 8) % 64, 0);
+        const { assert!(W_BYTES * 8 < 1152 + 64) };
+        const { assert!(W_INTENT > crate::layout::W_WAITERS) };
+        const { assert!(W_BYTES < crate::layout::W_PRODUCERS) };
+        assert_eq!(W_RING * 8, 4096);
+    }
+
+    #[test]
+    fn a_record_takes_at_most_a_quarter_of_the_ring() {
+        let r = RingShape::new(4096).unwrap();
+        assert_eq!(r.max_payload, 1008);
+        assert_eq!(RingShape::record_size(r.max_payload), 1024);
+        assert_eq!(RingShape::record_size(1), 24);
+        assert_eq!(RingShape::record_size(0), 16);
+        assert!(RingShape::new(4095).is_err());
+        assert!(RingShape::new(6144).is_err());
+        assert!(RingShape::new(MAX_RING_BYTES * 2).is_err());
+        assert_eq!(r.next_lap(4096), 8192);
+        assert_eq!(r.next_lap(4095), 4096);
+        assert_eq!(r.room(4096 + 8), 4088);
+        assert_eq!(RingShape::from_geometry("t", &r.geometry()).unwrap(), r);
+    }
+}

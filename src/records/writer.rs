@@ -1,0 +1,247 @@
+//! The producer's state machine (docs/design.md §15): one producer at a time, which owns every
+//! control word and the ring.
+//!
+//! A publish of `s` at position `q`:
+//! 1. pad if the record would straddle the ring's end (`q` moves to the next lap);
+//! 2. move the head past every record the write will overwrite (walking the producer's own
+//!    record headers); store the intent (end of the record plus the next version word), then
+//!    `fence(Release)`;
+//! 3. version at `q` ← `Busy(s)`; a padding word at the old tail ← `Pad(s)` (Release, after the
+//!    busy version, so that a reader that follows the padding finds `s` busy or later); head
+//!    ← (Release);
+//! 4. length and type, payload (Relaxed), and the next record's version ← `Free(s+1)`, so that
+//!    the word a reader finds after `s` is never a stale one;
+//! 5. version at `q` ← `Done(s)` (Release); cursor, last, tail (Release).
+
+use super::layout::{RingShape, W_BYTES, W_HEAD, W_INTENT, W_LAST, W_TAIL};
+use super::{RecordRing, State, POS_LIMIT, SEQ_LIMIT};
+use crate::layout::W_CURSOR;
+use crate::sync::{fence, AtomicU64, Ordering};
+
+/// What a producer found when it attached, if the control words were not consistent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Inconsistent {
+    pub tail: u64,
+    pub intent: u64,
+    pub head: u64,
+    pub cursor: u64,
+}
+
+/// One producer's protocol state; the shared words are only ever written from here.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    /// Where the next record goes (before padding).
+    tail: u64,
+    /// The next record's sequence number.
+    seq: u64,
+    /// Start of the oldest intact record.
+    head: u64,
+    /// The furthest intent stored (never lowered: readers rely on it only growing).
+    intent: u64,
+    /// Payload bytes published since creation.
+    bytes: u64,
+}
+
+/// A record being written: where it is and what it is.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pending {
+    pub seq: u64,
+    pub pos: u64,
+    pub len: usize,
+}
+
+impl Writer {
+    /// Attaches to a ring whose previous producers are all dead (the caller holds the exclusive
+    /// producer lock): reads the control words and finishes what a producer that died after
+    /// its commit left uncounted (docs/design.md §15, "Crashes").
+    pub(crate) fn attach(ring: &RecordRing<'_>) -> Result<Writer, Inconsistent> {
+        let ld = |w: usize| ring.ctl(w).load(Ordering::Relaxed);
+        // ORDERING: the kernel's lock orders the dead producers' stores before us; Relaxed
+        // loads see them.
+        let (mut tail, intent, head, mut seq) =
+            (ld(W_TAIL), ld(W_INTENT), ld(W_HEAD), ld(W_CURSOR));
+        let r = ring.shape().bytes;
+        let bad = tail % 8 != 0
+            || head % 8 != 0
+            || head > tail
+            || tail - head > r
+            || intent < tail
+            || intent - tail > r
+            || intent > POS_LIMIT
+            || seq >= SEQ_LIMIT;
+        if bad {
+            return Err(Inconsistent {
+                tail,
+                intent,
+                head,
+                cursor: seq,
+            });
+        }
+        // A dead producer may have padded, committed, or both, without moving the tail and
+        // cursor: a committed record is kept (readers may have it), padding is followed
+        // (readers may have followed it). At most a padding word and one record.
+        for _ in 0..2 {
+            match State::of(ring.at(tail).load(Ordering::Relaxed)) {
+                State::Pad(s) if s == seq => tail = ring.shape().next_lap(tail),
+                State::Done(s) | State::Abandoned(s) if s == seq => {
+                    let len = (ring.at(tail + 8).load(Ordering::Relaxed) as u32) as usize;
+                    let size = RingShape::record_size(len);
+                    if len > ring.shape().max_payload || size > ring.shape().room(tail) {
+                        break;
+                    }
+                    tail += size;
+                    seq += 1;
+                }
+                _ => break,
+            }
+        }
+        let w = Writer {
+            tail,
+            seq,
+            head,
+            intent,
+            bytes: ring.bytes_published(),
+        };
+        // ORDERING: Release, as in `finish`: a reader that loads either sees the record a dead
+        // producer committed before them.
+        ring.ctl(W_CURSOR).store(seq, Ordering::Release);
+        ring.ctl(W_TAIL).store(tail, Ordering::Release);
+        Ok(w)
+    }
+
+    /// The next record's sequence number.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Starts record `len` bytes long (at most `max_payload`, checked by the caller): steps 1–3.
+    #[inline]
+    pub(crate) fn begin(&mut self, ring: &RecordRing<'_>, len: usize, type_id: u32) -> Pending {
+        let shape = *ring.shape();
+        debug_assert!(len <= shape.max_payload);
+        let size = RingShape::record_size(len);
+        let padded = size > shape.room(self.tail);
+        let pos = if padded {
+            shape.next_lap(self.tail)
+        } else {
+            self.tail
+        };
+        // The write covers the record and the next version word (the terminator).
+        let end = pos + size + 8;
+        self.advance_head(ring, pos, end);
+        self.intent = self.intent.max(end);
+        ring.ctl(W_INTENT).store(self.intent, Ordering::Relaxed);
+        // ORDERING: the intent before any byte of the new lap; pairs with the readers'
+        // fence(Acquire) before they load the intent (`RecordRing::intact`).
+        fence(Ordering::Release);
+        let seq = self.seq;
+        ring.at(pos)
+            .store(State::Busy(seq).word(), Ordering::Relaxed);
+        if padded {
+            // ORDERING: Release after the busy version: a reader that follows the padding
+            // (Acquire on this word) finds `seq` busy or later at `pos`, never a stale word.
+            ring.at(self.tail)
+                .store(State::Pad(seq).word(), Ordering::Release);
+        }
+        // ORDERING: Release pairs with `RecordRing::locate`: a reader that finds the head here
+        // finds its version written (busy, or committed earlier).
+        ring.ctl(W_HEAD).store(self.head, Ordering::Release);
+        ring.at(pos + 8)
+            .store(len as u64 | (type_id as u64) << 32, Ordering::Relaxed);
+        Pending { seq, pos, len }
+    }
+
+    /// Moves the head past every record that bytes up to `end` overwrite, walking the headers
+    /// this producer wrote. A header that does not read as one of ours (a corrupt segment)
+    /// makes the new record the oldest: bounded, and never past it.
+    fn advance_head(&mut self, ring: &RecordRing<'_>, pos: u64, end: u64) {
+        let shape = ring.shape();
+        while self.head < pos && self.head + shape.bytes < end {
+            let next = match State::of(ring.at(self.head).load(Ordering::Relaxed)) {
+                State::Pad(_) => shape.next_lap(self.head),
+                State::Done(_) | State::Abandoned(_) => {
+                    let len = (ring.at(self.head + 8).load(Ordering::Relaxed) as u32) as usize;
+                    let size = RingShape::record_size(len);
+                    if len > shape.max_payload || size > shape.room(self.head) {
+                        pos
+                    } else {
+                        self.head + size
+                    }
+                }
+                _ => pos,
+            };
+            self.head = next.min(pos);
+        }
+    }
+
+    /// Sets the pending record's type id.
+    pub(crate) fn set_type(&self, ring: &RecordRing<'_>, p: &Pending, type_id: u32) {
+        ring.at(p.pos + 8)
+            .store(p.len as u64 | (type_id as u64) << 32, Ordering::Relaxed);
+    }
+
+    /// Payload word `i` of the pending record (for in-place writes).
+    #[inline]
+    pub(crate) fn payload_word<'r>(
+        &self,
+        ring: &RecordRing<'r>,
+        p: &Pending,
+        i: usize,
+    ) -> &'r AtomicU64 {
+        debug_assert!(i < p.len.div_ceil(8));
+        ring.at(p.pos + 16 + 8 * i as u64)
+    }
+
+    /// Stores `bytes` (exactly the pending record's length) as its payload.
+    #[inline]
+    pub(crate) fn write_bytes(&self, ring: &RecordRing<'_>, p: &Pending, bytes: &[u8]) {
+        debug_assert_eq!(bytes.len(), p.len);
+        let chunks = bytes.chunks_exact(8);
+        let rest = chunks.remainder();
+        let mut i = 0;
+        for c in chunks {
+            let w = u64::from_ne_bytes(c.try_into().expect("chunks_exact yields 8 bytes"));
+            self.payload_word(ring, p, i).store(w, Ordering::Relaxed);
+            i += 1;
+        }
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.payload_word(ring, p, i)
+                .store(u64::from_ne_bytes(last), Ordering::Relaxed);
+        }
+    }
+
+    /// Publishes the pending record (step 4's terminator, then step 5).
+    #[inline]
+    pub(crate) fn commit(&mut self, ring: &RecordRing<'_>, p: Pending) {
+        self.finish(ring, p, State::Done(p.seq));
+    }
+
+    /// Gives the pending record up (its fill panicked): readers step over it and count it lost.
+    pub(crate) fn abandon(&mut self, ring: &RecordRing<'_>, p: Pending) {
+        self.finish(ring, p, State::Abandoned(p.seq));
+    }
+
+    #[inline]
+    fn finish(&mut self, ring: &RecordRing<'_>, p: Pending, state: State) {
+        let end = p.pos + RingShape::record_size(p.len);
+        let next = p.seq + 1;
+        ring.at(end)
+            .store(State::Free(next).word(), Ordering::Relaxed);
+        // ORDERING: Release pairs with the reader's Acquire load of the version: a reader that
+        // sees the record done sees its length, payload and the terminator after it.
+        ring.at(p.pos).store(state.word(), Ordering::Release);
+        self.seq = next;
+        self.tail = end;
+        if matches!(state, State::Done(_)) {
+            self.bytes += p.len as u64;
+        }
+        ring.ctl(W_BYTES).store(self.bytes, Ordering::Relaxed);
+        // ORDERING: Release (all three): a reader that loads one of these words (Acquire) sees
+        // the record it names committed and the terminator after it written.
+        ring.ctl(W_CURSOR).store(next, Ordering::Release);
+        ring.ctl(W_LAST).store(p.pos, Ordering::Release);
+        ring.ctl(W_TAIL).store(end, Ordering::Release);
+    }
+}

@@ -1,0 +1,299 @@
+//! Records segments: sizes across the wrap point (property tests against a model), a slow
+//! subscriber's exact losses, and real processes with random-size checksummed records.
+
+use shmbus_testkit as support;
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use shmbus::records::{RecordRecv, Records, RecordsBuilder};
+use shmbus::{LapPolicy, Start, Wait};
+use support::{check_payload, env, field, make_payload, role, say, ChildProc, Rng, TestBus};
+
+const CHILD: &str = "child_entry";
+
+/// Entry point of child processes; does nothing when run as an ordinary test.
+#[test]
+fn child_entry() {
+    match role().as_deref() {
+        None => {}
+        Some("producer") => producer(),
+        Some("consumer") => consumer(),
+        Some(other) => panic!("unknown child role {other}"),
+    }
+}
+
+/// Record `i` of `len` bytes: a pattern no other record (or length) shares at any offset.
+fn body(i: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|k| (i.wrapping_mul(0x9e37_79b9) as u8) ^ (k as u8).wrapping_mul(7) ^ len as u8)
+        .collect()
+}
+
+const RING: u64 = 4096;
+const MAX: usize = 1008;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// A record of any size from 1 byte to the largest, written after a prefix that leaves the
+    /// tail anywhere before the ring's end, arrives whole with its type and sequence number.
+    #[test]
+    fn any_size_arrives_whole_across_the_wrap_point(
+        prefix in proptest::collection::vec(1usize..=MAX, 0..12),
+        len in 1usize..=MAX,
+        type_id in any::<u32>(),
+    ) {
+        let r = RecordsBuilder::new("p").bytes(RING).in_process().unwrap();
+        let mut tx = r.publisher().unwrap();
+        for (i, &l) in prefix.iter().enumerate() {
+            tx.publish_bytes(&body(i as u64, l)).unwrap();
+        }
+        let mut rx = r.subscribe(Start::Next);
+        let seq = tx.publish_record(type_id, &body(99, len)).unwrap();
+        prop_assert_eq!(seq, prefix.len() as u64);
+        match rx.try_recv() {
+            RecordRecv::Record(m) => {
+                prop_assert_eq!((m.seq(), m.type_id()), (seq, type_id));
+                prop_assert_eq!(m.bytes(), &body(99, len)[..]);
+            }
+            other => prop_assert!(false, "expected the record, got {:?}", other),
+        }
+        prop_assert!(matches!(rx.try_recv(), RecordRecv::Empty));
+    }
+
+    /// Publishes and polls interleaved at random against a model of what was published: every
+    /// delivered record is the model's record of that sequence, sequences only grow, a lap
+    /// resumes at a record still intact, and received + lost is exactly what was published.
+    #[test]
+    fn interleaved_publishes_and_polls_match_the_model(
+        ops in proptest::collection::vec((0usize..4, 1usize..=MAX), 1..200),
+        newest in any::<bool>(),
+    ) {
+        let r = RecordsBuilder::new("p").bytes(RING).in_process().unwrap();
+        let mut tx = r.publisher().unwrap();
+        let policy = if newest { LapPolicy::Newest } else { LapPolicy::Oldest };
+        let mut rx = r.subscribe(Start::Oldest).lap_policy(policy);
+        let mut lens = Vec::new();
+        let mut expected = 0u64;
+        let poll = |rx: &mut shmbus::records::RecordSubscriber, lens: &[usize], expected: &mut u64| {
+            match rx.try_recv() {
+                RecordRecv::Record(m) => {
+                    assert_eq!(m.seq(), *expected, "no record skipped without a lap");
+                    assert_eq!(m.bytes(), &body(m.seq(), lens[m.seq() as usize])[..]);
+                    *expected += 1;
+                    true
+                }
+                RecordRecv::Lapped { lost } => {
+                    assert!(lost > 0);
+                    *expected += lost;
+                    // The ring holds at least three quarters of its bytes of recent records.
+                    let behind: u64 = lens[*expected as usize..].iter().map(|&l| 16 + l.next_multiple_of(8) as u64).sum();
+                    assert!(behind <= RING, "resumed at a record that cannot be intact");
+                    true
+                }
+                RecordRecv::Empty => false,
+                RecordRecv::Closed => unreachable!("the producer is attached"),
+            }
+        };
+        for (op, len) in ops {
+            if op == 0 {
+                poll(&mut rx, &lens, &mut expected);
+            } else {
+                lens.push(len);
+                tx.publish_bytes(&body(lens.len() as u64 - 1, len)).unwrap();
+            }
+        }
+        while poll(&mut rx, &lens, &mut expected) {}
+        prop_assert_eq!(expected, lens.len() as u64);
+        let st = rx.stats();
+        prop_assert_eq!(st.received + st.lost, lens.len() as u64);
+    }
+}
+
+/// A subscriber that reads one record in three while the producer keeps publishing loses
+/// records; every loss is counted exactly: each record carries its own sequence number, and the
+/// gaps between the delivered ones are the losses reported.
+#[test]
+fn slow_subscriber_counts_every_lost_record_exactly() {
+    let name = TestBus::new("records-slow");
+    let r = RecordsBuilder::new(name.name())
+        .bytes(1 << 14)
+        .create()
+        .unwrap();
+    let mut tx = r.publisher().unwrap();
+    let mut rx = Records::open_read_only(name.name())
+        .unwrap()
+        .subscribe(Start::Oldest);
+    let mut rng = Rng::new(7);
+    let (total, mut next, mut lost) = (20_000u64, 0u64, 0u64);
+    let mut buf = vec![0u8; 4000];
+    for k in 0..total {
+        let len = 24 + rng.below(3000) as usize;
+        make_payload(&mut buf[..len], 1, k);
+        tx.publish_bytes(&buf[..len]).unwrap();
+        if k % 3 == 0 {
+            match rx.try_recv() {
+                RecordRecv::Record(m) => {
+                    assert_eq!(
+                        check_payload(m.bytes()),
+                        Some((1, m.seq())),
+                        "record {}",
+                        m.seq()
+                    );
+                    assert_eq!(m.seq(), next);
+                    next += 1;
+                }
+                RecordRecv::Lapped { lost: n } => {
+                    lost += n;
+                    next += n;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    drop(tx);
+    loop {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            RecordRecv::Record(m) => {
+                assert_eq!(check_payload(m.bytes()), Some((1, m.seq())));
+                assert_eq!(m.seq(), next);
+                next += 1;
+            }
+            RecordRecv::Lapped { lost: n } => {
+                lost += n;
+                next += n;
+            }
+            RecordRecv::Closed => break,
+            RecordRecv::Empty => panic!("no progress within 10 s"),
+        }
+    }
+    let st = rx.stats();
+    assert_eq!(next, total);
+    assert_eq!((st.lost, st.received + st.lost), (lost, total));
+    // Lapped again and again, it still receives: each lap resumes at a record still intact.
+    assert!(lost > 0 && st.received > total / 10, "{st:?}");
+}
+
+/// Blocks until the parent says "go" on stdin.
+fn wait_for_go() {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).expect("read stdin");
+    assert_eq!(line.trim(), "go");
+}
+
+/// Publishes COUNT random-size checksummed records, counter = sequence number.
+fn producer() {
+    let r = Records::open(&std::env::var("BUS").unwrap()).unwrap();
+    let mut tx = r.publisher().unwrap();
+    let (count, max) = (env::<u64>("COUNT"), env::<usize>("MAX"));
+    let mut rng = Rng::new(env::<u64>("SEED"));
+    let mut buf = vec![0u8; max];
+    say("ready");
+    wait_for_go();
+    for k in 0..count {
+        let len = 24 + rng.below((max - 23) as u64) as usize;
+        make_payload(&mut buf[..len], 7, k);
+        tx.publish_bytes(&buf[..len]).unwrap();
+        if k % 256 == 0 {
+            std::thread::yield_now();
+        }
+    }
+    say(&format!("published={}", tx.stats().published));
+}
+
+/// Reads from sequence 0 until the segment closes, checking every record; pauses every PAUSE
+/// records if asked (a slow consumer). Reports what it saw.
+fn consumer() {
+    let r = Records::open_read_only(&std::env::var("BUS").unwrap()).unwrap();
+    let mut rx = r.subscribe(Start::Sequence(0)).wait_strategy(Wait::Yield);
+    let pause = env::<u64>("PAUSE");
+    say("ready");
+    // Started once the producer is attached: `Closed` then means it has left.
+    wait_for_go();
+    let (mut next, mut bad, mut gaps_ok) = (0u64, 0u64, true);
+    let (mut received, mut lost) = (0u64, 0u64);
+    loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            RecordRecv::Record(m) => {
+                match check_payload(m.bytes()) {
+                    Some((7, k)) if k == m.seq() => {}
+                    _ => bad += 1,
+                }
+                gaps_ok &= m.seq() == next;
+                next = m.seq() + 1;
+                received += 1;
+                if pause > 0 && received % pause == 0 {
+                    // Busy for a while: the producer laps this consumer.
+                    let t = std::time::Instant::now();
+                    while t.elapsed() < Duration::from_millis(2) {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+            RecordRecv::Lapped { lost: n } => {
+                lost += n;
+                next += n;
+            }
+            RecordRecv::Closed => break,
+            RecordRecv::Empty => panic!("no record within 30 s"),
+        }
+    }
+    say(&format!(
+        "received={received} lost={lost} bad={bad} gaps_ok={} next={next}",
+        gaps_ok as u64
+    ));
+}
+
+#[test]
+fn processes_exchange_random_size_records_untorn_with_exact_losses() {
+    let name = TestBus::new("records-mp");
+    let _r = RecordsBuilder::new(name.name())
+        .bytes(1 << 16)
+        .create()
+        .unwrap();
+    let count: u64 = 100_000;
+    let env_of = |extra: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
+        let mut v = vec![("BUS", name.name().to_owned())];
+        v.extend(extra.iter().cloned());
+        v
+    };
+    let mut consumers: Vec<ChildProc> = [0u64, 50]
+        .iter()
+        .map(|pause| {
+            let mut c =
+                ChildProc::spawn(CHILD, "consumer", &env_of(&[("PAUSE", pause.to_string())]));
+            c.expect_line("ready");
+            c
+        })
+        .collect();
+    let mut p = ChildProc::spawn(
+        CHILD,
+        "producer",
+        &env_of(&[
+            ("COUNT", count.to_string()),
+            ("MAX", "8000".into()),
+            ("SEED", "11".into()),
+        ]),
+    );
+    p.expect_line("ready");
+    for c in &mut consumers {
+        c.tell("go");
+    }
+    p.tell("go");
+    let line = p.next_line().expect("producer result");
+    assert_eq!(field(&line, "published"), count);
+    p.wait_success(Duration::from_secs(60));
+    for c in &mut consumers {
+        let line = c.next_line().expect("consumer result");
+        c.wait_success(Duration::from_secs(60));
+        assert_eq!(field(&line, "bad"), 0, "{line}");
+        assert_eq!(field(&line, "gaps_ok"), 1, "{line}");
+        assert_eq!(
+            field(&line, "received") + field(&line, "lost"),
+            count,
+            "{line}"
+        );
+        assert_eq!(field(&line, "next"), count, "{line}");
+    }
+}

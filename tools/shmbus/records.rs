@@ -1,0 +1,164 @@
+//! The inspector's commands on records segments (variable-size records in a byte ring):
+//! `create --kind records`, `publish`, `tail` and `info`. The other commands' modules call in
+//! here when the name they are given is a records segment.
+
+use std::io::{self, BufRead, Write};
+use std::time::Duration;
+
+use serde::Serialize;
+use shmbus::records::{RecordRecv, Records, RecordsBuilder};
+use shmbus::{inspect, Start, Wait};
+
+use crate::tail::Printer;
+use crate::{text, CmdResult};
+
+/// Opens `name` read-only for inspection if it is a records segment (any owner and mode, as
+/// the inspector trusts them for reading); `None` for anything else, which the bus commands
+/// then open and report on.
+pub(crate) fn open(name: &str) -> Option<Records> {
+    RecordsBuilder::new(name)
+        .read_only()
+        .accept_other_owner()
+        .accept_shared_write()
+        .open()
+        .ok()
+}
+
+/// `shmbus create NAME --kind records --bytes SIZE`.
+pub(crate) fn create(name: &str, bytes: Option<u64>, mode: u32) -> CmdResult {
+    let r = RecordsBuilder::new(name)
+        .bytes(bytes.unwrap_or(shmbus::records::DEFAULT_RING_BYTES))
+        .permissions(mode)
+        .create()?;
+    writeln!(
+        io::stdout(),
+        "created records segment {}: a {}-byte ring, records up to {} bytes, mode {mode:04o}, {}",
+        r.name(),
+        r.ring_bytes(),
+        r.max_record(),
+        inspect::segment_path(r.name()).display()
+    )?;
+    Ok(())
+}
+
+/// `shmbus publish NAME [MESSAGES...]` on a records segment: each argument, or each line of
+/// stdin, is one record.
+pub(crate) fn publish(name: &str, messages: &[String]) -> CmdResult {
+    let r = Records::open(name)?;
+    let mut tx = r.publisher()?;
+    let mut range = None;
+    let mut send = |msg: &[u8]| -> CmdResult {
+        let seq = tx.publish_bytes(msg)?;
+        range = Some((range.map_or(seq, |(f, _)| f), seq));
+        Ok(())
+    };
+    if messages.is_empty() {
+        let mut line = Vec::new();
+        let mut stdin = io::stdin().lock();
+        while {
+            line.clear();
+            stdin.read_until(b'\n', &mut line)? > 0
+        } {
+            let msg = line.strip_suffix(b"\n").unwrap_or(&line);
+            send(msg.strip_suffix(b"\r").unwrap_or(msg))?;
+        }
+    } else {
+        for m in messages {
+            send(m.as_bytes())?;
+        }
+    }
+    let n = tx.stats().published;
+    let s = if n == 1 { "" } else { "s" };
+    match range {
+        Some((f, l)) => writeln!(
+            io::stdout(),
+            "published {n} record{s} to {} (seq {f}..{l})",
+            r.name()
+        ),
+        None => writeln!(io::stdout(), "published 0 records to {}", r.name()),
+    }?;
+    Ok(())
+}
+
+/// `shmbus tail` on a records segment: the records available (at most `n`), or with `follow`
+/// every new one until the process is interrupted.
+pub(crate) fn tail(r: &Records, start: Start, n: u64, follow: bool, p: &Printer) -> CmdResult {
+    let mut sub = r.subscribe(start).wait_strategy(Wait::Sleep);
+    let end = r.records_published();
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut printed = 0;
+    let result = (|| -> io::Result<()> {
+        loop {
+            if !follow && (printed >= n || sub.next_seq() >= end) {
+                return Ok(());
+            }
+            let first = sub.next_seq();
+            match sub.recv_timeout(Duration::from_millis(100)) {
+                RecordRecv::Record(m) => {
+                    writeln!(out, "{}", p.message(m.seq(), m.bytes()))?;
+                    printed += 1;
+                }
+                RecordRecv::Lapped { lost } => writeln!(out, "{}", p.lap(first, lost))?,
+                RecordRecv::Empty | RecordRecv::Closed if !follow => return Ok(()),
+                RecordRecv::Empty | RecordRecv::Closed => {}
+            }
+            if follow {
+                out.flush()?;
+            }
+        }
+    })();
+    match result.and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+#[derive(Serialize, Debug)]
+struct InfoOut {
+    name: String,
+    path: String,
+    kind: &'static str,
+    ring_bytes: u64,
+    max_record: usize,
+    records_published: u64,
+    bytes_published: u64,
+    producer_alive: bool,
+    creator_pid: u32,
+    segment_size: u64,
+}
+
+/// `shmbus info` on a records segment: its ring, what was published, its producer.
+pub(crate) fn info(r: &Records, json: bool) -> CmdResult {
+    let h = r.header();
+    let o = InfoOut {
+        name: r.name().to_owned(),
+        path: inspect::segment_path(r.name()).display().to_string(),
+        kind: "records",
+        ring_bytes: r.ring_bytes(),
+        max_record: r.max_record(),
+        records_published: r.records_published(),
+        bytes_published: r.bytes_published(),
+        producer_alive: r.has_producers(),
+        creator_pid: h.creator_pid,
+        segment_size: h.segment_size,
+    };
+    let mut out = io::stdout().lock();
+    if json {
+        writeln!(out, "{}", text::json_line(&o))?;
+        return Ok(());
+    }
+    writeln!(out, "records segment {}", text::sanitize(&o.name))?;
+    writeln!(out, "  path               {}", o.path)?;
+    writeln!(out, "  ring               {} bytes", o.ring_bytes)?;
+    writeln!(out, "  largest record     {} bytes", o.max_record)?;
+    writeln!(out, "  records published  {}", o.records_published)?;
+    writeln!(out, "  bytes published    {}", o.bytes_published)?;
+    writeln!(
+        out,
+        "  producer           {}",
+        if o.producer_alive { "alive" } else { "none" }
+    )?;
+    writeln!(out, "  creator pid        {}", o.creator_pid)?;
+    writeln!(out, "  segment size       {} bytes", o.segment_size)?;
+    Ok(())
+}
