@@ -267,6 +267,17 @@ fn print_table(out: &mut impl Write, board: &Board, rows: &[Row]) -> io::Result<
     Ok(())
 }
 
+/// `shmbus info` of a board: its table, as `shmbus board NAME` prints it.
+pub(crate) fn info(name: &str, json: bool) -> CmdResult {
+    show(&BoardArgs {
+        name: name.to_owned(),
+        json,
+        watch: false,
+        interval_ms: 500,
+        hex: false,
+    })
+}
+
 pub(crate) fn show(a: &BoardArgs) -> CmdResult {
     let board = BoardBuilder::new(&a.name)
         .read_only()

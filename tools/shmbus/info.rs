@@ -142,6 +142,9 @@ pub(crate) fn run(args: &InfoArgs) -> CmdResult {
         if crate::queue::is_queue_error(&e) {
             return crate::queue::info(&args.name, args.json);
         }
+        if matches!(e, shmbus::Error::WrongKind { found: "board", .. }) {
+            return crate::board::info(&args.name, args.json);
+        }
     }
     let checks: Vec<CheckOut> = inspect::checks(&args.name)
         .into_iter()

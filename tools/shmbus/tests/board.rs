@@ -85,3 +85,17 @@ fn board_commands_refuse_bad_cells_values_and_kinds() {
     fails_with(&["board", bus.name()], "is a bus, not a board");
     fails_with(&["set", bus.name(), "0", "x"], "is a bus, not a board");
 }
+
+#[test]
+fn info_on_a_board_prints_its_cells_instead_of_failing_the_kind_check() {
+    let b = TestBus::new("cli-board-info");
+    let name = b.name();
+    ok(&[
+        "create", name, "--kind", "board", "--cells", "2", "--size", "8",
+    ]);
+    ok(&["set", name, "1", "v"]);
+    let shown = ok(&["info", name]);
+    assert!(shown.contains("board "), "{shown}");
+    assert!(shown.contains("1\t-\t1\t"), "{shown}");
+    assert!(!shown.contains("FAIL"), "{shown}");
+}
