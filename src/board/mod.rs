@@ -158,16 +158,31 @@ impl<T: Payload> std::fmt::Debug for Board<T> {
 
 impl Board<Raw> {
     /// Opens an existing board read-write, accepting any value type for reading.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`BoardBuilder::open`], except [`Error::TypeMismatch`] (a raw open accepts any
+    /// value type).
     pub fn open(name: &str) -> Result<Self> {
         BoardBuilder::new(name).open()
     }
 
     /// Opens an existing board read-only: readers only, the segment mapped without write access.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`BoardBuilder::open`], except [`Error::TypeMismatch`] (a raw open accepts any
+    /// value type).
     pub fn open_read_only(name: &str) -> Result<Self> {
         BoardBuilder::new(name).read_only().open()
     }
 
     /// Removes a board from `/dev/shm`. Processes that have it open keep their mapping.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::NotFound`] if there is no such object;
+    /// [`Error::PermissionDenied`]; [`Error::Io`] for any other system error.
     pub fn remove(name: &str) -> Result<()> {
         segment::remove(name)
     }
@@ -466,6 +481,15 @@ impl<T: Payload> BoardBuilder<T> {
     }
 
     /// Creates a new board; fails with [`Error::AlreadyExists`] if the name is taken.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a cell count outside 1 to [`MAX_CELLS`] (or none given), more
+    /// keys than cells, an empty, too long or repeated key, a zero or too large value size, cells
+    /// too large for a segment, or a value type whose alignment exceeds 8 bytes;
+    /// [`Error::ValueTooLarge`] if the value type does not fit the value size asked for;
+    /// [`Error::InvalidName`]; [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
+    /// [`Error::NoSpace`] when `/dev/shm` is full; [`Error::Io`] for any other system error.
     pub fn create(self) -> Result<Board<T>> {
         let (shape, board) = self.plan()?;
         // Created owner-write-only (as if still being initialised) until the board word is
@@ -488,6 +512,13 @@ impl<T: Payload> BoardBuilder<T> {
     }
 
     /// Creates a board that lives in this process's heap only: no name, no `/dev/shm`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a cell count outside 1 to [`MAX_CELLS`] (or none given), more
+    /// keys than cells, an empty, too long or repeated key, a zero or too large value size, cells
+    /// too large for a segment, or a value type whose alignment exceeds 8 bytes;
+    /// [`Error::ValueTooLarge`] if the value type does not fit the value size asked for.
     pub fn in_process(self) -> Result<Board<T>> {
         let (shape, board) = self.plan()?;
         let seg = Segment::heap(shape);
@@ -500,6 +531,18 @@ impl<T: Payload> BoardBuilder<T> {
     }
 
     /// Opens an existing board, checking its value type (raw builders accept any type).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::NotFound`]; [`Error::PermissionDenied`];
+    /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
+    /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
+    /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
+    /// finish); [`Error::AbiMismatch`]; [`Error::WrongKind`] if another kind of segment has the
+    /// name; a corrupt header (the variants for which [`Error::is_corrupt`] holds), among them
+    /// [`Error::BoardCorrupt`] for an inconsistent board word; [`Error::NotInitialised`] also if
+    /// its creator has not stored the cell count within 100 ms; [`Error::TypeMismatch`] for a typed
+    /// open; and [`Error::Io`] for any other system error.
     pub fn open(self) -> Result<Board<T>> {
         let wanted = self.type_info();
         let expect = Expect {
@@ -667,6 +710,10 @@ impl<T: Payload> BoardReader<T> {
     }
 
     /// Cell `index`'s version: the number of updates it has had (0: never set). One load.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CellOutOfRange`] if the board has no cell `index`.
     pub fn version(&self, index: usize) -> Result<u64> {
         self.check_index(index)?;
         Ok(self.shape.view(&self.seg).version(index))
@@ -674,6 +721,10 @@ impl<T: Payload> BoardReader<T> {
 
     /// Whether cell `index` was updated since `version` (as [`Value::version`] reported it).
     /// One load: cheap enough to poll.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CellOutOfRange`] if the board has no cell `index`.
     pub fn changed_since(&self, index: usize, version: u64) -> Result<bool> {
         Ok(self.version(index)? != version)
     }

@@ -81,6 +81,14 @@ impl JournalShape {
     /// Creates bus `name` with this shape: slot count, capacity, producer mode and message type
     /// (so typed programs can open the replayed bus). Fails with [`Error::AlreadyExists`] if the
     /// name is taken.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] if the slot count or capacity is no valid geometry;
+    /// [`Error::InvalidName`]; [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
+    /// [`Error::NoSpace`] when `/dev/shm` is full; [`Error::Io`] for any other system error; and
+    /// those of [`BusBuilder::open`] if the new bus cannot be opened (removed or replaced
+    /// meanwhile).
     pub fn create_bus(&self, name: &str) -> Result<Bus> {
         let capacity = usize::try_from(self.capacity).map_err(|_| {
             Error::InvalidConfig(format!("capacity {} is too large", self.capacity))

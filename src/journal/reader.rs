@@ -111,6 +111,13 @@ fn file_kind(t: std::fs::FileType) -> &'static str {
 impl Journal {
     /// Opens a journal for reading and checks its header. A file that is not a journal, a
     /// journal of another format version and a damaged one are each their own error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JournalIo`] if the file cannot be opened, `fstat`ed or mapped (a missing file among
+    /// them); [`Error::NotAJournal`] for anything but a regular file, or a file without the journal
+    /// magic; [`Error::JournalVersion`] for another format version; [`Error::CorruptJournal`] for a
+    /// truncated, incomplete or inconsistent header.
     pub fn open(path: impl AsRef<Path>) -> Result<Journal> {
         let path = path.as_ref().to_path_buf();
         // Non-blocking: opening a FIFO planted at the path must not wait for a writer.
@@ -210,6 +217,11 @@ impl Journal {
     }
 
     /// Reads every committed entry and what follows the last one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CorruptJournal`] at an inconsistent entry; [`Error::JournalIo`] if re-mapping the
+    /// grown file fails.
     pub fn summary(&mut self) -> Result<Summary> {
         let mut s = Summary::default();
         let mut off = HEADER_BYTES;
@@ -482,6 +494,11 @@ pub struct Follower {
 impl Follower {
     /// The next committed entry, or `None` if there is none yet (poll again later). An
     /// inconsistent entry is an error, and stays one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CorruptJournal`] at an inconsistent entry; [`Error::JournalIo`] if re-mapping the
+    /// grown file fails.
     pub fn poll(&mut self) -> Result<Option<Entry>> {
         match self.journal.read_entry(self.off)? {
             Some((entry, next)) => {

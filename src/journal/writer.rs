@@ -55,12 +55,22 @@ impl Journal {
     /// Creates a new journal file at `path` (mode 0600; an existing file or symbolic link there
     /// is an error, never overwritten) for messages of a bus of `shape`, growing in steps of
     /// [`DEFAULT_CHUNK_BYTES`] and more.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Journal::create_with_chunk`].
     pub fn create(path: impl AsRef<Path>, shape: &JournalShape) -> Result<JournalWriter> {
         Journal::create_with_chunk(path, shape, DEFAULT_CHUNK_BYTES)
     }
 
     /// [`Journal::create`] with the first chunk and smallest growth step `chunk_bytes` (rounded
     /// up to 4096 bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] if `shape` is inconsistent; [`Error::JournalIo`] if the file cannot
+    /// be created (one exists at `path`, or a symbolic link; a missing directory; no permission),
+    /// locked, sized (`posix_fallocate` when the file system is full) or mapped.
     pub fn create_with_chunk(
         path: impl AsRef<Path>,
         shape: &JournalShape,
@@ -170,6 +180,12 @@ impl JournalWriter {
 
     /// Appends message `seq`, received at `ts_ns`, with payload `bytes` (at most the recorded
     /// bus's capacity).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MessageTooLarge`] if `bytes` is longer than the bus's capacity;
+    /// [`Error::JournalIo`] if growing the file fails (`ftruncate`, `posix_fallocate` when the file
+    /// system is full, `mmap`).
     pub fn append_message(&mut self, seq: u64, ts_ns: u64, bytes: &[u8]) -> Result<()> {
         if bytes.len() as u64 > self.capacity {
             return Err(Error::MessageTooLarge {
@@ -193,6 +209,12 @@ impl JournalWriter {
     }
 
     /// Appends a loss: `count` sequence numbers from `first` on were never received.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] if `count` is 0 or `first + count` overflows; [`Error::JournalIo`]
+    /// if growing the file fails (`ftruncate`, `posix_fallocate` when the file system is full,
+    /// `mmap`).
     pub fn append_loss(&mut self, first: u64, count: u64) -> Result<()> {
         if count == 0 || first.checked_add(count).is_none() {
             return Err(Error::InvalidConfig(format!(
@@ -236,6 +258,10 @@ impl JournalWriter {
 
     /// Writes the mapped pages to the file system (`msync`): the entries appended so far survive
     /// a crash of the machine, not only of this process.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JournalIo`] if `msync` fails.
     pub fn flush(&self) -> Result<()> {
         self.map
             .flush()
@@ -243,6 +269,10 @@ impl JournalWriter {
     }
 
     /// Marks the journal closed by its recorder and flushes it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JournalIo`] if `msync` fails.
     pub fn finish(self) -> Result<()> {
         self.flush()
         // Drop marks the journal closed.

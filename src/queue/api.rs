@@ -183,17 +183,32 @@ impl Queue<Raw> {
     }
 
     /// Opens an existing queue of any item type, for raw bytes.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`QueueBuilder::open`], except [`Error::TypeMismatch`] (a raw open accepts any item
+    /// type).
     pub fn open(name: &str) -> Result<Self> {
         QueueBuilder::new(name).open()
     }
 
     /// Opens an existing queue read-only, to look at it (its length, positions and
     /// participants): such a handle can neither send nor receive.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`QueueBuilder::open`], except [`Error::TypeMismatch`] (a raw open accepts any item
+    /// type).
     pub fn open_read_only(name: &str) -> Result<Self> {
         QueueBuilder::new(name).read_only().open()
     }
 
     /// Removes a queue from `/dev/shm`. Processes that have it open keep their mapping.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::NotFound`] if there is no such object;
+    /// [`Error::PermissionDenied`]; [`Error::Io`] for any other system error.
     pub fn remove(name: &str) -> Result<()> {
         segment::remove(name)
     }
@@ -205,6 +220,12 @@ impl<T: Payload> Queue<T> {
     }
 
     /// Attaches a sender (one entry of the 32 the queue's senders and receivers share).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TypeMismatch`] for a raw handle on a typed queue or the reverse;
+    /// [`Error::ReadOnly`] on a read-only handle; [`Error::TooManyParticipants`] when 32 senders
+    /// and receivers live; [`Error::Io`] if the entry's lock cannot be taken for another reason.
     pub fn sender(&self) -> Result<QueueSender<T>> {
         self.check_type()?;
         let part = Participant::attach(self.seg.clone(), Role::Sender)?;
@@ -222,6 +243,12 @@ impl<T: Payload> Queue<T> {
     }
 
     /// Attaches a receiver (one entry of the 32 the queue's senders and receivers share).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TypeMismatch`] for a raw handle on a typed queue or the reverse;
+    /// [`Error::ReadOnly`] on a read-only handle; [`Error::TooManyParticipants`] when 32 senders
+    /// and receivers live; [`Error::Io`] if the entry's lock cannot be taken for another reason.
     pub fn receiver(&self) -> Result<QueueReceiver<T>> {
         self.check_type()?;
         let part = Participant::attach(self.seg.clone(), Role::Receiver)?;
@@ -484,6 +511,14 @@ impl<T: Payload> QueueBuilder<T> {
     }
 
     /// Creates a new queue; fails with [`Error::AlreadyExists`] if the name is taken.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a capacity that is not a power of two within the limit, a zero
+    /// or too large item size, or an item type whose alignment exceeds 8 bytes;
+    /// [`Error::MessageTooLarge`] if the item type does not fit the item size asked for;
+    /// [`Error::InvalidName`]; [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
+    /// [`Error::NoSpace`] when `/dev/shm` is full; [`Error::Io`] for any other system error.
     pub fn create(self) -> Result<Queue<T>> {
         let seg = Segment::create(&self.name, self.shape()?, self.permissions)?;
         Ok(Queue {
@@ -493,6 +528,12 @@ impl<T: Payload> QueueBuilder<T> {
     }
 
     /// A queue in this process's heap only (no name, no `/dev/shm`): for threads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a capacity that is not a power of two within the limit, a zero
+    /// or too large item size, or an item type whose alignment exceeds 8 bytes;
+    /// [`Error::MessageTooLarge`] if the item type does not fit the item size asked for.
     pub fn in_process(self) -> Result<Queue<T>> {
         Ok(Queue {
             seg: Arc::new(Segment::heap(self.shape()?)),
@@ -502,6 +543,16 @@ impl<T: Payload> QueueBuilder<T> {
 
     /// Opens an existing queue, checking its item type (raw builders accept any type). A bus
     /// (or any other kind) under the name is refused with [`Error::WrongKind`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::NotFound`]; [`Error::PermissionDenied`];
+    /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
+    /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
+    /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
+    /// finish); [`Error::AbiMismatch`]; [`Error::WrongKind`] if another kind of segment has the
+    /// name; a corrupt header (the variants for which [`Error::is_corrupt`] holds);
+    /// [`Error::TypeMismatch`] for a typed open; and [`Error::Io`] for any other system error.
     pub fn open(self) -> Result<Queue<T>> {
         let wanted = self.type_info();
         let expect = Expect {
@@ -516,6 +567,12 @@ impl<T: Payload> QueueBuilder<T> {
     }
 
     /// Opens the queue if it exists with the same capacity, item size and type, else creates it.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`QueueBuilder::open`] and [`QueueBuilder::create`] (except `NotFound` and
+    /// `AlreadyExists`, which a race between the two turns into another attempt), and
+    /// [`Error::GeometryMismatch`] if the existing queue differs from the one asked for.
     pub fn open_or_create(self) -> Result<Queue<T>> {
         let shape = self.shape()?;
         loop {
@@ -873,6 +930,11 @@ impl QueueSender<Raw> {
     /// Sends `item` if the queue has room now; hands it back if it is full or too large.
     /// Never blocks, allocates or makes a system call, except to wake a sleeping receiver (and,
     /// after many failed attempts at one position, to ask whether the receiver holding it died).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::TooLarge`] if `item` is longer than the item size; [`SendError::Full`] if the
+    /// queue has no room now.
     #[inline]
     pub fn try_send<'b>(&mut self, item: &'b [u8]) -> std::result::Result<(), SendError<&'b [u8]>> {
         let item = self.check_len(item, item.len())?;
@@ -884,6 +946,10 @@ impl QueueSender<Raw> {
     }
 
     /// Sends `item`, waiting while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::TooLarge`] if `item` is longer than the item size.
     pub fn send<'b>(&mut self, item: &'b [u8]) -> std::result::Result<(), SendError<&'b [u8]>> {
         let item = self.check_len(item, item.len())?;
         self.send_until(item, None);
@@ -891,6 +957,11 @@ impl QueueSender<Raw> {
     }
 
     /// Sends `item`, waiting at most `timeout` while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::TooLarge`] if `item` is longer than the item size; [`SendError::Full`] if the
+    /// queue is still full when `timeout` has passed.
     pub fn send_timeout<'b>(
         &mut self,
         item: &'b [u8],
@@ -908,6 +979,10 @@ impl QueueSender<Raw> {
 
 impl<T: bytemuck::Pod> QueueSender<T> {
     /// Sends `item` if the queue has room now; hands it back if it is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Full`] if the queue has no room now.
     #[inline]
     pub fn try_send(&mut self, item: T) -> std::result::Result<(), SendError<T>> {
         if self.attempt(bytemuck::bytes_of(&item)) {
@@ -918,12 +993,20 @@ impl<T: bytemuck::Pod> QueueSender<T> {
     }
 
     /// Sends `item`, waiting while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// None: it waits until the item is sent (the `Result` matches the raw queue's `send`).
     pub fn send(&mut self, item: T) -> std::result::Result<(), SendError<T>> {
         self.send_until(bytemuck::bytes_of(&item), None);
         Ok(())
     }
 
     /// Sends `item`, waiting at most `timeout` while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Full`] if the queue is still full when `timeout` has passed.
     pub fn send_timeout(
         &mut self,
         item: T,

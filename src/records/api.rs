@@ -55,16 +55,29 @@ impl std::fmt::Debug for Records {
 impl Records {
     /// Opens an existing records segment read-write (able to publish and to let subscribers
     /// sleep on the futex).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`RecordsBuilder::open`].
     pub fn open(name: &str) -> Result<Self> {
         RecordsBuilder::new(name).open()
     }
 
     /// Opens an existing records segment read-only: subscribers only.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`RecordsBuilder::open`].
     pub fn open_read_only(name: &str) -> Result<Self> {
         RecordsBuilder::new(name).read_only().open()
     }
 
     /// Removes a records segment from `/dev/shm`. Processes that have it open keep their mapping.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::NotFound`] if there is no such object;
+    /// [`Error::PermissionDenied`]; [`Error::Io`] for any other system error.
     pub fn remove(name: &str) -> Result<()> {
         segment::remove(name)
     }
@@ -74,6 +87,12 @@ impl Records {
     }
 
     /// Attaches the producer; fails with [`Error::ProducerExists`] while another one lives.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReadOnly`] on a read-only handle; [`Error::ProducerExists`] while another producer
+    /// lives; [`Error::RecordsInconsistent`] if the ring's control words contradict each other;
+    /// [`Error::Io`] if the producer lock cannot be taken for another reason.
     pub fn publisher(&self) -> Result<RecordPublisher> {
         RecordPublisher::attach(self.seg.clone(), self.shape)
     }
@@ -208,6 +227,12 @@ impl RecordsBuilder {
     }
 
     /// Creates a new records segment; fails with [`Error::AlreadyExists`] if the name is taken.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a ring size that is not a power of two from 4 KiB to 16 GiB;
+    /// [`Error::InvalidName`]; [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
+    /// [`Error::NoSpace`] when `/dev/shm` is full; [`Error::Io`] for any other system error.
     pub fn create(self) -> Result<Records> {
         let (shape, ring) = self.shape()?;
         let seg = Segment::create(&self.name, shape, self.permissions)?;
@@ -218,6 +243,10 @@ impl RecordsBuilder {
     }
 
     /// A records segment in this process's heap only (threads of one process, tests).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a ring size that is not a power of two from 4 KiB to 16 GiB.
     pub fn in_process(self) -> Result<Records> {
         let (shape, ring) = self.shape()?;
         Ok(Records {
@@ -228,6 +257,17 @@ impl RecordsBuilder {
 
     /// Opens an existing records segment: the open pipeline (a records segment, not a bus), then
     /// the ring's own shape checks.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::NotFound`]; [`Error::PermissionDenied`];
+    /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
+    /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
+    /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
+    /// finish); [`Error::AbiMismatch`]; [`Error::WrongKind`] if another kind of segment has the
+    /// name; a corrupt header (the variants for which [`Error::is_corrupt`] holds), among them
+    /// [`Error::BadProducerMode`] for a multi-producer header and [`Error::BadRing`] for a geometry
+    /// that is no byte ring; and [`Error::Io`] for any other system error.
     pub fn open(self) -> Result<Records> {
         let expect = Expect {
             kind: SegmentKind::Records,
