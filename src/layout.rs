@@ -10,7 +10,7 @@
 //!     0     0  magic "SHMBUS\0\x01"   (stored last, Release: the segment is ready)
 //!     8     1  abi version (lo32) | producer mode (hi32: 1 single, 2 multi)
 //!    16     2  slot count (power of two)
-//!    24     3  slot stride in bytes (multiple of 64)
+//!    24     3  slot stride in bytes (multiple of 64; a queue's may be 32: docs/design.md §11)
 //!    32     4  payload capacity in bytes
 //!    40     5  type fingerprint: FNV-1a hash of the type name
 //!    48     6  type size (lo32) | type align (hi32)
@@ -62,6 +62,8 @@ pub const ABI_VERSION: u32 = 2;
 pub const HEADER_BYTES: usize = 4096;
 /// Bytes of slot header before the payload (version word and length word).
 pub const SLOT_HEADER_BYTES: usize = 16;
+/// The stride of a queue's small slots (two to a cache line; docs/design.md §11).
+pub(crate) const PACKED_STRIDE: u64 = 32;
 /// Longest type name stored in the header.
 pub const TYPE_NAME_MAX: usize = 256;
 /// Producer-table entries: the most producers attached at once.
@@ -198,6 +200,19 @@ pub(crate) struct Geometry {
 impl Geometry {
     /// Computes the geometry for a new bus, checking every bound.
     pub(crate) fn new(slot_count: u64, capacity: usize) -> Result<Self, String> {
+        Self::with_stride(slot_count, capacity, 64)
+    }
+
+    /// The geometry of a new queue: like [`Geometry::new`], but slots whose header and payload
+    /// fit 32 bytes (items up to 16 bytes) are packed two to a cache line, as a queue's slots are
+    /// touched by one sender and one receiver in turn, never read under a concurrent write
+    /// (docs/design.md §11, "Layout").
+    pub(crate) fn packed(slot_count: u64, capacity: usize) -> Result<Self, String> {
+        let small = (SLOT_HEADER_BYTES + capacity) as u64 <= PACKED_STRIDE;
+        Self::with_stride(slot_count, capacity, if small { PACKED_STRIDE } else { 64 })
+    }
+
+    fn with_stride(slot_count: u64, capacity: usize, unit: u64) -> Result<Self, String> {
         if slot_count == 0 || !slot_count.is_power_of_two() {
             return Err(format!(
                 "slot count must be a power of two, got {slot_count}"
@@ -216,7 +231,7 @@ impl Geometry {
         }
         let stride = (SLOT_HEADER_BYTES as u64)
             .checked_add(capacity as u64)
-            .and_then(|b| b.checked_next_multiple_of(64))
+            .and_then(|b| b.checked_next_multiple_of(unit))
             .ok_or_else(|| format!("payload capacity {capacity} is too large"))?;
         let g = Geometry {
             slot_count,
@@ -534,7 +549,8 @@ pub(crate) fn check_geometry(name: &str, h: &HeaderSnapshot) -> Result<(Geometry
             slots: h.slot_count,
         });
     }
-    if h.slot_stride == 0 || h.slot_stride % 64 != 0 {
+    let packed = h.kind() == Some(SegmentKind::Queue) && h.slot_stride == PACKED_STRIDE;
+    if h.slot_stride == 0 || (h.slot_stride % 64 != 0 && !packed) {
         return Err(Error::BadStride {
             name: name(),
             stride: h.slot_stride,
@@ -877,6 +893,44 @@ mod tests {
         assert!(matches!(
             check_type("t", &h, &g, Some(&other)),
             Err(Error::TypeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn packed_stride_is_a_queue_slot_of_at_most_16_bytes_and_only_a_queues() {
+        let q = Geometry::packed(8, 16).unwrap();
+        assert_eq!(q.stride_bytes(), PACKED_STRIDE);
+        assert_eq!(Geometry::packed(8, 17).unwrap().stride_bytes(), 64);
+        assert_eq!(Geometry::new(8, 16).unwrap().stride_bytes(), 64);
+        let ty = TypeInfo {
+            name: "u64".into(),
+            size: 8,
+            align: 8,
+        };
+        let header = |kind| {
+            let words: Vec<AtomicU64> = (0..q.segment_bytes().unwrap() / 8)
+                .map(|_| AtomicU64::new(0))
+                .collect();
+            let init = HeaderInit {
+                kind,
+                geometry: q,
+                mode: ProducerMode::Multi,
+                ty: &ty,
+                first_seq: 0,
+                creator_pid: 1,
+                creator_start: 1,
+                created_ns: 1,
+            };
+            write_header(&words, &init);
+            read_header(&words)
+        };
+        assert_eq!(
+            check_geometry("t", &header(SegmentKind::Queue)).unwrap().0,
+            q
+        );
+        assert!(matches!(
+            check_geometry("t", &header(SegmentKind::Bus)),
+            Err(Error::BadStride { stride: 32, .. })
         ));
     }
 }

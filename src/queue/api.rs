@@ -500,7 +500,7 @@ impl<T: Payload> QueueBuilder<T> {
                 })
             }
         };
-        let geometry = Geometry::new(self.capacity, size).map_err(Error::InvalidConfig)?;
+        let geometry = Geometry::packed(self.capacity, size).map_err(Error::InvalidConfig)?;
         Ok(Shape {
             kind: SegmentKind::Queue,
             geometry,

@@ -27,7 +27,7 @@ struct Seg {
 
 impl Seg {
     fn new() -> Arc<Seg> {
-        let g = Geometry::new(2, LEN).expect("a valid geometry");
+        let g = Geometry::packed(2, LEN).expect("a valid geometry");
         let words = (0..g.segment_bytes().expect("small") / 8)
             .map(|_| AtomicU64::new(0))
             .collect();

@@ -15,7 +15,7 @@ struct Seg {
 
 impl Seg {
     fn new(slots: u64) -> Seg {
-        let g = Geometry::new(slots, 16).expect("a valid geometry");
+        let g = Geometry::packed(slots, 16).expect("a valid geometry");
         let words = (0..g.segment_bytes().expect("small") / 8)
             .map(|_| AtomicU64::new(0))
             .collect();
