@@ -6,6 +6,8 @@
 //! * Cross-process handoff: a round trip through two named queues (ping, then pong) between
 //!   this process and a child, against the c2c round trip of one cache line between the same
 //!   cores (the floor any shared-memory handoff pays).
+//! * Cross-process throughput: this process sends 8-byte items as fast as the queue takes them
+//!   to 1, 2 and 4 receiver processes (every item to exactly one of them).
 
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -24,12 +26,22 @@ pub struct QueueArgs {
     /// Items per throughput run.
     #[arg(long)]
     items: Option<u64>,
+    /// Rounds of the in-process throughput comparison (alternating shmbus and crossbeam).
+    #[arg(long)]
+    rounds: Option<u32>,
     /// Item sizes of the handoff, in bytes (8 to 48), comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [8, 48])]
     sizes: Vec<usize>,
     /// Round trips per handoff size.
     #[arg(long)]
     iters: Option<u64>,
+    /// Receiver process counts of the cross-process throughput run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4])]
+    consumers: Vec<usize>,
+    /// A receiver of the throughput run (internal): drain QUEUE until the end item, then
+    /// print the count.
+    #[arg(long, hide = true, value_name = "QUEUE")]
+    drain: Option<String>,
     /// The echo side of the handoff (internal): answer each item of PING on PONG.
     #[arg(long, hide = true, num_args = 2, value_names = ["PING", "PONG"])]
     echo: Vec<String>,
@@ -44,9 +56,11 @@ struct ThroughputRow {
     senders: usize,
     receivers: usize,
     items: u64,
+    /// Alternating rounds; the figures are medians over them.
+    rounds: u32,
     shmbus_ns_per_item: f64,
     crossbeam_ns_per_item: f64,
-    /// shmbus over crossbeam: 1.0 is as fast.
+    /// shmbus over crossbeam (the median of the per-round ratios): 1.0 is as fast.
     ratio: f64,
 }
 
@@ -61,6 +75,19 @@ struct HandoffRow {
     ratio: f64,
 }
 
+#[derive(Serialize, Debug)]
+struct ProcessRow {
+    receivers: usize,
+    items: u64,
+    /// Items per second through the queue, from the first send to the last receive.
+    items_per_sec: f64,
+    ns_per_item: f64,
+    /// Items each receiver got (they add up to `items`).
+    per_receiver: Vec<u64>,
+    /// Set when the sender and receivers outnumber the usable cores.
+    oversubscribed: bool,
+}
+
 #[derive(Serialize, Debug, Default)]
 struct QueueReport {
     cores: usize,
@@ -68,11 +95,15 @@ struct QueueReport {
     oversubscribed: Option<String>,
     throughput: Vec<ThroughputRow>,
     handoff: Vec<HandoffRow>,
+    processes: Vec<ProcessRow>,
 }
 
 pub fn run(a: &QueueArgs, json: bool, quick: bool) -> Result<(), String> {
     if let [ping, pong] = a.echo.as_slice() {
         return echo(ping, pong, a.core);
+    }
+    if let Some(q) = &a.drain {
+        return drain(q, a.core);
     }
     let cores = sys::available_cores();
     let clock = ClockKind::detect();
@@ -94,17 +125,32 @@ pub fn run(a: &QueueArgs, json: bool, quick: bool) -> Result<(), String> {
             cores.len()
         ));
     }
+    let rounds = a.rounds.unwrap_or(if quick { 1 } else { 7 }).max(1);
     for (what, n) in [("spsc", 1), ("mpmc", 4)] {
-        let ours = shmbus_throughput(n, items)?;
-        let floor = crossbeam_throughput(n, items);
+        // Alternate the two, round after round, so that both see the same machine; report the
+        // median of each and the median of the per-round ratios.
+        let (mut ours, mut floor, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let (o, f) = if round % 2 == 0 {
+                let o = shmbus_throughput(n, items)?;
+                (o, crossbeam_throughput(n, items))
+            } else {
+                let f = crossbeam_throughput(n, items);
+                (shmbus_throughput(n, items)?, f)
+            };
+            ours.push(o);
+            floor.push(f);
+            ratios.push(o / f);
+        }
         r.throughput.push(ThroughputRow {
             what,
             senders: n,
             receivers: n,
             items,
-            shmbus_ns_per_item: ours,
-            crossbeam_ns_per_item: floor,
-            ratio: ours / floor,
+            rounds,
+            shmbus_ns_per_item: median(&mut ours),
+            crossbeam_ns_per_item: median(&mut floor),
+            ratio: median(&mut ratios),
         });
     }
     if cores.len() >= 2 {
@@ -127,6 +173,12 @@ pub fn run(a: &QueueArgs, json: bool, quick: bool) -> Result<(), String> {
             });
         }
     }
+    for &k in &a.consumers {
+        if !(1..=16).contains(&k) {
+            return Err(format!("receiver counts are 1 to 16, not {k}"));
+        }
+        r.processes.push(across_processes(k, items, &cores)?);
+    }
     print(&r, json)
 }
 
@@ -138,7 +190,7 @@ fn print(r: &QueueReport, json: bool) -> Result<(), String> {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "work queue throughput (ns per item; ratio = shmbus / crossbeam ArrayQueue, same run)"
+            "work queue throughput (ns per item, medians of alternating rounds; ratio = shmbus / crossbeam ArrayQueue)"
         );
         for row in &r.throughput {
             let _ = writeln!(
@@ -173,6 +225,25 @@ fn print(r: &QueueReport, json: bool) -> Result<(), String> {
         }
         if r.handoff.is_empty() {
             let _ = writeln!(t, "  skipped: it needs 2 usable cores");
+        }
+        let _ = writeln!(
+            t,
+            "cross-process throughput (one sender process, 8-byte items, every item to one receiver)"
+        );
+        for row in &r.processes {
+            let _ = writeln!(
+                t,
+                "  1x{}  {:6.1} M items/s  {:6.1} ns/item  per receiver {:?}{}",
+                row.receivers,
+                row.items_per_sec / 1e6,
+                row.ns_per_item,
+                row.per_receiver,
+                if row.oversubscribed {
+                    "  (more processes than cores)"
+                } else {
+                    ""
+                }
+            );
         }
         t
     };
@@ -350,4 +421,118 @@ fn echo(ping: &str, pong: &str, core: Option<usize>) -> Result<(), String> {
             std::hint::spin_loop();
         }
     }
+}
+
+/// The end item of the throughput run: shorter than every data item.
+const END: &[u8] = b"E";
+
+/// One sender (this process) to `k` receiver processes: `items` 8-byte items, then one end
+/// item per receiver. Timed from the first send to the last receiver's report.
+fn across_processes(k: usize, items: u64, cores: &[usize]) -> Result<ProcessRow, String> {
+    let guard = QueueGuard(sys::unique_name("qtput"));
+    let q = Queue::builder(&guard.0)
+        .capacity(1024)
+        .item_size(8)
+        .create()
+        .map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let mut children = Vec::new();
+    for i in 0..k {
+        let mut cmd = Command::new(&exe);
+        cmd.args(["queue", "--drain", &guard.0]);
+        if let Some(c) = cores.get((i + 1) % cores.len().max(1)) {
+            cmd.args(["--core", &c.to_string()]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start a queue receiver: {e}"))?;
+        children.push(EchoChild(child));
+    }
+    // Start the clock once every receiver has attached, so that start-up is not timed.
+    let attached = Instant::now();
+    while q
+        .participants()
+        .iter()
+        .filter(|p| p.alive && p.role == Some(shmbus::Role::Receiver))
+        .count()
+        < k
+    {
+        if attached.elapsed().as_secs() > 30 {
+            return Err("the queue receivers did not attach within 30 s".into());
+        }
+        std::thread::yield_now();
+    }
+    if let Some(&c) = cores.first() {
+        sys::pin(c)?;
+    }
+    let mut tx = q
+        .sender()
+        .map_err(|e| e.to_string())?
+        .wait_strategy(Wait::Yield);
+    let start = Instant::now();
+    for i in 0..items {
+        let _ = tx.send(&i.to_le_bytes());
+    }
+    for _ in 0..k {
+        let _ = tx.send(END);
+    }
+    let mut per_receiver = Vec::new();
+    for c in &mut children {
+        let mut out = String::new();
+        use std::io::Read as _;
+        c.0.stdout
+            .take()
+            .ok_or("a receiver has no output")?
+            .read_to_string(&mut out)
+            .map_err(|e| format!("cannot read a receiver: {e}"))?;
+        per_receiver.push(
+            out.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("a queue receiver failed (it printed {out:?})"))?,
+        );
+    }
+    let elapsed = start.elapsed().as_nanos() as f64;
+    let got: u64 = per_receiver.iter().sum();
+    if got != items {
+        return Err(format!("the receivers got {got} items of {items}"));
+    }
+    Ok(ProcessRow {
+        receivers: k,
+        items,
+        items_per_sec: items as f64 * 1e9 / elapsed,
+        ns_per_item: elapsed / items as f64,
+        per_receiver,
+        oversubscribed: k + 1 > cores.len(),
+    })
+}
+
+/// A receiver of the throughput run: counts items until the end item, then prints the count.
+fn drain(name: &str, core: Option<usize>) -> Result<(), String> {
+    sys::die_with_parent();
+    if let Some(c) = core {
+        sys::pin(c)?;
+    }
+    let q = Queue::open(name).map_err(|e| e.to_string())?;
+    let mut rx = q
+        .receiver()
+        .map_err(|e| e.to_string())?
+        .wait_strategy(Wait::Yield);
+    let mut n = 0u64;
+    loop {
+        let item = rx.recv();
+        if item.len() == END.len() {
+            break;
+        }
+        n += 1;
+    }
+    println!("{n}");
+    Ok(())
+}
+
+/// The median of `v` (not empty).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }

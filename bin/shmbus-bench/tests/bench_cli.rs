@@ -363,3 +363,34 @@ fn peer_latency_is_compared_with_shmbus() {
     let want = num(cmp, "shmbus") / num(cmp, "peer");
     assert!((num(cmp, "ratio") - want).abs() <= 1e-9 * want);
 }
+
+#[test]
+fn queue_compares_with_crossbeam_and_c2c_and_every_item_reaches_one_receiver() {
+    let r = report(&["queue", "--sizes", "8", "--consumers", "1,2"]);
+    for row in rows(&r, "throughput") {
+        let (ours, floor) = (
+            num(row, "shmbus_ns_per_item"),
+            num(row, "crossbeam_ns_per_item"),
+        );
+        assert!(ours > 0.0 && floor > 0.0, "{row}");
+        assert!(num(row, "ratio") > 0.0, "{row}");
+    }
+    let procs = rows(&r, "processes");
+    assert_eq!(procs.len(), 2);
+    for (row, k) in procs.iter().zip([1usize, 2]) {
+        let per = row["per_receiver"].as_array().expect("per_receiver");
+        assert_eq!(per.len(), k, "{row}");
+        let got: f64 = per.iter().map(|v| v.as_f64().unwrap()).sum();
+        assert_eq!(
+            got,
+            num(row, "items"),
+            "each item reaches exactly one receiver: {row}"
+        );
+        assert!(num(row, "items_per_sec") > 0.0, "{row}");
+    }
+    if let Some(h) = r["handoff"].as_array().filter(|h| !h.is_empty()) {
+        let row = &h[0];
+        let ratio = num(row, "queue_rtt_p50_ns") / num(row, "c2c_rtt_p50_ns");
+        assert!((num(row, "ratio") - ratio).abs() < 1e-9, "{row}");
+    }
+}
