@@ -21,7 +21,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Inspect and drive shmbus buses: shared-memory broadcast rings in /dev/shm.
+/// Inspect and drive shmbus segments in /dev/shm: broadcast buses, work queues, boards and
+/// records segments.
 #[derive(Parser, Debug)]
 #[command(name = "shmbus", version, about, after_help = MAIN_EXAMPLES)]
 struct Cli {
@@ -52,31 +53,39 @@ Every command exits with status 0 on success; on failure it prints one line
 'shmbus: error: ...' on stderr and exits with status 1. A usage error (unknown
 option, missing argument, bad value) prints the whole explanation and exits with 2.
 
-A bus is stale when no producer is attached and the process that created it has
-exited: nothing will publish to it unless a new producer attaches.";
+A segment is stale when no participant is attached (producer, writer, sender or
+receiver) and the process that created it has exited: nothing will write to it unless
+a new participant attaches.";
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// List the buses in /dev/shm with their shape, activity and liveness.
+    /// List the segments in /dev/shm (buses, queues, boards, records) with their shape,
+    /// activity and liveness.
     #[command(after_help = "\
-Columns: NAME, SLOTS, CAP (payload bytes per slot), TYPE (message type), MODE (single or
-multi producer), PUBLISHED (messages since creation), LAST (time since the last publish by
-a live producer, '-' if none), CREATOR (pid, alive or gone), PROD (live producers),
-STALE (yes when no producer is attached and the creator has exited), SIZE, PERM.
-Segments that cannot be read as buses (corrupt, unreadable, foreign) follow in a
-second table, each with why. A work queue shows MODE 'queue', its capacity and item
-size as SLOTS and CAP, the positions handed out so far as PUBLISHED, and PROD as live
-senders+receivers.
+One table per kind, each with its own columns; the first column is the name.
+Buses: SLOTS, CAP (payload bytes per slot), TYPE (message type), MODE (single or multi
+producer), PUBLISHED (messages since creation), LAST (time since the last publish by a
+live producer, '-' if none), CREATOR (pid, alive or gone), PROD (live producers).
+Queues: CAPACITY (items), ITEM (bytes per item), TYPE, LEN (items in the queue), HEAD and
+TAIL (next positions taken by receivers and senders), SENDERS and RECEIVERS (live ones).
+Boards: CELLS, VALUE (bytes per value), TYPE, KEYS (whether cells are named), WRITERS.
+Records: RING (ring size), MAX (largest record), PUBLISHED (records), BYTES (published),
+PRODUCER. Every kind: CREATOR, STALE (yes when no participant is attached and the
+creator has exited), SIZE, PERM.
+Segments that cannot be read (corrupt, unreadable, foreign) follow in a last table,
+each with why. With --json, every entry has a kind (bus, queue, board, records, error
+or foreign) and an object of that name with its state.
 
 Examples:
   shmbus list
-  shmbus list --prefix md-   # only buses whose name starts with md-
+  shmbus list --prefix md-   # only segments whose name starts with md-
   shmbus list --watch        # redrawn every second until Ctrl-C
   shmbus list --all          # also other programs' files in /dev/shm
   shmbus list --json | jq '.[] | select(.bus.stale) | .name'")]
     List(list::ListArgs),
 
-    /// Show a bus's whole header, each validity check, its producers and a slot census.
+    /// Show a segment: for a bus its whole header, each validity check, its producers and a
+    /// slot census; for a queue, board or records segment its state.
     #[command(after_help = "\
 Each check of the opening pipeline is shown as ok, FAIL (with the reason), WARN or
 skipped. WARN marks an owner or mode that a default open refuses but that can be
@@ -159,14 +168,15 @@ Examples:
   shmbus publish prices ping --repeat 1000 --rate 100   # 1000 messages over 10 s")]
     Publish(admin::PublishArgs),
 
-    /// Remove buses, or the stale buses of ours.
+    /// Remove segments, or the stale segments of ours.
     #[command(after_help = "\
-Processes that have a removed bus open keep using it; new ones no longer find it.
---stale removes only buses owned by us that are stale: no producer attached and the
-creator exited. A bus made by `shmbus create` that nothing publishes to yet is stale too,
-so --stale needs a scope: --prefix P (only names starting with P) or --all-idle (every
-stale bus of ours). It never follows symbolic links and skips segments it cannot read.
---dry-run and --prefix only work with --stale.
+Processes that have a removed segment open keep using it; new ones no longer find it.
+--stale removes only segments owned by us that are stale, of every kind: no participant
+attached (no producer on a bus or records segment, no writer on a board, no sender or
+receiver on a queue) and the creator exited. A segment made by `shmbus create` that
+nothing uses yet is stale too, so --stale needs a scope: --prefix P (only names starting
+with P) or --all-idle (every stale segment of ours). It never follows symbolic links and
+skips segments it cannot read. --dry-run and --prefix only work with --stale.
 
 Examples:
   shmbus rm prices events

@@ -593,7 +593,7 @@ fn rm_stale_removes_only_stale_buses_of_ours_and_no_symlink_targets() {
     );
     assert_eq!(
         ok(&["rm", "--stale", "--prefix", &prefix]),
-        "no stale buses\n"
+        "no stale segments\n"
     );
 }
 
@@ -988,7 +988,7 @@ fn list_columns_stay_aligned_with_long_names_and_error_rows_apart() {
         .find(|l| l.starts_with(broken.name()))
         .unwrap_or_else(|| panic!("damaged segment listed: {table}"));
     assert!(bad.contains("error: "), "{bad}");
-    assert!(table.contains("NOT A READABLE BUS"), "{table}");
+    assert!(table.contains("NOT A READABLE SEGMENT"), "{table}");
 }
 
 #[test]
