@@ -277,11 +277,11 @@ impl From<shmbus::Error> for Failure {
         // The library's messages name its builder methods; a CLI user needs the flags.
         match e {
             shmbus::Error::ForeignOwner { name, owner, ours } => Failure(format!(
-                "bus {name:?} is owned by uid {owner}, not by us (uid {ours}); pass \
+                "segment {name:?} is owned by uid {owner}, not by us (uid {ours}); pass \
                  --accept-other-owner to trust it"
             )),
             shmbus::Error::InsecureMode { name, mode } => Failure(format!(
-                "bus {name:?} has mode {mode:04o}, writable by other users; pass \
+                "segment {name:?} has mode {mode:04o}, writable by other users; pass \
                  --accept-shared-write to trust it"
             )),
             e => Failure(e.to_string()),

@@ -374,7 +374,7 @@ fn missing_bus_fails_with_one_line_for_every_command() {
 #[test]
 fn invalid_name_fails_with_one_line_naming_the_character() {
     for cmd in ["info", "tail", "create", "publish", "rm"] {
-        fails_with(&[cmd, "a/b"], "invalid bus name \"a/b\": character '/'");
+        fails_with(&[cmd, "a/b"], "invalid segment name \"a/b\": character '/'");
     }
 }
 
@@ -621,7 +621,7 @@ fn create_and_publish_errors_are_one_line() {
     );
     fails_with(
         &["publish", t.name(), "toolong"],
-        "message is 7 bytes, a slot holds 4",
+        "item is 7 bytes, at most 4 fit",
     );
     let bus = shmbus::Bus::open(t.name()).unwrap();
     let _p = bus.publisher().unwrap();
@@ -893,7 +893,7 @@ fn stdin_publish_refusing_a_line_names_it_and_what_was_published_before() {
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(
-        err.contains("line 3 of stdin: message is 7 bytes, a slot holds 4")
+        err.contains("line 3 of stdin: item is 7 bytes, at most 4 fit")
             && err.contains("published 2 messages before it (seq 0..1)"),
         "{err}"
     );
