@@ -117,21 +117,25 @@ Examples:
   shmbus tail prices --format json --json --follow | jq .json")]
     Tail(tail::TailArgs),
 
-    /// Live view of a bus: message and byte rates, a rate sparkline, cursor, producers.
+    /// Live view of a bus or records segment: rates, a rate sparkline, counts, producers.
     #[command(after_help = "\
-Message rates come from the write cursor; byte rates from message lengths that a
-read-only subscriber samples. Press q (or Esc, or Ctrl-C) to quit.
+Message rates come from the write cursor; a bus's byte rate from message lengths that a
+read-only subscriber samples. On a records segment the view shows records/s, the bytes
+it counted as published (so the byte rate is exact), its ring, and how many records the
+sampling subscriber lost. Press q (or Esc, or Ctrl-C) to quit.
 
 Example:
   shmbus watch prices")]
     Watch(watch::WatchArgs),
 
-    /// Print a bus's message rate, byte rate and loss rate, once per window, without a screen UI.
+    /// Print a bus's (or records segment's) rates and loss rate, once per window, without a UI.
     #[command(after_help = "\
-Each window is split into 100 ms ticks. msgs/s is the write cursor's advance over the
-whole window (mean), with the min, max and standard deviation of the per-tick rates.
-Bytes/s and the loss rate come from a read-only subscriber that reads every message:
-'lost' counts messages overwritten before it could read them (the ring lapped it).
+Each window is split into 100 ms ticks. msgs/s (records/s on a records segment) is the
+write cursor's advance over the whole window (mean), with the min, max and standard
+deviation of the per-tick rates. On a bus, bytes/s comes from the lengths a read-only
+subscriber reads; on a records segment, from the bytes it counted as published. The
+loss rate comes from that subscriber, which reads every item: 'lost' counts items
+overwritten before it could read them (the ring lapped it).
 Prints one line per window until Ctrl-C, or --count windows.
 
 Examples:

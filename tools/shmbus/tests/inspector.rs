@@ -1235,6 +1235,32 @@ fn watch_killed_by_sigterm_or_sighup_restores_the_terminal() {
 }
 
 #[test]
+fn watch_on_a_records_segment_shows_its_ring_and_counts_and_exits_cleanly() {
+    let t = TestBus::new("insp-watch-rec");
+    ok(&["create", t.name(), "--kind", "records", "--bytes", "8192"]);
+    ok(&["publish", t.name(), "abc", "defgh"]);
+    let (controller, terminal) = pty(100, 30);
+    let mut child = KillOnDrop(spawn_on_pty(&["watch", t.name()], &terminal));
+    drop(terminal);
+    let seen = pty_output(controller);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // The screen is drawn in pieces with cursor moves between them: look for single words.
+    for want in [&b"records/s"[..], b"8192", b"2032", b"sampler"] {
+        wait_for(&String::from_utf8_lossy(want), deadline, || {
+            contains(&seen.lock().unwrap(), want)
+        });
+    }
+    assert!(!contains(&seen.lock().unwrap(), b"messages/s"));
+    // SIGTERM ends the loop as `q` does: the terminal is restored and the status is 0.
+    // SAFETY: kill(2) with the pid of our own live child and a valid signal.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+    wait_for("watch to exit", deadline, || {
+        child.0.try_wait().unwrap().is_some()
+    });
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+}
+
+#[test]
 fn watch_in_a_zero_sized_terminal_says_so() {
     let t = TestBus::new("insp-watch-0x0");
     ok(&["create", t.name(), "--slots", "8", "--size", "8"]);
