@@ -1,18 +1,20 @@
-//! The one error type of shmbus: every way creating, opening or using a bus can fail.
+//! The one error type of shmbus: every way creating, opening or using a segment (bus, queue,
+//! board, records) can fail. Messages shared by every kind say "segment"; the kind, where it
+//! matters, is in the variant (`WrongKind`) or in the name the caller gave.
 
 use std::io;
 
 /// Result alias used throughout shmbus.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong with a bus. Each variant carries the numbers and names a user needs
+/// Everything that can go wrong with a segment of any kind. Each variant carries the numbers and names a user needs
 /// to act on it; none of them is ever a panic.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The bus name breaks the naming rule (1..=200 characters of `[A-Za-z0-9._-]`, not starting
-    /// with `.`).
-    #[error("invalid bus name {name:?}: {reason}")]
+    /// The segment name breaks the naming rule (1..=200 characters of `[A-Za-z0-9._-]`, not
+    /// starting with `.`).
+    #[error("invalid segment name {name:?}: {reason}")]
     InvalidName {
         /// The name as given.
         name: String,
@@ -20,24 +22,24 @@ pub enum Error {
         reason: String,
     },
 
-    /// No bus of that name exists.
-    #[error("bus {name:?} not found (no /dev/shm/shmbus.{name})")]
+    /// No segment of that name exists.
+    #[error("segment {name:?} not found (no /dev/shm/shmbus.{name})")]
     NotFound {
-        /// The bus name.
+        /// The segment name.
         name: String,
     },
 
-    /// A bus (or some other object) of that name exists already.
-    #[error("bus {name:?} already exists (/dev/shm/shmbus.{name})")]
+    /// A segment (or some other object) of that name exists already.
+    #[error("segment {name:?} already exists (/dev/shm/shmbus.{name})")]
     AlreadyExists {
-        /// The bus name.
+        /// The segment name.
         name: String,
     },
 
     /// The operating system refused access to the segment.
-    #[error("permission denied: cannot {action} bus {name:?}")]
+    #[error("permission denied: cannot {action} segment {name:?}")]
     PermissionDenied {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// What was attempted ("open read-write", "create", ...).
         action: &'static str,
@@ -45,18 +47,18 @@ pub enum Error {
 
     /// The segment's path is not a regular file (a symlink, a directory, a FIFO, a device...);
     /// shmbus refuses it before reading from it.
-    #[error("bus {name:?}: /dev/shm/shmbus.{name} is {found}, not a regular file")]
+    #[error("segment {name:?}: /dev/shm/shmbus.{name} is {found}, not a regular file")]
     NotRegularFile {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// What was found instead ("a FIFO", "a symbolic link", ...).
         found: &'static str,
     },
 
     /// The segment belongs to another user and the caller did not accept that.
-    #[error("bus {name:?} is owned by uid {owner}, not by us (uid {ours}); use accept_other_owner() to trust it")]
+    #[error("segment {name:?} is owned by uid {owner}, not by us (uid {ours}); use accept_other_owner() to trust it")]
     ForeignOwner {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// Owner uid of the segment.
         owner: u32,
@@ -65,18 +67,18 @@ pub enum Error {
     },
 
     /// The segment is writable by group or others and the caller did not accept that.
-    #[error("bus {name:?} has mode {mode:04o}, writable by other users; use accept_shared_write() to trust it")]
+    #[error("segment {name:?} has mode {mode:04o}, writable by other users; use accept_shared_write() to trust it")]
     InsecureMode {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// The permission bits found.
         mode: u32,
     },
 
     /// The segment is smaller than its header, or than the size its header implies.
-    #[error("bus {name:?} is truncated: {size} bytes, expected {expected}")]
+    #[error("segment {name:?} is truncated: {size} bytes, expected {expected}")]
     Truncated {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// Size found on disk.
         size: u64,
@@ -85,9 +87,9 @@ pub enum Error {
     },
 
     /// The segment is larger than shmbus ever creates.
-    #[error("bus {name:?} is {size} bytes, more than the {max}-byte limit")]
+    #[error("segment {name:?} is {size} bytes, more than the {max}-byte limit")]
     TooLarge {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// Size found.
         size: u64,
@@ -96,9 +98,9 @@ pub enum Error {
     },
 
     /// The segment does not start with the shmbus magic: it belongs to another program.
-    #[error("bus {name:?}: not a shmbus segment (magic {found:#018x})")]
+    #[error("{name:?}: not a shmbus segment (magic {found:#018x})")]
     BadMagic {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// The first eight bytes found, as a little-endian number (a shorter file's bytes padded
         /// with zeros).
@@ -106,16 +108,16 @@ pub enum Error {
     },
 
     /// The segment was created but its creator never finished (or crashed before) initialising it.
-    #[error("bus {name:?} is not initialised (its creator did not finish; remove it with `shmbus rm {name}`)")]
+    #[error("segment {name:?} is not initialised (its creator did not finish; remove it with `shmbus rm {name}`)")]
     NotInitialised {
-        /// The bus name.
+        /// The segment name.
         name: String,
     },
 
     /// The segment was made by another version of shmbus with an incompatible layout.
-    #[error("bus {name:?} has ABI version {found}, this shmbus speaks version {expected}")]
+    #[error("segment {name:?} has ABI version {found}, this shmbus speaks version {expected}")]
     AbiMismatch {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// Version in the segment.
         found: u32,
@@ -135,7 +137,7 @@ pub enum Error {
     },
 
     /// The header's kind word is no kind this shmbus knows (corrupt, or from a newer shmbus).
-    #[error("bus {name:?} is corrupt: segment kind {word} is unknown (1 is a bus)")]
+    #[error("segment {name:?} is corrupt: kind word {word} is unknown (1 bus, 2 queue, 3 records, 4 board)")]
     UnknownKind {
         /// The segment name.
         name: String,
@@ -145,19 +147,19 @@ pub enum Error {
 
     /// The header's producer-mode word is neither single nor multi (corrupt segment).
     #[error(
-        "bus {name:?} is corrupt: producer mode word {word} is neither 1 (single) nor 2 (multi)"
+        "segment {name:?} is corrupt: producer mode word {word} is neither 1 (single) nor 2 (multi)"
     )]
     BadProducerMode {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// The mode word found.
         word: u32,
     },
 
     /// The write cursor is behind the first sequence, or either is past 2^61 (corrupt segment).
-    #[error("bus {name:?} is corrupt: write cursor {cursor} is not between first sequence {first_seq} and 2^61")]
+    #[error("segment {name:?} is corrupt: write cursor {cursor} is not between first sequence {first_seq} and 2^61")]
     SequenceOutOfOrder {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// The first sequence number found.
         first_seq: u64,
@@ -167,11 +169,11 @@ pub enum Error {
 
     /// The slot count is not a power of two within the limit (corrupt segment).
     #[error(
-        "bus {name:?} is corrupt: slot count {slots} is not a power of two from 1 to {}",
+        "segment {name:?} is corrupt: slot count {slots} is not a power of two from 1 to {}",
         crate::layout::MAX_SLOTS
     )]
     BadSlotCount {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// The slot count found.
         slots: u64,
@@ -179,28 +181,28 @@ pub enum Error {
 
     /// The slot stride is not a positive multiple of 64 bytes (corrupt segment).
     #[error(
-        "bus {name:?} is corrupt: slot stride {stride} is not a positive multiple of 64 bytes"
+        "segment {name:?} is corrupt: slot stride {stride} is not a positive multiple of 64 bytes"
     )]
     BadStride {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// The stride found, in bytes.
         stride: u64,
     },
 
     /// The payload capacity is zero or beyond what a length word can say (corrupt segment).
-    #[error("bus {name:?} is corrupt: payload capacity {capacity} is out of range (1 to {})", u32::MAX - 1)]
+    #[error("segment {name:?} is corrupt: payload capacity {capacity} is out of range (1 to {})", u32::MAX - 1)]
     CapacityOutOfRange {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// The capacity found, in bytes.
         capacity: u64,
     },
 
     /// The payload capacity does not fit the slot stride (corrupt segment).
-    #[error("bus {name:?} is corrupt: payload capacity {capacity} plus the 16-byte slot header does not fit a {stride}-byte slot")]
+    #[error("segment {name:?} is corrupt: payload capacity {capacity} plus the 16-byte slot header does not fit a {stride}-byte slot")]
     CapacityExceedsStride {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// The capacity found, in bytes.
         capacity: u64,
@@ -210,11 +212,11 @@ pub enum Error {
 
     /// The slots the header describes exceed the largest segment (corrupt segment).
     #[error(
-        "bus {name:?} is corrupt: {slots} slots of {stride} bytes exceed the {}-byte segment limit",
+        "segment {name:?} is corrupt: {slots} slots of {stride} bytes exceed the {}-byte segment limit",
         crate::layout::MAX_SEGMENT_BYTES
     )]
     GeometryTooLarge {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// The slot count found.
         slots: u64,
@@ -223,9 +225,9 @@ pub enum Error {
     },
 
     /// The size recorded in the header disagrees with its own geometry (corrupt segment).
-    #[error("bus {name:?} is corrupt: the header records {recorded} bytes, its geometry implies {expected}")]
+    #[error("segment {name:?} is corrupt: the header records {recorded} bytes, its geometry implies {expected}")]
     RecordedSizeMismatch {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// The size recorded in the header.
         recorded: u64,
@@ -234,9 +236,9 @@ pub enum Error {
     },
 
     /// The segment is larger than its header implies (corrupt segment).
-    #[error("bus {name:?} is corrupt: the segment is {size} bytes, its header implies {expected}")]
+    #[error("segment {name:?} is corrupt: it is {size} bytes, its header implies {expected}")]
     SizeMismatch {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// Size found on disk.
         size: u64,
@@ -246,9 +248,9 @@ pub enum Error {
 
     /// The slots are smaller than the message type the header (or the opener) names: no message
     /// could ever be published.
-    #[error("bus {name:?} has {capacity}-byte slots, too small for its message type {ty} ({size} bytes)")]
+    #[error("segment {name:?} has {capacity}-byte slots, too small for its item type {ty} ({size} bytes)")]
     CapacityBelowType {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// The payload capacity, in bytes.
         capacity: usize,
@@ -258,30 +260,30 @@ pub enum Error {
         size: u32,
     },
 
-    /// `open_or_create` found a bus whose geometry differs from the one asked for.
-    #[error("bus {name:?} exists with {found}, but {wanted} was asked for")]
+    /// `open_or_create` found a segment whose geometry differs from the one asked for.
+    #[error("segment {name:?} exists with {found}, but {wanted} was asked for")]
     GeometryMismatch {
-        /// The bus name.
+        /// The segment name.
         name: String,
-        /// What the existing bus has.
+        /// What the existing segment has.
         found: String,
         /// What the caller asked for.
         wanted: String,
     },
 
-    /// The bus carries another message type than the caller's.
-    #[error("bus {name:?} carries messages of type {found}, not {expected}")]
+    /// The segment carries another item type than the caller's.
+    #[error("segment {name:?} carries items of type {found}, not {expected}")]
     TypeMismatch {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// The caller's type (name, size, alignment).
         expected: String,
-        /// The bus's type (name, size, alignment).
+        /// The segment's type (name, size, alignment).
         found: String,
     },
 
-    /// A message does not fit in a slot.
-    #[error("message is {len} bytes, a slot holds {capacity}")]
+    /// An item (message, record) is larger than the segment takes.
+    #[error("item is {len} bytes, at most {capacity} fit")]
     MessageTooLarge {
         /// The message length.
         len: usize,
@@ -289,19 +291,19 @@ pub enum Error {
         capacity: usize,
     },
 
-    /// A single-producer bus already has a live producer.
-    #[error("bus {name:?} is single-producer and already has a live producer{}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    /// A single-producer segment (bus, records) already has a live producer.
+    #[error("segment {name:?} is single-producer and already has a live producer{}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     ProducerExists {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// The pid the live producer registered, if known.
         pid: Option<u32>,
     },
 
-    /// Every producer slot of a multi-producer bus is held by a live producer.
-    #[error("bus {name:?} already has {max} live producers, the most it supports")]
+    /// Every producer entry of a multi-producer bus is held by a live producer.
+    #[error("segment {name:?} already has {max} live producers, the most it supports")]
     TooManyProducers {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// The limit.
         max: usize,
@@ -316,10 +318,10 @@ pub enum Error {
         max: usize,
     },
 
-    /// The bus was opened read-only, which cannot publish.
-    #[error("bus {name:?} was opened read-only and cannot publish")]
+    /// The segment was opened read-only: the handle cannot publish, send, receive or write.
+    #[error("segment {name:?} was opened read-only and cannot be written")]
     ReadOnly {
-        /// The bus name.
+        /// The segment name.
         name: String,
     },
 
@@ -397,9 +399,9 @@ pub enum Error {
     InvalidConfig(String),
 
     /// `/dev/shm` has no room for the segment.
-    #[error("no space in /dev/shm for bus {name:?} ({size} bytes)")]
+    #[error("no space in /dev/shm for segment {name:?} ({size} bytes)")]
     NoSpace {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// Bytes that were asked for.
         size: u64,
@@ -479,9 +481,9 @@ pub enum Error {
     },
 
     /// Any other operating-system error, with the step that failed.
-    #[error("bus {name:?}: {op} failed: {source}")]
+    #[error("segment {name:?}: {op} failed: {source}")]
     Io {
-        /// The bus name.
+        /// The segment name.
         name: String,
         /// The operation that failed (`shm_open`, `mmap`, ...).
         op: &'static str,

@@ -90,6 +90,9 @@ mod wait;
 #[cfg(all(feature = "tokio", not(loom)))]
 pub use crate::async_recv::EventStream;
 #[cfg(not(loom))]
+pub use crate::queue::local::{LocalIter, LocalReceiver, LocalSender, LocalTryIter};
+pub use crate::queue::local::{LocalQueue, MAX_LOCAL_CAPACITY};
+#[cfg(not(loom))]
 pub use crate::readiness::Readiness;
 pub use crate::{
     board::{

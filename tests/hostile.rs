@@ -825,9 +825,9 @@ fn a_planted_fifo_is_refused_promptly_by_every_open_path() {
         .find(|e| e.name.as_deref() == Some(n.as_str()))
         .expect("the FIFO is listed");
     assert!(
-        matches!(entry.bus, Some(Err(Error::NotRegularFile { .. }))),
+        matches!(entry.segment, Some(Err(Error::NotRegularFile { .. }))),
         "{:?}",
-        entry.bus
+        entry.segment
     );
 }
 

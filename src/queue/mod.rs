@@ -36,6 +36,7 @@
 //! kill at any step costs at most that one item, never a duplicate or a torn item.
 
 mod api;
+pub(crate) mod local;
 mod protocol;
 
 #[cfg(all(test, loom))]

@@ -24,7 +24,7 @@ use crate::layout::{
 };
 use crate::sync::{AtomicU32, AtomicU64};
 
-pub(crate) use pipeline::{report, validate_bytes, Expect, Probe, Shape, Verdict, Via};
+pub(crate) use pipeline::{identify, report, validate_bytes, Expect, Probe, Shape, Verdict, Via};
 #[allow(unused_imports)]
 // `unlock` and the membarrier calls serve the ring's wake-up handshake.
 pub(crate) use sys::{

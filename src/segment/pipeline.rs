@@ -204,6 +204,21 @@ pub(crate) fn run(probe: &mut Probe<'_>) -> Result<Shape> {
     Ok(probe.shape())
 }
 
+/// Runs the steps up to the ABI version, then reads the kind word as it is, whatever the kind
+/// `probe` expects: how a tool learns which kind's own open to run (docs/design.md §1). Returns
+/// the kind and the header.
+pub(crate) fn identify(probe: &mut Probe<'_>) -> Result<(SegmentKind, HeaderSnapshot)> {
+    for s in STEPS.iter().take_while(|s| s.name != "kind") {
+        (s.run)(probe)?;
+    }
+    let h = probe.header().clone();
+    let kind = h.kind().ok_or_else(|| Error::UnknownKind {
+        name: probe.owned(),
+        word: h.kind_word,
+    })?;
+    Ok((kind, h))
+}
+
 /// One step's verdict, as [`report`] gives it.
 pub(crate) enum Verdict {
     Pass(String),

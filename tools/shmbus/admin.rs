@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use shmbus::layout::SegmentKind;
 use shmbus::{inspect, BusBuilder, Publisher};
 
 use crate::{text, CmdResult, Failure};
@@ -268,26 +269,26 @@ pub(crate) fn publish(a: &PublishArgs) -> CmdResult {
 
 #[derive(Args, Debug)]
 pub(crate) struct RmArgs {
-    /// Buses to remove.
+    /// Segments to remove (of any kind).
     #[arg(required_unless_present = "stale", conflicts_with = "stale")]
     names: Vec<String>,
-    /// Remove stale buses of ours: no producer attached and the creator exited. Needs --prefix
-    /// or --all-idle.
+    /// Remove stale segments of ours, of every kind: no participant attached and the creator
+    /// exited. Needs --prefix or --all-idle.
     #[arg(long)]
     stale: bool,
-    /// With --stale: every stale bus of ours, including buses made by `shmbus create` that
-    /// nothing has published to yet.
+    /// With --stale: every stale segment of ours, including those made by `shmbus create` that
+    /// nothing has used yet.
     #[arg(long, requires = "stale", conflicts_with = "prefix")]
     all_idle: bool,
     /// With --stale: only print what would be removed, and why.
     #[arg(long, requires = "stale")]
     dry_run: bool,
-    /// With --stale: only buses whose name starts with PREFIX.
+    /// With --stale: only segments whose name starts with PREFIX.
     #[arg(long, requires = "stale", value_name = "PREFIX")]
     prefix: Option<String>,
 }
 
-/// How `rm --stale` picks its buses.
+/// How `rm --stale` picks its segments.
 enum Scope<'a> {
     Prefix(&'a str),
     AllIdle,
@@ -304,7 +305,7 @@ pub(crate) fn rm(a: &RmArgs) -> CmdResult {
         ];
         if let Some((_, flag)) = stray.iter().find(|(set, _)| *set) {
             return Err(Failure(format!(
-                "{flag} only works with --stale; to remove named buses give only their names"
+                "{flag} only works with --stale; to remove named segments give only their names"
             )));
         }
         return rm_named(&a.names);
@@ -314,8 +315,8 @@ pub(crate) fn rm(a: &RmArgs) -> CmdResult {
             (Some(p), _) => Scope::Prefix(p),
             (None, true) => Scope::AllIdle,
             (None, false) => return Err(Failure(
-                "rm --stale needs a scope: --prefix PREFIX, or --all-idle for every stale bus of \
-                 ours (buses made by `shmbus create` that nothing publishes to count as stale); \
+                "rm --stale needs a scope: --prefix PREFIX, or --all-idle for every stale segment \
+                 of ours (segments made by `shmbus create` that nothing uses count as stale); \
                  add --dry-run to see what would go"
                     .into(),
             )),
@@ -337,16 +338,23 @@ fn rm_named(names: &[String]) -> CmdResult {
     first_err.map_or(Ok(()), |e| Err(e.into()))
 }
 
-/// Why a stale bus is stale, for `--dry-run`.
-fn why_stale(bus: &shmbus::Bus) -> String {
-    let h = bus.header();
-    let published = match h.published() {
-        0 => "never published to".to_owned(),
-        n => format!("{} published", text::count(n, "message")),
+/// Why a stale segment is stale, for `--dry-run`: who is not attached, in its kind's words,
+/// and for a bus how much was published.
+fn why_stale(p: &inspect::Probe) -> String {
+    let absent = match p.kind {
+        SegmentKind::Bus | SegmentKind::Records => "no producer attached",
+        SegmentKind::Queue => "no sender or receiver attached",
+        SegmentKind::Board => "no writer attached",
+        _ => "no participant attached",
+    };
+    let published = match (p.kind, p.header.published()) {
+        (SegmentKind::Bus, 0) => ", never published to".to_owned(),
+        (SegmentKind::Bus, n) => format!(", {} published", text::count(n, "message")),
+        _ => String::new(),
     };
     format!(
-        "creator pid {} exited, no producer attached, {published}",
-        h.creator_pid
+        "creator pid {} exited, {absent}{published} ({})",
+        p.header.creator_pid, p.kind
     )
 }
 
@@ -361,12 +369,13 @@ fn rm_stale(dry_run: bool, scope: &Scope<'_>) -> CmdResult {
     let mut out = io::stdout().lock();
     let mut count = 0;
     for e in entries {
-        // Only our own, readable buses: `list` uses lstat and opening refuses symbolic links, so
-        // a link never gets here; a segment that cannot be read is not known to be stale.
-        let (Some(name), Some(Ok(bus))) = (e.name, e.bus) else {
+        // Only our own, readable segments, of any kind: `list` uses lstat and opening refuses
+        // symbolic links, so a link never gets here; a segment that cannot be read (or whose
+        // participants cannot be) is not known to be stale.
+        let (Some(name), Some(Ok(probe))) = (e.name, e.segment) else {
             continue;
         };
-        if !name.starts_with(prefix) || e.uid != ours || !inspect::is_stale(&bus) {
+        if !name.starts_with(prefix) || e.uid != ours || !probe.is_stale().unwrap_or(false) {
             continue;
         }
         count += 1;
@@ -375,11 +384,10 @@ fn rm_stale(dry_run: bool, scope: &Scope<'_>) -> CmdResult {
                 out,
                 "would remove {}: {}",
                 text::sanitize(&name),
-                why_stale(&bus)
+                why_stale(&probe)
             )?;
             continue;
         }
-        drop(bus);
         match inspect::remove(&name) {
             Ok(()) => writeln!(out, "removed {}", text::sanitize(&name))?,
             // Gone meanwhile (another cleaner): nothing to do.
@@ -388,7 +396,7 @@ fn rm_stale(dry_run: bool, scope: &Scope<'_>) -> CmdResult {
         }
     }
     if count == 0 {
-        writeln!(out, "no stale buses")?;
+        writeln!(out, "no stale segments")?;
     }
     Ok(())
 }

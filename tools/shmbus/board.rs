@@ -267,6 +267,46 @@ fn print_table(out: &mut impl Write, board: &Board, rows: &[Row]) -> io::Result<
     Ok(())
 }
 
+/// What `list` reports about a board.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub(crate) struct BoardSummary {
+    pub(crate) cells: usize,
+    /// Largest value in bytes.
+    pub(crate) value_size: usize,
+    pub(crate) value_type: String,
+    /// Whether the cells have key names.
+    pub(crate) keys: bool,
+    /// Whether a live writer is attached.
+    pub(crate) writers_alive: bool,
+    pub(crate) creator_pid: u32,
+    pub(crate) creator_alive: bool,
+    /// No live writer and the creator gone.
+    pub(crate) stale: bool,
+    pub(crate) segment_size: u64,
+}
+
+/// The summary of a probed board, opened read-only (any owner and mode: an inspector only reads).
+pub(crate) fn summary(p: &inspect::Probe) -> shmbus::Result<BoardSummary> {
+    let board = BoardBuilder::new(&p.name)
+        .read_only()
+        .accept_other_owner()
+        .accept_shared_write()
+        .open()?;
+    let writers_alive = board.has_writers();
+    let creator_alive = p.creator_alive();
+    Ok(BoardSummary {
+        cells: board.cells(),
+        value_size: board.value_size(),
+        value_type: board.value_type().to_string(),
+        keys: board.has_keys(),
+        writers_alive,
+        creator_pid: p.header.creator_pid,
+        creator_alive,
+        stale: !writers_alive && !creator_alive,
+        segment_size: p.header.segment_size,
+    })
+}
+
 /// `shmbus info` of a board: its table, as `shmbus board NAME` prints it.
 pub(crate) fn info(name: &str, json: bool) -> CmdResult {
     show(&BoardArgs {

@@ -1,18 +1,21 @@
-//! `shmbus hz NAME`: a bus's message, byte and loss rates over fixed windows, printed as lines
-//! (or JSON objects), with no screen UI: for scripts, logs and quick looks.
+//! `shmbus hz NAME`: a bus's (or a records segment's) message, byte and loss rates over fixed
+//! windows, printed as lines (or JSON objects), with no screen UI: for scripts, logs and quick
+//! looks.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::Serialize;
-use shmbus::{inspect, Bus, Recv, Start, Subscriber};
+use shmbus::layout::SegmentKind;
+use shmbus::records::{RecordRecv, RecordSubscriber, Records};
+use shmbus::{inspect, Bus, LapPolicy, Recv, Start, Subscriber};
 
 use crate::{text, CmdResult};
 
 #[derive(Args, Debug)]
 pub(crate) struct HzArgs {
-    /// The bus name.
+    /// The bus or records segment name.
     name: String,
     /// Length of one window in seconds (0.2 to 3600).
     #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_window)]
@@ -73,17 +76,117 @@ impl RateStats {
     }
 }
 
+/// What one read of the sampling subscriber found.
+pub(crate) enum Step {
+    /// An item of this many bytes.
+    Item(usize),
+    /// Items overwritten before they could be read.
+    Lost(u64),
+    /// Nothing new.
+    Empty,
+}
+
+/// What `hz` measures: a bus or a records segment, with a read-only subscriber that reads
+/// every item from now on.
+pub(crate) enum Feed {
+    Bus(Bus, Subscriber),
+    Records(Records, RecordSubscriber),
+}
+
+impl Feed {
+    /// Opens `name` read-only (any owner and mode) with a subscriber starting at the next item
+    /// and resuming after a lap as `policy` says.
+    pub(crate) fn open(name: &str, policy: LapPolicy) -> shmbus::Result<Feed> {
+        // Buses are opened as before, so a segment of another kind, or a broken one, gets the
+        // bus open's error; records segments get their own open.
+        if inspect::probe(name).is_ok_and(|p| p.kind == SegmentKind::Records) {
+            let r = crate::records::open_for_inspection(name)?;
+            let sub = r.subscribe(Start::Next).lap_policy(policy);
+            return Ok(Feed::Records(r, sub));
+        }
+        let bus = inspect::open_for_inspection(name)?;
+        let sub = bus.subscribe(Start::Next).lap_policy(policy);
+        Ok(Feed::Bus(bus, sub))
+    }
+
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Feed::Bus(..) => "bus",
+            Feed::Records(..) => "records",
+        }
+    }
+
+    /// What one item is called in text output.
+    pub(crate) fn unit(&self) -> &'static str {
+        match self {
+            Feed::Bus(..) => "msgs",
+            Feed::Records(..) => "records",
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Feed::Bus(b, _) => b.name(),
+            Feed::Records(r, _) => r.name(),
+        }
+    }
+
+    /// Items published since creation (the bus's write cursor).
+    pub(crate) fn cursor(&self) -> u64 {
+        match self {
+            Feed::Bus(b, _) => b.cursor(),
+            Feed::Records(r, _) => r.records_published(),
+        }
+    }
+
+    /// Payload bytes published since creation, where the segment counts them.
+    pub(crate) fn bytes_published(&self) -> Option<u64> {
+        match self {
+            Feed::Bus(..) => None,
+            Feed::Records(r, _) => Some(r.bytes_published()),
+        }
+    }
+
+    pub(crate) fn producers(&self) -> usize {
+        match self {
+            Feed::Bus(b, _) => b.producers().len(),
+            Feed::Records(r, _) => usize::from(r.has_producers()),
+        }
+    }
+
+    pub(crate) fn step(&mut self) -> Step {
+        match self {
+            Feed::Bus(_, sub) => match sub.try_recv() {
+                Recv::Message(m) => Step::Item(m.bytes().len()),
+                Recv::Lapped { lost } => Step::Lost(lost),
+                Recv::Empty | Recv::Closed => Step::Empty,
+            },
+            Feed::Records(_, sub) => match sub.try_recv() {
+                RecordRecv::Record(m) => Step::Item(m.bytes().len()),
+                RecordRecv::Lapped { lost } => Step::Lost(lost),
+                RecordRecv::Empty | RecordRecv::Closed => Step::Empty,
+            },
+        }
+    }
+}
+
 /// What `hz --json` prints for one window.
 #[derive(Serialize, Debug)]
 struct HzOut {
     name: String,
+    /// "bus" or "records".
+    kind: &'static str,
+    /// How text output names an item: "msgs" or "records".
+    #[serde(skip)]
+    unit: &'static str,
     /// Measured length of the window, in seconds.
     window_s: f64,
-    /// Messages published during the window (the write cursor's advance).
+    /// Messages (records) published during the window (the write cursor's advance).
     messages: u64,
-    /// Messages per second.
+    /// Messages (records) per second.
     msgs_per_s: RateStats,
-    /// Bytes per second: the messages published times the mean length read.
+    /// Bytes per second: for a records segment the bytes it counted as published; for a bus
+    /// the messages published times the mean length read.
     bytes_per_s: f64,
     /// Mean length of the messages read; null if none was read.
     mean_len: Option<f64>,
@@ -96,18 +199,17 @@ struct HzOut {
     loss_ratio: f64,
     /// Live producers at the end of the window.
     producers: usize,
-    /// The write cursor at the end of the window.
+    /// The write cursor at the end of the window (records published, for records).
     cursor: u64,
 }
 
 pub(crate) fn run(args: &HzArgs) -> CmdResult {
-    let bus = inspect::open_for_inspection(&args.name)?;
-    let mut sub = bus.subscribe(Start::Next);
+    let mut feed = Feed::open(&args.name, LapPolicy::default())?;
     let ticks = ((args.window / TICK.as_secs_f64()).round() as u32).max(1);
     let mut out = std::io::stdout().lock();
     let mut done = 0;
     while args.count.is_none_or(|c| done < c) {
-        let w = window(&bus, &mut sub, ticks);
+        let w = window(&mut feed, ticks);
         let line = if args.json {
             text::json_line(&w)
         } else {
@@ -121,25 +223,26 @@ pub(crate) fn run(args: &HzArgs) -> CmdResult {
 }
 
 /// Measures one window of `ticks` ticks.
-fn window(bus: &Bus, sub: &mut Subscriber, ticks: u32) -> HzOut {
+fn window(feed: &mut Feed, ticks: u32) -> HzOut {
     let start = Instant::now();
-    let first_cursor = bus.cursor();
+    let first_cursor = feed.cursor();
+    let first_bytes = feed.bytes_published();
     let (mut received, mut lost, mut bytes) = (0u64, 0u64, 0u64);
     let mut rates = Vec::with_capacity(ticks as usize);
     let (mut tick_start, mut tick_cursor) = (start, first_cursor);
     for i in 1..=ticks {
         let tick_end = start + TICK * i;
-        // Read everything published so far, looking at the clock now and then so that a bus
-        // faster than this reader cannot hold the window open.
+        // Read everything published so far, looking at the clock now and then so that a
+        // segment faster than this reader cannot hold the window open.
         'drain: while Instant::now() < tick_end {
             for _ in 0..DRAIN_CHUNK {
-                match sub.try_recv() {
-                    Recv::Message(m) => {
+                match feed.step() {
+                    Step::Item(len) => {
                         received += 1;
-                        bytes += m.bytes().len() as u64;
+                        bytes += len as u64;
                     }
-                    Recv::Lapped { lost: n } => lost += n,
-                    Recv::Empty | Recv::Closed => break 'drain,
+                    Step::Lost(n) => lost += n,
+                    Step::Empty => break 'drain,
                 }
             }
         }
@@ -148,7 +251,7 @@ fn window(bus: &Bus, sub: &mut Subscriber, ticks: u32) -> HzOut {
             std::thread::sleep(tick_end - now);
         }
         let now = Instant::now();
-        let cursor = bus.cursor();
+        let cursor = feed.cursor();
         let secs = now.duration_since(tick_start).as_secs_f64().max(1e-9);
         rates.push(cursor.saturating_sub(tick_cursor) as f64 / secs);
         (tick_start, tick_cursor) = (now, cursor);
@@ -157,12 +260,18 @@ fn window(bus: &Bus, sub: &mut Subscriber, ticks: u32) -> HzOut {
     let messages = tick_cursor.saturating_sub(first_cursor);
     let mean_len = (received > 0).then(|| bytes as f64 / received as f64);
     let seen = received + lost;
+    let bytes_per_s = match (first_bytes, feed.bytes_published()) {
+        (Some(a), Some(b)) => b.saturating_sub(a) as f64 / secs,
+        _ => mean_len.unwrap_or(0.0) * messages as f64 / secs,
+    };
     HzOut {
-        name: bus.name().to_owned(),
+        name: feed.name().to_owned(),
+        kind: feed.kind(),
+        unit: feed.unit(),
         window_s: secs,
         messages,
         msgs_per_s: RateStats::of(messages as f64 / secs, &rates),
-        bytes_per_s: mean_len.unwrap_or(0.0) * messages as f64 / secs,
+        bytes_per_s,
         mean_len,
         received,
         lost,
@@ -172,7 +281,7 @@ fn window(bus: &Bus, sub: &mut Subscriber, ticks: u32) -> HzOut {
         } else {
             lost as f64 / seen as f64
         },
-        producers: bus.producers().len(),
+        producers: feed.producers(),
         cursor: tick_cursor,
     }
 }
@@ -180,9 +289,10 @@ fn window(bus: &Bus, sub: &mut Subscriber, ticks: u32) -> HzOut {
 fn render(w: &HzOut) -> String {
     let r = &w.msgs_per_s;
     format!(
-        "{}: {} msgs/s (min {}, max {}, stddev {}) over {:.1}s; {}/s; lost {} ({:.2}%); {}",
+        "{}: {} {}/s (min {}, max {}, stddev {}) over {:.1}s; {}/s; lost {} ({:.2}%); {}",
         text::sanitize(&w.name),
         text::rate(r.mean),
+        w.unit,
         text::rate(r.min),
         text::rate(r.max),
         text::rate(r.stddev),

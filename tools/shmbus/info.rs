@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Args;
 use serde::Serialize;
 use shmbus::inspect::{self, CheckStatus};
+use shmbus::layout::SegmentKind;
 use shmbus::{Bus, HeaderSnapshot};
 
 use crate::list::{self, BusSummary};
@@ -14,7 +15,8 @@ use crate::{text, CmdResult, Failure};
 
 #[derive(Args, Debug)]
 pub(crate) struct InfoArgs {
-    /// The bus name (the part after "shmbus." in /dev/shm).
+    /// The segment name (the part after "shmbus." in /dev/shm): a bus, queue, board or records
+    /// segment.
     name: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -126,10 +128,7 @@ fn header_out(h: &HeaderSnapshot) -> HeaderOut {
 }
 
 pub(crate) fn run(args: &InfoArgs) -> CmdResult {
-    if let Some(r) = crate::records::open(&args.name) {
-        return crate::records::info(&r, args.json);
-    }
-    // An invalid name or a missing bus is the whole story: one error line, no report.
+    // An invalid name or a missing segment is the whole story: one error line, no report.
     inspect::validate_name(&args.name)?;
     let path = inspect::segment_path(&args.name);
     if std::fs::symlink_metadata(&path).is_err() {
@@ -138,12 +137,18 @@ pub(crate) fn run(args: &InfoArgs) -> CmdResult {
         }
         .into());
     }
-    if let Err(e) = inspect::open_for_inspection(&args.name) {
-        if crate::queue::is_queue_error(&e) {
-            return crate::queue::info(&args.name, args.json);
-        }
-        if matches!(e, shmbus::Error::WrongKind { found: "board", .. }) {
-            return crate::board::info(&args.name, args.json);
+    // Every kind but the bus has its own report; a segment whose kind cannot be read gets the
+    // bus's check-by-check report, which shows where it fails.
+    if let Ok(p) = inspect::probe(&args.name) {
+        match p.kind {
+            SegmentKind::Queue => return crate::queue::info(&args.name, args.json),
+            SegmentKind::Board => return crate::board::info(&args.name, args.json),
+            SegmentKind::Records => {
+                let r = crate::records::open_for_inspection(&args.name)?;
+                return crate::records::info(&r, args.json);
+            }
+            // A bus, or a kind this inspector does not know: the checks show it.
+            _ => {}
         }
     }
     let checks: Vec<CheckOut> = inspect::checks(&args.name)

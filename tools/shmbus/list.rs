@@ -1,4 +1,5 @@
-//! `shmbus list`: every bus in `/dev/shm`, one line (or one JSON object) each.
+//! `shmbus list`: every segment in `/dev/shm` (buses, queues, boards, records segments), one
+//! line (or one JSON object) each, one table per kind.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -6,16 +7,17 @@ use std::time::Duration;
 use clap::Args;
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
 use serde::Serialize;
+use shmbus::layout::SegmentKind;
 use shmbus::{inspect, Bus, ProducerMode};
 
 use crate::{text, CmdResult};
 
 #[derive(Args, Debug)]
 pub(crate) struct ListArgs {
-    /// Also list files in /dev/shm that are not shmbus buses (as "foreign").
+    /// Also list files in /dev/shm that are not shmbus segments (as "foreign").
     #[arg(long)]
     all: bool,
-    /// Only buses whose name starts with PREFIX (with --all, other files whose name does).
+    /// Only segments whose name starts with PREFIX (with --all, other files whose name does).
     #[arg(long, value_name = "PREFIX")]
     prefix: Option<String>,
     /// Print one JSON array instead of a table.
@@ -36,11 +38,11 @@ pub(crate) struct ListArgs {
 pub(crate) struct ListEntry {
     /// File name in /dev/shm.
     file: String,
-    /// Bus name (null for foreign files).
+    /// Segment name (null for foreign files).
     name: Option<String>,
-    /// "bus", "foreign" or "error".
+    /// "bus", "queue", "board", "records", "foreign" or "error".
     kind: &'static str,
-    /// Why the segment could not be opened (kind "error" only).
+    /// Why the segment could not be read (kind "error" only).
     error: Option<String>,
     size: u64,
     /// Permission bits in octal, e.g. "0600".
@@ -50,6 +52,34 @@ pub(crate) struct ListEntry {
     bus: Option<BusSummary>,
     /// The queue's state (kind "queue" only).
     queue: Option<crate::queue::QueueSummary>,
+    /// The board's state (kind "board" only).
+    board: Option<crate::board::BoardSummary>,
+    /// The records segment's state (kind "records" only).
+    records: Option<crate::records::RecordsSummary>,
+}
+
+/// What one readable segment is, with its kind's summary.
+enum Summary {
+    Bus(BusSummary),
+    Queue(crate::queue::QueueSummary),
+    Board(crate::board::BoardSummary),
+    Records(crate::records::RecordsSummary),
+}
+
+/// The summary of a probed segment, opened read-only with its kind's own open.
+fn summarize_kind(p: &inspect::Probe) -> shmbus::Result<Summary> {
+    Ok(match p.kind {
+        SegmentKind::Bus => Summary::Bus(summarize(&inspect::open_for_inspection(&p.name)?)),
+        SegmentKind::Queue => Summary::Queue(crate::queue::summary(&p.name)?.0),
+        SegmentKind::Board => Summary::Board(crate::board::summary(p)?),
+        SegmentKind::Records => Summary::Records(crate::records::summary(p)?),
+        _ => {
+            return Err(shmbus::Error::UnknownKind {
+                name: p.name.clone(),
+                word: p.header.kind_word,
+            })
+        }
+    })
 }
 
 /// What `list` and `info` report about an open bus.
@@ -107,40 +137,38 @@ pub(crate) fn summarize(bus: &Bus) -> BusSummary {
     }
 }
 
-/// Reads `/dev/shm` into entries; segments that cannot be opened carry their error.
+/// Reads `/dev/shm` into entries; segments that cannot be read carry their error.
 pub(crate) fn collect(all: bool) -> Result<Vec<ListEntry>, crate::Failure> {
     let entries =
         inspect::list(all).map_err(|e| crate::Failure(format!("cannot read /dev/shm: {e}")))?;
     Ok(entries
         .into_iter()
         .map(|e| {
-            let (kind, error, bus) = match &e.bus {
-                None => ("foreign", None, None),
-                Some(Err(err)) => ("error", Some(err.to_string()), None),
-                Some(Ok(bus)) => ("bus", None, Some(summarize(bus))),
-            };
-            let queue = match (&e.bus, &e.name) {
-                (Some(Err(err)), Some(name)) if crate::queue::is_queue_error(err) => {
-                    crate::queue::summary(name).ok().map(|(s, _)| s)
-                }
-                _ => None,
-            };
-            let (kind, error) = if queue.is_some() {
-                ("queue", None)
-            } else {
-                (kind, error)
-            };
-            ListEntry {
+            let mut out = ListEntry {
                 file: e.file_name,
                 name: e.name,
-                kind,
-                error,
+                kind: "foreign",
+                error: None,
                 size: e.size,
                 mode: format!("{:04o}", e.mode),
                 uid: e.uid,
-                bus,
-                queue,
+                bus: None,
+                queue: None,
+                board: None,
+                records: None,
+            };
+            match e.segment.map(|p| p.and_then(|p| summarize_kind(&p))) {
+                None => {}
+                Some(Err(err)) => {
+                    out.kind = "error";
+                    out.error = Some(err.to_string());
+                }
+                Some(Ok(Summary::Bus(s))) => (out.kind, out.bus) = ("bus", Some(s)),
+                Some(Ok(Summary::Queue(s))) => (out.kind, out.queue) = ("queue", Some(s)),
+                Some(Ok(Summary::Board(s))) => (out.kind, out.board) = ("board", Some(s)),
+                Some(Ok(Summary::Records(s))) => (out.kind, out.records) = ("records", Some(s)),
             }
+            out
         })
         .collect())
 }
@@ -179,93 +207,169 @@ fn print_once(args: &ListArgs, out: &mut impl Write) -> CmdResult {
     Ok(())
 }
 
-/// The text tables, columns aligned: one for the buses, then one for the files that could not
-/// be read as buses, with why. Every string from the file system or a segment is escaped.
+/// The text tables, columns aligned: one per kind (buses, queues, boards, records segments),
+/// each with the columns that make sense for it, then one for the files that could not be read
+/// as segments, with why. Every string from the file system or a segment is escaped.
 pub(crate) fn table(entries: &[ListEntry]) -> String {
     if entries.is_empty() {
-        return "no buses in /dev/shm\n".into();
+        return "no segments in /dev/shm\n".into();
     }
-    let buses: Vec<_> = entries
-        .iter()
-        .filter(|e| e.bus.is_some() || e.queue.is_some())
-        .collect();
-    let others: Vec<_> = entries
-        .iter()
-        .filter(|e| e.bus.is_none() && e.queue.is_none())
-        .collect();
-    let mut out = String::new();
-    if !buses.is_empty() {
-        let mut t = plain_table(&[
-            ("NAME", false),
-            ("SLOTS", true),
-            ("CAP", true),
-            ("TYPE", false),
-            ("MODE", false),
-            ("PUBLISHED", true),
-            ("LAST", true),
-            ("CREATOR", false),
-            ("PROD", true),
-            ("STALE", false),
-            ("SIZE", true),
-            ("PERM", false),
+    let name = |e: &ListEntry| text::sanitize(e.name.as_deref().unwrap_or(&e.file));
+    let creator = |pid: u32, alive: bool| format!("{pid} {}", if alive { "alive" } else { "gone" });
+    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();
+    let mut tables = Vec::new();
+
+    let mut t = plain_table(&[
+        ("BUS", false),
+        ("SLOTS", true),
+        ("CAP", true),
+        ("TYPE", false),
+        ("MODE", false),
+        ("PUBLISHED", true),
+        ("LAST", true),
+        ("CREATOR", false),
+        ("PROD", true),
+        ("STALE", false),
+        ("SIZE", true),
+        ("PERM", false),
+    ]);
+    for e in entries {
+        let Some(b) = &e.bus else { continue };
+        t.add_row(vec![
+            name(e),
+            b.slots.to_string(),
+            b.capacity.to_string(),
+            text::sanitize(&b.message_type),
+            b.producer_mode.to_string(),
+            b.published.to_string(),
+            b.last_publish_ns_ago
+                .map_or("-".into(), |ns| text::duration(Duration::from_nanos(ns))),
+            creator(b.creator_pid, b.creator_alive),
+            b.producers.to_string(),
+            yes_no(b.stale),
+            text::bytes(e.size),
+            e.mode.clone(),
         ]);
-        for e in buses {
-            if let Some(q) = &e.queue {
-                let name = text::sanitize(e.name.as_deref().unwrap_or(&e.file));
-                t.add_row(crate::queue::list_row(
-                    name,
-                    q,
-                    text::bytes(e.size),
-                    e.mode.clone(),
-                ));
-                continue;
-            }
-            let Some(b) = &e.bus else { continue };
-            t.add_row(vec![
-                text::sanitize(e.name.as_deref().unwrap_or(&e.file)),
-                b.slots.to_string(),
-                b.capacity.to_string(),
-                text::sanitize(&b.message_type),
-                b.producer_mode.to_string(),
-                b.published.to_string(),
-                b.last_publish_ns_ago
-                    .map_or("-".into(), |ns| text::duration(Duration::from_nanos(ns))),
-                format!(
-                    "{} {}",
-                    b.creator_pid,
-                    if b.creator_alive { "alive" } else { "gone" }
-                ),
-                b.producers.to_string(),
-                if b.stale { "yes" } else { "no" }.into(),
-                text::bytes(e.size),
-                e.mode.clone(),
-            ]);
-        }
-        push_lines(&mut out, &t);
     }
-    if !others.is_empty() {
+    tables.push(t);
+
+    let mut t = plain_table(&[
+        ("QUEUE", false),
+        ("CAPACITY", true),
+        ("ITEM", true),
+        ("TYPE", false),
+        ("LEN", true),
+        ("HEAD", true),
+        ("TAIL", true),
+        ("SENDERS", true),
+        ("RECEIVERS", true),
+        ("CREATOR", false),
+        ("STALE", false),
+        ("SIZE", true),
+        ("PERM", false),
+    ]);
+    for e in entries {
+        let Some(q) = &e.queue else { continue };
+        t.add_row(vec![
+            name(e),
+            q.capacity.to_string(),
+            q.item_size.to_string(),
+            text::sanitize(&q.item_type),
+            q.len.to_string(),
+            q.head.to_string(),
+            q.tail.to_string(),
+            q.senders.to_string(),
+            q.receivers.to_string(),
+            creator(q.creator_pid, q.creator_alive),
+            yes_no(q.stale),
+            text::bytes(e.size),
+            e.mode.clone(),
+        ]);
+    }
+    tables.push(t);
+
+    let mut t = plain_table(&[
+        ("BOARD", false),
+        ("CELLS", true),
+        ("VALUE", true),
+        ("TYPE", false),
+        ("KEYS", false),
+        ("WRITERS", false),
+        ("CREATOR", false),
+        ("STALE", false),
+        ("SIZE", true),
+        ("PERM", false),
+    ]);
+    for e in entries {
+        let Some(b) = &e.board else { continue };
+        t.add_row(vec![
+            name(e),
+            b.cells.to_string(),
+            b.value_size.to_string(),
+            text::sanitize(&b.value_type),
+            yes_no(b.keys),
+            if b.writers_alive { "alive" } else { "none" }.into(),
+            creator(b.creator_pid, b.creator_alive),
+            yes_no(b.stale),
+            text::bytes(e.size),
+            e.mode.clone(),
+        ]);
+    }
+    tables.push(t);
+
+    let mut t = plain_table(&[
+        ("RECORDS", false),
+        ("RING", true),
+        ("MAX", true),
+        ("PUBLISHED", true),
+        ("BYTES", true),
+        ("PRODUCER", false),
+        ("CREATOR", false),
+        ("STALE", false),
+        ("SIZE", true),
+        ("PERM", false),
+    ]);
+    for e in entries {
+        let Some(r) = &e.records else { continue };
+        t.add_row(vec![
+            name(e),
+            text::bytes(r.ring_bytes),
+            r.max_record.to_string(),
+            r.records_published.to_string(),
+            text::bytes(r.bytes_published),
+            if r.producer_alive { "alive" } else { "none" }.into(),
+            creator(r.creator_pid, r.creator_alive),
+            yes_no(r.stale),
+            text::bytes(e.size),
+            e.mode.clone(),
+        ]);
+    }
+    tables.push(t);
+
+    let mut t = plain_table(&[
+        ("NOT A READABLE SEGMENT", false),
+        ("SIZE", true),
+        ("PERM", false),
+        ("WHY", false),
+    ]);
+    for e in entries
+        .iter()
+        .filter(|e| e.kind == "error" || e.kind == "foreign")
+    {
+        let why = match &e.error {
+            Some(err) => format!("error: {}", text::sanitize(err)),
+            None => "foreign (not a shmbus segment)".into(),
+        };
+        t.add_row(vec![name(e), text::bytes(e.size), e.mode.clone(), why]);
+    }
+    tables.push(t);
+
+    let mut out = String::new();
+    for t in tables.iter().filter(|t| t.row_count() > 0) {
         if !out.is_empty() {
             out.push('\n');
         }
-        let mut t = plain_table(&[
-            ("NOT A READABLE BUS", false),
-            ("SIZE", true),
-            ("PERM", false),
-            ("WHY", false),
-        ]);
-        for e in others {
-            let why = match &e.error {
-                Some(err) => format!("error: {}", text::sanitize(err)),
-                None => "foreign (not a shmbus bus)".into(),
-            };
-            t.add_row(vec![
-                text::sanitize(e.name.as_deref().unwrap_or(&e.file)),
-                text::bytes(e.size),
-                e.mode.clone(),
-                why,
-            ]);
-        }
-        push_lines(&mut out, &t);
+        push_lines(&mut out, t);
     }
     out
 }

@@ -21,7 +21,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Inspect and drive shmbus buses: shared-memory broadcast rings in /dev/shm.
+/// Inspect and drive shmbus segments in /dev/shm: broadcast buses, work queues, boards and
+/// records segments.
 #[derive(Parser, Debug)]
 #[command(name = "shmbus", version, about, after_help = MAIN_EXAMPLES)]
 struct Cli {
@@ -52,31 +53,39 @@ Every command exits with status 0 on success; on failure it prints one line
 'shmbus: error: ...' on stderr and exits with status 1. A usage error (unknown
 option, missing argument, bad value) prints the whole explanation and exits with 2.
 
-A bus is stale when no producer is attached and the process that created it has
-exited: nothing will publish to it unless a new producer attaches.";
+A segment is stale when no participant is attached (producer, writer, sender or
+receiver) and the process that created it has exited: nothing will write to it unless
+a new participant attaches.";
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// List the buses in /dev/shm with their shape, activity and liveness.
+    /// List the segments in /dev/shm (buses, queues, boards, records) with their shape,
+    /// activity and liveness.
     #[command(after_help = "\
-Columns: NAME, SLOTS, CAP (payload bytes per slot), TYPE (message type), MODE (single or
-multi producer), PUBLISHED (messages since creation), LAST (time since the last publish by
-a live producer, '-' if none), CREATOR (pid, alive or gone), PROD (live producers),
-STALE (yes when no producer is attached and the creator has exited), SIZE, PERM.
-Segments that cannot be read as buses (corrupt, unreadable, foreign) follow in a
-second table, each with why. A work queue shows MODE 'queue', its capacity and item
-size as SLOTS and CAP, the positions handed out so far as PUBLISHED, and PROD as live
-senders+receivers.
+One table per kind, each with its own columns; the first column is the name.
+Buses: SLOTS, CAP (payload bytes per slot), TYPE (message type), MODE (single or multi
+producer), PUBLISHED (messages since creation), LAST (time since the last publish by a
+live producer, '-' if none), CREATOR (pid, alive or gone), PROD (live producers).
+Queues: CAPACITY (items), ITEM (bytes per item), TYPE, LEN (items in the queue), HEAD and
+TAIL (next positions taken by receivers and senders), SENDERS and RECEIVERS (live ones).
+Boards: CELLS, VALUE (bytes per value), TYPE, KEYS (whether cells are named), WRITERS.
+Records: RING (ring size), MAX (largest record), PUBLISHED (records), BYTES (published),
+PRODUCER. Every kind: CREATOR, STALE (yes when no participant is attached and the
+creator has exited), SIZE, PERM.
+Segments that cannot be read (corrupt, unreadable, foreign) follow in a last table,
+each with why. With --json, every entry has a kind (bus, queue, board, records, error
+or foreign) and an object of that name with its state.
 
 Examples:
   shmbus list
-  shmbus list --prefix md-   # only buses whose name starts with md-
+  shmbus list --prefix md-   # only segments whose name starts with md-
   shmbus list --watch        # redrawn every second until Ctrl-C
   shmbus list --all          # also other programs' files in /dev/shm
   shmbus list --json | jq '.[] | select(.bus.stale) | .name'")]
     List(list::ListArgs),
 
-    /// Show a bus's whole header, each validity check, its producers and a slot census.
+    /// Show a segment: for a bus its whole header, each validity check, its producers and a
+    /// slot census; for a queue, board or records segment its state.
     #[command(after_help = "\
 Each check of the opening pipeline is shown as ok, FAIL (with the reason), WARN or
 skipped. WARN marks an owner or mode that a default open refuses but that can be
@@ -108,21 +117,25 @@ Examples:
   shmbus tail prices --format json --json --follow | jq .json")]
     Tail(tail::TailArgs),
 
-    /// Live view of a bus: message and byte rates, a rate sparkline, cursor, producers.
+    /// Live view of a bus or records segment: rates, a rate sparkline, counts, producers.
     #[command(after_help = "\
-Message rates come from the write cursor; byte rates from message lengths that a
-read-only subscriber samples. Press q (or Esc, or Ctrl-C) to quit.
+Message rates come from the write cursor; a bus's byte rate from message lengths that a
+read-only subscriber samples. On a records segment the view shows records/s, the bytes
+it counted as published (so the byte rate is exact), its ring, and how many records the
+sampling subscriber lost. Press q (or Esc, or Ctrl-C) to quit.
 
 Example:
   shmbus watch prices")]
     Watch(watch::WatchArgs),
 
-    /// Print a bus's message rate, byte rate and loss rate, once per window, without a screen UI.
+    /// Print a bus's (or records segment's) rates and loss rate, once per window, without a UI.
     #[command(after_help = "\
-Each window is split into 100 ms ticks. msgs/s is the write cursor's advance over the
-whole window (mean), with the min, max and standard deviation of the per-tick rates.
-Bytes/s and the loss rate come from a read-only subscriber that reads every message:
-'lost' counts messages overwritten before it could read them (the ring lapped it).
+Each window is split into 100 ms ticks. msgs/s (records/s on a records segment) is the
+write cursor's advance over the whole window (mean), with the min, max and standard
+deviation of the per-tick rates. On a bus, bytes/s comes from the lengths a read-only
+subscriber reads; on a records segment, from the bytes it counted as published. The
+loss rate comes from that subscriber, which reads every item: 'lost' counts items
+overwritten before it could read them (the ring lapped it).
 Prints one line per window until Ctrl-C, or --count windows.
 
 Examples:
@@ -159,14 +172,15 @@ Examples:
   shmbus publish prices ping --repeat 1000 --rate 100   # 1000 messages over 10 s")]
     Publish(admin::PublishArgs),
 
-    /// Remove buses, or the stale buses of ours.
+    /// Remove segments, or the stale segments of ours.
     #[command(after_help = "\
-Processes that have a removed bus open keep using it; new ones no longer find it.
---stale removes only buses owned by us that are stale: no producer attached and the
-creator exited. A bus made by `shmbus create` that nothing publishes to yet is stale too,
-so --stale needs a scope: --prefix P (only names starting with P) or --all-idle (every
-stale bus of ours). It never follows symbolic links and skips segments it cannot read.
---dry-run and --prefix only work with --stale.
+Processes that have a removed segment open keep using it; new ones no longer find it.
+--stale removes only segments owned by us that are stale, of every kind: no participant
+attached (no producer on a bus or records segment, no writer on a board, no sender or
+receiver on a queue) and the creator exited. A segment made by `shmbus create` that
+nothing uses yet is stale too, so --stale needs a scope: --prefix P (only names starting
+with P) or --all-idle (every stale segment of ours). It never follows symbolic links and
+skips segments it cannot read. --dry-run and --prefix only work with --stale.
 
 Examples:
   shmbus rm prices events
@@ -267,11 +281,11 @@ impl From<shmbus::Error> for Failure {
         // The library's messages name its builder methods; a CLI user needs the flags.
         match e {
             shmbus::Error::ForeignOwner { name, owner, ours } => Failure(format!(
-                "bus {name:?} is owned by uid {owner}, not by us (uid {ours}); pass \
+                "segment {name:?} is owned by uid {owner}, not by us (uid {ours}); pass \
                  --accept-other-owner to trust it"
             )),
             shmbus::Error::InsecureMode { name, mode } => Failure(format!(
-                "bus {name:?} has mode {mode:04o}, writable by other users; pass \
+                "segment {name:?} has mode {mode:04o}, writable by other users; pass \
                  --accept-shared-write to trust it"
             )),
             e => Failure(e.to_string()),

@@ -188,9 +188,13 @@ pub(crate) struct QueueSummary {
     pub(crate) segment_size: u64,
 }
 
-/// The summary of queue `name`, opened read-only.
+/// The summary of queue `name`, opened read-only (any owner and mode: an inspector only reads).
 pub(crate) fn summary(name: &str) -> shmbus::Result<(QueueSummary, Vec<shmbus::ParticipantInfo>)> {
-    let q = Queue::open_read_only(name)?;
+    let q = shmbus::QueueBuilder::new(name)
+        .read_only()
+        .accept_other_owner()
+        .accept_shared_write()
+        .open()?;
     let h = q.header();
     let (head, tail) = q.positions();
     let totals = q.totals();
@@ -222,28 +226,6 @@ pub(crate) fn summary(name: &str) -> shmbus::Result<(QueueSummary, Vec<shmbus::P
         },
         parts,
     ))
-}
-
-/// The columns `list` shows for a queue, in its table's order (NAME first).
-pub(crate) fn list_row(name: String, s: &QueueSummary, size: String, mode: String) -> Vec<String> {
-    vec![
-        name,
-        s.capacity.to_string(),
-        s.item_size.to_string(),
-        text::sanitize(&s.item_type),
-        "queue".into(),
-        s.tail.to_string(),
-        "-".into(),
-        format!(
-            "{} {}",
-            s.creator_pid,
-            if s.creator_alive { "alive" } else { "gone" }
-        ),
-        format!("{}+{}", s.senders, s.receivers),
-        if s.stale { "yes" } else { "no" }.into(),
-        size,
-        mode,
-    ]
 }
 
 #[derive(Serialize)]
@@ -342,9 +324,4 @@ pub(crate) fn info(name: &str, json: bool) -> CmdResult {
     let _ = writeln!(t, "  size         {}", text::bytes(s.segment_size));
     out.write_all(t.as_bytes())?;
     Ok(())
-}
-
-/// Whether `err` says the segment is a queue (so the caller shows it as one).
-pub(crate) fn is_queue_error(err: &shmbus::Error) -> bool {
-    matches!(err, shmbus::Error::WrongKind { found: "queue", .. })
 }

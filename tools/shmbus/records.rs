@@ -16,12 +16,17 @@ use crate::{text, CmdResult};
 /// the inspector trusts them for reading); `None` for anything else, which the bus commands
 /// then open and report on.
 pub(crate) fn open(name: &str) -> Option<Records> {
+    open_for_inspection(name).ok()
+}
+
+/// Opens records segment `name` read-only, trusting any owner and mode (an inspector only
+/// reads).
+pub(crate) fn open_for_inspection(name: &str) -> shmbus::Result<Records> {
     RecordsBuilder::new(name)
         .read_only()
         .accept_other_owner()
         .accept_shared_write()
         .open()
-        .ok()
 }
 
 /// `shmbus create NAME --kind records --bytes SIZE`.
@@ -111,6 +116,44 @@ pub(crate) fn tail(r: &Records, start: Start, n: u64, follow: bool, p: &Printer)
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         r => Ok(r?),
     }
+}
+
+/// What `list` reports about a records segment.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub(crate) struct RecordsSummary {
+    pub(crate) ring_bytes: u64,
+    /// Largest record in bytes.
+    pub(crate) max_record: usize,
+    pub(crate) records_published: u64,
+    pub(crate) bytes_published: u64,
+    pub(crate) producer_alive: bool,
+    pub(crate) creator_pid: u32,
+    pub(crate) creator_alive: bool,
+    /// No live producer and the creator gone.
+    pub(crate) stale: bool,
+    pub(crate) segment_size: u64,
+}
+
+/// The summary of a probed records segment, opened read-only.
+pub(crate) fn summary(p: &inspect::Probe) -> shmbus::Result<RecordsSummary> {
+    let r = RecordsBuilder::new(&p.name)
+        .read_only()
+        .accept_other_owner()
+        .accept_shared_write()
+        .open()?;
+    let producer_alive = r.has_producers();
+    let creator_alive = p.creator_alive();
+    Ok(RecordsSummary {
+        ring_bytes: r.ring_bytes(),
+        max_record: r.max_record(),
+        records_published: r.records_published(),
+        bytes_published: r.bytes_published(),
+        producer_alive,
+        creator_pid: p.header.creator_pid,
+        creator_alive,
+        stale: !producer_alive && !creator_alive,
+        segment_size: p.header.segment_size,
+    })
 }
 
 #[derive(Serialize, Debug)]

@@ -1,4 +1,4 @@
-//! `shmbus watch NAME`: the live view. This module samples the bus into a
+//! `shmbus watch NAME`: the live view of a bus or a records segment. This module samples it into a
 //! [`WatchState`](crate::watch_view::WatchState); `watch_view` draws it.
 
 use std::io::IsTerminal;
@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
-use shmbus::{inspect, Bus, LapPolicy, Recv, Start, Subscriber};
+use shmbus::{inspect, LapPolicy};
 
+use crate::hz::{Feed, Step};
 use crate::watch_view::{self, WatchState};
 use crate::{list, CmdResult, Failure};
 
 #[derive(Args, Debug)]
 pub(crate) struct WatchArgs {
-    /// The bus name.
+    /// The bus or records segment name.
     name: String,
     /// Time between rate samples, in milliseconds (50 to 60000).
     #[arg(long, value_name = "MS", default_value_t = 500,
@@ -29,32 +30,33 @@ const SAMPLE_BUDGET: u32 = 2_000;
 const FRAME: Duration = Duration::from_millis(100);
 
 pub(crate) fn run(args: &WatchArgs) -> CmdResult {
-    let bus = inspect::open_for_inspection(&args.name)?;
+    // A sampler: after a lap it jumps to the newest message rather than replaying a backlog.
+    let mut feed = Feed::open(&args.name, LapPolicy::Newest)?;
     if !std::io::stdout().is_terminal() {
         return Err(Failure(
             "watch needs a terminal; use `shmbus info --json` or `shmbus list --json` in scripts"
                 .into(),
         ));
     }
-    // A sampler: after a lap it jumps to the newest message rather than replaying a backlog.
-    let mut sub = bus.subscribe(Start::Next).lap_policy(LapPolicy::Newest);
-    let mut state = WatchState::new(
-        bus.name(),
-        bus.slots(),
-        bus.capacity(),
-        &bus.message_type().to_string(),
-        list::mode_name(bus.producer_mode()),
-    );
-    refresh(&mut state, &bus);
-    state.sample(Instant::now(), bus.cursor(), 0, 0);
+    let mut state = match &feed {
+        Feed::Bus(bus, _) => WatchState::new(
+            bus.name(),
+            bus.slots(),
+            bus.capacity(),
+            &bus.message_type().to_string(),
+            list::mode_name(bus.producer_mode()),
+        ),
+        Feed::Records(r, _) => WatchState::for_records(r.name(), r.ring_bytes(), r.max_record()),
+    };
+    refresh(&mut state, &feed);
+    state.sample(Instant::now(), feed.cursor(), 0, 0);
     check_size()?;
 
     install_stop_handler()?;
     let mut terminal = ratatui::try_init()?;
     let result = event_loop(
         &mut terminal,
-        &bus,
-        &mut sub,
+        &mut feed,
         &mut state,
         Duration::from_millis(args.interval_ms),
     );
@@ -102,8 +104,7 @@ fn install_stop_handler() -> std::io::Result<()> {
 
 fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
-    bus: &Bus,
-    sub: &mut Subscriber,
+    feed: &mut Feed,
     state: &mut WatchState,
     interval: Duration,
 ) -> CmdResult {
@@ -111,19 +112,19 @@ fn event_loop(
     let (mut sampled, mut sampled_bytes) = (0u64, 0u64);
     while !STOP.load(Ordering::Relaxed) {
         for _ in 0..SAMPLE_BUDGET {
-            match sub.try_recv() {
-                Recv::Message(m) => {
+            match feed.step() {
+                Step::Item(len) => {
                     sampled += 1;
-                    sampled_bytes += m.bytes().len() as u64;
+                    sampled_bytes += len as u64;
                 }
-                Recv::Lapped { lost } => state.sampler_lost += lost,
-                Recv::Empty | Recv::Closed => break,
+                Step::Lost(lost) => state.sampler_lost += lost,
+                Step::Empty => break,
             }
         }
         let now = Instant::now();
         if now >= next_sample {
-            refresh(state, bus);
-            state.sample(now, bus.cursor(), sampled, sampled_bytes);
+            refresh(state, feed);
+            state.sample(now, feed.cursor(), sampled, sampled_bytes);
             (sampled, sampled_bytes) = (0, 0);
             next_sample = now + interval;
         }
@@ -143,12 +144,21 @@ fn event_loop(
     Ok(())
 }
 
-/// Everything but the rates: header, producers, liveness.
-fn refresh(state: &mut WatchState, bus: &Bus) {
-    let h = bus.header();
-    state.published = h.published();
+/// Everything but the rates: header, producers, liveness, and for records the bytes published.
+fn refresh(state: &mut WatchState, feed: &Feed) {
+    let h = match feed {
+        Feed::Bus(bus, _) => {
+            state.last_publish_age = list::last_publish_age(bus);
+            bus.header()
+        }
+        Feed::Records(r, _) => r.header(),
+    };
+    state.published = match feed {
+        Feed::Bus(..) => h.published(),
+        Feed::Records(r, _) => r.records_published(),
+    };
+    state.bytes_published = feed.bytes_published();
     state.creator_pid = h.creator_pid;
     state.creator_alive = inspect::creator_alive(&h);
-    state.producers = bus.producers().len();
-    state.last_publish_age = list::last_publish_age(bus);
+    state.producers = feed.producers();
 }

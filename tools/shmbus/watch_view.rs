@@ -38,8 +38,13 @@ pub(crate) struct WatchState {
     pub(crate) creator_alive: bool,
     /// Messages the sampling subscriber skipped (it samples; losing some is expected).
     pub(crate) sampler_lost: u64,
-    /// Where the last rate sample was taken: (when, cursor).
-    last: Option<(Instant, u64)>,
+    /// A records segment's ring; `None` for a bus.
+    pub(crate) records: Option<RecordsShape>,
+    /// Payload bytes published since creation, where the segment counts them (records): the
+    /// byte rate is then exact.
+    pub(crate) bytes_published: Option<u64>,
+    /// Where the last rate sample was taken: (when, cursor, bytes published).
+    last: Option<(Instant, u64, Option<u64>)>,
     /// Mean length of the messages sampled so far, for the byte rate.
     mean_len: Option<f64>,
 }
@@ -68,33 +73,58 @@ impl WatchState {
             creator_pid: 0,
             creator_alive: false,
             sampler_lost: 0,
+            records: None,
+            bytes_published: None,
             last: None,
             mean_len: None,
         }
     }
 
+    /// The state of a records segment: a byte ring of `ring_bytes` whose records are at most
+    /// `max_record` bytes.
+    pub(crate) fn for_records(name: &str, ring_bytes: u64, max_record: usize) -> Self {
+        let mut s = WatchState::new(name, 1, max_record, "bytes", "single");
+        s.records = Some(RecordsShape {
+            ring_bytes,
+            max_record,
+        });
+        s
+    }
+
     /// Takes a rate sample: the cursor at `now`, and `sampled` messages totalling
     /// `sampled_bytes` that the sampling subscriber received since the previous sample.
-    /// The message rate is the cursor's advance over the elapsed time; the byte rate is that
-    /// times the mean sampled length (the last known mean when nothing was sampled).
+    /// The message rate is the cursor's advance over the elapsed time; the byte rate is the
+    /// advance of [`WatchState::bytes_published`] where the segment counts bytes, else the
+    /// message rate times the mean sampled length (the last known mean when nothing was
+    /// sampled).
     pub(crate) fn sample(&mut self, now: Instant, cursor: u64, sampled: u64, sampled_bytes: u64) {
         if sampled > 0 {
             self.mean_len = Some(sampled_bytes as f64 / sampled as f64);
         }
-        if let Some((then, c0)) = self.last {
+        if let Some((then, c0, b0)) = self.last {
             let dt = now.saturating_duration_since(then).as_secs_f64();
             if dt > 0.0 {
                 self.msgs_per_sec = cursor.saturating_sub(c0) as f64 / dt;
-                self.bytes_per_sec = self.mean_len.map(|l| l * self.msgs_per_sec);
+                self.bytes_per_sec = match (b0, self.bytes_published) {
+                    (Some(b0), Some(b1)) => Some(b1.saturating_sub(b0) as f64 / dt),
+                    _ => self.mean_len.map(|l| l * self.msgs_per_sec),
+                };
                 if self.history.len() == HISTORY {
                     self.history.pop_front();
                 }
                 self.history.push_back(self.msgs_per_sec.round() as u64);
             }
         }
-        self.last = Some((now, cursor));
+        self.last = Some((now, cursor, self.bytes_published));
         self.cursor = cursor;
     }
+}
+
+/// The shape of a records segment, as the screen shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordsShape {
+    pub(crate) ring_bytes: u64,
+    pub(crate) max_record: usize,
 }
 
 fn label(s: &str) -> Span<'_> {
@@ -123,23 +153,50 @@ pub(crate) fn render(frame: &mut Frame<'_>, s: &WatchState) {
         s.creator_pid,
         if s.creator_alive { "alive" } else { "gone" }
     );
-    let lines = vec![
-        Line::from(vec![
-            label("messages/s"),
-            Span::styled(format!("{:<12}", text::rate(s.msgs_per_sec)), bold),
-            label("bytes/s"),
-            Span::styled(
-                s.bytes_per_sec
-                    .map_or("-".into(), |b| format!("{}/s", text::bytes(b as u64))),
-                bold,
-            ),
+    let unit = if s.records.is_some() {
+        "records/s"
+    } else {
+        "messages/s"
+    };
+    let rates = Line::from(vec![
+        label(unit),
+        Span::styled(format!("{:<12}", text::rate(s.msgs_per_sec)), bold),
+        label("bytes/s"),
+        Span::styled(
+            s.bytes_per_sec
+                .map_or("-".into(), |b| format!("{}/s", text::bytes(b as u64))),
+            bold,
+        ),
+    ]);
+    let counts = match s.bytes_published {
+        Some(bytes) => Line::from(vec![
+            label("records"),
+            Span::raw(format!("{:<12}", s.cursor)),
+            label("bytes"),
+            Span::raw(format!("{bytes} ({})", text::bytes(bytes))),
         ]),
-        Line::from(vec![
+        None => Line::from(vec![
             label("cursor"),
             Span::raw(format!("{:<12}", s.cursor)),
             label("published"),
             Span::raw(s.published.to_string()),
         ]),
+    };
+    let shape = match s.records {
+        Some(r) => format!(
+            "{} byte ring, records up to {} B",
+            r.ring_bytes, r.max_record
+        ),
+        None => format!(
+            "{} slots x {} B, type {}",
+            s.slots,
+            s.capacity,
+            text::sanitize(&s.message_type)
+        ),
+    };
+    let lines = vec![
+        rates,
+        counts,
         Line::from(vec![
             label("last publish"),
             Span::raw(
@@ -153,15 +210,7 @@ pub(crate) fn render(frame: &mut Frame<'_>, s: &WatchState) {
             Span::raw(format!("  ({} producer)", s.producer_mode)),
         ]),
         Line::from(vec![label("creator"), Span::raw(creator)]),
-        Line::from(vec![
-            label("ring"),
-            Span::raw(format!(
-                "{} slots x {} B, type {}",
-                s.slots,
-                s.capacity,
-                text::sanitize(&s.message_type)
-            )),
-        ]),
+        Line::from(vec![label("ring"), Span::raw(shape)]),
         Line::from(vec![
             label("sampler lost"),
             Span::raw(s.sampler_lost.to_string()),
@@ -185,7 +234,7 @@ pub(crate) fn render(frame: &mut Frame<'_>, s: &WatchState) {
         .block(
             Block::default()
                 .borders(Borders::ALL)
-                .title(format!(" messages/s, peak {} ", text::rate(peak as f64))),
+                .title(format!(" {unit}, peak {} ", text::rate(peak as f64))),
         )
         .style(Style::default().fg(Color::Green))
         .data(&data);
@@ -284,6 +333,31 @@ mod tests {
         ] {
             assert!(out.contains(want), "screen lacks {want:?}:\n{out}");
         }
+    }
+
+    #[test]
+    fn a_records_screen_shows_its_ring_its_counts_and_exact_byte_rates() {
+        let mut s = WatchState::for_records("log", 8192, 2032);
+        let t0 = Instant::now();
+        s.bytes_published = Some(1000);
+        s.sample(t0, 10, 0, 0);
+        s.bytes_published = Some(5000);
+        s.sampler_lost = 3;
+        // The sampled lengths (3 of 100 bytes) do not enter the byte rate: the total does.
+        s.sample(t0 + Duration::from_secs(2), 30, 3, 300);
+        assert_eq!((s.msgs_per_sec, s.bytes_per_sec), (10.0, Some(2000.0)));
+        let out = screen(&s);
+        for want in [
+            "records/s",
+            "records       30",
+            "bytes         5000 (4.9 KiB)",
+            "8192 byte ring, records up to 2032 B",
+            "sampler lost  3",
+            "2.0 KiB/s",
+        ] {
+            assert!(out.contains(want), "screen lacks {want:?}:\n{out}");
+        }
+        assert!(!out.contains("messages/s"), "{out}");
     }
 
     #[test]

@@ -374,7 +374,7 @@ fn missing_bus_fails_with_one_line_for_every_command() {
 #[test]
 fn invalid_name_fails_with_one_line_naming_the_character() {
     for cmd in ["info", "tail", "create", "publish", "rm"] {
-        fails_with(&[cmd, "a/b"], "invalid bus name \"a/b\": character '/'");
+        fails_with(&[cmd, "a/b"], "invalid segment name \"a/b\": character '/'");
     }
 }
 
@@ -593,7 +593,7 @@ fn rm_stale_removes_only_stale_buses_of_ours_and_no_symlink_targets() {
     );
     assert_eq!(
         ok(&["rm", "--stale", "--prefix", &prefix]),
-        "no stale buses\n"
+        "no stale segments\n"
     );
 }
 
@@ -621,7 +621,7 @@ fn create_and_publish_errors_are_one_line() {
     );
     fails_with(
         &["publish", t.name(), "toolong"],
-        "message is 7 bytes, a slot holds 4",
+        "item is 7 bytes, at most 4 fit",
     );
     let bus = shmbus::Bus::open(t.name()).unwrap();
     let _p = bus.publisher().unwrap();
@@ -893,7 +893,7 @@ fn stdin_publish_refusing_a_line_names_it_and_what_was_published_before() {
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(
-        err.contains("line 3 of stdin: message is 7 bytes, a slot holds 4")
+        err.contains("line 3 of stdin: item is 7 bytes, at most 4 fit")
             && err.contains("published 2 messages before it (seq 0..1)"),
         "{err}"
     );
@@ -988,7 +988,7 @@ fn list_columns_stay_aligned_with_long_names_and_error_rows_apart() {
         .find(|l| l.starts_with(broken.name()))
         .unwrap_or_else(|| panic!("damaged segment listed: {table}"));
     assert!(bad.contains("error: "), "{bad}");
-    assert!(table.contains("NOT A READABLE BUS"), "{table}");
+    assert!(table.contains("NOT A READABLE SEGMENT"), "{table}");
 }
 
 #[test]
@@ -1232,6 +1232,32 @@ fn watch_killed_by_sigterm_or_sighup_restores_the_terminal() {
             contains(after, LEAVE_ALT) && contains(after, SHOW_CURSOR)
         });
     }
+}
+
+#[test]
+fn watch_on_a_records_segment_shows_its_ring_and_counts_and_exits_cleanly() {
+    let t = TestBus::new("insp-watch-rec");
+    ok(&["create", t.name(), "--kind", "records", "--bytes", "8192"]);
+    ok(&["publish", t.name(), "abc", "defgh"]);
+    let (controller, terminal) = pty(100, 30);
+    let mut child = KillOnDrop(spawn_on_pty(&["watch", t.name()], &terminal));
+    drop(terminal);
+    let seen = pty_output(controller);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // The screen is drawn in pieces with cursor moves between them: look for single words.
+    for want in [&b"records/s"[..], b"8192", b"2032", b"sampler"] {
+        wait_for(&String::from_utf8_lossy(want), deadline, || {
+            contains(&seen.lock().unwrap(), want)
+        });
+    }
+    assert!(!contains(&seen.lock().unwrap(), b"messages/s"));
+    // SIGTERM ends the loop as `q` does: the terminal is restored and the status is 0.
+    // SAFETY: kill(2) with the pid of our own live child and a valid signal.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+    wait_for("watch to exit", deadline, || {
+        child.0.try_wait().unwrap().is_some()
+    });
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
 }
 
 #[test]

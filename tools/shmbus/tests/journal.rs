@@ -242,7 +242,7 @@ fn an_existing_file_name_is_a_journal_and_anything_else_a_bus() {
     );
     let o = shmbus_in(&dir.0, &["tail", "no-such-dir/x"]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("invalid bus name"), "{err}");
+    assert!(err.contains("invalid segment name"), "{err}");
 }
 
 #[test]
@@ -362,6 +362,6 @@ fn damaged_or_foreign_files_give_one_clear_error_line() {
     fails_with(&["record", "no-such-bus-4711", &dir.file("x")], "not found");
     fails_with(
         &["replay", &dir.file("taken"), "bad/name"],
-        "invalid bus name",
+        "invalid segment name",
     );
 }

@@ -117,11 +117,24 @@ fn list_and_info_show_a_queue_with_its_length_and_positions() {
     assert_eq!(entry["queue"]["head"], 1);
     assert_eq!(entry["queue"]["tail"], 3);
     let table = ok(&["list"]);
-    let row = table
-        .lines()
-        .find(|l| l.starts_with(t.name()))
+    let lines: Vec<&str> = table.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with(t.name()))
         .expect("a table row");
-    assert!(row.contains("queue"), "{row}");
+    // The row sits in the queues' table, whose header names the columns of a queue.
+    let header = lines[..at]
+        .iter()
+        .rev()
+        .find(|l| l.starts_with(char::is_uppercase))
+        .expect("a header above the row");
+    assert!(
+        header.starts_with("QUEUE") && header.contains("LEN"),
+        "{table}"
+    );
+    let cells: Vec<&str> = lines[at].split_whitespace().collect();
+    assert_eq!(&cells[1..3], ["8", "32"], "capacity and item size: {table}");
+    assert_eq!(&cells[4..7], ["2", "1", "3"], "len, head, tail: {table}");
     let info: Value = serde_json::from_str(&ok(&["info", t.name(), "--json"])).expect("JSON");
     assert_eq!(info["kind"], "queue");
     assert_eq!(info["summary"]["len"], 2);

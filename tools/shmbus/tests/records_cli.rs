@@ -49,3 +49,44 @@ fn records_segments_are_created_published_to_tailed_and_shown() {
     let o = shmbus(&["create", n, "--kind", "records", "--bytes", "1000"]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn hz_on_records_counts_records_and_the_bytes_the_segment_published() {
+    let name = TestBus::new("cli-records-hz");
+    let n = name.name();
+    ok(&["create", n, "--kind", "records", "--bytes", "8192"]);
+    let r = shmbus::records::Records::open(n).expect("open");
+    let mut tx = r.publisher().expect("publisher");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    // Records of 10 bytes until hz is done: bytes/s is then 10 times records/s.
+    let publisher = std::thread::spawn(move || {
+        let mut sent = 0u64;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            tx.publish_bytes(b"0123456789").expect("publish");
+            sent += 1;
+            std::thread::yield_now();
+        }
+        sent
+    });
+    let out = ok(&["hz", n, "--window", "0.5", "--count", "1", "--json"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(publisher.join().expect("publisher") > 0);
+    let w: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(w["kind"], "records", "{w}");
+    let records = w["messages"].as_u64().expect("a count");
+    assert!(records > 0, "records were published during the window: {w}");
+    let (mean, bytes) = (
+        w["msgs_per_s"]["mean"].as_f64().unwrap(),
+        w["bytes_per_s"].as_f64().unwrap(),
+    );
+    // The byte count and the record count are two loads a few instructions apart while the
+    // publisher runs, so they may differ by the records published in between: a small fraction.
+    assert!((bytes - 10.0 * mean).abs() <= 0.02 * bytes, "{w}");
+    assert_eq!(w["producers"], 1, "{w}");
+    // What the subscriber read, plus what it lost, is every record of the window that it saw.
+    let seen = w["received"].as_u64().unwrap() + w["lost"].as_u64().unwrap();
+    assert!(seen > 0, "{w}");
+    let text = ok(&["hz", n, "--window", "0.2", "--count", "1"]);
+    assert!(text.contains(" records/s ("), "{text}");
+}
