@@ -1,8 +1,9 @@
 //! `shmbus-bench queue`: the work queue next to its floors, measured in the same run.
 //!
 //! * In-process throughput, one sender and one receiver thread (SPSC) and four of each (MPMC),
-//!   against `crossbeam_queue::ArrayQueue` doing the same work on the same machine: the figure
-//!   is the ratio.
+//!   of the segment queue (on the heap) and of `LocalQueue`, against
+//!   `crossbeam_queue::ArrayQueue` doing the same work on the same machine: the figure is the
+//!   ratio.
 //! * Cross-process handoff: a round trip through two named queues (ping, then pong) between
 //!   this process and a child, against the c2c round trip of one cache line between the same
 //!   cores (the floor any shared-memory handoff pays).
@@ -14,7 +15,7 @@ use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
 use serde::Serialize;
-use shmbus::{Queue, QueueBuilder, Wait};
+use shmbus::{LocalQueue, Queue, QueueBuilder, Wait};
 
 use crate::c2c;
 use crate::clock::ClockKind;
@@ -58,10 +59,15 @@ struct ThroughputRow {
     items: u64,
     /// Alternating rounds; the figures are medians over them.
     rounds: u32,
+    /// The segment queue (`Queue`, here on the heap), `u64` items.
     shmbus_ns_per_item: f64,
+    /// `LocalQueue<u64>`, the in-process queue for any `T: Send`.
+    local_ns_per_item: f64,
     crossbeam_ns_per_item: f64,
     /// shmbus over crossbeam (the median of the per-round ratios): 1.0 is as fast.
     ratio: f64,
+    /// LocalQueue over crossbeam (the median of the per-round ratios).
+    local_ratio: f64,
 }
 
 #[derive(Serialize, Debug)]
@@ -130,17 +136,22 @@ pub fn run(a: &QueueArgs, json: bool, quick: bool) -> Result<(), String> {
         // Alternate the two, round after round, so that both see the same machine; report the
         // median of each and the median of the per-round ratios.
         let (mut ours, mut floor, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut local, mut local_ratios) = (Vec::new(), Vec::new());
         for round in 0..rounds {
-            let (o, f) = if round % 2 == 0 {
+            let (o, l, f) = if round % 2 == 0 {
                 let o = shmbus_throughput(n, items)?;
-                (o, crossbeam_throughput(n, items))
+                let l = local_throughput(n, items)?;
+                (o, l, crossbeam_throughput(n, items))
             } else {
                 let f = crossbeam_throughput(n, items);
-                (shmbus_throughput(n, items)?, f)
+                let l = local_throughput(n, items)?;
+                (shmbus_throughput(n, items)?, l, f)
             };
             ours.push(o);
+            local.push(l);
             floor.push(f);
             ratios.push(o / f);
+            local_ratios.push(l / f);
         }
         r.throughput.push(ThroughputRow {
             what,
@@ -149,8 +160,10 @@ pub fn run(a: &QueueArgs, json: bool, quick: bool) -> Result<(), String> {
             items,
             rounds,
             shmbus_ns_per_item: median(&mut ours),
+            local_ns_per_item: median(&mut local),
             crossbeam_ns_per_item: median(&mut floor),
             ratio: median(&mut ratios),
+            local_ratio: median(&mut local_ratios),
         });
     }
     if cores.len() >= 2 {
@@ -190,18 +203,20 @@ fn print(r: &QueueReport, json: bool) -> Result<(), String> {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "work queue throughput (ns per item, medians of alternating rounds; ratio = shmbus / crossbeam ArrayQueue)"
+            "work queue throughput (ns per item, medians of alternating rounds; (ratio to crossbeam ArrayQueue))"
         );
         for row in &r.throughput {
             let _ = writeln!(
                 t,
-                "  {} {}x{}  shmbus {:8.1}  crossbeam {:8.1}  ratio {:5.2}",
+                "  {} {}x{}  Queue {:8.1} ({:5.2})  LocalQueue {:8.1} ({:5.2})  crossbeam {:8.1}",
                 row.what,
                 row.senders,
                 row.receivers,
                 row.shmbus_ns_per_item,
+                row.ratio,
+                row.local_ns_per_item,
+                row.local_ratio,
                 row.crossbeam_ns_per_item,
-                row.ratio
             );
         }
         if let Some(o) = &r.oversubscribed {
@@ -277,6 +292,38 @@ fn shmbus_throughput(n: usize, items: u64) -> Result<f64, String> {
             s.spawn(move || {
                 for _ in 0..per {
                     std::hint::black_box(*rx.recv());
+                }
+            });
+        }
+    });
+    Ok(start.elapsed().as_nanos() as f64 / (per * n as u64) as f64)
+}
+
+/// The same work through a [`LocalQueue`] of the same capacity, spinning as crossbeam's run does.
+fn local_throughput(n: usize, items: u64) -> Result<f64, String> {
+    let q = LocalQueue::<u64>::new(1024).map_err(|e| e.to_string())?;
+    let per = items / n as u64;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..n {
+            s.spawn(|| {
+                for i in 0..per {
+                    let mut v = i;
+                    while let Err(back) = q.try_send(v) {
+                        v = back.into_inner();
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+            s.spawn(|| {
+                for _ in 0..per {
+                    loop {
+                        if let Some(v) = q.try_recv() {
+                            std::hint::black_box(v);
+                            break;
+                        }
+                        std::hint::spin_loop();
+                    }
                 }
             });
         }

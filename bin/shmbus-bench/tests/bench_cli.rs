@@ -374,6 +374,8 @@ fn queue_compares_with_crossbeam_and_c2c_and_every_item_reaches_one_receiver() {
         );
         assert!(ours > 0.0 && floor > 0.0, "{row}");
         assert!(num(row, "ratio") > 0.0, "{row}");
+        assert!(num(row, "local_ns_per_item") > 0.0, "{row}");
+        assert!(num(row, "local_ratio") > 0.0, "{row}");
     }
     let procs = rows(&r, "processes");
     assert_eq!(procs.len(), 2);
