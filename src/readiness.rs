@@ -1,15 +1,22 @@
-//! A subscriber's readiness as a file descriptor, for event loops (docs/design.md §14).
+//! Readiness as a file descriptor, for event loops (docs/design.md §14): of a bus subscriber, a
+//! records subscriber, and a work queue's receivers (an item to take) and senders (a slot free).
 //!
-//! One **waker thread** per bus handle in this process sleeps on the bus's futex through the same
-//! handshake as a blocking receive ([`crate::wait::sleep`]: raise the waiter flag, heavy barrier,
-//! re-check, futex wait), and writes to the eventfd of every registered subscriber whose next
-//! sequence became readable. A subscriber **arms** its registration when a receive finds nothing:
-//! it clears its eventfd, stores the sequence it expects, marks itself armed and kicks the thread
-//! (a private futex word the thread also waits on). The thread raises the waiter flag only while
-//! some registration is armed, so publishers of a bus nobody waits on pay nothing. Every 5 ms, while
-//! any registration is armed, it also looks for what a publish does not announce: a stalled
-//! sequence (its claimant may have died) and a closed bus.
+//! One **waker thread** per segment handle and [`Watch`] in this process sleeps on the segment's
+//! futex through the same handshake as a blocking receive ([`crate::wait::sleep`]: raise the
+//! waiter flag, heavy barrier, re-check, futex wait), and writes to the eventfd of every
+//! registered handle whose receive (or send) would now find something. A handle **arms** its
+//! registration when a receive finds nothing: it clears its eventfd, stores the position it
+//! expects, marks itself armed and kicks the thread (a private futex word the thread also waits
+//! on). The thread raises the waiter flag only while some registration is armed, so the other
+//! side of a segment nobody waits on pays nothing. Every 5 ms, while any registration is armed,
+//! it also looks for what no publish announces: a stalled position (its claimant may have died)
+//! and a closed segment.
+//!
+//! What "would find something" means is the one thing that differs between kinds: the
+//! [`Watch`] and [`Target`] traits, implemented where each kind lives; registration, arming and
+//! the thread are shared.
 
+use std::any::TypeId;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -24,29 +31,98 @@ use crate::payload::{Payload, Raw};
 use crate::ring::{busy_version, Liveness, Ring};
 use crate::segment::{futex_wait, futex_wake, Segment};
 use crate::subscriber::{Recv, Subscriber};
-use crate::wait::{self, Futex, SysFutex};
+use crate::wait::{self, Futex, SysFutex, WakeWords};
 
 /// How often the waker looks at the cursor and the producers' liveness while a registration is
 /// armed: the period of blocking receives (docs/design.md §6, "Cadence").
 const CHECK_PERIOD: Duration = Duration::from_millis(5);
-/// How often the waker polls a read-only bus, whose waiter flag it may not raise.
+/// How often the waker polls a read-only segment, whose waiter flag it may not raise.
 const READ_ONLY_POLL: Duration = Duration::from_millis(1);
-/// `closed_at` when no `Closed` has been reported at the current sequence.
+/// `closed_at` when no `Closed` has been reported at the current position.
 const NOT_CLOSED: u64 = u64::MAX;
 
-/// One subscriber's registration with its bus's waker thread.
+/// What a waker thread watches on its segment, implemented once per kind (and direction) where
+/// the kind lives: which wake pair the thread sleeps on, and the [`Target`] it asks about each
+/// armed registration (docs/design.md §14). One thread serves each segment handle and watch.
+pub(crate) trait Watch: Copy + Send + 'static {
+    /// The view of the segment the thread keeps for its life.
+    type Target<'a>: Target;
+    /// Makes the view (once, when the thread starts).
+    fn target(self, seg: &Segment) -> Self::Target<'_>;
+    /// The waiter flag and wake counter the other side bumps when it makes a target ready.
+    fn words(seg: &Segment) -> WakeWords<'_>;
+}
+
+/// The per-kind questions a waker asks about one armed registration, whose handle expects
+/// `e` (a sequence, or a position the target need not use).
+pub(crate) trait Target {
+    /// Whether a receive (or send) would find something now: a load or two, run on every pass
+    /// and as the re-check of the sleep handshake, so it must read what the other side stores
+    /// before it loads the waiter flag (docs/design.md §7).
+    fn ready(&self, e: u64) -> bool;
+    /// Looked at every [`CHECK_PERIOD`] only: whether a position is stuck with a claimant that
+    /// may have died, which the handle repairs or skips when told to check.
+    fn stalled(&self, e: u64) -> bool;
+    /// Whether the kind reports a segment with no producer as closed (bus and records).
+    fn closes(&self) -> bool;
+}
+
+/// Bus subscribers: the slot of the sequence each expects.
+#[derive(Clone, Copy)]
+pub(crate) struct BusWatch;
+
+/// The bus: the slot of `e` has moved past "being written": written, abandoned or reused (a
+/// lap).
+pub(crate) struct BusTarget<'a>(Ring<'a>);
+
+impl Watch for BusWatch {
+    type Target<'a> = BusTarget<'a>;
+
+    fn target(self, seg: &Segment) -> BusTarget<'_> {
+        BusTarget(ring(seg))
+    }
+
+    fn words(seg: &Segment) -> WakeWords<'_> {
+        seg.wake_words()
+    }
+}
+
+impl Target for BusTarget<'_> {
+    #[inline]
+    fn ready(&self, e: u64) -> bool {
+        self.0.version(e) > busy_version(e)
+    }
+
+    fn stalled(&self, e: u64) -> bool {
+        ahead(self.0.cursor(), e)
+    }
+
+    fn closes(&self) -> bool {
+        true
+    }
+}
+
+/// Whether `cursor` is past `e` (positions only grow; a difference over half the range is a
+/// cursor behind `e`, which only a forged segment shows).
+#[inline]
+fn ahead(cursor: u64, e: u64) -> bool {
+    let d = cursor.wrapping_sub(e);
+    d != 0 && d <= u64::MAX / 2
+}
+
+/// One handle's registration with its segment's waker thread.
 pub(crate) struct Registration {
-    /// The sequence the subscriber expects, as of its last arming (written by the subscriber).
+    /// The position the handle expects, as of its last arming (written by the handle).
     expected: AtomicU64,
-    /// Set by the subscriber when a receive found nothing; cleared by the waker when it signals.
+    /// Set by the handle when a receive found nothing; cleared by the waker when it signals.
     armed: AtomicBool,
     /// Set by the waker when it signals for something the slot does not show (a stall, a closed
-    /// bus): the next receive then looks at the cursor and the producers.
+    /// segment): the next receive then looks at the cursor and the producers.
     check: AtomicBool,
-    /// The sequence at which `Closed` was last reported, so that a closed bus signals once, not
-    /// every period ([`NOT_CLOSED`]: none).
+    /// The position at which `Closed` was last reported, so that a closed segment signals once,
+    /// not every period ([`NOT_CLOSED`]: none).
     closed_at: AtomicU64,
-    /// Readable while the subscriber has something to receive; non-blocking, close-on-exec.
+    /// Readable while the handle has something to receive; non-blocking, close-on-exec.
     efd: EventFd,
 }
 
@@ -56,7 +132,7 @@ impl Registration {
     fn signal(&self, check: bool) {
         if check {
             // ORDERING: Release pairs with the Acquire `swap` in `take_check`; the eventfd write
-            // below orders it before the subscriber's wake-up anyway.
+            // below orders it before the handle's wake-up anyway.
             self.check.store(true, Ordering::Release);
         }
         if self.armed.swap(false, Ordering::AcqRel) {
@@ -67,12 +143,14 @@ impl Registration {
     }
 }
 
-/// What the waker thread and the subscribers of one bus handle share.
+/// What the waker thread and the handles of one segment handle and watch share.
 struct Shared {
     seg: Arc<Segment>,
+    /// The watch's type: one thread per segment handle and watch.
+    watch: TypeId,
     regs: Mutex<Vec<Arc<Registration>>>,
     /// Bumped (Release) after every arming, registration change and stop; the thread waits on
-    /// it (a private futex) besides the bus's wake counter.
+    /// it (a private futex) besides the segment's wake counter.
     kick: AtomicU32,
     stop: AtomicBool,
 }
@@ -91,7 +169,8 @@ impl Shared {
     }
 }
 
-/// The waker thread of one bus handle; stopped and joined when the last registration goes.
+/// The waker thread of one segment handle and watch; stopped and joined when the last
+/// registration goes.
 pub(crate) struct Waker {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
@@ -107,22 +186,24 @@ impl Drop for Waker {
     }
 }
 
-/// The waker threads of this process, one per bus handle (segment) that has registrations.
+/// The waker threads of this process, one per segment handle and watch with registrations.
 static WAKERS: Mutex<Vec<Weak<Waker>>> = Mutex::new(Vec::new());
 
-/// The waker of `seg`, started if it has none.
-fn waker_for(seg: &Arc<Segment>) -> Result<Arc<Waker>> {
+/// The waker of `seg` for `watch`, started if it has none.
+fn waker_for<W: Watch>(seg: &Arc<Segment>, watch: W) -> Result<Arc<Waker>> {
+    let key = TypeId::of::<W>();
     let mut all = WAKERS.lock().unwrap_or_else(PoisonError::into_inner);
     all.retain(|w| w.strong_count() > 0);
     if let Some(w) = all
         .iter()
         .filter_map(Weak::upgrade)
-        .find(|w| Arc::ptr_eq(&w.shared.seg, seg))
+        .find(|w| Arc::ptr_eq(&w.shared.seg, seg) && w.shared.watch == key)
     {
         return Ok(w);
     }
     let shared = Arc::new(Shared {
         seg: Arc::clone(seg),
+        watch: key,
         regs: Mutex::new(Vec::new()),
         kick: AtomicU32::new(0),
         stop: AtomicBool::new(false),
@@ -130,7 +211,7 @@ fn waker_for(seg: &Arc<Segment>) -> Result<Arc<Waker>> {
     let for_thread = Arc::clone(&shared);
     let thread = std::thread::Builder::new()
         .name("shmbus-waker".into())
-        .spawn(move || run(&for_thread))
+        .spawn(move || run(&for_thread, watch))
         .map_err(|source| Error::Io {
             name: seg.name().to_owned(),
             op: "start the readiness thread",
@@ -144,7 +225,7 @@ fn waker_for(seg: &Arc<Segment>) -> Result<Arc<Waker>> {
     Ok(w)
 }
 
-/// A subscriber's side of its registration (kept in the subscriber).
+/// A handle's side of its registration (kept in the subscriber, receiver or sender).
 pub(crate) struct Armed {
     /// The tokio registration of the eventfd; dropped (deregistered) before the eventfd closes.
     #[cfg(feature = "tokio")]
@@ -162,8 +243,13 @@ impl Drop for Armed {
 }
 
 impl Armed {
-    /// Registers with the waker of `seg` (starting it if needed).
+    /// Registers a bus subscriber with the waker of `seg` (starting it if needed).
     pub(crate) fn new(seg: &Arc<Segment>) -> Result<Armed> {
+        Armed::watching(seg, BusWatch)
+    }
+
+    /// Registers a handle with the waker of `seg` for `watch` (starting it if needed).
+    pub(crate) fn watching<W: Watch>(seg: &Arc<Segment>, watch: W) -> Result<Armed> {
         let efd = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
             .map_err(|e| Error::io(seg.name(), "eventfd", e))?;
         let reg = Arc::new(Registration {
@@ -173,7 +259,7 @@ impl Armed {
             closed_at: AtomicU64::new(NOT_CLOSED),
             efd,
         });
-        let waker = waker_for(seg)?;
+        let waker = waker_for(seg, watch)?;
         waker.shared.regs().push(Arc::clone(&reg));
         Ok(Armed {
             #[cfg(feature = "tokio")]
@@ -187,20 +273,26 @@ impl Armed {
         self.reg.efd.as_fd()
     }
 
+    /// The name of the watched segment.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn name(&self) -> &str {
+        self.waker.shared.seg.name()
+    }
+
     /// Whether the waker signalled for something the slot does not show; clears it.
     pub(crate) fn take_check(&self) -> bool {
         // ORDERING: pairs with the Release store in `Registration::signal`.
         self.reg.check.swap(false, Ordering::Acquire)
     }
 
-    /// After a receive found nothing at `next`: have the waker signal once it is readable. No
-    /// edge is lost: the eventfd is cleared before the arming is published, so a signal for this
-    /// arming comes after the clear; and the waker's pass after the kick re-checks the slot
-    /// after raising the waiter flag (docs/design.md §14).
+    /// After a receive (or send) found nothing at `next`: have the waker signal once there is
+    /// something. No edge is lost: the eventfd is cleared before the arming is published, so a
+    /// signal for this arming comes after the clear; and the waker's pass after the kick
+    /// re-checks the target after raising the waiter flag (docs/design.md §14).
     pub(crate) fn arm(&self, next: u64) {
         let r = &*self.reg;
         if r.armed.load(Ordering::Relaxed) && r.expected.load(Ordering::Relaxed) == next {
-            // Armed for this very sequence already, and not signalled since (the waker disarms
+            // Armed for this very position already, and not signalled since (the waker disarms
             // when it signals): the eventfd is clear and the waker covers it.
             return;
         }
@@ -217,21 +309,22 @@ impl Armed {
         self.waker.shared.kick();
     }
 
-    /// A receive reported `Closed` at `next`: the waker signals a closed bus once per sequence.
+    /// A receive reported `Closed` at `next`: the waker signals a closed segment once per
+    /// position.
     pub(crate) fn closed(&self, next: u64) {
         self.reg.closed_at.store(next, Ordering::Relaxed);
     }
 }
 
-/// The slot of `seq` has moved past "being written": written, abandoned or reused (a lap).
-fn slot_ready(ring: &Ring<'_>, seq: u64) -> bool {
-    ring.version(seq) > busy_version(seq)
+/// The waker thread: makes its watch's target, then runs the loop.
+fn run<W: Watch>(shared: &Shared, watch: W) {
+    let seg = &*shared.seg;
+    run_with(shared, &watch.target(seg), W::words(seg));
 }
 
-/// The waker thread: signals armed registrations, sleeping on the bus's futex in between.
-fn run(shared: &Shared) {
+/// The waker's loop: signals armed registrations, sleeping on `words` in between.
+fn run_with<T: Target>(shared: &Shared, target: &T, words: WakeWords<'_>) {
     let seg = &*shared.seg;
-    let ring = ring(seg);
     let futex = SysFutex {
         shared: seg.is_shared(),
     };
@@ -249,20 +342,20 @@ fn run(shared: &Shared) {
         if periodic {
             last_check = now;
         }
-        if scan(shared, &ring, periodic) == 0 {
-            // Nothing armed: the waiter flag stays down, publishers pay nothing.
+        if scan(shared, target, periodic) == 0 {
+            // Nothing armed: the waiter flag stays down, the other side pays nothing.
             futex_wait(&shared.kick, k, None, false);
             continue;
         }
         let slice = CHECK_PERIOD.saturating_sub(now.duration_since(last_check));
-        let ready = || shared.kick.load(Ordering::Acquire) != k || any_ready(shared, &ring);
+        let ready = || shared.kick.load(Ordering::Acquire) != k || any_ready(shared, target);
         if seg.is_writable() {
-            let either = BusOrKick {
+            let either = SegOrKick {
                 sys: &futex,
                 kick: &shared.kick,
                 kick_seen: k,
             };
-            wait::sleep(seg.wake_words(), &either, Some(slice), ready);
+            wait::sleep(words, &either, Some(slice), ready);
         } else if !ready() {
             // A read-only handle may not raise the waiter flag: poll (docs/design.md §14).
             futex_wait(&shared.kick, k, Some(slice.min(READ_ONLY_POLL)), false);
@@ -271,8 +364,8 @@ fn run(shared: &Shared) {
 }
 
 /// Signals every armed registration that has something to receive; returns how many stay armed.
-/// `periodic`: also signal stalls and a closed bus, which no publish announces.
-fn scan(shared: &Shared, ring: &Ring<'_>, periodic: bool) -> usize {
+/// `periodic`: also signal stalls and a closed segment, which no publish announces.
+fn scan<T: Target>(shared: &Shared, target: &T, periodic: bool) -> usize {
     let regs = shared.regs();
     let mut alive = None;
     let mut armed = 0;
@@ -282,9 +375,9 @@ fn scan(shared: &Shared, ring: &Ring<'_>, periodic: bool) -> usize {
             continue;
         }
         let e = r.expected.load(Ordering::Relaxed);
-        if slot_ready(ring, e) {
+        if target.ready(e) {
             r.signal(false);
-        } else if periodic && needs_check(shared, ring, r, e, &mut alive) {
+        } else if periodic && needs_check(shared, target, r, e, &mut alive) {
             r.signal(true);
         } else {
             armed += 1;
@@ -293,42 +386,41 @@ fn scan(shared: &Shared, ring: &Ring<'_>, periodic: bool) -> usize {
     armed
 }
 
-/// Whether the receive should look at the cursor and the producers for `e`: a sequence claimed
-/// but not in its slot (a stall, whose claimant may be dead), or a bus with no producer that has
-/// not been reported closed at `e` yet (docs/design.md §6).
-fn needs_check(
+/// Whether the handle should look at the positions and the producers for `e`: a position
+/// claimed but not completed (a stall, whose claimant may be dead), or a bus or records segment
+/// with no producer that has not been reported closed at `e` yet (docs/design.md §6).
+fn needs_check<T: Target>(
     shared: &Shared,
-    ring: &Ring<'_>,
+    target: &T,
     r: &Registration,
     e: u64,
     alive: &mut Option<bool>,
 ) -> bool {
-    let ahead = ring.cursor().wrapping_sub(e);
-    if ahead != 0 && ahead <= u64::MAX / 2 {
+    if target.stalled(e) {
         return true;
     }
-    if r.closed_at.load(Ordering::Relaxed) == e {
+    if !target.closes() || r.closed_at.load(Ordering::Relaxed) == e {
         return false;
     }
     !*alive.get_or_insert_with(|| SegmentLiveness::observer(&shared.seg).any_alive())
 }
 
-/// Whether some armed registration's slot is readable (the re-check of the sleep handshake).
-fn any_ready(shared: &Shared, ring: &Ring<'_>) -> bool {
+/// Whether some armed registration's target is ready (the re-check of the sleep handshake).
+fn any_ready<T: Target>(shared: &Shared, target: &T) -> bool {
     shared.regs().iter().any(|r| {
         // ORDERING: pairs with the Release store in `Armed::arm`.
-        r.armed.load(Ordering::Acquire) && slot_ready(ring, r.expected.load(Ordering::Relaxed))
+        r.armed.load(Ordering::Acquire) && target.ready(r.expected.load(Ordering::Relaxed))
     })
 }
 
-/// The bus's futex, whose sleep also ends on a kick.
-struct BusOrKick<'a> {
+/// The segment's futex, whose sleep also ends on a kick.
+struct SegOrKick<'a> {
     sys: &'a SysFutex,
     kick: &'a AtomicU32,
     kick_seen: u32,
 }
 
-impl Futex for BusOrKick<'_> {
+impl Futex for SegOrKick<'_> {
     fn wait(&self, word: &crate::sync::AtomicU32, expected: u32, timeout: Option<Duration>) {
         wait::futex_wait_either(
             word,
