@@ -82,6 +82,43 @@ pub(crate) async fn readable(armed: &Armed) -> Result<()> {
     }
 }
 
+/// An item handed back by a [`crate::QueueSender::send_async`] that could not complete, with
+/// the reason.
+pub struct SendAsyncError<T> {
+    /// The item that was not sent.
+    pub item: T,
+    /// Why: [`Error::MessageTooLarge`] (a raw item longer than the item size) or [`Error::Io`]
+    /// (outside a tokio runtime, no eventfd or waker thread, or the reactor failed).
+    pub error: Error,
+}
+
+impl<T> SendAsyncError<T> {
+    /// The item that was not sent.
+    pub fn into_inner(self) -> T {
+        self.item
+    }
+}
+
+impl<T> std::fmt::Debug for SendAsyncError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendAsyncError")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> std::fmt::Display for SendAsyncError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the item was not sent: {}", self.error)
+    }
+}
+
+impl<T> std::error::Error for SendAsyncError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
 impl<T: Payload> Subscriber<T> {
     /// Registers the subscriber and its eventfd with the current tokio runtime (once).
     fn async_fd(&mut self) -> Result<&AsyncFd<RawFd>> {

@@ -28,6 +28,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use crate::error::{Error, Result};
 use crate::liveness::{ring, SegmentLiveness};
 use crate::payload::{Payload, Raw};
+use crate::queue::{QueueReceiver, QueueSender, SendError};
 use crate::ring::{busy_version, Liveness, Ring};
 use crate::segment::{futex_wait, futex_wake, Segment};
 use crate::subscriber::{Recv, Subscriber};
@@ -511,6 +512,169 @@ impl<T: Payload> AsFd for Readiness<T> {
 }
 
 impl<T: Payload> AsRawFd for Readiness<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+/// A queue receiver with a file descriptor that an event loop can wait on: readable when
+/// [`QueueReceiverReadiness::try_recv`] may have an item to return. Made by
+/// [`QueueReceiver::into_readiness`].
+///
+/// Drain it with [`QueueReceiverReadiness::try_recv`] until `None`: the receive that finds
+/// nothing clears the descriptor and re-arms it, so no send is missed between the two
+/// (docs/design.md §14). Readiness may be spurious (another receiver may take the item first),
+/// never lost. Senders pay for the wake-up only while some receiver is armed.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// # let name = format!("doc-queue-readiness-{}", std::process::id());
+/// let queue = shmbus::Queue::builder(&name).capacity(8).item_size(16).create()?;
+/// let mut tx = queue.sender()?;
+/// let mut rx = queue.receiver()?.into_readiness()?;
+/// assert_eq!(rx.try_recv(), None); // armed
+/// tx.try_send(b"job").unwrap();
+/// let mut fds = [nix::poll::PollFd::new(rx.as_fd(), nix::poll::PollFlags::POLLIN)];
+/// nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE).unwrap();
+/// assert_eq!(rx.try_recv(), Some(&b"job"[..]));
+/// # shmbus::Queue::remove(&name)?;
+/// # Ok::<(), shmbus::Error>(())
+/// ```
+pub struct QueueReceiverReadiness<T: Payload = Raw> {
+    rx: QueueReceiver<T>,
+}
+
+impl<T: Payload> std::fmt::Debug for QueueReceiverReadiness<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueReceiverReadiness")
+            .field("receiver", &self.rx)
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}
+
+impl<T: Payload> QueueReceiverReadiness<T> {
+    /// `rx` is registered.
+    pub(crate) fn new(rx: QueueReceiver<T>) -> Self {
+        QueueReceiverReadiness { rx }
+    }
+
+    /// Receives without waiting, like [`QueueReceiver::try_recv`]; when it finds nothing it
+    /// re-arms the descriptor, which becomes readable again once an item is there.
+    pub fn try_recv(&mut self) -> Option<&T::View> {
+        self.rx.try_recv_ready()
+    }
+
+    /// The receiver (its counters).
+    pub fn receiver(&self) -> &QueueReceiver<T> {
+        &self.rx
+    }
+
+    /// The receiver back, without its descriptor.
+    pub fn into_inner(mut self) -> QueueReceiver<T> {
+        self.rx.disarm();
+        self.rx
+    }
+}
+
+impl<T: Payload> AsFd for QueueReceiverReadiness<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.rx.registration().fd()
+    }
+}
+
+impl<T: Payload> AsRawFd for QueueReceiverReadiness<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+/// A queue sender with a file descriptor that an event loop can wait on: readable when
+/// [`QueueSenderReadiness::try_send`] may find a free slot. Made by
+/// [`QueueSender::into_readiness`].
+///
+/// Send with [`QueueSenderReadiness::try_send`] until it hands the item back as
+/// [`SendError::Full`]: that attempt clears the descriptor and re-arms it, so no freed slot is
+/// missed between the two (docs/design.md §14). Readiness may be spurious (another sender may
+/// take the slot first), never lost. Receivers pay for the wake-up only while some sender is
+/// armed.
+pub struct QueueSenderReadiness<T: Payload = Raw> {
+    tx: QueueSender<T>,
+}
+
+impl<T: Payload> std::fmt::Debug for QueueSenderReadiness<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueSenderReadiness")
+            .field("sender", &self.tx)
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}
+
+impl<T: Payload> QueueSenderReadiness<T> {
+    /// `tx` is registered.
+    pub(crate) fn new(tx: QueueSender<T>) -> Self {
+        QueueSenderReadiness { tx }
+    }
+
+    /// The sender (its counters).
+    pub fn sender(&self) -> &QueueSender<T> {
+        &self.tx
+    }
+
+    /// The sender back, without its descriptor.
+    pub fn into_inner(mut self) -> QueueSender<T> {
+        self.tx.disarm();
+        self.tx
+    }
+}
+
+impl QueueSenderReadiness<Raw> {
+    /// Sends `item` if the queue has room now, like [`QueueSender::try_send`]; when it is full,
+    /// hands the item back and re-arms the descriptor, which becomes readable again once a slot
+    /// is free.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::TooLarge`] if `item` is longer than the item size (the descriptor is not
+    /// armed then); [`SendError::Full`] if the queue has no room now.
+    pub fn try_send<'b>(&mut self, item: &'b [u8]) -> std::result::Result<(), SendError<&'b [u8]>> {
+        let capacity = self.tx.item_size();
+        if item.len() > capacity {
+            return Err(SendError::TooLarge { item, capacity });
+        }
+        if self.tx.try_send_armed(item) {
+            Ok(())
+        } else {
+            Err(SendError::Full(item))
+        }
+    }
+}
+
+impl<T: bytemuck::Pod> QueueSenderReadiness<T> {
+    /// Sends `item` if the queue has room now, like [`QueueSender::try_send`]; when it is full,
+    /// hands the item back and re-arms the descriptor, which becomes readable again once a slot
+    /// is free.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Full`] if the queue has no room now.
+    pub fn try_send(&mut self, item: T) -> std::result::Result<(), SendError<T>> {
+        if self.tx.try_send_armed(bytemuck::bytes_of(&item)) {
+            Ok(())
+        } else {
+            Err(SendError::Full(item))
+        }
+    }
+}
+
+impl<T: Payload> AsFd for QueueSenderReadiness<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.tx.registration().fd()
+    }
+}
+
+impl<T: Payload> AsRawFd for QueueSenderReadiness<T> {
     fn as_raw_fd(&self) -> RawFd {
         self.as_fd().as_raw_fd()
     }
