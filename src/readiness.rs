@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::liveness::{ring, SegmentLiveness};
 use crate::payload::{Payload, Raw};
 use crate::queue::{QueueReceiver, QueueSender, SendError};
+use crate::records::{RecordRecv, RecordSubscriber};
 use crate::ring::{busy_version, Liveness, Ring};
 use crate::segment::{futex_wait, futex_wake, Segment};
 use crate::subscriber::{Recv, Subscriber};
@@ -106,7 +107,7 @@ impl Target for BusTarget<'_> {
 /// Whether `cursor` is past `e` (positions only grow; a difference over half the range is a
 /// cursor behind `e`, which only a forged segment shows).
 #[inline]
-fn ahead(cursor: u64, e: u64) -> bool {
+pub(crate) fn ahead(cursor: u64, e: u64) -> bool {
     let d = cursor.wrapping_sub(e);
     d != 0 && d <= u64::MAX / 2
 }
@@ -675,6 +676,62 @@ impl<T: Payload> AsFd for QueueSenderReadiness<T> {
 }
 
 impl<T: Payload> AsRawFd for QueueSenderReadiness<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+/// A records subscriber with a file descriptor that an event loop can wait on: readable when
+/// [`RecordReadiness::try_recv`] has something to return (a record, a lap, or a closed
+/// segment). Made by [`RecordSubscriber::into_readiness`].
+///
+/// Drain it with [`RecordReadiness::try_recv`] until [`RecordRecv::Empty`], as a bus
+/// [`Readiness`]: readiness may be spurious, never lost, and a closed segment makes it readable
+/// once per sequence (docs/design.md §14).
+pub struct RecordReadiness {
+    sub: RecordSubscriber,
+}
+
+impl std::fmt::Debug for RecordReadiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordReadiness")
+            .field("subscriber", &self.sub)
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}
+
+impl RecordReadiness {
+    /// `sub` is registered.
+    pub(crate) fn new(sub: RecordSubscriber) -> Self {
+        RecordReadiness { sub }
+    }
+
+    /// Receives without waiting, like [`RecordSubscriber::try_recv`]; when it finds nothing it
+    /// re-arms the descriptor, which becomes readable again once there is something to receive.
+    pub fn try_recv(&mut self) -> RecordRecv<'_> {
+        self.sub.try_recv_armed()
+    }
+
+    /// The subscriber (its sequence and counters).
+    pub fn subscriber(&self) -> &RecordSubscriber {
+        &self.sub
+    }
+
+    /// The subscriber back, without its descriptor.
+    pub fn into_inner(mut self) -> RecordSubscriber {
+        self.sub.disarm();
+        self.sub
+    }
+}
+
+impl AsFd for RecordReadiness {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sub.registration().fd()
+    }
+}
+
+impl AsRawFd for RecordReadiness {
     fn as_raw_fd(&self) -> RawFd {
         self.as_fd().as_raw_fd()
     }
