@@ -86,6 +86,7 @@ pub mod records;
 mod segment;
 mod subscriber;
 mod wait;
+mod waker;
 
 #[cfg(all(feature = "tokio", not(loom)))]
 pub use crate::async_recv::{EventStream, SendAsyncError};

@@ -18,7 +18,6 @@
 
 use std::any::TypeId;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -31,17 +30,20 @@ use crate::payload::{Payload, Raw};
 use crate::queue::{QueueReceiver, QueueSender, SendError};
 use crate::records::{RecordRecv, RecordSubscriber};
 use crate::ring::{busy_version, Liveness, Ring};
-use crate::segment::{futex_wait, futex_wake, Segment};
+use crate::segment::{futex_wait, Segment};
 use crate::subscriber::{Recv, Subscriber};
+use crate::sync::AtomicU32;
 use crate::wait::{self, Futex, SysFutex, WakeWords};
+use crate::waker::{self, Host, Registration, Registry, Signal};
+pub(crate) use crate::waker::{ahead, Target};
 
 /// How often the waker looks at the cursor and the producers' liveness while a registration is
 /// armed: the period of blocking receives (docs/design.md §6, "Cadence").
 const CHECK_PERIOD: Duration = Duration::from_millis(5);
 /// How often the waker polls a read-only segment, whose waiter flag it may not raise.
 const READ_ONLY_POLL: Duration = Duration::from_millis(1);
-/// `closed_at` when no `Closed` has been reported at the current position.
-const NOT_CLOSED: u64 = u64::MAX;
+/// The futex of the private kick words (process-local).
+const PRIVATE: SysFutex = SysFutex { shared: false };
 
 /// What a waker thread watches on its segment, implemented once per kind (and direction) where
 /// the kind lives: which wake pair the thread sleeps on, and the [`Target`] it asks about each
@@ -53,20 +55,6 @@ pub(crate) trait Watch: Copy + Send + 'static {
     fn target(self, seg: &Segment) -> Self::Target<'_>;
     /// The waiter flag and wake counter the other side bumps when it makes a target ready.
     fn words(seg: &Segment) -> WakeWords<'_>;
-}
-
-/// The per-kind questions a waker asks about one armed registration, whose handle expects
-/// `e` (a sequence, or a position the target need not use).
-pub(crate) trait Target {
-    /// Whether a receive (or send) would find something now: a load or two, run on every pass
-    /// and as the re-check of the sleep handshake, so it must read what the other side stores
-    /// before it loads the waiter flag (docs/design.md §7).
-    fn ready(&self, e: u64) -> bool;
-    /// Looked at every [`CHECK_PERIOD`] only: whether a position is stuck with a claimant that
-    /// may have died, which the handle repairs or skips when told to check.
-    fn stalled(&self, e: u64) -> bool;
-    /// Whether the kind reports a segment with no producer as closed (bus and records).
-    fn closes(&self) -> bool;
 }
 
 /// Bus subscribers: the slot of the sequence each expects.
@@ -104,44 +92,17 @@ impl Target for BusTarget<'_> {
     }
 }
 
-/// Whether `cursor` is past `e` (positions only grow; a difference over half the range is a
-/// cursor behind `e`, which only a forged segment shows).
-#[inline]
-pub(crate) fn ahead(cursor: u64, e: u64) -> bool {
-    let d = cursor.wrapping_sub(e);
-    d != 0 && d <= u64::MAX / 2
-}
+/// The eventfd: readable while its counter is not zero; non-blocking, close-on-exec.
+impl Signal for EventFd {
+    fn raise(&self) {
+        // Fails only if the counter would overflow 2^64 - 2, which one write per arming cannot
+        // reach.
+        let _ = self.write(1);
+    }
 
-/// One handle's registration with its segment's waker thread.
-pub(crate) struct Registration {
-    /// The position the handle expects, as of its last arming (written by the handle).
-    expected: AtomicU64,
-    /// Set by the handle when a receive found nothing; cleared by the waker when it signals.
-    armed: AtomicBool,
-    /// Set by the waker when it signals for something the slot does not show (a stall, a closed
-    /// segment): the next receive then looks at the cursor and the producers.
-    check: AtomicBool,
-    /// The position at which `Closed` was last reported, so that a closed segment signals once,
-    /// not every period ([`NOT_CLOSED`]: none).
-    closed_at: AtomicU64,
-    /// Readable while the handle has something to receive; non-blocking, close-on-exec.
-    efd: EventFd,
-}
-
-impl Registration {
-    /// Disarms and, if this call disarmed it, signals the eventfd. `check`: the reason is not
-    /// in the slot.
-    fn signal(&self, check: bool) {
-        if check {
-            // ORDERING: Release pairs with the Acquire `swap` in `take_check`; the eventfd write
-            // below orders it before the handle's wake-up anyway.
-            self.check.store(true, Ordering::Release);
-        }
-        if self.armed.swap(false, Ordering::AcqRel) {
-            // Fails only if the counter would overflow 2^64 - 2, which one write per arming
-            // cannot reach.
-            let _ = self.efd.write(1);
-        }
+    fn clear(&self) {
+        // EAGAIN (nothing to clear) is the usual result.
+        let _ = self.read();
     }
 }
 
@@ -150,25 +111,7 @@ struct Shared {
     seg: Arc<Segment>,
     /// The watch's type: one thread per segment handle and watch.
     watch: TypeId,
-    regs: Mutex<Vec<Arc<Registration>>>,
-    /// Bumped (Release) after every arming, registration change and stop; the thread waits on
-    /// it (a private futex) besides the segment's wake counter.
-    kick: AtomicU32,
-    stop: AtomicBool,
-}
-
-impl Shared {
-    fn kick(&self) {
-        // ORDERING: Release pairs with the Acquire load at the top of the waker's loop: a pass
-        // that reads this count sees the arming (or registration) made before it.
-        self.kick.fetch_add(1, Ordering::Release);
-        futex_wake(&self.kick, false);
-    }
-
-    fn regs(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Registration>>> {
-        // The list stays consistent whatever panicked while holding it (pushes and removals only).
-        self.regs.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+    reg: Registry<EventFd>,
 }
 
 /// The waker thread of one segment handle and watch; stopped and joined when the last
@@ -180,8 +123,7 @@ pub(crate) struct Waker {
 
 impl Drop for Waker {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        self.shared.kick();
+        self.shared.reg.stop(&PRIVATE);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -206,9 +148,7 @@ fn waker_for<W: Watch>(seg: &Arc<Segment>, watch: W) -> Result<Arc<Waker>> {
     let shared = Arc::new(Shared {
         seg: Arc::clone(seg),
         watch: key,
-        regs: Mutex::new(Vec::new()),
-        kick: AtomicU32::new(0),
-        stop: AtomicBool::new(false),
+        reg: Registry::new(),
     });
     let for_thread = Arc::clone(&shared);
     let thread = std::thread::Builder::new()
@@ -232,15 +172,15 @@ pub(crate) struct Armed {
     /// The tokio registration of the eventfd; dropped (deregistered) before the eventfd closes.
     #[cfg(feature = "tokio")]
     pub(crate) async_fd: Option<tokio::io::unix::AsyncFd<RawFd>>,
-    reg: Arc<Registration>,
+    reg: Arc<Registration<EventFd>>,
     waker: Arc<Waker>,
 }
 
 impl Drop for Armed {
     fn drop(&mut self) {
         let shared = &self.waker.shared;
-        shared.regs().retain(|r| !Arc::ptr_eq(r, &self.reg));
-        shared.kick();
+        shared.reg.remove(&self.reg);
+        shared.reg.kick(&PRIVATE);
     }
 }
 
@@ -254,15 +194,9 @@ impl Armed {
     pub(crate) fn watching<W: Watch>(seg: &Arc<Segment>, watch: W) -> Result<Armed> {
         let efd = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
             .map_err(|e| Error::io(seg.name(), "eventfd", e))?;
-        let reg = Arc::new(Registration {
-            expected: AtomicU64::new(0),
-            armed: AtomicBool::new(false),
-            check: AtomicBool::new(false),
-            closed_at: AtomicU64::new(NOT_CLOSED),
-            efd,
-        });
+        let reg = Arc::new(Registration::new(efd));
         let waker = waker_for(seg, watch)?;
-        waker.shared.regs().push(Arc::clone(&reg));
+        waker.shared.reg.add(&reg);
         Ok(Armed {
             #[cfg(feature = "tokio")]
             async_fd: None,
@@ -272,7 +206,7 @@ impl Armed {
     }
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.reg.efd.as_fd()
+        self.reg.sig.as_fd()
     }
 
     /// The name of the watched segment.
@@ -283,136 +217,87 @@ impl Armed {
 
     /// Whether the waker signalled for something the slot does not show; clears it.
     pub(crate) fn take_check(&self) -> bool {
-        // ORDERING: pairs with the Release store in `Registration::signal`.
-        self.reg.check.swap(false, Ordering::Acquire)
+        self.reg.take_check()
     }
 
     /// After a receive (or send) found nothing at `next`: have the waker signal once there is
-    /// something. No edge is lost: the eventfd is cleared before the arming is published, so a
-    /// signal for this arming comes after the clear; and the waker's pass after the kick
-    /// re-checks the target after raising the waiter flag (docs/design.md §14).
+    /// something (docs/design.md §14; see [`Registration::arm`]).
     pub(crate) fn arm(&self, next: u64) {
-        let r = &*self.reg;
-        if r.armed.load(Ordering::Relaxed) && r.expected.load(Ordering::Relaxed) == next {
-            // Armed for this very position already, and not signalled since (the waker disarms
-            // when it signals): the eventfd is clear and the waker covers it.
-            return;
+        if self.reg.arm(next) {
+            self.waker.shared.reg.kick(&PRIVATE);
         }
-        // EAGAIN (nothing to clear) is the usual result. A signal cleared here was for an
-        // earlier arming, whose cause the receive that found nothing has already seen.
-        let _ = r.efd.read();
-        if r.closed_at.load(Ordering::Relaxed) != next {
-            r.closed_at.store(NOT_CLOSED, Ordering::Relaxed);
-        }
-        r.expected.store(next, Ordering::Relaxed);
-        // ORDERING: Release pairs with the waker's Acquire loads of `armed`: a waker that sees
-        // this arming sees its `expected` (the kick orders both for its next pass anyway).
-        r.armed.store(true, Ordering::Release);
-        self.waker.shared.kick();
     }
 
     /// A receive reported `Closed` at `next`: the waker signals a closed segment once per
     /// position.
     pub(crate) fn closed(&self, next: u64) {
-        self.reg.closed_at.store(next, Ordering::Relaxed);
+        self.reg.closed(next);
     }
 }
 
 /// The waker thread: makes its watch's target, then runs the loop.
 fn run<W: Watch>(shared: &Shared, watch: W) {
     let seg = &*shared.seg;
-    run_with(shared, &watch.target(seg), W::words(seg));
+    let now = Instant::now();
+    let mut host = SysHost {
+        seg,
+        futex: SysFutex {
+            shared: seg.is_shared(),
+        },
+        last_check: now,
+        now,
+    };
+    waker::run(&shared.reg, &watch.target(seg), W::words(seg), &mut host);
 }
 
-/// The waker's loop: signals armed registrations, sleeping on `words` in between.
-fn run_with<T: Target>(shared: &Shared, target: &T, words: WakeWords<'_>) {
-    let seg = &*shared.seg;
-    let futex = SysFutex {
-        shared: seg.is_shared(),
-    };
-    let mut last_check = Instant::now();
-    loop {
-        // ORDERING: pairs with the Release `fetch_add` in `Shared::kick`: this pass sees every
-        // arming and registration made before the count it reads; a later one changes the
-        // count, which ends the sleep below (the futex compares it).
-        let k = shared.kick.load(Ordering::Acquire);
-        if shared.stop.load(Ordering::Relaxed) {
-            return;
+/// The kernel's side of the waker's loop, for one segment.
+struct SysHost<'a> {
+    seg: &'a Segment,
+    futex: SysFutex,
+    /// When the periodic look last ran.
+    last_check: Instant,
+    /// The time of the current pass.
+    now: Instant,
+}
+
+impl Host for SysHost<'_> {
+    fn periodic(&mut self) -> bool {
+        self.now = Instant::now();
+        if self.now.duration_since(self.last_check) >= CHECK_PERIOD {
+            self.last_check = self.now;
+            return true;
         }
-        let now = Instant::now();
-        let periodic = now.duration_since(last_check) >= CHECK_PERIOD;
-        if periodic {
-            last_check = now;
-        }
-        if scan(shared, target, periodic) == 0 {
-            // Nothing armed: the waiter flag stays down, the other side pays nothing.
-            futex_wait(&shared.kick, k, None, false);
-            continue;
-        }
-        let slice = CHECK_PERIOD.saturating_sub(now.duration_since(last_check));
-        let ready = || shared.kick.load(Ordering::Acquire) != k || any_ready(shared, target);
-        if seg.is_writable() {
+        false
+    }
+
+    fn any_alive(&self) -> bool {
+        SegmentLiveness::observer(self.seg).any_alive()
+    }
+
+    fn wait_kick(&self, kick: &AtomicU32, seen: u32) {
+        futex_wait(kick, seen, None, false);
+    }
+
+    fn sleep(
+        &self,
+        words: WakeWords<'_>,
+        kick: &AtomicU32,
+        seen: u32,
+        ready: impl FnOnce() -> bool,
+    ) {
+        let slice = CHECK_PERIOD.saturating_sub(self.now.duration_since(self.last_check));
+        if self.seg.is_writable() {
             let either = SegOrKick {
-                sys: &futex,
-                kick: &shared.kick,
-                kick_seen: k,
+                sys: &self.futex,
+                kick,
+                kick_seen: seen,
             };
             wait::sleep(words, &either, Some(slice), ready);
         } else if !ready() {
             // A read-only handle may not raise the waiter flag: poll (docs/design.md §14).
-            futex_wait(&shared.kick, k, Some(slice.min(READ_ONLY_POLL)), false);
+            futex_wait(kick, seen, Some(slice.min(READ_ONLY_POLL)), false);
         }
     }
-}
-
-/// Signals every armed registration that has something to receive; returns how many stay armed.
-/// `periodic`: also signal stalls and a closed segment, which no publish announces.
-fn scan<T: Target>(shared: &Shared, target: &T, periodic: bool) -> usize {
-    let regs = shared.regs();
-    let mut alive = None;
-    let mut armed = 0;
-    for r in regs.iter() {
-        // ORDERING: pairs with the Release store in `Armed::arm`.
-        if !r.armed.load(Ordering::Acquire) {
-            continue;
-        }
-        let e = r.expected.load(Ordering::Relaxed);
-        if target.ready(e) {
-            r.signal(false);
-        } else if periodic && needs_check(shared, target, r, e, &mut alive) {
-            r.signal(true);
-        } else {
-            armed += 1;
-        }
-    }
-    armed
-}
-
-/// Whether the handle should look at the positions and the producers for `e`: a position
-/// claimed but not completed (a stall, whose claimant may be dead), or a bus or records segment
-/// with no producer that has not been reported closed at `e` yet (docs/design.md §6).
-fn needs_check<T: Target>(
-    shared: &Shared,
-    target: &T,
-    r: &Registration,
-    e: u64,
-    alive: &mut Option<bool>,
-) -> bool {
-    if target.stalled(e) {
-        return true;
-    }
-    if !target.closes() || r.closed_at.load(Ordering::Relaxed) == e {
-        return false;
-    }
-    !*alive.get_or_insert_with(|| SegmentLiveness::observer(&shared.seg).any_alive())
-}
-
-/// Whether some armed registration's target is ready (the re-check of the sleep handshake).
-fn any_ready<T: Target>(shared: &Shared, target: &T) -> bool {
-    shared.regs().iter().any(|r| {
-        // ORDERING: pairs with the Release store in `Armed::arm`.
-        r.armed.load(Ordering::Acquire) && target.ready(r.expected.load(Ordering::Relaxed))
-    })
 }
 
 /// The segment's futex, whose sleep also ends on a kick.
@@ -423,7 +308,7 @@ struct SegOrKick<'a> {
 }
 
 impl Futex for SegOrKick<'_> {
-    fn wait(&self, word: &crate::sync::AtomicU32, expected: u32, timeout: Option<Duration>) {
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
         wait::futex_wait_either(
             word,
             expected,
@@ -434,7 +319,7 @@ impl Futex for SegOrKick<'_> {
         );
     }
 
-    fn wake_all(&self, word: &crate::sync::AtomicU32) {
+    fn wake_all(&self, word: &AtomicU32) {
         self.sys.wake_all(word);
     }
 
