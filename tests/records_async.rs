@@ -24,12 +24,6 @@ fn readable(fd: &impl AsFd, timeout: Duration) -> bool {
     poll(&mut fds, PollTimeout::from(ms)).expect("poll") == 1
 }
 
-/// Record `i`'s bytes: a length that varies with `i` (0 to 300), each byte derived from `i`.
-fn record(i: u64) -> Vec<u8> {
-    let len = (i * 37 % 301) as usize;
-    (0..len).map(|k| (i as usize + k) as u8).collect()
-}
-
 #[test]
 fn record_readiness_is_not_readable_before_a_publish_and_is_after() {
     let t = TestBus::new("ra-ready");
@@ -67,6 +61,12 @@ mod with_tokio {
     use super::*;
 
     use shmbus::records::RecordEvent;
+
+    /// Record `i`'s bytes: a length that varies with `i` (0 to 300), each byte derived from `i`.
+    fn record(i: u64) -> Vec<u8> {
+        let len = (i * 37 % 301) as usize;
+        (0..len).map(|k| (i as usize + k) as u8).collect()
+    }
 
     /// A publisher thread publishes records of varied sizes, waiting (without sleeping as a
     /// signal) for the subscriber to keep up so that nothing is lapped; `recv_async` must get
