@@ -1,10 +1,11 @@
-//! Awaiting a subscriber in a tokio task (feature `tokio`): [`Subscriber::recv_async`] and
-//! [`Subscriber::stream`], over `tokio::io::unix::AsyncFd` on the subscriber's readiness eventfd
-//! (docs/design.md §14).
+//! Awaiting a handle in a tokio task (feature `tokio`): [`Subscriber::recv_async`] and
+//! [`Subscriber::stream`] here, and the queue's and records' `recv_async` and `send_async`
+//! through [`register`] and [`readable`], over `tokio::io::unix::AsyncFd` on the handle's
+//! readiness eventfd (docs/design.md §14).
 //!
-//! Both are cancel-safe: a message is consumed only in the poll that returns it, so a future
-//! dropped before completing (a `select!` branch that lost) leaves the message for the next
-//! receive.
+//! All are cancel-safe: a message is consumed (an item sent) only in the poll that returns it,
+//! so a future dropped before completing (a `select!` branch that lost) leaves the message for
+//! the next receive.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -16,6 +17,7 @@ use tokio::io::Interest;
 
 use crate::error::{Error, Result};
 use crate::payload::Payload;
+use crate::readiness::Armed;
 use crate::subscriber::{Event, Recv, Subscriber};
 
 /// What one receive gives, owned; `None` for a closed bus.
@@ -31,6 +33,92 @@ fn owned<T: Payload>(r: Recv<'_, T>) -> Option<Option<Event<T::Owned>>> {
     }
 }
 
+/// Registers `armed`'s eventfd with the current tokio runtime's reactor, once. `op` names the
+/// call in the error.
+pub(crate) fn register(armed: &mut Armed, op: &'static str) -> Result<()> {
+    if armed.async_fd.is_some() {
+        return Ok(());
+    }
+    let fail = |armed: &Armed, op, source| Error::Io {
+        name: armed.name().to_owned(),
+        op,
+        source,
+    };
+    if tokio::runtime::Handle::try_current().is_err() {
+        let e = io::Error::other("not called from a tokio runtime");
+        return Err(fail(armed, op, e));
+    }
+    let fd = armed.fd().as_raw_fd();
+    // SAFETY: `fd` is the registration's eventfd, which `armed` owns and closes only when it
+    // drops, after its `async_fd` field (fields drop in declaration order, after `Armed::drop`,
+    // which touches neither): the descriptor stays open and names the same eventfd for the
+    // whole life of the `AsyncFd` (docs/design.md §14).
+    match unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) } {
+        Ok(afd) => {
+            armed.async_fd = Some(afd);
+            Ok(())
+        }
+        Err(e) => Err(fail(armed, "register with the tokio reactor", e.into())),
+    }
+}
+
+/// Waits until `armed`'s eventfd (registered by [`register`]) is readable, and clears tokio's
+/// readiness, so that the next wait waits for a new signal. The handle's next attempt re-arms
+/// (which clears the eventfd itself); the cause of a signal stays in the segment until taken,
+/// so clearing loses nothing.
+pub(crate) async fn readable(armed: &Armed) -> Result<()> {
+    let Some(afd) = armed.async_fd.as_ref() else {
+        return Err(reactor_error(
+            armed.name().to_owned(),
+            io::Error::other("not registered with a tokio reactor"),
+        ));
+    };
+    match afd.readable().await {
+        Ok(mut g) => {
+            g.clear_ready();
+            Ok(())
+        }
+        Err(e) => Err(reactor_error(armed.name().to_owned(), e)),
+    }
+}
+
+/// An item handed back by a [`crate::QueueSender::send_async`] that could not complete, with
+/// the reason.
+pub struct SendAsyncError<T> {
+    /// The item that was not sent.
+    pub item: T,
+    /// Why: [`Error::MessageTooLarge`] (a raw item longer than the item size) or [`Error::Io`]
+    /// (outside a tokio runtime, no eventfd or waker thread, or the reactor failed).
+    pub error: Error,
+}
+
+impl<T> SendAsyncError<T> {
+    /// The item that was not sent.
+    pub fn into_inner(self) -> T {
+        self.item
+    }
+}
+
+impl<T> std::fmt::Debug for SendAsyncError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendAsyncError")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> std::fmt::Display for SendAsyncError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the item was not sent: {}", self.error)
+    }
+}
+
+impl<T> std::error::Error for SendAsyncError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
 impl<T: Payload> Subscriber<T> {
     /// Registers the subscriber and its eventfd with the current tokio runtime (once).
     fn async_fd(&mut self) -> Result<&AsyncFd<RawFd>> {
@@ -40,29 +128,9 @@ impl<T: Payload> Subscriber<T> {
                 .and_then(|a| a.async_fd.as_ref())
                 .expect("checked just above"));
         }
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(Error::Io {
-                name: self.bus_name().to_owned(),
-                op: "recv_async",
-                source: io::Error::other("not called from a tokio runtime"),
-            });
-        }
-        let name = self.bus_name().to_owned();
         let armed = self.armed()?;
-        let fd = armed.fd().as_raw_fd();
-        // SAFETY: `fd` is the registration's eventfd, which `armed` owns and closes only when
-        // it drops, after its `async_fd` field (fields drop in declaration order, after
-        // `Armed::drop`, which touches neither): the descriptor stays open and names the same
-        // eventfd for the whole life of the `AsyncFd` (docs/design.md §14).
-        let afd =
-            unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| {
-                Error::Io {
-                    name,
-                    op: "register with the tokio reactor",
-                    source: e.into(),
-                }
-            })?;
-        Ok(armed.async_fd.insert(afd))
+        register(armed, "recv_async")?;
+        Ok(armed.async_fd.as_ref().expect("registered just above"))
     }
 
     /// Receives, waiting without blocking the thread: the next message or lap, owned, or
@@ -89,17 +157,11 @@ impl<T: Payload> Subscriber<T> {
             if let Some(r) = owned(self.try_recv_armed()) {
                 return Ok(r);
             }
-            // Armed: the eventfd turns readable once something is there. Its readiness is
-            // cleared before the receive above runs again, and the cause of a signal stays in
-            // the ring until received, so clearing loses nothing.
-            let waited = self
-                .async_fd()?
-                .readable()
-                .await
-                .map(|mut g| g.clear_ready());
-            if let Err(e) = waited {
-                return Err(reactor_error(self.bus_name().to_owned(), e));
-            }
+            // Armed: the eventfd turns readable once something is there.
+            let armed = self
+                .registration()
+                .expect("registered at the top of the loop");
+            readable(armed).await?;
         }
     }
 

@@ -86,14 +86,15 @@ pub mod records;
 mod segment;
 mod subscriber;
 mod wait;
+mod waker;
 
 #[cfg(all(feature = "tokio", not(loom)))]
-pub use crate::async_recv::EventStream;
+pub use crate::async_recv::{EventStream, SendAsyncError};
 #[cfg(not(loom))]
 pub use crate::queue::local::{LocalIter, LocalReceiver, LocalSender, LocalTryIter};
 pub use crate::queue::local::{LocalQueue, MAX_LOCAL_CAPACITY};
 #[cfg(not(loom))]
-pub use crate::readiness::Readiness;
+pub use crate::readiness::{QueueReceiverReadiness, QueueSenderReadiness, Readiness};
 pub use crate::{
     board::{
         Board, BoardBuilder, BoardReader, BoardWriter, Value, ValueWriter, Versioned,

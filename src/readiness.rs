@@ -1,17 +1,23 @@
-//! A subscriber's readiness as a file descriptor, for event loops (docs/design.md §14).
+//! Readiness as a file descriptor, for event loops (docs/design.md §14): of a bus subscriber, a
+//! records subscriber, and a work queue's receivers (an item to take) and senders (a slot free).
 //!
-//! One **waker thread** per bus handle in this process sleeps on the bus's futex through the same
-//! handshake as a blocking receive ([`crate::wait::sleep`]: raise the waiter flag, heavy barrier,
-//! re-check, futex wait), and writes to the eventfd of every registered subscriber whose next
-//! sequence became readable. A subscriber **arms** its registration when a receive finds nothing:
-//! it clears its eventfd, stores the sequence it expects, marks itself armed and kicks the thread
-//! (a private futex word the thread also waits on). The thread raises the waiter flag only while
-//! some registration is armed, so publishers of a bus nobody waits on pay nothing. Every 5 ms, while
-//! any registration is armed, it also looks for what a publish does not announce: a stalled
-//! sequence (its claimant may have died) and a closed bus.
+//! One **waker thread** per segment handle and [`Watch`] in this process sleeps on the segment's
+//! futex through the same handshake as a blocking receive ([`crate::wait::sleep`]: raise the
+//! waiter flag, heavy barrier, re-check, futex wait), and writes to the eventfd of every
+//! registered handle whose receive (or send) would now find something. A handle **arms** its
+//! registration when a receive finds nothing: it clears its eventfd, stores the position it
+//! expects, marks itself armed and kicks the thread (a private futex word the thread also waits
+//! on). The thread raises the waiter flag only while some registration is armed, so the other
+//! side of a segment nobody waits on pays nothing. Every 5 ms, while any registration is armed,
+//! it also looks for what no publish announces: a stalled position (its claimant may have died)
+//! and a closed segment.
+//!
+//! What "would find something" means is the one thing that differs between kinds: the
+//! [`Watch`] and [`Target`] traits, implemented where each kind lives; registration, arming and
+//! the thread are shared.
 
+use std::any::TypeId;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -21,77 +27,95 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use crate::error::{Error, Result};
 use crate::liveness::{ring, SegmentLiveness};
 use crate::payload::{Payload, Raw};
+use crate::queue::{QueueReceiver, QueueSender, SendError};
+use crate::records::{RecordRecv, RecordSubscriber};
 use crate::ring::{busy_version, Liveness, Ring};
-use crate::segment::{futex_wait, futex_wake, Segment};
+use crate::segment::{futex_wait, Segment};
 use crate::subscriber::{Recv, Subscriber};
-use crate::wait::{self, Futex, SysFutex};
+use crate::sync::AtomicU32;
+use crate::wait::{self, Futex, SysFutex, WakeWords};
+use crate::waker::{self, Host, Registration, Registry, Signal};
+pub(crate) use crate::waker::{ahead, Target};
 
 /// How often the waker looks at the cursor and the producers' liveness while a registration is
 /// armed: the period of blocking receives (docs/design.md §6, "Cadence").
 const CHECK_PERIOD: Duration = Duration::from_millis(5);
-/// How often the waker polls a read-only bus, whose waiter flag it may not raise.
+/// How often the waker polls a read-only segment, whose waiter flag it may not raise.
 const READ_ONLY_POLL: Duration = Duration::from_millis(1);
-/// `closed_at` when no `Closed` has been reported at the current sequence.
-const NOT_CLOSED: u64 = u64::MAX;
+/// The futex of the private kick words (process-local).
+const PRIVATE: SysFutex = SysFutex { shared: false };
 
-/// One subscriber's registration with its bus's waker thread.
-pub(crate) struct Registration {
-    /// The sequence the subscriber expects, as of its last arming (written by the subscriber).
-    expected: AtomicU64,
-    /// Set by the subscriber when a receive found nothing; cleared by the waker when it signals.
-    armed: AtomicBool,
-    /// Set by the waker when it signals for something the slot does not show (a stall, a closed
-    /// bus): the next receive then looks at the cursor and the producers.
-    check: AtomicBool,
-    /// The sequence at which `Closed` was last reported, so that a closed bus signals once, not
-    /// every period ([`NOT_CLOSED`]: none).
-    closed_at: AtomicU64,
-    /// Readable while the subscriber has something to receive; non-blocking, close-on-exec.
-    efd: EventFd,
+/// What a waker thread watches on its segment, implemented once per kind (and direction) where
+/// the kind lives: which wake pair the thread sleeps on, and the [`Target`] it asks about each
+/// armed registration (docs/design.md §14). One thread serves each segment handle and watch.
+pub(crate) trait Watch: Copy + Send + 'static {
+    /// The view of the segment the thread keeps for its life.
+    type Target<'a>: Target;
+    /// Makes the view (once, when the thread starts).
+    fn target(self, seg: &Segment) -> Self::Target<'_>;
+    /// The waiter flag and wake counter the other side bumps when it makes a target ready.
+    fn words(seg: &Segment) -> WakeWords<'_>;
 }
 
-impl Registration {
-    /// Disarms and, if this call disarmed it, signals the eventfd. `check`: the reason is not
-    /// in the slot.
-    fn signal(&self, check: bool) {
-        if check {
-            // ORDERING: Release pairs with the Acquire `swap` in `take_check`; the eventfd write
-            // below orders it before the subscriber's wake-up anyway.
-            self.check.store(true, Ordering::Release);
-        }
-        if self.armed.swap(false, Ordering::AcqRel) {
-            // Fails only if the counter would overflow 2^64 - 2, which one write per arming
-            // cannot reach.
-            let _ = self.efd.write(1);
-        }
+/// Bus subscribers: the slot of the sequence each expects.
+#[derive(Clone, Copy)]
+pub(crate) struct BusWatch;
+
+/// The bus: the slot of `e` has moved past "being written": written, abandoned or reused (a
+/// lap).
+pub(crate) struct BusTarget<'a>(Ring<'a>);
+
+impl Watch for BusWatch {
+    type Target<'a> = BusTarget<'a>;
+
+    fn target(self, seg: &Segment) -> BusTarget<'_> {
+        BusTarget(ring(seg))
+    }
+
+    fn words(seg: &Segment) -> WakeWords<'_> {
+        seg.wake_words()
     }
 }
 
-/// What the waker thread and the subscribers of one bus handle share.
+impl Target for BusTarget<'_> {
+    #[inline]
+    fn ready(&self, e: u64) -> bool {
+        self.0.version(e) > busy_version(e)
+    }
+
+    fn stalled(&self, e: u64) -> bool {
+        ahead(self.0.cursor(), e)
+    }
+
+    fn closes(&self) -> bool {
+        true
+    }
+}
+
+/// The eventfd: readable while its counter is not zero; non-blocking, close-on-exec.
+impl Signal for EventFd {
+    fn raise(&self) {
+        // Fails only if the counter would overflow 2^64 - 2, which one write per arming cannot
+        // reach.
+        let _ = self.write(1);
+    }
+
+    fn clear(&self) {
+        // EAGAIN (nothing to clear) is the usual result.
+        let _ = self.read();
+    }
+}
+
+/// What the waker thread and the handles of one segment handle and watch share.
 struct Shared {
     seg: Arc<Segment>,
-    regs: Mutex<Vec<Arc<Registration>>>,
-    /// Bumped (Release) after every arming, registration change and stop; the thread waits on
-    /// it (a private futex) besides the bus's wake counter.
-    kick: AtomicU32,
-    stop: AtomicBool,
+    /// The watch's type: one thread per segment handle and watch.
+    watch: TypeId,
+    reg: Registry<EventFd>,
 }
 
-impl Shared {
-    fn kick(&self) {
-        // ORDERING: Release pairs with the Acquire load at the top of the waker's loop: a pass
-        // that reads this count sees the arming (or registration) made before it.
-        self.kick.fetch_add(1, Ordering::Release);
-        futex_wake(&self.kick, false);
-    }
-
-    fn regs(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Registration>>> {
-        // The list stays consistent whatever panicked while holding it (pushes and removals only).
-        self.regs.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The waker thread of one bus handle; stopped and joined when the last registration goes.
+/// The waker thread of one segment handle and watch; stopped and joined when the last
+/// registration goes.
 pub(crate) struct Waker {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
@@ -99,38 +123,37 @@ pub(crate) struct Waker {
 
 impl Drop for Waker {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        self.shared.kick();
+        self.shared.reg.stop(&PRIVATE);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-/// The waker threads of this process, one per bus handle (segment) that has registrations.
+/// The waker threads of this process, one per segment handle and watch with registrations.
 static WAKERS: Mutex<Vec<Weak<Waker>>> = Mutex::new(Vec::new());
 
-/// The waker of `seg`, started if it has none.
-fn waker_for(seg: &Arc<Segment>) -> Result<Arc<Waker>> {
+/// The waker of `seg` for `watch`, started if it has none.
+fn waker_for<W: Watch>(seg: &Arc<Segment>, watch: W) -> Result<Arc<Waker>> {
+    let key = TypeId::of::<W>();
     let mut all = WAKERS.lock().unwrap_or_else(PoisonError::into_inner);
     all.retain(|w| w.strong_count() > 0);
     if let Some(w) = all
         .iter()
         .filter_map(Weak::upgrade)
-        .find(|w| Arc::ptr_eq(&w.shared.seg, seg))
+        .find(|w| Arc::ptr_eq(&w.shared.seg, seg) && w.shared.watch == key)
     {
         return Ok(w);
     }
     let shared = Arc::new(Shared {
         seg: Arc::clone(seg),
-        regs: Mutex::new(Vec::new()),
-        kick: AtomicU32::new(0),
-        stop: AtomicBool::new(false),
+        watch: key,
+        reg: Registry::new(),
     });
     let for_thread = Arc::clone(&shared);
     let thread = std::thread::Builder::new()
         .name("shmbus-waker".into())
-        .spawn(move || run(&for_thread))
+        .spawn(move || run(&for_thread, watch))
         .map_err(|source| Error::Io {
             name: seg.name().to_owned(),
             op: "start the readiness thread",
@@ -144,37 +167,36 @@ fn waker_for(seg: &Arc<Segment>) -> Result<Arc<Waker>> {
     Ok(w)
 }
 
-/// A subscriber's side of its registration (kept in the subscriber).
+/// A handle's side of its registration (kept in the subscriber, receiver or sender).
 pub(crate) struct Armed {
     /// The tokio registration of the eventfd; dropped (deregistered) before the eventfd closes.
     #[cfg(feature = "tokio")]
     pub(crate) async_fd: Option<tokio::io::unix::AsyncFd<RawFd>>,
-    reg: Arc<Registration>,
+    reg: Arc<Registration<EventFd>>,
     waker: Arc<Waker>,
 }
 
 impl Drop for Armed {
     fn drop(&mut self) {
         let shared = &self.waker.shared;
-        shared.regs().retain(|r| !Arc::ptr_eq(r, &self.reg));
-        shared.kick();
+        shared.reg.remove(&self.reg);
+        shared.reg.kick(&PRIVATE);
     }
 }
 
 impl Armed {
-    /// Registers with the waker of `seg` (starting it if needed).
+    /// Registers a bus subscriber with the waker of `seg` (starting it if needed).
     pub(crate) fn new(seg: &Arc<Segment>) -> Result<Armed> {
+        Armed::watching(seg, BusWatch)
+    }
+
+    /// Registers a handle with the waker of `seg` for `watch` (starting it if needed).
+    pub(crate) fn watching<W: Watch>(seg: &Arc<Segment>, watch: W) -> Result<Armed> {
         let efd = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
             .map_err(|e| Error::io(seg.name(), "eventfd", e))?;
-        let reg = Arc::new(Registration {
-            expected: AtomicU64::new(0),
-            armed: AtomicBool::new(false),
-            check: AtomicBool::new(false),
-            closed_at: AtomicU64::new(NOT_CLOSED),
-            efd,
-        });
-        let waker = waker_for(seg)?;
-        waker.shared.regs().push(Arc::clone(&reg));
+        let reg = Arc::new(Registration::new(efd));
+        let waker = waker_for(seg, watch)?;
+        waker.shared.reg.add(&reg);
         Ok(Armed {
             #[cfg(feature = "tokio")]
             async_fd: None,
@@ -184,152 +206,109 @@ impl Armed {
     }
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.reg.efd.as_fd()
+        self.reg.sig.as_fd()
+    }
+
+    /// The name of the watched segment.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn name(&self) -> &str {
+        self.waker.shared.seg.name()
     }
 
     /// Whether the waker signalled for something the slot does not show; clears it.
     pub(crate) fn take_check(&self) -> bool {
-        // ORDERING: pairs with the Release store in `Registration::signal`.
-        self.reg.check.swap(false, Ordering::Acquire)
+        self.reg.take_check()
     }
 
-    /// After a receive found nothing at `next`: have the waker signal once it is readable. No
-    /// edge is lost: the eventfd is cleared before the arming is published, so a signal for this
-    /// arming comes after the clear; and the waker's pass after the kick re-checks the slot
-    /// after raising the waiter flag (docs/design.md §14).
+    /// After a receive (or send) found nothing at `next`: have the waker signal once there is
+    /// something (docs/design.md §14; see [`Registration::arm`]).
     pub(crate) fn arm(&self, next: u64) {
-        let r = &*self.reg;
-        if r.armed.load(Ordering::Relaxed) && r.expected.load(Ordering::Relaxed) == next {
-            // Armed for this very sequence already, and not signalled since (the waker disarms
-            // when it signals): the eventfd is clear and the waker covers it.
-            return;
+        if self.reg.arm(next) {
+            self.waker.shared.reg.kick(&PRIVATE);
         }
-        // EAGAIN (nothing to clear) is the usual result. A signal cleared here was for an
-        // earlier arming, whose cause the receive that found nothing has already seen.
-        let _ = r.efd.read();
-        if r.closed_at.load(Ordering::Relaxed) != next {
-            r.closed_at.store(NOT_CLOSED, Ordering::Relaxed);
-        }
-        r.expected.store(next, Ordering::Relaxed);
-        // ORDERING: Release pairs with the waker's Acquire loads of `armed`: a waker that sees
-        // this arming sees its `expected` (the kick orders both for its next pass anyway).
-        r.armed.store(true, Ordering::Release);
-        self.waker.shared.kick();
     }
 
-    /// A receive reported `Closed` at `next`: the waker signals a closed bus once per sequence.
+    /// A receive reported `Closed` at `next`: the waker signals a closed segment once per
+    /// position.
     pub(crate) fn closed(&self, next: u64) {
-        self.reg.closed_at.store(next, Ordering::Relaxed);
+        self.reg.closed(next);
     }
 }
 
-/// The slot of `seq` has moved past "being written": written, abandoned or reused (a lap).
-fn slot_ready(ring: &Ring<'_>, seq: u64) -> bool {
-    ring.version(seq) > busy_version(seq)
+/// The waker thread: makes its watch's target, then runs the loop.
+fn run<W: Watch>(shared: &Shared, watch: W) {
+    let seg = &*shared.seg;
+    let now = Instant::now();
+    let mut host = SysHost {
+        seg,
+        futex: SysFutex {
+            shared: seg.is_shared(),
+        },
+        last_check: now,
+        now,
+    };
+    waker::run(&shared.reg, &watch.target(seg), W::words(seg), &mut host);
 }
 
-/// The waker thread: signals armed registrations, sleeping on the bus's futex in between.
-fn run(shared: &Shared) {
-    let seg = &*shared.seg;
-    let ring = ring(seg);
-    let futex = SysFutex {
-        shared: seg.is_shared(),
-    };
-    let mut last_check = Instant::now();
-    loop {
-        // ORDERING: pairs with the Release `fetch_add` in `Shared::kick`: this pass sees every
-        // arming and registration made before the count it reads; a later one changes the
-        // count, which ends the sleep below (the futex compares it).
-        let k = shared.kick.load(Ordering::Acquire);
-        if shared.stop.load(Ordering::Relaxed) {
-            return;
+/// The kernel's side of the waker's loop, for one segment.
+struct SysHost<'a> {
+    seg: &'a Segment,
+    futex: SysFutex,
+    /// When the periodic look last ran.
+    last_check: Instant,
+    /// The time of the current pass.
+    now: Instant,
+}
+
+impl Host for SysHost<'_> {
+    fn periodic(&mut self) -> bool {
+        self.now = Instant::now();
+        if self.now.duration_since(self.last_check) >= CHECK_PERIOD {
+            self.last_check = self.now;
+            return true;
         }
-        let now = Instant::now();
-        let periodic = now.duration_since(last_check) >= CHECK_PERIOD;
-        if periodic {
-            last_check = now;
-        }
-        if scan(shared, &ring, periodic) == 0 {
-            // Nothing armed: the waiter flag stays down, publishers pay nothing.
-            futex_wait(&shared.kick, k, None, false);
-            continue;
-        }
-        let slice = CHECK_PERIOD.saturating_sub(now.duration_since(last_check));
-        let ready = || shared.kick.load(Ordering::Acquire) != k || any_ready(shared, &ring);
-        if seg.is_writable() {
-            let either = BusOrKick {
-                sys: &futex,
-                kick: &shared.kick,
-                kick_seen: k,
+        false
+    }
+
+    fn any_alive(&self) -> bool {
+        SegmentLiveness::observer(self.seg).any_alive()
+    }
+
+    fn wait_kick(&self, kick: &AtomicU32, seen: u32) {
+        futex_wait(kick, seen, None, false);
+    }
+
+    fn sleep(
+        &self,
+        words: WakeWords<'_>,
+        kick: &AtomicU32,
+        seen: u32,
+        ready: impl FnOnce() -> bool,
+    ) {
+        let slice = CHECK_PERIOD.saturating_sub(self.now.duration_since(self.last_check));
+        if self.seg.is_writable() {
+            let either = SegOrKick {
+                sys: &self.futex,
+                kick,
+                kick_seen: seen,
             };
-            wait::sleep(seg.wake_words(), &either, Some(slice), ready);
+            wait::sleep(words, &either, Some(slice), ready);
         } else if !ready() {
             // A read-only handle may not raise the waiter flag: poll (docs/design.md §14).
-            futex_wait(&shared.kick, k, Some(slice.min(READ_ONLY_POLL)), false);
+            futex_wait(kick, seen, Some(slice.min(READ_ONLY_POLL)), false);
         }
     }
 }
 
-/// Signals every armed registration that has something to receive; returns how many stay armed.
-/// `periodic`: also signal stalls and a closed bus, which no publish announces.
-fn scan(shared: &Shared, ring: &Ring<'_>, periodic: bool) -> usize {
-    let regs = shared.regs();
-    let mut alive = None;
-    let mut armed = 0;
-    for r in regs.iter() {
-        // ORDERING: pairs with the Release store in `Armed::arm`.
-        if !r.armed.load(Ordering::Acquire) {
-            continue;
-        }
-        let e = r.expected.load(Ordering::Relaxed);
-        if slot_ready(ring, e) {
-            r.signal(false);
-        } else if periodic && needs_check(shared, ring, r, e, &mut alive) {
-            r.signal(true);
-        } else {
-            armed += 1;
-        }
-    }
-    armed
-}
-
-/// Whether the receive should look at the cursor and the producers for `e`: a sequence claimed
-/// but not in its slot (a stall, whose claimant may be dead), or a bus with no producer that has
-/// not been reported closed at `e` yet (docs/design.md §6).
-fn needs_check(
-    shared: &Shared,
-    ring: &Ring<'_>,
-    r: &Registration,
-    e: u64,
-    alive: &mut Option<bool>,
-) -> bool {
-    let ahead = ring.cursor().wrapping_sub(e);
-    if ahead != 0 && ahead <= u64::MAX / 2 {
-        return true;
-    }
-    if r.closed_at.load(Ordering::Relaxed) == e {
-        return false;
-    }
-    !*alive.get_or_insert_with(|| SegmentLiveness::observer(&shared.seg).any_alive())
-}
-
-/// Whether some armed registration's slot is readable (the re-check of the sleep handshake).
-fn any_ready(shared: &Shared, ring: &Ring<'_>) -> bool {
-    shared.regs().iter().any(|r| {
-        // ORDERING: pairs with the Release store in `Armed::arm`.
-        r.armed.load(Ordering::Acquire) && slot_ready(ring, r.expected.load(Ordering::Relaxed))
-    })
-}
-
-/// The bus's futex, whose sleep also ends on a kick.
-struct BusOrKick<'a> {
+/// The segment's futex, whose sleep also ends on a kick.
+struct SegOrKick<'a> {
     sys: &'a SysFutex,
     kick: &'a AtomicU32,
     kick_seen: u32,
 }
 
-impl Futex for BusOrKick<'_> {
-    fn wait(&self, word: &crate::sync::AtomicU32, expected: u32, timeout: Option<Duration>) {
+impl Futex for SegOrKick<'_> {
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
         wait::futex_wait_either(
             word,
             expected,
@@ -340,7 +319,7 @@ impl Futex for BusOrKick<'_> {
         );
     }
 
-    fn wake_all(&self, word: &crate::sync::AtomicU32) {
+    fn wake_all(&self, word: &AtomicU32) {
         self.sys.wake_all(word);
     }
 
@@ -419,6 +398,225 @@ impl<T: Payload> AsFd for Readiness<T> {
 }
 
 impl<T: Payload> AsRawFd for Readiness<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+/// A queue receiver with a file descriptor that an event loop can wait on: readable when
+/// [`QueueReceiverReadiness::try_recv`] may have an item to return. Made by
+/// [`QueueReceiver::into_readiness`].
+///
+/// Drain it with [`QueueReceiverReadiness::try_recv`] until `None`: the receive that finds
+/// nothing clears the descriptor and re-arms it, so no send is missed between the two
+/// (docs/design.md §14). Readiness may be spurious (another receiver may take the item first),
+/// never lost. Senders pay for the wake-up only while some receiver is armed.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// # let name = format!("doc-queue-readiness-{}", std::process::id());
+/// let queue = shmbus::Queue::builder(&name).capacity(8).item_size(16).create()?;
+/// let mut tx = queue.sender()?;
+/// let mut rx = queue.receiver()?.into_readiness()?;
+/// assert_eq!(rx.try_recv(), None); // armed
+/// tx.try_send(b"job").unwrap();
+/// let mut fds = [nix::poll::PollFd::new(rx.as_fd(), nix::poll::PollFlags::POLLIN)];
+/// nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE).unwrap();
+/// assert_eq!(rx.try_recv(), Some(&b"job"[..]));
+/// # shmbus::Queue::remove(&name)?;
+/// # Ok::<(), shmbus::Error>(())
+/// ```
+pub struct QueueReceiverReadiness<T: Payload = Raw> {
+    rx: QueueReceiver<T>,
+}
+
+impl<T: Payload> std::fmt::Debug for QueueReceiverReadiness<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueReceiverReadiness")
+            .field("receiver", &self.rx)
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}
+
+impl<T: Payload> QueueReceiverReadiness<T> {
+    /// `rx` is registered.
+    pub(crate) fn new(rx: QueueReceiver<T>) -> Self {
+        QueueReceiverReadiness { rx }
+    }
+
+    /// Receives without waiting, like [`QueueReceiver::try_recv`]; when it finds nothing it
+    /// re-arms the descriptor, which becomes readable again once an item is there.
+    pub fn try_recv(&mut self) -> Option<&T::View> {
+        self.rx.try_recv_ready()
+    }
+
+    /// The receiver (its counters).
+    pub fn receiver(&self) -> &QueueReceiver<T> {
+        &self.rx
+    }
+
+    /// The receiver back, without its descriptor.
+    pub fn into_inner(mut self) -> QueueReceiver<T> {
+        self.rx.disarm();
+        self.rx
+    }
+}
+
+impl<T: Payload> AsFd for QueueReceiverReadiness<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.rx.registration().fd()
+    }
+}
+
+impl<T: Payload> AsRawFd for QueueReceiverReadiness<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+/// A queue sender with a file descriptor that an event loop can wait on: readable when
+/// [`QueueSenderReadiness::try_send`] may find a free slot. Made by
+/// [`QueueSender::into_readiness`].
+///
+/// Send with [`QueueSenderReadiness::try_send`] until it hands the item back as
+/// [`SendError::Full`]: that attempt clears the descriptor and re-arms it, so no freed slot is
+/// missed between the two (docs/design.md §14). Readiness may be spurious (another sender may
+/// take the slot first), never lost. Receivers pay for the wake-up only while some sender is
+/// armed.
+pub struct QueueSenderReadiness<T: Payload = Raw> {
+    tx: QueueSender<T>,
+}
+
+impl<T: Payload> std::fmt::Debug for QueueSenderReadiness<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueSenderReadiness")
+            .field("sender", &self.tx)
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}
+
+impl<T: Payload> QueueSenderReadiness<T> {
+    /// `tx` is registered.
+    pub(crate) fn new(tx: QueueSender<T>) -> Self {
+        QueueSenderReadiness { tx }
+    }
+
+    /// The sender (its counters).
+    pub fn sender(&self) -> &QueueSender<T> {
+        &self.tx
+    }
+
+    /// The sender back, without its descriptor.
+    pub fn into_inner(mut self) -> QueueSender<T> {
+        self.tx.disarm();
+        self.tx
+    }
+}
+
+impl QueueSenderReadiness<Raw> {
+    /// Sends `item` if the queue has room now, like [`QueueSender::try_send`]; when it is full,
+    /// hands the item back and re-arms the descriptor, which becomes readable again once a slot
+    /// is free.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::TooLarge`] if `item` is longer than the item size (the descriptor is not
+    /// armed then); [`SendError::Full`] if the queue has no room now.
+    pub fn try_send<'b>(&mut self, item: &'b [u8]) -> std::result::Result<(), SendError<&'b [u8]>> {
+        let capacity = self.tx.item_size();
+        if item.len() > capacity {
+            return Err(SendError::TooLarge { item, capacity });
+        }
+        if self.tx.try_send_armed(item) {
+            Ok(())
+        } else {
+            Err(SendError::Full(item))
+        }
+    }
+}
+
+impl<T: bytemuck::Pod> QueueSenderReadiness<T> {
+    /// Sends `item` if the queue has room now, like [`QueueSender::try_send`]; when it is full,
+    /// hands the item back and re-arms the descriptor, which becomes readable again once a slot
+    /// is free.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Full`] if the queue has no room now.
+    pub fn try_send(&mut self, item: T) -> std::result::Result<(), SendError<T>> {
+        if self.tx.try_send_armed(bytemuck::bytes_of(&item)) {
+            Ok(())
+        } else {
+            Err(SendError::Full(item))
+        }
+    }
+}
+
+impl<T: Payload> AsFd for QueueSenderReadiness<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.tx.registration().fd()
+    }
+}
+
+impl<T: Payload> AsRawFd for QueueSenderReadiness<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+/// A records subscriber with a file descriptor that an event loop can wait on: readable when
+/// [`RecordReadiness::try_recv`] has something to return (a record, a lap, or a closed
+/// segment). Made by [`RecordSubscriber::into_readiness`].
+///
+/// Drain it with [`RecordReadiness::try_recv`] until [`RecordRecv::Empty`], as a bus
+/// [`Readiness`]: readiness may be spurious, never lost, and a closed segment makes it readable
+/// once per sequence (docs/design.md §14).
+pub struct RecordReadiness {
+    sub: RecordSubscriber,
+}
+
+impl std::fmt::Debug for RecordReadiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordReadiness")
+            .field("subscriber", &self.sub)
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}
+
+impl RecordReadiness {
+    /// `sub` is registered.
+    pub(crate) fn new(sub: RecordSubscriber) -> Self {
+        RecordReadiness { sub }
+    }
+
+    /// Receives without waiting, like [`RecordSubscriber::try_recv`]; when it finds nothing it
+    /// re-arms the descriptor, which becomes readable again once there is something to receive.
+    pub fn try_recv(&mut self) -> RecordRecv<'_> {
+        self.sub.try_recv_armed()
+    }
+
+    /// The subscriber (its sequence and counters).
+    pub fn subscriber(&self) -> &RecordSubscriber {
+        &self.sub
+    }
+
+    /// The subscriber back, without its descriptor.
+    pub fn into_inner(mut self) -> RecordSubscriber {
+        self.sub.disarm();
+        self.sub
+    }
+}
+
+impl AsFd for RecordReadiness {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sub.registration().fd()
+    }
+}
+
+impl AsRawFd for RecordReadiness {
     fn as_raw_fd(&self) -> RawFd {
         self.as_fd().as_raw_fd()
     }

@@ -26,9 +26,11 @@ mod loom;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
+#[cfg(not(loom))]
+pub use crate::readiness::RecordReadiness;
 pub use api::{
-    Record, RecordPublisher, RecordPublisherStats, RecordRecv, RecordSubscriber, RecordWriter,
-    Records, RecordsBuilder, DEFAULT_RING_BYTES,
+    Record, RecordEvent, RecordPublisher, RecordPublisherStats, RecordRecv, RecordSubscriber,
+    RecordWriter, Records, RecordsBuilder, DEFAULT_RING_BYTES,
 };
 pub use layout::{MAX_RING_BYTES, MIN_RING_BYTES, RECORD_HEADER_BYTES};
 pub(crate) use reader::{Polled, Reader};
