@@ -14,7 +14,8 @@ use crate::error::BridgeError;
 /// Flags that choose how the bridge reaches zenoh.
 #[derive(Args, Clone, Debug, Default)]
 pub struct NetArgs {
-    /// Zenoh key expression to publish on or subscribe to [default: shmbus/NAME]
+    /// Zenoh key expression to publish on or subscribe to [default: shmbus/NAME]. An importer
+    /// into a bus of another name than the exported one gives the exporter's key
     #[arg(long, value_name = "KEYEXPR")]
     pub key: Option<String>,
     /// Listen on this zenoh endpoint (repeatable), e.g. tcp/0.0.0.0:7447. Any --listen or
