@@ -363,6 +363,49 @@ fn losses_on_the_importing_side_are_counted_and_never_torn() {
 }
 
 #[test]
+fn a_best_effort_dropping_export_still_accounts_for_every_message() {
+    const N: u64 = 20_000;
+    let a = TestBus::new("bridge-drop-a");
+    let b = TestBus::new("bridge-drop-b");
+    let src = BusBuilder::new(a.name())
+        .slots(1 << 15)
+        .capacity(64)
+        .create()
+        .unwrap();
+    let mut p = src.publisher().unwrap();
+    let ep = endpoint(free_port());
+    let mut importer = Bridge::start(&["import", b.name(), "--key", &key(&a), "--listen", &ep]);
+    let exporter = Bridge::start(&[
+        "export",
+        a.name(),
+        "--connect",
+        &ep,
+        "--from",
+        "oldest",
+        "--best-effort",
+        "--congestion",
+        "drop",
+    ]);
+    await_route(&mut importer);
+    let mut sub = Bus::open(b.name()).unwrap().subscribe(Start::Oldest);
+    for k in 0..N {
+        publish(&mut p, k, 64);
+    }
+    // The exporter's repeated hello carries its next sequence, so even a lost tail is counted.
+    importer.await_stats("every message accounted", |b| b.stat("published") == N);
+    let imp = importer.stop();
+    exporter.stop();
+    let mut seen = Seen::default();
+    let received = imp["received"].as_u64().unwrap();
+    seen.collect(&mut sub, |s| s.counters.len() as u64 == received);
+    assert!(matches!(sub.try_recv(), Recv::Empty | Recv::Closed));
+    assert_eq!(seen.torn, 0);
+    seen.assert_strictly_increasing();
+    assert_eq!(received + imp["lost"].as_u64().unwrap(), N, "{imp}");
+    assert_eq!(imp["lost"], imp["lost_in_transit"], "{imp}");
+}
+
+#[test]
 fn exporting_a_missing_bus_fails_with_a_clear_message() {
     let a = TestBus::new("bridge-missing");
     let (st, err) = run_to_end(&["export", a.name(), "--listen", &endpoint(free_port())]);
