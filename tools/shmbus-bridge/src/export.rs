@@ -21,7 +21,7 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// `--from`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum From {
+pub enum StartArg {
     /// The oldest message still in the ring, then what follows.
     Oldest,
     /// Only messages published from now on.
@@ -49,8 +49,8 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub net: NetArgs,
     /// Where to start reading the bus
-    #[arg(long, value_enum, default_value_t = From::Next)]
-    pub from: From,
+    #[arg(long, value_enum, default_value_t = StartArg::Next)]
+    pub from: StartArg,
     /// Reliable delivery (the default): zenoh retransmits, so nothing is lost in transit while
     /// the link holds
     #[arg(long, conflicts_with = "best_effort")]
@@ -164,8 +164,8 @@ pub fn run(args: &ExportArgs) -> Result<(), BridgeError> {
     };
     let mut enc = Encoder::new(origin, shape_of(&bus));
     let start = match args.from {
-        From::Oldest => Start::Oldest,
-        From::Next => Start::Next,
+        StartArg::Oldest => Start::Oldest,
+        StartArg::Next => Start::Next,
     };
     let wait = match args.wait {
         WaitArg::Sleep => Wait::Sleep,
@@ -248,7 +248,7 @@ pub fn run(args: &ExportArgs) -> Result<(), BridgeError> {
                 }
                 batch_due = None;
                 // The subscriber resumed at its new next sequence, right after the lost range.
-                let first = sub.next_seq() - lost;
+                let first = sub.next_seq().saturating_sub(lost);
                 send(enc.loss(first, lost), &mut c);
                 c.lost_at_exporter += lost;
                 c.laps += 1;

@@ -406,12 +406,21 @@ fn a_best_effort_dropping_export_still_accounts_for_every_message() {
 }
 
 #[test]
-fn exporting_a_missing_bus_fails_with_a_clear_message() {
+fn exporting_a_missing_bus_or_another_kind_fails_with_a_clear_message() {
     let a = TestBus::new("bridge-missing");
     let (st, err) = run_to_end(&["export", a.name(), "--listen", &endpoint(free_port())]);
     assert!(!st.success());
     assert!(err.contains(a.name()) && err.contains("not found"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    // A segment of another kind under the name.
+    let _queue = shmbus::QueueBuilder::new(a.name())
+        .capacity(8)
+        .item_size(16)
+        .create()
+        .unwrap();
+    let (st, err) = run_to_end(&["export", a.name(), "--listen", &endpoint(free_port())]);
+    assert!(!st.success());
+    assert!(err.contains(a.name()) && err.contains("queue"), "{err}");
 }
 
 #[test]
