@@ -363,6 +363,73 @@ fn losses_on_the_importing_side_are_counted_and_never_torn() {
 }
 
 #[test]
+fn two_exported_buses_on_one_key_are_accounted_apart_and_each_keeps_its_order() {
+    // The imported bus takes the exported shape (8192 slots): both streams fit, unread.
+    const N: u64 = 4_000;
+    let a1 = TestBus::new("bridge-two-a1");
+    let a2 = TestBus::new("bridge-two-a2");
+    let b = TestBus::new("bridge-two-b");
+    let key = key(&b);
+    let ep = endpoint(free_port());
+    let mut importer = Bridge::start(&["import", b.name(), "--listen", &ep]);
+    let mut publishers = Vec::new();
+    let mut exporters = Vec::new();
+    for a in [&a1, &a2] {
+        let bus = BusBuilder::new(a.name())
+            .slots(1 << 13)
+            .capacity(64)
+            .create()
+            .unwrap();
+        publishers.push(bus.publisher().unwrap());
+        exporters.push(Bridge::start(&[
+            "export",
+            a.name(),
+            "--key",
+            &key,
+            "--connect",
+            &ep,
+            "--from",
+            "oldest",
+        ]));
+    }
+    importer.await_stats("both exporters", |b| b.stat("sources") == 2);
+    let mut sub = Bus::open(b.name()).unwrap().subscribe(Start::Oldest);
+    for k in 0..N {
+        for (id, p) in publishers.iter_mut().enumerate() {
+            let mut buf = [0u8; 40];
+            make_payload(&mut buf, id as u64 + 1, k);
+            p.publish_bytes(&buf).unwrap();
+        }
+    }
+    let mut next = [0u64; 2];
+    let deadline = Instant::now() + LIMIT;
+    while next != [N, N] {
+        assert!(Instant::now() < deadline, "timed out: {next:?} of {N} each");
+        match sub.recv_timeout(Duration::from_millis(50)) {
+            Recv::Message(m) => {
+                let (id, k) = check_payload(m.bytes()).expect("an untorn message");
+                let i = (id - 1) as usize;
+                assert_eq!(k, next[i], "source {id} out of order");
+                next[i] += 1;
+            }
+            Recv::Lapped { lost } => panic!("the imported bus lapped its subscriber by {lost}"),
+            Recv::Empty | Recv::Closed => {}
+        }
+    }
+    for e in exporters {
+        e.stop();
+    }
+    let imp = importer.stop();
+    assert_eq!(
+        (imp["sources"].as_u64(), imp["restarts"].as_u64()),
+        (Some(2), Some(0)),
+        "{imp}"
+    );
+    assert_eq!(imp["received"], 2 * N, "{imp}");
+    assert_eq!(imp["lost"], 0, "{imp}");
+}
+
+#[test]
 fn a_best_effort_dropping_export_still_accounts_for_every_message() {
     const N: u64 = 20_000;
     let a = TestBus::new("bridge-drop-a");
