@@ -95,6 +95,15 @@ pub(crate) fn sleep<F: Futex>(
     timeout: Option<Duration>,
     ready: impl FnOnce() -> bool,
 ) {
+    // The count is read BEFORE the flag is raised (docs/design.md §7, "Two sleeps"): a
+    // producer that saw the flag of an earlier sleep may clear it only after our store below,
+    // wiping out our flag; it then bumps the count after its clear, so after this read, and
+    // the futex wait below returns at once instead of sleeping with no flag raised.
+    // ORDERING: Acquire pairs with the Release `fetch_add` in `wake_sleepers`: if this reads a
+    // count a producer bumped, `ready` sees that producer's commit. It also keeps the flag
+    // store below after this load: a count bumped by a producer whose swap read our flag can
+    // only be read by a later load.
+    let seen = words.counter.load(Ordering::Acquire);
     words.flag.store(1, Ordering::Relaxed);
     let timeout = if futex.heavy_barrier() {
         timeout
@@ -102,9 +111,6 @@ pub(crate) fn sleep<F: Futex>(
         // No barrier: a wake-up can be missed, so the sleep is kept short.
         Some(timeout.map_or(FALLBACK_SLEEP, |t| t.min(FALLBACK_SLEEP)))
     };
-    // ORDERING: pairs with the Release `fetch_add` in `wake_sleepers`: if this reads a count a
-    // producer bumped, `ready` sees that producer's commit.
-    let seen = words.counter.load(Ordering::Acquire);
     if !ready() {
         futex.wait(words.counter, seen, timeout);
     }

@@ -370,3 +370,61 @@ fn wake_up_is_never_lost() {
         );
     }
 }
+
+/// The handshake over two messages: the subscriber sleeps again after the first. A publisher
+/// delayed between seeing the waiter flag and clearing it must not clear the flag of the
+/// subscriber's next sleep unnoticed (docs/design.md §7: the sleeper reads the wake counter
+/// before it raises the flag).
+#[test]
+fn wake_up_is_never_lost_across_two_sleeps() {
+    model("wake_up_is_never_lost_across_two_sleeps", 3, || {
+        let seg = Seg::new();
+        let live = ModelLive::new(1);
+        let flag = Arc::new(AtomicU64::new(0));
+        let counter = Arc::new(AtomicU32::new(0));
+        let futex = Arc::new(ModelFutex::new());
+        let (s2, l2, f2, c2, fu2) = (
+            seg.clone(),
+            live.clone(),
+            flag.clone(),
+            counter.clone(),
+            futex.clone(),
+        );
+        let ring = seg.ring();
+        let mut r = Reader::new(&ring, Start::Next, None);
+        let publisher = thread::spawn(move || {
+            let ring = s2.ring();
+            let mut w = Writer::single(0);
+            let words = WakeWords {
+                flag: &f2,
+                counter: &c2,
+            };
+            for tag in [7, 8] {
+                publish(&ring, &mut w, &&*l2, tag);
+                wait::wake_after_publish(words, &*fu2, false);
+            }
+        });
+        let mut buf = [0u64; 2];
+        let words = WakeWords {
+            flag: &flag,
+            counter: &counter,
+        };
+        let mut want = 7;
+        while want <= 8 {
+            match r.poll(&ring, &&*live, &mut buf) {
+                Polled::Message { len, .. } => {
+                    assert_eq!(untorn(&buf, len), want);
+                    want += 1;
+                }
+                Polled::Empty | Polled::Idle => {
+                    let next = r.next_seq();
+                    wait::sleep(words, &*futex, None, || {
+                        ring.version(next) > busy_version(next)
+                    });
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        publisher.join().unwrap();
+    });
+}

@@ -229,3 +229,15 @@ fn readiness_arming_never_loses_an_edge() {
         handshake(1)
     });
 }
+
+/// Two items: the handle re-arms after the first signal and the waker sleeps a second time, so
+/// the model also covers a publisher clearing the flag of an earlier sleep (docs/design.md §7,
+/// "Two sleeps").
+#[test]
+fn readiness_rearming_never_loses_an_edge() {
+    model(
+        "readiness_rearming_never_loses_an_edge (2 items)",
+        2,
+        || handshake(2),
+    );
+}
