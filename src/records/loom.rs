@@ -61,31 +61,50 @@ const BOUND: usize = 1;
 
 fn publish(w: &mut Writer, ring: &RecordRing<'_>, len: usize) -> u64 {
     let p = w.begin(ring, len, 0);
-    let tag = (p.seq + 1).to_ne_bytes();
-    let bytes: Vec<u8> = tag.iter().copied().cycle().take(len).collect();
-    w.write_bytes(ring, &p, &bytes);
+    w.write_bytes(ring, &p, &content(p.seq, len));
     w.commit(ring, p);
     p.seq
 }
 
-/// Reads until every one of `n` records is received or counted lost, checking each copy.
-fn read_all(seg: &Seg, live: &Live, policy: LapPolicy, n: u64) -> (u64, u64) {
+/// The bytes `publish` writes for record `seq` of `len` bytes.
+fn content(seq: u64, len: usize) -> Vec<u8> {
+    (seq + 1)
+        .to_ne_bytes()
+        .iter()
+        .copied()
+        .cycle()
+        .take(len)
+        .collect()
+}
+
+/// Reads from the oldest intact record until every later one (of lengths `lens`, by sequence)
+/// is received or counted lost, checking each copy's length and every byte.
+fn read_all(seg: &Seg, live: &Live, policy: LapPolicy, lens: &[usize]) -> (u64, u64) {
     let ring = seg.ring();
     let mut r = Reader::new(&ring, Start::Oldest);
     r.set_policy(policy);
-    let mut buf = [0u64; 2];
+    let n = lens.len() as u64 - r.next_seq();
+    let mut buf = [0u64; 4];
     let mut last = None;
+    let mut seen = Vec::new();
     loop {
-        match r.poll_checked(&ring, live, &mut buf) {
+        let p = r.poll_checked(&ring, live, &mut buf);
+        seen.push(p);
+        match p {
             Polled::Record { seq, len, .. } => {
                 assert!(
                     last.map_or(true, |l| seq > l),
                     "out of order: {seq} after {last:?}"
                 );
                 last = Some(seq);
-                for w in &buf[..len / 8] {
-                    assert_eq!(*w, seq + 1, "torn or stale copy of record {seq}");
-                }
+                let want = lens[seq as usize];
+                assert_eq!(len, want, "torn length of record {seq}");
+                let got: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).take(len).collect();
+                assert_eq!(
+                    got,
+                    content(seq, want),
+                    "torn or stale copy of record {seq}"
+                );
             }
             Polled::Lapped { .. } => {}
             Polled::Empty => thread::yield_now(),
@@ -100,7 +119,7 @@ fn read_all(seg: &Seg, live: &Live, policy: LapPolicy, n: u64) -> (u64, u64) {
     assert_eq!(
         st.received + st.lost,
         n,
-        "every record received or counted lost"
+        "every record received or counted lost; polls: {seen:?}"
     );
     (st.received, st.lost)
 }
@@ -123,7 +142,7 @@ fn records_wrap_pad_and_lap_without_tearing() {
             }
             d2.store(true, Ordering::Release);
         });
-        read_all(&seg, &Live(done), LapPolicy::Oldest, 5);
+        read_all(&seg, &Live(done), LapPolicy::Oldest, &[8, 16, 8, 16, 8]);
         producer.join().unwrap();
     });
 }
@@ -143,7 +162,62 @@ fn records_newest_policy_counts_exactly() {
             }
             d2.store(true, Ordering::Release);
         });
-        read_all(&seg, &Live(done), LapPolicy::Newest, 5);
+        read_all(&seg, &Live(done), LapPolicy::Newest, &[16; 5]);
         producer.join().unwrap();
     });
+}
+
+/// A ring filled by `before` (published before the reader starts), then lapped by `during`
+/// (published while it reads, from another thread): every copy the reader delivers is whole.
+/// Small enough to run at preemption bound 2 in seconds.
+fn lapped_while_reading(name: &str, before: &'static [usize], during: &'static [usize]) {
+    model(name, 2, move || {
+        let seg = Seg::new();
+        {
+            let ring = seg.ring();
+            let mut w = Writer::attach(&ring).expect("a fresh ring");
+            for &len in before {
+                publish(&mut w, &ring, len);
+            }
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let (s2, d2) = (seg.clone(), done.clone());
+        let producer = thread::spawn(move || {
+            let ring = s2.ring();
+            let mut w = Writer::attach(&ring).expect("the ring the first producer left");
+            for &len in during {
+                publish(&mut w, &ring, len);
+            }
+            d2.store(true, Ordering::Release);
+        });
+        let lens: Vec<usize> = before.iter().chain(during).copied().collect();
+        read_all(&seg, &Live(done), LapPolicy::Oldest, &lens);
+        producer.join().unwrap();
+    });
+}
+
+/// Four records of 32 bytes fill the ring (the last one's terminator overwrites record 0's
+/// version: the reader starts at record 1); then records of 24 bytes lap it, so that record 5
+/// starts inside record 0's payload (ring byte 24) and its header and payload land on record 1's
+/// version and length words while the reader may be copying record 1.
+#[test]
+fn records_lapped_by_records_starting_inside_their_payload_are_refused() {
+    lapped_while_reading(
+        "records_lapped_by_records_starting_inside_their_payload_are_refused",
+        &[16, 16, 16, 16],
+        &[8, 8],
+    );
+}
+
+/// As above, but record 5 is 10 bytes long: its length word, 10 with type 0, lands on record 1's
+/// version word and equals `Done(1)` (1 << 3 | 2). A version word alone cannot tell that record
+/// 1 was overwritten: a later record's bytes can hold any value, this one included.
+#[test]
+fn a_later_length_word_equal_to_an_overwritten_version_does_not_validate_a_torn_copy() {
+    assert_eq!(State::Done(1).word(), 10);
+    lapped_while_reading(
+        "a_later_length_word_equal_to_an_overwritten_version_does_not_validate_a_torn_copy",
+        &[16, 16, 16, 16],
+        &[8, 10],
+    );
 }

@@ -238,9 +238,11 @@ impl Reader {
                     .load(Ordering::Relaxed);
             }
         }
-        // ORDERING: pairs with the producer's fence(Release) after its intent store (and with
-        // the one after a busy version): if the copy saw any store of a later write, the loads
-        // below see that write's intent and its busy version.
+        // ORDERING: pairs with the producer's fence(Release) after its intent store in
+        // `Writer::begin`: if the copy saw any store of a later write, the intent load below sees
+        // that write's intent (or a later one). Only the intent proves the copy whole: the
+        // version may have been overwritten by a later record's bytes that happen to equal `v1`
+        // (docs/design.md §15); comparing it is a cheap early refusal, on a line already here.
         fence(Ordering::Acquire);
         let v2 = here.load(Ordering::Relaxed);
         if v2 != v1 || !ring.intact(self.pos, ring.intent()) || !fits {
