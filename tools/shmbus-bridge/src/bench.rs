@@ -33,6 +33,12 @@ pub struct BenchArgs {
     /// The exporter's batch size in the throughput run
     #[arg(long, default_value_t = 64)]
     pub batch: u32,
+    /// Internal: be the raw zenoh subscriber, listening on this endpoint
+    #[arg(long, hide = true, value_name = "ENDPOINT")]
+    pub raw_peer: Option<String>,
+    /// Internal: the raw peer's mode (lat or tput)
+    #[arg(long, hide = true, default_value = "lat")]
+    pub raw_mode: String,
 }
 
 /// CLOCK_MONOTONIC in ns: the same clock in every process of the machine.
@@ -74,128 +80,203 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("bounds are valid")
 }
 
-/// Two zenoh sessions of this process, one listening and one connected to it.
-fn session_pair() -> Result<(zenoh::Session, zenoh::Session), BridgeError> {
-    let ep = free_endpoint()?;
-    let listen = NetArgs {
-        listen: vec![ep.clone()],
-        ..NetArgs::default()
-    };
-    let connect = NetArgs {
-        connect: vec![ep],
-        ..NetArgs::default()
-    };
-    Ok((listen.open()?, connect.open()?))
+/// The raw zenoh subscriber: a process of this same program (`bench --raw-peer`), as the
+/// importer is, so that the raw path and the bridge cross the same number of process and
+/// session boundaries. The publisher here uses the exporter's defaults (reliable, blocking), so
+/// the two paths differ only by the bridge.
+struct RawPeer {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
-/// The raw zenoh publishers use the exporter's defaults (reliable, blocking), so the two
-/// paths differ only by the bridge.
-///
-/// Raw zenoh: one-way latency of `n` messages sent one at a time (after `warm` unrecorded).
+impl RawPeer {
+    /// Starts the peer listening on a free endpoint and a session here connected to it, with a
+    /// publisher on the peer's key; returns once a probe has reached the peer.
+    fn start(mode: &str) -> Result<(RawPeer, zenoh::Session), BridgeError> {
+        let exe = std::env::current_exe()
+            .map_err(|e| BridgeError::Usage(format!("cannot find this program: {e}")))?;
+        let ep = free_endpoint()?;
+        let mut child = Command::new(exe)
+            .args(["bench", "--raw-peer", &ep, "--raw-mode", mode])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| BridgeError::Usage(format!("cannot start the raw zenoh peer: {e}")))?;
+        let out = child.stdout.take().expect("stdout is piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let peer = RawPeer { child, lines };
+        let connect = NetArgs {
+            connect: vec![ep],
+            ..NetArgs::default()
+        };
+        Ok((peer, connect.open()?))
+    }
+
+    /// The peer's next line of output.
+    fn line(&self, within: Duration) -> Result<String, BridgeError> {
+        self.lines
+            .recv_timeout(within)
+            .map_err(|_| BridgeError::Usage("the raw zenoh peer did not answer".into()))
+    }
+}
+
+impl Drop for RawPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const RAW_KEY: &str = "shmbus-bench/raw";
+const RAW_ACK: &str = "shmbus-bench/raw-ack";
+
+/// A publisher on the raw key with the exporter's defaults.
+fn raw_publisher(s: &zenoh::Session) -> Result<zenoh::pubsub::Publisher<'static>, BridgeError> {
+    s.declare_publisher(RAW_KEY)
+        .congestion_control(CongestionControl::Block)
+        .reliability(Reliability::Reliable)
+        .wait()
+        .map_err(BridgeError::zenoh("declare the publisher"))
+}
+
+/// Puts probes until the peer says it has one (until the route is up, puts go nowhere).
+fn raw_route(peer: &RawPeer, publisher: &zenoh::pubsub::Publisher<'_>) -> Result<(), BridgeError> {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let _ = publisher.put(payload(u64::MAX).to_vec()).wait();
+        if let Ok(line) = peer.lines.recv_timeout(Duration::from_millis(20)) {
+            if line == "ready" {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(BridgeError::Usage("raw zenoh: no route to the peer".into()));
+        }
+    }
+}
+
+/// Raw zenoh: one-way latency of `n` messages sent one at a time (after `warm` unrecorded),
+/// timed by the peer from the send stamp; the peer's acknowledgement paces the sends.
 fn raw_latency(n: u64, warm: u64) -> Result<Histogram<u64>, BridgeError> {
-    let (a, b) = session_pair()?;
-    let key = "shmbus-bench/raw";
-    let sub = b
-        .declare_subscriber(key)
+    let (peer, session) = RawPeer::start("lat")?;
+    let acks = session
+        .declare_subscriber(RAW_ACK)
         .with(FifoChannel::new(1024))
         .wait()
         .map_err(BridgeError::zenoh("declare the subscriber"))?;
-    let publisher = a
-        .declare_publisher(key)
-        .congestion_control(CongestionControl::Block)
-        .reliability(Reliability::Reliable)
-        .wait()
-        .map_err(BridgeError::zenoh("declare the publisher"))?;
-    let mut h = histogram();
-    // Until the route is up, puts go nowhere: repeat the first until one arrives.
-    let deadline = Instant::now() + LIMIT;
-    'route: loop {
-        let _ = publisher.put(payload(u64::MAX).to_vec()).wait();
-        if let Ok(Some(_)) = sub.recv_timeout(Duration::from_millis(20)) {
-            break 'route;
-        }
-        if Instant::now() > deadline {
-            return Err(BridgeError::Usage(
-                "raw zenoh: no route between the sessions".into(),
-            ));
-        }
-    }
-    while sub.try_recv().ok().flatten().is_some() {}
+    let publisher = raw_publisher(&session)?;
+    raw_route(&peer, &publisher)?;
     for k in 0..warm + n {
         let _ = publisher.put(payload(k).to_vec()).wait();
         loop {
-            let s = sub
+            let s = acks
                 .recv_timeout(LIMIT)
                 .map_err(BridgeError::zenoh("receive"))?
                 .ok_or_else(|| BridgeError::Usage(format!("raw zenoh: message {k} lost")))?;
-            let bytes = s.payload().to_bytes();
-            if let Some((got, t0)) = parse(&bytes).filter(|(got, _)| *got == k) {
-                if got >= warm {
-                    h.saturating_record(now_ns().saturating_sub(t0));
-                }
+            if parse(&s.payload().to_bytes()).is_some_and(|(got, _)| got == k) {
                 break;
             }
         }
     }
-    drop(publisher);
-    drop(sub);
-    let _ = a.close().wait();
-    let _ = b.close().wait();
+    let _ = publisher.put(payload(u64::MAX - 1).to_vec()).wait();
+    let line = peer.line(LIMIT)?;
+    let _ = session.close().wait();
+    let mut h = histogram();
+    let times = line
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u64>().ok());
+    for v in times.skip(warm as usize) {
+        h.saturating_record(v);
+    }
     Ok(h)
 }
 
-/// Raw zenoh: messages per second of `n` puts flat out, counted at the subscriber (the timeouts
-/// only end a run that lost messages; they are long so a loaded machine does not look lossy).
+/// Raw zenoh: messages per second of `n` puts flat out, counted at the peer.
 fn raw_throughput(n: u64) -> Result<(f64, u64), BridgeError> {
-    let (a, b) = session_pair()?;
-    let key = "shmbus-bench/raw-tput";
-    let sub = b
-        .declare_subscriber(key)
+    let (peer, session) = RawPeer::start("tput")?;
+    let publisher = raw_publisher(&session)?;
+    raw_route(&peer, &publisher)?;
+    for k in 0..n {
+        let _ = publisher.put(payload(k).to_vec()).wait();
+    }
+    let _ = publisher.put(payload(u64::MAX - 1).to_vec()).wait();
+    let line = peer.line(LIMIT)?;
+    let _ = session.close().wait();
+    let mut words = line
+        .split_whitespace()
+        .map(|w| w.parse::<u64>().unwrap_or(0));
+    let (got, span_ns) = (words.next().unwrap_or(0), words.next().unwrap_or(0));
+    let rate = got as f64 * 1e9 / (span_ns.max(1) as f64);
+    Ok((rate, n.saturating_sub(got)))
+}
+
+/// The raw peer (`bench --raw-peer ENDPOINT`): listens, subscribes to the raw key, says
+/// "ready" on the first probe, then either acknowledges and times each message (`lat`: at the
+/// end, prints every one-way latency in ns on one line, warm-up included) or counts them (`tput`: prints the
+/// count and the span in ns). The end is a message numbered `u64::MAX - 1`.
+pub fn raw_peer(endpoint: &str, mode: &str) -> Result<(), BridgeError> {
+    let listen = NetArgs {
+        listen: vec![endpoint.to_owned()],
+        ..NetArgs::default()
+    };
+    let session = listen.open()?;
+    let sub = session
+        .declare_subscriber(RAW_KEY)
         .with(FifoChannel::new(65_536))
         .wait()
         .map_err(BridgeError::zenoh("declare the subscriber"))?;
-    let publisher = a
-        .declare_publisher(key)
+    let ack = session
+        .declare_publisher(RAW_ACK)
         .congestion_control(CongestionControl::Block)
         .reliability(Reliability::Reliable)
         .wait()
         .map_err(BridgeError::zenoh("declare the publisher"))?;
-    let deadline = Instant::now() + LIMIT;
-    'route: loop {
-        let _ = publisher.put(payload(u64::MAX).to_vec()).wait();
-        if let Ok(Some(_)) = sub.recv_timeout(Duration::from_millis(20)) {
-            break 'route;
-        }
-        if Instant::now() > deadline {
-            return Err(BridgeError::Usage(
-                "raw zenoh: no route between the sessions".into(),
-            ));
-        }
-    }
-    while sub.try_recv().ok().flatten().is_some() {}
-    let counter = std::thread::spawn(move || {
-        let mut got = 0u64;
-        let mut first = None;
-        let mut last = Instant::now();
-        while let Ok(Some(s)) = sub.recv_timeout(Duration::from_secs(10)) {
-            first.get_or_insert_with(Instant::now);
-            got += 1;
-            last = Instant::now();
-            let bytes = s.payload().to_bytes();
-            if parse(&bytes).is_some_and(|(k, _)| k == n - 1) {
-                break;
+    let mut ready = false;
+    let mut times = Vec::new();
+    let (mut got, mut first, mut last) = (0u64, None, Instant::now());
+    while let Ok(Some(s)) = sub.recv_timeout(LIMIT) {
+        let t1 = now_ns();
+        let Some((k, t0)) = parse(&s.payload().to_bytes()) else {
+            continue;
+        };
+        match k {
+            u64::MAX => {
+                if !ready {
+                    ready = true;
+                    println!("ready");
+                }
+            }
+            k if k == u64::MAX - 1 => break,
+            k => {
+                if mode == "lat" {
+                    times.push(t1.saturating_sub(t0));
+                    let _ = ack.put(payload(k).to_vec()).wait();
+                } else {
+                    first.get_or_insert_with(Instant::now);
+                    got += 1;
+                    last = Instant::now();
+                }
             }
         }
-        (got, first.map(|f| last.duration_since(f)))
-    });
-    for k in 0..n {
-        let _ = publisher.put(payload(k).to_vec()).wait();
     }
-    let (got, span) = counter.join().expect("the counting thread does not panic");
-    let rate = span.map_or(0.0, |s| got as f64 / s.as_secs_f64().max(1e-9));
-    let _ = a.close().wait();
-    let _ = b.close().wait();
-    Ok((rate, n - got))
+    if mode == "lat" {
+        let all: Vec<String> = times.iter().map(u64::to_string).collect();
+        println!("{}", all.join(" "));
+    } else {
+        let span = first.map_or(0, |f: Instant| last.duration_since(f).as_nanos() as u64);
+        println!("{got} {span}");
+    }
+    let _ = session.close().wait();
+    Ok(())
 }
 
 /// An exporter and an importer of this same program, killed on drop.
@@ -226,7 +307,7 @@ impl Pair {
         };
         pair.children
             .push(spawn(vec!["import", b, "--listen", &ep])?);
-        let mut export = vec!["export", a, "--connect", &ep, "--wait", "yield"];
+        let mut export = vec!["export", a, "--connect", &ep];
         export.extend_from_slice(extra_export);
         pair.children.push(spawn(export)?);
         Ok(pair)
@@ -347,6 +428,9 @@ fn us(h: &Histogram<u64>, q: f64) -> f64 {
 
 /// Runs the bench and prints its table.
 pub fn run(args: &BenchArgs) -> Result<(), BridgeError> {
+    if let Some(ep) = &args.raw_peer {
+        return raw_peer(ep, &args.raw_mode);
+    }
     let warm = args.messages / 10;
     let raw = raw_latency(args.messages, warm)?;
     let bridged = bridge_latency(args.messages, warm)?;

@@ -32,7 +32,8 @@ pub enum StartArg {
 /// `--wait`: how the exporter waits for the bus when it is idle.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum WaitArg {
-    /// Sleep, looking again every millisecond (a read-only subscriber cannot be woken).
+    /// Sleep until a publish wakes it (if the bus could be opened read-write; a read-only
+    /// subscriber cannot be woken and looks again every millisecond).
     #[default]
     Sleep,
     /// Yield the CPU between looks: lower latency, a busy core.
@@ -44,7 +45,8 @@ pub enum WaitArg {
 /// Flags of `export`.
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// The local bus to export (opened read-only)
+    /// The local bus to export (read, never written to; opened read-write when allowed, only
+    /// to be woken by publishes)
     pub name: String,
     #[command(flatten)]
     pub net: NetArgs,
@@ -146,10 +148,16 @@ struct Counters {
 /// Runs an exporter until SIGINT or SIGTERM.
 pub fn run(args: &ExportArgs) -> Result<(), BridgeError> {
     let key = args.net.key(&args.name)?;
-    let bus = BusBuilder::new(&args.name)
-        .read_only()
-        .open()
-        .map_err(BridgeError::bus(&args.name))?;
+    // Read-write only so that `--wait sleep` can raise the waiter flag and be woken by each
+    // publish (the exporter never publishes); where only reading is allowed, read-only, and
+    // an idle bus is looked at every millisecond instead.
+    let bus = match BusBuilder::new(&args.name).open() {
+        Ok(bus) => bus,
+        Err(_) => BusBuilder::new(&args.name)
+            .read_only()
+            .open()
+            .map_err(BridgeError::bus(&args.name))?,
+    };
     stats::install_stop_handler()?;
     let session = args.net.open()?;
     let publisher = session
