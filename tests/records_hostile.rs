@@ -213,9 +213,7 @@ fn a_records_segment_of_another_layout_revision_is_refused_with_both_numbers() {
         forger.store(12, 3 | u64::from(found) << 32);
         match Records::open(name.name()) {
             Err(Error::AbiMismatch {
-                found: f,
-                expected,
-                ..
+                found: f, expected, ..
             }) => {
                 assert_eq!((f, expected), (found, shmbus::records::RECORDS_REVISION));
             }
