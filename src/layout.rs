@@ -19,7 +19,8 @@
 //!    72     9  creator start time (clock ticks after boot, from /proc/PID/stat)
 //!    80    10  creation time (ns since the Unix epoch)
 //!    88    11  segment size in bytes
-//!    96    12  segment kind (lo32: 1 bus, 2 queue, 3 records, 4 board) | 0
+//!    96    12  segment kind (lo32: 1 bus, 2 queue, 3 records, 4 board) | 0, or for records the
+//!                 records layout revision (hi32: `records::RECORDS_REVISION`, docs/design.md §15)
 //!   120    15  board: cell count (lo32) | key block bytes per cell (hi32: 0 or 64); stored
 //!                 after the magic, before the segment is opened to others (docs/design.md §12)
 //!   128    16  type name, up to 256 bytes of UTF-8
@@ -33,8 +34,9 @@
 //!  1224   153  space waiter flag: non-zero while a producer may sleep on a full queue
 //!  1280   160  positions skipped (claimed by producers that died before publishing)
 //!  1288   161  items lost (claimed by consumers that died before finishing)
-//!              records only (docs/design.md §15): words 144..=148 are the ring's intent, tail,
-//!              head, last record and bytes published (`records::layout`); the ring starts at 4096
+//!              records only (docs/design.md §15): words 145..=148 are the ring's tail, head,
+//!              last record and bytes published (144 is 0), word 152 alone on its line is the
+//!              intent (`records::layout`); the ring starts at 4096
 //!  2048   256  producer table: 32 entries of 64 bytes (one line each)
 //!                +0 pid (lo32) | 0      +8 start time (ticks)    +16 activity stamp (CLOCK_MONOTONIC_COARSE ns,
 //!                   on attach and once in 1024 publishes)

@@ -51,8 +51,8 @@ impl Forger {
 }
 
 const RING: u64 = 4096;
-/// Cursor, then intent, tail, head, last and bytes (docs/design.md §15).
-const CONTROL_WORDS: [usize; 6] = [128, 144, 145, 146, 147, 148];
+/// Cursor, tail, head, last, bytes and the intent (docs/design.md §15).
+const CONTROL_WORDS: [usize; 6] = [128, 145, 146, 147, 148, 152];
 const RING_WORD: usize = 512;
 
 fn published(tag: &str, count: u64) -> (TestBus, Records, shmbus::records::RecordPublisher) {
@@ -199,6 +199,32 @@ fn kinds_are_not_confused() {
 /// Geometry words of a records header: slot count, stride (ring bytes), capacity, recorded
 /// size, and the producer mode's word.
 const GEOMETRY_WORDS: [usize; 5] = [1, 2, 3, 4, 11];
+
+#[test]
+fn a_records_segment_of_another_layout_revision_is_refused_with_both_numbers() {
+    let (name, r, tx) = published("records-revision", 3);
+    drop((tx, r));
+    let forger = Forger::new(&name);
+    let kind = forger.words()[12].load(Ordering::SeqCst);
+    assert_eq!(kind, 3 | u64::from(shmbus::records::RECORDS_REVISION) << 32);
+    Records::open(name.name()).expect("the revision this library writes");
+    // A segment made before the revision was recorded (hi32 0), and one from a later layout.
+    for found in [0u32, shmbus::records::RECORDS_REVISION + 1] {
+        forger.store(12, 3 | u64::from(found) << 32);
+        match Records::open(name.name()) {
+            Err(Error::AbiMismatch {
+                found: f, expected, ..
+            }) => {
+                assert_eq!((f, expected), (found, shmbus::records::RECORDS_REVISION));
+            }
+            other => panic!("revision {found} opened: {other:?}"),
+        }
+        assert!(matches!(
+            Records::open_read_only(name.name()),
+            Err(Error::AbiMismatch { .. })
+        ));
+    }
+}
 
 #[test]
 fn corrupt_records_headers_open_with_typed_errors() {

@@ -5,15 +5,28 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::layout::RingShape;
+use super::layout::{RingShape, RECORDS_REVISION};
 use super::writer::Pending;
 use super::{Polled, Reader, RecordRing, Writer};
 use crate::error::{Error, Result};
-use crate::layout::{HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo};
+use crate::layout::{HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, W_KIND};
 use crate::liveness::SegmentLiveness;
 use crate::segment::{self, Access, Expect, LockKind, Segment, Shape, Trust};
 use crate::subscriber::{LapPolicy, Start, SubscriberStats};
+use crate::sync::{load_acquire, Ordering};
 use crate::wait::{self, SysFutex, Wait};
+
+/// How long `open` waits for a new segment's creator to record the layout revision.
+const REVISION_WAIT: Duration = Duration::from_millis(100);
+
+/// Records the layout revision in the kind word's hi32 of a segment just created
+/// (docs/design.md §15, "Layout revision").
+fn record_revision(seg: &Segment) {
+    let kind = SegmentKind::Records.to_word() as u64;
+    // ORDERING: Release pairs with the Acquire load in `RecordsBuilder::open`: an opener that
+    // sees the revision sees the header the creator wrote (and the zeroed ring).
+    seg.words()[W_KIND].store(kind | (RECORDS_REVISION as u64) << 32, Ordering::Release);
+}
 
 /// Ring size of a new records segment unless [`RecordsBuilder::bytes`] says otherwise (1 MiB).
 pub const DEFAULT_RING_BYTES: u64 = 1 << 20;
@@ -236,6 +249,7 @@ impl RecordsBuilder {
     pub fn create(self) -> Result<Records> {
         let (shape, ring) = self.shape()?;
         let seg = Segment::create(&self.name, shape, self.permissions)?;
+        record_revision(&seg);
         Ok(Records {
             seg: Arc::new(seg),
             shape: ring,
@@ -249,8 +263,10 @@ impl RecordsBuilder {
     /// [`Error::InvalidConfig`] for a ring size that is not a power of two from 4 KiB to 16 GiB.
     pub fn in_process(self) -> Result<Records> {
         let (shape, ring) = self.shape()?;
+        let seg = Segment::heap(shape);
+        record_revision(&seg);
         Ok(Records {
-            seg: Arc::new(Segment::heap(shape)),
+            seg: Arc::new(seg),
             shape: ring,
         })
     }
@@ -264,7 +280,9 @@ impl RecordsBuilder {
     /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
     /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
     /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
-    /// finish); [`Error::AbiMismatch`]; [`Error::WrongKind`] if another kind of segment has the
+    /// finish); [`Error::AbiMismatch`] (for the records layout revision too: the numbers are then
+    /// revisions, and a segment made before revisions were recorded has 0); [`Error::WrongKind`]
+    /// if another kind of segment has the
     /// name; a corrupt header (the variants for which [`Error::is_corrupt`] holds), among them
     /// [`Error::BadProducerMode`] for a multi-producer header and [`Error::BadRing`] for a geometry
     /// that is no byte ring; and [`Error::Io`] for any other system error.
@@ -281,6 +299,24 @@ impl RecordsBuilder {
             });
         }
         let shape = RingShape::from_geometry(&self.name, &seg.geometry)?;
+        // The layout revision (kind word, hi32): 0 while a creator has not recorded it yet, or
+        // for good in a segment made before revisions were recorded (another layout: refused).
+        let deadline = Instant::now() + REVISION_WAIT;
+        let found = loop {
+            // ORDERING: pairs with the Release store in `record_revision`.
+            let found = (load_acquire(&seg.words()[W_KIND]) >> 32) as u32;
+            if found != 0 || Instant::now() >= deadline {
+                break found;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        if found != RECORDS_REVISION {
+            return Err(Error::AbiMismatch {
+                name: self.name,
+                found,
+                expected: RECORDS_REVISION,
+            });
+        }
         Ok(Records {
             seg: Arc::new(seg),
             shape,

@@ -8,12 +8,15 @@
 //!    16     2  slot count: always 1
 //!    24     3  slot stride: the ring's size in bytes (a power of two, 4 KiB to 16 GiB)
 //!    32     4  capacity: the largest payload, ring / 4 - 16 bytes
+//!    96    12  segment kind (lo32: 3) | records layout revision (hi32: RECORDS_REVISION)
 //!  1024   128  write cursor: the next record's sequence number (records published)
-//!  1152   144  intent: end of the bytes the producer has written or is writing  [own line]
+//!  1152   144  0 (revision 0 kept the intent here)                             [own line]
 //!  1160   145  tail: where the next record starts (every byte before it is committed)
 //!  1168   146  head: start of the oldest intact record
 //!  1176   147  last: start of the newest committed record
 //!  1184   148  payload bytes published
+//!  1216   152  intent: an upper bound of the end of the bytes the producer has written or is
+//!              writing, stored coarsely (at most once per `slack` bytes)   [own line, alone]
 //!  4096   512  the ring: byte position p lives at 4096 + (p mod ring)
 //!
 //!  record at position p (8-aligned; it never straddles the ring's end):
@@ -31,11 +34,20 @@
 use crate::error::{Error, Result};
 use crate::layout::{Geometry, HEADER_BYTES};
 
-pub(crate) const W_INTENT: usize = 144;
 pub(crate) const W_TAIL: usize = 145;
 pub(crate) const W_HEAD: usize = 146;
 pub(crate) const W_LAST: usize = 147;
 pub(crate) const W_BYTES: usize = 148;
+/// The intent, alone on its cache line: readers load it for every record they deliver, and the
+/// producer stores it once per `slack` bytes, not on every publish (docs/design.md §15).
+pub(crate) const W_INTENT: usize = 152;
+/// The records layout revision this library reads and writes, in the kind word's hi32
+/// (revision 0, the hi32 of segments made before it was recorded, kept the intent at word 144
+/// and stored it on every publish). `RecordsBuilder::open` refuses any other revision.
+pub const RECORDS_REVISION: u32 = 1;
+/// The largest slack: the intent's line changes at least once per this many bytes published,
+/// and the producer's head walk after an intent store passes at most this many bytes of records.
+pub(crate) const MAX_SLACK: u64 = 4096;
 /// First word of the ring.
 pub(crate) const W_RING: usize = HEADER_BYTES / 8;
 
@@ -53,6 +65,9 @@ pub(crate) struct RingShape {
     pub bytes: u64,
     /// Largest payload: a record of header and payload takes at most a quarter of the ring.
     pub max_payload: usize,
+    /// How far past the end of a write the producer stores its intent: ring / 8, at most
+    /// [`MAX_SLACK`] (docs/design.md §15, "The coarse intent").
+    pub slack: u64,
 }
 
 impl RingShape {
@@ -61,7 +76,18 @@ impl RingShape {
         RingShape {
             bytes,
             max_payload: (bytes / 4) as usize - RECORD_HEADER_BYTES,
+            slack: (bytes / 8).min(MAX_SLACK),
         }
+    }
+
+    /// The same ring with another slack (loom models: a slack larger than a tiny ring's eighth
+    /// lets a handful of records fit inside one intent). Soundness needs only that a record,
+    /// its terminator and the slack fit the ring; the progress guarantees of docs/design.md §15
+    /// assume at most ring / 8.
+    #[cfg(all(test, loom))]
+    pub(crate) fn with_slack(self, slack: u64) -> Self {
+        assert!(slack % 8 == 0 && self.bytes / 4 + 8 + slack <= self.bytes);
+        RingShape { slack, ..self }
     }
 
     /// The shared geometry words that describe this ring (one slot of the ring's size).
@@ -131,13 +157,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn control_words_share_one_line_of_their_own_inside_the_header() {
-        assert_eq!(W_INTENT * 8, 1152);
-        assert_eq!((W_INTENT * 8) % 64, 0);
+    fn control_words_share_one_line_and_the_intent_has_the_next_one_alone() {
+        assert_eq!(W_TAIL * 8, 1160);
+        const { assert!(W_TAIL > crate::layout::W_WAITERS) };
+        const { assert!(W_TAIL < W_HEAD && W_HEAD < W_LAST && W_LAST < W_BYTES) };
         const { assert!(W_BYTES * 8 < 1152 + 64) };
-        const { assert!(W_INTENT > crate::layout::W_WAITERS) };
-        const { assert!(W_BYTES < crate::layout::W_PRODUCERS) };
+        assert_eq!(W_INTENT * 8, 1216);
+        assert_eq!((W_INTENT * 8) % 64, 0);
+        // Nothing else of a records segment lives on the intent's line or the next ones up to
+        // the producer table.
+        const { assert!(W_BYTES < W_INTENT && W_INTENT < crate::layout::W_PRODUCERS) };
         assert_eq!(W_RING * 8, 4096);
+    }
+
+    #[test]
+    fn the_slack_is_an_eighth_of_the_ring_at_most_4_kib() {
+        assert_eq!(RingShape::new(4096).unwrap().slack, 512);
+        assert_eq!(RingShape::new(32 * 1024).unwrap().slack, 4096);
+        assert_eq!(RingShape::new(1 << 20).unwrap().slack, 4096);
+        for bytes in [MIN_RING_BYTES, 1 << 15, MAX_RING_BYTES] {
+            let r = RingShape::new(bytes).unwrap();
+            // The largest record, its terminator and the slack leave 5/8 of the ring.
+            assert!(RingShape::record_size(r.max_payload) + 8 + r.slack <= bytes - bytes / 2);
+            assert!(r.slack % 8 == 0 && r.slack * 8 <= bytes);
+        }
     }
 
     #[test]

@@ -26,7 +26,10 @@ struct Seg {
 
 impl Seg {
     fn new() -> Arc<Seg> {
-        let shape = RingShape::of(RING);
+        Seg::with_shape(RingShape::of(RING))
+    }
+
+    fn with_shape(shape: RingShape) -> Arc<Seg> {
         let words = (0..W_RING + (RING / 8) as usize)
             .map(|_| AtomicU64::new(0))
             .collect();
@@ -171,8 +174,17 @@ fn records_newest_policy_counts_exactly() {
 /// (published while it reads, from another thread): every copy the reader delivers is whole.
 /// Small enough to run at preemption bound 2 in seconds.
 fn lapped_while_reading(name: &str, before: &'static [usize], during: &'static [usize]) {
+    lapped_while_reading_in(name, RingShape::of(RING), before, during);
+}
+
+fn lapped_while_reading_in(
+    name: &str,
+    shape: RingShape,
+    before: &'static [usize],
+    during: &'static [usize],
+) {
     model(name, 2, move || {
-        let seg = Seg::new();
+        let seg = Seg::with_shape(shape);
         {
             let ring = seg.ring();
             let mut w = Writer::attach(&ring).expect("a fresh ring");
@@ -219,5 +231,49 @@ fn a_later_length_word_equal_to_an_overwritten_version_does_not_validate_a_torn_
         "a_later_length_word_equal_to_an_overwritten_version_does_not_validate_a_torn_copy",
         &[16, 16, 16, 16],
         &[8, 10],
+    );
+}
+
+/// The coarse intent (docs/design.md §15): with a slack of 32 bytes, record 0's publish stores
+/// intent 72 and record 1 (ending at 72) stores none; record 2 stores 136 and record 3 (ending at
+/// 136) none. While the reader copies record 1 (bytes 32..64), record 4 stores intent 192 and
+/// record 5 is written entirely inside it, without an intent store of its own: its header and
+/// payload land on record 1's version, length and payload words. The reader can only refuse
+/// record 1 because of an intent stored one record earlier.
+#[test]
+fn a_record_written_inside_the_slack_is_refused_through_an_intent_stored_before_it() {
+    let shape = RingShape::of(RING).with_slack(32);
+    lapped_while_reading_in(
+        "a_record_written_inside_the_slack_is_refused_through_an_intent_stored_before_it",
+        shape,
+        &[16, 16, 16, 16],
+        &[8, 8],
+    );
+}
+
+/// A reader that keeps up with the producer validates each record against an intent stored a
+/// few records before it (slack 32: records of 24 bytes store the intent every other publish
+/// or less often), while the producer writes the next records inside that intent; the ring
+/// wraps, pads and laps the reader too.
+#[test]
+fn records_read_against_an_intent_stored_records_earlier_are_whole() {
+    model(
+        "records_read_against_an_intent_stored_records_earlier_are_whole",
+        BOUND,
+        || {
+            let seg = Seg::with_shape(RingShape::of(RING).with_slack(32));
+            let done = Arc::new(AtomicBool::new(false));
+            let (s2, d2) = (seg.clone(), done.clone());
+            let producer = thread::spawn(move || {
+                let ring = s2.ring();
+                let mut w = Writer::attach(&ring).expect("a fresh ring");
+                for len in [8, 8, 16, 8, 16, 8] {
+                    publish(&mut w, &ring, len);
+                }
+                d2.store(true, Ordering::Release);
+            });
+            read_all(&seg, &Live(done), LapPolicy::Oldest, &[8, 8, 16, 8, 16, 8]);
+            producer.join().unwrap();
+        },
     );
 }

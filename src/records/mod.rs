@@ -6,10 +6,13 @@
 //! whether the next record is there with one load, as on the bus. Because records have any size,
 //! a later record can overwrite an older one's payload without touching its version word; the
 //! overwrite is detected instead with the producer's **intent** word (the Agrona broadcast
-//! scheme): the producer stores the end of the bytes it is about to write, fences (Release), and
-//! only then writes; a reader copies a record, fences (Acquire), and accepts the copy only if the
-//! intent has not passed the record's position plus the ring size. If the copy saw any byte of a
-//! later lap, the fence pair makes that lap's intent visible, and the copy is refused.
+//! scheme): the producer stores an upper bound of the end of the bytes it is about to write,
+//! fences (Release), and only then writes; a reader copies a record, fences (Acquire), and
+//! accepts the copy only if the intent has not passed the record's position plus the ring size.
+//! If the copy saw any byte of a later lap, the fence pair makes an intent covering that byte
+//! visible, and the copy is refused. The bound is coarse (the write's end plus a slack of up to
+//! an eighth of the ring), so that the intent's cache line, which readers load for every record,
+//! changes once per slack bytes rather than on every publish.
 //!
 //! Every access to the segment is an atomic word access, and every index is masked into the ring:
 //! whatever another process writes, nothing here reads outside the ring, panics or loops without
@@ -32,7 +35,7 @@ pub use api::{
     Record, RecordEvent, RecordPublisher, RecordPublisherStats, RecordRecv, RecordSubscriber,
     RecordWriter, Records, RecordsBuilder, DEFAULT_RING_BYTES,
 };
-pub use layout::{MAX_RING_BYTES, MIN_RING_BYTES, RECORD_HEADER_BYTES};
+pub use layout::{MAX_RING_BYTES, MIN_RING_BYTES, RECORDS_REVISION, RECORD_HEADER_BYTES};
 pub(crate) use reader::{Polled, Reader};
 pub(crate) use writer::Writer;
 
@@ -161,8 +164,9 @@ impl<'a> RecordRing<'a> {
         load_acquire(self.ctl(W_TAIL))
     }
 
-    /// The producer's intent: bytes before `intent - ring` may have been overwritten. Relaxed:
-    /// readers fence (Acquire) before they load it.
+    /// The producer's intent: bytes before `intent - ring` may have been overwritten (an upper
+    /// bound: some of them may still be intact). Relaxed: readers fence (Acquire) before they
+    /// load it.
     #[inline]
     pub(crate) fn intent(&self) -> u64 {
         self.ctl(W_INTENT).load(Ordering::Relaxed)

@@ -11,8 +11,8 @@ use crate::subscriber::{LapPolicy, Start, SubscriberStats};
 use crate::sync::{fence, load_acquire, Ordering};
 
 /// An empty poll looks at the intent, the cursor and the producers once in this many polls
-/// (the intent's line is written on every publish: reading it on each empty poll would pull it
-/// across cores on the latency-critical path).
+/// (an empty poll is one load of a version word; the intent is only needed to validate a copy
+/// or to tell a lap the version word did not show).
 pub(crate) const CHECK_EVERY: u32 = 1024;
 
 /// Records a poll steps over without delivering (before the start, or padding) before it

@@ -3,12 +3,12 @@
 //!
 //! A publish of `s` at position `q`:
 //! 1. pad if the record would straddle the ring's end (`q` moves to the next lap);
-//! 2. move the head past every record the write will overwrite (walking the producer's own
-//!    record headers); store the intent (end of the record plus the next version word), then
-//!    `fence(Release)`;
+//! 2. if the end of the write (the record plus the next version word) passes the intent last
+//!    stored: move the head past every record that `end + slack` overwrites (walking the
+//!    producer's own record headers), store the intent `end + slack`, then `fence(Release)`;
 //! 3. version at `q` ← `Busy(s)`; a padding word at the old tail ← `Pad(s)` (Release, after the
 //!    busy version, so that a reader that follows the padding finds `s` busy or later); head
-//!    ← (Release);
+//!    ← (Release) if it moved;
 //! 4. length and type, payload (Relaxed), and the next record's version ← `Free(s+1)`, so that
 //!    the word a reader finds after `s` is never a stale one;
 //! 5. version at `q` ← `Done(s)` (Release); cursor, last, tail (Release).
@@ -36,7 +36,8 @@ pub(crate) struct Writer {
     seq: u64,
     /// Start of the oldest intact record.
     head: u64,
-    /// The furthest intent stored (never lowered: readers rely on it only growing).
+    /// The intent last stored: an upper bound of the end of every write so far, and never
+    /// lowered (readers rely on it only growing).
     intent: u64,
     /// Payload bytes published since creation.
     bytes: u64,
@@ -128,12 +129,24 @@ impl Writer {
         };
         // The write covers the record and the next version word (the terminator).
         let end = pos + size + 8;
-        self.advance_head(ring, pos, end);
-        self.intent = self.intent.max(end);
-        ring.ctl(W_INTENT).store(self.intent, Ordering::Relaxed);
-        // ORDERING: the intent before any byte of the new lap; pairs with the readers'
-        // fence(Acquire) before they load the intent (`RecordRing::intact`).
-        fence(Ordering::Release);
+        // The stored intent is an upper bound of every byte written or being written; while this
+        // write ends inside it, neither the intent nor the head changes (docs/design.md §15,
+        // "The coarse intent"): the intent's line stays in the readers' caches.
+        let stored = end > self.intent;
+        if stored {
+            let intent = end + shape.slack;
+            // Readers refuse every record before `intent - ring`: the head moves past them now,
+            // while their headers are intact (nothing past the previous intent is written yet,
+            // and the head is past the previous intent less the ring).
+            self.advance_head(ring, pos, intent);
+            self.intent = intent;
+            ring.ctl(W_INTENT).store(intent, Ordering::Relaxed);
+            // ORDERING: the intent before any byte it covers; pairs with the readers'
+            // fence(Acquire) before they load the intent (`RecordRing::intact`). Every write up
+            // to the next store ends inside this intent and follows this fence, so a reader that
+            // saw any of its bytes sees this intent or a later one.
+            fence(Ordering::Release);
+        }
         let seq = self.seq;
         ring.at(pos)
             .store(State::Busy(seq).word(), Ordering::Relaxed);
@@ -143,16 +156,19 @@ impl Writer {
             ring.at(self.tail)
                 .store(State::Pad(seq).word(), Ordering::Release);
         }
-        // ORDERING: Release pairs with `RecordRing::locate`: a reader that finds the head here
-        // finds its version written (busy, or committed earlier).
-        ring.ctl(W_HEAD).store(self.head, Ordering::Release);
+        if stored {
+            // ORDERING: Release pairs with `RecordRing::locate`: a reader that finds the head
+            // here finds its version written (busy, or committed earlier). The head only moves
+            // with the intent.
+            ring.ctl(W_HEAD).store(self.head, Ordering::Release);
+        }
         ring.at(pos + 8)
             .store(len as u64 | (type_id as u64) << 32, Ordering::Relaxed);
         Pending { seq, pos, len }
     }
 
-    /// Moves the head past every record that bytes up to `end` overwrite, walking the headers
-    /// this producer wrote. A header that does not read as one of ours (a corrupt segment)
+    /// Moves the head past every record that bytes up to `end` overwrite (every record readers
+    /// refuse once the intent is `end`), walking the headers this producer wrote. A header that does not read as one of ours (a corrupt segment)
     /// makes the new record the oldest: bounded, and never past it.
     fn advance_head(&mut self, ring: &RecordRing<'_>, pos: u64, end: u64) {
         let shape = ring.shape();
