@@ -125,6 +125,20 @@ pub enum Error {
         expected: u32,
     },
 
+    /// A segment of the right ABI and kind whose kind-specific layout is another revision
+    /// (made by another version of shmbus).
+    #[error("{kind} segment {name:?} has layout revision {found}, this shmbus reads revision {expected} (it was made by another version of shmbus: remove it and create it again)")]
+    LayoutRevision {
+        /// The segment name.
+        name: String,
+        /// The segment's kind ("records").
+        kind: &'static str,
+        /// Revision in the segment (0: made before revisions were recorded).
+        found: u32,
+        /// Revision this library reads and writes.
+        expected: u32,
+    },
+
     /// The segment holds another kind of shmbus object than the caller opens.
     #[error("{name:?} is a {found}, not a {expected}")]
     WrongKind {

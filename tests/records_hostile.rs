@@ -212,8 +212,11 @@ fn a_records_segment_of_another_layout_revision_is_refused_with_both_numbers() {
     for found in [0u32, shmbus::records::RECORDS_REVISION + 1] {
         forger.store(12, 3 | u64::from(found) << 32);
         match Records::open(name.name()) {
-            Err(Error::AbiMismatch {
-                found: f, expected, ..
+            Err(Error::LayoutRevision {
+                found: f,
+                expected,
+                kind: "records",
+                ..
             }) => {
                 assert_eq!((f, expected), (found, shmbus::records::RECORDS_REVISION));
             }
@@ -221,7 +224,7 @@ fn a_records_segment_of_another_layout_revision_is_refused_with_both_numbers() {
         }
         assert!(matches!(
             Records::open_read_only(name.name()),
-            Err(Error::AbiMismatch { .. })
+            Err(Error::LayoutRevision { .. })
         ));
     }
 }
@@ -274,7 +277,8 @@ fn corrupt_records_headers_open_with_typed_errors() {
             Err(e) => {
                 refused += 1;
                 assert!(
-                    e.is_corrupt() || matches!(e, Error::AbiMismatch { .. }),
+                    e.is_corrupt()
+                        || matches!(e, Error::AbiMismatch { .. } | Error::LayoutRevision { .. }),
                     "case {case}: {e}"
                 );
             }

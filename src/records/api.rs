@@ -280,10 +280,9 @@ impl RecordsBuilder {
     /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
     /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
     /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
-    /// finish); [`Error::AbiMismatch`] (for the records layout revision too: the numbers are then
-    /// revisions, and a segment made before revisions were recorded has 0); [`Error::WrongKind`]
-    /// if another kind of segment has the
-    /// name; a corrupt header (the variants for which [`Error::is_corrupt`] holds), among them
+    /// finish); [`Error::AbiMismatch`]; [`Error::LayoutRevision`] (a records layout of another
+    /// revision; a segment made before revisions were recorded has 0); [`Error::WrongKind`] if
+    /// another kind of segment has the name; a corrupt header (the variants for which [`Error::is_corrupt`] holds), among them
     /// [`Error::BadProducerMode`] for a multi-producer header and [`Error::BadRing`] for a geometry
     /// that is no byte ring; and [`Error::Io`] for any other system error.
     pub fn open(self) -> Result<Records> {
@@ -311,8 +310,9 @@ impl RecordsBuilder {
             std::thread::sleep(Duration::from_millis(1));
         };
         if found != RECORDS_REVISION {
-            return Err(Error::AbiMismatch {
+            return Err(Error::LayoutRevision {
                 name: self.name,
+                kind: "records",
                 found,
                 expected: RECORDS_REVISION,
             });
