@@ -302,55 +302,47 @@ fn shmbus_throughput(n: usize, items: u64) -> Result<f64, String> {
 /// The same work through a [`LocalQueue`] of the same capacity, spinning as crossbeam's run does.
 fn local_throughput(n: usize, items: u64) -> Result<f64, String> {
     let q = LocalQueue::<u64>::new(1024).map_err(|e| e.to_string())?;
-    let per = items / n as u64;
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..n {
-            s.spawn(|| {
-                for i in 0..per {
-                    let mut v = i;
-                    while let Err(back) = q.try_send(v) {
-                        v = back.into_inner();
-                        std::hint::spin_loop();
-                    }
-                }
-            });
-            s.spawn(|| {
-                for _ in 0..per {
-                    loop {
-                        if let Some(v) = q.try_recv() {
-                            std::hint::black_box(v);
-                            break;
-                        }
-                        std::hint::spin_loop();
-                    }
-                }
-            });
-        }
-    });
-    Ok(start.elapsed().as_nanos() as f64 / (per * n as u64) as f64)
+    Ok(spin_throughput(
+        n,
+        items,
+        |v| q.try_send(v).map_err(|back| back.into_inner()),
+        || q.try_recv(),
+    ))
 }
 
 /// The same work through `crossbeam_queue::ArrayQueue` of the same capacity.
 fn crossbeam_throughput(n: usize, items: u64) -> f64 {
     let q = ArrayQueue::<u64>::new(1024);
+    spin_throughput(n, items, |v| q.push(v), || q.pop())
+}
+
+/// Nanoseconds per item moving `items` from `n` sender threads to `n` receiver threads of an
+/// in-process queue given by its `push` (which hands a refused item back) and `pop`, everyone
+/// spinning while the queue is full or empty.
+fn spin_throughput(
+    n: usize,
+    items: u64,
+    push: impl Fn(u64) -> Result<(), u64> + Sync,
+    pop: impl Fn() -> Option<u64> + Sync,
+) -> f64 {
     let per = items / n as u64;
+    let (push, pop) = (&push, &pop);
     let start = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..n {
-            s.spawn(|| {
+            s.spawn(move || {
                 for i in 0..per {
                     let mut v = i;
-                    while let Err(back) = q.push(v) {
+                    while let Err(back) = push(v) {
                         v = back;
                         std::hint::spin_loop();
                     }
                 }
             });
-            s.spawn(|| {
+            s.spawn(move || {
                 for _ in 0..per {
                     loop {
-                        if let Some(v) = q.pop() {
+                        if let Some(v) = pop() {
                             std::hint::black_box(v);
                             break;
                         }
