@@ -29,7 +29,7 @@ use crate::liveness::{ring, SegmentLiveness};
 use crate::payload::{Payload, Raw};
 use crate::queue::{QueueReceiver, QueueSender, SendError};
 use crate::records::{RecordRecv, RecordSubscriber};
-use crate::ring::{busy_version, Liveness, Ring};
+use crate::ring::{Liveness, Ring};
 use crate::segment::{futex_wait, Segment};
 use crate::subscriber::{Recv, Subscriber};
 use crate::sync::AtomicU32;
@@ -80,7 +80,7 @@ impl Watch for BusWatch {
 impl Target for BusTarget<'_> {
     #[inline]
     fn ready(&self, e: u64) -> bool {
-        self.0.version(e) > busy_version(e)
+        self.0.ready(e)
     }
 
     fn stalled(&self, e: u64) -> bool {

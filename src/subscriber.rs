@@ -192,15 +192,10 @@ impl<T: Payload> Subscriber<T> {
     pub(crate) fn new(seg: Arc<Segment>, start: Start) -> Self {
         let size = T::type_info("").size as usize;
         let reader = Reader::new(&ring(&seg), start, (size != 0).then_some(size));
-        let wait = if seg.is_writable() {
-            Wait::Sleep
-        } else {
-            Wait::Yield
-        };
         Subscriber {
             reader,
             buf: vec![0u64; seg.geometry.payload_words()].into_boxed_slice(),
-            wait,
+            wait: Wait::Sleep,
             futex: SysFutex {
                 shared: seg.is_shared(),
             },
@@ -218,8 +213,8 @@ impl<T: Payload> Subscriber<T> {
         self
     }
 
-    /// Sets how blocking receives wait (default [`Wait::Sleep`] on read-write handles,
-    /// [`Wait::Yield`] on read-only ones).
+    /// Sets how blocking receives wait (default [`Wait::Sleep`]: on a read-only handle, which
+    /// may not raise the waiter flag, it polls every millisecond after its spin).
     pub fn wait_strategy(mut self, wait: Wait) -> Self {
         self.wait = wait;
         self
@@ -359,7 +354,7 @@ impl<T: Payload> Subscriber<T> {
     /// moved past "being written".
     fn sleep(&self, ring: &Ring<'_>, slice: Duration) {
         let next = self.reader.next_seq();
-        let ready = || ring.version(next) > crate::ring::busy_version(next);
+        let ready = || ring.ready(next);
         if self.seg.is_writable() {
             wait::sleep(self.seg.wake_words(), &self.futex, Some(slice), ready);
         } else if !ready() {

@@ -735,11 +735,8 @@ impl RecordSubscriber {
         RecordSubscriber {
             reader,
             buf: vec![0u64; shape.max_payload.div_ceil(8)].into_boxed_slice(),
-            wait: if seg.is_writable() {
-                Wait::Sleep
-            } else {
-                Wait::Yield
-            },
+            // Read-only handles too: their sleep polls every millisecond (docs/design.md §7).
+            wait: Wait::Sleep,
             futex: SysFutex {
                 shared: seg.is_shared(),
             },
@@ -756,7 +753,8 @@ impl RecordSubscriber {
         self
     }
 
-    /// Sets how blocking receives wait.
+    /// Sets how blocking receives wait (default [`Wait::Sleep`]: on a read-only handle, which
+    /// may not raise the waiter flag, it polls every millisecond after its spin).
     pub fn wait_strategy(mut self, wait: Wait) -> Self {
         self.wait = wait;
         self

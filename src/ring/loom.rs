@@ -358,9 +358,7 @@ fn wake_up_is_never_lost() {
                         }
                         Polled::Empty | Polled::Idle => {
                             let next = r.next_seq();
-                            wait::sleep(words, &*futex, None, || {
-                                ring.version(next) > busy_version(next)
-                            });
+                            wait::sleep(words, &*futex, None, || ring.ready(next));
                         }
                         other => panic!("unexpected {other:?}"),
                     }
@@ -418,9 +416,7 @@ fn wake_up_is_never_lost_across_two_sleeps() {
                 }
                 Polled::Empty | Polled::Idle => {
                     let next = r.next_seq();
-                    wait::sleep(words, &*futex, None, || {
-                        ring.version(next) > busy_version(next)
-                    });
+                    wait::sleep(words, &*futex, None, || ring.ready(next));
                 }
                 other => panic!("unexpected {other:?}"),
             }

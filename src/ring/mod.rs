@@ -68,6 +68,17 @@ pub(crate) fn abandoned_version(seq: u64) -> u64 {
     done_version(seq) | ABANDONED
 }
 
+/// Whether version `v`, found in the slot of `seq`, shows that slot past "being written": `seq`
+/// written or abandoned, or a later sequence there (a lap). The one predicate for "a receive
+/// would find something" that every sleep's re-check and every waker uses (docs/design.md §7,
+/// §14). The abandoned bit is masked off as in [`classify`], so that an *older* sequence left
+/// abandoned in the slot (`(2(s−N)+2) | ABANDONED`, numerically above `2s+1`) reads "not yet",
+/// as the receive itself says, instead of "ready" forever.
+#[inline]
+pub(crate) fn past_busy(v: u64, seq: u64) -> bool {
+    v & !ABANDONED > busy_version(seq)
+}
+
 /// The sequence number a (non-zero) version belongs to.
 #[inline]
 pub(crate) fn version_seq(v: u64) -> u64 {
@@ -145,6 +156,12 @@ impl<'a> Ring<'a> {
     pub(crate) fn version(&self, seq: u64) -> u64 {
         // ORDERING: as the first load in `read`.
         load_acquire(&self.slot(seq)[0])
+    }
+
+    /// Whether a receive of `seq` would find something: see [`past_busy`].
+    #[inline]
+    pub(crate) fn ready(&self, seq: u64) -> bool {
+        past_busy(self.version(seq), seq)
     }
 
     /// Producer `index`'s claim word.
