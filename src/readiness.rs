@@ -229,9 +229,11 @@ impl Armed {
     }
 
     /// A receive reported `Closed` at `next`: the waker signals a closed segment once per
-    /// position.
+    /// position, and the registration stays armed at `next`, so that a loop that stops draining
+    /// at `Closed` is woken when a producer attaches again and publishes.
     pub(crate) fn closed(&self, next: u64) {
         self.reg.closed(next);
+        self.arm(next);
     }
 }
 
@@ -369,7 +371,9 @@ impl<T: Payload> std::fmt::Debug for Readiness<T> {
 
 impl<T: Payload> Readiness<T> {
     pub(crate) fn new(mut sub: Subscriber<T>) -> Result<Self> {
-        sub.armed()?;
+        // Armed from the start, so that an event loop may wait before its first receive.
+        let next = sub.next_seq();
+        sub.armed()?.arm(next);
         Ok(Readiness { sub })
     }
 
@@ -402,6 +406,10 @@ impl<T: Payload> AsRawFd for Readiness<T> {
         self.as_fd().as_raw_fd()
     }
 }
+
+/// The position a queue handle's first arming names: a queue's targets look at the head and
+/// the tail themselves and ignore it, and a later arming at any position re-arms.
+const QUEUE_POSITION: u64 = 0;
 
 /// A queue receiver with a file descriptor that an event loop can wait on: readable when
 /// [`QueueReceiverReadiness::try_recv`] may have an item to return. Made by
@@ -442,6 +450,8 @@ impl<T: Payload> std::fmt::Debug for QueueReceiverReadiness<T> {
 impl<T: Payload> QueueReceiverReadiness<T> {
     /// `rx` is registered.
     pub(crate) fn new(rx: QueueReceiver<T>) -> Self {
+        // Armed from the start, so that an event loop may wait before its first receive.
+        rx.registration().arm(QUEUE_POSITION);
         QueueReceiverReadiness { rx }
     }
 
@@ -500,6 +510,8 @@ impl<T: Payload> std::fmt::Debug for QueueSenderReadiness<T> {
 impl<T: Payload> QueueSenderReadiness<T> {
     /// `tx` is registered.
     pub(crate) fn new(tx: QueueSender<T>) -> Self {
+        // Armed from the start, so that an event loop may wait before its first send.
+        tx.registration().arm(QUEUE_POSITION);
         QueueSenderReadiness { tx }
     }
 
@@ -589,6 +601,8 @@ impl std::fmt::Debug for RecordReadiness {
 impl RecordReadiness {
     /// `sub` is registered.
     pub(crate) fn new(sub: RecordSubscriber) -> Self {
+        // Armed from the start, so that an event loop may wait before its first receive.
+        sub.registration().arm(sub.next_seq());
         RecordReadiness { sub }
     }
 

@@ -127,6 +127,42 @@ fn readiness_becomes_readable_once_when_the_bus_closes() {
 }
 
 #[test]
+fn readiness_is_armed_from_creation() {
+    let name = TestBus::new("rd-created");
+    let bus = BusBuilder::new(name.name()).create().unwrap();
+    let mut tx = bus.publisher().unwrap();
+    let mut rx = bus.subscribe(Start::Next).into_readiness().unwrap();
+    assert!(
+        !readable(&rx, Duration::ZERO),
+        "nothing published: not readable"
+    );
+    // No receive before the first wait, as an event loop that registers the descriptor first.
+    tx.publish_bytes(b"first").unwrap();
+    wait_readable(&rx, "published before any receive");
+    assert!(matches!(rx.try_recv(), Recv::Message(m) if m.bytes() == b"first"));
+}
+
+#[test]
+fn readiness_stays_armed_after_it_reports_closed() {
+    let name = TestBus::new("rd-closed-rearm");
+    let bus = BusBuilder::new(name.name()).create().unwrap();
+    let tx = bus.publisher().unwrap();
+    let mut rx = bus.subscribe(Start::Next).into_readiness().unwrap();
+    drop(tx);
+    wait_readable(&rx, "the only producer left");
+    assert!(matches!(rx.try_recv(), Recv::Closed));
+    // A loop that stops draining at `Closed` (no receive after it) is woken by a new producer.
+    assert!(
+        !readable(&rx, Duration::from_millis(30)),
+        "closed once, reported once"
+    );
+    let mut tx = bus.publisher().unwrap();
+    tx.publish_bytes(b"again").unwrap();
+    wait_readable(&rx, "a producer came back and published");
+    assert!(matches!(rx.try_recv(), Recv::Message(m) if m.bytes() == b"again"));
+}
+
+#[test]
 fn read_only_readiness_becomes_readable_on_publish() {
     let name = TestBus::new("rd-ro");
     let bus = BusBuilder::new(name.name()).create().unwrap();
