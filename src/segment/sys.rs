@@ -57,11 +57,19 @@ pub(crate) fn unlock(fd: &OwnedFd, byte: i64) -> std::io::Result<()> {
 
 /// Whether another open file description holds a lock on `byte` (asked without taking it;
 /// `F_OFD_GETLK` works on read-only descriptors too). Locks held through `fd`'s own description
-/// do not count. An error reads as "not held".
+/// do not count. An interrupted call is retried; any other error reads as "held": a participant
+/// whose liveness cannot be asked is taken to be alive, so that its positions are waited for
+/// and never skipped or repaired on a guess, and a segment is never reported closed on one
+/// (docs/design.md §5).
 pub(crate) fn lock_held(fd: &OwnedFd, byte: i64) -> bool {
-    let mut fl = one_byte(byte, libc::F_WRLCK);
-    fcntl(fd.as_raw_fd(), FcntlArg::F_OFD_GETLK(&mut fl)).is_ok()
-        && fl.l_type != libc::F_UNLCK as libc::c_short
+    loop {
+        let mut fl = one_byte(byte, libc::F_WRLCK);
+        match fcntl(fd.as_raw_fd(), FcntlArg::F_OFD_GETLK(&mut fl)) {
+            Ok(_) => return fl.l_type != libc::F_UNLCK as libc::c_short,
+            Err(Errno::EINTR) => continue,
+            Err(_) => return true,
+        }
+    }
 }
 
 fn futex_op(op: libc::c_int, shared: bool) -> libc::c_int {
@@ -210,6 +218,26 @@ mod tests {
         unlock(&a, 3).expect("unlock");
         assert!(!lock_held(&b, 3));
         assert!(try_lock(&b, 3, LockKind::Exclusive).expect("free again"));
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_liveness_question_that_fails_reads_as_alive() {
+        let (_a, _b, path) = two_descriptions("getlk-error");
+        // An `O_PATH` descriptor refuses every lock operation (EBADF): the kernel cannot say.
+        let fd: OwnedFd = std::os::unix::fs::OpenOptionsExt::custom_flags(
+            std::fs::OpenOptions::new().read(true),
+            libc::O_PATH,
+        )
+        .open(&path)
+        .expect("open O_PATH")
+        .into();
+        let mut fl = one_byte(3, libc::F_WRLCK);
+        assert!(
+            fcntl(fd.as_raw_fd(), FcntlArg::F_OFD_GETLK(&mut fl)).is_err(),
+            "the question itself fails"
+        );
+        assert!(lock_held(&fd, 3), "unknown liveness must not read as dead");
         let _ = std::fs::remove_file(path);
     }
 
