@@ -56,6 +56,8 @@
 //! Records of any size, up to a quarter of a byte ring and without per-slot waste, go through a
 //! records segment: see [`records`].
 #![cfg_attr(not(loom), warn(missing_docs))]
+// On docs.rs (and `.ci/docs.sh`): show which feature each item needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(unreachable_pub, clippy::undocumented_unsafe_blocks)]
 
