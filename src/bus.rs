@@ -398,11 +398,11 @@ impl<T: Payload> BusBuilder<T> {
             });
         }
         let g = Geometry::new(self.slots, capacity).map_err(Error::InvalidConfig)?;
-        if self.first_seq > u64::MAX / 8 {
+        if self.first_seq > crate::ring::FIRST_SEQ_LIMIT {
             return Err(Error::InvalidConfig(format!(
                 "first sequence {} is too large (the limit is {})",
                 self.first_seq,
-                u64::MAX / 8
+                crate::ring::FIRST_SEQ_LIMIT
             )));
         }
         Ok((g, ty))

@@ -494,9 +494,16 @@ fn header_from(magic: u64, ld: impl Fn(usize) -> u64) -> HeaderSnapshot {
 // failing with the typed error that names the numbers found. All arithmetic is checked: the
 // header may come from a hostile or corrupt segment.
 
-/// Sequences stay below 2^61 so that slot versions (`2 * seq + 2`) never reach the abandoned bit
-/// (bit 63) nor wrap; a new bus starts at most at `u64::MAX / 8` (docs/design.md §2).
-const SEQ_LIMIT: u64 = crate::ring::SEQ_LIMIT;
+/// Bus sequence limits (docs/design.md §3, "Sequence limits"): a bus starts at most at
+/// [`crate::ring::FIRST_SEQ_LIMIT`], and its cursor never passes [`crate::ring::CURSOR_LIMIT`].
+/// Other kinds keep their positions below 2^61.
+fn cursor_limit(h: &HeaderSnapshot) -> u64 {
+    if h.kind() == Some(SegmentKind::Bus) {
+        crate::ring::CURSOR_LIMIT
+    } else {
+        1 << 61
+    }
+}
 
 /// The ABI version step.
 pub(crate) fn check_abi(name: &str, h: &HeaderSnapshot) -> Result<u32> {
@@ -538,7 +545,10 @@ pub(crate) fn check_geometry(name: &str, h: &HeaderSnapshot) -> Result<(Geometry
         name: name(),
         word: h.mode_word,
     })?;
-    if h.first_seq > SEQ_LIMIT || h.cursor < h.first_seq || h.cursor > SEQ_LIMIT {
+    if h.first_seq > crate::ring::FIRST_SEQ_LIMIT
+        || h.cursor < h.first_seq
+        || h.cursor > cursor_limit(h)
+    {
         return Err(Error::SequenceOutOfOrder {
             name: name(),
             first_seq: h.first_seq,

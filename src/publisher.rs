@@ -130,7 +130,7 @@ impl<T: Payload> Publisher<T> {
             .store(segment::coarse_now_ns(), crate::sync::Ordering::Relaxed);
         let writer = match seg.mode {
             ProducerMode::Single => Writer::single(ring(&seg).cursor()),
-            ProducerMode::Multi => Writer::multi(index),
+            ProducerMode::Multi => Writer::multi_at(index, ring(&seg).cursor()),
         };
         Ok(Publisher {
             geometry: seg.geometry,

@@ -567,3 +567,96 @@ fn a_created_bus_carries_abi_2_the_bus_kind_and_passes_every_open_check() {
     assert!(ty.detail.contains("size 12"), "{ty:?}");
     drop(bus);
 }
+
+/// docs/design.md §3, "Sequence limits": the builder, the writers, open and `Start::Sequence`
+/// keep one set of bounds. From the largest first sequence a bus publishes and reopens; at the
+/// writers' limit publishes are dropped, the bus still opens, and `Start::Sequence` delivers
+/// exactly the sequence asked for.
+#[test]
+fn publishing_stops_at_the_sequence_limit_and_the_bus_still_opens() {
+    // The largest first sequence the builder accepts: publishes go on past 2^61 and the bus
+    // reopens; a subscriber named at one of them gets that very one.
+    let name = TestBus::new("seq-first-limit");
+    let first = u64::MAX / 8;
+    let bus = BusBuilder::new(name.name())
+        .slots(8)
+        .capacity(8)
+        .first_sequence(first)
+        .create()
+        .unwrap();
+    let mut tx = bus.publisher().unwrap();
+    let seqs: Vec<u64> = (0..4u64)
+        .map(|i| tx.publish_bytes(&i.to_ne_bytes()).unwrap().unwrap())
+        .collect();
+    assert_eq!(seqs, [first, first + 1, first + 2, first + 3]);
+    let reopened = Bus::open(name.name()).expect("a bus the library wrote reopens");
+    let mut rx = reopened.subscribe(Start::Sequence(seqs[3]));
+    assert!(matches!(rx.try_recv(), Recv::Message(m) if m.seq() == seqs[3]));
+    assert!(BusBuilder::new("unused")
+        .first_sequence(first + 1)
+        .in_process()
+        .is_err());
+    drop((tx, rx, reopened, bus));
+
+    // At the writers' limit: forge a cursor two below it (the words a bus would hold after
+    // 2^61 publishes), then publish with each producer mode.
+    const SEQ_LIMIT: u64 = (1 << 62) - 1024;
+    for multi in [false, true] {
+        let name = TestBus::new(if multi {
+            "seq-limit-mp"
+        } else {
+            "seq-limit-sp"
+        });
+        let bus = BusBuilder::new(name.name())
+            .slots(8)
+            .capacity(8)
+            .producer_mode(if multi {
+                ProducerMode::Multi
+            } else {
+                ProducerMode::Single
+            })
+            .create()
+            .unwrap();
+        set_cursor(&name, SEQ_LIMIT - 2);
+        let bus = {
+            drop(bus);
+            Bus::open(name.name()).unwrap()
+        };
+        let mut rx = bus.subscribe(Start::Next);
+        let mut tx = bus.publisher().unwrap();
+        let got: Vec<Option<u64>> = (0..4u64)
+            .map(|i| tx.publish_bytes(&i.to_ne_bytes()).unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            [Some(SEQ_LIMIT - 2), Some(SEQ_LIMIT - 1), None, None],
+            "multi {multi}"
+        );
+        assert_eq!(tx.stats().dropped, 2);
+        // A producer attaching past the limit takes nothing either.
+        if multi {
+            let mut late = bus.publisher().unwrap();
+            assert_eq!(late.publish_bytes(b"late").unwrap(), None);
+        }
+        let again = Bus::open(name.name()).expect("opens at the limit");
+        assert!(again.header().cursor <= SEQ_LIMIT + 32);
+        for want in [SEQ_LIMIT - 2, SEQ_LIMIT - 1] {
+            assert!(matches!(rx.try_recv(), Recv::Message(m) if m.seq() == want));
+        }
+        let mut exact = again.subscribe(Start::Sequence(SEQ_LIMIT - 1));
+        assert!(matches!(exact.try_recv(), Recv::Message(m) if m.seq() == SEQ_LIMIT - 1));
+        let mut beyond = again.subscribe(Start::Sequence(u64::MAX));
+        assert_eq!(beyond.next_seq(), SEQ_LIMIT, "waits at the limit");
+        assert!(matches!(beyond.try_recv(), Recv::Empty));
+    }
+}
+
+/// Stores `cursor` into a bus's cursor word through its file (docs/design.md §2: byte 1024).
+fn set_cursor(name: &TestBus, cursor: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(name.path())
+        .unwrap();
+    f.write_all_at(&cursor.to_ne_bytes(), 1024).unwrap();
+}

@@ -13,10 +13,10 @@ use crate::layout::{
 use crate::ring::Liveness;
 use crate::sync::{load_acquire, AtomicU64, Ordering};
 
-/// Positions stay below this (as bus sequences do), so the flag bits of a slot's state word and
+/// Positions stay below this, so the flag bits of a slot's state word and
 /// of a claim word never collide with a position. A queue moving 10^9 items a second reaches it
 /// after 73 years; past it the queue reports full and empty, never wraps.
-pub(crate) const POS_LIMIT: u64 = crate::ring::SEQ_LIMIT;
+pub(crate) const POS_LIMIT: u64 = 1 << 61;
 
 /// State-word bit: the slot holds the item of the position its lap bits name.
 pub(crate) const FULL: u64 = 1 << 62;

@@ -36,9 +36,19 @@ use crate::layout::{
 };
 use crate::sync::{fence, load_acquire, AtomicU64, Ordering};
 
-/// Sequences stay below this, so that versions (`2s+2`, plus the abandoned bit) never wrap
-/// (docs/design.md §3). A header whose cursor is beyond it is refused at open.
-pub(crate) const SEQ_LIMIT: u64 = 1 << 61;
+/// The largest first sequence of a new bus (docs/design.md §3, "Sequence limits"): the builder
+/// refuses a larger one, and so does open.
+pub(crate) const FIRST_SEQ_LIMIT: u64 = u64::MAX / 8;
+
+/// No bus sequence at or past this is ever published: a writer gives such a sequence up
+/// (counted dropped). It leaves 2^61 sequences after the largest first sequence, and keeps
+/// every version (`2s+2`, also of the claims below) clear of the abandoned bit.
+pub(crate) const SEQ_LIMIT: u64 = (1 << 62) - 1024;
+
+/// The cursor stays at or below this: each multi-producer writer may take one sequence past
+/// [`SEQ_LIMIT`] with its `fetch_add` before it learns that the limit is reached; it gives that
+/// one up and takes no more. Open refuses a bus cursor beyond it.
+pub(crate) const CURSOR_LIMIT: u64 = SEQ_LIMIT + MAX_PRODUCERS as u64;
 
 /// The bit of a version word that marks its sequence abandoned (docs/design.md §3).
 pub(crate) const ABANDONED: u64 = 1 << 63;

@@ -66,7 +66,7 @@ impl Reader {
             Start::Next | Start::Newest => c,
             Start::Oldest => oldest,
             Start::Last(n) => c.saturating_sub(n).max(oldest),
-            // Past the limit no sequence can exist (versions would wrap): wait at the limit.
+            // No sequence at or past the limit is ever published: wait at the limit.
             Start::Sequence(s) => s.min(SEQ_LIMIT),
         };
         Reader {

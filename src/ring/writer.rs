@@ -10,7 +10,7 @@
 
 use super::{
     abandoned_version, busy_version, done_version, version_seq, Liveness, Ring, ABANDONED,
-    CLAIMING, DROPPED,
+    CLAIMING, DROPPED, SEQ_LIMIT,
 };
 use crate::layout::{ProducerMode, MAX_PRODUCERS, W_CURSOR};
 use crate::sync::{fence, AtomicU64, Ordering};
@@ -29,6 +29,8 @@ pub(crate) struct Writer {
     index: usize,
     /// Single producer: the next sequence to publish (the writer owns the cursor).
     next: u64,
+    /// Multi producer: this writer took a sequence past [`SEQ_LIMIT`] and takes no more.
+    exhausted: bool,
 }
 
 impl Writer {
@@ -38,7 +40,17 @@ impl Writer {
             mode: ProducerMode::Single,
             index: 0,
             next,
+            exhausted: false,
         }
+    }
+
+    /// A multi producer holding producer-table entry `index`, attaching to a bus whose cursor
+    /// is `cursor`: past [`SEQ_LIMIT`] it takes no sequence at all, so that only writers that
+    /// attached before the limit was reached can take one past it (at most one each).
+    pub(crate) fn multi_at(index: usize, cursor: u64) -> Self {
+        let mut w = Writer::multi(index);
+        w.exhausted = cursor >= SEQ_LIMIT;
+        w
     }
 
     /// A multi producer holding producer-table entry `index`.
@@ -48,17 +60,22 @@ impl Writer {
             mode: ProducerMode::Multi,
             index,
             next: 0,
+            exhausted: false,
         }
     }
 
-    /// Claims the next sequence and takes its slot (odd version). `None`: a multi-producer
-    /// message that must be dropped (its slot already holds a later sequence, or is held by a
-    /// live writer a full lap behind); the claim word then says so, so that readers skip it.
+    /// Claims the next sequence and takes its slot (odd version). `None`: a message that must
+    /// be dropped: its sequence is at or past [`SEQ_LIMIT`], or (multi producer) its slot
+    /// already holds a later sequence or is held by a live writer a full lap behind; a multi
+    /// producer's claim word then says so, so that readers skip it.
     #[inline]
     pub(crate) fn begin<L: Liveness>(&mut self, ring: &Ring<'_>, live: &L) -> Option<u64> {
         match self.mode {
             ProducerMode::Single => {
                 let seq = self.next;
+                if seq >= SEQ_LIMIT {
+                    return None;
+                }
                 ring.slot(seq)[0].store(busy_version(seq), Ordering::Relaxed);
                 // ORDERING: orders the odd version before the payload stores; pairs with the
                 // reader's `fence(Acquire)` before its re-check.
@@ -66,8 +83,16 @@ impl Writer {
                 Some(seq)
             }
             ProducerMode::Multi => {
+                if self.exhausted {
+                    return None;
+                }
                 self.announce(ring);
                 let seq = self.claim(ring);
+                if seq >= SEQ_LIMIT {
+                    self.exhausted = true;
+                    self.give_up(ring, seq);
+                    return None;
+                }
                 self.take(ring, live, seq).then_some(seq)
             }
         }
@@ -102,9 +127,15 @@ impl Writer {
         if self.take_slot(ring, live, seq) {
             return true;
         }
+        self.give_up(ring, seq);
+        false
+    }
+
+    /// Records in the claim word that `seq` is dropped (never written), so readers skip it.
+    fn give_up(&self, ring: &Ring<'_>, seq: u64) {
+        // ORDERING: as every claim-word store (see `announce`).
         ring.claim_word(self.index)
             .store(seq.wrapping_add(1) | DROPPED, Ordering::Release);
-        false
     }
 
     /// Moves `seq`'s slot from an older even version to `2s+1`. Waits a bounded time for a
