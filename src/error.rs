@@ -494,6 +494,18 @@ pub enum Error {
         cursor: u64,
     },
 
+    /// A handle that attached before `fork(2)` was used in the child: the attachment (its
+    /// producer entry and kernel locks) belongs to the parent. Attach anew in the child
+    /// (docs/design.md §10, "Fork").
+    #[error(
+        "segment {name:?}: this handle was attached by the parent process before fork(); \
+         open the segment and attach again in this process"
+    )]
+    UsedAfterFork {
+        /// The segment name.
+        name: String,
+    },
+
     /// Any other operating-system error, with the step that failed.
     #[error("segment {name:?}: {op} failed: {source}")]
     Io {

@@ -27,10 +27,14 @@ impl<'a> SegmentLiveness<'a> {
     }
 
     /// Producer `index`'s view, repairing through its own description `fd` (none on a heap bus).
-    pub(crate) fn producer(seg: &'a Segment, fd: Option<&'a OwnedFd>, index: usize) -> Self {
+    pub(crate) fn producer(
+        seg: &'a Segment,
+        fd: Option<&'a crate::segment::LockFd>,
+        index: usize,
+    ) -> Self {
         SegmentLiveness {
             seg,
-            producer: fd.map(|fd| (fd, index)),
+            producer: fd.map(|fd| (&**fd, index)),
         }
     }
 

@@ -4,7 +4,6 @@
 //! Publishing never blocks, never allocates and makes no system call unless a subscriber sleeps.
 
 use std::marker::PhantomData;
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -41,7 +40,7 @@ pub struct Publisher<T: Payload = Raw> {
     index: u32,
     /// Holds this producer's OFD locks (byte 0: producer presence; byte 1+index: the entry)
     /// until drop, or until the kernel drops them when the process dies.
-    lock: Option<OwnedFd>,
+    lock: Option<crate::segment::LockFd>,
     futex: SysFutex,
     /// This process could not register for the sleepers' barrier: publish with a real fence.
     strong_fence: bool,
@@ -170,6 +169,9 @@ impl<T: Payload> Publisher<T> {
     /// message had to be dropped.
     #[inline]
     fn publish_inner(&mut self, fill: impl FnOnce(&Writer, &Ring<'_>, u64) -> bool) -> Option<u64> {
+        if self.forked() {
+            return None;
+        }
         let seg = &*self.seg;
         let ring = ring(seg);
         let live = SegmentLiveness::producer(seg, self.lock.as_ref(), self.index as usize);
@@ -190,6 +192,13 @@ impl<T: Payload> Publisher<T> {
         Some(seq)
     }
 
+    /// Whether this is a forked child of the process that attached: the child may not write
+    /// under its parent's producer entry (docs/design.md §10, "Fork").
+    #[inline]
+    fn forked(&self) -> bool {
+        self.lock.as_ref().is_some_and(|l| l.forked())
+    }
+
     #[cold]
     fn heartbeat(&self) {
         self.seg
@@ -207,6 +216,11 @@ impl<T: Payload> Publisher<T> {
                 capacity: self.geometry.capacity,
             });
         }
+        if self.forked() {
+            return Err(Error::UsedAfterFork {
+                name: self.seg.name().to_owned(),
+            });
+        }
         Ok(self.publish_inner(|w, ring, seq| {
             w.write_bytes(ring, seq, bytes);
             true
@@ -217,7 +231,8 @@ impl<T: Payload> Publisher<T> {
     /// slot as atomic stores (no intermediate buffer); the message length is the furthest byte
     /// written, and bytes below it that `fill` skipped read as zero. Returns the sequence number
     /// and what `fill` returned, or `None` if a multi-producer message was dropped before `fill`
-    /// ran. If `fill` panics, the sequence is published as abandoned (subscribers count it lost,
+    /// ran (or, without running it, in a forked child of the process that attached: see
+    /// [`Error::UsedAfterFork`]). If `fill` panics, the sequence is published as abandoned (subscribers count it lost,
     /// never see the half-written message) and the panic resumes.
     pub fn publish_with<R>(
         &mut self,
@@ -259,7 +274,8 @@ impl Publisher<Raw> {
     /// was dropped (see [`PublisherStats::dropped`]).
     ///
     /// # Errors
-    /// [`Error::MessageTooLarge`] if `bytes` is longer than the slot capacity.
+    /// [`Error::MessageTooLarge`] if `bytes` is longer than the slot capacity;
+    /// [`Error::UsedAfterFork`] in a forked child of the process that attached.
     #[inline]
     pub fn publish_bytes(&mut self, bytes: &[u8]) -> Result<Option<u64>> {
         self.publish_slice(bytes)
@@ -268,6 +284,8 @@ impl Publisher<Raw> {
 
 impl<T: bytemuck::Pod> Publisher<T> {
     /// Publishes one typed message (the bus was created or opened for this type, so it fits).
+    /// `None`: a multi-producer message dropped, or (publishing nothing) a forked child of the
+    /// process that attached, which may not write under its parent's producer entry.
     #[inline]
     pub fn publish(&mut self, msg: &T) -> Option<u64> {
         let bytes = bytemuck::bytes_of(msg);

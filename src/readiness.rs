@@ -30,7 +30,7 @@ use crate::payload::{Payload, Raw};
 use crate::queue::{QueueReceiver, QueueSender, SendError};
 use crate::records::{RecordRecv, RecordSubscriber};
 use crate::ring::{Liveness, Ring};
-use crate::segment::{futex_wait, Segment};
+use crate::segment::{self, futex_wait, Segment};
 use crate::subscriber::{Recv, Subscriber};
 use crate::sync::AtomicU32;
 use crate::wait::{self, Futex, SysFutex, WakeWords};
@@ -119,13 +119,21 @@ struct Shared {
 pub(crate) struct Waker {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// `segment::fork_generation()` when the thread started: a forked child has no such thread.
+    generation: u64,
 }
 
 impl Drop for Waker {
     fn drop(&mut self) {
         self.shared.reg.stop(&PRIVATE);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            if segment::fork_generation() == self.generation {
+                let _ = t.join();
+            } else {
+                // A forked child: the thread lives only in the parent, and joining it would fail
+                // (the standard library panics). Its handle is let go.
+                std::mem::forget(t);
+            }
         }
     }
 }
@@ -138,11 +146,12 @@ fn waker_for<W: Watch>(seg: &Arc<Segment>, watch: W) -> Result<Arc<Waker>> {
     let key = TypeId::of::<W>();
     let mut all = WAKERS.lock().unwrap_or_else(PoisonError::into_inner);
     all.retain(|w| w.strong_count() > 0);
-    if let Some(w) = all
-        .iter()
-        .filter_map(Weak::upgrade)
-        .find(|w| Arc::ptr_eq(&w.shared.seg, seg) && w.shared.watch == key)
-    {
+    // A waker inherited across fork has no thread in this process: a child starts its own.
+    segment::install_fork_hook();
+    let generation = segment::fork_generation();
+    if let Some(w) = all.iter().filter_map(Weak::upgrade).find(|w| {
+        Arc::ptr_eq(&w.shared.seg, seg) && w.shared.watch == key && w.generation == generation
+    }) {
         return Ok(w);
     }
     let shared = Arc::new(Shared {
@@ -162,6 +171,7 @@ fn waker_for<W: Watch>(seg: &Arc<Segment>, watch: W) -> Result<Arc<Waker>> {
     let w = Arc::new(Waker {
         shared,
         thread: Some(thread),
+        generation,
     });
     all.push(Arc::downgrade(&w));
     Ok(w)
@@ -178,6 +188,11 @@ pub(crate) struct Armed {
 
 impl Drop for Armed {
     fn drop(&mut self) {
+        if segment::fork_generation() != self.waker.generation {
+            // A forked child: the registry is its parent's waker's, whose lock the parent may
+            // have held at the fork; the child leaves it alone.
+            return;
+        }
         let shared = &self.waker.shared;
         shared.reg.remove(&self.reg);
         shared.reg.kick(&PRIVATE);

@@ -13,7 +13,7 @@ mod cell;
 mod loom;
 
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -762,7 +762,7 @@ pub struct BoardWriter<T: Payload = Raw> {
     index: usize,
     /// Holds this writer's OFD locks (byte 0 shared: a writer is attached; byte 1+index: the
     /// entry); `None` for an in-process board.
-    lock: Option<OwnedFd>,
+    lock: Option<crate::segment::LockFd>,
     repaired: u64,
     _type: PhantomData<fn() -> T>,
 }

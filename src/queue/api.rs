@@ -2,7 +2,6 @@
 //! the protocol in `protocol.rs` and the shared segment layer.
 
 use std::marker::PhantomData;
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -615,7 +614,7 @@ struct Participant {
     index: usize,
     /// Holds the entry's lock (byte `1 + index`) until drop, or until the kernel drops it when
     /// the process dies. `None` on a heap queue.
-    lock: Option<OwnedFd>,
+    lock: Option<crate::segment::LockFd>,
     futex: SysFutex,
     /// This process could not register for the sleepers' barrier: wake with a real fence.
     strong_fence: bool,

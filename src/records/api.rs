@@ -1,7 +1,6 @@
 //! The user API of records segments: a handle and its builder, the publisher, the subscriber.
 //! Mirrors the bus's (`crate::bus`, `crate::publisher`, `crate::subscriber`).
 
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -340,7 +339,7 @@ pub struct RecordPublisher {
     shape: RingShape,
     writer: Writer,
     /// Holds the producer locks until drop (or until the kernel drops them at death).
-    _lock: Option<OwnedFd>,
+    _lock: Option<crate::segment::LockFd>,
     futex: SysFutex,
     strong_fence: bool,
     stats: RecordPublisherStats,

@@ -28,8 +28,9 @@ pub(crate) use pipeline::{identify, report, validate_bytes, Expect, Probe, Shape
 #[allow(unused_imports)]
 // `unlock` and the membarrier calls serve the ring's wake-up handshake.
 pub(crate) use sys::{
-    coarse_now_ns, futex_wait, futex_wake, lock_held, membarrier_global_expedited,
-    membarrier_register, process_alive, process_start_ticks, try_lock, unlock, LockKind,
+    coarse_now_ns, fork_generation, futex_wait, futex_wake, install_fork_hook, lock_held,
+    membarrier_global_expedited, membarrier_register, process_alive, process_start_ticks, try_lock,
+    unlock, LockKind,
 };
 
 /// Prefix of every shmbus object name in `/dev/shm`.
@@ -321,8 +322,9 @@ impl Segment {
     }
 
     /// A new open file description of the same object, for a producer's own locks (OFD locks
-    /// belong to a file description, so every producer needs its own).
-    pub(crate) fn reopen_for_lock(&self) -> Result<Option<OwnedFd>> {
+    /// belong to a file description, so every producer needs its own). A forked child gives
+    /// its copy of the descriptor up (docs/design.md §10, "Fork").
+    pub(crate) fn reopen_for_lock(&self) -> Result<Option<LockFd>> {
         let Some(fd) = self.lock_fd() else {
             return Ok(None);
         };
@@ -336,7 +338,7 @@ impl Segment {
                 op: "reopen",
                 source: e,
             })?;
-        Ok(Some(OwnedFd::from(file)))
+        Ok(Some(LockFd::new(OwnedFd::from(file))))
     }
 
     /// The words of the wake-up handshake (docs/design.md §7).
@@ -407,4 +409,49 @@ pub(crate) fn remove(name: &str) -> Result<()> {
         },
         e => Error::io(name, "shm_unlink", e),
     })
+}
+
+/// The descriptor that carries an attachment's OFD locks. While it lives, a forked child of this
+/// process replaces its copy with `/dev/null` (`sys::after_fork_in_child`), so that the locks —
+/// the kernel's word that this participant is alive — never outlive the process that took them.
+#[derive(Debug)]
+pub(crate) struct LockFd {
+    fd: OwnedFd,
+    /// Its slot in the fork table (`None`: the table was full).
+    slot: Option<usize>,
+    /// [`sys::fork_generation`] when the attachment was made.
+    generation: u64,
+}
+
+impl LockFd {
+    fn new(fd: OwnedFd) -> Self {
+        let slot = sys::track_lock_fd(fd.as_raw_fd());
+        LockFd {
+            fd,
+            slot,
+            generation: sys::fork_generation(),
+        }
+    }
+
+    /// Whether this process is a fork of the one that made the attachment.
+    #[inline]
+    pub(crate) fn forked(&self) -> bool {
+        sys::fork_generation() != self.generation
+    }
+}
+
+impl std::ops::Deref for LockFd {
+    type Target = OwnedFd;
+    fn deref(&self) -> &OwnedFd {
+        &self.fd
+    }
+}
+
+impl Drop for LockFd {
+    fn drop(&mut self) {
+        // Untracked before the descriptor closes: its number may be reused at once.
+        if let Some(slot) = self.slot {
+            sys::untrack_lock_fd(slot);
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! used wherever nix has one, raw `libc` only for what it lacks (futex, membarrier).
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -135,6 +135,77 @@ fn membarrier(cmd: libc::c_int) -> bool {
     // SAFETY: membarrier takes integers only (command, flags, cpu id) and touches no memory of
     // ours; an unsupported command fails with EINVAL or ENOSYS, reported as `false`.
     unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0u32, 0i32) == 0 }
+}
+
+/// How many times this process was forked off its parent since it started (counted by a
+/// `pthread_atfork` child handler, installed by [`install_fork_hook`]). A handle stores the value
+/// when it attaches; a different value means it is used in a child of the process that made it
+/// (docs/design.md §10, "Fork").
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+/// The lock descriptors of this process's attachments (−1: free), replaced in a forked child.
+static LOCK_FDS: [AtomicI32; LOCK_FD_SLOTS] = [const { AtomicI32::new(-1) }; LOCK_FD_SLOTS];
+/// Attachments whose locks a forked child gives up; more are not tracked (their locks stay
+/// shared with the child, as without this table).
+const LOCK_FD_SLOTS: usize = 1024;
+/// `/dev/null`, opened once, put in place of each lock descriptor in a forked child.
+static DEV_NULL: AtomicI32 = AtomicI32::new(-1);
+
+/// Runs in the child right after `fork`: counts the fork, and puts `/dev/null` in place of every
+/// attachment's lock descriptor, so that the child holds no reference to the open file
+/// descriptions whose OFD locks say "this participant lives": when the parent dies, its locks go
+/// with it, whatever its children do. Only async-signal-safe calls (atomics, `dup3`).
+extern "C" fn after_fork_in_child() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+    let null = DEV_NULL.load(Ordering::Relaxed);
+    if null < 0 {
+        return;
+    }
+    for slot in &LOCK_FDS {
+        let fd = slot.load(Ordering::Relaxed);
+        if fd >= 0 {
+            // SAFETY: `dup3` is async-signal-safe and only replaces descriptor `fd` of this
+            // (child) process by a duplicate of `/dev/null`; `fd` is a lock descriptor that an
+            // attachment owns (registered until just before it is closed), so no other object
+            // of this process is affected, and the attachment's later `close` closes the copy.
+            unsafe { libc::dup3(null, fd, libc::O_CLOEXEC) };
+        }
+    }
+}
+
+/// Installs the fork handler once per process (at the first attachment, before any fork that
+/// matters to it).
+pub(crate) fn install_fork_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(f) = std::fs::File::open("/dev/null") {
+            DEV_NULL.store(std::os::fd::IntoRawFd::into_raw_fd(f), Ordering::Relaxed);
+        }
+        // SAFETY: registers a plain `extern "C"` function with no captured state; it runs in
+        // the child after every later `fork` and does only async-signal-safe work.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
+}
+
+/// The number of forks between this process's start and now (see [`FORKS`]).
+#[inline]
+pub(crate) fn fork_generation() -> u64 {
+    FORKS.load(Ordering::Relaxed)
+}
+
+/// Tracks `fd` as a lock descriptor to give up in forked children; returns its slot, or `None`
+/// when the table is full.
+pub(crate) fn track_lock_fd(fd: i32) -> Option<usize> {
+    install_fork_hook();
+    LOCK_FDS.iter().position(|slot| {
+        slot.compare_exchange(-1, fd, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    })
+}
+
+/// Stops tracking the lock descriptor in `slot` (before it is closed).
+pub(crate) fn untrack_lock_fd(slot: usize) {
+    LOCK_FDS[slot].store(-1, Ordering::Relaxed);
 }
 
 /// Registers this process for `MEMBARRIER_CMD_GLOBAL_EXPEDITED`: afterwards, another process's
