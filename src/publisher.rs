@@ -267,6 +267,21 @@ impl<T: Payload> Publisher<T> {
     }
 }
 
+impl<T: Payload> Publisher<T> {
+    /// Publishes a loss: takes the next `n` sequence numbers and marks each abandoned, so that
+    /// subscribers count them lost (in [`crate::Recv::Lapped`]) and see no message for them.
+    /// For relays that must pass on a loss that happened upstream of them, so that every
+    /// subscriber's `received + lost` still balances against the original stream (the zenoh
+    /// bridge's importer does this). Costs one slot write per sequence. Returns how many were
+    /// marked: fewer than `n` only where a multi-producer sequence was dropped anyway (counted
+    /// lost all the same), or none in a forked child.
+    pub fn publish_loss(&mut self, n: u64) -> u64 {
+        (0..n)
+            .filter(|_| self.publish_inner(|_, _, _| false).is_some())
+            .count() as u64
+    }
+}
+
 impl Publisher<Raw> {
     /// Publishes a byte message.
     ///

@@ -660,3 +660,30 @@ fn set_cursor(name: &TestBus, cursor: u64) {
         .unwrap();
     f.write_all_at(&cursor.to_ne_bytes(), 1024).unwrap();
 }
+
+/// `publish_loss`: the sequences it takes reach every subscriber as counted losses, never as
+/// messages, between the messages around them.
+#[test]
+fn a_published_loss_is_counted_lost_by_every_subscriber() {
+    let name = TestBus::new("publish-loss");
+    let bus = BusBuilder::new(name.name()).slots(16).create().unwrap();
+    let mut tx = bus.publisher().unwrap();
+    let mut rx = bus.subscribe(Start::Next);
+    assert_eq!(tx.publish_bytes(b"before").unwrap(), Some(0));
+    assert_eq!(tx.publish_loss(3), 3);
+    assert_eq!(tx.publish_bytes(b"after").unwrap(), Some(4));
+    let mut seen = Vec::new();
+    let mut lost = 0;
+    loop {
+        match rx.try_recv() {
+            Recv::Message(m) => seen.push((m.seq(), m.bytes().to_vec())),
+            Recv::Lapped { lost: n } => lost += n,
+            Recv::Empty => break,
+            Recv::Closed => panic!("the publisher is attached"),
+        }
+    }
+    assert_eq!(seen, [(0, b"before".to_vec()), (4, b"after".to_vec())]);
+    assert_eq!(lost, 3);
+    let st = rx.stats();
+    assert_eq!((st.received, st.lost), (2, 3));
+}
