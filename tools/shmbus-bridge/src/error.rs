@@ -100,7 +100,49 @@ impl BridgeError {
     pub fn zenoh(what: &'static str) -> impl FnOnce(zenoh::Error) -> Self {
         move |e| BridgeError::Zenoh {
             what,
-            reason: e.to_string(),
+            reason: reason(&e),
         }
+    }
+}
+
+/// A zenoh error's text for users: without the locations in zenoh's own source that zenoh
+/// appends (` at /path/to/zenoh-x.y/src/file.rs:123.`), which say nothing to them.
+pub fn reason(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find(" at ") {
+        let after = &rest[i + 4..];
+        let token_end = after.find(char::is_whitespace).unwrap_or(after.len());
+        let token = after[..token_end].trim_end_matches('.');
+        let is_location = token
+            .rsplit_once(".rs:")
+            .is_some_and(|(_, line)| !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit()));
+        if is_location {
+            out.push_str(&rest[..i]);
+            rest = &after[token_end..];
+        } else {
+            out.push_str(&rest[..i + 4]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out.trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn zenoh_source_locations_are_left_out() {
+        assert_eq!(
+            super::reason(&"Can not create a new TCP listener bound to tcp/127.0.0.1:1: \
+                 Permission denied (os error 13) at /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/zenoh-link-tcp-1.10.2/src/unicast.rs:389."),
+            "Can not create a new TCP listener bound to tcp/127.0.0.1:1: Permission denied (os error 13)"
+        );
+        assert_eq!(
+            super::reason(&"a at b look at this.rs:x"),
+            "a at b look at this.rs:x",
+            "only real source locations are removed"
+        );
     }
 }

@@ -17,6 +17,8 @@ use crate::wire::{self, Frame, Shape};
 
 /// The longest wait for a sample between looks at the stop flag and the timers.
 const TICK: Duration = Duration::from_millis(100);
+/// How long the importer hears nothing before it says again what it waits for.
+const QUIET: Duration = Duration::from_secs(10);
 /// Samples zenoh may queue for the importer before its reception waits (backpressure, which a
 /// reliable, blocking exporter feels; a dropping one drops).
 const QUEUE: usize = 1024;
@@ -49,6 +51,8 @@ struct Local {
     publisher: Publisher,
     capacity: usize,
     created: bool,
+    /// The local bus's identity as an exporter would name it (`export::source_id`).
+    source: u64,
 }
 
 /// Opens the local bus, or creates it with `shape` (raw messages: the library publishes typed
@@ -86,6 +90,7 @@ fn local_bus(name: &str, slots: u64, capacity: usize, exact: bool) -> Result<Loc
     let publisher = bus.publisher().map_err(BridgeError::bus(name))?;
     Ok(Local {
         capacity: bus.capacity(),
+        source: crate::export::source_id(&bus),
         publisher,
         created,
     })
@@ -145,6 +150,14 @@ pub fn run(args: &ImportArgs) -> Result<(), BridgeError> {
         .with(FifoChannel::new(QUEUE))
         .wait()
         .map_err(BridgeError::zenoh("declare the subscriber"))?;
+    let source = args.net.describe_peers();
+    eprintln!(
+        "shmbus-bridge: importing key {} into bus {}; waiting for an exporter ({source})",
+        key.as_str(),
+        args.name
+    );
+    // Said again while nothing arrives, so that a dead endpoint does not look like a quiet bus.
+    let mut heard = std::time::Instant::now();
     let mut ledger = Ledger::default();
     let mut reporter = Reporter::new(args.json, args.stats_every);
     let mut result = Ok(());
@@ -154,9 +167,20 @@ pub fn run(args: &ImportArgs) -> Result<(), BridgeError> {
         }
         let sample = match subscriber.recv_timeout(TICK) {
             Ok(Some(s)) => s,
-            Ok(None) => continue,
+            Ok(None) => {
+                if heard.elapsed() >= QUIET {
+                    eprintln!(
+                        "shmbus-bridge: nothing on key {} for {} s; waiting for an exporter ({source})",
+                        key.as_str(),
+                        QUIET.as_secs()
+                    );
+                    heard = std::time::Instant::now();
+                }
+                continue;
+            }
             Err(_) => break,
         };
+        heard = std::time::Instant::now();
         let bytes = sample.payload().to_bytes();
         let frame = match wire::decode(&bytes) {
             Ok(f) => f,
@@ -191,6 +215,18 @@ pub fn run(args: &ImportArgs) -> Result<(), BridgeError> {
             }
         }
         let Some(l) = local.as_mut() else { break };
+        if frame.origin.source == l.source {
+            // The exporter on this key reads the very bus we would publish into: each import
+            // would be exported again, and the importer's publishes would lap its producer.
+            result = Err(BridgeError::Usage(format!(
+                "bus {} is the bus exported on key {}: importing it into itself would loop; \
+                 on one host, import into another bus name (with --key {} to keep the key)",
+                args.name,
+                key.as_str(),
+                key.as_str()
+            )));
+            break;
+        }
         deliver(&mut ledger, l, &frame);
     }
     reporter.report(&fields(args, key.as_str(), &ledger.totals(), true));
@@ -199,12 +235,20 @@ pub fn run(args: &ImportArgs) -> Result<(), BridgeError> {
     result
 }
 
-/// Accounts for a frame and publishes its new messages.
+/// Accounts for a frame and publishes into the local bus what it tells: first the losses it
+/// reveals upstream (a gap, a loss frame), as lost sequences that subscribers count, then its
+/// new messages; a message the local bus refuses is published as a loss too. So every local
+/// subscriber's `received + lost` balances against the source's sequence (docs/design.md §16).
 fn deliver(ledger: &mut Ledger, local: &mut Local, frame: &Frame<'_>) {
+    let before = ledger.totals().lost();
     let range = ledger.admit(frame);
+    local
+        .publisher
+        .publish_loss(ledger.totals().lost() - before);
     for m in &frame.messages[range] {
         if m.len() > local.capacity || local.publisher.publish_bytes(m).is_err() {
             ledger.refused_locally(1);
+            local.publisher.publish_loss(1);
         }
     }
 }

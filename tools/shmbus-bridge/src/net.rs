@@ -38,8 +38,26 @@ impl NetArgs {
         let key = self.key.clone().unwrap_or_else(|| format!("shmbus/{bus}"));
         OwnedKeyExpr::from_str(&key).map_err(|e| BridgeError::Key {
             key,
-            reason: e.to_string(),
+            reason: crate::error::reason(&e),
         })
+    }
+
+    /// Where the peers are looked for, for messages: the endpoints, or how zenoh finds them.
+    pub fn describe_peers(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.connect.is_empty() {
+            parts.push(format!("connecting to {}", self.connect.join(", ")));
+        }
+        if !self.listen.is_empty() {
+            parts.push(format!("listening on {}", self.listen.join(", ")));
+        }
+        if parts.is_empty() {
+            parts.push(match &self.config {
+                Some(path) => format!("peers as {} configures them", path.display()),
+                None => "finding peers by multicast scouting".to_owned(),
+            });
+        }
+        parts.join("; ")
     }
 
     /// The zenoh configuration: the file (or zenoh's defaults), then the flags.
@@ -47,7 +65,7 @@ impl NetArgs {
         let mut config = match &self.config {
             Some(path) => Config::from_file(path).map_err(|e| BridgeError::ConfigFile {
                 path: path.clone(),
-                reason: e.to_string(),
+                reason: crate::error::reason(&e),
             })?,
             None => Config::default(),
         };
@@ -58,7 +76,7 @@ impl NetArgs {
             for e in list {
                 EndPoint::from_str(e).map_err(|err| BridgeError::Endpoint {
                     endpoint: e.clone(),
-                    reason: err.to_string(),
+                    reason: crate::error::reason(&err),
                 })?;
             }
             let json = serde_json::to_string(list).expect("a list of strings serialises");
@@ -66,7 +84,7 @@ impl NetArgs {
                 .insert_json5(&format!("{what}/endpoints"), &json)
                 .map_err(|err| BridgeError::Endpoint {
                     endpoint: list.join(","),
-                    reason: err.to_string(),
+                    reason: crate::error::reason(&err),
                 })?;
         }
         if !self.listen.is_empty() || !self.connect.is_empty() {
