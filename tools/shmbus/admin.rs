@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use shmbus::layout::SegmentKind;
+use shmbus::records::{RecordPublisher, RecordsBuilder};
 use shmbus::{inspect, BusBuilder, Publisher};
 
 use crate::{text, CmdResult, Failure};
@@ -99,7 +100,7 @@ pub(crate) struct PublishArgs {
     /// spaces, ':' and '_' between bytes are ignored.
     #[arg(long, conflicts_with = "file")]
     hex: bool,
-    /// Publish the whole content of this file as one message.
+    /// Publish the whole content of this file as one message (one record on a records segment).
     #[arg(long, value_name = "PATH", conflicts_with = "messages")]
     file: Option<PathBuf>,
     /// Publish each message N times (at least 1).
@@ -145,9 +146,41 @@ impl std::fmt::Display for Origin {
     }
 }
 
+/// The producer `publish` attached: a bus's publisher or a records segment's.
+enum Tx {
+    Bus(Publisher),
+    Records(RecordPublisher),
+}
+
+impl Tx {
+    /// Publishes one payload; the sequence number it got, if the segment reports one.
+    fn publish(&mut self, msg: &[u8]) -> shmbus::Result<Option<u64>> {
+        match self {
+            Tx::Bus(tx) => tx.publish_bytes(msg),
+            Tx::Records(tx) => tx.publish_bytes(msg).map(Some),
+        }
+    }
+
+    /// Payloads published so far.
+    fn published(&self) -> u64 {
+        match self {
+            Tx::Bus(tx) => tx.stats().published,
+            Tx::Records(tx) => tx.stats().published,
+        }
+    }
+
+    /// What one payload is called on this kind of segment.
+    fn noun(&self) -> &'static str {
+        match self {
+            Tx::Bus(_) => "message",
+            Tx::Records(_) => "record",
+        }
+    }
+}
+
 /// Publishes messages, paced and repeated as asked, and remembers what went out.
 struct Sender {
-    tx: Publisher,
+    tx: Tx,
     repeat: u64,
     /// Time between two messages, with --rate.
     gap: Option<Duration>,
@@ -160,14 +193,20 @@ struct Sender {
 impl Sender {
     fn send(&mut self, msg: &[u8], origin: Origin) -> CmdResult {
         for _ in 0..self.repeat {
+            if crate::tail::STOP.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(());
+            }
             if let Some(gap) = self.gap {
                 let now = Instant::now();
                 if self.next_at > now {
                     std::thread::sleep(self.next_at - now);
                 }
                 self.next_at += gap;
+                if crate::tail::STOP.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(());
+                }
             }
-            match self.tx.publish_bytes(msg) {
+            match self.tx.publish(msg) {
                 Ok(Some(seq)) => {
                     self.first.get_or_insert(seq);
                     self.last = Some(seq);
@@ -181,21 +220,52 @@ impl Sender {
 
     /// The error for a refused message: which one, and what was already published.
     fn refused(&self, origin: Origin, e: shmbus::Error) -> Failure {
-        let n = self.tx.stats().published;
+        let noun = self.tx.noun();
+        let n = self.tx.published();
         let before = match (self.first, self.last) {
             (Some(f), Some(l)) => format!(
-                "published {} before it (seq {f}..{l})",
-                text::count(n, "message")
+                "published {} before it ({})",
+                text::count(n, noun),
+                seq_range(f, l)
             ),
             _ => "nothing was published before it".into(),
         };
-        Failure(format!("{origin}: {}; {before}", Failure::from(e).0))
+        let why = match e {
+            shmbus::Error::MessageTooLarge { len, capacity } => {
+                format!("{noun} is {len} bytes, at most {capacity} fit")
+            }
+            e => Failure::from(e).0,
+        };
+        Failure(format!("{origin}: {why}; {before}"))
     }
 }
 
-pub(crate) fn publish(a: &PublishArgs) -> CmdResult {
-    if crate::records::open(&a.name).is_some() {
-        return crate::records::publish(&a.name, &a.messages);
+/// `seq 5` or `seq 5..9`.
+fn seq_range(first: u64, last: u64) -> String {
+    if first == last {
+        format!("seq {first}")
+    } else {
+        format!("seq {first}..{last}")
+    }
+}
+
+/// Attaches the producer of bus or records segment `a.name`, trusting what the flags say.
+/// Also says whether other producers may publish meanwhile (a multi-producer bus).
+fn attach(a: &PublishArgs) -> Result<(Tx, String, bool), Failure> {
+    let is_records = matches!(
+        inspect::probe(&a.name),
+        Ok(p) if p.kind == SegmentKind::Records
+    );
+    if is_records {
+        let mut b = RecordsBuilder::new(&a.name);
+        if a.accept_shared_write {
+            b = b.accept_shared_write();
+        }
+        if a.accept_other_owner {
+            b = b.accept_other_owner();
+        }
+        let r = b.open()?;
+        return Ok((Tx::Records(r.publisher()?), r.name().to_owned(), false));
     }
     let mut b = BusBuilder::new(&a.name);
     if a.accept_shared_write {
@@ -205,9 +275,17 @@ pub(crate) fn publish(a: &PublishArgs) -> CmdResult {
         b = b.accept_other_owner();
     }
     let bus = b.open()?;
+    let multi = bus.producer_mode() == shmbus::ProducerMode::Multi;
+    Ok((Tx::Bus(bus.publisher()?), bus.name().to_owned(), multi))
+}
+
+pub(crate) fn publish(a: &PublishArgs) -> CmdResult {
+    let (tx, name, multi) = attach(a)?;
+    // Ctrl-C or SIGTERM stops publishing; the summary of what went out is still printed.
+    crate::tail::install_stop_handler()?;
     let gap = a.rate.map(|r| Duration::from_secs_f64(1.0 / r));
     let mut s = Sender {
-        tx: bus.publisher()?,
+        tx,
         repeat: a.repeat,
         gap,
         next_at: Instant::now(),
@@ -221,43 +299,64 @@ pub(crate) fn publish(a: &PublishArgs) -> CmdResult {
             Ok(m.to_vec())
         }
     };
-    if let Some(path) = &a.file {
-        let msg = std::fs::read(path)
-            .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
-        s.send(&msg, Origin::File)?;
-    } else if a.messages.is_empty() {
-        let mut line = Vec::new();
-        let mut stdin = io::stdin().lock();
-        let mut n = 0;
-        loop {
-            line.clear();
-            if stdin.read_until(b'\n', &mut line)? == 0 {
-                break;
+    let sent = (|| -> CmdResult {
+        if let Some(path) = &a.file {
+            let msg = std::fs::read(path)
+                .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+            s.send(&msg, Origin::File)?;
+        } else if a.messages.is_empty() {
+            let mut line = Vec::new();
+            let mut stdin = io::stdin().lock();
+            let mut n = 0;
+            loop {
+                line.clear();
+                if crate::tail::STOP.load(std::sync::atomic::Ordering::Relaxed)
+                    || stdin.read_until(b'\n', &mut line)? == 0
+                {
+                    break;
+                }
+                n += 1;
+                let msg = line.strip_suffix(b"\n").unwrap_or(&line);
+                let msg = msg.strip_suffix(b"\r").unwrap_or(msg);
+                let msg = decode(msg).map_err(|e| Failure(format!("line {n} of stdin: {e}")))?;
+                s.send(&msg, Origin::Line(n))?;
             }
-            n += 1;
-            let msg = line.strip_suffix(b"\n").unwrap_or(&line);
-            let msg = msg.strip_suffix(b"\r").unwrap_or(msg);
-            let msg = decode(msg).map_err(|e| Failure(format!("line {n} of stdin: {e}")))?;
-            s.send(&msg, Origin::Line(n))?;
+        } else {
+            for (i, m) in a.messages.iter().enumerate() {
+                let msg = decode(m.as_bytes())
+                    .map_err(|e| Failure(format!("message argument {}: {e}", i + 1)))?;
+                s.send(&msg, Origin::Argument(i + 1))?;
+            }
         }
+        Ok(())
+    })();
+    sent?;
+    let noun = s.tx.noun();
+    let n = s.tx.published();
+    let interrupted = if crate::tail::STOP.load(std::sync::atomic::Ordering::Relaxed) {
+        " (interrupted)"
     } else {
-        for (i, m) in a.messages.iter().enumerate() {
-            let msg = decode(m.as_bytes())
-                .map_err(|e| Failure(format!("message argument {}: {e}", i + 1)))?;
-            s.send(&msg, Origin::Argument(i + 1))?;
-        }
-    }
-    let stats = s.tx.stats();
-    let (n, dropped) = (stats.published, stats.dropped);
+        ""
+    };
+    // On a multi-producer bus, other producers' messages may fall between ours.
+    let shared = if multi {
+        ", interleaved with other producers'"
+    } else {
+        ""
+    };
     match (s.first, s.last) {
         (Some(f), Some(l)) => writeln!(
             io::stdout(),
-            "published {} to {} (seq {f}..{l})",
-            text::count(n, "message"),
-            bus.name()
+            "published {} to {name} ({}{shared}){interrupted}",
+            text::count(n, noun),
+            seq_range(f, l)
         ),
-        _ => writeln!(io::stdout(), "published 0 messages to {}", bus.name()),
+        _ => writeln!(io::stdout(), "published 0 {noun}s to {name}{interrupted}"),
     }?;
+    let dropped = match &s.tx {
+        Tx::Bus(tx) => tx.stats().dropped,
+        Tx::Records(_) => 0,
+    };
     if dropped > 0 {
         return Err(Failure(format!(
             "{} dropped: older than a full lap of the ring",

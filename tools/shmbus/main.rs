@@ -157,12 +157,15 @@ Examples:
   shmbus create events --slots 65536 --size 48 --multi-producer --mode 0640")]
     Create(admin::CreateArgs),
 
-    /// Publish messages to a bus: the arguments, a file, or one message per line of stdin.
+    /// Publish messages to a bus or records to a records segment: the arguments, a file, or
+    /// one per line of stdin.
     #[command(after_help = "\
-Attaches a producer for the duration of the command. A single-producer bus refuses a
-second live producer, so this fails while another program publishes to such a bus.
-If a message is refused (too large for a slot), nothing after it is sent and the error
-says which message it was and what was published before it.
+Attaches a producer for the duration of the command. A single-producer bus (and every
+records segment) refuses a second live producer, so this fails while another program
+publishes to it. Every option works on both kinds; on a records segment each message is
+one record. If a message is refused (too large for a slot, or for the records ring),
+nothing after it is sent and the error says which message it was and what was published
+before it. Ctrl-C stops publishing and still prints what was published.
 
 Examples:
   shmbus publish prices hello world     # two messages
@@ -287,6 +290,14 @@ impl From<shmbus::Error> for Failure {
             shmbus::Error::InsecureMode { name, mode } => Failure(format!(
                 "segment {name:?} has mode {mode:04o}, writable by other users; pass \
                  --accept-shared-write to trust it"
+            )),
+            // The library says "item" for every kind; a bus carries messages.
+            shmbus::Error::MessageTooLarge { len, capacity } => {
+                Failure(format!("message is {len} bytes, at most {capacity} fit"))
+            }
+            shmbus::Error::TypeMismatch { name, found, .. } => Failure(format!(
+                "segment {name:?} is typed: its payloads are of type {found}, and the command \
+                 line only reads and writes untyped bytes"
             )),
             e => Failure(e.to_string()),
         }

@@ -2,7 +2,7 @@
 //! `create --kind records`, `publish`, `tail` and `info`. The other commands' modules call in
 //! here when the name they are given is a records segment.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -43,45 +43,6 @@ pub(crate) fn create(name: &str, bytes: Option<u64>, mode: u32) -> CmdResult {
         r.max_record(),
         inspect::segment_path(r.name()).display()
     )?;
-    Ok(())
-}
-
-/// `shmbus publish NAME [MESSAGES...]` on a records segment: each argument, or each line of
-/// stdin, is one record.
-pub(crate) fn publish(name: &str, messages: &[String]) -> CmdResult {
-    let r = Records::open(name)?;
-    let mut tx = r.publisher()?;
-    let mut range = None;
-    let mut send = |msg: &[u8]| -> CmdResult {
-        let seq = tx.publish_bytes(msg)?;
-        range = Some((range.map_or(seq, |(f, _)| f), seq));
-        Ok(())
-    };
-    if messages.is_empty() {
-        let mut line = Vec::new();
-        let mut stdin = io::stdin().lock();
-        while {
-            line.clear();
-            stdin.read_until(b'\n', &mut line)? > 0
-        } {
-            let msg = line.strip_suffix(b"\n").unwrap_or(&line);
-            send(msg.strip_suffix(b"\r").unwrap_or(msg))?;
-        }
-    } else {
-        for m in messages {
-            send(m.as_bytes())?;
-        }
-    }
-    let n = tx.stats().published;
-    let s = if n == 1 { "" } else { "s" };
-    match range {
-        Some((f, l)) => writeln!(
-            io::stdout(),
-            "published {n} record{s} to {} (seq {f}..{l})",
-            r.name()
-        ),
-        None => writeln!(io::stdout(), "published 0 records to {}", r.name()),
-    }?;
     Ok(())
 }
 

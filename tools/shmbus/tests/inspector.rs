@@ -621,7 +621,7 @@ fn create_and_publish_errors_are_one_line() {
     );
     fails_with(
         &["publish", t.name(), "toolong"],
-        "item is 7 bytes, at most 4 fit",
+        "message is 7 bytes, at most 4 fit",
     );
     let bus = shmbus::Bus::open(t.name()).unwrap();
     let _p = bus.publisher().unwrap();
@@ -831,7 +831,7 @@ fn publish_to_a_group_writable_bus_names_the_flag_that_trusts_it() {
     let out = ok(&["publish", t.name(), "--accept-shared-write", "x"]);
     assert_eq!(
         out,
-        format!("published 1 message to {} (seq 0..0)\n", t.name())
+        format!("published 1 message to {} (seq 0)\n", t.name())
     );
 }
 
@@ -893,7 +893,7 @@ fn stdin_publish_refusing_a_line_names_it_and_what_was_published_before() {
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(
-        err.contains("line 3 of stdin: item is 7 bytes, at most 4 fit")
+        err.contains("line 3 of stdin: message is 7 bytes, at most 4 fit")
             && err.contains("published 2 messages before it (seq 0..1)"),
         "{err}"
     );
