@@ -13,42 +13,65 @@ use crate::{text, CmdResult, Failure};
 
 #[derive(Args, Debug)]
 pub(crate) struct CreateArgs {
-    /// The bus name: 1 to 200 ASCII characters, each a letter (A-Z, a-z), a digit, '.', '_' or
-    /// '-', not starting with '.'.
+    /// The segment name: 1 to 200 ASCII characters, each a letter (A-Z, a-z), a digit, '.', '_'
+    /// or '-', not starting with '.'.
     name: String,
-    /// Number of slots in the ring: a power of two (each message takes one slot; a subscriber
-    /// more than this many messages behind loses the oldest).
-    #[arg(long, default_value_t = shmbus::DEFAULT_SLOTS)]
-    slots: u64,
-    /// Largest message in bytes (payload capacity of each slot).
-    #[arg(long, value_name = "BYTES", default_value_t = shmbus::DEFAULT_RAW_CAPACITY)]
-    size: usize,
-    /// Allow several producers to publish at once.
-    #[arg(long)]
-    multi_producer: bool,
-    /// Permission bits, in octal (0 to 0777). Writable by group or others (e.g. 0660) means
-    /// programs must trust the bus explicitly to open it.
-    #[arg(long, default_value = "0600", value_parser = parse_mode)]
-    mode: u32,
-    /// What to create: a broadcast bus, a work queue (each item to one receiver; --slots
-    /// is then its capacity in items, --size its item size), or records (any size up to a
-    /// quarter of a byte ring of --bytes).
+    /// What to create: bus (broadcast: every subscriber sees every message), queue (work
+    /// queue: each item goes to one receiver), records (messages of any size up to a quarter
+    /// of a byte ring) or board (the latest value of each of N cells).
     #[arg(long, value_enum, default_value_t = Kind::Bus)]
     kind: Kind,
-    /// Records only: size of the byte ring (a power of two, at least 4096; default 1 MiB).
+    /// Bus: slots in the ring, a power of two (default 1024; a subscriber more than this many
+    /// messages behind loses the oldest). Queue: capacity in items (default 1024).
+    #[arg(long, value_name = "N")]
+    slots: Option<u64>,
+    /// Bus: largest message in bytes (default 240). Queue: item size (default 240). Board:
+    /// largest value (default 64).
+    #[arg(long, value_name = "BYTES")]
+    size: Option<usize>,
+    /// Bus only: allow several producers to publish at once.
+    #[arg(long)]
+    multi_producer: bool,
+    /// Records only: size of the byte ring, a power of two from 4096 (default 1048576); the
+    /// largest record is a quarter of it, less 16 bytes.
     #[arg(long, value_name = "SIZE")]
     bytes: Option<u64>,
+    /// Board only: number of cells (default: the number of --keys).
+    #[arg(long, value_name = "N")]
+    cells: Option<usize>,
+    /// Board only: names of the first cells, comma-separated (`set` and `board` then take
+    /// a name where they take a cell index).
+    #[arg(long, value_name = "KEY,...", value_delimiter = ',')]
+    keys: Vec<String>,
+    /// Permission bits, in octal (0 to 0777). Writable by group or others (e.g. 0660) means
+    /// programs must trust the segment explicitly to open it.
+    #[arg(long, default_value = "0600", value_parser = parse_mode)]
+    mode: u32,
 }
 
 /// The segment kinds `create` makes.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// A broadcast bus.
+    /// A broadcast bus: every subscriber sees every message (--slots, --size,
+    /// --multi-producer).
     Bus,
-    /// A work queue.
+    /// A work queue: each item goes to one receiver (--slots, --size).
     Queue,
-    /// Records of any size in one byte ring.
+    /// Records of any size in one byte ring (--bytes).
     Records,
+    /// A board: the latest value of each of N cells (--cells, --keys, --size).
+    Board,
+}
+
+impl Kind {
+    fn word(self) -> &'static str {
+        match self {
+            Kind::Bus => "bus",
+            Kind::Queue => "queue",
+            Kind::Records => "records",
+            Kind::Board => "board",
+        }
+    }
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -61,16 +84,59 @@ fn parse_mode(s: &str) -> Result<u32, String> {
     }
 }
 
-pub(crate) fn create(a: &CreateArgs) -> CmdResult {
-    if a.kind == Kind::Queue {
-        return crate::queue::create(&a.name, a.slots, a.size, a.mode);
+/// Refuses the options given that the kind does not take, rather than ignoring them.
+fn refuse_other_kinds_options(a: &CreateArgs) -> CmdResult {
+    let given: [(&str, bool, &[Kind]); 6] = [
+        ("--slots", a.slots.is_some(), &[Kind::Bus, Kind::Queue]),
+        (
+            "--size",
+            a.size.is_some(),
+            &[Kind::Bus, Kind::Queue, Kind::Board],
+        ),
+        ("--multi-producer", a.multi_producer, &[Kind::Bus]),
+        ("--bytes", a.bytes.is_some(), &[Kind::Records]),
+        ("--cells", a.cells.is_some(), &[Kind::Board]),
+        ("--keys", !a.keys.is_empty(), &[Kind::Board]),
+    ];
+    for (flag, set, kinds) in given {
+        if set && !kinds.contains(&a.kind) {
+            let takes: Vec<&str> = kinds.iter().map(|k| k.word()).collect();
+            return Err(Failure(format!(
+                "{flag} does not apply to --kind {} (only to {}); see `shmbus create --help`",
+                a.kind.word(),
+                takes.join(" and ")
+            )));
+        }
     }
-    if a.kind == Kind::Records {
-        return crate::records::create(&a.name, a.bytes, a.mode);
+    Ok(())
+}
+
+pub(crate) fn create(a: &CreateArgs) -> CmdResult {
+    refuse_other_kinds_options(a)?;
+    match a.kind {
+        Kind::Queue => {
+            return crate::queue::create(
+                &a.name,
+                a.slots.unwrap_or(shmbus::DEFAULT_QUEUE_CAPACITY),
+                a.size.unwrap_or(shmbus::DEFAULT_ITEM_SIZE),
+                a.mode,
+            )
+        }
+        Kind::Records => return crate::records::create(&a.name, a.bytes, a.mode),
+        Kind::Board => {
+            return crate::board::create(
+                &a.name,
+                a.cells,
+                a.size.unwrap_or(shmbus::DEFAULT_BOARD_VALUE_SIZE),
+                &a.keys,
+                a.mode,
+            )
+        }
+        Kind::Bus => {}
     }
     let mut b = BusBuilder::new(&a.name)
-        .slots(a.slots)
-        .capacity(a.size)
+        .slots(a.slots.unwrap_or(shmbus::DEFAULT_SLOTS))
+        .capacity(a.size.unwrap_or(shmbus::DEFAULT_RAW_CAPACITY))
         .permissions(a.mode);
     if a.multi_producer {
         b = b.multi_producer();

@@ -1,91 +1,35 @@
 //! Boards in the inspector: `shmbus create NAME --kind board`, `shmbus set` and `shmbus board`.
 //!
-//! `create --kind board` is taken before the bus's `create` is parsed ([`intercept_create`]), so
-//! the bus's create command stays as it is. Every key and value read from a segment is escaped
-//! before it is printed.
+//! Every key and value read from a segment is escaped before it is printed.
 
 use std::io::{self, IsTerminal, Write};
-use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser};
+use clap::Args;
 use serde::Serialize;
 use shmbus::{inspect, Board, BoardBuilder};
 
 use crate::{text, CmdResult, Failure};
 
-/// `shmbus create NAME --kind board ...`, parsed on its own.
-#[derive(Parser, Debug)]
-#[command(
-    name = "shmbus create",
-    about = "Create a board: the latest value of each of N cells",
-    after_help = "\
-Examples:
-  shmbus create joints --kind board --cells 3 --size 64 --keys hip,knee,ankle
-  shmbus create config --kind board --cells 100 --size 256 --mode 0640"
-)]
-struct CreateBoardArgs {
-    /// The board name: 1 to 200 characters of letters, digits, '.', '_' and '-'.
-    name: String,
-    /// The segment kind; this form of `create` makes boards.
-    #[arg(long, value_parser = ["board"])]
-    kind: String,
-    /// Number of cells (defaults to the number of keys).
-    #[arg(long)]
+/// `shmbus create NAME --kind board [--cells N] [--size BYTES] [--keys a,b] [--mode M]`.
+pub(crate) fn create(
+    name: &str,
     cells: Option<usize>,
-    /// Largest value in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = shmbus::DEFAULT_BOARD_VALUE_SIZE)]
     size: usize,
-    /// Key names of the first cells, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    keys: Vec<String>,
-    /// Permission bits, in octal.
-    #[arg(long, default_value = "0600", value_parser = parse_mode)]
+    keys: &[String],
     mode: u32,
-}
-
-fn parse_mode(s: &str) -> Result<u32, String> {
-    let digits = s.strip_prefix("0o").unwrap_or(s);
-    match u32::from_str_radix(digits, 8) {
-        Ok(m) if m <= 0o777 => Ok(m),
-        _ => Err(format!(
-            "expected octal permission bits such as 0600 or 0640, got {s:?}"
-        )),
+) -> CmdResult {
+    if cells.is_none() && keys.is_empty() {
+        return Err(Failure(
+            "a board needs a number of cells: --cells N, or --keys a,b,... (one cell per key)"
+                .into(),
+        ));
     }
-}
-
-/// Runs `shmbus create ... --kind board ...` if that is the command line; `None` otherwise.
-pub(crate) fn intercept_create() -> Option<ExitCode> {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) != Some("create") {
-        return None;
-    }
-    let kind_board = args.windows(2).any(|w| w[0] == "--kind" && w[1] == "board")
-        || args.iter().any(|a| a == "--kind=board");
-    if !kind_board {
-        return None;
-    }
-    let parsed = CreateBoardArgs::try_parse_from(
-        std::iter::once("shmbus create".to_owned()).chain(args.into_iter().skip(2)),
-    );
-    Some(match parsed {
-        Ok(a) => match create(&a) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(Failure(msg)) => {
-                eprintln!("shmbus: error: {}", text::sanitize(&msg));
-                ExitCode::FAILURE
-            }
-        },
-        Err(e) => crate::usage_error(e),
-    })
-}
-
-fn create(a: &CreateBoardArgs) -> CmdResult {
-    let mut b = BoardBuilder::new(&a.name)
-        .value_size(a.size)
-        .keys(&a.keys)
-        .permissions(a.mode);
-    if let Some(n) = a.cells {
+    let mut b = BoardBuilder::new(name)
+        .value_size(size)
+        .keys(keys)
+        .permissions(mode);
+    if let Some(n) = cells {
         b = b.cells(n);
     }
     let board = b.create()?;
@@ -96,7 +40,7 @@ fn create(a: &CreateBoardArgs) -> CmdResult {
         board.cells(),
         board.value_size(),
         if board.has_keys() { ", with keys" } else { "" },
-        a.mode,
+        mode,
         inspect::segment_path(board.name()).display()
     )?;
     Ok(())

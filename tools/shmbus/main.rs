@@ -23,6 +23,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Inspect and drive shmbus segments in /dev/shm: broadcast buses, work queues, boards and
 /// records segments.
+///
+/// A bus broadcasts fixed-size messages to every subscriber; a queue hands each item to one
+/// receiver; a records segment carries messages of any size in one byte ring; a board holds
+/// the latest value of each of its cells. `shmbus create --help` shows each kind's options.
 #[derive(Parser, Debug)]
 #[command(name = "shmbus", version, about, after_help = MAIN_EXAMPLES)]
 struct Cli {
@@ -144,17 +148,34 @@ Examples:
   shmbus hz prices --window 2 --count 1 --json | jq .msgs_per_s.mean")]
     Hz(hz::HzArgs),
 
-    /// Create a bus; it stays in /dev/shm after the command exits, until removed.
+    /// Create a segment of any kind (bus, queue, records or board); it stays in /dev/shm
+    /// after the command exits, until removed.
     #[command(after_help = "\
-The slot count must be a power of two. A bus made here has no live producer and its
-creator exits at once, so it counts as stale until something publishes to it; this is
-why `shmbus rm --stale` asks for --prefix or --all-idle.
-A mode writable by group or others (such as 0660) makes programs refuse the bus unless
-they trust it explicitly (`shmbus publish --accept-shared-write`).
+Kinds and the options each takes (an option given to a kind that does not take it is
+refused):
+  bus      broadcast: every subscriber sees every message; a subscriber that falls a
+           whole ring behind loses the oldest. --slots N (a power of two, default 1024),
+           --size BYTES per message (default 240), --multi-producer.
+  queue    work queue: each item goes to exactly one receiver (push, pop).
+           --slots N items (default 1024), --size BYTES per item (default 240).
+  records  messages of any size up to a quarter of one byte ring (publish, tail, watch).
+           --bytes SIZE of the ring (a power of two from 4096, default 1048576).
+  board    the latest value of each of N cells, set and read by index or key name (set,
+           board). --cells N and/or --keys a,b,... (one of them is needed), --size BYTES
+           per value (default 64).
+--mode applies to every kind.
+
+A segment made here has no live participant and its creator exits at once, so it counts
+as stale until something uses it; this is why `shmbus rm --stale` asks for --prefix or
+--all-idle. A mode writable by group or others (such as 0660) makes programs refuse the
+segment unless they trust it explicitly (`shmbus publish --accept-shared-write`).
 
 Examples:
   shmbus create prices --slots 1024 --size 240
-  shmbus create events --slots 65536 --size 48 --multi-producer --mode 0640")]
+  shmbus create events --slots 65536 --size 48 --multi-producer --mode 0640
+  shmbus create jobs --kind queue --slots 256 --size 64
+  shmbus create log --kind records --bytes 1048576
+  shmbus create joints --kind board --cells 3 --size 64 --keys hip,knee,ankle")]
     Create(admin::CreateArgs),
 
     /// Publish messages to a bus or records to a records segment: the arguments, a file, or
@@ -317,9 +338,6 @@ impl From<std::io::Error> for Failure {
 type CmdResult = Result<(), Failure>;
 
 fn main() -> ExitCode {
-    if let Some(code) = board::intercept_create() {
-        return code;
-    }
     if let Some(result) = journal::file_command() {
         return finish(result);
     }
