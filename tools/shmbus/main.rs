@@ -104,9 +104,11 @@ Examples:
     /// Print a bus's messages; with --follow, keep printing new ones until Ctrl-C.
     #[command(after_help = "\
 Opens the bus read-only: tailing never disturbs producers or other subscribers.
-With --follow, tail follows the bus by name, as `tail -F` does: when the bus is removed
-it says so on stderr and waits; when a bus of that name is created again it says so and
-prints the new bus's messages from its oldest.
+With --follow, tail follows the bus by name, as `tail -F` does: a bus that does not exist
+yet is waited for (said once on stderr), then printed from its oldest message; when the
+bus is removed it says so on stderr and waits; when a bus of that name is created again it
+says so and prints the new bus's messages from its oldest. Records segments are tailed the
+same way.
 Each message is one line: sequence number, length and payload, separated by tabs.
 A subscriber that falls behind by a whole ring prints 'lost N messages (seq A..B)'
 (A and B inclusive) and goes on with the oldest message still intact.

@@ -55,6 +55,9 @@ pub(crate) fn tail(r: &Records, start: Start, n: u64, follow: bool, p: &Printer)
     let mut printed = 0;
     let result = (|| -> io::Result<()> {
         loop {
+            if crate::tail::STOP.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(());
+            }
             if !follow && (printed >= n || sub.next_seq() >= end) {
                 return Ok(());
             }

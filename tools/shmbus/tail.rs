@@ -194,6 +194,21 @@ pub(crate) fn run(args: &TailArgs) -> CmdResult {
         StartAt::Oldest => Start::Oldest,
         StartAt::Seq(s) => Start::Sequence(s),
     };
+    let mut start = start;
+    if args.follow && file_id(&args.name).is_none() {
+        // As `tail -F` waits for a file: say so once, then wait for the segment to appear.
+        // Everything in a segment created after we started is new: print it from its oldest.
+        inspect::validate_name(&args.name)?;
+        install_stop_handler()?;
+        eprintln!(
+            "shmbus: {} does not exist yet; waiting for it to be created",
+            text::sanitize(&args.name)
+        );
+        if !wait_for_segment(&args.name) {
+            return Ok(());
+        }
+        start = Start::Oldest;
+    }
     if let Some(r) = crate::records::open(&args.name) {
         let printer = Printer {
             format: args.format,
@@ -229,6 +244,20 @@ pub(crate) fn run(args: &TailArgs) -> CmdResult {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         r => Ok(r?),
     }
+}
+
+/// Waits until segment `name` exists and can be opened (as a bus or a records segment), or
+/// until SIGINT/SIGTERM; returns whether it is there.
+fn wait_for_segment(name: &str) -> bool {
+    while !STOP.load(Ordering::Relaxed) {
+        // Once its header is complete, whatever its kind: the open that follows reports a
+        // kind that tail does not read.
+        if inspect::probe(name).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 /// Prints what was published before `end`, at most `limit` messages, and returns.

@@ -1313,3 +1313,57 @@ fn list_watch_keeps_listing_and_shows_a_bus_created_meanwhile() {
         }
     }
 }
+
+/// Reads a child's stderr lines on a thread.
+fn stderr_reader(child: &mut Child) -> mpsc::Receiver<String> {
+    let err = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn tail_follow_waits_for_a_segment_that_does_not_exist_yet_like_tail_capital_f() {
+    for kind in ["bus", "records"] {
+        let t = TestBus::new("insp-notyet");
+        let mut child = KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_shmbus"))
+                .args(["tail", t.name(), "--follow"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let rx = line_reader(&mut child.0);
+        let erx = stderr_reader(&mut child.0);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let said = erx
+            .recv_timeout(deadline - Instant::now())
+            .expect("a note that it waits");
+        assert!(said.contains("does not exist yet; waiting"), "{said}");
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "{kind}: tail --follow exited instead of waiting"
+        );
+        ok(&["create", t.name(), "--kind", kind]);
+        ok(&["publish", t.name(), "first", "second"]);
+        // Everything in a segment made after tail started is new: printed from the oldest.
+        assert_eq!(next_line(&rx, deadline), "0\t5\tfirst", "{kind}");
+        assert_eq!(next_line(&rx, deadline), "1\t6\tsecond", "{kind}");
+        // SAFETY: kill(2) with the pid of our own live child and a valid signal.
+        assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+        wait_for("tail to exit", deadline, || {
+            child.0.try_wait().unwrap().is_some()
+        });
+        assert_eq!(child.0.wait().unwrap().code(), Some(0), "{kind}");
+    }
+    // Without --follow a missing segment is still an error at once.
+    fails_with(&["tail", "test-insp-never-made"], "not found");
+}
