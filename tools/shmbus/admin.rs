@@ -489,12 +489,71 @@ pub(crate) fn rm(a: &RmArgs) -> CmdResult {
     rm_stale(a.dry_run, &scope)
 }
 
+/// Who is attached to segment `name` and alive, in its kind's words ("a live producer (pid
+/// 12)"); empty when no one is, or when the segment cannot be read.
+fn live_participants(name: &str) -> Vec<String> {
+    let Ok(p) = inspect::probe(name) else {
+        return Vec::new();
+    };
+    let pids = |what: &str, pids: Vec<u32>| -> Vec<String> {
+        pids.into_iter()
+            .map(|pid| format!("a live {what} (pid {pid})"))
+            .collect()
+    };
+    match p.kind {
+        SegmentKind::Bus => match inspect::open_for_inspection(name) {
+            Ok(bus) => pids("producer", bus.producers().iter().map(|p| p.pid).collect()),
+            Err(_) => Vec::new(),
+        },
+        SegmentKind::Queue => match crate::queue::summary(name) {
+            Ok((_, parts)) => parts
+                .iter()
+                .filter(|p| p.alive)
+                .map(|p| {
+                    let role = match p.role {
+                        Some(shmbus::Role::Sender) => "sender",
+                        Some(shmbus::Role::Receiver) => "receiver",
+                        None => "participant",
+                    };
+                    format!("a live {role} (pid {})", p.pid)
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        },
+        // These kinds say whether someone is attached, not who.
+        SegmentKind::Board | SegmentKind::Records => {
+            let what = if p.kind == SegmentKind::Board {
+                "writer"
+            } else {
+                "producer"
+            };
+            if p.has_live_participants().unwrap_or(false) {
+                vec![format!("a live {what}")]
+            } else {
+                Vec::new()
+            }
+        }
+        _ => Vec::new(),
+    }
+}
+
 fn rm_named(names: &[String]) -> CmdResult {
     // Remove every name that can be; report the first failure (one line), after the others ran.
     let mut first_err = None;
     for name in names {
+        let live = live_participants(name);
         match inspect::remove(name) {
-            Ok(()) => writeln!(io::stdout(), "removed {name}")?,
+            Ok(()) => {
+                writeln!(io::stdout(), "removed {}", text::sanitize(name))?;
+                if !live.is_empty() {
+                    eprintln!(
+                        "shmbus: warning: {} had {}: it keeps using the removed segment, which \
+                         programs that open the name no longer find",
+                        text::sanitize(name),
+                        live.join(", ")
+                    );
+                }
+            }
             Err(e) => {
                 first_err.get_or_insert(e);
             }

@@ -201,6 +201,15 @@ fn print_once(args: &ListArgs, out: &mut impl Write) -> CmdResult {
     }
     if args.json {
         writeln!(out, "{}", text::json_line(&entries))?;
+    } else if entries.is_empty() {
+        match &args.prefix {
+            Some(p) => writeln!(
+                out,
+                "no segment name starts with {:?} in /dev/shm",
+                text::sanitize(p)
+            )?,
+            None => writeln!(out, "no segments in /dev/shm")?,
+        }
     } else {
         out.write_all(table(&entries).as_bytes())?;
     }

@@ -201,6 +201,9 @@ Examples:
     /// Remove segments, or the stale segments of ours.
     #[command(after_help = "\
 Processes that have a removed segment open keep using it; new ones no longer find it.
+Removing a segment that has live participants (a producer, writer, sender or receiver)
+is done, as `rm` removes an open file, with a warning on stderr that names them; use
+--stale to remove only segments nobody uses.
 --stale removes only segments owned by us that are stale, of every kind: no participant
 attached (no producer on a bus or records segment, no writer on a board, no sender or
 receiver on a queue) and the creator exited. A segment made by `shmbus create` that

@@ -1367,3 +1367,58 @@ fn tail_follow_waits_for_a_segment_that_does_not_exist_yet_like_tail_capital_f()
     // Without --follow a missing segment is still an error at once.
     fails_with(&["tail", "test-insp-never-made"], "not found");
 }
+
+#[test]
+fn list_prefix_without_a_match_says_so_rather_than_that_dev_shm_is_empty() {
+    let other = TestBus::new("insp-nomatch");
+    ok(&["create", other.name(), "--slots", "8", "--size", "8"]);
+    let prefix = format!("test-insp-none-{}-", std::process::id());
+    let out = ok(&["list", "--prefix", &prefix]);
+    assert_eq!(
+        out,
+        format!("no segment name starts with {prefix:?} in /dev/shm\n")
+    );
+}
+
+#[test]
+fn rm_of_a_segment_in_use_removes_it_and_warns_naming_who_uses_it() {
+    let bus = TestBus::new("insp-rm-live");
+    ok(&["create", bus.name(), "--slots", "8", "--size", "8"]);
+    let b = shmbus::Bus::open(bus.name()).unwrap();
+    let _tx = b.publisher().unwrap();
+    let rec = TestBus::new("insp-rm-live-rec");
+    ok(&["create", rec.name(), "--kind", "records", "--bytes", "4096"]);
+    let r = shmbus::records::Records::open(rec.name()).unwrap();
+    let _rtx = r.publisher().unwrap();
+    let idle = TestBus::new("insp-rm-idle");
+    ok(&["create", idle.name(), "--slots", "8", "--size", "8"]);
+
+    let o = shmbus(&["rm", bus.name(), rec.name(), idle.name()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "removed {}\nremoved {}\nremoved {}\n",
+            bus.name(),
+            rec.name(),
+            idle.name()
+        )
+    );
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "one warning per segment in use: {err}");
+    assert!(
+        lines[0].starts_with("shmbus: warning: ")
+            && lines[0].contains(bus.name())
+            && lines[0].contains(&format!("a live producer (pid {})", std::process::id())),
+        "{err}"
+    );
+    assert!(
+        lines[1].contains(rec.name()) && lines[1].contains("a live producer"),
+        "{err}"
+    );
+    assert!(!err.contains(idle.name()), "{err}");
+    for t in [&bus, &rec, &idle] {
+        assert!(!t.path().exists(), "{} was removed", t.name());
+    }
+}
