@@ -121,7 +121,8 @@ pub(crate) struct BoardArgs {
     /// One JSON object per cell, one array per line.
     #[arg(long)]
     json: bool,
-    /// Print the table again every interval until Ctrl-C (redrawn in place on a terminal).
+    /// Print the table again every interval until q (on a terminal) or Ctrl-C (redrawn in
+    /// place on a terminal).
     #[arg(long)]
     watch: bool,
     /// Time between two tables with --watch, in milliseconds.
@@ -269,6 +270,11 @@ pub(crate) fn show(a: &BoardArgs) -> CmdResult {
         .accept_shared_write()
         .open()?;
     let terminal = io::stdout().is_terminal();
+    let mut keys = if a.watch {
+        Some(crate::keys::QuitKeys::new()?)
+    } else {
+        None
+    };
     loop {
         let rows = rows(&board, a.hex);
         let mut out = io::stdout().lock();
@@ -280,12 +286,17 @@ pub(crate) fn show(a: &BoardArgs) -> CmdResult {
                 write!(out, "\x1b[H\x1b[2J")?;
             }
             print_table(&mut out, &board, &rows)?;
+            if a.watch && terminal && keys.as_ref().is_some_and(|k| k.active()) {
+                writeln!(out, "\n(q to quit)")?;
+            }
         }
         out.flush()?;
         drop(out);
-        if !a.watch {
+        let Some(keys) = keys.as_mut() else {
+            return Ok(());
+        };
+        if keys.wait(Duration::from_millis(a.interval_ms))? {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(a.interval_ms));
     }
 }

@@ -23,8 +23,8 @@ pub(crate) struct ListArgs {
     /// Print one JSON array instead of a table.
     #[arg(long)]
     json: bool,
-    /// Keep listing until Ctrl-C: on a terminal the screen is redrawn; otherwise each listing
-    /// follows the previous one (with --json, one array per line).
+    /// Keep listing until q (on a terminal) or Ctrl-C: on a terminal the screen is redrawn;
+    /// otherwise each listing follows the previous one (with --json, one array per line).
     #[arg(long)]
     watch: bool,
     /// With --watch: time between listings, in milliseconds (100 to 60000).
@@ -178,6 +178,7 @@ pub(crate) fn run(args: &ListArgs) -> CmdResult {
         return print_once(args, &mut std::io::stdout().lock());
     }
     let redraw = !args.json && std::io::stdout().is_terminal();
+    let mut keys = crate::keys::QuitKeys::new()?;
     loop {
         let mut out = std::io::stdout().lock();
         if redraw {
@@ -185,12 +186,17 @@ pub(crate) fn run(args: &ListArgs) -> CmdResult {
             out.write_all(b"\x1b[H\x1b[2J")?;
         }
         print_once(args, &mut out)?;
+        if redraw && keys.active() {
+            out.write_all(b"\n(q to quit)\n")?;
+        }
         if !redraw && !args.json {
             out.write_all(b"\n")?;
         }
         out.flush()?;
         drop(out);
-        std::thread::sleep(Duration::from_millis(args.interval_ms));
+        if keys.wait(Duration::from_millis(args.interval_ms))? {
+            return Ok(());
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod board;
 mod hz;
 mod info;
 mod journal;
+mod keys;
 mod list;
 mod queue;
 mod records;
@@ -83,7 +84,7 @@ or foreign) and an object of that name with its state.
 Examples:
   shmbus list
   shmbus list --prefix md-   # only segments whose name starts with md-
-  shmbus list --watch        # redrawn every second until Ctrl-C
+  shmbus list --watch        # redrawn every second until q or Ctrl-C
   shmbus list --all          # also other programs' files in /dev/shm
   shmbus list --json | jq '.[] | select(.bus.stale) | .name'")]
     List(list::ListArgs),

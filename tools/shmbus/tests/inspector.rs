@@ -1422,3 +1422,39 @@ fn rm_of_a_segment_in_use_removes_it_and_warns_naming_who_uses_it() {
         assert!(!t.path().exists(), "{} was removed", t.name());
     }
 }
+
+/// Whether the terminal `fd` is in canonical mode with echo (as a shell leaves it).
+fn canonical_with_echo(fd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero termios is valid to be overwritten; fd is an open terminal.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) }, 0);
+    t.c_lflag & libc::ICANON != 0 && t.c_lflag & libc::ECHO != 0
+}
+
+#[test]
+fn q_quits_list_watch_and_board_watch_and_leaves_the_terminal_as_it_was() {
+    let board = TestBus::new("insp-q-board");
+    ok(&["create", board.name(), "--kind", "board", "--cells", "2"]);
+    let list_args = ["list", "--watch", "--prefix", board.name()];
+    let board_args = ["board", board.name(), "--watch"];
+    for args in [&list_args[..], &board_args[..]] {
+        let (controller, terminal) = pty(100, 30);
+        let mut keyboard = std::fs::File::from(controller.try_clone().unwrap());
+        let mut child = KillOnDrop(spawn_on_pty(args, &terminal));
+        let seen = pty_output(controller);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        wait_for("the first listing", deadline, || {
+            contains(&seen.lock().unwrap(), b"(q to quit)")
+        });
+        keyboard.write_all(b"q").unwrap();
+        wait_for("q to end it", deadline, || {
+            child.0.try_wait().unwrap().is_some()
+        });
+        assert_eq!(child.0.wait().unwrap().code(), Some(0), "{args:?}");
+        assert!(
+            canonical_with_echo(&terminal),
+            "{args:?} left the terminal without line editing or echo"
+        );
+    }
+}
