@@ -171,7 +171,7 @@ pub(crate) struct PublishArgs {
     file: Option<PathBuf>,
     /// Publish each message N times (at least 1).
     #[arg(long, value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = crate::at_least_one)]
     repeat: u64,
     /// Publish at most this many messages per second, evenly spaced (0.001 to 10000000);
     /// default: as fast as the bus takes them.

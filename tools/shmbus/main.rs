@@ -301,6 +301,15 @@ enum Format {
     Json,
 }
 
+/// A count of at least 1 (`--repeat`, `--count`), with an error that says so in words.
+fn at_least_one(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("expected a count of at least 1, got 0".into()),
+        Err(_) => Err(format!("expected a whole number of at least 1, got {s:?}")),
+    }
+}
+
 /// The one failure type of the commands: a message for the single `shmbus: error:` line.
 /// An empty message is a quiet exit: the reader of our output went away.
 #[derive(Debug)]

@@ -83,7 +83,12 @@ pub(crate) fn push(a: &PushArgs) -> CmdResult {
             send(item.as_bytes())?;
         }
     }
-    writeln!(io::stdout(), "pushed {pushed} items to queue {}", a.name)?;
+    writeln!(
+        io::stdout(),
+        "pushed {} to queue {}",
+        text::count(pushed, "item"),
+        a.name
+    )?;
     Ok(())
 }
 
@@ -157,6 +162,11 @@ pub(crate) fn pop(a: &PopArgs) -> CmdResult {
         if a.follow {
             out.flush()?;
         }
+    }
+    if taken == 0 && !a.follow {
+        // Nothing on stdout (scripts read items there), but a person sees why.
+        out.flush()?;
+        eprintln!("shmbus: queue {} is empty", text::sanitize(&a.name));
     }
     Ok(())
 }

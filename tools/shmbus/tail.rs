@@ -21,7 +21,8 @@ pub(crate) struct TailArgs {
     from: StartAt,
     /// Without --follow: print at most N messages. With --from newest: start N messages back
     /// (so `-n 0 --follow` prints only messages published from now on).
-    #[arg(short = 'n', long = "lines", default_value_t = 10, value_name = "N")]
+    #[arg(short = 'n', long = "lines", default_value_t = 10, value_name = "N",
+          allow_hyphen_values = true, value_parser = parse_lines)]
     n: u64,
     /// Keep printing new messages until Ctrl-C.
     #[arg(short, long)]
@@ -33,6 +34,13 @@ pub(crate) struct TailArgs {
     /// {"lost","first","last"} for a lap.
     #[arg(long)]
     json: bool,
+}
+
+/// `-n N`: a count of 0 or more (a negative one gets this error rather than clap's advice to
+/// write `-- -1`).
+fn parse_lines(s: &str) -> Result<u64, String> {
+    s.parse()
+        .map_err(|_| format!("expected a number of messages, 0 or more, got {s:?}"))
 }
 
 /// Start position of `tail`.

@@ -31,10 +31,12 @@ const FRAME: Duration = Duration::from_millis(100);
 
 pub(crate) fn run(args: &WatchArgs) -> CmdResult {
     // A sampler: after a lap it jumps to the newest message rather than replaying a backlog.
+    Feed::refuse_other_kinds(&args.name, "watch")?;
     let mut feed = Feed::open(&args.name, LapPolicy::Newest)?;
     if !std::io::stdout().is_terminal() {
         return Err(Failure(
-            "watch needs a terminal; use `shmbus info --json` or `shmbus list --json` in scripts"
+            "watch needs a terminal; in scripts use `shmbus hz NAME --json` for rates, or \
+             `shmbus info NAME --json` for the state"
                 .into(),
         ));
     }

@@ -1458,3 +1458,51 @@ fn q_quits_list_watch_and_board_watch_and_leaves_the_terminal_as_it_was() {
         );
     }
 }
+
+#[test]
+fn cli_words_counts_and_pointers_speak_to_users() {
+    let t = TestBus::new("insp-words");
+    ok(&["create", t.name(), "--slots", "8", "--size", "8"]);
+    for (args, want) in [
+        (
+            vec!["publish", t.name(), "x", "--repeat", "0"],
+            "at least 1, got 0",
+        ),
+        (vec!["tail", t.name(), "-n", "-1"], "0 or more, got \"-1\""),
+    ] {
+        let o = shmbus(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("tip:"), "{args:?}: {err}");
+    }
+    let q = TestBus::new("insp-words-q");
+    ok(&[
+        "create",
+        q.name(),
+        "--kind",
+        "queue",
+        "--slots",
+        "4",
+        "--size",
+        "8",
+    ]);
+    assert_eq!(
+        ok(&["push", q.name(), "one"]),
+        format!("pushed 1 item to queue {}\n", q.name())
+    );
+    assert_eq!(ok(&["pop", q.name()]), "3\tone\n");
+    let o = shmbus(&["pop", q.name()]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "");
+    assert!(stderr(&o).contains("is empty"), "{}", stderr(&o));
+    let b = TestBus::new("insp-words-b");
+    ok(&["create", b.name(), "--kind", "board", "--cells", "1"]);
+    for cmd in ["watch", "hz"] {
+        fails_with(
+            &[cmd, b.name()],
+            &format!("is a board; {cmd} reads buses and records segments (use `shmbus board"),
+        );
+    }
+    fails_with(&["watch", t.name()], "shmbus hz NAME --json");
+}
