@@ -21,6 +21,11 @@ pub(crate) struct InfoArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// How long to watch a bus's or records segment's publish count, in milliseconds (10 to
+    /// 10000): the last publish and the rate come from its advance.
+    #[arg(long, value_name = "MS", default_value_t = 200,
+          value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    sample_ms: u64,
 }
 
 #[derive(Serialize, Debug)]
@@ -57,7 +62,8 @@ struct HeaderOut {
 struct ProducerOut {
     index: usize,
     pid: u32,
-    last_publish_ns_ago: Option<u64>,
+    /// Nanoseconds since it attached or last stamped its activity (once in 1024 publishes).
+    stamp_ns_ago: Option<u64>,
 }
 
 #[derive(Serialize, Debug)]
@@ -145,7 +151,8 @@ pub(crate) fn run(args: &InfoArgs) -> CmdResult {
             SegmentKind::Board => return crate::board::info(&args.name, args.json),
             SegmentKind::Records => {
                 let r = crate::records::open_for_inspection(&args.name)?;
-                return crate::records::info(&r, args.json);
+                let sample = Duration::from_millis(args.sample_ms);
+                return crate::records::info(&r, args.json, sample);
             }
             // A bus, or a kind this inspector does not know: the checks show it.
             _ => {}
@@ -184,7 +191,13 @@ pub(crate) fn run(args: &InfoArgs) -> CmdResult {
     });
     let failure = match &opened {
         Ok(bus) => {
+            let mut activity = crate::activity::Activity::default();
+            activity.observe("", bus.cursor(), std::time::Instant::now());
+            std::thread::sleep(Duration::from_millis(args.sample_ms));
             fill(&mut out, bus);
+            if let Some(sum) = &mut out.summary {
+                sum.last_publish = activity.observe("", sum.cursor, std::time::Instant::now());
+            }
             failed_check.map(Failure)
         }
         Err(e) => {
@@ -211,7 +224,7 @@ fn fill(out: &mut InfoOut, bus: &Bus) {
         .map(|p| ProducerOut {
             index: p.index,
             pid: p.pid,
-            last_publish_ns_ago: p.since_last_publish().map(|d| d.as_nanos() as u64),
+            stamp_ns_ago: p.since_last_publish().map(|d| d.as_nanos() as u64),
         })
         .collect();
     let c = bus.slot_census();
@@ -220,6 +233,23 @@ fn fill(out: &mut InfoOut, bus: &Bus) {
         written: c.written,
         being_written: c.being_written,
     });
+}
+
+/// The last publish and the rate, as `info` prints them: `<200ms ago, 20/s`, `3.0s ago`,
+/// `none in the last 200ms`, `never`.
+pub(crate) fn last_publish_line(l: &crate::activity::LastPublish) -> String {
+    let rate = l
+        .per_s
+        .filter(|r| *r > 0.0)
+        .map_or(String::new(), |r| format!(", {}/s", text::rate(r)));
+    match (l.min_ns_ago, l.max_ns_ago) {
+        (None, _) => "never".into(),
+        (Some(_), None) => format!(
+            "none in the last {} (sampled)",
+            text::duration(Duration::from_nanos(l.min_ns_ago.unwrap_or(0)))
+        ),
+        _ => format!("{} ago{rate} (sampled)", l.display()),
+    }
 }
 
 /// The text report; every string from the segment escaped.
@@ -268,6 +298,10 @@ fn render(o: &InfoOut) -> String {
                 format!("{} ({} published)", h.cursor, h.published),
             ),
             (
+                "last publish",
+                sum.map_or("-".into(), |x| last_publish_line(&x.last_publish)),
+            ),
+            (
                 "creator",
                 format!(
                     "pid {} ({}), start {} ticks",
@@ -296,14 +330,12 @@ fn render(o: &InfoOut) -> String {
         }
         let _ = writeln!(s, "\nproducers ({} live)", o.producers.len());
         for p in &o.producers {
-            let last = p
-                .last_publish_ns_ago
-                .map_or("never published".into(), |ns| {
-                    format!(
-                        "last publish {} ago",
-                        text::duration(Duration::from_nanos(ns))
-                    )
-                });
+            let last = p.stamp_ns_ago.map_or("no activity stamp".into(), |ns| {
+                format!(
+                    "attached or stamped {} ago (stamped once in 1024 publishes)",
+                    text::duration(Duration::from_nanos(ns))
+                )
+            });
             let _ = writeln!(s, "  #{:<3} pid {:<8} {last}", p.index, p.pid);
         }
     }

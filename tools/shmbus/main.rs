@@ -4,6 +4,7 @@
 //! views); the inspector never reads segment offsets itself. Every string taken from a segment
 //! or from `/dev/shm` is escaped before it reaches the terminal (see `text`).
 
+mod activity;
 mod admin;
 mod board;
 mod hz;
@@ -69,14 +70,21 @@ enum Command {
     #[command(after_help = "\
 One table per kind, each with its own columns; the first column is the name.
 Buses: SLOTS, CAP (payload bytes per slot), TYPE (message type), MODE (single or multi
-producer), PUBLISHED (messages since creation), LAST (time since the last publish by a
-live producer, '-' if none), CREATOR (pid, alive or gone), PROD (live producers).
+producer), PUBLISHED (messages since creation), RATE and LAST (see below), CREATOR (pid,
+alive or gone), PROD (live producers).
 Queues: CAPACITY (items), ITEM (bytes per item), TYPE, LEN (items in the queue), HEAD and
 TAIL (next positions taken by receivers and senders), SENDERS and RECEIVERS (live ones).
 Boards: CELLS, VALUE (bytes per value), TYPE, KEYS (whether cells are named), WRITERS.
 Records: RING (ring size), MAX (largest record), PUBLISHED (records), BYTES (published),
-PRODUCER. Every kind: CREATOR, STALE (yes when no participant is attached and the
+RATE, LAST, PRODUCER. Every kind: CREATOR, STALE (yes when no participant is attached and the
 creator has exited), SIZE, PERM.
+RATE and LAST come from the publish count (write cursor), which moves with every publish:
+list reads it twice, --sample-ms apart (200 ms by default; with --watch, at every
+listing too). RATE is publishes per second over the last period. LAST is when the last
+publish was: '<200ms' (during the last period), '3.0s' (that long ago, to within one
+period), '>200ms' (not since list began looking: it does not know how long before), '-'
+(never). (The producers' own activity stamps, shown by info, are written only when they
+attach and once in 1024 publishes, so they say little about a slow producer.)
 Segments that cannot be read (corrupt, unreadable, foreign) follow in a last table,
 each with why. With --json, every entry has a kind (bus, queue, board, records, error
 or foreign) and an object of that name with its state.
@@ -99,7 +107,12 @@ readable, so info goes on and exits with status 0. Any FAIL exits with status 1.
 
 Examples:
   shmbus info prices
-  shmbus info prices --json | jq .checks")]
+  shmbus info prices --sample-ms 2000   # a slow producer: watch its cursor longer
+  shmbus info prices --json | jq .checks
+
+'last publish' comes from the write cursor, read twice --sample-ms apart (see `shmbus list
+--help`); each producer's 'attached or stamped' age is its own activity stamp, written when
+it attaches and once in 1024 publishes.")]
     Info(info::InfoArgs),
 
     /// Print a bus's messages; with --follow, keep printing new ones until Ctrl-C.
@@ -127,7 +140,8 @@ Examples:
     /// Live view of a bus or records segment: rates, a rate sparkline, counts, producers.
     #[command(after_help = "\
 Message rates come from the write cursor; a bus's byte rate from message lengths that a
-read-only subscriber samples. On a records segment the view shows records/s, the bytes
+read-only subscriber samples. 'last publish' is when the cursor last moved, looked at every
+100 ms ('over 5.0s ago (none since watch began)' until it moves). On a records segment the view shows records/s, the bytes
 it counted as published (so the byte rate is exact), its ring, and how many records the
 sampling subscriber lost. Press q (or Esc, or Ctrl-C) to quit.
 

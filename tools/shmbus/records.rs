@@ -91,6 +91,8 @@ pub(crate) struct RecordsSummary {
     pub(crate) records_published: u64,
     pub(crate) bytes_published: u64,
     pub(crate) producer_alive: bool,
+    /// When the last record was published, from the sampled record count.
+    pub(crate) last_publish: crate::activity::LastPublish,
     pub(crate) creator_pid: u32,
     pub(crate) creator_alive: bool,
     /// No live producer and the creator gone.
@@ -113,6 +115,7 @@ pub(crate) fn summary(p: &inspect::Probe) -> shmbus::Result<RecordsSummary> {
         records_published: r.records_published(),
         bytes_published: r.bytes_published(),
         producer_alive,
+        last_publish: Default::default(),
         creator_pid: p.header.creator_pid,
         creator_alive,
         stale: !producer_alive && !creator_alive,
@@ -130,13 +133,23 @@ struct InfoOut {
     records_published: u64,
     bytes_published: u64,
     producer_alive: bool,
+    /// When the last record was published, from the record count sampled twice.
+    last_publish: crate::activity::LastPublish,
     creator_pid: u32,
+    creator_alive: bool,
+    /// No live producer and the creator gone.
+    stale: bool,
     segment_size: u64,
 }
 
 /// `shmbus info` on a records segment: its ring, what was published, its producer.
-pub(crate) fn info(r: &Records, json: bool) -> CmdResult {
+pub(crate) fn info(r: &Records, json: bool, sample: Duration) -> CmdResult {
+    let mut activity = crate::activity::Activity::default();
+    activity.observe("", r.records_published(), std::time::Instant::now());
+    std::thread::sleep(sample);
+    let last_publish = activity.observe("", r.records_published(), std::time::Instant::now());
     let h = r.header();
+    let creator_alive = inspect::creator_alive(&h);
     let o = InfoOut {
         name: r.name().to_owned(),
         path: inspect::segment_path(r.name()).display().to_string(),
@@ -146,7 +159,10 @@ pub(crate) fn info(r: &Records, json: bool) -> CmdResult {
         records_published: r.records_published(),
         bytes_published: r.bytes_published(),
         producer_alive: r.has_producers(),
+        last_publish,
         creator_pid: h.creator_pid,
+        creator_alive,
+        stale: !creator_alive && !r.has_producers(),
         segment_size: h.segment_size,
     };
     let mut out = io::stdout().lock();
@@ -165,7 +181,26 @@ pub(crate) fn info(r: &Records, json: bool) -> CmdResult {
         "  producer           {}",
         if o.producer_alive { "alive" } else { "none" }
     )?;
-    writeln!(out, "  creator pid        {}", o.creator_pid)?;
+    writeln!(
+        out,
+        "  last publish       {}",
+        crate::info::last_publish_line(&o.last_publish)
+    )?;
+    writeln!(
+        out,
+        "  creator            pid {} ({})",
+        o.creator_pid,
+        if o.creator_alive { "alive" } else { "gone" }
+    )?;
+    writeln!(
+        out,
+        "  stale              {}",
+        if o.stale {
+            "yes: no live producer and creator gone"
+        } else {
+            "no"
+        }
+    )?;
     writeln!(out, "  segment size       {} bytes", o.segment_size)?;
     Ok(())
 }

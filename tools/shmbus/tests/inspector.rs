@@ -161,7 +161,13 @@ fn create_publish_then_list_info_and_tail_report_the_promised_fields() {
         b["segment_size"].as_u64(),
         Some(entry["size"].as_u64().unwrap())
     );
-    for key in ["last_publish_ns_ago", "creator_pid", "producers", "cursor"] {
+    for key in [
+        "last_publish",
+        "producer_stamp_ns_ago",
+        "creator_pid",
+        "producers",
+        "cursor",
+    ] {
         assert!(b.get(key).is_some(), "list entry lacks {key}: {b}");
     }
     let table = ok(&["list"]);
@@ -1505,4 +1511,64 @@ fn cli_words_counts_and_pointers_speak_to_users() {
         );
     }
     fails_with(&["watch", t.name()], "shmbus hz NAME --json");
+}
+
+#[test]
+fn last_publish_of_a_slow_steady_producer_is_recent_in_list_and_info() {
+    for kind in ["bus", "records"] {
+        let t = TestBus::new("insp-last");
+        ok(&["create", t.name(), "--kind", kind]);
+        // 20 per second: far fewer than the 1024 publishes between two activity stamps.
+        let mut producer = KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_shmbus"))
+                .args([
+                    "publish",
+                    t.name(),
+                    "tick",
+                    "--repeat",
+                    "100000",
+                    "--rate",
+                    "20",
+                ])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let entry = |json: &str| -> Value {
+            let v: Value = serde_json::from_str(json).unwrap();
+            v[0][kind].clone()
+        };
+        // Let the producer's attach stamp age well past the sampling period.
+        std::thread::sleep(Duration::from_millis(1500));
+        let e = entry(&ok(&["list", "--json", "--prefix", t.name()]));
+        let last = &e["last_publish"];
+        assert_eq!(last["min_ns_ago"], 0, "{kind}: moved while sampled: {e}");
+        let max = last["max_ns_ago"].as_u64().expect("an upper bound");
+        assert!(max < 1_000_000_000, "{kind}: {e}");
+        let rate = last["per_s"].as_f64().unwrap();
+        assert!((5.0..=60.0).contains(&rate), "{kind}: {e}");
+        let table = ok(&["list", "--prefix", t.name()]);
+        let row = table.lines().find(|l| l.starts_with(t.name())).unwrap();
+        assert!(
+            row.contains(" <2"),
+            "{kind}: LAST is '<200ms' or so: {table}"
+        );
+        let info = ok(&["info", t.name()]);
+        assert!(info.contains("ms ago, "), "{kind}: {info}");
+        // Stopped: not seen moving while sampled.
+        producer.0.kill().unwrap();
+        producer.0.wait().unwrap();
+        wait_for("the producer's slot to be free", deadline, || {
+            let e = entry(&ok(&["list", "--json", "--prefix", t.name()]));
+            e["last_publish"]["max_ns_ago"].is_null()
+        });
+        let table = ok(&["list", "--prefix", t.name()]);
+        let row = table.lines().find(|l| l.starts_with(t.name())).unwrap();
+        assert!(row.contains(" >2"), "{kind}: {table}");
+        assert!(
+            ok(&["info", t.name()]).contains("none in the last 2"),
+            "{kind}"
+        );
+    }
 }
