@@ -1572,3 +1572,37 @@ fn last_publish_of_a_slow_steady_producer_is_recent_in_list_and_info() {
         );
     }
 }
+
+#[test]
+fn the_readme_records_example_publishes_a_5000_byte_record() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|d| d.join("Cargo.lock").exists())
+        .expect("a workspace root");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("shmbus publish log "))
+        .expect("the README's records example");
+    let t = TestBus::new("insp-readme-log");
+    ok(&["create", t.name(), "--kind", "records"]);
+    // The README's line as a shell runs it, on our segment and binary.
+    let script = line.replacen("shmbus publish log", "\"$SHMBUS\" publish \"$NAME\"", 1);
+    let o = Command::new("bash")
+        .args(["-c", &script])
+        .env("SHMBUS", env!("CARGO_BIN_EXE_shmbus"))
+        .env("NAME", t.name())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).is_empty(),
+        "the shell complained: {}",
+        stderr(&o)
+    );
+    let lens: Vec<String> = ok(&["tail", t.name(), "--from", "oldest"])
+        .lines()
+        .map(|l| l.split('\t').nth(1).unwrap().to_owned())
+        .collect();
+    assert_eq!(lens, ["14", "5000"]);
+}
