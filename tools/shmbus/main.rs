@@ -7,6 +7,7 @@
 mod activity;
 mod admin;
 mod board;
+mod docs;
 mod hz;
 mod info;
 mod journal;
@@ -31,7 +32,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// the latest value of each of its cells. `shmbus create --help` shows each kind's options.
 #[derive(Parser, Debug)]
 #[command(name = "shmbus", version, about, after_help = MAIN_EXAMPLES)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -51,6 +52,8 @@ Examples:
   shmbus pop jobs -n 10
   shmbus record prices run.journal --duration 60
   shmbus replay run.journal prices-copy --rate original
+  shmbus completions bash > ~/.local/share/bash-completion/completions/shmbus
+  shmbus man | man -l -
 
 tail and info also read journal files: an argument that names an existing file, or
 that starts with '/', './' or '../', is a journal file; anything else is a bus name.
@@ -302,6 +305,21 @@ Examples:
   shmbus replay run.journal prices-copy --rate max --from 4711
   shmbus replay run.journal prices-copy --rate 1000 --json")]
     Replay(journal::ReplayArgs),
+
+    /// Print a shell completion script for shmbus (bash, zsh, fish, elvish or powershell).
+    #[command(after_help = "\
+Examples:
+  shmbus completions bash > ~/.local/share/bash-completion/completions/shmbus
+  shmbus completions zsh > ~/.zfunc/_shmbus     # with fpath+=~/.zfunc before compinit
+  shmbus completions fish > ~/.config/fish/completions/shmbus.fish")]
+    Completions(docs::CompletionsArgs),
+
+    /// Print the manual page (roff), or write one page per command into a directory.
+    #[command(after_help = "\
+Examples:
+  shmbus man | man -l -
+  shmbus man --dir ~/.local/share/man/man1     # shmbus.1, shmbus-list.1, ...")]
+    Man(docs::ManArgs),
 }
 
 /// Payload rendering of `tail`.
@@ -389,6 +407,8 @@ fn main() -> ExitCode {
         Command::Board(a) => board::show(&a),
         Command::Record(a) => journal::record(&a),
         Command::Replay(a) => journal::replay(&a),
+        Command::Completions(a) => docs::completions(&a),
+        Command::Man(a) => docs::man(&a),
     };
     finish(result)
 }

@@ -1606,3 +1606,46 @@ fn the_readme_records_example_publishes_a_5000_byte_record() {
         .collect();
     assert_eq!(lens, ["14", "5000"]);
 }
+
+#[test]
+fn completions_and_man_pages_cover_every_command_and_option() {
+    let bash = ok(&["completions", "bash"]);
+    for want in [
+        "_shmbus",
+        "create",
+        "--cells",
+        "--keys",
+        "--sample-ms",
+        "completions",
+    ] {
+        assert!(bash.contains(want), "bash completions lack {want:?}");
+    }
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        assert!(ok(&["completions", shell]).contains("shmbus"), "{shell}");
+    }
+    let o = shmbus(&["completions", "tcsh"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+    let man = ok(&["man"]);
+    assert!(man.starts_with(".ie") || man.starts_with(".TH"), "{man}");
+    assert!(man.contains(".TH shmbus 1"), "{man}");
+    assert!(man.contains("records"), "{man}");
+    let dir = std::env::temp_dir().join(format!("shmbus-man-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let said = ok(&["man", "--dir", dir.to_str().unwrap()]);
+    assert!(said.starts_with("wrote "), "{said}");
+    let create = std::fs::read_to_string(dir.join("shmbus-create.1")).unwrap();
+    assert!(
+        create.contains(r"\-\-cells") && create.contains("board"),
+        "{create}"
+    );
+    assert!(dir.join("shmbus.1").exists() && dir.join("shmbus-tail.1").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+    fails_with(
+        &["man", "--dir", "/nonexistent-shmbus-dir"],
+        "cannot write /nonexistent-shmbus-dir/",
+    );
+}
