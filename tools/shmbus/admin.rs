@@ -47,6 +47,9 @@ pub(crate) struct CreateArgs {
     /// programs must trust the segment explicitly to open it.
     #[arg(long, default_value = "0600", value_parser = parse_mode)]
     mode: u32,
+    /// Print what was created as one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// The segment kinds `create` makes.
@@ -120,9 +123,10 @@ pub(crate) fn create(a: &CreateArgs) -> CmdResult {
                 a.slots.unwrap_or(shmbus::DEFAULT_QUEUE_CAPACITY),
                 a.size.unwrap_or(shmbus::DEFAULT_ITEM_SIZE),
                 a.mode,
+                a.json,
             )
         }
-        Kind::Records => return crate::records::create(&a.name, a.bytes, a.mode),
+        Kind::Records => return crate::records::create(&a.name, a.bytes, a.mode, a.json),
         Kind::Board => {
             return crate::board::create(
                 &a.name,
@@ -130,6 +134,7 @@ pub(crate) fn create(a: &CreateArgs) -> CmdResult {
                 a.size.unwrap_or(shmbus::DEFAULT_BOARD_VALUE_SIZE),
                 &a.keys,
                 a.mode,
+                a.json,
             )
         }
         Kind::Bus => {}
@@ -142,6 +147,17 @@ pub(crate) fn create(a: &CreateArgs) -> CmdResult {
         b = b.multi_producer();
     }
     let bus = b.create()?;
+    if a.json {
+        return crate::print_json(&serde_json::json!({
+            "name": bus.name(),
+            "kind": "bus",
+            "slots": bus.slots(),
+            "capacity": bus.capacity(),
+            "producer_mode": crate::list::mode_name(bus.producer_mode()),
+            "mode": format!("{:04o}", a.mode),
+            "path": inspect::segment_path(bus.name()),
+        }));
+    }
     writeln!(
         io::stdout(),
         "created bus {}: {} of {}, {} producer, mode {:04o}, {}",
@@ -183,6 +199,9 @@ pub(crate) struct PublishArgs {
     /// Publish even if the bus belongs to another user.
     #[arg(long)]
     accept_other_owner: bool,
+    /// Print the summary as one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -404,6 +423,17 @@ pub(crate) fn publish(a: &PublishArgs) -> CmdResult {
     } else {
         ""
     };
+    if a.json {
+        crate::print_json(&serde_json::json!({
+            "name": name,
+            "kind": if noun == "record" { "records" } else { "bus" },
+            "published": n,
+            "first_seq": s.first,
+            "last_seq": s.last,
+            "interleaved": multi,
+            "interrupted": !interrupted.is_empty(),
+        }))?;
+    }
     // On a multi-producer bus, other producers' messages may fall between ours.
     let shared = if multi {
         ", interleaved with other producers'"
@@ -411,6 +441,7 @@ pub(crate) fn publish(a: &PublishArgs) -> CmdResult {
         ""
     };
     match (s.first, s.last) {
+        _ if a.json => Ok(()),
         (Some(f), Some(l)) => writeln!(
             io::stdout(),
             "published {} to {name} ({}{shared}){interrupted}",
@@ -451,6 +482,10 @@ pub(crate) struct RmArgs {
     /// With --stale: only segments whose name starts with PREFIX.
     #[arg(long, requires = "stale", value_name = "PREFIX")]
     prefix: Option<String>,
+    /// One JSON object per segment ({"name", "removed" or "would_remove", "why" or "live"})
+    /// instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// How `rm --stale` picks its segments.
@@ -473,7 +508,7 @@ pub(crate) fn rm(a: &RmArgs) -> CmdResult {
                 "{flag} only works with --stale; to remove named segments give only their names"
             )));
         }
-        return rm_named(&a.names);
+        return rm_named(&a.names, a.json);
     }
     let scope =
         match (&a.prefix, a.all_idle) {
@@ -486,7 +521,7 @@ pub(crate) fn rm(a: &RmArgs) -> CmdResult {
                     .into(),
             )),
         };
-    rm_stale(a.dry_run, &scope)
+    rm_stale(a.dry_run, &scope, a.json)
 }
 
 /// Who is attached to segment `name` and alive, in its kind's words ("a live producer (pid
@@ -537,14 +572,22 @@ fn live_participants(name: &str) -> Vec<String> {
     }
 }
 
-fn rm_named(names: &[String]) -> CmdResult {
+fn rm_named(names: &[String], json: bool) -> CmdResult {
     // Remove every name that can be; report the first failure (one line), after the others ran.
     let mut first_err = None;
     for name in names {
         let live = live_participants(name);
         match inspect::remove(name) {
             Ok(()) => {
-                writeln!(io::stdout(), "removed {}", text::sanitize(name))?;
+                if json {
+                    crate::print_json(&serde_json::json!({
+                        "name": name,
+                        "removed": true,
+                        "live": live,
+                    }))?;
+                } else {
+                    writeln!(io::stdout(), "removed {}", text::sanitize(name))?;
+                }
                 if !live.is_empty() {
                     eprintln!(
                         "shmbus: warning: {} had {}: it keeps using the removed segment, which \
@@ -582,7 +625,7 @@ fn why_stale(p: &inspect::Probe) -> String {
     )
 }
 
-fn rm_stale(dry_run: bool, scope: &Scope<'_>) -> CmdResult {
+fn rm_stale(dry_run: bool, scope: &Scope<'_>, json: bool) -> CmdResult {
     let ours = nix::unistd::geteuid().as_raw();
     let entries =
         inspect::list(false).map_err(|e| Failure(format!("cannot read /dev/shm: {e}")))?;
@@ -603,6 +646,14 @@ fn rm_stale(dry_run: bool, scope: &Scope<'_>) -> CmdResult {
             continue;
         }
         count += 1;
+        if dry_run && json {
+            crate::print_json(&serde_json::json!({
+                "name": name,
+                "would_remove": true,
+                "why": why_stale(&probe),
+            }))?;
+            continue;
+        }
         if dry_run {
             writeln!(
                 out,
@@ -613,13 +664,22 @@ fn rm_stale(dry_run: bool, scope: &Scope<'_>) -> CmdResult {
             continue;
         }
         match inspect::remove(&name) {
+            Ok(()) if json => writeln!(
+                out,
+                "{}",
+                text::json_line(&serde_json::json!({
+                    "name": name,
+                    "removed": true,
+                    "why": why_stale(&probe),
+                }))
+            )?,
             Ok(()) => writeln!(out, "removed {}", text::sanitize(&name))?,
             // Gone meanwhile (another cleaner): nothing to do.
             Err(shmbus::Error::NotFound { .. }) => {}
             Err(err) => return Err(err.into()),
         }
     }
-    if count == 0 {
+    if count == 0 && !json {
         writeln!(out, "no stale segments")?;
     }
     Ok(())

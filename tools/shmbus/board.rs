@@ -18,6 +18,7 @@ pub(crate) fn create(
     size: usize,
     keys: &[String],
     mode: u32,
+    json: bool,
 ) -> CmdResult {
     if cells.is_none() && keys.is_empty() {
         return Err(Failure(
@@ -33,6 +34,17 @@ pub(crate) fn create(
         b = b.cells(n);
     }
     let board = b.create()?;
+    if json {
+        return crate::print_json(&serde_json::json!({
+            "name": board.name(),
+            "kind": "board",
+            "cells": board.cells(),
+            "value_size": board.value_size(),
+            "keys": board.has_keys(),
+            "mode": format!("{mode:04o}"),
+            "path": inspect::segment_path(board.name()),
+        }));
+    }
     writeln!(
         io::stdout(),
         "created board {}: {} cells of {} bytes{}, mode {:04o}, {}",
@@ -57,6 +69,10 @@ pub(crate) struct SetArgs {
     /// The value is hexadecimal (`48656c6c6f`; spaces allowed).
     #[arg(long)]
     hex: bool,
+    /// Print the result as one JSON object ({"name", "cell", "version", "len"}) instead of
+    /// text.
+    #[arg(long)]
+    json: bool,
 }
 
 fn parse_hex(s: &str) -> Result<Vec<u8>, Failure> {
@@ -106,6 +122,14 @@ pub(crate) fn set(a: &SetArgs) -> CmdResult {
     let index = cell_index(&board, &a.cell)?;
     let mut w = board.writer()?;
     let version = w.set_bytes(index, &value)?;
+    if a.json {
+        return crate::print_json(&serde_json::json!({
+            "name": a.name,
+            "cell": index,
+            "version": version,
+            "len": value.len(),
+        }));
+    }
     writeln!(
         io::stdout(),
         "cell {index}: version {version}, {} bytes",
@@ -252,8 +276,24 @@ pub(crate) fn summary(p: &inspect::Probe) -> shmbus::Result<BoardSummary> {
     })
 }
 
-/// `shmbus info` of a board: its table, as `shmbus board NAME` prints it.
+/// `shmbus info` of a board: its table, as `shmbus board NAME` prints it; with `json`, one
+/// object with the board's shape and its cells (as every kind's `info --json` is an object).
 pub(crate) fn info(name: &str, json: bool) -> CmdResult {
+    if json {
+        let board = BoardBuilder::new(name)
+            .read_only()
+            .accept_other_owner()
+            .accept_shared_write()
+            .open()?;
+        let p = inspect::probe(name)?;
+        return crate::print_json(&serde_json::json!({
+            "name": name,
+            "kind": "board",
+            "path": inspect::segment_path(name),
+            "summary": summary(&p)?,
+            "cells": rows(&board, false),
+        }));
+    }
     show(&BoardArgs {
         name: name.to_owned(),
         json,

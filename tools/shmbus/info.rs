@@ -78,6 +78,8 @@ struct CensusOut {
 #[derive(Serialize, Debug)]
 struct InfoOut {
     name: String,
+    /// "bus" (queues, boards and records segments have their own reports).
+    kind: &'static str,
     path: String,
     checks: Vec<CheckOut>,
     error: Option<String>,
@@ -175,6 +177,7 @@ pub(crate) fn run(args: &InfoArgs) -> CmdResult {
     let opened = inspect::open_for_inspection(&args.name);
     let mut out = InfoOut {
         name: args.name.clone(),
+        kind: "bus",
         path: path.display().to_string(),
         checks,
         error: None,

@@ -384,6 +384,13 @@ impl From<std::io::Error> for Failure {
 
 type CmdResult = Result<(), Failure>;
 
+/// Prints `value` as one line of ASCII-only JSON on stdout.
+fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> CmdResult {
+    use std::io::Write as _;
+    writeln!(std::io::stdout(), "{}", text::json_line(value))?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     if let Some(result) = journal::file_command() {
         return finish(result);

@@ -11,12 +11,22 @@ use shmbus::{inspect, Queue, Role, SendError};
 use crate::{text, CmdResult, Failure, Format};
 
 /// `shmbus create --kind queue`.
-pub(crate) fn create(name: &str, items: u64, size: usize, mode: u32) -> CmdResult {
+pub(crate) fn create(name: &str, items: u64, size: usize, mode: u32, json: bool) -> CmdResult {
     let q = Queue::builder(name)
         .capacity(items)
         .item_size(size)
         .permissions(mode)
         .create()?;
+    if json {
+        return crate::print_json(&serde_json::json!({
+            "name": q.name(),
+            "kind": "queue",
+            "capacity": q.capacity(),
+            "item_size": q.item_size(),
+            "mode": format!("{mode:04o}"),
+            "path": inspect::segment_path(q.name()),
+        }));
+    }
     writeln!(
         io::stdout(),
         "created queue {}: {} items of {} bytes, mode {:04o}, {}",
@@ -38,6 +48,9 @@ pub(crate) struct PushArgs {
     /// Fail at once when the queue is full instead of waiting for room.
     #[arg(long)]
     no_wait: bool,
+    /// Print the summary as one JSON object ({"name", "pushed"}) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 pub(crate) fn push(a: &PushArgs) -> CmdResult {
@@ -82,6 +95,9 @@ pub(crate) fn push(a: &PushArgs) -> CmdResult {
         for item in &a.items {
             send(item.as_bytes())?;
         }
+    }
+    if a.json {
+        return crate::print_json(&serde_json::json!({ "name": a.name, "pushed": pushed }));
     }
     writeln!(
         io::stdout(),

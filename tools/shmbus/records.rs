@@ -30,11 +30,21 @@ pub(crate) fn open_for_inspection(name: &str) -> shmbus::Result<Records> {
 }
 
 /// `shmbus create NAME --kind records --bytes SIZE`.
-pub(crate) fn create(name: &str, bytes: Option<u64>, mode: u32) -> CmdResult {
+pub(crate) fn create(name: &str, bytes: Option<u64>, mode: u32, json: bool) -> CmdResult {
     let r = RecordsBuilder::new(name)
         .bytes(bytes.unwrap_or(shmbus::records::DEFAULT_RING_BYTES))
         .permissions(mode)
         .create()?;
+    if json {
+        return crate::print_json(&serde_json::json!({
+            "name": r.name(),
+            "kind": "records",
+            "ring_bytes": r.ring_bytes(),
+            "max_record": r.max_record(),
+            "mode": format!("{mode:04o}"),
+            "path": inspect::segment_path(r.name()),
+        }));
+    }
     writeln!(
         io::stdout(),
         "created records segment {}: a {}-byte ring, records up to {} bytes, mode {mode:04o}, {}",

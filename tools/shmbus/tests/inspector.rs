@@ -1649,3 +1649,82 @@ fn completions_and_man_pages_cover_every_command_and_option() {
         "cannot write /nonexistent-shmbus-dir/",
     );
 }
+
+#[test]
+fn every_command_that_prints_data_prints_json_with_json() {
+    let one = |args: &[&str]| -> Value {
+        let out = ok(args);
+        let lines = json_lines(&out);
+        assert_eq!(lines.len(), 1, "{args:?}: {out}");
+        lines.into_iter().next().unwrap()
+    };
+    let bus = TestBus::new("insp-json-bus");
+    let v = one(&[
+        "create",
+        bus.name(),
+        "--slots",
+        "8",
+        "--size",
+        "16",
+        "--json",
+    ]);
+    assert_eq!(
+        (v["kind"].as_str(), v["slots"].as_u64()),
+        (Some("bus"), Some(8))
+    );
+    let v = one(&["publish", bus.name(), "a", "b", "--json"]);
+    assert_eq!(
+        (v["published"].as_u64(), v["last_seq"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let rec = TestBus::new("insp-json-rec");
+    let v = one(&[
+        "create",
+        rec.name(),
+        "--kind",
+        "records",
+        "--bytes",
+        "4096",
+        "--json",
+    ]);
+    assert_eq!(v["max_record"], 1008);
+    let v = one(&["publish", rec.name(), "--hex", "cafe", "--json"]);
+    assert_eq!(
+        (v["kind"].as_str(), v["published"].as_u64()),
+        (Some("records"), Some(1))
+    );
+    let q = TestBus::new("insp-json-q");
+    let v = one(&[
+        "create",
+        q.name(),
+        "--kind",
+        "queue",
+        "--slots",
+        "4",
+        "--size",
+        "8",
+        "--json",
+    ]);
+    assert_eq!(v["capacity"], 4);
+    assert_eq!(one(&["push", q.name(), "x", "y", "--json"])["pushed"], 2);
+    let b = TestBus::new("insp-json-board");
+    let v = one(&[
+        "create",
+        b.name(),
+        "--kind",
+        "board",
+        "--keys",
+        "k",
+        "--json",
+    ]);
+    assert_eq!(v["cells"], 1);
+    let v = one(&["set", b.name(), "k", "v", "--json"]);
+    assert_eq!(
+        (v["cell"].as_u64(), v["version"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let out = ok(&["rm", bus.name(), rec.name(), q.name(), b.name(), "--json"]);
+    let removed: Vec<Value> = json_lines(&out);
+    assert_eq!(removed.len(), 4, "{out}");
+    assert!(removed.iter().all(|v| v["removed"] == true), "{out}");
+}
