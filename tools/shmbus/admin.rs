@@ -337,10 +337,19 @@ fn seq_range(first: u64, last: u64) -> String {
 /// Attaches the producer of bus or records segment `a.name`, trusting what the flags say.
 /// Also says whether other producers may publish meanwhile (a multi-producer bus).
 fn attach(a: &PublishArgs) -> Result<(Tx, String, bool), Failure> {
-    let is_records = matches!(
-        inspect::probe(&a.name),
-        Ok(p) if p.kind == SegmentKind::Records
-    );
+    let kind = inspect::probe(&a.name).map(|p| p.kind).ok();
+    let instead = match kind {
+        Some(SegmentKind::Queue) => Some(("a queue", "push")),
+        Some(SegmentKind::Board) => Some(("a board", "set")),
+        _ => None,
+    };
+    if let Some((what, cmd)) = instead {
+        return Err(Failure(format!(
+            "{:?} is {what}; publish writes to buses and records segments (use `shmbus {cmd}`)",
+            a.name
+        )));
+    }
+    let is_records = kind == Some(SegmentKind::Records);
     if is_records {
         let mut b = RecordsBuilder::new(&a.name);
         if a.accept_shared_write {

@@ -21,11 +21,11 @@ pub(crate) struct InfoArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
-    /// How long to watch a bus's or records segment's publish count, in milliseconds (10 to
-    /// 10000): the last publish and the rate come from its advance.
-    #[arg(long, value_name = "MS", default_value_t = 200,
+    /// Buses and records segments: how long to watch the publish count, in milliseconds (10
+    /// to 10000; default 200): the last publish and the rate come from its advance.
+    #[arg(long, value_name = "MS",
           value_parser = clap::value_parser!(u64).range(10..=10_000))]
-    sample_ms: u64,
+    sample_ms: Option<u64>,
 }
 
 #[derive(Serialize, Debug)]
@@ -147,13 +147,20 @@ pub(crate) fn run(args: &InfoArgs) -> CmdResult {
     }
     // Every kind but the bus has its own report; a segment whose kind cannot be read gets the
     // bus's check-by-check report, which shows where it fails.
+    let sample_ms = args.sample_ms.unwrap_or(200);
     if let Ok(p) = inspect::probe(&args.name) {
+        if matches!(p.kind, SegmentKind::Queue | SegmentKind::Board) && args.sample_ms.is_some() {
+            return Err(Failure(format!(
+                "--sample-ms applies to buses and records segments; {:?} is a {}",
+                args.name, p.kind
+            )));
+        }
         match p.kind {
             SegmentKind::Queue => return crate::queue::info(&args.name, args.json),
             SegmentKind::Board => return crate::board::info(&args.name, args.json),
             SegmentKind::Records => {
                 let r = crate::records::open_for_inspection(&args.name)?;
-                let sample = Duration::from_millis(args.sample_ms);
+                let sample = Duration::from_millis(sample_ms);
                 return crate::records::info(&r, args.json, sample);
             }
             // A bus, or a kind this inspector does not know: the checks show it.
@@ -196,7 +203,7 @@ pub(crate) fn run(args: &InfoArgs) -> CmdResult {
         Ok(bus) => {
             let mut activity = crate::activity::Activity::default();
             activity.observe("", bus.cursor(), std::time::Instant::now());
-            std::thread::sleep(Duration::from_millis(args.sample_ms));
+            std::thread::sleep(Duration::from_millis(sample_ms));
             fill(&mut out, bus);
             if let Some(sum) = &mut out.summary {
                 sum.last_publish = activity.observe("", sum.cursor, std::time::Instant::now());

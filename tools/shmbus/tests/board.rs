@@ -79,7 +79,14 @@ fn board_commands_refuse_bad_cells_values_and_kinds() {
     fails_with(&["set", name, "elbow", "x"], "no cell named \"elbow\"");
     fails_with(&["set", name, "0", "12345"], "value is 5 bytes");
     fails_with(&["set", name, "0", "abc", "--hex"], "odd number of digits");
-    fails_with(&["publish", name, "x"], "is a board, not a bus");
+    fails_with(
+        &["publish", name, "x"],
+        "is a board; publish writes to buses and records segments (use `shmbus set`)",
+    );
+    fails_with(
+        &["info", name, "--sample-ms", "500"],
+        "--sample-ms applies to buses",
+    );
     let bus = TestBus::new("cli-board-bus");
     ok(&["create", bus.name()]);
     fails_with(&["board", bus.name()], "is a bus, not a board");
