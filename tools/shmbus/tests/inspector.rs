@@ -1728,3 +1728,55 @@ fn every_command_that_prints_data_prints_json_with_json() {
     assert_eq!(removed.len(), 4, "{out}");
     assert!(removed.iter().all(|v| v["removed"] == true), "{out}");
 }
+
+#[test]
+fn publish_interrupted_says_what_it_published_and_a_shared_bus_says_ranges_interleave() {
+    let t = TestBus::new("insp-pub-int");
+    ok(&["create", t.name(), "--slots", "1024", "--size", "16"]);
+    let child = Command::new(env!("CARGO_BIN_EXE_shmbus"))
+        .args([
+            "publish",
+            t.name(),
+            "tick",
+            "--repeat",
+            "1000",
+            "--rate",
+            "100",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bus = shmbus::inspect::open_for_inspection(t.name()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_for("a few publishes", deadline, || bus.cursor() >= 3);
+    // SAFETY: kill(2) with the pid of our own live child and a valid signal.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    let n = bus.cursor();
+    assert!(n < 1000, "stopped early");
+    assert_eq!(
+        out,
+        format!(
+            "published {n} messages to {} (seq 0..{}) (interrupted)\n",
+            t.name(),
+            n - 1
+        )
+    );
+    let mp = TestBus::new("insp-pub-mp");
+    ok(&[
+        "create",
+        mp.name(),
+        "--slots",
+        "8",
+        "--size",
+        "8",
+        "--multi-producer",
+    ]);
+    let out = ok(&["publish", mp.name(), "a", "b"]);
+    assert!(
+        out.contains("(seq 0..1, interleaved with other producers')"),
+        "{out}"
+    );
+}
