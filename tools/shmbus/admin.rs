@@ -485,8 +485,9 @@ pub(crate) struct RmArgs {
     /// nothing has used yet.
     #[arg(long, requires = "stale", conflicts_with = "prefix")]
     all_idle: bool,
-    /// With --stale: only print what would be removed, and why.
-    #[arg(long, requires = "stale")]
+    /// Only print what would be removed (with --stale, why; with names, who still uses it);
+    /// remove nothing.
+    #[arg(long)]
     dry_run: bool,
     /// With --stale: only segments whose name starts with PREFIX.
     #[arg(long, requires = "stale", value_name = "PREFIX")]
@@ -507,15 +508,14 @@ pub(crate) fn rm(a: &RmArgs) -> CmdResult {
     if !a.stale {
         // Names and these options together would silently remove what --dry-run promised to
         // keep: refuse before touching anything.
-        let stray = [
-            (a.dry_run, "--dry-run"),
-            (a.prefix.is_some(), "--prefix"),
-            (a.all_idle, "--all-idle"),
-        ];
+        let stray = [(a.prefix.is_some(), "--prefix"), (a.all_idle, "--all-idle")];
         if let Some((_, flag)) = stray.iter().find(|(set, _)| *set) {
             return Err(Failure(format!(
                 "{flag} only works with --stale; to remove named segments give only their names"
             )));
+        }
+        if a.dry_run {
+            return rm_named_dry_run(&a.names, a.json);
         }
         return rm_named(&a.names, a.json);
     }
@@ -579,6 +579,39 @@ fn live_participants(name: &str) -> Vec<String> {
         }
         _ => Vec::new(),
     }
+}
+
+/// `rm --dry-run NAME...`: what would be removed, and who still uses it; removes nothing.
+fn rm_named_dry_run(names: &[String], json: bool) -> CmdResult {
+    let mut first_err = None;
+    for name in names {
+        if let Err(e) = inspect::validate_name(name) {
+            first_err.get_or_insert(e);
+            continue;
+        }
+        if std::fs::symlink_metadata(inspect::segment_path(name)).is_err() {
+            first_err.get_or_insert(shmbus::Error::NotFound { name: name.clone() });
+            continue;
+        }
+        let live = live_participants(name);
+        if json {
+            crate::print_json(&serde_json::json!({
+                "name": name,
+                "would_remove": true,
+                "live": live,
+            }))?;
+        } else if live.is_empty() {
+            writeln!(io::stdout(), "would remove {}", text::sanitize(name))?;
+        } else {
+            writeln!(
+                io::stdout(),
+                "would remove {}, which has {}",
+                text::sanitize(name),
+                live.join(", ")
+            )?;
+        }
+    }
+    first_err.map_or(Ok(()), |e| Err(e.into()))
 }
 
 fn rm_named(names: &[String], json: bool) -> CmdResult {

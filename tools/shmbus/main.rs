@@ -227,10 +227,12 @@ attached (no producer on a bus or records segment, no writer on a board, no send
 receiver on a queue) and the creator exited. A segment made by `shmbus create` that
 nothing uses yet is stale too, so --stale needs a scope: --prefix P (only names starting
 with P) or --all-idle (every stale segment of ours). It never follows symbolic links and
-skips segments it cannot read. --dry-run and --prefix only work with --stale.
+skips segments it cannot read. --prefix and --all-idle only work with --stale; --dry-run
+works with both forms and removes nothing.
 
 Examples:
   shmbus rm prices events
+  shmbus rm --dry-run prices             # would it go, and who uses it
   shmbus rm --stale --all-idle --dry-run # what would go, and why
   shmbus rm --stale --prefix test-
   shmbus rm --stale --all-idle")]

@@ -788,13 +788,15 @@ fn text_file_named_like_a_bus_is_not_a_shmbus_segment() {
 }
 
 #[test]
-fn rm_with_names_refuses_the_stale_only_options_and_removes_nothing() {
+fn rm_with_names_dry_runs_and_refuses_the_stale_only_options_removing_nothing() {
     let t = TestBus::new("insp-rm-dry");
     ok(&["create", t.name(), "--slots", "8", "--size", "8"]);
-    fails_with(
-        &["rm", "--dry-run", t.name()],
-        "--dry-run only works with --stale",
+    // --dry-run with names says what would go and removes nothing.
+    assert_eq!(
+        ok(&["rm", "--dry-run", t.name()]),
+        format!("would remove {}\n", t.name())
     );
+    fails_with(&["rm", "--dry-run", "test-insp-rm-dry-never"], "not found");
     fails_with(
         &["rm", "--prefix", "test-", t.name()],
         "--prefix only works with --stale",
