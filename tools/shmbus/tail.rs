@@ -222,9 +222,15 @@ pub(crate) fn run(args: &TailArgs) -> CmdResult {
             format: args.format,
             json: args.json,
         };
+        if !args.follow {
+            say_if_not_published_yet(args.from, r.records_published());
+        }
         return crate::records::tail(&r, start, args.n, args.follow, &printer);
     }
     let (bus, id) = open_with_id(&args.name)?;
+    if !args.follow {
+        say_if_not_published_yet(args.from, bus.cursor());
+    }
     // A read-only handle cannot register as a futex sleeper: Sleep polls every millisecond
     // rather than spinning a core, which is right for a tool.
     let mut sub = bus.subscribe(start).wait_strategy(Wait::Sleep);
@@ -251,6 +257,19 @@ pub(crate) fn run(args: &TailArgs) -> CmdResult {
         // The reader went away (`shmbus tail ... | head`): not an error.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         r => Ok(r?),
+    }
+}
+
+/// `--from SEQ` beyond what was published prints nothing: say why on stderr (stdout stays
+/// empty for scripts).
+fn say_if_not_published_yet(from: StartAt, next: u64) {
+    if let StartAt::Seq(seq) = from {
+        if seq >= next {
+            eprintln!(
+                "shmbus: nothing to print: seq {seq} is not published yet (the next is {next}); \
+                 add --follow to wait for it"
+            );
+        }
     }
 }
 

@@ -1782,3 +1782,25 @@ fn publish_interrupted_says_what_it_published_and_a_shared_bus_says_ranges_inter
         "{out}"
     );
 }
+
+#[test]
+fn tail_from_a_sequence_not_published_yet_says_so_on_stderr() {
+    for kind in ["bus", "records"] {
+        let t = TestBus::new("insp-tail-ahead");
+        ok(&["create", t.name(), "--kind", kind]);
+        ok(&["publish", t.name(), "a", "b"]);
+        let o = shmbus(&["tail", t.name(), "--from", "100"]);
+        assert!(o.status.success(), "{kind}");
+        assert_eq!(stdout(&o), "", "{kind}");
+        assert!(
+            stderr(&o).contains("seq 100 is not published yet (the next is 2)"),
+            "{kind}: {}",
+            stderr(&o)
+        );
+        let o = shmbus(&["tail", t.name(), "--from", "1"]);
+        assert_eq!(
+            (stdout(&o).as_str(), stderr(&o).as_str()),
+            ("1\t1\tb\n", "")
+        );
+    }
+}
