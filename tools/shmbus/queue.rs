@@ -127,11 +127,24 @@ pub(crate) struct PopArgs {
     json: bool,
 }
 
-#[derive(Serialize)]
-struct PoppedLine<'a> {
-    len: usize,
-    /// The item as --format renders it.
-    payload: &'a str,
+/// One item as `pop --json` prints it, with the keys `tail --json` uses: `len` and one of
+/// `text` (valid UTF-8, with --format utf8), `json` (a valid JSON payload, with --format json)
+/// or `hex`.
+fn json_item(format: Format, bytes: &[u8]) -> String {
+    let len = bytes.len();
+    let hex = || text::json_line(&serde_json::json!({ "len": len, "hex": text::hex(bytes) }));
+    match format {
+        Format::Utf8 => match std::str::from_utf8(bytes) {
+            Ok(s) => text::json_line(&serde_json::json!({ "len": len, "text": s })),
+            Err(_) => hex(),
+        },
+        // The payload's own JSON, spliced in as is (valid, single-line, ASCII).
+        Format::Json => match text::json_payload(bytes) {
+            Some(j) => format!("{{\"len\":{len},\"json\":{j}}}"),
+            None => hex(),
+        },
+        Format::Hex => hex(),
+    }
 }
 
 fn render(format: Format, bytes: &[u8]) -> String {
@@ -164,15 +177,10 @@ pub(crate) fn pop(a: &PopArgs) -> CmdResult {
                 None => break,
             }
         };
-        let payload = render(a.format, item);
         if a.json {
-            let line = PoppedLine {
-                len: item.len(),
-                payload: &payload,
-            };
-            writeln!(out, "{}", text::json_line(&line))?;
+            writeln!(out, "{}", json_item(a.format, item))?;
         } else {
-            writeln!(out, "{}\t{payload}", item.len())?;
+            writeln!(out, "{}\t{}", item.len(), render(a.format, item))?;
         }
         taken += 1;
         if a.follow {

@@ -86,7 +86,8 @@ fn push_without_waiting_fails_on_a_full_queue_saying_how_many_fit() {
         .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["len"], 1);
-    assert_eq!(lines[0]["payload"], "61");
+    // The keys tail --json uses: len and hex (or text, or json).
+    assert_eq!(lines[0]["hex"], "61");
 }
 
 #[test]
@@ -144,4 +145,28 @@ fn list_and_info_show_a_queue_with_its_length_and_positions() {
     let o = shmbus(&["publish", t.name(), "x"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("queue"));
+}
+
+#[test]
+fn pop_json_uses_the_keys_of_tail_json() {
+    let t = TestBus::new("cli-queue-json");
+    ok(&[
+        "create",
+        t.name(),
+        "--kind",
+        "queue",
+        "--slots",
+        "4",
+        "--size",
+        "16",
+    ]);
+    ok(&["push", t.name(), "job 1", "{\"a\": 1}"]);
+    let lines: Vec<Value> = ok(&["pop", t.name(), "-n", "1", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, [serde_json::json!({"len": 5, "text": "job 1"})]);
+    let line = ok(&["pop", t.name(), "--json", "--format", "json"]);
+    let v: Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["json"]["a"], 1, "{line}");
 }
