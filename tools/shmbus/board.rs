@@ -73,6 +73,12 @@ pub(crate) struct SetArgs {
     /// text.
     #[arg(long)]
     json: bool,
+    /// Open the board even if it is writable by other users (its mode lets them write).
+    #[arg(long)]
+    accept_shared_write: bool,
+    /// Open the board even if it belongs to another user.
+    #[arg(long)]
+    accept_other_owner: bool,
 }
 
 fn parse_hex(s: &str) -> Result<Vec<u8>, Failure> {
@@ -113,7 +119,14 @@ fn cell_index(board: &Board, cell: &str) -> Result<usize, Failure> {
 }
 
 pub(crate) fn set(a: &SetArgs) -> CmdResult {
-    let board = Board::open(&a.name)?;
+    let mut b = BoardBuilder::new(&a.name);
+    if a.accept_shared_write {
+        b = b.accept_shared_write();
+    }
+    if a.accept_other_owner {
+        b = b.accept_other_owner();
+    }
+    let board = b.open()?;
     let value = if a.hex {
         parse_hex(&a.value)?
     } else {

@@ -48,20 +48,50 @@ pub(crate) struct PushArgs {
     /// Fail at once when the queue is full instead of waiting for room.
     #[arg(long)]
     no_wait: bool,
+    /// Open the queue even if it is writable by other users (its mode lets them write).
+    #[arg(long)]
+    accept_shared_write: bool,
+    /// Open the queue even if it belongs to another user.
+    #[arg(long)]
+    accept_other_owner: bool,
     /// Print the summary as one JSON object ({"name", "pushed"}) instead of text.
     #[arg(long)]
     json: bool,
 }
 
+/// Opens queue `name` for sending or receiving, trusting what the flags say.
+fn open(name: &str, shared_write: bool, other_owner: bool) -> shmbus::Result<Queue> {
+    let mut b = shmbus::QueueBuilder::new(name);
+    if shared_write {
+        b = b.accept_shared_write();
+    }
+    if other_owner {
+        b = b.accept_other_owner();
+    }
+    b.open()
+}
+
 pub(crate) fn push(a: &PushArgs) -> CmdResult {
-    let q = Queue::open(&a.name)?;
+    let q = open(&a.name, a.accept_shared_write, a.accept_other_owner)?;
     let mut tx = q.sender()?;
+    let mut said_full = false;
     let mut pushed = 0u64;
     let mut send = |item: &[u8]| -> CmdResult {
-        let r = if a.no_wait {
-            tx.try_send(item)
-        } else {
-            tx.send(item)
+        let r = match tx.try_send(item) {
+            Err(SendError::Full(_)) if !a.no_wait => {
+                if !said_full {
+                    // Waiting is the promise, but a person should know why nothing happens.
+                    eprintln!(
+                        "shmbus: queue {} is full ({}); waiting for room (--no-wait fails \
+                         instead)",
+                        text::sanitize(&a.name),
+                        text::count(q.capacity(), "item")
+                    );
+                    said_full = true;
+                }
+                tx.send(item)
+            }
+            r => r,
         };
         match r {
             Ok(()) => {
@@ -69,9 +99,9 @@ pub(crate) fn push(a: &PushArgs) -> CmdResult {
                 Ok(())
             }
             Err(SendError::Full(_)) => Err(Failure(format!(
-                "queue {} is full ({} items); pushed {pushed} before it",
+                "queue {} is full ({}); pushed {pushed} before it",
                 a.name,
-                q.capacity()
+                text::count(q.capacity(), "item")
             ))),
             Err(e @ SendError::TooLarge { .. }) => Err(Failure(format!(
                 "item {} is {} bytes: {e}; pushed {pushed} before it",
@@ -125,6 +155,12 @@ pub(crate) struct PopArgs {
     /// One JSON object per item instead of text.
     #[arg(long)]
     json: bool,
+    /// Open the queue even if it is writable by other users (its mode lets them write).
+    #[arg(long)]
+    accept_shared_write: bool,
+    /// Open the queue even if it belongs to another user.
+    #[arg(long)]
+    accept_other_owner: bool,
 }
 
 /// One item as `pop --json` prints it, with the keys `tail --json` uses: `len` and one of
@@ -156,7 +192,7 @@ fn render(format: Format, bytes: &[u8]) -> String {
 }
 
 pub(crate) fn pop(a: &PopArgs) -> CmdResult {
-    let q = Queue::open(&a.name)?;
+    let q = open(&a.name, a.accept_shared_write, a.accept_other_owner)?;
     let mut rx = q.receiver()?;
     let limit = a.count.unwrap_or(if a.follow { u64::MAX } else { 1 });
     let mut out = io::stdout().lock();
