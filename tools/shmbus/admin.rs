@@ -376,7 +376,11 @@ fn attach(a: &PublishArgs) -> Result<(Tx, String, bool), Failure> {
 pub(crate) fn publish(a: &PublishArgs) -> CmdResult {
     let (tx, name, multi) = attach(a)?;
     // Ctrl-C or SIGTERM stops publishing; the summary of what went out is still printed.
-    crate::tail::install_stop_handler()?;
+    // Not while reading stdin: a blocked read would not notice, so there they end the
+    // process as usual.
+    if a.file.is_some() || !a.messages.is_empty() {
+        crate::tail::install_stop_handler()?;
+    }
     let gap = a.rate.map(|r| Duration::from_secs_f64(1.0 / r));
     let mut s = Sender {
         tx,

@@ -1804,3 +1804,26 @@ fn tail_from_a_sequence_not_published_yet_says_so_on_stderr() {
         );
     }
 }
+
+#[test]
+fn ctrl_c_ends_a_publish_that_waits_for_stdin() {
+    let t = TestBus::new("insp-pub-stdin-int");
+    ok(&["create", t.name(), "--slots", "8", "--size", "8"]);
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_shmbus"))
+            .args(["publish", t.name()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let bus = shmbus::inspect::open_for_inspection(t.name()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_for("the producer to attach", deadline, || bus.has_producers());
+    // stdin stays open and silent: the interrupt alone must end the command.
+    // SAFETY: kill(2) with the pid of our own live child and a valid signal.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) }, 0);
+    wait_for("publish to end", deadline, || {
+        child.0.try_wait().unwrap().is_some()
+    });
+}
