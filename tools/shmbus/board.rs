@@ -304,6 +304,7 @@ pub(crate) fn info(name: &str, json: bool) -> CmdResult {
             "kind": "board",
             "path": inspect::segment_path(name),
             "summary": summary(&p)?,
+            "access": crate::info::Access::of(name),
             "cells": rows(&board, false),
         }));
     }
@@ -313,7 +314,11 @@ pub(crate) fn info(name: &str, json: bool) -> CmdResult {
         watch: false,
         interval_ms: 500,
         hex: false,
-    })
+    })?;
+    if let Some(a) = crate::info::Access::of(name) {
+        writeln!(io::stdout(), "access: {}", a.line())?;
+    }
+    Ok(())
 }
 
 pub(crate) fn show(a: &BoardArgs) -> CmdResult {

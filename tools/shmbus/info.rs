@@ -245,6 +245,52 @@ fn fill(out: &mut InfoOut, bus: &Bus) {
     });
 }
 
+/// Who owns segment `name` and its permission bits, as `info` reports them for every kind.
+#[derive(Serialize, Debug, Clone)]
+pub(crate) struct Access {
+    pub(crate) owner_uid: u32,
+    /// Owned by the user running the inspector.
+    pub(crate) owner_is_us: bool,
+    /// Permission bits in octal, e.g. "0600".
+    pub(crate) mode: String,
+    /// Writable by group or others: programs refuse it unless they trust it explicitly.
+    pub(crate) shared_write: bool,
+}
+
+impl Access {
+    pub(crate) fn of(name: &str) -> Option<Access> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(inspect::segment_path(name)).ok()?;
+        Some(Access {
+            owner_uid: m.uid(),
+            owner_is_us: m.uid() == nix::unistd::geteuid().as_raw(),
+            mode: format!("{:04o}", m.mode() & 0o777),
+            shared_write: m.mode() & 0o022 != 0,
+        })
+    }
+
+    /// `uid 1000 (us), mode 0600` with what a foreign owner or shared write means.
+    pub(crate) fn line(&self) -> String {
+        let mut s = format!(
+            "uid {}{}, mode {}",
+            self.owner_uid,
+            if self.owner_is_us {
+                " (us)"
+            } else {
+                " (not us)"
+            },
+            self.mode
+        );
+        if !self.owner_is_us {
+            s.push_str("; programs must trust its owner (--accept-other-owner)");
+        }
+        if self.shared_write {
+            s.push_str("; writable by others: programs must trust it (--accept-shared-write)");
+        }
+        s
+    }
+}
+
 /// The last publish and the rate, as `info` prints them: `<200ms ago, 20/s`, `3.0s ago`,
 /// `none in the last 200ms`, `never`.
 pub(crate) fn last_publish_line(l: &crate::activity::LastPublish) -> String {

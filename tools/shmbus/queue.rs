@@ -312,6 +312,7 @@ struct QueueInfoOut<'a> {
     kind: &'static str,
     path: String,
     summary: QueueSummary,
+    access: Option<crate::info::Access>,
     participants: Vec<ParticipantOut>,
 }
 
@@ -339,6 +340,7 @@ pub(crate) fn info(name: &str, json: bool) -> CmdResult {
             kind: "queue",
             path,
             summary: s,
+            access: crate::info::Access::of(name),
             participants: parts,
         };
         writeln!(out, "{}", text::json_line(&o))?;
@@ -392,6 +394,9 @@ pub(crate) fn info(name: &str, json: bool) -> CmdResult {
         );
     }
     let _ = writeln!(t, "  size         {}", text::bytes(s.segment_size));
+    if let Some(a) = crate::info::Access::of(name) {
+        let _ = writeln!(t, "  access       {}", a.line());
+    }
     out.write_all(t.as_bytes())?;
     Ok(())
 }

@@ -150,6 +150,7 @@ struct InfoOut {
     /// No live producer and the creator gone.
     stale: bool,
     segment_size: u64,
+    access: Option<crate::info::Access>,
 }
 
 /// `shmbus info` on a records segment: its ring, what was published, its producer.
@@ -174,6 +175,7 @@ pub(crate) fn info(r: &Records, json: bool, sample: Duration) -> CmdResult {
         creator_alive,
         stale: !creator_alive && !r.has_producers(),
         segment_size: h.segment_size,
+        access: crate::info::Access::of(r.name()),
     };
     let mut out = io::stdout().lock();
     if json {
@@ -212,5 +214,8 @@ pub(crate) fn info(r: &Records, json: bool, sample: Duration) -> CmdResult {
         }
     )?;
     writeln!(out, "  segment size       {} bytes", o.segment_size)?;
+    if let Some(a) = &o.access {
+        writeln!(out, "  access             {}", a.line())?;
+    }
     Ok(())
 }
