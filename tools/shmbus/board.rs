@@ -1,94 +1,50 @@
 //! Boards in the inspector: `shmbus create NAME --kind board`, `shmbus set` and `shmbus board`.
 //!
-//! `create --kind board` is taken before the bus's `create` is parsed ([`intercept_create`]), so
-//! the bus's create command stays as it is. Every key and value read from a segment is escaped
-//! before it is printed.
+//! Every key and value read from a segment is escaped before it is printed.
 
 use std::io::{self, IsTerminal, Write};
-use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser};
+use clap::Args;
 use serde::Serialize;
 use shmbus::{inspect, Board, BoardBuilder};
 
 use crate::{text, CmdResult, Failure};
 
-/// `shmbus create NAME --kind board ...`, parsed on its own.
-#[derive(Parser, Debug)]
-#[command(
-    name = "shmbus create",
-    about = "Create a board: the latest value of each of N cells",
-    after_help = "\
-Examples:
-  shmbus create joints --kind board --cells 3 --size 64 --keys hip,knee,ankle
-  shmbus create config --kind board --cells 100 --size 256 --mode 0640"
-)]
-struct CreateBoardArgs {
-    /// The board name: 1 to 200 characters of letters, digits, '.', '_' and '-'.
-    name: String,
-    /// The segment kind; this form of `create` makes boards.
-    #[arg(long, value_parser = ["board"])]
-    kind: String,
-    /// Number of cells (defaults to the number of keys).
-    #[arg(long)]
+/// `shmbus create NAME --kind board [--cells N] [--size BYTES] [--keys a,b] [--mode M]`.
+pub(crate) fn create(
+    name: &str,
     cells: Option<usize>,
-    /// Largest value in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = shmbus::DEFAULT_BOARD_VALUE_SIZE)]
     size: usize,
-    /// Key names of the first cells, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    keys: Vec<String>,
-    /// Permission bits, in octal.
-    #[arg(long, default_value = "0600", value_parser = parse_mode)]
+    keys: &[String],
     mode: u32,
-}
-
-fn parse_mode(s: &str) -> Result<u32, String> {
-    let digits = s.strip_prefix("0o").unwrap_or(s);
-    match u32::from_str_radix(digits, 8) {
-        Ok(m) if m <= 0o777 => Ok(m),
-        _ => Err(format!(
-            "expected octal permission bits such as 0600 or 0640, got {s:?}"
-        )),
+    json: bool,
+) -> CmdResult {
+    if cells.is_none() && keys.is_empty() {
+        return Err(Failure(
+            "a board needs a number of cells: --cells N, or --keys a,b,... (one cell per key)"
+                .into(),
+        ));
     }
-}
-
-/// Runs `shmbus create ... --kind board ...` if that is the command line; `None` otherwise.
-pub(crate) fn intercept_create() -> Option<ExitCode> {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) != Some("create") {
-        return None;
-    }
-    let kind_board = args.windows(2).any(|w| w[0] == "--kind" && w[1] == "board")
-        || args.iter().any(|a| a == "--kind=board");
-    if !kind_board {
-        return None;
-    }
-    let parsed = CreateBoardArgs::try_parse_from(
-        std::iter::once("shmbus create".to_owned()).chain(args.into_iter().skip(2)),
-    );
-    Some(match parsed {
-        Ok(a) => match create(&a) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(Failure(msg)) => {
-                eprintln!("shmbus: error: {}", text::sanitize(&msg));
-                ExitCode::FAILURE
-            }
-        },
-        Err(e) => crate::usage_error(e),
-    })
-}
-
-fn create(a: &CreateBoardArgs) -> CmdResult {
-    let mut b = BoardBuilder::new(&a.name)
-        .value_size(a.size)
-        .keys(&a.keys)
-        .permissions(a.mode);
-    if let Some(n) = a.cells {
+    let mut b = BoardBuilder::new(name)
+        .value_size(size)
+        .keys(keys)
+        .permissions(mode);
+    if let Some(n) = cells {
         b = b.cells(n);
     }
     let board = b.create()?;
+    if json {
+        return crate::print_json(&serde_json::json!({
+            "name": board.name(),
+            "kind": "board",
+            "cells": board.cells(),
+            "value_size": board.value_size(),
+            "keys": board.has_keys(),
+            "mode": format!("{mode:04o}"),
+            "path": inspect::segment_path(board.name()),
+        }));
+    }
     writeln!(
         io::stdout(),
         "created board {}: {} cells of {} bytes{}, mode {:04o}, {}",
@@ -96,7 +52,7 @@ fn create(a: &CreateBoardArgs) -> CmdResult {
         board.cells(),
         board.value_size(),
         if board.has_keys() { ", with keys" } else { "" },
-        a.mode,
+        mode,
         inspect::segment_path(board.name()).display()
     )?;
     Ok(())
@@ -113,6 +69,16 @@ pub(crate) struct SetArgs {
     /// The value is hexadecimal (`48656c6c6f`; spaces allowed).
     #[arg(long)]
     hex: bool,
+    /// Print the result as one JSON object ({"name", "cell", "version", "len"}) instead of
+    /// text.
+    #[arg(long)]
+    json: bool,
+    /// Open the board even if it is writable by other users (its mode lets them write).
+    #[arg(long)]
+    accept_shared_write: bool,
+    /// Open the board even if it belongs to another user.
+    #[arg(long)]
+    accept_other_owner: bool,
 }
 
 fn parse_hex(s: &str) -> Result<Vec<u8>, Failure> {
@@ -153,7 +119,14 @@ fn cell_index(board: &Board, cell: &str) -> Result<usize, Failure> {
 }
 
 pub(crate) fn set(a: &SetArgs) -> CmdResult {
-    let board = Board::open(&a.name)?;
+    let mut b = BoardBuilder::new(&a.name);
+    if a.accept_shared_write {
+        b = b.accept_shared_write();
+    }
+    if a.accept_other_owner {
+        b = b.accept_other_owner();
+    }
+    let board = b.open()?;
     let value = if a.hex {
         parse_hex(&a.value)?
     } else {
@@ -162,6 +135,14 @@ pub(crate) fn set(a: &SetArgs) -> CmdResult {
     let index = cell_index(&board, &a.cell)?;
     let mut w = board.writer()?;
     let version = w.set_bytes(index, &value)?;
+    if a.json {
+        return crate::print_json(&serde_json::json!({
+            "name": a.name,
+            "cell": index,
+            "version": version,
+            "len": value.len(),
+        }));
+    }
     writeln!(
         io::stdout(),
         "cell {index}: version {version}, {} bytes",
@@ -177,7 +158,8 @@ pub(crate) struct BoardArgs {
     /// One JSON object per cell, one array per line.
     #[arg(long)]
     json: bool,
-    /// Print the table again every interval until Ctrl-C (redrawn in place on a terminal).
+    /// Print the table again every interval until q (on a terminal) or Ctrl-C (redrawn in
+    /// place on a terminal).
     #[arg(long)]
     watch: bool,
     /// Time between two tables with --watch, in milliseconds.
@@ -307,15 +289,36 @@ pub(crate) fn summary(p: &inspect::Probe) -> shmbus::Result<BoardSummary> {
     })
 }
 
-/// `shmbus info` of a board: its table, as `shmbus board NAME` prints it.
+/// `shmbus info` of a board: its table, as `shmbus board NAME` prints it; with `json`, one
+/// object with the board's shape and its cells (as every kind's `info --json` is an object).
 pub(crate) fn info(name: &str, json: bool) -> CmdResult {
+    if json {
+        let board = BoardBuilder::new(name)
+            .read_only()
+            .accept_other_owner()
+            .accept_shared_write()
+            .open()?;
+        let p = inspect::probe(name)?;
+        return crate::print_json(&serde_json::json!({
+            "name": name,
+            "kind": "board",
+            "path": inspect::segment_path(name),
+            "summary": summary(&p)?,
+            "access": crate::info::Access::of(name),
+            "cells": rows(&board, false),
+        }));
+    }
     show(&BoardArgs {
         name: name.to_owned(),
         json,
         watch: false,
         interval_ms: 500,
         hex: false,
-    })
+    })?;
+    if let Some(a) = crate::info::Access::of(name) {
+        writeln!(io::stdout(), "access: {}", a.line())?;
+    }
+    Ok(())
 }
 
 pub(crate) fn show(a: &BoardArgs) -> CmdResult {
@@ -325,6 +328,11 @@ pub(crate) fn show(a: &BoardArgs) -> CmdResult {
         .accept_shared_write()
         .open()?;
     let terminal = io::stdout().is_terminal();
+    let mut keys = if a.watch {
+        Some(crate::keys::QuitKeys::new()?)
+    } else {
+        None
+    };
     loop {
         let rows = rows(&board, a.hex);
         let mut out = io::stdout().lock();
@@ -336,12 +344,17 @@ pub(crate) fn show(a: &BoardArgs) -> CmdResult {
                 write!(out, "\x1b[H\x1b[2J")?;
             }
             print_table(&mut out, &board, &rows)?;
+            if a.watch && terminal && keys.as_ref().is_some_and(|k| k.active()) {
+                writeln!(out, "\n(q to quit)")?;
+            }
         }
         out.flush()?;
         drop(out);
-        if !a.watch {
+        let Some(keys) = keys.as_mut() else {
+            return Ok(());
+        };
+        if keys.wait(Duration::from_millis(a.interval_ms))? {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(a.interval_ms));
     }
 }

@@ -22,7 +22,7 @@ pub(crate) struct HzArgs {
     window: f64,
     /// Stop after N windows (at least 1); default: until Ctrl-C.
     #[arg(short = 'c', long, value_name = "N",
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = crate::at_least_one)]
     count: Option<u64>,
     /// One JSON object per window instead of a line of text.
     #[arg(long)]
@@ -107,6 +107,19 @@ impl Feed {
         let bus = inspect::open_for_inspection(name)?;
         let sub = bus.subscribe(Start::Next).lap_policy(policy);
         Ok(Feed::Bus(bus, sub))
+    }
+
+    /// Refuses a queue or a board for `command` (watch, hz) with what to use instead.
+    pub(crate) fn refuse_other_kinds(name: &str, command: &str) -> crate::CmdResult {
+        let instead = match inspect::probe(name).map(|p| p.kind) {
+            Ok(SegmentKind::Board) => ("a board", format!("shmbus board {name} --watch")),
+            Ok(SegmentKind::Queue) => ("a queue", format!("shmbus info {name}")),
+            _ => return Ok(()),
+        };
+        Err(crate::Failure(format!(
+            "{name:?} is {}; {command} reads buses and records segments (use `{}`)",
+            instead.0, instead.1
+        )))
     }
 
     pub(crate) fn kind(&self) -> &'static str {
@@ -204,6 +217,7 @@ struct HzOut {
 }
 
 pub(crate) fn run(args: &HzArgs) -> CmdResult {
+    Feed::refuse_other_kinds(&args.name, "hz")?;
     let mut feed = Feed::open(&args.name, LapPolicy::default())?;
     let ticks = ((args.window / TICK.as_secs_f64()).round() as u32).max(1);
     let mut out = std::io::stdout().lock();

@@ -21,6 +21,11 @@ pub(crate) struct InfoArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Buses and records segments: how long to watch the publish count, in milliseconds (10
+    /// to 10000; default 200): the last publish and the rate come from its advance.
+    #[arg(long, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    sample_ms: Option<u64>,
 }
 
 #[derive(Serialize, Debug)]
@@ -57,7 +62,8 @@ struct HeaderOut {
 struct ProducerOut {
     index: usize,
     pid: u32,
-    last_publish_ns_ago: Option<u64>,
+    /// Nanoseconds since it attached or last stamped its activity (once in 1024 publishes).
+    stamp_ns_ago: Option<u64>,
 }
 
 #[derive(Serialize, Debug)]
@@ -72,6 +78,8 @@ struct CensusOut {
 #[derive(Serialize, Debug)]
 struct InfoOut {
     name: String,
+    /// "bus" (queues, boards and records segments have their own reports).
+    kind: &'static str,
     path: String,
     checks: Vec<CheckOut>,
     error: Option<String>,
@@ -139,13 +147,21 @@ pub(crate) fn run(args: &InfoArgs) -> CmdResult {
     }
     // Every kind but the bus has its own report; a segment whose kind cannot be read gets the
     // bus's check-by-check report, which shows where it fails.
+    let sample_ms = args.sample_ms.unwrap_or(200);
     if let Ok(p) = inspect::probe(&args.name) {
+        if matches!(p.kind, SegmentKind::Queue | SegmentKind::Board) && args.sample_ms.is_some() {
+            return Err(Failure(format!(
+                "--sample-ms applies to buses and records segments; {:?} is a {}",
+                args.name, p.kind
+            )));
+        }
         match p.kind {
             SegmentKind::Queue => return crate::queue::info(&args.name, args.json),
             SegmentKind::Board => return crate::board::info(&args.name, args.json),
             SegmentKind::Records => {
                 let r = crate::records::open_for_inspection(&args.name)?;
-                return crate::records::info(&r, args.json);
+                let sample = Duration::from_millis(sample_ms);
+                return crate::records::info(&r, args.json, sample);
             }
             // A bus, or a kind this inspector does not know: the checks show it.
             _ => {}
@@ -168,6 +184,7 @@ pub(crate) fn run(args: &InfoArgs) -> CmdResult {
     let opened = inspect::open_for_inspection(&args.name);
     let mut out = InfoOut {
         name: args.name.clone(),
+        kind: "bus",
         path: path.display().to_string(),
         checks,
         error: None,
@@ -184,7 +201,13 @@ pub(crate) fn run(args: &InfoArgs) -> CmdResult {
     });
     let failure = match &opened {
         Ok(bus) => {
+            let mut activity = crate::activity::Activity::default();
+            activity.observe("", bus.cursor(), std::time::Instant::now());
+            std::thread::sleep(Duration::from_millis(sample_ms));
             fill(&mut out, bus);
+            if let Some(sum) = &mut out.summary {
+                sum.last_publish = activity.observe("", sum.cursor, std::time::Instant::now());
+            }
             failed_check.map(Failure)
         }
         Err(e) => {
@@ -211,7 +234,7 @@ fn fill(out: &mut InfoOut, bus: &Bus) {
         .map(|p| ProducerOut {
             index: p.index,
             pid: p.pid,
-            last_publish_ns_ago: p.since_last_publish().map(|d| d.as_nanos() as u64),
+            stamp_ns_ago: p.since_last_publish().map(|d| d.as_nanos() as u64),
         })
         .collect();
     let c = bus.slot_census();
@@ -220,6 +243,69 @@ fn fill(out: &mut InfoOut, bus: &Bus) {
         written: c.written,
         being_written: c.being_written,
     });
+}
+
+/// Who owns segment `name` and its permission bits, as `info` reports them for every kind.
+#[derive(Serialize, Debug, Clone)]
+pub(crate) struct Access {
+    pub(crate) owner_uid: u32,
+    /// Owned by the user running the inspector.
+    pub(crate) owner_is_us: bool,
+    /// Permission bits in octal, e.g. "0600".
+    pub(crate) mode: String,
+    /// Writable by group or others: programs refuse it unless they trust it explicitly.
+    pub(crate) shared_write: bool,
+}
+
+impl Access {
+    pub(crate) fn of(name: &str) -> Option<Access> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(inspect::segment_path(name)).ok()?;
+        Some(Access {
+            owner_uid: m.uid(),
+            owner_is_us: m.uid() == nix::unistd::geteuid().as_raw(),
+            mode: format!("{:04o}", m.mode() & 0o777),
+            shared_write: m.mode() & 0o022 != 0,
+        })
+    }
+
+    /// `uid 1000 (us), mode 0600` with what a foreign owner or shared write means.
+    pub(crate) fn line(&self) -> String {
+        let mut s = format!(
+            "uid {}{}, mode {}",
+            self.owner_uid,
+            if self.owner_is_us {
+                " (us)"
+            } else {
+                " (not us)"
+            },
+            self.mode
+        );
+        if !self.owner_is_us {
+            s.push_str("; programs must trust its owner (--accept-other-owner)");
+        }
+        if self.shared_write {
+            s.push_str("; writable by others: programs must trust it (--accept-shared-write)");
+        }
+        s
+    }
+}
+
+/// The last publish and the rate, as `info` prints them: `<200ms ago, 20/s`, `3.0s ago`,
+/// `none in the last 200ms`, `never`.
+pub(crate) fn last_publish_line(l: &crate::activity::LastPublish) -> String {
+    let rate = l
+        .per_s
+        .filter(|r| *r > 0.0)
+        .map_or(String::new(), |r| format!(", {}/s", text::rate(r)));
+    match (l.min_ns_ago, l.max_ns_ago) {
+        (None, _) => "never".into(),
+        (Some(_), None) => format!(
+            "none in the last {} (sampled)",
+            text::duration(Duration::from_nanos(l.min_ns_ago.unwrap_or(0)))
+        ),
+        _ => format!("{} ago{rate} (sampled)", l.display()),
+    }
 }
 
 /// The text report; every string from the segment escaped.
@@ -268,6 +354,10 @@ fn render(o: &InfoOut) -> String {
                 format!("{} ({} published)", h.cursor, h.published),
             ),
             (
+                "last publish",
+                sum.map_or("-".into(), |x| last_publish_line(&x.last_publish)),
+            ),
+            (
                 "creator",
                 format!(
                     "pid {} ({}), start {} ticks",
@@ -296,14 +386,12 @@ fn render(o: &InfoOut) -> String {
         }
         let _ = writeln!(s, "\nproducers ({} live)", o.producers.len());
         for p in &o.producers {
-            let last = p
-                .last_publish_ns_ago
-                .map_or("never published".into(), |ns| {
-                    format!(
-                        "last publish {} ago",
-                        text::duration(Duration::from_nanos(ns))
-                    )
-                });
+            let last = p.stamp_ns_ago.map_or("no activity stamp".into(), |ns| {
+                format!(
+                    "attached or stamped {} ago (stamped once in 1024 publishes)",
+                    text::duration(Duration::from_nanos(ns))
+                )
+            });
             let _ = writeln!(s, "  #{:<3} pid {:<8} {last}", p.index, p.pid);
         }
     }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use shmbus::layout::SegmentKind;
 use shmbus::{inspect, Bus, ProducerMode};
 
+use crate::activity::{Activity, LastPublish};
 use crate::{text, CmdResult};
 
 #[derive(Args, Debug)]
@@ -23,10 +24,16 @@ pub(crate) struct ListArgs {
     /// Print one JSON array instead of a table.
     #[arg(long)]
     json: bool,
-    /// Keep listing until Ctrl-C: on a terminal the screen is redrawn; otherwise each listing
-    /// follows the previous one (with --json, one array per line).
+    /// Keep listing until q (on a terminal) or Ctrl-C: on a terminal the screen is redrawn;
+    /// otherwise each listing follows the previous one (with --json, one array per line).
     #[arg(long)]
     watch: bool,
+    /// How long to watch each bus's and records segment's publish count before printing, in
+    /// milliseconds (10 to 10000): LAST and RATE come from its advance. With --watch, each
+    /// interval is a further sample.
+    #[arg(long, value_name = "MS", default_value_t = 200,
+          value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    sample_ms: u64,
     /// With --watch: time between listings, in milliseconds (100 to 60000).
     #[arg(long, value_name = "MS", default_value_t = 1000, requires = "watch",
           value_parser = clap::value_parser!(u64).range(100..=60_000))]
@@ -92,8 +99,11 @@ pub(crate) struct BusSummary {
     pub(crate) producer_mode: &'static str,
     pub(crate) published: u64,
     pub(crate) cursor: u64,
-    /// Nanoseconds since the last publish by a live producer; null if none recorded.
-    pub(crate) last_publish_ns_ago: Option<u64>,
+    /// When the last publish was, from the sampled write cursor (see `shmbus list --help`).
+    pub(crate) last_publish: LastPublish,
+    /// Nanoseconds since a live producer attached or last stamped its activity (a producer
+    /// stamps once in 1024 publishes): not the time of the last publish. Null without one.
+    pub(crate) producer_stamp_ns_ago: Option<u64>,
     pub(crate) creator_pid: u32,
     pub(crate) creator_alive: bool,
     pub(crate) producers_alive: bool,
@@ -110,8 +120,9 @@ pub(crate) fn mode_name(m: ProducerMode) -> &'static str {
     }
 }
 
-/// Time since the most recent publish of any live producer, if one was recorded.
-pub(crate) fn last_publish_age(bus: &Bus) -> Option<Duration> {
+/// Time since a live producer last attached or stamped its activity (once in 1024 publishes),
+/// if one did: an upper bound of nothing, only a sign of life. See [`crate::activity`].
+pub(crate) fn producer_stamp_age(bus: &Bus) -> Option<Duration> {
     bus.producers()
         .iter()
         .filter_map(|p| p.since_last_publish())
@@ -127,7 +138,8 @@ pub(crate) fn summarize(bus: &Bus) -> BusSummary {
         producer_mode: mode_name(bus.producer_mode()),
         published: h.published(),
         cursor: h.cursor,
-        last_publish_ns_ago: last_publish_age(bus).map(|d| d.as_nanos() as u64),
+        last_publish: LastPublish::default(),
+        producer_stamp_ns_ago: producer_stamp_age(bus).map(|d| d.as_nanos() as u64),
         creator_pid: h.creator_pid,
         creator_alive: inspect::creator_alive(&h),
         producers_alive: bus.has_producers(),
@@ -173,36 +185,85 @@ pub(crate) fn collect(all: bool) -> Result<Vec<ListEntry>, crate::Failure> {
         .collect())
 }
 
-pub(crate) fn run(args: &ListArgs) -> CmdResult {
-    if !args.watch {
-        return print_once(args, &mut std::io::stdout().lock());
+/// The entries of /dev/shm (those matching --prefix), each bus's and records segment's last
+/// publish from `activity`, which this sample joins.
+fn gather(args: &ListArgs, activity: &mut Activity) -> Result<Vec<ListEntry>, crate::Failure> {
+    let mut entries = collect(args.all)?;
+    if let Some(p) = &args.prefix {
+        entries.retain(|e| e.name.as_deref().unwrap_or(&e.file).starts_with(p.as_str()));
     }
+    let now = std::time::Instant::now();
+    for e in &mut entries {
+        // Keyed by creator too: a segment removed and made again under the name starts over.
+        if let Some(b) = &mut e.bus {
+            let key = format!("{}/{}", e.file, b.creator_pid);
+            b.last_publish = activity.observe(&key, b.published, now);
+        }
+        if let Some(r) = &mut e.records {
+            let key = format!("{}/{}", e.file, r.creator_pid);
+            r.last_publish = activity.observe(&key, r.records_published, now);
+        }
+    }
+    Ok(entries)
+}
+
+/// A first sample, then the entries after --sample-ms.
+fn sampled(args: &ListArgs, activity: &mut Activity) -> Result<Vec<ListEntry>, crate::Failure> {
+    gather(args, activity)?;
+    std::thread::sleep(Duration::from_millis(args.sample_ms));
+    gather(args, activity)
+}
+
+pub(crate) fn run(args: &ListArgs) -> CmdResult {
+    let mut activity = Activity::default();
+    if !args.watch {
+        let entries = sampled(args, &mut activity)?;
+        return print_once(args, &entries, &mut std::io::stdout().lock());
+    }
+    let mut first = true;
     let redraw = !args.json && std::io::stdout().is_terminal();
+    let mut keys = crate::keys::QuitKeys::new()?;
     loop {
         let mut out = std::io::stdout().lock();
         if redraw {
             // Cursor home, clear the screen: the listing replaces the previous one.
             out.write_all(b"\x1b[H\x1b[2J")?;
         }
-        print_once(args, &mut out)?;
+        let entries = if first {
+            first = false;
+            sampled(args, &mut activity)?
+        } else {
+            gather(args, &mut activity)?
+        };
+        print_once(args, &entries, &mut out)?;
+        if redraw && keys.active() {
+            out.write_all(b"\n(q to quit)\n")?;
+        }
         if !redraw && !args.json {
             out.write_all(b"\n")?;
         }
         out.flush()?;
         drop(out);
-        std::thread::sleep(Duration::from_millis(args.interval_ms));
+        if keys.wait(Duration::from_millis(args.interval_ms))? {
+            return Ok(());
+        }
     }
 }
 
-fn print_once(args: &ListArgs, out: &mut impl Write) -> CmdResult {
-    let mut entries = collect(args.all)?;
-    if let Some(p) = &args.prefix {
-        entries.retain(|e| e.name.as_deref().unwrap_or(&e.file).starts_with(p.as_str()));
-    }
+fn print_once(args: &ListArgs, entries: &[ListEntry], out: &mut impl Write) -> CmdResult {
     if args.json {
         writeln!(out, "{}", text::json_line(&entries))?;
+    } else if entries.is_empty() {
+        match &args.prefix {
+            Some(p) => writeln!(
+                out,
+                "no segment name starts with {:?} in /dev/shm",
+                text::sanitize(p)
+            )?,
+            None => writeln!(out, "no segments in /dev/shm")?,
+        }
     } else {
-        out.write_all(table(&entries).as_bytes())?;
+        out.write_all(table(entries).as_bytes())?;
     }
     Ok(())
 }
@@ -226,6 +287,7 @@ pub(crate) fn table(entries: &[ListEntry]) -> String {
         ("TYPE", false),
         ("MODE", false),
         ("PUBLISHED", true),
+        ("RATE", true),
         ("LAST", true),
         ("CREATOR", false),
         ("PROD", true),
@@ -242,8 +304,8 @@ pub(crate) fn table(entries: &[ListEntry]) -> String {
             text::sanitize(&b.message_type),
             b.producer_mode.to_string(),
             b.published.to_string(),
-            b.last_publish_ns_ago
-                .map_or("-".into(), |ns| text::duration(Duration::from_nanos(ns))),
+            rate_cell(&b.last_publish),
+            b.last_publish.display(),
             creator(b.creator_pid, b.creator_alive),
             b.producers.to_string(),
             yes_no(b.stale),
@@ -323,6 +385,8 @@ pub(crate) fn table(entries: &[ListEntry]) -> String {
         ("MAX", true),
         ("PUBLISHED", true),
         ("BYTES", true),
+        ("RATE", true),
+        ("LAST", true),
         ("PRODUCER", false),
         ("CREATOR", false),
         ("STALE", false),
@@ -337,6 +401,8 @@ pub(crate) fn table(entries: &[ListEntry]) -> String {
             r.max_record.to_string(),
             r.records_published.to_string(),
             text::bytes(r.bytes_published),
+            rate_cell(&r.last_publish),
+            r.last_publish.display(),
             if r.producer_alive { "alive" } else { "none" }.into(),
             creator(r.creator_pid, r.creator_alive),
             yes_no(r.stale),
@@ -372,6 +438,11 @@ pub(crate) fn table(entries: &[ListEntry]) -> String {
         push_lines(&mut out, t);
     }
     out
+}
+
+/// Publishes per second over the last sample, `-` before a second sample.
+fn rate_cell(l: &LastPublish) -> String {
+    l.per_s.map_or("-".into(), text::rate)
 }
 
 /// A borderless table whose columns are two spaces apart and never wrap: a long name widens

@@ -4,11 +4,14 @@
 //! views); the inspector never reads segment offsets itself. Every string taken from a segment
 //! or from `/dev/shm` is escaped before it reaches the terminal (see `text`).
 
+mod activity;
 mod admin;
 mod board;
+mod docs;
 mod hz;
 mod info;
 mod journal;
+mod keys;
 mod list;
 mod queue;
 mod records;
@@ -23,9 +26,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Inspect and drive shmbus segments in /dev/shm: broadcast buses, work queues, boards and
 /// records segments.
+///
+/// A bus broadcasts fixed-size messages to every subscriber; a queue hands each item to one
+/// receiver; a records segment carries messages of any size in one byte ring; a board holds
+/// the latest value of each of its cells. `shmbus create --help` shows each kind's options.
 #[derive(Parser, Debug)]
 #[command(name = "shmbus", version, about, after_help = MAIN_EXAMPLES)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +52,8 @@ Examples:
   shmbus pop jobs -n 10
   shmbus record prices run.journal --duration 60
   shmbus replay run.journal prices-copy --rate original
+  shmbus completions bash > ~/.local/share/bash-completion/completions/shmbus
+  shmbus man | man -l -
 
 tail and info also read journal files: an argument that names an existing file, or
 that starts with '/', './' or '../', is a journal file; anything else is a bus name.
@@ -64,14 +73,21 @@ enum Command {
     #[command(after_help = "\
 One table per kind, each with its own columns; the first column is the name.
 Buses: SLOTS, CAP (payload bytes per slot), TYPE (message type), MODE (single or multi
-producer), PUBLISHED (messages since creation), LAST (time since the last publish by a
-live producer, '-' if none), CREATOR (pid, alive or gone), PROD (live producers).
+producer), PUBLISHED (messages since creation), RATE and LAST (see below), CREATOR (pid,
+alive or gone), PROD (live producers).
 Queues: CAPACITY (items), ITEM (bytes per item), TYPE, LEN (items in the queue), HEAD and
 TAIL (next positions taken by receivers and senders), SENDERS and RECEIVERS (live ones).
 Boards: CELLS, VALUE (bytes per value), TYPE, KEYS (whether cells are named), WRITERS.
 Records: RING (ring size), MAX (largest record), PUBLISHED (records), BYTES (published),
-PRODUCER. Every kind: CREATOR, STALE (yes when no participant is attached and the
+RATE, LAST, PRODUCER. Every kind: CREATOR, STALE (yes when no participant is attached and the
 creator has exited), SIZE, PERM.
+RATE and LAST come from the publish count (write cursor), which moves with every publish:
+list reads it twice, --sample-ms apart (200 ms by default; with --watch, at every
+listing too). RATE is publishes per second over the last period. LAST is when the last
+publish was: '<200ms' (during the last period), '3.0s' (that long ago, to within one
+period), '>200ms' (not since list began looking: it does not know how long before), '-'
+(never). (The producers' own activity stamps, shown by info, are written only when they
+attach and once in 1024 publishes, so they say little about a slow producer.)
 Segments that cannot be read (corrupt, unreadable, foreign) follow in a last table,
 each with why. With --json, every entry has a kind (bus, queue, board, records, error
 or foreign) and an object of that name with its state.
@@ -79,7 +95,7 @@ or foreign) and an object of that name with its state.
 Examples:
   shmbus list
   shmbus list --prefix md-   # only segments whose name starts with md-
-  shmbus list --watch        # redrawn every second until Ctrl-C
+  shmbus list --watch        # redrawn every second until q or Ctrl-C
   shmbus list --all          # also other programs' files in /dev/shm
   shmbus list --json | jq '.[] | select(.bus.stale) | .name'")]
     List(list::ListArgs),
@@ -94,15 +110,22 @@ readable, so info goes on and exits with status 0. Any FAIL exits with status 1.
 
 Examples:
   shmbus info prices
-  shmbus info prices --json | jq .checks")]
+  shmbus info prices --sample-ms 2000   # a slow producer: watch its cursor longer
+  shmbus info prices --json | jq .checks
+
+'last publish' comes from the write cursor, read twice --sample-ms apart (see `shmbus list
+--help`); each producer's 'attached or stamped' age is its own activity stamp, written when
+it attaches and once in 1024 publishes.")]
     Info(info::InfoArgs),
 
     /// Print a bus's messages; with --follow, keep printing new ones until Ctrl-C.
     #[command(after_help = "\
 Opens the bus read-only: tailing never disturbs producers or other subscribers.
-With --follow, tail follows the bus by name, as `tail -F` does: when the bus is removed
-it says so on stderr and waits; when a bus of that name is created again it says so and
-prints the new bus's messages from its oldest.
+With --follow, tail follows the bus by name, as `tail -F` does: a bus that does not exist
+yet is waited for (said once on stderr), then printed from its oldest message; when the
+bus is removed it says so on stderr and waits; when a bus of that name is created again it
+says so and prints the new bus's messages from its oldest. Records segments are tailed the
+same way.
 Each message is one line: sequence number, length and payload, separated by tabs.
 A subscriber that falls behind by a whole ring prints 'lost N messages (seq A..B)'
 (A and B inclusive) and goes on with the oldest message still intact.
@@ -120,7 +143,8 @@ Examples:
     /// Live view of a bus or records segment: rates, a rate sparkline, counts, producers.
     #[command(after_help = "\
 Message rates come from the write cursor; a bus's byte rate from message lengths that a
-read-only subscriber samples. On a records segment the view shows records/s, the bytes
+read-only subscriber samples. 'last publish' is when the cursor last moved, looked at every
+100 ms ('over 5.0s ago (none since watch began)' until it moves). On a records segment the view shows records/s, the bytes
 it counted as published (so the byte rate is exact), its ring, and how many records the
 sampling subscriber lost. Press q (or Esc, or Ctrl-C) to quit.
 
@@ -144,25 +168,45 @@ Examples:
   shmbus hz prices --window 2 --count 1 --json | jq .msgs_per_s.mean")]
     Hz(hz::HzArgs),
 
-    /// Create a bus; it stays in /dev/shm after the command exits, until removed.
+    /// Create a segment of any kind (bus, queue, records or board); it stays in /dev/shm
+    /// after the command exits, until removed.
     #[command(after_help = "\
-The slot count must be a power of two. A bus made here has no live producer and its
-creator exits at once, so it counts as stale until something publishes to it; this is
-why `shmbus rm --stale` asks for --prefix or --all-idle.
-A mode writable by group or others (such as 0660) makes programs refuse the bus unless
-they trust it explicitly (`shmbus publish --accept-shared-write`).
+Kinds and the options each takes (an option given to a kind that does not take it is
+refused):
+  bus      broadcast: every subscriber sees every message; a subscriber that falls a
+           whole ring behind loses the oldest. --slots N (a power of two, default 1024),
+           --size BYTES per message (default 240), --multi-producer.
+  queue    work queue: each item goes to exactly one receiver (push, pop).
+           --slots N items (default 1024), --size BYTES per item (default 240).
+  records  messages of any size up to a quarter of one byte ring (publish, tail, watch).
+           --bytes SIZE of the ring (a power of two from 4096, default 1048576).
+  board    the latest value of each of N cells, set and read by index or key name (set,
+           board). --cells N and/or --keys a,b,... (one of them is needed), --size BYTES
+           per value (default 64).
+--mode applies to every kind.
+
+A segment made here has no live participant and its creator exits at once, so it counts
+as stale until something uses it; this is why `shmbus rm --stale` asks for --prefix or
+--all-idle. A mode writable by group or others (such as 0660) makes programs refuse the
+segment unless they trust it explicitly (`shmbus publish --accept-shared-write`).
 
 Examples:
   shmbus create prices --slots 1024 --size 240
-  shmbus create events --slots 65536 --size 48 --multi-producer --mode 0640")]
+  shmbus create events --slots 65536 --size 48 --multi-producer --mode 0640
+  shmbus create jobs --kind queue --slots 256 --size 64
+  shmbus create log --kind records --bytes 1048576
+  shmbus create joints --kind board --cells 3 --size 64 --keys hip,knee,ankle")]
     Create(admin::CreateArgs),
 
-    /// Publish messages to a bus: the arguments, a file, or one message per line of stdin.
+    /// Publish messages to a bus or records to a records segment: the arguments, a file, or
+    /// one per line of stdin.
     #[command(after_help = "\
-Attaches a producer for the duration of the command. A single-producer bus refuses a
-second live producer, so this fails while another program publishes to such a bus.
-If a message is refused (too large for a slot), nothing after it is sent and the error
-says which message it was and what was published before it.
+Attaches a producer for the duration of the command. A single-producer bus (and every
+records segment) refuses a second live producer, so this fails while another program
+publishes to it. Every option works on both kinds; on a records segment each message is
+one record. If a message is refused (too large for a slot, or for the records ring),
+nothing after it is sent and the error says which message it was and what was published
+before it. Ctrl-C stops publishing and still prints what was published.
 
 Examples:
   shmbus publish prices hello world     # two messages
@@ -175,15 +219,20 @@ Examples:
     /// Remove segments, or the stale segments of ours.
     #[command(after_help = "\
 Processes that have a removed segment open keep using it; new ones no longer find it.
+Removing a segment that has live participants (a producer, writer, sender or receiver)
+is done, as `rm` removes an open file, with a warning on stderr that names them; use
+--stale to remove only segments nobody uses.
 --stale removes only segments owned by us that are stale, of every kind: no participant
 attached (no producer on a bus or records segment, no writer on a board, no sender or
 receiver on a queue) and the creator exited. A segment made by `shmbus create` that
 nothing uses yet is stale too, so --stale needs a scope: --prefix P (only names starting
 with P) or --all-idle (every stale segment of ours). It never follows symbolic links and
-skips segments it cannot read. --dry-run and --prefix only work with --stale.
+skips segments it cannot read. --prefix and --all-idle only work with --stale; --dry-run
+works with both forms and removes nothing.
 
 Examples:
   shmbus rm prices events
+  shmbus rm --dry-run prices             # would it go, and who uses it
   shmbus rm --stale --all-idle --dry-run # what would go, and why
   shmbus rm --stale --prefix test-
   shmbus rm --stale --all-idle")]
@@ -258,6 +307,21 @@ Examples:
   shmbus replay run.journal prices-copy --rate max --from 4711
   shmbus replay run.journal prices-copy --rate 1000 --json")]
     Replay(journal::ReplayArgs),
+
+    /// Print a shell completion script for shmbus (bash, zsh, fish, elvish or powershell).
+    #[command(after_help = "\
+Examples:
+  shmbus completions bash > ~/.local/share/bash-completion/completions/shmbus
+  shmbus completions zsh > ~/.zfunc/_shmbus     # with fpath+=~/.zfunc before compinit
+  shmbus completions fish > ~/.config/fish/completions/shmbus.fish")]
+    Completions(docs::CompletionsArgs),
+
+    /// Print the manual page (roff), or write one page per command into a directory.
+    #[command(after_help = "\
+Examples:
+  shmbus man | man -l -
+  shmbus man --dir ~/.local/share/man/man1     # shmbus.1, shmbus-list.1, ...")]
+    Man(docs::ManArgs),
 }
 
 /// Payload rendering of `tail`.
@@ -269,6 +333,15 @@ enum Format {
     Hex,
     /// The payload parsed as JSON when it is valid JSON, else hex.
     Json,
+}
+
+/// A count of at least 1 (`--repeat`, `--count`), with an error that says so in words.
+fn at_least_one(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("expected a count of at least 1, got 0".into()),
+        Err(_) => Err(format!("expected a whole number of at least 1, got {s:?}")),
+    }
 }
 
 /// The one failure type of the commands: a message for the single `shmbus: error:` line.
@@ -288,6 +361,14 @@ impl From<shmbus::Error> for Failure {
                 "segment {name:?} has mode {mode:04o}, writable by other users; pass \
                  --accept-shared-write to trust it"
             )),
+            // The library says "item" for every kind; a bus carries messages.
+            shmbus::Error::MessageTooLarge { len, capacity } => {
+                Failure(format!("message is {len} bytes, at most {capacity} fit"))
+            }
+            shmbus::Error::TypeMismatch { name, found, .. } => Failure(format!(
+                "segment {name:?} is typed: its payloads are of type {found}, and the command \
+                 line only reads and writes untyped bytes"
+            )),
             e => Failure(e.to_string()),
         }
     }
@@ -305,10 +386,14 @@ impl From<std::io::Error> for Failure {
 
 type CmdResult = Result<(), Failure>;
 
+/// Prints `value` as one line of ASCII-only JSON on stdout.
+fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> CmdResult {
+    use std::io::Write as _;
+    writeln!(std::io::stdout(), "{}", text::json_line(value))?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    if let Some(code) = board::intercept_create() {
-        return code;
-    }
     if let Some(result) = journal::file_command() {
         return finish(result);
     }
@@ -331,6 +416,8 @@ fn main() -> ExitCode {
         Command::Board(a) => board::show(&a),
         Command::Record(a) => journal::record(&a),
         Command::Replay(a) => journal::replay(&a),
+        Command::Completions(a) => docs::completions(&a),
+        Command::Man(a) => docs::man(&a),
     };
     finish(result)
 }

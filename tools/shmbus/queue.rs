@@ -11,12 +11,22 @@ use shmbus::{inspect, Queue, Role, SendError};
 use crate::{text, CmdResult, Failure, Format};
 
 /// `shmbus create --kind queue`.
-pub(crate) fn create(name: &str, items: u64, size: usize, mode: u32) -> CmdResult {
+pub(crate) fn create(name: &str, items: u64, size: usize, mode: u32, json: bool) -> CmdResult {
     let q = Queue::builder(name)
         .capacity(items)
         .item_size(size)
         .permissions(mode)
         .create()?;
+    if json {
+        return crate::print_json(&serde_json::json!({
+            "name": q.name(),
+            "kind": "queue",
+            "capacity": q.capacity(),
+            "item_size": q.item_size(),
+            "mode": format!("{mode:04o}"),
+            "path": inspect::segment_path(q.name()),
+        }));
+    }
     writeln!(
         io::stdout(),
         "created queue {}: {} items of {} bytes, mode {:04o}, {}",
@@ -38,17 +48,50 @@ pub(crate) struct PushArgs {
     /// Fail at once when the queue is full instead of waiting for room.
     #[arg(long)]
     no_wait: bool,
+    /// Open the queue even if it is writable by other users (its mode lets them write).
+    #[arg(long)]
+    accept_shared_write: bool,
+    /// Open the queue even if it belongs to another user.
+    #[arg(long)]
+    accept_other_owner: bool,
+    /// Print the summary as one JSON object ({"name", "pushed"}) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Opens queue `name` for sending or receiving, trusting what the flags say.
+fn open(name: &str, shared_write: bool, other_owner: bool) -> shmbus::Result<Queue> {
+    let mut b = shmbus::QueueBuilder::new(name);
+    if shared_write {
+        b = b.accept_shared_write();
+    }
+    if other_owner {
+        b = b.accept_other_owner();
+    }
+    b.open()
 }
 
 pub(crate) fn push(a: &PushArgs) -> CmdResult {
-    let q = Queue::open(&a.name)?;
+    let q = open(&a.name, a.accept_shared_write, a.accept_other_owner)?;
     let mut tx = q.sender()?;
+    let mut said_full = false;
     let mut pushed = 0u64;
     let mut send = |item: &[u8]| -> CmdResult {
-        let r = if a.no_wait {
-            tx.try_send(item)
-        } else {
-            tx.send(item)
+        let r = match tx.try_send(item) {
+            Err(SendError::Full(_)) if !a.no_wait => {
+                if !said_full {
+                    // Waiting is the promise, but a person should know why nothing happens.
+                    eprintln!(
+                        "shmbus: queue {} is full ({}); waiting for room (--no-wait fails \
+                         instead)",
+                        text::sanitize(&a.name),
+                        text::count(q.capacity(), "item")
+                    );
+                    said_full = true;
+                }
+                tx.send(item)
+            }
+            r => r,
         };
         match r {
             Ok(()) => {
@@ -56,9 +99,9 @@ pub(crate) fn push(a: &PushArgs) -> CmdResult {
                 Ok(())
             }
             Err(SendError::Full(_)) => Err(Failure(format!(
-                "queue {} is full ({} items); pushed {pushed} before it",
+                "queue {} is full ({}); pushed {pushed} before it",
                 a.name,
-                q.capacity()
+                text::count(q.capacity(), "item")
             ))),
             Err(e @ SendError::TooLarge { .. }) => Err(Failure(format!(
                 "item {} is {} bytes: {e}; pushed {pushed} before it",
@@ -83,7 +126,15 @@ pub(crate) fn push(a: &PushArgs) -> CmdResult {
             send(item.as_bytes())?;
         }
     }
-    writeln!(io::stdout(), "pushed {pushed} items to queue {}", a.name)?;
+    if a.json {
+        return crate::print_json(&serde_json::json!({ "name": a.name, "pushed": pushed }));
+    }
+    writeln!(
+        io::stdout(),
+        "pushed {} to queue {}",
+        text::count(pushed, "item"),
+        a.name
+    )?;
     Ok(())
 }
 
@@ -104,13 +155,32 @@ pub(crate) struct PopArgs {
     /// One JSON object per item instead of text.
     #[arg(long)]
     json: bool,
+    /// Open the queue even if it is writable by other users (its mode lets them write).
+    #[arg(long)]
+    accept_shared_write: bool,
+    /// Open the queue even if it belongs to another user.
+    #[arg(long)]
+    accept_other_owner: bool,
 }
 
-#[derive(Serialize)]
-struct PoppedLine<'a> {
-    len: usize,
-    /// The item as --format renders it.
-    payload: &'a str,
+/// One item as `pop --json` prints it, with the keys `tail --json` uses: `len` and one of
+/// `text` (valid UTF-8, with --format utf8), `json` (a valid JSON payload, with --format json)
+/// or `hex`.
+fn json_item(format: Format, bytes: &[u8]) -> String {
+    let len = bytes.len();
+    let hex = || text::json_line(&serde_json::json!({ "len": len, "hex": text::hex(bytes) }));
+    match format {
+        Format::Utf8 => match std::str::from_utf8(bytes) {
+            Ok(s) => text::json_line(&serde_json::json!({ "len": len, "text": s })),
+            Err(_) => hex(),
+        },
+        // The payload's own JSON, spliced in as is (valid, single-line, ASCII).
+        Format::Json => match text::json_payload(bytes) {
+            Some(j) => format!("{{\"len\":{len},\"json\":{j}}}"),
+            None => hex(),
+        },
+        Format::Hex => hex(),
+    }
 }
 
 fn render(format: Format, bytes: &[u8]) -> String {
@@ -122,7 +192,7 @@ fn render(format: Format, bytes: &[u8]) -> String {
 }
 
 pub(crate) fn pop(a: &PopArgs) -> CmdResult {
-    let q = Queue::open(&a.name)?;
+    let q = open(&a.name, a.accept_shared_write, a.accept_other_owner)?;
     let mut rx = q.receiver()?;
     let limit = a.count.unwrap_or(if a.follow { u64::MAX } else { 1 });
     let mut out = io::stdout().lock();
@@ -143,20 +213,20 @@ pub(crate) fn pop(a: &PopArgs) -> CmdResult {
                 None => break,
             }
         };
-        let payload = render(a.format, item);
         if a.json {
-            let line = PoppedLine {
-                len: item.len(),
-                payload: &payload,
-            };
-            writeln!(out, "{}", text::json_line(&line))?;
+            writeln!(out, "{}", json_item(a.format, item))?;
         } else {
-            writeln!(out, "{}\t{payload}", item.len())?;
+            writeln!(out, "{}\t{}", item.len(), render(a.format, item))?;
         }
         taken += 1;
         if a.follow {
             out.flush()?;
         }
+    }
+    if taken == 0 && !a.follow {
+        // Nothing on stdout (scripts read items there), but a person sees why.
+        out.flush()?;
+        eprintln!("shmbus: queue {} is empty", text::sanitize(&a.name));
     }
     Ok(())
 }
@@ -242,6 +312,7 @@ struct QueueInfoOut<'a> {
     kind: &'static str,
     path: String,
     summary: QueueSummary,
+    access: Option<crate::info::Access>,
     participants: Vec<ParticipantOut>,
 }
 
@@ -269,6 +340,7 @@ pub(crate) fn info(name: &str, json: bool) -> CmdResult {
             kind: "queue",
             path,
             summary: s,
+            access: crate::info::Access::of(name),
             participants: parts,
         };
         writeln!(out, "{}", text::json_line(&o))?;
@@ -322,6 +394,9 @@ pub(crate) fn info(name: &str, json: bool) -> CmdResult {
         );
     }
     let _ = writeln!(t, "  size         {}", text::bytes(s.segment_size));
+    if let Some(a) = crate::info::Access::of(name) {
+        let _ = writeln!(t, "  access       {}", a.line());
+    }
     out.write_all(t.as_bytes())?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! `create --kind records`, `publish`, `tail` and `info`. The other commands' modules call in
 //! here when the name they are given is a records segment.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -30,11 +30,21 @@ pub(crate) fn open_for_inspection(name: &str) -> shmbus::Result<Records> {
 }
 
 /// `shmbus create NAME --kind records --bytes SIZE`.
-pub(crate) fn create(name: &str, bytes: Option<u64>, mode: u32) -> CmdResult {
+pub(crate) fn create(name: &str, bytes: Option<u64>, mode: u32, json: bool) -> CmdResult {
     let r = RecordsBuilder::new(name)
         .bytes(bytes.unwrap_or(shmbus::records::DEFAULT_RING_BYTES))
         .permissions(mode)
         .create()?;
+    if json {
+        return crate::print_json(&serde_json::json!({
+            "name": r.name(),
+            "kind": "records",
+            "ring_bytes": r.ring_bytes(),
+            "max_record": r.max_record(),
+            "mode": format!("{mode:04o}"),
+            "path": inspect::segment_path(r.name()),
+        }));
+    }
     writeln!(
         io::stdout(),
         "created records segment {}: a {}-byte ring, records up to {} bytes, mode {mode:04o}, {}",
@@ -43,45 +53,6 @@ pub(crate) fn create(name: &str, bytes: Option<u64>, mode: u32) -> CmdResult {
         r.max_record(),
         inspect::segment_path(r.name()).display()
     )?;
-    Ok(())
-}
-
-/// `shmbus publish NAME [MESSAGES...]` on a records segment: each argument, or each line of
-/// stdin, is one record.
-pub(crate) fn publish(name: &str, messages: &[String]) -> CmdResult {
-    let r = Records::open(name)?;
-    let mut tx = r.publisher()?;
-    let mut range = None;
-    let mut send = |msg: &[u8]| -> CmdResult {
-        let seq = tx.publish_bytes(msg)?;
-        range = Some((range.map_or(seq, |(f, _)| f), seq));
-        Ok(())
-    };
-    if messages.is_empty() {
-        let mut line = Vec::new();
-        let mut stdin = io::stdin().lock();
-        while {
-            line.clear();
-            stdin.read_until(b'\n', &mut line)? > 0
-        } {
-            let msg = line.strip_suffix(b"\n").unwrap_or(&line);
-            send(msg.strip_suffix(b"\r").unwrap_or(msg))?;
-        }
-    } else {
-        for m in messages {
-            send(m.as_bytes())?;
-        }
-    }
-    let n = tx.stats().published;
-    let s = if n == 1 { "" } else { "s" };
-    match range {
-        Some((f, l)) => writeln!(
-            io::stdout(),
-            "published {n} record{s} to {} (seq {f}..{l})",
-            r.name()
-        ),
-        None => writeln!(io::stdout(), "published 0 records to {}", r.name()),
-    }?;
     Ok(())
 }
 
@@ -94,6 +65,9 @@ pub(crate) fn tail(r: &Records, start: Start, n: u64, follow: bool, p: &Printer)
     let mut printed = 0;
     let result = (|| -> io::Result<()> {
         loop {
+            if crate::tail::STOP.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(());
+            }
             if !follow && (printed >= n || sub.next_seq() >= end) {
                 return Ok(());
             }
@@ -127,6 +101,8 @@ pub(crate) struct RecordsSummary {
     pub(crate) records_published: u64,
     pub(crate) bytes_published: u64,
     pub(crate) producer_alive: bool,
+    /// When the last record was published, from the sampled record count.
+    pub(crate) last_publish: crate::activity::LastPublish,
     pub(crate) creator_pid: u32,
     pub(crate) creator_alive: bool,
     /// No live producer and the creator gone.
@@ -149,6 +125,7 @@ pub(crate) fn summary(p: &inspect::Probe) -> shmbus::Result<RecordsSummary> {
         records_published: r.records_published(),
         bytes_published: r.bytes_published(),
         producer_alive,
+        last_publish: Default::default(),
         creator_pid: p.header.creator_pid,
         creator_alive,
         stale: !producer_alive && !creator_alive,
@@ -166,13 +143,24 @@ struct InfoOut {
     records_published: u64,
     bytes_published: u64,
     producer_alive: bool,
+    /// When the last record was published, from the record count sampled twice.
+    last_publish: crate::activity::LastPublish,
     creator_pid: u32,
+    creator_alive: bool,
+    /// No live producer and the creator gone.
+    stale: bool,
     segment_size: u64,
+    access: Option<crate::info::Access>,
 }
 
 /// `shmbus info` on a records segment: its ring, what was published, its producer.
-pub(crate) fn info(r: &Records, json: bool) -> CmdResult {
+pub(crate) fn info(r: &Records, json: bool, sample: Duration) -> CmdResult {
+    let mut activity = crate::activity::Activity::default();
+    activity.observe("", r.records_published(), std::time::Instant::now());
+    std::thread::sleep(sample);
+    let last_publish = activity.observe("", r.records_published(), std::time::Instant::now());
     let h = r.header();
+    let creator_alive = inspect::creator_alive(&h);
     let o = InfoOut {
         name: r.name().to_owned(),
         path: inspect::segment_path(r.name()).display().to_string(),
@@ -182,8 +170,12 @@ pub(crate) fn info(r: &Records, json: bool) -> CmdResult {
         records_published: r.records_published(),
         bytes_published: r.bytes_published(),
         producer_alive: r.has_producers(),
+        last_publish,
         creator_pid: h.creator_pid,
+        creator_alive,
+        stale: !creator_alive && !r.has_producers(),
         segment_size: h.segment_size,
+        access: crate::info::Access::of(r.name()),
     };
     let mut out = io::stdout().lock();
     if json {
@@ -201,7 +193,29 @@ pub(crate) fn info(r: &Records, json: bool) -> CmdResult {
         "  producer           {}",
         if o.producer_alive { "alive" } else { "none" }
     )?;
-    writeln!(out, "  creator pid        {}", o.creator_pid)?;
+    writeln!(
+        out,
+        "  last publish       {}",
+        crate::info::last_publish_line(&o.last_publish)
+    )?;
+    writeln!(
+        out,
+        "  creator            pid {} ({})",
+        o.creator_pid,
+        if o.creator_alive { "alive" } else { "gone" }
+    )?;
+    writeln!(
+        out,
+        "  stale              {}",
+        if o.stale {
+            "yes: no live producer and creator gone"
+        } else {
+            "no"
+        }
+    )?;
     writeln!(out, "  segment size       {} bytes", o.segment_size)?;
+    if let Some(a) = &o.access {
+        writeln!(out, "  access             {}", a.line())?;
+    }
     Ok(())
 }

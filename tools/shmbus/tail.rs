@@ -21,7 +21,8 @@ pub(crate) struct TailArgs {
     from: StartAt,
     /// Without --follow: print at most N messages. With --from newest: start N messages back
     /// (so `-n 0 --follow` prints only messages published from now on).
-    #[arg(short = 'n', long = "lines", default_value_t = 10, value_name = "N")]
+    #[arg(short = 'n', long = "lines", default_value_t = 10, value_name = "N",
+          allow_hyphen_values = true, value_parser = parse_lines)]
     n: u64,
     /// Keep printing new messages until Ctrl-C.
     #[arg(short, long)]
@@ -33,6 +34,13 @@ pub(crate) struct TailArgs {
     /// {"lost","first","last"} for a lap.
     #[arg(long)]
     json: bool,
+}
+
+/// `-n N`: a count of 0 or more (a negative one gets this error rather than clap's advice to
+/// write `-- -1`).
+fn parse_lines(s: &str) -> Result<u64, String> {
+    s.parse()
+        .map_err(|_| format!("expected a number of messages, 0 or more, got {s:?}"))
 }
 
 /// Start position of `tail`.
@@ -194,14 +202,35 @@ pub(crate) fn run(args: &TailArgs) -> CmdResult {
         StartAt::Oldest => Start::Oldest,
         StartAt::Seq(s) => Start::Sequence(s),
     };
+    let mut start = start;
+    if args.follow && file_id(&args.name).is_none() {
+        // As `tail -F` waits for a file: say so once, then wait for the segment to appear.
+        // Everything in a segment created after we started is new: print it from its oldest.
+        inspect::validate_name(&args.name)?;
+        install_stop_handler()?;
+        eprintln!(
+            "shmbus: {} does not exist yet; waiting for it to be created",
+            text::sanitize(&args.name)
+        );
+        if !wait_for_segment(&args.name) {
+            return Ok(());
+        }
+        start = Start::Oldest;
+    }
     if let Some(r) = crate::records::open(&args.name) {
         let printer = Printer {
             format: args.format,
             json: args.json,
         };
+        if !args.follow {
+            say_if_not_published_yet(args.from, r.records_published());
+        }
         return crate::records::tail(&r, start, args.n, args.follow, &printer);
     }
     let (bus, id) = open_with_id(&args.name)?;
+    if !args.follow {
+        say_if_not_published_yet(args.from, bus.cursor());
+    }
     // A read-only handle cannot register as a futex sleeper: Sleep polls every millisecond
     // rather than spinning a core, which is right for a tool.
     let mut sub = bus.subscribe(start).wait_strategy(Wait::Sleep);
@@ -229,6 +258,33 @@ pub(crate) fn run(args: &TailArgs) -> CmdResult {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         r => Ok(r?),
     }
+}
+
+/// `--from SEQ` beyond what was published prints nothing: say why on stderr (stdout stays
+/// empty for scripts).
+fn say_if_not_published_yet(from: StartAt, next: u64) {
+    if let StartAt::Seq(seq) = from {
+        if seq >= next {
+            eprintln!(
+                "shmbus: nothing to print: seq {seq} is not published yet (the next is {next}); \
+                 add --follow to wait for it"
+            );
+        }
+    }
+}
+
+/// Waits until segment `name` exists and can be opened (as a bus or a records segment), or
+/// until SIGINT/SIGTERM; returns whether it is there.
+fn wait_for_segment(name: &str) -> bool {
+    while !STOP.load(Ordering::Relaxed) {
+        // Once its header is complete, whatever its kind: the open that follows reports a
+        // kind that tail does not read.
+        if inspect::probe(name).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 /// Prints what was published before `end`, at most `limit` messages, and returns.

@@ -9,6 +9,7 @@ use clap::Args;
 use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use shmbus::{inspect, LapPolicy};
 
+use crate::activity::Activity;
 use crate::hz::{Feed, Step};
 use crate::watch_view::{self, WatchState};
 use crate::{list, CmdResult, Failure};
@@ -31,10 +32,12 @@ const FRAME: Duration = Duration::from_millis(100);
 
 pub(crate) fn run(args: &WatchArgs) -> CmdResult {
     // A sampler: after a lap it jumps to the newest message rather than replaying a backlog.
+    Feed::refuse_other_kinds(&args.name, "watch")?;
     let mut feed = Feed::open(&args.name, LapPolicy::Newest)?;
     if !std::io::stdout().is_terminal() {
         return Err(Failure(
-            "watch needs a terminal; use `shmbus info --json` or `shmbus list --json` in scripts"
+            "watch needs a terminal; in scripts use `shmbus hz NAME --json` for rates, or \
+             `shmbus info NAME --json` for the state"
                 .into(),
         ));
     }
@@ -110,6 +113,9 @@ fn event_loop(
 ) -> CmdResult {
     let mut next_sample = Instant::now() + interval;
     let (mut sampled, mut sampled_bytes) = (0u64, 0u64);
+    // The write cursor, looked at every frame: when it last moved is when the last publish
+    // was, to within a frame (the producers' own stamps are too coarse for that).
+    let mut activity = Activity::default();
     while !STOP.load(Ordering::Relaxed) {
         for _ in 0..SAMPLE_BUDGET {
             match feed.step() {
@@ -122,6 +128,7 @@ fn event_loop(
             }
         }
         let now = Instant::now();
+        state.last_publish = activity.observe("", feed.cursor(), now);
         if now >= next_sample {
             refresh(state, feed);
             state.sample(now, feed.cursor(), sampled, sampled_bytes);
@@ -147,10 +154,7 @@ fn event_loop(
 /// Everything but the rates: header, producers, liveness, and for records the bytes published.
 fn refresh(state: &mut WatchState, feed: &Feed) {
     let h = match feed {
-        Feed::Bus(bus, _) => {
-            state.last_publish_age = list::last_publish_age(bus);
-            bus.header()
-        }
+        Feed::Bus(bus, _) => bus.header(),
         Feed::Records(r, _) => r.header(),
     };
     state.published = match feed {

@@ -2,7 +2,7 @@
 //! `TestBackend` without a terminal or a bus. `watch.rs` fills the state; this draws it.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Color, Modifier, Style};
@@ -10,6 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Sparkline};
 use ratatui::Frame;
 
+use crate::activity::LastPublish;
 use crate::text;
 
 /// Samples of the message rate kept for the sparkline.
@@ -32,7 +33,8 @@ pub(crate) struct WatchState {
     pub(crate) bytes_per_sec: Option<f64>,
     /// Message rate per sample period, oldest first.
     pub(crate) history: VecDeque<u64>,
-    pub(crate) last_publish_age: Option<Duration>,
+    /// When the cursor last moved, as sampled every frame.
+    pub(crate) last_publish: LastPublish,
     pub(crate) producers: usize,
     pub(crate) creator_pid: u32,
     pub(crate) creator_alive: bool,
@@ -68,7 +70,7 @@ impl WatchState {
             msgs_per_sec: 0.0,
             bytes_per_sec: None,
             history: VecDeque::with_capacity(HISTORY),
-            last_publish_age: None,
+            last_publish: LastPublish::default(),
             producers: 0,
             creator_pid: 0,
             creator_alive: false,
@@ -199,10 +201,16 @@ pub(crate) fn render(frame: &mut Frame<'_>, s: &WatchState) {
         counts,
         Line::from(vec![
             label("last publish"),
-            Span::raw(
-                s.last_publish_age
-                    .map_or("-".into(), |d| format!("{} ago", text::duration(d))),
-            ),
+            Span::raw(match s.last_publish.display() {
+                never if s.last_publish.min_ns_ago.is_none() => never,
+                before if s.last_publish.max_ns_ago.is_none() => {
+                    format!(
+                        "{} ago (none since watch began)",
+                        before.replace('>', "over ")
+                    )
+                }
+                d => format!("{d} ago"),
+            }),
         ]),
         Line::from(vec![
             label("producers"),
@@ -247,6 +255,7 @@ mod tests {
     use super::*;
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
+    use std::time::Duration;
 
     fn screen(s: &WatchState) -> String {
         let mut t = Terminal::new(TestBackend::new(80, 20)).unwrap();
@@ -268,7 +277,11 @@ mod tests {
         s.producers = 1;
         s.creator_pid = 77;
         s.creator_alive = true;
-        s.last_publish_age = Some(Duration::from_millis(120));
+        s.last_publish = LastPublish {
+            min_ns_ago: Some(120_000_000),
+            max_ns_ago: Some(220_000_000),
+            per_s: None,
+        };
         s
     }
 
@@ -358,6 +371,39 @@ mod tests {
             assert!(out.contains(want), "screen lacks {want:?}:\n{out}");
         }
         assert!(!out.contains("messages/s"), "{out}");
+    }
+
+    #[test]
+    fn last_publish_comes_from_the_sampled_cursor_on_records_and_buses_alike() {
+        let mut s = WatchState::for_records("log", 8192, 2032);
+        s.last_publish = LastPublish {
+            min_ns_ago: Some(0),
+            max_ns_ago: Some(100_000_000),
+            per_s: Some(16.0),
+        };
+        assert!(
+            screen(&s).contains("last publish  <100ms ago"),
+            "{}",
+            screen(&s)
+        );
+        s.last_publish = LastPublish {
+            min_ns_ago: Some(5_000_000_000),
+            max_ns_ago: None,
+            per_s: Some(0.0),
+        };
+        let out = screen(&s);
+        assert!(
+            out.contains("last publish  over 5.0s ago (none since watch began)"),
+            "{out}"
+        );
+        // A live producer's stamp plays no part: a fresh state shows nothing was seen yet.
+        let fresh = WatchState::for_records("log", 8192, 2032);
+        assert!(screen(&fresh).contains("last publish  -"));
+        let mut a = crate::activity::Activity::default();
+        let t0 = Instant::now();
+        a.observe("", 3, t0);
+        s.last_publish = a.observe("", 4, t0 + Duration::from_millis(100));
+        assert!(screen(&s).contains("last publish  <100ms ago"));
     }
 
     #[test]

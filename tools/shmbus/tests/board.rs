@@ -79,7 +79,14 @@ fn board_commands_refuse_bad_cells_values_and_kinds() {
     fails_with(&["set", name, "elbow", "x"], "no cell named \"elbow\"");
     fails_with(&["set", name, "0", "12345"], "value is 5 bytes");
     fails_with(&["set", name, "0", "abc", "--hex"], "odd number of digits");
-    fails_with(&["publish", name, "x"], "is a board, not a bus");
+    fails_with(
+        &["publish", name, "x"],
+        "is a board; publish writes to buses and records segments (use `shmbus set`)",
+    );
+    fails_with(
+        &["info", name, "--sample-ms", "500"],
+        "--sample-ms applies to buses",
+    );
     let bus = TestBus::new("cli-board-bus");
     ok(&["create", bus.name()]);
     fails_with(&["board", bus.name()], "is a bus, not a board");
@@ -98,4 +105,69 @@ fn info_on_a_board_prints_its_cells_instead_of_failing_the_kind_check() {
     assert!(shown.contains("board "), "{shown}");
     assert!(shown.contains("1\t-\t1\t"), "{shown}");
     assert!(!shown.contains("FAIL"), "{shown}");
+}
+
+#[test]
+fn create_help_explains_every_kind_and_its_options_with_the_library_defaults() {
+    let help = ok(&["create", "--help"]);
+    for want in [
+        "bus ",
+        "queue ",
+        "records ",
+        "board ",
+        "--cells",
+        "--keys",
+        "--bytes",
+        "--multi-producer",
+        &format!("default {}", shmbus::DEFAULT_SLOTS),
+        &format!("default {}", shmbus::DEFAULT_RAW_CAPACITY),
+        &format!("default {}", shmbus::DEFAULT_QUEUE_CAPACITY),
+        &format!("default {}", shmbus::DEFAULT_ITEM_SIZE),
+        &format!("default {}", shmbus::DEFAULT_BOARD_VALUE_SIZE),
+        &format!("default {}", shmbus::records::DEFAULT_RING_BYTES),
+        "shmbus create joints --kind board",
+    ] {
+        assert!(help.contains(want), "create --help lacks {want:?}:\n{help}");
+    }
+    // A wrong kind lists every kind, board included.
+    let o = shmbus(&["create", "x", "--kind", "foo"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("bus, queue, records, board"), "{err}");
+}
+
+#[test]
+fn create_refuses_options_of_other_kinds_and_a_board_without_cells_in_cli_words() {
+    let b = TestBus::new("cli-create-opts");
+    let name = b.name();
+    fails_with(
+        &["create", name, "--cells", "4"],
+        "--cells does not apply to --kind bus (only to board)",
+    );
+    fails_with(
+        &["create", name, "--bytes", "4096"],
+        "--bytes does not apply to --kind bus (only to records)",
+    );
+    fails_with(
+        &["create", name, "--kind", "queue", "--multi-producer"],
+        "--multi-producer does not apply to --kind queue (only to bus)",
+    );
+    fails_with(
+        &["create", name, "--kind", "records", "--size", "64"],
+        "--size does not apply to --kind records",
+    );
+    let o = shmbus(&["create", name, "--kind", "board"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("--cells N, or --keys"), "{err}");
+    assert!(
+        !err.contains(".cells("),
+        "a Rust method name reached the CLI: {err}"
+    );
+    assert!(
+        !b.path().exists(),
+        "nothing was created by a refused command"
+    );
+    let made = ok(&["create", name, "--kind=board", "--cells", "4"]);
+    assert!(made.contains("4 cells of 64 bytes"), "{made}");
 }

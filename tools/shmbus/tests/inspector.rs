@@ -161,7 +161,13 @@ fn create_publish_then_list_info_and_tail_report_the_promised_fields() {
         b["segment_size"].as_u64(),
         Some(entry["size"].as_u64().unwrap())
     );
-    for key in ["last_publish_ns_ago", "creator_pid", "producers", "cursor"] {
+    for key in [
+        "last_publish",
+        "producer_stamp_ns_ago",
+        "creator_pid",
+        "producers",
+        "cursor",
+    ] {
         assert!(b.get(key).is_some(), "list entry lacks {key}: {b}");
     }
     let table = ok(&["list"]);
@@ -621,7 +627,7 @@ fn create_and_publish_errors_are_one_line() {
     );
     fails_with(
         &["publish", t.name(), "toolong"],
-        "item is 7 bytes, at most 4 fit",
+        "message is 7 bytes, at most 4 fit",
     );
     let bus = shmbus::Bus::open(t.name()).unwrap();
     let _p = bus.publisher().unwrap();
@@ -782,13 +788,15 @@ fn text_file_named_like_a_bus_is_not_a_shmbus_segment() {
 }
 
 #[test]
-fn rm_with_names_refuses_the_stale_only_options_and_removes_nothing() {
+fn rm_with_names_dry_runs_and_refuses_the_stale_only_options_removing_nothing() {
     let t = TestBus::new("insp-rm-dry");
     ok(&["create", t.name(), "--slots", "8", "--size", "8"]);
-    fails_with(
-        &["rm", "--dry-run", t.name()],
-        "--dry-run only works with --stale",
+    // --dry-run with names says what would go and removes nothing.
+    assert_eq!(
+        ok(&["rm", "--dry-run", t.name()]),
+        format!("would remove {}\n", t.name())
     );
+    fails_with(&["rm", "--dry-run", "test-insp-rm-dry-never"], "not found");
     fails_with(
         &["rm", "--prefix", "test-", t.name()],
         "--prefix only works with --stale",
@@ -831,7 +839,7 @@ fn publish_to_a_group_writable_bus_names_the_flag_that_trusts_it() {
     let out = ok(&["publish", t.name(), "--accept-shared-write", "x"]);
     assert_eq!(
         out,
-        format!("published 1 message to {} (seq 0..0)\n", t.name())
+        format!("published 1 message to {} (seq 0)\n", t.name())
     );
 }
 
@@ -893,7 +901,7 @@ fn stdin_publish_refusing_a_line_names_it_and_what_was_published_before() {
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(
-        err.contains("line 3 of stdin: item is 7 bytes, at most 4 fit")
+        err.contains("line 3 of stdin: message is 7 bytes, at most 4 fit")
             && err.contains("published 2 messages before it (seq 0..1)"),
         "{err}"
     );
@@ -1312,4 +1320,510 @@ fn list_watch_keeps_listing_and_shows_a_bus_created_meanwhile() {
             break;
         }
     }
+}
+
+/// Reads a child's stderr lines on a thread.
+fn stderr_reader(child: &mut Child) -> mpsc::Receiver<String> {
+    let err = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn tail_follow_waits_for_a_segment_that_does_not_exist_yet_like_tail_capital_f() {
+    for kind in ["bus", "records"] {
+        let t = TestBus::new("insp-notyet");
+        let mut child = KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_shmbus"))
+                .args(["tail", t.name(), "--follow"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let rx = line_reader(&mut child.0);
+        let erx = stderr_reader(&mut child.0);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let said = erx
+            .recv_timeout(deadline - Instant::now())
+            .expect("a note that it waits");
+        assert!(said.contains("does not exist yet; waiting"), "{said}");
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "{kind}: tail --follow exited instead of waiting"
+        );
+        ok(&["create", t.name(), "--kind", kind]);
+        ok(&["publish", t.name(), "first", "second"]);
+        // Everything in a segment made after tail started is new: printed from the oldest.
+        assert_eq!(next_line(&rx, deadline), "0\t5\tfirst", "{kind}");
+        assert_eq!(next_line(&rx, deadline), "1\t6\tsecond", "{kind}");
+        // SAFETY: kill(2) with the pid of our own live child and a valid signal.
+        assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+        wait_for("tail to exit", deadline, || {
+            child.0.try_wait().unwrap().is_some()
+        });
+        assert_eq!(child.0.wait().unwrap().code(), Some(0), "{kind}");
+    }
+    // Without --follow a missing segment is still an error at once.
+    fails_with(&["tail", "test-insp-never-made"], "not found");
+}
+
+#[test]
+fn list_prefix_without_a_match_says_so_rather_than_that_dev_shm_is_empty() {
+    let other = TestBus::new("insp-nomatch");
+    ok(&["create", other.name(), "--slots", "8", "--size", "8"]);
+    let prefix = format!("test-insp-none-{}-", std::process::id());
+    let out = ok(&["list", "--prefix", &prefix]);
+    assert_eq!(
+        out,
+        format!("no segment name starts with {prefix:?} in /dev/shm\n")
+    );
+}
+
+#[test]
+fn rm_of_a_segment_in_use_removes_it_and_warns_naming_who_uses_it() {
+    let bus = TestBus::new("insp-rm-live");
+    ok(&["create", bus.name(), "--slots", "8", "--size", "8"]);
+    let b = shmbus::Bus::open(bus.name()).unwrap();
+    let _tx = b.publisher().unwrap();
+    let rec = TestBus::new("insp-rm-live-rec");
+    ok(&["create", rec.name(), "--kind", "records", "--bytes", "4096"]);
+    let r = shmbus::records::Records::open(rec.name()).unwrap();
+    let _rtx = r.publisher().unwrap();
+    let idle = TestBus::new("insp-rm-idle");
+    ok(&["create", idle.name(), "--slots", "8", "--size", "8"]);
+
+    let o = shmbus(&["rm", bus.name(), rec.name(), idle.name()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "removed {}\nremoved {}\nremoved {}\n",
+            bus.name(),
+            rec.name(),
+            idle.name()
+        )
+    );
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "one warning per segment in use: {err}");
+    assert!(
+        lines[0].starts_with("shmbus: warning: ")
+            && lines[0].contains(bus.name())
+            && lines[0].contains(&format!("a live producer (pid {})", std::process::id())),
+        "{err}"
+    );
+    assert!(
+        lines[1].contains(rec.name()) && lines[1].contains("a live producer"),
+        "{err}"
+    );
+    assert!(!err.contains(idle.name()), "{err}");
+    for t in [&bus, &rec, &idle] {
+        assert!(!t.path().exists(), "{} was removed", t.name());
+    }
+}
+
+/// Whether the terminal `fd` is in canonical mode with echo (as a shell leaves it).
+fn canonical_with_echo(fd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero termios is valid to be overwritten; fd is an open terminal.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) }, 0);
+    t.c_lflag & libc::ICANON != 0 && t.c_lflag & libc::ECHO != 0
+}
+
+#[test]
+fn q_quits_list_watch_and_board_watch_and_leaves_the_terminal_as_it_was() {
+    let board = TestBus::new("insp-q-board");
+    ok(&["create", board.name(), "--kind", "board", "--cells", "2"]);
+    let list_args = ["list", "--watch", "--prefix", board.name()];
+    let board_args = ["board", board.name(), "--watch"];
+    for args in [&list_args[..], &board_args[..]] {
+        let (controller, terminal) = pty(100, 30);
+        let mut keyboard = std::fs::File::from(controller.try_clone().unwrap());
+        let mut child = KillOnDrop(spawn_on_pty(args, &terminal));
+        let seen = pty_output(controller);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        wait_for("the first listing", deadline, || {
+            contains(&seen.lock().unwrap(), b"(q to quit)")
+        });
+        keyboard.write_all(b"q").unwrap();
+        wait_for("q to end it", deadline, || {
+            child.0.try_wait().unwrap().is_some()
+        });
+        assert_eq!(child.0.wait().unwrap().code(), Some(0), "{args:?}");
+        assert!(
+            canonical_with_echo(&terminal),
+            "{args:?} left the terminal without line editing or echo"
+        );
+    }
+}
+
+#[test]
+fn cli_words_counts_and_pointers_speak_to_users() {
+    let t = TestBus::new("insp-words");
+    ok(&["create", t.name(), "--slots", "8", "--size", "8"]);
+    for (args, want) in [
+        (
+            vec!["publish", t.name(), "x", "--repeat", "0"],
+            "at least 1, got 0",
+        ),
+        (vec!["tail", t.name(), "-n", "-1"], "0 or more, got \"-1\""),
+    ] {
+        let o = shmbus(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("tip:"), "{args:?}: {err}");
+    }
+    let q = TestBus::new("insp-words-q");
+    ok(&[
+        "create",
+        q.name(),
+        "--kind",
+        "queue",
+        "--slots",
+        "4",
+        "--size",
+        "8",
+    ]);
+    assert_eq!(
+        ok(&["push", q.name(), "one"]),
+        format!("pushed 1 item to queue {}\n", q.name())
+    );
+    assert_eq!(ok(&["pop", q.name()]), "3\tone\n");
+    let o = shmbus(&["pop", q.name()]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "");
+    assert!(stderr(&o).contains("is empty"), "{}", stderr(&o));
+    let b = TestBus::new("insp-words-b");
+    ok(&["create", b.name(), "--kind", "board", "--cells", "1"]);
+    for cmd in ["watch", "hz"] {
+        fails_with(
+            &[cmd, b.name()],
+            &format!("is a board; {cmd} reads buses and records segments (use `shmbus board"),
+        );
+    }
+    fails_with(&["watch", t.name()], "shmbus hz NAME --json");
+}
+
+#[test]
+fn last_publish_of_a_slow_steady_producer_is_recent_in_list_and_info() {
+    for kind in ["bus", "records"] {
+        let t = TestBus::new("insp-last");
+        ok(&["create", t.name(), "--kind", kind]);
+        // 20 per second: far fewer than the 1024 publishes between two activity stamps.
+        let mut producer = KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_shmbus"))
+                .args([
+                    "publish",
+                    t.name(),
+                    "tick",
+                    "--repeat",
+                    "100000",
+                    "--rate",
+                    "20",
+                ])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let entry = |json: &str| -> Value {
+            let v: Value = serde_json::from_str(json).unwrap();
+            v[0][kind].clone()
+        };
+        // Let the producer's attach stamp age well past the sampling period.
+        std::thread::sleep(Duration::from_millis(1500));
+        let e = entry(&ok(&["list", "--json", "--prefix", t.name()]));
+        let last = &e["last_publish"];
+        assert_eq!(last["min_ns_ago"], 0, "{kind}: moved while sampled: {e}");
+        let max = last["max_ns_ago"].as_u64().expect("an upper bound");
+        assert!(max < 1_000_000_000, "{kind}: {e}");
+        let rate = last["per_s"].as_f64().unwrap();
+        assert!((5.0..=60.0).contains(&rate), "{kind}: {e}");
+        let table = ok(&["list", "--prefix", t.name()]);
+        let row = table.lines().find(|l| l.starts_with(t.name())).unwrap();
+        assert!(
+            row.contains(" <2"),
+            "{kind}: LAST is '<200ms' or so: {table}"
+        );
+        let info = ok(&["info", t.name()]);
+        assert!(info.contains("ms ago, "), "{kind}: {info}");
+        // Stopped: not seen moving while sampled.
+        producer.0.kill().unwrap();
+        producer.0.wait().unwrap();
+        wait_for("the producer's slot to be free", deadline, || {
+            let e = entry(&ok(&["list", "--json", "--prefix", t.name()]));
+            e["last_publish"]["max_ns_ago"].is_null()
+        });
+        let table = ok(&["list", "--prefix", t.name()]);
+        let row = table.lines().find(|l| l.starts_with(t.name())).unwrap();
+        assert!(row.contains(" >2"), "{kind}: {table}");
+        assert!(
+            ok(&["info", t.name()]).contains("none in the last 2"),
+            "{kind}"
+        );
+    }
+}
+
+#[test]
+fn the_readme_records_example_publishes_a_5000_byte_record() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|d| d.join("Cargo.lock").exists())
+        .expect("a workspace root");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("shmbus publish log "))
+        .expect("the README's records example");
+    let t = TestBus::new("insp-readme-log");
+    ok(&["create", t.name(), "--kind", "records"]);
+    // The README's line as a shell runs it, on our segment and binary.
+    let script = line.replacen("shmbus publish log", "\"$SHMBUS\" publish \"$NAME\"", 1);
+    let o = Command::new("bash")
+        .args(["-c", &script])
+        .env("SHMBUS", env!("CARGO_BIN_EXE_shmbus"))
+        .env("NAME", t.name())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).is_empty(),
+        "the shell complained: {}",
+        stderr(&o)
+    );
+    let lens: Vec<String> = ok(&["tail", t.name(), "--from", "oldest"])
+        .lines()
+        .map(|l| l.split('\t').nth(1).unwrap().to_owned())
+        .collect();
+    assert_eq!(lens, ["14", "5000"]);
+}
+
+#[test]
+fn completions_and_man_pages_cover_every_command_and_option() {
+    let bash = ok(&["completions", "bash"]);
+    for want in [
+        "_shmbus",
+        "create",
+        "--cells",
+        "--keys",
+        "--sample-ms",
+        "completions",
+    ] {
+        assert!(bash.contains(want), "bash completions lack {want:?}");
+    }
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        assert!(ok(&["completions", shell]).contains("shmbus"), "{shell}");
+    }
+    let o = shmbus(&["completions", "tcsh"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+    let man = ok(&["man"]);
+    assert!(man.starts_with(".ie") || man.starts_with(".TH"), "{man}");
+    assert!(man.contains(".TH shmbus 1"), "{man}");
+    assert!(man.contains("records"), "{man}");
+    let dir = std::env::temp_dir().join(format!("shmbus-man-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let said = ok(&["man", "--dir", dir.to_str().unwrap()]);
+    assert!(said.starts_with("wrote "), "{said}");
+    let create = std::fs::read_to_string(dir.join("shmbus-create.1")).unwrap();
+    assert!(
+        create.contains(r"\-\-cells") && create.contains("board"),
+        "{create}"
+    );
+    assert!(dir.join("shmbus.1").exists() && dir.join("shmbus-tail.1").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+    fails_with(
+        &["man", "--dir", "/nonexistent-shmbus-dir"],
+        "cannot write /nonexistent-shmbus-dir/",
+    );
+}
+
+#[test]
+fn every_command_that_prints_data_prints_json_with_json() {
+    let one = |args: &[&str]| -> Value {
+        let out = ok(args);
+        let lines = json_lines(&out);
+        assert_eq!(lines.len(), 1, "{args:?}: {out}");
+        lines.into_iter().next().unwrap()
+    };
+    let bus = TestBus::new("insp-json-bus");
+    let v = one(&[
+        "create",
+        bus.name(),
+        "--slots",
+        "8",
+        "--size",
+        "16",
+        "--json",
+    ]);
+    assert_eq!(
+        (v["kind"].as_str(), v["slots"].as_u64()),
+        (Some("bus"), Some(8))
+    );
+    let v = one(&["publish", bus.name(), "a", "b", "--json"]);
+    assert_eq!(
+        (v["published"].as_u64(), v["last_seq"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let rec = TestBus::new("insp-json-rec");
+    let v = one(&[
+        "create",
+        rec.name(),
+        "--kind",
+        "records",
+        "--bytes",
+        "4096",
+        "--json",
+    ]);
+    assert_eq!(v["max_record"], 1008);
+    let v = one(&["publish", rec.name(), "--hex", "cafe", "--json"]);
+    assert_eq!(
+        (v["kind"].as_str(), v["published"].as_u64()),
+        (Some("records"), Some(1))
+    );
+    let q = TestBus::new("insp-json-q");
+    let v = one(&[
+        "create",
+        q.name(),
+        "--kind",
+        "queue",
+        "--slots",
+        "4",
+        "--size",
+        "8",
+        "--json",
+    ]);
+    assert_eq!(v["capacity"], 4);
+    assert_eq!(one(&["push", q.name(), "x", "y", "--json"])["pushed"], 2);
+    let b = TestBus::new("insp-json-board");
+    let v = one(&[
+        "create",
+        b.name(),
+        "--kind",
+        "board",
+        "--keys",
+        "k",
+        "--json",
+    ]);
+    assert_eq!(v["cells"], 1);
+    let v = one(&["set", b.name(), "k", "v", "--json"]);
+    assert_eq!(
+        (v["cell"].as_u64(), v["version"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let out = ok(&["rm", bus.name(), rec.name(), q.name(), b.name(), "--json"]);
+    let removed: Vec<Value> = json_lines(&out);
+    assert_eq!(removed.len(), 4, "{out}");
+    assert!(removed.iter().all(|v| v["removed"] == true), "{out}");
+}
+
+#[test]
+fn publish_interrupted_says_what_it_published_and_a_shared_bus_says_ranges_interleave() {
+    let t = TestBus::new("insp-pub-int");
+    ok(&["create", t.name(), "--slots", "1024", "--size", "16"]);
+    let child = Command::new(env!("CARGO_BIN_EXE_shmbus"))
+        .args([
+            "publish",
+            t.name(),
+            "tick",
+            "--repeat",
+            "1000",
+            "--rate",
+            "100",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bus = shmbus::inspect::open_for_inspection(t.name()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_for("a few publishes", deadline, || bus.cursor() >= 3);
+    // SAFETY: kill(2) with the pid of our own live child and a valid signal.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    let n = bus.cursor();
+    assert!(n < 1000, "stopped early");
+    assert_eq!(
+        out,
+        format!(
+            "published {n} messages to {} (seq 0..{}) (interrupted)\n",
+            t.name(),
+            n - 1
+        )
+    );
+    let mp = TestBus::new("insp-pub-mp");
+    ok(&[
+        "create",
+        mp.name(),
+        "--slots",
+        "8",
+        "--size",
+        "8",
+        "--multi-producer",
+    ]);
+    let out = ok(&["publish", mp.name(), "a", "b"]);
+    assert!(
+        out.contains("(seq 0..1, interleaved with other producers')"),
+        "{out}"
+    );
+}
+
+#[test]
+fn tail_from_a_sequence_not_published_yet_says_so_on_stderr() {
+    for kind in ["bus", "records"] {
+        let t = TestBus::new("insp-tail-ahead");
+        ok(&["create", t.name(), "--kind", kind]);
+        ok(&["publish", t.name(), "a", "b"]);
+        let o = shmbus(&["tail", t.name(), "--from", "100"]);
+        assert!(o.status.success(), "{kind}");
+        assert_eq!(stdout(&o), "", "{kind}");
+        assert!(
+            stderr(&o).contains("seq 100 is not published yet (the next is 2)"),
+            "{kind}: {}",
+            stderr(&o)
+        );
+        let o = shmbus(&["tail", t.name(), "--from", "1"]);
+        assert_eq!(
+            (stdout(&o).as_str(), stderr(&o).as_str()),
+            ("1\t1\tb\n", "")
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_ends_a_publish_that_waits_for_stdin() {
+    let t = TestBus::new("insp-pub-stdin-int");
+    ok(&["create", t.name(), "--slots", "8", "--size", "8"]);
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_shmbus"))
+            .args(["publish", t.name()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let bus = shmbus::inspect::open_for_inspection(t.name()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_for("the producer to attach", deadline, || bus.has_producers());
+    // stdin stays open and silent: the interrupt alone must end the command.
+    // SAFETY: kill(2) with the pid of our own live child and a valid signal.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) }, 0);
+    wait_for("publish to end", deadline, || {
+        child.0.try_wait().unwrap().is_some()
+    });
 }

@@ -200,11 +200,29 @@ fn info_reports_each_kind_by_its_own_report() {
         serde_json::from_str(ok(&["info", t.name(), "--json"]).trim()).expect("JSON")
     };
     assert_eq!(info(&k.bus)["header"]["slot_count"], 8);
+    // Every kind's report is an object that says its kind.
+    assert_eq!(info(&k.bus)["kind"], "bus");
     assert_eq!(info(&k.queue)["kind"], "queue");
     assert_eq!(info(&k.records)["kind"], "records");
     let board = info(&k.board);
+    assert_eq!(board["kind"], "board", "{board}");
+    // Every kind's report says who owns it and its mode.
+    for (t, what) in [
+        (&k.queue, "queue"),
+        (&k.records, "records"),
+        (&k.board, "board"),
+    ] {
+        let a = &info(t)["access"];
+        assert_eq!(a["owner_is_us"], true, "{what}: {a}");
+        assert_eq!(a["mode"], "0600", "{what}: {a}");
+        let text = ok(&["info", t.name()]);
+        assert!(
+            text.contains("uid ") && text.contains("mode 0600"),
+            "{what}: {text}"
+        );
+    }
     assert_eq!(
-        board.as_array().map(Vec::len),
+        board["cells"].as_array().map(Vec::len),
         Some(3),
         "one row per cell: {board}"
     );

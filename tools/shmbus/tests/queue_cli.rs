@@ -86,7 +86,8 @@ fn push_without_waiting_fails_on_a_full_queue_saying_how_many_fit() {
         .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["len"], 1);
-    assert_eq!(lines[0]["payload"], "61");
+    // The keys tail --json uses: len and hex (or text, or json).
+    assert_eq!(lines[0]["hex"], "61");
 }
 
 #[test]
@@ -144,4 +145,102 @@ fn list_and_info_show_a_queue_with_its_length_and_positions() {
     let o = shmbus(&["publish", t.name(), "x"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("queue"));
+}
+
+#[test]
+fn pop_json_uses_the_keys_of_tail_json() {
+    let t = TestBus::new("cli-queue-json");
+    ok(&[
+        "create",
+        t.name(),
+        "--kind",
+        "queue",
+        "--slots",
+        "4",
+        "--size",
+        "16",
+    ]);
+    ok(&["push", t.name(), "job 1", "{\"a\": 1}"]);
+    let lines: Vec<Value> = ok(&["pop", t.name(), "-n", "1", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, [serde_json::json!({"len": 5, "text": "job 1"})]);
+    let line = ok(&["pop", t.name(), "--json", "--format", "json"]);
+    let v: Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["json"]["a"], 1, "{line}");
+}
+
+#[test]
+fn push_pop_and_set_take_the_trust_flags_their_errors_name() {
+    let t = TestBus::new("cli-queue-0660");
+    ok(&[
+        "create",
+        t.name(),
+        "--kind",
+        "queue",
+        "--slots",
+        "4",
+        "--size",
+        "8",
+        "--mode",
+        "0660",
+    ]);
+    let o = shmbus(&["push", t.name(), "x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pass --accept-shared-write"));
+    ok(&["push", t.name(), "x", "--accept-shared-write"]);
+    assert_eq!(ok(&["pop", t.name(), "--accept-shared-write"]), "1\tx\n");
+    let b = TestBus::new("cli-board-0660");
+    ok(&[
+        "create",
+        b.name(),
+        "--kind",
+        "board",
+        "--cells",
+        "1",
+        "--mode",
+        "0660",
+    ]);
+    assert!(shmbus(&["set", b.name(), "0", "v"]).status.code() == Some(1));
+    ok(&["set", b.name(), "0", "v", "--accept-shared-write"]);
+}
+
+#[test]
+fn push_on_a_full_queue_says_it_waits_then_pushes_when_room_is_made() {
+    use std::io::{BufRead, BufReader};
+    let t = TestBus::new("cli-queue-wait");
+    ok(&[
+        "create",
+        t.name(),
+        "--kind",
+        "queue",
+        "--slots",
+        "1",
+        "--size",
+        "8",
+    ]);
+    ok(&["push", t.name(), "first"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmbus"))
+        .args(["push", t.name(), "second"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    // Blocks until the note is written: the push is waiting.
+    err.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("is full (1 item); waiting for room"),
+        "{line}"
+    );
+    assert_eq!(ok(&["pop", t.name()]), "5\tfirst\n");
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        format!("pushed 1 item to queue {}\n", t.name())
+    );
+    assert_eq!(ok(&["pop", t.name()]), "6\tsecond\n");
 }

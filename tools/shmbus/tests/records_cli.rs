@@ -90,3 +90,109 @@ fn hz_on_records_counts_records_and_the_bytes_the_segment_published() {
     let text = ok(&["hz", n, "--window", "0.2", "--count", "1"]);
     assert!(text.contains(" records/s ("), "{text}");
 }
+
+fn fails_with(args: &[&str], want: &str) {
+    let o = shmbus(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "shmbus {args:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(
+        err.contains(want),
+        "shmbus {args:?}: {err:?} lacks {want:?}"
+    );
+}
+
+/// The records published so far, as `tail --format hex` prints them: (len, hex).
+fn records_hex(name: &str) -> Vec<(usize, String)> {
+    ok(&[
+        "tail", name, "--from", "oldest", "-n", "1000", "--format", "hex",
+    ])
+    .lines()
+    .map(|l| {
+        let f: Vec<&str> = l.split('\t').collect();
+        (f[1].parse().unwrap(), f[2].to_owned())
+    })
+    .collect()
+}
+
+#[test]
+fn publish_on_records_honours_hex_file_repeat_rate_and_trust_flags() {
+    let name = TestBus::new("cli-records-flags");
+    let n = name.name();
+    ok(&[
+        "create", n, "--kind", "records", "--bytes", "8192", "--mode", "0660",
+    ]);
+    // A group-writable segment is refused unless trusted, as a bus is.
+    fails_with(&["publish", n, "x"], "--accept-shared-write");
+    let out = ok(&[
+        "publish",
+        n,
+        "--accept-shared-write",
+        "--hex",
+        "cafe",
+        "00ff",
+    ]);
+    assert!(out.contains("published 2 records to"), "{out}");
+    assert_eq!(
+        records_hex(n),
+        [(2, "cafe".to_owned()), (2, "00ff".to_owned())]
+    );
+    fails_with(
+        &["publish", n, "--accept-shared-write", "--hex", "zz"],
+        "not hexadecimal",
+    );
+    let dir = std::env::temp_dir().join(format!("shmbus-rec-flags-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("big.bin");
+    std::fs::write(&big, vec![7u8; 3000]).unwrap();
+    fails_with(
+        &[
+            "publish",
+            n,
+            "--accept-shared-write",
+            "--file",
+            big.to_str().unwrap(),
+        ],
+        "the file's content: record is 3000 bytes, at most 2032 fit; nothing was published",
+    );
+    let mid = dir.join("mid.bin");
+    std::fs::write(&mid, vec![1u8; 1500]).unwrap();
+    let out = ok(&[
+        "publish",
+        n,
+        "--accept-shared-write",
+        "--file",
+        mid.to_str().unwrap(),
+        "--repeat",
+        "3",
+    ]);
+    assert!(out.contains("published 3 records"), "{out}");
+    let out = ok(&["publish", n, "--accept-shared-write", "x", "--repeat", "3"]);
+    assert!(out.contains("published 3 records"), "{out}");
+    let got = records_hex(n);
+    assert_eq!(got.len(), 8, "{got:?}");
+    assert!(got[2..5].iter().all(|(len, _)| *len == 1500), "{got:?}");
+    assert!(
+        got[5..].iter().all(|r| *r == (1, "78".to_owned())),
+        "{got:?}"
+    );
+    // Three records at 20 per second: two gaps of 50 ms at least.
+    let t0 = std::time::Instant::now();
+    ok(&[
+        "publish",
+        n,
+        "--accept-shared-write",
+        "r1",
+        "r2",
+        "r3",
+        "--rate",
+        "20",
+    ]);
+    assert!(
+        t0.elapsed() >= std::time::Duration::from_millis(95),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(records_hex(n).len(), 11);
+    let _ = std::fs::remove_dir_all(&dir);
+}
