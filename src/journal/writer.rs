@@ -480,37 +480,44 @@ impl JournalWriter {
         Ok(())
     }
 
-    /// Marks the journal closed by its recorder, then syncs the whole file, whatever the
-    /// policy: when it returns `Ok`, every entry and the "closed" state are on the disk.
+    /// Syncs the entries not yet synced, marks the journal closed by its recorder, then syncs
+    /// the header, whatever the policy: when it returns `Ok`, every entry and the "closed" state
+    /// are on the disk, and "closed" never reaches the disk before the entries it closes.
     ///
     /// # Errors
     ///
-    /// [`Error::JournalIo`] if `msync` fails.
+    /// [`Error::JournalIo`] if `msync` fails (the journal is marked closed all the same, unless
+    /// the first sync failed: then the state stays "recording" and `Drop` closes it).
     pub fn finish(mut self) -> Result<()> {
+        self.flush()?;
         self.finished = true;
-        self.close();
-        self.map
-            .flush()
-            .map_err(|e| io_error(&self.path, "msync", e))
+        self.close()
     }
 
-    fn close(&self) {
+    /// Stores "closed" and syncs the header page.
+    fn close(&self) -> Result<()> {
         // ORDERING: Release, paired with the reader's Acquire load of the state: a reader that
         // sees "closed" sees every committed entry (docs/design.md §13).
         let _ = self.words().store_release(OFF_STATE, STATE_CLOSED);
+        self.map
+            .flush_range(0, HEADER_BYTES as usize)
+            .map_err(|e| io_error(&self.path, "msync", e))
     }
 }
 
 impl Drop for JournalWriter {
-    /// A writer dropped without [`JournalWriter::finish`] marks the journal closed too, and then
-    /// syncs as `finish` would (errors ignored) unless its policy is [`SyncPolicy::None`].
+    /// A writer dropped without [`JournalWriter::finish`] marks the journal closed too; unless
+    /// its policy is [`SyncPolicy::None`] it syncs as `finish` does (errors ignored).
     fn drop(&mut self) {
         if self.finished {
             return;
         }
-        self.close();
-        if self.sync != SyncPolicy::None {
-            let _ = self.map.flush();
+        if self.sync == SyncPolicy::None {
+            // ORDERING: as in `close`.
+            let _ = self.words().store_release(OFF_STATE, STATE_CLOSED);
+        } else {
+            let _ = self.flush();
+            let _ = self.close();
         }
     }
 }
