@@ -108,12 +108,7 @@ impl Marker {
 /// The checksum word of an entry whose marker word is `marker`, whose words at +8 and +16 are
 /// `a` and `b`, and whose payload is `payload` (empty for a loss).
 pub(crate) fn checksum(marker: u64, a: u64, b: u64, payload: &[u8]) -> u64 {
-    Crc32c::new()
-        .word(marker)
-        .word(a)
-        .word(b)
-        .update(payload)
-        .finish() as u64
+    Crc32c::new().words_then(&[marker, a, b], payload).finish() as u64
 }
 
 /// Size of a message entry with a `len`-byte payload.
