@@ -1,10 +1,10 @@
 //! CRC-32C (Castagnoli), the checksum of every journal entry (docs/design.md §13).
 //!
-//! Table-driven, eight bytes per step ("slicing by 8"), tables built at compile time: about 40
+//! Table-driven, eight bytes per step ("slicing by 8"), tables built at compile time: a few dozen
 //! lines instead of a dependency. On x86-64 with SSE4.2 (detected at run time) the `crc32`
-//! instruction computes the same CRC several times faster. CRC-32C rather than the zlib CRC-32 because it is the one
-//! storage formats use (iSCSI, ext4 metadata, btrfs) and has better error detection for the
-//! lengths of interest; the reflected polynomial is 0x82F63B78.
+//! instruction computes the same CRC several times faster. CRC-32C rather than the zlib CRC-32
+//! because it is the one storage formats use (iSCSI, ext4 metadata, btrfs) and detects more
+//! error patterns at these lengths; the reflected polynomial is 0x82F63B78.
 
 const POLY: u32 = 0x82F6_3B78;
 
