@@ -431,7 +431,7 @@ fn each_kind_of_bad_file_has_its_own_error() {
             e,
             Error::JournalVersion {
                 found: 9,
-                expected: 1,
+                expected: 2,
                 ..
             }
         ),
@@ -482,4 +482,233 @@ fn a_torn_tail_is_ignored_and_measured() {
     assert_eq!(got.len(), 1);
     let s = j.summary().unwrap();
     assert_eq!((s.end, s.torn_tail_bytes), (end, 32));
+}
+
+// ---- durability: checksums and sync policies ----
+
+/// A self-checking payload of `len` bytes for entry `k`, every byte non-zero.
+fn nonzero_payload(k: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (k as usize * 31 + i * 7) as u8 | 1)
+        .collect()
+}
+
+#[test]
+fn a_payload_page_lost_in_a_power_failure_is_a_checksum_error_not_a_message() {
+    // What a machine crash can leave: the page holding an entry's marker reached the disk, the
+    // next page (the rest of its payload) did not and reads back as zeros.
+    let dir = TempDir::new("jr-power");
+    let path = dir.file("p.journal");
+    let big = JournalShape {
+        capacity: 8192,
+        ..shape()
+    };
+    let mut w = Journal::create_with_chunk(&path, &big, 4096).unwrap();
+    let mut starts = Vec::new();
+    for k in 0..3 {
+        starts.push(w.len());
+        w.append_message(k, 1000 + k, &nonzero_payload(k, 3000))
+            .unwrap();
+    }
+    let ends = [starts[1], starts[2], w.len()];
+    drop(w);
+    let damaged = starts[1];
+    let marker_page = damaged / 4096;
+    let tail_page = (ends[1] - 1) / 4096;
+    assert!(tail_page > marker_page, "entry 1 spans two pages");
+    let mut image = std::fs::read(&path).unwrap();
+    let p = tail_page as usize * 4096;
+    image[p..p + 4096].fill(0);
+    std::fs::write(&path, &image).unwrap();
+
+    let mut j = Journal::open(&path).unwrap();
+    let got: Vec<Result<Entry, Error>> = j.entries().collect();
+    assert_eq!(
+        got.len(),
+        2,
+        "entry 0, then the error, then nothing: {got:?}"
+    );
+    assert_eq!(
+        got[0].as_ref().unwrap(),
+        &Entry::Message {
+            seq: 0,
+            ts_ns: 1000,
+            bytes: nonzero_payload(0, 3000)
+        }
+    );
+    match &got[1] {
+        Err(Error::CorruptJournal { offset, reason, .. }) => {
+            assert_eq!(*offset, damaged);
+            assert!(reason.contains("checksum mismatch"), "{reason}");
+        }
+        other => panic!("entry 1 must be a checksum error, got {other:?}"),
+    }
+    let e = j.summary().unwrap_err();
+    assert!(
+        matches!(e, Error::CorruptJournal { offset, .. } if offset == damaged),
+        "{e}"
+    );
+    // A follower stops there too, and keeps reporting it.
+    let mut f = Journal::open(&path).unwrap().follow();
+    assert!(matches!(f.poll(), Ok(Some(Entry::Message { seq: 0, .. }))));
+    for _ in 0..2 {
+        let e = f.poll().unwrap_err();
+        assert!(e.to_string().contains("checksum mismatch"), "{e}");
+    }
+}
+
+#[test]
+fn every_damaged_byte_of_an_entry_is_an_error_never_a_wrong_entry() {
+    let dir = TempDir::new("jr-flip");
+    let good = dir.file("good.journal");
+    let mut w = Journal::create(&good, &shape()).unwrap();
+    // Payload lengths that are whole words: every byte of these entries is covered.
+    w.append_message(7, 8, &nonzero_payload(1, 40)).unwrap();
+    w.append_loss(8, 2).unwrap();
+    w.append_message(10, 11, &nonzero_payload(2, 16)).unwrap();
+    let end = w.len();
+    drop(w);
+    let want = read_all(&good);
+    assert_eq!(want.len(), 3);
+    let original = std::fs::read(&good).unwrap();
+    let path = dir.file("bad.journal");
+    for i in 4096..end as usize {
+        for bit in [0x01u8, 0x80] {
+            let mut b = original.clone();
+            b[i] ^= bit;
+            std::fs::write(&path, &b).unwrap();
+            let mut j = Journal::open(&path).unwrap();
+            let got: Vec<Result<Entry, Error>> = j.entries().collect();
+            let bad = got.iter().position(Result::is_err);
+            let bad = bad.unwrap_or_else(|| panic!("byte {i} ^ {bit:#x}: no error, read {got:?}"));
+            assert!(
+                matches!(got[bad], Err(Error::CorruptJournal { .. })),
+                "byte {i}: {:?}",
+                got[bad]
+            );
+            for (k, e) in got[..bad].iter().enumerate() {
+                assert_eq!(e.as_ref().unwrap(), &want[k], "byte {i}: entry {k} intact");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_version_1_journal_is_refused_with_a_version_error() {
+    let dir = TempDir::new("jr-v1");
+    let path = dir.file("v1.journal");
+    let mut w = Journal::create(&path, &shape()).unwrap();
+    w.append_message(0, 0, b"old").unwrap();
+    drop(w);
+    let mut b = std::fs::read(&path).unwrap();
+    b[8..12].copy_from_slice(&1u32.to_le_bytes());
+    std::fs::write(&path, &b).unwrap();
+    let e = Journal::open(&path).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::JournalVersion {
+                found: 1,
+                expected: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("format version 1"), "{e}");
+}
+
+#[test]
+fn sync_policies_parse_and_name_themselves() {
+    use shmbus::journal::{SyncPolicy, DEFAULT_SYNC_INTERVAL};
+    assert_eq!("none".parse(), Ok(SyncPolicy::None));
+    assert_eq!("every".parse(), Ok(SyncPolicy::Every));
+    assert_eq!(
+        "interval".parse(),
+        Ok(SyncPolicy::Interval(DEFAULT_SYNC_INTERVAL))
+    );
+    let e = "always".parse::<SyncPolicy>().unwrap_err();
+    assert!(e.contains("none, interval or every"), "{e}");
+    assert_eq!(SyncPolicy::default(), SyncPolicy::None);
+    assert_eq!(SyncPolicy::Every.to_string(), "every");
+    assert_eq!(
+        SyncPolicy::Interval(Duration::from_millis(250)).to_string(),
+        "interval (250ms)"
+    );
+}
+
+#[test]
+fn sync_every_syncs_each_entry_before_append_returns() {
+    use shmbus::journal::{JournalOptions, SyncPolicy};
+    let dir = TempDir::new("jr-every");
+    let path = dir.file("e.journal");
+    let opts = JournalOptions::new()
+        .chunk_bytes(4096)
+        .sync(SyncPolicy::Every);
+    let mut w = Journal::create_with(&path, &shape(), &opts).unwrap();
+    assert_eq!(w.sync_policy(), SyncPolicy::Every);
+    assert_eq!((w.syncs(), w.synced_len()), (0, 4096));
+    // Across growth of the file too (4 KiB chunks).
+    for k in 0..100 {
+        append(&mut w, &nth_entry(k));
+        assert_eq!(
+            w.synced_len(),
+            w.len(),
+            "entry {k} synced before append returned"
+        );
+        assert_eq!(w.syncs(), k + 1);
+    }
+    assert!(w.len() > 3 * 4096, "the file grew");
+    w.finish().unwrap();
+    let mut j = Journal::open(&path).unwrap();
+    assert!(j.is_closed());
+    assert_eq!(
+        j.summary().unwrap().messages + j.summary().unwrap().loss_entries,
+        100
+    );
+}
+
+#[test]
+fn sync_none_and_interval_sync_only_when_asked_or_due() {
+    use shmbus::journal::{JournalOptions, SyncPolicy};
+    let dir = TempDir::new("jr-none");
+
+    let path = dir.file("n.journal");
+    let mut w = Journal::create_with(&path, &shape(), &JournalOptions::new()).unwrap();
+    assert_eq!(w.sync_policy(), SyncPolicy::None);
+    for k in 0..20 {
+        append(&mut w, &nth_entry(k));
+    }
+    assert_eq!((w.syncs(), w.synced_len()), (0, 4096), "none: no sync");
+    assert!(!w.sync_if_due().unwrap(), "sync_if_due is for Interval");
+    w.flush().unwrap();
+    assert_eq!((w.syncs(), w.synced_len()), (1, w.len()), "flush syncs");
+    w.flush().unwrap();
+    assert_eq!(w.syncs(), 1, "nothing new: no second msync");
+    w.finish().unwrap();
+
+    // A period that cannot pass during the test: nothing is synced by appending.
+    let path = dir.file("long.journal");
+    let opts = JournalOptions::new().sync(SyncPolicy::Interval(Duration::from_secs(3600)));
+    let mut w = Journal::create_with(&path, &shape(), &opts).unwrap();
+    for k in 0..20 {
+        append(&mut w, &nth_entry(k));
+    }
+    assert!(!w.sync_if_due().unwrap());
+    assert_eq!((w.syncs(), w.synced_len()), (0, 4096), "period not over");
+    drop(w);
+
+    // A period that is always over: every append syncs, and an idle writer has nothing to sync.
+    let path = dir.file("zero.journal");
+    let opts = JournalOptions::new().sync(SyncPolicy::Interval(Duration::ZERO));
+    let mut w = Journal::create_with(&path, &shape(), &opts).unwrap();
+    assert!(!w.sync_if_due().unwrap(), "nothing appended yet");
+    for k in 0..20 {
+        append(&mut w, &nth_entry(k));
+        assert_eq!(w.synced_len(), w.len());
+    }
+    assert_eq!(w.syncs(), 20);
+    assert!(!w.sync_if_due().unwrap(), "everything already synced");
+    w.finish().unwrap();
+    assert_eq!(read_all(&path).len(), 20);
 }

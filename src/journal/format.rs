@@ -20,15 +20,20 @@
 //!        written LAST (Release); 0 = nothing here yet (the end of the journal)
 //!    +8  message: sequence number      lost: first lost sequence number
 //!   +16  message: receive time, ns     lost: how many were lost (at least 1)
-//!   +24  message: payload, zero padded to whole words
+//!   +24  checksum: CRC-32C (lo32) of the marker, the words at +8 and +16 and the payload's
+//!        `length` bytes, all little-endian; hi32 is 0
+//!   +32  message: payload, zero padded to whole words
 //! ```
+//!
+//! Version 1 had no checksum word (payload at +24); it is refused with `JournalVersion`.
 
+use super::crc::Crc32c;
 use crate::layout::{ProducerMode, TypeInfo, MAX_SLOTS, TYPE_NAME_MAX};
 
 /// "SHMBJRNL" read as a little-endian word.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMBJRNL");
-/// The format version this library writes and reads.
-pub(crate) const VERSION: u32 = 1;
+/// The format version this library writes and reads (2: entries carry a checksum).
+pub(crate) const VERSION: u32 = 2;
 /// Size of the header; the first entry starts here.
 pub(crate) const HEADER_BYTES: u64 = 4096;
 
@@ -51,8 +56,10 @@ const TAG_MASK: u64 = 0xFFFF << 48;
 const KIND_MESSAGE: u64 = 1;
 const KIND_LOST: u64 = 2;
 
-/// Bytes of an entry before its payload: marker, two words.
-pub(crate) const ENTRY_HEADER_BYTES: u64 = 24;
+/// Bytes of an entry before its payload: marker, two words, checksum.
+pub(crate) const ENTRY_HEADER_BYTES: u64 = 32;
+/// Offset of the checksum word in an entry.
+pub(crate) const ENTRY_CHECKSUM: u64 = 24;
 
 /// The largest payload capacity a journal header may record (a bus's limit).
 pub(crate) const MAX_CAPACITY: u64 = u32::MAX as u64 - 1;
@@ -96,6 +103,12 @@ impl Marker {
             Marker::Lost => ENTRY_HEADER_BYTES,
         }
     }
+}
+
+/// The checksum word of an entry whose marker word is `marker`, whose words at +8 and +16 are
+/// `a` and `b`, and whose payload is `payload` (empty for a loss).
+pub(crate) fn checksum(marker: u64, a: u64, b: u64, payload: &[u8]) -> u64 {
+    Crc32c::new().words_then(&[marker, a, b], payload).finish() as u64
 }
 
 /// Size of a message entry with a `len`-byte payload.
@@ -205,9 +218,26 @@ mod tests {
         assert!(Marker::decode(1, 240).is_err());
         assert!(Marker::decode(TAG | 3 << 32, 240).is_err());
         assert!(Marker::decode(TAG | KIND_LOST << 32 | 5, 240).is_err());
-        assert_eq!(Marker::Message { len: 1 }.entry_bytes(), 32);
-        assert_eq!(Marker::Message { len: 8 }.entry_bytes(), 32);
-        assert_eq!(Marker::Message { len: 9 }.entry_bytes(), 40);
-        assert_eq!(Marker::Lost.entry_bytes(), 24);
+        assert_eq!(Marker::Message { len: 0 }.entry_bytes(), 32);
+        assert_eq!(Marker::Message { len: 1 }.entry_bytes(), 40);
+        assert_eq!(Marker::Message { len: 8 }.entry_bytes(), 40);
+        assert_eq!(Marker::Message { len: 9 }.entry_bytes(), 48);
+        assert_eq!(Marker::Lost.entry_bytes(), 32);
+        assert_eq!(ENTRY_CHECKSUM + 8, ENTRY_HEADER_BYTES);
+    }
+
+    #[test]
+    fn the_checksum_covers_every_field_and_leaves_the_high_half_zero() {
+        let m = Marker::Message { len: 3 }.encode();
+        let c = checksum(m, 7, 9, b"abc");
+        assert_eq!(c >> 32, 0);
+        assert_ne!(
+            c,
+            checksum(Marker::Message { len: 2 }.encode(), 7, 9, b"ab")
+        );
+        assert_ne!(c, checksum(m, 6, 9, b"abc"));
+        assert_ne!(c, checksum(m, 7, 8, b"abc"));
+        assert_ne!(c, checksum(m, 7, 9, b"abd"));
+        assert_ne!(c, checksum(m, 7, 9, b"\0\0\0"));
     }
 }

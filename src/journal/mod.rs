@@ -5,7 +5,9 @@
 //! records the recorded bus's shape and message type; each entry is a message (sequence number,
 //! receive time, payload) or a loss (`count` sequence numbers from `first` on), committed by a
 //! marker word stored last, so a recorder killed at any instant leaves a journal that reads
-//! cleanly up to its last complete entry.
+//! cleanly up to its last complete entry. Each entry carries a CRC-32C of its contents, so an
+//! entry damaged on the disk (a power loss before it was synced) reads as an error, never as a
+//! message; when entries are synced is the writer's [`SyncPolicy`].
 //!
 //! ```
 //! use shmbus::journal::{Entry, Journal, JournalShape};
@@ -31,6 +33,7 @@
 //! # Ok::<(), shmbus::Error>(())
 //! ```
 
+mod crc;
 mod format;
 mod map;
 mod reader;
@@ -40,7 +43,9 @@ use std::path::Path;
 
 pub use format::JournalShape;
 pub use reader::{Entries, Follower, Journal, JournalInfo, Summary};
-pub use writer::{JournalWriter, DEFAULT_CHUNK_BYTES};
+pub use writer::{
+    JournalOptions, JournalWriter, SyncPolicy, DEFAULT_CHUNK_BYTES, DEFAULT_SYNC_INTERVAL,
+};
 
 use crate::error::{Error, Result};
 use crate::layout::{Geometry, SegmentKind};

@@ -10,9 +10,9 @@ use memmap2::{MmapOptions, MmapRaw};
 use nix::fcntl::{Flock, FlockArg};
 
 use super::format::{
-    entry_bytes, halves, JournalShape, Marker, ENTRY_HEADER_BYTES, HEADER_BYTES, MAGIC,
-    OFF_ALIGN_NAMELEN, OFF_CAPACITY, OFF_CREATED, OFF_MAGIC, OFF_MODE_SIZE, OFF_SLOTS, OFF_STATE,
-    OFF_TYPE_NAME, OFF_VERSION, STATE_CLOSED, STATE_RECORDING, VERSION,
+    checksum, entry_bytes, halves, JournalShape, Marker, ENTRY_CHECKSUM, ENTRY_HEADER_BYTES,
+    HEADER_BYTES, MAGIC, OFF_ALIGN_NAMELEN, OFF_CAPACITY, OFF_CREATED, OFF_MAGIC, OFF_MODE_SIZE,
+    OFF_SLOTS, OFF_STATE, OFF_TYPE_NAME, OFF_VERSION, STATE_CLOSED, STATE_RECORDING, VERSION,
 };
 use super::map::Words;
 use super::{io_error, Entry};
@@ -198,7 +198,9 @@ impl Journal {
     }
 
     /// The committed entries from the first on. Ends at the first entry not (yet) committed; an
-    /// inconsistent entry is an error item, after which the iterator ends.
+    /// inconsistent entry, or one whose checksum does not match its contents (damaged, e.g. by
+    /// a power loss before it was synced), is an [`Error::CorruptJournal`] item, after which the
+    /// iterator ends: a damaged entry is never returned.
     pub fn entries(&mut self) -> Entries<'_> {
         Entries {
             journal: self,
@@ -220,8 +222,8 @@ impl Journal {
     ///
     /// # Errors
     ///
-    /// [`Error::CorruptJournal`] at an inconsistent entry; [`Error::JournalIo`] if re-mapping the
-    /// grown file fails.
+    /// [`Error::CorruptJournal`] at an inconsistent or damaged entry (checksum mismatch);
+    /// [`Error::JournalIo`] if re-mapping the grown file fails.
     pub fn summary(&mut self) -> Result<Summary> {
         let mut s = Summary::default();
         let mut off = HEADER_BYTES;
@@ -315,17 +317,30 @@ impl Journal {
         let missing = || corrupt(&self.path, off, "entry words outside the mapping");
         let a = w.load(off + 8).ok_or_else(missing)?;
         let b = w.load(off + 16).ok_or_else(missing)?;
+        let stored = w.load(off + ENTRY_CHECKSUM).ok_or_else(missing)?;
+        let mut bytes = Vec::new();
+        if let Marker::Message { len } = marker {
+            w.copy(off + ENTRY_HEADER_BYTES, len as usize, &mut bytes)
+                .ok_or_else(missing)?;
+        }
+        let computed = checksum(word, a, b, &bytes);
+        if stored != computed {
+            return Err(corrupt(
+                &self.path,
+                off,
+                format!(
+                    "checksum mismatch: the entry's checksum word is {stored:#010x}, its \
+                     contents sum to {computed:#010x} (damaged, e.g. pages lost in a power \
+                     failure; see docs/design.md §13)"
+                ),
+            ));
+        }
         let entry = match marker {
-            Marker::Message { len } => {
-                let mut bytes = Vec::new();
-                w.copy(off + ENTRY_HEADER_BYTES, len as usize, &mut bytes)
-                    .ok_or_else(missing)?;
-                Entry::Message {
-                    seq: a,
-                    ts_ns: b,
-                    bytes,
-                }
-            }
+            Marker::Message { .. } => Entry::Message {
+                seq: a,
+                ts_ns: b,
+                bytes,
+            },
             Marker::Lost => {
                 if b == 0 || a.checked_add(b).is_none() {
                     return Err(corrupt(
@@ -493,11 +508,11 @@ pub struct Follower {
 
 impl Follower {
     /// The next committed entry, or `None` if there is none yet (poll again later). An
-    /// inconsistent entry is an error, and stays one.
+    /// inconsistent or damaged entry is an error, and stays one.
     ///
     /// # Errors
     ///
-    /// [`Error::CorruptJournal`] at an inconsistent entry; [`Error::JournalIo`] if re-mapping the
+    /// [`Error::CorruptJournal`] at an inconsistent entry or one whose checksum does not match; [`Error::JournalIo`] if re-mapping the
     /// grown file fails.
     pub fn poll(&mut self) -> Result<Option<Entry>> {
         match self.journal.read_entry(self.off)? {

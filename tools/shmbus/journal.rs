@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
-use shmbus::journal::{Entry, Journal, JournalShape};
+use shmbus::journal::{Entry, Journal, JournalOptions, JournalShape, SyncPolicy};
 use shmbus::{Bus, Recv, Start, Wait};
 
 use crate::tail::{install_stop_handler, Printer, STOP};
@@ -126,9 +126,46 @@ pub(crate) struct RecordArgs {
     /// Stop after SECS seconds (fractions allowed).
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
+    /// When entries are synced to the disk, which decides what survives a power loss (a killed
+    /// recorder loses nothing committed under any policy; docs/design.md §13).
+    #[arg(long, value_enum, default_value_t = SyncArg::Interval)]
+    sync: SyncArg,
+    /// The period of --sync interval, in seconds (fractions allowed).
+    #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = parse_interval)]
+    sync_interval: f64,
     /// Print the final summary as one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// `record --sync`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum SyncArg {
+    /// No sync while recording; one when recording ends.
+    None,
+    /// A sync at most every --sync-interval seconds while entries come in, and one at the end.
+    Interval,
+    /// A sync after every entry: slow, as slow as the disk's flush.
+    Every,
+}
+
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=86_400.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "expected a number of seconds from 0 to 86400, got {s:?}"
+        )),
+    }
+}
+
+impl RecordArgs {
+    fn sync_policy(&self) -> SyncPolicy {
+        match self.sync {
+            SyncArg::None => SyncPolicy::None,
+            SyncArg::Interval => SyncPolicy::Interval(Duration::from_secs_f64(self.sync_interval)),
+            SyncArg::Every => SyncPolicy::Every,
+        }
+    }
 }
 
 /// Pace of `replay`.
@@ -197,12 +234,17 @@ struct RecordSummary {
     first_seq: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_seq: Option<u64>,
+    /// The sync policy: "none", "interval" or "every".
+    sync: &'static str,
+    /// Syncs of entries while recording (the one at the end not counted).
+    syncs: u64,
 }
 
 /// `shmbus record NAME FILE`.
 pub(crate) fn record(args: &RecordArgs) -> CmdResult {
     let bus = shmbus::inspect::open_for_inspection(&args.name)?;
-    let mut writer = Journal::create(&args.file, &JournalShape::of(&bus))?;
+    let options = JournalOptions::new().sync(args.sync_policy());
+    let mut writer = Journal::create_with(&args.file, &JournalShape::of(&bus), &options)?;
     install_stop_handler()?;
     let start = match args.from {
         RecordFrom::Newest => Start::Next,
@@ -215,6 +257,11 @@ pub(crate) fn record(args: &RecordArgs) -> CmdResult {
     let mut sum = RecordSummary {
         file: args.file.display().to_string(),
         bus: args.name.clone(),
+        sync: match args.sync {
+            SyncArg::None => "none",
+            SyncArg::Interval => "interval",
+            SyncArg::Every => "every",
+        },
         ..RecordSummary::default()
     };
     while !STOP.load(Ordering::Relaxed)
@@ -235,11 +282,18 @@ pub(crate) fn record(args: &RecordArgs) -> CmdResult {
                 sum.lost += lost;
                 sum.loss_entries += 1;
             }
-            Recv::Empty => {}
+            // Idle: the last entries are synced within a period, not at the next message.
+            Recv::Empty => {
+                writer.sync_if_due()?;
+            }
             // No producer: a new one may attach and go on; look again shortly.
-            Recv::Closed => std::thread::sleep(Duration::from_millis(5)),
+            Recv::Closed => {
+                writer.sync_if_due()?;
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
     }
+    sum.syncs = writer.syncs();
     writer.finish()?;
     let mut out = io::stdout().lock();
     if args.json {
@@ -304,7 +358,14 @@ pub(crate) fn replay(args: &ReplayArgs) -> CmdResult {
         if STOP.load(Ordering::Relaxed) {
             break;
         }
-        let (seq, ts_ns, bytes) = match entry? {
+        // A damaged entry stops the replay before it is published, saying how far it got.
+        let entry = entry.map_err(|e| {
+            Failure(format!(
+                "{e}; stopped there, {} published before it",
+                text::count(sum.published, "message")
+            ))
+        })?;
+        let (seq, ts_ns, bytes) = match entry {
             Entry::Message { seq, ts_ns, bytes } => (seq, ts_ns, bytes),
             Entry::Lost { count, .. } => {
                 sum.recorded_lost += count;

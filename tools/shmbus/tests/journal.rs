@@ -365,3 +365,124 @@ fn damaged_or_foreign_files_give_one_clear_error_line() {
         "invalid segment name",
     );
 }
+
+/// A bus holding `n` self-checking messages; returns it with its guard.
+fn bus_with(tag: &str, n: u64) -> (TestBus, shmbus::Bus) {
+    let t = TestBus::new(tag);
+    let bus = shmbus::BusBuilder::new(t.name())
+        .slots(256)
+        .capacity(64)
+        .create()
+        .unwrap();
+    let mut tx = bus.publisher().unwrap();
+    for k in 0..n {
+        let mut m = vec![0; support::payload_len(3, k, 64)];
+        make_payload(&mut m, 3, k);
+        tx.publish_bytes(&m).unwrap();
+    }
+    (t, bus)
+}
+
+#[test]
+fn record_sync_flag_chooses_the_policy_and_defaults_to_interval() {
+    let dir = Dir::new("sync");
+    let (a, _bus) = bus_with("jrn-sync", 30);
+    let rec = |file: &str, extra: &[&str]| {
+        let f = dir.file(file);
+        let mut args = vec![
+            "record",
+            a.name(),
+            &f,
+            "--from",
+            "oldest",
+            "-n",
+            "30",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = json(&ok(&args));
+        assert_eq!(out["messages"].as_u64(), Some(30), "{out}");
+        assert_eq!(payloads(&f).len(), 30);
+        out
+    };
+    let every = rec("every.journal", &["--sync", "every"]);
+    assert_eq!(every["sync"], "every");
+    assert_eq!(
+        every["syncs"].as_u64(),
+        Some(30),
+        "one sync per entry: {every}"
+    );
+    let none = rec("none.journal", &["--sync", "none"]);
+    assert_eq!(
+        (none["sync"].as_str(), none["syncs"].as_u64()),
+        (Some("none"), Some(0))
+    );
+    // A period that cannot pass while 30 messages are recorded: no sync before the end.
+    let long = rec(
+        "long.journal",
+        &["--sync", "interval", "--sync-interval", "3600"],
+    );
+    assert_eq!(long["syncs"].as_u64(), Some(0), "{long}");
+    // A zero period syncs with each entry, as every does.
+    let zero = rec("zero.journal", &["--sync-interval", "0"]);
+    assert_eq!(zero["sync"], "interval", "the default policy");
+    assert_eq!(zero["syncs"].as_u64(), Some(30), "{zero}");
+
+    let help = ok(&["record", "--help"]);
+    assert!(
+        help.contains("--sync <SYNC>") && help.contains("[default: interval]"),
+        "{help}"
+    );
+    assert!(
+        help.contains("--sync-interval") && help.contains("[default: 1]"),
+        "{help}"
+    );
+    let bad = shmbus(&["record", a.name(), &dir.file("x"), "--sync", "always"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(err.contains("none, interval, every"), "{err}");
+    let bad = shmbus(&["record", a.name(), &dir.file("x"), "--sync-interval=-1"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("seconds from 0"),
+        "{err}"
+    );
+    assert!(
+        !Path::new(&dir.file("x")).exists(),
+        "refused before creating"
+    );
+}
+
+#[test]
+fn a_damaged_payload_stops_replay_tail_and_info_with_a_checksum_error() {
+    let dir = Dir::new("crc");
+    let f = dir.file("c.journal");
+    small_journal(&f, 3, 1);
+    // The second message's payload ("m1"): entries are 32 bytes and the payload in words.
+    let mut bytes = std::fs::read(&f).unwrap();
+    let at = 4096 + (32 + 8) + 32;
+    assert_eq!(&bytes[at..at + 2], b"m1");
+    bytes[at + 1] = b'7';
+    std::fs::write(&f, &bytes).unwrap();
+    let r = TestBus::new("jrn-crc");
+    fails_with(
+        &["replay", &f, r.name(), "--rate", "max"],
+        "checksum mismatch",
+    );
+    let o = shmbus(&["replay", &f, r.name(), "--rate", "max"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("1 message published before it"), "{err}");
+    // The message before the damage was published (once by each run), the damaged one never.
+    let bus = shmbus::Bus::open_read_only(r.name()).unwrap();
+    let mut sub = bus.subscribe(shmbus::Start::Oldest);
+    let mut got = Vec::new();
+    while let shmbus::Recv::Message(m) = sub.try_recv() {
+        got.push(m.bytes().to_vec());
+    }
+    assert_eq!(got, vec![b"m0".to_vec(), b"m0".to_vec()]);
+    fails_with(
+        &["tail", &f, "--from", "oldest"],
+        "corrupt journal at byte 4136",
+    );
+    fails_with(&["info", &f], "checksum mismatch");
+}
