@@ -95,7 +95,7 @@ fn case(dir: &Path, payload: usize, bytes: u64, floor_gbps: f64) -> Result<Case,
         mode: shmbus::ProducerMode::Single,
         message_type: shmbus::TypeInfo::raw(),
     };
-    let entry = 24 + payload.next_multiple_of(8) as u64;
+    let entry = shmbus::journal::ENTRY_HEADER_BYTES + payload.next_multiple_of(8) as u64;
     let messages = (bytes / entry).max(1);
     let msg: Vec<u8> = (0..payload).map(|i| i as u8).collect();
     let t = Instant::now();

@@ -56,8 +56,9 @@ const TAG_MASK: u64 = 0xFFFF << 48;
 const KIND_MESSAGE: u64 = 1;
 const KIND_LOST: u64 = 2;
 
-/// Bytes of an entry before its payload: marker, two words, checksum.
-pub(crate) const ENTRY_HEADER_BYTES: u64 = 32;
+/// Bytes of an entry before its payload: marker, two words, checksum (docs/design.md §13). An
+/// entry of `n` payload bytes takes `ENTRY_HEADER_BYTES + n` rounded up to whole 8-byte words.
+pub const ENTRY_HEADER_BYTES: u64 = 32;
 /// Offset of the checksum word in an entry.
 pub(crate) const ENTRY_CHECKSUM: u64 = 24;
 

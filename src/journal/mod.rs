@@ -41,7 +41,7 @@ mod writer;
 
 use std::path::Path;
 
-pub use format::JournalShape;
+pub use format::{JournalShape, ENTRY_HEADER_BYTES};
 pub use reader::{Entries, Follower, Journal, JournalInfo, Summary};
 pub use writer::{
     JournalOptions, JournalWriter, SyncPolicy, DEFAULT_CHUNK_BYTES, DEFAULT_SYNC_INTERVAL,

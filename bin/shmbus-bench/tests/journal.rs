@@ -30,7 +30,8 @@ fn journal_reports_both_sizes_against_the_write_floor_and_cleans_up() {
         .collect();
     assert_eq!(payloads, [64, 4096]);
     for c in cases {
-        let entry = 24 + c["payload"].as_u64().unwrap().next_multiple_of(8);
+        let entry = shmbus::journal::ENTRY_HEADER_BYTES
+            + c["payload"].as_u64().unwrap().next_multiple_of(8);
         assert_eq!(c["messages"].as_u64(), Some((2 << 20) / entry), "{c}");
         let ratio = c["file_gb_per_s"].as_f64().unwrap() / floor;
         let reported = c["ratio_to_floor"].as_f64().unwrap();
