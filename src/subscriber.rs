@@ -156,6 +156,10 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// Spins of a blocking receive before it yields or sleeps, and polls between its clock reads.
 const SPINS: u32 = 64;
+/// How long a `Wait::Sleep` receive spins before its first sleep (docs/design.md §7, "Spin, then
+/// sleep": about one futex wake-up's latency here, so that waiting costs at most twice the best
+/// choice made in hindsight).
+const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(20);
 /// How often a waiting subscriber looks at the cursor and the producers' liveness (a dead
 /// producer cannot wake it): a dead claimant's sequence is skipped, and a closed bus reported,
 /// within this time under every wait strategy.
@@ -303,6 +307,9 @@ impl<T: Payload> Subscriber<T> {
         // The first look at the cursor and the producers comes one period in, so that a bus whose
         // producer is still attaching is not reported closed by a receive that just began.
         let mut last_check = Instant::now();
+        // Wait::Sleep spins a while before its first sleep (docs/design.md §7, "Spin, then
+        // sleep"): a message that comes within it costs no barrier, sleep or wake-up.
+        let spin_until = last_check + SPIN_BEFORE_SLEEP;
         let mut first = true;
         loop {
             if !first {
@@ -332,6 +339,14 @@ impl<T: Payload> Subscriber<T> {
                                 crate::sync::spin_hint();
                             } else {
                                 std::thread::yield_now();
+                            }
+                        }
+                    }
+                    Wait::Sleep if now < spin_until => {
+                        for _ in 0..SPINS {
+                            match self.reader.poll(&ring, &live, &mut self.buf) {
+                                Polled::Empty | Polled::Idle => crate::sync::spin_hint(),
+                                p => return p,
                             }
                         }
                     }

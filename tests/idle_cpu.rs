@@ -127,3 +127,37 @@ fn readiness_does_not_fire_for_an_older_abandoned_version() {
     );
     assert!(matches!(rx.try_recv(), Recv::Message(m) if m.seq() == 4 && m.bytes() == b"now"));
 }
+
+/// Times this thread gave up its CPU to wait (a sleep on a futex, among others).
+fn voluntary_switches() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/status")
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("voluntary_ctxt_switches")
+}
+
+/// docs/design.md §7, "Spin, then sleep": a `Wait::Sleep` receive spins 20 µs before its first
+/// sleep (and its `membarrier`), so a wait shorter than that never sleeps.
+#[test]
+fn a_sleeping_receive_spins_before_its_first_sleep() {
+    let name = TestBus::new("idle-spin-first");
+    let bus = BusBuilder::new(name.name()).create().unwrap();
+    let _tx = bus.publisher().unwrap();
+    let mut rx = bus.subscribe(Start::Next).wait_strategy(Wait::Sleep);
+    // Warm up (the first receive maps pages, reads the clock's vDSO page, ...).
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_micros(5)),
+        Recv::Empty
+    ));
+    let before = voluntary_switches();
+    for _ in 0..20 {
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_micros(10)),
+            Recv::Empty
+        ));
+    }
+    let slept = voluntary_switches() - before;
+    assert_eq!(slept, 0, "10 µs sleeping receives slept {slept} times");
+}
