@@ -9,6 +9,7 @@ use crate::payload::{Payload, Raw};
 use crate::publisher::Publisher;
 use crate::segment::{self, Access, Expect, Segment, Shape, Trust};
 use crate::subscriber::{Start, Subscriber};
+use crate::wait::Wakeup;
 
 /// Slots of a new bus unless [`BusBuilder::slots`] says otherwise.
 pub const DEFAULT_SLOTS: u64 = 1024;
@@ -254,6 +255,7 @@ pub struct BusBuilder<T: Payload = Raw> {
     permissions: u32,
     type_name: Option<String>,
     first_seq: u64,
+    wakeup: Wakeup,
     access: Access,
     trust: Trust,
     _type: PhantomData<fn() -> T>,
@@ -281,6 +283,7 @@ impl BusBuilder<Raw> {
             permissions: 0o600,
             type_name: None,
             first_seq: 0,
+            wakeup: Wakeup::default(),
             access: Access::ReadWrite,
             trust: Trust::default(),
             _type: PhantomData,
@@ -300,6 +303,7 @@ impl<T: Payload> BusBuilder<T> {
             permissions: self.permissions,
             type_name: self.type_name,
             first_seq: self.first_seq,
+            wakeup: self.wakeup,
             access: self.access,
             trust: self.trust,
             _type: PhantomData,
@@ -322,6 +326,16 @@ impl<T: Payload> BusBuilder<T> {
     /// Single or multi producer (default single).
     pub fn producer_mode(mut self, mode: ProducerMode) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// How producers and sleeping subscribers of a created bus agree that no wake-up is lost
+    /// (default [`Wakeup::Barrier`]: publishing pays nothing, each sleep runs `membarrier`, which
+    /// interrupts the CPUs of every producer process on the host). [`Wakeup::Fence`] makes every
+    /// publish run a full fence instead, and sleeps interrupt nobody. Stored in the bus; opening
+    /// follows what the bus says. See docs/design.md §7, "Wake-up choice".
+    pub fn wakeup(mut self, wakeup: Wakeup) -> Self {
+        self.wakeup = wakeup;
         self
     }
 
@@ -430,7 +444,7 @@ impl<T: Payload> BusBuilder<T> {
     /// [`Error::InvalidName`]; [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
     /// [`Error::NoSpace`] when `/dev/shm` is full; [`Error::Io`] for any other system error.
     pub fn create(self) -> Result<Bus<T>> {
-        let seg = Segment::create(&self.name, self.shape()?, self.permissions)?;
+        let seg = Segment::create_waking(&self.name, self.shape()?, self.permissions, self.wakeup)?;
         Ok(Bus {
             seg: Arc::new(seg),
             _type: PhantomData,

@@ -91,6 +91,8 @@ pub(crate) const W_CREATOR_START: usize = 9;
 pub(crate) const W_CREATED_NS: usize = 10;
 pub(crate) const W_SEGMENT_SIZE: usize = 11;
 pub(crate) const W_KIND: usize = 12;
+/// The wake-up choice (docs/design.md §7, "Wake-up choice"): 0 barrier, 1 fence.
+pub(crate) const W_WAKEUP: usize = 13;
 /// Board segments: cell count (lo32) and key block bytes per cell (hi32) (docs/design.md §12).
 pub(crate) const W_BOARD: usize = 15;
 pub(crate) const W_TYPE_NAME: usize = 16;
@@ -340,6 +342,7 @@ pub(crate) struct HeaderInit<'a> {
     pub creator_pid: u32,
     pub creator_start: u64,
     pub created_ns: u64,
+    pub wakeup: crate::wait::Wakeup,
 }
 
 /// Writes a fresh header into `words` (all zero on entry), magic last with Release.
@@ -364,6 +367,7 @@ pub(crate) fn write_header(words: &[AtomicU64], h: &HeaderInit<'_>) {
     st(W_CREATED_NS, h.created_ns);
     st(W_SEGMENT_SIZE, h.geometry.segment_bytes().unwrap_or(0));
     st(W_KIND, h.kind.to_word() as u64);
+    st(W_WAKEUP, h.wakeup.to_word());
     for (i, chunk) in name.as_bytes().chunks(8).enumerate() {
         let mut b = [0u8; 8];
         b[..chunk.len()].copy_from_slice(chunk);
@@ -416,12 +420,20 @@ pub struct HeaderSnapshot {
     pub kind_word: u32,
     /// The write cursor: next sequence to be claimed.
     pub cursor: u64,
+    /// Raw wake-up word (0: sleepers run `membarrier`; 1: producers and sleepers fence; any
+    /// other value makes producers fence and sleepers run `membarrier`).
+    pub wakeup_word: u64,
 }
 
 impl HeaderSnapshot {
     /// The producer mode, if the word is valid.
     pub fn producer_mode(&self) -> Option<ProducerMode> {
         ProducerMode::from_word(self.mode_word)
+    }
+
+    /// The wake-up choice (docs/design.md §7), if the word is a known one.
+    pub fn wakeup(&self) -> Option<crate::wait::Wakeup> {
+        crate::wait::Wakeup::from_word(self.wakeup_word)
     }
 
     /// The segment kind, if the word is a known one.
@@ -487,6 +499,7 @@ fn header_from(magic: u64, ld: impl Fn(usize) -> u64) -> HeaderSnapshot {
         segment_size: ld(W_SEGMENT_SIZE),
         kind_word: ld(W_KIND) as u32,
         cursor: ld(W_CURSOR),
+        wakeup_word: ld(W_WAKEUP),
     }
 }
 
@@ -776,6 +789,7 @@ mod tests {
                 creator_pid: 42,
                 creator_start: 99,
                 created_ns: 5,
+                wakeup: crate::wait::Wakeup::default(),
             },
         );
         (words, g, ty)
@@ -932,6 +946,7 @@ mod tests {
                 creator_pid: 1,
                 creator_start: 1,
                 created_ns: 1,
+                wakeup: crate::wait::Wakeup::default(),
             };
             write_header(&words, &init);
             read_header(&words)

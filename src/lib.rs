@@ -113,7 +113,7 @@ pub use crate::{
         DEFAULT_QUEUE_CAPACITY,
     },
     subscriber::{Event, Iter, LapPolicy, Message, Recv, Start, Subscriber, SubscriberStats},
-    wait::Wait,
+    wait::{Wait, Wakeup},
 };
 /// The `bytemuck` crate, with its derives: `#[derive(shmbus::bytemuck::Pod)]` together with
 /// `#[bytemuck(crate = "shmbus::bytemuck")]` needs no `bytemuck` dependency of your own.

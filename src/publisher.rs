@@ -135,10 +135,8 @@ impl<T: Payload> Publisher<T> {
             geometry: seg.geometry,
             writer,
             index: index as u32,
-            futex: SysFutex {
-                shared: seg.is_shared(),
-            },
-            strong_fence: !wait::register_producer_process(),
+            futex: SysFutex::of(&seg),
+            strong_fence: wait::producer_fences(&seg),
             seg,
             lock,
             stats: PublisherStats {

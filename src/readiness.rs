@@ -43,7 +43,7 @@ const CHECK_PERIOD: Duration = Duration::from_millis(5);
 /// How often the waker polls a read-only segment, whose waiter flag it may not raise.
 const READ_ONLY_POLL: Duration = Duration::from_millis(1);
 /// The futex of the private kick words (process-local).
-const PRIVATE: SysFutex = SysFutex { shared: false };
+const PRIVATE: SysFutex = SysFutex::PRIVATE;
 
 /// What a waker thread watches on its segment, implemented once per kind (and direction) where
 /// the kind lives: which wake pair the thread sleeps on, and the [`Target`] it asks about each
@@ -258,9 +258,7 @@ fn run<W: Watch>(shared: &Shared, watch: W) {
     let now = Instant::now();
     let mut host = SysHost {
         seg,
-        futex: SysFutex {
-            shared: seg.is_shared(),
-        },
+        futex: SysFutex::of(seg),
         last_check: now,
         now,
     };

@@ -200,9 +200,7 @@ impl<T: Payload> Subscriber<T> {
             reader,
             buf: vec![0u64; seg.geometry.payload_words()].into_boxed_slice(),
             wait: Wait::Sleep,
-            futex: SysFutex {
-                shared: seg.is_shared(),
-            },
+            futex: SysFutex::of(&seg),
             last_liveness: Instant::now(),
             seg,
             #[cfg(not(loom))]

@@ -122,6 +122,63 @@ const FALLBACK_SLEEP: Duration = Duration::from_millis(1);
 /// The futex of a segment: shared between processes on a mapped segment, private on a heap one.
 pub(crate) struct SysFutex {
     pub(crate) shared: bool,
+    /// The segment's producers fence every publish ([`Wakeup::Fence`]), so a sleeper's side of
+    /// the barrier pair is a fence too, not `membarrier`.
+    pub(crate) fence: bool,
+}
+
+impl SysFutex {
+    /// Memory private to this process (no `membarrier`: threads of one process pair fences).
+    pub(crate) const PRIVATE: SysFutex = SysFutex {
+        shared: false,
+        fence: false,
+    };
+
+    /// The futex of `seg`'s wake words, with its wake-up choice.
+    pub(crate) fn of(seg: &crate::segment::Segment) -> SysFutex {
+        SysFutex {
+            shared: seg.is_shared(),
+            fence: seg.wakeup_word() == Wakeup::Fence.to_word(),
+        }
+    }
+}
+
+/// How a segment's producers and sleepers agree that no wake-up is lost (docs/design.md §7,
+/// "Wake-up choice"). Chosen when the segment is created (`BusBuilder::wakeup`), stored in its
+/// header, and followed by every process that attaches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Wakeup {
+    /// Publishing costs a compiler fence and one load of the waiter flag; each sleep runs
+    /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, which interrupts every CPU that is running
+    /// a thread of any producer process on the host at that moment. The default: the fastest
+    /// publish, for hosts where sleeps are rare or nothing else is latency-critical.
+    #[default]
+    Barrier,
+    /// Every publish runs a full fence (a locked instruction); sleepers run a fence too and no
+    /// system-wide barrier, so a sleeping subscriber never interrupts other processes' CPUs.
+    /// For hosts where other latency-critical processes share the CPUs, or subscribers sleep
+    /// often.
+    Fence,
+}
+
+impl Wakeup {
+    pub(crate) fn to_word(self) -> u64 {
+        match self {
+            Wakeup::Barrier => 0,
+            Wakeup::Fence => 1,
+        }
+    }
+
+    /// The choice a header word names, if it is one. Whatever the word, producers fence unless
+    /// it is 0 and sleepers skip `membarrier` only if it is 1 (`SysFutex::of`,
+    /// `producer_fences`): a forged word can cost speed, never a lost wake-up.
+    pub(crate) fn from_word(w: u64) -> Option<Wakeup> {
+        match w {
+            0 => Some(Wakeup::Barrier),
+            1 => Some(Wakeup::Fence),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(not(loom))]
@@ -135,7 +192,9 @@ impl Futex for SysFutex {
     }
 
     fn heavy_barrier(&self) -> bool {
-        if cfg!(miri) {
+        if cfg!(miri) || self.fence {
+            // ORDERING: SeqCst against the producers' SeqCst fence after their commit (every
+            // producer fences on a `Wakeup::Fence` segment): either one sees the other's store.
             crate::sync::fence(Ordering::SeqCst);
             return true;
         }
@@ -249,6 +308,12 @@ fn futex_waitv(
     nix::errno::Errno::result(r).map(drop)
 }
 
+/// Whether a producer of `seg` must run a full fence after each publish: the segment chose
+/// [`Wakeup::Fence`], or this process could not register for the sleepers' `membarrier`.
+pub(crate) fn producer_fences(seg: &crate::segment::Segment) -> bool {
+    seg.wakeup_word() != Wakeup::Barrier.to_word() || !register_producer_process()
+}
+
 /// Registers this process for the sleepers' `membarrier` once; `false` if the kernel refused
 /// (a producer then uses a real fence on every publish, see [`light_barrier`]).
 pub(crate) fn register_producer_process() -> bool {
@@ -304,6 +369,34 @@ mod tests {
             "one wake-up clears the dead sleeper's flag"
         );
         assert_eq!(counter.load(Ordering::Relaxed), 1);
+    }
+
+    /// docs/design.md §7, "Wake-up choice": what each side does for each header word. Only
+    /// the fence choice lets sleepers skip `membarrier`; any word but the barrier choice's makes
+    /// producers fence, so that a forged word never loses a wake-up.
+    #[test]
+    #[cfg_attr(miri, ignore)] // a /dev/shm segment
+    fn each_side_follows_the_wakeup_word_and_a_forged_one_costs_only_speed() {
+        use crate::layout::{SegmentKind, TypeInfo, W_WAKEUP};
+        use crate::segment::{Segment, Shape};
+        let name = format!("unit-wakeup-{}", std::process::id());
+        let shape = Shape {
+            kind: SegmentKind::Bus,
+            geometry: crate::layout::Geometry::new(8, 16).unwrap(),
+            mode: crate::layout::ProducerMode::Single,
+            ty: TypeInfo::raw(),
+            first_seq: 0,
+        };
+        let seg = Segment::create_waking(&name, shape, 0o600, Wakeup::Fence).unwrap();
+        let _ = crate::segment::remove(&name);
+        assert!(SysFutex::of(&seg).fence && producer_fences(&seg));
+        seg.words()[W_WAKEUP].store(0, Ordering::Relaxed);
+        assert!(!SysFutex::of(&seg).fence);
+        seg.words()[W_WAKEUP].store(2, Ordering::Relaxed);
+        assert!(
+            !SysFutex::of(&seg).fence && producer_fences(&seg),
+            "a forged word: producers fence, sleepers keep membarrier"
+        );
     }
 
     #[test]

@@ -687,3 +687,46 @@ fn a_published_loss_is_counted_lost_by_every_subscriber() {
     let st = rx.stats();
     assert_eq!((st.received, st.lost), (2, 3));
 }
+
+/// docs/design.md §7, "Wake-up choice": the choice made at creation is stored in the bus, and a
+/// sleeping subscriber of a `Wakeup::Fence` bus is woken by every publish of a producer in
+/// another process (its handshake pairs fences, no `membarrier`).
+#[test]
+fn a_fence_wakeup_bus_records_its_choice_and_wakes_sleepers() {
+    use shmbus::Wakeup;
+    let name = TestBus::new("wakeup-fence");
+    let bus = BusBuilder::new(name.name())
+        .wakeup(Wakeup::Fence)
+        .create()
+        .unwrap();
+    assert_eq!(bus.header().wakeup(), Some(Wakeup::Fence));
+    let reopened = Bus::open(name.name()).unwrap();
+    assert_eq!(reopened.header().wakeup(), Some(Wakeup::Fence));
+    let plain = TestBus::new("wakeup-default");
+    let default = BusBuilder::new(plain.name()).create().unwrap();
+    assert_eq!(default.header().wakeup(), Some(Wakeup::Barrier));
+
+    // A producer on its own mapping publishes at a pace that lets the subscriber fall asleep
+    // before most messages (the pause is not synchronisation: any pace must deliver them all).
+    const N: u64 = 200;
+    let mut rx = reopened.subscribe(Start::Next).wait_strategy(Wait::Sleep);
+    let producer = {
+        let name = name.0.clone();
+        std::thread::spawn(move || {
+            let bus = Bus::open(&name).unwrap();
+            let mut tx = bus.publisher().unwrap();
+            for i in 0..N {
+                // Past the receiver's 20 µs spin, so that it sleeps on most of them.
+                std::thread::sleep(Duration::from_micros(100));
+                tx.publish_bytes(&i.to_ne_bytes()).unwrap();
+            }
+        })
+    };
+    for i in 0..N {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Recv::Message(m) => assert_eq!(m.bytes(), i.to_ne_bytes()),
+            other => panic!("message {i}: {other:?}"),
+        }
+    }
+    producer.join().unwrap();
+}

@@ -668,10 +668,8 @@ impl Participant {
         seg.producer_heartbeat(index)
             .store(segment::coarse_now_ns(), Ordering::Relaxed);
         let part = Participant {
-            futex: SysFutex {
-                shared: seg.is_shared(),
-            },
-            strong_fence: !wait::register_producer_process(),
+            futex: SysFutex::of(&seg),
+            strong_fence: wait::producer_fences(&seg),
             seg,
             index,
             lock,

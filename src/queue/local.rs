@@ -386,7 +386,7 @@ mod channel {
         strong_fence: bool,
     }
 
-    const FUTEX: SysFutex = SysFutex { shared: false };
+    const FUTEX: SysFutex = SysFutex::PRIVATE;
 
     impl<T> Chan<T> {
         /// After a send, or when the last sender goes: wakes sleeping receivers, if any.

@@ -411,10 +411,8 @@ impl RecordPublisher {
         seg.producer_heartbeat(0)
             .store(segment::coarse_now_ns(), crate::sync::Ordering::Relaxed);
         Ok(RecordPublisher {
-            futex: SysFutex {
-                shared: seg.is_shared(),
-            },
-            strong_fence: !wait::register_producer_process(),
+            futex: SysFutex::of(&seg),
+            strong_fence: wait::producer_fences(&seg),
             seg,
             shape,
             writer,
@@ -736,9 +734,7 @@ impl RecordSubscriber {
             buf: vec![0u64; shape.max_payload.div_ceil(8)].into_boxed_slice(),
             // Read-only handles too: their sleep polls every millisecond (docs/design.md §7).
             wait: Wait::Sleep,
-            futex: SysFutex {
-                shared: seg.is_shared(),
-            },
+            futex: SysFutex::of(&seg),
             seg,
             shape,
             #[cfg(not(loom))]

@@ -23,6 +23,7 @@ use crate::layout::{
     W_WAKE,
 };
 use crate::sync::{AtomicU32, AtomicU64};
+use crate::wait::Wakeup;
 
 pub(crate) use pipeline::{identify, report, validate_bytes, Expect, Probe, Shape, Verdict, Via};
 #[allow(unused_imports)]
@@ -165,7 +166,10 @@ impl Segment {
             .expect("Geometry::new checked the size") as usize
             / 8;
         let mem: Vec<AtomicU64> = (0..words).map(|_| AtomicU64::new(0)).collect();
-        layout::write_header(&mem, &init(kind, geometry, mode, &ty, first_seq));
+        layout::write_header(
+            &mem,
+            &init(kind, geometry, mode, &ty, first_seq, Wakeup::default()),
+        );
         let base = mem.as_ptr();
         Segment {
             name: "(in-process)".into(),
@@ -181,8 +185,19 @@ impl Segment {
         }
     }
 
-    /// Creates a new segment of `shape` (docs/design.md §1).
+    /// Creates a new segment of `shape` (docs/design.md §1), with the default wake-up choice.
     pub(crate) fn create(name: &str, shape: Shape, perm: u32) -> Result<Segment> {
+        Segment::create_waking(name, shape, perm, Wakeup::default())
+    }
+
+    /// Creates a new segment of `shape` whose producers and sleepers follow `wakeup`
+    /// (docs/design.md §7, "Wake-up choice").
+    pub(crate) fn create_waking(
+        name: &str,
+        shape: Shape,
+        perm: u32,
+        wakeup: Wakeup,
+    ) -> Result<Segment> {
         validate_name(name)?;
         let Shape {
             kind,
@@ -248,7 +263,10 @@ impl Segment {
             ty,
             first_seq,
         });
-        layout::write_header(seg.words(), &init(kind, geometry, mode, &seg.ty, first_seq));
+        layout::write_header(
+            seg.words(),
+            &init(kind, geometry, mode, &seg.ty, first_seq, wakeup),
+        );
         nix::sys::stat::fchmod(
             seg.lock_fd().expect("mapped").as_raw_fd(),
             Mode::from_bits_truncate(perm & 0o777),
@@ -341,6 +359,12 @@ impl Segment {
         Ok(Some(LockFd::new(OwnedFd::from(file))))
     }
 
+    /// The header's wake-up word (docs/design.md §7, "Wake-up choice"), as stored: callers
+    /// decide what a value other than 0 or 1 (a forged header) means for their side.
+    pub(crate) fn wakeup_word(&self) -> u64 {
+        self.words()[layout::W_WAKEUP].load(crate::sync::Ordering::Relaxed)
+    }
+
     /// The words of the wake-up handshake (docs/design.md §7).
     pub(crate) fn wake_words(&self) -> crate::wait::WakeWords<'_> {
         crate::wait::WakeWords {
@@ -379,6 +403,7 @@ fn init(
     mode: ProducerMode,
     ty: &TypeInfo,
     first_seq: u64,
+    wakeup: Wakeup,
 ) -> HeaderInit<'_> {
     let pid = std::process::id();
     HeaderInit {
@@ -387,6 +412,7 @@ fn init(
         mode,
         ty,
         first_seq,
+        wakeup,
         creator_pid: pid,
         creator_start: process_start_ticks(pid).unwrap_or(0),
         created_ns: SystemTime::now()
