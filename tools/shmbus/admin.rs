@@ -32,6 +32,12 @@ pub(crate) struct CreateArgs {
     /// Bus only: allow several producers to publish at once.
     #[arg(long)]
     multi_producer: bool,
+    /// Bus only: how producers and sleeping subscribers agree that no wake-up is lost.
+    /// `barrier` (default): publishing pays nothing, each sleep runs membarrier, which
+    /// interrupts the CPUs of every producer process on the host. `fence`: every publish runs
+    /// a full fence (a few ns), and sleeps interrupt nobody.
+    #[arg(long, value_enum, value_name = "CHOICE")]
+    wakeup: Option<WakeupArg>,
     /// Records only: size of the byte ring, a power of two from 4096 (default 1048576); the
     /// largest record is a quarter of it, less 16 bytes.
     #[arg(long, value_name = "SIZE")]
@@ -50,6 +56,15 @@ pub(crate) struct CreateArgs {
     /// Print what was created as one JSON object instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// `--wakeup` of `create` (docs/design.md §7, "Wake-up choice").
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WakeupArg {
+    /// Sleepers run membarrier; publishing pays nothing.
+    Barrier,
+    /// Every publish runs a full fence; sleepers interrupt nobody.
+    Fence,
 }
 
 /// The segment kinds `create` makes.
@@ -89,8 +104,9 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 
 /// Refuses the options given that the kind does not take, rather than ignoring them.
 fn refuse_other_kinds_options(a: &CreateArgs) -> CmdResult {
-    let given: [(&str, bool, &[Kind]); 6] = [
+    let given: [(&str, bool, &[Kind]); 7] = [
         ("--slots", a.slots.is_some(), &[Kind::Bus, Kind::Queue]),
+        ("--wakeup", a.wakeup.is_some(), &[Kind::Bus]),
         (
             "--size",
             a.size.is_some(),
@@ -146,6 +162,9 @@ pub(crate) fn create(a: &CreateArgs) -> CmdResult {
     if a.multi_producer {
         b = b.multi_producer();
     }
+    if a.wakeup == Some(WakeupArg::Fence) {
+        b = b.wakeup(shmbus::Wakeup::Fence);
+    }
     let bus = b.create()?;
     if a.json {
         return crate::print_json(&serde_json::json!({
@@ -154,6 +173,7 @@ pub(crate) fn create(a: &CreateArgs) -> CmdResult {
             "slots": bus.slots(),
             "capacity": bus.capacity(),
             "producer_mode": crate::list::mode_name(bus.producer_mode()),
+            "wakeup": crate::info::wakeup_name(&bus.header()),
             "mode": format!("{:04o}", a.mode),
             "path": inspect::segment_path(bus.name()),
         }));

@@ -42,6 +42,8 @@ struct HeaderOut {
     magic: String,
     abi_version: u32,
     producer_mode: String,
+    /// `barrier` or `fence` (docs/design.md §7, "Wake-up choice").
+    wakeup: String,
     slot_count: u64,
     slot_stride: u64,
     capacity: u64,
@@ -110,8 +112,18 @@ fn remedy(check: &str) -> &'static str {
     }
 }
 
+/// The wake-up choice of a header, as `create --wakeup` spells it.
+pub(crate) fn wakeup_name(h: &HeaderSnapshot) -> String {
+    match h.wakeup() {
+        Some(shmbus::Wakeup::Barrier) => "barrier".into(),
+        Some(shmbus::Wakeup::Fence) => "fence".into(),
+        _ => format!("invalid ({})", h.wakeup_word),
+    }
+}
+
 fn header_out(h: &HeaderSnapshot) -> HeaderOut {
     HeaderOut {
+        wakeup: wakeup_name(h),
         magic: format!("{:#018x}", h.magic),
         abi_version: h.abi_version,
         producer_mode: h.producer_mode().map_or_else(
@@ -338,6 +350,7 @@ fn render(o: &InfoOut) -> String {
             ("magic", h.magic.clone()),
             ("abi version", h.abi_version.to_string()),
             ("producer mode", h.producer_mode.clone()),
+            ("wake-up", h.wakeup.clone()),
             ("slots", h.slot_count.to_string()),
             ("slot stride", format!("{} bytes", h.slot_stride)),
             ("capacity", format!("{} bytes per message", h.capacity)),

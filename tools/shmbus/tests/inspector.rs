@@ -1827,3 +1827,23 @@ fn ctrl_c_ends_a_publish_that_waits_for_stdin() {
         child.0.try_wait().unwrap().is_some()
     });
 }
+
+#[test]
+fn create_wakeup_fence_is_stored_and_shown_and_refused_on_other_kinds() {
+    let b = TestBus::new("cli-wakeup");
+    let created: Value =
+        serde_json::from_str(&ok(&["create", b.name(), "--wakeup", "fence", "--json"])).unwrap();
+    assert_eq!(created["wakeup"], "fence", "{created}");
+    let info: Value = serde_json::from_str(&ok(&["info", b.name(), "--json"])).unwrap();
+    assert_eq!(info["header"]["wakeup"], "fence", "{info}");
+    assert!(ok(&["info", b.name()]).contains("wake-up"));
+    let d = TestBus::new("cli-wakeup-default");
+    ok(&["create", d.name()]);
+    let info: Value = serde_json::from_str(&ok(&["info", d.name(), "--json"])).unwrap();
+    assert_eq!(info["header"]["wakeup"], "barrier", "{info}");
+    let q = TestBus::new("cli-wakeup-queue");
+    fails_with(
+        &["create", q.name(), "--kind", "queue", "--wakeup", "fence"],
+        "--wakeup does not apply to --kind queue (only to bus)",
+    );
+}
