@@ -87,6 +87,27 @@ impl Bus<Raw> {
     }
 }
 
+impl Bus<Raw> {
+    /// Attaches a producer of raw bytes to a bus of any message type, for tools and bindings
+    /// that do not have the Rust type (the `shmbus publish` command, other languages). On a raw
+    /// bus it is [`Bus::publisher`]; on a typed one every message must be exactly the type's
+    /// size, and its bytes are taken as one value of the type (any bytes are one: typed buses
+    /// carry `Pod` types). Subscribers of the type receive it as usual.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Bus::publisher`] but [`Error::TypeMismatch`]. Its publishes refuse a message of
+    /// another size with [`Error::WrongMessageSize`].
+    pub fn bytes_publisher(&self) -> Result<Publisher<Raw>> {
+        if !self.seg.is_writable() {
+            return Err(Error::ReadOnly {
+                name: self.seg.name().to_owned(),
+            });
+        }
+        Publisher::attach_bytes(self.seg.clone())
+    }
+}
+
 impl<T: Payload> Bus<T> {
     /// Attaches a producer. On a single-producer bus this fails with
     /// [`Error::ProducerExists`] while another producer lives.

@@ -296,13 +296,27 @@ pub enum Error {
         found: String,
     },
 
-    /// An item (message, record) is larger than the segment takes.
-    #[error("item is {len} bytes, at most {capacity} fit")]
+    /// A message (or record, or queue item) is larger than the segment takes.
+    #[error("a message of {len} bytes does not fit: at most {capacity} bytes")]
     MessageTooLarge {
         /// The message length.
         len: usize,
         /// The slot's payload capacity.
         capacity: usize,
+    },
+
+    /// A message of the wrong size for a typed bus published as bytes
+    /// ([`crate::Bus::bytes_publisher`]): each must be exactly one value of the bus's type.
+    #[error("segment {name:?} carries messages of type {type_name}, exactly {size} bytes each, not {len}")]
+    WrongMessageSize {
+        /// The segment name.
+        name: String,
+        /// The message length.
+        len: usize,
+        /// The type's size.
+        size: usize,
+        /// The type's name, as the bus records it.
+        type_name: String,
     },
 
     /// A single-producer segment (bus, records) already has a live producer.

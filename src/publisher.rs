@@ -44,6 +44,9 @@ pub struct Publisher<T: Payload = Raw> {
     futex: SysFutex,
     /// This process could not register for the sleepers' barrier: publish with a real fence.
     strong_fence: bool,
+    /// A byte publisher on a typed bus ([`crate::Bus::bytes_publisher`]): every message must
+    /// be exactly this long.
+    exact: Option<usize>,
     stats: PublisherStats,
     _type: PhantomData<fn(&T)>,
 }
@@ -55,6 +58,17 @@ impl<T: Payload> std::fmt::Debug for Publisher<T> {
             .field("index", &self.index)
             .field("stats", &self.stats)
             .finish()
+    }
+}
+
+impl Publisher<Raw> {
+    /// A byte publisher on a bus of any type: on a typed one, every message must be exactly
+    /// one value of the type ([`crate::Bus::bytes_publisher`]).
+    pub(crate) fn attach_bytes(seg: Arc<Segment>) -> Result<Self> {
+        let exact = (!seg.ty.is_raw()).then_some(seg.ty.size as usize);
+        let mut p = Publisher::attach(seg)?;
+        p.exact = exact;
+        Ok(p)
     }
 }
 
@@ -137,6 +151,7 @@ impl<T: Payload> Publisher<T> {
             index: index as u32,
             futex: SysFutex::of(&seg),
             strong_fence: wait::producer_fences(&seg),
+            exact: None,
             seg,
             lock,
             stats: PublisherStats {
@@ -212,6 +227,14 @@ impl<T: Payload> Publisher<T> {
             return Err(Error::MessageTooLarge {
                 len: bytes.len(),
                 capacity: self.geometry.capacity,
+            });
+        }
+        if let Some(size) = self.exact.filter(|&n| n != bytes.len()) {
+            return Err(Error::WrongMessageSize {
+                name: self.seg.name().to_owned(),
+                len: bytes.len(),
+                size,
+                type_name: self.seg.ty.name.clone(),
             });
         }
         if self.forked() {

@@ -730,3 +730,49 @@ fn a_fence_wakeup_bus_records_its_choice_and_wakes_sleepers() {
     }
     producer.join().unwrap();
 }
+
+/// `Bus::bytes_publisher`: tools and bindings publish a typed bus's values as bytes of exactly
+/// the type's size, and subscribers of the type receive them.
+#[test]
+fn a_bytes_publisher_on_a_typed_bus_takes_exactly_one_value() {
+    #[derive(Clone, Copy, Debug, PartialEq, shmbus::bytemuck::Pod, shmbus::bytemuck::Zeroable)]
+    #[bytemuck(crate = "shmbus::bytemuck")]
+    #[repr(C)]
+    struct Pair {
+        a: u32,
+        b: u32,
+    }
+    let name = TestBus::new("bytes-publisher");
+    let typed = BusBuilder::new(name.name())
+        .message_type::<Pair>()
+        .create()
+        .unwrap();
+    let mut rx = typed.subscribe(Start::Next);
+    let raw = Bus::open(name.name()).unwrap();
+    assert!(
+        matches!(raw.publisher(), Err(Error::TypeMismatch { .. })),
+        "the ordinary raw publisher still refuses a typed bus"
+    );
+    let mut tx = raw.bytes_publisher().unwrap();
+    let mut value = [0u8; 8];
+    value[..4].copy_from_slice(&7u32.to_ne_bytes());
+    value[4..].copy_from_slice(&9u32.to_ne_bytes());
+    assert_eq!(tx.publish_bytes(&value).unwrap(), Some(0));
+    match tx.publish_bytes(&value[..7]) {
+        Err(Error::WrongMessageSize {
+            len: 7, size: 8, ..
+        }) => {}
+        other => panic!("a short value must be refused, got {other:?}"),
+    }
+    assert!(matches!(rx.try_recv(), Recv::Message(m) if *m == Pair { a: 7, b: 9 }));
+    assert!(
+        matches!(rx.try_recv(), Recv::Empty),
+        "nothing else went out"
+    );
+    drop(tx);
+    // On a raw bus it is the ordinary publisher: any length up to the capacity.
+    let plain = TestBus::new("bytes-publisher-raw");
+    let bus = BusBuilder::new(plain.name()).capacity(16).create().unwrap();
+    let mut tx = bus.bytes_publisher().unwrap();
+    assert_eq!(tx.publish_bytes(b"abc").unwrap(), Some(0));
+}

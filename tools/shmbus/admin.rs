@@ -390,7 +390,12 @@ fn attach(a: &PublishArgs) -> Result<(Tx, String, bool), Failure> {
     }
     let bus = b.open()?;
     let multi = bus.producer_mode() == shmbus::ProducerMode::Multi;
-    Ok((Tx::Bus(bus.publisher()?), bus.name().to_owned(), multi))
+    // Typed buses too: each message is then one value's bytes, exactly its size.
+    Ok((
+        Tx::Bus(bus.bytes_publisher()?),
+        bus.name().to_owned(),
+        multi,
+    ))
 }
 
 pub(crate) fn publish(a: &PublishArgs) -> CmdResult {

@@ -362,13 +362,21 @@ impl From<shmbus::Error> for Failure {
                 "segment {name:?} has mode {mode:04o}, writable by other users; pass \
                  --accept-shared-write to trust it"
             )),
-            // The library says "item" for every kind; a bus carries messages.
             shmbus::Error::MessageTooLarge { len, capacity } => {
                 Failure(format!("message is {len} bytes, at most {capacity} fit"))
             }
+            shmbus::Error::WrongMessageSize {
+                name,
+                len,
+                size,
+                type_name,
+            } => Failure(format!(
+                "message is {len} bytes, but bus {name:?} carries values of type {type_name}, \
+                 exactly {size} bytes each: give each as --hex or --file of exactly {size} bytes"
+            )),
             shmbus::Error::TypeMismatch { name, found, .. } => Failure(format!(
                 "segment {name:?} is typed: its payloads are of type {found}, and the command \
-                 line only reads and writes untyped bytes"
+                 line only reads and writes untyped bytes here"
             )),
             e => Failure(e.to_string()),
         }

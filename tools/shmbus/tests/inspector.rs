@@ -1847,3 +1847,24 @@ fn create_wakeup_fence_is_stored_and_shown_and_refused_on_other_kinds() {
         "--wakeup does not apply to --kind queue (only to bus)",
     );
 }
+
+#[test]
+fn publish_to_a_typed_bus_takes_values_of_exactly_its_size() {
+    let b = TestBus::new("cli-typed-publish");
+    let bus = shmbus::BusBuilder::new(b.name())
+        .message_type::<[u32; 2]>()
+        .type_name("Pair")
+        .create()
+        .unwrap();
+    let mut rx = bus.subscribe(shmbus::Start::Next);
+    ok(&["publish", b.name(), "--hex", "0700000009000000"]);
+    match rx.try_recv() {
+        shmbus::Recv::Message(m) => assert_eq!(*m, [7, 9]),
+        other => panic!("expected the value, got {other:?}"),
+    }
+    fails_with(
+        &["publish", b.name(), "--hex", "07000000"],
+        "carries values of type Pair, exactly 8 bytes each",
+    );
+    assert!(matches!(rx.try_recv(), shmbus::Recv::Empty));
+}
