@@ -297,7 +297,7 @@ pub enum Error {
     },
 
     /// A message (or record, or queue item) is larger than the segment takes.
-    #[error("a message of {len} bytes does not fit: at most {capacity} bytes")]
+    #[error("message is {len} bytes, at most {capacity} fit")]
     MessageTooLarge {
         /// The message length.
         len: usize,

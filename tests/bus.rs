@@ -101,7 +101,7 @@ fn oversize_message_names_both_sizes() {
             capacity: 16
         }
     ));
-    assert_eq!(err.to_string(), "item is 17 bytes, at most 16 fit");
+    assert_eq!(err.to_string(), "message is 17 bytes, at most 16 fit");
     assert_eq!(tx.stats().published, 0);
 }
 

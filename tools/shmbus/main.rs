@@ -362,9 +362,6 @@ impl From<shmbus::Error> for Failure {
                 "segment {name:?} has mode {mode:04o}, writable by other users; pass \
                  --accept-shared-write to trust it"
             )),
-            shmbus::Error::MessageTooLarge { len, capacity } => {
-                Failure(format!("message is {len} bytes, at most {capacity} fit"))
-            }
             shmbus::Error::WrongMessageSize {
                 name,
                 len,
