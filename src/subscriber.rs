@@ -156,10 +156,6 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// Spins of a blocking receive before it yields or sleeps, and polls between its clock reads.
 const SPINS: u32 = 64;
-/// How long a `Wait::Sleep` receive spins before its first sleep (docs/design.md §7, "Spin, then
-/// sleep": about one futex wake-up's latency here, so that waiting costs at most twice the best
-/// choice made in hindsight).
-const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(20);
 /// How often a waiting subscriber looks at the cursor and the producers' liveness (a dead
 /// producer cannot wake it): a dead claimant's sequence is skipped, and a closed bus reported,
 /// within this time under every wait strategy.
@@ -307,7 +303,7 @@ impl<T: Payload> Subscriber<T> {
         let mut last_check = Instant::now();
         // Wait::Sleep spins a while before its first sleep (docs/design.md §7, "Spin, then
         // sleep"): a message that comes within it costs no barrier, sleep or wake-up.
-        let spin_until = last_check + SPIN_BEFORE_SLEEP;
+        let spin_until = last_check + wait::SPIN_BEFORE_SLEEP;
         let mut first = true;
         loop {
             if !first {

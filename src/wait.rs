@@ -16,6 +16,11 @@ use std::time::Duration;
 
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
+/// How long a `Wait::Sleep` wait spins before its first sleep (docs/design.md §7, "Spin, then
+/// sleep": about one futex wake-up's latency here, so that waiting costs at most about twice the
+/// better choice made in hindsight, and messages in quick succession cost no `membarrier`).
+pub(crate) const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(20);
+
 /// Wait strategy of [`crate::Subscriber::recv`] and [`crate::Subscriber::recv_timeout`]. Every
 /// strategy first spins briefly; they differ in what they do after.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -161,3 +161,27 @@ fn a_sleeping_receive_spins_before_its_first_sleep() {
     let slept = voluntary_switches() - before;
     assert_eq!(slept, 0, "10 µs sleeping receives slept {slept} times");
 }
+
+/// The same for the other kinds' blocking waits: records subscribers and queue receivers.
+#[test]
+fn sleeping_waits_of_records_and_queues_spin_before_their_first_sleep() {
+    use shmbus::records::{RecordRecv, RecordsBuilder};
+    let name = TestBus::new("idle-spin-records");
+    let records = RecordsBuilder::new(name.name()).create().unwrap();
+    let _tx = records.publisher().unwrap();
+    let mut rx = records.subscriber().wait_strategy(Wait::Sleep);
+    let qname = TestBus::new("idle-spin-queue");
+    let queue = shmbus::Queue::builder(qname.name()).create().unwrap();
+    let _qtx = queue.sender().unwrap();
+    let mut qrx = queue.receiver().unwrap().wait_strategy(Wait::Sleep);
+    // Warm up, as above.
+    assert!(matches!(rx.recv_timeout(Duration::from_micros(5)), RecordRecv::Empty));
+    assert!(qrx.recv_timeout(Duration::from_micros(5)).is_none());
+    let before = voluntary_switches();
+    for _ in 0..20 {
+        assert!(matches!(rx.recv_timeout(Duration::from_micros(10)), RecordRecv::Empty));
+        assert!(qrx.recv_timeout(Duration::from_micros(10)).is_none());
+    }
+    let slept = voluntary_switches() - before;
+    assert_eq!(slept, 0, "10 µs sleeping receives slept {slept} times");
+}

@@ -895,6 +895,7 @@ impl<T: Payload> QueueSender<T> {
     fn send_until(&mut self, bytes: &[u8], deadline: Option<Instant>) -> bool {
         let mut polls = 0u32;
         let mut checked = Instant::now();
+        let started = checked;
         loop {
             if self.attempt(bytes) {
                 return true;
@@ -907,6 +908,11 @@ impl<T: Payload> QueueSender<T> {
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 return false;
+            }
+            if self.wait == Wait::Sleep && now.duration_since(started) < wait::SPIN_BEFORE_SLEEP {
+                // docs/design.md §7, "Spin, then sleep".
+                crate::sync::spin_hint();
+                continue;
             }
             if now.duration_since(checked) >= CHECK_PERIOD {
                 checked = now;
@@ -1188,6 +1194,7 @@ impl<T: Payload> QueueReceiver<T> {
     fn recv_until(&mut self, deadline: Option<Instant>) -> Option<usize> {
         let mut polls = 0u32;
         let mut checked = Instant::now();
+        let started = checked;
         loop {
             if let Some(len) = self.attempt() {
                 return Some(len);
@@ -1200,6 +1207,11 @@ impl<T: Payload> QueueReceiver<T> {
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 return None;
+            }
+            if self.wait == Wait::Sleep && now.duration_since(started) < wait::SPIN_BEFORE_SLEEP {
+                // docs/design.md §7, "Spin, then sleep".
+                crate::sync::spin_hint();
+                continue;
             }
             if now.duration_since(checked) >= CHECK_PERIOD {
                 checked = now;

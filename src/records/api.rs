@@ -803,6 +803,7 @@ impl RecordSubscriber {
             }
         }
         let mut last_check = Instant::now();
+        let started = last_check;
         let mut first = true;
         loop {
             if !first {
@@ -832,6 +833,15 @@ impl RecordSubscriber {
                                 crate::sync::spin_hint();
                             } else {
                                 std::thread::yield_now();
+                            }
+                        }
+                    }
+                    Wait::Sleep if now.duration_since(started) < wait::SPIN_BEFORE_SLEEP => {
+                        // docs/design.md §7, "Spin, then sleep".
+                        for _ in 0..SPINS {
+                            match self.reader.poll(&ring, &live, &mut self.buf) {
+                                Polled::Empty => crate::sync::spin_hint(),
+                                p => return p,
                             }
                         }
                     }
