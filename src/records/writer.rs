@@ -65,6 +65,7 @@ impl Writer {
         // loads see them.
         let (mut tail, intent, head, mut seq) =
             (ld(W_TAIL), ld(W_INTENT), ld(W_HEAD), ld(W_CURSOR));
+        let found = (tail, head, seq);
         let r = ring.shape().bytes;
         let bad = tail % 8 != 0
             || head % 8 != 0
@@ -144,21 +145,32 @@ impl Writer {
         // holds for our writes without relying on the lock system calls ordering us after the
         // dead producer (docs/design.md §15, "Crashes"). The same value: the intent never
         // goes back, and readers see no change.
-        ring.ctl(W_INTENT).store(intent, Ordering::Relaxed);
-        // ORDERING: pairs with the readers' fence(Acquire) before they load the intent
-        // (`RecordRing::intact`): a reader whose copy saw any byte we write from now on sees
-        // this intent store or a later one.
-        fence(Ordering::Release);
+        // A fresh ring (intent 0) has nothing under its intent: our first write stores one.
+        // Words found right are not stored again (each store is one more interleaving for the
+        // loom models to explore, and changes nothing).
+        if intent > found.0 {
+            ring.ctl(W_INTENT).store(intent, Ordering::Relaxed);
+            // ORDERING: pairs with the readers' fence(Acquire) before they load the intent
+            // (`RecordRing::intact`): a reader whose copy saw any byte we write from now on
+            // sees this intent store or a later one.
+            fence(Ordering::Release);
+        }
         // ORDERING: Release (cursor, last, tail), as in `finish`: a reader that loads one of
         // them (Acquire) sees the record a dead producer committed before them.
-        ring.ctl(W_CURSOR).store(seq, Ordering::Release);
-        // ORDERING: Release, as in `begin`: a reader that locates the head finds the version
-        // there written (the terminator, or padding) by the producer that we follow.
-        ring.ctl(W_HEAD).store(head, Ordering::Release);
+        if seq != found.2 {
+            ring.ctl(W_CURSOR).store(seq, Ordering::Release);
+        }
+        if head != found.1 {
+            // ORDERING: Release, as in `begin`: a reader that locates the head finds the
+            // version there written (the terminator, or padding) by the producer we follow.
+            ring.ctl(W_HEAD).store(head, Ordering::Release);
+        }
         if let Some(last) = last {
             ring.ctl(W_LAST).store(last, Ordering::Release);
         }
-        ring.ctl(W_TAIL).store(tail, Ordering::Release);
+        if tail != found.0 {
+            ring.ctl(W_TAIL).store(tail, Ordering::Release);
+        }
         Ok(w)
     }
 
