@@ -1018,3 +1018,148 @@ fn the_inspector_fails_the_same_step_with_the_same_error_as_open() {
         );
     }
 }
+
+/// Word offsets of a board of 5 cells of 24-byte values with keys (docs/design.md §12): the
+/// board word, the producer table, and cells of 24 words (state, two copies of 5, keys).
+const BOARD_HEADER_WORD: usize = 15;
+const PRODUCER_TABLE: std::ops::Range<usize> = 256..256 + 32 * 8;
+const CELL_WORDS: usize = 24;
+
+/// Random forgeries of every word a board's protocol reads (state words, copies, lengths,
+/// stamps, keys, claim and pid words of the producer table, the board word), then every
+/// operation: never a panic, never a call that does not return, never a value longer than the
+/// value size, and an update the writer reports committed is the value read right after it
+/// (never a forged one). repro_kinds_hostile.rs found the holder panic this guards against.
+#[test]
+fn random_board_forgeries_never_panic_hang_or_deliver_a_forged_value() {
+    use shmbus::{Board, BoardBuilder};
+    let name = TestBus::new("board-forged-random");
+    let board = BoardBuilder::new(name.name())
+        .cells(5)
+        .value_size(24)
+        .keys(&["k0", "k1", "k2"])
+        .create()
+        .expect("create");
+    {
+        let mut w = board.writer().expect("attach");
+        for i in 0..5 {
+            w.set_bytes(i, &[i as u8; 20]).expect("set");
+        }
+    }
+    let forger = Forger::new(&name);
+    let cells_end = 512 + 8 * CELL_WORDS;
+    assert_eq!(
+        forger.words().len(),
+        cells_end,
+        "the layout this test forges"
+    );
+    let mut rng = Rng::from_env("board_forgeries");
+    let (mut committed, mut refused) = (0u32, std::collections::BTreeMap::<String, u32>::new());
+    let started = Instant::now();
+    for round in 0..600u64 {
+        for _ in 0..1 + rng.below(4) {
+            let w = match rng.below(10) {
+                // State words, most of all.
+                0..=4 => 512 + rng.below(8) as usize * CELL_WORDS,
+                5..=7 => 512 + rng.below(8 * CELL_WORDS as u64) as usize,
+                8 => PRODUCER_TABLE.start + rng.below(PRODUCER_TABLE.len() as u64) as usize,
+                _ => BOARD_HEADER_WORD,
+            };
+            let old = forger.words()[w].load(Ordering::SeqCst);
+            let v = match rng.below(8) {
+                0 => rng.next(),
+                1 => rng.below(64),
+                2 => u64::MAX - rng.below(3),
+                // A state word: version, current copy, busy, any holder field.
+                3 => rng.below(1 << 20) << 8 | rng.below(64) << 2 | rng.below(4),
+                4 => old & !0xfc | rng.below(64) << 2,
+                5 => old | 1,
+                _ => old ^ (1 << rng.below(64)),
+            };
+            forger.store(w, v);
+        }
+        let what = format!("round {round}");
+        let bounded = |t: Instant, op: &str| {
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "{what}: {op} did not return"
+            );
+        };
+        let mut note = |e: &Error| {
+            let kind = format!("{e:?}");
+            let kind = kind.split([' ', '{', '(']).next().unwrap_or("").to_owned();
+            *refused.entry(kind).or_default() += 1;
+        };
+        let t = Instant::now();
+        let opened = Board::open(name.name());
+        bounded(t, "open");
+        let b = match opened {
+            Ok(b) => b,
+            Err(e) => {
+                assert!(
+                    e.is_corrupt() || matches!(e, Error::NotInitialised { .. }),
+                    "{what}: {e}"
+                );
+                note(&e);
+                // The board word is the only one open reads: put it back.
+                forger.store(BOARD_HEADER_WORD, 5 | 64 << 32);
+                continue;
+            }
+        };
+        let mut rd = b.reader();
+        for i in 0..b.cells() {
+            let t = Instant::now();
+            match rd.read(i) {
+                Ok(Some(v)) => assert!(v.bytes().len() <= b.value_size(), "{what}"),
+                Ok(None) => {}
+                Err(e) => {
+                    assert!(
+                        matches!(e, Error::CellBusy { .. } | Error::BoardCorrupt { .. }),
+                        "{what}: {e}"
+                    );
+                    note(&e);
+                }
+            }
+            bounded(t, "read");
+            let _ = (b.key(i), rd.version(i));
+        }
+        let t = Instant::now();
+        let attached = b.writer();
+        bounded(t, "writer");
+        let mut w = attached.unwrap_or_else(|e| panic!("{what}: attach: {e}"));
+        for i in 0..b.cells() {
+            let value = [round as u8 ^ i as u8; 24];
+            let len = 1 + (round as usize + i) % 24;
+            let t = Instant::now();
+            let set = w.set_bytes(i, &value[..len]);
+            bounded(t, "set_bytes");
+            match set {
+                Ok(version) => {
+                    committed += 1;
+                    let v = rd.read(i).unwrap_or_else(|e| panic!("{what}: read: {e}"));
+                    let v = v.unwrap_or_else(|| panic!("{what}: cell {i} empty after a set"));
+                    assert_eq!(
+                        (v.version(), v.bytes()),
+                        (version, &value[..len]),
+                        "{what}: cell {i} is not the value just committed"
+                    );
+                }
+                Err(e) => {
+                    assert!(
+                        matches!(e, Error::CellHeld { .. } | Error::BoardCorrupt { .. }),
+                        "{what}: {e}"
+                    );
+                    note(&e);
+                }
+            }
+        }
+    }
+    eprintln!(
+        "600 board forgery rounds in {:?}: {committed} updates committed, refused {refused:?}",
+        started.elapsed()
+    );
+    assert!(
+        committed > 1000,
+        "the writer was refused too often: {refused:?}"
+    );
+}

@@ -50,6 +50,7 @@ fn child_entry() {
     match role.as_str() {
         "producer" => producer(),
         "consumer" => consumer(),
+        "participant" => participant(),
         other => panic!("unknown child role {other}"),
     }
 }
@@ -368,4 +369,162 @@ fn killed_producers_and_consumers_never_duplicate_tear_or_lose_unaccounted_items
         "at most one item in hand per killed consumer"
     );
     assert!(v.received > 0);
+}
+
+/// Attaches a sender or a receiver (SIDE), says its entry, then sends or receives one item per
+/// "send" / "recv" line on stdin, saying whether it did.
+fn participant() {
+    let q = Queue::open(&env::<String>("QUEUE")).expect("open the queue");
+    let side: String = env("SIDE");
+    let (mut tx, mut rx) = (None, None);
+    let index = if side == "sender" {
+        let s = q.sender().expect("attach a sender");
+        let i = s.index();
+        tx = Some(s);
+        i
+    } else {
+        let r = q.receiver().expect("attach a receiver");
+        let i = r.index();
+        rx = Some(r);
+        i
+    };
+    say(&format!("index={index}"));
+    for line in std::io::stdin().lines() {
+        match line.expect("stdin").as_str() {
+            "send" => {
+                let ok = tx.as_mut().expect("a sender").try_send(b"L-item!!").is_ok();
+                say(&format!("sent={}", u64::from(ok)));
+            }
+            "recv" => {
+                let got = rx.as_mut().expect("a receiver").try_recv().is_some();
+                say(&format!("got={}", u64::from(got)));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn spawn_participant(queue: &str, side: &str) -> (ChildProc, usize) {
+    let mut c = ChildProc::spawn(
+        CHILD,
+        "participant",
+        &[("QUEUE", queue.to_owned()), ("SIDE", side.to_owned())],
+    );
+    let line = c.next_line().expect("the participant's entry");
+    let index = field(&line, "index") as usize;
+    (c, index)
+}
+
+/// The segment's words, writable: what a participant stores, forged from outside.
+struct Words {
+    _map: memmap2::MmapMut,
+}
+
+impl Words {
+    fn new(name: &TestBus) -> Self {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(name.path())
+            .expect("open the segment");
+        // SAFETY: a shared mapping of the segment, accessed through atomics only, as the
+        // library accesses it.
+        let map = unsafe { memmap2::MmapMut::map_mut(&file) }.expect("mmap");
+        Words { _map: map }
+    }
+
+    fn word(&self, i: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(i * 8 + 8 <= self._map.len());
+        // SAFETY: in bounds (checked), 8-aligned (the mapping is page-aligned), and the mapping
+        // lives as long as `self`.
+        unsafe { &*(self._map.as_ptr().add(i * 8) as *const std::sync::atomic::AtomicU64) }
+    }
+
+    fn claim(&self, entry: usize) -> &std::sync::atomic::AtomicU64 {
+        // The producer table at word 256, 8 words an entry, the claim word third.
+        self.word(256 + entry * 8 + 3)
+    }
+}
+
+/// Tail (the write cursor) and head words of a queue (docs/design.md §11).
+const W_TAIL: usize = 128;
+const W_HEAD: usize = 144;
+const CONSUMER_CLAIM: u64 = 1 << 62;
+
+/// repro_kinds_queue_claim_wedge, scenario A: sender V took position 0 (claim and tail stored)
+/// and is killed before publishing; live sender L named position 0 too, lost the CAS, and has
+/// not re-named yet. A new sender attaches (V's entry is the lowest free one) and repairs V's
+/// entry: it must not forget V's claim because L names the position, or nothing names it once
+/// L moves on, and the queue wedges for good. Here: L sends position 1; the receiver skips 0
+/// and receives L's item. Each word forged is one the protocol itself stores at that instant.
+#[test]
+fn a_repair_keeps_a_dead_senders_claim_while_a_live_loser_names_the_position() {
+    let name = TestBus::new("q-wedge-a");
+    let q = Queue::builder(name.name())
+        .capacity(4)
+        .item_size(8)
+        .create()
+        .unwrap();
+    let words = Words::new(&name);
+    let (mut v, vi) = spawn_participant(name.name(), "sender");
+    let (mut l, li) = spawn_participant(name.name(), "sender");
+    let mut rx = q.receiver().unwrap();
+    words.claim(vi).store(1, Ordering::SeqCst);
+    words.word(W_TAIL).store(1, Ordering::SeqCst);
+    words.claim(li).store(1, Ordering::SeqCst);
+    v.kill9();
+    // The new sender attaches and repairs (or leaves) V's entry.
+    let mut n = q.sender().unwrap();
+    assert_ne!(n.index() as usize, li);
+    // L runs again: a real try_send names and publishes position 1.
+    l.tell("send");
+    assert_eq!(field(&l.next_line().unwrap(), "sent"), 1);
+    let got = rx.recv_timeout(Duration::from_secs(5)).map(|b| b.to_vec());
+    assert_eq!(
+        got.as_deref(),
+        Some(&b"L-item!!"[..]),
+        "the receiver is wedged at position 0"
+    );
+    assert_eq!(q.totals().skipped, 1);
+    // And the queue goes on.
+    n.try_send(b"N-item!!").unwrap();
+    let got = rx.recv_timeout(Duration::from_secs(5)).map(|b| b.to_vec());
+    assert_eq!(got.as_deref(), Some(&b"N-item!!"[..]));
+}
+
+/// Scenario B, the receiver-side twin: receiver V claimed the item at position 0 (claim and
+/// head stored) and is killed before freeing its slot; live receiver L named position 0 too.
+/// After a new receiver attaches, the sender must still get a lap around: position 4 needs
+/// slot 0, freed by a stall repair of V's claim (the item counted lost).
+#[test]
+fn a_repair_keeps_a_dead_receivers_claim_while_a_live_loser_names_the_position() {
+    let name = TestBus::new("q-wedge-b");
+    let q = Queue::builder(name.name())
+        .capacity(4)
+        .item_size(8)
+        .create()
+        .unwrap();
+    let words = Words::new(&name);
+    let (mut v, vi) = spawn_participant(name.name(), "receiver");
+    let (mut l, li) = spawn_participant(name.name(), "receiver");
+    let mut tx = q.sender().unwrap();
+    tx.try_send(b"item-0!!").unwrap();
+    words.claim(vi).store(1 | CONSUMER_CLAIM, Ordering::SeqCst);
+    words.word(W_HEAD).store(1, Ordering::SeqCst);
+    words.claim(li).store(1 | CONSUMER_CLAIM, Ordering::SeqCst);
+    v.kill9();
+    let n = q.receiver().unwrap();
+    assert_ne!(n.index() as usize, li);
+    // L runs again: a real try_recv (nothing there: it withdraws its claim).
+    l.tell("recv");
+    assert_eq!(field(&l.next_line().unwrap(), "got"), 0);
+    for k in 1..=4u8 {
+        let item = [b'i', b't', b'e', b'm', b'-', b'0' + k, b'!', b'!'];
+        assert!(
+            tx.send_timeout(&item, Duration::from_secs(5)).is_ok(),
+            "item {k}: the senders are wedged on slot 0"
+        );
+    }
+    assert_eq!(q.totals().lost, 1);
+    drop(n);
 }

@@ -19,6 +19,7 @@ fn child_entry() {
         None => {}
         Some("producer") => producer(),
         Some("consumer") => consumer(),
+        Some("fifty") => fifty(),
         Some(other) => panic!("unknown child role {other}"),
     }
 }
@@ -295,5 +296,108 @@ fn processes_exchange_random_size_records_untorn_with_exact_losses() {
             "{line}"
         );
         assert_eq!(field(&line, "next"), count, "{line}");
+    }
+}
+
+/// Publishes records 0..50 (40 bytes each, `body(seq, 40)`), says so, then waits to be killed.
+fn fifty() {
+    let r = Records::open(&std::env::var("BUS").unwrap()).unwrap();
+    let mut tx = r.publisher().unwrap();
+    for s in 0..50 {
+        tx.publish_bytes(&body(s, 40)).unwrap();
+    }
+    say("published");
+    wait_for_go();
+}
+
+/// Words of the control block (docs/design.md §15): the cursor, the tail and the last record.
+const W_CURSOR: usize = 128;
+const W_TAIL: usize = 145;
+const W_LAST: usize = 147;
+
+fn control_word(name: &TestBus, w: usize) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 8];
+    std::fs::File::open(name.path())
+        .unwrap()
+        .read_exact_at(&mut b, w as u64 * 8)
+        .unwrap();
+    u64::from_le_bytes(b)
+}
+
+fn forge_control_word(name: &TestBus, w: usize, v: u64) {
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(name.path())
+        .unwrap()
+        .write_all_at(&v.to_le_bytes(), w as u64 * 8)
+        .unwrap();
+}
+
+/// repro_kinds_records_attach_tail: a producer killed between its cursor store and its tail
+/// store (1 in ~3,000 random kills) leaves cursor = s + 1 with the tail at the start of record
+/// s. A real producer process publishes records 0..50 and is killed; the tail word is set back
+/// to the start of record 49, exactly what the kill between the two stores leaves. The next
+/// producer must not write record 50 over record 49: a subscriber that read record 49 receives
+/// 50 and 51 as published (also when record 50's payload holds the word done(50), which a reader
+/// waiting at the end of record 49 would accept in the middle of a record written over it), and
+/// a subscriber from the start still finds every record, 49 included.
+#[test]
+fn a_producer_killed_between_its_cursor_and_tail_stores_has_no_record_written_over() {
+    let done50 = 50u64 << 3 | 2;
+    for crafted in [false, true] {
+        let name = TestBus::new("rec-attach-tail");
+        let r = RecordsBuilder::new(name.name())
+            .bytes(4096)
+            .create()
+            .unwrap();
+        let mut p1 = ChildProc::spawn(CHILD, "fifty", &[("BUS", name.name().to_owned())]);
+        p1.expect_line("published");
+        let mut rx = r.subscribe(Start::Oldest);
+        for s in 0..50 {
+            match rx.try_recv() {
+                RecordRecv::Record(m) => assert_eq!((m.seq(), m.bytes()), (s, &body(s, 40)[..])),
+                other => panic!("record {s}: {other:?}"),
+            }
+        }
+        p1.kill9();
+        assert_eq!(control_word(&name, W_CURSOR), 50);
+        let last = control_word(&name, W_LAST);
+        // Killed after storing the cursor (and last), before storing the tail.
+        forge_control_word(&name, W_TAIL, last);
+        let mut tx = r.publisher().expect("a new producer attaches");
+        let fifty: Vec<u8> = if crafted {
+            std::iter::repeat_n(done50.to_le_bytes(), 25)
+                .flatten()
+                .collect()
+        } else {
+            body(50, 200)
+        };
+        assert_eq!(tx.publish_bytes(&fifty).unwrap(), 50);
+        assert_eq!(tx.publish_bytes(b"record fifty-one").unwrap(), 51);
+        assert!(
+            control_word(&name, W_TAIL) > last + 56,
+            "crafted {crafted}: the new producer wrote at record 49's place"
+        );
+        let want: [(u64, &[u8]); 2] = [(50, &fifty), (51, b"record fifty-one")];
+        for (s, bytes) in want {
+            match rx.recv_timeout(Duration::from_secs(5)) {
+                RecordRecv::Record(m) => assert_eq!(
+                    (m.seq(), m.bytes()),
+                    (s, bytes),
+                    "crafted {crafted}: a forged record"
+                ),
+                other => panic!("crafted {crafted}: record {s}: {other:?}"),
+            }
+        }
+        let mut all = r.subscribe(Start::Sequence(0));
+        for s in 0..52 {
+            match all.try_recv() {
+                RecordRecv::Record(m) => assert_eq!(m.seq(), s, "crafted {crafted}"),
+                other => panic!("crafted {crafted}: record {s} from the start: {other:?}"),
+            }
+        }
+        assert_eq!(all.stats().lost, 0);
     }
 }

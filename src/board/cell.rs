@@ -38,7 +38,7 @@
 //! writer, that store follows the writer's `fence(Release)`, so the reader's `fence(Acquire)`
 //! makes the writer's take, which follows commit `s + 1`, visible to `w2`: `seq(w2) > s`.
 
-use crate::layout::{PE_CLAIM, PRODUCER_ENTRY_WORDS, W_PRODUCERS, W_SLOTS};
+use crate::layout::{MAX_PRODUCERS, PE_CLAIM, PRODUCER_ENTRY_WORDS, W_PRODUCERS, W_SLOTS};
 use crate::ring::Liveness;
 use crate::sync::{fence, load_acquire, spin_hint, AtomicU64, Ordering};
 
@@ -49,6 +49,8 @@ pub(crate) const CUR: u64 = 1 << 1;
 const HOLDER_SHIFT: u32 = 2;
 const HOLDER_MASK: u64 = 0x3f << HOLDER_SHIFT;
 const SEQ_SHIFT: u32 = 8;
+/// The largest version a state word carries (56 bits): a cell at it takes no update.
+pub(crate) const SEQ_MAX: u64 = u64::MAX >> SEQ_SHIFT;
 
 /// Words of a copy before its value: the stamp, then the length.
 pub(crate) const COPY_HEADER_WORDS: usize = 2;
@@ -79,7 +81,9 @@ pub(crate) fn seq_of(w: u64) -> u64 {
     w >> SEQ_SHIFT
 }
 
-/// The producer-table index of the writer holding a cell, if the word names one.
+/// The producer-table index of the writer holding a cell, if the word names one. The field has
+/// room for 63 entries, the table for [`MAX_PRODUCERS`]: a caller that indexes the table with
+/// it checks the bound first (only a forged or corrupt word names an entry beyond it).
 #[inline]
 pub(crate) fn holder_of(w: u64) -> Option<usize> {
     match ((w & HOLDER_MASK) >> HOLDER_SHIFT) as usize {
@@ -291,6 +295,9 @@ pub(crate) struct Taken {
 pub(crate) enum TakeError {
     /// A live writer (entry `holder`, if the word names one) kept the cell past the bound.
     Held { holder: Option<usize> },
+    /// The cell's version is at [`SEQ_MAX`]: a commit would wrap it to 0 ("never set"). Only a
+    /// forged or corrupt state word holds it (2^56 updates).
+    VersionLimit,
 }
 
 /// One writer's protocol state: its producer-table entry and the claim word it last stored.
@@ -334,6 +341,9 @@ impl CellWriter {
         let mut rounds = 0u32;
         loop {
             if w & BUSY == 0 {
+                if seq_of(w) == SEQ_MAX {
+                    return Err(TakeError::VersionLimit);
+                }
                 // ORDERING: AcqRel. Acquire pairs with the previous commit (Release): our copy
                 // stores come after the stores of the update that wrote this copy before.
                 // Release publishes our claim word to whoever sees the busy word.
@@ -364,6 +374,25 @@ impl CellWriter {
                 spins = 0;
                 rounds += 1;
                 let repaired = match holder_of(w) {
+                    None => {
+                        // Busy without a holder: no take stores that (a forged or corrupt
+                        // word), so no writer holds the cell; nobody's lock names it, so nobody
+                        // else repairs it: give the cell back. The current copy is untouched.
+                        // ORDERING: AcqRel, as a repair.
+                        state
+                            .compare_exchange(w, released(w), Ordering::AcqRel, Ordering::Relaxed)
+                            .is_ok()
+                    }
+                    Some(h) if h >= MAX_PRODUCERS => {
+                        // No entry of the table: no writer ever stores this holder, so no
+                        // writer holds the cell (a forged or corrupt word). Nobody's lock can
+                        // be taken for it, so nobody else repairs it: give the cell back.
+                        // The current copy is untouched (a take never writes it).
+                        // ORDERING: AcqRel, as a repair.
+                        state
+                            .compare_exchange(w, released(w), Ordering::AcqRel, Ordering::Relaxed)
+                            .is_ok()
+                    }
                     Some(h) if h == self.index => {
                         // Our own entry holds it: a predecessor on this entry died holding a
                         // cell its claim did not name (only a forged word does that). We hold
@@ -376,7 +405,7 @@ impl CellWriter {
                     Some(h) if !live.alive(h) => live
                         .lock_dead(h)
                         .is_some_and(|_guard| repair_cell(cells, h, i, w)),
-                    _ => false,
+                    Some(_) => false,
                 };
                 if !repaired && rounds >= HELD_ROUNDS {
                     return Err(TakeError::Held {

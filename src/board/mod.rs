@@ -843,7 +843,8 @@ impl<T: Payload> BoardWriter<T> {
     ///
     /// # Errors
     /// [`Error::CellOutOfRange`], [`Error::ValueTooLarge`] (raw values longer than the value
-    /// size), [`Error::CellHeld`] if another live writer kept the cell past the bound.
+    /// size), [`Error::CellHeld`] if another live writer kept the cell past the bound,
+    /// [`Error::BoardCorrupt`] if the cell's version is at its limit (a forged state word).
     pub fn set(&mut self, index: usize, value: &T::View) -> Result<u64> {
         self.set_bytes(index, T::bytes(value))
     }
@@ -871,7 +872,7 @@ impl<T: Payload> BoardWriter<T> {
     /// Returns the new version and what `fill` returned.
     ///
     /// # Errors
-    /// [`Error::CellOutOfRange`], [`Error::CellHeld`].
+    /// [`Error::CellOutOfRange`], [`Error::CellHeld`], [`Error::BoardCorrupt`].
     pub fn set_with<R>(
         &mut self,
         index: usize,
@@ -892,7 +893,19 @@ impl<T: Payload> BoardWriter<T> {
                 return Err(Error::CellHeld {
                     name: self.seg.name().to_owned(),
                     index,
-                    pid: holder.map(|h| self.seg.producer_pid(h)).filter(|&p| p != 0),
+                    pid: holder
+                        .filter(|&h| h < MAX_PRODUCERS)
+                        .map(|h| self.seg.producer_pid(h))
+                        .filter(|&p| p != 0),
+                })
+            }
+            Err(TakeError::VersionLimit) => {
+                return Err(Error::BoardCorrupt {
+                    name: self.seg.name().to_owned(),
+                    what: format!(
+                        "cell {index} is at version {}, the limit: a forged or corrupt state word",
+                        cell::SEQ_MAX
+                    ),
                 })
             }
         };

@@ -635,34 +635,41 @@ impl Participant {
             name: seg.name().to_owned(),
             max: MAX_PRODUCERS,
         };
-        let index =
-            match &lock {
-                Some(fd) => {
-                    let mut found = None;
-                    for i in 0..MAX_PRODUCERS {
-                        let taken = segment::try_lock(fd, 1 + i as i64, LockKind::Exclusive)
-                            .map_err(|e| Error::Io {
-                                name: seg.name().to_owned(),
-                                op: "fcntl(F_OFD_SETLK)",
-                                source: e,
-                            })?;
-                        if taken {
-                            found = Some(i);
-                            break;
-                        }
-                    }
-                    found.ok_or_else(full)?
-                }
-                None => (0..MAX_PRODUCERS)
-                    .find(|&i| seg.claim_heap_entry(i, pid))
-                    .ok_or_else(full)?,
-            };
-        // The entry's previous holder is dead (we hold its lock): repair its claim before our
-        // own claims overwrite it (docs/design.md §11, "Repair").
-        let repaired = {
-            let live = SegmentLiveness::producer(&seg, lock.as_ref(), index);
-            protocol::repair_entry(&QueueRing::new(seg.words(), seg.geometry), &live, index)
+        let io = |op, e| Error::Io {
+            name: seg.name().to_owned(),
+            op,
+            source: e,
         };
+        let mut attached = None;
+        for i in 0..MAX_PRODUCERS {
+            let taken = match &lock {
+                Some(fd) => segment::try_lock(fd, 1 + i as i64, LockKind::Exclusive)
+                    .map_err(|e| io("fcntl(F_OFD_SETLK)", e))?,
+                None => seg.claim_heap_entry(i, pid),
+            };
+            if !taken {
+                continue;
+            }
+            // The entry's previous holder is dead (we hold its lock): repair its claim before
+            // our own claims overwrite it (docs/design.md §11, "Claims and repair").
+            let repaired = {
+                let live = SegmentLiveness::producer(&seg, lock.as_ref(), i);
+                protocol::repair_entry(&QueueRing::new(seg.words(), seg.geometry), &live, i)
+            };
+            if repaired != Repair::Pending {
+                attached = Some((i, repaired));
+                break;
+            }
+            // A live participant names the dead one's position too: its claim word must keep
+            // naming the position until a stall repair finds it. Let the entry go (a stall
+            // repair takes its lock) and use another.
+            match &lock {
+                Some(fd) => segment::unlock(fd, 1 + i as i64)
+                    .map_err(|e| io("fcntl(F_OFD_SETLK, F_UNLCK)", e))?,
+                None => seg.release_heap_entry(i),
+            }
+        }
+        let (index, repaired) = attached.ok_or_else(full)?;
         seg.set_producer(index, pid, segment::process_start_ticks(pid).unwrap_or(0));
         role_word(&seg, index).store(role.to_word(), Ordering::Relaxed);
         seg.producer_heartbeat(index)
@@ -701,7 +708,7 @@ impl Participant {
     /// After a repair, wakes the side it unblocked.
     fn wake_for(&self, r: Repair) {
         match r {
-            Repair::None => {}
+            Repair::None | Repair::Pending => {}
             Repair::Skipped => wait::wake_sleepers(self.item_words(), &self.futex),
             Repair::Lost | Repair::Freed => wait::wake_sleepers(self.space_words(), &self.futex),
         }

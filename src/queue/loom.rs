@@ -14,6 +14,7 @@ use ::loom::thread;
 use super::protocol::*;
 use crate::layout::{Geometry, MAX_PRODUCERS};
 use crate::loom_harness::{model, ModelFutex, ModelLive};
+use crate::ring::Liveness;
 use crate::sync::{AtomicU32, AtomicU64};
 use crate::wait::{self, WakeWords};
 
@@ -333,6 +334,69 @@ fn repair_races_an_attach_on_the_dead_entry_and_skips_once() {
         drain(&q, &live, 1, &mut got);
         assert_eq!(got, [5]);
         assert_eq!(q.totals(), (1, 0), "skipped exactly once");
+    });
+}
+
+/// A sender dies holding a position it never published while a live sender names the same
+/// position: the holder or, in the schedules this model is for, a loser of the CAS that has not
+/// re-named yet (repro_kinds_queue_claim_wedge.rs). A new participant attaches on the dead
+/// entry meanwhile, as an attach does (production `repair_entry`; on `Pending` it lets the entry
+/// go and takes another). Whatever the schedule, the dead sender's position is skipped once and
+/// every item goes through: nothing is wedged.
+///
+/// Before the repair kept the dead holder's claim, the attach cleared it whenever the live
+/// namer was there; once the loser re-named, nothing named the position: the drain found the
+/// queue wedged.
+#[test]
+fn a_live_loser_naming_a_dead_senders_position_does_not_make_the_repair_forget_it() {
+    model("a_live_loser_naming_a_dead_senders_position", 3, || {
+        let seg = Seg::new();
+        let live = ModelLive::new(MAX_PRODUCERS);
+        let dying = {
+            let (seg, live) = (seg.clone(), live.clone());
+            thread::spawn(move || {
+                let q = seg.q();
+                // Takes position 0 or 1 (if the other sender won 0) and dies holding it.
+                assert!(matches!(Sender::new(0).begin(&q), SendBegin::Claimed(_)));
+                live.die(0);
+            })
+        };
+        let loser = {
+            let (seg, live) = (seg.clone(), live.clone());
+            thread::spawn(move || {
+                let q = seg.q();
+                assert!(try_send(&q, &Sender::new(1), &live, 1, 2), "room for 2");
+            })
+        };
+        dying.join().unwrap();
+        let q = seg.q();
+        // The new participant, while the live sender may still name the dead one's position.
+        let entry = match (&*live).lock_dead(0) {
+            Some(guard) => match repair_entry(&q, &&*live, 0) {
+                Repair::Pending => {
+                    drop(guard);
+                    3
+                }
+                _ => {
+                    std::mem::forget(guard);
+                    0
+                }
+            },
+            None => 3,
+        };
+        loser.join().unwrap();
+        let mut got = Vec::new();
+        drain(&q, &live, 2, &mut got);
+        assert!(try_send(&q, &Sender::new(entry), &live, entry, 5));
+        drain(&q, &live, 2, &mut got);
+        assert_once(&got);
+        got.sort_unstable();
+        assert_eq!(got, [2, 5]);
+        assert_eq!(
+            q.totals(),
+            (1, 0),
+            "the dead sender's position skipped once"
+        );
     });
 }
 

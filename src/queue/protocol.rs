@@ -391,6 +391,11 @@ pub(crate) enum Repair {
     Lost,
     /// A dead consumer had claimed a skip: its slot was freed, nothing lost.
     Freed,
+    /// A live participant names the dead one's position too: it is the holder (and will
+    /// complete it), or a loser of the CAS about to re-name another one. Which, the repairer
+    /// cannot tell, so the dead participant's claim is kept: the position stays findable by a
+    /// later repair (docs/design.md §11, "Claims and repair"). Only [`repair_entry`] returns it.
+    Pending,
 }
 
 /// Whether a live participant other than those in `except` names `claim` (the victim's lock,
@@ -408,8 +413,13 @@ fn live_claimant<L: Liveness>(q: &QueueRing<'_>, live: &L, claim: u64, except: [
 
 /// Repairs the claim of entry `victim`, whose lock the caller holds (so its previous owner is
 /// dead and nobody else repairs it): the position it names becomes a skip (a producer's
-/// unpublished position) or is freed (a consumer's unfinished item), unless it was completed,
-/// never taken, or another live participant holds it. The claim word is cleared after.
+/// unpublished position) or is freed (a consumer's unfinished item), unless it was completed
+/// or never taken (then nothing is done), or another live participant names it
+/// ([`Repair::Pending`]). The claim word is cleared once the position needs nothing more from
+/// it: repaired, completed, never taken, or a word no participant stores. It is kept while a
+/// live participant names the position: that one may be a loser of the CAS about to re-name
+/// another position, and with the dead holder's claim gone nothing would name this one, and no
+/// stall repair could ever find it (a permanent wedge; repro_kinds_queue_claim_wedge.rs).
 /// `except` is the caller's own entry (a participant attaching on `victim` passes `victim`).
 pub(crate) fn repair_locked<L: Liveness>(
     q: &QueueRing<'_>,
@@ -426,7 +436,7 @@ pub(crate) fn repair_locked<L: Liveness>(
         Some(Claim::Send(pos)) => skip_dead_send(q, live, pos, claim, except, victim),
         Some(Claim::Recv(pos)) => free_dead_recv(q, live, pos, claim, except, victim),
     };
-    if claim != 0 {
+    if claim != 0 && done != Repair::Pending {
         // ORDERING: Release, as every claim store.
         word.store(0, Ordering::Release);
     }
@@ -449,7 +459,7 @@ fn skip_dead_send<L: Liveness>(
         return Repair::None;
     }
     if live_claimant(q, live, claim, [victim, except]) {
-        return Repair::None;
+        return Repair::Pending;
     }
     // ORDERING: AcqRel: Release pairs with the consumers' Acquire state load (they see the
     // skip); Acquire orders us after whatever published the slot if the CAS fails.
@@ -489,7 +499,7 @@ fn free_dead_recv<L: Liveness>(
         return Repair::None;
     }
     if live_claimant(q, live, claim, [victim, except]) {
-        return Repair::None;
+        return Repair::Pending;
     }
     let next = lap(pos, q.mask()) + q.g.slot_count;
     // ORDERING: AcqRel: Release pairs with the producers' Acquire state load, as `finish`.
@@ -523,9 +533,10 @@ fn repair_claimed<L: Liveness>(q: &QueueRing<'_>, live: &L, claim: u64, own: usi
     }
     for (i, _) in dead.iter().enumerate().filter(|(_, d)| **d) {
         if let Some(_guard) = live.lock_dead(i) {
-            let done = repair_locked(q, live, i, own);
-            if done != Repair::None {
-                return done;
+            match repair_locked(q, live, i, own) {
+                // A live claimant appeared since the scan: wait for it, as above.
+                Repair::None | Repair::Pending => {}
+                done => return done,
             }
         }
     }
@@ -566,7 +577,9 @@ pub(crate) fn repair_stalled_send<L: Liveness>(
 }
 
 /// A participant attaching on entry `index` (whose lock it now holds, so the previous owner is
-/// dead) repairs that owner's claim before its own claims overwrite it.
+/// dead) repairs that owner's claim before its own claims overwrite it. On
+/// [`Repair::Pending`] the claim must stay: the participant lets the entry go (its lock) and
+/// attaches on another one, and a stall repair finishes the job later.
 pub(crate) fn repair_entry<L: Liveness>(q: &QueueRing<'_>, live: &L, index: usize) -> Repair {
     repair_locked(q, live, index, index)
 }

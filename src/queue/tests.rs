@@ -306,3 +306,34 @@ fn corrupt_positions_report_full_and_empty_instead_of_spinning() {
     assert_eq!(r.begin(&q), RecvBegin::Claimed(0));
     assert_eq!(r.read(&q, 0, &mut [0u64; 2]), None);
 }
+
+#[test]
+fn a_dead_holders_claim_is_kept_while_a_live_loser_names_its_position() {
+    // The dead sender took position 0; a live sender named 0 too and lost the CAS (it has not
+    // re-named yet). The attach's repair must keep the dead claim, or nothing names 0 once the
+    // loser moves on.
+    let seg = Seg::new(4);
+    let q = seg.q();
+    let live = Live::new();
+    let dead = Sender::new(0);
+    assert_eq!(dead.begin(&q), SendBegin::Claimed(0));
+    q.claim_word(1)
+        .store(Claim::Send(0).word(), Ordering::Relaxed);
+    live.kill(0);
+    assert_eq!(repair_entry(&q, &&live, 0), Repair::Pending);
+    assert_eq!(
+        q.claim_word(0).load(Ordering::Relaxed),
+        Claim::Send(0).word(),
+        "kept"
+    );
+    // The loser re-names position 1 and publishes it; the stall repair then finds 0.
+    assert_eq!(send(&q, &Sender::new(1), 7), Some(1));
+    assert_eq!(repair_stalled_recv(&q, &&live, 0, 2), Repair::Skipped);
+    assert_eq!(
+        q.claim_word(0).load(Ordering::Relaxed),
+        0,
+        "cleared once repaired"
+    );
+    assert_eq!(recv(&q, &Receiver::new(2)), Some(7));
+    assert_eq!(q.totals(), (1, 0));
+}

@@ -83,8 +83,19 @@ fn content(seq: u64, len: usize) -> Vec<u8> {
 /// Reads from the oldest intact record until every later one (of lengths `lens`, by sequence)
 /// is received or counted lost, checking each copy's length and every byte.
 fn read_all(seg: &Seg, live: &Live, policy: LapPolicy, lens: &[usize]) -> (u64, u64) {
+    read_all_from(seg, live, policy, Start::Oldest, lens)
+}
+
+/// As [`read_all`], from `start`.
+fn read_all_from(
+    seg: &Seg,
+    live: &Live,
+    policy: LapPolicy,
+    start: Start,
+    lens: &[usize],
+) -> (u64, u64) {
     let ring = seg.ring();
-    let mut r = Reader::new(&ring, Start::Oldest);
+    let mut r = Reader::new(&ring, start);
     r.set_policy(policy);
     let n = lens.len() as u64 - r.next_seq();
     let mut buf = [0u64; 4];
@@ -275,5 +286,88 @@ fn records_read_against_an_intent_stored_records_earlier_are_whole() {
             read_all(&seg, &Live(done), LapPolicy::Oldest, &[8, 8, 16, 8, 16, 8]);
             producer.join().unwrap();
         },
+    );
+}
+
+/// A producer killed between any two of its stores (docs/design.md §15, "Crashes";
+/// repro_kinds_records_attach_tail.rs): the production [`Writer`] publishes record `s` and
+/// stops after `k` shared stores, for every `k` from none to all of them; then a new producer
+/// (another thread, started after the first one ended, as the producer lock orders processes)
+/// attaches and publishes up to record `s + 1`, while a reader that started at record `s`
+/// reads. Whatever `k`, no committed record is written over: the reader receives `s` and
+/// `s + 1`, whole, and loses nothing (nothing laps it). Twice: a record that fits before the
+/// ring's end, and one that pads to the next lap (the tail left at the padding word).
+///
+/// Before the attach reconciled the tail with the cursor, `k` between the cursor store and the
+/// tail store (the last two) left the tail at record `s`, and the new producer wrote `s + 1`
+/// over it: the reader lost a record, or followed the new record's terminator.
+#[test]
+fn a_producer_dying_between_any_two_stores_leaves_no_committed_record_written_over() {
+    let started = std::time::Instant::now();
+    for before in [&[8usize][..], &[8, 8, 8, 8, 8][..]] {
+        let s = before.len() as u64;
+        for k in 0.. {
+            let died = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let died2 = died.clone();
+            model(
+                &format!("producer_dies_after_{k}_stores (record {s})"),
+                BOUND,
+                move || {
+                    let seg = Seg::new();
+                    {
+                        let ring = seg.ring();
+                        let mut w = Writer::attach(&ring).expect("a fresh ring");
+                        for &len in before {
+                            publish(&mut w, &ring, len);
+                        }
+                    }
+                    let done = Arc::new(AtomicBool::new(false));
+                    let (s2, d2, died3) = (seg.clone(), done.clone(), died2.clone());
+                    let producers = thread::spawn(move || {
+                        {
+                            let ring = s2.ring();
+                            let mut w = Writer::attach(&ring).expect("the ring left");
+                            w.die_after(k);
+                            publish(&mut w, &ring, 8);
+                            died3.store(w.died(), std::sync::atomic::Ordering::Relaxed);
+                        }
+                        // The next producer: another process, after the first one's death.
+                        let s3 = s2.clone();
+                        thread::spawn(move || {
+                            let ring = s3.ring();
+                            let mut w = Writer::attach(&ring).expect("a dead producer's ring");
+                            assert!(w.next_seq() == s || w.next_seq() == s + 1);
+                            while w.next_seq() <= s + 1 {
+                                publish(&mut w, &ring, 8);
+                            }
+                        })
+                        .join()
+                        .unwrap();
+                        d2.store(true, Ordering::Release);
+                    });
+                    let lens = vec![8; s as usize + 2];
+                    let (received, lost) = read_all_from(
+                        &seg,
+                        &Live(done),
+                        LapPolicy::Oldest,
+                        Start::Sequence(s),
+                        &lens,
+                    );
+                    assert_eq!(
+                        (received, lost),
+                        (2, 0),
+                        "dead after {k} stores: a committed record was written over"
+                    );
+                    producers.join().unwrap();
+                },
+            );
+            if !died.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+        }
+    }
+    eprintln!(
+        "a_producer_dying_between_any_two_stores: every stop point in {:.1?}",
+        started.elapsed()
     );
 }

@@ -41,6 +41,10 @@ pub(crate) struct Writer {
     intent: u64,
     /// Payload bytes published since creation.
     bytes: u64,
+    /// Loom models only: how many more shared stores this producer makes before it "dies"
+    /// (every later store is skipped, as a SIGKILL would leave them); `None`: it lives.
+    #[cfg(all(test, loom))]
+    stores_left: std::cell::Cell<Option<usize>>,
 }
 
 /// A record being written: where it is and what it is.
@@ -61,6 +65,7 @@ impl Writer {
         // loads see them.
         let (mut tail, intent, head, mut seq) =
             (ld(W_TAIL), ld(W_INTENT), ld(W_HEAD), ld(W_CURSOR));
+        let found = (tail, head, seq);
         let r = ring.shape().bytes;
         let bad = tail % 8 != 0
             || head % 8 != 0
@@ -78,36 +83,120 @@ impl Writer {
                 cursor: seq,
             });
         }
-        // A dead producer may have padded, committed, or both, without moving the tail and
-        // cursor: a committed record is kept (readers may have it), padding is followed
-        // (readers may have followed it). At most a padding word and one record.
+        // A dead producer's last publish may have stopped between any two of its stores
+        // (`finish` stores the version, bytes, cursor, last, then tail). It may have padded,
+        // committed, or both, without moving the cursor and tail: the record is `seq`, and is
+        // counted now. Or it stored the cursor (`seq - 1` committed) and died before the tail:
+        // the tail still names the start of record `seq - 1` (or its padding), which is
+        // committed and which readers may have read or be reading past; it must not be written
+        // over. Either way a committed record is kept and padding is followed (readers may have
+        // followed it): at most a padding word and one record, both of one sequence number.
+        // In a consistent ring the tail holds the terminator free(seq), so neither applies.
+        // The sequence numbers the leftover may carry.
+        let mut ours = [Some(seq), seq.checked_sub(1)];
+        let mut last = None;
         for _ in 0..2 {
             match State::of(ring.at(tail).load(Ordering::Relaxed)) {
-                State::Pad(s) if s == seq => tail = ring.shape().next_lap(tail),
-                State::Done(s) | State::Abandoned(s) if s == seq => {
+                State::Pad(s) if ours.contains(&Some(s)) => {
+                    tail = ring.shape().next_lap(tail);
+                    // The record after the padding is the padded one: the same sequence.
+                    ours = [Some(s), None];
+                }
+                State::Done(s) | State::Abandoned(s) if ours.contains(&Some(s)) => {
                     let len = (ring.at(tail + 8).load(Ordering::Relaxed) as u32) as usize;
                     let size = RingShape::record_size(len);
-                    if len > ring.shape().max_payload || size > ring.shape().room(tail) {
+                    // Bounds checked before use: the record must fit the ring and the intent
+                    // (every byte the dead producer wrote is inside the stored intent).
+                    if len > ring.shape().max_payload
+                        || size > ring.shape().room(tail)
+                        || tail + size + 8 > intent
+                    {
                         break;
                     }
+                    last = Some(tail);
                     tail += size;
-                    seq += 1;
+                    if s == seq {
+                        seq += 1;
+                    }
+                    // One record only: what follows it is the terminator free(seq).
+                    break;
                 }
                 _ => break,
             }
         }
+        // The head is moved before the intent store but stored after it (`begin`): a producer
+        // that died between the two left a head that the stored intent already refuses
+        // (`head + ring < intent`), and the headers after it may be overwritten since (the
+        // dead write's bytes land an intent earlier, where the walk would read). Without a
+        // walk we can trust, the next record becomes the oldest: readers that resync go there.
+        let head = if head + r < intent { tail } else { head };
         let w = Writer {
             tail,
             seq,
             head,
             intent,
             bytes: ring.bytes_published(),
+            #[cfg(all(test, loom))]
+            stores_left: std::cell::Cell::new(None),
         };
-        // ORDERING: Release, as in `finish`: a reader that loads either sees the record a dead
-        // producer committed before them.
-        ring.ctl(W_CURSOR).store(seq, Ordering::Release);
-        ring.ctl(W_TAIL).store(tail, Ordering::Release);
+        // Our writes up to the next intent store land inside the intent a dead producer stored:
+        // store it again ourselves, then fence, so that the readers' argument (an intent store,
+        // `fence(Release)`, then the writes it covers, all in the writing thread; see `begin`)
+        // holds for our writes without relying on the lock system calls ordering us after the
+        // dead producer (docs/design.md §15, "Crashes"). The same value: the intent never
+        // goes back, and readers see no change.
+        // A fresh ring (intent 0) has nothing under its intent: our first write stores one.
+        // Words found right are not stored again (each store is one more interleaving for the
+        // loom models to explore, and changes nothing).
+        if intent > found.0 {
+            ring.ctl(W_INTENT).store(intent, Ordering::Relaxed);
+            // ORDERING: pairs with the readers' fence(Acquire) before they load the intent
+            // (`RecordRing::intact`): a reader whose copy saw any byte we write from now on
+            // sees this intent store or a later one.
+            fence(Ordering::Release);
+        }
+        // ORDERING: Release (cursor, last, tail), as in `finish`: a reader that loads one of
+        // them (Acquire) sees the record a dead producer committed before them.
+        if seq != found.2 {
+            ring.ctl(W_CURSOR).store(seq, Ordering::Release);
+        }
+        if head != found.1 {
+            // ORDERING: Release, as in `begin`: a reader that locates the head finds the
+            // version there written (the terminator, or padding) by the producer we follow.
+            ring.ctl(W_HEAD).store(head, Ordering::Release);
+        }
+        if let Some(last) = last {
+            ring.ctl(W_LAST).store(last, Ordering::Release);
+        }
+        if tail != found.0 {
+            ring.ctl(W_TAIL).store(tail, Ordering::Release);
+        }
         Ok(w)
+    }
+
+    /// Loom models: the producer dies after `n` more shared stores.
+    #[cfg(all(test, loom))]
+    pub(crate) fn die_after(&self, n: usize) {
+        self.stores_left.set(Some(n));
+    }
+
+    /// Loom models: whether the producer died (ran out of stores).
+    #[cfg(all(test, loom))]
+    pub(crate) fn died(&self) -> bool {
+        self.stores_left.get() == Some(0)
+    }
+
+    /// Every shared store of a producer after attaching goes through here (loom models kill the
+    /// producer between any two of them).
+    #[inline]
+    fn put(&self, word: &AtomicU64, v: u64, ordering: Ordering) {
+        #[cfg(all(test, loom))]
+        match self.stores_left.get() {
+            Some(0) => return,
+            Some(n) => self.stores_left.set(Some(n - 1)),
+            None => {}
+        }
+        word.store(v, ordering);
     }
 
     /// The next record's sequence number.
@@ -140,7 +229,7 @@ impl Writer {
             // and the head is past the previous intent less the ring).
             self.advance_head(ring, pos, intent);
             self.intent = intent;
-            ring.ctl(W_INTENT).store(intent, Ordering::Relaxed);
+            self.put(ring.ctl(W_INTENT), intent, Ordering::Relaxed);
             // ORDERING: the intent before any byte it covers; pairs with the readers'
             // fence(Acquire) before they load the intent (`RecordRing::intact`). Every write up
             // to the next store ends inside this intent and follows this fence, so a reader that
@@ -148,22 +237,27 @@ impl Writer {
             fence(Ordering::Release);
         }
         let seq = self.seq;
-        ring.at(pos)
-            .store(State::Busy(seq).word(), Ordering::Relaxed);
+        self.put(ring.at(pos), State::Busy(seq).word(), Ordering::Relaxed);
         if padded {
             // ORDERING: Release after the busy version: a reader that follows the padding
             // (Acquire on this word) finds `seq` busy or later at `pos`, never a stale word.
-            ring.at(self.tail)
-                .store(State::Pad(seq).word(), Ordering::Release);
+            self.put(
+                ring.at(self.tail),
+                State::Pad(seq).word(),
+                Ordering::Release,
+            );
         }
         if stored {
             // ORDERING: Release pairs with `RecordRing::locate`: a reader that finds the head
             // here finds its version written (busy, or committed earlier). The head only moves
             // with the intent.
-            ring.ctl(W_HEAD).store(self.head, Ordering::Release);
+            self.put(ring.ctl(W_HEAD), self.head, Ordering::Release);
         }
-        ring.at(pos + 8)
-            .store(len as u64 | (type_id as u64) << 32, Ordering::Relaxed);
+        self.put(
+            ring.at(pos + 8),
+            len as u64 | (type_id as u64) << 32,
+            Ordering::Relaxed,
+        );
         Pending { seq, pos, len }
     }
 
@@ -192,8 +286,11 @@ impl Writer {
 
     /// Sets the pending record's type id.
     pub(crate) fn set_type(&self, ring: &RecordRing<'_>, p: &Pending, type_id: u32) {
-        ring.at(p.pos + 8)
-            .store(p.len as u64 | (type_id as u64) << 32, Ordering::Relaxed);
+        self.put(
+            ring.at(p.pos + 8),
+            p.len as u64 | (type_id as u64) << 32,
+            Ordering::Relaxed,
+        );
     }
 
     /// Payload word `i` of the pending record (for in-place writes).
@@ -217,14 +314,17 @@ impl Writer {
         let mut i = 0;
         for c in chunks {
             let w = u64::from_ne_bytes(c.try_into().expect("chunks_exact yields 8 bytes"));
-            self.payload_word(ring, p, i).store(w, Ordering::Relaxed);
+            self.put(self.payload_word(ring, p, i), w, Ordering::Relaxed);
             i += 1;
         }
         if !rest.is_empty() {
             let mut last = [0u8; 8];
             last[..rest.len()].copy_from_slice(rest);
-            self.payload_word(ring, p, i)
-                .store(u64::from_ne_bytes(last), Ordering::Relaxed);
+            self.put(
+                self.payload_word(ring, p, i),
+                u64::from_ne_bytes(last),
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -243,21 +343,20 @@ impl Writer {
     fn finish(&mut self, ring: &RecordRing<'_>, p: Pending, state: State) {
         let end = p.pos + RingShape::record_size(p.len);
         let next = p.seq + 1;
-        ring.at(end)
-            .store(State::Free(next).word(), Ordering::Relaxed);
+        self.put(ring.at(end), State::Free(next).word(), Ordering::Relaxed);
         // ORDERING: Release pairs with the reader's Acquire load of the version: a reader that
         // sees the record done sees its length, payload and the terminator after it.
-        ring.at(p.pos).store(state.word(), Ordering::Release);
+        self.put(ring.at(p.pos), state.word(), Ordering::Release);
         self.seq = next;
         self.tail = end;
         if matches!(state, State::Done(_)) {
             self.bytes += p.len as u64;
         }
-        ring.ctl(W_BYTES).store(self.bytes, Ordering::Relaxed);
+        self.put(ring.ctl(W_BYTES), self.bytes, Ordering::Relaxed);
         // ORDERING: Release (all three): a reader that loads one of these words (Acquire) sees
         // the record it names committed and the terminator after it written.
-        ring.ctl(W_CURSOR).store(next, Ordering::Release);
-        ring.ctl(W_LAST).store(p.pos, Ordering::Release);
-        ring.ctl(W_TAIL).store(end, Ordering::Release);
+        self.put(ring.ctl(W_CURSOR), next, Ordering::Release);
+        self.put(ring.ctl(W_LAST), p.pos, Ordering::Release);
+        self.put(ring.ctl(W_TAIL), end, Ordering::Release);
     }
 }
