@@ -286,6 +286,10 @@ impl Host for SysHost<'_> {
     }
 
     fn any_alive(&self) -> bool {
+        // A queue's "producers" are its senders, which hold no segment-wide lock.
+        if self.seg.kind == crate::layout::SegmentKind::Queue {
+            return crate::queue::senders_alive(self.seg);
+        }
         SegmentLiveness::observer(self.seg).any_alive()
     }
 

@@ -175,11 +175,17 @@ fn sleeping_waits_of_records_and_queues_spin_before_their_first_sleep() {
     let _qtx = queue.sender().unwrap();
     let mut qrx = queue.receiver().unwrap().wait_strategy(Wait::Sleep);
     // Warm up, as above.
-    assert!(matches!(rx.recv_timeout(Duration::from_micros(5)), RecordRecv::Empty));
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_micros(5)),
+        RecordRecv::Empty
+    ));
     assert!(qrx.recv_timeout(Duration::from_micros(5)).is_none());
     let before = voluntary_switches();
     for _ in 0..20 {
-        assert!(matches!(rx.recv_timeout(Duration::from_micros(10)), RecordRecv::Empty));
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_micros(10)),
+            RecordRecv::Empty
+        ));
         assert!(qrx.recv_timeout(Duration::from_micros(10)).is_none());
     }
     let slept = voluntary_switches() - before;

@@ -87,7 +87,7 @@ fn typed_items_round_trip_and_another_type_is_refused() {
     assert_eq!(q.item_size(), 16);
     let (mut tx, mut rx) = (q.sender().unwrap(), q.receiver().unwrap());
     tx.send(Job { id: 1, cost: 2.5 }).unwrap();
-    assert_eq!(*rx.recv(), Job { id: 1, cost: 2.5 });
+    assert_eq!(*rx.recv().unwrap(), Job { id: 1, cost: 2.5 });
     let err = QueueBuilder::new(t.name())
         .item_type::<[u64; 2]>()
         .open()
@@ -302,4 +302,51 @@ proptest! {
             prop_assert_eq!(q.is_full(), model.len() as u64 == cap);
         }
     }
+}
+
+/// docs/design.md §11, "Closed": with no sender attached and no item left, a receiver is told
+/// the queue is closed (as a crossbeam channel whose senders are gone); items sent before stay
+/// for a receiver that attaches later, and a sender attaching again reopens it.
+#[test]
+fn a_queue_with_no_sender_and_no_item_is_closed_until_a_sender_comes_back() {
+    let name = TestBus::new("queue-closed");
+    let q = Queue::builder(name.name())
+        .capacity(8)
+        .item_size(16)
+        .create()
+        .unwrap();
+    assert!(q.is_closed(), "nobody ever sent: closed");
+    let mut tx = q.sender().unwrap();
+    assert!(!q.is_closed(), "a sender is attached");
+    tx.send(b"one").unwrap();
+    tx.send(b"two").unwrap();
+    drop(tx);
+    assert!(!q.is_closed(), "items are left");
+    // A receiver that attaches after the sender left still gets them, then is told closed.
+    let mut rx = q.receiver().unwrap();
+    assert_eq!(rx.recv(), Some(&b"one"[..]));
+    assert_eq!(
+        rx.iter().collect::<Vec<_>>(),
+        [b"two".to_vec()],
+        "iter ends at closed"
+    );
+    assert!(rx.is_closed());
+    assert_eq!(rx.recv(), None);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)), None);
+    // Not final: a sender comes back.
+    let mut tx = q.sender().unwrap();
+    assert!(!rx.is_closed());
+    tx.send(b"three").unwrap();
+    assert_eq!(rx.recv(), Some(&b"three"[..]));
+    // A receiver blocked while the last sender leaves is woken with `None`.
+    let waiter = {
+        let name = name.0.clone();
+        std::thread::spawn(move || {
+            let q = Queue::open(&name).unwrap();
+            let mut rx = q.receiver().unwrap();
+            rx.recv().map(<[u8]>::to_vec)
+        })
+    };
+    drop(tx);
+    assert_eq!(waiter.join().unwrap(), None);
 }

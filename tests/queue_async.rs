@@ -155,9 +155,62 @@ fn draining_a_queue_never_loses_an_edge_to_a_racing_send() {
     assert!(waits > 0, "the receiver waited on the descriptor");
 }
 
+/// docs/design.md §11, "Closed": a receiver's descriptor turns readable when the last sender
+/// (here a process that is killed) leaves an empty queue, once; and again for an item when a
+/// sender comes back.
+#[test]
+fn receiver_readiness_turns_readable_when_the_last_sender_is_gone() {
+    let t = TestBus::new("qr-closed");
+    let q = Queue::builder(t.name())
+        .capacity(8)
+        .item_size(16)
+        .create()
+        .unwrap();
+    let mut rx = q.receiver().unwrap().into_readiness().unwrap();
+    let mut child = ChildProc::spawn(CHILD, "send_on_go", &[("QUEUE", t.0.clone())]);
+    child.expect_line("ready");
+    assert_eq!(rx.try_recv(), None);
+    assert!(!rx.receiver().is_closed());
+    child.kill9();
+    wait_readable(&rx, "the only sender was killed");
+    assert_eq!(rx.try_recv(), None);
+    assert!(rx.receiver().is_closed());
+    assert!(
+        !readable(&rx, Duration::from_millis(30)),
+        "closed once, reported once"
+    );
+    let mut tx = q.sender().unwrap();
+    tx.try_send(b"again").unwrap();
+    wait_readable(&rx, "a sender came back and sent");
+    assert_eq!(rx.try_recv(), Some(&b"again"[..]));
+}
+
 #[cfg(feature = "tokio")]
 mod with_tokio {
     use super::*;
+
+    /// `recv_async` returns `Ok(None)` once the queue is closed, after the items sent before.
+    #[tokio::test]
+    async fn recv_async_returns_none_once_the_queue_is_closed() {
+        let t = TestBus::new("qa-closed");
+        let q = Queue::builder(t.name())
+            .item_type::<u64>()
+            .capacity(8)
+            .create()
+            .unwrap();
+        let mut rx = q.receiver().unwrap();
+        let tx = {
+            let mut tx = q.sender().unwrap();
+            tx.send(7).unwrap();
+            tx
+        };
+        let closer = std::thread::spawn(move || drop(tx));
+        let first = tokio::time::timeout(HANG_GUARD, rx.recv_async()).await;
+        assert_eq!(first.expect("woken").unwrap(), Some(7));
+        closer.join().unwrap();
+        let end = tokio::time::timeout(HANG_GUARD, rx.recv_async()).await;
+        assert_eq!(end.expect("woken").unwrap(), None);
+    }
 
     use std::future::{poll_fn, Future};
     use std::task::Poll;
@@ -189,7 +242,8 @@ mod with_tokio {
                 let v = tokio::time::timeout(HANG_GUARD, rx.recv_async())
                     .await
                     .expect("woken")
-                    .unwrap();
+                    .unwrap()
+                    .expect("the sender stays attached until the end");
                 if v == STOP {
                     return got;
                 }
@@ -231,7 +285,7 @@ mod with_tokio {
         let mut send = Box::pin(tx.send_async(4));
         assert!(poll_once(&mut send).await.is_pending(), "full: it waits");
         let drainer = std::thread::spawn(move || {
-            let v = *rx.recv();
+            let v = *rx.recv().unwrap();
             (v, rx)
         });
         tokio::time::timeout(HANG_GUARD, send)
@@ -299,7 +353,7 @@ mod with_tokio {
         while next < N {
             tokio::select! {
                 r = rx.recv_async() => {
-                    assert_eq!(r.unwrap(), next, "in order, none lost or repeated");
+                    assert_eq!(r.unwrap(), Some(next), "in order, none lost or repeated");
                     next += 1;
                 }
                 _ = tokio::time::sleep(Duration::from_millis(1)) => cancelled += 1,

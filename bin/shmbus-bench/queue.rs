@@ -291,7 +291,7 @@ fn shmbus_throughput(n: usize, items: u64) -> Result<f64, String> {
             });
             s.spawn(move || {
                 for _ in 0..per {
-                    std::hint::black_box(*rx.recv());
+                    std::hint::black_box(*rx.recv().expect("every item is sent"));
                 }
             });
         }
@@ -560,7 +560,8 @@ fn drain(name: &str, core: Option<usize>) -> Result<(), String> {
         .wait_strategy(Wait::Yield);
     let mut n = 0u64;
     loop {
-        let item = rx.recv();
+        // `None`: no sender attached yet (or for a moment): wait on for the end marker.
+        let Some(item) = rx.recv() else { continue };
         if item.len() == END.len() {
             break;
         }

@@ -338,6 +338,14 @@ impl<T: Payload> Queue<T> {
         QueueTotals { skipped, lost }
     }
 
+    /// Whether the queue is closed: no sender is attached and no item is left (a snapshot;
+    /// not final: a sender may attach later, and receivers then get its items). Like a
+    /// crossbeam channel whose senders are all dropped, except that items sent before stay for
+    /// receivers that come later.
+    pub fn is_closed(&self) -> bool {
+        closed(&self.seg)
+    }
+
     /// The participant-table entries that were ever used.
     pub fn participants(&self) -> Vec<ParticipantInfo> {
         (0..MAX_PRODUCERS)
@@ -358,6 +366,22 @@ fn role_word(seg: &Segment, i: usize) -> &crate::sync::AtomicU64 {
     &seg.words()[W_PRODUCERS + i * PRODUCER_ENTRY_WORDS + PE_ROLE]
 }
 
+/// Whether a live sender is attached to the queue in `seg` (docs/design.md §11, "Closed"): an
+/// entry whose role word says sender and whose kernel lock is held. Up to 32 lock questions:
+/// asked only when the queue is empty, every few milliseconds at most.
+pub(crate) fn senders_alive(seg: &Segment) -> bool {
+    (0..MAX_PRODUCERS).any(|i| {
+        Role::from_word(role_word(seg, i).load(Ordering::Relaxed)) == Some(Role::Sender)
+            && seg.producer_alive(i)
+    })
+}
+
+/// Whether the queue in `seg` is closed: no sender attached, and (looked at after that) no item
+/// left, nor a position a sender claimed and has not published or had skipped.
+fn closed(seg: &Segment) -> bool {
+    !senders_alive(seg) && QueueRing::new(seg.words(), seg.geometry).len() == 0
+}
+
 /// Builds, creates or opens a queue.
 ///
 /// ```
@@ -372,7 +396,7 @@ fn role_word(seg: &Segment, i: usize) -> &crate::sync::AtomicU64 {
 /// let queue = shmbus::Queue::builder(&name).item_type::<Job>().capacity(8).create()?;
 /// let (mut tx, mut rx) = (queue.sender()?, queue.receiver()?);
 /// tx.send(Job { id: 7, cost: 0.5 }).unwrap();
-/// assert_eq!(rx.recv().id, 7);
+/// assert_eq!(rx.recv().unwrap().id, 7);
 /// # shmbus::Queue::remove(&name)?;
 /// # Ok::<(), shmbus::Error>(())
 /// ```
@@ -737,6 +761,16 @@ impl Drop for Participant {
         }
         // Shared segments: closing the lock fd (after this) releases the entry's lock.
     }
+}
+
+/// How a blocking receive ended.
+enum Waited {
+    /// An item of this length is in the receiver's buffer.
+    Item(usize),
+    /// The deadline passed.
+    TimedOut,
+    /// No sender is attached and the queue is empty.
+    Closed,
 }
 
 /// Consecutive failed attempts at one position.
@@ -1114,21 +1148,34 @@ impl<T: Payload> QueueReceiver<T> {
         Some(self.view(len))
     }
 
-    /// Receives the next item, waiting while the queue is empty.
-    pub fn recv(&mut self) -> &T::View {
-        let len = self
-            .recv_until(None)
-            .expect("without a deadline the wait ends only with an item");
-        self.view(len)
+    /// Receives the next item, waiting while the queue is empty; `None` once the queue is
+    /// closed: no sender attached and no item left ([`QueueReceiver::is_closed`]; it looks at
+    /// the senders every few milliseconds while it waits, so `None` comes that long after the
+    /// last sender left).
+    pub fn recv(&mut self) -> Option<&T::View> {
+        match self.recv_until(None) {
+            Waited::Item(len) => Some(self.view(len)),
+            Waited::Closed | Waited::TimedOut => None,
+        }
     }
 
-    /// Receives the next item, waiting at most `timeout` while the queue is empty.
+    /// Receives the next item, waiting at most `timeout` while the queue is empty; `None` when
+    /// the time is up or the queue is closed ([`QueueReceiver::is_closed`] tells which).
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<&T::View> {
-        let len = self.recv_until(Instant::now().checked_add(timeout))?;
-        Some(self.view(len))
+        match self.recv_until(Instant::now().checked_add(timeout)) {
+            Waited::Item(len) => Some(self.view(len)),
+            Waited::Closed | Waited::TimedOut => None,
+        }
     }
 
-    /// A blocking iterator over received items (owned copies); it never ends.
+    /// Whether the queue is closed: no sender attached and no item left (see
+    /// [`Queue::is_closed`]).
+    pub fn is_closed(&self) -> bool {
+        closed(&self.part.seg)
+    }
+
+    /// A blocking iterator over received items (owned copies); it ends when the queue is
+    /// closed.
     pub fn iter(&mut self) -> QueueIter<'_, T> {
         QueueIter { rx: self }
     }
@@ -1198,13 +1245,13 @@ impl<T: Payload> QueueReceiver<T> {
         self.part.wake_for(r);
     }
 
-    fn recv_until(&mut self, deadline: Option<Instant>) -> Option<usize> {
+    fn recv_until(&mut self, deadline: Option<Instant>) -> Waited {
         let mut polls = 0u32;
         let mut checked = Instant::now();
         let started = checked;
         loop {
             if let Some(len) = self.attempt() {
-                return Some(len);
+                return Waited::Item(len);
             }
             polls = polls.saturating_add(1);
             if polls <= SPIN_POLLS {
@@ -1213,18 +1260,27 @@ impl<T: Payload> QueueReceiver<T> {
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
-                return None;
+                return Waited::TimedOut;
             }
             if self.wait == Wait::Sleep && now.duration_since(started) < wait::SPIN_BEFORE_SLEEP {
                 // docs/design.md §7, "Spin, then sleep".
                 crate::sync::spin_hint();
                 continue;
             }
+            // The first look comes one period in, as on a bus, so that a receiver that starts
+            // before its senders attach is not told `closed` at once.
             if now.duration_since(checked) >= CHECK_PERIOD {
                 checked = now;
                 let pos = self.part.ring().head();
                 if pos < POS_LIMIT {
                     self.repair_at(pos);
+                }
+                if self.is_closed() {
+                    // Items sent just before the last sender left are taken first.
+                    return match self.attempt() {
+                        Some(len) => Waited::Item(len),
+                        None => Waited::Closed,
+                    };
                 }
             }
             let slice = deadline.map_or(CHECK_PERIOD, |d| (d - now).min(CHECK_PERIOD));
@@ -1244,7 +1300,7 @@ impl<T: Payload> Iterator for QueueIter<'_, T> {
     type Item = T::Owned;
 
     fn next(&mut self) -> Option<T::Owned> {
-        Some(T::to_owned(self.rx.recv()))
+        self.rx.recv().map(T::to_owned)
     }
 }
 
@@ -1299,8 +1355,10 @@ impl crate::readiness::Target for ItemTarget<'_> {
         self.0.tail() > self.0.head()
     }
 
+    /// An empty queue with no sender attached is reported closed (docs/design.md §11,
+    /// "Closed"); the waker asks about the senders (`SysHost::any_alive`).
     fn closes(&self) -> bool {
-        false
+        true
     }
 }
 
@@ -1400,7 +1458,13 @@ impl<T: Payload> QueueReceiver<T> {
         }
         let got = self.attempt();
         if got.is_none() {
-            self.registration().arm(self.part.ring().head());
+            let head = self.part.ring().head();
+            if self.is_closed() {
+                // Signalled once per closure (docs/design.md §14), and armed for an item.
+                self.registration().closed(head);
+            } else {
+                self.registration().arm(head);
+            }
         }
         got
     }
@@ -1472,7 +1536,8 @@ impl<T: Payload> QueueSender<T> {
 /// Awaiting a queue in a tokio task (feature `tokio`, docs/design.md §14).
 #[cfg(all(feature = "tokio", not(loom)))]
 impl<T: Payload> QueueReceiver<T> {
-    /// Receives the next item, owned, waiting without blocking the thread.
+    /// Receives the next item, owned, waiting without blocking the thread; `Ok(None)` once the
+    /// queue is closed (no sender attached, no item left; see [`QueueReceiver::is_closed`]).
     ///
     /// Cancel-safe: an item is taken only in the poll that returns it, so a future dropped
     /// while waiting (a `select!` branch that lost) takes nothing, and the next receive gets
@@ -1488,11 +1553,14 @@ impl<T: Payload> QueueReceiver<T> {
     /// # Panics
     ///
     /// Inside a tokio runtime built without I/O (`enable_io`), as tokio's own I/O types do.
-    pub async fn recv_async(&mut self) -> Result<T::Owned> {
+    pub async fn recv_async(&mut self) -> Result<Option<T::Owned>> {
         crate::async_recv::register(self.armed()?, "recv_async")?;
         loop {
             if let Some(len) = self.try_recv_armed() {
-                return Ok(T::to_owned(self.view(len)));
+                return Ok(Some(T::to_owned(self.view(len))));
+            }
+            if self.is_closed() {
+                return Ok(None);
             }
             crate::async_recv::readable(self.registration()).await?;
         }

@@ -44,6 +44,7 @@ mod loom;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
+pub(crate) use api::senders_alive;
 pub use api::{
     ParticipantInfo, Queue, QueueBuilder, QueueIter, QueueReceiver, QueueSender, QueueTotals,
     QueueTryIter, ReceiverStats, Role, SendError, SenderStats, DEFAULT_ITEM_SIZE,
