@@ -23,6 +23,7 @@ fn child_entry() {
         Some("fork_then_exit") => fork_then_exit(),
         Some("publish_in_fork") => publish_in_fork(),
         Some("drop_readiness_in_fork") => drop_readiness_in_fork(),
+        Some("other_kinds_in_fork") => other_kinds_in_fork(),
         Some(other) => panic!("unknown child role {other}"),
     }
 }
@@ -100,6 +101,50 @@ fn drop_readiness_in_fork() {
         i32::from(r.is_err())
     });
     say(&format!("grandchild_exit={}", exit_code(pid)));
+}
+
+/// Attaches to a records segment, a board and a queue (with one item in it), forks, and has the
+/// grandchild use each attachment: every one must refuse.
+fn other_kinds_in_fork() {
+    let env = |k: &str| std::env::var(k).expect(k);
+    let records = shmbus::records::Records::open(&env("RECORDS")).unwrap();
+    let mut rec_tx = records.publisher().unwrap();
+    let board = shmbus::Board::open(&env("BOARD")).unwrap();
+    let mut writer = board.writer().unwrap();
+    let queue = shmbus::Queue::open(&env("QUEUE")).unwrap();
+    let mut q_tx = queue.sender().unwrap();
+    let mut q_rx = queue.receiver().unwrap();
+    q_tx.try_send(b"parent's").unwrap();
+    let pid = fork_with(|| {
+        let mut failed = 0;
+        if !matches!(
+            rec_tx.publish_bytes(b"x"),
+            Err(shmbus::Error::UsedAfterFork { .. })
+        ) {
+            failed |= 1;
+        }
+        if !matches!(
+            writer.set_bytes(0, b"x"),
+            Err(shmbus::Error::UsedAfterFork { .. })
+        ) {
+            failed |= 2;
+        }
+        if !matches!(
+            q_tx.try_send(b"child's"),
+            Err(shmbus::SendError::UsedAfterFork(_))
+        ) {
+            failed |= 4;
+        }
+        if q_rx.try_recv().is_some() || q_rx.recv().is_some() {
+            failed |= 8;
+        }
+        failed
+    });
+    say(&format!("grandchild_exit={}", exit_code(pid)));
+    // The parent's attachments work on.
+    assert_eq!(q_rx.try_recv(), Some(&b"parent's"[..]));
+    rec_tx.publish_bytes(b"parent's").unwrap();
+    writer.set_bytes(0, b"parent's").unwrap();
 }
 
 fn line_value(line: &str, key: &str) -> i64 {
@@ -187,4 +232,43 @@ fn a_readiness_handle_inherited_across_fork_drops_without_panicking() {
         "dropping the inherited readiness handle panicked"
     );
     child.wait_success(LIMIT);
+}
+
+#[test]
+fn records_board_and_queue_handles_inherited_across_fork_refuse() {
+    let r = TestBus::new("fork-records");
+    let _records = shmbus::records::RecordsBuilder::new(r.name())
+        .create()
+        .unwrap();
+    let b = TestBus::new("fork-board");
+    let _board = shmbus::BoardBuilder::new(b.name())
+        .cells(2)
+        .create()
+        .unwrap();
+    let q = TestBus::new("fork-queue");
+    let queue = shmbus::Queue::builder(q.name())
+        .capacity(8)
+        .item_size(16)
+        .create()
+        .unwrap();
+    let mut child = ChildProc::spawn(
+        CHILD,
+        "other_kinds_in_fork",
+        &[
+            ("RECORDS", r.0.clone()),
+            ("BOARD", b.0.clone()),
+            ("QUEUE", q.0.clone()),
+        ],
+    );
+    let line = child.next_line().expect("the child reports");
+    assert_eq!(
+        line_value(&line, "grandchild_exit"),
+        0,
+        "bits: 1 records published, 2 board written, 4 queue sent, 8 queue received"
+    );
+    child.wait_success(LIMIT);
+    assert!(
+        queue.is_empty(),
+        "the parent took its own item; the child took none"
+    );
 }

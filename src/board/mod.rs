@@ -872,12 +872,19 @@ impl<T: Payload> BoardWriter<T> {
     /// Returns the new version and what `fill` returned.
     ///
     /// # Errors
-    /// [`Error::CellOutOfRange`], [`Error::CellHeld`], [`Error::BoardCorrupt`].
+    /// [`Error::CellOutOfRange`], [`Error::CellHeld`], [`Error::BoardCorrupt`];
+    /// [`Error::UsedAfterFork`] in a forked child of the process that attached.
     pub fn set_with<R>(
         &mut self,
         index: usize,
         fill: impl FnOnce(&mut ValueWriter<'_>) -> R,
     ) -> Result<(u64, R)> {
+        if self.lock.as_ref().is_some_and(|l| l.forked()) {
+            // A forked child may not write under its parent's entry (docs/design.md §10).
+            return Err(Error::UsedAfterFork {
+                name: self.seg.name().to_owned(),
+            });
+        }
         if index >= self.shape.cells {
             return Err(Error::CellOutOfRange {
                 name: self.seg.name().to_owned(),

@@ -92,13 +92,18 @@ pub enum SendError<T> {
         /// The slot's item size.
         capacity: usize,
     },
+    /// The sender was attached by the parent of this process before `fork(2)`: it may not send
+    /// under its parent's entry (docs/design.md §10, "Fork"); attach a sender in this process.
+    UsedAfterFork(T),
 }
 
 impl<T> SendError<T> {
     /// The item that was not sent.
     pub fn into_inner(self) -> T {
         match self {
-            SendError::Full(item) | SendError::TooLarge { item, .. } => item,
+            SendError::Full(item)
+            | SendError::TooLarge { item, .. }
+            | SendError::UsedAfterFork(item) => item,
         }
     }
 
@@ -115,6 +120,7 @@ impl<T> std::fmt::Debug for SendError<T> {
             SendError::TooLarge { capacity, .. } => {
                 write!(f, "TooLarge {{ capacity: {capacity}, .. }}")
             }
+            SendError::UsedAfterFork(_) => f.write_str("UsedAfterFork(..)"),
         }
     }
 }
@@ -126,6 +132,10 @@ impl<T> std::fmt::Display for SendError<T> {
             SendError::TooLarge { capacity, .. } => {
                 write!(f, "the item is larger than a slot ({capacity} bytes)")
             }
+            SendError::UsedAfterFork(_) => f.write_str(
+                "this sender was attached by the parent process before fork(); attach a sender \
+                 in this process",
+            ),
         }
     }
 }
@@ -715,6 +725,13 @@ impl Participant {
         QueueRing::new(self.seg.words(), self.seg.geometry)
     }
 
+    /// Whether this is a forked child of the process that attached (docs/design.md §10,
+    /// "Fork"): it may not claim under its parent's entry.
+    #[inline]
+    fn forked(&self) -> bool {
+        self.lock.as_ref().is_some_and(|l| l.forked())
+    }
+
     fn live(&self) -> SegmentLiveness<'_> {
         SegmentLiveness::producer(&self.seg, self.lock.as_ref(), self.index)
     }
@@ -970,9 +987,19 @@ impl<T: Payload> QueueSender<T> {
     }
 
     fn check_len<I>(&self, item: I, len: usize) -> std::result::Result<I, SendError<I>> {
+        let item = self.check_attached(item)?;
         let capacity = self.item_size();
         if len > capacity {
             return Err(SendError::TooLarge { item, capacity });
+        }
+        Ok(item)
+    }
+
+    /// A forked child of the process that attached may not send under its entry.
+    #[inline]
+    fn check_attached<I>(&self, item: I) -> std::result::Result<I, SendError<I>> {
+        if self.part.forked() {
+            return Err(SendError::UsedAfterFork(item));
         }
         Ok(item)
     }
@@ -1037,6 +1064,7 @@ impl<T: bytemuck::Pod> QueueSender<T> {
     /// [`SendError::Full`] if the queue has no room now.
     #[inline]
     pub fn try_send(&mut self, item: T) -> std::result::Result<(), SendError<T>> {
+        let item = self.check_attached(item)?;
         if self.attempt(bytemuck::bytes_of(&item)) {
             Ok(())
         } else {
@@ -1050,6 +1078,7 @@ impl<T: bytemuck::Pod> QueueSender<T> {
     ///
     /// None: it waits until the item is sent (the `Result` matches the raw queue's `send`).
     pub fn send(&mut self, item: T) -> std::result::Result<(), SendError<T>> {
+        let item = self.check_attached(item)?;
         self.send_until(bytemuck::bytes_of(&item), None);
         Ok(())
     }
@@ -1064,6 +1093,7 @@ impl<T: bytemuck::Pod> QueueSender<T> {
         item: T,
         timeout: Duration,
     ) -> std::result::Result<(), SendError<T>> {
+        let item = self.check_attached(item)?;
         let deadline = Instant::now().checked_add(timeout);
         if self.send_until(bytemuck::bytes_of(&item), deadline) {
             Ok(())
@@ -1151,7 +1181,8 @@ impl<T: Payload> QueueReceiver<T> {
     /// Receives the next item, waiting while the queue is empty; `None` once the queue is
     /// closed: no sender attached and no item left ([`QueueReceiver::is_closed`]; it looks at
     /// the senders every few milliseconds while it waits, so `None` comes that long after the
-    /// last sender left).
+    /// last sender left). Also `None` at once in a forked child of the process that attached,
+    /// which may not take items under its parent's entry (docs/design.md §10, "Fork").
     pub fn recv(&mut self) -> Option<&T::View> {
         match self.recv_until(None) {
             Waited::Item(len) => Some(self.view(len)),
@@ -1193,6 +1224,9 @@ impl<T: Payload> QueueReceiver<T> {
     /// One attempt; the length of the item now in `buf`.
     #[inline]
     fn attempt(&mut self) -> Option<usize> {
+        if self.part.forked() {
+            return None;
+        }
         let q = self.part.ring();
         loop {
             match self.receiver.begin(&q) {
@@ -1246,6 +1280,10 @@ impl<T: Payload> QueueReceiver<T> {
     }
 
     fn recv_until(&mut self, deadline: Option<Instant>) -> Waited {
+        if self.part.forked() {
+            // Nothing to wait for: this receiver may not take items here.
+            return Waited::Closed;
+        }
         let mut polls = 0u32;
         let mut checked = Instant::now();
         let started = checked;

@@ -441,7 +441,14 @@ impl RecordPublisher {
         self.writer.next_seq()
     }
 
+    /// Every publish's first check: the length, and that this process made the attachment (a
+    /// forked child may not write under its parent's producer lock, docs/design.md §10).
     fn check_len(&self, len: usize) -> Result<()> {
+        if self._lock.as_ref().is_some_and(|l| l.forked()) {
+            return Err(Error::UsedAfterFork {
+                name: self.seg.name().to_owned(),
+            });
+        }
         if len > self.shape.max_payload {
             return Err(Error::MessageTooLarge {
                 len,
@@ -495,7 +502,8 @@ impl RecordPublisher {
     /// meaning to; subscribers see it with the record).
     ///
     /// # Errors
-    /// [`Error::MessageTooLarge`] if `bytes` is longer than [`RecordPublisher::max_record`].
+    /// [`Error::MessageTooLarge`] if `bytes` is longer than [`RecordPublisher::max_record`];
+    /// [`Error::UsedAfterFork`] in a forked child of the process that attached.
     #[inline]
     pub fn publish_record(&mut self, type_id: u32, bytes: &[u8]) -> Result<u64> {
         self.check_len(bytes.len())?;

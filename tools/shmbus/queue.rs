@@ -108,6 +108,8 @@ pub(crate) fn push(a: &PushArgs) -> CmdResult {
                 pushed + 1,
                 e.into_inner().len()
             ))),
+            // The command attaches its own sender; it never forks.
+            Err(e @ SendError::UsedAfterFork(_)) => Err(Failure(e.to_string())),
         }
     };
     if a.items.is_empty() {
