@@ -132,6 +132,18 @@ pub fn run(args: &ImportArgs) -> Result<(), BridgeError> {
             )));
         }
     }
+    // A segment of that name that is not a bus is refused before any network: the importer
+    // would otherwise wait for frames, silently, and fail only when the first one came.
+    match shmbus::inspect::probe(&args.name) {
+        Ok(p) if p.kind != shmbus::layout::SegmentKind::Bus => {
+            return Err(BridgeError::Usage(format!(
+                "{:?} is a {} segment: import publishes into a bus (give another name)",
+                args.name,
+                p.kind.name()
+            )));
+        }
+        _ => {}
+    }
     let exact = args.slots.is_some() || args.size.is_some();
     let mut local = if exact {
         Some(local_bus(

@@ -27,7 +27,22 @@ mod wire;
 /// laps it, sends a loss marker, never hiding the loss. Choose --best-effort and
 /// --congestion drop to keep the exporter at full speed and count losses in transit instead.
 #[derive(Parser, Debug)]
-#[command(name = "shmbus-bridge", version, about, long_about)]
+#[command(
+    name = "shmbus-bridge",
+    version,
+    about,
+    long_about,
+    after_help = "\
+Examples:
+  # host A: publish bus \"prices\" on key shmbus/prices, listening for importers
+  shmbus-bridge export prices --listen tcp/0.0.0.0:7447
+  # host B: import it into a local bus \"prices\"
+  shmbus-bridge import prices --connect tcp/hostA:7447
+  # one host: import into another name, on the exported key
+  shmbus-bridge import prices-copy --key shmbus/prices
+  # latency and throughput through the bridge beside raw zenoh, over loopback
+  shmbus-bridge bench"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,7 +55,6 @@ enum Command {
     /// Publish a zenoh key's stream into a local bus
     Import(import::ImportArgs),
     /// Latency and throughput through export→zenoh→import, beside raw zenoh in the same run
-    #[command(hide = true)]
     Bench(bench::BenchArgs),
 }
 

@@ -525,6 +525,18 @@ fn bad_endpoints_and_config_files_fail_with_clear_messages() {
 }
 
 #[test]
+fn importing_into_a_segment_of_another_kind_is_refused_before_any_network() {
+    let q = TestBus::new("bridge-into-queue");
+    let _queue = shmbus::Queue::builder(q.name()).create().unwrap();
+    let (st, err) = run_to_end(&["import", q.name()]);
+    assert!(!st.success());
+    assert!(
+        err.contains("is a queue segment: import publishes into a bus"),
+        "{err}"
+    );
+}
+
+#[test]
 fn importing_a_bus_into_itself_is_refused() {
     let a = TestBus::new("bridge-self");
     let bus = BusBuilder::new(a.name())
