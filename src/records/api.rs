@@ -887,7 +887,7 @@ impl RecordSubscriber {
     }
 }
 
-/// What [`RecordSubscriber::recv_async`] gives: an owned record, or a loss.
+/// What `RecordSubscriber::recv_async` (feature `tokio`) gives: an owned record, or a loss.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordEvent {
     /// A whole record, copied out.
