@@ -350,3 +350,35 @@ fn a_queue_with_no_sender_and_no_item_is_closed_until_a_sender_comes_back() {
     drop(tx);
     assert_eq!(waiter.join().unwrap(), None);
 }
+
+/// `Queue::bytes_sender` and `bytes_receiver`: tools and bindings move a typed queue's items as
+/// bytes of exactly the type's size; typed participants see the values.
+#[test]
+fn byte_participants_on_a_typed_queue_move_exactly_one_value_per_item() {
+    let name = TestBus::new("queue-bytes");
+    let typed = QueueBuilder::new(name.name())
+        .item_type::<[u32; 2]>()
+        .capacity(8)
+        .create()
+        .unwrap();
+    let raw = Queue::open(name.name()).unwrap();
+    assert!(matches!(raw.sender(), Err(Error::TypeMismatch { .. })));
+    let mut tx = raw.bytes_sender().unwrap();
+    let mut value = [0u8; 8];
+    value[..4].copy_from_slice(&7u32.to_ne_bytes());
+    value[4..].copy_from_slice(&9u32.to_ne_bytes());
+    tx.try_send(&value).unwrap();
+    match tx.try_send(&value[..5]) {
+        Err(SendError::WrongSize { size: 8, .. }) => {}
+        other => panic!("a short item must be refused, got {other:?}"),
+    }
+    let mut rx = typed.receiver().unwrap();
+    assert_eq!(rx.try_recv(), Some(&[7u32, 9]));
+    // And the other way: a typed sender, a byte receiver.
+    typed.sender().unwrap().try_send([1, 2]).unwrap();
+    let mut brx = raw.bytes_receiver().unwrap();
+    let got = brx.try_recv().expect("the item").to_vec();
+    assert_eq!(got.len(), 8);
+    assert_eq!(got[..4], 1u32.to_ne_bytes());
+    assert_eq!(rx.try_recv(), None);
+}

@@ -92,6 +92,14 @@ pub enum SendError<T> {
         /// The slot's item size.
         capacity: usize,
     },
+    /// A byte sender on a typed queue ([`Queue::bytes_sender`]) was given an item of another
+    /// size than the type's.
+    WrongSize {
+        /// The item.
+        item: T,
+        /// The type's size.
+        size: usize,
+    },
     /// The sender was attached by the parent of this process before `fork(2)`: it may not send
     /// under its parent's entry (docs/design.md §10, "Fork"); attach a sender in this process.
     UsedAfterFork(T),
@@ -103,6 +111,7 @@ impl<T> SendError<T> {
         match self {
             SendError::Full(item)
             | SendError::TooLarge { item, .. }
+            | SendError::WrongSize { item, .. }
             | SendError::UsedAfterFork(item) => item,
         }
     }
@@ -120,6 +129,7 @@ impl<T> std::fmt::Debug for SendError<T> {
             SendError::TooLarge { capacity, .. } => {
                 write!(f, "TooLarge {{ capacity: {capacity}, .. }}")
             }
+            SendError::WrongSize { size, .. } => write!(f, "WrongSize {{ size: {size}, .. }}"),
             SendError::UsedAfterFork(_) => f.write_str("UsedAfterFork(..)"),
         }
     }
@@ -132,6 +142,10 @@ impl<T> std::fmt::Display for SendError<T> {
             SendError::TooLarge { capacity, .. } => {
                 write!(f, "the item is larger than a slot ({capacity} bytes)")
             }
+            SendError::WrongSize { size, .. } => write!(
+                f,
+                "the queue carries items of a type {size} bytes long: an item is exactly that"
+            ),
             SendError::UsedAfterFork(_) => f.write_str(
                 "this sender was attached by the parent process before fork(); attach a sender \
                  in this process",
@@ -237,6 +251,10 @@ impl<T: Payload> Queue<T> {
     /// and receivers live; [`Error::Io`] if the entry's lock cannot be taken for another reason.
     pub fn sender(&self) -> Result<QueueSender<T>> {
         self.check_type()?;
+        self.attach_sender()
+    }
+
+    fn attach_sender(&self) -> Result<QueueSender<T>> {
         let part = Participant::attach(self.seg.clone(), Role::Sender)?;
         Ok(QueueSender {
             sender: Sender::new(part.index),
@@ -262,6 +280,10 @@ impl<T: Payload> Queue<T> {
     /// and receivers live; [`Error::Io`] if the entry's lock cannot be taken for another reason.
     pub fn receiver(&self) -> Result<QueueReceiver<T>> {
         self.check_type()?;
+        self.attach_receiver()
+    }
+
+    fn attach_receiver(&self) -> Result<QueueReceiver<T>> {
         let part = Participant::attach(self.seg.clone(), Role::Receiver)?;
         Ok(QueueReceiver {
             receiver: Receiver::new(part.index),
@@ -390,6 +412,31 @@ pub(crate) fn senders_alive(seg: &Segment) -> bool {
 /// left, nor a position a sender claimed and has not published or had skipped.
 fn closed(seg: &Segment) -> bool {
     !senders_alive(seg) && QueueRing::new(seg.words(), seg.geometry).len() == 0
+}
+
+impl Queue<Raw> {
+    /// A sender of raw bytes on a queue of any item type, for tools and bindings that do not
+    /// have the Rust type (`shmbus push`, other languages): on a raw queue it is
+    /// [`Queue::sender`]; on a typed one every item must be exactly the type's size
+    /// ([`SendError::WrongSize`] otherwise), and its bytes are taken as one value of the type
+    /// (any bytes are one: typed queues carry `Pod` types).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Queue::sender`] but [`Error::TypeMismatch`].
+    pub fn bytes_sender(&self) -> Result<QueueSender<Raw>> {
+        self.attach_sender()
+    }
+
+    /// A receiver of raw bytes on a queue of any item type (`shmbus pop`, other languages):
+    /// each item comes out as its bytes.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Queue::receiver`] but [`Error::TypeMismatch`].
+    pub fn bytes_receiver(&self) -> Result<QueueReceiver<Raw>> {
+        self.attach_receiver()
+    }
 }
 
 /// Builds, creates or opens a queue.
@@ -991,6 +1038,14 @@ impl<T: Payload> QueueSender<T> {
         let capacity = self.item_size();
         if len > capacity {
             return Err(SendError::TooLarge { item, capacity });
+        }
+        let ty = &self.part.seg.ty;
+        if !ty.is_raw() && len != ty.size as usize {
+            // A byte sender on a typed queue: one value exactly.
+            return Err(SendError::WrongSize {
+                item,
+                size: ty.size as usize,
+            });
         }
         Ok(item)
     }

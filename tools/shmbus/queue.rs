@@ -45,6 +45,10 @@ pub(crate) struct PushArgs {
     name: String,
     /// Items to push, one per argument. Without any, each line of stdin is an item.
     items: Vec<String>,
+    /// Each item (argument or stdin line) is hexadecimal bytes, e.g. `0700000009000000`: how
+    /// the items of a typed queue are given, exactly the type's size each.
+    #[arg(long)]
+    hex: bool,
     /// Fail at once when the queue is full instead of waiting for room.
     #[arg(long)]
     no_wait: bool,
@@ -73,10 +77,18 @@ fn open(name: &str, shared_write: bool, other_owner: bool) -> shmbus::Result<Que
 
 pub(crate) fn push(a: &PushArgs) -> CmdResult {
     let q = open(&a.name, a.accept_shared_write, a.accept_other_owner)?;
-    let mut tx = q.sender()?;
+    // Typed queues too: each item is then one value's bytes, exactly its size.
+    let mut tx = q.bytes_sender()?;
     let mut said_full = false;
     let mut pushed = 0u64;
-    let mut send = |item: &[u8]| -> CmdResult {
+    let mut send = |given: &[u8]| -> CmdResult {
+        let decoded;
+        let item = if a.hex {
+            decoded = hex_item(&String::from_utf8_lossy(given), pushed)?;
+            &decoded[..]
+        } else {
+            given
+        };
         let r = match tx.try_send(item) {
             Err(SendError::Full(_)) if !a.no_wait => {
                 if !said_full {
@@ -105,6 +117,11 @@ pub(crate) fn push(a: &PushArgs) -> CmdResult {
             ))),
             Err(e @ SendError::TooLarge { .. }) => Err(Failure(format!(
                 "item {} is {} bytes: {e}; pushed {pushed} before it",
+                pushed + 1,
+                e.into_inner().len()
+            ))),
+            Err(e @ SendError::WrongSize { .. }) => Err(Failure(format!(
+                "item {} is {} bytes, but {e} (give each as --hex); pushed {pushed} before it",
                 pushed + 1,
                 e.into_inner().len()
             ))),
@@ -138,6 +155,16 @@ pub(crate) fn push(a: &PushArgs) -> CmdResult {
         a.name
     )?;
     Ok(())
+}
+
+/// The bytes of a `--hex` item (`pushed` items went before it).
+fn hex_item(text: &str, pushed: u64) -> Result<Vec<u8>, Failure> {
+    text::parse_hex(text).map_err(|e| {
+        Failure(format!(
+            "item {}: {e}; pushed {pushed} before it",
+            pushed + 1
+        ))
+    })
 }
 
 #[derive(Args, Debug)]
@@ -195,7 +222,7 @@ fn render(format: Format, bytes: &[u8]) -> String {
 
 pub(crate) fn pop(a: &PopArgs) -> CmdResult {
     let q = open(&a.name, a.accept_shared_write, a.accept_other_owner)?;
-    let mut rx = q.receiver()?;
+    let mut rx = q.bytes_receiver()?;
     let limit = a.count.unwrap_or(if a.follow { u64::MAX } else { 1 });
     let mut out = io::stdout().lock();
     let mut taken = 0;

@@ -1868,3 +1868,23 @@ fn publish_to_a_typed_bus_takes_values_of_exactly_its_size() {
     );
     assert!(matches!(rx.try_recv(), shmbus::Recv::Empty));
 }
+
+#[test]
+fn push_and_pop_on_a_typed_queue_take_values_of_exactly_its_size() {
+    let q = TestBus::new("cli-typed-queue");
+    let queue = shmbus::QueueBuilder::new(q.name())
+        .item_type::<[u32; 2]>()
+        .capacity(8)
+        .create()
+        .unwrap();
+    ok(&["push", q.name(), "--hex", "0700000009000000"]);
+    fails_with(
+        &["push", q.name(), "--hex", "070000"],
+        "item 1 is 3 bytes, but the queue carries items of a type 8 bytes long",
+    );
+    let mut rx = queue.receiver().unwrap();
+    assert_eq!(rx.try_recv(), Some(&[7u32, 9]));
+    queue.sender().unwrap().try_send([1, 2]).unwrap();
+    let out = ok(&["pop", q.name(), "--format", "hex"]);
+    assert!(out.contains("0100000002000000"), "{out}");
+}
