@@ -1,7 +1,28 @@
-//! The records protocol (docs/design.md §15): variable-size broadcast in one byte ring, written
-//! by one `Writer` and read by any number of `Reader`s, each keeping its own position.
+//! Records: broadcast of variable-size messages in one byte ring (docs/design.md §15). One
+//! producer publishes records of any size up to a quarter of the ring, with no per-slot waste;
+//! any number of subscribers, in any process, each read at their own pace and learn exactly how
+//! many records they lost when the producer laps them, as on a bus.
 //!
-//! Every record starts with a version word that names its sequence number and state (free,
+//! ```
+//! use shmbus::records::{RecordRecv, RecordsBuilder};
+//! # let name = format!("doc-records-intro-{}", std::process::id());
+//! let records = RecordsBuilder::new(&name).bytes(1 << 16).create()?;
+//! let mut tx = records.publisher()?;
+//! let mut rx = records.subscriber(); // records published from now on
+//! tx.publish_bytes(b"short")?;
+//! tx.publish_bytes(&[7u8; 3000])?;
+//! for want in [5, 3000] {
+//!     match rx.try_recv() {
+//!         RecordRecv::Record(r) => assert_eq!(r.bytes().len(), want),
+//!         other => panic!("expected a record, got {other:?}"),
+//!     }
+//! }
+//! # shmbus::records::Records::remove(&name)?;
+//! # Ok::<(), shmbus::Error>(())
+//! ```
+//!
+//! **How it works.** The ring is written by one producer-side `Writer` and read by any number of
+//! `Reader`s, each keeping its own position. Every record starts with a version word that names its sequence number and state (free,
 //! being written, written, abandoned, or padding), so a reader at the head of the ring learns
 //! whether the next record is there with one load, as on the bus. Because records have any size,
 //! a later record can overwrite an older one's payload without touching its version word; the
