@@ -243,6 +243,12 @@ struct RecordSummary {
 /// `shmbus record NAME FILE`.
 pub(crate) fn record(args: &RecordArgs) -> CmdResult {
     let bus = shmbus::inspect::open_for_inspection(&args.name)?;
+    if args.file.exists() {
+        return Err(Failure(format!(
+            "{} already exists: record into a new file (a journal is never appended to)",
+            text::sanitize(&args.file.display().to_string())
+        )));
+    }
     let options = JournalOptions::new().sync(args.sync_policy());
     let mut writer = Journal::create_with(&args.file, &JournalShape::of(&bus), &options)?;
     install_stop_handler()?;
@@ -344,6 +350,25 @@ fn bus_for_replay(name: &str, shape: &JournalShape) -> Result<(Bus, bool), Failu
 pub(crate) fn replay(args: &ReplayArgs) -> CmdResult {
     let mut journal = Journal::open(&args.file)?;
     let (bus, created) = bus_for_replay(&args.name, &journal.info().shape)?;
+    // Checked first: a message longer than the bus's slots would stop the replay half done.
+    let longest = journal
+        .entries()
+        .filter_map(|e| match e {
+            Ok(Entry::Message { seq, bytes, .. }) if args.from.is_none_or(|f| seq >= f) => {
+                Some((bytes.len(), seq))
+            }
+            _ => None,
+        })
+        .max();
+    if let Some((len, seq)) = longest.filter(|&(len, _)| len > bus.capacity()) {
+        return Err(Failure(format!(
+            "message seq {seq} of {} is {len} bytes, but bus {} takes at most {}: nothing \
+             replayed (replay into a bus with larger slots, or a new name)",
+            text::sanitize(&args.file.display().to_string()),
+            text::sanitize(&args.name),
+            bus.capacity()
+        )));
+    }
     let mut publisher = bus.publisher()?;
     install_stop_handler()?;
     let mut sum = ReplaySummary {

@@ -358,7 +358,10 @@ fn damaged_or_foreign_files_give_one_clear_error_line() {
     small_journal(&dir.file("taken"), 1, 1);
     let a = TestBus::new("jrn-taken");
     shmbus::BusBuilder::new(a.name()).create().unwrap();
-    fails_with(&["record", a.name(), &dir.file("taken")], "File exists");
+    fails_with(
+        &["record", a.name(), &dir.file("taken")],
+        "already exists: record into a new file",
+    );
     fails_with(&["record", "no-such-bus-4711", &dir.file("x")], "not found");
     fails_with(
         &["replay", &dir.file("taken"), "bad/name"],
@@ -485,4 +488,31 @@ fn a_damaged_payload_stops_replay_tail_and_info_with_a_checksum_error() {
         "corrupt journal at byte 4136",
     );
     fails_with(&["info", &f], "checksum mismatch");
+}
+
+#[test]
+fn replay_into_a_bus_whose_slots_are_too_small_refuses_before_publishing_anything() {
+    let dir = Dir::new("small-slots");
+    let f = dir.file("big.journal");
+    let shape = JournalShape {
+        slots: 64,
+        capacity: 64,
+        mode: shmbus::ProducerMode::Single,
+        message_type: shmbus::TypeInfo::raw(),
+    };
+    let mut w = Journal::create(&f, &shape).unwrap();
+    for (seq, len) in [(0u64, 8usize), (1, 8), (2, 40), (3, 8)] {
+        w.append_message(seq, seq, &vec![b'x'; len]).unwrap();
+    }
+    w.finish().unwrap();
+    let t = TestBus::new("jrn-small-slots");
+    let bus = shmbus::BusBuilder::new(t.name())
+        .capacity(16)
+        .create()
+        .unwrap();
+    fails_with(&["replay", &f, t.name()], "message seq 2 of");
+    assert_eq!(bus.header().cursor, 0, "nothing was published");
+    // From past the long one, it fits.
+    ok(&["replay", &f, t.name(), "--from", "3"]);
+    assert_eq!(bus.header().cursor, 1);
 }
