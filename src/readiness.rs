@@ -429,8 +429,9 @@ impl<T: Payload> AsRawFd for Readiness<T> {
 const QUEUE_POSITION: u64 = 0;
 
 /// A queue receiver with a file descriptor that an event loop can wait on: readable when
-/// [`QueueReceiverReadiness::try_recv`] may have an item to return. Made by
-/// [`QueueReceiver::into_readiness`].
+/// [`QueueReceiverReadiness::try_recv`] may have an item to return, and once when the queue
+/// closes (no sender attached, no item left: [`QueueReceiver::is_closed`] tells). Made by
+/// [`QueueReceiver::into_readiness`]; armed from the start.
 ///
 /// Drain it with [`QueueReceiverReadiness::try_recv`] until `None`: the receive that finds
 /// nothing clears the descriptor and re-arms it, so no send is missed between the two
