@@ -339,7 +339,7 @@ pub struct RecordPublisher {
     shape: RingShape,
     writer: Writer,
     /// Holds the producer locks until drop (or until the kernel drops them at death).
-    _lock: Option<crate::segment::LockFd>,
+    lock: Option<crate::segment::LockFd>,
     futex: SysFutex,
     strong_fence: bool,
     stats: RecordPublisherStats,
@@ -416,7 +416,7 @@ impl RecordPublisher {
             seg,
             shape,
             writer,
-            _lock: lock,
+            lock,
             stats: RecordPublisherStats::default(),
         })
     }
@@ -444,7 +444,7 @@ impl RecordPublisher {
     /// Every publish's first check: the length, and that this process made the attachment (a
     /// forked child may not write under its parent's producer lock, docs/design.md §10).
     fn check_len(&self, len: usize) -> Result<()> {
-        if self._lock.as_ref().is_some_and(|l| l.forked()) {
+        if self.lock.as_ref().is_some_and(|l| l.forked()) {
             return Err(Error::UsedAfterFork {
                 name: self.seg.name().to_owned(),
             });
