@@ -184,7 +184,7 @@ pub enum Error {
     /// The slot count is not a power of two within the limit (corrupt segment).
     #[error(
         "segment {name:?} is corrupt: slot count {slots} is not a power of two from 1 to {}",
-        crate::layout::MAX_SLOTS
+        crate::segment::header::MAX_SLOTS
     )]
     BadSlotCount {
         /// The segment name.
@@ -227,7 +227,7 @@ pub enum Error {
     /// The slots the header describes exceed the largest segment (corrupt segment).
     #[error(
         "segment {name:?} is corrupt: {slots} slots of {stride} bytes exceed the {}-byte segment limit",
-        crate::layout::MAX_SEGMENT_BYTES
+        crate::segment::header::MAX_SEGMENT_BYTES
     )]
     GeometryTooLarge {
         /// The segment name.

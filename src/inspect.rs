@@ -6,9 +6,9 @@ use std::os::unix::fs::MetadataExt;
 use crate::board::BoardBuilder;
 use crate::bus::{Bus, BusBuilder};
 use crate::error::{Error, Result};
-use crate::layout::{HeaderSnapshot, SegmentKind};
 use crate::queue::QueueBuilder;
 use crate::records::RecordsBuilder;
+use crate::segment::header::{HeaderSnapshot, SegmentKind};
 use crate::segment::{self, Access, Trust, Verdict, SHM_DIR, SHM_PREFIX};
 
 /// One file in `/dev/shm`, as [`list`] finds it.

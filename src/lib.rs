@@ -61,65 +61,71 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(unreachable_pub, clippy::undocumented_unsafe_blocks)]
 
+// The layers, bottom up (docs/design.md, "Architecture"): `sys` (the only FFI) → `segment`
+// (create, open, header, participant table, the `Kind` trait) → `wait` (the sleep handshake and
+// the one blocking loop) and `readiness` (eventfds, the waker thread, tokio) → one folder per
+// kind: `bus`, `queue`, `records`, `board`, `local`, `journal`.
+//
 // Under `--cfg loom` the whole crate (and so its binaries) still builds, with loom's atomics;
-// the loom models in `ring/loom.rs` drive the production ring types there.
+// the loom models beside each protocol (`*/loom.rs`) drive the production types there.
 mod sync;
+mod sys;
 
-pub mod layout;
+mod segment;
+mod wait;
 
-mod liveness;
-#[cfg(all(test, loom))]
-mod loom_harness;
-mod ring;
+mod readiness;
 
-#[cfg(all(feature = "tokio", not(loom)))]
-mod async_recv;
-mod board;
-mod bus;
+pub mod board;
+pub mod bus;
+pub mod journal;
+pub mod local;
+pub mod queue;
+pub mod records;
+
 mod error;
 pub mod inspect;
-pub mod journal;
+pub mod layout;
+#[cfg(all(test, loom))]
+mod loom_harness;
 mod payload;
-mod publisher;
-mod queue;
-#[cfg(not(loom))]
-mod readiness;
-pub mod records;
-mod segment;
-mod subscriber;
-mod wait;
-mod waker;
 
-#[cfg(all(feature = "tokio", not(loom)))]
-pub use crate::async_recv::{EventStream, SendAsyncError};
+// Every kind is a public module (`shmbus::bus`, `shmbus::queue`, ...) and its handles are also
+// re-exported here, one line per kind (docs/design.md, "Architecture").
+pub use crate::board::{
+    Board, BoardBuilder, BoardReader, BoardWriter, Value, ValueWriter, Versioned,
+    DEFAULT_BOARD_VALUE_SIZE, KEY_MAX, MAX_CELLS,
+};
+#[allow(deprecated)]
+pub use crate::bus::DEFAULT_STALL_TIMEOUT;
+pub use crate::bus::{
+    Bus, BusBuilder, Event, Iter, LapPolicy, Message, ProducerInfo, Publisher, PublisherStats,
+    Recv, SlotCensus, SlotWriter, Start, Subscriber, SubscriberStats, DEFAULT_RAW_CAPACITY,
+    DEFAULT_SLOTS,
+};
+pub use crate::error::{Error, Result};
+pub use crate::journal::{Journal, JournalOptions, JournalWriter};
 #[cfg(not(loom))]
-pub use crate::queue::local::{LocalIter, LocalReceiver, LocalSender, LocalTryIter};
-pub use crate::queue::local::{LocalQueue, MAX_LOCAL_CAPACITY};
+pub use crate::local::{LocalIter, LocalReceiver, LocalSender, LocalTryIter};
+pub use crate::local::{LocalQueue, MAX_LOCAL_CAPACITY};
+pub use crate::payload::{Payload, Raw};
+pub use crate::queue::{
+    ParticipantInfo, Queue, QueueBuilder, QueueIter, QueueReceiver, QueueSender, QueueTotals,
+    QueueTryIter, ReceiverStats, Role, SendError, SenderStats, DEFAULT_ITEM_SIZE,
+    DEFAULT_QUEUE_CAPACITY,
+};
+#[cfg(all(feature = "tokio", not(loom)))]
+pub use crate::readiness::tokio::{EventStream, SendAsyncError};
 #[cfg(not(loom))]
 pub use crate::readiness::{QueueReceiverReadiness, QueueSenderReadiness, Readiness};
-pub use crate::{
-    board::{
-        Board, BoardBuilder, BoardReader, BoardWriter, Value, ValueWriter, Versioned,
-        DEFAULT_BOARD_VALUE_SIZE, KEY_MAX, MAX_CELLS,
-    },
-    bus::{Bus, BusBuilder, ProducerInfo, SlotCensus, DEFAULT_RAW_CAPACITY, DEFAULT_SLOTS},
-    error::{Error, Result},
-    layout::{HeaderSnapshot, ProducerMode, TypeInfo},
-    payload::{Payload, Raw},
-    publisher::{Publisher, PublisherStats, SlotWriter},
-    queue::{
-        ParticipantInfo, Queue, QueueBuilder, QueueIter, QueueReceiver, QueueSender, QueueTotals,
-        QueueTryIter, ReceiverStats, Role, SendError, SenderStats, DEFAULT_ITEM_SIZE,
-        DEFAULT_QUEUE_CAPACITY,
-    },
-    subscriber::{Event, Iter, LapPolicy, Message, Recv, Start, Subscriber, SubscriberStats},
-    wait::{Wait, Wakeup},
+pub use crate::records::{
+    RecordEvent, RecordPublisher, RecordRecv, RecordSubscriber, Records, RecordsBuilder,
 };
+pub use crate::segment::header::{HeaderSnapshot, ProducerMode, TypeInfo};
+pub use crate::wait::{Wait, Wakeup};
 /// The `bytemuck` crate, with its derives: `#[derive(shmbus::bytemuck::Pod)]` together with
 /// `#[bytemuck(crate = "shmbus::bytemuck")]` needs no `bytemuck` dependency of your own.
 pub use bytemuck;
-#[allow(deprecated)]
-pub use subscriber::DEFAULT_STALL_TIMEOUT;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -4,8 +4,8 @@
 use ::loom::sync::atomic::AtomicBool;
 use ::loom::sync::{Arc, Condvar, Mutex};
 
-use crate::layout::MAX_PRODUCERS;
-use crate::ring::Liveness;
+use crate::bus::ring::Liveness;
+use crate::segment::header::MAX_PRODUCERS;
 use crate::sync::{AtomicU32, Ordering};
 use crate::wait::Futex;
 

@@ -1,6 +1,6 @@
 //! Message types: raw bytes, or any plain-old-data type.
 
-use crate::layout::TypeInfo;
+use crate::segment::header::TypeInfo;
 
 /// Marker for buses that carry raw byte messages of any length up to the slot capacity.
 #[derive(Debug)]

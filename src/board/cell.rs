@@ -38,8 +38,8 @@
 //! writer, that store follows the writer's `fence(Release)`, so the reader's `fence(Acquire)`
 //! makes the writer's take, which follows commit `s + 1`, visible to `w2`: `seq(w2) > s`.
 
-use crate::layout::{MAX_PRODUCERS, PE_CLAIM, PRODUCER_ENTRY_WORDS, W_PRODUCERS, W_SLOTS};
-use crate::ring::Liveness;
+use crate::bus::ring::Liveness;
+use crate::segment::header::{MAX_PRODUCERS, PE_CLAIM, PRODUCER_ENTRY_WORDS, W_PRODUCERS, W_SLOTS};
 use crate::sync::{fence, load_acquire, spin_hint, AtomicU64, Ordering};
 
 /// The state word's busy bit.
@@ -501,7 +501,7 @@ pub(crate) fn repair_entry(cells: &Cells<'_>, h: usize) -> bool {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::layout::MAX_PRODUCERS;
+    use crate::segment::header::MAX_PRODUCERS;
 
     struct Live {
         dead: Vec<bool>,

@@ -11,8 +11,8 @@ use ::loom::sync::Arc;
 use ::loom::thread;
 
 use super::cell::*;
-use crate::layout::W_SLOTS;
 use crate::loom_harness::{model, ModelLive};
+use crate::segment::header::W_SLOTS;
 use crate::sync::{AtomicU64, Ordering};
 
 const CAP: usize = 16;

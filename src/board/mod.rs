@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result};
-use crate::layout::{
+use crate::payload::{Payload, Raw};
+use crate::segment::header::{
     Geometry, ProducerMode, SegmentKind, TypeInfo, CAPACITY_LIMIT, MAX_PRODUCERS,
     MAX_SEGMENT_BYTES, MAX_SLOTS, W_BOARD,
 };
-use crate::liveness::SegmentLiveness;
-use crate::payload::{Payload, Raw};
+use crate::segment::liveness::SegmentLiveness;
 use crate::segment::{self, Access, Expect, LockKind, Segment, Shape, Trust};
 use crate::sync::{load_acquire, Ordering};
 

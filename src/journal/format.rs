@@ -28,7 +28,7 @@
 //! Version 1 had no checksum word (payload at +24); it is refused with `JournalVersion`.
 
 use super::crc::Crc32c;
-use crate::layout::{ProducerMode, TypeInfo, MAX_SLOTS, TYPE_NAME_MAX};
+use crate::segment::header::{ProducerMode, TypeInfo, MAX_SLOTS, TYPE_NAME_MAX};
 
 /// "SHMBJRNL" read as a little-endian word.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMBJRNL");

@@ -48,7 +48,7 @@ pub use writer::{
 };
 
 use crate::error::{Error, Result};
-use crate::layout::{Geometry, SegmentKind};
+use crate::segment::header::{Geometry, SegmentKind};
 use crate::segment::{Segment, Shape};
 use crate::{Bus, BusBuilder};
 

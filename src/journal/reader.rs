@@ -17,7 +17,7 @@ use super::format::{
 use super::map::Words;
 use super::{io_error, Entry};
 use crate::error::{Error, Result};
-use crate::layout::{ProducerMode, TypeInfo, TYPE_NAME_MAX};
+use crate::segment::header::{ProducerMode, TypeInfo, TYPE_NAME_MAX};
 
 /// What a journal's header says.
 #[derive(Clone, Debug, PartialEq, Eq)]

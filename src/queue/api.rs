@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::layout::{
+use crate::payload::{Payload, Raw};
+use crate::segment::header::{
     Geometry, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, MAX_PRODUCERS, PE_ROLE,
     PRODUCER_ENTRY_WORDS, W_PRODUCERS, W_Q_SPACE_WAITERS, W_Q_SPACE_WAKE,
 };
-use crate::liveness::SegmentLiveness;
-use crate::payload::{Payload, Raw};
+use crate::segment::liveness::SegmentLiveness;
 use crate::segment::{self, Access, Expect, LockKind, Segment, Shape, Trust};
 use crate::sync::Ordering;
 use crate::wait::{self, SysFutex, Wait, WakeWords};
@@ -1647,7 +1647,7 @@ impl<T: Payload> QueueReceiver<T> {
     ///
     /// Inside a tokio runtime built without I/O (`enable_io`), as tokio's own I/O types do.
     pub async fn recv_async(&mut self) -> Result<Option<T::Owned>> {
-        crate::async_recv::register(self.armed()?, "recv_async")?;
+        crate::readiness::tokio::register(self.armed()?, "recv_async")?;
         loop {
             if let Some(len) = self.try_recv_armed() {
                 return Ok(Some(T::to_owned(self.view(len))));
@@ -1655,7 +1655,7 @@ impl<T: Payload> QueueReceiver<T> {
             if self.is_closed() {
                 return Ok(None);
             }
-            crate::async_recv::readable(self.registration()).await?;
+            crate::readiness::tokio::readable(self.registration()).await?;
         }
     }
 }
@@ -1665,12 +1665,12 @@ impl<T: Payload> QueueReceiver<T> {
 impl<T: Payload> QueueSender<T> {
     /// Sends `bytes` (which fit), waiting without blocking the thread while the queue is full.
     async fn send_bytes_async(&mut self, bytes: &[u8]) -> Result<()> {
-        crate::async_recv::register(self.armed()?, "send_async")?;
+        crate::readiness::tokio::register(self.armed()?, "send_async")?;
         loop {
             if self.try_send_armed(bytes) {
                 return Ok(());
             }
-            crate::async_recv::readable(self.registration()).await?;
+            crate::readiness::tokio::readable(self.registration()).await?;
         }
     }
 }

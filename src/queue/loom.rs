@@ -12,9 +12,9 @@ use ::loom::sync::Arc;
 use ::loom::thread;
 
 use super::protocol::*;
-use crate::layout::{Geometry, MAX_PRODUCERS};
+use crate::bus::ring::Liveness;
 use crate::loom_harness::{model, ModelFutex, ModelLive};
-use crate::ring::Liveness;
+use crate::segment::header::{Geometry, MAX_PRODUCERS};
 use crate::sync::{AtomicU32, AtomicU64};
 use crate::wait::{self, WakeWords};
 
@@ -417,7 +417,7 @@ fn sleeping_receiver_is_always_woken_by_the_send() {
                 let q = seg.q();
                 assert!(try_send(&q, &Sender::new(0), &live, 0, 7));
                 let words = WakeWords {
-                    flag: &seg.words[crate::layout::W_WAITERS],
+                    flag: &seg.words[crate::segment::header::W_WAITERS],
                     counter: &counter,
                 };
                 wait::wake_after_publish(words, &*futex, false);
@@ -426,7 +426,7 @@ fn sleeping_receiver_is_always_woken_by_the_send() {
         let q = seg.q();
         let r = Receiver::new(1);
         let words = WakeWords {
-            flag: &seg.words[crate::layout::W_WAITERS],
+            flag: &seg.words[crate::segment::header::W_WAITERS],
             counter: &counter,
         };
         loop {

@@ -36,7 +36,6 @@
 //! kill at any step costs at most that one item, never a duplicate or a torn item.
 
 mod api;
-pub(crate) mod local;
 mod protocol;
 
 #[cfg(all(test, loom))]
@@ -44,6 +43,7 @@ mod loom;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
+#[cfg(not(loom))]
 pub(crate) use api::senders_alive;
 pub use api::{
     ParticipantInfo, Queue, QueueBuilder, QueueIter, QueueReceiver, QueueSender, QueueTotals,

@@ -6,11 +6,11 @@
 //! participant lives through [`Liveness`], so the same code runs on a mapped segment, on a heap
 //! one, and under loom (`loom.rs`).
 
-use crate::layout::{
+use crate::bus::ring::Liveness;
+use crate::segment::header::{
     Geometry, MAX_PRODUCERS, PE_CLAIM, PRODUCER_ENTRY_WORDS, W_CURSOR, W_PRODUCERS, W_Q_HEAD,
     W_Q_LOST, W_Q_SKIPPED,
 };
-use crate::ring::Liveness;
 use crate::sync::{load_acquire, AtomicU64, Ordering};
 
 /// Positions stay below this, so the flag bits of a slot's state word and

@@ -4,8 +4,8 @@
 use std::sync::atomic::AtomicBool;
 
 use super::protocol::*;
-use crate::layout::{Geometry, MAX_PRODUCERS};
-use crate::ring::Liveness;
+use crate::bus::ring::Liveness;
+use crate::segment::header::{Geometry, MAX_PRODUCERS};
 use crate::sync::{AtomicU64, Ordering};
 
 struct Seg {
@@ -294,7 +294,7 @@ fn corrupt_positions_report_full_and_empty_instead_of_spinning() {
     assert_eq!(Sender::new(0).begin(&q), SendBegin::Full(0));
     assert_eq!(Receiver::new(1).begin(&q), RecvBegin::Empty(0));
     // Positions at the limit.
-    seg.words[crate::layout::W_CURSOR].store(POS_LIMIT, Ordering::Relaxed);
+    seg.words[crate::segment::header::W_CURSOR].store(POS_LIMIT, Ordering::Relaxed);
     assert_eq!(Sender::new(0).begin(&q), SendBegin::Full(POS_LIMIT));
     // A forged length is refused, not copied.
     let seg = Seg::new(4);

@@ -1,5 +1,5 @@
 //! The user API of records segments: a handle and its builder, the publisher, the subscriber.
-//! Mirrors the bus's (`crate::bus`, `crate::publisher`, `crate::subscriber`).
+//! Mirrors the bus's (`crate::bus`, `crate::bus::publisher`, `crate::bus`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use super::layout::{RingShape, RECORDS_REVISION};
 use super::writer::Pending;
 use super::{Polled, Reader, RecordRing, Writer};
+use crate::bus::{LapPolicy, Start, SubscriberStats};
 use crate::error::{Error, Result};
-use crate::layout::{HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, W_KIND};
-use crate::liveness::SegmentLiveness;
+use crate::segment::header::{HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, W_KIND};
+use crate::segment::liveness::SegmentLiveness;
 use crate::segment::{self, Access, Expect, LockKind, Segment, Shape, Trust};
-use crate::subscriber::{LapPolicy, Start, SubscriberStats};
 use crate::sync::{load_acquire, Ordering};
 use crate::wait::{self, SysFutex, Wait};
 
@@ -1033,7 +1033,7 @@ impl RecordSubscriber {
     ///
     /// Inside a tokio runtime built without I/O (`enable_io`), as tokio's own I/O types do.
     pub async fn recv_async(&mut self) -> Result<Option<RecordEvent>> {
-        crate::async_recv::register(self.armed()?, "recv_async")?;
+        crate::readiness::tokio::register(self.armed()?, "recv_async")?;
         loop {
             match self.try_recv_armed() {
                 RecordRecv::Record(r) => {
@@ -1047,7 +1047,7 @@ impl RecordSubscriber {
                 RecordRecv::Closed => return Ok(None),
                 RecordRecv::Empty => {}
             }
-            crate::async_recv::readable(self.registration()).await?;
+            crate::readiness::tokio::readable(self.registration()).await?;
         }
     }
 }

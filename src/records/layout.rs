@@ -1,5 +1,5 @@
 //! Where a records segment keeps its ring and its control words (docs/design.md §15). The
-//! header page is the shared one (`crate::layout`); a records segment describes its ring with
+//! header page is the shared one (`crate::segment::header`); a records segment describes its ring with
 //! the shared geometry words, read as "one slot the size of the ring":
 //!
 //! ```text
@@ -32,7 +32,7 @@
 //! masked into the ring and every length is checked against the ring's end before use.
 
 use crate::error::{Error, Result};
-use crate::layout::{Geometry, HEADER_BYTES};
+use crate::segment::header::{Geometry, HEADER_BYTES};
 
 pub(crate) const W_TAIL: usize = 145;
 pub(crate) const W_HEAD: usize = 146;
@@ -159,14 +159,14 @@ mod tests {
     #[test]
     fn control_words_share_one_line_and_the_intent_has_the_next_one_alone() {
         assert_eq!(W_TAIL * 8, 1160);
-        const { assert!(W_TAIL > crate::layout::W_WAITERS) };
+        const { assert!(W_TAIL > crate::segment::header::W_WAITERS) };
         const { assert!(W_TAIL < W_HEAD && W_HEAD < W_LAST && W_LAST < W_BYTES) };
         const { assert!(W_BYTES * 8 < 1152 + 64) };
         assert_eq!(W_INTENT * 8, 1216);
         assert_eq!((W_INTENT * 8) % 64, 0);
         // Nothing else of a records segment lives on the intent's line or the next ones up to
         // the producer table.
-        const { assert!(W_BYTES < W_INTENT && W_INTENT < crate::layout::W_PRODUCERS) };
+        const { assert!(W_BYTES < W_INTENT && W_INTENT < crate::segment::header::W_PRODUCERS) };
         assert_eq!(W_RING * 8, 4096);
     }
 

@@ -13,9 +13,9 @@ use ::loom::thread;
 
 use super::layout::{RingShape, W_RING};
 use super::*;
+use crate::bus::ring::Liveness;
+use crate::bus::{LapPolicy, Start};
 use crate::loom_harness::model;
-use crate::ring::Liveness;
-use crate::subscriber::{LapPolicy, Start};
 
 const RING: u64 = 128;
 

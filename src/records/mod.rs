@@ -60,7 +60,7 @@ pub use layout::{MAX_RING_BYTES, MIN_RING_BYTES, RECORDS_REVISION, RECORD_HEADER
 pub(crate) use reader::{Polled, Reader};
 pub(crate) use writer::Writer;
 
-use crate::layout::W_CURSOR;
+use crate::segment::header::W_CURSOR;
 use crate::sync::{fence, load_acquire, AtomicU64, Ordering};
 use layout::{RingShape, W_BYTES, W_HEAD, W_INTENT, W_LAST, W_TAIL};
 

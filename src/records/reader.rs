@@ -6,8 +6,8 @@
 
 use super::layout::RingShape;
 use super::{RecordRing, State};
-use crate::ring::Liveness;
-use crate::subscriber::{LapPolicy, Start, SubscriberStats};
+use crate::bus::ring::Liveness;
+use crate::bus::{LapPolicy, Start, SubscriberStats};
 use crate::sync::{fence, load_acquire, Ordering};
 
 /// An empty poll looks at the intent, the cursor and the producers once in this many polls

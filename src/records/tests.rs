@@ -1,7 +1,7 @@
 //! Unit tests of the records protocol over heap segments.
 
+use crate::bus::Start;
 use crate::records::{RecordRecv, RecordsBuilder};
-use crate::subscriber::Start;
 
 #[test]
 fn records_round_trip_with_types_and_sizes() {
@@ -24,8 +24,8 @@ fn records_round_trip_with_types_and_sizes() {
     assert!(matches!(rx.try_recv(), RecordRecv::Empty));
 }
 
+use crate::bus::LapPolicy;
 use crate::error::Error;
-use crate::subscriber::LapPolicy;
 
 fn record(i: u64, len: usize) -> Vec<u8> {
     (0..len)
@@ -248,12 +248,12 @@ mod crashes {
     //! A producer that dies at each step of a publish, driven through the production `Writer`
     //! on a heap segment: the next producer goes on, and readers lose nothing that was committed.
     use super::record;
-    use crate::layout::{ProducerMode, SegmentKind, TypeInfo, W_CURSOR};
-    use crate::liveness::SegmentLiveness;
+    use crate::bus::Start;
     use crate::records::layout::{RingShape, W_TAIL};
     use crate::records::{Polled, Reader, RecordRing, Writer};
+    use crate::segment::header::{ProducerMode, SegmentKind, TypeInfo, W_CURSOR};
+    use crate::segment::liveness::SegmentLiveness;
     use crate::segment::{Segment, Shape};
-    use crate::subscriber::Start;
     use crate::sync::Ordering;
 
     fn segment() -> Segment {

@@ -15,7 +15,7 @@
 
 use super::layout::{RingShape, W_BYTES, W_HEAD, W_INTENT, W_LAST, W_TAIL};
 use super::{RecordRing, State, POS_LIMIT, SEQ_LIMIT};
-use crate::layout::W_CURSOR;
+use crate::segment::header::W_CURSOR;
 use crate::sync::{fence, AtomicU64, Ordering};
 
 /// What a producer found when it attached, if the control words were not consistent.

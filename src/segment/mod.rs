@@ -4,9 +4,10 @@
 //!
 //! The ring code never sees any of this: it gets a `&[AtomicU64]` from [`Segment::words`].
 
+pub(crate) mod header;
+pub(crate) mod liveness;
 mod pipeline;
 mod producers;
-mod sys;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -18,21 +19,21 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result};
-use crate::layout::{
-    self, Geometry, HeaderInit, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, W_WAITERS,
-    W_WAKE,
+use crate::segment::header::{
+    Geometry, HeaderInit, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, W_WAITERS, W_WAKE,
 };
 use crate::sync::{AtomicU32, AtomicU64};
+use crate::sys;
 use crate::wait::Wakeup;
 
-pub(crate) use pipeline::{identify, report, validate_bytes, Expect, Probe, Shape, Verdict, Via};
 #[allow(unused_imports)]
 // `unlock` and the membarrier calls serve the ring's wake-up handshake.
-pub(crate) use sys::{
+pub(crate) use crate::sys::{
     coarse_now_ns, fork_generation, futex_wait, futex_wake, install_fork_hook, lock_held,
     membarrier_global_expedited, membarrier_register, process_alive, process_start_ticks, try_lock,
     unlock, LockKind,
 };
+pub(crate) use pipeline::{identify, report, validate_bytes, Expect, Probe, Shape, Verdict, Via};
 
 /// Prefix of every shmbus object name in `/dev/shm`.
 pub(crate) const SHM_PREFIX: &str = "shmbus.";
@@ -149,7 +150,7 @@ impl Segment {
     }
 
     pub(crate) fn header(&self) -> HeaderSnapshot {
-        layout::read_header(self.words())
+        header::read_header(self.words())
     }
 
     /// An in-process segment of `shape` on the heap (no `/dev/shm`, no locks).
@@ -166,7 +167,7 @@ impl Segment {
             .expect("Geometry::new checked the size") as usize
             / 8;
         let mem: Vec<AtomicU64> = (0..words).map(|_| AtomicU64::new(0)).collect();
-        layout::write_header(
+        header::write_header(
             &mem,
             &init(kind, geometry, mode, &ty, first_seq, Wakeup::default()),
         );
@@ -263,7 +264,7 @@ impl Segment {
             ty,
             first_seq,
         });
-        layout::write_header(
+        header::write_header(
             seg.words(),
             &init(kind, geometry, mode, &seg.ty, first_seq, wakeup),
         );
@@ -362,7 +363,7 @@ impl Segment {
     /// The header's wake-up word (docs/design.md §7, "Wake-up choice"), as stored: callers
     /// decide what a value other than 0 or 1 (a forged header) means for their side.
     pub(crate) fn wakeup_word(&self) -> u64 {
-        self.words()[layout::W_WAKEUP].load(crate::sync::Ordering::Relaxed)
+        self.words()[header::W_WAKEUP].load(crate::sync::Ordering::Relaxed)
     }
 
     /// The words of the wake-up handshake (docs/design.md §7).
@@ -377,7 +378,7 @@ impl Segment {
     /// `flag`, for kinds that wake two sides (a queue's producers wait for space).
     pub(crate) fn wake_words_at(&self, counter: usize, flag: usize) -> crate::wait::WakeWords<'_> {
         assert!(
-            counter < layout::W_PRODUCERS && flag < layout::W_PRODUCERS,
+            counter < header::W_PRODUCERS && flag < header::W_PRODUCERS,
             "handshake words live in the header"
         );
         crate::wait::WakeWords {

@@ -17,11 +17,11 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-use crate::error::{Error, Result};
-use crate::layout::{
+use super::header::{
     self, Geometry, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, HEADER_BYTES, MAGIC,
     MAX_SEGMENT_BYTES,
 };
+use crate::error::{Error, Result};
 
 use super::{segment_path, shm_name, validate_name, Access, Segment, Trust};
 
@@ -510,7 +510,7 @@ fn header_read(p: &mut Probe<'_>) -> Result<String> {
                     expected: HEADER_BYTES as u64,
                 });
             }
-            p.header = Some(layout::header_from_bytes(&p.head));
+            p.header = Some(header::header_from_bytes(&p.head));
             Ok(format!("a copy of the first {HEADER_BYTES} bytes"))
         }
         Via::Map => {
@@ -545,17 +545,17 @@ fn header_read(p: &mut Probe<'_>) -> Result<String> {
 }
 
 fn abi_version(p: &mut Probe<'_>) -> Result<String> {
-    layout::check_abi(p.name, p.header()).map(|v| v.to_string())
+    header::check_abi(p.name, p.header()).map(|v| v.to_string())
 }
 
 fn kind(p: &mut Probe<'_>) -> Result<String> {
-    let k = layout::check_kind(p.name, p.header(), p.expect.kind)?;
+    let k = header::check_kind(p.name, p.header(), p.expect.kind)?;
     p.kind = Some(k);
     Ok(k.name().into())
 }
 
 fn geometry(p: &mut Probe<'_>) -> Result<String> {
-    let (g, mode) = layout::check_geometry(p.name, p.header())?;
+    let (g, mode) = header::check_geometry(p.name, p.header())?;
     p.geometry = Some((g, mode));
     Ok(format!(
         "{} slots of {} bytes, capacity {}, {} producer",
@@ -570,12 +570,12 @@ fn geometry(p: &mut Probe<'_>) -> Result<String> {
 }
 
 fn size_matches(p: &mut Probe<'_>) -> Result<String> {
-    let size = layout::check_file_size(p.name, &p.geometry().0, p.size)?;
+    let size = header::check_file_size(p.name, &p.geometry().0, p.size)?;
     Ok(format!("{size} bytes"))
 }
 
 fn message_type(p: &mut Probe<'_>) -> Result<String> {
     let g = p.geometry().0;
-    layout::check_type(p.name, p.header(), &g, p.expect.ty.as_ref())?;
+    header::check_type(p.name, p.header(), &g, p.expect.ty.as_ref())?;
     Ok(p.header().ty.to_string())
 }

@@ -1,12 +1,13 @@
 //! The producer table in the header and producer liveness: who holds the bus, and whether they
 //! are still alive (their kernel lock is held), for publishers, subscribers and the inspector.
 
-use crate::layout::{
+use crate::segment::header::{
     MAX_PRODUCERS, PE_LAST_PUBLISH, PE_PID, PE_START, PRODUCER_ENTRY_WORDS, W_PRODUCERS,
 };
 use crate::sync::{AtomicU64, Ordering};
 
-use super::{sys, Segment};
+use super::Segment;
+use crate::sys;
 
 /// The lock byte every producer holds (shared on a multi-producer bus, exclusive on a single-
 /// producer one) for as long as it is attached.

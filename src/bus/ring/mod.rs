@@ -31,7 +31,7 @@ mod loom;
 pub(crate) use reader::{Polled, Reader};
 pub(crate) use writer::{repair_claim, repair_single, Writer};
 
-use crate::layout::{
+use crate::segment::header::{
     Geometry, MAX_PRODUCERS, PE_CLAIM, PRODUCER_ENTRY_WORDS, W_CURSOR, W_PRODUCERS,
 };
 use crate::sync::{fence, load_acquire, AtomicU64, Ordering};

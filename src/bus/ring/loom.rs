@@ -15,9 +15,9 @@ use ::loom::sync::Arc;
 use ::loom::thread;
 
 use super::*;
-use crate::layout::{Geometry, W_SLOTS};
+use crate::bus::subscriber::Start;
 use crate::loom_harness::{model, ModelFutex, ModelLive};
-use crate::subscriber::Start;
+use crate::segment::header::{Geometry, W_SLOTS};
 use crate::sync::AtomicU32;
 use crate::wait::{self, WakeWords};
 

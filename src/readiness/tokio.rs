@@ -15,10 +15,10 @@ use std::task::{Context, Poll};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
+use crate::bus::{Event, Recv, Subscriber};
 use crate::error::{Error, Result};
 use crate::payload::Payload;
 use crate::readiness::Armed;
-use crate::subscriber::{Event, Recv, Subscriber};
 
 /// What one receive gives, owned; `None` for a closed bus.
 fn owned<T: Payload>(r: Recv<'_, T>) -> Option<Option<Event<T::Owned>>> {

@@ -4,8 +4,8 @@
 //! A reader keeps only its own expected sequence number; nothing about it is in the segment.
 
 use super::{Liveness, ReadOutcome, Ring, CLAIMING, DROPPED, SEQ_LIMIT};
-use crate::layout::MAX_PRODUCERS;
-use crate::subscriber::{LapPolicy, Start, SubscriberStats};
+use crate::bus::subscriber::{LapPolicy, Start, SubscriberStats};
+use crate::segment::header::MAX_PRODUCERS;
 use crate::sync::{fence, Ordering};
 
 /// An empty poll looks at the write cursor (to find a stalled sequence, a lap the slot does not

@@ -6,11 +6,11 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use crate::bus::ring::{self, Ring, Writer};
 use crate::error::{Error, Result};
-use crate::layout::{Geometry, ProducerMode, MAX_PRODUCERS};
-use crate::liveness::{ring, SegmentLiveness};
 use crate::payload::{Payload, Raw};
-use crate::ring::{self, Ring, Writer};
+use crate::segment::header::{Geometry, ProducerMode, MAX_PRODUCERS};
+use crate::segment::liveness::{ring, SegmentLiveness};
 use crate::segment::{self, LockKind, Segment};
 use crate::wait::{self, SysFutex};
 

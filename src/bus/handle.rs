@@ -3,12 +3,14 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use crate::bus::Publisher;
+use crate::bus::{Start, Subscriber};
 use crate::error::{Error, Result};
-use crate::layout::{Geometry, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, MAX_PRODUCERS};
 use crate::payload::{Payload, Raw};
-use crate::publisher::Publisher;
+use crate::segment::header::{
+    Geometry, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, MAX_PRODUCERS,
+};
 use crate::segment::{self, Access, Expect, Segment, Shape, Trust};
-use crate::subscriber::{Start, Subscriber};
 use crate::wait::Wakeup;
 
 /// Slots of a new bus unless [`BusBuilder::slots`] says otherwise.
@@ -182,7 +184,7 @@ impl<T: Payload> Bus<T> {
 
     /// The next sequence number to be claimed by a producer.
     pub fn cursor(&self) -> u64 {
-        crate::liveness::ring(&self.seg).cursor()
+        crate::segment::liveness::ring(&self.seg).cursor()
     }
 
     /// Whether any producer is attached and alive. A producer that crashed is not (the kernel
@@ -205,13 +207,13 @@ impl<T: Payload> Bus<T> {
 
     /// Counts the slots by state: never written, written, abandoned, being written now.
     pub fn slot_census(&self) -> SlotCensus {
-        let ring = crate::liveness::ring(&self.seg);
+        let ring = crate::segment::liveness::ring(&self.seg);
         let mut c = SlotCensus::default();
         for i in 0..ring.geometry().slot_count {
             match ring.version(i) {
                 0 => c.empty += 1,
                 v if v & 1 == 1 => c.being_written += 1,
-                v if v & crate::ring::ABANDONED != 0 => c.abandoned += 1,
+                v if v & crate::bus::ring::ABANDONED != 0 => c.abandoned += 1,
                 _ => c.written += 1,
             }
         }
@@ -433,11 +435,11 @@ impl<T: Payload> BusBuilder<T> {
             });
         }
         let g = Geometry::new(self.slots, capacity).map_err(Error::InvalidConfig)?;
-        if self.first_seq > crate::ring::FIRST_SEQ_LIMIT {
+        if self.first_seq > crate::bus::ring::FIRST_SEQ_LIMIT {
             return Err(Error::InvalidConfig(format!(
                 "first sequence {} is too large (the limit is {})",
                 self.first_seq,
-                crate::ring::FIRST_SEQ_LIMIT
+                crate::bus::ring::FIRST_SEQ_LIMIT
             )));
         }
         Ok((g, ty))

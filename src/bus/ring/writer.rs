@@ -12,7 +12,7 @@ use super::{
     abandoned_version, busy_version, done_version, version_seq, Liveness, Ring, ABANDONED,
     CLAIMING, DROPPED, SEQ_LIMIT,
 };
-use crate::layout::{ProducerMode, MAX_PRODUCERS, W_CURSOR};
+use crate::segment::header::{ProducerMode, MAX_PRODUCERS, W_CURSOR};
 use crate::sync::{fence, AtomicU64, Ordering};
 
 /// How many times a multi-producer writer re-reads a slot still held by a writer a lap behind

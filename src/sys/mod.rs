@@ -1,3 +1,4 @@
+#![cfg_attr(loom, allow(dead_code))]
 //! The system calls of the segment layer: OFD record locks, futexes, `membarrier`, the coarse
 //! clock and `/proc`. Every FFI `unsafe` of the segment layer lives here; nix's safe wrappers are
 //! used wherever nix has one, raw `libc` only for what it lacks (futex, membarrier).

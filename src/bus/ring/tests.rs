@@ -2,7 +2,7 @@
 //! and as a writer meet it, and the repair of dead writers' claims.
 
 use super::*;
-use crate::layout::{Geometry, ProducerMode, W_SLOTS};
+use crate::segment::header::{Geometry, ProducerMode, W_SLOTS};
 use proptest::prelude::*;
 use std::cell::Cell;
 

@@ -382,13 +382,13 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore)] // a /dev/shm segment
     fn each_side_follows_the_wakeup_word_and_a_forged_one_costs_only_speed() {
-        use crate::layout::{SegmentKind, TypeInfo, W_WAKEUP};
+        use crate::segment::header::{SegmentKind, TypeInfo, W_WAKEUP};
         use crate::segment::{Segment, Shape};
         let name = format!("unit-wakeup-{}", std::process::id());
         let shape = Shape {
             kind: SegmentKind::Bus,
-            geometry: crate::layout::Geometry::new(8, 16).unwrap(),
-            mode: crate::layout::ProducerMode::Single,
+            geometry: crate::segment::header::Geometry::new(8, 16).unwrap(),
+            mode: crate::segment::header::ProducerMode::Single,
             ty: TypeInfo::raw(),
             first_seq: 0,
         };

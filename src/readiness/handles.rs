@@ -24,18 +24,18 @@ use std::time::{Duration, Instant};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
+use crate::bus::ring::{Liveness, Ring};
+use crate::bus::{Recv, Subscriber};
 use crate::error::{Error, Result};
-use crate::liveness::{ring, SegmentLiveness};
 use crate::payload::{Payload, Raw};
 use crate::queue::{QueueReceiver, QueueSender, SendError};
+use crate::readiness::waker::{self, Host, Registration, Registry, Signal};
+pub(crate) use crate::readiness::waker::{ahead, Target};
 use crate::records::{RecordRecv, RecordSubscriber};
-use crate::ring::{Liveness, Ring};
+use crate::segment::liveness::{ring, SegmentLiveness};
 use crate::segment::{self, futex_wait, Segment};
-use crate::subscriber::{Recv, Subscriber};
 use crate::sync::AtomicU32;
 use crate::wait::{self, Futex, SysFutex, WakeWords};
-use crate::waker::{self, Host, Registration, Registry, Signal};
-pub(crate) use crate::waker::{ahead, Target};
 
 /// How often the waker looks at the cursor and the producers' liveness while a registration is
 /// armed: the period of blocking receives (docs/design.md §6, "Cadence").
@@ -287,7 +287,7 @@ impl Host for SysHost<'_> {
 
     fn any_alive(&self) -> bool {
         // A queue's "producers" are its senders, which hold no segment-wide lock.
-        if self.seg.kind == crate::layout::SegmentKind::Queue {
+        if self.seg.kind == crate::segment::header::SegmentKind::Queue {
             return crate::queue::senders_alive(self.seg);
         }
         SegmentLiveness::observer(self.seg).any_alive()

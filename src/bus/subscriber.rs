@@ -5,9 +5,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::liveness::{ring, SegmentLiveness};
+use crate::bus::ring::{Polled, Reader, Ring};
 use crate::payload::{Payload, Raw};
-use crate::ring::{Polled, Reader, Ring};
+use crate::segment::liveness::{ring, SegmentLiveness};
 use crate::segment::Segment;
 use crate::wait::{self, SysFutex, Wait};
 

@@ -5,8 +5,8 @@
 
 use std::os::fd::OwnedFd;
 
-use crate::layout::MAX_PRODUCERS;
-use crate::ring::{HeapLiveness, Liveness, Ring};
+use crate::bus::ring::{HeapLiveness, Liveness, Ring};
+use crate::segment::header::MAX_PRODUCERS;
 use crate::segment::{self, LockKind, Segment};
 
 /// Liveness as one handle sees it. A producer passes its own file description and entry index:

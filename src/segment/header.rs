@@ -1,0 +1,963 @@
+//! The segment layout (ABI version 2): the only module that knows where anything lives.
+//!
+//! The segment is viewed as an array of 64-bit words (`[AtomicU64]`); every field below is one
+//! word or half of one, and every offset is a word index. Nothing in the segment is a pointer, so
+//! each process may map it anywhere.
+//!
+//! ```text
+//!  byte  word  header (one 4096-byte page)
+//!  ----  ----  ------------------------------------------------------------------------------
+//!     0     0  magic "SHMBUS\0\x01"   (stored last, Release: the segment is ready)
+//!     8     1  abi version (lo32) | producer mode (hi32: 1 single, 2 multi)
+//!    16     2  slot count (power of two)
+//!    24     3  slot stride in bytes (multiple of 64; a queue's may be 32: docs/design.md §11)
+//!    32     4  payload capacity in bytes
+//!    40     5  type fingerprint: FNV-1a hash of the type name
+//!    48     6  type size (lo32) | type align (hi32)
+//!    56     7  first sequence number
+//!    64     8  creator pid (lo32) | type name length (hi32)
+//!    72     9  creator start time (clock ticks after boot, from /proc/PID/stat)
+//!    80    10  creation time (ns since the Unix epoch)
+//!    88    11  segment size in bytes
+//!    96    12  segment kind (lo32: 1 bus, 2 queue, 3 records, 4 board) | 0, or for records the
+//!                 records layout revision (hi32: `records::RECORDS_REVISION`, docs/design.md §15)
+//!   120    15  board: cell count (lo32) | key block bytes per cell (hi32: 0 or 64); stored
+//!                 after the magic, before the segment is opened to others (docs/design.md §12)
+//!   128    16  type name, up to 256 bytes of UTF-8
+//!  1024   128  write cursor: next sequence to claim            [own cache line, hot]
+//!  1088   136  wake word (futex, lo32 only)                    [own cache line]
+//!  1096   137  waiter flag: non-zero while a subscriber may sleep (docs/design.md §7)
+//!              queue only (docs/design.md §11): the write cursor above is the tail (the next
+//!              position producers claim), the wake word wakes sleeping consumers, and
+//!  1152   144  head: the next position consumers claim            [own cache line, hot]
+//!  1216   152  space wake word (futex, lo32 only)                  [own cache line]
+//!  1224   153  space waiter flag: non-zero while a producer may sleep on a full queue
+//!  1280   160  positions skipped (claimed by producers that died before publishing)
+//!  1288   161  items lost (claimed by consumers that died before finishing)
+//!              records only (docs/design.md §15): words 145..=148 are the ring's tail, head,
+//!              last record and bytes published (144 is 0), word 152 alone on its line is the
+//!              intent (`records::layout`); the ring starts at 4096
+//!  2048   256  producer table: 32 entries of 64 bytes (one line each)
+//!                +0 pid (lo32) | 0      +8 start time (ticks)    +16 activity stamp (CLOCK_MONOTONIC_COARSE ns,
+//!                   on attach and once in 1024 publishes)
+//!               +24 claim word (multi producer): 0 none, 2^64-1 claiming, seq+1 holds seq,
+//!                   (seq+1) | 2^63 dropped seq (docs/design.md §5)
+//!                   queue: pos+1 (producer) or (pos+1) | 2^62 (consumer) names the position
+//!                   its participant claims or last claimed (docs/design.md §11)
+//!               +32 queue: role of the entry's participant (1 producer, 2 consumer)
+//!  4096   512  slot 0, then slot i at 4096 + i * stride
+//!
+//!  slot:  +0 version (2*seq+1 while writing seq, 2*seq+2 once written, (2*seq+2) | 2^63 when
+//!            seq was abandoned, 0 never written)
+//!         +8 length in bytes
+//!        +16 payload, capacity bytes rounded up to whole words
+//! ```
+
+use crate::error::{Error, Result};
+use crate::sync::{load_acquire, AtomicU64, Ordering};
+
+/// The first word of every shmbus segment: `b"SHMBUS\0\x01"` read as a little-endian `u64`.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMBUS\0\x01");
+/// The layout version this library reads and writes.
+pub const ABI_VERSION: u32 = 2;
+/// Bytes of header before slot 0.
+pub const HEADER_BYTES: usize = 4096;
+/// Bytes of slot header before the payload (version word and length word).
+pub const SLOT_HEADER_BYTES: usize = 16;
+/// The stride of a queue's small slots (two to a cache line; docs/design.md §11).
+pub(crate) const PACKED_STRIDE: u64 = 32;
+/// Longest type name stored in the header.
+pub const TYPE_NAME_MAX: usize = 256;
+/// Producer-table entries: the most producers attached at once.
+pub const MAX_PRODUCERS: usize = 32;
+/// Most slots a bus may have (the slot's writer tag holds 27 bits of sequence number, and must
+/// differ between a slot's consecutive occupants).
+pub const MAX_SLOTS: u64 = 1 << 26;
+/// Largest segment shmbus creates or opens (64 GiB).
+pub const MAX_SEGMENT_BYTES: u64 = 64 << 30;
+/// Payload capacities stay below this (a length fits 32 bits with room to spare).
+pub(crate) const CAPACITY_LIMIT: u32 = u32::MAX;
+
+pub(crate) const W_MAGIC: usize = 0;
+pub(crate) const W_ABI_MODE: usize = 1;
+pub(crate) const W_SLOT_COUNT: usize = 2;
+pub(crate) const W_STRIDE: usize = 3;
+pub(crate) const W_CAPACITY: usize = 4;
+pub(crate) const W_TYPE_HASH: usize = 5;
+pub(crate) const W_TYPE_SIZE_ALIGN: usize = 6;
+pub(crate) const W_FIRST_SEQ: usize = 7;
+pub(crate) const W_CREATOR: usize = 8;
+pub(crate) const W_CREATOR_START: usize = 9;
+pub(crate) const W_CREATED_NS: usize = 10;
+pub(crate) const W_SEGMENT_SIZE: usize = 11;
+pub(crate) const W_KIND: usize = 12;
+/// The wake-up choice (docs/design.md §7, "Wake-up choice"): 0 barrier, 1 fence.
+pub(crate) const W_WAKEUP: usize = 13;
+/// Board segments: cell count (lo32) and key block bytes per cell (hi32) (docs/design.md §12).
+pub(crate) const W_BOARD: usize = 15;
+pub(crate) const W_TYPE_NAME: usize = 16;
+pub(crate) const W_CURSOR: usize = 128;
+pub(crate) const W_WAKE: usize = 136;
+pub(crate) const W_WAITERS: usize = 137;
+pub(crate) const W_Q_HEAD: usize = 144;
+pub(crate) const W_Q_SPACE_WAKE: usize = 152;
+pub(crate) const W_Q_SPACE_WAITERS: usize = 153;
+pub(crate) const W_Q_SKIPPED: usize = 160;
+pub(crate) const W_Q_LOST: usize = 161;
+pub(crate) const W_PRODUCERS: usize = 256;
+pub(crate) const PRODUCER_ENTRY_WORDS: usize = 8;
+pub(crate) const PE_PID: usize = 0;
+pub(crate) const PE_START: usize = 1;
+pub(crate) const PE_LAST_PUBLISH: usize = 2;
+pub(crate) const PE_CLAIM: usize = 3;
+pub(crate) const PE_ROLE: usize = 4;
+pub(crate) const W_SLOTS: usize = HEADER_BYTES / 8;
+
+/// Whether one or several producers may publish at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProducerMode {
+    /// One producer at a time, enforced by a lock the kernel releases when it dies.
+    Single,
+    /// Any number of producers (up to 32 at once), claiming sequence numbers with `fetch_add`.
+    Multi,
+}
+
+impl ProducerMode {
+    pub(crate) fn to_word(self) -> u32 {
+        match self {
+            ProducerMode::Single => 1,
+            ProducerMode::Multi => 2,
+        }
+    }
+
+    pub(crate) fn from_word(w: u32) -> Option<Self> {
+        match w {
+            1 => Some(ProducerMode::Single),
+            2 => Some(ProducerMode::Multi),
+            _ => None,
+        }
+    }
+}
+
+/// What a segment holds. Every kind shares the header's first line, the naming, the open
+/// pipeline, the permissions and the producer table; what follows the header is the kind's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SegmentKind {
+    /// A broadcast bus: a ring of seqlock slots.
+    Bus,
+    /// A work queue: a bounded MPMC ring whose items each go to one consumer.
+    Queue,
+    /// Records: variable-size records broadcast through one byte ring (`crate::records`).
+    Records,
+    /// Reserved: a board of named values.
+    Board,
+}
+
+impl SegmentKind {
+    /// The number stored in the header.
+    pub fn to_word(self) -> u32 {
+        match self {
+            SegmentKind::Bus => 1,
+            SegmentKind::Queue => 2,
+            SegmentKind::Records => 3,
+            SegmentKind::Board => 4,
+        }
+    }
+
+    /// The kind a header number stands for, if any.
+    pub fn from_word(w: u32) -> Option<Self> {
+        match w {
+            1 => Some(SegmentKind::Bus),
+            2 => Some(SegmentKind::Queue),
+            3 => Some(SegmentKind::Records),
+            4 => Some(SegmentKind::Board),
+            _ => None,
+        }
+    }
+
+    /// The kind's name, as messages print it ("a queue, not a bus").
+    pub fn name(self) -> &'static str {
+        match self {
+            SegmentKind::Bus => "bus",
+            SegmentKind::Queue => "queue",
+            SegmentKind::Records => "records segment",
+            SegmentKind::Board => "board",
+        }
+    }
+}
+
+impl std::fmt::Display for SegmentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The shape of the ring, read once from a validated header and never re-read from shared memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub slot_count: u64,
+    pub stride_words: usize,
+    pub capacity: usize,
+}
+
+impl Geometry {
+    /// Computes the geometry for a new bus, checking every bound.
+    pub(crate) fn new(slot_count: u64, capacity: usize) -> Result<Self, String> {
+        Self::with_stride(slot_count, capacity, 64)
+    }
+
+    /// The geometry of a new queue: like [`Geometry::new`], but slots whose header and payload
+    /// fit 32 bytes (items up to 16 bytes) are packed two to a cache line, as a queue's slots are
+    /// touched by one sender and one receiver in turn, never read under a concurrent write
+    /// (docs/design.md §11, "Layout").
+    pub(crate) fn packed(slot_count: u64, capacity: usize) -> Result<Self, String> {
+        let small = (SLOT_HEADER_BYTES + capacity) as u64 <= PACKED_STRIDE;
+        Self::with_stride(slot_count, capacity, if small { PACKED_STRIDE } else { 64 })
+    }
+
+    fn with_stride(slot_count: u64, capacity: usize, unit: u64) -> Result<Self, String> {
+        if slot_count == 0 || !slot_count.is_power_of_two() {
+            return Err(format!(
+                "slot count must be a power of two, got {slot_count}"
+            ));
+        }
+        if slot_count > MAX_SLOTS {
+            return Err(format!(
+                "slot count {slot_count} exceeds the limit of {MAX_SLOTS}"
+            ));
+        }
+        if capacity == 0 {
+            return Err("payload capacity must be at least 1 byte".into());
+        }
+        if capacity >= CAPACITY_LIMIT as usize {
+            return Err(format!("payload capacity {capacity} is too large"));
+        }
+        let stride = (SLOT_HEADER_BYTES as u64)
+            .checked_add(capacity as u64)
+            .and_then(|b| b.checked_next_multiple_of(unit))
+            .ok_or_else(|| format!("payload capacity {capacity} is too large"))?;
+        let g = Geometry {
+            slot_count,
+            stride_words: (stride / 8) as usize,
+            capacity,
+        };
+        match g.segment_bytes() {
+            Some(size) if size <= MAX_SEGMENT_BYTES => Ok(g),
+            _ => Err(format!(
+                "{slot_count} slots of {stride} bytes exceed the {MAX_SEGMENT_BYTES}-byte segment limit"
+            )),
+        }
+    }
+
+    pub(crate) fn mask(&self) -> u64 {
+        self.slot_count - 1
+    }
+
+    pub(crate) fn stride_bytes(&self) -> u64 {
+        self.stride_words as u64 * 8
+    }
+
+    /// Words of payload a slot holds (capacity rounded up to whole words).
+    pub(crate) fn payload_words(&self) -> usize {
+        self.capacity.div_ceil(8)
+    }
+
+    /// Total segment size, or `None` on overflow.
+    pub(crate) fn segment_bytes(&self) -> Option<u64> {
+        self.slot_count
+            .checked_mul(self.stride_bytes())?
+            .checked_add(HEADER_BYTES as u64)
+    }
+
+    /// Word index of slot `seq`'s version word.
+    #[inline]
+    pub(crate) fn slot_word(&self, seq: u64) -> usize {
+        W_SLOTS + (seq & self.mask()) as usize * self.stride_words
+    }
+}
+
+/// The message-type fingerprint stored in the header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeInfo {
+    /// The type's name (by default `std::any::type_name`, or set by the user).
+    pub name: String,
+    /// `size_of` the type (0 for raw byte messages).
+    pub size: u32,
+    /// `align_of` the type.
+    pub align: u32,
+}
+
+impl TypeInfo {
+    /// The type name of raw byte messages.
+    pub const RAW_NAME: &'static str = "bytes";
+
+    /// The fingerprint of raw byte messages.
+    pub fn raw() -> Self {
+        TypeInfo {
+            name: Self::RAW_NAME.into(),
+            size: 0,
+            align: 1,
+        }
+    }
+
+    /// Whether this is the raw-bytes fingerprint.
+    pub fn is_raw(&self) -> bool {
+        self.size == 0 && self.name == Self::RAW_NAME
+    }
+
+    /// FNV-1a hash of the name: stable across compilers and processes.
+    pub fn name_hash(&self) -> u64 {
+        fnv1a(self.name.as_bytes())
+    }
+}
+
+impl std::fmt::Display for TypeInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_raw() {
+            write!(f, "bytes")
+        } else {
+            write!(
+                f,
+                "{} (size {}, align {})",
+                self.name, self.size, self.align
+            )
+        }
+    }
+}
+
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Everything needed to initialise a header.
+pub(crate) struct HeaderInit<'a> {
+    pub kind: SegmentKind,
+    pub geometry: Geometry,
+    pub mode: ProducerMode,
+    pub ty: &'a TypeInfo,
+    pub first_seq: u64,
+    pub creator_pid: u32,
+    pub creator_start: u64,
+    pub created_ns: u64,
+    pub wakeup: crate::wait::Wakeup,
+}
+
+/// Writes a fresh header into `words` (all zero on entry), magic last with Release.
+pub(crate) fn write_header(words: &[AtomicU64], h: &HeaderInit<'_>) {
+    let st = |w: usize, v: u64| words[w].store(v, Ordering::Relaxed);
+    let name = truncate_utf8(&h.ty.name, TYPE_NAME_MAX);
+    st(
+        W_ABI_MODE,
+        ABI_VERSION as u64 | (h.mode.to_word() as u64) << 32,
+    );
+    st(W_SLOT_COUNT, h.geometry.slot_count);
+    st(W_STRIDE, h.geometry.stride_bytes());
+    st(W_CAPACITY, h.geometry.capacity as u64);
+    st(W_TYPE_HASH, h.ty.name_hash());
+    st(
+        W_TYPE_SIZE_ALIGN,
+        h.ty.size as u64 | (h.ty.align as u64) << 32,
+    );
+    st(W_FIRST_SEQ, h.first_seq);
+    st(W_CREATOR, h.creator_pid as u64 | (name.len() as u64) << 32);
+    st(W_CREATOR_START, h.creator_start);
+    st(W_CREATED_NS, h.created_ns);
+    st(W_SEGMENT_SIZE, h.geometry.segment_bytes().unwrap_or(0));
+    st(W_KIND, h.kind.to_word() as u64);
+    st(W_WAKEUP, h.wakeup.to_word());
+    for (i, chunk) in name.as_bytes().chunks(8).enumerate() {
+        let mut b = [0u8; 8];
+        b[..chunk.len()].copy_from_slice(chunk);
+        st(W_TYPE_NAME + i, u64::from_le_bytes(b));
+    }
+    st(W_CURSOR, h.first_seq);
+    // ORDERING: pairs with the Acquire load of the magic in `read_header`: whoever sees the
+    // magic sees every field above.
+    words[W_MAGIC].store(MAGIC, Ordering::Release);
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A header as read (once) from a segment, before or after validation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderSnapshot {
+    /// The magic word.
+    pub magic: u64,
+    /// The ABI version.
+    pub abi_version: u32,
+    /// Raw producer-mode word (1 single, 2 multi).
+    pub mode_word: u32,
+    /// Slot count.
+    pub slot_count: u64,
+    /// Slot stride in bytes.
+    pub slot_stride: u64,
+    /// Payload capacity in bytes.
+    pub capacity: u64,
+    /// Type name hash stored.
+    pub type_hash: u64,
+    /// The message type.
+    pub ty: TypeInfo,
+    /// The first sequence number of the bus.
+    pub first_seq: u64,
+    /// Pid of the creating process.
+    pub creator_pid: u32,
+    /// Start time of the creating process (clock ticks after boot).
+    pub creator_start: u64,
+    /// Creation time, ns since the Unix epoch.
+    pub created_ns: u64,
+    /// Segment size recorded at creation.
+    pub segment_size: u64,
+    /// Raw segment-kind word (1 bus).
+    pub kind_word: u32,
+    /// The write cursor: next sequence to be claimed.
+    pub cursor: u64,
+    /// Raw wake-up word (0: sleepers run `membarrier`; 1: producers and sleepers fence; any
+    /// other value makes producers fence and sleepers run `membarrier`).
+    pub wakeup_word: u64,
+}
+
+impl HeaderSnapshot {
+    /// The producer mode, if the word is valid.
+    pub fn producer_mode(&self) -> Option<ProducerMode> {
+        ProducerMode::from_word(self.mode_word)
+    }
+
+    /// The wake-up choice (docs/design.md §7), if the word is a known one.
+    pub fn wakeup(&self) -> Option<crate::wait::Wakeup> {
+        crate::wait::Wakeup::from_word(self.wakeup_word)
+    }
+
+    /// The segment kind, if the word is a known one.
+    pub fn kind(&self) -> Option<SegmentKind> {
+        SegmentKind::from_word(self.kind_word)
+    }
+
+    /// Messages published (claimed) since creation.
+    pub fn published(&self) -> u64 {
+        self.cursor.wrapping_sub(self.first_seq)
+    }
+}
+
+/// Reads every header field once. `words` must hold at least the header; they may be a
+/// read-only mapping.
+pub(crate) fn read_header(words: &[AtomicU64]) -> HeaderSnapshot {
+    // ORDERING: pairs with the Release store of the magic in `write_header`: whoever sees the
+    // magic sees every field written before it. A fence-based Acquire: sound on read-only maps.
+    let magic = load_acquire(&words[W_MAGIC]);
+    header_from(magic, |w| words[w].load(Ordering::Relaxed))
+}
+
+/// Decodes a header from a private copy of its bytes (as `read(2)` returns them); words past the
+/// end of `bytes` read as zero.
+pub(crate) fn header_from_bytes(bytes: &[u8]) -> HeaderSnapshot {
+    let ld = |w: usize| {
+        let mut b = [0u8; 8];
+        let chunk = bytes.get(w * 8..).unwrap_or(&[]);
+        let n = chunk.len().min(8);
+        b[..n].copy_from_slice(&chunk[..n]);
+        u64::from_le_bytes(b)
+    };
+    header_from(ld(W_MAGIC), ld)
+}
+
+fn header_from(magic: u64, ld: impl Fn(usize) -> u64) -> HeaderSnapshot {
+    let abi_mode = ld(W_ABI_MODE);
+    let size_align = ld(W_TYPE_SIZE_ALIGN);
+    let creator = ld(W_CREATOR);
+    let name_len = ((creator >> 32) as usize).min(TYPE_NAME_MAX);
+    let mut name = Vec::with_capacity(name_len);
+    for i in 0..name_len.div_ceil(8) {
+        name.extend_from_slice(&ld(W_TYPE_NAME + i).to_le_bytes());
+    }
+    name.truncate(name_len);
+    HeaderSnapshot {
+        magic,
+        abi_version: abi_mode as u32,
+        mode_word: (abi_mode >> 32) as u32,
+        slot_count: ld(W_SLOT_COUNT),
+        slot_stride: ld(W_STRIDE),
+        capacity: ld(W_CAPACITY),
+        type_hash: ld(W_TYPE_HASH),
+        ty: TypeInfo {
+            name: String::from_utf8_lossy(&name).into_owned(),
+            size: size_align as u32,
+            align: (size_align >> 32) as u32,
+        },
+        first_seq: ld(W_FIRST_SEQ),
+        creator_pid: creator as u32,
+        creator_start: ld(W_CREATOR_START),
+        created_ns: ld(W_CREATED_NS),
+        segment_size: ld(W_SEGMENT_SIZE),
+        kind_word: ld(W_KIND) as u32,
+        cursor: ld(W_CURSOR),
+        wakeup_word: ld(W_WAKEUP),
+    }
+}
+
+// The checks of a header's fields, one per step of the open pipeline (`segment::pipeline`), each
+// failing with the typed error that names the numbers found. All arithmetic is checked: the
+// header may come from a hostile or corrupt segment.
+
+/// Bus sequence limits (docs/design.md §3, "Sequence limits"): a bus starts at most at
+/// [`crate::bus::ring::FIRST_SEQ_LIMIT`], and its cursor never passes [`crate::bus::ring::CURSOR_LIMIT`].
+/// Other kinds keep their positions below 2^61.
+fn cursor_limit(h: &HeaderSnapshot) -> u64 {
+    if h.kind() == Some(SegmentKind::Bus) {
+        crate::bus::ring::CURSOR_LIMIT
+    } else {
+        1 << 61
+    }
+}
+
+/// The ABI version step.
+pub(crate) fn check_abi(name: &str, h: &HeaderSnapshot) -> Result<u32> {
+    if h.abi_version != ABI_VERSION {
+        return Err(Error::AbiMismatch {
+            name: name.to_owned(),
+            found: h.abi_version,
+            expected: ABI_VERSION,
+        });
+    }
+    Ok(h.abi_version)
+}
+
+/// The kind step: a known kind, and the one the caller opens.
+pub(crate) fn check_kind(
+    name: &str,
+    h: &HeaderSnapshot,
+    expected: SegmentKind,
+) -> Result<SegmentKind> {
+    let found = h.kind().ok_or_else(|| Error::UnknownKind {
+        name: name.to_owned(),
+        word: h.kind_word,
+    })?;
+    if found != expected {
+        return Err(Error::WrongKind {
+            name: name.to_owned(),
+            found: found.name(),
+            expected: expected.name(),
+        });
+    }
+    Ok(found)
+}
+
+/// The geometry step: producer mode, sequence numbers, slot count, stride, capacity and the
+/// recorded size, in that order. Returns the geometry and mode to use for the mapping's life.
+pub(crate) fn check_geometry(name: &str, h: &HeaderSnapshot) -> Result<(Geometry, ProducerMode)> {
+    let name = || name.to_owned();
+    let mode = ProducerMode::from_word(h.mode_word).ok_or_else(|| Error::BadProducerMode {
+        name: name(),
+        word: h.mode_word,
+    })?;
+    if h.first_seq > crate::bus::ring::FIRST_SEQ_LIMIT
+        || h.cursor < h.first_seq
+        || h.cursor > cursor_limit(h)
+    {
+        return Err(Error::SequenceOutOfOrder {
+            name: name(),
+            first_seq: h.first_seq,
+            cursor: h.cursor,
+        });
+    }
+    if h.slot_count == 0 || !h.slot_count.is_power_of_two() || h.slot_count > MAX_SLOTS {
+        return Err(Error::BadSlotCount {
+            name: name(),
+            slots: h.slot_count,
+        });
+    }
+    let packed = h.kind() == Some(SegmentKind::Queue) && h.slot_stride == PACKED_STRIDE;
+    if h.slot_stride == 0 || (h.slot_stride % 64 != 0 && !packed) {
+        return Err(Error::BadStride {
+            name: name(),
+            stride: h.slot_stride,
+        });
+    }
+    let capacity = usize::try_from(h.capacity)
+        .ok()
+        .filter(|&c| c > 0 && c < CAPACITY_LIMIT as usize)
+        .ok_or(Error::CapacityOutOfRange {
+            name: name(),
+            capacity: h.capacity,
+        })?;
+    let fits_stride = matches!(
+        (SLOT_HEADER_BYTES as u64).checked_add(h.capacity),
+        Some(need) if need <= h.slot_stride
+    );
+    if !fits_stride {
+        return Err(Error::CapacityExceedsStride {
+            name: name(),
+            capacity: h.capacity,
+            stride: h.slot_stride,
+        });
+    }
+    let too_large = || Error::GeometryTooLarge {
+        name: name(),
+        slots: h.slot_count,
+        stride: h.slot_stride,
+    };
+    let expected = h
+        .slot_count
+        .checked_mul(h.slot_stride)
+        .and_then(|b| b.checked_add(HEADER_BYTES as u64))
+        .filter(|&s| s <= MAX_SEGMENT_BYTES)
+        .ok_or_else(too_large)?;
+    if h.segment_size != expected {
+        return Err(Error::RecordedSizeMismatch {
+            name: name(),
+            recorded: h.segment_size,
+            expected,
+        });
+    }
+    let stride_words = usize::try_from(h.slot_stride / 8).map_err(|_| too_large())?;
+    Ok((
+        Geometry {
+            slot_count: h.slot_count,
+            stride_words,
+            capacity,
+        },
+        mode,
+    ))
+}
+
+/// The size step: the file is exactly as large as the geometry implies.
+pub(crate) fn check_file_size(name: &str, g: &Geometry, file_size: u64) -> Result<u64> {
+    let expected = g.segment_bytes().unwrap_or(u64::MAX);
+    if file_size < expected {
+        return Err(Error::Truncated {
+            name: name.to_owned(),
+            size: file_size,
+            expected,
+        });
+    }
+    if file_size > expected {
+        return Err(Error::SizeMismatch {
+            name: name.to_owned(),
+            size: file_size,
+            expected,
+        });
+    }
+    Ok(file_size)
+}
+
+/// The type step: a typed bus's slots hold its type, and a typed opener finds its own type
+/// (`wanted`; `None` or raw bytes accept any).
+pub(crate) fn check_type(
+    name: &str,
+    h: &HeaderSnapshot,
+    g: &Geometry,
+    wanted: Option<&TypeInfo>,
+) -> Result<()> {
+    let fits = |ty: &TypeInfo| {
+        if !ty.is_raw() && ty.size as usize > g.capacity {
+            return Err(Error::CapacityBelowType {
+                name: name.to_owned(),
+                capacity: g.capacity,
+                ty: ty.to_string(),
+                size: ty.size,
+            });
+        }
+        Ok(())
+    };
+    fits(&h.ty)?;
+    let Some(wanted) = wanted.filter(|w| !w.is_raw()) else {
+        return Ok(());
+    };
+    if h.ty != *wanted || h.type_hash != wanted.name_hash() {
+        return Err(Error::TypeMismatch {
+            name: name.to_owned(),
+            expected: wanted.to_string(),
+            found: h.ty.to_string(),
+        });
+    }
+    fits(wanted)
+}
+
+/// Runs the header steps of opening over raw header bytes, as if read from a segment of
+/// `file_size` bytes (only the first `file_size` bytes count). Returns the slot count, stride and
+/// capacity of an accepted header, or the typed error. For fuzzing only: not part of the API.
+///
+/// # Errors
+///
+/// The error of the first opening step the header fails, as [`crate::Bus::open`] reports it.
+#[doc(hidden)]
+pub fn validate_header_bytes(bytes: &[u8], file_size: u64) -> Result<(u64, u64, usize)> {
+    crate::segment::validate_bytes("fuzz", bytes, file_size).map(|s| {
+        (
+            s.geometry.slot_count,
+            s.geometry.stride_bytes(),
+            s.geometry.capacity,
+        )
+    })
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_offsets_are_the_documented_bytes() {
+        assert_eq!(W_MAGIC * 8, 0);
+        assert_eq!(W_ABI_MODE * 8, 8);
+        assert_eq!(W_SLOT_COUNT * 8, 16);
+        assert_eq!(W_STRIDE * 8, 24);
+        assert_eq!(W_CAPACITY * 8, 32);
+        assert_eq!(W_TYPE_HASH * 8, 40);
+        assert_eq!(W_TYPE_SIZE_ALIGN * 8, 48);
+        assert_eq!(W_FIRST_SEQ * 8, 56);
+        assert_eq!(W_CREATOR * 8, 64);
+        assert_eq!(W_CREATOR_START * 8, 72);
+        assert_eq!(W_CREATED_NS * 8, 80);
+        assert_eq!(W_SEGMENT_SIZE * 8, 88);
+        assert_eq!(W_KIND * 8, 96);
+        const { assert!(W_KIND < W_TYPE_NAME) };
+        assert_eq!(W_BOARD * 8, 120);
+        const { assert!(W_KIND < W_BOARD && W_BOARD < W_TYPE_NAME) };
+        assert_eq!(W_TYPE_NAME * 8, 128);
+        const { assert!(W_TYPE_NAME * 8 + TYPE_NAME_MAX <= W_CURSOR * 8) };
+        assert_eq!(W_CURSOR * 8, 1024);
+        assert_eq!(W_WAKE * 8, 1088);
+        assert_eq!(W_WAITERS * 8, 1096);
+        assert_eq!(W_Q_HEAD * 8, 1152);
+        assert_eq!(W_Q_SPACE_WAKE * 8, 1216);
+        assert_eq!(W_Q_SPACE_WAITERS * 8, 1224);
+        assert_eq!(W_Q_SKIPPED * 8, 1280);
+        assert_eq!(W_Q_LOST * 8, 1288);
+        const { assert!(W_WAITERS < W_Q_HEAD && W_Q_LOST < W_PRODUCERS) };
+        assert_eq!(PE_ROLE * 8, 32);
+        const { assert!(PE_ROLE < PRODUCER_ENTRY_WORDS) };
+        assert_eq!(W_PRODUCERS * 8, 2048);
+        assert_eq!(
+            W_PRODUCERS * 8 + MAX_PRODUCERS * PRODUCER_ENTRY_WORDS * 8,
+            HEADER_BYTES
+        );
+        assert_eq!(W_SLOTS * 8, 4096);
+        // Hot words each own a cache line.
+        assert_eq!((W_CURSOR * 8) % 64, 0);
+        assert_eq!((W_WAKE * 8) % 64, 0);
+        assert_eq!((W_Q_HEAD * 8) % 64, 0);
+        assert_eq!((W_Q_SPACE_WAKE * 8) % 64, 0);
+        assert_eq!(MAGIC.to_le_bytes(), *b"SHMBUS\0\x01");
+    }
+
+    #[test]
+    fn small_payloads_share_the_version_cache_line() {
+        let g = Geometry::new(8, 48).unwrap();
+        assert_eq!(g.stride_bytes(), 64);
+        let g = Geometry::new(8, 49).unwrap();
+        assert_eq!(g.stride_bytes(), 128);
+        assert_eq!(g.slot_word(9) - g.slot_word(8), g.stride_words);
+        assert_eq!(g.slot_word(8), W_SLOTS);
+    }
+
+    #[test]
+    fn geometry_rejects_bad_slot_counts_without_rounding() {
+        assert!(Geometry::new(0, 8).is_err());
+        assert!(Geometry::new(3, 8).is_err());
+        assert!(Geometry::new(1000, 8).is_err());
+        assert!(Geometry::new(1 << 40, 1 << 20).is_err());
+        assert!(Geometry::new(8, 0).is_err());
+        assert!(Geometry::new(1, 8).is_ok());
+    }
+
+    fn sample_header() -> (Vec<AtomicU64>, Geometry, TypeInfo) {
+        let g = Geometry::new(16, 100).unwrap();
+        let words: Vec<AtomicU64> = (0..g.segment_bytes().unwrap() / 8)
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        let ty = TypeInfo {
+            name: "my::Tick".into(),
+            size: 24,
+            align: 8,
+        };
+        write_header(
+            &words,
+            &HeaderInit {
+                kind: SegmentKind::Bus,
+                geometry: g,
+                mode: ProducerMode::Multi,
+                ty: &ty,
+                first_seq: 7,
+                creator_pid: 42,
+                creator_start: 99,
+                created_ns: 5,
+                wakeup: crate::wait::Wakeup::default(),
+            },
+        );
+        (words, g, ty)
+    }
+
+    #[test]
+    fn header_round_trips_and_passes_every_check() {
+        let (words, g, ty) = sample_header();
+        let h = read_header(&words);
+        assert_eq!(h.ty, ty);
+        assert_eq!(h.cursor, 7);
+        assert_eq!(h.published(), 0);
+        assert_eq!(h.kind(), Some(SegmentKind::Bus));
+        let bytes: Vec<u8> = words
+            .iter()
+            .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
+            .collect();
+        assert_eq!(header_from_bytes(&bytes[..HEADER_BYTES]), h);
+        let size = g.segment_bytes().unwrap();
+        assert_eq!(check_abi("t", &h).unwrap(), ABI_VERSION);
+        assert_eq!(
+            check_kind("t", &h, SegmentKind::Bus).unwrap(),
+            SegmentKind::Bus
+        );
+        assert_eq!(check_geometry("t", &h).unwrap(), (g, ProducerMode::Multi));
+        assert_eq!(check_file_size("t", &g, size).unwrap(), size);
+        check_type("t", &h, &g, Some(&ty)).unwrap();
+        check_type("t", &h, &g, None).unwrap();
+    }
+
+    #[test]
+    fn each_header_fault_is_its_own_error_with_the_numbers() {
+        let (words, g, _) = sample_header();
+        let h = read_header(&words);
+        let size = g.segment_bytes().unwrap();
+        assert!(matches!(
+            check_file_size("t", &g, size - 1),
+            Err(Error::Truncated { size: s, expected, .. }) if s == size - 1 && expected == size
+        ));
+        assert!(matches!(
+            check_file_size("t", &g, size + 64),
+            Err(Error::SizeMismatch { size: s, expected, .. }) if s == size + 64 && expected == size
+        ));
+        let with = |f: &dyn Fn(&mut HeaderSnapshot)| {
+            let mut b = h.clone();
+            f(&mut b);
+            b
+        };
+        let bad = with(&|b| b.abi_version = 1);
+        assert!(matches!(
+            check_abi("t", &bad),
+            Err(Error::AbiMismatch {
+                found: 1,
+                expected: ABI_VERSION,
+                ..
+            })
+        ));
+        let bad = with(&|b| b.kind_word = 2);
+        assert!(matches!(
+            check_kind("t", &bad, SegmentKind::Bus),
+            Err(Error::WrongKind {
+                found: "queue",
+                expected: "bus",
+                ..
+            })
+        ));
+        let bad = with(&|b| b.kind_word = 0);
+        assert!(matches!(
+            check_kind("t", &bad, SegmentKind::Bus),
+            Err(Error::UnknownKind { word: 0, .. })
+        ));
+        let geometry = |f: &dyn Fn(&mut HeaderSnapshot)| check_geometry("t", &with(f)).unwrap_err();
+        assert!(matches!(
+            geometry(&|b| b.mode_word = 3),
+            Error::BadProducerMode { word: 3, .. }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.cursor = 6),
+            Error::SequenceOutOfOrder {
+                first_seq: 7,
+                cursor: 6,
+                ..
+            }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.slot_count = 12),
+            Error::BadSlotCount { slots: 12, .. }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.slot_stride = 100),
+            Error::BadStride { stride: 100, .. }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.capacity = 0),
+            Error::CapacityOutOfRange { capacity: 0, .. }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.capacity = 113),
+            Error::CapacityExceedsStride {
+                capacity: 113,
+                stride: 128,
+                ..
+            }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.slot_count = MAX_SLOTS),
+            Error::GeometryTooLarge { .. } | Error::RecordedSizeMismatch { .. }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.segment_size += 64),
+            Error::RecordedSizeMismatch { .. }
+        ));
+        let small = Geometry { capacity: 16, ..g };
+        assert!(matches!(
+            check_type("t", &h, &small, None),
+            Err(Error::CapacityBelowType {
+                capacity: 16,
+                size: 24,
+                ..
+            })
+        ));
+        let other = TypeInfo {
+            name: "other".into(),
+            size: 24,
+            align: 8,
+        };
+        assert!(matches!(
+            check_type("t", &h, &g, Some(&other)),
+            Err(Error::TypeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn packed_stride_is_a_queue_slot_of_at_most_16_bytes_and_only_a_queues() {
+        let q = Geometry::packed(8, 16).unwrap();
+        assert_eq!(q.stride_bytes(), PACKED_STRIDE);
+        assert_eq!(Geometry::packed(8, 17).unwrap().stride_bytes(), 64);
+        assert_eq!(Geometry::new(8, 16).unwrap().stride_bytes(), 64);
+        let ty = TypeInfo {
+            name: "u64".into(),
+            size: 8,
+            align: 8,
+        };
+        let header = |kind| {
+            let words: Vec<AtomicU64> = (0..q.segment_bytes().unwrap() / 8)
+                .map(|_| AtomicU64::new(0))
+                .collect();
+            let init = HeaderInit {
+                kind,
+                geometry: q,
+                mode: ProducerMode::Multi,
+                ty: &ty,
+                first_seq: 0,
+                creator_pid: 1,
+                creator_start: 1,
+                created_ns: 1,
+                wakeup: crate::wait::Wakeup::default(),
+            };
+            write_header(&words, &init);
+            read_header(&words)
+        };
+        assert_eq!(
+            check_geometry("t", &header(SegmentKind::Queue)).unwrap().0,
+            q
+        );
+        assert!(matches!(
+            check_geometry("t", &header(SegmentKind::Bus)),
+            Err(Error::BadStride { stride: 32, .. })
+        ));
+    }
+}
