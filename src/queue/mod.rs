@@ -35,8 +35,13 @@
 //! producer's position into a skip, or frees a consumer's slot and counts its item lost. So a
 //! kill at any step costs at most that one item, never a duplicate or a torn item.
 
-mod api;
+mod handle;
+mod participant;
 mod protocol;
+#[cfg(not(loom))]
+mod readiness;
+mod receiver;
+mod sender;
 
 #[cfg(all(test, loom))]
 mod loom;
@@ -44,9 +49,10 @@ mod loom;
 mod tests;
 
 #[cfg(not(loom))]
-pub(crate) use api::senders_alive;
-pub use api::{
-    ParticipantInfo, Queue, QueueBuilder, QueueIter, QueueReceiver, QueueSender, QueueTotals,
-    QueueTryIter, ReceiverStats, Role, SendError, SenderStats, DEFAULT_ITEM_SIZE,
+pub(crate) use handle::senders_alive;
+pub use handle::{
+    ParticipantInfo, Queue, QueueBuilder, QueueTotals, Role, DEFAULT_ITEM_SIZE,
     DEFAULT_QUEUE_CAPACITY,
 };
+pub use receiver::{QueueIter, QueueReceiver, QueueTryIter, ReceiverStats};
+pub use sender::{QueueSender, SendError, SenderStats};

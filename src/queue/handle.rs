@@ -1,0 +1,614 @@
+//! The queue handle and its builder: create, open, the participant table as users see it.
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::payload::{Payload, Raw};
+use crate::segment::header::{
+    Geometry, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, MAX_PRODUCERS, PE_ROLE,
+    PRODUCER_ENTRY_WORDS, W_PRODUCERS,
+};
+use crate::segment::{self, Access, Expect, Segment, Shape, Trust};
+use crate::sync::Ordering;
+use crate::wait::Wait;
+
+use super::participant::*;
+use super::protocol::{QueueRing, Receiver, Repair, Sender};
+use super::receiver::*;
+use super::sender::*;
+
+/// Items a new queue holds unless [`QueueBuilder::capacity`] says otherwise.
+pub const DEFAULT_QUEUE_CAPACITY: u64 = 1024;
+/// Bytes per item of a new raw queue unless [`QueueBuilder::item_size`] says otherwise.
+pub const DEFAULT_ITEM_SIZE: usize = 240;
+
+/// Failed attempts at the same position before a handle asks whether the participant holding
+/// it is alive (a system call per suspect): a live one is just writing or reading.
+pub(super) const STALL_POLLS: u32 = 256;
+/// Attempts a blocking call spins before it yields or sleeps.
+pub(super) const SPIN_POLLS: u32 = 128;
+/// How often a blocking call looks for dead participants: a dead one cannot wake anyone.
+pub(super) const CHECK_PERIOD: Duration = Duration::from_millis(5);
+
+/// The role a participant-table entry records (the inspector shows it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A [`QueueSender`].
+    Sender,
+    /// A [`QueueReceiver`].
+    Receiver,
+}
+
+impl Role {
+    pub(super) fn to_word(self) -> u64 {
+        match self {
+            Role::Sender => 1,
+            Role::Receiver => 2,
+        }
+    }
+
+    pub(super) fn from_word(w: u64) -> Option<Role> {
+        match w {
+            1 => Some(Role::Sender),
+            2 => Some(Role::Receiver),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of a queue's participant table, as [`Queue::participants`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParticipantInfo {
+    /// The table entry.
+    pub index: u32,
+    /// The pid it recorded.
+    pub pid: u32,
+    /// Sender or receiver (`None`: an entry a bus producer or an unknown writer left).
+    pub role: Option<Role>,
+    /// Whether its process still holds the entry.
+    pub alive: bool,
+}
+
+/// Queue-wide repair counters, kept in the segment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueTotals {
+    /// Positions claimed by senders that died before publishing: receivers passed over them.
+    pub skipped: u64,
+    /// Items claimed by receivers that died before finishing them: counted lost, never
+    /// delivered again.
+    pub lost: u64,
+}
+
+/// A handle on a named work queue (or an in-process one): a bounded multi-producer,
+/// multi-consumer queue in which each item goes to exactly one receiver. Cheap to clone;
+/// senders and receivers made from it keep the mapping alive.
+///
+/// ```
+/// # let name = format!("doc-queue-{}", std::process::id());
+/// use shmbus::Queue;
+///
+/// let queue = Queue::builder(&name).capacity(64).item_size(32).create()?;
+/// let mut tx = queue.sender()?;
+/// // Another process: Queue::open(&name)?.receiver()?
+/// let mut rx = queue.receiver()?;
+/// tx.try_send(b"job 1").unwrap();
+/// assert_eq!(rx.try_recv(), Some(&b"job 1"[..]));
+/// assert_eq!(rx.try_recv(), None);
+/// # Queue::remove(&name)?;
+/// # Ok::<(), shmbus::Error>(())
+/// ```
+pub struct Queue<T: Payload = Raw> {
+    pub(super) seg: Arc<Segment>,
+    pub(super) _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Payload> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            seg: self.seg.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Payload> std::fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.seg.name())
+            .field("capacity", &self.seg.geometry.slot_count)
+            .field("item_size", &self.seg.geometry.capacity)
+            .field("type", &self.seg.ty.name)
+            .finish()
+    }
+}
+
+impl Queue<Raw> {
+    /// A builder for the queue `name`.
+    pub fn builder(name: &str) -> QueueBuilder<Raw> {
+        QueueBuilder::new(name)
+    }
+
+    /// Opens an existing queue of any item type, for raw bytes.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`QueueBuilder::open`], except [`Error::TypeMismatch`] (a raw open accepts any item
+    /// type).
+    pub fn open(name: &str) -> Result<Self> {
+        QueueBuilder::new(name).open()
+    }
+
+    /// Opens an existing queue read-only, to look at it (its length, positions and
+    /// participants): such a handle can neither send nor receive.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`QueueBuilder::open`], except [`Error::TypeMismatch`] (a raw open accepts any item
+    /// type).
+    pub fn open_read_only(name: &str) -> Result<Self> {
+        QueueBuilder::new(name).read_only().open()
+    }
+
+    /// Removes a queue from `/dev/shm`. Processes that have it open keep their mapping.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::NotFound`] if there is no such object;
+    /// [`Error::PermissionDenied`]; [`Error::Io`] for any other system error.
+    pub fn remove(name: &str) -> Result<()> {
+        segment::remove(name)
+    }
+}
+
+impl<T: Payload> Queue<T> {
+    pub(super) fn ring(&self) -> QueueRing<'_> {
+        QueueRing::new(self.seg.words(), self.seg.geometry)
+    }
+
+    /// Attaches a sender (one entry of the 32 the queue's senders and receivers share).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TypeMismatch`] for a raw handle on a typed queue or the reverse;
+    /// [`Error::ReadOnly`] on a read-only handle; [`Error::TooManyParticipants`] when 32 senders
+    /// and receivers live; [`Error::Io`] if the entry's lock cannot be taken for another reason.
+    pub fn sender(&self) -> Result<QueueSender<T>> {
+        self.check_type()?;
+        self.attach_sender()
+    }
+
+    pub(super) fn attach_sender(&self) -> Result<QueueSender<T>> {
+        let part = Participant::attach(self.seg.clone(), Role::Sender)?;
+        Ok(QueueSender {
+            sender: Sender::new(part.index),
+            stats: SenderStats {
+                lost: u64::from(part.repaired == Repair::Lost),
+                ..SenderStats::default()
+            },
+            part,
+            wait: Wait::Sleep,
+            stuck: Stuck::default(),
+            #[cfg(not(loom))]
+            ready: None,
+            _type: PhantomData,
+        })
+    }
+
+    /// Attaches a receiver (one entry of the 32 the queue's senders and receivers share).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TypeMismatch`] for a raw handle on a typed queue or the reverse;
+    /// [`Error::ReadOnly`] on a read-only handle; [`Error::TooManyParticipants`] when 32 senders
+    /// and receivers live; [`Error::Io`] if the entry's lock cannot be taken for another reason.
+    pub fn receiver(&self) -> Result<QueueReceiver<T>> {
+        self.check_type()?;
+        self.attach_receiver()
+    }
+
+    pub(super) fn attach_receiver(&self) -> Result<QueueReceiver<T>> {
+        let part = Participant::attach(self.seg.clone(), Role::Receiver)?;
+        Ok(QueueReceiver {
+            receiver: Receiver::new(part.index),
+            buf: vec![0u64; self.seg.geometry.payload_words()].into_boxed_slice(),
+            stats: ReceiverStats {
+                lost: u64::from(part.repaired == Repair::Lost),
+                ..ReceiverStats::default()
+            },
+            part,
+            wait: Wait::Sleep,
+            stuck: Stuck::default(),
+            #[cfg(not(loom))]
+            ready: None,
+            _type: PhantomData,
+        })
+    }
+
+    pub(super) fn check_type(&self) -> Result<()> {
+        let wanted = T::type_info(&self.seg.ty.name);
+        if wanted.is_raw() != self.seg.ty.is_raw() {
+            return Err(Error::TypeMismatch {
+                name: self.seg.name().to_owned(),
+                expected: wanted.to_string(),
+                found: self.seg.ty.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The queue name.
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// The segment header as it is now (the tail is its cursor).
+    pub fn header(&self) -> HeaderSnapshot {
+        self.seg.header()
+    }
+
+    /// Whether this handle mapped the segment read-only.
+    pub fn is_read_only(&self) -> bool {
+        !self.seg.is_writable()
+    }
+
+    /// How many items the queue holds.
+    pub fn capacity(&self) -> u64 {
+        self.seg.geometry.slot_count
+    }
+
+    /// Largest item, in bytes.
+    pub fn item_size(&self) -> usize {
+        self.seg.geometry.capacity
+    }
+
+    /// The item type recorded in the segment.
+    pub fn message_type(&self) -> &TypeInfo {
+        &self.seg.ty
+    }
+
+    /// Items in the queue (claimed by senders, not yet by receivers): a snapshot.
+    pub fn len(&self) -> u64 {
+        self.ring().len()
+    }
+
+    /// Whether the queue holds no item (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is full (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// The head (next position receivers claim) and tail (next position senders claim).
+    pub fn positions(&self) -> (u64, u64) {
+        let q = self.ring();
+        (q.head(), q.tail())
+    }
+
+    /// Queue-wide counts of skipped positions and lost items.
+    pub fn totals(&self) -> QueueTotals {
+        let (skipped, lost) = self.ring().totals();
+        QueueTotals { skipped, lost }
+    }
+
+    /// Whether the queue is closed: no sender is attached and no item is left (a snapshot;
+    /// not final: a sender may attach later, and receivers then get its items). Like a
+    /// crossbeam channel whose senders are all dropped, except that items sent before stay for
+    /// receivers that come later.
+    pub fn is_closed(&self) -> bool {
+        closed(&self.seg)
+    }
+
+    /// The participant-table entries that were ever used.
+    pub fn participants(&self) -> Vec<ParticipantInfo> {
+        (0..MAX_PRODUCERS)
+            .filter_map(|i| {
+                let pid = self.seg.producer_pid(i);
+                (pid != 0).then(|| ParticipantInfo {
+                    index: i as u32,
+                    pid,
+                    role: Role::from_word(role_word(&self.seg, i).load(Ordering::Relaxed)),
+                    alive: self.seg.producer_alive(i),
+                })
+            })
+            .collect()
+    }
+}
+
+pub(super) fn role_word(seg: &Segment, i: usize) -> &crate::sync::AtomicU64 {
+    &seg.words()[W_PRODUCERS + i * PRODUCER_ENTRY_WORDS + PE_ROLE]
+}
+
+/// Whether a live sender is attached to the queue in `seg` (docs/design.md §11, "Closed"): an
+/// entry whose role word says sender and whose kernel lock is held. Up to 32 lock questions:
+/// asked only when the queue is empty, every few milliseconds at most.
+pub(crate) fn senders_alive(seg: &Segment) -> bool {
+    (0..MAX_PRODUCERS).any(|i| {
+        Role::from_word(role_word(seg, i).load(Ordering::Relaxed)) == Some(Role::Sender)
+            && seg.producer_alive(i)
+    })
+}
+
+/// Whether the queue in `seg` is closed: no sender attached, and (looked at after that) no item
+/// left, nor a position a sender claimed and has not published or had skipped.
+pub(super) fn closed(seg: &Segment) -> bool {
+    !senders_alive(seg) && QueueRing::new(seg.words(), seg.geometry).len() == 0
+}
+
+impl Queue<Raw> {
+    /// A sender of raw bytes on a queue of any item type, for tools and bindings that do not
+    /// have the Rust type (`shmbus push`, other languages): on a raw queue it is
+    /// [`Queue::sender`]; on a typed one every item must be exactly the type's size
+    /// ([`SendError::WrongSize`] otherwise), and its bytes are taken as one value of the type
+    /// (any bytes are one: typed queues carry `Pod` types).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Queue::sender`] but [`Error::TypeMismatch`].
+    pub fn bytes_sender(&self) -> Result<QueueSender<Raw>> {
+        self.attach_sender()
+    }
+
+    /// A receiver of raw bytes on a queue of any item type (`shmbus pop`, other languages):
+    /// each item comes out as its bytes.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Queue::receiver`] but [`Error::TypeMismatch`].
+    pub fn bytes_receiver(&self) -> Result<QueueReceiver<Raw>> {
+        self.attach_receiver()
+    }
+}
+
+/// Builds, creates or opens a queue.
+///
+/// ```
+/// # let name = format!("doc-queue-typed-{}", std::process::id());
+/// use shmbus::bytemuck::{Pod, Zeroable};
+///
+/// #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+/// #[bytemuck(crate = "shmbus::bytemuck")]
+/// #[repr(C)]
+/// struct Job { id: u64, cost: f64 }
+///
+/// let queue = shmbus::Queue::builder(&name).item_type::<Job>().capacity(8).create()?;
+/// let (mut tx, mut rx) = (queue.sender()?, queue.receiver()?);
+/// tx.send(Job { id: 7, cost: 0.5 }).unwrap();
+/// assert_eq!(rx.recv().unwrap().id, 7);
+/// # shmbus::Queue::remove(&name)?;
+/// # Ok::<(), shmbus::Error>(())
+/// ```
+pub struct QueueBuilder<T: Payload = Raw> {
+    pub(super) name: String,
+    pub(super) capacity: u64,
+    pub(super) item_size: Option<usize>,
+    pub(super) permissions: u32,
+    pub(super) type_name: Option<String>,
+    pub(super) trust: Trust,
+    pub(super) access: Access,
+    pub(super) _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Payload> Clone for QueueBuilder<T> {
+    fn clone(&self) -> Self {
+        QueueBuilder {
+            name: self.name.clone(),
+            capacity: self.capacity,
+            item_size: self.item_size,
+            permissions: self.permissions,
+            type_name: self.type_name.clone(),
+            trust: self.trust,
+            access: self.access,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl QueueBuilder<Raw> {
+    /// A builder for the queue `name`: 1024 items of up to 240 bytes, mode 0600.
+    pub fn new(name: &str) -> Self {
+        QueueBuilder {
+            name: name.to_owned(),
+            capacity: DEFAULT_QUEUE_CAPACITY,
+            item_size: None,
+            permissions: 0o600,
+            type_name: None,
+            trust: Trust::default(),
+            access: Access::ReadWrite,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Payload> QueueBuilder<T> {
+    /// Carries items of type `U` (a [`bytemuck::Pod`] type, alignment at most 8): the item size
+    /// becomes its size, and opening checks the type.
+    pub fn item_type<U: Payload>(self) -> QueueBuilder<U> {
+        QueueBuilder {
+            name: self.name,
+            capacity: self.capacity,
+            item_size: self.item_size,
+            permissions: self.permissions,
+            type_name: self.type_name,
+            trust: self.trust,
+            access: self.access,
+            _type: PhantomData,
+        }
+    }
+
+    /// How many items the queue holds: a power of two (not rounded).
+    pub fn capacity(mut self, items: u64) -> Self {
+        self.capacity = items;
+        self
+    }
+
+    /// Largest item in bytes (raw queues; a typed queue's item size is its type's size).
+    pub fn item_size(mut self, bytes: usize) -> Self {
+        self.item_size = Some(bytes);
+        self
+    }
+
+    /// The mode of a created queue (default 0600).
+    pub fn permissions(mut self, mode: u32) -> Self {
+        self.permissions = mode;
+        self
+    }
+
+    /// The type name recorded and checked (default `std::any::type_name`).
+    pub fn type_name(mut self, name: &str) -> Self {
+        self.type_name = Some(name.to_owned());
+        self
+    }
+
+    /// Opens the queue read-only (see [`Queue::open_read_only`]).
+    pub fn read_only(mut self) -> Self {
+        self.access = Access::ReadOnly;
+        self
+    }
+
+    /// Opens a queue another user owns.
+    pub fn accept_other_owner(mut self) -> Self {
+        self.trust.other_owner = true;
+        self
+    }
+
+    /// Opens a queue that group or others may write.
+    pub fn accept_shared_write(mut self) -> Self {
+        self.trust.shared_write = true;
+        self
+    }
+
+    pub(super) fn type_info(&self) -> TypeInfo {
+        T::type_info(
+            self.type_name
+                .as_deref()
+                .unwrap_or_else(|| T::default_name()),
+        )
+    }
+
+    pub(super) fn shape(&self) -> Result<Shape> {
+        let ty = self.type_info();
+        if ty.align > 8 {
+            return Err(Error::InvalidConfig(format!(
+                "type {} has alignment {}; shmbus items are 8-byte aligned",
+                ty.name, ty.align
+            )));
+        }
+        let size = match (ty.is_raw(), self.item_size) {
+            (true, size) => size.unwrap_or(DEFAULT_ITEM_SIZE),
+            (false, None) => ty.size as usize,
+            (false, Some(size)) if size >= ty.size as usize => size,
+            (false, Some(size)) => {
+                return Err(Error::MessageTooLarge {
+                    len: ty.size as usize,
+                    capacity: size,
+                })
+            }
+        };
+        let geometry = Geometry::packed(self.capacity, size).map_err(Error::InvalidConfig)?;
+        Ok(Shape {
+            kind: SegmentKind::Queue,
+            geometry,
+            mode: ProducerMode::Multi,
+            ty,
+            first_seq: 0,
+        })
+    }
+
+    /// Creates a new queue; fails with [`Error::AlreadyExists`] if the name is taken.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a capacity that is not a power of two within the limit, a zero
+    /// or too large item size, or an item type whose alignment exceeds 8 bytes;
+    /// [`Error::MessageTooLarge`] if the item type does not fit the item size asked for;
+    /// [`Error::InvalidName`]; [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
+    /// [`Error::NoSpace`] when `/dev/shm` is full; [`Error::Io`] for any other system error.
+    pub fn create(self) -> Result<Queue<T>> {
+        let seg = Segment::create(&self.name, self.shape()?, self.permissions)?;
+        Ok(Queue {
+            seg: Arc::new(seg),
+            _type: PhantomData,
+        })
+    }
+
+    /// A queue in this process's heap only (no name, no `/dev/shm`): for threads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a capacity that is not a power of two within the limit, a zero
+    /// or too large item size, or an item type whose alignment exceeds 8 bytes;
+    /// [`Error::MessageTooLarge`] if the item type does not fit the item size asked for.
+    pub fn in_process(self) -> Result<Queue<T>> {
+        Ok(Queue {
+            seg: Arc::new(Segment::heap(self.shape()?)),
+            _type: PhantomData,
+        })
+    }
+
+    /// Opens an existing queue, checking its item type (raw builders accept any type). A bus
+    /// (or any other kind) under the name is refused with [`Error::WrongKind`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::NotFound`]; [`Error::PermissionDenied`];
+    /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
+    /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
+    /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
+    /// finish); [`Error::AbiMismatch`]; [`Error::WrongKind`] if another kind of segment has the
+    /// name; a corrupt header (the variants for which [`Error::is_corrupt`] holds);
+    /// [`Error::TypeMismatch`] for a typed open; and [`Error::Io`] for any other system error.
+    pub fn open(self) -> Result<Queue<T>> {
+        let wanted = self.type_info();
+        let expect = Expect {
+            kind: SegmentKind::Queue,
+            ty: (!wanted.is_raw()).then_some(wanted),
+        };
+        let seg = Segment::open_expecting(&self.name, self.access, self.trust, &expect)?;
+        Ok(Queue {
+            seg: Arc::new(seg),
+            _type: PhantomData,
+        })
+    }
+
+    /// Opens the queue if it exists with the same capacity, item size and type, else creates it.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`QueueBuilder::open`] and [`QueueBuilder::create`] (except `NotFound` and
+    /// `AlreadyExists`, which a race between the two turns into another attempt), and
+    /// [`Error::GeometryMismatch`] if the existing queue differs from the one asked for.
+    pub fn open_or_create(self) -> Result<Queue<T>> {
+        let shape = self.shape()?;
+        loop {
+            match self.clone().open() {
+                Ok(q) => {
+                    let s = &q.seg;
+                    if s.geometry != shape.geometry || (shape.ty.is_raw() && !s.ty.is_raw()) {
+                        return Err(Error::GeometryMismatch {
+                            name: self.name,
+                            found: describe(s.geometry, &s.ty),
+                            wanted: describe(shape.geometry, &shape.ty),
+                        });
+                    }
+                    return Ok(q);
+                }
+                Err(Error::NotFound { .. }) => match self.clone().create() {
+                    Err(Error::AlreadyExists { .. }) => continue,
+                    other => return other,
+                },
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+pub(super) fn describe(g: Geometry, ty: &TypeInfo) -> String {
+    format!(
+        "a queue of {} items of {} bytes, type {}",
+        g.slot_count, g.capacity, ty
+    )
+}

@@ -1,0 +1,185 @@
+//! One attached sender or receiver (its table entry, lock and waking), and how a blocking call waits.
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+use crate::segment::header::{MAX_PRODUCERS, W_Q_SPACE_WAITERS, W_Q_SPACE_WAKE};
+use crate::segment::liveness::SegmentLiveness;
+use crate::segment::{self, LockKind, Segment};
+use crate::sync::Ordering;
+use crate::wait::{self, SysFutex, Wait, WakeWords};
+
+use super::handle::*;
+use super::protocol::{self, QueueRing, Repair};
+
+/// One attached sender or receiver: its table entry, the lock that holds it, and the waking.
+pub(super) struct Participant {
+    pub(super) seg: Arc<Segment>,
+    pub(super) index: usize,
+    /// Holds the entry's lock (byte `1 + index`) until drop, or until the kernel drops it when
+    /// the process dies. `None` on a heap queue.
+    pub(super) lock: Option<crate::segment::LockFd>,
+    pub(super) futex: SysFutex,
+    /// This process could not register for the sleepers' barrier: wake with a real fence.
+    pub(super) strong_fence: bool,
+    /// What attaching repaired of the entry's previous (dead) owner.
+    pub(super) repaired: Repair,
+}
+
+impl Participant {
+    pub(super) fn attach(seg: Arc<Segment>, role: Role) -> Result<Participant> {
+        if !seg.is_writable() {
+            return Err(Error::ReadOnly {
+                name: seg.name().to_owned(),
+            });
+        }
+        let pid = std::process::id();
+        let lock = seg.reopen_for_lock()?;
+        let full = || Error::TooManyParticipants {
+            name: seg.name().to_owned(),
+            max: MAX_PRODUCERS,
+        };
+        let io = |op, e| Error::Io {
+            name: seg.name().to_owned(),
+            op,
+            source: e,
+        };
+        let mut attached = None;
+        for i in 0..MAX_PRODUCERS {
+            let taken = match &lock {
+                Some(fd) => segment::try_lock(fd, 1 + i as i64, LockKind::Exclusive)
+                    .map_err(|e| io("fcntl(F_OFD_SETLK)", e))?,
+                None => seg.claim_heap_entry(i, pid),
+            };
+            if !taken {
+                continue;
+            }
+            // The entry's previous holder is dead (we hold its lock): repair its claim before
+            // our own claims overwrite it (docs/design.md §11, "Claims and repair").
+            let repaired = {
+                let live = SegmentLiveness::producer(&seg, lock.as_ref(), i);
+                protocol::repair_entry(&QueueRing::new(seg.words(), seg.geometry), &live, i)
+            };
+            if repaired != Repair::Pending {
+                attached = Some((i, repaired));
+                break;
+            }
+            // A live participant names the dead one's position too: its claim word must keep
+            // naming the position until a stall repair finds it. Let the entry go (a stall
+            // repair takes its lock) and use another.
+            match &lock {
+                Some(fd) => segment::unlock(fd, 1 + i as i64)
+                    .map_err(|e| io("fcntl(F_OFD_SETLK, F_UNLCK)", e))?,
+                None => seg.release_heap_entry(i),
+            }
+        }
+        let (index, repaired) = attached.ok_or_else(full)?;
+        seg.set_producer(index, pid, segment::process_start_ticks(pid).unwrap_or(0));
+        role_word(&seg, index).store(role.to_word(), Ordering::Relaxed);
+        seg.producer_heartbeat(index)
+            .store(segment::coarse_now_ns(), Ordering::Relaxed);
+        let part = Participant {
+            futex: SysFutex::of(&seg),
+            strong_fence: wait::producer_fences(&seg),
+            seg,
+            index,
+            lock,
+            repaired,
+        };
+        part.wake_for(repaired);
+        Ok(part)
+    }
+
+    #[inline]
+    pub(super) fn ring(&self) -> QueueRing<'_> {
+        QueueRing::new(self.seg.words(), self.seg.geometry)
+    }
+
+    /// Whether this is a forked child of the process that attached (docs/design.md §10,
+    /// "Fork"): it may not claim under its parent's entry.
+    #[inline]
+    pub(super) fn forked(&self) -> bool {
+        self.lock.as_ref().is_some_and(|l| l.forked())
+    }
+
+    pub(super) fn live(&self) -> SegmentLiveness<'_> {
+        SegmentLiveness::producer(&self.seg, self.lock.as_ref(), self.index)
+    }
+
+    /// The words sleeping receivers wait on (an item was published).
+    pub(super) fn item_words(&self) -> WakeWords<'_> {
+        self.seg.wake_words()
+    }
+
+    /// The words sleeping senders wait on (a slot was freed).
+    pub(super) fn space_words(&self) -> WakeWords<'_> {
+        self.seg.wake_words_at(W_Q_SPACE_WAKE, W_Q_SPACE_WAITERS)
+    }
+
+    /// After a repair, wakes the side it unblocked.
+    pub(super) fn wake_for(&self, r: Repair) {
+        match r {
+            Repair::None | Repair::Pending => {}
+            Repair::Skipped => wait::wake_sleepers(self.item_words(), &self.futex),
+            Repair::Lost | Repair::Freed => wait::wake_sleepers(self.space_words(), &self.futex),
+        }
+    }
+
+    /// One step of a blocking wait after the spin phase.
+    pub(super) fn pause(
+        &self,
+        how: Wait,
+        words: WakeWords<'_>,
+        slice: Duration,
+        ready: impl FnOnce() -> bool,
+    ) {
+        match how {
+            Wait::Spin => crate::sync::spin_hint(),
+            Wait::Yield => std::thread::yield_now(),
+            Wait::Sleep => wait::sleep(words, &self.futex, Some(slice), ready),
+        }
+    }
+}
+
+impl Drop for Participant {
+    fn drop(&mut self) {
+        if !self.seg.is_shared() {
+            self.seg.release_heap_entry(self.index);
+        }
+        // Shared segments: closing the lock fd (after this) releases the entry's lock.
+    }
+}
+
+/// How a blocking receive ended.
+pub(super) enum Waited {
+    /// An item of this length is in the receiver's buffer.
+    Item(usize),
+    /// The deadline passed.
+    TimedOut,
+    /// No sender is attached and the queue is empty.
+    Closed,
+}
+
+/// Consecutive failed attempts at one position.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Stuck {
+    pub(super) pos: u64,
+    pub(super) polls: u32,
+}
+
+impl Stuck {
+    /// Notes a failed attempt at `pos`; true when it is time to look for a dead holder.
+    #[inline]
+    pub(super) fn note(&mut self, pos: u64) -> bool {
+        if self.pos != pos {
+            *self = Stuck { pos, polls: 0 };
+        }
+        self.polls += 1;
+        if self.polls >= STALL_POLLS {
+            self.polls = 0;
+            return true;
+        }
+        false
+    }
+}

@@ -1,0 +1,277 @@
+//! The receiving side: QueueReceiver, its counters and iterators.
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use crate::payload::{Payload, Raw};
+use crate::wait::{self, Wait};
+
+use super::handle::*;
+use super::participant::*;
+use super::protocol::{self, Receiver, RecvBegin, POS_LIMIT};
+
+/// Counters of one receiver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceiverStats {
+    /// Items received.
+    pub received: u64,
+    /// Positions passed over because their sender died before publishing them.
+    pub skipped: u64,
+    /// Items of a wrong length for the queue's type (only a foreign writer makes one): passed
+    /// over, never delivered.
+    pub malformed: u64,
+    /// Items claimed by receivers that died before finishing them, which this handle freed when
+    /// it attached on the dead one's entry.
+    pub lost: u64,
+}
+
+/// The receiving side of a [`Queue`]: each item it receives, no other receiver receives.
+/// Detaches on drop.
+pub struct QueueReceiver<T: Payload = Raw> {
+    pub(super) part: Participant,
+    pub(super) receiver: Receiver,
+    /// Private copy-out buffer, 8-byte aligned, one slot's payload long.
+    pub(super) buf: Box<[u64]>,
+    pub(super) stats: ReceiverStats,
+    pub(super) wait: Wait,
+    pub(super) stuck: Stuck,
+    /// The registration with the queue's item waker, once readiness or `recv_async` is used
+    /// (docs/design.md §14).
+    #[cfg(not(loom))]
+    pub(super) ready: Option<crate::readiness::Armed>,
+    pub(super) _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Payload> std::fmt::Debug for QueueReceiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueReceiver")
+            .field("queue", &self.part.seg.name())
+            .field("index", &self.part.index)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl<T: Payload> QueueReceiver<T> {
+    /// Sets how `recv` and `recv_timeout` wait while the queue is empty (default
+    /// [`Wait::Sleep`]: senders pay for a wake-up only while a receiver sleeps).
+    pub fn wait_strategy(mut self, wait: Wait) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ReceiverStats {
+        self.stats
+    }
+
+    /// The participant-table entry this receiver holds.
+    pub fn index(&self) -> u32 {
+        self.part.index as u32
+    }
+
+    /// How many items the queue holds.
+    pub fn capacity(&self) -> u64 {
+        self.part.seg.geometry.slot_count
+    }
+
+    /// Items in the queue (a snapshot).
+    pub fn len(&self) -> u64 {
+        self.part.ring().len()
+    }
+
+    /// Whether the queue holds no item (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is full (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// Receives the next item if there is one: claim, copy into this handle's buffer, free the
+    /// slot, wake a sleeping sender. Skips (of dead senders) are passed over on the way.
+    /// Never blocks, allocates or makes a system call, except to wake a sleeping sender (and,
+    /// after many empty attempts at a position a sender claimed, to ask whether it died).
+    #[inline]
+    pub fn try_recv(&mut self) -> Option<&T::View> {
+        let len = self.attempt()?;
+        Some(self.view(len))
+    }
+
+    /// Receives the next item, waiting while the queue is empty; `None` once the queue is
+    /// closed: no sender attached and no item left ([`QueueReceiver::is_closed`]; it looks at
+    /// the senders every few milliseconds while it waits, so `None` comes that long after the
+    /// last sender left). Also `None` at once in a forked child of the process that attached,
+    /// which may not take items under its parent's entry (docs/design.md §10, "Fork").
+    pub fn recv(&mut self) -> Option<&T::View> {
+        match self.recv_until(None) {
+            Waited::Item(len) => Some(self.view(len)),
+            Waited::Closed | Waited::TimedOut => None,
+        }
+    }
+
+    /// Receives the next item, waiting at most `timeout` while the queue is empty; `None` when
+    /// the time is up or the queue is closed ([`QueueReceiver::is_closed`] tells which).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<&T::View> {
+        match self.recv_until(Instant::now().checked_add(timeout)) {
+            Waited::Item(len) => Some(self.view(len)),
+            Waited::Closed | Waited::TimedOut => None,
+        }
+    }
+
+    /// Whether the queue is closed: no sender attached and no item left (see
+    /// [`Queue::is_closed`]).
+    pub fn is_closed(&self) -> bool {
+        closed(&self.part.seg)
+    }
+
+    /// A blocking iterator over received items (owned copies); it ends when the queue is
+    /// closed.
+    pub fn iter(&mut self) -> QueueIter<'_, T> {
+        QueueIter { rx: self }
+    }
+
+    /// A non-blocking iterator: the items in the queue now, then the end.
+    pub fn try_iter(&mut self) -> QueueTryIter<'_, T> {
+        QueueTryIter { rx: self }
+    }
+
+    pub(super) fn view(&self, len: usize) -> &T::View {
+        T::view(&bytemuck::cast_slice(&self.buf)[..len])
+            .expect("attempt() returns only lengths this type accepts")
+    }
+
+    /// One attempt; the length of the item now in `buf`.
+    #[inline]
+    pub(super) fn attempt(&mut self) -> Option<usize> {
+        if self.part.forked() {
+            return None;
+        }
+        let q = self.part.ring();
+        loop {
+            match self.receiver.begin(&q) {
+                RecvBegin::Claimed(pos) => {
+                    let len = self.receiver.read(&q, pos, &mut self.buf);
+                    self.receiver.finish(&q, pos);
+                    self.wake_senders();
+                    let bytes = &bytemuck::cast_slice::<u64, u8>(&self.buf);
+                    match len.filter(|&n| T::view(&bytes[..n]).is_some()) {
+                        Some(n) => {
+                            self.stats.received += 1;
+                            return Some(n);
+                        }
+                        None => self.stats.malformed += 1,
+                    }
+                }
+                RecvBegin::Skipped(pos) => {
+                    self.receiver.finish(&q, pos);
+                    self.wake_senders();
+                    self.stats.skipped += 1;
+                }
+                RecvBegin::Empty(pos) => {
+                    if self.stuck.note(pos) {
+                        self.repair_at(pos);
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    #[inline]
+    pub(super) fn wake_senders(&self) {
+        wait::wake_after_publish(
+            self.part.space_words(),
+            &self.part.futex,
+            self.part.strong_fence,
+        );
+    }
+
+    /// The head `pos` is empty: if the sender that claimed it is dead, it becomes a skip.
+    #[cold]
+    pub(super) fn repair_at(&mut self, pos: u64) {
+        let r = protocol::repair_stalled_recv(
+            &self.part.ring(),
+            &self.part.live(),
+            pos,
+            self.part.index,
+        );
+        self.part.wake_for(r);
+    }
+
+    pub(super) fn recv_until(&mut self, deadline: Option<Instant>) -> Waited {
+        if self.part.forked() {
+            // Nothing to wait for: this receiver may not take items here.
+            return Waited::Closed;
+        }
+        let mut polls = 0u32;
+        let mut checked = Instant::now();
+        let started = checked;
+        loop {
+            if let Some(len) = self.attempt() {
+                return Waited::Item(len);
+            }
+            polls = polls.saturating_add(1);
+            if polls <= SPIN_POLLS {
+                crate::sync::spin_hint();
+                continue;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Waited::TimedOut;
+            }
+            if self.wait == Wait::Sleep && now.duration_since(started) < wait::SPIN_BEFORE_SLEEP {
+                // docs/design.md §7, "Spin, then sleep".
+                crate::sync::spin_hint();
+                continue;
+            }
+            // The first look comes one period in, as on a bus, so that a receiver that starts
+            // before its senders attach is not told `closed` at once.
+            if now.duration_since(checked) >= CHECK_PERIOD {
+                checked = now;
+                let pos = self.part.ring().head();
+                if pos < POS_LIMIT {
+                    self.repair_at(pos);
+                }
+                if self.is_closed() {
+                    // Items sent just before the last sender left are taken first.
+                    return match self.attempt() {
+                        Some(len) => Waited::Item(len),
+                        None => Waited::Closed,
+                    };
+                }
+            }
+            let slice = deadline.map_or(CHECK_PERIOD, |d| (d - now).min(CHECK_PERIOD));
+            let q = self.part.ring();
+            self.part
+                .pause(self.wait, self.part.item_words(), slice, || q.has_item());
+        }
+    }
+}
+
+/// Blocking iterator made by [`QueueReceiver::iter`].
+pub struct QueueIter<'a, T: Payload> {
+    pub(super) rx: &'a mut QueueReceiver<T>,
+}
+
+impl<T: Payload> Iterator for QueueIter<'_, T> {
+    type Item = T::Owned;
+
+    fn next(&mut self) -> Option<T::Owned> {
+        self.rx.recv().map(T::to_owned)
+    }
+}
+
+/// Non-blocking iterator made by [`QueueReceiver::try_iter`].
+pub struct QueueTryIter<'a, T: Payload> {
+    pub(super) rx: &'a mut QueueReceiver<T>,
+}
+
+impl<T: Payload> Iterator for QueueTryIter<'_, T> {
+    type Item = T::Owned;
+
+    fn next(&mut self) -> Option<T::Owned> {
+        self.rx.try_recv().map(T::to_owned)
+    }
+}

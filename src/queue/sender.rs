@@ -1,0 +1,369 @@
+//! The sending side: QueueSender and its errors and counters.
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use crate::payload::{Payload, Raw};
+use crate::wait::{self, Wait};
+
+use super::handle::*;
+use super::participant::*;
+use super::protocol::{self, Repair, SendBegin, Sender, POS_LIMIT};
+
+/// An item handed back by a send that could not complete.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SendError<T> {
+    /// The queue was full (or stayed full until the deadline).
+    Full(T),
+    /// The item is longer than a slot holds (raw queues only).
+    TooLarge {
+        /// The item.
+        item: T,
+        /// The slot's item size.
+        capacity: usize,
+    },
+    /// A byte sender on a typed queue ([`Queue::bytes_sender`]) was given an item of another
+    /// size than the type's.
+    WrongSize {
+        /// The item.
+        item: T,
+        /// The type's size.
+        size: usize,
+    },
+    /// The sender was attached by the parent of this process before `fork(2)`: it may not send
+    /// under its parent's entry (docs/design.md §10, "Fork"); attach a sender in this process.
+    UsedAfterFork(T),
+}
+
+impl<T> SendError<T> {
+    /// The item that was not sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            SendError::Full(item)
+            | SendError::TooLarge { item, .. }
+            | SendError::WrongSize { item, .. }
+            | SendError::UsedAfterFork(item) => item,
+        }
+    }
+
+    /// Whether the queue was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, SendError::Full(_))
+    }
+}
+
+impl<T> std::fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Full(_) => f.write_str("Full(..)"),
+            SendError::TooLarge { capacity, .. } => {
+                write!(f, "TooLarge {{ capacity: {capacity}, .. }}")
+            }
+            SendError::WrongSize { size, .. } => write!(f, "WrongSize {{ size: {size}, .. }}"),
+            SendError::UsedAfterFork(_) => f.write_str("UsedAfterFork(..)"),
+        }
+    }
+}
+
+impl<T> std::fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Full(_) => f.write_str("the queue is full"),
+            SendError::TooLarge { capacity, .. } => {
+                write!(f, "the item is larger than a slot ({capacity} bytes)")
+            }
+            SendError::WrongSize { size, .. } => write!(
+                f,
+                "the queue carries items of a type {size} bytes long: an item is exactly that"
+            ),
+            SendError::UsedAfterFork(_) => f.write_str(
+                "this sender was attached by the parent process before fork(); attach a sender \
+                 in this process",
+            ),
+        }
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {}
+
+/// Counters of one sender.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SenderStats {
+    /// Items sent.
+    pub sent: u64,
+    /// Attempts that found the queue full.
+    pub full: u64,
+    /// Items claimed by receivers that died before finishing them, which this handle freed
+    /// (counted lost: never delivered again).
+    pub lost: u64,
+}
+
+/// The sending side of a [`Queue`]. Detaches on drop.
+pub struct QueueSender<T: Payload = Raw> {
+    pub(super) part: Participant,
+    pub(super) sender: Sender,
+    pub(super) stats: SenderStats,
+    pub(super) wait: Wait,
+    pub(super) stuck: Stuck,
+    /// The registration with the queue's space waker, once readiness or `send_async` is used
+    /// (docs/design.md §14).
+    #[cfg(not(loom))]
+    pub(super) ready: Option<crate::readiness::Armed>,
+    pub(super) _type: PhantomData<fn(&T)>,
+}
+
+impl<T: Payload> std::fmt::Debug for QueueSender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueSender")
+            .field("queue", &self.part.seg.name())
+            .field("index", &self.part.index)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl<T: Payload> QueueSender<T> {
+    /// Sets how `send` and `send_timeout` wait while the queue is full (default
+    /// [`Wait::Sleep`]: receivers pay for a wake-up only while a sender sleeps).
+    pub fn wait_strategy(mut self, wait: Wait) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> SenderStats {
+        self.stats
+    }
+
+    /// The participant-table entry this sender holds.
+    pub fn index(&self) -> u32 {
+        self.part.index as u32
+    }
+
+    /// How many items the queue holds.
+    pub fn capacity(&self) -> u64 {
+        self.part.seg.geometry.slot_count
+    }
+
+    /// Largest item, in bytes.
+    pub fn item_size(&self) -> usize {
+        self.part.seg.geometry.capacity
+    }
+
+    /// Items in the queue (a snapshot).
+    pub fn len(&self) -> u64 {
+        self.part.ring().len()
+    }
+
+    /// Whether the queue holds no item (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is full (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// One attempt: claim, write, publish, wake. `bytes` fits.
+    #[inline]
+    pub(super) fn attempt(&mut self, bytes: &[u8]) -> bool {
+        let q = self.part.ring();
+        match self.sender.begin(&q) {
+            SendBegin::Claimed(pos) => {
+                self.sender.write(&q, pos, bytes);
+                self.sender.commit(&q, pos);
+                self.stats.sent += 1;
+                wait::wake_after_publish(
+                    self.part.item_words(),
+                    &self.part.futex,
+                    self.part.strong_fence,
+                );
+                true
+            }
+            SendBegin::Full(pos) => {
+                self.stats.full += 1;
+                if self.stuck.note(pos) {
+                    self.repair_at(pos);
+                }
+                false
+            }
+        }
+    }
+
+    /// The queue is full at `pos`: if the receiver holding the item a lap before is dead, free
+    /// its slot (the item counts as lost).
+    #[cold]
+    pub(super) fn repair_at(&mut self, pos: u64) {
+        let r = protocol::repair_stalled_send(
+            &self.part.ring(),
+            &self.part.live(),
+            pos,
+            self.part.index,
+        );
+        if r == Repair::Lost {
+            self.stats.lost += 1;
+        }
+        self.part.wake_for(r);
+    }
+
+    /// Tries until `deadline` (`None`: forever), waiting as the strategy says.
+    pub(super) fn send_until(&mut self, bytes: &[u8], deadline: Option<Instant>) -> bool {
+        let mut polls = 0u32;
+        let mut checked = Instant::now();
+        let started = checked;
+        loop {
+            if self.attempt(bytes) {
+                return true;
+            }
+            polls = polls.saturating_add(1);
+            if polls <= SPIN_POLLS {
+                crate::sync::spin_hint();
+                continue;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return false;
+            }
+            if self.wait == Wait::Sleep && now.duration_since(started) < wait::SPIN_BEFORE_SLEEP {
+                // docs/design.md §7, "Spin, then sleep".
+                crate::sync::spin_hint();
+                continue;
+            }
+            if now.duration_since(checked) >= CHECK_PERIOD {
+                checked = now;
+                let pos = self.part.ring().tail();
+                if pos < POS_LIMIT {
+                    self.repair_at(pos);
+                }
+            }
+            let slice = deadline.map_or(CHECK_PERIOD, |d| (d - now).min(CHECK_PERIOD));
+            let q = self.part.ring();
+            self.part
+                .pause(self.wait, self.part.space_words(), slice, || q.has_space());
+        }
+    }
+
+    pub(super) fn check_len<I>(&self, item: I, len: usize) -> std::result::Result<I, SendError<I>> {
+        let item = self.check_attached(item)?;
+        let capacity = self.item_size();
+        if len > capacity {
+            return Err(SendError::TooLarge { item, capacity });
+        }
+        let ty = &self.part.seg.ty;
+        if !ty.is_raw() && len != ty.size as usize {
+            // A byte sender on a typed queue: one value exactly.
+            return Err(SendError::WrongSize {
+                item,
+                size: ty.size as usize,
+            });
+        }
+        Ok(item)
+    }
+
+    /// A forked child of the process that attached may not send under its entry.
+    #[inline]
+    pub(super) fn check_attached<I>(&self, item: I) -> std::result::Result<I, SendError<I>> {
+        if self.part.forked() {
+            return Err(SendError::UsedAfterFork(item));
+        }
+        Ok(item)
+    }
+}
+
+impl QueueSender<Raw> {
+    /// Sends `item` if the queue has room now; hands it back if it is full or too large.
+    /// Never blocks, allocates or makes a system call, except to wake a sleeping receiver (and,
+    /// after many failed attempts at one position, to ask whether the receiver holding it died).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::TooLarge`] if `item` is longer than the item size; [`SendError::Full`] if the
+    /// queue has no room now.
+    #[inline]
+    pub fn try_send<'b>(&mut self, item: &'b [u8]) -> std::result::Result<(), SendError<&'b [u8]>> {
+        let item = self.check_len(item, item.len())?;
+        if self.attempt(item) {
+            Ok(())
+        } else {
+            Err(SendError::Full(item))
+        }
+    }
+
+    /// Sends `item`, waiting while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::TooLarge`] if `item` is longer than the item size.
+    pub fn send<'b>(&mut self, item: &'b [u8]) -> std::result::Result<(), SendError<&'b [u8]>> {
+        let item = self.check_len(item, item.len())?;
+        self.send_until(item, None);
+        Ok(())
+    }
+
+    /// Sends `item`, waiting at most `timeout` while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::TooLarge`] if `item` is longer than the item size; [`SendError::Full`] if the
+    /// queue is still full when `timeout` has passed.
+    pub fn send_timeout<'b>(
+        &mut self,
+        item: &'b [u8],
+        timeout: Duration,
+    ) -> std::result::Result<(), SendError<&'b [u8]>> {
+        let item = self.check_len(item, item.len())?;
+        let deadline = Instant::now().checked_add(timeout);
+        if self.send_until(item, deadline) {
+            Ok(())
+        } else {
+            Err(SendError::Full(item))
+        }
+    }
+}
+
+impl<T: bytemuck::Pod> QueueSender<T> {
+    /// Sends `item` if the queue has room now; hands it back if it is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Full`] if the queue has no room now.
+    #[inline]
+    pub fn try_send(&mut self, item: T) -> std::result::Result<(), SendError<T>> {
+        let item = self.check_attached(item)?;
+        if self.attempt(bytemuck::bytes_of(&item)) {
+            Ok(())
+        } else {
+            Err(SendError::Full(item))
+        }
+    }
+
+    /// Sends `item`, waiting while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// None: it waits until the item is sent (the `Result` matches the raw queue's `send`).
+    pub fn send(&mut self, item: T) -> std::result::Result<(), SendError<T>> {
+        let item = self.check_attached(item)?;
+        self.send_until(bytemuck::bytes_of(&item), None);
+        Ok(())
+    }
+
+    /// Sends `item`, waiting at most `timeout` while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Full`] if the queue is still full when `timeout` has passed.
+    pub fn send_timeout(
+        &mut self,
+        item: T,
+        timeout: Duration,
+    ) -> std::result::Result<(), SendError<T>> {
+        let item = self.check_attached(item)?;
+        let deadline = Instant::now().checked_add(timeout);
+        if self.send_until(bytemuck::bytes_of(&item), deadline) {
+            Ok(())
+        } else {
+            Err(SendError::Full(item))
+        }
+    }
+}
