@@ -39,9 +39,13 @@
 //! whatever another process writes, nothing here reads outside the ring, panics or loops without
 //! bound.
 
-mod api;
+mod handle;
 pub(crate) mod layout;
+mod publisher;
 mod reader;
+#[cfg(not(loom))]
+mod readiness;
+mod subscriber;
 mod writer;
 
 #[cfg(all(test, loom))]
@@ -52,12 +56,11 @@ mod tests;
 
 #[cfg(not(loom))]
 pub use crate::readiness::RecordReadiness;
-pub use api::{
-    Record, RecordEvent, RecordPublisher, RecordPublisherStats, RecordRecv, RecordSubscriber,
-    RecordWriter, Records, RecordsBuilder, DEFAULT_RING_BYTES,
-};
+pub use handle::{Records, RecordsBuilder, DEFAULT_RING_BYTES};
 pub use layout::{MAX_RING_BYTES, MIN_RING_BYTES, RECORDS_REVISION, RECORD_HEADER_BYTES};
+pub use publisher::{RecordPublisher, RecordPublisherStats, RecordWriter};
 pub(crate) use reader::{Polled, Reader};
+pub use subscriber::{Record, RecordEvent, RecordRecv, RecordSubscriber};
 pub(crate) use writer::Writer;
 
 use crate::segment::header::W_CURSOR;

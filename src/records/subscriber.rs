@@ -1,0 +1,255 @@
+//! The records subscriber: receives, blocking and not.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::layout::RingShape;
+use super::{Polled, Reader, RecordRing};
+use crate::bus::{LapPolicy, Start, SubscriberStats};
+use crate::segment::liveness::SegmentLiveness;
+use crate::segment::Segment;
+use crate::wait::{self, SysFutex, Wait};
+
+/// One result of receiving a record.
+#[derive(Debug)]
+pub enum RecordRecv<'a> {
+    /// A whole record, copied out of the ring.
+    Record(Record<'a>),
+    /// Nothing new.
+    Empty,
+    /// The subscriber fell behind (or a fill panicked): exactly `lost` records were skipped.
+    Lapped {
+        /// How many records were skipped.
+        lost: u64,
+    },
+    /// No producer is attached and nothing is left to read. Not final.
+    Closed,
+}
+
+/// A received record: a borrow of the subscriber's own buffer, valid until the next receive.
+#[derive(Debug)]
+pub struct Record<'a> {
+    pub(super) seq: u64,
+    pub(super) type_id: u32,
+    pub(super) bytes: &'a [u8],
+}
+
+impl<'a> Record<'a> {
+    /// The record's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The record's type id, as its publisher set it.
+    pub fn type_id(&self) -> u32 {
+        self.type_id
+    }
+
+    /// The record's bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+}
+
+/// Spins of a blocking receive before it yields or sleeps.
+pub(super) const SPINS: u32 = 64;
+/// How often a waiting subscriber looks at the intent, the cursor and the producers.
+pub(super) const CHECK_PERIOD: Duration = Duration::from_millis(5);
+/// How often a read-only subscriber polls while it "sleeps".
+pub(super) const READ_ONLY_POLL: Duration = Duration::from_millis(1);
+
+/// A consumer of a records segment. Keeps its position in its own process.
+pub struct RecordSubscriber {
+    pub(super) seg: Arc<Segment>,
+    pub(super) shape: RingShape,
+    pub(super) reader: Reader,
+    /// Private copy-out buffer, one largest record long.
+    pub(super) buf: Box<[u64]>,
+    pub(super) wait: Wait,
+    pub(super) futex: SysFutex,
+    /// The registration with the segment's waker thread, once readiness or `recv_async` is used
+    /// (docs/design.md §14).
+    #[cfg(not(loom))]
+    pub(super) ready: Option<crate::readiness::Armed>,
+}
+
+impl std::fmt::Debug for RecordSubscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordSubscriber")
+            .field("records", &self.seg.name())
+            .field("next", &self.reader.next_seq())
+            .field("stats", &self.reader.stats())
+            .finish()
+    }
+}
+
+impl RecordSubscriber {
+    pub(super) fn new(seg: Arc<Segment>, shape: RingShape, start: Start) -> Self {
+        let reader = Reader::new(&RecordRing::new(seg.words(), shape), start);
+        RecordSubscriber {
+            reader,
+            buf: vec![0u64; shape.max_payload.div_ceil(8)].into_boxed_slice(),
+            // Read-only handles too: their sleep polls every millisecond (docs/design.md §7).
+            wait: Wait::Sleep,
+            futex: SysFutex::of(&seg),
+            seg,
+            shape,
+            #[cfg(not(loom))]
+            ready: None,
+        }
+    }
+
+    /// Sets where this subscriber resumes after a lap.
+    pub fn lap_policy(mut self, policy: LapPolicy) -> Self {
+        self.reader.set_policy(policy);
+        self
+    }
+
+    /// Sets how blocking receives wait (default [`Wait::Sleep`]: on a read-only handle, which
+    /// may not raise the waiter flag, it polls every millisecond after its spin).
+    pub fn wait_strategy(mut self, wait: Wait) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// The next sequence number this subscriber expects.
+    pub fn next_seq(&self) -> u64 {
+        self.reader.next_seq()
+    }
+
+    /// Counters so far: `received + lost` is the number of records published from the start on
+    /// that this subscriber moved past.
+    pub fn stats(&self) -> SubscriberStats {
+        self.reader.stats()
+    }
+
+    #[doc(hidden)]
+    pub fn reader_dbg(&self) -> String {
+        format!("{:?}", self.reader)
+    }
+
+    /// Receives without waiting.
+    #[inline]
+    pub fn try_recv(&mut self) -> RecordRecv<'_> {
+        let live = SegmentLiveness::observer(&self.seg);
+        let ring = RecordRing::new(self.seg.words(), self.shape);
+        let p = self.reader.poll(&ring, &live, &mut self.buf);
+        self.finish(p)
+    }
+
+    /// Receives, waiting as long as it takes with the subscriber's [`Wait`] strategy.
+    pub fn recv(&mut self) -> RecordRecv<'_> {
+        let p = self.wait_for(None);
+        self.finish(p)
+    }
+
+    /// Like [`RecordSubscriber::recv`], giving up with [`RecordRecv::Empty`] after `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> RecordRecv<'_> {
+        let p = self.wait_for(Instant::now().checked_add(timeout));
+        self.finish(p)
+    }
+
+    pub(super) fn wait_for(&mut self, deadline: Option<Instant>) -> Polled {
+        let seg = &*self.seg;
+        let ring = RecordRing::new(seg.words(), self.shape);
+        let live = SegmentLiveness::observer(seg);
+        for _ in 0..SPINS {
+            match self.reader.poll(&ring, &live, &mut self.buf) {
+                Polled::Empty => crate::sync::spin_hint(),
+                p => return p,
+            }
+        }
+        let mut last_check = Instant::now();
+        let started = last_check;
+        let mut first = true;
+        loop {
+            if !first {
+                match self.reader.poll_checked(&ring, &live, &mut self.buf) {
+                    Polled::Empty => {}
+                    p => return p,
+                }
+            }
+            first = false;
+            loop {
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    return Polled::Empty;
+                }
+                if now.duration_since(last_check) >= CHECK_PERIOD {
+                    last_check = now;
+                    break;
+                }
+                match self.wait {
+                    Wait::Spin | Wait::Yield => {
+                        for _ in 0..SPINS {
+                            match self.reader.poll(&ring, &live, &mut self.buf) {
+                                Polled::Empty => {}
+                                p => return p,
+                            }
+                            if self.wait == Wait::Spin {
+                                crate::sync::spin_hint();
+                            } else {
+                                std::thread::yield_now();
+                            }
+                        }
+                    }
+                    Wait::Sleep if now.duration_since(started) < wait::SPIN_BEFORE_SLEEP => {
+                        // docs/design.md §7, "Spin, then sleep".
+                        for _ in 0..SPINS {
+                            match self.reader.poll(&ring, &live, &mut self.buf) {
+                                Polled::Empty => crate::sync::spin_hint(),
+                                p => return p,
+                            }
+                        }
+                    }
+                    Wait::Sleep => {
+                        let slice = deadline.map_or(CHECK_PERIOD, |d| {
+                            d.saturating_duration_since(now).min(CHECK_PERIOD)
+                        });
+                        let ready = || self.reader.ready(&ring);
+                        if seg.is_writable() {
+                            wait::sleep(seg.wake_words(), &self.futex, Some(slice), ready);
+                        } else if !ready() {
+                            std::thread::sleep(slice.min(READ_ONLY_POLL));
+                        }
+                        match self.reader.poll(&ring, &live, &mut self.buf) {
+                            Polled::Empty => {}
+                            p => return p,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn finish(&self, p: Polled) -> RecordRecv<'_> {
+        match p {
+            Polled::Record { seq, len, type_id } => RecordRecv::Record(Record {
+                seq,
+                type_id,
+                bytes: &bytemuck::cast_slice(&self.buf)[..len],
+            }),
+            Polled::Empty => RecordRecv::Empty,
+            Polled::Lapped { lost } => RecordRecv::Lapped { lost },
+            Polled::Closed => RecordRecv::Closed,
+        }
+    }
+}
+
+/// What `RecordSubscriber::recv_async` (feature `tokio`) gives: an owned record, or a loss.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordEvent {
+    /// A whole record, copied out.
+    Record {
+        /// Its sequence number.
+        seq: u64,
+        /// Its type id, as its publisher set it.
+        type_id: u32,
+        /// Its bytes.
+        bytes: Vec<u8>,
+    },
+    /// The subscriber fell behind (or a fill panicked): exactly `lost` records were skipped.
+    Lapped {
+        /// How many records were skipped.
+        lost: u64,
+    },
+}
