@@ -1,0 +1,551 @@
+//! The board handle and its builder: create and open.
+
+use std::marker::PhantomData;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::stat::Mode;
+
+use super::reader::*;
+use super::writer::*;
+use super::*;
+use crate::error::{Error, Result};
+use crate::payload::{Payload, Raw};
+use crate::segment::header::{
+    Geometry, ProducerMode, SegmentKind, TypeInfo, CAPACITY_LIMIT, MAX_SEGMENT_BYTES, W_BOARD,
+};
+use crate::segment::{self, Access, Expect, Segment, Shape, Trust};
+use crate::sync::{load_acquire, Ordering};
+
+use super::cell::Cells;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct BoardShape {
+    pub(super) cells: usize,
+    pub(super) stride_words: usize,
+    pub(super) capacity: usize,
+    pub(super) keyed: bool,
+}
+
+impl BoardShape {
+    pub(super) fn view<'a>(&self, seg: &'a Segment) -> Cells<'a> {
+        Cells::new(
+            seg.words(),
+            self.cells,
+            self.stride_words,
+            self.capacity,
+            self.keyed,
+        )
+    }
+
+    /// The board word of the header: cell count (lo32), key block bytes per cell (hi32).
+    pub(super) fn word(&self) -> u64 {
+        let keys = if self.keyed {
+            cell::KEY_BLOCK_BYTES as u64
+        } else {
+            0
+        };
+        self.cells as u64 | keys << 32
+    }
+
+    /// Checks the board word of a segment whose common header passed the open pipeline.
+    pub(super) fn validate(name: &str, word: u64, g: &Geometry) -> Result<BoardShape> {
+        let corrupt = |what: String| Error::BoardCorrupt {
+            name: name.to_owned(),
+            what,
+        };
+        let cells = (word as u32) as usize;
+        let keyed = match word >> 32 {
+            0 => false,
+            k if k == cell::KEY_BLOCK_BYTES as u64 => true,
+            k => return Err(corrupt(format!("key block of {k} bytes (0 or 64)"))),
+        };
+        if cells == 0 || cells as u64 > g.slot_count || (cells as u64) * 2 <= g.slot_count {
+            return Err(corrupt(format!(
+                "{cells} cells do not match room for {} (the next power of two)",
+                g.slot_count
+            )));
+        }
+        let stride = cell::stride_bytes(g.capacity, keyed);
+        if stride != Some(g.stride_bytes()) {
+            return Err(corrupt(format!(
+                "cells of {} bytes, values of {} bytes{} need {}",
+                g.stride_bytes(),
+                g.capacity,
+                if keyed { " with keys" } else { "" },
+                stride.map_or("more".into(), |s| s.to_string())
+            )));
+        }
+        Ok(BoardShape {
+            cells,
+            stride_words: g.stride_words,
+            capacity: g.capacity,
+            keyed,
+        })
+    }
+}
+
+/// A handle on a named board (or an in-process one). Cheap to clone; writers and readers made
+/// from it keep the mapping alive.
+///
+/// ```
+/// use shmbus::{Board, BoardBuilder};
+/// # let name = format!("doc-board-{}", std::process::id());
+///
+/// let board = BoardBuilder::new(&name).keys(&["x", "y"]).value_size(16).create()?;
+/// let mut writer = board.writer()?;
+/// writer.set_bytes(1, b"hello")?;
+///
+/// // Another process: open the board by name and read a cell.
+/// let mut reader = Board::open_read_only(&name)?.reader();
+/// let y = board.index_of("y").unwrap();
+/// let v = reader.read(y)?.expect("set above");
+/// assert_eq!((v.version(), v.bytes()), (1, &b"hello"[..]));
+/// assert!(reader.read(0)?.is_none(), "never set");
+/// assert!(!reader.changed_since(y, 1)?);
+/// # Board::remove(&name)?;
+/// # Ok::<(), shmbus::Error>(())
+/// ```
+pub struct Board<T: Payload = Raw> {
+    pub(super) seg: Arc<Segment>,
+    pub(super) shape: BoardShape,
+    pub(super) _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Payload> Clone for Board<T> {
+    fn clone(&self) -> Self {
+        Board {
+            seg: self.seg.clone(),
+            shape: self.shape,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Payload> std::fmt::Debug for Board<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Board")
+            .field("name", &self.seg.name())
+            .field("cells", &self.shape.cells)
+            .field("value_size", &self.shape.capacity)
+            .field("keys", &self.shape.keyed)
+            .field("type", &self.seg.ty.name)
+            .finish()
+    }
+}
+
+impl Board<Raw> {
+    /// Opens an existing board read-write, accepting any value type for reading.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`BoardBuilder::open`], except [`Error::TypeMismatch`] (a raw open accepts any
+    /// value type).
+    pub fn open(name: &str) -> Result<Self> {
+        BoardBuilder::new(name).open()
+    }
+
+    /// Opens an existing board read-only: readers only, the segment mapped without write access.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`BoardBuilder::open`], except [`Error::TypeMismatch`] (a raw open accepts any
+    /// value type).
+    pub fn open_read_only(name: &str) -> Result<Self> {
+        BoardBuilder::new(name).read_only().open()
+    }
+
+    /// Removes a board from `/dev/shm`. Processes that have it open keep their mapping.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::NotFound`] if there is no such object;
+    /// [`Error::PermissionDenied`]; [`Error::Io`] for any other system error.
+    pub fn remove(name: &str) -> Result<()> {
+        segment::remove(name)
+    }
+}
+
+impl<T: Payload> Board<T> {
+    /// Attaches a writer (one of at most 32 live at once, across processes). It repairs a cell
+    /// that the previous, dead owner of its producer entry left held.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] on a read-only handle; [`Error::TooManyProducers`] when 32 writers
+    /// live; [`Error::TypeMismatch`] for a raw handle on a typed board or the reverse.
+    pub fn writer(&self) -> Result<BoardWriter<T>> {
+        if !self.seg.is_writable() {
+            return Err(Error::ReadOnly {
+                name: self.seg.name().to_owned(),
+            });
+        }
+        let wanted = T::type_info(&self.seg.ty.name);
+        if wanted.is_raw() != self.seg.ty.is_raw() {
+            return Err(Error::TypeMismatch {
+                name: self.seg.name().to_owned(),
+                expected: wanted.to_string(),
+                found: self.seg.ty.to_string(),
+            });
+        }
+        BoardWriter::attach(self.seg.clone(), self.shape)
+    }
+
+    /// A reader, with its own copy buffer.
+    pub fn reader(&self) -> BoardReader<T> {
+        BoardReader {
+            seg: self.seg.clone(),
+            shape: self.shape,
+            buf: vec![0; self.shape.view(&self.seg).value_words()],
+            _type: PhantomData,
+        }
+    }
+
+    /// The board name.
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// Number of cells.
+    pub fn cells(&self) -> usize {
+        self.shape.cells
+    }
+
+    /// Largest value a cell holds, in bytes.
+    pub fn value_size(&self) -> usize {
+        self.shape.capacity
+    }
+
+    /// The value type recorded at creation ([`TypeInfo::raw`] for raw boards).
+    pub fn value_type(&self) -> &TypeInfo {
+        &self.seg.ty
+    }
+
+    /// Whether the board was created with key names.
+    pub fn has_keys(&self) -> bool {
+        self.shape.keyed
+    }
+
+    /// Cell `index`'s key name as stored (invalid UTF-8 replaced); `None` without one.
+    pub fn key(&self, index: usize) -> Option<String> {
+        if index >= self.shape.cells {
+            return None;
+        }
+        let key = self.shape.view(&self.seg).key(index);
+        (!key.is_empty()).then(|| String::from_utf8_lossy(&key).into_owned())
+    }
+
+    /// The index of the first cell named `key`.
+    pub fn index_of(&self, key: &str) -> Option<usize> {
+        let cells = self.shape.view(&self.seg);
+        (0..self.shape.cells).find(|&i| cells.key(i) == key.as_bytes())
+    }
+
+    /// Whether this handle was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        !self.seg.is_writable()
+    }
+
+    /// Whether any writer is attached (its producer lock is held by a live process).
+    pub fn has_writers(&self) -> bool {
+        self.seg.producers_alive()
+    }
+}
+
+/// Builds or opens a board: `BoardBuilder::new("quotes").cells(100).value_type::<Quote>()`.
+pub struct BoardBuilder<T: Payload = Raw> {
+    pub(super) name: String,
+    pub(super) cells: Option<usize>,
+    pub(super) value_size: Option<usize>,
+    pub(super) keys: Vec<String>,
+    pub(super) permissions: u32,
+    pub(super) type_name: Option<String>,
+    pub(super) access: Access,
+    pub(super) trust: Trust,
+    pub(super) _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Payload> std::fmt::Debug for BoardBuilder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoardBuilder")
+            .field("name", &self.name)
+            .field("cells", &self.cells)
+            .field("value_size", &self.value_size)
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
+impl BoardBuilder<Raw> {
+    /// Starts a builder for board `name`, holding raw bytes.
+    pub fn new(name: &str) -> Self {
+        BoardBuilder {
+            name: name.to_owned(),
+            cells: None,
+            value_size: None,
+            keys: Vec::new(),
+            permissions: 0o600,
+            type_name: None,
+            access: Access::ReadWrite,
+            trust: Trust::default(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Payload> BoardBuilder<T> {
+    /// Makes the board hold values of type `U` (checked when opening: another type, even of the
+    /// same size, is refused). The value size defaults to `U`'s size.
+    pub fn value_type<U: Payload>(self) -> BoardBuilder<U> {
+        BoardBuilder {
+            name: self.name,
+            cells: self.cells,
+            value_size: self.value_size,
+            keys: self.keys,
+            permissions: self.permissions,
+            type_name: self.type_name,
+            access: self.access,
+            trust: self.trust,
+            _type: PhantomData,
+        }
+    }
+
+    /// Number of cells (1 to [`MAX_CELLS`]); defaults to the number of keys.
+    pub fn cells(mut self, cells: usize) -> Self {
+        self.cells = Some(cells);
+        self
+    }
+
+    /// Largest value in bytes. Defaults to the value type's size, or 64 bytes for raw boards.
+    pub fn value_size(mut self, bytes: usize) -> Self {
+        self.value_size = Some(bytes);
+        self
+    }
+
+    /// Key names of the first cells, stored in the board for lookups ([`Board::index_of`]) and
+    /// the inspector: each 1 to [`KEY_MAX`] bytes, no two alike.
+    pub fn keys<S: AsRef<str>>(mut self, keys: &[S]) -> Self {
+        self.keys = keys.iter().map(|k| k.as_ref().to_owned()).collect();
+        self
+    }
+
+    /// Permission bits of a created segment (default `0o600`), applied exactly.
+    pub fn permissions(mut self, mode: u32) -> Self {
+        self.permissions = mode;
+        self
+    }
+
+    /// The type name recorded and checked for typed boards (default `std::any::type_name`).
+    pub fn type_name(mut self, name: &str) -> Self {
+        self.type_name = Some(name.to_owned());
+        self
+    }
+
+    /// Open read-only (readers only; the segment is mapped without write access).
+    pub fn read_only(mut self) -> Self {
+        self.access = Access::ReadOnly;
+        self
+    }
+
+    /// Accept a segment owned by another user.
+    pub fn accept_other_owner(mut self) -> Self {
+        self.trust.other_owner = true;
+        self
+    }
+
+    /// Accept a segment writable by group or others.
+    pub fn accept_shared_write(mut self) -> Self {
+        self.trust.shared_write = true;
+        self
+    }
+
+    pub(super) fn type_info(&self) -> TypeInfo {
+        T::type_info(
+            self.type_name
+                .as_deref()
+                .unwrap_or_else(|| T::default_name()),
+        )
+    }
+
+    /// The segment shape and board shape to create, every bound checked.
+    pub(super) fn plan(&self) -> Result<(Shape, BoardShape)> {
+        let bad = |s: String| Err(Error::InvalidConfig(s));
+        let ty = self.type_info();
+        if ty.align > 8 {
+            return bad(format!(
+                "type {} has alignment {}; board values are 8-byte aligned",
+                ty.name, ty.align
+            ));
+        }
+        let capacity = self.value_size.unwrap_or(if ty.is_raw() {
+            DEFAULT_BOARD_VALUE_SIZE
+        } else {
+            ty.size as usize
+        });
+        if capacity == 0 || capacity >= CAPACITY_LIMIT as usize {
+            return bad(format!("value size {capacity} is out of range"));
+        }
+        if !ty.is_raw() && capacity < ty.size as usize {
+            return Err(Error::ValueTooLarge {
+                name: self.name.clone(),
+                len: ty.size as usize,
+                size: capacity,
+            });
+        }
+        let cells = match (self.cells, self.keys.len()) {
+            (Some(n), _) => n,
+            (None, 0) => return bad("a board needs a cell count: .cells(n) or .keys(..)".into()),
+            (None, k) => k,
+        };
+        if cells == 0 || cells > MAX_CELLS {
+            return bad(format!("{cells} cells: a board has 1 to {MAX_CELLS}"));
+        }
+        if self.keys.len() > cells {
+            return bad(format!("{} keys for {cells} cells", self.keys.len()));
+        }
+        for (i, k) in self.keys.iter().enumerate() {
+            if k.is_empty() || k.len() > KEY_MAX {
+                return bad(format!(
+                    "key {k:?} is {} bytes; a key has 1 to {KEY_MAX}",
+                    k.len()
+                ));
+            }
+            if self.keys[..i].contains(k) {
+                return bad(format!("key {k:?} is given twice"));
+            }
+        }
+        let keyed = !self.keys.is_empty();
+        let too_large =
+            || Error::InvalidConfig(format!("values of {capacity} bytes are too large"));
+        let stride = cell::stride_bytes(capacity, keyed).ok_or_else(too_large)?;
+        let geometry = Geometry {
+            slot_count: (cells as u64).next_power_of_two(),
+            stride_words: usize::try_from(stride / 8).map_err(|_| too_large())?,
+            capacity,
+        };
+        match geometry.segment_bytes() {
+            Some(size) if size <= MAX_SEGMENT_BYTES => {}
+            _ => {
+                return bad(format!(
+                    "{cells} cells of {stride} bytes exceed the {MAX_SEGMENT_BYTES}-byte limit"
+                ))
+            }
+        }
+        let shape = Shape {
+            kind: SegmentKind::Board,
+            geometry,
+            mode: ProducerMode::Multi,
+            ty,
+            first_seq: 0,
+        };
+        let board = BoardShape {
+            cells,
+            stride_words: geometry.stride_words,
+            capacity,
+            keyed,
+        };
+        Ok((shape, board))
+    }
+
+    /// Writes the keys and the board word (Release, last) into a new segment.
+    pub(super) fn publish_shape(&self, seg: &Segment, board: BoardShape) {
+        let cells = board.view(seg);
+        for (i, k) in self.keys.iter().enumerate() {
+            cells.set_key(i, k.as_bytes());
+        }
+        // ORDERING: pairs with the Acquire load in `open`: an opener that sees the cell count
+        // sees the keys. (Other users cannot open the object before its final mode is set
+        // below; this keeps a root opener, whom the mode does not stop, correct too.)
+        seg.words()[W_BOARD].store(board.word(), Ordering::Release);
+    }
+
+    /// Creates a new board; fails with [`Error::AlreadyExists`] if the name is taken.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a cell count outside 1 to [`MAX_CELLS`] (or none given), more
+    /// keys than cells, an empty, too long or repeated key, a zero or too large value size, cells
+    /// too large for a segment, or a value type whose alignment exceeds 8 bytes;
+    /// [`Error::ValueTooLarge`] if the value type does not fit the value size asked for;
+    /// [`Error::InvalidName`]; [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
+    /// [`Error::NoSpace`] when `/dev/shm` is full; [`Error::Io`] for any other system error.
+    pub fn create(self) -> Result<Board<T>> {
+        let (shape, board) = self.plan()?;
+        // Created owner-write-only (as if still being initialised) until the board word is
+        // stored, then given its mode (docs/design.md §12).
+        let seg = Segment::create(&self.name, shape, 0o200)?;
+        self.publish_shape(&seg, board);
+        let fd = seg.lock_fd().expect("a created segment is mapped");
+        if let Err(e) = nix::sys::stat::fchmod(
+            fd.as_raw_fd(),
+            Mode::from_bits_truncate(self.permissions & 0o777),
+        ) {
+            let _ = segment::remove(&self.name);
+            return Err(Error::io(&self.name, "fchmod", e));
+        }
+        Ok(Board {
+            seg: Arc::new(seg),
+            shape: board,
+            _type: PhantomData,
+        })
+    }
+
+    /// Creates a board that lives in this process's heap only: no name, no `/dev/shm`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a cell count outside 1 to [`MAX_CELLS`] (or none given), more
+    /// keys than cells, an empty, too long or repeated key, a zero or too large value size, cells
+    /// too large for a segment, or a value type whose alignment exceeds 8 bytes;
+    /// [`Error::ValueTooLarge`] if the value type does not fit the value size asked for.
+    pub fn in_process(self) -> Result<Board<T>> {
+        let (shape, board) = self.plan()?;
+        let seg = Segment::heap(shape);
+        self.publish_shape(&seg, board);
+        Ok(Board {
+            seg: Arc::new(seg),
+            shape: board,
+            _type: PhantomData,
+        })
+    }
+
+    /// Opens an existing board, checking its value type (raw builders accept any type).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::NotFound`]; [`Error::PermissionDenied`];
+    /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
+    /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
+    /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
+    /// finish); [`Error::AbiMismatch`]; [`Error::WrongKind`] if another kind of segment has the
+    /// name; a corrupt header (the variants for which [`Error::is_corrupt`] holds), among them
+    /// [`Error::BoardCorrupt`] for an inconsistent board word; [`Error::NotInitialised`] also if
+    /// its creator has not stored the cell count within 100 ms; [`Error::TypeMismatch`] for a typed
+    /// open; and [`Error::Io`] for any other system error.
+    pub fn open(self) -> Result<Board<T>> {
+        let wanted = self.type_info();
+        let expect = Expect {
+            kind: SegmentKind::Board,
+            ty: (!wanted.is_raw()).then_some(wanted),
+        };
+        let seg = Segment::open_expecting(&self.name, self.access, self.trust, &expect)?;
+        let deadline = Instant::now() + INIT_WAIT;
+        let word = loop {
+            // ORDERING: pairs with the Release store in `publish_shape`.
+            let word = load_acquire(&seg.words()[W_BOARD]);
+            if word != 0 {
+                break word;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::NotInitialised { name: self.name });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let shape = BoardShape::validate(&self.name, word, &seg.geometry)?;
+        Ok(Board {
+            seg: Arc::new(seg),
+            shape,
+            _type: PhantomData,
+        })
+    }
+}

@@ -1,0 +1,304 @@
+//! Updating a board: the writer and its in-place value writer.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::cell::{CellWriter, Cells, TakeError, Taken};
+use super::handle::*;
+use super::*;
+use crate::error::{Error, Result};
+use crate::payload::{Payload, Raw};
+use crate::segment::header::MAX_PRODUCERS;
+use crate::segment::liveness::SegmentLiveness;
+use crate::segment::{self, LockKind, Segment};
+use crate::sync::Ordering;
+
+/// Updates a board's cells. Any number of writers (32 live at once) may update any cell; each
+/// update takes the cell with a CAS, so writers of one cell take turns (docs/design.md §12).
+pub struct BoardWriter<T: Payload = Raw> {
+    pub(super) seg: Arc<Segment>,
+    pub(super) shape: BoardShape,
+    pub(super) writer: CellWriter,
+    pub(super) index: usize,
+    /// Holds this writer's OFD locks (byte 0 shared: a writer is attached; byte 1+index: the
+    /// entry); `None` for an in-process board.
+    pub(super) lock: Option<crate::segment::LockFd>,
+    pub(super) repaired: u64,
+    pub(super) _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Payload> std::fmt::Debug for BoardWriter<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoardWriter")
+            .field("board", &self.seg.name())
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl<T: Payload> BoardWriter<T> {
+    pub(super) fn attach(seg: Arc<Segment>, shape: BoardShape) -> Result<Self> {
+        let pid = std::process::id();
+        let too_many = || Error::TooManyProducers {
+            name: seg.name().to_owned(),
+            max: MAX_PRODUCERS,
+        };
+        let lock = seg.reopen_for_lock()?;
+        let index = match &lock {
+            Some(fd) => {
+                let io = |e| Error::Io {
+                    name: seg.name().to_owned(),
+                    op: "fcntl(F_OFD_SETLK)",
+                    source: e,
+                };
+                if !segment::try_lock(fd, 0, LockKind::Shared).map_err(io)? {
+                    return Err(too_many());
+                }
+                let mut found = None;
+                for i in 0..MAX_PRODUCERS {
+                    if segment::try_lock(fd, 1 + i as i64, LockKind::Exclusive).map_err(io)? {
+                        found = Some(i);
+                        break;
+                    }
+                }
+                found.ok_or_else(too_many)?
+            }
+            None => (0..MAX_PRODUCERS)
+                .find(|&i| seg.claim_heap_entry(i, pid))
+                .ok_or_else(too_many)?,
+        };
+        // The entry's previous owner is dead (we hold its lock): give back the cell it held,
+        // before our own claims overwrite its claim word (docs/design.md §12, "Repair").
+        let repaired = u64::from(cell::repair_entry(&shape.view(&seg), index));
+        seg.set_producer(index, pid, segment::process_start_ticks(pid).unwrap_or(0));
+        seg.producer_heartbeat(index)
+            .store(segment::coarse_now_ns(), Ordering::Relaxed);
+        Ok(BoardWriter {
+            seg,
+            shape,
+            writer: CellWriter::new(index),
+            index,
+            lock,
+            repaired,
+            _type: PhantomData,
+        })
+    }
+
+    /// Largest value in bytes.
+    pub fn value_size(&self) -> usize {
+        self.shape.capacity
+    }
+
+    /// Cells this writer repaired (given back after their writer died mid-update).
+    pub fn repaired(&self) -> u64 {
+        self.repaired
+    }
+
+    /// This writer's producer-table entry.
+    pub fn producer_index(&self) -> usize {
+        self.index
+    }
+
+    /// Sets cell `index` to `value`. Returns the cell's new version.
+    ///
+    /// # Errors
+    /// [`Error::CellOutOfRange`], [`Error::ValueTooLarge`] (raw values longer than the value
+    /// size), [`Error::CellHeld`] if another live writer kept the cell past the bound,
+    /// [`Error::BoardCorrupt`] if the cell's version is at its limit (a forged state word).
+    pub fn set(&mut self, index: usize, value: &T::View) -> Result<u64> {
+        self.set_bytes(index, T::bytes(value))
+    }
+
+    /// Sets cell `index` to `bytes` (up to the value size). Returns the cell's new version.
+    ///
+    /// # Errors
+    /// As [`set`](Self::set).
+    pub fn set_bytes(&mut self, index: usize, bytes: &[u8]) -> Result<u64> {
+        if bytes.len() > self.shape.capacity {
+            return Err(Error::ValueTooLarge {
+                name: self.seg.name().to_owned(),
+                len: bytes.len(),
+                size: self.shape.capacity,
+            });
+        }
+        let (version, pushed) = self.set_with(index, |w| w.push(bytes))?;
+        pushed.map(|()| version)
+    }
+
+    /// Builds cell `index`'s new value in place: `fill` appends bytes with
+    /// [`ValueWriter::push`] (atomic stores into the copy readers are not reading); the value
+    /// is committed, as far as it was pushed, when `fill` returns (also when a push failed).
+    /// If `fill` panics, the cell is given back unchanged.
+    /// Returns the new version and what `fill` returned.
+    ///
+    /// # Errors
+    /// [`Error::CellOutOfRange`], [`Error::CellHeld`], [`Error::BoardCorrupt`];
+    /// [`Error::UsedAfterFork`] in a forked child of the process that attached.
+    pub fn set_with<R>(
+        &mut self,
+        index: usize,
+        fill: impl FnOnce(&mut ValueWriter<'_>) -> R,
+    ) -> Result<(u64, R)> {
+        if self.lock.as_ref().is_some_and(|l| l.forked()) {
+            // A forked child may not write under its parent's entry (docs/design.md §10).
+            return Err(Error::UsedAfterFork {
+                name: self.seg.name().to_owned(),
+            });
+        }
+        if index >= self.shape.cells {
+            return Err(Error::CellOutOfRange {
+                name: self.seg.name().to_owned(),
+                index,
+                cells: self.shape.cells,
+            });
+        }
+        let cells = self.shape.view(&self.seg);
+        let live = SegmentLiveness::producer(&self.seg, self.lock.as_ref(), self.index);
+        let taken = match self.writer.take(&cells, &live, index) {
+            Ok(t) => t,
+            Err(TakeError::Held { holder }) => {
+                return Err(Error::CellHeld {
+                    name: self.seg.name().to_owned(),
+                    index,
+                    pid: holder
+                        .filter(|&h| h < MAX_PRODUCERS)
+                        .map(|h| self.seg.producer_pid(h))
+                        .filter(|&p| p != 0),
+                })
+            }
+            Err(TakeError::VersionLimit) => {
+                return Err(Error::BoardCorrupt {
+                    name: self.seg.name().to_owned(),
+                    what: format!(
+                        "cell {index} is at version {}, the limit: a forged or corrupt state word",
+                        cell::SEQ_MAX
+                    ),
+                })
+            }
+        };
+        let mut w = ValueWriter {
+            writer: &self.writer,
+            cells,
+            taken: Some(taken),
+            len: 0,
+            pending: [0; 8],
+            name: self.seg.name(),
+        };
+        let r = fill(&mut w);
+        let len = w.len;
+        w.flush();
+        let taken = w.taken.take().expect("taken until committed");
+        let version = self
+            .writer
+            .commit(&cells, taken, len, segment::coarse_now_ns());
+        Ok((version, r))
+    }
+}
+
+impl<T: Payload> Drop for BoardWriter<T> {
+    fn drop(&mut self) {
+        if !self.seg.is_shared() {
+            self.seg.release_heap_entry(self.index);
+        }
+        // Shared segments: closing the lock fd releases the OFD locks.
+    }
+}
+
+/// Appends a value's bytes into the copy of a cell that readers are not reading, as atomic
+/// word stores (docs/design.md §12). Dropped without a commit (the fill panicked), it gives the
+/// cell back unchanged.
+pub struct ValueWriter<'a> {
+    pub(super) writer: &'a CellWriter,
+    pub(super) cells: Cells<'a>,
+    pub(super) taken: Option<Taken>,
+    pub(super) len: usize,
+    /// The bytes of the word being assembled (`len % 8` of them are valid).
+    pub(super) pending: [u8; 8],
+    pub(super) name: &'a str,
+}
+
+impl std::fmt::Debug for ValueWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValueWriter")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl ValueWriter<'_> {
+    /// Bytes a value may hold.
+    pub fn capacity(&self) -> usize {
+        self.cells.capacity()
+    }
+
+    /// Bytes written so far (the value's length).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `bytes` to the value.
+    ///
+    /// # Errors
+    /// [`Error::ValueTooLarge`] if the value would exceed the value size; nothing is appended.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<()> {
+        let end = self.len.saturating_add(bytes.len());
+        if end > self.capacity() {
+            return Err(Error::ValueTooLarge {
+                name: self.name.to_owned(),
+                len: end,
+                size: self.capacity(),
+            });
+        }
+        let taken = self.taken.as_ref().expect("taken until committed");
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let off = self.len % 8;
+            if off == 0 && rest.len() >= 8 {
+                let whole = rest.len() / 8 * 8;
+                for (k, chunk) in rest[..whole].chunks_exact(8).enumerate() {
+                    let word = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
+                    self.writer
+                        .write_words(&self.cells, taken, self.len / 8 + k, &[word]);
+                }
+                self.len += whole;
+                rest = &rest[whole..];
+                continue;
+            }
+            let n = rest.len().min(8 - off);
+            self.pending[off..off + n].copy_from_slice(&rest[..n]);
+            self.len += n;
+            rest = &rest[n..];
+            if self.len % 8 == 0 {
+                let word = u64::from_ne_bytes(self.pending);
+                self.writer
+                    .write_words(&self.cells, taken, self.len / 8 - 1, &[word]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the last, partial word (its unused bytes zero).
+    pub(super) fn flush(&mut self) {
+        let rem = self.len % 8;
+        if rem != 0 {
+            self.pending[rem..].fill(0);
+            let word = u64::from_ne_bytes(self.pending);
+            let taken = self.taken.as_ref().expect("taken until committed");
+            self.writer
+                .write_words(&self.cells, taken, self.len / 8, &[word]);
+        }
+    }
+}
+
+impl Drop for ValueWriter<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.taken.take() {
+            self.writer.give_back(&self.cells, t);
+        }
+    }
+}
