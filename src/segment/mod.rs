@@ -4,6 +4,7 @@
 //!
 //! The ring code never sees any of this: it gets a `&[AtomicU64]` from [`Segment::words`].
 
+pub(crate) mod checks;
 pub(crate) mod header;
 pub(crate) mod liveness;
 mod pipeline;

@@ -17,6 +17,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
+use super::checks;
 use super::header::{
     self, Geometry, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, HEADER_BYTES, MAGIC,
     MAX_SEGMENT_BYTES,
@@ -545,17 +546,17 @@ fn header_read(p: &mut Probe<'_>) -> Result<String> {
 }
 
 fn abi_version(p: &mut Probe<'_>) -> Result<String> {
-    header::check_abi(p.name, p.header()).map(|v| v.to_string())
+    checks::check_abi(p.name, p.header()).map(|v| v.to_string())
 }
 
 fn kind(p: &mut Probe<'_>) -> Result<String> {
-    let k = header::check_kind(p.name, p.header(), p.expect.kind)?;
+    let k = checks::check_kind(p.name, p.header(), p.expect.kind)?;
     p.kind = Some(k);
     Ok(k.name().into())
 }
 
 fn geometry(p: &mut Probe<'_>) -> Result<String> {
-    let (g, mode) = header::check_geometry(p.name, p.header())?;
+    let (g, mode) = checks::check_geometry(p.name, p.header())?;
     p.geometry = Some((g, mode));
     Ok(format!(
         "{} slots of {} bytes, capacity {}, {} producer",
@@ -570,12 +571,12 @@ fn geometry(p: &mut Probe<'_>) -> Result<String> {
 }
 
 fn size_matches(p: &mut Probe<'_>) -> Result<String> {
-    let size = header::check_file_size(p.name, &p.geometry().0, p.size)?;
+    let size = checks::check_file_size(p.name, &p.geometry().0, p.size)?;
     Ok(format!("{size} bytes"))
 }
 
 fn message_type(p: &mut Probe<'_>) -> Result<String> {
     let g = p.geometry().0;
-    header::check_type(p.name, p.header(), &g, p.expect.ty.as_ref())?;
+    checks::check_type(p.name, p.header(), &g, p.expect.ty.as_ref())?;
     Ok(p.header().ty.to_string())
 }
