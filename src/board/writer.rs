@@ -9,7 +9,7 @@ use super::*;
 use crate::error::{Error, Result};
 use crate::payload::{Payload, Raw};
 use crate::segment::header::MAX_PRODUCERS;
-use crate::segment::liveness::SegmentLiveness;
+use crate::segment::producers::SegmentLiveness;
 use crate::segment::{self, LockKind, Segment};
 use crate::sync::Ordering;
 

@@ -184,7 +184,7 @@ impl<T: Payload> Bus<T> {
 
     /// The next sequence number to be claimed by a producer.
     pub fn cursor(&self) -> u64 {
-        crate::segment::liveness::ring(&self.seg).cursor()
+        crate::bus::ring::Ring::of(&self.seg).cursor()
     }
 
     /// Whether any producer is attached and alive. A producer that crashed is not (the kernel
@@ -207,7 +207,7 @@ impl<T: Payload> Bus<T> {
 
     /// Counts the slots by state: never written, written, abandoned, being written now.
     pub fn slot_census(&self) -> SlotCensus {
-        let ring = crate::segment::liveness::ring(&self.seg);
+        let ring = crate::bus::ring::Ring::of(&self.seg);
         let mut c = SlotCensus::default();
         for i in 0..ring.geometry().slot_count {
             match ring.version(i) {

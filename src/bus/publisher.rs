@@ -10,7 +10,7 @@ use crate::bus::ring::{self, Ring, Writer};
 use crate::error::{Error, Result};
 use crate::payload::{Payload, Raw};
 use crate::segment::header::{Geometry, ProducerMode, MAX_PRODUCERS};
-use crate::segment::liveness::{ring, SegmentLiveness};
+use crate::segment::producers::SegmentLiveness;
 use crate::segment::{self, LockKind, Segment};
 use crate::wait::{self, SysFutex};
 
@@ -102,7 +102,7 @@ impl<T: Payload> Publisher<T> {
                 }
                 if seg.mode == ProducerMode::Single {
                     // With the exclusive lock every earlier producer is dead.
-                    repaired += ring::repair_single(&ring(&seg));
+                    repaired += ring::repair_single(&Ring::of(&seg));
                 }
                 let mut found = None;
                 for i in 0..MAX_PRODUCERS {
@@ -117,7 +117,7 @@ impl<T: Payload> Publisher<T> {
                 })?;
                 // The entry's previous holder is dead (we hold its lock): repair its claim before
                 // our own claims overwrite it (docs/design.md §5, "Repair").
-                repaired += u64::from(ring::repair_claim(&ring(&seg), index).is_some());
+                repaired += u64::from(ring::repair_claim(&Ring::of(&seg), index).is_some());
                 index
             }
             None => {
@@ -142,8 +142,8 @@ impl<T: Payload> Publisher<T> {
         seg.producer_heartbeat(index)
             .store(segment::coarse_now_ns(), crate::sync::Ordering::Relaxed);
         let writer = match seg.mode {
-            ProducerMode::Single => Writer::single(ring(&seg).cursor()),
-            ProducerMode::Multi => Writer::multi_at(index, ring(&seg).cursor()),
+            ProducerMode::Single => Writer::single(Ring::of(&seg).cursor()),
+            ProducerMode::Multi => Writer::multi_at(index, Ring::of(&seg).cursor()),
         };
         Ok(Publisher {
             geometry: seg.geometry,
@@ -186,7 +186,7 @@ impl<T: Payload> Publisher<T> {
             return None;
         }
         let seg = &*self.seg;
-        let ring = ring(seg);
+        let ring = Ring::of(seg);
         let live = SegmentLiveness::producer(seg, self.lock.as_ref(), self.index as usize);
         let Some(seq) = self.writer.begin(&ring, &live) else {
             self.stats.dropped += 1;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::bus::ring::{Polled, Reader, Ring};
 use crate::payload::{Payload, Raw};
-use crate::segment::liveness::{ring, SegmentLiveness};
+use crate::segment::producers::SegmentLiveness;
 use crate::segment::Segment;
 use crate::wait::{self, SysFutex, Wait};
 
@@ -191,7 +191,7 @@ impl<T: Payload> std::fmt::Debug for Subscriber<T> {
 impl<T: Payload> Subscriber<T> {
     pub(crate) fn new(seg: Arc<Segment>, start: Start) -> Self {
         let size = T::type_info("").size as usize;
-        let reader = Reader::new(&ring(&seg), start, (size != 0).then_some(size));
+        let reader = Reader::new(&Ring::of(&seg), start, (size != 0).then_some(size));
         Subscriber {
             reader,
             buf: vec![0u64; seg.geometry.payload_words()].into_boxed_slice(),
@@ -243,9 +243,11 @@ impl<T: Payload> Subscriber<T> {
     #[inline]
     pub fn try_recv(&mut self) -> Recv<'_, T> {
         let seg = &*self.seg;
-        let mut p = self
-            .reader
-            .poll(&ring(seg), &SegmentLiveness::observer(seg), &mut self.buf);
+        let mut p = self.reader.poll(
+            &Ring::of(seg),
+            &SegmentLiveness::observer(seg),
+            &mut self.buf,
+        );
         if matches!(p, Polled::Idle) {
             p = self.idle();
         }
@@ -263,8 +265,11 @@ impl<T: Payload> Subscriber<T> {
         }
         self.last_liveness = now;
         let seg = &*self.seg;
-        self.reader
-            .poll_checked(&ring(seg), &SegmentLiveness::observer(seg), &mut self.buf)
+        self.reader.poll_checked(
+            &Ring::of(seg),
+            &SegmentLiveness::observer(seg),
+            &mut self.buf,
+        )
     }
 
     /// Receives, waiting as long as it takes with the subscriber's [`Wait`] strategy. Returns a
@@ -290,7 +295,7 @@ impl<T: Payload> Subscriber<T> {
 
     fn wait_for(&mut self, deadline: Option<Instant>) -> Polled {
         let seg = &*self.seg;
-        let ring = ring(seg);
+        let ring = Ring::of(seg);
         let live = SegmentLiveness::observer(seg);
         for _ in 0..SPINS {
             match self.reader.poll(&ring, &live, &mut self.buf) {
@@ -445,7 +450,7 @@ impl<T: Payload> Subscriber<T> {
             .as_ref()
             .expect("callers register the subscriber first");
         let live = SegmentLiveness::observer(&self.seg);
-        let ring = ring(&self.seg);
+        let ring = Ring::of(&self.seg);
         let p = if armed.take_check() {
             self.reader.poll_checked(&ring, &live, &mut self.buf)
         } else {

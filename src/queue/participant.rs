@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 use crate::segment::header::{MAX_PRODUCERS, W_Q_SPACE_WAITERS, W_Q_SPACE_WAKE};
-use crate::segment::liveness::SegmentLiveness;
+use crate::segment::producers::SegmentLiveness;
 use crate::segment::{self, LockKind, Segment};
 use crate::sync::Ordering;
 use crate::wait::{self, SysFutex, Wait, WakeWords};

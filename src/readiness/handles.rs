@@ -32,7 +32,7 @@ use crate::queue::{QueueReceiver, QueueSender, SendError};
 use crate::readiness::waker::{self, Host, Registration, Registry, Signal};
 pub(crate) use crate::readiness::waker::{ahead, Target};
 use crate::records::{RecordRecv, RecordSubscriber};
-use crate::segment::liveness::{ring, SegmentLiveness};
+use crate::segment::producers::SegmentLiveness;
 use crate::segment::{self, futex_wait, Segment};
 use crate::sync::AtomicU32;
 use crate::wait::{self, Futex, SysFutex, WakeWords};
@@ -69,7 +69,7 @@ impl Watch for BusWatch {
     type Target<'a> = BusTarget<'a>;
 
     fn target(self, seg: &Segment) -> BusTarget<'_> {
-        BusTarget(ring(seg))
+        BusTarget(Ring::of(seg))
     }
 
     fn words(seg: &Segment) -> WakeWords<'_> {

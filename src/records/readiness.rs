@@ -4,7 +4,7 @@ use super::layout::RingShape;
 use super::subscriber::*;
 use super::{Polled, RecordRing};
 use crate::error::Result;
-use crate::segment::liveness::SegmentLiveness;
+use crate::segment::producers::SegmentLiveness;
 use crate::segment::Segment;
 use crate::wait::{self};
 

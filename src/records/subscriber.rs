@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use super::layout::RingShape;
 use super::{Polled, Reader, RecordRing};
 use crate::bus::{LapPolicy, Start, SubscriberStats};
-use crate::segment::liveness::SegmentLiveness;
+use crate::segment::producers::SegmentLiveness;
 use crate::segment::Segment;
 use crate::wait::{self, SysFutex, Wait};
 

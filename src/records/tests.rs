@@ -252,7 +252,7 @@ mod crashes {
     use crate::records::layout::{RingShape, W_TAIL};
     use crate::records::{Polled, Reader, RecordRing, Writer};
     use crate::segment::header::{ProducerMode, SegmentKind, TypeInfo, W_CURSOR};
-    use crate::segment::liveness::SegmentLiveness;
+    use crate::segment::producers::SegmentLiveness;
     use crate::segment::{Segment, Shape};
     use crate::sync::Ordering;
 

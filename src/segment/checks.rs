@@ -6,11 +6,11 @@ use crate::error::{Error, Result};
 
 use super::header::*;
 /// Bus sequence limits (docs/design.md §3, "Sequence limits"): a bus starts at most at
-/// [`crate::bus::ring::FIRST_SEQ_LIMIT`], and its cursor never passes [`crate::bus::ring::CURSOR_LIMIT`].
+/// [`super::header::FIRST_SEQ_LIMIT`], and its cursor never passes [`super::header::CURSOR_LIMIT`].
 /// Other kinds keep their positions below 2^61.
 fn cursor_limit(h: &HeaderSnapshot) -> u64 {
     if h.kind() == Some(SegmentKind::Bus) {
-        crate::bus::ring::CURSOR_LIMIT
+        super::header::CURSOR_LIMIT
     } else {
         1 << 61
     }
@@ -56,7 +56,7 @@ pub(crate) fn check_geometry(name: &str, h: &HeaderSnapshot) -> Result<(Geometry
         name: name(),
         word: h.mode_word,
     })?;
-    if h.first_seq > crate::bus::ring::FIRST_SEQ_LIMIT
+    if h.first_seq > super::header::FIRST_SEQ_LIMIT
         || h.cursor < h.first_seq
         || h.cursor > cursor_limit(h)
     {

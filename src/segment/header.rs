@@ -53,7 +53,6 @@
 //!        +16 payload, capacity bytes rounded up to whole words
 //! ```
 
-use crate::error::Result;
 use crate::sync::{load_acquire, AtomicU64, Ordering};
 
 /// The first word of every shmbus segment: `b"SHMBUS\0\x01"` read as a little-endian `u64`.
@@ -77,6 +76,20 @@ pub const MAX_SLOTS: u64 = 1 << 26;
 pub const MAX_SEGMENT_BYTES: u64 = 64 << 30;
 /// Payload capacities stay below this (a length fits 32 bits with room to spare).
 pub(crate) const CAPACITY_LIMIT: u32 = u32::MAX;
+
+/// The largest first sequence of a new bus (docs/design.md §3, "Sequence limits"): the builder
+/// refuses a larger one, and so does open.
+pub(crate) const FIRST_SEQ_LIMIT: u64 = u64::MAX / 8;
+
+/// No bus sequence at or past this is ever published: a writer gives such a sequence up
+/// (counted dropped). It leaves 2^61 sequences after the largest first sequence, and keeps
+/// every version (`2s+2`, also of the claims below) clear of the abandoned bit.
+pub(crate) const SEQ_LIMIT: u64 = (1 << 62) - 1024;
+
+/// The cursor stays at or below this: each multi-producer writer may take one sequence past
+/// [`SEQ_LIMIT`] with its `fetch_add` before it learns that the limit is reached; it gives that
+/// one up and takes no more. Open refuses a bus cursor beyond it.
+pub(crate) const CURSOR_LIMIT: u64 = SEQ_LIMIT + MAX_PRODUCERS as u64;
 
 pub(crate) const W_MAGIC: usize = 0;
 pub(crate) const W_ABI_MODE: usize = 1;
@@ -342,7 +355,7 @@ pub(crate) struct HeaderInit<'a> {
     pub creator_pid: u32,
     pub creator_start: u64,
     pub created_ns: u64,
-    pub wakeup: crate::wait::Wakeup,
+    pub wakeup: Wakeup,
 }
 
 /// Writes a fresh header into `words` (all zero on entry), magic last with Release.
@@ -432,8 +445,8 @@ impl HeaderSnapshot {
     }
 
     /// The wake-up choice (docs/design.md §7), if the word is a known one.
-    pub fn wakeup(&self) -> Option<crate::wait::Wakeup> {
-        crate::wait::Wakeup::from_word(self.wakeup_word)
+    pub fn wakeup(&self) -> Option<Wakeup> {
+        Wakeup::from_word(self.wakeup_word)
     }
 
     /// The segment kind, if the word is a known one.
@@ -595,7 +608,7 @@ mod tests {
                 creator_pid: 42,
                 creator_start: 99,
                 created_ns: 5,
-                wakeup: crate::wait::Wakeup::default(),
+                wakeup: Wakeup::default(),
             },
         );
         (words, g, ty)
@@ -752,7 +765,7 @@ mod tests {
                 creator_pid: 1,
                 creator_start: 1,
                 created_ns: 1,
-                wakeup: crate::wait::Wakeup::default(),
+                wakeup: Wakeup::default(),
             };
             write_header(&words, &init);
             read_header(&words)
@@ -765,5 +778,43 @@ mod tests {
             check_geometry("t", &header(SegmentKind::Bus)),
             Err(Error::BadStride { stride: 32, .. })
         ));
+    }
+}
+
+/// How a segment's producers and sleepers agree that no wake-up is lost (docs/design.md §7,
+/// "Wake-up choice"). Chosen when the segment is created (`BusBuilder::wakeup`), stored in its
+/// header, and followed by every process that attaches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Wakeup {
+    /// Publishing costs a compiler fence and one load of the waiter flag; each sleep runs
+    /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, which interrupts every CPU that is running
+    /// a thread of any producer process on the host at that moment. The default: the fastest
+    /// publish, for hosts where sleeps are rare or nothing else is latency-critical.
+    #[default]
+    Barrier,
+    /// Every publish runs a full fence (a locked instruction); sleepers run a fence too and no
+    /// system-wide barrier, so a sleeping subscriber never interrupts other processes' CPUs.
+    /// For hosts where other latency-critical processes share the CPUs, or subscribers sleep
+    /// often.
+    Fence,
+}
+
+impl Wakeup {
+    pub(crate) fn to_word(self) -> u64 {
+        match self {
+            Wakeup::Barrier => 0,
+            Wakeup::Fence => 1,
+        }
+    }
+
+    /// The choice a header word names, if it is one. Whatever the word, producers fence unless
+    /// it is 0 and sleepers skip `membarrier` only if it is 1 (`SysFutex::of`,
+    /// `producer_fences`): a forged word can cost speed, never a lost wake-up.
+    pub(crate) fn from_word(w: u64) -> Option<Wakeup> {
+        match w {
+            0 => Some(Wakeup::Barrier),
+            1 => Some(Wakeup::Fence),
+            _ => None,
+        }
     }
 }

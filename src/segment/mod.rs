@@ -6,9 +6,8 @@
 
 pub(crate) mod checks;
 pub(crate) mod header;
-pub(crate) mod liveness;
 mod pipeline;
-mod producers;
+pub(crate) mod producers;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -20,12 +19,12 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result};
+use crate::segment::header::Wakeup;
 use crate::segment::header::{
-    Geometry, HeaderInit, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, W_WAITERS, W_WAKE,
+    Geometry, HeaderInit, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo,
 };
 use crate::sync::{AtomicU32, AtomicU64};
 use crate::sys;
-use crate::wait::Wakeup;
 
 #[allow(unused_imports)]
 // `unlock` and the membarrier calls serve the ring's wake-up handshake.
@@ -367,35 +366,16 @@ impl Segment {
         self.words()[header::W_WAKEUP].load(crate::sync::Ordering::Relaxed)
     }
 
-    /// The words of the wake-up handshake (docs/design.md §7).
-    pub(crate) fn wake_words(&self) -> crate::wait::WakeWords<'_> {
-        crate::wait::WakeWords {
-            flag: &self.words()[W_WAITERS],
-            counter: self.wake_word(),
-        }
-    }
-
-    /// A second pair of handshake words, at header words `counter` (a futex in its low half) and
-    /// `flag`, for kinds that wake two sides (a queue's producers wait for space).
-    pub(crate) fn wake_words_at(&self, counter: usize, flag: usize) -> crate::wait::WakeWords<'_> {
+    /// The low half of header word `index` as a futex word (docs/design.md §7).
+    pub(crate) fn futex_word(&self, index: usize) -> &AtomicU32 {
         assert!(
-            counter < header::W_PRODUCERS && flag < header::W_PRODUCERS,
-            "handshake words live in the header"
+            index < header::W_PRODUCERS,
+            "futex words live in the header"
         );
-        crate::wait::WakeWords {
-            flag: &self.words()[flag],
-            // SAFETY: `counter` is a header word (asserted above; every segment holds a whole
-            // header), 8-aligned, and only ever accessed as this `AtomicU32` (its low half) and by
-            // the kernel's futex code (docs/design.md §7).
-            counter: unsafe { &*(self.base.add(counter) as *const AtomicU32) },
-        }
-    }
-
-    fn wake_word(&self) -> &AtomicU32 {
-        // SAFETY: word W_WAKE is inside the header (layout test), 8-aligned, and is only ever
-        // accessed as this `AtomicU32` (its low half) and by the kernel's futex code; the high
-        // half is unused.
-        unsafe { &*(self.base.add(W_WAKE) as *const AtomicU32) }
+        // SAFETY: word `index` is a header word (asserted above; every segment holds a whole
+        // header), 8-aligned, and a futex word is only ever accessed as this `AtomicU32` (its low
+        // half) and by the kernel's futex code; the high half is unused (docs/design.md §7).
+        unsafe { &*(self.base.add(index) as *const AtomicU32) }
     }
 }
 

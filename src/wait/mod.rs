@@ -12,8 +12,10 @@
 //! needs no cap; a sleeper killed while asleep leaves the flag raised, which costs the next
 //! publish one wake-up, after which the flag is clear again.
 
+pub use crate::segment::header::Wakeup;
 use std::time::Duration;
 
+use crate::segment::header::{W_PRODUCERS, W_WAITERS, W_WAKE};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// How long a `Wait::Sleep` wait spins before its first sleep (docs/design.md §7, "Spin, then
@@ -148,52 +150,14 @@ impl SysFutex {
     }
 }
 
-/// How a segment's producers and sleepers agree that no wake-up is lost (docs/design.md §7,
-/// "Wake-up choice"). Chosen when the segment is created (`BusBuilder::wakeup`), stored in its
-/// header, and followed by every process that attaches.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Wakeup {
-    /// Publishing costs a compiler fence and one load of the waiter flag; each sleep runs
-    /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, which interrupts every CPU that is running
-    /// a thread of any producer process on the host at that moment. The default: the fastest
-    /// publish, for hosts where sleeps are rare or nothing else is latency-critical.
-    #[default]
-    Barrier,
-    /// Every publish runs a full fence (a locked instruction); sleepers run a fence too and no
-    /// system-wide barrier, so a sleeping subscriber never interrupts other processes' CPUs.
-    /// For hosts where other latency-critical processes share the CPUs, or subscribers sleep
-    /// often.
-    Fence,
-}
-
-impl Wakeup {
-    pub(crate) fn to_word(self) -> u64 {
-        match self {
-            Wakeup::Barrier => 0,
-            Wakeup::Fence => 1,
-        }
-    }
-
-    /// The choice a header word names, if it is one. Whatever the word, producers fence unless
-    /// it is 0 and sleepers skip `membarrier` only if it is 1 (`SysFutex::of`,
-    /// `producer_fences`): a forged word can cost speed, never a lost wake-up.
-    pub(crate) fn from_word(w: u64) -> Option<Wakeup> {
-        match w {
-            0 => Some(Wakeup::Barrier),
-            1 => Some(Wakeup::Fence),
-            _ => None,
-        }
-    }
-}
-
 #[cfg(not(loom))]
 impl Futex for SysFutex {
     fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-        crate::segment::futex_wait(word, expected, timeout, self.shared);
+        crate::sys::futex_wait(word, expected, timeout, self.shared);
     }
 
     fn wake_all(&self, word: &AtomicU32) {
-        crate::segment::futex_wake(word, self.shared);
+        crate::sys::futex_wake(word, self.shared);
     }
 
     fn heavy_barrier(&self) -> bool {
@@ -252,7 +216,7 @@ pub(crate) fn futex_wait_either(
     }
     let t = timeout.map_or(FALLBACK_SLEEP, |t| t.min(FALLBACK_SLEEP));
     if kick.load(Ordering::Relaxed) == kick_seen {
-        crate::segment::futex_wait(word, expected, Some(t), shared);
+        crate::sys::futex_wait(word, expected, Some(t), shared);
     }
 }
 
@@ -414,5 +378,25 @@ mod tests {
         let f = Counting::default();
         sleep(words, &f, Some(Duration::from_secs(1)), || true);
         assert_eq!(f.waits.get(), 0);
+    }
+}
+
+impl crate::segment::Segment {
+    /// The words of the wake-up handshake (docs/design.md §7).
+    pub(crate) fn wake_words(&self) -> WakeWords<'_> {
+        WakeWords {
+            flag: &self.words()[W_WAITERS],
+            counter: self.futex_word(W_WAKE),
+        }
+    }
+
+    /// A second pair of handshake words, at header words `counter` (a futex in its low half) and
+    /// `flag`, for kinds that wake two sides (a queue's producers wait for space).
+    pub(crate) fn wake_words_at(&self, counter: usize, flag: usize) -> WakeWords<'_> {
+        assert!(flag < W_PRODUCERS, "handshake words live in the header");
+        WakeWords {
+            flag: &self.words()[flag],
+            counter: self.futex_word(counter),
+        }
     }
 }

@@ -31,24 +31,11 @@ mod loom;
 pub(crate) use reader::{Polled, Reader};
 pub(crate) use writer::{repair_claim, repair_single, Writer};
 
-use crate::segment::header::{
-    Geometry, MAX_PRODUCERS, PE_CLAIM, PRODUCER_ENTRY_WORDS, W_CURSOR, W_PRODUCERS,
-};
+use crate::segment::header::{Geometry, PE_CLAIM, PRODUCER_ENTRY_WORDS, W_CURSOR, W_PRODUCERS};
 use crate::sync::{fence, load_acquire, AtomicU64, Ordering};
 
-/// The largest first sequence of a new bus (docs/design.md §3, "Sequence limits"): the builder
-/// refuses a larger one, and so does open.
-pub(crate) const FIRST_SEQ_LIMIT: u64 = u64::MAX / 8;
-
-/// No bus sequence at or past this is ever published: a writer gives such a sequence up
-/// (counted dropped). It leaves 2^61 sequences after the largest first sequence, and keeps
-/// every version (`2s+2`, also of the claims below) clear of the abandoned bit.
-pub(crate) const SEQ_LIMIT: u64 = (1 << 62) - 1024;
-
-/// The cursor stays at or below this: each multi-producer writer may take one sequence past
-/// [`SEQ_LIMIT`] with its `fetch_add` before it learns that the limit is reached; it gives that
-/// one up and takes no more. Open refuses a bus cursor beyond it.
-pub(crate) const CURSOR_LIMIT: u64 = SEQ_LIMIT + MAX_PRODUCERS as u64;
+pub(crate) use crate::segment::header::{FIRST_SEQ_LIMIT, SEQ_LIMIT};
+pub(crate) use crate::segment::producers::Liveness;
 
 /// The bit of a version word that marks its sequence abandoned (docs/design.md §3).
 pub(crate) const ABANDONED: u64 = 1 << 63;
@@ -95,20 +82,6 @@ pub(crate) fn version_seq(v: u64) -> u64 {
     (v & !ABANDONED).wrapping_sub(1) / 2
 }
 
-/// Liveness of producers, as the kernel (or a model) knows it (docs/design.md §5).
-pub(crate) trait Liveness {
-    /// Held while repairing a dead producer's claim; releasing it lets the entry be reused.
-    type Guard;
-    /// Whether producer-table entry `index` belongs to a live producer.
-    fn alive(&self, index: usize) -> bool;
-    /// Whether any producer is attached.
-    fn any_alive(&self) -> bool;
-    /// The exclusive right to repair entry `index`: `Some` only if its producer is dead and
-    /// nobody else repairs or holds it. Whoever holds it is the only party that may repair that
-    /// producer's claim (the kernel's lock makes one holder and orders it after the death).
-    fn lock_dead(&self, index: usize) -> Option<Self::Guard>;
-}
-
 /// What a reader found in the slot of the sequence it expects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ReadOutcome {
@@ -135,6 +108,11 @@ pub(crate) struct Ring<'a> {
 }
 
 impl<'a> Ring<'a> {
+    /// The ring view of a bus segment, with the shape validated when it was created or opened.
+    pub(crate) fn of(seg: &'a crate::segment::Segment) -> Ring<'a> {
+        Ring::new(seg.words(), seg.geometry, seg.first_seq)
+    }
+
     /// `words` holds the whole segment (header and slots) laid out as `g` says; `first` is the
     /// bus's first sequence number.
     pub(crate) fn new(words: &'a [AtomicU64], g: Geometry, first: u64) -> Self {
@@ -243,29 +221,6 @@ fn classify(v: u64, seq: u64) -> ReadOutcome {
         ReadOutcome::Abandoned
     } else {
         ReadOutcome::Overwritten
-    }
-}
-
-/// Liveness of the producers of a heap (in-process) bus: a producer is alive while it holds
-/// its table entry, and never dies mid-write (its `Drop` runs, also when a panic unwinds), so
-/// there is never a dead claim to repair.
-pub(crate) struct HeapLiveness<'a> {
-    pub(crate) ring: Ring<'a>,
-}
-
-impl Liveness for HeapLiveness<'_> {
-    type Guard = std::convert::Infallible;
-
-    fn alive(&self, index: usize) -> bool {
-        self.ring.words[W_PRODUCERS + index * PRODUCER_ENTRY_WORDS].load(Ordering::Relaxed) != 0
-    }
-
-    fn any_alive(&self) -> bool {
-        (0..MAX_PRODUCERS).any(|i| self.alive(i))
-    }
-
-    fn lock_dead(&self, _index: usize) -> Option<Self::Guard> {
-        None
     }
 }
 
