@@ -13,21 +13,11 @@ mod handle;
 #[cfg(all(test, loom))]
 mod loom;
 mod reader;
+mod shape;
 mod writer;
-
-use std::time::Duration;
-
-use crate::segment::header::MAX_SLOTS;
 
 pub use cell::KEY_MAX;
 pub use handle::{Board, BoardBuilder};
 pub use reader::{BoardReader, Value, Versioned};
+pub use shape::{DEFAULT_BOARD_VALUE_SIZE, MAX_CELLS};
 pub use writer::{BoardWriter, ValueWriter};
-
-/// Most cells a board may have.
-pub const MAX_CELLS: usize = MAX_SLOTS as usize;
-/// Value size of a new raw board unless [`BoardBuilder::value_size`] says otherwise.
-pub const DEFAULT_BOARD_VALUE_SIZE: usize = 64;
-
-/// How long an opener waits for a creator to store the board's cell count.
-const INIT_WAIT: Duration = Duration::from_millis(100);

@@ -4,13 +4,12 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::handle::*;
-use super::*;
+use super::shape::BoardShape;
 use crate::error::{Error, Result};
 use crate::payload::{Payload, Raw};
 use crate::segment::{self, Segment};
 
-use super::cell::{ReadOutcome, READ_ATTEMPTS};
+use super::cell::{self, ReadOutcome, READ_ATTEMPTS};
 
 /// A value read from a cell, borrowed from the reader's buffer until its next read.
 pub struct Value<'a, T: Payload = Raw> {

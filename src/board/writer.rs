@@ -3,9 +3,8 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::cell::{CellWriter, Cells, TakeError, Taken};
-use super::handle::*;
-use super::*;
+use super::cell::{self, CellWriter, Cells, TakeError, Taken};
+use super::shape::BoardShape;
 use crate::error::{Error, Result};
 use crate::payload::{Payload, Raw};
 use crate::segment::header::MAX_PRODUCERS;

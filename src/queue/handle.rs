@@ -1,61 +1,25 @@
 //! The queue handle and its builder: create, open, the participant table as users see it.
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::payload::{Payload, Raw};
 use crate::segment::header::{
-    Geometry, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, MAX_PRODUCERS, PE_ROLE,
-    PRODUCER_ENTRY_WORDS, W_PRODUCERS,
+    Geometry, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, MAX_PRODUCERS,
 };
 use crate::segment::{self, Access, Expect, Segment, Shape, Trust};
 use crate::sync::Ordering;
 use crate::wait::Wait;
 
-use super::participant::*;
+use super::participant::{closed, role_word, Participant, Role, Stuck};
 use super::protocol::{QueueRing, Receiver, Repair, Sender};
-use super::receiver::*;
-use super::sender::*;
+use super::receiver::{QueueReceiver, ReceiverStats};
+use super::sender::{QueueSender, SenderStats};
 
 /// Items a new queue holds unless [`QueueBuilder::capacity`] says otherwise.
 pub const DEFAULT_QUEUE_CAPACITY: u64 = 1024;
 /// Bytes per item of a new raw queue unless [`QueueBuilder::item_size`] says otherwise.
 pub const DEFAULT_ITEM_SIZE: usize = 240;
-
-/// Failed attempts at the same position before a handle asks whether the participant holding
-/// it is alive (a system call per suspect): a live one is just writing or reading.
-pub(super) const STALL_POLLS: u32 = 256;
-/// Attempts a blocking call spins before it yields or sleeps.
-pub(super) const SPIN_POLLS: u32 = 128;
-/// How often a blocking call looks for dead participants: a dead one cannot wake anyone.
-pub(super) const CHECK_PERIOD: Duration = Duration::from_millis(5);
-
-/// The role a participant-table entry records (the inspector shows it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// A [`QueueSender`].
-    Sender,
-    /// A [`QueueReceiver`].
-    Receiver,
-}
-
-impl Role {
-    pub(super) fn to_word(self) -> u64 {
-        match self {
-            Role::Sender => 1,
-            Role::Receiver => 2,
-        }
-    }
-
-    pub(super) fn from_word(w: u64) -> Option<Role> {
-        match w {
-            1 => Some(Role::Sender),
-            2 => Some(Role::Receiver),
-            _ => None,
-        }
-    }
-}
 
 /// One entry of a queue's participant table, as [`Queue::participants`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -316,26 +280,6 @@ impl<T: Payload> Queue<T> {
             })
             .collect()
     }
-}
-
-pub(super) fn role_word(seg: &Segment, i: usize) -> &crate::sync::AtomicU64 {
-    &seg.words()[W_PRODUCERS + i * PRODUCER_ENTRY_WORDS + PE_ROLE]
-}
-
-/// Whether a live sender is attached to the queue in `seg` (docs/design.md §11, "Closed"): an
-/// entry whose role word says sender and whose kernel lock is held. Up to 32 lock questions:
-/// asked only when the queue is empty, every few milliseconds at most.
-pub(crate) fn senders_alive(seg: &Segment) -> bool {
-    (0..MAX_PRODUCERS).any(|i| {
-        Role::from_word(role_word(seg, i).load(Ordering::Relaxed)) == Some(Role::Sender)
-            && seg.producer_alive(i)
-    })
-}
-
-/// Whether the queue in `seg` is closed: no sender attached, and (looked at after that) no item
-/// left, nor a position a sender claimed and has not published or had skipped.
-pub(super) fn closed(seg: &Segment) -> bool {
-    !senders_alive(seg) && QueueRing::new(seg.words(), seg.geometry).len() == 0
 }
 
 impl Queue<Raw> {

@@ -48,11 +48,11 @@ mod loom;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
-#[cfg(not(loom))]
-pub(crate) use handle::senders_alive;
 pub use handle::{
-    ParticipantInfo, Queue, QueueBuilder, QueueTotals, Role, DEFAULT_ITEM_SIZE,
-    DEFAULT_QUEUE_CAPACITY,
+    ParticipantInfo, Queue, QueueBuilder, QueueTotals, DEFAULT_ITEM_SIZE, DEFAULT_QUEUE_CAPACITY,
 };
+#[cfg(not(loom))]
+pub(crate) use participant::senders_alive;
+pub use participant::Role;
 pub use receiver::{QueueIter, QueueReceiver, QueueTryIter, ReceiverStats};
 pub use sender::{QueueSender, SendError, SenderStats};

@@ -4,14 +4,69 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-use crate::segment::header::{MAX_PRODUCERS, W_Q_SPACE_WAITERS, W_Q_SPACE_WAKE};
+use crate::segment::header::{
+    MAX_PRODUCERS, PE_ROLE, PRODUCER_ENTRY_WORDS, W_PRODUCERS, W_Q_SPACE_WAITERS, W_Q_SPACE_WAKE,
+};
 use crate::segment::producers::SegmentLiveness;
 use crate::segment::{self, LockKind, Segment};
 use crate::sync::Ordering;
 use crate::wait::{self, SysFutex, Wait, WakeWords};
 
-use super::handle::*;
 use super::protocol::{self, QueueRing, Repair};
+
+/// Failed attempts at the same position before a handle asks whether the participant holding
+/// it is alive (a system call per suspect): a live one is just writing or reading.
+pub(super) const STALL_POLLS: u32 = 256;
+/// Attempts a blocking call spins before it yields or sleeps.
+pub(super) const SPIN_POLLS: u32 = 128;
+/// How often a blocking call looks for dead participants: a dead one cannot wake anyone.
+pub(super) const CHECK_PERIOD: Duration = Duration::from_millis(5);
+
+/// The role a participant-table entry records (the inspector shows it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A [`QueueSender`](crate::QueueSender).
+    Sender,
+    /// A [`QueueReceiver`](crate::QueueReceiver).
+    Receiver,
+}
+
+impl Role {
+    pub(super) fn to_word(self) -> u64 {
+        match self {
+            Role::Sender => 1,
+            Role::Receiver => 2,
+        }
+    }
+
+    pub(super) fn from_word(w: u64) -> Option<Role> {
+        match w {
+            1 => Some(Role::Sender),
+            2 => Some(Role::Receiver),
+            _ => None,
+        }
+    }
+}
+
+pub(super) fn role_word(seg: &Segment, i: usize) -> &crate::sync::AtomicU64 {
+    &seg.words()[W_PRODUCERS + i * PRODUCER_ENTRY_WORDS + PE_ROLE]
+}
+
+/// Whether a live sender is attached to the queue in `seg` (docs/design.md §11, "Closed"): an
+/// entry whose role word says sender and whose kernel lock is held. Up to 32 lock questions:
+/// asked only when the queue is empty, every few milliseconds at most.
+pub(crate) fn senders_alive(seg: &Segment) -> bool {
+    (0..MAX_PRODUCERS).any(|i| {
+        Role::from_word(role_word(seg, i).load(Ordering::Relaxed)) == Some(Role::Sender)
+            && seg.producer_alive(i)
+    })
+}
+
+/// Whether the queue in `seg` is closed: no sender attached, and (looked at after that) no item
+/// left, nor a position a sender claimed and has not published or had skipped.
+pub(super) fn closed(seg: &Segment) -> bool {
+    !senders_alive(seg) && QueueRing::new(seg.words(), seg.geometry).len() == 0
+}
 
 /// One attached sender or receiver: its table entry, the lock that holds it, and the waking.
 pub(super) struct Participant {

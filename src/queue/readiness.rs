@@ -11,8 +11,8 @@ use crate::segment::Segment;
 use crate::wait::WakeWords;
 
 use super::protocol::{QueueRing, POS_LIMIT};
-use super::receiver::*;
-use super::sender::*;
+use super::receiver::QueueReceiver;
+use super::sender::QueueSender;
 
 /// Queue receivers' readiness (docs/design.md §14): an item, or a skip to pass, at the head.
 /// Every armed receiver of the segment handle is signalled; the one that takes the item

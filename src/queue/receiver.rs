@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use crate::payload::{Payload, Raw};
 use crate::wait::{self, Wait};
 
-use super::handle::*;
-use super::participant::*;
+use super::participant::{closed, CHECK_PERIOD, SPIN_POLLS};
+use super::participant::{Participant, Stuck, Waited};
 use super::protocol::{self, Receiver, RecvBegin, POS_LIMIT};
 
 /// Counters of one receiver.
@@ -24,7 +24,7 @@ pub struct ReceiverStats {
     pub lost: u64,
 }
 
-/// The receiving side of a [`Queue`]: each item it receives, no other receiver receives.
+/// The receiving side of a [`Queue`](crate::Queue): each item it receives, no other receiver receives.
 /// Detaches on drop.
 pub struct QueueReceiver<T: Payload = Raw> {
     pub(super) part: Participant,

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use crate::payload::{Payload, Raw};
 use crate::wait::{self, Wait};
 
-use super::handle::*;
-use super::participant::*;
+use super::participant::{Participant, Stuck};
+use super::participant::{CHECK_PERIOD, SPIN_POLLS};
 use super::protocol::{self, Repair, SendBegin, Sender, POS_LIMIT};
 
 /// An item handed back by a send that could not complete.
@@ -97,7 +97,7 @@ pub struct SenderStats {
     pub lost: u64,
 }
 
-/// The sending side of a [`Queue`]. Detaches on drop.
+/// The sending side of a [`Queue`](crate::Queue). Detaches on drop.
 pub struct QueueSender<T: Payload = Raw> {
     pub(super) part: Participant,
     pub(super) sender: Sender,

@@ -3,8 +3,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::layout::{RingShape, RECORDS_REVISION};
-use super::publisher::*;
-use super::subscriber::*;
+use super::publisher::RecordPublisher;
+use super::subscriber::RecordSubscriber;
 use super::RecordRing;
 use crate::bus::Start;
 use crate::error::{Error, Result};

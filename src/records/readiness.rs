@@ -1,7 +1,9 @@
 //! Records readiness (docs/design.md §14): what the waker watches, the event-loop registration, and tokio.
 
 use super::layout::RingShape;
-use super::subscriber::*;
+#[cfg(feature = "tokio")]
+use super::subscriber::RecordEvent;
+use super::subscriber::{RecordRecv, RecordSubscriber};
 use super::{Polled, RecordRing};
 use crate::error::Result;
 use crate::segment::producers::SegmentLiveness;

@@ -196,3 +196,268 @@ pub fn validate_header_bytes(bytes: &[u8], file_size: u64) -> Result<(u64, u64, 
         )
     })
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::sync::{AtomicU64, Ordering};
+
+    #[test]
+    fn layout_offsets_are_the_documented_bytes() {
+        assert_eq!(W_MAGIC * 8, 0);
+        assert_eq!(W_ABI_MODE * 8, 8);
+        assert_eq!(W_SLOT_COUNT * 8, 16);
+        assert_eq!(W_STRIDE * 8, 24);
+        assert_eq!(W_CAPACITY * 8, 32);
+        assert_eq!(W_TYPE_HASH * 8, 40);
+        assert_eq!(W_TYPE_SIZE_ALIGN * 8, 48);
+        assert_eq!(W_FIRST_SEQ * 8, 56);
+        assert_eq!(W_CREATOR * 8, 64);
+        assert_eq!(W_CREATOR_START * 8, 72);
+        assert_eq!(W_CREATED_NS * 8, 80);
+        assert_eq!(W_SEGMENT_SIZE * 8, 88);
+        assert_eq!(W_KIND * 8, 96);
+        const { assert!(W_KIND < W_TYPE_NAME) };
+        assert_eq!(W_BOARD * 8, 120);
+        const { assert!(W_KIND < W_BOARD && W_BOARD < W_TYPE_NAME) };
+        assert_eq!(W_TYPE_NAME * 8, 128);
+        const { assert!(W_TYPE_NAME * 8 + TYPE_NAME_MAX <= W_CURSOR * 8) };
+        assert_eq!(W_CURSOR * 8, 1024);
+        assert_eq!(W_WAKE * 8, 1088);
+        assert_eq!(W_WAITERS * 8, 1096);
+        assert_eq!(W_Q_HEAD * 8, 1152);
+        assert_eq!(W_Q_SPACE_WAKE * 8, 1216);
+        assert_eq!(W_Q_SPACE_WAITERS * 8, 1224);
+        assert_eq!(W_Q_SKIPPED * 8, 1280);
+        assert_eq!(W_Q_LOST * 8, 1288);
+        const { assert!(W_WAITERS < W_Q_HEAD && W_Q_LOST < W_PRODUCERS) };
+        assert_eq!(PE_ROLE * 8, 32);
+        const { assert!(PE_ROLE < PRODUCER_ENTRY_WORDS) };
+        assert_eq!(W_PRODUCERS * 8, 2048);
+        assert_eq!(
+            W_PRODUCERS * 8 + MAX_PRODUCERS * PRODUCER_ENTRY_WORDS * 8,
+            HEADER_BYTES
+        );
+        assert_eq!(W_SLOTS * 8, 4096);
+        // Hot words each own a cache line.
+        assert_eq!((W_CURSOR * 8) % 64, 0);
+        assert_eq!((W_WAKE * 8) % 64, 0);
+        assert_eq!((W_Q_HEAD * 8) % 64, 0);
+        assert_eq!((W_Q_SPACE_WAKE * 8) % 64, 0);
+        assert_eq!(MAGIC.to_le_bytes(), *b"SHMBUS\0\x01");
+    }
+
+    #[test]
+    fn small_payloads_share_the_version_cache_line() {
+        let g = Geometry::new(8, 48).unwrap();
+        assert_eq!(g.stride_bytes(), 64);
+        let g = Geometry::new(8, 49).unwrap();
+        assert_eq!(g.stride_bytes(), 128);
+        assert_eq!(g.slot_word(9) - g.slot_word(8), g.stride_words);
+        assert_eq!(g.slot_word(8), W_SLOTS);
+    }
+
+    #[test]
+    fn geometry_rejects_bad_slot_counts_without_rounding() {
+        assert!(Geometry::new(0, 8).is_err());
+        assert!(Geometry::new(3, 8).is_err());
+        assert!(Geometry::new(1000, 8).is_err());
+        assert!(Geometry::new(1 << 40, 1 << 20).is_err());
+        assert!(Geometry::new(8, 0).is_err());
+        assert!(Geometry::new(1, 8).is_ok());
+    }
+
+    fn sample_header() -> (Vec<AtomicU64>, Geometry, TypeInfo) {
+        let g = Geometry::new(16, 100).unwrap();
+        let words: Vec<AtomicU64> = (0..g.segment_bytes().unwrap() / 8)
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        let ty = TypeInfo {
+            name: "my::Tick".into(),
+            size: 24,
+            align: 8,
+        };
+        write_header(
+            &words,
+            &HeaderInit {
+                kind: SegmentKind::Bus,
+                geometry: g,
+                mode: ProducerMode::Multi,
+                ty: &ty,
+                first_seq: 7,
+                creator_pid: 42,
+                creator_start: 99,
+                created_ns: 5,
+                wakeup: Wakeup::default(),
+            },
+        );
+        (words, g, ty)
+    }
+
+    #[test]
+    fn header_round_trips_and_passes_every_check() {
+        let (words, g, ty) = sample_header();
+        let h = read_header(&words);
+        assert_eq!(h.ty, ty);
+        assert_eq!(h.cursor, 7);
+        assert_eq!(h.published(), 0);
+        assert_eq!(h.kind(), Some(SegmentKind::Bus));
+        let bytes: Vec<u8> = words
+            .iter()
+            .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
+            .collect();
+        assert_eq!(header_from_bytes(&bytes[..HEADER_BYTES]), h);
+        let size = g.segment_bytes().unwrap();
+        assert_eq!(check_abi("t", &h).unwrap(), ABI_VERSION);
+        assert_eq!(
+            check_kind("t", &h, SegmentKind::Bus).unwrap(),
+            SegmentKind::Bus
+        );
+        assert_eq!(check_geometry("t", &h).unwrap(), (g, ProducerMode::Multi));
+        assert_eq!(check_file_size("t", &g, size).unwrap(), size);
+        check_type("t", &h, &g, Some(&ty)).unwrap();
+        check_type("t", &h, &g, None).unwrap();
+    }
+
+    #[test]
+    fn each_header_fault_is_its_own_error_with_the_numbers() {
+        let (words, g, _) = sample_header();
+        let h = read_header(&words);
+        let size = g.segment_bytes().unwrap();
+        assert!(matches!(
+            check_file_size("t", &g, size - 1),
+            Err(Error::Truncated { size: s, expected, .. }) if s == size - 1 && expected == size
+        ));
+        assert!(matches!(
+            check_file_size("t", &g, size + 64),
+            Err(Error::SizeMismatch { size: s, expected, .. }) if s == size + 64 && expected == size
+        ));
+        let with = |f: &dyn Fn(&mut HeaderSnapshot)| {
+            let mut b = h.clone();
+            f(&mut b);
+            b
+        };
+        let bad = with(&|b| b.abi_version = 1);
+        assert!(matches!(
+            check_abi("t", &bad),
+            Err(Error::AbiMismatch {
+                found: 1,
+                expected: ABI_VERSION,
+                ..
+            })
+        ));
+        let bad = with(&|b| b.kind_word = 2);
+        assert!(matches!(
+            check_kind("t", &bad, SegmentKind::Bus),
+            Err(Error::WrongKind {
+                found: "queue",
+                expected: "bus",
+                ..
+            })
+        ));
+        let bad = with(&|b| b.kind_word = 0);
+        assert!(matches!(
+            check_kind("t", &bad, SegmentKind::Bus),
+            Err(Error::UnknownKind { word: 0, .. })
+        ));
+        let geometry = |f: &dyn Fn(&mut HeaderSnapshot)| check_geometry("t", &with(f)).unwrap_err();
+        assert!(matches!(
+            geometry(&|b| b.mode_word = 3),
+            Error::BadProducerMode { word: 3, .. }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.cursor = 6),
+            Error::SequenceOutOfOrder {
+                first_seq: 7,
+                cursor: 6,
+                ..
+            }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.slot_count = 12),
+            Error::BadSlotCount { slots: 12, .. }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.slot_stride = 100),
+            Error::BadStride { stride: 100, .. }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.capacity = 0),
+            Error::CapacityOutOfRange { capacity: 0, .. }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.capacity = 113),
+            Error::CapacityExceedsStride {
+                capacity: 113,
+                stride: 128,
+                ..
+            }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.slot_count = MAX_SLOTS),
+            Error::GeometryTooLarge { .. } | Error::RecordedSizeMismatch { .. }
+        ));
+        assert!(matches!(
+            geometry(&|b| b.segment_size += 64),
+            Error::RecordedSizeMismatch { .. }
+        ));
+        let small = Geometry { capacity: 16, ..g };
+        assert!(matches!(
+            check_type("t", &h, &small, None),
+            Err(Error::CapacityBelowType {
+                capacity: 16,
+                size: 24,
+                ..
+            })
+        ));
+        let other = TypeInfo {
+            name: "other".into(),
+            size: 24,
+            align: 8,
+        };
+        assert!(matches!(
+            check_type("t", &h, &g, Some(&other)),
+            Err(Error::TypeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn packed_stride_is_a_queue_slot_of_at_most_16_bytes_and_only_a_queues() {
+        let q = Geometry::packed(8, 16).unwrap();
+        assert_eq!(q.stride_bytes(), PACKED_STRIDE);
+        assert_eq!(Geometry::packed(8, 17).unwrap().stride_bytes(), 64);
+        assert_eq!(Geometry::new(8, 16).unwrap().stride_bytes(), 64);
+        let ty = TypeInfo {
+            name: "u64".into(),
+            size: 8,
+            align: 8,
+        };
+        let header = |kind| {
+            let words: Vec<AtomicU64> = (0..q.segment_bytes().unwrap() / 8)
+                .map(|_| AtomicU64::new(0))
+                .collect();
+            let init = HeaderInit {
+                kind,
+                geometry: q,
+                mode: ProducerMode::Multi,
+                ty: &ty,
+                first_seq: 0,
+                creator_pid: 1,
+                creator_start: 1,
+                created_ns: 1,
+                wakeup: Wakeup::default(),
+            };
+            write_header(&words, &init);
+            read_header(&words)
+        };
+        assert_eq!(
+            check_geometry("t", &header(SegmentKind::Queue)).unwrap().0,
+            q
+        );
+        assert!(matches!(
+            check_geometry("t", &header(SegmentKind::Bus)),
+            Err(Error::BadStride { stride: 32, .. })
+        ));
+    }
+}

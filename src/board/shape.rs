@@ -1,0 +1,85 @@
+//! The board's shape (docs/design.md §12): its limits, and the cell geometry read once at create
+//! or open and never re-read from shared memory.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::segment::header::{Geometry, MAX_SLOTS};
+use crate::segment::Segment;
+
+use super::cell::{self, Cells};
+
+/// Most cells a board may have.
+pub const MAX_CELLS: usize = MAX_SLOTS as usize;
+/// Value size of a new raw board unless [`BoardBuilder::value_size`](super::BoardBuilder::value_size) says otherwise.
+pub const DEFAULT_BOARD_VALUE_SIZE: usize = 64;
+
+/// How long an opener waits for a creator to store the board's cell count.
+pub(super) const INIT_WAIT: Duration = Duration::from_millis(100);
+
+/// The board's own shape, read once at create or open and never re-read from shared memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct BoardShape {
+    pub(super) cells: usize,
+    pub(super) stride_words: usize,
+    pub(super) capacity: usize,
+    pub(super) keyed: bool,
+}
+
+impl BoardShape {
+    pub(super) fn view<'a>(&self, seg: &'a Segment) -> Cells<'a> {
+        Cells::new(
+            seg.words(),
+            self.cells,
+            self.stride_words,
+            self.capacity,
+            self.keyed,
+        )
+    }
+
+    /// The board word of the header: cell count (lo32), key block bytes per cell (hi32).
+    pub(super) fn word(&self) -> u64 {
+        let keys = if self.keyed {
+            cell::KEY_BLOCK_BYTES as u64
+        } else {
+            0
+        };
+        self.cells as u64 | keys << 32
+    }
+
+    /// Checks the board word of a segment whose common header passed the open pipeline.
+    pub(super) fn validate(name: &str, word: u64, g: &Geometry) -> Result<BoardShape> {
+        let corrupt = |what: String| Error::BoardCorrupt {
+            name: name.to_owned(),
+            what,
+        };
+        let cells = (word as u32) as usize;
+        let keyed = match word >> 32 {
+            0 => false,
+            k if k == cell::KEY_BLOCK_BYTES as u64 => true,
+            k => return Err(corrupt(format!("key block of {k} bytes (0 or 64)"))),
+        };
+        if cells == 0 || cells as u64 > g.slot_count || (cells as u64) * 2 <= g.slot_count {
+            return Err(corrupt(format!(
+                "{cells} cells do not match room for {} (the next power of two)",
+                g.slot_count
+            )));
+        }
+        let stride = cell::stride_bytes(g.capacity, keyed);
+        if stride != Some(g.stride_bytes()) {
+            return Err(corrupt(format!(
+                "cells of {} bytes, values of {} bytes{} need {}",
+                g.stride_bytes(),
+                g.capacity,
+                if keyed { " with keys" } else { "" },
+                stride.map_or("more".into(), |s| s.to_string())
+            )));
+        }
+        Ok(BoardShape {
+            cells,
+            stride_words: g.stride_words,
+            capacity: g.capacity,
+            keyed,
+        })
+    }
+}
