@@ -27,13 +27,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// Entry point of child processes; does nothing when run as an ordinary test.
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    match role.as_str() {
-        "writer" => writer(),
-        "reader" => reader(),
-        "dier" => dier(),
-        other => panic!("unknown child role {other}"),
-    }
+    support::run_role(&[("writer", writer), ("reader", reader), ("dier", dier)]);
 }
 
 /// The id stored in a value: writer in the high half, cell in the low half.

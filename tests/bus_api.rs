@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use shmbus::{Bus, BusBuilder, Error, Event, LapPolicy, ProducerMode, Recv, Start, Wait};
+use support::forge::Forger;
 use support::TestBus;
 
 fn recv_seq(r: Recv<'_>) -> Result<(u64, Vec<u8>), String> {
@@ -651,14 +652,9 @@ fn publishing_stops_at_the_sequence_limit_and_the_bus_still_opens() {
     }
 }
 
-/// Stores `cursor` into a bus's cursor word through its file (docs/design.md §2: byte 1024).
+/// Stores `cursor` into a bus's cursor word (docs/design.md §2: byte 1024, word 128).
 fn set_cursor(name: &TestBus, cursor: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(name.path())
-        .unwrap();
-    f.write_all_at(&cursor.to_ne_bytes(), 1024).unwrap();
+    Forger::new(name).store(128, cursor);
 }
 
 /// `publish_loss`: the sequences it takes reach every subscriber as counted losses, never as

@@ -17,9 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmbus::{Bus, BusBuilder, Error, ProducerMode, Recv, Start, Wait};
-use support::{
-    check_payload, env, field, make_payload, payload_len, role, say, ChildProc, Rng, TestBus,
-};
+use support::{check_payload, env, field, make_payload, payload_len, say, ChildProc, Rng, TestBus};
 
 /// The test that child processes run.
 const CHILD: &str = "child_entry";
@@ -36,17 +34,15 @@ const HANG_LIMIT: Duration = Duration::from_secs(5);
 /// Entry point of child processes; does nothing when run as an ordinary test.
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    match role.as_str() {
-        "crashy" => crashy_producer(),
-        "steady" => steady_producer(),
-        "paced" => paced_producer(),
-        "burst" => burst_producer(),
-        "checker" => checking_consumer(),
-        "creator" => creator(),
-        "half-create" => half_create(),
-        other => panic!("unknown child role {other}"),
-    }
+    support::run_role(&[
+        ("crashy", crashy_producer),
+        ("steady", steady_producer),
+        ("paced", paced_producer),
+        ("burst", burst_producer),
+        ("checker", checking_consumer),
+        ("creator", creator),
+        ("half-create", half_create),
+    ]);
 }
 
 fn bus_name() -> String {

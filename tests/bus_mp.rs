@@ -7,19 +7,14 @@ use shmbus_testkit as support;
 use std::time::{Duration, Instant};
 
 use shmbus::{Bus, BusBuilder, Recv, Start, Wait};
-use support::{check_payload, env, field, make_payload, role, say, ChildProc, TestBus};
+use support::{check_payload, env, field, make_payload, say, ChildProc, TestBus};
 
 const CHILD: &str = "child_entry";
 
 /// Entry point of child processes; does nothing when run as an ordinary test.
 #[test]
 fn child_entry() {
-    match role().as_deref() {
-        None => {}
-        Some("producer") => producer(),
-        Some("consumer") => consumer(),
-        Some(other) => panic!("unknown child role {other}"),
-    }
+    support::run_role(&[("producer", producer), ("consumer", consumer)]);
 }
 
 fn bus_name() -> String {

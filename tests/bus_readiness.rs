@@ -6,28 +6,21 @@
 
 use shmbus_testkit as support;
 
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use shmbus::{Bus, BusBuilder, Readiness, Recv, Start};
-use support::{await_cond, role, say, ChildProc, TestBus};
+use support::forge::Forger;
+use support::poll::{expect_told, hold, readable, wait_readable, HANG_GUARD};
+use support::{await_cond, say, ChildProc, TestBus};
 
 const CHILD: &str = "child_entry";
-
-/// Long enough that only a lost wake-up reaches it: a hang guard, not a timing assertion.
-const HANG_GUARD: Duration = Duration::from_secs(20);
 
 /// Entry point of child processes; does nothing when run as an ordinary test.
 #[test]
 fn child_entry() {
-    match role().as_deref() {
-        None => {}
-        Some("publish_on_go") => publish_on_go(),
-        Some(other) => panic!("unknown child role {other}"),
-    }
+    support::run_role(&[("publish_on_go", publish_on_go)]);
 }
 
 /// Attaches as the producer of BUS, says `ready`, publishes one message when told `go`.
@@ -35,31 +28,15 @@ fn publish_on_go() {
     let bus = Bus::open(&std::env::var("BUS").expect("BUS")).unwrap();
     let mut tx = bus.publisher().unwrap();
     say("ready");
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line).expect("stdin");
-    assert_eq!(line.trim(), "go");
+    expect_told("go");
     tx.publish_bytes(b"from afar").unwrap();
     say("published");
-    line.clear();
-    let _ = std::io::stdin().read_line(&mut line);
+    hold();
 }
 
-/// Whether `fd` is readable within `timeout`.
-fn readable(fd: &impl AsFd, timeout: Duration) -> bool {
-    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    poll(&mut fds, PollTimeout::from(ms)).expect("poll") == 1
-}
-
-/// Waits until `fd` is readable, failing the test if it never becomes so.
-fn wait_readable(fd: &impl AsFd, what: &str) {
-    assert!(readable(fd, HANG_GUARD), "never readable: {what}");
-}
-
-/// The waiter flag of a bus, read from its segment file (docs/design.md §2: byte 1096).
+/// The waiter flag of a bus, read from its segment (docs/design.md §2: byte 1096, word 137).
 fn waiter_flag(bus: &TestBus) -> u64 {
-    let bytes = std::fs::read(bus.path()).expect("read segment");
-    u64::from_ne_bytes(bytes[1096..1104].try_into().unwrap())
+    Forger::new(bus).load(137)
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use shmbus::bytemuck::{Pod, Zeroable};
 use shmbus::{BusBuilder, Error, Queue, QueueBuilder, SendError, Wait};
-use support::TestBus;
+use support::{assert_wrong_kind, TestBus};
 
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 #[bytemuck(crate = "shmbus::bytemuck")]
@@ -103,31 +103,11 @@ fn a_bus_opened_as_a_queue_and_a_queue_opened_as_a_bus_are_wrong_kinds() {
     let bus = TestBus::new("q-kind-bus");
     BusBuilder::new(bus.name()).create().unwrap();
     let err = Queue::open(bus.name()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::WrongKind {
-                found: "bus",
-                expected: "queue",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_wrong_kind(&err, "bus", "queue");
     let queue = TestBus::new("q-kind-queue");
     Queue::builder(queue.name()).create().unwrap();
     let err = shmbus::Bus::open(queue.name()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::WrongKind {
-                found: "queue",
-                expected: "bus",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_wrong_kind(&err, "queue", "bus");
     assert!(err.to_string().contains("queue"), "{err}");
 }
 

@@ -7,26 +7,18 @@
 
 use shmbus_testkit as support;
 
-use std::os::fd::AsFd;
 use std::time::Duration;
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use shmbus::{Queue, SendError};
-use support::{role, say, ChildProc, TestBus};
+use support::poll::{expect_told, hold, readable, wait_readable, HANG_GUARD};
+use support::{say, ChildProc, TestBus};
 
 const CHILD: &str = "child_entry";
-
-/// Long enough that only a lost wake-up reaches it: a hang guard, not a timing assertion.
-const HANG_GUARD: Duration = Duration::from_secs(20);
 
 /// Entry point of child processes; does nothing when run as an ordinary test.
 #[test]
 fn child_entry() {
-    match role().as_deref() {
-        None => {}
-        Some("send_on_go") => send_on_go(),
-        Some(other) => panic!("unknown child role {other}"),
-    }
+    support::run_role(&[("send_on_go", send_on_go)]);
 }
 
 /// Attaches a sender to QUEUE, says `ready`, sends one item when told `go`.
@@ -34,24 +26,10 @@ fn send_on_go() {
     let q = Queue::open(&std::env::var("QUEUE").expect("QUEUE")).unwrap();
     let mut tx = q.sender().unwrap();
     say("ready");
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line).expect("stdin");
-    assert_eq!(line.trim(), "go");
+    expect_told("go");
     tx.try_send(b"from afar").unwrap();
     say("sent");
-    line.clear();
-    let _ = std::io::stdin().read_line(&mut line);
-}
-
-/// Whether `fd` is readable within `timeout`.
-fn readable(fd: &impl AsFd, timeout: Duration) -> bool {
-    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    poll(&mut fds, PollTimeout::from(ms)).expect("poll") == 1
-}
-
-fn wait_readable(fd: &impl AsFd, what: &str) {
-    assert!(readable(fd, HANG_GUARD), "never readable: {what}");
+    hold();
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Helpers shared by the tests of every package in the workspace: bus names that clean up after
 //! themselves, self-checking payloads (also the bench's soak uses them, so both verify messages
-//! the same way), and child processes made by re-executing the test binary with a role in the
-//! environment. Not published.
+//! the same way), child processes made by re-executing the test binary with a role in the
+//! environment, the segment forger of the hostile tests ([`forge`]) and waits with a deadline
+//! ([`poll`]). Not published.
 
 use std::io::{BufRead, BufReader, Lines};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -40,9 +41,12 @@ impl Drop for TestBus {
     }
 }
 
+pub mod forge;
 pub mod payload;
+pub mod poll;
 use payload::mix;
 pub use payload::{check_payload, make_payload, Rng};
+pub use poll::await_cond;
 
 /// Length of message `counter` of `producer` on a bus of `capacity` bytes: 24..=capacity, and not
 /// always a multiple of 8, so that partial last words are exercised.
@@ -60,6 +64,29 @@ pub fn env<T: std::str::FromStr>(key: &str) -> T {
     let v = std::env::var(key).unwrap_or_else(|_| panic!("child needs {key}"));
     v.parse()
         .unwrap_or_else(|_| panic!("child variable {key}={v} does not parse"))
+}
+
+/// Runs the function named for this process's role in `roles`, if it is a child; does nothing in
+/// an ordinary test run. An unknown role is a panic.
+pub fn run_role(roles: &[(&str, fn())]) {
+    let Some(role) = role() else { return };
+    match roles.iter().find(|(name, _)| *name == role) {
+        Some((_, run)) => run(),
+        None => panic!("unknown child role {role}"),
+    }
+}
+
+/// Asserts that `err` is [`shmbus::Error::WrongKind`] naming both kinds (a segment of another
+/// kind, never a corrupt one).
+pub fn assert_wrong_kind(err: &shmbus::Error, found: &str, expected: &str) {
+    assert!(
+        matches!(
+            err,
+            shmbus::Error::WrongKind { found: f, expected: e, .. } if *f == found && *e == expected
+        ),
+        "{err:?}, expected a {found} opened as a {expected}"
+    );
+    assert!(!err.is_corrupt(), "{err:?}");
 }
 
 /// Prints a line for the parent and flushes it at once.
@@ -180,15 +207,6 @@ pub fn field(line: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
         .parse()
         .unwrap_or_else(|_| panic!("{key} in {line:?} is not a number"))
-}
-
-/// Polls `cond` until it holds, panicking after `limit` with `what`.
-pub fn await_cond(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_micros(200));
-    }
 }
 
 /// Test seeding of the shared PRNG: random kill instants and sizes, replayable.
