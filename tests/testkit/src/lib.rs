@@ -1,8 +1,8 @@
 //! Helpers shared by the tests of every package in the workspace: bus names that clean up after
 //! themselves, self-checking payloads (also the bench's soak uses them, so both verify messages
 //! the same way), child processes made by re-executing the test binary with a role in the
-//! environment, the segment forger of the hostile tests ([`forge`]) and waits with a deadline
-//! ([`poll`]). Not published.
+//! environment, the segment forger of the hostile tests ([`forge`]), waits with a deadline
+//! ([`poll`]) and a counting allocator for the allocation-free paths ([`alloc`]). Not published.
 
 use std::io::{BufRead, BufReader, Lines};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -41,6 +41,7 @@ impl Drop for TestBus {
     }
 }
 
+pub mod alloc;
 pub mod forge;
 pub mod payload;
 pub mod poll;
