@@ -125,10 +125,7 @@ fn readers_never_see_a_torn_value_while_writer_processes_update_cells() {
         .value_size(VALUE)
         .create()
         .unwrap();
-    let reads: u64 = std::env::var("SHMBUS_BOARD_READS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200_000);
+    let reads: u64 = support::env_or("SHMBUS_BOARD_READS", 200_000);
     let board = ("BOARD", name.name().to_owned());
     let mut writers: Vec<ChildProc> = (1..=2u64)
         .map(|id| ChildProc::spawn(CHILD, "writer", &[board.clone(), ("ID", id.to_string())]))

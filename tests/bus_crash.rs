@@ -287,10 +287,7 @@ fn checking_consumer() {
 }
 
 fn trials() -> u64 {
-    std::env::var("SHMBUS_CRASH_TRIALS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200)
+    support::env_or("SHMBUS_CRASH_TRIALS", 200)
 }
 
 fn publish_checked(tx: &mut shmbus::Publisher, id: u64, k: u64, cap: usize) -> Option<u64> {

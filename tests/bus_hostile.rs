@@ -237,10 +237,7 @@ fn use_accepted_bus(bus: &Bus) {
 #[test]
 fn hundreds_of_corrupt_segments_in_dev_shm_open_with_typed_errors() {
     let (tpl, valid_size) = template(64, 100);
-    let cases: u64 = std::env::var("SHMBUS_HOSTILE_SEGMENTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+    let cases: u64 = support::env_or("SHMBUS_HOSTILE_SEGMENTS", 300);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: cases as u32,
         failure_persistence: None,

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use shmbus::{Bus, BusBuilder, Readiness, Recv, Start};
 use support::forge::Forger;
-use support::poll::{expect_told, hold, readable, wait_readable, HANG_GUARD};
-use support::{await_cond, say, ChildProc, TestBus};
+use support::poll::{readable, wait_readable, HANG_GUARD};
+use support::{await_cond, env, on_go, ChildProc, TestBus};
 
 const CHILD: &str = "child_entry";
 
@@ -25,13 +25,11 @@ fn child_entry() {
 
 /// Attaches as the producer of BUS, says `ready`, publishes one message when told `go`.
 fn publish_on_go() {
-    let bus = Bus::open(&std::env::var("BUS").expect("BUS")).unwrap();
+    let bus = Bus::open(&env::<String>("BUS")).unwrap();
     let mut tx = bus.publisher().unwrap();
-    say("ready");
-    expect_told("go");
-    tx.publish_bytes(b"from afar").unwrap();
-    say("published");
-    hold();
+    on_go("published", || {
+        tx.publish_bytes(b"from afar").unwrap();
+    });
 }
 
 /// The waiter flag of a bus, read from its segment (docs/design.md §2: byte 1096, word 137).

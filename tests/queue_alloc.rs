@@ -35,6 +35,48 @@ fn item(k: u64, buf: &mut [u8; ITEM]) -> &[u8] {
     &buf[..len]
 }
 
+/// Offers items `0, 1, ...` in blocks: `PER_BLOCK` sends (`send(k)` says whether item `k` went
+/// in or the queue was full), then `PER_BLOCK` receives (`recv(k)` checks item `k` if one came
+/// and says whether it did). One block warms up; then `BLOCKS` blocks must not allocate.
+fn blocks_do_not_allocate(mut send: impl FnMut(u64) -> bool, mut recv: impl FnMut(u64) -> bool) {
+    let mut t = Tally::default();
+    let mut blocks = |n: u64, t: &mut Tally| {
+        for _ in 0..n {
+            for _ in 0..PER_BLOCK {
+                if send(t.sent) {
+                    t.sent += 1;
+                } else {
+                    t.full += 1;
+                }
+            }
+            for _ in 0..PER_BLOCK {
+                if recv(t.received) {
+                    t.received += 1;
+                } else {
+                    t.empty += 1;
+                }
+            }
+        }
+    };
+    // Warm-up: whatever a handle sets up on first use is not on the paths the docs speak of.
+    blocks(1, &mut t);
+    let warm = std::mem::take(&mut t);
+    let ((), allocations) = allocations_during(|| blocks(BLOCKS, &mut t));
+    assert_eq!(allocations, 0, "allocations on try_send / try_recv: {t:?}");
+    assert_eq!(warm.sent + t.sent, (1 + BLOCKS) * CAPACITY as u64, "{t:?}");
+    assert_eq!(t.received, t.sent, "{t:?}");
+    assert_eq!((t.full, t.empty), (BLOCKS * 4, BLOCKS * 4), "{t:?}");
+}
+
+/// `Ok` → sent, `Full` → full; any other answer fails the test.
+fn sent<T>(k: u64, r: Result<(), SendError<T>>) -> bool {
+    match r {
+        Ok(()) => true,
+        Err(SendError::Full(_)) => false,
+        Err(e) => panic!("item {k}: {e}"),
+    }
+}
+
 #[test]
 fn raw_try_send_and_try_recv_do_not_allocate() {
     let name = TestBus::new("q-alloc-raw");
@@ -43,43 +85,18 @@ fn raw_try_send_and_try_recv_do_not_allocate() {
         .item_size(ITEM)
         .create()
         .unwrap();
-    let mut tx = q.sender().unwrap();
-    let mut rx = q.receiver().unwrap();
-    let (mut next_send, mut next_recv) = (0u64, 0u64);
-    let mut blocks = |n: u64, t: &mut Tally| {
-        let mut buf = [0u8; ITEM];
-        for _ in 0..n {
-            for _ in 0..PER_BLOCK {
-                match tx.try_send(item(next_send, &mut buf)) {
-                    Ok(()) => {
-                        t.sent += 1;
-                        next_send += 1;
-                    }
-                    Err(SendError::Full(_)) => t.full += 1,
-                    Err(e) => panic!("item {next_send}: {e:?}"),
-                }
+    let (mut tx, mut rx) = (q.sender().unwrap(), q.receiver().unwrap());
+    let (mut out, mut want) = ([0u8; ITEM], [0u8; ITEM]);
+    blocks_do_not_allocate(
+        |k| sent(k, tx.try_send(item(k, &mut out))),
+        |k| match rx.try_recv() {
+            Some(got) => {
+                assert_eq!(got, item(k, &mut want), "item {k}");
+                true
             }
-            for _ in 0..PER_BLOCK {
-                match rx.try_recv() {
-                    Some(got) => {
-                        let want = item(next_recv, &mut buf);
-                        assert_eq!(got, want, "item {next_recv}");
-                        t.received += 1;
-                        next_recv += 1;
-                    }
-                    None => t.empty += 1,
-                }
-            }
-        }
-    };
-    // Warm-up: whatever a handle sets up on first use is not on the paths the docs speak of.
-    blocks(1, &mut Tally::default());
-    let mut t = Tally::default();
-    let ((), allocations) = allocations_during(|| blocks(BLOCKS, &mut t));
-    assert_eq!(allocations, 0, "allocations on try_send / try_recv: {t:?}");
-    assert_eq!(t.sent, BLOCKS * CAPACITY as u64, "{t:?}");
-    assert_eq!(t.received, t.sent, "{t:?}");
-    assert_eq!((t.full, t.empty), (BLOCKS * 4, BLOCKS * 4), "{t:?}");
+            None => false,
+        },
+    );
 }
 
 #[test]
@@ -90,39 +107,16 @@ fn typed_try_send_and_try_recv_do_not_allocate() {
         .capacity(CAPACITY as u64)
         .create()
         .unwrap();
-    let mut tx = q.sender().unwrap();
-    let mut rx = q.receiver().unwrap();
-    let (mut next_send, mut next_recv) = (0u64, 0u64);
+    let (mut tx, mut rx) = (q.sender().unwrap(), q.receiver().unwrap());
     let value = |k: u64| [k, !k, k.rotate_left(17), k ^ 0x5a5a];
-    let mut blocks = |n: u64, t: &mut Tally| {
-        for _ in 0..n {
-            for _ in 0..PER_BLOCK {
-                match tx.try_send(value(next_send)) {
-                    Ok(()) => {
-                        t.sent += 1;
-                        next_send += 1;
-                    }
-                    Err(SendError::Full(_)) => t.full += 1,
-                    Err(e) => panic!("item {next_send}: {e:?}"),
-                }
+    blocks_do_not_allocate(
+        |k| sent(k, tx.try_send(value(k))),
+        |k| match rx.try_recv() {
+            Some(got) => {
+                assert_eq!(*got, value(k), "item {k}");
+                true
             }
-            for _ in 0..PER_BLOCK {
-                match rx.try_recv() {
-                    Some(got) => {
-                        assert_eq!(*got, value(next_recv), "item {next_recv}");
-                        t.received += 1;
-                        next_recv += 1;
-                    }
-                    None => t.empty += 1,
-                }
-            }
-        }
-    };
-    blocks(1, &mut Tally::default());
-    let mut t = Tally::default();
-    let ((), allocations) = allocations_during(|| blocks(BLOCKS, &mut t));
-    assert_eq!(allocations, 0, "allocations on try_send / try_recv: {t:?}");
-    assert_eq!(t.sent, BLOCKS * CAPACITY as u64, "{t:?}");
-    assert_eq!(t.received, t.sent, "{t:?}");
-    assert_eq!((t.full, t.empty), (BLOCKS * 4, BLOCKS * 4), "{t:?}");
+            None => false,
+        },
+    );
 }

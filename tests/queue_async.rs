@@ -9,9 +9,9 @@ use shmbus_testkit as support;
 
 use std::time::Duration;
 
-use shmbus::{Queue, SendError};
-use support::poll::{expect_told, hold, readable, wait_readable, HANG_GUARD};
-use support::{say, ChildProc, TestBus};
+use shmbus::{Queue, QueueReceiverReadiness, SendError};
+use support::poll::{readable, wait_readable, HANG_GUARD};
+use support::{env, on_go, ChildProc, TestBus};
 
 const CHILD: &str = "child_entry";
 
@@ -23,26 +23,29 @@ fn child_entry() {
 
 /// Attaches a sender to QUEUE, says `ready`, sends one item when told `go`.
 fn send_on_go() {
-    let q = Queue::open(&std::env::var("QUEUE").expect("QUEUE")).unwrap();
+    let q = Queue::open(&env::<String>("QUEUE")).unwrap();
     let mut tx = q.sender().unwrap();
-    say("ready");
-    expect_told("go");
-    tx.try_send(b"from afar").unwrap();
-    say("sent");
-    hold();
+    on_go("sent", || tx.try_send(b"from afar").unwrap());
 }
 
-#[test]
-fn receiver_readiness_is_not_readable_before_a_send_from_another_process_and_is_after() {
-    let t = TestBus::new("qa-proc");
+/// A queue of 8 items of 16 bytes, a receiver's descriptor on it, and a child process whose
+/// sender is ready to send one item when told `go`.
+fn queue_with_a_sender_process(tag: &str) -> (TestBus, Queue, QueueReceiverReadiness, ChildProc) {
+    let t = TestBus::new(tag);
     let q = Queue::builder(t.name())
         .capacity(8)
         .item_size(16)
         .create()
         .unwrap();
-    let mut rx = q.receiver().unwrap().into_readiness().unwrap();
+    let rx = q.receiver().unwrap().into_readiness().unwrap();
     let mut child = ChildProc::spawn(CHILD, "send_on_go", &[("QUEUE", t.0.clone())]);
     child.expect_line("ready");
+    (t, q, rx, child)
+}
+
+#[test]
+fn receiver_readiness_is_not_readable_before_a_send_from_another_process_and_is_after() {
+    let (_t, _q, mut rx, mut child) = queue_with_a_sender_process("qa-proc");
     assert_eq!(rx.try_recv(), None, "nothing yet: arms");
     assert!(
         !readable(&rx, Duration::ZERO),
@@ -138,15 +141,7 @@ fn draining_a_queue_never_loses_an_edge_to_a_racing_send() {
 /// sender comes back.
 #[test]
 fn receiver_readiness_turns_readable_when_the_last_sender_is_gone() {
-    let t = TestBus::new("qr-closed");
-    let q = Queue::builder(t.name())
-        .capacity(8)
-        .item_size(16)
-        .create()
-        .unwrap();
-    let mut rx = q.receiver().unwrap().into_readiness().unwrap();
-    let mut child = ChildProc::spawn(CHILD, "send_on_go", &[("QUEUE", t.0.clone())]);
-    child.expect_line("ready");
+    let (_t, q, mut rx, mut child) = queue_with_a_sender_process("qr-closed");
     assert_eq!(rx.try_recv(), None);
     assert!(!rx.receiver().is_closed());
     child.kill9();

@@ -224,10 +224,7 @@ fn four_producers_and_four_consumers_move_every_item_exactly_once() {
     if role().is_some() {
         return;
     }
-    let items: u64 = std::env::var("SHMBUS_QUEUE_ITEMS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200_000);
+    let items: u64 = support::env_or("SHMBUS_QUEUE_ITEMS", 200_000);
     let per = items / 4;
     let t = TestBus::new("qmp");
     let dir = LogDir::new("qmp");
@@ -275,10 +272,7 @@ fn killed_producers_and_consumers_never_duplicate_tear_or_lose_unaccounted_items
     if role().is_some() {
         return;
     }
-    let trials: u64 = std::env::var("SHMBUS_QUEUE_KILLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
+    let trials: u64 = support::env_or("SHMBUS_QUEUE_KILLS", 200);
     let mut rng = Rng::from_env("queue kill trials");
     let t = TestBus::new("qkill");
     let dir = LogDir::new("qkill");

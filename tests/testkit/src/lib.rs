@@ -90,6 +90,25 @@ pub fn assert_wrong_kind(err: &shmbus::Error, found: &str, expected: &str) {
     assert!(!err.is_corrupt(), "{err:?}");
 }
 
+/// A setting from the environment (a test's size, say), or `default` when it is not set or does
+/// not parse.
+pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// In a child: says `ready`, waits for the parent's `go`, runs `act`, says `done`, then keeps
+/// its handles until the parent tells it anything or closes its stdin.
+pub fn on_go(done: &str, act: impl FnOnce()) {
+    say("ready");
+    poll::expect_told("go");
+    act();
+    say(done);
+    poll::hold();
+}
+
 /// Prints a line for the parent and flushes it at once.
 pub fn say(line: &str) {
     use std::io::Write;
