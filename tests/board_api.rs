@@ -5,6 +5,7 @@ use shmbus_testkit as support;
 
 use shmbus::bytemuck::{Pod, Zeroable};
 use shmbus::{Board, BoardBuilder, Bus, BusBuilder, Error};
+use support::make;
 use support::{assert_wrong_kind, TestBus};
 
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
@@ -19,11 +20,7 @@ struct Pose {
 #[test]
 fn each_cell_holds_its_latest_value_and_counts_its_updates() {
     let name = TestBus::new("board-latest");
-    let board = BoardBuilder::new(name.name())
-        .cells(5)
-        .value_size(20)
-        .create()
-        .unwrap();
+    let board = make::board(&name, 5, 20);
     assert_eq!((board.cells(), board.value_size()), (5, 20));
     let mut w = board.writer().unwrap();
     let mut r = Board::open_read_only(name.name()).unwrap().reader();

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use shmbus::{Board, BoardBuilder, Error};
 use support::forge::Forger;
+use support::make;
 use support::{Rng, TestBus};
 
 /// Word offsets of a board of 5 cells of 24-byte values with keys (docs/design.md §12): the
@@ -165,11 +166,7 @@ fn forge_board_word(t: &TestBus, word: u64) {
 #[test]
 fn a_forged_board_word_is_a_corrupt_board_or_an_unfinished_one() {
     let name = TestBus::new("board-forged");
-    BoardBuilder::new(name.name())
-        .cells(5)
-        .value_size(8)
-        .create()
-        .unwrap();
+    make::board(&name, 5, 8);
     // 5 cells take room for 8; anything that does not round up to 8 is refused.
     for word in [9u64, 4, 1 << 32 | 5, 64 << 32 | 5] {
         forge_board_word(&name, word);
@@ -200,11 +197,7 @@ const CELL0_STATE: usize = 512;
 fn a_forged_holder_beyond_the_producer_table_is_given_back_not_followed() {
     for (cells, holder) in [(1usize, 40u64), (64, 40), (1, 33), (1, 63), (1, 0)] {
         let name = TestBus::new("board-holder");
-        let board = BoardBuilder::new(name.name())
-            .cells(cells)
-            .value_size(8)
-            .create()
-            .unwrap();
+        let board = make::board(&name, cells, 8);
         let forger = Forger::new(&name);
         let mut w = board.writer().unwrap();
         assert_eq!(w.set_bytes(0, b"v1").unwrap(), 1);
@@ -230,11 +223,7 @@ fn a_forged_holder_beyond_the_producer_table_is_given_back_not_followed() {
 #[test]
 fn a_forged_version_at_its_limit_is_a_corrupt_board_not_a_wrapped_one() {
     let name = TestBus::new("board-seq-limit");
-    let board = BoardBuilder::new(name.name())
-        .cells(1)
-        .value_size(8)
-        .create()
-        .unwrap();
+    let board = make::board(&name, 1, 8);
     let forger = Forger::new(&name);
     let mut w = board.writer().unwrap();
     w.set_bytes(0, b"v1").unwrap();

@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shmbus::{Board, BoardBuilder, Error};
+use shmbus::{Board, Error};
+use support::make;
 use support::{check_payload, env, field, make_payload, role, say, ChildProc, Rng, TestBus};
 
 const CHILD: &str = "child_entry";
@@ -120,11 +121,7 @@ fn readers_never_see_a_torn_value_while_writer_processes_update_cells() {
         return;
     }
     let name = TestBus::new("board-stress");
-    BoardBuilder::new(name.name())
-        .cells(CELLS)
-        .value_size(VALUE)
-        .create()
-        .unwrap();
+    make::board(&name, CELLS, VALUE);
     let reads: u64 = support::env_or("SHMBUS_BOARD_READS", 200_000);
     let board = ("BOARD", name.name().to_owned());
     let mut writers: Vec<ChildProc> = (1..=2u64)
@@ -210,11 +207,7 @@ enum Repair {
 
 fn crash_mid_update(how: Repair) {
     let name = TestBus::new("board-crash");
-    let board = BoardBuilder::new(name.name())
-        .cells(4)
-        .value_size(64)
-        .create()
-        .unwrap();
+    let board = make::board(&name, 4, 64);
     let mut first = [0u8; 64];
     make_payload(&mut first, value_id(1, 2), 1);
     let mut w0 = board.writer().unwrap();

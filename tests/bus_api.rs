@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use shmbus::{Bus, BusBuilder, Error, Event, LapPolicy, ProducerMode, Recv, Start, Wait};
 use support::forge::Forger;
+use support::make;
 use support::TestBus;
 
 fn recv_seq(r: Recv<'_>) -> Result<(u64, Vec<u8>), String> {
@@ -20,11 +21,7 @@ fn recv_seq(r: Recv<'_>) -> Result<(u64, Vec<u8>), String> {
 #[test]
 fn create_open_and_exchange_a_message() {
     let t = TestBus::new("roundtrip");
-    let bus = BusBuilder::new(t.name())
-        .slots(8)
-        .capacity(32)
-        .create()
-        .unwrap();
+    let bus = make::bus(&t, 8, 32);
     let mut tx = bus.publisher().unwrap();
     let other = Bus::open(t.name()).unwrap();
     assert_eq!(

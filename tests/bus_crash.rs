@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmbus::{Bus, BusBuilder, Error, ProducerMode, Recv, Start, Wait};
+use support::make;
 use support::{check_payload, env, field, make_payload, payload_len, say, ChildProc, Rng, TestBus};
 
 /// The test that child processes run.
@@ -421,11 +422,7 @@ fn killed_multi_producers_never_tear_a_message_and_stuck_slots_are_skipped() {
 #[test]
 fn killed_consumer_harms_neither_the_producer_nor_other_consumers() {
     let name = TestBus::new("kill-consumer");
-    let bus = BusBuilder::new(name.name())
-        .slots(1 << 16)
-        .capacity(64)
-        .create()
-        .expect("create bus");
+    let bus = make::bus(&name, 1 << 16, 64);
     let (first, second) = (10_000u64, 20_000u64);
     let bus_env = [("BUS", name.name().to_owned())];
     let mut victim = ChildProc::spawn(CHILD, "checker", &bus_env);

@@ -17,6 +17,7 @@ use proptest::prelude::*;
 use shmbus::layout::SegmentKind;
 use shmbus::{Bus, BusBuilder, Error, Recv, Start};
 use support::forge::{get_word, plant, segment_bytes, set_word, Forger};
+use support::make;
 use support::{assert_wrong_kind, env, make_payload, say, ChildProc, Rng, TestBus};
 
 /// The test that child processes run.
@@ -324,11 +325,7 @@ const SLOTS_WORD: usize = 512;
 /// A bus of 8 slots of 64 bytes (stride 128 bytes = 16 words) with messages 0..count published.
 fn published_bus(tag: &str, count: u64) -> (TestBus, Bus, shmbus::Publisher) {
     let name = TestBus::new(tag);
-    let bus = BusBuilder::new(name.name())
-        .slots(8)
-        .capacity(64)
-        .create()
-        .expect("create");
+    let bus = make::bus(&name, 8, 64);
     let mut tx = bus.publisher().expect("attach");
     for k in 0..count {
         let mut buf = [0u8; 40];

@@ -10,6 +10,7 @@ use shmbus_testkit as support;
 use std::time::Duration;
 
 use shmbus::{Bus, BusBuilder, Recv, Start};
+use support::make;
 use support::{await_cond, say, ChildProc, TestBus};
 
 const CHILD: &str = "child_entry";
@@ -244,11 +245,7 @@ fn records_board_and_queue_handles_inherited_across_fork_refuse() {
         .create()
         .unwrap();
     let q = TestBus::new("fork-queue");
-    let queue = shmbus::Queue::builder(q.name())
-        .capacity(8)
-        .item_size(16)
-        .create()
-        .unwrap();
+    let queue = make::queue(&q, 8, 16);
     let mut child = ChildProc::spawn(
         CHILD,
         "other_kinds_in_fork",

@@ -4,8 +4,9 @@
 
 use shmbus_testkit as support;
 
-use shmbus::{Queue, SendError};
+use shmbus::SendError;
 use support::alloc::{allocations_during, Counting};
+use support::make;
 use support::TestBus;
 
 #[global_allocator]
@@ -80,11 +81,7 @@ fn sent<T>(k: u64, r: Result<(), SendError<T>>) -> bool {
 #[test]
 fn raw_try_send_and_try_recv_do_not_allocate() {
     let name = TestBus::new("q-alloc-raw");
-    let q = Queue::builder(name.name())
-        .capacity(CAPACITY as u64)
-        .item_size(ITEM)
-        .create()
-        .unwrap();
+    let q = make::queue(&name, CAPACITY as u64, ITEM);
     let (mut tx, mut rx) = (q.sender().unwrap(), q.receiver().unwrap());
     let (mut out, mut want) = ([0u8; ITEM], [0u8; ITEM]);
     blocks_do_not_allocate(
@@ -102,11 +99,7 @@ fn raw_try_send_and_try_recv_do_not_allocate() {
 #[test]
 fn typed_try_send_and_try_recv_do_not_allocate() {
     let name = TestBus::new("q-alloc-typed");
-    let q = Queue::builder(name.name())
-        .item_type::<[u64; 4]>()
-        .capacity(CAPACITY as u64)
-        .create()
-        .unwrap();
+    let q = make::typed_queue::<[u64; 4]>(&name, CAPACITY as u64);
     let (mut tx, mut rx) = (q.sender().unwrap(), q.receiver().unwrap());
     let value = |k: u64| [k, !k, k.rotate_left(17), k ^ 0x5a5a];
     blocks_do_not_allocate(

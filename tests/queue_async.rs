@@ -10,6 +10,7 @@ use shmbus_testkit as support;
 use std::time::Duration;
 
 use shmbus::{Queue, QueueReceiverReadiness, SendError};
+use support::make;
 use support::poll::{readable, wait_readable, HANG_GUARD};
 use support::{env, on_go, ChildProc, TestBus};
 
@@ -32,11 +33,7 @@ fn send_on_go() {
 /// sender is ready to send one item when told `go`.
 fn queue_with_a_sender_process(tag: &str) -> (TestBus, Queue, QueueReceiverReadiness, ChildProc) {
     let t = TestBus::new(tag);
-    let q = Queue::builder(t.name())
-        .capacity(8)
-        .item_size(16)
-        .create()
-        .unwrap();
+    let q = make::queue(&t, 8, 16);
     let rx = q.receiver().unwrap().into_readiness().unwrap();
     let mut child = ChildProc::spawn(CHILD, "send_on_go", &[("QUEUE", t.0.clone())]);
     child.expect_line("ready");
@@ -64,11 +61,7 @@ fn receiver_readiness_is_not_readable_before_a_send_from_another_process_and_is_
 #[test]
 fn sender_readiness_of_a_full_queue_turns_readable_when_a_receiver_takes_an_item() {
     let t = TestBus::new("qa-space");
-    let q = Queue::builder(t.name())
-        .capacity(2)
-        .item_size(8)
-        .create()
-        .unwrap();
+    let q = make::queue(&t, 2, 8);
     let mut tx = q.sender().unwrap().into_readiness().unwrap();
     let mut rx = q.receiver().unwrap();
     tx.try_send(b"a").unwrap();
@@ -166,11 +159,7 @@ mod with_tokio {
     #[tokio::test]
     async fn recv_async_returns_none_once_the_queue_is_closed() {
         let t = TestBus::new("qa-closed");
-        let q = Queue::builder(t.name())
-            .item_type::<u64>()
-            .capacity(8)
-            .create()
-            .unwrap();
+        let q = make::typed_queue::<u64>(&t, 8);
         let mut rx = q.receiver().unwrap();
         let tx = {
             let mut tx = q.sender().unwrap();
@@ -203,11 +192,7 @@ mod with_tokio {
         const N: u64 = 20_000;
         const STOP: u64 = u64::MAX;
         let t = TestBus::new("qa-two");
-        let q = Queue::builder(t.name())
-            .item_type::<u64>()
-            .capacity(16)
-            .create()
-            .unwrap();
+        let q = make::typed_queue::<u64>(&t, 16);
         let mut tx = q.sender().unwrap();
         let task = |mut rx: shmbus::QueueReceiver<u64>| async move {
             let mut got = Vec::new();
@@ -245,11 +230,7 @@ mod with_tokio {
     #[tokio::test]
     async fn send_async_on_a_full_queue_completes_when_a_receiver_drains() {
         let t = TestBus::new("qa-full");
-        let q = Queue::builder(t.name())
-            .item_type::<u64>()
-            .capacity(4)
-            .create()
-            .unwrap();
+        let q = make::typed_queue::<u64>(&t, 4);
         let mut tx = q.sender().unwrap();
         for i in 0..4u64 {
             tx.try_send(i).unwrap();
@@ -274,11 +255,7 @@ mod with_tokio {
     #[tokio::test]
     async fn a_send_async_dropped_while_waiting_sends_nothing() {
         let t = TestBus::new("qa-dropsend");
-        let q = Queue::builder(t.name())
-            .item_type::<u64>()
-            .capacity(2)
-            .create()
-            .unwrap();
+        let q = make::typed_queue::<u64>(&t, 2);
         let mut tx = q.sender().unwrap();
         tx.try_send(0).unwrap();
         tx.try_send(1).unwrap();
@@ -306,11 +283,7 @@ mod with_tokio {
     async fn a_recv_async_dropped_while_waiting_loses_nothing() {
         const N: u64 = 2_000;
         let t = TestBus::new("qa-cancel");
-        let q = Queue::builder(t.name())
-            .item_type::<u64>()
-            .capacity(64)
-            .create()
-            .unwrap();
+        let q = make::typed_queue::<u64>(&t, 64);
         let mut tx = q.sender().unwrap();
         let mut rx = q.receiver().unwrap();
         let sender = std::thread::spawn(move || {
@@ -342,11 +315,7 @@ mod with_tokio {
     #[tokio::test]
     async fn raw_send_async_hands_back_an_item_too_large_with_the_numbers() {
         let t = TestBus::new("qa-large");
-        let q = Queue::builder(t.name())
-            .capacity(2)
-            .item_size(4)
-            .create()
-            .unwrap();
+        let q = make::queue(&t, 2, 4);
         let mut tx = q.sender().unwrap();
         let err = tx.send_async(b"12345").await.unwrap_err();
         assert_eq!(err.item, b"12345");

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use shmbus::Queue;
 use support::forge::Forger;
+use support::make;
 use support::{
     check_payload, env, field, make_payload, payload_len, role, say, ChildProc, Rng, TestBus,
 };
@@ -228,11 +229,7 @@ fn four_producers_and_four_consumers_move_every_item_exactly_once() {
     let per = items / 4;
     let t = TestBus::new("qmp");
     let dir = LogDir::new("qmp");
-    let q = Queue::builder(t.name())
-        .capacity(256)
-        .item_size(ITEM_SIZE)
-        .create()
-        .unwrap();
+    let q = make::queue(&t, 256, ITEM_SIZE);
     let mut consumers: Vec<_> = (0..4)
         .map(|n| spawn_consumer(t.name(), &dir.log(n), true))
         .collect();
@@ -277,11 +274,7 @@ fn killed_producers_and_consumers_never_duplicate_tear_or_lose_unaccounted_items
     let t = TestBus::new("qkill");
     let dir = LogDir::new("qkill");
     let capacity = 64;
-    let q = Queue::builder(t.name())
-        .capacity(capacity)
-        .item_size(ITEM_SIZE)
-        .create()
-        .unwrap();
+    let q = make::queue(&t, capacity, ITEM_SIZE);
     let mut next_id = 0u64;
     let mut next_log = 0usize;
     let mut producers: Vec<ChildProc> = (0..2)
@@ -428,11 +421,7 @@ fn wedge(
     (ChildProc, usize),
 ) {
     let name = TestBus::new(tag);
-    let q = Queue::builder(name.name())
-        .capacity(4)
-        .item_size(8)
-        .create()
-        .unwrap();
+    let q = make::queue(&name, 4, 8);
     let forger = Forger::new(&name);
     let v = spawn_participant(name.name(), side);
     let l = spawn_participant(name.name(), side);

@@ -43,6 +43,7 @@ impl Drop for TestBus {
 
 pub mod alloc;
 pub mod forge;
+pub mod make;
 pub mod payload;
 pub mod poll;
 use payload::mix;
