@@ -101,11 +101,7 @@ fn typed_values_round_trip_and_another_type_is_refused() {
 
 #[test]
 fn a_value_built_in_place_is_committed_whole_and_a_panicking_fill_changes_nothing() {
-    let board = BoardBuilder::new("unused")
-        .cells(2)
-        .value_size(40)
-        .in_process()
-        .unwrap();
+    let board = make::in_process_board(2, 40);
     let mut w = board.writer().unwrap();
     let mut r = board.reader();
     let (v, n) = w
@@ -149,11 +145,7 @@ fn a_value_built_in_place_is_committed_whole_and_a_panicking_fill_changes_nothin
 
 #[test]
 fn bad_indexes_and_sizes_are_errors_with_the_numbers() {
-    let board = BoardBuilder::new("unused")
-        .cells(3)
-        .value_size(8)
-        .in_process()
-        .unwrap();
+    let board = make::in_process_board(3, 8);
     let mut w = board.writer().unwrap();
     let mut r = board.reader();
     assert!(matches!(

@@ -85,11 +85,7 @@ fn slot_count_is_never_rounded() {
 
 #[test]
 fn oversize_message_names_both_sizes() {
-    let bus = BusBuilder::new("x")
-        .slots(4)
-        .capacity(16)
-        .in_process()
-        .unwrap();
+    let bus = make::in_process_bus(4, 16);
     let mut tx = bus.publisher().unwrap();
     let err = tx.publish_bytes(&[0; 17]).unwrap_err();
     assert!(matches!(
@@ -257,11 +253,7 @@ fn read_only_handle_reads_but_cannot_publish() {
 
 #[test]
 fn new_subscriber_sees_only_future_messages_unless_told() {
-    let bus = BusBuilder::new("x")
-        .slots(8)
-        .capacity(8)
-        .in_process()
-        .unwrap();
+    let bus = make::in_process_bus(8, 8);
     let mut tx = bus.publisher().unwrap();
     for i in 0..5u8 {
         tx.publish_bytes(&[i]).unwrap();
@@ -280,11 +272,7 @@ fn new_subscriber_sees_only_future_messages_unless_told() {
 
 #[test]
 fn oldest_after_wrap_is_a_full_ring_back() {
-    let bus = BusBuilder::new("x")
-        .slots(8)
-        .capacity(8)
-        .in_process()
-        .unwrap();
+    let bus = make::in_process_bus(8, 8);
     let mut tx = bus.publisher().unwrap();
     for i in 0..20u64 {
         tx.publish_bytes(&i.to_ne_bytes()).unwrap();
@@ -297,11 +285,7 @@ fn oldest_after_wrap_is_a_full_ring_back() {
 #[test]
 fn lapped_subscriber_reports_exact_loss_and_resumes_at_oldest() {
     for published in [9u64, 16, 24, 1000, 100_003] {
-        let bus = BusBuilder::new("x")
-            .slots(8)
-            .capacity(8)
-            .in_process()
-            .unwrap();
+        let bus = make::in_process_bus(8, 8);
         let mut tx = bus.publisher().unwrap();
         let mut rx = bus.subscriber();
         for i in 0..published {
@@ -325,11 +309,7 @@ fn lapped_subscriber_reports_exact_loss_and_resumes_at_oldest() {
 
 #[test]
 fn newest_policy_resumes_at_the_newest_message() {
-    let bus = BusBuilder::new("x")
-        .slots(8)
-        .capacity(8)
-        .in_process()
-        .unwrap();
+    let bus = make::in_process_bus(8, 8);
     let mut tx = bus.publisher().unwrap();
     let mut rx = bus.subscriber().lap_policy(LapPolicy::Newest);
     for i in 0..30u64 {
@@ -435,11 +415,7 @@ fn recv_reports_closed_after_draining_and_the_sequence_continues() {
 
 #[test]
 fn iterator_reports_laps_and_ends_when_closed() {
-    let bus = BusBuilder::new("x")
-        .slots(4)
-        .capacity(8)
-        .in_process()
-        .unwrap();
+    let bus = make::in_process_bus(4, 8);
     let mut rx = bus.subscriber();
     {
         let mut tx = bus.publisher().unwrap();

@@ -41,3 +41,21 @@ pub fn board(name: &TestBus, cells: usize, value_size: usize) -> Board {
         .create()
         .expect("create board")
 }
+
+/// An in-process bus (on the heap, no name in /dev/shm) of `slots` slots of `capacity` bytes.
+pub fn in_process_bus(slots: u64, capacity: usize) -> Bus {
+    BusBuilder::new("in-process")
+        .slots(slots)
+        .capacity(capacity)
+        .in_process()
+        .expect("in-process bus")
+}
+
+/// An in-process board of `cells` cells of up to `value_size` bytes.
+pub fn in_process_board(cells: usize, value_size: usize) -> Board {
+    BoardBuilder::new("in-process")
+        .cells(cells)
+        .value_size(value_size)
+        .in_process()
+        .expect("in-process board")
+}
