@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shmbus::{Bus, BusBuilder, Readiness, Recv, Start};
+use shmbus::{Bus, BusBuilder, Publisher, Readiness, Recv, Start};
 use support::forge::Forger;
 use support::poll::{readable, wait_readable, HANG_GUARD};
 use support::{await_cond, env, on_go, ChildProc, TestBus};
@@ -30,6 +30,16 @@ fn publish_on_go() {
     on_go("published", || {
         tx.publish_bytes(b"from afar").unwrap();
     });
+}
+
+/// A bus of the default shape, its producer, and a subscriber's readiness handle from the next
+/// message on.
+fn bus_with_readiness(tag: &str) -> (TestBus, Bus, Publisher, Readiness) {
+    let name = TestBus::new(tag);
+    let bus = BusBuilder::new(name.name()).create().unwrap();
+    let tx = bus.publisher().unwrap();
+    let rx = bus.subscribe(Start::Next).into_readiness().unwrap();
+    (name, bus, tx, rx)
 }
 
 /// The waiter flag of a bus, read from its segment (docs/design.md §2: byte 1096, word 137).
@@ -85,10 +95,7 @@ fn readiness_becomes_readable_on_a_lap_with_the_exact_loss() {
 
 #[test]
 fn readiness_becomes_readable_once_when_the_bus_closes() {
-    let name = TestBus::new("rd-closed");
-    let bus = BusBuilder::new(name.name()).create().unwrap();
-    let tx = bus.publisher().unwrap();
-    let mut rx = bus.subscribe(Start::Next).into_readiness().unwrap();
+    let (_name, bus, tx, mut rx) = bus_with_readiness("rd-closed");
     assert!(matches!(rx.try_recv(), Recv::Empty));
     drop(tx);
     wait_readable(&rx, "the only producer left");
@@ -103,10 +110,7 @@ fn readiness_becomes_readable_once_when_the_bus_closes() {
 
 #[test]
 fn readiness_is_armed_from_creation() {
-    let name = TestBus::new("rd-created");
-    let bus = BusBuilder::new(name.name()).create().unwrap();
-    let mut tx = bus.publisher().unwrap();
-    let mut rx = bus.subscribe(Start::Next).into_readiness().unwrap();
+    let (_name, _bus, mut tx, mut rx) = bus_with_readiness("rd-created");
     assert!(
         !readable(&rx, Duration::ZERO),
         "nothing published: not readable"
@@ -119,10 +123,7 @@ fn readiness_is_armed_from_creation() {
 
 #[test]
 fn readiness_stays_armed_after_it_reports_closed() {
-    let name = TestBus::new("rd-closed-rearm");
-    let bus = BusBuilder::new(name.name()).create().unwrap();
-    let tx = bus.publisher().unwrap();
-    let mut rx = bus.subscribe(Start::Next).into_readiness().unwrap();
+    let (_name, bus, tx, mut rx) = bus_with_readiness("rd-closed-rearm");
     drop(tx);
     wait_readable(&rx, "the only producer left");
     assert!(matches!(rx.try_recv(), Recv::Closed));
@@ -157,10 +158,7 @@ fn read_only_readiness_becomes_readable_on_publish() {
 
 #[test]
 fn publisher_pays_nothing_while_no_registration_is_armed() {
-    let name = TestBus::new("rd-flag");
-    let bus = BusBuilder::new(name.name()).create().unwrap();
-    let mut tx = bus.publisher().unwrap();
-    let mut rx = bus.subscribe(Start::Next).into_readiness().unwrap();
+    let (name, _bus, mut tx, mut rx) = bus_with_readiness("rd-flag");
     assert_eq!(waiter_flag(&name), 0, "registered, not armed");
     assert!(matches!(rx.try_recv(), Recv::Empty));
     await_cond(HANG_GUARD, "the waker raises the flag", || {
