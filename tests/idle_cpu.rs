@@ -30,7 +30,7 @@ fn runnable() -> Duration {
 /// sequences 1..4 were published: the next sequence, 4, maps onto slot 0, which holds the
 /// abandoned version of an older sequence.
 fn bus_with_an_older_abandoned_slot(name: &TestBus) -> (Bus, Publisher) {
-    let bus = make::bus(&name, 4, 16);
+    let bus = make::bus(name, 4, 16);
     let mut tx = bus.publisher().unwrap();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         tx.publish_with(|w| {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use shmbus::records::{RecordRecv, RecordsBuilder};
 use shmbus::Start;
-use support::poll::{readable, wait_readable, HANG_GUARD};
+use support::poll::{readable, wait_readable};
 use support::TestBus;
 
 #[test]
@@ -50,6 +50,7 @@ mod with_tokio {
     use super::*;
 
     use shmbus::records::RecordEvent;
+    use support::poll::HANG_GUARD;
 
     /// Record `i`'s bytes: a length that varies with `i` (0 to 300), each byte derived from `i`.
     fn record(i: u64) -> Vec<u8> {
