@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shmbus::{Board, BoardBuilder, Error};
+use shmbus::{Board, Error};
+use support::make;
 use support::{check_payload, env, field, make_payload, role, say, ChildProc, Rng, TestBus};
 
 const CHILD: &str = "child_entry";
@@ -27,13 +28,7 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// Entry point of child processes; does nothing when run as an ordinary test.
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    match role.as_str() {
-        "writer" => writer(),
-        "reader" => reader(),
-        "dier" => dier(),
-        other => panic!("unknown child role {other}"),
-    }
+    support::run_role(&[("writer", writer), ("reader", reader), ("dier", dier)]);
 }
 
 /// The id stored in a value: writer in the high half, cell in the low half.
@@ -126,15 +121,8 @@ fn readers_never_see_a_torn_value_while_writer_processes_update_cells() {
         return;
     }
     let name = TestBus::new("board-stress");
-    BoardBuilder::new(name.name())
-        .cells(CELLS)
-        .value_size(VALUE)
-        .create()
-        .unwrap();
-    let reads: u64 = std::env::var("SHMBUS_BOARD_READS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200_000);
+    make::board(&name, CELLS, VALUE);
+    let reads: u64 = support::env_or("SHMBUS_BOARD_READS", 200_000);
     let board = ("BOARD", name.name().to_owned());
     let mut writers: Vec<ChildProc> = (1..=2u64)
         .map(|id| ChildProc::spawn(CHILD, "writer", &[board.clone(), ("ID", id.to_string())]))
@@ -219,11 +207,7 @@ enum Repair {
 
 fn crash_mid_update(how: Repair) {
     let name = TestBus::new("board-crash");
-    let board = BoardBuilder::new(name.name())
-        .cells(4)
-        .value_size(64)
-        .create()
-        .unwrap();
+    let board = make::board(&name, 4, 64);
     let mut first = [0u8; 64];
     make_payload(&mut first, value_id(1, 2), 1);
     let mut w0 = board.writer().unwrap();

@@ -10,7 +10,8 @@ use shmbus_testkit as support;
 use std::time::Duration;
 
 use shmbus::{Bus, BusBuilder, Recv, Start};
-use support::{await_cond, role, say, ChildProc, TestBus};
+use support::make;
+use support::{await_cond, say, ChildProc, TestBus};
 
 const CHILD: &str = "child_entry";
 const LIMIT: Duration = Duration::from_secs(20);
@@ -18,14 +19,12 @@ const LIMIT: Duration = Duration::from_secs(20);
 /// Entry point of child processes; does nothing when run as an ordinary test.
 #[test]
 fn child_entry() {
-    match role().as_deref() {
-        None => {}
-        Some("fork_then_exit") => fork_then_exit(),
-        Some("publish_in_fork") => publish_in_fork(),
-        Some("drop_readiness_in_fork") => drop_readiness_in_fork(),
-        Some("other_kinds_in_fork") => other_kinds_in_fork(),
-        Some(other) => panic!("unknown child role {other}"),
-    }
+    support::run_role(&[
+        ("fork_then_exit", fork_then_exit),
+        ("publish_in_fork", publish_in_fork),
+        ("drop_readiness_in_fork", drop_readiness_in_fork),
+        ("other_kinds_in_fork", other_kinds_in_fork),
+    ]);
 }
 
 /// Forks; the grandchild runs `body` (async-signal-safe work only) and `_exit`s with its
@@ -246,11 +245,7 @@ fn records_board_and_queue_handles_inherited_across_fork_refuse() {
         .create()
         .unwrap();
     let q = TestBus::new("fork-queue");
-    let queue = shmbus::Queue::builder(q.name())
-        .capacity(8)
-        .item_size(16)
-        .create()
-        .unwrap();
+    let queue = make::queue(&q, 8, 16);
     let mut child = ChildProc::spawn(
         CHILD,
         "other_kinds_in_fork",

@@ -8,11 +8,11 @@
 
 use shmbus_testkit as support;
 
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use shmbus::{Bus, BusBuilder, Publisher, Recv, Start, Wait};
+use support::make;
+use support::poll::{readable, wait_readable};
 use support::TestBus;
 
 const WAIT: Duration = Duration::from_millis(400);
@@ -30,11 +30,7 @@ fn runnable() -> Duration {
 /// sequences 1..4 were published: the next sequence, 4, maps onto slot 0, which holds the
 /// abandoned version of an older sequence.
 fn bus_with_an_older_abandoned_slot(name: &TestBus) -> (Bus, Publisher) {
-    let bus = BusBuilder::new(name.name())
-        .slots(4)
-        .capacity(16)
-        .create()
-        .unwrap();
+    let bus = make::bus(name, 4, 16);
     let mut tx = bus.publisher().unwrap();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         tx.publish_with(|w| {
@@ -106,8 +102,7 @@ fn readiness_does_not_fire_for_an_older_abandoned_version() {
     let t0 = Instant::now();
     let mut wakeups = 0;
     while t0.elapsed() < WAIT {
-        let mut fds = [PollFd::new(rx.as_fd(), PollFlags::POLLIN)];
-        if poll(&mut fds, PollTimeout::from(50u16)).expect("poll") == 1 {
+        if readable(&rx, Duration::from_millis(50)) {
             wakeups += 1;
             // Drain as the docs say: until Empty.
             while !matches!(rx.try_recv(), Recv::Empty) {}
@@ -120,11 +115,7 @@ fn readiness_does_not_fire_for_an_older_abandoned_version() {
     );
     // Still live: a publish of the expected sequence wakes it.
     tx.publish_bytes(b"now").unwrap();
-    let mut fds = [PollFd::new(rx.as_fd(), PollFlags::POLLIN)];
-    assert_eq!(
-        poll(&mut fds, PollTimeout::from(20_000u16)).expect("poll"),
-        1
-    );
+    wait_readable(&rx, "published the expected sequence");
     assert!(matches!(rx.try_recv(), Recv::Message(m) if m.seq() == 4 && m.bytes() == b"now"));
 }
 

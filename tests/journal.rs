@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use shmbus::journal::{Entry, Journal, JournalShape};
 use shmbus::{Error, ProducerMode, TypeInfo};
-use support::{check_payload, make_payload, role, say, ChildProc, Rng};
+use support::{check_payload, make_payload, say, ChildProc, Rng};
 
 const CAPACITY: u64 = 200;
 
@@ -240,11 +240,7 @@ fn a_created_bus_has_the_recorded_shape_and_type() {
 /// Entry point of child processes; does nothing when run as an ordinary test.
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    match role.as_str() {
-        "appender" => appender(),
-        other => panic!("unknown child role {other}"),
-    }
+    support::run_role(&[("appender", appender)]);
 }
 
 /// Creates the journal, says so, then appends the deterministic stream until killed.

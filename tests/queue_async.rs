@@ -7,64 +7,42 @@
 
 use shmbus_testkit as support;
 
-use std::os::fd::AsFd;
 use std::time::Duration;
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use shmbus::{Queue, SendError};
-use support::{role, say, ChildProc, TestBus};
+use shmbus::{Queue, QueueReceiverReadiness, SendError};
+use support::make;
+use support::poll::{readable, wait_readable, HANG_GUARD};
+use support::{env, on_go, ChildProc, TestBus};
 
 const CHILD: &str = "child_entry";
-
-/// Long enough that only a lost wake-up reaches it: a hang guard, not a timing assertion.
-const HANG_GUARD: Duration = Duration::from_secs(20);
 
 /// Entry point of child processes; does nothing when run as an ordinary test.
 #[test]
 fn child_entry() {
-    match role().as_deref() {
-        None => {}
-        Some("send_on_go") => send_on_go(),
-        Some(other) => panic!("unknown child role {other}"),
-    }
+    support::run_role(&[("send_on_go", send_on_go)]);
 }
 
 /// Attaches a sender to QUEUE, says `ready`, sends one item when told `go`.
 fn send_on_go() {
-    let q = Queue::open(&std::env::var("QUEUE").expect("QUEUE")).unwrap();
+    let q = Queue::open(&env::<String>("QUEUE")).unwrap();
     let mut tx = q.sender().unwrap();
-    say("ready");
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line).expect("stdin");
-    assert_eq!(line.trim(), "go");
-    tx.try_send(b"from afar").unwrap();
-    say("sent");
-    line.clear();
-    let _ = std::io::stdin().read_line(&mut line);
+    on_go("sent", || tx.try_send(b"from afar").unwrap());
 }
 
-/// Whether `fd` is readable within `timeout`.
-fn readable(fd: &impl AsFd, timeout: Duration) -> bool {
-    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    poll(&mut fds, PollTimeout::from(ms)).expect("poll") == 1
-}
-
-fn wait_readable(fd: &impl AsFd, what: &str) {
-    assert!(readable(fd, HANG_GUARD), "never readable: {what}");
+/// A queue of 8 items of 16 bytes, a receiver's descriptor on it, and a child process whose
+/// sender is ready to send one item when told `go`.
+fn queue_with_a_sender_process(tag: &str) -> (TestBus, Queue, QueueReceiverReadiness, ChildProc) {
+    let t = TestBus::new(tag);
+    let q = make::queue(&t, 8, 16);
+    let rx = q.receiver().unwrap().into_readiness().unwrap();
+    let mut child = ChildProc::spawn(CHILD, "send_on_go", &[("QUEUE", t.0.clone())]);
+    child.expect_line("ready");
+    (t, q, rx, child)
 }
 
 #[test]
 fn receiver_readiness_is_not_readable_before_a_send_from_another_process_and_is_after() {
-    let t = TestBus::new("qa-proc");
-    let q = Queue::builder(t.name())
-        .capacity(8)
-        .item_size(16)
-        .create()
-        .unwrap();
-    let mut rx = q.receiver().unwrap().into_readiness().unwrap();
-    let mut child = ChildProc::spawn(CHILD, "send_on_go", &[("QUEUE", t.0.clone())]);
-    child.expect_line("ready");
+    let (_t, _q, mut rx, mut child) = queue_with_a_sender_process("qa-proc");
     assert_eq!(rx.try_recv(), None, "nothing yet: arms");
     assert!(
         !readable(&rx, Duration::ZERO),
@@ -83,11 +61,7 @@ fn receiver_readiness_is_not_readable_before_a_send_from_another_process_and_is_
 #[test]
 fn sender_readiness_of_a_full_queue_turns_readable_when_a_receiver_takes_an_item() {
     let t = TestBus::new("qa-space");
-    let q = Queue::builder(t.name())
-        .capacity(2)
-        .item_size(8)
-        .create()
-        .unwrap();
+    let q = make::queue(&t, 2, 8);
     let mut tx = q.sender().unwrap().into_readiness().unwrap();
     let mut rx = q.receiver().unwrap();
     tx.try_send(b"a").unwrap();
@@ -160,15 +134,7 @@ fn draining_a_queue_never_loses_an_edge_to_a_racing_send() {
 /// sender comes back.
 #[test]
 fn receiver_readiness_turns_readable_when_the_last_sender_is_gone() {
-    let t = TestBus::new("qr-closed");
-    let q = Queue::builder(t.name())
-        .capacity(8)
-        .item_size(16)
-        .create()
-        .unwrap();
-    let mut rx = q.receiver().unwrap().into_readiness().unwrap();
-    let mut child = ChildProc::spawn(CHILD, "send_on_go", &[("QUEUE", t.0.clone())]);
-    child.expect_line("ready");
+    let (_t, q, mut rx, mut child) = queue_with_a_sender_process("qr-closed");
     assert_eq!(rx.try_recv(), None);
     assert!(!rx.receiver().is_closed());
     child.kill9();
@@ -193,11 +159,7 @@ mod with_tokio {
     #[tokio::test]
     async fn recv_async_returns_none_once_the_queue_is_closed() {
         let t = TestBus::new("qa-closed");
-        let q = Queue::builder(t.name())
-            .item_type::<u64>()
-            .capacity(8)
-            .create()
-            .unwrap();
+        let q = make::typed_queue::<u64>(&t, 8);
         let mut rx = q.receiver().unwrap();
         let tx = {
             let mut tx = q.sender().unwrap();
@@ -230,11 +192,7 @@ mod with_tokio {
         const N: u64 = 20_000;
         const STOP: u64 = u64::MAX;
         let t = TestBus::new("qa-two");
-        let q = Queue::builder(t.name())
-            .item_type::<u64>()
-            .capacity(16)
-            .create()
-            .unwrap();
+        let q = make::typed_queue::<u64>(&t, 16);
         let mut tx = q.sender().unwrap();
         let task = |mut rx: shmbus::QueueReceiver<u64>| async move {
             let mut got = Vec::new();
@@ -272,11 +230,7 @@ mod with_tokio {
     #[tokio::test]
     async fn send_async_on_a_full_queue_completes_when_a_receiver_drains() {
         let t = TestBus::new("qa-full");
-        let q = Queue::builder(t.name())
-            .item_type::<u64>()
-            .capacity(4)
-            .create()
-            .unwrap();
+        let q = make::typed_queue::<u64>(&t, 4);
         let mut tx = q.sender().unwrap();
         for i in 0..4u64 {
             tx.try_send(i).unwrap();
@@ -301,11 +255,7 @@ mod with_tokio {
     #[tokio::test]
     async fn a_send_async_dropped_while_waiting_sends_nothing() {
         let t = TestBus::new("qa-dropsend");
-        let q = Queue::builder(t.name())
-            .item_type::<u64>()
-            .capacity(2)
-            .create()
-            .unwrap();
+        let q = make::typed_queue::<u64>(&t, 2);
         let mut tx = q.sender().unwrap();
         tx.try_send(0).unwrap();
         tx.try_send(1).unwrap();
@@ -333,11 +283,7 @@ mod with_tokio {
     async fn a_recv_async_dropped_while_waiting_loses_nothing() {
         const N: u64 = 2_000;
         let t = TestBus::new("qa-cancel");
-        let q = Queue::builder(t.name())
-            .item_type::<u64>()
-            .capacity(64)
-            .create()
-            .unwrap();
+        let q = make::typed_queue::<u64>(&t, 64);
         let mut tx = q.sender().unwrap();
         let mut rx = q.receiver().unwrap();
         let sender = std::thread::spawn(move || {
@@ -369,11 +315,7 @@ mod with_tokio {
     #[tokio::test]
     async fn raw_send_async_hands_back_an_item_too_large_with_the_numbers() {
         let t = TestBus::new("qa-large");
-        let q = Queue::builder(t.name())
-            .capacity(2)
-            .item_size(4)
-            .create()
-            .unwrap();
+        let q = make::queue(&t, 2, 4);
         let mut tx = q.sender().unwrap();
         let err = tx.send_async(b"12345").await.unwrap_err();
         assert_eq!(err.item, b"12345");

@@ -29,6 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shmbus::Queue;
+use support::forge::Forger;
+use support::make;
 use support::{
     check_payload, env, field, make_payload, payload_len, role, say, ChildProc, Rng, TestBus,
 };
@@ -46,13 +48,11 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// Entry point of the child processes; does nothing when run as an ordinary test.
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    match role.as_str() {
-        "producer" => producer(),
-        "consumer" => consumer(),
-        "participant" => participant(),
-        other => panic!("unknown child role {other}"),
-    }
+    support::run_role(&[
+        ("producer", producer),
+        ("consumer", consumer),
+        ("participant", participant),
+    ]);
 }
 
 /// Sends `COUNT` items (0: until told "stop" on stdin), then says how many it sent.
@@ -225,18 +225,11 @@ fn four_producers_and_four_consumers_move_every_item_exactly_once() {
     if role().is_some() {
         return;
     }
-    let items: u64 = std::env::var("SHMBUS_QUEUE_ITEMS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200_000);
+    let items: u64 = support::env_or("SHMBUS_QUEUE_ITEMS", 200_000);
     let per = items / 4;
     let t = TestBus::new("qmp");
     let dir = LogDir::new("qmp");
-    let q = Queue::builder(t.name())
-        .capacity(256)
-        .item_size(ITEM_SIZE)
-        .create()
-        .unwrap();
+    let q = make::queue(&t, 256, ITEM_SIZE);
     let mut consumers: Vec<_> = (0..4)
         .map(|n| spawn_consumer(t.name(), &dir.log(n), true))
         .collect();
@@ -276,19 +269,12 @@ fn killed_producers_and_consumers_never_duplicate_tear_or_lose_unaccounted_items
     if role().is_some() {
         return;
     }
-    let trials: u64 = std::env::var("SHMBUS_QUEUE_KILLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
+    let trials: u64 = support::env_or("SHMBUS_QUEUE_KILLS", 200);
     let mut rng = Rng::from_env("queue kill trials");
     let t = TestBus::new("qkill");
     let dir = LogDir::new("qkill");
     let capacity = 64;
-    let q = Queue::builder(t.name())
-        .capacity(capacity)
-        .item_size(ITEM_SIZE)
-        .create()
-        .unwrap();
+    let q = make::queue(&t, capacity, ITEM_SIZE);
     let mut next_id = 0u64;
     let mut next_log = 0usize;
     let mut producers: Vec<ChildProc> = (0..2)
@@ -416,35 +402,30 @@ fn spawn_participant(queue: &str, side: &str) -> (ChildProc, usize) {
     (c, index)
 }
 
-/// The segment's words, writable: what a participant stores, forged from outside.
-struct Words {
-    _map: memmap2::MmapMut,
+/// The claim word of participant entry `entry`: the producer table at word 256, 8 words an
+/// entry, the claim word third.
+fn claim(entry: usize) -> usize {
+    256 + entry * 8 + 3
 }
 
-impl Words {
-    fn new(name: &TestBus) -> Self {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(name.path())
-            .expect("open the segment");
-        // SAFETY: a shared mapping of the segment, accessed through atomics only, as the
-        // library accesses it.
-        let map = unsafe { memmap2::MmapMut::map_mut(&file) }.expect("mmap");
-        Words { _map: map }
-    }
-
-    fn word(&self, i: usize) -> &std::sync::atomic::AtomicU64 {
-        assert!(i * 8 + 8 <= self._map.len());
-        // SAFETY: in bounds (checked), 8-aligned (the mapping is page-aligned), and the mapping
-        // lives as long as `self`.
-        unsafe { &*(self._map.as_ptr().add(i * 8) as *const std::sync::atomic::AtomicU64) }
-    }
-
-    fn claim(&self, entry: usize) -> &std::sync::atomic::AtomicU64 {
-        // The producer table at word 256, 8 words an entry, the claim word third.
-        self.word(256 + entry * 8 + 3)
-    }
+/// A queue of 4 items of 8 bytes, its forger, and two participant processes on `side`: the
+/// victim V and the live loser L of the wedge scenarios below, each with its entry.
+fn wedge(
+    tag: &str,
+    side: &str,
+) -> (
+    TestBus,
+    Queue,
+    Forger,
+    (ChildProc, usize),
+    (ChildProc, usize),
+) {
+    let name = TestBus::new(tag);
+    let q = make::queue(&name, 4, 8);
+    let forger = Forger::new(&name);
+    let v = spawn_participant(name.name(), side);
+    let l = spawn_participant(name.name(), side);
+    (name, q, forger, v, l)
 }
 
 /// Tail (the write cursor) and head words of a queue (docs/design.md §11).
@@ -460,19 +441,11 @@ const CONSUMER_CLAIM: u64 = 1 << 62;
 /// and receives L's item. Each word forged is one the protocol itself stores at that instant.
 #[test]
 fn a_repair_keeps_a_dead_senders_claim_while_a_live_loser_names_the_position() {
-    let name = TestBus::new("q-wedge-a");
-    let q = Queue::builder(name.name())
-        .capacity(4)
-        .item_size(8)
-        .create()
-        .unwrap();
-    let words = Words::new(&name);
-    let (mut v, vi) = spawn_participant(name.name(), "sender");
-    let (mut l, li) = spawn_participant(name.name(), "sender");
+    let (_name, q, forger, (mut v, vi), (mut l, li)) = wedge("q-wedge-a", "sender");
     let mut rx = q.receiver().unwrap();
-    words.claim(vi).store(1, Ordering::SeqCst);
-    words.word(W_TAIL).store(1, Ordering::SeqCst);
-    words.claim(li).store(1, Ordering::SeqCst);
+    forger.store(claim(vi), 1);
+    forger.store(W_TAIL, 1);
+    forger.store(claim(li), 1);
     v.kill9();
     // The new sender attaches and repairs (or leaves) V's entry.
     let mut n = q.sender().unwrap();
@@ -499,20 +472,12 @@ fn a_repair_keeps_a_dead_senders_claim_while_a_live_loser_names_the_position() {
 /// slot 0, freed by a stall repair of V's claim (the item counted lost).
 #[test]
 fn a_repair_keeps_a_dead_receivers_claim_while_a_live_loser_names_the_position() {
-    let name = TestBus::new("q-wedge-b");
-    let q = Queue::builder(name.name())
-        .capacity(4)
-        .item_size(8)
-        .create()
-        .unwrap();
-    let words = Words::new(&name);
-    let (mut v, vi) = spawn_participant(name.name(), "receiver");
-    let (mut l, li) = spawn_participant(name.name(), "receiver");
+    let (_name, q, forger, (mut v, vi), (mut l, li)) = wedge("q-wedge-b", "receiver");
     let mut tx = q.sender().unwrap();
     tx.try_send(b"item-0!!").unwrap();
-    words.claim(vi).store(1 | CONSUMER_CLAIM, Ordering::SeqCst);
-    words.word(W_HEAD).store(1, Ordering::SeqCst);
-    words.claim(li).store(1 | CONSUMER_CLAIM, Ordering::SeqCst);
+    forger.store(claim(vi), 1 | CONSUMER_CLAIM);
+    forger.store(W_HEAD, 1);
+    forger.store(claim(li), 1 | CONSUMER_CLAIM);
     v.kill9();
     let n = q.receiver().unwrap();
     assert_ne!(n.index() as usize, li);

@@ -6,23 +6,12 @@
 
 use shmbus_testkit as support;
 
-use std::os::fd::AsFd;
 use std::time::Duration;
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use shmbus::records::{RecordRecv, RecordsBuilder};
 use shmbus::Start;
+use support::poll::{readable, wait_readable};
 use support::TestBus;
-
-/// Long enough that only a lost wake-up reaches it: a hang guard, not a timing assertion.
-const HANG_GUARD: Duration = Duration::from_secs(20);
-
-/// Whether `fd` is readable within `timeout`.
-fn readable(fd: &impl AsFd, timeout: Duration) -> bool {
-    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    poll(&mut fds, PollTimeout::from(ms)).expect("poll") == 1
-}
 
 #[test]
 fn record_readiness_is_not_readable_before_a_publish_and_is_after() {
@@ -42,7 +31,7 @@ fn record_readiness_is_not_readable_before_a_publish_and_is_after() {
         tx.publish_record(3, b"news").unwrap();
         tx
     });
-    assert!(readable(&rx, HANG_GUARD), "never readable after a publish");
+    wait_readable(&rx, "after a publish");
     match rx.try_recv() {
         RecordRecv::Record(r) => {
             assert_eq!((r.seq(), r.type_id(), r.bytes()), (0, 3, &b"news"[..]))
@@ -52,7 +41,7 @@ fn record_readiness_is_not_readable_before_a_publish_and_is_after() {
     assert!(matches!(rx.try_recv(), RecordRecv::Empty));
     let tx = publisher.join().unwrap();
     drop(tx);
-    assert!(readable(&rx, HANG_GUARD), "never readable when closed");
+    wait_readable(&rx, "when closed");
     assert!(matches!(rx.try_recv(), RecordRecv::Closed));
 }
 
@@ -61,6 +50,7 @@ mod with_tokio {
     use super::*;
 
     use shmbus::records::RecordEvent;
+    use support::poll::HANG_GUARD;
 
     /// Record `i`'s bytes: a length that varies with `i` (0 to 300), each byte derived from `i`.
     fn record(i: u64) -> Vec<u8> {

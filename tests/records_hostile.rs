@@ -5,50 +5,12 @@
 
 use shmbus_testkit as support;
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use shmbus::records::{RecordRecv, Records, RecordsBuilder};
 use shmbus::{Bus, BusBuilder, Error, Start};
-use support::{make_payload, Rng, TestBus};
-
-/// A shared read-write mapping of a segment file, for forging words as a hostile process would.
-struct Forger {
-    _map: memmap2::MmapMut,
-    base: *const AtomicU64,
-    len: usize,
-}
-
-impl Forger {
-    fn new(name: &TestBus) -> Self {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(name.path())
-            .expect("open segment file");
-        // SAFETY: a shared mapping of the segment; the library maps it too, and every access on
-        // either side goes through atomics, so sharing it is no data race.
-        let map = unsafe { memmap2::MmapMut::map_mut(&file) }.expect("mmap");
-        Forger {
-            base: map.as_ptr() as *const AtomicU64,
-            len: map.len() / 8,
-            _map: map,
-        }
-    }
-
-    fn words(&self) -> &[AtomicU64] {
-        // SAFETY: `base` is the page-aligned start of a mapping of `len * 8` bytes that lives as
-        // long as `self`; AtomicU64 has the size and alignment of u64.
-        unsafe { std::slice::from_raw_parts(self.base, self.len) }
-    }
-
-    fn store(&self, word: usize, v: u64) {
-        self.words()[word].store(v, Ordering::SeqCst);
-    }
-}
+use support::forge::{get_word, plant, segment_bytes, set_word, Forger};
+use support::{assert_wrong_kind, make_payload, Rng, TestBus};
 
 const RING: u64 = 4096;
 /// Cursor, tail, head, last, bytes and the intent (docs/design.md §15).
@@ -102,7 +64,7 @@ fn random_forgeries_never_panic_hang_or_read_outside_the_ring() {
             } else {
                 RING_WORD + rng.below((words - RING_WORD) as u64) as usize
             };
-            let old = forger.words()[w].load(Ordering::SeqCst);
+            let old = forger.load(w);
             let v = match rng.below(6) {
                 0 => rng.next(),
                 1 => rng.below(64),
@@ -169,27 +131,21 @@ fn a_forged_length_is_never_copied() {
 fn kinds_are_not_confused() {
     let bus_name = TestBus::new("records-kind-bus");
     let _bus = BusBuilder::new(bus_name.name()).create().expect("bus");
-    assert!(matches!(
-        Records::open(bus_name.name()),
-        Err(Error::WrongKind {
-            found: "bus",
-            expected: "records segment",
-            ..
-        })
-    ));
+    assert_wrong_kind(
+        &Records::open(bus_name.name()).unwrap_err(),
+        "bus",
+        "records segment",
+    );
     let rec_name = TestBus::new("records-kind-rec");
     let _r = RecordsBuilder::new(rec_name.name())
         .bytes(RING)
         .create()
         .expect("records");
-    assert!(matches!(
-        Bus::open(rec_name.name()),
-        Err(Error::WrongKind {
-            found: "records segment",
-            expected: "bus",
-            ..
-        })
-    ));
+    assert_wrong_kind(
+        &Bus::open(rec_name.name()).unwrap_err(),
+        "records segment",
+        "bus",
+    );
     assert!(matches!(
         RecordsBuilder::new(rec_name.name()).create(),
         Err(Error::AlreadyExists { .. })
@@ -205,7 +161,7 @@ fn a_records_segment_of_another_layout_revision_is_refused_with_both_numbers() {
     let (name, r, tx) = published("records-revision", 3);
     drop((tx, r));
     let forger = Forger::new(&name);
-    let kind = forger.words()[12].load(Ordering::SeqCst);
+    let kind = forger.load(12);
     assert_eq!(kind, 3 | u64::from(shmbus::records::RECORDS_REVISION) << 32);
     Records::open(name.name()).expect("the revision this library writes");
     // A segment made before the revision was recorded (hi32 0), and one from a later layout.
@@ -238,14 +194,14 @@ fn corrupt_records_headers_open_with_typed_errors() {
             .create()
             .expect("template"),
     );
-    let good = std::fs::read(tpl.path()).expect("read template");
+    let good = segment_bytes(&tpl);
     let mut rng = Rng::from_env("records_headers");
     let (mut accepted, mut refused) = (0, 0);
     for case in 0..300 {
         let mut bytes = good.clone();
         for _ in 0..1 + rng.below(3) {
             let w = GEOMETRY_WORDS[rng.below(GEOMETRY_WORDS.len() as u64) as usize];
-            let old = u64::from_le_bytes(bytes[w * 8..w * 8 + 8].try_into().unwrap());
+            let old = get_word(&bytes, w);
             let v = match rng.below(5) {
                 0 => rng.next(),
                 1 => old.wrapping_mul(2),
@@ -253,17 +209,10 @@ fn corrupt_records_headers_open_with_typed_errors() {
                 3 => old ^ (1 << rng.below(64)),
                 _ => old.wrapping_add(rng.below(3)).wrapping_sub(1),
             };
-            bytes[w * 8..w * 8 + 8].copy_from_slice(&v.to_le_bytes());
+            set_word(&mut bytes, w, v);
         }
         let name = TestBus::new("records-corrupt");
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(name.path())
-            .expect("plant");
-        f.write_all(&bytes).expect("write");
-        drop(f);
+        plant(&name, &bytes, bytes.len() as u64);
         match Records::open(name.name()) {
             Ok(r) => {
                 accepted += 1;

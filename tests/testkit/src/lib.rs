@@ -1,7 +1,8 @@
 //! Helpers shared by the tests of every package in the workspace: bus names that clean up after
 //! themselves, self-checking payloads (also the bench's soak uses them, so both verify messages
-//! the same way), and child processes made by re-executing the test binary with a role in the
-//! environment. Not published.
+//! the same way), child processes made by re-executing the test binary with a role in the
+//! environment, the segment forger of the hostile tests ([`forge`]), waits with a deadline
+//! ([`poll`]) and a counting allocator for the allocation-free paths ([`alloc`]). Not published.
 
 use std::io::{BufRead, BufReader, Lines};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -40,9 +41,14 @@ impl Drop for TestBus {
     }
 }
 
+pub mod alloc;
+pub mod forge;
+pub mod make;
 pub mod payload;
+pub mod poll;
 use payload::mix;
 pub use payload::{check_payload, make_payload, Rng};
+pub use poll::await_cond;
 
 /// Length of message `counter` of `producer` on a bus of `capacity` bytes: 24..=capacity, and not
 /// always a multiple of 8, so that partial last words are exercised.
@@ -60,6 +66,48 @@ pub fn env<T: std::str::FromStr>(key: &str) -> T {
     let v = std::env::var(key).unwrap_or_else(|_| panic!("child needs {key}"));
     v.parse()
         .unwrap_or_else(|_| panic!("child variable {key}={v} does not parse"))
+}
+
+/// Runs the function named for this process's role in `roles`, if it is a child; does nothing in
+/// an ordinary test run. An unknown role is a panic.
+pub fn run_role(roles: &[(&str, fn())]) {
+    let Some(role) = role() else { return };
+    match roles.iter().find(|(name, _)| *name == role) {
+        Some((_, run)) => run(),
+        None => panic!("unknown child role {role}"),
+    }
+}
+
+/// Asserts that `err` is [`shmbus::Error::WrongKind`] naming both kinds (a segment of another
+/// kind, never a corrupt one).
+pub fn assert_wrong_kind(err: &shmbus::Error, found: &str, expected: &str) {
+    assert!(
+        matches!(
+            err,
+            shmbus::Error::WrongKind { found: f, expected: e, .. } if *f == found && *e == expected
+        ),
+        "{err:?}, expected a {found} opened as a {expected}"
+    );
+    assert!(!err.is_corrupt(), "{err:?}");
+}
+
+/// A setting from the environment (a test's size, say), or `default` when it is not set or does
+/// not parse.
+pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// In a child: says `ready`, waits for the parent's `go`, runs `act`, says `done`, then keeps
+/// its handles until the parent tells it anything or closes its stdin.
+pub fn on_go(done: &str, act: impl FnOnce()) {
+    say("ready");
+    poll::expect_told("go");
+    act();
+    say(done);
+    poll::hold();
 }
 
 /// Prints a line for the parent and flushes it at once.
@@ -180,15 +228,6 @@ pub fn field(line: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
         .parse()
         .unwrap_or_else(|_| panic!("{key} in {line:?} is not a number"))
-}
-
-/// Polls `cond` until it holds, panicking after `limit` with `what`.
-pub fn await_cond(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_micros(200));
-    }
 }
 
 /// Test seeding of the shared PRNG: random kill instants and sizes, replayable.

@@ -9,17 +9,13 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use shmbus::{Bus, BusBuilder, Recv, Start, Wait};
-use support::{role, say, ChildProc, TestBus};
+use support::{say, ChildProc, TestBus};
 
 const ENTRY: &str = "child_entry";
 
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    match role.as_str() {
-        "dies-mid-write" => dies_mid_write(),
-        other => panic!("unknown child role {other}"),
-    }
+    support::run_role(&[("dies-mid-write", dies_mid_write)]);
 }
 
 /// Child: attaches as a producer, starts a message, says so, and waits inside the write until it

@@ -8,20 +8,20 @@ use std::time::Duration;
 use proptest::prelude::*;
 use shmbus::records::{RecordRecv, Records, RecordsBuilder};
 use shmbus::{LapPolicy, Start, Wait};
-use support::{check_payload, env, field, make_payload, role, say, ChildProc, Rng, TestBus};
+use support::forge::Forger;
+use support::poll::expect_told;
+use support::{check_payload, env, field, make_payload, say, ChildProc, Rng, TestBus};
 
 const CHILD: &str = "child_entry";
 
 /// Entry point of child processes; does nothing when run as an ordinary test.
 #[test]
 fn child_entry() {
-    match role().as_deref() {
-        None => {}
-        Some("producer") => producer(),
-        Some("consumer") => consumer(),
-        Some("fifty") => fifty(),
-        Some(other) => panic!("unknown child role {other}"),
-    }
+    support::run_role(&[
+        ("producer", producer),
+        ("consumer", consumer),
+        ("fifty", fifty),
+    ]);
 }
 
 /// Record `i` of `len` bytes: a pattern no other record (or length) shares at any offset.
@@ -176,13 +176,6 @@ fn slow_subscriber_counts_every_lost_record_exactly() {
     assert!(lost > 0 && st.received > total / 10, "{st:?}");
 }
 
-/// Blocks until the parent says "go" on stdin.
-fn wait_for_go() {
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line).expect("read stdin");
-    assert_eq!(line.trim(), "go");
-}
-
 /// Publishes COUNT random-size checksummed records, counter = sequence number.
 fn producer() {
     let r = Records::open(&std::env::var("BUS").unwrap()).unwrap();
@@ -191,7 +184,7 @@ fn producer() {
     let mut rng = Rng::new(env::<u64>("SEED"));
     let mut buf = vec![0u8; max];
     say("ready");
-    wait_for_go();
+    expect_told("go");
     for k in 0..count {
         let len = 24 + rng.below((max - 23) as u64) as usize;
         make_payload(&mut buf[..len], 7, k);
@@ -211,7 +204,7 @@ fn consumer() {
     let pause = env::<u64>("PAUSE");
     say("ready");
     // Started once the producer is attached: `Closed` then means it has left.
-    wait_for_go();
+    expect_told("go");
     let (mut next, mut bad, mut gaps_ok) = (0u64, 0u64, true);
     let (mut received, mut lost) = (0u64, 0u64);
     loop {
@@ -307,33 +300,13 @@ fn fifty() {
         tx.publish_bytes(&body(s, 40)).unwrap();
     }
     say("published");
-    wait_for_go();
+    expect_told("go");
 }
 
 /// Words of the control block (docs/design.md §15): the cursor, the tail and the last record.
 const W_CURSOR: usize = 128;
 const W_TAIL: usize = 145;
 const W_LAST: usize = 147;
-
-fn control_word(name: &TestBus, w: usize) -> u64 {
-    use std::os::unix::fs::FileExt;
-    let mut b = [0u8; 8];
-    std::fs::File::open(name.path())
-        .unwrap()
-        .read_exact_at(&mut b, w as u64 * 8)
-        .unwrap();
-    u64::from_le_bytes(b)
-}
-
-fn forge_control_word(name: &TestBus, w: usize, v: u64) {
-    use std::os::unix::fs::FileExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(name.path())
-        .unwrap()
-        .write_all_at(&v.to_le_bytes(), w as u64 * 8)
-        .unwrap();
-}
 
 /// repro_kinds_records_attach_tail: a producer killed between its cursor store and its tail
 /// store (1 in ~3,000 random kills) leaves cursor = s + 1 with the tail at the start of record
@@ -352,6 +325,7 @@ fn a_producer_killed_between_its_cursor_and_tail_stores_has_no_record_written_ov
             .bytes(4096)
             .create()
             .unwrap();
+        let forger = Forger::new(&name);
         let mut p1 = ChildProc::spawn(CHILD, "fifty", &[("BUS", name.name().to_owned())]);
         p1.expect_line("published");
         let mut rx = r.subscribe(Start::Oldest);
@@ -362,10 +336,10 @@ fn a_producer_killed_between_its_cursor_and_tail_stores_has_no_record_written_ov
             }
         }
         p1.kill9();
-        assert_eq!(control_word(&name, W_CURSOR), 50);
-        let last = control_word(&name, W_LAST);
+        assert_eq!(forger.load(W_CURSOR), 50);
+        let last = forger.load(W_LAST);
         // Killed after storing the cursor (and last), before storing the tail.
-        forge_control_word(&name, W_TAIL, last);
+        forger.store(W_TAIL, last);
         let mut tx = r.publisher().expect("a new producer attaches");
         let fifty: Vec<u8> = if crafted {
             std::iter::repeat_n(done50.to_le_bytes(), 25)
@@ -377,7 +351,7 @@ fn a_producer_killed_between_its_cursor_and_tail_stores_has_no_record_written_ov
         assert_eq!(tx.publish_bytes(&fifty).unwrap(), 50);
         assert_eq!(tx.publish_bytes(b"record fifty-one").unwrap(), 51);
         assert!(
-            control_word(&name, W_TAIL) > last + 56,
+            forger.load(W_TAIL) > last + 56,
             "crafted {crafted}: the new producer wrote at record 49's place"
         );
         let want: [(u64, &[u8]); 2] = [(50, &fifty), (51, b"record fifty-one")];

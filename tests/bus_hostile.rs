@@ -8,16 +8,17 @@
 
 use shmbus_testkit as support;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use shmbus::layout::SegmentKind;
 use shmbus::{Bus, BusBuilder, Error, Recv, Start};
-use support::{env, make_payload, role, say, ChildProc, Rng, TestBus};
+use support::forge::{get_word, plant, segment_bytes, set_word, Forger};
+use support::make;
+use support::{assert_wrong_kind, env, make_payload, say, ChildProc, Rng, TestBus};
 
 /// The test that child processes run.
 const CHILD: &str = "child_entry";
@@ -25,12 +26,10 @@ const CHILD: &str = "child_entry";
 /// Entry point of child processes; does nothing when run as an ordinary test.
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    match role.as_str() {
-        "umask-create" => umask_create(),
-        "ro-write" => write_through_read_only_mapping(),
-        other => panic!("unknown child role {other}"),
-    }
+    support::run_role(&[
+        ("umask-create", umask_create),
+        ("ro-write", write_through_read_only_mapping),
+    ]);
 }
 
 /// Sets umask UMASK, creates bus BUS with permissions PERM.
@@ -86,7 +85,7 @@ fn header_of<T: shmbus::Payload>(
 ) -> (Vec<u8>, u64) {
     let name = TestBus::new("template");
     let bus = create(name.name()).expect("create");
-    let bytes = std::fs::read(name.path()).expect("read segment");
+    let bytes = segment_bytes(&name);
     drop(bus);
     let size = bytes.len() as u64;
     (bytes[..4096].to_vec(), size)
@@ -146,7 +145,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 
 fn apply(m: &Mutation, header: &mut [u8], valid_size: u64) -> u64 {
     for &(w, v) in &m.stores {
-        header[w * 8..w * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        set_word(header, w, v);
     }
     if let Some((i, x)) = m.flip {
         header[i] ^= x;
@@ -214,20 +213,6 @@ proptest! {
     }
 }
 
-/// Writes a segment file with `header` (truncated or zero-padded) and length `size`, mode 0600.
-fn plant_segment(name: &TestBus, header: &[u8], size: u64) {
-    let _ = std::fs::remove_file(name.path());
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(name.path())
-        .expect("create segment file");
-    let n = header.len().min(size as usize);
-    f.write_all(&header[..n]).expect("write header");
-    f.set_len(size).expect("size segment");
-}
-
 /// Exercises an opened (hence accepted) bus: a message must go through it intact.
 fn use_accepted_bus(bus: &Bus) {
     let mut rx = bus.subscribe(Start::Next);
@@ -253,10 +238,7 @@ fn use_accepted_bus(bus: &Bus) {
 #[test]
 fn hundreds_of_corrupt_segments_in_dev_shm_open_with_typed_errors() {
     let (tpl, valid_size) = template(64, 100);
-    let cases: u64 = std::env::var("SHMBUS_HOSTILE_SEGMENTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+    let cases: u64 = support::env_or("SHMBUS_HOSTILE_SEGMENTS", 300);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: cases as u32,
         failure_persistence: None,
@@ -274,7 +256,7 @@ fn hundreds_of_corrupt_segments_in_dev_shm_open_with_typed_errors() {
             m.stores.retain(|&(w, v)| !(w == 0 && v == 0));
             // Real files stay small: /dev/shm is memory.
             let size = apply(&m, &mut header, valid_size).min(1 << 20);
-            plant_segment(&name, &header, size);
+            plant(&name, &header, size);
             for builder in [
                 BusBuilder::new(name.name()),
                 BusBuilder::new(name.name()).read_only(),
@@ -322,54 +304,19 @@ fn truncated_and_oversized_segments_are_refused_before_mapping() {
         (4096, true),
         (size - 1, true),
     ] {
-        plant_segment(&name, &tpl, len);
+        plant(&name, &tpl, len);
         let res = Bus::open(name.name());
         assert!(
             matches!(res, Err(Error::Truncated { .. })) == want_truncated,
             "{len} bytes: {res:?}"
         );
     }
-    plant_segment(&name, &tpl, size + 64);
+    plant(&name, &tpl, size + 64);
     let res = Bus::open(name.name());
     assert!(
         matches!(res, Err(Error::SizeMismatch { size: s, expected, .. }) if s == size + 64 && expected == size),
         "{res:?}"
     );
-}
-
-/// The words of a mapped segment, writable: the view of a hostile process with write access.
-struct Forger {
-    _map: memmap2::MmapMut,
-    base: *const AtomicU64,
-    len: usize,
-}
-
-impl Forger {
-    fn new(name: &TestBus) -> Self {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(name.path())
-            .expect("open segment file");
-        // SAFETY: a shared mapping of the segment; the bus code maps it too, and every access
-        // either side makes goes through atomics (docs/design.md §3), so sharing it is no data race.
-        let map = unsafe { memmap2::MmapMut::map_mut(&file) }.expect("mmap");
-        Forger {
-            base: map.as_ptr() as *const AtomicU64,
-            len: map.len() / 8,
-            _map: map,
-        }
-    }
-
-    fn words(&self) -> &[AtomicU64] {
-        // SAFETY: `base` is the page-aligned start of a mapping of `len * 8` bytes that lives as
-        // long as `self`; AtomicU64 has the size and alignment of u64.
-        unsafe { std::slice::from_raw_parts(self.base, self.len) }
-    }
-
-    fn store(&self, word: usize, v: u64) {
-        self.words()[word].store(v, Ordering::SeqCst);
-    }
 }
 
 const CURSOR_WORD: usize = 128;
@@ -378,11 +325,7 @@ const SLOTS_WORD: usize = 512;
 /// A bus of 8 slots of 64 bytes (stride 128 bytes = 16 words) with messages 0..count published.
 fn published_bus(tag: &str, count: u64) -> (TestBus, Bus, shmbus::Publisher) {
     let name = TestBus::new(tag);
-    let bus = BusBuilder::new(name.name())
-        .slots(8)
-        .capacity(64)
-        .create()
-        .expect("create");
+    let bus = make::bus(&name, 8, 64);
     let mut tx = bus.publisher().expect("attach");
     for k in 0..count {
         let mut buf = [0u8; 40];
@@ -405,7 +348,7 @@ fn forged_length_beyond_capacity_is_counted_lost_never_read() {
     for len in [65u64, 1 << 20, u32::MAX as u64 - 1] {
         // Length word of sequence 1, keeping its writer tag bits.
         let w = slot_word(1) + 1;
-        let meta = forger.words()[w].load(Ordering::SeqCst);
+        let meta = forger.load(w);
         forger.store(w, (meta & !0xffff_ffff) | len);
         let mut rx2 = rx_bus.subscribe(Start::Sequence(1));
         assert!(
@@ -493,7 +436,7 @@ fn random_forgeries_never_panic_hang_or_overrun_a_slot() {
                 1 => rng.below(64),
                 2 => u64::MAX - rng.below(3),
                 3 => 2 * rng.below(64) + 1,
-                _ => forger.words()[w].load(Ordering::SeqCst) ^ (1 << rng.below(64)),
+                _ => forger.load(w) ^ (1 << rng.below(64)),
             };
             forger.store(w, v);
         }
@@ -840,7 +783,7 @@ fn a_short_text_file_is_not_a_shmbus_segment() {
         b"x",
         b"a text file, nothing more\n",
     ] {
-        plant_segment(&name, text, text.len() as u64);
+        plant(&name, text, text.len() as u64);
         for res in [
             Bus::open(name.name()).map(drop),
             Bus::open_read_only(name.name()).map(drop),
@@ -866,7 +809,7 @@ fn a_short_text_file_is_not_a_shmbus_segment() {
     // The start of a real header, cut short, is a truncated segment, not a foreign one.
     let (tpl, _) = template(8, 8);
     for len in [3u64, 8, 100] {
-        plant_segment(&name, &tpl, len);
+        plant(&name, &tpl, len);
         let res = Bus::open(name.name());
         assert!(
             matches!(res, Err(Error::Truncated { size, expected: 4096, .. }) if size == len),
@@ -879,16 +822,16 @@ fn a_short_text_file_is_not_a_shmbus_segment() {
 fn plant_forged(name: &TestBus, tpl: &(Vec<u8>, u64), stores: &[(usize, u64)]) {
     let mut header = tpl.0.clone();
     for &(w, v) in stores {
-        header[w * 8..w * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        set_word(&mut header, w, v);
     }
-    plant_segment(name, &header, tpl.1);
+    plant(name, &header, tpl.1);
 }
 
 #[test]
 fn a_version_1_segment_is_an_abi_mismatch() {
     let tpl = template(8, 8);
     let name = TestBus::new("abi1");
-    let abi_mode = u64::from_le_bytes(tpl.0[8..16].try_into().unwrap());
+    let abi_mode = get_word(&tpl.0, 1);
     plant_forged(&name, &tpl, &[(1, (abi_mode & !0xffff_ffff) | 1)]);
     let res = Bus::open_read_only(name.name());
     assert!(
@@ -957,17 +900,7 @@ fn another_kind_of_segment_is_wrong_kind_not_corrupt() {
     let name = TestBus::new("kind");
     plant_forged(&name, &tpl, &[(12, SegmentKind::Queue.to_word() as u64)]);
     let err = Bus::open(name.name()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::WrongKind {
-                found: "queue",
-                expected: "bus",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_wrong_kind(&err, "queue", "bus");
     assert!(!err.is_corrupt());
     assert!(
         err.to_string()
@@ -988,18 +921,16 @@ fn the_inspector_fails_the_same_step_with_the_same_error_as_open() {
     use shmbus::inspect::CheckStatus;
     let tpl = template(8, 8);
     let name = TestBus::new("same-step");
-    let abi_mode = u64::from_le_bytes(tpl.0[8..16].try_into().unwrap());
+    let abi_mode = get_word(&tpl.0, 1);
     let cases: [(&str, &dyn Fn()); 7] = [
-        ("magic", &|| plant_segment(&name, b"text\n", 5)),
-        ("size >= header", &|| plant_segment(&name, &tpl.0, 100)),
+        ("magic", &|| plant(&name, b"text\n", 5)),
+        ("size >= header", &|| plant(&name, &tpl.0, 100)),
         ("ABI version", &|| {
             plant_forged(&name, &tpl, &[(1, abi_mode + 1)])
         }),
         ("kind", &|| plant_forged(&name, &tpl, &[(12, 3)])),
         ("geometry", &|| plant_forged(&name, &tpl, &[(3, 96)])),
-        ("size matches", &|| {
-            plant_segment(&name, &tpl.0, tpl.1 + 4096)
-        }),
+        ("size matches", &|| plant(&name, &tpl.0, tpl.1 + 4096)),
         // A 64-byte message type recorded for 8-byte slots.
         ("type", &|| plant_forged(&name, &tpl, &[(6, 64 | 8 << 32)])),
     ];
@@ -1017,152 +948,4 @@ fn the_inspector_fails_the_same_step_with_the_same_error_as_open() {
             (step, err.to_string().as_str())
         );
     }
-}
-
-/// Word offsets of a board of 5 cells of 24-byte values with keys (docs/design.md §12): the
-/// board word, the producer table, and cells of 24 words (state, two copies of 5, keys).
-const BOARD_HEADER_WORD: usize = 15;
-const PRODUCER_TABLE: std::ops::Range<usize> = 256..256 + 32 * 8;
-const CELL_WORDS: usize = 24;
-
-/// Random forgeries of every word a board's protocol reads (state words, copies, lengths,
-/// stamps, keys, claim and pid words of the producer table, the board word), then every
-/// operation: never a panic, never a call that does not return, never a value longer than the
-/// value size, and an update the writer reports committed is the value read right after it
-/// (never a forged one). repro_kinds_hostile.rs found the holder panic this guards against.
-#[test]
-fn random_board_forgeries_never_panic_hang_or_deliver_a_forged_value() {
-    use shmbus::{Board, BoardBuilder};
-    let name = TestBus::new("board-forged-random");
-    let board = BoardBuilder::new(name.name())
-        .cells(5)
-        .value_size(24)
-        .keys(&["k0", "k1", "k2"])
-        .create()
-        .expect("create");
-    {
-        let mut w = board.writer().expect("attach");
-        for i in 0..5 {
-            w.set_bytes(i, &[i as u8; 20]).expect("set");
-        }
-    }
-    let forger = Forger::new(&name);
-    let cells_end = 512 + 8 * CELL_WORDS;
-    assert_eq!(
-        forger.words().len(),
-        cells_end,
-        "the layout this test forges"
-    );
-    let mut rng = Rng::from_env("board_forgeries");
-    let (mut committed, mut refused) = (0u32, std::collections::BTreeMap::<String, u32>::new());
-    let started = Instant::now();
-    for round in 0..600u64 {
-        for _ in 0..1 + rng.below(4) {
-            let w = match rng.below(10) {
-                // State words, most of all.
-                0..=4 => 512 + rng.below(8) as usize * CELL_WORDS,
-                5..=7 => 512 + rng.below(8 * CELL_WORDS as u64) as usize,
-                8 => PRODUCER_TABLE.start + rng.below(PRODUCER_TABLE.len() as u64) as usize,
-                _ => BOARD_HEADER_WORD,
-            };
-            let old = forger.words()[w].load(Ordering::SeqCst);
-            let v = match rng.below(8) {
-                0 => rng.next(),
-                1 => rng.below(64),
-                2 => u64::MAX - rng.below(3),
-                // A state word: version, current copy, busy, any holder field.
-                3 => rng.below(1 << 20) << 8 | rng.below(64) << 2 | rng.below(4),
-                4 => old & !0xfc | rng.below(64) << 2,
-                5 => old | 1,
-                _ => old ^ (1 << rng.below(64)),
-            };
-            forger.store(w, v);
-        }
-        let what = format!("round {round}");
-        let bounded = |t: Instant, op: &str| {
-            assert!(
-                t.elapsed() < Duration::from_secs(2),
-                "{what}: {op} did not return"
-            );
-        };
-        let mut note = |e: &Error| {
-            let kind = format!("{e:?}");
-            let kind = kind.split([' ', '{', '(']).next().unwrap_or("").to_owned();
-            *refused.entry(kind).or_default() += 1;
-        };
-        let t = Instant::now();
-        let opened = Board::open(name.name());
-        bounded(t, "open");
-        let b = match opened {
-            Ok(b) => b,
-            Err(e) => {
-                assert!(
-                    e.is_corrupt() || matches!(e, Error::NotInitialised { .. }),
-                    "{what}: {e}"
-                );
-                note(&e);
-                // The board word is the only one open reads: put it back.
-                forger.store(BOARD_HEADER_WORD, 5 | 64 << 32);
-                continue;
-            }
-        };
-        let mut rd = b.reader();
-        for i in 0..b.cells() {
-            let t = Instant::now();
-            match rd.read(i) {
-                Ok(Some(v)) => assert!(v.bytes().len() <= b.value_size(), "{what}"),
-                Ok(None) => {}
-                Err(e) => {
-                    assert!(
-                        matches!(e, Error::CellBusy { .. } | Error::BoardCorrupt { .. }),
-                        "{what}: {e}"
-                    );
-                    note(&e);
-                }
-            }
-            bounded(t, "read");
-            let _ = (b.key(i), rd.version(i));
-        }
-        let t = Instant::now();
-        let attached = b.writer();
-        bounded(t, "writer");
-        let mut w = attached.unwrap_or_else(|e| panic!("{what}: attach: {e}"));
-        for i in 0..b.cells() {
-            let value = [round as u8 ^ i as u8; 24];
-            let len = 1 + (round as usize + i) % 24;
-            let t = Instant::now();
-            let set = w.set_bytes(i, &value[..len]);
-            bounded(t, "set_bytes");
-            match set {
-                Ok(version) => {
-                    committed += 1;
-                    let v = rd.read(i).unwrap_or_else(|e| panic!("{what}: read: {e}"));
-                    let v = v.unwrap_or_else(|| panic!("{what}: cell {i} empty after a set"));
-                    assert_eq!(
-                        (v.version(), v.bytes()),
-                        (version, &value[..len]),
-                        "{what}: cell {i} is not the value just committed"
-                    );
-                }
-                Err(e) => {
-                    assert!(
-                        matches!(e, Error::CellHeld { .. } | Error::BoardCorrupt { .. }),
-                        "{what}: {e}"
-                    );
-                    note(&e);
-                    // A version forged to its limit refuses every update for good: put the
-                    // cell back as a fresh board has it, so later rounds keep writing.
-                    forger.store(512 + i * CELL_WORDS, 0);
-                }
-            }
-        }
-    }
-    eprintln!(
-        "600 board forgery rounds in {:?}: {committed} updates committed, refused {refused:?}",
-        started.elapsed()
-    );
-    assert!(
-        committed > 1000,
-        "the writer was refused too often: {refused:?}"
-    );
 }

@@ -17,9 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmbus::{Bus, BusBuilder, Error, ProducerMode, Recv, Start, Wait};
-use support::{
-    check_payload, env, field, make_payload, payload_len, role, say, ChildProc, Rng, TestBus,
-};
+use support::make;
+use support::{check_payload, env, field, make_payload, payload_len, say, ChildProc, Rng, TestBus};
 
 /// The test that child processes run.
 const CHILD: &str = "child_entry";
@@ -36,17 +35,15 @@ const HANG_LIMIT: Duration = Duration::from_secs(5);
 /// Entry point of child processes; does nothing when run as an ordinary test.
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    match role.as_str() {
-        "crashy" => crashy_producer(),
-        "steady" => steady_producer(),
-        "paced" => paced_producer(),
-        "burst" => burst_producer(),
-        "checker" => checking_consumer(),
-        "creator" => creator(),
-        "half-create" => half_create(),
-        other => panic!("unknown child role {other}"),
-    }
+    support::run_role(&[
+        ("crashy", crashy_producer),
+        ("steady", steady_producer),
+        ("paced", paced_producer),
+        ("burst", burst_producer),
+        ("checker", checking_consumer),
+        ("creator", creator),
+        ("half-create", half_create),
+    ]);
 }
 
 fn bus_name() -> String {
@@ -291,10 +288,7 @@ fn checking_consumer() {
 }
 
 fn trials() -> u64 {
-    std::env::var("SHMBUS_CRASH_TRIALS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200)
+    support::env_or("SHMBUS_CRASH_TRIALS", 200)
 }
 
 fn publish_checked(tx: &mut shmbus::Publisher, id: u64, k: u64, cap: usize) -> Option<u64> {
@@ -428,11 +422,7 @@ fn killed_multi_producers_never_tear_a_message_and_stuck_slots_are_skipped() {
 #[test]
 fn killed_consumer_harms_neither_the_producer_nor_other_consumers() {
     let name = TestBus::new("kill-consumer");
-    let bus = BusBuilder::new(name.name())
-        .slots(1 << 16)
-        .capacity(64)
-        .create()
-        .expect("create bus");
+    let bus = make::bus(&name, 1 << 16, 64);
     let (first, second) = (10_000u64, 20_000u64);
     let bus_env = [("BUS", name.name().to_owned())];
     let mut victim = ChildProc::spawn(CHILD, "checker", &bus_env);

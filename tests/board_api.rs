@@ -3,11 +3,10 @@
 
 use shmbus_testkit as support;
 
-use std::os::unix::fs::FileExt;
-
 use shmbus::bytemuck::{Pod, Zeroable};
 use shmbus::{Board, BoardBuilder, Bus, BusBuilder, Error};
-use support::TestBus;
+use support::make;
+use support::{assert_wrong_kind, TestBus};
 
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 #[bytemuck(crate = "shmbus::bytemuck")]
@@ -21,11 +20,7 @@ struct Pose {
 #[test]
 fn each_cell_holds_its_latest_value_and_counts_its_updates() {
     let name = TestBus::new("board-latest");
-    let board = BoardBuilder::new(name.name())
-        .cells(5)
-        .value_size(20)
-        .create()
-        .unwrap();
+    let board = make::board(&name, 5, 20);
     assert_eq!((board.cells(), board.value_size()), (5, 20));
     let mut w = board.writer().unwrap();
     let mut r = Board::open_read_only(name.name()).unwrap().reader();
@@ -106,11 +101,7 @@ fn typed_values_round_trip_and_another_type_is_refused() {
 
 #[test]
 fn a_value_built_in_place_is_committed_whole_and_a_panicking_fill_changes_nothing() {
-    let board = BoardBuilder::new("unused")
-        .cells(2)
-        .value_size(40)
-        .in_process()
-        .unwrap();
+    let board = make::in_process_board(2, 40);
     let mut w = board.writer().unwrap();
     let mut r = board.reader();
     let (v, n) = w
@@ -154,11 +145,7 @@ fn a_value_built_in_place_is_committed_whole_and_a_panicking_fill_changes_nothin
 
 #[test]
 fn bad_indexes_and_sizes_are_errors_with_the_numbers() {
-    let board = BoardBuilder::new("unused")
-        .cells(3)
-        .value_size(8)
-        .in_process()
-        .unwrap();
+    let board = make::in_process_board(3, 8);
     let mut w = board.writer().unwrap();
     let mut r = board.reader();
     assert!(matches!(
@@ -217,31 +204,11 @@ fn a_bus_is_not_a_board_and_a_board_is_not_a_bus() {
     let bus = TestBus::new("board-kind-bus");
     BusBuilder::new(bus.name()).create().unwrap();
     let err = Board::open(bus.name()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::WrongKind {
-                found: "bus",
-                expected: "board",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_wrong_kind(&err, "bus", "board");
     let board = TestBus::new("board-kind-board");
     BoardBuilder::new(board.name()).cells(2).create().unwrap();
     let err = Bus::open(board.name()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::WrongKind {
-                found: "board",
-                expected: "bus",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_wrong_kind(&err, "board", "bus");
     assert!(matches!(
         Board::open("board-nobody-made-this"),
         Err(Error::NotFound { .. })
@@ -250,113 +217,4 @@ fn a_bus_is_not_a_board_and_a_board_is_not_a_bus() {
         Board::open_read_only(board.name()).unwrap().writer(),
         Err(Error::ReadOnly { .. })
     ));
-}
-
-/// Offset of the board word in the header (docs/design.md §2, §12).
-const BOARD_WORD: u64 = 120;
-
-fn forge_board_word(t: &TestBus, word: u64) {
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(t.path())
-        .unwrap();
-    f.write_all_at(&word.to_le_bytes(), BOARD_WORD).unwrap();
-}
-
-#[test]
-fn a_forged_board_word_is_a_corrupt_board_or_an_unfinished_one() {
-    let name = TestBus::new("board-forged");
-    BoardBuilder::new(name.name())
-        .cells(5)
-        .value_size(8)
-        .create()
-        .unwrap();
-    // 5 cells take room for 8; anything that does not round up to 8 is refused.
-    for word in [9u64, 4, 1 << 32 | 5, 64 << 32 | 5] {
-        forge_board_word(&name, word);
-        let err = Board::open(name.name()).unwrap_err();
-        assert!(
-            matches!(err, Error::BoardCorrupt { .. }),
-            "{word:#x}: {err}"
-        );
-        assert!(err.is_corrupt());
-    }
-    forge_board_word(&name, 8);
-    assert_eq!(Board::open(name.name()).unwrap().cells(), 8);
-    forge_board_word(&name, 0);
-    assert!(matches!(
-        Board::open(name.name()),
-        Err(Error::NotInitialised { .. })
-    ));
-}
-
-/// Byte offset of cell 0's state word: the cells start after the 4096-byte header.
-const CELL0_STATE: u64 = 4096;
-
-fn state_word(t: &TestBus, at: u64) -> u64 {
-    let f = std::fs::File::open(t.path()).unwrap();
-    let mut b = [0u8; 8];
-    f.read_exact_at(&mut b, at).unwrap();
-    u64::from_le_bytes(b)
-}
-
-fn forge_word(t: &TestBus, at: u64, word: u64) {
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(t.path())
-        .unwrap();
-    f.write_all_at(&word.to_le_bytes(), at).unwrap();
-}
-
-/// repro_kinds_board_forged_holder: a state word whose holder field (bits 2..8) names an entry
-/// beyond the 32-entry producer table (or a busy word with no holder) is no writer's hold:
-/// `set_bytes` neither panics (indexing the table with it) nor reports `CellHeld` forever; it
-/// gives the cell back and writes it.
-#[test]
-fn a_forged_holder_beyond_the_producer_table_is_given_back_not_followed() {
-    for (cells, holder) in [(1usize, 40u64), (64, 40), (1, 33), (1, 63), (1, 0)] {
-        let name = TestBus::new("board-holder");
-        let board = BoardBuilder::new(name.name())
-            .cells(cells)
-            .value_size(8)
-            .create()
-            .unwrap();
-        let mut w = board.writer().unwrap();
-        assert_eq!(w.set_bytes(0, b"v1").unwrap(), 1);
-        drop(w);
-        let s = state_word(&name, CELL0_STATE);
-        // Keep the version and the current-copy bit; busy, holder field `holder`.
-        forge_word(&name, CELL0_STATE, s & !0xff | s & 0b10 | holder << 2 | 1);
-        let mut rd = board.reader();
-        let v = rd.read(0).unwrap().expect("set");
-        assert_eq!((v.version(), v.bytes()), (1, &b"v1"[..]), "still readable");
-        let mut w = board.writer().unwrap();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.set_bytes(0, b"v2")));
-        let r = r.unwrap_or_else(|_| panic!("{cells} cells, holder {holder}: set_bytes panicked"));
-        assert_eq!(r.unwrap(), 2, "{cells} cells, holder {holder}");
-        let v = rd.read(0).unwrap().expect("set");
-        assert_eq!((v.version(), v.bytes()), (2, &b"v2"[..]));
-        assert_eq!(state_word(&name, CELL0_STATE) & 0xfd, 0, "free, no holder");
-    }
-}
-
-/// A version at the top of its 56 bits cannot be raised: the update is refused as a corrupt
-/// board instead of committing a version that wraps to 0 ("never set").
-#[test]
-fn a_forged_version_at_its_limit_is_a_corrupt_board_not_a_wrapped_one() {
-    let name = TestBus::new("board-seq-limit");
-    let board = BoardBuilder::new(name.name())
-        .cells(1)
-        .value_size(8)
-        .create()
-        .unwrap();
-    let mut w = board.writer().unwrap();
-    w.set_bytes(0, b"v1").unwrap();
-    let s = state_word(&name, CELL0_STATE);
-    forge_word(&name, CELL0_STATE, u64::MAX << 8 | s & 0b10);
-    let err = w.set_bytes(0, b"v2").unwrap_err();
-    assert!(matches!(err, Error::BoardCorrupt { .. }), "{err}");
-    let mut rd = board.reader();
-    let v = rd.read(0).unwrap().expect("set");
-    assert_eq!((v.version(), v.bytes()), ((1 << 56) - 1, &b"v1"[..]));
 }

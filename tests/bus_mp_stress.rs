@@ -71,11 +71,7 @@ const KEEP_FAILURES: usize = 8;
 /// Entry point of the producer processes; does nothing when run as an ordinary test.
 #[test]
 fn child_entry() {
-    let Some(role) = role() else { return };
-    match role.as_str() {
-        "producer" => producer(),
-        other => panic!("unknown child role {other}"),
-    }
+    support::run_role(&[("producer", producer)]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,16 +1,15 @@
 //! Semantics users of tokio's broadcast channel, crossbeam and jonhoo/bus expect, pinned through
 //! the public API on in-process buses (docs/design.md §6, §8).
 
+use shmbus_testkit as support;
+
 use std::time::Duration;
 
-use shmbus::{BusBuilder, LapPolicy, Recv, Start};
+use shmbus::{LapPolicy, Recv, Start};
+use support::make::in_process_bus;
 
 fn bus(slots: u64) -> shmbus::Bus {
-    BusBuilder::new("semantics")
-        .slots(slots)
-        .capacity(32)
-        .in_process()
-        .unwrap()
+    in_process_bus(slots, 32)
 }
 
 /// A start sequence at or past the sequence limit waits forever: it never aliases message 0

@@ -7,6 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use shmbus::{Bus, BusBuilder, Error, Event, LapPolicy, ProducerMode, Recv, Start, Wait};
+use support::forge::Forger;
+use support::make;
 use support::TestBus;
 
 fn recv_seq(r: Recv<'_>) -> Result<(u64, Vec<u8>), String> {
@@ -19,11 +21,7 @@ fn recv_seq(r: Recv<'_>) -> Result<(u64, Vec<u8>), String> {
 #[test]
 fn create_open_and_exchange_a_message() {
     let t = TestBus::new("roundtrip");
-    let bus = BusBuilder::new(t.name())
-        .slots(8)
-        .capacity(32)
-        .create()
-        .unwrap();
+    let bus = make::bus(&t, 8, 32);
     let mut tx = bus.publisher().unwrap();
     let other = Bus::open(t.name()).unwrap();
     assert_eq!(
@@ -87,11 +85,7 @@ fn slot_count_is_never_rounded() {
 
 #[test]
 fn oversize_message_names_both_sizes() {
-    let bus = BusBuilder::new("x")
-        .slots(4)
-        .capacity(16)
-        .in_process()
-        .unwrap();
+    let bus = make::in_process_bus(4, 16);
     let mut tx = bus.publisher().unwrap();
     let err = tx.publish_bytes(&[0; 17]).unwrap_err();
     assert!(matches!(
@@ -259,11 +253,7 @@ fn read_only_handle_reads_but_cannot_publish() {
 
 #[test]
 fn new_subscriber_sees_only_future_messages_unless_told() {
-    let bus = BusBuilder::new("x")
-        .slots(8)
-        .capacity(8)
-        .in_process()
-        .unwrap();
+    let bus = make::in_process_bus(8, 8);
     let mut tx = bus.publisher().unwrap();
     for i in 0..5u8 {
         tx.publish_bytes(&[i]).unwrap();
@@ -282,11 +272,7 @@ fn new_subscriber_sees_only_future_messages_unless_told() {
 
 #[test]
 fn oldest_after_wrap_is_a_full_ring_back() {
-    let bus = BusBuilder::new("x")
-        .slots(8)
-        .capacity(8)
-        .in_process()
-        .unwrap();
+    let bus = make::in_process_bus(8, 8);
     let mut tx = bus.publisher().unwrap();
     for i in 0..20u64 {
         tx.publish_bytes(&i.to_ne_bytes()).unwrap();
@@ -299,11 +285,7 @@ fn oldest_after_wrap_is_a_full_ring_back() {
 #[test]
 fn lapped_subscriber_reports_exact_loss_and_resumes_at_oldest() {
     for published in [9u64, 16, 24, 1000, 100_003] {
-        let bus = BusBuilder::new("x")
-            .slots(8)
-            .capacity(8)
-            .in_process()
-            .unwrap();
+        let bus = make::in_process_bus(8, 8);
         let mut tx = bus.publisher().unwrap();
         let mut rx = bus.subscriber();
         for i in 0..published {
@@ -327,11 +309,7 @@ fn lapped_subscriber_reports_exact_loss_and_resumes_at_oldest() {
 
 #[test]
 fn newest_policy_resumes_at_the_newest_message() {
-    let bus = BusBuilder::new("x")
-        .slots(8)
-        .capacity(8)
-        .in_process()
-        .unwrap();
+    let bus = make::in_process_bus(8, 8);
     let mut tx = bus.publisher().unwrap();
     let mut rx = bus.subscriber().lap_policy(LapPolicy::Newest);
     for i in 0..30u64 {
@@ -437,11 +415,7 @@ fn recv_reports_closed_after_draining_and_the_sequence_continues() {
 
 #[test]
 fn iterator_reports_laps_and_ends_when_closed() {
-    let bus = BusBuilder::new("x")
-        .slots(4)
-        .capacity(8)
-        .in_process()
-        .unwrap();
+    let bus = make::in_process_bus(4, 8);
     let mut rx = bus.subscriber();
     {
         let mut tx = bus.publisher().unwrap();
@@ -651,14 +625,9 @@ fn publishing_stops_at_the_sequence_limit_and_the_bus_still_opens() {
     }
 }
 
-/// Stores `cursor` into a bus's cursor word through its file (docs/design.md §2: byte 1024).
+/// Stores `cursor` into a bus's cursor word (docs/design.md §2: byte 1024, word 128).
 fn set_cursor(name: &TestBus, cursor: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(name.path())
-        .unwrap();
-    f.write_all_at(&cursor.to_ne_bytes(), 1024).unwrap();
+    Forger::new(name).store(128, cursor);
 }
 
 /// `publish_loss`: the sequences it takes reach every subscriber as counted losses, never as

@@ -7,19 +7,15 @@ use shmbus_testkit as support;
 use std::time::{Duration, Instant};
 
 use shmbus::{Bus, BusBuilder, Recv, Start, Wait};
-use support::{check_payload, env, field, make_payload, role, say, ChildProc, TestBus};
+use support::make;
+use support::{check_payload, env, field, make_payload, say, ChildProc, TestBus};
 
 const CHILD: &str = "child_entry";
 
 /// Entry point of child processes; does nothing when run as an ordinary test.
 #[test]
 fn child_entry() {
-    match role().as_deref() {
-        None => {}
-        Some("producer") => producer(),
-        Some("consumer") => consumer(),
-        Some(other) => panic!("unknown child role {other}"),
-    }
+    support::run_role(&[("producer", producer), ("consumer", consumer)]);
 }
 
 fn bus_name() -> String {
@@ -155,11 +151,7 @@ fn run(bus: &TestBus, producers: u64, count: u64, len: usize, consumers: &[Optio
 fn one_producer_three_consumer_processes_lose_nothing_with_a_large_ring() {
     let t = TestBus::new("mp-fanout");
     let count = 30_000;
-    let _bus = BusBuilder::new(t.name())
-        .slots(1 << 15)
-        .capacity(64)
-        .create()
-        .unwrap();
+    let _bus = make::bus(&t, 1 << 15, 64);
     let r = run(&t, 1, count, 64, &[None, None, None]);
     assert_eq!(field(&r.producers[0], "published"), count);
     for c in &r.consumers {
@@ -180,11 +172,7 @@ fn one_producer_three_consumer_processes_lose_nothing_with_a_large_ring() {
 fn slow_consumer_process_loses_messages_but_never_gets_a_torn_one() {
     let t = TestBus::new("mp-slow");
     let count = 40_000;
-    let _bus = BusBuilder::new(t.name())
-        .slots(64)
-        .capacity(200)
-        .create()
-        .unwrap();
+    let _bus = make::bus(&t, 64, 200);
     let r = run(&t, 1, count, 200, &[Some(50)]);
     let c = &r.consumers[0];
     assert!(

@@ -6,60 +6,45 @@
 
 use shmbus_testkit as support;
 
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use shmbus::{Bus, BusBuilder, Readiness, Recv, Start};
-use support::{await_cond, role, say, ChildProc, TestBus};
+use shmbus::{Bus, BusBuilder, Publisher, Readiness, Recv, Start};
+use support::forge::Forger;
+use support::poll::{readable, wait_readable, HANG_GUARD};
+use support::{await_cond, env, on_go, ChildProc, TestBus};
 
 const CHILD: &str = "child_entry";
-
-/// Long enough that only a lost wake-up reaches it: a hang guard, not a timing assertion.
-const HANG_GUARD: Duration = Duration::from_secs(20);
 
 /// Entry point of child processes; does nothing when run as an ordinary test.
 #[test]
 fn child_entry() {
-    match role().as_deref() {
-        None => {}
-        Some("publish_on_go") => publish_on_go(),
-        Some(other) => panic!("unknown child role {other}"),
-    }
+    support::run_role(&[("publish_on_go", publish_on_go)]);
 }
 
 /// Attaches as the producer of BUS, says `ready`, publishes one message when told `go`.
 fn publish_on_go() {
-    let bus = Bus::open(&std::env::var("BUS").expect("BUS")).unwrap();
+    let bus = Bus::open(&env::<String>("BUS")).unwrap();
     let mut tx = bus.publisher().unwrap();
-    say("ready");
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line).expect("stdin");
-    assert_eq!(line.trim(), "go");
-    tx.publish_bytes(b"from afar").unwrap();
-    say("published");
-    line.clear();
-    let _ = std::io::stdin().read_line(&mut line);
+    on_go("published", || {
+        tx.publish_bytes(b"from afar").unwrap();
+    });
 }
 
-/// Whether `fd` is readable within `timeout`.
-fn readable(fd: &impl AsFd, timeout: Duration) -> bool {
-    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    poll(&mut fds, PollTimeout::from(ms)).expect("poll") == 1
+/// A bus of the default shape, its producer, and a subscriber's readiness handle from the next
+/// message on.
+fn bus_with_readiness(tag: &str) -> (TestBus, Bus, Publisher, Readiness) {
+    let name = TestBus::new(tag);
+    let bus = BusBuilder::new(name.name()).create().unwrap();
+    let tx = bus.publisher().unwrap();
+    let rx = bus.subscribe(Start::Next).into_readiness().unwrap();
+    (name, bus, tx, rx)
 }
 
-/// Waits until `fd` is readable, failing the test if it never becomes so.
-fn wait_readable(fd: &impl AsFd, what: &str) {
-    assert!(readable(fd, HANG_GUARD), "never readable: {what}");
-}
-
-/// The waiter flag of a bus, read from its segment file (docs/design.md §2: byte 1096).
+/// The waiter flag of a bus, read from its segment (docs/design.md §2: byte 1096, word 137).
 fn waiter_flag(bus: &TestBus) -> u64 {
-    let bytes = std::fs::read(bus.path()).expect("read segment");
-    u64::from_ne_bytes(bytes[1096..1104].try_into().unwrap())
+    Forger::new(bus).load(137)
 }
 
 #[test]
@@ -110,10 +95,7 @@ fn readiness_becomes_readable_on_a_lap_with_the_exact_loss() {
 
 #[test]
 fn readiness_becomes_readable_once_when_the_bus_closes() {
-    let name = TestBus::new("rd-closed");
-    let bus = BusBuilder::new(name.name()).create().unwrap();
-    let tx = bus.publisher().unwrap();
-    let mut rx = bus.subscribe(Start::Next).into_readiness().unwrap();
+    let (_name, bus, tx, mut rx) = bus_with_readiness("rd-closed");
     assert!(matches!(rx.try_recv(), Recv::Empty));
     drop(tx);
     wait_readable(&rx, "the only producer left");
@@ -128,10 +110,7 @@ fn readiness_becomes_readable_once_when_the_bus_closes() {
 
 #[test]
 fn readiness_is_armed_from_creation() {
-    let name = TestBus::new("rd-created");
-    let bus = BusBuilder::new(name.name()).create().unwrap();
-    let mut tx = bus.publisher().unwrap();
-    let mut rx = bus.subscribe(Start::Next).into_readiness().unwrap();
+    let (_name, _bus, mut tx, mut rx) = bus_with_readiness("rd-created");
     assert!(
         !readable(&rx, Duration::ZERO),
         "nothing published: not readable"
@@ -144,10 +123,7 @@ fn readiness_is_armed_from_creation() {
 
 #[test]
 fn readiness_stays_armed_after_it_reports_closed() {
-    let name = TestBus::new("rd-closed-rearm");
-    let bus = BusBuilder::new(name.name()).create().unwrap();
-    let tx = bus.publisher().unwrap();
-    let mut rx = bus.subscribe(Start::Next).into_readiness().unwrap();
+    let (_name, bus, tx, mut rx) = bus_with_readiness("rd-closed-rearm");
     drop(tx);
     wait_readable(&rx, "the only producer left");
     assert!(matches!(rx.try_recv(), Recv::Closed));
@@ -182,10 +158,7 @@ fn read_only_readiness_becomes_readable_on_publish() {
 
 #[test]
 fn publisher_pays_nothing_while_no_registration_is_armed() {
-    let name = TestBus::new("rd-flag");
-    let bus = BusBuilder::new(name.name()).create().unwrap();
-    let mut tx = bus.publisher().unwrap();
-    let mut rx = bus.subscribe(Start::Next).into_readiness().unwrap();
+    let (name, _bus, mut tx, mut rx) = bus_with_readiness("rd-flag");
     assert_eq!(waiter_flag(&name), 0, "registered, not armed");
     assert!(matches!(rx.try_recv(), Recv::Empty));
     await_cond(HANG_GUARD, "the waker raises the flag", || {

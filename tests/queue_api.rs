@@ -9,7 +9,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use shmbus::bytemuck::{Pod, Zeroable};
 use shmbus::{BusBuilder, Error, Queue, QueueBuilder, SendError, Wait};
-use support::TestBus;
+use support::make;
+use support::{assert_wrong_kind, TestBus};
 
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 #[bytemuck(crate = "shmbus::bytemuck")]
@@ -22,11 +23,7 @@ struct Job {
 #[test]
 fn raw_items_of_any_length_up_to_the_item_size_come_out_in_order() {
     let t = TestBus::new("q-raw");
-    let q = Queue::builder(t.name())
-        .capacity(8)
-        .item_size(20)
-        .create()
-        .unwrap();
+    let q = make::queue(&t, 8, 20);
     let (mut tx, mut rx) = (q.sender().unwrap(), q.receiver().unwrap());
     let items: Vec<Vec<u8>> = (0..=20u8).map(|n| (0..n).collect()).collect();
     for chunk in items.chunks(8) {
@@ -45,11 +42,7 @@ fn raw_items_of_any_length_up_to_the_item_size_come_out_in_order() {
 #[test]
 fn a_full_queue_hands_the_item_back_and_a_too_large_one_is_refused() {
     let t = TestBus::new("q-full");
-    let q = Queue::builder(t.name())
-        .capacity(2)
-        .item_size(8)
-        .create()
-        .unwrap();
+    let q = make::queue(&t, 2, 8);
     let mut tx = q.sender().unwrap();
     tx.try_send(b"a").unwrap();
     tx.try_send(b"b").unwrap();
@@ -103,31 +96,11 @@ fn a_bus_opened_as_a_queue_and_a_queue_opened_as_a_bus_are_wrong_kinds() {
     let bus = TestBus::new("q-kind-bus");
     BusBuilder::new(bus.name()).create().unwrap();
     let err = Queue::open(bus.name()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::WrongKind {
-                found: "bus",
-                expected: "queue",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_wrong_kind(&err, "bus", "queue");
     let queue = TestBus::new("q-kind-queue");
     Queue::builder(queue.name()).create().unwrap();
     let err = shmbus::Bus::open(queue.name()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::WrongKind {
-                found: "queue",
-                expected: "bus",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_wrong_kind(&err, "queue", "bus");
     assert!(err.to_string().contains("queue"), "{err}");
 }
 
@@ -310,11 +283,7 @@ proptest! {
 #[test]
 fn a_queue_with_no_sender_and_no_item_is_closed_until_a_sender_comes_back() {
     let name = TestBus::new("queue-closed");
-    let q = Queue::builder(name.name())
-        .capacity(8)
-        .item_size(16)
-        .create()
-        .unwrap();
+    let q = make::queue(&name, 8, 16);
     assert!(q.is_closed(), "nobody ever sent: closed");
     let mut tx = q.sender().unwrap();
     assert!(!q.is_closed(), "a sender is attached");
