@@ -7,34 +7,42 @@
 //! With no command, a complete run of about half a minute: c2c, latency (8 and 64 bytes),
 //! throughput, fan-out with 1 and 3 consumers, and the idle-subscriber curve.
 
+// The layers, bottom up. Below the engine: the machine, the clock, statistics, the report and
+// the child protocol.
+mod clock;
+mod ctx;
+mod proto;
+mod report;
+mod stats;
+mod sys;
+// The timed loops, generic over the transport.
+mod engine;
+// The experiments, each over its transport.
 mod board;
 mod c2c;
-mod child;
-mod clock;
 mod fanout;
 mod journal;
 mod latency;
 mod mp;
-use shmbus_testkit::payload;
 #[cfg(feature = "peers")]
 mod peer;
-mod plot;
 mod queue;
 mod records;
-mod report;
 mod soak;
-mod stats;
-mod sys;
 mod throughput;
+// On top: the roles of child processes, and the plot of a report.
+mod child;
+mod plot;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use shmbus_testkit::payload;
 
-use crate::clock::ClockKind;
+use crate::ctx::Ctx;
+use crate::engine::pingpong;
+use crate::engine::publish::Load;
 use crate::report::{Curve, Machine, Report};
 
 #[derive(Parser, Debug)]
@@ -199,103 +207,6 @@ struct MpArgs {
     messages: Option<u64>,
 }
 
-/// What every measurement needs: the clock, the usable cores, the run size, the progress bar.
-pub struct Ctx {
-    pub clock: ClockKind,
-    /// Nanoseconds per clock tick.
-    pub scale: f64,
-    pub quick: bool,
-    /// Usable cores, read before any pinning.
-    pub cores: Vec<usize>,
-    bar: ProgressBar,
-    /// The machine's runnable tasks, sampled for each step.
-    load: sys::LoadWatch,
-}
-
-impl Ctx {
-    fn new(quick: bool) -> Ctx {
-        let cores = sys::available_cores();
-        let clock = ClockKind::detect();
-        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed}] {bar:30} {pos}/{len} {msg}")
-                .expect("constant template is valid"),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
-        Ctx {
-            scale: clock.ns_per_tick(),
-            clock,
-            quick,
-            cores,
-            bar,
-            load: sys::LoadWatch::start(),
-        }
-    }
-
-    /// Round trips for a c2c pair.
-    pub fn c2c_sizes(&self) -> c2c::Sizes {
-        if self.quick {
-            c2c::Sizes {
-                warmup: 200,
-                iters: 2_000,
-            }
-        } else {
-            c2c::Sizes {
-                warmup: 20_000,
-                iters: 200_000,
-            }
-        }
-    }
-
-    /// `full` in a normal run, `quick` with `--quick`.
-    pub fn size(&self, full: u64, quick: u64) -> u64 {
-        if self.quick {
-            quick
-        } else {
-            full
-        }
-    }
-
-    fn steps(&self, n: u64) {
-        self.bar.set_length(n);
-    }
-
-    /// Runs one step of the run: shows it on the progress bar, then records the load it ran
-    /// under and marks its rows oversubscribed if the machine (or the workload) had more busy
-    /// processes than usable cores.
-    fn step(
-        &self,
-        report: &mut Report,
-        what: &str,
-        measure: impl FnOnce(&mut Report) -> Result<(), String>,
-    ) -> Result<(), String> {
-        self.bar.set_message(what.to_owned());
-        self.bar.inc(1);
-        let before = report.counts();
-        self.load.take();
-        measure(report)?;
-        report.end_step(what, before, self.load.take(), self.cores.len());
-        Ok(())
-    }
-
-    /// The first two usable cores, or an error saying the run needs two.
-    fn pair(&self, asked: &[usize]) -> Result<[usize; 2], String> {
-        match asked {
-            [a, b] if a != b => {
-                sys::check_cores(&[*a, *b])?;
-                Ok([*a, *b])
-            }
-            [] if self.cores.len() >= 2 => Ok([self.cores[0], self.cores[1]]),
-            [] => Err(format!(
-                "this needs 2 cores and this process may use {}: {:?}",
-                self.cores.len(),
-                self.cores
-            )),
-            _ => Err("--cores takes two different cores: producer,consumer".into()),
-        }
-    }
-}
-
 fn main() {
     // Read before anything pins a thread: afterwards this process's mask is one core.
     let _ = sys::available_cores();
@@ -358,7 +269,7 @@ fn measure(cli: &Cli) -> Result<(), String> {
             unreachable!("handled in main")
         }
     }
-    ctx.bar.finish_and_clear();
+    ctx.finish();
     report.warn_about_load();
     if let Some(p) = &cli.plot {
         plot::write(&report, p)?;
@@ -470,7 +381,7 @@ fn latency_one(
     name_curves(report, before, "(round trip / 2)");
     let m = latency::measure(ctx, payload, a, b, iters)?;
     let before = report.curves.len();
-    latency::rows(ctx, report, "shmbus", payload, [a, b], &m);
+    pingpong::rows(ctx, report, "shmbus", payload, [a, b], &m);
     // `rows` draws the ping-pong distribution; the stamped one-way hop is drawn beside it.
     name_curves(report, before, "pingpong (round trip / 2)");
     report.curves.push(Curve {
@@ -495,7 +406,7 @@ fn fanout_k(
     transport: &str,
     k: usize,
     producer: usize,
-    load: &fanout::Load,
+    load: &Load,
 ) -> Result<(), String> {
     let before = report.curves.len();
     match transport {
@@ -544,7 +455,7 @@ fn cmd_latency(ctx: &Ctx, report: &mut Report, a: &LatencyArgs) -> Result<(), St
         if a.kind == SegmentKindArg::Records {
             ctx.step(report, &format!("records latency {payload} B"), |r| {
                 let m = records::measure_latency(ctx, payload, pair[0], pair[1], iters)?;
-                latency::rows(ctx, r, "records", payload, pair, &m);
+                pingpong::rows(ctx, r, "records", payload, pair, &m);
                 Ok(())
             })?;
         }
@@ -561,8 +472,8 @@ fn cmd_latency(ctx: &Ctx, report: &mut Report, a: &LatencyArgs) -> Result<(), St
     Ok(())
 }
 
-fn fanout_load(ctx: &Ctx, payload: usize, messages: Option<u64>) -> fanout::Load {
-    fanout::Load {
+fn fanout_load(ctx: &Ctx, payload: usize, messages: Option<u64>) -> Load {
+    Load {
         payload,
         slots: 4096,
         paced: ctx.size(50_000, 1_000),
@@ -684,7 +595,7 @@ fn cmd_mp(ctx: &Ctx, report: &mut Report, a: &MpArgs) -> Result<(), String> {
     if let Some(p) = a.producers.iter().find(|&&p| p == 0 || p > 32) {
         return Err(format!("--producers {p}: a bus takes 1 to 32 producers"));
     }
-    let load = fanout::Load {
+    let load = Load {
         payload: a.payload,
         slots: a.slots,
         paced: ctx.size(20_000, 500),

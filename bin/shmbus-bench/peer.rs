@@ -11,14 +11,14 @@ use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
 
-use crate::child::{consume_loop, phase_of, Next, Source};
 use crate::clock::ClockKind;
-use crate::fanout::{consumer_cores, drive, Load, Transport, BATCH};
-use crate::latency::{echo_loop, ping_loop, stamp_loop, Link, Measured};
-use crate::report::{IdleRow, PeerRatio, Report};
-use crate::stats::{histogram, TickSummary};
+use crate::ctx::Ctx;
+use crate::engine::consume::{serve, Next, Source};
+use crate::engine::pingpong::{self, echo_loop, start_echo, Link};
+use crate::engine::publish::{self, drive, Load, Sink, Transport};
+use crate::proto::{say, stamp_of};
+use crate::report::{PeerRatio, Report};
 use crate::sys::{self, BusGuard, Peer};
-use crate::Ctx;
 
 type Pub = Publisher<ipc::Service, [u8], ()>;
 type Sub = Subscriber<ipc::Service, [u8], ()>;
@@ -107,7 +107,7 @@ impl Link for IoxLink {
     #[inline]
     fn poll(&mut self) -> Result<Option<u64>, String> {
         match self.rx.receive() {
-            Ok(Some(s)) => Ok(Some(crate::latency::stamp_of(s.payload()))),
+            Ok(Some(s)) => Ok(Some(stamp_of(s.payload()))),
             Ok(None) => Ok(None),
             Err(e) => Err(err("receive failed")(&e)),
         }
@@ -145,42 +145,56 @@ pub fn child_echo(a: &EchoArgs) -> Result<(), String> {
         buf: vec![0u8; a.payload],
     };
     sys::pin(a.core)?;
-    crate::child::say("ready");
+    say("ready");
     echo_loop(a.clock, &mut link, a.stamp)
 }
 
+/// Sets up the two services of a ping-pong and starts the iceoryx2 echo on core `b`.
 fn setup(
     ctx: &Ctx,
     node: &Node<ipc::Service>,
     payload: usize,
     b: usize,
     stamp: bool,
-) -> Result<(IoxLink, Peer), String> {
+) -> Result<(IoxLink, Peer, ()), String> {
     let service = sys::unique_name("iox");
     let (tx, _) = ports(node, &format!("{service}.a2b"), 1, Some(payload), false)?;
     let (_, rx) = ports(node, &format!("{service}.b2a"), 1, None, true)?;
-    let mut args: Vec<String> = vec![
+    let role = vec![
         "iox-echo".into(),
         "--service".into(),
         service,
-        "--core".into(),
-        b.to_string(),
-        "--clock".into(),
-        ctx.clock.arg().into(),
         "--payload".into(),
         payload.to_string(),
     ];
-    if stamp {
-        args.push("--stamp".into());
-    }
-    let mut echo = Peer::spawn("the iceoryx2 echo process", &args)?;
-    echo.ready()?;
+    let echo = start_echo(ctx, "the iceoryx2 echo process", role, b, stamp)?;
     let link = IoxLink {
         tx: tx.expect("asked for a publisher"),
         rx: rx.expect("asked for a subscriber"),
         buf: vec![0u8; payload],
     };
-    Ok((link, echo))
+    Ok((link, echo, ()))
+}
+
+/// Adds the comparison of shmbus's figure `ours` with iceoryx2's `theirs`, when both were
+/// measured.
+fn compare(
+    report: &mut Report,
+    workload: String,
+    metric: &'static str,
+    ours: Option<f64>,
+    theirs: Option<f64>,
+) {
+    if let (Some(ours), Some(theirs)) = (ours, theirs) {
+        report.peer_comparison.push(PeerRatio {
+            workload,
+            metric,
+            shmbus: ours,
+            peer: theirs,
+            peer_name: NAME,
+            ratio: ours / theirs,
+        });
+    }
 }
 
 /// The latency rows of iceoryx2 for one payload size, and its comparison with shmbus's.
@@ -192,23 +206,11 @@ pub fn latency(
     iters: u64,
 ) -> Result<(), String> {
     let payload = payload.max(8);
-    let warmup = (iters / 10).max(100);
     let node = node()?;
-    let rtt = {
-        let (mut link, mut echo) = setup(ctx, &node, payload, b, false)?;
-        sys::pin(a)?;
-        let r = ping_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?;
-        echo.finish()?;
-        r
-    };
-    let hops = {
-        let (mut link, mut echo) = setup(ctx, &node, payload, b, true)?;
-        sys::pin(a)?;
-        let r = stamp_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?;
-        echo.finish()?;
-        r
-    };
-    crate::latency::rows(ctx, report, NAME, payload, [a, b], &Measured { rtt, hops });
+    let m = pingpong::measure(ctx.clock, a, iters, |stamp| {
+        setup(ctx, &node, payload, b, stamp)
+    })?;
+    pingpong::rows(ctx, report, NAME, payload, [a, b], &m);
     let p50 = |transport: &str| {
         report
             .latency
@@ -221,20 +223,18 @@ pub fn latency(
             })
             .map(|l| l.ns.p50)
     };
-    if let (Some(ours), Some(theirs)) = (p50("shmbus"), p50(NAME)) {
-        report.peer_comparison.push(PeerRatio {
-            workload: format!("latency {payload}B ping-pong cores {a}-{b}"),
-            metric: "p50 ns",
-            shmbus: ours,
-            peer: theirs,
-            peer_name: NAME,
-            ratio: ours / theirs,
-        });
-    }
+    let (ours, theirs) = (p50("shmbus"), p50(NAME));
+    compare(
+        report,
+        format!("latency {payload}B ping-pong cores {a}-{b}"),
+        "p50 ns",
+        ours,
+        theirs,
+    );
     Ok(())
 }
 
-impl crate::fanout::Sink for Pub {
+impl Sink for Pub {
     #[inline]
     fn publish(&mut self, buf: &[u8]) -> Result<(), String> {
         send(self, buf)
@@ -259,10 +259,7 @@ impl Source for IoxSource {
     #[inline]
     fn next(&mut self) -> Next {
         match self.0.receive() {
-            Ok(Some(s)) => Next::Message {
-                stamp: crate::latency::stamp_of(s.payload()),
-                phase: phase_of(s.payload()),
-            },
+            Ok(Some(s)) => Next::message(s.payload()),
             _ => Next::Empty,
         }
     }
@@ -278,11 +275,7 @@ pub fn child_consume(a: &ConsumeArgs) -> Result<(), String> {
     let node = node()?;
     let (_, rx) = ports(&node, &a.service, a.subscribers, None, true)?;
     let mut src = IoxSource(rx.expect("asked for a subscriber"));
-    sys::pin(a.core)?;
-    crate::child::say("ready");
-    let out = consume_loop(&mut src, a.clock);
-    crate::child::say(&serde_json::to_string(&out).map_err(|e| e.to_string())?);
-    Ok(())
+    serve(&mut src, a.core, a.clock)
 }
 
 /// Fan-out with `k` iceoryx2 consumer processes, and the publish-rate comparison with shmbus.
@@ -324,16 +317,14 @@ pub fn fanout(
             .find(|f| f.transport == transport && f.consumers == k)
             .map(|f| f.publish_ns.p50)
     };
-    if let (Some(ours), Some(theirs)) = (cost("shmbus"), cost(NAME)) {
-        report.peer_comparison.push(PeerRatio {
-            workload: format!("fan-out K={k}, publish flat out"),
-            metric: "p50 ns/publish",
-            shmbus: ours,
-            peer: theirs,
-            peer_name: NAME,
-            ratio: ours / theirs,
-        });
-    }
+    let (ours, theirs) = (cost("shmbus"), cost(NAME));
+    compare(
+        report,
+        format!("fan-out K={k}, publish flat out"),
+        "p50 ns/publish",
+        ours,
+        theirs,
+    );
     Ok(())
 }
 
@@ -360,7 +351,7 @@ pub fn child_idle(a: &IdleArgs) -> Result<(), String> {
     let (_, rx) = ports(&node, &a.service, a.subscribers, None, true)?;
     let rx = rx.expect("asked for a subscriber");
     sys::pin(a.core)?;
-    crate::child::say("ready");
+    say("ready");
     while ctl.has_producers() {
         std::thread::sleep(std::time::Duration::from_millis(a.poll_ms));
         while let Ok(Some(_)) = rx.receive() {}
@@ -368,7 +359,8 @@ pub fn child_idle(a: &IdleArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The publish cost of iceoryx2 with `ks` idle subscriber processes attached.
+/// The publish cost of iceoryx2 with `ks` idle subscriber processes attached, and its
+/// comparison with shmbus's at each K.
 pub fn idle_curve(
     ctx: &Ctx,
     report: &mut Report,
@@ -381,7 +373,7 @@ pub fn idle_curve(
     let service = sys::unique_name("iox-idle");
     let node = node()?;
     let (tx, _) = ports(&node, &service, max.max(1), Some(load.payload), false)?;
-    let tx = tx.expect("asked for a publisher");
+    let mut tx = tx.expect("asked for a publisher");
     let ctl_name = BusGuard::new("ioxctl");
     let ctl = shmbus::BusBuilder::new(ctl_name.name())
         .slots(2)
@@ -391,15 +383,18 @@ pub fn idle_curve(
     let ctl_tx = ctl
         .publisher()
         .map_err(|e| format!("cannot publish on {}: {e}", ctl_name.name()))?;
-    let cores = consumer_cores(ctx, producer, max);
     let mut peers: Vec<Peer> = Vec::new();
-    let buf = vec![1u8; load.payload];
-    let mut base = None;
-    let mut result = Ok(());
-    for &k in ks {
-        while peers.len() < k {
-            let i = peers.len();
-            let mut p = Peer::spawn(
+    let result = publish::idle_curve(
+        ctx,
+        report,
+        NAME,
+        ks,
+        producer,
+        load,
+        &mut tx,
+        &mut peers,
+        |i, core| {
+            Peer::spawn(
                 &format!("iceoryx2 idle subscriber {i}"),
                 &[
                     "iox-idle".into(),
@@ -410,59 +405,35 @@ pub fn idle_curve(
                     "--subscribers".into(),
                     max.max(1).to_string(),
                     "--core".into(),
-                    cores[i].to_string(),
+                    core.to_string(),
                     "--poll-ms".into(),
                     poll_ms.to_string(),
                 ],
-            )?;
-            p.ready()?;
-            peers.push(p);
-        }
-        sys::pin(producer)?;
-        let mut h = histogram();
-        let mut sent = 0;
-        while sent < load.flat {
-            let t = ctx.clock.now();
-            for _ in 0..BATCH {
-                if let Err(e) = send(&tx, &buf) {
-                    result = Err(e);
-                    break;
-                }
-            }
-            h.saturating_record(ctx.clock.now().wrapping_sub(t));
-            sent += BATCH;
-        }
-        if result.is_err() {
-            break;
-        }
-        let ns = TickSummary::of(&h).to_ns(ctx.scale / BATCH as f64);
-        let base_p50 = *base.get_or_insert(ns.p50);
-        report.idle_subscribers.push(IdleRow {
-            transport: NAME,
-            idle_subscribers: k,
-            publish_ns: ns,
-            p50_vs_none: ns.p50 / base_p50,
-        });
-        let ours = report
-            .idle_subscribers
-            .iter()
-            .find(|r| r.transport == "shmbus" && r.idle_subscribers == k)
-            .map(|r| r.publish_ns.p50);
-        if let Some(ours) = ours {
-            report.peer_comparison.push(PeerRatio {
-                workload: format!("publish with {k} idle subscribers"),
-                metric: "p50 ns/publish",
-                shmbus: ours,
-                peer: ns.p50,
-                peer_name: NAME,
-                ratio: ours / ns.p50,
-            });
-        }
-    }
+            )
+        },
+    );
     // Let the subscribers leave on their own (their iceoryx2 resources cleaned up), then wait.
     drop(ctl_tx);
     for p in peers {
         p.finish()?;
     }
-    result
+    result?;
+    let idle_p50 = |report: &Report, transport: &str, k: usize| {
+        report
+            .idle_subscribers
+            .iter()
+            .find(|r| r.transport == transport && r.idle_subscribers == k)
+            .map(|r| r.publish_ns.p50)
+    };
+    for &k in ks {
+        let (ours, theirs) = (idle_p50(report, "shmbus", k), idle_p50(report, NAME, k));
+        compare(
+            report,
+            format!("publish with {k} idle subscribers"),
+            "p50 ns/publish",
+            ours,
+            theirs,
+        );
+    }
+    Ok(())
 }
