@@ -28,14 +28,21 @@ pub fn create(guard: &BusGuard, load: &Load) -> Result<(Bus, Publisher), String>
     Ok((bus, tx))
 }
 
-/// One fan-out run with `k` consumers.
+/// One fan-out run with `k` consumers over `transport`: `shmbus`, or `iceoryx2` in a build with
+/// peers.
 pub fn run_k(
     ctx: &Ctx,
     report: &mut Report,
+    transport: &str,
     k: usize,
     producer: usize,
     load: &Load,
 ) -> Result<(), String> {
+    match transport {
+        #[cfg(feature = "peers")]
+        crate::peer::NAME => return crate::peer::fanout(ctx, report, k, producer, load),
+        _ => {}
+    }
     let guard = BusGuard::new("fanout");
     let (_bus, tx) = create(&guard, load)?;
     let role = ["consume".into(), "--bus".into(), guard.name().into()];
@@ -47,16 +54,24 @@ pub fn run_k(
     drive(ctx, report, &run, k, producer, load, tx)
 }
 
-/// The publish cost with `ks` idle subscriber processes attached (ascending; processes are added
-/// as K grows), each sleeping `poll_ms` between polls.
+/// The publish cost over `transport` (as [`run_k`]) with `ks` idle subscriber processes
+/// attached (ascending; processes are added as K grows), each sleeping `poll_ms` between polls.
 pub fn idle_curve(
     ctx: &Ctx,
     report: &mut Report,
+    transport: &str,
     ks: &[usize],
     producer: usize,
     load: &Load,
     poll_ms: u64,
 ) -> Result<(), String> {
+    match transport {
+        #[cfg(feature = "peers")]
+        crate::peer::NAME => {
+            return crate::peer::idle_curve(ctx, report, ks, producer, load, poll_ms)
+        }
+        _ => {}
+    }
     let guard = BusGuard::new("idle");
     let (_bus, mut tx) = create(&guard, load)?;
     let mut peers: Vec<Peer> = Vec::new();

@@ -19,7 +19,7 @@ use crate::c2c::SharedPage;
 use crate::clock::ClockKind;
 use crate::ctx::Ctx;
 use crate::engine::pingpong::{
-    self, echo_loop, echo_role, ping_loop, start_echo, EchoArgs, Link, Measured,
+    self, echo_loop, echo_role, ping_loop, start_echo, EchoArgs, Link, Measured, Poll,
 };
 use crate::proto::{say, stamp_of};
 use crate::report::{Curve, LatencyRow, PeerRatio, Report};
@@ -60,23 +60,27 @@ impl WaitMode {
     }
 }
 
-/// A shmbus ping-pong end: publishes on one bus, subscribes to the other.
-struct BusLink {
-    tx: Publisher,
+/// The receiving half of a shmbus ping-pong end: a subscriber, waiting as `mode` says.
+struct BusRx {
     rx: Subscriber,
-    buf: Vec<u8>,
     mode: WaitMode,
     #[cfg(feature = "tokio")]
     rt: Option<tokio::runtime::Runtime>,
 }
 
-impl BusLink {
-    fn new(tx: Publisher, rx: Subscriber, payload: usize, mode: WaitMode) -> Result<Self, String> {
+/// A shmbus ping-pong end: publishes on one bus, subscribes to the other.
+type BusLink = Link<Publisher, BusRx>;
+
+impl BusRx {
+    fn link(
+        tx: Publisher,
+        rx: Subscriber,
+        payload: usize,
+        mode: WaitMode,
+    ) -> Result<BusLink, String> {
         mode.check()?;
-        Ok(BusLink {
-            tx,
+        let rx = BusRx {
             rx: rx.wait_strategy(Wait::Sleep),
-            buf: vec![0u8; payload],
             mode,
             #[cfg(feature = "tokio")]
             rt: match mode {
@@ -88,7 +92,8 @@ impl BusLink {
                 ),
                 _ => None,
             },
-        })
+        };
+        Ok(Link::new(tx, rx, payload))
     }
 
     /// Blocks (sleep, async) for the next word; the peer leaving the bus is an error.
@@ -114,16 +119,7 @@ fn lapped(lost: u64) -> String {
     format!("lapped ({lost} lost), which one message in flight cannot do")
 }
 
-impl Link for BusLink {
-    #[inline]
-    fn send(&mut self, word: u64) -> Result<(), String> {
-        self.buf[..8].copy_from_slice(&word.to_ne_bytes());
-        self.tx
-            .publish_bytes(&self.buf)
-            .map(|_| ())
-            .map_err(|e| format!("publish failed: {e}"))
-    }
-
+impl Poll for BusRx {
     #[inline]
     fn poll(&mut self) -> Result<Option<u64>, String> {
         if self.mode != WaitMode::Spin {
@@ -161,23 +157,29 @@ fn setup(
     let rx = pong.subscribe(Start::Oldest);
     let mut role = echo_role("echo", &names);
     role.extend(["--wait".into(), mode.name().into()]);
-    let link = BusLink::new(tx, rx, payload, mode)?;
+    let link = BusRx::link(tx, rx, payload, mode)?;
     let echo = start_echo(ctx, "the echo process", role, b, stamp)?;
     Ok((link, echo, names))
 }
 
-/// Ping-pong, then stamped hops, between this process on core `a` and an echo on core `b`.
+/// Ping-pong, then stamped hops, between this process on core `a` and an echo on core `b`, over
+/// `transport`: `shmbus` (buses) or `records` (records segments).
 pub fn measure(
     ctx: &Ctx,
+    transport: &str,
     payload: usize,
-    a: usize,
-    b: usize,
+    [a, b]: [usize; 2],
     iters: u64,
 ) -> Result<Measured, String> {
     let payload = payload.max(8);
-    pingpong::measure(ctx.clock, a, iters, |stamp| {
-        setup(ctx, payload, b, stamp, WaitMode::Spin)
-    })
+    match transport {
+        "records" => pingpong::measure(ctx.clock, a, iters, |stamp| {
+            crate::records::setup(ctx, payload, b, stamp)
+        }),
+        _ => pingpong::measure(ctx.clock, a, iters, |stamp| {
+            setup(ctx, payload, b, stamp, WaitMode::Spin)
+        }),
+    }
 }
 
 /// The child's side: answer every ping, same length, until STOP.
@@ -195,7 +197,7 @@ pub fn child_echo(a: &EchoArgs, mode: WaitMode) -> Result<(), String> {
     let tx = pong
         .publisher()
         .map_err(|e| format!("cannot publish on {}: {e}", pong.name()))?;
-    let mut link = BusLink::new(tx, rx, pong.capacity(), mode)?;
+    let mut link = BusRx::link(tx, rx, pong.capacity(), mode)?;
     sys::pin(a.core)?;
     say("ready");
     echo_loop(a.clock, &mut link, a.stamp)
@@ -217,7 +219,7 @@ pub fn measure_waited(
 ) -> Result<Waited, String> {
     let payload = payload.max(8);
     let warmup = pingpong::warmup(iters);
-    let futex = futex_rtt(ctx.clock, a, b, warmup, iters)?;
+    let futex = futex_rtt(ctx.clock, [a, b], warmup, iters)?;
     let (mut link, mut echo, _names) = setup(ctx, payload, b, false, mode)?;
     sys::pin(a)?;
     let rtt = ping_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?;
@@ -338,8 +340,7 @@ fn futex_await(word: &AtomicU32, want: u32, alive: &mut impl FnMut() -> bool) ->
 /// core `a` and an echo process on core `b`, both asleep in `FUTEX_WAIT` while they wait.
 fn futex_rtt(
     clock: ClockKind,
-    a: usize,
-    b: usize,
+    [a, b]: [usize; 2],
     warmup: u64,
     iters: u64,
 ) -> Result<TickSummary, String> {

@@ -326,7 +326,7 @@ fn default_run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
         &[0, 16, 64, 256]
     };
     ctx.step(report, "idle subscribers", |r| {
-        fanout::idle_curve(ctx, r, ks, a, &load, 100)
+        fanout::idle_curve(ctx, r, "shmbus", ks, a, &load, 100)
     })?;
     Ok(())
 }
@@ -379,7 +379,7 @@ fn latency_one(
     let before = report.curves.len();
     c2c::ensure_pair(report, a, b, &ctx.c2c_sizes(), ctx.clock, ctx.scale)?;
     name_curves(report, before, "(round trip / 2)");
-    let m = latency::measure(ctx, payload, a, b, iters)?;
+    let m = latency::measure(ctx, "shmbus", payload, [a, b], iters)?;
     let before = report.curves.len();
     pingpong::rows(ctx, report, "shmbus", payload, [a, b], &m);
     // `rows` draws the ping-pong distribution; the stamped one-way hop is drawn beside it.
@@ -409,11 +409,7 @@ fn fanout_k(
     load: &Load,
 ) -> Result<(), String> {
     let before = report.curves.len();
-    match transport {
-        #[cfg(feature = "peers")]
-        "iceoryx2" => peer::fanout(ctx, report, k, producer, load)?,
-        _ => fanout::run_k(ctx, report, k, producer, load)?,
-    }
+    fanout::run_k(ctx, report, transport, k, producer, load)?;
     name_curves(report, before, "oneway (receive - send stamp)");
     Ok(())
 }
@@ -454,7 +450,7 @@ fn cmd_latency(ctx: &Ctx, report: &mut Report, a: &LatencyArgs) -> Result<(), St
         })?;
         if a.kind == SegmentKindArg::Records {
             ctx.step(report, &format!("records latency {payload} B"), |r| {
-                let m = records::measure_latency(ctx, payload, pair[0], pair[1], iters)?;
+                let m = latency::measure(ctx, "records", payload, pair, iters)?;
                 pingpong::rows(ctx, r, "records", payload, pair, &m);
                 Ok(())
             })?;
@@ -492,17 +488,13 @@ fn cmd_fanout(ctx: &Ctx, report: &mut Report, a: &FanoutArgs) -> Result<(), Stri
     }
     let producer = *ctx.cores.first().ok_or("no usable core")?;
     let load = fanout_load(ctx, a.payload, a.messages);
+    let transports = transports(a.peer);
     if !a.idle_subscribers.is_empty() {
-        let peer_steps = if a.peer.is_some() { 2 } else { 1 };
         let ks = idle_curve_points(&a.idle_subscribers)?;
-        ctx.steps(peer_steps);
-        ctx.step(report, "idle subscribers", |r| {
-            fanout::idle_curve(ctx, r, &ks, producer, &load, a.idle_poll_ms.max(1))
-        })?;
-        #[cfg(feature = "peers")]
-        if a.peer == Some(PeerKind::Iceoryx2) {
-            ctx.step(report, "iceoryx2 idle subscribers", |r| {
-                peer::idle_curve(ctx, r, &ks, producer, &load, a.idle_poll_ms.max(1))
+        ctx.steps(transports.len() as u64);
+        for &t in transports {
+            ctx.step(report, &step_name(t, "idle subscribers"), |r| {
+                fanout::idle_curve(ctx, r, t, &ks, producer, &load, a.idle_poll_ms.max(1))
             })?;
         }
         return Ok(());
@@ -510,20 +502,34 @@ fn cmd_fanout(ctx: &Ctx, report: &mut Report, a: &FanoutArgs) -> Result<(), Stri
     if a.consumers.is_empty() || a.consumers.contains(&0) {
         return Err("--consumers takes numbers of consumers of at least 1".into());
     }
-    let peer_steps = if a.peer.is_some() { 2 } else { 1 };
-    ctx.steps(peer_steps * a.consumers.len() as u64);
+    ctx.steps((transports.len() * a.consumers.len()) as u64);
     for &k in &a.consumers {
-        ctx.step(report, &format!("fan-out K={k}"), |r| {
-            fanout_k(ctx, r, "shmbus", k, producer, &load)
-        })?;
-        #[cfg(feature = "peers")]
-        if a.peer == Some(PeerKind::Iceoryx2) {
-            ctx.step(report, &format!("iceoryx2 fan-out K={k}"), |r| {
-                fanout_k(ctx, r, "iceoryx2", k, producer, &load)
+        for &t in transports {
+            ctx.step(report, &step_name(t, &format!("fan-out K={k}")), |r| {
+                fanout_k(ctx, r, t, k, producer, &load)
             })?;
         }
     }
     Ok(())
+}
+
+/// The transports a run measures: shmbus, then the peer asked for (refused by [`check_peer`] in
+/// a build without peers).
+fn transports(peer: Option<PeerKind>) -> &'static [&'static str] {
+    match peer {
+        Some(PeerKind::Iceoryx2) => &["shmbus", "iceoryx2"],
+        None => &["shmbus"],
+    }
+}
+
+/// A step's name on the progress bar and in the load section: shmbus's steps are named for what
+/// they measure, a peer's steps for the peer too.
+fn step_name(transport: &str, what: &str) -> String {
+    if transport == "shmbus" {
+        what.to_owned()
+    } else {
+        format!("{transport} {what}")
+    }
 }
 
 /// A list is the curve itself; one number K is the curve 0, K/16, K/4, K.

@@ -14,7 +14,7 @@ use iceoryx2::prelude::*;
 use crate::clock::ClockKind;
 use crate::ctx::Ctx;
 use crate::engine::consume::{serve, Next, Source};
-use crate::engine::pingpong::{self, echo_loop, start_echo, Link};
+use crate::engine::pingpong::{self, echo_loop, start_echo, Link, Poll};
 use crate::engine::publish::{self, drive, Load, Sink, Transport};
 use crate::proto::{say, stamp_of};
 use crate::report::{PeerRatio, Report};
@@ -23,7 +23,8 @@ use crate::sys::{self, BusGuard, Peer};
 type Pub = Publisher<ipc::Service, [u8], ()>;
 type Sub = Subscriber<ipc::Service, [u8], ()>;
 
-const NAME: &str = "iceoryx2";
+/// The transport's name in the report.
+pub const NAME: &str = "iceoryx2";
 
 fn err(what: &str) -> impl Fn(&dyn std::fmt::Display) -> String + '_ {
     move |e| format!("iceoryx2: {what}: {e}")
@@ -91,22 +92,11 @@ fn send(tx: &Pub, buf: &[u8]) -> Result<(), String> {
         .map_err(|e| err("send failed")(&e))
 }
 
-struct IoxLink {
-    tx: Pub,
-    rx: Sub,
-    buf: Vec<u8>,
-}
-
-impl Link for IoxLink {
-    #[inline]
-    fn send(&mut self, word: u64) -> Result<(), String> {
-        self.buf[..8].copy_from_slice(&word.to_ne_bytes());
-        send(&self.tx, &self.buf)
-    }
-
+/// An iceoryx2 ping-pong end receives on a subscriber.
+impl Poll for Sub {
     #[inline]
     fn poll(&mut self) -> Result<Option<u64>, String> {
-        match self.rx.receive() {
+        match self.receive() {
             Ok(Some(s)) => Ok(Some(stamp_of(s.payload()))),
             Ok(None) => Ok(None),
             Err(e) => Err(err("receive failed")(&e)),
@@ -139,11 +129,11 @@ pub fn child_echo(a: &EchoArgs) -> Result<(), String> {
         Some(a.payload),
         false,
     )?;
-    let mut link = IoxLink {
-        tx: tx.expect("asked for a publisher"),
-        rx: rx.expect("asked for a subscriber"),
-        buf: vec![0u8; a.payload],
-    };
+    let mut link = Link::new(
+        tx.expect("asked for a publisher"),
+        rx.expect("asked for a subscriber"),
+        a.payload,
+    );
     sys::pin(a.core)?;
     say("ready");
     echo_loop(a.clock, &mut link, a.stamp)
@@ -156,7 +146,7 @@ fn setup(
     payload: usize,
     b: usize,
     stamp: bool,
-) -> Result<(IoxLink, Peer, ()), String> {
+) -> Result<(Link<Pub, Sub>, Peer, ()), String> {
     let service = sys::unique_name("iox");
     let (tx, _) = ports(node, &format!("{service}.a2b"), 1, Some(payload), false)?;
     let (_, rx) = ports(node, &format!("{service}.b2a"), 1, None, true)?;
@@ -168,24 +158,23 @@ fn setup(
         payload.to_string(),
     ];
     let echo = start_echo(ctx, "the iceoryx2 echo process", role, b, stamp)?;
-    let link = IoxLink {
-        tx: tx.expect("asked for a publisher"),
-        rx: rx.expect("asked for a subscriber"),
-        buf: vec![0u8; payload],
-    };
+    let link = Link::new(
+        tx.expect("asked for a publisher"),
+        rx.expect("asked for a subscriber"),
+        payload,
+    );
     Ok((link, echo, ()))
 }
 
-/// Adds the comparison of shmbus's figure `ours` with iceoryx2's `theirs`, when both were
-/// measured.
+/// Adds the comparison of shmbus's figure with iceoryx2's, when both were measured;
+/// `figure(report, transport)` finds one in the report.
 fn compare(
     report: &mut Report,
     workload: String,
     metric: &'static str,
-    ours: Option<f64>,
-    theirs: Option<f64>,
+    figure: impl Fn(&Report, &str) -> Option<f64>,
 ) {
-    if let (Some(ours), Some(theirs)) = (ours, theirs) {
+    if let (Some(ours), Some(theirs)) = (figure(report, "shmbus"), figure(report, NAME)) {
         report.peer_comparison.push(PeerRatio {
             workload,
             metric,
@@ -211,25 +200,21 @@ pub fn latency(
         setup(ctx, &node, payload, b, stamp)
     })?;
     pingpong::rows(ctx, report, NAME, payload, [a, b], &m);
-    let p50 = |transport: &str| {
-        report
-            .latency
-            .iter()
-            .find(|l| {
-                l.transport == transport
-                    && l.method == "pingpong"
-                    && l.payload == payload
-                    && l.cores == [a, b]
-            })
-            .map(|l| l.ns.p50)
-    };
-    let (ours, theirs) = (p50("shmbus"), p50(NAME));
     compare(
         report,
         format!("latency {payload}B ping-pong cores {a}-{b}"),
         "p50 ns",
-        ours,
-        theirs,
+        |r, transport| {
+            r.latency
+                .iter()
+                .find(|l| {
+                    l.transport == transport
+                        && l.method == "pingpong"
+                        && l.payload == payload
+                        && l.cores == [a, b]
+                })
+                .map(|l| l.ns.p50)
+        },
     );
     Ok(())
 }
@@ -310,20 +295,16 @@ pub fn fanout(
         load,
         tx.expect("asked for a publisher"),
     )?;
-    let cost = |transport: &str| {
-        report
-            .fanout
-            .iter()
-            .find(|f| f.transport == transport && f.consumers == k)
-            .map(|f| f.publish_ns.p50)
-    };
-    let (ours, theirs) = (cost("shmbus"), cost(NAME));
     compare(
         report,
         format!("fan-out K={k}, publish flat out"),
         "p50 ns/publish",
-        ours,
-        theirs,
+        |r, transport| {
+            r.fanout
+                .iter()
+                .find(|f| f.transport == transport && f.consumers == k)
+                .map(|f| f.publish_ns.p50)
+        },
     );
     Ok(())
 }
@@ -418,21 +399,17 @@ pub fn idle_curve(
         p.finish()?;
     }
     result?;
-    let idle_p50 = |report: &Report, transport: &str, k: usize| {
-        report
-            .idle_subscribers
-            .iter()
-            .find(|r| r.transport == transport && r.idle_subscribers == k)
-            .map(|r| r.publish_ns.p50)
-    };
     for &k in ks {
-        let (ours, theirs) = (idle_p50(report, "shmbus", k), idle_p50(report, NAME, k));
         compare(
             report,
             format!("publish with {k} idle subscribers"),
             "p50 ns/publish",
-            ours,
-            theirs,
+            |r, transport| {
+                r.idle_subscribers
+                    .iter()
+                    .find(|i| i.transport == transport && i.idle_subscribers == k)
+                    .map(|i| i.publish_ns.p50)
+            },
         );
     }
     Ok(())

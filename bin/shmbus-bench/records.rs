@@ -10,7 +10,7 @@ use shmbus::Start;
 
 use crate::ctx::Ctx;
 use crate::engine::consume::{serve, ConsumerArgs, Next, Source};
-use crate::engine::pingpong::{self, echo_loop, echo_role, start_echo, EchoArgs, Link, Measured};
+use crate::engine::pingpong::{echo_loop, echo_role, start_echo, EchoArgs, Link, Poll};
 use crate::engine::publish::{self, Load, Sink, Transport};
 use crate::proto::{say, stamp_of};
 use crate::report::{Report, ThroughputRow};
@@ -32,23 +32,11 @@ impl Sink for RecordPublisher {
     }
 }
 
-/// A records ping-pong end: publishes on one segment, subscribes to the other.
-struct RecordsLink {
-    tx: RecordPublisher,
-    rx: RecordSubscriber,
-    buf: Vec<u8>,
-}
-
-impl Link for RecordsLink {
-    #[inline]
-    fn send(&mut self, word: u64) -> Result<(), String> {
-        self.buf[..8].copy_from_slice(&word.to_ne_bytes());
-        self.tx.publish(&self.buf)
-    }
-
+/// A records ping-pong end receives on a records subscriber.
+impl Poll for RecordSubscriber {
     #[inline]
     fn poll(&mut self) -> Result<Option<u64>, String> {
-        match self.rx.try_recv() {
+        match self.try_recv() {
             RecordRecv::Record(m) => Ok(Some(stamp_of(m.bytes()))),
             RecordRecv::Empty | RecordRecv::Closed => Ok(None),
             RecordRecv::Lapped { lost } => Err(format!(
@@ -65,12 +53,14 @@ fn create(name: &str, payload: usize) -> Result<Records, String> {
         .map_err(|e| format!("cannot create records segment {name}: {e}"))
 }
 
-fn setup(
+/// Sets up a ping segment (ours) and a pong segment (the echo's) and starts the records echo on
+/// core `b`.
+pub fn setup(
     ctx: &Ctx,
     payload: usize,
     b: usize,
     stamp: bool,
-) -> Result<(RecordsLink, Peer, [BusGuard; 2]), String> {
+) -> Result<(Link<RecordPublisher, RecordSubscriber>, Peer, [BusGuard; 2]), String> {
     let names = [BusGuard::new("rping"), BusGuard::new("rpong")];
     let ping = create(names[0].name(), payload)?;
     let pong = create(names[1].name(), payload)?;
@@ -81,24 +71,7 @@ fn setup(
     let mut role = echo_role("records-echo", &names);
     role.extend(["--payload".into(), payload.to_string()]);
     let echo = start_echo(ctx, "the records echo process", role, b, stamp)?;
-    let link = RecordsLink {
-        tx,
-        rx,
-        buf: vec![0u8; payload],
-    };
-    Ok((link, echo, names))
-}
-
-/// Ping-pong, then stamped hops, over records segments (as `latency::measure` over buses).
-pub fn measure_latency(
-    ctx: &Ctx,
-    payload: usize,
-    a: usize,
-    b: usize,
-    iters: u64,
-) -> Result<Measured, String> {
-    let payload = payload.max(8);
-    pingpong::measure(ctx.clock, a, iters, |stamp| setup(ctx, payload, b, stamp))
+    Ok((Link::new(tx, rx, payload), echo, names))
 }
 
 /// The echo child: answers every record on `ping` with one of the same length on `pong`.
@@ -111,11 +84,7 @@ pub fn child_echo(a: &EchoArgs, payload: usize) -> Result<(), String> {
         .publisher()
         .map_err(|e| format!("cannot publish on {}: {e}", pong.name()))?;
     // Answers as long as the pings: the parent passes the run's payload size.
-    let mut link = RecordsLink {
-        tx,
-        rx,
-        buf: vec![0u8; payload.clamp(8, pong.max_record())],
-    };
+    let mut link = Link::new(tx, rx, payload.clamp(8, pong.max_record()));
     sys::pin(a.core)?;
     say("ready");
     echo_loop(a.clock, &mut link, a.stamp)
@@ -182,7 +151,9 @@ pub fn throughput(
         role: &role,
         reports_losses: true,
     };
-    publish::throughput(ctx, report, &t, consumers, producer, &load, tx)
+    let row = publish::throughput(ctx, &t, consumers, producer, &load, tx)?;
+    report.throughput.push(row);
+    Ok(())
 }
 
 /// The floor of a copy-out design: copies of `payload` bytes per second on one core, from a

@@ -30,5 +30,7 @@ pub fn run_one(
         role: &role,
         reports_losses: true,
     };
-    publish::throughput(ctx, report, &t, consumers, producer, &load, tx)
+    let row = publish::throughput(ctx, &t, consumers, producer, &load, tx)?;
+    report.throughput.push(row);
+    Ok(())
 }

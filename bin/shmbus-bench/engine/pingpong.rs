@@ -3,16 +3,46 @@
 
 use crate::clock::ClockKind;
 use crate::ctx::Ctx;
+use crate::engine::publish::Sink;
 use crate::proto::STOP;
 use crate::report::{Curve, LatencyRow, Report};
 use crate::stats::{histogram, Pct, TickSummary};
 use crate::sys::{self, spin_until, BusGuard, Peer};
 
-/// One side of a ping-pong over some transport: sends a word (in a message of the run's payload
-/// size) and polls for the word of the next message that arrives.
-pub trait Link {
-    fn send(&mut self, word: u64) -> Result<(), String>;
+/// The receiving half of a ping-pong end over some transport: the word of the next message, if
+/// one has arrived (or when it arrives, for a transport that waits).
+pub trait Poll {
     fn poll(&mut self) -> Result<Option<u64>, String>;
+}
+
+/// One side of a ping-pong over some transport: sends a word in a message of `buf`'s length
+/// (the run's payload size) on `tx`, and polls `rx` for the word of the next message.
+pub struct Link<Tx, Rx> {
+    pub tx: Tx,
+    pub rx: Rx,
+    pub buf: Vec<u8>,
+}
+
+impl<Tx: Sink, Rx: Poll> Link<Tx, Rx> {
+    /// A link sending messages of `payload` bytes.
+    pub fn new(tx: Tx, rx: Rx, payload: usize) -> Self {
+        Link {
+            tx,
+            rx,
+            buf: vec![0u8; payload],
+        }
+    }
+
+    #[inline]
+    fn send(&mut self, word: u64) -> Result<(), String> {
+        self.buf[..8].copy_from_slice(&word.to_ne_bytes());
+        self.tx.publish(&self.buf)
+    }
+
+    #[inline]
+    fn poll(&mut self) -> Result<Option<u64>, String> {
+        self.rx.poll()
+    }
 }
 
 /// The arguments of an echo child over a pair of named segments: it reads `ping` and answers
@@ -33,7 +63,10 @@ pub struct EchoArgs {
 }
 
 /// Waits for the answer on `link`.
-fn answer(link: &mut impl Link, alive: &mut impl FnMut() -> bool) -> Result<u64, String> {
+fn answer(
+    link: &mut Link<impl Sink, impl Poll>,
+    alive: &mut impl FnMut() -> bool,
+) -> Result<u64, String> {
     let mut got = None;
     spin_until(
         "the echo's answer",
@@ -58,7 +91,7 @@ pub fn warmup(iters: u64) -> u64 {
 /// Round trips with one clock read each (as in c2c): the ping-pong figure.
 pub fn ping_loop(
     clock: ClockKind,
-    link: &mut impl Link,
+    link: &mut Link<impl Sink, impl Poll>,
     warmup: u64,
     iters: u64,
     mut alive: impl FnMut() -> bool,
@@ -93,7 +126,7 @@ pub struct Hops {
 
 pub fn stamp_loop(
     clock: ClockKind,
-    link: &mut impl Link,
+    link: &mut Link<impl Sink, impl Poll>,
     warmup: u64,
     iters: u64,
     mut alive: impl FnMut() -> bool,
@@ -124,7 +157,11 @@ pub fn stamp_loop(
 }
 
 /// The echo: answers each word with itself, or with its own receive stamp, until [`STOP`].
-pub fn echo_loop(clock: ClockKind, link: &mut impl Link, stamp: bool) -> Result<(), String> {
+pub fn echo_loop(
+    clock: ClockKind,
+    link: &mut Link<impl Sink, impl Poll>,
+    stamp: bool,
+) -> Result<(), String> {
     loop {
         match link.poll()? {
             Some(STOP) => return Ok(()),
@@ -178,11 +215,11 @@ pub struct Measured {
 /// Ping-pong, then stamped hops, between this process on core `a` and a fresh echo for each
 /// pass. `start(stamp)` sets up a link and its echo (answering with its receive stamp if
 /// `stamp`), and whatever must outlive the pass (the segments' names).
-pub fn measure<L: Link, Keep>(
+pub fn measure<Tx: Sink, Rx: Poll, Keep>(
     clock: ClockKind,
     a: usize,
     iters: u64,
-    mut start: impl FnMut(bool) -> Result<(L, Peer, Keep), String>,
+    mut start: impl FnMut(bool) -> Result<(Link<Tx, Rx>, Peer, Keep), String>,
 ) -> Result<Measured, String> {
     let warmup = warmup(iters);
     let rtt = {

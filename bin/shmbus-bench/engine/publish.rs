@@ -254,17 +254,16 @@ pub fn drive(
 }
 
 /// One throughput run over any transport: `consumers` consumer processes, this process on core
-/// `producer` publishing `load.flat` messages flat out; then the row (`load.slots` is the ring's
-/// size, in the transport's unit).
+/// `producer` publishing `load.flat` messages flat out on `tx`. Its row names the ring's size
+/// `load.slots`, in the transport's unit.
 pub fn throughput(
     ctx: &Ctx,
-    report: &mut Report,
     t: &Transport,
     consumers: usize,
     producer: usize,
     load: &Load,
     mut tx: impl Sink,
-) -> Result<(), String> {
+) -> Result<ThroughputRow, String> {
     let cores = consumer_cores(ctx, producer, consumers);
     let mut peers = start_role(ctx, t.role, &cores)?;
     sys::pin(producer)?;
@@ -272,7 +271,7 @@ pub fn throughput(
     let flat = publish_flat(ctx, &mut tx, &mut buf, load.flat)?;
     let results = stop_consumers(tx, &mut buf, &mut peers)?;
     let (rate, secs) = (flat.rate(), flat.secs.max(1e-12));
-    report.throughput.push(ThroughputRow {
+    Ok(ThroughputRow {
         transport: t.name,
         payload: load.payload,
         slots: load.slots,
@@ -290,8 +289,7 @@ pub fn throughput(
                 msgs_per_s: r.received as f64 / secs,
             })
             .collect(),
-    });
-    Ok(())
+    })
 }
 
 /// The publish cost of `transport` with idle subscriber processes attached: for each K of `ks`
