@@ -22,7 +22,7 @@ use crate::engine::pingpong::{
     self, echo_loop, echo_role, ping_loop, start_echo, EchoArgs, Link, Measured, Poll,
 };
 use crate::proto::{say, stamp_of};
-use crate::report::{Curve, LatencyRow, PeerRatio, Report};
+use crate::report::{Curve, Latency, LatencyRow, PeerRatio, Report};
 use crate::stats::{histogram, TickSummary};
 use crate::sys::{self, BusGuard, Peer};
 
@@ -246,9 +246,7 @@ pub fn rows_waited(
             method,
             payload,
             cores: [a, b],
-            ns: pct,
-            c2c_one_way_ns: c2c,
-            ratio_to_c2c: pct.ratio(c2c),
+            latency: Latency::beside(pct, c2c),
         });
     }
     report.curves.push(Curve {

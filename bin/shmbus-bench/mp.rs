@@ -9,7 +9,7 @@ use crate::clock::ClockKind;
 use crate::ctx::Ctx;
 use crate::engine::publish::{consumer_cores, Load};
 use crate::proto::{phase_of, say, say_result, stamp_of, PHASE_LATENCY, PHASE_RATE};
-use crate::report::{Curve, MpRow, ProducerCount, Report};
+use crate::report::{Curve, Latency, MpRow, ProducerCount, Report};
 use crate::stats::{histogram, TickSummary};
 use crate::sys::{self, spin_until, BusGuard, Peer};
 
@@ -242,9 +242,7 @@ pub fn run_p(ctx: &Ctx, report: &mut Report, p: usize, load: &Load) -> Result<()
         msgs_per_s: total as f64 / (longest as f64 * ctx.scale / 1e9).max(1e-12),
         per_producer,
         consumer_core: consumer,
-        ns,
-        c2c_one_way_ns: c2c,
-        ratio_to_c2c: ns.ratio(c2c),
+        latency: Latency::beside(ns, c2c),
         received,
         lost,
     });

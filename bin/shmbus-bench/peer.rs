@@ -17,7 +17,7 @@ use crate::engine::consume::{serve, Next, Source};
 use crate::engine::pingpong::{self, echo_loop, start_echo, Link, Poll};
 use crate::engine::publish::{self, drive, Load, Sink, Transport};
 use crate::proto::{say, stamp_of};
-use crate::report::{PeerRatio, Report};
+use crate::report::{FanoutRow, IdleRow, LatencyRow, PeerRatio, Report};
 use crate::sys::{self, BusGuard, Peer};
 
 type Pub = Publisher<ipc::Service, [u8], ()>;
@@ -186,6 +186,32 @@ fn compare(
     }
 }
 
+/// The ping-pong p50 of `transport` for `payload` bytes between cores `a` and `b`, if measured.
+fn pingpong_p50(r: &Report, transport: &str, payload: usize, cores: [usize; 2]) -> Option<f64> {
+    let row = |l: &&LatencyRow| {
+        l.transport == transport
+            && l.method == "pingpong"
+            && l.payload == payload
+            && l.cores == cores
+    };
+    r.latency.iter().find(row).map(|l| l.latency.ns.p50)
+}
+
+/// The publish cost p50 of `transport` with `k` fan-out consumers, if measured.
+fn fanout_cost(r: &Report, transport: &str, k: usize) -> Option<f64> {
+    let row = |f: &&FanoutRow| f.transport == transport && f.consumers == k;
+    r.fanout.iter().find(row).map(|f| f.publish_ns.p50)
+}
+
+/// The publish cost p50 of `transport` with `k` idle subscribers, if measured.
+fn idle_cost(r: &Report, transport: &str, k: usize) -> Option<f64> {
+    let row = |i: &&IdleRow| i.transport == transport && i.idle_subscribers == k;
+    r.idle_subscribers
+        .iter()
+        .find(row)
+        .map(|i| i.publish_ns.p50)
+}
+
 /// The latency rows of iceoryx2 for one payload size, and its comparison with shmbus's.
 pub fn latency(
     ctx: &Ctx,
@@ -204,17 +230,7 @@ pub fn latency(
         report,
         format!("latency {payload}B ping-pong cores {a}-{b}"),
         "p50 ns",
-        |r, transport| {
-            r.latency
-                .iter()
-                .find(|l| {
-                    l.transport == transport
-                        && l.method == "pingpong"
-                        && l.payload == payload
-                        && l.cores == [a, b]
-                })
-                .map(|l| l.ns.p50)
-        },
+        |r, transport| pingpong_p50(r, transport, payload, [a, b]),
     );
     Ok(())
 }
@@ -299,12 +315,7 @@ pub fn fanout(
         report,
         format!("fan-out K={k}, publish flat out"),
         "p50 ns/publish",
-        |r, transport| {
-            r.fanout
-                .iter()
-                .find(|f| f.transport == transport && f.consumers == k)
-                .map(|f| f.publish_ns.p50)
-        },
+        |r, transport| fanout_cost(r, transport, k),
     );
     Ok(())
 }
@@ -404,12 +415,7 @@ pub fn idle_curve(
             report,
             format!("publish with {k} idle subscribers"),
             "p50 ns/publish",
-            |r, transport| {
-                r.idle_subscribers
-                    .iter()
-                    .find(|i| i.transport == transport && i.idle_subscribers == k)
-                    .map(|i| i.publish_ns.p50)
-            },
+            |r, transport| idle_cost(r, transport, k),
         );
     }
     Ok(())

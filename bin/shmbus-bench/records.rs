@@ -32,6 +32,9 @@ impl Sink for RecordPublisher {
     }
 }
 
+/// A records ping-pong end: publishes on one records segment, subscribes to the other.
+type RecordsLink = Link<RecordPublisher, RecordSubscriber>;
+
 /// A records ping-pong end receives on a records subscriber.
 impl Poll for RecordSubscriber {
     #[inline]
@@ -60,7 +63,7 @@ pub fn setup(
     payload: usize,
     b: usize,
     stamp: bool,
-) -> Result<(Link<RecordPublisher, RecordSubscriber>, Peer, [BusGuard; 2]), String> {
+) -> Result<(RecordsLink, Peer, [BusGuard; 2]), String> {
     let names = [BusGuard::new("rping"), BusGuard::new("rpong")];
     let ping = create(names[0].name(), payload)?;
     let pong = create(names[1].name(), payload)?;

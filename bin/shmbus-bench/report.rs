@@ -51,33 +51,27 @@ pub struct LoadRow {
     pub oversubscribed: bool,
 }
 
+/// One value per section of the report, and one for its curves.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub struct Sections<T> {
+    pub c2c: T,
+    pub latency: T,
+    pub throughput: T,
+    pub fanout: T,
+    pub idle_subscribers: T,
+    pub mp: T,
+    pub curves: T,
+}
+
 /// Which rows were measured with more busy processes than usable cores: either the workload
 /// itself needs more cores than there are (fan-out K+1, P producers + 1 consumer, consumers + 1)
 /// or the machine was busy with other work (see [`Report::load`]). Their figures include
 /// scheduler time slices. Indexes into the sections of the same name; `curves` into
 /// [`Report::curves`].
-#[derive(Debug, Default, Serialize, PartialEq)]
-pub struct Oversubscribed {
-    pub c2c: Vec<usize>,
-    pub latency: Vec<usize>,
-    pub throughput: Vec<usize>,
-    pub fanout: Vec<usize>,
-    pub idle_subscribers: Vec<usize>,
-    pub mp: Vec<usize>,
-    pub curves: Vec<usize>,
-}
+pub type Oversubscribed = Sections<Vec<usize>>;
 
 /// The length of every section, taken before a step so that its rows can be found after it.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Counts {
-    c2c: usize,
-    latency: usize,
-    throughput: usize,
-    fanout: usize,
-    idle_subscribers: usize,
-    mp: usize,
-    curves: usize,
-}
+pub type Counts = Sections<usize>;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Machine {
@@ -98,6 +92,27 @@ pub struct C2cRow {
     pub one_way_ns: Pct,
 }
 
+/// A one-way latency distribution beside the process c2c latency of the same cores.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Latency {
+    pub ns: Pct,
+    /// The process c2c one-way p50 of the same cores, same run.
+    pub c2c_one_way_ns: Option<f64>,
+    /// `ns` divided by `c2c_one_way_ns`.
+    pub ratio_to_c2c: Option<Pct>,
+}
+
+impl Latency {
+    /// `ns` beside `c2c`, the process c2c one-way p50 of the same cores if it was measured.
+    pub fn beside(ns: Pct, c2c: Option<f64>) -> Latency {
+        Latency {
+            ns,
+            c2c_one_way_ns: c2c,
+            ratio_to_c2c: ns.ratio(c2c),
+        }
+    }
+}
+
 /// One-way latency of one transport, payload size and core pair.
 #[derive(Debug, Serialize)]
 pub struct LatencyRow {
@@ -106,11 +121,8 @@ pub struct LatencyRow {
     pub method: &'static str,
     pub payload: usize,
     pub cores: [usize; 2],
-    pub ns: Pct,
-    /// The process c2c one-way p50 of the same cores, same run.
-    pub c2c_one_way_ns: Option<f64>,
-    /// `ns` divided by `c2c_one_way_ns`.
-    pub ratio_to_c2c: Option<Pct>,
+    #[serde(flatten)]
+    pub latency: Latency,
 }
 
 #[derive(Debug, Serialize)]
@@ -152,9 +164,8 @@ pub struct FanoutRow {
 pub struct ConsumerLatency {
     pub index: usize,
     pub core: usize,
-    pub ns: Pct,
-    pub c2c_one_way_ns: Option<f64>,
-    pub ratio_to_c2c: Option<Pct>,
+    #[serde(flatten)]
+    pub latency: Latency,
     pub received: u64,
     pub lost: u64,
 }
@@ -179,9 +190,8 @@ pub struct MpRow {
     pub per_producer: Vec<ProducerCount>,
     pub consumer_core: usize,
     /// Latency of paced messages from all producers at once, seen by one consumer.
-    pub ns: Pct,
-    pub c2c_one_way_ns: Option<f64>,
-    pub ratio_to_c2c: Option<Pct>,
+    #[serde(flatten)]
+    pub latency: Latency,
     pub received: u64,
     pub lost: u64,
 }
@@ -248,54 +258,33 @@ impl Report {
         });
         let needs_more = |processes: usize| processes > cores;
         let o = &mut self.oversubscribed;
-        let mut any = busy;
-        let mut mark = |set: &mut Vec<usize>, from: usize, rows: Vec<bool>| {
-            for (i, over) in rows.into_iter().enumerate() {
-                if busy || over {
-                    set.push(from + i);
-                    any = true;
-                }
-            }
-        };
-        mark(
-            &mut o.c2c,
-            before.c2c,
-            vec![false; self.c2c.len() - before.c2c],
-        );
-        mark(
-            &mut o.latency,
-            before.latency,
-            vec![false; self.latency.len() - before.latency],
-        );
-        mark(
-            &mut o.throughput,
-            before.throughput,
-            self.throughput[before.throughput..]
-                .iter()
-                .map(|t| needs_more(t.per_consumer.len() + 1))
-                .collect(),
-        );
-        mark(
-            &mut o.fanout,
-            before.fanout,
-            self.fanout[before.fanout..]
-                .iter()
-                .map(|f| f.oversubscribed)
-                .collect(),
-        );
-        mark(
-            &mut o.idle_subscribers,
-            before.idle_subscribers,
-            vec![false; self.idle_subscribers.len() - before.idle_subscribers],
-        );
-        mark(
-            &mut o.mp,
-            before.mp,
-            self.mp[before.mp..]
-                .iter()
-                .map(|m| needs_more(m.producers + 1))
-                .collect(),
-        );
+        let marked = [
+            mark_rows(&mut o.c2c, before.c2c, &self.c2c, busy, |_| false),
+            mark_rows(&mut o.latency, before.latency, &self.latency, busy, |_| {
+                false
+            }),
+            mark_rows(
+                &mut o.throughput,
+                before.throughput,
+                &self.throughput,
+                busy,
+                |t| needs_more(t.per_consumer.len() + 1),
+            ),
+            mark_rows(&mut o.fanout, before.fanout, &self.fanout, busy, |f| {
+                f.oversubscribed
+            }),
+            mark_rows(
+                &mut o.idle_subscribers,
+                before.idle_subscribers,
+                &self.idle_subscribers,
+                busy,
+                |_| false,
+            ),
+            mark_rows(&mut o.mp, before.mp, &self.mp, busy, |m| {
+                needs_more(m.producers + 1)
+            }),
+        ];
+        let any = busy || marked.contains(&true);
         // A step's curves come from its rows: oversubscribed if any of them is.
         if any {
             o.curves.extend(before.curves..self.curves.len());
@@ -342,6 +331,26 @@ impl Report {
             .find(|r| r.mode == "process" && (r.cores == [a, b] || r.cores == [b, a]))
             .map(|r| r.one_way_ns.p50)
     }
+}
+
+/// Adds to `set` the index of every row from `from` on that was measured oversubscribed: all of
+/// them if the machine was `busy`, else those whose workload `needs_more_cores`. Whether it
+/// added any.
+fn mark_rows<T>(
+    set: &mut Vec<usize>,
+    from: usize,
+    rows: &[T],
+    busy: bool,
+    needs_more_cores: impl Fn(&T) -> bool,
+) -> bool {
+    let mut any = false;
+    for (i, row) in rows.iter().enumerate().skip(from) {
+        if busy || needs_more_cores(row) {
+            set.push(i);
+            any = true;
+        }
+    }
+    any
 }
 
 fn ns(v: f64) -> String {
@@ -510,8 +519,8 @@ fn latency_section(o: &mut String, r: &Report) {
                 l.method,
                 l.payload,
                 cores,
-                pct_cells(&l.ns),
-                ratio_cell(&l.ratio_to_c2c)
+                pct_cells(&l.latency.ns),
+                ratio_cell(&l.latency.ratio_to_c2c)
             )
         },
     );
@@ -586,8 +595,8 @@ fn fanout_section(o: &mut String, r: &Report) {
                 "    {:<10}{:<6}{}  {}{:>10}{:>8}",
                 c.index,
                 c.core,
-                pct_cells(&c.ns),
-                ratio_cell(&c.ratio_to_c2c),
+                pct_cells(&c.latency.ns),
+                ratio_cell(&c.latency.ratio_to_c2c),
                 c.received,
                 c.lost
             );
@@ -658,8 +667,8 @@ fn mp_section(o: &mut String, r: &Report) {
             o,
             "    paced latency at core {}: {}  {}  received {} lost {}",
             m.consumer_core,
-            pct_cells(&m.ns),
-            ratio_cell(&m.ratio_to_c2c),
+            pct_cells(&m.latency.ns),
+            ratio_cell(&m.latency.ratio_to_c2c),
             m.received,
             m.lost
         );
@@ -716,8 +725,8 @@ pub fn csv(r: &Report) -> String {
             l.method, l.payload, l.cores[0], l.cores[1]
         );
         let over = o.latency.contains(&i);
-        rows.pct("latency", l.transport, &label, "ns_", &l.ns, over);
-        if let Some(ratio) = &l.ratio_to_c2c {
+        rows.pct("latency", l.transport, &label, "ns_", &l.latency.ns, over);
+        if let Some(ratio) = &l.latency.ratio_to_c2c {
             rows.pct("latency", l.transport, &label, "ratio_", ratio, over);
         }
     }
@@ -764,7 +773,7 @@ pub fn csv(r: &Report) -> String {
         );
         for c in &f.per_consumer {
             let l = format!("{label} consumer {} core {}", c.index, c.core);
-            rows.pct("fanout", f.transport, &l, "ns_", &c.ns, over);
+            rows.pct("fanout", f.transport, &l, "ns_", &c.latency.ns, over);
         }
     }
     for (n, i) in r.idle_subscribers.iter().enumerate() {
@@ -798,7 +807,7 @@ pub fn csv(r: &Report) -> String {
             format!("{:.1}", m.msgs_per_s),
             over,
         );
-        rows.pct("mp", "shmbus", &label, "ns_", &m.ns, over);
+        rows.pct("mp", "shmbus", &label, "ns_", &m.latency.ns, over);
     }
     for p in &r.peer_comparison {
         rows.push(

@@ -5,7 +5,7 @@ use crate::clock::ClockKind;
 use crate::ctx::Ctx;
 use crate::engine::publish::Sink;
 use crate::proto::STOP;
-use crate::report::{Curve, LatencyRow, Report};
+use crate::report::{Curve, Latency, LatencyRow, Report};
 use crate::stats::{histogram, Pct, TickSummary};
 use crate::sys::{self, spin_until, BusGuard, Peer};
 
@@ -256,9 +256,7 @@ pub fn rows(
             method,
             payload,
             cores,
-            ns,
-            c2c_one_way_ns: c2c,
-            ratio_to_c2c: ns.ratio(c2c),
+            latency: Latency::beside(ns, c2c),
         })
     };
     row("pingpong", [a, b], m.rtt.to_ns(ctx.scale / 2.0));

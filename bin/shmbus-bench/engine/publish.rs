@@ -7,7 +7,7 @@ use shmbus::Publisher;
 use crate::ctx::Ctx;
 use crate::proto::{Consumed, PHASE_BARRIER, PHASE_LATENCY, PHASE_RATE};
 use crate::report::{
-    ConsumerCount, ConsumerLatency, Curve, FanoutRow, IdleRow, Report, ThroughputRow,
+    ConsumerCount, ConsumerLatency, Curve, FanoutRow, IdleRow, Latency, Report, ThroughputRow,
 };
 use crate::stats::{histogram, TickSummary};
 use crate::sys::{self, Peer};
@@ -229,9 +229,7 @@ pub fn drive(
         per_consumer.push(ConsumerLatency {
             index: i,
             core,
-            ns,
-            c2c_one_way_ns: c2c,
-            ratio_to_c2c: ns.ratio(c2c),
+            latency: Latency::beside(ns, c2c),
             received: r.received,
             lost: if t.reports_losses {
                 r.lost
