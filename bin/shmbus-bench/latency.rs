@@ -2,7 +2,9 @@
 //! pinned to core B answers each message on a `pong` bus. Two passes: ping-pong (the answer
 //! echoes the message; one clock read per round trip, as in c2c; one-way = round trip / 2), then
 //! stamped (the answer carries the echo's receive stamp: one-way hops A to B and B to A, each
-//! receive stamp minus send stamp).
+//! receive stamp minus send stamp). The passes are the engine's (`engine::pingpong`); this file
+//! sets up the buses (or, for `--kind records`, asks `records` for its segments), plays the bus's
+//! echo child, and adds the waited ping-pong and its futex floor.
 //!
 //! With `--wait sleep|async` both ends wait without spinning (a blocking `recv` on the bus's futex,
 //! or `recv_async` in a tokio task), and the ping-pong is reported beside its floor: a raw

@@ -6,9 +6,16 @@
 //!
 //! With no command, a complete run of about half a minute: c2c, latency (8 and 64 bytes),
 //! throughput, fan-out with 1 and 3 consumers, and the idle-subscriber curve.
+//!
+//! The code is layered, each layer using only those below it: `proto` (what parent and children
+//! say to each other) and the helpers beside it; `engine` (the timed loops, generic over the
+//! transport); the experiments (one file each, setting up their transport and calling the
+//! engine); and on top `child` (which experiment plays a child's role) and this file (which
+//! experiments a command runs, and how the report is printed).
 
-// The layers, bottom up. Below the engine: the machine, the clock, statistics, the report and
-// the child protocol.
+// The layers, bottom up. Below the engine: the machine, the clock, statistics, the report, the
+// child protocol, and c2c (the floor every latency is compared with, measured on demand).
+mod c2c;
 mod clock;
 mod ctx;
 mod proto;
@@ -19,7 +26,6 @@ mod sys;
 mod engine;
 // The experiments, each over its transport.
 mod board;
-mod c2c;
 mod fanout;
 mod journal;
 mod latency;
@@ -38,7 +44,6 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use shmbus_testkit::payload;
 
 use crate::ctx::Ctx;
 use crate::engine::pingpong;

@@ -822,7 +822,7 @@ pub fn csv(r: &Report) -> String {
     rows.finish()
 }
 
-/// The records of [`csv`], written by the csv crate (which quotes commas, quotes and line
+/// The records of [`csv()`], written by the csv crate (which quotes commas, quotes and line
 /// breaks in labels).
 struct CsvRows(csv::Writer<Vec<u8>>);
 
