@@ -134,15 +134,39 @@ impl SharedPage {
         Ok(SharedPage { path, map, owner })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn word(&self, i: usize) -> &AtomicU64 {
         assert!(i < Self::BYTES / 8, "word {i} is outside the shared page");
         // SAFETY: the mapping is page-aligned, so word `i` (checked in bounds above) is 8-byte
         // aligned; it lives as long as `self`; both processes only ever access it atomically.
         unsafe { AtomicU64::from_ptr(self.map.as_ptr().add(i * 8).cast::<u64>().cast_mut()) }
+    }
+
+    /// Starts an echo child playing `role` on this page, pinned to core `b`; pins this process
+    /// to core `a`; returns once the echo has set word `ready` to 1.
+    pub fn start_echo(
+        &self,
+        what: &str,
+        role: &str,
+        [a, b]: [usize; 2],
+        ready: usize,
+    ) -> Result<Peer, String> {
+        let mut echo = Peer::spawn(
+            what,
+            &[
+                role.into(),
+                "--shm".into(),
+                self.path.display().to_string(),
+                "--core".into(),
+                b.to_string(),
+            ],
+        )?;
+        sys::pin(a)?;
+        spin_until(
+            &format!("{what} to start"),
+            || self.word(ready).load(Ordering::Acquire) == 1,
+            || !echo.exited(),
+        )?;
+        Ok(echo)
     }
 }
 
@@ -163,22 +187,7 @@ pub fn process_rtt(
     clock: ClockKind,
 ) -> Result<TickSummary, String> {
     let page = SharedPage::create()?;
-    let mut child = Peer::spawn(
-        "the c2c echo process",
-        &[
-            "c2c".into(),
-            "--shm".into(),
-            page.path.display().to_string(),
-            "--core".into(),
-            b.to_string(),
-        ],
-    )?;
-    sys::pin(a)?;
-    spin_until(
-        "the c2c echo process to start",
-        || page.word(READY_WORD).load(Ordering::Acquire) == 1,
-        || !child.exited(),
-    )?;
+    let mut child = page.start_echo("the c2c echo process", "c2c", [a, b], READY_WORD)?;
     let out = ping(page.word(0), warmup, iters, clock, || !child.exited());
     page.word(0).store(STOP, Ordering::Release);
     out

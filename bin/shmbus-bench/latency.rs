@@ -2,7 +2,9 @@
 //! pinned to core B answers each message on a `pong` bus. Two passes: ping-pong (the answer
 //! echoes the message; one clock read per round trip, as in c2c; one-way = round trip / 2), then
 //! stamped (the answer carries the echo's receive stamp: one-way hops A to B and B to A, each
-//! receive stamp minus send stamp).
+//! receive stamp minus send stamp). The passes are the engine's (`engine::pingpong`); this file
+//! sets up the buses (or, for `--kind records`, asks `records` for its segments), plays the bus's
+//! echo child, and adds the waited ping-pong and its futex floor.
 //!
 //! With `--wait sleep|async` both ends wait without spinning (a blocking `recv` on the bus's futex,
 //! or `recv_async` in a tokio task), and the ping-pong is reported beside its floor: a raw
@@ -17,123 +19,14 @@ use shmbus::{Bus, BusBuilder, Publisher, Recv, Start, Subscriber, Wait};
 
 use crate::c2c::SharedPage;
 use crate::clock::ClockKind;
-use crate::report::{Curve, LatencyRow, PeerRatio, Report};
-use crate::stats::{histogram, Pct, TickSummary};
-use crate::sys::{self, spin_until, BusGuard, Peer};
-use crate::Ctx;
-
-/// A stamp of 0 tells the echo to stop (real stamps are never 0).
-const STOP: u64 = 0;
-
-pub fn stamp_of(bytes: &[u8]) -> u64 {
-    bytes
-        .get(..8)
-        .map_or(STOP, |b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
-}
-
-/// One side of a ping-pong over some transport: sends a word (in a message of the run's payload
-/// size) and polls for the word of the next message that arrives.
-pub trait Link {
-    fn send(&mut self, word: u64) -> Result<(), String>;
-    fn poll(&mut self) -> Result<Option<u64>, String>;
-}
-
-/// Waits for the answer on `link`.
-fn answer(link: &mut impl Link, alive: &mut impl FnMut() -> bool) -> Result<u64, String> {
-    let mut got = None;
-    spin_until(
-        "the echo's answer",
-        || match link.poll() {
-            Ok(None) => false,
-            other => {
-                got = Some(other);
-                true
-            }
-        },
-        alive,
-    )?;
-    got.expect("spin_until returned Ok, so the answer arrived")?
-        .ok_or_else(|| "no answer".into())
-}
-
-/// Round trips with one clock read each (as in c2c): the ping-pong figure.
-pub fn ping_loop(
-    clock: ClockKind,
-    link: &mut impl Link,
-    warmup: u64,
-    iters: u64,
-    mut alive: impl FnMut() -> bool,
-) -> Result<TickSummary, String> {
-    let mut h = histogram();
-    let mut t = clock.now();
-    for i in 0..warmup + iters {
-        let word = i + 1;
-        link.send(word)?;
-        let got = answer(link, &mut alive)?;
-        if got != word {
-            return Err(format!("the echo answered {got} to {word}"));
-        }
-        let t2 = clock.now();
-        if i >= warmup {
-            h.saturating_record(t2.wrapping_sub(t));
-        }
-        t = t2;
-    }
-    link.send(STOP)?;
-    Ok(TickSummary::of(&h))
-}
-
-/// Stamped hops: A to B is the echo's receive stamp minus our send stamp, B to A our receive
-/// stamp minus the echo's. Hops whose stamps run backwards (TSCs not in step) are counted, not
-/// recorded.
-pub struct Hops {
-    pub ab: TickSummary,
-    pub ba: TickSummary,
-    pub backwards: u64,
-}
-
-pub fn stamp_loop(
-    clock: ClockKind,
-    link: &mut impl Link,
-    warmup: u64,
-    iters: u64,
-    mut alive: impl FnMut() -> bool,
-) -> Result<Hops, String> {
-    let (mut ab, mut ba) = (histogram(), histogram());
-    let mut backwards = 0;
-    for i in 0..warmup + iters {
-        let t0 = clock.now();
-        link.send(t0)?;
-        let t1 = answer(link, &mut alive)?;
-        let t2 = clock.now();
-        if i < warmup {
-            continue;
-        }
-        if t1 < t0 || t2 < t1 {
-            backwards += 1;
-            continue;
-        }
-        ab.saturating_record(t1 - t0);
-        ba.saturating_record(t2 - t1);
-    }
-    link.send(STOP)?;
-    Ok(Hops {
-        ab: TickSummary::of(&ab),
-        ba: TickSummary::of(&ba),
-        backwards,
-    })
-}
-
-/// The echo: answers each word with itself, or with its own receive stamp, until [`STOP`].
-pub fn echo_loop(clock: ClockKind, link: &mut impl Link, stamp: bool) -> Result<(), String> {
-    loop {
-        match link.poll()? {
-            Some(STOP) => return Ok(()),
-            Some(word) => link.send(if stamp { clock.now() } else { word })?,
-            None => std::hint::spin_loop(),
-        }
-    }
-}
+use crate::ctx::Ctx;
+use crate::engine::pingpong::{
+    self, echo_loop, echo_role, ping_loop, start_echo, EchoArgs, Link, Measured, Poll,
+};
+use crate::proto::{say, stamp_of};
+use crate::report::{Curve, Latency, LatencyRow, PeerRatio, Report};
+use crate::stats::{histogram, TickSummary};
+use crate::sys::{self, BusGuard, Peer};
 
 /// How both ends of a ping-pong wait for the next message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -169,23 +62,27 @@ impl WaitMode {
     }
 }
 
-/// A shmbus ping-pong end: publishes on one bus, subscribes to the other.
-struct BusLink {
-    tx: Publisher,
+/// The receiving half of a shmbus ping-pong end: a subscriber, waiting as `mode` says.
+struct BusRx {
     rx: Subscriber,
-    buf: Vec<u8>,
     mode: WaitMode,
     #[cfg(feature = "tokio")]
     rt: Option<tokio::runtime::Runtime>,
 }
 
-impl BusLink {
-    fn new(tx: Publisher, rx: Subscriber, payload: usize, mode: WaitMode) -> Result<Self, String> {
+/// A shmbus ping-pong end: publishes on one bus, subscribes to the other.
+type BusLink = Link<Publisher, BusRx>;
+
+impl BusRx {
+    fn link(
+        tx: Publisher,
+        rx: Subscriber,
+        payload: usize,
+        mode: WaitMode,
+    ) -> Result<BusLink, String> {
         mode.check()?;
-        Ok(BusLink {
-            tx,
+        let rx = BusRx {
             rx: rx.wait_strategy(Wait::Sleep),
-            buf: vec![0u8; payload],
             mode,
             #[cfg(feature = "tokio")]
             rt: match mode {
@@ -197,7 +94,8 @@ impl BusLink {
                 ),
                 _ => None,
             },
-        })
+        };
+        Ok(Link::new(tx, rx, payload))
     }
 
     /// Blocks (sleep, async) for the next word; the peer leaving the bus is an error.
@@ -223,16 +121,7 @@ fn lapped(lost: u64) -> String {
     format!("lapped ({lost} lost), which one message in flight cannot do")
 }
 
-impl Link for BusLink {
-    #[inline]
-    fn send(&mut self, word: u64) -> Result<(), String> {
-        self.buf[..8].copy_from_slice(&word.to_ne_bytes());
-        self.tx
-            .publish_bytes(&self.buf)
-            .map(|_| ())
-            .map_err(|e| format!("publish failed: {e}"))
-    }
-
+impl Poll for BusRx {
     #[inline]
     fn poll(&mut self) -> Result<Option<u64>, String> {
         if self.mode != WaitMode::Spin {
@@ -244,12 +133,6 @@ impl Link for BusLink {
             Recv::Lapped { lost } => Err(lapped(lost)),
         }
     }
-}
-
-/// What one payload size measured, in ticks.
-pub struct Measured {
-    pub rtt: TickSummary,
-    pub hops: Hops,
 }
 
 /// Sets up a ping bus (ours) and a pong bus (the echo's) and starts the echo on core `b`.
@@ -274,63 +157,36 @@ fn setup(
         .publisher()
         .map_err(|e| format!("cannot publish on {}: {e}", ping.name()))?;
     let rx = pong.subscribe(Start::Oldest);
-    let mut args: Vec<String> = vec![
-        "echo".into(),
-        "--ping".into(),
-        names[0].name().into(),
-        "--pong".into(),
-        names[1].name().into(),
-        "--core".into(),
-        b.to_string(),
-        "--clock".into(),
-        ctx.clock.arg().into(),
-    ];
-    if stamp {
-        args.push("--stamp".into());
-    }
-    args.extend(["--wait".into(), mode.name().into()]);
-    let link = BusLink::new(tx, rx, payload, mode)?;
-    let mut echo = Peer::spawn("the echo process", &args)?;
-    echo.ready()?;
+    let mut role = echo_role("echo", &names);
+    role.extend(["--wait".into(), mode.name().into()]);
+    let link = BusRx::link(tx, rx, payload, mode)?;
+    let echo = start_echo(ctx, "the echo process", role, b, stamp)?;
     Ok((link, echo, names))
 }
 
-/// Ping-pong, then stamped hops, between this process on core `a` and an echo on core `b`.
+/// Ping-pong, then stamped hops, between this process on core `a` and an echo on core `b`, over
+/// `transport`: `shmbus` (buses) or `records` (records segments).
 pub fn measure(
     ctx: &Ctx,
+    transport: &str,
     payload: usize,
-    a: usize,
-    b: usize,
+    [a, b]: [usize; 2],
     iters: u64,
 ) -> Result<Measured, String> {
     let payload = payload.max(8);
-    let warmup = (iters / 10).max(100);
-    let rtt = {
-        let (mut link, mut echo, _names) = setup(ctx, payload, b, false, WaitMode::Spin)?;
-        sys::pin(a)?;
-        let r = ping_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?;
-        echo.finish()?;
-        r
-    };
-    let hops = {
-        let (mut link, mut echo, _names) = setup(ctx, payload, b, true, WaitMode::Spin)?;
-        sys::pin(a)?;
-        let r = stamp_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?;
-        echo.finish()?;
-        r
-    };
-    Ok(Measured { rtt, hops })
+    match transport {
+        "records" => pingpong::measure(ctx.clock, a, iters, |stamp| {
+            crate::records::setup(ctx, payload, b, stamp)
+        }),
+        _ => pingpong::measure(ctx.clock, a, iters, |stamp| {
+            setup(ctx, payload, b, stamp, WaitMode::Spin)
+        }),
+    }
 }
 
 /// The child's side: answer every ping, same length, until STOP.
-pub fn child_echo(
-    ping: &str,
-    pong: &str,
-    core: usize,
-    clock: ClockKind,
-    stamp: bool,
-    mode: WaitMode,
-) -> Result<(), String> {
+pub fn child_echo(a: &EchoArgs, mode: WaitMode) -> Result<(), String> {
+    let (ping, pong) = (&a.ping, &a.pong);
     // Sleeping needs a read-write handle (it raises the waiter flag); spinning does not.
     let ping = if mode == WaitMode::Spin {
         Bus::open_read_only(ping)
@@ -343,49 +199,10 @@ pub fn child_echo(
     let tx = pong
         .publisher()
         .map_err(|e| format!("cannot publish on {}: {e}", pong.name()))?;
-    let mut link = BusLink::new(tx, rx, pong.capacity(), mode)?;
-    sys::pin(core)?;
-    crate::child::say("ready");
-    echo_loop(clock, &mut link, stamp)
-}
-
-/// The rows and curves of one payload size: ping-pong (round trip / 2) for cores a-b, and the
-/// stamped hop of each direction.
-pub fn rows(
-    ctx: &Ctx,
-    report: &mut Report,
-    transport: &'static str,
-    payload: usize,
-    [a, b]: [usize; 2],
-    m: &Measured,
-) {
-    let c2c = report.c2c_for(a, b);
-    let mut row = |method, cores, ns: Pct| {
-        report.latency.push(LatencyRow {
-            transport,
-            method,
-            payload,
-            cores,
-            ns,
-            c2c_one_way_ns: c2c,
-            ratio_to_c2c: ns.ratio(c2c),
-        })
-    };
-    row("pingpong", [a, b], m.rtt.to_ns(ctx.scale / 2.0));
-    row("oneway", [a, b], m.hops.ab.to_ns(ctx.scale));
-    row("oneway", [b, a], m.hops.ba.to_ns(ctx.scale));
-    report.curves.push(Curve {
-        label: format!("{transport} {payload}B"),
-        points: m.rtt.curve_ns(ctx.scale / 2.0),
-    });
-    if m.hops.backwards > 0 {
-        report.warn(format!(
-            "{transport} {payload}B: {} stamped round trips between cores {a} and {b} had a \
-             stamp earlier than the one before it (clocks of the two cores not in step); their \
-             hops were left out",
-            m.hops.backwards
-        ));
-    }
+    let mut link = BusRx::link(tx, rx, pong.capacity(), mode)?;
+    sys::pin(a.core)?;
+    say("ready");
+    echo_loop(a.clock, &mut link, a.stamp)
 }
 
 /// Ping-pong with both ends waiting as `mode` says, and its floor: the raw futex ping-pong of
@@ -403,8 +220,8 @@ pub fn measure_waited(
     mode: WaitMode,
 ) -> Result<Waited, String> {
     let payload = payload.max(8);
-    let warmup = (iters / 10).max(100);
-    let futex = futex_rtt(ctx.clock, a, b, warmup, iters)?;
+    let warmup = pingpong::warmup(iters);
+    let futex = futex_rtt(ctx.clock, [a, b], warmup, iters)?;
     let (mut link, mut echo, _names) = setup(ctx, payload, b, false, mode)?;
     sys::pin(a)?;
     let rtt = ping_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?;
@@ -431,9 +248,7 @@ pub fn rows_waited(
             method,
             payload,
             cores: [a, b],
-            ns: pct,
-            c2c_one_way_ns: c2c,
-            ratio_to_c2c: pct.ratio(c2c),
+            latency: Latency::beside(pct, c2c),
         });
     }
     report.curves.push(Curve {
@@ -525,28 +340,12 @@ fn futex_await(word: &AtomicU32, want: u32, alive: &mut impl FnMut() -> bool) ->
 /// core `a` and an echo process on core `b`, both asleep in `FUTEX_WAIT` while they wait.
 fn futex_rtt(
     clock: ClockKind,
-    a: usize,
-    b: usize,
+    [a, b]: [usize; 2],
     warmup: u64,
     iters: u64,
 ) -> Result<TickSummary, String> {
     let page = SharedPage::create()?;
-    let mut echo = Peer::spawn(
-        "the futex echo process",
-        &[
-            "futex-echo".into(),
-            "--shm".into(),
-            page.path().display().to_string(),
-            "--core".into(),
-            b.to_string(),
-        ],
-    )?;
-    sys::pin(a)?;
-    spin_until(
-        "the futex echo process to start",
-        || page.word(FUTEX_READY).load(Ordering::Acquire) == 1,
-        || !echo.exited(),
-    )?;
+    let mut echo = page.start_echo("the futex echo process", "futex-echo", [a, b], FUTEX_READY)?;
     let word = futex_word(&page);
     let mut alive = || !echo.exited();
     let mut h = histogram();

@@ -6,35 +6,48 @@
 //!
 //! With no command, a complete run of about half a minute: c2c, latency (8 and 64 bytes),
 //! throughput, fan-out with 1 and 3 consumers, and the idle-subscriber curve.
+//!
+//! The code is layered, each layer using only those below it: `proto` (what parent and children
+//! say to each other) and the helpers beside it; `engine` (the timed loops, generic over the
+//! transport); the experiments (one file each, setting up their transport and calling the
+//! engine); and on top `child` (which experiment plays a child's role) and this file (which
+//! experiments a command runs, and how the report is printed).
 
-mod board;
+// The layers, bottom up. Below the engine: the machine, the clock, statistics, the report, the
+// child protocol, and c2c (the floor every latency is compared with, measured on demand).
 mod c2c;
-mod child;
 mod clock;
+mod ctx;
+mod proto;
+mod report;
+mod stats;
+mod sys;
+// The timed loops, generic over the transport.
+mod engine;
+// The experiments, each over its transport.
+mod board;
 mod fanout;
 mod journal;
 mod latency;
 mod mp;
-use shmbus_testkit::payload;
 #[cfg(feature = "peers")]
 mod peer;
-mod plot;
 mod queue;
 mod records;
-mod report;
 mod soak;
-mod stats;
-mod sys;
 mod throughput;
+// On top: the roles of child processes, and the plot of a report.
+mod child;
+mod plot;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::clock::ClockKind;
+use crate::ctx::Ctx;
+use crate::engine::pingpong;
+use crate::engine::publish::Load;
 use crate::report::{Curve, Machine, Report};
 
 #[derive(Parser, Debug)]
@@ -199,103 +212,6 @@ struct MpArgs {
     messages: Option<u64>,
 }
 
-/// What every measurement needs: the clock, the usable cores, the run size, the progress bar.
-pub struct Ctx {
-    pub clock: ClockKind,
-    /// Nanoseconds per clock tick.
-    pub scale: f64,
-    pub quick: bool,
-    /// Usable cores, read before any pinning.
-    pub cores: Vec<usize>,
-    bar: ProgressBar,
-    /// The machine's runnable tasks, sampled for each step.
-    load: sys::LoadWatch,
-}
-
-impl Ctx {
-    fn new(quick: bool) -> Ctx {
-        let cores = sys::available_cores();
-        let clock = ClockKind::detect();
-        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed}] {bar:30} {pos}/{len} {msg}")
-                .expect("constant template is valid"),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
-        Ctx {
-            scale: clock.ns_per_tick(),
-            clock,
-            quick,
-            cores,
-            bar,
-            load: sys::LoadWatch::start(),
-        }
-    }
-
-    /// Round trips for a c2c pair.
-    pub fn c2c_sizes(&self) -> c2c::Sizes {
-        if self.quick {
-            c2c::Sizes {
-                warmup: 200,
-                iters: 2_000,
-            }
-        } else {
-            c2c::Sizes {
-                warmup: 20_000,
-                iters: 200_000,
-            }
-        }
-    }
-
-    /// `full` in a normal run, `quick` with `--quick`.
-    pub fn size(&self, full: u64, quick: u64) -> u64 {
-        if self.quick {
-            quick
-        } else {
-            full
-        }
-    }
-
-    fn steps(&self, n: u64) {
-        self.bar.set_length(n);
-    }
-
-    /// Runs one step of the run: shows it on the progress bar, then records the load it ran
-    /// under and marks its rows oversubscribed if the machine (or the workload) had more busy
-    /// processes than usable cores.
-    fn step(
-        &self,
-        report: &mut Report,
-        what: &str,
-        measure: impl FnOnce(&mut Report) -> Result<(), String>,
-    ) -> Result<(), String> {
-        self.bar.set_message(what.to_owned());
-        self.bar.inc(1);
-        let before = report.counts();
-        self.load.take();
-        measure(report)?;
-        report.end_step(what, before, self.load.take(), self.cores.len());
-        Ok(())
-    }
-
-    /// The first two usable cores, or an error saying the run needs two.
-    fn pair(&self, asked: &[usize]) -> Result<[usize; 2], String> {
-        match asked {
-            [a, b] if a != b => {
-                sys::check_cores(&[*a, *b])?;
-                Ok([*a, *b])
-            }
-            [] if self.cores.len() >= 2 => Ok([self.cores[0], self.cores[1]]),
-            [] => Err(format!(
-                "this needs 2 cores and this process may use {}: {:?}",
-                self.cores.len(),
-                self.cores
-            )),
-            _ => Err("--cores takes two different cores: producer,consumer".into()),
-        }
-    }
-}
-
 fn main() {
     // Read before anything pins a thread: afterwards this process's mask is one core.
     let _ = sys::available_cores();
@@ -358,7 +274,7 @@ fn measure(cli: &Cli) -> Result<(), String> {
             unreachable!("handled in main")
         }
     }
-    ctx.bar.finish_and_clear();
+    ctx.finish();
     report.warn_about_load();
     if let Some(p) = &cli.plot {
         plot::write(&report, p)?;
@@ -415,7 +331,7 @@ fn default_run(ctx: &Ctx, report: &mut Report) -> Result<(), String> {
         &[0, 16, 64, 256]
     };
     ctx.step(report, "idle subscribers", |r| {
-        fanout::idle_curve(ctx, r, ks, a, &load, 100)
+        fanout::idle_curve(ctx, r, "shmbus", ks, a, &load, 100)
     })?;
     Ok(())
 }
@@ -468,9 +384,9 @@ fn latency_one(
     let before = report.curves.len();
     c2c::ensure_pair(report, a, b, &ctx.c2c_sizes(), ctx.clock, ctx.scale)?;
     name_curves(report, before, "(round trip / 2)");
-    let m = latency::measure(ctx, payload, a, b, iters)?;
+    let m = latency::measure(ctx, "shmbus", payload, [a, b], iters)?;
     let before = report.curves.len();
-    latency::rows(ctx, report, "shmbus", payload, [a, b], &m);
+    pingpong::rows(ctx, report, "shmbus", payload, [a, b], &m);
     // `rows` draws the ping-pong distribution; the stamped one-way hop is drawn beside it.
     name_curves(report, before, "pingpong (round trip / 2)");
     report.curves.push(Curve {
@@ -495,14 +411,10 @@ fn fanout_k(
     transport: &str,
     k: usize,
     producer: usize,
-    load: &fanout::Load,
+    load: &Load,
 ) -> Result<(), String> {
     let before = report.curves.len();
-    match transport {
-        #[cfg(feature = "peers")]
-        "iceoryx2" => peer::fanout(ctx, report, k, producer, load)?,
-        _ => fanout::run_k(ctx, report, k, producer, load)?,
-    }
+    fanout::run_k(ctx, report, transport, k, producer, load)?;
     name_curves(report, before, "oneway (receive - send stamp)");
     Ok(())
 }
@@ -543,8 +455,8 @@ fn cmd_latency(ctx: &Ctx, report: &mut Report, a: &LatencyArgs) -> Result<(), St
         })?;
         if a.kind == SegmentKindArg::Records {
             ctx.step(report, &format!("records latency {payload} B"), |r| {
-                let m = records::measure_latency(ctx, payload, pair[0], pair[1], iters)?;
-                latency::rows(ctx, r, "records", payload, pair, &m);
+                let m = latency::measure(ctx, "records", payload, pair, iters)?;
+                pingpong::rows(ctx, r, "records", payload, pair, &m);
                 Ok(())
             })?;
         }
@@ -561,8 +473,8 @@ fn cmd_latency(ctx: &Ctx, report: &mut Report, a: &LatencyArgs) -> Result<(), St
     Ok(())
 }
 
-fn fanout_load(ctx: &Ctx, payload: usize, messages: Option<u64>) -> fanout::Load {
-    fanout::Load {
+fn fanout_load(ctx: &Ctx, payload: usize, messages: Option<u64>) -> Load {
+    Load {
         payload,
         slots: 4096,
         paced: ctx.size(50_000, 1_000),
@@ -581,17 +493,13 @@ fn cmd_fanout(ctx: &Ctx, report: &mut Report, a: &FanoutArgs) -> Result<(), Stri
     }
     let producer = *ctx.cores.first().ok_or("no usable core")?;
     let load = fanout_load(ctx, a.payload, a.messages);
+    let transports = transports(a.peer);
     if !a.idle_subscribers.is_empty() {
-        let peer_steps = if a.peer.is_some() { 2 } else { 1 };
         let ks = idle_curve_points(&a.idle_subscribers)?;
-        ctx.steps(peer_steps);
-        ctx.step(report, "idle subscribers", |r| {
-            fanout::idle_curve(ctx, r, &ks, producer, &load, a.idle_poll_ms.max(1))
-        })?;
-        #[cfg(feature = "peers")]
-        if a.peer == Some(PeerKind::Iceoryx2) {
-            ctx.step(report, "iceoryx2 idle subscribers", |r| {
-                peer::idle_curve(ctx, r, &ks, producer, &load, a.idle_poll_ms.max(1))
+        ctx.steps(transports.len() as u64);
+        for &t in transports {
+            ctx.step(report, &step_name(t, "idle subscribers"), |r| {
+                fanout::idle_curve(ctx, r, t, &ks, producer, &load, a.idle_poll_ms.max(1))
             })?;
         }
         return Ok(());
@@ -599,20 +507,34 @@ fn cmd_fanout(ctx: &Ctx, report: &mut Report, a: &FanoutArgs) -> Result<(), Stri
     if a.consumers.is_empty() || a.consumers.contains(&0) {
         return Err("--consumers takes numbers of consumers of at least 1".into());
     }
-    let peer_steps = if a.peer.is_some() { 2 } else { 1 };
-    ctx.steps(peer_steps * a.consumers.len() as u64);
+    ctx.steps((transports.len() * a.consumers.len()) as u64);
     for &k in &a.consumers {
-        ctx.step(report, &format!("fan-out K={k}"), |r| {
-            fanout_k(ctx, r, "shmbus", k, producer, &load)
-        })?;
-        #[cfg(feature = "peers")]
-        if a.peer == Some(PeerKind::Iceoryx2) {
-            ctx.step(report, &format!("iceoryx2 fan-out K={k}"), |r| {
-                fanout_k(ctx, r, "iceoryx2", k, producer, &load)
+        for &t in transports {
+            ctx.step(report, &step_name(t, &format!("fan-out K={k}")), |r| {
+                fanout_k(ctx, r, t, k, producer, &load)
             })?;
         }
     }
     Ok(())
+}
+
+/// The transports a run measures: shmbus, then the peer asked for (refused by [`check_peer`] in
+/// a build without peers).
+fn transports(peer: Option<PeerKind>) -> &'static [&'static str] {
+    match peer {
+        Some(PeerKind::Iceoryx2) => &["shmbus", "iceoryx2"],
+        None => &["shmbus"],
+    }
+}
+
+/// A step's name on the progress bar and in the load section: shmbus's steps are named for what
+/// they measure, a peer's steps for the peer too.
+fn step_name(transport: &str, what: &str) -> String {
+    if transport == "shmbus" {
+        what.to_owned()
+    } else {
+        format!("{transport} {what}")
+    }
 }
 
 /// A list is the curve itself; one number K is the curve 0, K/16, K/4, K.
@@ -684,7 +606,7 @@ fn cmd_mp(ctx: &Ctx, report: &mut Report, a: &MpArgs) -> Result<(), String> {
     if let Some(p) = a.producers.iter().find(|&&p| p == 0 || p > 32) {
         return Err(format!("--producers {p}: a bus takes 1 to 32 producers"));
     }
-    let load = fanout::Load {
+    let load = Load {
         payload: a.payload,
         slots: a.slots,
         paced: ctx.size(20_000, 500),

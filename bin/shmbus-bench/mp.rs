@@ -5,14 +5,13 @@
 use serde::{Deserialize, Serialize};
 use shmbus::{Bus, BusBuilder, Recv, Start};
 
-use crate::child::{phase_of, say, PHASE_LATENCY};
 use crate::clock::ClockKind;
-use crate::fanout::{consumer_cores, Load};
-use crate::latency::stamp_of;
-use crate::report::{Curve, MpRow, ProducerCount, Report};
+use crate::ctx::Ctx;
+use crate::engine::publish::{consumer_cores, Load};
+use crate::proto::{phase_of, say, say_result, stamp_of, PHASE_LATENCY, PHASE_RATE};
+use crate::report::{Curve, Latency, MpRow, ProducerCount, Report};
 use crate::stats::{histogram, TickSummary};
 use crate::sys::{self, spin_until, BusGuard, Peer};
-use crate::Ctx;
 
 #[derive(clap::Args, Debug)]
 pub struct ProduceArgs {
@@ -77,7 +76,7 @@ pub fn child_produce(a: &ProduceArgs) -> Result<(), String> {
     }
 
     wait_phase(&mut ctl_rx, 2)?;
-    buf[8..16].copy_from_slice(&crate::child::PHASE_RATE.to_ne_bytes());
+    buf[8..16].copy_from_slice(&PHASE_RATE.to_ne_bytes());
     let start = a.clock.now();
     buf[..8].copy_from_slice(&start.to_ne_bytes());
     for _ in 0..a.flat {
@@ -92,8 +91,7 @@ pub fn child_produce(a: &ProduceArgs) -> Result<(), String> {
         ticks,
     };
     drop(tx);
-    say(&serde_json::to_string(&out).map_err(|e| e.to_string())?);
-    Ok(())
+    say_result(&out)
 }
 
 /// One run with `p` producers.
@@ -244,9 +242,7 @@ pub fn run_p(ctx: &Ctx, report: &mut Report, p: usize, load: &Load) -> Result<()
         msgs_per_s: total as f64 / (longest as f64 * ctx.scale / 1e9).max(1e-12),
         per_producer,
         consumer_core: consumer,
-        ns,
-        c2c_one_way_ns: c2c,
-        ratio_to_c2c: ns.ratio(c2c),
+        latency: Latency::beside(ns, c2c),
         received,
         lost,
     });

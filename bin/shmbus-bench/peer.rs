@@ -11,19 +11,20 @@ use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
 
-use crate::child::{consume_loop, phase_of, Next, Source};
 use crate::clock::ClockKind;
-use crate::fanout::{consumer_cores, drive, Load, Transport, BATCH};
-use crate::latency::{echo_loop, ping_loop, stamp_loop, Link, Measured};
-use crate::report::{IdleRow, PeerRatio, Report};
-use crate::stats::{histogram, TickSummary};
+use crate::ctx::Ctx;
+use crate::engine::consume::{serve, Next, Source};
+use crate::engine::pingpong::{self, echo_loop, start_echo, Link, Poll};
+use crate::engine::publish::{self, drive, Load, Sink, Transport};
+use crate::proto::{say, stamp_of};
+use crate::report::{FanoutRow, IdleRow, LatencyRow, PeerRatio, Report};
 use crate::sys::{self, BusGuard, Peer};
-use crate::Ctx;
 
 type Pub = Publisher<ipc::Service, [u8], ()>;
 type Sub = Subscriber<ipc::Service, [u8], ()>;
 
-const NAME: &str = "iceoryx2";
+/// The transport's name in the report.
+pub const NAME: &str = "iceoryx2";
 
 fn err(what: &str) -> impl Fn(&dyn std::fmt::Display) -> String + '_ {
     move |e| format!("iceoryx2: {what}: {e}")
@@ -91,23 +92,12 @@ fn send(tx: &Pub, buf: &[u8]) -> Result<(), String> {
         .map_err(|e| err("send failed")(&e))
 }
 
-struct IoxLink {
-    tx: Pub,
-    rx: Sub,
-    buf: Vec<u8>,
-}
-
-impl Link for IoxLink {
-    #[inline]
-    fn send(&mut self, word: u64) -> Result<(), String> {
-        self.buf[..8].copy_from_slice(&word.to_ne_bytes());
-        send(&self.tx, &self.buf)
-    }
-
+/// An iceoryx2 ping-pong end receives on a subscriber.
+impl Poll for Sub {
     #[inline]
     fn poll(&mut self) -> Result<Option<u64>, String> {
-        match self.rx.receive() {
-            Ok(Some(s)) => Ok(Some(crate::latency::stamp_of(s.payload()))),
+        match self.receive() {
+            Ok(Some(s)) => Ok(Some(stamp_of(s.payload()))),
             Ok(None) => Ok(None),
             Err(e) => Err(err("receive failed")(&e)),
         }
@@ -139,48 +129,87 @@ pub fn child_echo(a: &EchoArgs) -> Result<(), String> {
         Some(a.payload),
         false,
     )?;
-    let mut link = IoxLink {
-        tx: tx.expect("asked for a publisher"),
-        rx: rx.expect("asked for a subscriber"),
-        buf: vec![0u8; a.payload],
-    };
+    let mut link = Link::new(
+        tx.expect("asked for a publisher"),
+        rx.expect("asked for a subscriber"),
+        a.payload,
+    );
     sys::pin(a.core)?;
-    crate::child::say("ready");
+    say("ready");
     echo_loop(a.clock, &mut link, a.stamp)
 }
 
+/// Sets up the two services of a ping-pong and starts the iceoryx2 echo on core `b`.
 fn setup(
     ctx: &Ctx,
     node: &Node<ipc::Service>,
     payload: usize,
     b: usize,
     stamp: bool,
-) -> Result<(IoxLink, Peer), String> {
+) -> Result<(Link<Pub, Sub>, Peer, ()), String> {
     let service = sys::unique_name("iox");
     let (tx, _) = ports(node, &format!("{service}.a2b"), 1, Some(payload), false)?;
     let (_, rx) = ports(node, &format!("{service}.b2a"), 1, None, true)?;
-    let mut args: Vec<String> = vec![
+    let role = vec![
         "iox-echo".into(),
         "--service".into(),
         service,
-        "--core".into(),
-        b.to_string(),
-        "--clock".into(),
-        ctx.clock.arg().into(),
         "--payload".into(),
         payload.to_string(),
     ];
-    if stamp {
-        args.push("--stamp".into());
+    let echo = start_echo(ctx, "the iceoryx2 echo process", role, b, stamp)?;
+    let link = Link::new(
+        tx.expect("asked for a publisher"),
+        rx.expect("asked for a subscriber"),
+        payload,
+    );
+    Ok((link, echo, ()))
+}
+
+/// Adds the comparison of shmbus's figure with iceoryx2's, when both were measured;
+/// `figure(report, transport)` finds one in the report.
+fn compare(
+    report: &mut Report,
+    workload: String,
+    metric: &'static str,
+    figure: impl Fn(&Report, &str) -> Option<f64>,
+) {
+    if let (Some(ours), Some(theirs)) = (figure(report, "shmbus"), figure(report, NAME)) {
+        report.peer_comparison.push(PeerRatio {
+            workload,
+            metric,
+            shmbus: ours,
+            peer: theirs,
+            peer_name: NAME,
+            ratio: ours / theirs,
+        });
     }
-    let mut echo = Peer::spawn("the iceoryx2 echo process", &args)?;
-    echo.ready()?;
-    let link = IoxLink {
-        tx: tx.expect("asked for a publisher"),
-        rx: rx.expect("asked for a subscriber"),
-        buf: vec![0u8; payload],
+}
+
+/// The ping-pong p50 of `transport` for `payload` bytes between cores `a` and `b`, if measured.
+fn pingpong_p50(r: &Report, transport: &str, payload: usize, cores: [usize; 2]) -> Option<f64> {
+    let row = |l: &&LatencyRow| {
+        l.transport == transport
+            && l.method == "pingpong"
+            && l.payload == payload
+            && l.cores == cores
     };
-    Ok((link, echo))
+    r.latency.iter().find(row).map(|l| l.latency.ns.p50)
+}
+
+/// The publish cost p50 of `transport` with `k` fan-out consumers, if measured.
+fn fanout_cost(r: &Report, transport: &str, k: usize) -> Option<f64> {
+    let row = |f: &&FanoutRow| f.transport == transport && f.consumers == k;
+    r.fanout.iter().find(row).map(|f| f.publish_ns.p50)
+}
+
+/// The publish cost p50 of `transport` with `k` idle subscribers, if measured.
+fn idle_cost(r: &Report, transport: &str, k: usize) -> Option<f64> {
+    let row = |i: &&IdleRow| i.transport == transport && i.idle_subscribers == k;
+    r.idle_subscribers
+        .iter()
+        .find(row)
+        .map(|i| i.publish_ns.p50)
 }
 
 /// The latency rows of iceoryx2 for one payload size, and its comparison with shmbus's.
@@ -192,49 +221,21 @@ pub fn latency(
     iters: u64,
 ) -> Result<(), String> {
     let payload = payload.max(8);
-    let warmup = (iters / 10).max(100);
     let node = node()?;
-    let rtt = {
-        let (mut link, mut echo) = setup(ctx, &node, payload, b, false)?;
-        sys::pin(a)?;
-        let r = ping_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?;
-        echo.finish()?;
-        r
-    };
-    let hops = {
-        let (mut link, mut echo) = setup(ctx, &node, payload, b, true)?;
-        sys::pin(a)?;
-        let r = stamp_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?;
-        echo.finish()?;
-        r
-    };
-    crate::latency::rows(ctx, report, NAME, payload, [a, b], &Measured { rtt, hops });
-    let p50 = |transport: &str| {
-        report
-            .latency
-            .iter()
-            .find(|l| {
-                l.transport == transport
-                    && l.method == "pingpong"
-                    && l.payload == payload
-                    && l.cores == [a, b]
-            })
-            .map(|l| l.ns.p50)
-    };
-    if let (Some(ours), Some(theirs)) = (p50("shmbus"), p50(NAME)) {
-        report.peer_comparison.push(PeerRatio {
-            workload: format!("latency {payload}B ping-pong cores {a}-{b}"),
-            metric: "p50 ns",
-            shmbus: ours,
-            peer: theirs,
-            peer_name: NAME,
-            ratio: ours / theirs,
-        });
-    }
+    let m = pingpong::measure(ctx.clock, a, iters, |stamp| {
+        setup(ctx, &node, payload, b, stamp)
+    })?;
+    pingpong::rows(ctx, report, NAME, payload, [a, b], &m);
+    compare(
+        report,
+        format!("latency {payload}B ping-pong cores {a}-{b}"),
+        "p50 ns",
+        |r, transport| pingpong_p50(r, transport, payload, [a, b]),
+    );
     Ok(())
 }
 
-impl crate::fanout::Sink for Pub {
+impl Sink for Pub {
     #[inline]
     fn publish(&mut self, buf: &[u8]) -> Result<(), String> {
         send(self, buf)
@@ -259,10 +260,7 @@ impl Source for IoxSource {
     #[inline]
     fn next(&mut self) -> Next {
         match self.0.receive() {
-            Ok(Some(s)) => Next::Message {
-                stamp: crate::latency::stamp_of(s.payload()),
-                phase: phase_of(s.payload()),
-            },
+            Ok(Some(s)) => Next::message(s.payload()),
             _ => Next::Empty,
         }
     }
@@ -278,11 +276,7 @@ pub fn child_consume(a: &ConsumeArgs) -> Result<(), String> {
     let node = node()?;
     let (_, rx) = ports(&node, &a.service, a.subscribers, None, true)?;
     let mut src = IoxSource(rx.expect("asked for a subscriber"));
-    sys::pin(a.core)?;
-    crate::child::say("ready");
-    let out = consume_loop(&mut src, a.clock);
-    crate::child::say(&serde_json::to_string(&out).map_err(|e| e.to_string())?);
-    Ok(())
+    serve(&mut src, a.core, a.clock)
 }
 
 /// Fan-out with `k` iceoryx2 consumer processes, and the publish-rate comparison with shmbus.
@@ -317,23 +311,12 @@ pub fn fanout(
         load,
         tx.expect("asked for a publisher"),
     )?;
-    let cost = |transport: &str| {
-        report
-            .fanout
-            .iter()
-            .find(|f| f.transport == transport && f.consumers == k)
-            .map(|f| f.publish_ns.p50)
-    };
-    if let (Some(ours), Some(theirs)) = (cost("shmbus"), cost(NAME)) {
-        report.peer_comparison.push(PeerRatio {
-            workload: format!("fan-out K={k}, publish flat out"),
-            metric: "p50 ns/publish",
-            shmbus: ours,
-            peer: theirs,
-            peer_name: NAME,
-            ratio: ours / theirs,
-        });
-    }
+    compare(
+        report,
+        format!("fan-out K={k}, publish flat out"),
+        "p50 ns/publish",
+        |r, transport| fanout_cost(r, transport, k),
+    );
     Ok(())
 }
 
@@ -360,7 +343,7 @@ pub fn child_idle(a: &IdleArgs) -> Result<(), String> {
     let (_, rx) = ports(&node, &a.service, a.subscribers, None, true)?;
     let rx = rx.expect("asked for a subscriber");
     sys::pin(a.core)?;
-    crate::child::say("ready");
+    say("ready");
     while ctl.has_producers() {
         std::thread::sleep(std::time::Duration::from_millis(a.poll_ms));
         while let Ok(Some(_)) = rx.receive() {}
@@ -368,7 +351,8 @@ pub fn child_idle(a: &IdleArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The publish cost of iceoryx2 with `ks` idle subscriber processes attached.
+/// The publish cost of iceoryx2 with `ks` idle subscriber processes attached, and its
+/// comparison with shmbus's at each K.
 pub fn idle_curve(
     ctx: &Ctx,
     report: &mut Report,
@@ -381,7 +365,7 @@ pub fn idle_curve(
     let service = sys::unique_name("iox-idle");
     let node = node()?;
     let (tx, _) = ports(&node, &service, max.max(1), Some(load.payload), false)?;
-    let tx = tx.expect("asked for a publisher");
+    let mut tx = tx.expect("asked for a publisher");
     let ctl_name = BusGuard::new("ioxctl");
     let ctl = shmbus::BusBuilder::new(ctl_name.name())
         .slots(2)
@@ -391,15 +375,18 @@ pub fn idle_curve(
     let ctl_tx = ctl
         .publisher()
         .map_err(|e| format!("cannot publish on {}: {e}", ctl_name.name()))?;
-    let cores = consumer_cores(ctx, producer, max);
     let mut peers: Vec<Peer> = Vec::new();
-    let buf = vec![1u8; load.payload];
-    let mut base = None;
-    let mut result = Ok(());
-    for &k in ks {
-        while peers.len() < k {
-            let i = peers.len();
-            let mut p = Peer::spawn(
+    let result = publish::idle_curve(
+        ctx,
+        report,
+        NAME,
+        ks,
+        producer,
+        load,
+        &mut tx,
+        &mut peers,
+        |i, core| {
+            Peer::spawn(
                 &format!("iceoryx2 idle subscriber {i}"),
                 &[
                     "iox-idle".into(),
@@ -410,59 +397,26 @@ pub fn idle_curve(
                     "--subscribers".into(),
                     max.max(1).to_string(),
                     "--core".into(),
-                    cores[i].to_string(),
+                    core.to_string(),
                     "--poll-ms".into(),
                     poll_ms.to_string(),
                 ],
-            )?;
-            p.ready()?;
-            peers.push(p);
-        }
-        sys::pin(producer)?;
-        let mut h = histogram();
-        let mut sent = 0;
-        while sent < load.flat {
-            let t = ctx.clock.now();
-            for _ in 0..BATCH {
-                if let Err(e) = send(&tx, &buf) {
-                    result = Err(e);
-                    break;
-                }
-            }
-            h.saturating_record(ctx.clock.now().wrapping_sub(t));
-            sent += BATCH;
-        }
-        if result.is_err() {
-            break;
-        }
-        let ns = TickSummary::of(&h).to_ns(ctx.scale / BATCH as f64);
-        let base_p50 = *base.get_or_insert(ns.p50);
-        report.idle_subscribers.push(IdleRow {
-            transport: NAME,
-            idle_subscribers: k,
-            publish_ns: ns,
-            p50_vs_none: ns.p50 / base_p50,
-        });
-        let ours = report
-            .idle_subscribers
-            .iter()
-            .find(|r| r.transport == "shmbus" && r.idle_subscribers == k)
-            .map(|r| r.publish_ns.p50);
-        if let Some(ours) = ours {
-            report.peer_comparison.push(PeerRatio {
-                workload: format!("publish with {k} idle subscribers"),
-                metric: "p50 ns/publish",
-                shmbus: ours,
-                peer: ns.p50,
-                peer_name: NAME,
-                ratio: ours / ns.p50,
-            });
-        }
-    }
+            )
+        },
+    );
     // Let the subscribers leave on their own (their iceoryx2 resources cleaned up), then wait.
     drop(ctl_tx);
     for p in peers {
         p.finish()?;
     }
-    result
+    result?;
+    for &k in ks {
+        compare(
+            report,
+            format!("publish with {k} idle subscribers"),
+            "p50 ns/publish",
+            |r, transport| idle_cost(r, transport, k),
+        );
+    }
+    Ok(())
 }

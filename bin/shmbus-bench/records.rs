@@ -8,13 +8,13 @@ use std::hint::black_box;
 use shmbus::records::{RecordPublisher, RecordRecv, RecordSubscriber, Records, RecordsBuilder};
 use shmbus::Start;
 
-use crate::child::{consume_loop, phase_of, say, Next, Source};
-use crate::clock::ClockKind;
-use crate::fanout::{consumer_cores, publish_flat, start_role, stop_consumers, Sink};
-use crate::latency::{echo_loop, ping_loop, stamp_loop, stamp_of, Link, Measured};
-use crate::report::{ConsumerCount, Report, ThroughputRow};
+use crate::ctx::Ctx;
+use crate::engine::consume::{serve, ConsumerArgs, Next, Source};
+use crate::engine::pingpong::{echo_loop, echo_role, start_echo, EchoArgs, Link, Poll};
+use crate::engine::publish::{self, Load, Sink, Transport};
+use crate::proto::{say, stamp_of};
+use crate::report::{Report, ThroughputRow};
 use crate::sys::{self, BusGuard, Peer};
-use crate::Ctx;
 
 /// A ring that holds at least 64 of the largest records of a run, and at least 4 MiB.
 fn ring_for(payload: usize) -> u64 {
@@ -32,23 +32,14 @@ impl Sink for RecordPublisher {
     }
 }
 
-/// A records ping-pong end: publishes on one segment, subscribes to the other.
-struct RecordsLink {
-    tx: RecordPublisher,
-    rx: RecordSubscriber,
-    buf: Vec<u8>,
-}
+/// A records ping-pong end: publishes on one records segment, subscribes to the other.
+type RecordsLink = Link<RecordPublisher, RecordSubscriber>;
 
-impl Link for RecordsLink {
-    #[inline]
-    fn send(&mut self, word: u64) -> Result<(), String> {
-        self.buf[..8].copy_from_slice(&word.to_ne_bytes());
-        self.tx.publish(&self.buf)
-    }
-
+/// A records ping-pong end receives on a records subscriber.
+impl Poll for RecordSubscriber {
     #[inline]
     fn poll(&mut self) -> Result<Option<u64>, String> {
-        match self.rx.try_recv() {
+        match self.try_recv() {
             RecordRecv::Record(m) => Ok(Some(stamp_of(m.bytes()))),
             RecordRecv::Empty | RecordRecv::Closed => Ok(None),
             RecordRecv::Lapped { lost } => Err(format!(
@@ -65,7 +56,9 @@ fn create(name: &str, payload: usize) -> Result<Records, String> {
         .map_err(|e| format!("cannot create records segment {name}: {e}"))
 }
 
-fn setup(
+/// Sets up a ping segment (ours) and a pong segment (the echo's) and starts the records echo on
+/// core `b`.
+pub fn setup(
     ctx: &Ctx,
     payload: usize,
     b: usize,
@@ -78,68 +71,15 @@ fn setup(
         .publisher()
         .map_err(|e| format!("cannot publish on {}: {e}", ping.name()))?;
     let rx = pong.subscribe(Start::Oldest);
-    let mut args: Vec<String> = vec![
-        "records-echo".into(),
-        "--ping".into(),
-        names[0].name().into(),
-        "--pong".into(),
-        names[1].name().into(),
-        "--core".into(),
-        b.to_string(),
-        "--clock".into(),
-        ctx.clock.arg().into(),
-        "--payload".into(),
-        payload.to_string(),
-    ];
-    if stamp {
-        args.push("--stamp".into());
-    }
-    let mut echo = Peer::spawn("the records echo process", &args)?;
-    echo.ready()?;
-    let link = RecordsLink {
-        tx,
-        rx,
-        buf: vec![0u8; payload],
-    };
-    Ok((link, echo, names))
-}
-
-/// Ping-pong, then stamped hops, over records segments (as `latency::measure` over buses).
-pub fn measure_latency(
-    ctx: &Ctx,
-    payload: usize,
-    a: usize,
-    b: usize,
-    iters: u64,
-) -> Result<Measured, String> {
-    let payload = payload.max(8);
-    let warmup = (iters / 10).max(100);
-    let rtt = {
-        let (mut link, mut echo, _names) = setup(ctx, payload, b, false)?;
-        sys::pin(a)?;
-        let r = ping_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?;
-        echo.finish()?;
-        r
-    };
-    let hops = {
-        let (mut link, mut echo, _names) = setup(ctx, payload, b, true)?;
-        sys::pin(a)?;
-        let r = stamp_loop(ctx.clock, &mut link, warmup, iters, || !echo.exited())?;
-        echo.finish()?;
-        r
-    };
-    Ok(Measured { rtt, hops })
+    let mut role = echo_role("records-echo", &names);
+    role.extend(["--payload".into(), payload.to_string()]);
+    let echo = start_echo(ctx, "the records echo process", role, b, stamp)?;
+    Ok((Link::new(tx, rx, payload), echo, names))
 }
 
 /// The echo child: answers every record on `ping` with one of the same length on `pong`.
-pub fn child_echo(
-    ping: &str,
-    pong: &str,
-    core: usize,
-    clock: ClockKind,
-    stamp: bool,
-    payload: usize,
-) -> Result<(), String> {
+pub fn child_echo(a: &EchoArgs, payload: usize) -> Result<(), String> {
+    let (ping, pong) = (&a.ping, &a.pong);
     let ping = Records::open_read_only(ping).map_err(|e| format!("cannot open {ping}: {e}"))?;
     let rx = ping.subscribe(Start::Oldest);
     let pong = Records::open(pong).map_err(|e| format!("cannot open {pong}: {e}"))?;
@@ -147,14 +87,10 @@ pub fn child_echo(
         .publisher()
         .map_err(|e| format!("cannot publish on {}: {e}", pong.name()))?;
     // Answers as long as the pings: the parent passes the run's payload size.
-    let mut link = RecordsLink {
-        tx,
-        rx,
-        buf: vec![0u8; payload.clamp(8, pong.max_record())],
-    };
-    sys::pin(core)?;
+    let mut link = Link::new(tx, rx, payload.clamp(8, pong.max_record()));
+    sys::pin(a.core)?;
     say("ready");
-    echo_loop(clock, &mut link, stamp)
+    echo_loop(a.clock, &mut link, a.stamp)
 }
 
 struct RecordsSource {
@@ -166,10 +102,7 @@ impl Source for RecordsSource {
     #[inline]
     fn next(&mut self) -> Next {
         match self.rx.try_recv() {
-            RecordRecv::Record(m) => Next::Message {
-                stamp: stamp_of(m.bytes()),
-                phase: phase_of(m.bytes()),
-            },
+            RecordRecv::Record(m) => Next::message(m.bytes()),
             RecordRecv::Lapped { lost } => Next::Lost(lost),
             RecordRecv::Empty | RecordRecv::Closed => Next::Empty,
         }
@@ -181,15 +114,11 @@ impl Source for RecordsSource {
 }
 
 /// The throughput consumer child: reads (copies out) every record until the stop record.
-pub fn child_consume(name: &str, core: usize, clock: ClockKind) -> Result<(), String> {
-    let records = Records::open_read_only(name).map_err(|e| format!("cannot open {name}: {e}"))?;
+pub fn child_consume(a: &ConsumerArgs) -> Result<(), String> {
+    let records =
+        Records::open_read_only(&a.bus).map_err(|e| format!("cannot open {}: {e}", a.bus))?;
     let rx = records.subscribe(Start::Next);
-    let mut src = RecordsSource { records, rx };
-    sys::pin(core)?;
-    say("ready");
-    let out = consume_loop(&mut src, clock);
-    say(&serde_json::to_string(&out).map_err(|e| e.to_string())?);
-    Ok(())
+    serve(&mut RecordsSource { records, rx }, a.core, a.clock)
 }
 
 /// One throughput run over a records segment: this process publishes `payload`-byte records
@@ -205,40 +134,28 @@ pub fn throughput(
     let payload = payload.max(16);
     let guard = BusGuard::new("rthroughput");
     let records = create(guard.name(), payload)?;
-    let mut tx = records
+    let tx = records
         .publisher()
         .map_err(|e| format!("cannot publish on {}: {e}", guard.name()))?;
-    let cores = consumer_cores(ctx, producer, consumers);
+    let load = Load {
+        payload,
+        slots: records.ring_bytes(),
+        paced: 0,
+        gap_ns: 0,
+        flat: messages,
+    };
     let role = [
         "records-consume".into(),
         "--bus".into(),
         guard.name().into(),
     ];
-    let mut peers = start_role(ctx, &role, &cores)?;
-    sys::pin(producer)?;
-    let mut buf = vec![0u8; payload];
-    let flat = publish_flat(ctx, &mut tx, &mut buf, messages)?;
-    let results = stop_consumers(tx, &mut buf, &mut peers)?;
-    let (rate, secs) = (flat.rate(), flat.secs.max(1e-12));
-    report.throughput.push(ThroughputRow {
-        transport: "records",
-        payload,
-        slots: records.ring_bytes(),
-        messages: flat.sent,
-        seconds: secs,
-        msgs_per_s: rate,
-        gb_per_s: rate * payload as f64 / 1e9,
-        per_consumer: results
-            .iter()
-            .zip(&cores)
-            .map(|(r, &core)| ConsumerCount {
-                core,
-                received: r.received,
-                lost: r.lost,
-                msgs_per_s: r.received as f64 / secs,
-            })
-            .collect(),
-    });
+    let t = Transport {
+        name: "records",
+        role: &role,
+        reports_losses: true,
+    };
+    let row = publish::throughput(ctx, &t, consumers, producer, &load, tx)?;
+    report.throughput.push(row);
     Ok(())
 }
 

@@ -51,33 +51,27 @@ pub struct LoadRow {
     pub oversubscribed: bool,
 }
 
+/// One value per section of the report, and one for its curves.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub struct Sections<T> {
+    pub c2c: T,
+    pub latency: T,
+    pub throughput: T,
+    pub fanout: T,
+    pub idle_subscribers: T,
+    pub mp: T,
+    pub curves: T,
+}
+
 /// Which rows were measured with more busy processes than usable cores: either the workload
 /// itself needs more cores than there are (fan-out K+1, P producers + 1 consumer, consumers + 1)
 /// or the machine was busy with other work (see [`Report::load`]). Their figures include
 /// scheduler time slices. Indexes into the sections of the same name; `curves` into
 /// [`Report::curves`].
-#[derive(Debug, Default, Serialize, PartialEq)]
-pub struct Oversubscribed {
-    pub c2c: Vec<usize>,
-    pub latency: Vec<usize>,
-    pub throughput: Vec<usize>,
-    pub fanout: Vec<usize>,
-    pub idle_subscribers: Vec<usize>,
-    pub mp: Vec<usize>,
-    pub curves: Vec<usize>,
-}
+pub type Oversubscribed = Sections<Vec<usize>>;
 
 /// The length of every section, taken before a step so that its rows can be found after it.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Counts {
-    c2c: usize,
-    latency: usize,
-    throughput: usize,
-    fanout: usize,
-    idle_subscribers: usize,
-    mp: usize,
-    curves: usize,
-}
+pub type Counts = Sections<usize>;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Machine {
@@ -98,6 +92,27 @@ pub struct C2cRow {
     pub one_way_ns: Pct,
 }
 
+/// A one-way latency distribution beside the process c2c latency of the same cores.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Latency {
+    pub ns: Pct,
+    /// The process c2c one-way p50 of the same cores, same run.
+    pub c2c_one_way_ns: Option<f64>,
+    /// `ns` divided by `c2c_one_way_ns`.
+    pub ratio_to_c2c: Option<Pct>,
+}
+
+impl Latency {
+    /// `ns` beside `c2c`, the process c2c one-way p50 of the same cores if it was measured.
+    pub fn beside(ns: Pct, c2c: Option<f64>) -> Latency {
+        Latency {
+            ns,
+            c2c_one_way_ns: c2c,
+            ratio_to_c2c: ns.ratio(c2c),
+        }
+    }
+}
+
 /// One-way latency of one transport, payload size and core pair.
 #[derive(Debug, Serialize)]
 pub struct LatencyRow {
@@ -106,11 +121,8 @@ pub struct LatencyRow {
     pub method: &'static str,
     pub payload: usize,
     pub cores: [usize; 2],
-    pub ns: Pct,
-    /// The process c2c one-way p50 of the same cores, same run.
-    pub c2c_one_way_ns: Option<f64>,
-    /// `ns` divided by `c2c_one_way_ns`.
-    pub ratio_to_c2c: Option<Pct>,
+    #[serde(flatten)]
+    pub latency: Latency,
 }
 
 #[derive(Debug, Serialize)]
@@ -152,9 +164,8 @@ pub struct FanoutRow {
 pub struct ConsumerLatency {
     pub index: usize,
     pub core: usize,
-    pub ns: Pct,
-    pub c2c_one_way_ns: Option<f64>,
-    pub ratio_to_c2c: Option<Pct>,
+    #[serde(flatten)]
+    pub latency: Latency,
     pub received: u64,
     pub lost: u64,
 }
@@ -179,9 +190,8 @@ pub struct MpRow {
     pub per_producer: Vec<ProducerCount>,
     pub consumer_core: usize,
     /// Latency of paced messages from all producers at once, seen by one consumer.
-    pub ns: Pct,
-    pub c2c_one_way_ns: Option<f64>,
-    pub ratio_to_c2c: Option<Pct>,
+    #[serde(flatten)]
+    pub latency: Latency,
     pub received: u64,
     pub lost: u64,
 }
@@ -248,54 +258,33 @@ impl Report {
         });
         let needs_more = |processes: usize| processes > cores;
         let o = &mut self.oversubscribed;
-        let mut any = busy;
-        let mut mark = |set: &mut Vec<usize>, from: usize, rows: Vec<bool>| {
-            for (i, over) in rows.into_iter().enumerate() {
-                if busy || over {
-                    set.push(from + i);
-                    any = true;
-                }
-            }
-        };
-        mark(
-            &mut o.c2c,
-            before.c2c,
-            vec![false; self.c2c.len() - before.c2c],
-        );
-        mark(
-            &mut o.latency,
-            before.latency,
-            vec![false; self.latency.len() - before.latency],
-        );
-        mark(
-            &mut o.throughput,
-            before.throughput,
-            self.throughput[before.throughput..]
-                .iter()
-                .map(|t| needs_more(t.per_consumer.len() + 1))
-                .collect(),
-        );
-        mark(
-            &mut o.fanout,
-            before.fanout,
-            self.fanout[before.fanout..]
-                .iter()
-                .map(|f| f.oversubscribed)
-                .collect(),
-        );
-        mark(
-            &mut o.idle_subscribers,
-            before.idle_subscribers,
-            vec![false; self.idle_subscribers.len() - before.idle_subscribers],
-        );
-        mark(
-            &mut o.mp,
-            before.mp,
-            self.mp[before.mp..]
-                .iter()
-                .map(|m| needs_more(m.producers + 1))
-                .collect(),
-        );
+        let marked = [
+            mark_rows(&mut o.c2c, before.c2c, &self.c2c, busy, |_| false),
+            mark_rows(&mut o.latency, before.latency, &self.latency, busy, |_| {
+                false
+            }),
+            mark_rows(
+                &mut o.throughput,
+                before.throughput,
+                &self.throughput,
+                busy,
+                |t| needs_more(t.per_consumer.len() + 1),
+            ),
+            mark_rows(&mut o.fanout, before.fanout, &self.fanout, busy, |f| {
+                f.oversubscribed
+            }),
+            mark_rows(
+                &mut o.idle_subscribers,
+                before.idle_subscribers,
+                &self.idle_subscribers,
+                busy,
+                |_| false,
+            ),
+            mark_rows(&mut o.mp, before.mp, &self.mp, busy, |m| {
+                needs_more(m.producers + 1)
+            }),
+        ];
+        let any = busy || marked.contains(&true);
         // A step's curves come from its rows: oversubscribed if any of them is.
         if any {
             o.curves.extend(before.curves..self.curves.len());
@@ -342,6 +331,26 @@ impl Report {
             .find(|r| r.mode == "process" && (r.cores == [a, b] || r.cores == [b, a]))
             .map(|r| r.one_way_ns.p50)
     }
+}
+
+/// Adds to `set` the index of every row from `from` on that was measured oversubscribed: all of
+/// them if the machine was `busy`, else those whose workload `needs_more_cores`. Whether it
+/// added any.
+fn mark_rows<T>(
+    set: &mut Vec<usize>,
+    from: usize,
+    rows: &[T],
+    busy: bool,
+    needs_more_cores: impl Fn(&T) -> bool,
+) -> bool {
+    let mut any = false;
+    for (i, row) in rows.iter().enumerate().skip(from) {
+        if busy || needs_more_cores(row) {
+            set.push(i);
+            any = true;
+        }
+    }
+    any
 }
 
 fn ns(v: f64) -> String {
@@ -419,41 +428,79 @@ fn mark(set: &[usize], i: usize) -> &'static str {
     }
 }
 
-/// The human table.
+/// The human table: a heading, then one section per kind of figure the run measured, then the
+/// notes.
 pub fn table(r: &Report) -> String {
     let mut o = String::new();
+    heading(&mut o, r);
+    let sections: [fn(&mut String, &Report); 7] = [
+        c2c_section,
+        latency_section,
+        throughput_section,
+        fanout_section,
+        idle_section,
+        mp_section,
+        peer_section,
+    ];
+    for section in sections {
+        section(&mut o, r);
+    }
+    notes(&mut o, r);
+    o
+}
+
+/// The machine and how to read the figures.
+fn heading(o: &mut String, r: &Report) {
     let _ = writeln!(
         o,
         "shmbus-bench {}: {} ({} cores usable), clock: {}",
         r.command, r.machine.cpu, r.machine.cores, r.machine.clock
     );
     let _ = writeln!(o, "Latencies in ns unless marked; one-way = round trip / 2 (pingpong) or receive minus send stamp (oneway).");
-    if !r.c2c.is_empty() {
-        let _ = writeln!(
-            o,
-            "\nCore-to-core: one cache line bounced between two cores (one-way)"
-        );
-        let _ = writeln!(o, "{:<10}{:<8}{}", "mode", "cores", pct_header());
-        for (i, c) in r.c2c.iter().enumerate() {
-            let cores = format!("{}-{}", c.cores[0], c.cores[1]);
-            let _ = writeln!(
-                o,
-                "{:<10}{:<8}{}{}",
-                c.mode,
-                cores,
-                pct_cells(&c.one_way_ns),
-                mark(&r.oversubscribed.c2c, i)
-            );
-        }
-        c2c_matrix(&mut o, r);
+}
+
+/// A section of one line per row: its title, its column header, then each row as `line` writes
+/// it, followed by the oversubscribed mark if its index is in `over`. Nothing for no rows.
+fn rows_section<T>(
+    o: &mut String,
+    title: &str,
+    header: &str,
+    rows: &[T],
+    over: &[usize],
+    line: impl Fn(&T) -> String,
+) {
+    if rows.is_empty() {
+        return;
     }
-    if !r.latency.is_empty() {
-        let _ = writeln!(
-            o,
-            "\nOne-way latency, producer and consumer in separate processes"
-        );
-        let _ = writeln!(
-            o,
+    let _ = writeln!(o, "\n{title}");
+    let _ = writeln!(o, "{header}");
+    for (i, row) in rows.iter().enumerate() {
+        let _ = writeln!(o, "{}{}", line(row), mark(over, i));
+    }
+}
+
+/// Core-to-core latency per pair, and the matrix of them for three cores or more.
+fn c2c_section(o: &mut String, r: &Report) {
+    rows_section(
+        o,
+        "Core-to-core: one cache line bounced between two cores (one-way)",
+        &format!("{:<10}{:<8}{}", "mode", "cores", pct_header()),
+        &r.c2c,
+        &r.oversubscribed.c2c,
+        |c| {
+            let cores = format!("{}-{}", c.cores[0], c.cores[1]);
+            format!("{:<10}{:<8}{}", c.mode, cores, pct_cells(&c.one_way_ns))
+        },
+    );
+    c2c_matrix(o, r);
+}
+
+/// One-way latency per transport, method, payload and cores, with its ratio to c2c.
+fn latency_section(o: &mut String, r: &Report) {
+    rows_section(
+        o,
+        "One-way latency, producer and consumer in separate processes",
+        &format!(
             "{:<10}{:<10}{:>8}  {:<6}{}  {:>7}",
             "transport",
             "method",
@@ -461,166 +508,190 @@ pub fn table(r: &Report) -> String {
             "cores",
             pct_header(),
             "p50/c2c"
-        );
-        for (i, l) in r.latency.iter().enumerate() {
+        ),
+        &r.latency,
+        &r.oversubscribed.latency,
+        |l| {
             let cores = format!("{}-{}", l.cores[0], l.cores[1]);
-            let _ = writeln!(
-                o,
-                "{:<10}{:<10}{:>7}B  {:<6}{}  {}{}",
+            format!(
+                "{:<10}{:<10}{:>7}B  {:<6}{}  {}",
                 l.transport,
                 l.method,
                 l.payload,
                 cores,
-                pct_cells(&l.ns),
-                ratio_cell(&l.ratio_to_c2c),
-                mark(&r.oversubscribed.latency, i)
-            );
-        }
-    }
-    if !r.throughput.is_empty() {
-        let _ = writeln!(o, "\nThroughput: one producer publishing flat out");
-        let _ = writeln!(
-            o,
+                pct_cells(&l.latency.ns),
+                ratio_cell(&l.latency.ratio_to_c2c)
+            )
+        },
+    );
+}
+
+/// Rates per transport, payload and ring size, with what each consumer received and lost.
+fn throughput_section(o: &mut String, r: &Report) {
+    rows_section(
+        o,
+        "Throughput: one producer publishing flat out",
+        &format!(
             "{:<10}{:>8}{:>8}{:>12}{:>10}   per consumer: received / lost",
             "transport", "payload", "slots", "msgs/s", "GB/s"
-        );
-        for (i, t) in r.throughput.iter().enumerate() {
+        ),
+        &r.throughput,
+        &r.oversubscribed.throughput,
+        |t| {
             let per: Vec<String> = t
                 .per_consumer
                 .iter()
                 .map(|c| format!("core {}: {} / {}", c.core, c.received, c.lost))
                 .collect();
-            let _ = writeln!(
-                o,
-                "{:<10}{:>7}B{:>8}{:>12}{:>10.3}   {}{}",
+            format!(
+                "{:<10}{:>7}B{:>8}{:>12}{:>10.3}   {}",
                 t.transport,
                 t.payload,
                 t.slots,
                 rate(t.msgs_per_s),
                 t.gb_per_s,
-                per.join(", "),
-                mark(&r.oversubscribed.throughput, i)
-            );
-        }
+                per.join(", ")
+            )
+        },
+    );
+}
+
+/// Per fan-out run: the producer's rate and publish cost, then each consumer's latency.
+fn fanout_section(o: &mut String, r: &Report) {
+    if r.fanout.is_empty() {
+        return;
     }
-    if !r.fanout.is_empty() {
-        let _ = writeln!(o, "\nFan-out: one producer, K consumer processes");
-        for (i, f) in r.fanout.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "{} K={} ({}B): publish rate {}, publish cost p50 {} ns, p99 {} ns{}{}",
-                f.transport,
-                f.consumers,
-                f.payload,
-                rate(f.publish_msgs_per_s),
-                ns(f.publish_ns.p50),
-                ns(f.publish_ns.p99),
-                if f.oversubscribed {
-                    " (consumers share cores)"
-                } else {
-                    ""
-                },
-                mark(&r.oversubscribed.fanout, i)
-            );
-            let _ = writeln!(
-                o,
-                "    {:<10}{:<6}{}  {:>7}{:>10}{:>8}",
-                "consumer",
-                "core",
-                pct_header(),
-                "p50/c2c",
-                "received",
-                "lost"
-            );
-            for c in &f.per_consumer {
-                let _ = writeln!(
-                    o,
-                    "    {:<10}{:<6}{}  {}{:>10}{:>8}",
-                    c.index,
-                    c.core,
-                    pct_cells(&c.ns),
-                    ratio_cell(&c.ratio_to_c2c),
-                    c.received,
-                    c.lost
-                );
-            }
-        }
-    }
-    if !r.idle_subscribers.is_empty() {
+    let _ = writeln!(o, "\nFan-out: one producer, K consumer processes");
+    for (i, f) in r.fanout.iter().enumerate() {
         let _ = writeln!(
             o,
-            "\nPublish cost with idle subscriber processes attached (ns per publish)"
+            "{} K={} ({}B): publish rate {}, publish cost p50 {} ns, p99 {} ns{}{}",
+            f.transport,
+            f.consumers,
+            f.payload,
+            rate(f.publish_msgs_per_s),
+            ns(f.publish_ns.p50),
+            ns(f.publish_ns.p99),
+            if f.oversubscribed {
+                " (consumers share cores)"
+            } else {
+                ""
+            },
+            mark(&r.oversubscribed.fanout, i)
         );
         let _ = writeln!(
             o,
+            "    {:<10}{:<6}{}  {:>7}{:>10}{:>8}",
+            "consumer",
+            "core",
+            pct_header(),
+            "p50/c2c",
+            "received",
+            "lost"
+        );
+        for c in &f.per_consumer {
+            let _ = writeln!(
+                o,
+                "    {:<10}{:<6}{}  {}{:>10}{:>8}",
+                c.index,
+                c.core,
+                pct_cells(&c.latency.ns),
+                ratio_cell(&c.latency.ratio_to_c2c),
+                c.received,
+                c.lost
+            );
+        }
+    }
+}
+
+/// The publish cost per number of idle subscribers, against none.
+fn idle_section(o: &mut String, r: &Report) {
+    rows_section(
+        o,
+        "Publish cost with idle subscriber processes attached (ns per publish)",
+        &format!(
             "{:<10}{:>6}  {}  {:>9}",
             "transport",
             "idle",
             pct_header(),
             "p50/none"
-        );
-        for (n, i) in r.idle_subscribers.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "{:<10}{:>6}  {}  {:>8.3}x{}",
+        ),
+        &r.idle_subscribers,
+        &r.oversubscribed.idle_subscribers,
+        |i| {
+            format!(
+                "{:<10}{:>6}  {}  {:>8.3}x",
                 i.transport,
                 i.idle_subscribers,
                 pct_cells(&i.publish_ns),
-                i.p50_vs_none,
-                mark(&r.oversubscribed.idle_subscribers, n)
-            );
-        }
+                i.p50_vs_none
+            )
+        },
+    );
+}
+
+/// Per multi-producer run: the total and per-producer rates, then the consumer's latency.
+fn mp_section(o: &mut String, r: &Report) {
+    if r.mp.is_empty() {
+        return;
     }
-    if !r.mp.is_empty() {
+    let _ = writeln!(
+        o,
+        "\nMulti-producer bus: P producer processes, one consumer"
+    );
+    for (i, m) in r.mp.iter().enumerate() {
+        let per: Vec<String> = m
+            .per_producer
+            .iter()
+            .map(|p| {
+                format!(
+                    "#{} core {}: {} (dropped {})",
+                    p.index,
+                    p.core,
+                    rate(p.msgs_per_s),
+                    p.dropped
+                )
+            })
+            .collect();
         let _ = writeln!(
             o,
-            "\nMulti-producer bus: P producer processes, one consumer"
+            "P={} ({}B, {} slots): total {}; {}{}",
+            m.producers,
+            m.payload,
+            m.slots,
+            rate(m.msgs_per_s),
+            per.join(", "),
+            mark(&r.oversubscribed.mp, i)
         );
-        for (i, m) in r.mp.iter().enumerate() {
-            let per: Vec<String> = m
-                .per_producer
-                .iter()
-                .map(|p| {
-                    format!(
-                        "#{} core {}: {} (dropped {})",
-                        p.index,
-                        p.core,
-                        rate(p.msgs_per_s),
-                        p.dropped
-                    )
-                })
-                .collect();
-            let _ = writeln!(
-                o,
-                "P={} ({}B, {} slots): total {}; {}{}",
-                m.producers,
-                m.payload,
-                m.slots,
-                rate(m.msgs_per_s),
-                per.join(", "),
-                mark(&r.oversubscribed.mp, i)
-            );
-            let _ = writeln!(
-                o,
-                "    paced latency at core {}: {}  {}  received {} lost {}",
-                m.consumer_core,
-                pct_cells(&m.ns),
-                ratio_cell(&m.ratio_to_c2c),
-                m.received,
-                m.lost
-            );
-        }
+        let _ = writeln!(
+            o,
+            "    paced latency at core {}: {}  {}  received {} lost {}",
+            m.consumer_core,
+            pct_cells(&m.latency.ns),
+            ratio_cell(&m.latency.ratio_to_c2c),
+            m.received,
+            m.lost
+        );
     }
-    if !r.peer_comparison.is_empty() {
-        let _ = writeln!(o, "\nshmbus against its peer (ratio = shmbus / peer)");
-        for p in &r.peer_comparison {
-            let _ = writeln!(
-                o,
-                "{:<40}{:<18}shmbus {:>10.1}  {} {:>10.1}  ratio {:.3}",
-                p.workload, p.metric, p.shmbus, p.peer_name, p.peer, p.ratio
-            );
-        }
+}
+
+/// shmbus against its peer, workload by workload.
+fn peer_section(o: &mut String, r: &Report) {
+    if r.peer_comparison.is_empty() {
+        return;
     }
+    let _ = writeln!(o, "\nshmbus against its peer (ratio = shmbus / peer)");
+    for p in &r.peer_comparison {
+        let _ = writeln!(
+            o,
+            "{:<40}{:<18}shmbus {:>10.1}  {} {:>10.1}  ratio {:.3}",
+            p.workload, p.metric, p.shmbus, p.peer_name, p.peer, p.ratio
+        );
+    }
+}
+
+/// What the oversubscribed mark means, if any row bears it, and the run's warnings.
+fn notes(o: &mut String, r: &Report) {
     if r.oversubscribed != Oversubscribed::default() {
         let _ = writeln!(
             o,
@@ -636,7 +707,6 @@ pub fn table(r: &Report) -> String {
             let _ = writeln!(o, "warning: {w}");
         }
     }
-    o
 }
 
 /// One CSV row per figure: section, transport, what was measured, metric, value, and whether
@@ -655,8 +725,8 @@ pub fn csv(r: &Report) -> String {
             l.method, l.payload, l.cores[0], l.cores[1]
         );
         let over = o.latency.contains(&i);
-        rows.pct("latency", l.transport, &label, "ns_", &l.ns, over);
-        if let Some(ratio) = &l.ratio_to_c2c {
+        rows.pct("latency", l.transport, &label, "ns_", &l.latency.ns, over);
+        if let Some(ratio) = &l.latency.ratio_to_c2c {
             rows.pct("latency", l.transport, &label, "ratio_", ratio, over);
         }
     }
@@ -703,7 +773,7 @@ pub fn csv(r: &Report) -> String {
         );
         for c in &f.per_consumer {
             let l = format!("{label} consumer {} core {}", c.index, c.core);
-            rows.pct("fanout", f.transport, &l, "ns_", &c.ns, over);
+            rows.pct("fanout", f.transport, &l, "ns_", &c.latency.ns, over);
         }
     }
     for (n, i) in r.idle_subscribers.iter().enumerate() {
@@ -737,7 +807,7 @@ pub fn csv(r: &Report) -> String {
             format!("{:.1}", m.msgs_per_s),
             over,
         );
-        rows.pct("mp", "shmbus", &label, "ns_", &m.ns, over);
+        rows.pct("mp", "shmbus", &label, "ns_", &m.latency.ns, over);
     }
     for p in &r.peer_comparison {
         rows.push(
@@ -752,7 +822,7 @@ pub fn csv(r: &Report) -> String {
     rows.finish()
 }
 
-/// The records of [`csv`], written by the csv crate (which quotes commas, quotes and line
+/// The records of [`csv()`], written by the csv crate (which quotes commas, quotes and line
 /// breaks in labels).
 struct CsvRows(csv::Writer<Vec<u8>>);
 

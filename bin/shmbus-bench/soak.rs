@@ -24,8 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shmbus::{Bus, BusBuilder, ProducerMode, Recv, Start, Wait};
-
-use crate::payload::{check_payload, make_payload, mix, Rng};
+use shmbus_testkit::payload::{check_payload, make_payload, mix, Rng};
 
 /// Options of the soak test.
 #[derive(clap::Args, Debug, Clone)]

@@ -2,32 +2,13 @@
 //! sane values (latencies positive, percentiles ordered, ratios equal to figure / c2c), and bad
 //! input gives a one-line error rather than a panic.
 
-use std::process::{Command, Output};
+mod common;
 
 use serde_json::Value;
 
+use common::{bench, report};
+
 const PCT: [&str; 6] = ["p50", "p90", "p99", "p99.9", "p99.99", "max"];
-
-fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shmbus-bench"))
-        .args(args)
-        .output()
-        .expect("shmbus-bench runs")
-}
-
-/// Runs `args` with `--quick --json` and parses the report.
-fn report(args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.extend(["--quick", "--json"]);
-    let out = bench(&all);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "shmbus-bench {args:?} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
-}
 
 fn num(v: &Value, key: &str) -> f64 {
     v[key]

@@ -1,26 +1,21 @@
 //! `shmbus-bench journal`: in its short mode it prints both payload sizes, each with its ratio
 //! to the write-bandwidth floor measured in the same run, and leaves no file behind.
 
-use std::process::Command;
+mod common;
 
-use serde_json::Value;
+use common::report;
 
 #[test]
 fn journal_reports_both_sizes_against_the_write_floor_and_cleans_up() {
     let dir = std::env::temp_dir().join(format!("shmbus-bench-journal-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_shmbus-bench"))
-        .args(["journal", "--quick", "--json", "--mib", "2", "--dir"])
-        .arg(&dir)
-        .output()
-        .expect("shmbus-bench runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let r = report(&[
+        "journal",
+        "--mib",
+        "2",
+        "--dir",
+        dir.to_str().expect("a UTF-8 temporary directory"),
+    ]);
     let floor = r["floor"]["gb_per_s"].as_f64().expect("floor bandwidth");
     assert!(floor > 0.0);
     let cases = r["cases"].as_array().expect("cases");

@@ -1,25 +1,11 @@
 //! `shmbus-bench ... --kind records`: records segments are measured next to the bus (latency)
 //! and next to single-core memcpy (throughput) in the same run, and every record is accounted.
 
-use std::process::Command;
+mod common;
 
 use serde_json::Value;
 
-fn report(args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.extend(["--quick", "--json"]);
-    let out = Command::new(env!("CARGO_BIN_EXE_shmbus-bench"))
-        .args(&all)
-        .output()
-        .expect("shmbus-bench runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "shmbus-bench {args:?} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
-}
+use common::report;
 
 fn transports(rows: &Value) -> Vec<String> {
     rows.as_array()
