@@ -1,22 +1,19 @@
 //! The board handle and its builder: create and open.
 
 use std::marker::PhantomData;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use nix::sys::stat::Mode;
 
 use super::reader::BoardReader;
-use super::shape::{BoardShape, DEFAULT_BOARD_VALUE_SIZE, INIT_WAIT, MAX_CELLS};
+use super::shape::{BoardShape, DEFAULT_BOARD_VALUE_SIZE, MAX_CELLS};
 use super::writer::BoardWriter;
 use crate::error::{Error, Result};
 use crate::payload::{Payload, Raw};
 use crate::segment::header::{
     Geometry, ProducerMode, SegmentKind, TypeInfo, CAPACITY_LIMIT, MAX_SEGMENT_BYTES, W_BOARD,
 };
-use crate::segment::{self, Access, Expect, Segment, Shape, Trust};
-use crate::sync::{load_acquire, Ordering};
+use crate::segment::kind::{self as kind, option_setters, Blueprint, Kind, Options};
+use crate::segment::{self, Expect, Segment, Shape};
+use crate::sync::{AtomicU64, Ordering};
 
 use super::cell::{self, KEY_MAX};
 
@@ -188,21 +185,17 @@ impl<T: Payload> Board<T> {
 
 /// Builds or opens a board: `BoardBuilder::new("quotes").cells(100).value_type::<Quote>()`.
 pub struct BoardBuilder<T: Payload = Raw> {
-    pub(super) name: String,
+    pub(super) opts: Options,
     pub(super) cells: Option<usize>,
     pub(super) value_size: Option<usize>,
     pub(super) keys: Vec<String>,
-    pub(super) permissions: u32,
-    pub(super) type_name: Option<String>,
-    pub(super) access: Access,
-    pub(super) trust: Trust,
     pub(super) _type: PhantomData<fn() -> T>,
 }
 
 impl<T: Payload> std::fmt::Debug for BoardBuilder<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BoardBuilder")
-            .field("name", &self.name)
+            .field("name", &self.opts.name)
             .field("cells", &self.cells)
             .field("value_size", &self.value_size)
             .field("keys", &self.keys)
@@ -214,14 +207,10 @@ impl BoardBuilder<Raw> {
     /// Starts a builder for board `name`, holding raw bytes.
     pub fn new(name: &str) -> Self {
         BoardBuilder {
-            name: name.to_owned(),
+            opts: Options::new(name),
             cells: None,
             value_size: None,
             keys: Vec::new(),
-            permissions: 0o600,
-            type_name: None,
-            access: Access::ReadWrite,
-            trust: Trust::default(),
             _type: PhantomData,
         }
     }
@@ -232,14 +221,10 @@ impl<T: Payload> BoardBuilder<T> {
     /// same size, is refused). The value size defaults to `U`'s size.
     pub fn value_type<U: Payload>(self) -> BoardBuilder<U> {
         BoardBuilder {
-            name: self.name,
+            opts: self.opts,
             cells: self.cells,
             value_size: self.value_size,
             keys: self.keys,
-            permissions: self.permissions,
-            type_name: self.type_name,
-            access: self.access,
-            trust: self.trust,
             _type: PhantomData,
         }
     }
@@ -263,46 +248,87 @@ impl<T: Payload> BoardBuilder<T> {
         self
     }
 
-    /// Permission bits of a created segment (default `0o600`), applied exactly.
-    pub fn permissions(mut self, mode: u32) -> Self {
-        self.permissions = mode;
-        self
-    }
-
     /// The type name recorded and checked for typed boards (default `std::any::type_name`).
     pub fn type_name(mut self, name: &str) -> Self {
-        self.type_name = Some(name.to_owned());
+        self.opts.type_name = Some(name.to_owned());
         self
     }
 
-    /// Open read-only (readers only; the segment is mapped without write access).
-    pub fn read_only(mut self) -> Self {
-        self.access = Access::ReadOnly;
-        self
-    }
-
-    /// Accept a segment owned by another user.
-    pub fn accept_other_owner(mut self) -> Self {
-        self.trust.other_owner = true;
-        self
-    }
-
-    /// Accept a segment writable by group or others.
-    pub fn accept_shared_write(mut self) -> Self {
-        self.trust.shared_write = true;
-        self
-    }
+    option_setters!();
 
     pub(super) fn type_info(&self) -> TypeInfo {
-        T::type_info(
-            self.type_name
-                .as_deref()
-                .unwrap_or_else(|| T::default_name()),
-        )
+        self.opts.type_info::<T>()
     }
 
     /// The segment shape and board shape to create, every bound checked.
-    pub(super) fn plan(&self) -> Result<(Shape, BoardShape)> {
+
+    /// Writes the keys and the board word (Release, last) into a new segment.
+
+    /// Creates a new board; fails with [`Error::AlreadyExists`] if the name is taken.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a cell count outside 1 to [`MAX_CELLS`] (or none given), more
+    /// keys than cells, an empty, too long or repeated key, a zero or too large value size, cells
+    /// too large for a segment, or a value type whose alignment exceeds 8 bytes;
+    /// [`Error::ValueTooLarge`] if the value type does not fit the value size asked for;
+    /// [`Error::InvalidName`]; [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
+    /// [`Error::NoSpace`] when `/dev/shm` is full; [`Error::Io`] for any other system error.
+    pub fn create(self) -> Result<Board<T>> {
+        kind::create(&self)
+    }
+
+    /// Creates a board that lives in this process's heap only: no name, no `/dev/shm`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a cell count outside 1 to [`MAX_CELLS`] (or none given), more
+    /// keys than cells, an empty, too long or repeated key, a zero or too large value size, cells
+    /// too large for a segment, or a value type whose alignment exceeds 8 bytes;
+    /// [`Error::ValueTooLarge`] if the value type does not fit the value size asked for.
+    pub fn in_process(self) -> Result<Board<T>> {
+        kind::in_process(&self)
+    }
+
+    /// Opens an existing board, checking its value type (raw builders accept any type).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::NotFound`]; [`Error::PermissionDenied`];
+    /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
+    /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
+    /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
+    /// finish); [`Error::AbiMismatch`]; [`Error::WrongKind`] if another kind of segment has the
+    /// name; a corrupt header (the variants for which [`Error::is_corrupt`] holds), among them
+    /// [`Error::BoardCorrupt`] for an inconsistent board word; [`Error::NotInitialised`] also if
+    /// its creator has not stored the cell count within 100 ms; [`Error::TypeMismatch`] for a typed
+    /// open; and [`Error::Io`] for any other system error.
+    pub fn open(self) -> Result<Board<T>> {
+        kind::open(&self)
+    }
+
+    /// Opens the board if it exists with the same cells, value size, keys and type, else
+    /// creates it.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`BoardBuilder::open`] and [`BoardBuilder::create`] (except `NotFound` and
+    /// `AlreadyExists`, which a race between the two turns into another attempt), and
+    /// [`Error::GeometryMismatch`] if the existing board differs from the one asked for.
+    pub fn open_or_create(self) -> Result<Board<T>> {
+        kind::open_or_create(&self)
+    }
+}
+
+impl<T: Payload> Kind for BoardBuilder<T> {
+    type Handle = Board<T>;
+    type Own = BoardShape;
+
+    fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    fn blueprint(&self) -> Result<Blueprint<BoardShape>> {
         let bad = |s: String| Err(Error::InvalidConfig(s));
         let ty = self.type_info();
         if ty.align > 8 {
@@ -321,7 +347,7 @@ impl<T: Payload> BoardBuilder<T> {
         }
         if !ty.is_raw() && capacity < ty.size as usize {
             return Err(Error::ValueTooLarge {
-                name: self.name.clone(),
+                name: self.opts.name.clone(),
                 len: ty.size as usize,
                 size: capacity,
             });
@@ -378,108 +404,55 @@ impl<T: Payload> BoardBuilder<T> {
             capacity,
             keyed,
         };
-        Ok((shape, board))
+        Ok(Blueprint::new(shape, board))
     }
 
-    /// Writes the keys and the board word (Release, last) into a new segment.
-    pub(super) fn publish_shape(&self, seg: &Segment, board: BoardShape) {
-        let cells = board.view(seg);
+    /// The keys and the board word (docs/design.md §12), before the magic publishes the board.
+    fn init(&self, board: &BoardShape, words: &[AtomicU64]) {
+        let cells = board.view_words(words);
         for (i, k) in self.keys.iter().enumerate() {
             cells.set_key(i, k.as_bytes());
         }
-        // ORDERING: pairs with the Acquire load in `open`: an opener that sees the cell count
-        // sees the keys. (Other users cannot open the object before its final mode is set
-        // below; this keeps a root opener, whom the mode does not stop, correct too.)
-        seg.words()[W_BOARD].store(board.word(), Ordering::Release);
+        words[W_BOARD].store(board.word(), Ordering::Relaxed);
     }
 
-    /// Creates a new board; fails with [`Error::AlreadyExists`] if the name is taken.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] for a cell count outside 1 to [`MAX_CELLS`] (or none given), more
-    /// keys than cells, an empty, too long or repeated key, a zero or too large value size, cells
-    /// too large for a segment, or a value type whose alignment exceeds 8 bytes;
-    /// [`Error::ValueTooLarge`] if the value type does not fit the value size asked for;
-    /// [`Error::InvalidName`]; [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
-    /// [`Error::NoSpace`] when `/dev/shm` is full; [`Error::Io`] for any other system error.
-    pub fn create(self) -> Result<Board<T>> {
-        let (shape, board) = self.plan()?;
-        // Created owner-write-only (as if still being initialised) until the board word is
-        // stored, then given its mode (docs/design.md §12).
-        let seg = Segment::create(&self.name, shape, 0o200)?;
-        self.publish_shape(&seg, board);
-        let fd = seg.lock_fd().expect("a created segment is mapped");
-        if let Err(e) = nix::sys::stat::fchmod(
-            fd.as_raw_fd(),
-            Mode::from_bits_truncate(self.permissions & 0o777),
-        ) {
-            let _ = segment::remove(&self.name);
-            return Err(Error::io(&self.name, "fchmod", e));
-        }
-        Ok(Board {
-            seg: Arc::new(seg),
-            shape: board,
-            _type: PhantomData,
-        })
-    }
-
-    /// Creates a board that lives in this process's heap only: no name, no `/dev/shm`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] for a cell count outside 1 to [`MAX_CELLS`] (or none given), more
-    /// keys than cells, an empty, too long or repeated key, a zero or too large value size, cells
-    /// too large for a segment, or a value type whose alignment exceeds 8 bytes;
-    /// [`Error::ValueTooLarge`] if the value type does not fit the value size asked for.
-    pub fn in_process(self) -> Result<Board<T>> {
-        let (shape, board) = self.plan()?;
-        let seg = Segment::heap(shape);
-        self.publish_shape(&seg, board);
-        Ok(Board {
-            seg: Arc::new(seg),
-            shape: board,
-            _type: PhantomData,
-        })
-    }
-
-    /// Opens an existing board, checking its value type (raw builders accept any type).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidName`]; [`Error::NotFound`]; [`Error::PermissionDenied`];
-    /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
-    /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
-    /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
-    /// finish); [`Error::AbiMismatch`]; [`Error::WrongKind`] if another kind of segment has the
-    /// name; a corrupt header (the variants for which [`Error::is_corrupt`] holds), among them
-    /// [`Error::BoardCorrupt`] for an inconsistent board word; [`Error::NotInitialised`] also if
-    /// its creator has not stored the cell count within 100 ms; [`Error::TypeMismatch`] for a typed
-    /// open; and [`Error::Io`] for any other system error.
-    pub fn open(self) -> Result<Board<T>> {
+    fn expect(&self) -> Expect {
         let wanted = self.type_info();
-        let expect = Expect {
+        Expect {
             kind: SegmentKind::Board,
             ty: (!wanted.is_raw()).then_some(wanted),
-        };
-        let seg = Segment::open_expecting(&self.name, self.access, self.trust, &expect)?;
-        let deadline = Instant::now() + INIT_WAIT;
-        let word = loop {
-            // ORDERING: pairs with the Release store in `publish_shape`.
-            let word = load_acquire(&seg.words()[W_BOARD]);
-            if word != 0 {
-                break word;
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::NotInitialised { name: self.name });
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        let shape = BoardShape::validate(&self.name, word, &seg.geometry)?;
+        }
+    }
+
+    fn adopt(&self, seg: Segment) -> Result<Board<T>> {
+        // Stored before the magic, which the open pipeline loaded with Acquire.
+        let word = seg.words()[W_BOARD].load(Ordering::Relaxed);
+        let shape = BoardShape::validate(&self.opts.name, word, &seg.geometry)?;
         Ok(Board {
             seg: Arc::new(seg),
             shape,
             _type: PhantomData,
+        })
+    }
+
+    fn differs(&self, wanted: &Blueprint<BoardShape>, b: &Board<T>) -> Option<(String, String)> {
+        let (w, f) = (&wanted.own, &b.shape);
+        let keys_differ = self
+            .keys
+            .iter()
+            .enumerate()
+            .any(|(i, k)| b.key(i).as_deref() != Some(k.as_str()));
+        let type_differs = wanted.shape.ty.is_raw() && !b.seg.ty.is_raw();
+        (w.cells != f.cells || w.capacity != f.capacity || keys_differ || type_differs).then(|| {
+            let describe = |s: &BoardShape, ty: &TypeInfo| {
+                format!(
+                    "a board of {} cells of {} bytes{}, type {ty}",
+                    s.cells,
+                    s.capacity,
+                    if s.keyed { " with keys" } else { "" }
+                )
+            };
+            (describe(f, &b.seg.ty), describe(w, &wanted.shape.ty))
         })
     }
 }

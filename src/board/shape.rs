@@ -1,11 +1,10 @@
 //! The board's shape (docs/design.md §12): its limits, and the cell geometry read once at create
 //! or open and never re-read from shared memory.
 
-use std::time::Duration;
-
 use crate::error::{Error, Result};
 use crate::segment::header::{Geometry, MAX_SLOTS};
 use crate::segment::Segment;
+use crate::sync::AtomicU64;
 
 use super::cell::{self, Cells};
 
@@ -14,12 +13,9 @@ pub const MAX_CELLS: usize = MAX_SLOTS as usize;
 /// Value size of a new raw board unless [`BoardBuilder::value_size`](super::BoardBuilder::value_size) says otherwise.
 pub const DEFAULT_BOARD_VALUE_SIZE: usize = 64;
 
-/// How long an opener waits for a creator to store the board's cell count.
-pub(super) const INIT_WAIT: Duration = Duration::from_millis(100);
-
 /// The board's own shape, read once at create or open and never re-read from shared memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct BoardShape {
+pub(crate) struct BoardShape {
     pub(super) cells: usize,
     pub(super) stride_words: usize,
     pub(super) capacity: usize,
@@ -28,8 +24,13 @@ pub(super) struct BoardShape {
 
 impl BoardShape {
     pub(super) fn view<'a>(&self, seg: &'a Segment) -> Cells<'a> {
+        self.view_words(seg.words())
+    }
+
+    /// The cells over a segment's words (a new segment's, before it is published).
+    pub(super) fn view_words<'a>(&self, words: &'a [AtomicU64]) -> Cells<'a> {
         Cells::new(
-            seg.words(),
+            words,
             self.cells,
             self.stride_words,
             self.capacity,

@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::payload::{Payload, Raw};
 use crate::segment::header::MAX_PRODUCERS;
 use crate::segment::producers::SegmentLiveness;
-use crate::segment::{self, LockKind, Segment};
-use crate::sync::Ordering;
+use crate::segment::producers::{Attachment, Gate, Offer};
+use crate::segment::{self, Segment};
 
 /// Updates a board's cells. Any number of writers (32 live at once) may update any cell; each
 /// update takes the cell with a CAS, so writers of one cell take turns (docs/design.md §12).
@@ -19,9 +19,8 @@ pub struct BoardWriter<T: Payload = Raw> {
     pub(super) shape: BoardShape,
     pub(super) writer: CellWriter,
     pub(super) index: usize,
-    /// Holds this writer's OFD locks (byte 0 shared: a writer is attached; byte 1+index: the
-    /// entry); `None` for an in-process board.
-    pub(super) lock: Option<crate::segment::LockFd>,
+    /// This writer's place (byte 0 shared: a writer is attached; byte 1+index: the entry).
+    pub(super) att: Attachment,
     pub(super) repaired: u64,
     pub(super) _type: PhantomData<fn() -> T>,
 }
@@ -37,47 +36,30 @@ impl<T: Payload> std::fmt::Debug for BoardWriter<T> {
 
 impl<T: Payload> BoardWriter<T> {
     pub(super) fn attach(seg: Arc<Segment>, shape: BoardShape) -> Result<Self> {
-        let pid = std::process::id();
-        let too_many = || Error::TooManyProducers {
+        let too_many = |seg: &Segment| Error::TooManyProducers {
             name: seg.name().to_owned(),
             max: MAX_PRODUCERS,
         };
-        let lock = seg.reopen_for_lock()?;
-        let index = match &lock {
-            Some(fd) => {
-                let io = |e| Error::Io {
-                    name: seg.name().to_owned(),
-                    op: "fcntl(F_OFD_SETLK)",
-                    source: e,
-                };
-                if !segment::try_lock(fd, 0, LockKind::Shared).map_err(io)? {
-                    return Err(too_many());
-                }
-                let mut found = None;
-                for i in 0..MAX_PRODUCERS {
-                    if segment::try_lock(fd, 1 + i as i64, LockKind::Exclusive).map_err(io)? {
-                        found = Some(i);
-                        break;
-                    }
-                }
-                found.ok_or_else(too_many)?
-            }
-            None => (0..MAX_PRODUCERS)
-                .find(|&i| seg.claim_heap_entry(i, pid))
-                .ok_or_else(too_many)?,
-        };
-        // The entry's previous owner is dead (we hold its lock): give back the cell it held,
-        // before our own claims overwrite its claim word (docs/design.md §12, "Repair").
-        let repaired = u64::from(cell::repair_entry(&shape.view(&seg), index));
-        seg.set_producer(index, pid, segment::process_start_ticks(pid).unwrap_or(0));
-        seg.producer_heartbeat(index)
-            .store(segment::coarse_now_ns(), Ordering::Relaxed);
+        let (att, repaired) = Attachment::attach(
+            &seg,
+            Gate::Shared,
+            MAX_PRODUCERS,
+            too_many,
+            too_many,
+            |_, i| {
+                // The entry's previous owner is dead (we hold its lock): give back the cell it
+                // held, before our own claims overwrite its claim word (docs/design.md §12,
+                // "Repair").
+                Offer::Take(u64::from(cell::repair_entry(&shape.view(&seg), i)))
+            },
+        )?;
+        let index = att.index();
         Ok(BoardWriter {
             seg,
             shape,
             writer: CellWriter::new(index),
             index,
-            lock,
+            att,
             repaired,
             _type: PhantomData,
         })
@@ -138,7 +120,7 @@ impl<T: Payload> BoardWriter<T> {
         index: usize,
         fill: impl FnOnce(&mut ValueWriter<'_>) -> R,
     ) -> Result<(u64, R)> {
-        if self.lock.as_ref().is_some_and(|l| l.forked()) {
+        if self.att.forked() {
             // A forked child may not write under its parent's entry (docs/design.md §10).
             return Err(Error::UsedAfterFork {
                 name: self.seg.name().to_owned(),
@@ -152,7 +134,7 @@ impl<T: Payload> BoardWriter<T> {
             });
         }
         let cells = self.shape.view(&self.seg);
-        let live = SegmentLiveness::producer(&self.seg, self.lock.as_ref(), self.index);
+        let live = SegmentLiveness::producer(&self.seg, self.att.lock(), self.index);
         let taken = match self.writer.take(&cells, &live, index) {
             Ok(t) => t,
             Err(TakeError::Held { holder }) => {
@@ -191,15 +173,6 @@ impl<T: Payload> BoardWriter<T> {
             .writer
             .commit(&cells, taken, len, segment::coarse_now_ns());
         Ok((version, r))
-    }
-}
-
-impl<T: Payload> Drop for BoardWriter<T> {
-    fn drop(&mut self) {
-        if !self.seg.is_shared() {
-            self.seg.release_heap_entry(self.index);
-        }
-        // Shared segments: closing the lock fd releases the OFD locks.
     }
 }
 

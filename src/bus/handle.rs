@@ -10,7 +10,8 @@ use crate::payload::{Payload, Raw};
 use crate::segment::header::{
     Geometry, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, MAX_PRODUCERS,
 };
-use crate::segment::{self, Access, Expect, Segment, Shape, Trust};
+use crate::segment::kind::{self, option_setters, Blueprint, Kind, Options};
+use crate::segment::{self, Expect, Segment, Shape};
 use crate::wait::Wakeup;
 
 /// Slots of a new bus unless [`BusBuilder::slots`] says otherwise.
@@ -271,24 +272,19 @@ pub struct SlotCensus {
 #[derive(Debug)]
 #[must_use]
 pub struct BusBuilder<T: Payload = Raw> {
-    name: String,
+    opts: Options,
     slots: u64,
     capacity: Option<usize>,
     mode: ProducerMode,
-    permissions: u32,
-    type_name: Option<String>,
     first_seq: u64,
     wakeup: Wakeup,
-    access: Access,
-    trust: Trust,
     _type: PhantomData<fn() -> T>,
 }
 
 impl<T: Payload> Clone for BusBuilder<T> {
     fn clone(&self) -> Self {
         BusBuilder {
-            name: self.name.clone(),
-            type_name: self.type_name.clone(),
+            opts: self.opts.clone(),
             _type: PhantomData,
             ..*self
         }
@@ -299,16 +295,12 @@ impl BusBuilder<Raw> {
     /// Starts a builder for bus `name`, carrying raw bytes.
     pub fn new(name: &str) -> Self {
         BusBuilder {
-            name: name.to_owned(),
+            opts: Options::new(name),
             slots: DEFAULT_SLOTS,
             capacity: None,
             mode: ProducerMode::Single,
-            permissions: 0o600,
-            type_name: None,
             first_seq: 0,
             wakeup: Wakeup::default(),
-            access: Access::ReadWrite,
-            trust: Trust::default(),
             _type: PhantomData,
         }
     }
@@ -319,16 +311,12 @@ impl<T: Payload> BusBuilder<T> {
     /// same size, is refused).
     pub fn message_type<U: Payload>(self) -> BusBuilder<U> {
         BusBuilder {
-            name: self.name,
+            opts: self.opts,
             slots: self.slots,
             capacity: self.capacity,
             mode: self.mode,
-            permissions: self.permissions,
-            type_name: self.type_name,
             first_seq: self.first_seq,
             wakeup: self.wakeup,
-            access: self.access,
-            trust: self.trust,
             _type: PhantomData,
         }
     }
@@ -367,37 +355,15 @@ impl<T: Payload> BusBuilder<T> {
         self.producer_mode(ProducerMode::Multi)
     }
 
-    /// Permission bits of a created segment (default `0o600`), applied exactly, whatever the umask.
-    pub fn permissions(mut self, mode: u32) -> Self {
-        self.permissions = mode;
-        self
-    }
-
     /// The type name recorded and checked for typed buses (default `std::any::type_name`, which
     /// may differ between compiler versions: set a name of your own for buses shared by
     /// separately built programs).
     pub fn type_name(mut self, name: &str) -> Self {
-        self.type_name = Some(name.to_owned());
+        self.opts.type_name = Some(name.to_owned());
         self
     }
 
-    /// Open read-only (subscribers only; the segment is mapped without write access).
-    pub fn read_only(mut self) -> Self {
-        self.access = Access::ReadOnly;
-        self
-    }
-
-    /// Accept a segment owned by another user.
-    pub fn accept_other_owner(mut self) -> Self {
-        self.trust.other_owner = true;
-        self
-    }
-
-    /// Accept a segment writable by group or others.
-    pub fn accept_shared_write(mut self) -> Self {
-        self.trust.shared_write = true;
-        self
-    }
+    option_setters!();
 
     /// First sequence number of a new bus (default 0). Exists so tests can start near large
     /// values; applications have no reason to change it.
@@ -408,11 +374,7 @@ impl<T: Payload> BusBuilder<T> {
     }
 
     fn type_info(&self) -> TypeInfo {
-        T::type_info(
-            self.type_name
-                .as_deref()
-                .unwrap_or_else(|| T::default_name()),
-        )
+        self.opts.type_info::<T>()
     }
 
     fn geometry(&self) -> Result<(Geometry, TypeInfo)> {
@@ -445,18 +407,6 @@ impl<T: Payload> BusBuilder<T> {
         Ok((g, ty))
     }
 
-    /// The shape of the bus to create.
-    fn shape(&self) -> Result<Shape> {
-        let (geometry, ty) = self.geometry()?;
-        Ok(Shape {
-            kind: SegmentKind::Bus,
-            geometry,
-            mode: self.mode,
-            ty,
-            first_seq: self.first_seq,
-        })
-    }
-
     /// Creates a new bus; fails with [`Error::AlreadyExists`] if the name is taken.
     ///
     /// # Errors
@@ -467,11 +417,7 @@ impl<T: Payload> BusBuilder<T> {
     /// [`Error::InvalidName`]; [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
     /// [`Error::NoSpace`] when `/dev/shm` is full; [`Error::Io`] for any other system error.
     pub fn create(self) -> Result<Bus<T>> {
-        let seg = Segment::create_waking(&self.name, self.shape()?, self.permissions, self.wakeup)?;
-        Ok(Bus {
-            seg: Arc::new(seg),
-            _type: PhantomData,
-        })
+        kind::create(&self)
     }
 
     /// Creates a bus that lives in this process's heap only: no name, no `/dev/shm`. Useful for
@@ -483,10 +429,7 @@ impl<T: Payload> BusBuilder<T> {
     /// zero or too large capacity, or a message type whose alignment exceeds 8 bytes;
     /// [`Error::MessageTooLarge`] if the message type does not fit the capacity asked for.
     pub fn in_process(self) -> Result<Bus<T>> {
-        Ok(Bus {
-            seg: Arc::new(Segment::heap(self.shape()?)),
-            _type: PhantomData,
-        })
+        kind::in_process(&self)
     }
 
     /// Opens an existing bus, checking its message type (raw builders accept any type).
@@ -501,17 +444,7 @@ impl<T: Payload> BusBuilder<T> {
     /// which [`Error::is_corrupt`] holds); [`Error::TypeMismatch`] for a typed open; and
     /// [`Error::Io`] for any other system error.
     pub fn open(self) -> Result<Bus<T>> {
-        let wanted = self.type_info();
-        let seg = if wanted.is_raw() {
-            Segment::open(&self.name, self.access, self.trust)?
-        } else {
-            let expect = Expect::bus(Some(wanted));
-            Segment::open_expecting(&self.name, self.access, self.trust, &expect)?
-        };
-        Ok(Bus {
-            seg: Arc::new(seg),
-            _type: PhantomData,
-        })
+        kind::open(&self)
     }
 
     /// Opens the bus if it exists with the same geometry, mode and type, else creates it.
@@ -522,32 +455,55 @@ impl<T: Payload> BusBuilder<T> {
     /// `AlreadyExists`, which a race between the two turns into another attempt), and
     /// [`Error::GeometryMismatch`] if the existing bus differs from the one asked for.
     pub fn open_or_create(self) -> Result<Bus<T>> {
-        let (g, _) = self.geometry()?;
-        let mode = self.mode;
-        loop {
-            match self.clone().open() {
-                Ok(bus) => {
-                    let s = &bus.seg;
-                    if s.geometry != g
-                        || s.mode != mode
-                        || (self.type_info().is_raw() && !s.ty.is_raw())
-                    {
-                        let wanted = describe(g, mode, &self.type_info());
-                        return Err(Error::GeometryMismatch {
-                            name: self.name,
-                            found: describe(s.geometry, s.mode, &s.ty),
-                            wanted,
-                        });
-                    }
-                    return Ok(bus);
-                }
-                Err(Error::NotFound { .. }) => match self.clone().create() {
-                    Err(Error::AlreadyExists { .. }) => continue,
-                    other => return other,
-                },
-                Err(e) => return Err(e),
-            }
-        }
+        kind::open_or_create(&self)
+    }
+}
+
+impl<T: Payload> Kind for BusBuilder<T> {
+    type Handle = Bus<T>;
+    type Own = ();
+
+    fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    fn blueprint(&self) -> Result<Blueprint<()>> {
+        let (geometry, ty) = self.geometry()?;
+        let shape = Shape {
+            kind: SegmentKind::Bus,
+            geometry,
+            mode: self.mode,
+            ty,
+            first_seq: self.first_seq,
+        };
+        Ok(Blueprint {
+            wakeup: self.wakeup,
+            ..Blueprint::new(shape, ())
+        })
+    }
+
+    fn expect(&self) -> Expect {
+        let wanted = self.type_info();
+        Expect::bus((!wanted.is_raw()).then_some(wanted))
+    }
+
+    fn adopt(&self, seg: Segment) -> Result<Bus<T>> {
+        Ok(Bus {
+            seg: Arc::new(seg),
+            _type: PhantomData,
+        })
+    }
+
+    fn differs(&self, wanted: &Blueprint<()>, bus: &Bus<T>) -> Option<(String, String)> {
+        let (s, w) = (&bus.seg, &wanted.shape);
+        (s.geometry != w.geometry || s.mode != w.mode || (w.ty.is_raw() && !s.ty.is_raw())).then(
+            || {
+                (
+                    describe(s.geometry, s.mode, &s.ty),
+                    describe(w.geometry, w.mode, &w.ty),
+                )
+            },
+        )
     }
 }
 

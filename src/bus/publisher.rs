@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::payload::{Payload, Raw};
 use crate::segment::header::{Geometry, ProducerMode, MAX_PRODUCERS};
 use crate::segment::producers::SegmentLiveness;
-use crate::segment::{self, LockKind, Segment};
+use crate::segment::producers::{Attachment, Gate, Offer};
+use crate::segment::{self, Segment};
 use crate::wait::{self, SysFutex};
 
 /// A producer stamps its "last publish" time (a coarse clock, for the inspector) once in this
@@ -38,9 +39,9 @@ pub struct Publisher<T: Payload = Raw> {
     writer: Writer,
     /// This producer's entry in the header's producer table.
     index: u32,
-    /// Holds this producer's OFD locks (byte 0: producer presence; byte 1+index: the entry)
-    /// until drop, or until the kernel drops them when the process dies.
-    lock: Option<crate::segment::LockFd>,
+    /// This producer's place in the table (docs/design.md §5): byte 0 (shared on a
+    /// multi-producer bus, exclusive on a single-producer one) and its entry's byte, until drop.
+    att: Attachment,
     futex: SysFutex,
     /// This process could not register for the sleepers' barrier: publish with a real fence.
     strong_fence: bool,
@@ -74,73 +75,38 @@ impl Publisher<Raw> {
 
 impl<T: Payload> Publisher<T> {
     pub(crate) fn attach(seg: Arc<Segment>) -> Result<Self> {
-        let pid = std::process::id();
-        let busy = |seg: &Segment| {
-            let pid = (0..MAX_PRODUCERS)
+        let busy = |seg: &Segment| Error::ProducerExists {
+            name: seg.name().to_owned(),
+            pid: (0..MAX_PRODUCERS)
                 .find(|&i| seg.producer_alive(i))
-                .map(|i| seg.producer_pid(i));
-            Error::ProducerExists {
+                .map(|i| seg.producer_pid(i)),
+        };
+        let (gate, entries) = match seg.mode {
+            ProducerMode::Single => (Gate::Exclusive, 1),
+            ProducerMode::Multi => (Gate::Shared, MAX_PRODUCERS),
+        };
+        let full = |seg: &Segment| match seg.mode {
+            ProducerMode::Single => busy(seg),
+            ProducerMode::Multi => Error::TooManyProducers {
                 name: seg.name().to_owned(),
-                pid,
-            }
+                max: MAX_PRODUCERS,
+            },
         };
-        let lock = seg.reopen_for_lock()?;
-        let mut repaired = 0;
-        let index = match &lock {
-            Some(fd) => {
-                let kind = match seg.mode {
-                    ProducerMode::Single => LockKind::Exclusive,
-                    ProducerMode::Multi => LockKind::Shared,
-                };
-                let io = |e| Error::Io {
-                    name: seg.name().to_owned(),
-                    op: "fcntl(F_OFD_SETLK)",
-                    source: e,
-                };
-                if !segment::try_lock(fd, 0, kind).map_err(io)? {
-                    return Err(busy(&seg));
-                }
-                if seg.mode == ProducerMode::Single {
-                    // With the exclusive lock every earlier producer is dead.
-                    repaired += ring::repair_single(&Ring::of(&seg));
-                }
-                let mut found = None;
-                for i in 0..MAX_PRODUCERS {
-                    if segment::try_lock(fd, 1 + i as i64, LockKind::Exclusive).map_err(io)? {
-                        found = Some(i);
-                        break;
-                    }
-                }
-                let index = found.ok_or(Error::TooManyProducers {
-                    name: seg.name().to_owned(),
-                    max: MAX_PRODUCERS,
-                })?;
-                // The entry's previous holder is dead (we hold its lock): repair its claim before
-                // our own claims overwrite it (docs/design.md §5, "Repair").
-                repaired += u64::from(ring::repair_claim(&Ring::of(&seg), index).is_some());
-                index
+        let (att, repaired) = Attachment::attach(&seg, gate, entries, busy, full, |lock, i| {
+            let ring = Ring::of(&seg);
+            let mut repaired = 0;
+            if lock.is_some() && seg.mode == ProducerMode::Single {
+                // With the exclusive gate every earlier producer is dead.
+                repaired += ring::repair_single(&ring);
             }
-            None => {
-                let candidates = match seg.mode {
-                    ProducerMode::Single => 0..1,
-                    ProducerMode::Multi => 0..MAX_PRODUCERS,
-                };
-                let found = candidates.clone().find(|&i| seg.claim_heap_entry(i, pid));
-                match (found, seg.mode) {
-                    (Some(i), _) => i,
-                    (None, ProducerMode::Single) => return Err(busy(&seg)),
-                    (None, ProducerMode::Multi) => {
-                        return Err(Error::TooManyProducers {
-                            name: seg.name().to_owned(),
-                            max: MAX_PRODUCERS,
-                        })
-                    }
-                }
+            // The entry's previous holder is dead (we hold its lock): repair its claim before
+            // our own claims overwrite it (docs/design.md §5, "Repair").
+            if lock.is_some() {
+                repaired += u64::from(ring::repair_claim(&ring, i).is_some());
             }
-        };
-        seg.set_producer(index, pid, segment::process_start_ticks(pid).unwrap_or(0));
-        seg.producer_heartbeat(index)
-            .store(segment::coarse_now_ns(), crate::sync::Ordering::Relaxed);
+            Offer::Take(repaired)
+        })?;
+        let index = att.index();
         let writer = match seg.mode {
             ProducerMode::Single => Writer::single(Ring::of(&seg).cursor()),
             ProducerMode::Multi => Writer::multi_at(index, Ring::of(&seg).cursor()),
@@ -149,11 +115,11 @@ impl<T: Payload> Publisher<T> {
             geometry: seg.geometry,
             writer,
             index: index as u32,
+            att,
             futex: SysFutex::of(&seg),
             strong_fence: wait::producer_fences(&seg),
             exact: None,
             seg,
-            lock,
             stats: PublisherStats {
                 repaired,
                 ..PublisherStats::default()
@@ -187,7 +153,7 @@ impl<T: Payload> Publisher<T> {
         }
         let seg = &*self.seg;
         let ring = Ring::of(seg);
-        let live = SegmentLiveness::producer(seg, self.lock.as_ref(), self.index as usize);
+        let live = SegmentLiveness::producer(seg, self.att.lock(), self.index as usize);
         let Some(seq) = self.writer.begin(&ring, &live) else {
             self.stats.dropped += 1;
             return None;
@@ -209,7 +175,7 @@ impl<T: Payload> Publisher<T> {
     /// under its parent's producer entry (docs/design.md §10, "Fork").
     #[inline]
     fn forked(&self) -> bool {
-        self.lock.as_ref().is_some_and(|l| l.forked())
+        self.att.forked()
     }
 
     #[cold]
@@ -335,11 +301,8 @@ impl<T: bytemuck::Pod> Publisher<T> {
 
 impl<T: Payload> Drop for Publisher<T> {
     fn drop(&mut self) {
-        if !self.seg.is_shared() {
-            self.seg.release_heap_entry(self.index as usize);
-        }
-        // Shared segments: closing the lock fd (after this) releases the OFD locks. Sleepers are
-        // woken so they can notice that producers are gone.
+        // Gone from the table first, so that the sleepers woken next see producers gone.
+        self.att.detach();
         wait::wake_sleepers(self.seg.wake_words(), &self.futex);
     }
 }

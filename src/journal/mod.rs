@@ -49,7 +49,7 @@ pub use writer::{
 
 use crate::error::{Error, Result};
 use crate::segment::header::{Geometry, SegmentKind};
-use crate::segment::{Segment, Shape};
+use crate::segment::{Plan, Segment, Shape};
 use crate::{Bus, BusBuilder};
 
 /// One journal entry.
@@ -106,7 +106,7 @@ impl JournalShape {
             ty: self.message_type.clone(),
             first_seq: 0,
         };
-        drop(Segment::create(name, shape, 0o600)?);
+        drop(Segment::create(name, Plan::plain(shape), 0o600)?);
         BusBuilder::new(name).open()
     }
 }

@@ -7,7 +7,8 @@ use crate::payload::{Payload, Raw};
 use crate::segment::header::{
     Geometry, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, MAX_PRODUCERS,
 };
-use crate::segment::{self, Access, Expect, Segment, Shape, Trust};
+use crate::segment::kind::{self as kind, option_setters, Blueprint, Kind, Options};
+use crate::segment::{self, Expect, Segment, Shape};
 use crate::sync::Ordering;
 use crate::wait::Wait;
 
@@ -326,26 +327,18 @@ impl Queue<Raw> {
 /// # Ok::<(), shmbus::Error>(())
 /// ```
 pub struct QueueBuilder<T: Payload = Raw> {
-    pub(super) name: String,
+    pub(super) opts: Options,
     pub(super) capacity: u64,
     pub(super) item_size: Option<usize>,
-    pub(super) permissions: u32,
-    pub(super) type_name: Option<String>,
-    pub(super) trust: Trust,
-    pub(super) access: Access,
     pub(super) _type: PhantomData<fn() -> T>,
 }
 
 impl<T: Payload> Clone for QueueBuilder<T> {
     fn clone(&self) -> Self {
         QueueBuilder {
-            name: self.name.clone(),
+            opts: self.opts.clone(),
             capacity: self.capacity,
             item_size: self.item_size,
-            permissions: self.permissions,
-            type_name: self.type_name.clone(),
-            trust: self.trust,
-            access: self.access,
             _type: PhantomData,
         }
     }
@@ -355,13 +348,9 @@ impl QueueBuilder<Raw> {
     /// A builder for the queue `name`: 1024 items of up to 240 bytes, mode 0600.
     pub fn new(name: &str) -> Self {
         QueueBuilder {
-            name: name.to_owned(),
+            opts: Options::new(name),
             capacity: DEFAULT_QUEUE_CAPACITY,
             item_size: None,
-            permissions: 0o600,
-            type_name: None,
-            trust: Trust::default(),
-            access: Access::ReadWrite,
             _type: PhantomData,
         }
     }
@@ -372,13 +361,9 @@ impl<T: Payload> QueueBuilder<T> {
     /// becomes its size, and opening checks the type.
     pub fn item_type<U: Payload>(self) -> QueueBuilder<U> {
         QueueBuilder {
-            name: self.name,
+            opts: self.opts,
             capacity: self.capacity,
             item_size: self.item_size,
-            permissions: self.permissions,
-            type_name: self.type_name,
-            trust: self.trust,
-            access: self.access,
             _type: PhantomData,
         }
     }
@@ -395,45 +380,79 @@ impl<T: Payload> QueueBuilder<T> {
         self
     }
 
-    /// The mode of a created queue (default 0600).
-    pub fn permissions(mut self, mode: u32) -> Self {
-        self.permissions = mode;
-        self
-    }
-
     /// The type name recorded and checked (default `std::any::type_name`).
     pub fn type_name(mut self, name: &str) -> Self {
-        self.type_name = Some(name.to_owned());
+        self.opts.type_name = Some(name.to_owned());
         self
     }
 
-    /// Opens the queue read-only (see [`Queue::open_read_only`]).
-    pub fn read_only(mut self) -> Self {
-        self.access = Access::ReadOnly;
-        self
-    }
-
-    /// Opens a queue another user owns.
-    pub fn accept_other_owner(mut self) -> Self {
-        self.trust.other_owner = true;
-        self
-    }
-
-    /// Opens a queue that group or others may write.
-    pub fn accept_shared_write(mut self) -> Self {
-        self.trust.shared_write = true;
-        self
-    }
+    option_setters!();
 
     pub(super) fn type_info(&self) -> TypeInfo {
-        T::type_info(
-            self.type_name
-                .as_deref()
-                .unwrap_or_else(|| T::default_name()),
-        )
+        self.opts.type_info::<T>()
     }
 
-    pub(super) fn shape(&self) -> Result<Shape> {
+    /// Creates a new queue; fails with [`Error::AlreadyExists`] if the name is taken.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a capacity that is not a power of two within the limit, a zero
+    /// or too large item size, or an item type whose alignment exceeds 8 bytes;
+    /// [`Error::MessageTooLarge`] if the item type does not fit the item size asked for;
+    /// [`Error::InvalidName`]; [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
+    /// [`Error::NoSpace`] when `/dev/shm` is full; [`Error::Io`] for any other system error.
+    pub fn create(self) -> Result<Queue<T>> {
+        kind::create(&self)
+    }
+
+    /// A queue in this process's heap only (no name, no `/dev/shm`): for threads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a capacity that is not a power of two within the limit, a zero
+    /// or too large item size, or an item type whose alignment exceeds 8 bytes;
+    /// [`Error::MessageTooLarge`] if the item type does not fit the item size asked for.
+    pub fn in_process(self) -> Result<Queue<T>> {
+        kind::in_process(&self)
+    }
+
+    /// Opens an existing queue, checking its item type (raw builders accept any type). A bus
+    /// (or any other kind) under the name is refused with [`Error::WrongKind`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::NotFound`]; [`Error::PermissionDenied`];
+    /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
+    /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
+    /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
+    /// finish); [`Error::AbiMismatch`]; [`Error::WrongKind`] if another kind of segment has the
+    /// name; a corrupt header (the variants for which [`Error::is_corrupt`] holds);
+    /// [`Error::TypeMismatch`] for a typed open; and [`Error::Io`] for any other system error.
+    pub fn open(self) -> Result<Queue<T>> {
+        kind::open(&self)
+    }
+
+    /// Opens the queue if it exists with the same capacity, item size and type, else creates it.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`QueueBuilder::open`] and [`QueueBuilder::create`] (except `NotFound` and
+    /// `AlreadyExists`, which a race between the two turns into another attempt), and
+    /// [`Error::GeometryMismatch`] if the existing queue differs from the one asked for.
+    pub fn open_or_create(self) -> Result<Queue<T>> {
+        kind::open_or_create(&self)
+    }
+}
+
+impl<T: Payload> Kind for QueueBuilder<T> {
+    type Handle = Queue<T>;
+    type Own = ();
+
+    fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    fn blueprint(&self) -> Result<Blueprint<()>> {
         let ty = self.type_info();
         if ty.align > 8 {
             return Err(Error::InvalidConfig(format!(
@@ -453,100 +472,35 @@ impl<T: Payload> QueueBuilder<T> {
             }
         };
         let geometry = Geometry::packed(self.capacity, size).map_err(Error::InvalidConfig)?;
-        Ok(Shape {
+        let shape = Shape {
             kind: SegmentKind::Queue,
             geometry,
             mode: ProducerMode::Multi,
             ty,
             first_seq: 0,
-        })
+        };
+        Ok(Blueprint::new(shape, ()))
     }
 
-    /// Creates a new queue; fails with [`Error::AlreadyExists`] if the name is taken.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] for a capacity that is not a power of two within the limit, a zero
-    /// or too large item size, or an item type whose alignment exceeds 8 bytes;
-    /// [`Error::MessageTooLarge`] if the item type does not fit the item size asked for;
-    /// [`Error::InvalidName`]; [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
-    /// [`Error::NoSpace`] when `/dev/shm` is full; [`Error::Io`] for any other system error.
-    pub fn create(self) -> Result<Queue<T>> {
-        let seg = Segment::create(&self.name, self.shape()?, self.permissions)?;
-        Ok(Queue {
-            seg: Arc::new(seg),
-            _type: PhantomData,
-        })
-    }
-
-    /// A queue in this process's heap only (no name, no `/dev/shm`): for threads.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] for a capacity that is not a power of two within the limit, a zero
-    /// or too large item size, or an item type whose alignment exceeds 8 bytes;
-    /// [`Error::MessageTooLarge`] if the item type does not fit the item size asked for.
-    pub fn in_process(self) -> Result<Queue<T>> {
-        Ok(Queue {
-            seg: Arc::new(Segment::heap(self.shape()?)),
-            _type: PhantomData,
-        })
-    }
-
-    /// Opens an existing queue, checking its item type (raw builders accept any type). A bus
-    /// (or any other kind) under the name is refused with [`Error::WrongKind`].
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidName`]; [`Error::NotFound`]; [`Error::PermissionDenied`];
-    /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
-    /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
-    /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
-    /// finish); [`Error::AbiMismatch`]; [`Error::WrongKind`] if another kind of segment has the
-    /// name; a corrupt header (the variants for which [`Error::is_corrupt`] holds);
-    /// [`Error::TypeMismatch`] for a typed open; and [`Error::Io`] for any other system error.
-    pub fn open(self) -> Result<Queue<T>> {
+    fn expect(&self) -> Expect {
         let wanted = self.type_info();
-        let expect = Expect {
+        Expect {
             kind: SegmentKind::Queue,
             ty: (!wanted.is_raw()).then_some(wanted),
-        };
-        let seg = Segment::open_expecting(&self.name, self.access, self.trust, &expect)?;
+        }
+    }
+
+    fn adopt(&self, seg: Segment) -> Result<Queue<T>> {
         Ok(Queue {
             seg: Arc::new(seg),
             _type: PhantomData,
         })
     }
 
-    /// Opens the queue if it exists with the same capacity, item size and type, else creates it.
-    ///
-    /// # Errors
-    ///
-    /// Those of [`QueueBuilder::open`] and [`QueueBuilder::create`] (except `NotFound` and
-    /// `AlreadyExists`, which a race between the two turns into another attempt), and
-    /// [`Error::GeometryMismatch`] if the existing queue differs from the one asked for.
-    pub fn open_or_create(self) -> Result<Queue<T>> {
-        let shape = self.shape()?;
-        loop {
-            match self.clone().open() {
-                Ok(q) => {
-                    let s = &q.seg;
-                    if s.geometry != shape.geometry || (shape.ty.is_raw() && !s.ty.is_raw()) {
-                        return Err(Error::GeometryMismatch {
-                            name: self.name,
-                            found: describe(s.geometry, &s.ty),
-                            wanted: describe(shape.geometry, &shape.ty),
-                        });
-                    }
-                    return Ok(q);
-                }
-                Err(Error::NotFound { .. }) => match self.clone().create() {
-                    Err(Error::AlreadyExists { .. }) => continue,
-                    other => return other,
-                },
-                Err(e) => return Err(e),
-            }
-        }
+    fn differs(&self, wanted: &Blueprint<()>, q: &Queue<T>) -> Option<(String, String)> {
+        let (s, w) = (&q.seg, &wanted.shape);
+        (s.geometry != w.geometry || (w.ty.is_raw() && !s.ty.is_raw()))
+            .then(|| (describe(s.geometry, &s.ty), describe(w.geometry, &w.ty)))
     }
 }
 

@@ -7,8 +7,8 @@ use crate::error::{Error, Result};
 use crate::segment::header::{
     MAX_PRODUCERS, PE_ROLE, PRODUCER_ENTRY_WORDS, W_PRODUCERS, W_Q_SPACE_WAITERS, W_Q_SPACE_WAKE,
 };
-use crate::segment::producers::SegmentLiveness;
-use crate::segment::{self, LockKind, Segment};
+use crate::segment::producers::{Attachment, Gate, Offer, SegmentLiveness};
+use crate::segment::Segment;
 use crate::sync::Ordering;
 use crate::wait::{self, SysFutex, Wait, WakeWords};
 
@@ -72,9 +72,9 @@ pub(super) fn closed(seg: &Segment) -> bool {
 pub(super) struct Participant {
     pub(super) seg: Arc<Segment>,
     pub(super) index: usize,
-    /// Holds the entry's lock (byte `1 + index`) until drop, or until the kernel drops it when
-    /// the process dies. `None` on a heap queue.
-    pub(super) lock: Option<crate::segment::LockFd>,
+    /// The entry (its lock, byte `1 + index`) until drop, or until the kernel drops it when
+    /// the process dies.
+    pub(super) att: Attachment,
     pub(super) futex: SysFutex,
     /// This process could not register for the sleepers' barrier: wake with a real fence.
     pub(super) strong_fence: bool,
@@ -89,57 +89,31 @@ impl Participant {
                 name: seg.name().to_owned(),
             });
         }
-        let pid = std::process::id();
-        let lock = seg.reopen_for_lock()?;
-        let full = || Error::TooManyParticipants {
+        let full = |seg: &Segment| Error::TooManyParticipants {
             name: seg.name().to_owned(),
             max: MAX_PRODUCERS,
         };
-        let io = |op, e| Error::Io {
-            name: seg.name().to_owned(),
-            op,
-            source: e,
-        };
-        let mut attached = None;
-        for i in 0..MAX_PRODUCERS {
-            let taken = match &lock {
-                Some(fd) => segment::try_lock(fd, 1 + i as i64, LockKind::Exclusive)
-                    .map_err(|e| io("fcntl(F_OFD_SETLK)", e))?,
-                None => seg.claim_heap_entry(i, pid),
-            };
-            if !taken {
-                continue;
-            }
-            // The entry's previous holder is dead (we hold its lock): repair its claim before
-            // our own claims overwrite it (docs/design.md §11, "Claims and repair").
-            let repaired = {
-                let live = SegmentLiveness::producer(&seg, lock.as_ref(), i);
-                protocol::repair_entry(&QueueRing::new(seg.words(), seg.geometry), &live, i)
-            };
-            if repaired != Repair::Pending {
-                attached = Some((i, repaired));
-                break;
-            }
-            // A live participant names the dead one's position too: its claim word must keep
-            // naming the position until a stall repair finds it. Let the entry go (a stall
-            // repair takes its lock) and use another.
-            match &lock {
-                Some(fd) => segment::unlock(fd, 1 + i as i64)
-                    .map_err(|e| io("fcntl(F_OFD_SETLK, F_UNLCK)", e))?,
-                None => seg.release_heap_entry(i),
-            }
-        }
-        let (index, repaired) = attached.ok_or_else(full)?;
-        seg.set_producer(index, pid, segment::process_start_ticks(pid).unwrap_or(0));
+        let (att, repaired) =
+            Attachment::attach(&seg, Gate::None, MAX_PRODUCERS, full, full, |lock, i| {
+                // The entry's previous holder is dead (we hold its lock): repair its claim before
+                // our own claims overwrite it (docs/design.md §11, "Claims and repair").
+                let live = SegmentLiveness::producer(&seg, lock, i);
+                match protocol::repair_entry(&QueueRing::new(seg.words(), seg.geometry), &live, i) {
+                    // A live participant names the dead one's position too: its claim word must keep
+                    // naming the position until a stall repair finds it. Let the entry go (a stall
+                    // repair takes its lock) and use another.
+                    Repair::Pending => Offer::Pass,
+                    repaired => Offer::Take(repaired),
+                }
+            })?;
+        let index = att.index();
         role_word(&seg, index).store(role.to_word(), Ordering::Relaxed);
-        seg.producer_heartbeat(index)
-            .store(segment::coarse_now_ns(), Ordering::Relaxed);
         let part = Participant {
             futex: SysFutex::of(&seg),
             strong_fence: wait::producer_fences(&seg),
             seg,
             index,
-            lock,
+            att,
             repaired,
         };
         part.wake_for(repaired);
@@ -155,11 +129,11 @@ impl Participant {
     /// "Fork"): it may not claim under its parent's entry.
     #[inline]
     pub(super) fn forked(&self) -> bool {
-        self.lock.as_ref().is_some_and(|l| l.forked())
+        self.att.forked()
     }
 
     pub(super) fn live(&self) -> SegmentLiveness<'_> {
-        SegmentLiveness::producer(&self.seg, self.lock.as_ref(), self.index)
+        SegmentLiveness::producer(&self.seg, self.att.lock(), self.index)
     }
 
     /// The words sleeping receivers wait on (an item was published).
@@ -194,15 +168,6 @@ impl Participant {
             Wait::Yield => std::thread::yield_now(),
             Wait::Sleep => wait::sleep(words, &self.futex, Some(slice), ready),
         }
-    }
-}
-
-impl Drop for Participant {
-    fn drop(&mut self) {
-        if !self.seg.is_shared() {
-            self.seg.release_heap_entry(self.index);
-        }
-        // Shared segments: closing the lock fd (after this) releases the entry's lock.
     }
 }
 

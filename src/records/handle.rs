@@ -1,6 +1,5 @@
 //! The records handle and its builder: create and open.
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use super::layout::{RingShape, RECORDS_REVISION};
 use super::publisher::RecordPublisher;
@@ -9,20 +8,9 @@ use super::RecordRing;
 use crate::bus::Start;
 use crate::error::{Error, Result};
 use crate::segment::header::{HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, W_KIND};
-use crate::segment::{self, Access, Expect, Segment, Shape, Trust};
-use crate::sync::{load_acquire, Ordering};
-
-/// How long `open` waits for a new segment's creator to record the layout revision.
-pub(super) const REVISION_WAIT: Duration = Duration::from_millis(100);
-
-/// Records the layout revision in the kind word's hi32 of a segment just created
-/// (docs/design.md §15, "Layout revision").
-pub(super) fn record_revision(seg: &Segment) {
-    let kind = SegmentKind::Records.to_word() as u64;
-    // ORDERING: Release pairs with the Acquire load in `RecordsBuilder::open`: an opener that
-    // sees the revision sees the header the creator wrote (and the zeroed ring).
-    seg.words()[W_KIND].store(kind | (RECORDS_REVISION as u64) << 32, Ordering::Release);
-}
+use crate::segment::kind::{self as kind, option_setters, Blueprint, Kind, Options};
+use crate::segment::{self, Expect, Segment, Shape};
+use crate::sync::{AtomicU64, Ordering};
 
 /// Ring size of a new records segment unless [`RecordsBuilder::bytes`] says otherwise (1 MiB).
 pub const DEFAULT_RING_BYTES: u64 = 1 << 20;
@@ -171,22 +159,16 @@ impl Records {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct RecordsBuilder {
-    pub(super) name: String,
+    pub(super) opts: Options,
     pub(super) bytes: u64,
-    pub(super) permissions: u32,
-    pub(super) access: Access,
-    pub(super) trust: Trust,
 }
 
 impl RecordsBuilder {
     /// Starts a builder for records segment `name`.
     pub fn new(name: &str) -> Self {
         RecordsBuilder {
-            name: name.to_owned(),
+            opts: Options::new(name),
             bytes: DEFAULT_RING_BYTES,
-            permissions: 0o600,
-            access: Access::ReadWrite,
-            trust: Trust::default(),
         }
     }
 
@@ -197,43 +179,7 @@ impl RecordsBuilder {
         self
     }
 
-    /// Permission bits of a created segment (default `0o600`), applied exactly.
-    pub fn permissions(mut self, mode: u32) -> Self {
-        self.permissions = mode;
-        self
-    }
-
-    /// Open read-only (subscribers only).
-    pub fn read_only(mut self) -> Self {
-        self.access = Access::ReadOnly;
-        self
-    }
-
-    /// Accept a segment owned by another user.
-    pub fn accept_other_owner(mut self) -> Self {
-        self.trust.other_owner = true;
-        self
-    }
-
-    /// Accept a segment writable by group or others.
-    pub fn accept_shared_write(mut self) -> Self {
-        self.trust.shared_write = true;
-        self
-    }
-
-    pub(super) fn shape(&self) -> Result<(Shape, RingShape)> {
-        let ring = RingShape::new(self.bytes)?;
-        Ok((
-            Shape {
-                kind: SegmentKind::Records,
-                geometry: ring.geometry(),
-                mode: ProducerMode::Single,
-                ty: TypeInfo::raw(),
-                first_seq: 0,
-            },
-            ring,
-        ))
-    }
+    option_setters!();
 
     /// Creates a new records segment; fails with [`Error::AlreadyExists`] if the name is taken.
     ///
@@ -243,13 +189,7 @@ impl RecordsBuilder {
     /// [`Error::InvalidName`]; [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
     /// [`Error::NoSpace`] when `/dev/shm` is full; [`Error::Io`] for any other system error.
     pub fn create(self) -> Result<Records> {
-        let (shape, ring) = self.shape()?;
-        let seg = Segment::create(&self.name, shape, self.permissions)?;
-        record_revision(&seg);
-        Ok(Records {
-            seg: Arc::new(seg),
-            shape: ring,
-        })
+        kind::create(&self)
     }
 
     /// A records segment in this process's heap only (threads of one process, tests).
@@ -258,13 +198,7 @@ impl RecordsBuilder {
     ///
     /// [`Error::InvalidConfig`] for a ring size that is not a power of two from 4 KiB to 16 GiB.
     pub fn in_process(self) -> Result<Records> {
-        let (shape, ring) = self.shape()?;
-        let seg = Segment::heap(shape);
-        record_revision(&seg);
-        Ok(Records {
-            seg: Arc::new(seg),
-            shape: ring,
-        })
+        kind::in_process(&self)
     }
 
     /// Opens an existing records segment: the open pipeline (a records segment, not a bus), then
@@ -282,32 +216,71 @@ impl RecordsBuilder {
     /// [`Error::BadProducerMode`] for a multi-producer header and [`Error::BadRing`] for a geometry
     /// that is no byte ring; and [`Error::Io`] for any other system error.
     pub fn open(self) -> Result<Records> {
-        let expect = Expect {
+        kind::open(&self)
+    }
+
+    /// Opens the segment if it exists with the same ring size, else creates it.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`RecordsBuilder::open`] and [`RecordsBuilder::create`] (except `NotFound` and
+    /// `AlreadyExists`, which a race between the two turns into another attempt), and
+    /// [`Error::GeometryMismatch`] if the existing segment's ring has another size.
+    pub fn open_or_create(self) -> Result<Records> {
+        kind::open_or_create(&self)
+    }
+}
+
+impl Kind for RecordsBuilder {
+    type Handle = Records;
+    type Own = RingShape;
+
+    fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    fn blueprint(&self) -> Result<Blueprint<RingShape>> {
+        let ring = RingShape::new(self.bytes)?;
+        let shape = Shape {
+            kind: SegmentKind::Records,
+            geometry: ring.geometry(),
+            mode: ProducerMode::Single,
+            ty: TypeInfo::raw(),
+            first_seq: 0,
+        };
+        Ok(Blueprint::new(shape, ring))
+    }
+
+    /// The layout revision goes into the kind word's hi32 (docs/design.md §15, "Layout
+    /// revision"), before the magic publishes the segment.
+    fn init(&self, _ring: &RingShape, words: &[AtomicU64]) {
+        let kind = SegmentKind::Records.to_word() as u64;
+        words[W_KIND].store(kind | (RECORDS_REVISION as u64) << 32, Ordering::Relaxed);
+    }
+
+    fn expect(&self) -> Expect {
+        Expect {
             kind: SegmentKind::Records,
             ty: None,
-        };
-        let seg = Segment::open_expecting(&self.name, self.access, self.trust, &expect)?;
+        }
+    }
+
+    fn adopt(&self, seg: Segment) -> Result<Records> {
+        let name = &self.opts.name;
         if seg.mode != ProducerMode::Single {
             return Err(Error::BadProducerMode {
-                name: self.name,
+                name: name.clone(),
                 word: seg.mode.to_word(),
             });
         }
-        let shape = RingShape::from_geometry(&self.name, &seg.geometry)?;
-        // The layout revision (kind word, hi32): 0 while a creator has not recorded it yet, or
-        // for good in a segment made before revisions were recorded (another layout: refused).
-        let deadline = Instant::now() + REVISION_WAIT;
-        let found = loop {
-            // ORDERING: pairs with the Release store in `record_revision`.
-            let found = (load_acquire(&seg.words()[W_KIND]) >> 32) as u32;
-            if found != 0 || Instant::now() >= deadline {
-                break found;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
+        let shape = RingShape::from_geometry(name, &seg.geometry)?;
+        // The layout revision (kind word, hi32), stored before the magic that the open pipeline
+        // loaded with Acquire; 0 in a segment made before revisions were recorded (another
+        // layout: refused).
+        let found = (seg.words()[W_KIND].load(Ordering::Relaxed) >> 32) as u32;
         if found != RECORDS_REVISION {
             return Err(Error::LayoutRevision {
-                name: self.name,
+                name: name.clone(),
                 kind: "records",
                 found,
                 expected: RECORDS_REVISION,
@@ -316,6 +289,16 @@ impl RecordsBuilder {
         Ok(Records {
             seg: Arc::new(seg),
             shape,
+        })
+    }
+
+    fn differs(&self, wanted: &Blueprint<RingShape>, r: &Records) -> Option<(String, String)> {
+        let (found, wanted) = (r.shape.bytes, wanted.own.bytes);
+        (found != wanted).then(|| {
+            (
+                format!("a records ring of {found} bytes"),
+                format!("a records ring of {wanted} bytes"),
+            )
         })
     }
 }

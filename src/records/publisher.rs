@@ -5,7 +5,8 @@ use super::layout::RingShape;
 use super::writer::Pending;
 use super::{RecordRing, Writer};
 use crate::error::{Error, Result};
-use crate::segment::{self, LockKind, Segment};
+use crate::segment::producers::{Attachment, Gate, Offer};
+use crate::segment::{self, Segment};
 use crate::wait::{self, SysFutex};
 
 /// Counters of a record publisher.
@@ -23,8 +24,9 @@ pub struct RecordPublisher {
     pub(super) seg: Arc<Segment>,
     pub(super) shape: RingShape,
     pub(super) writer: Writer,
-    /// Holds the producer locks until drop (or until the kernel drops them at death).
-    pub(super) lock: Option<crate::segment::LockFd>,
+    /// The producer's place (byte 0 and entry 0, exclusive) until drop, or until the kernel
+    /// drops the locks at death.
+    pub(super) att: Attachment,
     pub(super) futex: SysFutex,
     pub(super) strong_fence: bool,
     pub(super) stats: RecordPublisherStats,
@@ -49,40 +51,19 @@ impl RecordPublisher {
                 name: seg.name().to_owned(),
             });
         }
-        let pid = std::process::id();
         let busy = |seg: &Segment| Error::ProducerExists {
             name: seg.name().to_owned(),
             pid: seg.producer_alive(0).then(|| seg.producer_pid(0)),
         };
-        let lock = seg.reopen_for_lock()?;
-        match &lock {
-            Some(fd) => {
-                let io = |e| Error::Io {
-                    name: seg.name().to_owned(),
-                    op: "fcntl(F_OFD_SETLK)",
-                    source: e,
-                };
-                // One producer: the exclusive lock on byte 0, and entry 0's byte, which every
-                // earlier producer (all dead now) released with its life.
-                if !segment::try_lock(fd, 0, LockKind::Exclusive).map_err(io)?
-                    || !segment::try_lock(fd, 1, LockKind::Exclusive).map_err(io)?
-                {
-                    return Err(busy(&seg));
-                }
-            }
-            None => {
-                if !seg.claim_heap_entry(0, pid) {
-                    return Err(busy(&seg));
-                }
-            }
-        }
+        // One producer: the exclusive gate, and entry 0, which every earlier producer (all dead
+        // now) released with its life.
+        let (att, ()) =
+            Attachment::attach(&seg, Gate::Exclusive, 1, busy, busy, |_, _| Offer::Take(()))?;
         let ring = RecordRing::new(seg.words(), shape);
         let writer = match Writer::attach(&ring) {
             Ok(w) => w,
+            // Dropping the attachment gives the entry back.
             Err(e) => {
-                if lock.is_none() {
-                    seg.release_heap_entry(0);
-                }
                 return Err(Error::RecordsInconsistent {
                     name: seg.name().to_owned(),
                     tail: e.tail,
@@ -92,16 +73,13 @@ impl RecordPublisher {
                 });
             }
         };
-        seg.set_producer(0, pid, segment::process_start_ticks(pid).unwrap_or(0));
-        seg.producer_heartbeat(0)
-            .store(segment::coarse_now_ns(), crate::sync::Ordering::Relaxed);
         Ok(RecordPublisher {
             futex: SysFutex::of(&seg),
             strong_fence: wait::producer_fences(&seg),
             seg,
             shape,
             writer,
-            lock,
+            att,
             stats: RecordPublisherStats::default(),
         })
     }
@@ -129,7 +107,7 @@ impl RecordPublisher {
     /// Every publish's first check: the length, and that this process made the attachment (a
     /// forked child may not write under its parent's producer lock, docs/design.md §10).
     pub(super) fn check_len(&self, len: usize) -> Result<()> {
-        if self.lock.as_ref().is_some_and(|l| l.forked()) {
+        if self.att.forked() {
             return Err(Error::UsedAfterFork {
                 name: self.seg.name().to_owned(),
             });
@@ -243,11 +221,8 @@ impl RecordPublisher {
 
 impl Drop for RecordPublisher {
     fn drop(&mut self) {
-        if !self.seg.is_shared() {
-            self.seg.release_heap_entry(0);
-        }
-        // Shared segments: closing the lock descriptor releases the locks. Sleepers are woken
-        // so they notice that the producer is gone.
+        // Gone from the table first, so that the sleepers woken next see the producer gone.
+        self.att.detach();
         wait::wake_sleepers(self.seg.wake_words(), &self.futex);
     }
 }

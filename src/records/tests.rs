@@ -258,13 +258,13 @@ mod crashes {
 
     fn segment() -> Segment {
         let shape = RingShape::of(4096);
-        Segment::heap(Shape {
+        Segment::heap(crate::segment::Plan::plain(Shape {
             kind: SegmentKind::Records,
             geometry: shape.geometry(),
             mode: ProducerMode::Single,
             ty: TypeInfo::raw(),
             first_seq: 0,
-        })
+        }))
     }
 
     fn drain(seg: &Segment, reader: &mut Reader) -> Vec<u64> {

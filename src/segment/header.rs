@@ -359,7 +359,14 @@ pub(crate) struct HeaderInit<'a> {
 }
 
 /// Writes a fresh header into `words` (all zero on entry), magic last with Release.
+#[cfg(test)]
 pub(crate) fn write_header(words: &[AtomicU64], h: &HeaderInit<'_>) {
+    write_fields(words, h);
+    publish(words);
+}
+
+/// Writes every common header word but the magic.
+pub(crate) fn write_fields(words: &[AtomicU64], h: &HeaderInit<'_>) {
     let st = |w: usize, v: u64| words[w].store(v, Ordering::Relaxed);
     let name = truncate_utf8(&h.ty.name, TYPE_NAME_MAX);
     st(
@@ -387,8 +394,13 @@ pub(crate) fn write_header(words: &[AtomicU64], h: &HeaderInit<'_>) {
         st(W_TYPE_NAME + i, u64::from_le_bytes(b));
     }
     st(W_CURSOR, h.first_seq);
-    // ORDERING: pairs with the Acquire load of the magic in `read_header`: whoever sees the
-    // magic sees every field above.
+}
+
+/// Publishes a segment whose header words (common and its kind's own) are written.
+pub(crate) fn publish(words: &[AtomicU64]) {
+    // ORDERING: pairs with the Acquire load of the magic in `read_header` (and the open
+    // pipeline's header step): whoever sees the magic sees every word stored before it, the
+    // common fields of `write_fields` and the kind's own words (`Kind::init`).
     words[W_MAGIC].store(MAGIC, Ordering::Release);
 }
 

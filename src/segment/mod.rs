@@ -6,6 +6,7 @@
 
 pub(crate) mod checks;
 pub(crate) mod header;
+pub(crate) mod kind;
 mod pipeline;
 pub(crate) mod producers;
 
@@ -96,6 +97,25 @@ pub(crate) struct Trust {
     pub shared_write: bool,
 }
 
+/// What `create` and `heap` write into a new segment: the common shape, the wake-up choice, and
+/// the kind's own words, written before the magic publishes the segment (docs/design.md §1).
+pub(crate) struct Plan<'a> {
+    pub shape: Shape,
+    pub wakeup: Wakeup,
+    pub init: &'a dyn Fn(&[AtomicU64]),
+}
+
+impl Plan<'static> {
+    /// A segment with no words of its kind's own and the default wake-up choice.
+    pub(crate) fn plain(shape: Shape) -> Self {
+        Plan {
+            shape,
+            wakeup: Wakeup::default(),
+            init: &|_| {},
+        }
+    }
+}
+
 /// The memory behind a segment.
 enum Memory {
     /// A mapped `/dev/shm` object.
@@ -153,24 +173,24 @@ impl Segment {
         header::read_header(self.words())
     }
 
-    /// An in-process segment of `shape` on the heap (no `/dev/shm`, no locks).
-    pub(crate) fn heap(shape: Shape) -> Segment {
+    /// An in-process segment of `plan` on the heap (no `/dev/shm`, no locks).
+    pub(crate) fn heap(plan: Plan<'_>) -> Segment {
         let Shape {
             kind,
             geometry,
             mode,
             ty,
             first_seq,
-        } = shape;
+        } = plan.shape;
         let words = geometry
             .segment_bytes()
             .expect("Geometry::new checked the size") as usize
             / 8;
         let mem: Vec<AtomicU64> = (0..words).map(|_| AtomicU64::new(0)).collect();
-        header::write_header(
-            &mem,
-            &init(kind, geometry, mode, &ty, first_seq, Wakeup::default()),
-        );
+        let fields = init(kind, geometry, mode, &ty, first_seq, plan.wakeup);
+        header::write_fields(&mem, &fields);
+        (plan.init)(&mem);
+        header::publish(&mem);
         let base = mem.as_ptr();
         Segment {
             name: "(in-process)".into(),
@@ -186,19 +206,9 @@ impl Segment {
         }
     }
 
-    /// Creates a new segment of `shape` (docs/design.md §1), with the default wake-up choice.
-    pub(crate) fn create(name: &str, shape: Shape, perm: u32) -> Result<Segment> {
-        Segment::create_waking(name, shape, perm, Wakeup::default())
-    }
-
-    /// Creates a new segment of `shape` whose producers and sleepers follow `wakeup`
-    /// (docs/design.md §7, "Wake-up choice").
-    pub(crate) fn create_waking(
-        name: &str,
-        shape: Shape,
-        perm: u32,
-        wakeup: Wakeup,
-    ) -> Result<Segment> {
+    /// Creates a new segment of `plan` (docs/design.md §1): the common header words, then the
+    /// kind's own (`plan.init`), then the magic (Release), then the final mode.
+    pub(crate) fn create(name: &str, plan: Plan<'_>, perm: u32) -> Result<Segment> {
         validate_name(name)?;
         let Shape {
             kind,
@@ -206,7 +216,7 @@ impl Segment {
             mode,
             ty,
             first_seq,
-        } = shape;
+        } = plan.shape;
         let size = geometry
             .segment_bytes()
             .expect("Geometry::new checked the size");
@@ -264,10 +274,10 @@ impl Segment {
             ty,
             first_seq,
         });
-        header::write_header(
-            seg.words(),
-            &init(kind, geometry, mode, &seg.ty, first_seq, wakeup),
-        );
+        let fields = init(kind, geometry, mode, &seg.ty, first_seq, plan.wakeup);
+        header::write_fields(seg.words(), &fields);
+        (plan.init)(seg.words());
+        header::publish(seg.words());
         nix::sys::stat::fchmod(
             seg.lock_fd().expect("mapped").as_raw_fd(),
             Mode::from_bits_truncate(perm & 0o777),
@@ -305,12 +315,6 @@ impl Segment {
         self.mode = shape.mode;
         self.ty = shape.ty;
         self.first_seq = shape.first_seq;
-    }
-
-    /// Opens an existing bus of any message type: the open pipeline, each step its own error
-    /// (docs/design.md §1).
-    pub(crate) fn open(name: &str, access: Access, trust: Trust) -> Result<Segment> {
-        Segment::open_expecting(name, access, trust, &Expect::bus(None))
     }
 
     /// Opens an existing segment of the kind (and, for a typed open, the message type) that

@@ -201,3 +201,146 @@ impl<'a> Liveness for SegmentLiveness<'a> {
         }
     }
 }
+
+/// How an attachment holds the segment-wide participant byte (byte 0), beside its entry's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Not at all (queue participants: liveness is per entry and role).
+    None,
+    /// Shared: any number of participants at once (multi-producer bus, board writers).
+    Shared,
+    /// Exclusive: the only producer (single-producer bus, records); whoever holds it knows every
+    /// earlier producer is dead.
+    Exclusive,
+}
+
+/// One participant's place in the table, for its life (docs/design.md §5): its entry's kernel
+/// lock (or, on a heap segment, its entry's pid word), its pid and start time in the entry, and
+/// the activity stamp. Released on drop, or earlier by [`Attachment::detach`]; the kernel drops
+/// the locks of a process that dies, and a forked child gives its copy of them up.
+pub(crate) struct Attachment {
+    lock: Option<segment::LockFd>,
+    index: usize,
+    heap: Option<std::sync::Arc<Segment>>,
+}
+
+/// What a kind's attach step says of an entry it was offered (its lock held).
+pub(crate) enum Offer<R> {
+    /// Keep the entry; `R` is what the step learned (what it repaired).
+    Take(R),
+    /// Give it back and try the next one (a queue entry whose dead claim a stall repair still
+    /// needs to find).
+    Pass,
+}
+
+impl Attachment {
+    /// Takes the `gate`, then the first entry below `entries` whose lock is free (whose holder is
+    /// dead or never was) and which `offer` takes, repairing what its previous holder left;
+    /// then registers this process in it. `busy` is the error when the gate is held against
+    /// us; `full` when no entry is left.
+    pub(crate) fn attach<R>(
+        seg: &std::sync::Arc<Segment>,
+        gate: Gate,
+        entries: usize,
+        busy: impl Fn(&Segment) -> crate::Error,
+        full: impl Fn(&Segment) -> crate::Error,
+        mut offer: impl FnMut(Option<&segment::LockFd>, usize) -> Offer<R>,
+    ) -> crate::Result<(Attachment, R)> {
+        let pid = std::process::id();
+        let lock = seg.reopen_for_lock()?;
+        let io = |op, e| crate::Error::Io {
+            name: seg.name().to_owned(),
+            op,
+            source: e,
+        };
+        if let Some(fd) = &lock {
+            let kind = match gate {
+                Gate::None => None,
+                Gate::Shared => Some(LockKind::Shared),
+                Gate::Exclusive => Some(LockKind::Exclusive),
+            };
+            if let Some(kind) = kind {
+                if !segment::try_lock(fd, ANY_PRODUCER_BYTE, kind)
+                    .map_err(|e| io("fcntl(F_OFD_SETLK)", e))?
+                {
+                    return Err(busy(seg));
+                }
+            }
+        }
+        for i in 0..entries.min(MAX_PRODUCERS) {
+            let taken = match &lock {
+                Some(fd) => segment::try_lock(fd, entry_byte(i), LockKind::Exclusive)
+                    .map_err(|e| io("fcntl(F_OFD_SETLK)", e))?,
+                None => seg.claim_heap_entry(i, pid),
+            };
+            if !taken {
+                continue;
+            }
+            match offer(lock.as_ref(), i) {
+                Offer::Take(r) => {
+                    seg.set_producer(i, pid, segment::process_start_ticks(pid).unwrap_or(0));
+                    seg.producer_heartbeat(i)
+                        .store(segment::coarse_now_ns(), Ordering::Relaxed);
+                    let heap = lock.is_none().then(|| seg.clone());
+                    return Ok((
+                        Attachment {
+                            lock,
+                            index: i,
+                            heap,
+                        },
+                        r,
+                    ));
+                }
+                Offer::Pass => match &lock {
+                    Some(fd) => segment::unlock(fd, entry_byte(i))
+                        .map_err(|e| io("fcntl(F_OFD_SETLK, F_UNLCK)", e))?,
+                    None => seg.release_heap_entry(i),
+                },
+            }
+        }
+        Err(full(seg))
+    }
+
+    /// The entry this participant holds.
+    #[inline]
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The descriptor that carries the locks (`None` on a heap segment, or once detached).
+    #[inline]
+    pub(crate) fn lock(&self) -> Option<&segment::LockFd> {
+        self.lock.as_ref()
+    }
+
+    /// Whether this process is a fork of the one that attached (docs/design.md §10, "Fork"):
+    /// it may not act under its parent's entry.
+    #[inline]
+    pub(crate) fn forked(&self) -> bool {
+        self.lock.as_ref().is_some_and(|l| l.forked())
+    }
+
+    /// Gives the entry up now: its locks are released (a mapped segment) or its pid word cleared
+    /// (a heap one), so that sleepers woken after this see the participant gone. Idempotent.
+    pub(crate) fn detach(&mut self) {
+        self.lock = None;
+        if let Some(seg) = self.heap.take() {
+            seg.release_heap_entry(self.index);
+        }
+    }
+}
+
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachment")
+            .field("index", &self.index)
+            .field("lock", &self.lock)
+            .finish()
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}

@@ -356,7 +356,11 @@ mod tests {
             ty: TypeInfo::raw(),
             first_seq: 0,
         };
-        let seg = Segment::create_waking(&name, shape, 0o600, Wakeup::Fence).unwrap();
+        let plan = crate::segment::Plan {
+            wakeup: Wakeup::Fence,
+            ..crate::segment::Plan::plain(shape)
+        };
+        let seg = Segment::create(&name, plan, 0o600).unwrap();
         let _ = crate::segment::remove(&name);
         assert!(SysFutex::of(&seg).fence && producer_fences(&seg));
         seg.words()[W_WAKEUP].store(0, Ordering::Relaxed);
