@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
-use crate::{CmdResult, Failure};
+use crate::output::{CmdResult, Failure};
 
 #[derive(Args, Debug)]
 pub(crate) struct CompletionsArgs {
