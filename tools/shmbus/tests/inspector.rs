@@ -1,5 +1,7 @@
 //! The `shmbus` inspector binary, driven as a user would: real processes, real `/dev/shm`.
 
+mod common;
+
 use shmbus_testkit as support;
 
 use std::io::{BufRead, BufReader, Write};
@@ -8,72 +10,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::*;
 use serde_json::Value;
 use support::TestBus;
-
-fn shmbus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shmbus"))
-        .args(args)
-        .output()
-        .expect("run shmbus")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).expect("stderr is UTF-8")
-}
-
-/// Runs a command that must succeed and returns its stdout.
-fn ok(args: &[&str]) -> String {
-    let o = shmbus(args);
-    assert!(o.status.success(), "shmbus {args:?} failed: {}", stderr(&o));
-    stdout(&o)
-}
-
-/// Runs a command that must fail with status 1 and exactly one stderr line containing `want`.
-fn fails_with(args: &[&str], want: &str) -> Output {
-    let o = shmbus(args);
-    let err = stderr(&o);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "shmbus {args:?}: status {:?}, stderr {err}",
-        o.status
-    );
-    assert_eq!(
-        err.lines().count(),
-        1,
-        "shmbus {args:?}: want one stderr line, got {err:?}"
-    );
-    assert!(
-        err.starts_with("shmbus: error: "),
-        "shmbus {args:?}: {err:?}"
-    );
-    assert!(
-        err.contains(want),
-        "shmbus {args:?}: {err:?} lacks {want:?}"
-    );
-    o
-}
-
-fn json_lines(s: &str) -> Vec<Value> {
-    s.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
-        .collect()
-}
-
-/// A child process killed when the test ends, pass or fail.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A file in /dev/shm removed when the test ends (for files that are not buses).
 struct ShmFile(std::path::PathBuf);
@@ -108,17 +47,11 @@ fn next_line(rx: &mpsc::Receiver<String>, deadline: Instant) -> String {
 #[test]
 fn create_publish_then_list_info_and_tail_report_the_promised_fields() {
     let t = TestBus::new("insp-fields");
-    let out = ok(&[
+    let out = ok_with(
         "create",
         t.name(),
-        "--slots",
-        "16",
-        "--size",
-        "100",
-        "--multi-producer",
-        "--mode",
-        "0640",
-    ]);
+        "--slots 16 --size 100 --multi-producer --mode 0640",
+    );
     assert!(out.contains(&format!("created bus {}", t.name())), "{out}");
     ok(&["publish", t.name(), "one", "two"]);
     let mut p = Command::new(env!("CARGO_BIN_EXE_shmbus"))
@@ -204,15 +137,11 @@ fn create_publish_then_list_info_and_tail_report_the_promised_fields() {
         assert!(text.contains(want), "info lacks {want:?}:\n{text}");
     }
 
-    let lines = json_lines(&ok(&[
+    let lines = json_lines(&ok_with(
         "tail",
         t.name(),
-        "--json",
-        "--format",
-        "json",
-        "--from",
-        "oldest",
-    ]));
+        "--json --format json --from oldest",
+    ));
     assert_eq!(lines.len(), 4);
     assert_eq!(
         lines[0],
@@ -563,14 +492,7 @@ fn rm_stale_removes_only_stale_buses_of_ours_and_no_symlink_targets() {
         .create()
         .unwrap();
     // Creator gone, but a producer attached: not stale.
-    ok(&[
-        "create",
-        live_producer.name(),
-        "--slots",
-        "8",
-        "--size",
-        "8",
-    ]);
+    ok_with("create", live_producer.name(), "--slots 8 --size 8");
     let p = shmbus::Bus::open(live_producer.name()).unwrap();
     let _producer = p.publisher().unwrap();
     // A symbolic link named like a bus, pointing to the stale one: never followed.
@@ -824,16 +746,7 @@ fn rm_stale_without_a_scope_is_refused_and_all_idle_removes_idle_created_buses()
 #[test]
 fn publish_to_a_group_writable_bus_names_the_flag_that_trusts_it() {
     let t = TestBus::new("insp-0660");
-    ok(&[
-        "create",
-        t.name(),
-        "--slots",
-        "8",
-        "--size",
-        "8",
-        "--mode",
-        "0660",
-    ]);
+    ok_with("create", t.name(), "--slots 8 --size 8 --mode 0660");
     let o = fails_with(&["publish", t.name(), "x"], "--accept-shared-write");
     assert!(!stderr(&o).contains("()"), "no Rust method: {}", stderr(&o));
     let out = ok(&["publish", t.name(), "--accept-shared-write", "x"]);
@@ -846,16 +759,7 @@ fn publish_to_a_group_writable_bus_names_the_flag_that_trusts_it() {
 #[test]
 fn info_warns_about_a_world_writable_bus_and_exits_0() {
     let t = TestBus::new("insp-0666");
-    ok(&[
-        "create",
-        t.name(),
-        "--slots",
-        "8",
-        "--size",
-        "8",
-        "--mode",
-        "0666",
-    ]);
+    ok_with("create", t.name(), "--slots 8 --size 8 --mode 0666");
     let o = shmbus(&["info", t.name()]);
     assert!(
         o.status.success(),
@@ -923,17 +827,11 @@ fn publish_hex_file_repeat_and_rate_send_the_promised_bytes() {
         out,
         format!("published 3 messages to {} (seq 3..5)\n", t.name())
     );
-    let hex: Vec<String> = json_lines(&ok(&[
+    let hex: Vec<String> = json_lines(&ok_with(
         "tail",
         t.name(),
-        "--json",
-        "--format",
-        "hex",
-        "--from",
-        "oldest",
-        "-n",
-        "100",
-    ]))
+        "--json --format hex --from oldest -n 100",
+    ))
     .iter()
     .map(|l| l["hex"].as_str().unwrap().to_owned())
     .collect();
@@ -1485,16 +1383,7 @@ fn cli_words_counts_and_pointers_speak_to_users() {
         assert!(!err.contains("tip:"), "{args:?}: {err}");
     }
     let q = TestBus::new("insp-words-q");
-    ok(&[
-        "create",
-        q.name(),
-        "--kind",
-        "queue",
-        "--slots",
-        "4",
-        "--size",
-        "8",
-    ]);
+    ok_with("create", q.name(), "--kind queue --slots 4 --size 8");
     assert_eq!(
         ok(&["push", q.name(), "one"]),
         format!("pushed 1 item to queue {}\n", q.name())
@@ -1767,15 +1656,7 @@ fn publish_interrupted_says_what_it_published_and_a_shared_bus_says_ranges_inter
         )
     );
     let mp = TestBus::new("insp-pub-mp");
-    ok(&[
-        "create",
-        mp.name(),
-        "--slots",
-        "8",
-        "--size",
-        "8",
-        "--multi-producer",
-    ]);
+    ok_with("create", mp.name(), "--slots 8 --size 8 --multi-producer");
     let out = ok(&["publish", mp.name(), "a", "b"]);
     assert!(
         out.contains("(seq 0..1, interleaved with other producers')"),

@@ -1,53 +1,22 @@
 //! `shmbus record`, `replay`, and `tail`/`info` of journal files, driven as a user would.
 
+mod common;
+
 use shmbus_testkit as support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::*;
 use serde_json::Value;
 use shmbus::journal::{Entry, Journal, JournalShape};
 use support::{check_payload, make_payload, TestBus};
 
-fn shmbus_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shmbus"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run shmbus")
-}
-
-fn shmbus(args: &[&str]) -> Output {
-    shmbus_in(Path::new("/"), args)
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = shmbus(args);
-    assert!(
-        o.status.success(),
-        "shmbus {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).expect("stdout is UTF-8")
-}
-
 fn json(s: &str) -> Value {
     serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("bad JSON {s:?}: {e}"))
-}
-
-/// Runs a command that must fail with status 1 and one stderr line containing `want`.
-fn fails_with(args: &[&str], want: &str) {
-    let o = shmbus(args);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "shmbus {args:?}: {err}");
-    assert_eq!(err.lines().count(), 1, "one stderr line: {err:?}");
-    assert!(
-        err.starts_with("shmbus: error: ") && err.contains(want),
-        "{err:?} lacks {want:?}"
-    );
 }
 
 /// A directory in /dev/shm removed when the test ends.
@@ -68,15 +37,6 @@ impl Dir {
 impl Drop for Dir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
