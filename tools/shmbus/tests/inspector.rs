@@ -25,10 +25,18 @@ impl Drop for ShmFile {
 
 /// Reads a child's stdout lines on a thread, so the test can wait for each with a deadline.
 fn line_reader(child: &mut Child) -> mpsc::Receiver<String> {
-    let out = child.stdout.take().expect("piped stdout");
+    lines_on_a_thread(child.stdout.take().expect("piped stdout"))
+}
+
+/// Reads a child's stderr lines on a thread.
+fn stderr_reader(child: &mut Child) -> mpsc::Receiver<String> {
+    lines_on_a_thread(child.stderr.take().expect("piped stderr"))
+}
+
+fn lines_on_a_thread(from: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
+        for line in BufReader::new(from).lines() {
             let Ok(line) = line else { break };
             if tx.send(line).is_err() {
                 break;
@@ -54,26 +62,10 @@ fn create_publish_then_list_info_and_tail_report_the_promised_fields() {
     );
     assert!(out.contains(&format!("created bus {}", t.name())), "{out}");
     ok(&["publish", t.name(), "one", "two"]);
-    let mut p = Command::new(env!("CARGO_BIN_EXE_shmbus"))
-        .args(["publish", t.name()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    p.stdin
-        .take()
-        .unwrap()
-        .write_all(b"three\r\n{\"k\":[1,2]}\n")
-        .unwrap();
-    assert!(p.wait_with_output().unwrap().status.success());
+    let o = with_stdin(&["publish", t.name()], b"three\r\n{\"k\":[1,2]}\n");
+    assert!(o.status.success(), "{}", stderr(&o));
 
-    let list: Value = serde_json::from_str(&ok(&["list", "--json"])).unwrap();
-    let entry = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == t.name())
-        .expect("bus listed");
+    let entry = listed(t.name());
     assert_eq!(entry["kind"], "bus");
     assert_eq!(entry["mode"], "0640");
     let b = &entry["bus"];
@@ -354,13 +346,7 @@ fn foreign_file_is_refused_by_commands_and_listed_with_its_error() {
         "{report}"
     );
 
-    let list: Value = serde_json::from_str(&ok(&["list", "--json"])).unwrap();
-    let entry = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == t.name())
-        .expect("listed");
+    let entry = listed(t.name());
     assert_eq!(entry["kind"], "error");
     assert!(
         entry["error"]
@@ -421,13 +407,7 @@ fn truncated_segments_are_refused_with_their_sizes() {
     // Shorter than the header itself.
     file.set_len(100).unwrap();
     fails_with(&["tail", t.name()], "truncated: 100 bytes, expected 4096");
-    let list: Value = serde_json::from_str(&ok(&["list", "--json"])).unwrap();
-    let entry = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == t.name())
-        .expect("listed");
+    let entry = listed(t.name());
     assert_eq!(entry["kind"], "error");
 }
 
@@ -789,19 +769,7 @@ fn info_warns_about_a_world_writable_bus_and_exits_0() {
 fn stdin_publish_refusing_a_line_names_it_and_what_was_published_before() {
     let t = TestBus::new("insp-oversize");
     ok(&["create", t.name(), "--slots", "8", "--size", "4"]);
-    let mut p = Command::new(env!("CARGO_BIN_EXE_shmbus"))
-        .args(["publish", t.name()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    p.stdin
-        .take()
-        .unwrap()
-        .write_all(b"a\nbb\ntoolong\nnever\n")
-        .unwrap();
-    let o = p.wait_with_output().unwrap();
+    let o = with_stdin(&["publish", t.name()], b"a\nbb\ntoolong\nnever\n");
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(
@@ -1220,21 +1188,6 @@ fn list_watch_keeps_listing_and_shows_a_bus_created_meanwhile() {
     }
 }
 
-/// Reads a child's stderr lines on a thread.
-fn stderr_reader(child: &mut Child) -> mpsc::Receiver<String> {
-    let err = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 #[test]
 fn tail_follow_waits_for_a_segment_that_does_not_exist_yet_like_tail_capital_f() {
     for kind in ["bus", "records"] {
@@ -1543,73 +1496,39 @@ fn completions_and_man_pages_cover_every_command_and_option() {
 
 #[test]
 fn every_command_that_prints_data_prints_json_with_json() {
-    let one = |args: &[&str]| -> Value {
-        let out = ok(args);
+    let one = |cmd: &str, name: &str, rest: &str| -> Value {
+        let out = ok_with(cmd, name, rest);
         let lines = json_lines(&out);
-        assert_eq!(lines.len(), 1, "{args:?}: {out}");
+        assert_eq!(lines.len(), 1, "{cmd} {name} {rest}: {out}");
         lines.into_iter().next().unwrap()
     };
     let bus = TestBus::new("insp-json-bus");
-    let v = one(&[
-        "create",
-        bus.name(),
-        "--slots",
-        "8",
-        "--size",
-        "16",
-        "--json",
-    ]);
+    let v = one("create", bus.name(), "--slots 8 --size 16 --json");
     assert_eq!(
         (v["kind"].as_str(), v["slots"].as_u64()),
         (Some("bus"), Some(8))
     );
-    let v = one(&["publish", bus.name(), "a", "b", "--json"]);
+    let v = one("publish", bus.name(), "a b --json");
     assert_eq!(
         (v["published"].as_u64(), v["last_seq"].as_u64()),
         (Some(2), Some(1))
     );
     let rec = TestBus::new("insp-json-rec");
-    let v = one(&[
-        "create",
-        rec.name(),
-        "--kind",
-        "records",
-        "--bytes",
-        "4096",
-        "--json",
-    ]);
+    let v = one("create", rec.name(), "--kind records --bytes 4096 --json");
     assert_eq!(v["max_record"], 1008);
-    let v = one(&["publish", rec.name(), "--hex", "cafe", "--json"]);
+    let v = one("publish", rec.name(), "--hex cafe --json");
     assert_eq!(
         (v["kind"].as_str(), v["published"].as_u64()),
         (Some("records"), Some(1))
     );
     let q = TestBus::new("insp-json-q");
-    let v = one(&[
-        "create",
-        q.name(),
-        "--kind",
-        "queue",
-        "--slots",
-        "4",
-        "--size",
-        "8",
-        "--json",
-    ]);
+    let v = one("create", q.name(), "--kind queue --slots 4 --size 8 --json");
     assert_eq!(v["capacity"], 4);
-    assert_eq!(one(&["push", q.name(), "x", "y", "--json"])["pushed"], 2);
+    assert_eq!(one("push", q.name(), "x y --json")["pushed"], 2);
     let b = TestBus::new("insp-json-board");
-    let v = one(&[
-        "create",
-        b.name(),
-        "--kind",
-        "board",
-        "--keys",
-        "k",
-        "--json",
-    ]);
+    let v = one("create", b.name(), "--kind board --keys k --json");
     assert_eq!(v["cells"], 1);
-    let v = one(&["set", b.name(), "k", "v", "--json"]);
+    let v = one("set", b.name(), "k v --json");
     assert_eq!(
         (v["cell"].as_u64(), v["version"].as_u64()),
         (Some(0), Some(1))

@@ -5,7 +5,6 @@ mod common;
 
 use shmbus_testkit as support;
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 
 use common::*;
@@ -21,19 +20,7 @@ fn pushed_items_are_popped_once_in_order() {
         "{out}"
     );
     ok(&["push", t.name(), "one", "two"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shmbus"))
-        .args(["push", t.name()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run shmbus push");
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(b"three\n")
-        .expect("write stdin");
-    assert!(child.wait().expect("wait").success());
+    assert!(with_stdin(&["push", t.name()], b"three\n").status.success());
     assert_eq!(ok(&["pop", t.name()]), "3\tone\n");
     assert_eq!(ok(&["pop", t.name(), "-n", "5"]), "3\ttwo\n5\tthree\n");
     assert_eq!(ok(&["pop", t.name()]), "", "nothing left");
@@ -64,13 +51,7 @@ fn list_and_info_show_a_queue_with_its_length_and_positions() {
     ok_with("create", t.name(), "--kind queue --slots 8 --size 32");
     ok(&["push", t.name(), "a", "b", "c"]);
     ok(&["pop", t.name()]);
-    let list: Value = serde_json::from_str(&ok(&["list", "--json"])).expect("JSON");
-    let entry = list
-        .as_array()
-        .expect("an array")
-        .iter()
-        .find(|e| e["name"] == t.name())
-        .expect("the queue is listed");
+    let entry = listed(t.name());
     assert_eq!(entry["kind"], "queue");
     assert_eq!(entry["queue"]["capacity"], 8);
     assert_eq!(entry["queue"]["len"], 2);

@@ -2,8 +2,9 @@
 //! a part of it).
 #![allow(dead_code)]
 
+use std::io::Write as _;
 use std::path::Path;
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
@@ -20,6 +21,25 @@ pub fn shmbus_in(dir: &Path, args: &[&str]) -> Output {
 /// argument that names an existing file is a journal).
 pub fn shmbus(args: &[&str]) -> Output {
     shmbus_in(Path::new("/"), args)
+}
+
+/// Runs `shmbus ARGS` with `input` on its stdin (then closed), in `/`.
+pub fn with_stdin(args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmbus"))
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shmbus");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input)
+        .expect("write stdin");
+    child.wait_with_output().expect("wait for shmbus")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -82,6 +102,17 @@ pub fn json_lines(s: &str) -> Vec<Value> {
     s.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
         .collect()
+}
+
+/// Segment `name`'s entry in `shmbus list --json`.
+pub fn listed(name: &str) -> Value {
+    let list: Value = serde_json::from_str(&ok(&["list", "--json"])).expect("list --json");
+    list.as_array()
+        .expect("an array")
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is not listed: {list}"))
+        .clone()
 }
 
 /// A child process killed when the test ends, pass or fail.
