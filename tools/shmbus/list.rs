@@ -132,8 +132,8 @@ fn gather(args: &ListArgs, activity: &mut Activity) -> Result<Vec<ListEntry>, Fa
             continue;
         };
         // Keyed by creator too: a segment removed and made again under the name starts over.
-        if let Some((creator, count)) = row.publish_count() {
-            let key = format!("{}/{creator}", e.file);
+        if let Some(count) = row.publish_count() {
+            let key = format!("{}/{}", e.file, row.liveness().creator_pid);
             row.set_last_publish(activity.observe(&key, count, now));
         }
     }
@@ -223,7 +223,7 @@ pub(crate) fn table(entries: &[ListEntry]) -> String {
             }
             let mut cells = vec![name(e)];
             cells.extend(row.cells());
-            cells.push(if row.stale() { "yes" } else { "no" }.into());
+            cells.push(if row.liveness().stale { "yes" } else { "no" }.into());
             cells.push(text::bytes(e.size));
             cells.push(e.mode.clone());
             t.add_row(cells);

@@ -11,7 +11,7 @@ use serde::Serialize;
 use shmbus::inspect::{self, Probe};
 use shmbus::{Board, BoardBuilder, LapPolicy};
 
-use super::{Access, CreateArgs, Feed, Kind, ListRow, Producer, Trust};
+use super::{Access, CreateArgs, Feed, Kind, ListRow, Liveness, Producer, Trust};
 use crate::output::{CmdResult, Failure};
 use crate::text;
 
@@ -140,11 +140,11 @@ impl ListRow for BoardSummary {
             text::sanitize(&b.value_type),
             if b.keys { "yes" } else { "no" }.into(),
             if b.writers_alive { "alive" } else { "none" }.into(),
-            super::creator_cell(b.creator_pid, b.creator_alive),
+            b.liveness.creator_cell(),
         ]
     }
-    fn stale(&self) -> bool {
-        self.stale
+    fn liveness(&self) -> &Liveness {
+        &self.liveness
     }
 }
 
@@ -152,17 +152,13 @@ impl ListRow for BoardSummary {
 fn summary(p: &Probe) -> shmbus::Result<BoardSummary> {
     let board = open_for_inspection(&p.name)?;
     let writers_alive = board.has_writers();
-    let creator_alive = p.creator_alive();
     Ok(BoardSummary {
         cells: board.cells(),
         value_size: board.value_size(),
         value_type: board.value_type().to_string(),
         keys: board.has_keys(),
         writers_alive,
-        creator_pid: p.header.creator_pid,
-        creator_alive,
-        stale: !writers_alive && !creator_alive,
-        segment_size: p.header.segment_size,
+        liveness: Liveness::of(&p.header, writers_alive),
     })
 }
 
@@ -177,11 +173,8 @@ pub(crate) struct BoardSummary {
     pub(crate) keys: bool,
     /// Whether a live writer is attached.
     pub(crate) writers_alive: bool,
-    pub(crate) creator_pid: u32,
-    pub(crate) creator_alive: bool,
-    /// No live writer and the creator gone.
-    pub(crate) stale: bool,
-    pub(crate) segment_size: u64,
+    #[serde(flatten)]
+    pub(crate) liveness: Liveness,
 }
 
 /// One cell as printed.

@@ -12,7 +12,7 @@ use shmbus::{
     BusBuilder, HeaderSnapshot, LapPolicy, ProducerMode, Publisher, Recv, Start, Subscriber, Wait,
 };
 
-use super::{CreateArgs, Feed, Kind, ListRow, Producer, Step, TailPlan, Trust};
+use super::{CreateArgs, Feed, Kind, ListRow, Liveness, Producer, Step, TailPlan, Trust};
 use crate::activity::LastPublish;
 use crate::output::{self, CmdResult, Failure, Printer};
 use crate::text;
@@ -293,15 +293,15 @@ impl ListRow for BusSummary {
             b.published.to_string(),
             super::rate_cell(&b.last_publish),
             b.last_publish.display(),
-            super::creator_cell(b.creator_pid, b.creator_alive),
+            b.liveness.creator_cell(),
             b.producers.to_string(),
         ]
     }
-    fn stale(&self) -> bool {
-        self.stale
+    fn liveness(&self) -> &Liveness {
+        &self.liveness
     }
-    fn publish_count(&self) -> Option<(u32, u64)> {
-        Some((self.creator_pid, self.published))
+    fn publish_count(&self) -> Option<u64> {
+        Some(self.published)
     }
     fn set_last_publish(&mut self, l: LastPublish) {
         self.last_publish = l;
@@ -323,13 +323,11 @@ pub(crate) struct BusSummary {
     /// Nanoseconds since a live producer attached or last stamped its activity (a producer
     /// stamps once in 1024 publishes): not the time of the last publish. Null without one.
     pub(crate) producer_stamp_ns_ago: Option<u64>,
-    pub(crate) creator_pid: u32,
-    pub(crate) creator_alive: bool,
     pub(crate) producers_alive: bool,
     /// Live producers attached now.
     pub(crate) producers: usize,
-    pub(crate) stale: bool,
-    pub(crate) segment_size: u64,
+    #[serde(flatten)]
+    pub(crate) liveness: Liveness,
 }
 
 pub(crate) fn mode_name(m: ProducerMode) -> &'static str {
@@ -359,12 +357,9 @@ pub(crate) fn summarize(bus: &shmbus::Bus) -> BusSummary {
         cursor: h.cursor,
         last_publish: LastPublish::default(),
         producer_stamp_ns_ago: producer_stamp_age(bus).map(|d| d.as_nanos() as u64),
-        creator_pid: h.creator_pid,
-        creator_alive: inspect::creator_alive(&h),
         producers_alive: bus.has_producers(),
         producers: bus.producers().len(),
-        stale: inspect::is_stale(bus),
-        segment_size: h.segment_size,
+        liveness: Liveness::of(&h, bus.has_producers()),
     }
 }
 
@@ -563,7 +558,7 @@ fn render(o: &InfoOut) -> String {
                 format!(
                     "pid {} ({}), start {} ticks",
                     h.creator_pid,
-                    alive(sum.is_some_and(|x| x.creator_alive)),
+                    alive(sum.is_some_and(|x| x.liveness.creator_alive)),
                     h.creator_start_ticks
                 ),
             ),
@@ -574,7 +569,7 @@ fn render(o: &InfoOut) -> String {
             ),
             (
                 "stale",
-                if sum.is_some_and(|x| x.stale) {
+                if sum.is_some_and(|x| x.liveness.stale) {
                     "yes: no live producer and creator gone"
                 } else {
                     "no"

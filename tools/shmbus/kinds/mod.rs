@@ -269,10 +269,10 @@ impl CreateArgs {
 pub(crate) trait ListRow: RowJson {
     /// The cells under the kind's [`Kind::list_columns`].
     fn cells(&self) -> Vec<String>;
-    /// No participant attached and the creator gone.
-    fn stale(&self) -> bool;
-    /// The creator's pid and the publish count, for kinds whose RATE and LAST come from it.
-    fn publish_count(&self) -> Option<(u32, u64)> {
+    /// Its creator, and whether it is stale.
+    fn liveness(&self) -> &Liveness;
+    /// The publish count, for kinds whose RATE and LAST come from it.
+    fn publish_count(&self) -> Option<u64> {
         None
     }
     /// The last publish, as `list` sampled it.
@@ -290,16 +290,32 @@ impl<T: Serialize> RowJson for T {
     }
 }
 
-/// `1234 alive` or `1234 gone`: `list`'s CREATOR cell.
-pub(crate) fn creator_cell(pid: u32, alive: bool) -> String {
-    format!("{pid} {}", alive_word(alive))
+/// Who made a segment and whether anyone still uses it: what every kind's summary ends with.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub(crate) struct Liveness {
+    pub(crate) creator_pid: u32,
+    pub(crate) creator_alive: bool,
+    /// No participant attached and the creator gone.
+    pub(crate) stale: bool,
+    pub(crate) segment_size: u64,
 }
 
-pub(crate) fn alive_word(alive: bool) -> &'static str {
-    if alive {
-        "alive"
-    } else {
-        "gone"
+impl Liveness {
+    /// Of a segment with header `h`, which has a live participant attached or not.
+    pub(crate) fn of(h: &HeaderSnapshot, attached: bool) -> Liveness {
+        let creator_alive = inspect::creator_alive(h);
+        Liveness {
+            creator_pid: h.creator_pid,
+            creator_alive,
+            stale: !creator_alive && !attached,
+            segment_size: h.segment_size,
+        }
+    }
+
+    /// `1234 alive` or `1234 gone`: `list`'s CREATOR cell.
+    pub(crate) fn creator_cell(&self) -> String {
+        let alive = if self.creator_alive { "alive" } else { "gone" };
+        format!("{} {alive}", self.creator_pid)
     }
 }
 

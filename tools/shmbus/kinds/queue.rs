@@ -7,7 +7,7 @@ use serde::Serialize;
 use shmbus::inspect::{self, Probe};
 use shmbus::{LapPolicy, QueueBuilder, Role};
 
-use super::{Access, CreateArgs, Feed, Kind, ListRow, Producer, Trust};
+use super::{Access, CreateArgs, Feed, Kind, ListRow, Liveness, Producer, Trust};
 use crate::output::{CmdResult, Failure};
 use crate::text;
 
@@ -121,11 +121,11 @@ impl ListRow for QueueSummary {
             q.tail.to_string(),
             q.senders.to_string(),
             q.receivers.to_string(),
-            super::creator_cell(q.creator_pid, q.creator_alive),
+            q.liveness.creator_cell(),
         ]
     }
-    fn stale(&self) -> bool {
-        self.stale
+    fn liveness(&self) -> &Liveness {
+        &self.liveness
     }
 }
 
@@ -149,11 +149,8 @@ pub(crate) struct QueueSummary {
     pub(crate) lost: u64,
     pub(crate) senders: usize,
     pub(crate) receivers: usize,
-    pub(crate) creator_pid: u32,
-    pub(crate) creator_alive: bool,
-    /// No live participant and the creator gone.
-    pub(crate) stale: bool,
-    pub(crate) segment_size: u64,
+    #[serde(flatten)]
+    pub(crate) liveness: Liveness,
 }
 
 /// The summary of queue `name`, opened read-only (any owner and mode: an inspector only reads).
@@ -169,7 +166,6 @@ fn summary(name: &str) -> shmbus::Result<(QueueSummary, Vec<shmbus::ParticipantI
             .filter(|p| p.alive && p.role == Some(role))
             .count()
     };
-    let creator_alive = inspect::creator_alive(&h);
     let (senders, receivers) = (live(Role::Sender), live(Role::Receiver));
     Ok((
         QueueSummary {
@@ -183,10 +179,7 @@ fn summary(name: &str) -> shmbus::Result<(QueueSummary, Vec<shmbus::ParticipantI
             lost: totals.lost,
             senders,
             receivers,
-            creator_pid: h.creator_pid,
-            creator_alive,
-            stale: !creator_alive && senders + receivers == 0,
-            segment_size: h.segment_size,
+            liveness: Liveness::of(&h, senders + receivers > 0),
         },
         parts,
     ))
@@ -265,8 +258,12 @@ fn info(name: &str, json: bool) -> CmdResult {
     let _ = writeln!(
         t,
         "  creator      pid {} ({})",
-        s.creator_pid,
-        if s.creator_alive { "alive" } else { "gone" }
+        s.liveness.creator_pid,
+        if s.liveness.creator_alive {
+            "alive"
+        } else {
+            "gone"
+        }
     );
     let _ = writeln!(
         t,
@@ -283,7 +280,7 @@ fn info(name: &str, json: bool) -> CmdResult {
             if p.alive { "alive" } else { "dead" }
         );
     }
-    let _ = writeln!(t, "  size         {}", text::bytes(s.segment_size));
+    let _ = writeln!(t, "  size         {}", text::bytes(s.liveness.segment_size));
     if let Some(a) = Access::of(name) {
         let _ = writeln!(t, "  access       {}", a.line());
     }

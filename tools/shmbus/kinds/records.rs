@@ -9,7 +9,7 @@ use shmbus::inspect::{self, Probe};
 use shmbus::records::{RecordPublisher, RecordRecv, RecordSubscriber, Records, RecordsBuilder};
 use shmbus::{HeaderSnapshot, LapPolicy, Start, Wait};
 
-use super::{Access, CreateArgs, Feed, Kind, ListRow, Producer, Step, TailPlan, Trust};
+use super::{Access, CreateArgs, Feed, Kind, ListRow, Liveness, Producer, Step, TailPlan, Trust};
 use crate::activity::LastPublish;
 use crate::output::{self, CmdResult, Failure, Printer};
 use crate::text;
@@ -57,7 +57,6 @@ impl Kind for RecordsKind {
     fn summarize(&self, p: &Probe) -> shmbus::Result<Box<dyn ListRow>> {
         let r = open_for_inspection(&p.name)?;
         let producer_alive = r.has_producers();
-        let creator_alive = p.creator_alive();
         Ok(Box::new(RecordsSummary {
             ring_bytes: r.ring_bytes(),
             max_record: r.max_record(),
@@ -65,10 +64,7 @@ impl Kind for RecordsKind {
             bytes_published: r.bytes_published(),
             producer_alive,
             last_publish: Default::default(),
-            creator_pid: p.header.creator_pid,
-            creator_alive,
-            stale: !producer_alive && !creator_alive,
-            segment_size: p.header.segment_size,
+            liveness: Liveness::of(&p.header, producer_alive),
         }))
     }
 
@@ -207,14 +203,14 @@ impl ListRow for RecordsSummary {
             super::rate_cell(&r.last_publish),
             r.last_publish.display(),
             if r.producer_alive { "alive" } else { "none" }.into(),
-            super::creator_cell(r.creator_pid, r.creator_alive),
+            r.liveness.creator_cell(),
         ]
     }
-    fn stale(&self) -> bool {
-        self.stale
+    fn liveness(&self) -> &Liveness {
+        &self.liveness
     }
-    fn publish_count(&self) -> Option<(u32, u64)> {
-        Some((self.creator_pid, self.records_published))
+    fn publish_count(&self) -> Option<u64> {
+        Some(self.records_published)
     }
     fn set_last_publish(&mut self, l: LastPublish) {
         self.last_publish = l;
@@ -266,11 +262,8 @@ pub(crate) struct RecordsSummary {
     pub(crate) producer_alive: bool,
     /// When the last record was published, from the sampled record count.
     pub(crate) last_publish: LastPublish,
-    pub(crate) creator_pid: u32,
-    pub(crate) creator_alive: bool,
-    /// No live producer and the creator gone.
-    pub(crate) stale: bool,
-    pub(crate) segment_size: u64,
+    #[serde(flatten)]
+    pub(crate) liveness: Liveness,
 }
 
 #[derive(Serialize, Debug)]
@@ -285,11 +278,8 @@ struct InfoOut {
     producer_alive: bool,
     /// When the last record was published, from the record count sampled twice.
     last_publish: crate::activity::LastPublish,
-    creator_pid: u32,
-    creator_alive: bool,
-    /// No live producer and the creator gone.
-    stale: bool,
-    segment_size: u64,
+    #[serde(flatten)]
+    liveness: Liveness,
     access: Option<Access>,
 }
 
@@ -297,7 +287,6 @@ struct InfoOut {
 fn info(r: &Records, json: bool, sample: Duration) -> CmdResult {
     let last_publish = super::sample_last_publish(sample, || r.records_published());
     let h = r.header();
-    let creator_alive = inspect::creator_alive(&h);
     let o = InfoOut {
         name: r.name().to_owned(),
         path: inspect::segment_path(r.name()).display().to_string(),
@@ -308,10 +297,7 @@ fn info(r: &Records, json: bool, sample: Duration) -> CmdResult {
         bytes_published: r.bytes_published(),
         producer_alive: r.has_producers(),
         last_publish,
-        creator_pid: h.creator_pid,
-        creator_alive,
-        stale: !creator_alive && !r.has_producers(),
-        segment_size: h.segment_size,
+        liveness: Liveness::of(&h, r.has_producers()),
         access: Access::of(r.name()),
     };
     let mut out = io::stdout().lock();
@@ -338,19 +324,27 @@ fn info(r: &Records, json: bool, sample: Duration) -> CmdResult {
     writeln!(
         out,
         "  creator            pid {} ({})",
-        o.creator_pid,
-        if o.creator_alive { "alive" } else { "gone" }
+        o.liveness.creator_pid,
+        if o.liveness.creator_alive {
+            "alive"
+        } else {
+            "gone"
+        }
     )?;
     writeln!(
         out,
         "  stale              {}",
-        if o.stale {
+        if o.liveness.stale {
             "yes: no live producer and creator gone"
         } else {
             "no"
         }
     )?;
-    writeln!(out, "  segment size       {} bytes", o.segment_size)?;
+    writeln!(
+        out,
+        "  segment size       {} bytes",
+        o.liveness.segment_size
+    )?;
     if let Some(a) = &o.access {
         writeln!(out, "  access             {}", a.line())?;
     }
