@@ -135,7 +135,7 @@ impl Sender {
     /// The error for a refused message: which one, and what was already published.
     fn refused(&self, origin: Origin, e: shmbus::Error) -> Failure {
         let noun = self.tx.noun();
-        let n = self.tx.published();
+        let n = self.tx.counts().0;
         let before = match (self.first, self.last) {
             (Some(f), Some(l)) => format!(
                 "published {} before it ({})",
@@ -165,8 +165,12 @@ fn seq_range(first: u64, last: u64) -> String {
 
 pub(crate) fn publish(a: &PublishArgs) -> CmdResult {
     // Typed buses too: each message is then one value's bytes, exactly its size.
-    let tx = kinds::of_segment(&a.name).producer(&a.name, &a.trust)?;
-    let (name, multi) = (tx.name().to_owned(), tx.shared());
+    let kind = kinds::of_segment(&a.name);
+    let kinds::Attached {
+        name,
+        shared: multi,
+        tx,
+    } = kind.producer(&a.name, &a.trust)?;
     // Ctrl-C or SIGTERM stops publishing; the summary of what went out is still printed.
     // Not while reading stdin: a blocked read would not notice, so there they end the
     // process as usual.
@@ -220,7 +224,7 @@ pub(crate) fn publish(a: &PublishArgs) -> CmdResult {
     })();
     sent?;
     let noun = s.tx.noun();
-    let n = s.tx.published();
+    let n = s.tx.counts().0;
     let interrupted = if output::stopped() {
         " (interrupted)"
     } else {
@@ -229,7 +233,7 @@ pub(crate) fn publish(a: &PublishArgs) -> CmdResult {
     if a.json {
         output::print_json(&serde_json::json!({
             "name": name,
-            "kind": s.tx.kind(),
+            "kind": kind.word(),
             "published": n,
             "first_seq": s.first,
             "last_seq": s.last,
@@ -253,7 +257,7 @@ pub(crate) fn publish(a: &PublishArgs) -> CmdResult {
         ),
         _ => writeln!(io::stdout(), "published 0 {noun}s to {name}{interrupted}"),
     }?;
-    let dropped = s.tx.dropped();
+    let dropped = s.tx.counts().1;
     if dropped > 0 {
         return Err(Failure(format!(
             "{} dropped: older than a full lap of the ring",

@@ -110,12 +110,13 @@ struct HzOut {
 }
 
 pub(crate) fn run(args: &HzArgs) -> CmdResult {
-    let mut feed = kinds::of_segment(&args.name).feed(&args.name, LapPolicy::default(), "hz")?;
+    let kind = kinds::of_segment(&args.name);
+    let mut feed = kind.feed(&args.name, LapPolicy::default(), "hz")?;
     let ticks = ((args.window / TICK.as_secs_f64()).round() as u32).max(1);
     let mut out = std::io::stdout().lock();
     let mut done = 0;
     while args.count.is_none_or(|c| done < c) {
-        let w = window(feed.as_mut(), ticks);
+        let w = window(feed.as_mut(), ticks, &args.name, kind.word());
         let line = if args.json {
             text::json_line(&w)
         } else {
@@ -129,10 +130,10 @@ pub(crate) fn run(args: &HzArgs) -> CmdResult {
 }
 
 /// Measures one window of `ticks` ticks.
-fn window(feed: &mut dyn Feed, ticks: u32) -> HzOut {
+fn window(feed: &mut dyn Feed, ticks: u32, name: &str, kind: &'static str) -> HzOut {
     let start = Instant::now();
-    let first_cursor = feed.cursor();
-    let first_bytes = feed.bytes_published();
+    let first = feed.counts();
+    let (first_cursor, first_bytes) = (first.cursor, first.bytes_published);
     let (mut received, mut lost, mut bytes) = (0u64, 0u64, 0u64);
     let mut rates = Vec::with_capacity(ticks as usize);
     let (mut tick_start, mut tick_cursor) = (start, first_cursor);
@@ -157,7 +158,7 @@ fn window(feed: &mut dyn Feed, ticks: u32) -> HzOut {
             std::thread::sleep(tick_end - now);
         }
         let now = Instant::now();
-        let cursor = feed.cursor();
+        let cursor = feed.counts().cursor;
         let secs = now.duration_since(tick_start).as_secs_f64().max(1e-9);
         rates.push(cursor.saturating_sub(tick_cursor) as f64 / secs);
         (tick_start, tick_cursor) = (now, cursor);
@@ -166,13 +167,14 @@ fn window(feed: &mut dyn Feed, ticks: u32) -> HzOut {
     let messages = tick_cursor.saturating_sub(first_cursor);
     let mean_len = (received > 0).then(|| bytes as f64 / received as f64);
     let seen = received + lost;
-    let bytes_per_s = match (first_bytes, feed.bytes_published()) {
+    let last = feed.counts();
+    let bytes_per_s = match (first_bytes, last.bytes_published) {
         (Some(a), Some(b)) => b.saturating_sub(a) as f64 / secs,
         _ => mean_len.unwrap_or(0.0) * messages as f64 / secs,
     };
     HzOut {
-        name: feed.name().to_owned(),
-        kind: feed.kind(),
+        name: name.to_owned(),
+        kind,
         unit: feed.unit(),
         window_s: secs,
         messages,
@@ -187,7 +189,7 @@ fn window(feed: &mut dyn Feed, ticks: u32) -> HzOut {
         } else {
             lost as f64 / seen as f64
         },
-        producers: feed.producers(),
+        producers: last.producers,
         cursor: tick_cursor,
     }
 }

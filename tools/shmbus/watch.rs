@@ -41,7 +41,7 @@ pub(crate) fn run(args: &WatchArgs) -> CmdResult {
     }
     let mut state = feed.watch_state();
     refresh(&mut state, feed.as_ref());
-    state.sample(Instant::now(), feed.cursor(), 0, 0);
+    state.sample(Instant::now(), feed.counts().cursor, 0, 0);
     check_size()?;
 
     output::install_stop_handler_with_hangup()?;
@@ -95,10 +95,10 @@ fn event_loop(
             }
         }
         let now = Instant::now();
-        state.last_publish = activity.observe("", feed.cursor(), now);
+        state.last_publish = activity.observe("", feed.counts().cursor, now);
         if now >= next_sample {
             refresh(state, feed);
-            state.sample(now, feed.cursor(), sampled, sampled_bytes);
+            state.sample(now, feed.counts().cursor, sampled, sampled_bytes);
             (sampled, sampled_bytes) = (0, 0);
             next_sample = now + interval;
         }
@@ -121,9 +121,10 @@ fn event_loop(
 /// Everything but the rates: header, producers, liveness, and for records the bytes published.
 fn refresh(state: &mut WatchState, feed: &dyn Feed) {
     let h = feed.header();
-    state.published = feed.published();
-    state.bytes_published = feed.bytes_published();
+    let counts = feed.counts();
+    state.published = counts.published;
+    state.bytes_published = counts.bytes_published;
     state.creator_pid = h.creator_pid;
     state.creator_alive = inspect::creator_alive(&h);
-    state.producers = feed.producers();
+    state.producers = counts.producers;
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 use shmbus::inspect::{self, Probe};
-use shmbus::{Board, BoardBuilder, LapPolicy};
+use shmbus::{Board, BoardBuilder};
 
-use super::{Access, CreateArgs, Feed, Kind, ListRow, Liveness, Producer, Trust};
+use super::{Access, CreateArgs, Kind, ListRow, Liveness};
 use crate::output::{CmdResult, Failure};
 use crate::text;
 
@@ -117,17 +117,12 @@ impl Kind for BoardKind {
         "no writer attached".into()
     }
 
-    fn feed(&self, name: &str, _: LapPolicy, command: &str) -> Result<Box<dyn Feed>, Failure> {
-        Err(super::refuse_feed(
-            name,
+    fn instead(&self, name: &str) -> (&'static str, String, &'static str) {
+        (
             "a board",
-            command,
             format!("shmbus board {name} --watch"),
-        ))
-    }
-
-    fn producer(&self, name: &str, _: &Trust) -> Result<Box<dyn Producer>, Failure> {
-        Err(super::refuse_producer(name, "a board", "set"))
+            "shmbus set",
+        )
     }
 }
 

@@ -12,7 +12,9 @@ use shmbus::{
     BusBuilder, HeaderSnapshot, LapPolicy, ProducerMode, Publisher, Recv, Start, Subscriber, Wait,
 };
 
-use super::{CreateArgs, Feed, Kind, ListRow, Liveness, Producer, Step, TailPlan, Trust};
+use super::{
+    Attached, Counts, CreateArgs, Feed, Kind, ListRow, Liveness, Producer, Step, TailPlan, Trust,
+};
 use crate::activity::LastPublish;
 use crate::output::{self, CmdResult, Failure, Printer};
 use crate::text;
@@ -192,46 +194,27 @@ impl Kind for BusKind {
         Ok(Box::new(BusFeed(bus, sub)))
     }
 
-    fn producer(&self, name: &str, trust: &Trust) -> Result<Box<dyn Producer>, Failure> {
+    fn producer(&self, name: &str, trust: &Trust) -> Result<Attached, Failure> {
         let bus = super::trusting!(BusBuilder::new(name), trust).open()?;
-        // Typed buses too: each message is then one value's bytes, exactly its size.
-        let tx = bus.bytes_publisher()?;
-        Ok(Box::new(BusProducer {
+        Ok(Attached {
             name: bus.name().to_owned(),
             shared: bus.producer_mode() == ProducerMode::Multi,
-            tx,
-        }))
+            // Typed buses too: each message is then one value's bytes, exactly its size.
+            tx: Box::new(bus.bytes_publisher()?),
+        })
     }
 }
 
-/// `publish`'s producer on a bus.
-struct BusProducer {
-    name: String,
-    shared: bool,
-    tx: Publisher,
-}
-
-impl Producer for BusProducer {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn kind(&self) -> &'static str {
-        "bus"
-    }
+impl Producer for Publisher {
     fn noun(&self) -> &'static str {
         "message"
     }
-    fn shared(&self) -> bool {
-        self.shared
-    }
     fn publish(&mut self, msg: &[u8]) -> shmbus::Result<Option<u64>> {
-        self.tx.publish_bytes(msg)
+        self.publish_bytes(msg)
     }
-    fn published(&self) -> u64 {
-        self.tx.stats().published
-    }
-    fn dropped(&self) -> u64 {
-        self.tx.stats().dropped
+    fn counts(&self) -> (u64, u64) {
+        let s = self.stats();
+        (s.published, s.dropped)
     }
 }
 
@@ -239,29 +222,20 @@ impl Producer for BusProducer {
 struct BusFeed(shmbus::Bus, Subscriber);
 
 impl Feed for BusFeed {
-    fn kind(&self) -> &'static str {
-        "bus"
-    }
     fn unit(&self) -> &'static str {
         "msgs"
-    }
-    fn name(&self) -> &str {
-        self.0.name()
     }
     fn header(&self) -> HeaderSnapshot {
         self.0.header()
     }
-    fn cursor(&self) -> u64 {
-        self.0.cursor()
-    }
-    fn published(&self) -> u64 {
-        self.0.header().published()
-    }
-    fn bytes_published(&self) -> Option<u64> {
-        None
-    }
-    fn producers(&self) -> usize {
-        self.0.producers().len()
+    fn counts(&self) -> Counts {
+        let h = self.0.header();
+        Counts {
+            cursor: h.cursor,
+            published: h.published(),
+            bytes_published: None,
+            producers: self.0.producers().len(),
+        }
     }
     fn step(&mut self) -> Step {
         match self.1.try_recv() {

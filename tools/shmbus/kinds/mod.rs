@@ -63,10 +63,26 @@ pub(crate) trait Kind: Sync {
 
     /// A read-only subscriber for `hz` and `watch` (`command`), starting at the next item and
     /// resuming after a lap as `policy` says.
-    fn feed(&self, name: &str, policy: LapPolicy, command: &str) -> Result<Box<dyn Feed>, Failure>;
+    fn feed(&self, name: &str, _: LapPolicy, command: &str) -> Result<Box<dyn Feed>, Failure> {
+        let (what, instead, _) = self.instead(name);
+        Err(Failure(format!(
+            "{name:?} is {what}; {command} reads buses and records segments (use `{instead}`)"
+        )))
+    }
 
     /// The producer that `publish` attaches, trusting what `trust` says.
-    fn producer(&self, name: &str, trust: &Trust) -> Result<Box<dyn Producer>, Failure>;
+    fn producer(&self, name: &str, _: &Trust) -> Result<Attached, Failure> {
+        let (what, _, instead) = self.instead(name);
+        Err(Failure(format!(
+            "{name:?} is {what}; publish writes to buses and records segments (use `{instead}`)"
+        )))
+    }
+
+    /// For a kind that `hz`, `watch` and `publish` do not take: what segment `name` is ("a
+    /// queue"), and the commands to use instead of `hz` and `watch`, and of `publish`.
+    fn instead(&self, name: &str) -> (&'static str, String, &'static str) {
+        ("a segment", format!("shmbus info {name}"), "shmbus info")
+    }
 }
 
 /// Every kind, in the order `list` prints their tables.
@@ -395,56 +411,44 @@ pub(crate) enum Step {
 /// What `hz` and `watch` measure: a segment with a read-only subscriber that reads every item
 /// from now on.
 pub(crate) trait Feed {
-    /// "bus" or "records".
-    fn kind(&self) -> &'static str;
-    /// What one item is called in text output: "msgs" or "records".
+    /// What one item is called in `hz`'s text: "msgs" or "records".
     fn unit(&self) -> &'static str;
-    fn name(&self) -> &str;
     fn header(&self) -> HeaderSnapshot;
-    /// Items published since creation (the write cursor).
-    fn cursor(&self) -> u64;
-    /// Items published, as `watch` shows them.
-    fn published(&self) -> u64;
-    /// Payload bytes published since creation, where the segment counts them.
-    fn bytes_published(&self) -> Option<u64>;
-    /// Live producers.
-    fn producers(&self) -> usize;
+    fn counts(&self) -> Counts;
     /// Reads one item, if there is one.
     fn step(&mut self) -> Step;
     /// The view `watch` starts from.
     fn watch_state(&self) -> WatchState;
 }
 
-/// A `hz` or `watch` refused on a kind they do not read, with what to use instead.
-pub(crate) fn refuse_feed(name: &str, what: &str, command: &str, instead: String) -> Failure {
-    Failure(format!(
-        "{name:?} is {what}; {command} reads buses and records segments (use `{instead}`)"
-    ))
+/// What a [`Feed`]'s segment counts now.
+pub(crate) struct Counts {
+    /// Items published since creation (the write cursor).
+    pub(crate) cursor: u64,
+    /// Items published, as `watch` shows them.
+    pub(crate) published: u64,
+    /// Payload bytes published since creation, where the segment counts them.
+    pub(crate) bytes_published: Option<u64>,
+    /// Live producers.
+    pub(crate) producers: usize,
 }
 
-/// The producer `publish` attaches: a bus's publisher or a records segment's.
+/// The producer `publish` attached, with what `publish` says of its segment.
+pub(crate) struct Attached {
+    pub(crate) name: String,
+    /// Whether other producers may publish meanwhile (a multi-producer bus).
+    pub(crate) shared: bool,
+    pub(crate) tx: Box<dyn Producer>,
+}
+
+/// A bus's publisher or a records segment's, as `publish` drives it.
 pub(crate) trait Producer {
-    /// The segment's name.
-    fn name(&self) -> &str;
-    /// "bus" or "records".
-    fn kind(&self) -> &'static str;
     /// What one payload is called: "message" or "record".
     fn noun(&self) -> &'static str;
-    /// Whether other producers may publish meanwhile (a multi-producer bus).
-    fn shared(&self) -> bool;
     /// Publishes one payload; the sequence number it got, if the segment reports one.
     fn publish(&mut self, msg: &[u8]) -> shmbus::Result<Option<u64>>;
-    /// Payloads published so far.
-    fn published(&self) -> u64;
-    /// Payloads dropped (older than a full lap of the ring).
-    fn dropped(&self) -> u64;
-}
-
-/// A `publish` refused on a kind it does not write, with the command to use instead.
-pub(crate) fn refuse_producer(name: &str, what: &str, command: &str) -> Failure {
-    Failure(format!(
-        "{name:?} is {what}; publish writes to buses and records segments (use `shmbus {command}`)"
-    ))
+    /// Payloads published so far, and dropped (older than a full lap of the ring).
+    fn counts(&self) -> (u64, u64);
 }
 
 /// Who owns segment `name` and its permission bits, as `info` reports them for every kind.

@@ -5,10 +5,10 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 use shmbus::inspect::{self, Probe};
-use shmbus::{LapPolicy, QueueBuilder, Role};
+use shmbus::{QueueBuilder, Role};
 
-use super::{Access, CreateArgs, Feed, Kind, ListRow, Liveness, Producer, Trust};
-use crate::output::{CmdResult, Failure};
+use super::{Access, CreateArgs, Kind, ListRow, Liveness};
+use crate::output::CmdResult;
 use crate::text;
 
 /// The queue kind.
@@ -86,17 +86,8 @@ impl Kind for QueueKind {
         "no sender or receiver attached".into()
     }
 
-    fn feed(&self, name: &str, _: LapPolicy, command: &str) -> Result<Box<dyn Feed>, Failure> {
-        Err(super::refuse_feed(
-            name,
-            "a queue",
-            command,
-            format!("shmbus info {name}"),
-        ))
-    }
-
-    fn producer(&self, name: &str, _: &Trust) -> Result<Box<dyn Producer>, Failure> {
-        Err(super::refuse_producer(name, "a queue", "push"))
+    fn instead(&self, name: &str) -> (&'static str, String, &'static str) {
+        ("a queue", format!("shmbus info {name}"), "shmbus push")
     }
 }
 

@@ -9,7 +9,10 @@ use shmbus::inspect::{self, Probe};
 use shmbus::records::{RecordPublisher, RecordRecv, RecordSubscriber, Records, RecordsBuilder};
 use shmbus::{HeaderSnapshot, LapPolicy, Start, Wait};
 
-use super::{Access, CreateArgs, Feed, Kind, ListRow, Liveness, Producer, Step, TailPlan, Trust};
+use super::{
+    Access, Attached, Counts, CreateArgs, Feed, Kind, ListRow, Liveness, Producer, Step, TailPlan,
+    Trust,
+};
 use crate::activity::LastPublish;
 use crate::output::{self, CmdResult, Failure, Printer};
 use crate::text;
@@ -116,39 +119,25 @@ impl Kind for RecordsKind {
         Ok(Box::new(RecordsFeed(r, sub)))
     }
 
-    fn producer(&self, name: &str, trust: &Trust) -> Result<Box<dyn Producer>, Failure> {
+    fn producer(&self, name: &str, trust: &Trust) -> Result<Attached, Failure> {
         let r = super::trusting!(RecordsBuilder::new(name), trust).open()?;
-        Ok(Box::new(RecordsProducer(
-            r.name().to_owned(),
-            r.publisher()?,
-        )))
+        Ok(Attached {
+            name: r.name().to_owned(),
+            shared: false,
+            tx: Box::new(r.publisher()?),
+        })
     }
 }
 
-/// `publish`'s producer on a records segment.
-struct RecordsProducer(String, RecordPublisher);
-
-impl Producer for RecordsProducer {
-    fn name(&self) -> &str {
-        &self.0
-    }
-    fn kind(&self) -> &'static str {
-        "records"
-    }
+impl Producer for RecordPublisher {
     fn noun(&self) -> &'static str {
         "record"
     }
-    fn shared(&self) -> bool {
-        false
-    }
     fn publish(&mut self, msg: &[u8]) -> shmbus::Result<Option<u64>> {
-        self.1.publish_bytes(msg).map(Some)
+        self.publish_bytes(msg).map(Some)
     }
-    fn published(&self) -> u64 {
-        self.1.stats().published
-    }
-    fn dropped(&self) -> u64 {
-        0
+    fn counts(&self) -> (u64, u64) {
+        (self.stats().published, 0)
     }
 }
 
@@ -156,29 +145,21 @@ impl Producer for RecordsProducer {
 struct RecordsFeed(Records, RecordSubscriber);
 
 impl Feed for RecordsFeed {
-    fn kind(&self) -> &'static str {
-        "records"
-    }
     fn unit(&self) -> &'static str {
         "records"
-    }
-    fn name(&self) -> &str {
-        self.0.name()
     }
     fn header(&self) -> HeaderSnapshot {
         self.0.header()
     }
-    fn cursor(&self) -> u64 {
-        self.0.records_published()
-    }
-    fn published(&self) -> u64 {
-        self.0.records_published()
-    }
-    fn bytes_published(&self) -> Option<u64> {
-        Some(self.0.bytes_published())
-    }
-    fn producers(&self) -> usize {
-        usize::from(self.0.has_producers())
+    fn counts(&self) -> Counts {
+        let r = &self.0;
+        let records = r.records_published();
+        Counts {
+            cursor: records,
+            published: records,
+            bytes_published: Some(r.bytes_published()),
+            producers: usize::from(r.has_producers()),
+        }
     }
     fn step(&mut self) -> Step {
         match self.1.try_recv() {
