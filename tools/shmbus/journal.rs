@@ -106,16 +106,13 @@ enum Rate {
 impl FromStr for Rate {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "original" => Ok(Rate::Original),
-            "max" => Ok(Rate::Max),
-            s => match s.parse::<f64>() {
-                Ok(r) if r.is_finite() && r > 0.0 => Ok(Rate::PerSec(r)),
-                _ => Err(format!(
-                    "expected original, max or a positive number of messages per second, got {s:?}"
-                )),
-            },
-        }
+        let words = [("original", Rate::Original), ("max", Rate::Max)];
+        let per_sec = |s: &str| {
+            let r = s.parse::<f64>().ok()?;
+            (r.is_finite() && r > 0.0).then_some(Rate::PerSec(r))
+        };
+        let expected = "original, max or a positive number of messages per second";
+        text::word_or(s, &words, per_sec, expected)
     }
 }
 
@@ -225,12 +222,8 @@ pub(crate) fn record(args: &RecordArgs) -> CmdResult {
     }
     sum.syncs = writer.syncs();
     writer.finish()?;
-    let mut out = io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", text::json_line(&sum))?;
-    } else {
-        writeln!(
-            out,
+    output::print_summary(args.json, &sum, || {
+        format!(
             "recorded {} ({}) from bus {} into {}; {}",
             text::count(sum.messages, "message"),
             text::bytes(sum.bytes),
@@ -245,9 +238,8 @@ pub(crate) fn record(args: &RecordArgs) -> CmdResult {
                     text::count(sum.loss_entries, "gap")
                 )
             },
-        )?;
-    }
-    Ok(())
+        )
+    })
 }
 
 #[derive(Serialize, Default)]
@@ -348,12 +340,8 @@ pub(crate) fn replay(args: &ReplayArgs) -> CmdResult {
         sum.published += 1;
         sum.bytes += bytes.len() as u64;
     }
-    let mut out = io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", text::json_line(&sum))?;
-    } else {
-        writeln!(
-            out,
+    output::print_summary(args.json, &sum, || {
+        format!(
             "replayed {} ({}) from {} into {}bus {}{}{}",
             text::count(sum.published, "message"),
             text::bytes(sum.bytes),
@@ -373,9 +361,8 @@ pub(crate) fn replay(args: &ReplayArgs) -> CmdResult {
             } else {
                 String::new()
             },
-        )?;
-    }
-    Ok(())
+        )
+    })
 }
 
 /// What `shmbus tail FILE` was asked for: the options of `shmbus tail NAME`.

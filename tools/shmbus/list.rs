@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
-use serde::ser::{Serialize, SerializeStruct, Serializer};
+use serde::Serialize;
 use shmbus::inspect;
 
 use crate::activity::Activity;
@@ -67,24 +67,38 @@ impl ListEntry {
     }
 }
 
-impl Serialize for ListEntry {
-    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        let mut s = ser.serialize_struct("ListEntry", 7 + kinds::ALL.len())?;
-        s.serialize_field("file", &self.file)?;
-        s.serialize_field("name", &self.name)?;
-        s.serialize_field("kind", self.kind_word())?;
-        s.serialize_field("error", &self.error)?;
-        s.serialize_field("size", &self.size)?;
-        s.serialize_field("mode", &self.mode)?;
-        s.serialize_field("uid", &self.uid)?;
+impl ListEntry {
+    /// The entry as one JSON object, in the order of the keys above.
+    fn json(&self) -> String {
+        #[derive(Serialize)]
+        struct Head<'a> {
+            file: &'a str,
+            name: Option<&'a str>,
+            kind: &'static str,
+            error: Option<&'a str>,
+            size: u64,
+            mode: &'a str,
+            uid: u32,
+        }
+        let head = text::json_line(&Head {
+            file: &self.file,
+            name: self.name.as_deref(),
+            kind: self.kind_word(),
+            error: self.error.as_deref(),
+            size: self.size,
+            mode: &self.mode,
+            uid: self.uid,
+        });
+        let mut out = head.strip_suffix('}').unwrap_or(&head).to_owned();
         for k in kinds::ALL {
             let state = match &self.kind {
-                Some((kind, row)) if kind.word() == k.word() => Some(row.json()),
-                _ => None,
+                Some((kind, row)) if kind.word() == k.word() => row.json(),
+                _ => "null".into(),
             };
-            s.serialize_field(k.word(), &state)?;
+            out.push_str(&format!(",\"{}\":{state}", k.word()));
         }
-        s.end()
+        out.push('}');
+        out
     }
 }
 
@@ -185,7 +199,8 @@ pub(crate) fn run(args: &ListArgs) -> CmdResult {
 
 fn print_once(args: &ListArgs, entries: &[ListEntry], out: &mut impl Write) -> CmdResult {
     if args.json {
-        writeln!(out, "{}", text::json_line(&entries))?;
+        let objects: Vec<String> = entries.iter().map(ListEntry::json).collect();
+        writeln!(out, "[{}]", objects.join(","))?;
     } else if entries.is_empty() {
         match &args.prefix {
             Some(p) => writeln!(
@@ -213,8 +228,14 @@ pub(crate) fn table(entries: &[ListEntry]) -> String {
     for kind in kinds::ALL {
         let heading = kind.word().to_uppercase();
         let mut columns = vec![(heading.as_str(), false)];
-        columns.extend_from_slice(kind.list_columns());
-        columns.extend_from_slice(&[("STALE", false), ("SIZE", true), ("PERM", false)]);
+        let words = kind
+            .list_columns()
+            .split(' ')
+            .chain(["STALE", "SIZE>", "PERM"]);
+        columns.extend(words.map(|w| match w.strip_suffix('>') {
+            Some(header) => (header, true),
+            None => (w, false),
+        }));
         let mut t = plain_table(&columns);
         for e in entries {
             let Some((k, row)) = &e.kind else { continue };

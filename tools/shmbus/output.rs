@@ -62,6 +62,20 @@ pub(crate) fn print_json<T: Serialize + ?Sized>(value: &T) -> CmdResult {
     Ok(())
 }
 
+/// A command's closing summary: `value` as one JSON line with `json`, else the line `text`
+/// makes.
+pub(crate) fn print_summary<T: Serialize>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce() -> String,
+) -> CmdResult {
+    if json {
+        return print_json(value);
+    }
+    writeln!(io::stdout(), "{}", text())?;
+    Ok(())
+}
+
 /// A flushed output whose reader went away (`shmbus tail ... | head`) is not an error.
 pub(crate) fn quiet_broken_pipe(r: io::Result<()>) -> CmdResult {
     match r {

@@ -104,6 +104,20 @@ pub(crate) fn at_least_one(s: &str) -> Result<u64, String> {
     }
 }
 
+/// One of the `words` (each with its value), or else what `other` makes of `s`: how `--from
+/// newest|oldest|SEQ` and `--rate original|max|N` are read.
+pub(crate) fn word_or<T: Copy>(
+    s: &str,
+    words: &[(&str, T)],
+    other: impl FnOnce(&str) -> Option<T>,
+    expected: &str,
+) -> Result<T, String> {
+    match words.iter().find(|(w, _)| *w == s) {
+        Some((_, v)) => Ok(*v),
+        None => other(s).ok_or_else(|| format!("expected {expected}, got {s:?}")),
+    }
+}
+
 /// A payload as one line of text: valid UTF-8 with dangerous characters escaped, backslashes
 /// doubled (so that the escaping is unambiguous) and invalid bytes as `\xNN`.
 pub(crate) fn escape_payload(bytes: &[u8]) -> String {

@@ -69,15 +69,8 @@ impl Kind for BoardKind {
         Ok(Box::new(summary(p)?))
     }
 
-    fn list_columns(&self) -> &'static [(&'static str, bool)] {
-        &[
-            ("CELLS", true),
-            ("VALUE", true),
-            ("TYPE", false),
-            ("KEYS", false),
-            ("WRITERS", false),
-            ("CREATOR", false),
-        ]
+    fn list_columns(&self) -> &'static str {
+        "CELLS> VALUE> TYPE KEYS WRITERS CREATOR"
     }
 
     /// Its table, as `shmbus board NAME` prints it; with `json`, one object with the board's

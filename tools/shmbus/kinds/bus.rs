@@ -67,18 +67,8 @@ impl Kind for BusKind {
         Ok(Box::new(summarize(&inspect::open_for_inspection(&p.name)?)))
     }
 
-    fn list_columns(&self) -> &'static [(&'static str, bool)] {
-        &[
-            ("SLOTS", true),
-            ("CAP", true),
-            ("TYPE", false),
-            ("MODE", false),
-            ("PUBLISHED", true),
-            ("RATE", true),
-            ("LAST", true),
-            ("CREATOR", false),
-            ("PROD", true),
-        ]
+    fn list_columns(&self) -> &'static str {
+        "SLOTS> CAP> TYPE MODE PUBLISHED> RATE> LAST> CREATOR PROD>"
     }
 
     fn info(&self, name: &str, json: bool, sample_ms: Option<u64>) -> CmdResult {

@@ -37,9 +37,9 @@ pub(crate) trait Kind: Sync {
     /// What `list` shows of a probed segment, opened read-only.
     fn summarize(&self, p: &Probe) -> shmbus::Result<Box<dyn ListRow>>;
 
-    /// `list`'s columns for this kind, between the name and STALE, SIZE, PERM:
-    /// `(header, right-aligned)`.
-    fn list_columns(&self) -> &'static [(&'static str, bool)];
+    /// `list`'s column headers for this kind, between the name and STALE, SIZE, PERM, as one
+    /// line: a header ending in '>' is right-aligned (a number).
+    fn list_columns(&self) -> &'static str;
 
     /// `shmbus info NAME`; `sample_ms` is `--sample-ms` as given.
     fn info(&self, name: &str, json: bool, sample_ms: Option<u64>) -> CmdResult;
@@ -295,14 +295,15 @@ pub(crate) trait ListRow: RowJson {
     fn set_last_publish(&mut self, _l: LastPublish) {}
 }
 
-/// A summary as a JSON value, for any serializable summary.
+/// A summary as one line of ASCII JSON, its fields in their declared order, for any
+/// serializable summary.
 pub(crate) trait RowJson {
-    fn json(&self) -> serde_json::Value;
+    fn json(&self) -> String;
 }
 
 impl<T: Serialize> RowJson for T {
-    fn json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
+    fn json(&self) -> String {
+        text::json_line(self)
     }
 }
 
@@ -362,14 +363,9 @@ pub(crate) enum StartAt {
 impl FromStr for StartAt {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "newest" => Ok(StartAt::Newest),
-            "oldest" => Ok(StartAt::Oldest),
-            s => s
-                .parse()
-                .map(StartAt::Seq)
-                .map_err(|_| format!("expected newest, oldest or a sequence number, got {s:?}")),
-        }
+        let words = [("newest", StartAt::Newest), ("oldest", StartAt::Oldest)];
+        let seq = |s: &str| s.parse().ok().map(StartAt::Seq);
+        text::word_or(s, &words, seq, "newest, oldest or a sequence number")
     }
 }
 

@@ -49,18 +49,8 @@ impl Kind for QueueKind {
         Ok(Box::new(summary(&p.name)?.0))
     }
 
-    fn list_columns(&self) -> &'static [(&'static str, bool)] {
-        &[
-            ("CAPACITY", true),
-            ("ITEM", true),
-            ("TYPE", false),
-            ("LEN", true),
-            ("HEAD", true),
-            ("TAIL", true),
-            ("SENDERS", true),
-            ("RECEIVERS", true),
-            ("CREATOR", false),
-        ]
+    fn list_columns(&self) -> &'static str {
+        "CAPACITY> ITEM> TYPE LEN> HEAD> TAIL> SENDERS> RECEIVERS> CREATOR"
     }
 
     fn info(&self, name: &str, json: bool, sample_ms: Option<u64>) -> CmdResult {

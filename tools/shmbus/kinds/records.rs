@@ -71,17 +71,8 @@ impl Kind for RecordsKind {
         }))
     }
 
-    fn list_columns(&self) -> &'static [(&'static str, bool)] {
-        &[
-            ("RING", true),
-            ("MAX", true),
-            ("PUBLISHED", true),
-            ("BYTES", true),
-            ("RATE", true),
-            ("LAST", true),
-            ("PRODUCER", false),
-            ("CREATOR", false),
-        ]
+    fn list_columns(&self) -> &'static str {
+        "RING> MAX> PUBLISHED> BYTES> RATE> LAST> PRODUCER CREATOR"
     }
 
     fn info(&self, name: &str, json: bool, sample_ms: Option<u64>) -> CmdResult {

@@ -75,7 +75,7 @@ fn info_on_a_board_prints_its_cells_instead_of_failing_the_kind_check() {
 #[test]
 fn create_help_explains_every_kind_and_its_options_with_the_library_defaults() {
     let help = ok(&["create", "--help"]);
-    for want in [
+    let wants = [
         "bus ",
         "queue ",
         "records ",
@@ -91,9 +91,8 @@ fn create_help_explains_every_kind_and_its_options_with_the_library_defaults() {
         &format!("default {}", shmbus::DEFAULT_BOARD_VALUE_SIZE),
         &format!("default {}", shmbus::records::DEFAULT_RING_BYTES),
         "shmbus create joints --kind board",
-    ] {
-        assert!(help.contains(want), "create --help lacks {want:?}:\n{help}");
-    }
+    ];
+    assert_contains_all("create --help", &help, wants);
     // A wrong kind lists every kind, board included.
     let o = shmbus(&["create", "x", "--kind", "foo"]);
     let err = String::from_utf8_lossy(&o.stderr);

@@ -19,6 +19,16 @@ fn json(s: &str) -> Value {
     serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("bad JSON {s:?}: {e}"))
 }
 
+/// The shape of an untyped single-producer bus of 64 slots of `capacity` bytes.
+fn raw_shape(capacity: u64) -> JournalShape {
+    JournalShape {
+        slots: 64,
+        capacity,
+        mode: shmbus::ProducerMode::Single,
+        message_type: shmbus::TypeInfo::raw(),
+    }
+}
+
 /// A directory in /dev/shm removed when the test ends.
 struct Dir(PathBuf);
 
@@ -120,12 +130,7 @@ fn record_replay_record_round_trip_keeps_every_payload_in_order() {
 /// A journal of `n` messages "m0".. received `gap_ns` apart, from sequence 10 on, with a loss of
 /// three sequence numbers (12..=14) after the second.
 fn small_journal(path: &str, n: u64, gap_ns: u64) {
-    let shape = JournalShape {
-        slots: 64,
-        capacity: 32,
-        mode: shmbus::ProducerMode::Single,
-        message_type: shmbus::TypeInfo::raw(),
-    };
+    let shape = raw_shape(32);
     let mut w = Journal::create(path, &shape).unwrap();
     for k in 0..n {
         let seq = if k < 2 { 10 + k } else { 13 + k };
@@ -209,12 +214,7 @@ fn an_existing_file_name_is_a_journal_and_anything_else_a_bus() {
 fn tail_follow_of_a_file_prints_entries_as_the_recorder_commits_them() {
     let dir = Dir::new("follow");
     let f = dir.file("live.journal");
-    let shape = JournalShape {
-        slots: 64,
-        capacity: 32,
-        mode: shmbus::ProducerMode::Single,
-        message_type: shmbus::TypeInfo::raw(),
-    };
+    let shape = raw_shape(32);
     let mut w = Journal::create_with_chunk(&f, &shape, 4096).unwrap();
     w.append_message(0, 0, b"before").unwrap();
     let mut child = KillOnDrop(
@@ -454,12 +454,7 @@ fn a_damaged_payload_stops_replay_tail_and_info_with_a_checksum_error() {
 fn replay_into_a_bus_whose_slots_are_too_small_refuses_before_publishing_anything() {
     let dir = Dir::new("small-slots");
     let f = dir.file("big.journal");
-    let shape = JournalShape {
-        slots: 64,
-        capacity: 64,
-        mode: shmbus::ProducerMode::Single,
-        message_type: shmbus::TypeInfo::raw(),
-    };
+    let shape = raw_shape(64);
     let mut w = Journal::create(&f, &shape).unwrap();
     for (seq, len) in [(0u64, 8usize), (1, 8), (2, 40), (3, 8)] {
         w.append_message(seq, seq, &vec![b'x'; len]).unwrap();

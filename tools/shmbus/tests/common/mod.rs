@@ -97,6 +97,18 @@ pub fn fails_with(args: &[&str], want: &str) -> Output {
     o
 }
 
+/// Asserts that `text` (what `what` printed) contains each of `wants`.
+pub fn assert_contains_all<S: AsRef<str>>(
+    what: &str,
+    text: &str,
+    wants: impl IntoIterator<Item = S>,
+) {
+    for want in wants {
+        let want = want.as_ref();
+        assert!(text.contains(want), "{what} lacks {want:?}:\n{text}");
+    }
+}
+
 /// Each line of `s` parsed as JSON.
 pub fn json_lines(s: &str) -> Vec<Value> {
     s.lines()
