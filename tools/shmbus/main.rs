@@ -1,8 +1,14 @@
-//! `shmbus`: list, inspect, tail, watch, create, publish to and remove buses in `/dev/shm`.
+//! `shmbus`: list, inspect, tail, watch, create, publish to and remove segments in `/dev/shm`
+//! (buses, queues, records segments, boards), and record and replay journals.
 //!
 //! Everything here goes through the library's public API (`shmbus::inspect` for read-only
 //! views); the inspector never reads segment offsets itself. Every string taken from a segment
 //! or from `/dev/shm` is escaped before it reaches the terminal (see `text`).
+//!
+//! The modules stand in layers, each using only those below it: `text` and `output` (what
+//! every command prints through); `kinds` (one file per segment kind behind one trait); the
+//! commands, each of which decides a segment's kind once (`kinds::of_segment`) and asks that
+//! kind; this file, which parses the command line and runs one command.
 
 // Leaves: what every module prints through.
 mod activity;
@@ -28,7 +34,7 @@ mod watch;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::output::{CmdResult, Failure};
 
@@ -353,8 +359,8 @@ fn main() -> ExitCode {
         Command::Board(a) => set_board::show(&a),
         Command::Record(a) => journal::record(&a),
         Command::Replay(a) => journal::replay(&a),
-        Command::Completions(a) => docs::completions(&a),
-        Command::Man(a) => docs::man(&a),
+        Command::Completions(a) => docs::completions(&a, Cli::command()),
+        Command::Man(a) => docs::man(&a, Cli::command()),
     };
     finish(result)
 }
