@@ -11,7 +11,7 @@ use serde::Serialize;
 use shmbus::inspect::{self, Probe};
 use shmbus::{Board, BoardBuilder};
 
-use super::{Access, CreateArgs, Kind, ListRow, Liveness};
+use super::{Access, CreateArgs, Instead, Kind, ListRow, Liveness};
 use crate::output::{CmdResult, Failure};
 use crate::text;
 
@@ -110,12 +110,12 @@ impl Kind for BoardKind {
         "no writer attached".into()
     }
 
-    fn instead(&self, name: &str) -> (&'static str, String, &'static str) {
-        (
-            "a board",
-            format!("shmbus board {name} --watch"),
-            "shmbus set",
-        )
+    fn instead(&self, name: &str) -> Instead {
+        Instead {
+            what: "a board",
+            watch: format!("shmbus board {name} --watch"),
+            publish: "shmbus set",
+        }
     }
 }
 

@@ -54,7 +54,7 @@ pub(crate) trait Kind: Sync {
 
     /// `shmbus tail NAME`.
     fn tail(&self, name: &str, _plan: &TailPlan, _p: &Printer) -> CmdResult {
-        // A kind tail does not read: the bus's open says what the segment is.
+        // A kind that tail does not read: the bus's open says what the segment is.
         inspect::open_for_inspection(name)?;
         Err(Failure(format!(
             "tail reads buses and records segments, not {name:?}"
@@ -64,25 +64,39 @@ pub(crate) trait Kind: Sync {
     /// A read-only subscriber for `hz` and `watch` (`command`), starting at the next item and
     /// resuming after a lap as `policy` says.
     fn feed(&self, name: &str, _: LapPolicy, command: &str) -> Result<Box<dyn Feed>, Failure> {
-        let (what, instead, _) = self.instead(name);
+        let Instead { what, watch, .. } = self.instead(name);
         Err(Failure(format!(
-            "{name:?} is {what}; {command} reads buses and records segments (use `{instead}`)"
+            "{name:?} is {what}; {command} reads buses and records segments (use `{watch}`)"
         )))
     }
 
     /// The producer that `publish` attaches, trusting what `trust` says.
     fn producer(&self, name: &str, _: &Trust) -> Result<Attached, Failure> {
-        let (what, _, instead) = self.instead(name);
+        let Instead { what, publish, .. } = self.instead(name);
         Err(Failure(format!(
-            "{name:?} is {what}; publish writes to buses and records segments (use `{instead}`)"
+            "{name:?} is {what}; publish writes to buses and records segments (use `{publish}`)"
         )))
     }
 
-    /// For a kind that `hz`, `watch` and `publish` do not take: what segment `name` is ("a
-    /// queue"), and the commands to use instead of `hz` and `watch`, and of `publish`.
-    fn instead(&self, name: &str) -> (&'static str, String, &'static str) {
-        ("a segment", format!("shmbus info {name}"), "shmbus info")
+    /// For a kind that `hz`, `watch` and `publish` do not take: what to use instead on
+    /// segment `name`.
+    fn instead(&self, name: &str) -> Instead {
+        Instead {
+            what: "a segment",
+            watch: format!("shmbus info {name}"),
+            publish: "shmbus info",
+        }
     }
+}
+
+/// What a refusal of `hz`, `watch` or `publish` says.
+pub(crate) struct Instead {
+    /// What the segment is: "a queue".
+    pub(crate) what: &'static str,
+    /// The command to use instead of `hz` and `watch`.
+    pub(crate) watch: String,
+    /// The command to use instead of `publish`.
+    pub(crate) publish: &'static str,
 }
 
 /// Every kind, in the order `list` prints their tables.

@@ -7,7 +7,7 @@ use serde::Serialize;
 use shmbus::inspect::{self, Probe};
 use shmbus::{QueueBuilder, Role};
 
-use super::{Access, CreateArgs, Kind, ListRow, Liveness};
+use super::{Access, CreateArgs, Instead, Kind, ListRow, Liveness};
 use crate::output::CmdResult;
 use crate::text;
 
@@ -76,8 +76,12 @@ impl Kind for QueueKind {
         "no sender or receiver attached".into()
     }
 
-    fn instead(&self, name: &str) -> (&'static str, String, &'static str) {
-        ("a queue", format!("shmbus info {name}"), "shmbus push")
+    fn instead(&self, name: &str) -> Instead {
+        Instead {
+            what: "a queue",
+            watch: format!("shmbus info {name}"),
+            publish: "shmbus push",
+        }
     }
 }
 
