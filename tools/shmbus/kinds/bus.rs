@@ -71,61 +71,10 @@ impl Kind for BusKind {
         "SLOTS> CAP> TYPE MODE PUBLISHED> RATE> LAST> CREATOR PROD>"
     }
 
+    /// The whole header, each validity check, the producers and a slot census. A segment
+    /// whose kind cannot be read gets this report too: its checks show where it fails.
     fn info(&self, name: &str, json: bool, sample_ms: Option<u64>) -> CmdResult {
-        let path = inspect::segment_path(name);
-        let checks: Vec<CheckOut> = inspect::checks(name)
-            .into_iter()
-            .map(|c| CheckOut {
-                check: c.name,
-                status: status_word(c.name, c.status),
-                detail: if status_word(c.name, c.status) == "WARN" {
-                    // The library's text names its builder methods; keep the finding, name the flag.
-                    let finding = c.detail.split("; use ").next().unwrap_or(&c.detail);
-                    format!("{finding}: {}", remedy(c.name))
-                } else {
-                    c.detail
-                },
-            })
-            .collect();
-        let opened = inspect::open_for_inspection(name);
-        let mut out = InfoOut {
-            name: name.to_owned(),
-            kind: "bus",
-            path: path.display().to_string(),
-            checks,
-            error: None,
-            header: None,
-            summary: None,
-            producers: Vec::new(),
-            census: None,
-        };
-        let failed_check = out
-            .checks
-            .iter()
-            .find(|c| c.status == "FAIL")
-            .map(|c| format!("bus {:?}: check {:?} failed: {}", name, c.check, c.detail));
-        let failure = match &opened {
-            Ok(bus) => {
-                let sample = Duration::from_millis(sample_ms.unwrap_or(200));
-                let last_publish = super::sample_last_publish(sample, || bus.cursor());
-                fill(&mut out, bus);
-                if let Some(sum) = &mut out.summary {
-                    sum.last_publish = last_publish;
-                }
-                failed_check.map(Failure)
-            }
-            Err(e) => {
-                out.error = Some(e.to_string());
-                Some(Failure(e.to_string()))
-            }
-        };
-        let mut stdout = std::io::stdout().lock();
-        if json {
-            writeln!(stdout, "{}", text::json_line(&out))?;
-        } else {
-            stdout.write_all(render(&out).as_bytes())?;
-        }
-        failure.map_or(Ok(()), Err)
+        info(name, json, Duration::from_millis(sample_ms.unwrap_or(200)))
     }
 
     fn live_participants(&self, p: &Probe) -> Vec<String> {
@@ -193,6 +142,63 @@ impl Kind for BusKind {
             tx: Box::new(bus.bytes_publisher()?),
         })
     }
+}
+
+/// `shmbus info` of a bus, its publish count sampled `sample` apart.
+fn info(name: &str, json: bool, sample: Duration) -> CmdResult {
+    let path = inspect::segment_path(name);
+    let checks: Vec<CheckOut> = inspect::checks(name)
+        .into_iter()
+        .map(|c| CheckOut {
+            check: c.name,
+            status: status_word(c.name, c.status),
+            detail: if status_word(c.name, c.status) == "WARN" {
+                // The library's text names its builder methods; keep the finding, name the flag.
+                let finding = c.detail.split("; use ").next().unwrap_or(&c.detail);
+                format!("{finding}: {}", remedy(c.name))
+            } else {
+                c.detail
+            },
+        })
+        .collect();
+    let opened = inspect::open_for_inspection(name);
+    let mut out = InfoOut {
+        name: name.to_owned(),
+        kind: "bus",
+        path: path.display().to_string(),
+        checks,
+        error: None,
+        header: None,
+        summary: None,
+        producers: Vec::new(),
+        census: None,
+    };
+    let failed_check = out
+        .checks
+        .iter()
+        .find(|c| c.status == "FAIL")
+        .map(|c| format!("bus {:?}: check {:?} failed: {}", name, c.check, c.detail));
+    let failure = match &opened {
+        Ok(bus) => {
+            let last_publish = super::sample_last_publish(sample, || bus.cursor());
+            fill(&mut out, bus);
+            if let Some(sum) = &mut out.summary {
+                sum.last_publish = last_publish;
+            }
+            failed_check.map(Failure)
+        }
+        Err(e) => {
+            out.error = Some(e.to_string());
+            Some(Failure(e.to_string()))
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        writeln!(stdout, "{}", text::json_line(&out))?;
+    } else {
+        stdout.write_all(render(&out).as_bytes())?;
+    }
+    failure.map_or(Ok(()), Err)
 }
 
 impl Producer for Publisher {
