@@ -4,10 +4,10 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use clap::{Args, CommandFactory};
+use clap::Args;
 use clap_complete::Shell;
 
-use crate::{CmdResult, Failure};
+use crate::output::{CmdResult, Failure};
 
 #[derive(Args, Debug)]
 pub(crate) struct CompletionsArgs {
@@ -24,8 +24,8 @@ pub(crate) struct ManArgs {
     dir: Option<PathBuf>,
 }
 
-pub(crate) fn completions(a: &CompletionsArgs) -> CmdResult {
-    let mut cmd = crate::Cli::command();
+/// `shmbus completions SHELL`: the completion script of `cmd`, the whole command line.
+pub(crate) fn completions(a: &CompletionsArgs, mut cmd: clap::Command) -> CmdResult {
     let mut out = Vec::new();
     clap_complete::generate(a.shell, &mut cmd, "shmbus", &mut out);
     io::stdout().write_all(&out)?;
@@ -39,8 +39,8 @@ fn page(cmd: clap::Command) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-pub(crate) fn man(a: &ManArgs) -> CmdResult {
-    let mut cmd = crate::Cli::command();
+/// `shmbus man`: the pages of `cmd`, the whole command line.
+pub(crate) fn man(a: &ManArgs, mut cmd: clap::Command) -> CmdResult {
     cmd.build();
     let Some(dir) = &a.dir else {
         io::stdout().write_all(&page(cmd)?)?;

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::Serialize;
-use shmbus::layout::SegmentKind;
-use shmbus::records::{RecordRecv, RecordSubscriber, Records};
-use shmbus::{inspect, Bus, LapPolicy, Recv, Start, Subscriber};
+use shmbus::LapPolicy;
 
-use crate::{text, CmdResult};
+use crate::kinds::{self, Feed, Step};
+use crate::output::CmdResult;
+use crate::text;
 
 #[derive(Args, Debug)]
 pub(crate) struct HzArgs {
@@ -22,7 +22,7 @@ pub(crate) struct HzArgs {
     window: f64,
     /// Stop after N windows (at least 1); default: until Ctrl-C.
     #[arg(short = 'c', long, value_name = "N",
-          value_parser = crate::at_least_one)]
+          value_parser = text::at_least_one)]
     count: Option<u64>,
     /// One JSON object per window instead of a line of text.
     #[arg(long)]
@@ -76,113 +76,6 @@ impl RateStats {
     }
 }
 
-/// What one read of the sampling subscriber found.
-pub(crate) enum Step {
-    /// An item of this many bytes.
-    Item(usize),
-    /// Items overwritten before they could be read.
-    Lost(u64),
-    /// Nothing new.
-    Empty,
-}
-
-/// What `hz` measures: a bus or a records segment, with a read-only subscriber that reads
-/// every item from now on.
-pub(crate) enum Feed {
-    Bus(Bus, Subscriber),
-    Records(Records, RecordSubscriber),
-}
-
-impl Feed {
-    /// Opens `name` read-only (any owner and mode) with a subscriber starting at the next item
-    /// and resuming after a lap as `policy` says.
-    pub(crate) fn open(name: &str, policy: LapPolicy) -> shmbus::Result<Feed> {
-        // Buses are opened as before, so a segment of another kind, or a broken one, gets the
-        // bus open's error; records segments get their own open.
-        if inspect::probe(name).is_ok_and(|p| p.kind == SegmentKind::Records) {
-            let r = crate::records::open_for_inspection(name)?;
-            let sub = r.subscribe(Start::Next).lap_policy(policy);
-            return Ok(Feed::Records(r, sub));
-        }
-        let bus = inspect::open_for_inspection(name)?;
-        let sub = bus.subscribe(Start::Next).lap_policy(policy);
-        Ok(Feed::Bus(bus, sub))
-    }
-
-    /// Refuses a queue or a board for `command` (watch, hz) with what to use instead.
-    pub(crate) fn refuse_other_kinds(name: &str, command: &str) -> crate::CmdResult {
-        let instead = match inspect::probe(name).map(|p| p.kind) {
-            Ok(SegmentKind::Board) => ("a board", format!("shmbus board {name} --watch")),
-            Ok(SegmentKind::Queue) => ("a queue", format!("shmbus info {name}")),
-            _ => return Ok(()),
-        };
-        Err(crate::Failure(format!(
-            "{name:?} is {}; {command} reads buses and records segments (use `{}`)",
-            instead.0, instead.1
-        )))
-    }
-
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            Feed::Bus(..) => "bus",
-            Feed::Records(..) => "records",
-        }
-    }
-
-    /// What one item is called in text output.
-    pub(crate) fn unit(&self) -> &'static str {
-        match self {
-            Feed::Bus(..) => "msgs",
-            Feed::Records(..) => "records",
-        }
-    }
-
-    pub(crate) fn name(&self) -> &str {
-        match self {
-            Feed::Bus(b, _) => b.name(),
-            Feed::Records(r, _) => r.name(),
-        }
-    }
-
-    /// Items published since creation (the bus's write cursor).
-    pub(crate) fn cursor(&self) -> u64 {
-        match self {
-            Feed::Bus(b, _) => b.cursor(),
-            Feed::Records(r, _) => r.records_published(),
-        }
-    }
-
-    /// Payload bytes published since creation, where the segment counts them.
-    pub(crate) fn bytes_published(&self) -> Option<u64> {
-        match self {
-            Feed::Bus(..) => None,
-            Feed::Records(r, _) => Some(r.bytes_published()),
-        }
-    }
-
-    pub(crate) fn producers(&self) -> usize {
-        match self {
-            Feed::Bus(b, _) => b.producers().len(),
-            Feed::Records(r, _) => usize::from(r.has_producers()),
-        }
-    }
-
-    pub(crate) fn step(&mut self) -> Step {
-        match self {
-            Feed::Bus(_, sub) => match sub.try_recv() {
-                Recv::Message(m) => Step::Item(m.bytes().len()),
-                Recv::Lapped { lost } => Step::Lost(lost),
-                Recv::Empty | Recv::Closed => Step::Empty,
-            },
-            Feed::Records(_, sub) => match sub.try_recv() {
-                RecordRecv::Record(m) => Step::Item(m.bytes().len()),
-                RecordRecv::Lapped { lost } => Step::Lost(lost),
-                RecordRecv::Empty | RecordRecv::Closed => Step::Empty,
-            },
-        }
-    }
-}
-
 /// What `hz --json` prints for one window.
 #[derive(Serialize, Debug)]
 struct HzOut {
@@ -217,13 +110,13 @@ struct HzOut {
 }
 
 pub(crate) fn run(args: &HzArgs) -> CmdResult {
-    Feed::refuse_other_kinds(&args.name, "hz")?;
-    let mut feed = Feed::open(&args.name, LapPolicy::default())?;
+    let kind = kinds::of_segment(&args.name);
+    let mut feed = kind.feed(&args.name, LapPolicy::default(), "hz")?;
     let ticks = ((args.window / TICK.as_secs_f64()).round() as u32).max(1);
     let mut out = std::io::stdout().lock();
     let mut done = 0;
     while args.count.is_none_or(|c| done < c) {
-        let w = window(&mut feed, ticks);
+        let w = window(feed.as_mut(), ticks, &args.name, kind.word());
         let line = if args.json {
             text::json_line(&w)
         } else {
@@ -237,10 +130,10 @@ pub(crate) fn run(args: &HzArgs) -> CmdResult {
 }
 
 /// Measures one window of `ticks` ticks.
-fn window(feed: &mut Feed, ticks: u32) -> HzOut {
+fn window(feed: &mut dyn Feed, ticks: u32, name: &str, kind: &'static str) -> HzOut {
     let start = Instant::now();
-    let first_cursor = feed.cursor();
-    let first_bytes = feed.bytes_published();
+    let first = feed.counts();
+    let (first_cursor, first_bytes) = (first.cursor, first.bytes_published);
     let (mut received, mut lost, mut bytes) = (0u64, 0u64, 0u64);
     let mut rates = Vec::with_capacity(ticks as usize);
     let (mut tick_start, mut tick_cursor) = (start, first_cursor);
@@ -265,7 +158,7 @@ fn window(feed: &mut Feed, ticks: u32) -> HzOut {
             std::thread::sleep(tick_end - now);
         }
         let now = Instant::now();
-        let cursor = feed.cursor();
+        let cursor = feed.counts().cursor;
         let secs = now.duration_since(tick_start).as_secs_f64().max(1e-9);
         rates.push(cursor.saturating_sub(tick_cursor) as f64 / secs);
         (tick_start, tick_cursor) = (now, cursor);
@@ -274,13 +167,14 @@ fn window(feed: &mut Feed, ticks: u32) -> HzOut {
     let messages = tick_cursor.saturating_sub(first_cursor);
     let mean_len = (received > 0).then(|| bytes as f64 / received as f64);
     let seen = received + lost;
-    let bytes_per_s = match (first_bytes, feed.bytes_published()) {
+    let last = feed.counts();
+    let bytes_per_s = match (first_bytes, last.bytes_published) {
         (Some(a), Some(b)) => b.saturating_sub(a) as f64 / secs,
         _ => mean_len.unwrap_or(0.0) * messages as f64 / secs,
     };
     HzOut {
-        name: feed.name().to_owned(),
-        kind: feed.kind(),
+        name: name.to_owned(),
+        kind,
         unit: feed.unit(),
         window_s: secs,
         messages,
@@ -295,7 +189,7 @@ fn window(feed: &mut Feed, ticks: u32) -> HzOut {
         } else {
             lost as f64 / seen as f64
         },
-        producers: feed.producers(),
+        producers: last.producers,
         cursor: tick_cursor,
     }
 }

@@ -6,100 +6,24 @@
 //! Anything else is a bus name, so `a/b` that does not exist is refused as a bus name (with the
 //! character named), as it always was.
 
-use std::ffi::OsString;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 use serde::Serialize;
 use shmbus::journal::{Entry, Journal, JournalOptions, JournalShape, SyncPolicy};
 use shmbus::{Bus, Recv, Start, Wait};
 
-use crate::tail::{install_stop_handler, Printer, STOP};
-use crate::{text, CmdResult, Failure, Format};
+use crate::kinds::StartAt;
+use crate::output::{self, install_stop_handler, CmdResult, Failure, Printer};
+use crate::text;
 
 /// Whether a `tail` or `info` argument names a journal file rather than a bus.
 pub(crate) fn is_journal_path(arg: &str) -> bool {
     ["/", "./", "../"].iter().any(|p| arg.starts_with(p))
         || Path::new(arg).symlink_metadata().is_ok()
-}
-
-/// `tail FILE` and `info FILE`, recognised before the bus commands parse the arguments: if the
-/// command line is one of them with a journal path, runs it; otherwise returns `None` and the
-/// bus commands take the command line as usual.
-pub(crate) fn file_command() -> Option<CmdResult> {
-    let args: Vec<OsString> = std::env::args_os().collect();
-    let sub = args.get(1)?.to_str()?;
-    if sub != "tail" && sub != "info" {
-        return None;
-    }
-    match FileCli::try_parse_from(&args).ok()?.command {
-        FileCommand::Tail(a) if is_journal_path(&a.file) => Some(tail_file(&a)),
-        FileCommand::Info(a) if is_journal_path(&a.file) => Some(info_file(&a)),
-        _ => None,
-    }
-}
-
-#[derive(Parser, Debug)]
-#[command(name = "shmbus")]
-struct FileCli {
-    #[command(subcommand)]
-    command: FileCommand,
-}
-
-#[derive(Subcommand, Debug)]
-enum FileCommand {
-    Tail(TailFileArgs),
-    Info(InfoFileArgs),
-}
-
-/// `shmbus tail FILE`: the options of `shmbus tail NAME`.
-#[derive(Args, Debug)]
-struct TailFileArgs {
-    file: String,
-    #[arg(long, default_value = "newest")]
-    from: FromEntry,
-    #[arg(short = 'n', long = "lines", default_value_t = 10)]
-    n: u64,
-    #[arg(short, long)]
-    follow: bool,
-    #[arg(long, value_enum, default_value_t = Format::Utf8)]
-    format: Format,
-    #[arg(long)]
-    json: bool,
-}
-
-/// `shmbus info FILE`.
-#[derive(Args, Debug)]
-struct InfoFileArgs {
-    file: String,
-    #[arg(long)]
-    json: bool,
-}
-
-/// Where `tail FILE` starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum FromEntry {
-    Newest,
-    Oldest,
-    Seq(u64),
-}
-
-impl FromStr for FromEntry {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "newest" => Ok(FromEntry::Newest),
-            "oldest" => Ok(FromEntry::Oldest),
-            s => s
-                .parse()
-                .map(FromEntry::Seq)
-                .map_err(|_| format!("expected newest, oldest or a sequence number, got {s:?}")),
-        }
-    }
 }
 
 /// Where `record` starts on the bus.
@@ -182,16 +106,13 @@ enum Rate {
 impl FromStr for Rate {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "original" => Ok(Rate::Original),
-            "max" => Ok(Rate::Max),
-            s => match s.parse::<f64>() {
-                Ok(r) if r.is_finite() && r > 0.0 => Ok(Rate::PerSec(r)),
-                _ => Err(format!(
-                    "expected original, max or a positive number of messages per second, got {s:?}"
-                )),
-            },
-        }
+        let words = [("original", Rate::Original), ("max", Rate::Max)];
+        let per_sec = |s: &str| {
+            let r = s.parse::<f64>().ok()?;
+            (r.is_finite() && r > 0.0).then_some(Rate::PerSec(r))
+        };
+        let expected = "original, max or a positive number of messages per second";
+        text::word_or(s, &words, per_sec, expected)
     }
 }
 
@@ -270,7 +191,7 @@ pub(crate) fn record(args: &RecordArgs) -> CmdResult {
         },
         ..RecordSummary::default()
     };
-    while !STOP.load(Ordering::Relaxed)
+    while !output::stopped()
         && args.n.is_none_or(|n| sum.messages < n)
         && deadline.is_none_or(|d| Instant::now() < d)
     {
@@ -301,12 +222,8 @@ pub(crate) fn record(args: &RecordArgs) -> CmdResult {
     }
     sum.syncs = writer.syncs();
     writer.finish()?;
-    let mut out = io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", text::json_line(&sum))?;
-    } else {
-        writeln!(
-            out,
+    output::print_summary(args.json, &sum, || {
+        format!(
             "recorded {} ({}) from bus {} into {}; {}",
             text::count(sum.messages, "message"),
             text::bytes(sum.bytes),
@@ -321,9 +238,8 @@ pub(crate) fn record(args: &RecordArgs) -> CmdResult {
                     text::count(sum.loss_entries, "gap")
                 )
             },
-        )?;
-    }
-    Ok(())
+        )
+    })
 }
 
 #[derive(Serialize, Default)]
@@ -380,7 +296,7 @@ pub(crate) fn replay(args: &ReplayArgs) -> CmdResult {
     let start = Instant::now();
     let mut first_ts = None;
     for entry in journal.entries() {
-        if STOP.load(Ordering::Relaxed) {
+        if output::stopped() {
             break;
         }
         // A damaged entry stops the replay before it is published, saying how far it got.
@@ -424,12 +340,8 @@ pub(crate) fn replay(args: &ReplayArgs) -> CmdResult {
         sum.published += 1;
         sum.bytes += bytes.len() as u64;
     }
-    let mut out = io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", text::json_line(&sum))?;
-    } else {
-        writeln!(
-            out,
+    output::print_summary(args.json, &sum, || {
+        format!(
             "replayed {} ({}) from {} into {}bus {}{}{}",
             text::count(sum.published, "message"),
             text::bytes(sum.bytes),
@@ -449,18 +361,21 @@ pub(crate) fn replay(args: &ReplayArgs) -> CmdResult {
             } else {
                 String::new()
             },
-        )?;
-    }
-    Ok(())
+        )
+    })
+}
+
+/// What `shmbus tail FILE` was asked for: the options of `shmbus tail NAME`.
+pub(crate) struct TailFile<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) from: StartAt,
+    pub(crate) n: u64,
+    pub(crate) follow: bool,
 }
 
 /// `shmbus tail FILE`.
-fn tail_file(args: &TailFileArgs) -> CmdResult {
-    let journal = Journal::open(&args.file)?;
-    let p = Printer {
-        format: args.format,
-        json: args.json,
-    };
+pub(crate) fn tail_file(args: &TailFile<'_>, p: &Printer) -> CmdResult {
+    let journal = Journal::open(args.file)?;
     let line = |e: &Entry| match e {
         Entry::Message { seq, bytes, .. } => p.message(*seq, bytes),
         Entry::Lost { first, count } => p.lap(*first, *count),
@@ -473,15 +388,15 @@ fn tail_file(args: &TailFileArgs) -> CmdResult {
     let (mut kept, mut taken) = (0, 0);
     while let Some(e) = follower.poll()? {
         let wanted = match (args.from, &e) {
-            (FromEntry::Seq(s), Entry::Message { seq, .. }) => *seq >= s,
-            (FromEntry::Seq(s), Entry::Lost { first, count }) => first + (count - 1) >= s,
+            (StartAt::Seq(s), Entry::Message { seq, .. }) => *seq >= s,
+            (StartAt::Seq(s), Entry::Lost { first, count }) => first + (count - 1) >= s,
             _ => true,
         };
         if !wanted {
             continue;
         }
         match args.from {
-            FromEntry::Newest => {
+            StartAt::Newest => {
                 kept += u64::from(matches!(e, Entry::Message { .. }));
                 shown.push_back(e);
                 while kept > args.n {
@@ -507,7 +422,7 @@ fn tail_file(args: &TailFileArgs) -> CmdResult {
     if args.follow {
         install_stop_handler()?;
         out.flush()?;
-        while !STOP.load(Ordering::Relaxed) {
+        while !output::stopped() {
             match follower.poll()? {
                 Some(e) => writeln!(out, "{}", line(&e))?,
                 None => {
@@ -517,10 +432,7 @@ fn tail_file(args: &TailFileArgs) -> CmdResult {
             }
         }
     }
-    match out.flush() {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        r => Ok(r?),
-    }
+    output::quiet_broken_pipe(out.flush())
 }
 
 #[derive(Serialize)]
@@ -551,8 +463,8 @@ struct InfoOut {
 }
 
 /// `shmbus info FILE`.
-fn info_file(args: &InfoFileArgs) -> CmdResult {
-    let mut journal = Journal::open(&args.file)?;
+pub(crate) fn info_file(file: &str, json: bool) -> CmdResult {
+    let mut journal = Journal::open(file)?;
     let s = journal.summary()?;
     let info = journal.info().clone();
     let recorder = if journal.recorder_alive() {
@@ -564,7 +476,7 @@ fn info_file(args: &InfoFileArgs) -> CmdResult {
     };
     let ty = &info.shape.message_type;
     let o = InfoOut {
-        file: args.file.clone(),
+        file: file.to_owned(),
         format_version: info.version,
         slots: info.shape.slots,
         capacity: info.shape.capacity,
@@ -590,7 +502,7 @@ fn info_file(args: &InfoFileArgs) -> CmdResult {
         torn_tail_bytes: s.torn_tail_bytes,
     };
     let mut out = io::stdout().lock();
-    if args.json {
+    if json {
         writeln!(out, "{}", text::json_line(&o))?;
         return Ok(());
     }

@@ -3,10 +3,9 @@
 //! being line-buffered and echoed, and it is restored on every way out.
 
 use std::io::{self, IsTerminal};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::tail::STOP;
+use crate::output;
 
 /// Reads single keys from a terminal on stdin while alive; a no-op when stdin or stdout is not
 /// a terminal (then only SIGINT and SIGTERM end the wait).
@@ -20,7 +19,7 @@ impl QuitKeys {
     /// makes SIGINT and SIGTERM end the wait rather than the process (so the settings are
     /// restored).
     pub(crate) fn new() -> io::Result<Self> {
-        crate::tail::install_stop_handler()?;
+        output::install_stop_handler()?;
         if !(io::stdin().is_terminal() && io::stdout().is_terminal()) {
             return Ok(QuitKeys { saved: None });
         }
@@ -50,7 +49,7 @@ impl QuitKeys {
     pub(crate) fn wait(&mut self, d: Duration) -> io::Result<bool> {
         let deadline = Instant::now() + d;
         loop {
-            if STOP.load(Ordering::Relaxed) {
+            if output::stopped() {
                 return Ok(true);
             }
             let left = deadline.saturating_duration_since(Instant::now());

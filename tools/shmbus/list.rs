@@ -7,11 +7,13 @@ use std::time::Duration;
 use clap::Args;
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
 use serde::Serialize;
-use shmbus::layout::SegmentKind;
-use shmbus::{inspect, Bus, ProducerMode};
+use shmbus::inspect;
 
-use crate::activity::{Activity, LastPublish};
-use crate::{text, CmdResult};
+use crate::activity::Activity;
+use crate::keys::QuitKeys;
+use crate::kinds::{self, Kind, ListRow};
+use crate::output::{CmdResult, Failure};
+use crate::text;
 
 #[derive(Args, Debug)]
 pub(crate) struct ListArgs {
@@ -40,145 +42,91 @@ pub(crate) struct ListArgs {
     interval_ms: u64,
 }
 
-/// One file of `/dev/shm` as `list --json` prints it.
-#[derive(Serialize, Debug)]
+/// One file of `/dev/shm` as `list --json` prints it: `file`, `name` (null for foreign files),
+/// `kind` ("bus", "queue", "board", "records", "foreign" or "error"), `error` (why the segment
+/// could not be read, kind "error" only), `size`, `mode` (octal, e.g. "0600"), `uid`, and one
+/// key per kind, the segment's state under its own kind's key and null under the others.
 pub(crate) struct ListEntry {
-    /// File name in /dev/shm.
     file: String,
-    /// Segment name (null for foreign files).
     name: Option<String>,
-    /// "bus", "queue", "board", "records", "foreign" or "error".
-    kind: &'static str,
-    /// Why the segment could not be read (kind "error" only).
+    /// The segment's kind and its state; `None` for a foreign file or an unreadable segment.
+    kind: Option<(&'static dyn Kind, Box<dyn ListRow>)>,
     error: Option<String>,
     size: u64,
-    /// Permission bits in octal, e.g. "0600".
     mode: String,
     uid: u32,
-    /// The bus's state (kind "bus" only).
-    bus: Option<BusSummary>,
-    /// The queue's state (kind "queue" only).
-    queue: Option<crate::queue::QueueSummary>,
-    /// The board's state (kind "board" only).
-    board: Option<crate::board::BoardSummary>,
-    /// The records segment's state (kind "records" only).
-    records: Option<crate::records::RecordsSummary>,
 }
 
-/// What one readable segment is, with its kind's summary.
-enum Summary {
-    Bus(BusSummary),
-    Queue(crate::queue::QueueSummary),
-    Board(crate::board::BoardSummary),
-    Records(crate::records::RecordsSummary),
-}
-
-/// The summary of a probed segment, opened read-only with its kind's own open.
-fn summarize_kind(p: &inspect::Probe) -> shmbus::Result<Summary> {
-    Ok(match p.kind {
-        SegmentKind::Bus => Summary::Bus(summarize(&inspect::open_for_inspection(&p.name)?)),
-        SegmentKind::Queue => Summary::Queue(crate::queue::summary(&p.name)?.0),
-        SegmentKind::Board => Summary::Board(crate::board::summary(p)?),
-        SegmentKind::Records => Summary::Records(crate::records::summary(p)?),
-        _ => {
-            return Err(shmbus::Error::UnknownKind {
-                name: p.name.clone(),
-                word: p.header.kind_word,
-            })
+impl ListEntry {
+    fn kind_word(&self) -> &'static str {
+        match (&self.kind, &self.error) {
+            (Some((k, _)), _) => k.word(),
+            (None, Some(_)) => "error",
+            (None, None) => "foreign",
         }
-    })
-}
-
-/// What `list` and `info` report about an open bus.
-#[derive(Serialize, Debug, Clone, PartialEq)]
-pub(crate) struct BusSummary {
-    pub(crate) slots: u64,
-    pub(crate) capacity: usize,
-    pub(crate) message_type: String,
-    /// "single" or "multi".
-    pub(crate) producer_mode: &'static str,
-    pub(crate) published: u64,
-    pub(crate) cursor: u64,
-    /// When the last publish was, from the sampled write cursor (see `shmbus list --help`).
-    pub(crate) last_publish: LastPublish,
-    /// Nanoseconds since a live producer attached or last stamped its activity (a producer
-    /// stamps once in 1024 publishes): not the time of the last publish. Null without one.
-    pub(crate) producer_stamp_ns_ago: Option<u64>,
-    pub(crate) creator_pid: u32,
-    pub(crate) creator_alive: bool,
-    pub(crate) producers_alive: bool,
-    /// Live producers attached now.
-    pub(crate) producers: usize,
-    pub(crate) stale: bool,
-    pub(crate) segment_size: u64,
-}
-
-pub(crate) fn mode_name(m: ProducerMode) -> &'static str {
-    match m {
-        ProducerMode::Single => "single",
-        ProducerMode::Multi => "multi",
     }
 }
 
-/// Time since a live producer last attached or stamped its activity (once in 1024 publishes),
-/// if one did: an upper bound of nothing, only a sign of life. See [`crate::activity`].
-pub(crate) fn producer_stamp_age(bus: &Bus) -> Option<Duration> {
-    bus.producers()
-        .iter()
-        .filter_map(|p| p.since_last_publish())
-        .min()
-}
-
-pub(crate) fn summarize(bus: &Bus) -> BusSummary {
-    let h = bus.header();
-    BusSummary {
-        slots: bus.slots(),
-        capacity: bus.capacity(),
-        message_type: bus.message_type().to_string(),
-        producer_mode: mode_name(bus.producer_mode()),
-        published: h.published(),
-        cursor: h.cursor,
-        last_publish: LastPublish::default(),
-        producer_stamp_ns_ago: producer_stamp_age(bus).map(|d| d.as_nanos() as u64),
-        creator_pid: h.creator_pid,
-        creator_alive: inspect::creator_alive(&h),
-        producers_alive: bus.has_producers(),
-        producers: bus.producers().len(),
-        stale: inspect::is_stale(bus),
-        segment_size: h.segment_size,
+impl ListEntry {
+    /// The entry as one JSON object, in the order of the keys above.
+    fn json(&self) -> String {
+        #[derive(Serialize)]
+        struct Head<'a> {
+            file: &'a str,
+            name: Option<&'a str>,
+            kind: &'static str,
+            error: Option<&'a str>,
+            size: u64,
+            mode: &'a str,
+            uid: u32,
+        }
+        let head = text::json_line(&Head {
+            file: &self.file,
+            name: self.name.as_deref(),
+            kind: self.kind_word(),
+            error: self.error.as_deref(),
+            size: self.size,
+            mode: &self.mode,
+            uid: self.uid,
+        });
+        let mut out = head.strip_suffix('}').unwrap_or(&head).to_owned();
+        for k in kinds::ALL {
+            let state = match &self.kind {
+                Some((kind, row)) if kind.word() == k.word() => row.json(),
+                _ => "null".into(),
+            };
+            out.push_str(&format!(",\"{}\":{state}", k.word()));
+        }
+        out.push('}');
+        out
     }
 }
 
 /// Reads `/dev/shm` into entries; segments that cannot be read carry their error.
-pub(crate) fn collect(all: bool) -> Result<Vec<ListEntry>, crate::Failure> {
-    let entries =
-        inspect::list(all).map_err(|e| crate::Failure(format!("cannot read /dev/shm: {e}")))?;
+pub(crate) fn collect(all: bool) -> Result<Vec<ListEntry>, Failure> {
+    let entries = inspect::list(all).map_err(|e| Failure(format!("cannot read /dev/shm: {e}")))?;
     Ok(entries
         .into_iter()
         .map(|e| {
             let mut out = ListEntry {
                 file: e.file_name,
                 name: e.name,
-                kind: "foreign",
+                kind: None,
                 error: None,
                 size: e.size,
                 mode: format!("{:04o}", e.mode),
                 uid: e.uid,
-                bus: None,
-                queue: None,
-                board: None,
-                records: None,
             };
-            match e.segment.map(|p| p.and_then(|p| summarize_kind(&p))) {
+            let read = e.segment.map(|p| {
+                p.and_then(|p| {
+                    let kind = kinds::of(p.kind);
+                    Ok((kind, kind.summarize(&p)?))
+                })
+            });
+            match read {
                 None => {}
-                Some(Err(err)) => {
-                    out.kind = "error";
-                    out.error = Some(err.to_string());
-                }
-                Some(Ok(Summary::Bus(s))) => (out.kind, out.bus) = ("bus", Some(s)),
-                Some(Ok(Summary::Queue(s))) => (out.kind, out.queue) = ("queue", Some(s)),
-                Some(Ok(Summary::Board(s))) => (out.kind, out.board) = ("board", Some(s)),
-                Some(Ok(Summary::Records(s))) => (out.kind, out.records) = ("records", Some(s)),
+                Some(Err(err)) => out.error = Some(err.to_string()),
+                Some(Ok(k)) => out.kind = Some(k),
             }
             out
         })
@@ -187,28 +135,27 @@ pub(crate) fn collect(all: bool) -> Result<Vec<ListEntry>, crate::Failure> {
 
 /// The entries of /dev/shm (those matching --prefix), each bus's and records segment's last
 /// publish from `activity`, which this sample joins.
-fn gather(args: &ListArgs, activity: &mut Activity) -> Result<Vec<ListEntry>, crate::Failure> {
+fn gather(args: &ListArgs, activity: &mut Activity) -> Result<Vec<ListEntry>, Failure> {
     let mut entries = collect(args.all)?;
     if let Some(p) = &args.prefix {
         entries.retain(|e| e.name.as_deref().unwrap_or(&e.file).starts_with(p.as_str()));
     }
     let now = std::time::Instant::now();
     for e in &mut entries {
+        let Some((_, row)) = &mut e.kind else {
+            continue;
+        };
         // Keyed by creator too: a segment removed and made again under the name starts over.
-        if let Some(b) = &mut e.bus {
-            let key = format!("{}/{}", e.file, b.creator_pid);
-            b.last_publish = activity.observe(&key, b.published, now);
-        }
-        if let Some(r) = &mut e.records {
-            let key = format!("{}/{}", e.file, r.creator_pid);
-            r.last_publish = activity.observe(&key, r.records_published, now);
+        if let Some(count) = row.publish_count() {
+            let key = format!("{}/{}", e.file, row.liveness().creator_pid);
+            row.set_last_publish(activity.observe(&key, count, now));
         }
     }
     Ok(entries)
 }
 
 /// A first sample, then the entries after --sample-ms.
-fn sampled(args: &ListArgs, activity: &mut Activity) -> Result<Vec<ListEntry>, crate::Failure> {
+fn sampled(args: &ListArgs, activity: &mut Activity) -> Result<Vec<ListEntry>, Failure> {
     gather(args, activity)?;
     std::thread::sleep(Duration::from_millis(args.sample_ms));
     gather(args, activity)
@@ -222,7 +169,7 @@ pub(crate) fn run(args: &ListArgs) -> CmdResult {
     }
     let mut first = true;
     let redraw = !args.json && std::io::stdout().is_terminal();
-    let mut keys = crate::keys::QuitKeys::new()?;
+    let mut keys = QuitKeys::new()?;
     loop {
         let mut out = std::io::stdout().lock();
         if redraw {
@@ -252,7 +199,8 @@ pub(crate) fn run(args: &ListArgs) -> CmdResult {
 
 fn print_once(args: &ListArgs, entries: &[ListEntry], out: &mut impl Write) -> CmdResult {
     if args.json {
-        writeln!(out, "{}", text::json_line(&entries))?;
+        let objects: Vec<String> = entries.iter().map(ListEntry::json).collect();
+        writeln!(out, "[{}]", objects.join(","))?;
     } else if entries.is_empty() {
         match &args.prefix {
             Some(p) => writeln!(
@@ -276,141 +224,33 @@ pub(crate) fn table(entries: &[ListEntry]) -> String {
         return "no segments in /dev/shm\n".into();
     }
     let name = |e: &ListEntry| text::sanitize(e.name.as_deref().unwrap_or(&e.file));
-    let creator = |pid: u32, alive: bool| format!("{pid} {}", if alive { "alive" } else { "gone" });
-    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();
     let mut tables = Vec::new();
-
-    let mut t = plain_table(&[
-        ("BUS", false),
-        ("SLOTS", true),
-        ("CAP", true),
-        ("TYPE", false),
-        ("MODE", false),
-        ("PUBLISHED", true),
-        ("RATE", true),
-        ("LAST", true),
-        ("CREATOR", false),
-        ("PROD", true),
-        ("STALE", false),
-        ("SIZE", true),
-        ("PERM", false),
-    ]);
-    for e in entries {
-        let Some(b) = &e.bus else { continue };
-        t.add_row(vec![
-            name(e),
-            b.slots.to_string(),
-            b.capacity.to_string(),
-            text::sanitize(&b.message_type),
-            b.producer_mode.to_string(),
-            b.published.to_string(),
-            rate_cell(&b.last_publish),
-            b.last_publish.display(),
-            creator(b.creator_pid, b.creator_alive),
-            b.producers.to_string(),
-            yes_no(b.stale),
-            text::bytes(e.size),
-            e.mode.clone(),
-        ]);
+    for kind in kinds::ALL {
+        let heading = kind.word().to_uppercase();
+        let mut columns = vec![(heading.as_str(), false)];
+        let words = kind
+            .list_columns()
+            .split(' ')
+            .chain(["STALE", "SIZE>", "PERM"]);
+        columns.extend(words.map(|w| match w.strip_suffix('>') {
+            Some(header) => (header, true),
+            None => (w, false),
+        }));
+        let mut t = plain_table(&columns);
+        for e in entries {
+            let Some((k, row)) = &e.kind else { continue };
+            if k.word() != kind.word() {
+                continue;
+            }
+            let mut cells = vec![name(e)];
+            cells.extend(row.cells());
+            cells.push(if row.liveness().stale { "yes" } else { "no" }.into());
+            cells.push(text::bytes(e.size));
+            cells.push(e.mode.clone());
+            t.add_row(cells);
+        }
+        tables.push(t);
     }
-    tables.push(t);
-
-    let mut t = plain_table(&[
-        ("QUEUE", false),
-        ("CAPACITY", true),
-        ("ITEM", true),
-        ("TYPE", false),
-        ("LEN", true),
-        ("HEAD", true),
-        ("TAIL", true),
-        ("SENDERS", true),
-        ("RECEIVERS", true),
-        ("CREATOR", false),
-        ("STALE", false),
-        ("SIZE", true),
-        ("PERM", false),
-    ]);
-    for e in entries {
-        let Some(q) = &e.queue else { continue };
-        t.add_row(vec![
-            name(e),
-            q.capacity.to_string(),
-            q.item_size.to_string(),
-            text::sanitize(&q.item_type),
-            q.len.to_string(),
-            q.head.to_string(),
-            q.tail.to_string(),
-            q.senders.to_string(),
-            q.receivers.to_string(),
-            creator(q.creator_pid, q.creator_alive),
-            yes_no(q.stale),
-            text::bytes(e.size),
-            e.mode.clone(),
-        ]);
-    }
-    tables.push(t);
-
-    let mut t = plain_table(&[
-        ("BOARD", false),
-        ("CELLS", true),
-        ("VALUE", true),
-        ("TYPE", false),
-        ("KEYS", false),
-        ("WRITERS", false),
-        ("CREATOR", false),
-        ("STALE", false),
-        ("SIZE", true),
-        ("PERM", false),
-    ]);
-    for e in entries {
-        let Some(b) = &e.board else { continue };
-        t.add_row(vec![
-            name(e),
-            b.cells.to_string(),
-            b.value_size.to_string(),
-            text::sanitize(&b.value_type),
-            yes_no(b.keys),
-            if b.writers_alive { "alive" } else { "none" }.into(),
-            creator(b.creator_pid, b.creator_alive),
-            yes_no(b.stale),
-            text::bytes(e.size),
-            e.mode.clone(),
-        ]);
-    }
-    tables.push(t);
-
-    let mut t = plain_table(&[
-        ("RECORDS", false),
-        ("RING", true),
-        ("MAX", true),
-        ("PUBLISHED", true),
-        ("BYTES", true),
-        ("RATE", true),
-        ("LAST", true),
-        ("PRODUCER", false),
-        ("CREATOR", false),
-        ("STALE", false),
-        ("SIZE", true),
-        ("PERM", false),
-    ]);
-    for e in entries {
-        let Some(r) = &e.records else { continue };
-        t.add_row(vec![
-            name(e),
-            text::bytes(r.ring_bytes),
-            r.max_record.to_string(),
-            r.records_published.to_string(),
-            text::bytes(r.bytes_published),
-            rate_cell(&r.last_publish),
-            r.last_publish.display(),
-            if r.producer_alive { "alive" } else { "none" }.into(),
-            creator(r.creator_pid, r.creator_alive),
-            yes_no(r.stale),
-            text::bytes(e.size),
-            e.mode.clone(),
-        ]);
-    }
-    tables.push(t);
 
     let mut t = plain_table(&[
         ("NOT A READABLE SEGMENT", false),
@@ -418,10 +258,7 @@ pub(crate) fn table(entries: &[ListEntry]) -> String {
         ("PERM", false),
         ("WHY", false),
     ]);
-    for e in entries
-        .iter()
-        .filter(|e| e.kind == "error" || e.kind == "foreign")
-    {
+    for e in entries.iter().filter(|e| e.kind.is_none()) {
         let why = match &e.error {
             Some(err) => format!("error: {}", text::sanitize(err)),
             None => "foreign (not a shmbus segment)".into(),
@@ -438,11 +275,6 @@ pub(crate) fn table(entries: &[ListEntry]) -> String {
         push_lines(&mut out, t);
     }
     out
-}
-
-/// Publishes per second over the last sample, `-` before a second sample.
-fn rate_cell(l: &LastPublish) -> String {
-    l.per_s.map_or("-".into(), text::rate)
 }
 
 /// A borderless table whose columns are two spaces apart and never wrap: a long name widens

@@ -1,28 +1,42 @@
-//! `shmbus`: list, inspect, tail, watch, create, publish to and remove buses in `/dev/shm`.
+//! `shmbus`: list, inspect, tail, watch, create, publish to and remove segments in `/dev/shm`
+//! (buses, queues, records segments, boards), and record and replay journals.
 //!
 //! Everything here goes through the library's public API (`shmbus::inspect` for read-only
 //! views); the inspector never reads segment offsets itself. Every string taken from a segment
 //! or from `/dev/shm` is escaped before it reaches the terminal (see `text`).
+//!
+//! The modules stand in layers, each using only those below it: `text` and `output` (what
+//! every command prints through); `kinds` (one file per segment kind behind one trait); the
+//! commands, each of which decides a segment's kind once (`kinds::of_segment`) and asks that
+//! kind; this file, which parses the command line and runs one command.
 
+// Leaves: what every module prints through.
 mod activity;
+mod keys;
+mod output;
+mod text;
+mod watch_view;
+
+// One file per segment kind, behind one trait.
+mod kinds;
+
+// The commands.
 mod admin;
-mod board;
 mod docs;
 mod hz;
 mod info;
 mod journal;
-mod keys;
 mod list;
-mod queue;
-mod records;
+mod push_pop;
+mod set_board;
 mod tail;
-mod text;
 mod watch;
-mod watch_view;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::output::{CmdResult, Failure};
 
 /// Inspect and drive shmbus segments in /dev/shm: broadcast buses, work queues, boards and
 /// records segments.
@@ -197,7 +211,7 @@ Examples:
   shmbus create jobs --kind queue --slots 256 --size 64
   shmbus create log --kind records --bytes 1048576
   shmbus create joints --kind board --cells 3 --size 64 --keys hip,knee,ankle")]
-    Create(admin::CreateArgs),
+    Create(kinds::CreateArgs),
 
     /// Publish messages to a bus or records to a records segment: the arguments, a file, or
     /// one per line of stdin.
@@ -247,7 +261,7 @@ for room, unless --no-wait is given (then it fails, saying how many items it pus
 Examples:
   shmbus push jobs 'job 1' 'job 2'
   printf 'a\\nb\\n' | shmbus push jobs --no-wait")]
-    Push(queue::PushArgs),
+    Push(push_pop::PushArgs),
 
     /// Take items from a work queue: each item taken here goes to no other receiver.
     #[command(after_help = "\
@@ -260,7 +274,7 @@ Examples:
   shmbus pop jobs -n 100
   shmbus pop jobs --follow --format hex
   shmbus pop jobs -n 5 --json")]
-    Pop(queue::PopArgs),
+    Pop(push_pop::PopArgs),
 
     /// Set one cell of a board (made with `shmbus create NAME --kind board`).
     #[command(after_help = "\
@@ -269,7 +283,7 @@ Attaches a writer for the duration of the command. The cell is an index or a key
 Examples:
   shmbus set joints 1 'angle=0.25'
   shmbus set joints knee 0a0b0c --hex")]
-    Set(board::SetArgs),
+    Set(set_board::SetArgs),
 
     /// Print a board's cells: index, key, version, age and value; live with --watch.
     #[command(after_help = "\
@@ -281,7 +295,7 @@ Examples:
   shmbus board joints
   shmbus board joints --watch
   shmbus board joints --json | jq '.[] | select(.version > 0)'")]
-    Board(board::BoardArgs),
+    Board(set_board::BoardArgs),
 
     /// Record a bus's messages and losses into a new journal file, until Ctrl-C, -n or --duration.
     #[command(after_help = "\
@@ -325,84 +339,7 @@ Examples:
     Man(docs::ManArgs),
 }
 
-/// Payload rendering of `tail`.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
-    /// UTF-8 text, with control characters and invalid bytes escaped.
-    Utf8,
-    /// Lower-case hexadecimal.
-    Hex,
-    /// The payload parsed as JSON when it is valid JSON, else hex.
-    Json,
-}
-
-/// A count of at least 1 (`--repeat`, `--count`), with an error that says so in words.
-fn at_least_one(s: &str) -> Result<u64, String> {
-    match s.parse::<u64>() {
-        Ok(n) if n >= 1 => Ok(n),
-        Ok(_) => Err("expected a count of at least 1, got 0".into()),
-        Err(_) => Err(format!("expected a whole number of at least 1, got {s:?}")),
-    }
-}
-
-/// The one failure type of the commands: a message for the single `shmbus: error:` line.
-/// An empty message is a quiet exit: the reader of our output went away.
-#[derive(Debug)]
-struct Failure(String);
-
-impl From<shmbus::Error> for Failure {
-    fn from(e: shmbus::Error) -> Self {
-        // The library's messages name its builder methods; a CLI user needs the flags.
-        match e {
-            shmbus::Error::ForeignOwner { name, owner, ours } => Failure(format!(
-                "segment {name:?} is owned by uid {owner}, not by us (uid {ours}); pass \
-                 --accept-other-owner to trust it"
-            )),
-            shmbus::Error::InsecureMode { name, mode } => Failure(format!(
-                "segment {name:?} has mode {mode:04o}, writable by other users; pass \
-                 --accept-shared-write to trust it"
-            )),
-            shmbus::Error::WrongMessageSize {
-                name,
-                len,
-                size,
-                type_name,
-            } => Failure(format!(
-                "message is {len} bytes, but bus {name:?} carries values of type {type_name}, \
-                 exactly {size} bytes each: give each as --hex or --file of exactly {size} bytes"
-            )),
-            shmbus::Error::TypeMismatch { name, found, .. } => Failure(format!(
-                "segment {name:?} is typed: its payloads are of type {found}, and the command \
-                 line only reads and writes untyped bytes here"
-            )),
-            e => Failure(e.to_string()),
-        }
-    }
-}
-
-impl From<std::io::Error> for Failure {
-    fn from(e: std::io::Error) -> Self {
-        // `shmbus list | head -1`: a closed pipe ends the command, it is not an error to report.
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            return Failure(String::new());
-        }
-        Failure(e.to_string())
-    }
-}
-
-type CmdResult = Result<(), Failure>;
-
-/// Prints `value` as one line of ASCII-only JSON on stdout.
-fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> CmdResult {
-    use std::io::Write as _;
-    writeln!(std::io::stdout(), "{}", text::json_line(value))?;
-    Ok(())
-}
-
 fn main() -> ExitCode {
-    if let Some(result) = journal::file_command() {
-        return finish(result);
-    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
@@ -416,14 +353,14 @@ fn main() -> ExitCode {
         Command::Create(a) => admin::create(&a),
         Command::Publish(a) => admin::publish(&a),
         Command::Rm(a) => admin::rm(&a),
-        Command::Push(a) => queue::push(&a),
-        Command::Pop(a) => queue::pop(&a),
-        Command::Set(a) => board::set(&a),
-        Command::Board(a) => board::show(&a),
+        Command::Push(a) => push_pop::push(&a),
+        Command::Pop(a) => push_pop::pop(&a),
+        Command::Set(a) => set_board::set(&a),
+        Command::Board(a) => set_board::show(&a),
         Command::Record(a) => journal::record(&a),
         Command::Replay(a) => journal::replay(&a),
-        Command::Completions(a) => docs::completions(&a),
-        Command::Man(a) => docs::man(&a),
+        Command::Completions(a) => docs::completions(&a, Cli::command()),
+        Command::Man(a) => docs::man(&a, Cli::command()),
     };
     finish(result)
 }

@@ -63,15 +63,17 @@ pub(crate) fn count(n: u64, word: &str) -> String {
     }
 }
 
-/// Bytes from hexadecimal digits (either case; spaces, ':' and '_' between bytes allowed).
+/// Bytes from hexadecimal digits (either case; white space, ':' and '_' between bytes
+/// allowed).
 pub(crate) fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
     let digits: Vec<char> = s
         .chars()
-        .filter(|c| !matches!(c, ' ' | ':' | '_'))
+        .filter(|c| !(c.is_ascii_whitespace() || matches!(c, ':' | '_')))
         .collect();
     if !digits.len().is_multiple_of(2) {
         return Err(format!(
-            "{:?} has an odd number of hex digits ({})",
+            "{:?} has an odd number of hex digits ({}): an odd number of digits leaves half a \
+             byte",
             sanitize(s),
             digits.len()
         ));
@@ -91,6 +93,29 @@ pub(crate) fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
             }
         })
         .collect()
+}
+
+/// A count of at least 1 (`--repeat`, `--count`), with an error that says so in words.
+pub(crate) fn at_least_one(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("expected a count of at least 1, got 0".into()),
+        Err(_) => Err(format!("expected a whole number of at least 1, got {s:?}")),
+    }
+}
+
+/// One of the `words` (each with its value), or else what `other` makes of `s`: how `--from
+/// newest|oldest|SEQ` and `--rate original|max|N` are read.
+pub(crate) fn word_or<T: Copy>(
+    s: &str,
+    words: &[(&str, T)],
+    other: impl FnOnce(&str) -> Option<T>,
+    expected: &str,
+) -> Result<T, String> {
+    match words.iter().find(|(w, _)| *w == s) {
+        Some((_, v)) => Ok(*v),
+        None => other(s).ok_or_else(|| format!("expected {expected}, got {s:?}")),
+    }
 }
 
 /// A payload as one line of text: valid UTF-8 with dangerous characters escaped, backslashes

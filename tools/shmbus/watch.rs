@@ -2,7 +2,6 @@
 //! [`WatchState`](crate::watch_view::WatchState); `watch_view` draws it.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -10,9 +9,9 @@ use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use shmbus::{inspect, LapPolicy};
 
 use crate::activity::Activity;
-use crate::hz::{Feed, Step};
+use crate::kinds::{self, Feed, Step};
+use crate::output::{self, CmdResult, Failure};
 use crate::watch_view::{self, WatchState};
-use crate::{list, CmdResult, Failure};
 
 #[derive(Args, Debug)]
 pub(crate) struct WatchArgs {
@@ -32,8 +31,7 @@ const FRAME: Duration = Duration::from_millis(100);
 
 pub(crate) fn run(args: &WatchArgs) -> CmdResult {
     // A sampler: after a lap it jumps to the newest message rather than replaying a backlog.
-    Feed::refuse_other_kinds(&args.name, "watch")?;
-    let mut feed = Feed::open(&args.name, LapPolicy::Newest)?;
+    let mut feed = kinds::of_segment(&args.name).feed(&args.name, LapPolicy::Newest, "watch")?;
     if !std::io::stdout().is_terminal() {
         return Err(Failure(
             "watch needs a terminal; in scripts use `shmbus hz NAME --json` for rates, or \
@@ -41,25 +39,16 @@ pub(crate) fn run(args: &WatchArgs) -> CmdResult {
                 .into(),
         ));
     }
-    let mut state = match &feed {
-        Feed::Bus(bus, _) => WatchState::new(
-            bus.name(),
-            bus.slots(),
-            bus.capacity(),
-            &bus.message_type().to_string(),
-            list::mode_name(bus.producer_mode()),
-        ),
-        Feed::Records(r, _) => WatchState::for_records(r.name(), r.ring_bytes(), r.max_record()),
-    };
-    refresh(&mut state, &feed);
-    state.sample(Instant::now(), feed.cursor(), 0, 0);
+    let mut state = feed.watch_state();
+    refresh(&mut state, feed.as_ref());
+    state.sample(Instant::now(), feed.counts().cursor, 0, 0);
     check_size()?;
 
-    install_stop_handler()?;
+    output::install_stop_handler_with_hangup()?;
     let mut terminal = ratatui::try_init()?;
     let result = event_loop(
         &mut terminal,
-        &mut feed,
+        feed.as_mut(),
         &mut state,
         Duration::from_millis(args.interval_ms),
     );
@@ -83,31 +72,9 @@ fn check_size() -> CmdResult {
     }
 }
 
-/// Set by SIGINT, SIGTERM and SIGHUP: the loop ends and the terminal is restored.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn install_stop_handler() -> std::io::Result<()> {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler only stores to a static atomic, which is async-signal-safe, and no
-        // other code of this program installs handlers for these signals.
-        unsafe { sigaction(sig, &action) }.map_err(std::io::Error::from)?;
-    }
-    Ok(())
-}
-
 fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
-    feed: &mut Feed,
+    feed: &mut dyn Feed,
     state: &mut WatchState,
     interval: Duration,
 ) -> CmdResult {
@@ -116,7 +83,7 @@ fn event_loop(
     // The write cursor, looked at every frame: when it last moved is when the last publish
     // was, to within a frame (the producers' own stamps are too coarse for that).
     let mut activity = Activity::default();
-    while !STOP.load(Ordering::Relaxed) {
+    while !output::stopped() {
         for _ in 0..SAMPLE_BUDGET {
             match feed.step() {
                 Step::Item(len) => {
@@ -128,10 +95,10 @@ fn event_loop(
             }
         }
         let now = Instant::now();
-        state.last_publish = activity.observe("", feed.cursor(), now);
+        state.last_publish = activity.observe("", feed.counts().cursor, now);
         if now >= next_sample {
             refresh(state, feed);
-            state.sample(now, feed.cursor(), sampled, sampled_bytes);
+            state.sample(now, feed.counts().cursor, sampled, sampled_bytes);
             (sampled, sampled_bytes) = (0, 0);
             next_sample = now + interval;
         }
@@ -152,17 +119,12 @@ fn event_loop(
 }
 
 /// Everything but the rates: header, producers, liveness, and for records the bytes published.
-fn refresh(state: &mut WatchState, feed: &Feed) {
-    let h = match feed {
-        Feed::Bus(bus, _) => bus.header(),
-        Feed::Records(r, _) => r.header(),
-    };
-    state.published = match feed {
-        Feed::Bus(..) => h.published(),
-        Feed::Records(r, _) => r.records_published(),
-    };
-    state.bytes_published = feed.bytes_published();
+fn refresh(state: &mut WatchState, feed: &dyn Feed) {
+    let h = feed.header();
+    let counts = feed.counts();
+    state.published = counts.published;
+    state.bytes_published = counts.bytes_published;
     state.creator_pid = h.creator_pid;
     state.creator_alive = inspect::creator_alive(&h);
-    state.producers = feed.producers();
+    state.producers = counts.producers;
 }

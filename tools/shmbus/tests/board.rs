@@ -1,53 +1,22 @@
 //! `shmbus create --kind board`, `shmbus set` and `shmbus board`, driven as a user would.
 
+mod common;
+
 use shmbus_testkit as support;
 
-use std::process::{Command, Output};
-
+use common::*;
 use serde_json::Value;
 use support::TestBus;
-
-fn shmbus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shmbus"))
-        .args(args)
-        .output()
-        .expect("run shmbus")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = shmbus(args);
-    assert!(
-        o.status.success(),
-        "shmbus {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).expect("stdout is UTF-8")
-}
-
-fn fails_with(args: &[&str], want: &str) {
-    let o = shmbus(args);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "shmbus {args:?}: {err}");
-    assert!(
-        err.contains(want),
-        "shmbus {args:?}: {err:?} lacks {want:?}"
-    );
-}
 
 #[test]
 fn a_board_made_set_and_shown_from_the_command_line() {
     let b = TestBus::new("cli-board");
     let name = b.name();
-    let made = ok(&[
+    let made = ok_with(
         "create",
         name,
-        "--kind",
-        "board",
-        "--size",
-        "16",
-        "--keys",
-        "hip,knee,ankle",
-    ]);
+        "--kind board --size 16 --keys hip,knee,ankle",
+    );
     assert!(made.contains("3 cells of 16 bytes"), "{made}");
     assert!(ok(&["set", name, "knee", "bent"]).contains("version 1"));
     ok(&["set", name, "2", "1b5b33316d", "--hex"]);
@@ -72,9 +41,7 @@ fn a_board_made_set_and_shown_from_the_command_line() {
 fn board_commands_refuse_bad_cells_values_and_kinds() {
     let b = TestBus::new("cli-board-bad");
     let name = b.name();
-    ok(&[
-        "create", name, "--kind", "board", "--cells", "2", "--size", "4",
-    ]);
+    ok_with("create", name, "--kind board --cells 2 --size 4");
     fails_with(&["set", name, "2", "x"], "there is no cell 2");
     fails_with(&["set", name, "elbow", "x"], "no cell named \"elbow\"");
     fails_with(&["set", name, "0", "12345"], "value is 5 bytes");
@@ -97,9 +64,7 @@ fn board_commands_refuse_bad_cells_values_and_kinds() {
 fn info_on_a_board_prints_its_cells_instead_of_failing_the_kind_check() {
     let b = TestBus::new("cli-board-info");
     let name = b.name();
-    ok(&[
-        "create", name, "--kind", "board", "--cells", "2", "--size", "8",
-    ]);
+    ok_with("create", name, "--kind board --cells 2 --size 8");
     ok(&["set", name, "1", "v"]);
     let shown = ok(&["info", name]);
     assert!(shown.contains("board "), "{shown}");
@@ -110,7 +75,7 @@ fn info_on_a_board_prints_its_cells_instead_of_failing_the_kind_check() {
 #[test]
 fn create_help_explains_every_kind_and_its_options_with_the_library_defaults() {
     let help = ok(&["create", "--help"]);
-    for want in [
+    let wants = [
         "bus ",
         "queue ",
         "records ",
@@ -126,9 +91,8 @@ fn create_help_explains_every_kind_and_its_options_with_the_library_defaults() {
         &format!("default {}", shmbus::DEFAULT_BOARD_VALUE_SIZE),
         &format!("default {}", shmbus::records::DEFAULT_RING_BYTES),
         "shmbus create joints --kind board",
-    ] {
-        assert!(help.contains(want), "create --help lacks {want:?}:\n{help}");
-    }
+    ];
+    assert_contains_all("create --help", &help, wants);
     // A wrong kind lists every kind, board included.
     let o = shmbus(&["create", "x", "--kind", "foo"]);
     let err = String::from_utf8_lossy(&o.stderr);

@@ -1,5 +1,7 @@
 //! The `shmbus` inspector binary, driven as a user would: real processes, real `/dev/shm`.
 
+mod common;
+
 use shmbus_testkit as support;
 
 use std::io::{BufRead, BufReader, Write};
@@ -8,72 +10,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::*;
 use serde_json::Value;
 use support::TestBus;
-
-fn shmbus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shmbus"))
-        .args(args)
-        .output()
-        .expect("run shmbus")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).expect("stderr is UTF-8")
-}
-
-/// Runs a command that must succeed and returns its stdout.
-fn ok(args: &[&str]) -> String {
-    let o = shmbus(args);
-    assert!(o.status.success(), "shmbus {args:?} failed: {}", stderr(&o));
-    stdout(&o)
-}
-
-/// Runs a command that must fail with status 1 and exactly one stderr line containing `want`.
-fn fails_with(args: &[&str], want: &str) -> Output {
-    let o = shmbus(args);
-    let err = stderr(&o);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "shmbus {args:?}: status {:?}, stderr {err}",
-        o.status
-    );
-    assert_eq!(
-        err.lines().count(),
-        1,
-        "shmbus {args:?}: want one stderr line, got {err:?}"
-    );
-    assert!(
-        err.starts_with("shmbus: error: "),
-        "shmbus {args:?}: {err:?}"
-    );
-    assert!(
-        err.contains(want),
-        "shmbus {args:?}: {err:?} lacks {want:?}"
-    );
-    o
-}
-
-fn json_lines(s: &str) -> Vec<Value> {
-    s.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
-        .collect()
-}
-
-/// A child process killed when the test ends, pass or fail.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A file in /dev/shm removed when the test ends (for files that are not buses).
 struct ShmFile(std::path::PathBuf);
@@ -86,10 +25,18 @@ impl Drop for ShmFile {
 
 /// Reads a child's stdout lines on a thread, so the test can wait for each with a deadline.
 fn line_reader(child: &mut Child) -> mpsc::Receiver<String> {
-    let out = child.stdout.take().expect("piped stdout");
+    lines_on_a_thread(child.stdout.take().expect("piped stdout"))
+}
+
+/// Reads a child's stderr lines on a thread.
+fn stderr_reader(child: &mut Child) -> mpsc::Receiver<String> {
+    lines_on_a_thread(child.stderr.take().expect("piped stderr"))
+}
+
+fn lines_on_a_thread(from: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
+        for line in BufReader::new(from).lines() {
             let Ok(line) = line else { break };
             if tx.send(line).is_err() {
                 break;
@@ -108,39 +55,17 @@ fn next_line(rx: &mpsc::Receiver<String>, deadline: Instant) -> String {
 #[test]
 fn create_publish_then_list_info_and_tail_report_the_promised_fields() {
     let t = TestBus::new("insp-fields");
-    let out = ok(&[
+    let out = ok_with(
         "create",
         t.name(),
-        "--slots",
-        "16",
-        "--size",
-        "100",
-        "--multi-producer",
-        "--mode",
-        "0640",
-    ]);
+        "--slots 16 --size 100 --multi-producer --mode 0640",
+    );
     assert!(out.contains(&format!("created bus {}", t.name())), "{out}");
     ok(&["publish", t.name(), "one", "two"]);
-    let mut p = Command::new(env!("CARGO_BIN_EXE_shmbus"))
-        .args(["publish", t.name()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    p.stdin
-        .take()
-        .unwrap()
-        .write_all(b"three\r\n{\"k\":[1,2]}\n")
-        .unwrap();
-    assert!(p.wait_with_output().unwrap().status.success());
+    let o = with_stdin(&["publish", t.name()], b"three\r\n{\"k\":[1,2]}\n");
+    assert!(o.status.success(), "{}", stderr(&o));
 
-    let list: Value = serde_json::from_str(&ok(&["list", "--json"])).unwrap();
-    let entry = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == t.name())
-        .expect("bus listed");
+    let entry = listed(t.name());
     assert_eq!(entry["kind"], "bus");
     assert_eq!(entry["mode"], "0640");
     let b = &entry["bus"];
@@ -204,15 +129,11 @@ fn create_publish_then_list_info_and_tail_report_the_promised_fields() {
         assert!(text.contains(want), "info lacks {want:?}:\n{text}");
     }
 
-    let lines = json_lines(&ok(&[
+    let lines = json_lines(&ok_with(
         "tail",
         t.name(),
-        "--json",
-        "--format",
-        "json",
-        "--from",
-        "oldest",
-    ]));
+        "--json --format json --from oldest",
+    ));
     assert_eq!(lines.len(), 4);
     assert_eq!(
         lines[0],
@@ -425,13 +346,7 @@ fn foreign_file_is_refused_by_commands_and_listed_with_its_error() {
         "{report}"
     );
 
-    let list: Value = serde_json::from_str(&ok(&["list", "--json"])).unwrap();
-    let entry = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == t.name())
-        .expect("listed");
+    let entry = listed(t.name());
     assert_eq!(entry["kind"], "error");
     assert!(
         entry["error"]
@@ -492,13 +407,7 @@ fn truncated_segments_are_refused_with_their_sizes() {
     // Shorter than the header itself.
     file.set_len(100).unwrap();
     fails_with(&["tail", t.name()], "truncated: 100 bytes, expected 4096");
-    let list: Value = serde_json::from_str(&ok(&["list", "--json"])).unwrap();
-    let entry = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == t.name())
-        .expect("listed");
+    let entry = listed(t.name());
     assert_eq!(entry["kind"], "error");
 }
 
@@ -563,14 +472,7 @@ fn rm_stale_removes_only_stale_buses_of_ours_and_no_symlink_targets() {
         .create()
         .unwrap();
     // Creator gone, but a producer attached: not stale.
-    ok(&[
-        "create",
-        live_producer.name(),
-        "--slots",
-        "8",
-        "--size",
-        "8",
-    ]);
+    ok_with("create", live_producer.name(), "--slots 8 --size 8");
     let p = shmbus::Bus::open(live_producer.name()).unwrap();
     let _producer = p.publisher().unwrap();
     // A symbolic link named like a bus, pointing to the stale one: never followed.
@@ -824,16 +726,7 @@ fn rm_stale_without_a_scope_is_refused_and_all_idle_removes_idle_created_buses()
 #[test]
 fn publish_to_a_group_writable_bus_names_the_flag_that_trusts_it() {
     let t = TestBus::new("insp-0660");
-    ok(&[
-        "create",
-        t.name(),
-        "--slots",
-        "8",
-        "--size",
-        "8",
-        "--mode",
-        "0660",
-    ]);
+    ok_with("create", t.name(), "--slots 8 --size 8 --mode 0660");
     let o = fails_with(&["publish", t.name(), "x"], "--accept-shared-write");
     assert!(!stderr(&o).contains("()"), "no Rust method: {}", stderr(&o));
     let out = ok(&["publish", t.name(), "--accept-shared-write", "x"]);
@@ -846,16 +739,7 @@ fn publish_to_a_group_writable_bus_names_the_flag_that_trusts_it() {
 #[test]
 fn info_warns_about_a_world_writable_bus_and_exits_0() {
     let t = TestBus::new("insp-0666");
-    ok(&[
-        "create",
-        t.name(),
-        "--slots",
-        "8",
-        "--size",
-        "8",
-        "--mode",
-        "0666",
-    ]);
+    ok_with("create", t.name(), "--slots 8 --size 8 --mode 0666");
     let o = shmbus(&["info", t.name()]);
     assert!(
         o.status.success(),
@@ -885,19 +769,7 @@ fn info_warns_about_a_world_writable_bus_and_exits_0() {
 fn stdin_publish_refusing_a_line_names_it_and_what_was_published_before() {
     let t = TestBus::new("insp-oversize");
     ok(&["create", t.name(), "--slots", "8", "--size", "4"]);
-    let mut p = Command::new(env!("CARGO_BIN_EXE_shmbus"))
-        .args(["publish", t.name()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    p.stdin
-        .take()
-        .unwrap()
-        .write_all(b"a\nbb\ntoolong\nnever\n")
-        .unwrap();
-    let o = p.wait_with_output().unwrap();
+    let o = with_stdin(&["publish", t.name()], b"a\nbb\ntoolong\nnever\n");
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(
@@ -923,17 +795,11 @@ fn publish_hex_file_repeat_and_rate_send_the_promised_bytes() {
         out,
         format!("published 3 messages to {} (seq 3..5)\n", t.name())
     );
-    let hex: Vec<String> = json_lines(&ok(&[
+    let hex: Vec<String> = json_lines(&ok_with(
         "tail",
         t.name(),
-        "--json",
-        "--format",
-        "hex",
-        "--from",
-        "oldest",
-        "-n",
-        "100",
-    ]))
+        "--json --format hex --from oldest -n 100",
+    ))
     .iter()
     .map(|l| l["hex"].as_str().unwrap().to_owned())
     .collect();
@@ -1322,21 +1188,6 @@ fn list_watch_keeps_listing_and_shows_a_bus_created_meanwhile() {
     }
 }
 
-/// Reads a child's stderr lines on a thread.
-fn stderr_reader(child: &mut Child) -> mpsc::Receiver<String> {
-    let err = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 #[test]
 fn tail_follow_waits_for_a_segment_that_does_not_exist_yet_like_tail_capital_f() {
     for kind in ["bus", "records"] {
@@ -1485,16 +1336,7 @@ fn cli_words_counts_and_pointers_speak_to_users() {
         assert!(!err.contains("tip:"), "{args:?}: {err}");
     }
     let q = TestBus::new("insp-words-q");
-    ok(&[
-        "create",
-        q.name(),
-        "--kind",
-        "queue",
-        "--slots",
-        "4",
-        "--size",
-        "8",
-    ]);
+    ok_with("create", q.name(), "--kind queue --slots 4 --size 8");
     assert_eq!(
         ok(&["push", q.name(), "one"]),
         format!("pushed 1 item to queue {}\n", q.name())
@@ -1612,16 +1454,8 @@ fn the_readme_records_example_publishes_a_5000_byte_record() {
 #[test]
 fn completions_and_man_pages_cover_every_command_and_option() {
     let bash = ok(&["completions", "bash"]);
-    for want in [
-        "_shmbus",
-        "create",
-        "--cells",
-        "--keys",
-        "--sample-ms",
-        "completions",
-    ] {
-        assert!(bash.contains(want), "bash completions lack {want:?}");
-    }
+    let wants = "_shmbus create --cells --keys --sample-ms completions";
+    assert_contains_all("bash completions", &bash, wants.split(' '));
     for shell in ["zsh", "fish", "elvish", "powershell"] {
         assert!(ok(&["completions", shell]).contains("shmbus"), "{shell}");
     }
@@ -1654,73 +1488,39 @@ fn completions_and_man_pages_cover_every_command_and_option() {
 
 #[test]
 fn every_command_that_prints_data_prints_json_with_json() {
-    let one = |args: &[&str]| -> Value {
-        let out = ok(args);
+    let one = |cmd: &str, name: &str, rest: &str| -> Value {
+        let out = ok_with(cmd, name, rest);
         let lines = json_lines(&out);
-        assert_eq!(lines.len(), 1, "{args:?}: {out}");
+        assert_eq!(lines.len(), 1, "{cmd} {name} {rest}: {out}");
         lines.into_iter().next().unwrap()
     };
     let bus = TestBus::new("insp-json-bus");
-    let v = one(&[
-        "create",
-        bus.name(),
-        "--slots",
-        "8",
-        "--size",
-        "16",
-        "--json",
-    ]);
+    let v = one("create", bus.name(), "--slots 8 --size 16 --json");
     assert_eq!(
         (v["kind"].as_str(), v["slots"].as_u64()),
         (Some("bus"), Some(8))
     );
-    let v = one(&["publish", bus.name(), "a", "b", "--json"]);
+    let v = one("publish", bus.name(), "a b --json");
     assert_eq!(
         (v["published"].as_u64(), v["last_seq"].as_u64()),
         (Some(2), Some(1))
     );
     let rec = TestBus::new("insp-json-rec");
-    let v = one(&[
-        "create",
-        rec.name(),
-        "--kind",
-        "records",
-        "--bytes",
-        "4096",
-        "--json",
-    ]);
+    let v = one("create", rec.name(), "--kind records --bytes 4096 --json");
     assert_eq!(v["max_record"], 1008);
-    let v = one(&["publish", rec.name(), "--hex", "cafe", "--json"]);
+    let v = one("publish", rec.name(), "--hex cafe --json");
     assert_eq!(
         (v["kind"].as_str(), v["published"].as_u64()),
         (Some("records"), Some(1))
     );
     let q = TestBus::new("insp-json-q");
-    let v = one(&[
-        "create",
-        q.name(),
-        "--kind",
-        "queue",
-        "--slots",
-        "4",
-        "--size",
-        "8",
-        "--json",
-    ]);
+    let v = one("create", q.name(), "--kind queue --slots 4 --size 8 --json");
     assert_eq!(v["capacity"], 4);
-    assert_eq!(one(&["push", q.name(), "x", "y", "--json"])["pushed"], 2);
+    assert_eq!(one("push", q.name(), "x y --json")["pushed"], 2);
     let b = TestBus::new("insp-json-board");
-    let v = one(&[
-        "create",
-        b.name(),
-        "--kind",
-        "board",
-        "--keys",
-        "k",
-        "--json",
-    ]);
+    let v = one("create", b.name(), "--kind board --keys k --json");
     assert_eq!(v["cells"], 1);
-    let v = one(&["set", b.name(), "k", "v", "--json"]);
+    let v = one("set", b.name(), "k v --json");
     assert_eq!(
         (v["cell"].as_u64(), v["version"].as_u64()),
         (Some(0), Some(1))
@@ -1767,15 +1567,7 @@ fn publish_interrupted_says_what_it_published_and_a_shared_bus_says_ranges_inter
         )
     );
     let mp = TestBus::new("insp-pub-mp");
-    ok(&[
-        "create",
-        mp.name(),
-        "--slots",
-        "8",
-        "--size",
-        "8",
-        "--multi-producer",
-    ]);
+    ok_with("create", mp.name(), "--slots 8 --size 8 --multi-producer");
     let out = ok(&["publish", mp.name(), "a", "b"]);
     assert!(
         out.contains("(seq 0..1, interleaved with other producers')"),

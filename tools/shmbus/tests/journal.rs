@@ -1,53 +1,32 @@
 //! `shmbus record`, `replay`, and `tail`/`info` of journal files, driven as a user would.
 
+mod common;
+
 use shmbus_testkit as support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::*;
 use serde_json::Value;
 use shmbus::journal::{Entry, Journal, JournalShape};
 use support::{check_payload, make_payload, TestBus};
-
-fn shmbus_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shmbus"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run shmbus")
-}
-
-fn shmbus(args: &[&str]) -> Output {
-    shmbus_in(Path::new("/"), args)
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = shmbus(args);
-    assert!(
-        o.status.success(),
-        "shmbus {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).expect("stdout is UTF-8")
-}
 
 fn json(s: &str) -> Value {
     serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("bad JSON {s:?}: {e}"))
 }
 
-/// Runs a command that must fail with status 1 and one stderr line containing `want`.
-fn fails_with(args: &[&str], want: &str) {
-    let o = shmbus(args);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "shmbus {args:?}: {err}");
-    assert_eq!(err.lines().count(), 1, "one stderr line: {err:?}");
-    assert!(
-        err.starts_with("shmbus: error: ") && err.contains(want),
-        "{err:?} lacks {want:?}"
-    );
+/// The shape of an untyped single-producer bus of 64 slots of `capacity` bytes.
+fn raw_shape(capacity: u64) -> JournalShape {
+    JournalShape {
+        slots: 64,
+        capacity,
+        mode: shmbus::ProducerMode::Single,
+        message_type: shmbus::TypeInfo::raw(),
+    }
 }
 
 /// A directory in /dev/shm removed when the test ends.
@@ -68,15 +47,6 @@ impl Dir {
 impl Drop for Dir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -160,12 +130,7 @@ fn record_replay_record_round_trip_keeps_every_payload_in_order() {
 /// A journal of `n` messages "m0".. received `gap_ns` apart, from sequence 10 on, with a loss of
 /// three sequence numbers (12..=14) after the second.
 fn small_journal(path: &str, n: u64, gap_ns: u64) {
-    let shape = JournalShape {
-        slots: 64,
-        capacity: 32,
-        mode: shmbus::ProducerMode::Single,
-        message_type: shmbus::TypeInfo::raw(),
-    };
+    let shape = raw_shape(32);
     let mut w = Journal::create(path, &shape).unwrap();
     for k in 0..n {
         let seq = if k < 2 { 10 + k } else { 13 + k };
@@ -249,12 +214,7 @@ fn an_existing_file_name_is_a_journal_and_anything_else_a_bus() {
 fn tail_follow_of_a_file_prints_entries_as_the_recorder_commits_them() {
     let dir = Dir::new("follow");
     let f = dir.file("live.journal");
-    let shape = JournalShape {
-        slots: 64,
-        capacity: 32,
-        mode: shmbus::ProducerMode::Single,
-        message_type: shmbus::TypeInfo::raw(),
-    };
+    let shape = raw_shape(32);
     let mut w = Journal::create_with_chunk(&f, &shape, 4096).unwrap();
     w.append_message(0, 0, b"before").unwrap();
     let mut child = KillOnDrop(
@@ -494,12 +454,7 @@ fn a_damaged_payload_stops_replay_tail_and_info_with_a_checksum_error() {
 fn replay_into_a_bus_whose_slots_are_too_small_refuses_before_publishing_anything() {
     let dir = Dir::new("small-slots");
     let f = dir.file("big.journal");
-    let shape = JournalShape {
-        slots: 64,
-        capacity: 64,
-        mode: shmbus::ProducerMode::Single,
-        message_type: shmbus::TypeInfo::raw(),
-    };
+    let shape = raw_shape(64);
     let mut w = Journal::create(&f, &shape).unwrap();
     for (seq, len) in [(0u64, 8usize), (1, 8), (2, 40), (3, 8)] {
         w.append_message(seq, seq, &vec![b'x'; len]).unwrap();

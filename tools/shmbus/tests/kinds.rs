@@ -1,29 +1,13 @@
 //! The inspector over every segment kind: `list` and `rm --stale` treat buses, queues, boards and
 //! records segments alike, each by its own kind.
 
+mod common;
+
 use shmbus_testkit as support;
 
-use std::process::{Command, Output};
-
+use common::*;
 use serde_json::Value;
 use support::TestBus;
-
-fn shmbus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shmbus"))
-        .args(args)
-        .output()
-        .expect("run shmbus")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = shmbus(args);
-    assert!(
-        o.status.success(),
-        "shmbus {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).expect("stdout is UTF-8")
-}
 
 /// One segment of each kind, made by `shmbus create` (whose process has exited), named
 /// `{prefix}{kind}`.
@@ -43,34 +27,9 @@ impl FourKinds {
             records: TestBus(format!("{prefix}records")),
         };
         ok(&["create", k.bus.name(), "--slots", "8", "--size", "16"]);
-        ok(&[
-            "create",
-            k.queue.name(),
-            "--kind",
-            "queue",
-            "--slots",
-            "4",
-            "--size",
-            "16",
-        ]);
-        ok(&[
-            "create",
-            k.board.name(),
-            "--kind",
-            "board",
-            "--cells",
-            "3",
-            "--size",
-            "32",
-        ]);
-        ok(&[
-            "create",
-            k.records.name(),
-            "--kind",
-            "records",
-            "--bytes",
-            "8192",
-        ]);
+        ok_with("create", k.queue.name(), "--kind queue --slots 4 --size 16");
+        ok_with("create", k.board.name(), "--kind board --cells 3 --size 32");
+        ok_with("create", k.records.name(), "--kind records --bytes 8192");
         k
     }
 

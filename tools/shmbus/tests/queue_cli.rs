@@ -1,62 +1,26 @@
 //! The inspector's work-queue commands: `create --kind queue`, `push`, `pop`, and what `list`
 //! and `info` show of a queue.
 
+mod common;
+
 use shmbus_testkit as support;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use common::*;
 use serde_json::Value;
 use support::TestBus;
-
-fn shmbus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shmbus"))
-        .args(args)
-        .output()
-        .expect("run shmbus")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = shmbus(args);
-    assert!(
-        o.status.success(),
-        "shmbus {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).expect("stdout is UTF-8")
-}
 
 #[test]
 fn pushed_items_are_popped_once_in_order() {
     let t = TestBus::new("cli-queue");
-    let out = ok(&[
-        "create",
-        t.name(),
-        "--kind",
-        "queue",
-        "--slots",
-        "4",
-        "--size",
-        "16",
-    ]);
+    let out = ok_with("create", t.name(), "--kind queue --slots 4 --size 16");
     assert!(
         out.starts_with(&format!("created queue {}", t.name())),
         "{out}"
     );
     ok(&["push", t.name(), "one", "two"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shmbus"))
-        .args(["push", t.name()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run shmbus push");
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(b"three\n")
-        .expect("write stdin");
-    assert!(child.wait().expect("wait").success());
+    assert!(with_stdin(&["push", t.name()], b"three\n").status.success());
     assert_eq!(ok(&["pop", t.name()]), "3\tone\n");
     assert_eq!(ok(&["pop", t.name(), "-n", "5"]), "3\ttwo\n5\tthree\n");
     assert_eq!(ok(&["pop", t.name()]), "", "nothing left");
@@ -65,16 +29,7 @@ fn pushed_items_are_popped_once_in_order() {
 #[test]
 fn push_without_waiting_fails_on_a_full_queue_saying_how_many_fit() {
     let t = TestBus::new("cli-queue-full");
-    ok(&[
-        "create",
-        t.name(),
-        "--kind",
-        "queue",
-        "--slots",
-        "2",
-        "--size",
-        "8",
-    ]);
+    ok_with("create", t.name(), "--kind queue --slots 2 --size 8");
     let o = shmbus(&["push", t.name(), "--no-wait", "a", "b", "c"]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -93,25 +48,10 @@ fn push_without_waiting_fails_on_a_full_queue_saying_how_many_fit() {
 #[test]
 fn list_and_info_show_a_queue_with_its_length_and_positions() {
     let t = TestBus::new("cli-queue-info");
-    ok(&[
-        "create",
-        t.name(),
-        "--kind",
-        "queue",
-        "--slots",
-        "8",
-        "--size",
-        "32",
-    ]);
+    ok_with("create", t.name(), "--kind queue --slots 8 --size 32");
     ok(&["push", t.name(), "a", "b", "c"]);
     ok(&["pop", t.name()]);
-    let list: Value = serde_json::from_str(&ok(&["list", "--json"])).expect("JSON");
-    let entry = list
-        .as_array()
-        .expect("an array")
-        .iter()
-        .find(|e| e["name"] == t.name())
-        .expect("the queue is listed");
+    let entry = listed(t.name());
     assert_eq!(entry["kind"], "queue");
     assert_eq!(entry["queue"]["capacity"], 8);
     assert_eq!(entry["queue"]["len"], 2);
@@ -150,16 +90,7 @@ fn list_and_info_show_a_queue_with_its_length_and_positions() {
 #[test]
 fn pop_json_uses_the_keys_of_tail_json() {
     let t = TestBus::new("cli-queue-json");
-    ok(&[
-        "create",
-        t.name(),
-        "--kind",
-        "queue",
-        "--slots",
-        "4",
-        "--size",
-        "16",
-    ]);
+    ok_with("create", t.name(), "--kind queue --slots 4 --size 16");
     ok(&["push", t.name(), "job 1", "{\"a\": 1}"]);
     let lines: Vec<Value> = ok(&["pop", t.name(), "-n", "1", "--json"])
         .lines()
@@ -174,34 +105,18 @@ fn pop_json_uses_the_keys_of_tail_json() {
 #[test]
 fn push_pop_and_set_take_the_trust_flags_their_errors_name() {
     let t = TestBus::new("cli-queue-0660");
-    ok(&[
+    ok_with(
         "create",
         t.name(),
-        "--kind",
-        "queue",
-        "--slots",
-        "4",
-        "--size",
-        "8",
-        "--mode",
-        "0660",
-    ]);
+        "--kind queue --slots 4 --size 8 --mode 0660",
+    );
     let o = shmbus(&["push", t.name(), "x"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("pass --accept-shared-write"));
     ok(&["push", t.name(), "x", "--accept-shared-write"]);
     assert_eq!(ok(&["pop", t.name(), "--accept-shared-write"]), "1\tx\n");
     let b = TestBus::new("cli-board-0660");
-    ok(&[
-        "create",
-        b.name(),
-        "--kind",
-        "board",
-        "--cells",
-        "1",
-        "--mode",
-        "0660",
-    ]);
+    ok_with("create", b.name(), "--kind board --cells 1 --mode 0660");
     assert!(shmbus(&["set", b.name(), "0", "v"]).status.code() == Some(1));
     ok(&["set", b.name(), "0", "v", "--accept-shared-write"]);
 }
@@ -210,16 +125,7 @@ fn push_pop_and_set_take_the_trust_flags_their_errors_name() {
 fn push_on_a_full_queue_says_it_waits_then_pushes_when_room_is_made() {
     use std::io::{BufRead, BufReader};
     let t = TestBus::new("cli-queue-wait");
-    ok(&[
-        "create",
-        t.name(),
-        "--kind",
-        "queue",
-        "--slots",
-        "1",
-        "--size",
-        "8",
-    ]);
+    ok_with("create", t.name(), "--kind queue --slots 1 --size 8");
     ok(&["push", t.name(), "first"]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_shmbus"))
         .args(["push", t.name(), "second"])

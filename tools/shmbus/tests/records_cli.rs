@@ -1,27 +1,11 @@
 //! The inspector on records segments: create, publish, tail and info, as a user runs them.
 
+mod common;
+
 use shmbus_testkit as support;
 
-use std::process::{Command, Output};
-
+use common::*;
 use support::TestBus;
-
-fn shmbus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shmbus"))
-        .args(args)
-        .output()
-        .expect("run shmbus")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = shmbus(args);
-    assert!(
-        o.status.success(),
-        "shmbus {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).expect("UTF-8")
-}
 
 #[test]
 fn records_segments_are_created_published_to_tailed_and_shown() {
@@ -91,47 +75,25 @@ fn hz_on_records_counts_records_and_the_bytes_the_segment_published() {
     assert!(text.contains(" records/s ("), "{text}");
 }
 
-fn fails_with(args: &[&str], want: &str) {
-    let o = shmbus(args);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "shmbus {args:?}: {err}");
-    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
-    assert!(
-        err.contains(want),
-        "shmbus {args:?}: {err:?} lacks {want:?}"
-    );
-}
-
 /// The records published so far, as `tail --format hex` prints them: (len, hex).
 fn records_hex(name: &str) -> Vec<(usize, String)> {
-    ok(&[
-        "tail", name, "--from", "oldest", "-n", "1000", "--format", "hex",
-    ])
-    .lines()
-    .map(|l| {
-        let f: Vec<&str> = l.split('\t').collect();
-        (f[1].parse().unwrap(), f[2].to_owned())
-    })
-    .collect()
+    ok_with("tail", name, "--from oldest -n 1000 --format hex")
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[1].parse().unwrap(), f[2].to_owned())
+        })
+        .collect()
 }
 
 #[test]
 fn publish_on_records_honours_hex_file_repeat_rate_and_trust_flags() {
     let name = TestBus::new("cli-records-flags");
     let n = name.name();
-    ok(&[
-        "create", n, "--kind", "records", "--bytes", "8192", "--mode", "0660",
-    ]);
+    ok_with("create", n, "--kind records --bytes 8192 --mode 0660");
     // A group-writable segment is refused unless trusted, as a bus is.
     fails_with(&["publish", n, "x"], "--accept-shared-write");
-    let out = ok(&[
-        "publish",
-        n,
-        "--accept-shared-write",
-        "--hex",
-        "cafe",
-        "00ff",
-    ]);
+    let out = ok_with("publish", n, "--accept-shared-write --hex cafe 00ff");
     assert!(out.contains("published 2 records to"), "{out}");
     assert_eq!(
         records_hex(n),
@@ -178,16 +140,7 @@ fn publish_on_records_honours_hex_file_repeat_rate_and_trust_flags() {
     );
     // Three records at 20 per second: two gaps of 50 ms at least.
     let t0 = std::time::Instant::now();
-    ok(&[
-        "publish",
-        n,
-        "--accept-shared-write",
-        "r1",
-        "r2",
-        "r3",
-        "--rate",
-        "20",
-    ]);
+    ok_with("publish", n, "--accept-shared-write r1 r2 r3 --rate 20");
     assert!(
         t0.elapsed() >= std::time::Duration::from_millis(95),
         "{:?}",

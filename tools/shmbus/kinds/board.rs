@@ -1,0 +1,245 @@
+//! Boards: the latest value of each of N cells. What `create`, `list`, `info` and `rm` do with
+//! a board, and the table that `info` and `board` print (`set` and `board` are its own
+//! commands).
+//!
+//! Every key and value read from a segment is escaped before it is printed.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use serde::Serialize;
+use shmbus::inspect::{self, Probe};
+use shmbus::{Board, BoardBuilder};
+
+use super::{Access, CreateArgs, Instead, Kind, ListRow, Liveness};
+use crate::output::{CmdResult, Failure};
+use crate::text;
+
+/// The board kind.
+pub(crate) struct BoardKind;
+
+/// Opens board `name` read-only, trusting any owner and mode (an inspector only reads).
+pub(crate) fn open_for_inspection(name: &str) -> shmbus::Result<Board> {
+    super::for_inspection!(BoardBuilder::new(name))
+}
+
+impl Kind for BoardKind {
+    fn word(&self) -> &'static str {
+        "board"
+    }
+
+    fn create_options(&self) -> &'static [&'static str] {
+        &["--size", "--cells", "--keys"]
+    }
+
+    fn create(&self, a: &CreateArgs) -> CmdResult {
+        if a.cells.is_none() && a.keys.is_empty() {
+            return Err(Failure(
+                "a board needs a number of cells: --cells N, or --keys a,b,... (one cell per key)"
+                    .into(),
+            ));
+        }
+        let mut b = BoardBuilder::new(&a.name)
+            .value_size(a.size.unwrap_or(shmbus::DEFAULT_BOARD_VALUE_SIZE))
+            .keys(&a.keys)
+            .permissions(a.mode);
+        if let Some(n) = a.cells {
+            b = b.cells(n);
+        }
+        let board = b.create()?;
+        a.say_created(
+            board.name(),
+            serde_json::json!({
+                "kind": "board",
+                "cells": board.cells(),
+                "value_size": board.value_size(),
+                "keys": board.has_keys(),
+            }),
+            format!(
+                "created board {}: {} cells of {} bytes{}",
+                board.name(),
+                board.cells(),
+                board.value_size(),
+                if board.has_keys() { ", with keys" } else { "" },
+            ),
+        )
+    }
+
+    fn summarize(&self, p: &Probe) -> shmbus::Result<Box<dyn ListRow>> {
+        Ok(Box::new(summary(p)?))
+    }
+
+    fn list_columns(&self) -> &'static str {
+        "CELLS> VALUE> TYPE KEYS WRITERS CREATOR"
+    }
+
+    /// Its table, as `shmbus board NAME` prints it; with `json`, one object with the board's
+    /// shape and its cells (as every kind's `info --json` is an object).
+    fn info(&self, name: &str, json: bool, sample_ms: Option<u64>) -> CmdResult {
+        super::refuse_sample_ms(name, self, sample_ms)?;
+        let board = open_for_inspection(name)?;
+        if json {
+            let p = inspect::probe(name)?;
+            return crate::output::print_json(&serde_json::json!({
+                "name": name,
+                "kind": "board",
+                "path": inspect::segment_path(name),
+                "summary": summary(&p)?,
+                "access": Access::of(name),
+                "cells": rows(&board, false),
+            }));
+        }
+        let mut out = io::stdout().lock();
+        print_table(&mut out, &board, &rows(&board, false))?;
+        if let Some(a) = Access::of(name) {
+            writeln!(out, "access: {}", a.line())?;
+        }
+        Ok(())
+    }
+
+    fn live_participants(&self, p: &Probe) -> Vec<String> {
+        // A board says whether a writer is attached, not who.
+        if p.has_live_participants().unwrap_or(false) {
+            vec!["a live writer".into()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn stale_detail(&self, _: &Probe) -> String {
+        "no writer attached".into()
+    }
+
+    fn instead(&self, name: &str) -> Instead {
+        Instead {
+            what: "a board",
+            watch: format!("shmbus board {name} --watch"),
+            publish: "shmbus set",
+        }
+    }
+}
+
+impl ListRow for BoardSummary {
+    fn cells(&self) -> Vec<String> {
+        let b = self;
+        vec![
+            b.cells.to_string(),
+            b.value_size.to_string(),
+            text::sanitize(&b.value_type),
+            if b.keys { "yes" } else { "no" }.into(),
+            if b.writers_alive { "alive" } else { "none" }.into(),
+            b.liveness.creator_cell(),
+        ]
+    }
+    fn liveness(&self) -> &Liveness {
+        &self.liveness
+    }
+}
+
+/// The summary of a probed board, opened read-only.
+fn summary(p: &Probe) -> shmbus::Result<BoardSummary> {
+    let board = open_for_inspection(&p.name)?;
+    let writers_alive = board.has_writers();
+    Ok(BoardSummary {
+        cells: board.cells(),
+        value_size: board.value_size(),
+        value_type: board.value_type().to_string(),
+        keys: board.has_keys(),
+        writers_alive,
+        liveness: Liveness::of(&p.header, writers_alive),
+    })
+}
+
+/// What `list` reports about a board.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub(crate) struct BoardSummary {
+    pub(crate) cells: usize,
+    /// Largest value in bytes.
+    pub(crate) value_size: usize,
+    pub(crate) value_type: String,
+    /// Whether the cells have key names.
+    pub(crate) keys: bool,
+    /// Whether a live writer is attached.
+    pub(crate) writers_alive: bool,
+    #[serde(flatten)]
+    pub(crate) liveness: Liveness,
+}
+
+/// One cell as printed.
+#[derive(Serialize)]
+pub(crate) struct CellRow {
+    index: usize,
+    key: Option<String>,
+    /// Updates so far (0: never set).
+    version: u64,
+    /// Milliseconds since the value was set.
+    age_ms: Option<u64>,
+    len: Option<usize>,
+    /// The value, escaped text (or hex with --hex).
+    value: Option<String>,
+    error: Option<String>,
+}
+
+pub(crate) fn rows(board: &Board, hex: bool) -> Vec<CellRow> {
+    let mut reader = board.reader();
+    let mut out = Vec::with_capacity(board.cells());
+    reader.scan(|index, v| {
+        let mut row = CellRow {
+            index,
+            key: board.key(index).map(|k| text::sanitize(&k)),
+            version: 0,
+            age_ms: None,
+            len: None,
+            value: None,
+            error: None,
+        };
+        match v {
+            Ok(Some(v)) => {
+                row.version = v.version();
+                row.age_ms = Some(v.age().as_millis() as u64);
+                row.len = Some(v.bytes().len());
+                row.value = Some(if hex {
+                    text::hex(v.bytes())
+                } else {
+                    text::escape_payload(v.bytes())
+                });
+            }
+            Ok(None) => {}
+            Err(e) => row.error = Some(text::sanitize(&e.to_string())),
+        }
+        out.push(row);
+    });
+    out
+}
+
+pub(crate) fn print_table(out: &mut impl Write, board: &Board, rows: &[CellRow]) -> io::Result<()> {
+    writeln!(
+        out,
+        "board {}: {} cells of {} bytes, type {}",
+        text::sanitize(board.name()),
+        board.cells(),
+        board.value_size(),
+        text::sanitize(&board.value_type().to_string())
+    )?;
+    writeln!(out, "INDEX\tKEY\tVERSION\tAGE\tVALUE")?;
+    for r in rows {
+        let age = r
+            .age_ms
+            .map_or("-".into(), |ms| text::duration(Duration::from_millis(ms)));
+        let value = match (&r.value, &r.error) {
+            (_, Some(e)) => format!("error: {e}"),
+            (Some(v), None) => v.clone(),
+            (None, None) => "-".into(),
+        };
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}",
+            r.index,
+            r.key.as_deref().unwrap_or("-"),
+            r.version,
+            age,
+            value
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Running the `shmbus` binary as a user would, shared by the inspector's test files (each uses
+//! a part of it).
+#![allow(dead_code)]
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// Runs `shmbus ARGS` in `dir`.
+pub fn shmbus_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shmbus"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run shmbus")
+}
+
+/// Runs `shmbus ARGS` in `/`, where no file is named like a test's segment (a `tail` or `info`
+/// argument that names an existing file is a journal).
+pub fn shmbus(args: &[&str]) -> Output {
+    shmbus_in(Path::new("/"), args)
+}
+
+/// Runs `shmbus ARGS` with `input` on its stdin (then closed), in `/`.
+pub fn with_stdin(args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmbus"))
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shmbus");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input)
+        .expect("write stdin");
+    child.wait_with_output().expect("wait for shmbus")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("stdout is UTF-8")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).expect("stderr is UTF-8")
+}
+
+/// Runs a command that must succeed and returns its stdout.
+pub fn ok(args: &[&str]) -> String {
+    let o = shmbus(args);
+    assert!(o.status.success(), "shmbus {args:?} failed: {}", stderr(&o));
+    stdout(&o)
+}
+
+/// `ok` of `CMD NAME` followed by `rest`, split at white space:
+/// `ok_with("create", name, "--kind queue --slots 4")`.
+pub fn ok_with(cmd: &str, name: &str, rest: &str) -> String {
+    ok(&line(cmd, name, rest))
+}
+
+/// `CMD NAME` followed by `rest`, split at white space.
+pub fn line<'a>(cmd: &'a str, name: &'a str, rest: &'a str) -> Vec<&'a str> {
+    let mut args = vec![cmd, name];
+    args.extend(rest.split_whitespace());
+    args
+}
+
+/// Runs a command that must fail with status 1 and exactly one stderr line, the error line,
+/// containing `want`.
+pub fn fails_with(args: &[&str], want: &str) -> Output {
+    let o = shmbus(args);
+    let err = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "shmbus {args:?}: status {:?}, stderr {err}",
+        o.status
+    );
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "shmbus {args:?}: want one stderr line, got {err:?}"
+    );
+    assert!(
+        err.starts_with("shmbus: error: "),
+        "shmbus {args:?}: {err:?}"
+    );
+    assert!(
+        err.contains(want),
+        "shmbus {args:?}: {err:?} lacks {want:?}"
+    );
+    o
+}
+
+/// Asserts that `text` (what `what` printed) contains each of `wants`.
+pub fn assert_contains_all<S: AsRef<str>>(
+    what: &str,
+    text: &str,
+    wants: impl IntoIterator<Item = S>,
+) {
+    for want in wants {
+        let want = want.as_ref();
+        assert!(text.contains(want), "{what} lacks {want:?}:\n{text}");
+    }
+}
+
+/// Each line of `s` parsed as JSON.
+pub fn json_lines(s: &str) -> Vec<Value> {
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// Segment `name`'s entry in `shmbus list --json`.
+pub fn listed(name: &str) -> Value {
+    let list: Value = serde_json::from_str(&ok(&["list", "--json"])).expect("list --json");
+    list.as_array()
+        .expect("an array")
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is not listed: {list}"))
+        .clone()
+}
+
+/// A child process killed when the test ends, pass or fail.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
