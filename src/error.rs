@@ -7,8 +7,19 @@ use std::io;
 /// Result alias used throughout shmbus.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong with a segment of any kind. Each variant carries the numbers and names a user needs
-/// to act on it; none of them is ever a panic.
+/// Everything that can go wrong with a segment of any kind. Each variant carries the numbers and
+/// names a user needs to act on it; none of them is ever a panic.
+///
+/// # Opening a segment
+///
+/// Every kind's `open` (and `open_or_create`) runs the same pipeline (docs/design.md §1) and can
+/// fail with: [`Error::InvalidName`]; [`Error::NotFound`]; [`Error::PermissionDenied`];
+/// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
+/// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
+/// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
+/// finish); [`Error::AbiMismatch`]; [`Error::WrongKind`] if another kind of segment has the name;
+/// a corrupt header (the variants for which [`Error::is_corrupt`] holds); and [`Error::Io`] for
+/// any other system error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -1,6 +1,7 @@
 //! Message types: raw bytes, or any plain-old-data type.
 
 use crate::segment::header::TypeInfo;
+use crate::sync::{AtomicU64, Ordering};
 
 /// Marker for buses that carry raw byte messages of any length up to the slot capacity.
 #[derive(Debug)]
@@ -82,5 +83,31 @@ impl<T: bytemuck::Pod> Payload for T {
 
     fn to_owned(view: &T) -> T {
         *view
+    }
+}
+
+/// Stores `bytes` at byte `offset` of a payload laid out as words (`word(i)` is word `i`), one
+/// atomic word store each (never a `&mut [u8]` into shared memory, docs/design.md §8). The bytes
+/// of a word outside the write keep what the word held.
+#[inline]
+pub(crate) fn store_bytes<'a>(
+    offset: usize,
+    bytes: &[u8],
+    mut word: impl FnMut(usize) -> &'a AtomicU64,
+) {
+    let (mut pos, mut rest) = (offset, bytes);
+    while !rest.is_empty() {
+        let w = word(pos / 8);
+        let skip = pos % 8;
+        let take = rest.len().min(8 - skip);
+        let mut b = if skip == 0 && take == 8 {
+            [0u8; 8]
+        } else {
+            w.load(Ordering::Relaxed).to_ne_bytes()
+        };
+        b[skip..skip + take].copy_from_slice(&rest[..take]);
+        w.store(u64::from_ne_bytes(b), Ordering::Relaxed);
+        pos += take;
+        rest = &rest[take..];
     }
 }

@@ -294,15 +294,9 @@ impl<T: Payload> BoardBuilder<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidName`]; [`Error::NotFound`]; [`Error::PermissionDenied`];
-    /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
-    /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
-    /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
-    /// finish); [`Error::AbiMismatch`]; [`Error::WrongKind`] if another kind of segment has the
-    /// name; a corrupt header (the variants for which [`Error::is_corrupt`] holds), among them
-    /// [`Error::BoardCorrupt`] for an inconsistent board word; [`Error::NotInitialised`] also if
-    /// its creator has not stored the cell count within 100 ms; [`Error::TypeMismatch`] for a typed
-    /// open; and [`Error::Io`] for any other system error.
+    /// Any of the [errors of opening a segment](Error#opening-a-segment), and
+    /// [`Error::BoardCorrupt`] for an inconsistent board word; [`Error::TypeMismatch`] for a typed
+    /// open.
     pub fn open(self) -> Result<Board<T>> {
         kind::open(&self)
     }

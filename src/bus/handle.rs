@@ -53,13 +53,8 @@ impl Bus<Raw> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidName`]; [`Error::NotFound`]; [`Error::PermissionDenied`];
-    /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
-    /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
-    /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
-    /// finish); [`Error::AbiMismatch`]; [`Error::WrongKind`]; a corrupt header (the variants for
-    /// which [`Error::is_corrupt`] holds); [`Error::TypeMismatch`] for a typed open; and
-    /// [`Error::Io`] for any other system error.
+    /// Any of the [errors of opening a segment](Error#opening-a-segment), and
+    /// [`Error::TypeMismatch`] for a typed open.
     pub fn open(name: &str) -> Result<Self> {
         BusBuilder::new(name).open()
     }
@@ -68,13 +63,8 @@ impl Bus<Raw> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidName`]; [`Error::NotFound`]; [`Error::PermissionDenied`];
-    /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
-    /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
-    /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
-    /// finish); [`Error::AbiMismatch`]; [`Error::WrongKind`]; a corrupt header (the variants for
-    /// which [`Error::is_corrupt`] holds); [`Error::TypeMismatch`] for a typed open; and
-    /// [`Error::Io`] for any other system error.
+    /// Any of the [errors of opening a segment](Error#opening-a-segment), and
+    /// [`Error::TypeMismatch`] for a typed open.
     pub fn open_read_only(name: &str) -> Result<Self> {
         BusBuilder::new(name).read_only().open()
     }
@@ -436,13 +426,8 @@ impl<T: Payload> BusBuilder<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidName`]; [`Error::NotFound`]; [`Error::PermissionDenied`];
-    /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
-    /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
-    /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
-    /// finish); [`Error::AbiMismatch`]; [`Error::WrongKind`]; a corrupt header (the variants for
-    /// which [`Error::is_corrupt`] holds); [`Error::TypeMismatch`] for a typed open; and
-    /// [`Error::Io`] for any other system error.
+    /// Any of the [errors of opening a segment](Error#opening-a-segment), and
+    /// [`Error::TypeMismatch`] for a typed open.
     pub fn open(self) -> Result<Bus<T>> {
         kind::open(&self)
     }

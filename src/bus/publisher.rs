@@ -372,25 +372,11 @@ impl SlotWriter<'_> {
         self.write_at(self.len, bytes)
     }
 
-    /// Stores `bytes` at `offset` (in bounds) word by word.
+    /// Stores `bytes` at `offset` (in bounds) word by word. Bytes of a word outside the write
+    /// keep what this message (or, past its end, the slot) held; past the message's length they
+    /// are never delivered.
     fn store(&mut self, offset: usize, bytes: &[u8]) {
-        let mut pos = offset;
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let word = self.writer.payload_word(&self.ring, self.seq, pos / 8);
-            let skip = pos % 8;
-            let take = rest.len().min(8 - skip);
-            // Bytes of this word outside the write keep what this message (or, past its end,
-            // the slot) held; past the message's length they are never delivered.
-            let mut b = if skip == 0 && take == 8 {
-                [0u8; 8]
-            } else {
-                word.load(crate::sync::Ordering::Relaxed).to_ne_bytes()
-            };
-            b[skip..skip + take].copy_from_slice(&rest[..take]);
-            word.store(u64::from_ne_bytes(b), crate::sync::Ordering::Relaxed);
-            pos += take;
-            rest = &rest[take..];
-        }
+        let (writer, ring, seq) = (self.writer, &self.ring, self.seq);
+        crate::payload::store_bytes(offset, bytes, |i| writer.payload_word(ring, seq, i));
     }
 }

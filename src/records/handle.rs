@@ -206,15 +206,10 @@ impl RecordsBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidName`]; [`Error::NotFound`]; [`Error::PermissionDenied`];
-    /// [`Error::NotRegularFile`] (a symlink, FIFO, ... in its place); [`Error::ForeignOwner`] and
-    /// [`Error::InsecureMode`] unless accepted; [`Error::Truncated`] or [`Error::TooLarge`];
-    /// [`Error::BadMagic`] (not a shmbus segment); [`Error::NotInitialised`] (its creator did not
-    /// finish); [`Error::AbiMismatch`]; [`Error::LayoutRevision`] (a records layout of another
-    /// revision; a segment made before revisions were recorded has 0); [`Error::WrongKind`] if
-    /// another kind of segment has the name; a corrupt header (the variants for which [`Error::is_corrupt`] holds), among them
-    /// [`Error::BadProducerMode`] for a multi-producer header and [`Error::BadRing`] for a geometry
-    /// that is no byte ring; and [`Error::Io`] for any other system error.
+    /// Any of the [errors of opening a segment](Error#opening-a-segment), and
+    /// [`Error::LayoutRevision`] (a records layout of another revision; a segment made before
+    /// revisions were recorded has 0); [`Error::BadProducerMode`] for a multi-producer header and
+    /// [`Error::BadRing`] for a ring geometry that is not one.
     pub fn open(self) -> Result<Records> {
         kind::open(&self)
     }

@@ -300,23 +300,10 @@ impl RecordWriter<'_> {
         }
     }
 
-    /// Stores `bytes` at `offset` (within the length) word by word.
+    /// Stores `bytes` at `offset` (within the length) word by word; bytes of a word outside the
+    /// write keep what this record holds there.
     pub(super) fn store(&mut self, offset: usize, bytes: &[u8]) {
-        let (mut pos, mut rest) = (offset, bytes);
-        while !rest.is_empty() {
-            let word = self.writer.payload_word(&self.ring, &self.pending, pos / 8);
-            let skip = pos % 8;
-            let take = rest.len().min(8 - skip);
-            // Bytes of this word outside the write keep what this record holds there.
-            let mut b = if skip == 0 && take == 8 {
-                [0u8; 8]
-            } else {
-                word.load(crate::sync::Ordering::Relaxed).to_ne_bytes()
-            };
-            b[skip..skip + take].copy_from_slice(&rest[..take]);
-            word.store(u64::from_ne_bytes(b), crate::sync::Ordering::Relaxed);
-            pos += take;
-            rest = &rest[take..];
-        }
+        let (writer, ring, pending) = (self.writer, &self.ring, &self.pending);
+        crate::payload::store_bytes(offset, bytes, |i| writer.payload_word(ring, pending, i));
     }
 }
