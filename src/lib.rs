@@ -1,10 +1,26 @@
 //! # shmbus
 //!
-//! A shared-memory broadcast bus for Linux. Independent processes attach to a named bus that
-//! lives in a `/dev/shm` segment: a power-of-two ring of seqlock slots. Producers never wait for,
-//! or even know about, consumers; each consumer keeps its own expected sequence number in its own
-//! process and learns, on every receive, whether it got a message, found nothing new, or was
-//! lapped and lost exactly `N` messages.
+//! Shared-memory messaging for Linux. Independent processes attach to **named segments** in
+//! `/dev/shm`; every kind lives in one segment, survives any participant dying at any step, and
+//! refuses a corrupt or foreign segment with a typed error. The kinds, one module each (their
+//! handles are also re-exported here):
+//!
+//! - [`bus`]: seqlock broadcast over a ring of fixed-size slots; no shared read cursor, exact
+//!   lap counts, one or many producers.
+//! - [`queue`]: a bounded work queue; each item goes to exactly one receiver, crash-repaired.
+//! - [`records`]: variable-size broadcast in a byte ring.
+//! - [`board`]: the latest value of each of N cells (keys), any number of writers.
+//! - [`local`]: the work queue's algorithm for any `T: Send` between threads of one process.
+//! - [`journal`]: a bus recorded to a file and replayed.
+//!
+//! Blocking receives sleep on a futex; every handle can also give an eventfd for an event loop
+//! and, with the `tokio` feature, `recv_async`. The layers under the kinds (system calls →
+//! segment layer → waiting and readiness → kinds) are described in docs/design.md,
+//! "Architecture".
+//!
+//! A bus: producers never wait for, or even know about, consumers; each consumer keeps its own
+//! expected sequence number in its own process and learns, on every receive, whether it got a
+//! message, found nothing new, or was lapped and lost exactly `N` messages.
 //!
 //! ```
 //! use shmbus::{BusBuilder, Recv, Start};
@@ -53,8 +69,6 @@
 //! # Ok::<(), shmbus::Error>(())
 //! ```
 //!
-//! Records of any size, up to a quarter of a byte ring and without per-slot waste, go through a
-//! records segment: see [`records`].
 #![cfg_attr(not(loom), warn(missing_docs))]
 // On docs.rs (and `.ci/docs.sh`): show which feature each item needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -84,11 +84,6 @@ impl RecordPublisher {
         })
     }
 
-    #[doc(hidden)]
-    pub fn writer_dbg(&self) -> String {
-        format!("{:?}", self.writer)
-    }
-
     /// Largest record payload, in bytes.
     pub fn max_record(&self) -> usize {
         self.shape.max_payload

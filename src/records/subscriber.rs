@@ -122,11 +122,6 @@ impl RecordSubscriber {
         self.reader.stats()
     }
 
-    #[doc(hidden)]
-    pub fn reader_dbg(&self) -> String {
-        format!("{:?}", self.reader)
-    }
-
     /// Receives without waiting.
     #[inline]
     pub fn try_recv(&mut self) -> RecordRecv<'_> {
