@@ -50,6 +50,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::delivered::Delivered;
 
 use shmbus::{Bus, BusBuilder, Recv, Start, Subscriber, SubscriberStats, Wait};
 use support::{
@@ -202,28 +203,6 @@ fn producer() {
 // ---------------------------------------------------------------------------------------------
 // Subscriber checks
 // ---------------------------------------------------------------------------------------------
-
-/// Which (producer, counter) pairs a subscriber received: one bit per counter.
-#[derive(Default)]
-struct Delivered(HashMap<u64, Vec<u64>>);
-
-impl Delivered {
-    fn insert(&mut self, id: u64, k: u64) {
-        let bits = self.0.entry(id).or_default();
-        let word = (k / 64) as usize;
-        if bits.len() <= word {
-            bits.resize(word + 1, 0);
-        }
-        bits[word] |= 1 << (k % 64);
-    }
-
-    fn contains(&self, id: u64, k: u64) -> bool {
-        self.0
-            .get(&id)
-            .and_then(|b| b.get((k / 64) as usize))
-            .is_some_and(|w| w & (1 << (k % 64)) != 0)
-    }
-}
 
 /// Counters of one subscriber (summed over its subscriptions) and the first failures of each
 /// check, each naming the check, the sequence number and the producer.

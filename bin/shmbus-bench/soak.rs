@@ -24,6 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shmbus::{Bus, BusBuilder, ProducerMode, Recv, Start, Wait};
+use shmbus_testkit::delivered::Delivered;
 use shmbus_testkit::payload::{check_payload, make_payload, mix, Rng};
 
 /// Options of the soak test.
@@ -201,50 +202,28 @@ struct Tally {
     accounting_error: i64,
 }
 
-/// Which (producer, counter) pairs a consumer received: one bit per counter.
-#[derive(Default)]
-struct Delivered(HashMap<u64, Vec<u64>>);
-
-impl Delivered {
-    fn insert(&mut self, id: u64, k: u64) {
-        let bits = self.0.entry(id).or_default();
-        let word = (k / 64) as usize;
-        if bits.len() <= word {
-            bits.resize(word + 1, 0);
-        }
-        bits[word] |= 1 << (k % 64);
-    }
-
-    fn contains(&self, id: u64, k: u64) -> bool {
-        self.0
-            .get(&id)
-            .and_then(|b| b.get((k / 64) as usize))
-            .is_some_and(|w| w & (1 << (k % 64)) != 0)
-    }
-
-    /// How many of the drops recorded in `dir` were delivered, naming the first few.
-    fn count_dropped(&self, dir: &Path) -> Result<u64, String> {
-        let mut n = 0;
-        for &id in self.0.keys() {
-            let text = match std::fs::read_to_string(drops_file(dir, id)) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(format!("read drops of producer {id}: {e}")),
-            };
-            for k in text.lines().filter_map(|l| l.parse::<u64>().ok()) {
-                if self.contains(id, k) {
-                    n += 1;
-                    if n <= 8 {
-                        eprintln!(
-                            "soak consumer: producer {id} was told counter {k} was dropped, and \
-                             it was delivered"
-                        );
-                    }
+/// How many of the drops recorded in `dir` were delivered, naming the first few.
+fn count_dropped(delivered: &Delivered, dir: &Path) -> Result<u64, String> {
+    let mut n = 0;
+    for id in delivered.producers() {
+        let text = match std::fs::read_to_string(drops_file(dir, id)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("read drops of producer {id}: {e}")),
+        };
+        for k in text.lines().filter_map(|l| l.parse::<u64>().ok()) {
+            if delivered.contains(id, k) {
+                n += 1;
+                if n <= 8 {
+                    eprintln!(
+                        "soak consumer: producer {id} was told counter {k} was dropped, and \
+                         it was delivered"
+                    );
                 }
             }
         }
-        Ok(n)
     }
+    Ok(n)
 }
 
 /// Reads from the oldest message until every producer is gone after `until_ms`, checking each
@@ -310,7 +289,7 @@ fn consumer(args: &SoakArgs) -> Result<(), String> {
         .drops_dir
         .as_deref()
         .ok_or("child without --drops-dir")?;
-    t.dropped_delivered = delivered.count_dropped(dir)?;
+    t.dropped_delivered = count_dropped(&delivered, dir)?;
     println!("{}", serde_json::to_string(&t).map_err(|e| e.to_string())?);
     Ok(())
 }

@@ -42,6 +42,7 @@ impl Drop for TestBus {
 }
 
 pub mod alloc;
+pub mod delivered;
 pub mod forge;
 pub mod make;
 pub mod payload;
