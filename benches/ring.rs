@@ -169,15 +169,20 @@ fn floor_publish(bencher: divan::Bencher, len: usize, capacity: usize) {
     });
 }
 
+/// The bus's publish of `len` bytes on a 512-slot bus, single or multi producer.
+fn shmbus_publish(bencher: divan::Bencher, len: usize, tag: &str, multi: bool) {
+    let bus = ShmBus::new(tag, 512, multi);
+    let mut tx = bus.1.publisher().unwrap();
+    let payload = vec![0xabu8; len];
+    bencher.bench_local(|| tx.publish_bytes(black_box(&payload)).unwrap());
+}
+
 mod publish_single_producer {
     use super::*;
 
     #[divan::bench(args = [8, 64, 512])]
     fn shmbus(bencher: divan::Bencher, len: usize) {
-        let bus = ShmBus::new("sp", 512, false);
-        let mut tx = bus.1.publisher().unwrap();
-        let payload = vec![0xabu8; len];
-        bencher.bench_local(|| tx.publish_bytes(black_box(&payload)).unwrap());
+        shmbus_publish(bencher, len, "sp", false);
     }
 
     #[divan::bench(args = [8, 64, 512])]
@@ -194,10 +199,7 @@ mod publish_multi_producer {
 
     #[divan::bench(args = [8, 64, 512])]
     fn shmbus(bencher: divan::Bencher, len: usize) {
-        let bus = ShmBus::new("mp", 512, true);
-        let mut tx = bus.1.publisher().unwrap();
-        let payload = vec![0xabu8; len];
-        bencher.bench_local(|| tx.publish_bytes(black_box(&payload)).unwrap());
+        shmbus_publish(bencher, len, "mp", true);
     }
 
     #[divan::bench(args = [8, 64, 512])]
