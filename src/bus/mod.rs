@@ -4,11 +4,17 @@
 
 mod handle;
 mod publisher;
+#[cfg(not(loom))]
+mod readiness;
 pub(crate) mod ring;
 mod subscriber;
 
 pub use handle::{Bus, BusBuilder, ProducerInfo, SlotCensus, DEFAULT_RAW_CAPACITY, DEFAULT_SLOTS};
 pub use publisher::{Publisher, PublisherStats, SlotWriter};
+#[cfg(all(feature = "tokio", not(loom)))]
+pub use readiness::EventStream;
+#[cfg(not(loom))]
+pub use readiness::Readiness;
 #[allow(deprecated)]
 pub use subscriber::DEFAULT_STALL_TIMEOUT;
 pub use subscriber::{Event, Iter, LapPolicy, Message, Recv, Start, Subscriber, SubscriberStats};
