@@ -111,47 +111,40 @@ impl Target for SpaceTarget<'_> {
 /// the tail themselves and ignore it, and a later arming at any position re-arms.
 const QUEUE_POSITION: u64 = 0;
 
-impl<T: Payload> Registered for QueueReceiver<T> {
-    const READINESS: &'static str = "QueueReceiverReadiness";
-    const ROLE: &'static str = "receiver";
+/// The registration of a queue handle, a receiver or a sender: the two differ only in the watch
+/// and in their names.
+macro_rules! registered_queue_handle {
+    ($handle:ident, $watch:expr, $readiness:literal, $role:literal) => {
+        impl<T: Payload> Registered for $handle<T> {
+            const READINESS: &'static str = $readiness;
+            const ROLE: &'static str = $role;
 
-    fn register(&self) -> Result<Armed> {
-        Armed::watching(&self.part.seg, ItemWatch)
-    }
+            fn register(&self) -> Result<Armed> {
+                Armed::watching(&self.part.seg, $watch)
+            }
 
-    fn registration_slot(&mut self) -> &mut Option<Armed> {
-        &mut self.ready
-    }
+            fn registration_slot(&mut self) -> &mut Option<Armed> {
+                &mut self.ready
+            }
 
-    fn registration(&self) -> Option<&Armed> {
-        self.ready.as_ref()
-    }
+            fn registration(&self) -> Option<&Armed> {
+                self.ready.as_ref()
+            }
 
-    fn first_position(&self) -> u64 {
-        QUEUE_POSITION
-    }
+            fn first_position(&self) -> u64 {
+                QUEUE_POSITION
+            }
+        }
+    };
 }
 
-impl<T: Payload> Registered for QueueSender<T> {
-    const READINESS: &'static str = "QueueSenderReadiness";
-    const ROLE: &'static str = "sender";
-
-    fn register(&self) -> Result<Armed> {
-        Armed::watching(&self.part.seg, SpaceWatch)
-    }
-
-    fn registration_slot(&mut self) -> &mut Option<Armed> {
-        &mut self.ready
-    }
-
-    fn registration(&self) -> Option<&Armed> {
-        self.ready.as_ref()
-    }
-
-    fn first_position(&self) -> u64 {
-        QUEUE_POSITION
-    }
-}
+registered_queue_handle!(
+    QueueReceiver,
+    ItemWatch,
+    "QueueReceiverReadiness",
+    "receiver"
+);
+registered_queue_handle!(QueueSender, SpaceWatch, "QueueSenderReadiness", "sender");
 
 /// Event-loop receive: the readiness registration (docs/design.md §14).
 impl<T: Payload> QueueReceiver<T> {
