@@ -1,6 +1,7 @@
 //! The bus (docs/design.md §2–§10): seqlock broadcast over a power-of-two ring of slots, no
 //! shared read cursor, exact lap counts. The handle and its builder (`handle`), the ring
-//! protocol (`ring`), the publisher and the subscriber.
+//! protocol (`ring`), the publisher, the subscriber, and the subscriber's readiness descriptor
+//! and tokio receive (`readiness`).
 
 mod handle;
 mod publisher;

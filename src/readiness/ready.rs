@@ -24,36 +24,29 @@ const REGISTERED_FIRST: &str = "a Ready, recv_async and send_async register the 
 /// Attempts that arm take it as given, through [`registered`] (the one place that says why it
 /// is there).
 ///
-/// `pub` only because [`Ready`]'s bound names it; it cannot be named, so neither implemented
-/// nor called, outside the crate.
+/// `pub` only because [`Ready`]'s bound names it; the crate does not export it, so it can be
+/// neither named, implemented nor called outside the crate, and it has no page in the docs.
 pub trait Registered: Sized {
     /// The name of the readiness type, for `Debug` (one of the public aliases of [`Ready`]).
-    #[doc(hidden)]
     const READINESS: &'static str;
     /// What the handle is called in that `Debug`, and by its accessor: "subscriber", ...
-    #[doc(hidden)]
     const ROLE: &'static str;
 
     /// Makes a new registration with the waker of the handle's segment and watch (starting the
     /// thread if it has none).
-    #[doc(hidden)]
     fn register(&self) -> Result<Armed>;
 
     /// The handle's registration, if made.
-    #[doc(hidden)]
     fn registration_slot(&mut self) -> &mut Option<Armed>;
 
     /// The handle's registration, if made (shared).
-    #[doc(hidden)]
     fn registration(&self) -> Option<&Armed>;
 
     /// The position the first arming names (the sequence the subscriber expects next; any for a
     /// queue, whose targets look at the head and tail themselves).
-    #[doc(hidden)]
     fn first_position(&self) -> u64;
 
     /// The registration, made on first use.
-    #[doc(hidden)]
     fn armed(&mut self) -> Result<&mut Armed> {
         if self.registration().is_none() {
             let armed = self.register()?;
@@ -63,7 +56,6 @@ pub trait Registered: Sized {
     }
 
     /// Ends the registration (closes the eventfd; the waker thread stops with its last one).
-    #[doc(hidden)]
     fn disarm(&mut self) {
         *self.registration_slot() = None;
     }
