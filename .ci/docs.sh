@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${DOCS_TARGET_DIR:-target/docsrs}"
 RUSTDOCFLAGS="--cfg docsrs -D warnings" cargo +nightly doc -p shmbus --all-features --no-deps
-page="$CARGO_TARGET_DIR/doc/shmbus/struct.Subscriber.html"
+page="$CARGO_TARGET_DIR/doc/shmbus/bus/struct.Subscriber.html"
 grep -q 'recv_async' "$page" || { echo "docs: Subscriber::recv_async is missing from $page" >&2; exit 1; }
 grep -q 'feature <code>tokio</code>' "$page" \
   || { echo "docs: recv_async is not marked as needing the tokio feature in $page" >&2; exit 1; }

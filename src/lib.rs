@@ -110,6 +110,10 @@ pub use crate::board::{
     Board, BoardBuilder, BoardReader, BoardWriter, Value, ValueWriter, Versioned,
     DEFAULT_BOARD_VALUE_SIZE, KEY_MAX, MAX_CELLS,
 };
+#[cfg(all(feature = "tokio", not(loom)))]
+pub use crate::bus::EventStream;
+#[cfg(not(loom))]
+pub use crate::bus::Readiness;
 #[allow(deprecated)]
 pub use crate::bus::DEFAULT_STALL_TIMEOUT;
 pub use crate::bus::{
@@ -123,15 +127,17 @@ pub use crate::journal::{Journal, JournalOptions, JournalWriter};
 pub use crate::local::{LocalIter, LocalReceiver, LocalSender, LocalTryIter};
 pub use crate::local::{LocalQueue, MAX_LOCAL_CAPACITY};
 pub use crate::payload::{Payload, Raw};
+#[cfg(all(feature = "tokio", not(loom)))]
+pub use crate::queue::SendAsyncError;
 pub use crate::queue::{
     ParticipantInfo, Queue, QueueBuilder, QueueIter, QueueReceiver, QueueSender, QueueTotals,
     QueueTryIter, ReceiverStats, Role, SendError, SenderStats, DEFAULT_ITEM_SIZE,
     DEFAULT_QUEUE_CAPACITY,
 };
-#[cfg(all(feature = "tokio", not(loom)))]
-pub use crate::readiness::tokio::{EventStream, SendAsyncError};
 #[cfg(not(loom))]
-pub use crate::readiness::{QueueReceiverReadiness, QueueSenderReadiness, Readiness};
+pub use crate::queue::{QueueReceiverReadiness, QueueSenderReadiness};
+#[cfg(not(loom))]
+pub use crate::readiness::Ready;
 pub use crate::records::{
     RecordEvent, RecordPublisher, RecordRecv, RecordSubscriber, Records, RecordsBuilder,
 };

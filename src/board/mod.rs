@@ -1,6 +1,6 @@
 //! Boards: the latest value for each of N keys (docs/design.md §12).
 //!
-//! A board is a segment of kind [`SegmentKind::Board`]: N cells, each an independently versioned,
+//! A board is a segment of kind `Board`: N cells, each an independently versioned,
 //! double-buffered seqlock holding one value of a fixed maximum size. Any number of writers (up
 //! to 32 at once) may update any cell; a cell is taken with a CAS on its state word, so writers
 //! of one cell serialise and writers of different cells never meet. Readers copy the latest

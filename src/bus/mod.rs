@@ -1,14 +1,21 @@
 //! The bus (docs/design.md §2–§10): seqlock broadcast over a power-of-two ring of slots, no
 //! shared read cursor, exact lap counts. The handle and its builder (`handle`), the ring
-//! protocol (`ring`), the publisher and the subscriber.
+//! protocol (`ring`), the publisher, the subscriber, and the subscriber's readiness descriptor
+//! and tokio receive (`readiness`).
 
 mod handle;
 mod publisher;
+#[cfg(not(loom))]
+mod readiness;
 pub(crate) mod ring;
 mod subscriber;
 
 pub use handle::{Bus, BusBuilder, ProducerInfo, SlotCensus, DEFAULT_RAW_CAPACITY, DEFAULT_SLOTS};
 pub use publisher::{Publisher, PublisherStats, SlotWriter};
+#[cfg(all(feature = "tokio", not(loom)))]
+pub use readiness::EventStream;
+#[cfg(not(loom))]
+pub use readiness::Readiness;
 #[allow(deprecated)]
 pub use subscriber::DEFAULT_STALL_TIMEOUT;
 pub use subscriber::{Event, Iter, LapPolicy, Message, Recv, Start, Subscriber, SubscriberStats};

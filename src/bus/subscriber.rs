@@ -163,10 +163,10 @@ const CHECK_PERIOD: Duration = Duration::from_millis(5);
 
 /// A consumer. Made by [`crate::Bus::subscriber`] or [`crate::Bus::subscribe`].
 pub struct Subscriber<T: Payload = Raw> {
-    seg: Arc<Segment>,
-    reader: Reader,
+    pub(super) seg: Arc<Segment>,
+    pub(super) reader: Reader,
     /// Private copy-out buffer, 8-byte aligned, one slot's payload long.
-    buf: Box<[u64]>,
+    pub(super) buf: Box<[u64]>,
     wait: Wait,
     futex: SysFutex,
     /// When `try_recv` last asked the kernel whether producers are attached.
@@ -174,7 +174,7 @@ pub struct Subscriber<T: Payload = Raw> {
     /// The registration with the bus's waker thread, once readiness or `recv_async` is used
     /// (docs/design.md §14).
     #[cfg(not(loom))]
-    ready: Option<crate::readiness::Armed>,
+    pub(super) ready: Option<crate::readiness::Armed>,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -378,7 +378,7 @@ impl<T: Payload> Subscriber<T> {
     }
 
     #[inline]
-    fn finish(&self, p: Polled) -> Recv<'_, T> {
+    pub(super) fn finish(&self, p: Polled) -> Recv<'_, T> {
         match p {
             Polled::Message { seq, len } => {
                 let value = T::view(&bytemuck::cast_slice(&self.buf)[..len])
@@ -389,81 +389,6 @@ impl<T: Payload> Subscriber<T> {
             Polled::Lapped { lost } => Recv::Lapped { lost },
             Polled::Closed => Recv::Closed,
         }
-    }
-}
-
-/// Event-loop receive: the readiness registration (docs/design.md §14).
-#[cfg(not(loom))]
-impl<T: Payload> Subscriber<T> {
-    /// This subscriber with a file descriptor an event loop can wait on: see
-    /// [`crate::Readiness`]. Starts this bus handle's waker thread if it has none (one per bus
-    /// handle in a process, shared by its subscribers). Read-only handles work too: their waker
-    /// polls every millisecond while armed instead of sleeping on the bus's futex.
-    ///
-    /// # Errors
-    ///
-    /// [`crate::Error::Io`] if the eventfd cannot be made (`op` "eventfd": too many open files)
-    /// or the waker thread cannot be started (`op` "start the readiness thread").
-    pub fn into_readiness(self) -> crate::Result<crate::Readiness<T>> {
-        crate::Readiness::new(self)
-    }
-
-    /// The registration, made on first use.
-    pub(crate) fn armed(&mut self) -> crate::Result<&mut crate::readiness::Armed> {
-        if self.ready.is_none() {
-            self.ready = Some(crate::readiness::Armed::new(&self.seg)?);
-        }
-        Ok(self.ready.as_mut().expect("set just above"))
-    }
-
-    /// The registration, if made.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn registration(&self) -> Option<&crate::readiness::Armed> {
-        self.ready.as_ref()
-    }
-
-    /// The name of the bus.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn bus_name(&self) -> &str {
-        self.seg.name()
-    }
-
-    /// Ends the registration.
-    pub(crate) fn disarm(&mut self) {
-        self.ready = None;
-    }
-
-    /// The eventfd of a registered subscriber.
-    pub(crate) fn ready_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.ready
-            .as_ref()
-            .expect("a Readiness registers its subscriber when it is made")
-            .fd()
-    }
-
-    /// Receives without waiting; when nothing is there, arms the registration (which must
-    /// exist) so that its eventfd becomes readable once something is. After a signal for a
-    /// stall or a closed bus, looks at the cursor and the producers at once.
-    pub(crate) fn try_recv_armed(&mut self) -> Recv<'_, T> {
-        let armed = self
-            .ready
-            .as_ref()
-            .expect("callers register the subscriber first");
-        let live = SegmentLiveness::observer(&self.seg);
-        let ring = Ring::of(&self.seg);
-        let p = if armed.take_check() {
-            self.reader.poll_checked(&ring, &live, &mut self.buf)
-        } else {
-            self.reader.poll(&ring, &live, &mut self.buf)
-        };
-        match p {
-            // Idle: nothing pending, producers not asked about; the waker's periodic look
-            // reports a closed bus.
-            Polled::Empty | Polled::Idle => armed.arm(self.reader.next_seq()),
-            Polled::Closed => armed.closed(self.reader.next_seq()),
-            Polled::Message { .. } | Polled::Lapped { .. } => {}
-        }
-        self.finish(p)
     }
 }
 

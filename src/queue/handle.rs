@@ -287,7 +287,7 @@ impl Queue<Raw> {
     /// A sender of raw bytes on a queue of any item type, for tools and bindings that do not
     /// have the Rust type (`shmbus push`, other languages): on a raw queue it is
     /// [`Queue::sender`]; on a typed one every item must be exactly the type's size
-    /// ([`SendError::WrongSize`] otherwise), and its bytes are taken as one value of the type
+    /// ([`crate::SendError::WrongSize`] otherwise), and its bytes are taken as one value of the type
     /// (any bytes are one: typed queues carry `Pod` types).
     ///
     /// # Errors

@@ -51,8 +51,10 @@ mod tests;
 pub use handle::{
     ParticipantInfo, Queue, QueueBuilder, QueueTotals, DEFAULT_ITEM_SIZE, DEFAULT_QUEUE_CAPACITY,
 };
-#[cfg(not(loom))]
-pub(crate) use participant::senders_alive;
 pub use participant::Role;
+#[cfg(all(feature = "tokio", not(loom)))]
+pub use readiness::SendAsyncError;
+#[cfg(not(loom))]
+pub use readiness::{QueueReceiverReadiness, QueueSenderReadiness};
 pub use receiver::{QueueIter, QueueReceiver, QueueTryIter, ReceiverStats};
 pub use sender::{QueueSender, SendError, SenderStats};

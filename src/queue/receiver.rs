@@ -121,7 +121,7 @@ impl<T: Payload> QueueReceiver<T> {
     }
 
     /// Whether the queue is closed: no sender attached and no item left (see
-    /// [`Queue::is_closed`]).
+    /// [`crate::Queue::is_closed`]).
     pub fn is_closed(&self) -> bool {
         closed(&self.part.seg)
     }

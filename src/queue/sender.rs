@@ -21,7 +21,7 @@ pub enum SendError<T> {
         /// The slot's item size.
         capacity: usize,
     },
-    /// A byte sender on a typed queue ([`Queue::bytes_sender`]) was given an item of another
+    /// A byte sender on a typed queue ([`crate::Queue::bytes_sender`]) was given an item of another
     /// size than the type's.
     WrongSize {
         /// The item.

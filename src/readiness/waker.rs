@@ -1,9 +1,9 @@
 //! The core of readiness (docs/design.md §14), apart from the operating system so that loom
 //! checks the very code that runs: a handle's [`Registration`] (arming and signalling), the
 //! [`Registry`] of the registrations one waker thread serves, and the thread's loop ([`run`]).
-//! They work over a [`Signal`] (the eventfd), a [`Target`] (what "ready" means for a kind) and a
-//! [`Host`] (the futexes, the clock and producer liveness): `src/readiness.rs` supplies the real
-//! ones, `loom.rs` models.
+//! They work over a [`Signal`] (the eventfd), a [`Target`] (what "ready" and "closed" mean for a
+//! kind) and a [`Host`] (the futexes and the clock): `thread.rs` supplies the real signal and
+//! host, each kind's `readiness.rs` its target, and `loom.rs` models of all three.
 
 #[cfg(loom)]
 use ::loom::sync::atomic::AtomicBool;
@@ -43,16 +43,18 @@ pub(crate) trait Target {
     /// Looked at every few milliseconds only: whether a position is stuck with a claimant that
     /// may have died, which the handle repairs or skips when told to check.
     fn stalled(&self, e: u64) -> bool;
-    /// Whether the kind reports a segment with no producer as closed (bus and records).
-    fn closes(&self) -> bool;
+    /// Looked at every few milliseconds only, at most once a pass and only for a registration not
+    /// yet told at its position: whether nobody who could make the target ready is attached (a
+    /// bus or records segment without a producer, a queue without a sender). Such a registration
+    /// is signalled once per position and its handle reports the closure. May ask the kernel;
+    /// a kind that never closes (a queue's senders) says `false`.
+    fn closed(&self) -> bool;
 }
 
 /// What the waker's loop needs from the world.
 pub(crate) trait Host {
     /// Whether the periodic look (stalls, a closed segment) is due; restarts its period if so.
     fn periodic(&mut self) -> bool;
-    /// Whether a producer is attached to the segment.
-    fn any_alive(&self) -> bool;
     /// Sleeps while the kick word reads `seen` (nothing is armed).
     fn wait_kick(&self, kick: &AtomicU32, seen: u32);
     /// Sleeps until the other side announces something on `words` or the kick word moves from
@@ -212,7 +214,7 @@ pub(crate) fn run<S: Signal, T: Target, H: Host>(
             return;
         }
         let periodic = host.periodic();
-        if scan(reg, target, periodic, host) == 0 {
+        if scan(reg, target, periodic) == 0 {
             // Nothing armed: the waiter flag stays down, the other side pays nothing.
             host.wait_kick(&reg.kick, k);
             continue;
@@ -225,14 +227,9 @@ pub(crate) fn run<S: Signal, T: Target, H: Host>(
 
 /// Signals every armed registration that has something to receive; returns how many stay armed.
 /// `periodic`: also signal stalls and a closed segment, which no publish announces.
-fn scan<S: Signal, T: Target, H: Host>(
-    reg: &Registry<S>,
-    target: &T,
-    periodic: bool,
-    host: &H,
-) -> usize {
+fn scan<S: Signal, T: Target>(reg: &Registry<S>, target: &T, periodic: bool) -> usize {
     let regs = reg.regs();
-    let mut alive = None;
+    let mut closed = None;
     let mut armed = 0;
     for r in regs.iter() {
         // ORDERING: pairs with the Release store in `Registration::arm`.
@@ -244,7 +241,7 @@ fn scan<S: Signal, T: Target, H: Host>(
             r.signal(false);
         } else if periodic
             && needs_check(target, r, e, || {
-                *alive.get_or_insert_with(|| host.any_alive())
+                *closed.get_or_insert_with(|| target.closed())
             })
         {
             r.signal(true);
@@ -256,21 +253,19 @@ fn scan<S: Signal, T: Target, H: Host>(
 }
 
 /// Whether the handle should look at the positions and the producers for `e`: a position
-/// claimed but not completed (a stall, whose claimant may be dead), or a bus or records segment
-/// with no producer that has not been reported closed at `e` yet (docs/design.md §6).
+/// claimed but not completed (a stall, whose claimant may be dead), or a segment nobody can
+/// make ready any more (`closed`: [`Target::closed`], asked once a pass) that has not been
+/// reported closed at `e` yet (docs/design.md §6).
 fn needs_check<S, T: Target>(
     target: &T,
     r: &Registration<S>,
     e: u64,
-    alive: impl FnOnce() -> bool,
+    closed: impl FnOnce() -> bool,
 ) -> bool {
     if target.stalled(e) {
         return true;
     }
-    if !target.closes() || r.closed_at.load(Ordering::Relaxed) == e {
-        return false;
-    }
-    !alive()
+    r.closed_at.load(Ordering::Relaxed) != e && closed()
 }
 
 /// Whether some armed registration's target is ready (the re-check of the sleep handshake).

@@ -54,12 +54,12 @@ mod loom;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
-#[cfg(not(loom))]
-pub use crate::readiness::RecordReadiness;
 pub use handle::{Records, RecordsBuilder, DEFAULT_RING_BYTES};
 pub use layout::{MAX_RING_BYTES, MIN_RING_BYTES, RECORDS_REVISION, RECORD_HEADER_BYTES};
 pub use publisher::{RecordPublisher, RecordPublisherStats, RecordWriter};
 pub(crate) use reader::{Polled, Reader};
+#[cfg(not(loom))]
+pub use readiness::RecordReadiness;
 pub use subscriber::{Record, RecordEvent, RecordRecv, RecordSubscriber};
 pub(crate) use writer::Writer;
 

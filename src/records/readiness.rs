@@ -1,4 +1,5 @@
-//! Records readiness (docs/design.md §14): what the waker watches, the event-loop registration, and tokio.
+//! Records readiness (docs/design.md §14): what the waker watches, the subscriber's event-loop
+//! registration and armed receive, [`RecordReadiness`], and tokio (`recv_async`).
 
 use super::layout::RingShape;
 #[cfg(feature = "tokio")]
@@ -6,41 +7,46 @@ use super::subscriber::RecordEvent;
 use super::subscriber::{RecordRecv, RecordSubscriber};
 use super::{Polled, RecordRing};
 use crate::error::Result;
-use crate::segment::producers::SegmentLiveness;
+#[cfg(feature = "tokio")]
+use crate::readiness::tokio::poll_ready;
+use crate::readiness::{ahead, registered, Armed, Ready, Registered, Target, Watch};
+use crate::segment::producers::{Liveness, SegmentLiveness};
 use crate::segment::Segment;
-use crate::wait::{self};
+use crate::wait::WakeWords;
 
 /// Records subscribers' readiness (docs/design.md §14): the cursor (records committed or
 /// abandoned, stored with Release after the record's version word) is past the sequence the
 /// subscriber expects, so its next receive finds that record, or finds it overwritten (a lap).
 /// Padding needs no case: the receive follows it to the record after.
-#[cfg(not(loom))]
 #[derive(Clone, Copy)]
 pub(crate) struct RecordsWatch(RingShape);
 
 /// The ring as the records waker sees it.
-#[cfg(not(loom))]
-pub(crate) struct RecordsTarget<'a>(RecordRing<'a>);
+pub(crate) struct RecordsTarget<'a> {
+    ring: RecordRing<'a>,
+    live: SegmentLiveness<'a>,
+}
 
-#[cfg(not(loom))]
-impl crate::readiness::Watch for RecordsWatch {
+impl Watch for RecordsWatch {
     type Target<'a> = RecordsTarget<'a>;
 
     fn target(self, seg: &Segment) -> RecordsTarget<'_> {
-        RecordsTarget(RecordRing::new(seg.words(), self.0))
+        RecordsTarget {
+            ring: RecordRing::new(seg.words(), self.0),
+            live: SegmentLiveness::observer(seg),
+        }
     }
 
     /// The publisher bumps these after every commit or abandon.
-    fn words(seg: &Segment) -> wait::WakeWords<'_> {
+    fn words(seg: &Segment) -> WakeWords<'_> {
         seg.wake_words()
     }
 }
 
-#[cfg(not(loom))]
-impl crate::readiness::Target for RecordsTarget<'_> {
+impl Target for RecordsTarget<'_> {
     #[inline]
     fn ready(&self, e: u64) -> bool {
-        crate::readiness::ahead(self.0.cursor(), e)
+        ahead(self.ring.cursor(), e)
     }
 
     /// A publisher that died mid-write leaves the cursor at `e`; the liveness look reports the
@@ -49,57 +55,53 @@ impl crate::readiness::Target for RecordsTarget<'_> {
         false
     }
 
-    fn closes(&self) -> bool {
-        true
+    /// No publisher attached (a system call on a shared segment).
+    fn closed(&self) -> bool {
+        !self.live.any_alive()
+    }
+}
+
+impl Registered for RecordSubscriber {
+    const READINESS: &'static str = "RecordReadiness";
+    const ROLE: &'static str = "subscriber";
+
+    fn register(&self) -> Result<Armed> {
+        Armed::watching(&self.seg, RecordsWatch(self.shape))
+    }
+
+    fn registration_slot(&mut self) -> &mut Option<Armed> {
+        &mut self.ready
+    }
+
+    fn registration(&self) -> Option<&Armed> {
+        self.ready.as_ref()
+    }
+
+    fn first_position(&self) -> u64 {
+        self.next_seq()
     }
 }
 
 /// Event-loop receive: the readiness registration (docs/design.md §14).
-#[cfg(not(loom))]
 impl RecordSubscriber {
     /// This subscriber with a file descriptor an event loop can wait on: see
-    /// [`crate::records::RecordReadiness`]. Starts this segment handle's waker thread if it has
-    /// none (one per handle in a process, shared by its subscribers). Read-only handles work
-    /// too: their waker polls every millisecond while armed.
+    /// [`RecordReadiness`]. Starts this segment handle's waker thread if it has none (one per
+    /// handle in a process, shared by its subscribers). Read-only handles work too: their waker
+    /// polls every millisecond while armed.
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the eventfd cannot be made (`op` "eventfd": too many open files) or the
-    /// waker thread cannot be started (`op` "start the readiness thread").
-    pub fn into_readiness(mut self) -> Result<crate::readiness::RecordReadiness> {
-        self.armed()?;
-        Ok(crate::readiness::RecordReadiness::new(self))
-    }
-
-    /// The registration, made on first use.
-    pub(crate) fn armed(&mut self) -> Result<&mut crate::readiness::Armed> {
-        if self.ready.is_none() {
-            let watch = RecordsWatch(self.shape);
-            self.ready = Some(crate::readiness::Armed::watching(&self.seg, watch)?);
-        }
-        Ok(self.ready.as_mut().expect("set just above"))
-    }
-
-    /// The registration, which callers made.
-    pub(crate) fn registration(&self) -> &crate::readiness::Armed {
-        self.ready
-            .as_ref()
-            .expect("callers register the subscriber first")
-    }
-
-    /// Ends the registration.
-    pub(crate) fn disarm(&mut self) {
-        self.ready = None;
+    /// [`crate::Error::Io`] if the eventfd cannot be made (`op` "eventfd": too many open files)
+    /// or the waker thread cannot be started (`op` "start the readiness thread").
+    pub fn into_readiness(self) -> Result<RecordReadiness> {
+        Ready::new(self)
     }
 
     /// Receives without waiting; when nothing is there, arms the registration (which must
     /// exist) so that its eventfd becomes readable once something is. After a signal for a
     /// closed segment, looks at the intent, the cursor and the producer at once.
     pub(crate) fn try_recv_armed(&mut self) -> RecordRecv<'_> {
-        let armed = self
-            .ready
-            .as_ref()
-            .expect("callers register the subscriber first");
+        let armed = registered(self.ready.as_ref());
         let live = SegmentLiveness::observer(&self.seg);
         let ring = RecordRing::new(self.seg.words(), self.shape);
         let p = if armed.take_check() {
@@ -116,8 +118,30 @@ impl RecordSubscriber {
     }
 }
 
+/// A records subscriber with a file descriptor that an event loop can wait on: readable when
+/// [`RecordReadiness::try_recv`] has something to return (a record, a lap, or a closed
+/// segment). Made by [`RecordSubscriber::into_readiness`].
+///
+/// Drain it with [`RecordReadiness::try_recv`] until [`RecordRecv::Empty`], as a bus
+/// [`crate::Readiness`]: readiness may be spurious, never lost, and a closed segment makes it
+/// readable once per sequence (docs/design.md §14).
+pub type RecordReadiness = Ready<RecordSubscriber>;
+
+impl Ready<RecordSubscriber> {
+    /// Receives without waiting, like [`RecordSubscriber::try_recv`]; when it finds nothing it
+    /// re-arms the descriptor, which becomes readable again once there is something to receive.
+    pub fn try_recv(&mut self) -> RecordRecv<'_> {
+        self.handle_mut().try_recv_armed()
+    }
+
+    /// The subscriber (its sequence and counters).
+    pub fn subscriber(&self) -> &RecordSubscriber {
+        self.handle()
+    }
+}
+
 /// Awaiting a records subscriber in a tokio task (feature `tokio`, docs/design.md §14).
-#[cfg(all(feature = "tokio", not(loom)))]
+#[cfg(feature = "tokio")]
 impl RecordSubscriber {
     /// Receives, waiting without blocking the thread: the next record, owned, or a lap with
     /// its exact loss, or `Ok(None)` when no publisher is attached and everything intact has
@@ -130,28 +154,29 @@ impl RecordSubscriber {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when called outside a tokio runtime, when the eventfd or the waker thread
-    /// cannot be made (see [`RecordSubscriber::into_readiness`]), or when the reactor fails.
+    /// [`crate::Error::Io`] when called outside a tokio runtime, when the eventfd or the waker
+    /// thread cannot be made (see [`RecordSubscriber::into_readiness`]), or when the reactor
+    /// fails.
     ///
     /// # Panics
     ///
     /// Inside a tokio runtime built without I/O (`enable_io`), as tokio's own I/O types do.
     pub async fn recv_async(&mut self) -> Result<Option<RecordEvent>> {
-        crate::readiness::tokio::register(self.armed()?, "recv_async")?;
-        loop {
-            match self.try_recv_armed() {
-                RecordRecv::Record(r) => {
-                    return Ok(Some(RecordEvent::Record {
-                        seq: r.seq(),
-                        type_id: r.type_id(),
-                        bytes: r.bytes().to_vec(),
-                    }))
-                }
-                RecordRecv::Lapped { lost } => return Ok(Some(RecordEvent::Lapped { lost })),
-                RecordRecv::Closed => return Ok(None),
-                RecordRecv::Empty => {}
-            }
-            crate::readiness::tokio::readable(self.registration()).await?;
-        }
+        std::future::poll_fn(|cx| poll_ready(self, cx, "recv_async", owned)).await
+    }
+}
+
+/// The armed receive, owned: `Some(None)` for a closed segment, `None` for nothing yet.
+#[cfg(feature = "tokio")]
+fn owned(sub: &mut RecordSubscriber) -> Option<Option<RecordEvent>> {
+    match sub.try_recv_armed() {
+        RecordRecv::Record(r) => Some(Some(RecordEvent::Record {
+            seq: r.seq(),
+            type_id: r.type_id(),
+            bytes: r.bytes().to_vec(),
+        })),
+        RecordRecv::Lapped { lost } => Some(Some(RecordEvent::Lapped { lost })),
+        RecordRecv::Closed => Some(None),
+        RecordRecv::Empty => None,
     }
 }

@@ -107,16 +107,12 @@ impl Futex for Either<'_> {
 }
 
 /// No clock (the periodic look never runs: it covers stalls and closures, which this model does
-/// not have), a producer always attached, and the futexes above.
+/// not have), and the futexes above.
 struct ModelHost(Arc<ModelFutexes>);
 
 impl Host for ModelHost {
     fn periodic(&mut self) -> bool {
         false
-    }
-
-    fn any_alive(&self) -> bool {
-        true
     }
 
     fn wait_kick(&self, kick: &AtomicU32, seen: u32) {
@@ -152,7 +148,8 @@ impl Target for Published<'_> {
         false
     }
 
-    fn closes(&self) -> bool {
+    /// A producer always attached.
+    fn closed(&self) -> bool {
         false
     }
 }
