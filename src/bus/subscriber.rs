@@ -236,6 +236,8 @@ impl<T: Payload> Subscriber<T> {
     /// polls it also looks at the write cursor (a lap, or a sequence whose claimant died or gave
     /// it up), and if nothing is pending and 5 ms have passed since it last asked, it asks the
     /// kernel whether a producer is attached: so `Closed` shows after at least 1024 empty polls.
+    /// Once reported, `Closed` is the answer of every empty poll until a message arrives or a
+    /// look (as above) finds a producer attached.
     #[inline]
     pub fn try_recv(&mut self) -> Recv<'_, T> {
         let seg = &*self.seg;
@@ -257,7 +259,12 @@ impl<T: Payload> Subscriber<T> {
     fn idle(&mut self) -> Polled {
         let now = Instant::now();
         if now.duration_since(self.last_liveness) < CHECK_PERIOD {
-            return Polled::Empty;
+            // A bus found closed stays closed until a look finds a producer.
+            return if self.reader.is_closed() {
+                Polled::Closed
+            } else {
+                Polled::Empty
+            };
         }
         self.last_liveness = now;
         let seg = &*self.seg;
