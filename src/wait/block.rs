@@ -59,11 +59,18 @@ pub(crate) fn block<A: Attempt>(
     deadline: Option<Instant>,
 ) -> Option<A::Out> {
     // The fast case, a success within a few attempts, reads no clock.
-    for _ in 0..SPINS {
+    if let Some(out) = a.attempt() {
+        return Some(out);
+    }
+    // The hint before each later attempt, not after each one: under loom (one attempt, where
+    // the hint is a yield to the model's scheduler) a waiter then goes to sleep without first
+    // handing every other thread the turn, so the models reach the sleep with the producer
+    // anywhere in its steps.
+    for _ in 1..SPINS {
+        crate::sync::spin_hint();
         if let Some(out) = a.attempt() {
             return Some(out);
         }
-        crate::sync::spin_hint();
     }
     block_slow(a, wait, deadline)
 }
