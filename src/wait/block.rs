@@ -66,7 +66,9 @@ pub(crate) fn block<A: Attempt>(
     // the hint is a yield to the model's scheduler) a waiter then goes to sleep without first
     // handing every other thread the turn, so the models reach the sleep with the producer
     // anywhere in its steps.
-    for _ in 1..SPINS {
+    let mut left = SPINS;
+    while left > 1 {
+        left -= 1;
         crate::sync::spin_hint();
         if let Some(out) = a.attempt() {
             return Some(out);
