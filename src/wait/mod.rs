@@ -32,9 +32,9 @@ pub(crate) const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(20);
 /// How a blocking call waits: every blocking receive and send of every kind (bus, queue,
 /// records, [`crate::LocalQueue`] channels) runs the same loop (docs/design.md §7, "The one
 /// blocking loop"). Every strategy first makes 64 attempts back to back; they differ in what
-/// they do after. All of them look every 5 ms at what nobody wakes a waiter for (a dead
-/// producer, sender or receiver; a closed segment), and end at the deadline of a `*_timeout`
-/// call.
+/// they do after. On a segment, all of them look every 5 ms at what nobody wakes a waiter for
+/// (a dead producer, sender or receiver; a closed segment); all end at the deadline of a
+/// `*_timeout` call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Wait {
     /// Keep attempting with a spin hint between attempts: lowest latency, one core fully busy.
