@@ -84,7 +84,6 @@ struct SubModel {
     policy: LapPolicy,
     start: u64,
     next: u64,
-    laps_in_row: u32,
     received: u64,
     lost: u64,
     laps: u64,
@@ -97,7 +96,6 @@ impl SubModel {
             policy,
             start: next,
             next,
-            laps_in_row: 0,
             received: 0,
             lost: 0,
             laps: 0,
@@ -112,13 +110,11 @@ impl SubModel {
         if self.next >= ring.oldest() {
             self.next += 1;
             self.received += 1;
-            self.laps_in_row = 0;
             return Expect::Message(self.next - 1);
         }
         // Lapped: resume at the oldest intact message, or at the newest if the policy says so
-        // or if this is the second lap in a row without a delivery (progress guarantee).
-        self.laps_in_row += 1;
-        let target = if self.policy == LapPolicy::Newest || self.laps_in_row > 1 {
+        // (publishing is synchronous here, so nobody laps the subscriber while it resyncs).
+        let target = if self.policy == LapPolicy::Newest {
             ring.end.saturating_sub(1).max(ring.first)
         } else {
             ring.oldest()
@@ -596,10 +592,11 @@ mod threads {
     }
 }
 
-/// The progress guard, deterministically: lapped again before any delivery, an `Oldest`
-/// subscriber resumes at the newest message, which it then receives.
+/// Lapped again before any delivery, on a quiet bus: an `Oldest` subscriber resumes at the
+/// oldest intact message again and loses exactly the overwritten ones (the jump to the newest
+/// is only for a lap while it resyncs).
 #[test]
-fn second_lap_in_a_row_resumes_at_the_newest() {
+fn second_lap_in_a_row_on_a_quiet_bus_resumes_at_the_oldest() {
     let bus = bus(4, 0);
     let mut publisher = bus.publisher().unwrap();
     let mut sub = bus.subscribe(Start::Oldest);
@@ -612,12 +609,14 @@ fn second_lap_in_a_row_resumes_at_the_newest() {
     };
     publish(10); // 0..10: oldest intact is 6
     assert!(matches!(sub.try_recv(), Recv::Lapped { lost: 6 }));
-    publish(10); // 10..20: 6 is gone again before it was read
+    publish(10); // 10..20: 6 is gone again before it was read; oldest intact is 16
     assert!(
-        matches!(sub.try_recv(), Recv::Lapped { lost: 13 }),
-        "resumes at the newest, 19"
+        matches!(sub.try_recv(), Recv::Lapped { lost: 10 }),
+        "resumes at the oldest intact, 16"
     );
-    assert!(matches!(sub.try_recv(), Recv::Message(m) if m.seq() == 19));
+    for seq in 16..20 {
+        assert!(matches!(sub.try_recv(), Recv::Message(m) if m.seq() == seq));
+    }
     assert_eq!(sub.stats().received + sub.stats().lost, 20);
 }
 

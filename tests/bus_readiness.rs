@@ -100,8 +100,13 @@ fn readiness_becomes_readable_once_when_the_bus_closes() {
     drop(tx);
     wait_readable(&rx, "the only producer left");
     assert!(matches!(rx.try_recv(), Recv::Closed));
-    // Reported: the next receive finds nothing and re-arms, and a new publish still wakes it.
-    assert!(matches!(rx.try_recv(), Recv::Empty));
+    // Reported: the next receive says `Closed` again (docs/design.md §6, "Closed") and stays
+    // armed, and a new publish still wakes it.
+    assert!(matches!(rx.try_recv(), Recv::Closed));
+    assert!(
+        !readable(&rx, Duration::from_millis(20)),
+        "the closure is signalled once, not again for the repeated Closed"
+    );
     let mut tx = bus.publisher().unwrap();
     tx.publish_bytes(b"again").unwrap();
     wait_readable(&rx, "a producer came back and published");

@@ -121,3 +121,93 @@ fn panicking_fill_is_counted_lost_never_delivered() {
     assert!(matches!(rx.try_recv(), Recv::Lapped { lost: 1 }));
     assert!(matches!(rx.try_recv(), Recv::Message(m) if m.bytes() == b"next"));
 }
+
+/// Polls `try_recv` until it says `Closed` (it asks about producers only every few
+/// milliseconds, at a cursor check), failing after 10 s.
+fn poll_until_closed(rx: &mut shmbus::Subscriber) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !matches!(rx.try_recv(), Recv::Closed) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reported Closed"
+        );
+    }
+}
+
+/// Once `try_recv` (or `recv`) has said `Closed`, every later `try_recv` says `Closed` too, not
+/// `Empty` (as tokio's broadcast and crossbeam's channels do), until a producer attaches; then
+/// the sequence continues.
+#[test]
+fn closed_stays_closed_until_a_producer_attaches() {
+    let bus = bus(4);
+    let mut tx = bus.publisher().unwrap();
+    let mut rx = bus.subscribe(Start::Next);
+    tx.publish_bytes(b"last").unwrap();
+    drop(tx);
+    assert!(matches!(rx.try_recv(), Recv::Message(m) if m.bytes() == b"last"));
+    poll_until_closed(&mut rx);
+    for i in 0..5000 {
+        let r = rx.try_recv();
+        assert!(matches!(r, Recv::Closed), "poll {i} after Closed: {r:?}");
+    }
+    assert!(matches!(rx.recv(), Recv::Closed), "recv agrees at once");
+    assert!(
+        matches!(rx.try_recv(), Recv::Closed),
+        "and so does the next try_recv"
+    );
+    // A producer attaches: within the look's period the subscriber sees it and says `Empty`.
+    let mut tx = bus.publisher().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match rx.try_recv() {
+            Recv::Empty => break,
+            Recv::Closed => assert!(std::time::Instant::now() < deadline, "attach unseen"),
+            other => panic!("nothing was published: {other:?}"),
+        }
+    }
+    tx.publish_bytes(b"again").unwrap();
+    assert!(matches!(rx.try_recv(), Recv::Message(m) if m.seq() == 1));
+}
+
+/// A message published by a producer that attached and left again ends `Closed` at once: the
+/// message is delivered, then `Closed` comes back only after a new look.
+#[test]
+fn a_message_after_closed_is_delivered_then_closed_again() {
+    let bus = bus(4);
+    let mut rx = bus.subscribe(Start::Next);
+    poll_until_closed(&mut rx);
+    let mut tx = bus.publisher().unwrap();
+    tx.publish_bytes(b"m").unwrap();
+    drop(tx);
+    assert!(matches!(rx.try_recv(), Recv::Message(m) if m.bytes() == b"m"));
+    poll_until_closed(&mut rx);
+    assert!(matches!(rx.try_recv(), Recv::Closed));
+}
+
+/// Lapped again before reading the resume point, on a bus that is then quiet: an `Oldest`
+/// subscriber resumes at the oldest intact message and loses exactly the overwritten ones,
+/// `(P - N) - s` (tokio's `lag_again_before_reading_retained_messages`); the jump to the
+/// newest is only for a lap that happens while it resyncs.
+#[test]
+fn lapped_again_before_reading_resumes_at_the_oldest_on_a_quiet_bus() {
+    let bus = bus(2);
+    let mut tx = bus.publisher().unwrap();
+    let mut rx = bus.subscribe(Start::Oldest);
+    for i in 0..3u8 {
+        tx.publish_bytes(&[i]).unwrap();
+    }
+    assert!(matches!(rx.try_recv(), Recv::Lapped { lost: 1 }));
+    assert_eq!(rx.next_seq(), 1, "resumes at the oldest intact");
+    for i in 3..6u8 {
+        tx.publish_bytes(&[i]).unwrap();
+    }
+    // P = 6 published, N = 2 slots, s = 1: (6 - 2) - 1 = 3 lost.
+    let r = rx.try_recv();
+    assert!(matches!(r, Recv::Lapped { lost: 3 }), "{r:?}");
+    assert!(matches!(rx.try_recv(), Recv::Message(m) if m.seq() == 4 && m.bytes() == [4]));
+    assert!(matches!(rx.try_recv(), Recv::Message(m) if m.seq() == 5 && m.bytes() == [5]));
+    assert!(matches!(rx.try_recv(), Recv::Empty));
+    let st = rx.stats();
+    assert_eq!((st.received, st.lost, st.laps), (2, 4, 2));
+    assert_eq!(st.received + st.lost, 6);
+}

@@ -375,3 +375,44 @@ fn a_producer_killed_between_its_cursor_and_tail_stores_has_no_record_written_ov
         assert_eq!(all.stats().lost, 0);
     }
 }
+
+/// Once `try_recv` has said `Closed`, every later `try_recv` says `Closed` too, not `Empty`,
+/// until a producer attaches (as on a bus); a record from the new producer is delivered.
+#[test]
+fn closed_stays_closed_until_a_producer_attaches() {
+    let r = RecordsBuilder::new("p").bytes(RING).in_process().unwrap();
+    let mut tx = r.publisher().unwrap();
+    let mut rx = r.subscribe(Start::Next);
+    tx.publish_bytes(b"last").unwrap();
+    drop(tx);
+    assert!(matches!(rx.try_recv(), RecordRecv::Record(m) if m.bytes() == b"last"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !matches!(rx.try_recv(), RecordRecv::Closed) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reported Closed"
+        );
+    }
+    for i in 0..5000 {
+        let got = rx.try_recv();
+        assert!(
+            matches!(got, RecordRecv::Closed),
+            "poll {i} after Closed: {got:?}"
+        );
+    }
+    assert!(
+        matches!(rx.recv(), RecordRecv::Closed),
+        "recv agrees at once"
+    );
+    let mut tx = r.publisher().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match rx.try_recv() {
+            RecordRecv::Empty => break,
+            RecordRecv::Closed => assert!(std::time::Instant::now() < deadline, "attach unseen"),
+            other => panic!("nothing was published: {other:?}"),
+        }
+    }
+    tx.publish_bytes(b"again").unwrap();
+    assert!(matches!(rx.try_recv(), RecordRecv::Record(m) if m.seq() == 1));
+}

@@ -154,12 +154,8 @@ pub enum Event<V> {
 #[deprecated(note = "stalls no longer time out: see docs/design.md, \"Stalls\"")]
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_millis(50);
 
-/// Spins of a blocking receive before it yields or sleeps, and polls between its clock reads.
-const SPINS: u32 = 64;
-/// How often a waiting subscriber looks at the cursor and the producers' liveness (a dead
-/// producer cannot wake it): a dead claimant's sequence is skipped, and a closed bus reported,
-/// within this time under every wait strategy.
-const CHECK_PERIOD: Duration = Duration::from_millis(5);
+/// How often `try_recv` asks the kernel whether producers are attached, at most.
+const CHECK_PERIOD: Duration = wait::CHECK_PERIOD;
 
 /// A consumer. Made by [`crate::Bus::subscriber`] or [`crate::Bus::subscribe`].
 pub struct Subscriber<T: Payload = Raw> {
@@ -240,6 +236,8 @@ impl<T: Payload> Subscriber<T> {
     /// polls it also looks at the write cursor (a lap, or a sequence whose claimant died or gave
     /// it up), and if nothing is pending and 5 ms have passed since it last asked, it asks the
     /// kernel whether a producer is attached: so `Closed` shows after at least 1024 empty polls.
+    /// Once reported, `Closed` is the answer of every empty poll until a message arrives or a
+    /// look (as above) finds a producer attached.
     #[inline]
     pub fn try_recv(&mut self) -> Recv<'_, T> {
         let seg = &*self.seg;
@@ -261,7 +259,12 @@ impl<T: Payload> Subscriber<T> {
     fn idle(&mut self) -> Polled {
         let now = Instant::now();
         if now.duration_since(self.last_liveness) < CHECK_PERIOD {
-            return Polled::Empty;
+            // A bus found closed stays closed until a look finds a producer.
+            return if self.reader.is_closed() {
+                Polled::Closed
+            } else {
+                Polled::Empty
+            };
         }
         self.last_liveness = now;
         let seg = &*self.seg;
@@ -295,86 +298,15 @@ impl<T: Payload> Subscriber<T> {
 
     fn wait_for(&mut self, deadline: Option<Instant>) -> Polled {
         let seg = &*self.seg;
-        let ring = Ring::of(seg);
-        let live = SegmentLiveness::observer(seg);
-        for _ in 0..SPINS {
-            match self.reader.poll(&ring, &live, &mut self.buf) {
-                Polled::Empty | Polled::Idle => crate::sync::spin_hint(),
-                p => return p,
-            }
-        }
-        // The first look at the cursor and the producers comes one period in, so that a bus whose
-        // producer is still attaching is not reported closed by a receive that just began.
-        let mut last_check = Instant::now();
-        // Wait::Sleep spins a while before its first sleep (docs/design.md §7, "Spin, then
-        // sleep"): a message that comes within it costs no barrier, sleep or wake-up.
-        let spin_until = last_check + wait::SPIN_BEFORE_SLEEP;
-        let mut first = true;
-        loop {
-            if !first {
-                match self.reader.poll_checked(&ring, &live, &mut self.buf) {
-                    Polled::Empty => {}
-                    p => return p,
-                }
-            }
-            first = false;
-            loop {
-                let now = Instant::now();
-                if deadline.is_some_and(|d| now >= d) {
-                    return Polled::Empty;
-                }
-                if now.duration_since(last_check) >= CHECK_PERIOD {
-                    last_check = now;
-                    break;
-                }
-                match self.wait {
-                    Wait::Spin | Wait::Yield => {
-                        for _ in 0..SPINS {
-                            match self.reader.poll(&ring, &live, &mut self.buf) {
-                                Polled::Empty | Polled::Idle => {}
-                                p => return p,
-                            }
-                            if self.wait == Wait::Spin {
-                                crate::sync::spin_hint();
-                            } else {
-                                std::thread::yield_now();
-                            }
-                        }
-                    }
-                    Wait::Sleep if now < spin_until => {
-                        for _ in 0..SPINS {
-                            match self.reader.poll(&ring, &live, &mut self.buf) {
-                                Polled::Empty | Polled::Idle => crate::sync::spin_hint(),
-                                p => return p,
-                            }
-                        }
-                    }
-                    Wait::Sleep => {
-                        let slice = deadline.map_or(CHECK_PERIOD, |d| {
-                            d.saturating_duration_since(now).min(CHECK_PERIOD)
-                        });
-                        self.sleep(&ring, slice);
-                        match self.reader.poll(&ring, &live, &mut self.buf) {
-                            Polled::Empty | Polled::Idle => {}
-                            p => return p,
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sleeps until a publish wakes us or `slice` passes, unless the expected slot has already
-    /// moved past "being written".
-    fn sleep(&self, ring: &Ring<'_>, slice: Duration) {
-        let next = self.reader.next_seq();
-        let ready = || ring.ready(next);
-        if self.seg.is_writable() {
-            wait::sleep(self.seg.wake_words(), &self.futex, Some(slice), ready);
-        } else if !ready() {
-            // A read-only handle may not raise the waiter flag, so nobody would wake it.
-            std::thread::sleep(slice.min(READ_ONLY_POLL));
-        }
+        let mut receiving = Receiving {
+            reader: &mut self.reader,
+            ring: Ring::of(seg),
+            live: SegmentLiveness::observer(seg),
+            buf: &mut self.buf,
+            seg,
+            futex: &self.futex,
+        };
+        wait::block(&mut receiving, self.wait, deadline).unwrap_or(Polled::Empty)
     }
 
     #[inline]
@@ -392,8 +324,42 @@ impl<T: Payload> Subscriber<T> {
     }
 }
 
-/// How often a read-only subscriber polls while it "sleeps".
-const READ_ONLY_POLL: Duration = Duration::from_millis(1);
+/// A blocking receive's side of the one blocking loop (docs/design.md §7).
+struct Receiving<'a> {
+    reader: &'a mut Reader,
+    ring: Ring<'a>,
+    live: SegmentLiveness<'a>,
+    buf: &'a mut [u64],
+    seg: &'a Segment,
+    futex: &'a SysFutex,
+}
+
+impl wait::Attempt for Receiving<'_> {
+    type Out = Polled;
+
+    #[inline]
+    fn attempt(&mut self) -> Option<Polled> {
+        match self.reader.poll(&self.ring, &self.live, self.buf) {
+            Polled::Empty | Polled::Idle => None,
+            p => Some(p),
+        }
+    }
+
+    /// The full look: the cursor (a stall, a lap) and the producers (closed).
+    fn check(&mut self) -> Option<Polled> {
+        match self.reader.poll_checked(&self.ring, &self.live, self.buf) {
+            Polled::Empty | Polled::Idle => None,
+            p => Some(p),
+        }
+    }
+
+    /// Sleeps unless the expected slot has already moved past "being written".
+    fn sleep(&mut self, timeout: Option<Duration>) {
+        let (ring, next) = (&self.ring, self.reader.next_seq());
+        let (words, writable) = (self.seg.wake_words(), self.seg.is_writable());
+        wait::sleep_on(words, self.futex, writable, timeout, || ring.ready(next));
+    }
+}
 
 /// Blocking iterator made by [`Subscriber::iter`].
 pub struct Iter<'a, T: Payload> {

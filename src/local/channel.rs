@@ -1,8 +1,5 @@
 use super::*;
 
-/// Attempts a blocking call spins before it yields or sleeps.
-const SPIN_POLLS: u32 = 128;
-
 /// The words one side sleeps on (docs/design.md §7): the waiter flag and the futex counter.
 struct Sleepers {
     flag: AtomicU64,
@@ -54,32 +51,80 @@ impl<T> Chan<T> {
     }
 }
 
-/// One step of a blocking call's wait after a failed attempt: spin at first, then as
-/// `wait` says; a sleep ends at `deadline`, or at once if `ready` holds after the waiter
-/// flag is raised (the handshake of docs/design.md §7, so no wake-up is lost).
-fn pause(
-    wait: Wait,
-    polls: &mut u32,
-    sleepers: &Sleepers,
-    deadline: Option<Instant>,
-    ready: impl FnOnce() -> bool,
-) {
-    *polls = polls.saturating_add(1);
-    if *polls < SPIN_POLLS || wait == Wait::Spin {
-        spin_hint();
-        return;
-    }
-    match wait {
-        Wait::Yield => std::thread::yield_now(),
-        _ => {
-            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            wait::sleep(sleepers.words(), &FUTEX, timeout, ready);
+/// A blocking send's side of the one blocking loop (docs/design.md §7): no periodic check, as
+/// every receiver wakes the senders when it goes.
+struct Sending<'a, T> {
+    chan: &'a Chan<T>,
+    /// The item, until it is sent or handed back.
+    item: Option<T>,
+}
+
+impl<T> wait::Attempt for Sending<'_, T> {
+    type Out = std::result::Result<(), SendError<T>>;
+    const CHECK_PERIOD: Option<Duration> = None;
+
+    #[inline]
+    fn attempt(&mut self) -> Option<Self::Out> {
+        let chan = self.chan;
+        let item = self.item.take().expect("held until the wait ends");
+        match chan.queue.try_send(item) {
+            Ok(()) => {
+                chan.wake_receivers();
+                Some(Ok(()))
+            }
+            // ORDERING: Acquire pairs with the Release decrement of the last receiver.
+            Err(SendError::Full(back)) if chan.receivers.load(Ordering::Acquire) == 0 => {
+                Some(Err(SendError::Full(back)))
+            }
+            Err(SendError::Full(back)) => {
+                self.item = Some(back);
+                None
+            }
+            Err(other) => Some(Err(other)),
         }
+    }
+
+    /// Sleeps on the space words unless a slot is free or every receiver has gone.
+    fn sleep(&mut self, timeout: Option<Duration>) {
+        let chan = self.chan;
+        wait::sleep(chan.space.words(), &FUTEX, timeout, || {
+            // ORDERING: as in `attempt`.
+            !chan.queue.is_full() || chan.receivers.load(Ordering::Acquire) == 0
+        });
     }
 }
 
-fn passed(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| Instant::now() >= d)
+/// A blocking receive's side of the one blocking loop (docs/design.md §7): no periodic check,
+/// as every sender wakes the receivers when it goes.
+struct Receiving<'a, T> {
+    rx: &'a LocalReceiver<T>,
+}
+
+impl<T> wait::Attempt for Receiving<'_, T> {
+    type Out = Option<T>;
+    const CHECK_PERIOD: Option<Duration> = None;
+
+    #[inline]
+    fn attempt(&mut self) -> Option<Option<T>> {
+        if let Some(item) = self.rx.try_recv() {
+            return Some(Some(item));
+        }
+        // ORDERING: Acquire pairs with the Release decrement of the last sender: every item
+        // sent happens before this load, so the last look below finds any left.
+        if self.rx.chan.senders.load(Ordering::Acquire) == 0 {
+            return Some(self.rx.try_recv());
+        }
+        None
+    }
+
+    /// Sleeps on the item words unless an item is there or every sender has gone.
+    fn sleep(&mut self, timeout: Option<Duration>) {
+        let chan = &*self.rx.chan;
+        wait::sleep(chan.items.words(), &FUTEX, timeout, || {
+            // ORDERING: as in `attempt`.
+            !chan.queue.is_empty() || chan.senders.load(Ordering::Acquire) == 0
+        });
+    }
 }
 
 impl<T> LocalQueue<T> {
@@ -238,23 +283,18 @@ impl<T> LocalSender<T> {
 
     fn send_until(
         &self,
-        mut item: T,
+        item: T,
         deadline: Option<Instant>,
     ) -> std::result::Result<(), SendError<T>> {
-        let chan = &*self.chan;
-        let mut polls = 0;
-        loop {
-            match self.try_send(item) {
-                Err(SendError::Full(back)) => item = back,
-                done => return done,
-            }
-            // ORDERING: Acquire pairs with the Release decrement of the last receiver.
-            if chan.receivers.load(Ordering::Acquire) == 0 || passed(deadline) {
-                return Err(SendError::Full(item));
-            }
-            pause(self.wait, &mut polls, &chan.space, deadline, || {
-                !chan.queue.is_full() || chan.receivers.load(Ordering::Acquire) == 0
-            });
+        let mut sending = Sending {
+            chan: &self.chan,
+            item: Some(item),
+        };
+        match wait::block(&mut sending, self.wait, deadline) {
+            Some(done) => done,
+            None => Err(SendError::Full(
+                sending.item.take().expect("held until the wait ends"),
+            )),
         }
     }
 
@@ -315,29 +355,12 @@ impl<T> LocalReceiver<T> {
     }
 
     fn recv_until(&self, deadline: Option<Instant>) -> Option<T> {
-        let chan = &*self.chan;
-        let mut polls = 0;
-        loop {
-            if let Some(item) = self.try_recv() {
-                return Some(item);
-            }
-            // ORDERING: Acquire pairs with the Release decrement of the last sender: every
-            // item sent happens before this load, so the last look below finds any left.
-            if chan.senders.load(Ordering::Acquire) == 0 {
-                return self.try_recv();
-            }
-            if passed(deadline) {
-                return None;
-            }
-            pause(self.wait, &mut polls, &chan.items, deadline, || {
-                !chan.queue.is_empty() || chan.senders.load(Ordering::Acquire) == 0
-            });
-        }
+        wait::block(&mut Receiving { rx: self }, self.wait, deadline).flatten()
     }
 
     /// Whether the queue is closed: every sender dropped and no item left.
     pub fn is_closed(&self) -> bool {
-        // ORDERING: as in `recv_until`: after the count reads 0, emptiness is final.
+        // ORDERING: as in `Receiving::attempt`: after the count reads 0, emptiness is final.
         self.chan.senders.load(Ordering::Acquire) == 0 && self.chan.queue.is_empty()
     }
 

@@ -14,7 +14,7 @@ use ::loom::thread;
 use super::protocol::*;
 use crate::bus::ring::Liveness;
 use crate::loom_harness::{model, ModelFutex, ModelLive};
-use crate::segment::header::{Geometry, MAX_PRODUCERS};
+use crate::segment::header::{Geometry, MAX_PRODUCERS, W_Q_SPACE_WAITERS};
 use crate::sync::{AtomicU32, AtomicU64};
 use crate::wait::{self, WakeWords};
 
@@ -438,4 +438,83 @@ fn sleeping_receiver_is_always_woken_by_the_send() {
         }
         sender.join().unwrap();
     });
+}
+
+/// A sender blocking in the production loop (`wait::block`, `Wait::Sleep`) over the production
+/// [`Sender`] steps, sleeping on the queue's space words with `has_space` as its re-check.
+struct BlockingSend<'a> {
+    q: QueueRing<'a>,
+    s: &'a Sender,
+    live: &'a ModelLive,
+    words: WakeWords<'a>,
+    futex: &'a ModelFutex,
+    tag: u64,
+}
+
+impl wait::Attempt for BlockingSend<'_> {
+    type Out = ();
+    // The modelled futex has no timeouts: only a wake-up ends a sleep.
+    const CHECK_PERIOD: Option<std::time::Duration> = None;
+
+    fn attempt(&mut self) -> Option<()> {
+        try_send(&self.q, self.s, self.live, 0, self.tag).then_some(())
+    }
+
+    fn sleep(&mut self, timeout: Option<std::time::Duration>) {
+        let q = &self.q;
+        wait::sleep(self.words, self.futex, timeout, || q.has_space());
+    }
+}
+
+/// A sender sleeps on a full queue without a timeout: the receive that frees a slot must wake
+/// it (the receiver's side is the production `wake_after_publish` on the space words, as
+/// `QueueReceiver` runs it after `finish`). Every item is then delivered once.
+#[test]
+fn sender_sleeping_on_a_full_queue_is_always_woken_by_the_receive() {
+    model(
+        "sender_sleeping_on_a_full_queue_is_always_woken_by_the_receive",
+        3,
+        || {
+            let seg = Seg::new();
+            let live = ModelLive::new(MAX_PRODUCERS);
+            let counter = Arc::new(AtomicU32::new(0));
+            let futex = Arc::new(ModelFutex::new());
+            let s = Sender::new(0);
+            {
+                let q = seg.q();
+                assert!(try_send(&q, &s, &live, 0, 1) && try_send(&q, &s, &live, 0, 2));
+                assert!(!q.has_space(), "two slots, two items: full");
+            }
+            let receiver = {
+                let (seg, live, counter, futex) =
+                    (seg.clone(), live.clone(), counter.clone(), futex.clone());
+                thread::spawn(move || {
+                    let q = seg.q();
+                    let got = try_recv(&q, &Receiver::new(1), &live, 1);
+                    assert_eq!(got, Some(1), "the oldest item");
+                    let words = WakeWords {
+                        flag: &seg.words[W_Q_SPACE_WAITERS],
+                        counter: &counter,
+                    };
+                    wait::wake_after_publish(words, &*futex, false);
+                })
+            };
+            let mut b = BlockingSend {
+                q: seg.q(),
+                s: &s,
+                live: &live,
+                words: WakeWords {
+                    flag: &seg.words[W_Q_SPACE_WAITERS],
+                    counter: &counter,
+                },
+                futex: &futex,
+                tag: 3,
+            };
+            assert_eq!(wait::block(&mut b, wait::Wait::Sleep, None), Some(()));
+            receiver.join().unwrap();
+            let mut got = Vec::new();
+            drain(&seg.q(), &live, 1, &mut got);
+            assert_eq!(got, [2, 3], "each item once, in order");
+        },
+    );
 }

@@ -1,6 +1,5 @@
 //! One attached sender or receiver (its table entry, lock and waking), and how a blocking call waits.
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::error::{Error, Result};
 
@@ -10,17 +9,13 @@ use crate::segment::header::{
 use crate::segment::producers::{Attachment, Gate, Offer, SegmentLiveness};
 use crate::segment::Segment;
 use crate::sync::Ordering;
-use crate::wait::{self, SysFutex, Wait, WakeWords};
+use crate::wait::{self, SysFutex, WakeWords};
 
 use super::protocol::{self, QueueRing, Repair};
 
 /// Failed attempts at the same position before a handle asks whether the participant holding
 /// it is alive (a system call per suspect): a live one is just writing or reading.
 pub(super) const STALL_POLLS: u32 = 256;
-/// Attempts a blocking call spins before it yields or sleeps.
-pub(super) const SPIN_POLLS: u32 = 128;
-/// How often a blocking call looks for dead participants: a dead one cannot wake anyone.
-pub(super) const CHECK_PERIOD: Duration = Duration::from_millis(5);
 
 /// The role a participant-table entry records (the inspector shows it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -152,21 +147,6 @@ impl Participant {
             Repair::None | Repair::Pending => {}
             Repair::Skipped => wait::wake_sleepers(self.item_words(), &self.futex),
             Repair::Lost | Repair::Freed => wait::wake_sleepers(self.space_words(), &self.futex),
-        }
-    }
-
-    /// One step of a blocking wait after the spin phase.
-    pub(super) fn pause(
-        &self,
-        how: Wait,
-        words: WakeWords<'_>,
-        slice: Duration,
-        ready: impl FnOnce() -> bool,
-    ) {
-        match how {
-            Wait::Spin => crate::sync::spin_hint(),
-            Wait::Yield => std::thread::yield_now(),
-            Wait::Sleep => wait::sleep(words, &self.futex, Some(slice), ready),
         }
     }
 }

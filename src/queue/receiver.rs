@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use crate::payload::{Payload, Raw};
 use crate::wait::{self, Wait};
 
-use super::participant::{closed, CHECK_PERIOD, SPIN_POLLS};
+use super::participant::closed;
 use super::participant::{Participant, Stuck, Waited};
 use super::protocol::{self, Receiver, RecvBegin, POS_LIMIT};
 
@@ -205,48 +205,43 @@ impl<T: Payload> QueueReceiver<T> {
             // Nothing to wait for: this receiver may not take items here.
             return Waited::Closed;
         }
-        let mut polls = 0u32;
-        let mut checked = Instant::now();
-        let started = checked;
-        loop {
-            if let Some(len) = self.attempt() {
-                return Waited::Item(len);
-            }
-            polls = polls.saturating_add(1);
-            if polls <= SPIN_POLLS {
-                crate::sync::spin_hint();
-                continue;
-            }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Waited::TimedOut;
-            }
-            if self.wait == Wait::Sleep && now.duration_since(started) < wait::SPIN_BEFORE_SLEEP {
-                // docs/design.md §7, "Spin, then sleep".
-                crate::sync::spin_hint();
-                continue;
-            }
-            // The first look comes one period in, as on a bus, so that a receiver that starts
-            // before its senders attach is not told `closed` at once.
-            if now.duration_since(checked) >= CHECK_PERIOD {
-                checked = now;
-                let pos = self.part.ring().head();
-                if pos < POS_LIMIT {
-                    self.repair_at(pos);
-                }
-                if self.is_closed() {
-                    // Items sent just before the last sender left are taken first.
-                    return match self.attempt() {
-                        Some(len) => Waited::Item(len),
-                        None => Waited::Closed,
-                    };
-                }
-            }
-            let slice = deadline.map_or(CHECK_PERIOD, |d| (d - now).min(CHECK_PERIOD));
-            let q = self.part.ring();
-            self.part
-                .pause(self.wait, self.part.item_words(), slice, || q.has_item());
+        let wait = self.wait;
+        wait::block(&mut Receiving { rx: self }, wait, deadline).unwrap_or(Waited::TimedOut)
+    }
+}
+
+/// A blocking receive's side of the one blocking loop (docs/design.md §7).
+struct Receiving<'a, T: Payload> {
+    rx: &'a mut QueueReceiver<T>,
+}
+
+impl<T: Payload> wait::Attempt for Receiving<'_, T> {
+    type Out = Waited;
+
+    #[inline]
+    fn attempt(&mut self) -> Option<Waited> {
+        self.rx.attempt().map(Waited::Item)
+    }
+
+    /// A sender that died holding the head position leaves it empty: skip it. No sender and
+    /// no item: closed.
+    fn check(&mut self) -> Option<Waited> {
+        let pos = self.rx.part.ring().head();
+        if pos < POS_LIMIT {
+            self.rx.repair_at(pos);
         }
+        if !self.rx.is_closed() {
+            return None;
+        }
+        // Items sent just before the last sender left are taken first.
+        Some(self.attempt().unwrap_or(Waited::Closed))
+    }
+
+    /// Sleeps on the item words unless an item is there.
+    fn sleep(&mut self, timeout: Option<Duration>) {
+        let part = &self.rx.part;
+        let q = part.ring();
+        wait::sleep(part.item_words(), &part.futex, timeout, || q.has_item());
     }
 }
 

@@ -6,7 +6,6 @@ use crate::payload::{Payload, Raw};
 use crate::wait::{self, Wait};
 
 use super::participant::{Participant, Stuck};
-use super::participant::{CHECK_PERIOD, SPIN_POLLS};
 use super::protocol::{self, Repair, SendBegin, Sender, POS_LIMIT};
 
 /// An item handed back by a send that could not complete.
@@ -208,39 +207,8 @@ impl<T: Payload> QueueSender<T> {
 
     /// Tries until `deadline` (`None`: forever), waiting as the strategy says.
     pub(super) fn send_until(&mut self, bytes: &[u8], deadline: Option<Instant>) -> bool {
-        let mut polls = 0u32;
-        let mut checked = Instant::now();
-        let started = checked;
-        loop {
-            if self.attempt(bytes) {
-                return true;
-            }
-            polls = polls.saturating_add(1);
-            if polls <= SPIN_POLLS {
-                crate::sync::spin_hint();
-                continue;
-            }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return false;
-            }
-            if self.wait == Wait::Sleep && now.duration_since(started) < wait::SPIN_BEFORE_SLEEP {
-                // docs/design.md §7, "Spin, then sleep".
-                crate::sync::spin_hint();
-                continue;
-            }
-            if now.duration_since(checked) >= CHECK_PERIOD {
-                checked = now;
-                let pos = self.part.ring().tail();
-                if pos < POS_LIMIT {
-                    self.repair_at(pos);
-                }
-            }
-            let slice = deadline.map_or(CHECK_PERIOD, |d| (d - now).min(CHECK_PERIOD));
-            let q = self.part.ring();
-            self.part
-                .pause(self.wait, self.part.space_words(), slice, || q.has_space());
-        }
+        let wait = self.wait;
+        wait::block(&mut Sending { tx: self, bytes }, wait, deadline).is_some()
     }
 
     pub(super) fn check_len<I>(&self, item: I, len: usize) -> std::result::Result<I, SendError<I>> {
@@ -267,6 +235,37 @@ impl<T: Payload> QueueSender<T> {
             return Err(SendError::UsedAfterFork(item));
         }
         Ok(item)
+    }
+}
+
+/// A blocking send's side of the one blocking loop (docs/design.md §7).
+struct Sending<'a, 'b, T: Payload> {
+    tx: &'a mut QueueSender<T>,
+    bytes: &'b [u8],
+}
+
+impl<T: Payload> wait::Attempt for Sending<'_, '_, T> {
+    type Out = ();
+
+    #[inline]
+    fn attempt(&mut self) -> Option<()> {
+        self.tx.attempt(self.bytes).then_some(())
+    }
+
+    /// A full queue whose receiver died holding the slot a lap before stays full: free it.
+    fn check(&mut self) -> Option<()> {
+        let pos = self.tx.part.ring().tail();
+        if pos < POS_LIMIT {
+            self.tx.repair_at(pos);
+        }
+        None
+    }
+
+    /// Sleeps on the space words unless a slot is free.
+    fn sleep(&mut self, timeout: Option<Duration>) {
+        let part = &self.tx.part;
+        let q = part.ring();
+        wait::sleep(part.space_words(), &part.futex, timeout, || q.has_space());
     }
 }
 

@@ -15,7 +15,10 @@ use super::layout::{RingShape, W_RING};
 use super::*;
 use crate::bus::ring::Liveness;
 use crate::bus::{LapPolicy, Start};
-use crate::loom_harness::model;
+use crate::loom_harness::{model, ModelFutex};
+use crate::segment::header::W_WAITERS;
+use crate::sync::AtomicU32;
+use crate::wait::{self, WakeWords};
 
 const RING: u64 = 128;
 
@@ -370,4 +373,95 @@ fn a_producer_dying_between_any_two_stores_leaves_no_committed_record_written_ov
         "a_producer_dying_between_any_two_stores: every stop point in {:.1?}",
         started.elapsed()
     );
+}
+
+/// A records subscriber blocking in the production loop (`wait::block`, `Wait::Sleep`) over its
+/// production [`Reader`], sleeping through the handshake of docs/design.md §7 with
+/// [`Reader::ready`] as its re-check.
+struct Blocking<'a> {
+    reader: &'a mut Reader,
+    ring: RecordRing<'a>,
+    live: &'a Live,
+    buf: &'a mut [u64],
+    words: WakeWords<'a>,
+    futex: &'a ModelFutex,
+}
+
+impl wait::Attempt for Blocking<'_> {
+    type Out = Polled;
+    // The modelled futex has no timeouts: only a wake-up ends a sleep.
+    const CHECK_PERIOD: Option<std::time::Duration> = None;
+
+    fn attempt(&mut self) -> Option<Polled> {
+        match self.reader.poll(&self.ring, self.live, self.buf) {
+            Polled::Empty => None,
+            p => Some(p),
+        }
+    }
+
+    fn sleep(&mut self, timeout: Option<std::time::Duration>) {
+        let (reader, ring) = (&*self.reader, &self.ring);
+        wait::sleep(self.words, self.futex, timeout, || reader.ready(ring));
+    }
+}
+
+/// A records subscriber sleeps (twice) while a producer publishes two records and wakes after
+/// each commit with the production `wake_after_publish`: both receives end with the record,
+/// whole (a lost wake-up is a deadlock loom reports).
+#[test]
+fn sleeping_records_subscriber_is_always_woken() {
+    model("sleeping_records_subscriber_is_always_woken", 3, || {
+        let seg = Seg::new();
+        let done = Arc::new(AtomicBool::new(false));
+        let counter = Arc::new(AtomicU32::new(0));
+        let futex = Arc::new(ModelFutex::new());
+        let ring = seg.ring();
+        let mut reader = Reader::new(&ring, Start::Next);
+        let producer = {
+            let (seg, counter, futex) = (seg.clone(), counter.clone(), futex.clone());
+            thread::spawn(move || {
+                let ring = seg.ring();
+                let mut w = Writer::attach(&ring).expect("a fresh ring");
+                let words = WakeWords {
+                    flag: &seg.words[W_WAITERS],
+                    counter: &counter,
+                };
+                for len in [8, 16] {
+                    publish(&mut w, &ring, len);
+                    wait::wake_after_publish(words, &*futex, false);
+                }
+            })
+        };
+        let live = Live(done);
+        let mut buf = [0u64; 4];
+        for (seq, len) in [(0u64, 8usize), (1, 16)] {
+            let mut b = Blocking {
+                reader: &mut reader,
+                ring: seg.ring(),
+                live: &live,
+                buf: &mut buf,
+                words: WakeWords {
+                    flag: &seg.words[W_WAITERS],
+                    counter: &counter,
+                },
+                futex: &futex,
+            };
+            let got = wait::block(&mut b, wait::Wait::Sleep, None);
+            assert_eq!(
+                got,
+                Some(Polled::Record {
+                    seq,
+                    len,
+                    type_id: 0
+                })
+            );
+            let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).take(len).collect();
+            assert_eq!(
+                bytes,
+                content(seq, len),
+                "torn or stale copy of record {seq}"
+            );
+        }
+        producer.join().unwrap();
+    });
 }

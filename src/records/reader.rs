@@ -69,6 +69,10 @@ pub(crate) struct Reader {
     /// Where the last resync jumped to, while nothing was received since (progress guard).
     resynced_to: Option<u64>,
     empty_polls: u32,
+    /// The last look found no producer and nothing to read, and nothing was read since: an
+    /// empty poll says `Closed` again, not `Empty`, until a record comes or a look finds a
+    /// producer (docs/design.md §15).
+    closed: bool,
     stats: SubscriberStats,
 }
 
@@ -113,6 +117,7 @@ impl Reader {
             policy: LapPolicy::default(),
             resynced_to: None,
             empty_polls: 0,
+            closed: false,
             stats: SubscriberStats::default(),
         }
     }
@@ -152,7 +157,11 @@ impl Reader {
             None => {
                 self.empty_polls = self.empty_polls.wrapping_add(1);
                 if self.empty_polls % CHECK_EVERY != 0 {
-                    return Polled::Empty;
+                    return if self.closed {
+                        Polled::Closed
+                    } else {
+                        Polled::Empty
+                    };
                 }
                 self.check(ring, live, buf)
             }
@@ -184,11 +193,17 @@ impl Reader {
         }
         for _ in 0..STEPS_PER_POLL {
             match self.step(ring, buf) {
-                Step::Deliver(p) => return Some(p),
+                Step::Deliver(p) => {
+                    self.closed = false;
+                    return Some(p);
+                }
                 Step::Again => continue,
                 Step::Nothing => return None,
                 Step::Lapped => match self.resync(ring) {
-                    Resync::Lost(lost) => return Some(Polled::Lapped { lost }),
+                    Resync::Lost(lost) => {
+                        self.closed = false;
+                        return Some(Polled::Lapped { lost });
+                    }
                     Resync::Moved => continue,
                     Resync::Stuck => return Some(Polled::Empty),
                 },
@@ -279,13 +294,17 @@ impl Reader {
             };
         }
         if live.any_alive() {
+            self.closed = false;
             return Polled::Empty;
         }
         // No producer: whatever a dying one committed is visible now (the kernel orders its
         // death before our lock query); read once more before calling it closed.
         match self.advance(ring, buf) {
             Some(p) => p,
-            None => Polled::Closed,
+            None => {
+                self.closed = true;
+                Polled::Closed
+            }
         }
     }
 

@@ -50,13 +50,6 @@ impl<'a> Record<'a> {
     }
 }
 
-/// Spins of a blocking receive before it yields or sleeps.
-pub(super) const SPINS: u32 = 64;
-/// How often a waiting subscriber looks at the intent, the cursor and the producers.
-pub(super) const CHECK_PERIOD: Duration = Duration::from_millis(5);
-/// How often a read-only subscriber polls while it "sleeps".
-pub(super) const READ_ONLY_POLL: Duration = Duration::from_millis(1);
-
 /// A consumer of a records segment. Keeps its position in its own process.
 pub struct RecordSubscriber {
     pub(super) seg: Arc<Segment>,
@@ -145,75 +138,15 @@ impl RecordSubscriber {
 
     pub(super) fn wait_for(&mut self, deadline: Option<Instant>) -> Polled {
         let seg = &*self.seg;
-        let ring = RecordRing::new(seg.words(), self.shape);
-        let live = SegmentLiveness::observer(seg);
-        for _ in 0..SPINS {
-            match self.reader.poll(&ring, &live, &mut self.buf) {
-                Polled::Empty => crate::sync::spin_hint(),
-                p => return p,
-            }
-        }
-        let mut last_check = Instant::now();
-        let started = last_check;
-        let mut first = true;
-        loop {
-            if !first {
-                match self.reader.poll_checked(&ring, &live, &mut self.buf) {
-                    Polled::Empty => {}
-                    p => return p,
-                }
-            }
-            first = false;
-            loop {
-                let now = Instant::now();
-                if deadline.is_some_and(|d| now >= d) {
-                    return Polled::Empty;
-                }
-                if now.duration_since(last_check) >= CHECK_PERIOD {
-                    last_check = now;
-                    break;
-                }
-                match self.wait {
-                    Wait::Spin | Wait::Yield => {
-                        for _ in 0..SPINS {
-                            match self.reader.poll(&ring, &live, &mut self.buf) {
-                                Polled::Empty => {}
-                                p => return p,
-                            }
-                            if self.wait == Wait::Spin {
-                                crate::sync::spin_hint();
-                            } else {
-                                std::thread::yield_now();
-                            }
-                        }
-                    }
-                    Wait::Sleep if now.duration_since(started) < wait::SPIN_BEFORE_SLEEP => {
-                        // docs/design.md §7, "Spin, then sleep".
-                        for _ in 0..SPINS {
-                            match self.reader.poll(&ring, &live, &mut self.buf) {
-                                Polled::Empty => crate::sync::spin_hint(),
-                                p => return p,
-                            }
-                        }
-                    }
-                    Wait::Sleep => {
-                        let slice = deadline.map_or(CHECK_PERIOD, |d| {
-                            d.saturating_duration_since(now).min(CHECK_PERIOD)
-                        });
-                        let ready = || self.reader.ready(&ring);
-                        if seg.is_writable() {
-                            wait::sleep(seg.wake_words(), &self.futex, Some(slice), ready);
-                        } else if !ready() {
-                            std::thread::sleep(slice.min(READ_ONLY_POLL));
-                        }
-                        match self.reader.poll(&ring, &live, &mut self.buf) {
-                            Polled::Empty => {}
-                            p => return p,
-                        }
-                    }
-                }
-            }
-        }
+        let mut receiving = Receiving {
+            reader: &mut self.reader,
+            ring: RecordRing::new(seg.words(), self.shape),
+            live: SegmentLiveness::observer(seg),
+            buf: &mut self.buf,
+            seg,
+            futex: &self.futex,
+        };
+        wait::block(&mut receiving, self.wait, deadline).unwrap_or(Polled::Empty)
     }
 
     pub(super) fn finish(&self, p: Polled) -> RecordRecv<'_> {
@@ -227,6 +160,43 @@ impl RecordSubscriber {
             Polled::Lapped { lost } => RecordRecv::Lapped { lost },
             Polled::Closed => RecordRecv::Closed,
         }
+    }
+}
+
+/// A blocking receive's side of the one blocking loop (docs/design.md §7).
+struct Receiving<'a> {
+    reader: &'a mut Reader,
+    ring: RecordRing<'a>,
+    live: SegmentLiveness<'a>,
+    buf: &'a mut [u64],
+    seg: &'a Segment,
+    futex: &'a SysFutex,
+}
+
+impl wait::Attempt for Receiving<'_> {
+    type Out = Polled;
+
+    #[inline]
+    fn attempt(&mut self) -> Option<Polled> {
+        match self.reader.poll(&self.ring, &self.live, self.buf) {
+            Polled::Empty => None,
+            p => Some(p),
+        }
+    }
+
+    /// The full look: the intent (a lap), the cursor and the producers (closed).
+    fn check(&mut self) -> Option<Polled> {
+        match self.reader.poll_checked(&self.ring, &self.live, self.buf) {
+            Polled::Empty => None,
+            p => Some(p),
+        }
+    }
+
+    /// Sleeps unless the word at the reader's position says more than "nothing yet".
+    fn sleep(&mut self, timeout: Option<Duration>) {
+        let (reader, ring) = (&*self.reader, &self.ring);
+        let (words, writable) = (self.seg.wake_words(), self.seg.is_writable());
+        wait::sleep_on(words, self.futex, writable, timeout, || reader.ready(ring));
     }
 }
 

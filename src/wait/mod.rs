@@ -15,6 +15,12 @@
 pub use crate::segment::header::Wakeup;
 use std::time::Duration;
 
+mod block;
+#[cfg(all(test, loom))]
+mod loom;
+
+pub(crate) use block::{block, sleep_on, Attempt, CHECK_PERIOD};
+
 use crate::segment::header::{W_PRODUCERS, W_WAITERS, W_WAKE};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -23,19 +29,22 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// better choice made in hindsight, and messages in quick succession cost no `membarrier`).
 pub(crate) const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(20);
 
-/// Wait strategy of [`crate::Subscriber::recv`] and [`crate::Subscriber::recv_timeout`]. Every
-/// strategy first spins briefly; they differ in what they do after.
+/// How a blocking call waits: every blocking receive and send of every kind (bus, queue,
+/// records, [`crate::LocalQueue`] channels) runs the same loop (docs/design.md §7, "The one
+/// blocking loop"). Every strategy first makes 64 attempts back to back; they differ in what
+/// they do after. On a segment, all of them look every 5 ms at what nobody wakes a waiter for
+/// (a dead producer, sender or receiver; a closed segment); all end at the deadline of a
+/// `*_timeout` call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Wait {
-    /// Keep spinning: lowest latency, one core fully busy.
+    /// Keep attempting with a spin hint between attempts: lowest latency, one core fully busy.
     Spin,
-    /// Spin, then `sched_yield` between polls: low latency, and other threads on the core run.
+    /// Attempt, then `sched_yield`, and again: low latency, and other threads on the core run.
     Yield,
-    /// Spin, then sleep on the bus's futex until the publish that makes a message available
-    /// wakes it. Producers pay for the wake-up only while somebody sleeps (one load of the
-    /// waiter flag otherwise). A sleeper also wakes every few milliseconds to notice producers
-    /// that died (a dead producer cannot wake it). Needs a read-write handle: a read-only one
-    /// may not raise the waiter flag, so it polls every millisecond instead.
+    /// Spin for 20 µs, then sleep on the segment's futex until the step that can end the wait
+    /// (a publish, a send, a freed slot) wakes it. The other side pays for the wake-up only
+    /// while somebody sleeps (one load of the waiter flag otherwise). A read-only handle may
+    /// not raise the waiter flag, so it polls every millisecond instead.
     #[default]
     Sleep,
 }

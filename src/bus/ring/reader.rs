@@ -49,8 +49,10 @@ pub(crate) struct Reader {
     policy: LapPolicy,
     /// `Some(n)`: only messages of exactly `n` bytes are valid (a typed bus).
     exact_len: Option<usize>,
-    /// Where the last resync jumped to, while nothing was received since (progress guard).
-    resynced_to: Option<u64>,
+    /// The last look found the bus closed, and nothing was read or claimed since: an empty
+    /// poll says `Closed` again, not `Empty`, until a message comes or a look finds a producer
+    /// (docs/design.md §6, "Closed").
+    closed: bool,
     /// Empty polls so far (wrapping); paces the cursor checks of `poll`.
     empty_polls: u32,
     stats: SubscriberStats,
@@ -73,7 +75,7 @@ impl Reader {
             next,
             policy: LapPolicy::default(),
             exact_len,
-            resynced_to: None,
+            closed: false,
             empty_polls: 0,
             stats: SubscriberStats::default(),
         }
@@ -91,6 +93,11 @@ impl Reader {
         self.stats
     }
 
+    /// Whether the last look found the bus closed, with nothing read since.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
     /// Polls without waiting: one version load when nothing is new, and a look at the cursor
     /// (stall, lap) once in [`CHECK_EVERY`] empty polls; asks about producers' liveness only for a
     /// stalled sequence's claimant, and answers [`Polled::Idle`] when nothing is pending.
@@ -106,7 +113,11 @@ impl Reader {
             None => {
                 self.empty_polls = self.empty_polls.wrapping_add(1);
                 if self.empty_polls % CHECK_EVERY != 0 {
-                    return Polled::Empty;
+                    return if self.closed {
+                        Polled::Closed
+                    } else {
+                        Polled::Empty
+                    };
                 }
                 self.check(ring, live, buf, false)
             }
@@ -135,18 +146,19 @@ impl Reader {
                 let seq = self.next;
                 self.next = seq.wrapping_add(1);
                 self.stats.received += 1;
-                self.resynced_to = None;
+                self.closed = false;
                 Some(Polled::Message { seq, len })
             }
             // A length that cannot be this type (only a hostile writer makes one) or an
             // abandoned sequence: one sequence lost, nothing delivered.
             ReadOutcome::Message { .. } | ReadOutcome::Abandoned => Some(self.skip_one()),
-            ReadOutcome::Overwritten => Some(self.resync(ring)),
+            ReadOutcome::Overwritten => Some(self.resync(ring, buf)),
             ReadOutcome::NotYet | ReadOutcome::InProgress => None,
         }
     }
 
     fn skip_one(&mut self) -> Polled {
+        self.closed = false;
         self.next = self.next.wrapping_add(1);
         self.stats.lost = self.stats.lost.saturating_add(1);
         Polled::Lapped { lost: 1 }
@@ -171,6 +183,7 @@ impl Reader {
                 return Polled::Idle;
             }
             if live.any_alive() {
+                self.closed = false;
                 return Polled::Empty;
             }
             // No producer: whatever a dying one published is visible now (the kernel orders its
@@ -179,14 +192,17 @@ impl Reader {
                 return p;
             }
             let ahead = ring.cursor().wrapping_sub(self.next);
-            return if ahead == 0 || ahead > u64::MAX / 2 {
+            self.closed = ahead == 0 || ahead > u64::MAX / 2;
+            return if self.closed {
                 Polled::Closed
             } else {
                 Polled::Empty
             };
         }
+        // Claimed beyond us: a producer was attached after the last look.
+        self.closed = false;
         if ahead > ring.g.slot_count {
-            return self.resync(ring);
+            return self.resync(ring, buf);
         }
         match self.stall(ring, live) {
             Stall::Wait | Stall::Retry => Polled::Empty,
@@ -235,21 +251,36 @@ impl Reader {
     }
 
     /// Lapped: jump to where the policy says and count exactly what was skipped. With
-    /// [`LapPolicy::Oldest`], a reader whose previous resync target was itself overwritten before
-    /// it could read it (a producer lapped it again meanwhile) jumps to the newest instead, so it
-    /// always makes progress.
+    /// [`LapPolicy::Oldest`], the reader reads the oldest intact message at once, in this call;
+    /// only if a producer overwrote it meanwhile (it lapped the reader while it resynced) does
+    /// the reader jump to the newest instead, rather than resume at a message already gone. A
+    /// reader lapped again later, on a quiet bus, resumes at the oldest intact message again
+    /// and loses exactly the sequences overwritten (docs/design.md §6, "Laps").
     #[cold]
-    fn resync(&mut self, ring: &Ring<'_>) -> Polled {
+    fn resync(&mut self, ring: &Ring<'_>, buf: &mut [u64]) -> Polled {
         let c = ring.cursor();
-        let lapped_again = self
-            .resynced_to
-            .is_some_and(|t| c > t.saturating_add(ring.g.slot_count));
-        let target = if self.policy == LapPolicy::Newest || lapped_again {
+        let newest = || {
             // Saturating: the cursor may be read stale (even 0 on a fresh bus) by a reader that
             // saw a slot overwritten, because a writer stores the cursor after the version.
             c.saturating_sub(1).max(ring.first)
-        } else {
-            ring.oldest_intact(c)
+        };
+        let target = match self.policy {
+            LapPolicy::Newest => newest(),
+            LapPolicy::Oldest => {
+                let oldest = ring.oldest_intact(c);
+                // The read is only a probe: the message is read again, and delivered, by the
+                // next poll (the buffer is the caller's until then).
+                if oldest > self.next && ring.read(oldest, buf) == ReadOutcome::Overwritten {
+                    // Lapped while resyncing: its target is gone already. ORDERING: the cursor
+                    // is re-read (Acquire, as in `Ring::cursor`) after the read that saw the
+                    // target's slot overwritten; it may still be stale (a writer stores it
+                    // after the version), so the newest by it can be gone too: then the next
+                    // poll resyncs again, and the jump is still past `next`.
+                    ring.cursor().saturating_sub(1).max(ring.first)
+                } else {
+                    oldest
+                }
+            }
         };
         // Always past `next`, so that exactly `new - next` sequences are skipped and the lost one
         // is never reread.
@@ -260,7 +291,7 @@ impl Reader {
         };
         let lost = new.wrapping_sub(self.next);
         self.next = new;
-        self.resynced_to = Some(new);
+        self.closed = false;
         // Saturating: a forged cursor can make single jumps of nearly 2^64.
         self.stats.lost = self.stats.lost.saturating_add(lost);
         self.stats.laps += 1;

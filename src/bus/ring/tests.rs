@@ -379,3 +379,40 @@ proptest! {
         }
     }
 }
+
+/// The progress guard (docs/design.md §6, "Laps"): an `Oldest` reader whose resync target is
+/// overwritten while it resyncs jumps to the newest instead, and its books balance. Here the
+/// reader's cursor read is stale: the producer committed 3 into the slot of 1 (the oldest
+/// intact by that cursor) but its cursor store is not visible yet, as happens between a
+/// producer's version store and its cursor store.
+#[test]
+fn lapped_while_resyncing_jumps_to_the_newest() {
+    let g = Geometry::new(2, 8).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    let mut buf = vec![0u64; g.payload_words()];
+    let live = Script::with_live(1);
+    let mut w = Writer::single(0);
+    let mut r = Reader::new(&ring, crate::bus::Start::Oldest, None);
+    for b in [b"0", b"1", b"2", b"3"] {
+        publish(&ring, &mut w, &live, b).unwrap();
+    }
+    words[W_CURSOR].store(3, Ordering::Relaxed);
+    assert_eq!(ring.oldest_intact(3), 1);
+    assert_eq!(ring.read(1, &mut buf), ReadOutcome::Overwritten);
+    assert_eq!(r.poll(&ring, &live, &mut buf), Polled::Lapped { lost: 2 });
+    assert_eq!(
+        r.next_seq(),
+        2,
+        "the newest by the cursor, not the gone oldest"
+    );
+    words[W_CURSOR].store(4, Ordering::Relaxed);
+    for seq in [2, 3] {
+        assert_eq!(
+            r.poll(&ring, &live, &mut buf),
+            Polled::Message { seq, len: 1 }
+        );
+    }
+    let st = r.stats();
+    assert_eq!(st.received + st.lost, 4);
+}
