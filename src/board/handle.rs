@@ -4,12 +4,12 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::reader::BoardReader;
-use super::shape::{BoardShape, DEFAULT_BOARD_VALUE_SIZE, MAX_CELLS};
+use super::shape::{BoardShape, DEFAULT_BOARD_VALUE_SIZE, MAX_CELLS, W_BOARD};
 use super::writer::BoardWriter;
 use crate::error::{Error, Result};
 use crate::payload::{Payload, Raw};
 use crate::segment::header::{
-    Geometry, ProducerMode, SegmentKind, TypeInfo, CAPACITY_LIMIT, MAX_SEGMENT_BYTES, W_BOARD,
+    Geometry, ProducerMode, SegmentKind, TypeInfo, CAPACITY_LIMIT, MAX_SEGMENT_BYTES,
 };
 use crate::segment::kind::{self as kind, option_setters, Blueprint, Kind, Options};
 use crate::segment::{self, Expect, Segment, Shape};

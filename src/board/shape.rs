@@ -2,11 +2,16 @@
 //! or open and never re-read from shared memory.
 
 use crate::error::{Error, Result};
-use crate::segment::header::{Geometry, MAX_SLOTS};
+use crate::segment::header::{Geometry, MAX_SLOTS, W_KIND, W_TYPE_NAME};
 use crate::segment::Segment;
 use crate::sync::AtomicU64;
 
 use super::cell::{self, Cells};
+
+/// The board word of the header (docs/design.md §12): cell count (lo32) and key block bytes per
+/// cell (hi32); written before the magic.
+pub(crate) const W_BOARD: usize = 15;
+const _: () = assert!(W_BOARD * 8 == 120 && W_KIND < W_BOARD && W_BOARD < W_TYPE_NAME);
 
 /// Most cells a board may have.
 pub const MAX_CELLS: usize = MAX_SLOTS as usize;

@@ -11,10 +11,11 @@
 use ::loom::sync::Arc;
 use ::loom::thread;
 
+use super::layout::W_Q_SPACE_WAITERS;
 use super::protocol::*;
 use crate::bus::ring::Liveness;
 use crate::loom_harness::{model, ModelFutex, ModelLive};
-use crate::segment::header::{Geometry, MAX_PRODUCERS, W_Q_SPACE_WAITERS};
+use crate::segment::header::{Geometry, MAX_PRODUCERS};
 use crate::sync::{AtomicU32, AtomicU64};
 use crate::wait::{self, WakeWords};
 

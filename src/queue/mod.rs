@@ -36,6 +36,7 @@
 //! kill at any step costs at most that one item, never a duplicate or a torn item.
 
 mod handle;
+pub(crate) mod layout;
 mod participant;
 mod protocol;
 #[cfg(not(loom))]

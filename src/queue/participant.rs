@@ -3,9 +3,9 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
-use crate::segment::header::{
-    MAX_PRODUCERS, PE_ROLE, PRODUCER_ENTRY_WORDS, W_PRODUCERS, W_Q_SPACE_WAITERS, W_Q_SPACE_WAKE,
-};
+use crate::segment::header::{MAX_PRODUCERS, PRODUCER_ENTRY_WORDS, W_PRODUCERS};
+
+use super::layout::{PE_ROLE, W_Q_SPACE_WAITERS, W_Q_SPACE_WAKE};
 use crate::segment::producers::{Attachment, Gate, Offer, SegmentLiveness};
 use crate::segment::Segment;
 use crate::sync::Ordering;

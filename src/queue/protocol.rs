@@ -8,9 +8,10 @@
 
 use crate::bus::ring::Liveness;
 use crate::segment::header::{
-    Geometry, MAX_PRODUCERS, PE_CLAIM, PRODUCER_ENTRY_WORDS, W_CURSOR, W_PRODUCERS, W_Q_HEAD,
-    W_Q_LOST, W_Q_SKIPPED,
+    Geometry, MAX_PRODUCERS, PE_CLAIM, PRODUCER_ENTRY_WORDS, W_CURSOR, W_PRODUCERS,
 };
+
+use super::layout::{W_Q_HEAD, W_Q_LOST, W_Q_SKIPPED};
 use crate::sync::{load_acquire, AtomicU64, Ordering};
 
 /// Positions stay below this, so the flag bits of a slot's state word and

@@ -2,6 +2,7 @@
 //! registration of receivers and senders and their armed attempts, [`QueueReceiverReadiness`]
 //! and [`QueueSenderReadiness`], and tokio (`recv_async`, `send_async`).
 
+use super::layout::{W_Q_SPACE_WAITERS, W_Q_SPACE_WAKE};
 #[cfg(feature = "tokio")]
 use crate::error::Error;
 use crate::error::Result;
@@ -9,7 +10,6 @@ use crate::payload::{Payload, Raw};
 #[cfg(feature = "tokio")]
 use crate::readiness::tokio::poll_ready;
 use crate::readiness::{registered, Armed, Ready, Registered, Target, Watch};
-use crate::segment::header::{W_Q_SPACE_WAITERS, W_Q_SPACE_WAKE};
 use crate::segment::Segment;
 use crate::wait::WakeWords;
 

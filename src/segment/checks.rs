@@ -72,7 +72,7 @@ pub(crate) fn check_geometry(name: &str, h: &HeaderSnapshot) -> Result<(Geometry
             slots: h.slot_count,
         });
     }
-    let packed = h.kind() == Some(SegmentKind::Queue) && h.slot_stride == PACKED_STRIDE;
+    let packed = h.kind().is_some_and(SegmentKind::packs_slots) && h.slot_stride == PACKED_STRIDE;
     if h.slot_stride == 0 || (h.slot_stride % 64 != 0 && !packed) {
         return Err(Error::BadStride {
             name: name(),
@@ -219,21 +219,13 @@ mod tests {
         assert_eq!(W_SEGMENT_SIZE * 8, 88);
         assert_eq!(W_KIND * 8, 96);
         const { assert!(W_KIND < W_TYPE_NAME) };
-        assert_eq!(W_BOARD * 8, 120);
-        const { assert!(W_KIND < W_BOARD && W_BOARD < W_TYPE_NAME) };
         assert_eq!(W_TYPE_NAME * 8, 128);
         const { assert!(W_TYPE_NAME * 8 + TYPE_NAME_MAX <= W_CURSOR * 8) };
         assert_eq!(W_CURSOR * 8, 1024);
         assert_eq!(W_WAKE * 8, 1088);
         assert_eq!(W_WAITERS * 8, 1096);
-        assert_eq!(W_Q_HEAD * 8, 1152);
-        assert_eq!(W_Q_SPACE_WAKE * 8, 1216);
-        assert_eq!(W_Q_SPACE_WAITERS * 8, 1224);
-        assert_eq!(W_Q_SKIPPED * 8, 1280);
-        assert_eq!(W_Q_LOST * 8, 1288);
-        const { assert!(W_WAITERS < W_Q_HEAD && W_Q_LOST < W_PRODUCERS) };
-        assert_eq!(PE_ROLE * 8, 32);
-        const { assert!(PE_ROLE < PRODUCER_ENTRY_WORDS) };
+        const { assert!(W_WAITERS < W_KIND_OWN && W_KIND_OWN < W_PRODUCERS) };
+        const { assert!(PE_CLAIM < PE_KIND_OWN && PE_KIND_OWN < PRODUCER_ENTRY_WORDS) };
         assert_eq!(W_PRODUCERS * 8, 2048);
         assert_eq!(
             W_PRODUCERS * 8 + MAX_PRODUCERS * PRODUCER_ENTRY_WORDS * 8,
@@ -243,8 +235,6 @@ mod tests {
         // Hot words each own a cache line.
         assert_eq!((W_CURSOR * 8) % 64, 0);
         assert_eq!((W_WAKE * 8) % 64, 0);
-        assert_eq!((W_Q_HEAD * 8) % 64, 0);
-        assert_eq!((W_Q_SPACE_WAKE * 8) % 64, 0);
         assert_eq!(MAGIC.to_le_bytes(), *b"SHMBUS\0\x01");
     }
 

@@ -1,4 +1,7 @@
-//! The segment layout (ABI version 2): the only module that knows where anything lives.
+//! The common header of every segment (ABI version 2), and the map of the whole segment. This
+//! module defines the common words; the words marked with a kind below are defined by that
+//! kind's own module (`board/shape.rs`, `queue/layout.rs`, `records/layout.rs`), written by its
+//! `Kind::init` before the magic (docs/design.md, "Architecture").
 //!
 //! The segment is viewed as an array of 64-bit words (`[AtomicU64]`); every field below is one
 //! word or half of one, and every offset is a word index. Nothing in the segment is a pointer, so
@@ -21,20 +24,21 @@
 //!    88    11  segment size in bytes
 //!    96    12  segment kind (lo32: 1 bus, 2 queue, 3 records, 4 board) | 0, or for records the
 //!                 records layout revision (hi32: `records::RECORDS_REVISION`, docs/design.md §15)
-//!   120    15  board: cell count (lo32) | key block bytes per cell (hi32: 0 or 64); stored
-//!                 after the magic, before the segment is opened to others (docs/design.md §12)
+//!   120    15  board: cell count (lo32) | key block bytes per cell (hi32: 0 or 64), written
+//!                 before the magic (docs/design.md §12)
 //!   128    16  type name, up to 256 bytes of UTF-8
 //!  1024   128  write cursor: next sequence to claim            [own cache line, hot]
 //!  1088   136  wake word (futex, lo32 only)                    [own cache line]
 //!  1096   137  waiter flag: non-zero while a subscriber may sleep (docs/design.md §7)
-//!              queue only (docs/design.md §11): the write cursor above is the tail (the next
+//!              kind's own words, 144..=255 (`W_KIND_OWN`):
+//!              queue (docs/design.md §11): the write cursor above is the tail (the next
 //!              position producers claim), the wake word wakes sleeping consumers, and
 //!  1152   144  head: the next position consumers claim            [own cache line, hot]
 //!  1216   152  space wake word (futex, lo32 only)                  [own cache line]
 //!  1224   153  space waiter flag: non-zero while a producer may sleep on a full queue
 //!  1280   160  positions skipped (claimed by producers that died before publishing)
 //!  1288   161  items lost (claimed by consumers that died before finishing)
-//!              records only (docs/design.md §15): words 145..=148 are the ring's tail, head,
+//!              records (docs/design.md §15): words 145..=148 are the ring's tail, head,
 //!              last record and bytes published (144 is 0), word 152 alone on its line is the
 //!              intent (`records::layout`); the ring starts at 4096
 //!  2048   256  producer table: 32 entries of 64 bytes (one line each)
@@ -106,24 +110,22 @@ pub(crate) const W_SEGMENT_SIZE: usize = 11;
 pub(crate) const W_KIND: usize = 12;
 /// The wake-up choice (docs/design.md §7, "Wake-up choice"): 0 barrier, 1 fence.
 pub(crate) const W_WAKEUP: usize = 13;
-/// Board segments: cell count (lo32) and key block bytes per cell (hi32) (docs/design.md §12).
-pub(crate) const W_BOARD: usize = 15;
+// Word 15 and words 144..=255 belong to the segment's kind: board/shape.rs, queue/layout.rs,
+// records/layout.rs.
 pub(crate) const W_TYPE_NAME: usize = 16;
 pub(crate) const W_CURSOR: usize = 128;
 pub(crate) const W_WAKE: usize = 136;
 pub(crate) const W_WAITERS: usize = 137;
-pub(crate) const W_Q_HEAD: usize = 144;
-pub(crate) const W_Q_SPACE_WAKE: usize = 152;
-pub(crate) const W_Q_SPACE_WAITERS: usize = 153;
-pub(crate) const W_Q_SKIPPED: usize = 160;
-pub(crate) const W_Q_LOST: usize = 161;
+/// The first header word a kind may use as its own (up to the participant table).
+pub(crate) const W_KIND_OWN: usize = 144;
 pub(crate) const W_PRODUCERS: usize = 256;
 pub(crate) const PRODUCER_ENTRY_WORDS: usize = 8;
 pub(crate) const PE_PID: usize = 0;
 pub(crate) const PE_START: usize = 1;
 pub(crate) const PE_LAST_PUBLISH: usize = 2;
 pub(crate) const PE_CLAIM: usize = 3;
-pub(crate) const PE_ROLE: usize = 4;
+/// The first entry word a kind may use as its own (the queue's role word).
+pub(crate) const PE_KIND_OWN: usize = 4;
 pub(crate) const W_SLOTS: usize = HEADER_BYTES / 8;
 
 /// Whether one or several producers may publish at once.
@@ -187,6 +189,12 @@ impl SegmentKind {
             4 => Some(SegmentKind::Board),
             _ => None,
         }
+    }
+
+    /// Whether the kind's slots may be packed 32 bytes apart (a queue's small items,
+    /// docs/design.md §11) rather than a multiple of 64.
+    pub(crate) fn packs_slots(self) -> bool {
+        self == SegmentKind::Queue
     }
 
     /// The kind's name, as messages print it ("a queue, not a bus").

@@ -1,0 +1,30 @@
+//! The queue's own header words (docs/design.md §11, "Layout"): the consumers' head and the
+//! space handshake, each on its own cache line, and the repair counters; and the role word of a
+//! participant-table entry. The common words (the tail is the write cursor, the item handshake
+//! the common wake words) are in the segment layer's header.
+
+use crate::segment::header::{
+    PE_KIND_OWN, PRODUCER_ENTRY_WORDS, W_KIND_OWN, W_PRODUCERS, W_WAITERS,
+};
+
+/// The head: the next position consumers claim.                      [own cache line, hot]
+pub(crate) const W_Q_HEAD: usize = W_KIND_OWN;
+/// Space wake word (futex, lo32 only): wakes producers sleeping on a full queue. [own line]
+pub(crate) const W_Q_SPACE_WAKE: usize = 152;
+/// Space waiter flag: non-zero while a producer may sleep on a full queue.
+pub(crate) const W_Q_SPACE_WAITERS: usize = 153;
+/// Positions skipped (claimed by producers that died before publishing).
+pub(crate) const W_Q_SKIPPED: usize = 160;
+/// Items lost (claimed by consumers that died before finishing).
+pub(crate) const W_Q_LOST: usize = 161;
+/// A participant-table entry's role word: 1 sender, 2 receiver.
+pub(crate) const PE_ROLE: usize = PE_KIND_OWN;
+
+const _: () = {
+    assert!(W_Q_HEAD * 8 == 1152 && (W_Q_HEAD * 8) % 64 == 0);
+    assert!(W_Q_SPACE_WAKE * 8 == 1216 && (W_Q_SPACE_WAKE * 8) % 64 == 0);
+    assert!(W_Q_SPACE_WAITERS * 8 == 1224);
+    assert!(W_Q_SKIPPED * 8 == 1280 && W_Q_LOST * 8 == 1288);
+    assert!(W_WAITERS < W_Q_HEAD && W_Q_LOST < W_PRODUCERS);
+    assert!(PE_ROLE * 8 == 32 && PE_ROLE < PRODUCER_ENTRY_WORDS);
+};
