@@ -358,3 +358,56 @@ mod tests {
         assert!(coarse_now_ns() > 0);
     }
 }
+
+/// `struct futex_waitv` of `<linux/futex.h>` (libc does not export it).
+#[repr(C)]
+struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// `FUTEX2_SIZE_U32` and `FUTEX2_PRIVATE` of `<linux/futex.h>`.
+const FUTEX2_SIZE_U32: u32 = 0x02;
+const FUTEX2_PRIVATE: u32 = 128;
+
+/// `futex_waitv` on two 32-bit words, each `(word, expected, shared)`. `Ok` when woken; an
+/// error otherwise (`EAGAIN`: a word differs, `ETIMEDOUT`, `EINTR`, `ENOSYS`: no such call).
+pub(crate) fn futex_waitv(
+    words: [(&AtomicU32, u32, bool); 2],
+    timeout: Option<Duration>,
+) -> Result<(), nix::errno::Errno> {
+    let waiters = words.map(|(word, val, shared)| FutexWaitv {
+        val: u64::from(val),
+        uaddr: word.as_ptr() as u64,
+        flags: FUTEX2_SIZE_U32 | if shared { 0 } else { FUTEX2_PRIVATE },
+        reserved: 0,
+    });
+    // futex_waitv takes an absolute CLOCK_MONOTONIC deadline.
+    let deadline = timeout.and_then(|t| {
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
+        let end = std::time::Duration::from(now).checked_add(t)?;
+        Some(libc::timespec {
+            tv_sec: libc::time_t::try_from(end.as_secs()).ok()?,
+            tv_nsec: end.subsec_nanos() as libc::c_long,
+        })
+    });
+    let ts_ptr = deadline
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: the kernel reads the two `futex_waitv` entries (which live on this stack for the
+    // call) and the 4-byte words they point at, which the borrowed atomics keep alive and
+    // aligned; `ts_ptr` is null or points at `deadline`, alive for the call. Nothing is written.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            waiters.as_ptr(),
+            2u32,
+            0u32,
+            ts_ptr,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    nix::errno::Errno::result(r).map(drop)
+}
