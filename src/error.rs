@@ -10,6 +10,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong with a segment of any kind. Each variant carries the numbers and
 /// names a user needs to act on it; none of them is ever a panic.
 ///
+/// # Creating a segment
+///
+/// Every kind's `create` (and `open_or_create`) can fail, beyond its builder's own
+/// configuration errors, with: [`Error::InvalidName`]; [`Error::AlreadyExists`];
+/// [`Error::PermissionDenied`]; [`Error::NoSpace`] when `/dev/shm` is full; and [`Error::Io`] for
+/// any other system error.
+///
 /// # Opening a segment
 ///
 /// Every kind's `open` (and `open_or_create`) runs the same pipeline (docs/design.md §1) and can

@@ -103,6 +103,8 @@ pub mod layout;
 #[cfg(all(test, loom))]
 mod loom_harness;
 mod payload;
+#[cfg(test)]
+mod test_live;
 
 // Every kind is a public module (`shmbus::bus`, `shmbus::queue`, ...) and its handles are also
 // re-exported here, one line per kind (docs/design.md, "Architecture").

@@ -11,8 +11,8 @@ use crate::payload::{Payload, Raw};
 use crate::segment::header::{
     Geometry, ProducerMode, SegmentKind, TypeInfo, CAPACITY_LIMIT, MAX_SEGMENT_BYTES,
 };
-use crate::segment::kind::{self as kind, option_setters, Blueprint, Kind, Options};
-use crate::segment::{self, Expect, Segment, Shape};
+use crate::segment::kind::{self, by_name, constructors, option_setters, Blueprint, Kind, Options};
+use crate::segment::{Expect, Segment, Shape};
 use crate::sync::{AtomicU64, Ordering};
 
 use super::cell::{self, KEY_MAX};
@@ -67,35 +67,12 @@ impl<T: Payload> std::fmt::Debug for Board<T> {
 }
 
 impl Board<Raw> {
-    /// Opens an existing board read-write, accepting any value type for reading.
-    ///
-    /// # Errors
-    ///
-    /// Those of [`BoardBuilder::open`], except [`Error::TypeMismatch`] (a raw open accepts any
-    /// value type).
-    pub fn open(name: &str) -> Result<Self> {
-        BoardBuilder::new(name).open()
-    }
-
-    /// Opens an existing board read-only: readers only, the segment mapped without write access.
-    ///
-    /// # Errors
-    ///
-    /// Those of [`BoardBuilder::open`], except [`Error::TypeMismatch`] (a raw open accepts any
-    /// value type).
-    pub fn open_read_only(name: &str) -> Result<Self> {
-        BoardBuilder::new(name).read_only().open()
-    }
-
-    /// Removes a board from `/dev/shm`. Processes that have it open keep their mapping.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidName`]; [`Error::NotFound`] if there is no such object;
-    /// [`Error::PermissionDenied`]; [`Error::Io`] for any other system error.
-    pub fn remove(name: &str) -> Result<()> {
-        segment::remove(name)
-    }
+    by_name!(
+        BoardBuilder,
+        "board",
+        read_write: "able to write",
+        read_only: "readers only"
+    );
 }
 
 impl<T: Payload> Board<T> {
@@ -106,19 +83,8 @@ impl<T: Payload> Board<T> {
     /// [`Error::ReadOnly`] on a read-only handle; [`Error::TooManyProducers`] when 32 writers
     /// live; [`Error::TypeMismatch`] for a raw handle on a typed board or the reverse.
     pub fn writer(&self) -> Result<BoardWriter<T>> {
-        if !self.seg.is_writable() {
-            return Err(Error::ReadOnly {
-                name: self.seg.name().to_owned(),
-            });
-        }
-        let wanted = T::type_info(&self.seg.ty.name);
-        if wanted.is_raw() != self.seg.ty.is_raw() {
-            return Err(Error::TypeMismatch {
-                name: self.seg.name().to_owned(),
-                expected: wanted.to_string(),
-                found: self.seg.ty.to_string(),
-            });
-        }
+        kind::writable(&self.seg)?;
+        kind::same_rawness::<T>(&self.seg)?;
         BoardWriter::attach(self.seg.clone(), self.shape)
     }
 
@@ -248,70 +214,15 @@ impl<T: Payload> BoardBuilder<T> {
         self
     }
 
-    /// The type name recorded and checked for typed boards (default `std::any::type_name`).
-    pub fn type_name(mut self, name: &str) -> Self {
-        self.opts.type_name = Some(name.to_owned());
-        self
-    }
+    option_setters!(typed);
 
-    option_setters!();
-
-    pub(super) fn type_info(&self) -> TypeInfo {
-        self.opts.type_info::<T>()
-    }
-
-    /// The segment shape and board shape to create, every bound checked.
-
-    /// Writes the keys and the board word (Release, last) into a new segment.
-
-    /// Creates a new board; fails with [`Error::AlreadyExists`] if the name is taken.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] for a cell count outside 1 to [`MAX_CELLS`] (or none given), more
-    /// keys than cells, an empty, too long or repeated key, a zero or too large value size, cells
-    /// too large for a segment, or a value type whose alignment exceeds 8 bytes;
-    /// [`Error::ValueTooLarge`] if the value type does not fit the value size asked for;
-    /// [`Error::InvalidName`]; [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
-    /// [`Error::NoSpace`] when `/dev/shm` is full; [`Error::Io`] for any other system error.
-    pub fn create(self) -> Result<Board<T>> {
-        kind::create(&self)
-    }
-
-    /// Creates a board that lives in this process's heap only: no name, no `/dev/shm`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] for a cell count outside 1 to [`MAX_CELLS`] (or none given), more
-    /// keys than cells, an empty, too long or repeated key, a zero or too large value size, cells
-    /// too large for a segment, or a value type whose alignment exceeds 8 bytes;
-    /// [`Error::ValueTooLarge`] if the value type does not fit the value size asked for.
-    pub fn in_process(self) -> Result<Board<T>> {
-        kind::in_process(&self)
-    }
-
-    /// Opens an existing board, checking its value type (raw builders accept any type).
-    ///
-    /// # Errors
-    ///
-    /// Any of the [errors of opening a segment](Error#opening-a-segment), and
-    /// [`Error::BoardCorrupt`] for an inconsistent board word; [`Error::TypeMismatch`] for a typed
-    /// open.
-    pub fn open(self) -> Result<Board<T>> {
-        kind::open(&self)
-    }
-
-    /// Opens the board if it exists with the same cells, value size, keys and type, else
-    /// creates it.
-    ///
-    /// # Errors
-    ///
-    /// Those of [`BoardBuilder::open`] and [`BoardBuilder::create`] (except `NotFound` and
-    /// `AlreadyExists`, which a race between the two turns into another attempt), and
-    /// [`Error::GeometryMismatch`] if the existing board differs from the one asked for.
-    pub fn open_or_create(self) -> Result<Board<T>> {
-        kind::open_or_create(&self)
-    }
+    constructors!(
+        Board<T>,
+        "board",
+        config: "[`Error::InvalidConfig`] for a cell count outside 1 to [`MAX_CELLS`] (or none given), more keys than cells, an empty, too long or repeated key, a zero or too large value size, cells too large for a segment, or a value type whose alignment exceeds 8 bytes; [`Error::ValueTooLarge`] if the value type does not fit the value size asked for.",
+        open: "[`Error::BoardCorrupt`] for an inconsistent board word; [`Error::TypeMismatch`] for a typed open.",
+        same: "cells, value size, keys and type"
+    );
 }
 
 impl<T: Payload> Kind for BoardBuilder<T> {

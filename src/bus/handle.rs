@@ -10,7 +10,7 @@ use crate::payload::{Payload, Raw};
 use crate::segment::header::{
     Geometry, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, MAX_PRODUCERS,
 };
-use crate::segment::kind::{self, option_setters, Blueprint, Kind, Options};
+use crate::segment::kind::{self, by_name, constructors, option_setters, Blueprint, Kind, Options};
 use crate::segment::{self, Expect, Segment, Shape};
 use crate::wait::Wakeup;
 
@@ -48,36 +48,12 @@ impl<T: Payload> std::fmt::Debug for Bus<T> {
 }
 
 impl Bus<Raw> {
-    /// Opens an existing bus read-write (able to publish and to let subscribers sleep on the
-    /// futex), accepting any message type for reading.
-    ///
-    /// # Errors
-    ///
-    /// Any of the [errors of opening a segment](Error#opening-a-segment), and
-    /// [`Error::TypeMismatch`] for a typed open.
-    pub fn open(name: &str) -> Result<Self> {
-        BusBuilder::new(name).open()
-    }
-
-    /// Opens an existing bus read-only: subscribers only, the segment mapped without write access.
-    ///
-    /// # Errors
-    ///
-    /// Any of the [errors of opening a segment](Error#opening-a-segment), and
-    /// [`Error::TypeMismatch`] for a typed open.
-    pub fn open_read_only(name: &str) -> Result<Self> {
-        BusBuilder::new(name).read_only().open()
-    }
-
-    /// Removes a bus from `/dev/shm`. Processes that have it open keep their mapping.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidName`]; [`Error::NotFound`] if there is no such object;
-    /// [`Error::PermissionDenied`]; [`Error::Io`] for any other system error.
-    pub fn remove(name: &str) -> Result<()> {
-        segment::remove(name)
-    }
+    by_name!(
+        BusBuilder,
+        "bus",
+        read_write: "able to publish, and to let subscribers sleep on the futex",
+        read_only: "subscribers only"
+    );
 }
 
 impl Bus<Raw> {
@@ -92,11 +68,7 @@ impl Bus<Raw> {
     /// Those of [`Bus::publisher`] but [`Error::TypeMismatch`]. Its publishes refuse a message of
     /// another size with [`Error::WrongMessageSize`].
     pub fn bytes_publisher(&self) -> Result<Publisher<Raw>> {
-        if !self.seg.is_writable() {
-            return Err(Error::ReadOnly {
-                name: self.seg.name().to_owned(),
-            });
-        }
+        kind::writable(&self.seg)?;
         Publisher::attach_bytes(self.seg.clone())
     }
 }
@@ -112,19 +84,8 @@ impl<T: Payload> Bus<T> {
     /// [`Error::TooManyProducers`] (multi producer) while the bus is taken; [`Error::Io`] if the
     /// lock on the producer table cannot be taken for another reason.
     pub fn publisher(&self) -> Result<Publisher<T>> {
-        if !self.seg.is_writable() {
-            return Err(Error::ReadOnly {
-                name: self.seg.name().to_owned(),
-            });
-        }
-        let wanted = T::type_info(&self.seg.ty.name);
-        if wanted.is_raw() != self.seg.ty.is_raw() {
-            return Err(Error::TypeMismatch {
-                name: self.seg.name().to_owned(),
-                expected: wanted.to_string(),
-                found: self.seg.ty.to_string(),
-            });
-        }
+        kind::writable(&self.seg)?;
+        kind::same_rawness::<T>(&self.seg)?;
         Publisher::attach(self.seg.clone())
     }
 
@@ -345,15 +306,7 @@ impl<T: Payload> BusBuilder<T> {
         self.producer_mode(ProducerMode::Multi)
     }
 
-    /// The type name recorded and checked for typed buses (default `std::any::type_name`, which
-    /// may differ between compiler versions: set a name of your own for buses shared by
-    /// separately built programs).
-    pub fn type_name(mut self, name: &str) -> Self {
-        self.opts.type_name = Some(name.to_owned());
-        self
-    }
-
-    option_setters!();
+    option_setters!(typed);
 
     /// First sequence number of a new bus (default 0). Exists so tests can start near large
     /// values; applications have no reason to change it.
@@ -361,10 +314,6 @@ impl<T: Payload> BusBuilder<T> {
     pub fn first_sequence(mut self, seq: u64) -> Self {
         self.first_seq = seq;
         self
-    }
-
-    fn type_info(&self) -> TypeInfo {
-        self.opts.type_info::<T>()
     }
 
     fn geometry(&self) -> Result<(Geometry, TypeInfo)> {
@@ -397,51 +346,13 @@ impl<T: Payload> BusBuilder<T> {
         Ok((g, ty))
     }
 
-    /// Creates a new bus; fails with [`Error::AlreadyExists`] if the name is taken.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] for a slot count that is not a power of two within the limits, a
-    /// zero or too large capacity, or a message type whose alignment exceeds 8 bytes;
-    /// [`Error::MessageTooLarge`] if the message type does not fit the capacity asked for;
-    /// [`Error::InvalidName`]; [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
-    /// [`Error::NoSpace`] when `/dev/shm` is full; [`Error::Io`] for any other system error.
-    pub fn create(self) -> Result<Bus<T>> {
-        kind::create(&self)
-    }
-
-    /// Creates a bus that lives in this process's heap only: no name, no `/dev/shm`. Useful for
-    /// threads of one process and for tests.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] for a slot count that is not a power of two within the limits, a
-    /// zero or too large capacity, or a message type whose alignment exceeds 8 bytes;
-    /// [`Error::MessageTooLarge`] if the message type does not fit the capacity asked for.
-    pub fn in_process(self) -> Result<Bus<T>> {
-        kind::in_process(&self)
-    }
-
-    /// Opens an existing bus, checking its message type (raw builders accept any type).
-    ///
-    /// # Errors
-    ///
-    /// Any of the [errors of opening a segment](Error#opening-a-segment), and
-    /// [`Error::TypeMismatch`] for a typed open.
-    pub fn open(self) -> Result<Bus<T>> {
-        kind::open(&self)
-    }
-
-    /// Opens the bus if it exists with the same geometry, mode and type, else creates it.
-    ///
-    /// # Errors
-    ///
-    /// Those of [`BusBuilder::open`] and [`BusBuilder::create`] (except `NotFound` and
-    /// `AlreadyExists`, which a race between the two turns into another attempt), and
-    /// [`Error::GeometryMismatch`] if the existing bus differs from the one asked for.
-    pub fn open_or_create(self) -> Result<Bus<T>> {
-        kind::open_or_create(&self)
-    }
+    constructors!(
+        Bus<T>,
+        "bus",
+        config: "[`Error::InvalidConfig`] for a slot count that is not a power of two within the limits, a zero or too large capacity, or a message type whose alignment exceeds 8 bytes; [`Error::MessageTooLarge`] if the message type does not fit the capacity asked for.",
+        open: "[`Error::TypeMismatch`] for a typed open.",
+        same: "geometry, producer mode and type"
+    );
 }
 
 impl<T: Payload> Kind for BusBuilder<T> {

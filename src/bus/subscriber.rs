@@ -298,11 +298,13 @@ impl<T: Payload> Subscriber<T> {
 
     fn wait_for(&mut self, deadline: Option<Instant>) -> Polled {
         let seg = &*self.seg;
-        let mut receiving = Receiving {
-            reader: &mut self.reader,
-            ring: Ring::of(seg),
-            live: SegmentLiveness::observer(seg),
-            buf: &mut self.buf,
+        let mut receiving = wait::Receiving {
+            reader: Polling {
+                reader: &mut self.reader,
+                ring: Ring::of(seg),
+                live: SegmentLiveness::observer(seg),
+                buf: &mut self.buf,
+            },
             seg,
             futex: &self.futex,
         };
@@ -324,40 +326,32 @@ impl<T: Payload> Subscriber<T> {
     }
 }
 
-/// A blocking receive's side of the one blocking loop (docs/design.md §7).
-struct Receiving<'a> {
+/// A blocking receive's reader side of the one blocking loop (docs/design.md §7).
+struct Polling<'a> {
     reader: &'a mut Reader,
     ring: Ring<'a>,
     live: SegmentLiveness<'a>,
     buf: &'a mut [u64],
-    seg: &'a Segment,
-    futex: &'a SysFutex,
 }
 
-impl wait::Attempt for Receiving<'_> {
+impl wait::Reading for Polling<'_> {
     type Out = Polled;
 
     #[inline]
-    fn attempt(&mut self) -> Option<Polled> {
-        match self.reader.poll(&self.ring, &self.live, self.buf) {
+    fn poll(&mut self, checked: bool) -> Option<Polled> {
+        let p = if checked {
+            self.reader.poll_checked(&self.ring, &self.live, self.buf)
+        } else {
+            self.reader.poll(&self.ring, &self.live, self.buf)
+        };
+        match p {
             Polled::Empty | Polled::Idle => None,
             p => Some(p),
         }
     }
 
-    /// The full look: the cursor (a stall, a lap) and the producers (closed).
-    fn check(&mut self) -> Option<Polled> {
-        match self.reader.poll_checked(&self.ring, &self.live, self.buf) {
-            Polled::Empty | Polled::Idle => None,
-            p => Some(p),
-        }
-    }
-
-    /// Sleeps unless the expected slot has already moved past "being written".
-    fn sleep(&mut self, timeout: Option<Duration>) {
-        let (ring, next) = (&self.ring, self.reader.next_seq());
-        let (words, writable) = (self.seg.wake_words(), self.seg.is_writable());
-        wait::sleep_on(words, self.futex, writable, timeout, || ring.ready(next));
+    fn ready(&self) -> bool {
+        self.ring.ready(self.reader.next_seq())
     }
 }
 

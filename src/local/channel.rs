@@ -1,5 +1,30 @@
 use super::*;
 
+/// The snapshot accessors both ends of a channel have.
+macro_rules! snapshots {
+    () => {
+        /// How many items the queue holds.
+        pub fn capacity(&self) -> u64 {
+            self.chan.queue.capacity()
+        }
+
+        /// Items in the queue (a snapshot).
+        pub fn len(&self) -> u64 {
+            self.chan.queue.len()
+        }
+
+        /// Whether the queue holds no item (a snapshot).
+        pub fn is_empty(&self) -> bool {
+            self.chan.queue.is_empty()
+        }
+
+        /// Whether the queue is full (a snapshot).
+        pub fn is_full(&self) -> bool {
+            self.chan.queue.is_full()
+        }
+    };
+}
+
 /// The words one side sleeps on (docs/design.md §7): the waiter flag and the futex counter.
 struct Sleepers {
     flag: AtomicU64,
@@ -303,25 +328,7 @@ impl<T> LocalSender<T> {
         self.chan.receivers.load(Ordering::Acquire) == 0
     }
 
-    /// How many items the queue holds.
-    pub fn capacity(&self) -> u64 {
-        self.chan.queue.capacity()
-    }
-
-    /// Items in the queue (a snapshot).
-    pub fn len(&self) -> u64 {
-        self.chan.queue.len()
-    }
-
-    /// Whether the queue holds no item (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.chan.queue.is_empty()
-    }
-
-    /// Whether the queue is full (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.chan.queue.is_full()
-    }
+    snapshots!();
 }
 
 impl<T> LocalReceiver<T> {
@@ -374,25 +381,7 @@ impl<T> LocalReceiver<T> {
         LocalTryIter { rx: self }
     }
 
-    /// How many items the queue holds.
-    pub fn capacity(&self) -> u64 {
-        self.chan.queue.capacity()
-    }
-
-    /// Items in the queue (a snapshot).
-    pub fn len(&self) -> u64 {
-        self.chan.queue.len()
-    }
-
-    /// Whether the queue holds no item (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.chan.queue.is_empty()
-    }
-
-    /// Whether the queue is full (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.chan.queue.is_full()
-    }
+    snapshots!();
 }
 
 /// Blocking iterator made by [`LocalReceiver::iter`]: ends when the queue is closed.

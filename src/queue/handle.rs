@@ -7,8 +7,8 @@ use crate::payload::{Payload, Raw};
 use crate::segment::header::{
     Geometry, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, MAX_PRODUCERS,
 };
-use crate::segment::kind::{self as kind, option_setters, Blueprint, Kind, Options};
-use crate::segment::{self, Expect, Segment, Shape};
+use crate::segment::kind::{self, by_name, constructors, option_setters, Blueprint, Kind, Options};
+use crate::segment::{Expect, Segment, Shape};
 use crate::sync::Ordering;
 use crate::wait::Wait;
 
@@ -94,36 +94,12 @@ impl Queue<Raw> {
         QueueBuilder::new(name)
     }
 
-    /// Opens an existing queue of any item type, for raw bytes.
-    ///
-    /// # Errors
-    ///
-    /// Those of [`QueueBuilder::open`], except [`Error::TypeMismatch`] (a raw open accepts any item
-    /// type).
-    pub fn open(name: &str) -> Result<Self> {
-        QueueBuilder::new(name).open()
-    }
-
-    /// Opens an existing queue read-only, to look at it (its length, positions and
-    /// participants): such a handle can neither send nor receive.
-    ///
-    /// # Errors
-    ///
-    /// Those of [`QueueBuilder::open`], except [`Error::TypeMismatch`] (a raw open accepts any item
-    /// type).
-    pub fn open_read_only(name: &str) -> Result<Self> {
-        QueueBuilder::new(name).read_only().open()
-    }
-
-    /// Removes a queue from `/dev/shm`. Processes that have it open keep their mapping.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidName`]; [`Error::NotFound`] if there is no such object;
-    /// [`Error::PermissionDenied`]; [`Error::Io`] for any other system error.
-    pub fn remove(name: &str) -> Result<()> {
-        segment::remove(name)
-    }
+    by_name!(
+        QueueBuilder,
+        "queue",
+        read_write: "able to send and receive",
+        read_only: "to look at its length, positions and participants; such a handle can neither send nor receive"
+    );
 }
 
 impl<T: Payload> Queue<T> {
@@ -191,15 +167,7 @@ impl<T: Payload> Queue<T> {
     }
 
     pub(super) fn check_type(&self) -> Result<()> {
-        let wanted = T::type_info(&self.seg.ty.name);
-        if wanted.is_raw() != self.seg.ty.is_raw() {
-            return Err(Error::TypeMismatch {
-                name: self.seg.name().to_owned(),
-                expected: wanted.to_string(),
-                found: self.seg.ty.to_string(),
-            });
-        }
-        Ok(())
+        kind::same_rawness::<T>(&self.seg)
     }
 
     /// The queue name.
@@ -380,63 +348,15 @@ impl<T: Payload> QueueBuilder<T> {
         self
     }
 
-    /// The type name recorded and checked (default `std::any::type_name`).
-    pub fn type_name(mut self, name: &str) -> Self {
-        self.opts.type_name = Some(name.to_owned());
-        self
-    }
+    option_setters!(typed);
 
-    option_setters!();
-
-    pub(super) fn type_info(&self) -> TypeInfo {
-        self.opts.type_info::<T>()
-    }
-
-    /// Creates a new queue; fails with [`Error::AlreadyExists`] if the name is taken.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] for a capacity that is not a power of two within the limit, a zero
-    /// or too large item size, or an item type whose alignment exceeds 8 bytes;
-    /// [`Error::MessageTooLarge`] if the item type does not fit the item size asked for;
-    /// [`Error::InvalidName`]; [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
-    /// [`Error::NoSpace`] when `/dev/shm` is full; [`Error::Io`] for any other system error.
-    pub fn create(self) -> Result<Queue<T>> {
-        kind::create(&self)
-    }
-
-    /// A queue in this process's heap only (no name, no `/dev/shm`): for threads.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] for a capacity that is not a power of two within the limit, a zero
-    /// or too large item size, or an item type whose alignment exceeds 8 bytes;
-    /// [`Error::MessageTooLarge`] if the item type does not fit the item size asked for.
-    pub fn in_process(self) -> Result<Queue<T>> {
-        kind::in_process(&self)
-    }
-
-    /// Opens an existing queue, checking its item type (raw builders accept any type). A bus
-    /// (or any other kind) under the name is refused with [`Error::WrongKind`].
-    ///
-    /// # Errors
-    ///
-    /// Any of the [errors of opening a segment](Error#opening-a-segment), and
-    /// [`Error::TypeMismatch`] for a typed open.
-    pub fn open(self) -> Result<Queue<T>> {
-        kind::open(&self)
-    }
-
-    /// Opens the queue if it exists with the same capacity, item size and type, else creates it.
-    ///
-    /// # Errors
-    ///
-    /// Those of [`QueueBuilder::open`] and [`QueueBuilder::create`] (except `NotFound` and
-    /// `AlreadyExists`, which a race between the two turns into another attempt), and
-    /// [`Error::GeometryMismatch`] if the existing queue differs from the one asked for.
-    pub fn open_or_create(self) -> Result<Queue<T>> {
-        kind::open_or_create(&self)
-    }
+    constructors!(
+        Queue<T>,
+        "queue",
+        config: "[`Error::InvalidConfig`] for a capacity that is not a power of two within the limit, a zero or too large item size, or an item type whose alignment exceeds 8 bytes; [`Error::MessageTooLarge`] if the item type does not fit the item size asked for.",
+        open: "[`Error::TypeMismatch`] for a typed open.",
+        same: "capacity, item size and type"
+    );
 }
 
 impl<T: Payload> Kind for QueueBuilder<T> {

@@ -79,11 +79,7 @@ pub(super) struct Participant {
 
 impl Participant {
     pub(super) fn attach(seg: Arc<Segment>, role: Role) -> Result<Participant> {
-        if !seg.is_writable() {
-            return Err(Error::ReadOnly {
-                name: seg.name().to_owned(),
-            });
-        }
+        crate::segment::kind::writable(&seg)?;
         let full = |seg: &Segment| Error::TooManyParticipants {
             name: seg.name().to_owned(),
             max: MAX_PRODUCERS,
@@ -183,3 +179,61 @@ impl Stuck {
         false
     }
 }
+
+/// `Debug` of a sender or receiver: its queue, entry and counters.
+macro_rules! participant_debug {
+    ($handle:ident) => {
+        impl<T: Payload> std::fmt::Debug for $handle<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($handle))
+                    .field("queue", &self.part.seg.name())
+                    .field("index", &self.part.index)
+                    .field("stats", &self.stats)
+                    .finish()
+            }
+        }
+    };
+}
+pub(super) use participant_debug;
+
+/// The counters and the entry of a sender or receiver.
+macro_rules! stats_and_index {
+    ($stats:ty) => {
+        /// Counters so far.
+        pub fn stats(&self) -> $stats {
+            self.stats
+        }
+
+        /// The participant-table entry this handle holds.
+        pub fn index(&self) -> u32 {
+            self.part.index as u32
+        }
+    };
+}
+pub(super) use stats_and_index;
+
+/// The queue's shape and fill as a sender or receiver sees them (snapshots).
+macro_rules! snapshots {
+    () => {
+        /// How many items the queue holds.
+        pub fn capacity(&self) -> u64 {
+            self.part.seg.geometry.slot_count
+        }
+
+        /// Items in the queue (a snapshot).
+        pub fn len(&self) -> u64 {
+            self.part.ring().len()
+        }
+
+        /// Whether the queue holds no item (a snapshot).
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// Whether the queue is full (a snapshot).
+        pub fn is_full(&self) -> bool {
+            self.len() >= self.capacity()
+        }
+    };
+}
+pub(super) use snapshots;

@@ -6,7 +6,9 @@ use crate::payload::{Payload, Raw};
 use crate::wait::{self, Wait};
 
 use super::participant::closed;
-use super::participant::{Participant, Stuck, Waited};
+use super::participant::{
+    participant_debug, snapshots, stats_and_index, Participant, Stuck, Waited,
+};
 use super::protocol::{self, Receiver, RecvBegin, POS_LIMIT};
 
 /// Counters of one receiver.
@@ -41,15 +43,7 @@ pub struct QueueReceiver<T: Payload = Raw> {
     pub(super) _type: PhantomData<fn() -> T>,
 }
 
-impl<T: Payload> std::fmt::Debug for QueueReceiver<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueueReceiver")
-            .field("queue", &self.part.seg.name())
-            .field("index", &self.part.index)
-            .field("stats", &self.stats)
-            .finish()
-    }
-}
+participant_debug!(QueueReceiver);
 
 impl<T: Payload> QueueReceiver<T> {
     /// Sets how `recv` and `recv_timeout` wait while the queue is empty (default
@@ -59,35 +53,9 @@ impl<T: Payload> QueueReceiver<T> {
         self
     }
 
-    /// Counters so far.
-    pub fn stats(&self) -> ReceiverStats {
-        self.stats
-    }
+    stats_and_index!(ReceiverStats);
 
-    /// The participant-table entry this receiver holds.
-    pub fn index(&self) -> u32 {
-        self.part.index as u32
-    }
-
-    /// How many items the queue holds.
-    pub fn capacity(&self) -> u64 {
-        self.part.seg.geometry.slot_count
-    }
-
-    /// Items in the queue (a snapshot).
-    pub fn len(&self) -> u64 {
-        self.part.ring().len()
-    }
-
-    /// Whether the queue holds no item (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the queue is full (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() >= self.capacity()
-    }
+    snapshots!();
 
     /// Receives the next item if there is one: claim, copy into this handle's buffer, free the
     /// slot, wake a sleeping sender. Skips (of dead senders) are passed over on the way.

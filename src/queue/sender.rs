@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use crate::payload::{Payload, Raw};
 use crate::wait::{self, Wait};
 
-use super::participant::{Participant, Stuck};
+use super::participant::{participant_debug, snapshots, stats_and_index, Participant, Stuck};
 use super::protocol::{self, Repair, SendBegin, Sender, POS_LIMIT};
 
 /// An item handed back by a send that could not complete.
@@ -110,15 +110,7 @@ pub struct QueueSender<T: Payload = Raw> {
     pub(super) _type: PhantomData<fn(&T)>,
 }
 
-impl<T: Payload> std::fmt::Debug for QueueSender<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueueSender")
-            .field("queue", &self.part.seg.name())
-            .field("index", &self.part.index)
-            .field("stats", &self.stats)
-            .finish()
-    }
-}
+participant_debug!(QueueSender);
 
 impl<T: Payload> QueueSender<T> {
     /// Sets how `send` and `send_timeout` wait while the queue is full (default
@@ -128,40 +120,14 @@ impl<T: Payload> QueueSender<T> {
         self
     }
 
-    /// Counters so far.
-    pub fn stats(&self) -> SenderStats {
-        self.stats
-    }
-
-    /// The participant-table entry this sender holds.
-    pub fn index(&self) -> u32 {
-        self.part.index as u32
-    }
-
-    /// How many items the queue holds.
-    pub fn capacity(&self) -> u64 {
-        self.part.seg.geometry.slot_count
-    }
+    stats_and_index!(SenderStats);
 
     /// Largest item, in bytes.
     pub fn item_size(&self) -> usize {
         self.part.seg.geometry.capacity
     }
 
-    /// Items in the queue (a snapshot).
-    pub fn len(&self) -> u64 {
-        self.part.ring().len()
-    }
-
-    /// Whether the queue holds no item (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the queue is full (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() >= self.capacity()
-    }
+    snapshots!();
 
     /// One attempt: claim, write, publish, wake. `bytes` fits.
     #[inline]

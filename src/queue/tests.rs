@@ -1,8 +1,6 @@
 //! Unit tests of every slot state and repair of the queue protocol, with participant liveness
 //! injected (a participant "dies" when the test says so; the kernel's entry lock is modelled).
 
-use std::sync::atomic::AtomicBool;
-
 use super::protocol::*;
 use crate::bus::ring::Liveness;
 use crate::segment::header::{Geometry, MAX_PRODUCERS};
@@ -24,56 +22,6 @@ impl Seg {
 
     fn q(&self) -> QueueRing<'_> {
         QueueRing::new(&self.words, self.g)
-    }
-}
-
-/// Liveness as the kernel keeps it: an entry is alive until the test kills it; a dead entry's
-/// lock can be taken by one party at a time.
-struct Live {
-    dead: Vec<AtomicBool>,
-    locked: Vec<AtomicBool>,
-}
-
-struct Guard<'a>(&'a AtomicBool);
-
-impl Drop for Guard<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
-impl Live {
-    fn new() -> Live {
-        Live {
-            dead: (0..MAX_PRODUCERS).map(|_| AtomicBool::new(false)).collect(),
-            locked: (0..MAX_PRODUCERS).map(|_| AtomicBool::new(false)).collect(),
-        }
-    }
-
-    fn kill(&self, i: usize) {
-        self.dead[i].store(true, Ordering::Release);
-    }
-}
-
-impl<'a> Liveness for &'a Live {
-    type Guard = Guard<'a>;
-
-    fn alive(&self, i: usize) -> bool {
-        !self.dead[i].load(Ordering::Acquire) || self.locked[i].load(Ordering::Acquire)
-    }
-
-    fn any_alive(&self) -> bool {
-        (0..MAX_PRODUCERS).any(|i| self.alive(i))
-    }
-
-    fn lock_dead(&self, i: usize) -> Option<Guard<'a>> {
-        if !self.dead[i].load(Ordering::Acquire) {
-            return None;
-        }
-        self.locked[i]
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-            .then(|| Guard(&self.locked[i]))
     }
 }
 
@@ -161,7 +109,7 @@ fn dead_sender_after_its_claim_leaves_a_skip_that_receivers_pass() {
     for wrote in [false, true] {
         let seg = Seg::new(4);
         let q = seg.q();
-        let live = Live::new();
+        let live = crate::test_live::ModelLive::plain(MAX_PRODUCERS);
         let (dead, s, r) = (Sender::new(0), Sender::new(1), Receiver::new(2));
         let SendBegin::Claimed(pos) = dead.begin(&q) else {
             panic!("an empty queue has room")
@@ -176,7 +124,7 @@ fn dead_sender_after_its_claim_leaves_a_skip_that_receivers_pass() {
             Repair::None,
             "alive: waited for"
         );
-        live.kill(0);
+        live.die(0);
         assert_eq!(repair_stalled_recv(&q, &&live, 0, 2), Repair::Skipped);
         assert_eq!(repair_stalled_recv(&q, &&live, 0, 2), Repair::None, "once");
         assert_eq!(q.claim_word(0).load(Ordering::Relaxed), 0, "claim cleared");
@@ -191,7 +139,7 @@ fn dead_sender_after_its_claim_leaves_a_skip_that_receivers_pass() {
 fn dead_receiver_item_is_counted_lost_once_and_its_slot_freed() {
     let seg = Seg::new(2);
     let q = seg.q();
-    let live = Live::new();
+    let live = crate::test_live::ModelLive::plain(MAX_PRODUCERS);
     let (s, dead, r) = (Sender::new(0), Receiver::new(1), Receiver::new(2));
     send(&q, &s, 1);
     send(&q, &s, 2);
@@ -203,7 +151,7 @@ fn dead_receiver_item_is_counted_lost_once_and_its_slot_freed() {
         Repair::None,
         "alive: waited for"
     );
-    live.kill(1);
+    live.die(1);
     assert_eq!(repair_stalled_send(&q, &&live, 2, 0), Repair::Lost);
     assert_eq!(repair_stalled_send(&q, &&live, 2, 0), Repair::None, "once");
     assert_eq!(send(&q, &s, 3), Some(2));
@@ -215,13 +163,13 @@ fn dead_receiver_item_is_counted_lost_once_and_its_slot_freed() {
 fn dead_receiver_of_a_skip_frees_it_without_a_loss() {
     let seg = Seg::new(1);
     let q = seg.q();
-    let live = Live::new();
+    let live = crate::test_live::ModelLive::plain(MAX_PRODUCERS);
     let (ds, s, dr) = (Sender::new(0), Sender::new(1), Receiver::new(2));
     assert_eq!(ds.begin(&q), SendBegin::Claimed(0));
-    live.kill(0);
+    live.die(0);
     assert_eq!(repair_stalled_recv(&q, &&live, 0, 2), Repair::Skipped);
     assert_eq!(dr.begin(&q), RecvBegin::Skipped(0));
-    live.kill(2);
+    live.die(2);
     assert_eq!(s.begin(&q), SendBegin::Full(1));
     assert_eq!(repair_stalled_send(&q, &&live, 1, 1), Repair::Freed);
     assert_eq!(send(&q, &s, 5), Some(1));
@@ -234,10 +182,10 @@ fn a_live_claimant_of_the_same_position_blocks_the_repair() {
     // winner writes it: the position is the winner's and is waited for.
     let seg = Seg::new(4);
     let q = seg.q();
-    let live = Live::new();
+    let live = crate::test_live::ModelLive::plain(MAX_PRODUCERS);
     q.claim_word(0)
         .store(Claim::Send(0).word(), Ordering::Relaxed);
-    live.kill(0);
+    live.die(0);
     let winner = Sender::new(1);
     assert_eq!(winner.begin(&q), SendBegin::Claimed(0));
     assert_eq!(repair_stalled_recv(&q, &&live, 0, 2), Repair::None);
@@ -254,11 +202,11 @@ fn a_live_claimant_of_the_same_position_blocks_the_repair() {
 fn a_claim_that_was_completed_or_never_taken_is_not_repaired() {
     let seg = Seg::new(4);
     let q = seg.q();
-    let live = Live::new();
+    let live = crate::test_live::ModelLive::plain(MAX_PRODUCERS);
     let s = Sender::new(0);
     send(&q, &s, 1);
     // Died after publishing: its claim still names position 0.
-    live.kill(0);
+    live.die(0);
     assert_eq!(repair_entry(&q, &&live, 0), Repair::None);
     assert_eq!(recv(&q, &Receiver::new(1)), Some(1));
     // Died after naming position 1 but before its CAS: the tail never passed it.
@@ -273,10 +221,10 @@ fn a_claim_that_was_completed_or_never_taken_is_not_repaired() {
 fn attaching_on_a_dead_entry_repairs_its_claim_first() {
     let seg = Seg::new(2);
     let q = seg.q();
-    let live = Live::new();
+    let live = crate::test_live::ModelLive::plain(MAX_PRODUCERS);
     let dead = Sender::new(3);
     assert_eq!(dead.begin(&q), SendBegin::Claimed(0));
-    live.kill(3);
+    live.die(3);
     // The new owner holds entry 3's lock, as an attach does.
     let _held = (&live).lock_dead(3).expect("dead and free");
     assert_eq!(repair_entry(&q, &&live, 3), Repair::Skipped);
@@ -314,12 +262,12 @@ fn a_dead_holders_claim_is_kept_while_a_live_loser_names_its_position() {
     // loser moves on.
     let seg = Seg::new(4);
     let q = seg.q();
-    let live = Live::new();
+    let live = crate::test_live::ModelLive::plain(MAX_PRODUCERS);
     let dead = Sender::new(0);
     assert_eq!(dead.begin(&q), SendBegin::Claimed(0));
     q.claim_word(1)
         .store(Claim::Send(0).word(), Ordering::Relaxed);
-    live.kill(0);
+    live.die(0);
     assert_eq!(repair_entry(&q, &&live, 0), Repair::Pending);
     assert_eq!(
         q.claim_word(0).load(Ordering::Relaxed),

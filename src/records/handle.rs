@@ -8,8 +8,8 @@ use super::RecordRing;
 use crate::bus::Start;
 use crate::error::{Error, Result};
 use crate::segment::header::{HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, W_KIND};
-use crate::segment::kind::{self as kind, option_setters, Blueprint, Kind, Options};
-use crate::segment::{self, Expect, Segment, Shape};
+use crate::segment::kind::{by_name, constructors, option_setters, Blueprint, Kind, Options};
+use crate::segment::{Expect, Segment, Shape};
 use crate::sync::{AtomicU64, Ordering};
 
 /// Ring size of a new records segment unless [`RecordsBuilder::bytes`] says otherwise (1 MiB).
@@ -50,34 +50,12 @@ impl std::fmt::Debug for Records {
 }
 
 impl Records {
-    /// Opens an existing records segment read-write (able to publish and to let subscribers
-    /// sleep on the futex).
-    ///
-    /// # Errors
-    ///
-    /// Those of [`RecordsBuilder::open`].
-    pub fn open(name: &str) -> Result<Self> {
-        RecordsBuilder::new(name).open()
-    }
-
-    /// Opens an existing records segment read-only: subscribers only.
-    ///
-    /// # Errors
-    ///
-    /// Those of [`RecordsBuilder::open`].
-    pub fn open_read_only(name: &str) -> Result<Self> {
-        RecordsBuilder::new(name).read_only().open()
-    }
-
-    /// Removes a records segment from `/dev/shm`. Processes that have it open keep their mapping.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidName`]; [`Error::NotFound`] if there is no such object;
-    /// [`Error::PermissionDenied`]; [`Error::Io`] for any other system error.
-    pub fn remove(name: &str) -> Result<()> {
-        segment::remove(name)
-    }
+    by_name!(
+        RecordsBuilder,
+        "records segment",
+        read_write: "able to publish, and to let subscribers sleep on the futex",
+        read_only: "subscribers only"
+    );
 
     pub(super) fn ring(&self) -> RecordRing<'_> {
         RecordRing::new(self.seg.words(), self.shape)
@@ -181,49 +159,13 @@ impl RecordsBuilder {
 
     option_setters!();
 
-    /// Creates a new records segment; fails with [`Error::AlreadyExists`] if the name is taken.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] for a ring size that is not a power of two from 4 KiB to 16 GiB;
-    /// [`Error::InvalidName`]; [`Error::AlreadyExists`]; [`Error::PermissionDenied`];
-    /// [`Error::NoSpace`] when `/dev/shm` is full; [`Error::Io`] for any other system error.
-    pub fn create(self) -> Result<Records> {
-        kind::create(&self)
-    }
-
-    /// A records segment in this process's heap only (threads of one process, tests).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] for a ring size that is not a power of two from 4 KiB to 16 GiB.
-    pub fn in_process(self) -> Result<Records> {
-        kind::in_process(&self)
-    }
-
-    /// Opens an existing records segment: the open pipeline (a records segment, not a bus), then
-    /// the ring's own shape checks.
-    ///
-    /// # Errors
-    ///
-    /// Any of the [errors of opening a segment](Error#opening-a-segment), and
-    /// [`Error::LayoutRevision`] (a records layout of another revision; a segment made before
-    /// revisions were recorded has 0); [`Error::BadProducerMode`] for a multi-producer header and
-    /// [`Error::BadRing`] for a ring geometry that is not one.
-    pub fn open(self) -> Result<Records> {
-        kind::open(&self)
-    }
-
-    /// Opens the segment if it exists with the same ring size, else creates it.
-    ///
-    /// # Errors
-    ///
-    /// Those of [`RecordsBuilder::open`] and [`RecordsBuilder::create`] (except `NotFound` and
-    /// `AlreadyExists`, which a race between the two turns into another attempt), and
-    /// [`Error::GeometryMismatch`] if the existing segment's ring has another size.
-    pub fn open_or_create(self) -> Result<Records> {
-        kind::open_or_create(&self)
-    }
+    constructors!(
+        Records,
+        "records segment",
+        config: "[`Error::InvalidConfig`] for a ring size that is not a power of two from 4 KiB to 16 GiB.",
+        open: "[`Error::LayoutRevision`] (a records layout of another revision; a segment made before revisions were recorded has 0); [`Error::BadProducerMode`] for a multi-producer header and [`Error::BadRing`] for a ring geometry that is not one.",
+        same: "ring size"
+    );
 }
 
 impl Kind for RecordsBuilder {

@@ -46,11 +46,7 @@ pub(super) const HEARTBEAT_EVERY: u64 = 1024;
 
 impl RecordPublisher {
     pub(super) fn attach(seg: Arc<Segment>, shape: RingShape) -> Result<Self> {
-        if !seg.is_writable() {
-            return Err(Error::ReadOnly {
-                name: seg.name().to_owned(),
-            });
-        }
+        crate::segment::kind::writable(&seg)?;
         let busy = |seg: &Segment| Error::ProducerExists {
             name: seg.name().to_owned(),
             pid: seg.producer_alive(0).then(|| seg.producer_pid(0)),

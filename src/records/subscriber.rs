@@ -138,11 +138,13 @@ impl RecordSubscriber {
 
     pub(super) fn wait_for(&mut self, deadline: Option<Instant>) -> Polled {
         let seg = &*self.seg;
-        let mut receiving = Receiving {
-            reader: &mut self.reader,
-            ring: RecordRing::new(seg.words(), self.shape),
-            live: SegmentLiveness::observer(seg),
-            buf: &mut self.buf,
+        let mut receiving = wait::Receiving {
+            reader: Polling {
+                reader: &mut self.reader,
+                ring: RecordRing::new(seg.words(), self.shape),
+                live: SegmentLiveness::observer(seg),
+                buf: &mut self.buf,
+            },
             seg,
             futex: &self.futex,
         };
@@ -163,40 +165,32 @@ impl RecordSubscriber {
     }
 }
 
-/// A blocking receive's side of the one blocking loop (docs/design.md §7).
-struct Receiving<'a> {
+/// A blocking receive's reader side of the one blocking loop (docs/design.md §7).
+struct Polling<'a> {
     reader: &'a mut Reader,
     ring: RecordRing<'a>,
     live: SegmentLiveness<'a>,
     buf: &'a mut [u64],
-    seg: &'a Segment,
-    futex: &'a SysFutex,
 }
 
-impl wait::Attempt for Receiving<'_> {
+impl wait::Reading for Polling<'_> {
     type Out = Polled;
 
     #[inline]
-    fn attempt(&mut self) -> Option<Polled> {
-        match self.reader.poll(&self.ring, &self.live, self.buf) {
+    fn poll(&mut self, checked: bool) -> Option<Polled> {
+        let p = if checked {
+            self.reader.poll_checked(&self.ring, &self.live, self.buf)
+        } else {
+            self.reader.poll(&self.ring, &self.live, self.buf)
+        };
+        match p {
             Polled::Empty => None,
             p => Some(p),
         }
     }
 
-    /// The full look: the intent (a lap), the cursor and the producers (closed).
-    fn check(&mut self) -> Option<Polled> {
-        match self.reader.poll_checked(&self.ring, &self.live, self.buf) {
-            Polled::Empty => None,
-            p => Some(p),
-        }
-    }
-
-    /// Sleeps unless the word at the reader's position says more than "nothing yet".
-    fn sleep(&mut self, timeout: Option<Duration>) {
-        let (reader, ring) = (&*self.reader, &self.ring);
-        let (words, writable) = (self.seg.wake_words(), self.seg.is_writable());
-        wait::sleep_on(words, self.futex, writable, timeout, || reader.ready(ring));
+    fn ready(&self) -> bool {
+        self.reader.ready(&self.ring)
     }
 }
 

@@ -99,6 +99,31 @@ pub(crate) trait Kind {
     ) -> Option<(String, String)>;
 }
 
+/// Refuses a read-only segment ([`Error::ReadOnly`]).
+pub(crate) fn writable(seg: &Segment) -> Result<()> {
+    if seg.is_writable() {
+        Ok(())
+    } else {
+        Err(Error::ReadOnly {
+            name: seg.name().to_owned(),
+        })
+    }
+}
+
+/// Refuses a raw handle on a typed segment or the reverse ([`Error::TypeMismatch`]): a typed
+/// open checked the type itself, a raw one accepts any, so producers check this much.
+pub(crate) fn same_rawness<T: Payload>(seg: &Segment) -> Result<()> {
+    let wanted = T::type_info(&seg.ty.name);
+    if wanted.is_raw() == seg.ty.is_raw() {
+        return Ok(());
+    }
+    Err(Error::TypeMismatch {
+        name: seg.name().to_owned(),
+        expected: wanted.to_string(),
+        found: seg.ty.to_string(),
+    })
+}
+
 /// Creates a new segment of kind `K`; fails with [`Error::AlreadyExists`] if the name is taken.
 pub(crate) fn create<K: Kind>(k: &K) -> Result<K::Handle> {
     let bp = k.blueprint()?;
@@ -155,8 +180,24 @@ pub(crate) fn open_or_create<K: Kind>(k: &K) -> Result<K::Handle> {
     }
 }
 
-/// The setters every builder shares, over its `opts: Options` field.
+/// The setters every builder shares, over its `opts: Options` field; `(typed)` adds the type
+/// name of a kind that carries a message type.
 macro_rules! option_setters {
+    (typed) => {
+        /// The type name recorded and checked for a typed segment (default
+        /// `std::any::type_name`, which may differ between compiler versions: set a name of your
+        /// own for segments shared by separately built programs).
+        pub fn type_name(mut self, name: &str) -> Self {
+            self.opts.type_name = Some(name.to_owned());
+            self
+        }
+
+        pub(crate) fn type_info(&self) -> $crate::segment::header::TypeInfo {
+            self.opts.type_info::<T>()
+        }
+
+        $crate::segment::kind::option_setters!();
+    };
     () => {
         /// Permission bits of a created segment (default `0o600`), applied exactly, whatever the
         /// umask.
@@ -185,3 +226,81 @@ macro_rules! option_setters {
     };
 }
 pub(crate) use option_setters;
+
+/// The four constructors every builder has, over the generic functions above. `$what` names
+/// the kind in the docs ("bus"), `$config` lists the builder's own configuration errors,
+/// `$open` the kind's own open errors, `$same` what `open_or_create` compares.
+macro_rules! constructors {
+    ($handle:ty, $what:literal, config: $config:literal, open: $open:literal, same: $same:literal) => {
+        #[doc = concat!("Creates a new ", $what, "; fails with [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the name is taken.")]
+        #[doc = ""]
+        #[doc = "# Errors"]
+        #[doc = ""]
+        #[doc = concat!($config, " Any of the [errors of creating a segment](crate::Error#creating-a-segment).")]
+        pub fn create(self) -> $crate::Result<$handle> {
+            $crate::segment::kind::create(&self)
+        }
+
+        #[doc = concat!("Creates a ", $what, " that lives in this process's heap only: no name, no `/dev/shm`; for the threads of one process, and for tests.")]
+        #[doc = ""]
+        #[doc = "# Errors"]
+        #[doc = ""]
+        #[doc = $config]
+        pub fn in_process(self) -> $crate::Result<$handle> {
+            $crate::segment::kind::in_process(&self)
+        }
+
+        #[doc = concat!("Opens an existing ", $what, ", checking its type where it has one (raw builders accept any). Another kind of segment under the name is refused with [`Error::WrongKind`](crate::Error::WrongKind).")]
+        #[doc = ""]
+        #[doc = "# Errors"]
+        #[doc = ""]
+        #[doc = concat!("Any of the [errors of opening a segment](crate::Error#opening-a-segment), and ", $open)]
+        pub fn open(self) -> $crate::Result<$handle> {
+            $crate::segment::kind::open(&self)
+        }
+
+        #[doc = concat!("Opens the ", $what, " if it exists with the same ", $same, ", else creates it.")]
+        #[doc = ""]
+        #[doc = "# Errors"]
+        #[doc = ""]
+        #[doc = "Those of [`open`](Self::open) and [`create`](Self::create) (except `NotFound` and `AlreadyExists`, which a race between the two turns into another attempt), and [`Error::GeometryMismatch`](crate::Error::GeometryMismatch) if the existing segment differs from the one asked for."]
+        pub fn open_or_create(self) -> $crate::Result<$handle> {
+            $crate::segment::kind::open_or_create(&self)
+        }
+    };
+}
+pub(crate) use constructors;
+
+/// A handle's shortcuts by name: `open`, `open_read_only` and `remove`. `$rw` and `$ro` say
+/// what a read-write and a read-only handle of the kind can do.
+macro_rules! by_name {
+    ($builder:ident, $what:literal, read_write: $rw:literal, read_only: $ro:literal) => {
+        #[doc = concat!("Opens an existing ", $what, " read-write (", $rw, "), accepting any type for reading.")]
+        #[doc = ""]
+        #[doc = "# Errors"]
+        #[doc = ""]
+        #[doc = concat!("Those of [`", stringify!($builder), "::open`].")]
+        pub fn open(name: &str) -> $crate::Result<Self> {
+            $builder::new(name).open()
+        }
+
+        #[doc = concat!("Opens an existing ", $what, " read-only (", $ro, "): the segment is mapped without write access.")]
+        #[doc = ""]
+        #[doc = "# Errors"]
+        #[doc = ""]
+        #[doc = concat!("Those of [`", stringify!($builder), "::open`].")]
+        pub fn open_read_only(name: &str) -> $crate::Result<Self> {
+            $builder::new(name).read_only().open()
+        }
+
+        #[doc = concat!("Removes a ", $what, " from `/dev/shm`. Processes that have it open keep their mapping.")]
+        #[doc = ""]
+        #[doc = "# Errors"]
+        #[doc = ""]
+        #[doc = "[`Error::InvalidName`](crate::Error::InvalidName); [`Error::NotFound`](crate::Error::NotFound) if there is no such object; [`Error::PermissionDenied`](crate::Error::PermissionDenied); [`Error::Io`](crate::Error::Io) for any other system error."]
+        pub fn remove(name: &str) -> $crate::Result<()> {
+            $crate::segment::remove(name)
+        }
+    };
+}
+pub(crate) use by_name;

@@ -136,6 +136,46 @@ fn block_slow<A: Attempt>(a: &mut A, wait: Wait, deadline: Option<Instant>) -> O
     }
 }
 
+/// A broadcast reader's blocking receive (bus and records subscribers): one poll, the full
+/// look, and the re-check of its sleep. [`Receiving`] makes it an [`Attempt`] over its
+/// segment's wake words.
+pub(crate) trait Reading {
+    type Out;
+
+    /// One poll; `checked`: the full look at the cursor (a stall, a lap) and the producers
+    /// (closed). `None`: nothing yet.
+    fn poll(&mut self, checked: bool) -> Option<Self::Out>;
+
+    /// The sleep's re-check: the slot the reader expects has moved past "being written".
+    fn ready(&self) -> bool;
+}
+
+/// The [`Attempt`] of a [`Reading`] on segment `seg`.
+pub(crate) struct Receiving<'a, R> {
+    pub(crate) reader: R,
+    pub(crate) seg: &'a crate::segment::Segment,
+    pub(crate) futex: &'a super::SysFutex,
+}
+
+impl<R: Reading> Attempt for Receiving<'_, R> {
+    type Out = R::Out;
+
+    #[inline]
+    fn attempt(&mut self) -> Option<R::Out> {
+        self.reader.poll(false)
+    }
+
+    fn check(&mut self) -> Option<R::Out> {
+        self.reader.poll(true)
+    }
+
+    fn sleep(&mut self, timeout: Option<Duration>) {
+        let (words, writable) = (self.seg.wake_words(), self.seg.is_writable());
+        let reader = &self.reader;
+        sleep_on(words, self.futex, writable, timeout, || reader.ready());
+    }
+}
+
 /// The [`Attempt::sleep`] of a segment kind: the handshake on `words`, or, on a handle that may
 /// not raise the waiter flag (`writable` false), a plain sleep of at most [`READ_ONLY_POLL`]
 /// unless `ready` already holds.

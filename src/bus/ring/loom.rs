@@ -307,6 +307,43 @@ fn repair_racing_takeover_and_index_reuse() {
     });
 }
 
+/// What a wake-up handshake model shares: the ring, the producer's liveness, the waiter flag,
+/// the wake counter and the modelled futex.
+type Handshake = (
+    Arc<Seg>,
+    Arc<ModelLive>,
+    Arc<AtomicU64>,
+    Arc<AtomicU32>,
+    Arc<ModelFutex>,
+);
+
+fn handshake() -> Handshake {
+    (
+        Seg::new(),
+        ModelLive::new(1),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU32::new(0)),
+        Arc::new(ModelFutex::new()),
+    )
+}
+
+/// The other thread's handles on the same handshake.
+fn handshake_clone(
+    seg: &Arc<Seg>,
+    live: &Arc<ModelLive>,
+    flag: &Arc<AtomicU64>,
+    counter: &Arc<AtomicU32>,
+    futex: &Arc<ModelFutex>,
+) -> Handshake {
+    (
+        seg.clone(),
+        live.clone(),
+        flag.clone(),
+        counter.clone(),
+        futex.clone(),
+    )
+}
+
 /// The wake-up handshake of `crate::wait` between a publisher and a sleeping subscriber: the
 /// subscriber sleeps without a timeout and must be woken by the publish that makes its message
 /// available (single and multi producer).
@@ -317,18 +354,8 @@ fn wake_up_is_never_lost() {
             &format!("wake_up_is_never_lost (multi: {multi})"),
             3,
             move || {
-                let seg = Seg::new();
-                let live = ModelLive::new(1);
-                let flag = Arc::new(AtomicU64::new(0));
-                let counter = Arc::new(AtomicU32::new(0));
-                let futex = Arc::new(ModelFutex::new());
-                let (s2, l2, f2, c2, fu2) = (
-                    seg.clone(),
-                    live.clone(),
-                    flag.clone(),
-                    counter.clone(),
-                    futex.clone(),
-                );
+                let (seg, live, flag, counter, futex) = handshake();
+                let (s2, l2, f2, c2, fu2) = handshake_clone(&seg, &live, &flag, &counter, &futex);
                 let ring = seg.ring();
                 let mut r = Reader::new(&ring, Start::Next, None);
                 let publisher = thread::spawn(move || {
@@ -376,18 +403,8 @@ fn wake_up_is_never_lost() {
 #[test]
 fn wake_up_is_never_lost_across_two_sleeps() {
     model("wake_up_is_never_lost_across_two_sleeps", 3, || {
-        let seg = Seg::new();
-        let live = ModelLive::new(1);
-        let flag = Arc::new(AtomicU64::new(0));
-        let counter = Arc::new(AtomicU32::new(0));
-        let futex = Arc::new(ModelFutex::new());
-        let (s2, l2, f2, c2, fu2) = (
-            seg.clone(),
-            live.clone(),
-            flag.clone(),
-            counter.clone(),
-            futex.clone(),
-        );
+        let (seg, live, flag, counter, futex) = handshake();
+        let (s2, l2, f2, c2, fu2) = handshake_clone(&seg, &live, &flag, &counter, &futex);
         let ring = seg.ring();
         let mut r = Reader::new(&ring, Start::Next, None);
         let publisher = thread::spawn(move || {
