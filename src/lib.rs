@@ -102,7 +102,7 @@ pub mod inspect;
 pub mod layout;
 #[cfg(all(test, loom))]
 mod loom_harness;
-mod payload;
+
 #[cfg(test)]
 mod test_live;
 
@@ -128,7 +128,6 @@ pub use crate::journal::{Journal, JournalOptions, JournalWriter};
 #[cfg(not(loom))]
 pub use crate::local::{LocalIter, LocalReceiver, LocalSender, LocalTryIter};
 pub use crate::local::{LocalQueue, MAX_LOCAL_CAPACITY};
-pub use crate::payload::{Payload, Raw};
 #[cfg(all(feature = "tokio", not(loom)))]
 pub use crate::queue::SendAsyncError;
 pub use crate::queue::{
@@ -144,6 +143,7 @@ pub use crate::records::{
     RecordEvent, RecordPublisher, RecordRecv, RecordSubscriber, Records, RecordsBuilder,
 };
 pub use crate::segment::header::{HeaderSnapshot, ProducerMode, TypeInfo};
+pub use crate::segment::payload::{Payload, Raw};
 pub use crate::wait::{Wait, Wakeup};
 /// The `bytemuck` crate, with its derives: `#[derive(shmbus::bytemuck::Pod)]` together with
 /// `#[bytemuck(crate = "shmbus::bytemuck")]` needs no `bytemuck` dependency of your own.

@@ -7,11 +7,11 @@ use super::reader::BoardReader;
 use super::shape::{BoardShape, DEFAULT_BOARD_VALUE_SIZE, MAX_CELLS, W_BOARD};
 use super::writer::BoardWriter;
 use crate::error::{Error, Result};
-use crate::payload::{Payload, Raw};
 use crate::segment::header::{
     Geometry, ProducerMode, SegmentKind, TypeInfo, CAPACITY_LIMIT, MAX_SEGMENT_BYTES,
 };
 use crate::segment::kind::{self, by_name, constructors, option_setters, Blueprint, Kind, Options};
+use crate::segment::payload::{Payload, Raw};
 use crate::segment::{Expect, Segment, Shape};
 use crate::sync::{AtomicU64, Ordering};
 

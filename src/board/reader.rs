@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::shape::BoardShape;
 use crate::error::{Error, Result};
-use crate::payload::{Payload, Raw};
+use crate::segment::payload::{Payload, Raw};
 use crate::segment::{self, Segment};
 
 use super::cell::{self, ReadOutcome, READ_ATTEMPTS};

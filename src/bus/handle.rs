@@ -6,11 +6,11 @@ use std::sync::Arc;
 use crate::bus::Publisher;
 use crate::bus::{Start, Subscriber};
 use crate::error::{Error, Result};
-use crate::payload::{Payload, Raw};
 use crate::segment::header::{
     Geometry, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, MAX_PRODUCERS,
 };
 use crate::segment::kind::{self, by_name, constructors, option_setters, Blueprint, Kind, Options};
+use crate::segment::payload::{Payload, Raw};
 use crate::segment::{self, Expect, Segment, Shape};
 use crate::wait::Wakeup;
 

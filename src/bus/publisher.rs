@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use crate::bus::ring::{self, Ring, Writer};
 use crate::error::{Error, Result};
-use crate::payload::{Payload, Raw};
 use crate::segment::header::{Geometry, ProducerMode, MAX_PRODUCERS};
+use crate::segment::payload::{Payload, Raw};
 use crate::segment::producers::SegmentLiveness;
 use crate::segment::producers::{Attachment, Gate, Offer};
 use crate::segment::{self, Segment};
@@ -377,6 +377,6 @@ impl SlotWriter<'_> {
     /// are never delivered.
     fn store(&mut self, offset: usize, bytes: &[u8]) {
         let (writer, ring, seq) = (self.writer, &self.ring, self.seq);
-        crate::payload::store_bytes(offset, bytes, |i| writer.payload_word(ring, seq, i));
+        crate::segment::payload::store_bytes(offset, bytes, |i| writer.payload_word(ring, seq, i));
     }
 }

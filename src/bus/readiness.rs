@@ -11,10 +11,10 @@ use crate::bus::ring::{Liveness, Polled, Ring};
 use crate::bus::subscriber::Event;
 use crate::bus::subscriber::{Recv, Subscriber};
 use crate::error::Result;
-use crate::payload::{Payload, Raw};
 #[cfg(feature = "tokio")]
 use crate::readiness::tokio::{poll_ready, register};
 use crate::readiness::{ahead, registered, Armed, Ready, Registered, Target, Watch};
+use crate::segment::payload::{Payload, Raw};
 use crate::segment::producers::SegmentLiveness;
 use crate::segment::Segment;
 use crate::wait::WakeWords;

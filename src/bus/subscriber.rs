@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::bus::ring::{Polled, Reader, Ring};
-use crate::payload::{Payload, Raw};
+use crate::segment::payload::{Payload, Raw};
 use crate::segment::producers::SegmentLiveness;
 use crate::segment::Segment;
 use crate::wait::{self, SysFutex, Wait};

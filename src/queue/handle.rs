@@ -3,11 +3,11 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::payload::{Payload, Raw};
 use crate::segment::header::{
     Geometry, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, MAX_PRODUCERS,
 };
 use crate::segment::kind::{self, by_name, constructors, option_setters, Blueprint, Kind, Options};
+use crate::segment::payload::{Payload, Raw};
 use crate::segment::{Expect, Segment, Shape};
 use crate::sync::Ordering;
 use crate::wait::Wait;

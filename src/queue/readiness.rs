@@ -6,10 +6,10 @@ use super::layout::{W_Q_SPACE_WAITERS, W_Q_SPACE_WAKE};
 #[cfg(feature = "tokio")]
 use crate::error::Error;
 use crate::error::Result;
-use crate::payload::{Payload, Raw};
 #[cfg(feature = "tokio")]
 use crate::readiness::tokio::poll_ready;
 use crate::readiness::{registered, Armed, Ready, Registered, Target, Watch};
+use crate::segment::payload::{Payload, Raw};
 use crate::segment::Segment;
 use crate::wait::WakeWords;
 

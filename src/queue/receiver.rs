@@ -2,7 +2,7 @@
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use crate::payload::{Payload, Raw};
+use crate::segment::payload::{Payload, Raw};
 use crate::wait::{self, Wait};
 
 use super::participant::closed;

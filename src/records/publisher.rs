@@ -295,6 +295,8 @@ impl RecordWriter<'_> {
     /// write keep what this record holds there.
     pub(super) fn store(&mut self, offset: usize, bytes: &[u8]) {
         let (writer, ring, pending) = (self.writer, &self.ring, &self.pending);
-        crate::payload::store_bytes(offset, bytes, |i| writer.payload_word(ring, pending, i));
+        crate::segment::payload::store_bytes(offset, bytes, |i| {
+            writer.payload_word(ring, pending, i)
+        });
     }
 }

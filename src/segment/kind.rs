@@ -8,7 +8,7 @@
 //! expects, and how it adopts a validated segment into its handle.
 
 use crate::error::{Error, Result};
-use crate::payload::Payload;
+use crate::segment::payload::Payload;
 use crate::sync::AtomicU64;
 
 use super::header::{TypeInfo, Wakeup};

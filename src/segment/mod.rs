@@ -7,6 +7,7 @@
 pub(crate) mod checks;
 pub(crate) mod header;
 pub(crate) mod kind;
+pub(crate) mod payload;
 mod pipeline;
 pub(crate) mod producers;
 
