@@ -10,6 +10,10 @@ use crate::bus::ring::Liveness;
 use crate::bus::{LapPolicy, Start, SubscriberStats};
 use crate::sync::{fence, load_acquire, Ordering};
 
+/// `Reader::closed_at` when the last look did not find the segment closed (no sequence is
+/// ever this large: §15's limits).
+const NOT_CLOSED: u64 = u64::MAX;
+
 /// An empty poll looks at the intent, the cursor and the producers once in this many polls
 /// (an empty poll is one load of a version word; the intent is only needed to validate a copy
 /// or to tell a lap the version word did not show).
@@ -69,10 +73,12 @@ pub(crate) struct Reader {
     /// Where the last resync jumped to, while nothing was received since (progress guard).
     resynced_to: Option<u64>,
     empty_polls: u32,
-    /// The last look found no producer and nothing to read, and nothing was read since: an
-    /// empty poll says `Closed` again, not `Empty`, until a record comes or a look finds a
-    /// producer (docs/design.md §15).
-    closed: bool,
+    /// The sequence expected when the last look found no producer and nothing to read
+    /// ([`NOT_CLOSED`] otherwise): while nothing was read since (the expected sequence is still
+    /// this one), an empty poll says `Closed` again, not `Empty`, until a record comes or a look
+    /// finds a producer (docs/design.md §15). Keyed on the sequence so that a delivery needs no
+    /// store to end it.
+    closed_at: u64,
     stats: SubscriberStats,
 }
 
@@ -117,7 +123,7 @@ impl Reader {
             policy: LapPolicy::default(),
             resynced_to: None,
             empty_polls: 0,
-            closed: false,
+            closed_at: NOT_CLOSED,
             stats: SubscriberStats::default(),
         }
     }
@@ -157,7 +163,7 @@ impl Reader {
             None => {
                 self.empty_polls = self.empty_polls.wrapping_add(1);
                 if self.empty_polls % CHECK_EVERY != 0 {
-                    return if self.closed {
+                    return if self.closed_at == self.next {
                         Polled::Closed
                     } else {
                         Polled::Empty
@@ -193,17 +199,11 @@ impl Reader {
         }
         for _ in 0..STEPS_PER_POLL {
             match self.step(ring, buf) {
-                Step::Deliver(p) => {
-                    self.closed = false;
-                    return Some(p);
-                }
+                Step::Deliver(p) => return Some(p),
                 Step::Again => continue,
                 Step::Nothing => return None,
                 Step::Lapped => match self.resync(ring) {
-                    Resync::Lost(lost) => {
-                        self.closed = false;
-                        return Some(Polled::Lapped { lost });
-                    }
+                    Resync::Lost(lost) => return Some(Polled::Lapped { lost }),
                     Resync::Moved => continue,
                     Resync::Stuck => return Some(Polled::Empty),
                 },
@@ -224,7 +224,17 @@ impl Reader {
         let v1 = load_acquire(here);
         let state = State::of(v1);
         match state {
-            State::Free(s) | State::Busy(s) if s == self.next => return Step::Nothing,
+            State::Free(s) | State::Busy(s) if s == self.next => {
+                // Not written yet, or overwritten by a later lap whose bytes read as this state
+                // (a record's length word `8 * next` reads as `Free(next)`): only the intent
+                // tells them apart. Its line changes once per slack bytes, and the Acquire load
+                // above orders this load after it (docs/design.md §15, "Reading").
+                return if ring.intact(self.pos, ring.intent()) {
+                    Step::Nothing
+                } else {
+                    Step::Lapped
+                };
+            }
             State::Done(s) | State::Abandoned(s) if s == self.next => {}
             State::Pad(s) if s == self.next => {
                 // ORDERING: as below: the padding word must belong to this lap.
@@ -294,7 +304,7 @@ impl Reader {
             };
         }
         if live.any_alive() {
-            self.closed = false;
+            self.closed_at = NOT_CLOSED;
             return Polled::Empty;
         }
         // No producer: whatever a dying one committed is visible now (the kernel orders its
@@ -302,7 +312,7 @@ impl Reader {
         match self.advance(ring, buf) {
             Some(p) => p,
             None => {
-                self.closed = true;
+                self.closed_at = self.next;
                 Polled::Closed
             }
         }
