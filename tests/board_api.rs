@@ -218,3 +218,38 @@ fn a_bus_is_not_a_board_and_a_board_is_not_a_bus() {
         Err(Error::ReadOnly { .. })
     ));
 }
+
+/// `open_or_create` creates a board that is not there, opens one of the same shape (keys
+/// included), and refuses one of another shape with `GeometryMismatch`, leaving it as it was.
+#[test]
+fn open_or_create_creates_then_opens_the_same_board_and_refuses_another_shape() {
+    let name = TestBus::new("board-ooc");
+    let build = || {
+        BoardBuilder::new(name.name())
+            .keys(&["a", "b"])
+            .value_size(16)
+    };
+    let first = build().open_or_create().unwrap();
+    first.writer().unwrap().set_bytes(1, b"kept").unwrap();
+    let again = build().open_or_create().unwrap();
+    assert_eq!(again.index_of("b"), Some(1));
+    assert_eq!(again.reader().get(1).unwrap().unwrap().value, b"kept");
+    for other in [
+        BoardBuilder::new(name.name())
+            .keys(&["a", "c"])
+            .value_size(16),
+        BoardBuilder::new(name.name())
+            .keys(&["a", "b"])
+            .value_size(24),
+        BoardBuilder::new(name.name()).cells(3).value_size(16),
+    ] {
+        let err = other.open_or_create().unwrap_err();
+        assert!(matches!(err, Error::GeometryMismatch { .. }), "{err}");
+    }
+    let value = Board::open(name.name()).unwrap().reader().get(1).unwrap();
+    assert_eq!(
+        value.unwrap().value,
+        b"kept",
+        "the existing board is untouched"
+    );
+}

@@ -415,3 +415,31 @@ fn closed_stays_closed_until_a_producer_attaches() {
     tx.publish_bytes(b"again").unwrap();
     assert!(matches!(rx.try_recv(), RecordRecv::Record(m) if m.seq() == 1));
 }
+
+/// `open_or_create` creates a records segment that is not there, opens one with the same ring
+/// size (its records intact), and refuses one of another size with `GeometryMismatch`.
+#[test]
+fn open_or_create_creates_then_opens_the_same_ring_and_refuses_another_size() {
+    let name = TestBus::new("rec-ooc");
+    let first = RecordsBuilder::new(name.name())
+        .bytes(8192)
+        .open_or_create()
+        .unwrap();
+    let mut rx = first.subscribe(Start::Oldest);
+    first.publisher().unwrap().publish_bytes(b"kept").unwrap();
+    let again = RecordsBuilder::new(name.name())
+        .bytes(8192)
+        .open_or_create()
+        .unwrap();
+    assert_eq!(again.ring_bytes(), 8192);
+    assert!(matches!(rx.try_recv(), RecordRecv::Record(r) if r.bytes() == b"kept"));
+    let err = RecordsBuilder::new(name.name())
+        .bytes(16384)
+        .open_or_create()
+        .unwrap_err();
+    assert!(
+        matches!(err, shmbus::Error::GeometryMismatch { .. }),
+        "{err}"
+    );
+    assert_eq!(Records::open(name.name()).unwrap().ring_bytes(), 8192);
+}
