@@ -325,6 +325,7 @@ impl<T> LocalSender<T> {
 
     /// Whether every receiver has been dropped: nothing will take the items sent from now.
     pub fn is_disconnected(&self) -> bool {
+        // ORDERING: Acquire pairs with the Release decrement of the last receiver's drop.
         self.chan.receivers.load(Ordering::Acquire) == 0
     }
 
