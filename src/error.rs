@@ -526,6 +526,35 @@ pub enum Error {
         cursor: u64,
     },
 
+    /// Every lane of a lanes segment is held by a live producer or still being drained by the
+    /// consumer after its producer closed it.
+    #[error("lanes segment {name:?} has no free lane: all {lanes} are held by producers or still being drained")]
+    LanesFull {
+        /// The segment name.
+        name: String,
+        /// The number of lanes.
+        lanes: u32,
+    },
+
+    /// A lanes segment already has a live consumer (one at a time).
+    #[error("lanes segment {name:?} already has a live consumer{}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    ConsumerExists {
+        /// The segment name.
+        name: String,
+        /// The pid the live consumer registered, if known.
+        pid: Option<u32>,
+    },
+
+    /// A lanes segment's words contradict each other or the lanes' shape (a corrupt or forged
+    /// segment): nothing out of bounds was read, and the lane named is skipped.
+    #[error("lanes segment {name:?} is corrupt: {detail}")]
+    LanesCorrupt {
+        /// The segment name.
+        name: String,
+        /// What was found.
+        detail: String,
+    },
+
     /// A handle that attached before `fork(2)` was used in the child: the attachment (its
     /// producer entry and kernel locks) belongs to the parent. Attach anew in the child
     /// (docs/design.md §10, "Fork").

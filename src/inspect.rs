@@ -111,6 +111,14 @@ impl Probe {
                 .accept_shared_write()
                 .open()?
                 .has_producers(),
+            SegmentKind::Lanes => {
+                let lanes = crate::lanes::LanesBuilder::new(name)
+                    .read_only()
+                    .accept_other_owner()
+                    .accept_shared_write()
+                    .open()?;
+                lanes.has_consumer() || lanes.lane_info().iter().any(|l| l.in_use)
+            }
         })
     }
 

@@ -93,6 +93,7 @@ mod readiness;
 pub mod board;
 pub mod bus;
 pub mod journal;
+pub mod lanes;
 pub mod local;
 pub mod queue;
 pub mod records;
@@ -125,6 +126,9 @@ pub use crate::bus::{
 };
 pub use crate::error::{Error, Result};
 pub use crate::journal::{Journal, JournalOptions, JournalWriter};
+pub use crate::lanes::{
+    LaneConsumer, LaneEvent, LanePublisher, LanePush, LaneRecord, Lanes, LanesBuilder,
+};
 #[cfg(not(loom))]
 pub use crate::local::{LocalIter, LocalReceiver, LocalSender, LocalTryIter};
 pub use crate::local::{LocalQueue, MAX_LOCAL_CAPACITY};

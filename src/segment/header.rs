@@ -167,6 +167,8 @@ pub enum SegmentKind {
     Records,
     /// Reserved: a board of named values.
     Board,
+    /// Lanes: a pool of single-producer byte rings read by one consumer (`crate::lanes`).
+    Lanes,
 }
 
 impl SegmentKind {
@@ -177,6 +179,7 @@ impl SegmentKind {
             SegmentKind::Queue => 2,
             SegmentKind::Records => 3,
             SegmentKind::Board => 4,
+            SegmentKind::Lanes => 5,
         }
     }
 
@@ -187,6 +190,7 @@ impl SegmentKind {
             2 => Some(SegmentKind::Queue),
             3 => Some(SegmentKind::Records),
             4 => Some(SegmentKind::Board),
+            5 => Some(SegmentKind::Lanes),
             _ => None,
         }
     }
@@ -204,6 +208,7 @@ impl SegmentKind {
             SegmentKind::Queue => "queue",
             SegmentKind::Records => "records segment",
             SegmentKind::Board => "board",
+            SegmentKind::Lanes => "lanes segment",
         }
     }
 }

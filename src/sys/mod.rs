@@ -411,3 +411,99 @@ pub(crate) fn futex_waitv(
     };
     nix::errno::Errno::result(r).map(drop)
 }
+
+/// The host's page size in bytes (4096 if it cannot be asked).
+pub(crate) fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |p| p as u64)
+}
+
+/// Maps `count` runs of `len` bytes of `fd` (run `i` from file offset `offset + i * len`), each
+/// twice back to back, into one new reservation of `2 * count * len` bytes: byte `k` of run `i`
+/// is at `base + 2 * i * len + k` and again at `base + (2 * i + 1) * len + k`
+/// (docs/design.md §16, "The mirror"). `len` and `offset` must be multiples of the page size.
+/// Returns the base; unmap it with [`unmap`] and the same total length.
+pub(crate) fn map_mirrored(
+    fd: &OwnedFd,
+    offset: u64,
+    len: u64,
+    count: u64,
+    writable: bool,
+) -> std::io::Result<std::ptr::NonNull<u8>> {
+    use nix::sys::mman::{mmap, mmap_anonymous, munmap, MapFlags, ProtFlags};
+    use std::num::NonZeroUsize;
+    let total = len
+        .checked_mul(2)
+        .and_then(|b| b.checked_mul(count))
+        .and_then(|b| usize::try_from(b).ok())
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let len_nz = usize::try_from(len)
+        .ok()
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: a fresh anonymous reservation that nothing else refers to: no existing memory is
+    // affected; PROT_NONE until the file is mapped over it below.
+    let base = unsafe {
+        mmap_anonymous(
+            None,
+            total,
+            ProtFlags::PROT_NONE,
+            MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
+        )
+    }?
+    .cast::<u8>();
+    let prot = if writable {
+        ProtFlags::PROT_READ | ProtFlags::PROT_WRITE
+    } else {
+        ProtFlags::PROT_READ
+    };
+    for i in 0..count {
+        for copy in 0..2 {
+            let at = (2 * i + copy) * len;
+            // SAFETY: `at + len <= total`, so the fixed address lies inside the reservation made
+            // above, which this function owns: MAP_FIXED replaces only our own PROT_NONE pages.
+            let mapped = unsafe {
+                let addr = base.as_ptr().add(at as usize);
+                mmap(
+                    NonZeroUsize::new(addr as usize),
+                    len_nz,
+                    prot,
+                    MapFlags::MAP_SHARED | MapFlags::MAP_FIXED,
+                    fd,
+                    (offset + i * len) as libc::off_t,
+                )
+            };
+            if let Err(e) = mapped {
+                // SAFETY: the whole reservation is ours and nothing refers into it yet.
+                let _ = unsafe { munmap(base.cast(), total.get()) };
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(base)
+}
+
+/// Unmaps a reservation made by [`map_mirrored`].
+///
+/// # Safety
+///
+/// `base` and `total` are those of one [`map_mirrored`] reservation, and nothing refers into it
+/// any more.
+pub(crate) unsafe fn unmap(base: std::ptr::NonNull<u8>, total: usize) {
+    // SAFETY: the caller's contract.
+    let _ = unsafe { nix::sys::mman::munmap(base.cast(), total) };
+}
+
+/// A new anonymous memory file of `len` bytes (`memfd_create`), for an in-process segment's
+/// mirrored rings.
+pub(crate) fn anonymous_file(len: u64) -> std::io::Result<OwnedFd> {
+    let fd = nix::sys::memfd::memfd_create(
+        c"shmbus-lanes",
+        nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+    )?;
+    nix::unistd::ftruncate(&fd, len as i64)?;
+    Ok(fd)
+}

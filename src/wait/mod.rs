@@ -19,7 +19,7 @@ mod block;
 #[cfg(all(test, loom))]
 mod loom;
 
-pub(crate) use block::{block, Attempt, Reading, Receiving, CHECK_PERIOD};
+pub(crate) use block::{block, sleep_on, Attempt, Reading, Receiving, CHECK_PERIOD};
 
 use crate::segment::header::{W_PRODUCERS, W_WAITERS, W_WAKE};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};

@@ -1,0 +1,524 @@
+//! The consumer of a lanes segment: in-place receive, acknowledgement, batches, waiting.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::handle::Lanes;
+use super::lane::{LaneSet, Settled};
+use super::layout::{OPEN, STATE_MASK};
+use super::LaneMem;
+use crate::error::{Error, Result};
+use crate::segment::producers::{Attachment, Gate, Offer};
+use crate::segment::Segment;
+use crate::wait::{self, Attempt, SysFutex, Wait};
+
+/// How often an idle consumer looks for producers that died holding a lane (one lock query per
+/// open lane): when nothing is ready, at most this often (docs/design.md §16, "Dead producers").
+pub(crate) const SWEEP_PERIOD: Duration = Duration::from_millis(10);
+
+/// Records a consumer visits in one lane before it moves to the next in a batch: lanes are
+/// served round-robin, so that no busy lane starves another.
+const BATCH_PER_LANE: usize = 32;
+
+/// Counters of a lane consumer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LaneConsumerStats {
+    /// Records received.
+    pub records: u64,
+    /// Payload bytes received.
+    pub bytes: u64,
+    /// Lanes seen closed (by their producer, or because it died).
+    pub closed: u64,
+}
+
+/// A lane whose producer closed it (or died), reported once, after its last record: the lane
+/// is back in the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaneClosed {
+    /// The lane.
+    pub lane: u32,
+    /// Records its producer dropped because the lane was full, in the session that ended.
+    pub dropped: u64,
+    /// The producer died rather than closing the lane.
+    pub producer_died: bool,
+}
+
+/// What [`LaneConsumer::try_recv`] found.
+#[derive(Debug)]
+pub enum LaneEvent<'a> {
+    /// A record, read in place.
+    Record(LaneRecord<'a>),
+    /// A lane closed and drained.
+    Closed(LaneClosed),
+}
+
+/// One record, borrowed in place from its lane: the producer writes none of its bytes until it
+/// is acknowledged, which dropping it does (docs/design.md §16, "Reading in place").
+pub struct LaneRecord<'a> {
+    set: LaneSet<'a, LaneMem>,
+    lane: u32,
+    end: u64,
+    bytes: &'a [u8],
+}
+
+impl<'a> LaneRecord<'a> {
+    /// The lane it came from.
+    pub fn lane(&self) -> u32 {
+        self.lane
+    }
+
+    /// Its bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes
+    }
+
+    /// Its bytes as one `T`, if it is exactly that size (records are 8-aligned in the lane, so
+    /// any `T` aligned to at most 8 can be viewed in place).
+    pub fn as_pod<T: bytemuck::Pod>(&self) -> Option<&T> {
+        bytemuck::try_from_bytes(self.bytes).ok()
+    }
+
+    /// Acknowledges it: its bytes go back to the producer. Dropping it does the same.
+    pub fn ack(self) {}
+}
+
+impl std::ops::Deref for LaneRecord<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.bytes
+    }
+}
+
+impl std::fmt::Debug for LaneRecord<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaneRecord")
+            .field("lane", &self.lane)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl Drop for LaneRecord<'_> {
+    fn drop(&mut self) {
+        // The view ends here: the bytes may be the producer's again.
+        self.set.ack(self.lane, self.end, 1);
+    }
+}
+
+/// One item of a batch: a record (borrowed for the callback) or a closed lane.
+#[derive(Debug)]
+pub enum LaneItem<'a> {
+    /// A record of lane `lane`.
+    Record {
+        /// The lane.
+        lane: u32,
+        /// The record's bytes, in place.
+        bytes: &'a [u8],
+    },
+    /// A lane closed and drained.
+    Closed(LaneClosed),
+}
+
+/// The consumer of a lanes segment (one at a time): receives the records of every lane in
+/// place, lane by lane in round-robin order, each lane's in the order they were published.
+/// Detaches on drop; a new consumer goes on from the acknowledged positions.
+pub struct LaneConsumer {
+    pub(super) lanes: Lanes,
+    mem: Arc<LaneMem>,
+    att: Attachment,
+    /// The lane the next receive looks at first.
+    cursor: u32,
+    /// The coarse clock's time of the next sweep for dead producers.
+    next_sweep: u64,
+    futex: SysFutex,
+    stats: LaneConsumerStats,
+    #[cfg(not(loom))]
+    pub(super) ready: Option<crate::readiness::Armed>,
+}
+
+impl std::fmt::Debug for LaneConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaneConsumer")
+            .field("lanes", &self.lanes.name())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl LaneConsumer {
+    pub(super) fn attach(lanes: &Lanes) -> Result<Self> {
+        let seg = &lanes.seg;
+        crate::segment::kind::writable(seg)?;
+        let busy = |seg: &Segment| Error::ConsumerExists {
+            name: seg.name().to_owned(),
+            pid: seg.producer_alive(0).then(|| seg.producer_pid(0)),
+        };
+        // One consumer: the exclusive gate, and entry 0, which every earlier consumer (all dead
+        // now) released with its life.
+        let (att, ()) =
+            Attachment::attach(seg, Gate::Exclusive, 1, busy, busy, |_, _| Offer::Take(()))?;
+        let mem = lanes.map_rings(0, lanes.shape.lanes)?;
+        let mut c = LaneConsumer {
+            lanes: lanes.clone(),
+            mem,
+            att,
+            cursor: 0,
+            next_sweep: 0,
+            futex: SysFutex::of(seg),
+            stats: LaneConsumerStats::default(),
+            #[cfg(not(loom))]
+            ready: None,
+        };
+        c.sweep();
+        Ok(c)
+    }
+
+    fn set(&self) -> LaneSet<'_, LaneMem> {
+        self.lanes.set(&self.mem)
+    }
+
+    fn corrupt(&self, detail: String) -> Error {
+        Error::LanesCorrupt {
+            name: self.lanes.name().to_owned(),
+            detail,
+        }
+    }
+
+    fn check_fork(&self) -> Result<()> {
+        if self.att.forked() {
+            return Err(Error::UsedAfterFork {
+                name: self.lanes.name().to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> LaneConsumerStats {
+        self.stats
+    }
+
+    /// The segment handle.
+    pub fn lanes(&self) -> &Lanes {
+        &self.lanes
+    }
+
+    /// Looks for producers that died holding a lane and closes their lanes on their behalf
+    /// (their queued records are still delivered, then [`LaneEvent::Closed`] with
+    /// `producer_died`). Receives do this by themselves when idle, at most every 10 ms; an
+    /// event loop that waits on [`LaneReadiness`](super::LaneReadiness) learns of a death at its
+    /// next receive. Returns the number of lanes found dead.
+    pub fn sweep(&mut self) -> usize {
+        self.next_sweep = crate::segment::coarse_now_ns() + SWEEP_PERIOD.as_nanos() as u64;
+        if self.lanes.seg.lock_fd().is_none() {
+            return 0;
+        }
+        let set = self.set();
+        let mut dead = 0;
+        for lane in 0..self.lanes.shape.lanes {
+            let state = set.state(lane);
+            if state & STATE_MASK == OPEN
+                && !self.lanes.producer_alive(lane)
+                && set.close_dead(lane, state)
+            {
+                dead += 1;
+            }
+        }
+        dead
+    }
+
+    /// Whether the idle sweep is due (the coarse clock: no system call).
+    fn sweep_due(&self) -> bool {
+        self.lanes.seg.lock_fd().is_some() && crate::segment::coarse_now_ns() >= self.next_sweep
+    }
+
+    /// Moves the cursor to the first lane with a record or a close to report, settling (and
+    /// clearing the ready bit of) each empty lane on the way. `Ok(false)`: none.
+    pub(super) fn find(&mut self) -> Result<bool> {
+        let set = self.lanes.set(&self.mem);
+        let mut from = self.cursor;
+        for _ in 0..=self.lanes.shape.lanes {
+            let Some(lane) = set.next_ready(from) else {
+                break;
+            };
+            loop {
+                match set.peek(lane) {
+                    Ok(Some(_)) => {
+                        self.cursor = lane;
+                        return Ok(true);
+                    }
+                    Ok(None) => {}
+                    Err(detail) => {
+                        // The next receive starts past it, so the other lanes go on.
+                        self.cursor = lane + 1;
+                        return Err(self.corrupt(detail));
+                    }
+                }
+                if set.state(lane) & STATE_MASK >= super::layout::CLOSED {
+                    self.cursor = lane;
+                    return Ok(true);
+                }
+                match set.settle(lane) {
+                    Settled::Again => continue,
+                    Settled::Empty => break,
+                    Settled::Closed { .. } => unreachable!("a closed lane returned above"),
+                }
+            }
+            from = lane + 1;
+        }
+        Ok(false)
+    }
+
+    /// [`Self::find`], and if it finds nothing and the idle sweep is due, the sweep and another
+    /// look if it found a dead producer.
+    fn find_or_sweep(&mut self) -> Result<bool> {
+        if self.find()? {
+            return Ok(true);
+        }
+        if self.sweep_due() && self.sweep() > 0 {
+            return self.find();
+        }
+        Ok(false)
+    }
+
+    /// Receives without waiting: the next record in place, a lane that closed, or `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LanesCorrupt`] if a lane's positions or a record's length word contradict each
+    /// other (a corrupt segment; that lane is skipped until the next turn and the others go
+    /// on); [`Error::UsedAfterFork`] in a child of the process that attached.
+    #[inline]
+    pub fn try_recv(&mut self) -> Result<Option<LaneEvent<'_>>> {
+        self.check_fork()?;
+        if !self.find_or_sweep()? {
+            return Ok(None);
+        }
+        Ok(Some(self.take()))
+    }
+
+    /// The event at the cursor, which [`Self::find`] just found.
+    fn take(&mut self) -> LaneEvent<'_> {
+        let lane = self.cursor;
+        self.cursor = lane + 1;
+        let set = self.lanes.set(&self.mem);
+        loop {
+            match set.peek(lane) {
+                Ok(Some(p)) => {
+                    self.stats.records += 1;
+                    self.stats.bytes += p.len as u64;
+                    // SAFETY: `p` is this lane's next record, from `peek`; the read position
+                    // moves past it only when the record (which holds the view) drops.
+                    let bytes = unsafe { set.payload(lane, &p) };
+                    return LaneEvent::Record(LaneRecord {
+                        set,
+                        lane,
+                        end: p.end,
+                        bytes,
+                    });
+                }
+                // `find` saw a record or a close; only a close leaves nothing to peek.
+                Ok(None) | Err(_) => match set.settle(lane) {
+                    Settled::Closed { drops, died } => {
+                        self.stats.closed += 1;
+                        return LaneEvent::Closed(LaneClosed {
+                            lane,
+                            dropped: drops,
+                            producer_died: died,
+                        });
+                    }
+                    Settled::Again | Settled::Empty => continue,
+                },
+            }
+        }
+    }
+
+    /// Receives up to `max` records and closes, calling `f` for each: lanes in round-robin
+    /// order, up to 32 records of a lane per turn, each lane's records acknowledged together
+    /// after `f` has seen them. Returns how many items `f` was given.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Self::try_recv`] (the items before the error were delivered and acknowledged).
+    pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(LaneItem<'_>)) -> Result<usize> {
+        self.check_fork()?;
+        let mut n = 0;
+        while n < max {
+            if !self.find_or_sweep()? {
+                break;
+            }
+            let lane = self.cursor;
+            n += self.drain_lane(lane, (max - n).min(BATCH_PER_LANE), &mut f)?;
+        }
+        Ok(n)
+    }
+
+    /// Receives up to `max` records of lane `lane` alone (and its close, if it comes after
+    /// them), calling `f` for each, acknowledged together. Returns how many items `f` was given.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a lane the segment does not have; otherwise those of
+    /// [`Self::try_recv`].
+    pub fn recv_lane_batch(
+        &mut self,
+        lane: u32,
+        max: usize,
+        mut f: impl FnMut(LaneItem<'_>),
+    ) -> Result<usize> {
+        self.check_fork()?;
+        if lane >= self.lanes.shape.lanes {
+            return Err(Error::InvalidConfig(format!(
+                "lanes segment {:?} has {} lanes; there is no lane {lane}",
+                self.lanes.name(),
+                self.lanes.shape.lanes
+            )));
+        }
+        self.drain_lane(lane, max, &mut f)
+    }
+
+    /// Up to `max` items of one lane; the cursor moves past it.
+    fn drain_lane(
+        &mut self,
+        lane: u32,
+        max: usize,
+        f: &mut impl FnMut(LaneItem<'_>),
+    ) -> Result<usize> {
+        self.cursor = lane + 1;
+        let set = self.lanes.set(&self.mem);
+        let mut n = 0;
+        let mut end = None;
+        let mut records = 0;
+        let result = loop {
+            if n >= max {
+                break Ok(());
+            }
+            // Peek past the records seen so far: the read position is published only at the end.
+            let p = match end {
+                None => set.peek(lane),
+                Some(e) => set.peek_at(lane, e),
+            };
+            match p {
+                Ok(Some(p)) => {
+                    // SAFETY: `p` is the lane's next record after those of this batch, all below
+                    // the write position `peek_at` loaded; no read position is published before
+                    // the loop ends, after every view has been dropped.
+                    let bytes = unsafe { set.payload(lane, &p) };
+                    f(LaneItem::Record { lane, bytes });
+                    self.stats.records += 1;
+                    self.stats.bytes += p.len as u64;
+                    end = Some(p.end);
+                    records += 1;
+                    n += 1;
+                }
+                Ok(None) => {
+                    if let Some(e) = end.take() {
+                        set.ack(lane, e, records);
+                        records = 0;
+                    }
+                    match set.settle(lane) {
+                        Settled::Again => continue,
+                        Settled::Empty => break Ok(()),
+                        Settled::Closed { drops, died } => {
+                            self.stats.closed += 1;
+                            f(LaneItem::Closed(LaneClosed {
+                                lane,
+                                dropped: drops,
+                                producer_died: died,
+                            }));
+                            n += 1;
+                            break Ok(());
+                        }
+                    }
+                }
+                Err(detail) => break Err(self.corrupt(detail)),
+            }
+        };
+        if let Some(e) = end {
+            set.ack(lane, e, records);
+        }
+        result.map(|()| n)
+    }
+
+    /// Receives, waiting up to `timeout` (with [`Wait::Sleep`]): `Ok(None)` when it passes.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Self::try_recv`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<LaneEvent<'_>>> {
+        self.recv_until(Wait::Sleep, Some(Instant::now() + timeout))
+    }
+
+    /// Receives, waiting as long as it takes (with [`Wait::Sleep`]).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Self::try_recv`].
+    pub fn recv(&mut self) -> Result<LaneEvent<'_>> {
+        Ok(self
+            .recv_until(Wait::Sleep, None)?
+            .expect("no deadline: the wait ends with an event"))
+    }
+
+    /// Receives, waiting with `wait` until `deadline` (`None`: no deadline).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Self::try_recv`].
+    pub fn recv_with(
+        &mut self,
+        wait: Wait,
+        deadline: Option<Instant>,
+    ) -> Result<Option<LaneEvent<'_>>> {
+        self.recv_until(wait, deadline)
+    }
+
+    fn recv_until(
+        &mut self,
+        wait: Wait,
+        deadline: Option<Instant>,
+    ) -> Result<Option<LaneEvent<'_>>> {
+        self.check_fork()?;
+        let found = {
+            let mut a = Finding { c: self };
+            wait::block(&mut a, wait, deadline)
+        };
+        match found {
+            Some(Err(e)) => Err(e),
+            Some(Ok(())) => Ok(Some(self.take())),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The consumer's blocking receive as an [`Attempt`]: find an event, sweep for dead producers
+/// now and then, sleep until a producer raises a ready bit.
+struct Finding<'a> {
+    c: &'a mut LaneConsumer,
+}
+
+impl Attempt for Finding<'_> {
+    type Out = Result<()>;
+
+    fn attempt(&mut self) -> Option<Result<()>> {
+        match self.c.find() {
+            Ok(true) => Some(Ok(())),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    fn check(&mut self) -> Option<Result<()>> {
+        if self.c.sweep() > 0 {
+            return self.attempt();
+        }
+        None
+    }
+
+    fn sleep(&mut self, timeout: Option<Duration>) {
+        let seg = &self.c.lanes.seg;
+        let set = self.c.lanes.set(&self.c.mem);
+        wait::sleep_on(seg.wake_words(), &self.c.futex, true, timeout, || {
+            set.any_ready()
+        });
+    }
+}

@@ -1,0 +1,306 @@
+//! Loom models of the production lanes types (docs/design.md §16): [`LaneSet`] and [`Writer`]
+//! over a heap segment of loom atomics laid out like a real one, with lanes of 64 bytes, and
+//! lane bytes in loom cells, so that a producer's write to a byte while the consumer holds a
+//! view of it is a causality violation loom reports: the in-place read is what is checked.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test --release --lib lanes::loom` (`.ci/loom.sh`).
+//!
+//! Every byte of record `k` (counting from 0 on its lane) is `k + 1`, so a torn or stale view
+//! shows.
+
+use std::marker::PhantomData;
+use std::ops::Deref;
+
+use ::loom::cell::{ConstPtr, UnsafeCell};
+use ::loom::sync::atomic::AtomicBool;
+use ::loom::sync::Arc;
+use ::loom::thread;
+
+use super::lane::{LaneSet, Pushed, Settled, Step, Writer};
+use super::layout::{LanesShape, OPEN, W_CONTROL};
+use super::mirror::LaneBytes;
+use crate::loom_harness::{model, ModelFutex};
+use crate::segment::header::{W_WAITERS, W_WAKE};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::wait::{self, WakeWords};
+
+const LANE: u64 = 64;
+
+/// The lanes' bytes, one loom cell per byte.
+struct Cells {
+    lanes: Vec<Vec<UnsafeCell<u8>>>,
+}
+
+/// A view: the cells' read guards (held while it lives, so that a write meanwhile is reported)
+/// and the bytes they held.
+struct View<'a> {
+    _guards: Vec<ConstPtr<u8>>,
+    bytes: Vec<u8>,
+    _cells: PhantomData<&'a Cells>,
+}
+
+impl Deref for View<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl LaneBytes for Cells {
+    type View<'a> = View<'a>;
+
+    unsafe fn write(&self, lane: u32, pos: u64, data: &[u8]) {
+        for (k, v) in data.iter().enumerate() {
+            let cell = &self.lanes[lane as usize][((pos + k as u64) % LANE) as usize];
+            cell.with_mut(|p| {
+                // SAFETY: loom checks that no view of this byte lives concurrently.
+                unsafe { *p = *v }
+            });
+        }
+    }
+
+    unsafe fn view(&self, lane: u32, pos: u64, len: usize) -> View<'_> {
+        let mut guards = Vec::with_capacity(len);
+        let mut bytes = Vec::with_capacity(len);
+        for k in 0..len as u64 {
+            let g = self.lanes[lane as usize][((pos + k) % LANE) as usize].get();
+            // SAFETY: loom checks the access; the guard is kept while the view lives.
+            bytes.push(unsafe { *g.deref() });
+            guards.push(g);
+        }
+        View {
+            _guards: guards,
+            bytes,
+            _cells: PhantomData,
+        }
+    }
+}
+
+struct Seg {
+    words: Vec<AtomicU64>,
+    cells: Cells,
+    shape: LanesShape,
+    futex: ModelFutex,
+}
+
+impl Seg {
+    fn new(lanes: u32) -> Arc<Seg> {
+        let shape = LanesShape::of(lanes, LANE);
+        let words = (0..W_CONTROL + lanes as usize * super::layout::BLOCK_WORDS)
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        let cells = Cells {
+            lanes: (0..lanes)
+                .map(|_| (0..LANE).map(|_| UnsafeCell::new(0)).collect())
+                .collect(),
+        };
+        Arc::new(Seg {
+            words,
+            cells,
+            shape,
+            futex: ModelFutex::new(),
+        })
+    }
+
+    fn set(&self) -> LaneSet<'_, Cells> {
+        LaneSet {
+            words: &self.words,
+            shape: self.shape,
+            mem: &self.cells,
+        }
+    }
+
+    fn wake_words(&self) -> WakeWords<'_> {
+        // SAFETY: the wake word's low half as a futex word, as `Segment::futex_word` does (the
+        // loom atomics are the model's own; only their address is reinterpreted here).
+        let counter = unsafe { &*(&self.words[W_WAKE] as *const AtomicU64 as *const AtomicU32) };
+        WakeWords {
+            flag: &self.words[W_WAITERS],
+            counter,
+        }
+    }
+
+    /// Opens lane `lane` as a producer that holds it.
+    fn open(&self, lane: u32) -> Writer {
+        let set = self.set();
+        set.open(lane, set.state(lane)).expect("a fresh lane")
+    }
+}
+
+/// Record `k`'s bytes.
+fn record(k: u8, len: usize) -> Vec<u8> {
+    vec![k + 1; len]
+}
+
+/// Checks a delivered record: the next one expected on its lane, whole.
+fn check(view: &[u8], k: u8) {
+    assert!(
+        view.iter().all(|&b| b == k + 1),
+        "record {k} torn or stale: {view:?}"
+    );
+}
+
+/// The consumer's receive of one lane: the next record's index and length, or how the lane
+/// settled.
+fn receive(set: &LaneSet<'_, Cells>, lane: u32, next: &mut u8) -> Option<Settled> {
+    match set.peek(lane).expect("consistent") {
+        Some(p) => {
+            // SAFETY: `p` is from `peek`; the read position moves after the view drops.
+            let view = unsafe { set.payload(lane, &p) };
+            // Hold the view across a preemption point: the producer may run meanwhile.
+            thread::yield_now();
+            check(&view, *next);
+            drop(view);
+            set.ack(lane, p.end, 1);
+            *next += 1;
+            None
+        }
+        None => Some(set.settle(lane)),
+    }
+}
+
+/// A producer fills its lane past full while the consumer reads records in place: no byte of a
+/// record is written while the consumer views it, every delivered record is whole and in order,
+/// and received + dropped == published.
+#[test]
+fn a_record_is_never_written_while_the_consumer_reads_it() {
+    model("lanes_in_place_read", 3, || {
+        let seg = Seg::new(1);
+        let done = Arc::new(AtomicBool::new(false));
+        let producer = {
+            let (seg, done) = (seg.clone(), done.clone());
+            thread::spawn(move || {
+                let set = seg.set();
+                let mut w = seg.open(0);
+                // Records of 32 bytes in a 64-byte lane: two fit, the third waits for an ack and
+                // then overwrites the first one's bytes.
+                let mut published = 0u8;
+                let mut dropped = 0u64;
+                for _ in 0..3 {
+                    match w.publish(&set, &record(published, 24)) {
+                        Pushed::Queued { .. } => published += 1,
+                        Pushed::Full { drops } => dropped = drops,
+                    }
+                }
+                done.store(true, Ordering::Release);
+                (published, dropped)
+            })
+        };
+        let set = seg.set();
+        let mut next = 0u8;
+        loop {
+            let finished = done.load(Ordering::Acquire);
+            match receive(&set, 0, &mut next) {
+                None => {}
+                Some(Settled::Again) => {}
+                Some(Settled::Empty) if finished => break,
+                Some(Settled::Empty) => thread::yield_now(),
+                Some(Settled::Closed { .. }) => unreachable!("never closed"),
+            }
+        }
+        let (published, dropped) = producer.join().unwrap();
+        assert_eq!(
+            next, published,
+            "every queued record delivered once, in order"
+        );
+        assert_eq!(published as u64 + dropped, 3);
+    });
+}
+
+/// Two producers each publish a record and close their lane while the consumer serves the lanes
+/// whose ready bits are set and sleeps (the §7 handshake) when none is: it must see both records
+/// and both closes. A record left behind a clear bit, or a lost wake-up, is a deadlock loom
+/// reports.
+#[test]
+fn no_record_or_close_is_left_behind_a_clear_ready_bit() {
+    model("lanes_ready_bits", 2, || {
+        let seg = Seg::new(2);
+        let producers: Vec<_> = (0..2u32)
+            .map(|lane| {
+                let seg = seg.clone();
+                thread::spawn(move || {
+                    let set = seg.set();
+                    let mut w = seg.open(lane);
+                    if let Pushed::Queued { raised: true } = w.publish(&set, &record(0, 8)) {
+                        wait::wake_after_publish(seg.wake_words(), &seg.futex, false);
+                    }
+                    set.close(&w);
+                    wait::wake_after_publish(seg.wake_words(), &seg.futex, false);
+                })
+            })
+            .collect();
+        let set = seg.set();
+        let mut next = [0u8; 2];
+        let mut closed = 0;
+        let mut cursor = 0;
+        while closed < 2 {
+            let Some(lane) = set.next_ready(cursor) else {
+                wait::sleep(seg.wake_words(), &seg.futex, None, || set.any_ready());
+                continue;
+            };
+            cursor = lane + 1;
+            match receive(&set, lane, &mut next[lane as usize]) {
+                Some(Settled::Closed { drops, died }) => {
+                    assert_eq!((drops, died), (0, false));
+                    closed += 1;
+                }
+                None | Some(Settled::Again | Settled::Empty) => {}
+            }
+        }
+        assert_eq!(next, [1, 1]);
+        for p in producers {
+            p.join().unwrap();
+        }
+    });
+}
+
+/// A producer dies between two stores of its second publish (after writing the bytes, or after
+/// storing the write position): the sweep closes its lane on its behalf, and the consumer gets
+/// the first record, the second exactly when its position was stored, then the close.
+#[test]
+fn a_producer_that_dies_mid_publish_leaves_nothing_torn() {
+    for stop in [Step::Written, Step::Published] {
+        model("lanes_producer_dies", 2, move || {
+            let seg = Seg::new(1);
+            let producer = {
+                let seg = seg.clone();
+                thread::spawn(move || {
+                    let set = seg.set();
+                    let mut w = seg.open(0);
+                    assert!(matches!(
+                        w.publish(&set, &record(0, 8)),
+                        Pushed::Queued { .. }
+                    ));
+                    let r = w.publish_steps(&set, &record(1, 16), |s| s != stop);
+                    assert_eq!(r, None, "it dies");
+                })
+            };
+            let consumer = {
+                let seg = seg.clone();
+                thread::spawn(move || {
+                    let set = seg.set();
+                    let mut next = 0u8;
+                    loop {
+                        match receive(&set, 0, &mut next) {
+                            Some(Settled::Closed { died, .. }) => {
+                                assert!(died);
+                                return next;
+                            }
+                            Some(Settled::Empty) => thread::yield_now(),
+                            None | Some(Settled::Again) => {}
+                        }
+                    }
+                })
+            };
+            producer.join().unwrap();
+            // The kernel has dropped its lock: the sweep closes the lane on its behalf.
+            let set = seg.set();
+            let state = set.state(0);
+            assert_eq!(state & 0xff, OPEN);
+            assert!(set.close_dead(0, state));
+            let got = consumer.join().unwrap();
+            let want = if stop == Step::Published { 2 } else { 1 };
+            assert_eq!(got, want);
+        });
+    }
+}

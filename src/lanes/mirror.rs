@@ -1,0 +1,193 @@
+//! The lanes' bytes: each lane's ring mapped twice, back to back (docs/design.md §16, "The
+//! mirror"), so that a record which crosses the ring's end is still one contiguous slice and
+//! needs no padding. [`LaneBytes`] is what the protocol (`lane.rs`) asks of them; the loom
+//! model supplies its own, which checks that no byte is written while a view of it lives.
+
+use std::ops::Deref;
+use std::os::fd::OwnedFd;
+use std::ptr::NonNull;
+
+/// The bytes of every lane, as the protocol reaches them. Positions are lane positions (byte
+/// counts since the lane was first used); an implementation masks them into the lane.
+pub(crate) trait LaneBytes {
+    /// A borrowed run of published bytes.
+    type View<'a>: Deref<Target = [u8]>
+    where
+        Self: 'a;
+
+    /// Writes `data` at lane `lane`'s position `pos`.
+    ///
+    /// # Safety
+    ///
+    /// The caller is the lane's only producer, `data.len()` is at most the lane size, and no
+    /// byte of `[pos, pos + data.len())` can be read by the consumer: every one of them is at or
+    /// past the lane's published write position and before the read position the producer
+    /// loaded (with Acquire) plus the lane size.
+    unsafe fn write(&self, lane: u32, pos: u64, data: &[u8]);
+
+    /// The `len` bytes at lane `lane`'s position `pos`.
+    ///
+    /// # Safety
+    ///
+    /// The caller is the lane's only consumer, `len` is at most the lane size, every byte of
+    /// `[pos, pos + len)` is below the write position it loaded (with Acquire) and at or past
+    /// the read position it has published, and it publishes no read position past `pos` while
+    /// the view lives. The producer then writes none of these bytes while the view lives.
+    unsafe fn view(&self, lane: u32, pos: u64, len: usize) -> Self::View<'_>;
+}
+
+/// The rings of `count` lanes from `first`, each mapped twice back to back.
+pub(crate) struct Mirror {
+    base: NonNull<u8>,
+    total: usize,
+    lane_bytes: u64,
+    first: u32,
+    count: u32,
+    /// An in-process segment's rings live in a memory file of their own, kept open here.
+    _file: Option<OwnedFd>,
+}
+
+// SAFETY: the mapping is owned by the `Mirror` and lives until it drops; what is written into it
+// is ordered by the lanes' position words (docs/design.md §16), never by the `Mirror` itself.
+unsafe impl Send for Mirror {}
+// SAFETY: as for Send; `write` and `view` carry the contracts that make shared use sound.
+unsafe impl Sync for Mirror {}
+
+impl Mirror {
+    /// Maps lanes `first..first + count` of a segment file whose rings start at byte
+    /// `rings_offset`.
+    pub(crate) fn map(
+        fd: &OwnedFd,
+        rings_offset: u64,
+        lane_bytes: u64,
+        first: u32,
+        count: u32,
+        writable: bool,
+    ) -> std::io::Result<Mirror> {
+        let offset = rings_offset + first as u64 * lane_bytes;
+        let base = crate::sys::map_mirrored(fd, offset, lane_bytes, count as u64, writable)?;
+        Ok(Mirror {
+            base,
+            total: (2 * lane_bytes * count as u64) as usize,
+            lane_bytes,
+            first,
+            count,
+            _file: None,
+        })
+    }
+
+    /// Rings for `count` lanes in a new memory file of this process's own.
+    pub(crate) fn anonymous(lane_bytes: u64, count: u32) -> std::io::Result<Mirror> {
+        let file = crate::sys::anonymous_file(lane_bytes * count as u64)?;
+        let mut m = Mirror::map(&file, 0, lane_bytes, 0, count, true)?;
+        m._file = Some(file);
+        Ok(m)
+    }
+
+    /// The first byte of lane `lane`'s first copy.
+    #[inline]
+    fn lane_base(&self, lane: u32) -> *mut u8 {
+        debug_assert!(lane >= self.first && lane - self.first < self.count);
+        let i = (lane - self.first) as usize;
+        // SAFETY: `i < count` (the callers pass a lane of this mirror: the consumer maps every
+        // lane, a producer only its own), so the offset lies within the reservation.
+        unsafe { self.base.as_ptr().add(2 * i * self.lane_bytes as usize) }
+    }
+}
+
+impl LaneBytes for Mirror {
+    type View<'a> = &'a [u8];
+
+    #[inline]
+    unsafe fn write(&self, lane: u32, pos: u64, data: &[u8]) {
+        let at = (pos & (self.lane_bytes - 1)) as usize;
+        debug_assert!(data.len() as u64 <= self.lane_bytes);
+        // SAFETY: `at < lane_bytes` and `data.len() <= lane_bytes`, so the run lies within the
+        // lane's two copies (2 * lane_bytes mapped bytes); the caller's contract says no other
+        // party reads or writes these bytes now, so this plain copy races with nothing.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.lane_base(lane).add(at), data.len())
+        }
+    }
+
+    #[inline]
+    unsafe fn view(&self, lane: u32, pos: u64, len: usize) -> &[u8] {
+        let at = (pos & (self.lane_bytes - 1)) as usize;
+        debug_assert!(len as u64 <= self.lane_bytes);
+        // SAFETY: in bounds as in `write`; the caller's contract says the producer writes none
+        // of these bytes while the view lives, and they were written before the write position
+        // the caller loaded with Acquire: a shared borrow of initialised, unchanging bytes.
+        unsafe { std::slice::from_raw_parts(self.lane_base(lane).add(at), len) }
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        // SAFETY: the reservation made in `map`; views borrow the `Mirror`, so none outlives it.
+        unsafe { crate::sys::unmap(self.base, self.total) }
+    }
+}
+
+/// Under miri, which cannot map files: a heap buffer of two copies per lane, every write made
+/// to both. The protocol's orderings and bounds are what miri checks; the mirror itself is
+/// exercised by every other test.
+#[cfg(miri)]
+pub(crate) struct Twin {
+    bytes: Box<[std::cell::UnsafeCell<u8>]>,
+    lane_bytes: u64,
+}
+
+#[cfg(miri)]
+// SAFETY: as for `Mirror`: shared use is ordered by the position words (the contracts of
+// `write` and `view`).
+unsafe impl Sync for Twin {}
+#[cfg(miri)]
+// SAFETY: as above.
+unsafe impl Send for Twin {}
+
+#[cfg(miri)]
+impl Twin {
+    pub(crate) fn new(lane_bytes: u64, count: u32) -> Twin {
+        let n = (2 * lane_bytes * count as u64) as usize;
+        Twin {
+            bytes: (0..n).map(|_| std::cell::UnsafeCell::new(0)).collect(),
+            lane_bytes,
+        }
+    }
+
+    /// Byte `index` of lane `lane`'s two copies, through a pointer to the whole buffer (so its
+    /// provenance covers any run within it).
+    fn byte(&self, lane: u32, index: usize) -> *mut u8 {
+        let i = 2 * lane as usize * self.lane_bytes as usize + index;
+        assert!(i < self.bytes.len());
+        // SAFETY: in bounds (asserted); `UnsafeCell<u8>` has the layout of `u8`, and writes
+        // through a shared reference to an `UnsafeCell` are allowed.
+        unsafe { (self.bytes.as_ptr() as *mut u8).add(i) }
+    }
+}
+
+#[cfg(miri)]
+impl LaneBytes for Twin {
+    type View<'a> = &'a [u8];
+
+    unsafe fn write(&self, lane: u32, pos: u64, data: &[u8]) {
+        let b = self.lane_bytes as usize;
+        for (k, v) in data.iter().enumerate() {
+            let r = (pos as usize + k) & (b - 1);
+            // SAFETY: `r + b < 2b`, within the lane's two copies; the caller's contract says
+            // nobody else touches these bytes now.
+            unsafe {
+                *self.byte(lane, r) = *v;
+                *self.byte(lane, r + b) = *v;
+            }
+        }
+    }
+
+    unsafe fn view(&self, lane: u32, pos: u64, len: usize) -> &[u8] {
+        let at = (pos & (self.lane_bytes - 1)) as usize;
+        assert!(at + len <= 2 * self.lane_bytes as usize);
+        // SAFETY: within the lane's two copies (asserted), which hold the same bytes; the
+        // caller's contract (as for `Mirror::view`) keeps the producer off them meanwhile.
+        unsafe { std::slice::from_raw_parts(self.byte(lane, at), len) }
+    }
+}

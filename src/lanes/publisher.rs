@@ -1,0 +1,244 @@
+//! A producer's lane: acquire, publish, close.
+use std::sync::Arc;
+
+use super::handle::Lanes;
+use super::lane::{Pushed, Writer};
+use super::layout::{lane_lock_byte, FREE, L_PID, L_START, STATE_MASK};
+use super::LaneMem;
+use crate::error::{Error, Result};
+use crate::segment::{self, LockFd, LockKind};
+use crate::sync::Ordering;
+use crate::wait::{self, SysFutex};
+
+/// What a publish did with the record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a full lane drops the record"]
+pub enum LanePush {
+    /// Queued for the consumer.
+    Queued,
+    /// The lane had no room (the consumer has not acknowledged enough): the record was dropped
+    /// and counted. `dropped` is this session's count, which the consumer sees too.
+    Full {
+        /// Records dropped on this lane since it was acquired.
+        dropped: u64,
+    },
+}
+
+/// A producer's lane (docs/design.md §16): records published here go to the consumer in order.
+/// Publishing never waits, allocates or makes a system call unless the consumer sleeps; a full
+/// lane drops the record and says so. Dropping the publisher closes the lane: the consumer
+/// reads what is queued, sees the lane closed, and the lane returns to the pool. A producer that
+/// dies is noticed by the consumer's next sweep, with the same effect.
+pub struct LanePublisher {
+    lanes: Lanes,
+    mem: Arc<LaneMem>,
+    writer: Writer,
+    /// The lane's lock (a shared segment) for as long as the lane is ours.
+    lock: Option<LockFd>,
+    futex: SysFutex,
+    strong_fence: bool,
+    closed: bool,
+}
+
+impl std::fmt::Debug for LanePublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LanePublisher")
+            .field("lanes", &self.lanes.name())
+            .field("lane", &self.writer.lane)
+            .field("dropped", &self.writer.drops())
+            .finish()
+    }
+}
+
+impl LanePublisher {
+    pub(super) fn acquire(lanes: &Lanes) -> Result<Self> {
+        let seg = &lanes.seg;
+        segment::kind::writable(seg)?;
+        let lock = seg.reopen_for_lock()?;
+        let io = |op, source| Error::Io {
+            name: seg.name().to_owned(),
+            op,
+            source,
+        };
+        let corrupt = |detail| Error::LanesCorrupt {
+            name: seg.name().to_owned(),
+            detail,
+        };
+        // Look at the state first (one load), and take the lock of a lane that reads free only.
+        let heap = lanes.heap_rings.clone();
+        for lane in 0..lanes.shape.lanes {
+            let words_state = {
+                let w = &seg.words()[lanes.shape.word(lane, super::layout::L_STATE)];
+                crate::sync::load_acquire(w)
+            };
+            if words_state & STATE_MASK != FREE {
+                continue;
+            }
+            let (state, mem) = match (&lock, &heap) {
+                (Some(fd), _) => {
+                    let byte = lane_lock_byte(lane);
+                    if !segment::try_lock(fd, byte, LockKind::Exclusive)
+                        .map_err(|e| io("fcntl(F_OFD_SETLK)", e))?
+                    {
+                        continue;
+                    }
+                    // Ours now; free still? (The consumer frees a lane only once it is drained.)
+                    let state = crate::sync::load_acquire(
+                        &seg.words()[lanes.shape.word(lane, super::layout::L_STATE)],
+                    );
+                    if state & STATE_MASK != FREE {
+                        segment::unlock(fd, byte)
+                            .map_err(|e| io("fcntl(F_OFD_SETLK, F_UNLCK)", e))?;
+                        continue;
+                    }
+                    let mem = match lanes.map_rings(lane, 1) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            let _ = segment::unlock(fd, byte);
+                            return Err(e);
+                        }
+                    };
+                    (state, mem)
+                }
+                (None, Some(rings)) => {
+                    let set = lanes.set(rings);
+                    match set.try_claim(lane) {
+                        Some(state) => (state, rings.clone()),
+                        None => continue,
+                    }
+                }
+                (None, None) => unreachable!("a heap segment has its rings"),
+            };
+            let set = lanes.set(&mem);
+            let pid = std::process::id();
+            let words = seg.words();
+            words[lanes.shape.word(lane, L_PID)].store(pid as u64, Ordering::Relaxed);
+            words[lanes.shape.word(lane, L_START)].store(
+                segment::process_start_ticks(pid).unwrap_or(0),
+                Ordering::Relaxed,
+            );
+            let writer = match set.open(lane, state) {
+                Ok(w) => w,
+                Err(detail) => {
+                    if let Some(fd) = &lock {
+                        let _ = segment::unlock(fd, lane_lock_byte(lane));
+                    } else {
+                        // Give an in-process claim back.
+                        set.state_word(lane).store(state, Ordering::Release);
+                    }
+                    return Err(corrupt(detail));
+                }
+            };
+            return Ok(LanePublisher {
+                lanes: lanes.clone(),
+                futex: SysFutex::of(seg),
+                strong_fence: wait::producer_fences(seg),
+                mem,
+                writer,
+                lock,
+                closed: false,
+            });
+        }
+        Err(Error::LanesFull {
+            name: seg.name().to_owned(),
+            lanes: lanes.shape.lanes,
+        })
+    }
+
+    /// The lane this producer holds.
+    pub fn lane(&self) -> u32 {
+        self.writer.lane
+    }
+
+    /// Records this producer dropped because its lane was full.
+    pub fn dropped(&self) -> u64 {
+        self.writer.drops()
+    }
+
+    /// Largest record payload.
+    pub fn max_record(&self) -> usize {
+        self.lanes.max_record()
+    }
+
+    /// Bytes free in the lane as this producer last saw the consumer's position (at least
+    /// this many are free now).
+    pub fn free_bytes(&self) -> u64 {
+        self.writer.free_bytes(self.lanes.shape.lane_bytes)
+    }
+
+    /// Publishes one record: queued, or dropped and counted if the lane is full.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MessageTooLarge`] for a record larger than [`Self::max_record`] (nothing is
+    /// written or counted); [`Error::UsedAfterFork`] in a child of the process that acquired
+    /// the lane.
+    #[inline]
+    pub fn publish(&mut self, record: &[u8]) -> Result<LanePush> {
+        if record.len() > self.lanes.shape.max_record() {
+            return Err(Error::MessageTooLarge {
+                len: record.len(),
+                capacity: self.lanes.shape.max_record(),
+            });
+        }
+        if self.lock.as_ref().is_some_and(|l| l.forked()) {
+            return Err(Error::UsedAfterFork {
+                name: self.lanes.name().to_owned(),
+            });
+        }
+        let set = self.lanes.set(&self.mem);
+        match self.writer.publish(&set, record) {
+            Pushed::Queued { raised } => {
+                if raised {
+                    self.wake();
+                }
+                Ok(LanePush::Queued)
+            }
+            Pushed::Full { drops } => Ok(LanePush::Full { dropped: drops }),
+        }
+    }
+
+    /// Publishes one value as a record of its bytes.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Self::publish`].
+    pub fn publish_pod<T: bytemuck::Pod>(&mut self, value: &T) -> Result<LanePush> {
+        self.publish(bytemuck::bytes_of(value))
+    }
+
+    /// The consumer may sleep: wake it (one load of its flag when it does not).
+    #[inline]
+    fn wake(&self) {
+        wait::wake_after_publish(self.lanes.seg.wake_words(), &self.futex, self.strong_fence);
+    }
+
+    /// Says "no more from me": the consumer reads what is queued, then sees the lane closed,
+    /// and the lane returns to the pool. Dropping the publisher does the same.
+    pub fn close(mut self) {
+        self.shut();
+    }
+
+    fn shut(&mut self) {
+        if std::mem::replace(&mut self.closed, true) {
+            return;
+        }
+        if self.lock.as_ref().is_some_and(|l| l.forked()) {
+            // The parent's lane: leave it to the parent.
+            return;
+        }
+        let set = self.lanes.set(&self.mem);
+        set.close(&self.writer);
+        // Always wake: a close is rare, and the consumer must see it even if its bit was set.
+        self.wake();
+        // The lock goes after the close is stored: the sweep never takes a live, closing
+        // producer for a dead one.
+        self.lock = None;
+    }
+}
+
+impl Drop for LanePublisher {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}

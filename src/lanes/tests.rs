@@ -1,0 +1,365 @@
+//! Unit tests of the lanes protocol on in-process segments (mirrored memory files; under miri,
+//! heap twins).
+
+use super::layout::{L_READ, L_WRITE};
+use super::mirror::LaneBytes;
+use super::*;
+use crate::error::Error;
+use crate::sync::Ordering;
+
+fn pool(lanes: u32) -> Lanes {
+    LanesBuilder::new("t")
+        .lanes(lanes)
+        .lane_bytes(4096)
+        .in_process()
+        .unwrap()
+}
+
+/// Every event the consumer has now, as (lane, bytes) with `None` bytes for a close.
+fn drain(c: &mut LaneConsumer) -> Vec<(u32, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    while let Some(e) = c.try_recv().unwrap() {
+        match e {
+            LaneEvent::Record(r) => out.push((r.lane(), Some(r.to_vec()))),
+            LaneEvent::Closed(c) => out.push((c.lane, None)),
+        }
+    }
+    out
+}
+
+#[test]
+fn records_arrive_in_order_per_lane_and_round_robin_across_lanes() {
+    let lanes = pool(4);
+    let mut c = lanes.consumer().unwrap();
+    let mut a = lanes.acquire().unwrap();
+    let mut b = lanes.acquire().unwrap();
+    assert_ne!(a.lane(), b.lane());
+    for i in 0..3u8 {
+        assert_eq!(a.publish(&[b'a', i]).unwrap(), LanePush::Queued);
+        assert_eq!(b.publish(&[b'b', i, i]).unwrap(), LanePush::Queued);
+    }
+    let got = drain(&mut c);
+    let want: Vec<_> = (0..3u8)
+        .flat_map(|i| {
+            [
+                (a.lane(), Some(vec![b'a', i])),
+                (b.lane(), Some(vec![b'b', i, i])),
+            ]
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(c.stats().records, 6);
+}
+
+#[test]
+fn a_closed_lane_is_reported_after_its_records_and_returns_to_the_pool() {
+    let lanes = pool(1);
+    let mut c = lanes.consumer().unwrap();
+    let mut p = lanes.acquire().unwrap();
+    assert_eq!(p.publish(b"last words").unwrap(), LanePush::Queued);
+    p.close();
+    // Closed, not drained yet: the lane is not free.
+    assert!(matches!(
+        lanes.acquire(),
+        Err(Error::LanesFull { lanes: 1, .. })
+    ));
+    assert_eq!(
+        drain(&mut c),
+        [(0, Some(b"last words".to_vec())), (0, None)]
+    );
+    let mut again = lanes.acquire().unwrap();
+    assert_eq!(again.publish(b"new session").unwrap(), LanePush::Queued);
+    assert_eq!(drain(&mut c), [(0, Some(b"new session".to_vec()))]);
+}
+
+#[test]
+fn every_record_size_crosses_the_ring_end_as_one_slice() {
+    let lanes = pool(1);
+    let mut c = lanes.consumer().unwrap();
+    let mut p = lanes.acquire().unwrap();
+    // Sizes that make records start at every 8-byte offset of the ring over time.
+    for round in 0..600usize {
+        let len = (round * 37) % 700;
+        let rec: Vec<u8> = (0..len).map(|k| (k + round) as u8).collect();
+        assert_eq!(p.publish(&rec).unwrap(), LanePush::Queued);
+        match c.try_recv().unwrap() {
+            Some(LaneEvent::Record(r)) => assert_eq!(&r[..], &rec[..], "round {round}"),
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+    assert_eq!(c.try_recv().unwrap().map(|_| ()), None);
+}
+
+#[test]
+fn a_full_lane_drops_counts_and_never_overwrites_unread_bytes() {
+    let lanes = pool(1);
+    let mut c = lanes.consumer().unwrap();
+    let mut p = lanes.acquire().unwrap();
+    let rec = [9u8; 1000]; // 1008 bytes a record: 4 fit in 4096
+    for _ in 0..4 {
+        assert_eq!(p.publish(&rec).unwrap(), LanePush::Queued);
+    }
+    assert_eq!(p.publish(&rec).unwrap(), LanePush::Full { dropped: 1 });
+    assert_eq!(p.publish(&rec).unwrap(), LanePush::Full { dropped: 2 });
+    // One acknowledged: room for one more.
+    match c.try_recv().unwrap() {
+        Some(LaneEvent::Record(r)) => assert_eq!(r.len(), 1000),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.publish(&[1u8; 1000]).unwrap(), LanePush::Queued);
+    assert_eq!(p.dropped(), 2);
+    p.close();
+    let got = drain(&mut c);
+    assert_eq!(got.len(), 5);
+    assert!(got[..3].iter().all(|(_, b)| b.as_deref() == Some(&rec[..])));
+    assert_eq!(got[3].1.as_deref(), Some(&[1u8; 1000][..]));
+    // The close says how many the session dropped.
+    let lanes2 = lanes.clone();
+    let mut p = lanes2.acquire().unwrap();
+    for _ in 0..5 {
+        let _ = p.publish(&rec).unwrap();
+    }
+    p.close();
+    let mut closed = None;
+    while let Some(e) = c.try_recv().unwrap() {
+        if let LaneEvent::Closed(x) = e {
+            closed = Some(x);
+        }
+    }
+    assert_eq!(
+        closed,
+        Some(LaneClosed {
+            lane: 0,
+            dropped: 1,
+            producer_died: false
+        })
+    );
+}
+
+#[test]
+fn a_record_larger_than_the_lane_is_refused_and_nothing_is_counted() {
+    let lanes = pool(1);
+    let mut p = lanes.acquire().unwrap();
+    assert_eq!(p.max_record(), 4088);
+    assert!(matches!(
+        p.publish(&[0u8; 4089]),
+        Err(Error::MessageTooLarge {
+            len: 4089,
+            capacity: 4088
+        })
+    ));
+    assert_eq!(p.publish(&[0u8; 4088]).unwrap(), LanePush::Queued);
+    assert_eq!(p.dropped(), 0);
+}
+
+#[test]
+fn one_consumer_at_a_time_and_every_lane_once() {
+    let lanes = pool(3);
+    let c = lanes.consumer().unwrap();
+    assert!(matches!(
+        lanes.consumer(),
+        Err(Error::ConsumerExists { .. })
+    ));
+    drop(c);
+    let _c = lanes.consumer().unwrap();
+    let held: Vec<_> = (0..3).map(|_| lanes.acquire().unwrap()).collect();
+    let mut seen: Vec<u32> = held.iter().map(|p| p.lane()).collect();
+    seen.sort();
+    assert_eq!(seen, [0, 1, 2]);
+    let err = lanes.acquire().unwrap_err();
+    assert!(matches!(err, Error::LanesFull { lanes: 3, .. }), "{err}");
+    assert!(err.to_string().contains("no free lane"), "{err}");
+}
+
+#[test]
+fn a_new_consumer_goes_on_from_the_acknowledged_position() {
+    let lanes = pool(1);
+    let mut p = lanes.acquire().unwrap();
+    for i in 0..4u8 {
+        assert_eq!(p.publish(&[i]).unwrap(), LanePush::Queued);
+    }
+    {
+        let mut c = lanes.consumer().unwrap();
+        // Two acknowledged...
+        for i in 0..2u8 {
+            match c.try_recv().unwrap() {
+                Some(LaneEvent::Record(r)) => assert_eq!(&r[..], [i]),
+                other => panic!("{other:?}"),
+            }
+        }
+        // ...and a batch whose records are seen but whose acknowledgement is its end: the
+        // consumer goes before the batch ends (a panic in the callback).
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            c.recv_batch(10, |_| panic!("the consumer fails mid-batch"))
+                .unwrap();
+        }));
+        assert!(r.is_err());
+    }
+    let mut c = lanes.consumer().unwrap();
+    assert_eq!(
+        drain(&mut c),
+        [(0, Some(vec![2])), (0, Some(vec![3]))],
+        "nothing acknowledged is seen again, nothing unacknowledged is lost"
+    );
+}
+
+#[test]
+fn batches_serve_lanes_round_robin_and_acknowledge_together() {
+    let lanes = pool(2);
+    let mut c = lanes.consumer().unwrap();
+    let mut a = lanes.acquire().unwrap();
+    let mut b = lanes.acquire().unwrap();
+    for i in 0..40u8 {
+        assert_eq!(a.publish(&[i]).unwrap(), LanePush::Queued);
+    }
+    assert_eq!(b.publish(b"b").unwrap(), LanePush::Queued);
+    let b_lane = b.lane();
+    b.close();
+    let mut got = Vec::new();
+    let n = c
+        .recv_batch(100, |item| match item {
+            LaneItem::Record { lane, bytes } => got.push((lane, bytes.to_vec())),
+            LaneItem::Closed(x) => got.push((x.lane, b"closed".to_vec())),
+        })
+        .unwrap();
+    assert_eq!(n, 42);
+    // 32 of lane a, then lane b (record and close), then the rest of a.
+    assert_eq!(got[31], (a.lane(), vec![31]));
+    assert_eq!(got[32], (b_lane, b"b".to_vec()));
+    assert_eq!(got[33], (b_lane, b"closed".to_vec()));
+    assert_eq!(got[41], (a.lane(), vec![39]));
+    // Batches on one lane.
+    assert_eq!(a.publish(b"x").unwrap(), LanePush::Queued);
+    let mut one = Vec::new();
+    c.recv_lane_batch(a.lane(), 10, |item| {
+        if let LaneItem::Record { bytes, .. } = item {
+            one.push(bytes.to_vec())
+        }
+    })
+    .unwrap();
+    assert_eq!(one, [b"x".to_vec()]);
+    assert!(matches!(
+        c.recv_lane_batch(7, 1, |_| {}),
+        Err(Error::InvalidConfig(_))
+    ));
+}
+
+#[test]
+fn forged_positions_and_lengths_are_refused_and_other_lanes_go_on() {
+    let lanes = pool(2);
+    let mut c = lanes.consumer().unwrap();
+    let mut a = lanes.acquire().unwrap();
+    let mut b = lanes.acquire().unwrap();
+    assert_eq!(a.publish(b"ok").unwrap(), LanePush::Queued);
+    assert_eq!(b.publish(b"ok").unwrap(), LanePush::Queued);
+    let words = lanes.seg.words();
+    let w = |lane: u32, f| &words[lanes.shape.word(lane, f)];
+    // Lane a: a write position more than a lane past the read position.
+    w(a.lane(), L_WRITE).store(1 << 20, Ordering::Relaxed);
+    let err = c.try_recv().unwrap_err();
+    assert!(matches!(err, Error::LanesCorrupt { .. }), "{err}");
+    // The next turn serves lane b.
+    match c.try_recv().unwrap() {
+        Some(LaneEvent::Record(r)) => assert_eq!(r.lane(), b.lane()),
+        other => panic!("{other:?}"),
+    }
+    // Lane b: a length word that claims more than was published.
+    assert_eq!(b.publish(b"abc").unwrap(), LanePush::Queued);
+    let read = w(b.lane(), L_READ).load(Ordering::Relaxed);
+    // SAFETY: test only: forges the length word of a published, unread record (the
+    // consumer does not hold a view of it).
+    unsafe {
+        lanes
+            .heap_rings
+            .as_ref()
+            .unwrap()
+            .write(b.lane(), read, &4000u64.to_le_bytes())
+    };
+    // Lane a stays corrupt and reports at each of its turns; lane b's forged record is refused
+    // at each of its own.
+    let mut errors = Vec::new();
+    for _ in 0..4 {
+        match c.try_recv() {
+            Err(e) => errors.push(e.to_string()),
+            Ok(Some(LaneEvent::Record(r))) => panic!("forged record delivered: {r:?}"),
+            Ok(other) => panic!("{other:?}"),
+        }
+    }
+    let err = errors
+        .iter()
+        .find(|e| e.contains("lane 1"))
+        .expect("lane b refused");
+    assert!(err.contains("claims 4000 bytes"), "{err}");
+    assert!(errors
+        .iter()
+        .any(|e| e.contains("lane 0: write position 1048576")));
+}
+
+#[test]
+fn typed_records_are_viewed_in_place() {
+    #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Tick {
+        at: u64,
+        price: f64,
+    }
+    let lanes = pool(1);
+    let mut c = lanes.consumer().unwrap();
+    let mut p = lanes.acquire().unwrap();
+    let t = Tick { at: 7, price: 1.5 };
+    assert_eq!(p.publish_pod(&t).unwrap(), LanePush::Queued);
+    assert_eq!(p.publish(b"short").unwrap(), LanePush::Queued);
+    match c.try_recv().unwrap() {
+        Some(LaneEvent::Record(r)) => assert_eq!(r.as_pod::<Tick>(), Some(&t)),
+        other => panic!("{other:?}"),
+    }
+    match c.try_recv().unwrap() {
+        Some(LaneEvent::Record(r)) => assert_eq!(r.as_pod::<Tick>(), None),
+        other => panic!("{other:?}"),
+    };
+}
+
+#[test]
+fn builder_refuses_bad_shapes() {
+    for (lanes, bytes) in [(0, 4096), (4097, 4096), (1, 1000), (1, 6144), (1, 2048)] {
+        let err = LanesBuilder::new("t")
+            .lanes(lanes)
+            .lane_bytes(bytes)
+            .in_process()
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidConfig(_)),
+            "{lanes} x {bytes}: {err}"
+        );
+    }
+}
+
+#[cfg(not(miri))]
+#[test]
+fn a_blocking_receive_sleeps_until_a_producer_in_another_thread_publishes() {
+    let lanes = pool(2);
+    let mut c = lanes.consumer().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let l2 = lanes.clone();
+    let t = std::thread::spawn(move || {
+        let mut p = l2.acquire().unwrap();
+        // Publish only once the consumer is (about to be) waiting.
+        rx.recv().unwrap();
+        assert_eq!(p.publish(b"wake").unwrap(), LanePush::Queued);
+        p
+    });
+    tx.send(()).unwrap();
+    match c.recv_timeout(std::time::Duration::from_secs(10)).unwrap() {
+        Some(LaneEvent::Record(r)) => assert_eq!(&r[..], b"wake"),
+        other => panic!("{other:?}"),
+    }
+    drop(t.join().unwrap());
+    assert!(matches!(
+        c.recv_timeout(std::time::Duration::from_secs(10)).unwrap(),
+        Some(LaneEvent::Closed(_))
+    ));
+    assert!(c
+        .recv_timeout(std::time::Duration::from_millis(20))
+        .unwrap()
+        .is_none());
+}
