@@ -12,8 +12,11 @@ use crate::segment::Segment;
 use crate::wait::{self, Attempt, SysFutex, Wait};
 
 /// How often an idle consumer looks for producers that died holding a lane (one lock query per
-/// open lane): when nothing is ready, at most this often (docs/design.md §16, "Dead producers").
+/// open lane): when nothing is ready, at most this often (docs/design.md §17, "Dead producers").
 pub(crate) const SWEEP_PERIOD: Duration = Duration::from_millis(10);
+
+/// A busy consumer looks at the clock for its sweep once in this many receives.
+const SWEEP_CHECK_EVERY: u64 = 256;
 
 /// Records a consumer visits in one lane before it moves to the next in a batch: lanes are
 /// served round-robin, so that no busy lane starves another.
@@ -52,7 +55,7 @@ pub enum LaneEvent<'a> {
 }
 
 /// One record, borrowed in place from its lane: the producer writes none of its bytes until it
-/// is acknowledged, which dropping it does (docs/design.md §16, "Reading in place").
+/// is acknowledged, which dropping it does (docs/design.md §17, "Reading in place").
 pub struct LaneRecord<'a> {
     set: LaneSet<'a, LaneMem>,
     lane: u32,
@@ -129,6 +132,8 @@ pub struct LaneConsumer {
     cursor: u32,
     /// The coarse clock's time of the next sweep for dead producers.
     next_sweep: u64,
+    /// Receives so far (for the busy consumer's sweep).
+    polls: u64,
     futex: SysFutex,
     stats: LaneConsumerStats,
     #[cfg(not(loom))]
@@ -163,11 +168,15 @@ impl LaneConsumer {
             att,
             cursor: 0,
             next_sweep: 0,
+            polls: 0,
             futex: SysFutex::of(seg),
             stats: LaneConsumerStats::default(),
             #[cfg(not(loom))]
             ready: None,
         };
+        // A predecessor that died between clearing a lane's bit and its next look at the lane
+        // (or before freeing a closed one) left it behind a clear bit: raise them all.
+        c.set().raise_all_busy();
         c.sweep();
         Ok(c)
     }
@@ -204,14 +213,15 @@ impl LaneConsumer {
 
     /// Looks for producers that died holding a lane and closes their lanes on their behalf
     /// (their queued records are still delivered, then [`LaneEvent::Closed`] with
-    /// `producer_died`). Receives do this by themselves when idle, at most every 10 ms; an
+    /// `producer_died`). Receives do this by themselves about every 10 ms, busy or idle; an
     /// event loop that waits on [`LaneReadiness`](super::LaneReadiness) learns of a death at its
     /// next receive. Returns the number of lanes found dead.
     pub fn sweep(&mut self) -> usize {
-        self.next_sweep = crate::segment::coarse_now_ns() + SWEEP_PERIOD.as_nanos() as u64;
         if self.lanes.seg.lock_fd().is_none() {
+            // In-process producers never die without closing their lane.
             return 0;
         }
+        self.next_sweep = crate::segment::coarse_now_ns() + SWEEP_PERIOD.as_nanos() as u64;
         let set = self.set();
         let mut dead = 0;
         for lane in 0..self.lanes.shape.lanes {
@@ -271,6 +281,12 @@ impl LaneConsumer {
     /// [`Self::find`], and if it finds nothing and the idle sweep is due, the sweep and another
     /// look if it found a dead producer.
     fn find_or_sweep(&mut self) -> Result<bool> {
+        // A busy consumer sweeps too (else a dead producer's lane would wait for a lull): the
+        // coarse clock is read once in `SWEEP_CHECK_EVERY` receives.
+        self.polls = self.polls.wrapping_add(1);
+        if self.polls % SWEEP_CHECK_EVERY == 0 && self.sweep_due() {
+            self.sweep();
+        }
         if self.find()? {
             return Ok(true);
         }
@@ -500,7 +516,7 @@ impl Attempt for Finding<'_> {
     type Out = Result<()>;
 
     fn attempt(&mut self) -> Option<Result<()>> {
-        match self.c.find() {
+        match self.c.find_or_sweep() {
             Ok(true) => Some(Ok(())),
             Ok(false) => None,
             Err(e) => Some(Err(e)),

@@ -17,7 +17,7 @@ pub const DEFAULT_LANE_BYTES: u64 = 64 * 1024;
 
 /// A handle on a lanes segment: a pool of single-producer byte rings ("lanes") that any number
 /// of producers, in any process, each acquire for themselves, and that one consumer reads in
-/// place (docs/design.md §16). Cheap to clone.
+/// place (docs/design.md §17). Cheap to clone.
 ///
 /// ```
 /// use shmbus::lanes::{LaneEvent, LanesBuilder};
@@ -254,7 +254,7 @@ impl LanesBuilder {
     }
 
     /// Bytes per lane: a power of two from 4 KiB to 1 GiB and a multiple of the page size
-    /// (default 64 KiB). Each process that maps a lane maps it twice (docs/design.md §16).
+    /// (default 64 KiB). Each process that maps a lane maps it twice (docs/design.md §17).
     pub fn lane_bytes(mut self, bytes: u64) -> Self {
         self.lane_bytes = bytes;
         self

@@ -1,4 +1,4 @@
-//! The lanes protocol over the segment's words and the lanes' bytes (docs/design.md §16): one
+//! The lanes protocol over the segment's words and the lanes' bytes (docs/design.md §17): one
 //! single-producer, single-consumer byte ring per lane, and the ready bitmap that lets the
 //! consumer find the lanes with something to read in time proportional to their number.
 //!
@@ -144,7 +144,7 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
         // ORDERING: SeqCst fence pairs with the consumer's SeqCst fence in `settle`, between
         // its clearing of the bit and its load of the write position and state: either the
         // consumer's load sees our store, or our load below sees the bit cleared and we raise
-        // it again (docs/design.md §16, "The ready bitmap").
+        // it again (docs/design.md §17, "The ready bitmap").
         fence(Ordering::SeqCst);
         let (word, bit) = self.ready_word(lane);
         if word.load(Ordering::Relaxed) & bit != 0 {
@@ -292,6 +292,22 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
         let (word, bit) = self.ready_word(lane);
         word.fetch_or(bit, Ordering::Relaxed);
         true
+    }
+
+    /// Raises the ready bit of every lane that is not free or holds unread bytes: a new
+    /// consumer's first step, as its predecessor may have died between clearing a bit and
+    /// looking at the lane once more (or freeing it).
+    pub(crate) fn raise_all_busy(&self) {
+        for lane in 0..self.shape.lanes {
+            let (write, read) = (
+                self.word(lane, L_WRITE).load(Ordering::Relaxed),
+                self.word(lane, L_READ).load(Ordering::Relaxed),
+            );
+            if self.state(lane) & STATE_MASK != FREE || write != read {
+                let (word, bit) = self.ready_word(lane);
+                word.fetch_or(bit, Ordering::Relaxed);
+            }
+        }
     }
 
     /// The first lane at or after `from` (wrapping around) whose ready bit is set.

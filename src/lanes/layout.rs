@@ -1,4 +1,4 @@
-//! Where a lanes segment keeps its lanes (docs/design.md §16). The header page is the shared one
+//! Where a lanes segment keeps its lanes (docs/design.md §17). The header page is the shared one
 //! (`crate::segment::header`); a lanes segment describes everything after it with the shared
 //! geometry words as one slot, and keeps its lane count and lane size in words of its own:
 //!

@@ -1,4 +1,4 @@
-//! Loom models of the production lanes types (docs/design.md §16): [`LaneSet`] and [`Writer`]
+//! Loom models of the production lanes types (docs/design.md §17): [`LaneSet`] and [`Writer`]
 //! over a heap segment of loom atomics laid out like a real one, with lanes of 64 bytes, and
 //! lane bytes in loom cells, so that a producer's write to a byte while the consumer holds a
 //! view of it is a causality violation loom reports: the in-place read is what is checked.

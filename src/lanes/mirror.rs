@@ -133,7 +133,8 @@ impl Drop for Mirror {
 /// exercised by every other test.
 #[cfg(miri)]
 pub(crate) struct Twin {
-    bytes: Box<[std::cell::UnsafeCell<u8>]>,
+    /// Words, not bytes, so that records are 8-aligned as in a mapping.
+    words: Box<[std::cell::UnsafeCell<u64>]>,
     lane_bytes: u64,
 }
 
@@ -148,9 +149,9 @@ unsafe impl Send for Twin {}
 #[cfg(miri)]
 impl Twin {
     pub(crate) fn new(lane_bytes: u64, count: u32) -> Twin {
-        let n = (2 * lane_bytes * count as u64) as usize;
+        let n = (2 * lane_bytes * count as u64 / 8) as usize;
         Twin {
-            bytes: (0..n).map(|_| std::cell::UnsafeCell::new(0)).collect(),
+            words: (0..n).map(|_| std::cell::UnsafeCell::new(0)).collect(),
             lane_bytes,
         }
     }
@@ -159,10 +160,11 @@ impl Twin {
     /// provenance covers any run within it).
     fn byte(&self, lane: u32, index: usize) -> *mut u8 {
         let i = 2 * lane as usize * self.lane_bytes as usize + index;
-        assert!(i < self.bytes.len());
-        // SAFETY: in bounds (asserted); `UnsafeCell<u8>` has the layout of `u8`, and writes
-        // through a shared reference to an `UnsafeCell` are allowed.
-        unsafe { (self.bytes.as_ptr() as *mut u8).add(i) }
+        assert!(i <= self.words.len() * 8);
+        // SAFETY: in bounds (asserted; one past the end for an empty run); `UnsafeCell<u64>`
+        // has the layout of `u64`, and writes through a shared reference to an `UnsafeCell` are
+        // allowed.
+        unsafe { (self.words.as_ptr() as *mut u8).add(i) }
     }
 }
 
@@ -172,13 +174,16 @@ impl LaneBytes for Twin {
 
     unsafe fn write(&self, lane: u32, pos: u64, data: &[u8]) {
         let b = self.lane_bytes as usize;
-        for (k, v) in data.iter().enumerate() {
-            let r = (pos as usize + k) & (b - 1);
-            // SAFETY: `r + b < 2b`, within the lane's two copies; the caller's contract says
-            // nobody else touches these bytes now.
-            unsafe {
-                *self.byte(lane, r) = *v;
-                *self.byte(lane, r + b) = *v;
+        let at = pos as usize & (b - 1);
+        // The run up to the ring's end, then the rest from its start; each into both copies.
+        let first = data.len().min(b - at);
+        for (offset, run) in [(at, &data[..first]), (0, &data[first..])] {
+            for copy in [0, b] {
+                let to = self.byte(lane, offset + copy);
+                // SAFETY: `offset + run.len() <= b`, so the run lies within one copy of the
+                // lane's two, inside the buffer (`byte` asserts its start); the caller's
+                // contract says nobody else touches these bytes now.
+                unsafe { std::ptr::copy_nonoverlapping(run.as_ptr(), to, run.len()) };
             }
         }
     }

@@ -1,5 +1,5 @@
 //! Lanes: a pool of single-producer byte rings for many producers and one consumer
-//! (docs/design.md §16). Each producer, in any process, acquires a lane of its own, so producers
+//! (docs/design.md §17). Each producer, in any process, acquires a lane of its own, so producers
 //! never contend; the consumer reads every record in place, without copying, and acknowledges
 //! it; a full lane drops the record and tells its producer (nothing ever waits for the consumer).
 //!

@@ -24,7 +24,7 @@ pub enum LanePush {
     },
 }
 
-/// A producer's lane (docs/design.md §16): records published here go to the consumer in order.
+/// A producer's lane (docs/design.md §17): records published here go to the consumer in order.
 /// Publishing never waits, allocates or makes a system call unless the consumer sleeps; a full
 /// lane drops the record and says so. Dropping the publisher closes the lane: the consumer
 /// reads what is queued, sees the lane closed, and the lane returns to the pool. A producer that

@@ -1,4 +1,4 @@
-//! Lanes readiness (docs/design.md §14, §16): what the waker watches, the consumer's event-loop
+//! Lanes readiness (docs/design.md §14, §17): what the waker watches, the consumer's event-loop
 //! registration and armed receive, [`LaneReadiness`], and tokio (`recv_async`).
 
 use super::consumer::{LaneConsumer, LaneEvent};

@@ -423,7 +423,7 @@ pub(crate) fn page_size() -> u64 {
 /// Maps `count` runs of `len` bytes of `fd` (run `i` from file offset `offset + i * len`), each
 /// twice back to back, into one new reservation of `2 * count * len` bytes: byte `k` of run `i`
 /// is at `base + 2 * i * len + k` and again at `base + (2 * i + 1) * len + k`
-/// (docs/design.md §16, "The mirror"). `len` and `offset` must be multiples of the page size.
+/// (docs/design.md §17, "The mirror"). `len` and `offset` must be multiples of the page size.
 /// Returns the base; unmap it with [`unmap`] and the same total length.
 pub(crate) fn map_mirrored(
     fd: &OwnedFd,

@@ -38,7 +38,8 @@ pub(crate) fn create(a: &CreateArgs) -> CmdResult {
 
 #[derive(Args, Debug)]
 pub(crate) struct PublishArgs {
-    /// The bus name.
+    /// The segment: a bus, a records segment, or lanes (a lane is acquired for the command's
+    /// life and closed at its end).
     name: String,
     /// Messages to publish, one per argument. Without any (and without --file), each line of
     /// stdin is a message.
@@ -255,13 +256,18 @@ pub(crate) fn publish(a: &PublishArgs) -> CmdResult {
             text::count(n, noun),
             seq_range(f, l)
         ),
-        _ => writeln!(io::stdout(), "published 0 {noun}s to {name}{interrupted}"),
+        _ => writeln!(
+            io::stdout(),
+            "published {} to {name}{shared}{interrupted}",
+            text::count(n, noun)
+        ),
     }?;
     let dropped = s.tx.counts().1;
     if dropped > 0 {
         return Err(Failure(format!(
-            "{} dropped: older than a full lap of the ring",
-            text::count(dropped, "message")
+            "{} dropped: {}",
+            text::count(dropped, s.tx.noun()),
+            s.tx.dropped_why()
         )));
     }
     Ok(())

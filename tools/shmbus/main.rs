@@ -38,12 +38,13 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::output::{CmdResult, Failure};
 
-/// Inspect and drive shmbus segments in /dev/shm: broadcast buses, work queues, boards and
-/// records segments.
+/// Inspect and drive shmbus segments in /dev/shm: broadcast buses, work queues, boards,
+/// records segments and lanes.
 ///
 /// A bus broadcasts fixed-size messages to every subscriber; a queue hands each item to one
 /// receiver; a records segment carries messages of any size in one byte ring; a board holds
-/// the latest value of each of its cells. `shmbus create --help` shows each kind's options.
+/// the latest value of each of its cells; lanes give each producer a byte ring of its own that
+/// one consumer reads. `shmbus create --help` shows each kind's options.
 #[derive(Parser, Debug)]
 #[command(name = "shmbus", version, about, after_help = MAIN_EXAMPLES)]
 pub(crate) struct Cli {
@@ -64,6 +65,9 @@ Examples:
   shmbus create jobs --kind queue --slots 256 --size 64
   shmbus push jobs 'job 1' 'job 2'
   shmbus pop jobs -n 10
+  shmbus create streams --kind lanes --lanes 64 --bytes 65536
+  shmbus publish streams 'frame 1' 'frame 2'
+  shmbus pop streams --follow
   shmbus record prices run.journal --duration 60
   shmbus replay run.journal prices-copy --rate original
   shmbus completions bash > ~/.local/share/bash-completion/completions/shmbus
@@ -182,7 +186,7 @@ Examples:
   shmbus hz prices --window 2 --count 1 --json | jq .msgs_per_s.mean")]
     Hz(hz::HzArgs),
 
-    /// Create a segment of any kind (bus, queue, records or board); it stays in /dev/shm
+    /// Create a segment of any kind (bus, queue, records, board or lanes); it stays in /dev/shm
     /// after the command exits, until removed.
     #[command(after_help = "\
 Kinds and the options each takes (an option given to a kind that does not take it is
@@ -198,6 +202,9 @@ refused):
   board    the latest value of each of N cells, set and read by index or key name (set,
            board). --cells N and/or --keys a,b,... (one of them is needed), --size BYTES
            per value (default 64).
+  lanes    a pool of byte rings, one per producer, read in place by one consumer (publish
+           acquires a lane, pop consumes). --lanes N (1 to 4096, default 64), --bytes SIZE
+           per lane (a power of two from 4096, a multiple of the page size, default 65536).
 --mode applies to every kind.
 
 A segment made here has no live participant and its creator exits at once, so it counts
@@ -210,7 +217,8 @@ Examples:
   shmbus create events --slots 65536 --size 48 --multi-producer --mode 0640
   shmbus create jobs --kind queue --slots 256 --size 64
   shmbus create log --kind records --bytes 1048576
-  shmbus create joints --kind board --cells 3 --size 64 --keys hip,knee,ankle")]
+  shmbus create joints --kind board --cells 3 --size 64 --keys hip,knee,ankle
+  shmbus create streams --kind lanes --lanes 256 --bytes 65536")]
     Create(kinds::CreateArgs),
 
     /// Publish messages to a bus or records to a records segment: the arguments, a file, or

@@ -129,7 +129,8 @@ fn hex_item(text: &str, pushed: u64) -> Result<Vec<u8>, Failure> {
 
 #[derive(Args, Debug)]
 pub(crate) struct PopArgs {
-    /// The queue name.
+    /// The queue's name, or a lanes segment's (pop then attaches as its consumer and prints
+    /// each record with its lane).
     name: String,
     /// How many items to take: without --follow, at most this many of those in the queue now;
     /// with --follow, stop after this many.
@@ -149,6 +150,10 @@ pub(crate) struct PopArgs {
 }
 
 pub(crate) fn pop(a: &PopArgs) -> CmdResult {
+    if crate::kinds::of_segment(&a.name).word() == "lanes" {
+        let limit = a.count.unwrap_or(if a.follow { u64::MAX } else { 1 });
+        return crate::kinds::lanes::pop(&a.name, limit, a.follow, a.format, a.json, &a.trust);
+    }
     let q = open(&a.name, &a.trust)?;
     let mut rx = q.bytes_receiver()?;
     let limit = a.count.unwrap_or(if a.follow { u64::MAX } else { 1 });

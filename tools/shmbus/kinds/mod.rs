@@ -5,6 +5,7 @@
 
 pub(crate) mod board;
 pub(crate) mod bus;
+pub(crate) mod lanes;
 pub(crate) mod queue;
 pub(crate) mod records;
 
@@ -100,11 +101,12 @@ pub(crate) struct Instead {
 }
 
 /// Every kind, in the order `list` prints their tables.
-pub(crate) const ALL: [&dyn Kind; 4] = [
+pub(crate) const ALL: [&dyn Kind; 5] = [
     &bus::BusKind,
     &queue::QueueKind,
     &board::BoardKind,
     &records::RecordsKind,
+    &lanes::LanesKind,
 ];
 
 /// The kind of a probed segment.
@@ -114,6 +116,7 @@ pub(crate) fn of(kind: SegmentKind) -> &'static dyn Kind {
         SegmentKind::Queue => &queue::QueueKind,
         SegmentKind::Records => &records::RecordsKind,
         SegmentKind::Board => &board::BoardKind,
+        SegmentKind::Lanes => &lanes::LanesKind,
         // A kind newer than this inspector: the bus's open says what it is.
         _ => &bus::BusKind,
     }
@@ -176,6 +179,8 @@ pub(crate) enum KindArg {
     Records,
     /// A board: the latest value of each of N cells (--cells, --keys, --size).
     Board,
+    /// Lanes: a pool of per-producer byte rings read by one consumer (--lanes, --bytes).
+    Lanes,
 }
 
 impl KindArg {
@@ -185,6 +190,7 @@ impl KindArg {
             KindArg::Queue => SegmentKind::Queue,
             KindArg::Records => SegmentKind::Records,
             KindArg::Board => SegmentKind::Board,
+            KindArg::Lanes => SegmentKind::Lanes,
         })
     }
 }
@@ -206,7 +212,8 @@ pub(crate) struct CreateArgs {
     pub(crate) name: String,
     /// What to create: bus (broadcast: every subscriber sees every message), queue (work
     /// queue: each item goes to one receiver), records (messages of any size up to a quarter
-    /// of a byte ring) or board (the latest value of each of N cells).
+    /// of a byte ring), board (the latest value of each of N cells) or lanes (a pool of
+    /// per-producer byte rings that one consumer reads in place).
     #[arg(long, value_enum, default_value_t = KindArg::Bus)]
     pub(crate) kind: KindArg,
     /// Bus: slots in the ring, a power of two (default 1024; a subscriber more than this many
@@ -226,10 +233,15 @@ pub(crate) struct CreateArgs {
     /// a full fence (a few ns), and sleeps interrupt nobody.
     #[arg(long, value_enum, value_name = "CHOICE")]
     pub(crate) wakeup: Option<WakeupArg>,
-    /// Records only: size of the byte ring, a power of two from 4096 (default 1048576); the
-    /// largest record is a quarter of it, less 16 bytes.
+    /// Records: size of the byte ring, a power of two from 4096 (default 1048576); the
+    /// largest record is a quarter of it, less 16 bytes. Lanes: size of each lane, a power of
+    /// two from 4096 and a multiple of the page size (default 65536); the largest record is
+    /// the lane less 8 bytes.
     #[arg(long, value_name = "SIZE")]
     pub(crate) bytes: Option<u64>,
+    /// Lanes only: number of lanes, 1 to 4096 (default 64): the most producers at once.
+    #[arg(long, value_name = "N")]
+    pub(crate) lanes: Option<u32>,
     /// Board only: number of cells (default: the number of --keys).
     #[arg(long, value_name = "N")]
     pub(crate) cells: Option<usize>,
@@ -258,7 +270,7 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 
 impl CreateArgs {
     /// The kind-specific options given, by flag.
-    pub(crate) fn given(&self) -> [(&'static str, bool); 7] {
+    pub(crate) fn given(&self) -> [(&'static str, bool); 8] {
         [
             ("--slots", self.slots.is_some()),
             ("--wakeup", self.wakeup.is_some()),
@@ -267,6 +279,7 @@ impl CreateArgs {
             ("--bytes", self.bytes.is_some()),
             ("--cells", self.cells.is_some()),
             ("--keys", !self.keys.is_empty()),
+            ("--lanes", self.lanes.is_some()),
         ]
     }
 
@@ -451,7 +464,7 @@ pub(crate) struct Attached {
     pub(crate) tx: Box<dyn Producer>,
 }
 
-/// A bus's publisher or a records segment's, as `publish` drives it.
+/// A bus's, records segment's or lane's publisher, as `publish` drives it.
 pub(crate) trait Producer {
     /// What one payload is called: "message" or "record".
     fn noun(&self) -> &'static str;
@@ -459,6 +472,10 @@ pub(crate) trait Producer {
     fn publish(&mut self, msg: &[u8]) -> shmbus::Result<Option<u64>>;
     /// Payloads published so far, and dropped (older than a full lap of the ring).
     fn counts(&self) -> (u64, u64);
+    /// Why a payload counted dropped was dropped.
+    fn dropped_why(&self) -> &'static str {
+        "older than a full lap of the ring"
+    }
 }
 
 /// Who owns segment `name` and its permission bits, as `info` reports them for every kind.
