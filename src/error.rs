@@ -600,6 +600,7 @@ impl Error {
                 | Error::BoardCorrupt { .. }
                 | Error::BadRing { .. }
                 | Error::RecordsInconsistent { .. }
+                | Error::LanesCorrupt { .. }
         )
     }
 
