@@ -45,9 +45,11 @@ function spark(values, cls) {
   svg.setAttribute("class", cls || "spark");
   svg.setAttribute("viewBox", "0 0 " + (HISTORY - 1) + " 20");
   svg.setAttribute("preserveAspectRatio", "none");
-  const max = Math.max(1e-9, ...values);
+  // From zero to a little above the largest value: a steady rate is a level line, not a
+  // line pinned to the top.
+  const max = Math.max(1e-9, ...values) * 1.15;
   const pts = values.map((v, i) =>
-    (HISTORY - values.length + i) + "," + (19 - (v / max) * 18).toFixed(2));
+    (HISTORY - values.length + i) + "," + (19.5 - (v / max) * 19).toFixed(2));
   const line = document.createElementNS(ns, "polyline");
   line.setAttribute("points", pts.join(" "));
   svg.append(line);
@@ -95,7 +97,7 @@ function view(entry, now) {
   h.values.push(v.sparkOf === "depth" ? s.len : (v.rate || 0));
   if (h.values.length > HISTORY) h.values.shift();
   v.history = h;
-  v.state = s.stale ? "stale" : (s.creator_alive ? "creator alive" : "creator gone");
+  v.state = s.stale ? "stale" : "live";
   v.stateClass = s.stale ? "stale" : "";
   v.rateText = v.sparkOf === "depth" ? `${rate(v.rate)} in` : rate(v.rate);
   return v;
