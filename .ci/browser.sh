@@ -19,7 +19,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-cargo build -q -p shmbus-cli
+"${CARGO:-cargo}" build -q -p shmbus-cli   # CARGO: another cargo command, such as a wrapper
 shmbus=$PWD/target/debug/shmbus
 work=$(mktemp -d)
 prefix="dash$$-"
