@@ -157,7 +157,10 @@ with its error and counted with shmbus_segment_readable 0.
 
 It listens on loopback unless told otherwise. Anyone who can reach the port can read the
 segments' names, shapes, counts and participants' pids: a non-loopback --listen is refused
-unless --allow-remote is given. Payloads are never served unless --show-payloads is given.
+unless --allow-remote is given. Without --allow-remote, a request whose Host header is not
+localhost or a loopback address is refused (403), so that a web page elsewhere cannot read
+the segments through a browser on this host (DNS rebinding). Payloads are never served
+unless --show-payloads is given.
 There is no authentication and no TLS: put a reverse proxy in front for either.
 
 The first line on stdout is the address listened on ('listening on http://127.0.0.1:9464/');

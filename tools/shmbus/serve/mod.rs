@@ -60,6 +60,18 @@ pub(crate) struct ServeArgs {
 struct Shared {
     snapshots: Snapshots,
     payloads: Payloads,
+    hosts: Hosts,
+}
+
+/// Which `Host` headers the server answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hosts {
+    /// Loopback names only (`localhost`, `127.0.0.1`, `[::1]`): a web page elsewhere whose name
+    /// was made to resolve to 127.0.0.1 (DNS rebinding) must not read the segments through the
+    /// user's browser.
+    Loopback,
+    /// Any: `--allow-remote` was given.
+    Any,
 }
 
 pub(crate) fn run(args: &ServeArgs) -> CmdResult {
@@ -103,6 +115,11 @@ pub(crate) fn run(args: &ServeArgs) -> CmdResult {
         } else {
             Payloads::Hidden
         },
+        hosts: if args.allow_remote {
+            Hosts::Any
+        } else {
+            Hosts::Loopback
+        },
     });
     let app = Router::new()
         .route("/", get(page_html))
@@ -111,6 +128,10 @@ pub(crate) fn run(args: &ServeArgs) -> CmdResult {
         .route("/metrics", get(metrics))
         .route("/api/segments", get(segments))
         .route("/api/segments/{name}", get(segment))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            host_guard,
+        ))
         .with_state(shared);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -176,6 +197,42 @@ async fn segment(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Resp
     }
 }
 
+/// Refuses a request whose `Host` is not a loopback name, unless `--allow-remote` was given.
+async fn host_guard(
+    State(s): State<Arc<Shared>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if s.hosts == Hosts::Loopback {
+        if let Some(host) = req.headers().get(header::HOST) {
+            let host = host.to_str().unwrap_or("");
+            if !is_loopback_host(host) {
+                return error_json(
+                    StatusCode::FORBIDDEN,
+                    &format!(
+                        "Host {host:?} is not a loopback name: shmbus serve answers requests \
+                         for localhost, 127.0.0.1 and [::1] only, unless started with \
+                         --allow-remote"
+                    ),
+                );
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// `localhost`, a loopback IP address, either with a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn with_type(content_type: &'static str, body: String) -> Response {
     (
         [
@@ -196,4 +253,34 @@ fn json_response(status: StatusCode, json: String) -> Response {
 /// `{"error": "..."}` with `status`.
 fn error_json(status: StatusCode, e: &str) -> Response {
     json_response(status, text::json_line(&serde_json::json!({ "error": e })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn only_loopback_names_pass_the_host_guard() {
+        for ok in [
+            "localhost",
+            "LOCALHOST:9464",
+            "127.0.0.1",
+            "127.0.0.1:9464",
+            "127.1.2.3:80",
+            "[::1]:9464",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:9464",
+            "10.0.0.1:9464",
+            "localhost.evil.example",
+            "[::2]:9464",
+            "",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
 }

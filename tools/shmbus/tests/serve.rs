@@ -52,12 +52,16 @@ impl Server {
 
     /// `GET path`: the status code and the body.
     fn get(&self, path: &str) -> (u16, String) {
+        self.get_as(&self.addr, path)
+    }
+
+    /// `GET path` with `Host: host`.
+    fn get_as(&self, host: &str, path: &str) -> (u16, String) {
         let mut s = TcpStream::connect(&self.addr).expect("connect to shmbus serve");
         s.set_read_timeout(Some(LIMIT)).unwrap();
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut raw = Vec::new();
@@ -513,6 +517,11 @@ fn the_page_and_its_script_are_served_by_the_binary() {
     );
     assert_eq!(s.get("/dashboard.css").0, 200);
     assert_eq!(s.get("/no-such-page").0, 404);
+    // A page elsewhere whose name resolves to 127.0.0.1 (DNS rebinding) reads nothing.
+    let (status, body) = s.get_as("evil.example:9464", "/api/segments");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("not a loopback name"), "{body}");
+    assert_eq!(s.get_as("localhost:9464", "/api/segments").0, 200);
     // No segment with that prefix: an empty array, not an error.
     assert_eq!(s.json("/api/segments"), Value::Array(Vec::new()));
 }
