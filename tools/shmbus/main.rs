@@ -148,6 +148,10 @@ Endpoints:
   GET /api/segments/NAME     what `shmbus info NAME --json` prints (a board's values only
                              with --show-payloads; a bus's check-by-check report even when
                              a check fails). 404 if there is no such segment.
+  GET /api/segments/NAME/hz  what `shmbus hz NAME --window 1 --count 1 --json` prints: a
+                             bus's or records segment's rates over one second, and the
+                             losses of a read-only subscriber that reads every message
+                             (the segment keeps no loss count). At most 4 at once.
 
 The server only reads: every segment is opened read-only, so it needs no write permission
 and disturbs no producer. It rescans /dev/shm at most every --refresh-ms, so segments that

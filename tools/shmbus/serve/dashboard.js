@@ -12,6 +12,9 @@ const HISTORY = 60;
 const seen = new Map();
 let selected = null;
 let detailTimer = null;
+// The latest one-second window of /api/segments/NAME/hz for the selected bus or records
+// segment: its rates and what a read-only subscriber of the server lost.
+let hzOf = null;
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -156,14 +159,30 @@ function historyOf(name) {
   return null;
 }
 
+// What a reader that reads every item lost in the last window (the segment keeps no loss
+// count: each subscriber counts its own).
+function lossLine(name) {
+  if (!hzOf || hzOf.name !== name) return "measuring…";
+  if (hzOf.error) return "cannot measure: " + hzOf.error;
+  const w = hzOf.body;
+  return `${w.lost} lost in the last ${w.window_s.toFixed(1)} s (${rate(w.lost_per_s)}, ` +
+    `${(100 * w.loss_ratio).toFixed(2)}%) by a read-only subscriber reading every item`;
+}
+
+function windowLine(name) {
+  if (!hzOf || hzOf.name !== name || hzOf.error) return "-";
+  const r = hzOf.body.msgs_per_s;
+  return `${rate(r.mean)} (min ${rate(r.min)}, max ${rate(r.max)} over 100 ms ticks), ` +
+    `${bytes(hzOf.body.bytes_per_s)}/s`;
+}
+
 const DETAILS = {
   bus: (r, h) => [
     dl([["published", r.summary.published], ["cursor", r.summary.cursor],
-      ["rate", rate(r.summary.last_publish.per_s)],
+      ["rate", rate(r.summary.last_publish.per_s)], ["last second", windowLine(r.name)],
+      ["lap / loss", lossLine(r.name)],
       ["slots", `${r.summary.slots} × ${r.summary.capacity} B`],
-      ["message type", r.summary.message_type],
-      ["lap / loss", "the bus keeps no loss count: each subscriber counts its own " +
-        "(shmbus hz " + r.name + ")"]]),
+      ["message type", r.summary.message_type]]),
     h ? spark(h.values, "spark") : null,
     el("h3", {}, `producers (${r.producers.length} live)`),
     table(["#", "pid", "liveness", "activity stamp"], r.producers.map((p) => [p.index, p.pid,
@@ -191,7 +210,8 @@ const DETAILS = {
   ],
   records: (r, h) => [
     dl([["records", r.records_published], ["bytes", r.bytes_published],
-      ["rate", rate(r.last_publish.per_s)], ["ring", bytes(r.ring_bytes)],
+      ["rate", rate(r.last_publish.per_s)], ["last second", windowLine(r.name)],
+      ["lap / loss", lossLine(r.name)], ["ring", bytes(r.ring_bytes)],
       ["producer", r.producer_alive ? "alive" : "none"]]),
     h ? spark(h.values, "spark") : null,
   ],
@@ -215,11 +235,31 @@ async function showDetail() {
   }
 }
 
-function select(name) {
+// Measures one-second windows of the selected segment, one after the other, while it stays
+// selected.
+async function hzLoop(name) {
+  while (selected === name) {
+    let ok = false;
+    try {
+      const r = await fetch("/api/segments/" + encodeURIComponent(name) + "/hz",
+        { cache: "no-store" });
+      const body = await r.json();
+      ok = r.ok;
+      if (selected === name) hzOf = ok ? { name, body } : { name, error: body.error };
+    } catch (e) {
+      if (selected === name) hzOf = { name, error: e.message };
+    }
+    if (!ok) await new Promise((done) => setTimeout(done, POLL_MS));
+  }
+}
+
+function select(name, kind) {
   selected = name;
+  hzOf = null;
   clearInterval(detailTimer);
   document.getElementById("detail").hidden = name === null;
   if (name === null) return;
+  if (kind === "bus" || kind === "records") hzLoop(name);
   document.getElementById("detail-name").textContent = name;
   document.getElementById("detail-body").replaceChildren(el("p", { class: "muted" }, "loading…"));
   showDetail();
@@ -228,7 +268,7 @@ function select(name) {
 
 document.querySelector("#segments tbody").addEventListener("click", (ev) => {
   const tr = ev.target.closest("tr.segment");
-  if (tr) select(tr.dataset.name);
+  if (tr) select(tr.dataset.name, tr.dataset.kind);
 });
 document.getElementById("detail-close").addEventListener("click", () => select(null));
 

@@ -61,7 +61,12 @@ struct Shared {
     snapshots: Snapshots,
     payloads: Payloads,
     hosts: Hosts,
+    /// Rate windows measured at once: each holds a thread for its second, reading every item.
+    hz_windows: tokio::sync::Semaphore,
 }
+
+/// At most this many `/hz` windows at once; more are told to try again.
+const HZ_WINDOWS: usize = 4;
 
 /// Which `Host` headers the server answers.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -120,6 +125,7 @@ pub(crate) fn run(args: &ServeArgs) -> CmdResult {
         } else {
             Hosts::Loopback
         },
+        hz_windows: tokio::sync::Semaphore::new(HZ_WINDOWS),
     });
     let app = Router::new()
         .route("/", get(page_html))
@@ -128,6 +134,7 @@ pub(crate) fn run(args: &ServeArgs) -> CmdResult {
         .route("/metrics", get(metrics))
         .route("/api/segments", get(segments))
         .route("/api/segments/{name}", get(segment))
+        .route("/api/segments/{name}/hz", get(hz))
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             host_guard,
@@ -231,6 +238,28 @@ fn is_loopback_host(host: &str) -> bool {
         || name
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `GET /api/segments/NAME/hz`: what `shmbus hz NAME --window 1 --count 1 --json` prints, a
+/// bus's or records segment's rates and the losses of a read-only subscriber over one second.
+async fn hz(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    let Ok(_permit) = s.hz_windows.try_acquire() else {
+        return error_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("{HZ_WINDOWS} rate windows are being measured already; try again"),
+        );
+    };
+    let window = tokio::task::spawn_blocking(move || {
+        inspect::validate_name(&name).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        crate::hz::one_window_json(&name, Duration::from_secs(1))
+            .map_err(|Failure(e)| (StatusCode::UNPROCESSABLE_ENTITY, e))
+    })
+    .await;
+    match window {
+        Ok(Ok(json)) => json_response(StatusCode::OK, json),
+        Ok(Err((status, e))) => error_json(status, &e),
+        Err(e) => error_json(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }
 
 fn with_type(content_type: &'static str, body: String) -> Response {

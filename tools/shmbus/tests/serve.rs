@@ -411,6 +411,18 @@ fn a_live_producer_its_rate_and_a_removed_segment_are_seen_at_the_next_scan() {
     let entry = &s.json("/api/segments")[0];
     assert_eq!(entry["bus"]["stale"], false);
     assert_eq!(entry["bus"]["producers"], 1);
+    // One second of `hz`: the rates, and what a reader that reads every message lost.
+    let hz = s.json(&format!("/api/segments/{}/hz", b.name()));
+    assert_eq!(hz["kind"], "bus");
+    assert!(hz["messages"].as_u64().is_some_and(|n| n > 0), "{hz}");
+    // What arrives after the last drain of the window is neither read nor lost yet.
+    let (received, lost) = (
+        hz["received"].as_u64().unwrap(),
+        hz["lost"].as_u64().unwrap(),
+    );
+    assert!(received > 0, "{hz}");
+    assert!(received + lost <= hz["messages"].as_u64().unwrap(), "{hz}");
+    assert_eq!(hz["producers"], 1);
     drop(publisher);
 
     ok(&["rm", b.name()]);
@@ -477,6 +489,12 @@ fn corrupt_foreign_fifo_and_symlink_files_are_rows_with_their_error() {
         );
     }
     assert_eq!(entry(&good)["kind"], "queue");
+    let (status, body) = s.get(&format!("/api/segments/{}/hz", good.name()));
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("hz reads buses and records segments"),
+        "{body}"
+    );
     let m = s.metrics();
     assert_eq!(m.samples["shmbus_segments{kind=\"error\"}"], 3.0);
     assert_eq!(

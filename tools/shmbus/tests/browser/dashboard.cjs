@@ -108,7 +108,11 @@ async function waitPolls(page, n) {
     await page.click(`tr.segment[data-name="${bus}"]`);
     await page.waitForFunction(() => /producers \(1 live\)/.test(
       document.getElementById("detail-body").textContent), null, { timeout: 20000 });
+    await page.waitForFunction(() => /lost in the last/.test(
+      document.getElementById("detail-body").textContent), null, { timeout: 20000 });
     const detail = await page.$eval("#detail-body", (d) => d.textContent);
+    check("the bus's detail shows what a reader lost in the last second",
+      /\d+ lost in the last 1\.\d s/.test(detail), detail.slice(0, 400));
     check("the bus's detail names its live producer's pid", /producers \(1 live\)#pidliveness.*alive/
       .test(detail.replace(/\s+/g, "")) || /\d+alive/.test(detail), detail.slice(0, 300));
 
