@@ -27,7 +27,17 @@ struct Server {
 impl Server {
     /// `shmbus serve --listen 127.0.0.1:0 --refresh-ms 50 ARGS`, once it prints its address.
     fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shmbus"))
+        Server::start_as(None, args)
+    }
+
+    /// `start`, run as user and group `uid` if given.
+    fn start_as(uid: Option<u32>, args: &[&str]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmbus"));
+        if let Some(uid) = uid {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(uid);
+        }
+        let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--refresh-ms", "50"])
             .args(args)
             .stdout(Stdio::piped())
@@ -510,6 +520,104 @@ fn corrupt_foreign_fifo_and_symlink_files_are_rows_with_their_error() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("invalid segment name"), "{body}");
     assert_eq!(s.get("/").0, 200);
+}
+
+#[test]
+fn a_segment_the_server_may_not_read_is_a_row_with_its_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let (q, other) = (TestBus::new("srv-perm"), TestBus::new("srv-perm"));
+    let prefix = format!("test-srv-perm-{}-", std::process::id());
+    ok_with(
+        "create",
+        q.name(),
+        "--kind queue --slots 4 --size 8 --mode 0600",
+    );
+    ok_with("create", other.name(), "--kind board --cells 2 --mode 0644");
+    // Root reads any file: then the server runs as nobody, for whom 0600 of root's is closed.
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        std::fs::set_permissions(q.path(), std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    let s = Server::start_as(root.then_some(65534), &["--prefix", &prefix]);
+    let list = s.json("/api/segments");
+    let find = |t: &TestBus| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == t.name())
+            .unwrap_or_else(|| panic!("{} is not listed: {list}", t.name()))
+            .clone()
+    };
+    let denied = find(&q);
+    assert_eq!(denied["kind"], "error", "{denied}");
+    assert!(
+        denied["error"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("permission denied"),
+        "{denied}"
+    );
+    // A readable one beside it is read as usual: the error is the file's, not the scan's.
+    assert_eq!(find(&other)["kind"], "board");
+    let m = s.metrics();
+    assert_eq!(
+        m.of("shmbus_segment_readable", q.name(), "error", ""),
+        Some(0.0)
+    );
+    assert_eq!(m.samples["shmbus_scrape_success"], 1.0);
+}
+
+#[test]
+fn segments_made_and_removed_during_scans_never_break_an_answer() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let prefix = format!("test-srv-churn-{}-", std::process::id());
+    let s = Server::start(&["--prefix", &prefix]);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // Segments appear and vanish as fast as the library makes and removes them,
+            // so that some go between the listing of /dev/shm and their opening.
+            let mut made = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let t = TestBus::new("srv-churn");
+                let made_one = shmbus::QueueBuilder::new(t.name())
+                    .capacity(4)
+                    .item_size(8)
+                    .create()
+                    .is_ok();
+                assert!(made_one, "could not create {}", t.name());
+                made += 1;
+                drop(t);
+            }
+            assert!(made > 0);
+        });
+        // Until 15 scans were answered (told apart by their durations, which vary in ns).
+        let mut scans = Vec::new();
+        let deadline = std::time::Instant::now() + LIMIT;
+        while scans.len() < 15 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} scans",
+                scans.len()
+            );
+            let m = s.metrics();
+            assert_eq!(m.samples["shmbus_scrape_success"], 1.0);
+            let took = m.samples["shmbus_scrape_duration_seconds"];
+            if !scans.contains(&took) {
+                scans.push(took);
+            }
+            let list = s.json("/api/segments");
+            for e in list.as_array().unwrap() {
+                // A segment that went mid-scan is either absent or a row with its error.
+                assert!(
+                    e["kind"] == "queue" || e["error"].is_string(),
+                    "a row with no kind and no error: {e}"
+                );
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
 }
 
 #[test]
