@@ -32,7 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-npm install --prefix "$work" --no-audit --no-fund --silent playwright-core@1 >/dev/null
+npm install --prefix "$work" --no-audit --no-fund --silent playwright-core@1.65.2 >/dev/null
 
 # Segments of every kind, written to while the page is open, and one corrupt file.
 "$shmbus" create "${prefix}md.prices" --slots 4096 --size 64 >/dev/null
