@@ -16,8 +16,9 @@ pub(crate) struct Snapshot {
     took: Duration,
     /// `list --json`'s array, or why /dev/shm could not be read.
     list: Result<String, String>,
-    /// The segments' metric samples, per kind word: how many entries of each kind.
+    /// How many entries of each kind word ("bus", ..., "error", "foreign").
     counts: Vec<(&'static str, usize)>,
+    /// The segments' metric families.
     segments: Metrics,
 }
 
