@@ -10,7 +10,7 @@ use serde::Serialize;
 use shmbus::LapPolicy;
 
 use crate::kinds::{self, Feed, Step};
-use crate::output::CmdResult;
+use crate::output::{CmdResult, Failure};
 use crate::text;
 
 #[derive(Args, Debug)]
@@ -116,7 +116,7 @@ pub(crate) fn run(args: &HzArgs) -> CmdResult {
     let mut out = std::io::stdout().lock();
     let mut done = 0;
     while args.count.is_none_or(|c| done < c) {
-        let w = window(feed.as_mut(), ticks, &args.name, kind.word());
+        let w = window_of(feed.as_mut(), ticks, &args.name, kind.word());
         let line = if args.json {
             text::json_line(&w)
         } else {
@@ -129,8 +129,22 @@ pub(crate) fn run(args: &HzArgs) -> CmdResult {
     Ok(())
 }
 
+/// One window of `window` on segment `name`, as `hz --json` prints it: what `serve` answers
+/// at `/api/segments/NAME/hz`.
+pub(crate) fn one_window_json(name: &str, window: Duration) -> Result<String, Failure> {
+    let kind = kinds::of_segment(name);
+    let mut feed = kind.feed(name, LapPolicy::default(), "hz")?;
+    let ticks = ((window.as_secs_f64() / TICK.as_secs_f64()).round() as u32).max(1);
+    Ok(text::json_line(&window_of(
+        feed.as_mut(),
+        ticks,
+        name,
+        kind.word(),
+    )))
+}
+
 /// Measures one window of `ticks` ticks.
-fn window(feed: &mut dyn Feed, ticks: u32, name: &str, kind: &'static str) -> HzOut {
+fn window_of(feed: &mut dyn Feed, ticks: u32, name: &str, kind: &'static str) -> HzOut {
     let start = Instant::now();
     let first = feed.counts();
     let (first_cursor, first_bytes) = (first.cursor, first.bytes_published);

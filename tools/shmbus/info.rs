@@ -3,6 +3,9 @@
 use clap::Args;
 use shmbus::inspect;
 
+use std::io::Write as _;
+
+use crate::kinds::Payloads;
 use crate::output::{CmdResult, Failure};
 use crate::{journal, kinds};
 
@@ -41,5 +44,13 @@ pub(crate) fn run(args: &InfoArgs) -> CmdResult {
     }
     // A segment whose kind cannot be read gets the bus's check-by-check report, which shows
     // where it fails.
-    kinds::of_segment(&args.name).info(&args.name, args.json, args.sample_ms)
+    let report =
+        kinds::of_segment(&args.name).report(&args.name, args.sample_ms, Payloads::Shown)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", report.json)?;
+    } else {
+        out.write_all(report.text.as_bytes())?;
+    }
+    report.failure.map_or(Ok(()), Err)
 }

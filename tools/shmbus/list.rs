@@ -12,6 +12,7 @@ use shmbus::inspect;
 use crate::activity::Activity;
 use crate::keys::QuitKeys;
 use crate::kinds::{self, Kind, ListRow};
+use crate::metrics::Metrics;
 use crate::output::{CmdResult, Failure};
 use crate::text;
 
@@ -58,7 +59,39 @@ pub(crate) struct ListEntry {
 }
 
 impl ListEntry {
-    fn kind_word(&self) -> &'static str {
+    /// The entry's samples in `serve`'s `/metrics`: those every segment has, then its kind's.
+    /// A file that cannot be read as a segment is there with kind "error" (or "foreign") and
+    /// `shmbus_segment_readable` 0.
+    pub(crate) fn metrics(&self, m: &mut Metrics) {
+        let name = self.name.as_deref().unwrap_or(&self.file);
+        let mut m = m.segment(name, self.kind_word());
+        m.gauge(
+            "shmbus_segment_readable",
+            "1 if the segment could be read as its kind, 0 if not (see /api/segments for why).",
+            self.kind.is_some(),
+        );
+        m.gauge(
+            "shmbus_segment_size_bytes",
+            "Size of the segment's file in /dev/shm.",
+            self.size,
+        );
+        let Some((_, row)) = &self.kind else { return };
+        let live = row.liveness();
+        m.gauge(
+            "shmbus_creator_alive",
+            "1 if the process that created the segment is still running.",
+            live.creator_alive,
+        );
+        m.gauge(
+            "shmbus_stale",
+            "1 if the segment is stale: no participant attached and its creator gone.",
+            live.stale,
+        );
+        row.metrics(&mut m);
+    }
+
+    /// "bus", "queue", "board", "records", "error" (not readable as a segment) or "foreign".
+    pub(crate) fn kind_word(&self) -> &'static str {
         match (&self.kind, &self.error) {
             (Some((k, _)), _) => k.word(),
             (None, Some(_)) => "error",
@@ -136,9 +169,20 @@ pub(crate) fn collect(all: bool) -> Result<Vec<ListEntry>, Failure> {
 /// The entries of /dev/shm (those matching --prefix), each bus's and records segment's last
 /// publish from `activity`, which this sample joins.
 fn gather(args: &ListArgs, activity: &mut Activity) -> Result<Vec<ListEntry>, Failure> {
-    let mut entries = collect(args.all)?;
-    if let Some(p) = &args.prefix {
-        entries.retain(|e| e.name.as_deref().unwrap_or(&e.file).starts_with(p.as_str()));
+    scan(args.all, args.prefix.as_deref(), activity)
+}
+
+/// The entries of /dev/shm (with `all`, other files too; with a `prefix`, those whose name
+/// starts with it), each bus's and records segment's last publish from `activity`, which this
+/// sample joins. `list` and `serve` both read /dev/shm here.
+pub(crate) fn scan(
+    all: bool,
+    prefix: Option<&str>,
+    activity: &mut Activity,
+) -> Result<Vec<ListEntry>, Failure> {
+    let mut entries = collect(all)?;
+    if let Some(p) = prefix {
+        entries.retain(|e| e.name.as_deref().unwrap_or(&e.file).starts_with(p));
     }
     let now = std::time::Instant::now();
     for e in &mut entries {
@@ -197,10 +241,15 @@ pub(crate) fn run(args: &ListArgs) -> CmdResult {
     }
 }
 
+/// The entries as `list --json` prints them: one JSON array, on one line.
+pub(crate) fn json_array(entries: &[ListEntry]) -> String {
+    let objects: Vec<String> = entries.iter().map(ListEntry::json).collect();
+    format!("[{}]", objects.join(","))
+}
+
 fn print_once(args: &ListArgs, entries: &[ListEntry], out: &mut impl Write) -> CmdResult {
     if args.json {
-        let objects: Vec<String> = entries.iter().map(ListEntry::json).collect();
-        writeln!(out, "[{}]", objects.join(","))?;
+        writeln!(out, "{}", json_array(entries))?;
     } else if entries.is_empty() {
         match &args.prefix {
             Some(p) => writeln!(

@@ -13,6 +13,7 @@
 // Leaves: what every module prints through.
 mod activity;
 mod keys;
+mod metrics;
 mod output;
 mod text;
 mod watch_view;
@@ -28,6 +29,7 @@ mod info;
 mod journal;
 mod list;
 mod push_pop;
+mod serve;
 mod set_board;
 mod tail;
 mod watch;
@@ -68,6 +70,7 @@ Examples:
   shmbus create streams --kind lanes --lanes 64 --bytes 65536
   shmbus publish streams 'frame 1' 'frame 2'
   shmbus pop streams --follow
+  shmbus serve                         # http://127.0.0.1:9464/ and /metrics
   shmbus record prices run.journal --duration 60
   shmbus replay run.journal prices-copy --rate original
   shmbus completions bash > ~/.local/share/bash-completion/completions/shmbus
@@ -135,6 +138,49 @@ Examples:
 --help`); each producer's 'attached or stamped' age is its own activity stamp, written when
 it attaches and once in 1024 publishes.")]
     Info(info::InfoArgs),
+
+    /// Serve every segment over HTTP: Prometheus metrics, JSON and a live dashboard page.
+    #[command(after_help = "\
+Endpoints:
+  GET /                      a live dashboard: one row per segment (kind, shape, rate, a
+                             sparkline of the last minute), a detail view per segment
+  GET /metrics               Prometheus text format: per segment (labels name, kind) what
+                             it counts: published, bytes, queue depth, board cells written,
+                             live participants by role, staleness, size; and the scan's
+                             duration
+  GET /api/segments          what `shmbus list --json` prints
+  GET /api/segments/NAME     what `shmbus info NAME --json` prints (a board's values only
+                             with --show-payloads; a bus's check-by-check report even when
+                             a check fails). 404 if there is no such segment.
+  GET /api/segments/NAME/hz  what `shmbus hz NAME --window 1 --count 1 --json` prints: a
+                             bus's or records segment's rates over one second, and the
+                             losses of a read-only subscriber that reads every message
+                             (the segment keeps no loss count). At most 4 at once.
+
+The server only reads: every segment is opened read-only, so it needs no write permission
+and disturbs no producer. It rescans /dev/shm at most every --refresh-ms, so segments that
+appear or go are seen at the next scan; a file that cannot be read as a segment (corrupt,
+foreign, permission denied, a FIFO or a symbolic link under a segment's name) is listed
+with its error and counted with shmbus_segment_readable 0.
+
+It listens on loopback unless told otherwise. Anyone who can reach the port can read the
+segments' names, shapes, counts and participants' pids: a non-loopback --listen is refused
+unless --allow-remote is given. Without --allow-remote, a request whose Host header is not
+localhost or a loopback address is refused (403), so that a web page elsewhere cannot read
+the segments through a browser on this host (DNS rebinding). Payloads are never served
+unless --show-payloads is given.
+There is no authentication and no TLS: put a reverse proxy in front for either.
+
+The first line on stdout is the address listened on ('listening on http://127.0.0.1:9464/');
+with --listen 127.0.0.1:0 it names the port picked. Runs until interrupted (Ctrl-C).
+
+Examples:
+  shmbus serve
+  shmbus serve --listen 127.0.0.1:0            # any free port, printed on stdout
+  shmbus serve --prefix md- --refresh-ms 1000
+  shmbus serve --listen 0.0.0.0:9464 --allow-remote
+  curl -s localhost:9464/metrics | grep shmbus_queue_depth")]
+    Serve(serve::ServeArgs),
 
     /// Print a bus's messages; with --follow, keep printing new ones until Ctrl-C.
     #[command(after_help = "\
@@ -369,6 +415,7 @@ fn main() -> ExitCode {
         Command::Replay(a) => journal::replay(&a),
         Command::Completions(a) => docs::completions(&a, Cli::command()),
         Command::Man(a) => docs::man(&a, Cli::command()),
+        Command::Serve(a) => serve::run(&a),
     };
     finish(result)
 }

@@ -9,7 +9,7 @@ use clap::Args;
 use shmbus::{Board, BoardBuilder};
 
 use crate::keys::QuitKeys;
-use crate::kinds::{board, trusting, Trust};
+use crate::kinds::{board, trusting, Payloads, Trust};
 use crate::output::{CmdResult, Failure};
 use crate::text;
 
@@ -99,7 +99,7 @@ pub(crate) fn show(a: &BoardArgs) -> CmdResult {
         None
     };
     loop {
-        let rows = board::rows(&board, a.hex);
+        let rows = board::rows(&board, a.hex, Payloads::Shown);
         let mut out = io::stdout().lock();
         if a.json {
             writeln!(out, "{}", text::json_line(&rows))?;

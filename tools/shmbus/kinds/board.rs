@@ -11,7 +11,8 @@ use serde::Serialize;
 use shmbus::inspect::{self, Probe};
 use shmbus::{Board, BoardBuilder};
 
-use super::{Access, CreateArgs, Instead, Kind, ListRow, Liveness};
+use super::{Access, CreateArgs, Instead, Kind, ListRow, Liveness, Payloads, Report};
+use crate::metrics::SegmentMetrics;
 use crate::output::{CmdResult, Failure};
 use crate::text;
 
@@ -73,28 +74,36 @@ impl Kind for BoardKind {
         "CELLS> VALUE> TYPE KEYS WRITERS CREATOR"
     }
 
-    /// Its table, as `shmbus board NAME` prints it; with `json`, one object with the board's
+    /// Its table, as `shmbus board NAME` prints it; as JSON, one object with the board's
     /// shape and its cells (as every kind's `info --json` is an object).
-    fn info(&self, name: &str, json: bool, sample_ms: Option<u64>) -> CmdResult {
+    fn report(
+        &self,
+        name: &str,
+        sample_ms: Option<u64>,
+        payloads: Payloads,
+    ) -> Result<Report, Failure> {
         super::refuse_sample_ms(name, self, sample_ms)?;
         let board = open_for_inspection(name)?;
-        if json {
-            let p = inspect::probe(name)?;
-            return crate::output::print_json(&serde_json::json!({
+        let p = inspect::probe(name)?;
+        let cells = rows(&board, false, payloads);
+        let access = Access::of(name);
+        let mut text = Vec::new();
+        print_table(&mut text, &board, &cells)?;
+        if let Some(a) = &access {
+            writeln!(text, "access: {}", a.line())?;
+        }
+        Ok(Report {
+            text: String::from_utf8_lossy(&text).into_owned(),
+            json: text::json_line(&serde_json::json!({
                 "name": name,
                 "kind": "board",
                 "path": inspect::segment_path(name),
                 "summary": summary(&p)?,
-                "access": Access::of(name),
-                "cells": rows(&board, false),
-            }));
-        }
-        let mut out = io::stdout().lock();
-        print_table(&mut out, &board, &rows(&board, false))?;
-        if let Some(a) = Access::of(name) {
-            writeln!(out, "access: {}", a.line())?;
-        }
-        Ok(())
+                "access": access,
+                "cells": cells,
+            })),
+            failure: None,
+        })
     }
 
     fn live_participants(&self, p: &Probe) -> Vec<String> {
@@ -134,13 +143,39 @@ impl ListRow for BoardSummary {
     fn liveness(&self) -> &Liveness {
         &self.liveness
     }
+    fn metrics(&self, m: &mut SegmentMetrics<'_>) {
+        m.gauge("shmbus_board_cells", "Cells of the board.", self.cells);
+        m.gauge(
+            "shmbus_board_cells_written",
+            "Cells of the board set at least once.",
+            self.cells_written,
+        );
+        m.counter(
+            "shmbus_board_updates_total",
+            "Updates of all the board's cells since it was created.",
+            self.updates,
+        );
+        m.gauge_by(
+            "shmbus_participants_alive",
+            super::PARTICIPANTS_HELP,
+            ("role", "writer"),
+            self.writers_alive,
+        );
+    }
 }
 
 /// The summary of a probed board, opened read-only.
 fn summary(p: &Probe) -> shmbus::Result<BoardSummary> {
     let board = open_for_inspection(&p.name)?;
     let writers_alive = board.has_writers();
+    let reader = board.reader();
+    // A cell's version counts its updates; one that cannot be read counts as none.
+    let versions: Vec<u64> = (0..board.cells())
+        .map(|i| reader.version(i).unwrap_or(0))
+        .collect();
     Ok(BoardSummary {
+        cells_written: versions.iter().filter(|v| **v > 0).count(),
+        updates: versions.iter().sum(),
         cells: board.cells(),
         value_size: board.value_size(),
         value_type: board.value_type().to_string(),
@@ -159,6 +194,10 @@ pub(crate) struct BoardSummary {
     pub(crate) value_type: String,
     /// Whether the cells have key names.
     pub(crate) keys: bool,
+    /// Cells set at least once.
+    pub(crate) cells_written: usize,
+    /// Updates of all cells since creation (the sum of their versions).
+    pub(crate) updates: u64,
     /// Whether a live writer is attached.
     pub(crate) writers_alive: bool,
     #[serde(flatten)]
@@ -175,12 +214,15 @@ pub(crate) struct CellRow {
     /// Milliseconds since the value was set.
     age_ms: Option<u64>,
     len: Option<usize>,
-    /// The value, escaped text (or hex with --hex).
+    /// The value, escaped text (or hex with --hex); null when payloads are hidden.
     value: Option<String>,
+    /// The value in hex; null when payloads are hidden.
+    value_hex: Option<String>,
     error: Option<String>,
 }
 
-pub(crate) fn rows(board: &Board, hex: bool) -> Vec<CellRow> {
+/// The cells of `board`; their values only if `payloads` shows them.
+pub(crate) fn rows(board: &Board, hex: bool, payloads: Payloads) -> Vec<CellRow> {
     let mut reader = board.reader();
     let mut out = Vec::with_capacity(board.cells());
     reader.scan(|index, v| {
@@ -191,6 +233,7 @@ pub(crate) fn rows(board: &Board, hex: bool) -> Vec<CellRow> {
             age_ms: None,
             len: None,
             value: None,
+            value_hex: None,
             error: None,
         };
         match v {
@@ -198,11 +241,14 @@ pub(crate) fn rows(board: &Board, hex: bool) -> Vec<CellRow> {
                 row.version = v.version();
                 row.age_ms = Some(v.age().as_millis() as u64);
                 row.len = Some(v.bytes().len());
-                row.value = Some(if hex {
-                    text::hex(v.bytes())
-                } else {
-                    text::escape_payload(v.bytes())
-                });
+                if payloads == Payloads::Shown {
+                    row.value = Some(if hex {
+                        text::hex(v.bytes())
+                    } else {
+                        text::escape_payload(v.bytes())
+                    });
+                    row.value_hex = Some(text::hex(v.bytes()));
+                }
             }
             Ok(None) => {}
             Err(e) => row.error = Some(text::sanitize(&e.to_string())),
@@ -226,10 +272,11 @@ pub(crate) fn print_table(out: &mut impl Write, board: &Board, rows: &[CellRow])
         let age = r
             .age_ms
             .map_or("-".into(), |ms| text::duration(Duration::from_millis(ms)));
-        let value = match (&r.value, &r.error) {
-            (_, Some(e)) => format!("error: {e}"),
-            (Some(v), None) => v.clone(),
-            (None, None) => "-".into(),
+        let value = match (&r.value, &r.error, r.len) {
+            (_, Some(e), _) => format!("error: {e}"),
+            (Some(v), None, _) => v.clone(),
+            (None, None, Some(len)) => format!("({len} bytes, hidden)"),
+            (None, None, None) => "-".into(),
         };
         writeln!(
             out,

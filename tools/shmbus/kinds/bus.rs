@@ -13,9 +13,11 @@ use shmbus::{
 };
 
 use super::{
-    Attached, Counts, CreateArgs, Feed, Kind, ListRow, Liveness, Producer, Step, TailPlan, Trust,
+    Attached, Counts, CreateArgs, Feed, Kind, ListRow, Liveness, Payloads, Producer, Report, Step,
+    TailPlan, Trust,
 };
 use crate::activity::LastPublish;
+use crate::metrics::SegmentMetrics;
 use crate::output::{self, CmdResult, Failure, Printer};
 use crate::text;
 use crate::watch_view::WatchState;
@@ -73,8 +75,12 @@ impl Kind for BusKind {
 
     /// The whole header, each validity check, the producers and a slot census. A segment
     /// whose kind cannot be read gets this report too: its checks show where it fails.
-    fn info(&self, name: &str, json: bool, sample_ms: Option<u64>) -> CmdResult {
-        info(name, json, Duration::from_millis(sample_ms.unwrap_or(200)))
+    fn report(&self, name: &str, sample_ms: Option<u64>, _: Payloads) -> Result<Report, Failure> {
+        // A bus report holds no payloads.
+        Ok(report(
+            name,
+            Duration::from_millis(sample_ms.unwrap_or(200)),
+        ))
     }
 
     fn live_participants(&self, p: &Probe) -> Vec<String> {
@@ -145,7 +151,7 @@ impl Kind for BusKind {
 }
 
 /// `shmbus info` of a bus, its publish count sampled `sample` apart.
-fn info(name: &str, json: bool, sample: Duration) -> CmdResult {
+fn report(name: &str, sample: Duration) -> Report {
     let path = inspect::segment_path(name);
     let checks: Vec<CheckOut> = inspect::checks(name)
         .into_iter()
@@ -192,13 +198,11 @@ fn info(name: &str, json: bool, sample: Duration) -> CmdResult {
             Some(Failure(e.to_string()))
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    if json {
-        writeln!(stdout, "{}", text::json_line(&out))?;
-    } else {
-        stdout.write_all(render(&out).as_bytes())?;
+    Report {
+        text: render(&out),
+        json: text::json_line(&out),
+        failure,
     }
-    failure.map_or(Ok(()), Err)
 }
 
 impl Producer for Publisher {
@@ -275,6 +279,30 @@ impl ListRow for BusSummary {
     }
     fn set_last_publish(&mut self, l: LastPublish) {
         self.last_publish = l;
+    }
+    fn metrics(&self, m: &mut SegmentMetrics<'_>) {
+        m.counter(
+            "shmbus_bus_published_total",
+            "Messages published to the bus since it was created.",
+            self.published,
+        );
+        m.gauge(
+            "shmbus_bus_cursor",
+            "The bus's write cursor: the sequence number the next message gets.",
+            self.cursor,
+        );
+        m.gauge("shmbus_bus_slots", "Slots in the bus's ring.", self.slots);
+        m.gauge(
+            "shmbus_bus_slot_capacity_bytes",
+            "Largest message a slot holds, in bytes.",
+            self.capacity,
+        );
+        m.gauge_by(
+            "shmbus_participants_alive",
+            super::PARTICIPANTS_HELP,
+            ("role", "producer"),
+            self.producers,
+        );
     }
 }
 

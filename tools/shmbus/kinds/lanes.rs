@@ -8,7 +8,11 @@ use serde::Serialize;
 use shmbus::inspect::{self, Probe};
 use shmbus::lanes::{LaneEvent, LaneInfo, LanePublisher, LanePush, Lanes, LanesBuilder};
 
-use super::{Access, Attached, CreateArgs, Instead, Kind, ListRow, Liveness, Producer, Trust};
+use super::{
+    Access, Attached, CreateArgs, Instead, Kind, ListRow, Liveness, Payloads, Producer, Report,
+    Trust,
+};
+use crate::metrics::SegmentMetrics;
 use crate::output::{self, CmdResult, Failure, Format};
 use crate::text;
 
@@ -94,9 +98,10 @@ impl Kind for LanesKind {
         "COUNT> LANE> ACTIVE> PENDING> PUBLISHED> DROPPED> CONSUMER CREATOR"
     }
 
-    fn info(&self, name: &str, json: bool, sample_ms: Option<u64>) -> CmdResult {
+    fn report(&self, name: &str, sample_ms: Option<u64>, _: Payloads) -> Result<Report, Failure> {
+        // A lanes report holds no payloads.
         super::refuse_sample_ms(name, self, sample_ms)?;
-        info(&open_for_inspection(name)?, json)
+        Ok(report(&open_for_inspection(name)?))
     }
 
     fn live_participants(&self, p: &Probe) -> Vec<String> {
@@ -197,6 +202,46 @@ impl ListRow for LanesSummary {
     fn liveness(&self) -> &Liveness {
         &self.liveness
     }
+    fn metrics(&self, m: &mut SegmentMetrics<'_>) {
+        m.counter(
+            "shmbus_lanes_published_total",
+            "Records queued on the lanes segment's lanes since each lane was first used.",
+            self.published,
+        );
+        m.gauge(
+            "shmbus_lanes_dropped",
+            "Records dropped on full lanes in the lanes' current or last sessions (a lane's \
+             count restarts when a new producer acquires it).",
+            self.dropped,
+        );
+        m.gauge(
+            "shmbus_lanes_pending_bytes",
+            "Bytes published on the lanes and not yet acknowledged by the consumer.",
+            self.pending_bytes,
+        );
+        m.gauge(
+            "shmbus_lanes",
+            "Lanes of the lanes segment.",
+            u64::from(self.lanes),
+        );
+        m.gauge(
+            "shmbus_lane_bytes",
+            "Size of each lane of the lanes segment.",
+            self.lane_bytes,
+        );
+        m.gauge_by(
+            "shmbus_participants_alive",
+            super::PARTICIPANTS_HELP,
+            ("role", "producer"),
+            u64::from(self.lanes_in_use),
+        );
+        m.gauge_by(
+            "shmbus_participants_alive",
+            super::PARTICIPANTS_HELP,
+            ("role", "consumer"),
+            self.consumer_alive,
+        );
+    }
 }
 
 #[derive(Serialize, Debug)]
@@ -234,7 +279,7 @@ struct InfoOut {
 }
 
 /// `shmbus info` on a lanes segment: its shape, its lanes, its consumer.
-fn info(l: &Lanes, json: bool) -> CmdResult {
+fn report(l: &Lanes) -> Report {
     let lanes = l.lane_info();
     let t = totals(&lanes);
     let h = l.header();
@@ -276,11 +321,17 @@ fn info(l: &Lanes, json: bool) -> CmdResult {
         liveness: Liveness::of(&h, l.has_consumer() || t.in_use > 0),
         access: Access::of(l.name()),
     };
-    let mut out = io::stdout().lock();
-    if json {
-        writeln!(out, "{}", text::json_line(&o))?;
-        return Ok(());
+    let mut out = String::new();
+    text_report(&mut out, &o).expect("writing to a String cannot fail");
+    Report {
+        json: text::json_line(&o),
+        text: out,
+        failure: None,
     }
+}
+
+fn text_report(out: &mut String, o: &InfoOut) -> std::fmt::Result {
+    use std::fmt::Write as _;
     writeln!(out, "lanes segment {}", text::sanitize(&o.name))?;
     writeln!(out, "  path               {}", o.path)?;
     writeln!(

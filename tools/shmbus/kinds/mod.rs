@@ -19,6 +19,7 @@ use shmbus::layout::SegmentKind;
 use shmbus::{HeaderSnapshot, LapPolicy, Start};
 
 use crate::activity::LastPublish;
+use crate::metrics::SegmentMetrics;
 use crate::output::{CmdResult, Failure, Printer};
 use crate::text;
 use crate::watch_view::WatchState;
@@ -42,8 +43,15 @@ pub(crate) trait Kind: Sync {
     /// line: a header ending in '>' is right-aligned (a number).
     fn list_columns(&self) -> &'static str;
 
-    /// `shmbus info NAME`; `sample_ms` is `--sample-ms` as given.
-    fn info(&self, name: &str, json: bool, sample_ms: Option<u64>) -> CmdResult;
+    /// `shmbus info NAME` as text and as JSON (what `info --json` prints and `serve` answers
+    /// at `/api/segments/NAME`); `sample_ms` is `--sample-ms` as given. `payloads` says whether
+    /// values read from the segment go into the report.
+    fn report(
+        &self,
+        name: &str,
+        sample_ms: Option<u64>,
+        payloads: Payloads,
+    ) -> Result<Report, Failure>;
 
     /// Who is attached to the segment and alive, in the kind's words ("a live producer (pid
     /// 12)"); empty when no one is, or when the segment cannot be read.
@@ -88,6 +96,22 @@ pub(crate) trait Kind: Sync {
             publish: "shmbus info",
         }
     }
+}
+
+/// Whether a report carries the values a segment holds (a board's cells), or only their
+/// shape and state: `serve` hides them unless `--show-payloads` is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Payloads {
+    Shown,
+    Hidden,
+}
+
+/// One segment's `info` report: the same state as text and as one line of JSON, and the
+/// failure `info` exits with (a bus that fails a check is still reported, check by check).
+pub(crate) struct Report {
+    pub(crate) text: String,
+    pub(crate) json: String,
+    pub(crate) failure: Option<Failure>,
 }
 
 /// What a refusal of `hz`, `watch` or `publish` says.
@@ -320,7 +344,16 @@ pub(crate) trait ListRow: RowJson {
     }
     /// The last publish, as `list` sampled it.
     fn set_last_publish(&mut self, _l: LastPublish) {}
+    /// Its samples in `serve`'s `/metrics`, besides those of every kind (size, creator,
+    /// staleness, which `serve` adds from [`ListRow::liveness`]).
+    fn metrics(&self, m: &mut SegmentMetrics<'_>);
 }
+
+/// The help of `shmbus_participants_alive`, which every kind reports by role.
+pub(crate) const PARTICIPANTS_HELP: &str = "Live participants attached to the segment, by role \
+     (boards and records segments record only whether one is: 0 or 1; lanes count producers \
+     holding a lane and the consumer). Read-only subscribers leave no trace and are not \
+     counted.";
 
 /// A summary as one line of ASCII JSON, its fields in their declared order, for any
 /// serializable summary.

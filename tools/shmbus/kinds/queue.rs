@@ -1,14 +1,13 @@
 //! Work queues: each item goes to one receiver. What `create`, `list`, `info` and `rm` do with
 //! a queue (`push` and `pop` are its own commands).
 
-use std::io::{self, Write};
-
 use serde::Serialize;
 use shmbus::inspect::{self, Probe};
 use shmbus::{QueueBuilder, Role};
 
-use super::{Access, CreateArgs, Instead, Kind, ListRow, Liveness};
-use crate::output::CmdResult;
+use super::{Access, CreateArgs, Instead, Kind, ListRow, Liveness, Payloads, Report};
+use crate::metrics::SegmentMetrics;
+use crate::output::{CmdResult, Failure};
 use crate::text;
 
 /// The queue kind.
@@ -53,9 +52,10 @@ impl Kind for QueueKind {
         "CAPACITY> ITEM> TYPE LEN> HEAD> TAIL> SENDERS> RECEIVERS> CREATOR"
     }
 
-    fn info(&self, name: &str, json: bool, sample_ms: Option<u64>) -> CmdResult {
+    fn report(&self, name: &str, sample_ms: Option<u64>, _: Payloads) -> Result<Report, Failure> {
+        // A queue report holds no payloads.
         super::refuse_sample_ms(name, self, sample_ms)?;
-        info(name, json)
+        report(name)
     }
 
     fn live_participants(&self, p: &Probe) -> Vec<String> {
@@ -111,6 +111,43 @@ impl ListRow for QueueSummary {
     }
     fn liveness(&self) -> &Liveness {
         &self.liveness
+    }
+    fn metrics(&self, m: &mut SegmentMetrics<'_>) {
+        m.counter(
+            "shmbus_queue_sent_total",
+            "Positions taken by senders since the queue was created (its tail), skipped ones \
+             included.",
+            self.tail,
+        );
+        m.counter(
+            "shmbus_queue_received_total",
+            "Positions taken by receivers since the queue was created (its head).",
+            self.head,
+        );
+        m.gauge("shmbus_queue_depth", "Items in the queue now.", self.len);
+        m.gauge(
+            "shmbus_queue_capacity",
+            "Items the queue holds.",
+            self.capacity,
+        );
+        m.counter(
+            "shmbus_queue_skipped_total",
+            "Positions skipped because their sender died before publishing.",
+            self.skipped,
+        );
+        m.counter(
+            "shmbus_queue_lost_total",
+            "Items lost because their receiver died holding them.",
+            self.lost,
+        );
+        for (role, n) in [("sender", self.senders), ("receiver", self.receivers)] {
+            m.gauge_by(
+                "shmbus_participants_alive",
+                super::PARTICIPANTS_HELP,
+                ("role", role),
+                n,
+            );
+        }
     }
 }
 
@@ -189,7 +226,7 @@ struct QueueInfoOut<'a> {
 }
 
 /// `shmbus info` of a queue.
-fn info(name: &str, json: bool) -> CmdResult {
+fn report(name: &str) -> Result<Report, Failure> {
     let (s, parts) = summary(name)?;
     let parts: Vec<ParticipantOut> = parts
         .iter()
@@ -200,20 +237,7 @@ fn info(name: &str, json: bool) -> CmdResult {
             alive: p.alive,
         })
         .collect();
-    let mut out = io::stdout().lock();
     let path = inspect::segment_path(name).display().to_string();
-    if json {
-        let o = QueueInfoOut {
-            name,
-            kind: "queue",
-            path,
-            summary: s,
-            access: Access::of(name),
-            participants: parts,
-        };
-        writeln!(out, "{}", text::json_line(&o))?;
-        return Ok(());
-    }
     let mut t = String::new();
     use std::fmt::Write as _;
     let _ = writeln!(
@@ -266,9 +290,21 @@ fn info(name: &str, json: bool) -> CmdResult {
         );
     }
     let _ = writeln!(t, "  size         {}", text::bytes(s.liveness.segment_size));
-    if let Some(a) = Access::of(name) {
+    let access = Access::of(name);
+    if let Some(a) = &access {
         let _ = writeln!(t, "  access       {}", a.line());
     }
-    out.write_all(t.as_bytes())?;
-    Ok(())
+    let o = QueueInfoOut {
+        name,
+        kind: "queue",
+        path,
+        summary: s,
+        access,
+        participants: parts,
+    };
+    Ok(Report {
+        text: t,
+        json: text::json_line(&o),
+        failure: None,
+    })
 }

@@ -10,10 +10,11 @@ use shmbus::records::{RecordPublisher, RecordRecv, RecordSubscriber, Records, Re
 use shmbus::{HeaderSnapshot, LapPolicy, Start, Wait};
 
 use super::{
-    Access, Attached, Counts, CreateArgs, Feed, Kind, ListRow, Liveness, Producer, Step, TailPlan,
-    Trust,
+    Access, Attached, Counts, CreateArgs, Feed, Kind, ListRow, Liveness, Payloads, Producer,
+    Report, Step, TailPlan, Trust,
 };
 use crate::activity::LastPublish;
+use crate::metrics::SegmentMetrics;
 use crate::output::{self, CmdResult, Failure, Printer};
 use crate::text;
 use crate::watch_view::WatchState;
@@ -75,9 +76,10 @@ impl Kind for RecordsKind {
         "RING> MAX> PUBLISHED> BYTES> RATE> LAST> PRODUCER CREATOR"
     }
 
-    fn info(&self, name: &str, json: bool, sample_ms: Option<u64>) -> CmdResult {
+    fn report(&self, name: &str, sample_ms: Option<u64>, _: Payloads) -> Result<Report, Failure> {
+        // A records report holds no payloads.
         let r = open_for_inspection(name)?;
-        info(&r, json, Duration::from_millis(sample_ms.unwrap_or(200)))
+        Ok(report(&r, Duration::from_millis(sample_ms.unwrap_or(200))))
     }
 
     fn live_participants(&self, p: &Probe) -> Vec<String> {
@@ -187,6 +189,29 @@ impl ListRow for RecordsSummary {
     fn set_last_publish(&mut self, l: LastPublish) {
         self.last_publish = l;
     }
+    fn metrics(&self, m: &mut SegmentMetrics<'_>) {
+        m.counter(
+            "shmbus_records_published_total",
+            "Records published to the records segment since it was created.",
+            self.records_published,
+        );
+        m.counter(
+            "shmbus_records_published_bytes_total",
+            "Payload bytes published to the records segment since it was created.",
+            self.bytes_published,
+        );
+        m.gauge(
+            "shmbus_records_ring_bytes",
+            "Size of the records segment's byte ring.",
+            self.ring_bytes,
+        );
+        m.gauge_by(
+            "shmbus_participants_alive",
+            super::PARTICIPANTS_HELP,
+            ("role", "producer"),
+            self.producer_alive,
+        );
+    }
 }
 
 /// `shmbus tail` on a records segment: the records available (at most `n`), or with `follow`
@@ -256,7 +281,7 @@ struct InfoOut {
 }
 
 /// `shmbus info` on a records segment: its ring, what was published, its producer.
-fn info(r: &Records, json: bool, sample: Duration) -> CmdResult {
+fn report(r: &Records, sample: Duration) -> Report {
     let last_publish = super::sample_last_publish(sample, || r.records_published());
     let h = r.header();
     let o = InfoOut {
@@ -272,11 +297,17 @@ fn info(r: &Records, json: bool, sample: Duration) -> CmdResult {
         liveness: Liveness::of(&h, r.has_producers()),
         access: Access::of(r.name()),
     };
-    let mut out = io::stdout().lock();
-    if json {
-        writeln!(out, "{}", text::json_line(&o))?;
-        return Ok(());
+    let mut out = String::new();
+    text_report(&mut out, &o).expect("writing to a String cannot fail");
+    Report {
+        json: text::json_line(&o),
+        text: out,
+        failure: None,
     }
+}
+
+fn text_report(out: &mut String, o: &InfoOut) -> std::fmt::Result {
+    use std::fmt::Write as _;
     writeln!(out, "records segment {}", text::sanitize(&o.name))?;
     writeln!(out, "  path               {}", o.path)?;
     writeln!(out, "  ring               {} bytes", o.ring_bytes)?;

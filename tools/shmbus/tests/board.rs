@@ -110,7 +110,7 @@ fn create_refuses_options_of_other_kinds_and_a_board_without_cells_in_cli_words(
     );
     fails_with(
         &["create", name, "--bytes", "4096"],
-        "--bytes does not apply to --kind bus (only to records)",
+        "--bytes does not apply to --kind bus (only to records and lanes)",
     );
     fails_with(
         &["create", name, "--kind", "queue", "--multi-producer"],
