@@ -28,6 +28,7 @@ mod engine;
 mod board;
 mod fanout;
 mod journal;
+mod lanes;
 mod latency;
 mod mp;
 #[cfg(feature = "peers")]
@@ -98,6 +99,9 @@ enum Cmd {
     Board(board::BoardArgs),
     /// Journal record throughput (64 B and 4 KiB) next to the file system's write bandwidth.
     Journal(journal::JournalArgs),
+    /// Lanes: publish cost, one-way latency, throughput of 1 to 16 producer processes and the
+    /// consumer's cost with many idle lanes, each beside its floor in the same run.
+    Lanes(lanes::LanesArgs),
     /// A child process's role (internal).
     #[command(name = "__child", hide = true)]
     Child(child::ChildArgs),
@@ -222,6 +226,7 @@ fn main() {
         Some(Cmd::Queue(args)) => queue::run(args, cli.json, cli.quick),
         Some(Cmd::Board(args)) => board::run(args, cli.json, cli.quick),
         Some(Cmd::Journal(args)) => journal::run(args, cli.quick, cli.json),
+        Some(Cmd::Lanes(args)) => lanes::run(args, cli.json, cli.quick),
         _ => measure(&cli),
     };
     if let Err(e) = result {
@@ -241,7 +246,12 @@ fn measure(cli: &Cli) -> Result<(), String> {
             Some(Cmd::Throughput(_)) => "throughput",
             Some(Cmd::Mp(_)) => "mp",
             Some(
-                Cmd::Soak(_) | Cmd::Child(_) | Cmd::Queue(_) | Cmd::Board(_) | Cmd::Journal(_),
+                Cmd::Soak(_)
+                | Cmd::Child(_)
+                | Cmd::Queue(_)
+                | Cmd::Board(_)
+                | Cmd::Journal(_)
+                | Cmd::Lanes(_),
             ) => {
                 unreachable!("handled in main")
             }
@@ -270,7 +280,14 @@ fn measure(cli: &Cli) -> Result<(), String> {
         Some(Cmd::Fanout(a)) => cmd_fanout(&ctx, &mut report, a)?,
         Some(Cmd::Throughput(a)) => cmd_throughput(&ctx, &mut report, a)?,
         Some(Cmd::Mp(a)) => cmd_mp(&ctx, &mut report, a)?,
-        Some(Cmd::Soak(_) | Cmd::Child(_) | Cmd::Queue(_) | Cmd::Board(_) | Cmd::Journal(_)) => {
+        Some(
+            Cmd::Soak(_)
+            | Cmd::Child(_)
+            | Cmd::Queue(_)
+            | Cmd::Board(_)
+            | Cmd::Journal(_)
+            | Cmd::Lanes(_),
+        ) => {
             unreachable!("handled in main")
         }
     }

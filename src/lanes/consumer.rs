@@ -18,6 +18,10 @@ pub(crate) const SWEEP_PERIOD: Duration = Duration::from_millis(10);
 /// A busy consumer looks at the clock for its sweep once in this many receives.
 const SWEEP_CHECK_EVERY: u64 = 256;
 
+/// Lanes found empty whose ready bits a consumer leaves set until it clears them together (one
+/// heavy barrier for all): also cleared before every sleep and every arming of readiness.
+const STALE_LIMIT: usize = 16;
+
 /// Records a consumer visits in one lane before it moves to the next in a batch: lanes are
 /// served round-robin, so that no busy lane starves another.
 const BATCH_PER_LANE: usize = 32;
@@ -134,6 +138,10 @@ pub struct LaneConsumer {
     next_sweep: u64,
     /// Receives so far (for the busy consumer's sweep).
     polls: u64,
+    /// Lanes found empty with their ready bits still set (at most `STALE_LIMIT`), and the same
+    /// as a bitmap, so that each is listed once.
+    stale: Vec<u32>,
+    stale_bits: Vec<u64>,
     futex: SysFutex,
     stats: LaneConsumerStats,
     #[cfg(not(loom))]
@@ -169,6 +177,8 @@ impl LaneConsumer {
             cursor: 0,
             next_sweep: 0,
             polls: 0,
+            stale: Vec::with_capacity(STALE_LIMIT),
+            stale_bits: vec![0; (lanes.shape.lanes as usize).div_ceil(64)],
             futex: SysFutex::of(seg),
             stats: LaneConsumerStats::default(),
             #[cfg(not(loom))]
@@ -241,15 +251,30 @@ impl LaneConsumer {
         self.lanes.seg.lock_fd().is_some() && crate::segment::coarse_now_ns() >= self.next_sweep
     }
 
-    /// Moves the cursor to the first lane with a record or a close to report, settling (and
-    /// clearing the ready bit of) each empty lane on the way. `Ok(false)`: none.
+    /// Moves the cursor to the first lane with a record or a close to report, noting each empty
+    /// lane on the way as stale (its bit is cleared later, with others). `Ok(false)`: none.
     pub(super) fn find(&mut self) -> Result<bool> {
+        if self.scan()? {
+            return Ok(true);
+        }
+        // Enough empty lanes noted: clear their bits (one heavy barrier for all), and look again
+        // if one of them was raised meanwhile.
+        if self.stale.len() >= STALE_LIMIT && self.clear_stale() {
+            return self.scan();
+        }
+        Ok(false)
+    }
+
+    /// One pass over the lanes whose ready bits are set, from the cursor, each at most once.
+    fn scan(&mut self) -> Result<bool> {
         let set = self.lanes.set(&self.mem);
         let mut from = self.cursor;
-        for _ in 0..=self.lanes.shape.lanes {
-            let Some(lane) = set.next_ready(from) else {
+        let mut first = None;
+        while let Some(lane) = set.next_ready(from) {
+            if first == Some(lane) {
                 break;
-            };
+            }
+            first.get_or_insert(lane);
             loop {
                 match set.peek(lane) {
                     Ok(Some(_)) => {
@@ -260,7 +285,10 @@ impl LaneConsumer {
                     Err(detail) => {
                         // The next receive starts past it, so the other lanes go on.
                         self.cursor = lane + 1;
-                        return Err(self.corrupt(detail));
+                        return Err(Error::LanesCorrupt {
+                            name: self.lanes.name().to_owned(),
+                            detail,
+                        });
                     }
                 }
                 if set.state(lane) & STATE_MASK >= super::layout::CLOSED {
@@ -269,13 +297,36 @@ impl LaneConsumer {
                 }
                 match set.settle(lane) {
                     Settled::Again => continue,
-                    Settled::Empty => break,
+                    Settled::Empty => {
+                        let (w, b) = (lane as usize / 64, 1u64 << (lane % 64));
+                        if self.stale_bits[w] & b == 0 && self.stale.len() < self.stale.capacity() {
+                            self.stale_bits[w] |= b;
+                            self.stale.push(lane);
+                        }
+                        break;
+                    }
                     Settled::Closed { .. } => unreachable!("a closed lane returned above"),
                 }
             }
             from = lane + 1;
         }
         Ok(false)
+    }
+
+    /// Clears the ready bits of the lanes noted empty (docs/design.md §17, "The ready bitmap");
+    /// true if one was raised again because something arrived meanwhile.
+    pub(super) fn clear_stale(&mut self) -> bool {
+        if self.stale.is_empty() {
+            return false;
+        }
+        let set = self.lanes.set(&self.mem);
+        let futex = &self.futex;
+        let again = set.clear(&self.stale, || wait::Futex::heavy_barrier(futex));
+        for &lane in &self.stale {
+            self.stale_bits[lane as usize / 64] = 0;
+        }
+        self.stale.clear();
+        again
     }
 
     /// [`Self::find`], and if it finds nothing and the idle sweep is due, the sweep and another
@@ -404,20 +455,28 @@ impl LaneConsumer {
         let mut n = 0;
         let mut end = None;
         let mut records = 0;
+        let mut bound = 0;
         let result = loop {
             if n >= max {
                 break Ok(());
             }
             // Peek past the records seen so far: the read position is published only at the end.
-            let p = match end {
-                None => set.peek(lane),
-                Some(e) => set.peek_at(lane, e),
+            // The write position is loaded again only once the records below it are read.
+            let at = end.unwrap_or_else(|| set.read_position(lane));
+            if at >= bound {
+                bound = set.write_position(lane);
+            }
+            let p = if at == bound {
+                Ok(None)
+            } else {
+                set.peek_within(lane, at, bound).map(Some)
             };
             match p {
                 Ok(Some(p)) => {
                     // SAFETY: `p` is the lane's next record after those of this batch, all below
-                    // the write position `peek_at` loaded; no read position is published before
-                    // the loop ends, after every view has been dropped.
+                    // the write position loaded with Acquire; no read position is published
+                    // before the loop ends or the batch is acknowledged, after every view has
+                    // been dropped.
                     let bytes = unsafe { set.payload(lane, &p) };
                     f(LaneItem::Record { lane, bytes });
                     self.stats.records += 1;
@@ -531,6 +590,11 @@ impl Attempt for Finding<'_> {
     }
 
     fn sleep(&mut self, timeout: Option<Duration>) {
+        // Nothing found: the bits of the empty lanes are cleared first, so that the sleep's
+        // re-check (any bit set) means something arrived.
+        if self.c.clear_stale() {
+            return;
+        }
         let seg = &self.c.lanes.seg;
         let set = self.c.lanes.set(&self.c.mem);
         wait::sleep_on(seg.wake_words(), &self.c.futex, true, timeout, || {

@@ -13,7 +13,7 @@ use super::layout::{
     L_PUBLISHED, L_READ, L_STATE, L_WRITE, OPEN, SESSION, STATE_MASK, W_READY,
 };
 use super::mirror::LaneBytes;
-use crate::sync::{fence, load_acquire, AtomicU64, Ordering};
+use crate::sync::{load_acquire, AtomicU64, Ordering};
 
 /// The words and bytes of a lanes segment.
 pub(crate) struct LaneSet<'a, M> {
@@ -97,7 +97,7 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
     /// Opens lane `lane` for a producer that holds it (its lock, or on a heap segment its free
     /// state won by `try_claim`): a new session. Fails with the positions' description if they
     /// contradict each other.
-    pub(crate) fn open(&self, lane: u32, state: u64) -> Result<Writer, String> {
+    pub(crate) fn open(&self, lane: u32, state: u64, strong: bool) -> Result<Writer, String> {
         // ORDERING: Acquire pairs with the consumer's Release stores of the read position: the
         // consumer's reads of the bytes before it are done.
         let read = load_acquire(self.word(lane, L_READ));
@@ -120,6 +120,7 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
             read,
             drops: 0,
             published,
+            strong,
         })
     }
 
@@ -137,15 +138,16 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
     }
 
     /// Raises lane `lane`'s ready bit after a store the consumer must find (a write position or
-    /// a close): the producer's side of the Dekker pair with [`LaneSet::settle`]. Returns
-    /// whether this raised it (the consumer may need waking).
+    /// a close): the producer's side of the barrier pair with [`LaneSet::clear`]. `strong`: a
+    /// real fence rather than the light side of the asymmetric pair (§7). Returns whether this
+    /// raised it (the consumer may need waking).
     #[inline]
-    fn raise(&self, lane: u32) -> bool {
-        // ORDERING: SeqCst fence pairs with the consumer's SeqCst fence in `settle`, between
-        // its clearing of the bit and its load of the write position and state: either the
-        // consumer's load sees our store, or our load below sees the bit cleared and we raise
-        // it again (docs/design.md §17, "The ready bitmap").
-        fence(Ordering::SeqCst);
+    fn raise(&self, lane: u32, strong: bool) -> bool {
+        // ORDERING: the light barrier pairs with the consumer's heavy barrier in `clear`,
+        // between its clearing of bits and its second look at their lanes: either that look
+        // sees our store, or our load below sees the bit cleared and we raise it again
+        // (docs/design.md §17, "The ready bitmap"). Under loom and miri it is a SeqCst fence.
+        crate::wait::light_barrier(strong);
         let (word, bit) = self.ready_word(lane);
         if word.load(Ordering::Relaxed) & bit != 0 {
             return false;
@@ -162,7 +164,7 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
         // that sees the close sees every write position stored before it.
         self.word(w.lane, L_STATE)
             .store((state & !STATE_MASK) | CLOSED, Ordering::Release);
-        self.raise(w.lane)
+        self.raise(w.lane, w.strong)
     }
 
     // ---- the consumer's side ----
@@ -183,7 +185,14 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
         if write == read {
             return Ok(None);
         }
-        if !self.consistent(write, read) {
+        self.peek_within(lane, read, write).map(Some)
+    }
+
+    /// The record at position `read` of lane `lane`, below a write position `write` that the
+    /// caller loaded with Acquire (a batch reads every record below one load of it).
+    #[inline]
+    pub(crate) fn peek_within(&self, lane: u32, read: u64, write: u64) -> Result<Peeked, String> {
+        if write == read || !self.consistent(write, read) {
             return Err(format!(
                 "lane {lane}: write position {write} and read position {read} are inconsistent"
             ));
@@ -202,11 +211,25 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
                 write - read
             ));
         }
-        Ok(Some(Peeked {
+        Ok(Peeked {
             pos: read + LANE_RECORD_HEADER as u64,
             len,
             end: read + need,
-        }))
+        })
+    }
+
+    /// Lane `lane`'s read position (only the consumer stores it).
+    #[inline]
+    pub(crate) fn read_position(&self, lane: u32) -> u64 {
+        self.word(lane, L_READ).load(Ordering::Relaxed)
+    }
+
+    /// Lane `lane`'s write position (Acquire: the bytes below it are visible).
+    #[inline]
+    pub(crate) fn write_position(&self, lane: u32) -> u64 {
+        // ORDERING: Acquire pairs with the producer's Release store of the write position in
+        // `Writer::publish`.
+        load_acquire(self.word(lane, L_WRITE))
     }
 
     /// The payload of a peeked record.
@@ -235,9 +258,9 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
         self.word(lane, L_READ).store(end, Ordering::Release);
     }
 
-    /// Called when lane `lane` had nothing to read: frees it if it is closed and drained,
-    /// else clears its ready bit unless a record arrived (the consumer's side of the Dekker
-    /// pair with the producer's `raise`).
+    /// Called when lane `lane` had nothing to read: frees it if it is closed and drained, else
+    /// says it is empty and leaves its ready bit as it is. The consumer clears the bits of empty
+    /// lanes later, several at a time, with [`LaneSet::clear`].
     pub(crate) fn settle(&self, lane: u32) -> Settled {
         let state = self.state(lane);
         if state & STATE_MASK == CLOSED || state & STATE_MASK == CLOSED | DIED {
@@ -261,19 +284,32 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
                 died: state & DIED != 0,
             };
         }
-        let (word, bit) = self.ready_word(lane);
-        word.fetch_and(!bit, Ordering::Relaxed);
-        // ORDERING: SeqCst fence pairs with the producer's in `raise` (see there).
-        fence(Ordering::SeqCst);
-        let read = self.word(lane, L_READ).load(Ordering::Relaxed);
-        let closed = self.word(lane, L_STATE).load(Ordering::Relaxed) & STATE_MASK >= CLOSED;
-        if self.word(lane, L_WRITE).load(Ordering::Relaxed) != read || closed {
-            // Something arrived: keep the bit raised for it (we are about to serve it anyway,
-            // but an event loop that stops here must still find it).
-            word.fetch_or(bit, Ordering::Relaxed);
-            return Settled::Again;
-        }
         Settled::Empty
+    }
+
+    /// Clears the ready bits of `lanes`, which the consumer found empty, runs `heavy` (the
+    /// consumer's side of the barrier pair with [`LaneSet::raise`]: `membarrier`, or a fence)
+    /// and looks at each lane once more, raising its bit again if a record or a close arrived
+    /// meanwhile. `heavy` returns false if it could not run: the bits are then raised again
+    /// (nothing is lost; the consumer keeps visiting those lanes). Returns whether any bit was
+    /// raised again.
+    pub(crate) fn clear(&self, lanes: &[u32], heavy: impl FnOnce() -> bool) -> bool {
+        for &lane in lanes {
+            let (word, bit) = self.ready_word(lane);
+            word.fetch_and(!bit, Ordering::Relaxed);
+        }
+        let barrier = heavy();
+        let mut again = false;
+        for &lane in lanes {
+            let read = self.word(lane, L_READ).load(Ordering::Relaxed);
+            let closed = self.word(lane, L_STATE).load(Ordering::Relaxed) & STATE_MASK >= CLOSED;
+            if !barrier || self.word(lane, L_WRITE).load(Ordering::Relaxed) != read || closed {
+                let (word, bit) = self.ready_word(lane);
+                word.fetch_or(bit, Ordering::Relaxed);
+                again = true;
+            }
+        }
+        again
     }
 
     /// Raises the ready bit of a lane whose producer the sweep found dead, after marking it
@@ -360,6 +396,8 @@ pub(crate) struct Writer {
     read: u64,
     drops: u64,
     published: u64,
+    /// A real fence before the ready-bit look (`Wakeup::Fence`, or no `membarrier`).
+    strong: bool,
 }
 
 impl Writer {
@@ -423,7 +461,7 @@ impl Writer {
             return None;
         }
         Some(Pushed::Queued {
-            raised: set.raise(self.lane),
+            raised: set.raise(self.lane, self.strong),
         })
     }
 

@@ -117,7 +117,8 @@ impl LanePublisher {
                 segment::process_start_ticks(pid).unwrap_or(0),
                 Ordering::Relaxed,
             );
-            let writer = match set.open(lane, state) {
+            let strong_fence = wait::producer_fences(seg);
+            let writer = match set.open(lane, state, strong_fence) {
                 Ok(w) => w,
                 Err(detail) => {
                     if let Some(fd) = &lock {
@@ -132,7 +133,7 @@ impl LanePublisher {
             return Ok(LanePublisher {
                 lanes: lanes.clone(),
                 futex: SysFutex::of(seg),
-                strong_fence: wait::producer_fences(seg),
+                strong_fence,
                 mem,
                 writer,
                 lock,

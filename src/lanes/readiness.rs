@@ -99,7 +99,9 @@ impl LaneConsumer {
         if registered(self.ready.as_ref()).take_check() {
             self.sweep();
         }
-        if !self.find()? {
+        // Nothing found: clear the bits of the lanes found empty (else the waker would find
+        // them set and signal at once), unless one was raised meanwhile.
+        if !self.find()? && !self.clear_stale() {
             registered(self.ready.as_ref()).arm(0);
             // Armed after the look: a bit raised since is seen by the waker, which signals.
         }
