@@ -130,6 +130,41 @@ fn summary<'py>(py: Python<'py>, p: &Probe) -> Result<Bound<'py, PyDict>, Failur
     Ok(d)
 }
 
+/// The header as `info --json` prints a bus's (every kind has one; the inspector prints it for
+/// buses).
+fn header<'py>(py: Python<'py>, h: &shmbus::HeaderSnapshot) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("magic", format!("{:#018x}", h.magic))?;
+    d.set_item("abi_version", h.abi_version)?;
+    let mode = match h.producer_mode() {
+        Some(shmbus::ProducerMode::Single) => "single".to_owned(),
+        Some(_) => "multi".to_owned(),
+        None => format!("invalid ({})", h.mode_word),
+    };
+    d.set_item("producer_mode", mode)?;
+    let wakeup = match h.wakeup() {
+        Some(shmbus::Wakeup::Barrier) => "barrier".to_owned(),
+        Some(shmbus::Wakeup::Fence) => "fence".to_owned(),
+        _ => format!("invalid ({})", h.wakeup_word),
+    };
+    d.set_item("wakeup", wakeup)?;
+    d.set_item("slot_count", h.slot_count)?;
+    d.set_item("slot_stride", h.slot_stride)?;
+    d.set_item("capacity", h.capacity)?;
+    d.set_item("type_name", &h.ty.name)?;
+    d.set_item("type_size", h.ty.size)?;
+    d.set_item("type_align", h.ty.align)?;
+    d.set_item("type_hash", format!("{:#018x}", h.type_hash))?;
+    d.set_item("first_seq", h.first_seq)?;
+    d.set_item("cursor", h.cursor)?;
+    d.set_item("published", h.published())?;
+    d.set_item("creator_pid", h.creator_pid)?;
+    d.set_item("creator_start_ticks", h.creator_start)?;
+    d.set_item("created_unix_ns", h.created_ns)?;
+    d.set_item("segment_size", h.segment_size)?;
+    Ok(d)
+}
+
 /// Why a summary could not be made: the segment could not be opened (a library error, which
 /// `list` reports as the entry's `error`), or Python failed.
 enum Failure {
@@ -211,7 +246,7 @@ pub(crate) fn list(py: Python<'_>, all: bool) -> PyResult<Bound<'_, PyList>> {
 }
 
 /// One segment's report, as `shmbus info NAME --json` gives it: `name`, `kind`, `path`,
-/// `access` (owner and mode), `summary` (what list() gives under the kind), and for a bus
+/// `access` (owner and mode), `header` (the segment header's words), `summary` (what list() gives under the kind), and for a bus
 /// `checks` (each step of the opening pipeline: `check`, `status` "ok"/"FAIL"/"WARN"/
 /// "skipped", `detail`) and `producers` (`index`, `pid`, `stamp_ns_ago`). Raises the
 /// library's error (NotFound, ...) when the segment cannot be read.
@@ -233,6 +268,7 @@ pub(crate) fn info<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDi
         a.set_item("shared_write", m.mode() & 0o022 != 0)?;
         d.set_item("access", a)?;
     }
+    d.set_item("header", header(py, &probe.header)?)?;
     d.set_item("summary", summary(py, &probe)?)?;
     if probe.kind == SegmentKind::Bus {
         let checks = PyList::empty(py);
