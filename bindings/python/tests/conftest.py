@@ -22,33 +22,43 @@ def name(request):
         pass
 
 
-def _find_cli():
-    env = os.environ.get("SHMBUS_CLI")
-    if env:
-        return env
+def _find(env, binary):
+    if os.environ.get(env):
+        return os.environ[env]
     root = Path(__file__).resolve().parents[3]
-    for p in (root / "target" / "debug" / "shmbus", root / "target" / "release" / "shmbus"):
+    for p in (root / "target" / "debug" / binary, root / "target" / "release" / binary):
         if p.exists():
             return str(p)
-    return shutil.which("shmbus")
+    return shutil.which(binary)
+
+
+def _runner(env, binary, how):
+    path = _find(env, binary)
+    if path is None:
+        if os.environ.get("SHMBUS_REQUIRE_RUST_PEERS"):
+            pytest.fail(f"{env} is not set and no {binary} binary was found")
+        pytest.skip(f"{binary} is not built ({how})")
+
+    def run(*args, input=None):
+        r = subprocess.run(
+            [path, *args], input=input, capture_output=True, text=True, timeout=60
+        )
+        assert r.returncode == 0, f"{binary} {' '.join(args)} failed: {r.stderr}"
+        return r.stdout
+
+    run.path = path
+    return run
 
 
 @pytest.fixture(scope="session")
 def cli():
     """Runs the Rust inspector (`shmbus`, tools/shmbus): returns its stdout as text. Set
     SHMBUS_CLI to its path; .ci/bindings-python.sh builds it and requires these tests."""
-    path = _find_cli()
-    if path is None:
-        if os.environ.get("SHMBUS_REQUIRE_CLI"):
-            pytest.fail("SHMBUS_CLI is not set and no shmbus binary was found")
-        pytest.skip("the shmbus CLI is not built (cargo build -p shmbus-cli)")
+    return _runner("SHMBUS_CLI", "shmbus", "cargo build -p shmbus-cli")
 
-    def run(*args, input=None):
-        r = subprocess.run(
-            [path, *args], input=input, capture_output=True, text=True, timeout=60
-        )
-        assert r.returncode == 0, f"shmbus {' '.join(args)} failed: {r.stderr}"
-        return r.stdout
 
-    run.path = path
-    return run
+@pytest.fixture(scope="session")
+def typed_peer():
+    """Runs tests/typed-peer, the Rust side of the typed-bus tests (SHMBUS_TYPED_PEER)."""
+    return _runner("SHMBUS_TYPED_PEER", "typed-peer",
+                   "cargo build --manifest-path bindings/python/tests/typed-peer/Cargo.toml")

@@ -44,11 +44,12 @@ from ._shmbus import (
     remove,
 )
 from ._aio import AsyncIter as aiter
+from ._typed import TypedBus, TypedPublisher, TypedSubscriber
 
 __all__ = [
     "AlreadyExists", "Board", "Bus", "Busy", "Closed", "Corrupt", "Full", "InvalidConfig",
     "InvalidName", "Lapped", "NoSpace", "NotFound", "OutOfRange", "PermissionDenied",
     "ProducerExists", "Publisher", "Queue", "ReadOnly", "Receiver", "RecordPublisher", "Records",
     "RecordSubscriber", "Refused", "Sender", "ShmbusError", "Subscriber", "TooLarge",
-    "TypeMismatch", "UsedAfterFork", "WrongKind", "aiter", "info", "list", "remove",
+    "TypeMismatch", "TypedBus", "TypedPublisher", "TypedSubscriber", "UsedAfterFork", "WrongKind", "aiter", "info", "list", "remove",
 ]
