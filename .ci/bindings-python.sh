@@ -13,7 +13,7 @@ if ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
   python=python3
 fi
 
-for crate in bindings/python bindings/python/tests/typed-peer; do
+for crate in bindings/python bindings/python/tests/rust-peer; do
   cargo fmt --manifest-path "$crate/Cargo.toml" --check
   cargo clippy --manifest-path "$crate/Cargo.toml" --locked --all-targets -- -D warnings
 done
@@ -26,10 +26,10 @@ rm -rf "$venv"
 # The README's command: builds the wheel with maturin (abi3, Python >= 3.9) and installs it.
 "$venv/bin/pip" install --quiet --disable-pip-version-check ./bindings/python
 
-# The Rust peers of the cross-language tests: the inspector, and the typed-bus peer.
+# The Rust peers of the cross-language tests: the inspector, and tests/rust-peer (typed buses).
 cargo build -p shmbus-cli
-cargo build --manifest-path bindings/python/tests/typed-peer/Cargo.toml --locked
-export SHMBUS_CLI="$root/target/debug/shmbus" SHMBUS_TYPED_PEER="$root/target/debug/typed-peer"
+cargo build --manifest-path bindings/python/tests/rust-peer/Cargo.toml --locked
+export SHMBUS_CLI="$root/target/debug/shmbus" SHMBUS_RUST_PEER="$root/target/debug/rust-peer"
 export SHMBUS_REQUIRE_RUST_PEERS=1
 # From the tests' folder, so that `import shmbus` is the installed package.
 cd bindings/python/tests

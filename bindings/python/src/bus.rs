@@ -364,6 +364,11 @@ impl Subscriber {
 
     fn recv_blocking(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Got>> {
         let deadline = wait::deadline(timeout)?;
+        // Something there already: no need to release the GIL (which costs more than the
+        // receive).
+        if let Some(got) = self.try_recv_now() {
+            return Ok(Some(got));
+        }
         match &mut self.state {
             State::Plain(s) => wait::until(py, deadline, |slice| owned(s.recv_timeout(slice))),
             State::Ready(r) => wait::until(py, deadline, |slice| {

@@ -224,6 +224,10 @@ impl Receiver {
     ) -> PyResult<Option<Option<Py<PyBytes>>>> {
         let deadline = wait::deadline(timeout)?;
         let rx = self.attached()?;
+        // An item there already: no need to release the GIL.
+        if let Some(item) = rx.try_recv() {
+            return Ok(Some(Some(PyBytes::new(py, item).unbind())));
+        }
         let got = wait::until(py, deadline, |slice| {
             match rx.recv_timeout(slice).map(<[u8]>::to_vec) {
                 Some(item) => Some(Some(item)),

@@ -201,6 +201,10 @@ impl RecordSubscriber {
 
     fn recv_blocking(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Got>> {
         let deadline = wait::deadline(timeout)?;
+        // Something there already: no need to release the GIL.
+        if let Some(got) = owned(self.inner.try_recv()) {
+            return Ok(Some(got));
+        }
         let sub = &mut self.inner;
         wait::until(py, deadline, |slice| owned(sub.recv_timeout(slice)))
     }

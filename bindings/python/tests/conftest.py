@@ -58,7 +58,7 @@ def cli():
 
 
 @pytest.fixture(scope="session")
-def typed_peer():
-    """Runs tests/typed-peer, the Rust side of the typed-bus tests (SHMBUS_TYPED_PEER)."""
-    return _runner("SHMBUS_TYPED_PEER", "typed-peer",
-                   "cargo build --manifest-path bindings/python/tests/typed-peer/Cargo.toml")
+def rust_peer():
+    """Runs tests/rust-peer, the Rust side of the typed-bus tests (SHMBUS_RUST_PEER)."""
+    return _runner("SHMBUS_RUST_PEER", "rust-peer",
+                   "cargo build --manifest-path bindings/python/tests/rust-peer/Cargo.toml")

@@ -7,6 +7,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 import shmbus
 
 
@@ -127,3 +129,33 @@ def test_ctrl_c_interrupts_a_blocking_recv(name):
             child.kill()
     assert child.returncode == 3, err
     assert out.strip() == "interrupted"
+
+
+def test_one_handle_in_two_threads_at_once_is_refused(name):
+    bus = shmbus.Bus.create(name)
+    keep = bus.publisher()  # attached, so recv() waits rather than reporting a closed bus
+    sub = bus.subscriber()
+    entering = threading.Event()
+
+    def consume():
+        entering.set()
+        sub.recv(timeout=30)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    entering.wait()
+    deadline = time.monotonic() + 30
+    while _state_of_thread(t.native_id) != "S" and time.monotonic() < deadline:
+        time.sleep(0.001)
+    try:
+        with pytest.raises(RuntimeError, match="borrowed"):
+            sub.try_recv()
+    finally:
+        keep.publish(b"release the waiting thread")
+        t.join(timeout=30)
+    assert not t.is_alive()
+
+
+def _state_of_thread(tid):
+    with open(f"/proc/self/task/{tid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]

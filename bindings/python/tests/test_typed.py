@@ -1,4 +1,4 @@
-"""Typed buses between Python and Rust: the Rust side (tests/typed-peer) carries
+"""Typed buses between Python and Rust: the Rust side (tests/rust-peer) carries
 
     #[repr(C)] struct Tick { price: f64, qty: u32, side: u8, _pad: [u8; 3] }
 
@@ -17,8 +17,8 @@ class Tick(ctypes.Structure):
                 ("side", ctypes.c_uint8), ("_pad", ctypes.c_uint8 * 3)]
 
 
-def test_rust_typed_publisher_python_ctypes_subscriber(name, typed_peer):
-    typed_peer("publish", name, "5")
+def test_rust_typed_publisher_python_ctypes_subscriber(name, rust_peer):
+    rust_peer("publish", name, "5")
     bus = shmbus.TypedBus.open(name, Tick)
     assert bus.bus.message_type == {"name": "Tick", "size": 16, "align": 8}
     sub = bus.subscriber("oldest")
@@ -27,20 +27,20 @@ def test_rust_typed_publisher_python_ctypes_subscriber(name, typed_peer):
     assert isinstance(bus.subscriber(sequence=4).try_recv()[1], Tick)
 
 
-def test_python_ctypes_publisher_rust_typed_subscriber(name, typed_peer):
-    typed_peer("publish", name, "0")  # Rust creates the bus for its type
+def test_python_ctypes_publisher_rust_typed_subscriber(name, rust_peer):
+    rust_peer("publish", name, "0")  # Rust creates the bus for its type
     bus = shmbus.TypedBus.open(name, Tick)
     with bus.publisher() as pub:
         for i in range(3):
             assert pub.publish(Tick(price=i * 2.25, qty=i + 7, side=1)) == i
         with pytest.raises(TypeError, match=r"carries Tick \(size 16, align 8\), not bytes"):
             pub.publish(b"\x00" * 16)
-    out = typed_peer("read", name, "3").splitlines()
+    out = rust_peer("read", name, "3").splitlines()
     assert out == [f"{i} {i * 2.25:g} {i + 7} 1" for i in range(3)]
 
 
-def test_fingerprint_is_checked(name, typed_peer):
-    typed_peer("publish", name, "0")
+def test_fingerprint_is_checked(name, rust_peer):
+    rust_peer("publish", name, "0")
 
     class Other(ctypes.Structure):
         _fields_ = [("price", ctypes.c_double), ("qty", ctypes.c_uint64)]
@@ -63,8 +63,8 @@ def test_fingerprint_is_checked(name, typed_peer):
         shmbus.remove(name + "-raw")
 
 
-def test_typed_recv_async(name, typed_peer):
-    typed_peer("publish", name, "2")
+def test_typed_recv_async(name, rust_peer):
+    rust_peer("publish", name, "2")
     sub = shmbus.TypedBus.open(name, Tick).subscriber("oldest")
 
     async def main():
@@ -74,11 +74,11 @@ def test_typed_recv_async(name, typed_peer):
     assert [(seq, t.price) for seq, t in got] == [(0, 0.5), (1, 1.5)]
 
 
-def test_numpy_dtype(name, typed_peer):
+def test_numpy_dtype(name, rust_peer):
     np = pytest.importorskip("numpy")
     tick = np.dtype([("price", "<f8"), ("qty", "<u4"), ("side", "u1"), ("_pad", "u1", (3,))],
                     align=True)
-    typed_peer("publish", name, "3")
+    rust_peer("publish", name, "3")
     with pytest.raises(ValueError, match="give type_name"):
         shmbus.TypedBus.open(name, tick)
     bus = shmbus.TypedBus.open(name, tick, type_name="Tick")
@@ -88,4 +88,4 @@ def test_numpy_dtype(name, typed_peer):
     value["price"], value["qty"] = 9.5, 99
     with bus.publisher() as pub:
         assert pub.publish(value[()]) == 3
-    assert typed_peer("read", name, "4").splitlines()[-1] == "3 9.5 99 0"
+    assert rust_peer("read", name, "4").splitlines()[-1] == "3 9.5 99 0"

@@ -1,0 +1,78 @@
+"""Python publish and receive rates on one bus, beside Rust's in the same run.
+
+    python bindings/python/bench.py [--n 1000000] [--size 64] [--rust PATH]
+
+Each loop runs in one thread of one process: publish N messages, then publish and receive
+each in turn. `--rust` names the release build of bindings/python/tests/rust-peer
+(`cargo build --release --manifest-path bindings/python/tests/rust-peer/Cargo.toml`), which runs
+the same two loops in Rust; without it only Python's figures are printed. The floor line is the
+same Python loop calling a pyo3 getter that does nothing but return a number: what any call
+into the extension costs, before shmbus does anything."""
+
+import argparse
+import os
+import subprocess
+import time
+
+import shmbus
+
+
+def per_msg(n, loop):
+    start = time.perf_counter_ns()
+    loop(n)
+    return (time.perf_counter_ns() - start) / n
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1_000_000, help="messages per loop")
+    ap.add_argument("--size", type=int, default=64, help="payload bytes")
+    ap.add_argument("--rust", help="path of the release rust-peer binary")
+    args = ap.parse_args()
+    n, msg = args.n, b"\x07" * args.size
+    name = f"bench-py-{os.getpid()}"
+    bus = shmbus.Bus.create(name, slots=1024, capacity=max(args.size, 8))
+    try:
+        pub = bus.publisher()
+
+        def floor(k):
+            for _ in range(k):
+                bus.slots
+
+        def publish(k):
+            p = pub.publish
+            for _ in range(k):
+                p(msg)
+
+        def publish_try_recv(k):
+            p, r = pub.publish, sub.try_recv
+            for _ in range(k):
+                p(msg)
+                r()
+
+        def publish_recv(k):
+            p, r = pub.publish, sub.recv
+            for _ in range(k):
+                p(msg)
+                r(1.0)
+
+        rows = [("floor: a no-op pyo3 getter", per_msg(n, floor)),
+                ("publish", per_msg(n, publish))]
+        sub = bus.subscriber()
+        rows.append(("publish + try_recv", per_msg(n, publish_try_recv)))
+        sub = bus.subscriber()
+        rows.append(("publish + recv(timeout=1.0)", per_msg(n, publish_recv)))
+        assert sub.received == n, "every message was received"
+    finally:
+        shmbus.Bus.remove(name)
+    if args.rust:
+        out = subprocess.run([args.rust, "rate", name + "-rust", str(n), str(args.size)],
+                             capture_output=True, text=True, check=True).stdout.split()
+        rows += [("Rust publish", float(out[0])), ("Rust publish + try_recv", float(out[1]))]
+    print(f"{n} messages of {args.size} B, one thread")
+    for label, ns in rows:
+        print(f"  {label:<42} {ns:8.1f} ns/msg  {1e9 / ns / 1e6:7.2f} M msgs/s")
+
+
+if __name__ == "__main__":
+    main()
