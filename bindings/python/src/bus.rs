@@ -479,9 +479,9 @@ impl Subscriber {
     }
 }
 
-/// The error of a subscriber whose descriptor could not be made.
-fn gone() -> PyErr {
+/// The error of a subscriber (or receiver) whose descriptor could not be made.
+pub(crate) fn gone() -> PyErr {
     PyValueError::new_err(
-        "this subscriber was given up when its descriptor could not be made; make another",
+        "this handle was given up when its descriptor could not be made; make another",
     )
 }

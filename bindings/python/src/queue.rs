@@ -1,11 +1,13 @@
 //! `Queue`, `Sender`, `Receiver`: the exactly-once work queue.
 
+use std::os::fd::AsRawFd;
+
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::buffer::bytes_of;
-use crate::bus::{trusting, type_dict};
+use crate::bus::{poll_readable, trusting, type_dict};
 use crate::errors::{closed, send_error, to_py};
 use crate::wait;
 
@@ -69,7 +71,7 @@ impl Queue {
     fn receiver(&self) -> PyResult<Receiver> {
         Ok(Receiver {
             name: self.inner.name().to_owned(),
-            inner: Some(self.inner.bytes_receiver().map_err(to_py)?),
+            state: RxState::Plain(self.inner.bytes_receiver().map_err(to_py)?),
         })
     }
 
@@ -202,18 +204,38 @@ impl<T> MapItem for shmbus::SendError<T> {
     }
 }
 
+/// A receiver's handle: plain, registered with the queue handle's waker thread (made on the
+/// first `fileno()`, kept from then on), or detached.
+enum RxState {
+    Plain(shmbus::QueueReceiver),
+    Ready(shmbus::QueueReceiverReadiness),
+    /// Detached by close(), or given up when its descriptor could not be made.
+    Detached,
+}
+
 /// A receiver attached to a queue; detaches on close() or when collected.
 #[pyclass(module = "shmbus")]
 pub(crate) struct Receiver {
     name: String,
-    inner: Option<shmbus::QueueReceiver>,
+    state: RxState,
 }
 
 impl Receiver {
-    fn attached(&mut self) -> PyResult<&mut shmbus::QueueReceiver> {
-        self.inner
-            .as_mut()
-            .ok_or_else(|| PyValueError::new_err("receiver is closed"))
+    /// The next item if there is one now (without waiting).
+    fn try_recv_now(&mut self) -> PyResult<Option<Vec<u8>>> {
+        match &mut self.state {
+            RxState::Plain(rx) => Ok(rx.try_recv().map(<[u8]>::to_vec)),
+            RxState::Ready(rx) => Ok(rx.try_recv().map(<[u8]>::to_vec)),
+            RxState::Detached => Err(detached()),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match &self.state {
+            RxState::Plain(rx) => rx.is_closed(),
+            RxState::Ready(rx) => rx.receiver().is_closed(),
+            RxState::Detached => false,
+        }
     }
 
     /// An item, `Some(None)` once the queue is closed, `None` when the time is up.
@@ -223,20 +245,37 @@ impl Receiver {
         timeout: Option<f64>,
     ) -> PyResult<Option<Option<Py<PyBytes>>>> {
         let deadline = wait::deadline(timeout)?;
-        let rx = self.attached()?;
         // An item there already: no need to release the GIL.
-        if let Some(item) = rx.try_recv() {
-            return Ok(Some(Some(PyBytes::new(py, item).unbind())));
+        if let Some(item) = self.try_recv_now()? {
+            return Ok(Some(Some(PyBytes::new(py, &item).unbind())));
         }
-        let got = wait::until(py, deadline, |slice| {
-            match rx.recv_timeout(slice).map(<[u8]>::to_vec) {
-                Some(item) => Some(Some(item)),
-                None if rx.is_closed() => Some(None),
-                None => None,
-            }
-        })?;
+        let got = match &mut self.state {
+            RxState::Plain(rx) => wait::until(py, deadline, |slice| {
+                match rx.recv_timeout(slice).map(<[u8]>::to_vec) {
+                    Some(item) => Some(Some(item)),
+                    None if rx.is_closed() => Some(None),
+                    None => None,
+                }
+            })?,
+            RxState::Ready(rx) => wait::until(py, deadline, |slice| {
+                if let Some(item) = rx.try_recv().map(<[u8]>::to_vec) {
+                    return Some(Some(item));
+                }
+                if rx.receiver().is_closed() {
+                    return Some(None);
+                }
+                // The receive that found nothing armed the descriptor.
+                poll_readable(rx.as_raw_fd(), slice);
+                None
+            })?,
+            RxState::Detached => return Err(detached()),
+        };
         Ok(got.map(|item| item.map(|item| PyBytes::new(py, &item).unbind())))
     }
+}
+
+fn detached() -> PyErr {
+    PyValueError::new_err("receiver is closed")
 }
 
 #[pymethods]
@@ -256,14 +295,45 @@ impl Receiver {
     /// Receives the next item if there is one now; None if the queue is empty.
     fn try_recv(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
         Ok(self
-            .attached()?
-            .try_recv()
-            .map(|item| PyBytes::new(py, item).unbind()))
+            .try_recv_now()?
+            .map(|item| PyBytes::new(py, &item).unbind()))
+    }
+
+    /// `await rx.recv_async()`: the next item, in an asyncio event loop (it waits on
+    /// fileno() with `loop.add_reader`); raises `Closed` once the queue is closed. Cancelling
+    /// it loses nothing: an item is taken only by the receive that returns it.
+    fn recv_async(slf: Bound<'_, Self>) -> PyResult<Bound<'_, PyAny>> {
+        let py = slf.py();
+        py.import("shmbus._aio")?.call_method1("recv_async", (slf,))
+    }
+
+    /// The step `recv_async` repeats: an item, None (nothing yet), or `Closed`.
+    fn _poll_async(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
+        match self.try_recv_now()? {
+            Some(item) => Ok(Some(PyBytes::new(py, &item).unbind())),
+            None if self.is_closed() => Err(closed(&format!("queue {:?}", self.name))),
+            None => Ok(None),
+        }
+    }
+
+    /// A file descriptor that becomes readable when a receive may find an item (or the queue
+    /// closes); for select/poll/epoll and event loops. Made on first call.
+    fn fileno(&mut self) -> PyResult<i32> {
+        if let RxState::Plain(_) = self.state {
+            let RxState::Plain(rx) = std::mem::replace(&mut self.state, RxState::Detached) else {
+                unreachable!("matched just above");
+            };
+            self.state = RxState::Ready(rx.into_readiness().map_err(to_py)?);
+        }
+        match &self.state {
+            RxState::Ready(rx) => Ok(rx.as_raw_fd()),
+            _ => Err(detached()),
+        }
     }
 
     /// Detaches from the queue.
     fn close(&mut self) {
-        self.inner = None;
+        self.state = RxState::Detached;
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {

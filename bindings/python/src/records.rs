@@ -1,11 +1,13 @@
 //! `Records`, `RecordPublisher`, `RecordSubscriber`: variable-size broadcast in a byte ring.
 
+use std::os::fd::AsRawFd;
+
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::buffer::bytes_of;
-use crate::bus::{lap_policy_of, trusting};
+use crate::bus::{gone, lap_policy_of, poll_readable, trusting};
 use crate::errors::{closed, lapped, to_py};
 use crate::wait;
 
@@ -81,7 +83,7 @@ impl Records {
             .lap_policy(lap_policy_of(lap_policy)?);
         Ok(RecordSubscriber {
             name: self.inner.name().to_owned(),
-            inner: sub,
+            state: State::Plain(sub),
         })
     }
 
@@ -179,12 +181,21 @@ fn owned(r: shmbus::RecordRecv<'_>) -> Option<Got> {
 
 type Record = (u64, u32, Py<PyBytes>);
 
+/// A records subscriber's handle: plain, or registered with the segment handle's waker thread
+/// (made on the first `fileno()`, kept from then on).
+enum State {
+    Plain(shmbus::RecordSubscriber),
+    Ready(shmbus::records::RecordReadiness),
+    /// Given up: `into_readiness` failed (no eventfd could be made).
+    Gone,
+}
+
 /// A records subscriber: each receive returns `(seq, type_id, bytes)`, or raises `Lapped(lost)`
 /// or `Closed` as a bus subscriber does.
 #[pyclass(module = "shmbus")]
 pub(crate) struct RecordSubscriber {
     name: String,
-    inner: shmbus::RecordSubscriber,
+    state: State,
 }
 
 impl RecordSubscriber {
@@ -199,14 +210,40 @@ impl RecordSubscriber {
         }
     }
 
+    fn try_recv_now(&mut self) -> PyResult<Option<Got>> {
+        match &mut self.state {
+            State::Plain(s) => Ok(owned(s.try_recv())),
+            State::Ready(r) => Ok(owned(r.try_recv())),
+            State::Gone => Err(gone()),
+        }
+    }
+
+    fn stats(&self) -> shmbus::SubscriberStats {
+        match &self.state {
+            State::Plain(s) => s.stats(),
+            State::Ready(r) => r.subscriber().stats(),
+            State::Gone => shmbus::SubscriberStats::default(),
+        }
+    }
+
     fn recv_blocking(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Got>> {
         let deadline = wait::deadline(timeout)?;
         // Something there already: no need to release the GIL.
-        if let Some(got) = owned(self.inner.try_recv()) {
+        if let Some(got) = self.try_recv_now()? {
             return Ok(Some(got));
         }
-        let sub = &mut self.inner;
-        wait::until(py, deadline, |slice| owned(sub.recv_timeout(slice)))
+        match &mut self.state {
+            State::Plain(s) => wait::until(py, deadline, |slice| owned(s.recv_timeout(slice))),
+            State::Ready(r) => wait::until(py, deadline, |slice| {
+                let got = owned(r.try_recv());
+                if got.is_none() {
+                    // The receive that found nothing armed the descriptor.
+                    poll_readable(r.as_raw_fd(), slice);
+                }
+                got
+            }),
+            State::Gone => Err(gone()),
+        }
     }
 }
 
@@ -214,7 +251,7 @@ impl RecordSubscriber {
 impl RecordSubscriber {
     /// Receives without waiting: `(seq, type_id, bytes)`, or None if nothing new.
     fn try_recv(&mut self, py: Python<'_>) -> PyResult<Option<Record>> {
-        let got = owned(self.inner.try_recv());
+        let got = self.try_recv_now()?;
         self.outcome(py, got)
     }
 
@@ -226,22 +263,48 @@ impl RecordSubscriber {
         self.outcome(py, got)
     }
 
+    /// `await sub.recv_async()`: like recv() without a timeout, in an asyncio event loop;
+    /// cancel-safe, as a bus subscriber's.
+    fn recv_async(slf: Bound<'_, Self>) -> PyResult<Bound<'_, PyAny>> {
+        let py = slf.py();
+        py.import("shmbus._aio")?.call_method1("recv_async", (slf,))
+    }
+
+    /// A file descriptor that becomes readable when a receive may find something, as a bus
+    /// subscriber's.
+    fn fileno(&mut self) -> PyResult<i32> {
+        if let State::Plain(_) = self.state {
+            let State::Plain(s) = std::mem::replace(&mut self.state, State::Gone) else {
+                unreachable!("matched just above");
+            };
+            self.state = State::Ready(s.into_readiness().map_err(to_py)?);
+        }
+        match &self.state {
+            State::Ready(r) => Ok(r.as_raw_fd()),
+            _ => Err(gone()),
+        }
+    }
+
     /// The next sequence number this subscriber expects.
     #[getter]
     fn next_seq(&self) -> u64 {
-        self.inner.next_seq()
+        match &self.state {
+            State::Plain(s) => s.next_seq(),
+            State::Ready(r) => r.subscriber().next_seq(),
+            State::Gone => 0,
+        }
     }
 
     /// Records received so far.
     #[getter]
     fn received(&self) -> u64 {
-        self.inner.stats().received
+        self.stats().received
     }
 
     /// Records skipped so far.
     #[getter]
     fn lost(&self) -> u64 {
-        self.inner.stats().lost
+        self.stats().lost
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {

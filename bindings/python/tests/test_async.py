@@ -80,3 +80,44 @@ def test_many_subscribers_in_one_loop(name):
 
     expected = [(i, bytes([i])) for i in range(10)]
     assert asyncio.run(main()) == [expected] * 4
+
+
+def test_records_recv_async(name):
+    r = shmbus.Records.create(name)
+    sub = r.subscriber()
+
+    async def main():
+        task = asyncio.create_task(sub.recv_async())
+        await asyncio.sleep(0)
+        assert not task.done()
+        with r.publisher() as pub:
+            pub.publish(b"record", type_id=7)
+            pub.publish(b"more")
+        first = await asyncio.wait_for(task, 30)
+        rest = [x async for x in shmbus.aiter(sub)]
+        return first, rest
+
+    assert asyncio.run(main()) == ((0, 7, b"record"), [(1, 0, b"more")])
+
+
+def test_queue_recv_async_cancel_safe_and_closed(name):
+    q = shmbus.Queue.create(name, capacity=8, item_size=16)
+    rx = q.receiver()
+    tx = q.sender()
+
+    async def main():
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(rx.recv_async(), 0.05)
+        task = asyncio.create_task(rx.recv_async())
+        await asyncio.sleep(0)
+        tx.send(b"one")
+        first = await asyncio.wait_for(task, 30)
+        tx.send(b"two")
+        tx.send(b"three")
+        tx.close()
+        rest = [x async for x in shmbus.aiter(rx)]
+        with pytest.raises(shmbus.Closed):
+            await asyncio.wait_for(rx.recv_async(), 30)
+        return first, rest
+
+    assert asyncio.run(main()) == (b"one", [b"two", b"three"])

@@ -70,3 +70,23 @@ def test_open_errors(name):
         shmbus.Queue.open(name)
     with pytest.raises(shmbus.InvalidConfig):
         shmbus.Queue.create(name, capacity=3)
+
+
+def test_fileno_then_blocking_recv(name):
+    import select
+
+    q = shmbus.Queue.create(name)
+    rx = q.receiver()
+    fd = rx.fileno()
+    tx = q.sender()
+    assert rx.try_recv() is None
+    tx.send(b"x")
+    assert select.select([fd], [], [], 10)[0] == [fd]
+    assert rx.recv(timeout=5) == b"x"
+    assert rx.recv(timeout=0.01) is None
+    tx.send(b"y")
+    tx.close()
+    assert list(rx) == [b"y"]
+    rx.close()
+    with pytest.raises(ValueError, match="receiver is closed"):
+        rx.fileno()

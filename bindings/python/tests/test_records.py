@@ -53,3 +53,20 @@ def test_errors(name):
     shmbus.Records.remove(name)
     with pytest.raises(shmbus.NotFound):
         shmbus.Records.open(name)
+
+
+def test_fileno_then_blocking_recv(name):
+    import select
+
+    r = shmbus.Records.create(name)
+    pub = r.publisher()
+    sub = r.subscriber()
+    fd = sub.fileno()
+    assert sub.try_recv() is None
+    pub.publish(b"x")
+    assert select.select([fd], [], [], 10)[0] == [fd]
+    assert sub.recv(timeout=5) == (0, 0, b"x")
+    assert sub.recv(timeout=0.01) is None
+    pub.close()
+    with pytest.raises(shmbus.Closed):
+        sub.recv(timeout=5)

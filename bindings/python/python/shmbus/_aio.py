@@ -1,6 +1,6 @@
-"""asyncio for subscribers: ``await sub.recv_async()`` waits on the subscriber's descriptor with
-``loop.add_reader``. Cancel-safe: a message is taken only by the non-blocking receive that
-returns it, so a cancelled await loses nothing."""
+"""asyncio for subscribers and queue receivers: ``await sub.recv_async()`` waits on the handle's
+descriptor with ``loop.add_reader``. Cancel-safe: a message is taken only by the non-blocking
+receive that returns it, so a cancelled await loses nothing."""
 
 import asyncio
 
@@ -9,8 +9,10 @@ async def recv_async(sub):
     loop = asyncio.get_running_loop()
     # The descriptor first: from then on a receive that finds nothing arms it.
     fd = sub.fileno()
+    # A queue receiver's step also tells a closed queue (its try_recv does not).
+    poll = getattr(sub, "_poll_async", sub.try_recv)
     while True:
-        got = sub.try_recv()
+        got = poll()
         if got is not None:
             return got
         ready = loop.create_future()
@@ -27,7 +29,8 @@ async def recv_async(sub):
 
 
 class AsyncIter:
-    """``async for seq, data in shmbus.aiter(sub)``: ends when the bus is closed, raises Lapped."""
+    """``async for seq, data in shmbus.aiter(sub)`` (or ``item in shmbus.aiter(rx)``): ends
+    when the segment is closed; raises Lapped like recv()."""
 
     def __init__(self, sub):
         self._sub = sub
@@ -39,6 +42,6 @@ class AsyncIter:
         from ._errors import Closed
 
         try:
-            return await recv_async(self._sub)
+            return await self._sub.recv_async()
         except Closed:
             raise StopAsyncIteration from None
