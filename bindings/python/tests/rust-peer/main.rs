@@ -8,7 +8,9 @@
 //!   prints the first N ticks from the oldest, one `seq price qty side` line each;
 //! - `rust-peer rate NAME N SIZE`: on a new raw bus NAME, publishes N messages of SIZE bytes
 //!   and receives each with `try_recv` in the same thread (what bench.py times in Python), then
-//!   prints the nanoseconds per publish alone and per publish + receive, and removes the bus.
+//!   prints the nanoseconds per publish alone and per publish + receive, and removes the bus;
+//! - `rust-peer flood NAME N SIZE`: publishes N messages of SIZE bytes to the existing raw bus
+//!   NAME as fast as it can, then prints the nanoseconds per publish.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -28,14 +30,18 @@ struct Tick {
 
 fn run(args: &[String]) -> Result<(), String> {
     if let [cmd, name, n, size] = args {
-        if cmd == "rate" {
-            let n = n.parse().map_err(|e| format!("N: {e}"))?;
-            let size = size.parse().map_err(|e| format!("SIZE: {e}"))?;
-            return rate(name, n, size);
+        let n = n.parse().map_err(|e| format!("N: {e}"))?;
+        let size = size.parse().map_err(|e| format!("SIZE: {e}"))?;
+        match cmd.as_str() {
+            "rate" => return rate(name, n, size),
+            "flood" => return flood(name, n, size),
+            _ => {}
         }
     }
     let [cmd, name, n] = args else {
-        return Err("usage: rust-peer publish|read NAME N, or rust-peer rate NAME N SIZE".into());
+        return Err(
+            "usage: rust-peer publish|read NAME N, or rust-peer rate|flood NAME N SIZE".into(),
+        );
     };
     let n: u32 = n.parse().map_err(|e| format!("N: {e}"))?;
     let builder = BusBuilder::new(name)
@@ -109,6 +115,22 @@ fn rate_on(bus: &shmbus::Bus, n: u32, size: usize) -> Result<(Duration, Duration
         }
     }
     Ok((publish, start.elapsed()))
+}
+
+/// Publishes `n` messages of `size` bytes to bus `name` flat out: prints ns per publish.
+fn flood(name: &str, n: u32, size: usize) -> Result<(), String> {
+    let bus = shmbus::Bus::open(name).map_err(|e| e.to_string())?;
+    let mut tx = bus.publisher().map_err(|e| e.to_string())?;
+    let msg = vec![7u8; size];
+    let start = Instant::now();
+    for _ in 0..n {
+        tx.publish_bytes(&msg).map_err(|e| e.to_string())?;
+    }
+    println!(
+        "{:.1}",
+        start.elapsed().as_nanos() as f64 / f64::from(n.max(1))
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {
