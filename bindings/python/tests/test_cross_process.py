@@ -93,3 +93,39 @@ def test_board_both_ways(name, cli):
     cells = json.loads(cli("board", name, "--json"))
     assert [(c["key"], c["value"], c["version"]) for c in cells] == [
         ("hip", "angle=1.5", 1), ("knee", "angle=0.25", 1), (None, None, 0)]
+
+
+def test_tail_rate_example(name):
+    """examples/tail_rate.py reads a bus that this process publishes to."""
+    import sys
+    import threading
+    from pathlib import Path
+
+    bus = shmbus.Bus.create(name, slots=1024)
+    pub = bus.publisher()
+    example = Path(__file__).resolve().parents[1] / "examples" / "tail_rate.py"
+    proc = subprocess.Popen([sys.executable, str(example), name, "--interval", "0.2", "--count", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stop = threading.Event()
+
+    def publish():
+        while not stop.is_set():
+            pub.publish(b"x" * 32)
+            stop.wait(0.001)
+
+    t = threading.Thread(target=publish)
+    t.start()
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        stop.set()
+        t.join()
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 3
+    # The last two intervals saw the publisher's messages (the first may start before it).
+    assert all(int(line.split()[0]) > 0 and "msg/s" in line for line in lines[1:])
+    missing = subprocess.run([sys.executable, str(example), name + "-missing", "--count", "1"],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1
+    assert "not found" in missing.stderr
