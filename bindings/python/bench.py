@@ -74,6 +74,7 @@ def main():
         print(f"  {label:<42} {ns:8.1f} ns/msg  {1e9 / ns / 1e6:7.2f} M msgs/s")
     if args.rust:
         flood(args, name + "-flood")
+        latency(args, name)
 
 
 def flood(args, name):
@@ -109,6 +110,43 @@ def flood(args, name):
           f"(4096 slots):")
     print(f"  received {received} of {args.n} ({received / args.n:.1%}) in {elapsed / 1e9:.2f} s, "
           f"{received / elapsed * 1e3:.2f} M msgs/s; lost {lost} to laps, each reported exactly")
+
+
+def latency(args, name, trips=20000):
+    """One-way latency (half a round trip through a Rust echo process, both ends spinning) from
+    Python and from Rust, in the same run against the same echo."""
+    ping, pong = name + "-ping", name + "-pong"
+    shmbus.Bus.create(ping, slots=1024, capacity=max(args.size, 8))
+    shmbus.Bus.create(pong, slots=1024, capacity=max(args.size, 8))
+    echo = subprocess.Popen([args.rust, "echo", ping, pong, str(2 * trips)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert echo.stdout.readline().strip() == "ready"
+        sub = shmbus.Bus.open(pong).subscriber()
+        msg = b"\x07" * args.size
+        one_way = []
+        with shmbus.Bus.open(ping).publisher() as pub:
+            publish, poll, clock = pub.publish, sub.try_recv, time.perf_counter_ns
+            for _ in range(trips):
+                start = clock()
+                publish(msg)
+                while poll() is None:
+                    pass
+                one_way.append((clock() - start) // 2)
+        one_way.sort()
+        rust = subprocess.run([args.rust, "ping", ping, pong, str(trips), str(args.size)],
+                              capture_output=True, text=True, check=True).stdout.split()
+        echo.wait(timeout=60)
+    finally:
+        if echo.poll() is None:
+            echo.kill()
+        shmbus.Bus.remove(ping)
+        shmbus.Bus.remove(pong)
+    py = (one_way[len(one_way) // 2], one_way[int((len(one_way) - 1) * 0.99)])
+    print(f"one-way latency, {args.size} B, half a round trip through a Rust echo process "
+          f"({trips} trips, both ends spinning):")
+    print(f"  Python publish -> Rust -> Python try_recv   p50 {py[0]:6d} ns  p99 {py[1]:6d} ns")
+    print(f"  Rust publish -> Rust -> Rust try_recv       p50 {int(rust[0]):6d} ns  p99 {int(rust[1]):6d} ns")
 
 
 if __name__ == "__main__":

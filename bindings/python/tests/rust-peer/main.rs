@@ -10,8 +10,12 @@
 //!   and receives each with `try_recv` in the same thread (what bench.py times in Python), then
 //!   prints the nanoseconds per publish alone and per publish + receive, and removes the bus;
 //! - `rust-peer flood NAME N SIZE`: publishes N messages of SIZE bytes to the existing raw bus
-//!   NAME as fast as it can, then prints the nanoseconds per publish.
+//!   NAME as fast as it can, then prints the nanoseconds per publish;
+//! - `rust-peer echo PING PONG N`: publishes every message of bus PING again on bus PONG, N
+//!   times; `rust-peer ping PING PONG N SIZE` times N round trips through it (Rust's own
+//!   latency beside Python's in bench.py).
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -28,26 +32,28 @@ struct Tick {
     _pad: [u8; 3],
 }
 
+const USAGE: &str = "usage: rust-peer publish|read NAME N | rate|flood NAME N SIZE | \
+                     echo PING PONG N | ping PING PONG N SIZE";
+
 fn run(args: &[String]) -> Result<(), String> {
-    if let [cmd, name, n, size] = args {
-        let n = n.parse().map_err(|e| format!("N: {e}"))?;
-        let size = size.parse().map_err(|e| format!("SIZE: {e}"))?;
-        match cmd.as_str() {
-            "rate" => return rate(name, n, size),
-            "flood" => return flood(name, n, size),
-            _ => {}
-        }
+    let num = |s: &String, what: &str| s.parse::<u32>().map_err(|e| format!("{what}: {e}"));
+    let size = |s: &String| s.parse::<usize>().map_err(|e| format!("SIZE: {e}"));
+    match args {
+        [c, name, n] if c == "publish" || c == "read" => ticks(c, name, num(n, "N")?),
+        [c, name, n, sz] if c == "rate" => rate(name, num(n, "N")?, size(sz)?),
+        [c, name, n, sz] if c == "flood" => flood(name, num(n, "N")?, size(sz)?),
+        [c, a, b, n] if c == "echo" => echo(a, b, num(n, "N")?),
+        [c, a, b, n, sz] if c == "ping" => ping(a, b, num(n, "N")?, size(sz)?),
+        _ => Err(USAGE.into()),
     }
-    let [cmd, name, n] = args else {
-        return Err(
-            "usage: rust-peer publish|read NAME N, or rust-peer rate|flood NAME N SIZE".into(),
-        );
-    };
-    let n: u32 = n.parse().map_err(|e| format!("N: {e}"))?;
+}
+
+/// `publish` and `read` of `Tick`s.
+fn ticks(cmd: &str, name: &str, n: u32) -> Result<(), String> {
     let builder = BusBuilder::new(name)
         .message_type::<Tick>()
         .type_name("Tick");
-    match cmd.as_str() {
+    match cmd {
         "publish" => {
             let bus = builder.slots(1024).create().map_err(|e| e.to_string())?;
             let mut tx = bus.publisher().map_err(|e| e.to_string())?;
@@ -74,8 +80,62 @@ fn run(args: &[String]) -> Result<(), String> {
             }
             Ok(())
         }
-        other => Err(format!("unknown command {other:?}: publish or read")),
+        _ => Err(USAGE.into()),
     }
+}
+
+/// Receives every message of bus `ping` and publishes it again on bus `pong`, `n` times,
+/// spinning (no sleep) so that the round trip measures the buses, not the scheduler. Prints
+/// "ready" once subscribed.
+fn echo(ping: &str, pong: &str, n: u32) -> Result<(), String> {
+    let mut rx = shmbus::Bus::open(ping)
+        .map_err(|e| e.to_string())?
+        .subscriber();
+    let out = shmbus::Bus::open(pong).map_err(|e| e.to_string())?;
+    let mut tx = out.publisher().map_err(|e| e.to_string())?;
+    println!("ready");
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    let mut echoed = 0;
+    while echoed < n {
+        match rx.try_recv() {
+            Recv::Message(m) => {
+                tx.publish_bytes(m.bytes()).map_err(|e| e.to_string())?;
+                echoed += 1;
+            }
+            Recv::Lapped { lost } => return Err(format!("echo lapped: {lost} lost")),
+            _ => std::hint::spin_loop(),
+        }
+    }
+    Ok(())
+}
+
+/// Rust's side of bench.py's latency figure: `n` round trips of a `size`-byte message through
+/// a running `echo`, spinning; prints the one-way time (half the round trip) at p50 and p99,
+/// in ns.
+fn ping(ping: &str, pong: &str, n: u32, size: usize) -> Result<(), String> {
+    let mut rx = shmbus::Bus::open(pong)
+        .map_err(|e| e.to_string())?
+        .subscriber();
+    let out = shmbus::Bus::open(ping).map_err(|e| e.to_string())?;
+    let mut tx = out.publisher().map_err(|e| e.to_string())?;
+    let msg = vec![7u8; size];
+    let mut one_way = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let start = Instant::now();
+        tx.publish_bytes(&msg).map_err(|e| e.to_string())?;
+        loop {
+            match rx.try_recv() {
+                Recv::Message(_) => break,
+                Recv::Lapped { lost } => return Err(format!("ping lapped: {lost} lost")),
+                _ => std::hint::spin_loop(),
+            }
+        }
+        one_way.push(start.elapsed().as_nanos() as u64 / 2);
+    }
+    one_way.sort_unstable();
+    let at = |q: f64| one_way[((one_way.len() - 1) as f64 * q) as usize];
+    println!("{} {}", at(0.5), at(0.99));
+    Ok(())
 }
 
 /// The loops bench.py runs in Python, in Rust: prints `publish_ns publish_recv_ns`, the
