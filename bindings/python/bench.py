@@ -1,6 +1,6 @@
 """Python publish and receive rates on one bus, beside Rust's in the same run.
 
-    python bindings/python/bench.py [--n 1000000] [--size 64] [--rust PATH]
+    python bindings/python/bench.py [--n 1000000] [--size 64] [--trips 20000] [--rust PATH]
 
 Each loop runs in one thread of one process: publish N messages, then publish and receive
 each in turn. `--rust` names the release build of bindings/python/tests/rust-peer
@@ -27,6 +27,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_000_000, help="messages per loop")
     ap.add_argument("--size", type=int, default=64, help="payload bytes")
+    ap.add_argument("--trips", type=int, default=20000, help="round trips for the latency")
     ap.add_argument("--rust", help="path of the release rust-peer binary")
     args = ap.parse_args()
     n, msg = args.n, b"\x07" * args.size
@@ -74,7 +75,7 @@ def main():
         print(f"  {label:<42} {ns:8.1f} ns/msg  {1e9 / ns / 1e6:7.2f} M msgs/s")
     if args.rust:
         flood(args, name + "-flood")
-        latency(args, name)
+        latency(args, name, args.trips)
 
 
 def flood(args, name):
@@ -112,7 +113,7 @@ def flood(args, name):
           f"{received / elapsed * 1e3:.2f} M msgs/s; lost {lost} to laps, each reported exactly")
 
 
-def latency(args, name, trips=20000):
+def latency(args, name, trips):
     """One-way latency (half a round trip through a Rust echo process, both ends spinning) from
     Python and from Rust, in the same run against the same echo."""
     ping, pong = name + "-ping", name + "-pong"
