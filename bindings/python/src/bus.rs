@@ -314,6 +314,34 @@ fn outcome(py: Python<'_>, name: &str, got: Option<Got>) -> PyResult<Option<(u64
     }
 }
 
+/// A receive's outcome made with the GIL held: a message goes straight into a `bytes` object
+/// (one copy).
+enum Taken {
+    Message(u64, Py<PyBytes>),
+    Lapped(u64),
+    Closed,
+    Empty,
+}
+
+fn taken(py: Python<'_>, r: shmbus::Recv<'_>) -> Taken {
+    match r {
+        shmbus::Recv::Message(m) => Taken::Message(m.seq(), PyBytes::new(py, m.bytes()).unbind()),
+        shmbus::Recv::Lapped { lost } => Taken::Lapped(lost),
+        shmbus::Recv::Closed => Taken::Closed,
+        _ => Taken::Empty,
+    }
+}
+
+/// `Taken` as Python sees it: `(seq, bytes)`, `None`, or an exception.
+fn finish(name: &str, t: Taken) -> PyResult<Option<(u64, Py<PyBytes>)>> {
+    match t {
+        Taken::Message(seq, bytes) => Ok(Some((seq, bytes))),
+        Taken::Lapped(lost) => Err(lapped(lost)),
+        Taken::Closed => Err(closed(&format!("bus {name:?}"))),
+        Taken::Empty => Ok(None),
+    }
+}
+
 fn owned(r: shmbus::Recv<'_>) -> Option<Got> {
     match r {
         shmbus::Recv::Message(m) => Some(Got::Message(m.seq(), m.bytes().to_vec())),
@@ -338,11 +366,12 @@ pub(crate) fn poll_readable(fd: RawFd, limit: Duration) {
 }
 
 impl Subscriber {
-    fn try_recv_now(&mut self) -> Option<Got> {
+    /// Receives without waiting, into Python objects.
+    fn take(&mut self, py: Python<'_>) -> PyResult<Taken> {
         match &mut self.state {
-            State::Plain(s) => owned(s.try_recv()),
-            State::Ready(r) => owned(r.try_recv()),
-            State::Gone => None,
+            State::Plain(s) => Ok(taken(py, s.try_recv())),
+            State::Ready(r) => Ok(taken(py, r.try_recv())),
+            State::Gone => Err(gone()),
         }
     }
 
@@ -362,13 +391,11 @@ impl Subscriber {
         }
     }
 
-    fn recv_blocking(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Got>> {
+    /// Waits (without the GIL) for what a receive gets; `None` when the time is up. Call
+    /// after a `take` found nothing: no need to release the GIL when something is
+    /// there already (releasing costs more than the receive).
+    fn wait_recv(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Got>> {
         let deadline = wait::deadline(timeout)?;
-        // Something there already: no need to release the GIL (which costs more than the
-        // receive).
-        if let Some(got) = self.try_recv_now() {
-            return Ok(Some(got));
-        }
         match &mut self.state {
             State::Plain(s) => wait::until(py, deadline, |slice| owned(s.recv_timeout(slice))),
             State::Ready(r) => wait::until(py, deadline, |slice| {
@@ -389,11 +416,8 @@ impl Subscriber {
     /// Receives without waiting: `(seq, bytes)`, or None if nothing new. Raises `Lapped` or
     /// `Closed` (see the class).
     fn try_recv(&mut self, py: Python<'_>) -> PyResult<Option<(u64, Py<PyBytes>)>> {
-        if let State::Gone = self.state {
-            return Err(gone());
-        }
-        let got = self.try_recv_now();
-        outcome(py, &self.name, got)
+        let t = self.take(py)?;
+        finish(&self.name, t)
     }
 
     /// Receives, waiting at most `timeout` seconds (None: as long as it takes) with the GIL
@@ -405,7 +429,11 @@ impl Subscriber {
         py: Python<'_>,
         timeout: Option<f64>,
     ) -> PyResult<Option<(u64, Py<PyBytes>)>> {
-        let got = self.recv_blocking(py, timeout)?;
+        match self.take(py)? {
+            Taken::Empty => {}
+            t => return finish(&self.name, t),
+        }
+        let got = self.wait_recv(py, timeout)?;
         outcome(py, &self.name, got)
     }
 
@@ -464,7 +492,12 @@ impl Subscriber {
     /// Iteration waits for each message; it raises `Lapped` like recv() (iterate again to go
     /// on) and stops when the bus is closed.
     fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<(u64, Py<PyBytes>)>> {
-        match self.recv_blocking(py, None)? {
+        let got = match self.take(py)? {
+            Taken::Closed => return Ok(None),
+            Taken::Empty => self.wait_recv(py, None)?,
+            t => return finish(&self.name, t),
+        };
+        match got {
             Some(Got::Closed) => Ok(None),
             got => outcome(py, &self.name, got),
         }
