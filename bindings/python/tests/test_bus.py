@@ -189,3 +189,31 @@ def test_fileno_then_blocking_recv(name):
     assert sub.recv(timeout=0.01) is None
     pub.publish(b"again")
     assert sub.recv(timeout=5) == (1, b"again")
+
+
+def test_reprs_and_publisher_capacity(name):
+    bus = shmbus.Bus.create(name, slots=8, capacity=64)
+    pub = bus.publisher()
+    assert pub.capacity == bus.capacity
+    sub = bus.subscriber()
+    assert repr(sub) == f'<shmbus.Subscriber of bus "{name}", next 0>'
+    assert repr(bus) == f'<shmbus.Bus "{name}": 8 slots of 64 bytes, bytes>'
+    q = shmbus.Queue.create(name + "-q", capacity=4, item_size=8)
+    r = shmbus.Records.create(name + "-r", bytes=4096)
+    b = shmbus.Board.create(name + "-b", cells=2, value_size=8)
+    try:
+        assert repr(q) == f'<shmbus.Queue "{name}-q": 0 of 4 items of 8 bytes>'
+        assert repr(r) == f'<shmbus.Records "{name}-r": 4096-byte ring>'
+        assert repr(b) == f'<shmbus.Board "{name}-b": 2 cells of 8 bytes>'
+    finally:
+        for k in ("-q", "-r", "-b"):
+            shmbus.remove(name + k)
+
+
+def test_shared_write_mode_is_refused_unless_accepted(name):
+    shmbus.Bus.create(name, permissions=0o666)
+    with pytest.raises(shmbus.Refused, match="has mode 0666, writable by other users"):
+        shmbus.Bus.open(name)
+    assert shmbus.Bus.open(name, accept_shared_write=True).name == name
+    assert shmbus.info(name)["access"]["shared_write"] is True
+    assert {c["check"]: c["status"] for c in shmbus.info(name)["checks"]}["mode"] == "WARN"
