@@ -35,5 +35,28 @@ export SHMBUS_REQUIRE_RUST_PEERS=1
 cd bindings/python/tests
 "$venv/bin/python" -m pytest -q -p no:cacheprovider .
 
+# One abi3 wheel for every CPython >= 3.9: the same wheel's suite on the oldest and newest
+# interpreters this machine has besides the default (pyenv's, where present).
+cd "$root"
+"$venv/bin/pip" wheel --quiet --disable-pip-version-check --no-deps ./bindings/python \
+  -w "$root/target/python-wheels"
+for v in 3.9 3.13; do
+  other=""
+  if command -v pyenv >/dev/null; then
+    other=$(ls -d "$(pyenv root)"/versions/"$v".*/bin/"python$v" 2>/dev/null | tail -n 1 || true)
+  fi
+  [ -n "$other" ] || other=$(command -v "python$v" || true)
+  if [ -z "$other" ] || ! "$other" -c 'import venv' 2>/dev/null; then
+    echo "python$v not installed: the wheel is tested on $("$python" --version) only"
+    continue
+  fi
+  rm -rf "$root/target/python-venv-$v"
+  "$other" -m venv "$root/target/python-venv-$v"
+  "$root/target/python-venv-$v/bin/pip" install --quiet --disable-pip-version-check pytest \
+    "$root"/target/python-wheels/shmbus-*-abi3-*.whl
+  (cd bindings/python/tests && "$root/target/python-venv-$v/bin/python" -m pytest -q -p no:cacheprovider .)
+done
+cd bindings/python/tests
+
 # bench.py still runs (a few messages against the debug peer: its figures mean nothing here).
 "$venv/bin/python" ../bench.py --n 2000 --trips 200 --rust "$SHMBUS_RUST_PEER" >/dev/null
