@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The Python bindings (bindings/python): lint the extension (it is outside the root workspace,
-# so the root fmt and clippy do not see it), install it the way the README says into a fresh
-# venv, build the Rust inspector that the cross-language tests drive, and run pytest.
+# The Python bindings (bindings/python): lint the extension and its Rust test peer (both are
+# outside the root workspace, so the root fmt and clippy do not see them), install the
+# extension the way the README says into a fresh venv, build the Rust processes that the
+# cross-language tests drive, run pytest; then the same wheel on other CPython versions, and a
+# short run of bench.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -38,6 +40,7 @@ cd bindings/python/tests
 # One abi3 wheel for every CPython >= 3.9: the same wheel's suite on the oldest and newest
 # interpreters this machine has besides the default (pyenv's, where present).
 cd "$root"
+rm -rf "$root/target/python-wheels"
 "$venv/bin/pip" wheel --quiet --disable-pip-version-check --no-deps ./bindings/python \
   -w "$root/target/python-wheels"
 for v in 3.9 3.13; do
