@@ -62,3 +62,11 @@ def rust_peer():
     """Runs tests/rust-peer, the Rust side of the typed-bus tests (SHMBUS_RUST_PEER)."""
     return _runner("SHMBUS_RUST_PEER", "rust-peer",
                    "cargo build --manifest-path bindings/python/tests/rust-peer/Cargo.toml")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_segment_left_behind():
+    """Every test removes what it made in /dev/shm: checked once the session ends."""
+    yield
+    left = [f for f in os.listdir("/dev/shm") if f.startswith(f"shmbus.pytest-{os.getpid()}-")]
+    assert not left, f"segments left in /dev/shm: {left}"

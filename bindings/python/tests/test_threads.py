@@ -93,10 +93,13 @@ def test_blocking_recv_releases_the_gil(name):
     assert r.stdout.strip() == "(0, b'wake')"
 
 
-SIGINT_SCRIPT = r"""
+# Each blocks forever unless interrupted: a receive on a bus with a live publisher and nothing
+# published, a send to a full queue with a live receiver that takes nothing.
+SIGINT_SCRIPTS = {
+    "bus recv": r"""
 import sys, shmbus
 bus = shmbus.Bus.open(sys.argv[1])
-keep = bus.publisher()   # attached, so the bus is not closed: recv() waits forever
+keep = bus.publisher()
 sub = bus.subscriber()
 print("ready", flush=True)
 try:
@@ -104,7 +107,24 @@ try:
 except KeyboardInterrupt:
     print("interrupted", flush=True)
     sys.exit(3)
-"""
+""",
+    "queue send": r"""
+import sys, shmbus
+q = shmbus.Queue.create(sys.argv[1] + "-q", capacity=1, item_size=8)
+try:
+    keep = q.receiver()
+    tx = q.sender()
+    tx.send(b"fills it")
+    print("ready", flush=True)
+    try:
+        tx.send(b"waits")
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(3)
+finally:
+    shmbus.remove(sys.argv[1] + "-q")
+""",
+}
 
 
 def _state(pid):
@@ -112,9 +132,10 @@ def _state(pid):
         return f.read().rsplit(")", 1)[1].split()[0]
 
 
-def test_ctrl_c_interrupts_a_blocking_recv(name):
+@pytest.mark.parametrize("call", sorted(SIGINT_SCRIPTS))
+def test_ctrl_c_interrupts_a_blocking_call(name, call):
     shmbus.Bus.create(name)
-    child = subprocess.Popen([sys.executable, "-c", SIGINT_SCRIPT, name],
+    child = subprocess.Popen([sys.executable, "-c", SIGINT_SCRIPTS[call], name],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "ready"
