@@ -4,6 +4,8 @@
 //! holds the one blocking loop (GIL released, Ctrl-C answered). The package `shmbus`
 //! (python/shmbus) re-exports all of it and adds asyncio and typed messages.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 use pyo3::prelude::*;
 
 mod board;
