@@ -1,0 +1,80 @@
+import json
+
+import pytest
+
+import shmbus
+
+# Sampled over --sample-ms by the inspector, or a time since a stamp: not compared.
+SAMPLED = {"last_publish", "producer_stamp_ns_ago"}
+
+
+def _strip(d):
+    return {k: v for k, v in d.items() if k not in SAMPLED} if isinstance(d, dict) else d
+
+
+def test_list_matches_the_inspector(name, cli):
+    bus = shmbus.Bus.create(name + "-bus", slots=8, capacity=64)
+    pub = bus.publisher()
+    pub.publish(b"one")
+    q = shmbus.Queue.create(name + "-queue", capacity=4)
+    q.sender().send(b"item")
+    shmbus.Board.create(name + "-board", cells=2, keys=["a"])
+    shmbus.Records.create(name + "-records")
+    try:
+        ours = {e["name"]: e for e in shmbus.list() if e["name"] and e["name"].startswith(name)}
+        theirs = json.loads(cli("list", "--json", "--prefix", name, "--sample-ms", "10"))
+        theirs = {e["name"]: e for e in theirs}
+        assert set(ours) == {name + k for k in ("-bus", "-queue", "-board", "-records")}
+        assert set(ours) == set(theirs)
+        for n in ours:
+            mine, cli_entry = ours[n], theirs[n]
+            assert list(mine) == list(cli_entry)
+            for key in mine:
+                assert _strip(mine[key]) == _strip(cli_entry[key]), (n, key)
+        assert ours[name + "-bus"]["bus"]["published"] == 1
+        assert ours[name + "-queue"]["queue"]["len"] == 1
+        assert ours[name + "-bus"]["queue"] is None
+    finally:
+        for k in ("-bus", "-queue", "-board", "-records"):
+            shmbus.remove(name + k)
+
+
+def test_list_reports_unreadable_segments(name):
+    with open(f"/dev/shm/shmbus.{name}", "wb") as f:
+        f.write(b"\x00" * 10)
+    [entry] = [e for e in shmbus.list() if e["name"] == name]
+    assert entry["kind"] == "error"
+    assert name in entry["error"]
+    assert all(entry[k] is None for k in ("bus", "queue", "board", "records"))
+
+
+def test_info_matches_the_inspector(name, cli):
+    bus = shmbus.Bus.create(name, slots=8, capacity=64)
+    pub = bus.publisher()
+    pub.publish(b"one")
+    ours = shmbus.info(name)
+    theirs = json.loads(cli("info", name, "--json", "--sample-ms", "10"))
+    for key in ("name", "kind", "path", "checks", "header"):
+        assert ours[key] == theirs[key], key
+    assert _strip(ours["summary"]) == _strip(theirs["summary"])
+    assert [(p["index"], p["pid"]) for p in ours["producers"]] == [
+        (p["index"], p["pid"]) for p in theirs["producers"]]
+    assert ours["access"]["mode"] == "0600"
+    assert all(c["status"] == "ok" for c in ours["checks"])
+
+    q = shmbus.Queue.create(name + "-q")
+    try:
+        ours = shmbus.info(name + "-q")
+        theirs = json.loads(cli("info", name + "-q", "--json"))
+        assert ours["kind"] == "queue"
+        assert ours["summary"] == theirs["summary"]
+        assert ours["access"] == theirs["access"]
+    finally:
+        shmbus.remove(name + "-q")
+
+
+def test_info_errors(name):
+    with pytest.raises(shmbus.NotFound):
+        shmbus.info(name)
+    with pytest.raises(shmbus.InvalidName):
+        shmbus.info("../etc")
