@@ -14,13 +14,14 @@ use shmbus::layout::SegmentKind;
 use crate::errors::to_py;
 
 /// Every kind's word, in the order `list --json` gives their keys.
-const KINDS: [&str; 4] = ["bus", "queue", "board", "records"];
+const KINDS: [&str; 5] = ["bus", "queue", "board", "records", "lanes"];
 
 fn kind_word(k: SegmentKind) -> &'static str {
     match k {
         SegmentKind::Queue => "queue",
         SegmentKind::Board => "board",
         SegmentKind::Records => "records",
+        SegmentKind::Lanes => "lanes",
         _ => "bus",
     }
 }
@@ -84,8 +85,35 @@ fn summary<'py>(py: Python<'py>, p: &Probe) -> Result<Bound<'py, PyDict>, Failur
             put!("value_size", b.value_size());
             put!("value_type", b.value_type().to_string());
             put!("keys", b.has_keys());
+            // A cell's version counts its updates; one that cannot be read counts as none.
+            let reader = b.reader();
+            let versions: Vec<u64> = (0..b.cells())
+                .map(|i| reader.version(i).unwrap_or(0))
+                .collect();
+            put!("cells_written", versions.iter().filter(|v| **v > 0).count());
+            put!("updates", versions.iter().sum::<u64>());
             put!("writers_alive", b.has_writers());
             liveness(&d, &p.header, b.has_writers())?;
+        }
+        SegmentKind::Lanes => {
+            let l = shmbus::lanes::LanesBuilder::new(name)
+                .read_only()
+                .accept_other_owner()
+                .accept_shared_write()
+                .open()?;
+            let info = l.lane_info();
+            let in_use = info.iter().filter(|x| x.in_use).count();
+            put!("lanes", l.lanes());
+            put!("lane_bytes", l.lane_bytes());
+            put!("lanes_in_use", in_use);
+            put!(
+                "pending_bytes",
+                info.iter().map(|x| x.pending_bytes).sum::<u64>()
+            );
+            put!("published", info.iter().map(|x| x.published).sum::<u64>());
+            put!("dropped", info.iter().map(|x| x.dropped).sum::<u64>());
+            put!("consumer_alive", l.has_consumer());
+            liveness(&d, &l.header(), l.has_consumer() || in_use > 0)?;
         }
         SegmentKind::Records => {
             let r = shmbus::RecordsBuilder::new(name)

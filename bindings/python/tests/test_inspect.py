@@ -20,11 +20,14 @@ def test_list_matches_the_inspector(name, cli):
     q.sender().send(b"item")
     shmbus.Board.create(name + "-board", cells=2, keys=["a"])
     shmbus.Records.create(name + "-records")
+    cli("create", name + "-lanes", "--kind", "lanes", "--lanes", "2", "--bytes", "4096")
     try:
         ours = {e["name"]: e for e in shmbus.list() if e["name"] and e["name"].startswith(name)}
         theirs = json.loads(cli("list", "--json", "--prefix", name, "--sample-ms", "10"))
         theirs = {e["name"]: e for e in theirs}
-        assert set(ours) == {name + k for k in ("-bus", "-queue", "-board", "-records")}
+        assert set(ours) == {
+            name + k for k in ("-bus", "-queue", "-board", "-records", "-lanes")
+        }
         assert set(ours) == set(theirs)
         for n in ours:
             mine, cli_entry = ours[n], theirs[n]
@@ -34,8 +37,9 @@ def test_list_matches_the_inspector(name, cli):
         assert ours[name + "-bus"]["bus"]["published"] == 1
         assert ours[name + "-queue"]["queue"]["len"] == 1
         assert ours[name + "-bus"]["queue"] is None
+        assert ours[name + "-lanes"]["lanes"]["lanes"] == 2
     finally:
-        for k in ("-bus", "-queue", "-board", "-records"):
+        for k in ("-bus", "-queue", "-board", "-records", "-lanes"):
             shmbus.remove(name + k)
 
 
@@ -45,7 +49,7 @@ def test_list_reports_unreadable_segments(name):
     [entry] = [e for e in shmbus.list() if e["name"] == name]
     assert entry["kind"] == "error"
     assert name in entry["error"]
-    assert all(entry[k] is None for k in ("bus", "queue", "board", "records"))
+    assert all(entry[k] is None for k in ("bus", "queue", "board", "records", "lanes"))
 
 
 def test_info_matches_the_inspector(name, cli):
