@@ -107,9 +107,11 @@ pub(crate) fn start_arg(start: u32, arg: u64) -> Result<Start, Failure> {
         s if s == ShmbusStart::Oldest as u32 => Start::Oldest,
         s if s == ShmbusStart::Last as u32 => Start::Last(arg),
         s if s == ShmbusStart::Sequence as u32 => Start::Sequence(arg),
-        other => return Err(Failure::invalid(format!(
+        other => {
+            return Err(Failure::invalid(format!(
             "start {other} is none of SHMBUS_START_NEXT (0), _OLDEST (1), _LAST (2), _SEQUENCE (3)"
-        ))),
+        )))
+        }
     })
 }
 
