@@ -336,8 +336,8 @@ mod tests {
 
     #[test]
     fn every_status_has_its_header_name() {
-        // SAFETY: shmbus_status_name returns static NUL-terminated strings.
         let name = |s: i32| {
+            // SAFETY: shmbus_status_name returns static NUL-terminated strings.
             unsafe { CStr::from_ptr(shmbus_status_name(s)) }
                 .to_str()
                 .unwrap()
