@@ -78,4 +78,11 @@ cmake -S bindings/c/examples -B "$work/cmake" >/dev/null
 cmake --build "$work/cmake" >/dev/null
 LD_LIBRARY_PATH="$lib" "$work/cmake/example"
 
+echo "--- the README's C example"
+sed -n '/^```c$/,/^```$/p' README.md | sed '1d;$d' >"$work/readme.c"
+[ -s "$work/readme.c" ] || { echo "README.md has no C example" >&2; exit 1; }
+# shellcheck disable=SC2086
+cc $cflags -Ibindings/c/include "$work/readme.c" "$target/libshmbus_ffi.a" $native -o "$work/readme"
+"$work/readme" | grep -qx '0: AAPL 189.91'
+
 echo "bindings-c: every C test passed"
