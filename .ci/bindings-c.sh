@@ -17,7 +17,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-cargo build -p shmbus-ffi --example rust_peer
+cargo build -p shmbus-ffi --lib --example rust_peer
 target="${CARGO_TARGET_DIR:-target}/debug"
 peer="$target/examples/rust_peer"
 work="$(mktemp -d)"
