@@ -3,12 +3,14 @@
 # under AddressSanitizer and UBSan against the static library, runs them (every function and
 # error path; two C processes over a bus and over a queue), exchanges messages between C and
 # Rust (examples/rust_peer.rs) both ways over a bus and a queue, comparing checksums, and builds
-# and runs the example through pkg-config and CMake against the shared library.
+# and runs the example through pkg-config and CMake against the shared library; the header
+# also compiles as C++.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v cc >/dev/null || need+=(gcc libc6-dev)
+command -v c++ >/dev/null || need+=(g++)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v cmake >/dev/null || need+=(cmake make)
 if [ ${#need[@]} -gt 0 ]; then
@@ -77,6 +79,12 @@ LD_LIBRARY_PATH="$lib" "$work/example"
 cmake -S bindings/c/examples -B "$work/cmake" >/dev/null
 cmake --build "$work/cmake" >/dev/null
 LD_LIBRARY_PATH="$lib" "$work/cmake/example"
+
+echo "--- the header from C++"
+printf '#include "shmbus.h"\nint main() { ShmbusReceived r{}; return shmbus_status_name(0) && r.len == 0 ? 0 : 1; }\n' >"$work/header.cpp"
+# shellcheck disable=SC2086
+c++ -std=c++11 -Wall -Wextra -Werror -Ibindings/c/include "$work/header.cpp" "$target/libshmbus_ffi.a" $native -o "$work/header"
+"$work/header"
 
 echo "--- the README's C example"
 sed -n '/^```c$/,/^```$/p' README.md | sed '1d;$d' >"$work/readme.c"

@@ -72,3 +72,28 @@ pub unsafe extern "C" fn shmbus_remove(name: *const c_char) -> ShmbusStatus {
 pub extern "C" fn shmbus_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the header promises about threads: segment handles may be shared by threads, every
+    /// other handle may move to another thread (and is used by one at a time).
+    #[test]
+    fn handles_are_as_thread_safe_as_the_header_says() {
+        fn shared<T: Send + Sync>() {}
+        fn movable<T: Send>() {}
+        shared::<ShmbusBus>();
+        shared::<ShmbusQueue>();
+        shared::<ShmbusRecords>();
+        shared::<ShmbusBoard>();
+        movable::<ShmbusPublisher>();
+        movable::<ShmbusSubscriber>();
+        movable::<ShmbusQueueSender>();
+        movable::<ShmbusQueueReceiver>();
+        movable::<ShmbusRecordPublisher>();
+        movable::<ShmbusRecordSubscriber>();
+        movable::<ShmbusBoardWriter>();
+        movable::<ShmbusBoardReader>();
+    }
+}
