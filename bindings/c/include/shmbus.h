@@ -1400,10 +1400,11 @@ enum ShmbusStatus shmbus_record_try_recv(struct ShmbusRecordSubscriber *subscrib
                                          struct ShmbusReceived *out);
 
 /**
- * Receives a record, waiting at most `timeout_ns` nanoseconds (`EMPTY` when the time ran
- * out); fills `*out` as `shmbus_record_try_recv` does.
+ * Receives a record, waiting at most `timeout_ns` nanoseconds (`UINT64_MAX`: for ever;
+ * `EMPTY` when the time ran out); fills `*out` as `shmbus_record_try_recv` does. Sleeps on the
+ * segment's futex (or, once the subscriber has a readiness descriptor, in `poll(2)` on it).
  *
- * Errors: `NULL_ARGUMENT`.
+ * Errors: `NULL_ARGUMENT`, `IO` (`poll` failed).
  *
  * # Safety
  * As `shmbus_record_try_recv`.
@@ -1411,6 +1412,24 @@ enum ShmbusStatus shmbus_record_try_recv(struct ShmbusRecordSubscriber *subscrib
 enum ShmbusStatus shmbus_record_recv_timeout(struct ShmbusRecordSubscriber *subscriber,
                                              uint64_t timeout_ns,
                                              struct ShmbusReceived *out);
+
+/**
+ * A file descriptor that an event loop can wait on: readable when a receive may find
+ * something (a record, a lap, or the segment closing). Readiness may be spurious, never lost:
+ * after it turns readable, receive with `shmbus_record_try_recv` until it gives `EMPTY`, which
+ * re-arms it. The first call registers the subscriber with the records handle's waker thread;
+ * later calls give the same descriptor. The descriptor belongs to the subscriber: do not close
+ * it; `shmbus_record_subscriber_free` does.
+ *
+ * Errors: `NULL_ARGUMENT`, `IO` (no eventfd, or no waker thread; the subscriber stays usable,
+ * at the position it had).
+ *
+ * # Safety
+ * `subscriber` is NULL or a live records subscriber used by no other thread now; `fd` is NULL
+ * or writable.
+ */
+enum ShmbusStatus shmbus_record_subscriber_fd(struct ShmbusRecordSubscriber *subscriber,
+                                              int *fd);
 
 /**
  * The message of the last call on this thread that did not return `SHMBUS_STATUS_OK`: what

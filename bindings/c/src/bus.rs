@@ -449,48 +449,19 @@ impl ShmbusSubscriber {
         Ok(r)
     }
 
-    /// A blocking receive through the readiness descriptor (once it exists the subscriber is
-    /// registered with the waker, and receives go through it so that the descriptor stays
-    /// armed): try, and while nothing is there, `poll(2)` the descriptor until the deadline.
-    /// Readiness may be spurious but is never lost, so a wake-up that finds nothing waits again.
+    /// A receive that waits, once the subscriber has a readiness descriptor: the receives go
+    /// through the registration (so that the descriptor stays armed) and the waits are
+    /// `poll(2)` on it.
     fn poll_ready(&mut self, deadline: Option<Instant>) -> Result<ShmbusReceived, Failure> {
-        loop {
+        let Sub::Ready(ready) = &self.state else {
+            unreachable!("poll_ready runs only on a registered subscriber")
+        };
+        let fd = ready.as_raw_fd();
+        let found = crate::ready::poll_until(fd, deadline, || {
             let r = self.try_recv();
-            if r.event != ShmbusEvent::Empty {
-                return Ok(r);
-            }
-            let Sub::Ready(ready) = &self.state else {
-                unreachable!("poll_ready runs only on a registered subscriber")
-            };
-            let wait_ms = match deadline {
-                None => -1,
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok(r);
-                    }
-                    // Rounded up, so that the last wait does not end just short of the deadline
-                    // and spin.
-                    c_int::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(c_int::MAX)
-                }
-            };
-            let mut pfd = libc::pollfd {
-                fd: ready.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd, counted as one; the descriptor lives in `ready`.
-            let n = unsafe { libc::poll(&mut pfd, 1, wait_ms) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(Failure::new(
-                        ShmbusStatus::Io,
-                        format!("poll on the readiness descriptor failed: {e}"),
-                    ));
-                }
-            }
-        }
+            (r.event != ShmbusEvent::Empty).then_some(r)
+        })?;
+        Ok(found.unwrap_or_else(|| ShmbusReceived::nothing(ShmbusEvent::Empty)))
     }
 }
 

@@ -29,6 +29,7 @@ mod board;
 mod bus;
 mod list;
 mod queue;
+mod ready;
 mod received;
 mod records;
 mod status;

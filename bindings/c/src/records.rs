@@ -1,13 +1,17 @@
 //! Records: variable-size broadcast in one byte ring (create, open, publish, subscribe, receive).
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_int};
+use std::os::fd::AsRawFd;
+use std::time::Instant;
 
-use shmbus::records::{RecordPublisher, RecordSubscriber, Records, RecordsBuilder};
-use shmbus::RecordRecv;
+use shmbus::records::{
+    RecordPublisher, RecordReadiness, RecordSubscriber, Records, RecordsBuilder,
+};
+use shmbus::{LapPolicy, RecordRecv, Start};
 
 use crate::args::{self, apply_open_flags, OPEN_FLAGS};
 use crate::received::{lap_policy_arg, start_arg, ShmbusEvent, ShmbusReceived};
-use crate::status::{guard, ShmbusStatus};
+use crate::status::{guard, Failure, ShmbusStatus};
 
 /// A records segment handle (opaque). Made by `shmbus_records_create` or
 /// `shmbus_records_open`, freed by `shmbus_records_free`; its publisher and subscribers outlive
@@ -25,7 +29,15 @@ pub struct ShmbusRecordPublisher {
 /// A records subscriber (opaque). Made by `shmbus_records_subscribe`, freed by
 /// `shmbus_record_subscriber_free`. One thread at a time.
 pub struct ShmbusRecordSubscriber {
-    subscriber: RecordSubscriber,
+    /// To make the subscriber again if its readiness registration fails.
+    records: Records,
+    policy: LapPolicy,
+    state: Sub,
+}
+
+enum Sub {
+    Plain(RecordSubscriber),
+    Ready(RecordReadiness),
 }
 
 /// A records segment's shape and state, as `shmbus_records_info` reports it.
@@ -232,14 +244,13 @@ pub unsafe extern "C" fn shmbus_records_subscribe(
         let out = args::out_arg(out, "out")?;
         let start = self::start_arg(start, start_arg)?;
         let policy = lap_policy_arg(lap_policy)?;
-        let subscriber = r.subscribe(start).lap_policy(policy);
-        // SAFETY: checked not NULL; the caller promises it writable.
-        unsafe {
-            args::put(
-                out,
-                args::into_handle(ShmbusRecordSubscriber { subscriber }),
-            )
+        let sub = ShmbusRecordSubscriber {
+            records: r.clone(),
+            policy,
+            state: Sub::Plain(r.subscribe(start).lap_policy(policy)),
         };
+        // SAFETY: checked not NULL; the caller promises it writable.
+        unsafe { args::put(out, args::into_handle(sub)) };
         Ok(())
     })
 }
@@ -263,6 +274,47 @@ fn received(r: RecordRecv<'_>) -> ShmbusReceived {
     }
 }
 
+impl ShmbusRecordSubscriber {
+    fn subscriber(&self) -> &RecordSubscriber {
+        match &self.state {
+            Sub::Plain(s) => s,
+            Sub::Ready(r) => r.subscriber(),
+        }
+    }
+
+    fn try_recv(&mut self) -> ShmbusReceived {
+        let mut got = match &mut self.state {
+            Sub::Plain(s) => received(s.try_recv()),
+            Sub::Ready(r) => received(r.try_recv()),
+        };
+        if got.event == ShmbusEvent::Lapped {
+            got.seq = self.subscriber().next_seq();
+        }
+        got
+    }
+
+    fn recv_timeout(&mut self, timeout_ns: u64) -> Result<ShmbusReceived, Failure> {
+        let timeout = args::timeout(timeout_ns);
+        let mut got = match &mut self.state {
+            Sub::Plain(s) => received(s.recv_timeout(timeout)),
+            Sub::Ready(ready) => {
+                // Through the registration, waiting in poll(2) on its descriptor.
+                let fd = ready.as_raw_fd();
+                let deadline = Instant::now().checked_add(timeout);
+                let found = crate::ready::poll_until(fd, deadline, || {
+                    let r = self.try_recv();
+                    (r.event != ShmbusEvent::Empty).then_some(r)
+                })?;
+                return Ok(found.unwrap_or_else(|| ShmbusReceived::nothing(ShmbusEvent::Empty)));
+            }
+        };
+        if got.event == ShmbusEvent::Lapped {
+            got.seq = self.subscriber().next_seq();
+        }
+        Ok(got)
+    }
+}
+
 /// The common body of the two receives (`None`: without waiting).
 ///
 /// # Safety
@@ -274,15 +326,12 @@ unsafe fn recv(
 ) -> ShmbusStatus {
     guard(|| {
         // SAFETY: the caller's contract for `subscriber`.
-        let s = &mut unsafe { args::handle_mut(subscriber, "subscriber") }?.subscriber;
+        let s = unsafe { args::handle_mut(subscriber, "subscriber") }?;
         let out = args::out_arg(out, "out")?;
-        let mut got = match timeout_ns {
-            None => received(s.try_recv()),
-            Some(ns) => received(s.recv_timeout(args::timeout(ns))),
+        let got = match timeout_ns {
+            None => s.try_recv(),
+            Some(ns) => s.recv_timeout(ns)?,
         };
-        if got.event == ShmbusEvent::Lapped {
-            got.seq = s.next_seq();
-        }
         // SAFETY: checked not NULL; the caller promises it writable.
         unsafe { args::put(out, got) };
         Ok(())
@@ -307,10 +356,11 @@ pub unsafe extern "C" fn shmbus_record_try_recv(
     unsafe { recv(subscriber, None, out) }
 }
 
-/// Receives a record, waiting at most `timeout_ns` nanoseconds (`EMPTY` when the time ran
-/// out); fills `*out` as `shmbus_record_try_recv` does.
+/// Receives a record, waiting at most `timeout_ns` nanoseconds (`UINT64_MAX`: for ever;
+/// `EMPTY` when the time ran out); fills `*out` as `shmbus_record_try_recv` does. Sleeps on the
+/// segment's futex (or, once the subscriber has a readiness descriptor, in `poll(2)` on it).
 ///
-/// Errors: `NULL_ARGUMENT`.
+/// Errors: `NULL_ARGUMENT`, `IO` (`poll` failed).
 ///
 /// # Safety
 /// As `shmbus_record_try_recv`.
@@ -322,4 +372,56 @@ pub unsafe extern "C" fn shmbus_record_recv_timeout(
 ) -> ShmbusStatus {
     // SAFETY: the caller's contract, passed on.
     unsafe { recv(subscriber, Some(timeout_ns), out) }
+}
+
+/// A file descriptor that an event loop can wait on: readable when a receive may find
+/// something (a record, a lap, or the segment closing). Readiness may be spurious, never lost:
+/// after it turns readable, receive with `shmbus_record_try_recv` until it gives `EMPTY`, which
+/// re-arms it. The first call registers the subscriber with the records handle's waker thread;
+/// later calls give the same descriptor. The descriptor belongs to the subscriber: do not close
+/// it; `shmbus_record_subscriber_free` does.
+///
+/// Errors: `NULL_ARGUMENT`, `IO` (no eventfd, or no waker thread; the subscriber stays usable,
+/// at the position it had).
+///
+/// # Safety
+/// `subscriber` is NULL or a live records subscriber used by no other thread now; `fd` is NULL
+/// or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmbus_record_subscriber_fd(
+    subscriber: *mut ShmbusRecordSubscriber,
+    fd: *mut c_int,
+) -> ShmbusStatus {
+    guard(|| {
+        // SAFETY: the caller's contract for `subscriber`.
+        let s = unsafe { args::handle_mut(subscriber, "subscriber") }?;
+        let fd = args::out_arg(fd, "fd")?;
+        if let Sub::Plain(_) = s.state {
+            // Made anew only to hold the place while the old one is moved into its readiness.
+            let placeholder = Sub::Plain(s.records.subscribe(Start::Next));
+            let Sub::Plain(plain) = std::mem::replace(&mut s.state, placeholder) else {
+                unreachable!("matched Plain above")
+            };
+            let next = plain.next_seq();
+            match plain.into_readiness() {
+                Ok(ready) => s.state = Sub::Ready(ready),
+                Err(e) => {
+                    // The subscriber went with the failed registration: make it again where
+                    // it was (its counters start from zero).
+                    s.state = Sub::Plain(
+                        s.records
+                            .subscribe(Start::Sequence(next))
+                            .lap_policy(s.policy),
+                    );
+                    return Err(e.into());
+                }
+            }
+        }
+        let Sub::Ready(ready) = &s.state else {
+            unreachable!("registered above")
+        };
+        // SAFETY: checked not NULL; the caller promises it writable.
+        unsafe { args::put(fd, ready.as_raw_fd()) };
+        Ok(())
+    })
 }

@@ -497,9 +497,31 @@ static void test_records(void) {
     CHECK(r.event == SHMBUS_EVENT_EMPTY);
     CHECK(laps == 1 && received > 0 && received + lost == 100);
 
+    /* The readiness descriptor: the same one each time, readable once a record is there;
+     * a waiting receive then polls it. */
+    int fd = -1, fd2 = -2;
+    EXPECT(shmbus_record_subscriber_fd(NULL, &fd), SHMBUS_STATUS_NULL_ARGUMENT);
+    EXPECT(shmbus_record_subscriber_fd(next, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
+    OK(shmbus_record_subscriber_fd(next, &fd));
+    OK(shmbus_record_subscriber_fd(next, &fd2));
+    CHECK(fd >= 0 && fd == fd2);
+    OK(shmbus_record_try_recv(next, &r));
+    CHECK(r.event == SHMBUS_EVENT_EMPTY);
+    OK(shmbus_record_publish(p, 100, (const uint8_t *)"ready", 5, &seq));
+    CHECK(seq == 102);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    CHECK(poll(&pfd, 1, 20000) == 1 && (pfd.revents & POLLIN));
+    OK(shmbus_record_try_recv(next, &r));
+    CHECK(r.event == SHMBUS_EVENT_MESSAGE && r.seq == 102 && r.type_id == 100 && r.len == 5);
+    OK(shmbus_record_recv_timeout(next, 1000000, &r));
+    CHECK(r.event == SHMBUS_EVENT_EMPTY);
+    OK(shmbus_record_publish(p, 101, (const uint8_t *)"again", 5, NULL));
+    OK(shmbus_record_recv_timeout(next, 20000000000ull, &r));
+    CHECK(r.event == SHMBUS_EVENT_MESSAGE && r.seq == 103 && r.len == 5 && memcmp(r.data, "again", 5) == 0);
+
     MUST(shmbus_records_open(name, SHMBUS_READ_ONLY, &ro));
     OK(shmbus_records_info(ro, &info));
-    CHECK(info.read_only && info.has_producers && info.records_published == 102);
+    CHECK(info.read_only && info.has_producers && info.records_published == 104);
     EXPECT(shmbus_records_publisher(ro, &p2), SHMBUS_STATUS_READ_ONLY);
     shmbus_records_free(ro);
 
