@@ -1275,6 +1275,24 @@ enum ShmbusStatus shmbus_queue_recv(struct ShmbusQueueReceiver *receiver,
                                     struct ShmbusReceived *out);
 
 /**
+ * A file descriptor that an event loop can wait on: readable when a receive may find an item
+ * (or the queue closing). Readiness may be spurious, never lost: after it turns readable,
+ * receive with `shmbus_queue_try_recv` until it gives `EMPTY`, which re-arms it. The first call
+ * registers the receiver with the queue handle's waker thread; later calls give the same
+ * descriptor. The descriptor belongs to the receiver: do not close it;
+ * `shmbus_queue_receiver_free` does.
+ *
+ * Errors: `NULL_ARGUMENT`, `IO` (no eventfd, or no waker thread: the receiver is attached
+ * again without a descriptor, or, if even that fails, every later receive returns `IO` and
+ * the receiver is to be freed).
+ *
+ * # Safety
+ * `receiver` is NULL or a live receiver used by no other thread now; `fd` is NULL or writable.
+ */
+enum ShmbusStatus shmbus_queue_receiver_fd(struct ShmbusQueueReceiver *receiver,
+                                           int *fd);
+
+/**
  * Creates a records segment whose byte ring is `ring_bytes` long (a power of two from 4 KiB
  * to 16 GiB; 0: 1 MiB), with permission bits `mode` (0: `0600`). `flags` must be 0. On success
  * `*out` is the new handle.

@@ -1,8 +1,10 @@
 //! The work queue: create, open, senders and receivers, with and without waiting.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_int};
+use std::os::fd::AsRawFd;
+use std::time::Instant;
 
-use shmbus::{Queue, QueueBuilder, QueueReceiver, QueueSender, SendError};
+use shmbus::{Queue, QueueBuilder, QueueReceiver, QueueReceiverReadiness, QueueSender, SendError};
 
 use crate::args::{self, apply_open_flags, OPEN_FLAGS};
 use crate::received::{ShmbusEvent, ShmbusReceived};
@@ -26,7 +28,16 @@ pub struct ShmbusQueueSender {
 /// `shmbus_queue_receiver`, freed (detached) by `shmbus_queue_receiver_free`. One thread at a
 /// time.
 pub struct ShmbusQueueReceiver {
-    receiver: QueueReceiver,
+    /// To attach the receiver again if its readiness registration fails.
+    queue: Queue,
+    state: Rx,
+}
+
+enum Rx {
+    Plain(QueueReceiver),
+    Ready(QueueReceiverReadiness),
+    /// The registration failed, and so did attaching a receiver again.
+    Lost,
 }
 
 /// A queue's shape and state, as `shmbus_queue_info` reports it (a snapshot).
@@ -192,9 +203,12 @@ pub unsafe extern "C" fn shmbus_queue_receiver(
         // SAFETY: the caller's contract for `queue`.
         let q = &unsafe { args::handle(queue, "queue") }?.queue;
         let out = args::out_arg(out, "out")?;
-        let receiver = q.bytes_receiver()?;
+        let rx = ShmbusQueueReceiver {
+            queue: q.clone(),
+            state: Rx::Plain(q.bytes_receiver()?),
+        };
         // SAFETY: checked not NULL; the caller promises it writable.
-        unsafe { args::put(out, args::into_handle(ShmbusQueueReceiver { receiver })) };
+        unsafe { args::put(out, args::into_handle(rx)) };
         Ok(())
     })
 }
@@ -325,6 +339,71 @@ pub unsafe extern "C" fn shmbus_queue_send(
     unsafe { send(sender, data, len, Waiting::Forever) }
 }
 
+fn lost() -> Failure {
+    Failure::fixed(
+        ShmbusStatus::Io,
+        c"this receiver was lost when its readiness registration failed and it could not attach again: free it and attach a new one",
+    )
+}
+
+fn item(item: Option<&[u8]>) -> ShmbusReceived {
+    item.map_or(ShmbusReceived::nothing(ShmbusEvent::Empty), |bytes| {
+        ShmbusReceived::message(0, 0, bytes)
+    })
+}
+
+impl ShmbusQueueReceiver {
+    fn receiver(&self) -> Result<&QueueReceiver, Failure> {
+        match &self.state {
+            Rx::Plain(r) => Ok(r),
+            Rx::Ready(r) => Ok(r.receiver()),
+            Rx::Lost => Err(lost()),
+        }
+    }
+
+    /// `EMPTY` becomes `CLOSED` when no sender is attached and no item is left.
+    fn closed_if_so(&self, mut got: ShmbusReceived) -> Result<ShmbusReceived, Failure> {
+        if got.event == ShmbusEvent::Empty && self.receiver()?.is_closed() {
+            got.event = ShmbusEvent::Closed;
+        }
+        Ok(got)
+    }
+
+    fn try_recv(&mut self) -> Result<ShmbusReceived, Failure> {
+        let got = match &mut self.state {
+            Rx::Plain(r) => item(r.try_recv()),
+            Rx::Ready(r) => item(r.try_recv()),
+            Rx::Lost => return Err(lost()),
+        };
+        self.closed_if_so(got)
+    }
+
+    fn recv(&mut self, wait: Waiting) -> Result<ShmbusReceived, Failure> {
+        let deadline = match wait {
+            Waiting::Not => return self.try_recv(),
+            Waiting::Until(ns) => Instant::now().checked_add(args::timeout(ns)),
+            Waiting::Forever => None,
+        };
+        let got = match &mut self.state {
+            Rx::Plain(r) => match deadline {
+                Some(d) => item(r.recv_timeout(d.saturating_duration_since(Instant::now()))),
+                None => item(r.recv()),
+            },
+            Rx::Ready(ready) => {
+                // Through the registration, waiting in poll(2) on its descriptor.
+                let fd = ready.as_raw_fd();
+                let found = crate::ready::poll_until(fd, deadline, || match self.try_recv() {
+                    Ok(r) if r.event == ShmbusEvent::Empty => None,
+                    other => Some(other),
+                })?;
+                return found.unwrap_or(Ok(ShmbusReceived::nothing(ShmbusEvent::Empty)));
+            }
+            Rx::Lost => return Err(lost()),
+        };
+        self.closed_if_so(got)
+    }
+}
+
 /// The common body of the three receives.
 ///
 /// # Safety
@@ -336,20 +415,9 @@ unsafe fn recv(
 ) -> ShmbusStatus {
     guard(|| {
         // SAFETY: the caller's contract for `receiver`.
-        let r = &mut unsafe { args::handle_mut(receiver, "receiver") }?.receiver;
+        let r = unsafe { args::handle_mut(receiver, "receiver") }?;
         let out = args::out_arg(out, "out")?;
-        let item = match wait {
-            Waiting::Not => r.try_recv(),
-            Waiting::Until(ns) => r.recv_timeout(args::timeout(ns)),
-            Waiting::Forever => r.recv(),
-        };
-        let mut got = match item {
-            Some(bytes) => ShmbusReceived::message(0, 0, bytes),
-            None => ShmbusReceived::nothing(ShmbusEvent::Empty),
-        };
-        if got.event == ShmbusEvent::Empty && r.is_closed() {
-            got.event = ShmbusEvent::Closed;
-        }
+        let got = r.recv(wait)?;
         // SAFETY: checked not NULL; the caller promises it writable.
         unsafe { args::put(out, got) };
         Ok(())
@@ -405,4 +473,48 @@ pub unsafe extern "C" fn shmbus_queue_recv(
 ) -> ShmbusStatus {
     // SAFETY: the caller's contract, passed on.
     unsafe { recv(receiver, Waiting::Forever, out) }
+}
+
+/// A file descriptor that an event loop can wait on: readable when a receive may find an item
+/// (or the queue closing). Readiness may be spurious, never lost: after it turns readable,
+/// receive with `shmbus_queue_try_recv` until it gives `EMPTY`, which re-arms it. The first call
+/// registers the receiver with the queue handle's waker thread; later calls give the same
+/// descriptor. The descriptor belongs to the receiver: do not close it;
+/// `shmbus_queue_receiver_free` does.
+///
+/// Errors: `NULL_ARGUMENT`, `IO` (no eventfd, or no waker thread: the receiver is attached
+/// again without a descriptor, or, if even that fails, every later receive returns `IO` and
+/// the receiver is to be freed).
+///
+/// # Safety
+/// `receiver` is NULL or a live receiver used by no other thread now; `fd` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmbus_queue_receiver_fd(
+    receiver: *mut ShmbusQueueReceiver,
+    fd: *mut c_int,
+) -> ShmbusStatus {
+    guard(|| {
+        // SAFETY: the caller's contract for `receiver`.
+        let r = unsafe { args::handle_mut(receiver, "receiver") }?;
+        let fd = args::out_arg(fd, "fd")?;
+        match std::mem::replace(&mut r.state, Rx::Lost) {
+            Rx::Plain(plain) => match plain.into_readiness() {
+                Ok(ready) => r.state = Rx::Ready(ready),
+                Err(e) => {
+                    // The receiver went with the failed registration (it held no item).
+                    if let Ok(again) = r.queue.bytes_receiver() {
+                        r.state = Rx::Plain(again);
+                    }
+                    return Err(e.into());
+                }
+            },
+            other => r.state = other,
+        }
+        let Rx::Ready(ready) = &r.state else {
+            return Err(lost());
+        };
+        // SAFETY: checked not NULL; the caller promises it writable.
+        unsafe { args::put(fd, ready.as_raw_fd()) };
+        Ok(())
+    })
 }

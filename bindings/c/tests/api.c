@@ -417,6 +417,30 @@ static void test_queue(void) {
     OK(shmbus_queue_recv_timeout(rx, 1000000, &r));
     CHECK(r.event == SHMBUS_EVENT_EMPTY);
 
+    /* The readiness descriptor: the same one each time, readable once an item is there; the
+     * receives that wait then poll it. */
+    int fd = -1, fd2 = -2;
+    EXPECT(shmbus_queue_receiver_fd(NULL, &fd), SHMBUS_STATUS_NULL_ARGUMENT);
+    EXPECT(shmbus_queue_receiver_fd(rx, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
+    OK(shmbus_queue_receiver_fd(rx, &fd));
+    OK(shmbus_queue_receiver_fd(rx, &fd2));
+    CHECK(fd >= 0 && fd == fd2);
+    OK(shmbus_queue_try_recv(rx, &r));
+    CHECK(r.event == SHMBUS_EVENT_EMPTY);
+    OK(shmbus_queue_try_send(tx, (const uint8_t *)"job 5", 5));
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    CHECK(poll(&pfd, 1, 20000) == 1 && (pfd.revents & POLLIN));
+    OK(shmbus_queue_try_recv(rx, &r));
+    CHECK(r.event == SHMBUS_EVENT_MESSAGE && r.len == 5 && memcmp(r.data, "job 5", 5) == 0);
+    OK(shmbus_queue_recv_timeout(rx, 1000000, &r));
+    CHECK(r.event == SHMBUS_EVENT_EMPTY);
+    OK(shmbus_queue_try_send(tx, (const uint8_t *)"job 6", 5));
+    OK(shmbus_queue_recv(rx, &r));
+    CHECK(r.event == SHMBUS_EVENT_MESSAGE && r.len == 5 && memcmp(r.data, "job 6", 5) == 0);
+    OK(shmbus_queue_try_send(tx, (const uint8_t *)"job 7", 5));
+    OK(shmbus_queue_recv_timeout(rx, 20000000000ull, &r));
+    CHECK(r.event == SHMBUS_EVENT_MESSAGE && r.len == 5 && memcmp(r.data, "job 7", 5) == 0);
+
     /* Read-only: look only. */
     MUST(shmbus_queue_open(name, SHMBUS_READ_ONLY, &ro));
     ShmbusQueueSender *tx2 = NULL;
@@ -427,7 +451,7 @@ static void test_queue(void) {
     CHECK(info.read_only);
     shmbus_queue_free(ro);
 
-    /* The sender gone and nothing left: closed, for every receive. */
+    /* The sender gone and nothing left: closed, for every receive (through the descriptor). */
     shmbus_queue_sender_free(tx);
     OK(shmbus_queue_try_recv(rx, &r));
     CHECK(r.event == SHMBUS_EVENT_CLOSED);
