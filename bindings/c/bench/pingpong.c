@@ -3,7 +3,8 @@
  * the one of examples/pingpong.rs, the same through the Rust API, so that latency.sh can give
  * the cost of the C boundary as a ratio measured in the same run.
  *
- *   pingpong NAME PAYLOAD ITERS   prints "c PAYLOAD: one-way p50 N ns, p99 N ns"
+ *   pingpong NAME PAYLOAD ITERS          prints "c PAYLOAD: one-way p50 N ns, p99 N ns"
+ *   pingpong --rate NAME PAYLOAD COUNT   prints "c PAYLOAD: publish N ns" (mean, no subscriber)
  *
  * With PINGPONG_ECHO=PATH the echo is that program instead (examples/pingpong.rs takes the same
  * arguments), and the reverse with the Rust twin: mixed pairs tell which side costs what.
@@ -152,8 +153,41 @@ static int run(const char *base, size_t payload, uint64_t iters) {
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
 }
 
+/* Publish rate: `count` messages of `payload` bytes into a bus of 1024 slots with no
+ * subscriber, as fast as one producer can; the mean time per publish. */
+static int rate(const char *base, size_t payload, uint64_t count) {
+    char name[128];
+    snprintf(name, sizeof name, "%s-rate", base);
+    ShmbusBus *bus;
+    ShmbusPublisher *pub;
+    must(shmbus_bus_create(name, 1024, 4096, 0, 0, &bus), "create");
+    must(shmbus_bus_publisher(bus, &pub), "publisher");
+    pin(0);
+    uint8_t buf[4096] = {0};
+    uint64_t t0 = now_ns();
+    for (uint64_t i = 0; i < count; i++) {
+        memcpy(buf, &i, 8);
+        must(shmbus_publisher_publish(pub, buf, payload, NULL), "publish");
+    }
+    uint64_t t1 = now_ns();
+    printf("c %zu: publish %.1f ns\n", payload, (double)(t1 - t0) / (double)count);
+    shmbus_publisher_free(pub);
+    shmbus_bus_free(bus);
+    shmbus_remove(name);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "--echo") == 0) return echo(argv[2], strtoull(argv[3], NULL, 10));
+    if (argc == 5 && strcmp(argv[1], "--rate") == 0) {
+        size_t payload = strtoull(argv[3], NULL, 10);
+        uint64_t count = strtoull(argv[4], NULL, 10);
+        if (payload < 8 || payload > 4096 || count == 0) {
+            fprintf(stderr, "pingpong: PAYLOAD is 8 to 4096 bytes, COUNT at least 1\n");
+            return 2;
+        }
+        return rate(argv[2], payload, count);
+    }
     if (argc != 4) {
         fprintf(stderr, "usage: pingpong NAME PAYLOAD ITERS\n");
         return 2;

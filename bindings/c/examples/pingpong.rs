@@ -3,7 +3,8 @@
 //! the C boundary as a ratio measured in the same run.
 //!
 //! ```sh
-//! pingpong NAME PAYLOAD ITERS   # prints "rust PAYLOAD: one-way p50 N ns, p99 N ns"
+//! pingpong NAME PAYLOAD ITERS          # prints "rust PAYLOAD: one-way p50 N ns, p99 N ns"
+//! pingpong --rate NAME PAYLOAD COUNT   # prints "rust PAYLOAD: publish N ns" (no subscriber)
 //! ```
 
 use std::process::{Command, ExitCode};
@@ -122,6 +123,30 @@ fn run(base: &str, payload: usize, iters: u64) -> Result<(), String> {
     }
 }
 
+/// Publish rate: `count` messages of `payload` bytes into a bus of 1024 slots with no
+/// subscriber, as fast as one producer can; the mean time per publish.
+fn rate(base: &str, payload: usize, count: u64) -> Result<(), String> {
+    let e = |e: shmbus::Error| e.to_string();
+    let name = format!("{base}-rate");
+    let bus = BusBuilder::new(&name)
+        .slots(1024)
+        .capacity(4096)
+        .create()
+        .map_err(e)?;
+    let mut publisher = bus.bytes_publisher().map_err(e)?;
+    pin(0);
+    let mut buf = vec![0u8; payload];
+    let t0 = Instant::now();
+    for i in 0..count {
+        buf[..8].copy_from_slice(&i.to_ne_bytes());
+        publish(&mut publisher, &buf)?;
+    }
+    let per = t0.elapsed().as_nanos() as f64 / count as f64;
+    println!("rust {payload}: publish {per:.1} ns");
+    let _ = Bus::remove(&name);
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
@@ -129,6 +154,12 @@ fn main() -> ExitCode {
             .parse()
             .map_err(|e| format!("bad payload: {e}"))
             .and_then(|p| echo(base, p)),
+        [flag, base, size, count] if flag == "--rate" => {
+            match (size.parse::<usize>(), count.parse::<u64>()) {
+                (Ok(p), Ok(n)) if (8..=4096).contains(&p) && n > 0 => rate(base, p, n),
+                _ => Err("PAYLOAD is 8 to 4096 bytes, COUNT at least 1".into()),
+            }
+        }
         [base, size, iters] => match (size.parse::<usize>(), iters.parse::<u64>()) {
             (Ok(p), Ok(n)) if (8..=4096).contains(&p) && n > 0 => run(base, p, n),
             _ => Err("PAYLOAD is 8 to 4096 bytes, ITERS at least 1".into()),
