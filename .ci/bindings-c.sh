@@ -80,6 +80,15 @@ cmake -S bindings/c/examples -B "$work/cmake" >/dev/null
 cmake --build "$work/cmake" >/dev/null
 LD_LIBRARY_PATH="$lib" "$work/cmake/example"
 
+echo "--- the latency bench's two programs run (a short run; no timing is judged here)"
+cargo build -p shmbus-ffi --example pingpong
+# shellcheck disable=SC2086
+cc -std=c11 -O2 -Wall -Wextra -Werror -Ibindings/c/include bindings/c/bench/pingpong.c "$target/libshmbus_ffi.a" $native -o "$work/pingpong"
+"$work/pingpong" "$tag-pp" 64 1000 | grep -q '^c 64: one-way p50 [0-9]* ns'
+"$target/examples/pingpong" "$tag-pp" 64 1000 | grep -q '^rust 64: one-way p50 [0-9]* ns'
+"$work/pingpong" --rate "$tag-pp" 8 1000 | grep -q '^c 8: publish [0-9.]* ns'
+"$target/examples/pingpong" --rate "$tag-pp" 8 1000 | grep -q '^rust 8: publish [0-9.]* ns'
+
 echo "--- the header from C++"
 printf '#include "shmbus.h"\nint main() { ShmbusReceived r{}; return shmbus_status_name(0) && r.len == 0 ? 0 : 1; }\n' >"$work/header.cpp"
 # shellcheck disable=SC2086
