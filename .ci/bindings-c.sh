@@ -73,6 +73,9 @@ echo "--- the example, through pkg-config and CMake, against the shared library"
 lib="$(cd "$target" && pwd)"
 sed -e "s|@LIBDIR@|$lib|" -e "s|@INCLUDEDIR@|$PWD/bindings/c/include|" bindings/c/shmbus.pc.in >"$work/shmbus.pc"
 export PKG_CONFIG_PATH="$work"
+crate_version="$(sed -n 's/^version = "\(.*\)"$/\1/p' bindings/c/Cargo.toml | head -1)"
+[ "$(pkg-config --modversion shmbus)" = "$crate_version" ] \
+  || { echo "bindings/c/shmbus.pc.in says version $(pkg-config --modversion shmbus), the crate $crate_version" >&2; exit 1; }
 # shellcheck disable=SC2046  # pkg-config prints word lists
 cc -std=c11 -Wall -Wextra -Werror bindings/c/examples/example.c $(pkg-config --cflags --libs shmbus) -o "$work/example"
 LD_LIBRARY_PATH="$lib" "$work/example"
