@@ -1,0 +1,280 @@
+/* The C side of the cross-process tests: two C processes over a bus and over a queue (this
+ * program starting itself again with fork and exec), and each half of a C <-> Rust exchange
+ * with examples/rust_peer.rs. Every message is the numbered pattern of common.h, checked byte
+ * for byte; each role prints the FNV-1a checksum of what it handled, which .ci/bindings-c.sh
+ * compares with the Rust side's.
+ *
+ *   peer bus-pub NAME N        create bus NAME, publish messages 0..N, leave it
+ *   peer bus-sub NAME N        open bus NAME read-only, read messages 0..N from the oldest
+ *   peer queue-create NAME N   create queue NAME with room for N items
+ *   peer queue-send NAME N     open queue NAME, send items 0..N
+ *   peer queue-recv NAME N     open queue NAME, receive items 0..N in order
+ *   peer two-bus NAME N        a child process publishes N messages into a small bus while
+ *                              this one subscribes: every sequence number received intact or
+ *                              counted lost, exactly
+ *   peer two-queue NAME N      a child process sends N items through a small queue: each
+ *                              received once, in order
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sys/wait.h>
+
+#include "common.h"
+
+/* How long one receive may wait for a partner before the test fails (never a pace: each wait
+ * ends as soon as something is there). */
+#define PATIENCE_NS 20000000000ull
+
+static uint64_t slots_for(uint64_t n) {
+    uint64_t s = 8;
+    while (s < n) s <<= 1;
+    return s;
+}
+
+static int bus_pub(const char *name, uint64_t n, int created) {
+    ShmbusBus *bus = NULL;
+    if (created)
+        MUST(shmbus_bus_open(name, 0, &bus));
+    else
+        MUST(shmbus_bus_create(name, slots_for(n), 0, 0, 0, &bus));
+    ShmbusPublisher *p = NULL;
+    MUST(shmbus_bus_publisher(bus, &p));
+    uint64_t sum = FNV_START;
+    uint8_t m[PATTERN_MAX];
+    for (uint64_t i = 0; i < n; i++) {
+        size_t len = pattern(i, m);
+        uint64_t seq = UINT64_MAX;
+        OK(shmbus_publisher_publish(p, m, len, &seq));
+        CHECK(seq == i);
+        sum = fnv(sum, m, len);
+    }
+    shmbus_publisher_free(p);
+    shmbus_bus_free(bus);
+    printf("bus-pub %s: checksum %016" PRIx64 "\n", name, sum);
+    return finish("bus-pub");
+}
+
+static int bus_sub(const char *name, uint64_t n) {
+    ShmbusBus *bus = NULL;
+    MUST(shmbus_bus_open(name, SHMBUS_READ_ONLY, &bus));
+    ShmbusSubscriber *sub = NULL;
+    MUST(shmbus_bus_subscribe(bus, SHMBUS_START_OLDEST, 0, SHMBUS_LAP_POLICY_OLDEST, &sub));
+    uint64_t sum = FNV_START;
+    for (uint64_t i = 0; i < n; i++) {
+        ShmbusReceived r;
+        OK(shmbus_subscriber_recv_timeout(sub, PATIENCE_NS, &r));
+        if (r.event != SHMBUS_EVENT_MESSAGE || r.seq != i) {
+            fprintf(stderr, "bus-sub: expected message %" PRIu64 ", got event %d seq %" PRIu64 "\n",
+                    i, (int)r.event, r.seq);
+            g_failed++;
+            break;
+        }
+        CHECK(is_pattern(i, r.data, r.len));
+        sum = fnv(sum, r.data, r.len);
+    }
+    shmbus_subscriber_free(sub);
+    shmbus_bus_free(bus);
+    printf("bus-sub %s: checksum %016" PRIx64 "\n", name, sum);
+    return finish("bus-sub");
+}
+
+static int queue_create(const char *name, uint64_t n) {
+    ShmbusQueue *q = NULL;
+    MUST(shmbus_queue_create(name, slots_for(n), 0, 0, 0, &q));
+    shmbus_queue_free(q);
+    return finish("queue-create");
+}
+
+static int queue_send(const char *name, uint64_t n) {
+    ShmbusQueue *q = NULL;
+    MUST(shmbus_queue_open(name, 0, &q));
+    ShmbusQueueSender *tx = NULL;
+    MUST(shmbus_queue_sender(q, &tx));
+    uint64_t sum = FNV_START;
+    uint8_t m[PATTERN_MAX];
+    for (uint64_t i = 0; i < n; i++) {
+        size_t len = pattern(i, m);
+        ShmbusStatus st = shmbus_queue_send_timeout(tx, m, len, PATIENCE_NS);
+        if (st != SHMBUS_STATUS_OK) {
+            fprintf(stderr, "queue-send: item %" PRIu64 ": %s (%s)\n", i, shmbus_status_name(st),
+                    shmbus_last_error_message());
+            g_failed++;
+            break;
+        }
+        g_passed++;
+        sum = fnv(sum, m, len);
+    }
+    shmbus_queue_sender_free(tx);
+    shmbus_queue_free(q);
+    printf("queue-send %s: checksum %016" PRIx64 "\n", name, sum);
+    return finish("queue-send");
+}
+
+/* Receives items 0..n in order from `rx`; returns their checksum. */
+static uint64_t receive_items(ShmbusQueueReceiver *rx, uint64_t n) {
+    uint64_t sum = FNV_START;
+    for (uint64_t i = 0; i < n; i++) {
+        ShmbusReceived r;
+        OK(shmbus_queue_recv_timeout(rx, PATIENCE_NS, &r));
+        if (r.event != SHMBUS_EVENT_MESSAGE) {
+            fprintf(stderr, "queue: expected item %" PRIu64 ", got event %d\n", i, (int)r.event);
+            g_failed++;
+            break;
+        }
+        CHECK(is_pattern(i, r.data, r.len));
+        sum = fnv(sum, r.data, r.len);
+    }
+    return sum;
+}
+
+static int queue_recv(const char *name, uint64_t n) {
+    ShmbusQueue *q = NULL;
+    MUST(shmbus_queue_open(name, 0, &q));
+    ShmbusQueueReceiver *rx = NULL;
+    MUST(shmbus_queue_receiver(q, &rx));
+    uint64_t sum = receive_items(rx, n);
+    /* Each item went to this receiver only: nothing is left. */
+    ShmbusQueueInfo info;
+    OK(shmbus_queue_info(q, &info));
+    CHECK(info.len == 0);
+    shmbus_queue_receiver_free(rx);
+    shmbus_queue_free(q);
+    printf("queue-recv %s: checksum %016" PRIx64 "\n", name, sum);
+    return finish("queue-recv");
+}
+
+/* Starts this program again as `self ROLE NAME N`, its stdout a pipe to us; returns the pid
+ * and the read end in *out. */
+static pid_t spawn(const char *self, const char *role, const char *name, uint64_t n, int *out) {
+    int fds[2];
+    if (pipe(fds) != 0) {
+        perror("pipe");
+        exit(2);
+    }
+    char count[32];
+    snprintf(count, sizeof count, "%" PRIu64, n);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        exit(2);
+    }
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execl(self, self, role, name, count, (char *)NULL);
+        perror("exec");
+        _exit(127);
+    }
+    close(fds[1]);
+    *out = fds[0];
+    return pid;
+}
+
+/* Waits for the child; true if it exited with status 0. Echoes its output. */
+static int reap(pid_t pid, int out) {
+    char buf[4096];
+    ssize_t got;
+    while ((got = read(out, buf, sizeof buf)) > 0 || (got < 0 && errno == EINTR))
+        if (got > 0) fwrite(buf, 1, (size_t)got, stdout);
+    close(out);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* A child publishes n messages into a bus of 64 slots; this process subscribes from sequence
+ * 0 before the child starts and accounts for every sequence number: received intact (checked
+ * against the pattern) or reported lost by a lap. */
+static int two_bus(const char *self, const char *name, uint64_t n) {
+    ShmbusBus *bus = NULL;
+    MUST(shmbus_bus_create(name, 64, 0, 0, 0, &bus));
+    ShmbusSubscriber *sub = NULL;
+    MUST(shmbus_bus_subscribe(bus, SHMBUS_START_SEQUENCE, 0, SHMBUS_LAP_POLICY_OLDEST, &sub));
+    int out;
+    pid_t pid = spawn(self, "bus-pub-open", name, n, &out);
+    uint64_t received = 0, lost = 0, laps = 0, expected = 0;
+    while (received + lost < n) {
+        ShmbusReceived r;
+        OK(shmbus_subscriber_recv_timeout(sub, PATIENCE_NS, &r));
+        if (r.event == SHMBUS_EVENT_MESSAGE) {
+            CHECK(r.seq == expected);
+            if (!is_pattern(r.seq, r.data, r.len)) {
+                fprintf(stderr, "two-bus: message %" PRIu64 " differs from the pattern\n", r.seq);
+                g_failed++;
+            }
+            received++;
+            expected = r.seq + 1;
+        } else if (r.event == SHMBUS_EVENT_LAPPED) {
+            CHECK(r.seq == expected + r.lost);
+            laps++;
+            lost += r.lost;
+            expected = r.seq;
+        } else if (r.event == SHMBUS_EVENT_EMPTY) {
+            fprintf(stderr, "two-bus: nothing for %llu s after %" PRIu64 " of %" PRIu64 "\n",
+                    PATIENCE_NS / 1000000000ull, received + lost, n);
+            g_failed++;
+            break;
+        }
+        /* CLOSED: the child has not attached yet, or has left after its last message, which
+         * is still to be read; either way, wait on. */
+    }
+    CHECK(received + lost == n && expected == n);
+    CHECK(reap(pid, out));
+    ShmbusSubscriberStats stats;
+    OK(shmbus_subscriber_stats(sub, &stats));
+    CHECK(stats.received == received && stats.lost == lost && stats.laps == laps);
+    printf("two-bus: %" PRIu64 " received, %" PRIu64 " lost in %" PRIu64 " laps\n", received,
+           lost, laps);
+    shmbus_subscriber_free(sub);
+    shmbus_bus_free(bus);
+    OK(shmbus_remove(name));
+    return finish("two-bus");
+}
+
+/* A child sends n items through a queue of 16; this process receives each exactly once, in
+ * order, then sees the queue closed once the child has gone. A sender of this process's own,
+ * sending nothing, keeps the queue open until then (without it, a receive before the child
+ * attaches would find the queue closed). */
+static int two_queue(const char *self, const char *name, uint64_t n) {
+    ShmbusQueue *q = NULL;
+    MUST(shmbus_queue_create(name, 16, 0, 0, 0, &q));
+    ShmbusQueueReceiver *rx = NULL;
+    ShmbusQueueSender *hold = NULL;
+    MUST(shmbus_queue_receiver(q, &rx));
+    MUST(shmbus_queue_sender(q, &hold));
+    int out;
+    pid_t pid = spawn(self, "queue-send", name, n, &out);
+    uint64_t sum = receive_items(rx, n);
+    CHECK(reap(pid, out));
+    shmbus_queue_sender_free(hold);
+    ShmbusReceived r;
+    OK(shmbus_queue_recv_timeout(rx, PATIENCE_NS, &r));
+    CHECK(r.event == SHMBUS_EVENT_CLOSED);
+    printf("two-queue: %" PRIu64 " items, checksum %016" PRIx64 "\n", n, sum);
+    shmbus_queue_receiver_free(rx);
+    shmbus_queue_free(q);
+    OK(shmbus_remove(name));
+    return finish("two-queue");
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4) {
+        fprintf(stderr, "usage: peer ROLE NAME N\n");
+        return 2;
+    }
+    const char *role = argv[1], *name = argv[2];
+    uint64_t n = strtoull(argv[3], NULL, 10);
+    if (strcmp(role, "bus-pub") == 0) return bus_pub(name, n, 0);
+    if (strcmp(role, "bus-pub-open") == 0) return bus_pub(name, n, 1);
+    if (strcmp(role, "bus-sub") == 0) return bus_sub(name, n);
+    if (strcmp(role, "queue-create") == 0) return queue_create(name, n);
+    if (strcmp(role, "queue-send") == 0) return queue_send(name, n);
+    if (strcmp(role, "queue-recv") == 0) return queue_recv(name, n);
+    if (strcmp(role, "two-bus") == 0) return two_bus("/proc/self/exe", name, n);
+    if (strcmp(role, "two-queue") == 0) return two_queue("/proc/self/exe", name, n);
+    fprintf(stderr, "peer: unknown role %s\n", role);
+    return 2;
+}
