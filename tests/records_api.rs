@@ -443,3 +443,24 @@ fn open_or_create_creates_then_opens_the_same_ring_and_refuses_another_size() {
     );
     assert_eq!(Records::open(name.name()).unwrap().ring_bytes(), 8192);
 }
+
+#[test]
+fn ring_used_grows_with_records_and_stops_at_the_ring_size() {
+    let t = shmbus_testkit::TestBus::new("records-used");
+    let r = shmbus::records::RecordsBuilder::new(t.name())
+        .bytes(4096)
+        .create()
+        .unwrap();
+    assert_eq!(r.ring_used(), 0);
+    let mut tx = r.publisher().unwrap();
+    tx.publish_bytes(&[1u8; 100]).unwrap();
+    // A 16-byte header and 100 bytes rounded up to whole words.
+    assert_eq!(r.ring_used(), 16 + 104);
+    for _ in 0..100 {
+        tx.publish_bytes(&[2u8; 100]).unwrap();
+    }
+    // Wrapped: the producer keeps up to an eighth of the ring (its slack, design §15) and the
+    // record being written clear of the oldest intact record.
+    let used = r.ring_used();
+    assert!(used <= 4096 && used >= 4096 - 4096 / 8 - 2 * 120, "{used}");
+}

@@ -109,6 +109,17 @@ impl Records {
         self.ring().bytes_published()
     }
 
+    /// Bytes of the ring that hold records a subscriber starting at the oldest can still read
+    /// (from the oldest intact record to the end of the newest; at most the ring's size), as
+    /// the control words say now.
+    pub fn ring_used(&self) -> u64 {
+        let words = self.seg.words();
+        let tail = words[super::layout::W_TAIL].load(Ordering::Relaxed);
+        let head = words[super::layout::W_HEAD].load(Ordering::Relaxed);
+        // A forged head past the tail reads as empty; one far behind as a full ring.
+        tail.saturating_sub(head).min(self.shape.bytes)
+    }
+
     /// Whether a producer is attached and alive.
     pub fn has_producers(&self) -> bool {
         self.seg.producers_alive()

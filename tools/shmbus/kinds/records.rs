@@ -67,6 +67,7 @@ impl Kind for RecordsKind {
             records_published: r.records_published(),
             bytes_published: r.bytes_published(),
             producer_alive,
+            ring_used: r.ring_used(),
             last_publish: Default::default(),
             liveness: Liveness::of(&p.header, producer_alive),
         }))
@@ -205,6 +206,12 @@ impl ListRow for RecordsSummary {
             "Size of the records segment's byte ring.",
             self.ring_bytes,
         );
+        m.gauge(
+            "shmbus_records_ring_used_bytes",
+            "Bytes of the records segment's ring holding records a subscriber can still read \
+             (from the oldest intact record to the newest; at most the ring's size).",
+            self.ring_used,
+        );
         m.gauge_by(
             "shmbus_participants_alive",
             super::PARTICIPANTS_HELP,
@@ -257,6 +264,9 @@ pub(crate) struct RecordsSummary {
     pub(crate) records_published: u64,
     pub(crate) bytes_published: u64,
     pub(crate) producer_alive: bool,
+    /// Bytes of the ring holding readable records (for `/metrics`; not in `list --json`).
+    #[serde(skip)]
+    pub(crate) ring_used: u64,
     /// When the last record was published, from the sampled record count.
     pub(crate) last_publish: LastPublish,
     #[serde(flatten)]

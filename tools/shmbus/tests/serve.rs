@@ -298,6 +298,8 @@ fn metrics_and_json_give_what_each_kind_counts() {
         15.0
     );
     assert_eq!(v("shmbus_records_ring_bytes", &r, "records"), 4096.0);
+    // Three records of 4 to 6 bytes, each a 16-byte header and one word of payload.
+    assert_eq!(v("shmbus_records_ring_used_bytes", &r, "records"), 72.0);
     for (seg, kind) in [(&b, "bus"), (&q, "queue"), (&bd, "board"), (&r, "records")] {
         assert_eq!(v("shmbus_segment_readable", seg, kind), 1.0);
         // Made by `shmbus create`, which has exited, and nothing attached: stale.
