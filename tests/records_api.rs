@@ -462,5 +462,5 @@ fn ring_used_grows_with_records_and_stops_at_the_ring_size() {
     // Wrapped: the producer keeps up to an eighth of the ring (its slack, design §15) and the
     // record being written clear of the oldest intact record.
     let used = r.ring_used();
-    assert!(used <= 4096 && used >= 4096 - 4096 / 8 - 2 * 120, "{used}");
+    assert!((4096 - 4096 / 8 - 2 * 120..=4096).contains(&used), "{used}");
 }
