@@ -67,6 +67,9 @@ pub struct LaneInfo {
     pub pid: u32,
     /// Bytes written and not yet acknowledged.
     pub pending_bytes: u64,
+    /// Bytes written to the lane since it was first used (records with their 8-byte headers
+    /// and padding to whole words): its write position.
+    pub written_bytes: u64,
     /// Records published on the lane since it was first used.
     pub published: u64,
     /// Records the consumer acknowledged.
@@ -170,6 +173,7 @@ impl Lanes {
                     closing: state != super::layout::FREE && !alive,
                     pid: w(lane, L_PID) as u32,
                     pending_bytes: w(lane, L_WRITE).saturating_sub(w(lane, L_READ)),
+                    written_bytes: w(lane, L_WRITE),
                     published: w(lane, L_PUBLISHED),
                     consumed: w(lane, L_CONSUMED),
                     dropped: w(lane, L_DROPS),

@@ -15,7 +15,8 @@ use crate::text;
 
 #[derive(Args, Debug)]
 pub(crate) struct HzArgs {
-    /// The bus or records segment name.
+    /// The bus, records segment or lanes segment name (a lanes segment's rates come from its
+    /// counters: nothing is consumed).
     name: String,
     /// Length of one window in seconds (0.2 to 3600).
     #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_window)]

@@ -42,6 +42,8 @@ pub(crate) struct WatchState {
     pub(crate) sampler_lost: u64,
     /// A records segment's ring; `None` for a bus.
     pub(crate) records: Option<RecordsShape>,
+    /// The shape line of a kind with its own (lanes), in place of the bus's or records'.
+    pub(crate) shape_text: Option<String>,
     /// Payload bytes published since creation, where the segment counts them (records): the
     /// byte rate is then exact.
     pub(crate) bytes_published: Option<u64>,
@@ -76,6 +78,7 @@ impl WatchState {
             creator_alive: false,
             sampler_lost: 0,
             records: None,
+            shape_text: None,
             bytes_published: None,
             last: None,
             mean_len: None,
@@ -90,6 +93,17 @@ impl WatchState {
             ring_bytes,
             max_record,
         });
+        s
+    }
+
+    /// The state of a lanes segment: `lanes` lanes of `lane_bytes`; its byte count is what
+    /// the lanes' write positions moved (records with their headers).
+    pub(crate) fn for_lanes(name: &str, lanes: u32, lane_bytes: u64, max_record: usize) -> Self {
+        let mut s = WatchState::for_records(name, lane_bytes, max_record);
+        s.producer_mode = "lanes";
+        s.shape_text = Some(format!(
+            "{lanes} lanes of {lane_bytes} B, records up to {max_record} B"
+        ));
         s
     }
 
@@ -184,12 +198,13 @@ pub(crate) fn render(frame: &mut Frame<'_>, s: &WatchState) {
             Span::raw(s.published.to_string()),
         ]),
     };
-    let shape = match s.records {
-        Some(r) => format!(
+    let shape = match (&s.shape_text, s.records) {
+        (Some(t), _) => t.clone(),
+        (None, Some(r)) => format!(
             "{} byte ring, records up to {} B",
             r.ring_bytes, r.max_record
         ),
-        None => format!(
+        (None, None) => format!(
             "{} slots x {} B, type {}",
             s.slots,
             s.capacity,

@@ -9,12 +9,14 @@ use shmbus::inspect::{self, Probe};
 use shmbus::lanes::{LaneEvent, LaneInfo, LanePublisher, LanePush, Lanes, LanesBuilder};
 
 use super::{
-    Access, Attached, CreateArgs, Instead, Kind, ListRow, Liveness, Payloads, Producer, Report,
-    Trust,
+    Access, Attached, Counts, CreateArgs, Feed, Instead, Kind, ListRow, Liveness, Payloads,
+    Producer, Report, Step, Trust,
 };
 use crate::metrics::SegmentMetrics;
 use crate::output::{self, CmdResult, Failure, Format};
 use crate::text;
+use crate::watch_view::WatchState;
+use shmbus::{HeaderSnapshot, LapPolicy};
 
 /// The lanes kind.
 pub(crate) struct LanesKind;
@@ -123,6 +125,11 @@ impl Kind for LanesKind {
         "no consumer and no producer attached".into()
     }
 
+    /// `hz` and `watch` read the lanes' counters: they never consume (the consumer does).
+    fn feed(&self, name: &str, _: LapPolicy, _command: &str) -> Result<Box<dyn Feed>, Failure> {
+        Ok(Box::new(LanesFeed(open_for_inspection(name)?)))
+    }
+
     fn producer(&self, name: &str, trust: &Trust) -> Result<Attached, Failure> {
         let l = super::trusting!(LanesBuilder::new(name), trust).open()?;
         let tx = l.acquire()?;
@@ -140,6 +147,41 @@ impl Kind for LanesKind {
             watch: format!("shmbus info {name}"),
             publish: "shmbus publish",
         }
+    }
+}
+
+/// `hz` and `watch` on a lanes segment: rates from the lanes' counters (records published, the
+/// write positions' advance as bytes), without consuming anything.
+struct LanesFeed(Lanes);
+
+impl Feed for LanesFeed {
+    fn unit(&self) -> &'static str {
+        "records"
+    }
+    fn header(&self) -> HeaderSnapshot {
+        self.0.header()
+    }
+    fn counts(&self) -> Counts {
+        let lanes = self.0.lane_info();
+        let published = lanes.iter().map(|l| l.published).sum();
+        Counts {
+            cursor: published,
+            published,
+            bytes_published: Some(lanes.iter().map(|l| l.written_bytes).sum()),
+            producers: lanes.iter().filter(|l| l.in_use).count(),
+        }
+    }
+    /// Nothing is read: only the consumer takes records.
+    fn step(&mut self) -> Step {
+        Step::Empty
+    }
+    fn watch_state(&self) -> WatchState {
+        WatchState::for_lanes(
+            self.0.name(),
+            self.0.lanes(),
+            self.0.lane_bytes(),
+            self.0.max_record(),
+        )
     }
 }
 

@@ -38,6 +38,14 @@ fn lanes_made_fed_inspected_and_drained_from_the_command_line() {
     assert_eq!(row["kind"], "lanes");
     assert_eq!(row["lanes"]["published"], 3);
     assert_eq!(row["lanes"]["lanes_in_use"], 0);
+    // hz reads the counters and consumes nothing.
+    let hz: Value =
+        serde_json::from_str(ok(&["hz", name, "--window", "0.2", "--count", "1", "--json"]).trim())
+            .unwrap();
+    assert_eq!(
+        (&hz["kind"], &hz["cursor"]),
+        (&Value::from("lanes"), &Value::from(3))
+    );
     // pop prints each record with its lane.
     let first = ok(&["pop", name, "--json"]);
     let first: Value = serde_json::from_str(first.trim()).unwrap();
@@ -75,10 +83,7 @@ fn lanes_commands_refuse_what_does_not_apply() {
         &["publish", name, &"x".repeat(5000)],
         "record is 5000 bytes, at most 4088 fit; nothing was published before it",
     );
-    fails_with(
-        &["hz", name],
-        "is a lanes segment; hz reads buses and records segments",
-    );
+    fails_with(&["tail", name], "is a lanes segment, not a bus");
     fails_with(
         &["info", name, "--sample-ms", "100"],
         "--sample-ms applies to buses",
