@@ -311,6 +311,7 @@ impl FloorRing {
         let need = 8 + data.len().next_multiple_of(8) as u64;
         let w = self.write.load(Ordering::Relaxed);
         if w + need - self.read_cache > len {
+            // ORDERING: Acquire pairs with the drain's Release store of `read`.
             self.read_cache = self.read.load(Ordering::Acquire);
             if w + need - self.read_cache > len {
                 return false;
@@ -319,6 +320,7 @@ impl FloorRing {
         let at = (w % len) as usize;
         self.bytes[at..at + 8].copy_from_slice(&(data.len() as u64).to_le_bytes());
         self.bytes[at + 8..at + 8 + data.len()].copy_from_slice(data);
+        // ORDERING: Release pairs with a reader's Acquire load of `write` (the floor's protocol).
         self.write.store(w + need, Ordering::Release);
         true
     }
@@ -330,6 +332,7 @@ fn floor_publish_cost(size: usize, iters: u64) -> f64 {
     // Warm up as the lane is: the whole ring touched once, untimed.
     while ring.publish(&rec) {}
     let w = ring.write.load(Ordering::Relaxed);
+    // ORDERING: Release pairs with the Acquire load in `FloorRing::publish` (a drain).
     ring.read.store(w, Ordering::Release);
     let batch = (LANE_BYTES as usize / 2 / (size + 8)).max(1) as u64;
     let mut timed = 0u64;
@@ -344,6 +347,7 @@ fn floor_publish_cost(size: usize, iters: u64) -> f64 {
         ns += t.elapsed().as_nanos();
         timed += batch;
         let w = ring.write.load(Ordering::Relaxed);
+        // ORDERING: Release pairs with the Acquire load in `FloorRing::publish` (a drain).
         ring.read.store(w, Ordering::Release);
     }
     ns as f64 / timed as f64
@@ -691,6 +695,7 @@ fn floor_write(path: &str, core: usize, size: usize, bytes: u64) -> Result<(), S
     let len = (FLOOR_BYTES / need * need) as u64;
     while sent < bytes {
         if w + need as u64 - read_cache > len {
+            // ORDERING: Acquire pairs with the reader's Release store of `read`.
             read_cache = read.load(Ordering::Acquire);
             if w + need as u64 - read_cache > len {
                 std::hint::spin_loop();
@@ -706,6 +711,7 @@ fn floor_write(path: &str, core: usize, size: usize, bytes: u64) -> Result<(), S
             std::ptr::copy_nonoverlapping(rec.as_ptr(), to.add(8), size);
         }
         w += need as u64;
+        // ORDERING: Release pairs with the reader's Acquire load of `write`.
         write.store(w, Ordering::Release);
         sent += size as u64;
     }
@@ -729,6 +735,7 @@ fn floor_throughput(core: usize, size: usize, budget: u64) -> Result<f64, String
     let (mut r, mut got, mut sum) = (0u64, 0u64, 0u64);
     let mut start = None;
     while got < budget {
+        // ORDERING: Acquire pairs with the writer's Release store of `write`.
         let w = write.load(Ordering::Acquire);
         if w == r {
             if matches!(child.try_wait(), Ok(Some(_))) && write.load(Ordering::Acquire) == r {
@@ -747,6 +754,7 @@ fn floor_throughput(core: usize, size: usize, budget: u64) -> Result<f64, String
             got += size as u64;
             r += need as u64;
         }
+        // ORDERING: Release pairs with the writer's Acquire load of `read`.
         read.store(r, Ordering::Release);
     }
     let secs = start.map_or(f64::MIN_POSITIVE, |s| s.elapsed().as_secs_f64());

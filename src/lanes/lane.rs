@@ -267,6 +267,7 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
             // The close was stored after the last write position (Release/Acquire): one more
             // look finds any record published before it.
             let read = self.word(lane, L_READ).load(Ordering::Relaxed);
+            // ORDERING: Acquire pairs with the producer's Release store of the write position.
             if load_acquire(self.word(lane, L_WRITE)) != read {
                 return Settled::Again;
             }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use super::handle::Lanes;
 use super::lane::{Pushed, Writer};
-use super::layout::{lane_lock_byte, FREE, L_PID, L_START, STATE_MASK};
+use super::layout::{lane_lock_byte, FREE, L_PID, L_START, L_STATE, STATE_MASK};
 use super::LaneMem;
 use crate::error::{Error, Result};
 use crate::segment::{self, LockFd, LockKind};
@@ -64,14 +64,14 @@ impl LanePublisher {
             name: seg.name().to_owned(),
             detail,
         };
+        // ORDERING: Acquire pairs with the consumer's Release store of FREE (`LaneSet::settle`):
+        // a lane seen free is drained, its read position and cleared bit visible.
+        let state_of =
+            |lane| crate::sync::load_acquire(&seg.words()[lanes.shape.word(lane, L_STATE)]);
         // Look at the state first (one load), and take the lock of a lane that reads free only.
         let heap = lanes.heap_rings.clone();
         for lane in 0..lanes.shape.lanes {
-            let words_state = {
-                let w = &seg.words()[lanes.shape.word(lane, super::layout::L_STATE)];
-                crate::sync::load_acquire(w)
-            };
-            if words_state & STATE_MASK != FREE {
+            if state_of(lane) & STATE_MASK != FREE {
                 continue;
             }
             let (state, mem) = match (&lock, &heap) {
@@ -83,9 +83,7 @@ impl LanePublisher {
                         continue;
                     }
                     // Ours now; free still? (The consumer frees a lane only once it is drained.)
-                    let state = crate::sync::load_acquire(
-                        &seg.words()[lanes.shape.word(lane, super::layout::L_STATE)],
-                    );
+                    let state = state_of(lane);
                     if state & STATE_MASK != FREE {
                         segment::unlock(fd, byte)
                             .map_err(|e| io("fcntl(F_OFD_SETLK, F_UNLCK)", e))?;
@@ -125,6 +123,7 @@ impl LanePublisher {
                         let _ = segment::unlock(fd, lane_lock_byte(lane));
                     } else {
                         // Give an in-process claim back.
+                        // ORDERING: Release pairs with the Acquire of the next `try_claim`.
                         set.state_word(lane).store(state, Ordering::Release);
                     }
                     return Err(corrupt(detail));
