@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The C API (bindings/c, package shmbus-ffi): builds the library, compiles the C tests with cc
 # under AddressSanitizer and UBSan against the static library, runs them (every function and
-# error path; two C processes over a bus and over a queue), exchanges messages between C and
+# error path; two C processes over a bus, a queue and lanes), exchanges messages between C and
 # Rust (examples/rust_peer.rs) both ways over a bus and a queue, comparing checksums, and over
 # lanes with the `shmbus` CLI (C producer -> `shmbus pop`, `shmbus publish` -> C consumer),
 # comparing every record byte for byte; and builds and runs the example through pkg-config and
@@ -50,6 +50,7 @@ echo "--- every function and error path"
 echo "--- two C processes"
 "$work/peer" two-bus "$tag-2bus" 200000
 "$work/peer" two-queue "$tag-2queue" 100000
+"$work/peer" two-lanes "$tag-2lanes" 200000
 
 # One exchange: the producer's and the consumer's checksum lines must name the same sum.
 same_sum() {
