@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The C API (bindings/c, package shmbus-ffi): builds the library, compiles the C tests with cc
 # under AddressSanitizer and UBSan against the static library, runs them (every function and
-# error path; two C processes over a bus and over a queue), exchanges messages between C and
-# Rust (examples/rust_peer.rs) both ways over a bus and a queue, comparing checksums, and builds
-# and runs the example through pkg-config and CMake against the shared library; the header
-# also compiles as C++.
+# error path; two C processes over a bus, a queue and lanes), exchanges messages between C and
+# Rust (examples/rust_peer.rs) both ways over a bus and a queue, comparing checksums, and over
+# lanes with the `shmbus` CLI (C producer -> `shmbus pop`, `shmbus publish` -> C consumer),
+# comparing every record byte for byte; and builds and runs the example through pkg-config and
+# CMake against the shared library; the header also compiles as C++.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,8 +21,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 cargo build -p shmbus-ffi --lib --example rust_peer
+cargo build -p shmbus-cli --bin shmbus
 target="${CARGO_TARGET_DIR:-target}/debug"
 peer="$target/examples/rust_peer"
+cli="$target/shmbus"
 work="$(mktemp -d)"
 tag="cci-$$"
 cleanup() {
@@ -47,6 +50,7 @@ echo "--- every function and error path"
 echo "--- two C processes"
 "$work/peer" two-bus "$tag-2bus" 200000
 "$work/peer" two-queue "$tag-2queue" 100000
+"$work/peer" two-lanes "$tag-2lanes" 200000
 
 # One exchange: the producer's and the consumer's checksum lines must name the same sum.
 same_sum() {
@@ -68,6 +72,21 @@ same_sum "$out1" "$out2" "queue, C sender -> Rust receiver"
 "$work/peer" queue-create "$tag-qr2c" $n >/dev/null
 out1="$("$peer" queue-send "$tag-qr2c" $n)"; out2="$("$work/peer" queue-recv "$tag-qr2c" $n)"
 same_sum "$out1" "$out2" "queue, Rust sender -> C receiver"
+# Lanes: each side prints every record as `shmbus pop --json --format hex` does; the two lists
+# must be the same, byte for byte (and the C consumer checks each record's pattern itself).
+"$cli" create "$tag-lc2r" --kind lanes --lanes 4 --bytes 65536 >/dev/null
+"$work/peer" lanes-pub "$tag-lc2r" $n >"$work/lanes-sent"
+"$cli" pop "$tag-lc2r" -n $n --json --format hex >"$work/lanes-got"
+grep '^{' "$work/lanes-sent" | cmp - "$work/lanes-got"
+echo "lanes, C producer -> Rust consumer (shmbus pop): $(wc -l <"$work/lanes-got") records identical"
+"$cli" create "$tag-lr2c" --kind lanes --lanes 4 --bytes 65536 >/dev/null
+"$work/peer" lanes-hex - $n >"$work/lanes-hex"
+# shellcheck disable=SC2046  # one argument per record
+"$cli" publish "$tag-lr2c" --hex $(cat "$work/lanes-hex") >/dev/null
+"$work/peer" lanes-pop "$tag-lr2c" $n >"$work/lanes-popped"
+awk '{ printf "{\"lane\":0,\"len\":%d,\"hex\":\"%s\"}\n", length($0) / 2, $0 }' "$work/lanes-hex" \
+  | cmp - <(grep '^{' "$work/lanes-popped")
+echo "lanes, Rust producer (shmbus publish) -> C consumer: $(grep -c '^{' "$work/lanes-popped") records identical"
 
 echo "--- the example, through pkg-config and CMake, against the shared library"
 lib="$(cd "$target" && pwd)"

@@ -194,6 +194,14 @@ typedef enum ShmbusStatus {
    */
   SHMBUS_STATUS_IO = 39,
   /**
+   * Every lane of the lanes segment is held by a producer (or still being drained).
+   */
+  SHMBUS_STATUS_LANES_FULL = 40,
+  /**
+   * The lanes segment has a live consumer already (one at a time).
+   */
+  SHMBUS_STATUS_CONSUMER_EXISTS = 41,
+  /**
    * An error of the library that this version of the C API has no code for.
    */
   SHMBUS_STATUS_OTHER = 98,
@@ -229,6 +237,25 @@ typedef enum ShmbusEvent {
 } ShmbusEvent;
 
 /**
+ * What a lanes receive found.
+ */
+typedef enum ShmbusLaneEvent {
+  /**
+   * A record of lane `lane`: `data` and `len`, in place in the lane.
+   */
+  SHMBUS_LANE_EVENT_RECORD = 0,
+  /**
+   * Nothing now (`try_recv`), or nothing within the timeout (`recv_timeout`).
+   */
+  SHMBUS_LANE_EVENT_EMPTY = 1,
+  /**
+   * Lane `lane`'s producer closed it (or died, `producer_died`) and every record it published
+   * was received: the lane is back in the pool. Reported once per producer session.
+   */
+  SHMBUS_LANE_EVENT_CLOSED = 2,
+} ShmbusLaneEvent;
+
+/**
  * The kind of a listed segment.
  */
 typedef enum ShmbusKind {
@@ -253,6 +280,10 @@ typedef enum ShmbusKind {
    * A board.
    */
   SHMBUS_KIND_BOARD = 4,
+  /**
+   * A lanes segment.
+   */
+  SHMBUS_KIND_LANES = 5,
 } ShmbusKind;
 
 /**
@@ -317,6 +348,29 @@ typedef struct ShmbusBoardWriter ShmbusBoardWriter;
  * own, so it may be freed before them. It may be used by several threads at once.
  */
 typedef struct ShmbusBus ShmbusBus;
+
+/**
+ * The consumer of a lanes segment (opaque; one per segment at a time, in any process). Made by
+ * `shmbus_lanes_consumer`, detached and freed by `shmbus_lane_consumer_free`. One thread at a
+ * time.
+ */
+typedef struct ShmbusLaneConsumer ShmbusLaneConsumer;
+
+/**
+ * A producer's lane (opaque): records published here reach the consumer in order. Made by
+ * `shmbus_lanes_acquire`, closed and freed by `shmbus_lane_publisher_close` (the consumer
+ * reads what is queued, then sees the lane closed, and the lane returns to the pool). One
+ * thread at a time.
+ */
+typedef struct ShmbusLanePublisher ShmbusLanePublisher;
+
+/**
+ * A lanes handle (opaque): a pool of single-producer byte rings ("lanes") that producers in any
+ * process each acquire for themselves, read in place by one consumer. Made by
+ * `shmbus_lanes_create` or `shmbus_lanes_open`, freed by `shmbus_lanes_free`; publishers and
+ * the consumer made from it outlive it. It may be used by several threads at once.
+ */
+typedef struct ShmbusLanes ShmbusLanes;
 
 /**
  * A listing of `/dev/shm` (opaque), made by `shmbus_list`, freed by `shmbus_list_free`.
@@ -547,6 +601,70 @@ typedef struct ShmbusSubscriberStats {
    */
   uint64_t next_seq;
 } ShmbusSubscriberStats;
+
+/**
+ * A lanes segment's shape and state, as `shmbus_lanes_info` reports it (a snapshot).
+ */
+typedef struct ShmbusLanesInfo {
+  /**
+   * Number of lanes: the most producers attached at once.
+   */
+  uint32_t lanes;
+  /**
+   * Bytes per lane.
+   */
+  uint64_t lane_bytes;
+  /**
+   * Largest record, in bytes (a record and its 8-byte header take a whole lane at most).
+   */
+  size_t max_record;
+  /**
+   * Whether a consumer is attached (and alive).
+   */
+  bool has_consumer;
+  /**
+   * Whether this handle mapped the segment read-only.
+   */
+  bool read_only;
+} ShmbusLanesInfo;
+
+/**
+ * The result of a lanes receive.
+ *
+ * For a `RECORD`, `data` points INTO the lane, in shared memory (no copy): the producer
+ * writes none of those bytes until the record is acknowledged, which happens at
+ * `shmbus_lane_consumer_ack`, at the consumer's next receive or readiness call, or at
+ * `shmbus_lane_consumer_free`, whichever comes first. Read the bytes before then; do not write
+ * them. Until it is acknowledged the record holds its room in the lane, so acknowledge soon.
+ */
+typedef struct ShmbusLaneReceived {
+  /**
+   * What was found; the other fields are meaningful as its documentation says.
+   */
+  enum ShmbusLaneEvent event;
+  /**
+   * `RECORD`, `CLOSED`: the lane. 0 otherwise.
+   */
+  uint32_t lane;
+  /**
+   * `RECORD`: the record's bytes, in the lane (never NULL, even for an empty record); NULL
+   * otherwise.
+   */
+  const uint8_t *data;
+  /**
+   * `RECORD`: the record's length in bytes; 0 otherwise.
+   */
+  size_t len;
+  /**
+   * `CLOSED`: records the lane's producer dropped because the lane was full, in the session
+   * that ended; 0 otherwise.
+   */
+  uint64_t dropped;
+  /**
+   * `CLOSED`: the producer died rather than closing its lane; false otherwise.
+   */
+  bool producer_died;
+} ShmbusLaneReceived;
 
 /**
  * One file of `/dev/shm`, as `shmbus_list_get` reports it. The strings belong to the list and
@@ -1061,6 +1179,207 @@ enum ShmbusStatus shmbus_subscriber_stats(const struct ShmbusSubscriber *subscri
  */
 enum ShmbusStatus shmbus_subscriber_fd(struct ShmbusSubscriber *subscriber,
                                        int *fd);
+
+/**
+ * Creates a lanes segment of `lanes` lanes (1 to 4096; 0: 64) of `lane_bytes` bytes each (a
+ * power of two from 4096 to 1 GiB and a multiple of the page size; 0: 65536), with permission
+ * bits `mode` (0: `0600`). On success `*out` is the new handle. Each process that maps a lane
+ * maps it twice (a record that crosses the ring's end is still one run of bytes).
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT`, `INVALID_NAME`, `INVALID_CONFIG`,
+ * `ALREADY_EXISTS`, `PERMISSION_DENIED`, `NO_SPACE`, `IO`.
+ *
+ * # Safety
+ * `name` is NULL or a NUL-terminated string; `out` is NULL or writable.
+ */
+enum ShmbusStatus shmbus_lanes_create(const char *name,
+                                      uint32_t lanes,
+                                      uint64_t lane_bytes,
+                                      uint32_t mode,
+                                      struct ShmbusLanes **out);
+
+/**
+ * Opens an existing lanes segment. `flags`: `SHMBUS_READ_ONLY` (look only: such a handle can
+ * neither acquire a lane nor consume), `SHMBUS_ACCEPT_OTHER_OWNER`,
+ * `SHMBUS_ACCEPT_SHARED_WRITE`. On success `*out` is the new handle.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT`, and those of opening any segment (see
+ * `shmbus_bus_open`), `WRONG_KIND` among them.
+ *
+ * # Safety
+ * `name` is NULL or a NUL-terminated string; `out` is NULL or writable.
+ */
+enum ShmbusStatus shmbus_lanes_open(const char *name,
+                                    uint32_t flags,
+                                    struct ShmbusLanes **out);
+
+/**
+ * Frees a lanes handle. NULL does nothing.
+ *
+ * # Safety
+ * `lanes` is NULL or a lanes handle not freed before.
+ */
+void shmbus_lanes_free(struct ShmbusLanes *lanes);
+
+/**
+ * Fills `*out` with the segment's shape and a snapshot of its state.
+ *
+ * Errors: `NULL_ARGUMENT`.
+ *
+ * # Safety
+ * `lanes` is NULL or a live lanes handle; `out` is NULL or writable.
+ */
+enum ShmbusStatus shmbus_lanes_info(const struct ShmbusLanes *lanes,
+                                    struct ShmbusLanesInfo *out);
+
+/**
+ * Acquires a free lane for a producer in this process: the lane is this publisher's until
+ * `shmbus_lane_publisher_close`, or until the process dies (the consumer then closes it on
+ * the producer's behalf). On success `*out` is the new publisher.
+ *
+ * Errors: `NULL_ARGUMENT`, `READ_ONLY`, `LANES_FULL` (every lane is held, or still being
+ * drained by the consumer), `CORRUPT`, `IO`.
+ *
+ * # Safety
+ * `lanes` is NULL or a live lanes handle; `out` is NULL or writable.
+ */
+enum ShmbusStatus shmbus_lanes_acquire(const struct ShmbusLanes *lanes,
+                                       struct ShmbusLanePublisher **out);
+
+/**
+ * Publishes the `len` bytes at `data` as one record. A full lane is not an error: the record
+ * is dropped and counted (`shmbus_lane_publisher_dropped`, and the consumer's `CLOSED` event
+ * reports the count), and `*out_queued` says which happened (`true`: queued for the
+ * consumer). `out_queued` may be NULL. Publishing never waits for the consumer.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT`, `MESSAGE_TOO_LARGE` (longer than `max_record`:
+ * nothing written or counted), `USED_AFTER_FORK`.
+ *
+ * # Safety
+ * `publisher` is NULL or a live publisher used by no other thread now; `data` is NULL or points
+ * to `len` readable bytes; `out_queued` is NULL or writable.
+ */
+enum ShmbusStatus shmbus_lane_publisher_publish(struct ShmbusLanePublisher *publisher,
+                                                const uint8_t *data,
+                                                size_t len,
+                                                bool *out_queued);
+
+/**
+ * The lane this publisher holds, in `*out`.
+ *
+ * Errors: `NULL_ARGUMENT`.
+ *
+ * # Safety
+ * `publisher` is NULL or a live publisher used by no other thread now; `out` is NULL or
+ * writable.
+ */
+enum ShmbusStatus shmbus_lane_publisher_lane(const struct ShmbusLanePublisher *publisher,
+                                             uint32_t *out);
+
+/**
+ * How many records this publisher dropped because its lane was full, in `*out`.
+ *
+ * Errors: `NULL_ARGUMENT`.
+ *
+ * # Safety
+ * `publisher` is NULL or a live publisher used by no other thread now; `out` is NULL or
+ * writable.
+ */
+enum ShmbusStatus shmbus_lane_publisher_dropped(const struct ShmbusLanePublisher *publisher,
+                                                uint64_t *out);
+
+/**
+ * Closes the publisher's lane and frees the publisher: the consumer reads what is queued, then
+ * sees the lane closed, and the lane returns to the pool. NULL does nothing.
+ *
+ * # Safety
+ * `publisher` is NULL or a publisher handle not closed before.
+ */
+void shmbus_lane_publisher_close(struct ShmbusLanePublisher *publisher);
+
+/**
+ * Attaches the consumer. It goes on from the positions its predecessor acknowledged, and
+ * receives the lanes in round-robin order, each lane's records in the order they were
+ * published. On success `*out` is the new consumer.
+ *
+ * Errors: `NULL_ARGUMENT`, `READ_ONLY`, `CONSUMER_EXISTS` (another consumer lives, in this
+ * process or another), `IO`.
+ *
+ * # Safety
+ * `lanes` is NULL or a live lanes handle; `out` is NULL or writable.
+ */
+enum ShmbusStatus shmbus_lanes_consumer(const struct ShmbusLanes *lanes,
+                                        struct ShmbusLaneConsumer **out);
+
+/**
+ * Detaches and frees the consumer, acknowledging the record it holds. NULL does nothing.
+ *
+ * # Safety
+ * `consumer` is NULL or a consumer handle not freed before.
+ */
+void shmbus_lane_consumer_free(struct ShmbusLaneConsumer *consumer);
+
+/**
+ * Acknowledges the record the last receive gave (if it has not been acknowledged yet), then
+ * takes the next event if there is one: fills `*out` with `RECORD` (`lane`, and `data`, `len`
+ * in place in the lane: see `ShmbusLaneReceived`), `CLOSED` (`lane`, `dropped`,
+ * `producer_died`) or `EMPTY`.
+ *
+ * Errors: `NULL_ARGUMENT`, `CORRUPT` (a lane's positions or a record's length contradict each
+ * other: that lane is skipped until its next turn, the others go on), `USED_AFTER_FORK`.
+ *
+ * # Safety
+ * `consumer` is NULL or a live consumer used by no other thread now; `out` is NULL or
+ * writable.
+ */
+enum ShmbusStatus shmbus_lane_consumer_try_recv(struct ShmbusLaneConsumer *consumer,
+                                                struct ShmbusLaneReceived *out);
+
+/**
+ * As `shmbus_lane_consumer_try_recv`, waiting at most `timeout_ns` nanoseconds while nothing
+ * is there: `EMPTY` when the time ran out. Producers that died holding a lane are noticed
+ * while it waits (their lanes close with `producer_died`).
+ *
+ * Errors: as `shmbus_lane_consumer_try_recv`; `IO` if waiting on the readiness descriptor
+ * fails.
+ *
+ * # Safety
+ * As `shmbus_lane_consumer_try_recv`.
+ */
+enum ShmbusStatus shmbus_lane_consumer_recv_timeout(struct ShmbusLaneConsumer *consumer,
+                                                    uint64_t timeout_ns,
+                                                    struct ShmbusLaneReceived *out);
+
+/**
+ * Acknowledges the record the last receive gave: its bytes go back to the producer, and the
+ * `data` pointer is no longer to be read. Nothing held (an `EMPTY` or `CLOSED` receive, or an
+ * acknowledgement already made) is no error.
+ *
+ * Errors: `NULL_ARGUMENT`.
+ *
+ * # Safety
+ * `consumer` is NULL or a live consumer used by no other thread now.
+ */
+enum ShmbusStatus shmbus_lane_consumer_ack(struct ShmbusLaneConsumer *consumer);
+
+/**
+ * A file descriptor that an event loop can wait on: readable when a receive may find a record
+ * or a closed lane. Readiness may be spurious, never lost: after it turns readable, receive
+ * with `shmbus_lane_consumer_try_recv` until it gives `EMPTY`, which re-arms it. The first call
+ * registers the consumer with the lanes handle's waker thread (acknowledging the record it
+ * holds); later calls give the same descriptor. The descriptor belongs to the consumer: do not
+ * close it; `shmbus_lane_consumer_free` does. A producer that dies is noticed at the next
+ * receive after the descriptor turns readable.
+ *
+ * Errors: `NULL_ARGUMENT`, `IO` (no eventfd, or no waker thread: the consumer is attached
+ * again without a descriptor, or, if even that fails, every later receive returns `IO` and
+ * the consumer is to be freed).
+ *
+ * # Safety
+ * `consumer` is NULL or a live consumer used by no other thread now; `fd` is NULL or writable.
+ */
+enum ShmbusStatus shmbus_lane_consumer_fd(struct ShmbusLaneConsumer *consumer,
+                                          int *fd);
 
 /**
  * Lists `/dev/shm`: every `shmbus.*` segment with its kind (or why its header could not be

@@ -2,7 +2,7 @@
 //!
 //! Every kind of shmbus segment from C and C++: buses (publish, publish in place, subscribe with
 //! a start position and lap policy, receive with the sequence number and the exact lap count,
-//! the readiness descriptor), queues, records and boards, and `shmbus_list` for tools. The
+//! the readiness descriptor), queues, records, boards and lanes, and `shmbus_list` for tools. The
 //! header is `include/shmbus.h`, generated from this crate by cbindgen (`tests/header.rs` fails
 //! when it is stale).
 //!
@@ -19,7 +19,8 @@
 //!   get right, as each function's `# Safety` says.
 //! - No panic crosses the boundary: one is caught and returned as `SHMBUS_STATUS_PANIC`.
 //! - Received bytes are copied out of shared memory into the receiving handle's own buffer and
-//!   stay valid until that handle's next receive.
+//!   stay valid until that handle's next receive; a lanes consumer's records alone are read in
+//!   place, in the lane, until acknowledged (see `ShmbusLaneReceived`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
@@ -27,6 +28,7 @@
 mod args;
 mod board;
 mod bus;
+mod lanes;
 mod list;
 mod queue;
 mod ready;
@@ -41,6 +43,7 @@ pub use args::{
 };
 pub use board::*;
 pub use bus::*;
+pub use lanes::*;
 pub use list::*;
 pub use queue::*;
 pub use received::{ShmbusEvent, ShmbusLapPolicy, ShmbusReceived, ShmbusStart};
@@ -88,6 +91,7 @@ mod tests {
         shared::<ShmbusQueue>();
         shared::<ShmbusRecords>();
         shared::<ShmbusBoard>();
+        shared::<ShmbusLanes>();
         movable::<ShmbusPublisher>();
         movable::<ShmbusSubscriber>();
         movable::<ShmbusQueueSender>();
@@ -96,5 +100,7 @@ mod tests {
         movable::<ShmbusRecordSubscriber>();
         movable::<ShmbusBoardWriter>();
         movable::<ShmbusBoardReader>();
+        movable::<ShmbusLanePublisher>();
+        movable::<ShmbusLaneConsumer>();
     }
 }

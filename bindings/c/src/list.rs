@@ -22,6 +22,8 @@ pub enum ShmbusKind {
     Records = 3,
     /// A board.
     Board = 4,
+    /// A lanes segment.
+    Lanes = 5,
 }
 
 /// One file of `/dev/shm`, as `shmbus_list_get` reports it. The strings belong to the list and
@@ -73,6 +75,7 @@ fn kind_of(word: u32) -> ShmbusKind {
         2 => ShmbusKind::Queue,
         3 => ShmbusKind::Records,
         4 => ShmbusKind::Board,
+        5 => ShmbusKind::Lanes,
         _ => ShmbusKind::Unknown,
     }
 }

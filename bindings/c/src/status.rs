@@ -90,6 +90,10 @@ pub enum ShmbusStatus {
     UsedAfterFork = 38,
     /// Any other operating-system error (the message names the step and the errno text).
     Io = 39,
+    /// Every lane of the lanes segment is held by a producer (or still being drained).
+    LanesFull = 40,
+    /// The lanes segment has a live consumer already (one at a time).
+    ConsumerExists = 41,
     /// An error of the library that this version of the C API has no code for.
     Other = 98,
     /// The library panicked; the panic was caught at the boundary. A bug: please report it with
@@ -184,6 +188,8 @@ fn status_of(e: &shmbus::Error) -> ShmbusStatus {
         E::NoSpace { .. } => S::NoSpace,
         E::UsedAfterFork { .. } => S::UsedAfterFork,
         E::Io { .. } => S::Io,
+        E::LanesFull { .. } => S::LanesFull,
+        E::ConsumerExists { .. } => S::ConsumerExists,
         _ => S::Other,
     }
 }
@@ -312,6 +318,8 @@ pub extern "C" fn shmbus_status_name(status: i32) -> *const c_char {
         (S::NoSpace, c"SHMBUS_STATUS_NO_SPACE"),
         (S::UsedAfterFork, c"SHMBUS_STATUS_USED_AFTER_FORK"),
         (S::Io, c"SHMBUS_STATUS_IO"),
+        (S::LanesFull, c"SHMBUS_STATUS_LANES_FULL"),
+        (S::ConsumerExists, c"SHMBUS_STATUS_CONSUMER_EXISTS"),
         (S::Other, c"SHMBUS_STATUS_OTHER"),
         (S::Panic, c"SHMBUS_STATUS_PANIC"),
     ];

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "common.h"
 
@@ -90,6 +91,21 @@ static void test_argument_checks(void) {
     EXPECT(shmbus_board_set_key(NULL, "k", NULL, 0, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
     EXPECT(shmbus_board_get(NULL, 0, &v), SHMBUS_STATUS_NULL_ARGUMENT);
     EXPECT(shmbus_board_get_key(NULL, "k", &v), SHMBUS_STATUS_NULL_ARGUMENT);
+    ShmbusLaneReceived lr;
+    bool queued;
+    uint32_t lane;
+    EXPECT(shmbus_lanes_create(NULL, 0, 0, 0, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
+    EXPECT(shmbus_lanes_open(NULL, 0, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
+    EXPECT(shmbus_lanes_info(NULL, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
+    EXPECT(shmbus_lanes_acquire(NULL, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
+    EXPECT(shmbus_lanes_consumer(NULL, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
+    EXPECT(shmbus_lane_publisher_publish(NULL, NULL, 0, &queued), SHMBUS_STATUS_NULL_ARGUMENT);
+    EXPECT(shmbus_lane_publisher_lane(NULL, &lane), SHMBUS_STATUS_NULL_ARGUMENT);
+    EXPECT(shmbus_lane_publisher_dropped(NULL, &seq), SHMBUS_STATUS_NULL_ARGUMENT);
+    EXPECT(shmbus_lane_consumer_try_recv(NULL, &lr), SHMBUS_STATUS_NULL_ARGUMENT);
+    EXPECT(shmbus_lane_consumer_recv_timeout(NULL, 0, &lr), SHMBUS_STATUS_NULL_ARGUMENT);
+    EXPECT(shmbus_lane_consumer_ack(NULL), SHMBUS_STATUS_NULL_ARGUMENT);
+    EXPECT(shmbus_lane_consumer_fd(NULL, &fd), SHMBUS_STATUS_NULL_ARGUMENT);
     EXPECT(shmbus_list(false, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
     EXPECT(shmbus_list_len(NULL, &n), SHMBUS_STATUS_NULL_ARGUMENT);
     EXPECT(shmbus_list_get(NULL, 0, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
@@ -106,6 +122,9 @@ static void test_argument_checks(void) {
     shmbus_board_free(NULL);
     shmbus_board_writer_free(NULL);
     shmbus_board_reader_free(NULL);
+    shmbus_lanes_free(NULL);
+    shmbus_lane_publisher_close(NULL);
+    shmbus_lane_consumer_free(NULL);
     shmbus_list_free(NULL);
 }
 
@@ -682,6 +701,276 @@ static void test_list(void) {
     OK(shmbus_remove(junk));
 }
 
+/* Receives the next event (waiting up to 20 s for one), and checks it is a record of `lane`
+ * holding `len` bytes equal to `want` (NULL: any bytes). */
+static void expect_lane_record_at(ShmbusLaneConsumer *c, uint32_t lane, const void *want,
+                                  size_t len, int line) {
+    ShmbusLaneReceived r;
+    memset(&r, 0xee, sizeof r);
+    ShmbusStatus s = shmbus_lane_consumer_recv_timeout(c, 20000000000ull, &r);
+    if (s != SHMBUS_STATUS_OK || r.event != SHMBUS_LANE_EVENT_RECORD || r.lane != lane ||
+        r.len != len || r.data == NULL || (want && memcmp(r.data, want, len) != 0)) {
+        g_failed++;
+        fprintf(stderr, "api.c:%d: expected a record of %zu bytes on lane %u, got %s event %d lane %u len %zu\n",
+                line, len, lane, shmbus_status_name(s), (int)r.event, r.lane, r.len);
+    } else {
+        g_passed++;
+    }
+}
+#define EXPECT_LANE_RECORD(c, lane, want, len) expect_lane_record_at(c, lane, want, len, __LINE__)
+
+/* Receives the next event (waiting up to 20 s), and checks it is lane `lane` closing. */
+static void expect_lane_closed_at(ShmbusLaneConsumer *c, uint32_t lane, uint64_t dropped,
+                                  bool died, int line) {
+    ShmbusLaneReceived r;
+    memset(&r, 0xee, sizeof r);
+    ShmbusStatus s = shmbus_lane_consumer_recv_timeout(c, 20000000000ull, &r);
+    if (s != SHMBUS_STATUS_OK || r.event != SHMBUS_LANE_EVENT_CLOSED || r.lane != lane ||
+        r.dropped != dropped || r.producer_died != died || r.data != NULL || r.len != 0) {
+        g_failed++;
+        fprintf(stderr, "api.c:%d: expected lane %u closed (dropped %" PRIu64 ", died %d), got %s event %d lane %u dropped %" PRIu64 " died %d\n",
+                line, lane, dropped, (int)died, shmbus_status_name(s), (int)r.event, r.lane,
+                r.dropped, (int)r.producer_died);
+    } else {
+        g_passed++;
+    }
+}
+#define EXPECT_LANE_CLOSED(c, lane, dropped, died) expect_lane_closed_at(c, lane, dropped, died, __LINE__)
+
+static void expect_lane_empty_at(ShmbusLaneConsumer *c, int line) {
+    ShmbusLaneReceived r;
+    memset(&r, 0xee, sizeof r);
+    ShmbusStatus s = shmbus_lane_consumer_try_recv(c, &r);
+    if (s != SHMBUS_STATUS_OK || r.event != SHMBUS_LANE_EVENT_EMPTY || r.data != NULL || r.len != 0) {
+        g_failed++;
+        fprintf(stderr, "api.c:%d: expected nothing, got %s event %d lane %u len %zu\n", line,
+                shmbus_status_name(s), (int)r.event, r.lane, r.len);
+    } else {
+        g_passed++;
+    }
+}
+#define EXPECT_LANE_EMPTY(c) expect_lane_empty_at(c, __LINE__)
+
+static void test_lanes(void) {
+    const char *name = uname("lanes");
+    ShmbusLanes *l = NULL, *l2 = NULL, *ro = NULL;
+    EXPECT(shmbus_lanes_create(NULL, 2, 4096, 0, &l), SHMBUS_STATUS_NULL_ARGUMENT);
+    EXPECT(shmbus_lanes_create(name, 2, 4096, 0, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
+    EXPECT(shmbus_lanes_create(name, 5000, 4096, 0, &l), SHMBUS_STATUS_INVALID_CONFIG);
+    EXPECT(shmbus_lanes_create(name, 2, 1000, 0, &l), SHMBUS_STATUS_INVALID_CONFIG);
+    EXPECT(shmbus_lanes_create(name, 2, 4096, 01000, &l), SHMBUS_STATUS_INVALID_ARGUMENT);
+    CHECK(l == NULL);
+    MUST(shmbus_lanes_create(name, 2, 4096, 0, &l));
+    EXPECT(shmbus_lanes_create(name, 2, 4096, 0, &l2), SHMBUS_STATUS_ALREADY_EXISTS);
+    ShmbusLanesInfo info;
+    EXPECT(shmbus_lanes_info(l, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
+    OK(shmbus_lanes_info(l, &info));
+    CHECK(info.lanes == 2 && info.lane_bytes == 4096 && info.max_record == 4088);
+    CHECK(!info.has_consumer && !info.read_only);
+    EXPECT(shmbus_lanes_open(name, 1u << 20, &l2), SHMBUS_STATUS_INVALID_ARGUMENT);
+    MUST(shmbus_lanes_open(name, 0, &l2));
+
+    /* One consumer at a time, from any handle. */
+    ShmbusLaneConsumer *c = NULL, *c2 = NULL;
+    EXPECT(shmbus_lanes_consumer(l, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
+    MUST(shmbus_lanes_consumer(l, &c));
+    EXPECT(shmbus_lanes_consumer(l2, &c2), SHMBUS_STATUS_CONSUMER_EXISTS);
+    MESSAGE_HAS(name);
+    EXPECT(shmbus_lanes_consumer(l, &c2), SHMBUS_STATUS_CONSUMER_EXISTS);
+    CHECK(c2 == NULL);
+    OK(shmbus_lanes_info(l2, &info));
+    CHECK(info.has_consumer);
+    EXPECT_LANE_EMPTY(c);
+
+    /* Two lanes: two producers, a third finds the pool full. */
+    ShmbusLanePublisher *p1 = NULL, *p2 = NULL, *p3 = NULL;
+    EXPECT(shmbus_lanes_acquire(l, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
+    MUST(shmbus_lanes_acquire(l, &p1));
+    MUST(shmbus_lanes_acquire(l2, &p2));
+    EXPECT(shmbus_lanes_acquire(l, &p3), SHMBUS_STATUS_LANES_FULL);
+    CHECK(strcmp(shmbus_status_name(SHMBUS_STATUS_LANES_FULL), "SHMBUS_STATUS_LANES_FULL") == 0);
+    CHECK(p3 == NULL);
+    uint32_t lane1 = 99, lane2 = 99;
+    EXPECT(shmbus_lane_publisher_lane(p1, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
+    OK(shmbus_lane_publisher_lane(p1, &lane1));
+    OK(shmbus_lane_publisher_lane(p2, &lane2));
+    CHECK(lane1 == 0 && lane2 == 1);
+
+    /* Round-robin across lanes, in order within each; an empty record has a real pointer. */
+    bool queued = false;
+    OK(shmbus_lane_publisher_publish(p1, (const uint8_t *)"hello", 5, &queued));
+    CHECK(queued);
+    OK(shmbus_lane_publisher_publish(p1, (const uint8_t *)"world", 5, NULL));
+    OK(shmbus_lane_publisher_publish(p2, NULL, 0, &queued));
+    CHECK(queued);
+    EXPECT(shmbus_lane_publisher_publish(p2, NULL, 3, &queued), SHMBUS_STATUS_NULL_ARGUMENT);
+    static uint8_t big[4089];
+    memset(big, 0x5a, sizeof big);
+    EXPECT(shmbus_lane_publisher_publish(p2, big, 4089, &queued), SHMBUS_STATUS_MESSAGE_TOO_LARGE);
+    MESSAGE_HAS("4089");
+    EXPECT_LANE_RECORD(c, lane1, "hello", 5);
+    EXPECT_LANE_RECORD(c, lane2, NULL, 0);
+    EXPECT_LANE_RECORD(c, lane1, "world", 5);
+    EXPECT_LANE_EMPTY(c);
+    /* The largest record fills a whole lane. */
+    OK(shmbus_lane_publisher_publish(p2, big, 4088, &queued));
+    CHECK(queued);
+    EXPECT_LANE_RECORD(c, lane2, big, 4088);
+    OK(shmbus_lane_consumer_ack(c));
+    OK(shmbus_lane_consumer_ack(c)); /* nothing held: no error */
+    EXPECT(shmbus_lane_consumer_ack(NULL), SHMBUS_STATUS_NULL_ARGUMENT);
+
+    /* In place: a record not yet acknowledged keeps its room in the lane, so a full lane stays
+     * full until the acknowledgement; then the room is the producer's again. */
+    uint8_t rec[1000];
+    int n_queued = 0;
+    for (int i = 0; i < 6; i++) {
+        memset(rec, 'a' + i, sizeof rec);
+        OK(shmbus_lane_publisher_publish(p1, rec, sizeof rec, &queued));
+        n_queued += queued;
+    }
+    CHECK(n_queued == 4); /* 4 x (1000 + 8 header, 8-aligned) fit in 4096 */
+    uint64_t dropped = 0;
+    OK(shmbus_lane_publisher_dropped(p1, &dropped));
+    CHECK(dropped == 2);
+    EXPECT(shmbus_lane_publisher_dropped(p1, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
+    ShmbusLaneReceived r;
+    OK(shmbus_lane_consumer_try_recv(c, &r));
+    CHECK(r.event == SHMBUS_LANE_EVENT_RECORD && r.lane == lane1 && r.len == 1000 && r.data[0] == 'a' &&
+          r.data[999] == 'a');
+    const uint8_t *first = r.data;
+    memset(rec, 'x', sizeof rec);
+    OK(shmbus_lane_publisher_publish(p1, rec, sizeof rec, &queued));
+    CHECK(!queued);
+    CHECK(first[0] == 'a' && first[999] == 'a'); /* untouched while held */
+    OK(shmbus_lane_consumer_ack(c));
+    OK(shmbus_lane_publisher_publish(p1, rec, sizeof rec, &queued));
+    CHECK(queued);
+    OK(shmbus_lane_publisher_dropped(p1, &dropped));
+    CHECK(dropped == 3);
+    memset(rec, 'b', sizeof rec);
+    EXPECT_LANE_RECORD(c, lane1, rec, 1000);
+    memset(rec, 'c', sizeof rec);
+    EXPECT_LANE_RECORD(c, lane1, rec, 1000);
+    memset(rec, 'd', sizeof rec);
+    EXPECT_LANE_RECORD(c, lane1, rec, 1000);
+    memset(rec, 'x', sizeof rec);
+    EXPECT_LANE_RECORD(c, lane1, rec, 1000);
+    EXPECT_LANE_EMPTY(c);
+
+    /* Closing: the queued records, then the close with this session's drop count; the lane is
+     * free again after it. */
+    shmbus_lane_publisher_close(p2);
+    EXPECT_LANE_CLOSED(c, lane2, 0, false);
+    EXPECT_LANE_EMPTY(c);
+    OK(shmbus_lane_publisher_publish(p1, (const uint8_t *)"last", 4, &queued));
+    shmbus_lane_publisher_close(p1);
+    EXPECT_LANE_RECORD(c, lane1, "last", 4);
+    EXPECT_LANE_CLOSED(c, lane1, 3, false);
+    EXPECT_LANE_EMPTY(c);
+    MUST(shmbus_lanes_acquire(l2, &p1));
+    OK(shmbus_lane_publisher_dropped(p1, &dropped));
+    CHECK(dropped == 0);
+
+    /* The waits: nothing within the timeout, then a record that is there. */
+    OK(shmbus_lane_consumer_recv_timeout(c, 1000000, &r));
+    CHECK(r.event == SHMBUS_LANE_EVENT_EMPTY);
+    EXPECT(shmbus_lane_consumer_recv_timeout(c, 0, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
+    OK(shmbus_lane_publisher_publish(p1, (const uint8_t *)"waited", 6, &queued));
+    EXPECT_LANE_RECORD(c, 0, "waited", 6);
+
+    /* The readiness descriptor: the same one each time, readable once a record is there; the
+     * receives that wait then poll it. */
+    int fd = -1, fd2 = -2;
+    EXPECT(shmbus_lane_consumer_fd(NULL, &fd), SHMBUS_STATUS_NULL_ARGUMENT);
+    EXPECT(shmbus_lane_consumer_fd(c, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
+    OK(shmbus_lane_consumer_fd(c, &fd));
+    OK(shmbus_lane_consumer_fd(c, &fd2));
+    CHECK(fd >= 0 && fd == fd2);
+    EXPECT_LANE_EMPTY(c);
+    OK(shmbus_lane_publisher_publish(p1, (const uint8_t *)"ready", 5, &queued));
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    CHECK(poll(&pfd, 1, 20000) == 1 && (pfd.revents & POLLIN));
+    OK(shmbus_lane_consumer_try_recv(c, &r));
+    CHECK(r.event == SHMBUS_LANE_EVENT_RECORD && r.len == 5 && memcmp(r.data, "ready", 5) == 0);
+    OK(shmbus_lane_consumer_recv_timeout(c, 1000000, &r));
+    CHECK(r.event == SHMBUS_LANE_EVENT_EMPTY);
+    OK(shmbus_lane_publisher_publish(p1, (const uint8_t *)"polled", 6, &queued));
+    EXPECT_LANE_RECORD(c, 0, "polled", 6);
+    shmbus_lane_publisher_close(p1);
+    EXPECT_LANE_CLOSED(c, 0, 0, false);
+
+    /* A producer that dies holding its lane: its records, then the close, marked. */
+    fflush(NULL);
+    pid_t child = fork();
+    if (child == 0) {
+        ShmbusLanes *cl = NULL;
+        ShmbusLanePublisher *cp = NULL;
+        if (shmbus_lanes_open(name, 0, &cl) != SHMBUS_STATUS_OK || shmbus_lanes_acquire(cl, &cp) != SHMBUS_STATUS_OK ||
+            shmbus_lane_publisher_publish(cp, (const uint8_t *)"last words", 10, NULL) != SHMBUS_STATUS_OK)
+            _exit(3);
+        _exit(0); /* without closing */
+    }
+    int status = 0;
+    CHECK(child > 0 && waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    EXPECT_LANE_RECORD(c, 0, "last words", 10);
+    EXPECT_LANE_CLOSED(c, 0, 0, true);
+
+    /* A record held when the consumer goes is acknowledged: the next consumer goes on after it. */
+    MUST(shmbus_lanes_acquire(l, &p1));
+    OK(shmbus_lane_publisher_publish(p1, (const uint8_t *)"one", 3, &queued));
+    OK(shmbus_lane_publisher_publish(p1, (const uint8_t *)"two", 3, &queued));
+    EXPECT_LANE_RECORD(c, 0, "one", 3);
+    shmbus_lane_consumer_free(c);
+    MUST(shmbus_lanes_consumer(l2, &c));
+    EXPECT_LANE_RECORD(c, 0, "two", 3);
+    EXPECT_LANE_EMPTY(c);
+
+    /* Read-only: look only. */
+    MUST(shmbus_lanes_open(name, SHMBUS_READ_ONLY, &ro));
+    EXPECT(shmbus_lanes_acquire(ro, &p3), SHMBUS_STATUS_READ_ONLY);
+    EXPECT(shmbus_lanes_consumer(ro, &c2), SHMBUS_STATUS_READ_ONLY);
+    OK(shmbus_lanes_info(ro, &info));
+    CHECK(info.read_only && info.has_consumer && info.lanes == 2);
+    shmbus_lanes_free(ro);
+
+    /* The list says what it is. */
+    ShmbusList *list = NULL;
+    MUST(shmbus_list(false, &list));
+    size_t len = 0, seen = 0;
+    OK(shmbus_list_len(list, &len));
+    for (size_t i = 0; i < len; i++) {
+        ShmbusListEntry e;
+        OK(shmbus_list_get(list, i, &e));
+        if (e.name && strcmp(e.name, name) == 0) {
+            seen++;
+            CHECK(e.kind == SHMBUS_KIND_LANES && e.status == SHMBUS_STATUS_OK);
+        }
+    }
+    CHECK(seen == 1);
+    shmbus_list_free(list);
+
+    /* Wrong kind, both ways. */
+    ShmbusBus *bus = NULL;
+    EXPECT(shmbus_bus_open(name, 0, &bus), SHMBUS_STATUS_WRONG_KIND);
+    const char *qname = uname("lanes-q");
+    ShmbusQueue *q = NULL;
+    MUST(shmbus_queue_create(qname, 0, 0, 0, 0, &q));
+    ShmbusLanes *wrong = NULL;
+    EXPECT(shmbus_lanes_open(qname, 0, &wrong), SHMBUS_STATUS_WRONG_KIND);
+    CHECK(wrong == NULL);
+    MESSAGE_HAS("queue");
+    shmbus_queue_free(q);
+    OK(shmbus_remove(qname));
+
+    shmbus_lane_publisher_close(p1);
+    shmbus_lane_consumer_free(c);
+    shmbus_lanes_free(l2);
+    shmbus_lanes_free(l);
+    OK(shmbus_remove(name));
+    EXPECT(shmbus_lanes_open(name, 0, &l), SHMBUS_STATUS_NOT_FOUND);
+}
+
 /* Segments with a Rust `Pod` type, made by `rust_peer typed BASE`. */
 static void test_typed(const char *base) {
     char name[160];
@@ -755,6 +1044,7 @@ int main(int argc, char **argv) {
     test_records();
     test_board();
     test_list();
+    test_lanes();
     if (argc > 1)
         test_typed(argv[1]);
     else

@@ -14,6 +14,15 @@
  *                              counted lost, exactly
  *   peer two-queue NAME N      a child process sends N items through a small queue: each
  *                              received once, in order
+ *   peer lanes-pub NAME N      open lanes segment NAME, acquire a lane, publish records 0..N,
+ *                              close; print each as `shmbus pop --json --format hex` prints it
+ *   peer lanes-pop NAME N      open lanes segment NAME as its consumer, receive records 0..N
+ *                              (then the lane's close), print each as `lanes-pub` does
+ *   peer lanes-hex - N         print records 0..N in hex, one a line (`shmbus publish --hex`)
+ *   peer two-lanes NAME N      a child process publishes N records into a small lane as fast
+ *                              as it can while this one consumes through the readiness
+ *                              descriptor: each record received intact and in order, or
+ *                              counted dropped, exactly
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -260,6 +269,145 @@ static int two_queue(const char *self, const char *name, uint64_t n) {
     return finish("two-queue");
 }
 
+/* One lanes record as `shmbus pop --json --format hex` prints it. */
+static void print_lane_record(uint32_t lane, const uint8_t *data, size_t len) {
+    printf("{\"lane\":%u,\"len\":%zu,\"hex\":\"", lane, len);
+    for (size_t k = 0; k < len; k++) printf("%02x", data[k]);
+    printf("\"}\n");
+}
+
+static int lanes_pub(const char *name, uint64_t n) {
+    ShmbusLanes *l = NULL;
+    MUST(shmbus_lanes_open(name, 0, &l));
+    ShmbusLanePublisher *p = NULL;
+    MUST(shmbus_lanes_acquire(l, &p));
+    uint32_t lane = 0;
+    OK(shmbus_lane_publisher_lane(p, &lane));
+    uint8_t m[PATTERN_MAX];
+    for (uint64_t i = 0; i < n; i++) {
+        size_t len = pattern(i, m);
+        bool queued = false;
+        OK(shmbus_lane_publisher_publish(p, m, len, &queued));
+        /* The lane is made large enough for all: a drop is a failure here. */
+        CHECK(queued);
+        print_lane_record(lane, m, len);
+    }
+    uint64_t dropped = 1;
+    OK(shmbus_lane_publisher_dropped(p, &dropped));
+    CHECK(dropped == 0);
+    shmbus_lane_publisher_close(p);
+    shmbus_lanes_free(l);
+    return finish("lanes-pub");
+}
+
+static int lanes_pop(const char *name, uint64_t n) {
+    ShmbusLanes *l = NULL;
+    MUST(shmbus_lanes_open(name, 0, &l));
+    ShmbusLaneConsumer *c = NULL;
+    MUST(shmbus_lanes_consumer(l, &c));
+    ShmbusLaneReceived r;
+    uint32_t lane = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        OK(shmbus_lane_consumer_recv_timeout(c, PATIENCE_NS, &r));
+        if (r.event != SHMBUS_LANE_EVENT_RECORD) {
+            fprintf(stderr, "lanes-pop: expected record %" PRIu64 ", got event %d\n", i, (int)r.event);
+            g_failed++;
+            break;
+        }
+        if (i == 0) lane = r.lane;
+        CHECK(r.lane == lane);
+        CHECK(is_pattern(i, r.data, r.len));
+        print_lane_record(r.lane, r.data, r.len);
+        OK(shmbus_lane_consumer_ack(c));
+    }
+    /* The producer closed its lane after its last record, dropping none. */
+    OK(shmbus_lane_consumer_recv_timeout(c, PATIENCE_NS, &r));
+    CHECK(r.event == SHMBUS_LANE_EVENT_CLOSED && r.lane == lane && r.dropped == 0 && !r.producer_died);
+    OK(shmbus_lane_consumer_try_recv(c, &r));
+    CHECK(r.event == SHMBUS_LANE_EVENT_EMPTY);
+    shmbus_lane_consumer_free(c);
+    shmbus_lanes_free(l);
+    return finish("lanes-pop");
+}
+
+static int lanes_hex(uint64_t n) {
+    uint8_t m[PATTERN_MAX];
+    for (uint64_t i = 0; i < n; i++) {
+        size_t len = pattern(i, m);
+        for (size_t k = 0; k < len; k++) printf("%02x", m[k]);
+        printf("\n");
+    }
+    return 0;
+}
+
+/* The child of two-lanes: publishes records 0..n without ever waiting, counting its drops. */
+static int lanes_flood(const char *name, uint64_t n) {
+    ShmbusLanes *l = NULL;
+    MUST(shmbus_lanes_open(name, 0, &l));
+    ShmbusLanePublisher *p = NULL;
+    MUST(shmbus_lanes_acquire(l, &p));
+    uint8_t m[PATTERN_MAX];
+    uint64_t full = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        size_t len = pattern(i, m);
+        bool queued = false;
+        OK(shmbus_lane_publisher_publish(p, m, len, &queued));
+        full += !queued;
+    }
+    uint64_t dropped = 0;
+    OK(shmbus_lane_publisher_dropped(p, &dropped));
+    CHECK(dropped == full);
+    shmbus_lane_publisher_close(p);
+    shmbus_lanes_free(l);
+    printf("lanes-flood: %" PRIu64 " published, %" PRIu64 " dropped on a full lane\n", n, full);
+    return finish("lanes-flood");
+}
+
+/* A child floods a lane of 4 KiB; this process consumes through the readiness descriptor and
+ * accounts for every record: received intact and in order, or in the close's drop count. */
+static int two_lanes(const char *self, const char *name, uint64_t n) {
+    ShmbusLanes *l = NULL;
+    MUST(shmbus_lanes_create(name, 2, 4096, 0, &l));
+    ShmbusLaneConsumer *c = NULL;
+    MUST(shmbus_lanes_consumer(l, &c));
+    int fd = -1;
+    OK(shmbus_lane_consumer_fd(c, &fd));
+    int out;
+    pid_t pid = spawn(self, "lanes-flood", name, n, &out);
+    uint64_t received = 0, dropped = 0, next = 0;
+    for (;;) {
+        ShmbusLaneReceived r;
+        OK(shmbus_lane_consumer_recv_timeout(c, PATIENCE_NS, &r));
+        if (r.event == SHMBUS_LANE_EVENT_RECORD) {
+            uint64_t i = 0;
+            for (int b = 0; b < 8 && (size_t)b < r.len; b++) i |= (uint64_t)r.data[b] << (8 * b);
+            if (i < next || !is_pattern(i, r.data, r.len)) {
+                fprintf(stderr, "two-lanes: record %" PRIu64 " out of order or not intact\n", i);
+                g_failed++;
+            }
+            next = i + 1;
+            received++;
+        } else if (r.event == SHMBUS_LANE_EVENT_CLOSED) {
+            CHECK(!r.producer_died);
+            dropped = r.dropped;
+            break;
+        } else {
+            fprintf(stderr, "two-lanes: nothing for %llu s after %" PRIu64 " records\n",
+                    PATIENCE_NS / 1000000000ull, received);
+            g_failed++;
+            break;
+        }
+    }
+    CHECK(received + dropped == n && received > 0);
+    CHECK(reap(pid, out));
+    printf("two-lanes: %" PRIu64 " records: %" PRIu64 " received, %" PRIu64 " dropped\n", n, received,
+           dropped);
+    shmbus_lane_consumer_free(c);
+    shmbus_lanes_free(l);
+    OK(shmbus_remove(name));
+    return finish("two-lanes");
+}
+
 int main(int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: peer ROLE NAME N\n");
@@ -275,6 +423,11 @@ int main(int argc, char **argv) {
     if (strcmp(role, "queue-recv") == 0) return queue_recv(name, n);
     if (strcmp(role, "two-bus") == 0) return two_bus("/proc/self/exe", name, n);
     if (strcmp(role, "two-queue") == 0) return two_queue("/proc/self/exe", name, n);
+    if (strcmp(role, "lanes-pub") == 0) return lanes_pub(name, n);
+    if (strcmp(role, "lanes-pop") == 0) return lanes_pop(name, n);
+    if (strcmp(role, "lanes-hex") == 0) return lanes_hex(n);
+    if (strcmp(role, "lanes-flood") == 0) return lanes_flood(name, n);
+    if (strcmp(role, "two-lanes") == 0) return two_lanes("/proc/self/exe", name, n);
     fprintf(stderr, "peer: unknown role %s\n", role);
     return 2;
 }
