@@ -7,7 +7,10 @@
 
 use std::os::fd::AsRawFd;
 
-use pyo3::exceptions::PyValueError;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use shmbus::lanes::{LaneEvent, LaneItem, LanePush, LaneReadiness};
@@ -82,6 +85,7 @@ impl Lanes {
     /// another one lives.
     fn consumer(&self) -> PyResult<LaneConsumer> {
         Ok(LaneConsumer {
+            held: None,
             name: self.inner.name().to_owned(),
             lanes: self.inner.lanes(),
             state: State::Plain(self.inner.consumer().map_err(to_py)?),
@@ -368,9 +372,50 @@ enum State {
 /// collected (a new consumer goes on from the records this one received).
 #[pyclass(module = "shmbus")]
 pub(crate) struct LaneConsumer {
+    /// The record `recv_view()` handed out, not yet acknowledged. Declared before `state`: it
+    /// refers to the mapping that `state`'s consumer owns, so it is dropped (acknowledged)
+    /// first.
+    held: Option<Held>,
     name: String,
     lanes: u32,
     state: State,
+}
+
+/// A record lent to Python as a memoryview (`recv_view`).
+struct Held {
+    /// The record; dropping it acknowledges it. Its true lifetime is that of the consumer in
+    /// the same `LaneConsumer`, which refuses to receive, move or detach while it is held.
+    _record: Lent,
+    /// The ctypes array the views are made over: while a view of the record exists anywhere,
+    /// something besides this field refers to it.
+    array: Py<PyAny>,
+    /// Our views of it, released before the record is acknowledged.
+    views: Py<PyAny>,
+    /// Its `LaneView` is still open (inside its `with` block, or not yet released).
+    open: Arc<AtomicBool>,
+}
+
+/// A record borrowed from the consumer, its lifetime erased (see `Held`).
+struct Lent(LaneEvent<'static>);
+
+// SAFETY: the event refers to the segment's words (atomics) and the consumer's mapping, both of
+// which may be used from any thread (`LaneConsumer` itself is `Send`); it is only ever touched
+// (dropped) under the GIL through the `LaneConsumer` that holds it, never from two threads.
+unsafe impl Send for Lent {}
+
+/// `e` with its borrow of the consumer extended.
+///
+/// # Safety
+///
+/// The event must be dropped before the consumer it came from, and the consumer must not
+/// receive again while it lives (the protocol allows one unacknowledged record at a time).
+unsafe fn lend(e: LaneEvent<'_>) -> LaneEvent<'static> {
+    // SAFETY: same type but for the lifetime; the caller keeps the borrow's promises.
+    unsafe { std::mem::transmute::<LaneEvent<'_>, LaneEvent<'static>>(e) }
+}
+
+fn buffer_error(text: &str) -> PyErr {
+    PyBufferError::new_err(text.to_owned())
 }
 
 fn detached() -> PyErr {
@@ -378,6 +423,46 @@ fn detached() -> PyErr {
 }
 
 impl LaneConsumer {
+    /// Acknowledges the record `recv_view()` lent, if there is one and no view of it is left;
+    /// a `BufferError` (and the record kept) while its `LaneView` is open or a view of it
+    /// lives on. Every call that receives, moves or detaches the consumer comes here first.
+    fn try_ack(&mut self, py: Python<'_>) -> PyResult<()> {
+        let Some(h) = &self.held else {
+            return Ok(());
+        };
+        if h.open.load(Ordering::Relaxed) {
+            return Err(buffer_error(
+                "the record recv_view() returned is still open: leave its with block (or call \
+                 its release()) before receiving again",
+            ));
+        }
+        let released = py
+            .import("shmbus._view")?
+            .call_method1("release", (h.views.bind(py),));
+        if let Err(e) = released {
+            if e.is_instance_of::<PyBufferError>(py) {
+                return Err(buffer_error(
+                    "an object still uses the memoryview recv_view() returned (it exported \
+                     its buffer): the record is acknowledged, and the consumer receives again, \
+                     once that object is gone",
+                ));
+            }
+            return Err(e);
+        }
+        // Our views are released: any other reference is a view derived from them (a slice, a
+        // cast), or the array itself, and the bytes are still readable through it.
+        if h.array.get_refcnt(py) > 1 {
+            return Err(buffer_error(
+                "a memoryview of the record recv_view() returned (a slice, a cast, or its .obj) \
+                 outlives its with block: the record is acknowledged, and the consumer receives \
+                 again, once every view of it is released or collected",
+            ));
+        }
+        // Nothing refers to the bytes any more: acknowledge.
+        self.held = None;
+        Ok(())
+    }
+
     fn consumer(&mut self) -> PyResult<&mut shmbus::lanes::LaneConsumer> {
         match &mut self.state {
             State::Plain(c) => Ok(c),
@@ -389,6 +474,7 @@ impl LaneConsumer {
     /// The next event if there is one now (a ready consumer re-arms its descriptor when it
     /// finds nothing).
     fn take(&mut self, py: Python<'_>) -> PyResult<Option<PyObject>> {
+        self.try_ack(py)?;
         let e = match &mut self.state {
             State::Plain(c) => c.try_recv(),
             State::Ready(r) => r.try_recv(),
@@ -398,6 +484,48 @@ impl LaneConsumer {
             Some(e) => event(py, e).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// An event in place, waiting until `deadline`, its borrow of the consumer erased: the
+    /// caller keeps it in `held` (or drops it at once).
+    fn recv_lent(
+        &mut self,
+        py: Python<'_>,
+        deadline: Option<std::time::Instant>,
+    ) -> PyResult<Option<Lent>> {
+        self.try_ack(py)?;
+        // Each `lend` below: the caller puts the event into `self.held` before the consumer is
+        // used again, `held` is dropped before the consumer (field order, `close`, `Drop`), and
+        // `try_ack` refuses every receive, move and detach while it is held.
+        let now = match &mut self.state {
+            State::Plain(c) => c.try_recv(),
+            State::Ready(r) => r.try_recv(),
+            State::Detached => return Err(detached()),
+        };
+        if let Some(e) = now.map_err(to_py)? {
+            // SAFETY: see above.
+            return Ok(Some(Lent(unsafe { lend(e) })));
+        }
+        let got = match &mut self.state {
+            State::Plain(c) => wait::until(py, deadline, |slice| match c.recv_timeout(slice) {
+                // SAFETY: see above.
+                Ok(Some(e)) => Some(Ok(Lent(unsafe { lend(e) }))),
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            })?,
+            State::Ready(r) => wait::until(py, deadline, |slice| {
+                match r.try_recv() {
+                    // SAFETY: see above.
+                    Ok(Some(e)) => return Some(Ok(Lent(unsafe { lend(e) }))),
+                    Err(e) => return Some(Err(e)),
+                    Ok(None) => {}
+                }
+                poll_readable(r.as_raw_fd(), slice);
+                None
+            })?,
+            State::Detached => return Err(detached()),
+        };
+        got.transpose().map_err(to_py)
     }
 
     /// An event, waiting until `timeout` (None: as long as it takes); None when the time is up.
@@ -445,6 +573,51 @@ impl LaneConsumer {
         self.recv_blocking(py, timeout)
     }
 
+    /// Receives the next event in place, waiting at most `timeout` seconds (None: as long as
+    /// it takes): a `LaneView`, to use in a `with` block, whose value is `(lane, memoryview)`
+    /// for a record (read-only, the record's bytes where they lie in the lane, no copy), a
+    /// `LaneClosed`, or None when the time is up. The record is acknowledged when the block
+    /// ends, once the memoryview and every view derived from it are released; until then the
+    /// consumer receives nothing else (a `BufferError` says why).
+    #[pyo3(signature = (timeout = None))]
+    fn recv_view(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<LaneView> {
+        let py = slf.py();
+        let deadline = wait::deadline(timeout)?;
+        let mut me = slf.borrow_mut();
+        let open = Arc::new(AtomicBool::new(false));
+        let value = match me.recv_lent(py, deadline)? {
+            None => py.None(),
+            Some(Lent(LaneEvent::Closed(c))) => Py::new(py, LaneClosed::from(c))?.into_any(),
+            Some(Lent(LaneEvent::Record(r))) => {
+                let (lane, at, len) = (r.lane(), r.as_ptr() as usize, r.len());
+                // Held before anything can fail: an error below leaves it for the next call to
+                // acknowledge rather than losing it.
+                me.held = Some(Held {
+                    _record: Lent(LaneEvent::Record(r)),
+                    array: py.None(),
+                    views: PyList::empty(py).into_any().unbind(),
+                    open: open.clone(),
+                });
+                let made = py
+                    .import("shmbus._view")?
+                    .call_method1("export", (at, len))?;
+                let (array, views): (PyObject, Bound<'_, PyList>) = made.extract()?;
+                let view = views.get_item(0)?;
+                let h = me.held.as_mut().expect("held just above");
+                h.array = array;
+                h.views = views.into_any().unbind();
+                open.store(true, Ordering::Relaxed);
+                (lane, view).into_pyobject(py)?.into_any().unbind()
+            }
+        };
+        drop(me);
+        Ok(LaneView {
+            consumer: slf.clone().unbind(),
+            value,
+            open,
+        })
+    }
+
     /// Receives the next event if there is one now; None if not.
     fn try_recv(&mut self, py: Python<'_>) -> PyResult<Option<PyObject>> {
         self.take(py)
@@ -485,6 +658,7 @@ impl LaneConsumer {
         lane: u32,
         max: usize,
     ) -> PyResult<Bound<'py, PyList>> {
+        self.try_ack(py)?;
         let list = PyList::empty(py);
         let mut failed = None;
         let r = self.consumer()?.recv_lane_batch(lane, max, |i| {
@@ -504,7 +678,8 @@ impl LaneConsumer {
     /// Looks for producers that died holding a lane now (receives do it every 10 ms or so by
     /// themselves) and closes their lanes; their records are still delivered, then a
     /// `LaneClosed` with `producer_died`. Returns the number of lanes found dead.
-    fn sweep(&mut self) -> PyResult<usize> {
+    fn sweep(&mut self, py: Python<'_>) -> PyResult<usize> {
+        self.try_ack(py)?;
         Ok(self.consumer()?.sweep())
     }
 
@@ -531,8 +706,10 @@ impl LaneConsumer {
     /// select/poll/epoll and event loops. Made on first call. Drain with `try_recv()` (or
     /// `recv(timeout=0)`) until None before waiting on it again: `recv_batch` does not re-arm
     /// it.
-    fn fileno(&mut self) -> PyResult<i32> {
+    fn fileno(&mut self, py: Python<'_>) -> PyResult<i32> {
         if let State::Plain(_) = self.state {
+            // The consumer moves into its readiness: not while it lends a record.
+            self.try_ack(py)?;
             let State::Plain(c) = std::mem::replace(&mut self.state, State::Detached) else {
                 unreachable!("matched just above");
             };
@@ -557,9 +734,12 @@ impl LaneConsumer {
     }
 
     /// Detaches the consumer: another one may attach, and goes on from the records this one
-    /// received.
-    fn close(&mut self) {
+    /// received. Raises BufferError (and stays attached) while a view of a `recv_view()`
+    /// record lives on.
+    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.try_ack(py)?;
         self.state = State::Detached;
+        Ok(())
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -577,8 +757,8 @@ impl LaneConsumer {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&mut self, _args: &Bound<'_, PyTuple>) {
-        self.close();
+    fn __exit__(&mut self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.close(py)
     }
 
     fn __repr__(&self) -> String {
@@ -593,6 +773,7 @@ impl LaneConsumer {
 impl LaneConsumer {
     /// Appends up to `max` events received at once to `list`.
     fn batch_into(&mut self, py: Python<'_>, list: &Bound<'_, PyList>, max: usize) -> PyResult<()> {
+        self.try_ack(py)?;
         let mut failed = None;
         let r = self.consumer()?.recv_batch(max, |i| {
             if failed.is_none() {
@@ -605,5 +786,74 @@ impl LaneConsumer {
             return Err(e);
         }
         r.map_err(to_py).map(|_| ())
+    }
+}
+
+impl Drop for LaneConsumer {
+    fn drop(&mut self) {
+        if self.held.is_none() {
+            return;
+        }
+        let acked = Python::with_gil(|py| {
+            if let Some(h) = &self.held {
+                // Collected with the consumer: its view is no longer open as far as we know.
+                h.open.store(false, Ordering::Relaxed);
+            }
+            self.try_ack(py).is_ok()
+        });
+        if !acked {
+            // A view of the lent record lives on and reads the consumer's mapping: keep the
+            // mapping (and with it the consumer, attached until the process ends) rather than
+            // unmap memory Python can still read.
+            std::mem::forget(self.held.take());
+            std::mem::forget(std::mem::replace(&mut self.state, State::Detached));
+        }
+    }
+}
+
+/// What `LaneConsumer.recv_view()` returns: a context manager whose value (`with ... as v`) is
+/// `(lane, memoryview)`, a `LaneClosed`, or None. The record is acknowledged at the end of the
+/// block (or by `release()`), once no view of it is left.
+#[pyclass(module = "shmbus")]
+pub(crate) struct LaneView {
+    consumer: Py<LaneConsumer>,
+    value: PyObject,
+    /// Shared with the consumer's `Held`: false once released (or collected).
+    open: Arc<AtomicBool>,
+}
+
+#[pymethods]
+impl LaneView {
+    /// The event: `(lane, memoryview)`, a `LaneClosed`, or None.
+    #[getter]
+    fn value(&self, py: Python<'_>) -> PyObject {
+        self.value.clone_ref(py)
+    }
+
+    /// Ends the loan: releases the memoryview and acknowledges the record. Raises BufferError
+    /// if a view of it lives on (then the record is acknowledged once that view is gone, and
+    /// the consumer receives nothing else until then).
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        if !self.open.swap(false, Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.consumer.bind(py).borrow_mut().try_ack(py)
+    }
+
+    fn __enter__(&self, py: Python<'_>) -> PyObject {
+        self.value.clone_ref(py)
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.release(py)
+    }
+}
+
+impl Drop for LaneView {
+    fn drop(&mut self) {
+        // Not released: the consumer acknowledges the record at its next call, if no view of
+        // it is left by then.
+        self.open.store(false, Ordering::Relaxed);
     }
 }

@@ -35,6 +35,7 @@ fn _shmbus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lanes::LanePublisher>()?;
     m.add_class::<lanes::LaneConsumer>()?;
     m.add_class::<lanes::LaneClosed>()?;
+    m.add_class::<lanes::LaneView>()?;
     m.add_function(wrap_pyfunction!(inspect::list, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::info, m)?)?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;

@@ -365,3 +365,120 @@ def test_rust_producer_wakes_a_waiting_python_consumer(name, cli):
         assert c.recv(timeout=30) == shmbus.LaneClosed(0)
     finally:
         pub.wait(timeout=30)
+
+
+def test_recv_view_reads_in_place_and_acknowledges_after_the_block(name):
+    lanes = shmbus.Lanes.create(name, lanes=2, lane_bytes=4096)
+    c = lanes.consumer()
+    p = lanes.acquire()
+    p.publish(b"A" * 2000)
+    with c.recv_view(timeout=5) as (lane, view):
+        assert lane == 0 and isinstance(view, memoryview) and view.readonly
+        assert len(view) == 2000 and view[0] == ord("A")
+        # Not acknowledged while the block runs: the producer cannot reuse those bytes, and its
+        # publishes that need them drop instead of overwriting what we read.
+        assert lanes.lane_info()[0]["consumed"] == 0
+        assert p.publish(b"B" * 1500) is True
+        assert p.publish(b"C" * 1500) is False
+        assert bytes(view) == b"A" * 2000
+        with pytest.raises(BufferError, match="still open"):
+            c.try_recv()
+        with pytest.raises(BufferError, match="still open"):
+            c.recv_batch(5)
+    with pytest.raises(ValueError):
+        view[0]  # released at the end of the block
+    assert lanes.lane_info()[0]["consumed"] == 1
+    assert p.publish(b"D" * 1500) is True  # the record's bytes are the producer's again
+    assert c.recv_batch(5) == [(0, b"B" * 1500), (0, b"D" * 1500)]
+    # A close, and nothing (the value is None at the timeout).
+    p.close()
+    with c.recv_view(timeout=5) as event:
+        assert event == shmbus.LaneClosed(0, dropped=1)
+    with c.recv_view(timeout=0.01) as event:
+        assert event is None
+    v = c.recv_view(timeout=0)
+    assert v.value is None
+    v.release()
+    # Empty records too.
+    with lanes.acquire() as p:
+        p.publish(b"")
+    with c.recv_view(timeout=5) as (lane, view):
+        assert (lane, bytes(view)) == (0, b"")
+
+
+def test_recv_view_refuses_to_acknowledge_while_a_view_lives(name):
+    import pickle
+
+    lanes = shmbus.Lanes.create(name, lanes=1, lane_bytes=4096)
+    c = lanes.consumer()
+    p = lanes.acquire()
+    p.publish(b"first")
+    p.publish(b"second")
+    # A slice outlives the block: the record stays lent until it is gone.
+    with pytest.raises(BufferError, match="outlives its with block"):
+        with c.recv_view(timeout=5) as (_, view):
+            part = view[1:3]
+    assert bytes(part) == b"ir"  # still the record's bytes, never the producer's
+    with pytest.raises(BufferError, match="outlives"):
+        c.try_recv()
+    with pytest.raises(BufferError, match="outlives"):
+        c.close()
+    assert not c.closed and lanes.lane_info()[0]["consumed"] == 0
+    del part
+    assert c.try_recv() == (0, b"second")
+    assert lanes.lane_info()[0]["consumed"] == 2
+    # An object that exported the buffer.
+    p.publish(b"third")
+    with pytest.raises(BufferError, match="still uses the memoryview"):
+        with c.recv_view(timeout=5) as (_, view):
+            held = pickle.PickleBuffer(view)
+    with pytest.raises(BufferError, match="still uses"):
+        c.recv(timeout=0)
+    del held
+    assert c.recv(timeout=0) is None
+    assert lanes.lane_info()[0]["consumed"] == 3
+    # A view never entered nor released: acknowledged at the next receive once it is gone.
+    p.publish(b"fourth")
+    p.publish(b"fifth")
+    c.recv_view(timeout=5)
+    assert c.try_recv() == (0, b"fifth")
+    # The consumer's iteration, and a memoryview kept through .value while open.
+    p.publish(b"sixth")
+    v = c.recv_view(timeout=5)
+    lane, view = v.value
+    with pytest.raises(BufferError, match="still open"):
+        next(iter(c))
+    v.release()
+    with pytest.raises(ValueError):
+        bytes(view)
+    c.close()
+
+
+VIEW_KEPT_SCRIPT = r"""
+import sys, shmbus
+lanes = shmbus.Lanes.open(sys.argv[1])
+c = lanes.consumer()
+with lanes.acquire() as p:
+    p.publish(b"kept past the consumer")
+try:
+    with c.recv_view(timeout=5) as (_, view):
+        kept = view[5:]
+except BufferError:
+    pass
+del c, view   # the consumer is collected while `kept` still reads its mapping
+import gc; gc.collect()
+assert lanes.has_consumer   # so it stays attached (and mapped) for the process's life
+try:
+    lanes.consumer()
+except shmbus.ConsumerExists:
+    pass
+print(bytes(kept).decode())
+"""
+
+
+def test_a_view_outliving_its_consumer_keeps_the_mapping(name):
+    shmbus.Lanes.create(name, lanes=1, lane_bytes=4096)
+    r = subprocess.run([sys.executable, "-c", VIEW_KEPT_SCRIPT, name],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "past the consumer"

@@ -39,6 +39,7 @@ from ._shmbus import (
     LaneConsumer,
     LanePublisher,
     Lanes,
+    LaneView,
     Publisher,
     Queue,
     Receiver,
@@ -56,7 +57,7 @@ from ._typed import TypedBus, TypedPublisher, TypedSubscriber
 
 __all__ = [
     "AlreadyExists", "Board", "Bus", "Busy", "Closed", "ConsumerExists", "Corrupt", "Full", "InvalidConfig",
-    "InvalidName", "LaneClosed", "LaneConsumer", "LanePublisher", "Lanes", "LanesCorrupt",
+    "InvalidName", "LaneClosed", "LaneConsumer", "LanePublisher", "Lanes", "LanesCorrupt", "LaneView",
     "LanesFull", "Lapped", "NoSpace", "NotFound", "OutOfRange", "PermissionDenied",
     "ProducerExists", "Publisher", "Queue", "ReadOnly", "Receiver", "RecordPublisher", "Records",
     "RecordSubscriber", "Refused", "Sender", "ShmbusError", "Subscriber", "TooLarge",
