@@ -387,8 +387,9 @@ struct Held {
     /// the same `LaneConsumer`, which refuses to receive, move or detach while it is held.
     _record: Lent,
     /// The ctypes array the views are made over: while a view of the record exists anywhere,
-    /// something besides this field refers to it.
-    array: Py<PyAny>,
+    /// something besides this field refers to it. None if making the views failed (then no
+    /// view exists).
+    array: Option<Py<PyAny>>,
     /// Our views of it, released before the record is acknowledged.
     views: Py<PyAny>,
     /// Its `LaneView` is still open (inside its `with` block, or not yet released).
@@ -451,7 +452,7 @@ impl LaneConsumer {
         }
         // Our views are released: any other reference is a view derived from them (a slice, a
         // cast), or the array itself, and the bytes are still readable through it.
-        if h.array.get_refcnt(py) > 1 {
+        if h.array.as_ref().is_some_and(|a| a.get_refcnt(py) > 1) {
             return Err(buffer_error(
                 "a memoryview of the record recv_view() returned (a slice, a cast, or its .obj) \
                  outlives its with block: the record is acknowledged, and the consumer receives \
@@ -594,7 +595,7 @@ impl LaneConsumer {
                 // acknowledge rather than losing it.
                 me.held = Some(Held {
                     _record: Lent(LaneEvent::Record(r)),
-                    array: py.None(),
+                    array: None,
                     views: PyList::empty(py).into_any().unbind(),
                     open: open.clone(),
                 });
@@ -604,7 +605,7 @@ impl LaneConsumer {
                 let (array, views): (PyObject, Bound<'_, PyList>) = made.extract()?;
                 let view = views.get_item(0)?;
                 let h = me.held.as_mut().expect("held just above");
-                h.array = array;
+                h.array = Some(array);
                 h.views = views.into_any().unbind();
                 open.store(true, Ordering::Relaxed);
                 (lane, view).into_pyobject(py)?.into_any().unbind()

@@ -7,6 +7,7 @@ import select
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -482,3 +483,42 @@ def test_a_view_outliving_its_consumer_keeps_the_mapping(name):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "past the consumer"
+
+
+def _thread_state(tid):
+    with open(f"/proc/self/task/{tid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.parametrize("with_fd", [False, True])
+def test_recv_view_waits_for_a_record(name, with_fd):
+    lanes = shmbus.Lanes.create(name, lanes=2, lane_bytes=4096)
+    c = lanes.consumer()
+    if with_fd:
+        c.fileno()  # the consumer waits on its descriptor from now on
+    p = lanes.acquire()
+    me = threading.get_native_id()
+
+    def publish_once_the_consumer_sleeps():
+        deadline = time.monotonic() + 30
+        while _thread_state(me) != "S" and time.monotonic() < deadline:
+            time.sleep(0.001)
+        p.publish(b"woke")
+
+    t = threading.Thread(target=publish_once_the_consumer_sleeps)
+    t.start()
+    try:
+        with c.recv_view(timeout=30) as (lane, view):
+            assert (lane, bytes(view)) == (0, b"woke")
+    finally:
+        t.join(timeout=30)
+    assert lanes.lane_info()[0]["consumed"] == 1
+
+
+def test_lane_closed_value(name):
+    a = shmbus.LaneClosed(3, dropped=2, producer_died=True)
+    assert (a.lane, a.dropped, a.producer_died) == (3, 2, True)
+    assert a == shmbus.LaneClosed(3, 2, True) and a != shmbus.LaneClosed(3, 2)
+    assert hash(a) == hash(shmbus.LaneClosed(3, 2, True))
+    assert shmbus.LaneClosed.__match_args__ == ("lane", "dropped", "producer_died")
+    assert repr(shmbus.LaneClosed(1)) == "LaneClosed(lane=1, dropped=0, producer_died=False)"
