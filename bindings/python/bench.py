@@ -73,9 +73,57 @@ def main():
     print(f"{n} messages of {args.size} B, one thread")
     for label, ns in rows:
         print(f"  {label:<42} {ns:8.1f} ns/msg  {1e9 / ns / 1e6:7.2f} M msgs/s")
+    lanes(n, name + "-lanes")
     if args.rust:
         flood(args, name + "-flood")
         latency(args, name, args.trips)
+
+
+def lanes(n, name):
+    """A lanes segment, one lane, the consumer in the same thread: a record copied out
+    (`try_recv`), lent in place (`recv_view`, reading its first byte), and 32 at a time
+    (`recv_batch`), for a small and a large record."""
+    seg = shmbus.Lanes.create(name, lanes=1, lane_bytes=1 << 20)
+    try:
+        c = seg.consumer()
+        p = seg.acquire()
+        rows = []
+        for size in (64, 16384):
+            msg = b"\x07" * size
+
+            def copied(k):
+                pub, r = p.publish, c.try_recv
+                for _ in range(k):
+                    pub(msg)
+                    r()
+
+            def lent(k):
+                pub, v = p.publish, c.recv_view
+                for _ in range(k):
+                    pub(msg)
+                    with v(0) as (_, view):
+                        view[0]
+
+            def batched(k):
+                pub, b = p.publish, c.recv_batch
+                for _ in range(k // 32):
+                    for _ in range(32):
+                        pub(msg)
+                    b(32)
+
+            k = max(n // (10 if size > 64 else 1), 32)
+            rows += [(f"{size} B publish + try_recv (copied)", per_msg(k, copied)),
+                     (f"{size} B publish + recv_view (in place)", per_msg(k, lent)),
+                     (f"{size} B 32 publish + recv_batch(32)", per_msg(k - k % 32, batched))]
+        assert p.dropped == 0, "no record was dropped"
+        assert c.stats()["records"] == seg.lane_info()[0]["consumed"]
+        p.close()
+        c.close()
+    finally:
+        shmbus.Lanes.remove(name)
+    print("lanes: one lane, the consumer in the same thread")
+    for label, ns in rows:
+        print(f"  {label:<42} {ns:8.1f} ns/record  {1e9 / ns / 1e6:7.2f} M records/s")
 
 
 def flood(args, name):

@@ -24,8 +24,12 @@ pub(crate) fn raise(name: &str, text: String) -> PyErr {
 
 /// The exception class a library error maps to.
 pub(crate) fn class_name(e: &Error) -> &'static str {
-    if e.is_corrupt() {
-        return "Corrupt";
+    match e {
+        Error::LanesCorrupt { .. } => return "LanesCorrupt",
+        Error::LanesFull { .. } => return "LanesFull",
+        Error::ConsumerExists { .. } => return "ConsumerExists",
+        _ if e.is_corrupt() => return "Corrupt",
+        _ => {}
     }
     match e {
         Error::InvalidName { .. } => "InvalidName",

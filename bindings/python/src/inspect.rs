@@ -95,26 +95,6 @@ fn summary<'py>(py: Python<'py>, p: &Probe) -> Result<Bound<'py, PyDict>, Failur
             put!("writers_alive", b.has_writers());
             liveness(&d, &p.header, b.has_writers())?;
         }
-        SegmentKind::Lanes => {
-            let l = shmbus::lanes::LanesBuilder::new(name)
-                .read_only()
-                .accept_other_owner()
-                .accept_shared_write()
-                .open()?;
-            let info = l.lane_info();
-            let in_use = info.iter().filter(|x| x.in_use).count();
-            put!("lanes", l.lanes());
-            put!("lane_bytes", l.lane_bytes());
-            put!("lanes_in_use", in_use);
-            put!(
-                "pending_bytes",
-                info.iter().map(|x| x.pending_bytes).sum::<u64>()
-            );
-            put!("published", info.iter().map(|x| x.published).sum::<u64>());
-            put!("dropped", info.iter().map(|x| x.dropped).sum::<u64>());
-            put!("consumer_alive", l.has_consumer());
-            liveness(&d, &l.header(), l.has_consumer() || in_use > 0)?;
-        }
         SegmentKind::Records => {
             let r = shmbus::RecordsBuilder::new(name)
                 .read_only()
@@ -127,6 +107,27 @@ fn summary<'py>(py: Python<'py>, p: &Probe) -> Result<Bound<'py, PyDict>, Failur
             put!("bytes_published", r.bytes_published());
             put!("producer_alive", r.has_producers());
             liveness(&d, &r.header(), r.has_producers())?;
+        }
+        SegmentKind::Lanes => {
+            let l = shmbus::lanes::LanesBuilder::new(name)
+                .read_only()
+                .accept_other_owner()
+                .accept_shared_write()
+                .open()?;
+            let lanes = l.lane_info();
+            let in_use = lanes.iter().filter(|x| x.in_use).count();
+            let consumer_alive = l.has_consumer();
+            put!("lanes", l.lanes());
+            put!("lane_bytes", l.lane_bytes());
+            put!("lanes_in_use", in_use);
+            put!(
+                "pending_bytes",
+                lanes.iter().map(|x| x.pending_bytes).sum::<u64>()
+            );
+            put!("published", lanes.iter().map(|x| x.published).sum::<u64>());
+            put!("dropped", lanes.iter().map(|x| x.dropped).sum::<u64>());
+            put!("consumer_alive", consumer_alive);
+            liveness(&d, &l.header(), consumer_alive || in_use > 0)?;
         }
         _ => {
             let bus = inspect::open_for_inspection(name)?;
@@ -222,8 +223,8 @@ impl From<Failure> for PyErr {
 }
 
 /// Every segment in /dev/shm, one dict each, as `shmbus list --json` gives them: `file`,
-/// `name` (None for a foreign file), `kind` ("bus", "queue", "board", "records", "foreign" or
-/// "error"), `error` (why a segment could not be read), `size`, `mode` ("0600"), `uid`, and one
+/// `name` (None for a foreign file), `kind` ("bus", "queue", "board", "records", "lanes",
+/// "foreign" or "error"), `error` (why a segment could not be read), `size`, `mode` ("0600"), `uid`, and one
 /// key per kind: the segment's state under its own kind, None under the others. `all`: also
 /// files that are not shmbus segments.
 #[pyfunction]

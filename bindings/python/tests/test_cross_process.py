@@ -3,6 +3,7 @@
 
 import json
 import subprocess
+import time
 
 import shmbus
 
@@ -38,6 +39,11 @@ def test_rust_publisher_python_subscriber_waiting(name, cli):
     sub = bus.subscriber()
     pub = subprocess.Popen([cli.path, "publish", name], stdin=subprocess.PIPE, text=True)
     try:
+        # Until the Rust publisher has attached: before that the bus reads closed (and the
+        # receive would raise Closed at once instead of waiting).
+        deadline = time.monotonic() + 30
+        while not bus.has_producers and time.monotonic() < deadline:
+            time.sleep(0.001)
         pub.stdin.write("first\n")
         pub.stdin.flush()
         # A blocking receive in Python woken by a Rust publisher in another process.

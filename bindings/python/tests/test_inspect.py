@@ -20,14 +20,14 @@ def test_list_matches_the_inspector(name, cli):
     q.sender().send(b"item")
     shmbus.Board.create(name + "-board", cells=2, keys=["a"])
     shmbus.Records.create(name + "-records")
-    cli("create", name + "-lanes", "--kind", "lanes", "--lanes", "2", "--bytes", "4096")
+    lanes = shmbus.Lanes.create(name + "-lanes", lanes=2, lane_bytes=4096)
+    lane = lanes.acquire()
+    lane.publish(b"12345")
     try:
         ours = {e["name"]: e for e in shmbus.list() if e["name"] and e["name"].startswith(name)}
         theirs = json.loads(cli("list", "--json", "--prefix", name, "--sample-ms", "10"))
         theirs = {e["name"]: e for e in theirs}
-        assert set(ours) == {
-            name + k for k in ("-bus", "-queue", "-board", "-records", "-lanes")
-        }
+        assert set(ours) == {name + k for k in ("-bus", "-queue", "-board", "-records", "-lanes")}
         assert set(ours) == set(theirs)
         for n in ours:
             mine, cli_entry = ours[n], theirs[n]
@@ -37,8 +37,10 @@ def test_list_matches_the_inspector(name, cli):
         assert ours[name + "-bus"]["bus"]["published"] == 1
         assert ours[name + "-queue"]["queue"]["len"] == 1
         assert ours[name + "-bus"]["queue"] is None
-        assert ours[name + "-lanes"]["lanes"]["lanes"] == 2
+        assert ours[name + "-lanes"]["lanes"]["lanes_in_use"] == 1
+        assert ours[name + "-lanes"]["lanes"]["pending_bytes"] == 16
     finally:
+        lane.close()
         for k in ("-bus", "-queue", "-board", "-records", "-lanes"):
             shmbus.remove(name + k)
 
@@ -75,6 +77,15 @@ def test_info_matches_the_inspector(name, cli):
         assert ours["access"] == theirs["access"]
     finally:
         shmbus.remove(name + "-q")
+
+    shmbus.Lanes.create(name + "-l", lanes=2, lane_bytes=4096)
+    try:
+        ours = shmbus.info(name + "-l")
+        theirs = json.loads(cli("list", "--json", "--prefix", name + "-l"))
+        assert ours["kind"] == "lanes"
+        assert ours["summary"] == theirs[0]["lanes"]
+    finally:
+        shmbus.remove(name + "-l")
 
 
 def test_info_errors(name):

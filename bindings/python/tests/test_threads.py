@@ -94,7 +94,8 @@ def test_blocking_recv_releases_the_gil(name):
 
 
 # Each blocks forever unless interrupted: a receive on a bus with a live publisher and nothing
-# published, a send to a full queue with a live receiver that takes nothing.
+# published, a send to a full queue with a live receiver that takes nothing, a lanes consumer's
+# receive with a live producer that publishes nothing.
 SIGINT_SCRIPTS = {
     "bus recv": r"""
 import sys, shmbus
@@ -123,6 +124,21 @@ try:
         sys.exit(3)
 finally:
     shmbus.remove(sys.argv[1] + "-q")
+""",
+    "lanes recv": r"""
+import sys, shmbus
+lanes = shmbus.Lanes.create(sys.argv[1] + "-l", lanes=1, lane_bytes=4096)
+try:
+    c = lanes.consumer()
+    keep = lanes.acquire()
+    print("ready", flush=True)
+    try:
+        c.recv()
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(3)
+finally:
+    shmbus.remove(sys.argv[1] + "-l")
 """,
 }
 

@@ -2,7 +2,8 @@
 
 Attach to the same named segments in /dev/shm as Rust (and C) processes: a broadcast ``Bus``
 (seqlock ring, exact lap counts), a work ``Queue`` (each item to exactly one receiver),
-``Records`` (variable-size broadcast) and a ``Board`` (the latest value of each cell).
+``Records`` (variable-size broadcast), a ``Board`` (the latest value of each cell) and
+``Lanes`` (a lane per producer, one consumer).
 Blocking calls release the GIL and answer Ctrl-C; ``await sub.recv_async()`` works in asyncio.
 """
 
@@ -10,10 +11,13 @@ from ._errors import (
     AlreadyExists,
     Busy,
     Closed,
+    ConsumerExists,
     Corrupt,
     Full,
     InvalidConfig,
     InvalidName,
+    LanesCorrupt,
+    LanesFull,
     Lapped,
     NoSpace,
     NotFound,
@@ -31,6 +35,11 @@ from ._errors import (
 from ._shmbus import (
     Board,
     Bus,
+    LaneClosed,
+    LaneConsumer,
+    LanePublisher,
+    Lanes,
+    LaneView,
     Publisher,
     Queue,
     Receiver,
@@ -47,8 +56,9 @@ from ._aio import AsyncIter as aiter
 from ._typed import TypedBus, TypedPublisher, TypedSubscriber
 
 __all__ = [
-    "AlreadyExists", "Board", "Bus", "Busy", "Closed", "Corrupt", "Full", "InvalidConfig",
-    "InvalidName", "Lapped", "NoSpace", "NotFound", "OutOfRange", "PermissionDenied",
+    "AlreadyExists", "Board", "Bus", "Busy", "Closed", "ConsumerExists", "Corrupt", "Full", "InvalidConfig",
+    "InvalidName", "LaneClosed", "LaneConsumer", "LanePublisher", "Lanes", "LanesCorrupt", "LaneView",
+    "LanesFull", "Lapped", "NoSpace", "NotFound", "OutOfRange", "PermissionDenied",
     "ProducerExists", "Publisher", "Queue", "ReadOnly", "Receiver", "RecordPublisher", "Records",
     "RecordSubscriber", "Refused", "Sender", "ShmbusError", "Subscriber", "TooLarge",
     "TypeMismatch", "TypedBus", "TypedPublisher", "TypedSubscriber", "UsedAfterFork", "WrongKind", "aiter", "info", "list", "remove",

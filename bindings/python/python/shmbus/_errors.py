@@ -44,6 +44,15 @@ class ProducerExists(ShmbusError):
     a multi-producer bus or a queue is at its limit."""
 
 
+class LanesFull(ProducerExists):
+    """Every lane of a lanes segment is held by a live producer or still being drained by the
+    consumer after its producer closed it."""
+
+
+class ConsumerExists(ShmbusError):
+    """A lanes segment already has a live consumer (one at a time)."""
+
+
 class Busy(ShmbusError):
     """A board cell was being updated by another writer during every attempt; try again."""
 
@@ -91,3 +100,9 @@ class Lapped(ShmbusError):
     def __init__(self, lost):
         super().__init__(f"subscriber was lapped: {lost} messages lost")
         self.lost = lost
+
+
+class LanesCorrupt(Corrupt):
+    """A lanes segment's lane words contradict each other or the lanes' shape (a damaged or
+    forged segment). Nothing out of bounds was read; a receive that raises it skips that lane
+    until its next turn, and the other lanes go on."""
