@@ -320,8 +320,16 @@ impl LaneConsumer {
             return false;
         }
         let set = self.lanes.set(&self.mem);
-        let futex = &self.futex;
-        let again = set.clear(&self.stale, || wait::Futex::heavy_barrier(futex));
+        let (futex, seg) = (&self.futex, &self.lanes.seg);
+        let again = set.clear(&self.stale, || {
+            // Where `membarrier` is unavailable, every producer fences (it could not register
+            // for it either, `wait::producer_fences`), so a fence here completes the pair.
+            wait::Futex::heavy_barrier(futex)
+                || (wait::producer_fences(seg) && {
+                    crate::sync::fence(crate::sync::Ordering::SeqCst);
+                    true
+                })
+        });
         for &lane in &self.stale {
             self.stale_bits[lane as usize / 64] = 0;
         }

@@ -100,10 +100,13 @@ impl LaneConsumer {
             self.sweep();
         }
         // Nothing found: clear the bits of the lanes found empty (else the waker would find
-        // them set and signal at once), unless one was raised meanwhile.
-        if !self.find()? && !self.clear_stale() {
-            registered(self.ready.as_ref()).arm(0);
+        // them set and signal at once), look again if one was raised meanwhile, and arm if
+        // there is still nothing, so that the descriptor turns readable once there is.
+        let found = self.find()? || (self.clear_stale() && self.find()?);
+        if !found {
             // Armed after the look: a bit raised since is seen by the waker, which signals.
+            registered(self.ready.as_ref()).arm(0);
+            return Ok(None);
         }
         self.try_recv()
     }
