@@ -10,6 +10,8 @@
 //! - [`queue`]: a bounded work queue; each item goes to exactly one receiver, crash-repaired.
 //! - [`records`]: variable-size broadcast in a byte ring.
 //! - [`board`]: the latest value of each of N cells (keys), any number of writers.
+//! - [`lanes`]: many producers to one consumer, each producer with a byte ring of its own that
+//!   the consumer reads in place.
 //! - [`local`]: the work queue's algorithm for any `T: Send` between threads of one process.
 //! - [`journal`]: a bus recorded to a file and replayed.
 //!
@@ -78,7 +80,7 @@
 // The layers, bottom up (docs/design.md, "Architecture"): `sys` (the only FFI) → `segment`
 // (create, open, header, participant table, the `Kind` trait) → `wait` (the sleep handshake and
 // the one blocking loop) and `readiness` (eventfds, the waker thread, tokio) → one folder per
-// kind: `bus`, `queue`, `records`, `board`, `local`, `journal`.
+// kind: `bus`, `queue`, `records`, `board`, `lanes`, `local`, `journal`.
 //
 // Under `--cfg loom` the whole crate (and so its binaries) still builds, with loom's atomics;
 // the loom models beside each protocol (`*/loom.rs`) drive the production types there.
