@@ -11,8 +11,8 @@ use crate::segment::producers::{Attachment, Gate, Offer};
 use crate::segment::Segment;
 use crate::wait::{self, Attempt, SysFutex, Wait};
 
-/// How often an idle consumer looks for producers that died holding a lane (one lock query per
-/// open lane): when nothing is ready, at most this often (docs/design.md §17, "Dead producers").
+/// How often a consumer, busy or idle, looks for producers that died holding a lane (one lock
+/// query per open lane; docs/design.md §17, "The pool: acquire, close, death").
 pub(crate) const SWEEP_PERIOD: Duration = Duration::from_millis(10);
 
 /// A busy consumer looks at the clock for its sweep once in this many receives.
@@ -59,7 +59,8 @@ pub enum LaneEvent<'a> {
 }
 
 /// One record, borrowed in place from its lane: the producer writes none of its bytes until it
-/// is acknowledged, which dropping it does (docs/design.md §17, "Reading in place").
+/// is acknowledged, which dropping it does (docs/design.md §17, "Publishing and reading in
+/// place").
 pub struct LaneRecord<'a> {
     set: LaneSet<'a, LaneMem>,
     lane: u32,
