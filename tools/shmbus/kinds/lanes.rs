@@ -399,33 +399,12 @@ fn text_report(out: &mut String, o: &InfoOut) -> std::fmt::Result {
         o.consumer_pid
             .map_or("none".into(), |p| format!("alive (pid {p})"))
     )?;
-    writeln!(
+    super::liveness_lines(
         out,
-        "  creator            pid {} ({})",
-        o.liveness.creator_pid,
-        if o.liveness.creator_alive {
-            "alive"
-        } else {
-            "gone"
-        }
+        &o.liveness,
+        "yes: no consumer, no producer and creator gone",
+        o.access.as_ref(),
     )?;
-    writeln!(
-        out,
-        "  stale              {}",
-        if o.liveness.stale {
-            "yes: no consumer, no producer and creator gone"
-        } else {
-            "no"
-        }
-    )?;
-    writeln!(
-        out,
-        "  segment size       {} bytes",
-        o.liveness.segment_size
-    )?;
-    if let Some(a) = &o.access {
-        writeln!(out, "  access             {}", a.line())?;
-    }
     if !o.lane_detail.is_empty() {
         writeln!(
             out,

@@ -396,6 +396,33 @@ impl Liveness {
     }
 }
 
+/// The last lines of a text `info` report: creator, staleness (`stale_why` says why a stale
+/// segment is), segment size and access.
+pub(crate) fn liveness_lines(
+    out: &mut String,
+    l: &Liveness,
+    stale_why: &str,
+    access: Option<&Access>,
+) -> std::fmt::Result {
+    use std::fmt::Write as _;
+    let creator = if l.creator_alive { "alive" } else { "gone" };
+    writeln!(
+        out,
+        "  creator            pid {} ({creator})",
+        l.creator_pid
+    )?;
+    writeln!(
+        out,
+        "  stale              {}",
+        if l.stale { stale_why } else { "no" }
+    )?;
+    writeln!(out, "  segment size       {} bytes", l.segment_size)?;
+    if let Some(a) = access {
+        writeln!(out, "  access             {}", a.line())?;
+    }
+    Ok(())
+}
+
 /// Publishes per second over the last sample, `-` before a second sample.
 pub(crate) fn rate_cell(l: &LastPublish) -> String {
     l.per_s.map_or("-".into(), text::rate)

@@ -334,32 +334,11 @@ fn text_report(out: &mut String, o: &InfoOut) -> std::fmt::Result {
         "  last publish       {}",
         super::last_publish_line(&o.last_publish)
     )?;
-    writeln!(
+    super::liveness_lines(
         out,
-        "  creator            pid {} ({})",
-        o.liveness.creator_pid,
-        if o.liveness.creator_alive {
-            "alive"
-        } else {
-            "gone"
-        }
+        &o.liveness,
+        "yes: no live producer and creator gone",
+        o.access.as_ref(),
     )?;
-    writeln!(
-        out,
-        "  stale              {}",
-        if o.liveness.stale {
-            "yes: no live producer and creator gone"
-        } else {
-            "no"
-        }
-    )?;
-    writeln!(
-        out,
-        "  segment size       {} bytes",
-        o.liveness.segment_size
-    )?;
-    if let Some(a) = &o.access {
-        writeln!(out, "  access             {}", a.line())?;
-    }
     Ok(())
 }
