@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::handle::Lanes;
-use super::lane::{LaneSet, Settled};
+use super::lane::{LaneSet, Peeked, Settled};
 use super::layout::{OPEN, STATE_MASK};
 use super::LaneMem;
 use crate::error::{Error, Result};
@@ -143,6 +143,9 @@ pub struct LaneConsumer {
     /// as a bitmap, so that each is listed once.
     stale: Vec<u32>,
     stale_bits: Vec<u64>,
+    /// The record `find` found at the cursor (`None`: a close), which `take` delivers without
+    /// loading its header again.
+    found: Option<Peeked>,
     futex: SysFutex,
     stats: LaneConsumerStats,
     #[cfg(not(loom))]
@@ -180,6 +183,7 @@ impl LaneConsumer {
             polls: 0,
             stale: Vec::with_capacity(STALE_LIMIT),
             stale_bits: vec![0; (lanes.shape.lanes as usize).div_ceil(64)],
+            found: None,
             futex: SysFutex::of(seg),
             stats: LaneConsumerStats::default(),
             #[cfg(not(loom))]
@@ -278,8 +282,9 @@ impl LaneConsumer {
             first.get_or_insert(lane);
             loop {
                 match set.peek(lane) {
-                    Ok(Some(_)) => {
+                    Ok(Some(p)) => {
                         self.cursor = lane;
+                        self.found = Some(p);
                         return Ok(true);
                     }
                     Ok(None) => {}
@@ -294,6 +299,7 @@ impl LaneConsumer {
                 }
                 if set.state(lane) & STATE_MASK >= super::layout::CLOSED {
                     self.cursor = lane;
+                    self.found = None;
                     return Ok(true);
                 }
                 match set.settle(lane) {
@@ -372,13 +378,18 @@ impl LaneConsumer {
         Ok(Some(self.take()))
     }
 
-    /// The event at the cursor, which [`Self::find`] just found.
-    fn take(&mut self) -> LaneEvent<'_> {
+    /// The event at the cursor, which [`Self::find`] just found (it returned true).
+    pub(super) fn take(&mut self) -> LaneEvent<'_> {
         let lane = self.cursor;
         self.cursor = lane + 1;
+        let mut found = self.found.take();
         let set = self.lanes.set(&self.mem);
         loop {
-            match set.peek(lane) {
+            let peeked = match found.take() {
+                Some(p) => Ok(Some(p)),
+                None => set.peek(lane),
+            };
+            match peeked {
                 Ok(Some(p)) => {
                     self.stats.records += 1;
                     self.stats.bytes += p.len as u64;
@@ -464,28 +475,17 @@ impl LaneConsumer {
         let mut n = 0;
         let mut end = None;
         let mut records = 0;
-        let mut bound = 0;
         let result = loop {
             if n >= max {
                 break Ok(());
             }
             // Peek past the records seen so far: the read position is published only at the end.
-            // The write position is loaded again only once the records below it are read.
             let at = end.unwrap_or_else(|| set.read_position(lane));
-            if at >= bound {
-                bound = set.write_position(lane);
-            }
-            let p = if at == bound {
-                Ok(None)
-            } else {
-                set.peek_within(lane, at, bound).map(Some)
-            };
-            match p {
+            match set.peek_at(lane, at) {
                 Ok(Some(p)) => {
-                    // SAFETY: `p` is the lane's next record after those of this batch, all below
-                    // the write position loaded with Acquire; no read position is published
-                    // before the loop ends or the batch is acknowledged, after every view has
-                    // been dropped.
+                    // SAFETY: `p` is the lane's next record after those of this batch, its
+                    // header loaded with Acquire; no read position is published before the loop
+                    // ends or the batch is acknowledged, after every view has been dropped.
                     let bytes = unsafe { set.payload(lane, &p) };
                     f(LaneItem::Record { lane, bytes });
                     self.stats.records += 1;

@@ -229,7 +229,7 @@ impl Lanes {
 /// ```
 /// # let name = format!("doc-lanes-builder-{}", std::process::id());
 /// let lanes = shmbus::lanes::LanesBuilder::new(&name).lanes(8).lane_bytes(1 << 16).create()?;
-/// assert_eq!((lanes.lanes(), lanes.max_record()), (8, (1 << 16) - 8));
+/// assert_eq!((lanes.lanes(), lanes.max_record()), (8, (1 << 16) - 16));
 /// # shmbus::lanes::Lanes::remove(&name)?;
 /// # Ok::<(), shmbus::Error>(())
 /// ```

@@ -2,15 +2,18 @@
 //! single-producer, single-consumer byte ring per lane, and the ready bitmap that lets the
 //! consumer find the lanes with something to read in time proportional to their number.
 //!
-//! A producer writes a record (length word, payload) at its write position, then publishes the
-//! new write position with Release; the consumer loads it with Acquire, reads the record in
-//! place, and publishes its new read position with Release when it is done; the producer loads
-//! that with Acquire before it writes over the bytes. Between the two stores nobody else writes
-//! the record's bytes, which is what makes the consumer's in-place `&[u8]` sound.
+//! A producer writes a record's payload at its write position, a zero header after it, and
+//! then the record's header (its length and a commit bit) with Release; the consumer, which
+//! polls the header at its read position, loads it with Acquire, reads the record in place, and
+//! publishes its new read position with Release when it is done; the producer loads that with
+//! Acquire before it writes over the bytes. Between the two stores nobody else writes the
+//! record's bytes, which is what makes the consumer's in-place `&[u8]` sound. The write
+//! position word is the producer's own (for its next session and the inspector): the consumer
+//! never waits on it, so a message costs one line transfer before its bytes, not two.
 
 use super::layout::{
-    record_bytes, LanesShape, CLOSED, DIED, FREE, LANE_RECORD_HEADER, L_CONSUMED, L_DROPS,
-    L_PUBLISHED, L_READ, L_STATE, L_WRITE, OPEN, SESSION, STATE_MASK, W_READY,
+    record_bytes, LanesShape, CLOSED, DIED, FREE, HEAD_COMMIT, LANE_RECORD_HEADER, L_CONSUMED,
+    L_DROPS, L_PUBLISHED, L_READ, L_STATE, L_WRITE, OPEN, SESSION, STATE_MASK, W_READY,
 };
 use super::mirror::LaneBytes;
 use crate::sync::{load_acquire, AtomicU64, Ordering};
@@ -86,27 +89,36 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
         self.word(lane, L_DROPS).load(Ordering::Relaxed)
     }
 
-    /// Whether positions `write` and `read` can be a lane's: 8-aligned, `read <= write`, at
-    /// most a lane apart.
-    fn consistent(&self, write: u64, read: u64) -> bool {
-        write % 8 == 0 && read % 8 == 0 && read <= write && write - read <= self.shape.lane_bytes
+    /// The header word at lane `lane`'s position `pos` (Acquire), or `None` for a position
+    /// that is not 8-aligned (not a lane's: a forged read position).
+    #[inline]
+    fn head(&self, lane: u32, pos: u64) -> Option<u64> {
+        // SAFETY: `pos` is 8-aligned (checked); header words are only loaded and stored
+        // atomically while they are shared (the contract of `load_head`, kept by `publish`).
+        (pos % 8 == 0).then(|| unsafe { self.mem.load_head(lane, pos) })
     }
 
     // ---- the producer's side ----
 
     /// Opens lane `lane` for a producer that holds it (its lock, or on a heap segment its free
-    /// state won by `try_claim`): a new session. Fails with the positions' description if they
-    /// contradict each other.
+    /// state won by `try_claim`): a new session, which writes from the read position (a free
+    /// lane is drained). Fails if that position is not a lane's.
     pub(crate) fn open(&self, lane: u32, state: u64, strong: bool) -> Result<Writer, String> {
         // ORDERING: Acquire pairs with the consumer's Release stores of the read position: the
         // consumer's reads of the bytes before it are done.
         let read = load_acquire(self.word(lane, L_READ));
-        let write = self.word(lane, L_WRITE).load(Ordering::Relaxed);
-        if !self.consistent(write, read) {
+        if read % 8 != 0 {
             return Err(format!(
-                "lane {lane}: write position {write} and read position {read} are inconsistent"
+                "lane {lane}: read position {read} is not 8-aligned"
             ));
         }
+        let write = read;
+        // The header the consumer polls next is zero whatever the last session left there (a
+        // producer that died between its bytes and its header leaves it zero already). The
+        // consumer holds no view of it: the lane is drained.
+        // SAFETY: 8-aligned; header words are accessed atomically while shared.
+        unsafe { self.mem.store_head(lane, write, 0, false) };
+        self.word(lane, L_WRITE).store(write, Ordering::Relaxed);
         self.word(lane, L_DROPS).store(0, Ordering::Relaxed);
         let published = self.word(lane, L_PUBLISHED).load(Ordering::Relaxed);
         let session = (state & !STATE_MASK).wrapping_add(SESSION);
@@ -145,7 +157,8 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
     fn raise(&self, lane: u32, strong: bool) -> bool {
         // ORDERING: the light barrier pairs with the consumer's heavy barrier in `clear`,
         // between its clearing of bits and its second look at their lanes: either that look
-        // sees our store, or our load below sees the bit cleared and we raise it again
+        // sees our store (a header, or the close), or our load below sees the bit cleared and
+        // we raise it again
         // (docs/design.md §17, "The ready bitmap"). Under loom and miri it is a SeqCst fence.
         crate::wait::light_barrier(strong);
         let (word, bit) = self.ready_word(lane);
@@ -172,64 +185,48 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
     /// The next record of lane `lane`, if the producer has published one.
     #[inline]
     pub(crate) fn peek(&self, lane: u32) -> Result<Option<Peeked>, String> {
-        self.peek_at(lane, self.word(lane, L_READ).load(Ordering::Relaxed))
+        self.peek_at(lane, self.read_position(lane))
     }
 
     /// The record at position `read` of lane `lane` (the consumer's read position, or the end
     /// of the records of a batch not yet acknowledged), if the producer has published one.
+    /// Every header is checked before it bounds a view: a committed one whose record, with the
+    /// zero header after it, fits in a lane.
     #[inline]
     pub(crate) fn peek_at(&self, lane: u32, read: u64) -> Result<Option<Peeked>, String> {
-        // ORDERING: Acquire pairs with the producer's Release store of the write position in
-        // `Writer::publish`: the record's bytes written before it are visible.
-        let write = load_acquire(self.word(lane, L_WRITE));
-        if write == read {
+        // ORDERING: `head` loads with Acquire, pairing with the producer's Release store of the
+        // header in `Writer::publish`: the record's bytes written before it are visible.
+        let Some(head) = self.head(lane, read) else {
+            return Err(format!(
+                "lane {lane}: read position {read} is not 8-aligned"
+            ));
+        };
+        if head == 0 {
             return Ok(None);
         }
-        self.peek_within(lane, read, write).map(Some)
-    }
-
-    /// The record at position `read` of lane `lane`, below a write position `write` that the
-    /// caller loaded with Acquire (a batch reads every record below one load of it).
-    #[inline]
-    pub(crate) fn peek_within(&self, lane: u32, read: u64, write: u64) -> Result<Peeked, String> {
-        if write == read || !self.consistent(write, read) {
-            return Err(format!(
-                "lane {lane}: write position {write} and read position {read} are inconsistent"
-            ));
-        }
-        // SAFETY: the 8 bytes at `read` are below `write` (write - read >= 8: both 8-aligned
-        // and different) and at or past our published read position (callers pass it, or the
-        // end of records not yet acknowledged), which we do not move while the view lives (it
-        // drops at the end of this statement); one word is less than a lane.
-        let head = unsafe { self.mem.view(lane, read, LANE_RECORD_HEADER) };
-        let word = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
-        let len = (word & 0xffff_ffff) as usize;
+        let len = (head & 0xffff_ffff) as usize;
         let need = record_bytes(len);
-        if word >> 32 != 0 || need > write - read {
+        if head & !0xffff_ffff != HEAD_COMMIT {
             return Err(format!(
-                "lane {lane}: a record at {read} claims {len} bytes, but {} are published",
-                write - read
+                "lane {lane}: the header at {read} ({head:#x}) is not a record's"
             ));
         }
-        Ok(Peeked {
+        if need + LANE_RECORD_HEADER as u64 > self.shape.lane_bytes {
+            return Err(format!(
+                "lane {lane}: the record at {read} claims {len} bytes, more than a lane holds"
+            ));
+        }
+        Ok(Some(Peeked {
             pos: read + LANE_RECORD_HEADER as u64,
             len,
             end: read + need,
-        })
+        }))
     }
 
     /// Lane `lane`'s read position (only the consumer stores it).
     #[inline]
     pub(crate) fn read_position(&self, lane: u32) -> u64 {
         self.word(lane, L_READ).load(Ordering::Relaxed)
-    }
-
-    /// Lane `lane`'s write position (Acquire: the bytes below it are visible).
-    #[inline]
-    pub(crate) fn write_position(&self, lane: u32) -> u64 {
-        // ORDERING: Acquire pairs with the producer's Release store of the write position in
-        // `Writer::publish`.
-        load_acquire(self.word(lane, L_WRITE))
     }
 
     /// The payload of a peeked record.
@@ -264,13 +261,16 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
     pub(crate) fn settle(&self, lane: u32) -> Settled {
         let state = self.state(lane);
         if state & STATE_MASK == CLOSED || state & STATE_MASK == CLOSED | DIED {
-            // The close was stored after the last write position (Release/Acquire): one more
-            // look finds any record published before it.
-            let read = self.word(lane, L_READ).load(Ordering::Relaxed);
-            // ORDERING: Acquire pairs with the producer's Release store of the write position.
-            if load_acquire(self.word(lane, L_WRITE)) != read {
+            // The close was stored after the last header (Release/Acquire): one more look finds
+            // any record published before it. A header that is not a record's is left behind
+            // (nothing more is written on a closed lane; the next session writes over it).
+            let read = self.read_position(lane);
+            if let Ok(Some(_)) = self.peek_at(lane, read) {
                 return Settled::Again;
             }
+            // A producer that died between its last header and its write position left the
+            // latter behind the records read: the lane is drained up to `read`.
+            self.word(lane, L_WRITE).store(read, Ordering::Relaxed);
             let drops = self.drops(lane);
             // No producer can publish on a closed lane, so the bit can be cleared plainly, and
             // before the lane is freed: a new producer then finds it clear and raises it.
@@ -302,9 +302,9 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
         let barrier = heavy();
         let mut again = false;
         for &lane in lanes {
-            let read = self.word(lane, L_READ).load(Ordering::Relaxed);
+            let head = self.head(lane, self.read_position(lane));
             let closed = self.word(lane, L_STATE).load(Ordering::Relaxed) & STATE_MASK >= CLOSED;
-            if !barrier || self.word(lane, L_WRITE).load(Ordering::Relaxed) != read || closed {
+            if !barrier || head != Some(0) || closed {
                 let (word, bit) = self.ready_word(lane);
                 word.fetch_or(bit, Ordering::Relaxed);
                 again = true;
@@ -336,11 +336,8 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
     /// looking at the lane once more (or freeing it).
     pub(crate) fn raise_all_busy(&self) {
         for lane in 0..self.shape.lanes {
-            let (write, read) = (
-                self.word(lane, L_WRITE).load(Ordering::Relaxed),
-                self.word(lane, L_READ).load(Ordering::Relaxed),
-            );
-            if self.state(lane) & STATE_MASK != FREE || write != read {
+            let head = self.head(lane, self.read_position(lane));
+            if self.state(lane) & STATE_MASK != FREE || head != Some(0) {
                 let (word, bit) = self.ready_word(lane);
                 word.fetch_or(bit, Ordering::Relaxed);
             }
@@ -382,10 +379,11 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
 /// The points inside a publish between two of its stores (where a loom model's producer dies).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step {
-    /// The record's bytes are written; its write position is not.
+    /// The record's bytes and the zero header after them are written; its header is not.
     Written,
-    /// The write position is stored; the ready bit is not raised.
-    Published,
+    /// The header is stored (the record is published); the write position and the counters
+    /// are not, and the ready bit is not raised.
+    Committed,
 }
 
 /// A producer's lane: its write position and what it knows of the read position.
@@ -419,9 +417,11 @@ impl Writer {
         data: &[u8],
         mut go_on: impl FnMut(Step) -> bool,
     ) -> Option<Pushed> {
+        // The record, and the zero header after it, where the consumer looks next.
         let need = record_bytes(data.len());
+        let room = need + LANE_RECORD_HEADER as u64;
         let lane_bytes = set.shape.lane_bytes;
-        if self.write + need - self.read > lane_bytes {
+        if self.write + room - self.read > lane_bytes {
             // ORDERING: Acquire pairs with the consumer's Release store in `ack`: its reads of
             // the bytes we are about to overwrite are done.
             let read = load_acquire(set.word(self.lane, L_READ));
@@ -430,37 +430,44 @@ impl Writer {
             if read >= self.read && read <= self.write {
                 self.read = read;
             }
-            if self.write + need - self.read > lane_bytes {
+            if self.write + room - self.read > lane_bytes {
                 self.drops += 1;
                 set.word(self.lane, L_DROPS)
                     .store(self.drops, Ordering::Relaxed);
                 return Some(Pushed::Full { drops: self.drops });
             }
         }
-        let head = (data.len() as u64).to_le_bytes();
         // SAFETY: we are the lane's only producer (we hold it: its lock, or its claim on a heap
-        // segment); `[write, write + need)` is at or past the published write position and,
-        // checked just above, within a lane of the read position we loaded with Acquire, so the
-        // consumer reads none of it; `need <= lane_bytes`.
+        // segment). `[write, write + room)` is at or past our last header, which the consumer
+        // has not passed, and (checked just above) within a lane of the read position we loaded
+        // with Acquire: the consumer holds no view of any of it and loads only the header at
+        // `write` (which we store last, atomically); `room <= lane_bytes`. The zero header at
+        // `write + need` is 8-aligned and stored atomically.
         unsafe {
-            set.mem.write(self.lane, self.write, &head);
             set.mem
                 .write(self.lane, self.write + LANE_RECORD_HEADER as u64, data);
+            set.mem.store_head(self.lane, self.write + need, 0, false);
         }
         if !go_on(Step::Written) {
+            return None;
+        }
+        // ORDERING: the commit stores with Release, pairing with the consumer's Acquire load of
+        // the header in `peek_at`: the bytes and the zero header after them are visible to
+        // whoever sees it.
+        // SAFETY: as above; `write` is 8-aligned.
+        unsafe {
+            set.mem
+                .store_head(self.lane, self.write, data.len() as u64 | HEAD_COMMIT, true)
+        };
+        if !go_on(Step::Committed) {
             return None;
         }
         self.write += need;
         self.published += 1;
         set.word(self.lane, L_PUBLISHED)
             .store(self.published, Ordering::Relaxed);
-        // ORDERING: Release pairs with the consumer's Acquire load in `peek`: the record's bytes
-        // are visible to whoever sees the new position.
         set.word(self.lane, L_WRITE)
-            .store(self.write, Ordering::Release);
-        if !go_on(Step::Published) {
-            return None;
-        }
+            .store(self.write, Ordering::Relaxed);
         Some(Pushed::Queued {
             raised: set.raise(self.lane, self.strong),
         })
@@ -473,6 +480,7 @@ impl Writer {
 
     /// Bytes free for records now, as the producer last saw the read position.
     pub(crate) fn free_bytes(&self, lane_bytes: u64) -> u64 {
-        lane_bytes - (self.write - self.read)
+        // Less the zero header after the last record.
+        lane_bytes - LANE_RECORD_HEADER as u64 - (self.write - self.read)
     }
 }

@@ -41,8 +41,11 @@ pub const MAX_LANES: u32 = 4096;
 pub const MIN_LANE_BYTES: u64 = 4096;
 /// Largest lane (1 GiB; a record length must fit 32 bits).
 pub const MAX_LANE_BYTES: u64 = 1 << 30;
-/// Bytes of record header before the payload (the length word).
+/// Bytes of record header before the payload (the length word, with its commit bit).
 pub const LANE_RECORD_HEADER: usize = 8;
+/// A published record's header: its length, and this bit above it. A zero header is where the
+/// next record will be; anything else is not a lane's (docs/design.md §17).
+pub(crate) const HEAD_COMMIT: u64 = 1 << 32;
 
 pub(crate) const W_LANE_COUNT: usize = 144;
 pub(crate) const W_LANE_BYTES: usize = 145;
@@ -127,9 +130,10 @@ impl LanesShape {
         Ok(shape)
     }
 
-    /// The largest record payload: a record takes the whole lane at most.
+    /// The largest record payload: a record and the zero header after it take the whole lane
+    /// at most.
     pub(crate) fn max_record(&self) -> usize {
-        self.lane_bytes as usize - LANE_RECORD_HEADER
+        self.lane_bytes as usize - 2 * LANE_RECORD_HEADER
     }
 
     /// Byte offset of the rings in the segment (a whole number of pages).

@@ -2,6 +2,10 @@
 //! over a heap segment of loom atomics laid out like a real one, with lanes of 64 bytes, and
 //! lane bytes in loom cells, so that a producer's write to a byte while the consumer holds a
 //! view of it is a causality violation loom reports: the in-place read is what is checked.
+//! Each 8-byte word of a lane is also a loom atomic, the header word the consumer polls: a
+//! payload write stores its bytes there too (Relaxed), so a consumer that could load a header
+//! where a payload is (a missing zero header, a record written over the position it polls)
+//! finds a word that is not a record's and the model fails.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --release --lib lanes::loom` (`.ci/loom.sh`).
 //!
@@ -26,9 +30,17 @@ use crate::wait::{self, WakeWords};
 
 const LANE: u64 = 64;
 
-/// The lanes' bytes, one loom cell per byte.
+/// The lanes' bytes, one loom cell per byte, and their words as atomics (the headers).
 struct Cells {
     lanes: Vec<Vec<UnsafeCell<u8>>>,
+    heads: Vec<Vec<AtomicU64>>,
+}
+
+impl Cells {
+    fn head(&self, lane: u32, pos: u64) -> &AtomicU64 {
+        assert_eq!(pos % 8, 0);
+        &self.heads[lane as usize][((pos % LANE) / 8) as usize]
+    }
 }
 
 /// A view: the cells' read guards (held while it lives, so that a write meanwhile is reported)
@@ -57,6 +69,21 @@ impl LaneBytes for Cells {
                 unsafe { *p = *v }
             });
         }
+        // The words the payload covers hold payload bytes now (never a record's header: every
+        // byte written is nonzero and no word of them has the commit bit alone above its low
+        // half).
+        let mut word = pos & !7;
+        while word < pos + data.len() as u64 {
+            let from = word.max(pos);
+            let to = (word + 8).min(pos + data.len() as u64);
+            let mut bytes = [0u8; 8];
+            for at in from..to {
+                bytes[(at - word) as usize] = data[(at - pos) as usize];
+            }
+            self.head(lane, word)
+                .store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+            word += 8;
+        }
     }
 
     unsafe fn view(&self, lane: u32, pos: u64, len: usize) -> View<'_> {
@@ -73,6 +100,26 @@ impl LaneBytes for Cells {
             bytes,
             _cells: PhantomData,
         }
+    }
+
+    unsafe fn load_head(&self, lane: u32, pos: u64) -> u64 {
+        self.head(lane, pos).load(Ordering::Acquire)
+    }
+
+    unsafe fn store_head(&self, lane: u32, pos: u64, value: u64, commit: bool) {
+        // The header's bytes are written too: a view of them meanwhile is reported.
+        for (k, v) in value.to_le_bytes().iter().enumerate() {
+            self.lanes[lane as usize][((pos + k as u64) % LANE) as usize].with_mut(|p| {
+                // SAFETY: loom checks that no view of this byte lives concurrently.
+                unsafe { *p = *v }
+            });
+        }
+        let order = if commit {
+            Ordering::Release
+        } else {
+            Ordering::Relaxed
+        };
+        self.head(lane, pos).store(value, order);
     }
 }
 
@@ -92,6 +139,9 @@ impl Seg {
         let cells = Cells {
             lanes: (0..lanes)
                 .map(|_| (0..LANE).map(|_| UnsafeCell::new(0)).collect())
+                .collect(),
+            heads: (0..lanes)
+                .map(|_| (0..LANE / 8).map(|_| AtomicU64::new(0)).collect())
                 .collect(),
         };
         Arc::new(Seg {
@@ -162,7 +212,7 @@ fn receive(set: &LaneSet<'_, Cells>, lane: u32, next: &mut u8) -> Option<Settled
 
 /// A producer fills its lane past full while the consumer reads records in place: no byte of a
 /// record is written while the consumer views it, every delivered record is whole and in order,
-/// and received + dropped == published.
+/// and every attempt is either delivered or counted dropped.
 #[test]
 fn a_record_is_never_written_while_the_consumer_reads_it() {
     model("lanes_in_place_read", 3, || {
@@ -173,18 +223,30 @@ fn a_record_is_never_written_while_the_consumer_reads_it() {
             thread::spawn(move || {
                 let set = seg.set();
                 let mut w = seg.open(0);
-                // Records of 32 bytes in a 64-byte lane: two fit, the third waits for an ack and
-                // then overwrites the first one's bytes.
+                // Records of 16 bytes (8 of payload) in a 64-byte lane, each with the zero
+                // header after it: three fit; the fourth, whose zero header falls on the
+                // first's header, fits once that record is acknowledged, and is tried again
+                // after a yield when the lane is full (so that the consumer runs between).
                 let mut published = 0u8;
+                let mut attempts = 0u64;
                 let mut dropped = 0u64;
-                for _ in 0..3 {
-                    match w.publish(&set, &record(published, 24)) {
-                        Pushed::Queued { .. } => published += 1,
-                        Pushed::Full { drops } => dropped = drops,
+                for _ in 0..4 {
+                    for _ in 0..2 {
+                        attempts += 1;
+                        match w.publish(&set, &record(published, 8)) {
+                            Pushed::Queued { .. } => {
+                                published += 1;
+                                break;
+                            }
+                            Pushed::Full { drops } => {
+                                dropped = drops;
+                                thread::yield_now();
+                            }
+                        }
                     }
                 }
                 done.store(true, Ordering::Release);
-                (published, dropped)
+                (published, attempts - dropped)
             })
         };
         let set = seg.set();
@@ -199,12 +261,13 @@ fn a_record_is_never_written_while_the_consumer_reads_it() {
                 Some(Settled::Closed { .. }) => unreachable!("never closed"),
             }
         }
-        let (published, dropped) = producer.join().unwrap();
+        let (published, queued) = producer.join().unwrap();
         assert_eq!(
             next, published,
             "every queued record delivered once, in order"
         );
-        assert_eq!(published as u64 + dropped, 3);
+        assert_eq!(published as u64, queued, "a record is queued or dropped");
+        assert!(published >= 3);
     });
 }
 
@@ -262,11 +325,12 @@ fn no_record_or_close_is_left_behind_a_clear_ready_bit() {
 }
 
 /// A producer dies between two stores of its second publish (after writing the bytes, or after
-/// storing the write position): the sweep closes its lane on its behalf, and the consumer gets
-/// the first record, the second exactly when its position was stored, then the close.
+/// storing the header): the sweep closes its lane on its behalf, and the consumer gets the
+/// first record, the second exactly when its header was stored, then the close. A producer of
+/// the lane's next session then publishes a record the consumer gets whole.
 #[test]
 fn a_producer_that_dies_mid_publish_leaves_nothing_torn() {
-    for stop in [Step::Written, Step::Published] {
+    for stop in [Step::Written, Step::Committed] {
         model("lanes_producer_dies", 2, move || {
             let seg = Seg::new(1);
             let producer = {
@@ -305,9 +369,17 @@ fn a_producer_that_dies_mid_publish_leaves_nothing_torn() {
             let state = set.state(0);
             assert_eq!(state & 0xff, OPEN);
             assert!(set.close_dead(0, state));
-            let got = consumer.join().unwrap();
-            let want = if stop == Step::Published { 2 } else { 1 };
+            let mut got = consumer.join().unwrap();
+            let want = if stop == Step::Committed { 2 } else { 1 };
             assert_eq!(got, want);
+            // The lane is free again: the next session goes on from where the consumer is.
+            let mut w = seg.open(0);
+            assert!(matches!(
+                w.publish(&set, &record(got, 8)),
+                Pushed::Queued { .. }
+            ));
+            assert_eq!(receive(&set, 0, &mut got), None);
+            assert_eq!(got, want + 1);
         });
     }
 }

@@ -1,4 +1,4 @@
-//! The lanes' bytes: each lane's ring mapped twice, back to back (docs/design.md §16, "The
+//! The lanes' bytes: each lane's ring mapped twice, back to back (docs/design.md §17, "The
 //! mirror"), so that a record which crosses the ring's end is still one contiguous slice and
 //! needs no padding. [`LaneBytes`] is what the protocol (`lane.rs`) asks of them; the loom
 //! model supplies its own, which checks that no byte is written while a view of it lives.
@@ -34,6 +34,34 @@ pub(crate) trait LaneBytes {
     /// the read position it has published, and it publishes no read position past `pos` while
     /// the view lives. The producer then writes none of these bytes while the view lives.
     unsafe fn view(&self, lane: u32, pos: u64, len: usize) -> Self::View<'_>;
+
+    /// Loads the word at lane `lane`'s position `pos` (a record header) with Acquire.
+    ///
+    /// # Safety
+    ///
+    /// `pos` is 8-aligned, and the word is accessed only atomically while anyone may store to
+    /// it: the producer stores header words only through [`LaneBytes::store_head`], and writes
+    /// its record bytes (through [`LaneBytes::write`]) only over words nobody loads meanwhile
+    /// (docs/design.md §17, "Publishing and reading in place").
+    unsafe fn load_head(&self, lane: u32, pos: u64) -> u64;
+
+    /// Stores `value` into the word at lane `lane`'s position `pos` (a record header or the
+    /// zero after the last record): with Release if `commit`, else Relaxed.
+    ///
+    /// # Safety
+    ///
+    /// As for [`LaneBytes::load_head`], and the caller is the lane's only producer.
+    unsafe fn store_head(&self, lane: u32, pos: u64, value: u64, commit: bool);
+}
+
+/// The ordering of a header store.
+#[inline]
+fn head_order(commit: bool) -> std::sync::atomic::Ordering {
+    if commit {
+        std::sync::atomic::Ordering::Release
+    } else {
+        std::sync::atomic::Ordering::Relaxed
+    }
 }
 
 /// The rings of `count` lanes from `first`, each mapped twice back to back.
@@ -48,7 +76,7 @@ pub(crate) struct Mirror {
 }
 
 // SAFETY: the mapping is owned by the `Mirror` and lives until it drops; what is written into it
-// is ordered by the lanes' position words (docs/design.md §16), never by the `Mirror` itself.
+// is ordered by the record headers and read positions (docs/design.md §17), never by the `Mirror` itself.
 unsafe impl Send for Mirror {}
 // SAFETY: as for Send; `write` and `view` carry the contracts that make shared use sound.
 unsafe impl Sync for Mirror {}
@@ -118,6 +146,34 @@ impl LaneBytes for Mirror {
         // of these bytes while the view lives, and they were written before the write position
         // the caller loaded with Acquire: a shared borrow of initialised, unchanging bytes.
         unsafe { std::slice::from_raw_parts(self.lane_base(lane).add(at), len) }
+    }
+
+    #[inline]
+    unsafe fn load_head(&self, lane: u32, pos: u64) -> u64 {
+        // ORDERING: Acquire pairs with the producer's Release store of the header in
+        // `Writer::publish` (`store_head` with `commit`): the record's bytes are visible.
+        self.head(lane, pos)
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    #[inline]
+    unsafe fn store_head(&self, lane: u32, pos: u64, value: u64, commit: bool) {
+        // ORDERING: with `commit`, Release pairs with the consumer's Acquire in `load_head`.
+        self.head(lane, pos).store(value, head_order(commit))
+    }
+}
+
+impl Mirror {
+    /// The word at lane `lane`'s position `pos`, in its first copy.
+    #[inline]
+    fn head(&self, lane: u32, pos: u64) -> &std::sync::atomic::AtomicU64 {
+        let at = (pos & (self.lane_bytes - 1)) as usize;
+        debug_assert!(at % 8 == 0);
+        // SAFETY: `at + 8 <= lane_bytes` (8-aligned, below the lane size, itself a multiple of
+        // a page) lies in the lane's first copy; the mapping is page-aligned, so the word is
+        // 8-aligned; it lives as long as `self`; and the callers' contract (`load_head`,
+        // `store_head`) says it is accessed atomically while it is shared.
+        unsafe { &*(self.lane_base(lane).add(at) as *const std::sync::atomic::AtomicU64) }
     }
 }
 
@@ -194,5 +250,30 @@ impl LaneBytes for Twin {
         // SAFETY: within the lane's two copies (asserted), which hold the same bytes; the
         // caller's contract (as for `Mirror::view`) keeps the producer off them meanwhile.
         unsafe { std::slice::from_raw_parts(self.byte(lane, at), len) }
+    }
+
+    unsafe fn load_head(&self, lane: u32, pos: u64) -> u64 {
+        // ORDERING: Acquire pairs with the Release `store_head` of a commit.
+        self.head(lane, pos)
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    unsafe fn store_head(&self, lane: u32, pos: u64, value: u64, commit: bool) {
+        // ORDERING: with `commit`, Release pairs with `load_head`'s Acquire.
+        self.head(lane, pos).store(value, head_order(commit))
+    }
+}
+
+#[cfg(miri)]
+impl Twin {
+    /// The word at lane `lane`'s position `pos`, in its first copy (headers are never read
+    /// through the second: a view covers payload bytes only).
+    fn head(&self, lane: u32, pos: u64) -> &std::sync::atomic::AtomicU64 {
+        let at = (pos & (self.lane_bytes - 1)) as usize;
+        assert!(at % 8 == 0);
+        let i = (2 * lane as usize * self.lane_bytes as usize + at) / 8;
+        // SAFETY: an `UnsafeCell<u64>` of the buffer, 8-aligned; `AtomicU64` has the layout of
+        // `u64`; the callers' contract says it is accessed atomically while it is shared.
+        unsafe { &*(self.words[i].get() as *const std::sync::atomic::AtomicU64) }
     }
 }

@@ -160,8 +160,9 @@ impl LanePublisher {
         self.lanes.max_record()
     }
 
-    /// Bytes free in the lane as this producer last saw the consumer's position (at least
-    /// this many are free now).
+    /// Bytes free for records in the lane as this producer last saw the consumer's position (at
+    /// least this many are free now). A record takes 8 bytes of header and its payload rounded
+    /// up to 8: it fits if that is at most this.
     pub fn free_bytes(&self) -> u64 {
         self.writer.free_bytes(self.lanes.shape.lane_bytes)
     }

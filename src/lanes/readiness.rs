@@ -108,7 +108,7 @@ impl LaneConsumer {
             registered(self.ready.as_ref()).arm(0);
             return Ok(None);
         }
-        self.try_recv()
+        Ok(Some(self.take()))
     }
 }
 

@@ -142,15 +142,22 @@ fn a_full_lane_drops_counts_and_never_overwrites_unread_bytes() {
 fn a_record_larger_than_the_lane_is_refused_and_nothing_is_counted() {
     let lanes = pool(1);
     let mut p = lanes.acquire().unwrap();
-    assert_eq!(p.max_record(), 4088);
+    assert_eq!(p.max_record(), 4080);
     assert!(matches!(
-        p.publish(&[0u8; 4089]),
+        p.publish(&[0u8; 4081]),
         Err(Error::MessageTooLarge {
-            len: 4089,
-            capacity: 4088
+            len: 4081,
+            capacity: 4080
         })
     ));
-    assert_eq!(p.publish(&[0u8; 4088]).unwrap(), LanePush::Queued);
+    // The largest record fits an empty lane, and is delivered whole.
+    let mut c = lanes.consumer().unwrap();
+    assert_eq!(p.publish(&[7u8; 4080]).unwrap(), LanePush::Queued);
+    match c.try_recv().unwrap() {
+        Some(LaneEvent::Record(r)) => assert!(r.len() == 4080 && r.iter().all(|&b| b == 7)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.publish(&[8u8; 4080]).unwrap(), LanePush::Queued);
     assert_eq!(p.dropped(), 0);
 }
 
@@ -256,8 +263,12 @@ fn forged_positions_and_lengths_are_refused_and_other_lanes_go_on() {
     assert_eq!(b.publish(b"ok").unwrap(), LanePush::Queued);
     let words = lanes.seg.words();
     let w = |lane: u32, f| &words[lanes.shape.word(lane, f)];
-    // Lane a: a write position more than a lane past the read position.
+    // A write position far past the read position changes nothing: the consumer reads the
+    // headers, and the write position is the producer's own.
     w(a.lane(), L_WRITE).store(1 << 20, Ordering::Relaxed);
+    // Lane a: a read position that is not 8-aligned.
+    let read_a = w(a.lane(), L_READ).load(Ordering::Relaxed);
+    w(a.lane(), L_READ).store(read_a + 3, Ordering::Relaxed);
     let err = c.try_recv().unwrap_err();
     assert!(matches!(err, Error::LanesCorrupt { .. }), "{err}");
     // The next turn serves lane b.
@@ -265,17 +276,16 @@ fn forged_positions_and_lengths_are_refused_and_other_lanes_go_on() {
         Some(LaneEvent::Record(r)) => assert_eq!(r.lane(), b.lane()),
         other => panic!("{other:?}"),
     }
-    // Lane b: a length word that claims more than was published.
+    // Lane b: a header that claims more than a lane, then one without the commit bit.
     assert_eq!(b.publish(b"abc").unwrap(), LanePush::Queued);
+    assert_eq!(b.publish(b"def").unwrap(), LanePush::Queued);
     let read = w(b.lane(), L_READ).load(Ordering::Relaxed);
-    // SAFETY: test only: forges the length word of a published, unread record (the
-    // consumer does not hold a view of it).
+    let rings = lanes.heap_rings.as_ref().unwrap();
+    // SAFETY: test only: forges the header words of published, unread records (the consumer
+    // holds no view of them), atomically as the contract asks.
     unsafe {
-        lanes
-            .heap_rings
-            .as_ref()
-            .unwrap()
-            .write(b.lane(), read, &4000u64.to_le_bytes())
+        rings.store_head(b.lane(), read, (1 << 32) | 4090, true);
+        rings.store_head(b.lane(), read + 16, 0xdead_beef_0000_0003, true);
     };
     // Lane a stays corrupt and reports at each of its turns; lane b's forged record is refused
     // at each of its own.
@@ -291,10 +301,34 @@ fn forged_positions_and_lengths_are_refused_and_other_lanes_go_on() {
         .iter()
         .find(|e| e.contains("lane 1"))
         .expect("lane b refused");
-    assert!(err.contains("claims 4000 bytes"), "{err}");
-    assert!(errors
-        .iter()
-        .any(|e| e.contains("lane 0: write position 1048576")));
+    assert!(
+        err.contains("claims 4090 bytes, more than a lane holds"),
+        "{err}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("lane 0: read position") && e.contains("not 8-aligned")),
+        "{errors:?}"
+    );
+    // Lane b's first header mended, its second is refused in turn.
+    // SAFETY: as above.
+    unsafe { rings.store_head(b.lane(), read, (1 << 32) | 3, true) };
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        match c.try_recv() {
+            Ok(Some(LaneEvent::Record(r))) => seen.push(r.to_vec()),
+            Err(e) => seen.push(e.to_string().into_bytes()),
+            Ok(None) => {}
+            Ok(Some(other)) => panic!("{other:?}"),
+        }
+    }
+    assert!(seen.contains(&b"abc".to_vec()), "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|e| String::from_utf8_lossy(e).contains("0xdeadbeef00000003")),
+        "{seen:?}"
+    );
 }
 
 #[test]

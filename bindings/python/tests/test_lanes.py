@@ -16,7 +16,7 @@ import shmbus
 
 def test_create_open_and_properties(name):
     lanes = shmbus.Lanes.create(name, lanes=4, lane_bytes=8192)
-    assert (lanes.name, lanes.lanes, lanes.lane_bytes, lanes.max_record) == (name, 4, 8192, 8184)
+    assert (lanes.name, lanes.lanes, lanes.lane_bytes, lanes.max_record) == (name, 4, 8192, 8176)
     assert not lanes.has_consumer and lanes.consumer_pid is None and not lanes.read_only
     assert repr(lanes) == f'<shmbus.Lanes "{name}": 4 lanes of 8192 bytes>'
     again = shmbus.Lanes.open(name)
@@ -38,7 +38,7 @@ def test_create_open_and_properties(name):
 
 def test_defaults(name):
     lanes = shmbus.Lanes.create(name)
-    assert (lanes.lanes, lanes.lane_bytes, lanes.max_record) == (64, 65536, 65528)
+    assert (lanes.lanes, lanes.lane_bytes, lanes.max_record) == (64, 65536, 65520)
 
 
 def test_publish_receive_and_close_events(name):
@@ -98,7 +98,7 @@ def test_full_lane_drops_and_counts(name):
     lanes = shmbus.Lanes.create(name, lanes=1, lane_bytes=4096)
     c = lanes.consumer()
     p = lanes.acquire()
-    assert p.free_bytes == 4096 and p.max_record == 4088
+    assert p.free_bytes == 4088 and p.max_record == 4080
     record = bytes(1000)  # 1008 bytes in the lane with its header: four fit in 4096
     pushed = [p.publish(record) for _ in range(6)]
     assert pushed == [True] * 4 + [False] * 2

@@ -17,7 +17,7 @@ fn lanes_made_fed_inspected_and_drained_from_the_command_line() {
     let made: Value = serde_json::from_str(made.trim()).unwrap();
     assert_eq!(
         (&made["kind"], &made["lanes"], &made["max_record"]),
-        (&Value::from("lanes"), &Value::from(4), &Value::from(4088))
+        (&Value::from("lanes"), &Value::from(4), &Value::from(4080))
     );
     let said = ok(&["publish", name, "one", "two", "three"]);
     assert!(said.contains("published 3 records"), "{said}");
@@ -81,7 +81,7 @@ fn lanes_commands_refuse_what_does_not_apply() {
     ok_with("create", name, "--kind lanes --lanes 1 --bytes 4096");
     fails_with(
         &["publish", name, &"x".repeat(5000)],
-        "record is 5000 bytes, at most 4088 fit; nothing was published before it",
+        "record is 5000 bytes, at most 4080 fit; nothing was published before it",
     );
     fails_with(&["tail", name], "is a lanes segment, not a bus");
     fails_with(
