@@ -15,7 +15,7 @@ use super::layout::{
     record_bytes, LanesShape, CLOSED, DIED, FREE, HEAD_COMMIT, LANE_RECORD_HEADER, L_CONSUMED,
     L_DROPS, L_PUBLISHED, L_READ, L_STATE, L_WRITE, OPEN, SESSION, STATE_MASK, W_READY,
 };
-use super::mirror::LaneBytes;
+use super::mirror::{LaneBytes, LaneRing};
 use crate::sync::{load_acquire, AtomicU64, Ordering};
 
 /// The words and bytes of a lanes segment.
@@ -437,6 +437,7 @@ impl Writer {
                 return Some(Pushed::Full { drops: self.drops });
             }
         }
+        let ring = set.mem.ring(self.lane);
         // SAFETY: we are the lane's only producer (we hold it: its lock, or its claim on a heap
         // segment). `[write, write + room)` is at or past our last header, which the consumer
         // has not passed, and (checked just above) within a lane of the read position we loaded
@@ -444,9 +445,8 @@ impl Writer {
         // `write` (which we store last, atomically); `room <= lane_bytes`. The zero header at
         // `write + need` is 8-aligned and stored atomically.
         unsafe {
-            set.mem
-                .write(self.lane, self.write + LANE_RECORD_HEADER as u64, data);
-            set.mem.store_head(self.lane, self.write + need, 0, false);
+            ring.write(self.write + LANE_RECORD_HEADER as u64, data);
+            ring.store_head(self.write + need, 0, false);
         }
         if !go_on(Step::Written) {
             return None;
@@ -455,10 +455,7 @@ impl Writer {
         // the header in `peek_at`: the bytes and the zero header after them are visible to
         // whoever sees it.
         // SAFETY: as above; `write` is 8-aligned.
-        unsafe {
-            set.mem
-                .store_head(self.lane, self.write, data.len() as u64 | HEAD_COMMIT, true)
-        };
+        unsafe { ring.store_head(self.write, data.len() as u64 | HEAD_COMMIT, true) };
         if !go_on(Step::Committed) {
             return None;
         }

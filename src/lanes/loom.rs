@@ -22,7 +22,7 @@ use ::loom::thread;
 
 use super::lane::{LaneSet, Pushed, Settled, Step, Writer};
 use super::layout::{LanesShape, OPEN, W_CONTROL};
-use super::mirror::LaneBytes;
+use super::mirror::{ByLane, LaneBytes, LaneRing};
 use crate::loom_harness::{model, ModelFutex};
 use crate::segment::header::{W_WAITERS, W_WAKE};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
@@ -61,31 +61,6 @@ impl Deref for View<'_> {
 impl LaneBytes for Cells {
     type View<'a> = View<'a>;
 
-    unsafe fn write(&self, lane: u32, pos: u64, data: &[u8]) {
-        for (k, v) in data.iter().enumerate() {
-            let cell = &self.lanes[lane as usize][((pos + k as u64) % LANE) as usize];
-            cell.with_mut(|p| {
-                // SAFETY: loom checks that no view of this byte lives concurrently.
-                unsafe { *p = *v }
-            });
-        }
-        // The words the payload covers hold payload bytes now (never a record's header: every
-        // byte written is nonzero and no word of them has the commit bit alone above its low
-        // half).
-        let mut word = pos & !7;
-        while word < pos + data.len() as u64 {
-            let from = word.max(pos);
-            let to = (word + 8).min(pos + data.len() as u64);
-            let mut bytes = [0u8; 8];
-            for at in from..to {
-                bytes[(at - word) as usize] = data[(at - pos) as usize];
-            }
-            self.head(lane, word)
-                .store(u64::from_le_bytes(bytes), Ordering::Relaxed);
-            word += 8;
-        }
-    }
-
     unsafe fn view(&self, lane: u32, pos: u64, len: usize) -> View<'_> {
         let mut guards = Vec::with_capacity(len);
         let mut bytes = Vec::with_capacity(len);
@@ -120,6 +95,12 @@ impl LaneBytes for Cells {
             Ordering::Relaxed
         };
         self.head(lane, pos).store(value, order);
+    }
+
+    type Ring<'a> = ByLane<'a, Cells>;
+
+    fn ring(&self, lane: u32) -> ByLane<'_, Cells> {
+        ByLane { mem: self, lane }
     }
 }
 
@@ -381,5 +362,39 @@ fn a_producer_that_dies_mid_publish_leaves_nothing_torn() {
             assert_eq!(receive(&set, 0, &mut got), None);
             assert_eq!(got, want + 1);
         });
+    }
+}
+
+impl LaneRing for ByLane<'_, Cells> {
+    unsafe fn write(&self, pos: u64, data: &[u8]) {
+        let (cells, lane) = (self.mem, self.lane);
+        for (k, v) in data.iter().enumerate() {
+            let cell = &cells.lanes[lane as usize][((pos + k as u64) % LANE) as usize];
+            cell.with_mut(|p| {
+                // SAFETY: loom checks that no view of this byte lives concurrently.
+                unsafe { *p = *v }
+            });
+        }
+        // The words the payload covers hold payload bytes now (never a record's header: every
+        // byte written is nonzero and no word of them has the commit bit alone above its low
+        // half).
+        let mut word = pos & !7;
+        while word < pos + data.len() as u64 {
+            let from = word.max(pos);
+            let to = (word + 8).min(pos + data.len() as u64);
+            let mut bytes = [0u8; 8];
+            for at in from..to {
+                bytes[(at - word) as usize] = data[(at - pos) as usize];
+            }
+            cells
+                .head(lane, word)
+                .store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+            word += 8;
+        }
+    }
+
+    unsafe fn store_head(&self, pos: u64, value: u64, commit: bool) {
+        // SAFETY: the caller keeps `LaneBytes::store_head`'s contract.
+        unsafe { self.mem.store_head(self.lane, pos, value, commit) }
     }
 }

@@ -15,16 +15,6 @@ pub(crate) trait LaneBytes {
     where
         Self: 'a;
 
-    /// Writes `data` at lane `lane`'s position `pos`.
-    ///
-    /// # Safety
-    ///
-    /// The caller is the lane's only producer, `data.len()` is at most the lane size, and no
-    /// byte of `[pos, pos + data.len())` can be read by the consumer: every one of them is at or
-    /// past the lane's published write position and before the read position the producer
-    /// loaded (with Acquire) plus the lane size.
-    unsafe fn write(&self, lane: u32, pos: u64, data: &[u8]);
-
     /// The `len` bytes at lane `lane`'s position `pos`.
     ///
     /// # Safety
@@ -52,6 +42,71 @@ pub(crate) trait LaneBytes {
     ///
     /// As for [`LaneBytes::load_head`], and the caller is the lane's only producer.
     unsafe fn store_head(&self, lane: u32, pos: u64, value: u64, commit: bool);
+
+    /// One lane's bytes, for a producer's publish: where the lane is, worked out once.
+    type Ring<'a>: LaneRing
+    where
+        Self: 'a;
+
+    /// Lane `lane`'s bytes.
+    fn ring(&self, lane: u32) -> Self::Ring<'_>;
+}
+
+/// A producer's access to its lane's bytes, with the lane worked out once.
+pub(crate) trait LaneRing {
+    /// Writes `data` at the lane's position `pos`.
+    ///
+    /// # Safety
+    ///
+    /// The caller is the lane's only producer, `data.len()` is at most the lane size, and no
+    /// byte of `[pos, pos + data.len())` can be read by the consumer: every one of them is past
+    /// the lane's last committed header and before the read position the producer loaded
+    /// (with Acquire) plus the lane size, and none is the header word the consumer polls.
+    unsafe fn write(&self, pos: u64, data: &[u8]);
+
+    /// [`LaneBytes::store_head`] on this lane.
+    ///
+    /// # Safety
+    ///
+    /// That of [`LaneBytes::store_head`].
+    unsafe fn store_head(&self, pos: u64, value: u64, commit: bool);
+}
+
+/// A lane of any [`LaneBytes`], through its per-lane methods (the miri and loom stand-ins).
+#[cfg(any(miri, loom))]
+pub(crate) struct ByLane<'a, M> {
+    pub(crate) mem: &'a M,
+    pub(crate) lane: u32,
+}
+
+/// A lane of a [`Mirror`]: its first byte and the position mask.
+pub(crate) struct MirrorRing<'a> {
+    base: *mut u8,
+    mask: u64,
+    _mirror: std::marker::PhantomData<&'a Mirror>,
+}
+
+impl LaneRing for MirrorRing<'_> {
+    #[inline(always)]
+    unsafe fn write(&self, pos: u64, data: &[u8]) {
+        let at = (pos & self.mask) as usize;
+        debug_assert!(data.len() as u64 <= self.mask + 1);
+        // SAFETY: `at <= mask` and `data.len() <= lane_bytes`, so the
+        // run lies within the lane's two copies; the caller's contract keeps everyone else off
+        // these bytes.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.add(at), data.len()) }
+    }
+
+    #[inline(always)]
+    unsafe fn store_head(&self, pos: u64, value: u64, commit: bool) {
+        let at = (pos & self.mask) as usize;
+        debug_assert!(at % 8 == 0);
+        // SAFETY: as in `Mirror::head`: an 8-aligned word of the lane's first copy, accessed
+        // atomically while shared (the caller's contract).
+        let word = unsafe { &*(self.base.add(at) as *const std::sync::atomic::AtomicU64) };
+        // ORDERING: with `commit`, Release pairs with the consumer's Acquire in `load_head`.
+        word.store(value, head_order(commit))
+    }
 }
 
 /// The ordering of a header store.
@@ -127,18 +182,6 @@ impl LaneBytes for Mirror {
     type View<'a> = &'a [u8];
 
     #[inline]
-    unsafe fn write(&self, lane: u32, pos: u64, data: &[u8]) {
-        let at = (pos & (self.lane_bytes - 1)) as usize;
-        debug_assert!(data.len() as u64 <= self.lane_bytes);
-        // SAFETY: `at < lane_bytes` and `data.len() <= lane_bytes`, so the run lies within the
-        // lane's two copies (2 * lane_bytes mapped bytes); the caller's contract says no other
-        // party reads or writes these bytes now, so this plain copy races with nothing.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.lane_base(lane).add(at), data.len())
-        }
-    }
-
-    #[inline]
     unsafe fn view(&self, lane: u32, pos: u64, len: usize) -> &[u8] {
         let at = (pos & (self.lane_bytes - 1)) as usize;
         debug_assert!(len as u64 <= self.lane_bytes);
@@ -160,6 +203,17 @@ impl LaneBytes for Mirror {
     unsafe fn store_head(&self, lane: u32, pos: u64, value: u64, commit: bool) {
         // ORDERING: with `commit`, Release pairs with the consumer's Acquire in `load_head`.
         self.head(lane, pos).store(value, head_order(commit))
+    }
+
+    type Ring<'a> = MirrorRing<'a>;
+
+    #[inline(always)]
+    fn ring(&self, lane: u32) -> MirrorRing<'_> {
+        MirrorRing {
+            base: self.lane_base(lane),
+            mask: self.lane_bytes - 1,
+            _mirror: std::marker::PhantomData,
+        }
     }
 }
 
@@ -228,22 +282,6 @@ impl Twin {
 impl LaneBytes for Twin {
     type View<'a> = &'a [u8];
 
-    unsafe fn write(&self, lane: u32, pos: u64, data: &[u8]) {
-        let b = self.lane_bytes as usize;
-        let at = pos as usize & (b - 1);
-        // The run up to the ring's end, then the rest from its start; each into both copies.
-        let first = data.len().min(b - at);
-        for (offset, run) in [(at, &data[..first]), (0, &data[first..])] {
-            for copy in [0, b] {
-                let to = self.byte(lane, offset + copy);
-                // SAFETY: `offset + run.len() <= b`, so the run lies within one copy of the
-                // lane's two, inside the buffer (`byte` asserts its start); the caller's
-                // contract says nobody else touches these bytes now.
-                unsafe { std::ptr::copy_nonoverlapping(run.as_ptr(), to, run.len()) };
-            }
-        }
-    }
-
     unsafe fn view(&self, lane: u32, pos: u64, len: usize) -> &[u8] {
         let at = (pos & (self.lane_bytes - 1)) as usize;
         assert!(at + len <= 2 * self.lane_bytes as usize);
@@ -262,6 +300,12 @@ impl LaneBytes for Twin {
         // ORDERING: with `commit`, Release pairs with `load_head`'s Acquire.
         self.head(lane, pos).store(value, head_order(commit))
     }
+
+    type Ring<'a> = ByLane<'a, Twin>;
+
+    fn ring(&self, lane: u32) -> ByLane<'_, Twin> {
+        ByLane { mem: self, lane }
+    }
 }
 
 #[cfg(miri)]
@@ -275,5 +319,30 @@ impl Twin {
         // SAFETY: an `UnsafeCell<u64>` of the buffer, 8-aligned; `AtomicU64` has the layout of
         // `u64`; the callers' contract says it is accessed atomically while it is shared.
         unsafe { &*(self.words[i].get() as *const std::sync::atomic::AtomicU64) }
+    }
+}
+
+#[cfg(miri)]
+impl LaneRing for ByLane<'_, Twin> {
+    unsafe fn write(&self, pos: u64, data: &[u8]) {
+        let (twin, lane) = (self.mem, self.lane);
+        let b = twin.lane_bytes as usize;
+        let at = pos as usize & (b - 1);
+        // The run up to the ring's end, then the rest from its start; each into both copies.
+        let first = data.len().min(b - at);
+        for (offset, run) in [(at, &data[..first]), (0, &data[first..])] {
+            for copy in [0, b] {
+                let to = twin.byte(lane, offset + copy);
+                // SAFETY: `offset + run.len() <= b`, so the run lies within one copy of the
+                // lane's two, inside the buffer (`byte` asserts its start); the caller's
+                // contract says nobody else touches these bytes now.
+                unsafe { std::ptr::copy_nonoverlapping(run.as_ptr(), to, run.len()) };
+            }
+        }
+    }
+
+    unsafe fn store_head(&self, pos: u64, value: u64, commit: bool) {
+        // SAFETY: the caller keeps `LaneBytes::store_head`'s contract.
+        unsafe { self.mem.store_head(self.lane, pos, value, commit) }
     }
 }
