@@ -7,7 +7,7 @@
 //!  ----  ----  ------------------------------------------------------------------------------
 //!    16     2  slot count: always 1
 //!    24     3  slot stride: every byte after the header page (control blocks and rings)
-//!    32     4  capacity: the largest record payload, lane bytes - 8
+//!    32     4  capacity: the largest record payload, lane bytes - 16
 //!  1088   136  wake word (futex): bumped when a producer raises a lane's ready bit while the
 //!  1096   137  waiter flag         consumer may sleep (docs/design.md §7)
 //!  1152   144  lane count L (1..=4096)
@@ -15,15 +15,18 @@
 //!  1280   160  ready bitmap: bit i of word 160 + i/64 set while lane i may hold unread
 //!              records or a close the consumer has not seen (L/64 words, up to 223)
 //!  2048   256  participant table: entry 0 is the consumer's
-//!  4096   512  lane control blocks, 128 bytes each, two cache lines:
-//!                +0 write position (producer)   +8 drops   +16 state   +24 producer pid (lo32)
-//!               +32 producer start time         +40 records published
-//!               +64 read position (consumer)   +72 records consumed
-//!  4096 + C    the rings: lane i's B bytes at 4096 + C + i * B, C = L * 128 rounded up to
+//!  4096   512  lane control blocks, 192 bytes each, three cache lines:
+//!                +0 write position   +8 drops   +16 records published   (the producer's, on
+//!                                                                        every publish)
+//!               +64 state           +72 producer pid (lo32)   +80 producer start time
+//!                                                           (written at acquire and close)
+//!              +128 read position   +136 records consumed   (the consumer's, on every ack)
+//!  4096 + C    the rings: lane i's B bytes at 4096 + C + i * B, C = L * 192 rounded up to
 //!              whole pages
 //!
-//!  record at position p (8-aligned): +0 length in bytes (lo32) | 0 (hi32), +8 payload, rounded
-//!  up to whole words. Lane i's byte at position p lives at ring byte p mod B; every process
+//!  record at position p (8-aligned): +0 header: length in bytes (lo32) | 1 (hi32), +8
+//!  payload, rounded up to whole words; the word after the last record is 0 (where the next
+//!  header will be). Lane i's byte at position p lives at ring byte p mod B; every process
 //!  maps each ring twice, back to back, so a record that crosses the ring's end is one slice.
 //! ```
 //!
@@ -53,19 +56,22 @@ pub(crate) const W_LANE_BYTES: usize = 145;
 pub(crate) const W_READY: usize = 160;
 /// First word of the control blocks.
 pub(crate) const W_CONTROL: usize = HEADER_BYTES / 8;
-/// Words per control block (two cache lines).
-pub(crate) const BLOCK_WORDS: usize = 16;
+/// Words per control block (three cache lines).
+pub(crate) const BLOCK_WORDS: usize = 24;
 
-// The producer's line of a control block.
+// The producer's line of a control block, stored on every publish: the consumer reads none of
+// it while it waits for a record.
 pub(crate) const L_WRITE: usize = 0;
 pub(crate) const L_DROPS: usize = 1;
-pub(crate) const L_STATE: usize = 2;
-pub(crate) const L_PID: usize = 3;
-pub(crate) const L_START: usize = 4;
-pub(crate) const L_PUBLISHED: usize = 5;
+pub(crate) const L_PUBLISHED: usize = 2;
+// The lane's state and owner, stored at acquire and close: the consumer loads the state on each
+// empty poll, so it must not share a line with what the producer stores on every publish.
+pub(crate) const L_STATE: usize = 8;
+pub(crate) const L_PID: usize = 9;
+pub(crate) const L_START: usize = 10;
 // The consumer's line.
-pub(crate) const L_READ: usize = 8;
-pub(crate) const L_CONSUMED: usize = 9;
+pub(crate) const L_READ: usize = 16;
+pub(crate) const L_CONSUMED: usize = 17;
 
 /// Lane states (the state word's low byte; the bytes above count the lane's sessions).
 pub(crate) const FREE: u64 = 0;
