@@ -177,17 +177,16 @@ pub fn run(a: &QueueArgs, json: bool, quick: bool) -> Result<(), String> {
         return echo(ping, pong, a.size.unwrap_or(8), a.core);
     }
     if let Some(n) = a.solo {
-        return if a.solo_floor {
-            vyukov::solo(
-                n,
-                if a.solo_claim {
-                    Floor::Claim
-                } else {
-                    Floor::Plain
-                },
-            )
+        let size = a.size.unwrap_or(8);
+        let floor = if a.solo_claim {
+            Floor::Claim
         } else {
-            solo(n)
+            Floor::Plain
+        };
+        return if a.solo_floor {
+            vyukov::solo(n, size, floor)
+        } else {
+            solo(n, size)
         };
     }
     if let Some(path) = &a.vyukov_echo {
@@ -724,19 +723,14 @@ fn handoff(
             let (mut tx, mut rx) = (qi.sender().map_err(e)?, qo.receiver().map_err(e)?);
             sys::pin(a)?;
             let item = [0x5au8; 48];
-            let mut buf = [0u8; 48];
             ping_pong(
                 iters / 10,
                 iters,
                 clock,
                 || tx.try_send(&item[..size]).is_ok(),
-                || match rx.try_recv() {
-                    Some(got) => {
-                        buf[..got.len()].copy_from_slice(got);
-                        true
-                    }
-                    None => false,
-                },
+                // The receive has copied the item out of the slot (into the handle's buffer,
+                // as the floor's pop copies it into the caller's).
+                || rx.try_recv().map(std::hint::black_box).is_some(),
                 alive,
             )?
         }
@@ -771,19 +765,14 @@ fn echo(ping: &str, pong: &str, size: usize, core: Option<usize>) -> Result<(), 
         }
         (HandoffQueue::Raw(qi), HandoffQueue::Raw(qo)) => {
             let (mut rx, mut tx) = (qi.receiver().map_err(e)?, qo.sender().map_err(e)?);
-            let mut buf = [0u8; 48];
             loop {
-                let n = match rx.try_recv() {
-                    Some(item) => {
-                        buf[..item.len()].copy_from_slice(item);
-                        item.len()
-                    }
-                    None => {
-                        std::hint::spin_loop();
-                        continue;
-                    }
+                // Sent on from the receiver's buffer, where the receive copied it (the floor's
+                // echo pops into a buffer and pushes from it: one copy each way, as here).
+                let Some(item) = rx.try_recv() else {
+                    std::hint::spin_loop();
+                    continue;
                 };
-                while tx.try_send(&buf[..n]).is_err() {
+                while tx.try_send(item).is_err() {
                     std::hint::spin_loop();
                 }
             }
@@ -792,19 +781,30 @@ fn echo(ping: &str, pong: &str, size: usize, core: Option<usize>) -> Result<(), 
     }
 }
 
-/// `n` sends and receives of a `u64` in turn on a named queue of the handoff's shape.
-fn solo(n: u64) -> Result<(), String> {
+/// `n` sends and receives in turn of `size`-byte items on a named queue of the handoff's shape.
+fn solo(n: u64, size: usize) -> Result<(), String> {
     let name = QueueGuard(sys::unique_name("qsolo"));
-    let q = QueueBuilder::new(&name.0)
-        .item_type::<u64>()
-        .capacity(HANDOFF_CAPACITY)
-        .create()
-        .map_err(|e| e.to_string())?;
-    let mut tx = q.sender().map_err(|e| e.to_string())?;
-    let mut rx = q.receiver().map_err(|e| e.to_string())?;
-    for i in 0..n {
-        if tx.try_send(i).is_err() || rx.try_recv().copied() != Some(i) {
-            return Err(format!("item {i} did not come back"));
+    let e = |e: shmbus::Error| e.to_string();
+    match handoff_queue(&name.0, size, true)? {
+        HandoffQueue::U64(q) => {
+            let (mut tx, mut rx) = (q.sender().map_err(e)?, q.receiver().map_err(e)?);
+            for i in 0..n {
+                if tx.try_send(i).is_err() || rx.try_recv().copied() != Some(i) {
+                    return Err(format!("item {i} did not come back"));
+                }
+            }
+        }
+        HandoffQueue::Raw(q) => {
+            let (mut tx, mut rx) = (q.sender().map_err(e)?, q.receiver().map_err(e)?);
+            let mut item = [0u8; 48];
+            for i in 0..n {
+                item[..8].copy_from_slice(&i.to_ne_bytes());
+                if tx.try_send(&item[..size]).is_err()
+                    || rx.try_recv().map(|got| got[..8] == item[..8]) != Some(true)
+                {
+                    return Err(format!("item {i} did not come back"));
+                }
+            }
         }
     }
     Ok(())
@@ -1102,14 +1102,16 @@ mod vyukov {
         )
     }
 
-    /// `n` pushes and pops of a `u64` in turn on one ring (the floor's side of [`super::solo`]).
-    pub(super) fn solo(n: u64, floor: Floor) -> Result<(), String> {
+    /// `n` pushes and pops in turn of `size`-byte items on one ring (the floor's side of
+    /// [`super::solo`]).
+    pub(super) fn solo(n: u64, size: usize, floor: Floor) -> Result<(), String> {
         let rings = Rings::create()?;
-        let ring = rings.ring(0, 8, 0, floor);
+        let ring = rings.ring(0, size, 0, floor);
         ring.init();
-        let mut buf = [0u64; 1];
+        let (mut item, mut buf) = ([0u64; 6], [0u64; 6]);
         for i in 0..n {
-            if !ring.push(&[i]) || !ring.pop(&mut buf) || buf[0] != i {
+            item[0] = i;
+            if !ring.push(&item) || !ring.pop(&mut buf) || buf[0] != i {
                 return Err(format!("item {i} did not come back"));
             }
         }

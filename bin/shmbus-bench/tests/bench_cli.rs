@@ -379,6 +379,9 @@ fn queue_compares_with_crossbeam_and_c2c_and_every_item_reaches_one_receiver() {
         assert!(num(row, "vyukov_rtt_p50_ns") > 0.0, "{row}");
         assert!(num(row, "vyukov_claim_rtt_p50_ns") > 0.0, "{row}");
         assert_eq!(num(row, "stride"), 32.0, "{row}");
-        assert!(!row["rounds"].as_array().expect("rounds").is_empty(), "{row}");
+        assert!(
+            !row["rounds"].as_array().expect("rounds").is_empty(),
+            "{row}"
+        );
     }
 }
