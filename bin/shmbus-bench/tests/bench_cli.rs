@@ -375,5 +375,13 @@ fn queue_compares_with_crossbeam_and_c2c_and_every_item_reaches_one_receiver() {
         let row = &h[0];
         let ratio = num(row, "queue_rtt_p50_ns") / num(row, "c2c_rtt_p50_ns");
         assert!((num(row, "ratio") - ratio).abs() < 1e-9, "{row}");
+        // The Vyukov floor ran beside it, at the queue's slot stride (8-byte items: 32).
+        assert!(num(row, "vyukov_rtt_p50_ns") > 0.0, "{row}");
+        assert!(num(row, "vyukov_claim_rtt_p50_ns") > 0.0, "{row}");
+        assert_eq!(num(row, "stride"), 32.0, "{row}");
+        assert!(
+            !row["rounds"].as_array().expect("rounds").is_empty(),
+            "{row}"
+        );
     }
 }
