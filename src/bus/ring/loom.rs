@@ -73,7 +73,7 @@ fn drain(seg: &Seg, live: &ModelLive, mut r: Reader, start: u64, delivered: &mut
     let ring = seg.ring();
     let mut buf = [0u64; 2];
     for _ in 0..16 {
-        match r.poll_checked(&ring, &live, &mut buf) {
+        match r.poll_checked(&ring, &live, &mut buf[..]) {
             Polled::Message { len, .. } => delivered.push(untorn(&buf, len)),
             Polled::Closed => {
                 let s = r.stats();
@@ -111,7 +111,7 @@ fn sp_reader_never_tears_and_counts_every_sequence() {
         let mut buf = [0u64; 2];
         let mut got = Vec::new();
         for _ in 0..3 {
-            if let Polled::Message { seq, len } = r.poll_checked(&ring, &&*live, &mut buf) {
+            if let Polled::Message { seq, len } = r.poll_checked(&ring, &&*live, &mut buf[..]) {
                 assert_eq!(untorn(&buf, len), seq + 1, "message under its own sequence");
                 got.push(seq);
             }
@@ -153,7 +153,7 @@ fn mp_writers_never_tear_and_dropped_is_never_delivered() {
             let mut buf = [0u64; 2];
             let mut got = Vec::new();
             for _ in 0..2 {
-                if let Polled::Message { len, .. } = r.poll_checked(&ring, &&*live, &mut buf) {
+                if let Polled::Message { len, .. } = r.poll_checked(&ring, &&*live, &mut buf[..]) {
                     got.push(untorn(&buf, len));
                 }
             }
@@ -234,7 +234,7 @@ fn mp_dead_writer_is_skipped_and_repaired_never_torn() {
             let mut buf = [0u64; 2];
             let mut got = Vec::new();
             for _ in 0..2 {
-                if let Polled::Message { len, .. } = r.poll_checked(&ring, &&*live, &mut buf) {
+                if let Polled::Message { len, .. } = r.poll_checked(&ring, &&*live, &mut buf[..]) {
                     got.push(untorn(&buf, len));
                 }
             }
@@ -378,7 +378,7 @@ fn wake_up_is_never_lost() {
                     counter: &counter,
                 };
                 loop {
-                    match r.poll(&ring, &&*live, &mut buf) {
+                    match r.poll(&ring, &&*live, &mut buf[..]) {
                         Polled::Message { len, .. } => {
                             assert_eq!(untorn(&buf, len), 7);
                             break;
@@ -426,7 +426,7 @@ fn wake_up_is_never_lost_across_two_sleeps() {
         };
         let mut want = 7;
         while want <= 8 {
-            match r.poll(&ring, &&*live, &mut buf) {
+            match r.poll(&ring, &&*live, &mut buf[..]) {
                 Polled::Message { len, .. } => {
                     assert_eq!(untorn(&buf, len), want);
                     want += 1;
