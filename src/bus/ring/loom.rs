@@ -16,8 +16,10 @@ use ::loom::thread;
 
 use super::*;
 use crate::bus::subscriber::Start;
+use crate::bus::view::{InPlace, SlotView, Viewed};
 use crate::loom_harness::{model, ModelFutex, ModelLive};
 use crate::segment::header::{Geometry, W_SLOTS};
+use crate::segment::payload::Raw;
 use crate::sync::AtomicU32;
 use crate::wait::{self, WakeWords};
 
@@ -113,6 +115,52 @@ fn sp_reader_never_tears_and_counts_every_sequence() {
         for _ in 0..3 {
             if let Polled::Message { seq, len } = r.poll_checked(&ring, &&*live, &mut buf[..]) {
                 assert_eq!(untorn(&buf, len), seq + 1, "message under its own sequence");
+                got.push(seq);
+            }
+        }
+        writer.join().unwrap();
+        drain(&seg, &live, r, 0, &mut Vec::new());
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "in order: {got:?}");
+    });
+}
+
+/// A single producer laps a reader that receives in place (docs/design.md §6, "Reading in
+/// place"): the production `Reader` with the production in-place visitor of
+/// `Subscriber::try_recv_with`, whose closure loads the two payload words through the
+/// `SlotView` while the writer may be rewriting them (three messages on two slots). Every view
+/// the read reports valid is a whole published message under its own sequence; a torn one is
+/// reported as a lap, and the books balance.
+#[test]
+fn a_view_reported_valid_is_a_whole_message() {
+    model("a_view_reported_valid_is_a_whole_message", 3, || {
+        let seg = Seg::new();
+        let live = ModelLive::new(1);
+        let ring = seg.ring();
+        let mut r = Reader::new(&ring, Start::Oldest, None);
+        let (s2, l2) = (seg.clone(), live.clone());
+        let writer = thread::spawn(move || {
+            let ring = s2.ring();
+            let mut w = Writer::single(0);
+            for tag in 1..=3 {
+                publish(&ring, &mut w, &&*l2, tag);
+            }
+            l2.die(0);
+        });
+        let mut scratch = [0u64; 2];
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let mut visit = InPlace::<Raw, _, _>::new(
+                |v: SlotView<'_>| (v.len(), v.load_word(0), v.load_word(1)),
+                None,
+                &mut scratch,
+            );
+            let p = r.poll_checked(&ring, &&*live, &mut visit);
+            if let Viewed::Message { seq, value } = visit.into_viewed(p) {
+                let whole = (LEN, Some(seq + 1), Some(seq + 1));
+                assert_eq!(
+                    value, whole,
+                    "a view reported valid is message {seq}, whole"
+                );
                 got.push(seq);
             }
         }
