@@ -241,13 +241,29 @@ impl<T: Payload> Subscriber<T> {
     /// look (as above) finds a producer attached.
     #[inline]
     pub fn try_recv(&mut self) -> Recv<'_, T> {
-        let p = poll_now(
+        let seg = &*self.seg;
+        let mut p = self.reader.poll(
+            &Ring::of(seg),
+            &SegmentLiveness::observer(seg),
+            &mut *self.buf,
+        );
+        if matches!(p, Polled::Idle) {
+            p = self.idle();
+        }
+        self.finish(p)
+    }
+
+    /// [`idle`] for `try_recv`: a method of no arguments, so that `try_recv` passes none (its
+    /// empty poll then compiles exactly as it did before the in-place receive existed).
+    #[cold]
+    #[inline(never)]
+    fn idle(&mut self) -> Polled {
+        idle(
             &self.seg,
             &mut self.reader,
             &mut self.last_liveness,
             &mut *self.buf,
-        );
-        self.finish(p)
+        )
     }
 
     /// Receives, waiting as long as it takes with the subscriber's [`Wait`] strategy. Returns a
@@ -312,13 +328,15 @@ impl<T: Payload> Subscriber<T> {
     /// ```
     #[inline]
     pub fn try_recv_with<R>(&mut self, f: impl FnOnce(SlotView<'_, T>) -> R) -> Viewed<R> {
+        let seg = &*self.seg;
         let mut visit = InPlace::new(f, self.reader.exact_len(), &mut self.buf);
-        let p = poll_now(
-            &self.seg,
-            &mut self.reader,
-            &mut self.last_liveness,
-            &mut visit,
-        );
+        // As `try_recv`, with the closure in place of the copy.
+        let mut p = self
+            .reader
+            .poll(&Ring::of(seg), &SegmentLiveness::observer(seg), &mut visit);
+        if matches!(p, Polled::Idle) {
+            p = idle(seg, &mut self.reader, &mut self.last_liveness, &mut visit);
+        }
         visit.into_viewed(p)
     }
 
@@ -370,23 +388,6 @@ impl<T: Payload> Subscriber<T> {
             Polled::Closed => Recv::Closed,
         }
     }
-}
-
-/// One non-blocking poll of `reader` through `buf` (a copy, or a view in place): the one load
-/// of an empty poll, and now and then the look at producers of [`idle`]. `try_recv` and
-/// `try_recv_with` are this, monomorphised for their visitor.
-#[inline]
-fn poll_now<V: Visit + ?Sized>(
-    seg: &Segment,
-    reader: &mut Reader,
-    last_liveness: &mut Instant,
-    buf: &mut V,
-) -> Polled {
-    let p = reader.poll(&Ring::of(seg), &SegmentLiveness::observer(seg), buf);
-    if matches!(p, Polled::Idle) {
-        return idle(seg, reader, last_liveness, buf);
-    }
-    p
 }
 
 /// Nothing is pending: ask about producers (a system call) at most every [`CHECK_PERIOD`].
