@@ -86,8 +86,13 @@ impl<'a, T: Payload> SlotView<'a, T> {
     /// The message's words in order, each an atomic load made when the iterator reaches it.
     #[inline]
     pub fn words(&self) -> Words<'a> {
+        let (full, last) = match self.words.split_last() {
+            Some((last, full)) => (full, Some(last)),
+            None => (self.words, None),
+        };
         Words {
-            words: self.words.iter(),
+            full: full.iter(),
+            last,
             tail_mask: self.tail_mask(),
         }
     }
@@ -170,7 +175,10 @@ impl<T: bytemuck::Pod> SlotView<'_, T> {
 /// The iterator of [`SlotView::words`].
 #[derive(Clone, Debug)]
 pub struct Words<'a> {
-    words: std::slice::Iter<'a, AtomicU64>,
+    /// The words before the last: loaded as they are.
+    full: std::slice::Iter<'a, AtomicU64>,
+    /// The last word, masked to the message's length.
+    last: Option<&'a AtomicU64>,
     tail_mask: u64,
 }
 
@@ -179,16 +187,29 @@ impl Iterator for Words<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<u64> {
-        let w = self.words.next()?.load(Ordering::Relaxed);
-        Some(if self.words.len() == 0 {
-            w & self.tail_mask
-        } else {
-            w
-        })
+        match self.full.next() {
+            Some(w) => Some(w.load(Ordering::Relaxed)),
+            None => Some(self.last.take()?.load(Ordering::Relaxed) & self.tail_mask),
+        }
+    }
+
+    /// One tight loop over the full words, then the last: what `sum`, `fold` and `for_each`
+    /// use.
+    #[inline]
+    fn fold<B, G: FnMut(B, u64) -> B>(self, init: B, mut g: G) -> B {
+        let mut acc = init;
+        for w in self.full {
+            acc = g(acc, w.load(Ordering::Relaxed));
+        }
+        match self.last {
+            Some(w) => g(acc, w.load(Ordering::Relaxed) & self.tail_mask),
+            None => acc,
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.words.size_hint()
+        let n = self.full.len() + usize::from(self.last.is_some());
+        (n, Some(n))
     }
 }
 
