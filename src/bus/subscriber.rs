@@ -324,7 +324,10 @@ impl<T: Payload> Subscriber<T> {
     /// tx.publish_bytes(&[1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap();
     /// // Sum the message's words where they lie, without copying it out.
     /// let sum = rx.try_recv_with(|view| view.words().fold(0u64, u64::wrapping_add));
-    /// assert_eq!(sum, Viewed::Message { seq: 0, value: 0x0807_0605_0403_0201 + 9 });
+    /// // Words are native-endian; bytes past the length read as zero.
+    /// let want = u64::from_ne_bytes([1, 2, 3, 4, 5, 6, 7, 8])
+    ///     + u64::from_ne_bytes([9, 0, 0, 0, 0, 0, 0, 0]);
+    /// assert_eq!(sum, Viewed::Message { seq: 0, value: want });
     /// ```
     #[inline]
     pub fn try_recv_with<R>(&mut self, f: impl FnOnce(SlotView<'_, T>) -> R) -> Viewed<R> {
