@@ -12,7 +12,11 @@ use std::time::{Duration, Instant};
 
 use shmbus::bus::{SlotView, Viewed};
 use shmbus::{Bus, BusBuilder, LapPolicy, Recv, Start, Wait};
+use support::alloc::{allocations_during, Counting};
 use support::{check_payload, env, field, make, make_payload, say, ChildProc, TestBus};
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 const CHILD: &str = "child_entry";
 
@@ -151,6 +155,45 @@ fn recv_with_waits_for_a_message_then_times_out_and_reports_closed() {
     });
     let got = rx.recv_with(|_| ran.set(ran.get() + 1));
     assert_eq!((got, ran.get()), (Viewed::Closed, 0));
+}
+
+/// Receiving in place never touches the heap, laps included (a counting global allocator).
+#[test]
+fn receiving_in_place_does_not_allocate() {
+    let t = TestBus::new("view-alloc");
+    let bus = make::bus(&t, 16, 256);
+    let mut tx = bus.publisher().unwrap();
+    let mut rx = bus.subscribe(Start::Oldest);
+    let payload = [7u8; 256];
+    let ((received, lost), allocations) = allocations_during(|| {
+        let (mut received, mut lost) = (0u64, 0u64);
+        for i in 0..5_000usize {
+            // Bursts of up to 40 messages on 16 slots: laps as well as messages.
+            for _ in 0..i % 41 {
+                tx.publish_bytes(&payload[..8 + i % 240]).unwrap();
+            }
+            for blocking in [false, true] {
+                let sum = |v: SlotView<'_>| v.words().fold(0u64, u64::wrapping_add);
+                let got = if blocking {
+                    rx.recv_timeout_with(Duration::ZERO, sum)
+                } else {
+                    rx.try_recv_with(sum)
+                };
+                match got {
+                    Viewed::Message { value, .. } => {
+                        assert_ne!(value, 0);
+                        received += 1;
+                    }
+                    Viewed::Lapped { lost: n } => lost += n,
+                    Viewed::Empty | Viewed::Closed => {}
+                }
+            }
+        }
+        (received, lost)
+    });
+    assert_eq!(allocations, 0, "allocations on the in-place receive");
+    assert!(received > 0 && lost > 0, "received {received}, lost {lost}");
+    assert!(received + lost <= tx.stats().published);
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, shmbus::bytemuck::Pod, shmbus::bytemuck::Zeroable)]
