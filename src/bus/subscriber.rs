@@ -288,15 +288,18 @@ impl<T: Payload> Subscriber<T> {
     }
 
     fn wait_for(&mut self, deadline: Option<Instant>) -> Polled {
-        let (wait, futex) = (self.wait, &self.futex);
-        wait_with(
-            &self.seg,
-            &mut self.reader,
-            futex,
-            wait,
-            &mut *self.buf,
-            deadline,
-        )
+        let seg = &*self.seg;
+        let mut receiving = wait::Receiving {
+            reader: Polling {
+                reader: &mut self.reader,
+                ring: Ring::of(seg),
+                live: SegmentLiveness::observer(seg),
+                buf: &mut *self.buf,
+            },
+            seg,
+            futex: &self.futex,
+        };
+        wait::block(&mut receiving, self.wait, deadline).unwrap_or(Polled::Empty)
     }
 
     /// Receives without waiting, as [`Subscriber::try_recv`], but runs `f` over the message in
@@ -365,16 +368,21 @@ impl<T: Payload> Subscriber<T> {
         deadline: Option<Instant>,
         f: impl FnOnce(SlotView<'_, T>) -> R,
     ) -> Viewed<R> {
+        let seg = &*self.seg;
         let mut visit = InPlace::new(f, self.reader.exact_len(), &mut self.buf);
-        let (wait, futex) = (self.wait, &self.futex);
-        let p = wait_with(
-            &self.seg,
-            &mut self.reader,
-            futex,
-            wait,
-            &mut visit,
-            deadline,
-        );
+        // As `wait_for` (kept apart, so that `recv` compiles as it did before), with the
+        // closure in place of the copy.
+        let mut receiving = wait::Receiving {
+            reader: Polling {
+                reader: &mut self.reader,
+                ring: Ring::of(seg),
+                live: SegmentLiveness::observer(seg),
+                buf: &mut visit,
+            },
+            seg,
+            futex: &self.futex,
+        };
+        let p = wait::block(&mut receiving, self.wait, deadline).unwrap_or(Polled::Empty);
         visit.into_viewed(p)
     }
 
@@ -414,29 +422,6 @@ fn idle<V: Visit + ?Sized>(
     }
     *last_liveness = now;
     reader.poll_checked(&Ring::of(seg), &SegmentLiveness::observer(seg), buf)
-}
-
-/// A blocking receive of `reader` through `buf` (a copy, or a view in place) in the one
-/// blocking loop (docs/design.md §7); `Empty` once `deadline` has passed.
-fn wait_with<V: Visit + ?Sized>(
-    seg: &Segment,
-    reader: &mut Reader,
-    futex: &SysFutex,
-    wait: Wait,
-    buf: &mut V,
-    deadline: Option<Instant>,
-) -> Polled {
-    let mut receiving = wait::Receiving {
-        reader: Polling {
-            reader,
-            ring: Ring::of(seg),
-            live: SegmentLiveness::observer(seg),
-            buf,
-        },
-        seg,
-        futex,
-    };
-    wait::block(&mut receiving, wait, deadline).unwrap_or(Polled::Empty)
 }
 
 /// A blocking receive's reader side of the one blocking loop (docs/design.md §7).
