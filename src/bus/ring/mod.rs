@@ -14,12 +14,13 @@
 //!
 //! * writer: `version = 2s+1` (a store, or the take CAS); `fence(Release)`; length and payload
 //!   words (Relaxed); `version = 2s+2` (Release).
-//! * reader: `v1 = version` (Acquire); length and payload words (Relaxed) into a private buffer;
+//! * reader: `v1 = version` (Acquire); length and payload words (Relaxed) into a private buffer,
+//!   or through a caller's closure in place ([`Visit`], docs/design.md §6 "Reading in place");
 //!   `fence(Acquire)`; `v2 = version` (Relaxed); accept only if `v1 == v2 == 2s+2`.
 //!
-//! If the reader's copy saw any store of a later writer, that store follows the writer's
-//! `fence(Release)`, so the reader's `fence(Acquire)` makes the writer's odd version (or later)
-//! visible to the `v2` load and the copy is rejected. Every payload access is an atomic word
+//! If the reader's copy (or view) saw any store of a later writer, that store follows the
+//! writer's `fence(Release)`, so the reader's `fence(Acquire)` makes the writer's odd version (or
+//! later) visible to the `v2` load and the copy is rejected. Every payload access is an atomic word
 //! access: no data race, hence no undefined behaviour, whatever the writers do.
 
 mod reader;
