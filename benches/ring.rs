@@ -327,3 +327,124 @@ fn two_thread_throughput_64b(bencher: divan::Bencher) {
             })
         });
 }
+
+/// The sum of a message's 8-byte words: the "touch every word" work of the receive benches.
+fn word_sum(bytes: &[u8]) -> u64 {
+    bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().expect("8-byte chunk")))
+        .fold(0, u64::wrapping_add)
+}
+
+/// One thread publishes a 1 KiB message and receives it, touching every word: `copy` receives
+/// it into the subscriber's buffer (`try_recv`) then sums it, `view` sums it in place
+/// (`try_recv_with`), and `publish_only` is the publish alone, the part both share: read
+/// `view - publish_only` against `copy - publish_only`.
+mod publish_then_recv_1k_sum_words {
+    use super::*;
+
+    const LEN: usize = 1024;
+
+    #[divan::bench]
+    fn copy(bencher: divan::Bencher) {
+        let bus = ShmBus::new("v1k-copy", LEN, false);
+        let mut tx = bus.1.publisher().unwrap();
+        let mut rx = bus.1.subscriber();
+        let payload = vec![3u8; LEN];
+        bencher.bench_local(|| {
+            tx.publish_bytes(&payload).unwrap();
+            match rx.try_recv() {
+                Recv::Message(m) => word_sum(black_box(m.bytes())),
+                _ => 0,
+            }
+        });
+    }
+
+    #[divan::bench]
+    fn view(bencher: divan::Bencher) {
+        let bus = ShmBus::new("v1k-view", LEN, false);
+        let mut tx = bus.1.publisher().unwrap();
+        let mut rx = bus.1.subscriber();
+        let payload = vec![3u8; LEN];
+        bencher.bench_local(|| {
+            tx.publish_bytes(&payload).unwrap();
+            rx.try_recv_with(|v| v.words().fold(0, u64::wrapping_add))
+                .value()
+                .unwrap_or(0)
+        });
+    }
+
+    #[divan::bench]
+    fn publish_only(bencher: divan::Bencher) {
+        let bus = ShmBus::new("v1k-pub", LEN, false);
+        let mut tx = bus.1.publisher().unwrap();
+        let payload = vec![3u8; LEN];
+        bencher.bench_local(|| tx.publish_bytes(black_box(&payload)).unwrap());
+    }
+}
+
+/// A round trip between two threads: this one publishes a 1 KiB message, an echo thread
+/// receives it, touching every word (copied out then summed, or summed in place), and answers
+/// with the 8-byte sum, which this thread waits for (spinning on `try_recv`). Half of it is the
+/// one-way latency of a 1 KiB message received either way, with the 16 cache lines crossing
+/// cores. The threads are not pinned: run it on a quiet machine, and read `view` against `copy`.
+mod round_trip_1k_sum_words {
+    use super::*;
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const LEN: usize = 1024;
+
+    fn round_trip(bencher: divan::Bencher, tag: &str, in_place: bool) {
+        let ping = ShmBus::new(&format!("{tag}-ping"), LEN, false);
+        let pong = ShmBus::new(&format!("{tag}-pong"), 8, false);
+        let mut tx = ping.1.publisher().unwrap();
+        let mut back = pong.1.subscriber();
+        let mut echo_rx = ping.1.subscriber();
+        let mut echo_tx = pong.1.publisher().unwrap();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let sum = if in_place {
+                        echo_rx
+                            .try_recv_with(|v| v.words().fold(0, u64::wrapping_add))
+                            .value()
+                    } else {
+                        match echo_rx.try_recv() {
+                            Recv::Message(m) => Some(word_sum(m.bytes())),
+                            _ => None,
+                        }
+                    };
+                    match sum {
+                        Some(sum) => {
+                            echo_tx.publish_bytes(&sum.to_ne_bytes()).unwrap();
+                        }
+                        None => std::hint::spin_loop(),
+                    }
+                }
+            });
+            let payload = vec![3u8; LEN];
+            bencher.bench_local(|| {
+                tx.publish_bytes(&payload).unwrap();
+                loop {
+                    if let Recv::Message(m) = back.try_recv() {
+                        break black_box(m.seq());
+                    }
+                    std::hint::spin_loop();
+                }
+            });
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+
+    #[divan::bench(sample_count = 20)]
+    fn copy(bencher: divan::Bencher) {
+        round_trip(bencher, "rt-copy", false);
+    }
+
+    #[divan::bench(sample_count = 20)]
+    fn view(bencher: divan::Bencher) {
+        round_trip(bencher, "rt-view", true);
+    }
+}

@@ -107,9 +107,9 @@ impl<T: Payload> Subscriber<T> {
         let live = SegmentLiveness::observer(&self.seg);
         let ring = Ring::of(&self.seg);
         let p = if armed.take_check() {
-            self.reader.poll_checked(&ring, &live, &mut self.buf)
+            self.reader.poll_checked(&ring, &live, &mut *self.buf)
         } else {
-            self.reader.poll(&ring, &live, &mut self.buf)
+            self.reader.poll(&ring, &live, &mut *self.buf)
         };
         match p {
             // Idle: nothing pending, producers not asked about; the waker's periodic look

@@ -5,7 +5,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bus::ring::{Polled, Reader, Ring};
+use crate::bus::ring::{Polled, Reader, Ring, Visit};
+use crate::bus::view::{InPlace, SlotView, Viewed};
 use crate::segment::payload::{Payload, Raw};
 use crate::segment::producers::SegmentLiveness;
 use crate::segment::Segment;
@@ -244,7 +245,7 @@ impl<T: Payload> Subscriber<T> {
         let mut p = self.reader.poll(
             &Ring::of(seg),
             &SegmentLiveness::observer(seg),
-            &mut self.buf,
+            &mut *self.buf,
         );
         if matches!(p, Polled::Idle) {
             p = self.idle();
@@ -252,26 +253,16 @@ impl<T: Payload> Subscriber<T> {
         self.finish(p)
     }
 
-    /// Nothing is pending: ask about producers (a system call) at most every [`CHECK_PERIOD`].
-    /// Out of line, so that the one-load empty poll stays small.
+    /// [`idle`] for `try_recv`: a method of no arguments, so that `try_recv` passes none (its
+    /// empty poll then compiles exactly as it did before the in-place receive existed).
     #[cold]
     #[inline(never)]
     fn idle(&mut self) -> Polled {
-        let now = Instant::now();
-        if now.duration_since(self.last_liveness) < CHECK_PERIOD {
-            // A bus found closed stays closed until a look finds a producer.
-            return if self.reader.is_closed() {
-                Polled::Closed
-            } else {
-                Polled::Empty
-            };
-        }
-        self.last_liveness = now;
-        let seg = &*self.seg;
-        self.reader.poll_checked(
-            &Ring::of(seg),
-            &SegmentLiveness::observer(seg),
-            &mut self.buf,
+        idle(
+            &self.seg,
+            &mut self.reader,
+            &mut self.last_liveness,
+            &mut *self.buf,
         )
     }
 
@@ -303,12 +294,96 @@ impl<T: Payload> Subscriber<T> {
                 reader: &mut self.reader,
                 ring: Ring::of(seg),
                 live: SegmentLiveness::observer(seg),
-                buf: &mut self.buf,
+                buf: &mut *self.buf,
             },
             seg,
             futex: &self.futex,
         };
         wait::block(&mut receiving, self.wait, deadline).unwrap_or(Polled::Empty)
+    }
+
+    /// Receives without waiting, as [`Subscriber::try_recv`], but runs `f` over the message in
+    /// place instead of copying it out (docs/design.md §6, "Reading in place"): `f` gets a
+    /// [`SlotView`] of the live slot, whose every read is an atomic load. After `f` returns,
+    /// the slot's version is checked again: if a writer overwrote the slot meanwhile (a lap),
+    /// what `f` saw may be torn, so its value is dropped and the result is
+    /// [`Viewed::Lapped`], with exactly the loss, lap policy and counters [`Subscriber::try_recv`]
+    /// would have reported; otherwise it is [`Viewed::Message`] with `f`'s value.
+    ///
+    /// `f` runs at most once, and only on a message this subscriber would deliver (never on a
+    /// sequence being written, abandoned, or of another length than a typed bus's type). Keep
+    /// `f` short: the longer it runs, the likelier a lap (the slot is reused after one ring of
+    /// publishes). Anything `f` does besides returning a value (writing into the caller's
+    /// state) must be undone by the caller on [`Viewed::Lapped`]. If `f` panics, the
+    /// subscriber has not moved: the next receive reads the same sequence again.
+    ///
+    /// ```
+    /// use shmbus::bus::Viewed;
+    /// use shmbus::BusBuilder;
+    ///
+    /// let bus = BusBuilder::new("doc-try-recv-with").in_process().unwrap();
+    /// let mut tx = bus.publisher().unwrap();
+    /// let mut rx = bus.subscriber();
+    /// tx.publish_bytes(&[1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap();
+    /// // Sum the message's words where they lie, without copying it out.
+    /// let sum = rx.try_recv_with(|view| view.words().fold(0u64, u64::wrapping_add));
+    /// // Words are native-endian; bytes past the length read as zero.
+    /// let want = u64::from_ne_bytes([1, 2, 3, 4, 5, 6, 7, 8])
+    ///     + u64::from_ne_bytes([9, 0, 0, 0, 0, 0, 0, 0]);
+    /// assert_eq!(sum, Viewed::Message { seq: 0, value: want });
+    /// ```
+    #[inline]
+    pub fn try_recv_with<R>(&mut self, f: impl FnOnce(SlotView<'_, T>) -> R) -> Viewed<R> {
+        let seg = &*self.seg;
+        let mut visit = InPlace::new(f, self.reader.exact_len(), &mut self.buf);
+        // As `try_recv`, with the closure in place of the copy.
+        let mut p = self
+            .reader
+            .poll(&Ring::of(seg), &SegmentLiveness::observer(seg), &mut visit);
+        if matches!(p, Polled::Idle) {
+            p = idle(seg, &mut self.reader, &mut self.last_liveness, &mut visit);
+        }
+        visit.into_viewed(p)
+    }
+
+    /// Receives in place as [`Subscriber::try_recv_with`], waiting as [`Subscriber::recv`]
+    /// does: returns a message (`f`'s value), a lap, or [`Viewed::Closed`]. `f` runs at most
+    /// once, when the message has arrived.
+    pub fn recv_with<R>(&mut self, f: impl FnOnce(SlotView<'_, T>) -> R) -> Viewed<R> {
+        self.recv_deadline_with(None, f)
+    }
+
+    /// Like [`Subscriber::recv_with`], giving up with [`Viewed::Empty`] after `timeout` (then
+    /// `f` did not run; a timeout too large to represent waits without limit).
+    pub fn recv_timeout_with<R>(
+        &mut self,
+        timeout: Duration,
+        f: impl FnOnce(SlotView<'_, T>) -> R,
+    ) -> Viewed<R> {
+        self.recv_deadline_with(Instant::now().checked_add(timeout), f)
+    }
+
+    fn recv_deadline_with<R>(
+        &mut self,
+        deadline: Option<Instant>,
+        f: impl FnOnce(SlotView<'_, T>) -> R,
+    ) -> Viewed<R> {
+        let seg = &*self.seg;
+        let mut visit = InPlace::new(f, self.reader.exact_len(), &mut self.buf);
+        // As `wait_for` (kept apart, so that `recv` compiles as it did before), with the
+        // closure in place of the copy.
+        let mut receiving = wait::Receiving {
+            reader: Polling {
+                reader: &mut self.reader,
+                ring: Ring::of(seg),
+                live: SegmentLiveness::observer(seg),
+                buf: &mut visit,
+            },
+            seg,
+            futex: &self.futex,
+        };
+        let p = wait::block(&mut receiving, self.wait, deadline).unwrap_or(Polled::Empty);
+        visit.into_viewed(p)
     }
 
     #[inline]
@@ -326,15 +401,38 @@ impl<T: Payload> Subscriber<T> {
     }
 }
 
+/// Nothing is pending: ask about producers (a system call) at most every [`CHECK_PERIOD`].
+/// Out of line, so that the one-load empty poll stays small.
+#[cold]
+#[inline(never)]
+fn idle<V: Visit + ?Sized>(
+    seg: &Segment,
+    reader: &mut Reader,
+    last_liveness: &mut Instant,
+    buf: &mut V,
+) -> Polled {
+    let now = Instant::now();
+    if now.duration_since(*last_liveness) < CHECK_PERIOD {
+        // A bus found closed stays closed until a look finds a producer.
+        return if reader.is_closed() {
+            Polled::Closed
+        } else {
+            Polled::Empty
+        };
+    }
+    *last_liveness = now;
+    reader.poll_checked(&Ring::of(seg), &SegmentLiveness::observer(seg), buf)
+}
+
 /// A blocking receive's reader side of the one blocking loop (docs/design.md §7).
-struct Polling<'a> {
+struct Polling<'a, V: ?Sized> {
     reader: &'a mut Reader,
     ring: Ring<'a>,
     live: SegmentLiveness<'a>,
-    buf: &'a mut [u64],
+    buf: &'a mut V,
 }
 
-impl wait::Reading for Polling<'_> {
+impl<V: Visit + ?Sized> wait::Reading for Polling<'_, V> {
     type Out = Polled;
 
     #[inline]

@@ -16,8 +16,10 @@ use ::loom::thread;
 
 use super::*;
 use crate::bus::subscriber::Start;
+use crate::bus::view::{InPlace, SlotView, Viewed};
 use crate::loom_harness::{model, ModelFutex, ModelLive};
 use crate::segment::header::{Geometry, W_SLOTS};
+use crate::segment::payload::Raw;
 use crate::sync::AtomicU32;
 use crate::wait::{self, WakeWords};
 
@@ -73,7 +75,7 @@ fn drain(seg: &Seg, live: &ModelLive, mut r: Reader, start: u64, delivered: &mut
     let ring = seg.ring();
     let mut buf = [0u64; 2];
     for _ in 0..16 {
-        match r.poll_checked(&ring, &live, &mut buf) {
+        match r.poll_checked(&ring, &live, &mut buf[..]) {
             Polled::Message { len, .. } => delivered.push(untorn(&buf, len)),
             Polled::Closed => {
                 let s = r.stats();
@@ -111,8 +113,54 @@ fn sp_reader_never_tears_and_counts_every_sequence() {
         let mut buf = [0u64; 2];
         let mut got = Vec::new();
         for _ in 0..3 {
-            if let Polled::Message { seq, len } = r.poll_checked(&ring, &&*live, &mut buf) {
+            if let Polled::Message { seq, len } = r.poll_checked(&ring, &&*live, &mut buf[..]) {
                 assert_eq!(untorn(&buf, len), seq + 1, "message under its own sequence");
+                got.push(seq);
+            }
+        }
+        writer.join().unwrap();
+        drain(&seg, &live, r, 0, &mut Vec::new());
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "in order: {got:?}");
+    });
+}
+
+/// A single producer laps a reader that receives in place (docs/design.md §6, "Reading in
+/// place"): the production `Reader` with the production in-place visitor of
+/// `Subscriber::try_recv_with`, whose closure loads the two payload words through the
+/// `SlotView` while the writer may be rewriting them (three messages on two slots). Every view
+/// the read reports valid is a whole published message under its own sequence; a torn one is
+/// reported as a lap, and the books balance.
+#[test]
+fn a_view_reported_valid_is_a_whole_message() {
+    model("a_view_reported_valid_is_a_whole_message", 3, || {
+        let seg = Seg::new();
+        let live = ModelLive::new(1);
+        let ring = seg.ring();
+        let mut r = Reader::new(&ring, Start::Oldest, None);
+        let (s2, l2) = (seg.clone(), live.clone());
+        let writer = thread::spawn(move || {
+            let ring = s2.ring();
+            let mut w = Writer::single(0);
+            for tag in 1..=3 {
+                publish(&ring, &mut w, &&*l2, tag);
+            }
+            l2.die(0);
+        });
+        let mut scratch = [0u64; 2];
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let mut visit = InPlace::<Raw, _, _>::new(
+                |v: SlotView<'_>| (v.len(), v.load_word(0), v.load_word(1)),
+                None,
+                &mut scratch,
+            );
+            let p = r.poll_checked(&ring, &&*live, &mut visit);
+            if let Viewed::Message { seq, value } = visit.into_viewed(p) {
+                let whole = (LEN, Some(seq + 1), Some(seq + 1));
+                assert_eq!(
+                    value, whole,
+                    "a view reported valid is message {seq}, whole"
+                );
                 got.push(seq);
             }
         }
@@ -153,7 +201,7 @@ fn mp_writers_never_tear_and_dropped_is_never_delivered() {
             let mut buf = [0u64; 2];
             let mut got = Vec::new();
             for _ in 0..2 {
-                if let Polled::Message { len, .. } = r.poll_checked(&ring, &&*live, &mut buf) {
+                if let Polled::Message { len, .. } = r.poll_checked(&ring, &&*live, &mut buf[..]) {
                     got.push(untorn(&buf, len));
                 }
             }
@@ -234,7 +282,7 @@ fn mp_dead_writer_is_skipped_and_repaired_never_torn() {
             let mut buf = [0u64; 2];
             let mut got = Vec::new();
             for _ in 0..2 {
-                if let Polled::Message { len, .. } = r.poll_checked(&ring, &&*live, &mut buf) {
+                if let Polled::Message { len, .. } = r.poll_checked(&ring, &&*live, &mut buf[..]) {
                     got.push(untorn(&buf, len));
                 }
             }
@@ -378,7 +426,7 @@ fn wake_up_is_never_lost() {
                     counter: &counter,
                 };
                 loop {
-                    match r.poll(&ring, &&*live, &mut buf) {
+                    match r.poll(&ring, &&*live, &mut buf[..]) {
                         Polled::Message { len, .. } => {
                             assert_eq!(untorn(&buf, len), 7);
                             break;
@@ -426,7 +474,7 @@ fn wake_up_is_never_lost_across_two_sleeps() {
         };
         let mut want = 7;
         while want <= 8 {
-            match r.poll(&ring, &&*live, &mut buf) {
+            match r.poll(&ring, &&*live, &mut buf[..]) {
                 Polled::Message { len, .. } => {
                     assert_eq!(untorn(&buf, len), want);
                     want += 1;

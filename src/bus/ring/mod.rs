@@ -14,12 +14,13 @@
 //!
 //! * writer: `version = 2s+1` (a store, or the take CAS); `fence(Release)`; length and payload
 //!   words (Relaxed); `version = 2s+2` (Release).
-//! * reader: `v1 = version` (Acquire); length and payload words (Relaxed) into a private buffer;
+//! * reader: `v1 = version` (Acquire); length and payload words (Relaxed) into a private buffer,
+//!   or through a caller's closure in place ([`Visit`], docs/design.md §6 "Reading in place");
 //!   `fence(Acquire)`; `v2 = version` (Relaxed); accept only if `v1 == v2 == 2s+2`.
 //!
-//! If the reader's copy saw any store of a later writer, that store follows the writer's
-//! `fence(Release)`, so the reader's `fence(Acquire)` makes the writer's odd version (or later)
-//! visible to the `v2` load and the copy is rejected. Every payload access is an atomic word
+//! If the reader's copy (or view) saw any store of a later writer, that store follows the
+//! writer's `fence(Release)`, so the reader's `fence(Acquire)` makes the writer's odd version (or
+//! later) visible to the `v2` load and the copy is rejected. Every payload access is an atomic word
 //! access: no data race, hence no undefined behaviour, whatever the writers do.
 
 mod reader;
@@ -98,6 +99,38 @@ pub(crate) enum ReadOutcome {
     Abandoned,
 }
 
+/// What a read does with a slot's payload while it holds the seqlock's first version (between
+/// the Acquire load of `2s+2` and the fence before the re-check): only Relaxed atomic loads of
+/// `payload`, since a later writer may be storing into it meanwhile. Copying out
+/// (`[u64]`, the subscriber's buffer) and viewing in place (`bus::view::InPlace`) are the two
+/// visitors; each is monomorphised into [`Ring::read_with`], so the copy compiles as it did
+/// before the trait existed.
+pub(crate) trait Visit {
+    /// `payload` is the slot's payload words (capacity rounded up to words); `len` the message
+    /// length as read once, unchecked (a torn or forged one may exceed `capacity`). What this
+    /// does is valid only if the read then reports [`ReadOutcome::Message`].
+    fn visit(&mut self, payload: &[AtomicU64], len: u64, capacity: usize);
+
+    /// A buffer of `payload_words()` words for a resync's probe read (`Reader::resync`), which
+    /// copies and discards.
+    fn scratch(&mut self) -> &mut [u64];
+}
+
+/// The copy-out visitor: the payload words into the buffer (at least `payload_words()` long).
+impl Visit for [u64] {
+    #[inline]
+    fn visit(&mut self, payload: &[AtomicU64], len: u64, capacity: usize) {
+        let n = (len.min(capacity as u64) as usize).div_ceil(8);
+        for (dst, src) in self[..n].iter_mut().zip(payload) {
+            *dst = src.load(Ordering::Relaxed);
+        }
+    }
+
+    fn scratch(&mut self) -> &mut [u64] {
+        self
+    }
+}
+
 /// A view of a segment's words with the ring's validated shape. Cheap to make; never re-reads
 /// the shape from shared memory.
 #[derive(Clone, Copy)]
@@ -161,6 +194,15 @@ impl<'a> Ring<'a> {
     /// Copies sequence `seq` out of its slot into `buf` (at least `payload_words()` long).
     #[inline]
     pub(crate) fn read(&self, seq: u64, buf: &mut [u64]) -> ReadOutcome {
+        self.read_with(seq, buf)
+    }
+
+    /// Reads sequence `seq` through `visit`: the seqlock read of docs/design.md §3, with
+    /// `visit` run between the two version loads (a copy into a buffer, or a caller's closure
+    /// over the slot in place, §6 "Reading in place"). Whatever `visit` did is valid only if the
+    /// outcome is [`ReadOutcome::Message`].
+    #[inline]
+    pub(crate) fn read_with<V: Visit + ?Sized>(&self, seq: u64, visit: &mut V) -> ReadOutcome {
         let slot = self.slot(seq);
         let expect = done_version(seq);
         // ORDERING: Acquire pairs with the writer's Release store of `2s+2` in `commit`: a
@@ -169,14 +211,11 @@ impl<'a> Ring<'a> {
         if v1 != expect {
             return classify(v1, seq);
         }
-        // The length is read once and clamped before use: a forged length cannot make this copy
-        // leave the slot.
+        // The length is read once; the visitor clamps it before use: a forged length cannot make
+        // a read leave the slot.
         let len = slot[1].load(Ordering::Relaxed);
-        let n = (len.min(self.g.capacity as u64) as usize).div_ceil(8);
-        for (dst, src) in buf[..n].iter_mut().zip(&slot[2..]) {
-            *dst = src.load(Ordering::Relaxed);
-        }
-        // ORDERING: pairs with the writer's `fence(Release)` after its odd version: if the copy
+        visit.visit(&slot[2..], len, self.g.capacity);
+        // ORDERING: pairs with the writer's `fence(Release)` after its odd version: if the visit
         // saw any of a later writer's stores, `v2` sees that writer's odd version (or later).
         fence(Ordering::Acquire);
         let v2 = slot[0].load(Ordering::Relaxed);

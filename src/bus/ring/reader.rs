@@ -3,7 +3,7 @@
 //!
 //! A reader keeps only its own expected sequence number; nothing about it is in the segment.
 
-use super::{Liveness, ReadOutcome, Ring, CLAIMING, DROPPED, SEQ_LIMIT};
+use super::{Liveness, ReadOutcome, Ring, Visit, CLAIMING, DROPPED, SEQ_LIMIT};
 use crate::bus::subscriber::{LapPolicy, Start, SubscriberStats};
 use crate::segment::header::MAX_PRODUCERS;
 use crate::sync::{fence, Ordering};
@@ -16,7 +16,8 @@ pub(crate) const CHECK_EVERY: u32 = 1024;
 /// One poll's result; borrows nothing, so loops can return it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Polled {
-    /// Sequence `seq`, `len` bytes, is in the reader's buffer.
+    /// Sequence `seq`, `len` bytes, was read whole: copied into the reader's buffer, or, for
+    /// a view-receive, the closure's view of it is valid.
     Message { seq: u64, len: usize },
     /// Nothing new.
     Empty,
@@ -89,6 +90,11 @@ impl Reader {
         self.next
     }
 
+    /// `Some(n)`: only messages of exactly `n` bytes are delivered (a typed bus).
+    pub(crate) fn exact_len(&self) -> Option<usize> {
+        self.exact_len
+    }
+
     pub(crate) fn stats(&self) -> SubscriberStats {
         self.stats
     }
@@ -102,11 +108,11 @@ impl Reader {
     /// (stall, lap) once in [`CHECK_EVERY`] empty polls; asks about producers' liveness only for a
     /// stalled sequence's claimant, and answers [`Polled::Idle`] when nothing is pending.
     #[inline]
-    pub(crate) fn poll<L: Liveness>(
+    pub(crate) fn poll<L: Liveness, V: Visit + ?Sized>(
         &mut self,
         ring: &Ring<'_>,
         live: &L,
-        buf: &mut [u64],
+        buf: &mut V,
     ) -> Polled {
         match self.read(ring, buf) {
             Some(p) => p,
@@ -126,11 +132,11 @@ impl Reader {
 
     /// Polls and always looks at the cursor when nothing is new (blocking receives call this
     /// before they sleep and after they wake).
-    pub(crate) fn poll_checked<L: Liveness>(
+    pub(crate) fn poll_checked<L: Liveness, V: Visit + ?Sized>(
         &mut self,
         ring: &Ring<'_>,
         live: &L,
-        buf: &mut [u64],
+        buf: &mut V,
     ) -> Polled {
         match self.read(ring, buf) {
             Some(p) => p,
@@ -138,10 +144,11 @@ impl Reader {
         }
     }
 
-    /// Reads the expected sequence; `None` if it is not there (yet).
+    /// Reads the expected sequence through `buf` (a copy, or a view in place); `None` if it is
+    /// not there (yet).
     #[inline]
-    fn read(&mut self, ring: &Ring<'_>, buf: &mut [u64]) -> Option<Polled> {
-        match ring.read(self.next, buf) {
+    fn read<V: Visit + ?Sized>(&mut self, ring: &Ring<'_>, buf: &mut V) -> Option<Polled> {
+        match ring.read_with(self.next, buf) {
             ReadOutcome::Message { len } if self.exact_len.unwrap_or(len) == len => {
                 let seq = self.next;
                 self.next = seq.wrapping_add(1);
@@ -168,11 +175,11 @@ impl Reader {
     /// then we were lapped, or its claimant is slow, dead or gave it up. With nothing claimed
     /// beyond us and no producer attached, the bus is closed.
     #[cold]
-    fn check<L: Liveness>(
+    fn check<L: Liveness, V: Visit + ?Sized>(
         &mut self,
         ring: &Ring<'_>,
         live: &L,
-        buf: &mut [u64],
+        buf: &mut V,
         closed_check: bool,
     ) -> Polled {
         let ahead = ring.cursor().wrapping_sub(self.next);
@@ -257,7 +264,7 @@ impl Reader {
     /// reader lapped again later, on a quiet bus, resumes at the oldest intact message again
     /// and loses exactly the sequences overwritten (docs/design.md §6, "Laps").
     #[cold]
-    fn resync(&mut self, ring: &Ring<'_>, buf: &mut [u64]) -> Polled {
+    fn resync<V: Visit + ?Sized>(&mut self, ring: &Ring<'_>, buf: &mut V) -> Polled {
         let c = ring.cursor();
         let newest = || {
             // Saturating: the cursor may be read stale (even 0 on a fresh bus) by a reader that
@@ -268,9 +275,11 @@ impl Reader {
             LapPolicy::Newest => newest(),
             LapPolicy::Oldest => {
                 let oldest = ring.oldest_intact(c);
-                // The read is only a probe: the message is read again, and delivered, by the
-                // next poll (the buffer is the caller's until then).
-                if oldest > self.next && ring.read(oldest, buf) == ReadOutcome::Overwritten {
+                // The read is only a probe, a copy into scratch space (never a caller's view):
+                // the message is read again, and delivered, by the next poll.
+                if oldest > self.next
+                    && ring.read(oldest, buf.scratch()) == ReadOutcome::Overwritten
+                {
                     // Lapped while resyncing: its target is gone already. ORDERING: the cursor
                     // is re-read (Acquire, as in `Ring::cursor`) after the read that saw the
                     // target's slot overwritten; it may still be stale (a writer stores it

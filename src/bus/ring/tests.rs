@@ -236,15 +236,15 @@ fn reader_skips_a_dead_claimants_sequence_but_waits_for_a_live_one() {
     publish(&ring, &mut b, &live, b"1").unwrap();
     // a is alive: wait, however often we look.
     for _ in 0..3 {
-        assert_eq!(r.poll_checked(&ring, &live, &mut buf), Polled::Empty);
+        assert_eq!(r.poll_checked(&ring, &live, &mut buf[..]), Polled::Empty);
     }
     live.kill(0);
     assert_eq!(
-        r.poll_checked(&ring, &live, &mut buf),
+        r.poll_checked(&ring, &live, &mut buf[..]),
         Polled::Lapped { lost: 1 }
     );
     assert_eq!(
-        r.poll_checked(&ring, &live, &mut buf),
+        r.poll_checked(&ring, &live, &mut buf[..]),
         Polled::Message { seq: 1, len: 1 }
     );
     let _ = s0;
@@ -270,7 +270,7 @@ fn reader_skips_a_sequence_its_claimant_dropped() {
     let mut r = reader(&ring, crate::Start::Sequence(2));
     // Sequence 2 will never be written: skipped, not waited for and not a lap.
     assert_eq!(
-        r.poll_checked(&ring, &live, &mut buf),
+        r.poll_checked(&ring, &live, &mut buf[..]),
         Polled::Lapped { lost: 1 }
     );
     assert_eq!(r.next_seq(), 3);
@@ -290,10 +290,10 @@ fn closed_after_a_single_producer_died_between_commit_and_cursor() {
     words[g.slot_word(s)].store(done_version(s), Ordering::Release);
     live.kill(0);
     assert_eq!(
-        r.poll_checked(&ring, &live, &mut buf),
+        r.poll_checked(&ring, &live, &mut buf[..]),
         Polled::Message { seq: 0, len: 1 }
     );
-    assert_eq!(r.poll_checked(&ring, &live, &mut buf), Polled::Closed);
+    assert_eq!(r.poll_checked(&ring, &live, &mut buf[..]), Polled::Closed);
 }
 
 #[test]
@@ -306,7 +306,7 @@ fn start_sequence_beyond_the_limit_never_aliases_an_old_message() {
     publish(&ring, &mut Writer::single(0), &live, b"zero").unwrap();
     for s in [1u64 << 62, 1 << 63, u64::MAX] {
         let mut r = reader(&ring, crate::Start::Sequence(s));
-        assert_eq!(r.poll_checked(&ring, &live, &mut buf), Polled::Empty);
+        assert_eq!(r.poll_checked(&ring, &live, &mut buf[..]), Polled::Empty);
     }
 }
 
@@ -324,12 +324,12 @@ fn oldest_policy_on_a_quiescent_bus_loses_exactly_the_overwritten_sequences() {
     for s in 0..12 {
         let mut r = reader(&ring, crate::Start::Sequence(s));
         assert_eq!(
-            r.poll_checked(&ring, &live, &mut buf),
+            r.poll_checked(&ring, &live, &mut buf[..]),
             Polled::Lapped { lost: 12 - s },
             "from {s}"
         );
         assert_eq!(
-            r.poll_checked(&ring, &live, &mut buf),
+            r.poll_checked(&ring, &live, &mut buf[..]),
             Polled::Message { seq: 12, len: 8 }
         );
     }
@@ -400,7 +400,10 @@ fn lapped_while_resyncing_jumps_to_the_newest() {
     words[W_CURSOR].store(3, Ordering::Relaxed);
     assert_eq!(ring.oldest_intact(3), 1);
     assert_eq!(ring.read(1, &mut buf), ReadOutcome::Overwritten);
-    assert_eq!(r.poll(&ring, &live, &mut buf), Polled::Lapped { lost: 2 });
+    assert_eq!(
+        r.poll(&ring, &live, &mut buf[..]),
+        Polled::Lapped { lost: 2 }
+    );
     assert_eq!(
         r.next_seq(),
         2,
@@ -409,10 +412,278 @@ fn lapped_while_resyncing_jumps_to_the_newest() {
     words[W_CURSOR].store(4, Ordering::Relaxed);
     for seq in [2, 3] {
         assert_eq!(
-            r.poll(&ring, &live, &mut buf),
+            r.poll(&ring, &live, &mut buf[..]),
             Polled::Message { seq, len: 1 }
         );
     }
     let st = r.stats();
     assert_eq!(st.received + st.lost, 4);
+}
+
+// Receiving in place (docs/design.md §6, "Reading in place"): the production visitor of
+// `Subscriber::try_recv_with` driven through the production `Reader`.
+
+use crate::bus::view::{InPlace, SlotView, Viewed};
+use crate::bus::{LapPolicy, Start};
+use crate::segment::payload::Raw;
+
+/// One checked poll of `r` through the in-place visitor running `f`, as `try_recv_with` makes
+/// its result.
+fn poll_view<R>(
+    r: &mut Reader,
+    ring: &Ring<'_>,
+    live: &Script,
+    scratch: &mut [u64],
+    f: impl FnOnce(SlotView<'_>) -> R,
+) -> Viewed<R> {
+    let mut v = InPlace::<Raw, _, _>::new(f, r.exact_len(), scratch);
+    let p = r.poll_checked(ring, live, &mut v);
+    v.into_viewed(p)
+}
+
+/// What a copy-receive's poll result is as a view-receive's, without the value.
+fn as_viewed(p: Polled) -> Viewed<()> {
+    match p {
+        Polled::Message { seq, .. } => Viewed::Message { seq, value: () },
+        Polled::Empty | Polled::Idle => Viewed::Empty,
+        Polled::Lapped { lost } => Viewed::Lapped { lost },
+        Polled::Closed => Viewed::Closed,
+    }
+}
+
+/// A view-receive's result without its value.
+fn shape<R>(v: &Viewed<R>) -> Viewed<()> {
+    match *v {
+        Viewed::Message { seq, .. } => Viewed::Message { seq, value: () },
+        Viewed::Empty => Viewed::Empty,
+        Viewed::Lapped { lost } => Viewed::Lapped { lost },
+        Viewed::Closed => Viewed::Closed,
+    }
+}
+
+/// The bytes a view shows, through its atomic word loads.
+fn view_bytes(v: SlotView<'_>) -> Vec<u8> {
+    let mut b = vec![0u8; v.len()];
+    assert_eq!(v.copy_to(&mut b), v.len());
+    let from_words: Vec<u8> = v.words().flat_map(u64::to_ne_bytes).collect();
+    assert_eq!(&from_words[..v.len()], &b[..], "words() and copy_to agree");
+    b
+}
+
+/// A 16-byte message of two words, both `tag`.
+fn tagged(tag: u64) -> Vec<u8> {
+    [tag.to_ne_bytes(), tag.to_ne_bytes()].concat()
+}
+
+#[test]
+fn view_in_place_sees_what_a_copy_receives_with_the_same_counters() {
+    let g = Geometry::new(8, 40).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    let live = Script::with_live(1);
+    let mut w = Writer::single(0);
+    let (mut copy, mut view) = (reader(&ring, Start::Oldest), reader(&ring, Start::Oldest));
+    let mut buf = vec![0u64; g.payload_words()];
+    let mut scratch = vec![0u64; g.payload_words()];
+    let msgs: [&[u8]; 4] = [
+        b"",
+        b"x",
+        b"exactly8",
+        b"thirteen bytes and more, up to forty!",
+    ];
+    for m in msgs {
+        publish(&ring, &mut w, &live, m).unwrap();
+    }
+    for (seq, m) in msgs.iter().enumerate() {
+        let seq = seq as u64;
+        let p = copy.poll_checked(&ring, &live, &mut buf[..]);
+        assert_eq!(p, Polled::Message { seq, len: m.len() });
+        assert_eq!(&bytemuck::cast_slice::<u64, u8>(&buf)[..m.len()], *m);
+        let got = poll_view(&mut view, &ring, &live, &mut scratch, view_bytes);
+        assert_eq!(
+            got,
+            Viewed::Message {
+                seq,
+                value: m.to_vec()
+            }
+        );
+    }
+    let ran = std::cell::Cell::new(false);
+    let got = poll_view(&mut view, &ring, &live, &mut scratch, |_| ran.set(true));
+    assert_eq!(
+        (got, ran.get()),
+        (Viewed::Empty, false),
+        "nothing new: no closure"
+    );
+    assert_eq!(copy.stats(), view.stats());
+}
+
+/// The closure itself laps the reader: it publishes a ring and one more while it holds the view,
+/// so the slot it reads is rewritten under it, deterministically (it sees sequence 0's first
+/// word and sequence 4's second: a torn view). The view-receive must report the lap that a
+/// copy-receive reports after the same publishes, under both policies, and drop the value.
+#[test]
+fn a_lap_during_the_closure_is_reported_as_a_copy_reports_it_and_its_value_dropped() {
+    for policy in [LapPolicy::Oldest, LapPolicy::Newest] {
+        let g = Geometry::new(4, 16).unwrap();
+        let words = heap(&g);
+        let ring = Ring::new(&words, g, 0);
+        let live = Script::with_live(1);
+        let mut w = Writer::single(0);
+        let mut copy = reader(&ring, Start::Oldest);
+        let mut view = reader(&ring, Start::Oldest);
+        copy.set_policy(policy);
+        view.set_policy(policy);
+        let mut buf = vec![0u64; g.payload_words()];
+        let mut scratch = vec![0u64; g.payload_words()];
+        for tag in 1..=2u64 {
+            publish(&ring, &mut w, &live, &tagged(tag)).unwrap();
+        }
+        let seen = std::cell::Cell::new((None, None));
+        let got = poll_view(&mut view, &ring, &live, &mut scratch, |v| {
+            let first = v.load_word(0);
+            // A whole ring and one more: the slot of sequence 0 now holds sequence 4.
+            for tag in 3..=7u64 {
+                publish(&ring, &mut w, &live, &tagged(tag)).unwrap();
+            }
+            seen.set((first, v.load_word(1)));
+            seen.get()
+        });
+        assert_eq!(
+            seen.get(),
+            (Some(1), Some(5)),
+            "the closure saw a torn message"
+        );
+        let lapped = copy.poll_checked(&ring, &live, &mut buf[..]);
+        assert!(
+            matches!(lapped, Polled::Lapped { .. }),
+            "{policy:?}: {lapped:?}"
+        );
+        assert_eq!(
+            shape(&got),
+            as_viewed(lapped),
+            "{policy:?}: the copy's loss, no value"
+        );
+        assert_eq!(view.next_seq(), copy.next_seq());
+        loop {
+            let c = copy.poll_checked(&ring, &live, &mut buf[..]);
+            let v = poll_view(&mut view, &ring, &live, &mut scratch, |v| {
+                (v.load_word(0), v.load_word(1))
+            });
+            assert_eq!(shape(&v), as_viewed(c), "{policy:?}");
+            match v {
+                Viewed::Message { seq, value } => {
+                    let want = Some(seq + 1);
+                    assert_eq!(value, (want, want), "{policy:?}: whole message {seq}");
+                }
+                Viewed::Empty => break,
+                other => panic!("{policy:?}: unexpected {other:?}"),
+            }
+        }
+        let s = view.stats();
+        assert_eq!(s, copy.stats(), "{policy:?}");
+        assert_eq!(s.received + s.lost, 7, "{policy:?}: the books balance");
+        assert_eq!(s.laps, 1);
+    }
+}
+
+#[test]
+fn the_closure_never_runs_on_an_abandoned_forged_or_mistyped_message() {
+    let g = Geometry::new(4, 16).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    let live = Script::with_live(1);
+    let mut w = Writer::single(0);
+    let mut scratch = vec![0u64; g.payload_words()];
+    // 0: abandoned; 1: a forged length past the capacity; 2: 3 bytes on a bus of 8-byte type.
+    let seq = w.begin(&ring, &live).unwrap();
+    w.abandon(&ring, seq);
+    publish(&ring, &mut w, &live, b"forged").unwrap();
+    words[g.slot_word(1) + 1].store(17, Ordering::Relaxed);
+    publish(&ring, &mut w, &live, b"abc").unwrap();
+    publish(&ring, &mut w, &live, b"8 bytes!").unwrap();
+    let mut r = Reader::new(&ring, Start::Oldest, Some(8));
+    let ran = std::cell::Cell::new(0);
+    for _ in 0..3 {
+        let got = poll_view(&mut r, &ring, &live, &mut scratch, |_| {
+            ran.set(ran.get() + 1)
+        });
+        assert_eq!(got, Viewed::Lapped { lost: 1 });
+    }
+    assert_eq!(ran.get(), 0, "the closure never saw them");
+    let got = poll_view(&mut r, &ring, &live, &mut scratch, view_bytes);
+    assert_eq!(
+        got,
+        Viewed::Message {
+            seq: 3,
+            value: b"8 bytes!".to_vec()
+        }
+    );
+    let s = r.stats();
+    assert_eq!((s.received, s.lost), (1, 3));
+}
+
+#[test]
+fn a_view_zeroes_bytes_past_the_length_and_reads_across_words() {
+    let g = Geometry::new(2, 24).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    let live = Script::with_live(1);
+    let mut w = Writer::single(0);
+    publish(&ring, &mut w, &live, b"abcdefghijklm").unwrap();
+    // Stale bytes past the length in the last word (what an older, longer message leaves).
+    let tail = &words[g.slot_word(0) + 3];
+    let mut b = tail.load(Ordering::Relaxed).to_ne_bytes();
+    b[5..].fill(0xee);
+    tail.store(u64::from_ne_bytes(b), Ordering::Relaxed);
+    let mut r = reader(&ring, Start::Oldest);
+    let mut scratch = vec![0u64; g.payload_words()];
+    let got = poll_view(&mut r, &ring, &live, &mut scratch, |v| {
+        assert_eq!((v.len(), v.word_count(), v.is_empty()), (13, 2, false));
+        assert_eq!(v.load_word(0), Some(u64::from_ne_bytes(*b"abcdefgh")));
+        assert_eq!(v.load_word(1), Some(u64::from_ne_bytes(*b"ijklm\0\0\0")));
+        assert_eq!(v.load_word(2), None);
+        assert_eq!(v.words().len(), 2);
+        assert_eq!(
+            v.words().last(),
+            v.load_word(1),
+            "the iterator masks the tail too"
+        );
+        assert_eq!(v.read_u64_le(3), Some(u64::from_le_bytes(*b"defghijk")));
+        assert_eq!(v.read_u64_le(5), Some(u64::from_le_bytes(*b"fghijklm")));
+        assert_eq!(v.read_u64_le(6), None, "past the length");
+        assert_eq!(v.read_u64_le(usize::MAX), None, "no overflow");
+        assert_eq!(v.read_at::<[u8; 3]>(10), Some(*b"klm"));
+        let (mut short, mut long) = ([0u8; 5], [0u8; 20]);
+        assert_eq!(v.copy_to(&mut short), 5);
+        assert_eq!(v.copy_to(&mut long), 13);
+        assert_eq!((&short, &long[..14]), (b"abcde", &b"abcdefghijklm\0"[..]));
+    });
+    assert_eq!(got, Viewed::Message { seq: 0, value: () });
+}
+
+#[test]
+fn a_panicking_closure_leaves_the_reader_where_it_was() {
+    let g = Geometry::new(2, 8).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    let live = Script::with_live(1);
+    publish(&ring, &mut Writer::single(0), &live, b"boom").unwrap();
+    let mut r = reader(&ring, Start::Oldest);
+    let mut scratch = vec![0u64; g.payload_words()];
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        poll_view(&mut r, &ring, &live, &mut scratch, |_| -> () {
+            panic!("the caller's bug")
+        })
+    }));
+    assert!(caught.is_err());
+    assert_eq!((r.next_seq(), r.stats().received), (0, 0));
+    let got = poll_view(&mut r, &ring, &live, &mut scratch, view_bytes);
+    assert_eq!(
+        got,
+        Viewed::Message {
+            seq: 0,
+            value: b"boom".to_vec()
+        }
+    );
 }
