@@ -123,8 +123,8 @@ pub use crate::bus::Readiness;
 pub use crate::bus::DEFAULT_STALL_TIMEOUT;
 pub use crate::bus::{
     Bus, BusBuilder, Event, Iter, LapPolicy, Message, ProducerInfo, Publisher, PublisherStats,
-    Recv, SlotCensus, SlotWriter, Start, Subscriber, SubscriberStats, DEFAULT_RAW_CAPACITY,
-    DEFAULT_SLOTS,
+    Recv, SlotCensus, SlotView, SlotWriter, Start, Subscriber, SubscriberStats, Viewed, Words,
+    DEFAULT_RAW_CAPACITY, DEFAULT_SLOTS,
 };
 pub use crate::error::{Error, Result};
 pub use crate::journal::{Journal, JournalOptions, JournalWriter};
