@@ -372,6 +372,7 @@ impl Segment {
     }
 
     /// The low half of header word `index` as a futex word (docs/design.md §7).
+    #[inline]
     pub(crate) fn futex_word(&self, index: usize) -> &AtomicU32 {
         assert!(
             index < header::W_PRODUCERS,

@@ -339,6 +339,7 @@ mod tests {
 
 impl crate::segment::Segment {
     /// The words of the wake-up handshake (docs/design.md §7).
+    #[inline]
     pub(crate) fn wake_words(&self) -> WakeWords<'_> {
         WakeWords {
             flag: &self.words()[W_WAITERS],

@@ -121,8 +121,16 @@ impl Visit for [u64] {
     #[inline]
     fn visit(&mut self, payload: &[AtomicU64], len: u64, capacity: usize) {
         let n = (len.min(capacity as u64) as usize).div_ceil(8);
-        for (dst, src) in self[..n].iter_mut().zip(payload) {
-            *dst = src.load(Ordering::Relaxed);
+        // Both are at least `n` words (the buffer and the slot hold the capacity); slicing them
+        // to `n` first lets the copy run without a bounds check per word.
+        let (dst, src) = (&mut self[..n], &payload[..n]);
+        // The first word outside the loop: most messages are a word or two, and a loop's
+        // set-up (unrolled, with its remainder) costs more than its one turn.
+        if let (Some(d), Some(s)) = (dst.first_mut(), src.first()) {
+            *d = s.load(Ordering::Relaxed);
+        }
+        for i in 1..n {
+            dst[i] = src[i].load(Ordering::Relaxed);
         }
     }
 

@@ -125,7 +125,7 @@ impl Reader {
                         Polled::Empty
                     };
                 }
-                self.check(ring, live, buf, false)
+                self.check(*ring, live, buf, false)
             }
         }
     }
@@ -140,7 +140,7 @@ impl Reader {
     ) -> Polled {
         match self.read(ring, buf) {
             Some(p) => p,
-            None => self.check(ring, live, buf, true),
+            None => self.check(*ring, live, buf, true),
         }
     }
 
@@ -159,7 +159,7 @@ impl Reader {
             // A length that cannot be this type (only a hostile writer makes one) or an
             // abandoned sequence: one sequence lost, nothing delivered.
             ReadOutcome::Message { .. } | ReadOutcome::Abandoned => Some(self.skip_one()),
-            ReadOutcome::Overwritten => Some(self.resync(ring, buf)),
+            ReadOutcome::Overwritten => Some(self.resync(*ring, buf)),
             ReadOutcome::NotYet | ReadOutcome::InProgress => None,
         }
     }
@@ -177,7 +177,7 @@ impl Reader {
     #[cold]
     fn check<L: Liveness, V: Visit + ?Sized>(
         &mut self,
-        ring: &Ring<'_>,
+        ring: Ring<'_>,
         live: &L,
         buf: &mut V,
         closed_check: bool,
@@ -195,7 +195,7 @@ impl Reader {
             }
             // No producer: whatever a dying one published is visible now (the kernel orders its
             // death before our lock query); read once more before calling it closed.
-            if let Some(p) = self.read(ring, buf) {
+            if let Some(p) = self.read(&ring, buf) {
                 return p;
             }
             let ahead = ring.cursor().wrapping_sub(self.next);
@@ -211,7 +211,7 @@ impl Reader {
         if ahead > ring.g.slot_count {
             return self.resync(ring, buf);
         }
-        match self.stall(ring, live) {
+        match self.stall(&ring, live) {
             Stall::Wait | Stall::Retry => Polled::Empty,
             Stall::Skip => self.skip_one(),
         }
@@ -264,7 +264,7 @@ impl Reader {
     /// reader lapped again later, on a quiet bus, resumes at the oldest intact message again
     /// and loses exactly the sequences overwritten (docs/design.md §6, "Laps").
     #[cold]
-    fn resync<V: Visit + ?Sized>(&mut self, ring: &Ring<'_>, buf: &mut V) -> Polled {
+    fn resync<V: Visit + ?Sized>(&mut self, ring: Ring<'_>, buf: &mut V) -> Polled {
         let c = ring.cursor();
         let newest = || {
             // Saturating: the cursor may be read stale (even 0 on a fresh bus) by a reader that
