@@ -40,6 +40,8 @@
 
 use crate::bus::ring::Liveness;
 use crate::segment::header::{MAX_PRODUCERS, PE_CLAIM, PRODUCER_ENTRY_WORDS, W_PRODUCERS, W_SLOTS};
+use std::time::{Duration, Instant};
+
 use crate::sync::{fence, load_acquire, spin_hint, AtomicU64, Ordering};
 
 /// The state word's busy bit.
@@ -145,6 +147,7 @@ pub(crate) enum ReadOutcome {
 impl<'a> Cells<'a> {
     /// `words` is the whole segment; `count` cells of `stride_words` words start after the
     /// header. The caller has checked that they fit (`Board` open and create).
+    #[inline]
     pub(crate) fn new(
         words: &'a [AtomicU64],
         count: usize,
@@ -152,7 +155,9 @@ impl<'a> Cells<'a> {
         capacity: usize,
         keyed: bool,
     ) -> Self {
-        let copy_words = copy_words(capacity).expect("a validated capacity");
+        // A validated capacity is below `CAPACITY_LIMIT`: no overflow (checked by `stride_bytes`
+        // at create and open, which made the stride).
+        let copy_words = capacity.div_ceil(8) + COPY_HEADER_WORDS;
         let key_at = keyed.then(|| stride_words - KEY_BLOCK_BYTES / 8);
         debug_assert!(words.len() >= W_SLOTS + count * stride_words);
         debug_assert!(
@@ -243,6 +248,7 @@ impl<'a> Cells<'a> {
 
 /// Copies the current value of cell `i` (`i < count`) into `buf` (at least `value_words()`
 /// long): never torn, retried at most [`READ_ATTEMPTS`] times while updates land during the copy.
+#[inline]
 pub(crate) fn read(cells: &Cells<'_>, i: usize, buf: &mut [u64]) -> ReadOutcome {
     let state = cells.state(i);
     for _ in 0..READ_ATTEMPTS {
@@ -284,7 +290,7 @@ pub(crate) fn read(cells: &Cells<'_>, i: usize, buf: &mut [u64]) -> ReadOutcome 
 #[derive(Debug)]
 pub(crate) struct Taken {
     cell: usize,
-    /// The state word the take replaced (free).
+    /// The state word the take replaced, as given back: free, no holder.
     before: u64,
     /// The copy being written (the one not current).
     copy: u64,
@@ -294,34 +300,134 @@ pub(crate) struct Taken {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TakeError {
     /// A live writer (entry `holder`, if the word names one) kept the cell past the bound.
-    Held { holder: Option<usize> },
+    /// `held_for` is a lower bound of how long: since this writer first saw the same busy word
+    /// (same holder, same version), possibly in an earlier call (docs/design.md §12, "Stopped
+    /// holders").
+    Held {
+        holder: Option<usize>,
+        held_for: Duration,
+    },
     /// The cell's version is at [`SEQ_MAX`]: a commit would wrap it to 0 ("never set"). Only a
     /// forged or corrupt state word holds it (2^56 updates).
     VersionLimit,
+}
+
+/// How a board's writers share its cells, fixed when the board is created (docs/design.md §12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Writers {
+    /// Up to 32 writers at once; an update takes its cell with a CAS.
+    Many,
+    /// One writer at a time (the segment's exclusive producer gate): an update takes its cell
+    /// with a plain store, as a seqlock's writer does.
+    One,
+}
+
+/// A busy word a waiting writer saw, and since when (its first look at a round's end), kept
+/// across calls so that a caller retrying on `CellHeld` sees the hold grow.
+#[derive(Clone, Copy, Debug)]
+struct HeldSince {
+    cell: usize,
+    word: u64,
+    since: Instant,
 }
 
 /// One writer's protocol state: its producer-table entry and the claim word it last stored.
 #[derive(Debug)]
 pub(crate) struct CellWriter {
     index: usize,
+    writers: Writers,
+    /// Our busy word's holder field and busy bit.
+    mine: u64,
     /// The value of our claim word as we last stored it (a store saved when unchanged).
     claimed: u64,
+    /// Cells of a one-writer board found busy (a dead predecessor's update) and taken over.
+    repairs: u64,
+    /// The hold this writer last waited on, if it is still waiting for it.
+    held: Option<HeldSince>,
 }
 
 impl CellWriter {
-    /// A writer on producer-table entry `index`, which it holds (its lock) and has repaired
-    /// ([`repair_entry`]) before writing anything.
-    pub(crate) fn new(index: usize) -> Self {
+    /// A writer on producer-table entry `index`, which it holds (its lock) and, on a board of
+    /// many writers, has repaired ([`repair_entry`]) before writing anything.
+    pub(crate) fn new(index: usize, writers: Writers) -> Self {
         CellWriter {
             index,
+            writers,
+            mine: (index as u64 + 1) << HOLDER_SHIFT | BUSY,
             claimed: u64::MAX,
+            repairs: 0,
+            held: None,
         }
     }
 
-    /// Takes cell `i` (`i < count`): announces it in the claim word, then CASes the state word
-    /// from free to busy under our identity. A cell held by a dead writer is repaired first
-    /// (through its entry lock); one held by a live writer is waited for, a bounded time.
+    /// Cells this writer took over from a dead predecessor on a one-writer board.
+    pub(crate) fn repairs(&self) -> u64 {
+        self.repairs
+    }
+
+    /// Takes cell `i` (`i < count`). With many writers: announces it in the claim word, then
+    /// CASes the state word from free to busy under our identity; a cell held by a dead writer
+    /// is repaired first (through its entry lock), one held by a live writer is waited for, a
+    /// bounded time. With one writer: a store.
+    #[inline]
     pub(crate) fn take<L: Liveness>(
+        &mut self,
+        cells: &Cells<'_>,
+        live: &L,
+        i: usize,
+    ) -> Result<Taken, TakeError> {
+        match self.writers {
+            Writers::One => self.take_sole(cells, i),
+            Writers::Many => self.take_shared(cells, live, i),
+        }
+    }
+
+    /// The sole writer's take: the seqlock writer's "odd version" store.
+    #[inline]
+    pub(crate) fn take_sole(&mut self, cells: &Cells<'_>, i: usize) -> Result<Taken, TakeError> {
+        let state = cells.state(i);
+        // ORDERING: Relaxed. The word's last store is our own (program order) or a dead
+        // predecessor's, which the exclusive gate's kernel lock orders before our attach.
+        let w = state.load(Ordering::Relaxed);
+        if w & BUSY != 0 || seq_of(w) == SEQ_MAX {
+            return self.take_sole_slow(cells, i, w);
+        }
+        Ok(self.store_take(state, i, w))
+    }
+
+    /// A sole writer finds the cell busy or at the version limit.
+    #[cold]
+    fn take_sole_slow(&mut self, cells: &Cells<'_>, i: usize, w: u64) -> Result<Taken, TakeError> {
+        if seq_of(w) == SEQ_MAX {
+            return Err(TakeError::VersionLimit);
+        }
+        // Busy on a board of one writer, and we are it (we hold the exclusive gate): the
+        // previous writer died mid-update, or a forger wrote the word. Its update never counts:
+        // the current copy is untouched (a take never writes it), and we fill the other copy
+        // again over its partial one, under the same version (docs/design.md §12, "One writer").
+        self.repairs += 1;
+        Ok(self.store_take(cells.state(i), i, released(w)))
+    }
+
+    /// A sole writer's take of free word `w`.
+    #[inline]
+    fn store_take(&self, state: &AtomicU64, i: usize, w: u64) -> Taken {
+        // ORDERING: Release pairs with the reader's Acquire load of `w1`. This busy word is a
+        // plain store, not an RMW, so it does not continue the previous commit's release
+        // sequence: its own Release gives a reader that loads it the update it keeps current.
+        state.store(w | self.mine, Ordering::Release);
+        // ORDERING: pairs with the reader's `fence(Acquire)`: a reader whose copy sees any of
+        // our value stores sees this take (a later word) in its `w2`.
+        fence(Ordering::Release);
+        Taken {
+            cell: i,
+            before: w,
+            copy: ((w & CUR) >> 1) ^ 1,
+        }
+    }
+
+    /// One of many writers' take: claim, CAS, and the bounded wait for a live holder.
+    pub(crate) fn take_shared<L: Liveness>(
         &mut self,
         cells: &Cells<'_>,
         live: &L,
@@ -335,7 +441,6 @@ impl CellWriter {
             self.claimed = claim;
         }
         let state = cells.state(i);
-        let mine = (self.index as u64 + 1) << HOLDER_SHIFT | BUSY;
         let mut w = state.load(Ordering::Relaxed);
         let mut spins = 0u32;
         let mut rounds = 0u32;
@@ -349,7 +454,7 @@ impl CellWriter {
                 // Release publishes our claim word to whoever sees the busy word.
                 match state.compare_exchange(
                     w,
-                    released(w) | mine,
+                    released(w) | self.mine,
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 ) {
@@ -359,7 +464,7 @@ impl CellWriter {
                         fence(Ordering::Release);
                         return Ok(Taken {
                             cell: i,
-                            before: w,
+                            before: released(w),
                             copy: ((w & CUR) >> 1) ^ 1,
                         });
                     }
@@ -368,6 +473,10 @@ impl CellWriter {
                         continue;
                     }
                 }
+            }
+            if self.held.is_some_and(|h| (h.cell, h.word) != (i, w)) {
+                // Another hold than the one we timed: its time starts again.
+                self.held = None;
             }
             spins += 1;
             if spins >= SPINS_PER_ROUND {
@@ -407,10 +516,20 @@ impl CellWriter {
                         .is_some_and(|_guard| repair_cell(cells, h, i, w)),
                     Some(_) => false,
                 };
-                if !repaired && rounds >= HELD_ROUNDS {
-                    return Err(TakeError::Held {
-                        holder: holder_of(w),
+                if !repaired {
+                    // The clock is read here only, a round (1024 looks) into a wait: never on
+                    // an update that finds its cell free.
+                    let held = *self.held.get_or_insert(HeldSince {
+                        cell: i,
+                        word: w,
+                        since: Instant::now(),
                     });
+                    if rounds >= HELD_ROUNDS {
+                        return Err(TakeError::Held {
+                            holder: holder_of(w),
+                            held_for: held.since.elapsed(),
+                        });
+                    }
                 }
                 #[cfg(not(loom))]
                 if rounds > 1 {
@@ -422,7 +541,7 @@ impl CellWriter {
         }
     }
 
-    /// Writes `words` of value (and the length and stamp) into the taken copy, from word `at`.
+    /// Writes `words` of value into the taken copy, from word `at`.
     #[inline]
     pub(crate) fn write_words(&self, cells: &Cells<'_>, t: &Taken, at: usize, words: &[u64]) {
         let copy = cells.copy(t.cell, t.copy);
@@ -431,20 +550,57 @@ impl CellWriter {
         }
     }
 
-    /// Commits the taken cell with a value of `len` bytes stamped `stamp`: the new value is
-    /// current, its version one more. Returns the version.
-    pub(crate) fn commit(&self, cells: &Cells<'_>, t: Taken, len: usize, stamp: u64) -> u64 {
-        let copy = cells.copy(t.cell, t.copy);
-        copy[0].store(stamp, Ordering::Relaxed);
-        copy[1].store(len as u64, Ordering::Relaxed);
+    /// Writes a whole value, `bytes` (at most the value size), into the taken copy: its whole
+    /// words, then the last partial word with its unused bytes zero.
+    #[inline]
+    pub(crate) fn write_bytes(&self, cells: &Cells<'_>, t: &Taken, bytes: &[u8]) {
+        let value = &cells.copy(t.cell, t.copy)[COPY_HEADER_WORDS..];
+        let mut chunks = bytes.chunks_exact(8);
+        for (dst, chunk) in value.iter().zip(&mut chunks) {
+            let word = u64::from_ne_bytes(chunk.try_into().expect("chunks of 8 bytes"));
+            dst.store(word, Ordering::Relaxed);
+        }
+        let rest = chunks.remainder();
+        if let (false, Some(dst)) = (rest.is_empty(), value.get(bytes.len() / 8)) {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            dst.store(u64::from_ne_bytes(last), Ordering::Relaxed);
+        }
+    }
+
+    /// Writes the taken copy's stamp (a copy word like the value's).
+    #[inline]
+    pub(crate) fn write_stamp(&self, cells: &Cells<'_>, t: &Taken, stamp: u64) {
+        cells.copy(t.cell, t.copy)[0].store(stamp, Ordering::Relaxed);
+    }
+
+    /// Writes the taken copy's length (a copy word like the value's).
+    #[inline]
+    pub(crate) fn write_len(&self, cells: &Cells<'_>, t: &Taken, len: usize) {
+        cells.copy(t.cell, t.copy)[1].store(len as u64, Ordering::Relaxed);
+    }
+
+    /// Makes the taken copy current, its version one more, and frees the cell. Returns the
+    /// version.
+    #[inline]
+    pub(crate) fn publish(&self, cells: &Cells<'_>, t: Taken) -> u64 {
         let version = seq_of(t.before) + 1;
         // ORDERING: Release pairs with the reader's Acquire load of the state word: a reader
-        // that sees this version sees the copy written above. A plain store: nobody else
+        // that sees this version sees the copy written before. A plain store: nobody else
         // changes a live holder's cell (a repair needs its entry lock, held while it lives).
         cells
             .state(t.cell)
             .store(version << SEQ_SHIFT | t.copy << 1, Ordering::Release);
         version
+    }
+
+    /// Commits the taken cell with a value of `len` bytes stamped `stamp`: the new value is
+    /// current, its version one more. Returns the version.
+    #[inline]
+    pub(crate) fn commit(&self, cells: &Cells<'_>, t: Taken, len: usize, stamp: u64) -> u64 {
+        self.write_stamp(cells, &t, stamp);
+        self.write_len(cells, &t, len);
+        self.publish(cells, t)
     }
 
     /// Gives the taken cell back unchanged (the fill gave up or panicked): the previous value
@@ -548,7 +704,7 @@ mod tests {
             dead: vec![false; MAX_PRODUCERS],
         };
         assert_eq!(value(&cells, 1), ReadOutcome::Empty);
-        let mut wr = CellWriter::new(0);
+        let mut wr = CellWriter::new(0, Writers::Many);
         for v in 1..=3u64 {
             let t = wr.take(&cells, &live, 1).unwrap();
             wr.write_words(&cells, &t, 0, &[v, v]);
@@ -575,7 +731,7 @@ mod tests {
         let mut live = Live {
             dead: vec![false; MAX_PRODUCERS],
         };
-        let mut a = CellWriter::new(3);
+        let mut a = CellWriter::new(3, Writers::Many);
         let t = a.take(&cells, &live, 0).unwrap();
         a.write_words(&cells, &t, 0, &[7]);
         a.commit(&cells, t, 8, 1);
@@ -588,10 +744,15 @@ mod tests {
             ReadOutcome::Value { version: 1, .. }
         ));
         assert_eq!(buf, [7], "the previous value stays readable");
-        let mut b = CellWriter::new(5);
-        assert_eq!(
-            b.take(&cells, &live, 0).unwrap_err(),
-            TakeError::Held { holder: Some(3) },
+        let mut b = CellWriter::new(5, Writers::Many);
+        assert!(
+            matches!(
+                b.take(&cells, &live, 0).unwrap_err(),
+                TakeError::Held {
+                    holder: Some(3),
+                    ..
+                }
+            ),
             "a live holder is never taken over"
         );
         live.dead[3] = true;
@@ -613,7 +774,7 @@ mod tests {
         let live = Live {
             dead: vec![false; MAX_PRODUCERS],
         };
-        let mut a = CellWriter::new(2);
+        let mut a = CellWriter::new(2, Writers::Many);
         // `a` dies holding cell 3.
         a.take(&cells, &live, 3).unwrap();
         assert!(repair_entry(&cells, 2));

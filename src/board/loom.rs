@@ -70,14 +70,20 @@ fn concurrent_writers_and_a_reader_never_tear() {
     model("concurrent_writers_and_a_reader_never_tear", 3, || {
         let seg = Seg::new();
         let live = ModelLive::new(2);
-        set(&seg.cells(), &mut CellWriter::new(0), &&*live, 1).expect("uncontended");
+        set(
+            &seg.cells(),
+            &mut CellWriter::new(0, Writers::Many),
+            &&*live,
+            1,
+        )
+        .expect("uncontended");
         let writers: Vec<_> = [(0usize, 10u64), (1, 20)]
             .into_iter()
             .map(|(index, tag)| {
                 let (seg, live) = (seg.clone(), live.clone());
                 thread::spawn(move || {
                     let cells = seg.cells();
-                    let mut w = CellWriter::new(index);
+                    let mut w = CellWriter::new(index, Writers::Many);
                     // A live holder may make a take give up; it is retried.
                     while set(&cells, &mut w, &&*live, tag).is_none() {
                         thread::yield_now();
@@ -115,13 +121,13 @@ fn a_writer_dying_mid_update_leaves_the_previous_value_and_a_repairable_cell() {
             let live = ModelLive::new(2);
             {
                 let cells = seg.cells();
-                let mut a = CellWriter::new(0);
+                let mut a = CellWriter::new(0, Writers::Many);
                 set(&cells, &mut a, &&*live, 1).expect("uncontended");
             }
             let (s2, l2) = (seg.clone(), live.clone());
             let dying = thread::spawn(move || {
                 let cells = s2.cells();
-                let mut a = CellWriter::new(0);
+                let mut a = CellWriter::new(0, Writers::Many);
                 // The other writer may hold the cell first; it is alive, so it is waited for.
                 let t = loop {
                     if let Ok(t) = a.take(&cells, &&*l2, 0) {
@@ -135,7 +141,7 @@ fn a_writer_dying_mid_update_leaves_the_previous_value_and_a_repairable_cell() {
             let (s3, l3) = (seg.clone(), live.clone());
             let other = thread::spawn(move || {
                 let cells = s3.cells();
-                let mut b = CellWriter::new(1);
+                let mut b = CellWriter::new(1, Writers::Many);
                 // Held while the dying writer lives; then repaired and set.
                 loop {
                     if let Some(v) = set(&cells, &mut b, &&*l3, 3) {
@@ -171,7 +177,7 @@ fn repair_on_attach_races_repair_by_a_waiting_writer() {
             let live = ModelLive::new(2);
             {
                 let cells = seg.cells();
-                let mut a = CellWriter::new(0);
+                let mut a = CellWriter::new(0, Writers::Many);
                 set(&cells, &mut a, &&*live, 1).expect("uncontended");
                 let t = a.take(&cells, &&*live, 0).expect("uncontended");
                 a.write_words(&cells, &t, 0, &[2]);
@@ -184,7 +190,7 @@ fn repair_on_attach_races_repair_by_a_waiting_writer() {
                     return None;
                 }
                 repair_entry(&cells, 0);
-                let mut c = CellWriter::new(0);
+                let mut c = CellWriter::new(0, Writers::Many);
                 loop {
                     if let Some(v) = set(&cells, &mut c, &&*l2, 4) {
                         return Some(v);
@@ -193,7 +199,7 @@ fn repair_on_attach_races_repair_by_a_waiting_writer() {
                 }
             });
             let cells = seg.cells();
-            let mut b = CellWriter::new(1);
+            let mut b = CellWriter::new(1, Writers::Many);
             let vb = loop {
                 if let Some(v) = set(&cells, &mut b, &&*live, 3) {
                     break v;
