@@ -220,3 +220,114 @@ fn repair_on_attach_races_repair_by_a_waiting_writer() {
         },
     );
 }
+
+/// Stores of one update by the sole writer of a one-writer board, in the production order
+/// (`take_sole`, the value words as `ValueWriter::push` stores them, `commit`'s stamp, length
+/// and publish), each one call of the production code.
+const SOLE_STORES: usize = 6;
+
+/// The sole writer makes the first `stores` stores of an update of the cell to `tag`, then
+/// stops for good (killed: the rest never happen).
+fn sole_update(cells: &Cells<'_>, w: &mut CellWriter, tag: u64, stores: usize) {
+    let mut taken = None;
+    for store in 0..stores {
+        match (store, taken.as_ref()) {
+            (0, _) => taken = Some(w.take_sole(cells, 0).expect("below the version limit")),
+            (1, Some(t)) => w.write_words(cells, t, 0, &[tag]),
+            (2, Some(t)) => w.write_words(cells, t, 1, &[tag]),
+            (3, Some(t)) => w.write_stamp(cells, t, tag),
+            (4, Some(t)) => w.write_len(cells, t, CAP),
+            (5, Some(_)) => {
+                w.publish(cells, taken.take().expect("taken"));
+            }
+            _ => unreachable!("{SOLE_STORES} stores, the take first"),
+        }
+    }
+}
+
+/// The sole writer of a one-writer board is killed after `stores` of its stores of an update
+/// (none, between any two, all), while a reader copies the cell; then the next sole writer
+/// (after the death, as the exclusive gate's kernel lock orders it) updates the cell. The
+/// reader never sees a torn value, only versions and values of whole updates; the dead update
+/// never counts, and the next writer repairs the cell with its update.
+fn sole_writer_killed_after(stores: usize) {
+    model(
+        &format!("a_sole_writer_killed_after_{stores}_stores"),
+        3,
+        move || {
+            let seg = Seg::new();
+            let completed = stores == SOLE_STORES;
+            sole_update(
+                &seg.cells(),
+                &mut CellWriter::new(0, Writers::One),
+                1,
+                SOLE_STORES,
+            );
+            let s2 = seg.clone();
+            let reader = thread::spawn(move || {
+                let cells = s2.cells();
+                let mut last = 0;
+                for _ in 0..2 {
+                    if let Some((version, tag)) = get(&cells) {
+                        let expected = match version {
+                            1 => 1,
+                            2 if completed => 2,
+                            2 | 3 => 3,
+                            v => panic!("version {v}"),
+                        };
+                        assert_eq!(tag, expected, "version {version} holds another value");
+                        assert!(version >= last, "version went back: {last} -> {version}");
+                        last = version;
+                    }
+                }
+            });
+            let s3 = seg.clone();
+            let dying = thread::spawn(move || {
+                sole_update(
+                    &s3.cells(),
+                    &mut CellWriter::new(0, Writers::One),
+                    2,
+                    stores,
+                );
+            });
+            // Killed; the kernel drops its lock, and the next writer attaches on the same entry.
+            dying.join().unwrap();
+            let cells = seg.cells();
+            let mut next = CellWriter::new(0, Writers::One);
+            sole_update(&cells, &mut next, 3, SOLE_STORES);
+            reader.join().unwrap();
+            let interrupted = stores > 0 && !completed;
+            assert_eq!(
+                next.repairs(),
+                u64::from(interrupted),
+                "repaired iff left busy"
+            );
+            let want = if completed { (3, 3) } else { (2, 3) };
+            assert_eq!(get(&cells), Some(want), "the dead update never counts");
+            assert_eq!(
+                cells.state(0).load(Ordering::Relaxed) & BUSY,
+                0,
+                "left busy"
+            );
+        },
+    );
+}
+
+macro_rules! sole_writer_killed {
+    ($($name:ident: $stores:expr,)*) => {$(
+        #[test]
+        fn $name() {
+            sole_writer_killed_after($stores);
+        }
+    )*};
+}
+
+sole_writer_killed! {
+    a_sole_writer_killed_before_its_take_leaves_nothing_to_repair: 0,
+    a_sole_writer_killed_after_its_take_is_repaired_and_never_tears: 1,
+    a_sole_writer_killed_after_a_value_word_is_repaired_and_never_tears: 2,
+    a_sole_writer_killed_after_its_value_is_repaired_and_never_tears: 3,
+    a_sole_writer_killed_after_its_stamp_is_repaired_and_never_tears: 4,
+    a_sole_writer_killed_before_its_publish_is_repaired_and_never_tears: 5,
+    a_sole_writer_that_completes_its_update_leaves_nothing_to_repair: SOLE_STORES,
+}
