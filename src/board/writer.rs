@@ -86,7 +86,7 @@ impl<T: Payload> BoardWriter<T> {
             max: MAX_PRODUCERS,
         };
         Attachment::attach(
-            &seg,
+            seg,
             Gate::Shared,
             MAX_PRODUCERS,
             too_many,
