@@ -248,7 +248,7 @@ impl<'a> Cells<'a> {
 
 /// Copies the current value of cell `i` (`i < count`) into `buf` (at least `value_words()`
 /// long): never torn, retried at most [`READ_ATTEMPTS`] times while updates land during the copy.
-#[inline]
+#[inline(always)]
 pub(crate) fn read(cells: &Cells<'_>, i: usize, buf: &mut [u64]) -> ReadOutcome {
     let state = cells.state(i);
     for _ in 0..READ_ATTEMPTS {
@@ -286,13 +286,16 @@ pub(crate) fn read(cells: &Cells<'_>, i: usize, buf: &mut [u64]) -> ReadOutcome 
     ReadOutcome::Busy
 }
 
-/// A cell this writer holds: where to write, and the words to commit or give back with.
+/// A cell this writer holds: its state word, the copy being written, and the word to commit
+/// or give back with. Its methods are the holder's stores, one each (docs/design.md §12).
 #[derive(Debug)]
-pub(crate) struct Taken {
-    cell: usize,
+pub(crate) struct Taken<'a> {
+    state: &'a AtomicU64,
+    /// The copy being written (the one not current): stamp, length, value words.
+    words: &'a [AtomicU64],
     /// The state word the take replaced, as given back: free, no holder.
     before: u64,
-    /// The copy being written (the one not current).
+    /// Which copy `words` is (0 or 1).
     copy: u64,
 }
 
@@ -370,12 +373,12 @@ impl CellWriter {
     /// is repaired first (through its entry lock), one held by a live writer is waited for, a
     /// bounded time. With one writer: a store.
     #[inline]
-    pub(crate) fn take<L: Liveness>(
+    pub(crate) fn take<'a, L: Liveness>(
         &mut self,
-        cells: &Cells<'_>,
+        cells: &Cells<'a>,
         live: &L,
         i: usize,
-    ) -> Result<Taken, TakeError> {
+    ) -> Result<Taken<'a>, TakeError> {
         match self.writers {
             Writers::One => self.take_sole(cells, i),
             Writers::Many => self.take_shared(cells, live, i),
@@ -383,8 +386,12 @@ impl CellWriter {
     }
 
     /// The sole writer's take: the seqlock writer's "odd version" store.
-    #[inline]
-    pub(crate) fn take_sole(&mut self, cells: &Cells<'_>, i: usize) -> Result<Taken, TakeError> {
+    #[inline(always)]
+    pub(crate) fn take_sole<'a>(
+        &mut self,
+        cells: &Cells<'a>,
+        i: usize,
+    ) -> Result<Taken<'a>, TakeError> {
         let state = cells.state(i);
         // ORDERING: Relaxed. The word's last store is our own (program order) or a dead
         // predecessor's, which the exclusive gate's kernel lock orders before our attach.
@@ -392,12 +399,17 @@ impl CellWriter {
         if w & BUSY != 0 || seq_of(w) == SEQ_MAX {
             return self.take_sole_slow(cells, i, w);
         }
-        Ok(self.store_take(state, i, w))
+        Ok(self.store_take(cells, i, w))
     }
 
     /// A sole writer finds the cell busy or at the version limit.
     #[cold]
-    fn take_sole_slow(&mut self, cells: &Cells<'_>, i: usize, w: u64) -> Result<Taken, TakeError> {
+    fn take_sole_slow<'a>(
+        &mut self,
+        cells: &Cells<'a>,
+        i: usize,
+        w: u64,
+    ) -> Result<Taken<'a>, TakeError> {
         if seq_of(w) == SEQ_MAX {
             return Err(TakeError::VersionLimit);
         }
@@ -406,12 +418,13 @@ impl CellWriter {
         // the current copy is untouched (a take never writes it), and we fill the other copy
         // again over its partial one, under the same version (docs/design.md §12, "One writer").
         self.repairs += 1;
-        Ok(self.store_take(cells.state(i), i, released(w)))
+        Ok(self.store_take(cells, i, released(w)))
     }
 
     /// A sole writer's take of free word `w`.
-    #[inline]
-    fn store_take(&self, state: &AtomicU64, i: usize, w: u64) -> Taken {
+    #[inline(always)]
+    fn store_take<'a>(&self, cells: &Cells<'a>, i: usize, w: u64) -> Taken<'a> {
+        let state = cells.state(i);
         // ORDERING: Release pairs with the reader's Acquire load of `w1`. This busy word is a
         // plain store, not an RMW, so it does not continue the previous commit's release
         // sequence: its own Release gives a reader that loads it the update it keeps current.
@@ -419,20 +432,16 @@ impl CellWriter {
         // ORDERING: pairs with the reader's `fence(Acquire)`: a reader whose copy sees any of
         // our value stores sees this take (a later word) in its `w2`.
         fence(Ordering::Release);
-        Taken {
-            cell: i,
-            before: w,
-            copy: ((w & CUR) >> 1) ^ 1,
-        }
+        Taken::new(cells, i, w)
     }
 
     /// One of many writers' take: claim, CAS, and the bounded wait for a live holder.
-    pub(crate) fn take_shared<L: Liveness>(
+    pub(crate) fn take_shared<'a, L: Liveness>(
         &mut self,
-        cells: &Cells<'_>,
+        cells: &Cells<'a>,
         live: &L,
         i: usize,
-    ) -> Result<Taken, TakeError> {
+    ) -> Result<Taken<'a>, TakeError> {
         let claim = i as u64 + 1;
         if self.claimed != claim {
             // ORDERING: Relaxed; the take CAS below (Release) publishes it: whoever sees our
@@ -462,11 +471,7 @@ impl CellWriter {
                         // ORDERING: pairs with the reader's `fence(Acquire)`: a reader whose
                         // copy sees any of our value stores sees this take in its `w2`.
                         fence(Ordering::Release);
-                        return Ok(Taken {
-                            cell: i,
-                            before: released(w),
-                            copy: ((w & CUR) >> 1) ^ 1,
-                        });
+                        return Ok(Taken::new(cells, i, released(w)));
                     }
                     Err(now) => {
                         w = now;
@@ -540,21 +545,34 @@ impl CellWriter {
             w = state.load(Ordering::Relaxed);
         }
     }
+}
 
-    /// Writes `words` of value into the taken copy, from word `at`.
+impl<'a> Taken<'a> {
+    /// Cell `i`, taken from free word `before`: the copy to write is the one not current.
+    #[inline(always)]
+    fn new(cells: &Cells<'a>, i: usize, before: u64) -> Self {
+        let copy = ((before & CUR) >> 1) ^ 1;
+        Taken {
+            state: cells.state(i),
+            words: cells.copy(i, copy),
+            before,
+            copy,
+        }
+    }
+
+    /// Writes `words` of value into the copy, from word `at`.
     #[inline]
-    pub(crate) fn write_words(&self, cells: &Cells<'_>, t: &Taken, at: usize, words: &[u64]) {
-        let copy = cells.copy(t.cell, t.copy);
-        for (dst, &src) in copy[COPY_HEADER_WORDS + at..].iter().zip(words) {
+    pub(crate) fn write_words(&self, at: usize, words: &[u64]) {
+        for (dst, &src) in self.words[COPY_HEADER_WORDS + at..].iter().zip(words) {
             dst.store(src, Ordering::Relaxed);
         }
     }
 
-    /// Writes a whole value, `bytes` (at most the value size), into the taken copy: its whole
-    /// words, then the last partial word with its unused bytes zero.
-    #[inline]
-    pub(crate) fn write_bytes(&self, cells: &Cells<'_>, t: &Taken, bytes: &[u8]) {
-        let value = &cells.copy(t.cell, t.copy)[COPY_HEADER_WORDS..];
+    /// Writes a whole value, `bytes` (at most the value size), into the copy: its whole words,
+    /// then the last partial word with its unused bytes zero.
+    #[inline(always)]
+    pub(crate) fn write_bytes(&self, bytes: &[u8]) {
+        let value = &self.words[COPY_HEADER_WORDS..];
         let mut chunks = bytes.chunks_exact(8);
         for (dst, chunk) in value.iter().zip(&mut chunks) {
             let word = u64::from_ne_bytes(chunk.try_into().expect("chunks of 8 bytes"));
@@ -568,47 +586,45 @@ impl CellWriter {
         }
     }
 
-    /// Writes the taken copy's stamp (a copy word like the value's).
-    #[inline]
-    pub(crate) fn write_stamp(&self, cells: &Cells<'_>, t: &Taken, stamp: u64) {
-        cells.copy(t.cell, t.copy)[0].store(stamp, Ordering::Relaxed);
+    /// Writes the copy's stamp (a copy word like the value's).
+    #[inline(always)]
+    pub(crate) fn write_stamp(&self, stamp: u64) {
+        self.words[0].store(stamp, Ordering::Relaxed);
     }
 
-    /// Writes the taken copy's length (a copy word like the value's).
-    #[inline]
-    pub(crate) fn write_len(&self, cells: &Cells<'_>, t: &Taken, len: usize) {
-        cells.copy(t.cell, t.copy)[1].store(len as u64, Ordering::Relaxed);
+    /// Writes the copy's length (a copy word like the value's).
+    #[inline(always)]
+    pub(crate) fn write_len(&self, len: usize) {
+        self.words[1].store(len as u64, Ordering::Relaxed);
     }
 
-    /// Makes the taken copy current, its version one more, and frees the cell. Returns the
-    /// version.
-    #[inline]
-    pub(crate) fn publish(&self, cells: &Cells<'_>, t: Taken) -> u64 {
-        let version = seq_of(t.before) + 1;
+    /// Makes the copy current, its version one more, and frees the cell. Returns the version.
+    #[inline(always)]
+    pub(crate) fn publish(self) -> u64 {
+        let version = seq_of(self.before) + 1;
         // ORDERING: Release pairs with the reader's Acquire load of the state word: a reader
         // that sees this version sees the copy written before. A plain store: nobody else
         // changes a live holder's cell (a repair needs its entry lock, held while it lives).
-        cells
-            .state(t.cell)
-            .store(version << SEQ_SHIFT | t.copy << 1, Ordering::Release);
+        self.state
+            .store(version << SEQ_SHIFT | self.copy << 1, Ordering::Release);
         version
     }
 
-    /// Commits the taken cell with a value of `len` bytes stamped `stamp`: the new value is
+    /// Commits the cell with a value of `len` bytes stamped `stamp`: the new value is
     /// current, its version one more. Returns the version.
-    #[inline]
-    pub(crate) fn commit(&self, cells: &Cells<'_>, t: Taken, len: usize, stamp: u64) -> u64 {
-        self.write_stamp(cells, &t, stamp);
-        self.write_len(cells, &t, len);
-        self.publish(cells, t)
+    #[inline(always)]
+    pub(crate) fn commit(self, len: usize, stamp: u64) -> u64 {
+        self.write_stamp(stamp);
+        self.write_len(len);
+        self.publish()
     }
 
-    /// Gives the taken cell back unchanged (the fill gave up or panicked): the previous value
-    /// stays current under its version.
-    pub(crate) fn give_back(&self, cells: &Cells<'_>, t: Taken) {
+    /// Gives the cell back unchanged (the fill gave up or panicked): the previous value stays
+    /// current under its version.
+    pub(crate) fn give_back(self) {
         // ORDERING: Release, as a commit: the next taker's Acquire CAS orders its stores
         // after our partial ones to the same copy.
-        cells.state(t.cell).store(t.before, Ordering::Release);
+        self.state.store(self.before, Ordering::Release);
     }
 }
 
@@ -707,8 +723,8 @@ mod tests {
         let mut wr = CellWriter::new(0, Writers::Many);
         for v in 1..=3u64 {
             let t = wr.take(&cells, &live, 1).unwrap();
-            wr.write_words(&cells, &t, 0, &[v, v]);
-            assert_eq!(wr.commit(&cells, t, 16, 100 + v), v);
+            t.write_words(0, &[v, v]);
+            assert_eq!(t.commit(16, 100 + v), v);
         }
         let mut buf = [0u64; 2];
         assert_eq!(
@@ -733,10 +749,10 @@ mod tests {
         };
         let mut a = CellWriter::new(3, Writers::Many);
         let t = a.take(&cells, &live, 0).unwrap();
-        a.write_words(&cells, &t, 0, &[7]);
-        a.commit(&cells, t, 8, 1);
+        t.write_words(0, &[7]);
+        t.commit(8, 1);
         let t = a.take(&cells, &live, 0).unwrap();
-        a.write_words(&cells, &t, 0, &[8]);
+        t.write_words(0, &[8]);
         // `a` dies here, holding the cell: it never commits nor gives back `t`.
         let mut buf = [0u64; 1];
         assert!(matches!(
@@ -757,8 +773,8 @@ mod tests {
         );
         live.dead[3] = true;
         let t = b.take(&cells, &live, 0).unwrap();
-        b.write_words(&cells, &t, 0, &[9]);
-        assert_eq!(b.commit(&cells, t, 8, 2), 2);
+        t.write_words(0, &[9]);
+        assert_eq!(t.commit(8, 2), 2);
         assert!(matches!(
             read(&cells, 0, &mut buf),
             ReadOutcome::Value { version: 2, .. }

@@ -38,8 +38,8 @@ impl Seg {
 /// Sets the cell to `tag` (both words); the new version, or `None` if the cell was held.
 fn set(cells: &Cells<'_>, w: &mut CellWriter, live: &&ModelLive, tag: u64) -> Option<u64> {
     let t = w.take(cells, live, 0).ok()?;
-    w.write_words(cells, &t, 0, &[tag, tag]);
-    Some(w.commit(cells, t, CAP, tag))
+    t.write_words(0, &[tag, tag]);
+    Some(t.commit(CAP, tag))
 }
 
 /// Reads the cell: `(version, tag)` of an untorn value, `None` if never set or busy.
@@ -135,7 +135,7 @@ fn a_writer_dying_mid_update_leaves_the_previous_value_and_a_repairable_cell() {
                     }
                     thread::yield_now();
                 };
-                a.write_words(&cells, &t, 0, &[2]);
+                t.write_words(0, &[2]);
                 l2.die(0);
             });
             let (s3, l3) = (seg.clone(), live.clone());
@@ -180,7 +180,7 @@ fn repair_on_attach_races_repair_by_a_waiting_writer() {
                 let mut a = CellWriter::new(0, Writers::Many);
                 set(&cells, &mut a, &&*live, 1).expect("uncontended");
                 let t = a.take(&cells, &&*live, 0).expect("uncontended");
-                a.write_words(&cells, &t, 0, &[2]);
+                t.write_words(0, &[2]);
                 live.die(0);
             }
             let (s2, l2) = (seg.clone(), live.clone());
@@ -233,12 +233,12 @@ fn sole_update(cells: &Cells<'_>, w: &mut CellWriter, tag: u64, stores: usize) {
     for store in 0..stores {
         match (store, taken.as_ref()) {
             (0, _) => taken = Some(w.take_sole(cells, 0).expect("below the version limit")),
-            (1, Some(t)) => w.write_words(cells, t, 0, &[tag]),
-            (2, Some(t)) => w.write_words(cells, t, 1, &[tag]),
-            (3, Some(t)) => w.write_stamp(cells, t, tag),
-            (4, Some(t)) => w.write_len(cells, t, CAP),
+            (1, Some(t)) => t.write_words(0, &[tag]),
+            (2, Some(t)) => t.write_words(1, &[tag]),
+            (3, Some(t)) => t.write_stamp(tag),
+            (4, Some(t)) => t.write_len(CAP),
             (5, Some(_)) => {
-                w.publish(cells, taken.take().expect("taken"));
+                taken.take().expect("taken").publish();
             }
             _ => unreachable!("{SOLE_STORES} stores, the take first"),
         }

@@ -109,7 +109,7 @@ impl<T: Payload> BoardWriter<T> {
     }
 
     /// The stamp of an update now.
-    #[inline]
+    #[inline(always)]
     fn stamp(&self) -> u64 {
         match self.stamps {
             Stamps::Coarse => segment::coarse_now_ns(),
@@ -147,25 +147,34 @@ impl<T: Payload> BoardWriter<T> {
     ///
     /// # Errors
     /// As [`set`](Self::set).
-    #[inline]
+    #[inline(always)]
     pub fn set_bytes(&mut self, index: usize, bytes: &[u8]) -> Result<u64> {
         if bytes.len() > self.shape.capacity {
             return Err(self.too_large(bytes.len()));
         }
         self.check(index)?;
-        let cells = self.shape.view(&self.seg);
-        let taken = match self.shape.writers {
-            // The sole writer's take is a store: no liveness to consult (docs/design.md §12).
-            Writers::One => self.writer.take_sole(&cells, index),
-            Writers::Many => {
-                let live = SegmentLiveness::producer(&self.seg, self.att.lock(), self.index);
-                self.writer.take_shared(&cells, &live, index)
+        match self.shape.writers {
+            Writers::One => {
+                // The sole writer's take is a store: no liveness to consult (docs/design.md
+                // §12, "One writer").
+                let cells = self.shape.view(&self.seg);
+                let taken = match self.writer.take_sole(&cells, index) {
+                    Ok(t) => t,
+                    Err(e) => return Err(take_error(&self.seg, index, e)),
+                };
+                taken.write_bytes(bytes);
+                Ok(taken.commit(bytes.len(), self.stamp()))
             }
+            Writers::Many => self.set_shared(index, bytes),
         }
-        .map_err(|e| take_error(&self.seg, index, e))?;
-        self.writer.write_bytes(&cells, &taken, bytes);
-        let stamp = self.stamp();
-        Ok(self.writer.commit(&cells, taken, bytes.len(), stamp))
+    }
+
+    /// `set_bytes` on a board of many writers.
+    fn set_shared(&mut self, index: usize, bytes: &[u8]) -> Result<u64> {
+        let cells = self.shape.view(&self.seg);
+        let taken = take(&mut self.writer, &self.seg, &self.att, &cells, index)?;
+        taken.write_bytes(bytes);
+        Ok(taken.commit(bytes.len(), self.stamp()))
     }
 
     /// Builds cell `index`'s new value in place: `fill` appends bytes with
@@ -186,7 +195,6 @@ impl<T: Payload> BoardWriter<T> {
         let cells = self.shape.view(&self.seg);
         let taken = take(&mut self.writer, &self.seg, &self.att, &cells, index)?;
         let mut w = ValueWriter {
-            writer: &self.writer,
             cells,
             taken: Some(taken),
             len: 0,
@@ -198,14 +206,14 @@ impl<T: Payload> BoardWriter<T> {
         w.flush();
         let taken = w.taken.take().expect("taken until committed");
         let stamp = self.stamp();
-        let version = self.writer.commit(&cells, taken, len, stamp);
+        let version = taken.commit(len, stamp);
         Ok((version, r))
     }
 }
 
 impl<T: Payload> BoardWriter<T> {
     /// The checks before an update: not a forked child, a cell of the board.
-    #[inline]
+    #[inline(always)]
     fn check(&self, index: usize) -> Result<()> {
         if self.att.forked() {
             return Err(self.forked());
@@ -245,13 +253,13 @@ impl<T: Payload> BoardWriter<T> {
 
 /// Takes cell `index` for `writer`, whose attachment is `att` (docs/design.md §12).
 #[inline]
-fn take(
+fn take<'a>(
     writer: &mut CellWriter,
     seg: &Segment,
     att: &Attachment,
-    cells: &Cells<'_>,
+    cells: &Cells<'a>,
     index: usize,
-) -> Result<Taken> {
+) -> Result<Taken<'a>> {
     let live = SegmentLiveness::producer(seg, att.lock(), att.index());
     writer
         .take(cells, &live, index)
@@ -284,9 +292,8 @@ fn take_error(seg: &Segment, index: usize, e: TakeError) -> Error {
 /// word stores (docs/design.md §12). Dropped without a commit (the fill panicked), it gives the
 /// cell back unchanged.
 pub struct ValueWriter<'a> {
-    pub(super) writer: &'a CellWriter,
     pub(super) cells: Cells<'a>,
-    pub(super) taken: Option<Taken>,
+    pub(super) taken: Option<Taken<'a>>,
     pub(super) len: usize,
     /// The bytes of the word being assembled (`len % 8` of them are valid).
     pub(super) pending: [u8; 8],
@@ -338,8 +345,7 @@ impl ValueWriter<'_> {
                 let whole = rest.len() / 8 * 8;
                 for (k, chunk) in rest[..whole].chunks_exact(8).enumerate() {
                     let word = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
-                    self.writer
-                        .write_words(&self.cells, taken, self.len / 8 + k, &[word]);
+                    taken.write_words(self.len / 8 + k, &[word]);
                 }
                 self.len += whole;
                 rest = &rest[whole..];
@@ -351,8 +357,7 @@ impl ValueWriter<'_> {
             rest = &rest[n..];
             if self.len % 8 == 0 {
                 let word = u64::from_ne_bytes(self.pending);
-                self.writer
-                    .write_words(&self.cells, taken, self.len / 8 - 1, &[word]);
+                taken.write_words(self.len / 8 - 1, &[word]);
             }
         }
         Ok(())
@@ -365,8 +370,7 @@ impl ValueWriter<'_> {
             self.pending[rem..].fill(0);
             let word = u64::from_ne_bytes(self.pending);
             let taken = self.taken.as_ref().expect("taken until committed");
-            self.writer
-                .write_words(&self.cells, taken, self.len / 8, &[word]);
+            taken.write_words(self.len / 8, &[word]);
         }
     }
 }
@@ -374,7 +378,7 @@ impl ValueWriter<'_> {
 impl Drop for ValueWriter<'_> {
     fn drop(&mut self) {
         if let Some(t) = self.taken.take() {
-            self.writer.give_back(&self.cells, t);
+            t.give_back();
         }
     }
 }
