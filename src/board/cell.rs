@@ -61,6 +61,11 @@ pub(crate) const KEY_BLOCK_BYTES: usize = 64;
 /// Longest key name, in bytes.
 pub const KEY_MAX: usize = KEY_BLOCK_BYTES - 8;
 
+/// Cells up to this many words (4 lines: values up to 104 bytes without keys) are prefetched
+/// whole by a read ([`Cells::prefetch`]).
+#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+const PREFETCH_MAX_WORDS: usize = 32;
+
 /// How many copies a reader attempts before it reports the cell busy.
 #[cfg(not(loom))]
 pub(crate) const READ_ATTEMPTS: u32 = 64;
@@ -197,6 +202,30 @@ impl<'a> Cells<'a> {
         &self.cell(i)[at..at + self.copy_words]
     }
 
+    /// Asks for every line of a small cell (both copies) at once, before the state word says
+    /// which copy to read: when a writer on another core has just updated the cell, the misses
+    /// on the state word and on the current copy then overlap instead of following each other
+    /// (the copy's address depends on the state word). A hint only: no load, nothing ordered.
+    #[inline(always)]
+    fn prefetch(&self, i: usize) {
+        #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+        if self.stride_words <= PREFETCH_MAX_WORDS {
+            let cell = self.cell(i);
+            for line in cell.iter().step_by(8) {
+                // SAFETY: `prefetch` needs SSE, part of every x86-64 target; it is a hint that
+                // reads nothing into the program and never faults, and `line` is a word of this
+                // cell (docs/design.md §12, "Readers"), so no memory is accessed outside it.
+                unsafe {
+                    core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                        line.as_ptr().cast::<i8>().cast_const(),
+                    );
+                }
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(loom), not(miri))))]
+        let _ = i;
+    }
+
     /// Cell `i`'s state word.
     #[inline]
     pub(crate) fn state(&self, i: usize) -> &'a AtomicU64 {
@@ -251,6 +280,7 @@ impl<'a> Cells<'a> {
 #[inline(always)]
 pub(crate) fn read(cells: &Cells<'_>, i: usize, buf: &mut [u64]) -> ReadOutcome {
     let state = cells.state(i);
+    cells.prefetch(i);
     for _ in 0..READ_ATTEMPTS {
         // ORDERING: Acquire pairs with the commit's Release store (and, through the release
         // sequence, with take and repair CASes after it): the copy sees the committed update.
