@@ -280,6 +280,7 @@ impl<'a> Cells<'a> {
 #[inline(always)]
 pub(crate) fn read(cells: &Cells<'_>, i: usize, buf: &mut [u64]) -> ReadOutcome {
     let state = cells.state(i);
+    let copies = [cells.copy(i, 0), cells.copy(i, 1)];
     cells.prefetch(i);
     for _ in 0..READ_ATTEMPTS {
         // ORDERING: Acquire pairs with the commit's Release store (and, through the release
@@ -289,14 +290,13 @@ pub(crate) fn read(cells: &Cells<'_>, i: usize, buf: &mut [u64]) -> ReadOutcome 
         if seq == 0 {
             return ReadOutcome::Empty;
         }
-        let copy = cells.copy(i, (w1 & CUR) >> 1);
-        let stamp = copy[0].load(Ordering::Relaxed);
-        // Read once and clamped before use: a forged length cannot take the copy out of the cell.
-        let len = copy[1].load(Ordering::Relaxed);
-        let n = (len.min(cells.capacity as u64) as usize).div_ceil(8);
-        for (dst, src) in buf[..n].iter_mut().zip(&copy[COPY_HEADER_WORDS..]) {
-            *dst = src.load(Ordering::Relaxed);
-        }
+        // A branch, not an address computed from `w1`: the predicted copy's loads start
+        // before `w1` arrives (a mispredicted branch is undone, a data dependency would wait).
+        let (stamp, len) = if w1 & CUR == 0 {
+            copy_out(copies[0], cells.capacity, buf)
+        } else {
+            copy_out(copies[1], cells.capacity, buf)
+        };
         // ORDERING: pairs with the `fence(Release)` after a writer's take: if the copy saw any
         // store of a later writer of this copy, `w2` sees that writer's take, hence a later seq.
         fence(Ordering::Acquire);
@@ -314,6 +314,19 @@ pub(crate) fn read(cells: &Cells<'_>, i: usize, buf: &mut [u64]) -> ReadOutcome 
         spin_hint();
     }
     ReadOutcome::Busy
+}
+
+/// Copies one copy's value into `buf` (Relaxed loads); its stamp and length as found.
+#[inline(always)]
+fn copy_out(copy: &[AtomicU64], capacity: usize, buf: &mut [u64]) -> (u64, u64) {
+    let stamp = copy[0].load(Ordering::Relaxed);
+    // Read once and clamped before use: a forged length cannot take the copy out of the cell.
+    let len = copy[1].load(Ordering::Relaxed);
+    let n = (len.min(capacity as u64) as usize).div_ceil(8);
+    for (dst, src) in buf[..n].iter_mut().zip(&copy[COPY_HEADER_WORDS..]) {
+        *dst = src.load(Ordering::Relaxed);
+    }
+    (stamp, len)
 }
 
 /// A cell this writer holds: its state word, the copy being written, and the word to commit
@@ -603,13 +616,14 @@ impl<'a> Taken<'a> {
     #[inline(always)]
     pub(crate) fn write_bytes(&self, bytes: &[u8]) {
         let value = &self.words[COPY_HEADER_WORDS..];
-        let mut chunks = bytes.chunks_exact(8);
-        for (dst, chunk) in value.iter().zip(&mut chunks) {
+        let whole = bytes.len() / 8;
+        let (head, rest) = bytes.split_at(whole * 8);
+        // The caller checked the length against the value size: `whole` words fit.
+        for (dst, chunk) in value[..whole].iter().zip(head.chunks_exact(8)) {
             let word = u64::from_ne_bytes(chunk.try_into().expect("chunks of 8 bytes"));
             dst.store(word, Ordering::Relaxed);
         }
-        let rest = chunks.remainder();
-        if let (false, Some(dst)) = (rest.is_empty(), value.get(bytes.len() / 8)) {
+        if let (false, Some(dst)) = (rest.is_empty(), value.get(whole)) {
             let mut last = [0u8; 8];
             last[..rest.len()].copy_from_slice(rest);
             dst.store(u64::from_ne_bytes(last), Ordering::Relaxed);
