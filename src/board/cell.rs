@@ -438,21 +438,17 @@ impl CellWriter {
         let state = cells.state(i);
         // ORDERING: Relaxed. The word's last store is our own (program order) or a dead
         // predecessor's, which the exclusive gate's kernel lock orders before our attach.
-        let w = state.load(Ordering::Relaxed);
+        let mut w = state.load(Ordering::Relaxed);
         if w & BUSY != 0 || seq_of(w) == SEQ_MAX {
-            return self.take_sole_slow(cells, i, w);
+            w = self.take_sole_slow(w)?;
         }
         Ok(self.store_take(cells, i, w))
     }
 
-    /// A sole writer finds the cell busy or at the version limit.
+    /// A sole writer finds the cell busy or at the version limit: the free word to take it
+    /// from, or why not.
     #[cold]
-    fn take_sole_slow<'a>(
-        &mut self,
-        cells: &Cells<'a>,
-        i: usize,
-        w: u64,
-    ) -> Result<Taken<'a>, TakeError> {
+    fn take_sole_slow(&mut self, w: u64) -> Result<u64, TakeError> {
         if seq_of(w) == SEQ_MAX {
             return Err(TakeError::VersionLimit);
         }
@@ -461,7 +457,7 @@ impl CellWriter {
         // the current copy is untouched (a take never writes it), and we fill the other copy
         // again over its partial one, under the same version (docs/design.md §12, "One writer").
         self.repairs += 1;
-        Ok(self.store_take(cells, i, released(w)))
+        Ok(released(w))
     }
 
     /// A sole writer's take of free word `w`.
