@@ -414,8 +414,8 @@ pub enum Error {
     /// version, counted across its calls, so a caller that retries sees it grow and can decide
     /// when a holder is stuck (docs/design.md §12, "Stopped holders").
     #[error(
-        "board {name:?} cell {index} is held for at least {} ms by {}, a live writer mid-update; try again",
-        held_for.as_millis(),
+        "board {name:?} cell {index} is held for at least {:.1} ms by {}, a live writer mid-update; try again",
+        held_for.as_secs_f64() * 1e3,
         pid.map(|p| format!("pid {p}")).unwrap_or_else(|| "a writer of unknown pid".into())
     )]
     CellHeld {
