@@ -337,7 +337,7 @@ pub enum Error {
         type_name: String,
     },
 
-    /// A single-producer segment (bus, records) already has a live producer.
+    /// A single-producer segment (bus, records, a single-writer board) already has a live producer.
     #[error("segment {name:?} is single-producer and already has a live producer{}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     ProducerExists {
         /// The segment name.
@@ -409,8 +409,15 @@ pub enum Error {
     },
 
     /// Another live writer held the cell for longer than a writer waits (a few milliseconds of
-    /// spinning and yielding): it is stopped or descheduled mid-update.
-    #[error("board {name:?} cell {index} is being updated by another live writer{}; try again", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    /// spinning and yielding): it is stopped or descheduled mid-update. `held_for` is a lower
+    /// bound: the time since this writer first saw the cell held by that writer at that
+    /// version, counted across its calls, so a caller that retries sees it grow and can decide
+    /// when a holder is stuck (docs/design.md §12, "Stopped holders").
+    #[error(
+        "board {name:?} cell {index} is held for at least {:.1} ms by {}, a live writer mid-update; try again",
+        held_for.as_secs_f64() * 1e3,
+        pid.map(|p| format!("pid {p}")).unwrap_or_else(|| "a writer of unknown pid".into())
+    )]
     CellHeld {
         /// The board name.
         name: String,
@@ -418,6 +425,8 @@ pub enum Error {
         index: usize,
         /// The holder's pid, if its producer entry names one.
         pid: Option<u32>,
+        /// At least how long the holder has held the cell.
+        held_for: std::time::Duration,
     },
 
     /// The cell changed during each of the reader's bounded attempts to copy it.

@@ -253,3 +253,146 @@ fn open_or_create_creates_then_opens_the_same_board_and_refuses_another_shape() 
         "the existing board is untouched"
     );
 }
+
+#[test]
+fn a_single_writer_board_refuses_a_second_writer_while_the_first_lives() {
+    let name = TestBus::new("board-sole");
+    let board = BoardBuilder::new(name.name())
+        .cells(3)
+        .value_size(16)
+        .single_writer()
+        .create()
+        .unwrap();
+    let other = Board::open(name.name()).unwrap();
+    assert!(board.is_single_writer() && other.is_single_writer());
+    let mut w = board.writer().unwrap();
+    assert_eq!(w.set_bytes(1, b"first").unwrap(), 1);
+    for h in [&board, &other] {
+        let err = h.writer().unwrap_err();
+        assert!(
+            matches!(err, Error::ProducerExists { pid: Some(p), .. } if p == std::process::id()),
+            "{err}"
+        );
+    }
+    drop(w);
+    // Once the writer is gone, the next one attaches and carries on from the same versions.
+    let mut w = other.writer().unwrap();
+    assert_eq!(w.set_bytes(1, b"second").unwrap(), 2);
+    assert_eq!(w.repaired(), 0, "nothing was left half-written");
+    let v = board.reader().get(1).unwrap().unwrap();
+    assert_eq!((v.version, v.value), (2, b"second".to_vec()));
+}
+
+#[test]
+fn a_single_writer_board_holds_pod_values_and_their_versions() {
+    let name = TestBus::new("board-sole-pod");
+    let board = BoardBuilder::new(name.name())
+        .keys(&["head", "hand"])
+        .value_type::<Pose>()
+        .single_writer()
+        .create()
+        .unwrap();
+    let mut w = board.writer().unwrap().unstamped();
+    let mut r = board.reader();
+    for t in 1..=100u64 {
+        let p = Pose {
+            x: t as f64,
+            y: -(t as f64),
+            t,
+        };
+        assert_eq!(w.set(1, &p).unwrap(), t);
+        let got = r.get(1).unwrap().unwrap();
+        assert_eq!((got.version, got.value, got.stamp_ns), (t, p, 0));
+    }
+    assert!(r.read(0).unwrap().is_none(), "never set");
+    // Stamped again by a writer that does not opt out.
+    drop(w);
+    let mut w = board.writer().unwrap();
+    w.set(
+        0,
+        &Pose {
+            x: 1.0,
+            y: 2.0,
+            t: 3,
+        },
+    )
+    .unwrap();
+    assert_ne!(r.get(0).unwrap().unwrap().stamp_ns, 0);
+}
+
+#[test]
+fn open_or_create_with_another_number_of_writers_is_a_mismatch() {
+    let name = TestBus::new("board-sole-mismatch");
+    make::board(&name, 2, 8);
+    let err = BoardBuilder::new(name.name())
+        .cells(2)
+        .value_size(8)
+        .single_writer()
+        .open_or_create()
+        .unwrap_err();
+    assert!(matches!(err, Error::GeometryMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("one writer"), "{err}");
+}
+
+/// A writer parked inside `set_with` (a thread, released by a channel) holds its cell: another
+/// writer gets `CellHeld` naming this process, with a lower bound of the hold that is honest
+/// (never more than the hold the test knows of) and that grows across its calls.
+#[test]
+fn a_writer_stopped_inside_an_update_is_reported_held_for_at_least_the_time_seen() {
+    use std::sync::mpsc;
+    use std::time::Instant;
+    let name = TestBus::new("board-held");
+    let board = make::board(&name, 2, 16);
+    let mut holder = board.writer().unwrap();
+    let mut waiter = board.writer().unwrap();
+    let (inside_tx, inside_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let parked = s.spawn(move || {
+            holder
+                .set_with(1, |v| {
+                    v.push(b"half").unwrap();
+                    inside_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                })
+                .map(|(version, ())| version)
+        });
+        inside_rx.recv().unwrap();
+        let held_since = Instant::now();
+        let held = |waiter: &mut shmbus::BoardWriter| {
+            let start = Instant::now();
+            let err = waiter.set_bytes(1, b"mine").unwrap_err();
+            let end = Instant::now();
+            match err {
+                Error::CellHeld {
+                    index: 1,
+                    pid,
+                    held_for,
+                    ..
+                } => {
+                    assert_eq!(pid, Some(std::process::id()));
+                    let msg = err.to_string();
+                    assert!(
+                        msg.contains("held for at least")
+                            && msg.contains(&format!("by pid {}", std::process::id())),
+                        "{msg}"
+                    );
+                    (start, held_for, end)
+                }
+                other => panic!("expected CellHeld, got {other}"),
+            }
+        };
+        let (_, h1, end1) = held(&mut waiter);
+        assert!(h1 > std::time::Duration::ZERO);
+        assert!(h1 <= end1 - held_since, "more than the hold we know of");
+        let (start2, h2, end2) = held(&mut waiter);
+        assert!(
+            h2 >= h1 + (start2 - end1),
+            "counted from the first sight: {h1:?}, then {h2:?}"
+        );
+        assert!(h2 <= end2 - held_since, "more than the hold we know of");
+        release_tx.send(()).unwrap();
+        assert_eq!(parked.join().unwrap().unwrap(), 1);
+    });
+    assert_eq!(waiter.set_bytes(1, b"mine").unwrap(), 2);
+}

@@ -28,7 +28,12 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// Entry point of child processes; does nothing when run as an ordinary test.
 #[test]
 fn child_entry() {
-    support::run_role(&[("writer", writer), ("reader", reader), ("dier", dier)]);
+    support::run_role(&[
+        ("writer", writer),
+        ("reader", reader),
+        ("dier", dier),
+        ("sole_dier", sole_dier),
+    ]);
 }
 
 /// The id stored in a value: writer in the high half, cell in the low half.
@@ -196,6 +201,23 @@ fn dier() {
     });
 }
 
+/// The only writer of a single-writer board: starts an update of cell 2 with half a value
+/// pushed, says so, and waits inside the update to be killed.
+fn sole_dier() {
+    let board = Board::open(&env::<String>("BOARD")).expect("open board");
+    assert!(board.is_single_writer());
+    let mut w = board.writer().expect("attach the only writer");
+    let mut buf = [0u8; 64];
+    make_payload(&mut buf, value_id(9, 2), 2);
+    let _ = w.set_with(2, |v| {
+        v.push(&buf[..32]).expect("fits");
+        say("inside");
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+}
+
 /// How the cell a dead writer held gets back in use.
 #[derive(Clone, Copy)]
 enum Repair {
@@ -271,4 +293,59 @@ fn a_writer_killed_mid_update_is_repaired_by_the_next_owner_of_its_entry() {
         return;
     }
     crash_mid_update(Repair::OnAttach);
+}
+
+#[test]
+fn a_single_writer_killed_mid_set_leaves_the_previous_value_and_the_next_writer_repairs_it() {
+    if role().is_some() {
+        return;
+    }
+    let name = TestBus::new("board-sole-crash");
+    let board = shmbus::BoardBuilder::new(name.name())
+        .cells(4)
+        .value_size(64)
+        .single_writer()
+        .create()
+        .unwrap();
+    let mut first = [0u8; 64];
+    make_payload(&mut first, value_id(1, 2), 1);
+    assert_eq!(board.writer().unwrap().set_bytes(2, &first).unwrap(), 1);
+    let mut r = Board::open_read_only(name.name()).unwrap().reader();
+    let mut child = ChildProc::spawn(CHILD, "sole_dier", &[("BOARD", name.name().to_owned())]);
+    child.expect_line("inside");
+
+    // The only writer lives inside its update: a second writer is refused, naming it...
+    let err = board.writer().unwrap_err();
+    assert!(
+        matches!(err, Error::ProducerExists { pid: Some(p), .. } if p as i32 == child.pid()),
+        "{err}"
+    );
+    // ...and readers get the previous value.
+    let v = r.read(2).unwrap().unwrap();
+    assert_eq!((v.version(), v.bytes()), (1, &first[..]));
+
+    assert_eq!(child.kill9(), Some(libc::SIGKILL));
+    let v = r.read(2).unwrap().unwrap();
+    assert_eq!(
+        (v.version(), v.bytes()),
+        (1, &first[..]),
+        "the previous value survives the death"
+    );
+
+    // The kernel dropped the dead writer's lock: the next writer attaches and repairs the cell
+    // with its first update of it.
+    let mut w = board.writer().unwrap();
+    let mut next = [0u8; 64];
+    make_payload(&mut next, value_id(1, 2), 3);
+    assert_eq!(
+        w.set_bytes(2, &next).unwrap(),
+        2,
+        "the dead update never counts"
+    );
+    assert_eq!(w.repaired(), 1);
+    let v = r.read(2).unwrap().unwrap();
+    assert_eq!((v.version(), v.bytes()), (2, &next[..]));
+    check_payload(v.bytes()).expect("whole");
+    assert_eq!(w.set_bytes(2, &first).unwrap(), 3);
+    assert_eq!(w.repaired(), 1, "repaired once");
 }

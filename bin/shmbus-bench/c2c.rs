@@ -134,6 +134,11 @@ impl SharedPage {
         Ok(SharedPage { path, map, owner })
     }
 
+    /// The page's file, for a child process that maps it too.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn word(&self, i: usize) -> &AtomicU64 {
         assert!(i < Self::BYTES / 8, "word {i} is outside the shared page");
         // SAFETY: the mapping is page-aligned, so word `i` (checked in bounds above) is 8-byte

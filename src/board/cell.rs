@@ -40,6 +40,8 @@
 
 use crate::bus::ring::Liveness;
 use crate::segment::header::{MAX_PRODUCERS, PE_CLAIM, PRODUCER_ENTRY_WORDS, W_PRODUCERS, W_SLOTS};
+use std::time::{Duration, Instant};
+
 use crate::sync::{fence, load_acquire, spin_hint, AtomicU64, Ordering};
 
 /// The state word's busy bit.
@@ -58,6 +60,11 @@ pub(crate) const COPY_HEADER_WORDS: usize = 2;
 pub(crate) const KEY_BLOCK_BYTES: usize = 64;
 /// Longest key name, in bytes.
 pub const KEY_MAX: usize = KEY_BLOCK_BYTES - 8;
+
+/// Cells up to this many words (4 lines: values up to 104 bytes without keys) are prefetched
+/// whole by a read ([`Cells::prefetch`]).
+#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+const PREFETCH_MAX_WORDS: usize = 32;
 
 /// How many copies a reader attempts before it reports the cell busy.
 #[cfg(not(loom))]
@@ -145,6 +152,7 @@ pub(crate) enum ReadOutcome {
 impl<'a> Cells<'a> {
     /// `words` is the whole segment; `count` cells of `stride_words` words start after the
     /// header. The caller has checked that they fit (`Board` open and create).
+    #[inline]
     pub(crate) fn new(
         words: &'a [AtomicU64],
         count: usize,
@@ -152,7 +160,9 @@ impl<'a> Cells<'a> {
         capacity: usize,
         keyed: bool,
     ) -> Self {
-        let copy_words = copy_words(capacity).expect("a validated capacity");
+        // A validated capacity is below `CAPACITY_LIMIT`: no overflow (checked by `stride_bytes`
+        // at create and open, which made the stride).
+        let copy_words = capacity.div_ceil(8) + COPY_HEADER_WORDS;
         let key_at = keyed.then(|| stride_words - KEY_BLOCK_BYTES / 8);
         debug_assert!(words.len() >= W_SLOTS + count * stride_words);
         debug_assert!(
@@ -190,6 +200,30 @@ impl<'a> Cells<'a> {
     fn copy(&self, i: usize, which: u64) -> &'a [AtomicU64] {
         let at = 1 + which as usize * self.copy_words;
         &self.cell(i)[at..at + self.copy_words]
+    }
+
+    /// Asks for every line of a small cell (both copies) at once, before the state word says
+    /// which copy to read: when a writer on another core has just updated the cell, the misses
+    /// on the state word and on the current copy then overlap instead of following each other
+    /// (the copy's address depends on the state word). A hint only: no load, nothing ordered.
+    #[inline(always)]
+    fn prefetch(&self, i: usize) {
+        #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+        if self.stride_words <= PREFETCH_MAX_WORDS {
+            let cell = self.cell(i);
+            for line in cell.iter().step_by(8) {
+                // SAFETY: `prefetch` needs SSE, part of every x86-64 target; it is a hint that
+                // reads nothing into the program and never faults, and `line` is a word of this
+                // cell (docs/design.md §12, "Readers"), so no memory is accessed outside it.
+                unsafe {
+                    core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                        line.as_ptr().cast::<i8>().cast_const(),
+                    );
+                }
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(loom), not(miri))))]
+        let _ = i;
     }
 
     /// Cell `i`'s state word.
@@ -243,8 +277,11 @@ impl<'a> Cells<'a> {
 
 /// Copies the current value of cell `i` (`i < count`) into `buf` (at least `value_words()`
 /// long): never torn, retried at most [`READ_ATTEMPTS`] times while updates land during the copy.
+#[inline(always)]
 pub(crate) fn read(cells: &Cells<'_>, i: usize, buf: &mut [u64]) -> ReadOutcome {
     let state = cells.state(i);
+    let copies = [cells.copy(i, 0), cells.copy(i, 1)];
+    cells.prefetch(i);
     for _ in 0..READ_ATTEMPTS {
         // ORDERING: Acquire pairs with the commit's Release store (and, through the release
         // sequence, with take and repair CASes after it): the copy sees the committed update.
@@ -253,14 +290,13 @@ pub(crate) fn read(cells: &Cells<'_>, i: usize, buf: &mut [u64]) -> ReadOutcome 
         if seq == 0 {
             return ReadOutcome::Empty;
         }
-        let copy = cells.copy(i, (w1 & CUR) >> 1);
-        let stamp = copy[0].load(Ordering::Relaxed);
-        // Read once and clamped before use: a forged length cannot take the copy out of the cell.
-        let len = copy[1].load(Ordering::Relaxed);
-        let n = (len.min(cells.capacity as u64) as usize).div_ceil(8);
-        for (dst, src) in buf[..n].iter_mut().zip(&copy[COPY_HEADER_WORDS..]) {
-            *dst = src.load(Ordering::Relaxed);
-        }
+        // A branch, not an address computed from `w1`: the predicted copy's loads start
+        // before `w1` arrives (a mispredicted branch is undone, a data dependency would wait).
+        let (stamp, len) = if w1 & CUR == 0 {
+            copy_out(copies[0], cells.capacity, buf)
+        } else {
+            copy_out(copies[1], cells.capacity, buf)
+        };
         // ORDERING: pairs with the `fence(Release)` after a writer's take: if the copy saw any
         // store of a later writer of this copy, `w2` sees that writer's take, hence a later seq.
         fence(Ordering::Acquire);
@@ -280,13 +316,29 @@ pub(crate) fn read(cells: &Cells<'_>, i: usize, buf: &mut [u64]) -> ReadOutcome 
     ReadOutcome::Busy
 }
 
-/// A cell this writer holds: where to write, and the words to commit or give back with.
+/// Copies one copy's value into `buf` (Relaxed loads); its stamp and length as found.
+#[inline(always)]
+fn copy_out(copy: &[AtomicU64], capacity: usize, buf: &mut [u64]) -> (u64, u64) {
+    let stamp = copy[0].load(Ordering::Relaxed);
+    // Read once and clamped before use: a forged length cannot take the copy out of the cell.
+    let len = copy[1].load(Ordering::Relaxed);
+    let n = (len.min(capacity as u64) as usize).div_ceil(8);
+    for (dst, src) in buf[..n].iter_mut().zip(&copy[COPY_HEADER_WORDS..]) {
+        *dst = src.load(Ordering::Relaxed);
+    }
+    (stamp, len)
+}
+
+/// A cell this writer holds: its state word, the copy being written, and the word to commit
+/// or give back with. Its methods are the holder's stores, one each (docs/design.md §12).
 #[derive(Debug)]
-pub(crate) struct Taken {
-    cell: usize,
-    /// The state word the take replaced (free).
+pub(crate) struct Taken<'a> {
+    state: &'a AtomicU64,
+    /// The copy being written (the one not current): stamp, length, value words.
+    words: &'a [AtomicU64],
+    /// The state word the take replaced, as given back: free, no holder.
     before: u64,
-    /// The copy being written (the one not current).
+    /// Which copy `words` is (0 or 1).
     copy: u64,
 }
 
@@ -294,39 +346,141 @@ pub(crate) struct Taken {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TakeError {
     /// A live writer (entry `holder`, if the word names one) kept the cell past the bound.
-    Held { holder: Option<usize> },
+    /// `held_for` is a lower bound of how long: since this writer first saw the same busy word
+    /// (same holder, same version), possibly in an earlier call (docs/design.md §12, "Stopped
+    /// holders").
+    Held {
+        holder: Option<usize>,
+        held_for: Duration,
+    },
     /// The cell's version is at [`SEQ_MAX`]: a commit would wrap it to 0 ("never set"). Only a
     /// forged or corrupt state word holds it (2^56 updates).
     VersionLimit,
+}
+
+/// How a board's writers share its cells, fixed when the board is created (docs/design.md §12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Writers {
+    /// Up to 32 writers at once; an update takes its cell with a CAS.
+    Many,
+    /// One writer at a time (the segment's exclusive producer gate): an update takes its cell
+    /// with a plain store, as a seqlock's writer does.
+    One,
+}
+
+/// A busy word a waiting writer saw, and since when (its first look at a round's end), kept
+/// across calls so that a caller retrying on `CellHeld` sees the hold grow.
+#[derive(Clone, Copy, Debug)]
+struct HeldSince {
+    cell: usize,
+    word: u64,
+    since: Instant,
 }
 
 /// One writer's protocol state: its producer-table entry and the claim word it last stored.
 #[derive(Debug)]
 pub(crate) struct CellWriter {
     index: usize,
+    writers: Writers,
+    /// Our busy word's holder field and busy bit.
+    mine: u64,
     /// The value of our claim word as we last stored it (a store saved when unchanged).
     claimed: u64,
+    /// Cells of a one-writer board found busy (a dead predecessor's update) and taken over.
+    repairs: u64,
+    /// The hold this writer last waited on, if it is still waiting for it.
+    held: Option<HeldSince>,
 }
 
 impl CellWriter {
-    /// A writer on producer-table entry `index`, which it holds (its lock) and has repaired
-    /// ([`repair_entry`]) before writing anything.
-    pub(crate) fn new(index: usize) -> Self {
+    /// A writer on producer-table entry `index`, which it holds (its lock) and, on a board of
+    /// many writers, has repaired ([`repair_entry`]) before writing anything.
+    pub(crate) fn new(index: usize, writers: Writers) -> Self {
         CellWriter {
             index,
+            writers,
+            mine: (index as u64 + 1) << HOLDER_SHIFT | BUSY,
             claimed: u64::MAX,
+            repairs: 0,
+            held: None,
         }
     }
 
-    /// Takes cell `i` (`i < count`): announces it in the claim word, then CASes the state word
-    /// from free to busy under our identity. A cell held by a dead writer is repaired first
-    /// (through its entry lock); one held by a live writer is waited for, a bounded time.
-    pub(crate) fn take<L: Liveness>(
+    /// Cells this writer took over from a dead predecessor on a one-writer board.
+    pub(crate) fn repairs(&self) -> u64 {
+        self.repairs
+    }
+
+    /// Takes cell `i` (`i < count`). With many writers: announces it in the claim word, then
+    /// CASes the state word from free to busy under our identity; a cell held by a dead writer
+    /// is repaired first (through its entry lock), one held by a live writer is waited for, a
+    /// bounded time. With one writer: a store.
+    #[inline]
+    pub(crate) fn take<'a, L: Liveness>(
         &mut self,
-        cells: &Cells<'_>,
+        cells: &Cells<'a>,
         live: &L,
         i: usize,
-    ) -> Result<Taken, TakeError> {
+    ) -> Result<Taken<'a>, TakeError> {
+        match self.writers {
+            Writers::One => self.take_sole(cells, i),
+            Writers::Many => self.take_shared(cells, live, i),
+        }
+    }
+
+    /// The sole writer's take: the seqlock writer's "odd version" store.
+    #[inline(always)]
+    pub(crate) fn take_sole<'a>(
+        &mut self,
+        cells: &Cells<'a>,
+        i: usize,
+    ) -> Result<Taken<'a>, TakeError> {
+        let state = cells.state(i);
+        // ORDERING: Relaxed. The word's last store is our own (program order) or a dead
+        // predecessor's, which the exclusive gate's kernel lock orders before our attach.
+        let mut w = state.load(Ordering::Relaxed);
+        if w & BUSY != 0 || seq_of(w) == SEQ_MAX {
+            w = self.take_sole_slow(w)?;
+        }
+        Ok(self.store_take(cells, i, w))
+    }
+
+    /// A sole writer finds the cell busy or at the version limit: the free word to take it
+    /// from, or why not.
+    #[cold]
+    fn take_sole_slow(&mut self, w: u64) -> Result<u64, TakeError> {
+        if seq_of(w) == SEQ_MAX {
+            return Err(TakeError::VersionLimit);
+        }
+        // Busy on a board of one writer, and we are it (we hold the exclusive gate): the
+        // previous writer died mid-update, or a forger wrote the word. Its update never counts:
+        // the current copy is untouched (a take never writes it), and we fill the other copy
+        // again over its partial one, under the same version (docs/design.md §12, "One writer").
+        self.repairs += 1;
+        Ok(released(w))
+    }
+
+    /// A sole writer's take of free word `w`.
+    #[inline(always)]
+    fn store_take<'a>(&self, cells: &Cells<'a>, i: usize, w: u64) -> Taken<'a> {
+        let state = cells.state(i);
+        // ORDERING: Release pairs with the reader's Acquire load of `w1`. This busy word is a
+        // plain store, not an RMW, so it does not continue the previous commit's release
+        // sequence: its own Release gives a reader that loads it the update it keeps current.
+        state.store(w | self.mine, Ordering::Release);
+        // ORDERING: pairs with the reader's `fence(Acquire)`: a reader whose copy sees any of
+        // our value stores sees this take (a later word) in its `w2`.
+        fence(Ordering::Release);
+        Taken::new(cells, i, w)
+    }
+
+    /// One of many writers' take: claim, CAS, and the bounded wait for a live holder.
+    pub(crate) fn take_shared<'a, L: Liveness>(
+        &mut self,
+        cells: &Cells<'a>,
+        live: &L,
+        i: usize,
+    ) -> Result<Taken<'a>, TakeError> {
         let claim = i as u64 + 1;
         if self.claimed != claim {
             // ORDERING: Relaxed; the take CAS below (Release) publishes it: whoever sees our
@@ -335,7 +489,6 @@ impl CellWriter {
             self.claimed = claim;
         }
         let state = cells.state(i);
-        let mine = (self.index as u64 + 1) << HOLDER_SHIFT | BUSY;
         let mut w = state.load(Ordering::Relaxed);
         let mut spins = 0u32;
         let mut rounds = 0u32;
@@ -349,7 +502,7 @@ impl CellWriter {
                 // Release publishes our claim word to whoever sees the busy word.
                 match state.compare_exchange(
                     w,
-                    released(w) | mine,
+                    released(w) | self.mine,
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 ) {
@@ -357,17 +510,17 @@ impl CellWriter {
                         // ORDERING: pairs with the reader's `fence(Acquire)`: a reader whose
                         // copy sees any of our value stores sees this take in its `w2`.
                         fence(Ordering::Release);
-                        return Ok(Taken {
-                            cell: i,
-                            before: w,
-                            copy: ((w & CUR) >> 1) ^ 1,
-                        });
+                        return Ok(Taken::new(cells, i, released(w)));
                     }
                     Err(now) => {
                         w = now;
                         continue;
                     }
                 }
+            }
+            if self.held.is_some_and(|h| (h.cell, h.word) != (i, w)) {
+                // Another hold than the one we timed: its time starts again.
+                self.held = None;
             }
             spins += 1;
             if spins >= SPINS_PER_ROUND {
@@ -407,10 +560,20 @@ impl CellWriter {
                         .is_some_and(|_guard| repair_cell(cells, h, i, w)),
                     Some(_) => false,
                 };
-                if !repaired && rounds >= HELD_ROUNDS {
-                    return Err(TakeError::Held {
-                        holder: holder_of(w),
+                if !repaired {
+                    // The clock is read here only, a round (1024 looks) into a wait: never on
+                    // an update that finds its cell free.
+                    let held = *self.held.get_or_insert(HeldSince {
+                        cell: i,
+                        word: w,
+                        since: Instant::now(),
                     });
+                    if rounds >= HELD_ROUNDS {
+                        return Err(TakeError::Held {
+                            holder: holder_of(w),
+                            held_for: held.since.elapsed(),
+                        });
+                    }
                 }
                 #[cfg(not(loom))]
                 if rounds > 1 {
@@ -421,38 +584,87 @@ impl CellWriter {
             w = state.load(Ordering::Relaxed);
         }
     }
+}
 
-    /// Writes `words` of value (and the length and stamp) into the taken copy, from word `at`.
+impl<'a> Taken<'a> {
+    /// Cell `i`, taken from free word `before`: the copy to write is the one not current.
+    #[inline(always)]
+    fn new(cells: &Cells<'a>, i: usize, before: u64) -> Self {
+        let copy = ((before & CUR) >> 1) ^ 1;
+        Taken {
+            state: cells.state(i),
+            words: cells.copy(i, copy),
+            before,
+            copy,
+        }
+    }
+
+    /// Writes `words` of value into the copy, from word `at`.
     #[inline]
-    pub(crate) fn write_words(&self, cells: &Cells<'_>, t: &Taken, at: usize, words: &[u64]) {
-        let copy = cells.copy(t.cell, t.copy);
-        for (dst, &src) in copy[COPY_HEADER_WORDS + at..].iter().zip(words) {
+    pub(crate) fn write_words(&self, at: usize, words: &[u64]) {
+        for (dst, &src) in self.words[COPY_HEADER_WORDS + at..].iter().zip(words) {
             dst.store(src, Ordering::Relaxed);
         }
     }
 
-    /// Commits the taken cell with a value of `len` bytes stamped `stamp`: the new value is
-    /// current, its version one more. Returns the version.
-    pub(crate) fn commit(&self, cells: &Cells<'_>, t: Taken, len: usize, stamp: u64) -> u64 {
-        let copy = cells.copy(t.cell, t.copy);
-        copy[0].store(stamp, Ordering::Relaxed);
-        copy[1].store(len as u64, Ordering::Relaxed);
-        let version = seq_of(t.before) + 1;
+    /// Writes a whole value, `bytes` (at most the value size), into the copy: its whole words,
+    /// then the last partial word with its unused bytes zero.
+    #[inline(always)]
+    pub(crate) fn write_bytes(&self, bytes: &[u8]) {
+        let value = &self.words[COPY_HEADER_WORDS..];
+        let whole = bytes.len() / 8;
+        let (head, rest) = bytes.split_at(whole * 8);
+        // The caller checked the length against the value size: `whole` words fit.
+        for (dst, chunk) in value[..whole].iter().zip(head.chunks_exact(8)) {
+            let word = u64::from_ne_bytes(chunk.try_into().expect("chunks of 8 bytes"));
+            dst.store(word, Ordering::Relaxed);
+        }
+        if let (false, Some(dst)) = (rest.is_empty(), value.get(whole)) {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            dst.store(u64::from_ne_bytes(last), Ordering::Relaxed);
+        }
+    }
+
+    /// Writes the copy's stamp (a copy word like the value's).
+    #[inline(always)]
+    pub(crate) fn write_stamp(&self, stamp: u64) {
+        self.words[0].store(stamp, Ordering::Relaxed);
+    }
+
+    /// Writes the copy's length (a copy word like the value's).
+    #[inline(always)]
+    pub(crate) fn write_len(&self, len: usize) {
+        self.words[1].store(len as u64, Ordering::Relaxed);
+    }
+
+    /// Makes the copy current, its version one more, and frees the cell. Returns the version.
+    #[inline(always)]
+    pub(crate) fn publish(self) -> u64 {
+        let version = seq_of(self.before) + 1;
         // ORDERING: Release pairs with the reader's Acquire load of the state word: a reader
-        // that sees this version sees the copy written above. A plain store: nobody else
+        // that sees this version sees the copy written before. A plain store: nobody else
         // changes a live holder's cell (a repair needs its entry lock, held while it lives).
-        cells
-            .state(t.cell)
-            .store(version << SEQ_SHIFT | t.copy << 1, Ordering::Release);
+        self.state
+            .store(version << SEQ_SHIFT | self.copy << 1, Ordering::Release);
         version
     }
 
-    /// Gives the taken cell back unchanged (the fill gave up or panicked): the previous value
-    /// stays current under its version.
-    pub(crate) fn give_back(&self, cells: &Cells<'_>, t: Taken) {
+    /// Commits the cell with a value of `len` bytes stamped `stamp`: the new value is
+    /// current, its version one more. Returns the version.
+    #[inline(always)]
+    pub(crate) fn commit(self, len: usize, stamp: u64) -> u64 {
+        self.write_stamp(stamp);
+        self.write_len(len);
+        self.publish()
+    }
+
+    /// Gives the cell back unchanged (the fill gave up or panicked): the previous value stays
+    /// current under its version.
+    pub(crate) fn give_back(self) {
         // ORDERING: Release, as a commit: the next taker's Acquire CAS orders its stores
         // after our partial ones to the same copy.
-        cells.state(t.cell).store(t.before, Ordering::Release);
+        self.state.store(self.before, Ordering::Release);
     }
 }
 
@@ -548,11 +760,11 @@ mod tests {
             dead: vec![false; MAX_PRODUCERS],
         };
         assert_eq!(value(&cells, 1), ReadOutcome::Empty);
-        let mut wr = CellWriter::new(0);
+        let mut wr = CellWriter::new(0, Writers::Many);
         for v in 1..=3u64 {
             let t = wr.take(&cells, &live, 1).unwrap();
-            wr.write_words(&cells, &t, 0, &[v, v]);
-            assert_eq!(wr.commit(&cells, t, 16, 100 + v), v);
+            t.write_words(0, &[v, v]);
+            assert_eq!(t.commit(16, 100 + v), v);
         }
         let mut buf = [0u64; 2];
         assert_eq!(
@@ -575,12 +787,12 @@ mod tests {
         let mut live = Live {
             dead: vec![false; MAX_PRODUCERS],
         };
-        let mut a = CellWriter::new(3);
+        let mut a = CellWriter::new(3, Writers::Many);
         let t = a.take(&cells, &live, 0).unwrap();
-        a.write_words(&cells, &t, 0, &[7]);
-        a.commit(&cells, t, 8, 1);
+        t.write_words(0, &[7]);
+        t.commit(8, 1);
         let t = a.take(&cells, &live, 0).unwrap();
-        a.write_words(&cells, &t, 0, &[8]);
+        t.write_words(0, &[8]);
         // `a` dies here, holding the cell: it never commits nor gives back `t`.
         let mut buf = [0u64; 1];
         assert!(matches!(
@@ -588,16 +800,21 @@ mod tests {
             ReadOutcome::Value { version: 1, .. }
         ));
         assert_eq!(buf, [7], "the previous value stays readable");
-        let mut b = CellWriter::new(5);
-        assert_eq!(
-            b.take(&cells, &live, 0).unwrap_err(),
-            TakeError::Held { holder: Some(3) },
+        let mut b = CellWriter::new(5, Writers::Many);
+        assert!(
+            matches!(
+                b.take(&cells, &live, 0).unwrap_err(),
+                TakeError::Held {
+                    holder: Some(3),
+                    ..
+                }
+            ),
             "a live holder is never taken over"
         );
         live.dead[3] = true;
         let t = b.take(&cells, &live, 0).unwrap();
-        b.write_words(&cells, &t, 0, &[9]);
-        assert_eq!(b.commit(&cells, t, 8, 2), 2);
+        t.write_words(0, &[9]);
+        assert_eq!(t.commit(8, 2), 2);
         assert!(matches!(
             read(&cells, 0, &mut buf),
             ReadOutcome::Value { version: 2, .. }
@@ -613,7 +830,7 @@ mod tests {
         let live = Live {
             dead: vec![false; MAX_PRODUCERS],
         };
-        let mut a = CellWriter::new(2);
+        let mut a = CellWriter::new(2, Writers::Many);
         // `a` dies holding cell 3.
         a.take(&cells, &live, 3).unwrap();
         assert!(repair_entry(&cells, 2));

@@ -7,15 +7,13 @@ use super::reader::BoardReader;
 use super::shape::{BoardShape, DEFAULT_BOARD_VALUE_SIZE, MAX_CELLS, W_BOARD};
 use super::writer::BoardWriter;
 use crate::error::{Error, Result};
-use crate::segment::header::{
-    Geometry, ProducerMode, SegmentKind, TypeInfo, CAPACITY_LIMIT, MAX_SEGMENT_BYTES,
-};
+use crate::segment::header::{Geometry, SegmentKind, TypeInfo, CAPACITY_LIMIT, MAX_SEGMENT_BYTES};
 use crate::segment::kind::{self, by_name, constructors, option_setters, Blueprint, Kind, Options};
 use crate::segment::payload::{Payload, Raw};
 use crate::segment::{Expect, Segment, Shape};
 use crate::sync::{AtomicU64, Ordering};
 
-use super::cell::{self, KEY_MAX};
+use super::cell::{self, Writers, KEY_MAX};
 
 /// A handle on a named board (or an in-process one). Cheap to clone; writers and readers made
 /// from it keep the mapping alive.
@@ -76,12 +74,14 @@ impl Board<Raw> {
 }
 
 impl<T: Payload> Board<T> {
-    /// Attaches a writer (one of at most 32 live at once, across processes). It repairs a cell
-    /// that the previous, dead owner of its producer entry left held.
+    /// Attaches a writer (one of at most 32 live at once, across processes; the only one on a
+    /// board made with [`BoardBuilder::single_writer`]). It repairs a cell that the previous,
+    /// dead owner of its producer entry left held.
     ///
     /// # Errors
     /// [`Error::ReadOnly`] on a read-only handle; [`Error::TooManyProducers`] when 32 writers
-    /// live; [`Error::TypeMismatch`] for a raw handle on a typed board or the reverse.
+    /// live; [`Error::ProducerExists`] on a single-writer board whose writer lives;
+    /// [`Error::TypeMismatch`] for a raw handle on a typed board or the reverse.
     pub fn writer(&self) -> Result<BoardWriter<T>> {
         kind::writable(&self.seg)?;
         kind::same_rawness::<T>(&self.seg)?;
@@ -116,6 +116,12 @@ impl<T: Payload> Board<T> {
     /// The value type recorded at creation ([`TypeInfo::raw`] for raw boards).
     pub fn value_type(&self) -> &TypeInfo {
         &self.seg.ty
+    }
+
+    /// Whether the board was created for one writer at a time
+    /// ([`BoardBuilder::single_writer`]).
+    pub fn is_single_writer(&self) -> bool {
+        self.shape.writers == Writers::One
     }
 
     /// Whether the board was created with key names.
@@ -155,6 +161,7 @@ pub struct BoardBuilder<T: Payload = Raw> {
     pub(super) cells: Option<usize>,
     pub(super) value_size: Option<usize>,
     pub(super) keys: Vec<String>,
+    pub(super) writers: Writers,
     pub(super) _type: PhantomData<fn() -> T>,
 }
 
@@ -165,6 +172,7 @@ impl<T: Payload> std::fmt::Debug for BoardBuilder<T> {
             .field("cells", &self.cells)
             .field("value_size", &self.value_size)
             .field("keys", &self.keys)
+            .field("writers", &self.writers)
             .finish()
     }
 }
@@ -177,6 +185,7 @@ impl BoardBuilder<Raw> {
             cells: None,
             value_size: None,
             keys: Vec::new(),
+            writers: Writers::Many,
             _type: PhantomData,
         }
     }
@@ -191,6 +200,7 @@ impl<T: Payload> BoardBuilder<T> {
             cells: self.cells,
             value_size: self.value_size,
             keys: self.keys,
+            writers: self.writers,
             _type: PhantomData,
         }
     }
@@ -214,6 +224,16 @@ impl<T: Payload> BoardBuilder<T> {
         self
     }
 
+    /// Makes the board take one writer at a time: a second [`Board::writer`] is refused with
+    /// [`Error::ProducerExists`] while the first lives, and an update needs no CAS, only the
+    /// stores of a seqlock (docs/design.md §12, "One writer"). A new writer may attach once
+    /// the previous one is dropped or dead; it takes over a cell its predecessor died
+    /// updating. Recorded in the board (its producer mode, "single"); opening does not ask for it.
+    pub fn single_writer(mut self) -> Self {
+        self.writers = Writers::One;
+        self
+    }
+
     option_setters!(typed);
 
     constructors!(
@@ -221,7 +241,7 @@ impl<T: Payload> BoardBuilder<T> {
         "board",
         config: "[`Error::InvalidConfig`] for a cell count outside 1 to [`MAX_CELLS`] (or none given), more keys than cells, an empty, too long or repeated key, a zero or too large value size, cells too large for a segment, or a value type whose alignment exceeds 8 bytes; [`Error::ValueTooLarge`] if the value type does not fit the value size asked for.",
         open: "[`Error::BoardCorrupt`] for an inconsistent board word; [`Error::TypeMismatch`] for a typed open.",
-        same: "cells, value size, keys and type"
+        same: "cells, value size, keys, type and writers (one or many)"
     );
 }
 
@@ -299,7 +319,7 @@ impl<T: Payload> Kind for BoardBuilder<T> {
         let shape = Shape {
             kind: SegmentKind::Board,
             geometry,
-            mode: ProducerMode::Multi,
+            mode: BoardShape::mode(self.writers),
             ty,
             first_seq: 0,
         };
@@ -308,6 +328,7 @@ impl<T: Payload> Kind for BoardBuilder<T> {
             stride_words: geometry.stride_words,
             capacity,
             keyed,
+            writers: self.writers,
         };
         Ok(Blueprint::new(shape, board))
     }
@@ -332,7 +353,7 @@ impl<T: Payload> Kind for BoardBuilder<T> {
     fn adopt(&self, seg: Segment) -> Result<Board<T>> {
         // Stored before the magic, which the open pipeline loaded with Acquire.
         let word = seg.words()[W_BOARD].load(Ordering::Relaxed);
-        let shape = BoardShape::validate(&self.opts.name, word, &seg.geometry)?;
+        let shape = BoardShape::validate(&self.opts.name, word, &seg.geometry, seg.mode)?;
         Ok(Board {
             seg: Arc::new(seg),
             shape,
@@ -348,16 +369,26 @@ impl<T: Payload> Kind for BoardBuilder<T> {
             .enumerate()
             .any(|(i, k)| b.key(i).as_deref() != Some(k.as_str()));
         let type_differs = wanted.shape.ty.is_raw() && !b.seg.ty.is_raw();
-        (w.cells != f.cells || w.capacity != f.capacity || keys_differ || type_differs).then(|| {
-            let describe = |s: &BoardShape, ty: &TypeInfo| {
-                format!(
-                    "a board of {} cells of {} bytes{}, type {ty}",
-                    s.cells,
-                    s.capacity,
-                    if s.keyed { " with keys" } else { "" }
-                )
-            };
-            (describe(f, &b.seg.ty), describe(w, &wanted.shape.ty))
-        })
+        let writers_differ = w.writers != f.writers;
+        (w.cells != f.cells
+            || w.capacity != f.capacity
+            || keys_differ
+            || type_differs
+            || writers_differ)
+            .then(|| {
+                let describe = |s: &BoardShape, ty: &TypeInfo| {
+                    format!(
+                        "a board of {} cells of {} bytes{}, type {ty}, {}",
+                        s.cells,
+                        s.capacity,
+                        if s.keyed { " with keys" } else { "" },
+                        match s.writers {
+                            Writers::Many => "many writers",
+                            Writers::One => "one writer",
+                        }
+                    )
+                };
+                (describe(f, &b.seg.ty), describe(w, &wanted.shape.ty))
+            })
     }
 }

@@ -38,8 +38,8 @@ impl Seg {
 /// Sets the cell to `tag` (both words); the new version, or `None` if the cell was held.
 fn set(cells: &Cells<'_>, w: &mut CellWriter, live: &&ModelLive, tag: u64) -> Option<u64> {
     let t = w.take(cells, live, 0).ok()?;
-    w.write_words(cells, &t, 0, &[tag, tag]);
-    Some(w.commit(cells, t, CAP, tag))
+    t.write_words(0, &[tag, tag]);
+    Some(t.commit(CAP, tag))
 }
 
 /// Reads the cell: `(version, tag)` of an untorn value, `None` if never set or busy.
@@ -70,14 +70,20 @@ fn concurrent_writers_and_a_reader_never_tear() {
     model("concurrent_writers_and_a_reader_never_tear", 3, || {
         let seg = Seg::new();
         let live = ModelLive::new(2);
-        set(&seg.cells(), &mut CellWriter::new(0), &&*live, 1).expect("uncontended");
+        set(
+            &seg.cells(),
+            &mut CellWriter::new(0, Writers::Many),
+            &&*live,
+            1,
+        )
+        .expect("uncontended");
         let writers: Vec<_> = [(0usize, 10u64), (1, 20)]
             .into_iter()
             .map(|(index, tag)| {
                 let (seg, live) = (seg.clone(), live.clone());
                 thread::spawn(move || {
                     let cells = seg.cells();
-                    let mut w = CellWriter::new(index);
+                    let mut w = CellWriter::new(index, Writers::Many);
                     // A live holder may make a take give up; it is retried.
                     while set(&cells, &mut w, &&*live, tag).is_none() {
                         thread::yield_now();
@@ -115,13 +121,13 @@ fn a_writer_dying_mid_update_leaves_the_previous_value_and_a_repairable_cell() {
             let live = ModelLive::new(2);
             {
                 let cells = seg.cells();
-                let mut a = CellWriter::new(0);
+                let mut a = CellWriter::new(0, Writers::Many);
                 set(&cells, &mut a, &&*live, 1).expect("uncontended");
             }
             let (s2, l2) = (seg.clone(), live.clone());
             let dying = thread::spawn(move || {
                 let cells = s2.cells();
-                let mut a = CellWriter::new(0);
+                let mut a = CellWriter::new(0, Writers::Many);
                 // The other writer may hold the cell first; it is alive, so it is waited for.
                 let t = loop {
                     if let Ok(t) = a.take(&cells, &&*l2, 0) {
@@ -129,13 +135,13 @@ fn a_writer_dying_mid_update_leaves_the_previous_value_and_a_repairable_cell() {
                     }
                     thread::yield_now();
                 };
-                a.write_words(&cells, &t, 0, &[2]);
+                t.write_words(0, &[2]);
                 l2.die(0);
             });
             let (s3, l3) = (seg.clone(), live.clone());
             let other = thread::spawn(move || {
                 let cells = s3.cells();
-                let mut b = CellWriter::new(1);
+                let mut b = CellWriter::new(1, Writers::Many);
                 // Held while the dying writer lives; then repaired and set.
                 loop {
                     if let Some(v) = set(&cells, &mut b, &&*l3, 3) {
@@ -171,10 +177,10 @@ fn repair_on_attach_races_repair_by_a_waiting_writer() {
             let live = ModelLive::new(2);
             {
                 let cells = seg.cells();
-                let mut a = CellWriter::new(0);
+                let mut a = CellWriter::new(0, Writers::Many);
                 set(&cells, &mut a, &&*live, 1).expect("uncontended");
                 let t = a.take(&cells, &&*live, 0).expect("uncontended");
-                a.write_words(&cells, &t, 0, &[2]);
+                t.write_words(0, &[2]);
                 live.die(0);
             }
             let (s2, l2) = (seg.clone(), live.clone());
@@ -184,7 +190,7 @@ fn repair_on_attach_races_repair_by_a_waiting_writer() {
                     return None;
                 }
                 repair_entry(&cells, 0);
-                let mut c = CellWriter::new(0);
+                let mut c = CellWriter::new(0, Writers::Many);
                 loop {
                     if let Some(v) = set(&cells, &mut c, &&*l2, 4) {
                         return Some(v);
@@ -193,7 +199,7 @@ fn repair_on_attach_races_repair_by_a_waiting_writer() {
                 }
             });
             let cells = seg.cells();
-            let mut b = CellWriter::new(1);
+            let mut b = CellWriter::new(1, Writers::Many);
             let vb = loop {
                 if let Some(v) = set(&cells, &mut b, &&*live, 3) {
                     break v;
@@ -213,4 +219,115 @@ fn repair_on_attach_races_repair_by_a_waiting_writer() {
             );
         },
     );
+}
+
+/// Stores of one update by the sole writer of a one-writer board, in the production order
+/// (`take_sole`, the value words as `ValueWriter::push` stores them, `commit`'s stamp, length
+/// and publish), each one call of the production code.
+const SOLE_STORES: usize = 6;
+
+/// The sole writer makes the first `stores` stores of an update of the cell to `tag`, then
+/// stops for good (killed: the rest never happen).
+fn sole_update(cells: &Cells<'_>, w: &mut CellWriter, tag: u64, stores: usize) {
+    let mut taken = None;
+    for store in 0..stores {
+        match (store, taken.as_ref()) {
+            (0, _) => taken = Some(w.take_sole(cells, 0).expect("below the version limit")),
+            (1, Some(t)) => t.write_words(0, &[tag]),
+            (2, Some(t)) => t.write_words(1, &[tag]),
+            (3, Some(t)) => t.write_stamp(tag),
+            (4, Some(t)) => t.write_len(CAP),
+            (5, Some(_)) => {
+                taken.take().expect("taken").publish();
+            }
+            _ => unreachable!("{SOLE_STORES} stores, the take first"),
+        }
+    }
+}
+
+/// The sole writer of a one-writer board is killed after `stores` of its stores of an update
+/// (none, between any two, all), while a reader copies the cell; then the next sole writer
+/// (after the death, as the exclusive gate's kernel lock orders it) updates the cell. The
+/// reader never sees a torn value, only versions and values of whole updates; the dead update
+/// never counts, and the next writer repairs the cell with its update.
+fn sole_writer_killed_after(stores: usize) {
+    model(
+        &format!("a_sole_writer_killed_after_{stores}_stores"),
+        3,
+        move || {
+            let seg = Seg::new();
+            let completed = stores == SOLE_STORES;
+            sole_update(
+                &seg.cells(),
+                &mut CellWriter::new(0, Writers::One),
+                1,
+                SOLE_STORES,
+            );
+            let s2 = seg.clone();
+            let reader = thread::spawn(move || {
+                let cells = s2.cells();
+                let mut last = 0;
+                for _ in 0..2 {
+                    if let Some((version, tag)) = get(&cells) {
+                        let expected = match version {
+                            1 => 1,
+                            2 if completed => 2,
+                            2 | 3 => 3,
+                            v => panic!("version {v}"),
+                        };
+                        assert_eq!(tag, expected, "version {version} holds another value");
+                        assert!(version >= last, "version went back: {last} -> {version}");
+                        last = version;
+                    }
+                }
+            });
+            let s3 = seg.clone();
+            let dying = thread::spawn(move || {
+                sole_update(
+                    &s3.cells(),
+                    &mut CellWriter::new(0, Writers::One),
+                    2,
+                    stores,
+                );
+            });
+            // Killed; the kernel drops its lock, and the next writer attaches on the same entry.
+            dying.join().unwrap();
+            let cells = seg.cells();
+            let mut next = CellWriter::new(0, Writers::One);
+            sole_update(&cells, &mut next, 3, SOLE_STORES);
+            reader.join().unwrap();
+            let interrupted = stores > 0 && !completed;
+            assert_eq!(
+                next.repairs(),
+                u64::from(interrupted),
+                "repaired iff left busy"
+            );
+            let want = if completed { (3, 3) } else { (2, 3) };
+            assert_eq!(get(&cells), Some(want), "the dead update never counts");
+            assert_eq!(
+                cells.state(0).load(Ordering::Relaxed) & BUSY,
+                0,
+                "left busy"
+            );
+        },
+    );
+}
+
+macro_rules! sole_writer_killed {
+    ($($name:ident: $stores:expr,)*) => {$(
+        #[test]
+        fn $name() {
+            sole_writer_killed_after($stores);
+        }
+    )*};
+}
+
+sole_writer_killed! {
+    a_sole_writer_killed_before_its_take_leaves_nothing_to_repair: 0,
+    a_sole_writer_killed_after_its_take_is_repaired_and_never_tears: 1,
+    a_sole_writer_killed_after_a_value_word_is_repaired_and_never_tears: 2,
+    a_sole_writer_killed_after_its_value_is_repaired_and_never_tears: 3,
+    a_sole_writer_killed_after_its_stamp_is_repaired_and_never_tears: 4,
+    a_sole_writer_killed_before_its_publish_is_repaired_and_never_tears: 5,
+    a_sole_writer_that_completes_its_update_leaves_nothing_to_repair: SOLE_STORES,
 }

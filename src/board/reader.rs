@@ -74,15 +74,40 @@ impl<T: Payload> std::fmt::Debug for BoardReader<T> {
 }
 
 impl<T: Payload> BoardReader<T> {
+    #[inline]
     pub(super) fn check_index(&self, index: usize) -> Result<()> {
         if index >= self.shape.cells {
-            return Err(Error::CellOutOfRange {
-                name: self.seg.name().to_owned(),
-                index,
-                cells: self.shape.cells,
-            });
+            return Err(self.out_of_range(index));
         }
         Ok(())
+    }
+
+    #[cold]
+    fn out_of_range(&self, index: usize) -> Error {
+        Error::CellOutOfRange {
+            name: self.seg.name().to_owned(),
+            index,
+            cells: self.shape.cells,
+        }
+    }
+
+    /// The error for a read that found no value to deliver (busy, corrupt).
+    #[cold]
+    fn read_error(&self, index: usize, outcome: ReadOutcome) -> Error {
+        match outcome {
+            ReadOutcome::Corrupt { len } => Error::BoardCorrupt {
+                name: self.seg.name().to_owned(),
+                what: format!(
+                    "cell {index} holds a value of {len} bytes, more than {}",
+                    self.shape.capacity
+                ),
+            },
+            _ => Error::CellBusy {
+                name: self.seg.name().to_owned(),
+                index,
+                attempts: READ_ATTEMPTS,
+            },
+        }
     }
 
     /// The latest intact value of cell `index` with its version, or `None` if it was never set.
@@ -92,6 +117,7 @@ impl<T: Payload> BoardReader<T> {
     /// # Errors
     /// [`Error::CellOutOfRange`]; [`Error::CellBusy`] if updates landed during every copy;
     /// [`Error::BoardCorrupt`] for a length beyond the value size (a damaged segment).
+    #[inline(always)]
     pub fn read(&mut self, index: usize) -> Result<Option<Value<'_, T>>> {
         self.check_index(index)?;
         let cells = self.shape.view(&self.seg);
@@ -107,18 +133,7 @@ impl<T: Payload> BoardReader<T> {
                 _type: PhantomData,
             })),
             ReadOutcome::Empty => Ok(None),
-            ReadOutcome::Busy => Err(Error::CellBusy {
-                name: self.seg.name().to_owned(),
-                index,
-                attempts: READ_ATTEMPTS,
-            }),
-            ReadOutcome::Corrupt { len } => Err(Error::BoardCorrupt {
-                name: self.seg.name().to_owned(),
-                what: format!(
-                    "cell {index} holds a value of {len} bytes, more than {}",
-                    self.shape.capacity
-                ),
-            }),
+            other => Err(self.read_error(index, other)),
         }
     }
 
@@ -127,26 +142,32 @@ impl<T: Payload> BoardReader<T> {
     ///
     /// # Errors
     /// As [`read`](Self::read), and [`Error::ValueTypeMismatch`] if the value is not `T`'s size.
+    #[inline]
     pub fn get(&mut self, index: usize) -> Result<Option<Versioned<T::Owned>>> {
-        let name = self.seg.name().to_owned();
         let Some(v) = self.read(index)? else {
             return Ok(None);
         };
         let Some(view) = v.get() else {
-            let ty = T::type_info(T::default_name());
-            return Err(Error::ValueTypeMismatch {
-                name,
-                index,
-                len: v.bytes.len(),
-                ty: ty.name,
-                size: ty.size as usize,
-            });
+            let len = v.bytes.len();
+            return Err(self.type_mismatch(index, len));
         };
         Ok(Some(Versioned {
             version: v.version,
             stamp_ns: v.stamp,
             value: T::to_owned(view),
         }))
+    }
+
+    #[cold]
+    fn type_mismatch(&self, index: usize, len: usize) -> Error {
+        let ty = T::type_info(T::default_name());
+        Error::ValueTypeMismatch {
+            name: self.seg.name().to_owned(),
+            index,
+            len,
+            ty: ty.name,
+            size: ty.size as usize,
+        }
     }
 
     /// Cell `index`'s version: the number of updates it has had (0: never set). One load.

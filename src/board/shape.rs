@@ -2,11 +2,11 @@
 //! or open and never re-read from shared memory.
 
 use crate::error::{Error, Result};
-use crate::segment::header::{Geometry, MAX_SLOTS, W_KIND, W_TYPE_NAME};
+use crate::segment::header::{Geometry, ProducerMode, MAX_SLOTS, W_KIND, W_TYPE_NAME};
 use crate::segment::Segment;
 use crate::sync::AtomicU64;
 
-use super::cell::{self, Cells};
+use super::cell::{self, Cells, Writers};
 
 /// The board word of the header (docs/design.md §12): cell count (lo32) and key block bytes per
 /// cell (hi32); written before the magic.
@@ -25,14 +25,18 @@ pub(crate) struct BoardShape {
     pub(super) stride_words: usize,
     pub(super) capacity: usize,
     pub(super) keyed: bool,
+    /// Many writers, or one: the header's producer mode (multi or single).
+    pub(super) writers: Writers,
 }
 
 impl BoardShape {
+    #[inline]
     pub(super) fn view<'a>(&self, seg: &'a Segment) -> Cells<'a> {
         self.view_words(seg.words())
     }
 
     /// The cells over a segment's words (a new segment's, before it is published).
+    #[inline]
     pub(super) fn view_words<'a>(&self, words: &'a [AtomicU64]) -> Cells<'a> {
         Cells::new(
             words,
@@ -53,8 +57,22 @@ impl BoardShape {
         self.cells as u64 | keys << 32
     }
 
-    /// Checks the board word of a segment whose common header passed the open pipeline.
-    pub(super) fn validate(name: &str, word: u64, g: &Geometry) -> Result<BoardShape> {
+    /// The header's producer mode for `writers`.
+    pub(super) fn mode(writers: Writers) -> ProducerMode {
+        match writers {
+            Writers::Many => ProducerMode::Multi,
+            Writers::One => ProducerMode::Single,
+        }
+    }
+
+    /// Checks the board word of a segment whose common header passed the open pipeline (which
+    /// checked that its producer mode is single or multi).
+    pub(super) fn validate(
+        name: &str,
+        word: u64,
+        g: &Geometry,
+        mode: ProducerMode,
+    ) -> Result<BoardShape> {
         let corrupt = |what: String| Error::BoardCorrupt {
             name: name.to_owned(),
             what,
@@ -86,6 +104,10 @@ impl BoardShape {
             stride_words: g.stride_words,
             capacity: g.capacity,
             keyed,
+            writers: match mode {
+                ProducerMode::Single => Writers::One,
+                ProducerMode::Multi => Writers::Many,
+            },
         })
     }
 }

@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::cell::{self, CellWriter, Cells, TakeError, Taken};
+use super::cell::{self, CellWriter, Cells, TakeError, Taken, Writers};
 use super::shape::BoardShape;
 use crate::error::{Error, Result};
 use crate::segment::header::MAX_PRODUCERS;
@@ -13,7 +13,9 @@ use crate::segment::producers::{Attachment, Gate, Offer};
 use crate::segment::{self, Segment};
 
 /// Updates a board's cells. Any number of writers (32 live at once) may update any cell; each
-/// update takes the cell with a CAS, so writers of one cell take turns (docs/design.md §12).
+/// update takes the cell with a CAS, so writers of one cell take turns (docs/design.md §12). On
+/// a board made with [`BoardBuilder::single_writer`](super::BoardBuilder::single_writer), this
+/// is the only writer, and an update is a seqlock's stores, without the CAS.
 pub struct BoardWriter<T: Payload = Raw> {
     pub(super) seg: Arc<Segment>,
     pub(super) shape: BoardShape,
@@ -22,7 +24,17 @@ pub struct BoardWriter<T: Payload = Raw> {
     /// This writer's place (byte 0 shared: a writer is attached; byte 1+index: the entry).
     pub(super) att: Attachment,
     pub(super) repaired: u64,
+    pub(super) stamps: Stamps,
     pub(super) _type: PhantomData<fn() -> T>,
+}
+
+/// Whether a writer stamps its values with the time (see [`BoardWriter::unstamped`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Stamps {
+    /// `CLOCK_MONOTONIC_COARSE`, read at every update.
+    Coarse,
+    /// 0 ("not stamped"): no clock read.
+    None,
 }
 
 impl<T: Payload> std::fmt::Debug for BoardWriter<T> {
@@ -36,12 +48,45 @@ impl<T: Payload> std::fmt::Debug for BoardWriter<T> {
 
 impl<T: Payload> BoardWriter<T> {
     pub(super) fn attach(seg: Arc<Segment>, shape: BoardShape) -> Result<Self> {
+        let (att, repaired) = match shape.writers {
+            Writers::Many => Self::attach_many(&seg, shape)?,
+            Writers::One => Self::attach_one(&seg)?,
+        };
+        let index = att.index();
+        Ok(BoardWriter {
+            seg,
+            shape,
+            writer: CellWriter::new(index, shape.writers),
+            index,
+            att,
+            repaired,
+            stamps: Stamps::Coarse,
+            _type: PhantomData,
+        })
+    }
+
+    /// The only writer: the exclusive gate (every earlier writer is dead or gone) and entry 0.
+    /// A cell a dead predecessor left busy is taken over by the first update of that cell
+    /// (docs/design.md §12, "One writer").
+    fn attach_one(seg: &Arc<Segment>) -> Result<(Attachment, u64)> {
+        let exists = |seg: &Segment| Error::ProducerExists {
+            name: seg.name().to_owned(),
+            pid: seg.producer_alive(0).then(|| seg.producer_pid(0)),
+        };
+        Attachment::attach(seg, Gate::Exclusive, 1, exists, exists, |_, _| {
+            Offer::Take(0)
+        })
+    }
+
+    /// One of many writers: the shared gate and a free entry, whose dead previous owner's
+    /// held cell is given back first.
+    fn attach_many(seg: &Arc<Segment>, shape: BoardShape) -> Result<(Attachment, u64)> {
         let too_many = |seg: &Segment| Error::TooManyProducers {
             name: seg.name().to_owned(),
             max: MAX_PRODUCERS,
         };
-        let (att, repaired) = Attachment::attach(
-            &seg,
+        Attachment::attach(
+            seg,
             Gate::Shared,
             MAX_PRODUCERS,
             too_many,
@@ -50,19 +95,26 @@ impl<T: Payload> BoardWriter<T> {
                 // The entry's previous owner is dead (we hold its lock): give back the cell it
                 // held, before our own claims overwrite its claim word (docs/design.md §12,
                 // "Repair").
-                Offer::Take(u64::from(cell::repair_entry(&shape.view(&seg), i)))
+                Offer::Take(u64::from(cell::repair_entry(&shape.view(seg), i)))
             },
-        )?;
-        let index = att.index();
-        Ok(BoardWriter {
-            seg,
-            shape,
-            writer: CellWriter::new(index),
-            index,
-            att,
-            repaired,
-            _type: PhantomData,
-        })
+        )
+    }
+
+    /// Makes this writer leave its values unstamped ([`Value::stamp_ns`](super::Value::stamp_ns)
+    /// 0), saving the clock read of every update: about half of what an update of a small
+    /// value costs on a single-writer board (docs/design.md §12, "One writer").
+    pub fn unstamped(mut self) -> Self {
+        self.stamps = Stamps::None;
+        self
+    }
+
+    /// The stamp of an update now.
+    #[inline(always)]
+    fn stamp(&self) -> u64 {
+        match self.stamps {
+            Stamps::Coarse => segment::coarse_now_ns(),
+            Stamps::None => 0,
+        }
     }
 
     /// Largest value in bytes.
@@ -70,9 +122,10 @@ impl<T: Payload> BoardWriter<T> {
         self.shape.capacity
     }
 
-    /// Cells this writer repaired (given back after their writer died mid-update).
+    /// Cells this writer repaired (given back, or on a single-writer board taken over, after
+    /// their writer died mid-update).
     pub fn repaired(&self) -> u64 {
-        self.repaired
+        self.repaired + self.writer.repairs()
     }
 
     /// This writer's producer-table entry.
@@ -94,16 +147,34 @@ impl<T: Payload> BoardWriter<T> {
     ///
     /// # Errors
     /// As [`set`](Self::set).
+    #[inline(always)]
     pub fn set_bytes(&mut self, index: usize, bytes: &[u8]) -> Result<u64> {
         if bytes.len() > self.shape.capacity {
-            return Err(Error::ValueTooLarge {
-                name: self.seg.name().to_owned(),
-                len: bytes.len(),
-                size: self.shape.capacity,
-            });
+            return Err(self.too_large(bytes.len()));
         }
-        let (version, pushed) = self.set_with(index, |w| w.push(bytes))?;
-        pushed.map(|()| version)
+        self.check(index)?;
+        match self.shape.writers {
+            Writers::One => {
+                // The sole writer's take is a store: no liveness to consult (docs/design.md
+                // §12, "One writer").
+                let cells = self.shape.view(&self.seg);
+                let taken = match self.writer.take_sole(&cells, index) {
+                    Ok(t) => t,
+                    Err(e) => return Err(take_error(&self.seg, index, e)),
+                };
+                taken.write_bytes(bytes);
+                Ok(taken.commit(bytes.len(), self.stamp()))
+            }
+            Writers::Many => self.set_shared(index, bytes),
+        }
+    }
+
+    /// `set_bytes` on a board of many writers.
+    fn set_shared(&mut self, index: usize, bytes: &[u8]) -> Result<u64> {
+        let cells = self.shape.view(&self.seg);
+        let taken = take(&mut self.writer, &self.seg, &self.att, &cells, index)?;
+        taken.write_bytes(bytes);
+        Ok(taken.commit(bytes.len(), self.stamp()))
     }
 
     /// Builds cell `index`'s new value in place: `fill` appends bytes with
@@ -120,45 +191,10 @@ impl<T: Payload> BoardWriter<T> {
         index: usize,
         fill: impl FnOnce(&mut ValueWriter<'_>) -> R,
     ) -> Result<(u64, R)> {
-        if self.att.forked() {
-            // A forked child may not write under its parent's entry (docs/design.md §10).
-            return Err(Error::UsedAfterFork {
-                name: self.seg.name().to_owned(),
-            });
-        }
-        if index >= self.shape.cells {
-            return Err(Error::CellOutOfRange {
-                name: self.seg.name().to_owned(),
-                index,
-                cells: self.shape.cells,
-            });
-        }
+        self.check(index)?;
         let cells = self.shape.view(&self.seg);
-        let live = SegmentLiveness::producer(&self.seg, self.att.lock(), self.index);
-        let taken = match self.writer.take(&cells, &live, index) {
-            Ok(t) => t,
-            Err(TakeError::Held { holder }) => {
-                return Err(Error::CellHeld {
-                    name: self.seg.name().to_owned(),
-                    index,
-                    pid: holder
-                        .filter(|&h| h < MAX_PRODUCERS)
-                        .map(|h| self.seg.producer_pid(h))
-                        .filter(|&p| p != 0),
-                })
-            }
-            Err(TakeError::VersionLimit) => {
-                return Err(Error::BoardCorrupt {
-                    name: self.seg.name().to_owned(),
-                    what: format!(
-                        "cell {index} is at version {}, the limit: a forged or corrupt state word",
-                        cell::SEQ_MAX
-                    ),
-                })
-            }
-        };
+        let taken = take(&mut self.writer, &self.seg, &self.att, &cells, index)?;
         let mut w = ValueWriter {
-            writer: &self.writer,
             cells,
             taken: Some(taken),
             len: 0,
@@ -169,10 +205,86 @@ impl<T: Payload> BoardWriter<T> {
         let len = w.len;
         w.flush();
         let taken = w.taken.take().expect("taken until committed");
-        let version = self
-            .writer
-            .commit(&cells, taken, len, segment::coarse_now_ns());
+        let stamp = self.stamp();
+        let version = taken.commit(len, stamp);
         Ok((version, r))
+    }
+}
+
+impl<T: Payload> BoardWriter<T> {
+    /// The checks before an update: not a forked child, a cell of the board.
+    #[inline(always)]
+    fn check(&self, index: usize) -> Result<()> {
+        if self.att.forked() {
+            return Err(self.forked());
+        }
+        if index >= self.shape.cells {
+            return Err(self.out_of_range(index));
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn forked(&self) -> Error {
+        // A forked child may not write under its parent's entry (docs/design.md §10).
+        Error::UsedAfterFork {
+            name: self.seg.name().to_owned(),
+        }
+    }
+
+    #[cold]
+    fn out_of_range(&self, index: usize) -> Error {
+        Error::CellOutOfRange {
+            name: self.seg.name().to_owned(),
+            index,
+            cells: self.shape.cells,
+        }
+    }
+
+    #[cold]
+    fn too_large(&self, len: usize) -> Error {
+        Error::ValueTooLarge {
+            name: self.seg.name().to_owned(),
+            len,
+            size: self.shape.capacity,
+        }
+    }
+}
+
+/// Takes cell `index` for `writer`, whose attachment is `att` (docs/design.md §12).
+#[inline]
+fn take<'a>(
+    writer: &mut CellWriter,
+    seg: &Segment,
+    att: &Attachment,
+    cells: &Cells<'a>,
+    index: usize,
+) -> Result<Taken<'a>> {
+    let live = SegmentLiveness::producer(seg, att.lock(), att.index());
+    writer
+        .take(cells, &live, index)
+        .map_err(|e| take_error(seg, index, e))
+}
+
+#[cold]
+fn take_error(seg: &Segment, index: usize, e: TakeError) -> Error {
+    match e {
+        TakeError::Held { holder, held_for } => Error::CellHeld {
+            name: seg.name().to_owned(),
+            index,
+            pid: holder
+                .filter(|&h| h < MAX_PRODUCERS)
+                .map(|h| seg.producer_pid(h))
+                .filter(|&p| p != 0),
+            held_for,
+        },
+        TakeError::VersionLimit => Error::BoardCorrupt {
+            name: seg.name().to_owned(),
+            what: format!(
+                "cell {index} is at version {}, the limit: a forged or corrupt state word",
+                cell::SEQ_MAX
+            ),
+        },
     }
 }
 
@@ -180,9 +292,8 @@ impl<T: Payload> BoardWriter<T> {
 /// word stores (docs/design.md §12). Dropped without a commit (the fill panicked), it gives the
 /// cell back unchanged.
 pub struct ValueWriter<'a> {
-    pub(super) writer: &'a CellWriter,
     pub(super) cells: Cells<'a>,
-    pub(super) taken: Option<Taken>,
+    pub(super) taken: Option<Taken<'a>>,
     pub(super) len: usize,
     /// The bytes of the word being assembled (`len % 8` of them are valid).
     pub(super) pending: [u8; 8],
@@ -234,8 +345,7 @@ impl ValueWriter<'_> {
                 let whole = rest.len() / 8 * 8;
                 for (k, chunk) in rest[..whole].chunks_exact(8).enumerate() {
                     let word = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
-                    self.writer
-                        .write_words(&self.cells, taken, self.len / 8 + k, &[word]);
+                    taken.write_words(self.len / 8 + k, &[word]);
                 }
                 self.len += whole;
                 rest = &rest[whole..];
@@ -247,8 +357,7 @@ impl ValueWriter<'_> {
             rest = &rest[n..];
             if self.len % 8 == 0 {
                 let word = u64::from_ne_bytes(self.pending);
-                self.writer
-                    .write_words(&self.cells, taken, self.len / 8 - 1, &[word]);
+                taken.write_words(self.len / 8 - 1, &[word]);
             }
         }
         Ok(())
@@ -261,8 +370,7 @@ impl ValueWriter<'_> {
             self.pending[rem..].fill(0);
             let word = u64::from_ne_bytes(self.pending);
             let taken = self.taken.as_ref().expect("taken until committed");
-            self.writer
-                .write_words(&self.cells, taken, self.len / 8, &[word]);
+            taken.write_words(self.len / 8, &[word]);
         }
     }
 }
@@ -270,7 +378,7 @@ impl ValueWriter<'_> {
 impl Drop for ValueWriter<'_> {
     fn drop(&mut self) {
         if let Some(t) = self.taken.take() {
-            self.writer.give_back(&self.cells, t);
+            t.give_back();
         }
     }
 }
