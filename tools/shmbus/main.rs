@@ -247,7 +247,7 @@ refused):
            --bytes SIZE of the ring (a power of two from 4096, default 1048576).
   board    the latest value of each of N cells, set and read by index or key name (set,
            board). --cells N and/or --keys a,b,... (one of them is needed), --size BYTES
-           per value (default 64).
+           per value (default 64), --single-writer (one writer at a time, no CAS).
   lanes    a pool of byte rings, one per producer, read in place by one consumer (publish
            acquires a lane, pop consumes). --lanes N (1 to 4096, default 64), --bytes SIZE
            per lane (a power of two from 4096, a multiple of the page size, default 65536).

@@ -30,7 +30,7 @@ impl Kind for BoardKind {
     }
 
     fn create_options(&self) -> &'static [&'static str] {
-        &["--size", "--cells", "--keys"]
+        &["--size", "--cells", "--keys", "--single-writer"]
     }
 
     fn create(&self, a: &CreateArgs) -> CmdResult {
@@ -47,6 +47,9 @@ impl Kind for BoardKind {
         if let Some(n) = a.cells {
             b = b.cells(n);
         }
+        if a.single_writer {
+            b = b.single_writer();
+        }
         let board = b.create()?;
         a.say_created(
             board.name(),
@@ -55,13 +58,19 @@ impl Kind for BoardKind {
                 "cells": board.cells(),
                 "value_size": board.value_size(),
                 "keys": board.has_keys(),
+                "single_writer": board.is_single_writer(),
             }),
             format!(
-                "created board {}: {} cells of {} bytes{}",
+                "created board {}: {} cells of {} bytes{}{}",
                 board.name(),
                 board.cells(),
                 board.value_size(),
                 if board.has_keys() { ", with keys" } else { "" },
+                if board.is_single_writer() {
+                    ", one writer"
+                } else {
+                    ""
+                },
             ),
         )
     }
@@ -180,6 +189,7 @@ fn summary(p: &Probe) -> shmbus::Result<BoardSummary> {
         value_size: board.value_size(),
         value_type: board.value_type().to_string(),
         keys: board.has_keys(),
+        single_writer: board.is_single_writer(),
         writers_alive,
         liveness: Liveness::of(&p.header, writers_alive),
     })
@@ -194,6 +204,8 @@ pub(crate) struct BoardSummary {
     pub(crate) value_type: String,
     /// Whether the cells have key names.
     pub(crate) keys: bool,
+    /// Whether the board takes one writer at a time.
+    pub(crate) single_writer: bool,
     /// Cells set at least once.
     pub(crate) cells_written: usize,
     /// Updates of all cells since creation (the sum of their versions).
@@ -261,11 +273,16 @@ pub(crate) fn rows(board: &Board, hex: bool, payloads: Payloads) -> Vec<CellRow>
 pub(crate) fn print_table(out: &mut impl Write, board: &Board, rows: &[CellRow]) -> io::Result<()> {
     writeln!(
         out,
-        "board {}: {} cells of {} bytes, type {}",
+        "board {}: {} cells of {} bytes, type {}{}",
         text::sanitize(board.name()),
         board.cells(),
         board.value_size(),
-        text::sanitize(&board.value_type().to_string())
+        text::sanitize(&board.value_type().to_string()),
+        if board.is_single_writer() {
+            ", one writer at a time"
+        } else {
+            ""
+        }
     )?;
     writeln!(out, "INDEX\tKEY\tVERSION\tAGE\tVALUE")?;
     for r in rows {

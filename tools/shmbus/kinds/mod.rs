@@ -201,7 +201,8 @@ pub(crate) enum KindArg {
     Queue,
     /// Records of any size in one byte ring (--bytes).
     Records,
-    /// A board: the latest value of each of N cells (--cells, --keys, --size).
+    /// A board: the latest value of each of N cells (--cells, --keys, --size,
+    /// --single-writer).
     Board,
     /// Lanes: a pool of per-producer byte rings read by one consumer (--lanes, --bytes).
     Lanes,
@@ -260,7 +261,7 @@ pub(crate) struct CreateArgs {
     /// Records: size of the byte ring, a power of two from 4096 (default 1048576); the
     /// largest record is a quarter of it, less 16 bytes. Lanes: size of each lane, a power of
     /// two from 4096 and a multiple of the page size (default 65536); the largest record is
-    /// the lane less 8 bytes.
+    /// the lane less 16 bytes.
     #[arg(long, value_name = "SIZE")]
     pub(crate) bytes: Option<u64>,
     /// Lanes only: number of lanes, 1 to 4096 (default 64): the most producers at once.
@@ -273,6 +274,10 @@ pub(crate) struct CreateArgs {
     /// a name where they take a cell index).
     #[arg(long, value_name = "KEY,...", value_delimiter = ',')]
     pub(crate) keys: Vec<String>,
+    /// Board only: one writer at a time (a second is refused while the first lives); each
+    /// update is then a seqlock's stores, with no compare-and-swap.
+    #[arg(long)]
+    pub(crate) single_writer: bool,
     /// Permission bits, in octal (0 to 0777). Writable by group or others (e.g. 0660) means
     /// programs must trust the segment explicitly to open it.
     #[arg(long, default_value = "0600", value_parser = parse_mode)]
@@ -294,7 +299,7 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 
 impl CreateArgs {
     /// The kind-specific options given, by flag.
-    pub(crate) fn given(&self) -> [(&'static str, bool); 8] {
+    pub(crate) fn given(&self) -> [(&'static str, bool); 9] {
         [
             ("--slots", self.slots.is_some()),
             ("--wakeup", self.wakeup.is_some()),
@@ -303,6 +308,7 @@ impl CreateArgs {
             ("--bytes", self.bytes.is_some()),
             ("--cells", self.cells.is_some()),
             ("--keys", !self.keys.is_empty()),
+            ("--single-writer", self.single_writer),
             ("--lanes", self.lanes.is_some()),
         ]
     }

@@ -135,3 +135,33 @@ fn create_refuses_options_of_other_kinds_and_a_board_without_cells_in_cli_words(
     let made = ok(&["create", name, "--kind=board", "--cells", "4"]);
     assert!(made.contains("4 cells of 64 bytes"), "{made}");
 }
+
+#[test]
+fn a_single_writer_board_from_the_command_line_says_so_and_other_kinds_refuse_the_flag() {
+    let b = TestBus::new("cli-board-one");
+    let name = b.name();
+    fails_with(
+        &["create", name, "--single-writer"],
+        "--single-writer does not apply to --kind bus (only to board)",
+    );
+    let made: Value = serde_json::from_str(
+        ok(&[
+            "create",
+            name,
+            "--kind",
+            "board",
+            "--cells",
+            "2",
+            "--single-writer",
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(made["single_writer"], true, "{made}");
+    assert!(ok(&["set", name, "1", "up"]).contains("version 1"));
+    let table = ok(&["board", name]);
+    assert!(table.contains("one writer at a time"), "{table}");
+    let info: Value = serde_json::from_str(ok(&["info", name, "--json"]).trim()).unwrap();
+    assert_eq!(info["summary"]["single_writer"], true, "{info}");
+}
