@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::handle::Lanes;
-use super::lane::{LaneSet, Peeked, Settled};
+use super::lane::{Acker, LaneSet, Peeked, Settled};
 use super::layout::{OPEN, STATE_MASK};
 use super::LaneMem;
 use crate::error::{Error, Result};
@@ -62,7 +62,7 @@ pub enum LaneEvent<'a> {
 /// is acknowledged, which dropping it does (docs/design.md §17, "Publishing and reading in
 /// place").
 pub struct LaneRecord<'a> {
-    set: LaneSet<'a, LaneMem>,
+    acker: Acker<'a>,
     lane: u32,
     end: u64,
     bytes: &'a [u8],
@@ -106,9 +106,10 @@ impl std::fmt::Debug for LaneRecord<'_> {
 }
 
 impl Drop for LaneRecord<'_> {
+    #[inline]
     fn drop(&mut self) {
         // The view ends here: the bytes may be the producer's again.
-        self.set.ack(self.lane, self.end, 1);
+        self.acker.ack(self.end, 1);
     }
 }
 
@@ -207,13 +208,19 @@ impl LaneConsumer {
         }
     }
 
+    #[inline]
     fn check_fork(&self) -> Result<()> {
         if self.att.forked() {
-            return Err(Error::UsedAfterFork {
-                name: self.lanes.name().to_owned(),
-            });
+            return Err(self.forked_error());
         }
         Ok(())
+    }
+
+    #[cold]
+    fn forked_error(&self) -> Error {
+        Error::UsedAfterFork {
+            name: self.lanes.name().to_owned(),
+        }
     }
 
     /// Counters.
@@ -258,6 +265,7 @@ impl LaneConsumer {
 
     /// Moves the cursor to the first lane with a record or a close to report, noting each empty
     /// lane on the way as stale (its bit is cleared later, with others). `Ok(false)`: none.
+    #[inline]
     pub(super) fn find(&mut self) -> Result<bool> {
         if self.scan()? {
             return Ok(true);
@@ -271,6 +279,7 @@ impl LaneConsumer {
     }
 
     /// One pass over the lanes whose ready bits are set, from the cursor, each at most once.
+    #[inline]
     fn scan(&mut self) -> Result<bool> {
         let set = self.lanes.set(&self.mem);
         let mut from = self.cursor;
@@ -293,7 +302,7 @@ impl LaneConsumer {
                         self.cursor = lane + 1;
                         return Err(Error::LanesCorrupt {
                             name: self.lanes.name().to_owned(),
-                            detail,
+                            detail: detail.to_string(),
                         });
                     }
                 }
@@ -346,6 +355,7 @@ impl LaneConsumer {
 
     /// [`Self::find`], and if it finds nothing and the idle sweep is due, the sweep and another
     /// look if it found a dead producer.
+    #[inline]
     fn find_or_sweep(&mut self) -> Result<bool> {
         // A busy consumer sweeps too (else a dead producer's lane would wait for a lull): the
         // coarse clock is read once in `SWEEP_CHECK_EVERY` receives.
@@ -379,6 +389,7 @@ impl LaneConsumer {
     }
 
     /// The event at the cursor, which [`Self::find`] just found (it returned true).
+    #[inline]
     pub(super) fn take(&mut self) -> LaneEvent<'_> {
         let lane = self.cursor;
         self.cursor = lane + 1;
@@ -397,7 +408,7 @@ impl LaneConsumer {
                     // moves past it only when the record (which holds the view) drops.
                     let bytes = unsafe { set.payload(lane, &p) };
                     return LaneEvent::Record(LaneRecord {
-                        set,
+                        acker: set.acker(lane),
                         lane,
                         end: p.end,
                         bytes,
@@ -514,7 +525,7 @@ impl LaneConsumer {
                         }
                     }
                 }
-                Err(detail) => break Err(self.corrupt(detail)),
+                Err(detail) => break Err(self.corrupt(detail.to_string())),
             }
         };
         if let Some(e) = end {

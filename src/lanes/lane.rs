@@ -50,6 +50,56 @@ pub(crate) struct Peeked {
     pub end: u64,
 }
 
+/// The consumer's words of one lane: what an acknowledgement stores.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Acker<'a> {
+    read: &'a AtomicU64,
+    consumed: &'a AtomicU64,
+}
+
+impl Acker<'_> {
+    /// Releases the lane's bytes up to `end` after `records` more records.
+    #[inline]
+    pub(crate) fn ack(&self, end: u64, records: u64) {
+        self.consumed.store(
+            self.consumed.load(Ordering::Relaxed).wrapping_add(records),
+            Ordering::Relaxed,
+        );
+        // ORDERING: Release pairs with the producer's Acquire load of the read position: our
+        // reads of the bytes before `end` happen before its writes over them.
+        self.read.store(end, Ordering::Release);
+    }
+}
+
+/// A read position or header that is not a lane's (a corrupt or forged segment): small and
+/// `Copy`, so that the receive path carries no `String`; described when it is reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bad {
+    Misaligned { lane: u32, read: u64 },
+    NotAHeader { lane: u32, read: u64, head: u64 },
+    TooLong { lane: u32, read: u64, len: usize },
+}
+
+impl std::fmt::Display for Bad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Bad::Misaligned { lane, read } => {
+                write!(f, "lane {lane}: read position {read} is not 8-aligned")
+            }
+            Bad::NotAHeader { lane, read, head } => {
+                write!(
+                    f,
+                    "lane {lane}: the header at {read} ({head:#x}) is not a record's"
+                )
+            }
+            Bad::TooLong { lane, read, len } => write!(
+                f,
+                "lane {lane}: the record at {read} claims {len} bytes, more than a lane holds"
+            ),
+        }
+    }
+}
+
 /// What the consumer found on a lane with nothing to read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Settled {
@@ -184,7 +234,7 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
 
     /// The next record of lane `lane`, if the producer has published one.
     #[inline]
-    pub(crate) fn peek(&self, lane: u32) -> Result<Option<Peeked>, String> {
+    pub(crate) fn peek(&self, lane: u32) -> Result<Option<Peeked>, Bad> {
         self.peek_at(lane, self.read_position(lane))
     }
 
@@ -193,13 +243,11 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
     /// Every header is checked before it bounds a view: a committed one whose record, with the
     /// zero header after it, fits in a lane.
     #[inline]
-    pub(crate) fn peek_at(&self, lane: u32, read: u64) -> Result<Option<Peeked>, String> {
+    pub(crate) fn peek_at(&self, lane: u32, read: u64) -> Result<Option<Peeked>, Bad> {
         // ORDERING: `head` loads with Acquire, pairing with the producer's Release store of the
         // header in `Writer::publish`: the record's bytes written before it are visible.
         let Some(head) = self.head(lane, read) else {
-            return Err(format!(
-                "lane {lane}: read position {read} is not 8-aligned"
-            ));
+            return Err(Bad::Misaligned { lane, read });
         };
         if head == 0 {
             return Ok(None);
@@ -207,14 +255,10 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
         let len = (head & 0xffff_ffff) as usize;
         let need = record_bytes(len);
         if head & !0xffff_ffff != HEAD_COMMIT {
-            return Err(format!(
-                "lane {lane}: the header at {read} ({head:#x}) is not a record's"
-            ));
+            return Err(Bad::NotAHeader { lane, read, head });
         }
         if need + LANE_RECORD_HEADER as u64 > self.shape.lane_bytes {
-            return Err(format!(
-                "lane {lane}: the record at {read} claims {len} bytes, more than a lane holds"
-            ));
+            return Err(Bad::TooLong { lane, read, len });
         }
         Ok(Some(Peeked {
             pos: read + LANE_RECORD_HEADER as u64,
@@ -245,14 +289,16 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
     /// Releases lane `lane`'s bytes up to `end` (an acknowledgement) after `records` records.
     #[inline]
     pub(crate) fn ack(&self, lane: u32, end: u64, records: u64) {
-        let consumed = self.word(lane, L_CONSUMED);
-        consumed.store(
-            consumed.load(Ordering::Relaxed).wrapping_add(records),
-            Ordering::Relaxed,
-        );
-        // ORDERING: Release pairs with the producer's Acquire load of the read position: our
-        // reads of the bytes before `end` happen before its writes over them.
-        self.word(lane, L_READ).store(end, Ordering::Release);
+        self.acker(lane).ack(end, records);
+    }
+
+    /// The words an acknowledgement of lane `lane` stores, for a record to keep.
+    #[inline]
+    pub(crate) fn acker(&self, lane: u32) -> Acker<'a> {
+        Acker {
+            read: self.word(lane, L_READ),
+            consumed: self.word(lane, L_CONSUMED),
+        }
     }
 
     /// Called when lane `lane` had nothing to read: frees it if it is closed and drained, else
@@ -347,12 +393,22 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
     /// The first lane at or after `from` (wrapping around) whose ready bit is set.
     #[inline]
     pub(crate) fn next_ready(&self, from: u32) -> Option<u32> {
-        let n = self.shape.ready_words();
         let lanes = self.shape.lanes;
         let from = if from >= lanes { 0 } else { from };
+        // The common case first: the bit of `from` itself (a busy lane keeps its bit).
+        let (word, bit) = self.ready_word(from);
+        if word.load(Ordering::Relaxed) & bit != 0 {
+            return Some(from);
+        }
+        let n = self.shape.ready_words();
         let first = from as usize / 64;
         for k in 0..=n {
-            let i = (first + k) % n;
+            // `first + k` wraps once at most (k <= n): a subtraction, not a division.
+            let i = if first + k >= n {
+                first + k - n
+            } else {
+                first + k
+            };
             let mut bits = self.words[W_READY + i].load(Ordering::Relaxed);
             if k == 0 {
                 bits &= !0u64 << (from % 64);
