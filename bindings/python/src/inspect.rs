@@ -85,6 +85,7 @@ fn summary<'py>(py: Python<'py>, p: &Probe) -> Result<Bound<'py, PyDict>, Failur
             put!("value_size", b.value_size());
             put!("value_type", b.value_type().to_string());
             put!("keys", b.has_keys());
+            put!("single_writer", b.is_single_writer());
             // A cell's version counts its updates; one that cannot be read counts as none.
             let reader = b.reader();
             let versions: Vec<u64> = (0..b.cells())
