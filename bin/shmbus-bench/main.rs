@@ -200,6 +200,14 @@ struct ThroughputArgs {
     /// broadcast reader's atomic copy-out) and single-core memcpy of the same sizes.
     #[arg(long, value_enum, default_value_t)]
     kind: SegmentKindArg,
+    /// With `--kind records`: instead, in this one process, publish this many records of each
+    /// payload size and receive each (for counting instructions under `valgrind
+    /// --tool=callgrind`: two counts, the difference over the difference).
+    #[arg(long)]
+    solo: Option<u64>,
+    /// With --solo: only publish (no subscriber).
+    #[arg(long)]
+    solo_publish: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -590,6 +598,12 @@ fn cmd_throughput(ctx: &Ctx, report: &mut Report, a: &ThroughputArgs) -> Result<
         ));
     }
     let messages = a.messages.unwrap_or(ctx.size(2_000_000, 20_000)).max(1);
+    if let (Some(n), SegmentKindArg::Records) = (a.solo, a.kind) {
+        for &payload in &a.payloads {
+            records::solo(payload, n, a.solo_publish)?;
+        }
+        return Ok(());
+    }
     if a.kind == SegmentKindArg::Records {
         let consumer = engine::publish::consumer_cores(ctx, producer, 1)[0];
         ctx.steps((2 + records::FLOORS.len() as u64) * a.payloads.len() as u64);

@@ -240,3 +240,30 @@ pub fn floor_row(
     });
     Ok(())
 }
+
+/// `n` records of `payload` bytes published in this process, each received at once by a
+/// subscriber here (unless `publish_only`): for counting instructions per record under
+/// callgrind, not for timing.
+#[inline(never)]
+pub fn solo(payload: usize, n: u64, publish_only: bool) -> Result<(), String> {
+    let guard = BusGuard::new("rsolo");
+    let records = create(guard.name(), payload)?;
+    let mut tx = records
+        .publisher()
+        .map_err(|e| format!("cannot publish on {}: {e}", guard.name()))?;
+    let mut rx = records.subscribe(Start::Next);
+    let buf = vec![0x5au8; payload];
+    let mut sum = 0u64;
+    for _ in 0..n {
+        tx.publish_bytes(black_box(&buf))
+            .map_err(|e| format!("publish failed: {e}"))?;
+        if !publish_only {
+            match rx.try_recv() {
+                RecordRecv::Record(m) => sum = sum.wrapping_add(m.bytes()[payload - 1] as u64),
+                other => return Err(format!("expected a record, got {other:?}")),
+            }
+        }
+    }
+    black_box(sum);
+    Ok(())
+}
