@@ -305,26 +305,35 @@ impl Writer {
         ring.at(p.pos + 16 + 8 * i as u64)
     }
 
-    /// Stores `bytes` (exactly the pending record's length) as its payload.
+    /// Stores `bytes` (exactly the pending record's length) as its payload: one Relaxed atomic
+    /// store per word (readers race on these words), unrolled by four over slices whose bounds
+    /// are checked once per record, not once per word.
     #[inline]
     pub(crate) fn write_bytes(&self, ring: &RecordRing<'_>, p: &Pending, bytes: &[u8]) {
         debug_assert_eq!(bytes.len(), p.len);
-        let chunks = bytes.chunks_exact(8);
-        let rest = chunks.remainder();
-        let mut i = 0;
-        for c in chunks {
-            let w = u64::from_ne_bytes(c.try_into().expect("chunks_exact yields 8 bytes"));
-            self.put(self.payload_word(ring, p, i), w, Ordering::Relaxed);
-            i += 1;
+        let dst = ring.span(p.pos + 16, p.len.div_ceil(8));
+        let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().expect("chunks of 8 bytes"));
+        // Whole groups of four words first, then whole words, then the last bytes.
+        let fours = (bytes.len() / 32).min(dst.len() / 4);
+        let (d4, d1) = dst.split_at(4 * fours);
+        let (b32, b1) = bytes.split_at(32 * fours);
+        for (d, b) in d4.chunks_exact(4).zip(b32.chunks_exact(32)) {
+            self.put(&d[0], word(&b[0..8]), Ordering::Relaxed);
+            self.put(&d[1], word(&b[8..16]), Ordering::Relaxed);
+            self.put(&d[2], word(&b[16..24]), Ordering::Relaxed);
+            self.put(&d[3], word(&b[24..32]), Ordering::Relaxed);
         }
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.put(
-                self.payload_word(ring, p, i),
-                u64::from_ne_bytes(last),
-                Ordering::Relaxed,
-            );
+        let mut d1 = d1.iter();
+        let mut chunks = b1.chunks_exact(8);
+        // The chunks first: `zip` stops at the first `None` without taking a word from `d1`.
+        for (c, d) in (&mut chunks).zip(&mut d1) {
+            self.put(d, word(c), Ordering::Relaxed);
+        }
+        let last = chunks.remainder();
+        if let (false, Some(d)) = (last.is_empty(), d1.next()) {
+            let mut w = [0u8; 8];
+            w[..last.len()].copy_from_slice(last);
+            self.put(d, u64::from_ne_bytes(w), Ordering::Relaxed);
         }
     }
 
