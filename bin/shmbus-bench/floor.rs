@@ -16,8 +16,8 @@ use std::time::Instant;
 use crate::lanes::{record, say_ready, spawn, touch};
 use crate::sys;
 
-/// The floor ring's size (the same as a lane).
-const FLOOR_BYTES: usize = 1 << 20;
+/// The floor ring's size unless a caller asks for another (the same as a lane).
+pub const FLOOR_BYTES: usize = 1 << 20;
 
 /// How the floor's writer stores a record's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,11 +61,13 @@ pub enum Read {
 struct FloorShm {
     path: std::path::PathBuf,
     map: memmap2::MmapMut,
+    /// The ring's size in bytes (the file's, less the first page).
+    bytes: usize,
     owner: bool,
 }
 
 impl FloorShm {
-    fn create() -> Result<FloorShm, String> {
+    fn create(bytes: usize) -> Result<FloorShm, String> {
         let path = std::path::PathBuf::from(format!(
             "/dev/shm/shmbus-bench.{}",
             sys::unique_name("floor")
@@ -77,9 +79,9 @@ impl FloorShm {
             .mode(0o600)
             .open(&path)
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        file.set_len((4096 + FLOOR_BYTES) as u64)
+        file.set_len((4096 + bytes) as u64)
             .map_err(|e| e.to_string())?;
-        FloorShm::map(path, &file, true)
+        FloorShm::map(path, &file, bytes, true)
     }
 
     fn open(path: &str) -> Result<FloorShm, String> {
@@ -88,23 +90,29 @@ impl FloorShm {
             .write(true)
             .open(path)
             .map_err(|e| format!("cannot open {path}: {e}"))?;
-        FloorShm::map(path.into(), &file, false)
+        let len = file.metadata().map_err(|e| e.to_string())?.len() as usize;
+        if len <= 4096 {
+            return Err(format!("{path} holds no ring"));
+        }
+        FloorShm::map(path.into(), &file, len - 4096, false)
     }
 
     fn map(
         path: std::path::PathBuf,
         file: &std::fs::File,
+        bytes: usize,
         owner: bool,
     ) -> Result<FloorShm, String> {
         // SAFETY: a file of this run, sized before mapping and never truncated while mapped; the
         // position words are accessed atomically, the ring's bytes ordered by them.
-        let map = unsafe {
-            memmap2::MmapOptions::new()
-                .len(4096 + FLOOR_BYTES)
-                .map_mut(file)
-        }
-        .map_err(|e| format!("cannot map {}: {e}", path.display()))?;
-        Ok(FloorShm { path, map, owner })
+        let map = unsafe { memmap2::MmapOptions::new().len(4096 + bytes).map_mut(file) }
+            .map_err(|e| format!("cannot map {}: {e}", path.display()))?;
+        Ok(FloorShm {
+            path,
+            map,
+            bytes,
+            owner,
+        })
     }
 
     fn word(&self, i: usize) -> &AtomicU64 {
@@ -114,13 +122,13 @@ impl FloorShm {
     }
 
     fn ring(&self) -> *mut u8 {
-        // SAFETY: byte 4096 of a mapping of 4096 + FLOOR_BYTES bytes.
+        // SAFETY: byte 4096 of a mapping of 4096 + `self.bytes` bytes.
         unsafe { self.map.as_ptr().add(4096).cast_mut() }
     }
 
     /// The ring's words from byte `at` (8-aligned), `n` of them, as atomics.
     fn atomics(&self, at: usize, n: usize) -> &[AtomicU64] {
-        assert!(at.is_multiple_of(8) && at + 8 * n <= FLOOR_BYTES);
+        assert!(at.is_multiple_of(8) && at + 8 * n <= self.bytes);
         // SAFETY: 8-aligned (the ring starts on a page, `at` is a multiple of 8) and inside the
         // ring (asserted); `AtomicU64` has the layout of `u64`, and the mapping lives as long as
         // `self`.
@@ -149,7 +157,7 @@ pub fn write(path: &str, core: usize, size: usize, bytes: u64, how: Write) -> Re
     let mut w = 0u64;
     let mut read_cache = 0u64;
     let mut sent = 0u64;
-    let len = (FLOOR_BYTES / need * need) as u64;
+    let len = (shm.bytes / need * need) as u64;
     while sent < bytes {
         if w + need as u64 - read_cache > len {
             // ORDERING: Acquire pairs with the reader's Release store of `read`.
@@ -161,7 +169,7 @@ pub fn write(path: &str, core: usize, size: usize, bytes: u64, how: Write) -> Re
         }
         let at = (w % len) as usize;
         match how {
-            // SAFETY: `at + need <= len <= FLOOR_BYTES`; the reader reads only below the write
+            // SAFETY: `at + need <= len <= shm.bytes`; the reader reads only below the write
             // position, and we write only within a ring of the read position we loaded
             // (Acquire).
             Write::Plain => unsafe {
@@ -193,15 +201,17 @@ pub fn write(path: &str, core: usize, size: usize, bytes: u64, how: Write) -> Re
 }
 
 /// The floor's reader in this process (pin it first: it stays on the calling thread's core),
-/// against a writer child on `core`: bytes per second moved, from the first record read.
+/// against a writer child on `core`, through a ring of `ring` bytes: bytes per second moved,
+/// from the first record read.
 pub fn throughput(
     core: usize,
     size: usize,
+    ring: usize,
     budget: u64,
     how_write: Write,
     how_read: Read,
 ) -> Result<f64, String> {
-    let shm = FloorShm::create()?;
+    let shm = FloorShm::create(ring)?;
     let path = shm.path.display().to_string();
     let extra = [
         "--size".to_string(),
@@ -211,7 +221,7 @@ pub fn throughput(
     ];
     let mut child = spawn(how_write.role(), &path, core, &extra)?;
     let need = 8 + size.next_multiple_of(8);
-    let len = (FLOOR_BYTES / need * need) as u64;
+    let len = (ring / need * need) as u64;
     let (write, read) = (shm.word(0), shm.word(8));
     let (mut r, mut got, mut sum) = (0u64, 0u64, 0u64);
     let mut out = vec![0u64; size.div_ceil(8)];

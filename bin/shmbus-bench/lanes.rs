@@ -148,7 +148,14 @@ pub fn run(a: &LanesArgs, json: bool, quick: bool) -> Result<(), String> {
                 LANE_BYTES / 2
             ));
         }
-        let floor = floor::throughput(cb, size, budget, floor::Write::Plain, floor::Read::InPlace)?;
+        let floor = floor::throughput(
+            cb,
+            size,
+            floor::FLOOR_BYTES,
+            budget,
+            floor::Write::Plain,
+            floor::Read::InPlace,
+        )?;
         for &n in &a.producers {
             let (msgs, bytes) = lanes_throughput(cb, n, size, budget)?;
             throughput.push(Rate {

@@ -210,7 +210,8 @@ pub const FLOORS: [(&str, floor::Write, floor::Read); 4] = [
 ];
 
 /// The cross-process floor of `payload`-byte records: a writer child on `producer`, this process
-/// reading on `consumer` (the cores a records run uses). Reported as a throughput row of
+/// reading on `consumer` (the cores a records run uses), through a ring of the size a records
+/// run uses (so that both have the same cache footprint). Reported as a throughput row of
 /// transport `name`.
 #[allow(clippy::too_many_arguments)]
 pub fn floor_row(
@@ -226,12 +227,20 @@ pub fn floor_row(
     sys::pin(consumer)?;
     let budget = (messages.saturating_mul(payload as u64))
         .clamp(ctx.size(256 << 20, 16 << 20), ctx.size(4 << 30, 64 << 20));
-    let bytes_per_s = floor::throughput(producer, payload, budget, how_write, how_read)?;
+    let ring = ring_for(payload);
+    let bytes_per_s = floor::throughput(
+        producer,
+        payload,
+        ring as usize,
+        budget,
+        how_write,
+        how_read,
+    )?;
     let rate = bytes_per_s / payload as f64;
     report.throughput.push(ThroughputRow {
         transport: name,
         payload,
-        slots: 1 << 20,
+        slots: ring,
         messages: budget / payload as u64,
         seconds: budget as f64 / bytes_per_s,
         msgs_per_s: rate,
