@@ -598,8 +598,8 @@ fn records_floor_section(o: &mut String, r: &Report) {
     }
     let _ = writeln!(
         o,
-        "\nRecords beside the floor (GB/s; floor: minimal cross-process SP byte ring, same sizes \
-         size and cores, read in place; -cp: copied out; -acp: copied out with atomic loads; -aa: \
+        "\nRecords beside the floor (GB/s; floor: minimal cross-process SP byte ring, same sizes, \
+         ring size and cores, read in place; -cp: copied out; -acp: copied out with atomic loads; -aa: \
          also written with atomic stores)"
     );
     let _ = writeln!(
