@@ -5,7 +5,8 @@
 //! 1. pad if the record would straddle the ring's end (`q` moves to the next lap);
 //! 2. if the end of the write (the record plus the next version word) passes the intent last
 //!    stored: move the head past every record that `end + slack` overwrites (walking the
-//!    producer's own record headers), store the intent `end + slack`, then `fence(Release)`;
+//!    producer's own record headers), store the intent `end + slack`, then `fence(Release)`
+//!    (`slack`: `RingShape::slack_for` the record's size);
 //! 3. version at `q` ← `Busy(s)`; a padding word at the old tail ← `Pad(s)` (Release, after the
 //!    busy version, so that a reader that follows the padding finds `s` busy or later); head
 //!    ← (Release) if it moved;
@@ -223,7 +224,7 @@ impl Writer {
         // "The coarse intent"): the intent's line stays in the readers' caches.
         let stored = end > self.intent;
         if stored {
-            let intent = end + shape.slack;
+            let intent = end + shape.slack_for(size);
             // Readers refuse every record before `intent - ring`: the head moves past them now,
             // while their headers are intact (nothing past the previous intent is written yet,
             // and the head is past the previous intent less the ring).
