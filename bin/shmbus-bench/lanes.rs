@@ -10,9 +10,7 @@
 //!   byte ring moving the same records between the same cores, and single-core memcpy for scale;
 //! * the consumer's cost per record with 10 busy lanes out of 1000, beside 10 out of 10.
 
-use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -22,6 +20,7 @@ use shmbus::lanes::{LaneEvent, LanePush, Lanes, LanesBuilder};
 use shmbus::{Bus, BusBuilder, Recv};
 
 use crate::clock::ClockKind;
+use crate::floor;
 use crate::stats::{histogram, Pct, TickSummary};
 use crate::sys::{self, spin_until};
 
@@ -55,8 +54,6 @@ pub struct LanesArgs {
 }
 
 const LANE_BYTES: u64 = 1 << 20;
-/// The floor ring's size (the same as a lane).
-const FLOOR_BYTES: usize = 1 << 20;
 
 #[derive(Serialize)]
 struct Cost {
@@ -99,7 +96,16 @@ pub fn run(a: &LanesArgs, json: bool, quick: bool) -> Result<(), String> {
             "echo" => echo_lanes(target, core),
             "bus-echo" => echo_bus(target, core),
             "producer" => produce(target, core, a.size.unwrap_or(64), a.bytes.unwrap_or(0)),
-            "floor-writer" => floor_write(target, core, a.size.unwrap_or(64), a.bytes.unwrap_or(0)),
+            role if role.starts_with("floor-writer") => {
+                let how = floor::Write::of_role(role).ok_or(format!("unknown role {role}"))?;
+                floor::write(
+                    target,
+                    core,
+                    a.size.unwrap_or(64),
+                    a.bytes.unwrap_or(0),
+                    how,
+                )
+            }
             other => Err(format!("unknown role {other}")),
         };
     }
@@ -142,7 +148,14 @@ pub fn run(a: &LanesArgs, json: bool, quick: bool) -> Result<(), String> {
                 LANE_BYTES / 2
             ));
         }
-        let floor = floor_throughput(cb, size, budget)?;
+        let floor = floor::throughput(
+            cb,
+            size,
+            floor::FLOOR_BYTES,
+            budget,
+            floor::Write::Plain,
+            floor::Read::InPlace,
+        )?;
         for &n in &a.producers {
             let (msgs, bytes) = lanes_throughput(cb, n, size, budget)?;
             throughput.push(Rate {
@@ -235,7 +248,7 @@ fn print(o: &Output, json: bool) -> Result<(), String> {
 }
 
 /// A record of `size` bytes whose first word is `k`.
-fn record(size: usize, k: u64) -> Vec<u8> {
+pub(crate) fn record(size: usize, k: u64) -> Vec<u8> {
     let mut r = vec![0x5a; size];
     r[..8].copy_from_slice(&k.to_le_bytes());
     r
@@ -243,7 +256,7 @@ fn record(size: usize, k: u64) -> Vec<u8> {
 
 /// Sums every word of a record: the consumer touches every byte it receives.
 #[inline]
-fn touch(bytes: &[u8]) -> u64 {
+pub(crate) fn touch(bytes: &[u8]) -> u64 {
     bytes
         .chunks_exact(8)
         .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
@@ -354,7 +367,12 @@ fn floor_publish_cost(size: usize, iters: u64) -> f64 {
 }
 
 /// A child process of this program in `role`, printing "ready" once set up.
-fn spawn(role: &str, target: &str, core: usize, extra: &[String]) -> Result<Child, String> {
+pub(crate) fn spawn(
+    role: &str,
+    target: &str,
+    core: usize,
+    extra: &[String],
+) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = Command::new(exe)
         .args([
@@ -381,7 +399,7 @@ fn spawn(role: &str, target: &str, core: usize, extra: &[String]) -> Result<Chil
     Ok(child)
 }
 
-fn say_ready() -> Result<(), String> {
+pub(crate) fn say_ready() -> Result<(), String> {
     println!("ready");
     std::io::stdout().flush().map_err(|e| e.to_string())
 }
@@ -607,160 +625,6 @@ fn lanes_throughput(core: usize, n: usize, size: usize, budget: u64) -> Result<(
         let _ = ch.wait();
     }
     Ok((records as f64 / secs, bytes as f64 / secs))
-}
-
-/// The floor's shared ring: a /dev/shm file with the write position on the first line, the
-/// read position on the second, and the ring from byte 4096.
-struct FloorShm {
-    path: std::path::PathBuf,
-    map: memmap2::MmapMut,
-    owner: bool,
-}
-
-impl FloorShm {
-    fn create() -> Result<FloorShm, String> {
-        let path = std::path::PathBuf::from(format!(
-            "/dev/shm/shmbus-bench.{}",
-            sys::unique_name("lanes-floor")
-        ));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        file.set_len((4096 + FLOOR_BYTES) as u64)
-            .map_err(|e| e.to_string())?;
-        FloorShm::map(path, &file, true)
-    }
-
-    fn open(path: &str) -> Result<FloorShm, String> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| format!("cannot open {path}: {e}"))?;
-        FloorShm::map(path.into(), &file, false)
-    }
-
-    fn map(
-        path: std::path::PathBuf,
-        file: &std::fs::File,
-        owner: bool,
-    ) -> Result<FloorShm, String> {
-        // SAFETY: a file of this run, sized before mapping and never truncated while mapped; the
-        // position words are accessed atomically, the ring's bytes ordered by them.
-        let map = unsafe {
-            memmap2::MmapOptions::new()
-                .len(4096 + FLOOR_BYTES)
-                .map_mut(file)
-        }
-        .map_err(|e| format!("cannot map {}: {e}", path.display()))?;
-        Ok(FloorShm { path, map, owner })
-    }
-
-    fn word(&self, i: usize) -> &AtomicU64 {
-        // SAFETY: words 0 and 8 of the page-aligned mapping (8-aligned, in bounds), only ever
-        // accessed atomically by both processes.
-        unsafe { AtomicU64::from_ptr(self.map.as_ptr().add(i * 8).cast::<u64>().cast_mut()) }
-    }
-
-    fn ring(&self) -> *mut u8 {
-        // SAFETY: byte 4096 of a mapping of 4096 + FLOOR_BYTES bytes.
-        unsafe { self.map.as_ptr().add(4096).cast_mut() }
-    }
-}
-
-impl Drop for FloorShm {
-    fn drop(&mut self) {
-        if self.owner {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// The floor's writer: fixed-size records that divide the ring (no wrap within a record), each
-/// a length word and the payload, then a Release store of the write position.
-fn floor_write(path: &str, core: usize, size: usize, bytes: u64) -> Result<(), String> {
-    let shm = FloorShm::open(path)?;
-    sys::pin(core)?;
-    say_ready()?;
-    let rec = record(size, 1);
-    let need = 8 + size.next_multiple_of(8);
-    let (write, read) = (shm.word(0), shm.word(8));
-    let mut w = 0u64;
-    let mut read_cache = 0u64;
-    let mut sent = 0u64;
-    let len = (FLOOR_BYTES / need * need) as u64;
-    while sent < bytes {
-        if w + need as u64 - read_cache > len {
-            // ORDERING: Acquire pairs with the reader's Release store of `read`.
-            read_cache = read.load(Ordering::Acquire);
-            if w + need as u64 - read_cache > len {
-                std::hint::spin_loop();
-                continue;
-            }
-        }
-        let at = (w % len) as usize;
-        // SAFETY: `at + need <= len <= FLOOR_BYTES`; the reader reads only below the write
-        // position, and we write only within a ring of the read position we loaded (Acquire).
-        unsafe {
-            let to = shm.ring().add(at);
-            std::ptr::copy_nonoverlapping((size as u64).to_le_bytes().as_ptr(), to, 8);
-            std::ptr::copy_nonoverlapping(rec.as_ptr(), to.add(8), size);
-        }
-        w += need as u64;
-        // ORDERING: Release pairs with the reader's Acquire load of `write`.
-        write.store(w, Ordering::Release);
-        sent += size as u64;
-    }
-    Ok(())
-}
-
-/// The floor's reader in this process: bytes per second moved by one floor writer.
-fn floor_throughput(core: usize, size: usize, budget: u64) -> Result<f64, String> {
-    let shm = FloorShm::create()?;
-    let path = shm.path.display().to_string();
-    let extra = [
-        "--size".to_string(),
-        size.to_string(),
-        "--bytes".into(),
-        budget.to_string(),
-    ];
-    let mut child = spawn("floor-writer", &path, core, &extra)?;
-    let need = 8 + size.next_multiple_of(8);
-    let len = (FLOOR_BYTES / need * need) as u64;
-    let (write, read) = (shm.word(0), shm.word(8));
-    let (mut r, mut got, mut sum) = (0u64, 0u64, 0u64);
-    let mut start = None;
-    while got < budget {
-        // ORDERING: Acquire pairs with the writer's Release store of `write`.
-        let w = write.load(Ordering::Acquire);
-        if w == r {
-            if matches!(child.try_wait(), Ok(Some(_))) && write.load(Ordering::Acquire) == r {
-                return Err("the floor writer ended early".into());
-            }
-            std::hint::spin_loop();
-            continue;
-        }
-        start.get_or_insert_with(Instant::now);
-        while r < w {
-            let at = (r % len) as usize;
-            // SAFETY: below the write position loaded with Acquire, within the ring; the writer
-            // does not write these bytes before our Release store of the read position.
-            let rec = unsafe { std::slice::from_raw_parts(shm.ring().add(at + 8), size) };
-            sum = sum.wrapping_add(touch(rec));
-            got += size as u64;
-            r += need as u64;
-        }
-        // ORDERING: Release pairs with the writer's Acquire load of `read`.
-        read.store(r, Ordering::Release);
-    }
-    let secs = start.map_or(f64::MIN_POSITIVE, |s| s.elapsed().as_secs_f64());
-    std::hint::black_box(sum);
-    let _ = child.wait();
-    Ok(got as f64 / secs)
 }
 
 /// Single-core memcpy of 64 KiB, in cache, in bytes per second.

@@ -27,6 +27,7 @@ mod engine;
 // The experiments, each over its transport.
 mod board;
 mod fanout;
+mod floor;
 mod journal;
 mod lanes;
 mod latency;
@@ -195,9 +196,18 @@ struct ThroughputArgs {
     #[arg(long)]
     messages: Option<u64>,
     /// `records`: measure records segments (one ring sized for the payload; --slots is
-    /// ignored) next to single-core memcpy of the same sizes.
+    /// ignored) next to the floor of a cross-process byte ring (and its variants with a
+    /// broadcast reader's atomic copy-out) and single-core memcpy of the same sizes.
     #[arg(long, value_enum, default_value_t)]
     kind: SegmentKindArg,
+    /// With `--kind records`: instead, in this one process, publish this many records of each
+    /// payload size and receive each (for counting instructions under `valgrind
+    /// --tool=callgrind`: two counts, the difference over the difference).
+    #[arg(long)]
+    solo: Option<u64>,
+    /// With --solo: only publish (no subscriber).
+    #[arg(long)]
+    solo_publish: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -588,12 +598,24 @@ fn cmd_throughput(ctx: &Ctx, report: &mut Report, a: &ThroughputArgs) -> Result<
         ));
     }
     let messages = a.messages.unwrap_or(ctx.size(2_000_000, 20_000)).max(1);
+    if let (Some(n), SegmentKindArg::Records) = (a.solo, a.kind) {
+        for &payload in &a.payloads {
+            records::solo(payload, n, a.solo_publish)?;
+        }
+        return Ok(());
+    }
     if a.kind == SegmentKindArg::Records {
-        ctx.steps(2 * a.payloads.len() as u64);
+        let consumer = engine::publish::consumer_cores(ctx, producer, 1)[0];
+        ctx.steps((2 + records::FLOORS.len() as u64) * a.payloads.len() as u64);
         for &payload in &a.payloads {
             ctx.step(report, &format!("memcpy {payload} B"), |r| {
                 records::memcpy_floor(ctx, r, payload, producer, messages)
             })?;
+            for f in records::FLOORS {
+                ctx.step(report, &format!("{} {payload} B", f.0), |r| {
+                    records::floor_row(ctx, r, f, payload, producer, consumer, messages)
+                })?;
+            }
             ctx.step(report, &format!("records throughput {payload} B"), |r| {
                 records::throughput(ctx, r, payload, a.consumers, producer, messages)
             })?;

@@ -1,7 +1,9 @@
 //! Records segments (variable-size records in a byte ring) in the latency and throughput
 //! harnesses: the same ping-pong, stamped hops and flat-out publishing as the bus, over
-//! `shmbus::records`, and the copy floor of a copy-out design: single-core `memcpy` bandwidth
-//! of the same payload sizes, measured in the same run.
+//! `shmbus::records`; beside the throughput, in the same run, the floor of a cross-process
+//! transfer (a minimal single-producer byte ring with flow control moving the same sizes between
+//! the same cores, `crate::floor`, with variants that add a broadcast reader's atomic copy-out)
+//! and, for scale, single-core `memcpy` of the same sizes.
 
 use std::hint::black_box;
 
@@ -12,6 +14,7 @@ use crate::ctx::Ctx;
 use crate::engine::consume::{serve, ConsumerArgs, Next, Source};
 use crate::engine::pingpong::{echo_loop, echo_role, start_echo, EchoArgs, Link, Poll};
 use crate::engine::publish::{self, Load, Sink, Transport};
+use crate::floor;
 use crate::proto::{say, stamp_of};
 use crate::report::{Report, ThroughputRow};
 use crate::sys::{self, BusGuard, Peer};
@@ -194,5 +197,82 @@ pub fn memcpy_floor(
         gb_per_s: rate * payload as f64 / 1e9,
         per_consumer: Vec::new(),
     });
+    Ok(())
+}
+
+/// The floor variants measured beside records, with the transport name of their rows: the plain
+/// floor (memcpy in, read in place), then each thing a broadcast ring must do that it need not.
+pub const FLOORS: [(&str, floor::Write, floor::Read); 4] = [
+    ("floor", floor::Write::Plain, floor::Read::InPlace),
+    ("floor-cp", floor::Write::Plain, floor::Read::Copy),
+    ("floor-acp", floor::Write::Plain, floor::Read::AtomicCopy),
+    ("floor-aa", floor::Write::Atomic, floor::Read::AtomicCopy),
+];
+
+/// The cross-process floor of `payload`-byte records: a writer child on `producer`, this process
+/// reading on `consumer` (the cores a records run uses), through a ring of the size a records
+/// run uses (so that both have the same cache footprint). Reported as a throughput row of
+/// transport `name`.
+#[allow(clippy::too_many_arguments)]
+pub fn floor_row(
+    ctx: &Ctx,
+    report: &mut Report,
+    (name, how_write, how_read): (&'static str, floor::Write, floor::Read),
+    payload: usize,
+    producer: usize,
+    consumer: usize,
+    messages: u64,
+) -> Result<(), String> {
+    let payload = payload.max(16);
+    sys::pin(consumer)?;
+    let budget = (messages.saturating_mul(payload as u64))
+        .clamp(ctx.size(256 << 20, 16 << 20), ctx.size(4 << 30, 64 << 20));
+    let ring = ring_for(payload);
+    let bytes_per_s = floor::throughput(
+        producer,
+        payload,
+        ring as usize,
+        budget,
+        how_write,
+        how_read,
+    )?;
+    let rate = bytes_per_s / payload as f64;
+    report.throughput.push(ThroughputRow {
+        transport: name,
+        payload,
+        slots: ring,
+        messages: budget / payload as u64,
+        seconds: budget as f64 / bytes_per_s,
+        msgs_per_s: rate,
+        gb_per_s: bytes_per_s / 1e9,
+        per_consumer: Vec::new(),
+    });
+    Ok(())
+}
+
+/// `n` records of `payload` bytes published in this process, each received at once by a
+/// subscriber here (unless `publish_only`): for counting instructions per record under
+/// callgrind, not for timing.
+#[inline(never)]
+pub fn solo(payload: usize, n: u64, publish_only: bool) -> Result<(), String> {
+    let guard = BusGuard::new("rsolo");
+    let records = create(guard.name(), payload)?;
+    let mut tx = records
+        .publisher()
+        .map_err(|e| format!("cannot publish on {}: {e}", guard.name()))?;
+    let mut rx = records.subscribe(Start::Next);
+    let buf = vec![0x5au8; payload];
+    let mut sum = 0u64;
+    for _ in 0..n {
+        tx.publish_bytes(black_box(&buf))
+            .map_err(|e| format!("publish failed: {e}"))?;
+        if !publish_only {
+            match rx.try_recv() {
+                RecordRecv::Record(m) => sum = sum.wrapping_add(m.bytes()[payload - 1] as u64),
+                other => return Err(format!("expected a record, got {other:?}")),
+            }
+        }
+    }
+    black_box(sum);
     Ok(())
 }

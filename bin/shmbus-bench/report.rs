@@ -433,10 +433,11 @@ fn mark(set: &[usize], i: usize) -> &'static str {
 pub fn table(r: &Report) -> String {
     let mut o = String::new();
     heading(&mut o, r);
-    let sections: [fn(&mut String, &Report); 7] = [
+    let sections: [fn(&mut String, &Report); 8] = [
         c2c_section,
         latency_section,
         throughput_section,
+        records_floor_section,
         fanout_section,
         idle_section,
         mp_section,
@@ -554,6 +555,70 @@ fn throughput_section(o: &mut String, r: &Report) {
             )
         },
     );
+}
+
+/// Records throughput beside the floors measured in the same run (rows of the throughput
+/// section): the rate the producer published at and the rate the subscriber received at, each
+/// over the plain floor; then the floor variants and memcpy, in GB/s.
+fn records_floor_section(o: &mut String, r: &Report) {
+    let find = |name: &str, payload: usize| {
+        r.throughput
+            .iter()
+            .find(|t| t.transport == name && t.payload == payload)
+            .map(|t| t.gb_per_s)
+    };
+    let rows: Vec<String> = r
+        .throughput
+        .iter()
+        .filter(|t| t.transport == "records")
+        .filter_map(|t| {
+            let floor = find("floor", t.payload)?;
+            let got: f64 = t.per_consumer.iter().map(|c| c.msgs_per_s).sum::<f64>()
+                / t.per_consumer.len().max(1) as f64
+                * t.payload as f64
+                / 1e9;
+            let cell = |name: &str| find(name, t.payload).map_or("-".into(), |v| format!("{v:.2}"));
+            Some(format!(
+                "{:>7}B{:>9.2}{:>7.2}{:>10.2}{:>7.2}{:>8.2}{:>10}{:>10}{:>10}{:>8}",
+                t.payload,
+                t.gb_per_s,
+                t.gb_per_s / floor,
+                got,
+                got / floor,
+                floor,
+                cell("floor-cp"),
+                cell("floor-acp"),
+                cell("floor-aa"),
+                cell("memcpy"),
+            ))
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "\nRecords beside the floor (GB/s; floor: minimal cross-process SP byte ring, same sizes, \
+         ring size and cores, read in place; -cp: copied out; -acp: copied out with atomic loads; -aa: \
+         also written with atomic stores)"
+    );
+    let _ = writeln!(
+        o,
+        "{:>8}{:>9}{:>7}{:>10}{:>7}{:>8}{:>10}{:>10}{:>10}{:>8}",
+        "payload",
+        "records",
+        "/floor",
+        "received",
+        "/floor",
+        "floor",
+        "floor-cp",
+        "floor-acp",
+        "floor-aa",
+        "memcpy"
+    );
+    for row in rows {
+        let _ = writeln!(o, "{row}");
+    }
 }
 
 /// Per fan-out run: the producer's rate and publish cost, then each consumer's latency.

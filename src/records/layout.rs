@@ -16,7 +16,7 @@
 //!  1176   147  last: start of the newest committed record
 //!  1184   148  payload bytes published
 //!  1216   152  intent: an upper bound of the end of the bytes the producer has written or is
-//!              writing, stored coarsely (at most once per `slack` bytes)   [own line, alone]
+//!              writing, stored coarsely (once per `slack` bytes or more)   [own line, alone]
 //!  4096   512  the ring: byte position p lives at 4096 + (p mod ring)
 //!
 //!  record at position p (8-aligned; it never straddles the ring's end):
@@ -45,9 +45,14 @@ pub(crate) const W_INTENT: usize = 152;
 /// (revision 0, the hi32 of segments made before it was recorded, kept the intent at word 144
 /// and stored it on every publish). `RecordsBuilder::open` refuses any other revision.
 pub const RECORDS_REVISION: u32 = 1;
-/// The largest slack: the intent's line changes at least once per this many bytes published,
-/// and the producer's head walk after an intent store passes at most this many bytes of records.
+/// The largest slack of the ring (`RingShape::slack`): for records under 256 bytes the intent's
+/// line changes at least once per this many bytes published, and the producer's head walk after
+/// an intent store passes at most this many bytes of records. Larger records store a slack of
+/// [`SLACK_RECORDS`] of their size (`RingShape::slack_for`).
 pub(crate) const MAX_SLACK: u64 = 4096;
+/// A write of a record of `size` bytes stores, with its intent, a slack of at least this many
+/// such records (up to an eighth of the ring; `RingShape::slack_for`).
+pub(crate) const SLACK_RECORDS: u64 = 16;
 /// First word of the ring.
 pub(crate) const W_RING: usize = HEADER_BYTES / 8;
 
@@ -78,6 +83,17 @@ impl RingShape {
             max_payload: (bytes / 4) as usize - RECORD_HEADER_BYTES,
             slack: (bytes / 8).min(MAX_SLACK),
         }
+    }
+
+    /// The slack of a write of a record of `size` bytes (header included): the ring's slack, or
+    /// [`SLACK_RECORDS`] such records if that is more, never more than an eighth of the ring.
+    /// Large records then store the intent about once per `SLACK_RECORDS` records rather than
+    /// once per few, while the head walk after a store passes at most the slack, i.e. at most
+    /// `size` headers of the smallest records, a bounded multiple of the write's own stores
+    /// (docs/design.md §15, "The coarse intent").
+    #[inline]
+    pub(crate) fn slack_for(&self, size: u64) -> u64 {
+        self.slack.max((SLACK_RECORDS * size).min(self.bytes / 8))
     }
 
     /// The same ring with another slack (loom models: a slack larger than a tiny ring's eighth
@@ -180,6 +196,35 @@ mod tests {
             // The largest record, its terminator and the slack leave 5/8 of the ring.
             assert!(RingShape::record_size(r.max_payload) + 8 + r.slack <= bytes - bytes / 2);
             assert!(r.slack % 8 == 0 && r.slack * 8 <= bytes);
+        }
+    }
+
+    #[test]
+    fn a_write_stores_a_slack_of_sixteen_of_its_records_up_to_an_eighth_of_the_ring() {
+        let r = RingShape::new(4 << 20).unwrap();
+        // Small records: the ring's slack.
+        assert_eq!(r.slack_for(RingShape::record_size(8)), 4096);
+        assert_eq!(r.slack_for(RingShape::record_size(240)), 4096);
+        // Larger ones: sixteen of them, at most an eighth of the ring.
+        assert_eq!(r.slack_for(RingShape::record_size(1024)), 16 * 1040);
+        assert_eq!(
+            r.slack_for(RingShape::record_size(r.max_payload)),
+            r.bytes / 8
+        );
+        let small = RingShape::new(4096).unwrap();
+        assert_eq!(
+            small.slack_for(RingShape::record_size(small.max_payload)),
+            512
+        );
+        for bytes in [MIN_RING_BYTES, 1 << 15, 1 << 22, MAX_RING_BYTES] {
+            let r = RingShape::new(bytes).unwrap();
+            for len in [0, 8, 100, 1024, r.max_payload] {
+                let size = RingShape::record_size(len);
+                let slack = r.slack_for(size);
+                // What the progress bounds of docs/design.md §15 assume.
+                assert!(slack % 8 == 0 && slack >= r.slack && slack * 8 <= bytes);
+                assert!(size + 8 + slack <= bytes - bytes / 2);
+            }
         }
     }
 

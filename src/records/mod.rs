@@ -169,6 +169,19 @@ impl<'a> RecordRing<'a> {
         &self.words[self.shape.word(pos)]
     }
 
+    /// The `n` ring words from byte position `pos` (8-aligned) on, masked into the ring: one
+    /// bounds check for a whole payload instead of one per word. A span never passes the ring's
+    /// end: callers pass a record checked to fit before it (`RingShape::room`); were it not so,
+    /// the span stops at the ring's end (shorter, never outside the ring).
+    #[inline]
+    pub(crate) fn span(&self, pos: u64, n: usize) -> &'a [AtomicU64] {
+        let start = self.shape.word(pos);
+        let end = start
+            .saturating_add(n)
+            .min(layout::W_RING + (self.shape.bytes / 8) as usize);
+        &self.words[start..end]
+    }
+
     #[inline]
     fn ctl(&self, w: usize) -> &'a AtomicU64 {
         &self.words[w]

@@ -8,7 +8,7 @@ use super::layout::RingShape;
 use super::{RecordRing, State};
 use crate::bus::ring::Liveness;
 use crate::bus::{LapPolicy, Start, SubscriberStats};
-use crate::sync::{fence, load_acquire, Ordering};
+use crate::sync::{fence, load_acquire, AtomicU64, Ordering};
 
 /// `Reader::closed_at` when the last look did not find the segment closed (no sequence is
 /// ever this large: §15's limits).
@@ -257,11 +257,7 @@ impl Reader {
         let fits = len <= shape.max_payload && size <= shape.room(self.pos);
         if fits && matches!(state, State::Done(_)) {
             let n = len.div_ceil(8);
-            for (i, dst) in buf[..n].iter_mut().enumerate() {
-                *dst = ring
-                    .at(self.pos.wrapping_add(16 + 8 * i as u64))
-                    .load(Ordering::Relaxed);
-            }
+            copy_out(ring.span(self.pos.wrapping_add(16), n), &mut buf[..n]);
         }
         // ORDERING: pairs with the producer's fence(Release) after its intent store in
         // `Writer::begin`: if the copy saw any store of a later write, the intent load below sees
@@ -347,5 +343,27 @@ impl Reader {
         self.stats.lost = self.stats.lost.saturating_add(lost);
         self.stats.laps += 1;
         Resync::Lost(lost)
+    }
+}
+
+/// Copies `src` into `dst` (as many words as both hold) with one Relaxed atomic load per word:
+/// the ring's words race with the producer, so they are never read as plain memory (no
+/// `&[u8]` into the ring, no `copy_nonoverlapping` from it; docs/design.md §15). Unrolled by
+/// four over slices whose bounds are checked once, so that each word costs a load and a store
+/// (plain 8-byte moves on x86-64 and aarch64), not an index computation and a bounds check.
+#[inline]
+pub(crate) fn copy_out(src: &[AtomicU64], dst: &mut [u64]) {
+    let n = src.len().min(dst.len());
+    let (src, dst) = (&src[..n], &mut dst[..n]);
+    let mut s4 = src.chunks_exact(4);
+    let mut d4 = dst.chunks_exact_mut(4);
+    for (s, d) in (&mut s4).zip(&mut d4) {
+        d[0] = s[0].load(Ordering::Relaxed);
+        d[1] = s[1].load(Ordering::Relaxed);
+        d[2] = s[2].load(Ordering::Relaxed);
+        d[3] = s[3].load(Ordering::Relaxed);
+    }
+    for (s, d) in s4.remainder().iter().zip(d4.into_remainder()) {
+        *d = s.load(Ordering::Relaxed);
     }
 }

@@ -5,7 +5,8 @@
 //! 1. pad if the record would straddle the ring's end (`q` moves to the next lap);
 //! 2. if the end of the write (the record plus the next version word) passes the intent last
 //!    stored: move the head past every record that `end + slack` overwrites (walking the
-//!    producer's own record headers), store the intent `end + slack`, then `fence(Release)`;
+//!    producer's own record headers), store the intent `end + slack`, then `fence(Release)`
+//!    (`slack`: `RingShape::slack_for` the record's size);
 //! 3. version at `q` ← `Busy(s)`; a padding word at the old tail ← `Pad(s)` (Release, after the
 //!    busy version, so that a reader that follows the padding finds `s` busy or later); head
 //!    ← (Release) if it moved;
@@ -223,7 +224,7 @@ impl Writer {
         // "The coarse intent"): the intent's line stays in the readers' caches.
         let stored = end > self.intent;
         if stored {
-            let intent = end + shape.slack;
+            let intent = end + shape.slack_for(size);
             // Readers refuse every record before `intent - ring`: the head moves past them now,
             // while their headers are intact (nothing past the previous intent is written yet,
             // and the head is past the previous intent less the ring).
@@ -305,26 +306,35 @@ impl Writer {
         ring.at(p.pos + 16 + 8 * i as u64)
     }
 
-    /// Stores `bytes` (exactly the pending record's length) as its payload.
+    /// Stores `bytes` (exactly the pending record's length) as its payload: one Relaxed atomic
+    /// store per word (readers race on these words), unrolled by four over slices whose bounds
+    /// are checked once per record, not once per word.
     #[inline]
     pub(crate) fn write_bytes(&self, ring: &RecordRing<'_>, p: &Pending, bytes: &[u8]) {
         debug_assert_eq!(bytes.len(), p.len);
-        let chunks = bytes.chunks_exact(8);
-        let rest = chunks.remainder();
-        let mut i = 0;
-        for c in chunks {
-            let w = u64::from_ne_bytes(c.try_into().expect("chunks_exact yields 8 bytes"));
-            self.put(self.payload_word(ring, p, i), w, Ordering::Relaxed);
-            i += 1;
+        let dst = ring.span(p.pos + 16, p.len.div_ceil(8));
+        let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().expect("chunks of 8 bytes"));
+        // Whole groups of four words first, then whole words, then the last bytes.
+        let fours = (bytes.len() / 32).min(dst.len() / 4);
+        let (d4, d1) = dst.split_at(4 * fours);
+        let (b32, b1) = bytes.split_at(32 * fours);
+        for (d, b) in d4.chunks_exact(4).zip(b32.chunks_exact(32)) {
+            self.put(&d[0], word(&b[0..8]), Ordering::Relaxed);
+            self.put(&d[1], word(&b[8..16]), Ordering::Relaxed);
+            self.put(&d[2], word(&b[16..24]), Ordering::Relaxed);
+            self.put(&d[3], word(&b[24..32]), Ordering::Relaxed);
         }
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.put(
-                self.payload_word(ring, p, i),
-                u64::from_ne_bytes(last),
-                Ordering::Relaxed,
-            );
+        let mut d1 = d1.iter();
+        let mut chunks = b1.chunks_exact(8);
+        // The chunks first: `zip` stops at the first `None` without taking a word from `d1`.
+        for (c, d) in (&mut chunks).zip(&mut d1) {
+            self.put(d, word(c), Ordering::Relaxed);
+        }
+        let last = chunks.remainder();
+        if let (false, Some(d)) = (last.is_empty(), d1.next()) {
+            let mut w = [0u8; 8];
+            w[..last.len()].copy_from_slice(last);
+            self.put(d, u64::from_ne_bytes(w), Ordering::Relaxed);
         }
     }
 

@@ -1,0 +1,279 @@
+//! The floor of a cross-process byte ring: a minimal single-producer ring with flow control,
+//! moving fixed-size records between two processes on two cores. `lanes` and the records
+//! throughput figure measure their transports beside it, in the same run.
+//!
+//! The writer is a child process (`shmbus-bench lanes --role floor-writer…`); the reader is the
+//! calling process. How the writer stores and how the reader takes a record are chosen, so that
+//! a figure can be taken apart: the plain floor copies in with `memcpy` and reads in place (what
+//! a flow-controlled reader may do: borrow the bytes), the other variants add what a broadcast
+//! reader must do (copy out, with atomic loads) or what a broadcast writer does (atomic stores).
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::lanes::{record, say_ready, spawn, touch};
+use crate::sys;
+
+/// The floor ring's size unless a caller asks for another (the same as a lane).
+pub const FLOOR_BYTES: usize = 1 << 20;
+
+/// How the floor's writer stores a record's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// `memcpy` into the ring (the ring's bytes are not racing: flow control).
+    Plain,
+    /// A Relaxed atomic store per word, as a broadcast producer must.
+    Atomic,
+}
+
+impl Write {
+    fn role(self) -> &'static str {
+        match self {
+            Write::Plain => "floor-writer",
+            Write::Atomic => "floor-writer-atomic",
+        }
+    }
+
+    /// The writer a child role names.
+    pub fn of_role(role: &str) -> Option<Write> {
+        [Write::Plain, Write::Atomic]
+            .into_iter()
+            .find(|w| w.role() == role)
+    }
+}
+
+/// How the floor's reader takes a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// Reads every word in place (borrows the bytes, as a flow-controlled reader may).
+    InPlace,
+    /// Copies the record out with `memcpy`, then reads its first word.
+    Copy,
+    /// Copies the record out with a Relaxed atomic load per word (as a broadcast reader must),
+    /// then reads its first word.
+    AtomicCopy,
+}
+
+/// The floor's shared ring: a /dev/shm file with the write position on the first line, the
+/// read position on the second, and the ring from byte 4096.
+struct FloorShm {
+    path: std::path::PathBuf,
+    map: memmap2::MmapMut,
+    /// The ring's size in bytes (the file's, less the first page).
+    bytes: usize,
+    owner: bool,
+}
+
+impl FloorShm {
+    fn create(bytes: usize) -> Result<FloorShm, String> {
+        let path = std::path::PathBuf::from(format!(
+            "/dev/shm/shmbus-bench.{}",
+            sys::unique_name("floor")
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        file.set_len((4096 + bytes) as u64)
+            .map_err(|e| e.to_string())?;
+        FloorShm::map(path, &file, bytes, true)
+    }
+
+    fn open(path: &str) -> Result<FloorShm, String> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| format!("cannot open {path}: {e}"))?;
+        let len = file.metadata().map_err(|e| e.to_string())?.len() as usize;
+        if len <= 4096 {
+            return Err(format!("{path} holds no ring"));
+        }
+        FloorShm::map(path.into(), &file, len - 4096, false)
+    }
+
+    fn map(
+        path: std::path::PathBuf,
+        file: &std::fs::File,
+        bytes: usize,
+        owner: bool,
+    ) -> Result<FloorShm, String> {
+        // SAFETY: a file of this run, sized before mapping and never truncated while mapped; the
+        // position words are accessed atomically, the ring's bytes ordered by them.
+        let map = unsafe { memmap2::MmapOptions::new().len(4096 + bytes).map_mut(file) }
+            .map_err(|e| format!("cannot map {}: {e}", path.display()))?;
+        Ok(FloorShm {
+            path,
+            map,
+            bytes,
+            owner,
+        })
+    }
+
+    fn word(&self, i: usize) -> &AtomicU64 {
+        // SAFETY: words 0 and 8 of the page-aligned mapping (8-aligned, in bounds), only ever
+        // accessed atomically by both processes.
+        unsafe { AtomicU64::from_ptr(self.map.as_ptr().add(i * 8).cast::<u64>().cast_mut()) }
+    }
+
+    fn ring(&self) -> *mut u8 {
+        // SAFETY: byte 4096 of a mapping of 4096 + `self.bytes` bytes.
+        unsafe { self.map.as_ptr().add(4096).cast_mut() }
+    }
+
+    /// The ring's words from byte `at` (8-aligned), `n` of them, as atomics.
+    fn atomics(&self, at: usize, n: usize) -> &[AtomicU64] {
+        assert!(at.is_multiple_of(8) && at + 8 * n <= self.bytes);
+        // SAFETY: 8-aligned (the ring starts on a page, `at` is a multiple of 8) and inside the
+        // ring (asserted); `AtomicU64` has the layout of `u64`, and the mapping lives as long as
+        // `self`.
+        unsafe { std::slice::from_raw_parts(self.ring().add(at).cast::<AtomicU64>(), n) }
+    }
+}
+
+impl Drop for FloorShm {
+    fn drop(&mut self) {
+        if self.owner {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The floor's writer (a child process): fixed-size records that divide the ring (no wrap
+/// within a record), each a length word and the payload, then a Release store of the write
+/// position.
+pub fn write(path: &str, core: usize, size: usize, bytes: u64, how: Write) -> Result<(), String> {
+    let shm = FloorShm::open(path)?;
+    sys::pin(core)?;
+    say_ready()?;
+    let rec = record(size, 1);
+    let need = 8 + size.next_multiple_of(8);
+    let (write, read) = (shm.word(0), shm.word(8));
+    let mut w = 0u64;
+    let mut read_cache = 0u64;
+    let mut sent = 0u64;
+    let len = (shm.bytes / need * need) as u64;
+    while sent < bytes {
+        if w + need as u64 - read_cache > len {
+            // ORDERING: Acquire pairs with the reader's Release store of `read`.
+            read_cache = read.load(Ordering::Acquire);
+            if w + need as u64 - read_cache > len {
+                std::hint::spin_loop();
+                continue;
+            }
+        }
+        let at = (w % len) as usize;
+        match how {
+            // SAFETY: `at + need <= len <= shm.bytes`; the reader reads only below the write
+            // position, and we write only within a ring of the read position we loaded
+            // (Acquire).
+            Write::Plain => unsafe {
+                let to = shm.ring().add(at);
+                std::ptr::copy_nonoverlapping((size as u64).to_le_bytes().as_ptr(), to, 8);
+                std::ptr::copy_nonoverlapping(rec.as_ptr(), to.add(8), size);
+            },
+            Write::Atomic => {
+                let words = shm.atomics(at, need / 8);
+                words[0].store(size as u64, Ordering::Relaxed);
+                let (chunks, rest) = (rec.chunks_exact(8), rec.len() % 8);
+                for (dst, c) in words[1..].iter().zip(chunks) {
+                    let v = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+                    dst.store(v, Ordering::Relaxed);
+                }
+                if rest != 0 {
+                    let mut last = [0u8; 8];
+                    last[..rest].copy_from_slice(&rec[size - rest..]);
+                    words[need / 8 - 1].store(u64::from_le_bytes(last), Ordering::Relaxed);
+                }
+            }
+        }
+        w += need as u64;
+        // ORDERING: Release pairs with the reader's Acquire load of `write`.
+        write.store(w, Ordering::Release);
+        sent += size as u64;
+    }
+    Ok(())
+}
+
+/// The floor's reader in this process (pin it first: it stays on the calling thread's core),
+/// against a writer child on `core`, through a ring of `ring` bytes: bytes per second moved,
+/// from the first record read.
+pub fn throughput(
+    core: usize,
+    size: usize,
+    ring: usize,
+    budget: u64,
+    how_write: Write,
+    how_read: Read,
+) -> Result<f64, String> {
+    let shm = FloorShm::create(ring)?;
+    let path = shm.path.display().to_string();
+    let extra = [
+        "--size".to_string(),
+        size.to_string(),
+        "--bytes".into(),
+        budget.to_string(),
+    ];
+    let mut child = spawn(how_write.role(), &path, core, &extra)?;
+    let need = 8 + size.next_multiple_of(8);
+    let len = (ring / need * need) as u64;
+    let (write, read) = (shm.word(0), shm.word(8));
+    let (mut r, mut got, mut sum) = (0u64, 0u64, 0u64);
+    let mut out = vec![0u64; size.div_ceil(8)];
+    let mut start = None;
+    while got < budget {
+        // ORDERING: Acquire pairs with the writer's Release store of `write`.
+        let w = write.load(Ordering::Acquire);
+        if w == r {
+            if matches!(child.try_wait(), Ok(Some(_))) && write.load(Ordering::Acquire) == r {
+                return Err("the floor writer ended early".into());
+            }
+            std::hint::spin_loop();
+            continue;
+        }
+        start.get_or_insert_with(Instant::now);
+        while r < w {
+            let at = (r % len) as usize;
+            sum = sum.wrapping_add(match how_read {
+                Read::InPlace => {
+                    // SAFETY: below the write position loaded with Acquire, within the ring;
+                    // the writer does not write these bytes before our Release store of the
+                    // read position.
+                    let rec = unsafe { std::slice::from_raw_parts(shm.ring().add(at + 8), size) };
+                    touch(rec)
+                }
+                Read::Copy => {
+                    // SAFETY: as above; `out` holds `size` bytes and does not overlap the ring.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            shm.ring().add(at + 8),
+                            out.as_mut_ptr().cast::<u8>(),
+                            size,
+                        );
+                    }
+                    std::hint::black_box(&mut out)[0]
+                }
+                Read::AtomicCopy => {
+                    let src = shm.atomics(at + 8, out.len());
+                    for (d, s) in out.iter_mut().zip(src) {
+                        *d = s.load(Ordering::Relaxed);
+                    }
+                    std::hint::black_box(&mut out)[0]
+                }
+            });
+            got += size as u64;
+            r += need as u64;
+        }
+        // ORDERING: Release pairs with the writer's Acquire load of `read`.
+        read.store(r, Ordering::Release);
+    }
+    let secs = start.map_or(f64::MIN_POSITIVE, |s| s.elapsed().as_secs_f64());
+    std::hint::black_box(sum);
+    let _ = child.wait();
+    Ok(got as f64 / secs)
+}
