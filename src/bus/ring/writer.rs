@@ -103,23 +103,47 @@ impl Writer {
                 if self.exhausted {
                     return None;
                 }
-                let mut reclaims = 0;
-                loop {
-                    self.announce(ring);
-                    let seq = self.claim(ring);
-                    if seq >= SEQ_LIMIT {
-                        self.exhausted = true;
-                        self.give_up(ring, seq);
-                        return None;
-                    }
-                    match self.take(ring, live, seq) {
-                        Ok(()) => return Some(seq),
-                        Err(TakeFailed::Held) if reclaims < MAX_RECLAIMS => reclaims += 1,
-                        Err(_) => return None,
-                    }
+                match self.claim_and_take(ring, live)? {
+                    Ok(seq) => Some(seq),
+                    Err(TakeFailed::Held) => self.reclaim(ring, live),
+                    Err(TakeFailed::Overtaken) => None,
                 }
             }
         }
+    }
+
+    /// Multi producer, steps 1 to 3 once: `None` past [`SEQ_LIMIT`] (then this writer takes no
+    /// more), else the sequence taken or why its slot was not.
+    #[inline]
+    fn claim_and_take<L: Liveness>(
+        &mut self,
+        ring: &Ring<'_>,
+        live: &L,
+    ) -> Option<Result<u64, TakeFailed>> {
+        self.announce(ring);
+        let seq = self.claim(ring);
+        if seq >= SEQ_LIMIT {
+            self.exhausted = true;
+            self.give_up(ring, seq);
+            return None;
+        }
+        Some(self.take(ring, live, seq).map(|()| seq))
+    }
+
+    /// The slot of the sequence just given up is held by a live writer: claims new sequences,
+    /// up to [`MAX_RECLAIMS`] times, until one's slot is taken. Out of line, so that the
+    /// publish that takes its slot at once compiles as it did without re-claims.
+    #[cold]
+    #[inline(never)]
+    fn reclaim<L: Liveness>(&mut self, ring: &Ring<'_>, live: &L) -> Option<u64> {
+        for _ in 0..MAX_RECLAIMS {
+            match self.claim_and_take(ring, live)? {
+                Ok(seq) => return Some(seq),
+                Err(TakeFailed::Held) => continue,
+                Err(TakeFailed::Overtaken) => return None,
+            }
+        }
+        None
     }
 
     /// Multi producer, step 1: the claim word says "taking a sequence number", so that a reader
