@@ -113,7 +113,10 @@ fn live_writers_slot_is_never_taken_over_so_no_message_tears() {
             Recv::Empty | Recv::Closed => break,
         }
     }
-    assert_eq!(seen, 7, "H's message and Z's 2..=7 (Z's 9 took the slot of its 1)");
+    assert_eq!(
+        seen, 7,
+        "H's message and Z's 2..=7 (Z's 9 took the slot of its 1)"
+    );
     // Z's given-up sequence 8 is skipped (nobody names it), not waited for; then Z's 9.
     assert!(matches!(
         rx.recv_timeout(Duration::from_secs(10)),
