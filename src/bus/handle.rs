@@ -2,22 +2,45 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::bus::Publisher;
 use crate::bus::{Start, Subscriber};
 use crate::error::{Error, Result};
 use crate::segment::header::{
-    Geometry, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, MAX_PRODUCERS,
+    Geometry, HeaderSnapshot, ProducerMode, SegmentKind, TypeInfo, MAX_PRODUCERS, W_KIND_OWN,
 };
 use crate::segment::kind::{self, by_name, constructors, option_setters, Blueprint, Kind, Options};
 use crate::segment::payload::{Payload, Raw};
 use crate::segment::{self, Expect, Segment, Shape};
+use crate::sync::{AtomicU64, Ordering};
 use crate::wait::Wakeup;
 
 /// Slots of a new bus unless [`BusBuilder::slots`] says otherwise.
 pub const DEFAULT_SLOTS: u64 = 1024;
 /// Payload capacity of a new raw bus unless [`BusBuilder::capacity`] says otherwise.
 pub const DEFAULT_RAW_CAPACITY: usize = 240;
+/// Stall bound of a new multi-producer bus unless [`BusBuilder::stall_bound`] says otherwise:
+/// about 9 times the longest time a healthy, runnable process was seen off the CPU on a loaded
+/// 2-core machine (112 ms; docs/design.md §6, "Stalls").
+pub const DEFAULT_STALL_BOUND: Duration = Duration::from_secs(1);
+
+/// Header word of a multi-producer bus holding its stall bound in ns (0: none, wait as long as
+/// the claimant lives), written before the magic publishes the segment (docs/design.md §6).
+pub(crate) const W_STALL_BOUND: usize = W_KIND_OWN;
+
+/// The stall bound (ns) a bus's header records, `None` if it records none (a single-producer
+/// bus, or one created without a bound or before bounds existed).
+pub(crate) fn stall_bound_ns(seg: &Segment) -> Option<u64> {
+    if seg.mode != ProducerMode::Multi {
+        return None;
+    }
+    // Written before the magic's Release, which the open pipeline's Acquire load pairs with;
+    // never written again. Any value a hostile writer stores only makes readers pass stalls
+    // sooner or later, which that writer could cause anyway by not writing.
+    let ns = seg.words()[W_STALL_BOUND].load(Ordering::Relaxed);
+    (ns != 0).then_some(ns)
+}
 
 /// A handle on a named bus (or an in-process one). Cheap to clone; publishers and subscribers
 /// made from it keep the mapping alive.
@@ -117,6 +140,14 @@ impl<T: Payload> Bus<T> {
     /// Single or multi producer.
     pub fn producer_mode(&self) -> ProducerMode {
         self.seg.mode
+    }
+
+    /// How long a subscriber waits for a sequence whose producer is alive but has not written
+    /// it (stopped, or descheduled mid-publish) before passing it, counted lost (`None`: as long
+    /// as that producer lives). Set at create ([`BusBuilder::stall_bound`]); always `None` on a
+    /// single-producer bus, where a claimed sequence is always written.
+    pub fn stall_bound(&self) -> Option<Duration> {
+        stall_bound_ns(&self.seg).map(Duration::from_nanos)
     }
 
     /// The message type recorded in the segment.
@@ -229,6 +260,8 @@ pub struct BusBuilder<T: Payload = Raw> {
     mode: ProducerMode,
     first_seq: u64,
     wakeup: Wakeup,
+    /// `None`: not set (the default for the mode); `Some(b)`: set to `b`.
+    stall_bound: Option<Option<Duration>>,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -252,6 +285,7 @@ impl BusBuilder<Raw> {
             mode: ProducerMode::Single,
             first_seq: 0,
             wakeup: Wakeup::default(),
+            stall_bound: None,
             _type: PhantomData,
         }
     }
@@ -268,6 +302,7 @@ impl<T: Payload> BusBuilder<T> {
             mode: self.mode,
             first_seq: self.first_seq,
             wakeup: self.wakeup,
+            stall_bound: self.stall_bound,
             _type: PhantomData,
         }
     }
@@ -298,6 +333,18 @@ impl<T: Payload> BusBuilder<T> {
     /// follows what the bus says. See docs/design.md §7, "Wake-up choice".
     pub fn wakeup(mut self, wakeup: Wakeup) -> Self {
         self.wakeup = wakeup;
+        self
+    }
+
+    /// Multi producer only: how long a subscriber waits for a sequence whose producer is alive
+    /// but has not written it (stopped by a signal or a debugger, or descheduled mid-publish)
+    /// before it passes that sequence and counts it lost, so that one frozen producer does not
+    /// stop every subscriber. The producer, when it runs again, still publishes it, for
+    /// subscribers that had not reached it. `None`: wait as long as that producer lives.
+    /// Default [`DEFAULT_STALL_BOUND`]. Stored in the bus; opening follows what the bus says.
+    /// See docs/design.md §6, "Stalls".
+    pub fn stall_bound(mut self, bound: Option<Duration>) -> Self {
+        self.stall_bound = Some(bound);
         self
     }
 
@@ -346,10 +393,32 @@ impl<T: Payload> BusBuilder<T> {
         Ok((g, ty))
     }
 
+    /// The stall bound to store (ns, 0 = none).
+    fn stall_bound_word(&self) -> Result<u64> {
+        match (self.mode, self.stall_bound) {
+            (ProducerMode::Single, None | Some(None)) => Ok(0),
+            (ProducerMode::Single, Some(Some(_))) => Err(Error::InvalidConfig(
+                "a stall bound applies to a multi-producer bus only (a single producer's \
+                 claimed sequence is always written)"
+                    .into(),
+            )),
+            (ProducerMode::Multi, Some(None)) => Ok(0),
+            (ProducerMode::Multi, Some(Some(d))) if d.is_zero() => Err(Error::InvalidConfig(
+                "a stall bound of 0 would pass every sequence being written; use None to wait \
+                 as long as the producer lives"
+                    .into(),
+            )),
+            (ProducerMode::Multi, b) => Ok(u64::try_from(
+                b.flatten().unwrap_or(DEFAULT_STALL_BOUND).as_nanos(),
+            )
+            .unwrap_or(u64::MAX)),
+        }
+    }
+
     constructors!(
         Bus<T>,
         "bus",
-        config: "[`Error::InvalidConfig`] for a slot count that is not a power of two within the limits, a zero or too large capacity, or a message type whose alignment exceeds 8 bytes; [`Error::MessageTooLarge`] if the message type does not fit the capacity asked for.",
+        config: "[`Error::InvalidConfig`] for a slot count that is not a power of two within the limits, a zero or too large capacity, a message type whose alignment exceeds 8 bytes, or a stall bound on a single-producer bus or of zero; [`Error::MessageTooLarge`] if the message type does not fit the capacity asked for.",
         open: "[`Error::TypeMismatch`] for a typed open.",
         same: "geometry, producer mode and type"
     );
@@ -357,14 +426,16 @@ impl<T: Payload> BusBuilder<T> {
 
 impl<T: Payload> Kind for BusBuilder<T> {
     type Handle = Bus<T>;
-    type Own = ();
+    /// The stall bound word (ns, 0 = none).
+    type Own = u64;
 
     fn options(&self) -> &Options {
         &self.opts
     }
 
-    fn blueprint(&self) -> Result<Blueprint<()>> {
+    fn blueprint(&self) -> Result<Blueprint<u64>> {
         let (geometry, ty) = self.geometry()?;
+        let stall_bound = self.stall_bound_word()?;
         let shape = Shape {
             kind: SegmentKind::Bus,
             geometry,
@@ -374,8 +445,13 @@ impl<T: Payload> Kind for BusBuilder<T> {
         };
         Ok(Blueprint {
             wakeup: self.wakeup,
-            ..Blueprint::new(shape, ())
+            ..Blueprint::new(shape, stall_bound)
         })
+    }
+
+    /// The stall bound, before the magic publishes the segment.
+    fn init(&self, stall_bound: &u64, words: &[AtomicU64]) {
+        words[W_STALL_BOUND].store(*stall_bound, Ordering::Relaxed);
     }
 
     fn expect(&self) -> Expect {
@@ -390,7 +466,7 @@ impl<T: Payload> Kind for BusBuilder<T> {
         })
     }
 
-    fn differs(&self, wanted: &Blueprint<()>, bus: &Bus<T>) -> Option<(String, String)> {
+    fn differs(&self, wanted: &Blueprint<u64>, bus: &Bus<T>) -> Option<(String, String)> {
         let (s, w) = (&bus.seg, &wanted.shape);
         (s.geometry != w.geometry || s.mode != w.mode || (w.ty.is_raw() && !s.ty.is_raw())).then(
             || {

@@ -11,7 +11,10 @@ pub(crate) mod ring;
 mod subscriber;
 mod view;
 
-pub use handle::{Bus, BusBuilder, ProducerInfo, SlotCensus, DEFAULT_RAW_CAPACITY, DEFAULT_SLOTS};
+pub use handle::{
+    Bus, BusBuilder, ProducerInfo, SlotCensus, DEFAULT_RAW_CAPACITY, DEFAULT_SLOTS,
+    DEFAULT_STALL_BOUND,
+};
 pub use publisher::{Publisher, PublisherStats, SlotWriter};
 #[cfg(all(feature = "tokio", not(loom)))]
 pub use readiness::EventStream;

@@ -47,11 +47,14 @@ pub enum LapPolicy {
 pub struct SubscriberStats {
     /// Messages delivered.
     pub received: u64,
-    /// Sequence numbers skipped: overwritten before being read (laps), or abandoned by a writer
-    /// that died mid-write.
+    /// Sequence numbers skipped: overwritten before being read (laps), abandoned by a writer
+    /// that died mid-write, given up by their producer, or passed after the stall bound.
     pub lost: u64,
     /// Times the subscriber was lapped.
     pub laps: u64,
+    /// Sequences passed because their producer, alive, had not written them within the bus's
+    /// stall bound ([`crate::BusBuilder::stall_bound`]); each is also counted in `lost`.
+    pub stalls_passed: u64,
 }
 
 /// One result of receiving.
@@ -149,10 +152,10 @@ pub enum Event<V> {
     },
 }
 
-/// Deprecated: a live writer's sequence is now waited for (it is published once its writer is
-/// scheduled again), and a dead or dropping claimant's sequence is skipped at once, so there is
-/// no timeout to set. Kept for source compatibility.
-#[deprecated(note = "stalls no longer time out: see docs/design.md, \"Stalls\"")]
+/// Deprecated: a stall is bounded per bus now, by [`crate::BusBuilder::stall_bound`] (stored in
+/// the bus, so that every subscriber passes a stalled sequence after the same time), and a dead
+/// or dropping claimant's sequence is skipped at once. Kept for source compatibility.
+#[deprecated(note = "set the bus's stall bound instead: `BusBuilder::stall_bound`")]
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// How often `try_recv` asks the kernel whether producers are attached, at most.
@@ -188,7 +191,8 @@ impl<T: Payload> std::fmt::Debug for Subscriber<T> {
 impl<T: Payload> Subscriber<T> {
     pub(crate) fn new(seg: Arc<Segment>, start: Start) -> Self {
         let size = T::type_info("").size as usize;
-        let reader = Reader::new(&Ring::of(&seg), start, (size != 0).then_some(size));
+        let mut reader = Reader::new(&Ring::of(&seg), start, (size != 0).then_some(size));
+        reader.set_stall_bound(crate::bus::handle::stall_bound_ns(&seg));
         Subscriber {
             reader,
             buf: vec![0u64; seg.geometry.payload_words()].into_boxed_slice(),

@@ -95,6 +95,11 @@ pub(crate) trait Liveness {
     /// nobody else repairs or holds it. Whoever holds it is the only party that may repair that
     /// producer's claim (the kernel's lock makes one holder and orders it after the death).
     fn lock_dead(&self, index: usize) -> Option<Self::Guard>;
+    /// A coarse clock (ns), read only on a reader's cold path to time a stall against the bus's
+    /// stall bound (docs/design.md §6, "Stalls"); models replace it with their own clock.
+    fn now_ns(&self) -> u64 {
+        segment::coarse_now_ns()
+    }
 }
 
 /// Liveness of the producers of a heap (in-process) bus: a producer is alive while it holds

@@ -262,7 +262,7 @@ fn mp_dead_writer_is_skipped_and_repaired_never_torn() {
                 w.announce(&ring);
                 if !matches!(death, Death::AfterAnnounce) {
                     let seq = w.claim(&ring);
-                    if !matches!(death, Death::AfterClaim) && w.take(&ring, &live, seq) {
+                    if !matches!(death, Death::AfterClaim) && w.take(&ring, &live, seq).is_ok() {
                         if matches!(death, Death::AfterWrite) {
                             w.write_bytes(&ring, seq, &payload(0xdead));
                         }
@@ -311,7 +311,7 @@ fn repair_racing_takeover_and_index_reuse() {
             let w = Writer::multi(0);
             w.announce(&ring);
             let seq = w.claim(&ring);
-            assert!(w.take(&ring, &&*live, seq));
+            assert!(w.take(&ring, &&*live, seq).is_ok());
             w.write_bytes(&ring, seq, &payload(0xdead));
             live.die(0);
         }
@@ -488,4 +488,101 @@ fn wake_up_is_never_lost_across_two_sleeps() {
         }
         publisher.join().unwrap();
     });
+}
+
+/// A producer stopped (signal, debugger) between taking its slot and writing it, on a 2-slot
+/// ring: the other producer routes around the held slot (gives up the sequence that lands on
+/// it and publishes at the next), never writing into it; a reader with a stall bound of 0
+/// passes the stopped producer's sequence at its first look, delivers only whole messages and
+/// never the passed one, and balances its books; once released, the stopped producer
+/// publishes its own slot, and a reader that starts at its sequence gets it whole or is told
+/// it lost it (docs/design.md §5 "Held slots", §6 "Stalls").
+#[test]
+fn stopped_writer_is_passed_and_routed_around_never_torn() {
+    model(
+        "stopped_writer_is_passed_and_routed_around_never_torn",
+        2,
+        || {
+            let seg = Seg::new();
+            let live = ModelLive::new(2);
+            let ring = seg.ring();
+            let mut r = Reader::new(&ring, Start::Oldest, None);
+            r.set_stall_bound(Some(0));
+            // A claims 0 and takes its slot, then stops until released.
+            let mut wa = Writer::multi(0);
+            let s0 = wa.begin(&ring, &&*live).expect("slot 0 is free");
+            assert_eq!(s0, 0);
+            let go = Arc::new(AtomicBool::new(false));
+            let a = {
+                let (seg, live, go) = (seg.clone(), live.clone(), go.clone());
+                thread::spawn(move || {
+                    while !go.load(Ordering::Acquire) {
+                        thread::yield_now();
+                    }
+                    let ring = seg.ring();
+                    wa.write_bytes(&ring, s0, &payload(1));
+                    wa.commit(&ring, s0);
+                    live.die(0);
+                })
+            };
+            // B publishes two messages; its second claim lands on A's held slot and re-claims.
+            let b = {
+                let (seg, live) = (seg.clone(), live.clone());
+                thread::spawn(move || {
+                    let ring = seg.ring();
+                    let mut w = Writer::multi(1);
+                    let seqs = [2, 3].map(|tag| publish(&ring, &mut w, &&*live, tag));
+                    live.die(1);
+                    seqs
+                })
+            };
+            let mut buf = [0u64; 2];
+            let mut got = Vec::new();
+            let mut poll = |r: &mut Reader, got: &mut Vec<u64>| {
+                if let Polled::Message { len, .. } = r.poll_checked(&ring, &&*live, &mut buf[..]) {
+                    got.push(untorn(&buf, len));
+                }
+            };
+            for _ in 0..2 {
+                poll(&mut r, &mut got);
+            }
+            let seqs = b.join().unwrap();
+            assert_eq!(seqs, [Some(1), Some(3)], "B routed around A's slot");
+            for _ in 0..8 {
+                if r.next_seq() >= 4 {
+                    break;
+                }
+                poll(&mut r, &mut got);
+            }
+            assert!(r.next_seq() >= 4, "reader stuck at {}", r.next_seq());
+            assert_eq!(got.last(), Some(&3), "B's last message delivered: {got:?}");
+            let st = r.stats();
+            // A's sequence is counted lost: passed, or lapped past if B was done before the look.
+            assert!(st.stalls_passed + st.laps >= 1, "A's sequence counted lost");
+            assert_eq!(
+                st.received + st.lost,
+                r.next_seq(),
+                "received + lost == moved past"
+            );
+            // Release A; a reader that starts at its sequence reads it whole, or is told it lost it.
+            go.store(true, Ordering::Release);
+            let mut r2 = Reader::new(&ring, Start::Sequence(0), None);
+            r2.set_stall_bound(Some(0));
+            let mut got2 = Vec::new();
+            for _ in 0..2 {
+                poll(&mut r2, &mut got2);
+            }
+            a.join().unwrap();
+            drain(&seg, &live, r2, 0, &mut got2);
+            drain(&seg, &live, r, 0, &mut got);
+            assert!(
+                !got.contains(&1),
+                "a passed sequence was delivered: {got:?}"
+            );
+            assert!(
+                got2.iter().filter(|&&t| t == 1).count() <= 1,
+                "A's message twice: {got2:?}"
+            );
+        },
+    );
 }

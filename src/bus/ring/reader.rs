@@ -38,6 +38,9 @@ enum Stall {
     Wait,
     /// Nobody will ever write it (claimant dead, or gave it up): count it lost.
     Skip,
+    /// Its claimant is alive but has not written it for at least the stall bound: count it
+    /// lost and go on (the claimant may still publish it, for readers behind it).
+    Pass,
     /// The slot changed meanwhile: read it again.
     Retry,
 }
@@ -56,6 +59,12 @@ pub(crate) struct Reader {
     closed: bool,
     /// Empty polls so far (wrapping); paces the cursor checks of `poll`.
     empty_polls: u32,
+    /// How long a live claimant may leave the expected sequence unwritten before it is passed
+    /// (ns; `None`: waited for as long as it lives). docs/design.md §6, "Stalls".
+    stall_bound: Option<u64>,
+    /// The stalled sequence this reader is timing, and when (`Liveness::now_ns`) it first saw
+    /// it stalled.
+    stalled_since: Option<(u64, u64)>,
     stats: SubscriberStats,
 }
 
@@ -78,12 +87,20 @@ impl Reader {
             exact_len,
             closed: false,
             empty_polls: 0,
+            stall_bound: None,
+            stalled_since: None,
             stats: SubscriberStats::default(),
         }
     }
 
     pub(crate) fn set_policy(&mut self, policy: LapPolicy) {
         self.policy = policy;
+    }
+
+    /// Passes a sequence whose live claimant has not written it after `bound_ns` (`None`:
+    /// waits for it as long as the claimant lives).
+    pub(crate) fn set_stall_bound(&mut self, bound_ns: Option<u64>) {
+        self.stall_bound = bound_ns;
     }
 
     pub(crate) fn next_seq(&self) -> u64 {
@@ -214,12 +231,17 @@ impl Reader {
         match self.stall(&ring, live) {
             Stall::Wait | Stall::Retry => Polled::Empty,
             Stall::Skip => self.skip_one(),
+            Stall::Pass => {
+                self.stats.stalls_passed += 1;
+                self.skip_one()
+            }
         }
     }
 
     /// Decides about the expected sequence `s`, claimed (the cursor is past it) but not in its
-    /// slot (docs/design.md §6, "Stalls"). A live claimant is waited for; a claimant that is
-    /// dead or recorded that it dropped `s` never writes it, so it is skipped at once.
+    /// slot (docs/design.md §6, "Stalls"). A live claimant is waited for, up to the stall bound
+    /// from the first look that found `s` stalled, then `s` is passed; a claimant that is dead
+    /// or recorded that it dropped `s` never writes it, so it is skipped at once.
     #[cold]
     fn stall<L: Liveness>(&mut self, ring: &Ring<'_>, live: &L) -> Stall {
         let s = self.next;
@@ -245,7 +267,11 @@ impl Reader {
             None if someone_claiming => Stall::Wait,
             None => Stall::Skip,
         };
-        if verdict == Stall::Skip {
+        let verdict = match verdict {
+            Stall::Wait => self.waited_long(s, live),
+            v => v,
+        };
+        if matches!(verdict, Stall::Skip | Stall::Pass) {
             // ORDERING: pairs with the Release claim-word stores (a claimant that moved on had
             // committed `s` before its next claim store) and with the kernel ordering a death
             // before our lock query: the slot read below sees what they wrote.
@@ -255,6 +281,29 @@ impl Reader {
             }
         }
         verdict
+    }
+
+    /// `s` waits on a live producer: `Pass` once it has waited at least the stall bound since
+    /// this reader first found it stalled, else `Wait`. The clock is read here only, on the
+    /// cold path (a look at the cursor that found a stall).
+    #[cold]
+    fn waited_long<L: Liveness>(&mut self, s: u64, live: &L) -> Stall {
+        let Some(bound) = self.stall_bound else {
+            return Stall::Wait;
+        };
+        let now = live.now_ns();
+        let since = match self.stalled_since {
+            Some((seq, since)) if seq == s => since,
+            _ => {
+                self.stalled_since = Some((s, now));
+                now
+            }
+        };
+        if now.saturating_sub(since) >= bound {
+            Stall::Pass
+        } else {
+            Stall::Wait
+        }
     }
 
     /// Lapped: jump to where the policy says and count exactly what was skipped. With

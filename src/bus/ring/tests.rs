@@ -2,7 +2,7 @@
 //! and as a writer meet it, and the repair of dead writers' claims.
 
 use super::*;
-use crate::segment::header::{Geometry, ProducerMode, W_SLOTS};
+use crate::segment::header::{Geometry, ProducerMode, MAX_PRODUCERS, W_SLOTS};
 use proptest::prelude::*;
 use std::cell::Cell;
 
@@ -13,12 +13,14 @@ fn heap(g: &Geometry) -> Vec<AtomicU64> {
         .collect()
 }
 
-/// Liveness set by the test: which entries are alive, and which dead ones may be locked.
+/// Liveness set by the test: which entries are alive, and which dead ones may be locked; and
+/// the clock.
 #[derive(Default)]
 struct Script {
     dead: Cell<u64>,
     locked: Cell<u64>,
     live: Cell<u64>,
+    now: Cell<u64>,
 }
 
 impl Script {
@@ -48,6 +50,9 @@ impl Liveness for Script {
         } else {
             None
         }
+    }
+    fn now_ns(&self) -> u64 {
+        self.now.get()
     }
 }
 
@@ -123,25 +128,55 @@ fn abandoned_sequence_reads_as_abandoned_and_laps_older_readers() {
 }
 
 #[test]
-fn multi_producer_take_refuses_newer_and_never_takes_a_live_writers_slot() {
+fn multi_producer_routes_around_a_live_writers_slot_and_refuses_newer() {
     let g = Geometry::new(2, 8).unwrap();
     let words = heap(&g);
     let ring = Ring::new(&words, g, 0);
-    let live = Script::with_live(0b11);
+    let live = Script::with_live(0b111);
     let (mut a, mut b) = (Writer::multi(0), Writer::multi(1));
     // a claims 0 and holds its slot.
     let s0 = a.begin(&ring, &live).unwrap();
     assert_eq!(s0, 0);
     assert_eq!(ring.claim_word(0).load(Ordering::Relaxed), 1);
-    // b claims 1, then 2 (slot of 0, held by live a): it waits a bounded time and drops.
+    // b claims 1, then 2 (slot of 0, held by live a): it waits a bounded time, gives 2 up
+    // without touching the slot, and publishes at 3 instead.
     publish(&ring, &mut b, &live, b"1").unwrap();
-    assert_eq!(b.begin(&ring, &live), None);
-    assert_eq!(ring.claim_word(1).load(Ordering::Relaxed), 3 | DROPPED);
+    assert_eq!(publish(&ring, &mut b, &live, b"3"), Some(3));
+    assert_eq!(ring.cursor(), 4);
+    assert_eq!(ring.version(0), busy_version(0), "a's slot untouched");
+    // A sequence whose slot a later one owns is refused, and recorded dropped.
+    let c = Writer::multi(2);
+    assert_eq!(c.take(&ring, &live, 1), Err(writer::TakeFailed::Overtaken));
+    assert_eq!(ring.claim_word(2).load(Ordering::Relaxed), 2 | DROPPED);
     // a is untouched and still commits its message.
     a.write_bytes(&ring, s0, b"zero");
     a.commit(&ring, s0);
     let mut buf = vec![0u64; g.payload_words()];
     assert_eq!(ring.read(0, &mut buf), ReadOutcome::Message { len: 4 });
+    assert_eq!(ring.read(3, &mut buf), ReadOutcome::Message { len: 1 });
+}
+
+#[test]
+fn multi_producer_drops_after_every_reclaim_finds_a_held_slot() {
+    // One slot, held by live a: every re-claim of b lands on it.
+    let g = Geometry::new(1, 8).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    let live = Script::with_live(0b11);
+    let (mut a, mut b) = (Writer::multi(0), Writer::multi(1));
+    let s0 = a.begin(&ring, &live).unwrap();
+    assert_eq!(b.begin(&ring, &live), None);
+    let given_up = 1 + MAX_PRODUCERS as u64;
+    assert_eq!(
+        ring.cursor(),
+        1 + given_up,
+        "one claim, then one per re-claim"
+    );
+    assert_eq!(
+        ring.claim_word(1).load(Ordering::Relaxed),
+        (given_up + 1) | DROPPED
+    );
+    assert_eq!(ring.version(s0), busy_version(s0), "a's slot untouched");
 }
 
 #[test]
@@ -251,6 +286,52 @@ fn reader_skips_a_dead_claimants_sequence_but_waits_for_a_live_one() {
 }
 
 #[test]
+fn reader_passes_a_live_claimants_sequence_after_the_stall_bound_only() {
+    let g = Geometry::new(8, 8).unwrap();
+    let words = heap(&g);
+    let ring = Ring::new(&words, g, 0);
+    let live = Script::with_live(0b11);
+    let mut buf = vec![0u64; g.payload_words()];
+    let mut r = reader(&ring, crate::Start::Oldest);
+    r.set_stall_bound(Some(100));
+    let (mut a, mut b) = (Writer::multi(0), Writer::multi(1));
+    live.now.set(1_000);
+    let s0 = a.begin(&ring, &live).unwrap();
+    publish(&ring, &mut b, &live, b"1").unwrap();
+    // The first look starts the clock; waits until the bound has passed since then.
+    assert_eq!(r.poll_checked(&ring, &live, &mut buf[..]), Polled::Empty);
+    live.now.set(1_099);
+    assert_eq!(r.poll_checked(&ring, &live, &mut buf[..]), Polled::Empty);
+    assert_eq!(r.stats().lost, 0);
+    live.now.set(1_100);
+    assert_eq!(
+        r.poll_checked(&ring, &live, &mut buf[..]),
+        Polled::Lapped { lost: 1 }
+    );
+    assert_eq!(
+        r.poll_checked(&ring, &live, &mut buf[..]),
+        Polled::Message { seq: 1, len: 1 }
+    );
+    // a resumes and publishes 0: the reader, past it, never delivers it; one that had not
+    // reached it does.
+    a.write_bytes(&ring, s0, b"0");
+    a.commit(&ring, s0);
+    assert!(!matches!(
+        r.poll_checked(&ring, &live, &mut buf[..]),
+        Polled::Message { .. }
+    ));
+    let s = r.stats();
+    assert_eq!((s.received, s.lost, s.stalls_passed), (1, 1, 1));
+    assert_eq!(s.received + s.lost, r.next_seq());
+    let mut behind = reader(&ring, crate::Start::Sequence(0));
+    behind.set_stall_bound(Some(100));
+    assert_eq!(
+        behind.poll_checked(&ring, &live, &mut buf[..]),
+        Polled::Message { seq: 0, len: 1 }
+    );
+}
+
+#[test]
 fn reader_skips_a_sequence_its_claimant_dropped() {
     let g = Geometry::new(2, 8).unwrap();
     let words = heap(&g);
@@ -262,8 +343,8 @@ fn reader_skips_a_sequence_its_claimant_dropped() {
     publish(&ring, &mut b, &live, b"1").unwrap();
     assert_eq!(
         b.begin(&ring, &live),
-        None,
-        "seq 2 dropped: slot held by live a"
+        Some(3),
+        "seq 2 given up (slot held by live a), 3 taken instead"
     );
     a.write_bytes(&ring, s0, b"0");
     a.commit(&ring, s0);

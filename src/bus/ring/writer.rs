@@ -20,6 +20,21 @@ use crate::sync::{fence, AtomicU64, Ordering};
 const BUSY_SPINS: u32 = if cfg!(loom) { 2 } else { 1024 };
 /// Repairs one `begin` may make before it gives up on its slot (each removes a dead writer).
 const MAX_REPAIRS: u32 = 4;
+/// Sequences a multi-producer `begin` may give up, because a live writer a lap behind holds
+/// their slot, before it drops the message: each held slot is one other writer's, so this many
+/// re-claims route around every other writer there can be (one under loom, to keep the models
+/// small).
+const MAX_RECLAIMS: usize = if cfg!(loom) { 1 } else { MAX_PRODUCERS };
+
+/// Why a multi-producer writer could not take its sequence's slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TakeFailed {
+    /// A later sequence owns the slot: ours is more than a lap old, and the message is dropped.
+    Overtaken,
+    /// A writer a lap (or more) behind still holds the slot and is alive (or could not be found
+    /// or repaired): the slot is never written into; the writer may claim another sequence.
+    Held,
+}
 
 /// One producer's protocol state.
 #[derive(Debug)]
@@ -66,8 +81,10 @@ impl Writer {
 
     /// Claims the next sequence and takes its slot (odd version). `None`: a message that must
     /// be dropped: its sequence is at or past [`SEQ_LIMIT`], or (multi producer) its slot
-    /// already holds a later sequence or is held by a live writer a full lap behind; a multi
-    /// producer's claim word then says so, so that readers skip it.
+    /// already holds a later sequence; a multi producer's claim word then says so, so that
+    /// readers skip it. A multi producer whose slot a live writer a lap behind still holds
+    /// gives that sequence up (readers skip it) and claims another, up to [`MAX_RECLAIMS`]
+    /// times, then drops the message (docs/design.md §5, "Held slots").
     #[inline]
     pub(crate) fn begin<L: Liveness>(&mut self, ring: &Ring<'_>, live: &L) -> Option<u64> {
         match self.mode {
@@ -86,16 +103,47 @@ impl Writer {
                 if self.exhausted {
                     return None;
                 }
-                self.announce(ring);
-                let seq = self.claim(ring);
-                if seq >= SEQ_LIMIT {
-                    self.exhausted = true;
-                    self.give_up(ring, seq);
-                    return None;
+                match self.claim_and_take(ring, live)? {
+                    Ok(seq) => Some(seq),
+                    Err(TakeFailed::Held) => self.reclaim(ring, live),
+                    Err(TakeFailed::Overtaken) => None,
                 }
-                self.take(ring, live, seq).then_some(seq)
             }
         }
+    }
+
+    /// Multi producer, steps 1 to 3 once: `None` past [`SEQ_LIMIT`] (then this writer takes no
+    /// more), else the sequence taken or why its slot was not.
+    #[inline]
+    fn claim_and_take<L: Liveness>(
+        &mut self,
+        ring: &Ring<'_>,
+        live: &L,
+    ) -> Option<Result<u64, TakeFailed>> {
+        self.announce(ring);
+        let seq = self.claim(ring);
+        if seq >= SEQ_LIMIT {
+            self.exhausted = true;
+            self.give_up(ring, seq);
+            return None;
+        }
+        Some(self.take(ring, live, seq).map(|()| seq))
+    }
+
+    /// The slot of the sequence just given up is held by a live writer: claims new sequences,
+    /// up to [`MAX_RECLAIMS`] times, until one's slot is taken. Out of line, so that the
+    /// publish that takes its slot at once compiles as it did without re-claims.
+    #[cold]
+    #[inline(never)]
+    fn reclaim<L: Liveness>(&mut self, ring: &Ring<'_>, live: &L) -> Option<u64> {
+        for _ in 0..MAX_RECLAIMS {
+            match self.claim_and_take(ring, live)? {
+                Ok(seq) => return Some(seq),
+                Err(TakeFailed::Held) => continue,
+                Err(TakeFailed::Overtaken) => return None,
+            }
+        }
+        None
     }
 
     /// Multi producer, step 1: the claim word says "taking a sequence number", so that a reader
@@ -121,14 +169,19 @@ impl Writer {
     }
 
     /// Multi producer, step 3: takes `seq`'s slot, or records in the claim word that `seq` is
-    /// dropped (never written) and returns false.
+    /// dropped (never written) and says why.
     #[inline]
-    pub(crate) fn take<L: Liveness>(&self, ring: &Ring<'_>, live: &L, seq: u64) -> bool {
-        if self.take_slot(ring, live, seq) {
-            return true;
+    pub(crate) fn take<L: Liveness>(
+        &self,
+        ring: &Ring<'_>,
+        live: &L,
+        seq: u64,
+    ) -> Result<(), TakeFailed> {
+        let taken = self.take_slot(ring, live, seq);
+        if taken.is_err() {
+            self.give_up(ring, seq);
         }
-        self.give_up(ring, seq);
-        false
+        taken
     }
 
     /// Records in the claim word that `seq` is dropped (never written), so readers skip it.
@@ -140,7 +193,12 @@ impl Writer {
 
     /// Moves `seq`'s slot from an older even version to `2s+1`. Waits a bounded time for a
     /// writer a lap behind; repairs it only if it is dead and we hold its lock.
-    fn take_slot<L: Liveness>(&self, ring: &Ring<'_>, live: &L, seq: u64) -> bool {
+    fn take_slot<L: Liveness>(
+        &self,
+        ring: &Ring<'_>,
+        live: &L,
+        seq: u64,
+    ) -> Result<(), TakeFailed> {
         let slot = &ring.slot(seq)[0];
         let mine = busy_version(seq);
         let n = ring.g.slot_count;
@@ -155,7 +213,7 @@ impl Writer {
         loop {
             if v & !ABANDONED >= mine {
                 // A later sequence owns the slot: ours is more than a lap old.
-                return false;
+                return Err(TakeFailed::Overtaken);
             }
             if v & 1 == 0 {
                 // ORDERING: Release on success pairs with the Acquire of readers and of other
@@ -167,7 +225,7 @@ impl Writer {
                     Ok(_) => {
                         // ORDERING: as in the single-producer `begin`.
                         fence(Ordering::Release);
-                        return true;
+                        return Ok(());
                     }
                     Err(now) => {
                         v = now;
@@ -183,7 +241,7 @@ impl Writer {
                 continue;
             }
             if repairs == MAX_REPAIRS {
-                return false;
+                return Err(TakeFailed::Held);
             }
             repairs += 1;
             spins = 0;
@@ -192,7 +250,7 @@ impl Writer {
             // Unless we repaired it, or someone else did meanwhile (the slot moved on), the
             // holder is alive (or unknown): give up rather than wait on it.
             if !repaired && now == v {
-                return false;
+                return Err(TakeFailed::Held);
             }
             v = now;
         }

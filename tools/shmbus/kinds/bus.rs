@@ -31,7 +31,13 @@ impl Kind for BusKind {
     }
 
     fn create_options(&self) -> &'static [&'static str] {
-        &["--slots", "--size", "--multi-producer", "--wakeup"]
+        &[
+            "--slots",
+            "--size",
+            "--multi-producer",
+            "--stall-bound-ms",
+            "--wakeup",
+        ]
     }
 
     fn create(&self, a: &CreateArgs) -> CmdResult {
@@ -41,6 +47,16 @@ impl Kind for BusKind {
             .permissions(a.mode);
         if a.multi_producer {
             b = b.multi_producer();
+        }
+        if let Some(ms) = a.stall_bound_ms {
+            if !a.multi_producer {
+                return Err(Failure(
+                    "--stall-bound-ms needs --multi-producer: a single producer's claimed \
+                     message is always written, so its subscribers never wait on a stall"
+                        .into(),
+                ));
+            }
+            b = b.stall_bound((ms != 0).then(|| Duration::from_millis(ms)));
         }
         if a.wakeup == Some(super::WakeupArg::Fence) {
             b = b.wakeup(shmbus::Wakeup::Fence);
@@ -54,6 +70,7 @@ impl Kind for BusKind {
                 "capacity": bus.capacity(),
                 "producer_mode": mode_name(bus.producer_mode()),
                 "wakeup": wakeup_name(&bus.header()),
+                "stall_bound_ms": bus.stall_bound().map(|d| d.as_millis() as u64),
             }),
             format!(
                 "created bus {}: {} of {}, {} producer",
@@ -377,6 +394,9 @@ struct HeaderOut {
     producer_mode: String,
     /// `barrier` or `fence` (docs/design.md §7, "Wake-up choice").
     wakeup: String,
+    /// Multi producer: how long subscribers wait for a stopped producer's message before
+    /// passing it (ms); `None`: as long as it lives (docs/design.md §6, "Stalls").
+    stall_bound_ms: Option<f64>,
     slot_count: u64,
     slot_stride: u64,
     capacity: u64,
@@ -454,9 +474,10 @@ pub(crate) fn wakeup_name(h: &HeaderSnapshot) -> String {
     }
 }
 
-fn header_out(h: &HeaderSnapshot) -> HeaderOut {
+fn header_out(h: &HeaderSnapshot, stall_bound: Option<Duration>) -> HeaderOut {
     HeaderOut {
         wakeup: wakeup_name(h),
+        stall_bound_ms: stall_bound.map(|d| d.as_secs_f64() * 1e3),
         magic: format!("{:#018x}", h.magic),
         abi_version: h.abi_version,
         producer_mode: h.producer_mode().map_or_else(
@@ -482,7 +503,7 @@ fn header_out(h: &HeaderSnapshot) -> HeaderOut {
 
 fn fill(out: &mut InfoOut, bus: &shmbus::Bus) {
     let h = bus.header();
-    out.header = Some(header_out(&h));
+    out.header = Some(header_out(&h, bus.stall_bound()));
     out.summary = Some(summarize(bus));
     out.producers = bus
         .producers()
@@ -532,6 +553,14 @@ fn render(o: &InfoOut) -> String {
             ("abi version", h.abi_version.to_string()),
             ("producer mode", h.producer_mode.clone()),
             ("wake-up", h.wakeup.clone()),
+            (
+                "stall bound",
+                match (h.stall_bound_ms, h.producer_mode.as_str()) {
+                    (Some(ms), _) => format!("{ms} ms (a stopped producer's message is passed)"),
+                    (None, "multi") => "none (a stopped producer is waited for)".into(),
+                    (None, _) => "- (single producer)".into(),
+                },
+            ),
             ("slots", h.slot_count.to_string()),
             ("slot stride", format!("{} bytes", h.slot_stride)),
             ("capacity", format!("{} bytes per message", h.capacity)),

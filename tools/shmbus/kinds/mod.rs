@@ -195,7 +195,7 @@ pub(crate) use for_inspection;
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum KindArg {
     /// A broadcast bus: every subscriber sees every message (--slots, --size,
-    /// --multi-producer).
+    /// --multi-producer, --stall-bound-ms).
     Bus,
     /// A work queue: each item goes to one receiver (--slots, --size).
     Queue,
@@ -252,6 +252,11 @@ pub(crate) struct CreateArgs {
     /// Bus only: allow several producers to publish at once.
     #[arg(long)]
     pub(crate) multi_producer: bool,
+    /// Multi-producer bus only (with --multi-producer): how long subscribers wait for a
+    /// message whose producer is alive but stopped mid-publish before they pass it, counted
+    /// lost (default 1000; 0: wait as long as that producer lives).
+    #[arg(long, value_name = "MS")]
+    pub(crate) stall_bound_ms: Option<u64>,
     /// Bus only: how producers and sleeping subscribers agree that no wake-up is lost.
     /// `barrier` (default): publishing pays nothing, each sleep runs membarrier, which
     /// interrupts the CPUs of every producer process on the host. `fence`: every publish runs
@@ -299,12 +304,13 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 
 impl CreateArgs {
     /// The kind-specific options given, by flag.
-    pub(crate) fn given(&self) -> [(&'static str, bool); 9] {
+    pub(crate) fn given(&self) -> [(&'static str, bool); 10] {
         [
             ("--slots", self.slots.is_some()),
             ("--wakeup", self.wakeup.is_some()),
             ("--size", self.size.is_some()),
             ("--multi-producer", self.multi_producer),
+            ("--stall-bound-ms", self.stall_bound_ms.is_some()),
             ("--bytes", self.bytes.is_some()),
             ("--cells", self.cells.is_some()),
             ("--keys", !self.keys.is_empty()),
