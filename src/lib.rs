@@ -119,6 +119,7 @@ pub use crate::board::{
 pub use crate::bus::EventStream;
 #[cfg(not(loom))]
 pub use crate::bus::Readiness;
+pub use crate::bus::DEFAULT_STALL_BOUND;
 #[allow(deprecated)]
 pub use crate::bus::DEFAULT_STALL_TIMEOUT;
 pub use crate::bus::{

@@ -239,8 +239,9 @@ Kinds and the options each takes (an option given to a kind that does not take i
 refused):
   bus      broadcast: every subscriber sees every message; a subscriber that falls a
            whole ring behind loses the oldest. --slots N (a power of two, default 1024),
-           --size BYTES per message (default 240), --multi-producer, --wakeup
-           barrier|fence (default barrier: see --help).
+           --size BYTES per message (default 240), --multi-producer, --stall-bound-ms N
+           (multi-producer only: pass a stopped producer's message after N ms, default
+           1000, 0 = wait for it), --wakeup barrier|fence (default barrier: see --help).
   queue    work queue: each item goes to exactly one receiver (push, pop).
            --slots N items (default 1024), --size BYTES per item (default 240).
   records  messages of any size up to a quarter of one byte ring (publish, tail, watch).
