@@ -35,7 +35,7 @@ fn latency_of_records_is_measured_beside_the_bus() {
 }
 
 #[test]
-fn throughput_of_records_is_measured_beside_memcpy() {
+fn throughput_of_records_is_measured_beside_memcpy_and_the_byte_ring_floors() {
     let r = report(&[
         "throughput",
         "--kind",
@@ -46,8 +46,23 @@ fn throughput_of_records_is_measured_beside_memcpy() {
         "2000",
     ]);
     let rows = r["throughput"].as_array().expect("throughput rows");
-    assert_eq!(transports(&r["throughput"]), ["memcpy", "records"]);
-    let records = &rows[1];
+    // The copy floor, the byte-ring floors (read in place, copied out, copied with atomic loads,
+    // also written with atomic stores), then records.
+    assert_eq!(
+        transports(&r["throughput"]),
+        [
+            "memcpy",
+            "floor",
+            "floor-cp",
+            "floor-acp",
+            "floor-aa",
+            "records"
+        ]
+    );
+    for floor in &rows[1..5] {
+        assert!(floor["gb_per_s"].as_f64().unwrap() > 0.0, "{floor}");
+    }
+    let records = &rows[5];
     let c = &records["per_consumer"][0];
     let sent = records["messages"].as_u64().unwrap();
     assert_eq!(
