@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Loom model checks of the production protocol types of every segment kind (src/*/loom.rs).
 # The library package is built with --cfg loom into its own target dir, so it does not invalidate
-# the normal build. About 5 minutes on 2 cores; LOOM_MAX_PREEMPTIONS=N overrides every model's
+# the normal build. About 40 minutes on 2 cores; LOOM_MAX_PREEMPTIONS=N overrides every model's
 # preemption bound (higher is more thorough and much slower).
 set -euo pipefail
 cd "$(dirname "$0")/.."
