@@ -3,8 +3,6 @@
 //! one. One-way = round trip / 2. Between two threads of this process, and between two processes
 //! mapping the same page of /dev/shm.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -100,25 +98,12 @@ impl SharedPage {
     const BYTES: usize = 4096;
 
     pub fn create() -> Result<SharedPage, String> {
-        let path = PathBuf::from(format!("/dev/shm/shmbus-bench.{}", sys::unique_name("c2c")));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        file.set_len(Self::BYTES as u64)
-            .map_err(|e| format!("cannot size {}: {e}", path.display()))?;
+        let (path, file) = sys::create_shm_file("c2c", Self::BYTES as u64)?;
         SharedPage::map(path, &file, true)
     }
 
     pub fn open(path: &Path) -> Result<SharedPage, String> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let file = sys::open_shm_file(path)?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         if len < Self::BYTES as u64 {
             return Err(format!("{} is {len} bytes, expected 4096", path.display()));

@@ -8,8 +8,6 @@
 //! a flow-controlled reader may do: borrow the bytes), the other variants add what a broadcast
 //! reader must do (copy out, with atomic loads) or what a broadcast writer does (atomic stores).
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -68,28 +66,12 @@ struct FloorShm {
 
 impl FloorShm {
     fn create(bytes: usize) -> Result<FloorShm, String> {
-        let path = std::path::PathBuf::from(format!(
-            "/dev/shm/shmbus-bench.{}",
-            sys::unique_name("floor")
-        ));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        file.set_len((4096 + bytes) as u64)
-            .map_err(|e| e.to_string())?;
+        let (path, file) = sys::create_shm_file("floor", (4096 + bytes) as u64)?;
         FloorShm::map(path, &file, bytes, true)
     }
 
     fn open(path: &str) -> Result<FloorShm, String> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| format!("cannot open {path}: {e}"))?;
+        let file = sys::open_shm_file(std::path::Path::new(path))?;
         let len = file.metadata().map_err(|e| e.to_string())?.len() as usize;
         if len <= 4096 {
             return Err(format!("{path} holds no ring"));

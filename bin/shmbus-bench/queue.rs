@@ -820,8 +820,6 @@ fn solo(n: u64, size: usize) -> Result<(), String> {
 /// it is about to take into a word of its own, on its own line at the queue's participant-table
 /// offset, before the CAS, as the segment queue does.
 mod vyukov {
-    use std::fs::OpenOptions;
-    use std::os::unix::fs::OpenOptionsExt;
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -872,43 +870,24 @@ mod vyukov {
 
     impl Rings {
         fn create() -> Result<Rings, String> {
-            let path = PathBuf::from(format!(
-                "/dev/shm/shmbus-bench.{}",
-                sys::unique_name("vyukov")
-            ));
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            let rings = Rings {
-                map: Self::map(&path, &file, true)?,
+            let (path, file) = sys::create_shm_file("vyukov", BYTES as u64)?;
+            Ok(Rings {
+                map: Self::map(&path, &file)?,
                 path,
                 owner: true,
-            };
-            Ok(rings)
+            })
         }
 
         fn open(path: &Path) -> Result<Rings, String> {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            let file = sys::open_shm_file(path)?;
             Ok(Rings {
-                map: Self::map(path, &file, false)?,
+                map: Self::map(path, &file)?,
                 path: path.to_owned(),
                 owner: false,
             })
         }
 
-        fn map(path: &Path, file: &std::fs::File, size: bool) -> Result<memmap2::MmapMut, String> {
-            if size {
-                file.set_len(BYTES as u64)
-                    .map_err(|e| format!("cannot size {}: {e}", path.display()))?;
-            }
+        fn map(path: &Path, file: &std::fs::File) -> Result<memmap2::MmapMut, String> {
             let len = file.metadata().map(|m| m.len()).unwrap_or(0);
             if len < BYTES as u64 {
                 return Err(format!(

@@ -1,8 +1,11 @@
 //! The machine and its processes: cores and pinning, unique names that clean up after themselves,
 //! child processes (this same binary, re-executed), and bounded spin-waits.
 
+use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
@@ -65,6 +68,31 @@ pub fn cpu_model() -> String {
 }
 
 /// A name no other run or test uses: tag, pid and a per-process counter.
+/// Creates a new `/dev/shm` file of `len` bytes for the bench's own shared memory (c2c's page,
+/// the floors' rings), mode 0600, named after `tag`; its creator removes it when done.
+pub fn create_shm_file(tag: &str, len: u64) -> Result<(PathBuf, File), String> {
+    let path = PathBuf::from(format!("/dev/shm/shmbus-bench.{}", unique_name(tag)));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.set_len(len)
+        .map_err(|e| format!("cannot size {}: {e}", path.display()))?;
+    Ok((path, file))
+}
+
+/// Opens, read-write, a file [`create_shm_file`] made (a child's side).
+pub fn open_shm_file(path: &Path) -> Result<File, String> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
 pub fn unique_name(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     format!(
