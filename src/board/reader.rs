@@ -76,19 +76,7 @@ impl<T: Payload> std::fmt::Debug for BoardReader<T> {
 impl<T: Payload> BoardReader<T> {
     #[inline]
     pub(super) fn check_index(&self, index: usize) -> Result<()> {
-        if index >= self.shape.cells {
-            return Err(self.out_of_range(index));
-        }
-        Ok(())
-    }
-
-    #[cold]
-    fn out_of_range(&self, index: usize) -> Error {
-        Error::CellOutOfRange {
-            name: self.seg.name().to_owned(),
-            index,
-            cells: self.shape.cells,
-        }
+        self.shape.check_index(self.seg.name(), index)
     }
 
     /// The error for a read that found no value to deliver (busy, corrupt).

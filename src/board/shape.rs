@@ -30,6 +30,25 @@ pub(crate) struct BoardShape {
 }
 
 impl BoardShape {
+    /// `Ok` for a cell of this board; else `CellOutOfRange`, naming board `name` (a reader's
+    /// and a writer's check alike).
+    #[inline]
+    pub(super) fn check_index(&self, name: &str, index: usize) -> Result<()> {
+        if index < self.cells {
+            return Ok(());
+        }
+        Err(self.out_of_range(name, index))
+    }
+
+    #[cold]
+    fn out_of_range(&self, name: &str, index: usize) -> Error {
+        Error::CellOutOfRange {
+            name: name.to_owned(),
+            index,
+            cells: self.cells,
+        }
+    }
+
     #[inline]
     pub(super) fn view<'a>(&self, seg: &'a Segment) -> Cells<'a> {
         self.view_words(seg.words())

@@ -218,10 +218,7 @@ impl<T: Payload> BoardWriter<T> {
         if self.att.forked() {
             return Err(self.forked());
         }
-        if index >= self.shape.cells {
-            return Err(self.out_of_range(index));
-        }
-        Ok(())
+        self.shape.check_index(self.seg.name(), index)
     }
 
     #[cold]
@@ -229,15 +226,6 @@ impl<T: Payload> BoardWriter<T> {
         // A forked child may not write under its parent's entry (docs/design.md §10).
         Error::UsedAfterFork {
             name: self.seg.name().to_owned(),
-        }
-    }
-
-    #[cold]
-    fn out_of_range(&self, index: usize) -> Error {
-        Error::CellOutOfRange {
-            name: self.seg.name().to_owned(),
-            index,
-            cells: self.shape.cells,
         }
     }
 
