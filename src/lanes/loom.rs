@@ -78,6 +78,7 @@ impl LaneBytes for Cells {
     }
 
     unsafe fn load_head(&self, lane: u32, pos: u64) -> u64 {
+        // ORDERING: Acquire pairs with the Release commit in `store_head`, as in `Mirror`.
         self.head(lane, pos).load(Ordering::Acquire)
     }
 
@@ -89,6 +90,7 @@ impl LaneBytes for Cells {
                 unsafe { *p = *v }
             });
         }
+        // ORDERING: a commit is Release, pairing with `load_head`'s Acquire, as in `Mirror`.
         let order = if commit {
             Ordering::Release
         } else {
