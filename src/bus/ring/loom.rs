@@ -516,6 +516,8 @@ fn stopped_writer_is_passed_and_routed_around_never_torn() {
             let a = {
                 let (seg, live, go) = (seg.clone(), live.clone(), go.clone());
                 thread::spawn(move || {
+                    // ORDERING: Acquire pairs with the Release store of `go` below (the model's
+                    // SIGCONT: A resumes after the reader has passed its sequence).
                     while !go.load(Ordering::Acquire) {
                         thread::yield_now();
                     }
@@ -565,6 +567,7 @@ fn stopped_writer_is_passed_and_routed_around_never_torn() {
                 "received + lost == moved past"
             );
             // Release A; a reader that starts at its sequence reads it whole, or is told it lost it.
+            // ORDERING: Release pairs with A's Acquire load of `go`.
             go.store(true, Ordering::Release);
             let mut r2 = Reader::new(&ring, Start::Sequence(0), None);
             r2.set_stall_bound(Some(0));
