@@ -47,17 +47,42 @@ pub(crate) fn type_dict<'py>(
     Ok(d)
 }
 
+/// `Bus.create`'s `stall_bound`: left out (the library's default), `None` (no bound), or seconds.
+pub(crate) enum StallBound {
+    Default,
+    Forever,
+    Secs(f64),
+}
+
+impl<'py> FromPyObject<'py> for StallBound {
+    fn extract_bound(ob: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if ob.is_none() {
+            Ok(StallBound::Forever)
+        } else {
+            Ok(StallBound::Secs(ob.extract()?))
+        }
+    }
+}
+
 #[pymethods]
 impl Bus {
     /// Creates a bus of `slots` slots (a power of two) of `capacity` bytes each; raises
     /// AlreadyExists if the name is taken.
+    ///
+    /// `stall_bound` (multi producer only): seconds a subscriber waits for a message whose
+    /// producer is alive but stopped mid-publish before it passes it and counts it lost; `None`
+    /// waits as long as that producer lives; left out, the library's default (1 s).
     #[staticmethod]
-    #[pyo3(signature = (name, *, slots = shmbus::DEFAULT_SLOTS, capacity = shmbus::DEFAULT_RAW_CAPACITY, multi_producer = false, permissions = 0o600))]
+    #[pyo3(
+        signature = (name, *, slots = shmbus::DEFAULT_SLOTS, capacity = shmbus::DEFAULT_RAW_CAPACITY, multi_producer = false, stall_bound = StallBound::Default, permissions = 0o600),
+        text_signature = "(name, *, slots=1024, capacity=..., multi_producer=False, stall_bound=..., permissions=0o600)"
+    )]
     fn create(
         name: &str,
         slots: u64,
         capacity: usize,
         multi_producer: bool,
+        stall_bound: StallBound,
         permissions: u32,
     ) -> PyResult<Self> {
         let mut b = shmbus::BusBuilder::new(name)
@@ -66,6 +91,18 @@ impl Bus {
             .permissions(permissions);
         if multi_producer {
             b = b.multi_producer();
+        }
+        match stall_bound {
+            StallBound::Default => {}
+            StallBound::Forever => b = b.stall_bound(None),
+            StallBound::Secs(s) => {
+                let d = Duration::try_from_secs_f64(s).map_err(|_| {
+                    PyValueError::new_err(format!(
+                        "stall_bound must be a finite number of seconds >= 0 or None, not {s}"
+                    ))
+                })?;
+                b = b.stall_bound(Some(d));
+            }
         }
         Ok(Bus {
             inner: b.create().map_err(to_py)?,
@@ -160,6 +197,14 @@ impl Bus {
             shmbus::ProducerMode::Single => "single",
             _ => "multi",
         }
+    }
+
+    /// Multi producer: seconds a subscriber waits for a stopped producer's message before
+    /// passing it; `None` when it waits as long as that producer lives (and on a
+    /// single-producer bus).
+    #[getter]
+    fn stall_bound(&self) -> Option<f64> {
+        self.inner.stall_bound().map(|d| d.as_secs_f64())
     }
 
     /// Whether this handle was opened read-only.

@@ -298,7 +298,17 @@ pub(crate) fn info<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDi
         a.set_item("shared_write", m.mode() & 0o022 != 0)?;
         d.set_item("access", a)?;
     }
-    d.set_item("header", header(py, &probe.header)?)?;
+    let h = header(py, &probe.header)?;
+    if probe.kind == SegmentKind::Bus {
+        // As the inspector's header: a multi-producer bus's stall bound in ms, `None` for no
+        // bound (docs/design.md §6, "The stall bound").
+        let bus = inspect::open_for_inspection(name).map_err(to_py)?;
+        h.set_item(
+            "stall_bound_ms",
+            bus.stall_bound().map(|b| b.as_secs_f64() * 1e3),
+        )?;
+    }
+    d.set_item("header", h)?;
     d.set_item("summary", summary(py, &probe)?)?;
     if probe.kind == SegmentKind::Bus {
         let checks = PyList::empty(py);

@@ -24,6 +24,27 @@ def test_create_open_properties(name):
         shmbus.Bus.remove(name + "-m")
 
 
+def test_stall_bound_is_set_at_create_and_refused_where_it_cannot_apply(name):
+    assert shmbus.Bus.create(name, multi_producer=True).stall_bound == 1.0
+    shmbus.Bus.remove(name)
+    bus = shmbus.Bus.create(name, multi_producer=True, stall_bound=0.02)
+    assert bus.stall_bound == pytest.approx(0.02)
+    assert shmbus.Bus.open(name).stall_bound == pytest.approx(0.02)
+    shmbus.Bus.remove(name)
+    assert shmbus.Bus.create(name, multi_producer=True, stall_bound=None).stall_bound is None
+    shmbus.Bus.remove(name)
+    assert shmbus.Bus.create(name).stall_bound is None
+    shmbus.Bus.remove(name)
+    with pytest.raises(shmbus.InvalidConfig, match="multi-producer bus only"):
+        shmbus.Bus.create(name, stall_bound=1.0)
+    with pytest.raises(shmbus.InvalidConfig, match="stall bound of 0"):
+        shmbus.Bus.create(name, multi_producer=True, stall_bound=0)
+    with pytest.raises(ValueError, match="stall_bound must be"):
+        shmbus.Bus.create(name, multi_producer=True, stall_bound=-1)
+    with pytest.raises(TypeError):
+        shmbus.Bus.create(name, multi_producer=True, stall_bound="1s")
+
+
 def test_publish_any_buffer_and_receive_in_order(name):
     bus = shmbus.Bus.create(name, slots=16, capacity=64)
     pub = bus.publisher()

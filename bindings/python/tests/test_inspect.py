@@ -68,6 +68,15 @@ def test_info_matches_the_inspector(name, cli):
     assert ours["access"]["mode"] == "0600"
     assert all(c["status"] == "ok" for c in ours["checks"])
 
+    shmbus.Bus.create(name + "-m", multi_producer=True, stall_bound=0.25)
+    try:
+        ours = shmbus.info(name + "-m")
+        theirs = json.loads(cli("info", name + "-m", "--json", "--sample-ms", "10"))
+        assert ours["header"] == theirs["header"]
+        assert ours["header"]["stall_bound_ms"] == 250.0
+    finally:
+        shmbus.remove(name + "-m")
+
     q = shmbus.Queue.create(name + "-q")
     try:
         ours = shmbus.info(name + "-q")
