@@ -1,6 +1,7 @@
 //! The queue handle and its builder: create, open, the participant table as users see it.
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::segment::header::{
@@ -9,10 +10,11 @@ use crate::segment::header::{
 use crate::segment::kind::{self, by_name, constructors, option_setters, Blueprint, Kind, Options};
 use crate::segment::payload::{Payload, Raw};
 use crate::segment::{Expect, Segment, Shape};
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 use crate::wait::Wait;
 
-use super::participant::{closed, role_word, Participant, Role, Stuck};
+use super::layout::W_Q_STALL_BOUND;
+use super::participant::{closed, role_word, stall_bound_ns, Participant, Role, Stuck};
 use super::protocol::{QueueRing, Receiver, Repair, Sender};
 use super::receiver::{QueueReceiver, ReceiverStats};
 use super::sender::{QueueSender, SenderStats};
@@ -43,6 +45,10 @@ pub struct QueueTotals {
     /// Items claimed by receivers that died before finishing them: counted lost, never
     /// delivered again.
     pub lost: u64,
+    /// Positions passed because a live participant held them past the stall bound: a sender's
+    /// (its item is sent again when it runs) or a receiver's slot routed around (it keeps its
+    /// item). Nothing is lost or delivered twice by a pass (docs/design.md §11, "Stalls").
+    pub passed: u64,
 }
 
 /// A handle on a named work queue (or an in-process one): a bounded multi-producer,
@@ -221,10 +227,22 @@ impl<T: Payload> Queue<T> {
         (q.head(), q.tail())
     }
 
-    /// Queue-wide counts of skipped positions and lost items.
+    /// Queue-wide counts of skipped positions, lost items and passed stalls.
     pub fn totals(&self) -> QueueTotals {
-        let (skipped, lost) = self.ring().totals();
-        QueueTotals { skipped, lost }
+        let (skipped, lost, passed) = self.ring().totals();
+        QueueTotals {
+            skipped,
+            lost,
+            passed,
+        }
+    }
+
+    /// How long a participant that lives but has stopped holding a position (a sender between
+    /// claiming and publishing, a receiver between claiming and freeing) is waited for before
+    /// the others pass it; `None`: as long as it lives. Set at create
+    /// ([`QueueBuilder::stall_bound`]).
+    pub fn stall_bound(&self) -> Option<Duration> {
+        stall_bound_ns(&self.seg).map(Duration::from_nanos)
     }
 
     /// Whether the queue is closed: no sender is attached and no item is left (a snapshot;
@@ -298,6 +316,7 @@ pub struct QueueBuilder<T: Payload = Raw> {
     pub(super) opts: Options,
     pub(super) capacity: u64,
     pub(super) item_size: Option<usize>,
+    pub(super) stall_bound: Option<Duration>,
     pub(super) _type: PhantomData<fn() -> T>,
 }
 
@@ -307,18 +326,21 @@ impl<T: Payload> Clone for QueueBuilder<T> {
             opts: self.opts.clone(),
             capacity: self.capacity,
             item_size: self.item_size,
+            stall_bound: self.stall_bound,
             _type: PhantomData,
         }
     }
 }
 
 impl QueueBuilder<Raw> {
-    /// A builder for the queue `name`: 1024 items of up to 240 bytes, mode 0600.
+    /// A builder for the queue `name`: 1024 items of up to 240 bytes, mode 0600, a stall
+    /// bound of [`DEFAULT_STALL_BOUND`](crate::DEFAULT_STALL_BOUND).
     pub fn new(name: &str) -> Self {
         QueueBuilder {
             opts: Options::new(name),
             capacity: DEFAULT_QUEUE_CAPACITY,
             item_size: None,
+            stall_bound: Some(crate::DEFAULT_STALL_BOUND),
             _type: PhantomData,
         }
     }
@@ -332,6 +354,7 @@ impl<T: Payload> QueueBuilder<T> {
             opts: self.opts,
             capacity: self.capacity,
             item_size: self.item_size,
+            stall_bound: self.stall_bound,
             _type: PhantomData,
         }
     }
@@ -348,12 +371,25 @@ impl<T: Payload> QueueBuilder<T> {
         self
     }
 
+    /// How long a participant that lives but has stopped while holding a position (stopped by
+    /// a signal or a debugger, or descheduled) is waited for before the others pass it, so
+    /// that one frozen process does not stop the queue: receivers pass a stopped sender's
+    /// position (the sender, when it runs again, sends its item at a new position), and
+    /// senders route around a stopped receiver's slot (the receiver keeps the item it
+    /// claimed). `None`: wait as long as it lives. Default
+    /// [`DEFAULT_STALL_BOUND`](crate::DEFAULT_STALL_BOUND). Stored in the queue; opening
+    /// follows what the queue says. See docs/design.md §11, "Stalls".
+    pub fn stall_bound(mut self, bound: Option<Duration>) -> Self {
+        self.stall_bound = bound;
+        self
+    }
+
     option_setters!(typed);
 
     constructors!(
         Queue<T>,
         "queue",
-        config: "[`Error::InvalidConfig`] for a capacity that is not a power of two within the limit, a zero or too large item size, or an item type whose alignment exceeds 8 bytes; [`Error::MessageTooLarge`] if the item type does not fit the item size asked for.",
+        config: "[`Error::InvalidConfig`] for a capacity that is not a power of two within the limit, a zero or too large item size, an item type whose alignment exceeds 8 bytes, or a stall bound of zero; [`Error::MessageTooLarge`] if the item type does not fit the item size asked for.",
         open: "[`Error::TypeMismatch`] for a typed open.",
         same: "capacity, item size and type"
     );
@@ -361,13 +397,14 @@ impl<T: Payload> QueueBuilder<T> {
 
 impl<T: Payload> Kind for QueueBuilder<T> {
     type Handle = Queue<T>;
-    type Own = ();
+    /// The stall bound word (ns, 0 = none).
+    type Own = u64;
 
     fn options(&self) -> &Options {
         &self.opts
     }
 
-    fn blueprint(&self) -> Result<Blueprint<()>> {
+    fn blueprint(&self) -> Result<Blueprint<u64>> {
         let ty = self.type_info();
         if ty.align > 8 {
             return Err(Error::InvalidConfig(format!(
@@ -394,7 +431,23 @@ impl<T: Payload> Kind for QueueBuilder<T> {
             ty,
             first_seq: 0,
         };
-        Ok(Blueprint::new(shape, ()))
+        let stall_bound = match self.stall_bound {
+            None => 0,
+            Some(d) if d.is_zero() => {
+                return Err(Error::InvalidConfig(
+                    "a stall bound of 0 would pass every position being written or read; use \
+                     None to wait as long as the participant lives"
+                        .into(),
+                ))
+            }
+            Some(d) => u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+        };
+        Ok(Blueprint::new(shape, stall_bound))
+    }
+
+    /// The stall bound, before the magic publishes the segment.
+    fn init(&self, stall_bound: &u64, words: &[AtomicU64]) {
+        words[W_Q_STALL_BOUND].store(*stall_bound, Ordering::Relaxed);
     }
 
     fn expect(&self) -> Expect {
@@ -412,7 +465,7 @@ impl<T: Payload> Kind for QueueBuilder<T> {
         })
     }
 
-    fn differs(&self, wanted: &Blueprint<()>, q: &Queue<T>) -> Option<(String, String)> {
+    fn differs(&self, wanted: &Blueprint<u64>, q: &Queue<T>) -> Option<(String, String)> {
         let (s, w) = (&q.seg, &wanted.shape);
         (s.geometry != w.geometry || (w.ty.is_raw() && !s.ty.is_raw()))
             .then(|| (describe(s.geometry, &s.ty), describe(w.geometry, &w.ty)))

@@ -17,6 +17,12 @@ pub(crate) const W_Q_SPACE_WAITERS: usize = 153;
 pub(crate) const W_Q_SKIPPED: usize = 160;
 /// Items lost (claimed by consumers that died before finishing).
 pub(crate) const W_Q_LOST: usize = 161;
+/// Positions passed because a live participant held them past the stall bound (receivers
+/// passing a sender's position, senders routing around a receiver's slot), queue-wide.
+pub(crate) const W_Q_PASSED: usize = 162;
+/// The stall bound in ns (0: none, wait as long as the holder lives), written before the
+/// magic publishes the segment and never again (docs/design.md §11, "Stalls").
+pub(crate) const W_Q_STALL_BOUND: usize = 163;
 /// A participant-table entry's role word: 1 sender, 2 receiver.
 pub(crate) const PE_ROLE: usize = PE_KIND_OWN;
 
@@ -25,6 +31,7 @@ const _: () = {
     assert!(W_Q_SPACE_WAKE * 8 == 1216 && (W_Q_SPACE_WAKE * 8) % 64 == 0);
     assert!(W_Q_SPACE_WAITERS * 8 == 1224);
     assert!(W_Q_SKIPPED * 8 == 1280 && W_Q_LOST * 8 == 1288);
-    assert!(W_WAITERS < W_Q_HEAD && W_Q_LOST < W_PRODUCERS);
+    assert!(W_Q_PASSED * 8 == 1296 && W_Q_STALL_BOUND * 8 == 1304);
+    assert!(W_WAITERS < W_Q_HEAD && W_Q_STALL_BOUND < W_PRODUCERS);
     assert!(PE_ROLE * 8 == 32 && PE_ROLE < PRODUCER_ENTRY_WORDS);
 };

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 
 use crate::segment::header::{MAX_PRODUCERS, PRODUCER_ENTRY_WORDS, W_PRODUCERS};
 
-use super::layout::{PE_ROLE, W_Q_SPACE_WAITERS, W_Q_SPACE_WAKE};
+use super::layout::{PE_ROLE, W_Q_SPACE_WAITERS, W_Q_SPACE_WAKE, W_Q_STALL_BOUND};
 use crate::segment::producers::{Attachment, Gate, Offer, SegmentLiveness};
 use crate::segment::Segment;
 use crate::sync::Ordering;
@@ -75,6 +75,8 @@ pub(super) struct Participant {
     pub(super) strong_fence: bool,
     /// What attaching repaired of the entry's previous (dead) owner.
     pub(super) repaired: Repair,
+    /// The queue's stall bound in ns (`None`: wait as long as a holder lives).
+    pub(super) stall_bound_ns: Option<u64>,
 }
 
 impl Participant {
@@ -102,6 +104,7 @@ impl Participant {
         let part = Participant {
             futex: SysFutex::of(&seg),
             strong_fence: wait::producer_fences(&seg),
+            stall_bound_ns: stall_bound_ns(&seg),
             seg,
             index,
             att,
@@ -140,7 +143,7 @@ impl Participant {
     /// After a repair, wakes the side it unblocked.
     pub(super) fn wake_for(&self, r: Repair) {
         match r {
-            Repair::None | Repair::Pending => {}
+            Repair::None | Repair::Pending | Repair::Held => {}
             Repair::Skipped => wait::wake_sleepers(self.item_words(), &self.futex),
             Repair::Lost | Repair::Freed => wait::wake_sleepers(self.space_words(), &self.futex),
         }
@@ -157,20 +160,21 @@ pub(super) enum Waited {
     Closed,
 }
 
-/// Consecutive failed attempts at one position.
+/// Consecutive failed attempts at one position, and since when a live participant holds it.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Stuck {
     pub(super) pos: u64,
     pub(super) polls: u32,
+    /// When a stall repair first found `pos` held by a live participant (the liveness clock,
+    /// ns); 0: it has not.
+    pub(super) since_ns: u64,
 }
 
 impl Stuck {
     /// Notes a failed attempt at `pos`; true when it is time to look for a dead holder.
     #[inline]
     pub(super) fn note(&mut self, pos: u64) -> bool {
-        if self.pos != pos {
-            *self = Stuck { pos, polls: 0 };
-        }
+        self.at(pos);
         self.polls += 1;
         if self.polls >= STALL_POLLS {
             self.polls = 0;
@@ -178,6 +182,45 @@ impl Stuck {
         }
         false
     }
+
+    /// Starts over if `pos` is another position than the one noted.
+    #[inline]
+    pub(super) fn at(&mut self, pos: u64) {
+        if self.pos != pos {
+            *self = Stuck {
+                pos,
+                ..Stuck::default()
+            };
+        }
+    }
+
+    /// A stall repair found `pos` (noted with `at`) held by a live participant, at `now_ns`:
+    /// whether it has been held for `bound_ns` since the first such look. Never with no bound.
+    pub(super) fn held_past(&mut self, now_ns: u64, bound_ns: Option<u64>) -> bool {
+        let Some(bound) = bound_ns else {
+            return false;
+        };
+        if self.since_ns == 0 {
+            self.since_ns = now_ns.max(1);
+            return false;
+        }
+        now_ns.saturating_sub(self.since_ns) >= bound
+    }
+
+    /// The position is no longer held (or was passed): the next hold is timed afresh.
+    pub(super) fn released(&mut self) {
+        self.since_ns = 0;
+    }
+}
+
+/// The stall bound (ns) a queue's header records, `None` for none (a queue created without a
+/// bound, or before bounds existed).
+pub(super) fn stall_bound_ns(seg: &Segment) -> Option<u64> {
+    // Written before the magic's Release, which the open pipeline's Acquire load pairs with;
+    // never written again. Any value a hostile writer stores only makes participants pass
+    // stalls sooner or later, which that writer could cause anyway by not writing.
+    let ns = seg.words()[W_Q_STALL_BOUND].load(Ordering::Relaxed);
+    (ns != 0).then_some(ns)
 }
 
 /// `Debug` of a sender or receiver: its queue, entry and counters.

@@ -11,7 +11,7 @@ use crate::segment::header::{
     Geometry, MAX_PRODUCERS, PE_CLAIM, PRODUCER_ENTRY_WORDS, W_CURSOR, W_PRODUCERS,
 };
 
-use super::layout::{W_Q_HEAD, W_Q_LOST, W_Q_SKIPPED};
+use super::layout::{W_Q_HEAD, W_Q_LOST, W_Q_PASSED, W_Q_SKIPPED};
 use crate::sync::{load_acquire, AtomicU64, Ordering};
 
 /// Positions stay below this, so the flag bits of a slot's state word and
@@ -22,10 +22,26 @@ pub(crate) const POS_LIMIT: u64 = 1 << 61;
 /// State-word bit: the slot holds the item of the position its lap bits name.
 pub(crate) const FULL: u64 = 1 << 62;
 /// State-word bit (with [`FULL`]): that position was skipped (its producer died before
-/// publishing); consumers pass over it and deliver nothing.
+/// publishing); consumers pass over it and deliver nothing. Without [`FULL`]: the slot is
+/// *held* by a live participant that stalled past the queue's stall bound and was passed (see
+/// [`is_held`]).
 pub(crate) const SKIP: u64 = 1 << 63;
 /// The lap bits of a state word: a position whose slot index bits are zero.
 const LAP: u64 = !(FULL | SKIP);
+
+/// Whether a state word says *held*: `lap(k) | SKIP`. A participant that stalled holding the
+/// slot (a sender between its claim and its publish, a receiver between its claim and its
+/// free) was passed after the stall bound; positions up to `k` of this slot are dead, and no
+/// one but that holder may make the slot free again (docs/design.md §11, "Stalls").
+#[inline]
+pub(crate) fn is_held(st: u64) -> bool {
+    st & (FULL | SKIP) == SKIP
+}
+
+/// How many dead positions (passed, or routed around a held slot) one `begin` moves the tail
+/// or head over before it reports full or empty: a bound on the work a forged segment can make
+/// one call do.
+const PASS_LIMIT: u32 = 64;
 
 /// Claim-word bit: the claim is a consumer's (without it, a producer's).
 pub(crate) const CONSUMER: u64 = 1 << 62;
@@ -139,26 +155,75 @@ impl<'a> QueueRing<'a> {
         tail.saturating_sub(head).min(self.g.slot_count)
     }
 
-    /// Positions skipped and items lost so far, queue-wide.
-    pub(crate) fn totals(&self) -> (u64, u64) {
+    /// Positions skipped, items lost and positions passed so far, queue-wide.
+    pub(crate) fn totals(&self) -> (u64, u64, u64) {
         (
             self.words[W_Q_SKIPPED].load(Ordering::Relaxed),
             self.words[W_Q_LOST].load(Ordering::Relaxed),
+            self.words[W_Q_PASSED].load(Ordering::Relaxed),
         )
     }
 
-    /// Whether the slot at the tail can take an item now (a sleeping producer's re-check).
+    /// Whether a sender can make progress at the tail now (a sleeping producer's re-check):
+    /// the slot is free, or held (to be routed around), or the position is dead.
     pub(crate) fn has_space(&self) -> bool {
         let pos = self.tail();
+        let free = lap(pos, self.mask());
         // ORDERING: as the state load in `Sender::begin` (a re-check before sleeping, §7).
-        load_acquire(self.state(pos)) == lap(pos, self.mask())
+        let st = load_acquire(self.state(pos));
+        st == free || (is_held(st) && st & LAP <= free) || st & LAP > free
     }
 
-    /// Whether the slot at the head holds an item or a skip (a sleeping consumer's re-check).
+    /// Whether a receiver can make progress at the head now (a sleeping consumer's re-check):
+    /// an item or a skip, or a dead position the tail has passed.
     pub(crate) fn has_item(&self) -> bool {
         let pos = self.head();
+        let at = lap(pos, self.mask());
         // ORDERING: as the state load in `Receiver::begin` (a re-check before sleeping, §7).
-        load_acquire(self.state(pos)) & !SKIP == lap(pos, self.mask()) | FULL
+        let st = load_acquire(self.state(pos));
+        st & !SKIP == at | FULL
+            || ((st == at | SKIP || st & LAP > at) && self.tail() > pos)
+    }
+
+    /// Passes a position whose slot is held or was released for a later lap: moves `word`
+    /// (the tail or the head) from `pos` to `pos + 1` unless someone else did; the position to
+    /// look at next.
+    #[cold]
+    fn pass_dead(&self, word: &AtomicU64, pos: u64) -> u64 {
+        // ORDERING: Relaxed: the position is dead, no claim names it, and nothing written
+        // before needs to be seen through it (the RMW keeps the word's release sequence).
+        match word.compare_exchange(pos, pos + 1, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => pos + 1,
+            Err(now) => now,
+        }
+    }
+
+    /// Frees a slot this participant holds but was passed on (`is_held`): the slot becomes
+    /// free for the lap after the last one routed around it. Only the holder calls this, so
+    /// the loop only follows senders routing the slot one lap further.
+    #[cold]
+    fn release_held(&self, pos: u64) {
+        let n = self.g.slot_count;
+        // ORDERING: as every state load: Acquire pairs with the routing CAS.
+        let mut st = load_acquire(self.state(pos));
+        for _ in 0..PASS_LIMIT * 1024 {
+            if !is_held(st) || st & LAP < lap(pos, self.mask()) {
+                // Only a forged segment: the holder's slot is always held here.
+                return;
+            }
+            // ORDERING: Release pairs with the Acquire state load of the sender of the lap it
+            // frees (our accesses to the slot happen before its writes); Acquire on failure
+            // re-reads a routing CAS.
+            match self.state(pos).compare_exchange_weak(
+                st,
+                (st & LAP) + n,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(now) => st = now,
+            }
+        }
     }
 }
 
@@ -170,6 +235,10 @@ pub(crate) enum SendBegin {
     /// The slot of the tail position `pos` still holds (or is still being read for) the item a
     /// lap before: the queue is full.
     Full(u64),
+    /// The slot of the tail position `pos` is held (state `st`, [`is_held`]) by a participant
+    /// of an earlier lap that was passed: [`route_held`] routes around it, or frees it if its
+    /// holder died.
+    Held(u64, u64),
 }
 
 /// The producer side of the protocol. Holds only its table entry: the position lives in the
@@ -194,8 +263,9 @@ impl Sender {
         let claim = q.claim_word(self.index);
         let mask = q.mask();
         let mut pos = q.tail_word().load(Ordering::Relaxed);
+        let mut passes = 0;
         loop {
-            if pos >= POS_LIMIT {
+            if pos >= POS_LIMIT || passes > PASS_LIMIT {
                 return self.give_up(SendBegin::Full(pos), claim);
             }
             // ORDERING: Acquire pairs with the consumer's Release store that freed the slot in
@@ -220,16 +290,27 @@ impl Sender {
                     Ok(_) => return SendBegin::Claimed(pos),
                     Err(now) => pos = now,
                 }
+            } else if is_held(st) && st & LAP <= free {
+                if st & LAP < free {
+                    return self.give_up(SendBegin::Held(pos, st), claim);
+                }
+                // `pos` was routed around its held slot: nobody sends at it.
+                passes += 1;
+                pos = q.pass_dead(q.tail_word(), pos);
             } else if st & LAP < free {
                 return self.give_up(SendBegin::Full(pos), claim);
             } else {
                 // The slot is a lap ahead of our stale tail: another producer took `pos`.
                 let now = q.tail_word().load(Ordering::Relaxed);
                 if now == pos {
-                    // Only a corrupt segment has a slot ahead of the tail.
-                    return self.give_up(SendBegin::Full(pos), claim);
+                    // The tail never passed `pos`, yet its slot serves a later lap: `pos` was
+                    // routed around a held slot whose holder has since released it (the Acquire
+                    // above would have shown us any claim's tail CAS). Nobody sends at it.
+                    passes += 1;
+                    pos = q.pass_dead(q.tail_word(), pos);
+                } else {
+                    pos = now;
                 }
-                pos = now;
             }
         }
     }
@@ -267,13 +348,25 @@ impl Sender {
         }
     }
 
-    /// Publishes `pos`: its slot now holds the item.
+    /// Publishes `pos`: its slot now holds the item. `false` if receivers passed `pos` while
+    /// this sender stalled past the bound: the slot was then released, and the item must be
+    /// sent again at a new position (it was never delivered from `pos`).
     #[inline]
-    pub(crate) fn commit(&self, q: &QueueRing<'_>, pos: u64) {
+    #[must_use]
+    pub(crate) fn commit(&self, q: &QueueRing<'_>, pos: u64) -> bool {
+        let free = lap(pos, q.mask());
         // ORDERING: Release pairs with the consumer's Acquire load of the state in
-        // `Receiver::begin`: a consumer that sees FULL sees the length and payload.
-        q.state(pos)
-            .store(lap(pos, q.mask()) | FULL, Ordering::Release);
+        // `Receiver::begin`: a consumer that sees FULL sees the length and payload. A CAS, not a
+        // store: a receiver may have passed `pos` (`pass_stalled_send`), and then the item must
+        // not appear. On failure Relaxed: `release_held` re-reads with Acquire.
+        let ok = q
+            .state(pos)
+            .compare_exchange(free, free | FULL, Ordering::Release, Ordering::Relaxed)
+            .is_ok();
+        if !ok {
+            q.release_held(pos);
+        }
+        ok
     }
 }
 
@@ -309,8 +402,9 @@ impl Receiver {
         let claim = q.claim_word(self.index);
         let mask = q.mask();
         let mut pos = q.head_word().load(Ordering::Relaxed);
+        let mut passes = 0;
         loop {
-            if pos >= POS_LIMIT {
+            if pos >= POS_LIMIT || passes > PASS_LIMIT {
                 return self.give_up(RecvBegin::Empty(pos), claim);
             }
             // ORDERING: Acquire pairs with the producer's Release store in `Sender::commit`
@@ -332,15 +426,31 @@ impl Receiver {
                     Ok(_) => return RecvBegin::Claimed(pos),
                     Err(now) => pos = now,
                 }
+            } else if st == lap(pos, mask) | SKIP {
+                // `pos` was passed (its sender stalled past the bound) or routed around a held
+                // slot: dead, once the tail has passed it.
+                if q.tail() <= pos {
+                    return self.give_up(RecvBegin::Empty(pos), claim);
+                }
+                passes += 1;
+                pos = q.pass_dead(q.head_word(), pos);
             } else if st & LAP <= lap(pos, mask) {
                 return self.give_up(RecvBegin::Empty(pos), claim);
             } else {
                 // The slot was freed for a later lap: another consumer took `pos`.
                 let now = q.head_word().load(Ordering::Relaxed);
-                if now == pos {
+                if now != pos {
+                    pos = now;
+                } else if q.tail() > pos {
+                    // The head never passed `pos`, yet its slot serves a later lap (the Acquire
+                    // above would have shown us a receiver's head CAS): `pos` was passed and its
+                    // holder has released the slot since. Dead.
+                    passes += 1;
+                    pos = q.pass_dead(q.head_word(), pos);
+                } else {
+                    // Only a forged segment.
                     return self.give_up(RecvBegin::Empty(pos), claim);
                 }
-                pos = now;
             }
         }
     }
@@ -371,21 +481,41 @@ impl Receiver {
         Some(len as usize)
     }
 
-    /// Frees `pos`'s slot for the producer of `pos + capacity` (Vyukov's `pos + N`).
+    /// Frees `pos`'s slot for the producer of `pos + capacity` (Vyukov's `pos + N`). `skip`:
+    /// `pos` was a skip ([`RecvBegin::Skipped`]). If senders routed around the slot while this
+    /// receiver stalled past the bound, it frees the slot for the lap after the last routed
+    /// one; what it read stays its own either way (nobody writes a held slot).
     #[inline]
-    pub(crate) fn finish(&self, q: &QueueRing<'_>, pos: u64) {
+    pub(crate) fn finish(&self, q: &QueueRing<'_>, pos: u64, skip: bool) {
+        let full = lap(pos, q.mask()) | FULL | if skip { SKIP } else { 0 };
         // ORDERING: Release pairs with the producer's Acquire load of the state in
-        // `Sender::begin`: our reads of this item happen before its writes of the next.
-        q.state(pos)
-            .store(lap(pos, q.mask()) + q.g.slot_count, Ordering::Release);
+        // `Sender::begin`: our reads of this item happen before its writes of the next. A CAS,
+        // not a store: a sender may have routed around the slot (`route_stalled_recv`). On
+        // failure Relaxed: `release_held` re-reads with Acquire.
+        let ok = q
+            .state(pos)
+            .compare_exchange(
+                full,
+                lap(pos, q.mask()) + q.g.slot_count,
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if !ok {
+            q.release_held(pos);
+        }
     }
 }
 
 /// What a repair did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Repair {
-    /// Nothing to repair, or a live participant holds the position: wait for it.
+    /// Nothing to repair.
     None,
+    /// The position is stuck on a participant that lives (or that no claim names): wait for
+    /// it, and pass it once it has been stuck for the stall bound (`pass_stalled_send`,
+    /// `route_stalled_recv`). Only the stall repairs return it.
+    Held,
     /// A dead producer's claimed position became a skip that consumers pass over.
     Skipped,
     /// A dead consumer's claimed item was given up (counted lost) and its slot freed.
@@ -455,8 +585,18 @@ fn skip_dead_send<L: Liveness>(
 ) -> Repair {
     let free = lap(pos, q.mask());
     // The tail first: past `pos`, the holder's claim naming `pos` is visible to the scan.
+    if q.tail() <= pos {
+        return Repair::None;
+    }
     // ORDERING: the state's Acquire pairs with a publish (then the repair has nothing to do).
-    if q.tail() <= pos || load_acquire(q.state(pos)) != free {
+    let st = load_acquire(q.state(pos));
+    if is_held(st) && st & LAP >= free {
+        // Receivers passed `pos` while its sender stalled, and the slot is still held: the
+        // victim may be its holder. Keep the claim: `route_held` frees the slot once no live
+        // participant can be the holder.
+        return Repair::Pending;
+    }
+    if st != free {
         return Repair::None;
     }
     if live_claimant(q, live, claim, [victim, except]) {
@@ -496,6 +636,11 @@ fn free_dead_recv<L: Liveness>(
     }
     // ORDERING: Acquire pairs with a free's Release (then the repair has nothing to do).
     let st = load_acquire(q.state(pos));
+    if is_held(st) && st & LAP > lap(pos, q.mask()) {
+        // Senders routed around the slot while its receiver stalled: the victim may be its
+        // holder. Keep the claim, as in `skip_dead_send`.
+        return Repair::Pending;
+    }
     if st & !SKIP != full {
         return Repair::None;
     }
@@ -519,7 +664,8 @@ fn free_dead_recv<L: Liveness>(
 }
 
 /// Finds the dead participants whose claim is `claim` and repairs through the first whose lock
-/// can be taken; `Repair::None` if a live participant names it (it will complete).
+/// can be taken; [`Repair::Held`] if a live participant names it (it will complete, or be
+/// passed after the stall bound) or no repair was made.
 fn repair_claimed<L: Liveness>(q: &QueueRing<'_>, live: &L, claim: u64, own: usize) -> Repair {
     let mut dead = [false; MAX_PRODUCERS];
     for (i, d) in dead.iter_mut().enumerate() {
@@ -528,7 +674,7 @@ fn repair_claimed<L: Liveness>(q: &QueueRing<'_>, live: &L, claim: u64, own: usi
             continue;
         }
         if live.alive(i) {
-            return Repair::None;
+            return Repair::Held;
         }
         *d = true;
     }
@@ -536,12 +682,12 @@ fn repair_claimed<L: Liveness>(q: &QueueRing<'_>, live: &L, claim: u64, own: usi
         if let Some(_guard) = live.lock_dead(i) {
             match repair_locked(q, live, i, own) {
                 // A live claimant appeared since the scan: wait for it, as above.
-                Repair::None | Repair::Pending => {}
+                Repair::None | Repair::Pending | Repair::Held => {}
                 done => return done,
             }
         }
     }
-    Repair::None
+    Repair::Held
 }
 
 /// A consumer (entry `own`) finds head position `pos` empty while the tail is past it: if the
@@ -557,7 +703,11 @@ pub(crate) fn repair_stalled_recv<L: Liveness>(
     if pos >= POS_LIMIT || q.tail() <= pos || load_acquire(q.state(pos)) != lap(pos, q.mask()) {
         return Repair::None;
     }
-    repair_claimed(q, live, Claim::Send(pos).word(), own)
+    match repair_claimed(q, live, Claim::Send(pos).word(), own) {
+        // Published (or repaired by another) while we looked: nothing is stuck any more.
+        Repair::Held if load_acquire(q.state(pos)) != lap(pos, q.mask()) => Repair::None,
+        r => r,
+    }
 }
 
 /// A producer (entry `own`) finds tail position `pos` full: if the consumer that claimed the
@@ -571,10 +721,152 @@ pub(crate) fn repair_stalled_send<L: Liveness>(
     let Some(prev) = pos.checked_sub(q.g.slot_count) else {
         return Repair::None;
     };
-    if pos >= POS_LIMIT || q.head() <= prev {
+    let full = lap(prev, q.mask()) | FULL;
+    // ORDERING: the state's Acquire pairs with the receiver's free (then nothing is stuck).
+    if pos >= POS_LIMIT || q.head() <= prev || load_acquire(q.state(prev)) & !SKIP != full {
         return Repair::None;
     }
-    repair_claimed(q, live, Claim::Recv(prev).word(), own)
+    match repair_claimed(q, live, Claim::Recv(prev).word(), own) {
+        // Freed (or repaired by another) while we looked: nothing is stuck any more.
+        Repair::Held if load_acquire(q.state(prev)) & !SKIP != full => Repair::None,
+        r => r,
+    }
+}
+
+/// A receiver has found head position `pos` claimed by a sender that lives and has not
+/// published it for the stall bound: passes it. The slot becomes held (`lap(pos) | SKIP`):
+/// receivers move the head past `pos`, and the sender, when it runs again, finds its publish
+/// refused, releases the slot and sends the item again at a new position. `true` if this call
+/// passed it (docs/design.md §11, "Stalls").
+pub(crate) fn pass_stalled_send(q: &QueueRing<'_>, pos: u64) -> bool {
+    let free = lap(pos, q.mask());
+    // The tail past `pos`: a sender claimed it (a free slot at the head of an empty queue is
+    // not a stall).
+    if pos >= POS_LIMIT || q.tail() <= pos {
+        return false;
+    }
+    // ORDERING: AcqRel: Release pairs with the receivers' Acquire state loads (they see the
+    // pass); the sender's commit CAS and this one are ordered by the state word itself, and
+    // exactly one of them succeeds.
+    let passed = q
+        .state(pos)
+        .compare_exchange(free, free | SKIP, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok();
+    if passed {
+        q.words[W_Q_PASSED].fetch_add(1, Ordering::Relaxed);
+    }
+    passed
+}
+
+/// A sender has found tail position `pos` full because the receiver of `pos - N` claimed that
+/// item and, alive, has not freed its slot for the stall bound: routes around the slot. It
+/// becomes held (`lap(pos) | SKIP`): senders move the tail past `pos` (nobody sends there) and
+/// receivers the head; the receiver, when it runs again, still has the item it claimed (nobody
+/// writes a held slot) and releases the slot. `true` if this call routed it.
+pub(crate) fn route_stalled_recv(q: &QueueRing<'_>, pos: u64) -> bool {
+    let Some(prev) = pos.checked_sub(q.g.slot_count) else {
+        return false;
+    };
+    let full = lap(prev, q.mask()) | FULL;
+    if pos >= POS_LIMIT || q.head() <= prev {
+        return false;
+    }
+    // ORDERING: Acquire, as every state load.
+    let st = load_acquire(q.state(prev));
+    if st & !SKIP != full {
+        return false;
+    }
+    // ORDERING: AcqRel: Release pairs with the Acquire state loads of senders and receivers at
+    // `pos` (they see it held); the receiver's free CAS and this one are ordered by the word.
+    let routed = q
+        .state(pos)
+        .compare_exchange(
+            st,
+            lap(pos, q.mask()) | SKIP,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_ok();
+    if routed {
+        q.words[W_Q_PASSED].fetch_add(1, Ordering::Relaxed);
+    }
+    routed
+}
+
+/// What [`route_held`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Tail position `pos` is now dead (routed around the held slot, by this call or another).
+    Routed,
+    /// Every participant that could be the slot's holder is dead: the slot was freed. Counted
+    /// as a lost item if one of them was a receiver.
+    Freed { lost: bool },
+}
+
+/// A sender at tail position `pos` found its slot held (state `st`, [`is_held`]) from an
+/// earlier lap: routes around it, so a held slot costs one position a lap and never stops
+/// the senders. First, if no live participant can be its holder (a claim naming one of this
+/// slot's positions up to the held lap), the holder died after it was passed: the slot is
+/// freed instead, under the dead candidates' locks.
+#[cold]
+pub(crate) fn route_held<L: Liveness>(
+    q: &QueueRing<'_>,
+    live: &L,
+    pos: u64,
+    st: u64,
+    own: usize,
+) -> Route {
+    let mask = q.mask();
+    let held = st & LAP;
+    let mut dead = [false; MAX_PRODUCERS];
+    let mut any_live = false;
+    let mut recv = false;
+    for (i, d) in dead.iter_mut().enumerate() {
+        // ORDERING: as in `live_claimant`: a claim stored after its owner released the slot is
+        // seen with that release.
+        let Some(c) = Claim::from_word(load_acquire(q.claim_word(i))) else {
+            continue;
+        };
+        let (Claim::Send(x) | Claim::Recv(x)) = c;
+        if i == own || x & mask != pos & mask || lap(x, mask) > held {
+            continue;
+        }
+        if live.alive(i) {
+            any_live = true;
+            break;
+        }
+        *d = true;
+        recv |= matches!(c, Claim::Recv(_));
+    }
+    if !any_live {
+        // Every candidate is dead (or none is left: a repair cleared the holder's claim after
+        // its death). Their locks order us after their deaths; one we cannot take is being
+        // repaired by someone else, and we route this time.
+        let guards: [Option<L::Guard>; MAX_PRODUCERS] =
+            std::array::from_fn(|i| if dead[i] { live.lock_dead(i) } else { None });
+        if dead.iter().zip(&guards).all(|(d, g)| !d || g.is_some()) {
+            // ORDERING: AcqRel: Release pairs with the Acquire state load of the sender of
+            // the lap it frees; exactly one CAS from `st` succeeds.
+            if q.state(pos)
+                .compare_exchange(st, held + q.g.slot_count, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                if recv {
+                    q.words[W_Q_LOST].fetch_add(1, Ordering::Relaxed);
+                }
+                return Route::Freed { lost: recv };
+            }
+        }
+    }
+    // ORDERING: AcqRel: Release pairs with the Acquire state loads at `pos` (it is dead);
+    // failure means another sender routed it, or the holder released it: `begin` looks again.
+    let _ = q.state(pos).compare_exchange(
+        st,
+        lap(pos, mask) | SKIP,
+        Ordering::AcqRel,
+        Ordering::Relaxed,
+    );
+    Route::Routed
 }
 
 /// A participant attaching on entry `index` (whose lock it now holds, so the previous owner is

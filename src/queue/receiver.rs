@@ -3,13 +3,14 @@ use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use crate::segment::payload::{Payload, Raw};
+use crate::segment::producers::Liveness;
 use crate::wait::{self, Wait};
 
 use super::participant::closed;
 use super::participant::{
     participant_debug, snapshots, stats_and_index, Participant, Stuck, Waited,
 };
-use super::protocol::{self, Receiver, RecvBegin, POS_LIMIT};
+use super::protocol::{self, Receiver, RecvBegin, Repair, POS_LIMIT};
 
 /// Counters of one receiver.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -24,6 +25,10 @@ pub struct ReceiverStats {
     /// Items claimed by receivers that died before finishing them, which this handle freed when
     /// it attached on the dead one's entry.
     pub lost: u64,
+    /// Positions this handle passed because the sender that claimed them, alive, had not
+    /// published for the stall bound; that sender sends the item again when it runs
+    /// (docs/design.md §11, "Stalls").
+    pub stalls_passed: u64,
 }
 
 /// The receiving side of a [`Queue`](crate::Queue): each item it receives, no other receiver receives.
@@ -121,7 +126,7 @@ impl<T: Payload> QueueReceiver<T> {
             match self.receiver.begin(&q) {
                 RecvBegin::Claimed(pos) => {
                     let len = self.receiver.read(&q, pos, &mut self.buf);
-                    self.receiver.finish(&q, pos);
+                    self.receiver.finish(&q, pos, false);
                     self.wake_senders();
                     let bytes = &bytemuck::cast_slice::<u64, u8>(&self.buf);
                     match len.filter(|&n| T::view(&bytes[..n]).is_some()) {
@@ -133,7 +138,7 @@ impl<T: Payload> QueueReceiver<T> {
                     }
                 }
                 RecvBegin::Skipped(pos) => {
-                    self.receiver.finish(&q, pos);
+                    self.receiver.finish(&q, pos, true);
                     self.wake_senders();
                     self.stats.skipped += 1;
                 }
@@ -156,15 +161,26 @@ impl<T: Payload> QueueReceiver<T> {
         );
     }
 
-    /// The head `pos` is empty: if the sender that claimed it is dead, it becomes a skip.
+    /// The head `pos` is empty: if the sender that claimed it is dead, it becomes a skip; if
+    /// it lives and has held it for the stall bound, receivers pass it (docs/design.md §11,
+    /// "Stalls").
     #[cold]
     pub(super) fn repair_at(&mut self, pos: u64) {
-        let r = protocol::repair_stalled_recv(
-            &self.part.ring(),
-            &self.part.live(),
-            pos,
-            self.part.index,
-        );
+        let (q, live) = (self.part.ring(), self.part.live());
+        self.stuck.at(pos);
+        let r = protocol::repair_stalled_recv(&q, &live, pos, self.part.index);
+        if r == Repair::Held {
+            if self.stuck.held_past(live.now_ns(), self.part.stall_bound_ns) {
+                if protocol::pass_stalled_send(&q, pos) {
+                    self.stats.stalls_passed += 1;
+                    // Other receivers may sleep at `pos`: it is dead now.
+                    self.part.wake_for(Repair::Skipped);
+                }
+                self.stuck.released();
+            }
+            return;
+        }
+        self.stuck.released();
         self.part.wake_for(r);
     }
 

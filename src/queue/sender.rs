@@ -3,10 +3,15 @@ use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use crate::segment::payload::{Payload, Raw};
+use crate::segment::producers::Liveness;
 use crate::wait::{self, Wait};
 
 use super::participant::{participant_debug, snapshots, stats_and_index, Participant, Stuck};
-use super::protocol::{self, Repair, SendBegin, Sender, POS_LIMIT};
+use super::protocol::{self, Repair, Route, SendBegin, Sender, POS_LIMIT};
+
+/// Attempts one send makes at most when its positions keep being passed or routed (each is
+/// one dead position): beyond it, the send reports full and is tried again as any full send.
+const ROUTES: u32 = 64;
 
 /// An item handed back by a send that could not complete.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -94,6 +99,12 @@ pub struct SenderStats {
     /// Items claimed by receivers that died before finishing them, which this handle freed
     /// (counted lost: never delivered again).
     pub lost: u64,
+    /// Slots this handle routed around because the receiver holding them, alive, had not
+    /// finished for the stall bound (docs/design.md §11, "Stalls").
+    pub stalls_passed: u64,
+    /// Items this handle sent again at a new position because receivers had passed the one it
+    /// claimed while it stalled past the bound (each still delivered once).
+    pub resent: u64,
 }
 
 /// The sending side of a [`Queue`](crate::Queue). Detaches on drop.
@@ -133,41 +144,64 @@ impl<T: Payload> QueueSender<T> {
     #[inline]
     pub(super) fn attempt(&mut self, bytes: &[u8]) -> bool {
         let q = self.part.ring();
-        match self.sender.begin(&q) {
-            SendBegin::Claimed(pos) => {
-                self.sender.write(&q, pos, bytes);
-                self.sender.commit(&q, pos);
-                self.stats.sent += 1;
-                wait::wake_after_publish(
-                    self.part.item_words(),
-                    &self.part.futex,
-                    self.part.strong_fence,
-                );
-                true
-            }
-            SendBegin::Full(pos) => {
-                self.stats.full += 1;
-                if self.stuck.note(pos) {
-                    self.repair_at(pos);
+        for _ in 0..ROUTES {
+            match self.sender.begin(&q) {
+                SendBegin::Claimed(pos) => {
+                    self.sender.write(&q, pos, bytes);
+                    if !self.sender.commit(&q, pos) {
+                        // Receivers passed `pos` while we stalled: the slot is released, the
+                        // item was never delivered from it. Send it again.
+                        self.stats.resent += 1;
+                        continue;
+                    }
+                    self.stats.sent += 1;
+                    wait::wake_after_publish(
+                        self.part.item_words(),
+                        &self.part.futex,
+                        self.part.strong_fence,
+                    );
+                    return true;
                 }
-                false
+                SendBegin::Full(pos) => {
+                    self.stats.full += 1;
+                    if self.stuck.note(pos) {
+                        self.repair_at(pos);
+                    }
+                    return false;
+                }
+                SendBegin::Held(pos, st) => {
+                    if let Route::Freed { lost } = route(&self.part, &q, pos, st) {
+                        self.stats.lost += u64::from(lost);
+                    }
+                }
             }
         }
+        self.stats.full += 1;
+        false
     }
 
     /// The queue is full at `pos`: if the receiver holding the item a lap before is dead, free
-    /// its slot (the item counts as lost).
+    /// its slot (the item counts as lost); if it lives and has held it for the stall bound,
+    /// route around its slot (docs/design.md §11, "Stalls").
     #[cold]
     pub(super) fn repair_at(&mut self, pos: u64) {
-        let r = protocol::repair_stalled_send(
-            &self.part.ring(),
-            &self.part.live(),
-            pos,
-            self.part.index,
-        );
-        if r == Repair::Lost {
-            self.stats.lost += 1;
+        let (q, live) = (self.part.ring(), self.part.live());
+        self.stuck.at(pos);
+        let r = protocol::repair_stalled_send(&q, &live, pos, self.part.index);
+        match r {
+            Repair::Lost => self.stats.lost += 1,
+            Repair::Held => {
+                if self.stuck.held_past(live.now_ns(), self.part.stall_bound_ns) {
+                    if protocol::route_stalled_recv(&q, pos) {
+                        self.stats.stalls_passed += 1;
+                    }
+                    self.stuck.released();
+                }
+                return;
+            }
+            _ => {}
         }
+        self.stuck.released();
         self.part.wake_for(r);
     }
 
@@ -202,6 +236,17 @@ impl<T: Payload> QueueSender<T> {
         }
         Ok(item)
     }
+}
+
+/// The slot of tail position `pos` is held (state `st`) by a participant of an earlier lap that
+/// was passed: route around it, or free it if its holder died.
+#[cold]
+fn route(part: &Participant, q: &protocol::QueueRing<'_>, pos: u64, st: u64) -> Route {
+    let r = protocol::route_held(q, &part.live(), pos, st, part.index);
+    if let Route::Freed { .. } = r {
+        part.wake_for(Repair::Freed);
+    }
+    r
 }
 
 /// A blocking send's side of the one blocking loop (docs/design.md §7).

@@ -29,10 +29,10 @@ fn send(q: &QueueRing<'_>, s: &Sender, tag: u64) -> Option<u64> {
     match s.begin(q) {
         SendBegin::Claimed(pos) => {
             s.write(q, pos, &[tag.to_ne_bytes(), tag.to_ne_bytes()].concat());
-            s.commit(q, pos);
+            assert!(s.commit(q, pos), "nothing passes a position in these tests");
             Some(pos)
         }
-        SendBegin::Full(_) => None,
+        SendBegin::Full(_) | SendBegin::Held(..) => None,
     }
 }
 
@@ -43,11 +43,11 @@ fn recv(q: &QueueRing<'_>, r: &Receiver) -> Option<u64> {
         match r.begin(q) {
             RecvBegin::Claimed(pos) => {
                 assert_eq!(r.read(q, pos, &mut buf), Some(16));
-                r.finish(q, pos);
+                r.finish(q, pos, false);
                 assert_eq!(buf[0], buf[1], "torn item");
                 return Some(buf[0]);
             }
-            RecvBegin::Skipped(pos) => r.finish(q, pos),
+            RecvBegin::Skipped(pos) => r.finish(q, pos, true),
             RecvBegin::Empty(_) => return None,
         }
     }
@@ -121,7 +121,7 @@ fn dead_sender_after_its_claim_leaves_a_skip_that_receivers_pass() {
         assert_eq!(recv(&q, &r), None, "position 0 is claimed, not published");
         assert_eq!(
             repair_stalled_recv(&q, &&live, 0, 2),
-            Repair::None,
+            Repair::Held,
             "alive: waited for"
         );
         live.die(0);
@@ -129,9 +129,9 @@ fn dead_sender_after_its_claim_leaves_a_skip_that_receivers_pass() {
         assert_eq!(repair_stalled_recv(&q, &&live, 0, 2), Repair::None, "once");
         assert_eq!(q.claim_word(0).load(Ordering::Relaxed), 0, "claim cleared");
         assert_eq!(r.begin(&q), RecvBegin::Skipped(0));
-        r.finish(&q, 0);
+        r.finish(&q, 0, true);
         assert_eq!(recv(&q, &r), Some(7));
-        assert_eq!(q.totals(), (1, 0));
+        assert_eq!(q.totals(), (1, 0, 0));
     }
 }
 
@@ -148,7 +148,7 @@ fn dead_receiver_item_is_counted_lost_once_and_its_slot_freed() {
     assert_eq!(s.begin(&q), SendBegin::Full(2), "slot 0 still holds item 1");
     assert_eq!(
         repair_stalled_send(&q, &&live, 2, 0),
-        Repair::None,
+        Repair::Held,
         "alive: waited for"
     );
     live.die(1);
@@ -156,7 +156,7 @@ fn dead_receiver_item_is_counted_lost_once_and_its_slot_freed() {
     assert_eq!(repair_stalled_send(&q, &&live, 2, 0), Repair::None, "once");
     assert_eq!(send(&q, &s, 3), Some(2));
     assert_eq!(recv(&q, &r), Some(3), "item 1 is never delivered");
-    assert_eq!(q.totals(), (0, 1));
+    assert_eq!(q.totals(), (0, 1, 0));
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn dead_receiver_of_a_skip_frees_it_without_a_loss() {
     assert_eq!(s.begin(&q), SendBegin::Full(1));
     assert_eq!(repair_stalled_send(&q, &&live, 1, 1), Repair::Freed);
     assert_eq!(send(&q, &s, 5), Some(1));
-    assert_eq!(q.totals(), (1, 0));
+    assert_eq!(q.totals(), (1, 0, 0));
 }
 
 #[test]
@@ -188,14 +188,14 @@ fn a_live_claimant_of_the_same_position_blocks_the_repair() {
     live.die(0);
     let winner = Sender::new(1);
     assert_eq!(winner.begin(&q), SendBegin::Claimed(0));
-    assert_eq!(repair_stalled_recv(&q, &&live, 0, 2), Repair::None);
+    assert_eq!(repair_stalled_recv(&q, &&live, 0, 2), Repair::Held);
     winner.write(&q, 0, &[3u8; 16]);
-    winner.commit(&q, 0);
+    assert!(winner.commit(&q, 0));
     assert_eq!(
         recv(&q, &Receiver::new(2)),
         Some(u64::from_ne_bytes([3; 8]))
     );
-    assert_eq!(q.totals(), (0, 0));
+    assert_eq!(q.totals(), (0, 0, 0));
 }
 
 #[test]
@@ -214,7 +214,7 @@ fn a_claim_that_was_completed_or_never_taken_is_not_repaired() {
         .store(Claim::Send(1).word(), Ordering::Relaxed);
     assert_eq!(repair_entry(&q, &&live, 0), Repair::None);
     assert_eq!(send(&q, &Sender::new(2), 2), Some(1));
-    assert_eq!(q.totals(), (0, 0));
+    assert_eq!(q.totals(), (0, 0, 0));
 }
 
 #[test]
@@ -237,10 +237,24 @@ fn attaching_on_a_dead_entry_repairs_its_claim_first() {
 fn corrupt_positions_report_full_and_empty_instead_of_spinning() {
     let seg = Seg::new(4);
     let q = seg.q();
-    // A slot a lap ahead of the positions: only a corrupt segment has one.
+    // A slot a lap ahead of a position the tail never passed reads as a position routed and
+    // released (a stall, docs/design.md §11): passed, by senders and then by receivers.
     seg.words[seg.g.slot_word(0)].store(8, Ordering::Relaxed);
-    assert_eq!(Sender::new(0).begin(&q), SendBegin::Full(0));
-    assert_eq!(Receiver::new(1).begin(&q), RecvBegin::Empty(0));
+    assert_eq!(Receiver::new(1).begin(&q), RecvBegin::Empty(0), "not before the tail");
+    assert_eq!(Sender::new(0).begin(&q), SendBegin::Claimed(1));
+    assert_eq!(Receiver::new(1).begin(&q), RecvBegin::Empty(1));
+    // Every slot forged far ahead: each call passes a bounded number of positions, then
+    // reports full, never spins.
+    let seg = Seg::new(4);
+    let q = seg.q();
+    for i in 0..4 {
+        seg.words[seg.g.slot_word(i)].store(1 << 40, Ordering::Relaxed);
+    }
+    assert!(matches!(Sender::new(0).begin(&q), SendBegin::Full(_)));
+    let tail = q.tail();
+    assert!(tail > 0 && tail < 100, "bounded: {tail}");
+    assert!(matches!(Receiver::new(1).begin(&q), RecvBegin::Empty(_)));
+    assert!(q.head() <= tail, "receivers never pass the tail");
     // Positions at the limit.
     seg.words[crate::segment::header::W_CURSOR].store(POS_LIMIT, Ordering::Relaxed);
     assert_eq!(Sender::new(0).begin(&q), SendBegin::Full(POS_LIMIT));
@@ -283,5 +297,155 @@ fn a_dead_holders_claim_is_kept_while_a_live_loser_names_its_position() {
         "cleared once repaired"
     );
     assert_eq!(recv(&q, &Receiver::new(2)), Some(7));
-    assert_eq!(q.totals(), (1, 0));
+    assert_eq!(q.totals(), (1, 0, 0));
+}
+
+/// The state word of `pos`'s slot, as the tests look at it.
+fn state(q: &QueueRing<'_>, seg: &Seg, pos: u64) -> u64 {
+    let _ = q;
+    seg.words[seg.g.slot_word(pos)].load(Ordering::Relaxed)
+}
+
+#[test]
+fn a_stalled_sender_is_passed_and_sends_its_item_again_exactly_once() {
+    let seg = Seg::new(4);
+    let q = seg.q();
+    let live = crate::test_live::ModelLive::plain(MAX_PRODUCERS);
+    let (stalled, s, r) = (Sender::new(0), Sender::new(1), Receiver::new(2));
+    assert_eq!(stalled.begin(&q), SendBegin::Claimed(0));
+    stalled.write(&q, 0, &[0xee; 16]);
+    send(&q, &s, 7);
+    assert_eq!(recv(&q, &r), None, "position 0 is claimed, not published");
+    assert_eq!(repair_stalled_recv(&q, &&live, 0, 2), Repair::Held);
+    assert!(!pass_stalled_send(&q, 1), "position 1 holds an item");
+    assert!(pass_stalled_send(&q, 0), "held past the bound: passed");
+    assert!(!pass_stalled_send(&q, 0), "once");
+    assert!(is_held(state(&q, &seg, 0)));
+    assert_eq!(recv(&q, &r), Some(7), "receivers move past the passed position");
+    // The sender resumes: its publish is refused, the slot released for the next lap.
+    assert!(!stalled.commit(&q, 0));
+    assert_eq!(state(&q, &seg, 0), 4, "free for position 4");
+    assert_eq!(send(&q, &stalled, 5), Some(2), "sent again at a new position");
+    assert_eq!(recv(&q, &r), Some(5));
+    for tag in [8, 9] {
+        send(&q, &s, tag).expect("room");
+    }
+    assert_eq!((recv(&q, &r), recv(&q, &r), recv(&q, &r)), (Some(8), Some(9), None));
+    assert_eq!(q.totals(), (0, 0, 1));
+}
+
+#[test]
+fn a_passed_sender_resuming_after_its_slot_was_routed_frees_the_latest_lap() {
+    let seg = Seg::new(2);
+    let q = seg.q();
+    let live = crate::test_live::ModelLive::plain(MAX_PRODUCERS);
+    let (stalled, s, r) = (Sender::new(0), Sender::new(1), Receiver::new(2));
+    assert_eq!(stalled.begin(&q), SendBegin::Claimed(0));
+    send(&q, &s, 1);
+    assert!(pass_stalled_send(&q, 0));
+    assert_eq!(recv(&q, &r), Some(1));
+    // A lap later the slot is still held by the live, stopped sender: routed around.
+    let SendBegin::Held(2, st) = s.begin(&q) else {
+        panic!("slot 0 is held")
+    };
+    assert_eq!(route_held(&q, &&live, 2, st, 1), Route::Routed);
+    assert_eq!(state(&q, &seg, 2), 2 | SKIP, "position 2 is dead");
+    assert_eq!(send(&q, &s, 3), Some(3), "the tail moves past the routed position");
+    assert_eq!(recv(&q, &r), Some(3), "and so does the head");
+    assert!(!stalled.commit(&q, 0), "passed");
+    assert_eq!(state(&q, &seg, 0), 4, "freed for the lap after the routed one");
+    assert_eq!(send(&q, &stalled, 4), Some(4));
+    assert_eq!(recv(&q, &r), Some(4));
+    assert_eq!(q.len(), 0);
+}
+
+#[test]
+fn a_stalled_receiver_is_routed_around_and_keeps_the_item_it_claimed() {
+    let seg = Seg::new(2);
+    let q = seg.q();
+    let live = crate::test_live::ModelLive::plain(MAX_PRODUCERS);
+    let (s, stalled, r) = (Sender::new(0), Receiver::new(1), Receiver::new(2));
+    send(&q, &s, 1);
+    send(&q, &s, 2);
+    assert_eq!(stalled.begin(&q), RecvBegin::Claimed(0));
+    assert_eq!(recv(&q, &r), Some(2));
+    assert_eq!(s.begin(&q), SendBegin::Full(2), "slot 0 is being read");
+    assert_eq!(repair_stalled_send(&q, &&live, 2, 0), Repair::Held);
+    assert!(route_stalled_recv(&q, 2), "held past the bound: routed");
+    assert!(!route_stalled_recv(&q, 2), "once");
+    assert_eq!(send(&q, &s, 3), Some(3), "the senders go on");
+    assert_eq!(recv(&q, &r), Some(3));
+    // The receiver resumes: the item it claimed is whole, and it frees the slot.
+    let mut buf = [0u64; 2];
+    assert_eq!(stalled.read(&q, 0, &mut buf), Some(16));
+    assert_eq!(buf, [1, 1]);
+    stalled.finish(&q, 0, false);
+    assert_eq!(state(&q, &seg, 0), 4, "freed for the lap after the routed one");
+    assert_eq!(send(&q, &s, 4), Some(4));
+    assert_eq!(recv(&q, &r), Some(4));
+    assert_eq!(q.totals(), (0, 0, 1));
+}
+
+#[test]
+fn a_held_slot_whose_holder_died_is_freed_by_the_next_sender_to_meet_it() {
+    for receiver_held in [true, false] {
+        let seg = Seg::new(2);
+        let q = seg.q();
+        let live = crate::test_live::ModelLive::plain(MAX_PRODUCERS);
+        let (s, r) = (Sender::new(0), Receiver::new(2));
+        if receiver_held {
+            send(&q, &s, 1);
+            send(&q, &s, 2);
+            assert_eq!(Receiver::new(1).begin(&q), RecvBegin::Claimed(0));
+            assert_eq!(recv(&q, &r), Some(2));
+            assert!(route_stalled_recv(&q, 2));
+        } else {
+            assert_eq!(Sender::new(1).begin(&q), SendBegin::Claimed(0));
+            send(&q, &s, 2);
+            assert!(pass_stalled_send(&q, 0));
+            assert_eq!(recv(&q, &r), Some(2));
+        }
+        live.die(1);
+        assert_eq!(
+            repair_entry(&q, &&live, 1),
+            Repair::Pending,
+            "the dead holder's claim is kept while its slot is held"
+        );
+        let (pos, st) = loop {
+            match s.begin(&q) {
+                SendBegin::Held(pos, st) => break (pos, st),
+                SendBegin::Claimed(pos) => {
+                    s.write(&q, pos, &[6u8; 16]);
+                    assert!(s.commit(&q, pos));
+                    assert_eq!(recv(&q, &r), Some(u64::from_ne_bytes([6; 8])));
+                }
+                SendBegin::Full(pos) => panic!("full at {pos}"),
+            }
+        };
+        assert_eq!(
+            route_held(&q, &&live, pos, st, 0),
+            Route::Freed {
+                lost: receiver_held
+            }
+        );
+        assert_eq!(send(&q, &s, 9), Some(pos), "the slot serves the senders again");
+        assert_eq!(recv(&q, &r), Some(9));
+        assert_eq!(q.totals(), (0, u64::from(receiver_held), 1));
+    }
+}
+
+#[test]
+fn a_passed_position_is_not_passed_by_receivers_before_the_tail() {
+    // A sender routed position 0's slot (state `lap | SKIP`) but has not moved the tail yet:
+    // receivers at the head see nothing to do until it does.
+    let seg = Seg::new(2);
+    let q = seg.q();
+    seg.words[seg.g.slot_word(0)].store(SKIP, Ordering::Relaxed);
+    let r = Receiver::new(2);
+    assert_eq!(r.begin(&q), RecvBegin::Empty(0));
+    assert!(!q.has_item());
+    assert!(q.has_space(), "a sender moves the tail past it");
+    assert_eq!(send(&q, &Sender::new(0), 1), Some(1));
+    assert!(q.has_item());
+    assert_eq!(recv(&q, &r), Some(1));
 }
