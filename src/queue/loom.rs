@@ -569,34 +569,55 @@ fn sender_sleeping_on_a_full_queue_is_always_woken_by_the_receive() {
 /// once and whole, and nothing is written into a slot its holder may still write.
 #[test]
 fn stalled_sender_is_passed_and_sends_again_exactly_once() {
-    model("stalled_sender_is_passed_and_sends_again_exactly_once", 2, || {
-        let seg = Seg::new();
-        let live = ModelLive::new(MAX_PRODUCERS);
-        let senders: Vec<_> = [1u64, 2]
-            .into_iter()
-            .map(|tag| {
-                let (seg, live) = (seg.clone(), live.clone());
-                thread::spawn(move || {
-                    let q = seg.q();
-                    let own = tag as usize - 1;
-                    send_with(&q, &Sender::new(own), &live, own, tag, false)
+    static PASSED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    model(
+        "stalled_sender_is_passed_and_sends_again_exactly_once",
+        3,
+        || {
+            let seg = Seg::new();
+            let live = ModelLive::new(MAX_PRODUCERS);
+            let senders: Vec<_> = [1u64, 2]
+                .into_iter()
+                .map(|tag| {
+                    let (seg, live) = (seg.clone(), live.clone());
+                    thread::spawn(move || {
+                        let q = seg.q();
+                        let own = tag as usize - 1;
+                        send_with(&q, &Sender::new(own), &live, own, tag, false)
+                    })
                 })
-            })
-            .collect();
-        let q = seg.q();
-        let r = Receiver::new(2);
-        let mut got = Vec::new();
-        for _ in 0..2 {
-            got.extend(recv_with(&q, &r, &live, 2, true));
-        }
-        let sent: Vec<bool> = senders.into_iter().map(|t| t.join().unwrap()).collect();
-        drain(&q, &live, 2, &mut got);
-        assert_once(&got);
-        got.sort_unstable();
-        let want: Vec<u64> = [1, 2].into_iter().filter(|t| sent[*t as usize - 1]).collect();
-        assert_eq!(got, want, "each item sent is delivered once");
-        assert!(sent[0] || sent[1], "two slots: at least one send goes through");
-    });
+                .collect();
+            let q = seg.q();
+            let r = Receiver::new(2);
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                // A yield lets the senders run first in some schedules without spending a
+                // preemption (loom's scheduler otherwise runs this thread on).
+                thread::yield_now();
+                got.extend(recv_with(&q, &r, &live, 2, true));
+            }
+            let sent: Vec<bool> = senders.into_iter().map(|t| t.join().unwrap()).collect();
+            if q.totals().2 > 0 {
+                PASSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            drain(&q, &live, 2, &mut got);
+            assert_once(&got);
+            got.sort_unstable();
+            let want: Vec<u64> = [1, 2]
+                .into_iter()
+                .filter(|t| sent[*t as usize - 1])
+                .collect();
+            assert_eq!(got, want, "each item sent is delivered once");
+            assert!(
+                sent[0] || sent[1],
+                "two slots: at least one send goes through"
+            );
+        },
+    );
+    assert!(
+        PASSED.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "some schedule passes a sender"
+    );
 }
 
 /// Stalls: a receiver that stops between its claim and its free is routed around by a sender
@@ -604,36 +625,51 @@ fn stalled_sender_is_passed_and_sends_again_exactly_once() {
 /// releases the slot for the lap after the routed one; a second receiver gets the rest.
 #[test]
 fn stalled_receiver_is_routed_around_and_keeps_its_item() {
-    model("stalled_receiver_is_routed_around_and_keeps_its_item", 2, || {
-        let seg = Seg::new();
-        let live = ModelLive::new(MAX_PRODUCERS);
-        let q = seg.q();
-        let s = Sender::new(0);
-        assert!(try_send(&q, &s, &live, 0, 1) && try_send(&q, &s, &live, 0, 2));
-        let stalled = {
-            let (seg, live) = (seg.clone(), live.clone());
-            thread::spawn(move || try_recv(&seg.q(), &Receiver::new(1), &live, 1))
-        };
-        let sender = {
-            let (seg, live) = (seg.clone(), live.clone());
-            thread::spawn(move || {
-                let q = seg.q();
-                (3..5)
-                    .filter(|&tag| (0..2).any(|_| send_with(&q, &s, &live, 0, tag, true)))
-                    .collect::<Vec<u64>>()
-            })
-        };
-        let r = Receiver::new(2);
-        let mut got: Vec<u64> = try_recv(&q, &r, &live, 2).into_iter().collect();
-        got.extend(stalled.join().unwrap());
-        let sent = sender.join().unwrap();
-        drain(&q, &live, 2, &mut got);
-        assert_once(&got);
-        got.sort_unstable();
-        let mut want = vec![1, 2];
-        want.extend(sent);
-        assert_eq!(got, want, "each item sent is delivered once");
-    });
+    static ROUTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    model(
+        "stalled_receiver_is_routed_around_and_keeps_its_item",
+        2,
+        || {
+            let seg = Seg::new();
+            let live = ModelLive::new(MAX_PRODUCERS);
+            let q = seg.q();
+            let s = Sender::new(0);
+            assert!(try_send(&q, &s, &live, 0, 1) && try_send(&q, &s, &live, 0, 2));
+            let stalled = {
+                let (seg, live) = (seg.clone(), live.clone());
+                thread::spawn(move || try_recv(&seg.q(), &Receiver::new(1), &live, 1))
+            };
+            let sender = {
+                let (seg, live) = (seg.clone(), live.clone());
+                thread::spawn(move || {
+                    let q = seg.q();
+                    (3..5)
+                        .filter(|&tag| (0..2).any(|_| send_with(&q, &s, &live, 0, tag, true)))
+                        .collect::<Vec<u64>>()
+                })
+            };
+            let r = Receiver::new(2);
+            // A yield lets the spawned threads run first in some schedules without spending a
+            // preemption (loom's scheduler otherwise runs this thread on).
+            thread::yield_now();
+            let mut got: Vec<u64> = try_recv(&q, &r, &live, 2).into_iter().collect();
+            got.extend(stalled.join().unwrap());
+            let sent = sender.join().unwrap();
+            if q.totals().2 > 0 {
+                ROUTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            drain(&q, &live, 2, &mut got);
+            assert_once(&got);
+            got.sort_unstable();
+            let mut want = vec![1, 2];
+            want.extend(sent);
+            assert_eq!(got, want, "each item sent is delivered once");
+        },
+    );
+    assert!(
+        ROUTED.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "some schedule routes around the receiver"
+    );
 }
 
 /// Stalls, a lap later: one slot, a sender stopped holding it is passed, and the other sender
@@ -643,7 +679,9 @@ fn stalled_receiver_is_routed_around_and_keeps_its_item() {
 /// next sender that meets it.
 #[test]
 fn passed_holder_resumes_after_its_slot_was_routed() {
+    static ROUTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     for dies in [false, true] {
+        ROUTED.store(0, std::sync::atomic::Ordering::Relaxed);
         model(
             &format!("passed_holder_resumes_after_its_slot_was_routed (dies: {dies})"),
             2,
@@ -670,6 +708,9 @@ fn passed_holder_resumes_after_its_slot_was_routed() {
                 let (s, r) = (Sender::new(1), Receiver::new(2));
                 let mut got = Vec::new();
                 let mut sent = Vec::new();
+                // A yield lets the stalled sender claim first in some schedules without
+                // spending a preemption (loom's scheduler otherwise runs this thread on).
+                thread::yield_now();
                 for tag in [2, 3] {
                     if send_with(&q, &s, &live, 1, tag, false) {
                         sent.push(tag);
@@ -678,6 +719,10 @@ fn passed_holder_resumes_after_its_slot_was_routed() {
                 }
                 if stalled.join().unwrap() {
                     sent.push(1);
+                }
+                // Passed, and routed a lap later: two positions at least carry no item.
+                if q.tail() >= sent.len() as u64 + 2 {
+                    ROUTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 for _ in 0..3 {
                     got.extend(recv_with(&q, &r, &live, 2, true));
@@ -691,6 +736,10 @@ fn passed_holder_resumes_after_its_slot_was_routed() {
                 sent.sort_unstable();
                 assert_eq!(got, sent, "each item sent is delivered once");
             },
+        );
+        assert!(
+            ROUTED.load(std::sync::atomic::Ordering::Relaxed) > 0,
+            "some schedule passes the holder and routes around its slot (dies: {dies})"
         );
     }
 }

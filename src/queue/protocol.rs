@@ -171,7 +171,7 @@ impl<'a> QueueRing<'a> {
         let free = lap(pos, self.mask());
         // ORDERING: as the state load in `Sender::begin` (a re-check before sleeping, §7).
         let st = load_acquire(self.state(pos));
-        st == free || (is_held(st) && st & LAP <= free) || st & LAP > free
+        st == free || is_held(st) || st & LAP > free
     }
 
     /// Whether a receiver can make progress at the head now (a sleeping consumer's re-check):
@@ -181,8 +181,7 @@ impl<'a> QueueRing<'a> {
         let at = lap(pos, self.mask());
         // ORDERING: as the state load in `Receiver::begin` (a re-check before sleeping, §7).
         let st = load_acquire(self.state(pos));
-        st & !SKIP == at | FULL
-            || ((st == at | SKIP || st & LAP > at) && self.tail() > pos)
+        st & !SKIP == at | FULL || ((st == at | SKIP || st & LAP > at) && self.tail() > pos)
     }
 
     /// Passes a position whose slot is held or was released for a later lap: moves `word`
@@ -848,7 +847,12 @@ pub(crate) fn route_held<L: Liveness>(
             // ORDERING: AcqRel: Release pairs with the Acquire state load of the sender of
             // the lap it frees; exactly one CAS from `st` succeeds.
             if q.state(pos)
-                .compare_exchange(st, held + q.g.slot_count, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(
+                    st,
+                    held + q.g.slot_count,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
             {
                 if recv {

@@ -240,7 +240,11 @@ fn corrupt_positions_report_full_and_empty_instead_of_spinning() {
     // A slot a lap ahead of a position the tail never passed reads as a position routed and
     // released (a stall, docs/design.md §11): passed, by senders and then by receivers.
     seg.words[seg.g.slot_word(0)].store(8, Ordering::Relaxed);
-    assert_eq!(Receiver::new(1).begin(&q), RecvBegin::Empty(0), "not before the tail");
+    assert_eq!(
+        Receiver::new(1).begin(&q),
+        RecvBegin::Empty(0),
+        "not before the tail"
+    );
     assert_eq!(Sender::new(0).begin(&q), SendBegin::Claimed(1));
     assert_eq!(Receiver::new(1).begin(&q), RecvBegin::Empty(1));
     // Every slot forged far ahead: each call passes a bounded number of positions, then
@@ -321,16 +325,27 @@ fn a_stalled_sender_is_passed_and_sends_its_item_again_exactly_once() {
     assert!(pass_stalled_send(&q, 0), "held past the bound: passed");
     assert!(!pass_stalled_send(&q, 0), "once");
     assert!(is_held(state(&q, &seg, 0)));
-    assert_eq!(recv(&q, &r), Some(7), "receivers move past the passed position");
+    assert_eq!(
+        recv(&q, &r),
+        Some(7),
+        "receivers move past the passed position"
+    );
     // The sender resumes: its publish is refused, the slot released for the next lap.
     assert!(!stalled.commit(&q, 0));
     assert_eq!(state(&q, &seg, 0), 4, "free for position 4");
-    assert_eq!(send(&q, &stalled, 5), Some(2), "sent again at a new position");
+    assert_eq!(
+        send(&q, &stalled, 5),
+        Some(2),
+        "sent again at a new position"
+    );
     assert_eq!(recv(&q, &r), Some(5));
     for tag in [8, 9] {
         send(&q, &s, tag).expect("room");
     }
-    assert_eq!((recv(&q, &r), recv(&q, &r), recv(&q, &r)), (Some(8), Some(9), None));
+    assert_eq!(
+        (recv(&q, &r), recv(&q, &r), recv(&q, &r)),
+        (Some(8), Some(9), None)
+    );
     assert_eq!(q.totals(), (0, 0, 1));
 }
 
@@ -350,10 +365,18 @@ fn a_passed_sender_resuming_after_its_slot_was_routed_frees_the_latest_lap() {
     };
     assert_eq!(route_held(&q, &&live, 2, st, 1), Route::Routed);
     assert_eq!(state(&q, &seg, 2), 2 | SKIP, "position 2 is dead");
-    assert_eq!(send(&q, &s, 3), Some(3), "the tail moves past the routed position");
+    assert_eq!(
+        send(&q, &s, 3),
+        Some(3),
+        "the tail moves past the routed position"
+    );
     assert_eq!(recv(&q, &r), Some(3), "and so does the head");
     assert!(!stalled.commit(&q, 0), "passed");
-    assert_eq!(state(&q, &seg, 0), 4, "freed for the lap after the routed one");
+    assert_eq!(
+        state(&q, &seg, 0),
+        4,
+        "freed for the lap after the routed one"
+    );
     assert_eq!(send(&q, &stalled, 4), Some(4));
     assert_eq!(recv(&q, &r), Some(4));
     assert_eq!(q.len(), 0);
@@ -380,7 +403,11 @@ fn a_stalled_receiver_is_routed_around_and_keeps_the_item_it_claimed() {
     assert_eq!(stalled.read(&q, 0, &mut buf), Some(16));
     assert_eq!(buf, [1, 1]);
     stalled.finish(&q, 0, false);
-    assert_eq!(state(&q, &seg, 0), 4, "freed for the lap after the routed one");
+    assert_eq!(
+        state(&q, &seg, 0),
+        4,
+        "freed for the lap after the routed one"
+    );
     assert_eq!(send(&q, &s, 4), Some(4));
     assert_eq!(recv(&q, &r), Some(4));
     assert_eq!(q.totals(), (0, 0, 1));
@@ -428,7 +455,11 @@ fn a_held_slot_whose_holder_died_is_freed_by_the_next_sender_to_meet_it() {
                 lost: receiver_held
             }
         );
-        assert_eq!(send(&q, &s, 9), Some(pos), "the slot serves the senders again");
+        assert_eq!(
+            send(&q, &s, 9),
+            Some(pos),
+            "the slot serves the senders again"
+        );
         assert_eq!(recv(&q, &r), Some(9));
         assert_eq!(q.totals(), (0, u64::from(receiver_held), 1));
     }
