@@ -16,6 +16,10 @@ pub(crate) fn model<F: Fn() + Sync + Send + 'static>(name: &str, bound: usize, f
     if b.preemption_bound.is_none() {
         b.preemption_bound = Some(bound);
     }
+    // Loom's default (1,000 scheduling branches in one execution) is too few for the queue's
+    // stall models, whose senders route around a held slot lap after lap and whose drains
+    // then pass every dead position; each execution is still bounded by the models' loops.
+    b.max_branches = b.max_branches.max(20_000);
     let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = runs.clone();
     let start = std::time::Instant::now();

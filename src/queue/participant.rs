@@ -145,6 +145,10 @@ impl Participant {
         match r {
             Repair::None | Repair::Pending | Repair::Held => {}
             Repair::Skipped => wait::wake_sleepers(self.item_words(), &self.futex),
+            Repair::Dead => {
+                wait::wake_sleepers(self.item_words(), &self.futex);
+                wait::wake_sleepers(self.space_words(), &self.futex);
+            }
             Repair::Lost | Repair::Freed => wait::wake_sleepers(self.space_words(), &self.futex),
         }
     }

@@ -38,6 +38,26 @@ pub(crate) fn is_held(st: u64) -> bool {
     st & (FULL | SKIP) == SKIP
 }
 
+/// Stores `v` into a slot's state word with Release: the free (and the publish of a queue
+/// without a stall bound), plain stores to a word that others change with compare-and-swaps
+/// (the routes and repairs of docs/design.md §11).
+///
+/// Under loom it is a swap whose result is ignored. Loom 0.7 lets a plain store land between
+/// the read and the write of another thread's compare-and-swap on the same word
+/// (tokio-rs/loom#254, fixed by the unreleased tokio-rs/loom#391), an execution no hardware
+/// and no C++ or Rust memory model allows; with it the models report losses that cannot
+/// happen. A swap is ordered against the compare-and-swaps as a store is; it differs only in
+/// continuing the release sequence of the value it replaces, which no step of the protocol
+/// relies on (every reader of a state word pairs with the store or CAS that wrote the value it
+/// reads).
+#[inline(always)]
+fn store_state(word: &AtomicU64, v: u64) {
+    #[cfg(loom)]
+    let _ = word.swap(v, Ordering::Release);
+    #[cfg(not(loom))]
+    word.store(v, Ordering::Release);
+}
+
 /// How many dead positions (passed, or routed around a held slot) one `begin` moves the tail
 /// or head over before it reports full or empty: a bound on the work a forged segment can make
 /// one call do.
@@ -113,7 +133,7 @@ impl<'a> QueueRing<'a> {
 
     /// The state word of `pos`'s slot.
     #[inline]
-    fn state(&self, pos: u64) -> &'a AtomicU64 {
+    pub(crate) fn state(&self, pos: u64) -> &'a AtomicU64 {
         &self.words[self.g.slot_word(pos)]
     }
 
@@ -184,6 +204,16 @@ impl<'a> QueueRing<'a> {
         st & !SKIP == at | FULL || ((st == at | SKIP || st & LAP > at) && self.tail() > pos)
     }
 
+    /// Whether the head's slot holds an item, or is free, for an earlier lap than the head's:
+    /// a receiver still reading that item, or something for the stall repair to look at (an
+    /// orphan, a stale free).
+    pub(crate) fn earlier_lap_at_head(&self) -> bool {
+        let pos = self.head();
+        // ORDERING: as the state load in `Receiver::begin`.
+        let st = load_acquire(self.state(pos));
+        st & LAP < lap(pos, self.mask()) && !is_held(st)
+    }
+
     /// Passes a position whose slot is held or was released for a later lap: moves `word`
     /// (the tail or the head) from `pos` to `pos + 1` unless someone else did; the position to
     /// look at next.
@@ -197,9 +227,9 @@ impl<'a> QueueRing<'a> {
         }
     }
 
-    /// Frees a slot this participant holds but was passed on (`is_held`): the slot becomes
-    /// free for the lap after the last one routed around it. Only the holder calls this, so
-    /// the loop only follows senders routing the slot one lap further.
+    /// Frees a slot this sender holds but was passed on (`is_held`): the slot becomes free for
+    /// the lap after the last one routed around it. Only the holder calls this, so the loop
+    /// only follows senders routing the slot one lap further.
     #[cold]
     fn release_held(&self, pos: u64) {
         let n = self.g.slot_count;
@@ -211,7 +241,7 @@ impl<'a> QueueRing<'a> {
                 return;
             }
             // ORDERING: Release pairs with the Acquire state load of the sender of the lap it
-            // frees (our accesses to the slot happen before its writes); Acquire on failure
+            // frees (our stores to the slot happen before its writes); Acquire on failure
             // re-reads a routing CAS.
             match self.state(pos).compare_exchange_weak(
                 st,
@@ -223,6 +253,25 @@ impl<'a> QueueRing<'a> {
                 Err(now) => st = now,
             }
         }
+    }
+
+    /// Advances a slot whose state is free for a position `y` nobody will claim any more (the
+    /// tail is past it and no claim names it): a stale free, left by a holder's free or a
+    /// dead position (docs/design.md §11, "Stalls"). `true` if this call moved it a lap on.
+    #[cold]
+    fn advance_stale(&self, y: u64) -> bool {
+        let free = lap(y, self.mask());
+        // ORDERING: AcqRel: Release pairs with the Acquire state load of the sender of the lap
+        // it frees (whatever was done in the slot before happens before its writes); Acquire
+        // orders us after the free we advance. One CAS from the exact value: done once.
+        self.state(y)
+            .compare_exchange(
+                free,
+                free + self.g.slot_count,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
     }
 }
 
@@ -347,17 +396,19 @@ impl Sender {
         }
     }
 
-    /// Publishes `pos`: its slot now holds the item. `false` if receivers passed `pos` while
-    /// this sender stalled past the bound: the slot was then released, and the item must be
-    /// sent again at a new position (it was never delivered from `pos`).
+    /// Publishes `pos` on a queue where positions may be passed (it has a stall bound): its
+    /// slot now holds the item, unless receivers passed `pos` while this sender stalled past
+    /// the bound (`pass_stalled_send`). Then the item never appears at `pos`: this returns
+    /// `false`, the slot is released, and the item must be sent again at a new position. A
+    /// compare-and-swap, because the pass and the publish race on the state word and exactly
+    /// one of them must win (docs/design.md §11, "Stalls").
     #[inline]
     #[must_use]
     pub(crate) fn commit(&self, q: &QueueRing<'_>, pos: u64) -> bool {
         let free = lap(pos, q.mask());
         // ORDERING: Release pairs with the consumer's Acquire load of the state in
-        // `Receiver::begin`: a consumer that sees FULL sees the length and payload. A CAS, not a
-        // store: a receiver may have passed `pos` (`pass_stalled_send`), and then the item must
-        // not appear. On failure Relaxed: `release_held` re-reads with Acquire.
+        // `Receiver::begin`: a consumer that sees FULL sees the length and payload. On failure
+        // Relaxed: `release_held` re-reads with Acquire.
         let ok = q
             .state(pos)
             .compare_exchange(free, free | FULL, Ordering::Release, Ordering::Relaxed)
@@ -366,6 +417,15 @@ impl Sender {
             q.release_held(pos);
         }
         ok
+    }
+
+    /// Publishes `pos` on a queue where no position is ever passed (no stall bound): a plain
+    /// store, as in Vyukov's queue.
+    #[inline]
+    pub(crate) fn publish(&self, q: &QueueRing<'_>, pos: u64) {
+        // ORDERING: Release (in `store_state`) pairs with the consumer's Acquire load of the
+        // state in `Receiver::begin`: a consumer that sees FULL sees the length and payload.
+        store_state(q.state(pos), lap(pos, q.mask()) | FULL);
     }
 }
 
@@ -480,29 +540,16 @@ impl Receiver {
         Some(len as usize)
     }
 
-    /// Frees `pos`'s slot for the producer of `pos + capacity` (Vyukov's `pos + N`). `skip`:
-    /// `pos` was a skip ([`RecvBegin::Skipped`]). If senders routed around the slot while this
-    /// receiver stalled past the bound, it frees the slot for the lap after the last routed
-    /// one; what it read stays its own either way (nobody writes a held slot).
+    /// Frees `pos`'s slot for the producer of `pos + capacity` (Vyukov's `pos + N`). A plain
+    /// store, also when senders routed around the slot while this receiver stalled: the free
+    /// then names a position the tail has passed, a *stale free* that the next participant
+    /// to meet it moves on (`advance_stale`). What it read is its own either way: nobody
+    /// writes a held slot.
     #[inline]
-    pub(crate) fn finish(&self, q: &QueueRing<'_>, pos: u64, skip: bool) {
-        let full = lap(pos, q.mask()) | FULL | if skip { SKIP } else { 0 };
-        // ORDERING: Release pairs with the producer's Acquire load of the state in
-        // `Sender::begin`: our reads of this item happen before its writes of the next. A CAS,
-        // not a store: a sender may have routed around the slot (`route_stalled_recv`). On
-        // failure Relaxed: `release_held` re-reads with Acquire.
-        let ok = q
-            .state(pos)
-            .compare_exchange(
-                full,
-                lap(pos, q.mask()) + q.g.slot_count,
-                Ordering::Release,
-                Ordering::Relaxed,
-            )
-            .is_ok();
-        if !ok {
-            q.release_held(pos);
-        }
+    pub(crate) fn finish(&self, q: &QueueRing<'_>, pos: u64) {
+        // ORDERING: Release (in `store_state`) pairs with the producer's Acquire load of the
+        // state in `Sender::begin`: our reads of this item happen before its writes of the next.
+        store_state(q.state(pos), lap(pos, q.mask()) + q.g.slot_count);
     }
 }
 
@@ -521,6 +568,9 @@ pub(crate) enum Repair {
     Lost,
     /// A dead consumer had claimed a skip: its slot was freed, nothing lost.
     Freed,
+    /// A slot free for a position nobody will complete (the tail had passed it and no claim
+    /// names it: a stale free) was moved on a lap.
+    Dead,
     /// A live participant names the dead one's position too: it is the holder (and will
     /// complete it), or a loser of the CAS about to re-name another one. Which, the repairer
     /// cannot tell, so the dead participant's claim is kept: the position stays findable by a
@@ -689,54 +739,138 @@ fn repair_claimed<L: Liveness>(q: &QueueRing<'_>, live: &L, claim: u64, own: usi
     Repair::Held
 }
 
-/// A consumer (entry `own`) finds head position `pos` empty while the tail is past it: if the
-/// producer that claimed `pos` is dead, `pos` becomes a skip.
+/// Who names a claim word's value: a live participant, a dead one, or nobody.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Namers {
+    Live,
+    Dead,
+    Nobody,
+}
+
+/// Looks up who names `claim` (apart from entry `own`): a live participant wins over a dead one.
+fn namers<L: Liveness>(q: &QueueRing<'_>, live: &L, claim: u64, own: usize) -> Namers {
+    let mut found = Namers::Nobody;
+    for i in 0..MAX_PRODUCERS {
+        // ORDERING: as in `live_claimant`.
+        if i == own || load_acquire(q.claim_word(i)) != claim {
+            continue;
+        }
+        if live.alive(i) {
+            return Namers::Live;
+        }
+        found = Namers::Dead;
+    }
+    found
+}
+
+/// A consumer (entry `own`) finds head position `pos` empty, or its slot holding something of
+/// an earlier lap, and looks at why (docs/design.md §11, "Claims and repair" and "Stalls"):
+/// - free for `pos`, the tail past it: the sender that claimed it is dead (it becomes a skip),
+///   or alive ([`Repair::Held`]: pass it once the stall bound is over), or nobody names it (a
+///   dead position: the slot moves on a lap);
+/// - free for an earlier position the tail has passed and nobody names: a stale free, left by a
+///   receiver that freed its slot after senders had routed around it (the slot moves on a
+///   lap).
 pub(crate) fn repair_stalled_recv<L: Liveness>(
     q: &QueueRing<'_>,
     live: &L,
     pos: u64,
     own: usize,
 ) -> Repair {
-    // ORDERING: the tail's Acquire (in `tail`) makes the claimant's claim visible to the scan;
-    // the state's pairs with a publish, as in `Receiver::begin`.
-    if pos >= POS_LIMIT || q.tail() <= pos || load_acquire(q.state(pos)) != lap(pos, q.mask()) {
+    if pos >= POS_LIMIT {
         return Repair::None;
     }
-    match repair_claimed(q, live, Claim::Send(pos).word(), own) {
-        // Published (or repaired by another) while we looked: nothing is stuck any more.
-        Repair::Held if load_acquire(q.state(pos)) != lap(pos, q.mask()) => Repair::None,
-        r => r,
+    let mask = q.mask();
+    let at = lap(pos, mask);
+    // ORDERING: the state's Acquire pairs with a publish or a free, as in `Receiver::begin`; the
+    // tail's (in `tail`) makes the claim of whoever took a position below it visible to the
+    // scan.
+    let st = load_acquire(q.state(pos));
+    let tail = q.tail();
+    let flags = st & (FULL | SKIP);
+    if st & LAP > at {
+        return Repair::None;
     }
+    if flags == 0 {
+        // Free for `y`: `pos` itself, or an earlier position of the slot.
+        let y = (st & LAP) | (pos & mask);
+        if tail <= y {
+            return Repair::None;
+        }
+        match namers(q, live, Claim::Send(y).word(), own) {
+            Namers::Nobody => {
+                return if q.advance_stale(y) {
+                    Repair::Dead
+                } else {
+                    Repair::None
+                };
+            }
+            _ if y != pos => return Repair::None,
+            _ => {}
+        }
+        return match repair_claimed(q, live, Claim::Send(pos).word(), own) {
+            // Published (or repaired by another) while we looked: nothing is stuck any more.
+            Repair::Held if load_acquire(q.state(pos)) != at => Repair::None,
+            r => r,
+        };
+    }
+    Repair::None
 }
 
-/// A producer (entry `own`) finds tail position `pos` full: if the consumer that claimed the
-/// item a lap before is dead, that item is counted lost and the slot freed.
+/// A producer (entry `own`) finds tail position `pos` full, and looks at why: the item of the
+/// previous lap is held by a receiver that is dead (counted lost, the slot freed) or alive
+/// ([`Repair::Held`]: route around it once the stall bound is over); or the slot is free for
+/// an earlier position the tail has passed and nobody names (a stale free: the slot moves on
+/// a lap).
 pub(crate) fn repair_stalled_send<L: Liveness>(
     q: &QueueRing<'_>,
     live: &L,
     pos: u64,
     own: usize,
 ) -> Repair {
-    let Some(prev) = pos.checked_sub(q.g.slot_count) else {
-        return Repair::None;
-    };
-    let full = lap(prev, q.mask()) | FULL;
-    // ORDERING: the state's Acquire pairs with the receiver's free (then nothing is stuck).
-    if pos >= POS_LIMIT || q.head() <= prev || load_acquire(q.state(prev)) & !SKIP != full {
+    if pos >= POS_LIMIT {
         return Repair::None;
     }
-    match repair_claimed(q, live, Claim::Recv(prev).word(), own) {
-        // Freed (or repaired by another) while we looked: nothing is stuck any more.
-        Repair::Held if load_acquire(q.state(prev)) & !SKIP != full => Repair::None,
-        r => r,
+    let mask = q.mask();
+    let free = lap(pos, mask);
+    // ORDERING: the state's Acquire pairs with the receiver's free (then nothing is stuck); the
+    // head's (in `head`) makes the claim of whoever took a position below it visible.
+    let st = load_acquire(q.state(pos));
+    if st & LAP >= free {
+        return Repair::None;
+    }
+    let x = (st & LAP) | (pos & mask);
+    match st & (FULL | SKIP) {
+        0 => match namers(q, live, Claim::Send(x).word(), own) {
+            // The tail is past `x` (it is at `pos`): a stale free if nobody names `x`.
+            Namers::Nobody if q.advance_stale(x) => Repair::Dead,
+            // A sender still writing `x`: receivers pass it (or skip it if it died).
+            _ => Repair::None,
+        },
+        flags if flags & FULL != 0 => {
+            if q.head() <= x {
+                return Repair::None;
+            }
+            let full = st & !SKIP;
+            if x + q.g.slot_count != pos {
+                return Repair::None;
+            }
+            match repair_claimed(q, live, Claim::Recv(x).word(), own) {
+                // Freed (or repaired by another) while we looked: nothing is stuck any more.
+                Repair::Held if load_acquire(q.state(pos)) & !SKIP != full => Repair::None,
+                r => r,
+            }
+        }
+        _ => Repair::None,
     }
 }
 
 /// A receiver has found head position `pos` claimed by a sender that lives and has not
 /// published it for the stall bound: passes it. The slot becomes held (`lap(pos) | SKIP`):
-/// receivers move the head past `pos`, and the sender, when it runs again, finds its publish
-/// refused, releases the slot and sends the item again at a new position. `true` if this call
-/// passed it (docs/design.md §11, "Stalls").
+/// receivers move the head past `pos`, senders route around the slot, and the sender, when
+/// it runs again, finds its publish refused (`Sender::commit`), releases the slot and sends
+/// the item again at a new position. `true` if this call passed it (docs/design.md §11,
+/// "Stalls").
 pub(crate) fn pass_stalled_send(q: &QueueRing<'_>, pos: u64) -> bool {
     let free = lap(pos, q.mask());
     // The tail past `pos`: a sender claimed it (a free slot at the head of an empty queue is
@@ -745,7 +879,7 @@ pub(crate) fn pass_stalled_send(q: &QueueRing<'_>, pos: u64) -> bool {
         return false;
     }
     // ORDERING: AcqRel: Release pairs with the receivers' Acquire state loads (they see the
-    // pass); the sender's commit CAS and this one are ordered by the state word itself, and
+    // pass); the sender's publish CAS and this one are ordered by the state word itself, and
     // exactly one of them succeeds.
     let passed = q
         .state(pos)
@@ -761,7 +895,8 @@ pub(crate) fn pass_stalled_send(q: &QueueRing<'_>, pos: u64) -> bool {
 /// item and, alive, has not freed its slot for the stall bound: routes around the slot. It
 /// becomes held (`lap(pos) | SKIP`): senders move the tail past `pos` (nobody sends there) and
 /// receivers the head; the receiver, when it runs again, still has the item it claimed (nobody
-/// writes a held slot) and releases the slot. `true` if this call routed it.
+/// writes a held slot), and its free leaves a stale free that the next participant to meet
+/// the slot moves on. `true` if this call routed it.
 pub(crate) fn route_stalled_recv(q: &QueueRing<'_>, pos: u64) -> bool {
     let Some(prev) = pos.checked_sub(q.g.slot_count) else {
         return false;
@@ -776,7 +911,8 @@ pub(crate) fn route_stalled_recv(q: &QueueRing<'_>, pos: u64) -> bool {
         return false;
     }
     // ORDERING: AcqRel: Release pairs with the Acquire state loads of senders and receivers at
-    // `pos` (they see it held); the receiver's free CAS and this one are ordered by the word.
+    // `pos` (they see it held). A free stored before makes this CAS fail; one stored after
+    // overwrites the held word with a stale free.
     let routed = q
         .state(pos)
         .compare_exchange(

@@ -53,9 +53,11 @@ impl Target for ItemTarget<'_> {
     }
 
     /// The tail is past the head (a sender claimed it) but the head holds nothing yet: its
-    /// sender may have died, which the receiver's repair turns into a skip.
+    /// sender may have died, which the receiver's repair turns into a skip. Or the head's slot
+    /// holds something of an earlier lap: an item published after its position was passed,
+    /// which the receiver's repair adopts (docs/design.md §11, "Stalls").
     fn stalled(&self, _: u64) -> bool {
-        self.ring.tail() > self.ring.head()
+        self.ring.tail() > self.ring.head() || self.ring.earlier_lap_at_head()
     }
 
     /// No sender attached (a queue's senders hold no segment-wide lock: their table entries

@@ -126,7 +126,7 @@ impl<T: Payload> QueueReceiver<T> {
             match self.receiver.begin(&q) {
                 RecvBegin::Claimed(pos) => {
                     let len = self.receiver.read(&q, pos, &mut self.buf);
-                    self.receiver.finish(&q, pos, false);
+                    self.receiver.finish(&q, pos);
                     self.wake_senders();
                     let bytes = &bytemuck::cast_slice::<u64, u8>(&self.buf);
                     match len.filter(|&n| T::view(&bytes[..n]).is_some()) {
@@ -138,7 +138,7 @@ impl<T: Payload> QueueReceiver<T> {
                     }
                 }
                 RecvBegin::Skipped(pos) => {
-                    self.receiver.finish(&q, pos, true);
+                    self.receiver.finish(&q, pos);
                     self.wake_senders();
                     self.stats.skipped += 1;
                 }

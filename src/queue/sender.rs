@@ -103,7 +103,7 @@ pub struct SenderStats {
     /// finished for the stall bound (docs/design.md §11, "Stalls").
     pub stalls_passed: u64,
     /// Items this handle sent again at a new position because receivers had passed the one it
-    /// claimed while it stalled past the bound (each still delivered once).
+    /// had claimed while it stalled past the bound (each is still delivered once).
     pub resent: u64,
 }
 
@@ -148,7 +148,10 @@ impl<T: Payload> QueueSender<T> {
             match self.sender.begin(&q) {
                 SendBegin::Claimed(pos) => {
                     self.sender.write(&q, pos, bytes);
-                    if !self.sender.commit(&q, pos) {
+                    if self.part.stall_bound_ns.is_none() {
+                        // No position of this queue is ever passed: Vyukov's plain publish.
+                        self.sender.publish(&q, pos);
+                    } else if !self.sender.commit(&q, pos) {
                         // Receivers passed `pos` while we stalled: the slot is released, the
                         // item was never delivered from it. Send it again.
                         self.stats.resent += 1;
