@@ -112,7 +112,7 @@ mod test_live;
 // Every kind is a public module (`shmbus::bus`, `shmbus::queue`, ...) and its handles are also
 // re-exported here, one line per kind (docs/design.md, "Architecture").
 pub use crate::board::{
-    Board, BoardBuilder, BoardReader, BoardWriter, Value, ValueWriter, Versioned,
+    Board, BoardBuilder, BoardReader, BoardWriter, CellHold, Value, ValueWriter, Versioned,
     DEFAULT_BOARD_VALUE_SIZE, KEY_MAX, MAX_CELLS,
 };
 #[cfg(all(feature = "tokio", not(loom)))]

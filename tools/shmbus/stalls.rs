@@ -1,6 +1,6 @@
-//! Stalled participants as `info` and `watch` show them: a queue's senders and receivers and a
-//! multi-producer bus's producers that hold a position they have not completed
-//! ([`shmbus::Queue::holds`], [`shmbus::Bus::holds`]).
+//! Stalled participants as `info` and `watch` show them: a queue's senders and receivers, a
+//! multi-producer bus's producers and a board's writers that hold a position (a cell) they have
+//! not completed ([`shmbus::Queue::holds`], [`shmbus::Bus::holds`], [`shmbus::Board::holds`]).
 //!
 //! The library keeps no clock on claims (the hot path would pay for it), so how long a hold
 //! lasted is the inspector's to measure: `info` looks twice, a sample apart, and keeps the holds
@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use shmbus::{HoldState, ProducerHold, QueueHold, Role};
+use shmbus::{CellHold, HoldState, ProducerHold, QueueHold, Role};
 
 use crate::text;
 
@@ -20,11 +20,12 @@ use crate::text;
 pub(crate) struct Held {
     pub(crate) index: usize,
     pub(crate) pid: u32,
-    /// "sender", "receiver" or "producer".
+    /// "sender", "receiver", "producer" or "writer".
     pub(crate) role: &'static str,
-    /// The queue position or bus sequence the participant's claim names.
+    /// The queue position, bus sequence or board cell the participant holds.
     pub(crate) position: u64,
-    /// "unpublished", "unfreed", "passed" (queue); "writing", "claimed" (bus).
+    /// "unpublished", "unfreed", "passed" (queue); "writing", "claimed" (bus); "writing"
+    /// (board).
     pub(crate) state: &'static str,
 }
 
@@ -37,12 +38,22 @@ impl Held {
 
     /// What the state means, for text.
     fn meaning(&self) -> &'static str {
-        match self.state {
-            "unpublished" => "claimed, not published",
-            "unfreed" => "claimed, slot not freed",
-            "passed" => "passed after the stall bound, still holds the slot",
-            "writing" => "writing its slot",
+        match (self.role, self.state) {
+            (_, "unpublished") => "claimed, not published",
+            (_, "unfreed") => "claimed, slot not freed",
+            (_, "passed") => "passed after the stall bound, still holds the slot",
+            ("writer", _) => "writing its next value",
+            (_, "writing") => "writing its slot",
             _ => "claimed, slot not taken yet",
+        }
+    }
+
+    /// What its position is called.
+    fn noun(&self) -> &'static str {
+        match self.role {
+            "producer" => "sequence",
+            "writer" => "cell",
+            _ => "position",
         }
     }
 }
@@ -66,6 +77,18 @@ impl From<QueueHold> for Held {
     }
 }
 
+impl From<CellHold> for Held {
+    fn from(h: CellHold) -> Held {
+        Held {
+            index: h.index,
+            pid: h.pid,
+            role: "writer",
+            position: h.cell as u64,
+            state: "writing",
+        }
+    }
+}
+
 impl From<ProducerHold> for Held {
     fn from(h: ProducerHold) -> Held {
         Held {
@@ -83,11 +106,12 @@ impl From<ProducerHold> for Held {
 pub(crate) struct StallOut {
     pub(crate) index: usize,
     pub(crate) pid: u32,
-    /// "sender", "receiver" (queue) or "producer" (bus).
+    /// "sender", "receiver" (queue), "producer" (bus) or "writer" (board).
     pub(crate) role: &'static str,
-    /// The queue position or bus sequence it holds.
+    /// The queue position, bus sequence or board cell it holds.
     pub(crate) position: u64,
-    /// "unpublished", "unfreed" or "passed" (queue); "writing" or "claimed" (bus).
+    /// "unpublished", "unfreed" or "passed" (queue); "writing" or "claimed" (bus); "writing"
+    /// (board).
     pub(crate) state: &'static str,
     /// It held the position at two looks this far apart (ms): at least this long.
     pub(crate) held_ms_at_least: f64,
@@ -113,16 +137,12 @@ impl StallOut {
 
 /// `pid 12 sender #3 holds position 17 (claimed, not published)`.
 fn describe(h: &Held) -> String {
-    let what = if h.role == "producer" {
-        "sequence"
-    } else {
-        "position"
-    };
     format!(
-        "pid {} {} #{} holds {what} {} ({})",
+        "pid {} {} #{} holds {} {} ({})",
         h.pid,
         h.role,
         h.index,
+        h.noun(),
         h.position,
         h.meaning()
     )

@@ -446,7 +446,7 @@ pub(crate) fn rate_cell(l: &LastPublish) -> String {
 pub(crate) fn refuse_sample_ms(name: &str, kind: &dyn Kind, sample_ms: Option<u64>) -> CmdResult {
     match sample_ms {
         Some(_) => Err(Failure(format!(
-            "--sample-ms applies to buses, queues and records segments; {name:?} is a {}",
+            "--sample-ms applies to buses, queues, boards and records segments; {name:?} is a {}",
             kind.word()
         ))),
         None => Ok(()),
