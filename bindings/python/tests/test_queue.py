@@ -118,3 +118,10 @@ def test_stall_bound_totals_and_stats(name):
     tx.close()
     with pytest.raises(ValueError, match="closed"):
         tx.stats()
+
+
+def test_a_multi_producer_bus_with_no_publish_under_way_holds_nothing(name):
+    bus = shmbus.Bus.create(name, slots=8, capacity=16, multi_producer=True)
+    pub = bus.publisher()
+    pub.publish(b"x")
+    assert bus.holds() == [], "a published claim is not a hold"
