@@ -112,7 +112,7 @@ mod test_live;
 // Every kind is a public module (`shmbus::bus`, `shmbus::queue`, ...) and its handles are also
 // re-exported here, one line per kind (docs/design.md, "Architecture").
 pub use crate::board::{
-    Board, BoardBuilder, BoardReader, BoardWriter, Value, ValueWriter, Versioned,
+    Board, BoardBuilder, BoardReader, BoardWriter, CellHold, Value, ValueWriter, Versioned,
     DEFAULT_BOARD_VALUE_SIZE, KEY_MAX, MAX_CELLS,
 };
 #[cfg(all(feature = "tokio", not(loom)))]
@@ -123,9 +123,9 @@ pub use crate::bus::DEFAULT_STALL_BOUND;
 #[allow(deprecated)]
 pub use crate::bus::DEFAULT_STALL_TIMEOUT;
 pub use crate::bus::{
-    Bus, BusBuilder, Event, Iter, LapPolicy, Message, ProducerInfo, Publisher, PublisherStats,
-    Recv, SlotCensus, SlotView, SlotWriter, Start, Subscriber, SubscriberStats, Viewed, Words,
-    DEFAULT_RAW_CAPACITY, DEFAULT_SLOTS,
+    Bus, BusBuilder, Event, Iter, LapPolicy, Message, ProducerHold, ProducerInfo, Publisher,
+    PublisherStats, Recv, SlotCensus, SlotView, SlotWriter, Start, Subscriber, SubscriberStats,
+    Viewed, Words, DEFAULT_RAW_CAPACITY, DEFAULT_SLOTS,
 };
 pub use crate::error::{Error, Result};
 pub use crate::journal::{Journal, JournalOptions, JournalWriter};
@@ -138,9 +138,9 @@ pub use crate::local::{LocalQueue, MAX_LOCAL_CAPACITY};
 #[cfg(all(feature = "tokio", not(loom)))]
 pub use crate::queue::SendAsyncError;
 pub use crate::queue::{
-    ParticipantInfo, Queue, QueueBuilder, QueueIter, QueueReceiver, QueueSender, QueueTotals,
-    QueueTryIter, ReceiverStats, Role, SendError, SenderStats, DEFAULT_ITEM_SIZE,
-    DEFAULT_QUEUE_CAPACITY,
+    HoldState, ParticipantInfo, Queue, QueueBuilder, QueueHold, QueueIter, QueueReceiver,
+    QueueSender, QueueTotals, QueueTryIter, ReceiverStats, Role, SendError, SenderStats,
+    DEFAULT_ITEM_SIZE, DEFAULT_QUEUE_CAPACITY,
 };
 #[cfg(not(loom))]
 pub use crate::queue::{QueueReceiverReadiness, QueueSenderReadiness};

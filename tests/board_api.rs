@@ -396,3 +396,38 @@ fn a_writer_stopped_inside_an_update_is_reported_held_for_at_least_the_time_seen
     });
     assert_eq!(waiter.set_bytes(1, b"mine").unwrap(), 2);
 }
+
+#[test]
+fn holds_name_a_writer_mid_update_and_nothing_once_it_committed() {
+    let t = TestBus::new("board-holds");
+    let board = BoardBuilder::new(t.name()).cells(3).create().unwrap();
+    let inspector = Board::open(t.name()).unwrap();
+    let mut w = board.writer().unwrap();
+    let index = w.producer_index();
+    w.set_bytes(1, b"first").unwrap();
+    assert_eq!(inspector.holds(), [], "a committed update holds nothing");
+    // The fill says it is inside, then waits to be let go: cell 1 is taken meanwhile.
+    let (in_tx, in_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        w.set_with(1, |v| {
+            v.push(b"slow").unwrap();
+            in_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        })
+        .map(|(version, ())| version)
+    });
+    in_rx.recv().unwrap();
+    assert_eq!(
+        inspector.holds(),
+        [shmbus::CellHold {
+            cell: 1,
+            index,
+            pid: std::process::id(),
+            version: 1,
+        }]
+    );
+    go_tx.send(()).unwrap();
+    assert_eq!(writer.join().unwrap().unwrap(), 2);
+    assert_eq!(inspector.holds(), []);
+}

@@ -229,3 +229,45 @@ fn stall_bound_is_stored_per_bus_and_refused_where_it_means_nothing() {
         "a single producer never stalls a reader"
     );
 }
+
+#[test]
+fn holds_name_a_producer_mid_publish_and_nothing_once_it_published() {
+    let t = TestBus::new("stall-holds");
+    let bus = BusBuilder::new(t.name())
+        .slots(8)
+        .multi_producer()
+        .create()
+        .unwrap();
+    let inspector = Bus::open(t.name()).unwrap();
+    let mut idle = bus.publisher().unwrap();
+    idle.publish_bytes(b"first").unwrap();
+    assert_eq!(inspector.holds(), [], "a published claim is not a hold");
+    let mut tx = bus.publisher().unwrap();
+    let index = tx.producer_index() as usize;
+    // The fill says it is inside, then waits to be let go: the slot is taken meanwhile.
+    let (in_tx, in_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        tx.publish_with(|w| {
+            w.write_at(0, b"slow").unwrap();
+            in_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        })
+        .map(|(seq, ())| seq)
+    });
+    in_rx.recv().unwrap();
+    let holds = inspector.holds();
+    assert_eq!(
+        holds,
+        [shmbus::ProducerHold {
+            index,
+            pid: std::process::id(),
+            seq: 1,
+            writing: true,
+        }],
+        "the producer inside its fill holds sequence 1's slot"
+    );
+    go_tx.send(()).unwrap();
+    assert_eq!(writer.join().unwrap(), Some(1));
+    assert_eq!(inspector.holds(), []);
+}

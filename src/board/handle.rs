@@ -7,7 +7,9 @@ use super::reader::BoardReader;
 use super::shape::{BoardShape, DEFAULT_BOARD_VALUE_SIZE, MAX_CELLS, W_BOARD};
 use super::writer::BoardWriter;
 use crate::error::{Error, Result};
-use crate::segment::header::{Geometry, SegmentKind, TypeInfo, CAPACITY_LIMIT, MAX_SEGMENT_BYTES};
+use crate::segment::header::{
+    Geometry, SegmentKind, TypeInfo, CAPACITY_LIMIT, MAX_PRODUCERS, MAX_SEGMENT_BYTES,
+};
 use crate::segment::kind::{self, by_name, constructors, option_setters, Blueprint, Kind, Options};
 use crate::segment::payload::{Payload, Raw};
 use crate::segment::{Expect, Segment, Shape};
@@ -153,6 +155,42 @@ impl<T: Payload> Board<T> {
     pub fn has_writers(&self) -> bool {
         self.seg.producers_alive()
     }
+
+    /// The cells a live writer holds now (took, and has not committed or given back): other
+    /// writers of such a cell wait for it, up to their hold bound (docs/design.md §12). A
+    /// snapshot: a writer mid-update shows for as long as the update takes, so a hold means a
+    /// stall only if it persists (`shmbus info` looks twice). Reads only: a read-only handle
+    /// may ask. One look at each cell's state word, and a liveness question (a system call) per
+    /// busy cell.
+    pub fn holds(&self) -> Vec<CellHold> {
+        let cells = self.shape.view(&self.seg);
+        (0..self.shape.cells)
+            .filter_map(|i| {
+                // ORDERING: Acquire, as every state load (pairs with the take's CAS).
+                let w = crate::sync::load_acquire(cells.state(i));
+                let holder = cell::holder_of(w).filter(|h| *h < MAX_PRODUCERS)?;
+                (w & cell::BUSY != 0 && self.seg.producer_alive(holder)).then(|| CellHold {
+                    cell: i,
+                    index: holder,
+                    pid: self.seg.producer_pid(holder),
+                    version: cell::seq_of(w),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A cell a live writer holds: one of [`Board::holds`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CellHold {
+    /// The cell.
+    pub cell: usize,
+    /// The holder's producer-table entry.
+    pub index: usize,
+    /// The holder's process id.
+    pub pid: u32,
+    /// The cell's version (committed updates); the holder is writing the next.
+    pub version: u64,
 }
 
 /// Builds or opens a board: `BoardBuilder::new("quotes").cells(100).value_type::<Quote>()`.

@@ -17,7 +17,7 @@ mod shape;
 mod writer;
 
 pub use cell::KEY_MAX;
-pub use handle::{Board, BoardBuilder};
+pub use handle::{Board, BoardBuilder, CellHold};
 pub use reader::{BoardReader, Value, Versioned};
 pub use shape::{DEFAULT_BOARD_VALUE_SIZE, MAX_CELLS};
 pub use writer::{BoardWriter, ValueWriter};

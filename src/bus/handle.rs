@@ -188,6 +188,48 @@ impl<T: Payload> Bus<T> {
             .collect()
     }
 
+    /// The live producers of a multi-producer bus holding a sequence they claimed and have not
+    /// published (nor given up): subscribers wait for each, up to the stall bound, then pass its
+    /// sequence (docs/design.md §6, "Stalls"). A snapshot: a producer mid-publish shows for as
+    /// long as the publish takes, so a hold means a stall only if it persists (the library
+    /// keeps no clock on claims; `shmbus info` looks twice). Empty for a single-producer bus,
+    /// whose producer names no claim.
+    ///
+    /// Reads only: a read-only handle may ask. One liveness question (a system call) per hold.
+    pub fn holds(&self) -> Vec<ProducerHold> {
+        use crate::bus::ring::{
+            busy_version, done_version, ABANDONED, CLAIMING, DROPPED, SEQ_LIMIT,
+        };
+        let ring = crate::bus::ring::Ring::of(&self.seg);
+        // The cursor first: its Acquire makes the claims of the sequences below it visible.
+        let cursor = ring.cursor();
+        (0..MAX_PRODUCERS)
+            .filter_map(|i| {
+                // ORDERING: Acquire pairs with the Release claim-word stores: a claim stored
+                // after its producer committed the sequence before shows that commit below.
+                let c = crate::sync::load_acquire(ring.claim_word(i));
+                if c == 0 || c == CLAIMING || c & DROPPED != 0 {
+                    return None;
+                }
+                let seq = c - 1;
+                if seq >= SEQ_LIMIT || seq >= cursor {
+                    return None;
+                }
+                // A claim keeps naming its last sequence once published: the slot tells.
+                let v = ring.version(seq) & !ABANDONED;
+                if v >= done_version(seq) || !self.seg.producer_alive(i) {
+                    return None;
+                }
+                Some(ProducerHold {
+                    index: i,
+                    pid: self.seg.producer_pid(i),
+                    seq,
+                    writing: v == busy_version(seq),
+                })
+            })
+            .collect()
+    }
+
     /// Counts the slots by state: never written, written, abandoned, being written now.
     pub fn slot_census(&self) -> SlotCensus {
         let ring = crate::bus::ring::Ring::of(&self.seg);
@@ -202,6 +244,21 @@ impl<T: Payload> Bus<T> {
         }
         c
     }
+}
+
+/// A live producer holding a sequence it claimed and has not published: one of
+/// [`Bus::holds`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProducerHold {
+    /// Producer-table entry.
+    pub index: usize,
+    /// Its process id.
+    pub pid: u32,
+    /// The sequence its claim word names.
+    pub seq: u64,
+    /// `true`: it took the sequence's slot and is writing it (or stopped while writing);
+    /// `false`: it has not taken the slot yet (a writer a lap behind still holds it).
+    pub writing: bool,
 }
 
 /// A live producer, as [`Bus::producers`] reports it.

@@ -12,7 +12,7 @@ mod subscriber;
 mod view;
 
 pub use handle::{
-    Bus, BusBuilder, ProducerInfo, SlotCensus, DEFAULT_RAW_CAPACITY, DEFAULT_SLOTS,
+    Bus, BusBuilder, ProducerHold, ProducerInfo, SlotCensus, DEFAULT_RAW_CAPACITY, DEFAULT_SLOTS,
     DEFAULT_STALL_BOUND,
 };
 pub use publisher::{Publisher, PublisherStats, SlotWriter};

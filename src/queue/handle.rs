@@ -13,6 +13,7 @@ use crate::segment::{Expect, Segment, Shape};
 use crate::sync::{AtomicU64, Ordering};
 use crate::wait::Wait;
 
+use super::inspect::{find_holds, QueueHold};
 use super::layout::W_Q_STALL_BOUND;
 use super::participant::{closed, role_word, stall_bound_ns, Participant, Role, Stuck};
 use super::protocol::{QueueRing, Receiver, Repair, Sender};
@@ -251,6 +252,24 @@ impl<T: Payload> Queue<T> {
     /// receivers that come later.
     pub fn is_closed(&self) -> bool {
         closed(&self.seg)
+    }
+
+    /// The live participants holding a position they have not completed: a sender that
+    /// claimed a position and has not published it, a receiver that claimed an item and has
+    /// not freed its slot, and one that was passed after the stall bound and still holds its
+    /// slot (docs/design.md §11, "Stalls"). A snapshot, by entry: a participant mid-send or
+    /// mid-receive shows for as long as that takes, so a hold means a stall only if it
+    /// persists (the library keeps no clock on claims; `shmbus info` looks twice).
+    ///
+    /// Reads only: any handle may ask, read-only ones included. Costs a look at the 32 claim
+    /// words and one liveness question (a system call) per hold found.
+    pub fn holds(&self) -> Vec<QueueHold> {
+        find_holds(self.seg.words(), self.seg.geometry, |i| {
+            self.seg.producer_alive(i)
+        })
+        .into_iter()
+        .map(|f| f.with_pid(self.seg.producer_pid(f.index)))
+        .collect()
     }
 
     /// The participant-table entries that were ever used.

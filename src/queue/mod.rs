@@ -36,6 +36,7 @@
 //! kill at any step costs at most that one item, never a duplicate or a torn item.
 
 mod handle;
+mod inspect;
 pub(crate) mod layout;
 mod participant;
 mod protocol;
@@ -52,6 +53,7 @@ mod tests;
 pub use handle::{
     ParticipantInfo, Queue, QueueBuilder, QueueTotals, DEFAULT_ITEM_SIZE, DEFAULT_QUEUE_CAPACITY,
 };
+pub use inspect::{HoldState, QueueHold};
 pub use participant::Role;
 #[cfg(all(feature = "tokio", not(loom)))]
 pub use readiness::SendAsyncError;

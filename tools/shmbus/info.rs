@@ -18,7 +18,10 @@ pub(crate) struct InfoArgs {
     #[arg(long)]
     json: bool,
     /// Buses and records segments: how long to watch the publish count, in milliseconds (10
-    /// to 10000; default 200): the last publish and the rate come from its advance.
+    /// to 10000; default 200): the last publish and the rate come from its advance. Buses,
+    /// queues and boards: a participant found holding a position or cell (taken, not
+    /// completed) is looked at again this much later, and reported stalled if it still holds
+    /// it.
     #[arg(long, value_name = "MS",
           value_parser = clap::value_parser!(u64).range(10..=10_000))]
     sample_ms: Option<u64>,
@@ -28,7 +31,7 @@ pub(crate) fn run(args: &InfoArgs) -> CmdResult {
     if journal::is_journal_path(&args.name) {
         if args.sample_ms.is_some() {
             return Err(Failure(format!(
-                "--sample-ms applies to buses and records segments; {:?} is a journal file",
+                "--sample-ms applies to segments, not to journals; {:?} is a journal file",
                 args.name
             )));
         }

@@ -15,6 +15,7 @@ mod activity;
 mod keys;
 mod metrics;
 mod output;
+mod stalls;
 mod text;
 mod watch_view;
 
@@ -97,7 +98,9 @@ Buses: SLOTS, CAP (payload bytes per slot), TYPE (message type), MODE (single or
 producer), PUBLISHED (messages since creation), RATE and LAST (see below), CREATOR (pid,
 alive or gone), PROD (live producers).
 Queues: CAPACITY (items), ITEM (bytes per item), TYPE, LEN (items in the queue), HEAD and
-TAIL (next positions taken by receivers and senders), SENDERS and RECEIVERS (live ones).
+TAIL (next positions taken by receivers and senders), SENDERS and RECEIVERS (live ones),
+BOUND (the stall bound: how long a stopped sender or receiver is waited for, or none),
+PASSED (positions passed because a live participant held them past the bound).
 Boards: CELLS, VALUE (bytes per value), TYPE, KEYS (whether cells are named), WRITERS.
 Records: RING (ring size), MAX (largest record), PUBLISHED (records), BYTES (published),
 RATE, LAST, PRODUCER. Every kind: CREATOR, STALE (yes when no participant is attached and the
@@ -204,13 +207,20 @@ Examples:
   shmbus tail prices --format json --json --follow | jq .json")]
     Tail(tail::TailArgs),
 
-    /// Live view of a bus or records segment: rates, a rate sparkline, counts, producers.
+    /// Live view of a bus, records segment, lanes or queue: rates, a rate sparkline, counts,
+    /// producers, and who is stalled.
     #[command(after_help = "\
 Message rates come from the write cursor; a bus's byte rate from message lengths that a
 read-only subscriber samples. 'last publish' is when the cursor last moved, looked at every
 100 ms ('over 5.0s ago (none since watch began)' until it moves). On a records segment the view shows records/s, the bytes
 it counted as published (so the byte rate is exact), its ring, and how many records the
-sampling subscriber lost. Press q (or Esc, or Ctrl-C) to quit.
+sampling subscriber lost. On a queue it shows the send rate (the tail's advance) and the
+live senders; nothing is received.
+'stalled' names a participant holding a position it has not completed, seen at more than
+one refresh, and for how long watch has seen it: a queue's sender between claim and
+publish or receiver between claim and free (or one passed after the stall bound that
+still holds its slot), a multi-producer bus's producer mid-publish. The longest is shown,
+with how many others. Press q (or Esc, or Ctrl-C) to quit.
 
 Example:
   shmbus watch prices")]
@@ -243,7 +253,9 @@ refused):
            (multi-producer only: pass a stopped producer's message after N ms, default
            1000, 0 = wait for it), --wakeup barrier|fence (default barrier: see --help).
   queue    work queue: each item goes to exactly one receiver (push, pop).
-           --slots N items (default 1024), --size BYTES per item (default 240).
+           --slots N items (default 1024), --size BYTES per item (default 240),
+           --stall-bound-ms N (pass a stopped sender's or receiver's position after N
+           ms, default 1000, 0 = wait for it as long as it lives).
   records  messages of any size up to a quarter of one byte ring (publish, tail, watch).
            --bytes SIZE of the ring (a power of two from 4096, default 1048576).
   board    the latest value of each of N cells, set and read by index or key name (set,

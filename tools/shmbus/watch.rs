@@ -11,11 +11,12 @@ use shmbus::{inspect, LapPolicy};
 use crate::activity::Activity;
 use crate::kinds::{self, Feed, Step};
 use crate::output::{self, CmdResult, Failure};
+use crate::stalls::{self, Tracker};
 use crate::watch_view::{self, WatchState};
 
 #[derive(Args, Debug)]
 pub(crate) struct WatchArgs {
-    /// The bus or records segment name.
+    /// The bus, records segment, lanes or queue name.
     name: String,
     /// Time between rate samples, in milliseconds (50 to 60000).
     #[arg(long, value_name = "MS", default_value_t = 500,
@@ -40,7 +41,8 @@ pub(crate) fn run(args: &WatchArgs) -> CmdResult {
         ));
     }
     let mut state = feed.watch_state();
-    refresh(&mut state, feed.as_ref());
+    let mut holds = Tracker::default();
+    refresh(&mut state, feed.as_ref(), &mut holds);
     state.sample(Instant::now(), feed.counts().cursor, 0, 0);
     check_size()?;
 
@@ -49,7 +51,7 @@ pub(crate) fn run(args: &WatchArgs) -> CmdResult {
     let result = event_loop(
         &mut terminal,
         feed.as_mut(),
-        &mut state,
+        (&mut state, &mut holds),
         Duration::from_millis(args.interval_ms),
     );
     // Every way out of the loop (a key, a signal, an error) comes back here: leave the
@@ -75,7 +77,7 @@ fn check_size() -> CmdResult {
 fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     feed: &mut dyn Feed,
-    state: &mut WatchState,
+    (state, holds): (&mut WatchState, &mut Tracker),
     interval: Duration,
 ) -> CmdResult {
     let mut next_sample = Instant::now() + interval;
@@ -97,7 +99,7 @@ fn event_loop(
         let now = Instant::now();
         state.last_publish = activity.observe("", feed.counts().cursor, now);
         if now >= next_sample {
-            refresh(state, feed);
+            refresh(state, feed, holds);
             state.sample(now, feed.counts().cursor, sampled, sampled_bytes);
             (sampled, sampled_bytes) = (0, 0);
             next_sample = now + interval;
@@ -118,8 +120,10 @@ fn event_loop(
     Ok(())
 }
 
-/// Everything but the rates: header, producers, liveness, and for records the bytes published.
-fn refresh(state: &mut WatchState, feed: &dyn Feed) {
+/// Everything but the rates: header, producers, liveness, for records the bytes published, and
+/// the participants holding a position (aged from the first refresh that saw each).
+fn refresh(state: &mut WatchState, feed: &dyn Feed, holds: &mut Tracker) {
+    state.stalled = stalls::watch_line(&holds.observe(feed.holds(), Instant::now()));
     let h = feed.header();
     let counts = feed.counts();
     state.published = counts.published;

@@ -47,6 +47,9 @@ pub(crate) struct WatchState {
     /// Payload bytes published since creation, where the segment counts them (records): the
     /// byte rate is then exact.
     pub(crate) bytes_published: Option<u64>,
+    /// The longest-held position seen at more than one look (a queue's or a multi-producer
+    /// bus's stalled participant), as `stalls::watch_line` says it; `None`: nothing held.
+    pub(crate) stalled: Option<String>,
     /// Where the last rate sample was taken: (when, cursor, bytes published).
     last: Option<(Instant, u64, Option<u64>)>,
     /// Mean length of the messages sampled so far, for the byte rate.
@@ -80,6 +83,7 @@ impl WatchState {
             records: None,
             shape_text: None,
             bytes_published: None,
+            stalled: None,
             last: None,
             mean_len: None,
         }
@@ -150,7 +154,7 @@ fn label(s: &str) -> Span<'_> {
 /// Draws the whole screen.
 pub(crate) fn render(frame: &mut Frame<'_>, s: &WatchState) {
     let [stats_area, spark_area, help_area] = Layout::vertical([
-        Constraint::Length(9),
+        Constraint::Length(10),
         Constraint::Min(3),
         Constraint::Length(1),
     ])
@@ -237,6 +241,13 @@ pub(crate) fn render(frame: &mut Frame<'_>, s: &WatchState) {
         Line::from(vec![
             label("sampler lost"),
             Span::raw(s.sampler_lost.to_string()),
+        ]),
+        Line::from(vec![
+            label("stalled"),
+            match &s.stalled {
+                Some(line) => Span::styled(line.clone(), Style::default().fg(Color::Yellow)),
+                None => Span::raw("none"),
+            },
         ]),
     ];
     let title = format!(" shmbus watch: {} ", text::sanitize(&s.name));
@@ -419,6 +430,19 @@ mod tests {
         a.observe("", 3, t0);
         s.last_publish = a.observe("", 4, t0 + Duration::from_millis(100));
         assert!(screen(&s).contains("last publish  <100ms ago"));
+    }
+
+    #[test]
+    fn screen_shows_the_longest_stall_or_none() {
+        let mut s = state();
+        assert!(screen(&s).contains("stalled       none"), "{}", screen(&s));
+        s.stalled =
+            Some("pid 9 sender #2 holds position 5 (claimed, not published) for 3.0s".into());
+        let out = screen(&s);
+        assert!(
+            out.contains("stalled       pid 9 sender #2 holds position 5 (claimed, not publish"),
+            "{out}"
+        );
     }
 
     #[test]

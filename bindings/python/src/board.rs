@@ -150,6 +150,24 @@ impl Board {
         (0..self.board.cells()).map(|i| self.board.key(i)).collect()
     }
 
+    /// The cells a live writer has taken and not committed, now: a list of dicts of `index`
+    /// (the writer's entry), `pid`, `role` ("writer"), `position` (the cell) and `state`
+    /// ("writing"), as `Queue.holds()` gives them. A snapshot: a writer mid-update shows too; a
+    /// stall is a hold that persists.
+    fn holds<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyList>> {
+        let out = pyo3::types::PyList::empty(py);
+        for h in self.board.holds() {
+            let d = PyDict::new(py);
+            d.set_item("index", h.index)?;
+            d.set_item("pid", h.pid)?;
+            d.set_item("role", "writer")?;
+            d.set_item("position", h.cell)?;
+            d.set_item("state", "writing")?;
+            out.append(d)?;
+        }
+        Ok(out)
+    }
+
     /// The board name.
     #[getter]
     fn name(&self) -> &str {

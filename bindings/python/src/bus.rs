@@ -47,11 +47,29 @@ pub(crate) fn type_dict<'py>(
     Ok(d)
 }
 
-/// `Bus.create`'s `stall_bound`: left out (the library's default), `None` (no bound), or seconds.
+/// `Bus.create`'s and `Queue.create`'s `stall_bound`: left out (the library's default), `None`
+/// (no bound), or seconds.
 pub(crate) enum StallBound {
     Default,
     Forever,
     Secs(f64),
+}
+
+impl StallBound {
+    /// What to give the builder's `stall_bound`: `None` to leave the default.
+    pub(crate) fn bound(self) -> PyResult<Option<Option<Duration>>> {
+        match self {
+            StallBound::Default => Ok(None),
+            StallBound::Forever => Ok(Some(None)),
+            StallBound::Secs(s) => Duration::try_from_secs_f64(s)
+                .map(|d| Some(Some(d)))
+                .map_err(|_| {
+                    PyValueError::new_err(format!(
+                        "stall_bound must be a finite number of seconds >= 0 or None, not {s}"
+                    ))
+                }),
+        }
+    }
 }
 
 impl<'py> FromPyObject<'py> for StallBound {
@@ -92,17 +110,8 @@ impl Bus {
         if multi_producer {
             b = b.multi_producer();
         }
-        match stall_bound {
-            StallBound::Default => {}
-            StallBound::Forever => b = b.stall_bound(None),
-            StallBound::Secs(s) => {
-                let d = Duration::try_from_secs_f64(s).map_err(|_| {
-                    PyValueError::new_err(format!(
-                        "stall_bound must be a finite number of seconds >= 0 or None, not {s}"
-                    ))
-                })?;
-                b = b.stall_bound(Some(d));
-            }
+        if let Some(bound) = stall_bound.bound()? {
+            b = b.stall_bound(bound);
         }
         Ok(Bus {
             inner: b.create().map_err(to_py)?,
@@ -211,6 +220,24 @@ impl Bus {
     #[getter]
     fn read_only(&self) -> bool {
         self.inner.is_read_only()
+    }
+
+    /// Multi producer: the live producers holding a sequence they claimed and have not
+    /// published, now: a list of dicts of `index`, `pid`, `role` ("producer"), `position` (the
+    /// sequence) and `state` ("writing": it took the slot; "claimed": not yet). A snapshot: a
+    /// producer mid-publish shows too; a stall is a hold that persists.
+    fn holds<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyList>> {
+        let out = pyo3::types::PyList::empty(py);
+        for h in self.inner.holds() {
+            let d = PyDict::new(py);
+            d.set_item("index", h.index)?;
+            d.set_item("pid", h.pid)?;
+            d.set_item("role", "producer")?;
+            d.set_item("position", h.seq)?;
+            d.set_item("state", if h.writing { "writing" } else { "claimed" })?;
+            out.append(d)?;
+        }
+        Ok(out)
     }
 
     /// The next sequence number a publisher will use.

@@ -13,6 +13,15 @@ use shmbus::layout::SegmentKind;
 
 use crate::errors::to_py;
 
+/// A queue participant's role as the inspector spells it.
+pub(crate) fn role_word(role: Option<shmbus::Role>) -> &'static str {
+    match role {
+        Some(shmbus::Role::Sender) => "sender",
+        Some(shmbus::Role::Receiver) => "receiver",
+        None => "unknown",
+    }
+}
+
 /// Every kind's word, in the order `list --json` gives their keys.
 const KINDS: [&str; 5] = ["bus", "queue", "board", "records", "lanes"];
 
@@ -71,6 +80,11 @@ fn summary<'py>(py: Python<'py>, p: &Probe) -> Result<Bound<'py, PyDict>, Failur
             put!("tail", tail);
             put!("skipped", totals.skipped);
             put!("lost", totals.lost);
+            put!("passed", totals.passed);
+            put!(
+                "stall_bound_ms",
+                q.stall_bound().map(|d| d.as_secs_f64() * 1e3)
+            );
             put!("senders", senders);
             put!("receivers", receivers);
             liveness(&d, &q.header(), senders + receivers > 0)?;
@@ -278,8 +292,10 @@ pub(crate) fn list(py: Python<'_>, all: bool) -> PyResult<Bound<'_, PyList>> {
 /// One segment's report, as `shmbus info NAME --json` gives it: `name`, `kind`, `path`,
 /// `access` (owner and mode), `header` (the segment header's words), `summary` (what list() gives under the kind), and for a bus
 /// `checks` (each step of the opening pipeline: `check`, `status` "ok"/"FAIL"/"WARN"/
-/// "skipped", `detail`) and `producers` (`index`, `pid`, `stamp_ns_ago`). Raises the
-/// library's error (NotFound, ...) when the segment cannot be read.
+/// "skipped", `detail`) and `producers` (`index`, `pid`, `stamp_ns_ago`), and for a queue
+/// `participants` (`index`, `pid`, `role`, `alive`). The inspector's `stalled` (holds seen at
+/// two looks over time) is its own and left out: `Queue.holds()` and `Bus.holds()` give a
+/// snapshot. Raises the library's error (NotFound, ...) when the segment cannot be read.
 #[pyfunction]
 pub(crate) fn info<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
     let probe = inspect::probe(name).map_err(to_py)?;
@@ -310,6 +326,25 @@ pub(crate) fn info<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDi
     }
     d.set_item("header", h)?;
     d.set_item("summary", summary(py, &probe)?)?;
+    if probe.kind == SegmentKind::Queue {
+        // As the inspector's: every entry ever used, with its role and liveness.
+        let q = shmbus::QueueBuilder::new(name)
+            .read_only()
+            .accept_other_owner()
+            .accept_shared_write()
+            .open()
+            .map_err(to_py)?;
+        let parts = PyList::empty(py);
+        for p in q.participants() {
+            let pd = PyDict::new(py);
+            pd.set_item("index", p.index)?;
+            pd.set_item("pid", p.pid)?;
+            pd.set_item("role", role_word(p.role))?;
+            pd.set_item("alive", p.alive)?;
+            parts.append(pd)?;
+        }
+        d.set_item("participants", parts)?;
+    }
     if probe.kind == SegmentKind::Bus {
         let checks = PyList::empty(py);
         for c in inspect::checks(name) {

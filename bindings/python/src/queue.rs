@@ -4,11 +4,12 @@ use std::os::fd::AsRawFd;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::buffer::bytes_of;
-use crate::bus::{poll_readable, trusting, type_dict};
+use crate::bus::{poll_readable, trusting, type_dict, StallBound};
 use crate::errors::{closed, send_error, to_py};
+use crate::inspect::role_word;
 use crate::wait;
 
 /// A queue handle: opens or creates a queue, attaches senders and receivers.
@@ -21,16 +22,33 @@ pub(crate) struct Queue {
 impl Queue {
     /// Creates a queue of `capacity` items (a power of two) of up to `item_size` bytes; raises
     /// AlreadyExists if the name is taken.
+    ///
+    /// `stall_bound`: seconds a sender or receiver that is alive but stopped holding a position
+    /// (between its claim and its publish or free) is waited for before the others pass it (a
+    /// passed sender sends its item again, a passed receiver keeps its item); `None` waits as
+    /// long as it lives; left out, the library's default (1 s). 0 is refused.
     #[staticmethod]
-    #[pyo3(signature = (name, *, capacity = shmbus::DEFAULT_QUEUE_CAPACITY, item_size = shmbus::DEFAULT_ITEM_SIZE, permissions = 0o600))]
-    fn create(name: &str, capacity: u64, item_size: usize, permissions: u32) -> PyResult<Self> {
-        let q = shmbus::QueueBuilder::new(name)
+    #[pyo3(
+        signature = (name, *, capacity = shmbus::DEFAULT_QUEUE_CAPACITY, item_size = shmbus::DEFAULT_ITEM_SIZE, stall_bound = StallBound::Default, permissions = 0o600),
+        text_signature = "(name, *, capacity=1024, item_size=240, stall_bound=..., permissions=0o600)"
+    )]
+    fn create(
+        name: &str,
+        capacity: u64,
+        item_size: usize,
+        stall_bound: StallBound,
+        permissions: u32,
+    ) -> PyResult<Self> {
+        let mut b = shmbus::QueueBuilder::new(name)
             .capacity(capacity)
             .item_size(item_size)
-            .permissions(permissions)
-            .create()
-            .map_err(to_py)?;
-        Ok(Queue { inner: q })
+            .permissions(permissions);
+        if let Some(bound) = stall_bound.bound()? {
+            b = b.stall_bound(bound);
+        }
+        Ok(Queue {
+            inner: b.create().map_err(to_py)?,
+        })
     }
 
     /// Opens an existing queue (of any item type: items are bytes here). `read_only`: to look
@@ -105,6 +123,51 @@ impl Queue {
         self.inner.is_closed()
     }
 
+    /// Seconds a stopped sender or receiver holding a position is waited for before the others
+    /// pass it; `None` when it is waited for as long as it lives.
+    #[getter]
+    fn stall_bound(&self) -> Option<f64> {
+        self.inner.stall_bound().map(|d| d.as_secs_f64())
+    }
+
+    /// Queue-wide counts: a dict of `skipped` (positions whose sender died before publishing),
+    /// `lost` (items whose receiver died holding them) and `passed` (positions passed because a
+    /// live participant held them past the stall bound: nothing lost).
+    fn totals<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let t = self.inner.totals();
+        let d = PyDict::new(py);
+        d.set_item("skipped", t.skipped)?;
+        d.set_item("lost", t.lost)?;
+        d.set_item("passed", t.passed)?;
+        Ok(d)
+    }
+
+    /// The live senders and receivers holding a position they have not completed, now: a list
+    /// of dicts of `index`, `pid`, `role` ("sender" or "receiver"), `position` and `state`
+    /// ("unpublished", "unfreed", or "passed": passed after the stall bound and still holding
+    /// its slot). A snapshot: one mid-send shows too; a stall is a hold that persists
+    /// (`shmbus info` looks twice).
+    fn holds<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for h in self.inner.holds() {
+            let d = PyDict::new(py);
+            d.set_item("index", h.index)?;
+            d.set_item("pid", h.pid)?;
+            d.set_item("role", role_word(Some(h.role)))?;
+            d.set_item("position", h.position)?;
+            d.set_item(
+                "state",
+                match h.state {
+                    shmbus::HoldState::Unpublished => "unpublished",
+                    shmbus::HoldState::Unfreed => "unfreed",
+                    shmbus::HoldState::Passed => "passed",
+                },
+            )?;
+            out.append(d)?;
+        }
+        Ok(out)
+    }
+
     /// Items in the queue now.
     fn __len__(&self) -> usize {
         self.inner.len() as usize
@@ -166,6 +229,20 @@ impl Sender {
     fn try_send(&mut self, item: &Bound<'_, PyAny>) -> PyResult<()> {
         let bytes = bytes_of(item)?;
         self.attached()?.try_send(&bytes).map_err(send_error)
+    }
+
+    /// Counters: a dict of `sent`, `full` (attempts that found the queue full), `lost` (items
+    /// of dead receivers this sender freed), `stalls_passed` (slots of stopped receivers it
+    /// routed around) and `resent` (items it sent again after receivers passed it).
+    fn stats<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.attached()?.stats();
+        let d = PyDict::new(py);
+        d.set_item("sent", s.sent)?;
+        d.set_item("full", s.full)?;
+        d.set_item("lost", s.lost)?;
+        d.set_item("stalls_passed", s.stalls_passed)?;
+        d.set_item("resent", s.resent)?;
+        Ok(d)
     }
 
     /// Detaches from the queue (receivers see it closed once no sender is left and it is
@@ -290,6 +367,24 @@ impl Receiver {
             Some(None) => Err(closed(&format!("queue {:?}", self.name))),
             None => Ok(None),
         }
+    }
+
+    /// Counters: a dict of `received`, `skipped` (positions of dead senders passed over),
+    /// `malformed`, `lost` (items of a dead receiver freed on attaching) and `stalls_passed`
+    /// (positions of stopped senders this receiver passed; they send again).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = match &self.state {
+            RxState::Plain(rx) => rx.stats(),
+            RxState::Ready(rx) => rx.receiver().stats(),
+            RxState::Detached => return Err(detached()),
+        };
+        let d = PyDict::new(py);
+        d.set_item("received", s.received)?;
+        d.set_item("skipped", s.skipped)?;
+        d.set_item("malformed", s.malformed)?;
+        d.set_item("lost", s.lost)?;
+        d.set_item("stalls_passed", s.stalls_passed)?;
+        Ok(d)
     }
 
     /// Receives the next item if there is one now; None if the queue is empty.

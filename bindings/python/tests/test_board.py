@@ -17,6 +17,7 @@ def test_set_get_by_index_and_key(name):
     assert b[3] == b"three"
     other = shmbus.Board.open(name, read_only=True)
     assert other["knee"] == b"angle=2"
+    assert other.holds() == [], "committed updates hold no cell"
 
 
 def test_errors(name):

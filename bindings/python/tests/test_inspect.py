@@ -77,13 +77,18 @@ def test_info_matches_the_inspector(name, cli):
     finally:
         shmbus.remove(name + "-m")
 
-    q = shmbus.Queue.create(name + "-q")
+    q = shmbus.Queue.create(name + "-q", stall_bound=0.5)
+    tx = q.sender()
     try:
         ours = shmbus.info(name + "-q")
         theirs = json.loads(cli("info", name + "-q", "--json"))
         assert ours["kind"] == "queue"
         assert ours["summary"] == theirs["summary"]
+        assert ours["summary"]["stall_bound_ms"] == 500.0
+        assert ours["summary"]["passed"] == 0
         assert ours["access"] == theirs["access"]
+        assert ours["participants"] == theirs["participants"]
+        tx.close()
     finally:
         shmbus.remove(name + "-q")
 
@@ -102,3 +107,27 @@ def test_info_errors(name):
         shmbus.info(name)
     with pytest.raises(shmbus.InvalidName):
         shmbus.info("../etc")
+
+
+def test_a_stalled_sender_is_held_as_the_inspector_says(name, cli):
+    import mmap
+    import os
+    import struct
+
+    q = shmbus.Queue.create(name, capacity=4, item_size=16, stall_bound=None)
+    tx = q.sender()
+    [entry] = shmbus.info(name)["participants"]
+    assert entry["pid"] == os.getpid() and entry["role"] == "sender" and entry["alive"]
+    # The words a sender stores when it takes position 0 (its claim word, then the tail;
+    # docs/design.md §11) and then nothing: a live sender stopped before publishing.
+    with open(f"/dev/shm/shmbus.{name}", "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+        struct.pack_into("=Q", m, 8 * (256 + 8 * entry["index"] + 3), 1)
+        struct.pack_into("=Q", m, 8 * 128, 1)
+    want = {"index": entry["index"], "pid": os.getpid(), "role": "sender", "position": 0,
+            "state": "unpublished"}
+    assert q.holds() == [want]
+    theirs = json.loads(cli("info", name, "--json", "--sample-ms", "10"))
+    assert [{k: v for k, v in s.items() if k != "held_ms_at_least"}
+            for s in theirs["stalled"]] == [want]
+    assert shmbus.info(name)["participants"] == theirs["participants"]
+    tx.close()

@@ -90,3 +90,38 @@ def test_fileno_then_blocking_recv(name):
     rx.close()
     with pytest.raises(ValueError, match="receiver is closed"):
         rx.fileno()
+
+
+def test_stall_bound_totals_and_stats(name):
+    assert shmbus.Queue.create(name).stall_bound == 1.0
+    shmbus.Queue.remove(name)
+    assert shmbus.Queue.create(name, stall_bound=None).stall_bound is None
+    shmbus.Queue.remove(name)
+    with pytest.raises(shmbus.InvalidConfig, match="stall bound of 0"):
+        shmbus.Queue.create(name, stall_bound=0)
+    with pytest.raises(ValueError, match="stall_bound must be"):
+        shmbus.Queue.create(name, stall_bound=-1)
+    q = shmbus.Queue.create(name, capacity=2, item_size=8, stall_bound=0.25)
+    assert q.stall_bound == pytest.approx(0.25)
+    assert shmbus.Queue.open(name).stall_bound == pytest.approx(0.25)
+    assert q.totals() == {"skipped": 0, "lost": 0, "passed": 0}
+    tx, rx = q.sender(), q.receiver()
+    tx.send(b"a")
+    tx.send(b"b")
+    with pytest.raises(shmbus.Full):
+        tx.try_send(b"c")
+    assert rx.recv() == b"a"
+    assert tx.stats() == {"sent": 2, "full": 1, "lost": 0, "stalls_passed": 0, "resent": 0}
+    assert rx.stats() == {"received": 1, "skipped": 0, "malformed": 0, "lost": 0,
+                          "stalls_passed": 0}
+    assert q.holds() == [], "nobody is between a claim and its completion"
+    tx.close()
+    with pytest.raises(ValueError, match="closed"):
+        tx.stats()
+
+
+def test_a_multi_producer_bus_with_no_publish_under_way_holds_nothing(name):
+    bus = shmbus.Bus.create(name, slots=8, capacity=16, multi_producer=True)
+    pub = bus.publisher()
+    pub.publish(b"x")
+    assert bus.holds() == [], "a published claim is not a hold"

@@ -14,6 +14,7 @@ use shmbus::{Board, BoardBuilder};
 use super::{Access, CreateArgs, Instead, Kind, ListRow, Liveness, Payloads, Report};
 use crate::metrics::SegmentMetrics;
 use crate::output::{CmdResult, Failure};
+use crate::stalls::{self, Held};
 use crate::text;
 
 /// The board kind.
@@ -91,13 +92,19 @@ impl Kind for BoardKind {
         sample_ms: Option<u64>,
         payloads: Payloads,
     ) -> Result<Report, Failure> {
-        super::refuse_sample_ms(name, self, sample_ms)?;
         let board = open_for_inspection(name)?;
+        // A second look, `sample_ms` later, only if the first found a writer holding a cell.
+        let stalled = stalls::sample(Duration::from_millis(sample_ms.unwrap_or(200)), || {
+            board.holds().into_iter().map(Held::from).collect()
+        });
         let p = inspect::probe(name)?;
         let cells = rows(&board, false, payloads);
         let access = Access::of(name);
         let mut text = Vec::new();
         print_table(&mut text, &board, &cells)?;
+        for s in &stalled {
+            writeln!(text, "stalled: {}", s.line())?;
+        }
         if let Some(a) = &access {
             writeln!(text, "access: {}", a.line())?;
         }
@@ -110,6 +117,7 @@ impl Kind for BoardKind {
                 "summary": summary(&p)?,
                 "access": access,
                 "cells": cells,
+                "stalled": stalled,
             })),
             failure: None,
         })

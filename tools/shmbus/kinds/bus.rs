@@ -19,6 +19,7 @@ use super::{
 use crate::activity::LastPublish;
 use crate::metrics::SegmentMetrics;
 use crate::output::{self, CmdResult, Failure, Printer};
+use crate::stalls::{self, Held, StallOut};
 use crate::text;
 use crate::watch_view::WatchState;
 
@@ -51,8 +52,9 @@ impl Kind for BusKind {
         if let Some(ms) = a.stall_bound_ms {
             if !a.multi_producer {
                 return Err(Failure(
-                    "--stall-bound-ms needs --multi-producer: a single producer's claimed \
-                     message is always written, so its subscribers never wait on a stall"
+                    "--stall-bound-ms applies to queues and multi-producer buses (add \
+                     --multi-producer): a single producer's claimed message is always written, \
+                     so its subscribers never wait on a stall"
                         .into(),
                 ));
             }
@@ -194,6 +196,7 @@ fn report(name: &str, sample: Duration) -> Report {
         header: None,
         summary: None,
         producers: Vec::new(),
+        stalled: Vec::new(),
         census: None,
     };
     let failed_check = out
@@ -203,7 +206,11 @@ fn report(name: &str, sample: Duration) -> Report {
         .map(|c| format!("bus {:?}: check {:?} failed: {}", name, c.check, c.detail));
     let failure = match &opened {
         Ok(bus) => {
+            // Holds looked at before and after the sample: those at both looks are stalls.
+            let holds = || bus.holds().into_iter().map(Held::from).collect::<Vec<_>>();
+            let (first, t0) = (holds(), Instant::now());
             let last_publish = super::sample_last_publish(sample, || bus.cursor());
+            out.stalled = stalls::persisting(&first, holds(), t0.elapsed());
             fill(&mut out, bus);
             if let Some(sum) = &mut out.summary {
                 sum.last_publish = last_publish;
@@ -260,6 +267,9 @@ impl Feed for BusFeed {
             Recv::Lapped { lost } => Step::Lost(lost),
             Recv::Empty | Recv::Closed => Step::Empty,
         }
+    }
+    fn holds(&self) -> Vec<Held> {
+        self.0.holds().into_iter().map(Held::from).collect()
     }
     fn watch_state(&self) -> WatchState {
         let bus = &self.0;
@@ -441,6 +451,9 @@ struct InfoOut {
     header: Option<HeaderOut>,
     summary: Option<BusSummary>,
     producers: Vec<ProducerOut>,
+    /// Live producers of a multi-producer bus that held a claimed, unpublished sequence at
+    /// two looks `held_ms_at_least` apart (before and after the publish count's sample).
+    stalled: Vec<StallOut>,
     census: Option<CensusOut>,
 }
 
@@ -616,6 +629,12 @@ fn render(o: &InfoOut) -> String {
                 )
             });
             let _ = writeln!(s, "  #{:<3} pid {:<8} {last}", p.index, p.pid);
+        }
+        if h.producer_mode == "multi" {
+            let _ = writeln!(s, "\nstalled producers ({})", o.stalled.len());
+            for st in &o.stalled {
+                let _ = writeln!(s, "  {}", st.line());
+            }
         }
     }
     if let Some(c) = &o.census {

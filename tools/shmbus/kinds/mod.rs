@@ -197,7 +197,7 @@ pub(crate) enum KindArg {
     /// A broadcast bus: every subscriber sees every message (--slots, --size,
     /// --multi-producer, --stall-bound-ms).
     Bus,
-    /// A work queue: each item goes to one receiver (--slots, --size).
+    /// A work queue: each item goes to one receiver (--slots, --size, --stall-bound-ms).
     Queue,
     /// Records of any size in one byte ring (--bytes).
     Records,
@@ -252,9 +252,11 @@ pub(crate) struct CreateArgs {
     /// Bus only: allow several producers to publish at once.
     #[arg(long)]
     pub(crate) multi_producer: bool,
-    /// Multi-producer bus only (with --multi-producer): how long subscribers wait for a
-    /// message whose producer is alive but stopped mid-publish before they pass it, counted
-    /// lost (default 1000; 0: wait as long as that producer lives).
+    /// Multi-producer bus (with --multi-producer): how long subscribers wait for a message
+    /// whose producer is alive but stopped mid-publish before they pass it, counted lost.
+    /// Queue: how long a live sender or receiver stopped holding a position is waited for
+    /// before the others pass it (a passed sender sends its item again, a passed receiver
+    /// keeps its item). Default 1000; 0: wait as long as that participant lives.
     #[arg(long, value_name = "MS")]
     pub(crate) stall_bound_ms: Option<u64>,
     /// Bus only: how producers and sleeping subscribers agree that no wake-up is lost.
@@ -444,7 +446,7 @@ pub(crate) fn rate_cell(l: &LastPublish) -> String {
 pub(crate) fn refuse_sample_ms(name: &str, kind: &dyn Kind, sample_ms: Option<u64>) -> CmdResult {
     match sample_ms {
         Some(_) => Err(Failure(format!(
-            "--sample-ms applies to buses and records segments; {name:?} is a {}",
+            "--sample-ms applies to buses, queues, boards and records segments; {name:?} is a {}",
             kind.word()
         ))),
         None => Ok(()),
@@ -514,6 +516,11 @@ pub(crate) trait Feed {
     fn step(&mut self) -> Step;
     /// The view `watch` starts from.
     fn watch_state(&self) -> WatchState;
+    /// The participants holding a position they have not completed now (a queue's, a
+    /// multi-producer bus's), for `watch` to age.
+    fn holds(&self) -> Vec<crate::stalls::Held> {
+        Vec::new()
+    }
 }
 
 /// What a [`Feed`]'s segment counts now.

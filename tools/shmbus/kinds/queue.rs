@@ -1,14 +1,20 @@
 //! Work queues: each item goes to one receiver. What `create`, `list`, `info` and `rm` do with
 //! a queue (`push` and `pop` are its own commands).
 
+use std::time::Duration;
+
 use serde::Serialize;
 use shmbus::inspect::{self, Probe};
-use shmbus::{QueueBuilder, Role};
+use shmbus::{HeaderSnapshot, LapPolicy, QueueBuilder, Role};
 
-use super::{Access, CreateArgs, Instead, Kind, ListRow, Liveness, Payloads, Report};
+use super::{
+    Access, Counts, CreateArgs, Feed, Instead, Kind, ListRow, Liveness, Payloads, Report, Step,
+};
 use crate::metrics::SegmentMetrics;
 use crate::output::{CmdResult, Failure};
+use crate::stalls::{self, Held, StallOut};
 use crate::text;
+use crate::watch_view::WatchState;
 
 /// The queue kind.
 pub(crate) struct QueueKind;
@@ -19,27 +25,32 @@ impl Kind for QueueKind {
     }
 
     fn create_options(&self) -> &'static [&'static str] {
-        &["--slots", "--size"]
+        &["--slots", "--size", "--stall-bound-ms"]
     }
 
     fn create(&self, a: &CreateArgs) -> CmdResult {
-        let q = QueueBuilder::new(&a.name)
+        let mut b = QueueBuilder::new(&a.name)
             .capacity(a.slots.unwrap_or(shmbus::DEFAULT_QUEUE_CAPACITY))
             .item_size(a.size.unwrap_or(shmbus::DEFAULT_ITEM_SIZE))
-            .permissions(a.mode)
-            .create()?;
+            .permissions(a.mode);
+        if let Some(ms) = a.stall_bound_ms {
+            b = b.stall_bound((ms != 0).then(|| Duration::from_millis(ms)));
+        }
+        let q = b.create()?;
         a.say_created(
             q.name(),
             serde_json::json!({
                 "kind": "queue",
                 "capacity": q.capacity(),
                 "item_size": q.item_size(),
+                "stall_bound_ms": q.stall_bound().map(|d| d.as_millis() as u64),
             }),
             format!(
-                "created queue {}: {} items of {} bytes",
+                "created queue {}: {} items of {} bytes, {}",
                 q.name(),
                 q.capacity(),
-                q.item_size()
+                q.item_size(),
+                bound_words(q.stall_bound().map(|d| d.as_secs_f64() * 1e3)),
             ),
         )
     }
@@ -49,13 +60,13 @@ impl Kind for QueueKind {
     }
 
     fn list_columns(&self) -> &'static str {
-        "CAPACITY> ITEM> TYPE LEN> HEAD> TAIL> SENDERS> RECEIVERS> CREATOR"
+        "CAPACITY> ITEM> TYPE LEN> HEAD> TAIL> SENDERS> RECEIVERS> BOUND> PASSED> CREATOR"
     }
 
     fn report(&self, name: &str, sample_ms: Option<u64>, _: Payloads) -> Result<Report, Failure> {
-        // A queue report holds no payloads.
-        super::refuse_sample_ms(name, self, sample_ms)?;
-        report(name)
+        // A queue report holds no payloads. A second look, `sample_ms` later, only if the
+        // first found a participant holding a position: a stall is a hold that persists.
+        report(name, Duration::from_millis(sample_ms.unwrap_or(200)))
     }
 
     fn live_participants(&self, p: &Probe) -> Vec<String> {
@@ -76,12 +87,86 @@ impl Kind for QueueKind {
         "no sender or receiver attached".into()
     }
 
+    /// `watch` reads the queue's positions and holds: it never receives (receivers take
+    /// items). `hz` measures what a subscriber reads, which a queue has not.
+    fn feed(&self, name: &str, _: LapPolicy, command: &str) -> Result<Box<dyn Feed>, Failure> {
+        if command != "watch" {
+            return Err(Failure(format!(
+                "{name:?} is a queue; {command} reads buses and records segments (use `shmbus \
+                 watch {name}` or `shmbus info {name}`)"
+            )));
+        }
+        Ok(Box::new(QueueFeed(super::for_inspection!(
+            QueueBuilder::new(name)
+        )?)))
+    }
+
     fn instead(&self, name: &str) -> Instead {
         Instead {
             what: "a queue",
             watch: format!("shmbus info {name}"),
             publish: "shmbus push",
         }
+    }
+}
+
+/// `stall bound` as `create` and `info` say it.
+fn bound_words(ms: Option<f64>) -> String {
+    match ms {
+        Some(ms) => format!("stall bound {ms} ms"),
+        None => "no stall bound".into(),
+    }
+}
+
+/// `watch` on a queue: the send rate from the tail's advance, the live senders, and who holds
+/// a position; nothing is received.
+struct QueueFeed(shmbus::Queue);
+
+impl Feed for QueueFeed {
+    fn unit(&self) -> &'static str {
+        "items"
+    }
+    fn header(&self) -> HeaderSnapshot {
+        self.0.header()
+    }
+    fn counts(&self) -> Counts {
+        let tail = self.0.positions().1;
+        let senders = self
+            .0
+            .participants()
+            .iter()
+            .filter(|p| p.alive && p.role == Some(Role::Sender))
+            .count();
+        Counts {
+            cursor: tail,
+            published: tail,
+            bytes_published: None,
+            producers: senders,
+        }
+    }
+    fn step(&mut self) -> Step {
+        Step::Empty
+    }
+    fn watch_state(&self) -> WatchState {
+        let q = &self.0;
+        let mut s = WatchState::new(
+            q.name(),
+            q.capacity(),
+            q.item_size(),
+            &q.message_type().to_string(),
+            "queue",
+        );
+        s.shape_text = Some(format!(
+            "queue of {} items x {} B, type {}, {}",
+            q.capacity(),
+            q.item_size(),
+            text::sanitize(&q.message_type().to_string()),
+            bound_words(q.stall_bound().map(|d| d.as_secs_f64() * 1e3)),
+        ));
+        s
+    }
+    fn holds(&self) -> Vec<Held> {
+        self.0.holds().into_iter().map(Held::from).collect()
     }
 }
 
@@ -106,6 +191,10 @@ impl ListRow for QueueSummary {
             q.tail.to_string(),
             q.senders.to_string(),
             q.receivers.to_string(),
+            q.stall_bound_ms.map_or("none".into(), |ms| {
+                text::duration(Duration::from_secs_f64(ms / 1e3))
+            }),
+            q.passed.to_string(),
             q.liveness.creator_cell(),
         ]
     }
@@ -140,6 +229,12 @@ impl ListRow for QueueSummary {
             "Items lost because their receiver died holding them.",
             self.lost,
         );
+        m.counter(
+            "shmbus_queue_passed_total",
+            "Positions passed because a live sender or receiver held them past the stall \
+             bound (nothing lost: a passed sender sends again, a passed receiver keeps its item).",
+            self.passed,
+        );
         for (role, n) in [("sender", self.senders), ("receiver", self.receivers)] {
             m.gauge_by(
                 "shmbus_participants_alive",
@@ -169,6 +264,11 @@ pub(crate) struct QueueSummary {
     pub(crate) skipped: u64,
     /// Items lost because their receiver died holding them.
     pub(crate) lost: u64,
+    /// Positions passed because a live participant held them past the stall bound.
+    pub(crate) passed: u64,
+    /// How long a live participant holding a position is waited for before the others pass
+    /// it (ms); `None`: as long as it lives (docs/design.md §11, "Stalls").
+    pub(crate) stall_bound_ms: Option<f64>,
     pub(crate) senders: usize,
     pub(crate) receivers: usize,
     #[serde(flatten)]
@@ -177,7 +277,10 @@ pub(crate) struct QueueSummary {
 
 /// The summary of queue `name`, opened read-only (any owner and mode: an inspector only reads).
 fn summary(name: &str) -> shmbus::Result<(QueueSummary, Vec<shmbus::ParticipantInfo>)> {
-    let q = super::for_inspection!(QueueBuilder::new(name))?;
+    summary_of(&super::for_inspection!(QueueBuilder::new(name))?)
+}
+
+fn summary_of(q: &shmbus::Queue) -> shmbus::Result<(QueueSummary, Vec<shmbus::ParticipantInfo>)> {
     let h = q.header();
     let (head, tail) = q.positions();
     let totals = q.totals();
@@ -199,6 +302,8 @@ fn summary(name: &str) -> shmbus::Result<(QueueSummary, Vec<shmbus::ParticipantI
             tail,
             skipped: totals.skipped,
             lost: totals.lost,
+            passed: totals.passed,
+            stall_bound_ms: q.stall_bound().map(|d| d.as_secs_f64() * 1e3),
             senders,
             receivers,
             liveness: Liveness::of(&h, senders + receivers > 0),
@@ -223,11 +328,15 @@ struct QueueInfoOut<'a> {
     summary: QueueSummary,
     access: Option<Access>,
     participants: Vec<ParticipantOut>,
+    /// Live participants that held a position at two looks `held_ms_at_least` apart.
+    stalled: Vec<StallOut>,
 }
 
-/// `shmbus info` of a queue.
-fn report(name: &str) -> Result<Report, Failure> {
-    let (s, parts) = summary(name)?;
+/// `shmbus info` of a queue; holds are looked at again `sample` later.
+fn report(name: &str, sample: Duration) -> Result<Report, Failure> {
+    let q = super::for_inspection!(QueueBuilder::new(name))?;
+    let stalled = stalls::sample(sample, || q.holds().into_iter().map(Held::from).collect());
+    let (s, parts) = summary_of(&q)?;
     let parts: Vec<ParticipantOut> = parts
         .iter()
         .map(|p| ParticipantOut {
@@ -266,6 +375,19 @@ fn report(name: &str) -> Result<Report, Failure> {
     );
     let _ = writeln!(
         t,
+        "  passed       {} (held past the stall bound by a live participant; nothing lost)",
+        s.passed
+    );
+    let _ = writeln!(
+        t,
+        "  stall bound  {}",
+        match s.stall_bound_ms {
+            Some(ms) => format!("{ms} ms (a stopped sender or receiver is passed)"),
+            None => "none (a stopped sender or receiver is waited for as long as it lives)".into(),
+        }
+    );
+    let _ = writeln!(
+        t,
         "  creator      pid {} ({})",
         s.liveness.creator_pid,
         if s.liveness.creator_alive {
@@ -289,6 +411,17 @@ fn report(name: &str) -> Result<Report, Failure> {
             if p.alive { "alive" } else { "dead" }
         );
     }
+    match stalled.len() {
+        0 => {
+            let _ = writeln!(t, "  stalled      none");
+        }
+        n => {
+            let _ = writeln!(t, "  stalled      {n}");
+            for st in &stalled {
+                let _ = writeln!(t, "    {}", st.line());
+            }
+        }
+    }
     let _ = writeln!(t, "  size         {}", text::bytes(s.liveness.segment_size));
     let access = Access::of(name);
     if let Some(a) = &access {
@@ -301,6 +434,7 @@ fn report(name: &str) -> Result<Report, Failure> {
         summary: s,
         access,
         participants: parts,
+        stalled,
     };
     Ok(Report {
         text: t,

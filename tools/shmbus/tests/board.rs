@@ -50,10 +50,10 @@ fn board_commands_refuse_bad_cells_values_and_kinds() {
         &["publish", name, "x"],
         "is a board; publish writes to buses and records segments (use `shmbus set`)",
     );
-    fails_with(
-        &["info", name, "--sample-ms", "500"],
-        "--sample-ms applies to buses",
-    );
+    // --sample-ms is how long info waits to look again at a writer found holding a cell.
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&["info", name, "--sample-ms", "10", "--json"])).unwrap();
+    assert_eq!(info["stalled"], serde_json::json!([]), "{info}");
     let bus = TestBus::new("cli-board-bus");
     ok(&["create", bus.name()]);
     fails_with(&["board", bus.name()], "is a bus, not a board");
@@ -164,4 +164,61 @@ fn a_single_writer_board_from_the_command_line_says_so_and_other_kinds_refuse_th
     assert!(table.contains("one writer at a time"), "{table}");
     let info: Value = serde_json::from_str(ok(&["info", name, "--json"]).trim()).unwrap();
     assert_eq!(info["summary"]["single_writer"], true, "{info}");
+}
+
+#[test]
+fn info_names_a_writer_stalled_holding_a_cell() {
+    let b = TestBus::new("cli-board-stall");
+    let board = shmbus::BoardBuilder::new(b.name())
+        .cells(2)
+        .create()
+        .unwrap();
+    let mut w = board.writer().unwrap();
+    let index = w.producer_index() as u64;
+    // The fill says it is inside, then waits to be let go: it holds cell 1 meanwhile, as a
+    // writer stopped mid-update does.
+    let (in_tx, in_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        w.set_with(1, |v| {
+            v.push(b"slow").unwrap();
+            in_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        })
+        .map(|(version, ())| version)
+    });
+    in_rx.recv().unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&["info", b.name(), "--sample-ms", "20", "--json"])).unwrap();
+    let pid = u64::from(std::process::id());
+    let s = &info["stalled"];
+    assert_eq!(s.as_array().map(Vec::len), Some(1), "{info}");
+    assert_eq!(
+        (
+            s[0]["index"].as_u64(),
+            s[0]["pid"].as_u64(),
+            s[0]["role"].as_str(),
+            s[0]["position"].as_u64(),
+            s[0]["state"].as_str()
+        ),
+        (
+            Some(index),
+            Some(pid),
+            Some("writer"),
+            Some(1),
+            Some("writing")
+        ),
+        "{info}"
+    );
+    let text = ok(&["info", b.name(), "--sample-ms", "20"]);
+    assert!(
+        text.contains(&format!(
+            "stalled: pid {pid} writer #{index} holds cell 1 (writing its next value) for at least"
+        )),
+        "{text}"
+    );
+    go_tx.send(()).unwrap();
+    assert_eq!(writer.join().unwrap().unwrap(), 1);
+    let text = ok(&["info", b.name()]);
+    assert!(!text.contains("stalled"), "{text}");
 }

@@ -1680,3 +1680,110 @@ fn push_and_pop_on_a_typed_queue_take_values_of_exactly_its_size() {
     let out = ok(&["pop", q.name(), "--format", "hex"]);
     assert!(out.contains("0100000002000000"), "{out}");
 }
+
+#[test]
+fn info_names_a_producer_stalled_mid_publish_on_a_multi_producer_bus() {
+    let t = TestBus::new("cli-bus-stall");
+    let bus = shmbus::BusBuilder::new(t.name())
+        .slots(8)
+        .multi_producer()
+        .create()
+        .unwrap();
+    let info = || -> Value {
+        serde_json::from_str(&ok(&["info", t.name(), "--json", "--sample-ms", "20"])).unwrap()
+    };
+    assert_eq!(info()["stalled"], serde_json::json!([]));
+    let mut tx = bus.publisher().unwrap();
+    let index = u64::from(tx.producer_index());
+    // The fill says it is inside, then waits to be let go: it holds sequence 0's slot, as a
+    // producer stopped mid-publish does.
+    let (in_tx, in_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        tx.publish_with(|w| {
+            w.write_at(0, b"slow").unwrap();
+            in_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        })
+        .map(|(seq, ())| seq)
+    });
+    in_rx.recv().unwrap();
+    let got = info();
+    let pid = u64::from(std::process::id());
+    let stalled = &got["stalled"];
+    assert_eq!(stalled.as_array().map(Vec::len), Some(1), "{got}");
+    assert_eq!(
+        (
+            stalled[0]["index"].as_u64(),
+            stalled[0]["pid"].as_u64(),
+            stalled[0]["role"].as_str(),
+            stalled[0]["position"].as_u64(),
+            stalled[0]["state"].as_str(),
+        ),
+        (
+            Some(index),
+            Some(pid),
+            Some("producer"),
+            Some(0),
+            Some("writing")
+        ),
+        "{got}"
+    );
+    assert!(stalled[0]["held_ms_at_least"].as_f64().unwrap() >= 20.0);
+    let text = ok(&["info", t.name(), "--sample-ms", "20"]);
+    assert!(
+        text.contains(&format!(
+            "pid {pid} producer #{index} holds sequence 0 (writing its slot) for at least"
+        )),
+        "{text}"
+    );
+    go_tx.send(()).unwrap();
+    assert_eq!(writer.join().unwrap(), Some(0));
+    assert_eq!(info()["stalled"], serde_json::json!([]));
+}
+
+#[test]
+fn watch_on_a_queue_shows_a_stalled_sender_and_its_age() {
+    let t = TestBus::new("insp-watch-queue");
+    ok(&[
+        "create",
+        t.name(),
+        "--kind",
+        "queue",
+        "--slots",
+        "4",
+        "--size",
+        "16",
+    ]);
+    let q = shmbus::Queue::open(t.name()).unwrap();
+    let stalled = q.sender().unwrap();
+    // A live sender (this process holds its entry) that took position 0 and stopped.
+    let f = support::forge::Forger::new(&t);
+    queue_words::claim_send(&f, stalled.index(), 0);
+    let (controller, terminal) = pty(160, 30);
+    let mut child = KillOnDrop(spawn_on_pty(
+        &["watch", t.name(), "--interval-ms", "50"],
+        &terminal,
+    ));
+    drop(terminal);
+    let seen = pty_output(controller);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // The screen is drawn in pieces with cursor moves between them: look for single words.
+    // "stalled ... holds position 0 (claimed, not published) for ..." once seen twice.
+    for want in [&b"queue"[..], b"stalled", b"published)"] {
+        wait_for(&String::from_utf8_lossy(want), deadline, || {
+            contains(&seen.lock().unwrap(), want)
+        });
+    }
+    // SAFETY: kill(2) with the pid of our own live child and a valid signal.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+    wait_for("watch to exit", deadline, || {
+        child.0.try_wait().unwrap().is_some()
+    });
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+    fails_with(
+        &["hz", t.name()],
+        "is a queue; hz reads buses and records segments",
+    );
+    drop(stalled);
+}

@@ -150,3 +150,117 @@ fn push_on_a_full_queue_says_it_waits_then_pushes_when_room_is_made() {
     );
     assert_eq!(ok(&["pop", t.name()]), "6\tsecond\n");
 }
+
+#[test]
+fn info_names_the_live_participants_stalled_holding_a_position() {
+    let t = TestBus::new("cli-queue-stall");
+    ok_with(
+        "create",
+        t.name(),
+        "--kind queue --slots 4 --size 16 --stall-bound-ms 0",
+    );
+    let q = shmbus::Queue::open(t.name()).unwrap();
+    let mut tx = q.sender().unwrap();
+    tx.try_send(b"item 0").unwrap();
+    let rx = q.receiver().unwrap();
+    let stalled_tx = q.sender().unwrap();
+    let info = || -> Value {
+        serde_json::from_str(&ok(&["info", t.name(), "--json", "--sample-ms", "20"])).unwrap()
+    };
+    assert_eq!(
+        info()["stalled"],
+        serde_json::json!([]),
+        "nobody holds anything"
+    );
+    // The words a sender stores when it takes position 1 (its claim, then the tail), and a
+    // receiver when it takes position 0's item (its claim, then the head); neither goes on
+    // to publish or free. Both live: this process holds their entries.
+    let f = support::forge::Forger::new(&t);
+    queue_words::claim_send(&f, stalled_tx.index(), 1);
+    queue_words::claim_recv(&f, rx.index(), 0);
+    let pid = u64::from(std::process::id());
+    let got = info();
+    let stalled = got["stalled"].as_array().expect("a list");
+    let seen: Vec<(u64, u64, &str, u64, &str)> = stalled
+        .iter()
+        .map(|s| {
+            assert!(s["held_ms_at_least"].as_f64().unwrap() >= 20.0, "{s}");
+            (
+                s["index"].as_u64().unwrap(),
+                s["pid"].as_u64().unwrap(),
+                s["role"].as_str().unwrap(),
+                s["position"].as_u64().unwrap(),
+                s["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let mut want = vec![
+        (u64::from(rx.index()), pid, "receiver", 0, "unfreed"),
+        (
+            u64::from(stalled_tx.index()),
+            pid,
+            "sender",
+            1,
+            "unpublished",
+        ),
+    ];
+    want.sort();
+    assert_eq!(seen, want, "{got}");
+    assert_eq!(got["summary"]["stall_bound_ms"], Value::Null);
+    let text = ok(&["info", t.name(), "--sample-ms", "20"]);
+    assert!(
+        text.contains(&format!(
+            "pid {pid} sender #{} holds position 1 (claimed, not published) for at least",
+            stalled_tx.index()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("stall bound  none"), "{text}");
+    // The sender's claim moves on (it completed, or was repaired): no hold is left of it.
+    f.store(queue_words::claim(stalled_tx.index()), 0);
+    let got = info();
+    assert_eq!(got["stalled"].as_array().map(Vec::len), Some(1), "{got}");
+    drop(stalled_tx);
+    drop(rx);
+}
+
+#[test]
+fn create_takes_a_stall_bound_that_info_and_list_show_with_the_passed_count() {
+    let t = TestBus::new("cli-queue-bound");
+    let made: Value = serde_json::from_str(&ok_with(
+        "create",
+        t.name(),
+        "--kind queue --slots 4 --size 16 --stall-bound-ms 250 --json",
+    ))
+    .unwrap();
+    assert_eq!(made["stall_bound_ms"], 250);
+    let entry = listed(t.name());
+    assert_eq!(entry["queue"]["stall_bound_ms"], 250.0);
+    assert_eq!(entry["queue"]["passed"], 0);
+    let text = ok(&["info", t.name()]);
+    assert!(text.contains("stall bound  250 ms"), "{text}");
+    assert!(text.contains("passed       0"), "{text}");
+    assert!(text.contains("stalled      none"), "{text}");
+    assert_eq!(
+        shmbus::Queue::open(t.name()).unwrap().stall_bound(),
+        Some(std::time::Duration::from_millis(250))
+    );
+    let bus = TestBus::new("cli-queue-bound-bus");
+    fails_with(
+        &["create", bus.name(), "--stall-bound-ms", "10"],
+        "--stall-bound-ms applies to queues and multi-producer buses",
+    );
+    fails_with(
+        &[
+            "create",
+            bus.name(),
+            "--kind",
+            "board",
+            "--cells",
+            "1",
+            "--stall-bound-ms",
+            "10",
+        ],
+        "--stall-bound-ms does not apply to --kind board (only to bus and queue)",
+    );
+}

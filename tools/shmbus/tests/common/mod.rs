@@ -136,3 +136,34 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// The words a queue's sender or receiver stores when it takes a position (docs/design.md §11,
+/// "Layout", "Claims"; the library's layout test asserts each offset): its claim word, then
+/// the tail or head. A test that stores them and nothing more makes a live participant
+/// (one whose entry this process holds) look stopped between taking and completing.
+pub mod queue_words {
+    use shmbus_testkit::forge::Forger;
+
+    /// The tail (the common write cursor) and the head.
+    const W_TAIL: usize = 128;
+    const W_HEAD: usize = 144;
+    /// A receiver's claim names its position + 1 with this bit (a sender's without).
+    const CONSUMER: u64 = 1 << 62;
+
+    /// Entry `i`'s claim word.
+    pub fn claim(i: u32) -> usize {
+        256 + i as usize * 8 + 3
+    }
+
+    /// Entry `i`, a sender, takes position `pos` (the tail is `pos`).
+    pub fn claim_send(f: &Forger, i: u32, pos: u64) {
+        f.store(claim(i), pos + 1);
+        f.store(W_TAIL, pos + 1);
+    }
+
+    /// Entry `i`, a receiver, takes position `pos`'s item (the head is `pos`).
+    pub fn claim_recv(f: &Forger, i: u32, pos: u64) {
+        f.store(claim(i), (pos + 1) | CONSUMER);
+        f.store(W_HEAD, pos + 1);
+    }
+}
