@@ -50,8 +50,10 @@ log-uniform 1 ms..=--max-stop-ms (default 2 s: most stops are short, some pass t
 never all of one role at once. On a bus it needs --producers 2 or more: the stall bound applies \
 to multi-producer buses only. --stall-bound-ms sets the segment's bound (default the library's, \
 1 s; 0: none). So that stops land mid-publish, bus producers write one message in four word by \
-word with a yield between words, and (with stops) queue senders send one item in 256 from a \
-buffer whose last word faults, holding their claimed position 1 ms. The bound only shows when \
+word with a yield between words, and with stops producers and senders hold about 300 messages \
+a second (one in rate/300; one in 256 flat out) mid-write for 1 ms: a bus producer sleeps \
+inside publish_with, a queue sender sends the item from a buffer whose last word faults and \
+whose fault handler sleeps. The bound only shows when \
 the ring does not wrap first: on a bus, a stopped producer's sequence is lost to a lap once the \
 others publish --slots messages (4096 at 2 x 100 000/s: 20 ms), so use --slots / --rate to \
 make that longer than the bound.
@@ -210,6 +212,22 @@ fn payload_len(id: u64, k: u64, capacity: usize) -> usize {
     24 + (mix(id.wrapping_mul(31) ^ k) % (capacity as u64 - 23)) as usize
 }
 
+/// How long a producer or sender holds one message in [`hold_every`] mid-write when the soak
+/// stops participants.
+const HOLD: Duration = Duration::from_millis(1);
+
+/// A window between claiming a sequence (a queue position) and committing it lasts nanoseconds,
+/// so a random stop almost never lands in it. With stops, producers and senders hold one message
+/// in this many for [`HOLD`]: about 300 a second at `rate` (256 flat out), about 30% of their
+/// time, so that about a third of the stops land mid-write.
+fn hold_every(rate: u64) -> u64 {
+    if rate == 0 {
+        256
+    } else {
+        (rate / 300).max(1)
+    }
+}
+
 fn child_bus(args: &SoakArgs) -> Result<Bus, String> {
     let name = args.bus.as_deref().ok_or("child without --bus")?;
     Bus::open(name).map_err(|e| e.to_string())
@@ -238,10 +256,22 @@ fn producer(args: &SoakArgs) -> Result<(), String> {
     let mut buf = vec![0u8; cap];
     let start = Instant::now();
     let mut k = 0u64;
+    let hold_every = (args.stop_every_ms > 0).then(|| hold_every(args.rate));
+    let mut held = 0u64;
     while now_ms() < args.until_ms {
         for _ in 0..64 {
             let len = payload_len(args.id, k, cap);
-            let published = if k % 4 == 3 {
+            let published = if hold_every.is_some_and(|n| k % n == n - 1) {
+                // Holds its claimed sequence mid-write, so that stops land there.
+                held += 1;
+                make_payload(&mut buf[..len], args.id, k);
+                tx.publish_with(|w| {
+                    w.write_at(0, &buf[..8]).expect("len >= 24");
+                    std::thread::sleep(HOLD);
+                    w.write_at(8, &buf[8..len]).expect("len <= capacity");
+                })
+                .is_some()
+            } else if k % 4 == 3 {
                 // Word by word with a yield between words: the slot stays odd for long
                 // stretches, so that freezes and kills land mid-write.
                 make_payload(&mut buf[..len], args.id, k);
@@ -284,7 +314,10 @@ fn producer(args: &SoakArgs) -> Result<(), String> {
     let s = tx.stats();
     println!(
         "{}",
-        serde_json::json!({"role": "producer", "id": args.id, "published": s.published, "dropped": s.dropped})
+        serde_json::json!({
+            "role": "producer", "id": args.id, "published": s.published, "dropped": s.dropped,
+            "held_mid_write": held,
+        })
     );
     Ok(())
 }
@@ -446,6 +479,7 @@ fn spawn_child(
         .args(["--id", &id.to_string(), "--until-ms", &until_ms.to_string()])
         .args(["--rate", &args.rate.to_string()])
         .args(["--max-stall-ms", &args.max_stall_ms.to_string()])
+        .args(["--stop-every-ms", &args.stop_every_ms.to_string()])
         .args(["--seed", &args.seed.to_string()])
         .arg("--drops-dir")
         .arg(
@@ -659,13 +693,14 @@ fn parent(args: &SoakArgs, json: bool) -> Result<(), String> {
     // Producers still frozen finish their write and run to `until_ms` like the others.
     stopper.continue_all(&producers.0)?;
     let limit = Duration::from_secs(60);
-    let (mut published, mut dropped) = (0u64, 0u64);
+    let (mut published, mut dropped, mut held) = (0u64, 0u64, 0u64);
     for p in std::mem::take(&mut producers.0) {
         let out = finish(p, limit)?;
         let v: serde_json::Value =
             serde_json::from_str(out.trim()).map_err(|e| format!("producer said {out:?}: {e}"))?;
         published += v["published"].as_u64().unwrap_or(0);
         dropped += v["dropped"].as_u64().unwrap_or(0);
+        held += v["held_mid_write"].as_u64().unwrap_or(0);
     }
     let mut tallies = Vec::new();
     for c in std::mem::take(&mut consumers.0) {
@@ -704,6 +739,7 @@ fn parent(args: &SoakArgs, json: bool) -> Result<(), String> {
             "stop_every_ms": args.stop_every_ms, "max_stop_ms": args.max_stop_ms,
             "sequences": sequences,
             "published_by_survivors": published, "dropped": dropped,
+            "held_mid_write_by_survivors": held,
             "received": sum(|t| t.received), "lost": sum(|t| t.lost), "laps": sum(|t| t.laps),
             "stalls": sum(|t| t.stalls), "stalls_passed": sum(|t| t.stalls_passed),
             "torn": torn, "duplicated": duplicated, "reordered": reordered,
@@ -732,7 +768,11 @@ fn parent(args: &SoakArgs, json: bool) -> Result<(), String> {
             args.capacity,
             stops::bound_text(bound),
         );
-        println!("  sequences {sequences}; survivors published {published}, dropped {dropped}");
+        println!(
+            "  sequences {sequences}; survivors published {published} ({held} held mid-write for \
+             {} ms), dropped {dropped}",
+            HOLD.as_millis()
+        );
         for (i, t) in tallies.iter().enumerate() {
             println!(
                 "  consumer {i}: received {} lost {} laps {} stalls {} stalls-passed {} torn {} \

@@ -19,7 +19,9 @@ use shmbus::{Queue, Wait};
 use shmbus_testkit::payload::{check_payload, make_payload, Rng};
 
 use super::stops::{self, Party, Role};
-use super::{finish, now_ms, pause, payload_len, spawn_child, Children, Scratch, SoakArgs};
+use super::{
+    finish, hold_every, now_ms, pause, payload_len, spawn_child, Children, Scratch, SoakArgs, HOLD,
+};
 
 /// Removes the soak queue even if the soak fails.
 struct RemoveOnDrop(String);
@@ -40,12 +42,10 @@ fn bits_file(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("received-{id}"))
 }
 
-/// One item in [`TRIP_EVERY`] is sent from a [`Tripwire`] when the soak stops participants.
-const TRIP_EVERY: u64 = 256;
-/// How long a tripped send holds its claimed position.
+/// How long a tripped send holds its claimed position: [`HOLD`].
 const TRIP_HOLD: libc::timespec = libc::timespec {
-    tv_sec: 0,
-    tv_nsec: 1_000_000,
+    tv_sec: HOLD.as_secs() as libc::time_t,
+    tv_nsec: HOLD.subsec_nanos() as libc::c_long,
 };
 
 /// The guarded page of this process's [`Tripwire`] (0: none), for the SIGSEGV handler.
@@ -53,13 +53,12 @@ static GUARD: AtomicUsize = AtomicUsize::new(0);
 /// Faults the handler served: sends held mid-write.
 static TRIPS: AtomicU64 = AtomicU64::new(0);
 
-/// A send's window, between claiming its position and publishing it, lasts a few nanoseconds,
-/// so a random SIGSTOP almost never lands in it. A tripwire stretches it, as the bus soak's
-/// word-by-word writes stretch a publish: the item is copied to end on a second page, which is
-/// then made inaccessible; the send claims its position, faults while copying the item's last
-/// word into the slot, and the handler sleeps [`TRIP_HOLD`] before it opens the page again and
-/// the copy resumes. About 40% of a sender's time at 100 000 items/s is then spent holding a
-/// claimed position, so that stops land there, and some outlast the stall bound.
+/// How a sender holds one item in [`hold_every`] mid-write (the send's window, between claiming
+/// its position and publishing it, lasts nanoseconds, and the queue has no closure to sleep in
+/// as the bus's `publish_with`): the item is copied to end on a second page, which is then made
+/// inaccessible; the send claims its position, faults while copying the item's last word into
+/// the slot, and the handler sleeps [`HOLD`] before it opens the page again and the copy
+/// resumes.
 struct Tripwire {
     map: memmap2::MmapMut,
     page: usize,
@@ -129,8 +128,9 @@ impl Tripwire {
 pub fn sender(args: &SoakArgs) -> Result<(), String> {
     let queue = child_queue(args)?;
     let line = args.progress_line()?;
-    // With stops (a progress page), stretch some sends' windows so that stops land in them.
-    let mut trip = line.as_ref().map(|_| Tripwire::new()).transpose()?;
+    // With stops, stretch some sends' windows so that stops land in them.
+    let mut trip = (args.stop_every_ms > 0).then(Tripwire::new).transpose()?;
+    let every = hold_every(args.rate);
     let mut tx = queue
         .sender()
         .map_err(|e| e.to_string())?
@@ -150,7 +150,7 @@ pub fn sender(args: &SoakArgs) -> Result<(), String> {
                 l.busy(true);
             }
             let item = match &mut trip {
-                Some(t) if k % TRIP_EVERY == TRIP_EVERY - 1 => t.arm(&buf[..len]),
+                Some(t) if k % every == every - 1 => t.arm(&buf[..len]),
                 _ => &buf[..len],
             };
             tx.send(item).map_err(|e| format!("send: {e}"))?;
