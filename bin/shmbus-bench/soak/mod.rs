@@ -79,11 +79,13 @@ held them past the bound (totals.passed: both).
   re-sent           (queue) items a sender sent again at a new position after receivers passed \
 the one it held while stopped (each still received exactly once).
   stall per stop    for each stop, the longest time a running party went without progress \
-while it had work, if that began during the stop; p50/p99/max over the stops, and over the \
+while it had work, if that began during the stop (or up to 5 ms before it: a stop that lands \
+in a held write finds its stall begun); p50/p99/max over the stops, and over the \
 stops longer than the bound. Bus, producer stops: a consumer whose next sequence was claimed \
 (the cursor past it) read or passed nothing. Queue, sender stops: a sender had claimed an item \
 (tail > head), a receiver was running, and no receiver took or passed anything (the head did not \
-move). Queue, receiver stops: a running sender spent that long in one send. Sampled by the \
+move). Queue, receiver stops: a running sender spent that long in one send while the queue had \
+room (tail - head < capacity: waiting on a full queue is no stall). Sampled by the \
 parent about every millisecond (the longest gap between its samples is reported), so short \
 stalls read as 0 and each figure is within about one sample of the truth. The target is the \
 bound + 10 ms; 'over target' counts the stops above it. The longest stall while nobody was \

@@ -431,14 +431,17 @@ pub fn parent(args: &SoakArgs, json: bool) -> Result<(), String> {
         stopper.tick(&kids.0)?;
         if let Some(page) = &scratch.page {
             let at = watch.begin_sample();
+            let (h, t) = queue.positions();
+            // Senders wait on a full queue as they should: only a wait with room (a slot held
+            // past the tail's lap, or nothing at all) is a stall.
+            let room = t.saturating_sub(h) < args.slots;
             for i in 0..senders {
                 let line = page.line(i);
                 let Some(sent) = line.progress else { continue };
-                watch.observe(i, at, sent, line.busy && !stopper.is_stopped(i));
+                watch.observe(i, at, sent, room && line.busy && !stopper.is_stopped(i));
             }
             let receiving =
                 (senders..kids.0.len()).any(|i| !stopper.is_stopped(i) && !page.line(i).paused);
-            let (h, t) = queue.positions();
             watch.observe(head, at, h, receiving && t > h);
             watch.end_sample(at.1);
         }

@@ -247,7 +247,8 @@ pub enum Party {
     /// The queue's receivers: an item was claimed by a sender (tail > head), a receiver was
     /// running, and the head did not move.
     Head,
-    /// A queue sender, running and inside one `send` that did not return.
+    /// A queue sender, running and inside one `send` that did not return while the queue had
+    /// room.
     Sender,
 }
 
@@ -404,9 +405,16 @@ pub struct StallFigures {
     pub per_stop_past_bound: Dist,
     /// Stops whose figure exceeds the target (bound + 10 ms).
     pub over_target: usize,
+    /// Each stop's start (since the first stop of any role), length and figure, in ms.
+    pub each: Vec<[f64; 3]>,
 }
 
-/// The longest stall of `party` that began during each stop of `role`.
+/// How long before a stop a stall it is charged with may have been seen: a stop that lands in a
+/// write held mid-way (`soak::HOLD`, 1 ms) finds its stall already begun.
+const EARLY: Duration = Duration::from_millis(5);
+
+/// The longest stall of `party` that began during each stop of `role` (or at most [`EARLY`]
+/// before it).
 pub fn figures(
     events: &[StopEvent],
     stalls: &[Stall],
@@ -419,11 +427,12 @@ pub fn figures(
     let mut past = Vec::new();
     let mut f = StallFigures::default();
     let end_of_run = Instant::now();
+    let origin = events.first().map_or(end_of_run, |e| e.start);
     for e in events.iter().filter(|e| e.role == role) {
         let end = e.end.unwrap_or(end_of_run);
         let worst = stalls
             .iter()
-            .filter(|s| s.party == party && s.seen >= e.start && s.earliest <= end)
+            .filter(|s| s.party == party && s.seen + EARLY >= e.start && s.earliest <= end)
             .map(Stall::length)
             .max()
             .unwrap_or_default();
@@ -434,6 +443,11 @@ pub fn figures(
         }
         let ms = worst.as_nanos() as f64 / 1e6;
         all.push(ms);
+        f.each.push([
+            (e.start - origin).as_nanos() as f64 / 1e6,
+            (end - e.start).as_nanos() as f64 / 1e6,
+            ms,
+        ]);
         if bound.is_some_and(|b| end - e.start > b) {
             past.push(ms);
         }
