@@ -88,7 +88,10 @@ move). Queue, receiver stops: a running sender spent that long in one send while
 room (tail - head < capacity: waiting on a full queue is no stall). Sampled by the \
 parent about every millisecond (the longest gap between its samples is reported), so short \
 stalls read as 0 and each figure is within about one sample of the truth. The target is the \
-bound + 10 ms; 'over target' counts the stops above it. The longest stall while nobody was \
+bound + 10 ms; 'over target' counts the stops above it. A stall is charged to every stop it \
+began during, so overlapping stops can share one; each queue receiver times a stall from its \
+own first look, so a receiver stopped while a sender is can delay the pass. --json adds each \
+stop's start, length and figure. The longest stall while nobody was \
 stopped shows what the loaded machine alone does.";
 
 /// Which segment kind a soak runs on.
