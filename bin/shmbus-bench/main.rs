@@ -90,7 +90,9 @@ enum Cmd {
     Throughput(ThroughputArgs),
     /// Several producer processes on one multi-producer bus: rate and latency under contention.
     Mp(MpArgs),
-    /// Correctness soak: producer and consumer processes checking every message.
+    /// Correctness soak: producer and consumer processes (bus) or senders and receivers (queue)
+    /// checking every message, with kills and stops past the stall bound on request.
+    #[command(long_about = soak::LONG_ABOUT)]
     Soak(soak::SoakArgs),
     /// Work queue: in-process throughput against crossbeam's ArrayQueue, and the cross-process
     /// handoff round trip against c2c, each measured in the same run.
