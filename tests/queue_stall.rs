@@ -28,7 +28,8 @@
 //! printed (max, p99), not asserted: time is not a correctness property on a busy machine.
 //!
 //! `SHMBUS_TEST_SEED` replays the controllers' choices; `SHMBUS_QUEUE_STOPS` (default 240 per
-//! role) and `SHMBUS_QUEUE_STALL_ITEM` (item size, default 2048) change the run.
+//! role), `SHMBUS_QUEUE_STALL_ITEM` (item size, default 2048) and `SHMBUS_QUEUE_STALL_CAPACITY`
+//! (default 16) change the run.
 
 use shmbus_testkit as support;
 
@@ -271,7 +272,8 @@ struct Stops {
 /// `stops` in all; a group makes it likelier that one of them is stopped inside a claim), and
 /// SIGKILLs one of them (stopped or running, at random) halfway; every survivor runs when it
 /// returns.
-fn control(children: &mut [ChildProc], stops: u64, seed: u64) -> Stops {
+/// `all_stopped` says whether every living child of the role is stopped now.
+fn control(children: &mut [ChildProc], stops: u64, seed: u64, all_stopped: &AtomicBool) -> Stops {
     let mut rng = Rng::new(seed);
     let mut done = Stops::default();
     let mut alive: Vec<usize> = (0..children.len()).collect();
@@ -292,6 +294,7 @@ fn control(children: &mut [ChildProc], stops: u64, seed: u64) -> Stops {
             continue;
         }
         let length = stop_length(&mut rng);
+        all_stopped.store(size == alive.len(), Ordering::Relaxed);
         for &who in &group {
             signal(&children[who], libc::SIGSTOP);
         }
@@ -306,12 +309,40 @@ fn control(children: &mut [ChildProc], stops: u64, seed: u64) -> Stops {
                 signal(&children[who], libc::SIGCONT);
             }
         }
+        all_stopped.store(false, Ordering::Relaxed);
         done.count += size as u64;
         done.over_bound += if length > STALL_BOUND { size as u64 } else { 0 };
         done.longest = done.longest.max(length);
         std::thread::sleep(Duration::from_millis(rng.below(10)));
     }
     done
+}
+
+/// Samples the queue's head every 200 µs until `done`: the length of each episode in which
+/// the head stayed put (µs), with work in the queue (head behind tail) and some living
+/// receiver running. Time the sampler itself was off the CPU for long is left out (it cannot
+/// tell what happened meanwhile).
+fn watch_head(q: &Queue, done: &AtomicBool, receivers_stopped: &AtomicBool) -> Vec<u64> {
+    let mut episodes = Vec::new();
+    let mut head = q.positions().0;
+    let (mut since, mut prev) = (Instant::now(), Instant::now());
+    while !done.load(Ordering::Relaxed) {
+        // Pacing the sampler, not synchronisation.
+        std::thread::sleep(Duration::from_micros(200));
+        let (h, tail) = q.positions();
+        let now = Instant::now();
+        let blind = now.duration_since(prev) > Duration::from_millis(5);
+        prev = now;
+        if h != head {
+            if !blind {
+                episodes.push(now.duration_since(since).as_micros() as u64);
+            }
+            (head, since) = (h, now);
+        } else if blind || h == tail || receivers_stopped.load(Ordering::Relaxed) {
+            since = now;
+        }
+    }
+    episodes
 }
 
 /// What the receivers' logs say.
@@ -374,11 +405,12 @@ fn stopped_and_killed_senders_and_receivers_never_duplicate_tear_or_wedge_the_qu
     let started = Instant::now();
     let stops: u64 = support::env_or("SHMBUS_QUEUE_STOPS", 240);
     let item_size: usize = support::env_or("SHMBUS_QUEUE_STALL_ITEM", 2048);
+    let capacity: u64 = support::env_or("SHMBUS_QUEUE_STALL_CAPACITY", CAPACITY);
     let seed = Rng::from_env("queue stall controllers").next();
     let t = TestBus::new("qstall");
     let dir = LogDir::new("qstall");
     let q = Queue::builder(t.name())
-        .capacity(CAPACITY)
+        .capacity(capacity)
         .item_size(item_size)
         .stall_bound(Some(STALL_BOUND))
         .create()
@@ -410,10 +442,15 @@ fn stopped_and_killed_senders_and_receivers_never_duplicate_tear_or_wedge_the_qu
             )
         })
         .collect();
-    let (sender_stops, receiver_stops) = std::thread::scope(|s| {
-        let a = s.spawn(|| control(&mut senders, stops, seed));
-        let b = s.spawn(|| control(&mut receivers, stops, seed ^ 0x5eed));
-        (a.join().unwrap(), b.join().unwrap())
+    let (senders_stopped, receivers_stopped) = (AtomicBool::new(false), AtomicBool::new(false));
+    let watched = AtomicBool::new(false);
+    let (sender_stops, receiver_stops, mut episodes) = std::thread::scope(|s| {
+        let a = s.spawn(|| control(&mut senders, stops, seed, &senders_stopped));
+        let b = s.spawn(|| control(&mut receivers, stops, seed ^ 0x5eed, &receivers_stopped));
+        let w = s.spawn(|| watch_head(&q, &watched, &receivers_stopped));
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        watched.store(true, Ordering::Relaxed);
+        (a, b, w.join().unwrap())
     });
     let (killed_sender, _) = sender_stops.killed.expect("a sender was killed");
     let (killed_receiver, _) = receiver_stops.killed.expect("a receiver was killed");
@@ -547,6 +584,15 @@ fn stopped_and_killed_senders_and_receivers_never_duplicate_tear_or_wedge_the_qu
         all.extend(g);
     }
     all.sort_unstable();
+    episodes.sort_unstable();
+    println!(
+        "queue-wide head stuck with work and a receiver running (µs, {} episodes): p99 {} \
+         p99.9 {} max {}",
+        episodes.len(),
+        quantile(&episodes, 0.99),
+        quantile(&episodes, 0.999),
+        episodes.last().copied().unwrap_or(0)
+    );
     println!(
         "stops: senders {:?}, receivers {:?}",
         sender_stops, receiver_stops
