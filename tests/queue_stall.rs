@@ -10,9 +10,9 @@
 //! Every item is made by `make_payload` (sender id, counter, a body derived from both, a
 //! checksum). A sender moves on to its next counter only once `send_timeout` returned `Ok`, and
 //! writes how many it has sent to its own progress file after each (one `pwrite`, so a kill
-//! leaves at most the item in hand unrecorded). A receiver appends a 16-byte record (id,
-//! counter) per item to its own log file (one `write` per item, so a kill loses at most the item
-//! in hand). The parent reads everything when all are done and checks:
+//! leaves at most the item in hand unrecorded). A receiver appends a record (id, counter, the
+//! head it reads after receiving) per item to its own log file (one `write` per item, so a kill
+//! loses at most the item in hand). The parent reads everything when all are done and checks:
 //!
 //! * torn: every received item passes its checksum;
 //! * exactly once: no (id, counter) is in two records, in one log or across logs;
@@ -20,7 +20,9 @@
 //!   position only after its last item was published, and a receiver claims positions in order);
 //! * accounting (the crash table of §11): every item a sender recorded as sent is received,
 //!   except at most one in all: the killed receiver's item in hand, counted lost (claimed, not
-//!   freed) or received and not logged (freed, not logged), never both; nothing a sender did not
+//!   freed) or received and not logged (freed, not logged), never both; and none at all when
+//!   nothing was counted lost and the killed receiver's claim word (read from the segment) names
+//!   no position past the head it logged last, so that it held nothing; nothing a sender did not
 //!   record is received, except the killed sender's one item in hand (sent, not recorded); at
 //!   most one position skipped (the killed sender's claim) and one item lost; and no more
 //!   positions received, skipped, lost and passed than the tail handed out;
@@ -50,6 +52,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmbus::{Queue, QueueTotals};
+use support::forge::Forger;
 use support::{check_payload, env, field, make_payload, payload_len, say, ChildProc, Rng, TestBus};
 
 const CHILD: &str = "child_entry";
@@ -198,9 +201,13 @@ fn receiver() {
             );
         }
         let (id, k) = check_payload(item).unwrap_or((TORN, 0));
-        let mut rec = [0u8; 16];
+        // The head now is past the item's position: a claim this receiver names later is of
+        // a later position (its reads of the head are ordered).
+        let head = q.positions().0;
+        let mut rec = [0u8; 24];
         rec[..8].copy_from_slice(&id.to_le_bytes());
-        rec[8..].copy_from_slice(&k.to_le_bytes());
+        rec[8..16].copy_from_slice(&k.to_le_bytes());
+        rec[16..].copy_from_slice(&head.to_le_bytes());
         log.write_all(&rec).expect("log an item");
         // The gap to the next item starts once this one is logged (a slow write is ours).
         (last, calls, at) = (Instant::now(), 0, q.positions());
@@ -352,6 +359,24 @@ fn watch_head(q: &Queue, done: &AtomicBool, receivers_stopped: &AtomicBool) -> V
     episodes
 }
 
+/// Whether the killed receiver may have died with an item in hand (claimed and not freed, or
+/// received and not logged): its claim word names a position past the head it read after its
+/// last logged item. A claim of 0 (its last attempt found nothing and withdrew), or of a
+/// position before that head (the last logged item's), means it held nothing.
+fn receiver_may_hold(t: &TestBus, q: &Queue, killed: &ChildProc, v: &Verdict, log: usize) -> bool {
+    let entry = q
+        .participants()
+        .into_iter()
+        .find(|p| i64::from(p.pid) == i64::from(killed.pid()))
+        .expect("the killed receiver's entry")
+        .index as usize;
+    // The producer table at word 256, 8 words an entry, the claim word third (docs/design.md
+    // §11, "Layout"); a receiver's claim is (position + 1) | 2^62.
+    let claim = Forger::new(t).load(256 + entry * 8 + 3);
+    const CONSUMER: u64 = 1 << 62;
+    claim & CONSUMER != 0 && claim & !CONSUMER > v.last_head[log]
+}
+
 /// What the receivers' logs say.
 #[derive(Default)]
 struct Verdict {
@@ -360,6 +385,8 @@ struct Verdict {
     duplicated: Vec<(u64, u64)>,
     out_of_order: Vec<(u64, u64)>,
     per_sender: HashMap<u64, HashSet<u64>>,
+    /// Per log, the head its receiver read after receiving its last item (0: none).
+    last_head: Vec<u64>,
 }
 
 fn judge(logs: &[PathBuf]) -> Verdict {
@@ -367,7 +394,9 @@ fn judge(logs: &[PathBuf]) -> Verdict {
     for path in logs {
         let words = read_words(path);
         let mut last: HashMap<u64, u64> = HashMap::new();
-        for rec in words.chunks_exact(2) {
+        v.last_head
+            .push(words.chunks_exact(3).last().map_or(0, |rec| rec[2]));
+        for rec in words.chunks_exact(3) {
             let (id, k) = (rec[0], rec[1]);
             if id == TORN {
                 v.torn += 1;
@@ -481,6 +510,20 @@ fn stopped_and_killed_senders_and_receivers_never_duplicate_tear_or_wedge_the_qu
         resent += field(&line, "resent");
         routed += field(&line, "stalls_passed");
     }
+    // A wedge shows here, as a failure with the queue's state, rather than as a hang on the
+    // receivers' reports.
+    let deadline = Instant::now() + LIMIT;
+    while !q.is_closed() {
+        assert!(
+            Instant::now() < deadline,
+            "the queue did not drain and close within {LIMIT:?} of the last send: (head, tail) \
+             {:?}, {:?}, participants {:?}",
+            q.positions(),
+            q.totals(),
+            q.participants()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let mut passed_by_receivers = 0u64;
     for (n, c) in receivers.iter_mut().enumerate() {
         if n == killed_receiver {
@@ -541,6 +584,12 @@ fn stopped_and_killed_senders_and_receivers_never_duplicate_tear_or_wedge_the_qu
          ({} recorded): {unrecorded:?}",
         recorded[&killed]
     );
+    let receiver_held = receiver_may_hold(&t, &q, &receivers[killed_receiver], &v, killed_receiver);
+    assert!(
+        missing.is_empty() || receiver_held || totals.lost > 0,
+        "items recorded as sent and never received, and the killed receiver held none: \
+         {missing:?}, {totals:?}"
+    );
     assert!(
         missing.len() <= 1,
         "items recorded as sent and never received (at most the killed receiver's one item in \
@@ -552,8 +601,8 @@ fn stopped_and_killed_senders_and_receivers_never_duplicate_tear_or_wedge_the_qu
     );
     // A lost item is one a sender sent: recorded (then it is missing), or the killed sender's
     // item in hand (then it was never logged).
-    let in_hand = recorded[&killed];
-    let in_hand_unseen = !unrecorded.contains(&(killed, in_hand));
+    let sender_in_hand = recorded[&killed];
+    let in_hand_unseen = !unrecorded.contains(&(killed, sender_in_hand));
     assert!(
         totals.lost <= missing.len() as u64 + u64::from(in_hand_unseen),
         "an item counted lost was received: {totals:?}, missing {missing:?}"
@@ -607,7 +656,8 @@ fn stopped_and_killed_senders_and_receivers_never_duplicate_tear_or_wedge_the_qu
     println!(
         "positions {tail}: {} logged, {totals:?}, {dead} other dead positions (routed laps of \
          held slots, an item received unlogged); resent {resent}, routed {routed}, passed by \
-         receivers {passed_by_receivers}; missing {missing:?}, unrecorded {unrecorded:?}",
+         receivers {passed_by_receivers}; missing {missing:?}, unrecorded {unrecorded:?}, killed \
+         receiver may have held an item: {receiver_held}",
         v.logged
     );
     println!(
