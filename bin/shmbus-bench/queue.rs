@@ -50,6 +50,11 @@ pub struct QueueArgs {
     /// Receiver process counts of the cross-process throughput run, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4])]
     consumers: Vec<usize>,
+    /// The stall bound of the queues this bench creates, in ms (0: none; default: the
+    /// library's). With a bound, a send's publish is a compare-and-swap (docs/design.md §11,
+    /// "Stalls"); without one it is a plain store.
+    #[arg(long, value_name = "MS")]
+    stall_bound_ms: Option<u64>,
     /// A receiver of the throughput run (internal): drain QUEUE until the end item, then
     /// print the count.
     #[arg(long, hide = true, value_name = "QUEUE")]
@@ -172,7 +177,18 @@ struct QueueReport {
     processes: Vec<ProcessRow>,
 }
 
+/// The stall bound the bench's queues are created with (`--stall-bound-ms`), set once by `run`.
+static STALL_BOUND: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+
+/// The stall bound for a new queue: `--stall-bound-ms`, or the library's default.
+fn stall_bound() -> Option<std::time::Duration> {
+    *STALL_BOUND.get_or_init(|| Some(shmbus::DEFAULT_STALL_BOUND))
+}
+
 pub fn run(a: &QueueArgs, json: bool, quick: bool) -> Result<(), String> {
+    if let Some(ms) = a.stall_bound_ms {
+        let _ = STALL_BOUND.set((ms != 0).then(|| std::time::Duration::from_millis(ms)));
+    }
     if let [ping, pong] = a.echo.as_slice() {
         return echo(ping, pong, a.size.unwrap_or(8), a.core);
     }
@@ -424,6 +440,7 @@ fn shmbus_throughput(n: usize, items: u64) -> Result<f64, String> {
     let q = QueueBuilder::new("bench")
         .item_type::<u64>()
         .capacity(1024)
+        .stall_bound(stall_bound())
         .in_process()
         .map_err(|e| e.to_string())?;
     let per = items / n as u64;
@@ -659,7 +676,9 @@ fn spawn_echo(args: &[&str], size: usize, core: usize) -> Result<EchoChild, Stri
 /// The queue of a handoff of `size`-byte items: a `Queue<u64>` for 8 bytes (its slots packed
 /// 32 bytes apart), raw queues of exactly `size` bytes otherwise.
 fn handoff_queue(name: &str, size: usize, create: bool) -> Result<HandoffQueue, String> {
-    let b = Queue::builder(name).capacity(HANDOFF_CAPACITY);
+    let b = Queue::builder(name)
+        .capacity(HANDOFF_CAPACITY)
+        .stall_bound(stall_bound());
     let r = if size == 8 {
         let b = b.item_type::<u64>();
         if create { b.create() } else { b.open() }.map(HandoffQueue::U64)
@@ -1135,6 +1154,7 @@ fn across_processes(k: usize, items: u64, cores: &[usize]) -> Result<ProcessRow,
     let q = Queue::builder(&guard.0)
         .capacity(1024)
         .item_size(8)
+        .stall_bound(stall_bound())
         .create()
         .map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;

@@ -206,7 +206,7 @@ mod tests {
 
     fn recv(q: &QueueRing<'_>, r: &Receiver) -> u64 {
         let pos = claim_recv(q, r);
-        r.finish(q, pos, false);
+        r.finish(q, pos);
         pos
     }
 
@@ -231,7 +231,7 @@ mod tests {
         );
         let pos = claim_recv(&q, &r);
         assert_eq!(seg.holds(&[]), [(5, Claim::Recv(0), HoldState::Unfreed)]);
-        r.finish(&q, pos, false);
+        r.finish(&q, pos);
         assert_eq!(seg.holds(&[]), []);
     }
 
@@ -285,7 +285,7 @@ mod tests {
             .claim_word(4)
             .store(Claim::Send(0).word(), Ordering::Relaxed);
         assert_eq!(seg.holds(&[]), [(1, Claim::Recv(0), HoldState::Passed)]);
-        stalled.finish(&q, 0, false);
+        stalled.finish(&q, 0);
         assert_eq!(seg.holds(&[]), []);
     }
 }

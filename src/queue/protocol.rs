@@ -306,7 +306,7 @@ impl Sender {
     ///
     /// The claim word names the position before the CAS that takes it, so that whoever sees the
     /// tail past a position can find its producer (docs/design.md §11, "Claims").
-    #[inline]
+    #[inline(always)]
     pub(crate) fn begin(&self, q: &QueueRing<'_>) -> SendBegin {
         let claim = q.claim_word(self.index);
         let mask = q.mask();
@@ -338,29 +338,47 @@ impl Sender {
                     Ok(_) => return SendBegin::Claimed(pos),
                     Err(now) => pos = now,
                 }
-            } else if is_held(st) && st & LAP <= free {
-                if st & LAP < free {
-                    return self.give_up(SendBegin::Held(pos, st), claim);
-                }
-                // `pos` was routed around its held slot: nobody sends at it.
-                passes += 1;
-                pos = q.pass_dead(q.tail_word(), pos);
-            } else if st & LAP < free {
+            } else if st & LAP < free && !is_held(st) {
                 return self.give_up(SendBegin::Full(pos), claim);
             } else {
-                // The slot is a lap ahead of our stale tail: another producer took `pos`.
-                let now = q.tail_word().load(Ordering::Relaxed);
-                if now == pos {
-                    // The tail never passed `pos`, yet its slot serves a later lap: `pos` was
-                    // routed around a held slot whose holder has since released it (the Acquire
-                    // above would have shown us any claim's tail CAS). Nobody sends at it.
-                    passes += 1;
-                    pos = q.pass_dead(q.tail_word(), pos);
-                } else {
-                    pos = now;
+                match Self::unusual(q, pos, st, &mut passes) {
+                    Ok(next) => pos = next,
+                    Err(out) => return self.give_up(out, claim),
                 }
             }
         }
+    }
+
+    /// `begin` at tail `pos` found state `st` neither free for `pos` nor full from the lap
+    /// before: a held slot (`Err(Held)`: route around it), a position that is dead (passed
+    /// here: `Ok` of the next position to look at), or a stale tail (`Ok` of the tail now).
+    /// Out of line: no send that meets no stall comes here but for a stale tail.
+    #[cold]
+    #[inline(never)]
+    fn unusual(q: &QueueRing<'_>, pos: u64, st: u64, passes: &mut u32) -> Result<u64, SendBegin> {
+        let free = lap(pos, q.mask());
+        if is_held(st) && st & LAP <= free {
+            if st & LAP < free {
+                return Err(SendBegin::Held(pos, st));
+            }
+            // `pos` was routed around its held slot: nobody sends at it.
+            *passes += 1;
+            return Ok(q.pass_dead(q.tail_word(), pos));
+        }
+        if is_held(st) {
+            // Held for a later lap than our stale tail's.
+            return Ok(q.tail_word().load(Ordering::Relaxed));
+        }
+        // The slot is a lap ahead of our stale tail: another producer took `pos`.
+        let now = q.tail_word().load(Ordering::Relaxed);
+        if now != pos {
+            return Ok(now);
+        }
+        // The tail never passed `pos`, yet its slot serves a later lap: `pos` was routed around
+        // a held slot whose holder has since released it (the Acquire above would have shown
+        // us any claim's tail CAS). Nobody sends at it.
+        *passes += 1;
+        Ok(q.pass_dead(q.tail_word(), pos))
     }
 
     /// Withdraws a tentative claim (one that lost its CAS), so that no live participant names a
@@ -485,33 +503,48 @@ impl Receiver {
                     Ok(_) => return RecvBegin::Claimed(pos),
                     Err(now) => pos = now,
                 }
-            } else if st == lap(pos, mask) | SKIP {
-                // `pos` was passed (its sender stalled past the bound) or routed around a held
-                // slot: dead, once the tail has passed it.
-                if q.tail() <= pos {
-                    return self.give_up(RecvBegin::Empty(pos), claim);
-                }
-                passes += 1;
-                pos = q.pass_dead(q.head_word(), pos);
-            } else if st & LAP <= lap(pos, mask) {
+            } else if st & LAP <= lap(pos, mask) && st != lap(pos, mask) | SKIP {
                 return self.give_up(RecvBegin::Empty(pos), claim);
             } else {
-                // The slot was freed for a later lap: another consumer took `pos`.
-                let now = q.head_word().load(Ordering::Relaxed);
-                if now != pos {
-                    pos = now;
-                } else if q.tail() > pos {
-                    // The head never passed `pos`, yet its slot serves a later lap (the Acquire
-                    // above would have shown us a receiver's head CAS): `pos` was passed and its
-                    // holder has released the slot since. Dead.
-                    passes += 1;
-                    pos = q.pass_dead(q.head_word(), pos);
-                } else {
-                    // Only a forged segment.
-                    return self.give_up(RecvBegin::Empty(pos), claim);
+                match Self::unusual(q, pos, st, &mut passes) {
+                    Some(next) => pos = next,
+                    None => return self.give_up(RecvBegin::Empty(pos), claim),
                 }
             }
         }
+    }
+
+    /// `begin` at head `pos` found state `st` neither an item for `pos` nor earlier than `pos`:
+    /// `pos` held (passed or routed around), or the slot free for a later lap. The next
+    /// position to look at (`pos` passed as dead, or a stale head refreshed), or `None` for
+    /// nothing to receive. Out of line: no receive that meets no stall comes here but for a
+    /// stale head.
+    #[cold]
+    #[inline(never)]
+    fn unusual(q: &QueueRing<'_>, pos: u64, st: u64, passes: &mut u32) -> Option<u64> {
+        if st == lap(pos, q.mask()) | SKIP {
+            // `pos` was passed (its sender stalled past the bound) or routed around a held
+            // slot: dead, once the tail has passed it.
+            if q.tail() <= pos {
+                return None;
+            }
+            *passes += 1;
+            return Some(q.pass_dead(q.head_word(), pos));
+        }
+        // The slot was freed for a later lap: another consumer took `pos`.
+        let now = q.head_word().load(Ordering::Relaxed);
+        if now != pos {
+            return Some(now);
+        }
+        if q.tail() <= pos {
+            // Only a forged segment.
+            return None;
+        }
+        // The head never passed `pos`, yet its slot serves a later lap (the Acquire above would
+        // have shown us a receiver's head CAS): `pos` was passed and its holder has released
+        // the slot since. Dead.
+        *passes += 1;
+        Some(q.pass_dead(q.head_word(), pos))
     }
 
     #[inline]
@@ -933,16 +966,23 @@ pub(crate) fn route_stalled_recv(q: &QueueRing<'_>, pos: u64) -> bool {
 pub(crate) enum Route {
     /// Tail position `pos` is now dead (routed around the held slot, by this call or another).
     Routed,
-    /// Every participant that could be the slot's holder is dead: the slot was freed. Counted
-    /// as a lost item if one of them was a receiver.
+    /// The slot's holder is dead: the slot was freed. Counted as a lost item if the holder was
+    /// a receiver (it may have read the item; it is never delivered again).
     Freed { lost: bool },
 }
 
 /// A sender at tail position `pos` found its slot held (state `st`, [`is_held`]) from an
 /// earlier lap: routes around it, so a held slot costs one position a lap and never stops
-/// the senders. First, if no live participant can be its holder (a claim naming one of this
-/// slot's positions up to the held lap), the holder died after it was passed: the slot is
-/// freed instead, under the dead candidates' locks.
+/// the senders. First, if the holder died after it was passed, the slot is freed instead,
+/// under the holder's entry lock.
+///
+/// The holder is the participant whose claim names the *latest* of this slot's positions up
+/// to the held lap: claim words keep naming a completed position until their owner's next
+/// claim, so older claims of the slot (a receiver that finished it long ago, idle or dead)
+/// may be there too, but nobody names a later position of a held slot (naming one needs it
+/// free or full). Several entries naming that same latest position are the holder and losers
+/// of its CAS. If none is left (a repair cleared the holder's claim after its death), the
+/// holder is dead too.
 #[cold]
 pub(crate) fn route_held<L: Liveness>(
     q: &QueueRing<'_>,
@@ -953,33 +993,45 @@ pub(crate) fn route_held<L: Liveness>(
 ) -> Route {
     let mask = q.mask();
     let held = st & LAP;
-    let mut dead = [false; MAX_PRODUCERS];
-    let mut any_live = false;
-    let mut recv = false;
-    for (i, d) in dead.iter_mut().enumerate() {
+    let mut claims = [None; MAX_PRODUCERS];
+    let mut latest = None;
+    for (i, c) in claims.iter_mut().enumerate() {
         // ORDERING: as in `live_claimant`: a claim stored after its owner released the slot is
         // seen with that release.
-        let Some(c) = Claim::from_word(load_acquire(q.claim_word(i))) else {
+        let Some(claim) = Claim::from_word(load_acquire(q.claim_word(i))) else {
             continue;
         };
-        let (Claim::Send(x) | Claim::Recv(x)) = c;
+        let (Claim::Send(x) | Claim::Recv(x)) = claim;
         if i == own || x & mask != pos & mask || lap(x, mask) > held {
             continue;
         }
-        if live.alive(i) {
-            any_live = true;
-            break;
-        }
-        *d = true;
-        recv |= matches!(c, Claim::Recv(_));
+        *c = Some(claim);
+        latest = latest.max(Some(x));
     }
-    if !any_live {
-        // Every candidate is dead (or none is left: a repair cleared the holder's claim after
-        // its death). Their locks order us after their deaths; one we cannot take is being
-        // repaired by someone else, and we route this time.
-        let guards: [Option<L::Guard>; MAX_PRODUCERS] =
-            std::array::from_fn(|i| if dead[i] { live.lock_dead(i) } else { None });
-        if dead.iter().zip(&guards).all(|(d, g)| !d || g.is_some()) {
+    let holder = |c: &Option<Claim>| matches!(c, Some(Claim::Send(x) | Claim::Recv(x)) if Some(*x) == latest);
+    if !claims
+        .iter()
+        .enumerate()
+        .any(|(i, c)| holder(c) && live.alive(i))
+    {
+        // The holder is dead (or no claim is left). Its lock (and its losers') orders us after
+        // its death; one we cannot take is being repaired by someone else, and we route this
+        // time.
+        let guards: [Option<L::Guard>; MAX_PRODUCERS] = std::array::from_fn(|i| {
+            if holder(&claims[i]) {
+                live.lock_dead(i)
+            } else {
+                None
+            }
+        });
+        let lost = claims
+            .iter()
+            .any(|c| holder(c) && matches!(c, Some(Claim::Recv(_))));
+        if claims
+            .iter()
+            .zip(&guards)
+            .all(|(c, g)| !holder(c) || g.is_some())
+        {
             // ORDERING: AcqRel: Release pairs with the Acquire state load of the sender of
             // the lap it frees; exactly one CAS from `st` succeeds.
             if q.state(pos)
@@ -991,10 +1043,10 @@ pub(crate) fn route_held<L: Liveness>(
                 )
                 .is_ok()
             {
-                if recv {
+                if lost {
                     q.words[W_Q_LOST].fetch_add(1, Ordering::Relaxed);
                 }
-                return Route::Freed { lost: recv };
+                return Route::Freed { lost };
             }
         }
     }

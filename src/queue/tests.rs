@@ -528,15 +528,13 @@ fn a_passed_position_is_not_passed_by_receivers_before_the_tail() {
     assert_eq!(recv(&q, &r), Some(1));
 }
 
-/// Repro (helper qmp, not fixed here): `route_held` counts a lost item when any dead
-/// participant's claim names a position of the held slot up to the held lap, including a
-/// receiver's claim of an item it *finished* long before it died or detached (a claim word
-/// keeps the last position after `finish`, and a drop does not clear it). Here receiver 3
-/// receives position 0 whole and dies; sender 1 claims position 2 (slot 0), is passed, and dies
-/// holding it; the next sender to meet slot 0 frees it and counts one item lost, though every
-/// item sent was received.
+/// A claim word keeps naming the last position its owner completed, and a drop does not clear
+/// it: a dead receiver's claim of an item it *finished* long before must not make the freeing
+/// of a dead sender's held slot count a loss. Receiver 3 receives position 0 whole and dies;
+/// sender 1 claims position 2 (slot 0), is passed, and dies holding it; the next sender to meet
+/// slot 0 frees it, and nothing is counted lost (`route_held` takes the latest claim naming the
+/// slot as its holder).
 #[test]
-#[ignore = "repro of an over-counted loss in route_held; see the test's doc"]
 fn a_dead_receivers_finished_claim_does_not_make_a_dead_senders_held_slot_count_a_loss() {
     let seg = Seg::new(2);
     let q = seg.q();
@@ -567,14 +565,11 @@ fn a_dead_receivers_finished_claim_does_not_make_a_dead_senders_held_slot_count_
     );
 }
 
-/// Observation (helper qmp, not fixed here): a live participant that is idle keeps the claim
-/// word of the last position it completed, and `route_held` counts it as a possible holder of
-/// a held slot whose real holder died, so the slot is routed around on every lap instead of
-/// freed for as long as that participant stays idle. On a one-slot queue that is every
-/// position: no item can be sent. Here receiver 2 receives position 0 and then idles; sender 1
-/// claims position 1, is passed and dies holding the slot.
+/// An idle live participant's claim of the last position it completed must not keep a dead
+/// holder's slot routed lap after lap (on a one-slot queue: no item could be sent). Receiver 2
+/// receives position 0 and idles; sender 1 claims position 1, is passed and dies holding the
+/// slot: the next sender to meet it frees it at once.
 #[test]
-#[ignore = "observation: an idle live participant's finished claim keeps a dead holder's slot routed"]
 fn an_idle_receivers_finished_claim_does_not_keep_a_dead_holders_slot_routed() {
     let seg = Seg::new(1);
     let q = seg.q();
