@@ -23,6 +23,12 @@ pub(crate) const W_Q_PASSED: usize = 162;
 /// The stall bound in ns (0: none, wait as long as the holder lives), written before the
 /// magic publishes the segment and never again (docs/design.md §11, "Stalls").
 pub(crate) const W_Q_STALL_BOUND: usize = 163;
+/// The shared clock of a stall at the head: the position (+ 1; 0: none) and the coarse-clock
+/// time (ns) the first receiver to look at it found it held, so that every receiver passes it
+/// one bound after that first look, also one that was stopped meanwhile (§11, "Stalls").
+pub(crate) const W_Q_HEAD_STALL: usize = 164;
+/// The same for a stall at the tail (a receiver holding the slot senders need).
+pub(crate) const W_Q_TAIL_STALL: usize = 166;
 /// A participant-table entry's role word: 1 sender, 2 receiver.
 pub(crate) const PE_ROLE: usize = PE_KIND_OWN;
 
@@ -32,6 +38,7 @@ const _: () = {
     assert!(W_Q_SPACE_WAITERS * 8 == 1224);
     assert!(W_Q_SKIPPED * 8 == 1280 && W_Q_LOST * 8 == 1288);
     assert!(W_Q_PASSED * 8 == 1296 && W_Q_STALL_BOUND * 8 == 1304);
-    assert!(W_WAITERS < W_Q_HEAD && W_Q_STALL_BOUND < W_PRODUCERS);
+    assert!(W_Q_HEAD_STALL * 8 == 1312 && W_Q_TAIL_STALL * 8 == 1328);
+    assert!(W_WAITERS < W_Q_HEAD && W_Q_TAIL_STALL + 1 < W_PRODUCERS);
     assert!(PE_ROLE * 8 == 32 && PE_ROLE < PRODUCER_ENTRY_WORDS);
 };

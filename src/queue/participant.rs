@@ -5,10 +5,12 @@ use crate::error::{Error, Result};
 
 use crate::segment::header::{MAX_PRODUCERS, PRODUCER_ENTRY_WORDS, W_PRODUCERS};
 
-use super::layout::{PE_ROLE, W_Q_SPACE_WAITERS, W_Q_SPACE_WAKE, W_Q_STALL_BOUND};
+use super::layout::{
+    PE_ROLE, W_Q_HEAD_STALL, W_Q_SPACE_WAITERS, W_Q_SPACE_WAKE, W_Q_STALL_BOUND, W_Q_TAIL_STALL,
+};
 use crate::segment::producers::{Attachment, Gate, Offer, SegmentLiveness};
 use crate::segment::Segment;
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{self, SysFutex, WakeWords};
 
 use super::protocol::{self, QueueRing, Repair};
@@ -130,6 +132,16 @@ impl Participant {
         SegmentLiveness::producer(&self.seg, self.att.lock(), self.index)
     }
 
+    /// The shared clock of stalls at the head (receivers) or the tail (senders).
+    pub(super) fn stall_clock(&self, head: bool) -> StallClock<'_> {
+        let w = if head { W_Q_HEAD_STALL } else { W_Q_TAIL_STALL };
+        let words = self.seg.words();
+        StallClock {
+            pos: &words[w],
+            at: &words[w + 1],
+        }
+    }
+
     /// The words sleeping receivers wait on (an item was published).
     pub(super) fn item_words(&self) -> WakeWords<'_> {
         self.seg.wake_words()
@@ -199,14 +211,19 @@ impl Stuck {
     }
 
     /// A stall repair found `pos` (noted with `at`) held by a live participant, at `now_ns`:
-    /// whether it has been held for `bound_ns` since the first such look. Never with no bound.
-    pub(super) fn held_past(&mut self, now_ns: u64, bound_ns: Option<u64>) -> bool {
+    /// whether it has been held for `bound_ns` since the first such look, this participant's
+    /// or (through `clock`) any other's of its role. Never with no bound.
+    pub(super) fn held_past(
+        &mut self,
+        now_ns: u64,
+        bound_ns: Option<u64>,
+        clock: StallClock<'_>,
+    ) -> bool {
         let Some(bound) = bound_ns else {
             return false;
         };
         if self.since_ns == 0 {
-            self.since_ns = now_ns.max(1);
-            return false;
+            self.since_ns = clock.since(self.pos, now_ns).max(1);
         }
         now_ns.saturating_sub(self.since_ns) >= bound
     }
@@ -214,6 +231,38 @@ impl Stuck {
     /// The position is no longer held (or was passed): the next hold is timed afresh.
     pub(super) fn released(&mut self) {
         self.since_ns = 0;
+    }
+}
+
+/// The shared clock of the stall at the head (or the tail): two header words, the position
+/// + 1 and the time the first participant to look found it held (docs/design.md §11,
+/// "Stalls"). Written only on the stall path. Racing writers can leave a time a little later
+/// than the first look, which only delays a pass; a pass is never unsafe, only early or late.
+#[derive(Clone, Copy)]
+pub(super) struct StallClock<'a> {
+    pub(super) pos: &'a AtomicU64,
+    pub(super) at: &'a AtomicU64,
+}
+
+impl StallClock<'_> {
+    /// When the stall at `pos` was first seen: the shared time if the clock names `pos`, else
+    /// `now_ns`, recorded for the others.
+    fn since(&self, pos: u64, now_ns: u64) -> u64 {
+        // ORDERING: Acquire pairs with the Release CAS below: the time stored before it is
+        // seen with the position.
+        let named = self.pos.load(Ordering::Acquire);
+        if named == pos + 1 {
+            let at = self.at.load(Ordering::Relaxed);
+            if at != 0 && at <= now_ns {
+                return at;
+            }
+        }
+        self.at.store(now_ns, Ordering::Relaxed);
+        // ORDERING: Release pairs with the Acquire load above in other participants.
+        let _ = self
+            .pos
+            .compare_exchange(named, pos + 1, Ordering::Release, Ordering::Relaxed);
+        now_ns
     }
 }
 

@@ -170,10 +170,11 @@ impl<T: Payload> QueueReceiver<T> {
         self.stuck.at(pos);
         let r = protocol::repair_stalled_recv(&q, &live, pos, self.part.index);
         if r == Repair::Held {
-            if self
-                .stuck
-                .held_past(live.now_ns(), self.part.stall_bound_ns)
-            {
+            if self.stuck.held_past(
+                live.now_ns(),
+                self.part.stall_bound_ns,
+                self.part.stall_clock(true),
+            ) {
                 if protocol::pass_stalled_send(&q, pos) {
                     self.stats.stalls_passed += 1;
                     // Other receivers may sleep at `pos`: it is dead now.

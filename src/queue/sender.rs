@@ -194,10 +194,11 @@ impl<T: Payload> QueueSender<T> {
         match r {
             Repair::Lost => self.stats.lost += 1,
             Repair::Held => {
-                if self
-                    .stuck
-                    .held_past(live.now_ns(), self.part.stall_bound_ns)
-                {
+                if self.stuck.held_past(
+                    live.now_ns(),
+                    self.part.stall_bound_ns,
+                    self.part.stall_clock(false),
+                ) {
                     if protocol::route_stalled_recv(&q, pos) {
                         self.stats.stalls_passed += 1;
                     }

@@ -597,3 +597,28 @@ fn an_idle_receivers_finished_claim_does_not_keep_a_dead_holders_slot_routed() {
     }
     assert_eq!(routed, 0, "the dead holder's slot is freed at once");
 }
+
+#[test]
+fn a_stall_is_timed_from_the_first_look_of_any_participant_of_the_role() {
+    use super::participant::{StallClock, Stuck};
+    let words = [AtomicU64::new(0), AtomicU64::new(0)];
+    let clock = StallClock {
+        pos: &words[0],
+        at: &words[1],
+    };
+    let mut first = Stuck::default();
+    first.at(5);
+    assert!(!first.held_past(100, Some(50), clock), "first look at 100");
+    // A receiver that was stopped meanwhile looks first at 160: 60 ns after the first look.
+    let mut late = Stuck::default();
+    late.at(5);
+    assert!(late.held_past(160, Some(50), clock));
+    assert!(!first.held_past(140, Some(50), clock));
+    assert!(first.held_past(150, Some(50), clock));
+    // Another position starts its own clock; no bound never passes.
+    let mut other = Stuck::default();
+    other.at(6);
+    assert!(!other.held_past(170, Some(50), clock));
+    assert!(!other.held_past(10_000, None, clock));
+    assert!(other.held_past(220, Some(50), clock));
+}
