@@ -16,6 +16,8 @@ use support::{check_payload, env, make_payload, say, ChildProc, Rng, TestBus};
 const CHILD: &str = "child_entry";
 const PRODUCERS: u64 = 4;
 const LEN: usize = 40;
+/// Stops of a producer in one run of the stall test.
+const STOPS: u64 = 200;
 
 /// Entry point of child processes; does nothing when run as an ordinary test.
 #[test]
@@ -76,7 +78,7 @@ fn stopped_producers_never_stop_the_subscriber_and_nothing_is_torn() {
         .unwrap();
     assert_eq!(bus.stall_bound(), Some(Duration::from_millis(20)));
     let mut rx = bus.subscribe(Start::Sequence(0));
-    let run_ms = 4_000u64;
+    let run_ms = 7_000u64;
     let mut children: Vec<ChildProc> = (0..PRODUCERS)
         .map(|id| {
             ChildProc::spawn(
@@ -93,8 +95,9 @@ fn stopped_producers_never_stop_the_subscriber_and_nothing_is_torn() {
     for c in &mut children {
         c.expect_line("ready");
     }
-    // The controller stops a random producer for 1 to 100 ms, again and again, and kills
-    // producer 3 halfway; `stopped` says whether one is stopped now.
+    // The controller stops a random producer 200 times, for 1 to 100 ms (log-uniform: most
+    // stops are short, some pass the 20 ms bound several times over), and kills producer 3
+    // halfway; `stopped` says whether one is stopped now.
     let stopped = Arc::new(AtomicBool::new(false));
     let controller = {
         let stopped = stopped.clone();
@@ -102,19 +105,20 @@ fn stopped_producers_never_stop_the_subscriber_and_nothing_is_torn() {
             let mut rng = Rng::new(0x5eed5);
             let start = Instant::now();
             let (mut stops, mut killed) = (0u64, false);
-            while start.elapsed() < Duration::from_millis(run_ms * 3 / 4) {
-                if !killed && start.elapsed() > Duration::from_millis(run_ms / 2) {
+            while stops < STOPS && start.elapsed() < Duration::from_millis(run_ms * 9 / 10) {
+                if !killed && stops == STOPS / 2 {
                     children[3].kill9();
                     killed = true;
                 }
                 let who = rng.below(if killed { 3 } else { 4 }) as usize;
                 signal(&children[who], libc::SIGSTOP);
                 stopped.store(true, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(1 + rng.below(100)));
+                let us = 1000.0 * 100f64.powf(rng.below(1000) as f64 / 1000.0);
+                std::thread::sleep(Duration::from_micros(us as u64));
                 stopped.store(false, Ordering::Relaxed);
                 signal(&children[who], libc::SIGCONT);
                 stops += 1;
-                std::thread::sleep(Duration::from_millis(rng.below(20)));
+                std::thread::sleep(Duration::from_millis(rng.below(5)));
             }
             let published: u64 = children[..3]
                 .iter_mut()
@@ -178,7 +182,7 @@ fn stopped_producers_never_stop_the_subscriber_and_nothing_is_torn() {
         bus.cursor(),
         "received + lost == the sequences moved past (all, at Closed)"
     );
-    assert!(stops > 0);
+    assert!(stops >= STOPS / 2, "{stops} stops");
     assert!(
         while_stopped > 0,
         "the subscriber received nothing while a producer was stopped"
