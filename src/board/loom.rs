@@ -331,3 +331,83 @@ sole_writer_killed! {
     a_sole_writer_killed_before_its_publish_is_repaired_and_never_tears: 5,
     a_sole_writer_that_completes_its_update_leaves_nothing_to_repair: SOLE_STORES,
 }
+
+/// Stalls (docs/design.md §12, "Stopped holders"): a live writer holds the cell, its value half
+/// written, for as long as the schedule makes it. Another writer's take either gets the cell
+/// (the holder committed first) or gives up with `Held` naming the holder's entry (the holder
+/// is never taken over while it lives); a reader reads the previous value or the holder's new
+/// one, whole. Once the holder commits, the other writer takes the cell.
+#[test]
+fn a_live_holder_is_reported_by_entry_and_never_taken_over() {
+    static HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    model(
+        "a_live_holder_is_reported_by_entry_and_never_taken_over",
+        3,
+        || {
+            let seg = Seg::new();
+            let live = ModelLive::new(2);
+            set(
+                &seg.cells(),
+                &mut CellWriter::new(0, Writers::Many),
+                &&*live,
+                1,
+            )
+            .expect("uncontended");
+            let holder = {
+                let (seg, live) = (seg.clone(), live.clone());
+                thread::spawn(move || {
+                    let cells = seg.cells();
+                    let mut w = CellWriter::new(0, Writers::Many);
+                    // The other writer may hold the cell first; it is not stopped: retried.
+                    let t = loop {
+                        match w.take(&cells, &&*live, 0) {
+                            Ok(t) => break t,
+                            Err(_) => thread::yield_now(),
+                        }
+                    };
+                    t.write_words(0, &[2, 0]);
+                    thread::yield_now();
+                    t.write_words(0, &[2, 2]);
+                    t.commit(CAP, 2)
+                })
+            };
+            let cells = seg.cells();
+            thread::yield_now();
+            if let Some((_, tag)) = get(&cells) {
+                assert!(
+                    tag == 1 || tag == 2,
+                    "the previous value or the new one: {tag}"
+                );
+            }
+            let mut other = CellWriter::new(1, Writers::Many);
+            let took = match other.take(&cells, &&*live, 0) {
+                Ok(t) => {
+                    t.write_words(0, &[3, 3]);
+                    t.commit(CAP, 3);
+                    true
+                }
+                Err(TakeError::Held { holder, .. }) => {
+                    assert_eq!(holder, Some(0), "the holder's entry is named");
+                    HELD.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    false
+                }
+                Err(e) => panic!("{e:?}"),
+            };
+            let holders_version = holder.join().unwrap();
+            if !took {
+                assert!(
+                    set(&cells, &mut other, &&*live, 3).is_some(),
+                    "free once committed"
+                );
+            }
+            let (version, tag) = get(&cells).expect("set");
+            assert_eq!(version, 3, "both updates counted");
+            let last = if holders_version == 3 { 2 } else { 3 };
+            assert_eq!(tag, last, "the last update's value");
+        },
+    );
+    assert!(
+        HELD.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "some schedule reports the holder"
+    );
+}
