@@ -235,7 +235,7 @@ impl Stuck {
 }
 
 /// The shared clock of the stall at the head (or the tail): two header words, the position
-/// + 1 and the time the first participant to look found it held (docs/design.md §11,
+/// plus one and the time the first participant to look found it held (docs/design.md §11,
 /// "Stalls"). Written only on the stall path. Racing writers can leave a time a little later
 /// than the first look, which only delays a pass; a pass is never unsafe, only early or late.
 #[derive(Clone, Copy)]

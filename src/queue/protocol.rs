@@ -961,6 +961,15 @@ pub(crate) fn route_stalled_recv(q: &QueueRing<'_>, pos: u64) -> bool {
     routed
 }
 
+/// A claim's place in time among the claims of one slot: its position, then a receiver's after
+/// a sender's of the same position.
+fn order(c: Claim) -> (u64, bool) {
+    match c {
+        Claim::Send(x) => (x, false),
+        Claim::Recv(x) => (x, true),
+    }
+}
+
 /// What [`route_held`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Route {
@@ -980,9 +989,11 @@ pub(crate) enum Route {
 /// to the held lap: claim words keep naming a completed position until their owner's next
 /// claim, so older claims of the slot (a receiver that finished it long ago, idle or dead)
 /// may be there too, but nobody names a later position of a held slot (naming one needs it
-/// free or full). Several entries naming that same latest position are the holder and losers
-/// of its CAS. If none is left (a repair cleared the holder's claim after its death), the
-/// holder is dead too.
+/// free or full). Of a sender's and a receiver's claim of the same position, the receiver's is
+/// the later: an item is sent before it is received, and a passed sender's item is never
+/// received where it was. Several entries naming that same latest claim are the holder and
+/// losers of its CAS. If none is left (a repair cleared the holder's claim after its death),
+/// the holder is dead too.
 #[cold]
 pub(crate) fn route_held<L: Liveness>(
     q: &QueueRing<'_>,
@@ -1006,9 +1017,9 @@ pub(crate) fn route_held<L: Liveness>(
             continue;
         }
         *c = Some(claim);
-        latest = latest.max(Some(x));
+        latest = latest.max(Some(order(claim)));
     }
-    let holder = |c: &Option<Claim>| matches!(c, Some(Claim::Send(x) | Claim::Recv(x)) if Some(*x) == latest);
+    let holder = |c: &Option<Claim>| c.is_some_and(|c| Some(order(c)) == latest);
     if !claims
         .iter()
         .enumerate()

@@ -622,3 +622,33 @@ fn a_stall_is_timed_from_the_first_look_of_any_participant_of_the_role() {
     assert!(!other.held_past(10_000, None, clock));
     assert!(other.held_past(220, Some(50), clock));
 }
+
+/// The sender of the item a stopped receiver holds keeps naming that position after publishing
+/// it; when the receiver dies, the sender's idle claim of the same position must not be taken
+/// for the holder (a receiver's claim of a position is later than its sender's).
+#[test]
+fn the_senders_finished_claim_of_a_dead_receivers_item_does_not_keep_its_slot_routed() {
+    let seg = Seg::new(1);
+    let q = seg.q();
+    let live = crate::test_live::ModelLive::plain(MAX_PRODUCERS);
+    let (idle, s) = (Sender::new(0), Sender::new(1));
+    assert_eq!(
+        send(&q, &idle, 1),
+        Some(0),
+        "sender 0 names position 0, then idles"
+    );
+    assert_eq!(Receiver::new(2).begin(&q), RecvBegin::Claimed(0));
+    assert!(
+        route_stalled_recv(&q, 1),
+        "the stopped receiver's slot is routed"
+    );
+    live.die(2);
+    let SendBegin::Held(pos, st) = s.begin(&q) else {
+        panic!("the slot is held")
+    };
+    assert_eq!(
+        route_held(&q, &&live, pos, st, 1),
+        Route::Freed { lost: true },
+        "the dead receiver is the holder"
+    );
+}
