@@ -37,6 +37,14 @@
 #define SHMBUS_MULTI_PRODUCER (1 << 3)
 
 /**
+ * Create a queue (or, with `SHMBUS_MULTI_PRODUCER`, a bus) without a stall bound: a
+ * participant stopped mid-operation is waited for as long as it lives, and a queue's sends
+ * publish with a plain store instead of a compare-and-swap (faster when one sender streams
+ * items). Without it the library's default bound (1 s) applies.
+ */
+#define SHMBUS_NO_STALL_BOUND (1 << 4)
+
+/**
  * What a call did. Every function of the C API returns one (the `_free` functions excepted,
  * which cannot fail). `SHMBUS_STATUS_OK` is 0; the other values are stable: a new kind of
  * error gets a new number, and no number changes meaning. After any status but OK,
@@ -536,6 +544,12 @@ typedef struct ShmbusBusInfo {
    * Whether a live producer is attached.
    */
   bool has_producers;
+  /**
+   * Multi producer: how long a producer stopped mid-publish is waited for before
+   * subscribers pass its message, in ns; 0: as long as it lives (`SHMBUS_NO_STALL_BOUND`,
+   * and every single-producer bus).
+   */
+  uint64_t stall_bound_ns;
 } ShmbusBusInfo;
 
 /**
@@ -741,6 +755,11 @@ typedef struct ShmbusQueueInfo {
    * Whether this handle mapped the queue read-only.
    */
   bool read_only;
+  /**
+   * How long a participant stopped mid-operation is waited for before the others pass it,
+   * in ns; 0: as long as it lives (`SHMBUS_NO_STALL_BOUND`).
+   */
+  uint64_t stall_bound_ns;
 } ShmbusQueueInfo;
 
 /**
@@ -962,11 +981,13 @@ enum ShmbusStatus shmbus_board_get_key(struct ShmbusBoardReader *reader,
 /**
  * Creates a bus of `slots` slots (a power of two; 0: 1024) holding messages of up to
  * `capacity` bytes (0: 240), with permission bits `mode` (0: `0600`). `flags` may hold
- * `SHMBUS_MULTI_PRODUCER`. The bus carries raw bytes. On success `*out` is the new handle.
+ * `SHMBUS_MULTI_PRODUCER`, and with it `SHMBUS_NO_STALL_BOUND`. The bus carries raw bytes. On
+ * success `*out` is the new handle.
  *
  * Errors: `NULL_ARGUMENT` (`name`, `out`), `INVALID_ARGUMENT` (name not UTF-8, unknown flags,
- * mode beyond 0777), `INVALID_NAME`, `INVALID_CONFIG` (slot count or capacity out of range),
- * `ALREADY_EXISTS`, `PERMISSION_DENIED`, `NO_SPACE`, `IO`.
+ * `SHMBUS_NO_STALL_BOUND` without `SHMBUS_MULTI_PRODUCER`, mode beyond 0777), `INVALID_NAME`,
+ * `INVALID_CONFIG` (slot count or capacity out of range), `ALREADY_EXISTS`,
+ * `PERMISSION_DENIED`, `NO_SPACE`, `IO`.
  *
  * # Safety
  * `name` is NULL or a NUL-terminated string; `out` is NULL or writable.
@@ -1426,8 +1447,8 @@ void shmbus_list_free(struct ShmbusList *list);
 
 /**
  * Creates a queue of `capacity` items (a power of two; 0: 1024) of up to `item_size` bytes
- * (0: 240), with permission bits `mode` (0: `0600`). `flags` must be 0. On success `*out` is
- * the new handle.
+ * (0: 240), with permission bits `mode` (0: `0600`). `flags` may hold `SHMBUS_NO_STALL_BOUND`.
+ * On success `*out` is the new handle.
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT`, `INVALID_NAME`, `INVALID_CONFIG`,
  * `ALREADY_EXISTS`, `PERMISSION_DENIED`, `NO_SPACE`, `IO`.

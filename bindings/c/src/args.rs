@@ -14,6 +14,16 @@ pub const SHMBUS_ACCEPT_OTHER_OWNER: u32 = 1 << 1;
 pub const SHMBUS_ACCEPT_SHARED_WRITE: u32 = 1 << 2;
 /// Create a bus that several producers may publish to at once.
 pub const SHMBUS_MULTI_PRODUCER: u32 = 1 << 3;
+/// Create a queue (or, with `SHMBUS_MULTI_PRODUCER`, a bus) without a stall bound: a
+/// participant stopped mid-operation is waited for as long as it lives, and a queue's sends
+/// publish with a plain store instead of a compare-and-swap (faster when one sender streams
+/// items). Without it the library's default bound (1 s) applies.
+pub const SHMBUS_NO_STALL_BOUND: u32 = 1 << 4;
+
+/// A duration in whole nanoseconds, saturating (for the info structs' `_ns` fields).
+pub(crate) fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
 
 /// The flags an open takes.
 pub(crate) const OPEN_FLAGS: u32 =

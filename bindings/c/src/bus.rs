@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use shmbus::{Bus, BusBuilder, LapPolicy, ProducerMode, Publisher, Readiness, Recv, SlotWriter};
 
-use crate::args::{self, apply_open_flags, OPEN_FLAGS, SHMBUS_MULTI_PRODUCER};
+use crate::args::{
+    self, apply_open_flags, OPEN_FLAGS, SHMBUS_MULTI_PRODUCER, SHMBUS_NO_STALL_BOUND,
+};
 use crate::received::{lap_policy_arg, start_arg, ShmbusEvent, ShmbusReceived};
 use crate::status::{guard, Failure, ShmbusStatus};
 
@@ -44,6 +46,10 @@ pub struct ShmbusBusInfo {
     pub read_only: bool,
     /// Whether a live producer is attached.
     pub has_producers: bool,
+    /// Multi producer: how long a producer stopped mid-publish is waited for before
+    /// subscribers pass its message, in ns; 0: as long as it lives (`SHMBUS_NO_STALL_BOUND`,
+    /// and every single-producer bus).
+    pub stall_bound_ns: u64,
 }
 
 /// A publisher (opaque): the producer's place in the bus's producer table. Made by
@@ -85,11 +91,13 @@ fn wrap_bus(bus: Bus) -> ShmbusBus {
 
 /// Creates a bus of `slots` slots (a power of two; 0: 1024) holding messages of up to
 /// `capacity` bytes (0: 240), with permission bits `mode` (0: `0600`). `flags` may hold
-/// `SHMBUS_MULTI_PRODUCER`. The bus carries raw bytes. On success `*out` is the new handle.
+/// `SHMBUS_MULTI_PRODUCER`, and with it `SHMBUS_NO_STALL_BOUND`. The bus carries raw bytes. On
+/// success `*out` is the new handle.
 ///
 /// Errors: `NULL_ARGUMENT` (`name`, `out`), `INVALID_ARGUMENT` (name not UTF-8, unknown flags,
-/// mode beyond 0777), `INVALID_NAME`, `INVALID_CONFIG` (slot count or capacity out of range),
-/// `ALREADY_EXISTS`, `PERMISSION_DENIED`, `NO_SPACE`, `IO`.
+/// `SHMBUS_NO_STALL_BOUND` without `SHMBUS_MULTI_PRODUCER`, mode beyond 0777), `INVALID_NAME`,
+/// `INVALID_CONFIG` (slot count or capacity out of range), `ALREADY_EXISTS`,
+/// `PERMISSION_DENIED`, `NO_SPACE`, `IO`.
 ///
 /// # Safety
 /// `name` is NULL or a NUL-terminated string; `out` is NULL or writable.
@@ -106,7 +114,13 @@ pub unsafe extern "C" fn shmbus_bus_create(
         // SAFETY: the caller's contract for `name`.
         let name = unsafe { args::str_arg(name, "name") }?;
         let out = args::out_arg(out, "out")?;
-        args::check_flags(flags, SHMBUS_MULTI_PRODUCER)?;
+        args::check_flags(flags, SHMBUS_MULTI_PRODUCER | SHMBUS_NO_STALL_BOUND)?;
+        if flags & SHMBUS_NO_STALL_BOUND != 0 && flags & SHMBUS_MULTI_PRODUCER == 0 {
+            return Err(Failure::invalid(
+                "SHMBUS_NO_STALL_BOUND applies to a multi-producer bus only (a single \
+                 producer's claimed sequence is always written)",
+            ));
+        }
         let mode = args::mode_arg(mode)?;
         let mut b = BusBuilder::new(name);
         if slots != 0 {
@@ -117,6 +131,9 @@ pub unsafe extern "C" fn shmbus_bus_create(
         }
         if flags & SHMBUS_MULTI_PRODUCER != 0 {
             b = b.producer_mode(ProducerMode::Multi);
+        }
+        if flags & SHMBUS_NO_STALL_BOUND != 0 {
+            b = b.stall_bound(None);
         }
         if let Some(mode) = mode {
             b = b.permissions(mode);
@@ -191,6 +208,7 @@ pub unsafe extern "C" fn shmbus_bus_info(
             type_name: h.type_name.as_ptr(),
             cursor: h.bus.cursor(),
             multi_producer: h.bus.producer_mode() == ProducerMode::Multi,
+            stall_bound_ns: h.bus.stall_bound().map_or(0, crate::args::duration_ns),
             read_only: h.bus.is_read_only(),
             has_producers: h.bus.has_producers(),
         };

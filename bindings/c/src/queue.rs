@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use shmbus::{Queue, QueueBuilder, QueueReceiver, QueueReceiverReadiness, QueueSender, SendError};
 
-use crate::args::{self, apply_open_flags, OPEN_FLAGS};
+use crate::args::{self, apply_open_flags, duration_ns, OPEN_FLAGS, SHMBUS_NO_STALL_BOUND};
 use crate::received::{ShmbusEvent, ShmbusReceived};
 use crate::status::{guard, Failure, ShmbusStatus};
 
@@ -56,11 +56,14 @@ pub struct ShmbusQueueInfo {
     pub closed: bool,
     /// Whether this handle mapped the queue read-only.
     pub read_only: bool,
+    /// How long a participant stopped mid-operation is waited for before the others pass it,
+    /// in ns; 0: as long as it lives (`SHMBUS_NO_STALL_BOUND`).
+    pub stall_bound_ns: u64,
 }
 
 /// Creates a queue of `capacity` items (a power of two; 0: 1024) of up to `item_size` bytes
-/// (0: 240), with permission bits `mode` (0: `0600`). `flags` must be 0. On success `*out` is
-/// the new handle.
+/// (0: 240), with permission bits `mode` (0: `0600`). `flags` may hold `SHMBUS_NO_STALL_BOUND`.
+/// On success `*out` is the new handle.
 ///
 /// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT`, `INVALID_NAME`, `INVALID_CONFIG`,
 /// `ALREADY_EXISTS`, `PERMISSION_DENIED`, `NO_SPACE`, `IO`.
@@ -80,9 +83,12 @@ pub unsafe extern "C" fn shmbus_queue_create(
         // SAFETY: the caller's contract for `name`.
         let name = unsafe { args::str_arg(name, "name") }?;
         let out = args::out_arg(out, "out")?;
-        args::check_flags(flags, 0)?;
+        args::check_flags(flags, SHMBUS_NO_STALL_BOUND)?;
         let mode = args::mode_arg(mode)?;
         let mut b = QueueBuilder::new(name);
+        if flags & SHMBUS_NO_STALL_BOUND != 0 {
+            b = b.stall_bound(None);
+        }
         if capacity != 0 {
             b = b.capacity(capacity);
         }
@@ -158,6 +164,7 @@ pub unsafe extern "C" fn shmbus_queue_info(
             len: q.len(),
             closed: q.is_closed(),
             read_only: q.is_read_only(),
+            stall_bound_ns: q.stall_bound().map_or(0, duration_ns),
         };
         // SAFETY: checked not NULL; the caller promises it writable.
         unsafe { args::put(out, info) };

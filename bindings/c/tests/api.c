@@ -209,6 +209,7 @@ static void test_bus(void) {
     CHECK(info.slots == 8 && info.capacity == 128 && info.type_size == 0);
     CHECK(strcmp(info.type_name, "bytes") == 0);
     CHECK(info.cursor == 0 && !info.multi_producer && !info.read_only && !info.has_producers);
+    CHECK(info.stall_bound_ns == 0);
     EXPECT(shmbus_bus_info(bus, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
 
     ShmbusSubscriber *oldest = NULL, *sub = NULL;
@@ -361,10 +362,13 @@ static void test_bus(void) {
 static void test_multi_producer_bus(void) {
     const char *name = uname("multi");
     ShmbusBus *bus = NULL;
+    EXPECT(shmbus_bus_create(name, 0, 0, SHMBUS_NO_STALL_BOUND, 0, &bus),
+           SHMBUS_STATUS_INVALID_ARGUMENT);
     MUST(shmbus_bus_create(name, 0, 0, SHMBUS_MULTI_PRODUCER, 0, &bus));
     ShmbusBusInfo info;
     OK(shmbus_bus_info(bus, &info));
     CHECK(info.multi_producer && info.slots == 1024 && info.capacity == 240);
+    CHECK(info.stall_bound_ns == 1000000000ull);
     ShmbusPublisher *a = NULL, *b = NULL;
     ShmbusSubscriber *sub = NULL;
     MUST(shmbus_bus_subscribe(bus, SHMBUS_START_NEXT, 0, 0, &sub));
@@ -392,6 +396,18 @@ static void test_queue(void) {
     OK(shmbus_queue_info(q, &info));
     CHECK(info.capacity == 4 && info.item_size == 32 && info.type_size == 0 && info.len == 0);
     CHECK(info.closed && !info.read_only);
+    CHECK(info.stall_bound_ns == 1000000000ull);
+    {
+        /* Without a stall bound: waited for as long as a stopped participant lives. */
+        const char *unbounded = uname("queue-unbounded");
+        ShmbusQueue *u = NULL;
+        MUST(shmbus_queue_create(unbounded, 4, 32, SHMBUS_NO_STALL_BOUND, 0, &u));
+        ShmbusQueueInfo ui;
+        OK(shmbus_queue_info(u, &ui));
+        CHECK(ui.stall_bound_ns == 0);
+        shmbus_queue_free(u);
+        OK(shmbus_remove(unbounded));
+    }
 
     ShmbusQueueSender *tx = NULL;
     ShmbusQueueReceiver *rx = NULL;
