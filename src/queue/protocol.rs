@@ -874,12 +874,16 @@ pub(crate) fn repair_stalled_send<L: Liveness>(
     }
     let x = (st & LAP) | (pos & mask);
     match st & (FULL | SKIP) {
-        0 => match namers(q, live, Claim::Send(x).word(), own) {
-            // The tail is past `x` (it is at `pos`): a stale free if nobody names `x`.
+        // ORDERING: the tail's Acquire (in `tail`; ours in `begin` was Relaxed) reads a value of
+        // the release sequence of the CAS that took `x`, so the claim of the sender that took
+        // it, stored before that CAS, is visible to the scan.
+        0 if q.tail() > x => match namers(q, live, Claim::Send(x).word(), own) {
+            // The tail is past `x`: a stale free if nobody names `x`.
             Namers::Nobody if q.advance_stale(x) => Repair::Dead,
             // A sender still writing `x`: receivers pass it (or skip it if it died).
             _ => Repair::None,
         },
+        0 => Repair::None,
         flags if flags & FULL != 0 => {
             if q.head() <= x {
                 return Repair::None;
