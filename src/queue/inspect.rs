@@ -156,24 +156,9 @@ mod tests {
     };
     use crate::sync::Ordering;
 
-    struct Seg {
-        words: Vec<AtomicU64>,
-        g: Geometry,
-    }
+    use crate::queue::tests::Seg;
 
     impl Seg {
-        fn new(slots: u64) -> Seg {
-            let g = Geometry::packed(slots, 16).expect("a valid geometry");
-            let words = (0..g.segment_bytes().expect("small") / 8)
-                .map(|_| AtomicU64::new(0))
-                .collect();
-            Seg { words, g }
-        }
-
-        fn q(&self) -> QueueRing<'_> {
-            QueueRing::new(&self.words, self.g)
-        }
-
         /// The holds of participants all alive but those in `dead`, as (entry, claim, state).
         fn holds(&self, dead: &[usize]) -> Vec<(usize, Claim, HoldState)> {
             find_holds(&self.words, self.g, |i| !dead.contains(&i))

@@ -6,13 +6,14 @@ use crate::bus::ring::Liveness;
 use crate::segment::header::{Geometry, MAX_PRODUCERS};
 use crate::sync::{AtomicU64, Ordering};
 
-struct Seg {
-    words: Vec<AtomicU64>,
-    g: Geometry,
+/// A heap queue segment of `slots` slots of 16-byte items (also the inspector's tests' own).
+pub(super) struct Seg {
+    pub(super) words: Vec<AtomicU64>,
+    pub(super) g: Geometry,
 }
 
 impl Seg {
-    fn new(slots: u64) -> Seg {
+    pub(super) fn new(slots: u64) -> Seg {
         let g = Geometry::packed(slots, 16).expect("a valid geometry");
         let words = (0..g.segment_bytes().expect("small") / 8)
             .map(|_| AtomicU64::new(0))
@@ -20,7 +21,7 @@ impl Seg {
         Seg { words, g }
     }
 
-    fn q(&self) -> QueueRing<'_> {
+    pub(super) fn q(&self) -> QueueRing<'_> {
         QueueRing::new(&self.words, self.g)
     }
 }

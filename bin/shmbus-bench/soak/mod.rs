@@ -307,14 +307,7 @@ fn producer(args: &SoakArgs) -> Result<(), String> {
             }
             k += 1;
         }
-        if args.rate > 0 {
-            let due = start.elapsed().as_nanos() as u64 * args.rate / 1_000_000_000;
-            if k > due {
-                std::thread::sleep(Duration::from_nanos(
-                    (k - due).saturating_mul(1_000_000_000) / args.rate,
-                ));
-            }
-        }
+        pace(start, k, args.rate);
     }
     let s = tx.stats();
     println!(
@@ -325,6 +318,20 @@ fn producer(args: &SoakArgs) -> Result<(), String> {
         })
     );
     Ok(())
+}
+
+/// Holds a producer (or sender) to `rate` messages a second (0: flat out): after `k`
+/// messages since `start`, sleeps until they are due.
+pub(crate) fn pace(start: Instant, k: u64, rate: u64) {
+    if rate == 0 {
+        return;
+    }
+    let due = start.elapsed().as_nanos() as u64 * rate / 1_000_000_000;
+    if k > due {
+        std::thread::sleep(Duration::from_nanos(
+            (k - due).saturating_mul(1_000_000_000) / rate,
+        ));
+    }
 }
 
 /// What one consumer saw.

@@ -20,7 +20,8 @@ use shmbus_testkit::payload::{check_payload, make_payload, Rng};
 
 use super::stops::{self, Party, Role};
 use super::{
-    finish, hold_every, now_ms, pause, payload_len, spawn_child, Children, Scratch, SoakArgs, HOLD,
+    finish, hold_every, now_ms, pace, pause, payload_len, spawn_child, Children, Scratch, SoakArgs,
+    HOLD,
 };
 
 /// Removes the soak queue even if the soak fails.
@@ -160,14 +161,7 @@ pub fn sender(args: &SoakArgs) -> Result<(), String> {
                 l.busy(false);
             }
         }
-        if args.rate > 0 {
-            let due = start.elapsed().as_nanos() as u64 * args.rate / 1_000_000_000;
-            if k > due {
-                std::thread::sleep(Duration::from_nanos(
-                    (k - due).saturating_mul(1_000_000_000) / args.rate,
-                ));
-            }
-        }
+        pace(start, k, args.rate);
     }
     let s = tx.stats();
     println!(
