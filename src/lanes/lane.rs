@@ -395,33 +395,45 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
     pub(crate) fn next_ready(&self, from: u32) -> Option<u32> {
         let lanes = self.shape.lanes;
         let from = if from >= lanes { 0 } else { from };
-        // The common case first: the bit of `from` itself (a busy lane keeps its bit).
-        let (word, bit) = self.ready_word(from);
-        if word.load(Ordering::Relaxed) & bit != 0 {
+        let ready = &self.words[W_READY..W_READY + self.shape.ready_words()];
+        let first = from as usize / 64;
+        let shift = from % 64;
+        // A set bit of word `i`, as a lane; a bit past the last lane (only a forged segment sets
+        // one) is not a lane.
+        let lane_of = |i: usize, bits: u64| {
+            let lane = (i * 64) as u32 + bits.trailing_zeros();
+            (lane < lanes).then_some(lane)
+        };
+        // The common case first: `from` itself or a lane after it in its word (a busy lane keeps
+        // its bit). Then the words after it and those before it, one load and one test each
+        // (a consumer of 1000 lanes with 10 busy crosses two words between busy lanes), and last
+        // the bits of the first word below `from`.
+        let bits = ready[first].load(Ordering::Relaxed) & (!0u64 << shift);
+        if bits & 1 << shift != 0 {
             return Some(from);
         }
-        let n = self.shape.ready_words();
-        let first = from as usize / 64;
-        for k in 0..=n {
-            // `first + k` wraps once at most (k <= n): a subtraction, not a division.
-            let i = if first + k >= n {
-                first + k - n
-            } else {
-                first + k
-            };
-            let mut bits = self.words[W_READY + i].load(Ordering::Relaxed);
-            if k == 0 {
-                bits &= !0u64 << (from % 64);
-            } else if k == n {
-                // Back at the first word: the bits below `from`.
-                bits &= (1u64 << (from % 64)).wrapping_sub(1);
+        if bits != 0 {
+            if let Some(lane) = lane_of(first, bits) {
+                return Some(lane);
             }
+        }
+        for (i, word) in ready.iter().enumerate().skip(first + 1) {
+            let bits = word.load(Ordering::Relaxed);
             if bits != 0 {
-                let lane = (i * 64) as u32 + bits.trailing_zeros();
-                if lane < lanes {
+                if let Some(lane) = lane_of(i, bits) {
                     return Some(lane);
                 }
             }
+        }
+        for (i, word) in ready[..first].iter().enumerate() {
+            let bits = word.load(Ordering::Relaxed);
+            if bits != 0 {
+                return lane_of(i, bits);
+            }
+        }
+        let bits = ready[first].load(Ordering::Relaxed) & ((1u64 << shift) - 1);
+        if bits != 0 {
+            return lane_of(first, bits);
         }
         None
     }

@@ -399,3 +399,52 @@ fn a_blocking_receive_sleeps_until_a_producer_in_another_thread_publishes() {
         .unwrap()
         .is_none());
 }
+
+/// `next_ready` finds the first set bit at or after `from`, wrapping around, for every shape of
+/// bitmap (one word, a partial last word, many words), and never a bit past the last lane (which
+/// only a forged segment sets).
+#[test]
+fn next_ready_is_the_first_ready_lane_from_the_cursor_round_the_bitmap() {
+    use super::layout::W_READY;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let shapes: &[u32] = if cfg!(miri) {
+        &[1, 65]
+    } else {
+        &[1, 5, 64, 65, 130, 1000]
+    };
+    for &n in shapes {
+        let lanes = pool(n);
+        let set = lanes.set(lanes.heap_rings.as_ref().unwrap());
+        let words = lanes.seg.words();
+        let nwords = (n as usize).div_ceil(64);
+        for round in 0..if cfg!(miri) { 8 } else { 64 } {
+            // Sparse to dense, and now and then a forged bit past the last lane.
+            let mut bitmap = vec![0u64; nwords];
+            for _ in 0..round % 9 {
+                let lane = (rand() % (nwords as u64 * 64)) as usize;
+                if lane < n as usize || round % 4 == 0 {
+                    bitmap[lane / 64] |= 1 << (lane % 64);
+                }
+            }
+            for (i, b) in bitmap.iter().enumerate() {
+                words[W_READY + i].store(*b, Ordering::Relaxed);
+            }
+            let set_bit = |lane: u32| bitmap[lane as usize / 64] >> (lane % 64) & 1 == 1;
+            for from in (0..n + 2).step_by(if n > 130 { 7 } else { 1 }) {
+                let start = if from >= n { 0 } else { from };
+                let want = (0..n).map(|k| (start + k) % n).find(|&l| set_bit(l));
+                assert_eq!(
+                    set.next_ready(from),
+                    want,
+                    "{n} lanes, from {from}, {bitmap:x?}"
+                );
+            }
+        }
+    }
+}
