@@ -12,8 +12,8 @@
 //! never waits on it, so a message costs one line transfer before its bytes, not two.
 
 use super::layout::{
-    record_bytes, LanesShape, CLOSED, DIED, FREE, HEAD_COMMIT, LANE_RECORD_HEADER, L_CONSUMED,
-    L_DROPS, L_PUBLISHED, L_READ, L_STATE, L_WRITE, OPEN, SESSION, STATE_MASK, W_READY,
+    record_bytes, LanesShape, BLOCK_WORDS, CLOSED, DIED, FREE, HEAD_COMMIT, LANE_RECORD_HEADER,
+    L_CONSUMED, L_DROPS, L_PUBLISHED, L_READ, L_STATE, L_WRITE, OPEN, SESSION, STATE_MASK, W_READY,
 };
 use super::mirror::{LaneBytes, LaneRing};
 use crate::sync::{load_acquire, AtomicU64, Ordering};
@@ -115,7 +115,17 @@ pub(crate) enum Settled {
 impl<'a, M: LaneBytes> LaneSet<'a, M> {
     #[inline]
     fn word(&self, lane: u32, field: usize) -> &'a AtomicU64 {
-        &self.words[self.shape.word(lane, field)]
+        &self.block(lane)[field]
+    }
+
+    /// Lane `lane`'s words: one bounds check for all of them (a field is a constant below
+    /// `BLOCK_WORDS`).
+    #[inline]
+    fn block(&self, lane: u32) -> &'a [AtomicU64; BLOCK_WORDS] {
+        let at = self.shape.word(lane, 0);
+        self.words[at..at + BLOCK_WORDS]
+            .try_into()
+            .expect("a slice of BLOCK_WORDS words")
     }
 
     #[inline]
@@ -529,10 +539,9 @@ impl Writer {
         }
         self.write += need;
         self.published += 1;
-        set.word(self.lane, L_PUBLISHED)
-            .store(self.published, Ordering::Relaxed);
-        set.word(self.lane, L_WRITE)
-            .store(self.write, Ordering::Relaxed);
+        let block = set.block(self.lane);
+        block[L_PUBLISHED].store(self.published, Ordering::Relaxed);
+        block[L_WRITE].store(self.write, Ordering::Relaxed);
         Some(Pushed::Queued {
             raised: set.raise(self.lane, self.strong),
         })

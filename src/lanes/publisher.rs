@@ -174,18 +174,10 @@ impl LanePublisher {
     /// [`Error::MessageTooLarge`] for a record larger than [`Self::max_record`] (nothing is
     /// written or counted); [`Error::UsedAfterFork`] in a child of the process that acquired
     /// the lane.
-    #[inline]
+    #[inline(always)]
     pub fn publish(&mut self, record: &[u8]) -> Result<LanePush> {
-        if record.len() > self.lanes.shape.max_record() {
-            return Err(Error::MessageTooLarge {
-                len: record.len(),
-                capacity: self.lanes.shape.max_record(),
-            });
-        }
-        if self.lock.as_ref().is_some_and(|l| l.forked()) {
-            return Err(Error::UsedAfterFork {
-                name: self.lanes.name().to_owned(),
-            });
+        if record.len() > self.lanes.shape.max_record() || self.forked() {
+            return Err(self.refusal(record.len()));
         }
         let set = self.lanes.set(&self.mem);
         match self.writer.publish(&set, record) {
@@ -196,6 +188,29 @@ impl LanePublisher {
                 Ok(LanePush::Queued)
             }
             Pushed::Full { drops } => Ok(LanePush::Full { dropped: drops }),
+        }
+    }
+
+    /// Whether this is a child of the process that acquired the lane.
+    #[inline]
+    fn forked(&self) -> bool {
+        self.lock.as_ref().is_some_and(|l| l.forked())
+    }
+
+    /// Why [`Self::publish`] refused a record of `len` bytes: out of line, so that the publish
+    /// itself stays small enough to inline into its caller.
+    #[cold]
+    #[inline(never)]
+    fn refusal(&self, len: usize) -> Error {
+        if len > self.lanes.shape.max_record() {
+            Error::MessageTooLarge {
+                len,
+                capacity: self.lanes.shape.max_record(),
+            }
+        } else {
+            Error::UsedAfterFork {
+                name: self.lanes.name().to_owned(),
+            }
         }
     }
 
