@@ -21,7 +21,7 @@ use shmbus::{Bus, BusBuilder, Recv};
 
 use crate::clock::ClockKind;
 use crate::floor;
-use crate::stats::{histogram, Pct, TickSummary};
+use crate::stats::{histogram, median, Pct, TickSummary};
 use crate::sys::{self, spin_until};
 
 #[derive(clap::Args, Debug)]
@@ -55,6 +55,9 @@ pub struct LanesArgs {
 
 const LANE_BYTES: u64 = 1 << 20;
 
+/// Alternating rounds of the publish and consumer figures with their floors.
+const ROUNDS: usize = 5;
+
 #[derive(Serialize)]
 struct Cost {
     size: usize,
@@ -75,6 +78,8 @@ struct Rate {
 
 #[derive(Serialize)]
 struct Output {
+    /// Alternating rounds behind the publish and consumer figures (each a median).
+    rounds: usize,
     publish: Vec<Cost>,
     one_way_64_ns: Pct,
     bus_one_way_64_ns: Pct,
@@ -120,17 +125,24 @@ pub fn run(a: &LanesArgs, json: bool, quick: bool) -> Result<(), String> {
     let clock = ClockKind::detect();
     let scale = clock.ns_per_tick();
 
-    let iters = if quick { 20_000 } else { 2_000_000 };
+    // Each figure and its floor in alternating rounds (the machine's speed moves from minute
+    // to minute): the medians of the rounds, and the median of the rounds' ratios.
+    let rounds = if quick { 1 } else { ROUNDS };
+    let iters = if quick { 20_000 } else { 400_000 };
     let publish = [64, 1024]
         .into_iter()
         .map(|size| {
-            let ns = publish_cost(size, iters)?;
-            let floor_ns = floor_publish_cost(size, iters);
+            let (mut ns, mut floor_ns, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                ns.push(publish_cost(size, iters)?);
+                floor_ns.push(floor_publish_cost(size, iters));
+                ratio.push(ns[ns.len() - 1] / floor_ns[floor_ns.len() - 1]);
+            }
             Ok(Cost {
                 size,
-                ns,
-                floor_ns,
-                ratio: ns / floor_ns,
+                ns: median(&mut ns),
+                floor_ns: median(&mut floor_ns),
+                ratio: median(&mut ratio),
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -170,19 +182,24 @@ pub fn run(a: &LanesArgs, json: bool, quick: bool) -> Result<(), String> {
     }
     let memcpy = memcpy_rate(if quick { 1 << 12 } else { 1 << 15 });
 
-    let rounds = if quick { 2_000 } else { 100_000 };
-    let few = consumer_cost(10, rounds)?;
-    let many = consumer_cost(1000, rounds)?;
+    let per_round = if quick { 2_000 } else { 20_000 };
+    let (mut few, mut many, mut consumer_ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        few.push(consumer_cost(10, per_round)?);
+        many.push(consumer_cost(1000, per_round)?);
+        consumer_ratio.push(many[many.len() - 1] / few[few.len() - 1]);
+    }
     let out = Output {
+        rounds,
         publish,
         latency_ratio: lanes_rtt.p50 / bus_rtt.p50.max(f64::MIN_POSITIVE),
         one_way_64_ns: lanes_rtt,
         bus_one_way_64_ns: bus_rtt,
         throughput,
         memcpy_gb_per_s: memcpy / 1e9,
-        consumer_ns_10_of_10: few,
-        consumer_ns_10_of_1000: many,
-        consumer_ratio: many / few,
+        consumer_ns_10_of_10: median(&mut few),
+        consumer_ns_10_of_1000: median(&mut many),
+        consumer_ratio: median(&mut consumer_ratio),
     };
     print(&out, json)
 }
@@ -195,7 +212,8 @@ fn print(o: &Output, json: bool) -> Result<(), String> {
         use std::fmt::Write as _;
         let _ = writeln!(
             s,
-            "publish cost, ns per record (floor: a minimal SP byte-ring write)"
+            "publish cost, ns per record, median of {} alternating rounds (floor: a minimal SP byte-ring write)",
+            o.rounds
         );
         for c in &o.publish {
             let _ = writeln!(
@@ -236,7 +254,8 @@ fn print(o: &Output, json: bool) -> Result<(), String> {
         );
         let _ = writeln!(
             s,
-            "consumer cost per record, 10 busy lanes: of 10 {:.1} ns, of 1000 {:.1} ns, ratio {:.2}",
+            "consumer cost per record, 10 busy lanes, median of {} alternating rounds: of 10 {:.1} ns, of 1000 {:.1} ns, ratio {:.2}",
+            o.rounds,
             o.consumer_ns_10_of_10, o.consumer_ns_10_of_1000, o.consumer_ratio
         );
     }

@@ -22,7 +22,7 @@ use shmbus::{LocalQueue, Queue, QueueBuilder, Wait};
 
 use crate::c2c;
 use crate::clock::ClockKind;
-use crate::stats::{histogram, Pct, TickSummary};
+use crate::stats::{histogram, median, Pct, TickSummary};
 use crate::sys;
 use vyukov::Floor;
 
@@ -1252,10 +1252,4 @@ fn drain(name: &str, core: Option<usize>) -> Result<(), String> {
     }
     println!("{n}");
     Ok(())
-}
-
-/// The median of `v` (not empty).
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }

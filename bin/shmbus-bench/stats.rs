@@ -107,3 +107,9 @@ impl Pct {
 
 /// Column names matching [`Pct::figures`].
 pub const PCT_NAMES: [&str; 6] = ["p50", "p90", "p99", "p99.9", "p99.99", "max"];
+
+/// The median of `v` (not empty).
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
