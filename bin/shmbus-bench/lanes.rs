@@ -151,7 +151,7 @@ pub fn run(a: &LanesArgs, json: bool, quick: bool) -> Result<(), String> {
     let lanes_rtt = lanes_round_trips(cb, trips, clock)?.to_ns(scale / 2.0);
     let bus_rtt = bus_round_trips(cb, trips, clock)?.to_ns(scale / 2.0);
 
-    let budget: u64 = if quick { 64 << 20 } else { 2 << 30 };
+    let budget: u64 = if quick { 64 << 20 } else { 1 << 30 };
     let mut throughput = Vec::new();
     for &size in &a.sizes {
         if !(8..=LANE_BYTES as usize / 2).contains(&size) {
@@ -160,23 +160,32 @@ pub fn run(a: &LanesArgs, json: bool, quick: bool) -> Result<(), String> {
                 LANE_BYTES / 2
             ));
         }
-        let floor = floor::throughput(
-            cb,
-            size,
-            floor::FLOOR_BYTES,
-            budget,
-            floor::Write::Plain,
-            floor::Read::InPlace,
-        )?;
         for &n in &a.producers {
-            let (msgs, bytes) = lanes_throughput(cb, n, size, budget)?;
+            // Alternating rounds of the floor and of lanes: the medians, and the median ratio.
+            let (mut msgs, mut rate, mut floor_rate, mut ratio) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..rounds.min(3) {
+                let floor = floor::throughput(
+                    cb,
+                    size,
+                    floor::FLOOR_BYTES,
+                    budget,
+                    floor::Write::Plain,
+                    floor::Read::InPlace,
+                )?;
+                let (m, bytes) = lanes_throughput(cb, n, size, budget)?;
+                msgs.push(m);
+                rate.push(bytes);
+                floor_rate.push(floor);
+                ratio.push(bytes / floor);
+            }
             throughput.push(Rate {
                 producers: n,
                 size,
-                msgs_per_s: msgs,
-                gb_per_s: bytes / 1e9,
-                floor_gb_per_s: floor / 1e9,
-                ratio: bytes / floor,
+                msgs_per_s: median(&mut msgs),
+                gb_per_s: median(&mut rate) / 1e9,
+                floor_gb_per_s: median(&mut floor_rate) / 1e9,
+                ratio: median(&mut ratio),
             });
         }
     }
@@ -233,7 +242,8 @@ fn print(o: &Output, json: bool) -> Result<(), String> {
         );
         let _ = writeln!(
             s,
-            "throughput (floor: a minimal cross-process SP byte ring, same sizes and cores)"
+            "throughput, median of {} alternating rounds (floor: a minimal cross-process SP byte ring, same sizes and cores)",
+            o.rounds.min(3)
         );
         for r in &o.throughput {
             let _ = writeln!(
