@@ -632,16 +632,17 @@ fn lanes_throughput(core: usize, n: usize, size: usize, budget: u64) -> Result<(
     let mut start = None;
     let mut idle = 0u32;
     while closed < n {
-        let got = c.recv_batch(256, |item| match item {
-            shmbus::lanes::LaneItem::Record { bytes: b, .. } => {
-                start.get_or_insert_with(Instant::now);
-                sum = sum.wrapping_add(touch(b));
-                records += 1;
-                bytes += b.len() as u64;
-            }
-            shmbus::lanes::LaneItem::Closed(_) => closed += 1,
-        })
-        .map_err(|e| e.to_string())?;
+        let got = c
+            .recv_batch(256, |item| match item {
+                shmbus::lanes::LaneItem::Record { bytes: b, .. } => {
+                    start.get_or_insert_with(Instant::now);
+                    sum = sum.wrapping_add(touch(b));
+                    records += 1;
+                    bytes += b.len() as u64;
+                }
+                shmbus::lanes::LaneItem::Closed(_) => closed += 1,
+            })
+            .map_err(|e| e.to_string())?;
         // A failed producer would never close its lane: look for one now and then, when the
         // lanes keep coming up empty (one `waitpid` per producer, which with 16 producers after
         // every batch had cost as much as the records of a batch).
