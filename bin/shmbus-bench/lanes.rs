@@ -21,7 +21,7 @@ use shmbus::{Bus, BusBuilder, Recv};
 
 use crate::clock::ClockKind;
 use crate::floor;
-use crate::stats::{histogram, median, Pct, TickSummary};
+use crate::stats::{alternate, histogram, median, Pct, TickSummary};
 use crate::sys::{self, spin_until};
 
 #[derive(clap::Args, Debug)]
@@ -132,17 +132,16 @@ pub fn run(a: &LanesArgs, json: bool, quick: bool) -> Result<(), String> {
     let publish = [64, 1024]
         .into_iter()
         .map(|size| {
-            let (mut ns, mut floor_ns, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
-            for _ in 0..rounds {
-                ns.push(publish_cost(size, iters)?);
-                floor_ns.push(floor_publish_cost(size, iters));
-                ratio.push(ns[ns.len() - 1] / floor_ns[floor_ns.len() - 1]);
-            }
+            let p = alternate(
+                rounds,
+                || publish_cost(size, iters),
+                || Ok(floor_publish_cost(size, iters)),
+            )?;
             Ok(Cost {
                 size,
-                ns: median(&mut ns),
-                floor_ns: median(&mut floor_ns),
-                ratio: median(&mut ratio),
+                ns: p.value,
+                floor_ns: p.floor,
+                ratio: p.ratio,
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -161,43 +160,44 @@ pub fn run(a: &LanesArgs, json: bool, quick: bool) -> Result<(), String> {
             ));
         }
         for &n in &a.producers {
-            // Alternating rounds of the floor and of lanes: the medians, and the median ratio.
-            let (mut msgs, mut rate, mut floor_rate, mut ratio) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for _ in 0..rounds.min(3) {
-                let floor = floor::throughput(
-                    cb,
-                    size,
-                    floor::FLOOR_BYTES,
-                    budget,
-                    floor::Write::Plain,
-                    floor::Read::InPlace,
-                )?;
-                let (m, bytes) = lanes_throughput(cb, n, size, budget)?;
-                msgs.push(m);
-                rate.push(bytes);
-                floor_rate.push(floor);
-                ratio.push(bytes / floor);
-            }
+            let mut msgs = Vec::new();
+            let p = alternate(
+                rounds.min(3),
+                || {
+                    let (m, bytes) = lanes_throughput(cb, n, size, budget)?;
+                    msgs.push(m);
+                    Ok(bytes)
+                },
+                || {
+                    floor::throughput(
+                        cb,
+                        size,
+                        floor::FLOOR_BYTES,
+                        budget,
+                        floor::Write::Plain,
+                        floor::Read::InPlace,
+                    )
+                },
+            )?;
             throughput.push(Rate {
                 producers: n,
                 size,
                 msgs_per_s: median(&mut msgs),
-                gb_per_s: median(&mut rate) / 1e9,
-                floor_gb_per_s: median(&mut floor_rate) / 1e9,
-                ratio: median(&mut ratio),
+                gb_per_s: p.value / 1e9,
+                floor_gb_per_s: p.floor / 1e9,
+                ratio: p.ratio,
             });
         }
     }
     let memcpy = memcpy_rate(if quick { 1 << 12 } else { 1 << 15 });
 
     let per_round = if quick { 2_000 } else { 20_000 };
-    let (mut few, mut many, mut consumer_ratio) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        few.push(consumer_cost(10, per_round)?);
-        many.push(consumer_cost(1000, per_round)?);
-        consumer_ratio.push(many[many.len() - 1] / few[few.len() - 1]);
-    }
+    // The floor here is the same consumer with 10 lanes of 10.
+    let consumer = alternate(
+        rounds,
+        || consumer_cost(1000, per_round),
+        || consumer_cost(10, per_round),
+    )?;
     let out = Output {
         rounds,
         publish,
@@ -206,9 +206,9 @@ pub fn run(a: &LanesArgs, json: bool, quick: bool) -> Result<(), String> {
         bus_one_way_64_ns: bus_rtt,
         throughput,
         memcpy_gb_per_s: memcpy / 1e9,
-        consumer_ns_10_of_10: median(&mut few),
-        consumer_ns_10_of_1000: median(&mut many),
-        consumer_ratio: median(&mut consumer_ratio),
+        consumer_ns_10_of_10: consumer.floor,
+        consumer_ns_10_of_1000: consumer.value,
+        consumer_ratio: consumer.ratio,
     };
     print(&out, json)
 }

@@ -113,3 +113,32 @@ pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
+
+/// A figure and its floor from alternating rounds: the median of each, and the median of the
+/// rounds' ratios (figure / floor).
+pub struct Paired {
+    pub value: f64,
+    pub floor: f64,
+    pub ratio: f64,
+}
+
+/// Measures `figure` and then `floor`, `rounds` times (at least once) in alternation, so that a
+/// slow or fast stretch of the machine falls on both.
+pub fn alternate<E>(
+    rounds: usize,
+    mut figure: impl FnMut() -> Result<f64, E>,
+    mut floor: impl FnMut() -> Result<f64, E>,
+) -> Result<Paired, E> {
+    let (mut values, mut floors, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds.max(1) {
+        let (v, f) = (figure()?, floor()?);
+        values.push(v);
+        floors.push(f);
+        ratios.push(v / f);
+    }
+    Ok(Paired {
+        value: median(&mut values),
+        floor: median(&mut floors),
+        ratio: median(&mut ratios),
+    })
+}
