@@ -6,6 +6,7 @@ use shmbus_testkit as support;
 use shmbus::bytemuck::{Pod, Zeroable};
 use shmbus::{Board, BoardBuilder, Bus, BusBuilder, Error};
 use support::make;
+use support::park::park;
 use support::{assert_wrong_kind, TestBus};
 
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
@@ -339,25 +340,20 @@ fn open_or_create_with_another_number_of_writers_is_a_mismatch() {
 /// (never more than the hold the test knows of) and that grows across its calls.
 #[test]
 fn a_writer_stopped_inside_an_update_is_reported_held_for_at_least_the_time_seen() {
-    use std::sync::mpsc;
     use std::time::Instant;
     let name = TestBus::new("board-held");
     let board = make::board(&name, 2, 16);
     let mut holder = board.writer().unwrap();
     let mut waiter = board.writer().unwrap();
-    let (inside_tx, inside_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    std::thread::scope(|s| {
-        let parked = s.spawn(move || {
+    {
+        let parked = park(move |gate| {
             holder
                 .set_with(1, |v| {
                     v.push(b"half").unwrap();
-                    inside_tx.send(()).unwrap();
-                    release_rx.recv().unwrap();
+                    gate.stop_here();
                 })
                 .map(|(version, ())| version)
         });
-        inside_rx.recv().unwrap();
         let held_since = Instant::now();
         let held = |waiter: &mut shmbus::BoardWriter| {
             let start = Instant::now();
@@ -391,9 +387,8 @@ fn a_writer_stopped_inside_an_update_is_reported_held_for_at_least_the_time_seen
             "counted from the first sight: {h1:?}, then {h2:?}"
         );
         assert!(h2 <= end2 - held_since, "more than the hold we know of");
-        release_tx.send(()).unwrap();
-        assert_eq!(parked.join().unwrap().unwrap(), 1);
-    });
+        assert_eq!(parked.release().unwrap(), 1);
+    }
     assert_eq!(waiter.set_bytes(1, b"mine").unwrap(), 2);
 }
 
@@ -406,18 +401,14 @@ fn holds_name_a_writer_mid_update_and_nothing_once_it_committed() {
     let index = w.producer_index();
     w.set_bytes(1, b"first").unwrap();
     assert_eq!(inspector.holds(), [], "a committed update holds nothing");
-    // The fill says it is inside, then waits to be let go: cell 1 is taken meanwhile.
-    let (in_tx, in_rx) = std::sync::mpsc::channel::<()>();
-    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    let writer = std::thread::spawn(move || {
+    // The fill stops inside: cell 1 is taken meanwhile.
+    let writer = park(move |gate| {
         w.set_with(1, |v| {
             v.push(b"slow").unwrap();
-            in_tx.send(()).unwrap();
-            go_rx.recv().unwrap();
+            gate.stop_here();
         })
         .map(|(version, ())| version)
     });
-    in_rx.recv().unwrap();
     assert_eq!(
         inspector.holds(),
         [shmbus::CellHold {
@@ -427,7 +418,6 @@ fn holds_name_a_writer_mid_update_and_nothing_once_it_committed() {
             version: 1,
         }]
     );
-    go_tx.send(()).unwrap();
-    assert_eq!(writer.join().unwrap().unwrap(), 2);
+    assert_eq!(writer.release().unwrap(), 2);
     assert_eq!(inspector.holds(), []);
 }

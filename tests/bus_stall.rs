@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmbus::{Bus, BusBuilder, Error, Recv, Start};
+use support::park::park;
 use support::{check_payload, env, make_payload, say, ChildProc, Rng, TestBus};
 
 const CHILD: &str = "child_entry";
@@ -248,18 +249,14 @@ fn holds_name_a_producer_mid_publish_and_nothing_once_it_published() {
     assert_eq!(inspector.holds(), [], "a published claim is not a hold");
     let mut tx = bus.publisher().unwrap();
     let index = tx.producer_index() as usize;
-    // The fill says it is inside, then waits to be let go: the slot is taken meanwhile.
-    let (in_tx, in_rx) = std::sync::mpsc::channel::<()>();
-    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    let writer = std::thread::spawn(move || {
+    // The fill stops inside: the slot is taken meanwhile.
+    let writer = park(move |gate| {
         tx.publish_with(|w| {
             w.write_at(0, b"slow").unwrap();
-            in_tx.send(()).unwrap();
-            go_rx.recv().unwrap();
+            gate.stop_here();
         })
         .map(|(seq, ())| seq)
     });
-    in_rx.recv().unwrap();
     let holds = inspector.holds();
     assert_eq!(
         holds,
@@ -271,7 +268,6 @@ fn holds_name_a_producer_mid_publish_and_nothing_once_it_published() {
         }],
         "the producer inside its fill holds sequence 1's slot"
     );
-    go_tx.send(()).unwrap();
-    assert_eq!(writer.join().unwrap(), Some(1));
+    assert_eq!(writer.release(), Some(1));
     assert_eq!(inspector.holds(), []);
 }

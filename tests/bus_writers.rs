@@ -5,10 +5,10 @@
 
 use shmbus_testkit as support;
 
-use std::sync::mpsc;
 use std::time::Duration;
 
 use shmbus::{Bus, BusBuilder, Recv, Start, Wait};
+use support::park::{park, Parked};
 use support::{say, ChildProc, TestBus};
 
 const ENTRY: &str = "child_entry";
@@ -44,29 +44,18 @@ fn mp_bus(tag: &str, slots: u64) -> (TestBus, Bus) {
     (name, bus)
 }
 
-/// Runs `publish_with` on another thread, stopping after its first 8 bytes until told to go on.
-/// Returns (told it is inside, tell it to finish, its result).
-fn paused_writer(
-    bus: &Bus,
-    byte: u8,
-) -> (
-    mpsc::Receiver<()>,
-    mpsc::Sender<()>,
-    std::thread::JoinHandle<Option<u64>>,
-) {
+/// Runs `publish_with` on another thread, stopped after its first 8 bytes until released;
+/// returns once it is stopped there.
+fn paused_writer(bus: &Bus, byte: u8) -> Parked<Option<u64>> {
     let mut tx = bus.publisher().unwrap();
-    let (inside_tx, inside) = mpsc::channel();
-    let (go, go_rx) = mpsc::channel::<()>();
-    let h = std::thread::spawn(move || {
+    park(move |gate| {
         tx.publish_with(|w| {
             w.write_at(0, &[byte; 8]).unwrap();
-            inside_tx.send(()).unwrap();
-            go_rx.recv().unwrap();
+            gate.stop_here();
             w.write_at(8, &[byte; 8]).unwrap();
         })
         .map(|(seq, ())| seq)
-    });
-    (inside, go, h)
+    })
 }
 
 /// The original repro: producer A (entry 0) detaches; H (entry 1) is inside `publish_with` for
@@ -77,8 +66,7 @@ fn paused_writer(
 fn live_writers_slot_is_never_taken_over_so_no_message_tears() {
     let (_name, bus) = mp_bus("takeover", 8);
     let a = bus.publisher().unwrap(); // entry 0
-    let (inside, go, h) = paused_writer(&bus, 0xaa); // entry 1
-    inside.recv().unwrap();
+    let h = paused_writer(&bus, 0xaa); // entry 1
     drop(a); // an unused entry: its claim word (0) must not name anyone
     let mut z = bus.publisher().unwrap();
     let mut dropped = 0;
@@ -89,9 +77,8 @@ fn live_writers_slot_is_never_taken_over_so_no_message_tears() {
     }
     assert_eq!(dropped, 0, "Z routes around H's slot: nothing dropped");
     assert_eq!(bus.cursor(), 10, "H's 0, Z's 1..=7, 8 given up, Z's 9");
-    go.send(()).unwrap();
     assert_eq!(
-        h.join().unwrap(),
+        h.release(),
         Some(0),
         "H's message is published, not abandoned"
     );
@@ -134,15 +121,13 @@ fn live_writers_slot_is_never_taken_over_so_no_message_tears() {
 fn attaching_producer_never_abandons_a_live_writers_slot() {
     let (_name, bus) = mp_bus("attach", 8);
     let a = bus.publisher().unwrap();
-    let (inside, go, h) = paused_writer(&bus, 0x11); // entry 1
-    inside.recv().unwrap();
+    let h = paused_writer(&bus, 0x11); // entry 1
     drop(a);
     let mut early = bus.subscribe(Start::Oldest);
     let late = bus.publisher().unwrap();
     assert_eq!(late.stats().repaired, 0);
     assert!(matches!(early.try_recv(), Recv::Empty));
-    go.send(()).unwrap();
-    assert_eq!(h.join().unwrap(), Some(0));
+    assert_eq!(h.release(), Some(0));
     match early.recv_timeout(Duration::from_secs(10)) {
         Recv::Message(m) => assert_eq!((m.seq(), m.bytes()), (0, &[0x11; 16][..])),
         other => panic!("expected H's message, got {other:?}"),
@@ -223,8 +208,7 @@ fn slow_live_writer_is_waited_for_not_counted_lost() {
     for wait in [Wait::Spin, Wait::Yield, Wait::Sleep] {
         let (_name, bus) = mp_bus("slow", 8);
         let mut rx = bus.subscribe(Start::Next).wait_strategy(wait);
-        let (inside, go, h) = paused_writer(&bus, 0x5a);
-        inside.recv().unwrap();
+        let h = paused_writer(&bus, 0x5a);
         let mut other = bus.publisher().unwrap();
         other.publish_bytes(&[1; 16]).unwrap();
         // The subscriber looks at the stalled sequence many times while its writer is paused.
@@ -232,8 +216,7 @@ fn slow_live_writer_is_waited_for_not_counted_lost() {
             rx.recv_timeout(Duration::from_millis(120)),
             Recv::Empty
         ));
-        go.send(()).unwrap();
-        h.join().unwrap();
+        h.release();
         match rx.recv_timeout(Duration::from_secs(10)) {
             Recv::Message(m) => assert_eq!((m.seq(), m.bytes()), (0, &[0x5a; 16][..])),
             other => panic!("{wait:?}: expected the slow writer's message, got {other:?}"),

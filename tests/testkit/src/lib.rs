@@ -2,7 +2,7 @@
 //! themselves, self-checking payloads (also the bench's soak uses them, so both verify messages
 //! the same way), child processes made by re-executing the test binary with a role in the
 //! environment, the segment forger of the hostile tests ([`forge`]), waits with a deadline
-//! ([`poll`]) and a counting allocator for the allocation-free paths ([`alloc`]). Not published.
+//! ([`poll`]), threads parked inside an update ([`park`]) and a counting allocator for the allocation-free paths ([`alloc`]). Not published.
 
 use std::io::{BufRead, BufReader, Lines};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -45,6 +45,7 @@ pub mod alloc;
 pub mod delivered;
 pub mod forge;
 pub mod make;
+pub mod park;
 pub mod payload;
 pub mod poll;
 use payload::mix;

@@ -6,6 +6,7 @@ use shmbus_testkit as support;
 
 use common::*;
 use serde_json::Value;
+use support::park::park;
 use support::TestBus;
 
 #[test]
@@ -175,19 +176,14 @@ fn info_names_a_writer_stalled_holding_a_cell() {
         .unwrap();
     let mut w = board.writer().unwrap();
     let index = w.producer_index() as u64;
-    // The fill says it is inside, then waits to be let go: it holds cell 1 meanwhile, as a
-    // writer stopped mid-update does.
-    let (in_tx, in_rx) = std::sync::mpsc::channel::<()>();
-    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    let writer = std::thread::spawn(move || {
+    // The fill stops inside: it holds cell 1 meanwhile, as a writer stopped mid-update does.
+    let writer = park(move |gate| {
         w.set_with(1, |v| {
             v.push(b"slow").unwrap();
-            in_tx.send(()).unwrap();
-            go_rx.recv().unwrap();
+            gate.stop_here();
         })
         .map(|(version, ())| version)
     });
-    in_rx.recv().unwrap();
     let info: serde_json::Value =
         serde_json::from_str(&ok(&["info", b.name(), "--sample-ms", "20", "--json"])).unwrap();
     let pid = u64::from(std::process::id());
@@ -217,8 +213,7 @@ fn info_names_a_writer_stalled_holding_a_cell() {
         )),
         "{text}"
     );
-    go_tx.send(()).unwrap();
-    assert_eq!(writer.join().unwrap().unwrap(), 1);
+    assert_eq!(writer.release().unwrap(), 1);
     let text = ok(&["info", b.name()]);
     assert!(!text.contains("stalled"), "{text}");
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
+use support::park::park;
 use support::TestBus;
 
 /// A file in /dev/shm removed when the test ends (for files that are not buses).
@@ -1695,19 +1696,14 @@ fn info_names_a_producer_stalled_mid_publish_on_a_multi_producer_bus() {
     assert_eq!(info()["stalled"], serde_json::json!([]));
     let mut tx = bus.publisher().unwrap();
     let index = u64::from(tx.producer_index());
-    // The fill says it is inside, then waits to be let go: it holds sequence 0's slot, as a
-    // producer stopped mid-publish does.
-    let (in_tx, in_rx) = std::sync::mpsc::channel::<()>();
-    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    let writer = std::thread::spawn(move || {
+    // The fill stops inside: it holds sequence 0's slot, as a producer stopped mid-publish does.
+    let writer = park(move |gate| {
         tx.publish_with(|w| {
             w.write_at(0, b"slow").unwrap();
-            in_tx.send(()).unwrap();
-            go_rx.recv().unwrap();
+            gate.stop_here();
         })
         .map(|(seq, ())| seq)
     });
-    in_rx.recv().unwrap();
     let got = info();
     let pid = u64::from(std::process::id());
     let stalled = &got["stalled"];
@@ -1737,8 +1733,7 @@ fn info_names_a_producer_stalled_mid_publish_on_a_multi_producer_bus() {
         )),
         "{text}"
     );
-    go_tx.send(()).unwrap();
-    assert_eq!(writer.join().unwrap(), Some(0));
+    assert_eq!(writer.release(), Some(0));
     assert_eq!(info()["stalled"], serde_json::json!([]));
 }
 
