@@ -22,8 +22,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use shmbus::lanes::{LaneEvent, LanePush, Lanes, LanesBuilder};
@@ -43,25 +42,13 @@ fn child_entry() {
     support::run_role(&[("producer", producer), ("consumer", consumer)]);
 }
 
-/// A flag raised when the parent writes a line to our stdin.
-fn told() -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = std::io::stdin().read_line(&mut line);
-        flag.store(true, Ordering::Relaxed);
-    });
-    stop
-}
-
 /// Publishes `COUNT` records (0: until told to stop), then closes its lane and reports how
 /// many it published and how many the full lane dropped.
 fn producer() {
     let name: String = env("LANES");
     let id: u64 = env("ID");
     let count: u64 = env("COUNT");
-    let stop = told();
+    let stop = support::told_to_stop();
     let lanes = Lanes::open(&name).expect("open the lanes");
     // Lanes of killed producers return to the pool once the consumer has drained them.
     let mut p = None;
@@ -96,7 +83,7 @@ fn producer() {
 fn consumer() {
     let name: String = env("LANES");
     let log: String = env("LOG");
-    let stop = told();
+    let stop = support::told_to_stop();
     let lanes = Lanes::open(&name).expect("open the lanes");
     let mut c = lanes.consumer().expect("attach the consumer");
     let mut out = OpenOptions::new()

@@ -24,8 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use shmbus::Queue;
@@ -60,13 +59,7 @@ fn producer() {
     let name: String = env("QUEUE");
     let id: u64 = env("ID");
     let count: u64 = env("COUNT");
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = std::io::stdin().read_line(&mut line);
-        flag.store(true, Ordering::Relaxed);
-    });
+    let stop = support::told_to_stop();
     let q = Queue::open(&name).expect("open the queue");
     let mut tx = q.sender().expect("attach a sender");
     say("ready");

@@ -48,7 +48,6 @@ use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmbus::{Queue, QueueTotals};
@@ -101,13 +100,7 @@ fn sender() {
     let name: String = env("QUEUE");
     let id: u64 = env("ID");
     let item_size: usize = env("ITEM");
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = std::io::stdin().read_line(&mut line);
-        flag.store(true, Ordering::Relaxed);
-    });
+    let stop = support::told_to_stop();
     let progress = OpenOptions::new()
         .create(true)
         .truncate(true)

@@ -112,6 +112,19 @@ pub fn on_go(done: &str, act: impl FnOnce()) {
     poll::hold();
 }
 
+/// In a child: a flag raised when the parent writes a line to its stdin (or closes it), for a
+/// loop that runs until told to stop.
+pub fn told_to_stop() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        flag.store(true, Ordering::Relaxed);
+    });
+    stop
+}
+
 /// Prints a line for the parent and flushes it at once.
 pub fn say(line: &str) {
     use std::io::Write;
