@@ -647,6 +647,12 @@ fn lanes_throughput(core: usize, n: usize, size: usize, budget: u64) -> Result<(
         // lanes keep coming up empty (one `waitpid` per producer, which with 16 producers after
         // every batch had cost as much as the records of a batch).
         idle = if got == 0 { idle + 1 } else { 0 };
+        if got == 0 {
+            // As the floor's reader does on an empty ring: a pause before the next look, so
+            // that a consumer that keeps up does not take the line the producer is writing
+            // back on every poll.
+            std::hint::spin_loop();
+        }
         if idle == 1 << 16 {
             idle = 0;
             if children
