@@ -432,7 +432,8 @@ impl LaneConsumer {
 
     /// Receives up to `max` records and closes, calling `f` for each: lanes in round-robin
     /// order, up to 32 records of a lane per turn, each lane's records acknowledged together
-    /// after `f` has seen them. Returns how many items `f` was given.
+    /// after `f` has seen them (at the end of the turn, or each time a quarter of the lane has
+    /// been read). Returns how many items `f` was given.
     ///
     /// # Errors
     ///
@@ -451,7 +452,8 @@ impl LaneConsumer {
     }
 
     /// Receives up to `max` records of lane `lane` alone (and its close, if it comes after
-    /// them), calling `f` for each, acknowledged together. Returns how many items `f` was given.
+    /// them), calling `f` for each, acknowledged together (at the end, or each time a quarter of
+    /// the lane has been read). Returns how many items `f` was given.
     ///
     /// # Errors
     ///
@@ -483,32 +485,39 @@ impl LaneConsumer {
     ) -> Result<usize> {
         self.cursor = lane + 1;
         let set = self.lanes.set(&self.mem);
+        // Records read up to `end`, acknowledged up to `acked`: together at the end, or as soon
+        // as a quarter of the lane is read, so that a producer that keeps writing while we read
+        // finds room before the batch ends rather than a full lane.
+        let quarter = self.lanes.shape.lane_bytes / 4;
+        let mut end = set.read_position(lane);
+        let mut acked = end;
         let mut n = 0;
-        let mut end = None;
         let mut records = 0;
         let result = loop {
             if n >= max {
                 break Ok(());
             }
-            // Peek past the records seen so far: the read position is published only at the end.
-            let at = end.unwrap_or_else(|| set.read_position(lane));
-            match set.peek_at(lane, at) {
+            match set.peek_at(lane, end) {
                 Ok(Some(p)) => {
                     // SAFETY: `p` is the lane's next record after those of this batch, its
-                    // header loaded with Acquire; no read position is published before the loop
-                    // ends or the batch is acknowledged, after every view has been dropped.
+                    // header loaded with Acquire; the read position moves past it only after
+                    // `f` has returned, and `f` holds the view only while it runs.
                     let bytes = unsafe { set.payload(lane, &p) };
                     f(LaneItem::Record { lane, bytes });
                     self.stats.records += 1;
                     self.stats.bytes += p.len as u64;
-                    end = Some(p.end);
+                    end = p.end;
                     records += 1;
                     n += 1;
+                    if end - acked >= quarter {
+                        set.ack(lane, end, records);
+                        (acked, records) = (end, 0);
+                    }
                 }
                 Ok(None) => {
-                    if let Some(e) = end.take() {
-                        set.ack(lane, e, records);
-                        records = 0;
+                    if end != acked {
+                        set.ack(lane, end, records);
+                        (acked, records) = (end, 0);
                     }
                     match set.settle(lane) {
                         Settled::Again => continue,
@@ -528,8 +537,8 @@ impl LaneConsumer {
                 Err(detail) => break Err(self.corrupt(detail.to_string())),
             }
         };
-        if let Some(e) = end {
-            set.ack(lane, e, records);
+        if end != acked {
+            set.ack(lane, end, records);
         }
         result.map(|()| n)
     }

@@ -448,3 +448,31 @@ fn next_ready_is_the_first_ready_lane_from_the_cursor_round_the_bitmap() {
         }
     }
 }
+
+/// A batch acknowledges as soon as a quarter of the lane has been read (so that a producer
+/// writing meanwhile finds room), never a record `f` has not returned from, and the rest at
+/// the end.
+#[test]
+fn a_batch_acknowledges_each_quarter_lane_as_it_goes() {
+    let lanes = pool(1);
+    let mut c = lanes.consumer().unwrap();
+    let mut p = lanes.acquire().unwrap();
+    // 248-byte records take 256 bytes: four make a quarter of a 4096-byte lane.
+    for i in 0..10u8 {
+        assert_eq!(p.publish(&[i; 248]).unwrap(), LanePush::Queued);
+    }
+    let words = lanes.seg.words();
+    let read = || words[lanes.shape.word(p.lane(), L_READ)].load(Ordering::Relaxed);
+    let start = read();
+    let mut seen = Vec::new();
+    c.recv_lane_batch(p.lane(), 10, |item| {
+        if let LaneItem::Record { bytes, .. } = item {
+            // The read position while `f` holds record k: past the whole quarters before it.
+            seen.push((bytes[0], read() - start));
+        }
+    })
+    .unwrap();
+    let want: Vec<_> = (0..10u8).map(|k| (k, u64::from(k / 4) * 1024)).collect();
+    assert_eq!(seen, want);
+    assert_eq!(read() - start, 10 * 256);
+}
