@@ -20,8 +20,41 @@ const LIMIT: Duration = Duration::from_secs(20);
 /// A running `shmbus serve`, killed when the test ends.
 struct Server {
     _child: KillOnDrop,
+    /// The copy of the binary another user runs, if any (removed after the child is killed).
+    _copy: Option<BinaryCopy>,
     /// `127.0.0.1:PORT`.
     addr: String,
+}
+
+/// The `shmbus` binary copied where any user may run it: a server started as another user
+/// cannot run the build's own copy when the checkout lies under a directory closed to others
+/// (a clone in a `mktemp -d` directory, mode 0700). Removed on drop.
+struct BinaryCopy {
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl BinaryCopy {
+    fn new() -> BinaryCopy {
+        use std::os::unix::fs::PermissionsExt;
+        let open = || std::fs::Permissions::from_mode(0o755);
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("shmbus-serve-test-{}-{n}", std::process::id()));
+        std::fs::create_dir(&dir).expect("a directory for the binary's copy");
+        std::fs::set_permissions(&dir, open()).expect("open the copy's directory");
+        let path = dir.join("shmbus");
+        std::fs::copy(env!("CARGO_BIN_EXE_shmbus"), &path).expect("copy the binary");
+        std::fs::set_permissions(&path, open()).expect("let any user run the copy");
+        BinaryCopy { dir, path }
+    }
+}
+
+impl Drop for BinaryCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl Server {
@@ -32,7 +65,11 @@ impl Server {
 
     /// `start`, run as user and group `uid` if given.
     fn start_as(uid: Option<u32>, args: &[&str]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmbus"));
+        let copy = uid.map(|_| BinaryCopy::new());
+        let mut cmd = Command::new(
+            copy.as_ref()
+                .map_or(env!("CARGO_BIN_EXE_shmbus").as_ref(), |c| c.path.as_path()),
+        );
         if let Some(uid) = uid {
             use std::os::unix::process::CommandExt;
             cmd.uid(uid).gid(uid);
@@ -56,6 +93,7 @@ impl Server {
             .to_owned();
         Server {
             _child: KillOnDrop(child),
+            _copy: copy,
             addr,
         }
     }
