@@ -413,14 +413,6 @@ fn truncated_segments_are_refused_with_their_sizes() {
 }
 
 /// A directory removed with everything in it when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn unreadable_segment_is_permission_denied() {
     use std::os::unix::process::CommandExt;
@@ -429,17 +421,9 @@ fn unreadable_segment_is_permission_denied() {
     // Root reads any file, whatever its mode: ask as an unprivileged user instead, who may not
     // open a 0600 segment of root's. That user may not reach the build directory (a checkout in
     // a 0700 directory), so it runs a copy of the binary from a directory anyone can read.
-    let copy = nix::unistd::geteuid().is_root().then(|| {
-        let dir = std::env::temp_dir().join(format!("shmbus-insp-perm-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let exe = dir.join("shmbus");
-        std::fs::copy(env!("CARGO_BIN_EXE_shmbus"), &exe).unwrap();
-        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-        TempDir(dir)
-    });
+    let copy = nix::unistd::geteuid().is_root().then(BinaryCopy::new);
     let mut cmd = match &copy {
-        Some(dir) => Command::new(dir.0.join("shmbus")),
+        Some(c) => Command::new(&c.path),
         None => Command::new(env!("CARGO_BIN_EXE_shmbus")),
     };
     cmd.args(["tail", t.name()]);

@@ -167,3 +167,34 @@ pub mod queue_words {
         f.store(W_HEAD, pos + 1);
     }
 }
+
+/// The `shmbus` binary copied where any user may run it, for a test that runs it as another
+/// user: that user cannot run the build's own copy when the checkout lies under a directory
+/// closed to others (a clone in a `mktemp -d` directory, mode 0700). Removed on drop.
+pub struct BinaryCopy {
+    dir: std::path::PathBuf,
+    pub path: std::path::PathBuf,
+}
+
+impl BinaryCopy {
+    pub fn new() -> BinaryCopy {
+        use std::os::unix::fs::PermissionsExt;
+        let open = || std::fs::Permissions::from_mode(0o755);
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("shmbus-serve-test-{}-{n}", std::process::id()));
+        std::fs::create_dir(&dir).expect("a directory for the binary's copy");
+        std::fs::set_permissions(&dir, open()).expect("open the copy's directory");
+        let path = dir.join("shmbus");
+        std::fs::copy(env!("CARGO_BIN_EXE_shmbus"), &path).expect("copy the binary");
+        std::fs::set_permissions(&path, open()).expect("let any user run the copy");
+        BinaryCopy { dir, path }
+    }
+}
+
+impl Drop for BinaryCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
