@@ -37,6 +37,13 @@ pub struct LaneConsumerStats {
     pub closed: u64,
 }
 
+/// What [`LaneConsumer::find`] found at the cursor.
+#[derive(Clone, Copy, Debug)]
+enum Found {
+    Record(Peeked),
+    Closed(LaneClosed),
+}
+
 /// A lane whose producer closed it (or died), reported once, after its last record: the lane
 /// is back in the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,9 +151,10 @@ pub struct LaneConsumer {
     /// as a bitmap, so that each is listed once.
     stale: Vec<u32>,
     stale_bits: Vec<u64>,
-    /// The record `find` found at the cursor (`None`: a close), which `take` delivers without
-    /// loading its header again.
-    found: Option<Peeked>,
+    /// What `find` found at the cursor, which `take` (or a batch) delivers: a record, without
+    /// loading its header again, or a close `find` already settled (the lane is free again, so
+    /// the close exists nowhere else).
+    found: Option<Found>,
     futex: SysFutex,
     stats: LaneConsumerStats,
     #[cfg(not(loom))]
@@ -293,7 +301,7 @@ impl LaneConsumer {
                 match set.peek(lane) {
                     Ok(Some(p)) => {
                         self.cursor = lane;
-                        self.found = Some(p);
+                        self.found = Some(Found::Record(p));
                         return Ok(true);
                     }
                     Ok(None) => {}
@@ -306,11 +314,8 @@ impl LaneConsumer {
                         });
                     }
                 }
-                if set.state(lane) & STATE_MASK >= super::layout::CLOSED {
-                    self.cursor = lane;
-                    self.found = None;
-                    return Ok(true);
-                }
+                // Nothing to read: a closed lane is drained now and freed here (its producer may
+                // also close between our look at the header and `settle`'s at the state).
                 match set.settle(lane) {
                     Settled::Again => continue,
                     Settled::Empty => {
@@ -321,7 +326,15 @@ impl LaneConsumer {
                         }
                         break;
                     }
-                    Settled::Closed { .. } => unreachable!("a closed lane returned above"),
+                    Settled::Closed { drops, died } => {
+                        self.cursor = lane;
+                        self.found = Some(Found::Closed(LaneClosed {
+                            lane,
+                            dropped: drops,
+                            producer_died: died,
+                        }));
+                        return Ok(true);
+                    }
                 }
             }
             from = lane + 1;
@@ -393,39 +406,28 @@ impl LaneConsumer {
     pub(super) fn take(&mut self) -> LaneEvent<'_> {
         let lane = self.cursor;
         self.cursor = lane + 1;
-        let mut found = self.found.take();
-        let set = self.lanes.set(&self.mem);
-        loop {
-            let peeked = match found.take() {
-                Some(p) => Ok(Some(p)),
-                None => set.peek(lane),
-            };
-            match peeked {
-                Ok(Some(p)) => {
-                    self.stats.records += 1;
-                    self.stats.bytes += p.len as u64;
-                    // SAFETY: `p` is this lane's next record, from `peek`; the read position
-                    // moves past it only when the record (which holds the view) drops.
-                    let bytes = unsafe { set.payload(lane, &p) };
-                    return LaneEvent::Record(LaneRecord {
-                        acker: set.acker(lane),
-                        lane,
-                        end: p.end,
-                        bytes,
-                    });
-                }
-                // `find` saw a record or a close; only a close leaves nothing to peek.
-                Ok(None) | Err(_) => match set.settle(lane) {
-                    Settled::Closed { drops, died } => {
-                        self.stats.closed += 1;
-                        return LaneEvent::Closed(LaneClosed {
-                            lane,
-                            dropped: drops,
-                            producer_died: died,
-                        });
-                    }
-                    Settled::Again | Settled::Empty => continue,
-                },
+        let found = self
+            .found
+            .take()
+            .expect("`find` returned true, so it left what it found");
+        match found {
+            Found::Record(p) => {
+                self.stats.records += 1;
+                self.stats.bytes += p.len as u64;
+                let set = self.lanes.set(&self.mem);
+                // SAFETY: `p` is this lane's next record, from `peek`; the read position moves
+                // past it only when the record (which holds the view) drops.
+                let bytes = unsafe { set.payload(lane, &p) };
+                LaneEvent::Record(LaneRecord {
+                    acker: set.acker(lane),
+                    lane,
+                    end: p.end,
+                    bytes,
+                })
+            }
+            Found::Closed(closed) => {
+                self.stats.closed += 1;
+                LaneEvent::Closed(closed)
             }
         }
     }
@@ -446,6 +448,14 @@ impl LaneConsumer {
                 break;
             }
             let lane = self.cursor;
+            if let Some(Found::Closed(closed)) = self.found.take() {
+                // `find` drained and freed the lane already: its close exists only here.
+                self.cursor = lane + 1;
+                self.stats.closed += 1;
+                f(LaneItem::Closed(closed));
+                n += 1;
+                continue;
+            }
             n += self.drain_lane(lane, (max - n).min(BATCH_PER_LANE), &mut f)?;
         }
         Ok(n)

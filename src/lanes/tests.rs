@@ -476,3 +476,63 @@ fn a_batch_acknowledges_each_quarter_lane_as_it_goes() {
     assert_eq!(seen, want);
     assert_eq!(read() - start, 10 * 256);
 }
+
+/// A producer that publishes one record and closes, over and over on a one-lane pool, while the
+/// consumer receives (one at a time and in batches): the close often lands between the
+/// consumer's look at the lane's next header and its look at the lane's state. Every record
+/// and every close is delivered exactly once, and the lane comes back each time.
+#[test]
+fn a_close_racing_the_consumer_s_look_is_delivered_once() {
+    let sessions: u32 = if cfg!(miri) { 8 } else { 100_000 };
+    let lanes = pool(1);
+    let mut c = lanes.consumer().unwrap();
+    let l2 = lanes.clone();
+    let t = std::thread::spawn(move || {
+        for k in 0..sessions {
+            let mut p = loop {
+                match l2.acquire() {
+                    Ok(p) => break p,
+                    Err(Error::LanesFull { .. }) => std::thread::yield_now(),
+                    Err(e) => panic!("{e}"),
+                }
+            };
+            assert_eq!(p.publish(&k.to_le_bytes()).unwrap(), LanePush::Queued);
+            p.close();
+        }
+    });
+    let (records, closes) = (std::cell::Cell::new(0u32), std::cell::Cell::new(0u32));
+    let mut event = |item: LaneItem<'_>| match item {
+        LaneItem::Record { bytes, .. } => {
+            assert_eq!(
+                closes.get(),
+                records.get(),
+                "a record before its session's close"
+            );
+            assert_eq!(bytes, records.get().to_le_bytes(), "in order, once");
+            records.set(records.get() + 1);
+        }
+        LaneItem::Closed(closed) => {
+            assert_eq!(closes.get() + 1, records.get(), "a close after its record");
+            assert_eq!(closed.dropped, 0);
+            closes.set(closes.get() + 1);
+        }
+    };
+    let mut turn = 0u64;
+    while closes.get() < sessions {
+        turn += 1;
+        if turn % 2 == 0 {
+            c.recv_batch(usize::MAX, &mut event).unwrap();
+        } else if let Some(e) = c.try_recv().unwrap() {
+            match e {
+                LaneEvent::Record(r) => event(LaneItem::Record {
+                    lane: r.lane(),
+                    bytes: &r,
+                }),
+                LaneEvent::Closed(closed) => event(LaneItem::Closed(closed)),
+            }
+        }
+    }
+    t.join().unwrap();
+    assert_eq!((records.get(), closes.get()), (sessions, sessions));
+    assert_eq!(c.try_recv().unwrap().map(|_| ()), None);
+}
