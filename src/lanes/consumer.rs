@@ -70,6 +70,7 @@ pub enum LaneEvent<'a> {
 /// place").
 pub struct LaneRecord<'a> {
     acker: Acker<'a>,
+    futex: &'a SysFutex,
     lane: u32,
     end: u64,
     bytes: &'a [u8],
@@ -116,7 +117,7 @@ impl Drop for LaneRecord<'_> {
     #[inline]
     fn drop(&mut self) {
         // The view ends here: the bytes may be the producer's again.
-        self.acker.ack(self.end, 1);
+        self.acker.ack(self.end, 1, self.futex);
     }
 }
 
@@ -156,6 +157,8 @@ pub struct LaneConsumer {
     /// the close exists nowhere else).
     found: Option<Found>,
     futex: SysFutex,
+    /// A real fence before the look at a lane's room waiter flag (`wait::producer_fences`).
+    strong: bool,
     stats: LaneConsumerStats,
     #[cfg(not(loom))]
     pub(super) ready: Option<crate::readiness::Armed>,
@@ -194,6 +197,7 @@ impl LaneConsumer {
             stale_bits: vec![0; (lanes.shape.lanes as usize).div_ceil(64)],
             found: None,
             futex: SysFutex::of(seg),
+            strong: wait::producer_fences(seg),
             stats: LaneConsumerStats::default(),
             #[cfg(not(loom))]
             ready: None,
@@ -419,7 +423,8 @@ impl LaneConsumer {
                 // past it only when the record (which holds the view) drops.
                 let bytes = unsafe { set.payload(lane, &p) };
                 LaneEvent::Record(LaneRecord {
-                    acker: set.acker(lane),
+                    acker: set.acker(lane, self.strong),
+                    futex: &self.futex,
                     lane,
                     end: p.end,
                     bytes,
@@ -520,13 +525,13 @@ impl LaneConsumer {
                     records += 1;
                     n += 1;
                     if end - acked >= quarter {
-                        set.ack(lane, end, records);
+                        set.ack(lane, end, records, &self.futex, self.strong);
                         (acked, records) = (end, 0);
                     }
                 }
                 Ok(None) => {
                     if end != acked {
-                        set.ack(lane, end, records);
+                        set.ack(lane, end, records, &self.futex, self.strong);
                         (acked, records) = (end, 0);
                     }
                     match set.settle(lane) {
@@ -548,7 +553,7 @@ impl LaneConsumer {
             }
         };
         if end != acked {
-            set.ack(lane, end, records);
+            set.ack(lane, end, records, &self.futex, self.strong);
         }
         result.map(|()| n)
     }

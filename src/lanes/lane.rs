@@ -13,10 +13,12 @@
 
 use super::layout::{
     record_bytes, LanesShape, BLOCK_WORDS, CLOSED, DIED, FREE, HEAD_COMMIT, LANE_RECORD_HEADER,
-    L_CONSUMED, L_DROPS, L_PUBLISHED, L_READ, L_STATE, L_WRITE, OPEN, SESSION, STATE_MASK, W_READY,
+    L_CONSUMED, L_DROPS, L_PUBLISHED, L_READ, L_ROOM_WAITERS, L_ROOM_WAKE, L_STATE, L_WRITE, OPEN,
+    SESSION, STATE_MASK, W_READY,
 };
 use super::mirror::{LaneBytes, LaneRing};
 use crate::sync::{load_acquire, AtomicU64, Ordering};
+use crate::wait::{self, Futex, WakeWords};
 
 /// The words and bytes of a lanes segment.
 pub(crate) struct LaneSet<'a, M> {
@@ -50,17 +52,30 @@ pub(crate) struct Peeked {
     pub end: u64,
 }
 
-/// The consumer's words of one lane: what an acknowledgement stores.
-#[derive(Clone, Copy, Debug)]
+/// The consumer's words of one lane: what an acknowledgement stores, and the handshake words
+/// of a producer waiting for room.
+#[derive(Clone, Copy)]
 pub(crate) struct Acker<'a> {
     read: &'a AtomicU64,
     consumed: &'a AtomicU64,
+    room: WakeWords<'a>,
+    /// A real fence before the look at the room waiter flag (as for a producer's wake-up).
+    strong: bool,
+}
+
+impl std::fmt::Debug for Acker<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acker")
+            .field("read", &self.read.load(Ordering::Relaxed))
+            .finish()
+    }
 }
 
 impl Acker<'_> {
-    /// Releases the lane's bytes up to `end` after `records` more records.
+    /// Releases the lane's bytes up to `end` after `records` more records, and wakes the
+    /// lane's producer if it sleeps waiting for room (one load of its flag when it does not).
     #[inline]
-    pub(crate) fn ack(&self, end: u64, records: u64) {
+    pub(crate) fn ack<F: Futex>(&self, end: u64, records: u64, futex: &F) {
         self.consumed.store(
             self.consumed.load(Ordering::Relaxed).wrapping_add(records),
             Ordering::Relaxed,
@@ -68,6 +83,9 @@ impl Acker<'_> {
         // ORDERING: Release pairs with the producer's Acquire load of the read position: our
         // reads of the bytes before `end` happen before its writes over them.
         self.read.store(end, Ordering::Release);
+        // The read position is to the producer waiting for room what a commit is to a sleeping
+        // subscriber: the same handshake (docs/design.md §7), with the consumer as the waker.
+        wait::wake_after_publish(self.room, futex, self.strong);
     }
 }
 
@@ -296,18 +314,33 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
         unsafe { self.mem.view(lane, p.pos, p.len) }
     }
 
-    /// Releases lane `lane`'s bytes up to `end` (an acknowledgement) after `records` records.
+    /// Releases lane `lane`'s bytes up to `end` (an acknowledgement) after `records` records,
+    /// waking its producer if it waits for room (`strong`: as for [`Acker`]).
     #[inline]
-    pub(crate) fn ack(&self, lane: u32, end: u64, records: u64) {
-        self.acker(lane).ack(end, records);
+    pub(crate) fn ack<F: Futex>(&self, lane: u32, end: u64, records: u64, futex: &F, strong: bool) {
+        self.acker(lane, strong).ack(end, records, futex);
     }
 
     /// The words an acknowledgement of lane `lane` stores, for a record to keep.
     #[inline]
-    pub(crate) fn acker(&self, lane: u32) -> Acker<'a> {
+    pub(crate) fn acker(&self, lane: u32, strong: bool) -> Acker<'a> {
+        let block = self.block(lane);
         Acker {
-            read: self.word(lane, L_READ),
-            consumed: self.word(lane, L_CONSUMED),
+            read: &block[L_READ],
+            consumed: &block[L_CONSUMED],
+            room: self.room_words(lane),
+            strong,
+        }
+    }
+
+    /// The handshake words of lane `lane`'s producer waiting for room: it raises the flag and
+    /// sleeps on the wake word; the consumer's acknowledgements wake it.
+    #[inline]
+    pub(crate) fn room_words(&self, lane: u32) -> WakeWords<'a> {
+        let block = self.block(lane);
+        WakeWords {
+            flag: &block[L_ROOM_WAITERS],
+            counter: crate::sync::futex_half(&block[L_ROOM_WAKE]),
         }
     }
 
@@ -493,33 +526,77 @@ impl Writer {
         &mut self,
         set: &LaneSet<'_, M>,
         data: &[u8],
+        go_on: impl FnMut(Step) -> bool,
+    ) -> Option<Pushed> {
+        if !self.fits(set, data.len()) {
+            return Some(self.drop_one(set));
+        }
+        self.write_steps(set, data, go_on)
+    }
+
+    /// Whether a record of `len` bytes fits in the lane now, with a fresh look at the read
+    /// position if it did not fit at the last one.
+    #[inline(always)]
+    pub(crate) fn fits<M: LaneBytes>(&mut self, set: &LaneSet<'_, M>, len: usize) -> bool {
+        // The record, and the zero header after it, where the consumer looks next.
+        let room = record_bytes(len) + LANE_RECORD_HEADER as u64;
+        let lane_bytes = set.shape.lane_bytes;
+        if self.write + room - self.read <= lane_bytes {
+            return true;
+        }
+        // ORDERING: Acquire pairs with the consumer's Release store in `ack`: its reads of the
+        // bytes we are about to overwrite are done.
+        let read = load_acquire(set.word(self.lane, L_READ));
+        // A read position that is not between our last look and our write position is not the
+        // consumer's (a forged segment): keep the old one, which errs towards "full".
+        if read >= self.read && read <= self.write {
+            self.read = read;
+        }
+        self.write + room - self.read <= lane_bytes
+    }
+
+    /// Counts a record dropped for want of room.
+    #[cold]
+    pub(crate) fn drop_one<M: LaneBytes>(&mut self, set: &LaneSet<'_, M>) -> Pushed {
+        self.drops += 1;
+        set.word(self.lane, L_DROPS)
+            .store(self.drops, Ordering::Relaxed);
+        Pushed::Full { drops: self.drops }
+    }
+
+    /// Writes one record if it fits now; `None` (nothing written or counted) if it does not.
+    #[inline]
+    pub(crate) fn try_publish<M: LaneBytes>(
+        &mut self,
+        set: &LaneSet<'_, M>,
+        data: &[u8],
+    ) -> Option<Pushed> {
+        if !self.fits(set, data.len()) {
+            return None;
+        }
+        Some(
+            self.write_steps(set, data, |_| true)
+                .expect("a producer that always goes on finishes"),
+        )
+    }
+
+    /// Writes and commits a record that [`Writer::fits`] (just checked by the caller), asking
+    /// `go_on` after each step as [`Writer::publish_steps`] does.
+    #[inline(always)]
+    fn write_steps<M: LaneBytes>(
+        &mut self,
+        set: &LaneSet<'_, M>,
+        data: &[u8],
         mut go_on: impl FnMut(Step) -> bool,
     ) -> Option<Pushed> {
-        // The record, and the zero header after it, where the consumer looks next.
         let need = record_bytes(data.len());
         let room = need + LANE_RECORD_HEADER as u64;
-        let lane_bytes = set.shape.lane_bytes;
-        if self.write + room - self.read > lane_bytes {
-            // ORDERING: Acquire pairs with the consumer's Release store in `ack`: its reads of
-            // the bytes we are about to overwrite are done.
-            let read = load_acquire(set.word(self.lane, L_READ));
-            // A read position that is not between our last look and our write position is not
-            // the consumer's (a forged segment): keep the old one, which errs towards "full".
-            if read >= self.read && read <= self.write {
-                self.read = read;
-            }
-            if self.write + room - self.read > lane_bytes {
-                self.drops += 1;
-                set.word(self.lane, L_DROPS)
-                    .store(self.drops, Ordering::Relaxed);
-                return Some(Pushed::Full { drops: self.drops });
-            }
-        }
+        debug_assert!(self.write + room - self.read <= set.shape.lane_bytes);
         let ring = set.mem.ring(self.lane);
         // SAFETY: we are the lane's only producer (we hold it: its lock, or its claim on a heap
         // segment). `[write, write + room)` is at or past our last header, which the consumer
-        // has not passed, and (checked just above) within a lane of the read position we loaded
-        // with Acquire: the consumer holds no view of any of it and loads only the header at
+        // has not passed, and (checked by `fits`, the caller's contract) within a lane of the
+        // read position we loaded with Acquire: the consumer holds no view of any of it and loads only the header at
         // `write` (which we store last, atomically); `room <= lane_bytes`. The zero header at
         // `write + need` is 8-aligned and stored atomically.
         unsafe {

@@ -21,6 +21,8 @@
 //!               +64 state           +72 producer pid (lo32)   +80 producer start time
 //!                                                           (written at acquire and close)
 //!              +128 read position   +136 records consumed   (the consumer's, on every ack)
+//!              +144 room wake word (futex)   +152 room waiter flag   (a producer waiting for
+//!                                                                     room raises the flag)
 //!  4096 + C    the rings: lane i's B bytes at 4096 + C + i * B, C = L * 192 rounded up to
 //!              whole pages
 //!
@@ -72,6 +74,11 @@ pub(crate) const L_START: usize = 10;
 // The consumer's line.
 pub(crate) const L_READ: usize = 16;
 pub(crate) const L_CONSUMED: usize = 17;
+// A producer waiting for room (`LanePublisher::publish_wait`) sleeps on the wake word (its low
+// half a futex) after raising the flag; the consumer, after each acknowledgement, loads the
+// flag (the line is its own) and wakes it (docs/design.md §17, "Waiting for room").
+pub(crate) const L_ROOM_WAKE: usize = 18;
+pub(crate) const L_ROOM_WAITERS: usize = 19;
 
 /// Lane states (the state word's low byte; the bytes above count the lane's sessions).
 pub(crate) const FREE: u64 = 0;

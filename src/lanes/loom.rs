@@ -176,7 +176,12 @@ fn check(view: &[u8], k: u8) {
 
 /// The consumer's receive of one lane: the next record's index and length, or how the lane
 /// settled.
-fn receive(set: &LaneSet<'_, Cells>, lane: u32, next: &mut u8) -> Option<Settled> {
+fn receive(
+    set: &LaneSet<'_, Cells>,
+    futex: &ModelFutex,
+    lane: u32,
+    next: &mut u8,
+) -> Option<Settled> {
     match set.peek(lane).expect("consistent") {
         Some(p) => {
             // SAFETY: `p` is from `peek`; the read position moves after the view drops.
@@ -185,7 +190,7 @@ fn receive(set: &LaneSet<'_, Cells>, lane: u32, next: &mut u8) -> Option<Settled
             thread::yield_now();
             check(&view, *next);
             drop(view);
-            set.ack(lane, p.end, 1);
+            set.ack(lane, p.end, 1, futex, false);
             *next += 1;
             None
         }
@@ -236,7 +241,7 @@ fn a_record_is_never_written_while_the_consumer_reads_it() {
         let mut next = 0u8;
         loop {
             let finished = done.load(Ordering::Acquire);
-            match receive(&set, 0, &mut next) {
+            match receive(&set, &seg.futex, 0, &mut next) {
                 None => {}
                 Some(Settled::Again) => {}
                 Some(Settled::Empty) if finished => break,
@@ -287,7 +292,7 @@ fn no_record_or_close_is_left_behind_a_clear_ready_bit() {
                 continue;
             };
             cursor = lane + 1;
-            match receive(&set, lane, &mut next[lane as usize]) {
+            match receive(&set, &seg.futex, lane, &mut next[lane as usize]) {
                 Some(Settled::Closed { drops, died }) => {
                     assert_eq!((drops, died), (0, false));
                     closed += 1;
@@ -335,7 +340,7 @@ fn a_producer_that_dies_mid_publish_leaves_nothing_torn() {
                     let set = seg.set();
                     let mut next = 0u8;
                     loop {
-                        match receive(&set, 0, &mut next) {
+                        match receive(&set, &seg.futex, 0, &mut next) {
                             Some(Settled::Closed { died, .. }) => {
                                 assert!(died);
                                 return next;
@@ -361,10 +366,59 @@ fn a_producer_that_dies_mid_publish_leaves_nothing_torn() {
                 w.publish(&set, &record(got, 8)),
                 Pushed::Queued { .. }
             ));
-            assert_eq!(receive(&set, 0, &mut got), None);
+            assert_eq!(receive(&set, &seg.futex, 0, &mut got), None);
             assert_eq!(got, want + 1);
         });
     }
+}
+
+/// A producer whose lane is full waits for room as `LanePublisher::publish_wait` does: it tries
+/// again, and sleeps on the lane's room words (the §7 handshake, re-checking the read position
+/// after raising the flag) until the consumer's acknowledgement, which loads the flag after
+/// storing the read position, wakes it. A lost wake-up is a deadlock loom reports; the record it
+/// waited to write arrives after the others, whole.
+#[test]
+fn a_producer_waiting_for_room_is_woken_by_an_acknowledgement() {
+    model("lanes_room_wait", 3, || {
+        let seg = Seg::new(1);
+        let mut w = seg.open(0);
+        {
+            let set = seg.set();
+            // Three records of 8 bytes fill the 64-byte lane (each with the zero header after).
+            for k in 0..3 {
+                assert!(matches!(
+                    w.publish(&set, &record(k, 8)),
+                    Pushed::Queued { .. }
+                ));
+            }
+        }
+        let producer = {
+            let seg = seg.clone();
+            thread::spawn(move || {
+                let set = seg.set();
+                let rec = record(3, 8);
+                loop {
+                    if let Some(pushed) = w.try_publish(&set, &rec) {
+                        assert!(matches!(pushed, Pushed::Queued { .. }));
+                        return;
+                    }
+                    wait::sleep(set.room_words(0), &seg.futex, None, || w.fits(&set, 8));
+                }
+            })
+        };
+        let set = seg.set();
+        let mut next = 0u8;
+        // One record read and acknowledged: room for the fourth.
+        assert_eq!(receive(&set, &seg.futex, 0, &mut next), None);
+        producer.join().unwrap();
+        while next < 4 {
+            assert_eq!(receive(&set, &seg.futex, 0, &mut next), None);
+        }
+        assert_eq!(
+            receive(&set, &seg.futex, 0, &mut next),
+            Some(Settled::Empty)
+        );
+    });
 }
 
 impl LaneRing for ByLane<'_, Cells> {

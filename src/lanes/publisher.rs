@@ -1,5 +1,6 @@
 //! A producer's lane: acquire, publish, close.
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::handle::Lanes;
 use super::lane::{Pushed, Writer};
@@ -8,7 +9,7 @@ use super::LaneMem;
 use crate::error::{Error, Result};
 use crate::segment::{self, LockFd, LockKind};
 use crate::sync::Ordering;
-use crate::wait::{self, SysFutex};
+use crate::wait::{self, Attempt, SysFutex, Wait};
 
 /// What a publish did with the record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,8 +26,10 @@ pub enum LanePush {
 }
 
 /// A producer's lane (docs/design.md §17): records published here go to the consumer in order.
-/// Publishing never waits, allocates or makes a system call unless the consumer sleeps; a full
-/// lane drops the record and says so. Dropping the publisher closes the lane: the consumer
+/// [`publish`](Self::publish) never waits, allocates or makes a system call unless the consumer
+/// sleeps; a full lane drops the record and says so. [`publish_wait`](Self::publish_wait) and
+/// [`publish_timeout`](Self::publish_timeout) wait for room instead, as a bounded channel's
+/// `send` does. Dropping the publisher closes the lane: the consumer
 /// reads what is queued, sees the lane closed, and the lane returns to the pool. A producer that
 /// dies is noticed by the consumer's next sweep, with the same effect.
 pub struct LanePublisher {
@@ -37,6 +40,8 @@ pub struct LanePublisher {
     lock: Option<LockFd>,
     futex: SysFutex,
     strong_fence: bool,
+    /// How `publish_wait` and `publish_timeout` wait for room.
+    wait: Wait,
     closed: bool,
 }
 
@@ -136,6 +141,7 @@ impl LanePublisher {
                 mem,
                 writer,
                 lock,
+                wait: Wait::default(),
                 closed: false,
             });
         }
@@ -214,6 +220,82 @@ impl LanePublisher {
         }
     }
 
+    /// Sets how [`Self::publish_wait`] and [`Self::publish_timeout`] wait while the lane is full
+    /// (default [`Wait::Sleep`]: the producer sleeps on a futex of its lane after 20 µs, and the
+    /// consumer's acknowledgements wake it; the consumer pays one load of a flag on its own
+    /// cache line per acknowledgement while nobody sleeps).
+    pub fn wait_strategy(mut self, wait: Wait) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Publishes one record, waiting while the lane has no room for it: the consumer's
+    /// acknowledgements make room. Nothing is dropped. With no consumer attached it waits until
+    /// one attaches and reads; use [`Self::publish_timeout`] to bound the wait.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Self::publish`].
+    #[inline]
+    pub fn publish_wait(&mut self, record: &[u8]) -> Result<()> {
+        match self.publish_until(record, None)? {
+            LanePush::Queued => Ok(()),
+            LanePush::Full { .. } => {
+                unreachable!("no deadline: the wait ends with the record queued")
+            }
+        }
+    }
+
+    /// Publishes one record, waiting up to `timeout` while the lane has no room for it; if it
+    /// still has none then, the record is dropped and counted, as [`Self::publish`] does.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Self::publish`].
+    #[inline]
+    pub fn publish_timeout(&mut self, record: &[u8], timeout: Duration) -> Result<LanePush> {
+        self.publish_until(record, Some(Instant::now() + timeout))
+    }
+
+    #[inline(always)]
+    fn publish_until(&mut self, record: &[u8], deadline: Option<Instant>) -> Result<LanePush> {
+        if record.len() > self.lanes.shape.max_record() || self.forked() {
+            return Err(self.refusal(record.len()));
+        }
+        // The common case, room now, as `publish` does it: no wait machinery inlined here.
+        let set = self.lanes.set(&self.mem);
+        if let Some(pushed) = self.writer.try_publish(&set, record) {
+            if let Pushed::Queued { raised: true } = pushed {
+                self.wake();
+            }
+            return Ok(LanePush::Queued);
+        }
+        self.wait_for_room(record, deadline)
+    }
+
+    /// [`Self::publish_until`] once the lane was found full: the one blocking loop.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_room(&mut self, record: &[u8], deadline: Option<Instant>) -> Result<LanePush> {
+        let wait = self.wait;
+        let raised = wait::block(&mut Making { p: self, record }, wait, deadline);
+        match raised {
+            Some(raised) => {
+                if raised {
+                    self.wake();
+                }
+                Ok(LanePush::Queued)
+            }
+            None => {
+                let set = self.lanes.set(&self.mem);
+                match self.writer.drop_one(&set) {
+                    Pushed::Full { drops } => Ok(LanePush::Full { dropped: drops }),
+                    Pushed::Queued { .. } => unreachable!("a drop is not queued"),
+                }
+            }
+        }
+    }
+
     /// Publishes one value as a record of its bytes.
     ///
     /// # Errors
@@ -250,6 +332,37 @@ impl LanePublisher {
         // The lock goes after the close is stored: the sweep never takes a live, closing
         // producer for a dead one.
         self.lock = None;
+    }
+}
+
+/// A publish that waits for room, as an [`Attempt`] of the one blocking loop: try to write the
+/// record; sleep on the lane's room words until an acknowledgement wakes it.
+struct Making<'p, 'r> {
+    p: &'p mut LanePublisher,
+    record: &'r [u8],
+}
+
+impl Attempt for Making<'_, '_> {
+    /// Whether the publish raised the lane's ready bit.
+    type Out = bool;
+
+    #[inline]
+    fn attempt(&mut self) -> Option<bool> {
+        let set = self.p.lanes.set(&self.p.mem);
+        match self.p.writer.try_publish(&set, self.record)? {
+            Pushed::Queued { raised } => Some(raised),
+            Pushed::Full { .. } => unreachable!("`try_publish` drops nothing"),
+        }
+    }
+
+    fn sleep(&mut self, timeout: Option<Duration>) {
+        let set = self.p.lanes.set(&self.p.mem);
+        let words = set.room_words(self.p.writer.lane);
+        let (writer, len) = (&mut self.p.writer, self.record.len());
+        // The re-check after the flag is raised loads the read position afresh: an
+        // acknowledgement stored before the consumer's look at the flag is seen here, or the
+        // consumer sees the flag and wakes us (docs/design.md §7).
+        wait::sleep(words, &self.p.futex, timeout, || writer.fits(&set, len));
     }
 }
 

@@ -1,11 +1,12 @@
 //! Unit tests of the lanes protocol on in-process segments (mirrored memory files; under miri,
 //! heap twins).
 
-use super::layout::{L_READ, L_WRITE};
+use super::layout::{L_READ, L_ROOM_WAITERS, L_WRITE};
 use super::mirror::LaneBytes;
 use super::*;
 use crate::error::Error;
 use crate::sync::Ordering;
+use crate::wait::Wait;
 
 fn pool(lanes: u32) -> Lanes {
     LanesBuilder::new("t")
@@ -475,6 +476,79 @@ fn a_batch_acknowledges_each_quarter_lane_as_it_goes() {
     let want: Vec<_> = (0..10u8).map(|k| (k, u64::from(k / 4) * 1024)).collect();
     assert_eq!(seen, want);
     assert_eq!(read() - start, 10 * 256);
+}
+
+/// A publish that waits for room sleeps while the lane is full and is woken by the consumer's
+/// acknowledgement: the record is queued after the others, nothing is dropped.
+#[test]
+fn a_waiting_publish_sleeps_until_an_acknowledgement_makes_room() {
+    let lanes = pool(1);
+    let mut c = lanes.consumer().unwrap();
+    let mut p = lanes.acquire().unwrap();
+    let rec = [7u8; 1000]; // 1008 bytes a record: 4 fit in 4096
+    for _ in 0..4 {
+        assert_eq!(p.publish(&rec).unwrap(), LanePush::Queued);
+    }
+    let lane = p.lane();
+    let t = std::thread::spawn(move || {
+        p.publish_wait(&[8u8; 1000]).unwrap();
+        p
+    });
+    // The producer is asleep (or about to be) once it has raised its lane's room flag.
+    let flag = &lanes.seg.words()[lanes.shape.word(lane, L_ROOM_WAITERS)];
+    while flag.load(Ordering::Relaxed) == 0 {
+        assert!(!t.is_finished(), "a full lane let the publish through");
+        std::thread::yield_now();
+    }
+    match c.try_recv().unwrap() {
+        Some(LaneEvent::Record(r)) => assert_eq!(&r[..], &rec[..]),
+        other => panic!("{other:?}"),
+    }
+    let p = t.join().unwrap();
+    assert_eq!(p.dropped(), 0);
+    assert_eq!(
+        flag.load(Ordering::Relaxed),
+        0,
+        "the waker cleared the flag"
+    );
+    drop(p);
+    let got = drain(&mut c);
+    let bytes: Vec<_> = got.iter().map(|(_, b)| b.as_ref().map(|b| b[0])).collect();
+    assert_eq!(bytes, [Some(7), Some(7), Some(7), Some(8), None]);
+}
+
+/// A publish with a timeout on a lane that stays full gives up at the deadline and counts the
+/// drop, as `publish` does; a record too large is refused before any wait.
+#[test]
+fn a_publish_timeout_on_a_full_lane_drops_and_counts_at_the_deadline() {
+    let lanes = pool(1);
+    let _c = lanes.consumer().unwrap();
+    let mut p = lanes.acquire().unwrap();
+    let rec = [7u8; 1000];
+    for _ in 0..4 {
+        assert_eq!(p.publish(&rec).unwrap(), LanePush::Queued);
+    }
+    let wait = std::time::Duration::from_millis(30);
+    let t = std::time::Instant::now();
+    assert_eq!(
+        p.publish_timeout(&rec, wait).unwrap(),
+        LanePush::Full { dropped: 1 }
+    );
+    assert!(t.elapsed() >= wait, "it gave up early: {:?}", t.elapsed());
+    for w in [Wait::Spin, Wait::Yield] {
+        p = p.wait_strategy(w);
+        assert!(matches!(
+            p.publish_timeout(&rec, std::time::Duration::from_millis(1))
+                .unwrap(),
+            LanePush::Full { .. }
+        ));
+    }
+    assert_eq!(p.dropped(), 3);
+    assert!(matches!(
+        p.publish_timeout(&[0u8; 4096], std::time::Duration::from_secs(3600)),
+        Err(Error::MessageTooLarge { .. })
+    ));
+    assert_eq!(p.dropped(), 3, "a refused record is not a drop");
 }
 
 /// A producer that publishes one record and closes, over and over on a one-lane pool, while the
