@@ -22,8 +22,11 @@ const SWEEP_CHECK_EVERY: u64 = 256;
 /// heavy barrier for all): also cleared before every sleep and every arming of readiness.
 const STALE_LIMIT: usize = 16;
 
-/// Records a consumer visits in one lane before it moves to the next in a batch: lanes are
-/// served round-robin, so that no busy lane starves another.
+/// Records a consumer visits in one lane before it moves to the next in a batch, if another lane
+/// is ready: lanes are served round-robin, so that no busy lane starves another. While no other
+/// lane is ready the turn goes on (and its records are acknowledged at its end, or each quarter
+/// lane), so that a single busy lane is not acknowledged every few records: each acknowledgement
+/// is a store to a line its producer polls while the lane is full.
 const BATCH_PER_LANE: usize = 32;
 
 /// Counters of a lane consumer.
@@ -438,9 +441,10 @@ impl LaneConsumer {
     }
 
     /// Receives up to `max` records and closes, calling `f` for each: lanes in round-robin
-    /// order, up to 32 records of a lane per turn, each lane's records acknowledged together
-    /// after `f` has seen them (at the end of the turn, or each time a quarter of the lane has
-    /// been read). Returns how many items `f` was given.
+    /// order, up to 32 records of a lane per turn while another lane is ready (the turn goes on
+    /// while none is), each lane's records acknowledged together after `f` has seen them (at the
+    /// end of the turn, or each time a quarter of the lane has been read). Returns how many
+    /// items `f` was given.
     ///
     /// # Errors
     ///
@@ -461,7 +465,7 @@ impl LaneConsumer {
                 n += 1;
                 continue;
             }
-            n += self.drain_lane(lane, (max - n).min(BATCH_PER_LANE), &mut f)?;
+            n += self.drain_lane(lane, max - n, BATCH_PER_LANE, &mut f)?;
         }
         Ok(n)
     }
@@ -488,14 +492,16 @@ impl LaneConsumer {
                 self.lanes.shape.lanes
             )));
         }
-        self.drain_lane(lane, max, &mut f)
+        self.drain_lane(lane, max, usize::MAX, &mut f)
     }
 
-    /// Up to `max` items of one lane; the cursor moves past it.
+    /// Up to `max` items of one lane, in turns of `turn` records that end when another lane is
+    /// ready; the cursor moves past it.
     fn drain_lane(
         &mut self,
         lane: u32,
         max: usize,
+        turn: usize,
         f: &mut impl FnMut(LaneItem<'_>),
     ) -> Result<usize> {
         self.cursor = lane + 1;
@@ -508,9 +514,16 @@ impl LaneConsumer {
         let mut acked = end;
         let mut n = 0;
         let mut records = 0;
+        let mut turn_ends = turn;
         let result = loop {
             if n >= max {
                 break Ok(());
+            }
+            if n >= turn_ends {
+                if set.next_ready(lane + 1).is_some_and(|next| next != lane) {
+                    break Ok(());
+                }
+                turn_ends = n.saturating_add(turn);
             }
             match set.peek_at(lane, end) {
                 Ok(Some(p)) => {

@@ -610,3 +610,55 @@ fn a_close_racing_the_consumer_s_look_is_delivered_once() {
     assert_eq!((records.get(), closes.get()), (sessions, sessions));
     assert_eq!(c.try_recv().unwrap().map(|_| ()), None);
 }
+
+/// A batch's turn on a lane ends after 32 records only if another lane is ready: a single busy
+/// lane is read on, and acknowledged at the end (or each quarter lane), not every 32 records;
+/// a lane that becomes ready during the turn is served after its 32nd record.
+#[test]
+fn a_batch_turn_goes_on_while_no_other_lane_is_ready() {
+    let lanes = pool(2);
+    let mut c = lanes.consumer().unwrap();
+    let mut a = lanes.acquire().unwrap();
+    let mut b = lanes.acquire().unwrap();
+    // 16 bytes a record: 60 take 960 bytes, less than a quarter of the 4096-byte lane.
+    for i in 0..60u8 {
+        assert_eq!(a.publish(&[i; 8]).unwrap(), LanePush::Queued);
+    }
+    let words = lanes.seg.words();
+    let read = || words[lanes.shape.word(a.lane(), L_READ)].load(Ordering::Relaxed);
+    let start = read();
+    let mut seen = Vec::new();
+    let n = c
+        .recv_batch(60, |item| {
+            if let LaneItem::Record { lane, bytes } = item {
+                seen.push((lane, bytes[0], read() - start));
+            }
+        })
+        .unwrap();
+    assert_eq!(n, 60);
+    let want: Vec<_> = (0..60u8).map(|k| (a.lane(), k, 0)).collect();
+    assert_eq!(seen, want, "one turn, acknowledged at its end");
+    assert_eq!(read() - start, 960);
+
+    for i in 0..40u8 {
+        assert_eq!(a.publish(&[i; 8]).unwrap(), LanePush::Queued);
+    }
+    let mut order = Vec::new();
+    c.recv_batch(41, |item| {
+        if let LaneItem::Record { lane, bytes } = item {
+            order.push((lane, bytes[0]));
+            if lane == a.lane() && bytes[0] == 10 {
+                // Lane b turns ready in the middle of lane a's turn.
+                assert_eq!(b.publish(&[99; 8]).unwrap(), LanePush::Queued);
+            }
+        }
+    })
+    .unwrap();
+    assert_eq!(order[31], (a.lane(), 31));
+    assert_eq!(
+        order[32],
+        (b.lane(), 99),
+        "b is served after a's 32nd record"
+    );
+    assert_eq!(order[40], (a.lane(), 39));
+}
