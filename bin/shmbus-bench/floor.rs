@@ -184,12 +184,14 @@ pub fn write(path: &str, core: usize, size: usize, bytes: u64, how: Write) -> Re
 
 /// The floor's reader in this process (pin it first: it stays on the calling thread's core),
 /// against a writer child on `core`, through a ring of `ring` bytes: bytes per second moved,
-/// from the first record read.
+/// from the first record read, or (`warm` > 0) from the first record after `warm` bytes, so
+/// that the first laps, which fault the fresh ring's pages in, are not timed.
 pub fn throughput(
     core: usize,
     size: usize,
     ring: usize,
     budget: u64,
+    warm: u64,
     how_write: Write,
     how_read: Read,
 ) -> Result<f64, String> {
@@ -208,6 +210,7 @@ pub fn throughput(
     let (mut r, mut got, mut sum) = (0u64, 0u64, 0u64);
     let mut out = vec![0u64; size.div_ceil(8)];
     let mut start = None;
+    let mut timed_from = 0;
     while got < budget {
         // ORDERING: Acquire pairs with the writer's Release store of `write`.
         let w = write.load(Ordering::Acquire);
@@ -218,7 +221,10 @@ pub fn throughput(
             std::hint::spin_loop();
             continue;
         }
-        start.get_or_insert_with(Instant::now);
+        if start.is_none() && got >= warm {
+            start = Some(Instant::now());
+            timed_from = got;
+        }
         while r < w {
             let at = (r % len) as usize;
             sum = sum.wrapping_add(match how_read {
@@ -257,5 +263,5 @@ pub fn throughput(
     let secs = start.map_or(f64::MIN_POSITIVE, |s| s.elapsed().as_secs_f64());
     std::hint::black_box(sum);
     let _ = child.wait();
-    Ok(got as f64 / secs)
+    Ok((got - timed_from) as f64 / secs)
 }

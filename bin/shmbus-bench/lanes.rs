@@ -5,9 +5,10 @@
 //!   process; both drained between timed batches;
 //! * one-way latency of 64 B between two processes (ping-pong, round trip / 2) beside the bus
 //!   doing the same ping-pong, in the same run;
-//! * throughput of 1, 4 and 16 producer processes to one consumer (this process, reading every
-//!   byte in place) at 64 B, 1 KiB and 64 KiB, beside a minimal cross-process single-producer
-//!   byte ring moving the same records between the same cores, and single-core memcpy for scale;
+//! * throughput of 1, 4 and 16 producer processes (`publish_wait`: nothing dropped) to one
+//!   consumer (this process, reading every byte in place) at 64 B, 1 KiB and 64 KiB, beside a
+//!   minimal cross-process single-producer byte ring moving the same records between the same
+//!   cores, each clock started after two laps of every ring, and single-core memcpy for scale;
 //! * the consumer's cost per record with 10 busy lanes out of 1000, beside 10 out of 10.
 
 use std::io::{BufRead, BufReader, Write};
@@ -36,6 +37,11 @@ pub struct LanesArgs {
     /// Record sizes of the throughput figure, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [64, 1024, 65536])]
     sizes: Vec<usize>,
+    /// Bytes each throughput round moves, in MiB (default 1024; 64 with --quick). The clock
+    /// starts after two laps of every ring, so the rest is steady state; with 16 producers a
+    /// longer round also averages over more of the scheduler's turns on the producers' core.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(16..=1 << 20))]
+    budget_mib: Option<u64>,
     /// A child's role (internal).
     #[arg(long, hide = true)]
     role: Option<String>,
@@ -80,6 +86,8 @@ struct Rate {
 struct Output {
     /// Alternating rounds behind the publish and consumer figures (each a median).
     rounds: usize,
+    /// Bytes each throughput round moved.
+    throughput_budget_bytes: u64,
     publish: Vec<Cost>,
     one_way_64_ns: Pct,
     bus_one_way_64_ns: Pct,
@@ -150,7 +158,7 @@ pub fn run(a: &LanesArgs, json: bool, quick: bool) -> Result<(), String> {
     let lanes_rtt = lanes_round_trips(cb, trips, clock)?.to_ns(scale / 2.0);
     let bus_rtt = bus_round_trips(cb, trips, clock)?.to_ns(scale / 2.0);
 
-    let budget: u64 = if quick { 64 << 20 } else { 1 << 30 };
+    let budget: u64 = a.budget_mib.unwrap_or(if quick { 64 } else { 1024 }) << 20;
     let mut throughput = Vec::new();
     for &size in &a.sizes {
         if !(8..=LANE_BYTES as usize / 2).contains(&size) {
@@ -174,6 +182,7 @@ pub fn run(a: &LanesArgs, json: bool, quick: bool) -> Result<(), String> {
                         size,
                         floor::FLOOR_BYTES,
                         budget,
+                        warm_up(1, floor::FLOOR_BYTES as u64, budget),
                         floor::Write::Plain,
                         floor::Read::InPlace,
                     )
@@ -200,6 +209,7 @@ pub fn run(a: &LanesArgs, json: bool, quick: bool) -> Result<(), String> {
     )?;
     let out = Output {
         rounds,
+        throughput_budget_bytes: budget,
         publish,
         latency_ratio: lanes_rtt.p50 / bus_rtt.p50.max(f64::MIN_POSITIVE),
         one_way_64_ns: lanes_rtt,
@@ -242,7 +252,8 @@ fn print(o: &Output, json: bool) -> Result<(), String> {
         );
         let _ = writeln!(
             s,
-            "throughput, median of {} alternating rounds (floor: a minimal cross-process SP byte ring, same sizes and cores)",
+            "throughput, {} MiB a round, median of {} alternating rounds (floor: a minimal cross-process SP byte ring, same sizes and cores; each clock starts after two laps of every ring)",
+            o.throughput_budget_bytes >> 20,
             o.rounds.min(3)
         );
         for r in &o.throughput {
@@ -588,7 +599,8 @@ fn echo_bus(base: &str, core: usize) -> Result<(), String> {
 }
 
 /// A producer process: publishes records of `size` bytes flat out until it has queued `bytes`
-/// bytes (a full lane drops and the producer tries again), then closes its lane.
+/// bytes, waiting for room on a full lane (`publish_wait`: nothing is dropped), then closes
+/// its lane.
 fn produce(name: &str, core: usize, size: usize, bytes: u64) -> Result<(), String> {
     let lanes = Lanes::open(name).map_err(|e| e.to_string())?;
     let mut p = lanes.acquire().map_err(|e| e.to_string())?;
@@ -597,18 +609,26 @@ fn produce(name: &str, core: usize, size: usize, bytes: u64) -> Result<(), Strin
     let rec = record(size, 1);
     let mut sent = 0u64;
     while sent < bytes {
-        match p.publish(&rec).map_err(|e| e.to_string())? {
-            LanePush::Queued => sent += size as u64,
-            // A real producer would not spin on a full lane: let the others on its core run.
-            LanePush::Full { .. } => std::thread::yield_now(),
-        }
+        // On a full lane it spins briefly, then sleeps until the consumer's acknowledgements
+        // make room, so the other producers on the core run meanwhile (a `yield_now` loop had
+        // cost about one context switch per 64 KiB record with 16 producers).
+        p.publish_wait(&rec).map_err(|e| e.to_string())?;
+        sent += size as u64;
     }
     p.close();
     Ok(())
 }
 
+/// Bytes a throughput figure moves before its clock starts: two laps of each of `rings` rings
+/// of `ring_bytes` (at most a quarter of `budget`). A fresh ring's first lap pays a page fault
+/// per page in each process that maps it (16 lanes of 1 MiB: 4096 pages in the consumer, 256
+/// in each producer), a cost of setting the segment up rather than of moving records.
+fn warm_up(rings: usize, ring_bytes: u64, budget: u64) -> u64 {
+    (2 * rings as u64 * ring_bytes).min(budget / 4)
+}
+
 /// `n` producer processes on the producers' core, this process consuming in place: records
-/// and bytes per second, from the first record to the last close.
+/// and bytes per second, from the first record after the warm-up (`warm_up`) to the last close.
 fn lanes_throughput(core: usize, n: usize, size: usize, budget: u64) -> Result<(f64, f64), String> {
     let guard = sys::BusGuard::new("lanes-tput");
     let lanes = LanesBuilder::new(guard.name())
@@ -629,13 +649,19 @@ fn lanes_throughput(core: usize, n: usize, size: usize, budget: u64) -> Result<(
         children.push(spawn("producer", guard.name(), core, &extra)?);
     }
     let (mut records, mut bytes, mut closed, mut sum) = (0u64, 0u64, 0usize, 0u64);
+    // Bytes received before the clock starts, and the counts when it did.
+    let (warm, mut seen, mut at_start) = (warm_up(n, LANE_BYTES, budget), 0u64, (0u64, 0u64));
     let mut start = None;
     let mut idle = 0u32;
     while closed < n {
         let got = c
             .recv_batch(256, |item| match item {
                 shmbus::lanes::LaneItem::Record { bytes: b, .. } => {
-                    start.get_or_insert_with(Instant::now);
+                    if start.is_none() && seen >= warm {
+                        start = Some(Instant::now());
+                        at_start = (records, bytes);
+                    }
+                    seen += b.len() as u64;
                     sum = sum.wrapping_add(touch(b));
                     records += 1;
                     bytes += b.len() as u64;
@@ -668,7 +694,10 @@ fn lanes_throughput(core: usize, n: usize, size: usize, budget: u64) -> Result<(
     for mut ch in children {
         let _ = ch.wait();
     }
-    Ok((records as f64 / secs, bytes as f64 / secs))
+    Ok((
+        (records - at_start.0) as f64 / secs,
+        (bytes - at_start.1) as f64 / secs,
+    ))
 }
 
 /// Single-core memcpy of 64 KiB, in cache, in bytes per second.

@@ -233,6 +233,7 @@ pub fn floor_row(
         payload,
         ring as usize,
         budget,
+        0,
         how_write,
         how_read,
     )?;
