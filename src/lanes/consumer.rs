@@ -577,7 +577,8 @@ impl LaneConsumer {
     ///
     /// Those of [`Self::try_recv`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<LaneEvent<'_>>> {
-        self.recv_until(Wait::Sleep, Some(Instant::now() + timeout))
+        // A timeout too long to represent waits without limit, as the other kinds' do.
+        self.recv_until(Wait::Sleep, Instant::now().checked_add(timeout))
     }
 
     /// Receives, waiting as long as it takes (with [`Wait::Sleep`]).

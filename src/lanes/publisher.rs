@@ -254,7 +254,9 @@ impl LanePublisher {
     /// Those of [`Self::publish`].
     #[inline]
     pub fn publish_timeout(&mut self, record: &[u8], timeout: Duration) -> Result<LanePush> {
-        self.publish_until(record, Some(Instant::now() + timeout))
+        // A timeout too long to represent waits without limit.
+        let deadline = Instant::now().checked_add(timeout);
+        self.publish_until(record, deadline)
     }
 
     #[inline(always)]
@@ -270,13 +272,33 @@ impl LanePublisher {
             }
             return Ok(LanePush::Queued);
         }
-        self.wait_for_room(record, deadline)
+        self.publish_waiting(record, deadline)
+    }
+
+    /// Waits up to `timeout` (`None`: as long as it takes) until a record of `len` bytes fits in
+    /// the lane, without publishing or counting anything: `true` if it fits now (and will until
+    /// this producer publishes, as only the consumer moves the read position), `false` if the
+    /// time passed. For callers that wait in slices of their own, such as a binding that
+    /// returns to its interpreter between them; [`Self::publish_timeout`] is the one-call form.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MessageTooLarge`] if `len` is larger than [`Self::max_record`];
+    /// [`Error::UsedAfterFork`] in a child of the process that acquired the lane.
+    pub fn wait_for_room(&mut self, len: usize, timeout: Option<Duration>) -> Result<bool> {
+        if len > self.lanes.shape.max_record() || self.forked() {
+            return Err(self.refusal(len));
+        }
+        // A timeout too long to represent waits without limit.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let wait = self.wait;
+        Ok(wait::block(&mut Room { p: self, len }, wait, deadline).is_some())
     }
 
     /// [`Self::publish_until`] once the lane was found full: the one blocking loop.
     #[cold]
     #[inline(never)]
-    fn wait_for_room(&mut self, record: &[u8], deadline: Option<Instant>) -> Result<LanePush> {
+    fn publish_waiting(&mut self, record: &[u8], deadline: Option<Instant>) -> Result<LanePush> {
         let wait = self.wait;
         let raised = wait::block(&mut Making { p: self, record }, wait, deadline);
         match raised {
@@ -362,6 +384,29 @@ impl Attempt for Making<'_, '_> {
         // The re-check after the flag is raised loads the read position afresh: an
         // acknowledgement stored before the consumer's look at the flag is seen here, or the
         // consumer sees the flag and wakes us (docs/design.md §7).
+        wait::sleep(words, &self.p.futex, timeout, || writer.fits(&set, len));
+    }
+}
+
+/// [`LanePublisher::wait_for_room`] as an [`Attempt`]: room for `len` bytes, or sleep as
+/// [`Making`] does.
+struct Room<'p> {
+    p: &'p mut LanePublisher,
+    len: usize,
+}
+
+impl Attempt for Room<'_> {
+    type Out = ();
+
+    fn attempt(&mut self) -> Option<()> {
+        let set = self.p.lanes.set(&self.p.mem);
+        self.p.writer.fits(&set, self.len).then_some(())
+    }
+
+    fn sleep(&mut self, timeout: Option<Duration>) {
+        let set = self.p.lanes.set(&self.p.mem);
+        let words = set.room_words(self.p.writer.lane);
+        let (writer, len) = (&mut self.p.writer, self.len);
         wait::sleep(words, &self.p.futex, timeout, || writer.fits(&set, len));
     }
 }

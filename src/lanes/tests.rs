@@ -662,3 +662,47 @@ fn a_batch_turn_goes_on_while_no_other_lane_is_ready() {
     );
     assert_eq!(order[40], (a.lane(), 39));
 }
+
+/// A timeout too long to represent waits without limit (no overflow panic), and
+/// `wait_for_room` waits for room without publishing or counting a drop.
+#[test]
+fn endless_timeouts_and_waiting_for_room_without_publishing() {
+    use std::time::Duration;
+    let lanes = pool(1);
+    let mut c = lanes.consumer().unwrap();
+    let mut p = lanes.acquire().unwrap();
+    assert_eq!(
+        p.publish_timeout(b"x", Duration::MAX).unwrap(),
+        LanePush::Queued
+    );
+    match c.recv_timeout(Duration::MAX).unwrap() {
+        Some(LaneEvent::Record(r)) => assert_eq!(&r[..], b"x"),
+        other => panic!("{other:?}"),
+    }
+    let rec = [7u8; 1000];
+    for _ in 0..4 {
+        assert_eq!(p.publish(&rec).unwrap(), LanePush::Queued);
+    }
+    // No room for another 1000 bytes; room for 8 (the lane has 56 bytes free).
+    assert!(!p
+        .wait_for_room(1000, Some(Duration::from_millis(5)))
+        .unwrap());
+    assert!(p.wait_for_room(8, Some(Duration::ZERO)).unwrap());
+    assert_eq!(p.dropped(), 0, "waiting drops nothing");
+    assert!(matches!(
+        p.wait_for_room(4096, None),
+        Err(Error::MessageTooLarge { .. })
+    ));
+    let t = std::thread::spawn(move || {
+        assert!(p.wait_for_room(1000, None).unwrap());
+        assert_eq!(p.publish(&rec).unwrap(), LanePush::Queued);
+        p
+    });
+    // Whenever the waiter gets there, the acknowledgement makes room for it.
+    match c.recv_timeout(Duration::MAX).unwrap() {
+        Some(LaneEvent::Record(r)) => assert_eq!(r.len(), 1000),
+        other => panic!("{other:?}"),
+    }
+    let p = t.join().unwrap();
+    assert_eq!(p.dropped(), 0);
+}
