@@ -184,12 +184,37 @@ impl LanePublisher {
 
 #[pymethods]
 impl LanePublisher {
-    /// Publishes one record (bytes or any buffer) without waiting: True if it was queued, False
-    /// if the lane was full (the consumer has not taken enough of the records before it), in
-    /// which case the record was dropped and counted in `dropped`. Raises TooLarge for a record
-    /// longer than `max_record`.
-    fn publish(&mut self, data: &Bound<'_, PyAny>) -> PyResult<bool> {
+    /// Publishes one record (bytes or any buffer): True if it was queued, False if the lane was
+    /// full (the consumer has not taken enough of the records before it), in which case the
+    /// record was dropped and counted in `dropped`. By default it does not wait; with `timeout`
+    /// (seconds; None: as long as it takes) a full lane is waited on, with the GIL released,
+    /// until the consumer makes room or the time is up (then dropped and counted); Ctrl-C
+    /// interrupts the wait. Raises TooLarge for a record longer than `max_record`.
+    #[pyo3(signature = (data, timeout = 0.0))]
+    fn publish(
+        &mut self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<bool> {
         let bytes = bytes_of(data)?;
+        if timeout != Some(0.0) {
+            let deadline = wait::deadline(timeout)?;
+            let p = self.attached()?;
+            // Wait in slices for room (nothing is counted while waiting), then publish: only
+            // the consumer moves the read position, so the room stays. At the deadline the
+            // publish below drops and counts the record, as a publish without waiting does.
+            let len = bytes.len();
+            wait::until(py, deadline, |slice| {
+                match p.wait_for_room(len, Some(slice)) {
+                    Ok(true) => Some(Ok(())),
+                    Ok(false) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            })?
+            .transpose()
+            .map_err(to_py)?;
+        }
         match self.attached()?.publish(&bytes).map_err(to_py)? {
             LanePush::Queued => Ok(true),
             LanePush::Full { dropped } => {

@@ -111,6 +111,28 @@ def test_full_lane_drops_and_counts(name):
     assert c.recv_batch(10) == [(0, record), shmbus.LaneClosed(0, dropped=2)]
 
 
+def test_publish_with_a_timeout_waits_for_room(name):
+    lanes = shmbus.Lanes.create(name, lanes=1, lane_bytes=4096)
+    c = lanes.consumer()
+    p = lanes.acquire()
+    record = bytes(1000)  # four fit
+    assert [p.publish(record) for _ in range(4)] == [True] * 4
+    started = time.monotonic()
+    assert p.publish(record, timeout=0.05) is False  # stays full: dropped at the deadline
+    assert time.monotonic() - started >= 0.05
+    assert p.dropped == 1
+    with pytest.raises(ValueError, match="timeout"):
+        p.publish(record, timeout=-1)
+    results = []
+    waiter = threading.Thread(target=lambda: results.append(p.publish(b"waited", timeout=None)))
+    waiter.start()
+    # Whenever the waiter gets to its wait, taking one record makes room for it.
+    assert c.recv(timeout=10) == (0, record)
+    waiter.join(timeout=10)
+    assert results == [True] and p.dropped == 1
+    assert c.recv_batch(10) == [(0, record)] * 3 + [(0, b"waited")]
+
+
 def test_errors(name):
     with pytest.raises(shmbus.InvalidConfig, match="lanes"):
         shmbus.Lanes.create(name, lanes=0)
