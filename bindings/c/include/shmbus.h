@@ -1271,7 +1271,8 @@ enum ShmbusStatus shmbus_lanes_acquire(const struct ShmbusLanes *lanes,
  * Publishes the `len` bytes at `data` as one record. A full lane is not an error: the record
  * is dropped and counted (`shmbus_lane_publisher_dropped`, and the consumer's `CLOSED` event
  * reports the count), and `*out_queued` says which happened (`true`: queued for the
- * consumer). `out_queued` may be NULL. Publishing never waits for the consumer.
+ * consumer). `out_queued` may be NULL. This publish never waits for the consumer (see
+ * `shmbus_lane_publisher_publish_wait` and `_publish_timeout`).
  *
  * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT`, `MESSAGE_TOO_LARGE` (longer than `max_record`:
  * nothing written or counted), `USED_AFTER_FORK`.
@@ -1284,6 +1285,38 @@ enum ShmbusStatus shmbus_lane_publisher_publish(struct ShmbusLanePublisher *publ
                                                 const uint8_t *data,
                                                 size_t len,
                                                 bool *out_queued);
+
+/**
+ * Publishes the `len` bytes at `data` as one record, waiting while the lane is full until the
+ * consumer's acknowledgements make room: nothing is dropped. With no consumer attached it waits
+ * until one attaches and reads; `shmbus_lane_publisher_publish_timeout` bounds the wait.
+ *
+ * Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT`, `MESSAGE_TOO_LARGE` (longer than `max_record`:
+ * nothing written or counted, no wait), `USED_AFTER_FORK`.
+ *
+ * # Safety
+ * As `shmbus_lane_publisher_publish`.
+ */
+enum ShmbusStatus shmbus_lane_publisher_publish_wait(struct ShmbusLanePublisher *publisher,
+                                                     const uint8_t *data,
+                                                     size_t len);
+
+/**
+ * Publishes the `len` bytes at `data` as one record, waiting at most `timeout_ns` nanoseconds
+ * while the lane is full; if it is still full then, the record is dropped and counted as
+ * `shmbus_lane_publisher_publish` does. `*out_queued` says which happened (`true`: queued);
+ * `out_queued` may be NULL. `UINT64_MAX` nanoseconds (584 years) is as good as no limit.
+ *
+ * Errors: as `shmbus_lane_publisher_publish_wait`.
+ *
+ * # Safety
+ * As `shmbus_lane_publisher_publish`.
+ */
+enum ShmbusStatus shmbus_lane_publisher_publish_timeout(struct ShmbusLanePublisher *publisher,
+                                                        const uint8_t *data,
+                                                        size_t len,
+                                                        uint64_t timeout_ns,
+                                                        bool *out_queued);
 
 /**
  * The lane this publisher holds, in `*out`.

@@ -274,7 +274,8 @@ pub unsafe extern "C" fn shmbus_lanes_acquire(
 /// Publishes the `len` bytes at `data` as one record. A full lane is not an error: the record
 /// is dropped and counted (`shmbus_lane_publisher_dropped`, and the consumer's `CLOSED` event
 /// reports the count), and `*out_queued` says which happened (`true`: queued for the
-/// consumer). `out_queued` may be NULL. Publishing never waits for the consumer.
+/// consumer). `out_queued` may be NULL. This publish never waits for the consumer (see
+/// `shmbus_lane_publisher_publish_wait` and `_publish_timeout`).
 ///
 /// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT`, `MESSAGE_TOO_LARGE` (longer than `max_record`:
 /// nothing written or counted), `USED_AFTER_FORK`.
@@ -295,6 +296,63 @@ pub unsafe extern "C" fn shmbus_lane_publisher_publish(
         // SAFETY: the caller's contract for `data`.
         let record = unsafe { args::bytes_arg(data, len, "data") }?;
         let queued = match p.publish(record)? {
+            LanePush::Queued => true,
+            LanePush::Full { .. } => false,
+        };
+        // SAFETY: NULL or writable, as the caller promises.
+        unsafe { args::put_opt(out_queued, queued) };
+        Ok(())
+    })
+}
+
+/// Publishes the `len` bytes at `data` as one record, waiting while the lane is full until the
+/// consumer's acknowledgements make room: nothing is dropped. With no consumer attached it waits
+/// until one attaches and reads; `shmbus_lane_publisher_publish_timeout` bounds the wait.
+///
+/// Errors: `NULL_ARGUMENT`, `INVALID_ARGUMENT`, `MESSAGE_TOO_LARGE` (longer than `max_record`:
+/// nothing written or counted, no wait), `USED_AFTER_FORK`.
+///
+/// # Safety
+/// As `shmbus_lane_publisher_publish`.
+#[no_mangle]
+pub unsafe extern "C" fn shmbus_lane_publisher_publish_wait(
+    publisher: *mut ShmbusLanePublisher,
+    data: *const u8,
+    len: usize,
+) -> ShmbusStatus {
+    guard(|| {
+        // SAFETY: the caller's contract for `publisher`.
+        let p = &mut unsafe { args::handle_mut(publisher, "publisher") }?.publisher;
+        // SAFETY: the caller's contract for `data`.
+        let record = unsafe { args::bytes_arg(data, len, "data") }?;
+        p.publish_wait(record)?;
+        Ok(())
+    })
+}
+
+/// Publishes the `len` bytes at `data` as one record, waiting at most `timeout_ns` nanoseconds
+/// while the lane is full; if it is still full then, the record is dropped and counted as
+/// `shmbus_lane_publisher_publish` does. `*out_queued` says which happened (`true`: queued);
+/// `out_queued` may be NULL. `UINT64_MAX` nanoseconds (584 years) is as good as no limit.
+///
+/// Errors: as `shmbus_lane_publisher_publish_wait`.
+///
+/// # Safety
+/// As `shmbus_lane_publisher_publish`.
+#[no_mangle]
+pub unsafe extern "C" fn shmbus_lane_publisher_publish_timeout(
+    publisher: *mut ShmbusLanePublisher,
+    data: *const u8,
+    len: usize,
+    timeout_ns: u64,
+    out_queued: *mut bool,
+) -> ShmbusStatus {
+    guard(|| {
+        // SAFETY: the caller's contract for `publisher`.
+        let p = &mut unsafe { args::handle_mut(publisher, "publisher") }?.publisher;
+        // SAFETY: the caller's contract for `data`.
+        let record = unsafe { args::bytes_arg(data, len, "data") }?;
+        let queued = match p.publish_timeout(record, args::timeout(timeout_ns))? {
             LanePush::Queued => true,
             LanePush::Full { .. } => false,
         };

@@ -100,6 +100,8 @@ static void test_argument_checks(void) {
     EXPECT(shmbus_lanes_acquire(NULL, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
     EXPECT(shmbus_lanes_consumer(NULL, NULL), SHMBUS_STATUS_NULL_ARGUMENT);
     EXPECT(shmbus_lane_publisher_publish(NULL, NULL, 0, &queued), SHMBUS_STATUS_NULL_ARGUMENT);
+    EXPECT(shmbus_lane_publisher_publish_wait(NULL, NULL, 0), SHMBUS_STATUS_NULL_ARGUMENT);
+    EXPECT(shmbus_lane_publisher_publish_timeout(NULL, NULL, 0, 0, &queued), SHMBUS_STATUS_NULL_ARGUMENT);
     EXPECT(shmbus_lane_publisher_lane(NULL, &lane), SHMBUS_STATUS_NULL_ARGUMENT);
     EXPECT(shmbus_lane_publisher_dropped(NULL, &seq), SHMBUS_STATUS_NULL_ARGUMENT);
     EXPECT(shmbus_lane_consumer_try_recv(NULL, &lr), SHMBUS_STATUS_NULL_ARGUMENT);
@@ -874,6 +876,31 @@ static void test_lanes(void) {
     EXPECT_LANE_RECORD(c, lane1, rec, 1000);
     EXPECT_LANE_EMPTY(c);
 
+    /* Waiting for room: a timeout on a lane that stays full drops and counts the record at the
+     * deadline; with room, both waiting publishes queue at once; a record too large is refused
+     * before any wait. */
+    for (int i = 0; i < 4; i++) {
+        OK(shmbus_lane_publisher_publish(p1, rec, sizeof rec, &queued));
+        CHECK(queued);
+    }
+    OK(shmbus_lane_publisher_publish_timeout(p1, rec, sizeof rec, 1000000, &queued)); /* 1 ms */
+    CHECK(!queued);
+    OK(shmbus_lane_publisher_dropped(p1, &dropped));
+    CHECK(dropped == 4);
+    EXPECT(shmbus_lane_publisher_publish_timeout(p1, big, 4089, UINT64_MAX, &queued),
+           SHMBUS_STATUS_MESSAGE_TOO_LARGE);
+    EXPECT(shmbus_lane_publisher_publish_wait(p1, big, 4089), SHMBUS_STATUS_MESSAGE_TOO_LARGE);
+    EXPECT(shmbus_lane_publisher_publish_wait(p1, NULL, 3), SHMBUS_STATUS_NULL_ARGUMENT);
+    for (int i = 0; i < 4; i++)
+        EXPECT_LANE_RECORD(c, lane1, rec, 1000);
+    OK(shmbus_lane_publisher_publish_wait(p1, rec, sizeof rec));
+    OK(shmbus_lane_publisher_publish_timeout(p1, rec, sizeof rec, UINT64_MAX, NULL));
+    EXPECT_LANE_RECORD(c, lane1, rec, 1000);
+    EXPECT_LANE_RECORD(c, lane1, rec, 1000);
+    EXPECT_LANE_EMPTY(c);
+    OK(shmbus_lane_publisher_dropped(p1, &dropped));
+    CHECK(dropped == 4);
+
     /* Closing: the queued records, then the close with this session's drop count; the lane is
      * free again after it. */
     shmbus_lane_publisher_close(p2);
@@ -882,7 +909,7 @@ static void test_lanes(void) {
     OK(shmbus_lane_publisher_publish(p1, (const uint8_t *)"last", 4, &queued));
     shmbus_lane_publisher_close(p1);
     EXPECT_LANE_RECORD(c, lane1, "last", 4);
-    EXPECT_LANE_CLOSED(c, lane1, 3, false);
+    EXPECT_LANE_CLOSED(c, lane1, 4, false); /* with the one dropped at its timeout */
     EXPECT_LANE_EMPTY(c);
     MUST(shmbus_lanes_acquire(l2, &p1));
     OK(shmbus_lane_publisher_dropped(p1, &dropped));
