@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::handle::Lanes;
-use super::lane::{Acker, LaneSet, Peeked, Settled};
+use super::lane::{Acker, Flagged, LaneSet, Peeked, Settled};
 use super::layout::{OPEN, STATE_MASK};
 use super::LaneMem;
 use crate::error::{Error, Result};
@@ -73,6 +73,8 @@ pub enum LaneEvent<'a> {
 /// place").
 pub struct LaneRecord<'a> {
     acker: Acker<'a>,
+    /// The consumer's note that a producer waits for room (`Acker::ack_flagging`).
+    flagged: &'a Flagged,
     futex: &'a SysFutex,
     lane: u32,
     end: u64,
@@ -96,8 +98,17 @@ impl<'a> LaneRecord<'a> {
         bytemuck::try_from_bytes(self.bytes).ok()
     }
 
-    /// Acknowledges it: its bytes go back to the producer. Dropping it does the same.
-    pub fn ack(self) {}
+    /// Acknowledges it: its bytes go back to the producer, and a producer waiting for room in
+    /// this lane (`LanePublisher::publish_wait`) is woken now. Dropping the record acknowledges
+    /// it too, but leaves that wake-up to the consumer's next call (any receive, or dropping
+    /// the consumer), which keeps the drop as cheap as a store; a consumer that makes no call
+    /// for a while after a drop leaves such a producer to find the room at its own next look,
+    /// within 5 ms.
+    pub fn ack(self) {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.acker.ack_flagging(this.end, 1, this.flagged);
+        this.acker.wake_flagged(this.flagged, this.futex);
+    }
 }
 
 impl std::ops::Deref for LaneRecord<'_> {
@@ -120,7 +131,7 @@ impl Drop for LaneRecord<'_> {
     #[inline]
     fn drop(&mut self) {
         // The view ends here: the bytes may be the producer's again.
-        self.acker.ack(self.end, 1, self.futex);
+        self.acker.ack_flagging(self.end, 1, self.flagged);
     }
 }
 
@@ -162,6 +173,10 @@ pub struct LaneConsumer {
     futex: SysFutex,
     /// A real fence before the look at a lane's room waiter flag (`wait::producer_fences`).
     strong: bool,
+    /// Non-zero: the last record handed out (of lane `taken`) was acknowledged with its
+    /// producer waiting for room; the consumer's next call wakes it (`wake_flagged`).
+    flagged: Flagged,
+    taken: u32,
     stats: LaneConsumerStats,
     #[cfg(not(loom))]
     pub(super) ready: Option<crate::readiness::Armed>,
@@ -201,6 +216,8 @@ impl LaneConsumer {
             found: None,
             futex: SysFutex::of(seg),
             strong: wait::producer_fences(seg),
+            flagged: Flagged::new(0),
+            taken: 0,
             stats: LaneConsumerStats::default(),
             #[cfg(not(loom))]
             ready: None,
@@ -271,6 +288,22 @@ impl LaneConsumer {
             }
         }
         dead
+    }
+
+    /// Wakes the producer that the last record's acknowledgement found waiting for room.
+    #[inline]
+    pub(super) fn wake_flagged(&self) {
+        if self.flagged.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+            self.wake_flagged_now();
+        }
+    }
+
+    #[cold]
+    fn wake_flagged_now(&self) {
+        self.lanes
+            .set(&self.mem)
+            .acker(self.taken, self.strong)
+            .wake_flagged(&self.flagged, &self.futex);
     }
 
     /// Whether the idle sweep is due (the coarse clock: no system call).
@@ -377,6 +410,7 @@ impl LaneConsumer {
     /// look if it found a dead producer.
     #[inline]
     fn find_or_sweep(&mut self) -> Result<bool> {
+        self.wake_flagged();
         // A busy consumer sweeps too (else a dead producer's lane would wait for a lull): the
         // coarse clock is read once in `SWEEP_CHECK_EVERY` receives.
         self.polls = self.polls.wrapping_add(1);
@@ -425,8 +459,10 @@ impl LaneConsumer {
                 // SAFETY: `p` is this lane's next record, from `peek`; the read position moves
                 // past it only when the record (which holds the view) drops.
                 let bytes = unsafe { set.payload(lane, &p) };
+                self.taken = lane;
                 LaneEvent::Record(LaneRecord {
                     acker: set.acker(lane, self.strong),
+                    flagged: &self.flagged,
                     futex: &self.futex,
                     lane,
                     end: p.end,
@@ -492,6 +528,7 @@ impl LaneConsumer {
                 self.lanes.shape.lanes
             )));
         }
+        self.wake_flagged();
         self.drain_lane(lane, max, usize::MAX, &mut f)
     }
 
@@ -620,6 +657,14 @@ impl LaneConsumer {
             Some(Ok(())) => Ok(Some(self.take())),
             None => Ok(None),
         }
+    }
+}
+
+impl Drop for LaneConsumer {
+    fn drop(&mut self) {
+        // A producer the last acknowledgement found waiting would otherwise wait for its
+        // next periodic look.
+        self.wake_flagged();
     }
 }
 

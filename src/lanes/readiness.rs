@@ -96,6 +96,7 @@ impl LaneConsumer {
     /// Receives without waiting; when nothing is there, arms the registration (which must
     /// exist). After the waker saw a dead producer, sweeps first.
     pub(crate) fn try_recv_armed(&mut self) -> Result<Option<LaneEvent<'_>>> {
+        self.wake_flagged();
         if registered(self.ready.as_ref()).take_check() {
             self.sweep();
         }

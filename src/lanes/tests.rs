@@ -1,7 +1,7 @@
 //! Unit tests of the lanes protocol on in-process segments (mirrored memory files; under miri,
 //! heap twins).
 
-use super::layout::{L_READ, L_ROOM_WAITERS, L_WRITE};
+use super::layout::{L_READ, L_ROOM_WAITERS, L_ROOM_WAKE, L_WRITE};
 use super::mirror::LaneBytes;
 use super::*;
 use crate::error::Error;
@@ -478,43 +478,55 @@ fn a_batch_acknowledges_each_quarter_lane_as_it_goes() {
     assert_eq!(read() - start, 10 * 256);
 }
 
-/// A publish that waits for room sleeps while the lane is full and is woken by the consumer's
-/// acknowledgement: the record is queued after the others, nothing is dropped.
+/// A publish that waits for room sleeps while the lane is full and is woken by the consumer:
+/// at once by an explicit `ack`, and by the consumer's next call after a record is dropped. The
+/// record is queued after the others, nothing is dropped.
 #[test]
 fn a_waiting_publish_sleeps_until_an_acknowledgement_makes_room() {
     let lanes = pool(1);
     let mut c = lanes.consumer().unwrap();
     let mut p = lanes.acquire().unwrap();
+    let lane = p.lane();
+    let words = lanes.seg.words();
+    let flag = &words[lanes.shape.word(lane, L_ROOM_WAITERS)];
+    let wakes = &words[lanes.shape.word(lane, L_ROOM_WAKE)];
     let rec = [7u8; 1000]; // 1008 bytes a record: 4 fit in 4096
     for _ in 0..4 {
         assert_eq!(p.publish(&rec).unwrap(), LanePush::Queued);
     }
-    let lane = p.lane();
-    let t = std::thread::spawn(move || {
-        p.publish_wait(&[8u8; 1000]).unwrap();
-        p
-    });
-    // The producer is asleep (or about to be) once it has raised its lane's room flag.
-    let flag = &lanes.seg.words()[lanes.shape.word(lane, L_ROOM_WAITERS)];
-    while flag.load(Ordering::Relaxed) == 0 {
-        assert!(!t.is_finished(), "a full lane let the publish through");
-        std::thread::yield_now();
+    for (k, explicit) in [(8u8, true), (9u8, false)] {
+        let t = std::thread::spawn(move || {
+            p.publish_wait(&[k; 1000]).unwrap();
+            p
+        });
+        // The producer is asleep (or about to be) once it has raised its lane's room flag.
+        while flag.load(Ordering::Relaxed) == 0 {
+            assert!(!t.is_finished(), "a full lane let the publish through");
+            std::thread::yield_now();
+        }
+        let before = wakes.load(Ordering::Relaxed);
+        match c.try_recv().unwrap() {
+            Some(LaneEvent::Record(r)) if explicit => r.ack(),
+            Some(LaneEvent::Record(r)) => drop(r),
+            other => panic!("{other:?}"),
+        }
+        if !explicit {
+            // The next call of the consumer wakes the producer the drop found waiting.
+            assert!(c.try_recv().unwrap().is_some());
+        }
+        assert_eq!(
+            wakes.load(Ordering::Relaxed),
+            before + 1,
+            "the consumer woke it"
+        );
+        assert_eq!(flag.load(Ordering::Relaxed), 0, "and cleared the flag");
+        p = t.join().unwrap();
+        assert_eq!(p.dropped(), 0);
     }
-    match c.try_recv().unwrap() {
-        Some(LaneEvent::Record(r)) => assert_eq!(&r[..], &rec[..]),
-        other => panic!("{other:?}"),
-    }
-    let p = t.join().unwrap();
-    assert_eq!(p.dropped(), 0);
-    assert_eq!(
-        flag.load(Ordering::Relaxed),
-        0,
-        "the waker cleared the flag"
-    );
     drop(p);
     let got = drain(&mut c);
     let bytes: Vec<_> = got.iter().map(|(_, b)| b.as_ref().map(|b| b[0])).collect();
-    assert_eq!(bytes, [Some(7), Some(7), Some(7), Some(8), None]);
+    assert_eq!(bytes, [Some(7), Some(8), Some(9), None]);
 }
 
 /// A publish with a timeout on a lane that stays full gives up at the deadline and counts the
