@@ -532,6 +532,28 @@ impl LaneConsumer {
         self.drain_lane(lane, max, usize::MAX, &mut f)
     }
 
+    /// Whether a lane other than `lane` has something to read: a ready bit that is not a lane
+    /// noted empty (stale bits stay set until they are cleared together), or a stale lane whose
+    /// next header is there after all. Looks at most at `STALE_LIMIT + 1` set bits; beyond
+    /// that it says yes, which ends the turn.
+    fn other_lane_ready(&self, set: &LaneSet<'_, LaneMem>, lane: u32) -> bool {
+        let mut from = lane + 1;
+        for _ in 0..=STALE_LIMIT {
+            let Some(next) = set.next_ready(from) else {
+                return false;
+            };
+            if next == lane {
+                return false;
+            }
+            let stale = self.stale_bits[next as usize / 64] & 1 << (next % 64) != 0;
+            if !stale || !matches!(set.peek(next), Ok(None)) {
+                return true;
+            }
+            from = next + 1;
+        }
+        true
+    }
+
     /// Up to `max` items of one lane, in turns of `turn` records that end when another lane is
     /// ready; the cursor moves past it.
     fn drain_lane(
@@ -557,7 +579,7 @@ impl LaneConsumer {
                 break Ok(());
             }
             if n >= turn_ends {
-                if set.next_ready(lane + 1).is_some_and(|next| next != lane) {
+                if self.other_lane_ready(&set, lane) {
                     break Ok(());
                 }
                 turn_ends = n.saturating_add(turn);

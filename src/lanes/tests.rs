@@ -637,7 +637,8 @@ fn a_batch_turn_goes_on_while_no_other_lane_is_ready() {
         assert_eq!(a.publish(&[i; 8]).unwrap(), LanePush::Queued);
     }
     let words = lanes.seg.words();
-    let read = || words[lanes.shape.word(a.lane(), L_READ)].load(Ordering::Relaxed);
+    let a_lane = a.lane();
+    let read = || words[lanes.shape.word(a_lane, L_READ)].load(Ordering::Relaxed);
     let start = read();
     let mut seen = Vec::new();
     let n = c
@@ -673,6 +674,38 @@ fn a_batch_turn_goes_on_while_no_other_lane_is_ready() {
         "b is served after a's 32nd record"
     );
     assert_eq!(order[40], (a.lane(), 39));
+
+    // Lane b drained and noted empty: its ready bit stays set until the consumer clears such
+    // bits together, but it is not a lane with something to read, so a's turn goes on.
+    assert!(c.try_recv().unwrap().is_none());
+    for i in 0..60u8 {
+        assert_eq!(a.publish(&[i; 8]).unwrap(), LanePush::Queued);
+    }
+    let start = read();
+    let mut acks = Vec::new();
+    c.recv_batch(60, |_| acks.push(read() - start)).unwrap();
+    assert_eq!(acks, vec![0; 60], "one turn past b's stale bit");
+    // A stale lane that has a record again ends the turn after 32.
+    assert!(c.try_recv().unwrap().is_none());
+    for i in 0..40u8 {
+        assert_eq!(a.publish(&[i; 8]).unwrap(), LanePush::Queued);
+    }
+    let mut order = Vec::new();
+    c.recv_batch(41, |item| {
+        if let LaneItem::Record { lane, bytes } = item {
+            order.push((lane, bytes[0]));
+            if lane == a_lane && bytes[0] == 10 {
+                assert_eq!(b.publish(&[98; 8]).unwrap(), LanePush::Queued);
+            }
+        }
+    })
+    .unwrap();
+    assert_eq!(order[0], (a_lane, 0));
+    assert_eq!(
+        order[32],
+        (b.lane(), 98),
+        "the stale lane's new record ends a's turn"
+    );
 }
 
 /// A timeout too long to represent waits without limit (no overflow panic), and
