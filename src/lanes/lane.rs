@@ -592,6 +592,14 @@ impl Writer {
         self.write + room - self.read <= lane_bytes
     }
 
+    /// The lane's read position, if it is not one the consumer could have stored: behind the
+    /// one this producer last loaded, or past its write position (a corrupt or forged segment,
+    /// which `fits` ignores and so would find the lane full for ever).
+    pub(crate) fn forged_read<M: LaneBytes>(&self, set: &LaneSet<'_, M>) -> Option<u64> {
+        let read = set.word(self.lane, L_READ).load(Ordering::Relaxed);
+        (read < self.read || read > self.write).then_some(read)
+    }
+
     /// Counts a record dropped for want of room.
     #[cold]
     pub(crate) fn drop_one<M: LaneBytes>(&mut self, set: &LaneSet<'_, M>) -> Pushed {

@@ -235,7 +235,8 @@ impl LanePublisher {
     ///
     /// # Errors
     ///
-    /// Those of [`Self::publish`].
+    /// Those of [`Self::publish`]; [`Error::LanesCorrupt`] if, while it waits, the lane's read
+    /// position is found to be one the consumer could not have stored (looked at every 5 ms).
     #[inline]
     pub fn publish_wait(&mut self, record: &[u8]) -> Result<()> {
         match self.publish_until(record, None)? {
@@ -251,7 +252,7 @@ impl LanePublisher {
     ///
     /// # Errors
     ///
-    /// Those of [`Self::publish`].
+    /// Those of [`Self::publish_wait`].
     #[inline]
     pub fn publish_timeout(&mut self, record: &[u8], timeout: Duration) -> Result<LanePush> {
         // A timeout too long to represent waits without limit.
@@ -284,7 +285,8 @@ impl LanePublisher {
     /// # Errors
     ///
     /// [`Error::MessageTooLarge`] if `len` is larger than [`Self::max_record`];
-    /// [`Error::UsedAfterFork`] in a child of the process that acquired the lane.
+    /// [`Error::UsedAfterFork`] in a child of the process that acquired the lane;
+    /// [`Error::LanesCorrupt`] as for [`Self::publish_wait`].
     pub fn wait_for_room(&mut self, len: usize, timeout: Option<Duration>) -> Result<bool> {
         if len > self.lanes.shape.max_record() || self.forked() {
             return Err(self.refusal(len));
@@ -292,7 +294,8 @@ impl LanePublisher {
         // A timeout too long to represent waits without limit.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let wait = self.wait;
-        Ok(wait::block(&mut Room { p: self, len }, wait, deadline).is_some())
+        wait::block(&mut Room { p: self, len }, wait, deadline)
+            .map_or(Ok(false), |r| r.map(|()| true))
     }
 
     /// [`Self::publish_until`] once the lane was found full: the one blocking loop.
@@ -302,7 +305,8 @@ impl LanePublisher {
         let wait = self.wait;
         let raised = wait::block(&mut Making { p: self, record }, wait, deadline);
         match raised {
-            Some(raised) => {
+            Some(Err(e)) => Err(e),
+            Some(Ok(raised)) => {
                 if raised {
                     self.wake();
                 }
@@ -316,6 +320,20 @@ impl LanePublisher {
                 }
             }
         }
+    }
+
+    /// A waiting publish's periodic look at its lane: a read position the consumer could not
+    /// have stored would keep the lane full for ever, so it ends the wait as corrupt.
+    fn forged_read(&self) -> Option<Error> {
+        let set = self.lanes.set(&self.mem);
+        let read = self.writer.forged_read(&set)?;
+        Some(Error::LanesCorrupt {
+            name: self.lanes.name().to_owned(),
+            detail: format!(
+                "lane {}: read position {read} is not between the producer's last look and its write position",
+                self.writer.lane
+            ),
+        })
     }
 
     /// Publishes one value as a record of its bytes.
@@ -365,16 +383,20 @@ struct Making<'p, 'r> {
 }
 
 impl Attempt for Making<'_, '_> {
-    /// Whether the publish raised the lane's ready bit.
-    type Out = bool;
+    /// Whether the publish raised the lane's ready bit, or why the wait cannot end.
+    type Out = Result<bool>;
 
     #[inline]
-    fn attempt(&mut self) -> Option<bool> {
+    fn attempt(&mut self) -> Option<Result<bool>> {
         let set = self.p.lanes.set(&self.p.mem);
         match self.p.writer.try_publish(&set, self.record)? {
-            Pushed::Queued { raised } => Some(raised),
+            Pushed::Queued { raised } => Some(Ok(raised)),
             Pushed::Full { .. } => unreachable!("`try_publish` drops nothing"),
         }
+    }
+
+    fn check(&mut self) -> Option<Result<bool>> {
+        self.p.forged_read().map(Err)
     }
 
     fn sleep(&mut self, timeout: Option<Duration>) {
@@ -396,11 +418,15 @@ struct Room<'p> {
 }
 
 impl Attempt for Room<'_> {
-    type Out = ();
+    type Out = Result<()>;
 
-    fn attempt(&mut self) -> Option<()> {
+    fn attempt(&mut self) -> Option<Result<()>> {
         let set = self.p.lanes.set(&self.p.mem);
-        self.p.writer.fits(&set, self.len).then_some(())
+        self.p.writer.fits(&set, self.len).then_some(Ok(()))
+    }
+
+    fn check(&mut self) -> Option<Result<()>> {
+        self.p.forged_read().map(Err)
     }
 
     fn sleep(&mut self, timeout: Option<Duration>) {

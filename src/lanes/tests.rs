@@ -16,6 +16,13 @@ fn pool(lanes: u32) -> Lanes {
         .unwrap()
 }
 
+/// Receives and acknowledges up to `n` events; how many there were.
+fn drain_n(c: &mut LaneConsumer, n: usize) -> usize {
+    (0..n)
+        .take_while(|_| c.try_recv().unwrap().is_some())
+        .count()
+}
+
 /// Every event the consumer has now, as (lane, bytes) with `None` bytes for a close.
 fn drain(c: &mut LaneConsumer) -> Vec<(u32, Option<Vec<u8>>)> {
     let mut out = Vec::new();
@@ -751,5 +758,44 @@ fn endless_timeouts_and_waiting_for_room_without_publishing() {
         other => panic!("{other:?}"),
     }
     let p = t.join().unwrap();
+    assert_eq!(p.dropped(), 0);
+}
+
+/// A read position the consumer could not have stored (past the write position, or behind the
+/// producer's last look) would keep a lane full for ever: a waiting publish reports it as
+/// corrupt at its periodic look instead of waiting without end.
+#[test]
+fn a_forged_read_position_ends_a_waiting_publish_as_corrupt() {
+    let lanes = pool(1);
+    let mut c = lanes.consumer().unwrap();
+    let mut p = lanes.acquire().unwrap();
+    let rec = [7u8; 1000];
+    for _ in 0..4 {
+        assert_eq!(p.publish(&rec).unwrap(), LanePush::Queued);
+    }
+    // Two records read: the producer's next publishes load the read position (2016).
+    assert_eq!(drain_n(&mut c, 2), 2);
+    for _ in 0..2 {
+        assert_eq!(p.publish(&rec).unwrap(), LanePush::Queued);
+    }
+    let words = lanes.seg.words();
+    let read = &words[lanes.shape.word(p.lane(), L_READ)];
+    assert_eq!(read.load(Ordering::Relaxed), 2016);
+    // Past the write position, and behind what the producer saw.
+    for forged in [1 << 20, 1008] {
+        read.store(forged, Ordering::Relaxed);
+        assert!(matches!(
+            p.publish_wait(&rec),
+            Err(Error::LanesCorrupt { .. })
+        ));
+        assert!(matches!(
+            p.wait_for_room(1000, None),
+            Err(Error::LanesCorrupt { .. })
+        ));
+        assert!(matches!(
+            p.publish_timeout(&rec, std::time::Duration::from_secs(3600)),
+            Err(Error::LanesCorrupt { .. })
+        ));
+    }
     assert_eq!(p.dropped(), 0);
 }
