@@ -322,6 +322,17 @@ impl LanePublisher {
         }
     }
 
+    /// Sleeps on the lane's room words until an acknowledgement wakes it or `timeout` passes,
+    /// unless a record of `len` bytes fits once the flag is raised: that re-check loads the
+    /// read position afresh, so an acknowledgement stored before the consumer's look at the flag
+    /// is seen here, or the consumer sees the flag and wakes us (docs/design.md §7).
+    fn sleep_for_room(&mut self, len: usize, timeout: Option<Duration>) {
+        let set = self.lanes.set(&self.mem);
+        let words = set.room_words(self.writer.lane);
+        let writer = &mut self.writer;
+        wait::sleep(words, &self.futex, timeout, || writer.fits(&set, len));
+    }
+
     /// A waiting publish's periodic look at its lane: a read position the consumer could not
     /// have stored would keep the lane full for ever, so it ends the wait as corrupt.
     fn forged_read(&self) -> Option<Error> {
@@ -400,13 +411,7 @@ impl Attempt for Making<'_, '_> {
     }
 
     fn sleep(&mut self, timeout: Option<Duration>) {
-        let set = self.p.lanes.set(&self.p.mem);
-        let words = set.room_words(self.p.writer.lane);
-        let (writer, len) = (&mut self.p.writer, self.record.len());
-        // The re-check after the flag is raised loads the read position afresh: an
-        // acknowledgement stored before the consumer's look at the flag is seen here, or the
-        // consumer sees the flag and wakes us (docs/design.md §7).
-        wait::sleep(words, &self.p.futex, timeout, || writer.fits(&set, len));
+        self.p.sleep_for_room(self.record.len(), timeout);
     }
 }
 
@@ -430,10 +435,7 @@ impl Attempt for Room<'_> {
     }
 
     fn sleep(&mut self, timeout: Option<Duration>) {
-        let set = self.p.lanes.set(&self.p.mem);
-        let words = set.room_words(self.p.writer.lane);
-        let (writer, len) = (&mut self.p.writer, self.len);
-        wait::sleep(words, &self.p.futex, timeout, || writer.fits(&set, len));
+        self.p.sleep_for_room(self.len, timeout);
     }
 }
 
