@@ -1405,8 +1405,9 @@ enum ShmbusStatus shmbus_lane_consumer_recv_timeout(struct ShmbusLaneConsumer *c
                                                     struct ShmbusLaneReceived *out);
 
 /**
- * Acknowledges the record the last receive gave: its bytes go back to the producer, and the
- * `data` pointer is no longer to be read. Nothing held (an `EMPTY` or `CLOSED` receive, or an
+ * Acknowledges the record the last receive gave: its bytes go back to the producer (one
+ * waiting for room in that lane is woken now), and the `data` pointer is no longer to be
+ * read. Nothing held (an `EMPTY` or `CLOSED` receive, or an
  * acknowledgement already made) is no error.
  *
  * Errors: `NULL_ARGUMENT`.

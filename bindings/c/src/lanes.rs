@@ -491,9 +491,12 @@ unsafe fn try_take(cx: NonNull<Cx>) -> Result<Option<LaneEvent<'static>>, Failur
 }
 
 impl ShmbusLaneConsumer {
-    /// Acknowledges the record C holds, if any.
+    /// Acknowledges the record C holds, if any, waking at once a producer that waits for room
+    /// (a record merely dropped leaves that to the consumer's next call).
     fn ack(&mut self) {
-        self.held = None;
+        if let Some(r) = self.held.take() {
+            r.ack();
+        }
     }
 
     /// The consumer, for a use that ends with the call. The held record goes first.
@@ -628,8 +631,9 @@ pub unsafe extern "C" fn shmbus_lane_consumer_recv_timeout(
     unsafe { recv(consumer, Some(timeout_ns), out) }
 }
 
-/// Acknowledges the record the last receive gave: its bytes go back to the producer, and the
-/// `data` pointer is no longer to be read. Nothing held (an `EMPTY` or `CLOSED` receive, or an
+/// Acknowledges the record the last receive gave: its bytes go back to the producer (one
+/// waiting for room in that lane is woken now), and the `data` pointer is no longer to be
+/// read. Nothing held (an `EMPTY` or `CLOSED` receive, or an
 /// acknowledgement already made) is no error.
 ///
 /// Errors: `NULL_ARGUMENT`.
