@@ -23,6 +23,14 @@ fn drain_n(c: &mut LaneConsumer, n: usize) -> usize {
         .count()
 }
 
+/// Publishes `rec` `n` times, each of which must be queued (records of 1000 bytes take 1008 in
+/// the lane: four fill a 4096-byte one).
+fn queue_all(p: &mut LanePublisher, rec: &[u8], n: usize) {
+    for _ in 0..n {
+        assert_eq!(p.publish(rec).unwrap(), LanePush::Queued);
+    }
+}
+
 /// Every event the consumer has now, as (lane, bytes) with `None` bytes for a close.
 fn drain(c: &mut LaneConsumer) -> Vec<(u32, Option<Vec<u8>>)> {
     let mut out = Vec::new();
@@ -105,10 +113,8 @@ fn a_full_lane_drops_counts_and_never_overwrites_unread_bytes() {
     let lanes = pool(1);
     let mut c = lanes.consumer().unwrap();
     let mut p = lanes.acquire().unwrap();
-    let rec = [9u8; 1000]; // 1008 bytes a record: 4 fit in 4096
-    for _ in 0..4 {
-        assert_eq!(p.publish(&rec).unwrap(), LanePush::Queued);
-    }
+    let rec = [9u8; 1000];
+    queue_all(&mut p, &rec, 4);
     assert_eq!(p.publish(&rec).unwrap(), LanePush::Full { dropped: 1 });
     assert_eq!(p.publish(&rec).unwrap(), LanePush::Full { dropped: 2 });
     // One acknowledged: room for one more.
@@ -498,10 +504,8 @@ fn a_waiting_publish_sleeps_until_an_acknowledgement_makes_room() {
     let flag = &words[lanes.shape.word(lane, L_ROOM_WAITERS)];
     // The wake word is a futex: only ever accessed as its low 32 bits.
     let wakes = crate::sync::futex_half(&words[lanes.shape.word(lane, L_ROOM_WAKE)]);
-    let rec = [7u8; 1000]; // 1008 bytes a record: 4 fit in 4096
-    for _ in 0..4 {
-        assert_eq!(p.publish(&rec).unwrap(), LanePush::Queued);
-    }
+    let rec = [7u8; 1000];
+    queue_all(&mut p, &rec, 4);
     for (k, explicit) in [(8u8, true), (9u8, false)] {
         let t = std::thread::spawn(move || {
             p.publish_wait(&[k; 1000]).unwrap();
@@ -546,9 +550,7 @@ fn a_publish_timeout_on_a_full_lane_drops_and_counts_at_the_deadline() {
     let _c = lanes.consumer().unwrap();
     let mut p = lanes.acquire().unwrap();
     let rec = [7u8; 1000];
-    for _ in 0..4 {
-        assert_eq!(p.publish(&rec).unwrap(), LanePush::Queued);
-    }
+    queue_all(&mut p, &rec, 4);
     let wait = std::time::Duration::from_millis(30);
     let t = std::time::Instant::now();
     assert_eq!(
@@ -734,9 +736,7 @@ fn endless_timeouts_and_waiting_for_room_without_publishing() {
         other => panic!("{other:?}"),
     }
     let rec = [7u8; 1000];
-    for _ in 0..4 {
-        assert_eq!(p.publish(&rec).unwrap(), LanePush::Queued);
-    }
+    queue_all(&mut p, &rec, 4);
     // No room for another 1000 bytes; room for 8 (the lane has 56 bytes free).
     assert!(!p
         .wait_for_room(1000, Some(Duration::from_millis(5)))
@@ -770,14 +770,10 @@ fn a_forged_read_position_ends_a_waiting_publish_as_corrupt() {
     let mut c = lanes.consumer().unwrap();
     let mut p = lanes.acquire().unwrap();
     let rec = [7u8; 1000];
-    for _ in 0..4 {
-        assert_eq!(p.publish(&rec).unwrap(), LanePush::Queued);
-    }
+    queue_all(&mut p, &rec, 4);
     // Two records read: the producer's next publishes load the read position (2016).
     assert_eq!(drain_n(&mut c, 2), 2);
-    for _ in 0..2 {
-        assert_eq!(p.publish(&rec).unwrap(), LanePush::Queued);
-    }
+    queue_all(&mut p, &rec, 2);
     let words = lanes.seg.words();
     let read = &words[lanes.shape.word(p.lane(), L_READ)];
     assert_eq!(read.load(Ordering::Relaxed), 2016);
