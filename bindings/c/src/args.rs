@@ -147,6 +147,14 @@ pub(crate) unsafe fn free_handle<T>(p: *mut T) {
     }
 }
 
+/// How long a call may wait for what it needs (a queue's room or item, a lane's room): not at
+/// all, up to a timeout in nanoseconds, or as long as it takes.
+pub(crate) enum Waiting {
+    Not,
+    Until(u64),
+    Forever,
+}
+
 /// A timeout in nanoseconds.
 pub(crate) fn timeout(ns: u64) -> Duration {
     Duration::from_nanos(ns)

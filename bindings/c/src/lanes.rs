@@ -20,7 +20,7 @@ use shmbus::lanes::{
     LanesBuilder,
 };
 
-use crate::args::{self, apply_open_flags, OPEN_FLAGS};
+use crate::args::{self, apply_open_flags, Waiting, OPEN_FLAGS};
 use crate::status::{guard, Failure, ShmbusStatus};
 
 /// A lanes handle (opaque): a pool of single-producer byte rings ("lanes") that producers in any
@@ -290,12 +290,33 @@ pub unsafe extern "C" fn shmbus_lane_publisher_publish(
     len: usize,
     out_queued: *mut bool,
 ) -> ShmbusStatus {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { publish(publisher, data, len, Waiting::Not, out_queued) }
+}
+
+/// The three publishes: the arguments checked, then `publish`, `publish_timeout`
+/// or `publish_wait`, and whether the record was queued in `*out_queued`.
+///
+/// # Safety
+/// As `shmbus_lane_publisher_publish`.
+unsafe fn publish(
+    publisher: *mut ShmbusLanePublisher,
+    data: *const u8,
+    len: usize,
+    waiting: Waiting,
+    out_queued: *mut bool,
+) -> ShmbusStatus {
     guard(|| {
         // SAFETY: the caller's contract for `publisher`.
         let p = &mut unsafe { args::handle_mut(publisher, "publisher") }?.publisher;
         // SAFETY: the caller's contract for `data`.
         let record = unsafe { args::bytes_arg(data, len, "data") }?;
-        let queued = match p.publish(record)? {
+        let pushed = match waiting {
+            Waiting::Not => p.publish(record)?,
+            Waiting::Until(ns) => p.publish_timeout(record, args::timeout(ns))?,
+            Waiting::Forever => p.publish_wait(record).map(|()| LanePush::Queued)?,
+        };
+        let queued = match pushed {
             LanePush::Queued => true,
             LanePush::Full { .. } => false,
         };
@@ -320,14 +341,8 @@ pub unsafe extern "C" fn shmbus_lane_publisher_publish_wait(
     data: *const u8,
     len: usize,
 ) -> ShmbusStatus {
-    guard(|| {
-        // SAFETY: the caller's contract for `publisher`.
-        let p = &mut unsafe { args::handle_mut(publisher, "publisher") }?.publisher;
-        // SAFETY: the caller's contract for `data`.
-        let record = unsafe { args::bytes_arg(data, len, "data") }?;
-        p.publish_wait(record)?;
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe { publish(publisher, data, len, Waiting::Forever, std::ptr::null_mut()) }
 }
 
 /// Publishes the `len` bytes at `data` as one record, waiting at most `timeout_ns` nanoseconds
@@ -347,19 +362,8 @@ pub unsafe extern "C" fn shmbus_lane_publisher_publish_timeout(
     timeout_ns: u64,
     out_queued: *mut bool,
 ) -> ShmbusStatus {
-    guard(|| {
-        // SAFETY: the caller's contract for `publisher`.
-        let p = &mut unsafe { args::handle_mut(publisher, "publisher") }?.publisher;
-        // SAFETY: the caller's contract for `data`.
-        let record = unsafe { args::bytes_arg(data, len, "data") }?;
-        let queued = match p.publish_timeout(record, args::timeout(timeout_ns))? {
-            LanePush::Queued => true,
-            LanePush::Full { .. } => false,
-        };
-        // SAFETY: NULL or writable, as the caller promises.
-        unsafe { args::put_opt(out_queued, queued) };
-        Ok(())
-    })
+    // SAFETY: the caller's contract, passed on.
+    unsafe { publish(publisher, data, len, Waiting::Until(timeout_ns), out_queued) }
 }
 
 /// The lane this publisher holds, in `*out`.

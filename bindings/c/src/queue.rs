@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use shmbus::{Queue, QueueBuilder, QueueReceiver, QueueReceiverReadiness, QueueSender, SendError};
 
-use crate::args::{self, apply_open_flags, duration_ns, OPEN_FLAGS, SHMBUS_NO_STALL_BOUND};
+use crate::args::{
+    self, apply_open_flags, duration_ns, Waiting, OPEN_FLAGS, SHMBUS_NO_STALL_BOUND,
+};
 use crate::received::{ShmbusEvent, ShmbusReceived};
 use crate::status::{guard, Failure, ShmbusStatus};
 
@@ -238,13 +240,6 @@ pub unsafe extern "C" fn shmbus_queue_sender_free(sender: *mut ShmbusQueueSender
 pub unsafe extern "C" fn shmbus_queue_receiver_free(receiver: *mut ShmbusQueueReceiver) {
     // SAFETY: the caller's contract.
     unsafe { args::free_handle(receiver) }
-}
-
-/// How long a send (or receive) may wait while the queue is full (empty).
-enum Waiting {
-    Not,
-    Until(u64),
-    Forever,
 }
 
 fn send_failure(e: SendError<&[u8]>) -> Failure {
