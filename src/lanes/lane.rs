@@ -365,7 +365,7 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
         Acker {
             read: &block[L_READ],
             consumed: &block[L_CONSUMED],
-            room: self.room_words(lane),
+            room: room_words_of(block),
             strong,
         }
     }
@@ -374,11 +374,7 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
     /// sleeps on the wake word; the consumer's acknowledgements wake it.
     #[inline]
     pub(crate) fn room_words(&self, lane: u32) -> WakeWords<'a> {
-        let block = self.block(lane);
-        WakeWords {
-            flag: &block[L_ROOM_WAITERS],
-            counter: crate::sync::futex_half(&block[L_ROOM_WAKE]),
-        }
+        room_words_of(self.block(lane))
     }
 
     /// Called when lane `lane` had nothing to read: frees it if it is closed and drained, else
@@ -521,6 +517,16 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
     /// Whether any ready bit is set.
     pub(crate) fn any_ready(&self) -> bool {
         (0..self.shape.ready_words()).any(|i| self.words[W_READY + i].load(Ordering::Relaxed) != 0)
+    }
+}
+
+/// The room handshake words in a lane's control block (one bounds check for the block, done by
+/// the caller, serves these and the acknowledgement's words alike).
+#[inline]
+fn room_words_of(block: &[AtomicU64; BLOCK_WORDS]) -> WakeWords<'_> {
+    WakeWords {
+        flag: &block[L_ROOM_WAITERS],
+        counter: crate::sync::futex_half(&block[L_ROOM_WAKE]),
     }
 }
 
