@@ -25,7 +25,7 @@ use super::layout::{LanesShape, OPEN, W_CONTROL};
 use super::mirror::{ByLane, LaneBytes, LaneRing};
 use crate::loom_harness::{model, ModelFutex};
 use crate::segment::header::{W_WAITERS, W_WAKE};
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 use crate::wait::{self, WakeWords};
 
 const LANE: u64 = 64;
@@ -144,12 +144,9 @@ impl Seg {
     }
 
     fn wake_words(&self) -> WakeWords<'_> {
-        // SAFETY: the wake word's low half as a futex word, as `Segment::futex_word` does (the
-        // loom atomics are the model's own; only their address is reinterpreted here).
-        let counter = unsafe { &*(&self.words[W_WAKE] as *const AtomicU64 as *const AtomicU32) };
         WakeWords {
             flag: &self.words[W_WAITERS],
-            counter,
+            counter: crate::sync::futex_half(&self.words[W_WAKE]),
         }
     }
 

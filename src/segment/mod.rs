@@ -378,10 +378,8 @@ impl Segment {
             index < header::W_PRODUCERS,
             "futex words live in the header"
         );
-        // SAFETY: word `index` is a header word (asserted above; every segment holds a whole
-        // header), 8-aligned, and a futex word is only ever accessed as this `AtomicU32` (its low
-        // half) and by the kernel's futex code; the high half is unused (docs/design.md §7).
-        unsafe { &*(self.base.add(index) as *const AtomicU32) }
+        // The high half is unused (docs/design.md §7).
+        crate::sync::futex_half(&self.words()[index])
     }
 }
 
