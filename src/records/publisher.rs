@@ -97,19 +97,26 @@ impl RecordPublisher {
 
     /// Every publish's first check: the length, and that this process made the attachment (a
     /// forked child may not write under its parent's producer lock, docs/design.md §10).
+    #[inline]
     pub(super) fn check_len(&self, len: usize) -> Result<()> {
-        if self.att.forked() {
-            return Err(Error::UsedAfterFork {
-                name: self.seg.name().to_owned(),
-            });
-        }
-        if len > self.shape.max_payload {
-            return Err(Error::MessageTooLarge {
-                len,
-                capacity: self.shape.max_payload,
-            });
+        if self.att.forked() || len > self.shape.max_payload {
+            return Err(self.refused(len));
         }
         Ok(())
+    }
+
+    /// Why `check_len` refused a record of `len` bytes.
+    #[cold]
+    fn refused(&self, len: usize) -> Error {
+        if self.att.forked() {
+            return Error::UsedAfterFork {
+                name: self.seg.name().to_owned(),
+            };
+        }
+        Error::MessageTooLarge {
+            len,
+            capacity: self.shape.max_payload,
+        }
     }
 
     /// Begin, fill (returns whether to commit or abandon), finish, wake.

@@ -151,6 +151,7 @@ impl RecordSubscriber {
         wait::block(&mut receiving, self.wait, deadline).unwrap_or(Polled::Empty)
     }
 
+    #[inline]
     pub(super) fn finish(&self, p: Polled) -> RecordRecv<'_> {
         match p {
             Polled::Record { seq, len, type_id } => RecordRecv::Record(Record {
