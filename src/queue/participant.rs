@@ -143,11 +143,13 @@ impl Participant {
     }
 
     /// The words sleeping receivers wait on (an item was published).
+    #[inline]
     pub(super) fn item_words(&self) -> WakeWords<'_> {
         self.seg.wake_words()
     }
 
     /// The words sleeping senders wait on (a slot was freed).
+    #[inline]
     pub(super) fn space_words(&self) -> WakeWords<'_> {
         self.seg.wake_words_at(W_Q_SPACE_WAKE, W_Q_SPACE_WAITERS)
     }

@@ -474,7 +474,7 @@ impl Receiver {
 
     /// Claims the head position if its slot holds an item or a skip (Vyukov's dequeue up to the
     /// CAS), naming it in the claim word first.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn begin(&self, q: &QueueRing<'_>) -> RecvBegin {
         let claim = q.claim_word(self.index);
         let mask = q.mask();

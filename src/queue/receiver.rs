@@ -110,13 +110,14 @@ impl<T: Payload> QueueReceiver<T> {
         QueueTryIter { rx: self }
     }
 
+    #[inline]
     pub(super) fn view(&self, len: usize) -> &T::View {
         T::view(&bytemuck::cast_slice(&self.buf)[..len])
             .expect("attempt() returns only lengths this type accepts")
     }
 
     /// One attempt; the length of the item now in `buf`.
-    #[inline]
+    #[inline(always)]
     pub(super) fn attempt(&mut self) -> Option<usize> {
         if self.part.forked() {
             return None;

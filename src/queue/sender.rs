@@ -141,7 +141,7 @@ impl<T: Payload> QueueSender<T> {
     snapshots!();
 
     /// One attempt: claim, write, publish, wake. `bytes` fits.
-    #[inline]
+    #[inline(always)]
     pub(super) fn attempt(&mut self, bytes: &[u8]) -> bool {
         let q = self.part.ring();
         for _ in 0..ROUTES {

@@ -349,6 +349,7 @@ impl crate::segment::Segment {
 
     /// A second pair of handshake words, at header words `counter` (a futex in its low half) and
     /// `flag`, for kinds that wake two sides (a queue's producers wait for space).
+    #[inline]
     pub(crate) fn wake_words_at(&self, counter: usize, flag: usize) -> WakeWords<'_> {
         assert!(flag < W_PRODUCERS, "handshake words live in the header");
         WakeWords {
