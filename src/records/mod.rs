@@ -151,7 +151,7 @@ pub(crate) struct RecordRing<'a> {
 
 impl<'a> RecordRing<'a> {
     /// `words` holds the whole segment: the header page, then `shape.bytes` of ring. Made for
-    /// every publish and receive, so inlined: its check is two instructions.
+    /// every publish and receive, so inlined (its check is one comparison).
     #[inline]
     pub(crate) fn new(words: &'a [AtomicU64], shape: RingShape) -> Self {
         assert!(
