@@ -24,6 +24,12 @@ pub enum Write {
     Plain,
     /// A Relaxed atomic store per word, as a broadcast producer must.
     Atomic,
+    /// Atomic stores as [`Write::Atomic`], committed by a sequence word in the record's own
+    /// header (stored last, Release) instead of the write position: the reader polls the ring
+    /// word where the next record starts, as a records or bus subscriber does (each keeps its
+    /// own position; there is no shared cursor to poll). The reader takes the record with
+    /// [`Read::AtomicCopy`] whatever it is asked.
+    Versioned,
 }
 
 impl Write {
@@ -31,12 +37,13 @@ impl Write {
         match self {
             Write::Plain => "floor-writer",
             Write::Atomic => "floor-writer-atomic",
+            Write::Versioned => "floor-writer-versioned",
         }
     }
 
     /// The writer a child role names.
     pub fn of_role(role: &str) -> Option<Write> {
-        [Write::Plain, Write::Atomic]
+        [Write::Plain, Write::Atomic, Write::Versioned]
             .into_iter()
             .find(|w| w.role() == role)
     }
@@ -128,7 +135,7 @@ impl Drop for FloorShm {
 
 /// The floor's writer (a child process): fixed-size records that divide the ring (no wrap
 /// within a record), each a length word and the payload, then a Release store of the write
-/// position.
+/// position (or, [`Write::Versioned`], of the record's sequence number in its first word).
 pub fn write(path: &str, core: usize, size: usize, bytes: u64, how: Write) -> Result<(), String> {
     let shm = FloorShm::open(path)?;
     sys::pin(core)?;
@@ -139,6 +146,9 @@ pub fn write(path: &str, core: usize, size: usize, bytes: u64, how: Write) -> Re
     let mut w = 0u64;
     let mut read_cache = 0u64;
     let mut sent = 0u64;
+    let mut seq = 0u64;
+    // A versioned record: the sequence word, the length word, the payload.
+    let need = need + if how == Write::Versioned { 8 } else { 0 };
     let len = (shm.bytes / need * need) as u64;
     while sent < bytes {
         if w + need as u64 - read_cache > len {
@@ -162,24 +172,43 @@ pub fn write(path: &str, core: usize, size: usize, bytes: u64, how: Write) -> Re
             Write::Atomic => {
                 let words = shm.atomics(at, need / 8);
                 words[0].store(size as u64, Ordering::Relaxed);
-                let (chunks, rest) = (rec.chunks_exact(8), rec.len() % 8);
-                for (dst, c) in words[1..].iter().zip(chunks) {
-                    let v = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-                    dst.store(v, Ordering::Relaxed);
-                }
-                if rest != 0 {
-                    let mut last = [0u8; 8];
-                    last[..rest].copy_from_slice(&rec[size - rest..]);
-                    words[need / 8 - 1].store(u64::from_le_bytes(last), Ordering::Relaxed);
-                }
+                store_atomic(&words[1..], &rec);
+            }
+            Write::Versioned => {
+                let words = shm.atomics(at, need / 8);
+                words[1].store(size as u64, Ordering::Relaxed);
+                store_atomic(&words[2..], &rec);
+                seq += 1;
+                // ORDERING: Release pairs with the reader's Acquire load of this word: a reader
+                // that sees `seq` sees the length and payload stored above.
+                words[0].store(seq, Ordering::Release);
             }
         }
         w += need as u64;
-        // ORDERING: Release pairs with the reader's Acquire load of `write`.
-        write.store(w, Ordering::Release);
+        if how != Write::Versioned {
+            // ORDERING: Release pairs with the reader's Acquire load of `write`.
+            write.store(w, Ordering::Release);
+        }
         sent += size as u64;
     }
     Ok(())
+}
+
+/// Stores `rec` into `words` with one Relaxed atomic store per word (the last word zero-padded).
+fn store_atomic(words: &[AtomicU64], rec: &[u8]) {
+    let chunks = rec.chunks_exact(8);
+    let rest = chunks.remainder();
+    for (dst, c) in words.iter().zip(chunks) {
+        dst.store(
+            u64::from_le_bytes(c.try_into().expect("8 bytes")),
+            Ordering::Relaxed,
+        );
+    }
+    if !rest.is_empty() {
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        words[rec.len() / 8].store(u64::from_le_bytes(last), Ordering::Relaxed);
+    }
 }
 
 /// The floor's reader in this process (pin it first: it stays on the calling thread's core),
@@ -204,6 +233,11 @@ pub fn throughput(
         budget.to_string(),
     ];
     let mut child = spawn(how_write.role(), &path, core, &extra)?;
+    if how_write == Write::Versioned {
+        let out = read_versioned(&shm, &mut child, size, budget, warm);
+        let _ = child.wait();
+        return out;
+    }
     let need = 8 + size.next_multiple_of(8);
     let len = (ring / need * need) as u64;
     let (write, read) = (shm.word(0), shm.word(8));
@@ -263,5 +297,60 @@ pub fn throughput(
     let secs = start.map_or(f64::MIN_POSITIVE, |s| s.elapsed().as_secs_f64());
     std::hint::black_box(sum);
     let _ = child.wait();
+    Ok((got - timed_from) as f64 / secs)
+}
+
+/// The reader of [`Write::Versioned`] records: polls the sequence word where the next record
+/// starts, copies the record out with atomic loads, and stores its read position (for the
+/// writer's flow control) once per eighth of the ring, not per record.
+fn read_versioned(
+    shm: &FloorShm,
+    child: &mut std::process::Child,
+    size: usize,
+    budget: u64,
+    warm: u64,
+) -> Result<f64, String> {
+    let need = 16 + size.next_multiple_of(8);
+    let len = (shm.bytes / need * need) as u64;
+    let read = shm.word(8);
+    let (mut r, mut seq, mut got, mut sum, mut polls) = (0u64, 1u64, 0u64, 0u64, 0u32);
+    let mut stored = 0u64;
+    let mut out = vec![0u64; size.div_ceil(8)];
+    let mut start = None;
+    let mut timed_from = 0;
+    while got < budget {
+        let at = (r % len) as usize;
+        let words = shm.atomics(at, need / 8);
+        // ORDERING: Acquire pairs with the writer's Release store of the sequence word.
+        if words[0].load(Ordering::Acquire) != seq {
+            polls = polls.wrapping_add(1);
+            if polls.is_multiple_of(1 << 16) && matches!(child.try_wait(), Ok(Some(_))) {
+                return Err("the floor writer ended early".into());
+            }
+            std::hint::spin_loop();
+            continue;
+        }
+        if start.is_none() && got >= warm {
+            start = Some(Instant::now());
+            timed_from = got;
+        }
+        if words[1].load(Ordering::Relaxed) != size as u64 {
+            return Err("the floor writer's record has the wrong length".into());
+        }
+        for (d, s) in out.iter_mut().zip(&words[2..]) {
+            *d = s.load(Ordering::Relaxed);
+        }
+        sum = sum.wrapping_add(std::hint::black_box(&mut out)[0]);
+        got += size as u64;
+        r += need as u64;
+        seq += 1;
+        if r - stored >= len / 8 {
+            stored = r;
+            // ORDERING: Release pairs with the writer's Acquire load of `read`.
+            read.store(r, Ordering::Release);
+        }
+    }
+    let secs = start.map_or(f64::MIN_POSITIVE, |s| s.elapsed().as_secs_f64());
+    std::hint::black_box(sum);
     Ok((got - timed_from) as f64 / secs)
 }

@@ -202,11 +202,12 @@ pub fn memcpy_floor(
 
 /// The floor variants measured beside records, with the transport name of their rows: the plain
 /// floor (memcpy in, read in place), then each thing a broadcast ring must do that it need not.
-pub const FLOORS: [(&str, floor::Write, floor::Read); 4] = [
+pub const FLOORS: [(&str, floor::Write, floor::Read); 5] = [
     ("floor", floor::Write::Plain, floor::Read::InPlace),
     ("floor-cp", floor::Write::Plain, floor::Read::Copy),
     ("floor-acp", floor::Write::Plain, floor::Read::AtomicCopy),
     ("floor-aa", floor::Write::Atomic, floor::Read::AtomicCopy),
+    ("floor-vp", floor::Write::Versioned, floor::Read::AtomicCopy),
 ];
 
 /// The cross-process floor of `payload`-byte records: a writer child on `producer`, this process

@@ -47,7 +47,8 @@ fn throughput_of_records_is_measured_beside_memcpy_and_the_byte_ring_floors() {
     ]);
     let rows = r["throughput"].as_array().expect("throughput rows");
     // The copy floor, the byte-ring floors (read in place, copied out, copied with atomic loads,
-    // also written with atomic stores), then records.
+    // also written with atomic stores, also committed by a sequence word polled in the ring),
+    // then records.
     assert_eq!(
         transports(&r["throughput"]),
         [
@@ -56,13 +57,14 @@ fn throughput_of_records_is_measured_beside_memcpy_and_the_byte_ring_floors() {
             "floor-cp",
             "floor-acp",
             "floor-aa",
+            "floor-vp",
             "records"
         ]
     );
-    for floor in &rows[1..5] {
+    for floor in &rows[1..6] {
         assert!(floor["gb_per_s"].as_f64().unwrap() > 0.0, "{floor}");
     }
-    let records = &rows[5];
+    let records = &rows[6];
     let c = &records["per_consumer"][0];
     let sent = records["messages"].as_u64().unwrap();
     assert_eq!(
