@@ -194,6 +194,31 @@ pub fn write(path: &str, core: usize, size: usize, bytes: u64, how: Write) -> Re
     Ok(())
 }
 
+/// A reader's clock: started at the first record read after `warm` bytes.
+#[derive(Default)]
+struct Timer {
+    start: Option<Instant>,
+    from: u64,
+}
+
+impl Timer {
+    /// Starts the clock if it has not started and `got` bytes are past the warm-up.
+    fn mark(&mut self, got: u64, warm: u64) {
+        if self.start.is_none() && got >= warm {
+            self.start = Some(Instant::now());
+            self.from = got;
+        }
+    }
+
+    /// Bytes per second from the start to `got` bytes.
+    fn rate(&self, got: u64) -> f64 {
+        let secs = self
+            .start
+            .map_or(f64::MIN_POSITIVE, |s| s.elapsed().as_secs_f64());
+        (got - self.from) as f64 / secs
+    }
+}
+
 /// Stores `rec` into `words` with one Relaxed atomic store per word (the last word zero-padded).
 fn store_atomic(words: &[AtomicU64], rec: &[u8]) {
     let chunks = rec.chunks_exact(8);
@@ -243,8 +268,7 @@ pub fn throughput(
     let (write, read) = (shm.word(0), shm.word(8));
     let (mut r, mut got, mut sum) = (0u64, 0u64, 0u64);
     let mut out = vec![0u64; size.div_ceil(8)];
-    let mut start = None;
-    let mut timed_from = 0;
+    let mut timer = Timer::default();
     while got < budget {
         // ORDERING: Acquire pairs with the writer's Release store of `write`.
         let w = write.load(Ordering::Acquire);
@@ -255,10 +279,7 @@ pub fn throughput(
             std::hint::spin_loop();
             continue;
         }
-        if start.is_none() && got >= warm {
-            start = Some(Instant::now());
-            timed_from = got;
-        }
+        timer.mark(got, warm);
         while r < w {
             let at = (r % len) as usize;
             sum = sum.wrapping_add(match how_read {
@@ -294,10 +315,9 @@ pub fn throughput(
         // ORDERING: Release pairs with the writer's Acquire load of `read`.
         read.store(r, Ordering::Release);
     }
-    let secs = start.map_or(f64::MIN_POSITIVE, |s| s.elapsed().as_secs_f64());
     std::hint::black_box(sum);
     let _ = child.wait();
-    Ok((got - timed_from) as f64 / secs)
+    Ok(timer.rate(got))
 }
 
 /// The reader of [`Write::Versioned`] records: polls the sequence word where the next record
@@ -316,8 +336,7 @@ fn read_versioned(
     let (mut r, mut seq, mut got, mut sum, mut polls) = (0u64, 1u64, 0u64, 0u64, 0u32);
     let mut stored = 0u64;
     let mut out = vec![0u64; size.div_ceil(8)];
-    let mut start = None;
-    let mut timed_from = 0;
+    let mut timer = Timer::default();
     while got < budget {
         let at = (r % len) as usize;
         let words = shm.atomics(at, need / 8);
@@ -330,10 +349,7 @@ fn read_versioned(
             std::hint::spin_loop();
             continue;
         }
-        if start.is_none() && got >= warm {
-            start = Some(Instant::now());
-            timed_from = got;
-        }
+        timer.mark(got, warm);
         if words[1].load(Ordering::Relaxed) != size as u64 {
             return Err("the floor writer's record has the wrong length".into());
         }
@@ -350,7 +366,6 @@ fn read_versioned(
             read.store(r, Ordering::Release);
         }
     }
-    let secs = start.map_or(f64::MIN_POSITIVE, |s| s.elapsed().as_secs_f64());
     std::hint::black_box(sum);
-    Ok((got - timed_from) as f64 / secs)
+    Ok(timer.rate(got))
 }
