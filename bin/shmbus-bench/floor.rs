@@ -41,6 +41,14 @@ impl Write {
         }
     }
 
+    /// The bytes a record of `size` bytes takes in the ring, the same for the writer and the
+    /// reader: a length word and the payload in whole words, after a sequence word if
+    /// [`Write::Versioned`].
+    fn record_bytes(self, size: usize) -> usize {
+        let header = if self == Write::Versioned { 16 } else { 8 };
+        header + size.next_multiple_of(8)
+    }
+
     /// The writer a child role names.
     pub fn of_role(role: &str) -> Option<Write> {
         [Write::Plain, Write::Atomic, Write::Versioned]
@@ -141,14 +149,12 @@ pub fn write(path: &str, core: usize, size: usize, bytes: u64, how: Write) -> Re
     sys::pin(core)?;
     say_ready()?;
     let rec = record(size, 1);
-    let need = 8 + size.next_multiple_of(8);
+    let need = how.record_bytes(size);
     let (write, read) = (shm.word(0), shm.word(8));
     let mut w = 0u64;
     let mut read_cache = 0u64;
     let mut sent = 0u64;
     let mut seq = 0u64;
-    // A versioned record: the sequence word, the length word, the payload.
-    let need = need + if how == Write::Versioned { 8 } else { 0 };
     let len = (shm.bytes / need * need) as u64;
     while sent < bytes {
         if w + need as u64 - read_cache > len {
@@ -263,7 +269,7 @@ pub fn throughput(
         let _ = child.wait();
         return out;
     }
-    let need = 8 + size.next_multiple_of(8);
+    let need = how_write.record_bytes(size);
     let len = (ring / need * need) as u64;
     let (write, read) = (shm.word(0), shm.word(8));
     let (mut r, mut got, mut sum) = (0u64, 0u64, 0u64);
@@ -335,7 +341,7 @@ fn read_versioned(
     budget: u64,
     warm: u64,
 ) -> Result<f64, String> {
-    let need = 16 + size.next_multiple_of(8);
+    let need = Write::Versioned.record_bytes(size);
     let len = (shm.bytes / need * need) as u64;
     let read = shm.word(8);
     let (mut r, mut seq, mut got, mut sum, mut polls) = (0u64, 1u64, 0u64, 0u64, 0u32);
