@@ -44,6 +44,31 @@ pub(crate) enum Pushed {
     Full { drops: u64 },
 }
 
+/// A producer's own lane, worked out once, when it opens the lane, rather than on every publish:
+/// its control block, its ready word and bit, and its bytes (docs/design.md §17, "Publishing
+/// and reading in place").
+pub(crate) struct OwnLane<'a, R> {
+    lane: u32,
+    block: &'a [AtomicU64; BLOCK_WORDS],
+    ready: &'a AtomicU64,
+    bit: u64,
+    ring: R,
+    lane_bytes: u64,
+}
+
+impl<R> OwnLane<'_, R> {
+    /// Largest record payload.
+    #[inline(always)]
+    pub(crate) fn max_record(&self) -> usize {
+        self.lane_bytes as usize - 2 * LANE_RECORD_HEADER
+    }
+
+    /// The handshake words of this lane's producer waiting for room.
+    pub(crate) fn room_words(&self) -> WakeWords<'_> {
+        room_words_of(self.block)
+    }
+}
+
 /// A record the consumer found: its payload at `pos`, `len` bytes, and where the next begins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Peeked {
@@ -188,6 +213,19 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
         (&self.words[W_READY + lane as usize / 64], 1 << (lane % 64))
     }
 
+    /// Lane `lane` for its producer ([`OwnLane`]).
+    pub(crate) fn own(&self, lane: u32) -> OwnLane<'a, M::Ring<'a>> {
+        let (ready, bit) = self.ready_word(lane);
+        OwnLane {
+            lane,
+            block: self.block(lane),
+            ready,
+            bit,
+            ring: self.mem.ring(lane),
+            lane_bytes: self.shape.lane_bytes,
+        }
+    }
+
     /// Lane `lane`'s state word.
     pub(crate) fn state(&self, lane: u32) -> u64 {
         // ORDERING: Acquire pairs with the Release stores of the state (a producer's open and
@@ -264,23 +302,12 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
             .ok()
     }
 
-    /// Raises lane `lane`'s ready bit after a store the consumer must find (a write position or
-    /// a close): the producer's side of the barrier pair with [`LaneSet::clear`]. `strong`: a
-    /// real fence rather than the light side of the asymmetric pair (§7). Returns whether this
-    /// raised it (the consumer may need waking).
+    /// Raises lane `lane`'s ready bit after a store the consumer must find (a close): as
+    /// [`raise`] does.
     #[inline]
     fn raise(&self, lane: u32, strong: bool) -> bool {
-        // ORDERING: the light barrier pairs with the consumer's heavy barrier in `clear`,
-        // between its clearing of bits and its second look at their lanes: either that look
-        // sees our store (a header, or the close), or our load below sees the bit cleared and
-        // we raise it again
-        // (docs/design.md §17, "The ready bitmap"). Under loom and miri it is a SeqCst fence.
-        crate::wait::light_barrier(strong);
         let (word, bit) = self.ready_word(lane);
-        if word.load(Ordering::Relaxed) & bit != 0 {
-            return false;
-        }
-        word.fetch_or(bit, Ordering::Relaxed) & bit == 0
+        raise(word, bit, strong)
     }
 
     /// Closes lane `lane` for good (the producer's `close`, `release` and drop): the consumer
@@ -368,13 +395,6 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
             room: room_words_of(block),
             strong,
         }
-    }
-
-    /// The handshake words of lane `lane`'s producer waiting for room: it raises the flag and
-    /// sleeps on the wake word; the consumer's acknowledgements wake it.
-    #[inline]
-    pub(crate) fn room_words(&self, lane: u32) -> WakeWords<'a> {
-        room_words_of(self.block(lane))
     }
 
     /// Called when lane `lane` had nothing to read: frees it if it is closed and drained, else
@@ -520,6 +540,23 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
     }
 }
 
+/// Raises a lane's ready bit (`bit` of `word`) after a store the consumer must find (a header
+/// or a close): the producer's side of the barrier pair with [`LaneSet::clear`]. `strong`: a
+/// real fence rather than the light side of the asymmetric pair (§7). Returns whether this
+/// raised it (the consumer may need waking).
+#[inline(always)]
+fn raise(word: &AtomicU64, bit: u64, strong: bool) -> bool {
+    // ORDERING: the light barrier pairs with the consumer's heavy barrier in `clear`, between
+    // its clearing of bits and its second look at their lanes: either that look sees our store
+    // (a header, or the close), or our load below sees the bit cleared and we raise it again
+    // (docs/design.md §17, "The ready bitmap"). Under loom and miri it is a SeqCst fence.
+    crate::wait::light_barrier(strong);
+    if word.load(Ordering::Relaxed) & bit != 0 {
+        return false;
+    }
+    word.fetch_or(bit, Ordering::Relaxed) & bit == 0
+}
+
 /// The room handshake words in a lane's control block (one bounds check for the block, done by
 /// the caller, serves these and the acknowledgement's words alike).
 #[inline]
@@ -557,39 +594,39 @@ impl Writer {
     /// Writes one record, or drops it if the lane has no room for it even after a fresh look at
     /// the read position. `data` is at most the lane's largest record (the caller checked).
     #[inline]
-    pub(crate) fn publish<M: LaneBytes>(&mut self, set: &LaneSet<'_, M>, data: &[u8]) -> Pushed {
-        self.publish_steps(set, data, |_| true)
+    pub(crate) fn publish<R: LaneRing>(&mut self, own: &OwnLane<'_, R>, data: &[u8]) -> Pushed {
+        self.publish_steps(own, data, |_| true)
             .expect("a producer that always goes on finishes")
     }
 
     /// [`Writer::publish`], asking `go_on` after each of its steps whether to go on: `None` if it
     /// stopped there (the loom models' producer that dies between two of its stores).
     #[inline(always)]
-    pub(crate) fn publish_steps<M: LaneBytes>(
+    pub(crate) fn publish_steps<R: LaneRing>(
         &mut self,
-        set: &LaneSet<'_, M>,
+        own: &OwnLane<'_, R>,
         data: &[u8],
         go_on: impl FnMut(Step) -> bool,
     ) -> Option<Pushed> {
-        if !self.fits(set, data.len()) {
-            return Some(self.drop_one(set));
+        if !self.fits(own, data.len()) {
+            return Some(self.drop_one(own));
         }
-        self.write_steps(set, data, go_on)
+        self.write_steps(own, data, go_on)
     }
 
     /// Whether a record of `len` bytes fits in the lane now, with a fresh look at the read
     /// position if it did not fit at the last one.
     #[inline(always)]
-    pub(crate) fn fits<M: LaneBytes>(&mut self, set: &LaneSet<'_, M>, len: usize) -> bool {
+    pub(crate) fn fits<R>(&mut self, own: &OwnLane<'_, R>, len: usize) -> bool {
         // The record, and the zero header after it, where the consumer looks next.
         let room = record_bytes(len) + LANE_RECORD_HEADER as u64;
-        let lane_bytes = set.shape.lane_bytes;
+        let lane_bytes = own.lane_bytes;
         if self.write + room - self.read <= lane_bytes {
             return true;
         }
         // ORDERING: Acquire pairs with the consumer's Release store in `ack`: its reads of the
         // bytes we are about to overwrite are done.
-        let read = load_acquire(set.word(self.lane, L_READ));
+        let read = load_acquire(&own.block[L_READ]);
         // A read position that is not between our last look and our write position is not the
         // consumer's (a forged segment): keep the old one, which errs towards "full".
         if read >= self.read && read <= self.write {
@@ -601,32 +638,31 @@ impl Writer {
     /// The lane's read position, if it is not one the consumer could have stored: behind the
     /// one this producer last loaded, or past its write position (a corrupt or forged segment,
     /// which `fits` ignores and so would find the lane full for ever).
-    pub(crate) fn forged_read<M: LaneBytes>(&self, set: &LaneSet<'_, M>) -> Option<u64> {
-        let read = set.word(self.lane, L_READ).load(Ordering::Relaxed);
+    pub(crate) fn forged_read<R>(&self, own: &OwnLane<'_, R>) -> Option<u64> {
+        let read = own.block[L_READ].load(Ordering::Relaxed);
         (read < self.read || read > self.write).then_some(read)
     }
 
     /// Counts a record dropped for want of room.
     #[cold]
-    pub(crate) fn drop_one<M: LaneBytes>(&mut self, set: &LaneSet<'_, M>) -> Pushed {
+    pub(crate) fn drop_one<R>(&mut self, own: &OwnLane<'_, R>) -> Pushed {
         self.drops += 1;
-        set.word(self.lane, L_DROPS)
-            .store(self.drops, Ordering::Relaxed);
+        own.block[L_DROPS].store(self.drops, Ordering::Relaxed);
         Pushed::Full { drops: self.drops }
     }
 
     /// Writes one record if it fits now; `None` (nothing written or counted) if it does not.
     #[inline]
-    pub(crate) fn try_publish<M: LaneBytes>(
+    pub(crate) fn try_publish<R: LaneRing>(
         &mut self,
-        set: &LaneSet<'_, M>,
+        own: &OwnLane<'_, R>,
         data: &[u8],
     ) -> Option<Pushed> {
-        if !self.fits(set, data.len()) {
+        if !self.fits(own, data.len()) {
             return None;
         }
         Some(
-            self.write_steps(set, data, |_| true)
+            self.write_steps(own, data, |_| true)
                 .expect("a producer that always goes on finishes"),
         )
     }
@@ -634,16 +670,17 @@ impl Writer {
     /// Writes and commits a record that [`Writer::fits`] (just checked by the caller), asking
     /// `go_on` after each step as [`Writer::publish_steps`] does.
     #[inline(always)]
-    fn write_steps<M: LaneBytes>(
+    fn write_steps<R: LaneRing>(
         &mut self,
-        set: &LaneSet<'_, M>,
+        own: &OwnLane<'_, R>,
         data: &[u8],
         mut go_on: impl FnMut(Step) -> bool,
     ) -> Option<Pushed> {
         let need = record_bytes(data.len());
         let room = need + LANE_RECORD_HEADER as u64;
-        debug_assert!(self.write + room - self.read <= set.shape.lane_bytes);
-        let ring = set.mem.ring(self.lane);
+        debug_assert_eq!(own.lane, self.lane, "a writer writes its own lane");
+        debug_assert!(self.write + room - self.read <= own.lane_bytes);
+        let ring = &own.ring;
         // SAFETY: we are the lane's only producer (we hold it: its lock, or its claim on a heap
         // segment). `[write, write + room)` is at or past our last header, which the consumer
         // has not passed, and (checked by `fits`, the caller's contract) within a lane of the
@@ -667,11 +704,10 @@ impl Writer {
         }
         self.write += need;
         self.published += 1;
-        let block = set.block(self.lane);
-        block[L_PUBLISHED].store(self.published, Ordering::Relaxed);
-        block[L_WRITE].store(self.write, Ordering::Relaxed);
+        own.block[L_PUBLISHED].store(self.published, Ordering::Relaxed);
+        own.block[L_WRITE].store(self.write, Ordering::Relaxed);
         Some(Pushed::Queued {
-            raised: set.raise(self.lane, self.strong),
+            raised: raise(own.ready, own.bit, self.strong),
         })
     }
 

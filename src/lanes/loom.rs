@@ -218,7 +218,7 @@ fn a_record_is_never_written_while_the_consumer_reads_it() {
                 for _ in 0..4 {
                     for _ in 0..2 {
                         attempts += 1;
-                        match w.publish(&set, &record(published, 8)) {
+                        match w.publish(&set.own(w.lane), &record(published, 8)) {
                             Pushed::Queued { .. } => {
                                 published += 1;
                                 break;
@@ -271,7 +271,9 @@ fn no_record_or_close_is_left_behind_a_clear_ready_bit() {
                 thread::spawn(move || {
                     let set = seg.set();
                     let mut w = seg.open(lane);
-                    if let Pushed::Queued { raised: true } = w.publish(&set, &record(0, 8)) {
+                    if let Pushed::Queued { raised: true } =
+                        w.publish(&set.own(w.lane), &record(0, 8))
+                    {
                         wait::wake_after_publish(seg.wake_words(), &seg.futex, false);
                     }
                     set.close(&w);
@@ -324,10 +326,10 @@ fn a_producer_that_dies_mid_publish_leaves_nothing_torn() {
                     let set = seg.set();
                     let mut w = seg.open(0);
                     assert!(matches!(
-                        w.publish(&set, &record(0, 8)),
+                        w.publish(&set.own(w.lane), &record(0, 8)),
                         Pushed::Queued { .. }
                     ));
-                    let r = w.publish_steps(&set, &record(1, 16), |s| s != stop);
+                    let r = w.publish_steps(&set.own(w.lane), &record(1, 16), |s| s != stop);
                     assert_eq!(r, None, "it dies");
                 })
             };
@@ -360,7 +362,7 @@ fn a_producer_that_dies_mid_publish_leaves_nothing_torn() {
             // The lane is free again: the next session goes on from where the consumer is.
             let mut w = seg.open(0);
             assert!(matches!(
-                w.publish(&set, &record(got, 8)),
+                w.publish(&set.own(w.lane), &record(got, 8)),
                 Pushed::Queued { .. }
             ));
             assert_eq!(receive(&set, &seg.futex, 0, &mut got), None);
@@ -384,7 +386,7 @@ fn a_producer_waiting_for_room_is_woken_by_an_acknowledgement() {
             // Three records of 8 bytes fill the 64-byte lane (each with the zero header after).
             for k in 0..3 {
                 assert!(matches!(
-                    w.publish(&set, &record(k, 8)),
+                    w.publish(&set.own(w.lane), &record(k, 8)),
                     Pushed::Queued { .. }
                 ));
             }
@@ -393,13 +395,14 @@ fn a_producer_waiting_for_room_is_woken_by_an_acknowledgement() {
             let seg = seg.clone();
             thread::spawn(move || {
                 let set = seg.set();
+                let own = set.own(w.lane);
                 let rec = record(3, 8);
                 loop {
-                    if let Some(pushed) = w.try_publish(&set, &rec) {
+                    if let Some(pushed) = w.try_publish(&own, &rec) {
                         assert!(matches!(pushed, Pushed::Queued { .. }));
                         return;
                     }
-                    wait::sleep(set.room_words(0), &seg.futex, None, || w.fits(&set, 8));
+                    wait::sleep(own.room_words(), &seg.futex, None, || w.fits(&own, 8));
                 }
             })
         };

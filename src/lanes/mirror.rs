@@ -86,6 +86,13 @@ pub(crate) struct MirrorRing<'a> {
     _mirror: std::marker::PhantomData<&'a Mirror>,
 }
 
+// SAFETY: a `MirrorRing` is a lane of a `Mirror` (itself `Send` and `Sync`) and writes it only
+// through `LaneRing`'s unsafe methods, whose contract (the lane's one producer, bytes nobody
+// reads meanwhile) holds whatever thread calls them.
+unsafe impl Send for MirrorRing<'_> {}
+// SAFETY: as for `Send`: shared, it offers nothing but those methods.
+unsafe impl Sync for MirrorRing<'_> {}
+
 impl LaneRing for MirrorRing<'_> {
     #[inline(always)]
     unsafe fn write(&self, pos: u64, data: &[u8]) {

@@ -3,13 +3,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::handle::Lanes;
-use super::lane::{Pushed, Writer};
+use super::lane::{OwnLane, Pushed, Writer};
 use super::layout::{lane_lock_byte, FREE, L_PID, L_START, L_STATE, STATE_MASK};
+use super::mirror::LaneBytes;
 use super::LaneMem;
 use crate::error::{Error, Result};
 use crate::segment::{self, LockFd, LockKind};
 use crate::sync::Ordering;
 use crate::wait::{self, Attempt, SysFutex, Wait};
+
+/// A lane's bytes, as a producer writes them.
+type Ring = <LaneMem as LaneBytes>::Ring<'static>;
 
 /// What a publish did with the record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +40,11 @@ pub struct LanePublisher {
     lanes: Lanes,
     mem: Arc<LaneMem>,
     writer: Writer,
+    /// The lane's words and bytes (`LaneSet::own`), worked out at acquire. Its borrows, of the
+    /// segment's words and of the lane's mapping, are erased to `'static`: `lanes` and `mem`
+    /// keep both alive and in place for as long as the publisher lives, and `own` is only ever
+    /// lent out for a borrow of the publisher (see `acquire`).
+    own: OwnLane<'static, Ring>,
     /// The lane's lock (a shared segment) for as long as the lane is ours.
     lock: Option<LockFd>,
     futex: SysFutex,
@@ -134,7 +143,20 @@ impl LanePublisher {
                     return Err(corrupt(detail));
                 }
             };
+            // SAFETY: only the lifetime changes. `own` borrows the segment's words (mapped, or
+            // boxed, by the `Segment` that `lanes.seg` holds in an `Arc`) and the lane's
+            // mapping (held by `mem`, an `Arc`): both move into the publisher, which keeps
+            // them, and neither allocation moves or is unmapped while an `Arc` lives. The
+            // publisher lends `own` out only for a borrow of itself, and drops nothing it
+            // borrows before itself.
+            let own = unsafe {
+                std::mem::transmute::<
+                    OwnLane<'_, <LaneMem as LaneBytes>::Ring<'_>>,
+                    OwnLane<'static, Ring>,
+                >(set.own(lane))
+            };
             return Ok(LanePublisher {
+                own,
                 lanes: lanes.clone(),
                 futex: SysFutex::of(seg),
                 strong_fence,
@@ -182,11 +204,10 @@ impl LanePublisher {
     /// the lane.
     #[inline(always)]
     pub fn publish(&mut self, record: &[u8]) -> Result<LanePush> {
-        if record.len() > self.lanes.shape.max_record() || self.forked() {
+        if record.len() > self.own.max_record() || self.forked() {
             return Err(self.refusal(record.len()));
         }
-        let set = self.lanes.set(&self.mem);
-        match self.writer.publish(&set, record) {
+        match self.writer.publish(&self.own, record) {
             Pushed::Queued { raised } => {
                 if raised {
                     self.wake();
@@ -262,12 +283,11 @@ impl LanePublisher {
 
     #[inline(always)]
     fn publish_until(&mut self, record: &[u8], deadline: Option<Instant>) -> Result<LanePush> {
-        if record.len() > self.lanes.shape.max_record() || self.forked() {
+        if record.len() > self.own.max_record() || self.forked() {
             return Err(self.refusal(record.len()));
         }
         // The common case, room now, as `publish` does it: no wait machinery inlined here.
-        let set = self.lanes.set(&self.mem);
-        if let Some(pushed) = self.writer.try_publish(&set, record) {
+        if let Some(pushed) = self.writer.try_publish(&self.own, record) {
             if let Pushed::Queued { raised: true } = pushed {
                 self.wake();
             }
@@ -312,13 +332,10 @@ impl LanePublisher {
                 }
                 Ok(LanePush::Queued)
             }
-            None => {
-                let set = self.lanes.set(&self.mem);
-                match self.writer.drop_one(&set) {
-                    Pushed::Full { drops } => Ok(LanePush::Full { dropped: drops }),
-                    Pushed::Queued { .. } => unreachable!("a drop is not queued"),
-                }
-            }
+            None => match self.writer.drop_one(&self.own) {
+                Pushed::Full { drops } => Ok(LanePush::Full { dropped: drops }),
+                Pushed::Queued { .. } => unreachable!("a drop is not queued"),
+            },
         }
     }
 
@@ -327,17 +344,17 @@ impl LanePublisher {
     /// read position afresh, so an acknowledgement stored before the consumer's look at the flag
     /// is seen here, or the consumer sees the flag and wakes us (docs/design.md §7).
     fn sleep_for_room(&mut self, len: usize, timeout: Option<Duration>) {
-        let set = self.lanes.set(&self.mem);
-        let words = set.room_words(self.writer.lane);
+        let own = &self.own;
         let writer = &mut self.writer;
-        wait::sleep(words, &self.futex, timeout, || writer.fits(&set, len));
+        wait::sleep(own.room_words(), &self.futex, timeout, || {
+            writer.fits(own, len)
+        });
     }
 
     /// A waiting publish's periodic look at its lane: a read position the consumer could not
     /// have stored would keep the lane full for ever, so it ends the wait as corrupt.
     fn forged_read(&self) -> Option<Error> {
-        let set = self.lanes.set(&self.mem);
-        let read = self.writer.forged_read(&set)?;
+        let read = self.writer.forged_read(&self.own)?;
         Some(Error::LanesCorrupt {
             name: self.lanes.name().to_owned(),
             detail: format!(
@@ -399,8 +416,7 @@ impl Attempt for Making<'_, '_> {
 
     #[inline]
     fn attempt(&mut self) -> Option<Result<bool>> {
-        let set = self.p.lanes.set(&self.p.mem);
-        match self.p.writer.try_publish(&set, self.record)? {
+        match self.p.writer.try_publish(&self.p.own, self.record)? {
             Pushed::Queued { raised } => Some(Ok(raised)),
             Pushed::Full { .. } => unreachable!("`try_publish` drops nothing"),
         }
@@ -426,8 +442,7 @@ impl Attempt for Room<'_> {
     type Out = Result<()>;
 
     fn attempt(&mut self) -> Option<Result<()>> {
-        let set = self.p.lanes.set(&self.p.mem);
-        self.p.writer.fits(&set, self.len).then_some(Ok(()))
+        self.p.writer.fits(&self.p.own, self.len).then_some(Ok(()))
     }
 
     fn check(&mut self) -> Option<Result<()>> {

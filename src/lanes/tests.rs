@@ -795,3 +795,22 @@ fn a_forged_read_position_ends_a_waiting_publish_as_corrupt() {
     }
     assert_eq!(p.dropped(), 0);
 }
+
+#[test]
+fn a_publisher_moved_to_another_thread_publishes_and_closes_there() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<LanePublisher>();
+    let lanes = pool(2);
+    let mut c = lanes.consumer().unwrap();
+    let mut p = lanes.acquire().unwrap();
+    let lane = p.lane();
+    std::thread::spawn(move || {
+        assert_eq!(p.publish(b"moved").unwrap(), LanePush::Queued);
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        drain(&mut c),
+        vec![(lane, Some(b"moved".to_vec())), (lane, None)]
+    );
+}
