@@ -385,3 +385,54 @@ fn queue_compares_with_crossbeam_and_c2c_and_every_item_reaches_one_receiver() {
         );
     }
 }
+
+#[test]
+fn board_sets_and_gets_beside_their_floor_and_a_ping_pong_beside_its_own() {
+    let r = report(&["board"]);
+    assert_eq!(num(&r, "value_size"), 64.0);
+    let costs = rows(&r, "costs");
+    let ops: Vec<&str> = costs.iter().map(|c| c["op"].as_str().unwrap()).collect();
+    assert_eq!(
+        ops,
+        [
+            "set (many writers)",
+            "set (one writer)",
+            "set (one, unstamped)",
+            "get"
+        ]
+    );
+    for c in costs {
+        let (ns, floor) = (num(c, "ns"), num(c, "floor_ns"));
+        assert!(ns > 0.0 && floor > 0.0, "{c}");
+        assert!(
+            (num(c, "ratio") - ns / floor).abs() <= 1e-9 * ns / floor,
+            "{c}"
+        );
+    }
+    check_pct(&r["update_to_observe_ns"]);
+    check_pct(&r["update_to_observe_floor_ns"]);
+    check_pct(&r["c2c_process_ns"]);
+    let want =
+        num(&r["update_to_observe_ns"], "p50") / num(&r["update_to_observe_floor_ns"], "p50");
+    let got = num(&r["ratio_to_floor"], "p50");
+    assert!((got - want).abs() <= 1e-9 * want, "{got} against {want}");
+}
+
+#[test]
+fn board_takes_a_value_size_that_is_not_a_whole_number_of_words() {
+    let r = report(&["board", "--size", "20"]);
+    assert_eq!(num(&r, "value_size"), 20.0);
+    for c in rows(&r, "costs") {
+        assert!(num(c, "ns") > 0.0 && num(c, "floor_ns") > 0.0, "{c}");
+    }
+    check_pct(&r["update_to_observe_floor_ns"]);
+}
+
+#[test]
+fn board_refuses_a_value_its_floor_cannot_hold() {
+    let out = bench(&["board", "--size", "4096"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--size 4096 is out of range"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
