@@ -12,9 +12,9 @@
 //! never waits on it, so a message costs one line transfer before its bytes, not two.
 
 use super::layout::{
-    record_bytes, LanesShape, BLOCK_WORDS, CLOSED, DIED, FREE, HEAD_COMMIT, LANE_RECORD_HEADER,
-    L_CONSUMED, L_DROPS, L_PUBLISHED, L_READ, L_ROOM_WAITERS, L_ROOM_WAKE, L_STATE, L_WRITE, OPEN,
-    SESSION, STATE_MASK, W_READY,
+    max_record, record_bytes, LanesShape, BLOCK_WORDS, CLOSED, DIED, FREE, HEAD_COMMIT,
+    LANE_RECORD_HEADER, L_CONSUMED, L_DROPS, L_PUBLISHED, L_READ, L_ROOM_WAITERS, L_ROOM_WAKE,
+    L_STATE, L_WRITE, OPEN, SESSION, STATE_MASK, W_READY,
 };
 use super::mirror::{LaneBytes, LaneRing};
 use crate::sync::{load_acquire, AtomicU64, Ordering};
@@ -60,7 +60,7 @@ impl<R> OwnLane<'_, R> {
     /// Largest record payload.
     #[inline(always)]
     pub(crate) fn max_record(&self) -> usize {
-        self.lane_bytes as usize - 2 * LANE_RECORD_HEADER
+        max_record(self.lane_bytes)
     }
 
     /// The handshake words of this lane's producer waiting for room.
@@ -302,14 +302,6 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
             .ok()
     }
 
-    /// Raises lane `lane`'s ready bit after a store the consumer must find (a close): as
-    /// [`raise`] does.
-    #[inline]
-    fn raise(&self, lane: u32, strong: bool) -> bool {
-        let (word, bit) = self.ready_word(lane);
-        raise(word, bit, strong)
-    }
-
     /// Closes lane `lane` for good (the producer's `close`, `release` and drop): the consumer
     /// reads what is queued, then sees the lane closed, then frees it. Returns whether the
     /// ready bit was raised.
@@ -319,7 +311,8 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
         // that sees the close sees every write position stored before it.
         self.word(w.lane, L_STATE)
             .store((state & !STATE_MASK) | CLOSED, Ordering::Release);
-        self.raise(w.lane, w.strong)
+        let (word, bit) = self.ready_word(w.lane);
+        raise(word, bit, w.strong)
     }
 
     // ---- the consumer's side ----
@@ -431,7 +424,7 @@ impl<'a, M: LaneBytes> LaneSet<'a, M> {
     }
 
     /// Clears the ready bits of `lanes`, which the consumer found empty, runs `heavy` (the
-    /// consumer's side of the barrier pair with [`LaneSet::raise`]: `membarrier`, or a fence)
+    /// consumer's side of the barrier pair with [`raise`]: `membarrier`, or a fence)
     /// and looks at each lane once more, raising its bit again if a record or a close arrived
     /// meanwhile. `heavy` returns false if it could not run: the bits are then raised again
     /// (nothing is lost; the consumer keeps visiting those lanes). Returns whether any bit was

@@ -143,10 +143,9 @@ impl LanesShape {
         Ok(shape)
     }
 
-    /// The largest record payload: a record and the zero header after it take the whole lane
-    /// at most.
+    /// The largest record payload ([`max_record`]).
     pub(crate) fn max_record(&self) -> usize {
-        self.lane_bytes as usize - 2 * LANE_RECORD_HEADER
+        max_record(self.lane_bytes)
     }
 
     /// Byte offset of the rings in the segment (a whole number of pages).
@@ -220,6 +219,13 @@ impl LanesShape {
     pub(crate) fn word(&self, i: u32, field: usize) -> usize {
         W_CONTROL + i as usize * BLOCK_WORDS + field
     }
+}
+
+/// The largest record payload of a lane of `lane_bytes`: a record and the zero header after
+/// it take the whole lane at most.
+#[inline]
+pub(crate) fn max_record(lane_bytes: u64) -> usize {
+    lane_bytes as usize - 2 * LANE_RECORD_HEADER
 }
 
 /// Bytes a record of `len` payload bytes takes in a lane.
