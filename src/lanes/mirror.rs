@@ -31,7 +31,7 @@ pub(crate) trait LaneBytes {
     ///
     /// `pos` is 8-aligned, and the word is accessed only atomically while anyone may store to
     /// it: the producer stores header words only through [`LaneBytes::store_head`], and writes
-    /// its record bytes (through [`LaneBytes::write`]) only over words nobody loads meanwhile
+    /// its record bytes (through [`LaneRing::write`]) only over words nobody loads meanwhile
     /// (docs/design.md §17, "Publishing and reading in place").
     unsafe fn load_head(&self, lane: u32, pos: u64) -> u64;
 
